@@ -1,0 +1,56 @@
+// Options every calico-flows command accepts (DESIGN.md §3.2), parsed once into a typed config.
+import { type Command, InvalidArgumentError, Option } from "commander";
+
+export const DEFAULT_INTERNAL_CIDRS = ["192.168.0.0/16"];
+export const DEFAULT_STORE_DIR = ".calico-flows";
+export const DEFAULT_CLUSTER = "local";
+
+export interface CommonOptions {
+  cluster: string;
+  internalCidrs: string[];
+  store: string;
+  table: string | undefined;
+  region: string | undefined;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Adds the options shared by every command. */
+export function withCommonOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--cluster <name>", "cluster name recorded on flows and alerts").default(DEFAULT_CLUSTER))
+    .addOption(
+      new Option(
+        "--internal-cidr <cidr>",
+        "private range of the cluster, repeatable (default 192.168.0.0/16)",
+      ).argParser(collect),
+    )
+    .addOption(
+      new Option("--store <dir>", "directory of the embedded flow store").default(DEFAULT_STORE_DIR),
+    )
+    .addOption(new Option("--table <name>", "use this DynamoDB table instead of the embedded store"))
+    .addOption(new Option("--region <region>", "AWS region (default: the SDK's standard configuration)"));
+}
+
+export function commonOptions(raw: Record<string, unknown>): CommonOptions {
+  const cidrs = raw.internalCidr as string[] | undefined;
+  return {
+    cluster: String(raw.cluster ?? DEFAULT_CLUSTER),
+    internalCidrs: cidrs && cidrs.length > 0 ? cidrs : DEFAULT_INTERNAL_CIDRS,
+    store: String(raw.store ?? DEFAULT_STORE_DIR),
+    table: raw.table as string | undefined,
+    region: raw.region as string | undefined,
+  };
+}
+
+export function parseInteger(name: string, min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
+    }
+    return n;
+  };
+}

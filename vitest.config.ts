@@ -1,0 +1,18 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // Integration tests start local servers (dynalite, fauxqs, a Kubernetes API); give them room on 2 cores.
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: "forks",
+    env: {
+      // Nothing in the suite may reach a real AWS endpoint: fake credentials, fixed region.
+      AWS_ACCESS_KEY_ID: "AKIDTESTTESTTEST",
+      AWS_SECRET_ACCESS_KEY: "test-secret",
+      AWS_REGION: "eu-west-1",
+      AWS_EC2_METADATA_DISABLED: "true",
+    },
+  },
+});
