@@ -1,0 +1,109 @@
+// `calico-flows flows` and `calico-flows alerts`: read the store (embedded, a table, or the query API).
+import { type Command, Option } from "commander";
+import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
+import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import { alertsTable, flowsTable } from "../format.ts";
+import { openStore } from "../store.ts";
+import { parseInstant } from "../time.ts";
+
+interface ReadOptions {
+  json?: boolean;
+  limit: number;
+  since: string;
+  until: string;
+}
+
+function addReadOptions(command: Command): Command {
+  return withCommonOptions(command)
+    .option("--since <time>", "start: ISO time or a duration before now (15m, 6h, 7d)", "24h")
+    .option("--until <time>", "end: ISO time, duration before now, or now", "now")
+    .addOption(new Option("--limit <n>", "most records to print").argParser(parseInteger("--limit", 1, 100_000)).default(1000))
+    .option("--json", "NDJSON records instead of a table");
+}
+
+/** Reads pages until `limit` records or the last page. */
+async function collect<T>(limit: number, page: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const result = await page(cursor);
+    items.push(...result.items);
+    cursor = result.cursor;
+  } while (cursor !== undefined && items.length < limit);
+  return items.slice(0, limit);
+}
+
+function range(options: ReadOptions): { since: string; until: string } {
+  const now = Date.now();
+  return {
+    since: new Date(parseInstant(options.since, now)).toISOString(),
+    until: new Date(parseInstant(options.until, now)).toISOString(),
+  };
+}
+
+export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecord[]> {
+  const common = commonOptions(raw);
+  const options = raw as unknown as ReadOptions & Record<string, string | undefined>;
+  const query: FlowQuery = {
+    cluster: common.cluster,
+    ...range(options),
+    namespace: options.namespace,
+    workload: options.workload,
+    pod: options.pod,
+    ip: options.ip,
+    internal: raw.internal === undefined ? undefined : raw.internal === true || raw.internal === "true",
+  };
+  if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
+    throw new Error("--workload and --pod need --namespace");
+  }
+  const opened = await openStore(common);
+  try {
+    return await collect(options.limit, (cursor) =>
+      opened.store.queryFlows({ ...query, limit: Math.min(options.limit, 500), cursor }),
+    );
+  } finally {
+    await opened.close();
+  }
+}
+
+export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRecord[]> {
+  const common = commonOptions(raw);
+  const options = raw as unknown as ReadOptions;
+  const query: AlertQuery = { cluster: common.cluster, ...range(options) };
+  const opened = await openStore(common);
+  try {
+    return await collect(options.limit, (cursor) =>
+      opened.store.queryAlerts({ ...query, limit: Math.min(options.limit, 500), cursor }),
+    );
+  } finally {
+    await opened.close();
+  }
+}
+
+export function printRecords<T>(records: readonly T[], json: boolean | undefined, render: (r: readonly T[]) => string): void {
+  if (json) {
+    for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
+  } else if (records.length === 0) {
+    process.stdout.write("no records in that range\n");
+  } else {
+    process.stdout.write(`${render(records)}\n`);
+  }
+}
+
+export function registerFlows(program: Command): void {
+  addReadOptions(program.command("flows").description("list stored flows"))
+    .option("--namespace <ns>", "flows where this namespace is source or destination")
+    .option("--workload <[kind/]name>", "flows of this workload (needs --namespace)")
+    .option("--pod <name>", "flows of this pod (needs --namespace)")
+    .option("--ip <address>", "flows involving this IP, resolved or not")
+    .addOption(new Option("--internal [bool]", "only internal (true) or only non-internal (false) flows"))
+    .action(async (raw: Record<string, unknown>) => {
+      printRecords(await readFlows(raw), raw.json as boolean | undefined, flowsTable);
+    });
+  addReadOptions(program.command("alerts").description("list alerts opened in a time range")).action(
+    async (raw: Record<string, unknown>) => {
+      printRecords(await readAlerts(raw), raw.json as boolean | undefined, alertsTable);
+    },
+  );
+}

@@ -1,0 +1,35 @@
+// Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
+// table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
+import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
+import { DynamoHolderHistory } from "../functions/adapters/dynamo/history.ts";
+import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
+import type { CommonOptions } from "./common.ts";
+
+export interface OpenedStore {
+  store: FlowStore;
+  history: HolderHistory;
+  /** Where the data lives, for messages. */
+  description: string;
+  close(): Promise<void>;
+}
+
+export async function openStore(options: CommonOptions, retentionDays?: number): Promise<OpenedStore> {
+  if (options.table !== undefined) {
+    const client = new DynamoDBClient(options.region === undefined ? {} : { region: options.region });
+    return {
+      store: new DynamoFlowStore({ client, tableName: options.table, retentionDays }),
+      history: new DynamoHolderHistory({ client, tableName: options.table }),
+      description: `DynamoDB table ${options.table}`,
+      close: async () => client.destroy(),
+    };
+  }
+  const embedded = await startEmbeddedStore({ dir: options.store });
+  return {
+    store: new DynamoFlowStore({ client: embedded.client, tableName: embedded.tableName, retentionDays }),
+    history: new DynamoHolderHistory({ client: embedded.client, tableName: embedded.tableName }),
+    description: `embedded store ${options.store}`,
+    close: () => embedded.close(),
+  };
+}

@@ -1,0 +1,55 @@
+// Decoding of CloudWatch Logs subscription deliveries (`awslogs.data`: base64 of gzip of JSON). Each step
+// reports its own failure so that a corrupt payload says exactly what is wrong with it.
+import { gunzipSync, gzipSync } from "node:zlib";
+import { CloudWatchLogsDecodeSchema } from "@aws-lambda-powertools/parser/schemas/cloudwatch";
+import type { z } from "zod";
+import { digest } from "./aggregate.ts";
+
+export type SubscriptionPayload = z.infer<typeof CloudWatchLogsDecodeSchema>;
+
+export class CorruptPayloadError extends Error {
+  override name = "CorruptPayloadError";
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
+  if (typeof data !== "string" || data.length === 0) {
+    throw new CorruptPayloadError("awslogs.data is missing or not a string");
+  }
+  if (data.length % 4 !== 0 || !BASE64.test(data)) {
+    throw new CorruptPayloadError(`awslogs.data is not base64 (${data.length} characters)`);
+  }
+  let json: string;
+  try {
+    json = gunzipSync(Buffer.from(data, "base64")).toString("utf8");
+  } catch (error) {
+    throw new CorruptPayloadError(`awslogs.data is not gzip: ${(error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (error) {
+    throw new CorruptPayloadError(`awslogs.data does not hold JSON: ${(error as Error).message}`);
+  }
+  const parsed = CloudWatchLogsDecodeSchema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+    throw new CorruptPayloadError(`awslogs.data is not a subscription payload: ${issues}`);
+  }
+  return parsed.data;
+}
+
+/** Encodes a payload the way CloudWatch Logs delivers it (used by tests, replay tooling and redrive). */
+export function encodeSubscriptionData(payload: SubscriptionPayload): string {
+  return gzipSync(JSON.stringify(payload)).toString("base64");
+}
+
+/**
+ * Identity of a delivery for idempotent storage: its log group, stream and event ids. A redelivered payload
+ * (Lambda retry, at-least-once subscription) has the same identity however it was re-encoded.
+ */
+export function contributionOf(payload: Pick<SubscriptionPayload, "logGroup" | "logStream" | "logEvents">): string {
+  const ids = payload.logEvents.map((e) => e.id).join(",");
+  return digest(`${payload.logGroup}\n${payload.logStream}\n${ids}`);
+}

@@ -1,0 +1,42 @@
+// The ingest function's configuration, read from the environment once per container and validated, so a
+// misconfigured deployment fails on its first invocation with the offending variable and value.
+import { z } from "zod";
+import { CidrSet } from "../core/classify.ts";
+
+const csv = z
+  .string()
+  .transform((v) => v.split(",").map((s) => s.trim()).filter((s) => s.length > 0));
+
+const IngestEnv = z.object({
+  CLUSTER_NAME: z.string().min(1),
+  TABLE_NAME: z.string().min(1),
+  INTERNAL_CIDRS: csv.default(["192.168.0.0/16"]),
+  AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
+  ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),
+  ALERTS_TOPIC_ARN: z.string().startsWith("arn:").optional(),
+  SCAN_THRESHOLD: z.coerce.number().int().min(2).max(65_535).optional(),
+  RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  LOG_PREFIX: z.string().min(1).default("calico-packet"),
+  LOG_PREFIX_FORMAT: z.string().min(1).optional(),
+  /** "eks": resolve through the cluster's API; "none": store flows with IPs only. */
+  ATTRIBUTION: z.enum(["eks", "none"]).default("eks"),
+  NAMESPACE_LABEL_KEYS: csv.default([]),
+  KUBE_TIMEOUT_SECONDS: z.coerce.number().min(1).max(60).default(5),
+});
+
+export type IngestConfig = z.infer<typeof IngestEnv> & { internal: CidrSet };
+
+export function loadIngestConfig(env: NodeJS.ProcessEnv): IngestConfig {
+  const parsed = IngestEnv.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .map((i) => {
+        const name = String(i.path[0]);
+        return `${name}=${JSON.stringify(env[name])}: ${i.message}`;
+      })
+      .join("; ");
+    throw new Error(`invalid ingest configuration: ${problems}`);
+  }
+  return { ...parsed.data, internal: new CidrSet(parsed.data.INTERNAL_CIDRS) };
+}

@@ -1,0 +1,134 @@
+// Ingest Lambda: CloudWatch Logs subscription deliveries ▶ pipeline ▶ flow store ▶ alerts.
+// Thin by design: configuration and clients are built once per container; the work is in core/ingest.ts.
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EKSClient } from "@aws-sdk/client-eks";
+import { SNSClient } from "@aws-sdk/client-sns";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import middy from "@middy/core";
+import type { CloudWatchLogsEvent } from "aws-lambda";
+import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
+import { DynamoHolderHistory } from "../adapters/dynamo/history.ts";
+import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
+import { LiveDirectory } from "../adapters/kube/live-directory.ts";
+import { SnsAlertSink } from "../adapters/sns-sink.ts";
+import { type IngestDeps, type IngestResult, ingestBatch } from "../core/ingest.ts";
+import { createParser } from "../core/parse.ts";
+import { CorruptPayloadError, contributionOf, decodeSubscriptionData } from "../core/subscription-payload.ts";
+import type { IpDirectory } from "../core/types.ts";
+import { logger, metrics, tracer } from "../shared/powertools.ts";
+import { type IngestConfig, loadIngestConfig } from "./config.ts";
+
+/** Used when attribution is switched off: every internal endpoint is stored unresolved, with its IP. */
+const noDirectory: IpDirectory = {
+  resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "attribution disabled" })),
+};
+
+export interface IngestRuntime {
+  deps: IngestDeps;
+  directory: IpDirectory;
+}
+
+export function createRuntime(config: IngestConfig): IngestRuntime {
+  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({}));
+  const store = new DynamoFlowStore({
+    client: dynamo,
+    tableName: config.TABLE_NAME,
+    retentionDays: config.RETENTION_DAYS,
+  });
+  const directory: IpDirectory =
+    config.ATTRIBUTION === "eks"
+      ? new LiveDirectory({
+          kubeConfig: () =>
+            eksKubeConfig({
+              clusterName: config.CLUSTER_NAME,
+              eks: tracer.captureAWSv3Client(new EKSClient({})),
+            }),
+          history: new DynamoHolderHistory({ client: dynamo, tableName: config.TABLE_NAME }),
+          cluster: config.CLUSTER_NAME,
+          namespaceLabelKeys: config.NAMESPACE_LABEL_KEYS,
+          timeoutMs: config.KUBE_TIMEOUT_SECONDS * 1000,
+          logger,
+        })
+      : noDirectory;
+  const sink =
+    config.ALERTS_TOPIC_ARN === undefined
+      ? undefined
+      : new SnsAlertSink({ client: tracer.captureAWSv3Client(new SNSClient({})), topicArn: config.ALERTS_TOPIC_ARN });
+  return {
+    directory,
+    deps: {
+      store,
+      sink,
+      alertWindowMs: config.ALERT_WINDOW_MINUTES * 60_000,
+      alertCap: config.ALERT_CAP,
+      pipeline: {
+        cluster: config.CLUSTER_NAME,
+        internal: config.internal,
+        bucketSeconds: config.AGGREGATION_SECONDS,
+        parse: createParser({ prefix: config.LOG_PREFIX, prefixFormat: config.LOG_PREFIX_FORMAT }),
+        directory,
+        scanThreshold: config.SCAN_THRESHOLD,
+      },
+    },
+  };
+}
+
+function recordMetrics(result: IngestResult): void {
+  const count = MetricUnit.Count;
+  metrics.addMetric("LinesSeen", count, result.stats.lines);
+  metrics.addMetric("CalicoLines", count, result.stats.calico);
+  metrics.addMetric("MalformedLines", count, result.stats.malformed);
+  metrics.addMetric("FlowsWritten", count, result.flowsApplied);
+  metrics.addMetric("DuplicateFlows", count, result.flowsDuplicate);
+  metrics.addMetric("AlertsRaised", count, result.alerts.length);
+  metrics.addMetric("AttributionMisses", count, result.stats.attributionMisses);
+  metrics.addMetric("UnresolvedEndpoints", count, result.stats.unresolved);
+  metrics.addMetric("DynamoWriteRequests", count, result.writeRequests);
+}
+
+export async function ingestEvent(event: CloudWatchLogsEvent, runtime: IngestRuntime): Promise<IngestResult | undefined> {
+  let payload: ReturnType<typeof decodeSubscriptionData>;
+  try {
+    payload = decodeSubscriptionData(event?.awslogs?.data);
+  } catch (error) {
+    if (error instanceof CorruptPayloadError) {
+      metrics.addMetric("CorruptPayloads", MetricUnit.Count, 1);
+      // Thrown on purpose: the asynchronous invocation retries and then lands the whole event, content
+      // included, in the on-failure destination, from where `calico-flows redrive` can inspect it.
+      logger.error("corrupt subscription payload", { reason: error.message });
+    }
+    throw error;
+  }
+  if (payload.messageType === "CONTROL_MESSAGE") {
+    logger.info("control message acknowledged", { logGroup: payload.logGroup });
+    return undefined;
+  }
+  logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
+  const events = payload.logEvents.map((e) => ({ message: e.message, timestamp: e.timestamp, node: payload.logStream }));
+  const result = await ingestBatch(events, contributionOf(payload), runtime.deps);
+  recordMetrics(result);
+  for (const m of result.malformed) {
+    logger.warn("malformed calico-packet line", { eventId: payload.logEvents[m.index]?.id, reason: m.reason });
+  }
+  logger.info("payload stored", {
+    lines: result.stats.lines,
+    calico: result.stats.calico,
+    flows: result.flows.length,
+    duplicates: result.flowsDuplicate,
+    alerts: result.alerts.length,
+  });
+  return result;
+}
+
+let runtime: IngestRuntime | undefined;
+
+export const handler = middy(async (event: CloudWatchLogsEvent) => {
+  runtime ??= createRuntime(loadIngestConfig(process.env));
+  await ingestEvent(event, runtime);
+})
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger, { clearState: true }))
+  .use(logMetrics(metrics, { captureColdStartMetric: true }));

@@ -1,0 +1,14 @@
+// The one Logger / Metrics / Tracer of every function (Powertools' examples/app pattern). Service name and
+// namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE, set by the CDK function construct.
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import { Tracer } from "@aws-lambda-powertools/tracer";
+
+const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? "calico-flows";
+
+export const logger = new Logger({ serviceName });
+export const metrics = new Metrics({
+  serviceName,
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? "CalicoFlows",
+});
+export const tracer = new Tracer({ serviceName });

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { CidrSet, directionOf } from "../../functions/core/classify.ts";
+
+describe("CidrSet", () => {
+  const set = new CidrSet(["192.168.0.0/16", "10.100.0.0/24", "fd00::/8"]);
+
+  it.each([
+    ["192.168.22.247", true],
+    ["192.168.255.255", true],
+    ["192.169.0.1", false],
+    ["10.100.0.200", true],
+    ["10.100.1.1", false],
+    ["fd00::17", true],
+    ["fe80::1", false],
+    ["2001:db8::42", false],
+    ["not-an-ip", false],
+  ])("%s inside is %s", (ip, inside) => {
+    expect(set.contains(ip)).toBe(inside);
+    // memoised answers stay the same
+    expect(set.contains(ip)).toBe(inside);
+  });
+
+  it.each(["192.168.0.0", "192.168.0.0/33", "fd00::/129", "x/8", "10.0.0.0/8/1", "10.0.0.0/-1"])(
+    "rejects %s and shows the value",
+    (cidr) => {
+      expect(() => new CidrSet([cidr])).toThrow(`invalid CIDR "${cidr}"`);
+    },
+  );
+});
+
+describe("directionOf", () => {
+  it.each([
+    ["eth0", "eni8d48114818c", "ingress"],
+    ["eth0", "cali12345", "ingress"],
+    ["cali12345", "eth0", "egress"],
+    ["eni8d48114818c", "eni77aa10fe321", "ingress"],
+    ["", "eth0", "host"],
+    ["eth0", "", "host"],
+    [null, "eth0", "host"],
+    ["eth0", "eth1", "forward"],
+  ] as const)("IN=%s OUT=%s is %s", (inIf, outIf, direction) => {
+    expect(directionOf(inIf, outIf)).toBe(direction);
+  });
+});

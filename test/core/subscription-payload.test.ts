@@ -1,0 +1,46 @@
+import { gzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import {
+  CorruptPayloadError,
+  contributionOf,
+  decodeSubscriptionData,
+  encodeSubscriptionData,
+} from "../../functions/core/subscription-payload.ts";
+
+const payload = {
+  messageType: "DATA_MESSAGE",
+  owner: "123456789012",
+  logGroup: "/aws/eks/prod/nodes",
+  logStream: "ip-192-168-74-5",
+  subscriptionFilters: ["calico-packet"],
+  logEvents: [
+    { id: "37001", timestamp: 1_776_574_339_000, message: "calico-packet: SRC=1.2.3.4" },
+    { id: "37002", timestamp: 1_776_574_340_000, message: "noise" },
+  ],
+};
+
+describe("subscription payloads", () => {
+  it("round-trips a payload", () => {
+    expect(decodeSubscriptionData(encodeSubscriptionData(payload))).toEqual(payload);
+  });
+
+  it.each([
+    [undefined, "missing or not a string"],
+    ["", "missing or not a string"],
+    ["%%%%", "not base64"],
+    [Buffer.from("hello there!").toString("base64"), "not gzip"],
+    [gzipSync("{not json").toString("base64"), "does not hold JSON"],
+    [gzipSync(JSON.stringify({ ...payload, logEvents: "x" })).toString("base64"), "logEvents"],
+    [gzipSync(JSON.stringify({ messageType: "DATA_MESSAGE" })).toString("base64"), "logGroup"],
+  ])("reports %s precisely", (data, reason) => {
+    expect(() => decodeSubscriptionData(data)).toThrow(CorruptPayloadError);
+    expect(() => decodeSubscriptionData(data)).toThrow(reason);
+  });
+
+  it("identifies a redelivery by its events, not by its encoding", () => {
+    const again = decodeSubscriptionData(gzipSync(JSON.stringify(payload), { level: 1 }).toString("base64"));
+    expect(contributionOf(again)).toBe(contributionOf(payload));
+    expect(contributionOf({ ...payload, logEvents: payload.logEvents.slice(1) })).not.toBe(contributionOf(payload));
+    expect(contributionOf({ ...payload, logStream: "other" })).not.toBe(contributionOf(payload));
+  });
+});
