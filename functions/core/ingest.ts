@@ -1,14 +1,14 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
-import { deliverAlerts } from "../adapters/sns-sink.ts";
+import { type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
-import type { AlertSink, FlowStore } from "./ports.ts";
+import type { FlowStore } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
 
 export interface IngestDeps {
   store: FlowStore;
   /** Absent: alerts are recorded (and listed by `alerts`) but not published. */
-  sink?: AlertSink;
+  sink?: AlertPublisher;
   pipeline: PipelineOptions;
   alertWindowMs: number;
   /** Most alerts published per batch; the rest are summarised in one message. */

@@ -1,0 +1,81 @@
+// Calls the calico-flows REST API with SigV4 (service execute-api), credentials from the default AWS chain.
+import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
+import { Hash } from "@smithy/hash-node";
+import { HttpRequest } from "@smithy/protocol-http";
+import { SignatureV4 } from "@smithy/signature-v4";
+import type { AwsCredentialIdentityProvider } from "@smithy/types";
+
+export interface ApiRequest {
+  /** Base URL of the API stage, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod */
+  api: string;
+  method: "GET" | "POST" | "DELETE";
+  /** Path under the stage, e.g. /panic */
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  region?: string;
+  credentials?: AwsCredentialIdentityProvider;
+}
+
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {
+    const message =
+      body !== null && typeof body === "object" && "message" in body ? String(body.message) : JSON.stringify(body);
+    super(`API answered ${status}: ${message}`);
+  }
+}
+
+/** The region of an execute-api host, when the URL is the API's default endpoint. */
+export function regionOf(url: URL): string | undefined {
+  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1];
+}
+
+export async function callApi<T>(request: ApiRequest): Promise<T> {
+  const base = new URL(request.api);
+  const url = new URL(base.pathname.replace(/\/$/, "") + request.path, base);
+  const query: Record<string, string> = {};
+  for (const [k, v] of Object.entries(request.query ?? {})) {
+    if (v !== undefined) {
+      query[k] = v;
+      url.searchParams.set(k, v);
+    }
+  }
+  const region = request.region ?? regionOf(base) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (region === undefined) throw new Error("no AWS region: pass --region or set AWS_REGION");
+  const body = request.body === undefined ? undefined : JSON.stringify(request.body);
+  const unsigned = new HttpRequest({
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port === "" ? undefined : Number(url.port),
+    method: request.method,
+    path: url.pathname,
+    query,
+    headers: {
+      host: url.host,
+      accept: "application/json",
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body,
+  });
+  const signer = new SignatureV4({
+    service: "execute-api",
+    region,
+    credentials: request.credentials ?? fromNodeProviderChain(),
+    sha256: Hash.bind(null, "sha256"),
+  });
+  const signed = await signer.sign(unsigned);
+  const response = await fetch(url, { method: request.method, headers: signed.headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text.length > 0 ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: keep the text for the error message
+  }
+  if (!response.ok) throw new ApiError(response.status, parsed);
+  return parsed as T;
+}

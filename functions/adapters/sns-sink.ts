@@ -1,0 +1,98 @@
+// The SNS alert sink and the delivery loop around it.
+//
+// Every message is published with `MessageStructure: json`: an `email` text for e-mail subscribers and a
+// `default` JSON for everything else (SQS, Lambda, HTTPS), plus message attributes for subscription filter
+// policies (functions/core/alert-message.ts lists them).
+//
+// Delivery guarantees are functions/core/alert-delivery.ts's. A standard topic (the only kind e-mail can subscribe to) has no de-duplication, so two cases can still
+// repeat a message: SNS accepted a publish but its answer was lost and the SDK retried, or marking the alert
+// sent failed after the publish. Both repeats carry the same `alertId` attribute for consumers to drop. On a
+// FIFO topic the sink sets MessageDeduplicationId from the alert id, and SNS drops the repeat itself.
+import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
+import { digest } from "../core/aggregate.ts";
+import type { AlertPublisher } from "../core/alert-delivery.ts";
+import {
+  alertMessage,
+  type OutboundMessage,
+  type PanicEvent,
+  panicAnnouncement,
+  suppressionSummary,
+} from "../core/alert-message.ts";
+import type { AlertRecord } from "../core/types.ts";
+
+export interface SnsAlertSinkOptions {
+  topicArn: string;
+  /**
+   * Client to publish with. @default a client for the topic's region from the SDK's standard configuration
+   * (profiles, credentials, `AWS_ENDPOINT_URL_SNS`), closed by `close()`.
+   */
+  client?: SNSClient;
+}
+
+const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$/;
+
+export class SnsAlertSink implements AlertPublisher {
+  readonly topicArn: string;
+  readonly #client: SNSClient;
+  readonly #ownsClient: boolean;
+  readonly #fifo: boolean;
+
+  constructor(options: SnsAlertSinkOptions) {
+    const match = TOPIC_ARN.exec(options.topicArn);
+    if (match === null) {
+      throw new Error(
+        `invalid SNS topic ARN "${options.topicArn}": expected arn:aws:sns:<region>:<account>:<name>`,
+      );
+    }
+    this.topicArn = options.topicArn;
+    this.#fifo = match[4] !== undefined;
+    this.#ownsClient = options.client === undefined;
+    // The topic's region, not the default one: a topic in another region answers NotFound otherwise.
+    this.#client = options.client ?? new SNSClient({ region: match[1] });
+  }
+
+  async publishAlert(alert: AlertRecord): Promise<void> {
+    await this.#publish(alertMessage(alert), `alert ${alert.id}`, alert.cluster, `alert\n${alert.id}`);
+  }
+
+  async publishSummary(
+    count: number,
+    cluster: string,
+    suppressed: readonly AlertRecord[] = [],
+  ): Promise<void> {
+    const message = suppressionSummary(count, cluster, suppressed);
+    await this.#publish(message, "suppression summary", cluster, `summary\n${message.json}`);
+  }
+
+  async publishPanic(event: PanicEvent): Promise<void> {
+    const message = panicAnnouncement(event);
+    await this.#publish(
+      message,
+      `panic ${event.action} announcement`,
+      event.cluster,
+      `panic\n${message.json}`,
+    );
+  }
+
+  /** Releases the sockets of a client this sink created; a client passed in is the caller's to close. */
+  close(): void {
+    if (this.#ownsClient) this.#client.destroy();
+  }
+
+  async #publish(message: OutboundMessage, what: string, group: string, identity: string): Promise<void> {
+    const command = new PublishCommand({
+      TopicArn: this.topicArn,
+      Subject: message.subject,
+      MessageStructure: "json",
+      Message: JSON.stringify({ default: message.json, email: message.email }),
+      MessageAttributes: message.attributes,
+      ...(this.#fifo ? { MessageGroupId: digest(group), MessageDeduplicationId: digest(identity) } : {}),
+    });
+    try {
+      await this.#client.send(command);
+    } catch (error) {
+      const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      throw new Error(`publishing the ${what} to ${this.topicArn} failed: ${reason}`, { cause: error });
+    }
+  }
+}

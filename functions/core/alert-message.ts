@@ -1,0 +1,537 @@
+// What an alert, a suppression summary and a panic announcement say: the SNS subject, the e-mail text, the
+// structured `default` JSON and the message attributes that subscription filter policies match on. Pure: the
+// SNS sink (functions/adapters/sns-sink.ts) only ships what is built here.
+//
+// Message attributes (all `String` unless noted; never empty, because SNS rejects empty values):
+//   type          "alert" | "summary" | "panic"
+//   severity      "high" | "low"
+//   cluster       cluster name
+//   reason        alert reason: "internal-denial" | "external-scan"            (alerts only)
+//   srcNamespace  source namespace, "-" when the source has none               (alerts only)
+//   dstNamespace  destination namespace, "-" when it has none                  (alerts only)
+//   protocol      "TCP", "UDP", … ; "*" for external scans                     (alerts only)
+//   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts only)
+//   alertId       the alert's id, so machine consumers can drop a re-delivered message (alerts only)
+//   action        "applied" | "reverted" | "expired" | "refused"             (panic only)
+//   count         Number: alerts suppressed                                    (summary only)
+// "-" stands for "no namespace" (external, node or unattributed endpoints) so that a filter policy can select
+// such alerts explicitly, e.g. {"srcNamespace": ["-"]}, and so that {"srcNamespace": [{"anything-but":
+// ["kube-system"]}]} still matches them (anything-but needs the attribute to be present).
+import { SCAN_DESTINATION } from "./alert-rules.ts";
+import type { AlertRecord, Endpoint, PolicyRef } from "./types.ts";
+
+/** Value of srcNamespace/dstNamespace when an endpoint has no namespace. */
+export const NO_NAMESPACE = "-";
+
+/** SNS subjects must be shorter than 100 characters. */
+export const MAX_SUBJECT_LENGTH = 99;
+
+/** Same shape as the SDK's MessageAttributeValue, so the adapter passes it through unchanged. */
+export interface MessageAttribute {
+  DataType: "String" | "Number";
+  StringValue: string;
+}
+
+/** One outbound notification: `email` for e-mail subscribers, `json` (the `default` structure) for the rest. */
+export interface OutboundMessage {
+  subject: string;
+  email: string;
+  json: string;
+  attributes: Record<string, MessageAttribute>;
+}
+
+/** A policy that may still deny traffic although the panic policy allows it (an earlier tier, a lower order). */
+export interface PanicConflict {
+  /** e.g. "GlobalNetworkPolicy", "NetworkPolicy", "StagedGlobalNetworkPolicy". */
+  kind: string;
+  name: string;
+  namespace?: string | null;
+  tier?: string | null;
+  order?: number | null;
+  /** Why it may still deny traffic despite the panic policy. */
+  explanation: string;
+}
+
+/** A panic-button action, announced on the alerts topic (who, why, when). */
+export interface PanicEvent {
+  action: "applied" | "reverted" | "expired" | "refused";
+  cluster: string;
+  /** Name of the panic GlobalNetworkPolicy. */
+  policyName: string;
+  /** Who asked: the caller's IAM principal ARN (or the scheduler, for an expiry). */
+  requester: string;
+  /** The reason the requester gave. */
+  reason: string;
+  /** ISO time of the action. */
+  at: string;
+  /** ISO time the policy reverts itself; null or absent = it stays until reverted by hand. */
+  expiresAt?: string | null;
+  conflicts?: readonly PanicConflict[];
+  /** For "refused": why the request was not carried out. */
+  detail?: string;
+}
+
+const str = (value: string): MessageAttribute => ({
+  DataType: "String",
+  StringValue: value === "" ? "-" : value,
+});
+const num = (value: number): MessageAttribute => ({ DataType: "Number", StringValue: String(value) });
+
+/** Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters. */
+function noControl(text: string): string {
+  return text.replace(/\p{Cc}+/gu, " ");
+}
+
+function oneLine(text: string): string {
+  return noControl(text).replace(/ {2,}/g, " ").trim();
+}
+
+/** Shortens to `width` UTF-16 units, keeping the head and the tail (a name's suffix often tells pods apart). */
+function squeeze(text: string, width: number): string {
+  if (text.length <= width) return text;
+  if (width <= 1) return "…";
+  const points = Array.from(text);
+  const take = (budget: number, from: readonly string[]) => {
+    const out: string[] = [];
+    let used = 0;
+    for (const p of from) {
+      if (used + p.length > budget) break;
+      out.push(p);
+      used += p.length;
+    }
+    return out;
+  };
+  const head = take(Math.ceil((width - 1) / 2), points).join("");
+  const tail = take(Math.floor((width - 1) / 2), [...points].reverse())
+    .reverse()
+    .join("");
+  return `${head}…${tail}`;
+}
+
+interface Name {
+  name: string;
+}
+
+/**
+ * Joins fixed text and names into a subject under the SNS limit, shortening the longest names first so that
+ * short ones (a namespace, a port) stay whole.
+ */
+function fitSubject(parts: readonly (string | Name)[]): string {
+  const clean = parts.map((p) => (typeof p === "string" ? noControl(p) : { name: oneLine(p.name) || "?" }));
+  const fixed = clean.reduce((n, p) => n + (typeof p === "string" ? p.length : 0), 0);
+  const names = clean.filter((p): p is Name => typeof p !== "string").map((p) => p.name.length);
+  const room = MAX_SUBJECT_LENGTH - fixed;
+  // Largest per-name width that fits (water-filling); names shorter than it keep their length.
+  let cap = Math.max(...names, 0);
+  while (cap > 4 && names.reduce((n, len) => n + Math.min(len, cap), 0) > room) cap--;
+  const subject = clean.map((p) => (typeof p === "string" ? p : squeeze(p.name, cap))).join("");
+  return subject.length <= MAX_SUBJECT_LENGTH ? subject : squeeze(subject, MAX_SUBJECT_LENGTH);
+}
+
+/** How an endpoint is named in a subject: `namespace/workload`, `node/name`, or the IP. */
+function shortName(e: Endpoint): string {
+  if (e.kind === "node" && e.name !== null) return `node/${e.name}`;
+  if ((e.kind === "pod" || e.kind === "service") && e.namespace !== null) {
+    return `${e.namespace}/${e.workload?.name ?? e.name ?? e.ip}`;
+  }
+  return e.ip;
+}
+
+function portText(protocol: string, dstPort: number | null): string {
+  return dstPort === null ? protocol : `${dstPort}/${protocol}`;
+}
+
+const isScan = (alert: AlertRecord) => alert.reason === "external-scan" || alert.key.dst === SCAN_DESTINATION;
+
+/** e.g. `Calico denied customer-a/web → customer-b/db:8012/TCP (prod)`; IPs when unattributed. */
+export function alertSubject(alert: AlertRecord): string {
+  if (isScan(alert)) {
+    return fitSubject([
+      "Calico: external scan from ",
+      { name: alert.src.ip },
+      " denied (",
+      { name: alert.cluster },
+      ")",
+    ]);
+  }
+  const port = alert.dstPort === null ? ` ${alert.protocol}` : `:${alert.dstPort}/${alert.protocol}`;
+  return fitSubject([
+    "Calico denied ",
+    { name: shortName(alert.src) },
+    " → ",
+    { name: shortName(alert.dst) },
+    port,
+    " (",
+    { name: alert.cluster },
+    ")",
+  ]);
+}
+
+/** POSIX-shell quoting for names pasted into the runbook commands (Kubernetes names never need it; IPs and
+ * cluster names supplied by hand might). */
+function sh(word: string): string {
+  return /^[A-Za-z0-9_.:/=@%+,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function endpointNote(e: Endpoint): string | null {
+  if (!e.resolved) return "not attributed: the Kubernetes API could not be asked when this was logged";
+  switch (e.kind) {
+    case "external":
+      return "outside the cluster's internal ranges";
+    case "unknown":
+      return "no pod or node is known to have held this IP at that time";
+    case "node":
+      return "the node itself (or a hostNetwork pod on it)";
+    default:
+      return null;
+  }
+}
+
+function endpointLines(title: string, e: Endpoint): string[] {
+  const lines = [
+    title,
+    `  Namespace:  ${e.namespace ?? "-"}`,
+    `  ${e.kind === "pod" ? "Pod:      " : e.kind === "service" ? "Service:  " : "Name:     "}  ${e.name ?? "-"}`,
+    `  Workload:   ${e.workload === null ? "-" : `${e.workload.kind}/${e.workload.name}`}`,
+    `  IP:         ${e.ip}`,
+    `  Node:       ${e.node ?? (e.kind === "node" ? (e.name ?? "-") : "-")}`,
+  ];
+  const note = endpointNote(e);
+  if (note !== null) lines.push(`  Note:       ${note}`);
+  if (e.labels !== undefined && Object.keys(e.labels).length > 0) {
+    const labels = Object.entries(e.labels)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, v]) => `${k}=${v}`);
+    lines.push(`  Namespace labels: ${labels.join(", ")}`);
+  }
+  return lines.map(noControl);
+}
+
+const DIRECTION_TEXT: Record<AlertRecord["direction"], string> = {
+  ingress: "ingress (into a pod on the reporting node)",
+  egress: "egress (out of a pod on the reporting node)",
+  host: "host (to or from the reporting node itself)",
+  forward: "forward (routed through the reporting node)",
+};
+
+function policyText(p: PolicyRef): string {
+  const parts = [
+    p.tier === null ? null : `tier ${p.tier}`,
+    p.kind === null ? null : `kind ${p.kind}`,
+    p.namespace === null ? null : `namespace ${p.namespace}`,
+    p.name === null ? null : `name ${p.name}`,
+  ].filter((x): x is string => x !== null);
+  return parts.length === 0 ? "-" : parts.join(", ");
+}
+
+/** `kubectl` command that shows whoever held an endpoint. */
+function describeCommand(e: Endpoint): string {
+  if (e.kind === "pod" && e.namespace !== null && e.name !== null) {
+    return `kubectl describe pod -n ${sh(e.namespace)} ${sh(e.name)}`;
+  }
+  if (e.kind === "service" && e.namespace !== null && e.name !== null) {
+    return `kubectl describe service -n ${sh(e.namespace)} ${sh(e.name)}`;
+  }
+  if (e.kind === "node" && e.name !== null) return `kubectl describe node ${sh(e.name)}`;
+  // The IP may have moved to another pod since: compare the pod's start time with the alert's first seen.
+  return `kubectl get pods -A -o wide --field-selector status.podIP=${sh(e.ip)}`;
+}
+
+/** `calico-flows flows` filter selecting an endpoint's traffic. */
+function flowsFilter(e: Endpoint): string {
+  if ((e.kind === "pod" || e.kind === "service") && e.namespace !== null) {
+    if (e.workload !== null) {
+      return `--namespace ${sh(e.namespace)} --workload ${sh(`${e.workload.kind}/${e.workload.name}`)}`;
+    }
+    if (e.kind === "pod" && e.name !== null) return `--namespace ${sh(e.namespace)} --pod ${sh(e.name)}`;
+  }
+  return `--ip ${sh(e.ip)}`;
+}
+
+/** Flows are queried by bucket start, which precedes an alert's first hit by up to one bucket (≤ 1 h). */
+function flowsRange(alert: AlertRecord): string {
+  const since = new Date(Date.parse(alert.firstSeen) - 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const until = [alert.windowEnd, alert.lastSeen].sort()[1];
+  return `--since ${since} --until ${until}`;
+}
+
+function policyCommands(alert: AlertRecord): string[] {
+  const namespaces = [
+    ...new Set([alert.src.namespace, alert.dst.namespace].filter((n): n is string => n !== null)),
+  ];
+  const lines: string[] = [];
+  if (namespaces.length > 0) {
+    lines.push(`   kubectl get namespace ${namespaces.map(sh).join(" ")} --show-labels`);
+    for (const ns of namespaces) {
+      lines.push(
+        `   kubectl get networkpolicies.projectcalico.org,networkpolicies.networking.k8s.io -n ${sh(ns)} -o wide`,
+      );
+    }
+  }
+  lines.push(
+    "   kubectl get globalnetworkpolicies.projectcalico.org -o " +
+      "custom-columns=NAME:.metadata.name,TIER:.spec.tier,ORDER:.spec.order,NAMESPACES:.spec.namespaceSelector,SELECTOR:.spec.selector",
+  );
+  const p = alert.policy;
+  if (p !== null && p.name !== null) {
+    lines.push(
+      p.namespace !== null
+        ? `   kubectl get networkpolicies.projectcalico.org -n ${sh(p.namespace)} ${sh(p.name)} -o yaml`
+        : `   kubectl get globalnetworkpolicies.projectcalico.org ${sh(p.name)} -o yaml`,
+    );
+  }
+  return lines;
+}
+
+function timingLines(alert: AlertRecord): string[] {
+  const lines = [
+    `  First seen:  ${alert.firstSeen}`,
+    `  Last seen:   ${alert.lastSeen}`,
+    `  Hits:        ${alert.count} so far in this alert's window (opened ${alert.openedAt}, ends ${alert.windowEnd});`,
+    "               later hits in the window are counted here without another message",
+  ];
+  if (alert.foldedBefore > 0) {
+    lines.push(
+      `  Folded:      ${alert.foldedBefore} more hit${alert.foldedBefore === 1 ? " was" : "s were"} folded into the previous alert for this traffic after it was sent`,
+    );
+  }
+  return lines;
+}
+
+function internalDenialText(alert: AlertRecord): string {
+  const lines = [
+    `Calico denied traffic between two endpoints inside cluster ${alert.cluster}.`,
+    "Internal traffic is denied either because something is probing where it should not (an attack) or",
+    "because a policy does not allow traffic it should (a policy bug). Either way someone should look.",
+    "",
+    ...endpointLines("Source", alert.src),
+    ...endpointLines("Destination", alert.dst),
+    "Traffic",
+    `  Port:        ${portText(alert.protocol, alert.dstPort)}`,
+    `  Direction:   ${DIRECTION_TEXT[alert.direction]}`,
+    `  Reported by: node ${oneLine(alert.reporter)}`,
+  ];
+  if (alert.policy !== null)
+    lines.push(`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`);
+  lines.push(
+    ...timingLines(alert),
+    "",
+    "Next steps",
+    "1. See who is involved (an IP may have been reused since: compare pod start times with First seen):",
+    `   ${describeCommand(alert.src)}`,
+    `   ${describeCommand(alert.dst)}`,
+    "2. Find the Calico policies that select these namespaces. Policies apply lowest order first, and",
+    "   anything no policy allows is denied:",
+    ...policyCommands(alert),
+    "3. See this traffic, and whether it was ever allowed:",
+    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} ${flowsRange(alert)}`,
+    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.dst)} ${flowsRange(alert)}`,
+    "4. If the source should not talk to the destination, treat it as an incident. If it should, fix the policy",
+    "   that fails to allow it. If production traffic is broken and cannot wait for the fix, the panic button",
+    "   (calico-flows panic --help) allows all traffic of the customer namespaces until it is reverted.",
+  );
+  return lines.join("\n");
+}
+
+function externalScanText(alert: AlertRecord): string {
+  const lines = [
+    `An external source was denied on many distinct ports or destinations in cluster ${alert.cluster}:`,
+    "it looks like a scan. Calico blocked it; this is for awareness (severity low).",
+    "",
+    ...endpointLines("Source", alert.src),
+    ...endpointLines("Most probed destination", alert.dst),
+    "Traffic",
+    `  Reported by: node ${oneLine(alert.reporter)} (for the most probed destination)`,
+    ...timingLines(alert),
+    "",
+    "Next steps",
+    "1. See everything this source tried:",
+    `   calico-flows flows --cluster ${sh(alert.cluster)} --ip ${sh(alert.src.ip)} ${flowsRange(alert)}`,
+    "2. Find how it reaches the nodes (load balancer, NodePort, security group rules) and block it there if it",
+    "   keeps coming back.",
+  ];
+  return lines.join("\n");
+}
+
+/** The e-mail text of an alert: who, what, when, and the runbook steps written out for this case. */
+export function alertEmailText(alert: AlertRecord): string {
+  return `${isScan(alert) ? externalScanText(alert) : internalDenialText(alert)}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
+}
+
+/**
+ * The alert record with exactly the fields `alerts --json` prints, in a fixed order. `delivery` is the state
+ * at publishing time ("pending"): the store marks it "sent" once SNS has accepted the message.
+ */
+export function alertDefaultJson(alert: AlertRecord): string {
+  const record: { [K in keyof Required<AlertRecord>]: AlertRecord[K] } = {
+    id: alert.id,
+    cluster: alert.cluster,
+    key: alert.key,
+    src: alert.src,
+    dst: alert.dst,
+    protocol: alert.protocol,
+    dstPort: alert.dstPort,
+    direction: alert.direction,
+    reporter: alert.reporter,
+    policy: alert.policy,
+    severity: alert.severity,
+    reason: alert.reason,
+    count: alert.count,
+    foldedBefore: alert.foldedBefore,
+    openedAt: alert.openedAt,
+    windowEnd: alert.windowEnd,
+    firstSeen: alert.firstSeen,
+    lastSeen: alert.lastSeen,
+    delivery: alert.delivery,
+  };
+  return JSON.stringify(record);
+}
+
+/** Message attributes of an alert, for subscription filter policies (see the table at the top). */
+export function alertAttributes(alert: AlertRecord): Record<string, MessageAttribute> {
+  const attributes: Record<string, MessageAttribute> = {
+    type: str("alert"),
+    severity: str(alert.severity),
+    reason: str(alert.reason),
+    cluster: str(alert.cluster),
+    srcNamespace: str(alert.src.namespace ?? NO_NAMESPACE),
+    dstNamespace: str(alert.dst.namespace ?? NO_NAMESPACE),
+    protocol: str(alert.protocol),
+    alertId: str(alert.id),
+  };
+  if (alert.dstPort !== null) attributes.dstPort = num(alert.dstPort);
+  return attributes;
+}
+
+export function alertMessage(alert: AlertRecord): OutboundMessage {
+  return {
+    subject: alertSubject(alert),
+    email: alertEmailText(alert),
+    json: alertDefaultJson(alert),
+    attributes: alertAttributes(alert),
+  };
+}
+
+/** Alerts listed by name in a suppression summary; the rest are only counted. */
+const SUMMARY_SAMPLE = 20;
+
+/**
+ * The single "N more alerts suppressed" message sent when a run reaches its alert cap. `suppressed` are the
+ * alerts not sent individually (listed up to 20); `count` may exceed their number when the caller only has
+ * a sample.
+ */
+export function suppressionSummary(
+  count: number,
+  cluster: string,
+  suppressed: readonly AlertRecord[] = [],
+): OutboundMessage {
+  const noun = count === 1 ? "alert" : "alerts";
+  const sample = suppressed.slice(0, SUMMARY_SAMPLE);
+  const severity = suppressed.some((a) => a.severity === "high") || suppressed.length === 0 ? "high" : "low";
+  const since = suppressed.reduce<string | null>(
+    (m, a) => (m === null || a.openedAt < m ? a.openedAt : m),
+    null,
+  );
+  const lines = [
+    `${count} more ${noun} in cluster ${cluster} reached the per-run alert cap and ${count === 1 ? "was" : "were"} not sent one by one.`,
+    `${count === 1 ? "It is" : "They are"} recorded in the flow store; list them with:`,
+    `   calico-flows alerts --cluster ${sh(cluster)}${since === null ? "" : ` --since ${since}`}`,
+  ];
+  if (sample.length > 0) {
+    lines.push("", sample.length < count ? `${sample.length} of them:` : "Suppressed:");
+    for (const a of sample) {
+      lines.push(
+        `  - ${alertSubject(a)}: ${a.count} hit${a.count === 1 ? "" : "s"}, first seen ${a.firstSeen}`,
+      );
+    }
+  }
+  return {
+    subject: fitSubject(["Calico: ", String(count), ` more ${noun} suppressed (`, { name: cluster }, ")"]),
+    email: `${lines.join("\n")}\n`,
+    json: JSON.stringify({
+      type: "summary",
+      cluster,
+      count,
+      alerts: sample.map((a) => ({
+        id: a.id,
+        key: a.key,
+        severity: a.severity,
+        count: a.count,
+        openedAt: a.openedAt,
+      })),
+    }),
+    attributes: { type: str("summary"), severity: str(severity), cluster: str(cluster), count: num(count) },
+  };
+}
+
+/** `arn:aws:sts::1:assumed-role/Ops/alice` → `alice`; anything else unchanged. */
+function principalName(requester: string): string {
+  const last = requester.split("/").pop() ?? requester;
+  return last === "" ? requester : last;
+}
+
+const PANIC_HEADLINE: Record<PanicEvent["action"], string> = {
+  applied: "was applied",
+  reverted: "was reverted",
+  expired: "expired and was removed",
+  refused: "request was refused",
+};
+
+/** The announcement of a panic-button action: who, why, when, and what may still deny traffic. */
+export function panicAnnouncement(event: PanicEvent): OutboundMessage {
+  const who = principalName(event.requester);
+  const subjectParts: (string | Name)[] =
+    event.action === "expired"
+      ? ["Calico panic policy expired on ", { name: event.cluster }]
+      : event.action === "refused"
+        ? ["Calico panic request refused on ", { name: event.cluster }, " (", { name: who }, ")"]
+        : [`Calico panic policy ${event.action} on `, { name: event.cluster }, " by ", { name: who }];
+  const lines = [
+    `The Calico panic policy ${event.policyName} ${PANIC_HEADLINE[event.action]} on cluster ${event.cluster}.`,
+    "",
+    `  Who:      ${event.requester}`,
+    `  Why:      ${oneLine(event.reason)}`,
+    `  When:     ${event.at}`,
+  ];
+  if (event.action === "applied") {
+    lines.push(
+      `  Expires:  ${event.expiresAt ? `${event.expiresAt} (removed automatically)` : "never: revert it once traffic is fixed"}`,
+      "",
+      "While it is in place, all traffic of the namespaces it selects is allowed: Calico isolation between",
+      "customer workloads is off for them.",
+    );
+  }
+  if (event.action === "refused" && event.detail !== undefined)
+    lines.push(`  Refused:  ${oneLine(event.detail)}`);
+  const conflicts = event.conflicts ?? [];
+  if (conflicts.length > 0) {
+    lines.push("", "Policies that may still deny traffic despite the panic policy:");
+    for (const c of conflicts) {
+      const where = [
+        c.namespace ? `namespace ${c.namespace}` : null,
+        c.tier ? `tier ${c.tier}` : null,
+        c.order === null || c.order === undefined ? null : `order ${c.order}`,
+      ].filter((x): x is string => x !== null);
+      lines.push(
+        `  - ${c.kind} ${c.name}${where.length > 0 ? ` (${where.join(", ")})` : ""}: ${oneLine(c.explanation)}`,
+      );
+    }
+  }
+  lines.push(
+    "",
+    "Check it with:",
+    `   kubectl get globalnetworkpolicies.projectcalico.org ${sh(event.policyName)} -o yaml`,
+    `   calico-flows panic --help`,
+  );
+  return {
+    subject: fitSubject(subjectParts),
+    email: `${lines.join("\n")}\n`,
+    json: JSON.stringify({ type: "panic", ...event, conflicts }),
+    attributes: {
+      type: str("panic"),
+      action: str(event.action),
+      severity: str(event.action === "applied" || event.action === "refused" ? "high" : "low"),
+      cluster: str(event.cluster),
+    },
+  };
+}

@@ -1,0 +1,158 @@
+// Which aggregated flows deserve an alert. Two rules:
+//
+// - internal denial (severity high): both ends inside the cluster's private ranges. Every calico-packet line is
+//   a denial, and an internal one is either an attack from inside or a policy bug (DESIGN.md §1). One candidate
+//   per AlertKey, summing the hits of every flow with that key in the payload.
+// - external scan (severity low, off unless a threshold is given): one external source denied on at least N
+//   distinct destination ports or N distinct destination IPs in the flows handed in (one payload). The key is
+//   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
+//   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
+//   only sees the flows it is given.
+import type { AlertCandidate, AlertKey, Endpoint, FlowRecord } from "./types.ts";
+
+/** `key.dst` of external-scan alerts: the scan has many destinations, so the key names none. */
+export const SCAN_DESTINATION = "*scan*";
+/** `key.protocol` of external-scan alerts: one alert per source whatever protocols it probes. */
+export const SCAN_PROTOCOL = "*";
+
+export interface AlertRuleOptions {
+  /** Distinct ports or destinations that make an external source a scanner; undefined = detection off. */
+  scanThreshold?: number;
+}
+
+/**
+ * How an endpoint is named in an alert key: `namespace/workloadKind/workloadName` for attributed pods (the
+ * pod itself, `namespace/Pod/name`, when it has no owner; `namespace/Service/name` for services),
+ * `node/name` for nodes, and the IP when nothing is known. Pods of one workload share a key, so a rollout
+ * does not re-alert on the same broken policy.
+ */
+export function alertEndpointKey(e: Endpoint): string {
+  if (e.kind === "node" && e.name !== null) return `node/${e.name}`;
+  if ((e.kind === "pod" || e.kind === "service") && e.namespace !== null) {
+    if (e.workload !== null) return `${e.namespace}/${e.workload.kind}/${e.workload.name}`;
+    if (e.name !== null) return `${e.namespace}/${e.kind === "pod" ? "Pod" : "Service"}/${e.name}`;
+  }
+  return e.ip;
+}
+
+function keyString(k: AlertKey): string {
+  return `${k.cluster}\n${k.src}\n${k.dst}\n${k.protocol}\n${k.dstPort ?? ""}`;
+}
+
+interface Group {
+  key: AlertKey;
+  flows: FlowRecord[];
+}
+
+/** The flow an alert shows as its example: the latest seen (its pods are the likeliest to still exist). */
+function latest(flows: readonly FlowRecord[]): FlowRecord {
+  let best = flows[0] as FlowRecord;
+  for (const f of flows) {
+    if (f.lastSeen > best.lastSeen || (f.lastSeen === best.lastSeen && f.id < best.id)) best = f;
+  }
+  return best;
+}
+
+function candidate(
+  key: AlertKey,
+  flows: readonly FlowRecord[],
+  severity: AlertCandidate["severity"],
+  reason: string,
+  example: FlowRecord,
+): AlertCandidate {
+  let hits = 0;
+  let firstSeen = example.firstSeen;
+  let lastSeen = example.lastSeen;
+  for (const f of flows) {
+    hits += f.packets;
+    if (f.firstSeen < firstSeen) firstSeen = f.firstSeen;
+    if (f.lastSeen > lastSeen) lastSeen = f.lastSeen;
+  }
+  // A policy named by any flow of the key is worth showing even if the example line's prefix did not carry it.
+  const policy = example.policy ?? flows.find((f) => f.policy !== null)?.policy ?? null;
+  return {
+    key,
+    src: example.src,
+    dst: example.dst,
+    direction: example.direction,
+    reporter: example.reporter,
+    policy,
+    hits,
+    firstSeen,
+    lastSeen,
+    severity,
+    reason,
+  };
+}
+
+function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
+  const groups = new Map<string, Group>();
+  for (const f of flows) {
+    if (!f.internal) continue;
+    const key: AlertKey = {
+      cluster: f.cluster,
+      src: alertEndpointKey(f.src),
+      dst: alertEndpointKey(f.dst),
+      protocol: f.protocol,
+      dstPort: f.dstPort,
+    };
+    const id = keyString(key);
+    const group = groups.get(id);
+    if (group === undefined) groups.set(id, { key, flows: [f] });
+    else group.flows.push(f);
+  }
+  return [...groups.values()].map((g) =>
+    candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)),
+  );
+}
+
+function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCandidate[] {
+  const bySource = new Map<string, { cluster: string; ip: string; flows: FlowRecord[] }>();
+  for (const f of flows) {
+    if (f.internal || f.src.kind !== "external") continue;
+    const id = `${f.cluster}\n${f.src.ip}`;
+    const group = bySource.get(id);
+    if (group === undefined) bySource.set(id, { cluster: f.cluster, ip: f.src.ip, flows: [f] });
+    else group.flows.push(f);
+  }
+  const out: AlertCandidate[] = [];
+  for (const { cluster, ip, flows: own } of bySource.values()) {
+    const ports = new Set<string>();
+    const destinations = new Set<string>();
+    const hitsByDestination = new Map<string, number>();
+    for (const f of own) {
+      if (f.dstPort !== null) ports.add(`${f.protocol}/${f.dstPort}`);
+      destinations.add(f.dst.ip);
+      hitsByDestination.set(f.dst.ip, (hitsByDestination.get(f.dst.ip) ?? 0) + f.packets);
+    }
+    if (ports.size < threshold && destinations.size < threshold) continue;
+    // The example is the most-hit destination: its namespace is the one the scan bothered most.
+    let top = own[0] as FlowRecord;
+    for (const f of own) {
+      const a = hitsByDestination.get(f.dst.ip) ?? 0;
+      const b = hitsByDestination.get(top.dst.ip) ?? 0;
+      if (a > b || (a === b && f.dst.ip < top.dst.ip)) top = f;
+    }
+    const key: AlertKey = { cluster, src: ip, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
+    out.push(candidate(key, own, "low", "external-scan", top));
+  }
+  return out;
+}
+
+/**
+ * Alert candidates for one payload's aggregated flows, ordered by key so that storage and delivery are
+ * deterministic. Windows and de-duplication across payloads are the store's (FlowStore.applyAlerts).
+ */
+export function alertCandidates(flows: readonly FlowRecord[], options: AlertRuleOptions): AlertCandidate[] {
+  const threshold = options.scanThreshold;
+  if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 2)) {
+    throw new Error(`scanThreshold must be an integer of at least 2, got ${threshold}`);
+  }
+  const out = internalDenials(flows);
+  if (threshold !== undefined) out.push(...externalScans(flows, threshold));
+  return out.sort((a, b) => {
+    const x = keyString(a.key);
+    const y = keyString(b.key);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}

@@ -1,0 +1,344 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  alertAttributes,
+  alertDefaultJson,
+  alertEmailText,
+  alertSubject,
+  MAX_SUBJECT_LENGTH,
+  type PanicEvent,
+  panicAnnouncement,
+  suppressionSummary,
+} from "../../functions/core/alert-message.ts";
+import type { AlertRecord, Endpoint } from "../../functions/core/types.ts";
+
+const web: Endpoint = {
+  ip: "192.168.22.247",
+  kind: "pod",
+  namespace: "customer-a",
+  name: "web-5f7c9-abcde",
+  workload: { kind: "Deployment", name: "web" },
+  node: "ip-192-168-22-10",
+  resolved: true,
+  labels: { "baseten.co/organization": "true" },
+};
+const db: Endpoint = {
+  ip: "192.168.94.122",
+  kind: "pod",
+  namespace: "customer-b",
+  name: "db-0",
+  workload: { kind: "StatefulSet", name: "db" },
+  node: "ip-192-168-94-7",
+  resolved: true,
+};
+const bare = (ip: string, kind: Endpoint["kind"] = "unknown", resolved = true): Endpoint => ({
+  ip,
+  kind,
+  namespace: null,
+  name: null,
+  workload: null,
+  node: null,
+  resolved,
+});
+
+function alert(extra: Partial<AlertRecord> = {}): AlertRecord {
+  const src = extra.src ?? web;
+  const dst = extra.dst ?? db;
+  return {
+    id: "al_0001",
+    cluster: "prod",
+    key: {
+      cluster: "prod",
+      src: "customer-a/Deployment/web",
+      dst: "customer-b/StatefulSet/db",
+      protocol: "TCP",
+      dstPort: 8012,
+    },
+    src,
+    dst,
+    protocol: "TCP",
+    dstPort: 8012,
+    direction: "ingress",
+    reporter: "ip-192-168-74-5",
+    policy: null,
+    severity: "high",
+    reason: "internal-denial",
+    count: 12,
+    foldedBefore: 0,
+    openedAt: "2026-04-19T04:52:19.000Z",
+    windowEnd: "2026-04-19T05:07:19.000Z",
+    firstSeen: "2026-04-19T04:52:19.000Z",
+    lastSeen: "2026-04-19T04:53:02.000Z",
+    delivery: "pending",
+    ...extra,
+  };
+}
+
+const scanAlert = () =>
+  alert({
+    id: "al_scan",
+    key: { cluster: "prod", src: "203.0.113.9", dst: "*scan*", protocol: "*", dstPort: null },
+    src: bare("203.0.113.9", "external"),
+    protocol: "*",
+    dstPort: null,
+    severity: "low",
+    reason: "external-scan",
+  });
+
+describe("alertSubject", () => {
+  it("says who was denied talking to whom, where", () => {
+    expect(alertSubject(alert())).toBe("Calico denied customer-a/web → customer-b/db:8012/TCP (prod)");
+  });
+
+  it("uses IPs for unattributed ends, node names for nodes, and no port for ICMP", () => {
+    const node: Endpoint = { ...bare("192.168.0.10", "node"), name: "ip-192-168-0-10" };
+    expect(
+      alertSubject(alert({ src: bare("192.168.22.247"), dst: bare("192.168.94.122", "unknown", false) })),
+    ).toBe("Calico denied 192.168.22.247 → 192.168.94.122:8012/TCP (prod)");
+    expect(alertSubject(alert({ src: node, protocol: "ICMP", dstPort: null }))).toBe(
+      "Calico denied node/ip-192-168-0-10 → customer-b/db ICMP (prod)",
+    );
+  });
+
+  it("shortens the longest names first and keeps the port and a short cluster whole", () => {
+    const long = "customer-with-a-remarkably-long-organisation-name";
+    const subject = alertSubject(
+      alert({
+        src: { ...web, namespace: long, workload: { kind: "Deployment", name: "frontend-web-server-v2" } },
+        dst: { ...db, namespace: `${long}-2`, workload: { kind: "StatefulSet", name: "postgres-primary" } },
+      }),
+    );
+    expect(subject.length).toBeLessThanOrEqual(MAX_SUBJECT_LENGTH);
+    expect(subject).toMatch(/^Calico denied customer-.*….*-v2 → customer-.*….*primary:8012\/TCP \(prod\)$/);
+  });
+
+  it("is always shorter than 100 characters, on one line, whatever the names", () => {
+    const text = fc.string({ unit: "grapheme", maxLength: 200 });
+    fc.assert(
+      fc.property(
+        text,
+        text,
+        text,
+        text,
+        fc.option(fc.integer({ min: 0, max: 65535 })),
+        (ns, name, cluster, protocol, port) => {
+          const src: Endpoint = { ...web, namespace: ns, workload: { kind: "Deployment", name } };
+          const subject = alertSubject(
+            alert({ src, dst: { ...db, namespace: name }, cluster, protocol, dstPort: port }),
+          );
+          expect(subject.length).toBeLessThan(100);
+          expect(subject).not.toMatch(/\p{Cc}/u);
+          expect(subject.startsWith("Calico denied ")).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it("names the scanner of an external scan", () => {
+    expect(alertSubject(scanAlert())).toBe("Calico: external scan from 203.0.113.9 denied (prod)");
+  });
+});
+
+describe("alertEmailText", () => {
+  it("describes both ends, the traffic, the timing and the runbook steps for this case", () => {
+    const text = alertEmailText(
+      alert({ policy: { tier: "security", kind: "gnp", name: "deny-cross-tenant", namespace: null } }),
+    );
+    for (const expected of [
+      "Namespace:  customer-a",
+      "Pod:        web-5f7c9-abcde",
+      "Workload:   Deployment/web",
+      "IP:         192.168.22.247",
+      "Node:       ip-192-168-22-10",
+      "Namespace labels: baseten.co/organization=true",
+      "Namespace:  customer-b",
+      "Workload:   StatefulSet/db",
+      "IP:         192.168.94.122",
+      "Port:        8012/TCP",
+      "Direction:   ingress",
+      "Reported by: node ip-192-168-74-5",
+      "Policy:      tier security, kind gnp, name deny-cross-tenant",
+      "First seen:  2026-04-19T04:52:19.000Z",
+      "Last seen:   2026-04-19T04:53:02.000Z",
+      "Hits:        12 so far",
+      "kubectl describe pod -n customer-a web-5f7c9-abcde",
+      "kubectl describe pod -n customer-b db-0",
+      "kubectl get namespace customer-a customer-b --show-labels",
+      "-n customer-a -o wide",
+      "-n customer-b -o wide",
+      "kubectl get globalnetworkpolicies.projectcalico.org deny-cross-tenant -o yaml",
+      "calico-flows flows --cluster prod --namespace customer-a --workload Deployment/web " +
+        "--since 2026-04-19T03:52:19Z --until 2026-04-19T05:07:19.000Z",
+      "--namespace customer-b --workload StatefulSet/db",
+      "Alert al_0001 (severity high, reason internal-denial)",
+    ]) {
+      expect(text).toContain(expected);
+    }
+    expect(text).not.toContain("Folded:");
+  });
+
+  it("says how many hits were folded into the previous alert of the same traffic", () => {
+    expect(alertEmailText(alert({ foldedBefore: 41 }))).toContain(
+      "Folded:      41 more hits were folded into the previous alert for this traffic",
+    );
+    expect(alertEmailText(alert({ foldedBefore: 1 }))).toContain("1 more hit was folded");
+  });
+
+  it("points at the IP when nobody is known to have held it, and says why", () => {
+    const text = alertEmailText(alert({ src: bare("192.168.50.5", "unknown", false) }));
+    expect(text).toContain("not attributed: the Kubernetes API could not be asked");
+    expect(text).toContain("kubectl get pods -A -o wide --field-selector status.podIP=192.168.50.5");
+    expect(text).toContain("calico-flows flows --cluster prod --ip 192.168.50.5");
+    expect(text).toContain("kubectl get namespace customer-b --show-labels");
+  });
+
+  it("quotes names a shell would split", () => {
+    expect(alertEmailText(alert({ cluster: "team x's cluster" }))).toContain(
+      "calico-flows flows --cluster 'team x'\\''s cluster' --namespace customer-a",
+    );
+  });
+
+  it("explains a scan and how to see everything the source tried", () => {
+    const text = alertEmailText(scanAlert());
+    expect(text).toContain(
+      "An external source was denied on many distinct ports or destinations in cluster prod",
+    );
+    expect(text).toContain("Most probed destination");
+    expect(text).toContain("calico-flows flows --cluster prod --ip 203.0.113.9 --since");
+    expect(text).not.toContain("kubectl describe");
+  });
+});
+
+describe("alertDefaultJson", () => {
+  it("is the alert record exactly as `alerts --json` prints it, without anything a store added", () => {
+    const record = alert({ policy: { tier: null, kind: null, name: "x", namespace: "y" } });
+    const withStoreFields = { ...record, pk: "ALERT#prod", sk: "2026#al_0001" } as AlertRecord;
+    const json = alertDefaultJson(withStoreFields);
+    expect(JSON.parse(json)).toEqual(record);
+    expect(Object.keys(JSON.parse(json))).toEqual(Object.keys(record));
+  });
+});
+
+describe("alertAttributes", () => {
+  it("carries what filter policies select on, with typed values", () => {
+    expect(alertAttributes(alert())).toEqual({
+      type: { DataType: "String", StringValue: "alert" },
+      severity: { DataType: "String", StringValue: "high" },
+      reason: { DataType: "String", StringValue: "internal-denial" },
+      cluster: { DataType: "String", StringValue: "prod" },
+      srcNamespace: { DataType: "String", StringValue: "customer-a" },
+      dstNamespace: { DataType: "String", StringValue: "customer-b" },
+      protocol: { DataType: "String", StringValue: "TCP" },
+      dstPort: { DataType: "Number", StringValue: "8012" },
+      alertId: { DataType: "String", StringValue: "al_0001" },
+    });
+  });
+
+  it("marks missing namespaces with - and leaves out a port the protocol does not have", () => {
+    const attributes = alertAttributes(
+      alert({
+        src: bare("192.168.50.5"),
+        protocol: "ICMP",
+        dstPort: null,
+        key: { ...alert().key, dstPort: null },
+      }),
+    );
+    expect(attributes.srcNamespace).toEqual({ DataType: "String", StringValue: "-" });
+    expect(attributes.dstPort).toBeUndefined();
+  });
+});
+
+describe("suppressionSummary", () => {
+  it("counts the suppressed alerts and lists the first twenty", () => {
+    const suppressed = Array.from({ length: 23 }, (_, i) =>
+      alert({
+        id: `al_${i}`,
+        count: i + 1,
+        severity: "low",
+        openedAt: `2026-04-19T05:${String(10 + i)}:00.000Z`,
+      }),
+    );
+    const summary = suppressionSummary(23, "prod", suppressed);
+    expect(summary.subject).toBe("Calico: 23 more alerts suppressed (prod)");
+    expect(summary.email).toContain("23 more alerts in cluster prod reached the per-run alert cap");
+    expect(summary.email).toContain("calico-flows alerts --cluster prod --since 2026-04-19T05:10:00.000Z");
+    expect(summary.email).toContain("20 of them:");
+    expect(summary.email.match(/^ {2}- Calico denied/gm)).toHaveLength(20);
+    expect(JSON.parse(summary.json)).toMatchObject({ type: "summary", cluster: "prod", count: 23 });
+    expect(summary.attributes).toEqual({
+      type: { DataType: "String", StringValue: "summary" },
+      severity: { DataType: "String", StringValue: "low" },
+      cluster: { DataType: "String", StringValue: "prod" },
+      count: { DataType: "Number", StringValue: "23" },
+    });
+  });
+
+  it("speaks of one alert in the singular", () => {
+    const summary = suppressionSummary(1, "prod", [alert()]);
+    expect(summary.subject).toBe("Calico: 1 more alert suppressed (prod)");
+    expect(summary.attributes.severity?.StringValue).toBe("high");
+  });
+});
+
+describe("panicAnnouncement", () => {
+  const event: PanicEvent = {
+    action: "applied",
+    cluster: "prod",
+    policyName: "calico-flows-panic",
+    requester: "arn:aws:sts::123456789012:assumed-role/PlatformOncall/alice",
+    reason: "checkout cannot reach payments",
+    at: "2026-04-19T05:00:00.000Z",
+    expiresAt: "2026-04-19T06:00:00.000Z",
+    conflicts: [
+      {
+        kind: "GlobalNetworkPolicy",
+        name: "security.deny-egress",
+        tier: "security",
+        order: 10,
+        explanation: "an earlier tier denies egress to 0.0.0.0/0 before the panic policy is evaluated",
+      },
+    ],
+  };
+
+  it("announces who applied it, why, when, until when, and what may still deny traffic", () => {
+    const message = panicAnnouncement(event);
+    expect(message.subject).toBe("Calico panic policy applied on prod by alice");
+    for (const expected of [
+      "The Calico panic policy calico-flows-panic was applied on cluster prod.",
+      "Who:      arn:aws:sts::123456789012:assumed-role/PlatformOncall/alice",
+      "Why:      checkout cannot reach payments",
+      "When:     2026-04-19T05:00:00.000Z",
+      "Expires:  2026-04-19T06:00:00.000Z (removed automatically)",
+      "- GlobalNetworkPolicy security.deny-egress (tier security, order 10): an earlier tier denies egress",
+    ]) {
+      expect(message.email).toContain(expected);
+    }
+    expect(JSON.parse(message.json)).toEqual({ type: "panic", ...event });
+    expect(message.attributes).toEqual({
+      type: { DataType: "String", StringValue: "panic" },
+      action: { DataType: "String", StringValue: "applied" },
+      severity: { DataType: "String", StringValue: "high" },
+      cluster: { DataType: "String", StringValue: "prod" },
+    });
+  });
+
+  it("words reverts, expiries and refusals", () => {
+    const base = { ...event, conflicts: [] };
+    expect(panicAnnouncement({ ...base, action: "reverted" }).subject).toBe(
+      "Calico panic policy reverted on prod by alice",
+    );
+    const expired = panicAnnouncement({ ...base, action: "expired", requester: "scheduler" });
+    expect(expired.subject).toBe("Calico panic policy expired on prod");
+    expect(expired.attributes.severity?.StringValue).toBe("low");
+    const refused = panicAnnouncement({
+      ...base,
+      action: "refused",
+      detail: "a policy named calico-flows-panic exists and was not created by calico-flows",
+    });
+    expect(refused.subject).toBe("Calico panic request refused on prod (alice)");
+    expect(refused.email).toContain("Refused:  a policy named calico-flows-panic exists");
+    expect(panicAnnouncement({ ...base, expiresAt: null }).email).toContain(
+      "Expires:  never: revert it once traffic is fixed",
+    );
+  });
+});
