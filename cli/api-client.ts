@@ -19,13 +19,14 @@ export interface ApiRequest {
 
 export class ApiError extends Error {
   override name = "ApiError";
-  constructor(
-    readonly status: number,
-    readonly body: unknown,
-  ) {
+  readonly status: number;
+  readonly body: unknown;
+  constructor(status: number, body: unknown) {
     const message =
       body !== null && typeof body === "object" && "message" in body ? String(body.message) : JSON.stringify(body);
     super(`API answered ${status}: ${message}`);
+    this.status = status;
+    this.body = body;
   }
 }
 

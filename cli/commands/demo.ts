@@ -53,7 +53,10 @@ export function registerDemo(program: Command): void {
           limit: 1000,
         };
         const flows = await readFlows({ ...common, ...range });
-        process.stdout.write(`Flows (${flows.length}):\n${flowsTable(flows)}\n\n`);
+        const internal = flows.filter((f) => f.internal);
+        process.stdout.write(
+          `Internal flows (${internal.length} of ${flows.length}; \`flows --json\` lists them all):\n${flowsTable(internal)}\n\n`,
+        );
         const alerts = await readAlerts({ ...common, ...range });
         process.stdout.write(`Alerts (${alerts.length}):\n${alertsTable(alerts)}\n\n`);
         process.stdout.write(

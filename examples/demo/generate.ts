@@ -37,9 +37,10 @@ const pods: PodSpec[] = [
   { ns: "customer-a", name: "web-7d9f8b6c5-x2k4q", ip: "192.168.22.247", node: nodes[0], owner: { kind: "ReplicaSet", name: "web-7d9f8b6c5" }, labels: { app: "web", "pod-template-hash": "7d9f8b6c5" }, created: T0 - 86_400_000 },
   { ns: "customer-b", name: "db-0", ip: "192.168.94.122", node: nodes[1], owner: { kind: "StatefulSet", name: "db" }, labels: { app: "db" }, created: T0 - 172_800_000 },
   { ns: "customer-b", name: "api-5c8d7f9b4-m7p2z", ip: "192.168.30.17", node: nodes[0], owner: { kind: "ReplicaSet", name: "api-5c8d7f9b4" }, labels: { app: "api", "pod-template-hash": "5c8d7f9b4" }, created: T0 - 3_600_000 },
-  // A report job that ends at T0+4min; its IP is handed to the next run two minutes later.
-  { ns: "customer-a", name: "report-29620290-abcde", ip: "192.168.41.8", node: nodes[1], owner: { kind: "Job", name: "report-29620290" }, created: T0 - 60_000, deleted: T0 + 240_000 },
-  { ns: "customer-a", name: "report-29620296-fghij", ip: "192.168.41.8", node: nodes[1], owner: { kind: "Job", name: "report-29620296" }, created: T0 + 360_000 },
+  // The CronJob "report" runs every 6 minutes (Job names carry the scheduled minute since the epoch). The run
+  // at T0-1min finishes at T0+4min; its IP is handed to the next run's pod two minutes later.
+  { ns: "customer-a", name: `report-${T0 / 60_000 - 1}-abcde`, ip: "192.168.41.8", node: nodes[1], owner: { kind: "Job", name: `report-${T0 / 60_000 - 1}` }, created: T0 - 60_000, deleted: T0 + 240_000 },
+  { ns: "customer-a", name: `report-${T0 / 60_000 + 6}-fghij`, ip: "192.168.41.8", node: nodes[1], owner: { kind: "Job", name: `report-${T0 / 60_000 + 6}` }, created: T0 + 360_000 },
   { ns: "monitoring", name: "node-exporter-8xk2p", ip: nodes[0].ip, node: nodes[0], owner: { kind: "DaemonSet", name: "node-exporter" }, created: T0 - 604_800_000, hostNetwork: true },
   { ns: "kube-system", name: "coredns-6d4b75cb6d-q9w8e", ip: "192.168.55.3", node: nodes[1], owner: { kind: "ReplicaSet", name: "coredns-6d4b75cb6d" }, labels: { "k8s-app": "kube-dns", "pod-template-hash": "6d4b75cb6d" }, created: T0 - 604_800_000 },
 ];
@@ -63,6 +64,16 @@ const podJson = (p: PodSpec) => ({
     podIP: p.ip,
     podIPs: [{ ip: p.ip }],
     startTime: iso(p.created + 2_000),
+    containerStatuses: [
+      {
+        name: "main",
+        ready: !p.deleted,
+        restartCount: 0,
+        state: p.deleted
+          ? { terminated: { exitCode: 0, reason: "Completed", startedAt: iso(p.created + 3_000), finishedAt: iso(p.deleted) } }
+          : { running: { startedAt: iso(p.created + 3_000) } },
+      },
+    ],
   },
 });
 

@@ -65,9 +65,9 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     const fromReport = await flows("--ip", "192.168.41.8");
     const byPod = new Map<string, number>();
     for (const f of fromReport) byPod.set(f.src.name ?? "?", (byPod.get(f.src.name ?? "?") ?? 0) + f.packets);
-    expect(Object.fromEntries(byPod)).toEqual({ "report-29620290-abcde": 15, "report-29620296-fghij": 15 });
+    expect(Object.fromEntries(byPod)).toEqual({ "report-29609569-abcde": 15, "report-29609576-fghij": 15 });
     for (const f of fromReport) {
-      const first = f.src.name === "report-29620290-abcde";
+      const first = f.src.name === "report-29609569-abcde";
       expect(f.lastSeen < "2026-04-19T04:54:00Z").toBe(first);
     }
   });

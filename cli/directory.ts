@@ -1,0 +1,84 @@
+// Where the CLI resolves IPs: kubectl JSON snapshots (--pods/--nodes/--namespaces), else the live cluster of
+// the kubeconfig (--kubeconfig/--context, KUBECONFIG, ~/.kube/config), else nowhere (stored unresolved).
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { KUBECONFIG_FIXES, loadKubeconfig } from "../functions/adapters/kube/cluster-access.ts";
+import { LiveDirectory } from "../functions/adapters/kube/live-directory.ts";
+import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
+import type { HolderHistory } from "../functions/core/ports.ts";
+import type { IpDirectory } from "../functions/core/types.ts";
+
+export interface OpenedDirectory {
+  directory: IpDirectory;
+  /** How IPs are resolved, for messages. */
+  description: string;
+  close(): Promise<void>;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function addDirectoryOptions(command: Command): Command {
+  return command
+    .option("--pods <file>", "`kubectl get pods -A -o json` output to resolve IPs from")
+    .option("--nodes <file>", "`kubectl get nodes -o json` output")
+    .option("--namespaces <file>", "`kubectl get namespaces -o json` output (for --namespace-label)")
+    .option("--namespace-label <key>", "namespace label carried into flows, repeatable", collect)
+    .option("--kubeconfig <file>", "resolve through this cluster (default: KUBECONFIG, ~/.kube/config)")
+    .option("--context <name>", "kubeconfig context");
+}
+
+const warn = {
+  warn(message: string, ...details: Record<string, unknown>[]) {
+    process.stderr.write(`warning: ${message}${details.length ? ` ${JSON.stringify(Object.assign({}, ...details))}` : ""}\n`);
+  },
+};
+
+export async function openDirectory(
+  raw: Record<string, unknown>,
+  history: HolderHistory,
+  cluster: string,
+): Promise<OpenedDirectory> {
+  const labelKeys = (raw.namespaceLabel as string[] | undefined) ?? [];
+  if (raw.pods !== undefined || raw.nodes !== undefined) {
+    const snapshot = await SnapshotDirectory.fromFiles({
+      pods: raw.pods as string | undefined,
+      nodes: raw.nodes as string | undefined,
+      namespaces: raw.namespaces as string | undefined,
+      namespaceLabelKeys: labelKeys,
+    });
+    for (const problem of snapshot.summary.malformed) process.stderr.write(`warning: skipped ${problem}\n`);
+    return { directory: snapshot, description: "snapshot files", close: async () => {} };
+  }
+  const haveKubeconfig =
+    raw.kubeconfig !== undefined ||
+    (process.env.KUBECONFIG ?? "") !== "" ||
+    existsSync(join(homedir(), ".kube", "config"));
+  if (haveKubeconfig) {
+    const options = { kubeconfig: raw.kubeconfig as string | undefined, context: raw.context as string | undefined };
+    // Fails here, before any line is read, when the kubeconfig cannot work at all.
+    const kubeConfig = loadKubeconfig(options);
+    const live = new LiveDirectory({
+      kubeConfig: () => kubeConfig,
+      cluster,
+      history,
+      namespaceLabelKeys: labelKeys,
+      fixes: KUBECONFIG_FIXES,
+      logger: warn,
+    });
+    return { directory: live, description: `cluster of ${kubeConfig.getCurrentContext()}`, close: async () => {} };
+  }
+  process.stderr.write(
+    "warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only)\n",
+  );
+  return {
+    directory: {
+      resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "no pod source" })),
+    },
+    description: "none",
+    close: async () => {},
+  };
+}
