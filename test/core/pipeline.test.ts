@@ -21,7 +21,10 @@ const holder = (name: string, ns: string, workload: string): Holder => ({
 /** Answers from a fixed table and records every lookup, so the test can see what the pipeline asked. */
 class RecordingDirectory implements IpDirectory {
   calls: Lookup[][] = [];
-  constructor(private readonly answers: Record<string, Resolution>) {}
+  readonly answers: Record<string, Resolution>;
+  constructor(answers: Record<string, Resolution>) {
+    this.answers = answers;
+  }
   async resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
     this.calls.push([...lookups]);
     return lookups.map((l) => this.answers[l.ip] ?? { status: "absent" });

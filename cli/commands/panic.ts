@@ -1,0 +1,464 @@
+// `calico-flows panic apply|status|revert`: the panic button from a terminal. Through the deployed API
+// (`--api URL`, SigV4 with the default AWS credentials) or straight to the cluster with a kubeconfig
+// (`--direct`, for when AWS itself is the problem) — the latter runs the Lambda's own service code.
+import { hostname, userInfo } from "node:os";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { SchedulerClient } from "@aws-sdk/client-scheduler";
+import { dumpYaml } from "@kubernetes/client-node";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { startEmbeddedStore } from "../../functions/adapters/dynamo/embedded.ts";
+import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
+import { CalicoPolicies, PANIC_KUBECONFIG_FIXES } from "../../functions/adapters/kube/calico.ts";
+import { loadKubeconfig } from "../../functions/adapters/kube/cluster-access.ts";
+import { EventBridgeExpiryScheduler } from "../../functions/adapters/scheduler.ts";
+import {
+  CALICO_API_GROUPS,
+  type CalicoApiGroup,
+  DEFAULT_PANIC_SETTINGS,
+  describeConflict,
+  PanicFailure,
+  type PanicPolicySettings,
+  POLICY_TYPES,
+  type PolicyType,
+} from "../../functions/core/panic-policy.ts";
+import {
+  DEFAULT_HISTORY,
+  MAX_HISTORY,
+  MAX_TTL_MINUTES,
+  type PanicResponse,
+  PanicService,
+} from "../../functions/panic/service.ts";
+import type { ApiRequest } from "../api-client.ts";
+import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import { table } from "../format.ts";
+import { openAlertSink } from "../sink.ts";
+
+interface PanicOptions {
+  api?: string;
+  direct?: boolean;
+  kubeconfig?: string;
+  context?: string;
+  json?: boolean;
+  reason?: string;
+  ttl?: number;
+  dryRun?: boolean;
+  force?: boolean;
+  history?: number;
+  apiGroup: CalicoApiGroup;
+  policyName: string;
+  namespaceSelector: string;
+  order: number;
+  tier: string;
+  types: PolicyType[];
+  timeout: number;
+  alertsTopic?: string;
+  scheduleGroup?: string;
+  schedulerRoleArn?: string;
+  expiryFunctionArn?: string;
+}
+
+type Action = "apply" | "status" | "revert";
+
+function parseTypes(value: string): PolicyType[] {
+  const types = [
+    ...new Set(
+      value
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    ),
+  ];
+  for (const t of types) {
+    if (!(POLICY_TYPES as readonly string[]).includes(t)) {
+      throw new InvalidArgumentError(`--types takes Ingress and/or Egress, got "${t}"`);
+    }
+  }
+  if (types.length === 0) throw new InvalidArgumentError("--types needs Ingress and/or Egress");
+  return types as PolicyType[];
+}
+
+function parseOrder(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`--order must be a number ≥ 0, got "${value}"`);
+  return n;
+}
+
+function addAccessOptions(command: Command): Command {
+  return withCommonOptions(command)
+    .addOption(
+      new Option("--api <url>", "the deployed API's stage URL (SigV4 with the default AWS credentials)"),
+    )
+    .addOption(
+      new Option("--direct", "go straight to the cluster with a kubeconfig (when AWS itself is the problem)"),
+    )
+    .addOption(
+      new Option("--kubeconfig <file>", "kubeconfig for --direct (default KUBECONFIG, ~/.kube/config)"),
+    )
+    .addOption(new Option("--context <name>", "kubeconfig context for --direct"))
+    .addOption(new Option("--json", "print the API's JSON answer"))
+    .addOption(
+      new Option("--api-group <group>", "--direct: Calico API group")
+        .choices(CALICO_API_GROUPS)
+        .default(DEFAULT_PANIC_SETTINGS.apiGroup),
+    )
+    .addOption(
+      new Option("--policy-name <name>", "--direct: panic policy name").default(DEFAULT_PANIC_SETTINGS.name),
+    )
+    .addOption(
+      new Option("--namespace-selector <selector>", "--direct: namespaces the policy opens up").default(
+        DEFAULT_PANIC_SETTINGS.namespaceSelector,
+      ),
+    )
+    .addOption(
+      new Option("--order <n>", "--direct: policy order (lower is evaluated first)")
+        .argParser(parseOrder)
+        .default(DEFAULT_PANIC_SETTINGS.order),
+    )
+    .addOption(
+      new Option("--tier <tier>", "--direct: Calico tier of the policy").default(DEFAULT_PANIC_SETTINGS.tier),
+    )
+    .addOption(
+      new Option("--types <list>", "--direct: directions allowed, Ingress,Egress")
+        .argParser(parseTypes)
+        .default([...DEFAULT_PANIC_SETTINGS.types], "Ingress,Egress"),
+    )
+    .addOption(
+      new Option("--timeout <seconds>", "--direct: per-request Kubernetes timeout")
+        .argParser(parseInteger("--timeout", 1, 120))
+        .default(10),
+    )
+    .addOption(new Option("--alerts-topic <arn>", "--direct: SNS topic to announce the action on"));
+}
+
+function addExpiryOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--schedule-group <name>", "--direct: EventBridge Scheduler group for the expiry"))
+    .addOption(new Option("--scheduler-role-arn <arn>", "--direct: role the expiry schedule assumes"))
+    .addOption(
+      new Option("--expiry-function-arn <arn>", "--direct: the panic function the expiry schedule invokes"),
+    );
+}
+
+function settingsOf(o: PanicOptions): PanicPolicySettings {
+  return {
+    apiGroup: o.apiGroup,
+    name: o.policyName,
+    namespaceSelector: o.namespaceSelector,
+    order: o.order,
+    tier: o.tier,
+    types: o.types,
+  };
+}
+
+interface DirectRuntime {
+  service: PanicService;
+  requester: string;
+  close(): Promise<void>;
+}
+
+/** Wires the Lambda's service to a kubeconfig, the flow store's table (or the embedded store) and SNS. */
+async function openDirect(o: PanicOptions, common: CommonOptions): Promise<DirectRuntime> {
+  const kc = loadKubeconfig({ kubeconfig: o.kubeconfig, context: o.context });
+  const where = `kubeconfig context "${kc.getCurrentContext()}" (${kc.getCurrentCluster()?.server})`;
+  const closers: (() => Promise<void> | void)[] = [];
+  let audit: DynamoPanicAudit;
+  if (common.table !== undefined) {
+    const client = new DynamoDBClient(common.region === undefined ? {} : { region: common.region });
+    closers.push(() => client.destroy());
+    audit = new DynamoPanicAudit({ client, tableName: common.table });
+  } else {
+    // No table: the audit trail is kept in the local embedded store, so --direct is never unaudited.
+    const embedded = await startEmbeddedStore({ dir: common.store });
+    closers.push(() => embedded.close());
+    audit = new DynamoPanicAudit({ client: embedded.client, tableName: embedded.tableName });
+  }
+  const sink = o.alertsTopic === undefined ? undefined : openAlertSink(o.alertsTopic, common);
+  let scheduler: EventBridgeExpiryScheduler | undefined;
+  // The group alone is enough to remove a schedule; creating one also needs the role (checked by the caller).
+  if (o.scheduleGroup !== undefined) {
+    const client = new SchedulerClient(common.region === undefined ? {} : { region: common.region });
+    closers.push(() => client.destroy());
+    scheduler = new EventBridgeExpiryScheduler({
+      client,
+      groupName: o.scheduleGroup,
+      roleArn: o.schedulerRoleArn ?? "",
+    });
+  }
+  let user = "unknown";
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (containers): keep "unknown"
+  }
+  return {
+    requester: `${user}@${hostname()} via ${where}`,
+    service: new PanicService({
+      cluster: common.cluster,
+      settings: settingsOf(o),
+      calico: new CalicoPolicies({
+        apiGroup: o.apiGroup,
+        kubeConfig: () => kc,
+        description: where,
+        timeoutMs: o.timeout * 1000,
+        fixes: PANIC_KUBECONFIG_FIXES,
+      }),
+      defaultTtlMinutes: 0,
+      audit,
+      sink,
+      scheduler,
+      logger: {
+        warn: (message) => process.stderr.write(`warning: ${message}\n`),
+        error: (message) => process.stderr.write(`warning: ${message}\n`),
+      },
+    }),
+    close: async () => {
+      for (const close of closers.reverse()) await close();
+    },
+  };
+}
+
+async function runDirect(action: Action, o: PanicOptions, common: CommonOptions): Promise<PanicResponse> {
+  const scheduled = action === "apply" && (o.ttl ?? 0) > 0;
+  if (
+    scheduled &&
+    (o.scheduleGroup === undefined || o.schedulerRoleArn === undefined || o.expiryFunctionArn === undefined)
+  ) {
+    throw new PanicFailure(
+      "invalid",
+      "--ttl with --direct needs --schedule-group, --scheduler-role-arn and --expiry-function-arn (the deployed " +
+        "stack's values); without them use --ttl 0 and revert by hand",
+      { field: "ttlMinutes" },
+    );
+  }
+  const runtime = await openDirect(o, common);
+  try {
+    switch (action) {
+      case "apply":
+        return await runtime.service.apply({
+          reason: o.reason ?? "",
+          ttlMinutes: o.ttl ?? 0,
+          dryRun: o.dryRun === true,
+          force: o.force === true,
+          requester: runtime.requester,
+          via: "cli",
+          expiryTarget: o.expiryFunctionArn,
+        });
+      case "status":
+        return await runtime.service.status(o.history ?? DEFAULT_HISTORY);
+      case "revert":
+        return await runtime.service.revert({ requester: runtime.requester, via: "cli", reason: o.reason });
+    }
+  } finally {
+    await runtime.close();
+  }
+}
+
+/** Loaded only for --api, so that --direct works without the AWS credential chain's modules. */
+async function callPanicApi(request: ApiRequest): Promise<PanicResponse> {
+  const { callApi } = await import("../api-client.ts");
+  return callApi<PanicResponse>(request);
+}
+
+/** The API client's error (HTTP status and JSON body), recognised without importing its module. */
+function apiErrorOf(error: unknown): { status: number; body: unknown; message: string } | undefined {
+  return error instanceof Error && error.name === "ApiError" && "status" in error
+    ? (error as Error & { status: number; body: unknown })
+    : undefined;
+}
+
+async function runApi(action: Action, o: PanicOptions, common: CommonOptions): Promise<PanicResponse> {
+  const api = o.api as string;
+  const region = common.region;
+  switch (action) {
+    case "apply":
+      return callPanicApi({
+        api,
+        region,
+        method: "POST",
+        path: "/panic",
+        body: {
+          reason: o.reason,
+          ...(o.ttl === undefined ? {} : { ttlMinutes: o.ttl }),
+          ...(o.dryRun === true ? { dryRun: true } : {}),
+          ...(o.force === true ? { force: true } : {}),
+        },
+      });
+    case "status":
+      return callPanicApi({
+        api,
+        region,
+        method: "GET",
+        path: "/panic",
+        query: { history: o.history === undefined ? undefined : String(o.history) },
+      });
+    case "revert":
+      return callPanicApi({
+        api,
+        region,
+        method: "DELETE",
+        path: "/panic",
+        body: o.reason === undefined ? undefined : { reason: o.reason },
+      });
+  }
+}
+
+const HEADLINE: Record<string, string> = {
+  applied: "APPLIED",
+  refreshed: "REFRESHED",
+  "taken-over": "TAKEN OVER",
+  "would-apply": "DRY RUN (would apply)",
+  "would-refresh": "DRY RUN (would refresh)",
+  "would-take-over": "DRY RUN (would take over)",
+  active: "ACTIVE",
+  inactive: "INACTIVE",
+  foreign: "FOREIGN POLICY",
+  reverted: "REVERTED",
+  "not-applied": "NOTHING TO REVERT",
+  expired: "EXPIRED",
+  skipped: "SKIPPED",
+};
+
+function conflictBlock(r: PanicResponse): string[] {
+  if (r.conflicts.length === 0) {
+    return r.action === "revert" ? [] : ["No policy evaluated before it can deny traffic it allows."];
+  }
+  const n = r.conflicts.length;
+  return [
+    "!".repeat(100),
+    `!! WARNING: ${n} polic${n === 1 ? "y is" : "ies are"} evaluated before ${r.policyName} and may still DENY traffic:`,
+    ...r.conflicts.map((c) => `!!   - ${describeConflict(c)}`),
+    "!! allow-all will not help traffic these drop: fix or relax them as well.",
+    "!".repeat(100),
+  ];
+}
+
+function humanText(r: PanicResponse): string {
+  const lines = [`${HEADLINE[r.result] ?? r.result.toUpperCase()}  ${r.message.split(". WARNING")[0]}`];
+  const details: [string, string | null][] = [
+    ["cluster", r.cluster],
+    ["policy", `${r.policyName} (${r.apiGroup})`],
+    ["reason", r.reason],
+    ["applied by", r.appliedBy],
+    ["applied at", r.appliedAt],
+    ["expires at", r.appliedAt === null ? null : (r.expiresAt ?? "never (revert by hand)")],
+  ];
+  for (const [k, v] of details) if (v !== null) lines.push(`  ${`${k}:`.padEnd(12)} ${v}`);
+  if (r.result.startsWith("would-") && r.policy !== null) {
+    lines.push("", "Would apply:", dumpYaml(r.policy).trimEnd());
+  }
+  const block = conflictBlock(r);
+  if (block.length > 0) lines.push("", ...block);
+  for (const w of r.warnings) lines.push("", `WARNING: ${w}`);
+  if (r.history !== undefined && r.history.length > 0) {
+    lines.push(
+      "",
+      "Recent actions:",
+      table(
+        ["AT", "ACTION", "RESULT", "BY", "REASON"],
+        r.history.map((h) => [h.at, h.action, `${h.outcome}/${h.result}`, h.requester, h.reason]),
+      ),
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function fail(error: unknown, json: boolean): void {
+  process.exitCode = 1;
+  const apiError = apiErrorOf(error);
+  if (apiError !== undefined) {
+    const body = apiError.body as { error?: string; message?: string; field?: string } | null;
+    if (json) process.stdout.write(`${JSON.stringify(body)}\n`);
+    const text =
+      body !== null && typeof body === "object" && body.message !== undefined
+        ? body.message
+        : apiError.message;
+    process.stderr.write(`error (HTTP ${apiError.status}${body?.error ? ` ${body.error}` : ""}): ${text}\n`);
+    return;
+  }
+  if (error instanceof PanicFailure) {
+    if (json) {
+      const body = {
+        error: error.kind,
+        message: error.message,
+        ...(error.field ? { field: error.field } : {}),
+      };
+      process.stdout.write(`${JSON.stringify(body)}\n`);
+    }
+    process.stderr.write(`error (${error.kind}): ${error.message}\n`);
+    return;
+  }
+  process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+}
+
+async function run(action: Action, raw: Record<string, unknown>): Promise<void> {
+  const o = raw as unknown as PanicOptions;
+  const common = commonOptions(raw);
+  const json = o.json === true;
+  if ((o.api === undefined) === (o.direct !== true)) {
+    process.exitCode = 2;
+    process.stderr.write(
+      "error: choose one of --api URL (through the deployed API) or --direct (straight to the cluster with a kubeconfig)\n",
+    );
+    return;
+  }
+  if (o.api !== undefined && (o.kubeconfig !== undefined || o.context !== undefined)) {
+    process.exitCode = 2;
+    process.stderr.write("error: --kubeconfig and --context go with --direct, not --api\n");
+    return;
+  }
+  try {
+    const response =
+      o.api !== undefined ? await runApi(action, o, common) : await runDirect(action, o, common);
+    if (json) {
+      process.stdout.write(`${JSON.stringify(response, null, 2)}\n`);
+      // Conflicts must not go unnoticed when a script reads the JSON.
+      if (action === "apply" && response.conflicts.length > 0) {
+        process.stderr.write(`${conflictBlock(response).join("\n")}\n`);
+      }
+    } else {
+      process.stdout.write(humanText(response));
+    }
+  } catch (error) {
+    fail(error, json);
+  }
+}
+
+export function registerPanic(program: Command): void {
+  const panic = program
+    .command("panic")
+    .description(
+      "The panic button: allow all traffic of the customer namespaces with one audited, revertible " +
+        "GlobalNetworkPolicy (docs/panic.md)",
+    );
+
+  addExpiryOptions(addAccessOptions(panic.command("apply")))
+    .description("apply (or refresh) the panic policy; prints the policies that may still deny traffic")
+    .requiredOption(
+      "--reason <text>",
+      "why traffic must be opened up (1-500 characters; audited and announced)",
+    )
+    .addOption(
+      new Option(
+        "--ttl <minutes>",
+        "revert automatically after this long; 0 = never (default: the API's setting; 0 with --direct)",
+      ).argParser(parseInteger("--ttl", 0, MAX_TTL_MINUTES)),
+    )
+    .option("--dry-run", "show exactly what would be applied, change nothing")
+    .option("--force", "take over a policy of the same name that calico-flows did not create")
+    .action((_opts, command: Command) => run("apply", command.optsWithGlobals()));
+
+  addAccessOptions(panic.command("status"))
+    .description("is the panic policy applied, by whom, why, until when; what may still deny; recent actions")
+    .addOption(
+      new Option("--history <n>", "recent actions to show")
+        .argParser(parseInteger("--history", 0, MAX_HISTORY))
+        .default(DEFAULT_HISTORY),
+    )
+    .action((_opts, command: Command) => run("status", command.optsWithGlobals()));
+
+  addExpiryOptions(addAccessOptions(panic.command("revert")))
+    .description("remove the panic policy (and its expiry schedule); a no-op success when none is applied")
+    .option("--reason <text>", "why it is reverted (audited and announced)")
+    .action((_opts, command: Command) => run("revert", command.optsWithGlobals()));
+}

@@ -1,0 +1,89 @@
+// The panic button's audit trail in the flow store's table: one item per action under `PANIC#<cluster>`,
+// sorted by time, so "recent history" is one Query read backwards. Items never carry the table's TTL
+// attribute: it is an audit log.
+import { randomBytes } from "node:crypto";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import type { PanicAuditEntry, PanicAuditLog } from "../../core/panic-policy.ts";
+import { TABLE_KEYS } from "./schema.ts";
+
+export interface DynamoPanicAuditOptions {
+  client: DynamoDBClient;
+  tableName: string;
+}
+
+export const PANIC_ITEM_TYPE = "panic-audit";
+
+export function panicPartitionKey(cluster: string): string {
+  return `PANIC#${cluster}`;
+}
+
+const HISTORY_MAX = 100;
+
+export class DynamoPanicAudit implements PanicAuditLog {
+  readonly #doc: DynamoDBDocumentClient;
+  readonly #tableName: string;
+
+  constructor(options: DynamoPanicAuditOptions) {
+    this.#doc = DynamoDBDocumentClient.from(options.client, {
+      marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
+    });
+    this.#tableName = options.tableName;
+  }
+
+  async record(entry: PanicAuditEntry): Promise<void> {
+    // The random suffix keeps two actions in the same millisecond apart (two concurrent applies).
+    const { expiresAt, ...rest } = entry;
+    const sk = `${entry.at}#${randomBytes(6).toString("hex")}`;
+    await this.#doc.send(
+      new PutCommand({
+        TableName: this.#tableName,
+        Item: {
+          [TABLE_KEYS.partitionKey]: panicPartitionKey(entry.cluster),
+          [TABLE_KEYS.sortKey]: sk,
+          type: PANIC_ITEM_TYPE,
+          ...rest,
+          // Stored under another name: the table's TTL attribute is also called expiresAt.
+          policyExpiresAt: expiresAt,
+        },
+        // Never overwrite an audit record.
+        ConditionExpression: "attribute_not_exists(#pk)",
+        ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
+      }),
+    );
+  }
+
+  async recent(cluster: string, limit: number): Promise<PanicAuditEntry[]> {
+    const wanted = Math.max(0, Math.min(limit, HISTORY_MAX));
+    if (wanted === 0) return [];
+    const result = await this.#doc.send(
+      new QueryCommand({
+        TableName: this.#tableName,
+        KeyConditionExpression: "#pk = :pk",
+        ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
+        ExpressionAttributeValues: { ":pk": panicPartitionKey(cluster) },
+        ScanIndexForward: false,
+        Limit: wanted,
+      }),
+    );
+    return (result.Items ?? []).map(toEntry);
+  }
+}
+
+function toEntry(item: Record<string, unknown>): PanicAuditEntry {
+  const text = (key: string) => (typeof item[key] === "string" ? (item[key] as string) : "");
+  return {
+    cluster: text("cluster"),
+    at: text("at"),
+    action: text("action") as PanicAuditEntry["action"],
+    outcome: text("outcome") as PanicAuditEntry["outcome"],
+    result: text("result"),
+    requester: text("requester"),
+    reason: text("reason"),
+    via: text("via"),
+    policyName: text("policyName"),
+    expiresAt: typeof item.policyExpiresAt === "string" ? item.policyExpiresAt : null,
+    conflicts: Array.isArray(item.conflicts) ? (item.conflicts as PanicAuditEntry["conflicts"]) : [],
+    message: text("message"),
+  };
+}

@@ -1,0 +1,311 @@
+// Calico GlobalNetworkPolicies, NetworkPolicies and Tiers through the Kubernetes API, in either API group:
+// projectcalico.org/v3 (the Calico API server) or crd.projectcalico.org/v1 (the CRDs, for clusters without
+// it). Writes use server-side apply under the panic field manager; deletes carry uid + resourceVersion
+// preconditions. Kubernetes errors become PanicFailures that say what to do.
+import {
+  ApiException,
+  type ConfigurationOptions,
+  CustomObjectsApi,
+  type KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+  PatchStrategy,
+} from "@kubernetes/client-node";
+import {
+  type ApplyOptions,
+  type CalicoApiGroup,
+  type CalicoPolicy,
+  type CalicoPolicyStore,
+  type CalicoTier,
+  FIELD_MANAGER,
+  PanicFailure,
+  type PolicyInventory,
+} from "../../core/panic-policy.ts";
+import {
+  AccessConfigError,
+  type AccessFixes,
+  describeKubeError,
+  kubeApiClient,
+  withDeadline,
+} from "./cluster-access.ts";
+
+export interface CalicoPoliciesOptions {
+  apiGroup: CalicoApiGroup;
+  /**
+   * The cluster's KubeConfig, asked per operation (EKS: cached per container, with a self-renewing token;
+   * CLI: the loaded kubeconfig).
+   */
+  kubeConfig: () => KubeConfig | Promise<KubeConfig>;
+  /** Which cluster, reached how: for messages. */
+  description: string;
+  /** Deadline of each Kubernetes request. */
+  timeoutMs: number;
+  /** What to do about a 401/403 where this runs. */
+  fixes: AccessFixes;
+}
+
+/** What to do about a 401/403 from the panic function (EKS access entry → group → deploy/rbac.yaml). */
+export function panicEksFixes(cluster: string): AccessFixes {
+  return {
+    unauthorized:
+      `EKS did not accept the panic function's IAM role: it needs an EKS access entry on cluster ${cluster} ` +
+      "mapping it to the Kubernetes group calico-flows-panic (the CDK stack creates it when manageClusterAccess is true)",
+    forbidden:
+      "the panic function's access entry maps to the Kubernetes group calico-flows-panic, which lacks RBAC on " +
+      "Calico policies: kubectl apply -f deploy/rbac.yaml",
+  };
+}
+
+/** What to do about a 401/403 with `calico-flows panic --direct`. */
+export const PANIC_KUBECONFIG_FIXES: AccessFixes = {
+  unauthorized:
+    "the kubeconfig credentials were refused: refresh them (for EKS: aws eks update-kubeconfig --name <cluster>)",
+  forbidden:
+    "the kubeconfig user may not manage Calico GlobalNetworkPolicies: bind it to the calico-flows-panic " +
+    "ClusterRole (deploy/rbac.yaml), e.g. through the calico-flows-panic group",
+};
+
+const PLURALS = {
+  global: "globalnetworkpolicies",
+  namespaced: "networkpolicies",
+  tiers: "tiers",
+} as const;
+
+const PAGE = 500;
+
+/** Per-call options that send a server-side apply: client-node has no parameter for the patch type. */
+const SERVER_SIDE_APPLY: ConfigurationOptions = {
+  middleware: [
+    {
+      pre: (request) => {
+        request.setHeaderParam("Content-Type", PatchStrategy.ServerSideApply);
+        return new Observable(Promise.resolve(request));
+      },
+      post: (response) => new Observable(Promise.resolve(response)),
+    } satisfies ObservableMiddleware,
+  ],
+  // After the access's own middleware (deadline, user agent), which the client keeps.
+  middlewareMergeStrategy: "append",
+};
+
+export class CalicoPolicies implements CalicoPolicyStore {
+  readonly apiGroup: CalicoApiGroup;
+  readonly #group: string;
+  readonly #version: string;
+  readonly #options: CalicoPoliciesOptions;
+  /** Set once discovery confirmed the group serves GlobalNetworkPolicies. */
+  #groupServed = false;
+
+  constructor(options: CalicoPoliciesOptions) {
+    this.apiGroup = options.apiGroup;
+    const [group, version] = options.apiGroup.split("/") as [string, string];
+    this.#group = group;
+    this.#version = version;
+    this.#options = options;
+  }
+
+  async getGlobalPolicy(name: string): Promise<CalicoPolicy | null> {
+    const doing = `reading ${PLURALS.global}/${name}`;
+    try {
+      return await this.#call(doing, (api) =>
+        api.getClusterCustomObject({
+          group: this.#group,
+          version: this.#version,
+          plural: PLURALS.global,
+          name,
+        }),
+      );
+    } catch (error) {
+      if (!isNotFound(error)) throw this.#failure(error, doing);
+      // A 404 is also what a cluster without the API group answers: tell the two apart.
+      await this.#requireGroup();
+      return null;
+    }
+  }
+
+  async applyGlobalPolicy(policy: CalicoPolicy, options: ApplyOptions): Promise<CalicoPolicy> {
+    const name = policy.metadata.name;
+    // A resourceVersion in an applied object is a precondition: the apply fails with 409 if it changed.
+    const body =
+      options.resourceVersion === undefined
+        ? policy
+        : { ...policy, metadata: { ...policy.metadata, resourceVersion: options.resourceVersion } };
+    const doing = `applying ${PLURALS.global}/${name}`;
+    try {
+      return await this.#call(doing, (api) =>
+        api.patchClusterCustomObject(
+          {
+            group: this.#group,
+            version: this.#version,
+            plural: PLURALS.global,
+            name,
+            body,
+            fieldManager: FIELD_MANAGER,
+            force: options.force,
+          },
+          SERVER_SIDE_APPLY,
+        ),
+      );
+    } catch (error) {
+      throw this.#failure(error, doing);
+    }
+  }
+
+  async replaceGlobalPolicy(policy: CalicoPolicy): Promise<CalicoPolicy> {
+    const name = policy.metadata.name;
+    const doing = `replacing ${PLURALS.global}/${name}`;
+    try {
+      return await this.#call(doing, (api) =>
+        api.replaceClusterCustomObject({
+          group: this.#group,
+          version: this.#version,
+          plural: PLURALS.global,
+          name,
+          body: policy,
+          fieldManager: FIELD_MANAGER,
+        }),
+      );
+    } catch (error) {
+      throw this.#failure(error, doing);
+    }
+  }
+
+  async deleteGlobalPolicy(
+    name: string,
+    preconditions: { uid?: string; resourceVersion?: string },
+  ): Promise<boolean> {
+    const doing = `deleting ${PLURALS.global}/${name}`;
+    try {
+      await this.#call(doing, (api) =>
+        api.deleteClusterCustomObject({
+          group: this.#group,
+          version: this.#version,
+          plural: PLURALS.global,
+          name,
+          body: { preconditions },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (!isNotFound(error)) throw this.#failure(error, doing);
+      await this.#requireGroup();
+      return false;
+    }
+  }
+
+  async inventory(): Promise<PolicyInventory> {
+    const [tiers, globalPolicies, namespacedPolicies] = await Promise.all([
+      this.#listAll<CalicoTier>(PLURALS.tiers, false),
+      this.#listAll<CalicoPolicy>(PLURALS.global, false),
+      this.#listAll<CalicoPolicy>(PLURALS.namespaced, true),
+    ]);
+    return { tiers, globalPolicies, namespacedPolicies };
+  }
+
+  async #listAll<T>(plural: string, allNamespaces: boolean): Promise<T[]> {
+    const items: T[] = [];
+    let next: string | undefined;
+    do {
+      const params = { group: this.#group, version: this.#version, limit: PAGE, _continue: next };
+      const doing = `listing ${plural}.${this.#group}`;
+      let page: { items?: T[]; metadata?: { continue?: string } };
+      try {
+        page = await this.#call(doing, (api) =>
+          allNamespaces
+            ? api.listCustomObjectForAllNamespaces({ ...params, resourcePlural: plural })
+            : api.listClusterCustomObject({ ...params, plural }),
+        );
+      } catch (error) {
+        // Listing a collection never 404s when its resource exists.
+        if (isNotFound(error)) throw this.#missingGroup(plural);
+        throw this.#failure(error, doing);
+      }
+      items.push(...(page.items ?? []));
+      next = page.metadata?.continue || undefined;
+    } while (next !== undefined);
+    return items;
+  }
+
+  /**
+   * One call under a deadline that also covers loading the KubeConfig (DescribeCluster, tokens); a little
+   * longer than the request's own abort, which then reports first with the better message.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: custom objects are untyped in client-node
+  #call<T = any>(doing: string, fn: (api: CustomObjectsApi) => Promise<T>): Promise<T> {
+    const { timeoutMs } = this.#options;
+    return withDeadline(timeoutMs + 1_000, doing, async () =>
+      fn(kubeApiClient(await this.#options.kubeConfig(), CustomObjectsApi, timeoutMs)),
+    );
+  }
+
+  async #requireGroup(): Promise<void> {
+    if (this.#groupServed) return;
+    const doing = `discovering ${this.apiGroup}`;
+    let resources: { resources?: { name?: string }[] };
+    try {
+      resources = await this.#call(doing, (api) =>
+        api.getAPIResources({ group: this.#group, version: this.#version }),
+      );
+    } catch (error) {
+      if (isNotFound(error)) throw this.#missingGroup(PLURALS.global);
+      throw this.#failure(error, doing);
+    }
+    if (!(resources.resources ?? []).some((r) => r.name === PLURALS.global))
+      throw this.#missingGroup(PLURALS.global);
+    this.#groupServed = true;
+  }
+
+  #missingGroup(plural: string): PanicFailure {
+    const other =
+      this.apiGroup === "projectcalico.org/v3" ? "crd.projectcalico.org/v1" : "projectcalico.org/v3";
+    const hint =
+      this.apiGroup === "projectcalico.org/v3"
+        ? "the Calico API server is not installed (or not available). Use the CRDs directly: set " +
+          `CALICO_API_GROUP=${other} (CLI: --api-group ${other})`
+        : `the Calico CRDs are not installed. If the Calico API server is, set CALICO_API_GROUP=${other} ` +
+          `(CLI: --api-group ${other})`;
+    return new PanicFailure(
+      "api-missing",
+      `the cluster does not serve ${plural}.${this.#group}/${this.#version}: ${hint}`,
+    );
+  }
+
+  /** Maps an error of the Kubernetes API to an actionable PanicFailure; codes with no answer here are rethrown. */
+  #failure(error: unknown, doing: string): Error {
+    if (error instanceof PanicFailure) return error;
+    if (error instanceof AccessConfigError) {
+      return new PanicFailure("kube-unavailable", `${doing}: ${error.message}`, { cause: error });
+    }
+    const failure = describeKubeError(error, this.#options.fixes);
+    const text = `${doing} failed on ${this.#options.description}: ${failure.message}`;
+    const withFix = failure.fix === null ? text : `${text}; fix: ${failure.fix}`;
+    switch (failure.kind) {
+      case "unauthorized":
+      case "forbidden":
+        return new PanicFailure("kube-access", withFix, { cause: error });
+      case "timeout":
+      case "unreachable":
+      case "tls":
+      case "server":
+      case "throttled":
+      case "aws":
+      case "malformed":
+        return new PanicFailure("kube-unavailable", withFix, { cause: error });
+      default:
+        break;
+    }
+    if (error instanceof ApiException) {
+      if (error.code === 409) return new PanicFailure("conflict", text, { cause: error });
+      if (error.code === 400 || error.code === 422) {
+        return new PanicFailure("kube-rejected", `${text} (check the panic policy settings)`, {
+          cause: error,
+        });
+      }
+    }
+    return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof ApiException && error.code === 404;
+}

@@ -1,0 +1,269 @@
+// Panic Lambda: `POST|GET|DELETE /panic` behind API Gateway (AWS_IAM), and the revert event its own expiry
+// schedule sends. Thin by design: configuration and clients are built once per container; the work is in
+// service.ts, which `calico-flows panic --direct` runs too.
+
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EKSClient } from "@aws-sdk/client-eks";
+import { SchedulerClient } from "@aws-sdk/client-scheduler";
+import { SNSClient } from "@aws-sdk/client-sns";
+import middy from "@middy/core";
+import httpHeaderNormalizer from "@middy/http-header-normalizer";
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
+import { z } from "zod";
+import { DynamoPanicAudit } from "../adapters/dynamo/panic-audit.ts";
+import { CalicoPolicies, panicEksFixes } from "../adapters/kube/calico.ts";
+import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
+import { EventBridgeExpiryScheduler } from "../adapters/scheduler.ts";
+import { SnsAlertSink } from "../adapters/sns-sink.ts";
+import { EXPIRY_EVENT_SOURCE, PanicFailure, type PanicFailureKind } from "../core/panic-policy.ts";
+import { logger, metrics, tracer } from "../shared/powertools.ts";
+import { loadPanicConfig, type PanicConfig } from "./config.ts";
+import {
+  ApplyBody,
+  DEFAULT_HISTORY,
+  invalidRequest,
+  MAX_HISTORY,
+  type PanicResponse,
+  PanicService,
+  RevertBody,
+} from "./service.ts";
+
+export const PANIC_PATH = "/panic";
+const ALLOWED = "GET, POST, DELETE";
+
+export interface PanicRuntime {
+  service: PanicService;
+}
+
+export function createRuntime(config: PanicConfig): PanicRuntime {
+  const eks = tracer.captureAWSv3Client(new EKSClient({}));
+  const calico = new CalicoPolicies({
+    apiGroup: config.settings.apiGroup,
+    kubeConfig: () => eksKubeConfig({ clusterName: config.cluster, eks, timeoutMs: config.kubeTimeoutMs }),
+    description: `EKS cluster ${config.cluster}`,
+    timeoutMs: config.kubeTimeoutMs,
+    fixes: panicEksFixes(config.cluster),
+  });
+  return {
+    service: new PanicService({
+      cluster: config.cluster,
+      settings: config.settings,
+      calico,
+      defaultTtlMinutes: config.defaultTtlMinutes,
+      audit: new DynamoPanicAudit({
+        client: tracer.captureAWSv3Client(new DynamoDBClient({})),
+        tableName: config.tableName,
+      }),
+      sink:
+        config.alertsTopicArn === undefined
+          ? undefined
+          : new SnsAlertSink({
+              client: tracer.captureAWSv3Client(new SNSClient({})),
+              topicArn: config.alertsTopicArn,
+            }),
+      scheduler:
+        config.scheduler === undefined
+          ? undefined
+          : new EventBridgeExpiryScheduler({
+              client: tracer.captureAWSv3Client(new SchedulerClient({})),
+              groupName: config.scheduler.groupName,
+              roleArn: config.scheduler.roleArn,
+            }),
+      logger,
+    }),
+  };
+}
+
+const STATUS: Record<PanicFailureKind, number> = {
+  invalid: 400,
+  "not-owned": 409,
+  conflict: 409,
+  "kube-access": 502,
+  "api-missing": 502,
+  "kube-rejected": 502,
+  "kube-unavailable": 502,
+};
+
+const ExpiryEventSchema = z.object({
+  source: z.literal(EXPIRY_EVENT_SOURCE),
+  action: z.literal("revert"),
+  cluster: z.string().min(1),
+  policyName: z.string().min(1),
+  expiresAt: z.iso.datetime(),
+});
+
+function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): APIGatewayProxyResult {
+  return {
+    statusCode,
+    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+function failureResponse(error: PanicFailure): APIGatewayProxyResult {
+  return json(STATUS[error.kind], {
+    error: error.kind,
+    message: error.message,
+    ...(error.field === undefined ? {} : { field: error.field }),
+  });
+}
+
+/** The schedule target is the unqualified function: that is what the scheduler role may invoke. */
+export function unqualifiedArn(arn: string): string {
+  return arn.split(":").slice(0, 7).join(":");
+}
+
+/** The body as JSON: absent or empty is `{}` for DELETE, an error for POST. */
+function parseBody(event: APIGatewayProxyEvent): unknown {
+  const raw = event.body;
+  if (raw === null || raw === undefined || raw.trim() === "") return undefined;
+  const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new PanicFailure("invalid", `body: not valid JSON (${(error as Error).message})`, {
+      field: "body",
+    });
+  }
+}
+
+/** The caller: API Gateway puts the SigV4-authenticated principal in the request context. */
+function requesterOf(event: APIGatewayProxyEvent): string | undefined {
+  const identity = event.requestContext?.identity;
+  return identity?.userArn || identity?.caller || undefined;
+}
+
+function respond(response: PanicResponse): APIGatewayProxyResult {
+  metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
+  return json(200, response);
+}
+
+export async function handleHttp(
+  event: APIGatewayProxyEvent,
+  context: Pick<Context, "invokedFunctionArn">,
+  runtime: PanicRuntime,
+): Promise<APIGatewayProxyResult> {
+  // The resource when the API names it; the path under a greedy proxy resource.
+  const route = event.resource !== undefined && !event.resource.includes("{") ? event.resource : event.path;
+  const path = (route ?? "").replace(/\/+$/, "") || "/";
+  if (path !== PANIC_PATH) return json(404, { error: "not-found", message: `no route ${event.path}` });
+  const method = event.httpMethod?.toUpperCase();
+  if (method !== "GET" && method !== "POST" && method !== "DELETE") {
+    return json(
+      405,
+      { error: "method-not-allowed", message: `${method} is not allowed on ${PANIC_PATH}` },
+      { allow: ALLOWED },
+    );
+  }
+  const requester = requesterOf(event);
+  if (requester === undefined) {
+    // Only reachable if the method lost its AWS_IAM authorisation: refuse rather than act anonymously.
+    return json(401, {
+      error: "unauthenticated",
+      message: "no IAM identity in the request context: the method must use AWS_IAM authorisation",
+    });
+  }
+  try {
+    switch (method) {
+      case "GET": {
+        const raw = event.queryStringParameters?.history;
+        const history = raw === undefined ? DEFAULT_HISTORY : Number(raw);
+        if (!Number.isInteger(history) || history < 0 || history > MAX_HISTORY) {
+          throw new PanicFailure(
+            "invalid",
+            `history: expected an integer from 0 to ${MAX_HISTORY}, got "${raw}"`,
+            {
+              field: "history",
+            },
+          );
+        }
+        return respond(await runtime.service.status(history));
+      }
+      case "POST": {
+        const body = parseBody(event);
+        if (body === undefined) {
+          throw new PanicFailure("invalid", "body: a JSON object with at least reason is required", {
+            field: "reason",
+          });
+        }
+        const parsed = ApplyBody.safeParse(body);
+        if (!parsed.success) throw invalidRequest(parsed.error);
+        logger.appendKeys({ requester });
+        return respond(
+          await runtime.service.apply({
+            ...parsed.data,
+            requester,
+            via: "api",
+            expiryTarget: unqualifiedArn(context.invokedFunctionArn),
+          }),
+        );
+      }
+      case "DELETE": {
+        const parsed = RevertBody.safeParse(parseBody(event) ?? {});
+        if (!parsed.success) throw invalidRequest(parsed.error, RevertBody);
+        logger.appendKeys({ requester });
+        return respond(await runtime.service.revert({ requester, via: "api", reason: parsed.data.reason }));
+      }
+    }
+  } catch (error) {
+    if (error instanceof PanicFailure) {
+      metrics.addMetric(`PanicFailure_${error.kind}`, MetricUnit.Count, 1);
+      (STATUS[error.kind] >= 500 ? logger.error : logger.warn).call(logger, "panic request failed", {
+        kind: error.kind,
+        reason: error.message,
+      });
+      return failureResponse(error);
+    }
+    logger.error("panic request failed unexpectedly", { error });
+    return json(500, { error: "internal", message: "internal error: see the function's logs" });
+  }
+}
+
+function isExpiryEvent(event: unknown): boolean {
+  return (
+    typeof event === "object" &&
+    event !== null &&
+    (event as { source?: unknown }).source === EXPIRY_EVENT_SOURCE
+  );
+}
+
+export type PanicLambdaEvent = APIGatewayProxyEvent | z.infer<typeof ExpiryEventSchema>;
+
+/** Builds the Lambda handler over a runtime (tests pass one wired to local servers). */
+export function createPanicHandler(runtime: () => PanicRuntime) {
+  return middy(async (event: PanicLambdaEvent, context: Context) => {
+    if (isExpiryEvent(event)) {
+      const parsed = ExpiryEventSchema.safeParse(event);
+      if (!parsed.success) {
+        // Retrying a malformed event cannot help: log it and finish.
+        logger.error("malformed expiry event", { issues: parsed.error.issues });
+        return { statusCode: 400, error: "invalid expiry event" };
+      }
+      // Errors propagate on purpose: the scheduler's retry policy tries the revert again.
+      const response = await runtime().service.expire(parsed.data);
+      metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
+      logger.info("expiry handled", { result: response.result, message: response.message });
+      return response;
+    }
+    return handleHttp(event as APIGatewayProxyEvent, context, runtime());
+  })
+    .use(captureLambdaHandler(tracer))
+    .use(injectLambdaContext(logger, { clearState: true }))
+    .use(logMetrics(metrics, { captureColdStartMetric: true }))
+    .use(httpHeaderNormalizer());
+}
+
+let runtime: PanicRuntime | undefined;
+
+export const handler = createPanicHandler(() => {
+  runtime ??= createRuntime(loadPanicConfig(process.env));
+  return runtime;
+});

@@ -1,0 +1,604 @@
+// The panic button's use cases — apply, status, revert, expire — over the Calico policy store, the audit log,
+// the SNS announcements and the expiry scheduler. The Lambda handler and `calico-flows panic --direct` both
+// run exactly this code; they differ only in the adapters they pass in.
+import { z } from "zod";
+import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
+import {
+  type CalicoPolicy,
+  type CalicoPolicyStore,
+  describeConflict,
+  type ExpiryEvent,
+  type ExpiryScheduler,
+  expiryOf,
+  findConflicts,
+  isManagedByCalicoFlows,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  type PanicAction,
+  type PanicAuditEntry,
+  type PanicAuditLog,
+  PanicFailure,
+  type PanicOutcome,
+  type PanicPolicySettings,
+  type PanicStamp,
+  type PolicyConflict,
+  panicPolicyDocument,
+  policyObjectName,
+  readStamp,
+} from "../core/panic-policy.ts";
+
+/** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
+export const MAX_TTL_MINUTES = 7 * 24 * 60;
+export const DEFAULT_HISTORY = 20;
+export const MAX_HISTORY = 100;
+/** Attempts when the policy changes between our read and our write (concurrent appliers). */
+const WRITE_ATTEMPTS = 4;
+
+const reason = z
+  .string({ error: "reason must be a string" })
+  .trim()
+  .min(1, "reason is required: say why traffic must be opened up")
+  .max(500, "reason must be at most 500 characters");
+
+/** The body of `POST /panic`; unknown fields are rejected so that a typo does not go unnoticed. */
+export const ApplyBody = z.strictObject({
+  reason,
+  ttlMinutes: z
+    .number({ error: "ttlMinutes must be a number" })
+    .int("ttlMinutes must be a whole number of minutes")
+    .min(0, "ttlMinutes must be 0 (never) or more")
+    .max(MAX_TTL_MINUTES, `ttlMinutes must be at most ${MAX_TTL_MINUTES} (7 days)`)
+    .optional(),
+  dryRun: z.boolean({ error: "dryRun must be true or false" }).optional(),
+  force: z.boolean({ error: "force must be true or false" }).optional(),
+});
+export type ApplyBody = z.infer<typeof ApplyBody>;
+
+/** The optional body of `DELETE /panic`. */
+export const RevertBody = z.strictObject({ reason: reason.optional() });
+export type RevertBody = z.infer<typeof RevertBody>;
+
+/** Turns the first zod issue into a 400 failure naming the field. */
+export function invalidRequest(error: z.ZodError, schema: z.ZodObject = ApplyBody): PanicFailure {
+  const issue = error.issues[0];
+  const path = issue?.path.map(String).join(".") ?? "";
+  const field = issue?.code === "unrecognized_keys" ? (issue.keys[0] ?? "body") : path === "" ? "body" : path;
+  const message =
+    issue?.code === "unrecognized_keys"
+      ? `unknown field "${field}" (expected ${Object.keys(schema.shape).join(", ")})`
+      : `${field}: ${issue?.message ?? "invalid"}`;
+  return new PanicFailure("invalid", message, { field });
+}
+
+export interface ApplyRequest extends ApplyBody {
+  /** The caller's IAM principal ARN (API) or local identity (CLI --direct). */
+  requester: string;
+  /** "api", "cli". */
+  via: string;
+  /** ARN the expiry schedule invokes (the panic function's own). */
+  expiryTarget?: string;
+}
+
+export interface RevertRequest {
+  requester: string;
+  via: string;
+  reason?: string;
+}
+
+export type PanicResult =
+  | "applied"
+  | "refreshed"
+  | "taken-over"
+  | "would-apply"
+  | "would-refresh"
+  | "would-take-over"
+  | "active"
+  | "inactive"
+  | "foreign"
+  | "reverted"
+  | "not-applied"
+  | "expired"
+  | "skipped";
+
+/** The JSON every panic endpoint answers with (and `calico-flows panic --json` prints). */
+export interface PanicResponse {
+  cluster: string;
+  action: PanicAction | "status";
+  result: PanicResult;
+  message: string;
+  apiGroup: string;
+  policyName: string;
+  /** The policy as the cluster holds it (for a dry run: exactly what would be applied); null when absent. */
+  policy: CalicoPolicy | null;
+  appliedBy: string | null;
+  reason: string | null;
+  appliedAt: string | null;
+  expiresAt: string | null;
+  /** Policies evaluated before the panic policy that may still deny traffic (docs/panic.md). */
+  conflicts: PolicyConflict[];
+  /** Recent audited actions, most recent first (status only). */
+  history?: PanicAuditEntry[];
+  /** Side effects that failed without undoing the main action (audit, announcement, schedule). */
+  warnings: string[];
+}
+
+/** The Powertools Logger fits this; the CLI passes a stderr one. */
+export interface PanicLogger {
+  warn(message: string, ...extra: Record<string, unknown>[]): void;
+  error(message: string, ...extra: Record<string, unknown>[]): void;
+}
+
+export interface PanicServiceDeps {
+  cluster: string;
+  settings: PanicPolicySettings;
+  calico: CalicoPolicyStore;
+  /** TTL when the request gives none; 0 = never. */
+  defaultTtlMinutes: number;
+  audit?: PanicAuditLog;
+  sink?: { publishPanic(event: PanicEvent): Promise<void> };
+  scheduler?: ExpiryScheduler;
+  clock?: () => Date;
+  logger?: PanicLogger;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The policy as returned to callers: server bookkeeping that says nothing to a human is dropped. */
+function presentable(policy: CalicoPolicy | null): CalicoPolicy | null {
+  if (policy === null) return null;
+  const { managedFields: _, ...metadata } = policy.metadata;
+  return { ...policy, metadata };
+}
+
+function toPanicConflict(c: PolicyConflict): PanicConflict {
+  return {
+    kind: c.kind,
+    name: c.name,
+    namespace: c.namespace,
+    tier: c.tier,
+    order: c.order,
+    explanation: c.reasons.join("; "),
+  };
+}
+
+export class PanicService {
+  readonly #deps: PanicServiceDeps;
+  readonly #objectName: string;
+  readonly #clock: () => Date;
+
+  constructor(deps: PanicServiceDeps) {
+    this.#deps = deps;
+    this.#objectName = policyObjectName(deps.settings);
+    this.#clock = deps.clock ?? (() => new Date());
+  }
+
+  async apply(request: ApplyRequest): Promise<PanicResponse> {
+    const parsed = ApplyBody.safeParse({
+      reason: request.reason,
+      ttlMinutes: request.ttlMinutes,
+      dryRun: request.dryRun,
+      force: request.force,
+    });
+    if (!parsed.success) throw invalidRequest(parsed.error);
+    const body = parsed.data;
+    const action: PanicAction = body.dryRun === true ? "dry-run" : "apply";
+    const now = this.#clock();
+    const ttl = body.ttlMinutes ?? this.#deps.defaultTtlMinutes;
+    const expiresAt = expiryOf(now, ttl);
+    const stamp: PanicStamp = {
+      reason: body.reason,
+      requester: request.requester,
+      appliedAt: now.toISOString(),
+      expiresAt,
+    };
+    const base = { action, requester: request.requester, reason: body.reason, via: request.via, expiresAt };
+    if (expiresAt !== null && (this.#deps.scheduler === undefined || request.expiryTarget === undefined)) {
+      throw new PanicFailure(
+        "invalid",
+        `ttlMinutes: expiry needs the EventBridge Scheduler, which is not configured here; ` +
+          "use ttlMinutes 0 and revert by hand, or go through the API",
+        { field: "ttlMinutes" },
+      );
+    }
+    const document = panicPolicyDocument(this.#deps.settings, stamp);
+    const warnings: string[] = [];
+    let conflicts: PolicyConflict[] = [];
+
+    try {
+      const [first, inventory] = await Promise.all([
+        this.#deps.calico.getGlobalPolicy(this.#objectName),
+        this.#deps.calico.inventory(),
+      ]);
+      conflicts = findConflicts(this.#deps.settings, inventory);
+      let existing = first;
+      let result: PanicResult | undefined;
+      let policy: CalicoPolicy | null = null;
+      for (let attempt = 1; result === undefined; attempt++) {
+        if (existing !== null && !isManagedByCalicoFlows(existing) && body.force !== true) {
+          throw this.#notOwned(existing, "apply");
+        }
+        const ours = existing !== null && isManagedByCalicoFlows(existing);
+        if (action === "dry-run") {
+          result = existing === null ? "would-apply" : ours ? "would-refresh" : "would-take-over";
+          policy = document;
+          break;
+        }
+        try {
+          if (existing === null) {
+            // No force: if someone else creates the policy meanwhile, their fields conflict and we re-check.
+            policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false });
+            result = "applied";
+          } else if (ours) {
+            policy = await this.#deps.calico.applyGlobalPolicy(document, {
+              force: true,
+              resourceVersion: existing.metadata.resourceVersion,
+            });
+            result = "refreshed";
+          } else {
+            // A full replace, not an apply: fields the previous owner set (a narrower selector, extra rules)
+            // must not survive in the panic policy.
+            policy = await this.#deps.calico.replaceGlobalPolicy({
+              ...document,
+              metadata: { ...document.metadata, resourceVersion: existing.metadata.resourceVersion },
+            });
+            result = "taken-over";
+          }
+        } catch (error) {
+          if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
+            throw error;
+          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+        }
+      }
+
+      if (action === "apply") await this.#syncSchedule(expiresAt, request.expiryTarget, warnings);
+      const applied = policy === null ? null : readStamp(policy);
+      const response: PanicResponse = {
+        ...this.#frame(action, result, policy),
+        message: this.#applyMessage(result, expiresAt, conflicts),
+        appliedBy: applied?.requester ?? null,
+        reason: applied?.reason ?? null,
+        appliedAt: applied?.appliedAt ?? null,
+        expiresAt: applied?.expiresAt ?? null,
+        conflicts,
+        warnings,
+      };
+      await this.#record(
+        { ...base, outcome: "success", result, conflicts, message: response.message },
+        warnings,
+      );
+      if (action === "apply") {
+        await this.#announce(
+          { ...this.#event("applied", request.requester, body.reason), expiresAt, conflicts },
+          warnings,
+        );
+      }
+      return response;
+    } catch (error) {
+      await this.#recordFailure(base, error, conflicts, action === "apply");
+      throw error;
+    }
+  }
+
+  async status(historyLimit = DEFAULT_HISTORY): Promise<PanicResponse> {
+    // Settled together: a failing cluster read must not leave the history query running past the caller's
+    // cleanup (the CLI closes its embedded store right after).
+    const [read, listed, history] = await Promise.allSettled([
+      this.#deps.calico.getGlobalPolicy(this.#objectName),
+      this.#deps.calico.inventory(),
+      this.#history(historyLimit),
+    ]);
+    if (read.status === "rejected") throw read.reason;
+    if (listed.status === "rejected") throw listed.reason;
+    if (history.status === "rejected") throw history.reason;
+    const policy = read.value;
+    const inventory = listed.value;
+    const conflicts = findConflicts(this.#deps.settings, inventory);
+    const warnings = history.value.warning === undefined ? [] : [history.value.warning];
+    const stamp = policy === null ? null : readStamp(policy);
+    let result: PanicResult;
+    let message: string;
+    if (policy === null) {
+      result = "inactive";
+      message = `no panic policy is applied on ${this.#deps.cluster}`;
+    } else if (!isManagedByCalicoFlows(policy)) {
+      result = "foreign";
+      message =
+        `a GlobalNetworkPolicy named "${this.#objectName}" exists but was not created by calico-flows ` +
+        `(no ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} label): applying needs force, reverting is refused`;
+    } else {
+      result = "active";
+      message =
+        `the panic policy is applied on ${this.#deps.cluster}` +
+        (stamp?.expiresAt ? `, expiring at ${stamp.expiresAt}` : ", until reverted");
+    }
+    return {
+      ...this.#frame("status", result, policy),
+      message: message + this.#conflictNote(conflicts),
+      appliedBy: stamp?.requester ?? null,
+      reason: stamp?.reason ?? null,
+      appliedAt: stamp?.appliedAt ?? null,
+      expiresAt: stamp?.expiresAt ?? null,
+      conflicts,
+      history: history.value.entries,
+      warnings,
+    };
+  }
+
+  async revert(request: RevertRequest): Promise<PanicResponse> {
+    const reasonGiven = request.reason?.trim() || "reverted by hand";
+    return this.#remove("revert", request.requester, reasonGiven, request.via, null);
+  }
+
+  /** The expiry schedule fired: remove the policy unless it was refreshed (or replaced) since. */
+  async expire(event: ExpiryEvent): Promise<PanicResponse> {
+    if (event.cluster !== this.#deps.cluster || event.policyName !== this.#objectName) {
+      // A schedule left over from another configuration: nothing of ours to remove.
+      return {
+        ...this.#frame("expire", "skipped", null),
+        message:
+          `expiry for ${event.cluster}/${event.policyName} ignored: this function manages ` +
+          `${this.#deps.cluster}/${this.#objectName}`,
+        appliedBy: null,
+        reason: null,
+        appliedAt: null,
+        expiresAt: null,
+        conflicts: [],
+        warnings: [],
+      };
+    }
+    return this.#remove(
+      "expire",
+      "calico-flows expiry schedule",
+      `expired at ${event.expiresAt}`,
+      "schedule",
+      event,
+    );
+  }
+
+  async #remove(
+    action: "revert" | "expire",
+    requester: string,
+    reason: string,
+    via: string,
+    expiry: ExpiryEvent | null,
+  ): Promise<PanicResponse> {
+    const warnings: string[] = [];
+    const base = { action, requester, reason, via, expiresAt: null };
+    try {
+      let existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+      let result: PanicResult | undefined;
+      let message = "";
+      const removed = existing;
+      for (let attempt = 1; result === undefined; attempt++) {
+        if (existing === null) {
+          result = "not-applied";
+          message = `no panic policy is applied on ${this.#deps.cluster}: nothing to revert`;
+          break;
+        }
+        if (!isManagedByCalicoFlows(existing)) {
+          if (expiry !== null) {
+            result = "skipped";
+            message = `"${this.#objectName}" is no longer a calico-flows policy: left in place`;
+            break;
+          }
+          throw this.#notOwned(existing, "revert");
+        }
+        const stamp = readStamp(existing);
+        if (expiry !== null && this.#refreshedSince(stamp, expiry)) {
+          result = "skipped";
+          message = `the panic policy was refreshed since this expiry was scheduled; it now expires ${
+            stamp?.expiresAt ? `at ${stamp.expiresAt}` : "never"
+          }`;
+          break;
+        }
+        try {
+          const deleted = await this.#deps.calico.deleteGlobalPolicy(this.#objectName, {
+            uid: existing.metadata.uid,
+            resourceVersion: existing.metadata.resourceVersion,
+          });
+          result = deleted ? (expiry === null ? "reverted" : "expired") : "not-applied";
+          message = deleted
+            ? `panic policy ${this.#objectName} removed from ${this.#deps.cluster}: Calico isolation is back in force`
+            : `the panic policy was already gone from ${this.#deps.cluster}: nothing to revert`;
+        } catch (error) {
+          if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
+            throw error;
+          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+        }
+      }
+      if (result !== "skipped" && expiry === null) await this.#syncSchedule(null, undefined, warnings);
+      const stamp = removed === null ? null : readStamp(removed);
+      const response: PanicResponse = {
+        ...this.#frame(action, result, result === "skipped" ? presentable(existing) : null),
+        message,
+        appliedBy: stamp?.requester ?? null,
+        reason: stamp?.reason ?? null,
+        appliedAt: stamp?.appliedAt ?? null,
+        expiresAt: stamp?.expiresAt ?? null,
+        conflicts: [],
+        warnings,
+      };
+      await this.#record({ ...base, outcome: "success", result, conflicts: [], message }, warnings);
+      if (result === "reverted" || result === "expired") {
+        await this.#announce(this.#event(result, requester, reason), warnings);
+      }
+      return response;
+    } catch (error) {
+      await this.#recordFailure(base, error, [], true);
+      throw error;
+    }
+  }
+
+  #refreshedSince(stamp: PanicStamp | null, expiry: ExpiryEvent): boolean {
+    if (stamp === null) return false;
+    if (stamp.expiresAt === null) return true;
+    return stamp.expiresAt !== expiry.expiresAt && Date.parse(stamp.expiresAt) > this.#clock().getTime();
+  }
+
+  #notOwned(existing: CalicoPolicy, doing: "apply" | "revert"): PanicFailure {
+    const who =
+      existing.metadata.managedFields === undefined ? "" : ` (field managers: ${managers(existing)})`;
+    const look = `kubectl get globalnetworkpolicies.${this.#deps.settings.apiGroup.split("/")[0]} ${this.#objectName} -o yaml`;
+    const what =
+      doing === "apply"
+        ? "It was left untouched. Pass force to take it over (it is then replaced by the panic policy)."
+        : "calico-flows never deletes a policy it did not create: delete it with kubectl if it should go.";
+    return new PanicFailure(
+      "not-owned",
+      `a GlobalNetworkPolicy named "${this.#objectName}" already exists and was not created by calico-flows ` +
+        `(it lacks the label ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE})${who}. ${what} Inspect it: ${look}`,
+    );
+  }
+
+  #frame(action: PanicResponse["action"], result: PanicResult, policy: CalicoPolicy | null) {
+    return {
+      cluster: this.#deps.cluster,
+      action,
+      result,
+      apiGroup: this.#deps.settings.apiGroup,
+      policyName: this.#objectName,
+      policy: presentable(policy),
+    };
+  }
+
+  #applyMessage(result: PanicResult, expiresAt: string | null, conflicts: PolicyConflict[]): string {
+    const s = this.#deps.settings;
+    const scope = `traffic (${s.types.join(" and ").toLowerCase()}) of namespaces matching ${s.namespaceSelector}`;
+    const until = expiresAt === null ? "until reverted" : `until ${expiresAt}`;
+    const text: Record<string, string> = {
+      applied: `panic policy ${this.#objectName} applied on ${this.#deps.cluster}: all ${scope} is allowed ${until}`,
+      refreshed: `panic policy ${this.#objectName} was already applied; its reason and expiry were refreshed (${until})`,
+      "taken-over": `took over the existing policy ${this.#objectName} (not created by calico-flows) and replaced it with the panic policy, ${until}`,
+      "would-apply": `dry run, nothing changed: this policy would be applied, allowing all ${scope} ${until}`,
+      "would-refresh": `dry run, nothing changed: the panic policy is applied and would be refreshed (${until})`,
+      "would-take-over": `dry run, nothing changed: the existing foreign policy ${this.#objectName} would be replaced (force)`,
+    };
+    return (text[result] ?? result) + this.#conflictNote(conflicts);
+  }
+
+  #conflictNote(conflicts: PolicyConflict[]): string {
+    if (conflicts.length === 0) return "";
+    return `. WARNING: ${conflicts.length} polic${conflicts.length === 1 ? "y is" : "ies are"} evaluated before it and may still deny traffic: ${conflicts
+      .slice(0, 3)
+      .map(describeConflict)
+      .join(" | ")}${conflicts.length > 3 ? " | …" : ""}`;
+  }
+
+  #event(action: PanicEvent["action"], requester: string, reason: string): Omit<PanicEvent, "conflicts"> {
+    return {
+      action,
+      cluster: this.#deps.cluster,
+      policyName: this.#objectName,
+      requester,
+      reason,
+      at: this.#clock().toISOString(),
+    };
+  }
+
+  async #syncSchedule(
+    expiresAt: string | null,
+    target: string | undefined,
+    warnings: string[],
+  ): Promise<void> {
+    const scheduler = this.#deps.scheduler;
+    if (scheduler === undefined) return;
+    try {
+      if (expiresAt !== null && target !== undefined) {
+        await scheduler.schedule({
+          cluster: this.#deps.cluster,
+          policyName: this.#objectName,
+          expiresAt,
+          functionArn: target,
+        });
+      } else {
+        await scheduler.cancel(this.#deps.cluster, this.#objectName);
+      }
+    } catch (error) {
+      const text =
+        expiresAt === null
+          ? `the expiry schedule could not be removed (${errorText(error)}); it will find nothing to revert`
+          : `the expiry could not be scheduled (${errorText(error)}): the policy stays until reverted by hand`;
+      warnings.push(text);
+      this.#deps.logger?.error(text, { error: errorText(error) });
+    }
+  }
+
+  async #history(limit: number): Promise<{ entries: PanicAuditEntry[]; warning?: string }> {
+    if (this.#deps.audit === undefined) return { entries: [] };
+    try {
+      return { entries: await this.#deps.audit.recent(this.#deps.cluster, limit) };
+    } catch (error) {
+      const warning = `history unavailable: ${errorText(error)}`;
+      this.#deps.logger?.warn(warning);
+      return { entries: [], warning };
+    }
+  }
+
+  async #record(
+    entry: Omit<PanicAuditEntry, "cluster" | "at" | "policyName"> & { outcome: PanicOutcome },
+    warnings: string[],
+  ): Promise<void> {
+    if (this.#deps.audit === undefined) return;
+    try {
+      await this.#deps.audit.record({
+        ...entry,
+        cluster: this.#deps.cluster,
+        at: this.#clock().toISOString(),
+        policyName: this.#objectName,
+      });
+    } catch (error) {
+      // The cluster change stands: an emergency action is not undone because its audit record failed.
+      const text = `the audit record could not be written: ${errorText(error)}`;
+      warnings.push(text);
+      this.#deps.logger?.error(text, { entry });
+    }
+  }
+
+  async #announce(
+    event: Omit<PanicEvent, "conflicts"> & { conflicts?: PolicyConflict[] },
+    warnings: string[],
+  ): Promise<void> {
+    if (this.#deps.sink === undefined) return;
+    try {
+      await this.#deps.sink.publishPanic({
+        ...event,
+        conflicts: (event.conflicts ?? []).map(toPanicConflict),
+      });
+    } catch (error) {
+      const text = `the announcement could not be published: ${errorText(error)}`;
+      warnings.push(text);
+      this.#deps.logger?.error(text);
+    }
+  }
+
+  /** Audits (and, for real actions, announces) a request that was refused or failed. */
+  async #recordFailure(
+    base: { action: PanicAction; requester: string; reason: string; via: string; expiresAt: string | null },
+    error: unknown,
+    conflicts: PolicyConflict[],
+    announce: boolean,
+  ): Promise<void> {
+    const refused = error instanceof PanicFailure && (error.kind === "not-owned" || error.kind === "invalid");
+    const result = error instanceof PanicFailure ? error.kind : "error";
+    const ignored: string[] = [];
+    await this.#record(
+      { ...base, outcome: refused ? "refused" : "failed", result, conflicts, message: errorText(error) },
+      ignored,
+    );
+    if (announce) {
+      await this.#announce(
+        { ...this.#event("refused", base.requester, base.reason), detail: errorText(error), conflicts },
+        ignored,
+      );
+    }
+  }
+}
+
+function managers(policy: CalicoPolicy): string {
+  const names = (policy.metadata.managedFields ?? [])
+    .map((m) => (m !== null && typeof m === "object" && "manager" in m ? String(m.manager) : ""))
+    .filter((m) => m !== "");
+  return [...new Set(names)].join(", ") || "unknown";
+}

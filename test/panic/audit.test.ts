@@ -1,0 +1,75 @@
+import { GetItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
+import type { PanicAuditEntry } from "../../functions/core/panic-policy.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
+
+let store: TestStore;
+let audit: DynamoPanicAudit;
+
+beforeAll(async () => {
+  store = await startTestStore();
+  audit = new DynamoPanicAudit({ client: store.clientFor(), tableName: store.tableName });
+});
+afterAll(async () => store?.close());
+
+function entry(cluster: string, at: string, overrides: Partial<PanicAuditEntry> = {}): PanicAuditEntry {
+  return {
+    cluster,
+    at,
+    action: "apply",
+    outcome: "success",
+    result: "applied",
+    requester: "arn:aws:iam::123456789012:user/alice",
+    reason: `at ${at}`,
+    via: "api",
+    policyName: "allow-all",
+    expiresAt: "2025-01-01T01:00:00.000Z",
+    conflicts: [
+      {
+        kind: "GlobalNetworkPolicy",
+        name: "deny-db",
+        namespace: null,
+        tier: "default",
+        order: 50,
+        reasons: ["Deny"],
+      },
+    ],
+    message: "applied",
+    ...overrides,
+  };
+}
+
+describe("DynamoPanicAudit", () => {
+  it("keeps every action, two in the same millisecond included, and reads the latest first", async () => {
+    await audit.record(entry("a", "2025-01-01T00:00:00.000Z"));
+    await audit.record(
+      entry("a", "2025-01-01T00:05:00.000Z", { action: "revert", result: "reverted", expiresAt: null }),
+    );
+    await audit.record(entry("a", "2025-01-01T00:05:00.000Z", { reason: "same millisecond" }));
+    await audit.record(entry("b", "2025-01-01T00:10:00.000Z"));
+    const recent = await audit.recent("a", 10);
+    expect(recent).toHaveLength(3);
+    expect(recent.map((e) => e.at)).toEqual([
+      "2025-01-01T00:05:00.000Z",
+      "2025-01-01T00:05:00.000Z",
+      "2025-01-01T00:00:00.000Z",
+    ]);
+    expect(recent.at(-1)).toEqual(entry("a", "2025-01-01T00:00:00.000Z"));
+    expect(recent.find((e) => e.action === "revert")?.expiresAt).toBeNull();
+    expect((await audit.recent("a", 1)).map((e) => e.at)).toEqual(["2025-01-01T00:05:00.000Z"]);
+    expect(await audit.recent("a", 0)).toEqual([]);
+  });
+
+  it("stores items under PANIC#<cluster> without the table's TTL attribute", async () => {
+    await audit.record(entry("ttl-check", "2025-02-01T00:00:00.000Z"));
+    const scan = await store.clientFor().send(new ScanCommand({ TableName: store.tableName }));
+    const item = scan.Items?.find((i) => i.pk?.S === "PANIC#ttl-check");
+    expect(item?.sk?.S).toMatch(/^2025-02-01T00:00:00\.000Z#[0-9a-f]{12}$/);
+    expect(item).not.toHaveProperty("expiresAt");
+    expect(item?.policyExpiresAt?.S).toBe("2025-01-01T01:00:00.000Z");
+    const key = { pk: { S: "PANIC#ttl-check" }, sk: { S: item?.sk?.S ?? "" } };
+    const got = await store.clientFor().send(new GetItemCommand({ TableName: store.tableName, Key: key }));
+    expect(got.Item?.type?.S).toBe("panic-audit");
+  });
+});

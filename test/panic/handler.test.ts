@@ -1,0 +1,568 @@
+// The panic function end to end through API Gateway proxy events: the local HTTPS Kubernetes API serving the
+// Calico v3 resources, dynalite for the audit trail, fauxqs for the announcements, a mocked Scheduler.
+import {
+  ConflictException,
+  CreateScheduleCommand,
+  DeleteScheduleCommand,
+  ResourceNotFoundException,
+  SchedulerClient,
+  UpdateScheduleCommand,
+} from "@aws-sdk/client-scheduler";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { CalicoPolicy } from "../../functions/core/panic-policy.ts";
+import type { PanicResponse } from "../../functions/panic/service.ts";
+import {
+  ALICE,
+  apiEvent,
+  CALICO_CRD,
+  CLUSTER,
+  FUNCTION_ARN,
+  GNP_V3,
+  NP_V3,
+  type PanicHarness,
+  SCHEDULE_GROUP,
+  SCHEDULER_ROLE,
+  startPanicHarness,
+  TIERS_V3,
+} from "./harness.ts";
+
+const scheduler = mockClient(SchedulerClient);
+let h: PanicHarness;
+
+beforeAll(async () => {
+  h = await startPanicHarness();
+});
+afterAll(async () => {
+  scheduler.restore();
+  await h?.close();
+});
+beforeEach(async () => {
+  scheduler.reset();
+  scheduler
+    .on(CreateScheduleCommand)
+    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
+  scheduler
+    .on(UpdateScheduleCommand)
+    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
+  scheduler.on(DeleteScheduleCommand).resolves({});
+  await h.kube.setFault(null);
+  h.kube.store.clear();
+  h.kube.counts.reset();
+  await h.announcements();
+});
+
+const body = (result: { body?: string }) =>
+  JSON.parse(result.body ?? "null") as PanicResponse & Record<string, unknown>;
+const stored = () => h.kube.store.get(GNP_V3, "allow-all") as unknown as CalicoPolicy | undefined;
+const post = (payload: unknown, options?: Parameters<typeof apiEvent>[2]) =>
+  h.invoke(apiEvent("POST", payload, options));
+
+function denyPolicy(name: string, order: number, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: "projectcalico.org/v3",
+    kind: "GlobalNetworkPolicy",
+    metadata: { name },
+    spec: {
+      order,
+      selector: "all()",
+      ingress: [{ action: "Deny", protocol: "TCP", destination: { ports: [5432] } }],
+      ...extra,
+    },
+  };
+}
+
+describe("POST /panic", () => {
+  it("applies the panic policy with server-side apply, schedules its expiry, audits and announces", async () => {
+    const result = await post({ reason: "checkout cannot reach payments", ttlMinutes: 30 });
+    expect(result.statusCode).toBe(200);
+    const answer = body(result);
+    expect(answer).toMatchObject({
+      cluster: CLUSTER,
+      action: "apply",
+      result: "applied",
+      policyName: "allow-all",
+      apiGroup: "projectcalico.org/v3",
+      appliedBy: ALICE,
+      reason: "checkout cannot reach payments",
+      conflicts: [],
+      warnings: [],
+    });
+    const ttl = Date.parse(answer.expiresAt ?? "") - Date.parse(answer.appliedAt ?? "");
+    expect(ttl).toBe(30 * 60_000);
+
+    const policy = stored();
+    expect(policy?.metadata.labels).toEqual({ "app.kubernetes.io/managed-by": "calico-flows" });
+    expect(policy?.metadata.annotations).toMatchObject({
+      "calico-flows.io/reason": "checkout cannot reach payments",
+      "calico-flows.io/requester": ALICE,
+      "calico-flows.io/expires-at": answer.expiresAt,
+    });
+    expect(policy?.spec).toEqual({
+      tier: "default",
+      order: 100,
+      namespaceSelector: "baseten.co/organization == 'true'",
+      types: ["Ingress", "Egress"],
+      ingress: [{ action: "Allow" }],
+      egress: [{ action: "Allow" }],
+    });
+    expect(h.kube.applies()).toContainEqual(
+      expect.objectContaining({
+        resource: GNP_V3,
+        name: "allow-all",
+        fieldManager: "calico-flows-panic",
+        created: true,
+      }),
+    );
+
+    const calls = scheduler.commandCalls(CreateScheduleCommand);
+    expect(calls).toHaveLength(1);
+    const input = calls[0]?.args[0].input;
+    expect(input).toMatchObject({
+      Name: `panic-${CLUSTER}-allow-all`,
+      GroupName: SCHEDULE_GROUP,
+      ActionAfterCompletion: "DELETE",
+      ScheduleExpressionTimezone: "UTC",
+      FlexibleTimeWindow: { Mode: "OFF" },
+      // The unqualified function: the alias the API invoked is dropped.
+      Target: { Arn: FUNCTION_ARN, RoleArn: SCHEDULER_ROLE },
+    });
+    expect(input?.ScheduleExpression).toMatch(/^at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\)$/);
+    expect(JSON.parse(input?.Target?.Input ?? "{}")).toEqual({
+      source: "calico-flows.expiry",
+      action: "revert",
+      cluster: CLUSTER,
+      policyName: "allow-all",
+      expiresAt: answer.expiresAt,
+    });
+
+    const [announced, ...more] = await h.announcements();
+    expect(more).toEqual([]);
+    expect(announced).toMatchObject({
+      type: "panic",
+      action: "applied",
+      cluster: CLUSTER,
+      requester: ALICE,
+      reason: "checkout cannot reach payments",
+      expiresAt: answer.expiresAt,
+    });
+
+    const status = body(await h.invoke(apiEvent("GET")));
+    expect(status.history?.[0]).toMatchObject({
+      action: "apply",
+      outcome: "success",
+      result: "applied",
+      requester: ALICE,
+      reason: "checkout cannot reach payments",
+      via: "api",
+      expiresAt: answer.expiresAt,
+    });
+  });
+
+  it("uses the configured default TTL, and 0 means no schedule and no expiry", async () => {
+    const defaulted = body(await post({ reason: "default ttl" }));
+    expect(Date.parse(defaulted.expiresAt ?? "") - Date.parse(defaulted.appliedAt ?? "")).toBe(60 * 60_000);
+    const never = body(await post({ reason: "keep it", ttlMinutes: 0 }));
+    expect(never.expiresAt).toBeNull();
+    expect(stored()?.metadata.annotations?.["calico-flows.io/expires-at"]).toBe("never");
+    // The refresh to "never" removes the earlier schedule.
+    expect(scheduler.commandCalls(DeleteScheduleCommand)[0]?.args[0].input).toEqual({
+      Name: `panic-${CLUSTER}-allow-all`,
+      GroupName: SCHEDULE_GROUP,
+    });
+  });
+
+  it("is idempotent: a second apply keeps one policy and refreshes reason and expiry", async () => {
+    await post({ reason: "first", ttlMinutes: 10 });
+    const firstUid = stored()?.metadata.uid;
+    scheduler
+      .on(CreateScheduleCommand)
+      .rejects(new ConflictException({ message: "exists", Message: "exists", $metadata: {} }));
+    const second = body(
+      await post(
+        { reason: "second", ttlMinutes: 90 },
+        { identity: { userArn: "arn:aws:iam::123456789012:user/bob" } },
+      ),
+    );
+    expect(second.result).toBe("refreshed");
+    expect(h.kube.store.list(GNP_V3)).toHaveLength(1);
+    expect(stored()?.metadata.uid).toBe(firstUid);
+    expect(stored()?.metadata.annotations).toMatchObject({
+      "calico-flows.io/reason": "second",
+      "calico-flows.io/requester": "arn:aws:iam::123456789012:user/bob",
+      "calico-flows.io/expires-at": second.expiresAt,
+    });
+    // The existing schedule is moved to the new expiry.
+    const update = scheduler.commandCalls(UpdateScheduleCommand)[0]?.args[0].input;
+    expect(JSON.parse(update?.Target?.Input ?? "{}").expiresAt).toBe(second.expiresAt);
+  });
+
+  it("leaves one policy when two applies race", async () => {
+    const results = await Promise.all([post({ reason: "racer one" }), post({ reason: "racer two" })]);
+    expect(results.map((r) => r.statusCode)).toEqual([200, 200]);
+    expect(h.kube.store.list(GNP_V3).map((p) => (p.metadata as { name: string }).name)).toEqual([
+      "allow-all",
+    ]);
+    expect(["racer one", "racer two"]).toContain(stored()?.metadata.annotations?.["calico-flows.io/reason"]);
+  });
+
+  it("retries when the policy changed between its read and its write (409 from the API server)", async () => {
+    await post({ reason: "first", ttlMinutes: 0 });
+    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "PATCH", times: 1 });
+    const result = await post({ reason: "again", ttlMinutes: 0 });
+    expect(result.statusCode).toBe(200);
+    expect(body(result).result).toBe("refreshed");
+    expect(h.kube.counts.total({ method: "PATCH" })).toBe(3);
+  });
+
+  it("answers 409 after repeated conflicts, without touching the policy", async () => {
+    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "PATCH" });
+    const result = await post({ reason: "contended", ttlMinutes: 0 });
+    expect(result.statusCode).toBe(409);
+    expect(body(result)).toMatchObject({ error: "conflict" });
+    expect(stored()).toBeUndefined();
+  });
+
+  it("refuses to modify a policy of that name it did not create, and takes it over only with force", async () => {
+    h.kube.store.put(GNP_V3, {
+      ...denyPolicy("allow-all", 100),
+      metadata: { name: "allow-all", labels: { owner: "platform" } },
+      spec: { order: 100, selector: "app == 'legacy'", types: ["Ingress"], ingress: [{ action: "Allow" }] },
+    });
+    const refused = await post({ reason: "please", ttlMinutes: 0 });
+    expect(refused.statusCode).toBe(409);
+    expect(body(refused)).toMatchObject({ error: "not-owned" });
+    expect(body(refused).message).toMatch(/not created by calico-flows.*force/s);
+    expect(stored()?.spec.selector).toBe("app == 'legacy'");
+    expect(h.kube.counts.total({ method: "PATCH" }) + h.kube.counts.total({ method: "PUT" })).toBe(0);
+    expect((await h.announcements())[0]).toMatchObject({ action: "refused", requester: ALICE });
+
+    const forced = await post({ reason: "take it", ttlMinutes: 0, force: true });
+    expect(forced.statusCode).toBe(200);
+    expect(body(forced).result).toBe("taken-over");
+    const policy = stored();
+    // Replaced, not merged: the previous owner's narrower selector must not survive.
+    expect(policy?.spec.selector).toBeUndefined();
+    expect(policy?.spec.namespaceSelector).toBe("baseten.co/organization == 'true'");
+    expect(policy?.metadata.labels).toEqual({ "app.kubernetes.io/managed-by": "calico-flows" });
+
+    const history = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(history.map((e) => `${e.outcome}/${e.result}`).slice(0, 2)).toEqual([
+      "success/taken-over",
+      "refused/not-owned",
+    ]);
+  });
+
+  it("with dryRun, returns exactly what it would apply and changes nothing", async () => {
+    const result = await post({ reason: "what would happen", dryRun: true, ttlMinutes: 15 });
+    expect(result.statusCode).toBe(200);
+    const answer = body(result);
+    expect(answer.result).toBe("would-apply");
+    expect(answer.policy).toMatchObject({
+      apiVersion: "projectcalico.org/v3",
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "allow-all", annotations: { "calico-flows.io/reason": "what would happen" } },
+      spec: { order: 100, namespaceSelector: "baseten.co/organization == 'true'" },
+    });
+    expect(stored()).toBeUndefined();
+    expect(h.kube.counts.total({ method: "PATCH" })).toBe(0);
+    expect(scheduler.calls()).toHaveLength(0);
+    expect(await h.announcements()).toEqual([]);
+  });
+
+  it("lists the policies and tiers that may still deny, in apply, dry run and status", async () => {
+    h.kube.store.put(TIERS_V3, { metadata: { name: "default" }, spec: { order: 1_000_000 } });
+    h.kube.store.put(TIERS_V3, {
+      metadata: { name: "security" },
+      spec: { order: 100, defaultAction: "Deny" },
+    });
+    h.kube.store.put(GNP_V3, denyPolicy("deny-db", 50));
+    h.kube.store.put(GNP_V3, denyPolicy("deny-late", 500));
+    h.kube.store.put(GNP_V3, denyPolicy("security.quarantine", 1, { tier: "security" }));
+    h.kube.store.put(NP_V3, {
+      ...denyPolicy("ns-deny", 10),
+      kind: "NetworkPolicy",
+      metadata: { name: "ns-deny", namespace: "customer-a" },
+    });
+    h.kube.store.put("stagedglobalnetworkpolicies.projectcalico.org", denyPolicy("staged-deny", 1));
+
+    const expected = [
+      "Tier/security",
+      "GlobalNetworkPolicy/security.quarantine",
+      "NetworkPolicy/ns-deny",
+      "GlobalNetworkPolicy/deny-db",
+    ];
+    const names = (r: PanicResponse) => r.conflicts.map((c) => `${c.kind}/${c.name}`);
+    const dry = body(await post({ reason: "dry", dryRun: true }));
+    expect(names(dry)).toEqual(expected);
+    const applied = body(await post({ reason: "apply", ttlMinutes: 0 }));
+    expect(names(applied)).toEqual(expected);
+    expect(applied.message).toContain("WARNING: 4 policies are evaluated before it");
+    expect(names(body(await h.invoke(apiEvent("GET"))))).toEqual(expected);
+    const [announced] = await h.announcements();
+    expect(((announced?.conflicts ?? []) as { name: string }[]).map((c) => c.name)).toEqual(
+      expected.map((e) => e.split("/")[1]),
+    );
+  });
+});
+
+describe("validation and routing", () => {
+  it.each([
+    [{}, "reason"],
+    [{ reason: "" }, "reason"],
+    [{ reason: "   " }, "reason"],
+    [{ reason: "x".repeat(501) }, "reason"],
+    [{ reason: 42 }, "reason"],
+    [{ reason: "ok", ttlMinutes: -1 }, "ttlMinutes"],
+    [{ reason: "ok", ttlMinutes: 1.5 }, "ttlMinutes"],
+    [{ reason: "ok", ttlMinutes: "30" }, "ttlMinutes"],
+    [{ reason: "ok", ttlMinutes: 100_000 }, "ttlMinutes"],
+    [{ reason: "ok", dryRun: "yes" }, "dryRun"],
+    [{ reason: "ok", force: 1 }, "force"],
+    [{ reason: "ok", ttl: 5 }, "ttl"],
+    [[], "body"],
+  ])("POST %j → 400 naming %s", async (payload, field) => {
+    const result = await post(payload);
+    expect(result.statusCode).toBe(400);
+    expect(body(result)).toMatchObject({ error: "invalid", field });
+    expect(body(result).message).toContain(field);
+    expect(stored()).toBeUndefined();
+  });
+
+  it("rejects a body that is not JSON, or missing", async () => {
+    const broken = await h.invoke(apiEvent("POST", undefined, { raw: "{reason:" }));
+    expect(broken.statusCode).toBe(400);
+    expect(body(broken)).toMatchObject({ field: "body" });
+    const missing = await h.invoke(apiEvent("POST"));
+    expect(missing.statusCode).toBe(400);
+    expect(body(missing)).toMatchObject({ field: "reason" });
+  });
+
+  it("accepts 500 characters of reason", async () => {
+    expect((await post({ reason: "r".repeat(500), ttlMinutes: 0 })).statusCode).toBe(200);
+  });
+
+  it("answers 404 for other paths and 405 for other methods", async () => {
+    const notFound = await h.invoke(apiEvent("GET", undefined, { path: "/flows" }));
+    expect(notFound.statusCode).toBe(404);
+    const notAllowed = await h.invoke(apiEvent("PUT", { reason: "x" }));
+    expect(notAllowed.statusCode).toBe(405);
+    expect(notAllowed.headers?.allow).toBe("GET, POST, DELETE");
+  });
+
+  it("validates the DELETE body too", async () => {
+    const result = await h.invoke(apiEvent("DELETE", { reason: "done", force: true }));
+    expect(result.statusCode).toBe(400);
+    expect(body(result)).toMatchObject({
+      field: "force",
+      message: 'unknown field "force" (expected reason)',
+    });
+  });
+
+  it("routes by path under a greedy proxy resource", async () => {
+    const event = { ...apiEvent("GET"), resource: "/{proxy+}" };
+    expect((await h.invoke(event)).statusCode).toBe(200);
+    expect((await h.invoke({ ...event, path: "/panic/extra" })).statusCode).toBe(404);
+  });
+
+  it("refuses a request without an IAM identity", async () => {
+    const result = await post({ reason: "anonymous" }, { identity: null });
+    expect(result.statusCode).toBe(401);
+    expect(stored()).toBeUndefined();
+  });
+
+  it("falls back to the caller id when API Gateway gives no user ARN", async () => {
+    const answer = body(
+      await post({ reason: "caller", ttlMinutes: 0 }, { identity: { userArn: null, caller: "AIDAEXAMPLE" } }),
+    );
+    expect(answer.appliedBy).toBe("AIDAEXAMPLE");
+  });
+
+  it("validates the history query of GET", async () => {
+    const result = await h.invoke(apiEvent("GET", undefined, { query: { history: "lots" } }));
+    expect(result.statusCode).toBe(400);
+    expect(body(result)).toMatchObject({ field: "history" });
+  });
+});
+
+describe("DELETE /panic", () => {
+  it("reverts: deletes the policy and its schedule, audits and announces", async () => {
+    await post({ reason: "incident 42", ttlMinutes: 20 });
+    await h.announcements();
+    const result = await h.invoke(apiEvent("DELETE", { reason: "fixed the policy" }));
+    expect(result.statusCode).toBe(200);
+    expect(body(result)).toMatchObject({ action: "revert", result: "reverted", reason: "incident 42" });
+    expect(stored()).toBeUndefined();
+    expect(scheduler.commandCalls(DeleteScheduleCommand)).toHaveLength(1);
+    expect((await h.announcements())[0]).toMatchObject({
+      action: "reverted",
+      reason: "fixed the policy",
+      requester: ALICE,
+    });
+    const [latest] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(latest).toMatchObject({ action: "revert", result: "reverted", reason: "fixed the policy" });
+  });
+
+  it("succeeds, saying so, when nothing is applied (and tolerates a missing schedule)", async () => {
+    scheduler
+      .on(DeleteScheduleCommand)
+      .rejects(new ResourceNotFoundException({ message: "none", Message: "none", $metadata: {} }));
+    const result = await h.invoke(apiEvent("DELETE"));
+    expect(result.statusCode).toBe(200);
+    expect(body(result)).toMatchObject({ result: "not-applied", warnings: [] });
+    expect(body(result).message).toMatch(/nothing to revert/);
+    expect(await h.announcements()).toEqual([]);
+  });
+
+  it("never deletes a policy it did not create", async () => {
+    h.kube.store.put(GNP_V3, denyPolicy("allow-all", 100));
+    const result = await h.invoke(apiEvent("DELETE"));
+    expect(result.statusCode).toBe(409);
+    expect(body(result).message).toMatch(/never deletes a policy it did not create/);
+    expect(stored()).toBeDefined();
+    expect(h.kube.counts.total({ method: "DELETE" })).toBe(0);
+  });
+});
+
+describe("GET /panic", () => {
+  it("reports inactive, active and foreign states", async () => {
+    expect(body(await h.invoke(apiEvent("GET")))).toMatchObject({ result: "inactive", policy: null });
+    await post({ reason: "status check", ttlMinutes: 5 });
+    const active = body(await h.invoke(apiEvent("GET")));
+    expect(active).toMatchObject({ result: "active", appliedBy: ALICE, reason: "status check" });
+    expect(active.policy?.metadata).not.toHaveProperty("managedFields");
+    h.kube.store.put(GNP_V3, denyPolicy("allow-all", 100));
+    expect(body(await h.invoke(apiEvent("GET")))).toMatchObject({ result: "foreign", appliedBy: null });
+  });
+});
+
+describe("errors a human can act on", () => {
+  it("401 from Kubernetes → 502 naming the access entry", async () => {
+    await h.kube.setFault({ kind: "status", code: 401 });
+    const result = await post({ reason: "locked out" });
+    expect(result.statusCode).toBe(502);
+    expect(body(result)).toMatchObject({ error: "kube-access" });
+    expect(body(result).message).toMatch(/access entry.*calico-flows-panic/);
+  });
+
+  it("403 from Kubernetes → 502 naming the RBAC fix", async () => {
+    await h.kube.setFault({ kind: "status", code: 403 });
+    const result = await h.invoke(apiEvent("GET"));
+    expect(result.statusCode).toBe(502);
+    expect(body(result).message).toMatch(/kubectl apply -f deploy\/rbac\.yaml/);
+  });
+
+  it("a missing Calico API group → 502 suggesting the other group", async () => {
+    const crd = h.runtime({ apiGroup: "crd.projectcalico.org/v1" });
+    const result = await h.invoke(apiEvent("POST", { reason: "wrong group" }), crd);
+    expect(result.statusCode).toBe(502);
+    expect(body(result)).toMatchObject({ error: "api-missing" });
+    expect(body(result).message).toMatch(/CALICO_API_GROUP=projectcalico\.org\/v3/);
+  });
+
+  it("an unreachable API server → 502 kube-unavailable", async () => {
+    await h.kube.setFault({ kind: "reset" });
+    const result = await h.invoke(apiEvent("GET"));
+    expect(result.statusCode).toBe(502);
+    expect(body(result)).toMatchObject({ error: "kube-unavailable" });
+  });
+
+  it("a failed apply is audited and announced as refused", async () => {
+    await h.kube.setFault({ fault: { kind: "status", code: 403 }, method: "PATCH" });
+    expect((await post({ reason: "forbidden write", ttlMinutes: 0 })).statusCode).toBe(502);
+    await h.kube.setFault(null);
+    const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(entry).toMatchObject({
+      action: "apply",
+      outcome: "failed",
+      result: "kube-access",
+      reason: "forbidden write",
+    });
+    expect((await h.announcements())[0]).toMatchObject({ action: "refused", reason: "forbidden write" });
+  });
+});
+
+describe("expiry through the schedule's target invocation", () => {
+  const scheduledInput = () =>
+    JSON.parse(
+      scheduler.commandCalls(CreateScheduleCommand).at(-1)?.args[0].input.Target?.Input ?? "null",
+    ) as unknown;
+
+  it("reverts the policy when the schedule fires", async () => {
+    await post({ reason: "short fix", ttlMinutes: 1 });
+    await h.announcements();
+    const result = await h.invoke(scheduledInput());
+    expect(result).toMatchObject({ action: "expire", result: "expired" });
+    expect(stored()).toBeUndefined();
+    expect((await h.announcements())[0]).toMatchObject({
+      action: "expired",
+      requester: "calico-flows expiry schedule",
+    });
+    const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(entry).toMatchObject({ action: "expire", result: "expired", via: "schedule" });
+  });
+
+  it("leaves a policy refreshed since the schedule was made", async () => {
+    await post({ reason: "short fix", ttlMinutes: 1 });
+    const stale = scheduledInput();
+    await post({ reason: "longer fix", ttlMinutes: 120 });
+    const result = await h.invoke(stale);
+    expect(result).toMatchObject({ result: "skipped" });
+    expect(stored()?.metadata.annotations?.["calico-flows.io/reason"]).toBe("longer fix");
+  });
+
+  it("leaves a policy that is no longer calico-flows'", async () => {
+    await post({ reason: "short fix", ttlMinutes: 1 });
+    const input = scheduledInput();
+    h.kube.store.put(GNP_V3, denyPolicy("allow-all", 100));
+    expect(await h.invoke(input)).toMatchObject({ result: "skipped" });
+    expect(stored()).toBeDefined();
+  });
+
+  it("finishes quietly when the policy was already reverted", async () => {
+    await post({ reason: "short fix", ttlMinutes: 1 });
+    const input = scheduledInput();
+    await h.invoke(apiEvent("DELETE"));
+    expect(await h.invoke(input)).toMatchObject({ result: "not-applied" });
+  });
+
+  it("lets a failing revert throw, so the scheduler retries it", async () => {
+    await post({ reason: "short fix", ttlMinutes: 1 });
+    const input = scheduledInput();
+    await h.kube.setFault({ fault: { kind: "status", code: 500 }, method: "DELETE" });
+    await expect(h.invoke(input)).rejects.toThrow(/deleting globalnetworkpolicies\/allow-all failed/);
+    expect(stored()).toBeDefined();
+  });
+});
+
+describe("crd.projectcalico.org/v1", () => {
+  let crd: PanicHarness;
+  beforeAll(async () => {
+    crd = await startPanicHarness(CALICO_CRD);
+  });
+  afterAll(async () => crd?.close());
+
+  it("applies, reports and reverts through the CRDs directly", async () => {
+    const runtime = crd.runtime({ apiGroup: "crd.projectcalico.org/v1" });
+    crd.kube.store.put("globalnetworkpolicies.crd.projectcalico.org", {
+      ...denyPolicy("default.deny-db", 10),
+      apiVersion: "crd.projectcalico.org/v1",
+    });
+    const applied = body(
+      await crd.invoke(apiEvent("POST", { reason: "no api server", ttlMinutes: 0 }), runtime),
+    );
+    expect(applied).toMatchObject({ result: "applied", apiGroup: "crd.projectcalico.org/v1" });
+    expect(applied.conflicts.map((c) => c.name)).toEqual(["default.deny-db"]);
+    const policy = crd.kube.store.get(
+      "globalnetworkpolicies.crd.projectcalico.org",
+      "allow-all",
+    ) as unknown as CalicoPolicy;
+    expect(policy.apiVersion).toBe("crd.projectcalico.org/v1");
+    expect(body(await crd.invoke(apiEvent("DELETE"), runtime)).result).toBe("reverted");
+
+    // And the v3 default on a cluster without the Calico API server points at this option.
+    const missing = await crd.invoke(apiEvent("GET"), crd.runtime());
+    expect(missing.statusCode).toBe(502);
+    expect(body(missing).message).toMatch(/CALICO_API_GROUP=crd\.projectcalico\.org\/v1/);
+  });
+});

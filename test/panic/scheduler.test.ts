@@ -1,0 +1,108 @@
+import {
+  ConflictException,
+  CreateScheduleCommand,
+  DeleteScheduleCommand,
+  ResourceNotFoundException,
+  SchedulerClient,
+  UpdateScheduleCommand,
+  ValidationException,
+} from "@aws-sdk/client-scheduler";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  atExpression,
+  EventBridgeExpiryScheduler,
+  scheduleName,
+} from "../../functions/adapters/scheduler.ts";
+
+const mock = mockClient(SchedulerClient);
+const client = new SchedulerClient({ region: "eu-west-1" });
+const scheduler = new EventBridgeExpiryScheduler({
+  client,
+  groupName: "panic-group",
+  roleArn: "arn:aws:iam::123456789012:role/scheduler",
+});
+const request = {
+  cluster: "prod",
+  policyName: "allow-all",
+  expiresAt: "2025-04-19T05:52:19.250Z",
+  functionArn: "arn:aws:lambda:eu-west-1:123456789012:function:panic",
+};
+
+beforeEach(() => mock.reset());
+afterAll(() => {
+  mock.restore();
+  client.destroy();
+});
+
+describe("schedule names and times", () => {
+  it("names one schedule per cluster and policy, within Scheduler's rules", () => {
+    expect(scheduleName("prod", "allow-all")).toBe("panic-prod-allow-all");
+    expect(scheduleName("prod", "ops.allow-all")).toBe("panic-prod-ops.allow-all");
+    const long = scheduleName("c".repeat(100), "allow-all");
+    expect(long).toHaveLength(64);
+    expect(long).toMatch(/^[0-9A-Za-z_.-]+$/);
+    expect(scheduleName("c".repeat(100), "other")).not.toBe(long);
+  });
+
+  it("rounds the expiry up to the second, in UTC", () => {
+    expect(atExpression("2025-04-19T05:52:19.250Z")).toBe("at(2025-04-19T05:52:20)");
+    expect(atExpression("2025-04-19T05:52:19.000Z")).toBe("at(2025-04-19T05:52:19)");
+    expect(() => atExpression("soon")).toThrow("invalid expiry time");
+  });
+});
+
+describe("EventBridgeExpiryScheduler", () => {
+  it("creates a one-time schedule that deletes itself and invokes the function with the revert event", async () => {
+    mock.on(CreateScheduleCommand).resolves({});
+    expect(await scheduler.schedule(request)).toBe("panic-prod-allow-all");
+    const input = mock.commandCalls(CreateScheduleCommand)[0]?.args[0].input;
+    expect(input).toMatchObject({
+      Name: "panic-prod-allow-all",
+      GroupName: "panic-group",
+      ScheduleExpression: "at(2025-04-19T05:52:20)",
+      ScheduleExpressionTimezone: "UTC",
+      ActionAfterCompletion: "DELETE",
+      State: "ENABLED",
+      Target: { Arn: request.functionArn, RoleArn: "arn:aws:iam::123456789012:role/scheduler" },
+    });
+    expect(JSON.parse(input?.Target?.Input ?? "")).toEqual({
+      source: "calico-flows.expiry",
+      action: "revert",
+      cluster: "prod",
+      policyName: "allow-all",
+      expiresAt: request.expiresAt,
+    });
+  });
+
+  it("moves an existing schedule instead of failing", async () => {
+    mock
+      .on(CreateScheduleCommand)
+      .rejects(new ConflictException({ message: "exists", Message: "exists", $metadata: {} }));
+    mock.on(UpdateScheduleCommand).resolves({});
+    await scheduler.schedule(request);
+    expect(mock.commandCalls(UpdateScheduleCommand)[0]?.args[0].input.ScheduleExpression).toBe(
+      "at(2025-04-19T05:52:20)",
+    );
+  });
+
+  it("passes other errors on", async () => {
+    mock
+      .on(CreateScheduleCommand)
+      .rejects(new ValidationException({ message: "bad role", Message: "bad role", $metadata: {} }));
+    await expect(scheduler.schedule(request)).rejects.toThrow("bad role");
+  });
+
+  it("cancels, tolerating a schedule that is already gone", async () => {
+    mock
+      .on(DeleteScheduleCommand)
+      .resolvesOnce({})
+      .rejects(new ResourceNotFoundException({ message: "gone", Message: "gone", $metadata: {} }));
+    expect(await scheduler.cancel("prod", "allow-all")).toBe(true);
+    expect(await scheduler.cancel("prod", "allow-all")).toBe(false);
+    expect(mock.commandCalls(DeleteScheduleCommand)[0]?.args[0].input).toEqual({
+      Name: "panic-prod-allow-all",
+      GroupName: "panic-group",
+    });
+  });
+});
