@@ -48,6 +48,10 @@ export class FlowAggregator {
   readonly #cluster: string;
   readonly #bucketMs: number;
   readonly #flows = new Map<string, Accumulator>();
+  // Endpoints are shared objects (one per lookup); interning them to small integers keeps the per-packet key
+  // short. Two objects describing the same holder of the same IP get the same number.
+  readonly #endpointIds = new Map<Endpoint, number>();
+  readonly #endpointKeys = new Map<string, number>();
 
   constructor(cluster: string, bucketSeconds: number) {
     if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1) {
@@ -61,13 +65,31 @@ export class FlowAggregator {
     return this.#flows.size;
   }
 
+  #endpointId(e: Endpoint): number {
+    let id = this.#endpointIds.get(e);
+    if (id === undefined) {
+      const key = endpointKey(e);
+      id = this.#endpointKeys.get(key);
+      if (id === undefined) {
+        id = this.#endpointKeys.size;
+        this.#endpointKeys.set(key, id);
+      }
+      this.#endpointIds.set(e, id);
+    }
+    return id;
+  }
+
   add(p: AttributedPacket): void {
     const bucket = bucketStart(p.at, this.#bucketMs);
-    const key = `${this.#cluster}\n${bucket}\n${endpointKey(p.src)}\n${endpointKey(p.dst)}\n${p.protocol}\n${
-      p.dstPort ?? ""
-    }\n${p.reporter}\n${policyKey(p.policy)}`;
-    let acc = this.#flows.get(key);
+    const local = `${bucket}|${this.#endpointId(p.src)}|${this.#endpointId(p.dst)}|${p.protocol}|${p.dstPort ?? ""}|${
+      p.reporter
+    }${p.policy === null ? "" : `|${policyKey(p.policy)}`}`;
+    let acc = this.#flows.get(local);
     if (acc === undefined) {
+      // The id digests the full key (not the run-local endpoint numbers), so it is the same in every run.
+      const key = `${this.#cluster}\n${bucket}\n${endpointKey(p.src)}\n${endpointKey(p.dst)}\n${p.protocol}\n${
+        p.dstPort ?? ""
+      }\n${p.reporter}\n${policyKey(p.policy)}`;
       acc = {
         record: {
           id: digest(key),
@@ -91,7 +113,7 @@ export class FlowAggregator {
         last: p.at,
         flags: new Set(),
       };
-      this.#flows.set(key, acc);
+      this.#flows.set(local, acc);
     }
     acc.record.packets += 1;
     acc.record.bytes += p.length;

@@ -150,9 +150,9 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
   }
   const out = internalDenials(flows);
   if (threshold !== undefined) out.push(...externalScans(flows, threshold));
-  return out.sort((a, b) => {
-    const x = keyString(a.key);
-    const y = keyString(b.key);
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
+  // Sort keys computed once: a comparator that builds them would do so O(n log n) times.
+  return out
+    .map((c) => ({ c, k: keyString(c.key) }))
+    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+    .map((e) => e.c);
 }

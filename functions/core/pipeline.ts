@@ -9,8 +9,8 @@ import type {
   FlowRecord,
   IpDirectory,
   Lookup,
+  PacketRecord,
   ParseOutcome,
-  PolicyRef,
   Resolution,
 } from "./types.ts";
 
@@ -56,18 +56,11 @@ export interface PipelineResult {
   malformed: { index: number; reason: string }[];
 }
 
+/** A parsed line with its event time (epoch ms) and reporting node settled. */
 interface Parsed {
+  record: PacketRecord;
   at: number;
-  src: string;
-  dst: string;
-  protocol: string;
-  dstPort: number | null;
-  inInterface: string | null;
-  outInterface: string | null;
   reporter: string;
-  length: number;
-  policy: PolicyRef | null;
-  tcpFlags: string[];
 }
 
 function endpointFor(ip: string, internal: boolean, resolution: Resolution | undefined): Endpoint {
@@ -127,72 +120,81 @@ export async function runPipeline(events: readonly LogEvent[], options: Pipeline
     }
     stats.calico++;
     const r = outcome.record;
-    const lineTime = r.time === null ? Number.NaN : Date.parse(r.time);
-    parsed.push({
-      at: event.timestamp ?? (Number.isNaN(lineTime) ? now() : lineTime),
-      src: r.src,
-      dst: r.dst,
-      protocol: r.protocol,
-      dstPort: r.dstPort,
-      inInterface: r.inInterface,
-      outInterface: r.outInterface,
-      reporter: r.node ?? event.node ?? "unknown",
-      length: r.length,
-      policy: r.policy,
-      tcpFlags: r.tcpFlags,
-    });
+    let at = event.timestamp;
+    if (at === undefined) {
+      const lineTime = r.time === null ? Number.NaN : Date.parse(r.time);
+      at = Number.isNaN(lineTime) ? now() : lineTime;
+    }
+    parsed.push({ record: r, at, reporter: r.node ?? event.node ?? "unknown" });
   }
 
   // Only internal addresses are looked up: pods and nodes live there, and asking the API server about
-  // every internet scanner would cost calls for nothing.
-  const lookupIndex = new Map<string, number>();
+  // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
+  // timestamps have one-second resolution, so a finer key would ask the same question again.
   const lookups: Lookup[] = [];
-  const want = (ip: string, at: number) => {
-    if (!options.internal.contains(ip)) return;
-    const key = `${ip}|${at}`;
-    if (!lookupIndex.has(key)) {
-      lookupIndex.set(key, lookups.length);
-      lookups.push({ ip, at });
+  const lookupIndex = new Map<string, Map<number, number>>();
+  const lookupOf = (ip: string, at: number): number => {
+    const second = Math.floor(at / 1000);
+    let bySecond = lookupIndex.get(ip);
+    if (bySecond === undefined) {
+      bySecond = new Map();
+      lookupIndex.set(ip, bySecond);
     }
+    let index = bySecond.get(second);
+    if (index === undefined) {
+      index = lookups.length;
+      bySecond.set(second, index);
+      lookups.push({ ip, at: second * 1000 });
+    }
+    return index;
   };
-  for (const p of parsed) {
-    want(p.src, p.at);
-    want(p.dst, p.at);
+  // Per packet: the lookup index of each end, or -1 for an external address.
+  const srcLookup = new Int32Array(parsed.length);
+  const dstLookup = new Int32Array(parsed.length);
+  for (let i = 0; i < parsed.length; i++) {
+    const p = parsed[i] as Parsed;
+    const { src, dst } = p.record;
+    srcLookup[i] = options.internal.contains(src) ? lookupOf(src, p.at) : -1;
+    dstLookup[i] = options.internal.contains(dst) ? lookupOf(dst, p.at) : -1;
   }
   const resolutions = lookups.length > 0 ? await options.directory.resolve(lookups) : [];
   if (resolutions.length !== lookups.length) {
     throw new Error(`directory answered ${resolutions.length} resolutions for ${lookups.length} lookups`);
   }
-
-  const endpoints = new Map<string, Endpoint>();
-  const endpoint = (ip: string, at: number): Endpoint => {
-    const internal = options.internal.contains(ip);
-    const key = internal ? `${ip}|${at}` : ip;
-    let e = endpoints.get(key);
+  const internalEndpoints = lookups.map((l, i) => {
+    const e = endpointFor(l.ip, true, resolutions[i]);
+    if (!e.resolved) stats.unresolved++;
+    else if (e.kind === "unknown") stats.attributionMisses++;
+    return e;
+  });
+  const externalEndpoints = new Map<string, Endpoint>();
+  const endpoint = (ip: string, index: number): Endpoint => {
+    if (index >= 0) return internalEndpoints[index] as Endpoint;
+    let e = externalEndpoints.get(ip);
     if (e === undefined) {
-      const index = internal ? lookupIndex.get(key) : undefined;
-      e = endpointFor(ip, internal, index === undefined ? undefined : resolutions[index]);
-      if (!e.resolved) stats.unresolved++;
-      else if (e.kind === "unknown") stats.attributionMisses++;
-      endpoints.set(key, e);
+      e = endpointFor(ip, false, undefined);
+      externalEndpoints.set(ip, e);
     }
     return e;
   };
 
   const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
-  for (const p of parsed) {
+  for (let i = 0; i < parsed.length; i++) {
+    const { record: r, at, reporter } = parsed[i] as Parsed;
+    const s = srcLookup[i] as number;
+    const d = dstLookup[i] as number;
     aggregator.add({
-      at: p.at,
-      src: endpoint(p.src, p.at),
-      dst: endpoint(p.dst, p.at),
-      protocol: p.protocol,
-      dstPort: p.dstPort,
-      direction: directionOf(p.inInterface, p.outInterface, prefixes),
-      reporter: p.reporter,
-      internal: options.internal.contains(p.src) && options.internal.contains(p.dst),
-      length: p.length,
-      policy: p.policy,
-      tcpFlags: p.tcpFlags,
+      at,
+      src: endpoint(r.src, s),
+      dst: endpoint(r.dst, d),
+      protocol: r.protocol,
+      dstPort: r.dstPort,
+      direction: directionOf(r.inInterface, r.outInterface, prefixes),
+      reporter,
+      internal: s >= 0 && d >= 0,
+      length: r.length,
+      policy: r.policy,
+      tcpFlags: r.tcpFlags,
     });
   }
   const flows = aggregator.flows();

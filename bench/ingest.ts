@@ -1,0 +1,175 @@
+// Ingest figures: handler throughput (decode + parse + classify + attribute + aggregate, store excluded) on
+// the shared corpus delivered as real subscription payloads, and DynamoDB write requests per 1,000 lines for
+// a retry storm and a port scan, counted on the wire in front of dynalite.
+import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
+import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
+import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
+import { createTableInput } from "../functions/adapters/dynamo/schema.ts";
+import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
+import { CidrSet } from "../functions/core/classify.ts";
+import { ingestBatch } from "../functions/core/ingest.ts";
+import { createParser } from "../functions/core/parse.ts";
+import { runPipeline } from "../functions/core/pipeline.ts";
+import {
+  contributionOf,
+  decodeSubscriptionData,
+  encodeSubscriptionData,
+  type SubscriptionPayload,
+} from "../functions/core/subscription-payload.ts";
+import { dynamoClient } from "../test/support/dynalite.ts";
+import { startFaultProxy } from "../test/support/fault-proxy.ts";
+import { CORPUS_EPOCH, generateLines } from "./corpus.ts";
+
+const LINES = Number(process.env.BENCH_INGEST_LINES ?? 1_000_000);
+const EVENTS_PER_PAYLOAD = 5_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A pod on every address of 192.168.0.0/16 (the corpus draws pod IPs from all of it): 65,024 pods. */
+function clusterSnapshot(): SnapshotDirectory {
+  const items: unknown[] = [];
+  for (let a = 0; a < 256; a++) {
+    for (let b = 1; b < 255; b++) {
+      const ns = `tenant-${a % 50}`;
+      const name = `app${b % 20}-5d4f8b7c9-${a}x${b}`;
+      items.push({
+        metadata: {
+          name,
+          namespace: ns,
+          uid: `uid-${a}-${b}`,
+          creationTimestamp: iso(CORPUS_EPOCH - 86_400_000),
+          labels: { "pod-template-hash": "5d4f8b7c9" },
+          ownerReferences: [{ kind: "ReplicaSet", name: `app${b % 20}-5d4f8b7c9`, controller: true }],
+        },
+        spec: { nodeName: `node-${a % 40}` },
+        status: { phase: "Running", podIP: `192.168.${a}.${b}`, podIPs: [{ ip: `192.168.${a}.${b}` }] },
+      });
+    }
+  }
+  return new SnapshotDirectory({ pods: { items } });
+}
+
+function payloads(count: number): string[] {
+  const out: string[] = [];
+  let events: SubscriptionPayload["logEvents"][number][] = [];
+  let id = 0;
+  const flush = () => {
+    out.push(
+      encodeSubscriptionData({
+        messageType: "DATA_MESSAGE",
+        owner: "123456789012",
+        logGroup: "/aws/eks/bench/nodes",
+        logStream: `stream-${out.length % 40}`,
+        subscriptionFilters: ["calico-packet"],
+        logEvents: events as SubscriptionPayload["logEvents"],
+      }),
+    );
+    events = [];
+  };
+  for (const message of generateLines(count, 7)) {
+    events.push({ id: String(++id), timestamp: CORPUS_EPOCH + id * 2, message });
+    if (events.length === EVENTS_PER_PAYLOAD) flush();
+  }
+  if (events.length > 0) flush();
+  return out;
+}
+
+async function handlerThroughput(): Promise<void> {
+  const directory = clusterSnapshot();
+  const data = payloads(LINES);
+  const options = {
+    cluster: "bench",
+    internal: new CidrSet(["192.168.0.0/16"]),
+    bucketSeconds: 60,
+    parse: createParser(),
+    directory,
+  };
+  // One warm-up pass so the figure is the warm container's, as in a steady stream of deliveries.
+  for (const d of data.slice(0, 20)) {
+    const p = decodeSubscriptionData(d);
+    await runPipeline(p.logEvents, options);
+  }
+  let lines = 0;
+  let flows = 0;
+  const start = process.hrtime.bigint();
+  for (const d of data) {
+    const p = decodeSubscriptionData(d);
+    const result = await runPipeline(p.logEvents, options);
+    lines += result.stats.lines;
+    flows += result.flows.length;
+  }
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  console.log(
+    `ingest handler (decode + parse + classify + attribute + aggregate, store excluded): ${lines.toLocaleString("en")} lines ` +
+      `in ${data.length} payloads of ${EVENTS_PER_PAYLOAD} events, ${seconds.toFixed(2)} s → ` +
+      `${Math.round(lines / seconds).toLocaleString("en")} lines/s (target ≥ 500,000); ${flows.toLocaleString("en")} flow records`,
+  );
+}
+
+const storm = (at: number, i: number) =>
+  `calico-packet: IN=eth0 OUT=eni1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.1.${1 + (i % 4)} DST=192.168.2.${1 + (i % 5)} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=${i} DF PROTO=TCP SPT=${30000 + (i % 30000)} DPT=5432 WINDOW=62727 RES=0x00 SYN URGP=0`;
+const scan = (at: number, i: number) =>
+  `calico-packet: IN=eth0 OUT=eni1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=203.0.113.77 DST=192.168.2.1 LEN=44 TOS=0x00 PREC=0x00 TTL=50 ID=${i} PROTO=TCP SPT=41234 DPT=${1 + i} WINDOW=1024 RES=0x00 SYN URGP=0`;
+
+async function writeAmplification(): Promise<void> {
+  const embedded = await startEmbeddedStore();
+  const proxy = await startFaultProxy(embedded.endpoint);
+  const client = dynamoClient(proxy.endpoint);
+  const directory = clusterSnapshot();
+  try {
+    const scenarios = [
+      { name: "retry storm: 10,000 lines, 20 distinct flows in one minute", lines: 10_000, make: storm },
+      { name: "port scan: 1,000 ports of one pod in one minute", lines: 1_000, make: scan },
+    ];
+    for (const scenario of scenarios) {
+      for (const perPayload of new Set([scenario.lines, 1_000])) {
+        const tableName = `bench-${scenario.lines}-${perPayload}`;
+        await embedded.client.send(new CreateTableCommand(createTableInput(tableName)));
+        const store = new DynamoFlowStore({ client, tableName });
+        const t0 = Date.UTC(2026, 3, 19, 4, 52, 0);
+        proxy.clearLog();
+        let flows = 0;
+        for (let from = 0; from < scenario.lines; from += perPayload) {
+          const logEvents = Array.from({ length: Math.min(perPayload, scenario.lines - from) }, (_, k) => {
+            const i = from + k;
+            return { id: `${tableName}-${i}`, timestamp: t0 + Math.floor((i * 59_000) / scenario.lines), message: scenario.make(t0, i) };
+          });
+          const result = await ingestBatch(
+            logEvents.map((e) => ({ message: e.message, timestamp: e.timestamp, node: "node-a" })),
+            contributionOf({ logGroup: "g", logStream: "s", logEvents }),
+            {
+              store,
+              alertWindowMs: 15 * 60_000,
+              alertCap: 50,
+              pipeline: {
+                cluster: "bench",
+                internal: new CidrSet(["192.168.0.0/16"]),
+                bucketSeconds: 60,
+                parse: createParser(),
+                directory,
+                scanThreshold: 20,
+              },
+            },
+          );
+          flows += result.flows.length;
+        }
+        const writes = proxy.log.filter((r) => /^(UpdateItem|PutItem|BatchWriteItem|DeleteItem|TransactWriteItems)$/.test(r.operation)).length;
+        const reads = proxy.log.length - writes;
+        console.log(
+          `${scenario.name}, payloads of ${perPayload.toLocaleString("en")} lines: ${writes} write requests ` +
+            `(${((writes * 1000) / scenario.lines).toFixed(1)} per 1,000 lines; ${flows} flow records written), ${reads} read requests`,
+        );
+      }
+    }
+  } finally {
+    client.destroy();
+    await proxy.close();
+    await embedded.close();
+  }
+}
+
+export async function run(): Promise<void> {
+  await handlerThroughput();
+  await writeAmplification();
+}
+
+if (import.meta.main) await run();

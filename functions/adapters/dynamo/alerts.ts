@@ -1,0 +1,520 @@
+// Alert windows (docs/flow-store.md, "Alerts"). Per alert key, a state item `ALERTKEY#<cluster>#<digest>` /
+// `STATE` names the open window and the one before it. A candidate whose first hit is at or after the window's
+// end opens a new one: a conditional write of the state (it must still name the window that was read), then
+// the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
+// fold their hits into a fold slot of the window, `<openedAt>#<digest>#<slot>`, one slot per stretch of the
+// window (by event time), so that the set of applied contributions each item keeps stays bounded however long
+// a storm lasts. A record and its slots are adjacent: one Query reads an alert whole.
+import { createHash } from "node:crypto";
+import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import type { AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
+import type { AlertCandidate, AlertRecord, Direction } from "../../core/types.ts";
+import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
+import { checkLimit } from "./flow-query.ts";
+import {
+  alertKeyAttribute,
+  alertKeyOf,
+  endpointAttribute,
+  endpointOf,
+  num,
+  policyAttribute,
+  policyOf,
+} from "./items.ts";
+import {
+  alertKeyDigest,
+  alertPartition,
+  alertRecordKey,
+  alertSkOf,
+  alertStateKey,
+  canonicalMs,
+  checkCluster,
+  dayOf,
+  expiresAt,
+  foldSlotSk,
+  InvalidInputError,
+  iso,
+  nextDay,
+  normalizeInstant,
+  timeRange,
+} from "./keys.ts";
+import {
+  countedUpdate,
+  Expression,
+  freshReport,
+  getItem,
+  type Item,
+  isConditionFailure,
+  queryAll,
+  queryRange,
+  type StoreContext,
+} from "./requests.ts";
+import { type CallReport, mapBounded, StoreUnavailableError, withRetry } from "./retry.ts";
+
+export interface AlertContext extends StoreContext {
+  retentionDays: number;
+  concurrency: number;
+  /** A pending alert opened by another delivery is handed out for delivery only this long after it opened. */
+  pendingRedeliveryAfterMs: number;
+  now: () => number;
+}
+
+/** At most this many fold slots per window: bounds the items one alert is read from. */
+const MAX_SLOTS = 16;
+const MIN_SLOT_MS = 60_000;
+/** Items of one alert: its record and its slots. */
+const MAX_GROUP_ITEMS = MAX_SLOTS + 1;
+
+interface Window {
+  openedAt: string;
+  windowEnd: string;
+  alertPk: string;
+  alertSk: string;
+  /** Token of the contribution that opened it: only that one writes the record's hits. */
+  openedBy: string;
+  foldedBefore: number;
+}
+
+interface State extends Window {
+  delivery: "pending" | "sent";
+  /** Wall-clock ms when the window was opened (event times can be old: backfill, redrive). */
+  createdAt: number;
+  prev: Window | null;
+}
+
+function windowOf(value: unknown): Window | null {
+  if (value === null || value === undefined || typeof value !== "object") return null;
+  const w = value as Item;
+  return {
+    openedAt: String(w.openedAt),
+    windowEnd: String(w.windowEnd),
+    alertPk: String(w.alertPk),
+    alertSk: String(w.alertSk),
+    openedBy: String(w.openedBy),
+    foldedBefore: num(w.foldedBefore ?? 0),
+  };
+}
+
+function stateOf(item: Item | undefined): State | undefined {
+  const w = windowOf(item);
+  if (item === undefined || w === null) return undefined;
+  return {
+    ...w,
+    delivery: item.delivery === "sent" ? "sent" : "pending",
+    createdAt: num(item.createdAt ?? 0),
+    prev: windowOf(item.prev),
+  };
+}
+
+const windowAttribute = (w: Window): Item => ({
+  openedAt: w.openedAt,
+  windowEnd: w.windowEnd,
+  alertPk: w.alertPk,
+  alertSk: w.alertSk,
+  openedBy: w.openedBy,
+  foldedBefore: w.foldedBefore,
+});
+
+/** Fold slot of an event time: stretches of at least a minute, at most MAX_SLOTS per window; late hits go to 0. */
+function slotOf(atMs: number, w: Window): number {
+  const opened = Date.parse(w.openedAt);
+  const length = Math.max(1, Date.parse(w.windowEnd) - opened);
+  const slotMs = Math.max(MIN_SLOT_MS, Math.ceil(length / MAX_SLOTS));
+  const last = Math.min(MAX_SLOTS - 1, Math.floor((length - 1) / slotMs));
+  return Math.min(last, Math.max(0, Math.floor((atMs - opened) / slotMs)));
+}
+
+export function alertId(cluster: string, keyDigest: string, openedAt: string): string {
+  return createHash("sha256")
+    .update(`${cluster}\n${keyDigest}\n${openedAt}`)
+    .digest("base64url")
+    .slice(0, 22);
+}
+
+/** Builds one AlertRecord from its record item and fold slots; undefined for slots whose record is missing. */
+function alertOf(group: readonly Item[]): AlertRecord | undefined {
+  const record = group.find((item) => String(item.sk) === alertSkOf(String(item.sk)));
+  if (record === undefined) return undefined;
+  let count = 0;
+  let firstSeen = String(record.firstSeen);
+  let lastSeen = String(record.lastSeen);
+  for (const item of group) {
+    count += num(item.hits ?? 0);
+    if (String(item.firstSeen) < firstSeen) firstSeen = String(item.firstSeen);
+    if (String(item.lastSeen) > lastSeen) lastSeen = String(item.lastSeen);
+  }
+  const key = alertKeyOf(record.key);
+  return {
+    id: String(record.id),
+    cluster: String(record.cluster),
+    key,
+    src: endpointOf(record.src),
+    dst: endpointOf(record.dst),
+    protocol: key.protocol,
+    dstPort: key.dstPort,
+    direction: String(record.direction) as Direction,
+    reporter: String(record.reporter),
+    policy: policyOf(record.policy),
+    severity: record.severity === "low" ? "low" : "high",
+    reason: String(record.reason),
+    count,
+    foldedBefore: num(record.foldedBefore ?? 0),
+    openedAt: String(record.openedAt),
+    windowEnd: String(record.windowEnd),
+    firstSeen,
+    lastSeen,
+    delivery: record.delivery === "sent" ? "sent" : "pending",
+  };
+}
+
+/** Splits items in sort key order into alerts (record + slots). */
+function groups(items: readonly Item[]): Item[][] {
+  const out: Item[][] = [];
+  let current: Item[] = [];
+  let currentSk: string | undefined;
+  for (const item of items) {
+    const sk = alertSkOf(String(item.sk));
+    if (sk !== currentSk && current.length > 0) {
+      out.push(current);
+      current = [];
+    }
+    currentSk = sk;
+    current.push(item);
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+async function readAlert(ctx: AlertContext, w: Window, reads: CallReport): Promise<AlertRecord | undefined> {
+  const items = await queryAll(
+    ctx,
+    { keyAttribute: "pk", keyValue: w.alertPk, lo: w.alertSk, hi: `${w.alertSk}#~`, consistent: true },
+    reads,
+  );
+  return alertOf(items);
+}
+
+async function foldedInto(ctx: AlertContext, w: Window, reads: CallReport): Promise<number> {
+  const items = await queryAll(
+    ctx,
+    { keyAttribute: "pk", keyValue: w.alertPk, lo: `${w.alertSk}#`, hi: `${w.alertSk}#~`, consistent: true },
+    reads,
+  );
+  return items.reduce((sum, item) => sum + num(item.hits ?? 0), 0);
+}
+
+interface Prepared {
+  candidate: AlertCandidate;
+  cluster: string;
+  keyDigest: string;
+  firstMs: number;
+}
+
+function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
+  // One payload may name a key twice (e.g. two rules); its hits are one contribution to that key.
+  const byKey = new Map<string, Prepared>();
+  for (const c of candidates) {
+    const cluster = checkCluster(c.key.cluster);
+    const firstMs = canonicalMs(c.firstSeen, "alert candidate firstSeen");
+    canonicalMs(c.lastSeen, "alert candidate lastSeen");
+    if (!Number.isInteger(c.hits) || c.hits < 0) {
+      throw new InvalidInputError(`alert candidate hits must be an integer ≥ 0, got ${c.hits}`);
+    }
+    const keyDigest = alertKeyDigest(c.key);
+    const seen = byKey.get(keyDigest);
+    if (seen === undefined) {
+      byKey.set(keyDigest, { candidate: { ...c }, cluster, keyDigest, firstMs });
+      continue;
+    }
+    const merged = seen.candidate;
+    merged.hits += c.hits;
+    if (c.firstSeen < merged.firstSeen) {
+      merged.firstSeen = c.firstSeen;
+      seen.firstMs = firstMs;
+    }
+    if (c.lastSeen > merged.lastSeen) merged.lastSeen = c.lastSeen;
+    if (c.severity === "high") merged.severity = "high";
+  }
+  return [...byKey.values()];
+}
+
+export async function applyAlerts(
+  ctx: AlertContext,
+  candidates: readonly AlertCandidate[],
+  token: string,
+  options: AlertOptions,
+): Promise<AlertRecord[]> {
+  if (!Number.isInteger(options.windowMs) || options.windowMs < 1) {
+    throw new InvalidInputError(`alert windowMs must be a positive integer, got ${options.windowMs}`);
+  }
+  const prepared = prepare(candidates);
+  const results = await mapBounded(prepared, ctx.concurrency, (p) =>
+    applyOne(ctx, p, token, options.windowMs),
+  );
+  return results.filter((a): a is AlertRecord => a !== undefined);
+}
+
+const MAX_STATE_ROUNDS = 8;
+
+async function applyOne(
+  ctx: AlertContext,
+  p: Prepared,
+  token: string,
+  windowMs: number,
+): Promise<AlertRecord | undefined> {
+  const c = p.candidate;
+  const stateKey = alertStateKey(p.cluster, p.keyDigest);
+  const reads = freshReport();
+  for (let round = 0; round < MAX_STATE_ROUNDS; round++) {
+    const state = stateOf(await getItem(ctx, stateKey, reads));
+    if (state === undefined || state.windowEnd <= c.firstSeen) {
+      const opened = await openWindow(ctx, p, token, windowMs, state, reads);
+      if (opened === "lost-race") continue;
+      return opened;
+    }
+    // Late hits belong to the previous window when it covers them, so a retried payload lands where it did.
+    const target =
+      state.prev !== null && c.firstSeen < state.openedAt && c.firstSeen >= state.prev.openedAt
+        ? state.prev
+        : state;
+    if (target.openedBy === token) {
+      // This contribution opened that window (this is a retry): complete its record, deliver if still pending.
+      await writeRecord(ctx, p, target, token, reads);
+      const alert = await readAlert(ctx, target, reads);
+      return alert?.delivery === "pending" ? alert : undefined;
+    }
+    await countedUpdate(
+      ctx,
+      {
+        key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
+        token,
+        counters: { hits: c.hits },
+        init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays) },
+        firstSeen: c.firstSeen,
+        lastSeen: c.lastSeen,
+      },
+      freshReport(),
+      reads,
+    );
+    // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
+    if (
+      target === state &&
+      state.delivery === "pending" &&
+      ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs
+    ) {
+      const alert = await readAlert(ctx, target, reads);
+      return alert?.delivery === "pending" ? alert : undefined;
+    }
+    return undefined;
+  }
+  throw new StoreUnavailableError(`alert state ${stateKey.pk} kept changing; try again`);
+}
+
+async function openWindow(
+  ctx: AlertContext,
+  p: Prepared,
+  token: string,
+  windowMs: number,
+  previous: State | undefined,
+  reads: CallReport,
+): Promise<AlertRecord | undefined | "lost-race"> {
+  const c = p.candidate;
+  const openedAt = c.firstSeen;
+  const windowEnd = iso(p.firstMs + windowMs);
+  const record = alertRecordKey(p.cluster, openedAt, p.keyDigest);
+  const window: Window = {
+    openedAt,
+    windowEnd,
+    alertPk: record.pk,
+    alertSk: record.sk,
+    openedBy: token,
+    foldedBefore: previous === undefined ? 0 : await foldedInto(ctx, previous, reads),
+  };
+  const stateKey = alertStateKey(p.cluster, p.keyDigest);
+  const e = new Expression();
+  const condition =
+    previous === undefined
+      ? `attribute_not_exists(${e.name("pk")})`
+      : `${e.name("alertSk")} = ${e.value(previous.alertSk)}`;
+  try {
+    await withRetry("PutItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new PutCommand({
+          TableName: ctx.tableName,
+          Item: {
+            ...stateKey,
+            cluster: p.cluster,
+            keyDigest: p.keyDigest,
+            ...windowAttribute(window),
+            delivery: "pending",
+            createdAt: ctx.now(),
+            prev: previous === undefined ? null : windowAttribute(previous),
+            expiresAt: expiresAt(Date.parse(windowEnd), ctx.retentionDays),
+          },
+          ConditionExpression: condition,
+          ...e.fields(),
+        }),
+      ),
+    );
+  } catch (error) {
+    // Someone else opened it first — or our own write landed and its answer was lost: re-reading tells which.
+    if (isConditionFailure(error)) return "lost-race";
+    throw error;
+  }
+  await writeRecord(ctx, p, window, token, reads);
+  return readAlert(ctx, window, reads);
+}
+
+/** The alert record: descriptive fields if missing (a crash after the state write is healed by the retry). */
+async function writeRecord(
+  ctx: AlertContext,
+  p: Prepared,
+  w: Window,
+  token: string,
+  reads: CallReport,
+): Promise<void> {
+  const c = p.candidate;
+  await countedUpdate(
+    ctx,
+    {
+      key: { pk: w.alertPk, sk: w.alertSk },
+      token,
+      counters: { hits: c.hits },
+      init: {
+        id: alertId(p.cluster, p.keyDigest, w.openedAt),
+        cluster: p.cluster,
+        keyDigest: p.keyDigest,
+        key: alertKeyAttribute(c.key),
+        src: endpointAttribute(c.src),
+        dst: endpointAttribute(c.dst),
+        direction: c.direction,
+        reporter: c.reporter,
+        policy: policyAttribute(c.policy),
+        severity: c.severity,
+        reason: c.reason,
+        foldedBefore: w.foldedBefore,
+        openedAt: w.openedAt,
+        windowEnd: w.windowEnd,
+        delivery: "pending",
+        expiresAt: expiresAt(Date.parse(w.openedAt), ctx.retentionDays),
+      },
+      firstSeen: c.firstSeen,
+      lastSeen: c.lastSeen,
+    },
+    freshReport(),
+    reads,
+  );
+}
+
+export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Promise<void> {
+  const cluster = checkCluster(alert.cluster);
+  canonicalMs(alert.openedAt, "alert openedAt");
+  const keyDigest = alertKeyDigest(alert.key);
+  const record = alertRecordKey(cluster, alert.openedAt, keyDigest);
+  const e = new Expression();
+  try {
+    await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: record,
+          UpdateExpression: `SET ${e.name("delivery")} = ${e.value("sent")}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`,
+          ConditionExpression: `attribute_exists(${e.name("pk")})`,
+          ...e.fields(),
+        }),
+      ),
+    );
+  } catch (error) {
+    if (isConditionFailure(error)) {
+      throw new InvalidInputError(`alert ${alert.id} (opened ${alert.openedAt}) is not in the store`);
+    }
+    throw error;
+  }
+  // The state caches the open window's delivery so that folds need not read the record; a newer window
+  // (condition fails) has its own.
+  const s = new Expression();
+  try {
+    await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: alertStateKey(cluster, keyDigest),
+          UpdateExpression: `SET ${s.name("delivery")} = ${s.value("sent")}`,
+          ConditionExpression: `${s.name("alertSk")} = ${s.value(record.sk)}`,
+          ...s.fields(),
+        }),
+      ),
+    );
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+}
+
+/**
+ * Alerts opened in [since, until], oldest first: the day partitions in order, at most two Queries per page.
+ * A page never splits an alert from its fold slots: an alert cut by the end of a Query is left to the next page.
+ */
+export async function queryAlertsPage(
+  ctx: StoreContext,
+  query: AlertQuery,
+  report: CallReport,
+): Promise<Page<AlertRecord>> {
+  const cluster = checkCluster(query.cluster);
+  const since = normalizeInstant(query.since, "since");
+  const until = normalizeInstant(query.until, "until");
+  const limit = checkLimit(query.limit);
+  if (since > until) return { items: [] };
+  const { lo, hi } = timeRange(since, until);
+  const print = fingerprint(["alerts", cluster, since, until]);
+  const cursor =
+    query.cursor === undefined
+      ? {}
+      : decodeCursor(query.cursor, print, (after) => after >= lo && after <= hi);
+  const lastDay = dayOf(until);
+  let part = cursor.part ?? dayOf(since);
+  if (part < dayOf(since) || part > lastDay) {
+    throw new InvalidCursorError("cursor partition is outside the query's range");
+  }
+  let after = cursor.after;
+  if (after !== undefined && dayOf(after) !== part) {
+    throw new InvalidCursorError("cursor position does not match its partition");
+  }
+  const alerts: AlertRecord[] = [];
+  for (let queries = 0; queries < 2; queries++) {
+    const result = await queryRange(
+      ctx,
+      {
+        keyAttribute: "pk",
+        keyValue: alertPartition(cluster, part),
+        lo,
+        hi,
+        // Room for the alerts still wanted plus one whole alert, so a page always makes progress.
+        limit: (limit - alerts.length + 1) * MAX_GROUP_ITEMS,
+        ...(after === undefined ? {} : { start: { pk: alertPartition(cluster, part), sk: after } }),
+      },
+      report,
+    );
+    const found = groups(result.items);
+    // With more to read, the last alert may have slots beyond this response: leave it to the next Query.
+    if (result.lastEvaluatedSk !== undefined) found.pop();
+    for (const group of found) {
+      const alert = alertOf(group);
+      if (alert !== undefined) alerts.push(alert);
+      after = String(group[group.length - 1]?.sk);
+      if (alerts.length >= limit) break;
+    }
+    if (alerts.length >= limit) {
+      const more =
+        result.lastEvaluatedSk !== undefined ||
+        found[found.length - 1]?.at(-1)?.sk !== after ||
+        part < lastDay;
+      if (!more) return { items: alerts };
+      break;
+    }
+    if (result.lastEvaluatedSk === undefined) {
+      if (part >= lastDay) return { items: alerts };
+      part = nextDay(part);
+      after = undefined;
+    }
+  }
+  return { items: alerts, cursor: encodeCursor(print, { part, ...(after === undefined ? {} : { after }) }) };
+}

@@ -1,0 +1,84 @@
+// Opaque page cursors: base64url JSON of where the next page starts, bound to the query that produced it.
+// A cursor is client input (it comes back through the API), so everything in it is checked before use.
+import { createHash } from "node:crypto";
+import { InvalidInputError } from "./keys.ts";
+
+export interface CursorState {
+  /** Partition to continue in: `yyyy-mm-ddThh` (flows by time) or `yyyy-mm-dd` (alerts). */
+  part?: string;
+  /** Sort key the next page starts after. */
+  after?: string;
+  /** Index queries: which of the two sides are finished. */
+  done?: [boolean, boolean];
+}
+
+interface Envelope extends CursorState {
+  v: 1;
+  /** Fingerprint of the query the cursor belongs to. */
+  q: string;
+}
+
+export class InvalidCursorError extends InvalidInputError {
+  override name = "InvalidCursorError";
+}
+
+/** Stable digest of the parts of a query that shape its pages (not the cursor itself). */
+export function fingerprint(parts: readonly unknown[]): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("base64url").slice(0, 16);
+}
+
+export function encodeCursor(query: string, state: CursorState): string {
+  const envelope: Envelope = { v: 1, q: query, ...state };
+  return Buffer.from(JSON.stringify(envelope)).toString("base64url");
+}
+
+const PART = /^\d{4}-\d{2}-\d{2}(T\d{2})?$/;
+
+/**
+ * Reads a cursor made by encodeCursor for the same query. `checkAfter` validates the sort key position
+ * against the query's range (a key outside it would make DynamoDB refuse the page, or skip data).
+ */
+export function decodeCursor(
+  text: string,
+  query: string,
+  checkAfter: (after: string) => boolean,
+): CursorState {
+  let parsed: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(text)) throw new Error("not base64url");
+    parsed = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    throw new InvalidCursorError("cursor is not one this store issued (not base64url JSON)");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidCursorError("cursor is not one this store issued (not an object)");
+  }
+  const c = parsed as Record<string, unknown>;
+  if (c.v !== 1) throw new InvalidCursorError(`cursor version ${JSON.stringify(c.v)} is not supported`);
+  if (c.q !== query) {
+    throw new InvalidCursorError("cursor belongs to a different query; start again without it");
+  }
+  const state: CursorState = {};
+  if (c.part !== undefined) {
+    if (typeof c.part !== "string" || !PART.test(c.part)) {
+      throw new InvalidCursorError("cursor partition is malformed");
+    }
+    state.part = c.part;
+  }
+  if (c.after !== undefined) {
+    if (typeof c.after !== "string" || !checkAfter(c.after)) {
+      throw new InvalidCursorError("cursor position is outside the query's range");
+    }
+    state.after = c.after;
+  }
+  if (c.done !== undefined) {
+    const done = c.done;
+    if (!Array.isArray(done) || done.length !== 2 || !done.every((d) => typeof d === "boolean")) {
+      throw new InvalidCursorError("cursor side flags are malformed");
+    }
+    state.done = [done[0] as boolean, done[1] as boolean];
+  }
+  const extra = Object.keys(c).filter((k) => !["v", "q", "part", "after", "done"].includes(k));
+  if (extra.length > 0) throw new InvalidCursorError(`cursor has unknown fields: ${extra.join(", ")}`);
+  return state;
+}

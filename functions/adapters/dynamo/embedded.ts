@@ -1,0 +1,144 @@
+// The embedded store: dynalite (DynamoDB on LevelDB, in this process) on an ephemeral loopback port, with
+// the store's table created on first use. The CLI's local mode and the tests run the same adapter code
+// against it as Lambda runs against DynamoDB.
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  ResourceNotFoundException,
+} from "@aws-sdk/client-dynamodb";
+import dynalite from "dynalite";
+import { createTableInput } from "./schema.ts";
+
+export const DEFAULT_TABLE_NAME = "calico-flows";
+
+export interface EmbeddedStoreOptions {
+  /** Directory the data persists in (created if missing); in memory when undefined. */
+  dir?: string;
+  /** @default "calico-flows" */
+  tableName?: string;
+}
+
+export interface EmbeddedStore {
+  endpoint: string;
+  tableName: string;
+  client: DynamoDBClient;
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * LevelDB allows one process per directory, and dynalite hangs rather than fail when it cannot open it: a
+ * lock file with our pid makes a second user fail at once, with a message that says why. A lock left by a
+ * process that is gone is taken over.
+ */
+async function lockDirectory(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, "calico-flows.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, "wx");
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+      throw new Error(
+        `the embedded store in ${dir} is in use by another calico-flows process (pid ${pid}); stop it or use another --store directory`,
+      );
+    }
+    await rm(path, { force: true });
+  }
+  throw new Error(`could not lock the embedded store in ${dir}`);
+}
+
+async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return;
+  } catch (error) {
+    if (!(error instanceof ResourceNotFoundException)) throw error;
+  }
+  await client.send(new CreateTableCommand(createTableInput(tableName)));
+  // dynalite flips CREATING → ACTIVE on a timer, even at 0 ms.
+  for (let i = 0; i < 200; i++) {
+    const out = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    if (out.Table?.TableStatus === "ACTIVE") return;
+    await sleep(5);
+  }
+  throw new Error(`embedded table ${tableName} did not become ACTIVE`);
+}
+
+export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<EmbeddedStore> {
+  const tableName = options.tableName ?? DEFAULT_TABLE_NAME;
+  let unlock = async () => {};
+  if (options.dir !== undefined) {
+    await mkdir(options.dir, { recursive: true });
+    unlock = await lockDirectory(options.dir);
+  }
+  const server = dynalite({
+    ...(options.dir === undefined ? {} : { path: options.dir }),
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
+  const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
+  // Local data, local credentials: nothing here may pick up (or need) the user's AWS configuration.
+  const client = new DynamoDBClient({
+    endpoint,
+    region: "local",
+    credentials: { accessKeyId: "embedded", secretAccessKey: "embedded" },
+  });
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    client.destroy();
+    server.closeAllConnections();
+    try {
+      await new Promise<void>((resolve, reject) =>
+        server.close((error) => (error ? reject(error) : resolve())),
+      );
+    } finally {
+      await unlock();
+    }
+  };
+  try {
+    await ensureTable(client, tableName);
+  } catch (error) {
+    await close().catch(() => {});
+    const where = options.dir === undefined ? "in memory" : `in ${options.dir}`;
+    throw new Error(`could not open the embedded store ${where}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return { endpoint, tableName, client, close };
+}

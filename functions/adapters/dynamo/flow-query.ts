@@ -1,0 +1,332 @@
+// Flow queries: one page costs at most two Query requests, never a Scan (docs/flow-store.md, "Access patterns").
+//
+// - by time only: the table's hour partitions `FLOW#<cluster>#<hour>` in order; a page that exhausts one
+//   partition continues into the next with its second Query, then hands back a cursor.
+// - by namespace (and workload or pod): bySrcNamespace and byDstNamespace, one Query each, merged by sort key,
+//   each flow once (a flow inside one namespace is in both). Workload and pod are filters on those queries.
+// - by IP: bySrcIp and byDstIp the same way; other criteria become filters.
+import { isIP } from "node:net";
+import { normalizeIpv6 } from "../../core/ipv6.ts";
+import type { FlowQuery, Page } from "../../core/ports.ts";
+import type { FlowRecord } from "../../core/types.ts";
+import { type CursorState, decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
+import { flowOf } from "./items.ts";
+import {
+  checkCluster,
+  flowKeyOfSk,
+  flowPartition,
+  hourOf,
+  InvalidInputError,
+  ipKey,
+  namespaceKey,
+  nextHour,
+  normalizeInstant,
+  timeRange,
+} from "./keys.ts";
+import { Expression, type Item, type QueryResult, queryRange, type StoreContext } from "./requests.ts";
+import type { CallReport } from "./retry.ts";
+import { INDEX } from "./schema.ts";
+
+export const DEFAULT_PAGE_LIMIT = 100;
+export const MAX_PAGE_LIMIT = 1000;
+
+/** Kinds as Kubernetes spells them, so `--workload deployment/api` finds `Deployment/api`. */
+const CANONICAL_KINDS: Record<string, string> = {
+  deployment: "Deployment",
+  statefulset: "StatefulSet",
+  daemonset: "DaemonSet",
+  replicaset: "ReplicaSet",
+  replicationcontroller: "ReplicationController",
+  job: "Job",
+  cronjob: "CronJob",
+  pod: "Pod",
+  service: "Service",
+};
+
+interface EndpointMatch {
+  namespace?: string;
+  workloadKind?: string;
+  workloadName?: string;
+  pod?: string;
+}
+
+type Side = "src" | "dst";
+
+/** Filter on one endpoint: appends its terms to `e` and returns them (undefined: no condition). */
+function endpointFilter(e: Expression, side: Side, m: EndpointMatch): string | undefined {
+  const terms: string[] = [];
+  if (m.namespace !== undefined) terms.push(`${e.name(`${side}.namespace`)} = ${e.value(m.namespace)}`);
+  if (m.workloadName !== undefined) {
+    terms.push(`${e.name(`${side}.workload.name`)} = ${e.value(m.workloadName)}`);
+    if (m.workloadKind !== undefined) {
+      const canonical = CANONICAL_KINDS[m.workloadKind.toLowerCase()] ?? m.workloadKind;
+      const kind = e.name(`${side}.workload.kind`);
+      terms.push(
+        canonical === m.workloadKind
+          ? `${kind} = ${e.value(canonical)}`
+          : `${kind} IN (${e.value(m.workloadKind)}, ${e.value(canonical)})`,
+      );
+    }
+  }
+  if (m.pod !== undefined) {
+    terms.push(
+      `${e.name(`${side}.kind`)} = ${e.value("pod")}`,
+      `${e.name(`${side}.name`)} = ${e.value(m.pod)}`,
+    );
+  }
+  return terms.length === 0 ? undefined : terms.join(" AND ");
+}
+
+function and(...terms: (string | undefined)[]): string | undefined {
+  const present = terms.filter((t): t is string => t !== undefined);
+  return present.length === 0 ? undefined : present.map((t) => `(${t})`).join(" AND ");
+}
+
+interface IndexSide {
+  indexName: string;
+  keyAttribute: string;
+  keyValue: string;
+  /** Builds this side's filter into a fresh expression. */
+  filter: (e: Expression) => string | undefined;
+}
+
+interface Plan {
+  cluster: string;
+  fingerprint: string;
+  lo: string;
+  hi: string;
+  since: string;
+  until: string;
+  limit: number;
+  /** Absent: by time over the table's hour partitions. */
+  sides?: [IndexSide, IndexSide];
+  timeFilter: (e: Expression) => string | undefined;
+}
+
+function normalizeIp(ip: string): string {
+  const version = isIP(ip);
+  if (version === 0) throw new InvalidInputError(`ip is not an IPv4 or IPv6 address: ${JSON.stringify(ip)}`);
+  return version === 6 ? (normalizeIpv6(ip) ?? ip) : ip;
+}
+
+export function checkLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_PAGE_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_LIMIT) {
+    throw new InvalidInputError(`limit must be an integer from 1 to ${MAX_PAGE_LIMIT}, got ${limit}`);
+  }
+  return limit;
+}
+
+function plan(query: FlowQuery): Plan {
+  const cluster = checkCluster(query.cluster);
+  const since = normalizeInstant(query.since, "since");
+  const until = normalizeInstant(query.until, "until");
+  const limit = checkLimit(query.limit);
+  if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
+    throw new InvalidInputError("workload and pod queries need a namespace");
+  }
+  let workloadKind: string | undefined;
+  let workloadName: string | undefined;
+  if (query.workload !== undefined) {
+    const slash = query.workload.indexOf("/");
+    workloadKind = slash === -1 ? undefined : query.workload.slice(0, slash);
+    workloadName = slash === -1 ? query.workload : query.workload.slice(slash + 1);
+    if (workloadName.length === 0 || workloadKind === "") {
+      throw new InvalidInputError(
+        `workload must be name or kind/name, got ${JSON.stringify(query.workload)}`,
+      );
+    }
+  }
+  const ip = query.ip === undefined ? undefined : normalizeIp(query.ip);
+  const internal = query.internal;
+  const internalFilter = (e: Expression) =>
+    internal === undefined ? undefined : `${e.name("internal")} = ${e.value(internal)}`;
+  const { lo, hi } = timeRange(since, until);
+  const base = {
+    cluster,
+    lo,
+    hi,
+    since,
+    until,
+    limit,
+    timeFilter: internalFilter,
+    fingerprint: fingerprint([
+      "flows",
+      cluster,
+      since,
+      until,
+      query.namespace ?? null,
+      query.workload ?? null,
+      query.pod ?? null,
+      ip ?? null,
+      internal ?? null,
+    ]),
+  };
+  const match: EndpointMatch = {
+    ...(workloadName === undefined ? {} : { workloadName }),
+    ...(workloadKind === undefined ? {} : { workloadKind }),
+    ...(query.pod === undefined ? {} : { pod: query.pod }),
+  };
+  if (ip !== undefined) {
+    // The IP picks the index; namespace, workload and pod must hold on either end of the flow.
+    const either: EndpointMatch = {
+      ...match,
+      ...(query.namespace === undefined ? {} : { namespace: query.namespace }),
+    };
+    const filter = (e: Expression) => {
+      const src = endpointFilter(e, "src", either);
+      const dst = endpointFilter(e, "dst", either);
+      return and(src === undefined ? undefined : `(${src}) OR (${dst})`, internalFilter(e));
+    };
+    const key = ipKey(cluster, ip);
+    return {
+      ...base,
+      sides: [
+        { indexName: INDEX.srcIp, keyAttribute: "srcIpKey", keyValue: key, filter },
+        { indexName: INDEX.dstIp, keyAttribute: "dstIpKey", keyValue: key, filter },
+      ],
+    };
+  }
+  if (query.namespace !== undefined) {
+    // Each side's index already fixes that side's namespace; the workload or pod must be on that same side.
+    const key = namespaceKey(cluster, query.namespace);
+    const sideFilter = (side: Side) => (e: Expression) =>
+      and(endpointFilter(e, side, match), internalFilter(e));
+    return {
+      ...base,
+      sides: [
+        { indexName: INDEX.srcNamespace, keyAttribute: "srcNsKey", keyValue: key, filter: sideFilter("src") },
+        { indexName: INDEX.dstNamespace, keyAttribute: "dstNsKey", keyValue: key, filter: sideFilter("dst") },
+      ],
+    };
+  }
+  return base;
+}
+
+async function timePage(
+  ctx: StoreContext,
+  p: Plan,
+  cursor: CursorState,
+  report: CallReport,
+): Promise<Page<FlowRecord>> {
+  const lastHour = hourOf(p.until);
+  let part = cursor.part ?? hourOf(p.since);
+  let after = cursor.after;
+  const items: FlowRecord[] = [];
+  for (let queries = 0; queries < 2; queries++) {
+    const e = new Expression();
+    const filterExpression = p.timeFilter(e);
+    const result = await queryRange(
+      ctx,
+      {
+        keyAttribute: "pk",
+        keyValue: flowPartition(p.cluster, part),
+        lo: p.lo,
+        hi: p.hi,
+        limit: p.limit - items.length,
+        filter: e,
+        ...(filterExpression === undefined ? {} : { filterExpression }),
+        ...(after === undefined ? {} : { start: flowKeyOfSk(p.cluster, after) }),
+      },
+      report,
+    );
+    items.push(...result.items.map(flowOf));
+    if (result.lastEvaluatedSk !== undefined) {
+      after = result.lastEvaluatedSk;
+    } else {
+      if (part >= lastHour) return { items };
+      part = nextHour(part);
+      after = undefined;
+    }
+    if (items.length >= p.limit) break;
+  }
+  return { items, cursor: encodeCursor(p.fingerprint, { part, ...(after === undefined ? {} : { after }) }) };
+}
+
+/**
+ * Both sides are read from the same position with the page limit each, then merged. Everything at or before
+ * the lowest position a side stopped at (its LastEvaluatedKey) has been seen on both sides, so the page may
+ * return exactly that part; the rest is read again by the next page, which starts both sides after it.
+ */
+async function indexPage(
+  ctx: StoreContext,
+  p: Plan,
+  sides: [IndexSide, IndexSide],
+  cursor: CursorState,
+  report: CallReport,
+): Promise<Page<FlowRecord>> {
+  const done = cursor.done ?? [false, false];
+  const after = cursor.after;
+  const results = await Promise.all(
+    sides.map((side, i): Promise<QueryResult | undefined> => {
+      if (done[i]) return Promise.resolve(undefined);
+      const e = new Expression();
+      const filterExpression = side.filter(e);
+      return queryRange(
+        ctx,
+        {
+          indexName: side.indexName,
+          keyAttribute: side.keyAttribute,
+          keyValue: side.keyValue,
+          lo: p.lo,
+          hi: p.hi,
+          limit: p.limit,
+          filter: e,
+          ...(filterExpression === undefined ? {} : { filterExpression }),
+          ...(after === undefined
+            ? {}
+            : { start: { ...flowKeyOfSk(p.cluster, after), [side.keyAttribute]: side.keyValue } }),
+        },
+        report,
+      );
+    }),
+  );
+  let boundary: string | undefined;
+  for (const r of results) {
+    const stop = r?.lastEvaluatedSk;
+    if (stop !== undefined && (boundary === undefined || stop < boundary)) boundary = stop;
+  }
+  const bySk = new Map<string, Item>();
+  for (const r of results) {
+    for (const item of r?.items ?? []) {
+      const sk = String(item.sk);
+      if (boundary === undefined || sk <= boundary) bySk.set(sk, item);
+    }
+  }
+  let keys = [...bySk.keys()].sort();
+  if (keys.length > p.limit) {
+    keys = keys.slice(0, p.limit);
+    boundary = keys[keys.length - 1];
+  }
+  const items = keys.map((sk) => flowOf(bySk.get(sk) as Item));
+  if (boundary === undefined) return { items };
+  const stop = boundary;
+  const nextDone: [boolean, boolean] = [0, 1].map((i) => {
+    const r = results[i];
+    if (r === undefined) return true;
+    return r.lastEvaluatedSk === undefined && r.items.every((item) => String(item.sk) <= stop);
+  }) as [boolean, boolean];
+  if (nextDone[0] && nextDone[1]) return { items };
+  return { items, cursor: encodeCursor(p.fingerprint, { after: stop, done: nextDone }) };
+}
+
+export async function queryFlowsPage(
+  ctx: StoreContext,
+  query: FlowQuery,
+  report: CallReport,
+): Promise<Page<FlowRecord>> {
+  const p = plan(query);
+  if (p.since > p.until) return { items: [] };
+  const inRange = (after: string) => after >= p.lo && after <= p.hi;
+  const cursor = query.cursor === undefined ? {} : decodeCursor(query.cursor, p.fingerprint, inRange);
+  if (p.sides === undefined) {
+    if (cursor.part !== undefined && (cursor.part < hourOf(p.since) || cursor.part > hourOf(p.until))) {
+      throw new InvalidCursorError("cursor partition is outside the query's range");
+    }
+    if (cursor.after !== undefined && hourOf(cursor.after) !== (cursor.part ?? hourOf(p.since))) {
+      throw new InvalidCursorError("cursor position does not match its partition");
+    }
+    return timePage(ctx, p, cursor, report);
+  }
+  return indexPage(ctx, p, p.sides, cursor, report);
+}

@@ -1,0 +1,185 @@
+// The flow store on one DynamoDB table (docs/flow-store.md): flows, alert windows and alert records. Every
+// write is idempotent per contribution; transient failures are retried here with bounded concurrency, and
+// whatever still fails is thrown so that the caller fails the payload as a whole.
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import type {
+  AlertOptions,
+  AlertQuery,
+  FlowQuery,
+  FlowStore,
+  FlowWriteResult,
+  Page,
+} from "../../core/ports.ts";
+import type { AlertCandidate, AlertRecord, FlowRecord } from "../../core/types.ts";
+import { type AlertContext, applyAlerts, markAlertSent, queryAlertsPage } from "./alerts.ts";
+import { queryFlowsPage } from "./flow-query.ts";
+import { endpointAttribute, policyAttribute } from "./items.ts";
+import {
+  canonicalMs,
+  checkCluster,
+  contributionToken,
+  expiresAt,
+  flowPk,
+  flowSk,
+  InvalidInputError,
+  ipKey,
+  namespaceKey,
+} from "./keys.ts";
+import { type CountedWrite, countedUpdate, documentClient, freshReport } from "./requests.ts";
+import { type CallReport, checkRetryPolicy, DEFAULT_RETRY, mapBounded, type RetryPolicy } from "./retry.ts";
+
+export interface DynamoFlowStoreOptions {
+  client: DynamoDBClient | DynamoDBDocumentClient;
+  tableName: string;
+  /** Days items live after their bucket (flows) or opening (alerts), by TTL. @default 30 */
+  retentionDays?: number;
+  /** Requests in flight per call. @default 16 */
+  concurrency?: number;
+  /** Retries on top of the SDK client's own. @default DEFAULT_RETRY (8 tries, 50 ms doubling to 5 s, full jitter) */
+  retry?: Partial<RetryPolicy>;
+  /**
+   * How long (ms) after opening a still-pending alert is returned by deliveries other than the one that opened
+   * it: long enough for the opener to publish it, so that concurrent invocations do not all send it.
+   * @default 60000
+   */
+  pendingRedeliveryAfterMs?: number;
+  /** Wall clock (epoch ms), for alert bookkeeping. @default Date.now */
+  now?: () => number;
+}
+
+export const DEFAULT_RETENTION_DAYS = 30;
+export const DEFAULT_CONCURRENCY = 16;
+
+function mergeFlows(flows: readonly FlowRecord[]): FlowRecord[] {
+  // Two records of one flow in one call would be one contribution to one item: the second would be dropped
+  // as a redelivery. Summing them first keeps both.
+  const byKey = new Map<string, FlowRecord>();
+  for (const f of flows) {
+    const key = `${f.cluster}\n${f.bucket}\n${f.id}`;
+    const seen = byKey.get(key);
+    if (seen === undefined) {
+      byKey.set(key, { ...f, tcpFlags: [...f.tcpFlags] });
+      continue;
+    }
+    seen.packets += f.packets;
+    seen.bytes += f.bytes;
+    if (f.firstSeen < seen.firstSeen) seen.firstSeen = f.firstSeen;
+    if (f.lastSeen > seen.lastSeen) seen.lastSeen = f.lastSeen;
+    seen.tcpFlags = [...new Set([...seen.tcpFlags, ...f.tcpFlags])].sort();
+  }
+  return [...byKey.values()];
+}
+
+function checkFlow(f: FlowRecord): void {
+  checkCluster(f.cluster);
+  canonicalMs(f.bucket, "flow bucket");
+  canonicalMs(f.firstSeen, "flow firstSeen");
+  canonicalMs(f.lastSeen, "flow lastSeen");
+  if (f.id.length === 0 || f.id.includes("#")) {
+    throw new InvalidInputError(`flow id must be non-empty without "#", got ${JSON.stringify(f.id)}`);
+  }
+  for (const [name, value] of [
+    ["packets", f.packets],
+    ["bytes", f.bytes],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new InvalidInputError(`flow ${name} must be an integer ≥ 0, got ${value}`);
+    }
+  }
+}
+
+export class DynamoFlowStore implements FlowStore {
+  readonly #ctx: AlertContext;
+
+  constructor(options: DynamoFlowStoreOptions) {
+    const retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    const pending = options.pendingRedeliveryAfterMs ?? 60_000;
+    if (options.tableName.length === 0) throw new Error("tableName must be non-empty");
+    if (!(retentionDays > 0) || !Number.isFinite(retentionDays)) {
+      throw new Error(`retentionDays must be a positive number, got ${retentionDays}`);
+    }
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new Error(`concurrency must be an integer ≥ 1, got ${concurrency}`);
+    }
+    if (!(pending >= 0)) throw new Error(`pendingRedeliveryAfterMs must be ≥ 0, got ${pending}`);
+    this.#ctx = {
+      doc: documentClient(options.client),
+      tableName: options.tableName,
+      retry: checkRetryPolicy({ ...DEFAULT_RETRY, ...options.retry }),
+      retentionDays,
+      concurrency,
+      pendingRedeliveryAfterMs: pending,
+      now: options.now ?? Date.now,
+    };
+  }
+
+  async writeFlows(flows: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
+    const token = contributionToken(contribution);
+    for (const f of flows) checkFlow(f);
+    const merged = mergeFlows(flows);
+    const writes: CallReport[] = merged.map(freshReport);
+    const reads = freshReport();
+    const outcomes = await mapBounded(merged, this.#ctx.concurrency, (f, i) =>
+      countedUpdate(this.#ctx, this.#flowWrite(f, token), writes[i] as CallReport, reads),
+    );
+    const applied = outcomes.filter((o) => o.applied).length;
+    return {
+      applied,
+      duplicates: outcomes.length - applied,
+      writeRequests: writes.reduce((sum, r) => sum + r.requests, 0),
+    };
+  }
+
+  #flowWrite(f: FlowRecord, token: string): CountedWrite {
+    const cluster = f.cluster;
+    return {
+      key: { pk: flowPk(cluster, f.bucket), sk: flowSk(f.bucket, f.id) },
+      token,
+      counters: { packets: f.packets, bytes: f.bytes },
+      sets: { tcpFlags: f.tcpFlags },
+      init: {
+        id: f.id,
+        cluster,
+        bucket: f.bucket,
+        src: endpointAttribute(f.src),
+        dst: endpointAttribute(f.dst),
+        protocol: f.protocol,
+        dstPort: f.dstPort,
+        direction: f.direction,
+        reporter: f.reporter,
+        internal: f.internal,
+        policy: policyAttribute(f.policy),
+        // Sparse index keys: an endpoint without a namespace (node, external, unknown) is not in that index.
+        srcNsKey: f.src.namespace === null ? undefined : namespaceKey(cluster, f.src.namespace),
+        dstNsKey: f.dst.namespace === null ? undefined : namespaceKey(cluster, f.dst.namespace),
+        srcIpKey: ipKey(cluster, f.src.ip),
+        dstIpKey: ipKey(cluster, f.dst.ip),
+        expiresAt: expiresAt(Date.parse(f.bucket), this.#ctx.retentionDays),
+      },
+      firstSeen: f.firstSeen,
+      lastSeen: f.lastSeen,
+    };
+  }
+
+  async applyAlerts(
+    candidates: readonly AlertCandidate[],
+    contribution: string,
+    options: AlertOptions,
+  ): Promise<AlertRecord[]> {
+    return applyAlerts(this.#ctx, candidates, contributionToken(contribution), options);
+  }
+
+  markAlertSent(alert: AlertRecord): Promise<void> {
+    return markAlertSent(this.#ctx, alert);
+  }
+
+  queryFlows(query: FlowQuery): Promise<Page<FlowRecord>> {
+    return queryFlowsPage(this.#ctx, query, freshReport());
+  }
+
+  queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>> {
+    return queryAlertsPage(this.#ctx, query, freshReport());
+  }
+}

@@ -1,0 +1,128 @@
+// Key construction for the single table (docs/flow-store.md lists every item type). Keys are strings whose
+// byte order is time order: ISO-8601 UTC timestamps in the one canonical `toISOString()` form (fixed width),
+// and zero-padded epoch milliseconds for holder history.
+import { createHash } from "node:crypto";
+import type { AlertKey } from "../../core/types.ts";
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+const DAY_S = 86_400;
+
+/** A record, query or candidate the store refuses, with what was wrong. */
+export class InvalidInputError extends Error {
+  override name = "InvalidInputError";
+}
+
+/** `#` separates key parts, so a cluster name must not contain one (EKS names never do). */
+export function checkCluster(cluster: string): string {
+  if (cluster.length === 0 || cluster.includes("#")) {
+    throw new InvalidInputError(
+      `cluster name must be non-empty and without "#", got ${JSON.stringify(cluster)}`,
+    );
+  }
+  return cluster;
+}
+
+/** Epoch ms of a canonical ISO timestamp (as `toISOString()` prints it); anything else is refused. */
+export function canonicalMs(value: string, what: string): number {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms) || new Date(ms).toISOString() !== value) {
+    throw new InvalidInputError(
+      `${what} must be an ISO-8601 UTC timestamp like 2024-04-19T04:52:00.000Z, got ${JSON.stringify(value)}`,
+    );
+  }
+  return ms;
+}
+
+/** Any ISO-8601 text → canonical form, for query bounds typed by people. */
+export function normalizeInstant(value: string, what: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new InvalidInputError(`${what} is not a valid time: ${JSON.stringify(value)}`);
+  return new Date(ms).toISOString();
+}
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** `yyyy-mm-ddThh` of a canonical ISO timestamp: the flow partition of its hour. */
+export const hourOf = (isoTime: string): string => isoTime.slice(0, 13);
+/** `yyyy-mm-dd`: the alert partition of its day. */
+export const dayOf = (isoTime: string): string => isoTime.slice(0, 10);
+export const nextHour = (hour: string): string => hourOf(iso(Date.parse(`${hour}:00:00.000Z`) + HOUR_MS));
+export const nextDay = (day: string): string => dayOf(iso(Date.parse(`${day}T00:00:00.000Z`) + DAY_MS));
+
+// Flow items -------------------------------------------------------------------------------------------
+
+export const flowPk = (cluster: string, bucket: string): string => `FLOW#${cluster}#${hourOf(bucket)}`;
+export const flowPartition = (cluster: string, hour: string): string => `FLOW#${cluster}#${hour}`;
+export const flowSk = (bucket: string, id: string): string => `${bucket}#${id}`;
+/** The table key of a flow from its sort key alone: the partition is the hour the sort key starts with. */
+export const flowKeyOfSk = (cluster: string, sk: string): { pk: string; sk: string } => ({
+  pk: `FLOW#${cluster}#${hourOf(sk)}`,
+  sk,
+});
+export const namespaceKey = (cluster: string, namespace: string): string => `${cluster}#${namespace}`;
+export const ipKey = (cluster: string, ip: string): string => `${cluster}#${ip}`;
+
+/**
+ * Sort-key bounds of a time range: every `<time>#<suffix>` with since ≤ time ≤ until. `$` sorts right after
+ * `#`, so `<until>$` is above every key of the `until` instant and below every later one.
+ */
+export function timeRange(since: string, until: string): { lo: string; hi: string } {
+  return { lo: since, hi: `${until}$` };
+}
+
+// Alerts -----------------------------------------------------------------------------------------------
+
+/** Digest of an alert key: names its state item and its alert records. */
+export function alertKeyDigest(key: AlertKey): string {
+  return shortDigest(`${key.cluster}\n${key.src}\n${key.dst}\n${key.protocol}\n${key.dstPort ?? ""}`, 22);
+}
+export const alertStateKey = (cluster: string, keyDigest: string): { pk: string; sk: string } => ({
+  pk: `ALERTKEY#${cluster}#${keyDigest}`,
+  sk: "STATE",
+});
+export const alertPartition = (cluster: string, day: string): string => `ALERTS#${cluster}#${day}`;
+export const alertRecordKey = (
+  cluster: string,
+  openedAt: string,
+  keyDigest: string,
+): { pk: string; sk: string } => ({
+  pk: alertPartition(cluster, dayOf(openedAt)),
+  sk: `${openedAt}#${keyDigest}`,
+});
+/** Fold slots sort right after their alert record: `<openedAt>#<digest>#<slot>`. */
+export const foldSlotSk = (alertSk: string, slot: number): string =>
+  `${alertSk}#${String(slot).padStart(3, "0")}`;
+/** The alert record sort key a record or fold slot belongs to (its first two `#` parts). */
+export function alertSkOf(sk: string): string {
+  const first = sk.indexOf("#");
+  const second = sk.indexOf("#", first + 1);
+  return second === -1 ? sk : sk.slice(0, second);
+}
+
+// Holder history ---------------------------------------------------------------------------------------
+
+export const historyPk = (cluster: string, ip: string): string => `IP#${cluster}#${ip}`;
+const EPOCH_WIDTH = 15;
+export const paddedEpoch = (ms: number): string => String(ms).padStart(EPOCH_WIDTH, "0");
+export const historySk = (validFrom: number, identity: string): string =>
+  `${paddedEpoch(validFrom)}#${identity}`;
+
+// Contributions and TTL --------------------------------------------------------------------------------
+
+function shortDigest(text: string, length: number): string {
+  return createHash("sha256").update(text).digest("base64url").slice(0, length);
+}
+
+/**
+ * What an item remembers of a contribution: 96 bits of its digest. Short, because every item keeps one per
+ * delivery that touched it; 96 bits keep the odds of two deliveries colliding on one item negligible.
+ */
+export function contributionToken(contribution: string): string {
+  if (contribution.length === 0) throw new InvalidInputError("contribution id must be non-empty");
+  return shortDigest(contribution, 16);
+}
+
+/** TTL value (epoch seconds) `retentionDays` after `fromMs`. */
+export const expiresAt = (fromMs: number, retentionDays: number): number =>
+  Math.floor(fromMs / 1000) + Math.round(retentionDays * DAY_S);

@@ -1,0 +1,322 @@
+// Alert windows against dynalite: open, fold, reopen with foldedBefore, redelivery, pending hand-out until
+// marked sent, healing after a crash between the two writes of an opening, racing deliveries, and listing
+// across day partitions with at most two Queries per page.
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
+import { alertKeyDigest } from "../../../functions/adapters/dynamo/keys.ts";
+import { StoreUnavailableError } from "../../../functions/adapters/dynamo/retry.ts";
+import type { AlertRecord } from "../../../functions/core/types.ts";
+import { startTestStore, type TestStore } from "../../support/dynalite.ts";
+import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
+import { at, CLUSTER, candidate, pod } from "./fixtures.ts";
+
+const WINDOW = { windowMs: 15 * 60_000 };
+const MINUTE = 60_000;
+
+let ts: TestStore;
+let proxy: FaultProxy;
+let clock = Date.parse("2024-05-01T00:00:00.000Z");
+let store: DynamoFlowStore;
+let raw: DynamoDBDocumentClient;
+
+beforeAll(async () => {
+  ts = await startTestStore();
+  proxy = await startFaultProxy(ts.endpoint);
+  store = new DynamoFlowStore({
+    client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
+    tableName: ts.tableName,
+    now: () => clock,
+    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
+  });
+  raw = DynamoDBDocumentClient.from(ts.clientFor());
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await ts.close();
+});
+
+/** Endpoints unique to a test, so that tests do not share alert keys. */
+function pair(n: number) {
+  return [
+    pod(`192.168.${n}.1`, `src${n}`, `client-${n}`, ["Deployment", "client"]),
+    pod(`192.168.${n}.2`, `dst${n}`, "db-0", ["StatefulSet", "db"]),
+  ] as const;
+}
+
+async function alertsIn(since: string, until: string, limit = 100): Promise<AlertRecord[]> {
+  const out: AlertRecord[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.queryAlerts({ cluster: CLUSTER, since, until, limit, cursor });
+    out.push(...page.items);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  return out;
+}
+
+describe("applyAlerts", () => {
+  it("opens one alert per key and window, folds the rest in, and reopens with what was folded", async () => {
+    const [src, dst] = pair(10);
+    const t = "2024-04-19T04:52:19.000Z";
+    const opened = await store.applyAlerts([candidate(src, dst, t, 3)], "p1", WINDOW);
+    expect(opened).toHaveLength(1);
+    expect(opened[0]).toMatchObject({
+      count: 3,
+      foldedBefore: 0,
+      openedAt: t,
+      windowEnd: at(t, 15 * MINUTE),
+      firstSeen: t,
+      lastSeen: t,
+      delivery: "pending",
+      severity: "high",
+      reason: "internal-denial",
+      protocol: "TCP",
+      dstPort: 5432,
+      src,
+      dst,
+    });
+    // Within the window: folded, not handed out again (its opener is sending it).
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 14 * MINUTE), 4)], "p3", WINDOW)).toEqual([]);
+    await store.markAlertSent(opened[0] as AlertRecord);
+    let listed = await alertsIn(t, t);
+    expect(listed).toEqual([{ ...opened[0], count: 12, lastSeen: at(t, 14 * MINUTE), delivery: "sent" }]);
+
+    // At the window's end a new alert opens, carrying the hits folded into the previous one.
+    const reopened = await store.applyAlerts([candidate(src, dst, at(t, 15 * MINUTE), 2)], "p4", WINDOW);
+    expect(reopened).toHaveLength(1);
+    expect(reopened[0]).toMatchObject({
+      count: 2,
+      foldedBefore: 9,
+      openedAt: at(t, 15 * MINUTE),
+      delivery: "pending",
+    });
+    expect(reopened[0]?.id).not.toBe(opened[0]?.id);
+    // A late hit of the previous window goes to it, not to the open one.
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "p5", WINDOW)).toEqual([]);
+    listed = await alertsIn(t, at(t, 15 * MINUTE));
+    expect(listed.map((a) => a.count)).toEqual([13, 2]);
+  });
+
+  it("hands a pending alert out again until it is marked sent", async () => {
+    const [src, dst] = pair(11);
+    const t = "2024-04-19T06:00:00.000Z";
+    const first = await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW);
+    // The publish failed and the payload is retried: the same alert comes back.
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual(first);
+    // Another delivery folds in: too soon to second-guess the opener...
+    expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 2)], "q2", WINDOW)).toEqual([]);
+    // ...but a minute later an alert still pending is handed out by whoever comes by.
+    clock += 61_000;
+    const late = await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 3)], "q3", WINDOW);
+    expect(late).toEqual([{ ...first[0], count: 6, lastSeen: at(t, 2 * MINUTE) }]);
+    await store.markAlertSent(late[0] as AlertRecord);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 3 * MINUTE), 1)], "q4", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual([]);
+    expect((await alertsIn(t, t))[0]).toMatchObject({ count: 7, delivery: "sent" });
+  });
+
+  it("heals an opening whose alert record was not written, keeping hits folded meanwhile", async () => {
+    const [src, dst] = pair(12);
+    const t = "2024-04-19T07:00:00.000Z";
+    // Every write of the alert record itself fails (its fold slots, with a `#nnn` suffix, do not).
+    proxy.setPlan({
+      error: 1,
+      eligible: (op, body) => {
+        const sk = (body.Key as { sk?: { S?: string } } | undefined)?.sk?.S ?? "";
+        return op === "UpdateItem" && /^\d{4}-.*#[A-Za-z0-9_-]{22}$/.test(sk);
+      },
+    });
+    try {
+      await expect(store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW)).rejects.toThrow(
+        StoreUnavailableError,
+      );
+      expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 4)], "r2", WINDOW)).toEqual([]);
+      expect(await alertsIn(t, t)).toEqual([]);
+      expect(proxy.count({ outcome: "error" })).toBeGreaterThan(0);
+    } finally {
+      proxy.setPlan({});
+    }
+    const healed = await store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW);
+    expect(healed).toHaveLength(1);
+    expect(healed[0]).toMatchObject({ count: 7, foldedBefore: 0, openedAt: t, delivery: "pending" });
+    expect(await alertsIn(t, t)).toEqual(healed);
+  });
+
+  it("opens exactly one alert when deliveries race for a closed window", async () => {
+    const [src, dst] = pair(13);
+    const t = "2024-04-19T08:00:00.000Z";
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        store.applyAlerts([candidate(src, dst, at(t, i * 1000), i + 1)], `race-${i}`, WINDOW),
+      ),
+    );
+    expect(results.flat()).toHaveLength(1);
+    const listed = await alertsIn(t, at(t, 15 * MINUTE));
+    expect(listed).toHaveLength(1);
+    expect(listed[0]?.count).toBe(78);
+    expect(listed[0]?.firstSeen).toBe(t);
+    expect(listed[0]?.lastSeen).toBe(at(t, 11_000));
+  });
+
+  it("counts a key named twice in one payload once per window, with both hits", async () => {
+    const [src, dst] = pair(14);
+    const t = "2024-04-19T09:00:00.000Z";
+    const out = await store.applyAlerts(
+      [candidate(src, dst, at(t, 5000), 2), candidate(src, dst, t, 5, { severity: "low" })],
+      "twice",
+      WINDOW,
+    );
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ count: 7, openedAt: t, lastSeen: at(t, 5000), severity: "high" });
+  });
+
+  it("keeps alerts for the retention and refuses what it cannot do", async () => {
+    const [src, dst] = pair(15);
+    const t = "2024-04-19T10:00:00.000Z";
+    const [alert] = await store.applyAlerts([candidate(src, dst, t, 1)], "ttl", WINDOW);
+    const key = {
+      pk: `ALERTS#${CLUSTER}#2024-04-19`,
+      sk: `${t}#${alertKeyDigest(alert?.key ?? candidate(src, dst, t, 1).key)}`,
+    };
+    const item = await raw.send(new GetCommand({ TableName: ts.tableName, Key: key }));
+    expect(item.Item?.expiresAt).toBe(Date.parse(t) / 1000 + 30 * 86_400);
+    await expect(store.applyAlerts([candidate(src, dst, t, 1)], "w", { windowMs: 0 })).rejects.toThrow(
+      /windowMs/,
+    );
+    await expect(store.applyAlerts([candidate(src, dst, "2024-04-19", 1)], "w", WINDOW)).rejects.toThrow(
+      /firstSeen/,
+    );
+    await expect(
+      store.markAlertSent({ ...(alert as AlertRecord), openedAt: "2024-04-19T10:00:01.000Z" }),
+    ).rejects.toThrow(/not in the store/);
+  });
+});
+
+describe("queryAlerts", () => {
+  it("lists alerts by opening time across day partitions, whole, two Queries per page at most", async () => {
+    const expected: { openedAt: string; count: number }[] = [];
+    // Three day partitions with an empty one (06-03) between; 06-02 holds more items than one Query of a
+    // one-alert page reads, so that a Query ends inside an alert.
+    const opening = (i: number) =>
+      i < 2
+        ? `2024-06-01T2${2 + i}:00:00.000Z`
+        : i < 12
+          ? `2024-06-02T${String((i - 2) * 2).padStart(2, "0")}:00:00.000Z`
+          : `2024-06-04T0${i - 12}:30:00.000Z`;
+    for (let i = 0; i < 14; i++) {
+      const [src, dst] = pair(100 + i);
+      const openedAt = opening(i);
+      await store.applyAlerts([candidate(src, dst, openedAt, 1)], `list-${i}-open`, WINDOW);
+      // Folds in several slots, so each alert is several items.
+      let count = 1;
+      const folds = i >= 2 && i < 12 ? 3 : i % 4;
+      for (let j = 1; j <= folds; j++) {
+        await store.applyAlerts(
+          [candidate(src, dst, at(openedAt, j * 4 * MINUTE), j)],
+          `list-${i}-${j}`,
+          WINDOW,
+        );
+        count += j;
+      }
+      expected.push({ openedAt, count });
+    }
+    const since = "2024-06-01T00:00:00.000Z";
+    const until = "2024-06-06T00:00:00.000Z";
+    for (const limit of [1, 3, 100]) {
+      const seen: AlertRecord[] = [];
+      let cursor: string | undefined;
+      do {
+        const before = proxy.count({ operation: "Query" });
+        const page = await store.queryAlerts({ cluster: CLUSTER, since, until, limit, cursor });
+        expect(proxy.count({ operation: "Query" }) - before).toBeLessThanOrEqual(2);
+        expect(page.items.length).toBeLessThanOrEqual(limit);
+        seen.push(...page.items);
+        cursor = page.cursor;
+      } while (cursor !== undefined);
+      expect(seen.map((a) => ({ openedAt: a.openedAt, count: a.count }))).toEqual(expected);
+    }
+    const sub = await alertsIn(expected[2]?.openedAt as string, expected[4]?.openedAt as string, 2);
+    expect(sub.map((a) => a.openedAt)).toEqual(expected.slice(2, 5).map((e) => e.openedAt));
+    await expect(store.queryAlerts({ cluster: CLUSTER, since, until, cursor: "e30" })).rejects.toThrow(
+      /cursor/,
+    );
+  });
+
+  it("never splits an alert from its folds when a Query stops at its 1 MB limit", async () => {
+    // A day of 200 alerts with large records (many namespace labels) and two fold slots each: more than
+    // one Query answer can hold, so answers end inside an alert.
+    const [src, dst] = pair(200);
+    const t = "2024-07-01T00:00:00.000Z";
+    const [model] = await store.applyAlerts([candidate(src, dst, t, 1)], "big-model", WINDOW);
+    const key = {
+      pk: `ALERTS#${CLUSTER}#2024-07-01`,
+      sk: `${t}#${alertKeyDigest((model as AlertRecord).key)}`,
+    };
+    const record = (await raw.send(new GetCommand({ TableName: ts.tableName, Key: key }))).Item ?? {};
+    const labels = Object.fromEntries(
+      Array.from({ length: 1000 }, (_, i) => [`example.com/label-${i}`, `value-${i}`]),
+    );
+    const items: Record<string, unknown>[] = [];
+    const expected: string[] = [];
+    for (let i = 1; i <= 200; i++) {
+      const openedAt = at(t, i * 60_000);
+      const sk = `${openedAt}#${String(i).padStart(22, "x")}`;
+      expected.push(openedAt);
+      items.push(
+        {
+          ...record,
+          sk,
+          openedAt,
+          id: `big-${i}`,
+          src: { ...(record.src as object), labels },
+          applied: new Set([`t${i}`]),
+        },
+        {
+          pk: key.pk,
+          sk: `${sk}#000`,
+          hits: 2,
+          firstSeen: openedAt,
+          lastSeen: openedAt,
+          applied: new Set(["a"]),
+        },
+        {
+          pk: key.pk,
+          sk: `${sk}#001`,
+          hits: 3,
+          firstSeen: openedAt,
+          lastSeen: at(openedAt, 1000),
+          applied: new Set(["b"]),
+        },
+      );
+    }
+    for (let i = 0; i < items.length; i += 25) {
+      const batch = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+      await raw.send(new BatchWriteCommand({ RequestItems: { [ts.tableName]: batch } }));
+    }
+    const seen: AlertRecord[] = [];
+    let cursor: string | undefined;
+    let pagesRead = 0;
+    do {
+      const before = proxy.count({ operation: "Query" });
+      const page = await store.queryAlerts({
+        cluster: CLUSTER,
+        since: at(t, 1),
+        until: at(t, 86_399_999),
+        limit: 1000,
+        cursor,
+      });
+      expect(proxy.count({ operation: "Query" }) - before).toBeLessThanOrEqual(2);
+      seen.push(...page.items);
+      cursor = page.cursor;
+      pagesRead++;
+    } while (cursor !== undefined);
+    expect(pagesRead).toBeGreaterThan(1);
+    expect(seen.map((a) => a.openedAt)).toEqual(expected);
+    expect(seen.every((a) => a.count === 6)).toBe(true);
+    expect(seen.every((a) => a.lastSeen === at(a.openedAt, 1000))).toBe(true);
+  });
+});
