@@ -1,0 +1,698 @@
+// Attribution through the live Kubernetes API (DESIGN.md §4), gentle on the API server: an in-memory index
+// per warm container, a field-selector lookup per unknown IP when few are unknown, one paginated full list
+// when many are, nodes listed separately, and a HolderHistory for lines older than what the API can still
+// tell. Kubernetes trouble never throws: the affected lookups answer `unavailable` and later calls recover.
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import {
+  HolderIndex,
+  holderKey,
+  hostNetworkNodeHolders,
+  type IpHolder,
+  MalformedObjectError,
+  mergeHolders,
+  namespaceLabels,
+  nodeToHolders,
+  normalizeIp,
+  pickHolder,
+  podToHolders,
+} from "../../core/holders.ts";
+import type { HolderHistory } from "../../core/ports.ts";
+import type { Holder, IpDirectory, Lookup, Resolution } from "../../core/types.ts";
+import {
+  type AccessFixes,
+  DEFAULT_TIMEOUT_MS,
+  describeKubeError,
+  EKS_FIXES,
+  formatFailure,
+  type KubeFailure,
+  kubeApiClient,
+  withDeadline,
+} from "./cluster-access.ts";
+
+/** Powertools' Logger fits this. */
+export interface DirectoryLogger {
+  warn(message: string, ...details: Record<string, unknown>[]): void;
+}
+
+export interface LiveDirectoryOptions {
+  /** Called per payload; EKS (`eksKubeConfig`) or a kubeconfig (`loadKubeconfig`). */
+  kubeConfig: () => KubeConfig | Promise<KubeConfig>;
+  /** Cluster name under which holders are remembered. */
+  cluster: string;
+  history?: HolderHistory;
+  /** Namespace labels carried into flows (e.g. an organisation label). */
+  namespaceLabelKeys?: readonly string[];
+  /** Deadline of every Kubernetes request. @default 5000 */
+  timeoutMs?: number;
+  /** What 401/403 logs tell the operator to do. @default EKS_FIXES (the Lambda function role) */
+  fixes?: AccessFixes;
+  logger?: DirectoryLogger;
+  /**
+   * How long a seen holder answers for newer lines without asking again: a pod replaced meanwhile whose IP
+   * went to a new pod is only noticed after this. @default 30 s
+   */
+  hitTtlMs?: number;
+  /** How long "nobody holds this IP" answers for newer lines. @default 30 s */
+  missTtlMs?: number;
+  /** Node list lifetime. @default 5 min */
+  nodeTtlMs?: number;
+  /** Namespace label lifetime. @default 5 min */
+  namespaceTtlMs?: number;
+  /** Up to this many unknown IPs in a payload are looked up one by one, more trigger a full list. @default 5 */
+  fieldSelectorMax?: number;
+  /** At most one full pod list per container per this interval; must not exceed missTtlMs. @default 30 s */
+  fullListIntervalMs?: number;
+  /** Items per page of a full list. @default 500 */
+  pageSize?: number;
+  /** Parallel Kubernetes or history requests. @default 4 */
+  concurrency?: number;
+  /** Ended holders stay in memory this long (the history keeps them for good). @default 1 h */
+  retainEndedMs?: number;
+  /** Longest pause of API calls after failures (doubling from 1 s). @default 60 s */
+  maxBackoffMs?: number;
+  /** Deadline of a history read or write; a slow history must not hold up the payload. @default 10 s */
+  historyTimeoutMs?: number;
+  now?: () => number;
+}
+
+/** Cumulative counters, for the handler's metrics. */
+export interface LiveDirectoryStats {
+  lookups: number;
+  /** Lookups answered from memory, with no Kubernetes call. */
+  hits: number;
+  /** Lookups whose IP needed a Kubernetes call. */
+  misses: number;
+  found: number;
+  absent: number;
+  unavailable: number;
+  /** Kubernetes requests made (each page of a list counts). */
+  apiCalls: number;
+  apiErrors: number;
+  podQueries: number;
+  fullLists: number;
+  nodeLists: number;
+  namespaceLists: number;
+  historyReads: number;
+  /** Lookups only the history could answer. */
+  historyFound: number;
+  historyWrites: number;
+  historyErrors: number;
+  /** Objects skipped because they could not be read. */
+  malformed: number;
+}
+
+interface IpGroup {
+  maxAt: number;
+}
+
+interface HistoryEntry {
+  upTo: number;
+  holders: Holder[];
+  fetchedAt: number;
+}
+
+const LOG_EVERY_MS = 60_000;
+const REMEMBERED_LIMIT = 50_000;
+
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function emptyStats(): LiveDirectoryStats {
+  return {
+    lookups: 0,
+    hits: 0,
+    misses: 0,
+    found: 0,
+    absent: 0,
+    unavailable: 0,
+    apiCalls: 0,
+    apiErrors: 0,
+    podQueries: 0,
+    fullLists: 0,
+    nodeLists: 0,
+    namespaceLists: 0,
+    historyReads: 0,
+    historyFound: 0,
+    historyWrites: 0,
+    historyErrors: 0,
+    malformed: 0,
+  };
+}
+
+class ApiPaused extends Error {}
+
+/** A pod's own IPs, or for a hostNetwork pod its node's. */
+function podHolders(pod: unknown): IpHolder[] {
+  return [...podToHolders(pod), ...hostNetworkNodeHolders(pod)];
+}
+
+export class LiveDirectory implements IpDirectory {
+  readonly #kubeConfig: LiveDirectoryOptions["kubeConfig"];
+  readonly #cluster: string;
+  readonly #history: HolderHistory | undefined;
+  readonly #labelKeys: readonly string[];
+  readonly #timeoutMs: number;
+  readonly #fixes: AccessFixes;
+  readonly #logger: DirectoryLogger | undefined;
+  readonly #hitTtl: number;
+  readonly #missTtl: number;
+  readonly #nodeTtl: number;
+  readonly #namespaceTtl: number;
+  readonly #fieldSelectorMax: number;
+  readonly #fullListInterval: number;
+  readonly #pageSize: number;
+  readonly #concurrency: number;
+  readonly #retainEnded: number;
+  readonly #maxBackoff: number;
+  readonly #historyTimeout: number;
+  readonly #now: () => number;
+
+  readonly #pods = new HolderIndex();
+  /** When each IP was last asked about on its own (field selector). */
+  readonly #checkedAt = new Map<string, number>();
+  /** Start of the last complete pod list: every IP not in the index was free then. */
+  #fullListAt: number | undefined;
+  #fullListAttemptAt: number | undefined;
+  readonly #nodes = new HolderIndex();
+  #nodesAt: number | undefined;
+  #nodesAttemptAt: number | undefined;
+  readonly #namespaceLabels = new Map<string, Record<string, string>>();
+  #namespacesAt: number | undefined;
+  #namespacesAttemptAt: number | undefined;
+  readonly #historyCache = new Map<string, HistoryEntry>();
+  /** `ip|holder` → validTo last written to the history. */
+  readonly #remembered = new Map<string, number | null>();
+  #toRemember: IpHolder[] = [];
+
+  #prunedAt: number | undefined;
+  #pausedUntil = 0;
+  #backoff = 0;
+  #lastFailure: KubeFailure | undefined;
+  readonly #loggedAt = new Map<string, number>();
+  #client: { kc: KubeConfig; core: CoreV1Api } | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly #stats = emptyStats();
+
+  constructor(options: LiveDirectoryOptions) {
+    this.#kubeConfig = options.kubeConfig;
+    this.#cluster = options.cluster;
+    this.#history = options.history;
+    this.#labelKeys = options.namespaceLabelKeys ?? [];
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#fixes = options.fixes ?? EKS_FIXES;
+    this.#logger = options.logger;
+    this.#hitTtl = options.hitTtlMs ?? 30_000;
+    this.#missTtl = options.missTtlMs ?? 30_000;
+    this.#nodeTtl = options.nodeTtlMs ?? 5 * 60_000;
+    this.#namespaceTtl = options.namespaceTtlMs ?? 5 * 60_000;
+    this.#fieldSelectorMax = options.fieldSelectorMax ?? 5;
+    this.#fullListInterval = options.fullListIntervalMs ?? 30_000;
+    this.#pageSize = options.pageSize ?? 500;
+    this.#concurrency = options.concurrency ?? 4;
+    this.#retainEnded = options.retainEndedMs ?? 3600_000;
+    this.#maxBackoff = options.maxBackoffMs ?? 60_000;
+    this.#historyTimeout = options.historyTimeoutMs ?? 10_000;
+    this.#now = options.now ?? Date.now;
+    const positive: [string, number][] = [
+      ["timeoutMs", this.#timeoutMs],
+      ["hitTtlMs", this.#hitTtl],
+      ["missTtlMs", this.#missTtl],
+      ["nodeTtlMs", this.#nodeTtl],
+      ["namespaceTtlMs", this.#namespaceTtl],
+      ["pageSize", this.#pageSize],
+      ["concurrency", this.#concurrency],
+      ["historyTimeoutMs", this.#historyTimeout],
+    ];
+    for (const [name, value] of positive) {
+      if (!Number.isFinite(value) || value <= 0) {
+        throw new RangeError(`${name} must be positive, got ${value}`);
+      }
+    }
+    if (!Number.isInteger(this.#fieldSelectorMax) || this.#fieldSelectorMax < 0) {
+      throw new RangeError(`fieldSelectorMax must be a non-negative integer, got ${this.#fieldSelectorMax}`);
+    }
+    // A full list proves absence for missTtl; if it could not run again before that ran out, many unknown
+    // IPs would have no way to be answered.
+    if (this.#fullListInterval > this.#missTtl) {
+      throw new RangeError(
+        `fullListIntervalMs (${this.#fullListInterval}) must not exceed missTtlMs (${this.#missTtl})`,
+      );
+    }
+  }
+
+  stats(): LiveDirectoryStats {
+    return { ...this.#stats };
+  }
+
+  /** Answers in the order of `lookups`; never rejects. Payloads of one container are resolved one at a time. */
+  resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
+    const run = this.#queue.then(() => this.#resolveSafely(lookups));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #resolveSafely(lookups: readonly Lookup[]): Promise<Resolution[]> {
+    try {
+      return await this.#resolve(lookups);
+    } catch (error) {
+      const reason = `attribution failed: ${(error as Error)?.message ?? String(error)}`;
+      this.#warn("internal", reason, {});
+      this.#stats.unavailable += lookups.length;
+      return lookups.map(() => ({ status: "unavailable", reason }));
+    }
+  }
+
+  async #resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
+    this.#stats.lookups += lookups.length;
+    this.#housekeeping();
+    const groups = new Map<string, IpGroup>();
+    for (const l of lookups) {
+      const ip = normalizeIp(l.ip);
+      const g = groups.get(ip);
+      if (g === undefined) groups.set(ip, { maxAt: l.at });
+      else if (l.at > g.maxAt) g.maxAt = l.at;
+    }
+
+    // 1. What memory cannot answer needs the API: nodes first (one call), then pods.
+    const fromMemory = new Set<string>();
+    for (const [ip, g] of groups) if (this.#answerable(ip, g.maxAt)) fromMemory.add(ip);
+    const hits = new Set(fromMemory);
+    const failed = new Map<string, string>();
+    const unknown = () => [...groups].filter(([ip]) => !fromMemory.has(ip) && !failed.has(ip));
+    if (unknown().length > 0 && this.#nodesDue()) {
+      await this.#refreshNodes();
+      for (const [ip, g] of unknown()) if (this.#answerable(ip, g.maxAt)) fromMemory.add(ip);
+    }
+    // A node list that could not be refreshed still answers for its nodes (their addresses rarely change).
+    const needPods = unknown()
+      .filter(([ip, g]) => !this.#podsFresh(ip, g.maxAt) && !this.#nodeCovers(ip, g.maxAt))
+      .map(([ip]) => ip);
+    if (needPods.length > this.#fieldSelectorMax) {
+      await this.#fullList(needPods, failed);
+    } else if (needPods.length > 0) {
+      await forEachLimit(needPods, this.#concurrency, (ip) => this.#queryIp(ip, failed));
+    }
+    for (const l of lookups) {
+      if (hits.has(normalizeIp(l.ip))) this.#stats.hits++;
+      else this.#stats.misses++;
+    }
+
+    // 2. Live answers; the history for lines the live view has no holder for.
+    const live = new Map<string, Holder[]>();
+    for (const ip of groups.keys()) {
+      live.set(ip, mergeHolders(this.#pods.holders(ip), this.#nodes.holders(ip)));
+    }
+    const answers = lookups.map((l) => {
+      const ip = normalizeIp(l.ip);
+      return { ip, at: l.at, holder: pickHolder(live.get(ip) ?? [], l.at) };
+    });
+    const historyWanted = new Map<string, number>();
+    for (const { ip, at, holder } of answers) {
+      if (holder !== undefined || failed.has(ip)) continue;
+      historyWanted.set(ip, Math.max(historyWanted.get(ip) ?? Number.NEGATIVE_INFINITY, at));
+    }
+    const historyFailed = await this.#readHistory(historyWanted);
+
+    // 3. Namespace labels for the pods about to be answered.
+    if (this.#labelKeys.length > 0) {
+      const namespaces = new Set(
+        answers.flatMap((a) =>
+          a.holder?.kind === "pod" && a.holder.namespace !== null ? [a.holder.namespace] : [],
+        ),
+      );
+      await this.#refreshNamespaces(namespaces);
+    }
+
+    // 4. Resolutions.
+    const resolutions = answers.map(({ ip, at, holder }): Resolution => {
+      const failure = failed.get(ip);
+      if (failure !== undefined) return { status: "unavailable", reason: failure };
+      if (holder !== undefined) {
+        const withLabels = this.#labelled(holder);
+        this.#rememberLater(ip, withLabels);
+        return { status: "found", holder: withLabels };
+      }
+      if (historyWanted.has(ip)) {
+        const historyFailure = historyFailed.get(ip);
+        if (historyFailure !== undefined) return { status: "unavailable", reason: historyFailure };
+        const remembered = this.#historyCache.get(ip)?.holders ?? [];
+        const fromHistory = pickHolder(mergeHolders(live.get(ip) ?? [], remembered), at);
+        if (fromHistory !== undefined) {
+          this.#stats.historyFound++;
+          return { status: "found", holder: fromHistory };
+        }
+      }
+      return { status: "absent" };
+    });
+    for (const r of resolutions) this.#stats[r.status]++;
+    await this.#writeHistory();
+    return resolutions;
+  }
+
+  // --- freshness ----------------------------------------------------------------------------------------
+
+  #nodesFresh(): boolean {
+    return this.#nodesAt !== undefined && this.#now() - this.#nodesAt <= this.#nodeTtl;
+  }
+
+  /**
+   * Whether the pod view of `ip` answers lines up to `maxAt`. Lines no newer than the last look are always
+   * answered: the API only knows the present, so asking again could not tell more about the past (that is
+   * the history's part). Newer lines are answered while the look is younger than the hit TTL (a holder was
+   * alive) or the miss TTL (nobody was).
+   */
+  #podsFresh(ip: string, maxAt: number): boolean {
+    const checked = this.#checkedAt.get(ip);
+    const knownAt = Math.max(
+      checked ?? Number.NEGATIVE_INFINITY,
+      this.#fullListAt ?? Number.NEGATIVE_INFINITY,
+    );
+    if (knownAt === Number.NEGATIVE_INFINITY) return false;
+    if (maxAt <= knownAt) return true;
+    const alive = this.#pods.holders(ip).some((h) => h.validTo === null);
+    return this.#now() - knownAt <= (alive ? this.#hitTtl : this.#missTtl);
+  }
+
+  /** A listed node holds `ip` up to `maxAt` (a node that went away leaves its IP to be asked about again). */
+  #nodeCovers(ip: string, maxAt: number): boolean {
+    return this.#nodes.has(ip) && pickHolder(this.#nodes.holders(ip), maxAt) !== undefined;
+  }
+
+  #answerable(ip: string, maxAt: number): boolean {
+    return (this.#nodesFresh() && this.#nodeCovers(ip, maxAt)) || this.#podsFresh(ip, maxAt);
+  }
+
+  /** Nodes are listed when stale, but a failed list is retried only after missTtl. */
+  #nodesDue(): boolean {
+    if (this.#nodesFresh()) return false;
+    return this.#nodesAttemptAt === undefined || this.#now() - this.#nodesAttemptAt >= this.#missTtl;
+  }
+
+  // --- Kubernetes calls ---------------------------------------------------------------------------------
+
+  async #core(): Promise<CoreV1Api> {
+    const kc = await this.#kubeConfig();
+    if (this.#client === undefined || this.#client.kc !== kc) {
+      this.#client = { kc, core: kubeApiClient(kc, CoreV1Api, this.#timeoutMs) };
+    }
+    return this.#client.core;
+  }
+
+  /** One request under the deadline and the pause after failures; throws KubeFailure-bearing errors. */
+  async #call<T>(what: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
+    if (this.#now() < this.#pausedUntil) throw new ApiPaused(what);
+    this.#stats.apiCalls++;
+    try {
+      // The deadline also covers loading the KubeConfig (DescribeCluster) and signing the token.
+      const result = await withDeadline(this.#timeoutMs + 1_000, what, async () => fn(await this.#core()));
+      this.#backoff = 0;
+      this.#pausedUntil = 0;
+      return result;
+    } catch (error) {
+      this.#stats.apiErrors++;
+      throw error;
+    }
+  }
+
+  /** Records a failed operation: pause the API for a while, log once a minute per kind, return the reason. */
+  #failure(what: string, error: unknown, pause = true): string {
+    if (error instanceof ApiPaused) {
+      const last = this.#lastFailure === undefined ? "" : `: ${formatFailure(this.#lastFailure)}`;
+      return `Kubernetes API paused after failures${last}`;
+    }
+    const failure = describeKubeError(error, this.#fixes);
+    this.#lastFailure = failure;
+    if (pause) {
+      this.#backoff = Math.min(Math.max(this.#backoff * 2, 1_000), this.#maxBackoff);
+      this.#pausedUntil = this.#now() + this.#backoff;
+    }
+    this.#warn(failure.kind, `Kubernetes API ${what} failed: ${formatFailure(failure)}`, {
+      kind: failure.kind,
+      status: failure.status,
+      fix: failure.fix,
+    });
+    return `Kubernetes API ${what} failed: ${formatFailure(failure)}`;
+  }
+
+  #warn(kind: string, message: string, details: Record<string, unknown>): void {
+    const now = this.#now();
+    const last = this.#loggedAt.get(kind);
+    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    this.#loggedAt.set(kind, now);
+    this.#logger?.warn(message, details);
+  }
+
+  #timeoutSeconds(): number {
+    return Math.max(1, Math.ceil(this.#timeoutMs / 1000));
+  }
+
+  #read<T>(what: string, items: readonly unknown[], toHolders: (o: unknown) => T[]): T[] {
+    const out: T[] = [];
+    for (const item of items) {
+      try {
+        out.push(...toHolders(item));
+      } catch (error) {
+        if (!(error instanceof MalformedObjectError)) throw error;
+        this.#stats.malformed++;
+        this.#warn(`malformed:${what}`, `skipped a ${what} that cannot be read: ${error.message}`, {});
+      }
+    }
+    return out;
+  }
+
+  /** Adds what was seen and ends open holders of `ips` that were not: they are gone. */
+  #record(index: HolderIndex, seen: readonly IpHolder[], ips: Iterable<string>, observedAt: number): void {
+    const seenKeys = new Map<string, Set<string>>();
+    for (const { ip, holder } of seen) {
+      const previous = index.add(ip, holder);
+      if (previous !== undefined && previous !== "new") this.#rememberChange(ip, holder);
+      let keys = seenKeys.get(ip);
+      if (keys === undefined) {
+        keys = new Set();
+        seenKeys.set(ip, keys);
+      }
+      keys.add(holderKey(holder));
+    }
+    for (const ip of ips) {
+      for (const closed of index.close(ip, seenKeys.get(ip) ?? new Set(), observedAt)) {
+        this.#rememberChange(closed.ip, closed.holder);
+      }
+    }
+  }
+
+  async #refreshNodes(): Promise<void> {
+    const started = this.#now();
+    this.#nodesAttemptAt = started;
+    try {
+      const items = await this.#listAll("list nodes", (core, page) =>
+        core.listNode({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
+      );
+      this.#stats.nodeLists++;
+      const seen = this.#read("node", items, nodeToHolders);
+      this.#record(this.#nodes, seen, this.#nodes.ips(), started);
+      this.#nodesAt = started;
+    } catch (error) {
+      // Not a reason to pause pod lookups: an identity with the view policy may not list nodes at all, and
+      // hostNetwork pods still reveal node IPs. An older node list keeps answering meanwhile.
+      this.#failure("list nodes", error, false);
+    }
+  }
+
+  async #queryIp(ip: string, failed: Map<string, string>): Promise<void> {
+    const started = this.#now();
+    try {
+      const list = await this.#call(`list pods with status.podIP=${ip}`, (core) =>
+        core.listPodForAllNamespaces({
+          fieldSelector: `status.podIP=${ip}`,
+          // Served from the API server's watch cache rather than etcd.
+          resourceVersion: "0",
+          timeoutSeconds: this.#timeoutSeconds(),
+        }),
+      );
+      this.#stats.podQueries++;
+      this.#record(this.#pods, this.#read("pod", list.items, podHolders), [ip], started);
+      this.#checkedAt.set(ip, started);
+    } catch (error) {
+      failed.set(ip, this.#failure(`list pods with status.podIP=${ip}`, error));
+    }
+  }
+
+  async #fullList(ips: readonly string[], failed: Map<string, string>): Promise<void> {
+    const now = this.#now();
+    if (this.#fullListAttemptAt !== undefined && now - this.#fullListAttemptAt < this.#fullListInterval) {
+      // Only reached when the last full list failed: a successful one answers everything for missTtlMs.
+      const last = this.#lastFailure === undefined ? "" : `: ${formatFailure(this.#lastFailure)}`;
+      for (const ip of ips) failed.set(ip, `full pod list rate-limited after a failure${last}`);
+      return;
+    }
+    this.#fullListAttemptAt = now;
+    const started = now;
+    try {
+      const items = await this.#listAll("list pods", (core, page) =>
+        core.listPodForAllNamespaces({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
+      );
+      this.#stats.fullLists++;
+      this.#record(this.#pods, this.#read("pod", items, podHolders), this.#pods.ips(), started);
+      this.#fullListAt = started;
+      this.#checkedAt.clear();
+    } catch (error) {
+      const reason = this.#failure("list pods", error);
+      for (const ip of ips) failed.set(ip, reason);
+    }
+  }
+
+  /**
+   * Every item of a list, page by page (`limit`/`continue`), the first page from the watch cache. A 410 on a
+   * stale `continue` restarts the list once from the beginning, as client-go's pager does.
+   */
+  async #listAll(
+    what: string,
+    fetch: (
+      core: CoreV1Api,
+      page: { limit: number; _continue?: string; resourceVersion?: string },
+    ) => Promise<{ items: unknown[]; metadata?: { _continue?: string } }>,
+  ): Promise<unknown[]> {
+    let restarted = false;
+    for (;;) {
+      const items: unknown[] = [];
+      let token: string | undefined;
+      try {
+        do {
+          const page =
+            token === undefined
+              ? { limit: this.#pageSize, resourceVersion: "0" }
+              : { limit: this.#pageSize, _continue: token };
+          const list = await this.#call(what, (core) => fetch(core, page));
+          items.push(...list.items);
+          token = list.metadata?._continue || undefined;
+        } while (token !== undefined);
+        return items;
+      } catch (error) {
+        const expired = describeKubeError(error, this.#fixes).kind === "expired";
+        if (!expired || restarted || token === undefined) throw error;
+        restarted = true;
+      }
+    }
+  }
+
+  async #refreshNamespaces(namespaces: ReadonlySet<string>): Promise<void> {
+    const now = this.#now();
+    const stale = this.#namespacesAt === undefined || now - this.#namespacesAt > this.#namespaceTtl;
+    const missing = [...namespaces].some((n) => !this.#namespaceLabels.has(n));
+    if (namespaces.size === 0 || (!stale && !missing)) return;
+    // A failed or just-made list is not retried at once: labels are a nicety, never worth hammering for.
+    if (this.#namespacesAttemptAt !== undefined && now - this.#namespacesAttemptAt < this.#missTtl) return;
+    this.#namespacesAttemptAt = now;
+    try {
+      const items = await this.#listAll("list namespaces", (core, page) =>
+        core.listNamespace({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
+      );
+      this.#stats.namespaceLists++;
+      this.#namespaceLabels.clear();
+      for (const { name, labels } of this.#read("namespace", items, (o) => [
+        namespaceLabels(o, this.#labelKeys),
+      ])) {
+        this.#namespaceLabels.set(name, labels);
+      }
+      this.#namespacesAt = now;
+    } catch (error) {
+      // Missing labels are not worth pausing pod lookups for (the role may simply lack namespaces).
+      this.#failure("list namespaces", error, false);
+    }
+  }
+
+  #labelled(holder: Holder): Holder {
+    if (this.#labelKeys.length === 0 || holder.kind !== "pod" || holder.namespace === null) return holder;
+    const labels = this.#namespaceLabels.get(holder.namespace);
+    if (labels === undefined || Object.keys(labels).length === 0) return holder;
+    return { ...holder, labels };
+  }
+
+  /** Bounds memory in a long-lived container: what it forgets, the history or the API can tell again. */
+  #housekeeping(): void {
+    const now = this.#now();
+    if (this.#prunedAt !== undefined && now - this.#prunedAt < this.#retainEnded / 4) return;
+    this.#prunedAt = now;
+    this.#pods.prune(now - this.#retainEnded);
+    this.#nodes.prune(now - this.#retainEnded);
+    for (const [ip, at] of this.#checkedAt) if (now - at > this.#retainEnded) this.#checkedAt.delete(ip);
+    for (const [ip, entry] of this.#historyCache) {
+      if (now - entry.fetchedAt > this.#missTtl) this.#historyCache.delete(ip);
+    }
+  }
+
+  // --- history ------------------------------------------------------------------------------------------
+
+  async #readHistory(wanted: ReadonlyMap<string, number>): Promise<Map<string, string>> {
+    const failures = new Map<string, string>();
+    const history = this.#history;
+    if (history === undefined || wanted.size === 0) return failures;
+    const now = this.#now();
+    const toRead = [...wanted].filter(([ip, at]) => {
+      const cached = this.#historyCache.get(ip);
+      return cached === undefined || cached.upTo < at || now - cached.fetchedAt > this.#missTtl;
+    });
+    await forEachLimit(toRead, this.#concurrency, async ([ip, at]) => {
+      this.#stats.historyReads++;
+      try {
+        const holders = await withDeadline(this.#historyTimeout, "holder history read", () =>
+          history.holdersOf(this.#cluster, ip, at),
+        );
+        this.#historyCache.set(ip, { upTo: at, holders, fetchedAt: now });
+      } catch (error) {
+        this.#stats.historyErrors++;
+        const reason = `holder history unavailable: ${(error as Error)?.message ?? String(error)}`;
+        this.#warn("history-read", reason, {});
+        failures.set(ip, reason);
+      }
+    });
+    return failures;
+  }
+
+  #rememberLater(ip: string, holder: Holder): void {
+    const key = `${ip}|${holderKey(holder)}`;
+    if (this.#remembered.get(key) === holder.validTo && this.#remembered.has(key)) return;
+    this.#remembered.set(key, holder.validTo);
+    this.#toRemember.push({ ip, holder });
+  }
+
+  /** A holder the history already has changed (it ended): write the end too. */
+  #rememberChange(ip: string, holder: Holder): void {
+    if (this.#remembered.has(`${ip}|${holderKey(holder)}`)) this.#rememberLater(ip, holder);
+  }
+
+  async #writeHistory(): Promise<void> {
+    const entries = this.#toRemember;
+    this.#toRemember = [];
+    if (this.#history === undefined || entries.length === 0) return;
+    try {
+      const history = this.#history;
+      await withDeadline(this.#historyTimeout, "holder history write", () =>
+        history.remember(this.#cluster, entries),
+      );
+      this.#stats.historyWrites += entries.length;
+    } catch (error) {
+      this.#stats.historyErrors++;
+      // Forget that they were written, so the next resolution of these holders tries again.
+      for (const { ip, holder } of entries) this.#remembered.delete(`${ip}|${holderKey(holder)}`);
+      this.#warn(
+        "history-write",
+        `holder history write failed: ${(error as Error)?.message ?? String(error)}`,
+        {},
+      );
+    }
+    if (this.#remembered.size > REMEMBERED_LIMIT) this.#remembered.clear();
+  }
+}

@@ -1,0 +1,155 @@
+// Attribution from `kubectl get pods -A -o json` / `kubectl get nodes -o json` (and optionally
+// `kubectl get namespaces -o json` for labels): the CLI's offline directory. A snapshot knows the pods that
+// existed when it was taken, with their creation (and end, for finished ones), so the time rules still hold.
+import { readFile } from "node:fs/promises";
+import {
+  HolderIndex,
+  hostNetworkNodeHolders,
+  type IpHolder,
+  MalformedObjectError,
+  namespaceLabels,
+  nodeToHolders,
+  normalizeIp,
+  podToHolders,
+} from "../../core/holders.ts";
+import type { Holder, IpDirectory, Lookup, Resolution } from "../../core/types.ts";
+
+export interface SnapshotSources {
+  /** Parsed `kubectl get pods -A -o json`. */
+  pods?: unknown;
+  /** Parsed `kubectl get nodes -o json`. */
+  nodes?: unknown;
+  /** Parsed `kubectl get namespaces -o json`. */
+  namespaces?: unknown;
+  /** Namespace labels carried into flows. */
+  namespaceLabelKeys?: readonly string[];
+}
+
+export interface SnapshotFiles {
+  pods?: string;
+  nodes?: string;
+  namespaces?: string;
+  namespaceLabelKeys?: readonly string[];
+}
+
+export interface SnapshotSummary {
+  pods: number;
+  nodes: number;
+  namespaces: number;
+  /** Distinct IPs with at least one holder. */
+  ips: number;
+  /** Objects skipped, with why. */
+  malformed: string[];
+}
+
+/** The items of a List (`kubectl get -o json`), a bare array, or a single object. */
+function itemsOf(what: string, document: unknown): unknown[] {
+  if (Array.isArray(document)) return document;
+  if (typeof document === "object" && document !== null) {
+    const items = (document as { items?: unknown }).items;
+    if (Array.isArray(items)) return items;
+    if ((document as { metadata?: unknown }).metadata !== undefined) return [document];
+  }
+  throw new Error(`${what}: expected the output of \`kubectl get ${what} -o json\` (a List with items)`);
+}
+
+export class SnapshotDirectory implements IpDirectory {
+  readonly #index = new HolderIndex();
+  readonly summary: SnapshotSummary;
+
+  constructor(sources: SnapshotSources) {
+    const malformed: string[] = [];
+    const read = (what: string, document: unknown, toHolders: (o: unknown) => IpHolder[]): number => {
+      if (document === undefined) return 0;
+      let count = 0;
+      for (const item of itemsOf(what, document)) {
+        try {
+          for (const { ip, holder } of toHolders(item)) this.#index.add(ip, holder);
+          count++;
+        } catch (error) {
+          if (!(error instanceof MalformedObjectError)) throw error;
+          malformed.push(error.message);
+        }
+      }
+      return count;
+    };
+
+    const keys = sources.namespaceLabelKeys ?? [];
+    const labels = new Map<string, Record<string, string>>();
+    let namespaces = 0;
+    if (sources.namespaces !== undefined) {
+      for (const item of itemsOf("namespaces", sources.namespaces)) {
+        try {
+          const ns = namespaceLabels(item, keys);
+          labels.set(ns.name, ns.labels);
+          namespaces++;
+        } catch (error) {
+          if (!(error instanceof MalformedObjectError)) throw error;
+          malformed.push(error.message);
+        }
+      }
+    }
+    const withLabels = (entries: IpHolder[]): IpHolder[] =>
+      entries.map(({ ip, holder }) => {
+        const l =
+          holder.kind === "pod" && holder.namespace !== null ? labels.get(holder.namespace) : undefined;
+        return l === undefined || Object.keys(l).length === 0
+          ? { ip, holder }
+          : { ip, holder: { ...holder, labels: l } };
+      });
+    const pods = read("pods", sources.pods, (o) => [
+      ...withLabels(podToHolders(o)),
+      ...hostNetworkNodeHolders(o),
+    ]);
+    const nodes = read("nodes", sources.nodes, nodeToHolders);
+    this.summary = { pods, nodes, namespaces, ips: this.#index.size, malformed };
+  }
+
+  /** Reads and parses the files; errors name the file and what is wrong with it. */
+  static async fromFiles(files: SnapshotFiles): Promise<SnapshotDirectory> {
+    const load = async (what: string, path: string | undefined): Promise<unknown> => {
+      if (path === undefined) return undefined;
+      let text: string;
+      try {
+        text = await readFile(path, "utf8");
+      } catch (error) {
+        throw new Error(`cannot read ${what} file ${path}: ${(error as Error).message}`);
+      }
+      try {
+        return JSON.parse(text);
+      } catch (error) {
+        throw new Error(
+          `${what} file ${path} is not JSON (kubectl get ${what} -o json): ${(error as Error).message}`,
+        );
+      }
+    };
+    const [pods, nodes, namespaces] = await Promise.all([
+      load("pods", files.pods),
+      load("nodes", files.nodes),
+      load("namespaces", files.namespaces),
+    ]);
+    const withFile = (what: string, path: string | undefined, document: unknown) => {
+      try {
+        if (document !== undefined) itemsOf(what, document);
+      } catch (error) {
+        throw new Error(`${path}: ${(error as Error).message}`);
+      }
+    };
+    withFile("pods", files.pods, pods);
+    withFile("nodes", files.nodes, nodes);
+    withFile("namespaces", files.namespaces, namespaces);
+    return new SnapshotDirectory({ pods, nodes, namespaces, namespaceLabelKeys: files.namespaceLabelKeys });
+  }
+
+  /** Holders known for `ip` (for tests and diagnostics). */
+  holders(ip: string): Holder[] {
+    return this.#index.holders(normalizeIp(ip));
+  }
+
+  async resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
+    return lookups.map((l): Resolution => {
+      const holder = this.#index.pick(l.ip, l.at);
+      return holder === undefined ? { status: "absent" } : { status: "found", holder };
+    });
+  }
+}

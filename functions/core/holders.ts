@@ -1,0 +1,414 @@
+// Who held an IP, and when (DESIGN.md §4 "Attribution is correct in time"). Pure: turns pod and node objects
+// (`kubectl get -o json` output or @kubernetes/client-node objects: same field names, dates as strings or
+// Date) into time-bounded holders, and picks the holder of an IP at an event's time.
+import { isIP } from "node:net";
+import type { Holder, WorkloadRef } from "./types.ts";
+
+export interface IpHolder {
+  ip: string;
+  holder: Holder;
+}
+
+/** An object that cannot be turned into holders; directories skip it and count it. */
+export class MalformedObjectError extends Error {
+  override readonly name = "MalformedObjectError";
+  readonly objectKind: string;
+  readonly objectName: string | null;
+  readonly reason: string;
+  constructor(objectKind: string, objectName: string | null, reason: string) {
+    super(`malformed ${objectKind}${objectName === null ? "" : ` "${objectName}"`}: ${reason}`);
+    this.objectKind = objectKind;
+    this.objectName = objectName;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Lines are timestamped when collected (CloudWatch event time) or by a node clock, and collection only ever
+ * lags the kernel's write: a line can carry a time slightly after its holder's end, never before its start.
+ * So the tolerance applies after a lifetime ends, and a holder created after the event is never chosen.
+ */
+export const END_TOLERANCE_MS = 10_000;
+
+type Obj = Record<string, unknown>;
+
+function asObject(value: unknown): Obj | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Obj) : undefined;
+}
+
+function asString(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+function asArray(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** Epoch ms of a Kubernetes timestamp (RFC 3339 string or Date); undefined when absent or unparseable. */
+export function timeOf(value: unknown): number | undefined {
+  if (value instanceof Date) {
+    const t = value.getTime();
+    return Number.isNaN(t) ? undefined : t;
+  }
+  if (typeof value === "string" && value.length > 0) {
+    const t = Date.parse(value);
+    return Number.isNaN(t) ? undefined : t;
+  }
+  return undefined;
+}
+
+/** Lower-cased, trimmed: Kubernetes prints IPv6 in RFC 5952 form already, as the parser does. */
+export function normalizeIp(ip: string): string {
+  return ip.trim().toLowerCase();
+}
+
+/** Stable identity of a holder, to merge what the index, the API and the history know about the same one. */
+export function holderKey(holder: Holder): string {
+  return holder.uid ?? `${holder.kind}/${holder.namespace ?? ""}/${holder.name}/${holder.validFrom}`;
+}
+
+/**
+ * The CronJob controller names its Jobs `<cronjob>-<scheduled time in minutes since the epoch>`. A Job name
+ * is taken for a CronJob's only when that suffix decodes to a time no later than the pod's creation (plus
+ * skew) and at most a week before it: a hand-made Job called `migrate-2` stays a Job.
+ */
+const CRONJOB_SUFFIX = /^(.+)-(\d{1,12})$/;
+const CRONJOB_MAX_AGE_MS = 7 * 24 * 3600_000;
+const CRONJOB_SKEW_MS = 5 * 60_000;
+
+function cronJobOf(jobName: string, podCreated: number): string | undefined {
+  const match = CRONJOB_SUFFIX.exec(jobName);
+  if (match === null) return undefined;
+  const scheduled = Number(match[2]) * 60_000;
+  if (scheduled > podCreated + CRONJOB_SKEW_MS || podCreated - scheduled > CRONJOB_MAX_AGE_MS)
+    return undefined;
+  return match[1];
+}
+
+/**
+ * The workload a pod belongs to, from its controlling owner reference: ReplicaSet → Deployment when the
+ * ReplicaSet name is `<deployment>-<pod-template-hash>` (the Deployment controller's naming and label),
+ * Job → CronJob by the naming heuristic above, StatefulSet / DaemonSet / other owners as they are, and a
+ * bare pod as `{ kind: "Pod", name }`.
+ */
+export function workloadOf(pod: unknown): WorkloadRef | null {
+  const metadata = asObject(asObject(pod)?.metadata);
+  const podName = asString(metadata?.name);
+  if (metadata === undefined || podName === undefined) return null;
+  const owners = asArray(metadata.ownerReferences)
+    .map(asObject)
+    .filter(
+      (o): o is Obj => o !== undefined && asString(o.kind) !== undefined && asString(o.name) !== undefined,
+    );
+  const owner = owners.find((o) => o.controller === true) ?? owners[0];
+  if (owner === undefined) return { kind: "Pod", name: podName };
+  const kind = owner.kind as string;
+  const name = owner.name as string;
+  if (kind === "ReplicaSet") {
+    const hash = asString(asObject(metadata.labels)?.["pod-template-hash"]);
+    if (hash !== undefined && name.endsWith(`-${hash}`) && name.length > hash.length + 1) {
+      return { kind: "Deployment", name: name.slice(0, -(hash.length + 1)) };
+    }
+    return { kind, name };
+  }
+  if (kind === "Job") {
+    const created = timeOf(metadata.creationTimestamp);
+    const cronJob = created === undefined ? undefined : cronJobOf(name, created);
+    return cronJob === undefined ? { kind, name } : { kind: "CronJob", name: cronJob };
+  }
+  return { kind, name };
+}
+
+function latest(values: Iterable<number | undefined>): number | undefined {
+  let max: number | undefined;
+  for (const v of values) if (v !== undefined && (max === undefined || v > max)) max = v;
+  return max;
+}
+
+/**
+ * End of a pod's hold on its IP: its deletion time, or for a pod that ran to completion (Succeeded/Failed,
+ * whose status keeps the IP) the last container finish. Without a finish time, the latest time the status
+ * proves the pod existed: an early end says `unknown` for later lines rather than guessing.
+ */
+function podEnd(metadata: Obj, status: Obj | undefined, created: number): number | null {
+  const deleted = timeOf(metadata.deletionTimestamp);
+  const phase = asString(status?.phase);
+  let finished: number | undefined;
+  if (status !== undefined && (phase === "Succeeded" || phase === "Failed")) {
+    const statuses = [
+      ...asArray(status.containerStatuses),
+      ...asArray(status.initContainerStatuses),
+      ...asArray(status.ephemeralContainerStatuses),
+    ];
+    finished =
+      latest(statuses.map((s) => timeOf(asObject(asObject(asObject(s)?.state)?.terminated)?.finishedAt))) ??
+      latest([
+        created,
+        timeOf(status.startTime),
+        ...asArray(status.conditions).map((c) => timeOf(asObject(c)?.lastTransitionTime)),
+      ]);
+  }
+  const end =
+    deleted === undefined ? finished : finished === undefined ? deleted : Math.min(deleted, finished);
+  // Kubelet and API server clocks may disagree by a little: an end never precedes the creation.
+  return end === undefined ? null : Math.max(end, created);
+}
+
+function checkIp(kind: string, name: string, ip: unknown): string {
+  if (typeof ip !== "string" || isIP(ip.trim()) === 0) {
+    throw new MalformedObjectError(kind, name, `"${String(ip)}" is not an IP address`);
+  }
+  return normalizeIp(ip);
+}
+
+function requireMetadata(kind: string, object: unknown): { metadata: Obj; name: string; created: number } {
+  const o = asObject(object);
+  if (o === undefined) throw new MalformedObjectError(kind, null, "not an object");
+  if (o.kind !== undefined && o.kind !== kind) {
+    throw new MalformedObjectError(
+      kind,
+      asString(asObject(o.metadata)?.name) ?? null,
+      `is a ${String(o.kind)}`,
+    );
+  }
+  const metadata = asObject(o.metadata);
+  const name = asString(metadata?.name);
+  if (metadata === undefined || name === undefined)
+    throw new MalformedObjectError(kind, null, "no metadata.name");
+  const created = timeOf(metadata.creationTimestamp);
+  if (created === undefined) {
+    throw new MalformedObjectError(
+      kind,
+      name,
+      `creationTimestamp ${JSON.stringify(metadata.creationTimestamp)}`,
+    );
+  }
+  return { metadata, name, created };
+}
+
+/**
+ * Holders of a pod's IPs (all of `status.podIPs`, plus `status.podIP`). A hostNetwork pod holds none: its
+ * IP is its node's. A pod without an IP yet (Pending) holds none. Throws MalformedObjectError for an object
+ * that is not a usable pod.
+ */
+export function podToHolders(pod: unknown): IpHolder[] {
+  const { metadata, name, created } = requireMetadata("Pod", pod);
+  const namespace = asString(metadata.namespace);
+  if (namespace === undefined) throw new MalformedObjectError("Pod", name, "no metadata.namespace");
+  const spec = asObject((pod as Obj).spec);
+  const status = asObject((pod as Obj).status);
+  if (spec?.hostNetwork === true) return [];
+  const ips = new Set<string>();
+  for (const entry of asArray(status?.podIPs)) ips.add(checkIp("Pod", name, asObject(entry)?.ip));
+  if (status?.podIP !== undefined && status.podIP !== null && status.podIP !== "") {
+    ips.add(checkIp("Pod", name, status.podIP));
+  }
+  if (ips.size === 0) return [];
+  const holder: Holder = {
+    kind: "pod",
+    namespace,
+    name,
+    workload: workloadOf(pod),
+    node: asString(spec?.nodeName) ?? null,
+    uid: asString(metadata.uid) ?? null,
+    validFrom: created,
+    validTo: podEnd(metadata, status, created),
+  };
+  return [...ips].map((ip) => ({ ip, holder }));
+}
+
+/**
+ * A hostNetwork pod's IP is its node's primary InternalIP. Such pods (aws-node and kube-proxy run on every EKS
+ * node) reveal node IPs even to an identity that may not list nodes: holders of kind "node", for the pod's
+ * lifetime. Other pods give none.
+ */
+export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
+  const { metadata, name, created } = requireMetadata("Pod", pod);
+  const spec = asObject((pod as Obj).spec);
+  const status = asObject((pod as Obj).status);
+  const nodeName = asString(spec?.nodeName);
+  if (spec?.hostNetwork !== true || nodeName === undefined) return [];
+  const ip = status?.podIP;
+  if (typeof ip !== "string" || ip === "") return [];
+  const holder: Holder = {
+    kind: "node",
+    namespace: null,
+    name: nodeName,
+    workload: null,
+    node: nodeName,
+    uid: null,
+    validFrom: created,
+    validTo: podEnd(metadata, status, created),
+  };
+  return [{ ip: checkIp("Pod", name, ip), holder }];
+}
+
+/** Holders of a node's InternalIP addresses, from the node's creation (to its deletion, if under way). */
+export function nodeToHolders(node: unknown): IpHolder[] {
+  const { metadata, name, created } = requireMetadata("Node", node);
+  const status = asObject((node as Obj).status);
+  const deleted = timeOf(metadata.deletionTimestamp);
+  const ips = new Set<string>();
+  for (const entry of asArray(status?.addresses)) {
+    const address = asObject(entry);
+    if (address?.type === "InternalIP") ips.add(checkIp("Node", name, address.address));
+  }
+  if (ips.size === 0) return [];
+  const holder: Holder = {
+    kind: "node",
+    namespace: null,
+    name,
+    workload: null,
+    node: name,
+    uid: asString(metadata.uid) ?? null,
+    validFrom: created,
+    validTo: deleted === undefined ? null : Math.max(deleted, created),
+  };
+  return [...ips].map((ip) => ({ ip, holder }));
+}
+
+/** `name` and selected labels of a namespace object; throws MalformedObjectError for a non-namespace. */
+export function namespaceLabels(
+  namespace: unknown,
+  keys: readonly string[],
+): { name: string; labels: Record<string, string> } {
+  const o = asObject(namespace);
+  const metadata = asObject(o?.metadata);
+  const name = asString(metadata?.name);
+  if (o === undefined || name === undefined)
+    throw new MalformedObjectError("Namespace", null, "no metadata.name");
+  const all = asObject(metadata?.labels) ?? {};
+  const labels: Record<string, string> = {};
+  for (const key of keys) {
+    const value = all[key];
+    if (typeof value === "string") labels[key] = value;
+  }
+  return { name, labels };
+}
+
+function newestFirst(a: Holder, b: Holder): number {
+  if (a.validFrom !== b.validFrom) return b.validFrom - a.validFrom;
+  return holderKey(a) < holderKey(b) ? -1 : holderKey(a) > holderKey(b) ? 1 : 0;
+}
+
+/**
+ * The holder of an IP at `at` (epoch ms), or undefined ("say unknown rather than guess"):
+ * - never a holder created after `at`;
+ * - among holders whose lifetime covers `at`, the most recently created: an IP is held by one pod at a
+ *   time, so when recorded lifetimes overlap (a deletion time is an upper bound) the newer holder is the
+ *   one that got the IP back from the pool;
+ * - otherwise a holder that ended at most `toleranceMs` before `at` (collection lag, see END_TOLERANCE_MS),
+ *   the latest to end.
+ */
+export function pickHolder(
+  holders: readonly Holder[],
+  at: number,
+  toleranceMs: number = END_TOLERANCE_MS,
+): Holder | undefined {
+  let covering: Holder | undefined;
+  let recent: Holder | undefined;
+  for (const h of holders) {
+    if (h.validFrom > at) continue;
+    if (h.validTo === null || at <= h.validTo) {
+      if (covering === undefined || newestFirst(h, covering) < 0) covering = h;
+    } else if (at <= h.validTo + toleranceMs) {
+      if (
+        recent === undefined ||
+        (recent.validTo as number) < h.validTo ||
+        ((recent.validTo as number) === h.validTo && newestFirst(h, recent) < 0)
+      ) {
+        recent = h;
+      }
+    }
+  }
+  return covering ?? recent;
+}
+
+/** Merges holder lists (same holder known from several sources): the entry with the known end wins. */
+export function mergeHolders(...lists: readonly (readonly Holder[])[]): Holder[] {
+  const byKey = new Map<string, Holder>();
+  for (const list of lists) {
+    for (const h of list) {
+      const key = holderKey(h);
+      const seen = byKey.get(key);
+      if (seen === undefined || (seen.validTo === null && h.validTo !== null)) byKey.set(key, h);
+    }
+  }
+  return [...byKey.values()];
+}
+
+/** IP → every holder seen for it, as the directories' in-memory index. */
+export class HolderIndex {
+  readonly #byIp = new Map<string, Map<string, Holder>>();
+
+  /**
+   * Adds or updates a holder of `ip`. Returns the previous version of the same holder when this changed
+   * its lifetime, `"new"` when it was not known, undefined when nothing changed.
+   */
+  add(ip: string, holder: Holder): Holder | "new" | undefined {
+    const key = normalizeIp(ip);
+    let holders = this.#byIp.get(key);
+    if (holders === undefined) {
+      holders = new Map();
+      this.#byIp.set(key, holders);
+    }
+    const id = holderKey(holder);
+    const previous = holders.get(id);
+    holders.set(id, holder);
+    if (previous === undefined) return "new";
+    return previous.validTo !== holder.validTo || previous.validFrom !== holder.validFrom
+      ? previous
+      : undefined;
+  }
+
+  holders(ip: string): Holder[] {
+    const holders = this.#byIp.get(normalizeIp(ip));
+    return holders === undefined ? [] : [...holders.values()];
+  }
+
+  has(ip: string): boolean {
+    return this.#byIp.has(normalizeIp(ip));
+  }
+
+  pick(ip: string, at: number, toleranceMs?: number): Holder | undefined {
+    return pickHolder(this.holders(ip), at, toleranceMs);
+  }
+
+  /** Sets the end of `ip`'s open holders not in `keep` (they were not seen where they should have been). */
+  close(ip: string, keep: ReadonlySet<string>, at: number): { ip: string; holder: Holder }[] {
+    const holders = this.#byIp.get(normalizeIp(ip));
+    const closed: { ip: string; holder: Holder }[] = [];
+    if (holders === undefined) return closed;
+    for (const [id, h] of holders) {
+      if (h.validTo === null && !keep.has(id)) {
+        const ended = { ...h, validTo: Math.max(at, h.validFrom) };
+        holders.set(id, ended);
+        closed.push({ ip: normalizeIp(ip), holder: ended });
+      }
+    }
+    return closed;
+  }
+
+  /** Forgets holders that ended before `before` (the history keeps them); returns how many. */
+  prune(before: number): number {
+    let removed = 0;
+    for (const [ip, holders] of this.#byIp) {
+      for (const [id, h] of holders) {
+        if (h.validTo !== null && h.validTo < before) {
+          holders.delete(id);
+          removed++;
+        }
+      }
+      if (holders.size === 0) this.#byIp.delete(ip);
+    }
+    return removed;
+  }
+
+  ips(): string[] {
+    return [...this.#byIp.keys()];
+  }
+
+  get size(): number {
+    return this.#byIp.size;
+  }
+}

@@ -1,0 +1,413 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
+import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import { holderKey } from "../../../functions/core/holders.ts";
+import type { HolderHistory } from "../../../functions/core/ports.ts";
+import type { Holder, Lookup, Resolution } from "../../../functions/core/types.ts";
+import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+
+const T = Date.parse("2025-04-19T04:00:00Z");
+const MIN = 60_000;
+
+/** The history port as DynamoDB implements it, in memory. */
+class MemoryHistory implements HolderHistory {
+  readonly rows = new Map<string, { cluster: string; ip: string; holder: Holder }>();
+  reads = 0;
+  failReads = false;
+  async remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void> {
+    for (const { ip, holder } of entries)
+      this.rows.set(`${cluster}|${ip}|${holderKey(holder)}`, { cluster, ip, holder });
+  }
+  async holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]> {
+    this.reads++;
+    if (this.failReads) throw new Error("ProvisionedThroughputExceededException");
+    return [...this.rows.values()]
+      .filter((r) => r.cluster === cluster && r.ip === ip && r.holder.validFrom <= at)
+      .map((r) => r.holder)
+      .sort((a, b) => b.validFrom - a.validFrom);
+  }
+  holders(ip: string): Holder[] {
+    return [...this.rows.values()].filter((r) => r.ip === ip).map((r) => r.holder);
+  }
+}
+
+let server: KubeApiServer;
+let clock: { t: number };
+let warnings: string[];
+
+beforeAll(async () => {
+  server = await startKubeApiServer();
+});
+afterAll(async () => server.close());
+beforeEach(() => {
+  server.store.clear();
+  server.store.put(
+    "namespaces",
+    kubeObjects.namespace({ name: "shop", labels: { "example.com/org": "acme" } }),
+  );
+  server.counts.reset();
+  clock = { t: T + 60 * MIN };
+  warnings = [];
+});
+afterEach(async () => server.setFault(null));
+
+function directory(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
+  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
+  return new LiveDirectory({
+    kubeConfig: () => kc,
+    cluster: "test",
+    timeoutMs: 1_000,
+    fixes: KUBECONFIG_FIXES,
+    now: () => clock.t,
+    logger: { warn: (message) => warnings.push(message) },
+    ...options,
+  });
+}
+
+function addPod(
+  name: string,
+  ip: string | null,
+  created: number,
+  extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {},
+) {
+  return server.store.put(
+    "pods",
+    kubeObjects.pod({
+      name,
+      namespace: "shop",
+      ip,
+      created,
+      node: "ip-192-168-0-1",
+      owner: { kind: "StatefulSet", name: name.replace(/-\d+$/, "") },
+      uid: `uid-${name}`,
+      ...extra,
+    }),
+  );
+}
+
+const names = (resolutions: Resolution[]) =>
+  resolutions.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
+
+/** Lookups as the pipeline makes them from lines: one per distinct (ip, time). */
+function linesToLookups(lines: { src: string; dst: string; at: number }[]): Lookup[] {
+  const seen = new Set<string>();
+  const lookups: Lookup[] = [];
+  for (const { src, dst, at } of lines) {
+    for (const ip of [src, dst]) {
+      if (!seen.has(`${ip}|${at}`)) {
+        seen.add(`${ip}|${at}`);
+        lookups.push({ ip, at });
+      }
+    }
+  }
+  return lookups;
+}
+
+describe("LiveDirectory: calls to the API server", () => {
+  it("resolves 1,000 lines over 50 IPs with at most 2 calls cold and none warm", async () => {
+    const ips: string[] = [];
+    const expected = new Map<string, string>();
+    for (let i = 1; i <= 45; i++) {
+      addPod(`web-${i}`, `192.168.10.${i}`, T + i * 1_000);
+      ips.push(`192.168.10.${i}`);
+      expected.set(`192.168.10.${i}`, `pod:web-${i}`);
+    }
+    for (let i = 1; i <= 5; i++) {
+      server.store.put(
+        "nodes",
+        kubeObjects.node({ name: `node-${i}`, ip: `192.168.0.${i}`, created: T - 86_400_000 }),
+      );
+      ips.push(`192.168.0.${i}`);
+      expected.set(`192.168.0.${i}`, `node:node-${i}`);
+    }
+    const payload = (start: number) =>
+      linesToLookups(
+        Array.from({ length: 1_000 }, (_, i) => ({
+          src: ips[i % 50] as string,
+          dst: ips[(i * 7 + 3) % 50] as string,
+          at: start + i * 10,
+        })),
+      );
+    const dir = directory();
+
+    const cold = payload(clock.t - 30_000);
+    const coldAnswers = await dir.resolve(cold);
+    expect(server.counts.total()).toBeLessThanOrEqual(2);
+    expect(server.counts.snapshot()).toEqual({ "GET /api/v1/nodes": 1, "GET /api/v1/pods": 1 });
+    expect(names(coldAnswers)).toEqual(cold.map((l) => expected.get(l.ip)));
+
+    server.counts.reset();
+    clock.t += 20_000;
+    const warm = payload(clock.t - 10_000);
+    const warmAnswers = await dir.resolve(warm);
+    expect(server.counts.total()).toBe(0);
+    expect(names(warmAnswers)).toEqual(warm.map((l) => expected.get(l.ip)));
+    expect(dir.stats()).toMatchObject({
+      apiCalls: 2,
+      hits: warm.length,
+      misses: cold.length,
+      unavailable: 0,
+    });
+  });
+
+  it("asks about a few unknown IPs one by one, at most once each per payload, and not again while known", async () => {
+    addPod("db-0", "192.168.20.1", T);
+    addPod("db-1", "192.168.20.2", T);
+    const dir = directory({ hitTtlMs: 60_000, missTtlMs: 30_000 });
+    const lookups = [
+      { ip: "192.168.20.1", at: clock.t - 5_000 },
+      { ip: "192.168.20.2", at: clock.t - 5_000 },
+      { ip: "192.168.20.1", at: clock.t - 4_000 },
+      { ip: "192.168.20.9", at: clock.t - 4_000 },
+    ];
+    expect(names(await dir.resolve(lookups))).toEqual(["pod:db-0", "pod:db-1", "pod:db-0", "absent"]);
+    const podRequests = server.requests().filter((r) => r.path === "/api/v1/pods");
+    expect(podRequests.map((r) => r.query.fieldSelector).sort()).toEqual([
+      "status.podIP=192.168.20.1",
+      "status.podIP=192.168.20.2",
+      "status.podIP=192.168.20.9",
+    ]);
+    expect(podRequests.every((r) => r.query.resourceVersion === "0" && r.query.timeoutSeconds === "1")).toBe(
+      true,
+    );
+
+    server.counts.reset();
+    clock.t += 20_000;
+    expect(names(await dir.resolve(lookups))).toEqual(["pod:db-0", "pod:db-1", "pod:db-0", "absent"]);
+    expect(server.counts.total()).toBe(0);
+
+    // A miss is remembered for less time than a hit: after 30 s only the missing IP is asked about again.
+    clock.t += 15_000;
+    await dir.resolve([
+      { ip: "192.168.20.1", at: clock.t },
+      { ip: "192.168.20.9", at: clock.t },
+    ]);
+    expect(server.requests().map((r) => r.query.fieldSelector)).toEqual(["status.podIP=192.168.20.9"]);
+  });
+
+  it("pages through a full list with limit and continue", async () => {
+    for (let i = 1; i <= 50; i++) addPod(`web-${i}`, `192.168.30.${i}`, T);
+    const dir = directory({ pageSize: 10 });
+    const lookups = Array.from({ length: 50 }, (_, i) => ({ ip: `192.168.30.${i + 1}`, at: clock.t }));
+    const answers = await dir.resolve(lookups);
+    expect(answers.every((a) => a.status === "found")).toBe(true);
+    const pages = server.requests().filter((r) => r.path === "/api/v1/pods");
+    expect(pages).toHaveLength(5);
+    expect(pages[0]?.query).toMatchObject({ limit: "10", resourceVersion: "0" });
+    expect(
+      pages.slice(1).every((p) => p.query.continue !== undefined && p.query.resourceVersion === undefined),
+    ).toBe(true);
+  });
+
+  it("restarts a full list once when a continue token expires (410)", async () => {
+    for (let i = 1; i <= 30; i++) addPod(`web-${i}`, `192.168.31.${i}`, T);
+    const dir = directory({ pageSize: 10 });
+    await server.setFault({ fault: { kind: "status", code: 410 }, path: "/api/v1/pods", skip: 1, times: 1 });
+    const answers = await dir.resolve(
+      Array.from({ length: 30 }, (_, i) => ({ ip: `192.168.31.${i + 1}`, at: clock.t })),
+    );
+    expect(answers.every((a) => a.status === "found")).toBe(true);
+    expect(
+      server
+        .requests()
+        .filter((r) => r.path === "/api/v1/pods")
+        .map((r) => r.status),
+    ).toEqual([200, 410, 200, 200, 200]);
+  });
+
+  it("answers unavailable when continue tokens keep expiring, and recovers later", async () => {
+    for (let i = 1; i <= 30; i++) addPod(`web-${i}`, `192.168.32.${i}`, T);
+    const dir = directory({ pageSize: 10 });
+    await server.setFault({ fault: { kind: "status", code: 410 }, path: "/api/v1/pods", skip: 1 });
+    const lookups = Array.from({ length: 30 }, (_, i) => ({ ip: `192.168.32.${i + 1}`, at: clock.t }));
+    const answers = await dir.resolve(lookups);
+    expect(answers.every((a) => a.status === "unavailable" && /HTTP 410/.test(a.reason))).toBe(true);
+    // Rate-limited: a second payload right away does not list again.
+    server.counts.reset();
+    expect((await dir.resolve(lookups)).every((a) => a.status === "unavailable")).toBe(true);
+    expect(server.counts.total()).toBe(0);
+    await server.setFault(null);
+    clock.t += 60_000;
+    expect(
+      (await dir.resolve(lookups.map((l) => ({ ...l, at: clock.t })))).every((a) => a.status === "found"),
+    ).toBe(true);
+  });
+
+  it("shares one lookup between payloads resolved at the same time", async () => {
+    addPod("db-0", "192.168.20.1", T);
+    const dir = directory();
+    const [a, b] = await Promise.all([
+      dir.resolve([{ ip: "192.168.20.1", at: clock.t - 1_000 }]),
+      dir.resolve([{ ip: "192.168.20.1", at: clock.t - 2_000 }]),
+    ]);
+    expect(names([...(a ?? []), ...(b ?? [])])).toEqual(["pod:db-0", "pod:db-0"]);
+    expect(server.counts.total()).toBe(2);
+  });
+});
+
+describe("LiveDirectory: attribution in time", () => {
+  it("follows an IP from one pod to the next, and asks the history about lines before the current pod", async () => {
+    const history = new MemoryHistory();
+    const ip = "192.168.40.7";
+    addPod("job-a", ip, T);
+    clock.t = T + 10 * MIN;
+    const first = directory({ history });
+    expect(names(await first.resolve([{ ip, at: T + 9 * MIN }]))).toEqual(["pod:job-a"]);
+
+    // job-a goes, job-b gets the same IP from the pool.
+    server.store.delete("pods", "job-a", "shop");
+    addPod("job-b", ip, T + 11 * MIN);
+    clock.t = T + 12 * MIN;
+    const both = [
+      { ip, at: T + 9 * MIN },
+      { ip, at: T + 11 * MIN + 30_000 },
+    ];
+    expect(names(await first.resolve(both))).toEqual(["pod:job-a", "pod:job-b"]);
+    // The history knows both, job-a with the end the directory observed.
+    expect(history.holders(ip).map((h) => [h.name, h.validTo])).toEqual([
+      ["job-a", T + 12 * MIN],
+      ["job-b", null],
+    ]);
+
+    // A new container only sees job-b live: the older line is answered from the history.
+    const cold = directory({ history });
+    expect(names(await cold.resolve(both))).toEqual(["pod:job-a", "pod:job-b"]);
+    expect(cold.stats().historyFound).toBe(1);
+
+    // Without a history, the older line is unknown: never the pod created after it.
+    const forgetful = directory();
+    expect(names(await forgetful.resolve(both))).toEqual(["absent", "pod:job-b"]);
+  });
+
+  it("says unavailable, not absent, when the history cannot be read", async () => {
+    const history = new MemoryHistory();
+    history.failReads = true;
+    addPod("job-b", "192.168.40.8", T + 11 * MIN);
+    clock.t = T + 12 * MIN;
+    const answers = await directory({ history }).resolve([
+      { ip: "192.168.40.8", at: T + 5 * MIN },
+      { ip: "192.168.40.8", at: T + 11 * MIN + 1_000 },
+    ]);
+    expect(answers[0]).toMatchObject({
+      status: "unavailable",
+      reason: expect.stringMatching(/history unavailable/),
+    });
+    expect(names(answers.slice(1))).toEqual(["pod:job-b"]);
+  });
+
+  it("resolves hostNetwork pods and node InternalIPs to the node, even when nodes may not be listed", async () => {
+    server.store.put("nodes", kubeObjects.node({ name: "node-a", ip: "192.168.0.10", created: T - MIN }));
+    addPod("aws-node-x", "192.168.0.11", T, {
+      hostNetwork: true,
+      node: "node-b",
+      owner: { kind: "DaemonSet", name: "aws-node" },
+    });
+    addPod("web-0", "192.168.50.1", T);
+    const lookups = ["192.168.0.10", "192.168.0.11", "192.168.50.1"].map((ip) => ({ ip, at: clock.t }));
+    expect(names(await directory().resolve(lookups))).toEqual(["node:node-a", "node:node-b", "pod:web-0"]);
+
+    await server.setFault({ fault: { kind: "status", code: 403 }, path: "/api/v1/nodes" });
+    const restricted = directory();
+    expect(names(await restricted.resolve(lookups))).toEqual(["absent", "node:node-b", "pod:web-0"]);
+    expect(warnings.some((w) => /list nodes failed: HTTP 403/.test(w))).toBe(true);
+  });
+
+  it("carries the configured namespace labels", async () => {
+    addPod("web-0", "192.168.50.1", T);
+    const [answer] = await directory({ namespaceLabelKeys: ["example.com/org"] }).resolve([
+      { ip: "192.168.50.1", at: clock.t },
+    ]);
+    expect(answer).toMatchObject({
+      status: "found",
+      holder: { name: "web-0", labels: { "example.com/org": "acme" } },
+    });
+    expect(server.counts.get("GET", "/api/v1/namespaces")).toBe(1);
+  });
+
+  it("skips objects it cannot read and resolves the rest", async () => {
+    for (let i = 1; i <= 6; i++) addPod(`web-${i}`, `192.168.60.${i}`, T);
+    const garbled = kubeObjects.pod({ name: "garbled", namespace: "shop", ip: "192.168.60.7", created: T });
+    (garbled.metadata as Record<string, unknown>).creationTimestamp = "last tuesday";
+    server.store.put("pods", garbled);
+    server.store.put(
+      "pods",
+      kubeObjects.pod({ name: "bad-ip", namespace: "shop", ip: "192.168.60.300", created: T }),
+    );
+    const dir = directory();
+    const lookups = Array.from({ length: 7 }, (_, i) => ({ ip: `192.168.60.${i + 1}`, at: clock.t }));
+    expect(names(await dir.resolve(lookups))).toEqual([
+      ...Array.from({ length: 6 }, (_, i) => `pod:web-${i + 1}`),
+      "absent",
+    ]);
+    expect(dir.stats().malformed).toBe(2);
+    expect(warnings.some((w) => /skipped a pod that cannot be read/.test(w))).toBe(true);
+  });
+});
+
+describe("LiveDirectory: when Kubernetes misbehaves", () => {
+  it.each([
+    ["401", { kind: "status", code: 401 } as const, /HTTP 401.*fix: the kubeconfig credentials were refused/],
+    ["403", { kind: "status", code: 403 } as const, /HTTP 403.*fix: .*apply deploy\/rbac\.yaml/],
+    ["500", { kind: "status", code: 500 } as const, /HTTP 500: Internal error occurred/],
+    ["a hang", { kind: "hang" } as const, /no answer/],
+    ["a stopped server", { kind: "down" } as const, /cannot reach the API server/],
+  ])("answers unavailable on %s, never throws, and recovers later", async (_, fault, reason) => {
+    addPod("web-0", "192.168.70.1", T);
+    const dir = directory({ timeoutMs: 300 });
+    await server.setFault(fault);
+    const lookups = [
+      { ip: "192.168.70.1", at: clock.t },
+      { ip: "192.168.70.2", at: clock.t },
+    ];
+    const answers = await dir.resolve(lookups);
+    expect(answers.map((a) => a.status)).toEqual(["unavailable", "unavailable"]);
+    expect(answers[0]?.status === "unavailable" && answers[0].reason).toMatch(reason);
+    expect(warnings.some((w) => reason.test(w))).toBe(true);
+    expect(dir.stats()).toMatchObject({ unavailable: 2 });
+
+    await server.setFault(null);
+    clock.t += 61_000;
+    expect(names(await dir.resolve(lookups.map((l) => ({ ...l, at: clock.t }))))).toEqual([
+      "pod:web-0",
+      "absent",
+    ]);
+  });
+
+  it("names the EKS access entry fix by default", async () => {
+    const dir = directory({ fixes: undefined });
+    await server.setFault({ kind: "status", code: 401 });
+    const [answer] = await dir.resolve([{ ip: "192.168.70.1", at: clock.t }]);
+    expect(answer?.status === "unavailable" && answer.reason).toMatch(
+      /the function role needs an EKS access entry \(see docs\/deploy\.md\)/,
+    );
+  });
+
+  it("pauses after a failure instead of hammering a failing server", async () => {
+    const dir = directory();
+    await server.setFault({ kind: "status", code: 503 });
+    await dir.resolve([{ ip: "192.168.70.1", at: clock.t }]);
+    const afterFirst = server.counts.total();
+    clock.t += 500;
+    const [answer] = await dir.resolve([{ ip: "192.168.70.3", at: clock.t }]);
+    expect(answer).toMatchObject({
+      status: "unavailable",
+      reason: expect.stringMatching(/paused after failures/),
+    });
+    expect(server.counts.total()).toBe(afterFirst);
+  });
+
+  it("loses no lookup when the API server goes away in the middle of a payload", async () => {
+    addPod("a-0", "192.168.80.1", T);
+    addPod("b-0", "192.168.80.2", T);
+    addPod("c-0", "192.168.80.3", T);
+    const dir = directory({ concurrency: 1 });
+    // The node list and the first pod lookup get through, then connections drop.
+    await server.setFault({ fault: { kind: "reset" }, skip: 2 });
+    const lookups = ["192.168.80.1", "192.168.80.2", "192.168.80.3", "192.168.80.1"].map((ip, i) => ({
+      ip,
+      at: clock.t - i,
+    }));
+    const answers = await dir.resolve(lookups);
+    expect(names(answers)).toEqual(["pod:a-0", "unavailable", "unavailable", "pod:a-0"]);
+  });
+});

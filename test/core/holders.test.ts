@@ -1,0 +1,423 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  END_TOLERANCE_MS,
+  HolderIndex,
+  hostNetworkNodeHolders,
+  MalformedObjectError,
+  mergeHolders,
+  namespaceLabels,
+  nodeToHolders,
+  pickHolder,
+  podToHolders,
+  workloadOf,
+} from "../../functions/core/holders.ts";
+import type { Holder } from "../../functions/core/types.ts";
+
+const T0 = Date.parse("2025-04-19T04:00:00Z");
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function pod(overrides: {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  created?: unknown;
+  deleted?: string;
+  labels?: Record<string, string>;
+  owners?: unknown[];
+  hostNetwork?: boolean;
+  nodeName?: string;
+  status?: Record<string, unknown>;
+}) {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: overrides.name ?? "web-7d9f8b6c5d-x2x4z",
+      namespace: overrides.namespace ?? "shop",
+      uid: overrides.uid ?? "uid-1",
+      creationTimestamp: overrides.created === undefined ? iso(T0) : overrides.created,
+      ...(overrides.deleted === undefined ? {} : { deletionTimestamp: overrides.deleted }),
+      labels: overrides.labels ?? {},
+      ...(overrides.owners === undefined ? {} : { ownerReferences: overrides.owners }),
+    },
+    spec: {
+      nodeName: overrides.nodeName ?? "ip-192-168-74-5.ec2.internal",
+      ...(overrides.hostNetwork === undefined ? {} : { hostNetwork: overrides.hostNetwork }),
+    },
+    status: overrides.status ?? {
+      phase: "Running",
+      podIP: "192.168.22.247",
+      podIPs: [{ ip: "192.168.22.247" }],
+    },
+  };
+}
+
+const owner = (kind: string, name: string, controller = true) => ({
+  apiVersion: "apps/v1",
+  kind,
+  name,
+  uid: "o",
+  controller,
+});
+
+describe("podToHolders", () => {
+  it("turns a running pod into a holder of its IP from its creation on", () => {
+    const holders = podToHolders(
+      pod({ owners: [owner("ReplicaSet", "web-7d9f8b6c5d")], labels: { "pod-template-hash": "7d9f8b6c5d" } }),
+    );
+    expect(holders).toEqual([
+      {
+        ip: "192.168.22.247",
+        holder: {
+          kind: "pod",
+          namespace: "shop",
+          name: "web-7d9f8b6c5d-x2x4z",
+          workload: { kind: "Deployment", name: "web" },
+          node: "ip-192-168-74-5.ec2.internal",
+          uid: "uid-1",
+          validFrom: T0,
+          validTo: null,
+        },
+      },
+    ]);
+  });
+
+  it("accepts the client's objects, whose timestamps are Date instances", () => {
+    const [entry] = podToHolders(pod({ created: new Date(T0) }));
+    expect(entry?.holder.validFrom).toBe(T0);
+  });
+
+  it("holds every IP of a dual-stack pod", () => {
+    const holders = podToHolders(
+      pod({
+        status: {
+          phase: "Running",
+          podIP: "192.168.1.2",
+          podIPs: [{ ip: "192.168.1.2" }, { ip: "FD00::1" }],
+        },
+      }),
+    );
+    expect(holders.map((h) => h.ip)).toEqual(["192.168.1.2", "fd00::1"]);
+  });
+
+  it("holds nothing for a pod without an IP yet", () => {
+    expect(podToHolders(pod({ status: { phase: "Pending" } }))).toEqual([]);
+    expect(podToHolders(pod({ status: { phase: "Pending", podIP: "" } }))).toEqual([]);
+  });
+
+  it("holds nothing for a hostNetwork pod: its IP is the node's", () => {
+    const p = pod({ hostNetwork: true, status: { phase: "Running", podIP: "192.168.74.5" } });
+    expect(podToHolders(p)).toEqual([]);
+    expect(hostNetworkNodeHolders(p)).toEqual([
+      {
+        ip: "192.168.74.5",
+        holder: {
+          kind: "node",
+          namespace: null,
+          name: "ip-192-168-74-5.ec2.internal",
+          workload: null,
+          node: "ip-192-168-74-5.ec2.internal",
+          uid: null,
+          validFrom: T0,
+          validTo: null,
+        },
+      },
+    ]);
+    expect(hostNetworkNodeHolders(pod({}))).toEqual([]);
+  });
+
+  it("ends a deleted pod's hold at its deletion time", () => {
+    const [entry] = podToHolders(pod({ deleted: iso(T0 + 60_000) }));
+    expect(entry?.holder.validTo).toBe(T0 + 60_000);
+  });
+
+  it("ends a finished pod's hold at its last container finish, or its deletion if earlier", () => {
+    const finished = (t: number) => ({ state: { terminated: { exitCode: 0, finishedAt: iso(t) } } });
+    const status = {
+      phase: "Succeeded",
+      podIP: "192.168.9.9",
+      containerStatuses: [finished(T0 + 5_000), finished(T0 + 9_000)],
+      initContainerStatuses: [finished(T0 + 1_000)],
+    };
+    expect(podToHolders(pod({ status }))[0]?.holder.validTo).toBe(T0 + 9_000);
+    expect(podToHolders(pod({ status, deleted: iso(T0 + 7_000) }))[0]?.holder.validTo).toBe(T0 + 7_000);
+    // A running pod's finished init containers do not end anything.
+    expect(podToHolders(pod({ status: { ...status, phase: "Running" } }))[0]?.holder.validTo).toBeNull();
+  });
+
+  it("never ends a hold before it began, whatever the clocks say", () => {
+    const status = {
+      phase: "Failed",
+      podIP: "192.168.9.9",
+      containerStatuses: [{ state: { terminated: { exitCode: 1, finishedAt: iso(T0 - 2_000) } } }],
+    };
+    expect(podToHolders(pod({ status }))[0]?.holder.validTo).toBe(T0);
+  });
+
+  it("ends a failed pod without finish times at the latest time its status proves", () => {
+    const status = {
+      phase: "Failed",
+      podIP: "192.168.9.9",
+      startTime: iso(T0 + 1_000),
+      conditions: [{ type: "Ready", status: "False", lastTransitionTime: iso(T0 + 30_000) }],
+    };
+    expect(podToHolders(pod({ status }))[0]?.holder.validTo).toBe(T0 + 30_000);
+  });
+
+  it.each([
+    ["not an object", "a string", /not an object/],
+    ["no name", { metadata: { namespace: "a", creationTimestamp: iso(T0) } }, /no metadata.name/],
+    ["a bad creation time", pod({ created: "yesterday" }), /creationTimestamp "yesterday"/],
+    ["no creation time", pod({ created: null }), /creationTimestamp null/],
+    [
+      "an IP that is not one",
+      pod({ status: { phase: "Running", podIP: "192.168.1.300" } }),
+      /"192.168.1.300" is not an IP/,
+    ],
+    ["another kind", { ...pod({}), kind: "Node" }, /is a Node/],
+    [
+      "no namespace",
+      { ...pod({}), metadata: { name: "x", creationTimestamp: iso(T0) } },
+      /no metadata.namespace/,
+    ],
+  ])("rejects a pod with %s", (_, object, message) => {
+    expect(() => podToHolders(object)).toThrow(MalformedObjectError);
+    expect(() => podToHolders(object)).toThrow(message);
+  });
+});
+
+describe("workloadOf", () => {
+  const created = Date.parse("2025-04-19T04:52:10Z");
+  const minutes = Math.floor(created / 60_000);
+  it.each([
+    [
+      "ReplicaSet named after the pod-template-hash → Deployment",
+      [owner("ReplicaSet", "api-5c9f7")],
+      { "pod-template-hash": "5c9f7" },
+      { kind: "Deployment", name: "api" },
+    ],
+    [
+      "ReplicaSet without the Deployment's label",
+      [owner("ReplicaSet", "api-5c9f7")],
+      {},
+      { kind: "ReplicaSet", name: "api-5c9f7" },
+    ],
+    [
+      "ReplicaSet whose name does not end in the hash",
+      [owner("ReplicaSet", "api")],
+      { "pod-template-hash": "5c9f7" },
+      { kind: "ReplicaSet", name: "api" },
+    ],
+    ["StatefulSet", [owner("StatefulSet", "db")], {}, { kind: "StatefulSet", name: "db" }],
+    ["DaemonSet", [owner("DaemonSet", "calico-node")], {}, { kind: "DaemonSet", name: "calico-node" }],
+    ["Job of a CronJob", [owner("Job", `backup-${minutes}`)], {}, { kind: "CronJob", name: "backup" }],
+    [
+      "Job scheduled a little before",
+      [owner("Job", `backup-${minutes - 90}`)],
+      {},
+      { kind: "CronJob", name: "backup" },
+    ],
+    [
+      "hand-made Job with a short number",
+      [owner("Job", "migrate-2")],
+      {},
+      { kind: "Job", name: "migrate-2" },
+    ],
+    [
+      "Job whose number is in the future",
+      [owner("Job", `x-${minutes + 600}`)],
+      {},
+      { kind: "Job", name: `x-${minutes + 600}` },
+    ],
+    [
+      "Job whose number is weeks old",
+      [owner("Job", `x-${minutes - 30 * 1440}`)],
+      {},
+      { kind: "Job", name: `x-${minutes - 30 * 1440}` },
+    ],
+    ["bare pod", undefined, {}, { kind: "Pod", name: "web-7d9f8b6c5d-x2x4z" }],
+    [
+      "the controlling owner among several",
+      [owner("ConfigMap", "cfg", false), owner("StatefulSet", "db")],
+      {},
+      { kind: "StatefulSet", name: "db" },
+    ],
+    ["an owner with no controller flag", [owner("Rollout", "r", false)], {}, { kind: "Rollout", name: "r" }],
+  ])("%s", (_, owners, labels, expected) => {
+    expect(workloadOf(pod({ owners, labels, created: iso(created) }))).toEqual(expected);
+  });
+});
+
+describe("nodeToHolders", () => {
+  it("holds every InternalIP, not external addresses", () => {
+    const node = {
+      kind: "Node",
+      metadata: { name: "ip-192-168-74-5", uid: "n1", creationTimestamp: iso(T0) },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: "192.168.74.5" },
+          { type: "ExternalIP", address: "54.1.2.3" },
+          { type: "Hostname", address: "ip-192-168-74-5" },
+        ],
+      },
+    };
+    expect(nodeToHolders(node)).toEqual([
+      {
+        ip: "192.168.74.5",
+        holder: {
+          kind: "node",
+          namespace: null,
+          name: "ip-192-168-74-5",
+          workload: null,
+          node: "ip-192-168-74-5",
+          uid: "n1",
+          validFrom: T0,
+          validTo: null,
+        },
+      },
+    ]);
+  });
+
+  it("rejects a node with a malformed address", () => {
+    const node = {
+      metadata: { name: "n", creationTimestamp: iso(T0) },
+      status: { addresses: [{ type: "InternalIP", address: 42 }] },
+    };
+    expect(() => nodeToHolders(node)).toThrow(MalformedObjectError);
+  });
+});
+
+describe("namespaceLabels", () => {
+  it("keeps only the configured keys", () => {
+    const ns = { metadata: { name: "shop", labels: { "example.com/org": "acme", team: "x" } } };
+    expect(namespaceLabels(ns, ["example.com/org", "absent"])).toEqual({
+      name: "shop",
+      labels: { "example.com/org": "acme" },
+    });
+  });
+});
+
+function holder(
+  name: string,
+  validFrom: number,
+  validTo: number | null,
+  kind: Holder["kind"] = "pod",
+): Holder {
+  return { kind, namespace: "ns", name, workload: null, node: null, uid: name, validFrom, validTo };
+}
+
+describe("pickHolder", () => {
+  const old = holder("old", 1_000, 5_000);
+  const current = holder("new", 6_000, null);
+  it.each([
+    ["before anyone held the IP", [old, current], 999, undefined],
+    ["at the first holder's creation", [old, current], 1_000, "old"],
+    ["during the first lifetime", [old, current], 3_000, "old"],
+    ["at the first holder's end", [old, current], 5_000, "old"],
+    ["just after the end, within the tolerance", [old], 5_000 + END_TOLERANCE_MS, "old"],
+    ["after the tolerance", [old], 5_001 + END_TOLERANCE_MS, undefined],
+    ["in the gap, within tolerance, before the next holder exists", [old, current], 5_500, "old"],
+    ["once the next holder exists, never the old one", [old, current], 6_000, "new"],
+    ["long after", [old, current], 1e12, "new"],
+  ])("%s", (_, holders, at, expected) => {
+    expect(pickHolder(holders, at)?.name).toBe(expected);
+  });
+
+  it("prefers the newest holder when recorded lifetimes overlap (a deletion time is an upper bound)", () => {
+    const terminating = holder("terminating", 1_000, 10_000);
+    const successor = holder("successor", 8_000, null);
+    expect(pickHolder([terminating, successor], 9_000)?.name).toBe("successor");
+    expect(pickHolder([successor, terminating], 9_000)?.name).toBe("successor");
+    expect(pickHolder([terminating, successor], 7_999)?.name).toBe("terminating");
+  });
+
+  it("never picks a holder created after the event, even with no other candidate", () => {
+    expect(pickHolder([holder("future", 10_000, null)], 9_999)).toBeUndefined();
+  });
+
+  it("picks the latest-ended holder within the tolerance", () => {
+    const a = holder("a", 0, 1_000);
+    const b = holder("b", 1_500, 2_000);
+    expect(pickHolder([a, b], 2_500)?.name).toBe("b");
+  });
+
+  it("obeys the time rules for any set of holders (property)", () => {
+    const arbHolder = fc
+      .record({
+        id: fc.integer({ min: 0, max: 1_000_000 }),
+        from: fc.integer({ min: 0, max: 1_000 }),
+        length: fc.option(fc.integer({ min: 0, max: 500 })),
+      })
+      .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(arbHolder, { maxLength: 6, selector: (h) => h.name }),
+        fc.integer({ min: -10, max: 2_000 }),
+        fc.integer({ min: 0, max: 50 }),
+        (holders, at, tolerance) => {
+          const picked = pickHolder(holders, at, tolerance);
+          const covers = (h: Holder) => h.validFrom <= at && (h.validTo === null || at <= h.validTo);
+          if (picked !== undefined) {
+            expect(picked.validFrom).toBeLessThanOrEqual(at);
+            expect(picked.validTo === null || at <= picked.validTo + tolerance).toBe(true);
+          }
+          const covering = holders.filter(covers);
+          if (covering.length > 0) {
+            expect(picked !== undefined && covers(picked)).toBe(true);
+            expect(picked?.validFrom).toBe(Math.max(...covering.map((h) => h.validFrom)));
+          } else if (
+            !holders.some((h) => h.validFrom <= at && h.validTo !== null && at <= h.validTo + tolerance)
+          ) {
+            expect(picked).toBeUndefined();
+          }
+        },
+      ),
+    );
+  });
+});
+
+describe("mergeHolders", () => {
+  it("keeps one entry per holder, the one that knows its end", () => {
+    const open = holder("a", 0, null);
+    const ended = holder("a", 0, 50);
+    expect(mergeHolders([open], [ended])).toEqual([ended]);
+    expect(mergeHolders([ended], [open])).toEqual([ended]);
+    expect(mergeHolders([open], [holder("b", 5, null)])).toHaveLength(2);
+  });
+});
+
+describe("HolderIndex", () => {
+  it("tells new, changed and unchanged holders apart", () => {
+    const index = new HolderIndex();
+    expect(index.add("192.168.1.1", holder("a", 0, null))).toBe("new");
+    expect(index.add("192.168.1.1", holder("a", 0, null))).toBeUndefined();
+    expect(index.add("192.168.1.1", holder("a", 0, 90))).toEqual(holder("a", 0, null));
+    expect(index.holders("192.168.1.1")).toEqual([holder("a", 0, 90)]);
+  });
+
+  it("normalises IPv6 keys", () => {
+    const index = new HolderIndex();
+    index.add("FD00::1", holder("a", 0, null));
+    expect(index.pick("fd00::1", 5)?.name).toBe("a");
+    expect(index.has("fd00::1")).toBe(true);
+  });
+
+  it("ends open holders that were not seen again, and only those", () => {
+    const index = new HolderIndex();
+    index.add("192.168.1.1", holder("gone", 0, null));
+    index.add("192.168.1.1", holder("kept", 10, null));
+    index.add("192.168.1.1", holder("ended", 0, 5));
+    const closed = index.close("192.168.1.1", new Set(["kept"]), 100);
+    expect(closed).toEqual([{ ip: "192.168.1.1", holder: holder("gone", 0, 100) }]);
+    expect(index.pick("192.168.1.1", 50)?.name).toBe("kept");
+  });
+
+  it("forgets holders that ended before the cut", () => {
+    const index = new HolderIndex();
+    index.add("192.168.1.1", holder("old", 0, 10));
+    index.add("192.168.1.2", holder("alive", 0, null));
+    expect(index.prune(11)).toBe(1);
+    expect(index.ips()).toEqual(["192.168.1.2"]);
+  });
+});
