@@ -1,0 +1,35 @@
+// The CDK app (cdk.json "app": `node bin/app.ts`). Reads this app's context once, validates it, and hands
+// the typed configuration to the stack; nothing below reads context again.
+import { Annotations, App, Validations } from "aws-cdk-lib";
+import { AwsSolutionsChecks } from "cdk-nag";
+import { CalicoFlowsStack } from "../lib/calico-flows-stack.ts";
+import { appContext, type CalicoFlowsConfig, CONTEXT_KEYS, ConfigError, parseConfig } from "../lib/config.ts";
+
+const app = new App();
+
+let config: CalicoFlowsConfig;
+try {
+  config = parseConfig(appContext((key) => app.node.tryGetContext(key)));
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  // A plain message, not a stack trace: the fix is in cdk.json or on the command line.
+  process.stderr.write(`${error.message}\n`);
+  process.exit(1);
+}
+
+const stack = new CalicoFlowsStack(app, "CalicoFlows", { stackName: config.stackName, config });
+
+// Feature flags and the toolkit's own keys carry ":" or "@"; any other key this app does not read is
+// most likely a typo (`-c clustername=...`) that would otherwise be ignored silently.
+const known = new Set([...CONTEXT_KEYS, "acknowledged-issue-numbers"]);
+for (const key of Object.keys(app.node.getAllContext())) {
+  if (!/[:@/]/.test(key) && !known.has(key)) {
+    Annotations.of(stack).addWarningV2(
+      "calico-flows:unknown-context",
+      `context key "${key}" is not used by this app`,
+    );
+  }
+}
+
+// The same checks as the tests: a synth with an unacknowledged finding fails.
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

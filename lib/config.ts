@@ -1,0 +1,317 @@
+// The CDK app's configuration: read from CDK context once (bin/app.ts), validated here, then passed down as
+// typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
+// field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
+import { z } from "zod";
+import {
+  CALICO_API_GROUPS,
+  type CalicoApiGroup,
+  DEFAULT_PANIC_SETTINGS,
+  POLICY_TYPES,
+  type PolicyType,
+} from "../functions/core/panic-policy.ts";
+import { MAX_TTL_MINUTES } from "../functions/panic/service.ts";
+
+/** Values CloudWatch Logs accepts as a log group retention, in days. */
+export const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+] as const;
+
+export interface PanicPolicyConfig {
+  /** Name of the GlobalNetworkPolicy the panic button applies. */
+  readonly name: string;
+  /** Calico selector of the namespaces it opens up. */
+  readonly namespaceSelector: string;
+  /** Policy order: lower wins, so it must undercut the policies that deny. */
+  readonly order: number;
+  /** Calico tier the policy is created in. */
+  readonly tier: string;
+  /** Directions the policy allows. */
+  readonly types: readonly PolicyType[];
+}
+
+export interface CalicoFlowsConfig {
+  /** Stack name, so several clusters can be served from one account. */
+  readonly stackName: string;
+  /** The existing EKS cluster the system watches. */
+  readonly clusterName: string;
+  /** CloudWatch Logs groups the nodes' kernel logs are shipped to; each gets one subscription filter. */
+  readonly logGroupNames: readonly string[];
+  /** Felix log prefix; the subscription filter matches it as a term. */
+  readonly logPrefix: string;
+  /** Felix `logPrefix` format (`%t %k %n %p`) when the prefix carries the policy; unset: plain prefix. */
+  readonly logPrefixFormat: string | undefined;
+  /** Private ranges of the cluster: a denial with both ends inside is an internal one and raises an alert. */
+  readonly internalCidrs: readonly string[];
+  /** Addresses subscribed to the alerts topic (internal denials, panic announcements). */
+  readonly alertEmails: readonly string[];
+  /** Addresses subscribed to the operations topic (alarms on the system itself). */
+  readonly operationsEmails: readonly string[];
+  /** IAM principals (ARN patterns) allowed to press, inspect and revert the panic button. */
+  readonly panicPrincipalArns: readonly string[];
+  readonly panicPolicy: PanicPolicyConfig;
+  /** Minutes after which an applied panic policy reverts itself; 0 keeps it until reverted by hand. */
+  readonly panicTtlMinutes: number;
+  /** API group/version serving GlobalNetworkPolicy: the Calico API server, or the CRDs directly. */
+  readonly calicoApiGroup: CalicoApiGroup;
+  /** Days flow and alert items are kept (DynamoDB TTL). */
+  readonly retentionDays: number;
+  /** Days the functions' and the API's logs are kept. */
+  readonly logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
+  /** Width of a flow's time bucket. */
+  readonly aggregationSeconds: number;
+  /** One alert per key per window of this length. */
+  readonly alertWindowMinutes: number;
+  /** Whether this stack creates the EKS access entries of its functions. */
+  readonly manageClusterAccess: boolean;
+  /** "eks": attribute IPs through the cluster's API; "none": store flows with IPs only. */
+  readonly attribution: "eks" | "none";
+  /** Namespace labels copied onto attributed endpoints. */
+  readonly namespaceLabelKeys: readonly string[];
+  /** Alert on an external source denied on at least this many ports or destinations; unset: no scan alerts. */
+  readonly scanThreshold: number | undefined;
+  /** Most alerts raised per delivery; unset: the function's default. */
+  readonly alertCap: number | undefined;
+}
+
+/** The panic function's own defaults, so an unset override means the same thing here and there. */
+export const PANIC_POLICY_DEFAULTS: PanicPolicyConfig = {
+  name: DEFAULT_PANIC_SETTINGS.name,
+  namespaceSelector: DEFAULT_PANIC_SETTINGS.namespaceSelector,
+  order: DEFAULT_PANIC_SETTINGS.order,
+  tier: DEFAULT_PANIC_SETTINGS.tier,
+  types: DEFAULT_PANIC_SETTINGS.types,
+};
+
+/** Bare group names, as people usually write them, mean the version each group serves. */
+const API_GROUP_ALIASES: Record<string, CalicoApiGroup> = {
+  "projectcalico.org": "projectcalico.org/v3",
+  "crd.projectcalico.org": "crd.projectcalico.org/v1",
+};
+
+/** `-c key=a,b` and `-c key='["a","b"]'` both give a list; cdk.json gives one already. */
+function list(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  const text = value.trim();
+  if (text.startsWith("[")) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return value;
+    }
+  }
+  return text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function integer(value: unknown): unknown {
+  return typeof value === "string" && /^\s*-?\d+\s*$/.test(value) ? Number(value) : value;
+}
+
+function boolean(value: unknown): unknown {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  return value;
+}
+
+function object(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+const int = (min: number, max: number) =>
+  z.preprocess(
+    integer,
+    z.number({ error: "expected an integer" }).int("expected an integer").min(min).max(max),
+  );
+
+// EKS and CloudWatch Logs naming rules, so a typo fails at synth rather than half-way through a deploy.
+const clusterName = z
+  .string({ error: "expected the EKS cluster name" })
+  .regex(/^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/, "not a valid EKS cluster name");
+const logGroupName = z.string().regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, "not a valid CloudWatch Logs group name");
+// Matched against aws:PrincipalArn with ArnLike: `*` may stand for a generated role-name suffix (SSO
+// permission sets), never for the account.
+const principalArn = z
+  .string()
+  .regex(
+    /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/*-]+$/,
+    "expected an IAM role or user ARN (aws:PrincipalArn of a session is its role), e.g. arn:aws:iam::123456789012:role/oncall",
+  );
+// The prefix goes into a quoted filter pattern term and into Felix's rules: no quotes, no spaces.
+const logPrefix = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,27}$/, "expected 1-27 characters: letters, digits, _ . : -");
+
+const unique = (items: readonly string[]) => new Set(items).size === items.length;
+
+const Context = z
+  .object({
+    stackName: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9-]{0,127}$/, "not a valid CloudFormation stack name")
+      .default("CalicoFlows"),
+    clusterName,
+    logGroupNames: z.preprocess(
+      list,
+      z
+        .array(logGroupName, { error: "expected a list of log group names" })
+        .min(1, "at least one node log group is needed")
+        .refine(unique, "log group names must not repeat"),
+    ),
+    logPrefix: logPrefix.default("calico-packet"),
+    logPrefixFormat: z.string().min(1).optional(),
+    internalCidrs: z
+      .preprocess(
+        list,
+        z
+          .array(z.union([z.cidrv4(), z.cidrv6()], { error: "expected an IPv4 or IPv6 CIDR" }))
+          .min(1, "at least one internal CIDR is needed"),
+      )
+      .default(["192.168.0.0/16"]),
+    alertEmails: z.preprocess(list, z.array(z.email("expected an email address"))).default([]),
+    operationsEmails: z.preprocess(list, z.array(z.email("expected an email address"))).optional(),
+    panicPrincipalArns: z.preprocess(
+      list,
+      z
+        .array(principalArn, { error: "expected a list of IAM principal ARNs" })
+        .min(1, "at least one principal must be allowed to use the panic button"),
+    ),
+    panicPolicy: z
+      .preprocess(
+        object,
+        z
+          .object({
+            name: z
+              .string()
+              .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, "not a valid Kubernetes object name")
+              .optional(),
+            namespaceSelector: z.string().min(1).optional(),
+            order: z.preprocess(integer, z.number().min(0)).optional(),
+            tier: z
+              .string()
+              .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "not a valid Calico tier name")
+              .optional(),
+            types: z
+              .preprocess(
+                list,
+                z.array(z.enum(POLICY_TYPES, { error: "expected Ingress and/or Egress" })).min(1),
+              )
+              .optional(),
+          })
+          .strict(),
+      )
+      .default({}),
+    panicTtlMinutes: int(0, MAX_TTL_MINUTES).default(60),
+    calicoApiGroup: z
+      .preprocess(
+        (v) => (typeof v === "string" ? (API_GROUP_ALIASES[v] ?? v) : v),
+        z.enum(CALICO_API_GROUPS, { error: `expected ${CALICO_API_GROUPS.join(" or ")}` }),
+      )
+      .default(DEFAULT_PANIC_SETTINGS.apiGroup),
+    retentionDays: int(1, 3650).default(30),
+    logRetentionDays: z
+      .preprocess(
+        integer,
+        z
+          .number()
+          .refine(
+            (n): n is (typeof LOG_RETENTION_DAYS)[number] =>
+              (LOG_RETENTION_DAYS as readonly number[]).includes(n),
+            {
+              error: `expected one of ${LOG_RETENTION_DAYS.join(", ")}`,
+            },
+          ),
+      )
+      .default(30),
+    aggregationSeconds: int(1, 3600).default(60),
+    alertWindowMinutes: int(1, 1440).default(15),
+    manageClusterAccess: z.preprocess(boolean, z.boolean({ error: "expected true or false" })).default(true),
+    attribution: z.enum(["eks", "none"]).default("eks"),
+    namespaceLabelKeys: z.preprocess(list, z.array(z.string().min(1))).default([]),
+    scanThreshold: int(2, 65_535).optional(),
+    alertCap: int(1, 10_000).optional(),
+  })
+  .strict()
+  // The subscription filter selects lines by logPrefix; with a format, lines start with its literal text.
+  .refine((c) => c.logPrefixFormat === undefined || c.logPrefixFormat.startsWith(c.logPrefix), {
+    path: ["logPrefixFormat"],
+    error: 'must start with logPrefix, which the subscription filter matches (e.g. "calico-packet %t %n")',
+  });
+
+/** The context keys this app reads, for the unknown-key message. */
+export const CONTEXT_KEYS = Object.keys(Context.def.shape ?? {});
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function describe(value: unknown): string {
+  return value === undefined ? "(not set)" : JSON.stringify(value);
+}
+
+/**
+ * Validates the app's context values. `context` holds only this app's keys (feature flags are the CDK's own).
+ * Throws a ConfigError naming every bad key with the value it received.
+ */
+export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig {
+  const parsed = Context.safeParse(context, { reportInput: true });
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      if (issue.code === "unrecognized_keys") {
+        const where = issue.path.length === 0 ? "the context" : issue.path.map(String).join(".");
+        return `unknown key(s) ${issue.keys.join(", ")} in ${where}`;
+      }
+      const key = issue.path.map(String).join(".") || "(context)";
+      // A whole key is shown as given (e.g. the -c string), an element or field as found inside it.
+      const received = issue.path.length === 1 ? context[String(issue.path[0])] : issue.input;
+      return `${key}=${describe(received)}: ${issue.message}`;
+    });
+    throw new ConfigError(
+      `invalid CDK context (cdk.json "context" or -c key=value):\n  ${problems.join("\n  ")}`,
+    );
+  }
+  const c = parsed.data;
+  return {
+    stackName: c.stackName,
+    clusterName: c.clusterName,
+    logGroupNames: c.logGroupNames,
+    logPrefix: c.logPrefix,
+    logPrefixFormat: c.logPrefixFormat,
+    internalCidrs: c.internalCidrs,
+    alertEmails: c.alertEmails,
+    operationsEmails: c.operationsEmails ?? c.alertEmails,
+    panicPrincipalArns: c.panicPrincipalArns,
+    panicPolicy: { ...PANIC_POLICY_DEFAULTS, ...stripUndefined(c.panicPolicy) },
+    panicTtlMinutes: c.panicTtlMinutes,
+    calicoApiGroup: c.calicoApiGroup,
+    retentionDays: c.retentionDays,
+    logRetentionDays: c.logRetentionDays as (typeof LOG_RETENTION_DAYS)[number],
+    aggregationSeconds: c.aggregationSeconds,
+    alertWindowMinutes: c.alertWindowMinutes,
+    manageClusterAccess: c.manageClusterAccess,
+    attribution: c.attribution,
+    namespaceLabelKeys: c.namespaceLabelKeys,
+    scanThreshold: c.scanThreshold,
+    alertCap: c.alertCap,
+  };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Picks this app's keys out of the whole CDK context (which also carries feature flags). */
+export function appContext(read: (key: string) => unknown): Record<string, unknown> {
+  const context: Record<string, unknown> = {};
+  for (const key of CONTEXT_KEYS) {
+    const value = read(key);
+    if (value !== undefined) context[key] = value;
+  }
+  return context;
+}

@@ -1,0 +1,176 @@
+// Ingest: one subscription filter per node log group feeds the ingest function, which CloudWatch Logs
+// invokes asynchronously. Lambda retries a failed payload twice, then hands it, content included, to an
+// encrypted SQS queue from which `calico-flows redrive` replays it.
+import { createHash } from "node:crypto";
+import { Duration, Stack, Validations } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as kms from "aws-cdk-lib/aws-kms";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as logs from "aws-cdk-lib/aws-logs";
+import { LambdaDestination } from "aws-cdk-lib/aws-logs-destinations";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import { Construct } from "constructs";
+import type { Alerts } from "./alerts.ts";
+import { BaseFunction } from "./base-function.ts";
+import type { FlowStore } from "./flow-store.ts";
+
+export const INGEST_SERVICE_NAME = "calico-flows-ingest";
+
+/** Lambda's own limits on asynchronous retries and event age, used in full: a payload is never dropped early. */
+export const ASYNC_RETRY_ATTEMPTS = 2;
+export const ASYNC_MAX_EVENT_AGE = Duration.hours(6);
+/** Per Kubernetes request: a slow API server makes flows unresolved, it must not stall storage. */
+export const INGEST_KUBE_TIMEOUT_SECONDS = 5;
+
+export interface IngestProps {
+  readonly clusterName: string;
+  readonly logGroupNames: readonly string[];
+  readonly logPrefix: string;
+  /** @default - the prefix carries no policy fields */
+  readonly logPrefixFormat?: string;
+  readonly internalCidrs: readonly string[];
+  readonly retentionDays: number;
+  readonly aggregationSeconds: number;
+  readonly alertWindowMinutes: number;
+  readonly attribution: "eks" | "none";
+  readonly namespaceLabelKeys: readonly string[];
+  /** @default - the function's default */
+  readonly scanThreshold?: number;
+  /** @default - the function's default */
+  readonly alertCap?: number;
+  readonly logRetention: logs.RetentionDays;
+  readonly flowStore: FlowStore;
+  readonly alerts: Alerts;
+}
+
+/**
+ * Sends failed invocation records to a queue with exactly sqs:SendMessage and the KMS calls SQS makes for it;
+ * the stock SqsDestination grants the queue's whole send-and-inspect set and wildcard KMS actions.
+ */
+class QueueDestination implements lambda.IDestination {
+  readonly queue: sqs.Queue;
+  readonly key: kms.IKey;
+
+  constructor(queue: sqs.Queue, key: kms.IKey) {
+    this.queue = queue;
+    this.key = key;
+  }
+
+  bind(_scope: Construct, fn: lambda.IFunction): lambda.DestinationConfig {
+    fn.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ["sqs:SendMessage"], resources: [this.queue.queueArn] }),
+    );
+    fn.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ["kms:GenerateDataKey", "kms:Decrypt"],
+        resources: [this.key.keyArn],
+      }),
+    );
+    return { destination: this.queue.queueArn };
+  }
+}
+
+/** A construct ID suffix for a log group that does not move when the list is reordered or grows. */
+export function logGroupKey(logGroupName: string): string {
+  const readable = logGroupName.replace(/[^A-Za-z0-9]/g, "").slice(-40);
+  const digest = createHash("sha256").update(logGroupName).digest("hex").slice(0, 8);
+  return `${readable}${digest}`;
+}
+
+export class Ingest extends Construct {
+  readonly function: BaseFunction;
+  readonly failedPayloads: sqs.Queue;
+  readonly failedPayloadsKey: kms.Key;
+  readonly subscriptions: logs.SubscriptionFilter[] = [];
+  /** The subscription filters' name, the FilterName dimension of their AWS/Logs metrics. */
+  readonly filterName: string;
+
+  constructor(scope: Construct, id: string, props: IngestProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+
+    this.function = new BaseFunction(this, "Function", {
+      entry: "functions/ingest/handler.ts",
+      serviceName: INGEST_SERVICE_NAME,
+      description: `calico-packet log lines of ${props.clusterName} to flows and alerts`,
+      logRetention: props.logRetention,
+      // Decompression and parsing are CPU-bound: 1 GB buys most of a vCPU, and a shorter bill.
+      memorySize: 1024,
+      // Kubernetes lookups and DynamoDB retries on a large delivery; far below the 6-hour event age.
+      timeout: Duration.minutes(2),
+      environment: {
+        CLUSTER_NAME: props.clusterName,
+        INTERNAL_CIDRS: props.internalCidrs.join(","),
+        AGGREGATION_SECONDS: String(props.aggregationSeconds),
+        ALERT_WINDOW_MINUTES: String(props.alertWindowMinutes),
+        RETENTION_DAYS: String(props.retentionDays),
+        LOG_PREFIX: props.logPrefix,
+        ATTRIBUTION: props.attribution,
+        KUBE_TIMEOUT_SECONDS: String(INGEST_KUBE_TIMEOUT_SECONDS),
+        ...(props.namespaceLabelKeys.length === 0
+          ? {}
+          : { NAMESPACE_LABEL_KEYS: props.namespaceLabelKeys.join(",") }),
+        ...(props.logPrefixFormat === undefined ? {} : { LOG_PREFIX_FORMAT: props.logPrefixFormat }),
+        ...(props.scanThreshold === undefined ? {} : { SCAN_THRESHOLD: String(props.scanThreshold) }),
+        ...(props.alertCap === undefined ? {} : { ALERT_CAP: String(props.alertCap) }),
+      },
+    });
+    props.flowStore.bindIngest(this.function);
+    props.alerts.bindPublisher(this.function);
+    if (props.attribution === "eks") {
+      // The cluster's endpoint and CA; the bearer token is a presigned sts:GetCallerIdentity, no IAM needed.
+      this.function.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ["eks:DescribeCluster"],
+          resources: [
+            stack.formatArn({ service: "eks", resource: "cluster", resourceName: props.clusterName }),
+          ],
+        }),
+      );
+    }
+
+    this.failedPayloadsKey = new kms.Key(this, "FailedPayloadsKey", {
+      description: "Encrypts the calico-flows ingest function's failed payloads",
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(7),
+    });
+    this.failedPayloads = new sqs.Queue(this, "FailedPayloads", {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: this.failedPayloadsKey,
+      enforceSSL: true,
+      // The longest SQS allows: failed payloads wait for an operator and `calico-flows redrive`.
+      retentionPeriod: Duration.days(14),
+      // A failure record carries the whole subscription payload.
+      maxMessageSizeBytes: 1_048_576,
+    });
+    Validations.of(this.failedPayloads).acknowledge({
+      id: "AwsSolutions-SQS3",
+      reason:
+        "This queue is itself the dead-letter store: the ingest function's on-failure destination, drained by " +
+        "`calico-flows redrive`. A further DLQ behind it would only move the same records again.",
+    });
+
+    this.function.function.configureAsyncInvoke({
+      retryAttempts: ASYNC_RETRY_ATTEMPTS,
+      maxEventAge: ASYNC_MAX_EVENT_AGE,
+      onFailure: new QueueDestination(this.failedPayloads, this.failedPayloadsKey),
+    });
+
+    this.filterName = `calico-flows-${props.clusterName}`;
+    const destination = new LambdaDestination(this.function.function);
+    // The prefix as one quoted term: `calico-packet` unquoted would be read as two terms and a minus.
+    const filterPattern = logs.FilterPattern.literal(`"${props.logPrefix}"`);
+    for (const logGroupName of props.logGroupNames) {
+      const id = `Subscription${logGroupKey(logGroupName)}`;
+      const logGroup = logs.LogGroup.fromLogGroupName(this, `${id}Group`, logGroupName);
+      this.subscriptions.push(
+        new logs.SubscriptionFilter(this, id, {
+          logGroup,
+          destination,
+          filterPattern,
+          filterName: this.filterName,
+        }),
+      );
+    }
+  }
+}

@@ -1,0 +1,266 @@
+// What the on-call engineer sees and is paged for: one dashboard from log lines to API answers, and
+// alarms on the system's own health routed to an operations topic (separate from the alerts topic, whose
+// subscribers care about the cluster's traffic, not about this system).
+import { Duration, Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import { Construct } from "constructs";
+import { EncryptedTopic } from "./alerts.ts";
+import type { Api } from "./api.ts";
+import { type BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
+import { type Ingest, logGroupKey } from "./ingest.ts";
+
+const PERIOD = Duration.minutes(5);
+
+export interface MonitoringProps {
+  readonly ingest: Ingest;
+  readonly panicFunction: BaseFunction;
+  readonly queryFunction: BaseFunction;
+  readonly api: Api;
+  readonly table: dynamodb.Table;
+  readonly logGroupNames: readonly string[];
+  readonly operationsEmails: readonly string[];
+  /** Whether the ingest function resolves IPs; if not, unresolved endpoints are expected, not an alarm. */
+  readonly attribution: "eks" | "none";
+}
+
+export class Monitoring extends Construct {
+  readonly operations: EncryptedTopic;
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly #action: actions.SnsAction;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const stackName = Stack.of(this).stackName;
+    this.operations = new EncryptedTopic(this, "Operations", {
+      displayName: "calico-flows operations",
+      emails: props.operationsEmails,
+      servicePublishers: ["cloudwatch.amazonaws.com"],
+    });
+    this.#action = new actions.SnsAction(this.operations.topic);
+
+    const ingestFn = props.ingest.function;
+    const ingest = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName,
+        dimensionsMap: { service: ingestFn.serviceName },
+        statistic: cloudwatch.Stats.SUM,
+        period: PERIOD,
+      });
+    const queue = props.ingest.failedPayloads;
+    const failedPayloads = queue.metricApproximateNumberOfMessagesVisible({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const subscriptionMetric = (metricName: string, logGroupName: string) =>
+      new cloudwatch.Metric({
+        namespace: "AWS/Logs",
+        metricName,
+        dimensionsMap: {
+          LogGroupName: logGroupName,
+          DestinationType: "Lambda",
+          FilterName: props.ingest.filterName,
+        },
+        statistic: cloudwatch.Stats.SUM,
+        period: PERIOD,
+      });
+    const functions = [ingestFn, props.panicFunction, props.queryFunction];
+    const restApi = props.api.restApi;
+    const sum = { statistic: cloudwatch.Stats.SUM, period: PERIOD };
+
+    // ── Alarms ──────────────────────────────────────────────────────────────────────────────────────
+    this.alarm("FailedPayloads", {
+      metric: failedPayloads,
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Ingest payloads failed three times and wait in the failed-payloads queue. Find the cause in the " +
+        "ingest logs, then replay them with `calico-flows redrive`.",
+    });
+    this.alarm("IngestErrors", {
+      metric: ingestFn.function.metricErrors(sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      description:
+        "The ingest function keeps failing; payloads are being retried and may reach the failed-payloads queue.",
+    });
+    this.alarm("IngestThrottles", {
+      metric: ingestFn.function.metricThrottles(sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      description:
+        "Ingest invocations are throttled for 15 minutes: Lambda queues them for up to 6 hours, so flows are " +
+        "late. Raise the account's concurrency limit or look for a log storm.",
+    });
+    this.alarm("IngestBacklog", {
+      metric: ingestFn.function.metric("AsyncEventAge", {
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: PERIOD,
+      }),
+      threshold: Duration.minutes(15).toMilliseconds(),
+      evaluationPeriods: 2,
+      description:
+        "Log deliveries wait more than 15 minutes before the ingest function runs them: flows and alerts are late.",
+    });
+    if (props.attribution === "eks") {
+      this.alarm("AttributionDown", {
+        metric: ingest("UnresolvedEndpoints"),
+        threshold: 1,
+        evaluationPeriods: 3,
+        description:
+          "For 15 minutes the Kubernetes API could not attribute IPs (forbidden, unreachable or slow): flows are " +
+          "stored with IPs only. Check the EKS access entry, deploy/rbac.yaml and the cluster endpoint.",
+      });
+    }
+    for (const logGroupName of props.logGroupNames) {
+      this.alarm(`DeliveryErrors${logGroupKey(logGroupName)}`, {
+        metric: subscriptionMetric("DeliveryErrors", logGroupName),
+        threshold: 1,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        description: `CloudWatch Logs cannot deliver ${logGroupName} to the ingest function.`,
+      });
+    }
+    this.alarm("PanicErrors", {
+      metric: props.panicFunction.function.metricErrors(sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "The panic function failed: a panic apply, revert or scheduled expiry may not have happened. Check " +
+        "`calico-flows panic status` and the function's logs.",
+    });
+    this.alarm("QueryErrors", {
+      metric: props.queryFunction.function.metricErrors(sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      description: "The query function keeps failing.",
+    });
+    this.alarm("Api5xx", {
+      metric: restApi.metricServerError(sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      description: "The API answers 5xx.",
+    });
+    this.alarm("TableWriteThrottles", {
+      metric: props.table.metric("WriteThrottleEvents", sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      description:
+        "Flow store writes are throttled for 15 minutes (a hot partition, or traffic above twice the previous " +
+        "peak): ingest retries and slows down.",
+    });
+
+    // ── Dashboard ───────────────────────────────────────────────────────────────────────────────────
+    const graph = (
+      title: string,
+      left: cloudwatch.IMetric[],
+      options: Partial<cloudwatch.GraphWidgetProps> = {},
+    ) => new cloudwatch.GraphWidget({ title, left, width: 8, height: 6, ...options });
+    const perFunction = (fn: (f: BaseFunction) => cloudwatch.IMetric) => functions.map(fn);
+    const labelled = (f: BaseFunction, metric: cloudwatch.Metric) => metric.with({ label: f.serviceName });
+
+    this.dashboard = new cloudwatch.Dashboard(this, "Dashboard", {
+      dashboardName: stackName,
+      defaultInterval: Duration.hours(3),
+    });
+    this.dashboard.addWidgets(
+      new cloudwatch.TextWidget({
+        markdown:
+          `# calico-flows — ${stackName}\n` +
+          "Log lines ▶ flows ▶ alerts; failures land in the failed-payloads queue (`calico-flows redrive`).",
+        width: 24,
+        height: 2,
+      }),
+    );
+    this.dashboard.addWidgets(
+      graph("Lines", [ingest("LinesSeen"), ingest("CalicoLines")]),
+      graph("Flows", [ingest("FlowsWritten"), ingest("DuplicateFlows")], {
+        right: [ingest("DynamoWriteRequests")],
+      }),
+      graph("Alerts", [ingest("AlertsRaised")]),
+    );
+    this.dashboard.addWidgets(
+      graph("Attribution", [ingest("AttributionMisses"), ingest("UnresolvedEndpoints")]),
+      graph("Bad input", [ingest("MalformedLines"), ingest("CorruptPayloads")]),
+      graph("Failed payloads", [failedPayloads], {
+        right: [
+          queue.metricApproximateAgeOfOldestMessage({ statistic: cloudwatch.Stats.MAXIMUM, period: PERIOD }),
+        ],
+      }),
+    );
+    this.dashboard.addWidgets(
+      graph(
+        "Errors",
+        perFunction((f) => labelled(f, f.function.metricErrors(sum))),
+      ),
+      graph(
+        "Duration p99",
+        perFunction((f) => labelled(f, f.function.metricDuration({ statistic: "p99", period: PERIOD }))),
+      ),
+      graph(
+        "Throttles",
+        perFunction((f) => labelled(f, f.function.metricThrottles(sum))),
+        {
+          right: [
+            ingestFn.function.metric("AsyncEventAge", {
+              statistic: cloudwatch.Stats.MAXIMUM,
+              period: PERIOD,
+            }),
+          ],
+        },
+      ),
+    );
+    this.dashboard.addWidgets(
+      graph("API requests", [restApi.metricCount(sum)], {
+        right: [restApi.metricClientError(sum), restApi.metricServerError(sum)],
+      }),
+      graph("API latency p99", [restApi.metricLatency({ statistic: "p99", period: PERIOD })]),
+      graph("Flow store", [props.table.metricConsumedWriteCapacityUnits(sum)], {
+        right: [
+          props.table.metric("WriteThrottleEvents", sum),
+          props.table.metric("ReadThrottleEvents", sum),
+        ],
+      }),
+    );
+    this.dashboard.addWidgets(
+      graph(
+        "Subscription deliveries",
+        props.logGroupNames.map((name) =>
+          subscriptionMetric("ForwardedLogEvents", name).with({ label: `forwarded ${name}` }),
+        ),
+        {
+          right: props.logGroupNames.map((name) =>
+            subscriptionMetric("DeliveryErrors", name).with({ label: `delivery errors ${name}` }),
+          ),
+          width: 16,
+        },
+      ),
+      new cloudwatch.AlarmStatusWidget({ title: "Alarms", alarms: this.alarms, width: 8, height: 6 }),
+    );
+  }
+
+  private alarm(
+    id: string,
+    props: Omit<cloudwatch.AlarmProps, "comparisonOperator" | "treatMissingData" | "alarmDescription"> & {
+      description: string;
+    },
+  ): void {
+    const { description, ...rest } = props;
+    const alarm = new cloudwatch.Alarm(this, id, {
+      ...rest,
+      alarmDescription: description,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // No data is no traffic: a quiet cluster is healthy.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(this.#action);
+    alarm.addOkAction(this.#action);
+    this.alarms.push(alarm);
+  }
+}

@@ -1,0 +1,853 @@
+// Fine-grained assertions on the synthesized stack (bundling skipped: the code is bundled for real in
+// synth.test.ts), the cdk-nag AwsSolutions pack, and one snapshot of the whole template.
+import { readFileSync } from "node:fs";
+import { App, type CfnResource, Validations } from "aws-cdk-lib";
+import { Annotations, Match, Template } from "aws-cdk-lib/assertions";
+import { AwsSolutionsChecks } from "cdk-nag";
+import type { IConstruct } from "constructs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { FLOW_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../functions/adapters/dynamo/schema.ts";
+import { loadIngestConfig } from "../../functions/ingest/config.ts";
+import { loadPanicConfig } from "../../functions/panic/config.ts";
+import { loadQueryConfig } from "../../functions/query/config.ts";
+import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
+import { PANIC_KUBERNETES_GROUP } from "../../lib/cluster-access.ts";
+import { appContext, parseConfig } from "../../lib/config.ts";
+
+const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
+  context: Record<string, unknown>;
+};
+
+const LOG_GROUPS = ["/aws/containerinsights/demo-cluster/host", "/eks/demo-cluster/nodes/kernel"];
+const OPERATOR = "arn:aws:iam::123456789012:role/platform-oncall";
+
+/** The app as `cdk synth` builds it (cdk.json's flags and example), with overrides, bundling skipped. */
+function synth(overrides: Record<string, unknown> = {}) {
+  const app = new App({
+    context: { ...cdkJson.context, logGroupNames: LOG_GROUPS, ...overrides, "aws:cdk:bundling-stacks": [] },
+  });
+  const config = parseConfig(appContext((key) => app.node.tryGetContext(key)));
+  const stack = new CalicoFlowsStack(app, "CalicoFlows", { config });
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+type Json = Record<string, unknown>;
+type Statement = {
+  Effect: string;
+  Action: string | string[];
+  Resource?: unknown;
+  Condition?: Json;
+  Principal?: unknown;
+  Sid?: string;
+};
+
+const list = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+function logicalId(stack: CalicoFlowsStack, construct: IConstruct): string {
+  return stack.getLogicalId(construct.node.defaultChild as CfnResource);
+}
+
+/** Every statement of every policy attached to a role. */
+function statementsOf(template: Template, roleId: string): Statement[] {
+  const policies = Object.values(template.findResources("AWS::IAM::Policy")) as { Properties: Json }[];
+  return policies
+    .filter((p) =>
+      (p.Properties.Roles as unknown[]).some((r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId })),
+    )
+    .flatMap((p) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+
+function actionsOf(statements: Statement[]): string[] {
+  return [...new Set(statements.flatMap((s) => list(s.Action)))].sort();
+}
+
+function statementFor(statements: Statement[], action: string): Statement {
+  const found = statements.filter((s) => list(s.Action).includes(action));
+  expect(found, `one statement grants ${action}`).toHaveLength(1);
+  return found[0] as Statement;
+}
+
+const getAtt = (id: string, attribute = "Arn") => ({ "Fn::GetAtt": [id, attribute] });
+
+describe("CalicoFlowsStack", () => {
+  let stack: CalicoFlowsStack;
+  let template: Template;
+  let app: App;
+  let ids: {
+    table: string;
+    ingest: string;
+    panic: string;
+    query: string;
+    ingestRole: string;
+    panicRole: string;
+    queryRole: string;
+    schedulerRole: string;
+    queue: string;
+    queueKey: string;
+    alertsTopic: string;
+    alertsKey: string;
+    opsTopic: string;
+    scheduleGroup: string;
+  };
+
+  beforeAll(() => {
+    ({ app, stack, template } = synth());
+    ids = {
+      table: logicalId(stack, stack.flowStore.table),
+      ingest: logicalId(stack, stack.ingest.function.function),
+      panic: logicalId(stack, stack.panic.function.function),
+      query: logicalId(stack, stack.queries.function.function),
+      ingestRole: logicalId(stack, stack.ingest.function.role),
+      panicRole: logicalId(stack, stack.panic.function.role),
+      queryRole: logicalId(stack, stack.queries.function.role),
+      schedulerRole: logicalId(stack, stack.panic.schedulerRole),
+      queue: logicalId(stack, stack.ingest.failedPayloads),
+      queueKey: logicalId(stack, stack.ingest.failedPayloadsKey),
+      alertsTopic: logicalId(stack, stack.alerts.topic.topic),
+      alertsKey: logicalId(stack, stack.alerts.topic.key),
+      opsTopic: logicalId(stack, stack.monitoring.operations.topic),
+      scheduleGroup: logicalId(stack, stack.panic.scheduleGroup),
+    };
+  });
+
+  describe("functions", () => {
+    it("run on nodejs24.x, ARM64, ESM bundles, with tracing and their own log group", () => {
+      const functions = template.findResources("AWS::Lambda::Function");
+      expect(Object.keys(functions).sort()).toEqual([ids.ingest, ids.panic, ids.query].sort());
+      for (const [id, fn] of Object.entries(functions) as [string, { Properties: Json }][]) {
+        expect(fn.Properties, id).toMatchObject({
+          Runtime: "nodejs24.x",
+          Architectures: ["arm64"],
+          Handler: "index.handler",
+          TracingConfig: { Mode: "Active" },
+          LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
+        });
+      }
+      template.resourcePropertiesCountIs("AWS::Logs::LogGroup", { RetentionInDays: 30 }, 4);
+    });
+
+    it.each([
+      ["ingest", "calico-flows-ingest"],
+      ["panic", "calico-flows-panic"],
+      ["query", "calico-flows-query"],
+    ] as const)("%s sets the Powertools service and namespace", (name, service) => {
+      template.hasResourceProperties("AWS::Lambda::Function", {
+        FunctionName: Match.absent(),
+        Environment: {
+          Variables: Match.objectLike({
+            POWERTOOLS_SERVICE_NAME: service,
+            POWERTOOLS_METRICS_NAMESPACE: "CalicoFlows",
+            NODE_OPTIONS: "--enable-source-maps",
+          }),
+        },
+        Description: Match.stringLikeRegexp(
+          name === "query" ? "queries" : name === "panic" ? "panic" : "flows and alerts",
+        ),
+      });
+    });
+
+    /** A function's environment with deploy-time references replaced by values of their shape. */
+    function environmentOf(id: string): Record<string, string> {
+      const fn = template.toJSON().Resources[id] as { Properties: { Environment: { Variables: Json } } };
+      const env: Record<string, string> = {};
+      for (const [key, value] of Object.entries(fn.Properties.Environment.Variables)) {
+        env[key] =
+          typeof value === "string"
+            ? value
+            : key.endsWith("_ARN")
+              ? "arn:aws:sns:eu-west-1:123456789012:resolved"
+              : "resolved-name";
+      }
+      return env;
+    }
+
+    const powertools = [
+      "NODE_OPTIONS",
+      "POWERTOOLS_LOG_LEVEL",
+      "POWERTOOLS_METRICS_NAMESPACE",
+      "POWERTOOLS_SERVICE_NAME",
+      "POWERTOOLS_TRACER_CAPTURE_RESPONSE",
+    ];
+
+    it("gives the ingest function exactly the variables its config reads, and values it accepts", () => {
+      const env = environmentOf(ids.ingest);
+      expect(Object.keys(env).sort()).toEqual(
+        [
+          ...powertools,
+          "AGGREGATION_SECONDS",
+          "ALERTS_TOPIC_ARN",
+          "ALERT_WINDOW_MINUTES",
+          "ATTRIBUTION",
+          "CLUSTER_NAME",
+          "INTERNAL_CIDRS",
+          "KUBE_TIMEOUT_SECONDS",
+          "LOG_PREFIX",
+          "RETENTION_DAYS",
+          "TABLE_NAME",
+        ].sort(),
+      );
+      const config = loadIngestConfig(env);
+      expect(config).toMatchObject({
+        CLUSTER_NAME: "demo-cluster",
+        INTERNAL_CIDRS: ["192.168.0.0/16"],
+        AGGREGATION_SECONDS: 60,
+        ALERT_WINDOW_MINUTES: 15,
+        RETENTION_DAYS: 30,
+        LOG_PREFIX: "calico-packet",
+        ATTRIBUTION: "eks",
+      });
+    });
+
+    it("passes the optional ingest settings only when they are configured", () => {
+      const optional = synth({
+        logPrefixFormat: "calico-packet %t %n",
+        namespaceLabelKeys: "team,tenant",
+        scanThreshold: 20,
+        alertCap: 10,
+      });
+      const fn = Object.values(optional.template.findResources("AWS::Lambda::Function")).find((f) =>
+        (f as { Properties: Json }).Properties.Description?.toString().includes("flows and alerts"),
+      ) as { Properties: { Environment: { Variables: Json } } };
+      expect(fn.Properties.Environment.Variables).toMatchObject({
+        LOG_PREFIX_FORMAT: "calico-packet %t %n",
+        NAMESPACE_LABEL_KEYS: "team,tenant",
+        SCAN_THRESHOLD: "20",
+        ALERT_CAP: "10",
+      });
+    });
+
+    it("gives the panic function exactly the variables its config reads, and values it accepts", () => {
+      const env = environmentOf(ids.panic);
+      expect(Object.keys(env).sort()).toEqual(
+        [
+          ...powertools,
+          "ALERTS_TOPIC_ARN",
+          "CALICO_API_GROUP",
+          "CLUSTER_NAME",
+          "KUBE_TIMEOUT_SECONDS",
+          "PANIC_NAMESPACE_SELECTOR",
+          "PANIC_ORDER",
+          "PANIC_POLICY_NAME",
+          "PANIC_TIER",
+          "PANIC_TTL_MINUTES",
+          "PANIC_TYPES",
+          "SCHEDULER_ROLE_ARN",
+          "SCHEDULE_GROUP_NAME",
+          "TABLE_NAME",
+        ].sort(),
+      );
+      const config = loadPanicConfig(env);
+      expect(config.settings).toEqual({
+        apiGroup: "projectcalico.org/v3",
+        name: "allow-all",
+        namespaceSelector: "baseten.co/organization == 'true'",
+        order: 100,
+        tier: "default",
+        types: ["Ingress", "Egress"],
+      });
+      expect(config.defaultTtlMinutes).toBe(60);
+      // Expiry needs both: the function refuses TTLs when either is missing.
+      expect(config.scheduler).toBeDefined();
+      expect(env.SCHEDULE_GROUP_NAME).toBe(stack.panic.scheduleGroup.scheduleGroupName);
+    });
+
+    it("gives the query function exactly the variables its config reads", () => {
+      const env = environmentOf(ids.query);
+      expect(Object.keys(env).sort()).toEqual([...powertools, "CLUSTER_NAME", "TABLE_NAME"].sort());
+      expect(loadQueryConfig(env)).toEqual({ CLUSTER_NAME: "demo-cluster", TABLE_NAME: "resolved-name" });
+    });
+
+    it("points TABLE_NAME and ALERTS_TOPIC_ARN at this stack's table and alerts topic", () => {
+      for (const id of [ids.ingest, ids.panic, ids.query]) {
+        const vars = (template.toJSON().Resources[id] as { Properties: { Environment: { Variables: Json } } })
+          .Properties.Environment.Variables;
+        expect(vars.TABLE_NAME).toEqual({ Ref: ids.table });
+        if (id !== ids.query) expect(vars.ALERTS_TOPIC_ARN).toEqual({ Ref: ids.alertsTopic });
+      }
+    });
+  });
+
+  describe("ingest", () => {
+    it("subscribes every node log group with the prefix as a quoted term, to the ingest function", () => {
+      template.resourceCountIs("AWS::Logs::SubscriptionFilter", LOG_GROUPS.length);
+      for (const logGroupName of LOG_GROUPS) {
+        template.hasResourceProperties("AWS::Logs::SubscriptionFilter", {
+          LogGroupName: logGroupName,
+          FilterPattern: '"calico-packet"',
+          DestinationArn: getAtt(ids.ingest),
+          FilterName: "calico-flows-demo-cluster",
+        });
+        // CloudWatch Logs may invoke the function for this log group only.
+        template.hasResourceProperties("AWS::Lambda::Permission", {
+          Action: "lambda:InvokeFunction",
+          FunctionName: getAtt(ids.ingest),
+          Principal: "logs.amazonaws.com",
+          SourceArn: {
+            "Fn::Join": ["", Match.arrayWith([Match.stringLikeRegexp(`:log-group:${logGroupName}:\\*$`)])],
+          },
+        });
+      }
+    });
+
+    it("filters on a custom prefix", () => {
+      synth({ logPrefix: "denied-pkt" }).template.allResourcesProperties("AWS::Logs::SubscriptionFilter", {
+        FilterPattern: '"denied-pkt"',
+      });
+    });
+
+    it("retries asynchronous invocations twice and then sends them to the failed-payloads queue", () => {
+      template.resourceCountIs("AWS::Lambda::EventInvokeConfig", 1);
+      template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
+        FunctionName: { Ref: ids.ingest },
+        Qualifier: "$LATEST",
+        MaximumRetryAttempts: 2,
+        MaximumEventAgeInSeconds: 6 * 3600,
+        DestinationConfig: { OnFailure: { Destination: getAtt(ids.queue) } },
+      });
+    });
+
+    it("keeps failed payloads encrypted with a rotated key, over TLS only, for 14 days", () => {
+      template.hasResourceProperties("AWS::SQS::Queue", {
+        KmsMasterKeyId: getAtt(ids.queueKey),
+        MessageRetentionPeriod: 14 * 86400,
+        MaximumMessageSize: 1_048_576,
+      });
+      template.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
+      template.hasResourceProperties("AWS::SQS::QueuePolicy", {
+        Queues: [{ Ref: ids.queue }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: "Deny",
+              Action: "sqs:*",
+              Condition: { Bool: { "aws:SecureTransport": "false" } },
+            }),
+          ]),
+        },
+      });
+    });
+  });
+
+  describe("flow store", () => {
+    it("is on demand, recoverable, encrypted, expiring, retained, and has the store's indexes", () => {
+      template.resourceCountIs("AWS::DynamoDB::Table", 1);
+      template.hasResource("AWS::DynamoDB::Table", {
+        DeletionPolicy: "Retain",
+        UpdateReplacePolicy: "Retain",
+        Properties: {
+          BillingMode: "PAY_PER_REQUEST",
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          SSESpecification: { SSEEnabled: true },
+          TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+          DeletionProtectionEnabled: true,
+          KeySchema: [
+            { AttributeName: TABLE_KEYS.partitionKey, KeyType: "HASH" },
+            { AttributeName: TABLE_KEYS.sortKey, KeyType: "RANGE" },
+          ],
+          GlobalSecondaryIndexes: FLOW_INDEXES.map((index) => ({
+            IndexName: index.indexName,
+            KeySchema: [
+              { AttributeName: index.partitionKey, KeyType: "HASH" },
+              { AttributeName: index.sortKey, KeyType: "RANGE" },
+            ],
+            Projection: {
+              ProjectionType: index.projection.type,
+              ...(index.projection.nonKeyAttributes
+                ? { NonKeyAttributes: [...index.projection.nonKeyAttributes] }
+                : {}),
+            },
+          })),
+        },
+      });
+    });
+  });
+
+  describe("topics", () => {
+    it("encrypts both topics with their own rotated keys and refuses publishing without TLS", () => {
+      template.resourceCountIs("AWS::SNS::Topic", 2);
+      template.allResourcesProperties("AWS::SNS::Topic", { KmsMasterKeyId: Match.anyValue() });
+      template.resourceCountIs("AWS::KMS::Key", 3);
+      template.allResourcesProperties("AWS::KMS::Key", { EnableKeyRotation: true });
+      for (const topic of [ids.alertsTopic, ids.opsTopic]) {
+        template.hasResourceProperties("AWS::SNS::TopicPolicy", {
+          Topics: [{ Ref: topic }],
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              Match.objectLike({
+                Effect: "Deny",
+                Action: "sns:Publish",
+                Condition: { Bool: { "aws:SecureTransport": "false" } },
+              }),
+            ]),
+          },
+        });
+      }
+    });
+
+    it("lets CloudWatch alarms publish to the operations topic for this account only", () => {
+      template.hasResourceProperties("AWS::SNS::TopicPolicy", {
+        Topics: [{ Ref: ids.opsTopic }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: "Allow",
+              Principal: { Service: "cloudwatch.amazonaws.com" },
+              Action: "sns:Publish",
+              Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+            }),
+          ]),
+        },
+      });
+    });
+
+    it("subscribes the configured addresses by email", () => {
+      template.resourceCountIs("AWS::SNS::Subscription", 2);
+      template.hasResourceProperties("AWS::SNS::Subscription", {
+        Protocol: "email",
+        Endpoint: "platform-alerts@example.com",
+        TopicArn: { Ref: ids.alertsTopic },
+      });
+      template.hasResourceProperties("AWS::SNS::Subscription", {
+        Protocol: "email",
+        Endpoint: "platform-oncall@example.com",
+        TopicArn: { Ref: ids.opsTopic },
+      });
+    });
+  });
+
+  describe("API", () => {
+    it("requires IAM authorization on every method", () => {
+      const methods = template.findResources("AWS::ApiGateway::Method");
+      expect(Object.keys(methods)).toHaveLength(5);
+      for (const [id, method] of Object.entries(methods) as [string, { Properties: Json }][]) {
+        expect(method.Properties.AuthorizationType, id).toBe("AWS_IAM");
+      }
+    });
+
+    it("routes /panic to the panic function and /flows and /alerts to the query function", () => {
+      const routes = (
+        Object.values(template.findResources("AWS::ApiGateway::Method")) as { Properties: Json }[]
+      ).map((m) => {
+        const uri = JSON.stringify((m.Properties.Integration as Json).Uri);
+        const target = uri.includes(ids.panic) ? "panic" : uri.includes(ids.query) ? "query" : "?";
+        return `${m.Properties.HttpMethod} ${target}`;
+      });
+      expect(routes.sort()).toEqual(["DELETE panic", "GET panic", "GET query", "GET query", "POST panic"]);
+      template.hasResourceProperties("AWS::ApiGateway::Resource", { PathPart: "panic" });
+      template.hasResourceProperties("AWS::ApiGateway::Resource", { PathPart: "flows" });
+      template.hasResourceProperties("AWS::ApiGateway::Resource", { PathPart: "alerts" });
+    });
+
+    it("reserves /panic for the configured operators in the resource policy", () => {
+      const api = Object.values(template.findResources("AWS::ApiGateway::RestApi"))[0] as {
+        Properties: Json;
+      };
+      const statements = (api.Properties.Policy as { Statement: Statement[] }).Statement;
+      const deny = statements.find((s) => s.Effect === "Deny");
+      expect(deny).toMatchObject({
+        Action: "execute-api:Invoke",
+        Principal: { AWS: "*" },
+        Resource: ["execute-api:/*/*/panic", "execute-api:/*/*/panic/*"],
+        Condition: { ArnNotLike: { "aws:PrincipalArn": [OPERATOR] } },
+      });
+      const allows = statements.filter((s) => s.Effect === "Allow");
+      expect(allows).toHaveLength(2);
+      // Everyone else is this account's principals, decided by their own IAM policies.
+      expect(allows.map((s) => s.Principal)).toContainEqual({
+        AWS: {
+          "Fn::Join": ["", ["arn:", { Ref: "AWS::Partition" }, ":iam::", { Ref: "AWS::AccountId" }, ":root"]],
+        },
+      });
+      expect(allows.find((s) => s.Condition !== undefined)?.Condition).toEqual({
+        ArnLike: { "aws:PrincipalArn": [OPERATOR] },
+      });
+    });
+
+    it("validates the POST /panic body against the panic function's own schema", () => {
+      template.hasResourceProperties("AWS::ApiGateway::RequestValidator", {
+        ValidateRequestBody: true,
+        ValidateRequestParameters: true,
+      });
+      template.hasResourceProperties("AWS::ApiGateway::Model", {
+        ContentType: "application/json",
+        Schema: {
+          $schema: "http://json-schema.org/draft-04/schema#",
+          type: "object",
+          required: ["reason"],
+          additionalProperties: false,
+          properties: Match.objectLike({
+            reason: { type: "string", minLength: 1, maxLength: 500 },
+            ttlMinutes: Match.objectLike({ type: "integer", minimum: 0 }),
+          }),
+        },
+      });
+      template.hasResourceProperties("AWS::ApiGateway::Method", {
+        HttpMethod: "POST",
+        RequestValidatorId: Match.anyValue(),
+        RequestModels: { "application/json": Match.anyValue() },
+      });
+    });
+
+    it("throttles, logs access as JSON with the caller, traces, and keeps bodies out of logs", () => {
+      template.hasResourceProperties("AWS::ApiGateway::Stage", {
+        StageName: "v1",
+        TracingEnabled: true,
+        AccessLogSetting: {
+          DestinationArn: {
+            "Fn::Join": ["", Match.arrayWith([{ Ref: logicalId(stack, stack.api.accessLogs) }])],
+          },
+          Format: Match.stringLikeRegexp(
+            '"user":"\\$context.identity.user","caller":"\\$context.identity.caller"',
+          ),
+        },
+        MethodSettings: Match.arrayWith([
+          Match.objectLike({
+            HttpMethod: "*",
+            ResourcePath: "/*",
+            LoggingLevel: "ERROR",
+            DataTraceEnabled: false,
+            ThrottlingRateLimit: 25,
+            ThrottlingBurstLimit: 50,
+          }),
+          Match.objectLike({
+            HttpMethod: "POST",
+            ResourcePath: "/~1panic",
+            ThrottlingRateLimit: 1,
+            ThrottlingBurstLimit: 5,
+          }),
+          Match.objectLike({
+            HttpMethod: "DELETE",
+            ResourcePath: "/~1panic",
+            ThrottlingRateLimit: 1,
+            ThrottlingBurstLimit: 5,
+          }),
+        ]),
+      });
+    });
+  });
+
+  describe("permissions", () => {
+    const basics = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "xray:PutTelemetryRecords",
+      "xray:PutTraceSegments",
+    ];
+
+    it("gives each role exactly the actions its function calls", () => {
+      expect(actionsOf(statementsOf(template, ids.ingestRole))).toEqual(
+        [
+          ...basics,
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:Query",
+          "dynamodb:UpdateItem",
+          "eks:DescribeCluster",
+          "kms:Decrypt",
+          "kms:GenerateDataKey",
+          "sns:Publish",
+          "sqs:SendMessage",
+        ].sort(),
+      );
+      expect(actionsOf(statementsOf(template, ids.queryRole))).toEqual([...basics, "dynamodb:Query"].sort());
+      expect(actionsOf(statementsOf(template, ids.panicRole))).toEqual(
+        [
+          ...basics,
+          "dynamodb:PutItem",
+          "dynamodb:Query",
+          "eks:DescribeCluster",
+          "iam:PassRole",
+          "kms:Decrypt",
+          "kms:GenerateDataKey",
+          "scheduler:CreateSchedule",
+          "scheduler:DeleteSchedule",
+          "scheduler:UpdateSchedule",
+          "sns:Publish",
+        ].sort(),
+      );
+      expect(actionsOf(statementsOf(template, ids.schedulerRole))).toEqual(["lambda:InvokeFunction"]);
+    });
+
+    it("scopes every grant to this stack's resources; only X-Ray has a wildcard", () => {
+      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.schedulerRole]) {
+        for (const statement of statementsOf(template, role)) {
+          expect(statement.Effect).toBe("Allow");
+          if (JSON.stringify(statement.Resource) === '"*"') {
+            expect(list(statement.Action).every((a) => a.startsWith("xray:"))).toBe(true);
+          }
+        }
+      }
+      const ingest = statementsOf(template, ids.ingestRole);
+      expect(statementFor(ingest, "dynamodb:UpdateItem").Resource).toEqual(getAtt(ids.table));
+      expect(statementFor(ingest, "sns:Publish").Resource).toEqual({ Ref: ids.alertsTopic });
+      expect(statementFor(ingest, "sqs:SendMessage").Resource).toEqual(getAtt(ids.queue));
+      expect(list(statementFor(ingest, "kms:GenerateDataKey").Resource).sort()).toEqual(
+        [getAtt(ids.alertsKey), getAtt(ids.queueKey)].sort(),
+      );
+      expect(JSON.stringify(statementFor(ingest, "eks:DescribeCluster").Resource)).toContain(
+        ":cluster/demo-cluster",
+      );
+      expect(JSON.stringify(statementFor(ingest, "logs:PutLogEvents").Resource)).toContain(
+        logicalId(stack, stack.ingest.function.logGroup),
+      );
+
+      const query = statementFor(statementsOf(template, ids.queryRole), "dynamodb:Query");
+      // The table and each flow index by name: no index/* wildcard.
+      expect(list(query.Resource)).toHaveLength(1 + FLOW_INDEXES.length);
+      for (const index of FLOW_INDEXES)
+        expect(JSON.stringify(query.Resource)).toContain(`/index/${index.indexName}"`);
+
+      const panic = statementsOf(template, ids.panicRole);
+      expect(statementFor(panic, "dynamodb:PutItem").Resource).toEqual(getAtt(ids.table));
+      expect(statementFor(panic, "iam:PassRole")).toMatchObject({
+        Resource: getAtt(ids.schedulerRole),
+        Condition: { StringEquals: { "iam:PassedToService": "scheduler.amazonaws.com" } },
+      });
+      expect(JSON.stringify(statementFor(panic, "scheduler:CreateSchedule").Resource)).toContain(
+        `:schedule/${stack.panic.scheduleGroup.scheduleGroupName}/*`,
+      );
+      expect(
+        statementFor(statementsOf(template, ids.schedulerRole), "lambda:InvokeFunction").Resource,
+      ).toEqual(getAtt(ids.panic));
+    });
+
+    it("attaches no managed policy to any function or scheduler role", () => {
+      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.schedulerRole]) {
+        const resource = template.toJSON().Resources[role] as { Properties: Json };
+        expect(resource.Properties.ManagedPolicyArns, role).toBeUndefined();
+      }
+    });
+
+    it("lets only this stack's schedule group assume the scheduler role", () => {
+      template.hasResourceProperties("AWS::IAM::Role", {
+        AssumeRolePolicyDocument: {
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: "sts:AssumeRole",
+              Principal: { Service: "scheduler.amazonaws.com" },
+              Condition: {
+                StringEquals: {
+                  "aws:SourceAccount": { Ref: "AWS::AccountId" },
+                  "aws:SourceArn": getAtt(ids.scheduleGroup),
+                },
+              },
+            },
+          ],
+        },
+      });
+    });
+
+    it("drops the EKS grant when attribution is off", () => {
+      const off = synth({ attribution: "none" });
+      const role = logicalId(off.stack, off.stack.ingest.function.role);
+      expect(actionsOf(statementsOf(off.template, role))).not.toContain("eks:DescribeCluster");
+    });
+  });
+
+  describe("cluster access", () => {
+    it("maps the ingest role read-only and the panic role to the RBAC group only", () => {
+      template.resourceCountIs("AWS::EKS::AccessEntry", 2);
+      template.hasResourceProperties("AWS::EKS::AccessEntry", {
+        ClusterName: "demo-cluster",
+        PrincipalArn: getAtt(ids.ingestRole),
+        Type: "STANDARD",
+        AccessPolicies: [
+          {
+            PolicyArn: {
+              "Fn::Join": [
+                "",
+                ["arn:", { Ref: "AWS::Partition" }, ":eks::aws:cluster-access-policy/AmazonEKSViewPolicy"],
+              ],
+            },
+            AccessScope: { Type: "cluster" },
+          },
+        ],
+        KubernetesGroups: Match.absent(),
+      });
+      template.hasResourceProperties("AWS::EKS::AccessEntry", {
+        ClusterName: "demo-cluster",
+        PrincipalArn: getAtt(ids.panicRole),
+        Type: "STANDARD",
+        KubernetesGroups: [PANIC_KUBERNETES_GROUP],
+        AccessPolicies: Match.absent(),
+      });
+    });
+
+    it("uses the group deploy/rbac.yaml binds to the panic ClusterRole", () => {
+      const rbac = readFileSync(new URL("../../deploy/rbac.yaml", import.meta.url), "utf8");
+      const binding = rbac.split(/^---$/m).find((doc) => /^kind: ClusterRoleBinding$/m.test(doc));
+      expect(binding).toBeDefined();
+      expect(binding).toMatch(
+        new RegExp(
+          `- apiGroup: rbac.authorization.k8s.io\\s+kind: Group\\s+name: ${PANIC_KUBERNETES_GROUP}\\s*$`,
+          "m",
+        ),
+      );
+    });
+
+    it("creates no access entry when manageClusterAccess is off", () => {
+      synth({ manageClusterAccess: "false" }).template.resourceCountIs("AWS::EKS::AccessEntry", 0);
+    });
+  });
+
+  describe("monitoring", () => {
+    it("graphs the pipeline, the functions, the failed payloads and the API on one dashboard", () => {
+      const dashboard = Object.values(template.findResources("AWS::CloudWatch::Dashboard"))[0] as {
+        Properties: Json;
+      };
+      const body = JSON.stringify(dashboard.Properties.DashboardBody);
+      for (const metric of [
+        "LinesSeen",
+        "CalicoLines",
+        "FlowsWritten",
+        "AlertsRaised",
+        "AttributionMisses",
+        "MalformedLines",
+        "CorruptPayloads",
+        "Errors",
+        "Duration",
+        "Throttles",
+        "ApproximateNumberOfMessagesVisible",
+        "4XXError",
+        "5XXError",
+        "ForwardedLogEvents",
+      ]) {
+        expect(body, metric).toContain(`\\"${metric}\\"`);
+      }
+      expect(body).toContain('\\"CalicoFlows\\"');
+      expect(body).toContain('\\"service\\",\\"calico-flows-ingest\\"');
+    });
+
+    it("alarms on failed payloads, errors, throttles and backlog, to the operations topic", () => {
+      const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")) as {
+        Properties: Json;
+      }[];
+      expect(alarms.length).toBeGreaterThanOrEqual(10);
+      for (const alarm of alarms) {
+        expect(alarm.Properties.AlarmActions).toEqual([{ Ref: ids.opsTopic }]);
+        expect(alarm.Properties.OKActions).toEqual([{ Ref: ids.opsTopic }]);
+        expect(alarm.Properties.TreatMissingData).toBe("notBreaching");
+        expect(alarm.Properties.AlarmDescription).toEqual(expect.any(String));
+      }
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        Namespace: "AWS/SQS",
+        MetricName: "ApproximateNumberOfMessagesVisible",
+        Dimensions: [{ Name: "QueueName", Value: getAtt(ids.queue, "QueueName") }],
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      });
+      for (const [metric, fn] of [
+        ["Errors", ids.ingest],
+        ["Throttles", ids.ingest],
+        ["AsyncEventAge", ids.ingest],
+        ["Errors", ids.panic],
+        ["Errors", ids.query],
+      ] as const) {
+        template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+          Namespace: "AWS/Lambda",
+          MetricName: metric,
+          Dimensions: [{ Name: "FunctionName", Value: { Ref: fn } }],
+        });
+      }
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        Namespace: "AWS/ApiGateway",
+        MetricName: "5XXError",
+      });
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        Namespace: "AWS/DynamoDB",
+        MetricName: "WriteThrottleEvents",
+      });
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        Namespace: "CalicoFlows",
+        MetricName: "UnresolvedEndpoints",
+        Dimensions: [{ Name: "service", Value: "calico-flows-ingest" }],
+      });
+      for (const logGroupName of LOG_GROUPS) {
+        template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+          Namespace: "AWS/Logs",
+          MetricName: "DeliveryErrors",
+          Dimensions: Match.arrayWith([{ Name: "LogGroupName", Value: logGroupName }]),
+        });
+      }
+    });
+
+    it("lets CloudWatch use the operations topic's key", () => {
+      const key = logicalId(stack, stack.monitoring.operations.key);
+      const policy = (
+        template.toJSON().Resources[key] as { Properties: { KeyPolicy: { Statement: Statement[] } } }
+      ).Properties.KeyPolicy.Statement;
+      expect(policy).toContainEqual(
+        expect.objectContaining({
+          Effect: "Allow",
+          Principal: { Service: "cloudwatch.amazonaws.com" },
+          Action: ["kms:Decrypt", "kms:GenerateDataKey"],
+        }),
+      );
+    });
+  });
+
+  it("exports what the CLI and the operator need", () => {
+    for (const output of [
+      "ApiUrl",
+      "TableName",
+      "AlertsTopicArn",
+      "OperationsTopicArn",
+      "FailedPayloadsQueueUrl",
+      "IngestRoleArn",
+      "PanicRoleArn",
+      "DashboardName",
+      "ScheduleGroupName",
+      "SchedulerRoleArn",
+      "PanicFunctionArn",
+    ]) {
+      template.hasOutput(output, { Value: Match.anyValue() });
+    }
+  });
+
+  describe("cdk-nag AwsSolutions", () => {
+    it("has no unacknowledged finding", () => {
+      const report = new AwsSolutionsChecks().validateScope(app);
+      expect(
+        report.violations.map((v) => `${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath)}`),
+      ).toEqual([]);
+      expect(report.success).toBe(true);
+    });
+
+    it("acknowledges exactly the reviewed findings, each with a specific reason", () => {
+      const acknowledged = new Map<string, string>();
+      for (const construct of app.node.findAll()) {
+        for (const entry of construct.node.metadata) {
+          if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+          for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+            acknowledged.set(`${id.replace(/^annotation::/i, "")} @ ${construct.node.path}`, reason);
+          }
+        }
+      }
+      const group = stack.panic.scheduleGroup.scheduleGroupName;
+      expect([...acknowledged.keys()].sort()).toEqual(
+        [
+          "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Ingest/Function/Role",
+          "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Panic/Function/Role",
+          "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Query/Function/Role",
+          `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group}/*] @ CalicoFlows/Panic/Function/Role`,
+          "AwsSolutions-SQS3 @ CalicoFlows/Ingest/FailedPayloads",
+          "AwsSolutions-APIG3 @ CalicoFlows/Api/RestApi",
+          "AwsSolutions-COG4 @ CalicoFlows/Api/RestApi",
+          "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs] @ CalicoFlows/Api/RestApi",
+        ].sort(),
+      );
+      for (const reason of acknowledged.values()) expect(reason.length).toBeGreaterThan(80);
+    });
+  });
+
+  it("has no warning or error annotation", () => {
+    Annotations.fromStack(stack).hasNoWarning("*", Match.anyValue());
+    Annotations.fromStack(stack).hasNoError("*", Match.anyValue());
+  });
+
+  it("matches the snapshot (asset hashes normalised)", () => {
+    const json = JSON.stringify(template.toJSON(), null, 1).replace(/"[0-9a-f]{64}\.zip"/g, '"<asset>.zip"');
+    expect(JSON.parse(json)).toMatchSnapshot();
+  });
+});

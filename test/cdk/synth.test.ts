@@ -1,0 +1,144 @@
+// The app as an operator runs it: `npx cdk synth` offline from the repository, bundling every function with
+// the local esbuild (never Docker), and `node bin/app.ts` refusing bad context with a readable message.
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = join(ROOT, "node_modules", ".bin");
+const cdkJson = JSON.parse(readFileSync(join(ROOT, "cdk.json"), "utf8")) as {
+  context: Record<string, unknown>;
+};
+
+/** No credentials and no metadata endpoint: synth must not need an AWS account, or any network. */
+function offlineEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  for (const key of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"])
+    delete env[key];
+  env.AWS_EC2_METADATA_DISABLED = "true";
+  env.CDK_DISABLE_VERSION_CHECK = "true";
+  // The pinned Node 24 first, as `npx` arranges it.
+  env.PATH = `${BIN}:${env.PATH ?? ""}`;
+  return env;
+}
+
+type Metadata = Record<string, { type: string; data: unknown }[]>;
+
+interface Manifest {
+  artifacts: Record<string, { type: string; metadata?: Metadata; additionalMetadataFile?: string }>;
+}
+
+describe("npx cdk synth", { timeout: 240_000 }, () => {
+  let out: string;
+  let template: { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+  let assetDirs: string[];
+
+  beforeAll(async () => {
+    out = mkdtempSync(join(tmpdir(), "calico-flows-synth-"));
+    await run(join(BIN, "cdk"), ["synth", "--quiet", "--no-notices", "--output", out], {
+      cwd: ROOT,
+      env: offlineEnv(),
+      timeout: 200_000,
+    });
+    template = JSON.parse(readFileSync(join(out, "CalicoFlows.template.json"), "utf8"));
+    assetDirs = readdirSync(out).filter((name) => name.startsWith("asset."));
+  }, 240_000);
+
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it("writes the template with the three functions, each with its own bundled asset", () => {
+    const functions = Object.values(template.Resources).filter((r) => r.Type === "AWS::Lambda::Function");
+    expect(functions).toHaveLength(3);
+    expect(assetDirs).toHaveLength(3);
+  });
+
+  it("bundles each handler as a minified ES module with a source map and the CommonJS require shim", () => {
+    for (const dir of assetDirs) {
+      const files = readdirSync(join(out, dir)).sort();
+      expect(files).toEqual(["index.mjs", "index.mjs.map"]);
+      const code = readFileSync(join(out, dir, "index.mjs"), "utf8");
+      expect(code.startsWith("import { createRequire } from 'module';")).toBe(true);
+      // Minified: long lines (only template literals keep their newlines), and the map is referenced.
+      expect(code.length / code.split("\n").length).toBeGreaterThan(1000);
+      expect(code.trimEnd().endsWith("//# sourceMappingURL=index.mjs.map")).toBe(true);
+    }
+  });
+
+  it("produces bundles that load on Node 24 and export the handler", async () => {
+    for (const dir of assetDirs) {
+      const { stdout } = await run(
+        process.execPath,
+        ["--input-type=module", "-e", 'const m = await import("./index.mjs"); console.log(typeof m.handler)'],
+        { cwd: join(out, dir), env: offlineEnv() },
+      );
+      expect(stdout.trim(), dir).toBe("function");
+    }
+  });
+
+  it("reports no finding of the cdk-nag checks the app registers", () => {
+    const report = join(out, "validation-report.json");
+    if (existsSync(report)) {
+      const parsed = JSON.parse(readFileSync(report, "utf8")) as {
+        pluginReports?: { summary?: { status?: string } }[];
+      };
+      for (const plugin of parsed.pluginReports ?? []) expect(plugin.summary?.status).not.toBe("failure");
+    }
+  });
+});
+
+describe("node bin/app.ts", { timeout: 60_000 }, () => {
+  /** Runs the app the way the CDK toolkit does: context in CDK_CONTEXT_JSON, output in CDK_OUTDIR. */
+  async function app(context: Record<string, unknown>) {
+    const outdir = mkdtempSync(join(tmpdir(), "calico-flows-app-"));
+    try {
+      const result = await run(process.execPath, [join(ROOT, "bin", "app.ts")], {
+        cwd: ROOT,
+        env: offlineEnv({
+          CDK_CONTEXT_JSON: JSON.stringify({ ...cdkJson.context, "aws:cdk:bundling-stacks": [], ...context }),
+          CDK_OUTDIR: outdir,
+        }),
+      }).then(
+        (r) => ({ code: 0, stderr: r.stderr }),
+        (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+      );
+      const manifestPath = join(outdir, "manifest.json");
+      const manifest = existsSync(manifestPath)
+        ? (JSON.parse(readFileSync(manifestPath, "utf8")) as Manifest)
+        : undefined;
+      // The stack's metadata, inline or (large ones) in a file beside the manifest.
+      const artifact = manifest?.artifacts.CalicoFlows;
+      const metadata: Metadata = artifact?.additionalMetadataFile
+        ? JSON.parse(readFileSync(join(outdir, artifact.additionalMetadataFile), "utf8"))
+        : (artifact?.metadata ?? {});
+      return { ...result, manifest, metadata: Object.values(metadata).flat() };
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  }
+
+  it("exits 1 with the key and the value received when the context is invalid", async () => {
+    const result = await app({ retentionDays: "ninety", logGroupNames: "" });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('retentionDays="ninety": expected an integer');
+    expect(result.stderr).toContain('logGroupNames="": at least one node log group is needed');
+    // A plain message for the operator, not a stack trace.
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(result.manifest).toBeUndefined();
+  });
+
+  it("warns about a context key it does not read", async () => {
+    const result = await app({ clustername: "typo" });
+    expect(result.code).toBe(0);
+    expect(result.metadata).toContainEqual(
+      expect.objectContaining({
+        type: "aws:cdk:warning",
+        data: expect.stringContaining('context key "clustername"'),
+      }),
+    );
+  });
+});
