@@ -1,5 +1,6 @@
 // Who the functions are inside the cluster: EKS access entries (the cluster's authentication mode must
-// allow the EKS API). The ingest role only reads, through the AWS-managed view policy at cluster scope;
+// allow the EKS API). The ingest role only reads, through the AWS-managed view policy at cluster scope plus
+// the reader group of deploy/rbac.yaml (node InternalIPs, which the view policy does not cover);
 // the panic role gets no access policy at all, only the Kubernetes group that deploy/rbac.yaml binds to
 // exactly the GlobalNetworkPolicy and tier verbs it needs.
 import { Aws } from "aws-cdk-lib";
@@ -10,6 +11,8 @@ import { Construct } from "constructs";
 export const VIEW_ACCESS_POLICY = "AmazonEKSViewPolicy";
 /** The group deploy/rbac.yaml binds to the panic ClusterRole (a test keeps the two in step). */
 export const PANIC_KUBERNETES_GROUP = "calico-flows-panic";
+/** The group deploy/rbac.yaml binds to the reader ClusterRole: nodes, which the view policy leaves out. */
+export const READER_KUBERNETES_GROUP = "calico-flows-reader";
 
 export interface ClusterAccessProps {
   readonly clusterName: string;
@@ -37,6 +40,7 @@ export class ClusterAccess extends Construct {
             accessScope: { type: "cluster" },
           },
         ],
+        kubernetesGroups: [READER_KUBERNETES_GROUP],
       });
     }
     this.panicEntry = new eks.CfnAccessEntry(this, "Panic", {

@@ -11,7 +11,7 @@ import { loadIngestConfig } from "../../functions/ingest/config.ts";
 import { loadPanicConfig } from "../../functions/panic/config.ts";
 import { loadQueryConfig } from "../../functions/query/config.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
-import { PANIC_KUBERNETES_GROUP } from "../../lib/cluster-access.ts";
+import { PANIC_KUBERNETES_GROUP, READER_KUBERNETES_GROUP } from "../../lib/cluster-access.ts";
 import { appContext, parseConfig } from "../../lib/config.ts";
 
 const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
@@ -663,7 +663,7 @@ describe("CalicoFlowsStack", () => {
             AccessScope: { Type: "cluster" },
           },
         ],
-        KubernetesGroups: Match.absent(),
+        KubernetesGroups: [READER_KUBERNETES_GROUP],
       });
       template.hasResourceProperties("AWS::EKS::AccessEntry", {
         ClusterName: "demo-cluster",
@@ -674,15 +674,17 @@ describe("CalicoFlowsStack", () => {
       });
     });
 
-    it("uses the group deploy/rbac.yaml binds to the panic ClusterRole", () => {
+    it.each([
+      ["calico-flows-panic", PANIC_KUBERNETES_GROUP],
+      ["calico-flows-reader", READER_KUBERNETES_GROUP],
+    ])("uses the group deploy/rbac.yaml binds to the %s ClusterRole", (role, group) => {
       const rbac = readFileSync(new URL("../../deploy/rbac.yaml", import.meta.url), "utf8");
-      const binding = rbac.split(/^---$/m).find((doc) => /^kind: ClusterRoleBinding$/m.test(doc));
+      const binding = rbac
+        .split(/^---$/m)
+        .find((doc) => /^kind: ClusterRoleBinding$/m.test(doc) && doc.includes(`name: ${role}\n`));
       expect(binding).toBeDefined();
       expect(binding).toMatch(
-        new RegExp(
-          `- apiGroup: rbac.authorization.k8s.io\\s+kind: Group\\s+name: ${PANIC_KUBERNETES_GROUP}\\s*$`,
-          "m",
-        ),
+        new RegExp(`- apiGroup: rbac.authorization.k8s.io\\s+kind: Group\\s+name: ${group}\\s*$`, "m"),
       );
     });
 
