@@ -186,7 +186,9 @@ export class Monitoring extends Construct {
       graph("Alerts", [ingest("AlertsRaised")]),
     );
     this.dashboard.addWidgets(
-      graph("Attribution", [ingest("AttributionMisses"), ingest("UnresolvedEndpoints")]),
+      graph("Attribution", [ingest("AttributionMisses"), ingest("UnresolvedEndpoints")], {
+        right: [ingest("KubernetesApiCalls")],
+      }),
       graph("Bad input", [ingest("MalformedLines"), ingest("CorruptPayloads")]),
       graph("Failed payloads", [failedPayloads], {
         right: [

@@ -89,6 +89,11 @@ function recordMetrics(result: IngestResult): void {
   metrics.addMetric("DynamoWriteRequests", count, result.writeRequests);
 }
 
+/** Kubernetes requests made so far by a live directory (its counters are cumulative per container). */
+function apiCalls(directory: IpDirectory): number {
+  return directory instanceof LiveDirectory ? directory.stats().apiCalls : 0;
+}
+
 export async function ingestEvent(event: CloudWatchLogsEvent, runtime: IngestRuntime): Promise<IngestResult | undefined> {
   let payload: ReturnType<typeof decodeSubscriptionData>;
   try {
@@ -108,8 +113,10 @@ export async function ingestEvent(event: CloudWatchLogsEvent, runtime: IngestRun
   }
   logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
   const events = payload.logEvents.map((e) => ({ message: e.message, timestamp: e.timestamp, node: payload.logStream }));
+  const callsBefore = apiCalls(runtime.directory);
   const result = await ingestBatch(events, contributionOf(payload), runtime.deps);
   recordMetrics(result);
+  metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
     logger.warn("malformed calico-packet line", { eventId: payload.logEvents[m.index]?.id, reason: m.reason });
   }
