@@ -2,7 +2,8 @@
 import { type Command, Option } from "commander";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
-import { commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import { callApi } from "../api-client.ts";
+import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
 import { alertsTable, flowsTable } from "../format.ts";
 import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
@@ -18,12 +19,20 @@ function addReadOptions(command: Command): Command {
   return withCommonOptions(command)
     .option("--since <time>", "start: ISO time or a duration before now (15m, 6h, 7d)", "24h")
     .option("--until <time>", "end: ISO time, duration before now, or now", "now")
-    .addOption(new Option("--limit <n>", "most records to print").argParser(parseInteger("--limit", 1, 100_000)).default(1000))
-    .option("--json", "NDJSON records instead of a table");
+    .addOption(
+      new Option("--limit <n>", "most records to print")
+        .argParser(parseInteger("--limit", 1, 100_000))
+        .default(1000),
+    )
+    .option("--json", "NDJSON records instead of a table")
+    .option("--api <url>", "ask the calico-flows query API (SigV4, AWS credentials) instead of a store");
 }
 
 /** Reads pages until `limit` records or the last page. */
-async function collect<T>(limit: number, page: (cursor: string | undefined) => Promise<Page<T>>): Promise<T[]> {
+async function collect<T>(
+  limit: number,
+  page: (cursor: string | undefined) => Promise<Page<T>>,
+): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | undefined;
   do {
@@ -42,6 +51,32 @@ function range(options: ReadOptions): { since: string; until: string } {
   };
 }
 
+/** The page the query API answers (GET /flows, GET /alerts): `cursor` is null on the last page. */
+interface ApiPage<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+/** Pages from the query API: the API answers for its own cluster, with the same filters as the store. */
+function apiPages<T>(
+  api: string,
+  path: "/flows" | "/alerts",
+  common: CommonOptions,
+  query: Record<string, string | undefined>,
+): (cursor: string | undefined) => Promise<Page<T>> {
+  if (common.table !== undefined) throw new Error("--api and --table are alternatives: pass one");
+  return async (cursor) => {
+    const page = await callApi<ApiPage<T>>({
+      api,
+      method: "GET",
+      path,
+      query: { ...query, cursor },
+      region: common.region,
+    });
+    return page.cursor === null ? { items: page.items } : { items: page.items, cursor: page.cursor };
+  };
+}
+
 export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecord[]> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions & Record<string, string | undefined>;
@@ -57,10 +92,26 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new Error("--workload and --pod need --namespace");
   }
+  const pageLimit = Math.min(options.limit, 500);
+  if (typeof raw.api === "string") {
+    return collect(
+      options.limit,
+      apiPages<FlowRecord>(raw.api, "/flows", common, {
+        since: query.since,
+        until: query.until,
+        namespace: query.namespace,
+        workload: query.workload,
+        pod: query.pod,
+        ip: query.ip,
+        internal: query.internal === undefined ? undefined : String(query.internal),
+        limit: String(pageLimit),
+      }),
+    );
+  }
   const opened = await openStore(common);
   try {
     return await collect(options.limit, (cursor) =>
-      opened.store.queryFlows({ ...query, limit: Math.min(options.limit, 500), cursor }),
+      opened.store.queryFlows({ ...query, limit: pageLimit, cursor }),
     );
   } finally {
     await opened.close();
@@ -71,17 +122,32 @@ export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRec
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions;
   const query: AlertQuery = { cluster: common.cluster, ...range(options) };
+  const pageLimit = Math.min(options.limit, 500);
+  if (typeof raw.api === "string") {
+    return collect(
+      options.limit,
+      apiPages<AlertRecord>(raw.api, "/alerts", common, {
+        since: query.since,
+        until: query.until,
+        limit: String(pageLimit),
+      }),
+    );
+  }
   const opened = await openStore(common);
   try {
     return await collect(options.limit, (cursor) =>
-      opened.store.queryAlerts({ ...query, limit: Math.min(options.limit, 500), cursor }),
+      opened.store.queryAlerts({ ...query, limit: pageLimit, cursor }),
     );
   } finally {
     await opened.close();
   }
 }
 
-export function printRecords<T>(records: readonly T[], json: boolean | undefined, render: (r: readonly T[]) => string): void {
+export function printRecords<T>(
+  records: readonly T[],
+  json: boolean | undefined,
+  render: (r: readonly T[]) => string,
+): void {
   if (json) {
     for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
   } else if (records.length === 0) {

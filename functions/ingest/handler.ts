@@ -1,22 +1,25 @@
 // Ingest Lambda: CloudWatch Logs subscription deliveries ▶ pipeline ▶ flow store ▶ alerts.
 // Thin by design: configuration and clients are built once per container; the work is in core/ingest.ts.
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { EKSClient } from "@aws-sdk/client-eks";
-import { SNSClient } from "@aws-sdk/client-sns";
+
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { EKSClient } from "@aws-sdk/client-eks";
+import { SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
 import type { CloudWatchLogsEvent } from "aws-lambda";
+import { DynamoCoverageStore } from "../adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { DynamoHolderHistory } from "../adapters/dynamo/history.ts";
 import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
-import { type IngestDeps, type IngestResult, ingestBatch } from "../core/ingest.ts";
+import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
+import type { IngestDeps } from "../core/ingest.ts";
 import { createParser } from "../core/parse.ts";
-import { CorruptPayloadError, contributionOf, decodeSubscriptionData } from "../core/subscription-payload.ts";
+import { CorruptPayloadError, decodeSubscriptionData } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { type IngestConfig, loadIngestConfig } from "./config.ts";
@@ -28,6 +31,8 @@ const noDirectory: IpDirectory = {
 
 export interface IngestRuntime {
   deps: IngestDeps;
+  /** Which events are counted, so backfills and redrive never count them again (docs/backfill.md); absent: no coverage. */
+  coverage?: CoverageStore;
   directory: IpDirectory;
 }
 
@@ -56,9 +61,17 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
   const sink =
     config.ALERTS_TOPIC_ARN === undefined
       ? undefined
-      : new SnsAlertSink({ client: tracer.captureAWSv3Client(new SNSClient({})), topicArn: config.ALERTS_TOPIC_ARN });
+      : new SnsAlertSink({
+          client: tracer.captureAWSv3Client(new SNSClient({})),
+          topicArn: config.ALERTS_TOPIC_ARN,
+        });
   return {
     directory,
+    coverage: new DynamoCoverageStore({
+      client: dynamo,
+      tableName: config.TABLE_NAME,
+      retentionDays: config.RETENTION_DAYS,
+    }),
     deps: {
       store,
       sink,
@@ -76,13 +89,14 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
   };
 }
 
-function recordMetrics(result: IngestResult): void {
+function recordMetrics(result: DeliveryResult): void {
   const count = MetricUnit.Count;
   metrics.addMetric("LinesSeen", count, result.stats.lines);
   metrics.addMetric("CalicoLines", count, result.stats.calico);
   metrics.addMetric("MalformedLines", count, result.stats.malformed);
   metrics.addMetric("FlowsWritten", count, result.flowsApplied);
   metrics.addMetric("DuplicateFlows", count, result.flowsDuplicate);
+  metrics.addMetric("EventsAlreadyCounted", count, result.eventsAlreadyCounted);
   metrics.addMetric("AlertsRaised", count, result.alerts.length);
   metrics.addMetric("AttributionMisses", count, result.stats.attributionMisses);
   metrics.addMetric("UnresolvedEndpoints", count, result.stats.unresolved);
@@ -94,7 +108,10 @@ function apiCalls(directory: IpDirectory): number {
   return directory instanceof LiveDirectory ? directory.stats().apiCalls : 0;
 }
 
-export async function ingestEvent(event: CloudWatchLogsEvent, runtime: IngestRuntime): Promise<IngestResult | undefined> {
+export async function ingestEvent(
+  event: CloudWatchLogsEvent,
+  runtime: IngestRuntime,
+): Promise<DeliveryResult | undefined> {
   let payload: ReturnType<typeof decodeSubscriptionData>;
   try {
     payload = decodeSubscriptionData(event?.awslogs?.data);
@@ -112,13 +129,15 @@ export async function ingestEvent(event: CloudWatchLogsEvent, runtime: IngestRun
     return undefined;
   }
   logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
-  const events = payload.logEvents.map((e) => ({ message: e.message, timestamp: e.timestamp, node: payload.logStream }));
   const callsBefore = apiCalls(runtime.directory);
-  const result = await ingestBatch(events, contributionOf(payload), runtime.deps);
+  const result = await ingestDelivery(payload, runtime.deps, runtime.coverage, "live");
   recordMetrics(result);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
-    logger.warn("malformed calico-packet line", { eventId: payload.logEvents[m.index]?.id, reason: m.reason });
+    logger.warn("malformed calico-packet line", {
+      eventId: payload.logEvents[m.index]?.id,
+      reason: m.reason,
+    });
   }
   logger.info("payload stored", {
     lines: result.stats.lines,

@@ -1,0 +1,583 @@
+// `calico-flows backfill`: history from CloudWatch Logs (FilterLogEvents, per log stream) through the ingest
+// pipeline, with each event's own timestamp and the attribution of its time. Coverage records make it count
+// every event once, whatever live ingest, redrive or earlier backfills already counted (docs/backfill.md); a
+// checkpoint file only saves work after an interruption.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import cliProgress from "cli-progress";
+import { type Command, Option } from "commander";
+import { CloudWatchLogsReader, termPattern } from "../../functions/adapters/cloudwatch-logs.ts";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { startEmbeddedStore } from "../../functions/adapters/dynamo/embedded.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { DynamoHolderHistory } from "../../functions/adapters/dynamo/history.ts";
+import { digest } from "../../functions/core/aggregate.ts";
+import { CidrSet } from "../../functions/core/classify.ts";
+import {
+  type BackfillMinuteResult,
+  backfillMinute,
+  type CloudWatchEvent,
+  type CoverageStore,
+  type MinuteCoverage,
+  minuteOf,
+  type StreamRef,
+} from "../../functions/core/coverage.ts";
+import type { IngestDeps } from "../../functions/core/ingest.ts";
+import { createParser } from "../../functions/core/parse.ts";
+import type { FlowStore, HolderHistory } from "../../functions/core/ports.ts";
+import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import { addDirectoryOptions, openDirectory } from "../directory.ts";
+import { openAlertSink } from "../sink.ts";
+import { parseDurationMs, parseInstant } from "../time.ts";
+
+// ---- shared with `redrive`: the ingest pipeline's options and the store with its coverage records ----------
+
+/** The pipeline options `replay` has, for commands that feed log events through ingestBatch. */
+export function addIngestOptions(command: Command): Command {
+  command
+    .option("--prefix <text>", "log prefix of the Calico LOG rules", "calico-packet")
+    .option("--prefix-format <format>", "Felix logPrefix with %t %k %n %p, to decode the policy")
+    .option("--bucket-seconds <n>", "aggregation bucket", parseInteger("--bucket-seconds", 1, 3600), 60)
+    .option("--alert-window <duration>", "one alert per key per window", parseDurationMs, 15 * 60_000)
+    .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
+    .option("--scan-threshold <n>", "alert on an external source denied on ≥ n ports or destinations", (v) =>
+      parseInteger("--scan-threshold", 2, 65_535)(v),
+    )
+    .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
+    .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
+  return addDirectoryOptions(withCommonOptions(command));
+}
+
+export interface CoveredStore {
+  store: FlowStore;
+  history: HolderHistory;
+  coverage: CoverageStore;
+  description: string;
+  close(): Promise<void>;
+}
+
+/** The flow store as cli/store.ts opens it, plus the coverage records kept in the same table. */
+export async function openCoveredStore(common: CommonOptions, retentionDays: number): Promise<CoveredStore> {
+  if (common.table !== undefined) {
+    const client = new DynamoDBClient(common.region === undefined ? {} : { region: common.region });
+    const tableName = common.table;
+    return {
+      store: new DynamoFlowStore({ client, tableName, retentionDays }),
+      history: new DynamoHolderHistory({ client, tableName }),
+      coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
+      description: `DynamoDB table ${tableName}`,
+      close: async () => client.destroy(),
+    };
+  }
+  const embedded = await startEmbeddedStore({ dir: common.store });
+  const { client, tableName } = embedded;
+  return {
+    store: new DynamoFlowStore({ client, tableName, retentionDays }),
+    history: new DynamoHolderHistory({ client, tableName }),
+    coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
+    description: `embedded store ${common.store}`,
+    close: () => embedded.close(),
+  };
+}
+
+export interface IngestSetup {
+  deps: IngestDeps;
+  coverage: CoverageStore;
+  description: string;
+  close(): Promise<void>;
+}
+
+/** Store, coverage, IP directory and alert sink for the options of addIngestOptions. */
+export async function openIngest(raw: Record<string, unknown>, common: CommonOptions): Promise<IngestSetup> {
+  const opened = await openCoveredStore(common, raw.retentionDays as number);
+  try {
+    const directory = await openDirectory(raw, opened.history, common.cluster);
+    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, common);
+    return {
+      deps: {
+        store: opened.store,
+        sink,
+        alertWindowMs: raw.alertWindow as number,
+        alertCap: raw.alertCap as number,
+        pipeline: {
+          cluster: common.cluster,
+          internal: new CidrSet(common.internalCidrs),
+          bucketSeconds: raw.bucketSeconds as number,
+          parse: createParser({
+            prefix: raw.prefix as string,
+            prefixFormat: raw.prefixFormat as string | undefined,
+          }),
+          directory: directory.directory,
+          scanThreshold: raw.scanThreshold as number | undefined,
+        },
+      },
+      coverage: opened.coverage,
+      description: opened.description,
+      async close() {
+        await directory.close();
+        await opened.close();
+      },
+    };
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+}
+
+// ---- checkpoint ---------------------------------------------------------------------------------------------
+
+interface StreamProgress {
+  /** Every event stamped before this instant has been processed. */
+  doneUntil: string;
+  complete: boolean;
+}
+
+export interface Checkpoint {
+  version: 1;
+  /** Digest of what identifies the backfill as typed: cluster, log groups, prefix, stream prefix, since, until. */
+  job: string;
+  cluster: string;
+  logGroups: string[];
+  filterPattern: string;
+  since: string;
+  until: string;
+  startedAt: string;
+  updatedAt: string;
+  complete: boolean;
+  streams: Record<string, Record<string, StreamProgress>>;
+}
+
+export function readCheckpoint(path: string): Checkpoint | undefined {
+  if (!existsSync(path)) return undefined;
+  const value = JSON.parse(readFileSync(path, "utf8")) as Checkpoint;
+  if (value.version !== 1 || typeof value.job !== "string" || typeof value.streams !== "object") {
+    throw new Error(`${path} is not a backfill checkpoint`);
+  }
+  return value;
+}
+
+function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
+  checkpoint.updatedAt = new Date().toISOString();
+  mkdirSync(dirname(path), { recursive: true });
+  // Written aside and renamed, so an interruption mid-write leaves the previous checkpoint intact.
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(checkpoint, null, 2)}\n`);
+  renameSync(temporary, path);
+}
+
+// ---- the backfill -------------------------------------------------------------------------------------------
+
+export interface BackfillSummary {
+  since: string;
+  until: string;
+  checkpoint: string;
+  resumed: boolean;
+  interrupted: boolean;
+  streams: number;
+  streamsSkipped: number;
+  /** Events FilterLogEvents returned. */
+  events: number;
+  alreadyCounted: number;
+  completed: number;
+  stored: number;
+  pending: number;
+  uncertain: number;
+  lines: number;
+  calico: number;
+  malformed: number;
+  unresolved: number;
+  flowsApplied: number;
+  flowsDuplicate: number;
+  alertsOpened: number;
+  alertsSent: number;
+  logsCalls: number;
+  throttled: number;
+  malformedSamples: string[];
+}
+
+export interface BackfillIo {
+  /** CloudWatch Logs client; default: the SDK's standard configuration (AWS_ENDPOINT_URL_CLOUDWATCH_LOGS…). */
+  logs?: CloudWatchLogsClient;
+  sleep?: (ms: number) => Promise<void>;
+  signal?: AbortSignal;
+  now?: () => number;
+  /** Called once per processed minute (tests interrupt a run here). */
+  onMinute?: (ref: StreamRef, minute: number, result: BackfillMinuteResult) => void;
+}
+
+const MALFORMED_SAMPLES = 20;
+
+interface Task {
+  group: string;
+  stream: string;
+  from: number;
+  state: StreamProgress;
+}
+
+export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}): Promise<BackfillSummary> {
+  const common = commonOptions(raw);
+  const groups = [...new Set(raw.logGroup as string[])];
+  const filterPattern = termPattern(raw.prefix as string);
+  const streamPrefix = raw.streamPrefix as string | undefined;
+  const now = (io.now ?? Date.now)();
+  const job = digest(
+    JSON.stringify([
+      common.cluster,
+      [...groups].sort(),
+      filterPattern,
+      streamPrefix ?? null,
+      raw.since,
+      raw.until,
+    ]),
+  );
+  const path =
+    (raw.checkpoint as string | undefined) ?? join(common.store, "checkpoints", `backfill-${job}.json`);
+
+  let checkpoint = raw.restart === true ? undefined : readCheckpoint(path);
+  if (checkpoint !== undefined && checkpoint.job !== job) {
+    throw new Error(
+      `${path} belongs to another backfill (${checkpoint.logGroups.join(", ")} ${checkpoint.since} → ${checkpoint.until}); ` +
+        "pass --restart to replace it or --checkpoint to use another file",
+    );
+  }
+  const resumed = checkpoint !== undefined && !checkpoint.complete;
+  if (checkpoint === undefined || checkpoint.complete) {
+    // Relative times (--since 6h) are resolved once, here; a resumed run keeps the window it started with.
+    const since = parseInstant(raw.since as string, now);
+    const until = parseInstant(raw.until as string, now);
+    if (!(since < until)) {
+      throw new Error(
+        `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`,
+      );
+    }
+    checkpoint = {
+      version: 1,
+      job,
+      cluster: common.cluster,
+      logGroups: groups,
+      filterPattern,
+      since: new Date(since).toISOString(),
+      until: new Date(until).toISOString(),
+      startedAt: new Date(now).toISOString(),
+      updatedAt: new Date(now).toISOString(),
+      complete: false,
+      streams: {},
+    };
+  }
+  const cp = checkpoint;
+  const since = Date.parse(cp.since);
+  const until = Date.parse(cp.until);
+
+  const summary: BackfillSummary = {
+    since: cp.since,
+    until: cp.until,
+    checkpoint: path,
+    resumed,
+    interrupted: false,
+    streams: 0,
+    streamsSkipped: 0,
+    events: 0,
+    alreadyCounted: 0,
+    completed: 0,
+    stored: 0,
+    pending: 0,
+    uncertain: 0,
+    lines: 0,
+    calico: 0,
+    malformed: 0,
+    unresolved: 0,
+    flowsApplied: 0,
+    flowsDuplicate: 0,
+    alertsOpened: 0,
+    alertsSent: 0,
+    logsCalls: 0,
+    throttled: 0,
+    malformedSamples: [],
+  };
+
+  const setup = await openIngest(raw, common);
+  const logs =
+    io.logs ??
+    // Retries are the reader's (paced, counted); the SDK's own would hide throttling from the pacer.
+    new CloudWatchLogsClient({
+      maxAttempts: 1,
+      ...(common.region === undefined ? {} : { region: common.region }),
+    });
+  const reader = new CloudWatchLogsReader({
+    client: logs,
+    callsPerSecond: raw.maxRps as number,
+    sleep: io.sleep,
+  });
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  io.signal?.addEventListener("abort", abort);
+  const bar = new BackfillBar(raw.quiet !== true);
+  let lastSave = 0;
+  const save = (force: boolean) => {
+    if (!force && Date.now() - lastSave < 1000) return;
+    lastSave = Date.now();
+    writeCheckpoint(path, cp);
+  };
+
+  try {
+    // Which streams may hold events in the window, and where each one stands.
+    const tasks: Task[] = [];
+    for (const group of groups) {
+      const known = cp.streams[group] ?? {};
+      cp.streams[group] = known;
+      for await (const info of reader.streams(group, { since, prefix: streamPrefix })) {
+        const state = known[info.name] ?? { doneUntil: cp.since, complete: false };
+        known[info.name] = state;
+        if (state.complete) {
+          summary.streamsSkipped++;
+          continue;
+        }
+        tasks.push({ group, stream: info.name, from: Math.max(since, Date.parse(state.doneUntil)), state });
+      }
+    }
+    summary.streams = tasks.length + summary.streamsSkipped;
+    save(true);
+
+    const total = tasks.reduce((n, t) => n + (until - t.from), 0);
+    const position = new Map<Task, number>(tasks.map((t) => [t, t.from]));
+    const progressed = () => tasks.reduce((n, t) => n + ((position.get(t) ?? t.from) - t.from), 0);
+    bar.start(total);
+
+    const add = (result: BackfillMinuteResult, ref: StreamRef) => {
+      summary.alreadyCounted += result.alreadyCounted;
+      summary.completed += result.completed;
+      summary.stored += result.stored;
+      summary.pending += result.pending;
+      summary.uncertain += result.uncertain;
+      for (const batch of result.batches) {
+        const r = batch.result;
+        summary.lines += r.stats.lines;
+        summary.calico += r.stats.calico;
+        summary.malformed += r.stats.malformed;
+        summary.unresolved += r.stats.unresolved;
+        summary.flowsApplied += r.flowsApplied;
+        summary.flowsDuplicate += r.flowsDuplicate;
+        summary.alertsOpened += r.alerts.length;
+        summary.alertsSent += r.alertsSent;
+        for (const m of r.malformed) {
+          if (summary.malformedSamples.length >= MALFORMED_SAMPLES) break;
+          const id = batch.events[m.index]?.id ?? "?";
+          summary.malformedSamples.push(`${ref.group} ${ref.stream} event ${id}: ${m.reason}`);
+        }
+      }
+    };
+
+    const runStream = async (task: Task) => {
+      const ref: StreamRef = { cluster: common.cluster, group: task.group, stream: task.stream };
+      const pending = new Map<number, CloudWatchEvent[]>();
+      const flush = async (minutes: number[]) => {
+        if (minutes.length === 0) return;
+        const first = minutes[0] as number;
+        const last = minutes[minutes.length - 1] as number;
+        // One Query for the coverage of every minute about to be processed.
+        const known = new Map((await setup.coverage.read(ref, first, last)).map((c) => [c.minute, c]));
+        for (const minute of minutes) {
+          if (stop.signal.aborted) return;
+          const events = pending.get(minute) ?? [];
+          const current: MinuteCoverage = known.get(minute) ?? { minute, version: 0, claims: [] };
+          const result = await backfillMinute(ref, minute, events, setup.deps, setup.coverage, {
+            known: current,
+            now: io.now,
+          });
+          pending.delete(minute);
+          add(result, ref);
+          io.onMinute?.(ref, minute, result);
+        }
+      };
+      const doneUntil = (frontier: number) => {
+        const open = pending.size === 0 ? frontier : Math.min(...pending.keys());
+        task.state.doneUntil = new Date(Math.max(open, task.from)).toISOString();
+        position.set(task, Math.min(until, Math.max(open, task.from)));
+      };
+
+      for await (const page of reader.events({
+        group: task.group,
+        streams: [task.stream],
+        start: task.from,
+        end: until,
+        filterPattern,
+        limit: 10_000,
+      })) {
+        for (const e of page.events) {
+          const m = minuteOf(e.timestamp);
+          const list = pending.get(m);
+          const event = { id: e.id, timestamp: e.timestamp, message: e.message };
+          if (list === undefined) pending.set(m, [event]);
+          else list.push(event);
+        }
+        summary.events += page.events.length;
+        const lastEvent = page.events[page.events.length - 1];
+        if (lastEvent !== undefined) {
+          // Events come in timestamp order, so every minute before the last event's is complete.
+          const frontier = minuteOf(lastEvent.timestamp);
+          await flush([...pending.keys()].filter((m) => m < frontier).sort((a, b) => a - b));
+          doneUntil(frontier);
+        }
+        summary.logsCalls = reader.stats.calls;
+        summary.throttled = reader.stats.throttled;
+        bar.update(progressed(), summary);
+        save(false);
+        if (stop.signal.aborted) return;
+      }
+      await flush([...pending.keys()].sort((a, b) => a - b));
+      if (stop.signal.aborted) {
+        doneUntil(until);
+        return;
+      }
+      task.state.doneUntil = cp.until;
+      task.state.complete = true;
+      position.set(task, until);
+      bar.update(progressed(), summary);
+      save(true);
+    };
+
+    // A few streams at a time: the pacer keeps the shared CloudWatch Logs rate, the rest overlaps DynamoDB work.
+    const concurrency = raw.concurrency as number;
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (!stop.signal.aborted) {
+        const task = tasks[next++];
+        if (task === undefined) return;
+        try {
+          await runStream(task);
+        } catch (error) {
+          failure ??= error;
+          stop.abort();
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, tasks.length)) }, worker));
+    summary.logsCalls = reader.stats.calls;
+    summary.throttled = reader.stats.throttled;
+    if (failure !== undefined) throw failure;
+    summary.interrupted = stop.signal.aborted;
+    cp.complete = !summary.interrupted;
+  } finally {
+    io.signal?.removeEventListener("abort", abort);
+    bar.stop();
+    save(true);
+    await setup.close();
+    if (io.logs === undefined) logs.destroy();
+  }
+  return summary;
+}
+
+/** Events scanned, lines parsed, flows written, rate and ETA, on stderr when it is a terminal. */
+class BackfillBar {
+  readonly #bar: cliProgress.SingleBar | undefined;
+  readonly #started = Date.now();
+
+  constructor(enabled: boolean) {
+    if (!enabled || !process.stderr.isTTY) return;
+    this.#bar = new cliProgress.SingleBar(
+      {
+        format:
+          "{bar} {percentage}% | {events} events | {calico} calico | {flows} flows | {rate} events/s | " +
+          "{throttled} throttled | ETA {eta_formatted}",
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: true,
+        fps: 5,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  start(total: number): void {
+    this.#bar?.start(Math.max(total, 1), 0, { events: 0, calico: 0, flows: 0, rate: 0, throttled: 0 });
+  }
+
+  update(value: number, s: BackfillSummary): void {
+    const seconds = Math.max((Date.now() - this.#started) / 1000, 0.001);
+    this.#bar?.update(value, {
+      events: s.events,
+      calico: s.calico,
+      flows: s.flowsApplied,
+      rate: Math.round(s.events / seconds),
+      throttled: s.throttled,
+    });
+  }
+
+  stop(): void {
+    this.#bar?.stop();
+  }
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function describeBackfill(s: BackfillSummary): string {
+  const lines = [
+    `${s.interrupted ? "interrupted backfill" : "backfilled"} ${s.since} → ${s.until}${s.resumed ? " (resumed)" : ""}: ` +
+      `${s.streams} log streams${s.streamsSkipped > 0 ? ` (${s.streamsSkipped} finished earlier)` : ""}, ` +
+      `${s.events} events scanned, ${s.calico} calico records (${s.malformed} malformed), ` +
+      `${s.flowsApplied} flow updates (${s.flowsDuplicate} already stored), ${s.alertsOpened} alerts` +
+      `${s.alertsSent > 0 ? ` (${s.alertsSent} published)` : ""}, ${s.unresolved} unresolved endpoints`,
+    `coverage: ${s.stored} events stored now, ${s.alreadyCounted} already counted, ` +
+      `${s.completed} finished for an interrupted writer; ${s.logsCalls} CloudWatch Logs calls, ${s.throttled} throttled`,
+  ];
+  if (s.pending > 0) {
+    lines.push(
+      `${s.pending} events are claimed by deliveries not yet confirmed stored: their Lambda retries or \`calico-flows redrive\` will store them`,
+    );
+  }
+  if (s.uncertain > 0) {
+    lines.push(
+      `${s.uncertain} events were left alone in minutes too busy to itemise (see docs/backfill.md, "Limits")`,
+    );
+  }
+  lines.push(...s.malformedSamples);
+  if (s.malformed > s.malformedSamples.length)
+    lines.push(`… and ${s.malformed - s.malformedSamples.length} more malformed lines`);
+  if (s.interrupted) lines.push(`progress saved in ${s.checkpoint}: run the same command again to resume`);
+  return `${lines.join("\n")}\n`;
+}
+
+export function registerBackfill(program: Command): void {
+  const command = program
+    .command("backfill")
+    .description("ingest calico-packet history from CloudWatch Logs, counting each event once")
+    .addOption(
+      new Option("--log-group <name>", "log group to read, repeatable")
+        .argParser(collect)
+        .makeOptionMandatory(),
+    )
+    .requiredOption("--since <time>", "start: ISO time or a duration before now (6h, 2d)")
+    .option("--until <time>", "end: ISO time, duration before now, or now", "now")
+    .option("--stream-prefix <prefix>", "only log streams whose name starts with this")
+    .option("--checkpoint <file>", "progress file (default: <store>/checkpoints/backfill-<job>.json)")
+    .option("--restart", "ignore an unfinished checkpoint and start the window afresh")
+    .option("--concurrency <n>", "log streams read at once", parseInteger("--concurrency", 1, 64), 4)
+    .option("--max-rps <n>", "CloudWatch Logs calls per second at most", parseInteger("--max-rps", 1, 100), 5)
+    .option("--quiet", "no progress, only the summary");
+  addIngestOptions(command);
+  command.action(async (raw: Record<string, unknown>) => {
+    const controller = new AbortController();
+    const onSignal = () => {
+      if (controller.signal.aborted) process.exit(130);
+      process.stderr.write(
+        "\ninterrupted: finishing the current minute and saving the checkpoint (again to quit now)\n",
+      );
+      controller.abort();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    try {
+      const summary = await backfill(raw, { signal: controller.signal });
+      process.stderr.write(describeBackfill(summary));
+      if (summary.interrupted) process.exitCode = 130;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+  });
+}

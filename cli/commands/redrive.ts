@@ -1,0 +1,248 @@
+// `calico-flows redrive`: replays the subscription payloads the ingest function gave up on. Each SQS message of
+// the on-failure destination is a Lambda invocation record whose requestPayload is the original event; it is
+// decoded, stored through the same ingest use case under the payload's own contribution (so a payload that
+// had been partly stored is not counted twice), and deleted only once stored. What still fails is reported
+// with the original error and the new one, and stays in the queue.
+import {
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SQSClient,
+} from "@aws-sdk/client-sqs";
+import type { Command } from "commander";
+import { ingestDelivery } from "../../functions/core/coverage.ts";
+import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
+import { commonOptions, parseInteger } from "../common.ts";
+import { addIngestOptions, openIngest } from "./backfill.ts";
+
+/** What Lambda's on-failure destination puts in the message body (asynchronous invocation record). */
+interface InvocationRecord {
+  version?: string;
+  timestamp?: string;
+  requestContext?: {
+    requestId?: string;
+    functionArn?: string;
+    condition?: string;
+    approximateInvokeCount?: number;
+  };
+  requestPayload?: { awslogs?: { data?: unknown } };
+  responsePayload?: { errorType?: string; errorMessage?: string } | null;
+}
+
+export interface RedriveProblem {
+  messageId: string;
+  kind: "corrupt" | "failed";
+  reason: string;
+  /** Why the ingest function failed on it, from the invocation record. */
+  original?: string;
+  deleted: boolean;
+}
+
+export interface RedriveSummary {
+  received: number;
+  /** Payloads stored (or found already stored) and deleted from the queue. */
+  redriven: number;
+  controlMessages: number;
+  events: number;
+  eventsAlreadyCounted: number;
+  calico: number;
+  malformed: number;
+  flowsApplied: number;
+  flowsDuplicate: number;
+  alertsOpened: number;
+  alertsSent: number;
+  problems: RedriveProblem[];
+}
+
+export interface RedriveIo {
+  sqs?: SQSClient;
+}
+
+class CorruptMessageError extends Error {
+  override name = "CorruptMessageError";
+}
+
+/** The subscription data inside a message body, or why there is none. */
+function subscriptionDataOf(body: string | undefined): { data: unknown; record: InvocationRecord } {
+  if (body === undefined || body.length === 0) throw new CorruptMessageError("message has no body");
+  let record: InvocationRecord;
+  try {
+    record = JSON.parse(body) as InvocationRecord;
+  } catch (error) {
+    throw new CorruptMessageError(`message body is not JSON: ${(error as Error).message}`);
+  }
+  if (record === null || typeof record !== "object" || record.requestPayload === undefined) {
+    throw new CorruptMessageError("message body is not a Lambda invocation record (no requestPayload)");
+  }
+  if (record.requestPayload?.awslogs === undefined) {
+    throw new CorruptMessageError("requestPayload is not a CloudWatch Logs subscription event (no awslogs)");
+  }
+  return { data: record.requestPayload.awslogs.data, record };
+}
+
+function originalError(record: InvocationRecord | undefined): string | undefined {
+  if (record === undefined) return undefined;
+  const context = record.requestContext;
+  const response = record.responsePayload;
+  const parts: string[] = [];
+  if (context?.condition !== undefined) parts.push(context.condition);
+  if (context?.approximateInvokeCount !== undefined) parts.push(`${context.approximateInvokeCount} attempts`);
+  if (response?.errorType !== undefined || response?.errorMessage !== undefined) {
+    parts.push(`${response?.errorType ?? "Error"}: ${response?.errorMessage ?? ""}`.trim());
+  }
+  return parts.length === 0 ? undefined : parts.join(", ");
+}
+
+export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}): Promise<RedriveSummary> {
+  const common = commonOptions(raw);
+  const queueUrl = raw.queueUrl as string;
+  const max = (raw.max as number | undefined) ?? Number.POSITIVE_INFINITY;
+  const visibility = raw.visibilityTimeout as number;
+  const sqs = io.sqs ?? new SQSClient(common.region === undefined ? {} : { region: common.region });
+  const setup = await openIngest(raw, common);
+  const summary: RedriveSummary = {
+    received: 0,
+    redriven: 0,
+    controlMessages: 0,
+    events: 0,
+    eventsAlreadyCounted: 0,
+    calico: 0,
+    malformed: 0,
+    flowsApplied: 0,
+    flowsDuplicate: 0,
+    alertsOpened: 0,
+    alertsSent: 0,
+    problems: [],
+  };
+  const seen = new Set<string>();
+  const leftBehind: Message[] = [];
+  const remove = (m: Message) =>
+    sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }));
+
+  const handle = async (m: Message) => {
+    const messageId = m.MessageId ?? "?";
+    let record: InvocationRecord | undefined;
+    try {
+      const found = subscriptionDataOf(m.Body);
+      record = found.record;
+      const payload = decodeSubscriptionData(found.data);
+      if (payload.messageType === "CONTROL_MESSAGE") {
+        summary.controlMessages++;
+      } else {
+        const result = await ingestDelivery(payload, setup.deps, setup.coverage, "redrive");
+        summary.events += payload.logEvents.length;
+        summary.eventsAlreadyCounted += result.eventsAlreadyCounted;
+        summary.calico += result.stats.calico;
+        summary.malformed += result.stats.malformed;
+        summary.flowsApplied += result.flowsApplied;
+        summary.flowsDuplicate += result.flowsDuplicate;
+        summary.alertsOpened += result.alerts.length;
+        summary.alertsSent += result.alertsSent;
+        summary.redriven++;
+      }
+      // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
+      await remove(m);
+    } catch (error) {
+      const corrupt = error instanceof CorruptMessageError || error instanceof CorruptPayloadError;
+      const problem: RedriveProblem = {
+        messageId,
+        kind: corrupt ? "corrupt" : "failed",
+        reason: (error as Error).message,
+        original: originalError(record),
+        deleted: false,
+      };
+      if (corrupt && raw.deleteCorrupt === true) {
+        await remove(m);
+        problem.deleted = true;
+      } else {
+        leftBehind.push(m);
+      }
+      summary.problems.push(problem);
+    }
+  };
+
+  try {
+    while (summary.received < max) {
+      const page = await sqs.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: Math.min(10, max - summary.received),
+          // Long polling asks every SQS server, so an empty answer means the queue is drained.
+          WaitTimeSeconds: raw.waitSeconds as number,
+          // Long enough that what fails stays out of sight for the rest of this run.
+          VisibilityTimeout: visibility,
+        }),
+      );
+      const fresh = (page.Messages ?? []).filter((m) => m.MessageId === undefined || !seen.has(m.MessageId));
+      if (fresh.length === 0) break;
+      for (const m of fresh) {
+        if (m.MessageId !== undefined) seen.add(m.MessageId);
+        summary.received++;
+        await handle(m);
+      }
+    }
+  } finally {
+    // What stays in the queue becomes visible again at once, for the next redrive or for inspection.
+    for (const m of leftBehind) {
+      await sqs
+        .send(
+          new ChangeMessageVisibilityCommand({
+            QueueUrl: queueUrl,
+            ReceiptHandle: m.ReceiptHandle,
+            VisibilityTimeout: 0,
+          }),
+        )
+        .catch(() => undefined);
+    }
+    await setup.close();
+    if (io.sqs === undefined) sqs.destroy();
+  }
+  return summary;
+}
+
+export function describeRedrive(s: RedriveSummary): string {
+  const lines = [
+    `redrove ${s.redriven} of ${s.received} messages: ${s.events} log events (${s.eventsAlreadyCounted} already counted), ` +
+      `${s.calico} calico records (${s.malformed} malformed), ${s.flowsApplied} flow updates ` +
+      `(${s.flowsDuplicate} already stored), ${s.alertsOpened} alerts` +
+      `${s.alertsSent > 0 ? ` (${s.alertsSent} published)` : ""}` +
+      `${s.controlMessages > 0 ? `, ${s.controlMessages} control messages` : ""}`,
+  ];
+  for (const p of s.problems) {
+    const fate = p.deleted ? "deleted" : "left in the queue";
+    const hint = p.kind === "corrupt" && !p.deleted ? "; --delete-corrupt removes it" : "";
+    lines.push(
+      `message ${p.messageId}: ${p.kind === "corrupt" ? "corrupt" : "still fails"}: ${p.reason}` +
+        `${p.original === undefined ? "" : ` (ingest failed with ${p.original})`} — ${fate}${hint}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export function registerRedrive(program: Command): void {
+  const command = program
+    .command("redrive")
+    .description("replay the payloads in the ingest function's on-failure queue, deleting each once stored")
+    .requiredOption("--queue-url <url>", "URL of the on-failure SQS queue")
+    .option("--max <n>", "most messages to take from the queue", parseInteger("--max", 1, 1_000_000))
+    .option("--delete-corrupt", "delete messages whose payload cannot be decoded (default: report and keep)")
+    .option(
+      "--visibility-timeout <seconds>",
+      "how long a taken message stays hidden while it is replayed",
+      parseInteger("--visibility-timeout", 30, 43_200),
+      900,
+    )
+    .option(
+      "--wait-seconds <n>",
+      "long-poll wait when the queue looks empty",
+      parseInteger("--wait-seconds", 0, 20),
+      2,
+    );
+  addIngestOptions(command);
+  command.action(async (raw: Record<string, unknown>) => {
+    const summary = await redrive(raw);
+    process.stderr.write(describeRedrive(summary));
+    if (summary.problems.some((p) => !p.deleted)) process.exitCode = 1;
+  });
+}

@@ -1,0 +1,245 @@
+// Reading history back out of CloudWatch Logs for `calico-flows backfill`: the log streams of a group that
+// may hold events in a window (DescribeLogStreams), and their calico-packet events (FilterLogEvents paged by
+// nextToken). CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
+// pacer shared by all concurrent readers, which slows down when throttled and recovers as calls succeed.
+import {
+  type CloudWatchLogsClient,
+  DescribeLogStreamsCommand,
+  FilterLogEventsCommand,
+} from "@aws-sdk/client-cloudwatch-logs";
+
+/**
+ * The filter pattern matching events that contain `text` as an exact phrase. A quoted term, with `\` and `"`
+ * escaped: unquoted, `calico-packet` would be read as the term `calico` and a `-packet` exclusion.
+ */
+export function termPattern(text: string): string {
+  return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+export interface LogStreamInfo {
+  name: string;
+  creationTime?: number;
+  firstEventTimestamp?: number;
+  lastEventTimestamp?: number;
+  lastIngestionTime?: number;
+}
+
+export interface FilteredEvent {
+  id: string;
+  stream: string;
+  timestamp: number;
+  message: string;
+}
+
+export interface EventPage {
+  events: FilteredEvent[];
+  /** Absent on the last page. */
+  nextToken?: string;
+}
+
+export interface EventQuery {
+  group: string;
+  /** Limit to these streams (FilterLogEvents takes up to 100); all streams of the group when absent. */
+  streams?: readonly string[];
+  /** Inclusive bounds on the event timestamp, epoch ms. */
+  start: number;
+  end: number;
+  filterPattern?: string;
+  /** Largest page asked for (FilterLogEvents' maximum is 10,000). */
+  limit?: number;
+}
+
+export interface RetryPolicy {
+  /** Tries per call, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface CloudWatchLogsReaderOptions {
+  client: CloudWatchLogsClient;
+  /** Calls per second at most, across everything this reader does. @default 5 */
+  callsPerSecond?: number;
+  /** @default { attempts: 10, baseDelayMs: 500, maxDelayMs: 20_000 } */
+  retry?: Partial<RetryPolicy>;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface ReaderStats {
+  calls: number;
+  /** Calls answered with ThrottlingException (each was retried after a backoff). */
+  throttled: number;
+  /** Calls that failed with a transient error other than throttling and were retried. */
+  retried: number;
+  backoffMs: number;
+}
+
+/**
+ * Errors worth retrying after a pause. The SDK retries too, but gives up after a few attempts, which a long
+ * backfill sharing the account's quota with other tools would hit.
+ */
+const THROTTLED = new Set([
+  "ThrottlingException",
+  "Throttling",
+  "TooManyRequestsException",
+  "LimitExceededException",
+]);
+const TRANSIENT = new Set([
+  "ServiceUnavailableException",
+  "InternalFailure",
+  "RequestTimeout",
+  "TimeoutError",
+]);
+/** Connection failures worth another try (a refused connection or unknown host is a wrong endpoint). */
+const NETWORK = new Set(["ECONNRESET", "ETIMEDOUT", "EPIPE", "EAI_AGAIN"]);
+
+function retryClass(error: unknown): "throttled" | "transient" | "fatal" {
+  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name !== undefined && THROTTLED.has(e.name)) return "throttled";
+  if (e.name !== undefined && TRANSIENT.has(e.name)) return "transient";
+  if (e.code !== undefined && NETWORK.has(e.code)) return "transient";
+  if ((e.$metadata?.httpStatusCode ?? 0) >= 500) return "transient";
+  return "fatal";
+}
+
+/** Events with a timestamp ≥ since were ingested after since minus this (CloudWatch refuses events more than 2 h ahead). */
+const FUTURE_TOLERANCE_MS = 2 * 3_600_000;
+/** Stream metadata (lastIngestionTime) is updated eventually, typically within an hour. */
+const METADATA_LAG_MS = 3_600_000;
+
+export class CloudWatchLogsReader {
+  readonly stats: ReaderStats = { calls: 0, throttled: 0, retried: 0, backoffMs: 0 };
+  readonly #client: CloudWatchLogsClient;
+  readonly #retry: RetryPolicy;
+  readonly #sleep: (ms: number) => Promise<void>;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #minIntervalMs: number;
+  #intervalMs: number;
+  #nextSlot = 0;
+
+  constructor(options: CloudWatchLogsReaderOptions) {
+    this.#client = options.client;
+    this.#retry = { attempts: 10, baseDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
+    this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
+    const rate = options.callsPerSecond ?? 5;
+    if (!(rate > 0)) throw new Error(`callsPerSecond must be positive, got ${rate}`);
+    this.#minIntervalMs = 1000 / rate;
+    this.#intervalMs = this.#minIntervalMs;
+  }
+
+  /** Current pace, calls per second (lower than configured while recovering from throttling). */
+  get callsPerSecond(): number {
+    return 1000 / this.#intervalMs;
+  }
+
+  /** Waits for this call's slot: slots are handed out `interval` apart, so concurrent readers share the rate. */
+  async #pace(): Promise<void> {
+    const now = this.#now();
+    const slot = Math.max(now, this.#nextSlot);
+    this.#nextSlot = slot + this.#intervalMs;
+    if (slot > now) await this.#sleep(slot - now);
+  }
+
+  async #call<T>(send: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await this.#pace();
+      this.stats.calls++;
+      try {
+        const result = await send();
+        // Gradual recovery towards the configured rate after throttling slowed it down.
+        this.#intervalMs = Math.max(this.#minIntervalMs, this.#intervalMs * 0.9);
+        return result;
+      } catch (error) {
+        const kind = retryClass(error);
+        if (kind === "fatal" || attempt >= this.#retry.attempts) throw error;
+        if (kind === "throttled") {
+          this.stats.throttled++;
+          this.#intervalMs = Math.min(this.#intervalMs * 2, 10_000);
+        } else {
+          this.stats.retried++;
+        }
+        // Exponential backoff with jitter, so readers throttled together do not retry together.
+        const ceiling = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (attempt - 1));
+        const delay = Math.round(ceiling * (0.5 + this.#random() * 0.5));
+        this.stats.backoffMs += delay;
+        await this.#sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * Streams of `group` that may hold events stamped at or after `since`. A stream is left out only when its
+   * last ingestion is too old for that, with a margin for events stamped ahead of ingestion and for the
+   * lag of the stream's metadata.
+   */
+  async *streams(group: string, options: { since: number; prefix?: string }): AsyncGenerator<LogStreamInfo> {
+    const horizon = options.since - FUTURE_TOLERANCE_MS - METADATA_LAG_MS;
+    let nextToken: string | undefined;
+    do {
+      const token = nextToken;
+      const page = await this.#call(() =>
+        this.#client.send(
+          new DescribeLogStreamsCommand({
+            logGroupName: group,
+            logStreamNamePrefix: options.prefix,
+            nextToken: token,
+          }),
+        ),
+      );
+      for (const s of page.logStreams ?? []) {
+        if (s.logStreamName === undefined) continue;
+        const lastSeen = Math.max(s.lastIngestionTime ?? 0, s.lastEventTimestamp ?? 0, s.creationTime ?? 0);
+        if (lastSeen > 0 && lastSeen < horizon) continue;
+        yield {
+          name: s.logStreamName,
+          creationTime: s.creationTime,
+          firstEventTimestamp: s.firstEventTimestamp,
+          lastEventTimestamp: s.lastEventTimestamp,
+          lastIngestionTime: s.lastIngestionTime,
+        };
+      }
+      nextToken = page.nextToken;
+    } while (nextToken !== undefined);
+  }
+
+  /**
+   * Pages of matching events in time order (as FilterLogEvents returns them: by timestamp, then ingestion).
+   * Pages may be empty while more follow; paging ends when no nextToken comes back.
+   */
+  async *events(query: EventQuery, startToken?: string): AsyncGenerator<EventPage> {
+    let nextToken = startToken;
+    do {
+      const token = nextToken;
+      const page = await this.#call(() =>
+        this.#client.send(
+          new FilterLogEventsCommand({
+            logGroupName: query.group,
+            logStreamNames: query.streams === undefined ? undefined : [...query.streams],
+            startTime: query.start,
+            endTime: query.end,
+            filterPattern: query.filterPattern,
+            limit: query.limit,
+            nextToken: token,
+          }),
+        ),
+      );
+      const events: FilteredEvent[] = [];
+      for (const e of page.events ?? []) {
+        if (e.eventId === undefined || e.timestamp === undefined || e.logStreamName === undefined) continue;
+        events.push({
+          id: e.eventId,
+          stream: e.logStreamName,
+          timestamp: e.timestamp,
+          message: e.message ?? "",
+        });
+      }
+      nextToken = page.nextToken;
+      yield nextToken === undefined ? { events } : { events, nextToken };
+    } while (nextToken !== undefined);
+  }
+}

@@ -1,0 +1,328 @@
+// Query Lambda behind the IAM-authorised API: GET /flows and GET /alerts over the flow store.
+// Thin by design: parameters are validated here (400 naming the parameter), the work is the store's
+// queryFlows/queryAlerts, which only use Query access patterns (never Scan).
+//
+//   GET /flows  ?namespace= &workload=[kind/]name &pod= &ip= &internal=true|false &since= &until= &limit= &cursor=
+//   GET /alerts ?since= &until= &limit= &cursor=
+//
+// since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours. workload
+// and pod need namespace. limit: 1–1000, default 100. cursor: the previous page's, which carries that page's
+// time window (since/until are not read again). 200 `{ items, cursor }` with the flow records of DESIGN.md
+// §3.3 (alert records for /alerts) and `cursor: null` on the last page; 400 `{ message, parameter }`.
+
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import middy from "@middy/core";
+import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
+import { z } from "zod";
+import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
+import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
+import { InvalidInputError } from "../adapters/dynamo/keys.ts";
+import { normalizeIpv6 } from "../core/ipv6.ts";
+import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
+import { logger, metrics, tracer } from "../shared/powertools.ts";
+import { loadQueryConfig, type QueryConfig } from "./config.ts";
+
+export const DEFAULT_LIMIT = 100;
+export const MAX_LIMIT = 1000;
+const DEFAULT_RANGE_MS = 24 * 3_600_000;
+const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+export interface QueryRuntime {
+  store: FlowStore;
+  cluster: string;
+  now: () => number;
+}
+
+/** A request the API refuses, with the parameter at fault (the client can point at it). */
+export class BadRequestError extends Error {
+  override name = "BadRequestError";
+  readonly parameter: string;
+  constructor(parameter: string, message: string) {
+    super(message);
+    this.parameter = parameter;
+  }
+}
+
+// Kubernetes naming rules: namespaces are DNS labels, pods and workloads DNS subdomains, so a typo or an
+// injection attempt is refused before it costs a query.
+const dnsLabel = z
+  .string()
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a Kubernetes namespace name");
+const dnsSubdomain = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes object name");
+const workload = z
+  .string()
+  .max(317)
+  .regex(
+    /^(?:[A-Za-z][A-Za-z0-9]{0,62}\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+    "must be [kind/]name, e.g. Deployment/api",
+  );
+// Stored addresses are RFC 5952 (lowercase, compressed): normalise so `2001:DB8:0::1` finds `2001:db8::1`.
+const ip = z
+  .union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" })
+  .transform((v) => (v.includes(":") ? (normalizeIpv6(v) ?? v) : v));
+// Only ISO-8601 (Date.parse alone would also take "1" as the year 2001).
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+const instant = z
+  .string()
+  .refine(
+    (v) => /^\d+[smhdw]$/.test(v) || v === "now" || (ISO_8601.test(v) && !Number.isNaN(Date.parse(v))),
+    {
+      error: "must be an ISO-8601 time, now, or a duration before now like 15m, 6h, 7d",
+    },
+  );
+const limit = z.coerce
+  .number({ error: "must be an integer" })
+  .int("must be an integer")
+  .min(1, "must be at least 1")
+  .max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
+const cursor = z.string().min(1).max(4096, "is too long");
+const bool = z.enum(["true", "false"], { error: "must be true or false" }).transform((v) => v === "true");
+
+const rangeParams = {
+  since: instant.optional(),
+  until: instant.optional(),
+  limit: limit.optional(),
+  cursor: cursor.optional(),
+};
+const FlowParams = z.object({
+  ...rangeParams,
+  namespace: dnsLabel.optional(),
+  workload: workload.optional(),
+  pod: dnsSubdomain.optional(),
+  ip: ip.optional(),
+  internal: bool.optional(),
+});
+const AlertParams = z.object(rangeParams);
+
+function toMs(value: string | undefined, now: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === "now") return now;
+  const duration = /^(\d+)([smhdw])$/.exec(value);
+  if (duration) return now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
+  return Date.parse(value);
+}
+
+interface RawParams {
+  values: Record<string, string>;
+  repeated: string[];
+}
+
+function rawParams(event: APIGatewayProxyEvent | APIGatewayProxyEventV2): RawParams {
+  const values: Record<string, string> = {};
+  for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) values[k] = v;
+  const repeated: string[] = [];
+  if ("multiValueQueryStringParameters" in event && event.multiValueQueryStringParameters) {
+    for (const [k, v] of Object.entries(event.multiValueQueryStringParameters))
+      if ((v?.length ?? 0) > 1) repeated.push(k);
+  } else {
+    // HTTP API (payload 2.0) joins repeated parameters with commas; none of ours may contain one.
+    for (const [k, v] of Object.entries(values)) if (v.includes(",")) repeated.push(k);
+  }
+  return { values, repeated };
+}
+
+function parseParams<S extends z.ZodObject>(schema: S, raw: RawParams): z.infer<S> {
+  const known = Object.keys(schema.shape);
+  for (const name of Object.keys(raw.values)) {
+    if (!known.includes(name)) {
+      throw new BadRequestError(name, `unknown parameter ${name}; expected one of ${known.join(", ")}`);
+    }
+  }
+  const first = raw.repeated[0];
+  if (first !== undefined) throw new BadRequestError(first, `parameter ${first} given more than once`);
+  const parsed = schema.safeParse(raw.values);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? "(query)");
+    throw new BadRequestError(
+      name,
+      `invalid parameter ${name}=${JSON.stringify(raw.values[name])}: ${issue?.message}`,
+    );
+  }
+  return parsed.data;
+}
+
+interface Window {
+  since: string;
+  until: string;
+}
+
+/**
+ * The API's cursor: the store's cursor plus the time window of the first page. The window is resolved once
+ * (`since=6h`, or no `until`, mean something else a second later) and the store's cursor is only valid for
+ * the exact query that issued it, so later pages keep the first page's window.
+ */
+export function wrapCursor(window: Window, storeCursor: string): string {
+  return Buffer.from(JSON.stringify({ w: [window.since, window.until], c: storeCursor })).toString(
+    "base64url",
+  );
+}
+
+function unwrapCursor(text: string): { window: Window; storeCursor: string } {
+  let value: unknown;
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(text)) throw new Error("not base64url");
+    value = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    throw new BadRequestError("cursor", "invalid parameter cursor: not a cursor this API issued");
+  }
+  const v = value as { w?: unknown; c?: unknown };
+  const w = Array.isArray(v.w) ? v.w : [];
+  const [since, until] = w;
+  if (
+    w.length !== 2 ||
+    typeof since !== "string" ||
+    typeof until !== "string" ||
+    Number.isNaN(Date.parse(since)) ||
+    Number.isNaN(Date.parse(until)) ||
+    typeof v.c !== "string"
+  ) {
+    throw new BadRequestError("cursor", "invalid parameter cursor: not a cursor this API issued");
+  }
+  return { window: { since, until }, storeCursor: v.c };
+}
+
+function timeRange(params: { since?: string; until?: string }, now: number): Window {
+  const until = toMs(params.until, now, now);
+  const since = toMs(params.since, now, until - DEFAULT_RANGE_MS);
+  if (since > until) {
+    throw new BadRequestError(
+      "since",
+      `since (${new Date(since).toISOString()}) is after until (${new Date(until).toISOString()})`,
+    );
+  }
+  return { since: new Date(since).toISOString(), until: new Date(until).toISOString() };
+}
+
+/** Window and store cursor of a request: from its cursor when it continues a listing, else from since/until. */
+function position(
+  p: { since?: string; until?: string; cursor?: string },
+  now: number,
+): Window & { cursor?: string } {
+  if (p.cursor === undefined) return timeRange(p, now);
+  const { window, storeCursor } = unwrapCursor(p.cursor);
+  return { ...window, cursor: storeCursor };
+}
+
+export function flowQueryOf(
+  event: APIGatewayProxyEvent | APIGatewayProxyEventV2,
+  runtime: QueryRuntime,
+): FlowQuery {
+  const p = parseParams(FlowParams, rawParams(event));
+  if (p.workload !== undefined && p.namespace === undefined) {
+    throw new BadRequestError("workload", "parameter workload needs namespace");
+  }
+  if (p.pod !== undefined && p.namespace === undefined) {
+    throw new BadRequestError("pod", "parameter pod needs namespace");
+  }
+  return {
+    cluster: runtime.cluster,
+    ...position(p, runtime.now()),
+    namespace: p.namespace,
+    workload: p.workload,
+    pod: p.pod,
+    ip: p.ip,
+    internal: p.internal,
+    limit: p.limit ?? DEFAULT_LIMIT,
+  };
+}
+
+export function alertQueryOf(
+  event: APIGatewayProxyEvent | APIGatewayProxyEventV2,
+  runtime: QueryRuntime,
+): AlertQuery {
+  const p = parseParams(AlertParams, rawParams(event));
+  return {
+    cluster: runtime.cluster,
+    ...position(p, runtime.now()),
+    limit: p.limit ?? DEFAULT_LIMIT,
+  };
+}
+
+function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): APIGatewayProxyResult {
+  return {
+    statusCode,
+    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+/** Method and route template: REST API (payload 1.0) `resource`, HTTP API (2.0) `routeKey`, else the path. */
+function routeOf(event: APIGatewayProxyEvent | APIGatewayProxyEventV2): { method: string; path: string } {
+  if ("routeKey" in event && event.routeKey !== undefined && event.routeKey !== "$default") {
+    const [method = "", path = ""] = event.routeKey.split(" ");
+    return { method, path };
+  }
+  if ("httpMethod" in event) {
+    const path = event.resource && !event.resource.includes("{") ? event.resource : event.path;
+    return { method: event.httpMethod, path };
+  }
+  return { method: event.requestContext.http.method, path: event.rawPath };
+}
+
+export async function handleQuery(
+  event: APIGatewayProxyEvent | APIGatewayProxyEventV2,
+  runtime: QueryRuntime,
+): Promise<APIGatewayProxyResult> {
+  const { method, path } = routeOf(event);
+  const route = path.replace(/\/+$/, "");
+  if (route !== "/flows" && route !== "/alerts") return json(404, { message: `no route ${path}` });
+  if (method !== "GET")
+    return json(405, { message: `${method} is not allowed on ${route}` }, { allow: "GET" });
+  try {
+    const query = route === "/flows" ? flowQueryOf(event, runtime) : alertQueryOf(event, runtime);
+    const page =
+      route === "/flows" ? await runtime.store.queryFlows(query) : await runtime.store.queryAlerts(query);
+    metrics.addMetric(
+      route === "/flows" ? "FlowsReturned" : "AlertsReturned",
+      MetricUnit.Count,
+      page.items.length,
+    );
+    const cursor = page.cursor === undefined ? null : wrapCursor(query, page.cursor);
+    return json(200, { items: page.items, cursor });
+  } catch (error) {
+    if (error instanceof BadRequestError) {
+      return json(400, { message: error.message, parameter: error.parameter });
+    }
+    // The store checks what only it can: that a cursor is one it issued for this very query.
+    if (error instanceof InvalidCursorError) {
+      return json(400, { message: `invalid parameter cursor: ${error.message}`, parameter: "cursor" });
+    }
+    if (error instanceof InvalidInputError) {
+      return json(400, { message: error.message, parameter: null });
+    }
+    logger.error("query failed", { route, error: error as Error });
+    return json(500, { message: "internal error", requestId: event.requestContext.requestId });
+  }
+}
+
+export function createRuntime(config: QueryConfig): QueryRuntime {
+  const client = tracer.captureAWSv3Client(new DynamoDBClient({}));
+  return {
+    store: new DynamoFlowStore({ client, tableName: config.TABLE_NAME }),
+    cluster: config.CLUSTER_NAME,
+    now: Date.now,
+  };
+}
+
+let runtime: QueryRuntime | undefined;
+
+export const handler = middy(async (event: APIGatewayProxyEvent | APIGatewayProxyEventV2) => {
+  runtime ??= createRuntime(loadQueryConfig(process.env));
+  return handleQuery(event, runtime);
+})
+  .use(captureLambdaHandler(tracer))
+  .use(injectLambdaContext(logger, { clearState: true }))
+  .use(logMetrics(metrics));

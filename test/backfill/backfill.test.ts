@@ -1,0 +1,297 @@
+// `calico-flows backfill` end to end: the command's own option parsing, a local CloudWatch Logs endpoint that
+// pages, interleaves and throttles, and the store in dynalite as `--table` (through AWS_ENDPOINT_URL_DYNAMODB).
+// Live ingest and overlapping backfills leave exact counts; an interrupted run resumes from its checkpoint.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Command } from "commander";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type BackfillIo,
+  type BackfillSummary,
+  type Checkpoint,
+  registerBackfill,
+} from "../../cli/commands/backfill.ts";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
+import type { FlowStore } from "../../functions/core/ports.ts";
+import type { FlowRecord } from "../../functions/core/types.ts";
+import { ndjson, runCli } from "../cli/run.ts";
+import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import {
+  type CwEvent,
+  calicoLine,
+  DESTINATIONS,
+  expectedByAddress,
+  GROUP,
+  ingestDeps,
+  PORTS,
+  payloadOf,
+  SOURCES,
+  storedByAddress,
+  T0,
+} from "./fixtures.ts";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const PODS = join(ROOT, "examples", "demo", "pods.json");
+const STREAMS = ["ip-192-168-12-9", "ip-192-168-74-5", "ip-192-168-80-3"];
+const MINUTES = 6;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+let logs: LocalLogs;
+let ts: TestStore;
+let dir: string;
+let flows: FlowStore;
+/** Every calico event in CloudWatch Logs, by stream. */
+const calico = new Map<string, StoredEvent[]>();
+
+beforeAll(async () => {
+  // Every fifth call is throttled; a call scans 30 stored events and returns at most 25.
+  logs = await startLocalLogs({ scanWindow: 30, pageSize: 25, throttle: (n) => n % 5 === 0 });
+  let k = 0;
+  for (const stream of STREAMS) {
+    const events: { timestamp: number; message: string }[] = [];
+    for (let m = 0; m < MINUTES; m++) {
+      for (let i = 0; i < 9; i++) {
+        k++;
+        const at = T0 + m * MINUTE_MS + i * 6_500 + (k % 7) * 100;
+        const src = SOURCES[k % SOURCES.length] as string;
+        const dst = DESTINATIONS[(k >> 1) % DESTINATIONS.length] as string;
+        events.push({
+          timestamp: at,
+          message: calicoLine(at, stream, src, dst, PORTS[k % PORTS.length] as number),
+        });
+        if (i % 4 === 0) events.push({ timestamp: at + 5, message: `${stream} kubelet[812]: probe ok` });
+      }
+    }
+    calico.set(
+      stream,
+      logs.put(GROUP, stream, events).filter((e) => e.message.includes("calico-packet")),
+    );
+  }
+  ts = await startTestStore();
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = ts.endpoint;
+  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+  dir = mkdtempSync(join(tmpdir(), "cf-backfill-"));
+});
+
+afterAll(async () => {
+  await logs?.close();
+  await ts?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs `calico-flows backfill ARGS` through its commander definition, returning the summary. */
+async function backfillCli(args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> {
+  const program = new Command("calico-flows").exitOverride();
+  registerBackfill(program);
+  const command = program.commands.find((c) => c.name() === "backfill") as Command;
+  let summary: BackfillSummary | undefined;
+  const { backfill } = await import("../../cli/commands/backfill.ts");
+  command.action(async (raw: Record<string, unknown>) => {
+    summary = await backfill(raw, { logs: logs.client(), sleep: async () => {}, ...io });
+  });
+  await program.parseAsync(["backfill", ...args], { from: "user" });
+  if (summary === undefined) throw new Error("backfill did not run");
+  return summary;
+}
+
+const options = (cluster: string) => [
+  "--log-group",
+  GROUP,
+  "--table",
+  ts.tableName,
+  "--cluster",
+  cluster,
+  "--pods",
+  PODS,
+  "--max-rps",
+  "100",
+  "--quiet",
+];
+
+const stored = (cluster: string) =>
+  storedByAddress(flows, cluster, T0 - MINUTE_MS, T0 + 2 * MINUTES * MINUTE_MS);
+
+const allEvents = () => [...calico.values()].flat();
+const inWindow = (from: number, to: number) =>
+  allEvents().filter((e) => e.timestamp >= from && e.timestamp <= to);
+const asCw = (e: StoredEvent): CwEvent => ({
+  id: e.id,
+  timestamp: e.timestamp,
+  message: e.message,
+  stream: e.stream,
+});
+
+describe("calico-flows backfill", () => {
+  it("counts each event once across live ingest and overlapping backfills, through paging and throttling", async () => {
+    const cluster = "prod";
+    // Live ingest started in the middle of minute 2 on the first stream only.
+    const deps = ingestDeps(flows, cluster);
+    const coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+    const firstStream = calico.get(STREAMS[0] as string) as StoredEvent[];
+    const live = firstStream.filter((e) => e.timestamp >= T0 + 2 * MINUTE_MS + 30_000);
+    for (let i = 0; i < live.length; i += 4) {
+      await ingestDelivery(
+        payloadOf(STREAMS[0] as string, live.slice(i, i + 4).map(asCw)),
+        deps,
+        coverage,
+        "live",
+      );
+    }
+
+    const firstUntil = T0 + 4 * MINUTE_MS - 1;
+    const first = await backfillCli([
+      ...options(cluster),
+      "--since",
+      iso(T0),
+      "--until",
+      iso(firstUntil),
+      "--checkpoint",
+      join(dir, "first.json"),
+    ]);
+    const window1 = inWindow(T0, firstUntil);
+    const liveIn1 = live.filter((e) => e.timestamp <= firstUntil);
+    expect(first.events).toBe(window1.length);
+    expect(first.stored).toBe(window1.length - liveIn1.length);
+    expect(first.alreadyCounted).toBe(liveIn1.length);
+    expect(first.calico).toBe(first.stored);
+    expect(first.malformed).toBe(0);
+    expect(first.streams).toBe(STREAMS.length);
+    expect(first.throttled).toBeGreaterThan(0);
+    expect(first.interrupted).toBe(false);
+
+    // Overlapping the first backfill and the live minutes.
+    const second = await backfillCli([
+      ...options(cluster),
+      "--since",
+      iso(T0 + 3 * MINUTE_MS),
+      "--until",
+      iso(T0 + MINUTES * MINUTE_MS),
+      "--checkpoint",
+      join(dir, "second.json"),
+    ]);
+    const window2 = inWindow(T0 + 3 * MINUTE_MS, T0 + MINUTES * MINUTE_MS);
+    const counted = new Set([...window1, ...live].map((e) => e.id));
+    expect(second.stored).toBe(window2.filter((e) => !counted.has(e.id)).length);
+    expect(second.alreadyCounted).toBe(window2.filter((e) => counted.has(e.id)).length);
+
+    // Live deliveries arriving late (redelivered) change nothing.
+    for (let i = 0; i < live.length; i += 4) {
+      const again = await ingestDelivery(
+        payloadOf(STREAMS[0] as string, live.slice(i, i + 4).map(asCw)),
+        deps,
+        coverage,
+        "live",
+      );
+      expect(again.flowsApplied).toBe(0);
+    }
+    expect(await stored(cluster)).toEqual(expectedByAddress(allEvents()));
+
+    // The same backfill again: nothing stored, nothing changed.
+    const repeat = await backfillCli([
+      ...options(cluster),
+      "--since",
+      iso(T0),
+      "--until",
+      iso(firstUntil),
+      "--checkpoint",
+      join(dir, "first.json"),
+      "--restart",
+    ]);
+    expect(repeat.stored).toBe(0);
+    expect(repeat.flowsApplied).toBe(0);
+    expect(await stored(cluster)).toEqual(expectedByAddress(allEvents()));
+  });
+
+  it("resumes an interrupted run from its checkpoint, keeping the window a relative --since resolved to", async () => {
+    const cluster = "resumed";
+    const checkpoint = join(dir, "resume.json");
+    const args = [
+      ...options(cluster),
+      "--since",
+      "20m",
+      "--until",
+      "5m",
+      "--checkpoint",
+      checkpoint,
+      "--concurrency",
+      "1",
+    ];
+    const startedAt = T0 + 15 * MINUTE_MS;
+    const stop = new AbortController();
+    let minutes = 0;
+    const interrupted = await backfillCli(args, {
+      now: () => startedAt,
+      signal: stop.signal,
+      onMinute: () => {
+        if (++minutes === 8) stop.abort();
+      },
+    });
+    expect(interrupted.interrupted).toBe(true);
+    const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
+    expect(saved.complete).toBe(false);
+    expect(saved.since).toBe(iso(startedAt - 20 * MINUTE_MS));
+    const states = Object.values(saved.streams[GROUP] ?? {});
+    expect(states.filter((s) => s.complete)).toHaveLength(1);
+    expect(states.some((s) => !s.complete && Date.parse(s.doneUntil) > Date.parse(saved.since))).toBe(true);
+
+    // Ten minutes later, the same command carries on with the same window.
+    const resumed = await backfillCli(args, { now: () => startedAt + 10 * MINUTE_MS });
+    expect(resumed.resumed).toBe(true);
+    expect(resumed.since).toBe(saved.since);
+    expect(resumed.streamsSkipped).toBe(1);
+    const window = inWindow(Date.parse(saved.since), Date.parse(saved.until));
+    // The finished stream and the finished minutes were not read again.
+    expect(resumed.events).toBeLessThan(window.length - (calico.get(STREAMS[0] as string)?.length ?? 0));
+    expect(interrupted.stored + resumed.stored).toBe(window.length);
+    expect(await stored(cluster)).toEqual(expectedByAddress(window));
+    expect((JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint).complete).toBe(true);
+  });
+
+  it("runs as the calico-flows binary, on the embedded store, with the endpoint from AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", async () => {
+    const store = join(dir, "embedded");
+    const env = {
+      AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
+      AWS_REGION: "eu-west-1",
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    };
+    const range = ["--since", iso(T0), "--until", iso(T0 + 2 * MINUTE_MS - 1)];
+    const args = [
+      "backfill",
+      "--log-group",
+      GROUP,
+      ...range,
+      "--store",
+      store,
+      "--cluster",
+      "bin",
+      "--pods",
+      PODS,
+    ];
+    const window = inWindow(T0, T0 + 2 * MINUTE_MS - 1);
+    const first = await runCli(args, { env });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain(
+      `${window.length} events scanned, ${window.length} calico records (0 malformed)`,
+    );
+    expect(first.stderr).toContain(`coverage: ${window.length} events stored now, 0 already counted`);
+    // The finished checkpoint sits under the store directory; the next run is a fresh window, all counted.
+    expect(readdirSync(join(store, "checkpoints"))).toHaveLength(1);
+    const second = await runCli(args, { env });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain(`coverage: 0 events stored now, ${window.length} already counted`);
+    const listed = await runCli(["flows", "--store", store, "--cluster", "bin", ...range, "--json"]);
+    expect(ndjson<FlowRecord>(listed.stdout).reduce((n, f) => n + f.packets, 0)).toBe(window.length);
+  });
+
+  it("refuses a checkpoint that belongs to another backfill", async () => {
+    const checkpoint = join(dir, "first.json");
+    await expect(
+      backfillCli([...options("prod"), "--since", iso(T0 + MINUTE_MS), "--checkpoint", checkpoint]),
+    ).rejects.toThrow(/belongs to another backfill/);
+  });
+});

@@ -1,0 +1,407 @@
+// Coverage keeps every CloudWatch Logs event counted exactly once, whichever of live ingest, redrive and
+// (overlapping, interrupted) backfills see it, in whatever order — against dynalite, with the real flow store
+// and coverage adapter. Counts are compared per flow with what the pipeline makes of each event once.
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import {
+  type BackfillMinuteResult,
+  backfillMinute,
+  type CoverageOptions,
+  type DeliveryResult,
+  ingestDelivery,
+  MINUTE_MS,
+  minuteOf,
+  PENDING_GRACE_MS,
+} from "../../functions/core/coverage.ts";
+import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
+import type { FlowRecord } from "../../functions/core/types.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import {
+  type CwEvent,
+  calicoLine,
+  DESTINATIONS,
+  expectedPackets,
+  GROUP,
+  ingestDeps,
+  PORTS,
+  payloadOf,
+  SOURCES,
+  storedPackets,
+  T0,
+  total,
+} from "./fixtures.ts";
+
+let ts: TestStore;
+let flows: DynamoFlowStore;
+let coverage: DynamoCoverageStore;
+let clusters = 0;
+
+beforeAll(async () => {
+  ts = await startTestStore();
+  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+  coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+});
+afterAll(async () => {
+  await ts?.close();
+});
+
+/** The flow store with a fault: the next write of a chosen contribution stores half its flows, then fails. */
+class FlakyStore implements FlowStore {
+  readonly inner: FlowStore;
+  #failNext: ((contribution: string) => boolean) | undefined;
+  failures = 0;
+
+  constructor(inner: FlowStore) {
+    this.inner = inner;
+  }
+
+  failNextWrite(which: (contribution: string) => boolean = () => true): void {
+    this.#failNext = which;
+  }
+
+  /** Drops a planned fault that found nothing to write. */
+  clearFault(): void {
+    this.#failNext = undefined;
+  }
+
+  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
+    if (this.#failNext?.(contribution)) {
+      this.#failNext = undefined;
+      this.failures++;
+      await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
+      throw new Error("injected: connection lost after a partial write");
+    }
+    return this.inner.writeFlows(records, contribution);
+  }
+  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
+  markAlertSent: FlowStore["markAlertSent"] = (a) => this.inner.markAlertSent(a);
+  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
+  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
+}
+
+/** mulberry32, for reproducible event mixes. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+let sequence = 0;
+
+/** `perMinute` events per stream and minute, in timestamp order, ids shaped like CloudWatch's. */
+function makeEvents(streams: readonly string[], minutes: number, perMinute: number, seed: number): CwEvent[] {
+  const rnd = random(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+  const out: CwEvent[] = [];
+  for (const stream of streams) {
+    for (let m = 0; m < minutes; m++) {
+      const stamps = Array.from(
+        { length: perMinute },
+        () => T0 + m * MINUTE_MS + Math.floor(rnd() * MINUTE_MS),
+      ).sort((a, b) => a - b);
+      for (const at of stamps) {
+        sequence++;
+        out.push({
+          id: `${String(at).padStart(20, "0")}${String(sequence).padStart(36, "0")}`,
+          timestamp: at,
+          stream,
+          message: calicoLine(
+            at,
+            stream,
+            pick(SOURCES),
+            pick(DESTINATIONS),
+            pick(PORTS),
+            40 + Math.floor(rnd() * 1400),
+          ),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Consecutive batches of one stream's events, as a subscription delivers them (they may straddle minutes). */
+function batches(events: readonly CwEvent[], stream: string, sizes: readonly number[]): CwEvent[][] {
+  const mine = events.filter((e) => e.stream === stream);
+  const out: CwEvent[][] = [];
+  let i = 0;
+  for (let k = 0; i < mine.length; k++) {
+    const size = Math.max(1, sizes[k % sizes.length] ?? 3);
+    out.push(mine.slice(i, i + size));
+    i += size;
+  }
+  return out;
+}
+
+interface Run {
+  cluster: string;
+  store: FlakyStore;
+  events: CwEvent[];
+  expected: Map<string, number>;
+  live(
+    batch: readonly CwEvent[],
+    source?: "live" | "redrive",
+    options?: CoverageOptions,
+  ): Promise<DeliveryResult>;
+  /** Backfills [fromMinute, toMinute) of a stream, minute by minute, as the CLI does. */
+  backfill(
+    stream: string,
+    fromMinute: number,
+    toMinute: number,
+    options?: CoverageOptions,
+  ): Promise<BackfillMinuteResult[]>;
+  stored(): Promise<Map<string, number>>;
+}
+
+async function run(events: CwEvent[]): Promise<Run> {
+  clusters++;
+  const cluster = `cov${clusters}`;
+  const store = new FlakyStore(flows);
+  const deps = ingestDeps(store, cluster);
+  return {
+    cluster,
+    store,
+    events,
+    expected: await expectedPackets(events, cluster),
+    live: (batch, source = "live", options = {}) =>
+      ingestDelivery(payloadOf(batch[0]?.stream ?? "none", batch), deps, coverage, source, options),
+    async backfill(stream, fromMinute, toMinute, options = {}) {
+      const out: BackfillMinuteResult[] = [];
+      for (let m = fromMinute; m < toMinute; m++) {
+        const minute = T0 + m * MINUTE_MS;
+        const inMinute = events.filter((e) => e.stream === stream && minuteOf(e.timestamp) === minute);
+        if (inMinute.length === 0) continue;
+        out.push(
+          await backfillMinute({ cluster, group: GROUP, stream }, minute, inMinute, deps, coverage, options),
+        );
+      }
+      return out;
+    },
+    stored: () => storedPackets(flows, cluster, T0 - MINUTE_MS, T0 + 60 * MINUTE_MS),
+  };
+}
+
+const sum = (
+  results: readonly BackfillMinuteResult[],
+  key: "stored" | "alreadyCounted" | "completed" | "pending" | "uncertain",
+) => results.reduce((n, r) => n + r[key], 0);
+
+/** No flow holds more than its events: a double count anywhere would show here. */
+function expectNoDoubleCount(
+  stored: ReadonlyMap<string, number>,
+  expected: ReadonlyMap<string, number>,
+): void {
+  for (const [key, packets] of stored) {
+    expect(packets, key).toBeLessThanOrEqual(expected.get(key) ?? 0);
+  }
+}
+
+describe("coverage with live ingest and backfills", () => {
+  it("backfills exactly what live ingest missed, including the minute it started in, and then nothing", async () => {
+    const r = await run(makeEvents(["ip-10-0-1-1"], 4, 6, 1));
+    const all = r.events;
+    const firstLive = 9; // live ingest starts in the middle of the second minute
+    for (const batch of batches(all.slice(firstLive), "ip-10-0-1-1", [4])) await r.live(batch);
+    expect(total(await r.stored())).toBe(all.length - firstLive);
+
+    const first = await r.backfill("ip-10-0-1-1", 0, 4);
+    expect(sum(first, "stored")).toBe(firstLive);
+    expect(sum(first, "alreadyCounted")).toBe(all.length - firstLive);
+    expect(await r.stored()).toEqual(r.expected);
+
+    const again = await r.backfill("ip-10-0-1-1", 0, 4);
+    expect(sum(again, "stored")).toBe(0);
+    expect(sum(again, "alreadyCounted")).toBe(all.length);
+    expect(again.flatMap((x) => x.batches)).toEqual([]);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("drops from live deliveries what a backfill already counted, late redeliveries included", async () => {
+    const r = await run(makeEvents(["ip-10-0-1-2"], 3, 5, 2));
+    await r.backfill("ip-10-0-1-2", 0, 2);
+    let already = 0;
+    const payloads = batches(r.events, "ip-10-0-1-2", [3, 4]);
+    for (const batch of payloads) already += (await r.live(batch)).eventsAlreadyCounted;
+    expect(already).toBe(10);
+    expect(await r.stored()).toEqual(r.expected);
+    for (const batch of payloads) {
+      const redelivered = await r.live(batch);
+      expect(redelivered.flowsApplied).toBe(0);
+    }
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("counts overlapping backfills once, in any order", async () => {
+    const r = await run(makeEvents(["ip-10-0-2-1", "ip-10-0-2-2"], 4, 4, 3));
+    await r.backfill("ip-10-0-2-1", 1, 3);
+    await r.backfill("ip-10-0-2-2", 0, 2);
+    await r.backfill("ip-10-0-2-1", 0, 4);
+    await r.backfill("ip-10-0-2-2", 1, 4);
+    await r.backfill("ip-10-0-2-2", 0, 4);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("counts a differently batched redelivery of the same events once", async () => {
+    const r = await run(makeEvents(["ip-10-0-3-1"], 2, 6, 4));
+    await r.live(r.events.slice(0, 7));
+    const overlap = await r.live(r.events.slice(4, 12));
+    expect(overlap.eventsAlreadyCounted).toBe(3);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("gives every event one owner when live ingest and a backfill race on the same minutes", async () => {
+    const r = await run(makeEvents(["ip-10-0-4-1"], 2, 12, 5));
+    const payloads = batches(r.events, "ip-10-0-4-1", [2, 3]);
+    await Promise.all([
+      ...payloads.map((b) => r.live(b)),
+      r.backfill("ip-10-0-4-1", 0, 2),
+      r.backfill("ip-10-0-4-1", 0, 2),
+    ]);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+});
+
+describe("writers that die between claim and store", () => {
+  it("a failed invocation is finished by its retry or by redrive under its own contribution, not by a young backfill", async () => {
+    const r = await run(makeEvents(["ip-10-0-5-1"], 3, 5, 6));
+    const [p1, p2, p3, ...rest] = batches(r.events, "ip-10-0-5-1", [4]);
+    await r.live(p1 as CwEvent[]);
+    r.store.failNextWrite();
+    await expect(r.live(p2 as CwEvent[])).rejects.toThrow(/partial write/);
+    expectNoDoubleCount(await r.stored(), r.expected);
+
+    // Within the grace period the backfill leaves the claim to the invocation's retries.
+    const early = await r.backfill("ip-10-0-5-1", 0, 3);
+    expect(sum(early, "pending")).toBe(p2?.length);
+    expect(sum(early, "completed")).toBe(0);
+    expectNoDoubleCount(await r.stored(), r.expected);
+
+    const redriven = await r.live(p2 as CwEvent[], "redrive");
+    expect(redriven.eventsAlreadyCounted).toBe(0);
+    for (const batch of [p3, ...rest]) await r.live(batch as CwEvent[]);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("a backfill finishes an abandoned one-minute claim once the grace period is over", async () => {
+    const r = await run(makeEvents(["ip-10-0-6-1"], 2, 6, 7));
+    const inFirstMinute = r.events.slice(0, 4);
+    r.store.failNextWrite();
+    await expect(r.live(inFirstMinute)).rejects.toThrow(/partial write/);
+    const late = Date.now() + PENDING_GRACE_MS + 60_000;
+    const results = await r.backfill("ip-10-0-6-1", 0, 2, { now: () => late });
+    expect(sum(results, "completed")).toBe(4);
+    expect(sum(results, "stored")).toBe(r.events.length - 4);
+    expect(await r.stored()).toEqual(r.expected);
+    // The payload still in the on-failure queue is redriven later: it changes nothing.
+    const redriven = await r.live(inFirstMinute, "redrive");
+    expect(redriven.flowsApplied).toBe(0);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("an interrupted backfill is finished by the next one", async () => {
+    const r = await run(makeEvents(["ip-10-0-7-1"], 2, 5, 8));
+    r.store.failNextWrite();
+    await expect(r.backfill("ip-10-0-7-1", 0, 2)).rejects.toThrow(/partial write/);
+    const again = await r.backfill("ip-10-0-7-1", 0, 2);
+    expect(sum(again, "completed")).toBe(5);
+    expect(sum(again, "stored")).toBe(5);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+});
+
+describe("busy minutes", () => {
+  it("beyond the itemised budget, live ingest keeps counting and a backfill leaves the minute alone", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-1"], 1, 10, 9));
+    const options = { minuteEventBudget: 4 };
+    await r.live(r.events.slice(0, 3), "live", options);
+    await r.live(r.events.slice(3, 6), "live", options);
+    const results = await r.backfill("ip-10-0-8-1", 0, 1, options);
+    expect(sum(results, "alreadyCounted")).toBe(3);
+    expect(sum(results, "uncertain")).toBe(7);
+    expect(sum(results, "stored")).toBe(0);
+    const stored = await r.stored();
+    expectNoDoubleCount(stored, r.expected);
+    expect(total(stored)).toBe(6);
+  });
+});
+
+describe("any interleaving", () => {
+  type Op =
+    | { kind: "live"; payload: number; fail: boolean }
+    | { kind: "backfill"; stream: number; from: number; to: number; fail: boolean }
+    | { kind: "redrive"; payload: number };
+
+  const STREAMS = ["ip-10-1-0-1", "ip-10-1-0-2"];
+  const MINUTES = 4;
+
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant("live" as const), payload: fc.nat(40), fail: fc.boolean() }),
+    fc
+      .record({
+        kind: fc.constant("backfill" as const),
+        stream: fc.nat(STREAMS.length - 1),
+        from: fc.nat(MINUTES - 1),
+        length: fc.integer({ min: 1, max: MINUTES }),
+        fail: fc.boolean(),
+      })
+      .map(({ length, ...o }) => ({ ...o, to: Math.min(MINUTES, o.from + length) })),
+    fc.record({ kind: fc.constant("redrive" as const), payload: fc.nat(40) }),
+  );
+
+  it("counts every event exactly once after live, failed, redriven and backfilled deliveries", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 1_000_000 }),
+        fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 4 }),
+        fc.array(op, { minLength: 1, maxLength: 12 }),
+        async (seed, sizes, ops) => {
+          const r = await run(makeEvents(STREAMS, MINUTES, 3, seed));
+          const payloads = STREAMS.flatMap((s) => batches(r.events, s, sizes));
+          const failed = new Set<number>();
+          for (const o of ops) {
+            if (o.kind === "live" || o.kind === "redrive") {
+              const index = o.payload % payloads.length;
+              const batch = payloads[index] as CwEvent[];
+              if (o.kind === "live" && o.fail) {
+                r.store.failNextWrite();
+                // Nothing left to write (others counted it all) means nothing to fail.
+                const outcome = await r.live(batch).then(
+                  () => "stored",
+                  (error: Error) => error.message,
+                );
+                r.store.clearFault();
+                if (outcome !== "stored") {
+                  expect(outcome).toMatch(/partial write/);
+                  failed.add(index);
+                }
+              } else {
+                await r.live(batch, o.kind);
+                failed.delete(index);
+              }
+            } else {
+              if (o.fail) r.store.failNextWrite();
+              const attempt = r.backfill(STREAMS[o.stream] as string, o.from, o.to);
+              if (o.fail)
+                await attempt.catch((error: Error) => expect(error.message).toMatch(/partial write/));
+              else await attempt;
+              r.store.clearFault();
+            }
+            expectNoDoubleCount(await r.stored(), r.expected);
+          }
+          // Recovery: the on-failure queue is redriven and the whole window backfilled.
+          for (const index of failed) await r.live(payloads[index] as CwEvent[], "redrive");
+          for (const s of STREAMS) await r.backfill(s, 0, MINUTES);
+          expect(await r.stored()).toEqual(r.expected);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+});

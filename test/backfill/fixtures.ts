@@ -1,0 +1,204 @@
+// Shared by the backfill and redrive tests: calico-packet log events as CloudWatch Logs holds them, the ingest
+// dependencies over a real store, and exact expected counts per flow computed by the pipeline itself.
+import { CidrSet } from "../../functions/core/classify.ts";
+import type { IngestDeps } from "../../functions/core/ingest.ts";
+import { createParser } from "../../functions/core/parse.ts";
+import { type LogEvent, type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
+import type { FlowStore } from "../../functions/core/ports.ts";
+import type { SubscriptionPayload } from "../../functions/core/subscription-payload.ts";
+import type { FlowRecord, Holder, IpDirectory } from "../../functions/core/types.ts";
+
+export const GROUP = "/aws/eks/prod/calico";
+export const T0 = Date.parse("2026-04-19T04:50:00.000Z");
+
+/** A pool of endpoints; the pipeline attributes them through the static directory below. */
+export const PODS: Record<string, { namespace: string; workload: string; name: string }> = {
+  "192.168.22.247": { namespace: "customer-a", workload: "web", name: "web-7d9f8b6c5-x2k4q" },
+  "192.168.30.4": { namespace: "customer-a", workload: "api", name: "api-5c6d-xyz98" },
+  "192.168.94.122": { namespace: "customer-b", workload: "db", name: "db-0" },
+  "192.168.61.8": { namespace: "customer-c", workload: "cache", name: "cache-0" },
+};
+export const SOURCES = ["192.168.22.247", "192.168.30.4", "203.0.113.9", "192.168.61.8"];
+export const DESTINATIONS = ["192.168.94.122", "192.168.61.8", "192.168.30.4"];
+export const PORTS = [5432, 6379, 8080];
+
+export const directory: IpDirectory = {
+  async resolve(lookups) {
+    return lookups.map((l) => {
+      const pod = PODS[l.ip];
+      if (pod === undefined) return { status: "absent" };
+      const holder: Holder = {
+        kind: "pod",
+        namespace: pod.namespace,
+        name: pod.name,
+        workload: { kind: "Deployment", name: pod.workload },
+        node: "ip-192-168-74-5",
+        uid: `uid-${pod.name}`,
+        validFrom: 0,
+        validTo: null,
+      };
+      return { status: "found", holder };
+    });
+  },
+};
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** A kernel line as the node's journal ships it to CloudWatch Logs (syslog prefix, no year). */
+export function calicoLine(
+  at: number,
+  node: string,
+  src: string,
+  dst: string,
+  dstPort: number,
+  length = 60,
+): string {
+  const d = new Date(at);
+  const stamp = `${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, " ")} ${d.toISOString().slice(11, 19)}`;
+  return (
+    `${stamp} ${node} kernel: calico-packet: IN=eth0 OUT=eni8d48114818c MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 ` +
+    `SRC=${src} DST=${dst} LEN=${length} TOS=0x00 PREC=0x00 TTL=253 ID=52641 DF PROTO=TCP SPT=59070 DPT=${dstPort} ` +
+    "WINDOW=62727 RES=0x00 SYN URGP=0"
+  );
+}
+
+export function pipelineOptions(cluster: string): PipelineOptions {
+  return {
+    cluster,
+    internal: new CidrSet(["192.168.0.0/16"]),
+    bucketSeconds: 60,
+    parse: createParser({ year: 2026 }),
+    directory,
+  };
+}
+
+export function ingestDeps(store: FlowStore, cluster: string): IngestDeps {
+  return { store, alertWindowMs: 15 * 60_000, alertCap: 50, pipeline: pipelineOptions(cluster) };
+}
+
+export interface CwEvent {
+  id: string;
+  timestamp: number;
+  message: string;
+  stream: string;
+}
+
+/** Packets per flow (keyed by bucket and id) if every event were counted exactly once. */
+export async function expectedPackets(
+  events: readonly CwEvent[],
+  cluster: string,
+): Promise<Map<string, number>> {
+  const logEvents: LogEvent[] = events.map((e) => ({
+    message: e.message,
+    timestamp: e.timestamp,
+    node: e.stream,
+  }));
+  const result = await runPipeline(logEvents, pipelineOptions(cluster));
+  const out = new Map<string, number>();
+  for (const f of result.flows)
+    out.set(`${f.bucket}|${f.id}`, (out.get(`${f.bucket}|${f.id}`) ?? 0) + f.packets);
+  return out;
+}
+
+/** Packets per flow as stored, over every page of the window. */
+export async function storedPackets(
+  store: FlowStore,
+  cluster: string,
+  since: number,
+  until: number,
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let cursor: string | undefined;
+  do {
+    const page = await store.queryFlows({
+      cluster,
+      since: new Date(since).toISOString(),
+      until: new Date(until).toISOString(),
+      limit: 1000,
+      cursor,
+    });
+    for (const f of page.items)
+      out.set(`${f.bucket}|${f.id}`, (out.get(`${f.bucket}|${f.id}`) ?? 0) + f.packets);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  return out;
+}
+
+/**
+ * Packets by (bucket, source IP, destination IP, port, reporter): what counting each event once gives, whatever
+ * the attribution (the CLI attributes from a pods file, these helpers from the static directory).
+ */
+export function byAddress(
+  records: readonly {
+    bucket: string;
+    src: { ip: string };
+    dst: { ip: string };
+    dstPort: number | null;
+    reporter: string;
+    packets: number;
+  }[],
+): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of records) {
+    const key = `${r.bucket}|${r.src.ip}|${r.dst.ip}|${r.dstPort}|${r.reporter}`;
+    out.set(key, (out.get(key) ?? 0) + r.packets);
+  }
+  return out;
+}
+
+/** byAddress of every event counted once, read straight from the lines. */
+export function expectedByAddress(
+  events: readonly { timestamp: number; message: string; stream: string }[],
+): Map<string, number> {
+  return byAddress(
+    events.map((e) => ({
+      bucket: new Date(Math.floor(e.timestamp / 60_000) * 60_000).toISOString(),
+      src: { ip: /SRC=(\S+)/.exec(e.message)?.[1] as string },
+      dst: { ip: /DST=(\S+)/.exec(e.message)?.[1] as string },
+      dstPort: Number(/DPT=(\d+)/.exec(e.message)?.[1]),
+      reporter: e.stream,
+      packets: 1,
+    })),
+  );
+}
+
+/** byAddress of what is stored in the window. */
+export async function storedByAddress(
+  store: FlowStore,
+  cluster: string,
+  since: number,
+  until: number,
+): Promise<Map<string, number>> {
+  const all: FlowRecord[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.queryFlows({
+      cluster,
+      since: new Date(since).toISOString(),
+      until: new Date(until).toISOString(),
+      limit: 1000,
+      cursor,
+    });
+    all.push(...page.items);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  return byAddress(all);
+}
+
+export function total(counts: ReadonlyMap<string, number>): number {
+  let n = 0;
+  for (const v of counts.values()) n += v;
+  return n;
+}
+
+/** A subscription delivery of some of a stream's events, as `awslogs.data` decodes. */
+export function payloadOf(stream: string, events: readonly CwEvent[], group = GROUP): SubscriptionPayload {
+  return {
+    messageType: "DATA_MESSAGE",
+    owner: "123456789012",
+    logGroup: group,
+    logStream: stream,
+    subscriptionFilters: ["calico-packet"],
+    logEvents: events.map((e) => ({ id: e.id, timestamp: e.timestamp, message: e.message })),
+  };
+}

@@ -1,0 +1,280 @@
+// `calico-flows redrive` against a local SQS (fauxqs) holding Lambda on-failure records, with the store in
+// dynalite behind a fault proxy: payloads are stored once (a half-stored one included), deleted only once
+// stored; corrupt ones and ones that still fail are reported with their original error and stay queued.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from "@aws-sdk/client-sqs";
+import { Command } from "commander";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedriveSummary, registerRedrive } from "../../cli/commands/redrive.ts";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
+import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
+import {
+  encodeSubscriptionData,
+  type SubscriptionPayload,
+} from "../../functions/core/subscription-payload.ts";
+import type { FlowRecord } from "../../functions/core/types.ts";
+import {
+  type CwEvent,
+  calicoLine,
+  expectedByAddress,
+  ingestDeps,
+  payloadOf,
+  storedByAddress,
+  storedPackets,
+  T0,
+  total,
+} from "../backfill/fixtures.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { type LocalSns, startLocalSns } from "../support/fauxqs.ts";
+
+const CLUSTER = "prod";
+const POISON = "192.168.77.77";
+const STREAM = "ip-192-168-74-5";
+
+let sqs: LocalSns;
+let ts: TestStore;
+let proxy: FaultProxy;
+let queueUrl: string;
+let dir: string;
+let sequence = 0;
+
+beforeAll(async () => {
+  [sqs, ts] = await Promise.all([startLocalSns(), startTestStore()]);
+  proxy = await startFaultProxy(ts.endpoint);
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = proxy.endpoint;
+  const queue = await sqs.sqs.send(new CreateQueueCommand({ QueueName: "calico-flows-ingest-failures" }));
+  queueUrl = queue.QueueUrl as string;
+  dir = mkdtempSync(join(tmpdir(), "cf-redrive-"));
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await Promise.all([sqs?.close(), ts?.close()]);
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+// Addresses no pods file or directory knows: the failed live attempt (static directory) and the redrive
+// (--pods) attribute them alike, as the same directory would in production.
+function events(count: number, minute: number, src = "192.168.200.10"): CwEvent[] {
+  return Array.from({ length: count }, (_, i) => {
+    sequence++;
+    const at = T0 + minute * MINUTE_MS + i * 3_000;
+    return {
+      id: `${String(at).padStart(20, "0")}${String(sequence).padStart(36, "0")}`,
+      timestamp: at,
+      stream: STREAM,
+      message: calicoLine(at, STREAM, src, "192.168.201.20", 5432),
+    };
+  });
+}
+
+/** What Lambda's on-failure destination sends for an asynchronous invocation whose retries ran out. */
+function invocationRecord(
+  data: unknown,
+  errorType = "StoreUnavailableError",
+  errorMessage = "UpdateItem failed after 8 tries",
+) {
+  return JSON.stringify({
+    version: "1.0",
+    timestamp: "2026-04-19T05:01:02.123Z",
+    requestContext: {
+      requestId: `req-${++sequence}`,
+      functionArn: "arn:aws:lambda:eu-west-1:123456789012:function:calico-flows-ingest:$LATEST",
+      condition: "RetriesExhausted",
+      approximateInvokeCount: 3,
+    },
+    requestPayload: { awslogs: { data } },
+    responseContext: { statusCode: 200, executedVersion: "$LATEST", functionError: "Unhandled" },
+    responsePayload: { errorType, errorMessage, trace: [] },
+  });
+}
+
+async function send(body: string): Promise<string> {
+  const sent = await sqs.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
+  return sent.MessageId as string;
+}
+
+async function queued(): Promise<number> {
+  const a = await sqs.sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return (
+    Number(a.Attributes?.ApproximateNumberOfMessages) +
+    Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible)
+  );
+}
+
+/** Runs `calico-flows redrive ARGS` through its commander definition, returning the summary. */
+async function redriveCli(args: readonly string[]): Promise<RedriveSummary> {
+  const program = new Command("calico-flows").exitOverride();
+  registerRedrive(program);
+  const command = program.commands.find((c) => c.name() === "redrive") as Command;
+  const { redrive } = await import("../../cli/commands/redrive.ts");
+  let summary: RedriveSummary | undefined;
+  command.action(async (raw: Record<string, unknown>) => {
+    summary = await redrive(raw, { sqs: sqs.sqs });
+  });
+  await program.parseAsync(
+    [
+      "redrive",
+      "--queue-url",
+      queueUrl,
+      "--table",
+      ts.tableName,
+      "--cluster",
+      CLUSTER,
+      "--store",
+      dir,
+      "--pods",
+      join(import.meta.dirname, "..", "..", "examples", "demo", "pods.json"),
+      "--wait-seconds",
+      "0",
+      ...args,
+    ],
+    { from: "user" },
+  );
+  if (summary === undefined) throw new Error("redrive did not run");
+  return summary;
+}
+
+/** The store with the failure that sent a payload to the queue: half its flows written, then an error. */
+class HalfWrittenStore implements FlowStore {
+  readonly inner: FlowStore;
+  constructor(inner: FlowStore) {
+    this.inner = inner;
+  }
+  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
+    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
+    throw new Error("injected: timed out after a partial write");
+  }
+  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
+  markAlertSent: FlowStore["markAlertSent"] = (a) => this.inner.markAlertSent(a);
+  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
+  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
+}
+
+describe("calico-flows redrive", () => {
+  it("stores each failed payload once, deletes it once stored, and keeps what still fails with why", async () => {
+    const flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+    const coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+
+    // A: never stored. B: spans two minutes and was half stored before the invocation failed (its claims were
+    // written). C: cannot be stored while its writes fail. D: a control message. E, F: corrupt.
+    const a = events(5, 0);
+    const b = [...events(4, 1).slice(0, 4), ...events(3, 2)];
+    const c = events(4, 3, POISON);
+    const payloadB: SubscriptionPayload = payloadOf(STREAM, b);
+    await expect(
+      ingestDelivery(payloadB, ingestDeps(new HalfWrittenStore(flows), CLUSTER), coverage, "live"),
+    ).rejects.toThrow(/partial write/);
+    const halfStored = total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS));
+    expect(halfStored).toBeGreaterThan(0);
+    expect(halfStored).toBeLessThan(b.length);
+
+    await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, a))));
+    await send(invocationRecord(encodeSubscriptionData(payloadB)));
+    const idC = await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, c))));
+    await send(
+      invocationRecord(
+        encodeSubscriptionData({
+          messageType: "CONTROL_MESSAGE",
+          owner: "CloudwatchLogs",
+          logGroup: "",
+          logStream: "",
+          subscriptionFilters: [],
+          logEvents: [
+            { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
+          ],
+        }),
+      ),
+    );
+    const idE = await send(
+      invocationRecord(
+        "H4sIAAAAAAAAA-not-base64!",
+        "CorruptPayloadError",
+        "awslogs.data is not base64 (26 characters)",
+      ),
+    );
+    const idF = await send("{ this is not an invocation record");
+
+    // Every write that carries the poison address fails, however often it is retried.
+    proxy.setPlan({
+      error: 1,
+      eligible: (operation, body) => operation === "UpdateItem" && JSON.stringify(body).includes(POISON),
+    });
+    const first = await redriveCli([]);
+    expect(first.received).toBe(6);
+    expect(first.redriven).toBe(2);
+    expect(first.controlMessages).toBe(1);
+    expect(first.events).toBe(a.length + b.length);
+    expect(first.eventsAlreadyCounted).toBe(0);
+    const byId = new Map(first.problems.map((p) => [p.messageId, p]));
+    expect(byId.get(idC)).toMatchObject({ kind: "failed", deleted: false });
+    expect(byId.get(idC)?.original).toBe(
+      "RetriesExhausted, 3 attempts, StoreUnavailableError: UpdateItem failed after 8 tries",
+    );
+    expect(byId.get(idE)).toMatchObject({
+      kind: "corrupt",
+      deleted: false,
+      reason: expect.stringMatching(/not base64/),
+    });
+    expect(byId.get(idF)).toMatchObject({
+      kind: "corrupt",
+      deleted: false,
+      reason: expect.stringMatching(/not JSON/),
+    });
+    expect(first.problems).toHaveLength(3);
+
+    // A and B exactly once (B's half-written flows were completed, not doubled); C not at all.
+    expect(await storedByAddress(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS)).toEqual(
+      expectedByAddress([...a, ...b]),
+    );
+
+    // What is left is visible again right away.
+    expect(await queued()).toBe(3);
+    const visible = await sqs.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }),
+    );
+    expect((visible.Messages ?? []).map((m) => m.MessageId).sort()).toEqual([idC, idE, idF].sort());
+
+    // The store is back: one message at a time with --max, then the rest, deleting the corrupt ones.
+    proxy.setPlan({});
+    const one = await redriveCli(["--max", "1"]);
+    expect(one.received).toBe(1);
+    const rest = await redriveCli(["--delete-corrupt"]);
+    expect(one.redriven + rest.redriven).toBe(1);
+    expect(rest.problems.every((p) => p.kind === "corrupt" && p.deleted)).toBe(true);
+    expect(one.problems.length + rest.problems.length).toBe(2);
+    expect(await queued()).toBe(0);
+
+    const final = await storedByAddress(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS);
+    expect(final).toEqual(expectedByAddress([...a, ...b, ...c]));
+  });
+
+  it("changes nothing when the same payload is queued again after it was redriven", async () => {
+    const flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+    const d = events(6, 5);
+    const body = invocationRecord(encodeSubscriptionData(payloadOf(STREAM, d)));
+    await send(body);
+    const before = total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS));
+    await redriveCli([]);
+    await send(body);
+    const again = await redriveCli([]);
+    expect(again.redriven).toBe(1);
+    expect(again.flowsApplied).toBe(0);
+    expect(total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS))).toBe(before + d.length);
+  });
+});

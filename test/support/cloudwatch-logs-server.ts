@@ -1,0 +1,339 @@
+// A local CloudWatch Logs endpoint speaking the real JSON 1.1 protocol (POST / with
+// `X-Amz-Target: Logs_20140328.<Operation>`), for FilterLogEvents and DescribeLogStreams, so the SDK client is
+// exercised end to end through `endpoint`. Paging behaves like the service's: a call scans a bounded window
+// of stored events, so pages can be partly full or empty while a nextToken says more follow; events of the
+// streams searched come back interleaved in (timestamp, ingestion) order; a share of calls is throttled.
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+
+export interface StoredEvent {
+  id: string;
+  stream: string;
+  timestamp: number;
+  ingestionTime: number;
+  message: string;
+}
+
+export interface LogsServerOptions {
+  /** Most stored events (of the streams searched, in order) one FilterLogEvents call looks at. @default 25 */
+  scanWindow?: number;
+  /** Most events one page returns, before the caller's own `limit`. @default 10 */
+  pageSize?: number;
+  /** Decides whether the n-th call (1-based, every operation counted) is answered with ThrottlingException. */
+  throttle?: (n: number, operation: string) => boolean;
+}
+
+export interface LoggedCall {
+  operation: string;
+  params: Record<string, unknown>;
+  outcome: "ok" | "throttled" | "error";
+  returned: number;
+}
+
+export interface LocalLogs {
+  endpoint: string;
+  /** A client for the endpoint with SDK retries off, so throttling reaches the caller's own backoff. */
+  client(): CloudWatchLogsClient;
+  /** Appends events to a stream (creating group and stream); ids are assigned like the service's. */
+  put(
+    group: string,
+    stream: string,
+    events: readonly { timestamp: number; message: string }[],
+  ): StoredEvent[];
+  events(group: string, stream?: string): StoredEvent[];
+  calls: LoggedCall[];
+  close(): Promise<void>;
+}
+
+interface Group {
+  streams: Map<string, { creationTime: number; events: StoredEvent[] }>;
+}
+
+class ApiError extends Error {
+  readonly type: string;
+  constructor(type: string, message: string) {
+    super(message);
+    this.type = type;
+  }
+}
+
+/**
+ * Matches CloudWatch's term syntax for the cases backfill uses: empty (everything), quoted phrases with
+ * `\"` and `\\` escapes, and bare alphanumeric terms, all of which must occur. A bare term holding other
+ * characters is refused as the service refuses it.
+ */
+export function compileFilterPattern(pattern: string | undefined): (message: string) => boolean {
+  const text = (pattern ?? "").trim();
+  if (text.length === 0) return () => true;
+  const terms: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (c === " ") {
+      i++;
+    } else if (c === '"') {
+      let term = "";
+      i++;
+      for (;;) {
+        if (i >= text.length)
+          throw new ApiError("InvalidParameterException", "Invalid filter pattern: unterminated quote");
+        const d = text[i] as string;
+        if (d === "\\" && i + 1 < text.length) {
+          term += text[i + 1];
+          i += 2;
+        } else if (d === '"') {
+          i++;
+          break;
+        } else {
+          term += d;
+          i++;
+        }
+      }
+      terms.push(term);
+    } else {
+      let end = text.indexOf(" ", i);
+      if (end === -1) end = text.length;
+      const term = text.slice(i, end);
+      if (!/^[A-Za-z0-9_]+$/.test(term)) {
+        throw new ApiError("InvalidParameterException", `Invalid character(s) in term '${term}'`);
+      }
+      terms.push(term);
+      i = end;
+    }
+  }
+  return (message) => terms.every((t) => message.includes(t));
+}
+
+function tokenOf(fingerprint: string, position: number): string {
+  return Buffer.from(JSON.stringify({ f: fingerprint, p: position })).toString("base64");
+}
+
+function readToken(token: string, fingerprint: string): number {
+  try {
+    const value = JSON.parse(Buffer.from(token, "base64").toString("utf8")) as { f: string; p: number };
+    if (value.f === fingerprint && Number.isInteger(value.p)) return value.p;
+  } catch {
+    // fall through to the service's answer
+  }
+  throw new ApiError("InvalidParameterException", "The specified nextToken is invalid.");
+}
+
+export async function startLocalLogs(options: LogsServerOptions = {}): Promise<LocalLogs> {
+  const scanWindow = options.scanWindow ?? 25;
+  const pageSize = options.pageSize ?? 10;
+  const groups = new Map<string, Group>();
+  const calls: LoggedCall[] = [];
+  let sequence = 0;
+  const clients: CloudWatchLogsClient[] = [];
+
+  const group = (name: unknown): Group => {
+    const g = typeof name === "string" ? groups.get(name) : undefined;
+    if (g === undefined)
+      throw new ApiError("ResourceNotFoundException", "The specified log group does not exist.");
+    return g;
+  };
+
+  const filterLogEvents = (p: Record<string, unknown>) => {
+    const g = group(p.logGroupName);
+    const names = p.logStreamNames as string[] | undefined;
+    const prefix = p.logStreamNamePrefix as string | undefined;
+    if (names !== undefined && prefix !== undefined) {
+      throw new ApiError(
+        "InvalidParameterException",
+        "Cannot specify both logStreamNames and logStreamNamePrefix.",
+      );
+    }
+    const matches = compileFilterPattern(p.filterPattern as string | undefined);
+    const start = (p.startTime as number | undefined) ?? 0;
+    const end = (p.endTime as number | undefined) ?? Number.MAX_SAFE_INTEGER;
+    const searched = [...g.streams.entries()].filter(
+      ([name]) =>
+        (names === undefined || names.includes(name)) && (prefix === undefined || name.startsWith(prefix)),
+    );
+    const candidates = searched
+      .flatMap(([, s]) => s.events)
+      .filter((e) => e.timestamp >= start && e.timestamp <= end)
+      .sort(
+        (a, b) => a.timestamp - b.timestamp || a.ingestionTime - b.ingestionTime || (a.id < b.id ? -1 : 1),
+      );
+    const fingerprint = JSON.stringify([p.logGroupName, names, prefix, p.filterPattern ?? "", start, end]);
+    let position = p.nextToken === undefined ? 0 : readToken(p.nextToken as string, fingerprint);
+    const limit = Math.min((p.limit as number | undefined) ?? 10_000, pageSize);
+    const events: StoredEvent[] = [];
+    const scanEnd = Math.min(candidates.length, position + scanWindow);
+    while (position < scanEnd && events.length < limit) {
+      const e = candidates[position] as StoredEvent;
+      position++;
+      if (matches(e.message)) events.push(e);
+    }
+    return {
+      events: events.map((e) => ({
+        logStreamName: e.stream,
+        timestamp: e.timestamp,
+        message: e.message,
+        ingestionTime: e.ingestionTime,
+        eventId: e.id,
+      })),
+      searchedLogStreams: searched.map(([name]) => ({
+        logStreamName: name,
+        searchedCompletely: position >= candidates.length,
+      })),
+      ...(position < candidates.length ? { nextToken: tokenOf(fingerprint, position) } : {}),
+    };
+  };
+
+  const describeLogStreams = (p: Record<string, unknown>) => {
+    const g = group(p.logGroupName);
+    const prefix = (p.logStreamNamePrefix as string | undefined) ?? "";
+    const all = [...g.streams.entries()]
+      .filter(([name]) => name.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const fingerprint = JSON.stringify([p.logGroupName, prefix]);
+    const from = p.nextToken === undefined ? 0 : readToken(p.nextToken as string, fingerprint);
+    const limit = Math.min((p.limit as number | undefined) ?? 50, 50, pageSize);
+    const page = all.slice(from, from + limit);
+    return {
+      logStreams: page.map(([name, s]) => {
+        const last = s.events.reduce((m, e) => Math.max(m, e.timestamp), Number.NEGATIVE_INFINITY);
+        const first = s.events.reduce((m, e) => Math.min(m, e.timestamp), Number.POSITIVE_INFINITY);
+        const ingested = s.events.reduce((m, e) => Math.max(m, e.ingestionTime), Number.NEGATIVE_INFINITY);
+        return {
+          logStreamName: name,
+          creationTime: s.creationTime,
+          ...(s.events.length > 0
+            ? { firstEventTimestamp: first, lastEventTimestamp: last, lastIngestionTime: ingested }
+            : {}),
+          arn: `arn:aws:logs:eu-west-1:123456789012:log-group:${p.logGroupName}:log-stream:${name}`,
+        };
+      }),
+      ...(from + limit < all.length ? { nextToken: tokenOf(fingerprint, from + limit) } : {}),
+    };
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, body: string) => {
+    const target = String(req.headers["x-amz-target"] ?? "");
+    const operation = target.startsWith("Logs_20140328.") ? target.slice("Logs_20140328.".length) : target;
+    const reply = (status: number, payload: unknown, type?: string) => {
+      res.writeHead(status, {
+        "content-type": "application/x-amz-json-1.1",
+        "x-amzn-requestid": `req-${calls.length}`,
+        ...(type === undefined ? {} : { "x-amzn-errortype": type }),
+      });
+      res.end(JSON.stringify(payload));
+    };
+    let params: Record<string, unknown> = {};
+    try {
+      params = body.length > 0 ? (JSON.parse(body) as Record<string, unknown>) : {};
+    } catch {
+      reply(400, { __type: "SerializationException", message: "body is not JSON" }, "SerializationException");
+      return;
+    }
+    const call: LoggedCall = { operation, params, outcome: "ok", returned: 0 };
+    calls.push(call);
+    if (
+      req.method !== "POST" ||
+      !String(req.headers["content-type"]).startsWith("application/x-amz-json-1.1")
+    ) {
+      call.outcome = "error";
+      reply(
+        400,
+        { __type: "UnknownOperationException", message: "expected a JSON 1.1 POST" },
+        "UnknownOperationException",
+      );
+      return;
+    }
+    if (options.throttle?.(calls.length, operation)) {
+      call.outcome = "throttled";
+      reply(400, { __type: "ThrottlingException", message: "Rate exceeded" }, "ThrottlingException");
+      return;
+    }
+    try {
+      if (operation === "FilterLogEvents") {
+        const result = filterLogEvents(params);
+        call.returned = result.events.length;
+        reply(200, result);
+      } else if (operation === "DescribeLogStreams") {
+        const result = describeLogStreams(params);
+        call.returned = result.logStreams.length;
+        reply(200, result);
+      } else {
+        throw new ApiError("UnknownOperationException", `operation ${operation} is not implemented here`);
+      }
+    } catch (error) {
+      call.outcome = "error";
+      if (error instanceof ApiError) reply(400, { __type: error.type, message: error.message }, error.type);
+      else
+        reply(
+          500,
+          { __type: "ServiceUnavailableException", message: String(error) },
+          "ServiceUnavailableException",
+        );
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
+
+  return {
+    endpoint,
+    calls,
+    client() {
+      const client = new CloudWatchLogsClient({
+        endpoint,
+        region: "eu-west-1",
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+        maxAttempts: 1,
+      });
+      clients.push(client);
+      return client;
+    },
+    put(groupName, streamName, events) {
+      let g = groups.get(groupName);
+      if (g === undefined) {
+        g = { streams: new Map() };
+        groups.set(groupName, g);
+      }
+      let s = g.streams.get(streamName);
+      if (s === undefined) {
+        s = { creationTime: events[0]?.timestamp ?? 0, events: [] };
+        g.streams.set(streamName, s);
+      }
+      const stored = events.map((e) => {
+        sequence++;
+        // 56 digits like the service's ids, unique and ordered by timestamp then arrival.
+        const id = `${String(e.timestamp).padStart(20, "0")}${String(sequence).padStart(36, "0")}`;
+        return {
+          id,
+          stream: streamName,
+          timestamp: e.timestamp,
+          ingestionTime: e.timestamp + 1_000,
+          message: e.message,
+        };
+      });
+      s.events.push(...stored);
+      return stored;
+    },
+    events(groupName, streamName) {
+      const g = groups.get(groupName);
+      if (g === undefined) return [];
+      return [...g.streams.entries()]
+        .filter(([name]) => streamName === undefined || name === streamName)
+        .flatMap(([, s]) => s.events);
+    },
+    async close() {
+      for (const c of clients) c.destroy();
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close");
+    },
+  };
+}
