@@ -105,9 +105,9 @@ async function handlerThroughput(): Promise<void> {
   );
 }
 
-const storm = (at: number, i: number) =>
+const storm = (i: number) =>
   `calico-packet: IN=eth0 OUT=eni1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.1.${1 + (i % 4)} DST=192.168.2.${1 + (i % 5)} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=${i} DF PROTO=TCP SPT=${30000 + (i % 30000)} DPT=5432 WINDOW=62727 RES=0x00 SYN URGP=0`;
-const scan = (at: number, i: number) =>
+const scan = (i: number) =>
   `calico-packet: IN=eth0 OUT=eni1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=203.0.113.77 DST=192.168.2.1 LEN=44 TOS=0x00 PREC=0x00 TTL=50 ID=${i} PROTO=TCP SPT=41234 DPT=${1 + i} WINDOW=1024 RES=0x00 SYN URGP=0`;
 
 async function writeAmplification(): Promise<void> {
@@ -131,7 +131,11 @@ async function writeAmplification(): Promise<void> {
         for (let from = 0; from < scenario.lines; from += perPayload) {
           const logEvents = Array.from({ length: Math.min(perPayload, scenario.lines - from) }, (_, k) => {
             const i = from + k;
-            return { id: `${tableName}-${i}`, timestamp: t0 + Math.floor((i * 59_000) / scenario.lines), message: scenario.make(t0, i) };
+            return {
+              id: `${tableName}-${i}`,
+              timestamp: t0 + Math.floor((i * 59_000) / scenario.lines),
+              message: scenario.make(i),
+            };
           });
           const result = await ingestBatch(
             logEvents.map((e) => ({ message: e.message, timestamp: e.timestamp, node: "node-a" })),
@@ -152,7 +156,9 @@ async function writeAmplification(): Promise<void> {
           );
           flows += result.flows.length;
         }
-        const writes = proxy.log.filter((r) => /^(UpdateItem|PutItem|BatchWriteItem|DeleteItem|TransactWriteItems)$/.test(r.operation)).length;
+        const writes = proxy.log.filter((r) =>
+          /^(UpdateItem|PutItem|BatchWriteItem|DeleteItem|TransactWriteItems)$/.test(r.operation),
+        ).length;
         const reads = proxy.log.length - writes;
         console.log(
           `${scenario.name}, payloads of ${perPayload.toLocaleString("en")} lines: ${writes} write requests ` +

@@ -23,7 +23,9 @@ export class ApiError extends Error {
   readonly body: unknown;
   constructor(status: number, body: unknown) {
     const message =
-      body !== null && typeof body === "object" && "message" in body ? String(body.message) : JSON.stringify(body);
+      body !== null && typeof body === "object" && "message" in body
+        ? String(body.message)
+        : JSON.stringify(body);
     super(`API answered ${status}: ${message}`);
     this.status = status;
     this.body = body;

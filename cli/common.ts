@@ -20,16 +20,16 @@ function collect(value: string, previous: string[] | undefined): string[] {
 /** Adds the options shared by every command. */
 export function withCommonOptions(command: Command): Command {
   return command
-    .addOption(new Option("--cluster <name>", "cluster name recorded on flows and alerts").default(DEFAULT_CLUSTER))
+    .addOption(
+      new Option("--cluster <name>", "cluster name recorded on flows and alerts").default(DEFAULT_CLUSTER),
+    )
     .addOption(
       new Option(
         "--internal-cidr <cidr>",
         "private range of the cluster, repeatable (default 192.168.0.0/16)",
       ).argParser(collect),
     )
-    .addOption(
-      new Option("--store <dir>", "directory of the embedded flow store").default(DEFAULT_STORE_DIR),
-    )
+    .addOption(new Option("--store <dir>", "directory of the embedded flow store").default(DEFAULT_STORE_DIR))
     .addOption(new Option("--table <name>", "use this DynamoDB table instead of the embedded store"))
     .addOption(new Option("--region <region>", "AWS region (default: the SDK's standard configuration)"));
 }

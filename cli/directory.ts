@@ -33,7 +33,9 @@ export function addDirectoryOptions(command: Command): Command {
 
 const warn = {
   warn(message: string, ...details: Record<string, unknown>[]) {
-    process.stderr.write(`warning: ${message}${details.length ? ` ${JSON.stringify(Object.assign({}, ...details))}` : ""}\n`);
+    process.stderr.write(
+      `warning: ${message}${details.length ? ` ${JSON.stringify(Object.assign({}, ...details))}` : ""}\n`,
+    );
   },
 };
 
@@ -58,7 +60,10 @@ export async function openDirectory(
     (process.env.KUBECONFIG ?? "") !== "" ||
     existsSync(join(homedir(), ".kube", "config"));
   if (haveKubeconfig) {
-    const options = { kubeconfig: raw.kubeconfig as string | undefined, context: raw.context as string | undefined };
+    const options = {
+      kubeconfig: raw.kubeconfig as string | undefined,
+      context: raw.context as string | undefined,
+    };
     // Fails here, before any line is read, when the kubeconfig cannot work at all.
     const kubeConfig = loadKubeconfig(options);
     const live = new LiveDirectory({
@@ -69,7 +74,11 @@ export async function openDirectory(
       fixes: KUBECONFIG_FIXES,
       logger: warn,
     });
-    return { directory: live, description: `cluster of ${kubeConfig.getCurrentContext()}`, close: async () => {} };
+    return {
+      directory: live,
+      description: `cluster of ${kubeConfig.getCurrentContext()}`,
+      close: async () => {},
+    };
   }
   process.stderr.write(
     "warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only)\n",

@@ -27,7 +27,10 @@ export class Progress {
     this.#bar.start(options.total ?? 0, 0, { lines: 0, calico: 0, flows: 0, alerts: 0, rate: 0 });
   }
 
-  update(value: number, counts: { lines: number; calico: number; flowsApplied: number; alertsOpened: number }): void {
+  update(
+    value: number,
+    counts: { lines: number; calico: number; flowsApplied: number; alertsOpened: number },
+  ): void {
     const seconds = Math.max((Date.now() - this.#started) / 1000, 0.001);
     this.#bar?.update(value, {
       lines: counts.lines,

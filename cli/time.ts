@@ -9,7 +9,9 @@ export function parseInstant(value: string, now: number = Date.now()): number {
   if (duration) return now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
   const at = Date.parse(value);
   if (Number.isNaN(at)) {
-    throw new InvalidArgumentError(`expected an ISO-8601 time, "now" or a duration like 15m, 6h, 7d; got "${value}"`);
+    throw new InvalidArgumentError(
+      `expected an ISO-8601 time, "now" or a duration like 15m, 6h, 7d; got "${value}"`,
+    );
   }
   return at;
 }

@@ -42,7 +42,11 @@ export function registerReplay(program: Command): void {
     )
     .option("--alerts-topic <arn>", "publish alerts to this SNS topic")
     .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30)
-    .addOption(new Option("--batch-lines <n>", "lines per batch").argParser(parseInteger("--batch-lines", 1, 1e6)).default(5000))
+    .addOption(
+      new Option("--batch-lines <n>", "lines per batch")
+        .argParser(parseInteger("--batch-lines", 1, 1e6))
+        .default(5000),
+    )
     .option("--quiet", "no progress, only the summary");
   addDirectoryOptions(withCommonOptions(command));
   command.action(async (file: string, raw: Record<string, unknown>) => {

@@ -16,7 +16,14 @@ export class CidrSet {
       const prefix = Number(bits);
       const family = address && isIPv4(address) ? "ipv4" : address && isIPv6(address) ? "ipv6" : undefined;
       const max = family === "ipv4" ? 32 : 128;
-      if (!address || !family || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      if (
+        !address ||
+        !family ||
+        extra !== undefined ||
+        !Number.isInteger(prefix) ||
+        prefix < 0 ||
+        prefix > max
+      ) {
         throw new Error(`invalid CIDR "${cidr}": expected an IPv4 or IPv6 address, "/", and a prefix length`);
       }
       this.#list.addSubnet(address, prefix, family);
@@ -51,7 +58,8 @@ export function directionOf(
   outInterface: string | null,
   workloadPrefixes: readonly string[] = DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
 ): Direction {
-  const isWorkload = (name: string | null) => name !== null && workloadPrefixes.some((p) => name.startsWith(p));
+  const isWorkload = (name: string | null) =>
+    name !== null && workloadPrefixes.some((p) => name.startsWith(p));
   if (isWorkload(outInterface)) return "ingress";
   if (isWorkload(inInterface)) return "egress";
   if (!inInterface || !outInterface) return "host";

@@ -93,15 +93,33 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
         resolved: true,
       };
     case "unavailable":
-      return { ip, kind: "unknown", namespace: null, name: null, workload: null, node: null, resolved: false };
+      return {
+        ip,
+        kind: "unknown",
+        namespace: null,
+        name: null,
+        workload: null,
+        node: null,
+        resolved: false,
+      };
   }
 }
 
-export async function runPipeline(events: readonly LogEvent[], options: PipelineOptions): Promise<PipelineResult> {
+export async function runPipeline(
+  events: readonly LogEvent[],
+  options: PipelineOptions,
+): Promise<PipelineResult> {
   const prefixes = options.workloadInterfacePrefixes ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES;
   const sampleLimit = options.malformedSamples ?? 20;
   const now = options.now ?? Date.now;
-  const stats: PipelineStats = { lines: 0, calico: 0, skipped: 0, malformed: 0, unresolved: 0, attributionMisses: 0 };
+  const stats: PipelineStats = {
+    lines: 0,
+    calico: 0,
+    skipped: 0,
+    malformed: 0,
+    unresolved: 0,
+    attributionMisses: 0,
+  };
   const malformed: { index: number; reason: string }[] = [];
   const parsed: Parsed[] = [];
 

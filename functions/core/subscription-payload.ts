@@ -49,7 +49,9 @@ export function encodeSubscriptionData(payload: SubscriptionPayload): string {
  * Identity of a delivery for idempotent storage: its log group, stream and event ids. A redelivered payload
  * (Lambda retry, at-least-once subscription) has the same identity however it was re-encoded.
  */
-export function contributionOf(payload: Pick<SubscriptionPayload, "logGroup" | "logStream" | "logEvents">): string {
+export function contributionOf(
+  payload: Pick<SubscriptionPayload, "logGroup" | "logStream" | "logEvents">,
+): string {
   const ids = payload.logEvents.map((e) => e.id).join(",");
   return digest(`${payload.logGroup}\n${payload.logStream}\n${ids}`);
 }

@@ -3,9 +3,12 @@
 import { z } from "zod";
 import { CidrSet } from "../core/classify.ts";
 
-const csv = z
-  .string()
-  .transform((v) => v.split(",").map((s) => s.trim()).filter((s) => s.length > 0));
+const csv = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
 
 const IngestEnv = z.object({
   CLUSTER_NAME: z.string().min(1),

@@ -56,8 +56,17 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     for (const f of bug) {
       expect(f.src).toMatchObject({ kind: "pod", namespace: "customer-a", name: "web-7d9f8b6c5-x2k4q" });
       expect(f.src.workload).toEqual({ kind: "Deployment", name: "web" });
-      expect(f.dst).toMatchObject({ kind: "pod", namespace: "customer-b", workload: { kind: "StatefulSet", name: "db" } });
-      expect(f).toMatchObject({ internal: true, protocol: "TCP", direction: "ingress", reporter: "ip-192-168-12-9" });
+      expect(f.dst).toMatchObject({
+        kind: "pod",
+        namespace: "customer-b",
+        workload: { kind: "StatefulSet", name: "db" },
+      });
+      expect(f).toMatchObject({
+        internal: true,
+        protocol: "TCP",
+        direction: "ingress",
+        reporter: "ip-192-168-12-9",
+      });
     }
   });
 

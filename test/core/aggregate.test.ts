@@ -73,10 +73,17 @@ describe("FlowAggregator", () => {
   it("conserves packets and bytes for any input order", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ dt: fc.integer({ min: 0, max: 600_000 }), port: fc.integer({ min: 1, max: 4 }), len: fc.integer({ min: 20, max: 1500 }) }), {
-          minLength: 1,
-          maxLength: 200,
-        }),
+        fc.array(
+          fc.record({
+            dt: fc.integer({ min: 0, max: 600_000 }),
+            port: fc.integer({ min: 1, max: 4 }),
+            len: fc.integer({ min: 20, max: 1500 }),
+          }),
+          {
+            minLength: 1,
+            maxLength: 200,
+          },
+        ),
         (packets) => {
           const agg = new FlowAggregator("prod", 60);
           for (const p of packets) agg.add(base(T + p.dt, { dstPort: p.port, length: p.len }));

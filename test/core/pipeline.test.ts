@@ -4,7 +4,15 @@ import { createParser } from "../../functions/core/parse.ts";
 import { type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
 import type { Holder, IpDirectory, Lookup, Resolution } from "../../functions/core/types.ts";
 
-const line = (time: string, host: string, src: string, dst: string, dpt: number, inIf = "eth0", outIf = "eni1") =>
+const line = (
+  time: string,
+  host: string,
+  src: string,
+  dst: string,
+  dpt: number,
+  inIf = "eth0",
+  outIf = "eni1",
+) =>
   `${time} ${host} kernel: calico-packet: IN=${inIf} OUT=${outIf} MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=${src} DST=${dst} LEN=60 TOS=0x00 PREC=0x00 TTL=253 ID=52641 DF PROTO=TCP SPT=59070 DPT=${dpt} WINDOW=62727 RES=0x00 SYN URGP=0`;
 
 const holder = (name: string, ns: string, workload: string): Holder => ({
@@ -51,7 +59,10 @@ describe("runPipeline", () => {
     const t = Date.parse("2026-04-19T04:52:19Z");
     const events = [
       { message: line("Apr 19 04:52:19", "ip-1", "192.168.22.247", "192.168.94.122", 5432), timestamp: t },
-      { message: line("Apr 19 04:52:20", "ip-1", "192.168.22.247", "192.168.94.122", 5432), timestamp: t + 1000 },
+      {
+        message: line("Apr 19 04:52:20", "ip-1", "192.168.22.247", "192.168.94.122", 5432),
+        timestamp: t + 1000,
+      },
       { message: line("Apr 19 04:52:21", "ip-1", "203.0.113.9", "192.168.94.122", 22), timestamp: t + 2000 },
       { message: "Apr 19 04:52:21 ip-1 kubelet[1]: unrelated", timestamp: t + 2000 },
       { message: "Apr 19 04:52:21 ip-1 kernel: calico-packet: IN=eth0 SRC=192.168.", timestamp: t + 2000 },
@@ -93,11 +104,18 @@ describe("runPipeline", () => {
   it("uses the event's timestamp over the line's and the stream's node when the line has none", async () => {
     const directory = new RecordingDirectory({});
     const eventTime = Date.parse("2026-04-19T04:52:19.250Z");
-    const bare = "calico-packet: IN=eth0 OUT=eni1 SRC=192.168.1.1 DST=192.168.2.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=80 WINDOW=1 RES=0x00 SYN URGP=0";
-    const result = await runPipeline([{ message: bare, timestamp: eventTime, node: "stream-node" }], options(directory));
+    const bare =
+      "calico-packet: IN=eth0 OUT=eni1 SRC=192.168.1.1 DST=192.168.2.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=1 DPT=80 WINDOW=1 RES=0x00 SYN URGP=0";
+    const result = await runPipeline(
+      [{ message: bare, timestamp: eventTime, node: "stream-node" }],
+      options(directory),
+    );
     expect(result.flows[0]).toMatchObject({ reporter: "stream-node", firstSeen: "2026-04-19T04:52:19.250Z" });
     // Lookups are asked at one-second resolution, the resolution of Kubernetes timestamps.
-    expect(directory.calls.flat().map((l) => l.at)).toEqual([Math.floor(eventTime / 1000) * 1000, Math.floor(eventTime / 1000) * 1000]);
+    expect(directory.calls.flat().map((l) => l.at)).toEqual([
+      Math.floor(eventTime / 1000) * 1000,
+      Math.floor(eventTime / 1000) * 1000,
+    ]);
   });
 
   it("stores endpoints unresolved when the directory cannot answer, and still raises the alert", async () => {
@@ -111,7 +129,11 @@ describe("runPipeline", () => {
     );
     expect(result.flows[0]?.src).toMatchObject({ ip: "192.168.1.1", kind: "unknown", resolved: false });
     expect(result.stats.unresolved).toBe(2);
-    expect(result.candidates[0]?.key).toMatchObject({ src: "192.168.1.1", dst: "192.168.2.2", dstPort: 8080 });
+    expect(result.candidates[0]?.key).toMatchObject({
+      src: "192.168.1.1",
+      dst: "192.168.2.2",
+      dstPort: 8080,
+    });
   });
 
   it("counts internal addresses nobody held as attribution misses", async () => {
@@ -127,7 +149,10 @@ describe("runPipeline", () => {
     const broken: IpDirectory = { resolve: async () => [] };
     const t = Date.parse("2026-04-19T04:52:19Z");
     await expect(
-      runPipeline([{ message: line("Apr 19 04:52:19", "ip-1", "192.168.1.1", "192.168.2.2", 53), timestamp: t }], options(broken)),
+      runPipeline(
+        [{ message: line("Apr 19 04:52:19", "ip-1", "192.168.1.1", "192.168.2.2", 53), timestamp: t }],
+        options(broken),
+      ),
     ).rejects.toThrow("0 resolutions for 2 lookups");
   });
 });

@@ -40,7 +40,9 @@ describe("subscription payloads", () => {
   it("identifies a redelivery by its events, not by its encoding", () => {
     const again = decodeSubscriptionData(gzipSync(JSON.stringify(payload), { level: 1 }).toString("base64"));
     expect(contributionOf(again)).toBe(contributionOf(payload));
-    expect(contributionOf({ ...payload, logEvents: payload.logEvents.slice(1) })).not.toBe(contributionOf(payload));
+    expect(contributionOf({ ...payload, logEvents: payload.logEvents.slice(1) })).not.toBe(
+      contributionOf(payload),
+    );
     expect(contributionOf({ ...payload, logStream: "other" })).not.toBe(contributionOf(payload));
   });
 });

@@ -21,7 +21,14 @@ const T0 = Date.parse("2026-04-19T04:50:00Z");
 const iso = (ms: number) => new Date(ms).toISOString();
 const NODE_A = { name: "ip-192-168-74-5.eu-west-1.compute.internal", ip: "192.168.74.5" };
 
-const pod = (name: string, ns: string, ip: string, created: number, deleted?: number, hostNetwork = false) => ({
+const pod = (
+  name: string,
+  ns: string,
+  ip: string,
+  created: number,
+  deleted?: number,
+  hostNetwork = false,
+) => ({
   metadata: {
     name,
     namespace: ns,
@@ -97,7 +104,12 @@ async function allFlows(store: FlowStore): Promise<FlowRecord[]> {
   const out: FlowRecord[] = [];
   let cursor: string | undefined;
   do {
-    const page = await store.queryFlows({ cluster: "prod", since: iso(T0 - 3_600_000), until: iso(T0 + 3_600_000), cursor });
+    const page = await store.queryFlows({
+      cluster: "prod",
+      since: iso(T0 - 3_600_000),
+      until: iso(T0 + 3_600_000),
+      cursor,
+    });
     out.push(...page.items);
     cursor = page.cursor;
   } while (cursor !== undefined);
@@ -119,7 +131,11 @@ describe("ingest handler", () => {
   const freshStore = async (endpoint?: string) => {
     const tableName = `t-${randomUUID()}`;
     await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
-    return new DynamoFlowStore({ client: testStore.clientFor(endpoint), tableName, retry: { baseDelayMs: 1, maxDelayMs: 5 } });
+    return new DynamoFlowStore({
+      client: testStore.clientFor(endpoint),
+      tableName,
+      retry: { baseDelayMs: 1, maxDelayMs: 5 },
+    });
   };
 
   it("stores attributed flows, resolving a reused IP by time and hostNetwork to the node", async () => {
@@ -136,7 +152,9 @@ describe("ingest handler", () => {
     expect(result?.stats).toMatchObject({ lines: 6, calico: 5, skipped: 1, malformed: 0 });
     const flows = await allFlows(store);
     expect(total(flows)).toBe(5);
-    const bySource = Object.fromEntries(flows.map((f) => [`${f.src.kind}:${f.src.namespace}/${f.src.name}`, f.packets]));
+    const bySource = Object.fromEntries(
+      flows.map((f) => [`${f.src.kind}:${f.src.namespace}/${f.src.name}`, f.packets]),
+    );
     expect(bySource).toEqual({
       "pod:customer-a/web-5d4f8b7c9-aaaaa": 2,
       "pod:customer-a/old-5d4f8b7c9-ccccc": 1,
@@ -149,7 +167,10 @@ describe("ingest handler", () => {
   it("leaves every count unchanged when the same payload is delivered again", async () => {
     const store = await freshStore();
     const event = payload(
-      Array.from({ length: 50 }, (_, i) => ({ at: T0 + i * 1_000, message: line("192.168.22.247", "192.168.94.122", 5432, 30000 + i) })),
+      Array.from({ length: 50 }, (_, i) => ({
+        at: T0 + i * 1_000,
+        message: line("192.168.22.247", "192.168.94.122", 5432, 30000 + i),
+      })),
     );
     const first = await ingestEvent(event, runtime(store));
     const before = await allFlows(store);
@@ -200,8 +221,12 @@ describe("ingest handler", () => {
   it("fails a corrupt payload with a precise error and a metric, storing nothing", async () => {
     const store = await freshStore();
     const spy = vi.spyOn(metrics, "addMetric");
-    await expect(ingestEvent({ awslogs: { data: "H4sIAAAA" } }, runtime(store))).rejects.toThrow(CorruptPayloadError);
-    await expect(ingestEvent({} as CloudWatchLogsEvent, runtime(store))).rejects.toThrow("awslogs.data is missing");
+    await expect(ingestEvent({ awslogs: { data: "H4sIAAAA" } }, runtime(store))).rejects.toThrow(
+      CorruptPayloadError,
+    );
+    await expect(ingestEvent({} as CloudWatchLogsEvent, runtime(store))).rejects.toThrow(
+      "awslogs.data is missing",
+    );
     expect(spy).toHaveBeenCalledWith("CorruptPayloads", "Count", 1);
     spy.mockRestore();
     expect(await allFlows(store)).toEqual([]);
@@ -215,7 +240,9 @@ describe("ingest handler", () => {
       logGroup: "",
       logStream: "",
       subscriptionFilters: [],
-      logEvents: [{ id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." }],
+      logEvents: [
+        { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
+      ],
     });
     expect(await ingestEvent({ awslogs: { data } }, runtime(store))).toBeUndefined();
     expect(await allFlows(store)).toEqual([]);
@@ -232,7 +259,11 @@ describe("ingest handler", () => {
     vi.resetModules();
     try {
       const { handler } = await import("../../functions/ingest/handler.ts");
-      const context = { functionName: "ingest", awsRequestId: "req-1", getRemainingTimeInMillis: () => 30_000 } as Context;
+      const context = {
+        functionName: "ingest",
+        awsRequestId: "req-1",
+        getRemainingTimeInMillis: () => 30_000,
+      } as Context;
       await handler(payload([{ at: T0, message: line("192.168.22.247", "192.168.94.122", 5432) }]), context);
       const store = new DynamoFlowStore({ client: testStore.clientFor(), tableName });
       const flows = await allFlows(store);
@@ -246,12 +277,12 @@ describe("ingest handler", () => {
 
   it("refuses to start with an invalid configuration, naming the variable and its value", async () => {
     const { loadIngestConfig } = await import("../../functions/ingest/config.ts");
-    expect(() => loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", AGGREGATION_SECONDS: "0" })).toThrow(
-      'AGGREGATION_SECONDS="0"',
-    );
+    expect(() =>
+      loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", AGGREGATION_SECONDS: "0" }),
+    ).toThrow('AGGREGATION_SECONDS="0"');
     expect(() => loadIngestConfig({ CLUSTER_NAME: "prod" })).toThrow("TABLE_NAME=undefined");
-    expect(() => loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", INTERNAL_CIDRS: "10.0.0.0/8,bogus" })).toThrow(
-      'invalid CIDR "bogus"',
-    );
+    expect(() =>
+      loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", INTERNAL_CIDRS: "10.0.0.0/8,bogus" }),
+    ).toThrow('invalid CIDR "bogus"');
   });
 });
