@@ -1,15 +1,19 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoCoverageStore } from "../functions/adapters/dynamo/coverage.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
 import { DynamoHolderHistory } from "../functions/adapters/dynamo/history.ts";
+import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
 import type { CommonOptions } from "./common.ts";
 
 export interface OpenedStore {
   store: FlowStore;
   history: HolderHistory;
+  /** Which log events are already counted (live ingest, backfill, redrive): docs/backfill.md. */
+  coverage: CoverageStore;
   /** Where the data lives, for messages. */
   description: string;
   close(): Promise<void>;
@@ -21,6 +25,7 @@ export async function openStore(options: CommonOptions, retentionDays?: number):
     return {
       store: new DynamoFlowStore({ client, tableName: options.table, retentionDays }),
       history: new DynamoHolderHistory({ client, tableName: options.table }),
+      coverage: new DynamoCoverageStore({ client, tableName: options.table, retentionDays }),
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };
@@ -29,6 +34,11 @@ export async function openStore(options: CommonOptions, retentionDays?: number):
   return {
     store: new DynamoFlowStore({ client: embedded.client, tableName: embedded.tableName, retentionDays }),
     history: new DynamoHolderHistory({ client: embedded.client, tableName: embedded.tableName }),
+    coverage: new DynamoCoverageStore({
+      client: embedded.client,
+      tableName: embedded.tableName,
+      retentionDays,
+    }),
     description: `embedded store ${options.store}`,
     close: () => embedded.close(),
   };

@@ -5,126 +5,21 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import cliProgress from "cli-progress";
 import { type Command, Option } from "commander";
 import { CloudWatchLogsReader, termPattern } from "../../functions/adapters/cloudwatch-logs.ts";
-import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { startEmbeddedStore } from "../../functions/adapters/dynamo/embedded.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import { DynamoHolderHistory } from "../../functions/adapters/dynamo/history.ts";
 import { digest } from "../../functions/core/aggregate.ts";
-import { CidrSet } from "../../functions/core/classify.ts";
 import {
   type BackfillMinuteResult,
   backfillMinute,
   type CloudWatchEvent,
-  type CoverageStore,
   type MinuteCoverage,
   minuteOf,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
-import type { IngestDeps } from "../../functions/core/ingest.ts";
-import { createParser } from "../../functions/core/parse.ts";
-import type { FlowStore, HolderHistory } from "../../functions/core/ports.ts";
-import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
-import { addDirectoryOptions, openDirectory } from "../directory.ts";
-import { openAlertSink } from "../sink.ts";
-import { parseDurationMs, parseInstant } from "../time.ts";
-
-// ---- shared with `redrive`: the ingest pipeline's options and the store with its coverage records ----------
-
-/** The pipeline options `replay` has, for commands that feed log events through ingestBatch. */
-export function addIngestOptions(command: Command): Command {
-  command
-    .option("--prefix <text>", "log prefix of the Calico LOG rules", "calico-packet")
-    .option("--prefix-format <format>", "Felix logPrefix with %t %k %n %p, to decode the policy")
-    .option("--bucket-seconds <n>", "aggregation bucket", parseInteger("--bucket-seconds", 1, 3600), 60)
-    .option("--alert-window <duration>", "one alert per key per window", parseDurationMs, 15 * 60_000)
-    .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
-    .option("--scan-threshold <n>", "alert on an external source denied on ≥ n ports or destinations", (v) =>
-      parseInteger("--scan-threshold", 2, 65_535)(v),
-    )
-    .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
-    .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
-  return addDirectoryOptions(withCommonOptions(command));
-}
-
-export interface CoveredStore {
-  store: FlowStore;
-  history: HolderHistory;
-  coverage: CoverageStore;
-  description: string;
-  close(): Promise<void>;
-}
-
-/** The flow store as cli/store.ts opens it, plus the coverage records kept in the same table. */
-export async function openCoveredStore(common: CommonOptions, retentionDays: number): Promise<CoveredStore> {
-  if (common.table !== undefined) {
-    const client = new DynamoDBClient(common.region === undefined ? {} : { region: common.region });
-    const tableName = common.table;
-    return {
-      store: new DynamoFlowStore({ client, tableName, retentionDays }),
-      history: new DynamoHolderHistory({ client, tableName }),
-      coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
-      description: `DynamoDB table ${tableName}`,
-      close: async () => client.destroy(),
-    };
-  }
-  const embedded = await startEmbeddedStore({ dir: common.store });
-  const { client, tableName } = embedded;
-  return {
-    store: new DynamoFlowStore({ client, tableName, retentionDays }),
-    history: new DynamoHolderHistory({ client, tableName }),
-    coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
-    description: `embedded store ${common.store}`,
-    close: () => embedded.close(),
-  };
-}
-
-export interface IngestSetup {
-  deps: IngestDeps;
-  coverage: CoverageStore;
-  description: string;
-  close(): Promise<void>;
-}
-
-/** Store, coverage, IP directory and alert sink for the options of addIngestOptions. */
-export async function openIngest(raw: Record<string, unknown>, common: CommonOptions): Promise<IngestSetup> {
-  const opened = await openCoveredStore(common, raw.retentionDays as number);
-  try {
-    const directory = await openDirectory(raw, opened.history, common.cluster);
-    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, common);
-    return {
-      deps: {
-        store: opened.store,
-        sink,
-        alertWindowMs: raw.alertWindow as number,
-        alertCap: raw.alertCap as number,
-        pipeline: {
-          cluster: common.cluster,
-          internal: new CidrSet(common.internalCidrs),
-          bucketSeconds: raw.bucketSeconds as number,
-          parse: createParser({
-            prefix: raw.prefix as string,
-            prefixFormat: raw.prefixFormat as string | undefined,
-          }),
-          directory: directory.directory,
-          scanThreshold: raw.scanThreshold as number | undefined,
-        },
-      },
-      coverage: opened.coverage,
-      description: opened.description,
-      async close() {
-        await directory.close();
-        await opened.close();
-      },
-    };
-  } catch (error) {
-    await opened.close();
-    throw error;
-  }
-}
+import { commonOptions, parseInteger } from "../common.ts";
+import { addIngestOptions, openIngest } from "../ingest.ts";
+import { parseInstant } from "../time.ts";
 
 // ---- checkpoint ---------------------------------------------------------------------------------------------
 

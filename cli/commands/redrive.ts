@@ -14,7 +14,7 @@ import type { Command } from "commander";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger } from "../common.ts";
-import { addIngestOptions, openIngest } from "./backfill.ts";
+import { addIngestOptions, openIngest } from "../ingest.ts";
 
 /** What Lambda's on-failure destination puts in the message body (asynchronous invocation record). */
 interface InvocationRecord {

@@ -1,0 +1,81 @@
+// What every command that feeds log events through the ingest pipeline shares (`replay`, `backfill`,
+// `redrive`): the pipeline's options, and the store, coverage, IP directory and alert sink they select.
+import type { Command } from "commander";
+import { Option } from "commander";
+import { CidrSet } from "../functions/core/classify.ts";
+import type { CoverageStore } from "../functions/core/coverage.ts";
+import type { IngestDeps } from "../functions/core/ingest.ts";
+import { createParser } from "../functions/core/parse.ts";
+import { type CommonOptions, parseInteger, withCommonOptions } from "./common.ts";
+import { addDirectoryOptions, openDirectory } from "./directory.ts";
+import { openAlertSink } from "./sink.ts";
+import { openStore } from "./store.ts";
+import { parseDurationMs } from "./time.ts";
+
+export function addIngestOptions(command: Command): Command {
+  command
+    .option("--prefix <text>", "log prefix of the Calico LOG rules", "calico-packet")
+    .option("--prefix-format <format>", "Felix logPrefix with %t %k %n %p, to decode the policy")
+    .option("--bucket-seconds <n>", "aggregation bucket", parseInteger("--bucket-seconds", 1, 3600), 60)
+    .addOption(
+      new Option("--alert-window <duration>", "one alert per key per window")
+        .argParser(parseDurationMs)
+        .default(15 * 60_000, "15m"),
+    )
+    .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
+    .option("--scan-threshold <n>", "alert on an external source denied on ≥ n ports or destinations", (v) =>
+      parseInteger("--scan-threshold", 2, 65_535)(v),
+    )
+    .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
+    .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
+  return addDirectoryOptions(withCommonOptions(command));
+}
+
+export interface IngestSetup {
+  deps: IngestDeps;
+  coverage: CoverageStore;
+  description: string;
+  close(): Promise<void>;
+}
+
+/** Store, coverage, IP directory and alert sink for the options of addIngestOptions. */
+export async function openIngest(
+  raw: Record<string, unknown>,
+  common: CommonOptions,
+  parse: { year?: number } = {},
+): Promise<IngestSetup> {
+  const opened = await openStore(common, raw.retentionDays as number);
+  try {
+    const directory = await openDirectory(raw, opened.history, common.cluster);
+    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, common);
+    return {
+      deps: {
+        store: opened.store,
+        sink,
+        alertWindowMs: raw.alertWindow as number,
+        alertCap: raw.alertCap as number,
+        pipeline: {
+          cluster: common.cluster,
+          internal: new CidrSet(common.internalCidrs),
+          bucketSeconds: raw.bucketSeconds as number,
+          parse: createParser({
+            year: parse.year,
+            prefix: raw.prefix as string,
+            prefixFormat: raw.prefixFormat as string | undefined,
+          }),
+          directory: directory.directory,
+          scanThreshold: raw.scanThreshold as number | undefined,
+        },
+      },
+      coverage: opened.coverage,
+      description: `${opened.description}, IPs resolved from ${directory.description}`,
+      async close() {
+        await directory.close();
+        await opened.close();
+      },
+    };
+  } catch (error) {
+    await opened.close();
+    throw error;
+  }
+}
