@@ -1,7 +1,7 @@
 // Aggregation of attributed packets into flow records: one record per (cluster, time bucket, source endpoint,
 // destination endpoint, protocol, destination port, reporting node, policy). Source ports are not part of the
 // key: every new connection has a new one, and keeping them would turn a retry storm into thousands of flows.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Direction, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
 export interface AttributedPacket {
@@ -34,7 +34,7 @@ export function bucketStart(at: number, bucketMs: number): number {
 
 /** Short stable digest (128 bits, base64url) used for flow ids and alert key ids. */
 export function digest(text: string): string {
-  return createHash("sha256").update(text).digest("base64url").slice(0, 22);
+  return hash("sha256", text, "base64url").slice(0, 22);
 }
 
 interface Accumulator {

@@ -5,9 +5,34 @@ import type { Direction } from "./types.ts";
 /** Interface-name prefixes of workload (pod) interfaces: Calico veths and the AWS VPC CNI's. */
 export const DEFAULT_WORKLOAD_INTERFACE_PREFIXES = ["cali", "eni", "vlan"];
 
+/** Dotted-quad IPv4 to an unsigned 32-bit integer, or -1 when it is not one. */
+function ipv4ToInt(ip: string): number {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 && digits > 0 ? value * 256 + octet : -1;
+}
+
 export class CidrSet {
   readonly cidrs: readonly string[];
   readonly #list = new BlockList();
+  // IPv4 ranges as [first, last] integers: checked without allocating, once per address of every line.
+  readonly #v4: [number, number][] = [];
   readonly #cache = new Map<string, boolean>();
 
   constructor(cidrs: readonly string[]) {
@@ -27,12 +52,23 @@ export class CidrSet {
         throw new Error(`invalid CIDR "${cidr}": expected an IPv4 or IPv6 address, "/", and a prefix length`);
       }
       this.#list.addSubnet(address, prefix, family);
+      if (family === "ipv4") {
+        const size = 2 ** (32 - prefix);
+        const first = Math.floor(ipv4ToInt(address) / size) * size;
+        this.#v4.push([first, first + size - 1]);
+      }
     }
     this.cidrs = [...cidrs];
   }
 
-  /** True when `ip` lies in one of the ranges. Memoised: a payload repeats few distinct addresses. */
+  /** True when `ip` lies in one of the ranges. */
   contains(ip: string): boolean {
+    const v4 = ipv4ToInt(ip);
+    if (v4 >= 0) {
+      for (const [first, last] of this.#v4) if (v4 >= first && v4 <= last) return true;
+      return false;
+    }
+    // IPv6 (and anything else) through node:net, memoised: a payload repeats few distinct addresses.
     let hit = this.#cache.get(ip);
     if (hit === undefined) {
       const family = ip.includes(":") ? "ipv6" : "ipv4";

@@ -301,7 +301,7 @@ function newestFirst(a: Holder, b: Holder): number {
  *   the latest to end.
  */
 export function pickHolder(
-  holders: readonly Holder[],
+  holders: Iterable<Holder>,
   at: number,
   toleranceMs: number = END_TOLERANCE_MS,
 ): Holder | undefined {
@@ -371,7 +371,9 @@ export class HolderIndex {
   }
 
   pick(ip: string, at: number, toleranceMs?: number): Holder | undefined {
-    return pickHolder(this.holders(ip), at, toleranceMs);
+    // Straight from the index: this runs once per lookup, a copied array per call is garbage for nothing.
+    const holders = this.#byIp.get(normalizeIp(ip));
+    return holders === undefined ? undefined : pickHolder(holders.values(), at, toleranceMs);
   }
 
   /** Sets the end of `ip`'s open holders not in `keep` (they were not seen where they should have been). */

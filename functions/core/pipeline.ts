@@ -179,10 +179,24 @@ export async function runPipeline(
   if (resolutions.length !== lookups.length) {
     throw new Error(`directory answered ${resolutions.length} resolutions for ${lookups.length} lookups`);
   }
+  // One Endpoint object per (IP, holder): directories hand back the same holder object for every time it
+  // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap.
+  const shared = new Map<string, Map<unknown, Endpoint>>();
   const internalEndpoints = lookups.map((l, i) => {
-    const e = endpointFor(l.ip, true, resolutions[i]);
-    if (!e.resolved) stats.unresolved++;
-    else if (e.kind === "unknown") stats.attributionMisses++;
+    const resolution = resolutions[i] as Resolution;
+    const identity = resolution.status === "found" ? resolution.holder : resolution.status;
+    let byIdentity = shared.get(l.ip);
+    if (byIdentity === undefined) {
+      byIdentity = new Map();
+      shared.set(l.ip, byIdentity);
+    }
+    let e = byIdentity.get(identity);
+    if (e === undefined) {
+      e = endpointFor(l.ip, true, resolution);
+      if (!e.resolved) stats.unresolved++;
+      else if (e.kind === "unknown") stats.attributionMisses++;
+      byIdentity.set(identity, e);
+    }
     return e;
   });
   const externalEndpoints = new Map<string, Endpoint>();
