@@ -79,6 +79,7 @@ export class FlowAggregator {
     return id;
   }
 
+  /** Counts one packet. `p` itself is not retained (callers may reuse it), only the values it points to. */
   add(p: AttributedPacket): void {
     const bucket = bucketStart(p.at, this.#bucketMs);
     const local = `${bucket}|${this.#endpointId(p.src)}|${this.#endpointId(p.dst)}|${p.protocol}|${p.dstPort ?? ""}|${

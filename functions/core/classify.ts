@@ -94,10 +94,14 @@ export function directionOf(
   outInterface: string | null,
   workloadPrefixes: readonly string[] = DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
 ): Direction {
-  const isWorkload = (name: string | null) =>
-    name !== null && workloadPrefixes.some((p) => name.startsWith(p));
-  if (isWorkload(outInterface)) return "ingress";
-  if (isWorkload(inInterface)) return "egress";
+  if (isWorkload(outInterface, workloadPrefixes)) return "ingress";
+  if (isWorkload(inInterface, workloadPrefixes)) return "egress";
   if (!inInterface || !outInterface) return "host";
   return "forward";
+}
+
+function isWorkload(name: string | null, prefixes: readonly string[]): boolean {
+  if (name === null) return false;
+  for (const prefix of prefixes) if (name.startsWith(prefix)) return true;
+  return false;
 }

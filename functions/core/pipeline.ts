@@ -1,6 +1,6 @@
 // The ingest pipeline, shared by the Lambda and the CLI: parse ▶ classify ▶ attribute ▶ aggregate ▶ alert
 // candidates. Storage and delivery are the caller's (they differ only in the adapters they plug in).
-import { FlowAggregator } from "./aggregate.ts";
+import { type AttributedPacket, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
 import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionOf } from "./classify.ts";
 import type {
@@ -104,6 +104,16 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
       };
   }
 }
+
+const NO_ENDPOINT: Endpoint = {
+  ip: "",
+  kind: "unknown",
+  namespace: null,
+  name: null,
+  workload: null,
+  node: null,
+  resolved: false,
+};
 
 export async function runPipeline(
   events: readonly LogEvent[],
@@ -211,23 +221,36 @@ export async function runPipeline(
   };
 
   const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
+  // One scratch packet for every line: the aggregator copies what it keeps, so nothing is allocated per line.
+  const packet: AttributedPacket = {
+    at: 0,
+    src: NO_ENDPOINT,
+    dst: NO_ENDPOINT,
+    protocol: "",
+    dstPort: null,
+    direction: "host",
+    reporter: "",
+    internal: false,
+    length: 0,
+    policy: null,
+    tcpFlags: [],
+  };
   for (let i = 0; i < parsed.length; i++) {
     const { record: r, at, reporter } = parsed[i] as Parsed;
     const s = srcLookup[i] as number;
     const d = dstLookup[i] as number;
-    aggregator.add({
-      at,
-      src: endpoint(r.src, s),
-      dst: endpoint(r.dst, d),
-      protocol: r.protocol,
-      dstPort: r.dstPort,
-      direction: directionOf(r.inInterface, r.outInterface, prefixes),
-      reporter,
-      internal: s >= 0 && d >= 0,
-      length: r.length,
-      policy: r.policy,
-      tcpFlags: r.tcpFlags,
-    });
+    packet.at = at;
+    packet.src = endpoint(r.src, s);
+    packet.dst = endpoint(r.dst, d);
+    packet.protocol = r.protocol;
+    packet.dstPort = r.dstPort;
+    packet.direction = directionOf(r.inInterface, r.outInterface, prefixes);
+    packet.reporter = reporter;
+    packet.internal = s >= 0 && d >= 0;
+    packet.length = r.length;
+    packet.policy = r.policy;
+    packet.tcpFlags = r.tcpFlags;
+    aggregator.add(packet);
   }
   const flows = aggregator.flows();
   const candidates = alertCandidates(flows, { scanThreshold: options.scanThreshold });
