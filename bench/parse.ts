@@ -1,0 +1,183 @@
+// Parser figures: lines/s of the in-process parser and of `calico-flows parse` end to end (stdin → NDJSON) on the
+// shared corpus, peak memory, and the same corpus through rsyslog's lognormalizer (v2-iptables) for a peer.
+//
+// Figures are best-of-N wall-clock runs on one core (the parser is single-threaded); CPU seconds are printed
+// beside them because other work on the machine inflates wall time but not the process's own CPU time.
+import { spawnSync } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createParser } from "../functions/core/parse.ts";
+import { generateLines } from "./corpus.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const BIN = join(ROOT, "bin/calico-flows.js");
+const LINES = Number(process.env.BENCH_LINES ?? 1_000_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TIME = "/usr/bin/time";
+const TARGET_IN_PROCESS = 1_500_000;
+const TARGET_END_TO_END = 700_000;
+const TARGET_PEER_RATIO = 5;
+
+/** A rulebase for the syslog forms of the corpus; lognormalizer has no way into the JSON-wrapped ones. */
+const RULEBASE = `version=2
+rule=:%date:date-rfc3164% %host:word% kernel: %prefix:char-to{"extradata":":"}%: %fields:v2-iptables%
+rule=:%date:date-rfc3164% %host:word% kernel: [%uptime:char-to{"extradata":"]"}%] %prefix:char-to{"extradata":":"}%: %fields:v2-iptables%
+rule=:%date:date-rfc5424% %host:word% kernel: %prefix:char-to{"extradata":":"}%: %fields:v2-iptables%
+rule=:<%pri:number%>1 %date:date-rfc5424% %host:word% kernel - - - %prefix:char-to{"extradata":":"}%: %fields:v2-iptables%
+`;
+
+const rate = (n: number, ms: number) => Math.round((n / ms) * 1000);
+const fmt = (n: number) => n.toLocaleString("en-US");
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+interface Timed {
+  wallMs: number;
+  cpuMs: number;
+  maxRssKb: number | null;
+  status: number | null;
+  stderr: string;
+}
+
+/** Runs a command with stdin from a file and stdout to /dev/null, under GNU time when it is there. */
+function timed(command: string, args: string[], stdinFile: string): Timed {
+  const input = openSync(stdinFile, "r");
+  const output = openSync("/dev/null", "w");
+  try {
+    const useTime = spawnSync(TIME, ["--version"], { stdio: "ignore" }).status === 0;
+    const start = performance.now();
+    const r = useTime
+      ? spawnSync(TIME, ["-f", "calico-bench %e %U %S %M", command, ...args], {
+          stdio: [input, output, "pipe"],
+          encoding: "utf8",
+        })
+      : spawnSync(command, args, { stdio: [input, output, "pipe"], encoding: "utf8" });
+    const wallMs = performance.now() - start;
+    const m = /calico-bench ([\d.]+) ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr ?? "");
+    return {
+      wallMs,
+      cpuMs: m ? (Number(m[2]) + Number(m[3])) * 1000 : Number.NaN,
+      maxRssKb: m ? Number(m[4]) : null,
+      status: r.status,
+      stderr: r.stderr ?? "",
+    };
+  } finally {
+    closeSync(input);
+    closeSync(output);
+  }
+}
+
+function best(runs: Timed[]): Timed {
+  return runs.reduce((a, b) => (b.wallMs < a.wallMs ? b : a));
+}
+
+function rss(kb: number | null): string {
+  return kb === null ? "n/a (no /usr/bin/time)" : `${fmt(Math.round(kb / 1024))} MiB`;
+}
+
+export async function run(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "calico-flows-bench-"));
+  try {
+    const lines = [...generateLines(LINES, 1)];
+    const corpus = join(dir, "corpus.log");
+    writeFileSync(corpus, `${lines.join("\n")}\n`);
+    const kinds = { calico: 0, json: 0, other: 0 };
+    for (const l of lines) {
+      if (!l.includes("calico-packet")) kinds.other++;
+      else if (l.startsWith("{")) kinds.json++;
+      else kinds.calico++;
+    }
+    console.log(
+      `corpus: ${fmt(LINES)} lines (${fmt(kinds.calico)} syslog calico-packet, ${fmt(kinds.json)} JSON-wrapped, ` +
+        `${fmt(kinds.other)} other), ${fmt(Math.round(lines.reduce((s, l) => s + l.length + 1, 0) / 1e6))} MB`,
+    );
+
+    // In process: the parser alone over lines already in memory.
+    const parse = createParser({ year: 2024 });
+    let records = 0;
+    for (const l of lines) if (parse(l).kind === "record") records++;
+    let bestWall = Number.POSITIVE_INFINITY;
+    let bestCpu = Number.POSITIVE_INFINITY;
+    for (let round = 0; round < ROUNDS; round++) {
+      const w = performance.now();
+      const c = cpuMs();
+      for (let i = 0; i < lines.length; i++) parse(lines[i] as string);
+      bestCpu = Math.min(bestCpu, cpuMs() - c);
+      bestWall = Math.min(bestWall, performance.now() - w);
+    }
+    const inProcess = rate(LINES, bestWall);
+    console.log(
+      `in process:  ${fmt(inProcess)} lines/s (${fmt(rate(LINES, bestCpu))} per CPU-second; ${fmt(records)} records) ` +
+        `target ≥ ${fmt(TARGET_IN_PROCESS)}: ${inProcess >= TARGET_IN_PROCESS ? "met" : "NOT met"}`,
+    );
+
+    // End to end: the real binary, stdin → NDJSON on /dev/null.
+    const node = process.execPath;
+    const startup = best([0, 1, 2].map(() => timed(node, [BIN, "parse"], "/dev/null")));
+    const e2e = best(
+      Array.from({ length: ROUNDS }, () => timed(node, [BIN, "parse", "--year", "2024"], corpus)),
+    );
+    if (e2e.status !== 0) throw new Error(`calico-flows parse failed: ${e2e.stderr}`);
+    const endToEnd = rate(LINES, e2e.wallMs);
+    console.log(
+      `end to end:  ${fmt(endToEnd)} lines/s (${fmt(rate(LINES, e2e.cpuMs))} per CPU-second; ` +
+        `${fmt(rate(LINES, e2e.wallMs - startup.wallMs))} lines/s after ${fmt(Math.round(startup.wallMs))} ms of start-up) ` +
+        `target ≥ ${fmt(TARGET_END_TO_END)}: ${endToEnd >= TARGET_END_TO_END ? "met" : "NOT met"}`,
+    );
+    console.log(
+      `             ${e2e.stderr.split("\n").find((l) => l.startsWith("calico-flows parse:")) ?? ""}`,
+    );
+
+    // Memory stays flat: four times the input, same peak.
+    const four = join(dir, "corpus4.log");
+    const copies = spawnSync("sh", ["-c", `cat "${corpus}" "${corpus}" "${corpus}" "${corpus}" > "${four}"`]);
+    if (copies.status !== 0) throw new Error("could not build the 4x corpus");
+    const quad = timed(node, [BIN, "parse", "--year", "2024"], four);
+    rmSync(four);
+    console.log(
+      `peak RSS:    ${rss(e2e.maxRssKb)} for ${fmt(LINES)} lines, ${rss(quad.maxRssKb)} for ${fmt(4 * LINES)} lines ` +
+        `(start-up alone: ${rss(startup.maxRssKb)})`,
+    );
+
+    // The peer.
+    // lognormalizer -V prints its version and exits 1.
+    const version = spawnSync("lognormalizer", ["-V"], { encoding: "utf8" });
+    if (version.error || !/lognormalizer version/.test(`${version.stdout}${version.stderr}`)) {
+      console.log("lognormalizer: not installed (Debian package liblognorm-utils): peer comparison skipped");
+      return;
+    }
+    const rulebase = join(dir, "iptables.rulebase");
+    writeFileSync(rulebase, RULEBASE);
+    const peer = best(
+      Array.from({ length: ROUNDS }, () => timed("lognormalizer", ["-r", rulebase, "-e", "json"], corpus)),
+    );
+    const sample = join(dir, "sample.log");
+    writeFileSync(sample, `${lines.slice(0, 100_000).join("\n")}\n`);
+    const sampleFd = openSync(sample, "r");
+    const counted = spawnSync("lognormalizer", ["-r", rulebase, "-e", "raw", "-P", "-H"], {
+      stdio: [sampleFd, "pipe", "pipe"],
+      encoding: "utf8",
+      maxBuffer: 1 << 28,
+    });
+    closeSync(sampleFd);
+    const summary = /(\d+) records processed, (\d+) parsed/.exec(`${counted.stdout}${counted.stderr}`);
+    const peerRate = rate(LINES, peer.wallMs);
+    const ratio = endToEnd / peerRate;
+    console.log(
+      `lognormalizer ${/lognormalizer version:? *([\w.]+)/.exec(`${version.stdout}${version.stderr}`)?.[1] ?? ""}: ` +
+        `${fmt(peerRate)} lines/s (${fmt(rate(LINES, peer.cpuMs))} per CPU-second), peak RSS ${rss(peer.maxRssKb)}; ` +
+        `it parsed ${summary ? `${summary[2]} of ${summary[1]}` : "?"} sample lines`,
+    );
+    console.log(
+      `ratio:       calico-flows parse is ${ratio.toFixed(2)}× lognormalizer end to end ` +
+        `(${(rate(LINES, e2e.cpuMs) / rate(LINES, peer.cpuMs)).toFixed(2)}× per CPU-second), ` +
+        `${(inProcess / peerRate).toFixed(2)}× in process; goal ≥ ${TARGET_PEER_RATIO}×: ${ratio >= TARGET_PEER_RATIO ? "met" : "NOT met"}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

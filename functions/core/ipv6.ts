@@ -1,0 +1,151 @@
+// IPv6 address text: read any RFC 4291 form (the kernel's %pI6 prints 8 groups of 4 hex digits, uncompressed)
+// and print the one canonical RFC 5952 form, so that the same address always compares equal downstream.
+
+/** Scratch for the 8 groups of the address being read: parsing is synchronous, so one buffer serves all calls. */
+const groups = new Uint16Array(8);
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Reads a dotted quad in `text[start, end)` into two groups at `at`; false unless it is exactly a.b.c.d. */
+function readEmbeddedIpv4(b: Uint8Array, start: number, end: number, at: number): boolean {
+  let octet = 0;
+  let digits = 0;
+  let parts = 0;
+  let high = 0;
+  for (let i = start; i <= end; i++) {
+    const c = i < end ? (b[i] as number) : 46;
+    if (c === 46) {
+      if (digits === 0 || parts === 4) return false;
+      if (parts % 2 === 0) high = octet;
+      else groups[at + (parts >> 1)] = (high << 8) | octet;
+      parts++;
+      octet = 0;
+      digits = 0;
+    } else {
+      const d = c - 48;
+      if (d < 0 || d > 9 || (digits > 0 && octet === 0)) return false;
+      octet = octet * 10 + d;
+      if (++digits > 3 || octet > 255) return false;
+    }
+  }
+  return parts === 4;
+}
+
+/** Parses `text[start, end)` into `groups`; false when it is not an IPv6 address (zone ids are not accepted). */
+function readIpv6(b: Uint8Array, start: number, end: number): boolean {
+  if (end - start < 2 || end - start > 45) return false;
+  let count = 0;
+  let gap = -1;
+  let i = start;
+  if (b[i] === 58) {
+    if (b[i + 1] !== 58) return false;
+    gap = 0;
+    i += 2;
+  }
+  while (i < end) {
+    if (count === 8) return false;
+    const groupStart = i;
+    let value = 0;
+    while (i < end && i - groupStart < 5) {
+      const d = hexDigit(b[i] as number);
+      if (d < 0) break;
+      value = (value << 4) | d;
+      i++;
+    }
+    const length = i - groupStart;
+    if (i < end && b[i] === 46) {
+      // An embedded IPv4 address ends the text and fills the last two groups.
+      if (count > 6 || !readEmbeddedIpv4(b, groupStart, end, count)) return false;
+      count += 2;
+      i = end;
+      break;
+    }
+    if (length === 0 || length > 4) return false;
+    groups[count++] = value;
+    if (i === end) break;
+    if (b[i] !== 58) return false;
+    i++;
+    if (i < end && b[i] === 58) {
+      if (gap >= 0) return false;
+      gap = count;
+      i++;
+    } else if (i === end) {
+      return false;
+    }
+  }
+  if (gap < 0) return count === 8;
+  if (count > 7) return false;
+  // Move the groups after "::" to the end and zero the run it stands for.
+  const tail = count - gap;
+  for (let k = 1; k <= tail; k++) groups[8 - k] = groups[count - k] as number;
+  for (let k = gap; k < 8 - tail; k++) groups[k] = 0;
+  return true;
+}
+
+function formatGroups(): string {
+  // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5).
+  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0) {
+    if (groups[5] === 0xffff) {
+      const a = groups[6] as number;
+      const b = groups[7] as number;
+      return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
+    }
+  }
+  // The longest run of two or more zero groups becomes "::"; the first one wins a tie (RFC 5952 §4.2).
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let k = 0; k < 8; ) {
+    if (groups[k] !== 0) {
+      k++;
+      continue;
+    }
+    let m = k;
+    while (m < 8 && groups[m] === 0) m++;
+    if (m - k > bestLength) {
+      bestStart = k;
+      bestLength = m - k;
+    }
+    k = m;
+  }
+  let out = "";
+  for (let k = 0; k < 8; k++) {
+    if (k === bestStart) {
+      out += k === 0 ? "::" : ":";
+      k += bestLength - 1;
+      continue;
+    }
+    out += (groups[k] as number).toString(16);
+    if (k < 7) out += ":";
+  }
+  return out;
+}
+
+/** The longest text of an IPv6 address (with an embedded IPv4 address). */
+const MAX_TEXT = 45;
+/** Scratch for the characters of a string argument, as bytes. */
+const chars = new Uint8Array(MAX_TEXT);
+
+/**
+ * The RFC 5952 form (lowercase, no leading zeros, longest zero run as "::") of the IPv6 address in
+ * `text[start, end)`, or null when that is not an IPv6 address.
+ */
+export function normalizeIpv6(text: string, start = 0, end = text.length): string | null {
+  const n = end - start;
+  if (n < 2 || n > MAX_TEXT) return null;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(start + i);
+    // A unit outside ASCII is never part of an address: 0x80 stands for it.
+    chars[i] = c < 128 ? c : 0x80;
+  }
+  return normalizeIpv6Bytes(chars, 0, n);
+}
+
+/** normalizeIpv6 for text held one byte per character (the parser's scanning buffer). */
+export function normalizeIpv6Bytes(b: Uint8Array, start: number, end: number): string | null {
+  return readIpv6(b, start, end) ? formatGroups() : null;
+}

@@ -1,0 +1,1389 @@
+// The calico-packet line parser (DESIGN.md §3.1): the kernel's nf_log_syslog packet format, behind whichever
+// syslog header or JSON record it reached CloudWatch in.
+//
+// A hand-written scanner: every line is read forwards a bounded number of times, with indexOf and byte reads and
+// no regular expressions, so the cost is linear in the line's length. It never throws on input: a line is a record,
+// a skip (not a calico-packet line, cheaply rejected), or an error with a precise reason.
+import { normalizeIpv6Bytes } from "./ipv6.ts";
+import type { PacketRecord, ParseOutcome, PolicyRef } from "./types.ts";
+
+export interface ParseOptions {
+  /** Year of year-less (RFC 3164) syslog timestamps. Default: inferred from `now`. */
+  year?: number;
+  /** Epoch ms that year inference is relative to. Default: the clock when the line is parsed. */
+  now?: number;
+  /** The log prefix to look for (Felix `logPrefix`). Default "calico-packet". Ignored when `prefixFormat` is set. */
+  prefix?: string;
+  /**
+   * Felix `logPrefix` carrying `%t %k %n %p` (tier, kind, name, namespace/name), e.g. "calico-packet %t %k %n":
+   * says where those values sit in the logged prefix so that they are decoded into `policy`. It must start with
+   * literal text, which is what lines are found by.
+   */
+  prefixFormat?: string;
+}
+
+export const DEFAULT_PREFIX = "calico-packet";
+
+const DAY_MS = 86_400_000;
+/** Longest stretch from the prefix to `IN=` that is still taken as a prefix (nftables allows 127 characters). */
+const MAX_PREFIX_REGION = 256;
+/** Earliest and latest instants `Date#toISOString` prints as a four-digit year. */
+const MIN_MS = -62_167_219_200_000;
+const MAX_MS = 253_402_300_799_999;
+
+/** Lines up to this long are scanned in a reused buffer; longer ones get a buffer of their own. */
+const SCRATCH_BYTES = 1 << 16;
+/** Zeros after the text: the scanner looks at most this far past a position it has checked. */
+const SENTINEL_BYTES = 64;
+
+const SKIP: ParseOutcome = Object.freeze({ kind: "skip" });
+
+function fail(reason: string): ParseOutcome {
+  return { kind: "error", reason };
+}
+
+/** Quotes a piece of input for an error message, cut short so that a 1 MB line does not make a 1 MB reason. */
+function quote(text: string, start: number, end: number): string {
+  return JSON.stringify(end - start > 40 ? `${text.slice(start, start + 40)}…` : text.slice(start, end));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Keys of the kernel's KEY=value tokens, packed into one small integer (length and first four characters) so that
+// a token is dispatched with one switch and without allocating its key.
+
+function packKey(b: Uint8Array, start: number, end: number): number {
+  const n = end - start;
+  if (n < 2 || n > 9) return -1;
+  let k = n;
+  const stop = n < 4 ? end : start + 4;
+  for (let i = start; i < stop; i++) {
+    const c = b[i] as number;
+    if (c > 127) return -1;
+    k = (k << 7) | c;
+  }
+  return k;
+}
+
+function key(name: string): number {
+  return packKey(
+    Uint8Array.from(name, (c) => c.charCodeAt(0)),
+    0,
+    name.length,
+  );
+}
+
+const K_IN = key("IN");
+const K_OUT = key("OUT");
+const K_MAC = key("MAC");
+const K_MACSRC = key("MACSRC");
+const K_MACDST = key("MACDST");
+const K_MACPROTO = key("MACPROTO");
+const K_SRC = key("SRC");
+const K_DST = key("DST");
+const K_LEN = key("LEN");
+const K_TTL = key("TTL");
+const K_HOPLIMIT = key("HOPLIMIT");
+const K_PROTO = key("PROTO");
+const K_SPT = key("SPT");
+const K_DPT = key("DPT");
+const K_RES = key("RES");
+const K_URGP = key("URGP");
+const K_TYPE = key("TYPE");
+const K_CODE = key("CODE");
+
+/** Bit per TCP flag, in the kernel's printing order; AE is printed by kernels with accurate ECN. */
+const TCP_FLAG_NAMES = ["AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"] as const;
+const SYN_ONLY = 1 << TCP_FLAG_NAMES.indexOf("SYN");
+
+/** Index in TCP_FLAG_NAMES of the bare token `text[start, end)`, or -1. */
+function tcpFlag(b: Uint8Array, start: number, end: number): number {
+  const n = end - start;
+  const x = b[start] as number;
+  if (n === 2) return x === 65 && b[start + 1] === 69 ? 0 : -1;
+  if (n !== 3) return -1;
+  const y = b[start + 1] as number;
+  const z = b[start + 2] as number;
+  switch (x) {
+    case 67: // C
+      return y === 87 && z === 82 ? 1 : -1;
+    case 69: // E
+      return y === 67 && z === 69 ? 2 : -1;
+    case 85: // U
+      return y === 82 && z === 71 ? 3 : -1;
+    case 65: // A
+      return y === 67 && z === 75 ? 4 : -1;
+    case 80: // P
+      return y === 83 && z === 72 ? 5 : -1;
+    case 82: // R
+      return y === 83 && z === 84 ? 6 : -1;
+    case 83: // S
+      return y === 89 && z === 78 ? 7 : -1;
+    case 70: // F
+      return y === 73 && z === 78 ? 8 : -1;
+    default:
+      return -1;
+  }
+}
+
+/** Decimal `%u` in `text[start, end)`, or -1 when it is not one or exceeds `max`. */
+function readUint(b: Uint8Array, start: number, end: number, max: number): number {
+  if (start >= end || end - start > 10) return -1;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = (b[i] as number) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v <= max ? v : -1;
+}
+
+/** True when `text[start, end)` is a dotted quad as `%pI4` prints it (no leading zeros). */
+function isIpv4(b: Uint8Array, start: number, end: number): boolean {
+  if (end - start < 7 || end - start > 15) return false;
+  let parts = 0;
+  let octet = 0;
+  let digits = 0;
+  for (let i = start; i <= end; i++) {
+    const c = i < end ? (b[i] as number) : 46;
+    if (c === 46) {
+      if (digits === 0) return false;
+      parts++;
+      octet = 0;
+      digits = 0;
+      continue;
+    }
+    const d = c - 48;
+    if (d < 0 || d > 9 || (digits > 0 && octet === 0)) return false;
+    octet = octet * 10 + d;
+    if (++digits > 3 || octet > 255) return false;
+  }
+  return parts === 4;
+}
+
+/** An address as `%pI4` prints it (kept as is) or as `%pI6` prints it (normalised to RFC 5952), else null. */
+function readAddress(text: string, b: Uint8Array, start: number, end: number): string | null {
+  return isIpv4(b, start, end) ? text.slice(start, end) : normalizeIpv6Bytes(b, start, end);
+}
+
+/**
+ * Index just past the `]` matching the `[` at `start` (the kernel nests one level: `INCOMPLETE [8 bytes]`
+ * inside a quoted packet), or `end`. Jumps with indexOf rather than visiting each character.
+ */
+function skipBracketed(text: string, start: number, end: number): number {
+  let depth = 1;
+  let at = start + 1;
+  let open = text.indexOf("[", at);
+  while (at < end) {
+    const close = text.indexOf("]", at);
+    if (close < 0 || close >= end) return end;
+    if (open >= 0 && open < close) {
+      depth++;
+      at = open + 1;
+      open = text.indexOf("[", at);
+    } else {
+      at = close + 1;
+      if (--depth === 0) return at;
+    }
+  }
+  return end;
+}
+
+/** Where the last scanDigits or scanIpv4 stopped. Parsing is synchronous, so one variable serves every call. */
+let scanned = 0;
+
+/** A decimal number at `start` up to the first non-digit (left in `scanned`); -1 for none or over 10 digits. */
+function scanDigits(b: Uint8Array, start: number): number {
+  let v = 0;
+  let i = start;
+  for (;;) {
+    const d = (b[i] as number) - 48;
+    if (!(d >= 0 && d <= 9)) break;
+    v = v * 10 + d;
+    i++;
+  }
+  scanned = i;
+  return i === start || i - start > 10 ? -1 : v;
+}
+
+/** A dotted quad as `%pI4` prints it at `start`; its end is left in `scanned`. */
+function scanIpv4(b: Uint8Array, start: number): boolean {
+  let i = start;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (b[i] !== 46) return false;
+      i++;
+    }
+    const first = i;
+    let octet = 0;
+    for (;;) {
+      const d = (b[i] as number) - 48;
+      if (!(d >= 0 && d <= 9)) break;
+      octet = octet * 10 + d;
+      if (++i - first > 3) return false;
+    }
+    if (i === first || octet > 255 || (i - first > 1 && b[first] === 48)) return false;
+  }
+  scanned = i;
+  return true;
+}
+
+// Key tests (letters, then "=") at a position, spelled out for the keys of the fast path.
+
+function isKey2(b: Uint8Array, at: number, c0: number, c1: number): boolean {
+  return b[at] === c0 && b[at + 1] === c1 && b[at + 2] === 61;
+}
+
+function isKey3(b: Uint8Array, at: number, c0: number, c1: number, c2: number): boolean {
+  return b[at] === c0 && b[at + 1] === c1 && b[at + 2] === c2 && b[at + 3] === 61;
+}
+
+function isKey4(b: Uint8Array, at: number, c0: number, c1: number, c2: number, c3: number): boolean {
+  return b[at] === c0 && b[at + 1] === c1 && b[at + 2] === c2 && b[at + 3] === c3 && b[at + 4] === 61;
+}
+
+/** PROTO= */
+function isProtoKey(b: Uint8Array, at: number): boolean {
+  return (
+    b[at] === 80 &&
+    b[at + 1] === 82 &&
+    b[at + 2] === 79 &&
+    b[at + 3] === 84 &&
+    b[at + 4] === 79 &&
+    b[at + 5] === 61
+  );
+}
+
+/** WINDOW= */
+function isWindowKey(b: Uint8Array, at: number): boolean {
+  return (
+    b[at] === 87 &&
+    b[at + 1] === 73 &&
+    b[at + 2] === 78 &&
+    b[at + 3] === 68 &&
+    b[at + 4] === 79 &&
+    b[at + 5] === 87 &&
+    b[at + 6] === 61
+  );
+}
+
+/** End of the space-delimited token starting at `start`. */
+function tokenEnd(b: Uint8Array, start: number, end: number): number {
+  let j = start;
+  while (j < end && b[j] !== 32) j++;
+  return j;
+}
+
+/**
+ * End of a `KEY=0x%02X` token at `start` that is `width` characters long as the kernel prints it; the general
+ * token end otherwise.
+ */
+function hexTokenEnd(b: Uint8Array, start: number, width: number, end: number): number {
+  const j = start + width;
+  return b[j] === 32 && b[j - 1] !== 32 && b[j - 2] !== 32 && b[j - 3] !== 32 && b[j - 4] !== 32 && j <= end
+    ? j
+    : tokenEnd(b, start, end);
+}
+
+/** True when `literal` (ASCII) is at `at`. */
+function has(b: Uint8Array, at: number, literal: string): boolean {
+  for (let k = 0; k < literal.length; k++) {
+    if (b[at + k] !== literal.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
+/** The PROTO= value; the common names are shared strings rather than a fresh copy per line. */
+function protocolName(text: string, b: Uint8Array, start: number, end: number): string {
+  switch (end - start) {
+    case 3:
+      if (has(b, start, "TCP")) return "TCP";
+      if (has(b, start, "UDP")) return "UDP";
+      break;
+    case 4:
+      if (has(b, start, "ICMP")) return "ICMP";
+      break;
+    case 6:
+      if (has(b, start, "ICMPv6")) return "ICMPv6";
+      break;
+  }
+  return text.slice(start, end);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Time
+
+/** Days from 1970-01-01 to the proleptic Gregorian date (month 1-12); exact for every year, unlike Date.UTC. */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const mp = (month + 9) % 12;
+  const doy = Math.floor((153 * mp + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/** Month 1-12 of a three-letter English abbreviation at `i`, or 0. */
+function monthAt(b: Uint8Array, i: number): number {
+  const k = ((b[i] as number) << 16) | ((b[i + 1] as number) << 8) | (b[i + 2] as number);
+  switch (k) {
+    case 0x4a616e:
+      return 1; // Jan
+    case 0x466562:
+      return 2; // Feb
+    case 0x4d6172:
+      return 3; // Mar
+    case 0x417072:
+      return 4; // Apr
+    case 0x4d6179:
+      return 5; // May
+    case 0x4a756e:
+      return 6; // Jun
+    case 0x4a756c:
+      return 7; // Jul
+    case 0x417567:
+      return 8; // Aug
+    case 0x536570:
+      return 9; // Sep
+    case 0x4f6374:
+      return 10; // Oct
+    case 0x4e6f76:
+      return 11; // Nov
+    case 0x446563:
+      return 12; // Dec
+    default:
+      return 0;
+  }
+}
+
+function digits2(b: Uint8Array, i: number): number {
+  const hi = (b[i] as number) - 48;
+  const lo = (b[i + 1] as number) - 48;
+  return hi >= 0 && hi <= 9 && lo >= 0 && lo <= 9 ? hi * 10 + lo : -1;
+}
+
+/**
+ * Result of reading a timestamp: where it ended, and either the instant (ISO forms) or the year-less fields
+ * (RFC 3164). Reused between lines: parsing is synchronous.
+ */
+interface Stamp {
+  end: number;
+  ms: number;
+  month: number;
+  day: number;
+  /** Milliseconds into the day. */
+  dayMs: number;
+}
+
+/**
+ * Reads `hh:mm:ss[.fraction]` at `i` into `stamp.dayMs`; returns the index after it or -1.
+ * Fractions finer than a millisecond are dropped (the record's time has millisecond precision).
+ */
+function readClock(b: Uint8Array, i: number, end: number, stamp: Stamp): number {
+  if (i + 8 > end || b[i + 2] !== 58 || b[i + 5] !== 58) return -1;
+  const h = digits2(b, i);
+  const m = digits2(b, i + 3);
+  const s = digits2(b, i + 6);
+  if (h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 60) return -1;
+  let j = i + 8;
+  let fraction = 0;
+  if (j < end && (b[j] === 46 || b[j] === 44)) {
+    j++;
+    const start = j;
+    let scale = 100;
+    while (j < end) {
+      const d = (b[j] as number) - 48;
+      if (d < 0 || d > 9) break;
+      fraction += d * scale;
+      scale /= 10;
+      j++;
+    }
+    if (j === start) return -1;
+    fraction = Math.floor(fraction);
+  }
+  stamp.dayMs = ((h * 60 + m) * 60 + s) * 1000 + fraction;
+  return j;
+}
+
+/**
+ * ISO-8601 / RFC 3339 / RFC 5424 timestamp at `i` (`2024-04-19T04:52:19.123456+02:00`, `Z`, or no offset, which
+ * is taken as UTC). Sets `stamp.ms` and `stamp.end`; false when there is none.
+ */
+function readIsoStamp(b: Uint8Array, i: number, end: number, stamp: Stamp): boolean {
+  if (i + 19 > end || b[i + 4] !== 45 || b[i + 7] !== 45) return false;
+  const sep = b[i + 10] as number;
+  if (sep !== 84 && sep !== 116 && sep !== 32) return false;
+  const hi = digits2(b, i);
+  const lo = digits2(b, i + 2);
+  const month = digits2(b, i + 5);
+  const day = digits2(b, i + 8);
+  if (hi < 0 || lo < 0 || month < 1 || month > 12 || day < 1) return false;
+  const year = hi * 100 + lo;
+  if (day > daysInMonth(year, month)) return false;
+  let j = readClock(b, i + 11, end, stamp);
+  if (j < 0) return false;
+  let offsetMinutes = 0;
+  if (j < end) {
+    const c = b[j] as number;
+    if (c === 90 || c === 122) {
+      j++;
+    } else if (c === 43 || c === 45) {
+      const oh = digits2(b, j + 1);
+      if (oh < 0 || oh > 23 || j + 3 > end) return false;
+      let om = 0;
+      if (b[j + 3] === 58) {
+        om = digits2(b, j + 4);
+        j += 6;
+      } else {
+        const m = j + 5 <= end ? digits2(b, j + 3) : -1;
+        if (m >= 0) {
+          om = m;
+          j += 5;
+        } else {
+          j += 3;
+        }
+      }
+      if (om < 0 || om > 59) return false;
+      offsetMinutes = (oh * 60 + om) * (c === 45 ? -1 : 1);
+    }
+  }
+  stamp.ms = daysFromCivil(year, month, day) * DAY_MS + stamp.dayMs - offsetMinutes * 60_000;
+  stamp.end = j;
+  return true;
+}
+
+/** RFC 3164 timestamp at `i`: `Apr 19 04:52:19`, `Apr  9 04:52:19` (or `Apr 9`, `Apr 09`). */
+function readSyslogStamp(b: Uint8Array, i: number, end: number, stamp: Stamp): boolean {
+  if (i + 14 > end || b[i + 3] !== 32) return false;
+  const month = monthAt(b, i);
+  if (month === 0) return false;
+  let j = i + 4;
+  if (b[j] === 32) j++;
+  let day = (b[j] as number) - 48;
+  if (day < 0 || day > 9) return false;
+  j++;
+  const d2 = (b[j] as number) - 48;
+  if (d2 >= 0 && d2 <= 9) {
+    day = day * 10 + d2;
+    j++;
+  }
+  if (day < 1 || day > 31 || b[j] !== 32) return false;
+  const k = readClock(b, j + 1, end, stamp);
+  if (k < 0) return false;
+  stamp.month = month;
+  stamp.day = day;
+  stamp.end = k;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefix formats: Felix expands `%t %k %n %p` in logPrefix per policy and appends ": ".
+
+type FormatPart = { literal: string; spec: "" } | { literal: ""; spec: "t" | "k" | "n" | "p" };
+
+function compileFormat(format: string): FormatPart[] {
+  const parts: FormatPart[] = [];
+  let literal = "";
+  for (let i = 0; i < format.length; i++) {
+    const c = format[i] as string;
+    const next = format[i + 1];
+    if (c === "%" && (next === "t" || next === "k" || next === "n" || next === "p")) {
+      if (literal !== "") parts.push({ literal, spec: "" });
+      literal = "";
+      parts.push({ literal: "", spec: next });
+      i++;
+    } else {
+      literal += c;
+    }
+  }
+  if (literal !== "") parts.push({ literal, spec: "" });
+  return parts;
+}
+
+/**
+ * Decodes the values of a prefix format from the logged prefix. A value runs to the next literal of the format
+ * (or the end); a prefix that iptables cut at 29 characters yields the values it still holds.
+ */
+function decodePolicy(parts: readonly FormatPart[], prefix: string): PolicyRef | null {
+  const ref: PolicyRef = { tier: null, kind: null, name: null, namespace: null };
+  let found = false;
+  let at = 0;
+  for (let k = 0; k < parts.length && at <= prefix.length; k++) {
+    const part = parts[k] as FormatPart;
+    if (part.spec === "") {
+      if (!prefix.startsWith(part.literal, at)) break;
+      at += part.literal.length;
+      continue;
+    }
+    const next = parts[k + 1];
+    let stop = prefix.length;
+    if (next !== undefined && next.spec === "") {
+      const i = prefix.indexOf(next.literal, at);
+      if (i >= 0) stop = i;
+    }
+    if (stop > at) {
+      const value = prefix.slice(at, stop);
+      found = true;
+      if (part.spec === "t") ref.tier = value;
+      else if (part.spec === "k") ref.kind = value;
+      else if (part.spec === "n") ref.name ??= value;
+      else {
+        const slash = value.indexOf("/");
+        if (slash < 0) {
+          ref.name = value;
+        } else {
+          ref.namespace = slash > 0 ? value.slice(0, slash) : null;
+          ref.name = slash < value.length - 1 ? value.slice(slash + 1) : null;
+        }
+      }
+    }
+    at = stop;
+  }
+  return found ? ref : null;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON wrappers
+
+/** Fields that hold the wrapped line: journald (Fluent Bit systemd), CloudWatch agent, Fluent Bit tail, kmsg. */
+const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg"] as const;
+/** Fields that name the node: journald, CloudWatch agent / Container Insights, Fluent Bit, kubernetes filter. */
+const HOST_KEYS = ["_HOSTNAME", "host", "hostname", "kubernetes.host"] as const;
+/** Time fields, most precise first: journald's µs, then the agents'. */
+const TIME_KEYS = ["__REALTIME_TIMESTAMP", "time", "timestamp", "@timestamp"] as const;
+
+const utf8Decoder = new TextDecoder();
+const utf8 = new TextEncoder();
+
+/** journald exports a message that is not valid UTF-8 as an array of byte values. */
+function asText(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.every((b) => Number.isInteger(b) && b >= 0 && b < 256)
+  ) {
+    return utf8Decoder.decode(Uint8Array.from(value as number[]));
+  }
+  return null;
+}
+
+function hostOf(record: Record<string, unknown>): string | null {
+  for (const name of HOST_KEYS) {
+    const value = record[name];
+    if (typeof value === "string" && value !== "") return value;
+  }
+  const k8s = record.kubernetes;
+  if (k8s !== null && typeof k8s === "object") {
+    const host = (k8s as Record<string, unknown>).host;
+    if (typeof host === "string" && host !== "") return host;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+class LineParser {
+  readonly needle: string;
+  /** False when a JSON encoder could have escaped the needle, so JSON lines cannot be rejected by a raw search. */
+  readonly needleJsonSafe: boolean;
+  readonly format: FormatPart[] | null;
+  readonly year: number | undefined;
+  readonly now: number | undefined;
+  readonly stamp: Stamp = { end: 0, ms: 0, month: 0, day: 0, dayMs: 0 };
+  /** False only for the reference parser that the fast path is tested against. */
+  readonly fastPath: boolean;
+  /** The line being parsed, one byte per UTF-16 unit, followed by zeros (see fill). */
+  readonly scratch = new Uint8Array(SCRATCH_BYTES + SENTINEL_BYTES);
+
+  // Per-line header results (parsing is synchronous, so they live on the parser rather than in a fresh object).
+  /** 0: no timestamp, 1: ISO instant in `stampMs`, 2: year-less RFC 3164 fields in `stamp`. */
+  stampKind = 0;
+  stampMs = 0;
+  host: string | null = null;
+
+  // Consecutive lines mostly share their second: remember the last conversion.
+  lastMs = Number.NaN;
+  lastIso = "";
+  lastSyslogKey = -1;
+  lastSyslogIso: string | null = null;
+
+  constructor(options: ParseOptions, fastPath = true) {
+    this.fastPath = fastPath;
+    if (options.prefixFormat !== undefined) {
+      const parts = compileFormat(options.prefixFormat);
+      const head = parts[0];
+      if (head === undefined || head.spec !== "" || head.literal.trim() === "") {
+        throw new RangeError(
+          `prefixFormat must start with literal text, which is how lines are found (e.g. "calico-packet %t %n"), got ${JSON.stringify(options.prefixFormat)}`,
+        );
+      }
+      // Lines are found by the literal text before the first specifier, without its trailing spaces, so that a
+      // line whose prefix carries no policy ("calico-packet: IN=...") is still found.
+      this.needle = head.literal.trimEnd();
+      this.format = parts;
+    } else {
+      const prefix = options.prefix ?? DEFAULT_PREFIX;
+      if (prefix.trim() === "")
+        throw new RangeError(`prefix must not be empty, got ${JSON.stringify(prefix)}`);
+      this.needle = prefix;
+      this.format = null;
+    }
+    let safe = true;
+    for (let i = 0; i < this.needle.length; i++) {
+      const c = this.needle.charCodeAt(i);
+      if (c < 32 || c > 126 || c === 34 || c === 92 || c === 47) safe = false;
+    }
+    this.needleJsonSafe = safe;
+    if (
+      options.year !== undefined &&
+      (!Number.isInteger(options.year) || options.year < 1 || options.year > 9999)
+    ) {
+      throw new RangeError(`year must be an integer from 1 to 9999, got ${options.year}`);
+    }
+    if (options.now !== undefined && !(options.now >= MIN_MS && options.now <= MAX_MS)) {
+      throw new RangeError(`now must be epoch milliseconds, got ${options.now}`);
+    }
+    this.year = options.year;
+    this.now = options.now;
+  }
+
+  /**
+   * The UTF-16 units of `text` as bytes, at the same positions: scanning a typed array costs a fraction of
+   * charCodeAt on the sliced strings lines arrive as. An ASCII line is copied by the native UTF-8 encoder; any
+   * other unit becomes 0x80, which no part of the syntax uses, and values are still sliced from the string.
+   * Zeros follow the text, so reading past its end finds no digit, letter or space, as charCodeAt's NaN would.
+   */
+  fill(text: string): Uint8Array {
+    const n = text.length;
+    const b = n <= SCRATCH_BYTES ? this.scratch : new Uint8Array(n + SENTINEL_BYTES);
+    const { read, written } = utf8.encodeInto(text, b);
+    if (read !== n || written !== n) {
+      for (let i = 0; i < n; i++) {
+        const c = text.charCodeAt(i);
+        b[i] = c < 128 ? c : 0x80;
+      }
+    }
+    b.fill(0, n, n + SENTINEL_BYTES);
+    return b;
+  }
+
+  parse(line: string): ParseOutcome {
+    if (typeof line !== "string") return fail("input is not a string");
+    const found = line.indexOf(this.needle);
+    let start = 0;
+    const end = line.length;
+    while (start < end) {
+      const c = line.charCodeAt(start);
+      if (c !== 32 && c !== 9 && c !== 0xfeff) break;
+      start++;
+    }
+    if (line.charCodeAt(start) === 123) {
+      // journald writes a message that is not clean UTF-8 as an array of bytes, where the prefix is not visible.
+      if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
+      return this.parseJson(line.slice(start), 0, null, Number.NaN);
+    }
+    if (found < 0) return SKIP;
+    return this.parseText(line, start, found, null, Number.NaN);
+  }
+
+  /** A JSON record wrapping a line; `depth` 1 is a record inside a record's message. */
+  parseJson(text: string, depth: number, outerHost: string | null, outerMs: number): ParseOutcome {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      return fail(`malformed JSON record: ${detail.length > 120 ? `${detail.slice(0, 120)}…` : detail}`);
+    }
+    // The text starts with "{", so what JSON.parse returns is an object.
+    const record = value as Record<string, unknown>;
+    let message: string | null = null;
+    for (const name of MESSAGE_KEYS) {
+      const candidate = asText(record[name]);
+      if (candidate?.includes(this.needle)) {
+        message = candidate;
+        break;
+      }
+    }
+    // The prefix was somewhere else in the record (a label, a path): not a packet line.
+    if (message === null) return SKIP;
+    const host = hostOf(record) ?? outerHost;
+    let ms = Number.NaN;
+    for (const name of TIME_KEYS) {
+      if (record[name] === undefined) continue;
+      ms = this.jsonTime(record[name]);
+      if (!Number.isNaN(ms)) break;
+    }
+    if (Number.isNaN(ms)) ms = outerMs;
+    let start = 0;
+    while (start < message.length && (message.charCodeAt(start) === 32 || message.charCodeAt(start) === 9))
+      start++;
+    if (message.charCodeAt(start) === 123 && depth === 0) {
+      return this.parseJson(message.slice(start), depth + 1, host, ms);
+    }
+    return this.parseText(message, start, message.indexOf(this.needle, start), host, ms);
+  }
+
+  /** Epoch ms of a JSON record's time field: ISO text, or epoch seconds/ms/µs/ns as a number or digits. */
+  jsonTime(value: unknown): number {
+    let n: number;
+    if (typeof value === "number") {
+      n = value;
+    } else if (typeof value === "string") {
+      if (readIsoStamp(this.fill(value), 0, value.length, this.stamp)) return this.stamp.ms;
+      if (value.length === 0 || value.length > 20) return Number.NaN;
+      n = Number(value);
+    } else {
+      return Number.NaN;
+    }
+    if (!Number.isFinite(n) || n <= 0) return Number.NaN;
+    // Magnitude says the unit: 2001-09-09 is 1e9 s, 1e12 ms, 1e15 µs, 1e18 ns.
+    if (n >= 1e17) n /= 1e6;
+    else if (n >= 1e14) n /= 1e3;
+    else if (n < 1e11) n *= 1e3;
+    n = Math.floor(n);
+    return n >= MIN_MS && n <= MAX_MS ? n : Number.NaN;
+  }
+
+  /**
+   * Reads the syslog header at `start`: `<PRI>`, RFC 5424 version, an ISO or RFC 3164 timestamp, then the host
+   * name (a token that ends in ":" is a tag, not a host). Returns where the header ends.
+   */
+  readHeader(text: string, b: Uint8Array, start: number, end: number): number {
+    const stamp = this.stamp;
+    let i = start;
+    this.stampKind = 0;
+    this.host = null;
+    if (b[i] === 60) {
+      let j = i + 1;
+      while (j < end && j - i <= 4 && (b[j] as number) >= 48 && (b[j] as number) <= 57) j++;
+      if (j > i + 1 && b[j] === 62) {
+        i = j + 1;
+        // RFC 5424 version, "1 ".
+        const v = b[i] as number;
+        if (v >= 49 && v <= 57 && b[i + 1] === 32) i += 2;
+      }
+    }
+    const c = b[i] as number;
+    if (c >= 48 && c <= 57) {
+      if (!readIsoStamp(b, i, end, stamp)) return i;
+      this.stampKind = 1;
+      this.stampMs = stamp.ms;
+    } else {
+      if (!readSyslogStamp(b, i, end, stamp)) return i;
+      this.stampKind = 2;
+    }
+    i = stamp.end;
+    if (b[i] !== 32) return i;
+    const hostStart = i + 1;
+    const hostEnd = tokenEnd(b, hostStart, end);
+    if (hostEnd === hostStart || b[hostEnd - 1] === 58) return i;
+    if (hostEnd - hostStart !== 1 || b[hostStart] !== 45) {
+      this.host = text.slice(hostStart, hostEnd);
+    }
+    return hostEnd;
+  }
+
+  /** A line of text: optional container-runtime and syslog headers, then the prefix and the packet fields. */
+  parseText(
+    text: string,
+    start: number,
+    found: number,
+    outerHost: string | null,
+    outerMs: number,
+  ): ParseOutcome {
+    const b = this.fill(text);
+    let end = text.length;
+    while (end > start) {
+      const c = b[end - 1] as number;
+      if (c !== 10 && c !== 13) break;
+      end--;
+    }
+    let headerEnd = this.readHeader(text, b, start, end);
+    // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
+    if (this.stampKind === 1 && this.host !== null && (this.host === "stdout" || this.host === "stderr")) {
+      const flag = b[headerEnd + 1] as number;
+      if ((flag === 70 || flag === 80) && b[headerEnd + 2] === 32) {
+        // Its time is the nearest full timestamp, unless the pod's line carries one itself.
+        outerMs = this.stampMs;
+        headerEnd = this.readHeader(text, b, headerEnd + 3, end);
+      }
+    }
+    const needle = this.needle;
+    const nlen = needle.length;
+    let p = found >= headerEnd ? found : text.indexOf(needle, headerEnd);
+    if (p < 0 || p + nlen > end) return SKIP;
+
+    // The usual shape first: the prefix, an optional ":" and spaces, then IN=. The logged prefix is then the
+    // configured one.
+    let fields = p + nlen;
+    if (fields < end && b[fields] === 58) fields++;
+    while (fields < end && b[fields] === 32) fields++;
+    if (b[fields] === 73 && b[fields + 1] === 78 && b[fields + 2] === 61) {
+      return this.parseFields(text, b, fields, end, needle, outerHost, outerMs);
+    }
+    {
+      const rest = fields;
+      fields = text.indexOf("IN=", p + nlen);
+      if (fields >= 0 && fields < end) p = text.lastIndexOf(needle, fields - nlen);
+      if (fields < 0 || fields >= end || fields - p > MAX_PREFIX_REGION) {
+        // Nothing but the start of "IN=" after the prefix (or Felix's ": " ending a prefix format): the line was
+        // cut short. Any other text means the prefix was only mentioned, e.g. in a Felix log line.
+        const tail = end - rest;
+        const cut =
+          tail === 0 ||
+          (tail === 1 && b[rest] === 73) ||
+          (tail === 2 && b[rest] === 73 && b[rest + 1] === 78) ||
+          (this.format !== null && tail <= MAX_PREFIX_REGION && b[end - 1] === 58);
+        return cut ? fail("line ends after the log prefix, before the packet fields") : SKIP;
+      }
+    }
+
+    // The logged prefix, without Felix's ": " (but never shorter than the configured text).
+    let prefixEnd = fields;
+    const minEnd = p + nlen;
+    while (prefixEnd > minEnd && b[prefixEnd - 1] === 32) prefixEnd--;
+    if (prefixEnd > minEnd && b[prefixEnd - 1] === 58) prefixEnd--;
+    while (prefixEnd > minEnd && b[prefixEnd - 1] === 32) prefixEnd--;
+    const prefix = prefixEnd === minEnd ? needle : text.slice(p, prefixEnd);
+
+    return this.parseFields(text, b, fields, end, prefix, outerHost, outerMs);
+  }
+
+  /** The ISO text of an instant, remembered for the next line of the same millisecond. */
+  iso(ms: number): string {
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastIso = new Date(ms).toISOString();
+    }
+    return this.lastIso;
+  }
+
+  /**
+   * The ISO text of a year-less RFC 3164 timestamp, or null when the date does not exist in its year. Such timestamps are taken as UTC: nodes of EKS AMIs log in
+   * UTC, and a log line carries no zone. The year is `year` when given, else the year of `now`, or the year
+   * before when that would put the line more than a day in the future.
+   */
+  syslogIso(): string | null {
+    const s = this.stamp;
+    const key = (s.month * 32 + s.day) * DAY_MS + s.dayMs;
+    if (key === this.lastSyslogKey) return this.lastSyslogIso;
+    let ms = Number.NaN;
+    if (this.year !== undefined) {
+      if (s.day <= daysInMonth(this.year, s.month)) {
+        ms = daysFromCivil(this.year, s.month, s.day) * DAY_MS + s.dayMs;
+      }
+    } else {
+      const now = this.now ?? Date.now();
+      const year = new Date(now).getUTCFullYear();
+      if (s.day <= daysInMonth(year, s.month)) {
+        ms = daysFromCivil(year, s.month, s.day) * DAY_MS + s.dayMs;
+      }
+      if ((Number.isNaN(ms) || ms > now + DAY_MS) && s.day <= daysInMonth(year - 1, s.month)) {
+        ms = daysFromCivil(year - 1, s.month, s.day) * DAY_MS + s.dayMs;
+      }
+    }
+    this.lastSyslogKey = key;
+    this.lastSyslogIso = Number.isNaN(ms) ? null : new Date(ms).toISOString();
+    return this.lastSyslogIso;
+  }
+
+  /** The netfilter fields from `IN=` on, as nf_log_syslog prints them. */
+  parseFields(
+    text: string,
+    b: Uint8Array,
+    start: number,
+    end: number,
+    prefix: string,
+    outerHost: string | null,
+    outerMs: number,
+  ): ParseOutcome {
+    // 0: link layer (IN OUT MAC), 1: IP header (from SRC=), 2: transport (from PROTO=).
+    let section = 0;
+    let inInterface: string | null = null;
+    let outInterface: string | null = null;
+    let mac: string | null = null;
+    let macSrc = -1;
+    let macDst = -1;
+    let macProto = -1;
+    let src = "";
+    let dst = "";
+    let ipVersion: 4 | 6 = 4;
+    let length = -1;
+    let ttl = -1;
+    let protocol = "";
+    let srcPort = -1;
+    let dstPort = -1;
+    let icmpType = -1;
+    let icmpCode = -1;
+    let flags = 0;
+    let inFlags = false;
+    let transportDone = false;
+    let fragment = false;
+    let incomplete = false;
+    let truncated = false;
+    let unknownHeader = false;
+    let arp = false;
+    let seenIn = false;
+
+    let i = start;
+    // The kernel prints fields in one fixed order. Walk that order, checking each expected key where it must be
+    // and handling each token exactly as the token loop below would, and leave the loop to carry on from the first
+    // token that does not fit (MACDECODE, fragments, options, ICMP errors, trailers, anything malformed). A loop
+    // only so that "break fast" can leave it from anywhere; it runs once.
+    fast: for (; this.fastPath; ) {
+      let c = start + 3;
+      let j = tokenEnd(b, c, end);
+      seenIn = true;
+      inInterface = j > c ? text.slice(c, j) : null;
+      i = j;
+      c = j + 1;
+      if (!isKey3(b, c, 79, 85, 84)) break; // OUT=
+      c += 4;
+      j = tokenEnd(b, c, end);
+      outInterface = j > c ? text.slice(c, j) : null;
+      i = j;
+      c = j + 1;
+      if (isKey3(b, c, 77, 65, 67)) {
+        c += 4;
+        // 41 characters for Ethernet: a native search beats a byte loop at that length.
+        j = text.indexOf(" ", c);
+        if (j < 0 || j > end) j = end;
+        mac = j > c ? text.slice(c, j) : null;
+        i = j;
+        c = j + 1;
+      }
+      if (!isKey3(b, c, 83, 82, 67)) break; // SRC=
+      c += 4;
+      if (scanIpv4(b, c) && b[scanned] === 32) {
+        j = scanned;
+        src = text.slice(c, j);
+      } else {
+        j = tokenEnd(b, c, end);
+        const v6 = normalizeIpv6Bytes(b, c, j);
+        if (v6 === null || j === end) break;
+        src = v6;
+        ipVersion = 6;
+      }
+      section = 1;
+      i = j;
+      c = j + 1;
+      if (!isKey3(b, c, 68, 83, 84)) break; // DST=
+      c += 4;
+      if (ipVersion === 4) {
+        if (!scanIpv4(b, c) || b[scanned] !== 32) break;
+        j = scanned;
+        dst = text.slice(c, j);
+      } else {
+        j = tokenEnd(b, c, end);
+        const v6 = normalizeIpv6Bytes(b, c, j);
+        if (v6 === null || j === end) break;
+        dst = v6;
+      }
+      i = j;
+      c = j + 1;
+      if (!isKey3(b, c, 76, 69, 78)) break; // LEN=
+      let n = scanDigits(b, c + 4);
+      if (n < 0 || n > 0xffffffff || b[scanned] !== 32) break;
+      length = n;
+      i = scanned;
+      c = i + 1;
+      if (ipVersion === 4) {
+        // TOS, PREC and ID are whole tokens the record does not carry: jump over them.
+        if (!isKey3(b, c, 84, 79, 83)) break; // TOS=
+        i = hexTokenEnd(b, c, 8, end);
+        c = i + 1;
+        if (!isKey4(b, c, 80, 82, 69, 67)) break; // PREC=
+        i = hexTokenEnd(b, c, 9, end);
+        c = i + 1;
+        if (!isKey3(b, c, 84, 84, 76)) break; // TTL=
+        n = scanDigits(b, c + 4);
+        if (n < 0 || n > 255 || b[scanned] !== 32) break;
+        ttl = n;
+        i = scanned;
+        c = i + 1;
+        if (!isKey2(b, c, 73, 68)) break; // ID=
+        i = tokenEnd(b, c, end);
+        c = i + 1;
+        // CE DF MF
+        while (
+          b[c + 2] === 32 &&
+          ((b[c] === 68 && b[c + 1] === 70) ||
+            (b[c] === 67 && b[c + 1] === 69) ||
+            (b[c] === 77 && b[c + 1] === 70))
+        ) {
+          i = c + 2;
+          c += 3;
+        }
+      } else {
+        if (!isKey2(b, c, 84, 67)) break; // TC=
+        i = tokenEnd(b, c, end);
+        c = i + 1;
+        if (!has(b, c, "HOPLIMIT=")) break;
+        n = scanDigits(b, c + 9);
+        if (n < 0 || n > 255 || b[scanned] !== 32) break;
+        ttl = n;
+        i = scanned;
+        c = i + 1;
+        if (!has(b, c, "FLOWLBL=")) break;
+        i = tokenEnd(b, c, end);
+        c = i + 1;
+      }
+      if (!isProtoKey(b, c)) break;
+      c += 6;
+      j = tokenEnd(b, c, end);
+      if (j === c) break;
+      protocol = protocolName(text, b, c, j);
+      section = 2;
+      i = j;
+      c = j + 1;
+      if (protocol === "TCP") {
+        if (!isKey3(b, c, 83, 80, 84)) break; // SPT=
+        n = scanDigits(b, c + 4);
+        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
+        srcPort = n;
+        i = scanned;
+        c = i + 1;
+        if (!isKey3(b, c, 68, 80, 84)) break; // DPT=
+        n = scanDigits(b, c + 4);
+        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
+        dstPort = n;
+        i = scanned;
+        c = i + 1;
+        if (has(b, c, "SEQ=")) {
+          i = tokenEnd(b, c, end);
+          c = i + 1;
+          if (!has(b, c, "ACK=")) break;
+          i = tokenEnd(b, c, end);
+          c = i + 1;
+        }
+        if (!isWindowKey(b, c)) break;
+        i = tokenEnd(b, c, end);
+        c = i + 1;
+        if (!isKey3(b, c, 82, 69, 83)) break; // RES=
+        i = hexTokenEnd(b, c, 8, end);
+        c = i + 1;
+        inFlags = true;
+        while (!isKey4(b, c, 85, 82, 71, 80)) {
+          const width = b[c + 3] === 32 ? 3 : b[c + 2] === 32 ? 2 : 0;
+          if (width === 0) break fast;
+          const flag = tcpFlag(b, c, c + width);
+          if (flag < 0) break fast;
+          flags |= 1 << flag;
+          i = c + width;
+          c = i + 1;
+        }
+        scanDigits(b, c + 5);
+        if (scanned !== end && b[scanned] !== 32) break;
+        inFlags = false;
+        transportDone = true;
+        i = scanned;
+      } else if (protocol === "UDP") {
+        if (!isKey3(b, c, 83, 80, 84)) break; // SPT=
+        n = scanDigits(b, c + 4);
+        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
+        srcPort = n;
+        i = scanned;
+        c = i + 1;
+        if (!isKey3(b, c, 68, 80, 84)) break; // DPT=
+        n = scanDigits(b, c + 4);
+        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
+        dstPort = n;
+        i = scanned;
+        c = i + 1;
+        if (!isKey3(b, c, 76, 69, 78)) break; // LEN=
+        scanDigits(b, c + 4);
+        if (scanned !== end && b[scanned] !== 32) break;
+        transportDone = true;
+        i = scanned;
+      } else if (protocol === "ICMP" || protocol === "ICMPv6") {
+        if (!isKey4(b, c, 84, 89, 80, 69)) break; // TYPE=
+        n = scanDigits(b, c + 5);
+        if (n < 0 || n > 255 || b[scanned] !== 32) break;
+        icmpType = n;
+        i = scanned;
+        c = i + 1;
+        if (!isKey4(b, c, 67, 79, 68, 69)) break; // CODE=
+        n = scanDigits(b, c + 5);
+        if (n < 0 || n > 255 || (scanned !== end && b[scanned] !== 32)) break;
+        icmpCode = n;
+        i = scanned;
+      }
+      break;
+    }
+    while (i < end) {
+      const c = b[i] as number;
+      if (c === 32) {
+        i++;
+        continue;
+      }
+      if (c === 91) {
+        // An ICMP error's quoted packet, or INCOMPLETE's byte count: never part of the outer record.
+        i = skipBracketed(text, i, end);
+        continue;
+      }
+      const j = tokenEnd(b, i, end);
+      // Keys are at most 9 characters: look for "=" no further.
+      let eq = -1;
+      const keyLimit = j - i > 10 ? i + 10 : j;
+      for (let k = i; k < keyLimit; k++) {
+        if (b[k] === 61) {
+          eq = k;
+          break;
+        }
+      }
+      if (eq > i) {
+        const vs = eq + 1;
+        switch (packKey(b, i, eq)) {
+          case K_IN:
+            if (seenIn) return fail("a second IN= in one line: two packet logs run together");
+            seenIn = true;
+            inInterface = vs < j ? text.slice(vs, j) : null;
+            break;
+          case K_OUT:
+            if (section === 0) outInterface = vs < j ? text.slice(vs, j) : null;
+            break;
+          case K_MAC:
+            if (section === 0) mac = vs < j ? text.slice(vs, j) : null;
+            break;
+          case K_SRC: {
+            if (section !== 0) return fail("a second SRC= outside a quoted packet");
+            const address = readAddress(text, b, vs, j);
+            if (address === null) return fail(`SRC= is not an IP address: ${quote(text, vs, j)}`);
+            src = address;
+            if (address.includes(":")) ipVersion = 6;
+            section = 1;
+            break;
+          }
+          case K_DST:
+            if (section === 1) {
+              if (dst !== "") return fail("a second DST= outside a quoted packet");
+              const address = readAddress(text, b, vs, j);
+              if (address === null || address.includes(":") !== (ipVersion === 6)) {
+                return fail(`DST= is not an IPv${ipVersion} address: ${quote(text, vs, j)}`);
+              }
+              dst = address;
+            }
+            break;
+          case K_LEN:
+            if (section === 1) {
+              if (length >= 0) return fail("a second LEN= in the IP header");
+              length = readUint(b, vs, j, 0xffffffff);
+              if (length < 0) return fail(`LEN= is not a length: ${quote(text, vs, j)}`);
+            } else if (section === 2) {
+              transportDone = true;
+            }
+            break;
+          case K_TTL:
+          case K_HOPLIMIT:
+            if (section === 1) {
+              if (eq - i === 8 && !has(b, i, "HOPLIMIT")) break;
+              ttl = readUint(b, vs, j, 255);
+              if (ttl < 0) return fail(`${text.slice(i, eq)}= is not a hop count: ${quote(text, vs, j)}`);
+            }
+            break;
+          case K_PROTO:
+            if (section === 2) return fail("a second PROTO= outside a quoted packet");
+            if (section === 0) return fail("PROTO= before SRC=");
+            if (vs === j) return fail("empty PROTO=");
+            protocol = protocolName(text, b, vs, j);
+            section = 2;
+            break;
+          case K_SPT:
+            if (section === 2) {
+              srcPort = readUint(b, vs, j, 65535);
+              if (srcPort < 0) return fail(`SPT= is not a port: ${quote(text, vs, j)}`);
+            }
+            break;
+          case K_DPT:
+            if (section === 2) {
+              dstPort = readUint(b, vs, j, 65535);
+              if (dstPort < 0) return fail(`DPT= is not a port: ${quote(text, vs, j)}`);
+            }
+            break;
+          case K_RES:
+            if (section === 2) inFlags = true;
+            break;
+          case K_URGP:
+            if (section === 2) {
+              inFlags = false;
+              transportDone = true;
+            }
+            break;
+          case K_TYPE:
+            if (section === 2 && icmpType < 0) {
+              icmpType = readUint(b, vs, j, 255);
+              if (icmpType < 0) return fail(`TYPE= is not an ICMP type: ${quote(text, vs, j)}`);
+            }
+            break;
+          case K_CODE:
+            if (section === 2 && icmpCode < 0) {
+              icmpCode = readUint(b, vs, j, 255);
+              if (icmpCode < 0) return fail(`CODE= is not an ICMP code: ${quote(text, vs, j)}`);
+            }
+            break;
+          case K_MACSRC:
+            if (section === 0 && has(b, i, "MACSRC")) macSrc = vs;
+            break;
+          case K_MACDST:
+            if (section === 0 && has(b, i, "MACDST")) macDst = vs;
+            break;
+          case K_MACPROTO:
+            if (section === 0 && j - vs === 4 && has(b, i, "MACPROTO")) macProto = vs;
+            break;
+          default:
+            // SEQ ACK WINDOW TOS PREC ID TC FLOWLBL PHYSIN PHYSOUT TUNNEL VPROTO VID GATEWAY PARAMETER POINTER MTU SPI
+            // UID GID MARK, and any field a newer kernel adds: nothing the record carries.
+            break;
+        }
+      } else if (inFlags) {
+        const flag = tcpFlag(b, i, j);
+        if (flag < 0) {
+          if (j === end) return fail("TCP fields end before URGP=: line cut short");
+          return fail(`unexpected ${quote(text, i, j)} among the TCP flags`);
+        }
+        flags |= 1 << flag;
+      } else {
+        switch (b[i]) {
+          case 70: // FRAG:<offset>, present only for a fragment after the first when the offset is non-zero
+            if (section === 1 && j - i > 5 && has(b, i, "FRAG:")) {
+              const offset = readUint(b, i + 5, j, 0xffff);
+              if (offset < 0) return fail(`FRAG: is not an offset: ${quote(text, i, j)}`);
+              if (offset > 0) fragment = true;
+            }
+            break;
+          case 73: // INCOMPLETE: the transport header was not in the packet (in the IP section: more fragments)
+            if (section === 2 && j - i === 10 && has(b, i, "INCOMPLETE")) incomplete = true;
+            break;
+          case 84: // TRUNCATED: the kernel could not read a header
+            if (j - i === 9 && has(b, i, "TRUNCATED")) truncated = true;
+            break;
+          case 85: // Unknown Ext Hdr <n>
+            if (section === 1 && j - i === 7 && has(b, i, "Unknown")) unknownHeader = true;
+            break;
+          case 65: // ARP HTYPE=...
+            if (section === 0 && j - i === 3 && has(b, i, "ARP")) arp = true;
+            break;
+          default:
+            // DF MF CE, OPT (..), AH, ESP, "(", ")": flags and options the record does not carry.
+            break;
+        }
+      }
+      i = j;
+    }
+
+    if (section === 0) {
+      if (arp) return fail("an ARP packet, not an IP packet");
+      if (truncated) return fail("the kernel could not read the IP header (TRUNCATED)");
+      return fail("no SRC=: the line ends before the IP header");
+    }
+    if (dst === "") return fail("no DST=");
+    if (length < 0) return fail("no LEN=");
+    if (section === 1) {
+      if (unknownHeader) return fail("an IPv6 extension header the kernel does not decode: no protocol");
+      if (truncated) return fail("the kernel could not read an IPv6 extension header (TRUNCATED)");
+      return fail("no PROTO=: the line ends in the IP header");
+    }
+    const tcp = protocol === "TCP";
+    if (!fragment && !incomplete) {
+      if (tcp || protocol === "UDP" || protocol === "UDPLITE") {
+        if (srcPort < 0) return fail(`${protocol} without SPT=`);
+        if (dstPort < 0) return fail(`${protocol} without DPT=`);
+        if (!transportDone) {
+          return fail(
+            tcp ? "TCP fields end before URGP=: line cut short" : `${protocol} fields end before LEN=`,
+          );
+        }
+      } else if (protocol === "ICMP" || protocol === "ICMPv6") {
+        if (icmpType < 0) return fail(`${protocol} without TYPE=`);
+        if (icmpCode < 0) return fail(`${protocol} without CODE=`);
+      }
+    }
+
+    let tcpFlags: string[];
+    if (!tcp || flags === 0) {
+      tcpFlags = [];
+    } else if (flags === SYN_ONLY) {
+      // Most denied packets are connection attempts.
+      tcpFlags = ["SYN"];
+    } else {
+      tcpFlags = [];
+      for (let f = 0; f < TCP_FLAG_NAMES.length; f++) {
+        if (flags & (1 << f)) tcpFlags.push(TCP_FLAG_NAMES[f] as string);
+      }
+    }
+    if (mac === null && macSrc >= 0 && macDst >= 0 && macProto >= 0) {
+      // MACDECODE splits what MAC= prints (destination, source, EtherType); put it back in MAC= form.
+      const dstEnd = text.indexOf(" ", macDst);
+      const srcEnd = text.indexOf(" ", macSrc);
+      if (dstEnd > macDst && srcEnd > macSrc) {
+        mac = `${text.slice(macDst, dstEnd)}:${text.slice(macSrc, srcEnd)}:${text.slice(macProto, macProto + 2)}:${text.slice(macProto + 2, macProto + 4)}`;
+      }
+    }
+
+    let time: string | null = null;
+    if (this.stampKind === 1) {
+      time = this.iso(this.stampMs);
+    } else if (!Number.isNaN(outerMs)) {
+      time = this.iso(outerMs);
+    } else if (this.stampKind === 2) {
+      time = this.syslogIso();
+      if (time === null) {
+        return fail(
+          `the date ${this.stamp.month}-${this.stamp.day} does not exist in ${this.year ?? "the inferred year"}`,
+        );
+      }
+    }
+
+    const record: PacketRecord = {
+      time,
+      node: this.host ?? outerHost,
+      prefix,
+      policy: this.format === null ? null : decodePolicy(this.format, prefix),
+      inInterface,
+      outInterface,
+      mac,
+      src,
+      dst,
+      ipVersion,
+      length,
+      ttl: ttl < 0 ? null : ttl,
+      protocol,
+      srcPort: srcPort < 0 ? null : srcPort,
+      dstPort: dstPort < 0 ? null : dstPort,
+      tcpFlags,
+      icmpType: icmpType < 0 ? null : icmpType,
+      icmpCode: icmpCode < 0 ? null : icmpCode,
+    };
+    return { kind: "record", record };
+  }
+}
+
+/**
+ * A parser for one configuration: options are checked and precomputed once (it throws a RangeError for invalid
+ * options); the returned function never throws.
+ */
+export function createParser(options: ParseOptions = {}): (line: string) => ParseOutcome {
+  const parser = new LineParser(options);
+  return (line) => parser.parse(line);
+}
+
+/**
+ * The same parser without its fast path: every line goes through the token-by-token scanner. Slower; it is the
+ * reference the fast path is checked against in tests.
+ */
+export function createReferenceParser(options: ParseOptions = {}): (line: string) => ParseOutcome {
+  const parser = new LineParser(options, false);
+  return (line) => parser.parse(line);
+}
+
+/** Parses one line. Prefer `createParser` for many lines. */
+export function parseLine(line: string, options: ParseOptions = {}): ParseOutcome {
+  return new LineParser(options).parse(line);
+}

@@ -1,0 +1,265 @@
+// `calico-flows parse` as a user runs it: the real binary under Node 24, log text on stdin, NDJSON on stdout,
+// the summary and malformed lines on stderr (DESIGN.md §3.1).
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Writable } from "node:stream";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { generateLines } from "../../bench/corpus.ts";
+import { parseStream } from "../../cli/commands/parse.ts";
+import { createParser } from "../../functions/core/parse.ts";
+import type { PacketRecord } from "../../functions/core/types.ts";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const NODE = join(ROOT, "node_modules/.bin/node");
+const BIN = join(ROOT, "bin/calico-flows.js");
+const scratch = mkdtempSync(join(tmpdir(), "cf-parse-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(args: string[], stdin: "pipe" | number = "pipe"): ChildProcess {
+  return spawn(NODE, [BIN, "parse", ...args], { cwd: scratch, stdio: [stdin, "pipe", "pipe"] });
+}
+
+function finish(child: ChildProcess): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  return new Promise((done, fail) => {
+    child.on("error", fail);
+    child.on("close", (code) => done({ code, stdout, stderr }));
+  });
+}
+
+function run(input: string, args: string[] = []): Promise<Run> {
+  const child = start(args);
+  const result = finish(child);
+  child.stdin?.end(input);
+  return result;
+}
+
+function records(stdout: string): PacketRecord[] {
+  expect(stdout === "" || stdout.endsWith("\n")).toBe(true);
+  return stdout
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as PacketRecord);
+}
+
+const SYSLOG =
+  "Apr 19 04:52:19 ip-192-168-74-5 kernel: calico-packet: IN=eth0 OUT=eni8d48114818c MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.22.247 DST=192.168.94.122 LEN=60 TOS=0x00 PREC=0x00 TTL=253 ID=52641 DF PROTO=TCP SPT=59070 DPT=8012 WINDOW=62727 RES=0x00 SYN URGP=0";
+const JOURNALD = JSON.stringify({
+  _HOSTNAME: "ip-192-168-9-9",
+  __REALTIME_TIMESTAMP: "1713502339123456",
+  MESSAGE:
+    "calico-packet: IN=eni1 OUT=eth0 MAC=00:00:00:00:00:00:00:00:00:00:00:00:86:dd SRC=2600:1f18:04a2:0001:0000:0000:0000:00a1 DST=2600:1f18:04a2:0002:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=63 FLOWLBL=1 PROTO=UDP SPT=53 DPT=5353 LEN=40 ",
+});
+const NOISE = "Apr 19 04:52:20 ip-192-168-74-5 systemd[1]: Started Session 42 of user ec2-user.";
+const TRUNCATED = SYSLOG.slice(0, SYSLOG.indexOf("PROTO="));
+
+describe("calico-flows parse", () => {
+  it("writes one record per calico-packet line, and counts the rest on stderr with line numbers", async () => {
+    const r = await run([SYSLOG, NOISE, TRUNCATED, JOURNALD, ""].join("\n"), ["--year", "2024"]);
+    expect(r.code).toBe(0);
+    const parse = createParser({ year: 2024 });
+    const expected = [SYSLOG, JOURNALD].map((l) => {
+      const o = parse(l);
+      if (o.kind !== "record") throw new Error("fixture must parse");
+      return o.record;
+    });
+    expect(records(r.stdout)).toEqual(expected);
+    expect(records(r.stdout)[1]).toMatchObject({ src: "2600:1f18:4a2:1::a1", node: "ip-192-168-9-9" });
+    expect(r.stderr).toContain("line 3: no PROTO=");
+    expect(r.stderr).toContain("4 lines, 2 records, 1 skipped (not calico-packet), 1 malformed");
+  });
+
+  it("prints every field of §3.1, in order, with nulls rather than omissions", async () => {
+    const r = await run(`${SYSLOG}\n`, ["--year", "2024"]);
+    expect(r.stdout).toBe(
+      '{"time":"2024-04-19T04:52:19.000Z","node":"ip-192-168-74-5","prefix":"calico-packet","policy":null,' +
+        '"inInterface":"eth0","outInterface":"eni8d48114818c","mac":"0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00",' +
+        '"src":"192.168.22.247","dst":"192.168.94.122","ipVersion":4,"length":60,"ttl":253,"protocol":"TCP",' +
+        '"srcPort":59070,"dstPort":8012,"tcpFlags":["SYN"],"icmpType":null,"icmpCode":null}\n',
+    );
+  });
+
+  it("takes CRLF endings and a last line without a newline", async () => {
+    const r = await run(`${NOISE}\r\n${SYSLOG}\r\n${SYSLOG}`, ["--year", "2024"]);
+    expect(records(r.stdout)).toHaveLength(2);
+    expect(records(r.stdout)[1]?.tcpFlags).toEqual(["SYN"]);
+    expect(r.stderr).toContain("3 lines, 2 records, 1 skipped");
+  });
+
+  it("--year sets the year of year-less timestamps", async () => {
+    const r = await run(SYSLOG, ["--year", "2019"]);
+    expect(records(r.stdout)[0]?.time).toBe("2019-04-19T04:52:19.000Z");
+  });
+
+  it("--prefix-format decodes the policy Felix put in the prefix", async () => {
+    const line = SYSLOG.replace("calico-packet: ", "calico-packet security np tenant-a/deny-all: ");
+    const r = await run(line, ["--prefix-format", "calico-packet %t %k %p"]);
+    expect(records(r.stdout)[0]?.policy).toEqual({
+      tier: "security",
+      kind: "np",
+      name: "deny-all",
+      namespace: "tenant-a",
+    });
+  });
+
+  it("--prefix finds another log prefix", async () => {
+    const r = await run(SYSLOG.replace("calico-packet", "k8s-deny"), ["--prefix", "k8s-deny"]);
+    expect(records(r.stdout)[0]?.prefix).toBe("k8s-deny");
+  });
+
+  it("lists the first --max-errors malformed lines and counts them all", async () => {
+    const r = await run(Array.from({ length: 7 }, () => TRUNCATED).join("\n"), ["--max-errors", "2"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr.match(/: no PROTO=/g)).toHaveLength(2);
+    expect(r.stderr).toContain("line 2: no PROTO=");
+    expect(r.stderr).toContain("7 malformed (5 not listed above)");
+  });
+
+  it("rejects bad options with a message and a non-zero exit", async () => {
+    for (const args of [
+      ["--year", "next"],
+      ["--prefix-format", "%t %n"],
+      ["--max-errors", "-1"],
+    ]) {
+      const r = await run("", args);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/error: .*(--year|literal text|--max-errors)/);
+    }
+  });
+
+  it("reads a file redirected to stdin, and a megabyte line", async () => {
+    const file = join(scratch, "big-line.log");
+    writeFileSync(file, `${SYSLOG} ${"X=1 ".repeat(1 << 18)}\n${NOISE}\n`);
+    const fd = openSync(file, "r");
+    try {
+      const r = await finish(start(["--year", "2024"], fd));
+      expect(records(r.stdout)).toHaveLength(1);
+      expect(r.stderr).toContain("2 lines, 1 records, 1 skipped");
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("streams: records come out while the input is still open", async () => {
+    const child = start(["--year", "2024"]);
+    const result = finish(child);
+    const lines = [...generateLines(20_000, 3)].join("\n");
+    child.stdin?.write(`${lines}\n`);
+    // Nothing more is written until the first records arrive, so they cannot wait for the end of the input.
+    await new Promise<void>((ready) => child.stdout?.once("data", () => ready()));
+    child.stdin?.end(`${lines}\n`);
+    const r = await result;
+    const parse = createParser({ year: 2024 });
+    let expected = 0;
+    for (const line of generateLines(20_000, 3)) if (parse(line).kind === "record") expected++;
+    expect(records(r.stdout)).toHaveLength(2 * expected);
+    expect(r.stderr).toContain(`40000 lines, ${2 * expected} records`);
+  });
+
+  it("stops quietly when its reader goes away", async () => {
+    const child = start(["--year", "2024"]);
+    const result = finish(child);
+    child.stdout?.once("data", () => child.stdout?.destroy());
+    const lines = `${[...generateLines(50_000, 5)].join("\n")}\n`;
+    child.stdin?.on("error", () => {});
+    child.stdin?.end(lines);
+    const r = await result;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/calico-flows parse: \d+ lines/);
+  });
+
+  it("exits non-zero when the input cannot be read", async () => {
+    const fd = openSync(scratch, "r");
+    try {
+      const r = await finish(start([], fd));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain("cannot read the input");
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+describe("parseStream", () => {
+  /** Runs parseStream over `bytes` cut into the given chunk sizes; returns stdout text and the malformed list. */
+  async function streamed(bytes: Buffer, cuts: number[], maxLineLength?: number) {
+    const chunks: Buffer[] = [];
+    let at = 0;
+    for (const size of cuts) {
+      if (at >= bytes.length) break;
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    if (at < bytes.length) chunks.push(bytes.subarray(at));
+    let out = "";
+    const malformed: string[] = [];
+    const output = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        out += chunk.toString();
+        done();
+      },
+    });
+    const summary = await parseStream(
+      (async function* () {
+        yield* chunks;
+      })(),
+      {
+        parse: createParser({ year: 2024 }),
+        output,
+        onMalformed: (line, reason) => malformed.push(`${line}: ${reason}`),
+        ...(maxLineLength === undefined ? {} : { maxLineLength }),
+      },
+    );
+    return { out, malformed, summary };
+  }
+
+  it("gives the same output however the bytes are cut into chunks", async () => {
+    const lines = [...generateLines(60, 11)];
+    lines.splice(7, 0, TRUNCATED, `${SYSLOG.replace("ip-192-168-74-5", "nœud-é")}\r`, "", "ünïcode 🙂 noise");
+    const text = `${lines.join("\n")}\n${SYSLOG}`;
+    const bytes = Buffer.from(text);
+    const whole = await streamed(bytes, [bytes.length]);
+    expect(whole.summary.lines).toBe(lines.length + 1);
+    expect(whole.malformed).toEqual(["8: no PROTO=: the line ends in the IP header"]);
+    expect(records(whole.out).filter((r) => r.node === "nœud-é")).toHaveLength(1);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 80 }),
+        async (cuts) => {
+          const cut = await streamed(bytes, cuts);
+          expect(cut.out).toBe(whole.out);
+          expect(cut.malformed).toEqual(whole.malformed);
+          expect(cut.summary).toEqual(whole.summary);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("counts a line over the length limit as malformed and goes on with the next", async () => {
+    const bytes = Buffer.from(`${SYSLOG}\n${"x".repeat(5000)}\n${SYSLOG}\n${"y".repeat(5000)}`);
+    const r = await streamed(bytes, [100, 1000, 3000, 10_000], 4096);
+    expect(records(r.out)).toHaveLength(2);
+    expect(r.malformed).toEqual([
+      "2: line longer than 4096 characters, not parsed",
+      "4: line longer than 4096 characters, not parsed",
+    ]);
+    expect(r.summary).toMatchObject({ lines: 4, records: 2, skipped: 0, malformed: 2 });
+  });
+});

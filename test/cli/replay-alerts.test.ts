@@ -1,0 +1,86 @@
+// `calico-flows replay --alerts-topic ARN`: the local mode publishes through the same SNS sink as the Lambda,
+// here to fauxqs on loopback through the SDK's standard AWS_ENDPOINT_URL_SNS.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createTopic,
+  drainQueue,
+  type LocalSns,
+  REGION,
+  startLocalSns,
+  structureOf,
+  subscribeQueue,
+} from "../support/fauxqs.ts";
+import { ROOT, runCli } from "./run.ts";
+
+const SAMPLE = join(ROOT, "examples", "demo");
+
+describe("calico-flows replay --alerts-topic", () => {
+  let sns: LocalSns;
+  let store: string;
+
+  beforeAll(async () => {
+    sns = await startLocalSns();
+    store = mkdtempSync(join(tmpdir(), "cf-replay-alerts-"));
+  });
+  afterAll(async () => {
+    await sns.close();
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it("publishes each new alert once, with subject, both structures and filterable attributes", async () => {
+    const topicArn = await createTopic(sns, "calico-flows-alerts");
+    const all = await subscribeQueue(sns, topicArn, "all-alerts");
+    const customerB = await subscribeQueue(sns, topicArn, "customer-b-only", {
+      filterPolicy: { dstNamespace: ["customer-b"] },
+    });
+    const args = [
+      "replay",
+      join(SAMPLE, "node-logs.log"),
+      "--store",
+      store,
+      "--cluster",
+      "demo",
+      "--pods",
+      join(SAMPLE, "pods.json"),
+      "--nodes",
+      join(SAMPLE, "nodes.json"),
+      "--year",
+      "2026",
+      "--alerts-topic",
+      topicArn,
+      "--quiet",
+    ];
+    const env = {
+      AWS_ENDPOINT_URL_SNS: sns.endpoint,
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    };
+    const run = await runCli(args, { env });
+    expect(run.stderr).toMatch(/5 alerts \(5 published\)/);
+    expect(run.code).toBe(0);
+
+    const messages = await drainQueue(sns, all);
+    expect(messages).toHaveLength(5);
+    const subjects = messages.map((m) => JSON.parse(m.Body ?? "{}").Subject as string).sort();
+    expect(subjects).toContain("Calico denied customer-a/web → customer-b/db:5432/TCP (demo)");
+    for (const s of subjects) expect(s.length).toBeLessThan(100);
+    const bug = messages.find((m) => JSON.parse(m.Body ?? "{}").Subject.includes("customer-b/db:5432"));
+    expect(bug).toBeDefined();
+    const structure = structureOf(bug as NonNullable<typeof bug>);
+    expect(JSON.parse(structure.default)).toMatchObject({ count: 128, dstPort: 5432, severity: "high" });
+    expect(structure.email).toContain("kubectl describe pod");
+
+    // The filter policy lets only customer-b's destinations through: db:5432 and api:9090.
+    const filtered = await drainQueue(sns, customerB);
+    expect(filtered).toHaveLength(2);
+
+    // Replaying again opens nothing new and sends nothing twice.
+    const again = await runCli(args, { env });
+    expect(again.code).toBe(0);
+    expect(await drainQueue(sns, all)).toHaveLength(0);
+  });
+});

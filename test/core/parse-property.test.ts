@@ -1,0 +1,564 @@
+// Property-based tests of the parser: lines printed from generated packets (with the kernel's formats, in every
+// wrapper) parse back to the values they were built from; mutated, token-soup and random inputs never throw,
+// and the fast path always agrees with the token-by-token reference scanner.
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  ipPacketText,
+  kernelIpv6,
+  type PacketSpec,
+  packetText,
+  type Transport,
+  type Wrapper,
+  wrap,
+} from "../../bench/corpus.ts";
+import { normalizeIpv6 } from "../../functions/core/ipv6.ts";
+import { createParser, createReferenceParser, type ParseOptions } from "../../functions/core/parse.ts";
+import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
+
+const RUNS = { numRuns: 2000 };
+
+/** RFC 5952 text of 8 groups, by way of the WHATWG URL serialiser (mapped IPv4 keeps its dotted form). */
+function canonicalIpv6(groups: readonly number[]): string {
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const [a, b] = [groups[6] as number, groups[7] as number];
+    return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
+  }
+  return new URL(`http://[${groups.map((g) => g.toString(16)).join(":")}]`).hostname.slice(1, -1);
+}
+
+const byte = fc.integer({ min: 0, max: 255 });
+const u16 = fc.integer({ min: 0, max: 0xffff });
+const u32 = fc.integer({ min: 0, max: 0xffffffff });
+const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+/** Zero-heavy groups, so that "::" runs of every length and position occur. */
+const v6Groups = fc.array(fc.oneof({ arbitrary: u16, weight: 1 }, { arbitrary: fc.constant(0), weight: 2 }), {
+  minLength: 8,
+  maxLength: 8,
+});
+const v4 = fc.tuple(byte, byte, byte, byte).map((o) => o.join("."));
+const ifname = fc.string({
+  unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789.-_@"),
+  maxLength: 15,
+});
+const macBytes = (n: number) =>
+  fc.array(byte, { minLength: n, maxLength: n }).map((b) => b.map(hex2).join(":"));
+const hexBlob = fc
+  .array(byte, { minLength: 1, maxLength: 40 })
+  .map((b) => b.map((x) => hex2(x).toUpperCase()).join(""));
+const tcpFlags = fc.subarray(["AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"]);
+
+const tcp: fc.Arbitrary<Transport> = fc.record({
+  kind: fc.constant("tcp" as const),
+  spt: u16,
+  dpt: u16,
+  seq: fc.option(fc.record({ seq: u32, ack: u32 }), { nil: undefined }),
+  window: u16,
+  res: fc.integer({ min: 0, max: 0x3c }),
+  flags: tcpFlags,
+  urgp: u16,
+  options: fc.option(hexBlob, { nil: undefined }),
+});
+const udp: fc.Arbitrary<Transport> = fc.record({
+  kind: fc.constant("udp" as const),
+  lite: fc.boolean(),
+  spt: u16,
+  dpt: u16,
+  len: u16,
+});
+const incomplete = (protos: readonly ("TCP" | "UDP" | "ICMP" | "ICMPv6")[]): fc.Arbitrary<Transport> =>
+  fc.record({ kind: fc.constant("incomplete" as const), proto: fc.constantFrom(...protos), bytes: u16 });
+const other: fc.Arbitrary<Transport> = fc.oneof(
+  fc.record({ kind: fc.constant("sctp" as const), spt: u16, dpt: u16 }),
+  fc.record({
+    kind: fc.constant("ipsec" as const),
+    proto: fc.constantFrom("AH" as const, "ESP" as const),
+    spi: u32,
+  }),
+  fc.integer({ min: 0, max: 255 }).map((n): Transport => ({ kind: "bare", proto: String(n) })),
+);
+
+/** A packet as quoted inside an ICMP error: no trailers, IPv4 or IPv6 like its outer packet. */
+function quoted(version: 4 | 6): fc.Arbitrary<string> {
+  const transport = fc.oneof(tcp, udp, incomplete(["TCP", "UDP"]));
+  return ipPacket(version, transport, false).map((p) => ipPacketText(p));
+}
+
+function icmp(version: 4 | 6): fc.Arbitrary<Transport> {
+  if (version === 4) {
+    return fc.oneof(
+      fc.record({
+        kind: fc.constant("icmp" as const),
+        type: fc.constantFrom(0, 8),
+        code: byte,
+        echo: fc.record({ id: u16, seq: u16 }),
+      }),
+      fc.record({
+        kind: fc.constant("icmp" as const),
+        type: fc.constantFrom(3, 4, 11),
+        code: byte,
+        inner: quoted(4),
+        mtu: fc.option(u16, { nil: undefined }),
+      }),
+      fc.record({
+        kind: fc.constant("icmp" as const),
+        type: fc.constant(5),
+        code: byte,
+        gateway: v4,
+        inner: quoted(4),
+      }),
+      fc.record({ kind: fc.constant("icmp" as const), type: fc.constant(12), code: byte, parameter: byte }),
+      fc.record({ kind: fc.constant("icmp" as const), type: byte, code: byte }),
+      incomplete(["ICMP"]),
+    );
+  }
+  return fc.oneof(
+    fc.record({
+      kind: fc.constant("icmpv6" as const),
+      type: fc.constantFrom(128, 129),
+      code: byte,
+      echo: fc.record({ id: u16, seq: u16 }),
+    }),
+    fc.record({
+      kind: fc.constant("icmpv6" as const),
+      type: fc.constantFrom(1, 2, 3, 4),
+      code: byte,
+      pointer: fc.option(u32, { nil: undefined }),
+      inner: quoted(6),
+      mtu: fc.option(u32, { nil: undefined }),
+    }),
+    fc.record({ kind: fc.constant("icmpv6" as const), type: byte, code: byte }),
+    incomplete(["ICMPv6"]),
+  );
+}
+
+function ipPacket(
+  version: 4 | 6,
+  transport: fc.Arbitrary<Transport>,
+  trailers: boolean,
+): fc.Arbitrary<PacketSpec> {
+  const base = fc.record({
+    inInterface: ifname,
+    outInterface: ifname,
+    length: version === 4 ? u16 : fc.integer({ min: 40, max: 65575 }),
+    ttl: byte,
+    transport,
+    uid: trailers ? fc.option(fc.record({ uid: u32, gid: u32 }), { nil: undefined }) : fc.constant(undefined),
+    mark: trailers
+      ? fc.option(fc.integer({ min: 1, max: 0xffffffff }), { nil: undefined })
+      : fc.constant(undefined),
+  });
+  if (version === 4) {
+    return fc
+      .tuple(
+        base,
+        v4,
+        v4,
+        fc.record({
+          tos: fc.integer({ min: 0, max: 0x1e }),
+          prec: fc.constantFrom(0, 0x20, 0x40, 0xe0),
+          id: u16,
+        }),
+        fc.subarray(["CE", "DF", "MF"] as ("CE" | "DF" | "MF")[]),
+        fc.option(hexBlob, { nil: undefined }),
+      )
+      .map(([b, src, dst, tos, ipFlags, ipOptions]) => ({
+        ...b,
+        ipVersion: 4,
+        src,
+        dst,
+        ...tos,
+        ipFlags,
+        ipOptions,
+      }));
+  }
+  return fc
+    .tuple(base, v6Groups, v6Groups, byte, fc.integer({ min: 0, max: 0xfffff }))
+    .map(([b, s, d, tc, flowLabel]) => ({
+      ...b,
+      ipVersion: 6,
+      src: kernelIpv6(s),
+      dst: kernelIpv6(d),
+      tc,
+      flowLabel,
+    }));
+}
+
+/** A whole packet as logged: link layer, then any IPv4/IPv6 packet, including fragments after the first. */
+const packet: fc.Arbitrary<PacketSpec> = fc
+  .tuple(
+    fc.constantFrom(4 as const, 6 as const).chain((version) =>
+      fc.oneof(
+        ipPacket(version, fc.oneof(tcp, udp, icmp(version), other, incomplete(["TCP", "UDP"])), true),
+        // A fragment after the first: only PROTO= follows the IP header.
+        ipPacket(
+          version,
+          fc
+            .constantFrom("TCP", "UDP", version === 4 ? "ICMP" : "ICMPv6")
+            .map((proto): Transport => ({ kind: "bare", proto })),
+          true,
+        ).chain((p) =>
+          version === 4
+            ? fc.integer({ min: 1, max: 8191 }).map((fragOffset) => ({ ...p, fragOffset }))
+            : fc
+                .tuple(fc.integer({ min: 1, max: 8191 }), fc.boolean(), u32)
+                .map(([o, more, id]) => ({ ...p, fragOffset: o * 8, v6Fragment: { more, id } })),
+        ),
+      ),
+    ),
+    fc.oneof(
+      fc.constant({}),
+      fc.record({ mac: fc.oneof(fc.constant(""), macBytes(14)) }),
+      fc.record({
+        macDecode: fc.record({ src: macBytes(6), dst: macBytes(6), proto: fc.constantFrom("0800", "86dd") }),
+      }),
+    ),
+  )
+  .map(([p, link]) => ({ ...p, ...link }));
+
+function expectedRecord(p: PacketSpec): Omit<PacketRecord, "time" | "node"> {
+  const t = p.transport;
+  const ports = t.kind === "tcp" || t.kind === "udp" || t.kind === "sctp";
+  const icmpLike = t.kind === "icmp" || t.kind === "icmpv6";
+  const protocol =
+    t.kind === "tcp"
+      ? "TCP"
+      : t.kind === "udp"
+        ? t.lite
+          ? "UDPLITE"
+          : "UDP"
+        : t.kind === "icmp"
+          ? "ICMP"
+          : t.kind === "icmpv6"
+            ? "ICMPv6"
+            : t.kind === "sctp"
+              ? "SCTP"
+              : t.proto;
+  const address = (text: string) =>
+    p.ipVersion === 4 ? text : canonicalIpv6(text.split(":").map((g) => Number.parseInt(g, 16)));
+  return {
+    prefix: "calico-packet",
+    policy: null,
+    inInterface: p.inInterface || null,
+    outInterface: p.outInterface || null,
+    mac: p.macDecode
+      ? `${p.macDecode.dst}:${p.macDecode.src}:${p.macDecode.proto.slice(0, 2)}:${p.macDecode.proto.slice(2)}`
+      : p.mac || null,
+    src: address(p.src),
+    dst: address(p.dst),
+    ipVersion: p.ipVersion,
+    length: p.length,
+    ttl: p.ttl,
+    protocol,
+    srcPort: ports ? t.spt : null,
+    dstPort: ports ? t.dpt : null,
+    tcpFlags: t.kind === "tcp" ? [...t.flags] : [],
+    icmpType: icmpLike ? t.type : null,
+    icmpCode: icmpLike ? t.code : null,
+  };
+}
+
+const wrappers: Wrapper[] = [
+  "rfc3164",
+  "rfc3164-kernel-time",
+  "rsyslog-iso",
+  "rfc5424",
+  "journald",
+  "cloudwatch-agent",
+  "fluent-bit-tail",
+  "cri",
+];
+
+/** The time each wrapper lets the record carry for an event at `ms`. */
+function expectedTime(wrapper: Wrapper, ms: number): string | null {
+  switch (wrapper) {
+    case "rfc3164":
+    case "rfc3164-kernel-time":
+    case "fluent-bit-tail":
+      return new Date(ms - (ms % 1000)).toISOString();
+    case "cloudwatch-agent":
+      return null;
+    default:
+      return new Date(ms).toISOString();
+  }
+}
+
+const logged = fc.record({
+  packet,
+  wrapper: fc.constantFrom(...wrappers),
+  ms: fc.integer({ min: Date.UTC(2001, 0, 1), max: Date.UTC(2037, 0, 1) }),
+  node: fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/),
+  separator: fc.constantFrom(": ", " ", ""),
+  uptime: fc.double({ min: 0, max: 1e7, noNaN: true }),
+});
+
+interface Logged {
+  packet: PacketSpec;
+  wrapper: Wrapper;
+  ms: number;
+  node: string;
+  separator: string;
+  uptime: number;
+}
+
+function lineOf(l: Logged) {
+  return wrap(l.wrapper, `calico-packet${l.separator}${packetText(l.packet)}`, l.ms, l.node, l.uptime);
+}
+
+function optionsFor(ms: number): ParseOptions {
+  return { year: new Date(ms).getUTCFullYear() };
+}
+
+describe("generated lines parse back to what they were built from", () => {
+  it("in every wrapper", () => {
+    fc.assert(
+      fc.property(logged, (l) => {
+        const outcome = createParser(optionsFor(l.ms))(lineOf(l));
+        expect(outcome).toEqual({
+          kind: "record",
+          record: { time: expectedTime(l.wrapper, l.ms), node: l.node, ...expectedRecord(l.packet) },
+        });
+      }),
+      RUNS,
+    );
+  });
+
+  it("with policy details in the prefix", () => {
+    const name = fc.stringMatching(/^[a-z][a-z0-9.-]{0,20}$/);
+    fc.assert(
+      fc.property(
+        packet,
+        name,
+        fc.constantFrom("gnp", "np", "knp", "sgnp"),
+        name,
+        name,
+        (p, tier, kind, ns, pol) => {
+          const line = `calico-packet ${tier} ${kind} ${ns}/${pol}: ${packetText(p)}`;
+          const outcome = createParser({ prefixFormat: "calico-packet %t %k %p" })(line);
+          expect(outcome.kind === "record" && outcome.record.policy).toEqual({
+            tier,
+            kind,
+            name: pol,
+            namespace: ns,
+          });
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
+describe("a parser's state", () => {
+  it("one parser over a sequence agrees with a fresh parser per line (caches, reused buffers)", () => {
+    const line = fc.oneof(
+      { arbitrary: logged.map(lineOf), weight: 4 },
+      {
+        arbitrary: fc.string({ unit: "binary", maxLength: 80 }).map((s) => `calico-packet: ${s}`),
+        weight: 1,
+      },
+      { arbitrary: fc.constant("Apr 19 04:52:19 n kernel: calico-packet: IN=x OUT= SRC=1.1.1.1"), weight: 1 },
+    );
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 30 }), fc.integer({ min: 2001, max: 2036 }), (lines, year) => {
+        const shared = createParser({ year });
+        for (const l of lines) expect(shared(l)).toEqual(createParser({ year })(l));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+const VOCABULARY = [
+  " ",
+  "  ",
+  "=",
+  "[",
+  "]",
+  "(",
+  ")",
+  ":",
+  "0",
+  "9",
+  "x",
+  "IN=",
+  "OUT=",
+  "MAC=",
+  "SRC=",
+  "DST=",
+  "LEN=",
+  "TTL=",
+  "HOPLIMIT=",
+  "PROTO=",
+  "TCP",
+  "UDP",
+  "ICMP",
+  "SPT=",
+  "DPT=",
+  "RES=0x00",
+  "SYN",
+  "URGP=",
+  "TYPE=",
+  "CODE=",
+  "FRAG:",
+  "INCOMPLETE",
+  "TRUNCATED",
+  "Unknown",
+  "1.2.3.4",
+  "fe80:0000:0000:0000:0000:0000:0000:0001",
+  "calico-packet",
+  "calico-packet: ",
+  "\r",
+  "\n",
+  "{",
+  '"',
+  "\\",
+  "€",
+  "\ud800",
+];
+
+/** Edits that break a line in the ways transport and truncation break real ones. */
+const mutation = fc.oneof(
+  fc.record({ op: fc.constant("cut" as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+  fc.record({
+    op: fc.constant("delete" as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    length: fc.integer({ min: 1, max: 20 }),
+  }),
+  fc.record({
+    op: fc.constant("insert" as const),
+    at: fc.double({ min: 0, max: 1, noNaN: true }),
+    text: fc.oneof(fc.constantFrom(...VOCABULARY), fc.string({ unit: "binary", maxLength: 4 })),
+  }),
+);
+
+interface Edit {
+  op: "cut" | "delete" | "insert";
+  at: number;
+  length?: number;
+  text?: string;
+}
+
+function mutate(line: string, edits: Edit[]) {
+  let out = line;
+  for (const e of edits) {
+    const i = Math.floor(e.at * out.length);
+    if (e.op === "cut") out = out.slice(0, i);
+    else if (e.op === "delete") out = out.slice(0, i) + out.slice(i + (e.length ?? 1));
+    else out = out.slice(0, i) + (e.text ?? "") + out.slice(i);
+  }
+  return out;
+}
+
+function checkTotal(line: string, options: ParseOptions = {}): ParseOutcome {
+  const fast = createParser(options)(line);
+  expect(["record", "skip", "error"]).toContain(fast.kind);
+  if (fast.kind === "error") expect(fast.reason.length).toBeGreaterThan(0);
+  expect(createReferenceParser(options)(line)).toEqual(fast);
+  return fast;
+}
+
+describe("any input: an outcome, never an exception, and the fast path agrees with the reference", () => {
+  it("mutated valid lines", () => {
+    fc.assert(
+      fc.property(logged, fc.array(mutation, { minLength: 1, maxLength: 4 }), (l, edits) => {
+        checkTotal(mutate(lineOf(l), edits), optionsFor(l.ms));
+      }),
+      RUNS,
+    );
+  });
+
+  it("token soup after the prefix", () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...VOCABULARY), { maxLength: 60 }), (tokens) => {
+        checkTotal(`calico-packet: IN=${tokens.join("")}`);
+        checkTotal(tokens.join(""));
+      }),
+      RUNS,
+    );
+  });
+
+  it("random text and random bytes", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), fc.uint8Array({ maxLength: 300 }), (text, bytes) => {
+        checkTotal(text);
+        checkTotal(`calico-packet: ${text}`);
+        checkTotal(Buffer.from(bytes).toString("utf8"));
+        checkTotal(`calico-packet${Buffer.from(bytes).toString("latin1")}`);
+      }),
+      RUNS,
+    );
+  });
+
+  it("JSON records of any shape", () => {
+    const message = fc.oneof(
+      logged.map(lineOf),
+      fc.jsonValue(),
+      fc.string().map((s) => `calico-packet: ${s}`),
+    );
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.constantFrom(
+            "MESSAGE",
+            "message",
+            "log",
+            "msg",
+            "host",
+            "_HOSTNAME",
+            "time",
+            "@timestamp",
+            "__REALTIME_TIMESTAMP",
+            "kubernetes",
+            "x",
+          ),
+          message,
+        ),
+        (record) => {
+          const line = JSON.stringify(record);
+          checkTotal(line);
+          checkTotal(line.slice(0, Math.floor(line.length / 2)));
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
+describe("IPv6 text", () => {
+  it("the kernel's uncompressed form, and any other spelling, normalise to RFC 5952", () => {
+    fc.assert(
+      fc.property(v6Groups, fc.boolean(), (groups, upper) => {
+        const canonical = canonicalIpv6(groups);
+        const kernel = kernelIpv6(groups);
+        expect(normalizeIpv6(upper ? kernel.toUpperCase() : kernel)).toBe(canonical);
+        expect(normalizeIpv6(canonical)).toBe(canonical);
+        expect(normalizeIpv6(new URL(`http://[${kernel}]`).hostname.slice(1, -1))).toBe(canonical);
+      }),
+      RUNS,
+    );
+  });
+
+  it("rejects what is not an address", () => {
+    for (const bad of [
+      "",
+      ":",
+      ":::",
+      "1:2:3:4:5:6:7",
+      "1:2:3:4:5:6:7:8:9",
+      "1::2::3",
+      "12345::",
+      "g::",
+      "::1%eth0",
+      "1:2:3:4:5:6:7:",
+    ]) {
+      expect(normalizeIpv6(bad)).toBeNull();
+    }
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 50 }), (text) => {
+        const out = normalizeIpv6(text);
+        if (out !== null) expect(normalizeIpv6(out)).toBe(out);
+      }),
+      RUNS,
+    );
+  });
+});

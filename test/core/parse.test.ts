@@ -1,0 +1,716 @@
+// Table-driven cases for the calico-packet parser, one per form a line can take: the kernel's nf_log_syslog
+// output (IPv4, IPv6, TCP, UDP, ICMP errors with quoted packets, fragments, trailers) behind each wrapper.
+import { describe, expect, it } from "vitest";
+import {
+  createParser,
+  createReferenceParser,
+  type ParseOptions,
+  parseLine,
+} from "../../functions/core/parse.ts";
+import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
+
+/** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
+const NOW = Date.UTC(2024, 5, 1);
+
+function outcomes(line: string, options: ParseOptions = {}): ParseOutcome {
+  const opts = { now: NOW, ...options };
+  const fast = parseLine(line, opts);
+  // Every case also pins the fast path to the token-by-token reference.
+  expect(createReferenceParser(opts)(line)).toEqual(fast);
+  return fast;
+}
+
+function record(line: string, options: ParseOptions = {}): PacketRecord {
+  const outcome = outcomes(line, options);
+  if (outcome.kind !== "record") throw new Error(`expected a record, got ${JSON.stringify(outcome)}`);
+  return outcome.record;
+}
+
+function reason(line: string, options: ParseOptions = {}): string {
+  const outcome = outcomes(line, options);
+  if (outcome.kind !== "error") throw new Error(`expected an error, got ${JSON.stringify(outcome)}`);
+  return outcome.reason;
+}
+
+const DESIGN_LINE =
+  "Apr 19 04:52:19 ip-192-168-74-5 kernel: calico-packet: IN=eth0 OUT=eni8d48114818c MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.22.247 DST=192.168.94.122 LEN=60 TOS=0x00 PREC=0x00 TTL=253 ID=52641 DF PROTO=TCP SPT=59070 DPT=8012 WINDOW=62727 RES=0x00 SYN URGP=0";
+
+const DESIGN_RECORD: PacketRecord = {
+  time: "2024-04-19T04:52:19.000Z",
+  node: "ip-192-168-74-5",
+  prefix: "calico-packet",
+  policy: null,
+  inInterface: "eth0",
+  outInterface: "eni8d48114818c",
+  mac: "0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00",
+  src: "192.168.22.247",
+  dst: "192.168.94.122",
+  ipVersion: 4,
+  length: 60,
+  ttl: 253,
+  protocol: "TCP",
+  srcPort: 59070,
+  dstPort: 8012,
+  tcpFlags: ["SYN"],
+  icmpType: null,
+  icmpCode: null,
+};
+
+/** The kernel message of the DESIGN.md line: prefix and fields, with the kernel's trailing space. */
+const MESSAGE = `${DESIGN_LINE.slice(DESIGN_LINE.indexOf("calico-packet"))} `;
+
+describe("the DESIGN.md example", () => {
+  it("parses to every field of §3.1", () => {
+    expect(record(DESIGN_LINE)).toEqual(DESIGN_RECORD);
+  });
+
+  it("serialises with the field names and order of §3.1, absent values as null", () => {
+    expect(Object.keys(record(DESIGN_LINE))).toEqual([
+      "time",
+      "node",
+      "prefix",
+      "policy",
+      "inInterface",
+      "outInterface",
+      "mac",
+      "src",
+      "dst",
+      "ipVersion",
+      "length",
+      "ttl",
+      "protocol",
+      "srcPort",
+      "dstPort",
+      "tcpFlags",
+      "icmpType",
+      "icmpCode",
+    ]);
+  });
+});
+
+describe("syslog wrappers", () => {
+  it.each([
+    ["RFC 3164", DESIGN_LINE, "2024-04-19T04:52:19.000Z", "ip-192-168-74-5"],
+    [
+      "RFC 3164, single-digit day padded with a space",
+      `Apr  9 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-09T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "RFC 3164 with the kernel's own [seconds.micros] stamp before the prefix",
+      `Apr 19 04:52:19 ip-192-168-74-5 kernel: [ 8123.456789] ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "RFC 3164 with a <PRI>",
+      `<4>Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "RFC 3164 without a host name (a local tag)",
+      `Apr 19 04:52:19 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      null,
+    ],
+    [
+      "rsyslog high precision: microseconds and an offset, converted to UTC",
+      `2024-04-19T06:52:19.123456+02:00 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.123Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "ISO-8601 with a negative offset without colon",
+      `2024-04-18T23:52:19.5-0500 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.500Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "ISO-8601 with Z and nanoseconds",
+      `2024-04-19T04:52:19.999999999Z ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.999Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "ISO-8601 without an offset (taken as UTC)",
+      `2024-04-19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "RFC 5424 with PRI, version and nil structured data",
+      `<4>1 2024-04-19T04:52:19.000001Z ip-192-168-74-5 kernel - - - ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "RFC 5424 with structured data and a nil host",
+      `<4>1 2024-04-19T04:52:19Z - kernel - - [timeQuality tzKnown="1"] ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      null,
+    ],
+    [
+      "a container runtime (CRI) line wrapping a syslog line",
+      `2024-04-19T04:52:20.123456789Z stdout F Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:20.123Z",
+      "ip-192-168-74-5",
+    ],
+    ["a bare kernel message: no time, no node", MESSAGE, null, null],
+    ["dmesg output", `[ 8123.456789] ${MESSAGE}`, null, null],
+  ])("%s", (_name, line, time, node) => {
+    const r = record(line);
+    expect(r.time).toBe(time);
+    expect(r.node).toBe(node);
+    expect(r.src).toBe("192.168.22.247");
+    expect(r.dstPort).toBe(8012);
+  });
+
+  it("accepts CRLF endings and a trailing LF", () => {
+    expect(record(`${DESIGN_LINE}\r\n`)).toEqual(DESIGN_RECORD);
+    expect(record(`${DESIGN_LINE} \r`)).toEqual(DESIGN_RECORD);
+    expect(record(`${DESIGN_LINE}\n`)).toEqual(DESIGN_RECORD);
+  });
+});
+
+describe("year of year-less timestamps", () => {
+  const line = (stamp: string) => `${stamp} node kernel: ${MESSAGE}`;
+
+  it("uses --year when given", () => {
+    expect(record(line("Apr 19 04:52:19"), { year: 2021 }).time).toBe("2021-04-19T04:52:19.000Z");
+  });
+
+  it("takes the year of now, or the year before when that would be more than a day ahead", () => {
+    const newYear = Date.UTC(2025, 0, 1, 0, 30);
+    expect(record(line("Dec 31 23:59:59"), { now: newYear }).time).toBe("2024-12-31T23:59:59.000Z");
+    expect(record(line("Jan  1 00:40:00"), { now: newYear }).time).toBe("2025-01-01T00:40:00.000Z");
+    // Less than a day ahead (clock skew between node and reader) stays in this year.
+    expect(record(line("Jan  1 23:00:00"), { now: newYear }).time).toBe("2025-01-01T23:00:00.000Z");
+    expect(record(line("Jan  2 01:00:00"), { now: newYear }).time).toBe("2024-01-02T01:00:00.000Z");
+  });
+
+  it("finds Feb 29 in the last leap year, and reports it when --year has none", () => {
+    expect(record(line("Feb 29 12:00:00"), { now: Date.UTC(2025, 2, 1) }).time).toBe(
+      "2024-02-29T12:00:00.000Z",
+    );
+    expect(reason(line("Feb 29 12:00:00"), { year: 2023 })).toMatch(/2-29 does not exist in 2023/);
+  });
+});
+
+describe("JSON records wrapping a line", () => {
+  it("journald as Fluent Bit's systemd input ships it", () => {
+    const line = JSON.stringify({
+      _HOSTNAME: "ip-192-168-74-5",
+      _TRANSPORT: "kernel",
+      __REALTIME_TIMESTAMP: "1713502339123456",
+      PRIORITY: "4",
+      MESSAGE: MESSAGE,
+    });
+    expect(record(line)).toEqual({ ...DESIGN_RECORD, time: "2024-04-19T04:52:19.123Z" });
+  });
+
+  it("journald's byte-array MESSAGE (not valid UTF-8 as a whole)", () => {
+    const bytes = [...Buffer.from(MESSAGE)];
+    const line = JSON.stringify({
+      _HOSTNAME: "n1",
+      MESSAGE: bytes,
+      __REALTIME_TIMESTAMP: "1713502339000000",
+    });
+    expect(record(line)).toMatchObject({
+      node: "n1",
+      src: "192.168.22.247",
+      time: "2024-04-19T04:52:19.000Z",
+    });
+  });
+
+  it("CloudWatch agent / Container Insights host logs: message and host", () => {
+    const line = JSON.stringify({ host: "ip-192-168-74-5", ident: "kernel", message: MESSAGE });
+    expect(record(line)).toEqual({ ...DESIGN_RECORD, time: null });
+    const timed = JSON.stringify({ host: "h", message: MESSAGE, timestamp: 1713502339123 });
+    expect(record(timed).time).toBe("2024-04-19T04:52:19.123Z");
+  });
+
+  it("Fluent Bit tail: a whole syslog line in `log`, its host and time win over the record's", () => {
+    const line = JSON.stringify({
+      log: `${DESIGN_LINE}\n`,
+      kubernetes: { host: "ip-192-168-74-5.eu-west-1.compute.internal" },
+    });
+    expect(record(line)).toEqual(DESIGN_RECORD);
+    const bare = JSON.stringify({ log: MESSAGE, kubernetes: { host: "ip-1.eu-west-1.compute.internal" } });
+    expect(record(bare).node).toBe("ip-1.eu-west-1.compute.internal");
+  });
+
+  it("a record's full time replaces a year-less one; an ISO time in the line wins over the record's", () => {
+    const yearless = JSON.stringify({ log: DESIGN_LINE, time: "2023-04-19T04:52:19.5Z" });
+    expect(record(yearless).time).toBe("2023-04-19T04:52:19.500Z");
+    const iso = JSON.stringify({ log: `2024-04-19T04:52:19.25Z h kernel: ${MESSAGE}`, time: 1 });
+    expect(record(iso).time).toBe("2024-04-19T04:52:19.250Z");
+  });
+
+  it.each([
+    ["epoch seconds", 1713502339.5, "2024-04-19T04:52:19.500Z"],
+    ["epoch milliseconds", 1713502339500, "2024-04-19T04:52:19.500Z"],
+    ["epoch microseconds as text", "1713502339500000", "2024-04-19T04:52:19.500Z"],
+    ["epoch nanoseconds", 1713502339500000000, "2024-04-19T04:52:19.500Z"],
+    ["ISO text with an offset", "2024-04-19T05:52:19.5+01:00", "2024-04-19T04:52:19.500Z"],
+    ["something else", "yesterday", null],
+  ])("record time as %s", (_name, time, expected) => {
+    expect(record(JSON.stringify({ msg: MESSAGE, time })).time).toBe(expected);
+  });
+
+  it("a record inside a record's message", () => {
+    const inner = JSON.stringify({ host: "inner-node", message: MESSAGE });
+    expect(record(JSON.stringify({ message: inner, host: "outer" })).node).toBe("inner-node");
+  });
+
+  it("skips a record whose prefix is not in its message", () => {
+    expect(outcomes(JSON.stringify({ message: "hello", labels: { app: "calico-packet" } }))).toEqual({
+      kind: "skip",
+    });
+    expect(outcomes(JSON.stringify({ message: "hello" }))).toEqual({ kind: "skip" });
+  });
+
+  it("reports a truncated or garbled record that carries the prefix", () => {
+    expect(reason(`{"MESSAGE":"${MESSAGE}`)).toMatch(/^malformed JSON record/);
+    expect(reason(`{"message":"calico-packet: IN=eth0"} trailing`)).toMatch(/^malformed JSON record/);
+  });
+});
+
+describe("the prefix", () => {
+  const fields = MESSAGE.slice("calico-packet: ".length);
+
+  it.each([
+    ["followed by ': '", `calico-packet: ${fields}`],
+    ["followed by a space", `calico-packet ${fields}`],
+    ["directly followed by IN=", `calico-packet${fields}`],
+    ["followed by ':'", `calico-packet:${fields}`],
+  ])("%s", (_name, message) => {
+    expect(record(`Apr 19 04:52:19 ip-192-168-74-5 kernel: ${message}`)).toEqual(DESIGN_RECORD);
+  });
+
+  it("is configurable, and a line without it is skipped", () => {
+    const line = `Apr 19 04:52:19 n kernel: deny-log: ${fields}`;
+    expect(record(line, { prefix: "deny-log" }).prefix).toBe("deny-log");
+    expect(outcomes(line)).toEqual({ kind: "skip" });
+  });
+
+  it("is the logged text when it runs on before IN=", () => {
+    expect(record(`calico-packet-drop: ${fields}`).prefix).toBe("calico-packet-drop");
+  });
+
+  it("is found after a host name that contains it", () => {
+    const r = record(`Apr 19 04:52:19 calico-packet-node kernel: calico-packet: ${fields}`);
+    expect(r).toMatchObject({ node: "calico-packet-node", prefix: "calico-packet" });
+  });
+
+  it.each([
+    [
+      "calico-packet %t %k %n",
+      "calico-packet default gnp deny-all: ",
+      { tier: "default", kind: "gnp", name: "deny-all", namespace: null },
+      "calico-packet default gnp deny-all",
+    ],
+    [
+      "calico-packet %t %k %p",
+      "calico-packet security np tenant-a/deny-egress: ",
+      { tier: "security", kind: "np", name: "deny-egress", namespace: "tenant-a" },
+      "calico-packet security np tenant-a/deny-egress",
+    ],
+    [
+      "calico-packet:%t:%k:%p",
+      "calico-packet:default:gnp:allow-dns: ",
+      { tier: "default", kind: "gnp", name: "allow-dns", namespace: null },
+      "calico-packet:default:gnp:allow-dns",
+    ],
+    [
+      // iptables keeps 29 characters of a prefix: Felix's ": " and the end of the name are gone.
+      "calico-packet %t %k %n",
+      "calico-packet default gnp den",
+      { tier: "default", kind: "gnp", name: "den", namespace: null },
+      "calico-packet default gnp den",
+    ],
+    [
+      "calico-packet %t %k %n",
+      "calico-packet default: ",
+      { tier: "default", kind: null, name: null, namespace: null },
+      "calico-packet default",
+    ],
+  ])("format %s reads %j", (format, prefix, policy, logged) => {
+    const r = record(`Apr 19 04:52:19 n kernel: ${prefix}${fields}`, { prefixFormat: format });
+    expect(r.policy).toEqual(policy);
+    expect(r.prefix).toBe(logged);
+  });
+
+  it("decodes no policy without a format, or when the prefix carries none", () => {
+    expect(record(DESIGN_LINE).policy).toBeNull();
+    expect(record(DESIGN_LINE, { prefixFormat: "calico-packet %t %n" }).policy).toBeNull();
+  });
+
+  it("rejects options it cannot use", () => {
+    expect(() => createParser({ prefixFormat: "%t %n" })).toThrow(/must start with literal text/);
+    expect(() => createParser({ prefix: " " })).toThrow(/must not be empty/);
+    expect(() => createParser({ year: 20240 })).toThrow(/year must be/);
+  });
+
+  it("skips lines that only mention it, and reports a line cut right after it", () => {
+    expect(
+      outcomes("2024-04-19 04:52:19.123 [INFO][1] config.go 42: LogPrefix calico-packet (from env)"),
+    ).toEqual({
+      kind: "skip",
+    });
+    expect(reason("Apr 19 04:52:19 n kernel: calico-packet: ")).toMatch(/ends after the log prefix/);
+    expect(reason("Apr 19 04:52:19 n kernel: calico-packet: I")).toMatch(/ends after the log prefix/);
+  });
+});
+
+describe("link layer", () => {
+  const ip =
+    "SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT=1000 DPT=80 WINDOW=1 RES=0x00 SYN URGP=0 ";
+
+  it.each([
+    ["no input device (OUTPUT chain): no MAC", `IN= OUT=eth0 ${ip}`, null, "eth0", null],
+    ["an empty MAC=", `IN=lo OUT= MAC= ${ip}`, "lo", null, null],
+    [
+      "MACDECODE's MACSRC/MACDST/MACPROTO, put back in MAC= order",
+      `IN=eth0 OUT= MACSRC=0a:3d:c7:6e:53:91 MACDST=0a:a3:01:06:e0:c5 MACPROTO=0800 ${ip}`,
+      "eth0",
+      null,
+      "0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00",
+    ],
+    [
+      "MACDECODE with a VLAN tag",
+      `IN=eth0.5 OUT= MACSRC=0a:3d:c7:6e:53:91 MACDST=0a:a3:01:06:e0:c5 VPROTO=8100 VID=5 MACPROTO=0800 ${ip}`,
+      "eth0.5",
+      null,
+      "0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00",
+    ],
+    [
+      "bridge netfilter's PHYSIN/PHYSOUT",
+      `IN=br0 OUT=br0 PHYSIN=veth1 PHYSOUT=veth2 MAC=aa:bb:cc:dd:ee:ff:11:22:33:44:55:66:08:00 ${ip}`,
+      "br0",
+      "br0",
+      "aa:bb:cc:dd:ee:ff:11:22:33:44:55:66:08:00",
+    ],
+  ])("%s", (_name, fields, inInterface, outInterface, mac) => {
+    expect(record(`calico-packet: ${fields}`)).toMatchObject({
+      inInterface,
+      outInterface,
+      mac,
+      src: "10.0.0.1",
+    });
+  });
+});
+
+describe("IPv4", () => {
+  const head = "calico-packet: IN=eth0 OUT=cali1234 MAC=00:00:00:00:00:00:00:00:00:00:00:00:08:00";
+
+  it("reads LEN TOS PREC TTL ID and the CE DF MF flags", () => {
+    const r = record(
+      `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=1500 TOS=0x10 PREC=0xA0 TTL=1 ID=65535 CE DF MF PROTO=UDP SPT=1 DPT=2 LEN=1480 `,
+    );
+    expect(r).toMatchObject({ length: 1500, ttl: 1, protocol: "UDP", srcPort: 1, dstPort: 2 });
+  });
+
+  it("takes LEN from the IP header, never the UDP one", () => {
+    expect(
+      record(
+        `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=76 TOS=0x00 PREC=0x00 TTL=64 ID=0 PROTO=UDP SPT=53 DPT=53 LEN=56 `,
+      ).length,
+    ).toBe(76);
+  });
+
+  it("a first fragment (MF) has ports; a later one (FRAG:) has none, and is not an error", () => {
+    const first = record(
+      `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=1500 TOS=0x00 PREC=0x00 TTL=64 ID=7 MF PROTO=UDP SPT=5000 DPT=6000 LEN=3000 `,
+    );
+    expect(first).toMatchObject({ srcPort: 5000, dstPort: 6000 });
+    const later = record(
+      `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=1500 TOS=0x00 PREC=0x00 TTL=64 ID=7 FRAG:185 PROTO=UDP `,
+    );
+    expect(later).toMatchObject({ protocol: "UDP", srcPort: null, dstPort: null, tcpFlags: [] });
+    const tcp = record(
+      `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=7 MF FRAG:3 PROTO=TCP `,
+    );
+    expect(tcp).toMatchObject({ protocol: "TCP", srcPort: null, tcpFlags: [] });
+  });
+
+  it("skips IP options", () => {
+    const r = record(
+      `${head} SRC=1.2.3.4 DST=5.6.7.8 LEN=64 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF OPT (94040000) PROTO=TCP SPT=1 DPT=2 WINDOW=3 RES=0x00 SYN URGP=0 `,
+    );
+    expect(r).toMatchObject({ srcPort: 1, dstPort: 2, tcpFlags: ["SYN"] });
+  });
+});
+
+describe("IPv6", () => {
+  const v6 = (rest: string) =>
+    `calico-packet: IN=eth0 OUT=cali1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:86:dd SRC=2600:1f18:04a2:0001:0000:0000:0000:00a1 DST=fe80:0000:0000:0000:0202:b3ff:fe1e:8329 LEN=80 TC=0 HOPLIMIT=63 FLOWLBL=654321 ${rest}`;
+
+  it("normalises the kernel's uncompressed addresses to RFC 5952 and reads HOPLIMIT as ttl", () => {
+    const r = record(v6("PROTO=TCP SPT=40000 DPT=443 WINDOW=64800 RES=0x00 SYN URGP=0 "));
+    expect(r).toMatchObject({
+      ipVersion: 6,
+      src: "2600:1f18:4a2:1::a1",
+      dst: "fe80::202:b3ff:fe1e:8329",
+      length: 80,
+      ttl: 63,
+      srcPort: 40000,
+      dstPort: 443,
+      tcpFlags: ["SYN"],
+    });
+  });
+
+  it.each([
+    ["0000:0000:0000:0000:0000:0000:0000:0001", "::1"],
+    ["0000:0000:0000:0000:0000:0000:0000:0000", "::"],
+    ["2001:0db8:0000:0001:0000:0000:0000:0001", "2001:db8:0:1::1"],
+    ["2001:0db8:0000:0000:0001:0000:0000:0001", "2001:db8::1:0:0:1"],
+    ["2001:0DB8:AAAA:BBBB:CCCC:DDDD:EEEE:0000", "2001:db8:aaaa:bbbb:cccc:dddd:eeee:0"],
+    ["0000:0000:0000:0000:0000:ffff:c000:0201", "::ffff:192.0.2.1"],
+  ])("%s is %s", (printed, canonical) => {
+    const r = record(
+      `calico-packet: IN= OUT=eth0 SRC=${printed} DST=${printed} LEN=40 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=59 `,
+    );
+    expect([r.src, r.dst, r.protocol]).toEqual([canonical, canonical, "59"]);
+  });
+
+  it("fragment headers: the first fragment has ports, later ones do not", () => {
+    expect(record(v6("FRAG:0 INCOMPLETE ID:0000abcd PROTO=UDP SPT=1 DPT=2 LEN=1200 "))).toMatchObject({
+      srcPort: 1,
+    });
+    expect(record(v6("FRAG:1232 ID:0000abcd PROTO=UDP "))).toMatchObject({ protocol: "UDP", srcPort: null });
+    // With --log-ip-options the fragment header is inside OPT ( ... ).
+    expect(record(v6("OPT ( FRAG:1232 INCOMPLETE ID:0000abcd ) PROTO=TCP "))).toMatchObject({
+      srcPort: null,
+    });
+  });
+
+  it("ICMPv6 echo and an error quoting the packet it is about", () => {
+    expect(record(v6("PROTO=ICMPv6 TYPE=128 CODE=0 ID=7 SEQ=1 "))).toMatchObject({
+      protocol: "ICMPv6",
+      icmpType: 128,
+      icmpCode: 0,
+      srcPort: null,
+    });
+    const tooBig = record(
+      v6(
+        "PROTO=ICMPv6 TYPE=2 CODE=0 [SRC=fe80:0000:0000:0000:0202:b3ff:fe1e:8329 DST=2600:1f18:04a2:0001:0000:0000:0000:0099 LEN=1500 TC=0 HOPLIMIT=64 FLOWLBL=1 PROTO=TCP SPT=443 DPT=40000 WINDOW=1 RES=0x00 ACK URGP=0 ] MTU=1280 ",
+      ),
+    );
+    expect(tooBig).toMatchObject({
+      dst: "fe80::202:b3ff:fe1e:8329",
+      icmpType: 2,
+      srcPort: null,
+      dstPort: null,
+    });
+  });
+
+  it("reports what the kernel could not decode", () => {
+    expect(reason(v6("Unknown Ext Hdr 135"))).toMatch(/extension header the kernel does not decode/);
+    expect(reason(v6("TRUNCATED"))).toMatch(/could not read an IPv6 extension header/);
+  });
+});
+
+describe("transport", () => {
+  const ip = (proto: string) =>
+    `calico-packet: IN=eth0 OUT= MAC= SRC=10.1.2.3 DST=10.4.5.6 LEN=52 TOS=0x00 PREC=0x00 TTL=63 ID=4242 DF ${proto}`;
+
+  it("TCP with SEQ/ACK, every flag in the kernel's order, URGP and OPT", () => {
+    const r = record(
+      ip(
+        "PROTO=TCP SPT=443 DPT=51000 SEQ=4294967295 ACK=1 WINDOW=501 RES=0x00 AE CWR ECE URG ACK PSH RST SYN FIN URGP=7 OPT (0101080A0011223344556677) UID=0 GID=0 MARK=0x4000 ",
+      ),
+    );
+    expect(r).toMatchObject({
+      srcPort: 443,
+      dstPort: 51000,
+      tcpFlags: ["AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"],
+    });
+  });
+
+  it("TCP without flags, and TCP whose header was not in the packet", () => {
+    expect(record(ip("PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 URGP=0 ")).tcpFlags).toEqual([]);
+    expect(record(ip("PROTO=TCP INCOMPLETE [12 bytes] "))).toMatchObject({ srcPort: null, tcpFlags: [] });
+    expect(record(ip("PROTO=TCP SPT=1 DPT=2 WINDOW=0 RES=0x00 ACK URGP=0 OPT (TRUNCATED)")).tcpFlags).toEqual(
+      ["ACK"],
+    );
+  });
+
+  it("UDP and UDPLITE", () => {
+    expect(record(ip("PROTO=UDP SPT=53 DPT=40000 LEN=32 "))).toMatchObject({
+      protocol: "UDP",
+      srcPort: 53,
+      dstPort: 40000,
+      tcpFlags: [],
+    });
+    expect(record(ip("PROTO=UDPLITE SPT=5 DPT=6 LEN=8 "))).toMatchObject({
+      protocol: "UDPLITE",
+      srcPort: 5,
+      dstPort: 6,
+    });
+  });
+
+  it("ICMP echo", () => {
+    expect(record(ip("PROTO=ICMP TYPE=8 CODE=0 ID=3088 SEQ=1 "))).toMatchObject({
+      protocol: "ICMP",
+      icmpType: 8,
+      icmpCode: 0,
+      srcPort: null,
+      dstPort: null,
+    });
+  });
+
+  it.each([
+    [
+      "destination unreachable quoting a TCP packet cut to 8 bytes",
+      "PROTO=ICMP TYPE=3 CODE=3 [SRC=10.4.5.6 DST=10.1.2.3 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP INCOMPLETE [8 bytes] ] ",
+      3,
+      3,
+    ],
+    [
+      "fragmentation needed quoting a UDP packet, then MTU=",
+      "PROTO=ICMP TYPE=3 CODE=4 [SRC=10.4.5.6 DST=10.1.2.3 LEN=1500 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=UDP SPT=9999 DPT=8888 LEN=1480 ] MTU=1400 ",
+      3,
+      4,
+    ],
+    [
+      "redirect with GATEWAY=",
+      "PROTO=ICMP TYPE=5 CODE=1 GATEWAY=10.0.0.254 [SRC=10.4.5.6 DST=10.1.2.3 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=7 DPT=9 WINDOW=1 RES=0x00 SYN URGP=0 ] ",
+      5,
+      1,
+    ],
+    ["parameter problem", "PROTO=ICMP TYPE=12 CODE=0 PARAMETER=20 ", 12, 0],
+    [
+      "time exceeded, quoted packet the kernel could not read",
+      "PROTO=ICMP TYPE=11 CODE=0 [TRUNCATED] ",
+      11,
+      0,
+    ],
+    ["a message shorter than its type needs", "PROTO=ICMP TYPE=3 CODE=1 INCOMPLETE [10 bytes] ", 3, 1],
+  ])("ICMP error: %s (the quoted packet's addresses and ports stay out)", (_name, proto, type, code) => {
+    expect(record(ip(proto))).toMatchObject({
+      src: "10.1.2.3",
+      dst: "10.4.5.6",
+      length: 52,
+      ttl: 63,
+      protocol: "ICMP",
+      srcPort: null,
+      dstPort: null,
+      tcpFlags: [],
+      icmpType: type,
+      icmpCode: code,
+    });
+  });
+
+  it("ICMP without its header", () => {
+    expect(record(ip("PROTO=ICMP INCOMPLETE [2 bytes] "))).toMatchObject({ icmpType: null, icmpCode: null });
+  });
+
+  it.each([
+    ["SCTP with ports", "PROTO=SCTP SPT=3868 DPT=3868 ", "SCTP", 3868],
+    ["SCTP as the kernel prints it, by number", "PROTO=132 ", "132", null],
+    ["GRE, a bare protocol number", "PROTO=47 ", "47", null],
+    ["ESP", "PROTO=ESP SPI=0xdeadbeef ", "ESP", null],
+    ["AH", "PROTO=AH SPI=0x1 ", "AH", null],
+  ])("%s", (_name, proto, protocol, port) => {
+    expect(record(ip(proto))).toMatchObject({ protocol, srcPort: port, dstPort: port, icmpType: null });
+  });
+
+  it("ignores UID/GID/MARK trailers", () => {
+    expect(record(ip("PROTO=47 UID=1000 GID=1000 MARK=0xffffffff ")).protocol).toBe("47");
+  });
+});
+
+describe("malformed calico-packet lines get a precise reason", () => {
+  const full = MESSAGE;
+  const cut = (marker: string) => full.slice(0, full.indexOf(marker));
+
+  it.each([
+    [cut("SRC="), /no SRC=/],
+    [cut("DST="), /no DST=/],
+    [cut("LEN="), /no LEN=/],
+    [cut("PROTO="), /no PROTO=/],
+    [cut("SPT="), /TCP without SPT=/],
+    [cut("DPT="), /TCP without DPT=/],
+    [cut("WINDOW="), /TCP fields end before URGP=/],
+    [`${cut("SYN")}SY`, /TCP fields end before URGP=/],
+    [cut("URGP="), /TCP fields end before URGP=/],
+    [full.replace("SYN", "SYNX"), /unexpected "SYNX" among the TCP flags/],
+    [full.replace("192.168.22.247", "192.168.22.256"), /SRC= is not an IP address: "192.168.22.256"/],
+    [full.replace("192.168.94.122", "fe80::1"), /DST= is not an IPv4 address/],
+    [full.replace("LEN=60", "LEN=sixty"), /LEN= is not a length/],
+    [full.replace("TTL=253", "TTL=256"), /TTL= is not a hop count/],
+    [full.replace("SPT=59070", "SPT=65536"), /SPT= is not a port/],
+    [full.replace("DPT=8012", "DPT=-1"), /DPT= is not a port/],
+    [full.replace("PROTO=TCP", "PROTO="), /empty PROTO=/],
+    [`${full}${full}`, /second IN=.*two packet logs/],
+    [
+      full.replace("PROTO=TCP", "PROTO=UDP").replace(" WINDOW=62727 RES=0x00 SYN URGP=0", ""),
+      /UDP fields end before LEN=/,
+    ],
+    [
+      "calico-packet: IN=eth0 OUT= SRC=1.1.1.1 DST=2.2.2.2 LEN=1 TTL=1 PROTO=ICMP CODE=0",
+      /ICMP without TYPE=/,
+    ],
+    [
+      "calico-packet: IN=eth0 OUT= SRC=1.1.1.1 DST=2.2.2.2 LEN=1 TTL=1 PROTO=ICMP TYPE=300 CODE=0",
+      /TYPE= is not an ICMP type/,
+    ],
+    ["calico-packet: IN=eth0 OUT= ARP HTYPE=1 PTYPE=0x0800 OPCODE=1", /ARP packet/],
+    ["calico-packet: IN=eth0 OUT= MAC= TRUNCATED", /could not read the IP header/],
+    ["calico-packet: IN=eth0 OUT= PROTO=TCP SRC=1.1.1.1", /PROTO= before SRC=/],
+  ])("%s", (line, expected) => {
+    expect(reason(line)).toMatch(expected);
+  });
+
+  it("quotes a bad value briefly, however long it is", () => {
+    const r = reason(full.replace("192.168.22.247", "9".repeat(100_000)));
+    expect(r.length).toBeLessThan(100);
+  });
+});
+
+describe("totality on hostile input", () => {
+  it("skips lines without the prefix, cheaply and whatever they hold", () => {
+    for (const line of [
+      "",
+      "\n",
+      "{",
+      "{}",
+      "\u0000\uffff\ud800",
+      "IN=eth0 OUT= SRC=1.2.3.4",
+      "x".repeat(1 << 20),
+    ]) {
+      expect(outcomes(line)).toEqual({ kind: "skip" });
+    }
+  });
+
+  it("handles megabyte lines built to defeat a scanner", () => {
+    const mb = 1 << 20;
+    const cases = [
+      `calico-packet: ${"[".repeat(mb)}`,
+      `${"calico-packet ".repeat(mb / 14)}IN=`,
+      `calico-packet: IN=eth0 OUT= ${"IN=".repeat(mb / 3)}`,
+      `calico-packet: ${MESSAGE.slice(15)}${"[SRC=1.1.1.1 ".repeat(mb / 13)}`,
+      `calico-packet: ${MESSAGE.slice(15)}${"A=1 ".repeat(mb / 4)}`,
+      `calico-packet: IN=eth0 OUT= SRC=${"1".repeat(mb)}`,
+      `calico-packet: IN=eth0 OUT= SRC=${"1:".repeat(mb / 2)}`,
+      `${" ".repeat(mb)}calico-packet: ${MESSAGE.slice(15)}`,
+      `{"message":"${"\\u0041".repeat(mb / 6)} calico-packet"}`,
+      `Apr 19 04:52:19.${"9".repeat(mb)} n kernel: ${MESSAGE}`,
+    ];
+    for (const line of cases) {
+      const outcome = outcomes(line);
+      expect(["record", "skip", "error"]).toContain(outcome.kind);
+    }
+    // A valid packet followed by a megabyte of fields the record does not carry is still that packet.
+    expect(record(`${DESIGN_LINE} ${"X=1 ".repeat(mb / 4)}`)).toEqual(DESIGN_RECORD);
+  });
+
+  it("answers a non-string with an error instead of throwing", () => {
+    expect(parseLine(undefined as unknown as string)).toEqual({
+      kind: "error",
+      reason: "input is not a string",
+    });
+  });
+});
