@@ -1,25 +1,41 @@
 // The calico-flows CLI: the same core and adapters as the Lambda functions, run locally.
 import { Command } from "commander";
-import { registerBackfill } from "./commands/backfill.ts";
-import { registerDemo } from "./commands/demo.ts";
-import { registerFlows } from "./commands/flows.ts";
-import { registerPanic } from "./commands/panic.ts";
-import { registerParse } from "./commands/parse.ts";
-import { registerRedrive } from "./commands/redrive.ts";
-import { registerReplay } from "./commands/replay.ts";
+
+type Register = (program: Command) => void;
+
+// Command name → its module. Only the command being run is loaded: the others pull in the AWS SDK, the
+// Kubernetes client or dynalite, and loading them all would cost `parse` most of a second at every start.
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  parse: async () => (await import("./commands/parse.ts")).registerParse,
+  replay: async () => (await import("./commands/replay.ts")).registerReplay,
+  // `flows` also registers `alerts`.
+  flows: async () => (await import("./commands/flows.ts")).registerFlows,
+  alerts: async () => (await import("./commands/flows.ts")).registerFlows,
+  panic: async () => (await import("./commands/panic.ts")).registerPanic,
+  backfill: async () => (await import("./commands/backfill.ts")).registerBackfill,
+  redrive: async () => (await import("./commands/redrive.ts")).registerRedrive,
+  demo: async () => (await import("./commands/demo.ts")).registerDemo,
+};
 
 const program = new Command("calico-flows")
   .description("See, explain and survive Calico policy denials on EKS.")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-// Each command module adds itself here (one line each).
-registerParse(program);
-registerReplay(program);
-registerFlows(program);
-registerPanic(program);
-registerBackfill(program);
-registerRedrive(program);
-registerDemo(program);
+const requested = process.argv[2];
+const only = requested === undefined ? undefined : COMMANDS[requested];
+if (only !== undefined) {
+  (await only())(program);
+} else {
+  // Help, or a mistyped command: register everything so commander can list and suggest.
+  const registered = new Set<Register>();
+  for (const load of Object.values(COMMANDS)) {
+    const register = await load();
+    if (!registered.has(register)) {
+      registered.add(register);
+      register(program);
+    }
+  }
+}
 
 await program.parseAsync(process.argv);
