@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // CI also writes a JSON report, from which .ci/run prints the plain "N passed, N failed" line.
+    reporters: process.env.CI ? ["default", ["json", { outputFile: ".vitest-report.json" }]] : ["default"],
     env: {
       // Nothing in the suite may reach a real AWS endpoint: fake credentials, fixed region.
       AWS_ACCESS_KEY_ID: "AKIDTESTTESTTEST",
