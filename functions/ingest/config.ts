@@ -2,6 +2,7 @@
 // misconfigured deployment fails on its first invocation with the offending variable and value.
 import { z } from "zod";
 import { CidrSet } from "../core/classify.ts";
+import { parseEnv } from "../shared/env.ts";
 
 const csv = z.string().transform((v) =>
   v
@@ -31,15 +32,6 @@ const IngestEnv = z.object({
 export type IngestConfig = z.infer<typeof IngestEnv> & { internal: CidrSet };
 
 export function loadIngestConfig(env: NodeJS.ProcessEnv): IngestConfig {
-  const parsed = IngestEnv.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues
-      .map((i) => {
-        const name = String(i.path[0]);
-        return `${name}=${JSON.stringify(env[name])}: ${i.message}`;
-      })
-      .join("; ");
-    throw new Error(`invalid ingest configuration: ${problems}`);
-  }
-  return { ...parsed.data, internal: new CidrSet(parsed.data.INTERNAL_CIDRS) };
+  const data = parseEnv(IngestEnv, env, "ingest");
+  return { ...data, internal: new CidrSet(data.INTERNAL_CIDRS) };
 }

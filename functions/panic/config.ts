@@ -25,6 +25,7 @@ import {
   type PanicPolicySettings,
   POLICY_TYPES,
 } from "../core/panic-policy.ts";
+import { parseEnv } from "../shared/env.ts";
 import { MAX_TTL_MINUTES } from "./service.ts";
 
 /** The bare group names (as the CDK context spells them) mean the version each group serves. */
@@ -102,17 +103,7 @@ function withoutEmpty(env: NodeJS.ProcessEnv): Record<string, string> {
 }
 
 export function loadPanicConfig(env: NodeJS.ProcessEnv): PanicConfig {
-  const parsed = PanicEnv.safeParse(withoutEmpty(env));
-  if (!parsed.success) {
-    const problems = parsed.error.issues
-      .map((i) => {
-        const name = String(i.path[0]);
-        return `${name}=${JSON.stringify(env[name])}: ${i.message}`;
-      })
-      .join("; ");
-    throw new Error(`invalid panic configuration: ${problems}`);
-  }
-  const e = parsed.data;
+  const e = parseEnv(PanicEnv, env, "panic", withoutEmpty(env));
   return {
     cluster: e.CLUSTER_NAME,
     tableName: e.TABLE_NAME,
