@@ -20,6 +20,7 @@ import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { EventBridgeExpiryScheduler } from "../adapters/scheduler.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { EXPIRY_EVENT_SOURCE, PanicFailure, type PanicFailureKind } from "../core/panic-policy.ts";
+import { json } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadPanicConfig, type PanicConfig } from "./config.ts";
 import {
@@ -95,18 +96,6 @@ const ExpiryEventSchema = z.object({
   policyName: z.string().min(1),
   expiresAt: z.iso.datetime(),
 });
-
-function json(
-  statusCode: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): APIGatewayProxyResult {
-  return {
-    statusCode,
-    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
-    body: JSON.stringify(body),
-  };
-}
 
 function failureResponse(error: PanicFailure): APIGatewayProxyResult {
   return json(STATUS[error.kind], {

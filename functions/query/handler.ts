@@ -23,6 +23,7 @@ import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
 import { normalizeIpv6 } from "../core/ipv6.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
+import { json } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadQueryConfig, type QueryConfig } from "./config.ts";
 
@@ -244,18 +245,6 @@ export function alertQueryOf(
     cluster: runtime.cluster,
     ...position(p, runtime.now()),
     limit: p.limit ?? DEFAULT_LIMIT,
-  };
-}
-
-function json(
-  statusCode: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): APIGatewayProxyResult {
-  return {
-    statusCode,
-    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
-    body: JSON.stringify(body),
   };
 }
 
