@@ -37,21 +37,83 @@ export function digest(text: string): string {
   return hash("sha256", text, "base64url").slice(0, 22);
 }
 
+/** ".000Z" … ".999Z": the end of an ISO timestamp, by its milliseconds. */
+const MS_SUFFIX = Array.from({ length: 1000 }, (_, ms) => `.${String(ms).padStart(3, "0")}Z`);
+
+/**
+ * Date#toISOString through a cache of its first part per second: the flows of a bucket fall in few seconds,
+ * so most timestamps cost a Map lookup and one concatenation instead of a Date and its formatting.
+ */
+class IsoCache {
+  readonly #seconds = new Map<number, string>();
+
+  of(time: number): string {
+    // Date keeps whole milliseconds (truncated toward zero) and at most 8.64e15 of them either way.
+    const ms = Math.trunc(time);
+    if (!(Math.abs(ms) <= 8.64e15)) return new Date(time).toISOString();
+    const second = Math.floor(ms / 1000);
+    let prefix = this.#seconds.get(second);
+    if (prefix === undefined) {
+      // Throws RangeError for an invalid time, as toISOString does.
+      prefix = new Date(second * 1000).toISOString().slice(0, -5);
+      this.#seconds.set(second, prefix);
+    }
+    return prefix + (MS_SUFFIX[ms - second * 1000] as string);
+  }
+}
+
+/** A flow being counted: the record's fields, kept flat until flows() builds the record once. */
 interface Accumulator {
-  record: FlowRecord;
+  id: string;
+  bucket: number;
+  bucketIso: string;
+  src: Endpoint;
+  dst: Endpoint;
+  protocol: string;
+  dstPort: number | null;
+  direction: Direction;
+  reporter: string;
+  internal: boolean;
+  packets: number;
+  bytes: number;
   first: number;
   last: number;
-  flags: Set<string>;
+  policy: PolicyRef | null;
+  /** Distinct TCP flags seen (a handful at most: an array beats a Set). */
+  flags: string[];
 }
+
+// Flow keys are chains of small integers combined two at a time (a * PAIR + b stays an exact double), so the
+// per-packet key costs a few numeric Map lookups instead of building and hashing a string.
+const PAIR = 2 ** 26;
 
 export class FlowAggregator {
   readonly #cluster: string;
   readonly #bucketMs: number;
-  readonly #flows = new Map<string, Accumulator>();
+  /** Flows by (endpoint pair, rest of the key) numbers; #wideFlows when they do not combine exactly. */
+  readonly #flows = new Map<number, Accumulator>();
+  readonly #wideFlows = new Map<string, Accumulator>();
+  readonly #accumulators: Accumulator[] = [];
   // Endpoints are shared objects (one per lookup); interning them to small integers keeps the per-packet key
   // short. Two objects describing the same holder of the same IP get the same number.
   readonly #endpointIds = new Map<Endpoint, number>();
   readonly #endpointKeys = new Map<string, number>();
+  /** endpointKey of each endpoint number, for the ids of new flows. */
+  readonly #endpointKeyOf: string[] = [];
+  readonly #pairs = new Map<number, number>();
+  /** Pairs of numbers too large to combine exactly (not expected; kept correct anyway). */
+  readonly #widePairs = new Map<string, number>();
+  #nextPair = 0;
+  readonly #buckets = new Map<number, number>();
+  #lastBucket = Number.NaN;
+  #lastBucketId = 0;
+  #lastBucketIso = "";
+  readonly #bucketIso: string[] = [];
+  readonly #reporters = new Map<string, number>();
+  readonly #protocols = new Map<string, Map<number | null, number>>();
+  #nextProtocolPort = 0;
+  // 0 is "no policy".
+  readonly #policies = new Map<string, number>();
 
   constructor(cluster: string, bucketSeconds: number) {
     if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1) {
@@ -62,10 +124,11 @@ export class FlowAggregator {
   }
 
   get size(): number {
-    return this.#flows.size;
+    return this.#accumulators.length;
   }
 
-  #endpointId(e: Endpoint): number {
+  /** Run-local number of an endpoint (same IP and holder, same number); see addInterned. */
+  endpointId(e: Endpoint): number {
     let id = this.#endpointIds.get(e);
     if (id === undefined) {
       const key = endpointKey(e);
@@ -73,67 +136,157 @@ export class FlowAggregator {
       if (id === undefined) {
         id = this.#endpointKeys.size;
         this.#endpointKeys.set(key, id);
+        this.#endpointKeyOf.push(key);
       }
       this.#endpointIds.set(e, id);
     }
     return id;
   }
 
+  #pair(a: number, b: number): number {
+    let id: number | undefined;
+    if (a < PAIR && b < PAIR) {
+      const k = a * PAIR + b;
+      id = this.#pairs.get(k);
+      if (id === undefined) {
+        id = this.#nextPair++;
+        this.#pairs.set(k, id);
+      }
+    } else {
+      const k = `${a},${b}`;
+      id = this.#widePairs.get(k);
+      if (id === undefined) {
+        id = this.#nextPair++;
+        this.#widePairs.set(k, id);
+      }
+    }
+    return id;
+  }
+
   /** Counts one packet. `p` itself is not retained (callers may reuse it), only the values it points to. */
   add(p: AttributedPacket): void {
-    const bucket = bucketStart(p.at, this.#bucketMs);
-    const local = `${bucket}|${this.#endpointId(p.src)}|${this.#endpointId(p.dst)}|${p.protocol}|${p.dstPort ?? ""}|${
-      p.reporter
-    }${p.policy === null ? "" : `|${policyKey(p.policy)}`}`;
-    let acc = this.#flows.get(local);
-    if (acc === undefined) {
-      // The id digests the full key (not the run-local endpoint numbers), so it is the same in every run.
-      const key = `${this.#cluster}\n${bucket}\n${endpointKey(p.src)}\n${endpointKey(p.dst)}\n${p.protocol}\n${
-        p.dstPort ?? ""
-      }\n${p.reporter}\n${policyKey(p.policy)}`;
-      acc = {
-        record: {
-          id: digest(key),
-          cluster: this.#cluster,
-          bucket: new Date(bucket).toISOString(),
-          src: p.src,
-          dst: p.dst,
-          protocol: p.protocol,
-          dstPort: p.dstPort,
-          direction: p.direction,
-          reporter: p.reporter,
-          internal: p.internal,
-          packets: 0,
-          bytes: 0,
-          firstSeen: "",
-          lastSeen: "",
-          policy: p.policy,
-          tcpFlags: [],
-        },
-        first: p.at,
-        last: p.at,
-        flags: new Set(),
-      };
-      this.#flows.set(local, acc);
+    this.addInterned(p, this.endpointId(p.src), this.endpointId(p.dst));
+  }
+
+  /** add() with the endpoints' numbers already known (endpointId of p.src and p.dst). */
+  addInterned(p: AttributedPacket, srcId: number, dstId: number): void {
+    const at = p.at;
+    const bucket = bucketStart(at, this.#bucketMs);
+    let bucketId: number | undefined;
+    if (bucket === this.#lastBucket) {
+      bucketId = this.#lastBucketId;
+    } else {
+      bucketId = this.#buckets.get(bucket);
+      if (bucketId === undefined) {
+        bucketId = this.#buckets.size;
+        this.#bucketIso.push(new Date(bucket).toISOString());
+        this.#buckets.set(bucket, bucketId);
+      }
+      this.#lastBucket = bucket;
+      this.#lastBucketId = bucketId;
+      this.#lastBucketIso = this.#bucketIso[bucketId] as string;
     }
-    acc.record.packets += 1;
-    acc.record.bytes += p.length;
-    if (p.at < acc.first) acc.first = p.at;
-    if (p.at > acc.last) acc.last = p.at;
-    for (const flag of p.tcpFlags) acc.flags.add(flag);
+    let ports = this.#protocols.get(p.protocol);
+    if (ports === undefined) {
+      ports = new Map();
+      this.#protocols.set(p.protocol, ports);
+    }
+    let protocolPort = ports.get(p.dstPort);
+    if (protocolPort === undefined) {
+      protocolPort = this.#nextProtocolPort++;
+      ports.set(p.dstPort, protocolPort);
+    }
+    let reporter = this.#reporters.get(p.reporter);
+    if (reporter === undefined) {
+      reporter = this.#reporters.size;
+      this.#reporters.set(p.reporter, reporter);
+    }
+    let policy = 0;
+    if (p.policy !== null) {
+      const pk = policyKey(p.policy);
+      let known = this.#policies.get(pk);
+      if (known === undefined) {
+        known = this.#policies.size + 1;
+        this.#policies.set(pk, known);
+      }
+      policy = known;
+    }
+    // The endpoint pair has many values, the rest few: the latter's lookups hit a small map.
+    const ends = this.#pair(srcId, dstId);
+    const rest = this.#pair(this.#pair(bucketId, protocolPort), this.#pair(reporter, policy));
+    const exact = ends < PAIR && rest < PAIR;
+    const local = exact ? ends * PAIR + rest : 0;
+    const wide = exact ? "" : `${ends},${rest}`;
+    let acc = exact ? this.#flows.get(local) : this.#wideFlows.get(wide);
+    if (acc === undefined) {
+      // The id digests the full key (not the run-local numbers), so it is the same in every run.
+      const key = `${this.#cluster}\n${bucket}\n${this.#endpointKeyOf[srcId]}\n${this.#endpointKeyOf[dstId]}\n${
+        p.protocol
+      }\n${p.dstPort ?? ""}\n${p.reporter}\n${policyKey(p.policy)}`;
+      acc = {
+        id: digest(key),
+        bucket,
+        bucketIso: this.#lastBucketIso,
+        src: p.src,
+        dst: p.dst,
+        protocol: p.protocol,
+        dstPort: p.dstPort,
+        direction: p.direction,
+        reporter: p.reporter,
+        internal: p.internal,
+        packets: 0,
+        bytes: 0,
+        first: at,
+        last: at,
+        policy: p.policy,
+        flags: [],
+      };
+      if (exact) this.#flows.set(local, acc);
+      else this.#wideFlows.set(wide, acc);
+      this.#accumulators.push(acc);
+    }
+    acc.packets += 1;
+    acc.bytes += p.length;
+    if (at < acc.first) acc.first = at;
+    if (at > acc.last) acc.last = at;
+    const flags = p.tcpFlags;
+    for (let i = 0; i < flags.length; i++) {
+      const flag = flags[i] as string;
+      if (!acc.flags.includes(flag)) acc.flags.push(flag);
+    }
   }
 
   /** The aggregated flows, ordered by bucket then id so that output and writes are deterministic. */
   flows(): FlowRecord[] {
-    const out: FlowRecord[] = [];
-    for (const acc of this.#flows.values()) {
-      out.push({
-        ...acc.record,
-        firstSeen: new Date(acc.first).toISOString(),
-        lastSeen: new Date(acc.last).toISOString(),
-        tcpFlags: [...acc.flags].sort(),
-      });
+    const accs = [...this.#accumulators];
+    accs.sort((a, b) =>
+      a.bucket !== b.bucket ? (a.bucketIso < b.bucketIso ? -1 : 1) : a.id < b.id ? -1 : 1,
+    );
+    const out: FlowRecord[] = new Array(accs.length);
+    const iso = new IsoCache();
+    for (let i = 0; i < accs.length; i++) {
+      const a = accs[i] as Accumulator;
+      // A flow of one packet (or of one millisecond) is common: one string for both ends of it.
+      const firstSeen = iso.of(a.first);
+      out[i] = {
+        id: a.id,
+        cluster: this.#cluster,
+        bucket: a.bucketIso,
+        src: a.src,
+        dst: a.dst,
+        protocol: a.protocol,
+        dstPort: a.dstPort,
+        direction: a.direction,
+        reporter: a.reporter,
+        internal: a.internal,
+        packets: a.packets,
+        bytes: a.bytes,
+        firstSeen,
+        lastSeen: a.last === a.first ? firstSeen : iso.of(a.last),
+        policy: a.policy,
+        tcpFlags: a.flags.length > 1 ? [...a.flags].sort() : [...a.flags],
+      };
     }
-    return out.sort((a, b) => (a.bucket < b.bucket ? -1 : a.bucket > b.bucket ? 1 : a.id < b.id ? -1 : 1));
+    return out;
   }
 }

@@ -87,19 +87,29 @@ function candidate(
 
 function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
   const groups = new Map<string, Group>();
+  // Flows share endpoint objects: each is named once.
+  const names = new Map<Endpoint, string>();
+  const nameOf = (e: Endpoint): string => {
+    let name = names.get(e);
+    if (name === undefined) {
+      name = alertEndpointKey(e);
+      names.set(e, name);
+    }
+    return name;
+  };
   for (const f of flows) {
     if (!f.internal) continue;
-    const key: AlertKey = {
-      cluster: f.cluster,
-      src: alertEndpointKey(f.src),
-      dst: alertEndpointKey(f.dst),
-      protocol: f.protocol,
-      dstPort: f.dstPort,
-    };
-    const id = keyString(key);
+    const src = nameOf(f.src);
+    const dst = nameOf(f.dst);
+    // keyString of the key below, without building the key for every flow.
+    const id = `${f.cluster}\n${src}\n${dst}\n${f.protocol}\n${f.dstPort ?? ""}`;
     const group = groups.get(id);
-    if (group === undefined) groups.set(id, { key, flows: [f] });
-    else group.flows.push(f);
+    if (group === undefined) {
+      const key: AlertKey = { cluster: f.cluster, src, dst, protocol: f.protocol, dstPort: f.dstPort };
+      groups.set(id, { key, flows: [f] });
+    } else {
+      group.flows.push(f);
+    }
   }
   return [...groups.values()].map((g) =>
     candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)),

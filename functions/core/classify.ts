@@ -5,15 +5,21 @@ import type { Direction } from "./types.ts";
 /** Interface-name prefixes of workload (pod) interfaces: Calico veths and the AWS VPC CNI's. */
 export const DEFAULT_WORKLOAD_INTERFACE_PREFIXES = ["cali", "eni", "vlan"];
 
-/** Dotted-quad IPv4 to an unsigned 32-bit integer, or -1 when it is not one. */
-function ipv4ToInt(ip: string): number {
+/**
+ * A dotted quad without leading zeros (as the kernel prints `%pI4`) as an unsigned 32-bit integer, or -1.
+ * Such a string and its number determine each other, so the number can also stand for the string as a key.
+ */
+export function canonicalIpv4(ip: string): number {
+  const n = ip.length;
+  if (n < 7 || n > 15) return -1;
   let value = 0;
   let octet = 0;
   let digits = 0;
   let dots = 0;
-  for (let i = 0; i < ip.length; i++) {
+  for (let i = 0; i < n; i++) {
     const c = ip.charCodeAt(i);
     if (c >= 48 && c <= 57) {
+      if (digits === 1 && octet === 0) return -1;
       octet = octet * 10 + (c - 48);
       if (++digits > 3 || octet > 255) return -1;
     } else if (c === 46 && digits > 0 && dots < 3) {
@@ -54,7 +60,7 @@ export class CidrSet {
       this.#list.addSubnet(address, prefix, family);
       if (family === "ipv4") {
         const size = 2 ** (32 - prefix);
-        const first = Math.floor(ipv4ToInt(address) / size) * size;
+        const first = Math.floor(canonicalIpv4(address) / size) * size;
         this.#v4.push([first, first + size - 1]);
       }
     }
@@ -63,12 +69,12 @@ export class CidrSet {
 
   /** True when `ip` lies in one of the ranges. */
   contains(ip: string): boolean {
-    const v4 = ipv4ToInt(ip);
+    const v4 = canonicalIpv4(ip);
     if (v4 >= 0) {
       for (const [first, last] of this.#v4) if (v4 >= first && v4 <= last) return true;
       return false;
     }
-    // IPv6 (and anything else) through node:net, memoised: a payload repeats few distinct addresses.
+    // IPv6 (and any other spelling) through node:net, memoised: a payload repeats few distinct addresses.
     let hit = this.#cache.get(ip);
     if (hit === undefined) {
       const family = ip.includes(":") ? "ipv6" : "ipv4";

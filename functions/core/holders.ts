@@ -372,8 +372,17 @@ export class HolderIndex {
 
   pick(ip: string, at: number, toleranceMs?: number): Holder | undefined {
     // Straight from the index: this runs once per lookup, a copied array per call is garbage for nothing.
-    const holders = this.#byIp.get(normalizeIp(ip));
-    return holders === undefined ? undefined : pickHolder(holders.values(), at, toleranceMs);
+    // Keys are normalised and normalising is idempotent, so an address found as given needs no normalising.
+    const holders = this.#byIp.get(ip) ?? this.#byIp.get(normalizeIp(ip));
+    if (holders === undefined) return undefined;
+    if (holders.size === 1) {
+      // Most addresses have had one holder: pickHolder's rules for a single candidate, without an iterator.
+      const h = holders.values().next().value as Holder;
+      if (h.validFrom > at) return undefined;
+      if (h.validTo === null || at <= h.validTo) return h;
+      return at <= h.validTo + (toleranceMs ?? END_TOLERANCE_MS) ? h : undefined;
+    }
+    return pickHolder(holders.values(), at, toleranceMs);
   }
 
   /** Sets the end of `ip`'s open holders not in `keep` (they were not seen where they should have been). */

@@ -2,7 +2,7 @@
 // candidates. Storage and delivery are the caller's (they differ only in the adapters they plug in).
 import { type AttributedPacket, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
-import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionOf } from "./classify.ts";
+import { type CidrSet, canonicalIpv4, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionOf } from "./classify.ts";
 import type {
   AlertCandidate,
   Endpoint,
@@ -56,11 +56,22 @@ export interface PipelineResult {
   malformed: { index: number; reason: string }[];
 }
 
-/** A parsed line with its event time (epoch ms) and reporting node settled. */
-interface Parsed {
-  record: PacketRecord;
-  at: number;
-  reporter: string;
+/** Per distinct address of a payload: internal or not, and its lookups (one per second). */
+interface AddressState {
+  ip: string;
+  internal: boolean;
+  /** Lookup index per second; packets come mostly in time order, so the last one is checked first. */
+  lastSecond: number;
+  lastLookup: number;
+  bySecond: Map<number, number> | undefined;
+  /** For an external address, its (negative) code: -1 - index into the external endpoints. */
+  externalCode: number;
+}
+
+/** Object.keys(o).length > 0 without building the array. */
+function hasOwnKeys(o: object): boolean {
+  for (const key in o) if (Object.hasOwn(o, key)) return true;
+  return false;
 }
 
 function endpointFor(ip: string, internal: boolean, resolution: Resolution | undefined): Endpoint {
@@ -79,7 +90,7 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
         node: h.node,
         resolved: true,
       };
-      if (h.labels !== undefined && Object.keys(h.labels).length > 0) endpoint.labels = h.labels;
+      if (h.labels !== undefined && hasOwnKeys(h.labels)) endpoint.labels = h.labels;
       return endpoint;
     }
     case "absent":
@@ -131,7 +142,59 @@ export async function runPipeline(
     attributionMisses: 0,
   };
   const malformed: { index: number; reason: string }[] = [];
-  const parsed: Parsed[] = [];
+  const records: PacketRecord[] = [];
+  const times = new Float64Array(events.length);
+  const reporters: string[] = [];
+  // Per packet: the lookup index of each end (internal), or -1 - index of its external endpoint.
+  const srcCode = new Int32Array(events.length);
+  const dstCode = new Int32Array(events.length);
+
+  // Only internal addresses are looked up: pods and nodes live there, and asking the API server about
+  // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
+  // timestamps have one-second resolution, so a finer key would ask the same question again.
+  const lookups: Lookup[] = [];
+  // Canonical dotted quads are found by their number (no string hashing per line), anything else by text.
+  // Four maps by the address's low two bits, keyed by the other 30: small integers, which V8 hashes unboxed.
+  const v4Addresses = [
+    new Map<number, AddressState>(),
+    new Map<number, AddressState>(),
+    new Map<number, AddressState>(),
+    new Map<number, AddressState>(),
+  ];
+  const otherAddresses = new Map<string, AddressState>();
+  const externalEndpoints: Endpoint[] = [];
+  const codeOf = (ip: string, at: number): number => {
+    const v4 = canonicalIpv4(ip);
+    let state =
+      v4 >= 0 ? (v4Addresses[v4 & 3] as Map<number, AddressState>).get(v4 >>> 2) : otherAddresses.get(ip);
+    if (state === undefined) {
+      const internal = options.internal.contains(ip);
+      state = { ip, internal, lastSecond: Number.NaN, lastLookup: -1, bySecond: undefined, externalCode: 0 };
+      if (!internal) {
+        state.externalCode = -1 - externalEndpoints.length;
+        externalEndpoints.push(endpointFor(ip, false, undefined));
+      }
+      if (v4 >= 0) (v4Addresses[v4 & 3] as Map<number, AddressState>).set(v4 >>> 2, state);
+      else otherAddresses.set(ip, state);
+    }
+    if (!state.internal) return state.externalCode;
+    const second = Math.floor(at / 1000);
+    if (second === state.lastSecond) return state.lastLookup;
+    let bySecond = state.bySecond;
+    if (bySecond === undefined) {
+      bySecond = new Map();
+      state.bySecond = bySecond;
+    }
+    let index = bySecond.get(second);
+    if (index === undefined) {
+      index = lookups.length;
+      bySecond.set(second, index);
+      lookups.push({ ip, at: second * 1000 });
+    }
+    state.lastSecond = second;
+    state.lastLookup = index;
+    return index;
+  };
 
   for (let i = 0; i < events.length; i++) {
     const event = events[i] as LogEvent;
@@ -153,52 +216,37 @@ export async function runPipeline(
       const lineTime = r.time === null ? Number.NaN : Date.parse(r.time);
       at = Number.isNaN(lineTime) ? now() : lineTime;
     }
-    parsed.push({ record: r, at, reporter: r.node ?? event.node ?? "unknown" });
+    const n = records.length;
+    records.push(r);
+    times[n] = at;
+    reporters.push(r.node ?? event.node ?? "unknown");
+    srcCode[n] = codeOf(r.src, at);
+    dstCode[n] = codeOf(r.dst, at);
   }
 
-  // Only internal addresses are looked up: pods and nodes live there, and asking the API server about
-  // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
-  // timestamps have one-second resolution, so a finer key would ask the same question again.
-  const lookups: Lookup[] = [];
-  const lookupIndex = new Map<string, Map<number, number>>();
-  const lookupOf = (ip: string, at: number): number => {
-    const second = Math.floor(at / 1000);
-    let bySecond = lookupIndex.get(ip);
-    if (bySecond === undefined) {
-      bySecond = new Map();
-      lookupIndex.set(ip, bySecond);
-    }
-    let index = bySecond.get(second);
-    if (index === undefined) {
-      index = lookups.length;
-      bySecond.set(second, index);
-      lookups.push({ ip, at: second * 1000 });
-    }
-    return index;
-  };
-  // Per packet: the lookup index of each end, or -1 for an external address.
-  const srcLookup = new Int32Array(parsed.length);
-  const dstLookup = new Int32Array(parsed.length);
-  for (let i = 0; i < parsed.length; i++) {
-    const p = parsed[i] as Parsed;
-    const { src, dst } = p.record;
-    srcLookup[i] = options.internal.contains(src) ? lookupOf(src, p.at) : -1;
-    dstLookup[i] = options.internal.contains(dst) ? lookupOf(dst, p.at) : -1;
-  }
   const resolutions = lookups.length > 0 ? await options.directory.resolve(lookups) : [];
   if (resolutions.length !== lookups.length) {
     throw new Error(`directory answered ${resolutions.length} resolutions for ${lookups.length} lookups`);
   }
+  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
   // One Endpoint object per (IP, holder): directories hand back the same holder object for every time it
   // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap.
   const shared = new Map<string, Map<unknown, Endpoint>>();
-  const internalEndpoints = lookups.map((l, i) => {
+  const internalEndpoints: Endpoint[] = new Array(lookups.length);
+  const internalIds = new Int32Array(lookups.length);
+  let lastIp = "";
+  let byIdentity: Map<unknown, Endpoint> | undefined;
+  for (let i = 0; i < lookups.length; i++) {
+    const l = lookups[i] as Lookup;
     const resolution = resolutions[i] as Resolution;
     const identity = resolution.status === "found" ? resolution.holder : resolution.status;
-    let byIdentity = shared.get(l.ip);
-    if (byIdentity === undefined) {
-      byIdentity = new Map();
-      shared.set(l.ip, byIdentity);
+    if (byIdentity === undefined || l.ip !== lastIp) {
+      byIdentity = shared.get(l.ip);
+      if (byIdentity === undefined) {
+        byIdentity = new Map();
+        shared.set(l.ip, byIdentity);
+      }
+      lastIp = l.ip;
     }
     let e = byIdentity.get(identity);
     if (e === undefined) {
@@ -207,20 +255,11 @@ export async function runPipeline(
       else if (e.kind === "unknown") stats.attributionMisses++;
       byIdentity.set(identity, e);
     }
-    return e;
-  });
-  const externalEndpoints = new Map<string, Endpoint>();
-  const endpoint = (ip: string, index: number): Endpoint => {
-    if (index >= 0) return internalEndpoints[index] as Endpoint;
-    let e = externalEndpoints.get(ip);
-    if (e === undefined) {
-      e = endpointFor(ip, false, undefined);
-      externalEndpoints.set(ip, e);
-    }
-    return e;
-  };
+    internalEndpoints[i] = e;
+    internalIds[i] = aggregator.endpointId(e);
+  }
+  const externalIds = externalEndpoints.map((e) => aggregator.endpointId(e));
 
-  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
   // One scratch packet for every line: the aggregator copies what it keeps, so nothing is allocated per line.
   const packet: AttributedPacket = {
     at: 0,
@@ -235,22 +274,26 @@ export async function runPipeline(
     policy: null,
     tcpFlags: [],
   };
-  for (let i = 0; i < parsed.length; i++) {
-    const { record: r, at, reporter } = parsed[i] as Parsed;
-    const s = srcLookup[i] as number;
-    const d = dstLookup[i] as number;
-    packet.at = at;
-    packet.src = endpoint(r.src, s);
-    packet.dst = endpoint(r.dst, d);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as PacketRecord;
+    const s = srcCode[i] as number;
+    const d = dstCode[i] as number;
+    packet.at = times[i] as number;
+    packet.src = s >= 0 ? (internalEndpoints[s] as Endpoint) : (externalEndpoints[-1 - s] as Endpoint);
+    packet.dst = d >= 0 ? (internalEndpoints[d] as Endpoint) : (externalEndpoints[-1 - d] as Endpoint);
     packet.protocol = r.protocol;
     packet.dstPort = r.dstPort;
     packet.direction = directionOf(r.inInterface, r.outInterface, prefixes);
-    packet.reporter = reporter;
+    packet.reporter = reporters[i] as string;
     packet.internal = s >= 0 && d >= 0;
     packet.length = r.length;
     packet.policy = r.policy;
     packet.tcpFlags = r.tcpFlags;
-    aggregator.add(packet);
+    aggregator.addInterned(
+      packet,
+      s >= 0 ? (internalIds[s] as number) : (externalIds[-1 - s] as number),
+      d >= 0 ? (internalIds[d] as number) : (externalIds[-1 - d] as number),
+    );
   }
   const flows = aggregator.flows();
   const candidates = alertCandidates(flows, { scanThreshold: options.scanThreshold });
