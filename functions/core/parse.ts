@@ -36,6 +36,9 @@ const SCRATCH_BYTES = 1 << 16;
 /** Zeros after the text: the scanner looks at most this far past a position it has checked. */
 const SENTINEL_BYTES = 64;
 
+/** "000Z" to "999Z": the end of an ISO instant. */
+const MILLIS = Array.from({ length: 1000 }, (_, n) => `${String(n).padStart(3, "0")}Z`);
+
 const SKIP: ParseOutcome = Object.freeze({ kind: "skip" });
 
 function fail(reason: string): ParseOutcome {
@@ -610,6 +613,9 @@ class LineParser {
   // Consecutive lines mostly share their second: remember the last conversion.
   lastMs = Number.NaN;
   lastIso = "";
+  lastSecond = Number.NaN;
+  /** ISO text of `lastSecond` up to and including the "." before the milliseconds. */
+  lastSecondIso = "";
   lastSyslogKey = -1;
   lastSyslogIso: string | null = null;
 
@@ -736,7 +742,14 @@ class LineParser {
     if (typeof value === "number") {
       n = value;
     } else if (typeof value === "string") {
-      if (readIsoStamp(this.fill(value), 0, value.length, this.stamp)) return this.stamp.ms;
+      // Digits (journald's µs) cannot be ISO text: only copy what may be.
+      if (
+        value.length >= 19 &&
+        value.charCodeAt(4) === 45 &&
+        readIsoStamp(this.fill(value), 0, value.length, this.stamp)
+      ) {
+        return this.stamp.ms;
+      }
       if (value.length === 0 || value.length > 20) return Number.NaN;
       n = Number(value);
     } else {
@@ -860,7 +873,18 @@ class LineParser {
   iso(ms: number): string {
     if (ms !== this.lastMs) {
       this.lastMs = ms;
-      this.lastIso = new Date(ms).toISOString();
+      // Lines of one second share the text up to the milliseconds.
+      const second = Math.floor(ms / 1000);
+      const milli = ms - second * 1000;
+      if (second !== this.lastSecond) {
+        const whole = new Date(second * 1000).toISOString();
+        this.lastSecond = second;
+        this.lastSecondIso = whole.slice(0, whole.length - 4);
+      }
+      this.lastIso =
+        milli === Math.floor(milli)
+          ? this.lastSecondIso + (MILLIS[milli] as string)
+          : new Date(ms).toISOString();
     }
     return this.lastIso;
   }

@@ -562,3 +562,38 @@ describe("IPv6 text", () => {
     );
   });
 });
+
+describe("record times", () => {
+  const PACKET =
+    "calico-packet: IN=eth0 OUT= MAC=0a:7e:f9:69:e8:87:0a:6a:06:5f:78:50:08:00 SRC=10.0.0.1 DST=10.0.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=443 WINDOW=62727 RES=0x00 SYN URGP=0 ";
+  /** Every instant `Date#toISOString` prints with a four-digit year. */
+  const instant = fc.integer({ min: -62_167_219_200_000, max: 253_402_300_799_999 });
+  const offset = fc.constantFrom("Z", "+00:00", "+14:00", "-12:00", "+05:30", "-00:45");
+
+  it("are what Date#toISOString prints, however consecutive lines share their second", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(instant, fc.integer({ min: 0, max: 2500 }), offset), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (stamps) => {
+          const parse = createParser();
+          for (const [ms, step, zone] of stamps) {
+            for (const at of [ms, ms + step, ms + step + 1]) {
+              const text = new Date(at).toISOString();
+              if (text.length !== 24) continue;
+              const sign = zone === "Z" ? 0 : zone.startsWith("-") ? -1 : 1;
+              const minutes = sign === 0 ? 0 : Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6));
+              const expected = new Date(at - sign * minutes * 60_000).toISOString();
+              const outcome = parse(`<4>1 ${text.slice(0, 23)}${zone} node-1 kernel - - - ${PACKET}`);
+              expect(outcome.kind).toBe("record");
+              if (outcome.kind === "record") expect(outcome.record.time).toBe(expected);
+            }
+          }
+        },
+      ),
+      RUNS,
+    );
+  });
+});
