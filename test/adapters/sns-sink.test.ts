@@ -7,6 +7,7 @@ import { AlertDeliveryError, deliverAlerts } from "../../functions/core/alert-de
 import { alertEmailText, type PanicEvent } from "../../functions/core/alert-message.ts";
 import type { FlowStore } from "../../functions/core/ports.ts";
 import type { AlertRecord, Endpoint } from "../../functions/core/types.ts";
+import { db, sampleAlert } from "../support/alerts.ts";
 import {
   createTopic,
   drainQueue,
@@ -20,24 +21,6 @@ import {
   subscribeQueue,
 } from "../support/fauxqs.ts";
 
-const web: Endpoint = {
-  ip: "192.168.22.247",
-  kind: "pod",
-  namespace: "customer-a",
-  name: "web-5f7c9-abcde",
-  workload: { kind: "Deployment", name: "web" },
-  node: "ip-192-168-22-10",
-  resolved: true,
-};
-const db: Endpoint = {
-  ip: "192.168.94.122",
-  kind: "pod",
-  namespace: "customer-b",
-  name: "db-0",
-  workload: { kind: "StatefulSet", name: "db" },
-  node: "ip-192-168-94-7",
-  resolved: true,
-};
 const stranger: Endpoint = {
   ip: "192.168.50.5",
   kind: "unknown",
@@ -49,34 +32,7 @@ const stranger: Endpoint = {
 };
 
 function alert(id: string, extra: Partial<AlertRecord> = {}): AlertRecord {
-  const base: AlertRecord = {
-    id,
-    cluster: "prod",
-    key: {
-      cluster: "prod",
-      src: "customer-a/Deployment/web",
-      dst: "customer-b/StatefulSet/db",
-      protocol: "TCP",
-      dstPort: 8012,
-    },
-    src: web,
-    dst: db,
-    protocol: "TCP",
-    dstPort: 8012,
-    direction: "ingress",
-    reporter: "ip-192-168-74-5",
-    policy: null,
-    severity: "high",
-    reason: "internal-denial",
-    count: 3,
-    foldedBefore: 0,
-    openedAt: "2026-04-19T04:52:19.000Z",
-    windowEnd: "2026-04-19T05:07:19.000Z",
-    firstSeen: "2026-04-19T04:52:19.000Z",
-    lastSeen: "2026-04-19T04:52:40.000Z",
-    delivery: "pending",
-  };
-  return { ...base, ...extra };
+  return sampleAlert({ id, count: 3, lastSeen: "2026-04-19T04:52:40.000Z", ...extra });
 }
 
 /**
