@@ -41,6 +41,50 @@ const MILLIS = Array.from({ length: 1000 }, (_, n) => `${String(n).padStart(3, "
 
 const SKIP: ParseOutcome = Object.freeze({ kind: "skip" });
 
+/**
+ * What a scan found on a line that is a record, before any of it is materialised: text values as [start, end)
+ * in `text` (start -1: the string beside it, often null), numbers with -1 for null. One per parser, overwritten
+ * by every line: parsing is synchronous.
+ */
+interface Fields {
+  text: string;
+  /** `text` as bytes (see LineParser#fill). */
+  b: Uint8Array;
+  time: string | null;
+  nodeS: number;
+  nodeE: number;
+  node: string | null;
+  prefix: string;
+  inS: number;
+  inE: number;
+  outS: number;
+  outE: number;
+  macS: number;
+  macE: number;
+  mac: string | null;
+  srcS: number;
+  srcE: number;
+  src: string | null;
+  dstS: number;
+  dstE: number;
+  dst: string | null;
+  ipVersion: 4 | 6;
+  length: number;
+  ttl: number;
+  protocol: string;
+  srcPort: number;
+  dstPort: number;
+  /** Bits of TCP_FLAG_NAMES; 0 unless TCP. */
+  flags: number;
+  icmpType: number;
+  icmpCode: number;
+}
+
+/**
+ * A scan's answer: an outcome, or null when the parser is encoding and has left the record's values in `fields`.
+ */
+type Scan = ParseOutcome | null;
+
 function fail(reason: string): ParseOutcome {
   return { kind: "error", reason };
 }
@@ -97,6 +141,15 @@ const K_CODE = key("CODE");
 /** Bit per TCP flag, in the kernel's printing order; AE is printed by kernels with accurate ECN. */
 const TCP_FLAG_NAMES = ["AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"] as const;
 const SYN_ONLY = 1 << TCP_FLAG_NAMES.indexOf("SYN");
+
+/** The names of the flags set in `flags` (bits of TCP_FLAG_NAMES). */
+function flagNames(flags: number): string[] {
+  const names: string[] = [];
+  for (let f = 0; f < TCP_FLAG_NAMES.length; f++) {
+    if (flags & (1 << f)) names.push(TCP_FLAG_NAMES[f] as string);
+  }
+  return names;
+}
 
 /** Index in TCP_FLAG_NAMES of the bare token `text[start, end)`, or -1. */
 function tcpFlag(b: Uint8Array, start: number, end: number): number {
@@ -161,11 +214,6 @@ function isIpv4(b: Uint8Array, start: number, end: number): boolean {
     if (++digits > 3 || octet > 255) return false;
   }
   return parts === 4;
-}
-
-/** An address as `%pI4` prints it (kept as is) or as `%pI6` prints it (normalised to RFC 5952), else null. */
-function readAddress(text: string, b: Uint8Array, start: number, end: number): string | null {
-  return isIpv4(b, start, end) ? text.slice(start, end) : normalizeIpv6Bytes(b, start, end);
 }
 
 /**
@@ -603,12 +651,48 @@ class LineParser {
   readonly fastPath: boolean;
   /** The line being parsed, one byte per UTF-16 unit, followed by zeros (see fill). */
   readonly scratch = new Uint8Array(SCRATCH_BYTES + SENTINEL_BYTES);
+  readonly scratchView = new DataView(this.scratch.buffer);
 
   // Per-line header results (parsing is synchronous, so they live on the parser rather than in a fresh object).
   /** 0: no timestamp, 1: ISO instant in `stampMs`, 2: year-less RFC 3164 fields in `stamp`. */
   stampKind = 0;
   stampMs = 0;
-  host: string | null = null;
+  /** The syslog host name as [hostS, hostE) in the text; hostS -1 when there is none. */
+  hostS = -1;
+  hostE = -1;
+  /** True for the NDJSON encoder: a record's values are left in `fields` rather than built into an object. */
+  encoding = false;
+  readonly fields: Fields = {
+    text: "",
+    b: this.scratch,
+    time: null,
+    nodeS: -1,
+    nodeE: -1,
+    node: null,
+    prefix: "",
+    inS: -1,
+    inE: -1,
+    outS: -1,
+    outE: -1,
+    macS: -1,
+    macE: -1,
+    mac: null,
+    srcS: -1,
+    srcE: -1,
+    src: null,
+    dstS: -1,
+    dstE: -1,
+    dst: null,
+    ipVersion: 4,
+    length: 0,
+    ttl: -1,
+    protocol: "",
+    srcPort: -1,
+    dstPort: -1,
+    flags: 0,
+    icmpType: -1,
+    icmpCode: -1,
+  };
 
   // Consecutive lines mostly share their second: remember the last conversion.
   lastMs = Number.NaN;
@@ -679,7 +763,8 @@ class LineParser {
     return b;
   }
 
-  parse(line: string): ParseOutcome {
+  /** A line's outcome; when `encoding`, a record is left in `fields` and null returned instead. */
+  scan(line: string): Scan {
     if (typeof line !== "string") return fail("input is not a string");
     const found = line.indexOf(this.needle);
     let start = 0;
@@ -699,7 +784,7 @@ class LineParser {
   }
 
   /** A JSON record wrapping a line; `depth` 1 is a record inside a record's message. */
-  parseJson(text: string, depth: number, outerHost: string | null, outerMs: number): ParseOutcome {
+  parseJson(text: string, depth: number, outerHost: string | null, outerMs: number): Scan {
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -772,7 +857,7 @@ class LineParser {
     const stamp = this.stamp;
     let i = start;
     this.stampKind = 0;
-    this.host = null;
+    this.hostS = -1;
     if (b[i] === 60) {
       let j = i + 1;
       while (j < end && j - i <= 4 && (b[j] as number) >= 48 && (b[j] as number) <= 57) j++;
@@ -798,19 +883,14 @@ class LineParser {
     const hostEnd = tokenEnd(b, hostStart, end);
     if (hostEnd === hostStart || b[hostEnd - 1] === 58) return i;
     if (hostEnd - hostStart !== 1 || b[hostStart] !== 45) {
-      this.host = text.slice(hostStart, hostEnd);
+      this.hostS = hostStart;
+      this.hostE = hostEnd;
     }
     return hostEnd;
   }
 
   /** A line of text: optional container-runtime and syslog headers, then the prefix and the packet fields. */
-  parseText(
-    text: string,
-    start: number,
-    found: number,
-    outerHost: string | null,
-    outerMs: number,
-  ): ParseOutcome {
+  parseText(text: string, start: number, found: number, outerHost: string | null, outerMs: number): Scan {
     const b = this.fill(text);
     let end = text.length;
     while (end > start) {
@@ -820,7 +900,13 @@ class LineParser {
     }
     let headerEnd = this.readHeader(text, b, start, end);
     // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
-    if (this.stampKind === 1 && this.host !== null && (this.host === "stdout" || this.host === "stderr")) {
+    const h = this.hostS;
+    if (
+      this.stampKind === 1 &&
+      h >= 0 &&
+      this.hostE - h === 6 &&
+      (has(b, h, "stdout") || has(b, h, "stderr"))
+    ) {
       const flag = b[headerEnd + 1] as number;
       if ((flag === 70 || flag === 80) && b[headerEnd + 2] === 32) {
         // Its time is the nearest full timestamp, unless the pod's line carries one itself.
@@ -927,17 +1013,28 @@ class LineParser {
     prefix: string,
     outerHost: string | null,
     outerMs: number,
-  ): ParseOutcome {
+  ): Scan {
     // 0: link layer (IN OUT MAC), 1: IP header (from SRC=), 2: transport (from PROTO=).
     let section = 0;
-    let inInterface: string | null = null;
-    let outInterface: string | null = null;
-    let mac: string | null = null;
+    // Text values are kept as [start, end) in `text` (start -1: null) until the line is known to be a record:
+    // the record slices them, the NDJSON encoder copies their bytes.
+    let inS = -1;
+    let inE = -1;
+    let outS = -1;
+    let outE = -1;
+    let macS = -1;
+    let macE = -1;
     let macSrc = -1;
     let macDst = -1;
     let macProto = -1;
-    let src = "";
-    let dst = "";
+    // IPv4 addresses as printed; IPv6 ones normalised (src6/dst6).
+    let srcS = -1;
+    let srcE = -1;
+    let src6: string | null = null;
+    let dstS = -1;
+    let dstE = -1;
+    let dst6: string | null = null;
+    let hasDst = false;
     let ipVersion: 4 | 6 = 4;
     let length = -1;
     let ttl = -1;
@@ -965,13 +1062,15 @@ class LineParser {
       let c = start + 3;
       let j = tokenEnd(b, c, end);
       seenIn = true;
-      inInterface = j > c ? text.slice(c, j) : null;
+      inS = j > c ? c : -1;
+      inE = j;
       i = j;
       c = j + 1;
       if (!isKey3(b, c, 79, 85, 84)) break; // OUT=
       c += 4;
       j = tokenEnd(b, c, end);
-      outInterface = j > c ? text.slice(c, j) : null;
+      outS = j > c ? c : -1;
+      outE = j;
       i = j;
       c = j + 1;
       if (isKey3(b, c, 77, 65, 67)) {
@@ -979,7 +1078,8 @@ class LineParser {
         // 41 characters for Ethernet: a native search beats a byte loop at that length.
         j = text.indexOf(" ", c);
         if (j < 0 || j > end) j = end;
-        mac = j > c ? text.slice(c, j) : null;
+        macS = j > c ? c : -1;
+        macE = j;
         i = j;
         c = j + 1;
       }
@@ -987,12 +1087,13 @@ class LineParser {
       c += 4;
       if (scanIpv4(b, c) && b[scanned] === 32) {
         j = scanned;
-        src = text.slice(c, j);
+        srcS = c;
+        srcE = j;
       } else {
         j = tokenEnd(b, c, end);
         const v6 = normalizeIpv6Bytes(b, c, j);
         if (v6 === null || j === end) break;
-        src = v6;
+        src6 = v6;
         ipVersion = 6;
       }
       section = 1;
@@ -1003,13 +1104,15 @@ class LineParser {
       if (ipVersion === 4) {
         if (!scanIpv4(b, c) || b[scanned] !== 32) break;
         j = scanned;
-        dst = text.slice(c, j);
+        dstS = c;
+        dstE = j;
       } else {
         j = tokenEnd(b, c, end);
         const v6 = normalizeIpv6Bytes(b, c, j);
         if (v6 === null || j === end) break;
-        dst = v6;
+        dst6 = v6;
       }
+      hasDst = true;
       i = j;
       c = j + 1;
       if (!isKey3(b, c, 76, 69, 78)) break; // LEN=
@@ -1168,31 +1271,46 @@ class LineParser {
           case K_IN:
             if (seenIn) return fail("a second IN= in one line: two packet logs run together");
             seenIn = true;
-            inInterface = vs < j ? text.slice(vs, j) : null;
+            inS = vs < j ? vs : -1;
+            inE = j;
             break;
           case K_OUT:
-            if (section === 0) outInterface = vs < j ? text.slice(vs, j) : null;
+            if (section === 0) {
+              outS = vs < j ? vs : -1;
+              outE = j;
+            }
             break;
           case K_MAC:
-            if (section === 0) mac = vs < j ? text.slice(vs, j) : null;
+            if (section === 0) {
+              macS = vs < j ? vs : -1;
+              macE = j;
+            }
             break;
           case K_SRC: {
             if (section !== 0) return fail("a second SRC= outside a quoted packet");
-            const address = readAddress(text, b, vs, j);
-            if (address === null) return fail(`SRC= is not an IP address: ${quote(text, vs, j)}`);
-            src = address;
-            if (address.includes(":")) ipVersion = 6;
+            if (isIpv4(b, vs, j)) {
+              srcS = vs;
+              srcE = j;
+            } else {
+              src6 = normalizeIpv6Bytes(b, vs, j);
+              if (src6 === null) return fail(`SRC= is not an IP address: ${quote(text, vs, j)}`);
+              ipVersion = 6;
+            }
             section = 1;
             break;
           }
           case K_DST:
             if (section === 1) {
-              if (dst !== "") return fail("a second DST= outside a quoted packet");
-              const address = readAddress(text, b, vs, j);
-              if (address === null || address.includes(":") !== (ipVersion === 6)) {
-                return fail(`DST= is not an IPv${ipVersion} address: ${quote(text, vs, j)}`);
+              if (hasDst) return fail("a second DST= outside a quoted packet");
+              if (ipVersion === 4 && isIpv4(b, vs, j)) {
+                dstS = vs;
+                dstE = j;
+              } else {
+                dst6 = ipVersion === 6 && !isIpv4(b, vs, j) ? normalizeIpv6Bytes(b, vs, j) : null;
+                if (dst6 === null)
+                  return fail(`DST= is not an IPv${ipVersion} address: ${quote(text, vs, j)}`);
               }
-              dst = address;
+              hasDst = true;
             }
             break;
           case K_LEN:
@@ -1307,7 +1425,7 @@ class LineParser {
       if (truncated) return fail("the kernel could not read the IP header (TRUNCATED)");
       return fail("no SRC=: the line ends before the IP header");
     }
-    if (dst === "") return fail("no DST=");
+    if (!hasDst) return fail("no DST=");
     if (length < 0) return fail("no LEN=");
     if (section === 1) {
       if (unknownHeader) return fail("an IPv6 extension header the kernel does not decode: no protocol");
@@ -1330,24 +1448,13 @@ class LineParser {
       }
     }
 
-    let tcpFlags: string[];
-    if (!tcp || flags === 0) {
-      tcpFlags = [];
-    } else if (flags === SYN_ONLY) {
-      // Most denied packets are connection attempts.
-      tcpFlags = ["SYN"];
-    } else {
-      tcpFlags = [];
-      for (let f = 0; f < TCP_FLAG_NAMES.length; f++) {
-        if (flags & (1 << f)) tcpFlags.push(TCP_FLAG_NAMES[f] as string);
-      }
-    }
-    if (mac === null && macSrc >= 0 && macDst >= 0 && macProto >= 0) {
+    let macText: string | null = null;
+    if (macS < 0 && macSrc >= 0 && macDst >= 0 && macProto >= 0) {
       // MACDECODE splits what MAC= prints (destination, source, EtherType); put it back in MAC= form.
       const dstEnd = text.indexOf(" ", macDst);
       const srcEnd = text.indexOf(" ", macSrc);
       if (dstEnd > macDst && srcEnd > macSrc) {
-        mac = `${text.slice(macDst, dstEnd)}:${text.slice(macSrc, srcEnd)}:${text.slice(macProto, macProto + 2)}:${text.slice(macProto + 2, macProto + 4)}`;
+        macText = `${text.slice(macDst, dstEnd)}:${text.slice(macSrc, srcEnd)}:${text.slice(macProto, macProto + 2)}:${text.slice(macProto + 2, macProto + 4)}`;
       }
     }
 
@@ -1365,27 +1472,69 @@ class LineParser {
       }
     }
 
-    const record: PacketRecord = {
-      time,
-      node: this.host ?? outerHost,
-      prefix,
-      policy: this.format === null ? null : decodePolicy(this.format, prefix),
-      inInterface,
-      outInterface,
-      mac,
-      src,
-      dst,
-      ipVersion,
-      length,
-      ttl: ttl < 0 ? null : ttl,
-      protocol,
-      srcPort: srcPort < 0 ? null : srcPort,
-      dstPort: dstPort < 0 ? null : dstPort,
-      tcpFlags,
-      icmpType: icmpType < 0 ? null : icmpType,
-      icmpCode: icmpCode < 0 ? null : icmpCode,
-    };
-    return { kind: "record", record };
+    if (!this.encoding) {
+      let tcpFlags: string[];
+      if (!tcp || flags === 0) {
+        tcpFlags = [];
+      } else if (flags === SYN_ONLY) {
+        // Most denied packets are connection attempts.
+        tcpFlags = ["SYN"];
+      } else {
+        tcpFlags = flagNames(flags);
+      }
+      const record: PacketRecord = {
+        time,
+        node: this.hostS >= 0 ? text.slice(this.hostS, this.hostE) : outerHost,
+        prefix,
+        policy: this.format === null ? null : decodePolicy(this.format, prefix),
+        inInterface: inS >= 0 ? text.slice(inS, inE) : null,
+        outInterface: outS >= 0 ? text.slice(outS, outE) : null,
+        mac: macS >= 0 ? text.slice(macS, macE) : macText,
+        src: srcS >= 0 ? text.slice(srcS, srcE) : (src6 as string),
+        dst: dstS >= 0 ? text.slice(dstS, dstE) : (dst6 as string),
+        ipVersion,
+        length,
+        ttl: ttl < 0 ? null : ttl,
+        protocol,
+        srcPort: srcPort < 0 ? null : srcPort,
+        dstPort: dstPort < 0 ? null : dstPort,
+        tcpFlags,
+        icmpType: icmpType < 0 ? null : icmpType,
+        icmpCode: icmpCode < 0 ? null : icmpCode,
+      };
+      return { kind: "record", record };
+    }
+    const r = this.fields;
+    r.text = text;
+    r.b = b;
+    r.time = time;
+    r.nodeS = this.hostS;
+    r.nodeE = this.hostE;
+    r.node = outerHost;
+    r.prefix = prefix;
+    r.inS = inS;
+    r.inE = inE;
+    r.outS = outS;
+    r.outE = outE;
+    r.macS = macS;
+    r.macE = macE;
+    r.mac = macText;
+    r.srcS = srcS;
+    r.srcE = srcE;
+    r.src = src6;
+    r.dstS = dstS;
+    r.dstE = dstE;
+    r.dst = dst6;
+    r.ipVersion = ipVersion;
+    r.length = length;
+    r.ttl = ttl;
+    r.protocol = protocol;
+    r.srcPort = srcPort;
+    r.dstPort = dstPort;
+    r.flags = tcp ? flags : 0;
+    r.icmpType = icmpType;
+    r.icmpCode = icmpCode;
+    return null;
   }
 }
 
@@ -1395,7 +1544,7 @@ class LineParser {
  */
 export function createParser(options: ParseOptions = {}): (line: string) => ParseOutcome {
   const parser = new LineParser(options);
-  return (line) => parser.parse(line);
+  return (line) => parser.scan(line) as ParseOutcome;
 }
 
 /**
@@ -1404,10 +1553,314 @@ export function createParser(options: ParseOptions = {}): (line: string) => Pars
  */
 export function createReferenceParser(options: ParseOptions = {}): (line: string) => ParseOutcome {
   const parser = new LineParser(options, false);
-  return (line) => parser.parse(line);
+  return (line) => parser.scan(line) as ParseOutcome;
 }
 
 /** Parses one line. Prefer `createParser` for many lines. */
 export function parseLine(line: string, options: ParseOptions = {}): ParseOutcome {
-  return new LineParser(options).parse(line);
+  return new LineParser(options).scan(line) as ParseOutcome;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// NDJSON: `calico-flows parse` prints each record as JSON.stringify would, but writes the bytes straight from the
+// scanned line instead of building the record and serialising it, which would cost more than the scan itself.
+
+/**
+ * Constant JSON text as little-endian 32-bit words, written four bytes at a time. The last word is padded: writing
+ * it puts up to three bytes past the text, which the next write covers (the output keeps room for them).
+ */
+interface Segment {
+  words: Int32Array;
+  length: number;
+}
+
+/** Words of `bytes[0, length)`, padded. */
+function packWords(bytes: Uint8Array, length: number, words: Int32Array): void {
+  for (let i = 0; i < length; i += 4) {
+    words[i >> 2] =
+      (bytes[i] as number) |
+      ((i + 1 < length ? (bytes[i + 1] as number) : 0) << 8) |
+      ((i + 2 < length ? (bytes[i + 2] as number) : 0) << 16) |
+      ((i + 3 < length ? (bytes[i + 3] as number) : 0) << 24);
+  }
+}
+
+function segment(json: string): Segment {
+  const bytes = utf8.encode(json);
+  const words = new Int32Array((bytes.length + 3) >> 2);
+  packWords(bytes, bytes.length, words);
+  return { words, length: bytes.length };
+}
+
+const S_NULL = segment("null");
+const S_OUT = segment(',"outInterface":');
+const S_MAC = segment(',"mac":');
+const S_SRC = segment(',"src":');
+const S_DST = segment(',"dst":');
+const S_V4 = segment(',"ipVersion":4,"length":');
+const S_V6 = segment(',"ipVersion":6,"length":');
+const S_TTL = segment(',"ttl":');
+const S_SRC_PORT = segment(',"srcPort":');
+const S_DST_PORT = segment(',"dstPort":');
+const S_ICMP_CODE = segment(',"icmpCode":');
+const S_END = segment("}\n");
+/** `,"protocol":"TCP","srcPort":` and the like for the protocols the scanner names with shared strings. */
+const S_PROTOCOLS = new Map(
+  ["TCP", "UDP", "ICMP", "ICMPv6"].map((name) => [
+    name,
+    segment(`,"protocol":${JSON.stringify(name)},"srcPort":`),
+  ]),
+);
+/** `,"tcpFlags":[...],"icmpType":` for each set of flags, made when first seen. */
+const S_FLAGS: (Segment | undefined)[] = [];
+
+function flagsSegment(flags: number): Segment {
+  let s = S_FLAGS[flags];
+  if (s === undefined) {
+    s = segment(`,"tcpFlags":${JSON.stringify(flagNames(flags))},"icmpType":`);
+    S_FLAGS[flags] = s;
+  }
+  return s;
+}
+/** The output buffer's least size; a long line's record may need a larger one. */
+const OUTPUT_BYTES = 1 << 18;
+
+/** What `encode` made of a line. */
+export type EncodedKind = "record" | "skip" | "error";
+
+// The writers below put JSON at `p` in `out` (viewed as `dv` too) and return the index after it; the caller has
+// reserved the room.
+
+function putSegment(dv: DataView, p: number, s: Segment): number {
+  const words = s.words;
+  const n = (s.length + 3) >> 2;
+  for (let k = 0; k < n; k++) dv.setInt32(p + 4 * k, words[k] as number, true);
+  return p + s.length;
+}
+
+/** 1 for the bytes JSON.stringify writes as they are (printable ASCII but quote and backslash; DEL passes too). */
+const PLAIN = Uint8Array.from({ length: 256 }, (_, c) =>
+  c >= 32 && c < 128 && c !== 34 && c !== 92 ? 1 : 0,
+);
+
+/** Any JSON text, through the native UTF-8 encoder. */
+function putText(out: Uint8Array, p: number, json: string): number {
+  return p + utf8.encodeInto(json, out.subarray(p)).written;
+}
+
+/** `null`, or the JSON string of `text`: its characters when none needs escaping (nearly always). */
+function putString(out: Uint8Array, dv: DataView, p: number, text: string | null): number {
+  if (text === null) return putSegment(dv, p, S_NULL);
+  const start = p;
+  out[p++] = 34;
+  for (let k = 0; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    // Control characters, quote, backslash and anything outside ASCII: as JSON.stringify writes them.
+    if (c > 127 || PLAIN[c] === 0) return putText(out, start, JSON.stringify(text));
+    out[p++] = c;
+  }
+  out[p++] = 34;
+  return p;
+}
+
+/**
+ * `null` for start -1, or the JSON string of `text[start, end)`, copied from its scanned bytes `b` (viewed as `bv`
+ * when it is the parser's scratch), four at a time.
+ */
+function putRange(
+  out: Uint8Array,
+  dv: DataView,
+  p: number,
+  text: string,
+  b: Uint8Array,
+  bv: DataView | null,
+  start: number,
+  end: number,
+): number {
+  if (start < 0) return putSegment(dv, p, S_NULL);
+  const from = p;
+  out[p++] = 34;
+  let k = start;
+  if (bv !== null) {
+    for (; k + 4 <= end; k += 4) {
+      const x = bv.getInt32(k, true);
+      // A byte below 0x20, from 0x80 (where a character outside ASCII was scanned as 0x80), a quote or a backslash
+      // sets the top bit of its byte in one of these terms (and may set it in a higher byte: that only sends the
+      // value to JSON.stringify, which is always right).
+      const quote = x ^ 0x22222222;
+      const backslash = x ^ 0x5c5c5c5c;
+      const flags =
+        ((x - 0x20202020) & ~x) |
+        x |
+        ((quote - 0x01010101) & ~quote) |
+        ((backslash - 0x01010101) & ~backslash);
+      if ((flags & 0x80808080) !== 0) return putText(out, from, JSON.stringify(text.slice(start, end)));
+      dv.setInt32(p, x, true);
+      p += 4;
+    }
+  }
+  for (; k < end; k++) {
+    const c = b[k] as number;
+    if (PLAIN[c] === 0) return putText(out, from, JSON.stringify(text.slice(start, end)));
+    out[p++] = c;
+  }
+  out[p++] = 34;
+  return p;
+}
+
+/** The digits of 0 to 9999 as one padded word each, and how many there are. */
+const DIGIT_WORDS = Int32Array.from({ length: 10_000 }, (_, n) => {
+  const text = String(n);
+  let word = 0;
+  for (let i = text.length - 1; i >= 0; i--) word = (word << 8) | text.charCodeAt(i);
+  return word;
+});
+const DIGIT_COUNTS = Uint8Array.from({ length: 10_000 }, (_, n) => String(n).length);
+
+/** `null` for a negative number, else the decimal digits of a whole number below 2^53. */
+function putNumber(out: Uint8Array, dv: DataView, p: number, n: number): number {
+  if (n < 0) return putSegment(dv, p, S_NULL);
+  if (n < 10_000) {
+    dv.setInt32(p, DIGIT_WORDS[n] as number, true);
+    return p + (DIGIT_COUNTS[n] as number);
+  }
+  let digits = 5;
+  for (let v = Math.floor(n / 100_000); v > 0; v = Math.floor(v / 10)) digits++;
+  const after = p + digits;
+  let v = n;
+  for (let q = after - 1; q >= p; q--) {
+    const next = Math.floor(v / 10);
+    out[q] = 48 + v - next * 10;
+    v = next;
+  }
+  return after;
+}
+
+/**
+ * Parses lines into NDJSON bytes: each record line is byte for byte `JSON.stringify(record) + "\n"` of the
+ * record `createParser` returns for the same line (the tests hold it to that).
+ */
+export class NdjsonEncoder {
+  readonly #parser: LineParser;
+  /** `,"prefix":"calico-packet","policy":null,"inInterface":` when the prefix is the configured one. */
+  readonly #prefixSegment: Segment | null;
+  #out = new Uint8Array(OUTPUT_BYTES);
+  #dv = new DataView(this.#out.buffer);
+  #pos = 0;
+  /** `{"time":…,"node":` for the time of the last record. */
+  #lastTime: string | null | undefined;
+  readonly #timeBytes = new Uint8Array(256);
+  #timeSegment: Segment = { words: new Int32Array(64), length: 0 };
+  /** Why the last line that was an error is one. */
+  reason = "";
+
+  /** Throws a RangeError for invalid options, as createParser does. */
+  constructor(options: ParseOptions = {}) {
+    this.#parser = new LineParser(options);
+    this.#parser.encoding = true;
+    this.#prefixSegment =
+      this.#parser.format === null
+        ? segment(`,"prefix":${JSON.stringify(this.#parser.needle)},"policy":null,"inInterface":`)
+        : null;
+  }
+
+  /**
+   * Parses `line` and, when it is a record, appends its NDJSON line to the output. Call `take` before the output
+   * grows past what you want to hold.
+   */
+  encode(line: string): EncodedKind {
+    const parser = this.#parser;
+    const outcome = parser.scan(line);
+    if (outcome !== null) {
+      if (outcome.kind === "skip") return "skip";
+      this.reason = outcome.kind === "error" ? outcome.reason : "";
+      return "error";
+    }
+    const r = parser.fields;
+    const { text, b } = r;
+    const bv = b === parser.scratch ? parser.scratchView : null;
+    // Worst case: every character of a text value escaped as \uXXXX; the prefix appears again in the policy.
+    const texts =
+      (r.nodeS >= 0 ? r.nodeE - r.nodeS : (r.node?.length ?? 0)) +
+      2 * r.prefix.length +
+      (r.inE - r.inS) +
+      (r.outE - r.outS) +
+      (r.macS >= 0 ? r.macE - r.macS : (r.mac?.length ?? 0)) +
+      r.protocol.length;
+    this.#reserve(512 + 6 * texts);
+    const out = this.#out;
+    const dv = this.#dv;
+    if (r.time !== this.#lastTime) this.#setTime(r.time);
+    let p = putSegment(dv, this.#pos, this.#timeSegment);
+    p = r.nodeS >= 0 ? putRange(out, dv, p, text, b, bv, r.nodeS, r.nodeE) : putString(out, dv, p, r.node);
+    const prefixSegment = this.#prefixSegment;
+    if (prefixSegment !== null && r.prefix === parser.needle) {
+      p = putSegment(dv, p, prefixSegment);
+    } else {
+      const policy = parser.format === null ? null : decodePolicy(parser.format, r.prefix);
+      p = putText(
+        out,
+        p,
+        `,"prefix":${JSON.stringify(r.prefix)},"policy":${JSON.stringify(policy)},"inInterface":`,
+      );
+    }
+    p = putRange(out, dv, p, text, b, bv, r.inS, r.inE);
+    p = putSegment(dv, p, S_OUT);
+    p = putRange(out, dv, p, text, b, bv, r.outS, r.outE);
+    p = putSegment(dv, p, S_MAC);
+    p = r.macS >= 0 ? putRange(out, dv, p, text, b, bv, r.macS, r.macE) : putString(out, dv, p, r.mac);
+    p = putSegment(dv, p, S_SRC);
+    p = r.srcS >= 0 ? putRange(out, dv, p, text, b, bv, r.srcS, r.srcE) : putString(out, dv, p, r.src);
+    p = putSegment(dv, p, S_DST);
+    p = r.dstS >= 0 ? putRange(out, dv, p, text, b, bv, r.dstS, r.dstE) : putString(out, dv, p, r.dst);
+    p = putSegment(dv, p, r.ipVersion === 4 ? S_V4 : S_V6);
+    p = putNumber(out, dv, p, r.length);
+    p = putSegment(dv, p, S_TTL);
+    p = putNumber(out, dv, p, r.ttl);
+    const protocol = S_PROTOCOLS.get(r.protocol);
+    if (protocol !== undefined) {
+      p = putSegment(dv, p, protocol);
+    } else {
+      p = putText(out, p, `,"protocol":${JSON.stringify(r.protocol)}`);
+      p = putSegment(dv, p, S_SRC_PORT);
+    }
+    p = putNumber(out, dv, p, r.srcPort);
+    p = putSegment(dv, p, S_DST_PORT);
+    p = putNumber(out, dv, p, r.dstPort);
+    p = putSegment(dv, p, flagsSegment(r.flags));
+    p = putNumber(out, dv, p, r.icmpType);
+    p = putSegment(dv, p, S_ICMP_CODE);
+    p = putNumber(out, dv, p, r.icmpCode);
+    this.#pos = putSegment(dv, p, S_END);
+    return "record";
+  }
+
+  /**
+   * The NDJSON written since the last call (empty for none). The bytes are the encoder's own: use them before the
+   * next `encode`, which writes over them.
+   */
+  take(): Uint8Array {
+    const bytes = this.#out.subarray(0, this.#pos);
+    this.#pos = 0;
+    return bytes;
+  }
+
+  /** Times are ISO instants (or null), whose JSON is short and plain. */
+  #setTime(time: string | null): void {
+    this.#lastTime = time;
+    const json = `{"time":${JSON.stringify(time)},"node":`;
+    const length = utf8.encodeInto(json, this.#timeBytes).written;
+    packWords(this.#timeBytes, length, this.#timeSegment.words);
+    this.#timeSegment.length = length;
+  }
+
+  /** Room for `bytes` more in the output buffer, keeping what it holds. */
+  #reserve(bytes: number): void {
+    const out = this.#out;
+    if (out.length - this.#pos >= bytes) return;
+    const grown = new Uint8Array(Math.max(2 * out.length, 2 * (this.#pos + bytes)));
+    grown.set(out.subarray(0, this.#pos));
+    this.#out = grown;
+    this.#dv = new DataView(grown.buffer);
+  }
 }

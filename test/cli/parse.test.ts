@@ -8,8 +8,8 @@ import { Writable } from "node:stream";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateLines } from "../../bench/corpus.ts";
-import { parseStream } from "../../cli/commands/parse.ts";
-import { createParser } from "../../functions/core/parse.ts";
+import { parseStream, streamWriter } from "../../cli/commands/parse.ts";
+import { createParser, NdjsonEncoder } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -220,8 +220,8 @@ describe("parseStream", () => {
         yield* chunks;
       })(),
       {
-        parse: createParser({ year: 2024 }),
-        output,
+        encoder: new NdjsonEncoder({ year: 2024 }),
+        write: streamWriter(output),
         onMalformed: (line, reason) => malformed.push(`${line}: ${reason}`),
         ...(maxLineLength === undefined ? {} : { maxLineLength }),
       },

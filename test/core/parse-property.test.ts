@@ -13,7 +13,13 @@ import {
   wrap,
 } from "../../bench/corpus.ts";
 import { normalizeIpv6 } from "../../functions/core/ipv6.ts";
-import { createParser, createReferenceParser, type ParseOptions } from "../../functions/core/parse.ts";
+import {
+  createParser,
+  createReferenceParser,
+  NdjsonEncoder,
+  type ParseOptions,
+} from "../../functions/core/parse.ts";
+import { expectEncoded } from "../support/ndjson.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
 
 const RUNS = { numRuns: 2000 };
@@ -454,6 +460,7 @@ function checkTotal(line: string, options: ParseOptions = {}): ParseOutcome {
   expect(["record", "skip", "error"]).toContain(fast.kind);
   if (fast.kind === "error") expect(fast.reason.length).toBeGreaterThan(0);
   expect(createReferenceParser(options)(line)).toEqual(fast);
+  expectEncoded(new NdjsonEncoder(options), line, fast);
   return fast;
 }
 

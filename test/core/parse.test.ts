@@ -4,10 +4,12 @@ import { describe, expect, it } from "vitest";
 import {
   createParser,
   createReferenceParser,
+  NdjsonEncoder,
   type ParseOptions,
   parseLine,
 } from "../../functions/core/parse.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
+import { expectEncoded } from "../support/ndjson.ts";
 
 /** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
 const NOW = Date.UTC(2024, 5, 1);
@@ -15,8 +17,9 @@ const NOW = Date.UTC(2024, 5, 1);
 function outcomes(line: string, options: ParseOptions = {}): ParseOutcome {
   const opts = { now: NOW, ...options };
   const fast = parseLine(line, opts);
-  // Every case also pins the fast path to the token-by-token reference.
+  // Every case also pins the fast path to the token-by-token reference, and the NDJSON encoder to the record.
   expect(createReferenceParser(opts)(line)).toEqual(fast);
+  expectEncoded(new NdjsonEncoder(opts), line, fast);
   return fast;
 }
 
@@ -712,5 +715,52 @@ describe("totality on hostile input", () => {
       kind: "error",
       reason: "input is not a string",
     });
+  });
+});
+
+describe("the NDJSON encoder writes what JSON.stringify writes", () => {
+  it("escapes whatever a host name or an interface carries", () => {
+    const odd = [
+      'q"uote',
+      "back\\slash",
+      "tab\there",
+      "nul\u0000",
+      "del\u007f",
+      "nœud-é",
+      "emoji🙂",
+      "lone\ud800",
+    ];
+    for (const name of odd) {
+      const line = DESIGN_LINE.replace("ip-192-168-74-5", name).replace("OUT=eni8d48114818c", `OUT=${name}`);
+      const r = record(line);
+      expect(r.node).toBe(name);
+      expect(r.outInterface).toBe(name);
+      // The journald form: the host comes from the JSON record, the line from its MESSAGE.
+      record(
+        JSON.stringify({ _HOSTNAME: name, MESSAGE: DESIGN_LINE.slice(DESIGN_LINE.indexOf("calico-packet")) }),
+      );
+    }
+  });
+
+  it("writes records longer than its buffer and lines longer than the parser's scratch", () => {
+    const longName = "x".repeat(300_000);
+    const line = DESIGN_LINE.replace("OUT=eni8d48114818c", `OUT=${longName}`);
+    expect(record(line).outInterface).toBe(longName);
+    const encoder = new NdjsonEncoder({ now: NOW });
+    const parse = createParser({ now: NOW });
+    let expected = "";
+    for (let i = 0; i < 3_000; i++) {
+      const l = i % 100 === 0 ? line : DESIGN_LINE.replace("DPT=8012", `DPT=${i}`);
+      expect(encoder.encode(l)).toBe("record");
+      expected += `${JSON.stringify((parse(l) as { record: PacketRecord }).record)}\n`;
+    }
+    expect(Buffer.from(encoder.take()).toString()).toBe(expected);
+    expect(encoder.take()).toHaveLength(0);
+  });
+
+  it("writes numbers of every width", () => {
+    for (const n of [0, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 65_535, 99_999, 100_000, 4_294_967_295]) {
+      expect(record(DESIGN_LINE.replace("LEN=60", `LEN=${n}`)).length).toBe(n);
+    }
   });
 });
