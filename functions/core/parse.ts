@@ -853,7 +853,7 @@ class LineParser {
    * Reads the syslog header at `start`: `<PRI>`, RFC 5424 version, an ISO or RFC 3164 timestamp, then the host
    * name (a token that ends in ":" is a tag, not a host). Returns where the header ends.
    */
-  readHeader(text: string, b: Uint8Array, start: number, end: number): number {
+  readHeader(b: Uint8Array, start: number, end: number): number {
     const stamp = this.stamp;
     let i = start;
     this.stampKind = 0;
@@ -898,7 +898,7 @@ class LineParser {
       if (c !== 10 && c !== 13) break;
       end--;
     }
-    let headerEnd = this.readHeader(text, b, start, end);
+    let headerEnd = this.readHeader(b, start, end);
     // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
     const h = this.hostS;
     if (
@@ -911,7 +911,7 @@ class LineParser {
       if ((flag === 70 || flag === 80) && b[headerEnd + 2] === 32) {
         // Its time is the nearest full timestamp, unless the pod's line carries one itself.
         outerMs = this.stampMs;
-        headerEnd = this.readHeader(text, b, headerEnd + 3, end);
+        headerEnd = this.readHeader(b, headerEnd + 3, end);
       }
     }
     const needle = this.needle;

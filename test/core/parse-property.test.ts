@@ -19,8 +19,8 @@ import {
   NdjsonEncoder,
   type ParseOptions,
 } from "../../functions/core/parse.ts";
-import { expectEncoded } from "../support/ndjson.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
+import { expectEncoded } from "../support/ndjson.ts";
 
 const RUNS = { numRuns: 2000 };
 
