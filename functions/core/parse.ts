@@ -624,6 +624,143 @@ function asText(value: unknown): string | null {
   return null;
 }
 
+// The flat JSON reader (LineParser#parseFlatJson): value kinds, and a slot per key it looks for.
+const JSON_STRING = 1;
+const JSON_NUMBER = 2;
+const JSON_LITERAL = 3;
+const JSON_OTHER = 4;
+const SLOT_MESSAGE = 0;
+const SLOT_HOST = SLOT_MESSAGE + MESSAGE_KEYS.length;
+const SLOT_TIME = SLOT_HOST + HOST_KEYS.length;
+const JSON_SLOTS = SLOT_TIME + TIME_KEYS.length;
+
+/** The slot of the key `b[start, end)`, or -1 for a key parseJson does not read. */
+function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
+  switch (end - start) {
+    case 3:
+      return has(b, start, "log") ? SLOT_MESSAGE + 2 : has(b, start, "msg") ? SLOT_MESSAGE + 3 : -1;
+    case 4:
+      return has(b, start, "host") ? SLOT_HOST + 1 : has(b, start, "time") ? SLOT_TIME + 1 : -1;
+    case 7:
+      return has(b, start, "MESSAGE") ? SLOT_MESSAGE : has(b, start, "message") ? SLOT_MESSAGE + 1 : -1;
+    case 8:
+      return has(b, start, "hostname") ? SLOT_HOST + 2 : -1;
+    case 9:
+      return has(b, start, "_HOSTNAME") ? SLOT_HOST : has(b, start, "timestamp") ? SLOT_TIME + 2 : -1;
+    case 10:
+      return has(b, start, "@timestamp") ? SLOT_TIME + 3 : -1;
+    case 15:
+      return has(b, start, "kubernetes.host") ? SLOT_HOST + 3 : -1;
+    case 20:
+      return has(b, start, "__REALTIME_TIMESTAMP") ? SLOT_TIME : -1;
+    default:
+      return -1;
+  }
+}
+
+/** True when a byte of `b[start, end)` is below 0x20 (read four at a time through `view`). */
+function hasControl(b: Uint8Array, view: DataView, start: number, end: number): boolean {
+  let k = start;
+  for (; k + 4 <= end; k += 4) {
+    const x = view.getInt32(k, true);
+    if (((x - 0x20202020) & ~x & 0x80808080) !== 0) return true;
+  }
+  for (; k < end; k++) if ((b[k] as number) < 32) return true;
+  return false;
+}
+
+/** Nesting parseFlatJson follows; anything deeper goes to JSON.parse. */
+const MAX_JSON_DEPTH = 32;
+
+/**
+ * End of the JSON value at `i` in a text without escapes or control characters, or -1 when it is not one (or
+ * nests too deep). For an object, its last `"host"` member holding a string is left in `host` (start, end), when
+ * given.
+ */
+function jsonValueEnd(
+  line: string,
+  b: Uint8Array,
+  i: number,
+  depth: number,
+  host: Int32Array | null,
+): number {
+  const c = b[i] as number;
+  if (c === 34) {
+    const close = line.indexOf('"', i + 1);
+    return close < 0 ? -1 : close + 1;
+  }
+  if (c === 45 || (c >= 48 && c <= 57)) return jsonNumberEnd(b, i);
+  if (has(b, i, "true") || has(b, i, "null")) return i + 4;
+  if (has(b, i, "false")) return i + 5;
+  if ((c !== 123 && c !== 91) || depth >= MAX_JSON_DEPTH) return -1;
+  const object = c === 123;
+  const close = object ? 125 : 93;
+  i = jsonSpace(b, i + 1);
+  if (b[i] === close) return i + 1;
+  for (;;) {
+    if (object) {
+      if (b[i] !== 34) return -1;
+      const keyEnd = line.indexOf('"', i + 1);
+      if (keyEnd < 0) return -1;
+      const isHost = host !== null && keyEnd - i === 5 && has(b, i + 1, "host");
+      i = jsonSpace(b, keyEnd + 1);
+      if (b[i] !== 58) return -1;
+      i = jsonSpace(b, i + 1);
+      const valueEnd = jsonValueEnd(line, b, i, depth + 1, null);
+      if (valueEnd < 0) return -1;
+      if (isHost) {
+        const text = b[i] === 34;
+        (host as Int32Array)[0] = text ? i + 1 : -1;
+        (host as Int32Array)[1] = text ? valueEnd - 1 : -1;
+      }
+      i = valueEnd;
+    } else {
+      i = jsonValueEnd(line, b, i, depth + 1, null);
+      if (i < 0) return -1;
+    }
+    i = jsonSpace(b, i);
+    if (b[i] === 44) {
+      i = jsonSpace(b, i + 1);
+      continue;
+    }
+    return b[i] === close ? i + 1 : -1;
+  }
+}
+
+/** Past JSON whitespace from `i` (the zeros after the text stop it). */
+function jsonSpace(b: Uint8Array, i: number): number {
+  for (;;) {
+    const c = b[i];
+    if (c !== 32 && c !== 9 && c !== 10 && c !== 13) return i;
+    i++;
+  }
+}
+
+/** End of a JSON number at `i` (`-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`), or -1. */
+function jsonNumberEnd(b: Uint8Array, i: number): number {
+  if (b[i] === 45) i++;
+  if (b[i] === 48) {
+    i++;
+  } else {
+    const first = i;
+    while ((b[i] as number) >= 48 && (b[i] as number) <= 57) i++;
+    if (i === first) return -1;
+  }
+  if (b[i] === 46) {
+    const first = ++i;
+    while ((b[i] as number) >= 48 && (b[i] as number) <= 57) i++;
+    if (i === first) return -1;
+  }
+  if (b[i] === 101 || b[i] === 69) {
+    i++;
+    if (b[i] === 43 || b[i] === 45) i++;
+    const first = i;
+    while ((b[i] as number) >= 48 && (b[i] as number) <= 57) i++;
+    if (i === first) return -1;
+  }
+  return i;
+}
+
 function hostOf(record: Record<string, unknown>): string | null {
   for (const name of HOST_KEYS) {
     const value = record[name];
@@ -652,6 +789,10 @@ class LineParser {
   /** The line being parsed, one byte per UTF-16 unit, followed by zeros (see fill). */
   readonly scratch = new Uint8Array(SCRATCH_BYTES + SENTINEL_BYTES);
   readonly scratchView = new DataView(this.scratch.buffer);
+  /** Per key slot of parseFlatJson: value kind, start, end. */
+  readonly jsonSlots = new Int32Array(3 * JSON_SLOTS);
+  /** Start and end of `kubernetes.host` for parseFlatJson. */
+  readonly jsonKubernetesHost = new Int32Array(2);
 
   // Per-line header results (parsing is synchronous, so they live on the parser rather than in a fresh object).
   /** 0: no timestamp, 1: ISO instant in `stampMs`, 2: year-less RFC 3164 fields in `stamp`. */
@@ -777,6 +918,12 @@ class LineParser {
     if (line.charCodeAt(start) === 123) {
       // journald writes a message that is not clean UTF-8 as an array of bytes, where the prefix is not visible.
       if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
+      // A record without escapes or nested values (journald's, nearly always) is read in place; any other goes
+      // through JSON.parse, which also words the error for a malformed one.
+      if (this.fastPath && line.indexOf("\\") < 0) {
+        const flat = this.parseFlatJson(line, start);
+        if (flat !== undefined) return flat;
+      }
       return this.parseJson(line.slice(start), 0, null, Number.NaN);
     }
     if (found < 0) return SKIP;
@@ -812,6 +959,11 @@ class LineParser {
       if (!Number.isNaN(ms)) break;
     }
     if (Number.isNaN(ms)) ms = outerMs;
+    return this.parseMessage(message, depth, host, ms);
+  }
+
+  /** The line a JSON record wraps (`depth` as parseJson's), with the host and time the record gave it. */
+  parseMessage(message: string, depth: number, host: string | null, ms: number): Scan {
     let start = 0;
     while (start < message.length && (message.charCodeAt(start) === 32 || message.charCodeAt(start) === 9))
       start++;
@@ -821,17 +973,156 @@ class LineParser {
     return this.parseText(message, start, message.indexOf(this.needle, start), host, ms);
   }
 
+  /**
+   * parseJson for a record at `line[start]` whose values are strings without escapes, numbers and literals: read
+   * from the line's bytes, without building the record. Undefined for any other text, valid or not.
+   */
+  parseFlatJson(line: string, start: number): Scan | undefined {
+    const b = this.fill(line);
+    const end = line.length;
+    // Strings then end at the next quote. (Control characters are rare, and JSON.parse judges them.)
+    if (b !== this.scratch || hasControl(b, this.scratchView, start, end)) return undefined;
+    const slots = this.jsonSlots;
+    slots.fill(0);
+    const kubernetesHost = this.jsonKubernetesHost;
+    /** Whether the last `kubernetes` member is an object, and its `host` string if it has one. */
+    let kubernetes = false;
+    let kubernetesHostStart = -1;
+    let kubernetesHostEnd = -1;
+    let i = jsonSpace(b, start + 1);
+    if (b[i] === 125) {
+      i++;
+    } else {
+      for (;;) {
+        if (b[i] !== 34) return undefined;
+        const keyStart = i + 1;
+        const keyEnd = line.indexOf('"', keyStart);
+        if (keyEnd < 0) return undefined;
+        i = jsonSpace(b, keyEnd + 1);
+        if (b[i] !== 58) return undefined;
+        i = jsonSpace(b, i + 1);
+        const c = b[i] as number;
+        let kind: number;
+        let valueStart = i;
+        let valueEnd: number;
+        if (c === 34) {
+          kind = JSON_STRING;
+          valueStart = i + 1;
+          valueEnd = line.indexOf('"', valueStart);
+          if (valueEnd < 0) return undefined;
+          i = valueEnd + 1;
+        } else if (c === 45 || (c >= 48 && c <= 57)) {
+          kind = JSON_NUMBER;
+          valueEnd = jsonNumberEnd(b, i);
+          if (valueEnd < 0) return undefined;
+          i = valueEnd;
+        } else if (has(b, i, "true") || has(b, i, "null")) {
+          kind = JSON_LITERAL;
+          i += 4;
+          valueEnd = i;
+        } else if (has(b, i, "false")) {
+          kind = JSON_LITERAL;
+          i += 5;
+          valueEnd = i;
+        } else {
+          // An object or an array, read through: not a value parseJson takes, unless it is `kubernetes.host`
+          // (from Fluent Bit's kubernetes filter) or a message as journald's array of bytes (for JSON.parse).
+          kubernetesHost[0] = -1;
+          kubernetesHost[1] = -1;
+          valueEnd = jsonValueEnd(line, b, i, 1, c === 123 ? kubernetesHost : null);
+          if (valueEnd < 0) return undefined;
+          i = valueEnd;
+          kind = JSON_OTHER;
+        }
+        if (keyEnd - keyStart === 10 && has(b, keyStart, "kubernetes")) {
+          kubernetes = c === 123;
+          kubernetesHostStart = kubernetesHost[0] as number;
+          kubernetesHostEnd = kubernetesHost[1] as number;
+        }
+        const slot = jsonKeySlot(b, keyStart, keyEnd);
+        if (kind === JSON_OTHER && slot >= SLOT_MESSAGE && slot < SLOT_HOST) return undefined;
+        if (slot >= 0) {
+          // A repeated key: the last one counts, as in JSON.parse.
+          slots[3 * slot] = kind;
+          slots[3 * slot + 1] = valueStart;
+          slots[3 * slot + 2] = valueEnd;
+        }
+        i = jsonSpace(b, i);
+        if (b[i] === 44) {
+          i = jsonSpace(b, i + 1);
+          continue;
+        }
+        if (b[i] !== 125) return undefined;
+        i++;
+        break;
+      }
+    }
+    if (jsonSpace(b, i) !== end) return undefined;
+
+    // What parseJson takes from the record, in its order of preference.
+    const needle = this.needle;
+    let messageStart = -1;
+    let messageEnd = -1;
+    let found = -1;
+    for (let slot = SLOT_MESSAGE; slot < SLOT_MESSAGE + MESSAGE_KEYS.length; slot++) {
+      if (slots[3 * slot] !== JSON_STRING) continue;
+      const from = slots[3 * slot + 1] as number;
+      const to = slots[3 * slot + 2] as number;
+      const at = line.indexOf(needle, from);
+      if (at >= 0 && at + needle.length <= to) {
+        messageStart = from;
+        messageEnd = to;
+        found = at;
+        break;
+      }
+    }
+    if (messageStart < 0) return SKIP;
+    let host: string | null = null;
+    for (let slot = SLOT_HOST; slot < SLOT_HOST + HOST_KEYS.length; slot++) {
+      const from = slots[3 * slot + 1] as number;
+      const to = slots[3 * slot + 2] as number;
+      if (slots[3 * slot] === JSON_STRING && to > from) {
+        host = line.slice(from, to);
+        break;
+      }
+    }
+    if (host === null && kubernetes && kubernetesHostEnd > kubernetesHostStart) {
+      host = line.slice(kubernetesHostStart, kubernetesHostEnd);
+    }
+    let ms = Number.NaN;
+    for (let slot = SLOT_TIME; slot < SLOT_TIME + TIME_KEYS.length; slot++) {
+      const kind = slots[3 * slot];
+      if (kind === 0) continue;
+      const from = slots[3 * slot + 1] as number;
+      const text = line.slice(from, slots[3 * slot + 2]);
+      ms =
+        kind === JSON_STRING
+          ? this.jsonTime(text, b, from)
+          : kind === JSON_NUMBER
+            ? this.jsonTime(Number(text))
+            : Number.NaN;
+      if (!Number.isNaN(ms)) break;
+    }
+    // The message's own leading spaces and tabs, as parseMessage skips them.
+    let text = messageStart;
+    while (text < messageEnd && (b[text] === 32 || b[text] === 9)) text++;
+    if (b[text] === 123) return this.parseMessage(line.slice(messageStart, messageEnd), 0, host, ms);
+    return this.parseText(line, text, found, host, ms, b, messageEnd);
+  }
+
   /** Epoch ms of a JSON record's time field: ISO text, or epoch seconds/ms/µs/ns as a number or digits. */
-  jsonTime(value: unknown): number {
+  jsonTime(value: unknown, bytes: Uint8Array | null = null, at = 0): number {
     let n: number;
     if (typeof value === "number") {
       n = value;
     } else if (typeof value === "string") {
-      // Digits (journald's µs) cannot be ISO text: only copy what may be.
+      // Digits (journald's µs) cannot be ISO text: only copy what may be (unless its bytes, at `at`, are given).
       if (
         value.length >= 19 &&
         value.charCodeAt(4) === 45 &&
-        readIsoStamp(this.fill(value), 0, value.length, this.stamp)
+        (bytes === null
+          ? readIsoStamp(this.fill(value), 0, value.length, this.stamp)
+          : readIsoStamp(bytes, at, at + value.length, this.stamp))
       ) {
         return this.stamp.ms;
       }
@@ -890,9 +1181,20 @@ class LineParser {
   }
 
   /** A line of text: optional container-runtime and syslog headers, then the prefix and the packet fields. */
-  parseText(text: string, start: number, found: number, outerHost: string | null, outerMs: number): Scan {
-    const b = this.fill(text);
-    let end = text.length;
+  parseText(
+    text: string,
+    start: number,
+    found: number,
+    outerHost: string | null,
+    outerMs: number,
+    filled: Uint8Array | null = null,
+    textEnd = text.length,
+  ): Scan {
+    // `filled`: the text's bytes are already scanned (a JSON string value, `text[start, textEnd)`, from
+    // parseFlatJson). What follows textEnd is then the value's closing quote and the rest of the record rather
+    // than zeros: no read past the end finds a digit, letter or space there either, which is what the scan needs.
+    const b = filled ?? this.fill(text);
+    let end = textEnd;
     while (end > start) {
       const c = b[end - 1] as number;
       if (c !== 10 && c !== 13) break;
@@ -1453,7 +1755,7 @@ class LineParser {
       // MACDECODE splits what MAC= prints (destination, source, EtherType); put it back in MAC= form.
       const dstEnd = text.indexOf(" ", macDst);
       const srcEnd = text.indexOf(" ", macSrc);
-      if (dstEnd > macDst && srcEnd > macSrc) {
+      if (dstEnd > macDst && srcEnd > macSrc && dstEnd <= end && srcEnd <= end) {
         macText = `${text.slice(macDst, dstEnd)}:${text.slice(macSrc, srcEnd)}:${text.slice(macProto, macProto + 2)}:${text.slice(macProto + 2, macProto + 4)}`;
       }
     }

@@ -496,6 +496,78 @@ describe("any input: an outcome, never an exception, and the fast path agrees wi
     );
   });
 
+  it("JSON text as any writer may space, repeat and nest it", () => {
+    const space = fc.constantFrom("", "", " ", "  ", "\t", "\r\n");
+    const number = fc.constantFrom(
+      "0",
+      "-0",
+      "12",
+      "1713499200021480",
+      "1.5e3",
+      "2E-2",
+      "01",
+      "1.",
+      "-",
+      "1e",
+      "0.5",
+    );
+    const literal = fc.constantFrom("true", "false", "null", "nul", "tru");
+    const text = fc.oneof(
+      logged.map((l) => JSON.stringify(lineOf(l))),
+      // A bare kernel message, whose node and time come from the record.
+      packet.map((p) => JSON.stringify(`calico-packet: ${packetText(p)}`)),
+      packet.map((p) => JSON.stringify(`calico-packet: ${packetText(p)}`)),
+      fc.constantFrom('"node-a"', '"node-b"', '"1713499200021480"', "1713499200"),
+      fc.constantFrom(
+        '"ip-10-0-0-1"',
+        '""',
+        '"2024-04-19T04:52:19.5Z"',
+        '"1713499200"',
+        '"calico-packet: IN="',
+      ),
+      fc.string({ maxLength: 8 }).map((t) => JSON.stringify(t)),
+    );
+    const value: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie) => ({
+      value: fc.oneof(
+        { depthSize: "small", withCrossShrink: true },
+        text,
+        number,
+        literal,
+        fc
+          .array(fc.tuple(fc.constantFrom('"host"', '"pod"', '"x"'), tie("value")), { maxLength: 3 })
+          .map((members) => `{${members.map(([k, v]) => `${k}:${v}`).join(",")}}`),
+        fc.array(tie("value"), { maxLength: 3 }).map((items) => `[${items.join(",")}]`),
+      ),
+    })).value;
+    const key = fc.constantFrom(
+      '"MESSAGE"',
+      '"message"',
+      '"log"',
+      '"msg"',
+      '"host"',
+      '"hostname"',
+      '"_HOSTNAME"',
+      '"kubernetes.host"',
+      '"kubernetes"',
+      '"time"',
+      '"timestamp"',
+      '"@timestamp"',
+      '"__REALTIME_TIMESTAMP"',
+      '"x"',
+    );
+    const member = fc
+      .tuple(space, key, space, space, value, space)
+      .map(([a, k, b, c, v, d]) => `${a}${k}${b}:${c}${v}${d}`);
+    fc.assert(
+      fc.property(fc.array(member, { maxLength: 7 }), space, space, (members, before, after) => {
+        const line = `${before}{${members.join(",")}}${after}`;
+        checkTotal(line);
+        checkTotal(line.slice(0, Math.floor(line.length / 2)));
+      }),
+      RUNS,
+    );
+  });
+
   it("JSON records of any shape", () => {
     const message = fc.oneof(
       logged.map(lineOf),

@@ -213,6 +213,34 @@ describe("JSON records wrapping a line", () => {
     expect(record(line)).toEqual({ ...DESIGN_RECORD, time: "2024-04-19T04:52:19.123Z" });
   });
 
+  it("read as JSON.parse reads them: the last of a repeated key, any spacing, nested values", () => {
+    // Records without escapes are read in place rather than through JSON.parse (outcomes() holds the two to
+    // agree); these are the cases where they could part.
+    const bare = JSON.stringify(MESSAGE);
+    const cases: [string, Partial<PacketRecord> | "skip"][] = [
+      [`{"host":"a","MESSAGE":${bare},"host":"b"}`, { node: "b" }],
+      [`{"MESSAGE":"calico-packet: nothing","MESSAGE":${bare}}`, { src: "192.168.22.247" }],
+      [`{"MESSAGE":${bare},"MESSAGE":"calico-packet: nothing"}`, "skip"],
+      [` \t{ "host" :\t"a" , "MESSAGE" : ${bare} }\r `, { node: "a" }],
+      [`{"kubernetes":{"pod":{"host":"x"},"host":"k8s"},"log":${bare}}`, { node: "k8s" }],
+      [`{"kubernetes":{"host":"k8s"},"kubernetes":"gone","log":${bare}}`, { node: null }],
+      [`{"kubernetes":{"host":"k8s"},"hostname":"top","log":${bare}}`, { node: "top" }],
+      [`{"kubernetes":{"host":""},"log":${bare}}`, { node: null }],
+      [`{"tags":[1,-2.5e3,true,null,[],{}],"host":"a","MESSAGE":${bare}}`, { node: "a" }],
+      [`{"time":"2024-04-19T04:52:19.5+01:00","MESSAGE":${bare}}`, { time: "2024-04-19T03:52:19.500Z" }],
+      [`{"time":null,"timestamp":1713502339.25,"MESSAGE":${bare}}`, { time: "2024-04-19T04:52:19.250Z" }],
+      [`{"@timestamp":{"s":1},"__REALTIME_TIMESTAMP":"x","MESSAGE":${bare}}`, { time: null }],
+      [`{"message":["calico-packet"],"MESSAGE":${bare}}`, { src: "192.168.22.247" }],
+    ];
+    for (const [line, expected] of cases) {
+      if (expected === "skip") expect(outcomes(line).kind).toBe("skip");
+      else expect(record(line)).toMatchObject(expected);
+    }
+    for (const bad of [`{"MESSAGE":${bare},}`, `{"MESSAGE":${bare}} x`, `{"n":01,"MESSAGE":${bare}}`]) {
+      expect(reason(bad)).toMatch(/^malformed JSON record: /);
+    }
+  });
+
   it("journald's byte-array MESSAGE (not valid UTF-8 as a whole)", () => {
     const bytes = [...Buffer.from(MESSAGE)];
     const line = JSON.stringify({
