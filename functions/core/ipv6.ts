@@ -87,6 +87,14 @@ function readIpv6(b: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
+/** Lowercase hex of 0-255 without leading zeros, and with them to two digits: a group is one or two of these. */
+const HEX = Array.from({ length: 256 }, (_, n) => n.toString(16));
+const HEX2 = Array.from({ length: 256 }, (_, n) => n.toString(16).padStart(2, "0"));
+
+function hexGroup(value: number): string {
+  return value < 256 ? (HEX[value] as string) : (HEX[value >> 8] as string) + (HEX2[value & 255] as string);
+}
+
 function formatGroups(): string {
   // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5).
   if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0) {
@@ -119,7 +127,7 @@ function formatGroups(): string {
       k += bestLength - 1;
       continue;
     }
-    out += (groups[k] as number).toString(16);
+    out += hexGroup(groups[k] as number);
     if (k < 7) out += ":";
   }
   return out;
