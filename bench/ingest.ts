@@ -1,6 +1,7 @@
 // Ingest figures: handler throughput (decode + parse + classify + attribute + aggregate, store excluded) on
 // the shared corpus delivered as real subscription payloads, and DynamoDB write requests per 1,000 lines for
 // a retry storm and a port scan, counted on the wire in front of dynalite.
+import { gunzipSync } from "node:zlib";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
@@ -162,6 +163,38 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
   );
 }
 
+/**
+ * The least any handler must do per line, measured on the same payloads: base64 and gunzip (CloudWatch Logs
+ * delivers nothing else), JSON.parse of the delivery, and then the parser over each message. Whatever the rest
+ * costs, the handler cannot be faster than these.
+ */
+function decodeFloor(name: string, lines: Iterable<string>): void {
+  const data = payloads(lines);
+  const parse = createParser();
+  const pass = (withParse: boolean) => {
+    let total = 0;
+    const start = process.hrtime.bigint();
+    for (const d of data) {
+      const json = gunzipSync(Buffer.from(d, "base64")).toString("utf8");
+      const events = (JSON.parse(json) as SubscriptionPayload).logEvents;
+      total += events.length;
+      if (withParse) for (const e of events) parse(e.message);
+    }
+    return total / (Number(process.hrtime.bigint() - start) / 1e9);
+  };
+  // Best of three after a warm-up, as for a warm container.
+  pass(true);
+  const best = (withParse: boolean) => Math.max(pass(withParse), pass(withParse), pass(withParse));
+  const decode = best(false);
+  const decodeParse = best(true);
+  const us = (rate: number) => (1e6 / rate).toFixed(2);
+  console.log(
+    `floor, ${name}: base64 + gunzip + JSON.parse alone ${Math.round(decode).toLocaleString("en")} lines/s ` +
+      `(${us(decode)} µs/line); with the parser ${Math.round(decodeParse).toLocaleString("en")} lines/s ` +
+      `(${us(decodeParse)} µs/line; 500,000 lines/s leaves 2.00 µs/line for everything)`,
+  );
+}
+
 const storm = (i: number) =>
   `calico-packet: IN=eth0 OUT=eni1 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.1.${1 + (i % 4)} DST=192.168.2.${1 + (i % 5)} LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=${i} DF PROTO=TCP SPT=${30000 + (i % 30000)} DPT=5432 WINDOW=62727 RES=0x00 SYN URGP=0`;
 const scan = (i: number) =>
@@ -236,6 +269,7 @@ export async function run(): Promise<void> {
     "realistic cluster (2,000 pods: 60 retrying pairs, blocked DNS, 10 scanners)",
     realisticLines(LINES),
   );
+  decodeFloor("realistic cluster", realisticLines(LINES));
   // The shared corpus draws every pod address at random from the whole /16: nearly every line is a flow
   // of its own, the worst case for aggregation (per-flow work dominates).
   await handlerThroughput("worst case: shared corpus, ~85% of lines distinct flows", generateLines(LINES, 7));
