@@ -1907,12 +1907,11 @@ const S_DST_PORT = segment(',"dstPort":');
 const S_ICMP_CODE = segment(',"icmpCode":');
 const S_END = segment("}\n");
 /** `,"protocol":"TCP","srcPort":` and the like for the protocols the scanner names with shared strings. */
-const S_PROTOCOLS = new Map(
-  ["TCP", "UDP", "ICMP", "ICMPv6"].map((name) => [
-    name,
-    segment(`,"protocol":${JSON.stringify(name)},"srcPort":`),
-  ]),
-);
+const protocolSegment = (name: string) => segment(`,"protocol":${JSON.stringify(name)},"srcPort":`);
+const S_TCP = protocolSegment("TCP");
+const S_UDP = protocolSegment("UDP");
+const S_ICMP = protocolSegment("ICMP");
+const S_ICMPV6 = protocolSegment("ICMPv6");
 /** `,"tcpFlags":[...],"icmpType":` for each set of flags, made when first seen. */
 const S_FLAGS: (Segment | undefined)[] = [];
 
@@ -1926,6 +1925,26 @@ function flagsSegment(flags: number): Segment {
 }
 /** The output buffer's least size; a long line's record may need a larger one. */
 const OUTPUT_BYTES = 1 << 18;
+
+/** `{"time":…,"node":` for one record time. */
+interface TimeSegment extends Segment {
+  time: string | null | undefined;
+}
+
+function newTimeSegment(): TimeSegment {
+  return { time: undefined, words: new Int32Array(32), length: 0 };
+}
+
+const TIME_BYTES = new Uint8Array(128);
+
+/** Record times are ISO instants (or null): short, and plain ASCII. */
+function setTime(segment: TimeSegment, time: string | null): void {
+  const json = `{"time":${JSON.stringify(time)},"node":`;
+  for (let k = 0; k < json.length; k++) TIME_BYTES[k] = json.charCodeAt(k);
+  packWords(TIME_BYTES, json.length, segment.words);
+  segment.length = json.length;
+  segment.time = time;
+}
 
 /** What `encode` made of a line. */
 export type EncodedKind = "record" | "skip" | "error";
@@ -2050,9 +2069,8 @@ export class NdjsonEncoder {
   #dv = new DataView(this.#out.buffer);
   #pos = 0;
   /** `{"time":…,"node":` for the time of the last record. */
-  #lastTime: string | null | undefined;
-  readonly #timeBytes = new Uint8Array(256);
-  #timeSegment: Segment = { words: new Int32Array(64), length: 0 };
+  /** `{"time":…,"node":` for the last two times written, the latest first. */
+  readonly #times: TimeSegment[] = [newTimeSegment(), newTimeSegment()];
   /** Why the last line that was an error is one. */
   reason = "";
 
@@ -2092,8 +2110,16 @@ export class NdjsonEncoder {
     this.#reserve(512 + 6 * texts);
     const out = this.#out;
     const dv = this.#dv;
-    if (r.time !== this.#lastTime) this.#setTime(r.time);
-    let p = putSegment(dv, this.#pos, this.#timeSegment);
+    // Two times in turn (syslog lines' seconds between JSON records' milliseconds) keep both their segments.
+    let time = this.#times[0] as TimeSegment;
+    if (r.time !== time.time) {
+      const other = this.#times[1] as TimeSegment;
+      this.#times[0] = other;
+      this.#times[1] = time;
+      time = other;
+      if (r.time !== time.time) setTime(time, r.time);
+    }
+    let p = putSegment(dv, this.#pos, time);
     p = r.nodeS >= 0 ? putRange(out, dv, p, text, b, bv, r.nodeS, r.nodeE) : putString(out, dv, p, r.node);
     const prefixSegment = this.#prefixSegment;
     if (prefixSegment !== null && r.prefix === parser.needle) {
@@ -2119,7 +2145,18 @@ export class NdjsonEncoder {
     p = putNumber(out, dv, p, r.length);
     p = putSegment(dv, p, S_TTL);
     p = putNumber(out, dv, p, r.ttl);
-    const protocol = S_PROTOCOLS.get(r.protocol);
+    // The scanner's shared strings: compared by reference.
+    const name = r.protocol;
+    const protocol =
+      name === "TCP"
+        ? S_TCP
+        : name === "UDP"
+          ? S_UDP
+          : name === "ICMP"
+            ? S_ICMP
+            : name === "ICMPv6"
+              ? S_ICMPV6
+              : undefined;
     if (protocol !== undefined) {
       p = putSegment(dv, p, protocol);
     } else {
@@ -2145,15 +2182,6 @@ export class NdjsonEncoder {
     const bytes = this.#out.subarray(0, this.#pos);
     this.#pos = 0;
     return bytes;
-  }
-
-  /** Times are ISO instants (or null), whose JSON is short and plain. */
-  #setTime(time: string | null): void {
-    this.#lastTime = time;
-    const json = `{"time":${JSON.stringify(time)},"node":`;
-    const length = utf8.encodeInto(json, this.#timeBytes).written;
-    packWords(this.#timeBytes, length, this.#timeSegment.words);
-    this.#timeSegment.length = length;
   }
 
   /** Room for `bytes` more in the output buffer, keeping what it holds. */
