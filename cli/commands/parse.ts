@@ -1,13 +1,22 @@
 // `calico-flows parse` (DESIGN.md §3.1): log text on stdin, one JSON record per calico-packet line on stdout,
 // skipped and malformed lines counted on stderr. It streams: a chunk is read, parsed and written before the next
 // is read, so memory stays flat whatever the input's size.
+import { isAscii } from "node:buffer";
 import { once } from "node:events";
 import { readSync, writeSync } from "node:fs";
 import type { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Command, Option } from "commander";
-import { DEFAULT_PREFIX, NdjsonEncoder, type ParseOptions } from "../../functions/core/parse.ts";
+import {
+  DEFAULT_PREFIX,
+  type EncodedKind,
+  NdjsonEncoder,
+  type ParseOptions,
+} from "../../functions/core/parse.ts";
 import { parseInteger, withCommonOptions } from "../common.ts";
+
+/** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */
+const SENTINEL_ROOM = 64;
 
 /** Longest line kept in memory (characters); a longer one is counted as malformed and dropped. */
 export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
@@ -54,9 +63,8 @@ export async function parseStream(
   let oversized = false;
   let closed = false;
 
-  const handle = (line: string): void => {
-    summary.lines++;
-    const kind = encoder.encode(line);
+  /** Counts what the encoder made of a line. */
+  const count = (kind: EncodedKind): void => {
     if (kind === "record") {
       summary.records++;
     } else if (kind === "skip") {
@@ -66,13 +74,24 @@ export async function parseStream(
       onMalformed(summary.lines, encoder.reason);
     }
   };
+  const handle = (line: string): void => {
+    summary.lines++;
+    count(encoder.encode(line));
+  };
   const tooLong = () => {
     summary.lines++;
     summary.malformed++;
     onMalformed(summary.lines, `line longer than ${maxLine} characters, not parsed`);
   };
 
-  const consume = async (text: string, last: boolean) => {
+  // `ascii`: the bytes of `text`, one per character, with SENTINEL_ROOM spare bytes after them: lines that lie
+  // whole in it are parsed where they are.
+  const consume = async (
+    text: string,
+    last: boolean,
+    ascii: Uint8Array | null = null,
+    view: DataView | null = null,
+  ) => {
     let from = 0;
     for (;;) {
       const newline = text.indexOf("\n", from);
@@ -89,7 +108,12 @@ export async function parseStream(
       } else if (newline - from > maxLine) {
         tooLong();
       } else {
-        handle(text.slice(from, newline));
+        if (ascii !== null && view !== null) {
+          summary.lines++;
+          count(encoder.encodeWithin(text, ascii, view, from, newline));
+        } else {
+          handle(text.slice(from, newline));
+        }
       }
       pieces = [];
       pending = 0;
@@ -121,8 +145,24 @@ export async function parseStream(
     }
   };
 
+  // A chunk of ASCII (nearly all of them) is its text byte for byte, so its lines are parsed in place, when the
+  // decoder holds nothing from the chunk before and the chunk's memory has room after it (readStdin's has).
+  let decoderClean = true;
   for await (const chunk of input) {
-    await consume(typeof chunk === "string" ? chunk : decoder.write(chunk), false);
+    if (typeof chunk === "string") {
+      await consume(chunk, false);
+    } else {
+      const room = chunk.buffer.byteLength - chunk.byteOffset - chunk.length >= SENTINEL_ROOM;
+      const ascii = decoderClean && room && isAscii(chunk);
+      const text = decoder.write(chunk);
+      decoderClean = isAscii(chunk);
+      if (ascii) {
+        const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length + SENTINEL_ROOM);
+        await consume(text, false, bytes, new DataView(bytes.buffer, bytes.byteOffset, bytes.length));
+      } else {
+        await consume(text, false);
+      }
+    }
     // A reader that went away (`| head`) ends the work; what was read is still summarised.
     if (closed) break;
   }
@@ -173,7 +213,8 @@ export function stdoutWriter(): WriteBytes {
  * this command does nothing else while it waits; a descriptor left non-blocking (EAGAIN) falls back to the stream.
  */
 export async function* readStdin(size = 1 << 16): AsyncGenerator<Buffer> {
-  const buffer = Buffer.allocUnsafe(size);
+  // With room after the data for parseStream's in-place parsing.
+  const buffer = Buffer.allocUnsafe(size + SENTINEL_ROOM);
   for (;;) {
     let n: number;
     try {

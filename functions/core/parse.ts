@@ -50,6 +50,8 @@ interface Fields {
   text: string;
   /** `text` as bytes (see LineParser#fill). */
   b: Uint8Array;
+  /** `b` as a DataView, when there is one (see scanWithin). */
+  view: DataView | null;
   time: string | null;
   nodeS: number;
   nodeE: number;
@@ -789,6 +791,14 @@ class LineParser {
   /** The line being parsed, one byte per UTF-16 unit, followed by zeros (see fill). */
   readonly scratch = new Uint8Array(SCRATCH_BYTES + SENTINEL_BYTES);
   readonly scratchView = new DataView(this.scratch.buffer);
+  /** The bytes and view scanWithin is scanning, and what it saved from after the line. */
+  withinBytes: Uint8Array | null = null;
+  withinView: DataView | null = null;
+  readonly withinSaved = new Int32Array(SENTINEL_BYTES / 4);
+  /** The first prefix at or after `nextFrom` in `nextText` (-1: none). */
+  nextText = "";
+  nextFrom = 0;
+  nextFound = -1;
   /** Per key slot of parseFlatJson: value kind, start, end. */
   readonly jsonSlots = new Int32Array(3 * JSON_SLOTS);
   /** Start and end of `kubernetes.host` for parseFlatJson. */
@@ -806,6 +816,7 @@ class LineParser {
   readonly fields: Fields = {
     text: "",
     b: this.scratch,
+    view: null,
     time: null,
     nodeS: -1,
     nodeE: -1,
@@ -902,6 +913,38 @@ class LineParser {
     }
     b.fill(0, n, n + SENTINEL_BYTES);
     return b;
+  }
+
+  /**
+   * scan for the line `text[start, end)` of a larger text whose bytes `bytes` (viewed as `view`) hold it one
+   * byte per character (the text is ASCII) and have room for SENTINEL_BYTES after `end`: the line is scanned
+   * where it lies instead of being copied out, with zeros put after it for the scan and the bytes put back.
+   * JSON records are read as lines of their own.
+   */
+  scanWithin(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): Scan {
+    let from = start;
+    while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
+    if (bytes[from] === 123) return this.scan(text.slice(start, end));
+    // The next prefix in the text, found once for the lines without one before it (the lines of a text come in
+    // order, and a search from each of them would read the rest of the text every time).
+    if (text !== this.nextText || from < this.nextFrom || (this.nextFound >= 0 && this.nextFound < from)) {
+      this.nextText = text;
+      this.nextFrom = from;
+      this.nextFound = text.indexOf(this.needle, from);
+    }
+    const found = this.nextFound;
+    if (found < 0 || found + this.needle.length > end) return SKIP;
+    const saved = this.withinSaved;
+    for (let k = 0; k < SENTINEL_BYTES / 4; k++) {
+      saved[k] = view.getInt32(end + 4 * k);
+      view.setInt32(end + 4 * k, 0);
+    }
+    this.withinBytes = bytes;
+    this.withinView = view;
+    const outcome = this.parseText(text, from, found, null, Number.NaN, bytes, end);
+    for (let k = 0; k < SENTINEL_BYTES / 4; k++) view.setInt32(end + 4 * k, saved[k] as number);
+    this.withinBytes = null;
+    return outcome;
   }
 
   /** A line's outcome; when `encoding`, a record is left in `fields` and null returned instead. */
@@ -1809,6 +1852,7 @@ class LineParser {
     const r = this.fields;
     r.text = text;
     r.b = b;
+    r.view = b === this.scratch ? this.scratchView : b === this.withinBytes ? this.withinView : null;
     r.time = time;
     r.nodeS = this.hostS;
     r.nodeE = this.hostE;
@@ -1912,14 +1956,19 @@ const S_TCP = protocolSegment("TCP");
 const S_UDP = protocolSegment("UDP");
 const S_ICMP = protocolSegment("ICMP");
 const S_ICMPV6 = protocolSegment("ICMPv6");
-/** `,"tcpFlags":[...],"icmpType":` for each set of flags, made when first seen. */
+/**
+ * `,"tcpFlags":[...],"icmpType":` for each set of flags, or the whole end of the record when both ICMP fields
+ * are null; made when first seen.
+ */
 const S_FLAGS: (Segment | undefined)[] = [];
 
-function flagsSegment(flags: number): Segment {
-  let s = S_FLAGS[flags];
+function flagsSegment(flags: number, end: boolean): Segment {
+  const slot = 2 * flags + (end ? 1 : 0);
+  let s = S_FLAGS[slot];
   if (s === undefined) {
-    s = segment(`,"tcpFlags":${JSON.stringify(flagNames(flags))},"icmpType":`);
-    S_FLAGS[flags] = s;
+    const tail = end ? 'null,"icmpCode":null}\n' : "";
+    s = segment(`,"tcpFlags":${JSON.stringify(flagNames(flags))},"icmpType":${tail}`);
+    S_FLAGS[slot] = s;
   }
   return s;
 }
@@ -1939,12 +1988,24 @@ const TIME_BYTES = new Uint8Array(128);
 
 /** Record times are ISO instants (or null): short, and plain ASCII. */
 function setTime(segment: TimeSegment, time: string | null): void {
-  const json = `{"time":${JSON.stringify(time)},"node":`;
-  for (let k = 0; k < json.length; k++) TIME_BYTES[k] = json.charCodeAt(k);
-  packWords(TIME_BYTES, json.length, segment.words);
-  segment.length = json.length;
+  let length: number;
+  if (time === null || time.length > 32) {
+    const json = `{"time":${JSON.stringify(time)},"node":`;
+    length = utf8.encodeInto(json, TIME_BYTES).written;
+  } else {
+    // {"time":" then the instant, then ","node":
+    TIME_BYTES.set(TIME_OPEN);
+    for (let k = 0; k < time.length; k++) TIME_BYTES[TIME_OPEN.length + k] = time.charCodeAt(k);
+    TIME_BYTES.set(TIME_CLOSE, TIME_OPEN.length + time.length);
+    length = TIME_OPEN.length + time.length + TIME_CLOSE.length;
+  }
+  packWords(TIME_BYTES, length, segment.words);
+  segment.length = length;
   segment.time = time;
 }
+
+const TIME_OPEN = utf8.encode('{"time":"');
+const TIME_CLOSE = utf8.encode('","node":');
 
 /** What `encode` made of a line. */
 export type EncodedKind = "record" | "skip" | "error";
@@ -2038,6 +2099,14 @@ const DIGIT_WORDS = Int32Array.from({ length: 10_000 }, (_, n) => {
 });
 const DIGIT_COUNTS = Uint8Array.from({ length: 10_000 }, (_, n) => String(n).length);
 
+/** An IPv4 address as read (digits and dots), quoted. */
+function putAddress(out: Uint8Array, p: number, b: Uint8Array, start: number, end: number): number {
+  out[p++] = 34;
+  for (let k = start; k < end; k++) out[p++] = b[k] as number;
+  out[p] = 34;
+  return p + 1;
+}
+
 /** `null` for a negative number, else the decimal digits of a whole number below 2^53. */
 function putNumber(out: Uint8Array, dv: DataView, p: number, n: number): number {
   if (n < 0) return putSegment(dv, p, S_NULL);
@@ -2089,8 +2158,19 @@ export class NdjsonEncoder {
    * grows past what you want to hold.
    */
   encode(line: string): EncodedKind {
+    return this.#emit(this.#parser.scan(line));
+  }
+
+  /**
+   * encode for the line `text[start, end)` of an ASCII text whose bytes are `bytes` (viewed as `view`), with room
+   * for 64 more bytes after `end`, which are used during the call and put back.
+   */
+  encodeWithin(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): EncodedKind {
+    return this.#emit(this.#parser.scanWithin(text, bytes, view, start, end));
+  }
+
+  #emit(outcome: Scan): EncodedKind {
     const parser = this.#parser;
-    const outcome = parser.scan(line);
     if (outcome !== null) {
       if (outcome.kind === "skip") return "skip";
       this.reason = outcome.kind === "error" ? outcome.reason : "";
@@ -2098,7 +2178,7 @@ export class NdjsonEncoder {
     }
     const r = parser.fields;
     const { text, b } = r;
-    const bv = b === parser.scratch ? parser.scratchView : null;
+    const bv = r.view;
     // Worst case: every character of a text value escaped as \uXXXX; the prefix appears again in the policy.
     const texts =
       (r.nodeS >= 0 ? r.nodeE - r.nodeS : (r.node?.length ?? 0)) +
@@ -2138,9 +2218,10 @@ export class NdjsonEncoder {
     p = putSegment(dv, p, S_MAC);
     p = r.macS >= 0 ? putRange(out, dv, p, text, b, bv, r.macS, r.macE) : putString(out, dv, p, r.mac);
     p = putSegment(dv, p, S_SRC);
-    p = r.srcS >= 0 ? putRange(out, dv, p, text, b, bv, r.srcS, r.srcE) : putString(out, dv, p, r.src);
+    // IPv4 addresses were read digit by digit: nothing in them to escape.
+    p = r.srcS >= 0 ? putAddress(out, p, b, r.srcS, r.srcE) : putString(out, dv, p, r.src);
     p = putSegment(dv, p, S_DST);
-    p = r.dstS >= 0 ? putRange(out, dv, p, text, b, bv, r.dstS, r.dstE) : putString(out, dv, p, r.dst);
+    p = r.dstS >= 0 ? putAddress(out, p, b, r.dstS, r.dstE) : putString(out, dv, p, r.dst);
     p = putSegment(dv, p, r.ipVersion === 4 ? S_V4 : S_V6);
     p = putNumber(out, dv, p, r.length);
     p = putSegment(dv, p, S_TTL);
@@ -2166,11 +2247,15 @@ export class NdjsonEncoder {
     p = putNumber(out, dv, p, r.srcPort);
     p = putSegment(dv, p, S_DST_PORT);
     p = putNumber(out, dv, p, r.dstPort);
-    p = putSegment(dv, p, flagsSegment(r.flags));
-    p = putNumber(out, dv, p, r.icmpType);
-    p = putSegment(dv, p, S_ICMP_CODE);
-    p = putNumber(out, dv, p, r.icmpCode);
-    this.#pos = putSegment(dv, p, S_END);
+    if (r.icmpType < 0 && r.icmpCode < 0) {
+      this.#pos = putSegment(dv, p, flagsSegment(r.flags, true));
+    } else {
+      p = putSegment(dv, p, flagsSegment(r.flags, false));
+      p = putNumber(out, dv, p, r.icmpType);
+      p = putSegment(dv, p, S_ICMP_CODE);
+      p = putNumber(out, dv, p, r.icmpCode);
+      this.#pos = putSegment(dv, p, S_END);
+    }
     return "record";
   }
 

@@ -263,3 +263,83 @@ describe("parseStream", () => {
     expect(r.summary).toMatchObject({ lines: 4, records: 2, skipped: 0, malformed: 2 });
   });
 });
+
+describe("parseStream parses lines where they lie in the chunk", () => {
+  /** What the parser makes of each line alone: the NDJSON and the malformed lines. */
+  function lineByLine(lines: string[]) {
+    const parse = createParser({ year: 2024 });
+    let out = "";
+    const malformed: string[] = [];
+    lines.forEach((line, i) => {
+      const o = parse(line.endsWith("\r") ? line.slice(0, -1) : line);
+      if (o.kind === "record") out += `${JSON.stringify(o.record)}\n`;
+      else if (o.kind === "error") malformed.push(`${i + 1}: ${o.reason}`);
+    });
+    return { out, malformed };
+  }
+
+  it("as the parser does on each line alone, whatever follows a line in the chunk", async () => {
+    const cut = (line: string, at: string) => line.slice(0, line.indexOf(at) + at.length);
+    // Lines cut short, each followed by a line that starts with what could have continued it: the scan of a
+    // line must never read into the next one.
+    const lines = [
+      cut(SYSLOG, "IN=eth0"),
+      "OUT=eni8d48114818c MAC=0a SRC=192.168.22.247 DST=192.168.94.122 LEN=60 TTL=1 PROTO=UDP SPT=1 DPT=2 LEN=3",
+      cut(SYSLOG, "SRC=192.168.22.24"),
+      "7 DST=192.168.94.122 LEN=60 TOS=0x00 PREC=0x00 TTL=253 ID=1 PROTO=UDP SPT=1 DPT=2 LEN=3",
+      cut(SYSLOG, "RES=0x00 SY"),
+      "N URGP=0",
+      cut(SYSLOG, "Apr 19 04:52:1"),
+      `9.5 ip-1 kernel: ${MESSAGE_OF(SYSLOG)}`,
+      `${SYSLOG}\r`,
+      `  ${SYSLOG}`,
+      JOURNALD,
+      "Apr 19 04:52:19 h kernel: eth0: renamed",
+      ...generateLines(400, 3),
+    ];
+    const bytes = Buffer.from(`${lines.join("\n")}\n`);
+    const expected = lineByLine(lines);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 40 }),
+        async (cuts) => {
+          // Chunks with room after them, as readStdin's are, so that lines are parsed in place.
+          const chunks: Buffer[] = [];
+          let at = 0;
+          for (const size of [...cuts, bytes.length]) {
+            if (at >= bytes.length) break;
+            const n = Math.min(size, bytes.length - at);
+            const memory = Buffer.alloc(n + 64, 0x41);
+            bytes.copy(memory, 0, at, at + n);
+            chunks.push(memory.subarray(0, n));
+            at += n;
+          }
+          let out = "";
+          const malformed: string[] = [];
+          await parseStream(
+            (async function* () {
+              yield* chunks;
+            })(),
+            {
+              encoder: new NdjsonEncoder({ year: 2024 }),
+              write: (b) => {
+                out += Buffer.from(b).toString();
+              },
+              onMalformed: (line, reason) => malformed.push(`${line}: ${reason}`),
+            },
+          );
+          expect(out).toBe(expected.out);
+          expect(malformed).toEqual(expected.malformed);
+          // The bytes after each chunk are put back.
+          for (const c of chunks)
+            expect(new Uint8Array(c.buffer, c.byteOffset + c.length, 64).every((x) => x === 0x41)).toBe(true);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});
+
+function MESSAGE_OF(line: string): string {
+  return line.slice(line.indexOf("calico-packet"));
+}
