@@ -660,14 +660,18 @@ function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
   }
 }
 
-/** True when a byte of `b[start, end)` is below 0x20 (read four at a time through `view`). */
-function hasControl(b: Uint8Array, view: DataView, start: number, end: number): boolean {
+/** True when a byte of `b[start, end)` is below 0x20 or a backslash (read four at a time through `view`). */
+function hasControlOrEscape(b: Uint8Array, view: DataView, start: number, end: number): boolean {
   let k = start;
   for (; k + 4 <= end; k += 4) {
     const x = view.getInt32(k, true);
-    if (((x - 0x20202020) & ~x & 0x80808080) !== 0) return true;
+    const backslash = x ^ 0x5c5c5c5c;
+    if ((((x - 0x20202020) & ~x) | ((backslash - 0x01010101) & ~backslash)) & 0x80808080) return true;
   }
-  for (; k < end; k++) if ((b[k] as number) < 32) return true;
+  for (; k < end; k++) {
+    const c = b[k] as number;
+    if (c < 32 || c === 92) return true;
+  }
   return false;
 }
 
@@ -683,12 +687,13 @@ function jsonValueEnd(
   line: string,
   b: Uint8Array,
   i: number,
+  end: number,
   depth: number,
   host: Int32Array | null,
 ): number {
   const c = b[i] as number;
   if (c === 34) {
-    const close = line.indexOf('"', i + 1);
+    const close = quoteAt(line, i + 1, end);
     return close < 0 ? -1 : close + 1;
   }
   if (c === 45 || (c >= 48 && c <= 57)) return jsonNumberEnd(b, i);
@@ -702,13 +707,13 @@ function jsonValueEnd(
   for (;;) {
     if (object) {
       if (b[i] !== 34) return -1;
-      const keyEnd = line.indexOf('"', i + 1);
+      const keyEnd = quoteAt(line, i + 1, end);
       if (keyEnd < 0) return -1;
       const isHost = host !== null && keyEnd - i === 5 && has(b, i + 1, "host");
       i = jsonSpace(b, keyEnd + 1);
       if (b[i] !== 58) return -1;
       i = jsonSpace(b, i + 1);
-      const valueEnd = jsonValueEnd(line, b, i, depth + 1, null);
+      const valueEnd = jsonValueEnd(line, b, i, end, depth + 1, null);
       if (valueEnd < 0) return -1;
       if (isHost) {
         const text = b[i] === 34;
@@ -717,7 +722,7 @@ function jsonValueEnd(
       }
       i = valueEnd;
     } else {
-      i = jsonValueEnd(line, b, i, depth + 1, null);
+      i = jsonValueEnd(line, b, i, end, depth + 1, null);
       if (i < 0) return -1;
     }
     i = jsonSpace(b, i);
@@ -727,6 +732,12 @@ function jsonValueEnd(
     }
     return b[i] === close ? i + 1 : -1;
   }
+}
+
+/** The first quote in `text[from, end)`, or -1. */
+function quoteAt(text: string, from: number, end: number): number {
+  const at = text.indexOf('"', from);
+  return at < end ? at : -1;
 }
 
 /** Past JSON whitespace from `i` (the zeros after the text stop it). */
@@ -924,7 +935,7 @@ class LineParser {
   scanWithin(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): Scan {
     let from = start;
     while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
-    if (bytes[from] === 123) return this.scan(text.slice(start, end));
+    const json = bytes[from] === 123;
     // The next prefix in the text, found once for the lines without one before it (the lines of a text come in
     // order, and a search from each of them would read the rest of the text every time).
     if (text !== this.nextText || from < this.nextFrom || (this.nextFound >= 0 && this.nextFound < from)) {
@@ -933,7 +944,12 @@ class LineParser {
       this.nextFound = text.indexOf(this.needle, from);
     }
     const found = this.nextFound;
-    if (found < 0 || found + this.needle.length > end) return SKIP;
+    if (found < 0 || found + this.needle.length > end) {
+      if (!json) return SKIP;
+      // As scan: journald's byte-array message hides the prefix.
+      const array = text.indexOf('"MESSAGE":[', from);
+      if (this.needleJsonSafe && (array < 0 || array >= end)) return SKIP;
+    }
     const saved = this.withinSaved;
     for (let k = 0; k < SENTINEL_BYTES / 4; k++) {
       saved[k] = view.getInt32(end + 4 * k);
@@ -941,7 +957,14 @@ class LineParser {
     }
     this.withinBytes = bytes;
     this.withinView = view;
-    const outcome = this.parseText(text, from, found, null, Number.NaN, bytes, end);
+    let outcome: Scan | undefined;
+    if (json) {
+      outcome = this.fastPath ? this.readFlatJson(text, bytes, view, from, end) : undefined;
+      // (null is an answer: the record is in `fields`.)
+      if (outcome === undefined) outcome = this.parseJson(text.slice(from, end), 0, null, Number.NaN);
+    } else {
+      outcome = this.parseText(text, from, found, null, Number.NaN, bytes, end);
+    }
     for (let k = 0; k < SENTINEL_BYTES / 4; k++) view.setInt32(end + 4 * k, saved[k] as number);
     this.withinBytes = null;
     return outcome;
@@ -963,7 +986,7 @@ class LineParser {
       if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
       // A record without escapes or nested values (journald's, nearly always) is read in place; any other goes
       // through JSON.parse, which also words the error for a malformed one.
-      if (this.fastPath && line.indexOf("\\") < 0) {
+      if (this.fastPath) {
         const flat = this.parseFlatJson(line, start);
         if (flat !== undefined) return flat;
       }
@@ -1022,9 +1045,18 @@ class LineParser {
    */
   parseFlatJson(line: string, start: number): Scan | undefined {
     const b = this.fill(line);
-    const end = line.length;
-    // Strings then end at the next quote. (Control characters are rare, and JSON.parse judges them.)
-    if (b !== this.scratch || hasControl(b, this.scratchView, start, end)) return undefined;
+    if (b !== this.scratch) return undefined;
+    return this.readFlatJson(line, b, this.scratchView, start, line.length);
+  }
+
+  /**
+   * parseFlatJson for the record `line[start, end)` whose bytes are `b` (viewed as `view`), with zeros after
+   * `end`: `line` may go on after the record (scanWithin).
+   */
+  readFlatJson(line: string, b: Uint8Array, view: DataView, start: number, end: number): Scan | undefined {
+    // Without escapes, strings end at the next quote. (Escapes and control characters are rare, and JSON.parse
+    // judges them.)
+    if (hasControlOrEscape(b, view, start, end)) return undefined;
     const slots = this.jsonSlots;
     slots.fill(0);
     const kubernetesHost = this.jsonKubernetesHost;
@@ -1039,7 +1071,7 @@ class LineParser {
       for (;;) {
         if (b[i] !== 34) return undefined;
         const keyStart = i + 1;
-        const keyEnd = line.indexOf('"', keyStart);
+        const keyEnd = quoteAt(line, keyStart, end);
         if (keyEnd < 0) return undefined;
         i = jsonSpace(b, keyEnd + 1);
         if (b[i] !== 58) return undefined;
@@ -1051,7 +1083,7 @@ class LineParser {
         if (c === 34) {
           kind = JSON_STRING;
           valueStart = i + 1;
-          valueEnd = line.indexOf('"', valueStart);
+          valueEnd = quoteAt(line, valueStart, end);
           if (valueEnd < 0) return undefined;
           i = valueEnd + 1;
         } else if (c === 45 || (c >= 48 && c <= 57)) {
@@ -1072,7 +1104,7 @@ class LineParser {
           // (from Fluent Bit's kubernetes filter) or a message as journald's array of bytes (for JSON.parse).
           kubernetesHost[0] = -1;
           kubernetesHost[1] = -1;
-          valueEnd = jsonValueEnd(line, b, i, 1, c === 123 ? kubernetesHost : null);
+          valueEnd = jsonValueEnd(line, b, i, end, 1, c === 123 ? kubernetesHost : null);
           if (valueEnd < 0) return undefined;
           i = valueEnd;
           kind = JSON_OTHER;
