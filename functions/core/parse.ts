@@ -986,7 +986,7 @@ class LineParser {
       if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
       // A record without escapes or nested values (journald's, nearly always) is read in place; any other goes
       // through JSON.parse, which also words the error for a malformed one.
-      if (this.fastPath) {
+      if (this.fastPath && line.indexOf("\\") < 0) {
         const flat = this.parseFlatJson(line, start);
         if (flat !== undefined) return flat;
       }
