@@ -7,12 +7,8 @@ import { readSync, writeSync } from "node:fs";
 import type { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Command, Option } from "commander";
-import {
-  DEFAULT_PREFIX,
-  type EncodedKind,
-  NdjsonEncoder,
-  type ParseOptions,
-} from "../../functions/core/parse.ts";
+import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
+import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
 import { parseInteger, withCommonOptions } from "../common.ts";
 
 /** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */

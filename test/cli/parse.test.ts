@@ -9,7 +9,8 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateLines } from "../../bench/corpus.ts";
 import { parseStream, streamWriter } from "../../cli/commands/parse.ts";
-import { createParser, NdjsonEncoder } from "../../functions/core/parse.ts";
+import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
+import { createParser } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");

@@ -13,12 +13,8 @@ import {
   wrap,
 } from "../../bench/corpus.ts";
 import { normalizeIpv6 } from "../../functions/core/ipv6.ts";
-import {
-  createParser,
-  createReferenceParser,
-  NdjsonEncoder,
-  type ParseOptions,
-} from "../../functions/core/parse.ts";
+import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
+import { createParser, createReferenceParser, type ParseOptions } from "../../functions/core/parse.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
 import { expectEncoded } from "../support/ndjson.ts";
 

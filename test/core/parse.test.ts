@@ -1,10 +1,10 @@
 // Table-driven cases for the calico-packet parser, one per form a line can take: the kernel's nf_log_syslog
 // output (IPv4, IPv6, TCP, UDP, ICMP errors with quoted packets, fragments, trailers) behind each wrapper.
 import { describe, expect, it } from "vitest";
+import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import {
   createParser,
   createReferenceParser,
-  NdjsonEncoder,
   type ParseOptions,
   parseLine,
 } from "../../functions/core/parse.ts";
