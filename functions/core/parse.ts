@@ -789,6 +789,32 @@ function hostOf(record: Record<string, unknown>): string | null {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * Where `pattern` next appears in a text read line by line in order: found once for all the lines before it,
+ * where a search from each line would read the rest of the text every time.
+ */
+class NextIndex {
+  readonly pattern: string;
+  #text = "";
+  #from = 0;
+  /** The first occurrence at or after `#from` in `#text`, or -1. */
+  #found = -1;
+
+  constructor(pattern: string) {
+    this.pattern = pattern;
+  }
+
+  /** text.indexOf(pattern, from). */
+  at(text: string, from: number): number {
+    if (text !== this.#text || from < this.#from || (this.#found >= 0 && this.#found < from)) {
+      this.#text = text;
+      this.#from = from;
+      this.#found = text.indexOf(this.pattern, from);
+    }
+    return this.#found;
+  }
+}
+
 /** The parser itself; `createParser` and `NdjsonEncoder` (ndjson.ts) are its public faces. */
 export class LineParser {
   readonly needle: string;
@@ -807,10 +833,9 @@ export class LineParser {
   withinBytes: Uint8Array | null = null;
   withinView: DataView | null = null;
   readonly withinSaved = new Int32Array(SENTINEL_BYTES / 4);
-  /** The first prefix at or after `nextFrom` in `nextText` (-1: none). */
-  nextText = "";
-  nextFrom = 0;
-  nextFound = -1;
+  /** Where the prefix, and journald's byte-array message, next appear in the text scanWithin is reading. */
+  readonly nextPrefix: NextIndex;
+  readonly nextByteArray = new NextIndex('"MESSAGE":[');
   /** Per key slot of parseFlatJson: value kind, start, end. */
   readonly jsonSlots = new Int32Array(3 * JSON_SLOTS);
   /** Start and end of `kubernetes.host` for parseFlatJson. */
@@ -894,6 +919,7 @@ export class LineParser {
       if (c < 32 || c > 126 || c === 34 || c === 92 || c === 47) safe = false;
     }
     this.needleJsonSafe = safe;
+    this.nextPrefix = new NextIndex(this.needle);
     if (
       options.year !== undefined &&
       (!Number.isInteger(options.year) || options.year < 1 || options.year > 9999)
@@ -937,18 +963,11 @@ export class LineParser {
     let from = start;
     while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
     const json = bytes[from] === 123;
-    // The next prefix in the text, found once for the lines without one before it (the lines of a text come in
-    // order, and a search from each of them would read the rest of the text every time).
-    if (text !== this.nextText || from < this.nextFrom || (this.nextFound >= 0 && this.nextFound < from)) {
-      this.nextText = text;
-      this.nextFrom = from;
-      this.nextFound = text.indexOf(this.needle, from);
-    }
-    const found = this.nextFound;
+    const found = this.nextPrefix.at(text, from);
     if (found < 0 || found + this.needle.length > end) {
       if (!json) return SKIP;
       // As scan: journald's byte-array message hides the prefix.
-      const array = text.indexOf('"MESSAGE":[', from);
+      const array = this.nextByteArray.at(text, from);
       if (this.needleJsonSafe && (array < 0 || array >= end)) return SKIP;
     }
     const saved = this.withinSaved;
