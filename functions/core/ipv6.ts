@@ -95,12 +95,13 @@ function hexGroup(value: number): string {
   return value < 256 ? (HEX[value] as string) : (HEX[value >> 8] as string) + (HEX2[value & 255] as string);
 }
 
-function formatGroups(): string {
+/** The RFC 5952 text of the address in `g`. */
+export function formatIpv6Groups(g: Uint16Array): string {
   // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5).
-  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0) {
-    if (groups[5] === 0xffff) {
-      const a = groups[6] as number;
-      const b = groups[7] as number;
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0) {
+    if (g[5] === 0xffff) {
+      const a = g[6] as number;
+      const b = g[7] as number;
       return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
     }
   }
@@ -108,12 +109,12 @@ function formatGroups(): string {
   let bestStart = -1;
   let bestLength = 1;
   for (let k = 0; k < 8; ) {
-    if (groups[k] !== 0) {
+    if (g[k] !== 0) {
       k++;
       continue;
     }
     let m = k;
-    while (m < 8 && groups[m] === 0) m++;
+    while (m < 8 && g[m] === 0) m++;
     if (m - k > bestLength) {
       bestStart = k;
       bestLength = m - k;
@@ -127,7 +128,7 @@ function formatGroups(): string {
       k += bestLength - 1;
       continue;
     }
-    out += hexGroup(groups[k] as number);
+    out += hexGroup(g[k] as number);
     if (k < 7) out += ":";
   }
   return out;
@@ -155,5 +156,68 @@ export function normalizeIpv6(text: string, start = 0, end = text.length): strin
 
 /** normalizeIpv6 for text held one byte per character (the parser's scanning buffer). */
 export function normalizeIpv6Bytes(b: Uint8Array, start: number, end: number): string | null {
-  return readIpv6(b, start, end) ? formatGroups() : null;
+  return readIpv6(b, start, end) ? formatIpv6Groups(groups) : null;
+}
+
+/** Reads the IPv6 address in `b[start, end)` into the 8 groups of `into`; false when it is not one. */
+export function readIpv6Groups(b: Uint8Array, start: number, end: number, into: Uint16Array): boolean {
+  if (!readIpv6(b, start, end)) return false;
+  into.set(groups);
+  return true;
+}
+
+/** Lowercase hex digits, by value. */
+const HEX_DIGITS = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
+
+function putDecimal(out: Uint8Array, p: number, n: number): number {
+  if (n >= 100) out[p++] = 48 + Math.floor(n / 100);
+  if (n >= 10) out[p++] = 48 + (Math.floor(n / 10) % 10);
+  out[p++] = 48 + (n % 10);
+  return p;
+}
+
+/** formatIpv6Groups(g) written as ASCII bytes at `p` in `out`; returns the index after it. */
+export function writeIpv6Groups(g: Uint16Array, out: Uint8Array, p: number): number {
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    for (const c of "::ffff:") out[p++] = c.charCodeAt(0);
+    const a = g[6] as number;
+    const b = g[7] as number;
+    p = putDecimal(out, p, a >> 8);
+    out[p++] = 46;
+    p = putDecimal(out, p, a & 255);
+    out[p++] = 46;
+    p = putDecimal(out, p, b >> 8);
+    out[p++] = 46;
+    return putDecimal(out, p, b & 255);
+  }
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let k = 0; k < 8; ) {
+    if (g[k] !== 0) {
+      k++;
+      continue;
+    }
+    let m = k;
+    while (m < 8 && g[m] === 0) m++;
+    if (m - k > bestLength) {
+      bestStart = k;
+      bestLength = m - k;
+    }
+    k = m;
+  }
+  for (let k = 0; k < 8; k++) {
+    if (k === bestStart) {
+      out[p++] = 58;
+      if (k === 0) out[p++] = 58;
+      k += bestLength - 1;
+      continue;
+    }
+    const v = g[k] as number;
+    if (v >= 0x1000) out[p++] = HEX_DIGITS[v >> 12] as number;
+    if (v >= 0x100) out[p++] = HEX_DIGITS[(v >> 8) & 15] as number;
+    if (v >= 0x10) out[p++] = HEX_DIGITS[(v >> 4) & 15] as number;
+    out[p++] = HEX_DIGITS[v & 15] as number;
+    if (k < 7) out[p++] = 58;
+  }
+  return p;
 }

@@ -1,6 +1,7 @@
 // NDJSON for `calico-flows parse` (DESIGN.md §3.1): each record as JSON.stringify would print it, written
 // straight from the scanned line's bytes instead of building the record and serialising it, which would cost
 // more than the scan itself (docs/architecture.md, "Inside the parser").
+import { writeIpv6Groups } from "./ipv6.ts";
 import { decodePolicy, flagNames, LineParser, type ParseOptions, type Scan } from "./parse.ts";
 
 const utf8 = new TextEncoder();
@@ -201,6 +202,14 @@ function putAddress(out: Uint8Array, p: number, b: Uint8Array, start: number, en
   return p + 1;
 }
 
+/** An IPv6 address in its RFC 5952 form, quoted. */
+function putIpv6(out: Uint8Array, p: number, groups: Uint16Array): number {
+  out[p] = 34;
+  p = writeIpv6Groups(groups, out, p + 1);
+  out[p] = 34;
+  return p + 1;
+}
+
 /** `null` for a negative number, else the decimal digits of a whole number below 2^53. */
 function putNumber(out: Uint8Array, dv: DataView, p: number, n: number): number {
   if (n < 0) return putSegment(dv, p, S_NULL);
@@ -313,9 +322,10 @@ export class NdjsonEncoder {
     p = r.macS >= 0 ? putRange(out, dv, p, text, b, bv, r.macS, r.macE) : putString(out, dv, p, r.mac);
     p = putSegment(dv, p, S_SRC);
     // IPv4 addresses were read digit by digit: nothing in them to escape.
-    p = r.srcS >= 0 ? putAddress(out, p, b, r.srcS, r.srcE) : putString(out, dv, p, r.src);
+    // IPv6 ones from their groups, read by the scan.
+    p = r.srcS >= 0 ? putAddress(out, p, b, r.srcS, r.srcE) : putIpv6(out, p, parser.srcGroups);
     p = putSegment(dv, p, S_DST);
-    p = r.dstS >= 0 ? putAddress(out, p, b, r.dstS, r.dstE) : putString(out, dv, p, r.dst);
+    p = r.dstS >= 0 ? putAddress(out, p, b, r.dstS, r.dstE) : putIpv6(out, p, parser.dstGroups);
     p = putSegment(dv, p, r.ipVersion === 4 ? S_V4 : S_V6);
     p = putNumber(out, dv, p, r.length);
     p = putSegment(dv, p, S_TTL);

@@ -4,7 +4,7 @@
 // A hand-written scanner: every line is read forwards a bounded number of times, with indexOf and byte reads and
 // no regular expressions, so the cost is linear in the line's length. It never throws on input: a line is a record,
 // a skip (not a calico-packet line, cheaply rejected), or an error with a precise reason.
-import { normalizeIpv6Bytes } from "./ipv6.ts";
+import { formatIpv6Groups, readIpv6Groups } from "./ipv6.ts";
 import type { PacketRecord, ParseOutcome, PolicyRef } from "./types.ts";
 
 export interface ParseOptions {
@@ -833,6 +833,9 @@ export class LineParser {
   withinBytes: Uint8Array | null = null;
   withinView: DataView | null = null;
   readonly withinSaved = new Int32Array(SENTINEL_BYTES / 4);
+  /** The groups of the last IPv6 source and destination read (what the NDJSON encoder writes). */
+  readonly srcGroups = new Uint16Array(8);
+  readonly dstGroups = new Uint16Array(8);
   /** Where the prefix, and journald's byte-array message, next appear in the text scanWithin is reading. */
   readonly nextPrefix: NextIndex;
   readonly nextByteArray = new NextIndex('"MESSAGE":[');
@@ -988,6 +991,15 @@ export class LineParser {
     for (let k = 0; k < SENTINEL_BYTES / 4; k++) view.setInt32(end + 4 * k, saved[k] as number);
     this.withinBytes = null;
     return outcome;
+  }
+
+  /**
+   * The IPv6 address in `b[start, end)` read into `into`: its RFC 5952 text, or "" when encoding (the encoder
+   * writes it from `into`); null when it is not one.
+   */
+  ipv6(b: Uint8Array, start: number, end: number, into: Uint16Array): string | null {
+    if (!readIpv6Groups(b, start, end, into)) return null;
+    return this.encoding ? "" : formatIpv6Groups(into);
   }
 
   /** A line's outcome; when `encoding`, a record is left in `fields` and null returned instead. */
@@ -1488,7 +1500,7 @@ export class LineParser {
         srcE = j;
       } else {
         j = tokenEnd(b, c, end);
-        const v6 = normalizeIpv6Bytes(b, c, j);
+        const v6 = this.ipv6(b, c, j, this.srcGroups);
         if (v6 === null || j === end) break;
         src6 = v6;
         ipVersion = 6;
@@ -1505,7 +1517,7 @@ export class LineParser {
         dstE = j;
       } else {
         j = tokenEnd(b, c, end);
-        const v6 = normalizeIpv6Bytes(b, c, j);
+        const v6 = this.ipv6(b, c, j, this.dstGroups);
         if (v6 === null || j === end) break;
         dst6 = v6;
       }
@@ -1689,7 +1701,7 @@ export class LineParser {
               srcS = vs;
               srcE = j;
             } else {
-              src6 = normalizeIpv6Bytes(b, vs, j);
+              src6 = this.ipv6(b, vs, j, this.srcGroups);
               if (src6 === null) return fail(`SRC= is not an IP address: ${quote(text, vs, j)}`);
               ipVersion = 6;
             }
@@ -1703,7 +1715,7 @@ export class LineParser {
                 dstS = vs;
                 dstE = j;
               } else {
-                dst6 = ipVersion === 6 && !isIpv4(b, vs, j) ? normalizeIpv6Bytes(b, vs, j) : null;
+                dst6 = ipVersion === 6 && !isIpv4(b, vs, j) ? this.ipv6(b, vs, j, this.dstGroups) : null;
                 if (dst6 === null)
                   return fail(`DST= is not an IPv${ipVersion} address: ${quote(text, vs, j)}`);
               }

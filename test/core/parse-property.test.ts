@@ -12,7 +12,7 @@ import {
   type Wrapper,
   wrap,
 } from "../../bench/corpus.ts";
-import { normalizeIpv6 } from "../../functions/core/ipv6.ts";
+import { formatIpv6Groups, normalizeIpv6, writeIpv6Groups } from "../../functions/core/ipv6.ts";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createParser, createReferenceParser, type ParseOptions } from "../../functions/core/parse.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
@@ -609,6 +609,30 @@ describe("IPv6 text", () => {
         expect(normalizeIpv6(canonical)).toBe(canonical);
         expect(normalizeIpv6(new URL(`http://[${kernel}]`).hostname.slice(1, -1))).toBe(canonical);
       }),
+      RUNS,
+    );
+  });
+
+  it("written as bytes, the same text", () => {
+    const mapped = fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }));
+    // Every width of a group, at its edges.
+    const edge = fc.constantFrom(0, 1, 0xf, 0x10, 0xff, 0x100, 0xfff, 0x1000, 0xffff);
+    const edges = fc.array(edge, { minLength: 8, maxLength: 8 });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          v6Groups,
+          edges,
+          mapped.map(([a, b]) => [0, 0, 0, 0, 0, 0xffff, a, b]),
+        ),
+        (groups) => {
+          const g = Uint16Array.from(groups);
+          const out = new Uint8Array(64);
+          const end = writeIpv6Groups(g, out, 3);
+          expect(Buffer.from(out.subarray(3, end)).toString("latin1")).toBe(formatIpv6Groups(g));
+          expect(formatIpv6Groups(g)).toBe(canonicalIpv6(groups));
+        },
+      ),
       RUNS,
     );
   });
