@@ -14,6 +14,19 @@ import { parseInteger, withCommonOptions } from "../common.ts";
 /** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */
 const SENTINEL_ROOM = 64;
 
+/**
+ * Memory that parseStream may write into past a chunk's end (putting it back before it goes on): only buffers
+ * made by chunkBuffer. A stream's chunks may share their memory with reads still under way.
+ */
+const ownedMemory = new WeakSet<ArrayBufferLike>();
+
+/** Memory for chunks of up to `size` bytes of input, with the room in-place parsing needs after them. */
+export function chunkBuffer(size: number): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(size + SENTINEL_ROOM);
+  ownedMemory.add(buffer.buffer);
+  return buffer;
+}
+
 /** Longest line kept in memory (characters); a longer one is counted as malformed and dropped. */
 export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 const DEFAULT_MAX_ERRORS = 20;
@@ -142,13 +155,15 @@ export async function parseStream(
   };
 
   // A chunk of ASCII (nearly all of them) is its text byte for byte, so its lines are parsed in place, when the
-  // decoder holds nothing from the chunk before and the chunk's memory has room after it (readStdin's has).
+  // decoder holds nothing from the chunk before and the chunk lies in memory of chunkBuffer's (readStdin's does).
   let decoderClean = true;
   for await (const chunk of input) {
     if (typeof chunk === "string") {
       await consume(chunk, false);
     } else {
-      const room = chunk.buffer.byteLength - chunk.byteOffset - chunk.length >= SENTINEL_ROOM;
+      const room =
+        ownedMemory.has(chunk.buffer) &&
+        chunk.buffer.byteLength - chunk.byteOffset - chunk.length >= SENTINEL_ROOM;
       const ascii = decoderClean && room && isAscii(chunk);
       const text = decoder.write(chunk);
       decoderClean = isAscii(chunk);
@@ -209,8 +224,7 @@ export function stdoutWriter(): WriteBytes {
  * this command does nothing else while it waits; a descriptor left non-blocking (EAGAIN) falls back to the stream.
  */
 export async function* readStdin(size = 1 << 16): AsyncGenerator<Buffer> {
-  // With room after the data for parseStream's in-place parsing.
-  const buffer = Buffer.allocUnsafe(size + SENTINEL_ROOM);
+  const buffer = chunkBuffer(size);
   for (;;) {
     let n: number;
     try {

@@ -8,7 +8,7 @@ import { Writable } from "node:stream";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateLines } from "../../bench/corpus.ts";
-import { parseStream, streamWriter } from "../../cli/commands/parse.ts";
+import { chunkBuffer, parseStream, streamWriter } from "../../cli/commands/parse.ts";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createParser } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";
@@ -310,7 +310,7 @@ describe("parseStream parses lines where they lie in the chunk", () => {
           for (const size of [...cuts, bytes.length]) {
             if (at >= bytes.length) break;
             const n = Math.min(size, bytes.length - at);
-            const memory = Buffer.alloc(n + 64, 0x41);
+            const memory = chunkBuffer(n).fill(0x41);
             bytes.copy(memory, 0, at, at + n);
             chunks.push(memory.subarray(0, n));
             at += n;
