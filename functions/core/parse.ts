@@ -952,7 +952,12 @@ export class LineParser {
         b[i] = c < 128 ? c : 0x80;
       }
     }
-    b.fill(0, n, n + SENTINEL_BYTES);
+    if (b === this.scratch) {
+      const view = this.scratchView;
+      for (let k = 0; k < SENTINEL_BYTES; k += 4) view.setInt32(n + k, 0);
+    } else {
+      b.fill(0, n, n + SENTINEL_BYTES);
+    }
     return b;
   }
 
