@@ -95,17 +95,14 @@ function hexGroup(value: number): string {
   return value < 256 ? (HEX[value] as string) : (HEX[value >> 8] as string) + (HEX2[value & 255] as string);
 }
 
-/** The RFC 5952 text of the address in `g`. */
-export function formatIpv6Groups(g: Uint16Array): string {
-  // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5).
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0) {
-    if (g[5] === 0xffff) {
-      const a = g[6] as number;
-      const b = g[7] as number;
-      return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
-    }
-  }
-  // The longest run of two or more zero groups becomes "::"; the first one wins a tie (RFC 5952 §4.2).
+/** Length of the run longestZeroRun found. Synchronous, so one variable serves every call. */
+let runLength = 0;
+
+/**
+ * Start of the longest run of two or more zero groups, which RFC 5952 §4.2 writes as "::" (the first one wins a
+ * tie), or -1; its length is left in runLength.
+ */
+function longestZeroRun(g: Uint16Array): number {
   let bestStart = -1;
   let bestLength = 1;
   for (let k = 0; k < 8; ) {
@@ -121,6 +118,22 @@ export function formatIpv6Groups(g: Uint16Array): string {
     }
     k = m;
   }
+  runLength = bestLength;
+  return bestStart;
+}
+
+/** The RFC 5952 text of the address in `g`. */
+export function formatIpv6Groups(g: Uint16Array): string {
+  // IPv4-mapped addresses keep their dotted tail (RFC 5952 §5).
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0) {
+    if (g[5] === 0xffff) {
+      const a = g[6] as number;
+      const b = g[7] as number;
+      return `::ffff:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
+    }
+  }
+  const bestStart = longestZeroRun(g);
+  const bestLength = runLength;
   let out = "";
   for (let k = 0; k < 8; k++) {
     if (k === bestStart) {
@@ -190,21 +203,8 @@ export function writeIpv6Groups(g: Uint16Array, out: Uint8Array, p: number): num
     out[p++] = 46;
     return putDecimal(out, p, b & 255);
   }
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let k = 0; k < 8; ) {
-    if (g[k] !== 0) {
-      k++;
-      continue;
-    }
-    let m = k;
-    while (m < 8 && g[m] === 0) m++;
-    if (m - k > bestLength) {
-      bestStart = k;
-      bestLength = m - k;
-    }
-    k = m;
-  }
+  const bestStart = longestZeroRun(g);
+  const bestLength = runLength;
   for (let k = 0; k < 8; k++) {
     if (k === bestStart) {
       out[p++] = 58;
