@@ -143,6 +143,31 @@ export async function run(): Promise<void> {
         `(start-up alone: ${rss(startup.maxRssKb)})`,
     );
 
+    // Input that is almost all something else (a Fluent Bit or journal dump): lines without the prefix are
+    // rejected without reading on through the chunk for each of them.
+    const noise = join(dir, "noise.log");
+    const noiseLines: string[] = [];
+    for (let i = 0; i < LINES; i++) {
+      noiseLines.push(
+        i % 2 === 0
+          ? JSON.stringify({
+              log: `2024-04-19T04:52:19Z stdout F GET /health ${i} 200`,
+              kubernetes: {
+                pod_name: `web-${i % 50}`,
+                namespace_name: "default",
+                host: `ip-10-0-0-${i % 9}`,
+              },
+            })
+          : `Apr 19 04:52:19 ip-10-0-0-1 systemd[1]: Started session ${i}.`,
+      );
+    }
+    writeFileSync(noise, `${noiseLines.join("\n")}\n`);
+    const quiet = best(Array.from({ length: ROUNDS }, () => timed(node, [BIN, "parse"], noise)));
+    rmSync(noise);
+    console.log(
+      `no calico:   ${fmt(rate(LINES, quiet.wallMs))} lines/s on ${fmt(LINES)} lines of unrelated JSON and syslog`,
+    );
+
     // The peer.
     // lognormalizer -V prints its version and exits 1.
     const version = spawnSync("lognormalizer", ["-V"], { encoding: "utf8" });
