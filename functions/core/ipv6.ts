@@ -168,7 +168,7 @@ export function normalizeIpv6(text: string, start = 0, end = text.length): strin
 }
 
 /** normalizeIpv6 for text held one byte per character (the parser's scanning buffer). */
-export function normalizeIpv6Bytes(b: Uint8Array, start: number, end: number): string | null {
+function normalizeIpv6Bytes(b: Uint8Array, start: number, end: number): string | null {
   return readIpv6(b, start, end) ? formatIpv6Groups(groups) : null;
 }
 

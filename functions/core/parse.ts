@@ -1584,7 +1584,8 @@ export class LineParser {
       section = 2;
       i = j;
       c = j + 1;
-      if (protocol === "TCP") {
+      const isTcp = protocol === "TCP";
+      if (isTcp || protocol === "UDP") {
         if (!isKey3(b, c, 83, 80, 84)) break; // SPT=
         n = scanDigits(b, c + 4);
         if (n < 0 || n > 65535 || b[scanned] !== 32) break;
@@ -1597,6 +1598,8 @@ export class LineParser {
         dstPort = n;
         i = scanned;
         c = i + 1;
+      }
+      if (isTcp) {
         if (has(b, c, "SEQ=")) {
           i = tokenEnd(b, c, end);
           c = i + 1;
@@ -1626,18 +1629,6 @@ export class LineParser {
         transportDone = true;
         i = scanned;
       } else if (protocol === "UDP") {
-        if (!isKey3(b, c, 83, 80, 84)) break; // SPT=
-        n = scanDigits(b, c + 4);
-        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
-        srcPort = n;
-        i = scanned;
-        c = i + 1;
-        if (!isKey3(b, c, 68, 80, 84)) break; // DPT=
-        n = scanDigits(b, c + 4);
-        if (n < 0 || n > 65535 || b[scanned] !== 32) break;
-        dstPort = n;
-        i = scanned;
-        c = i + 1;
         if (!isKey3(b, c, 76, 69, 78)) break; // LEN=
         scanDigits(b, c + 4);
         if (scanned !== end && b[scanned] !== 32) break;

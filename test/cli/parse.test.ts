@@ -291,7 +291,7 @@ describe("parseStream parses lines where they lie in the chunk", () => {
       cut(SYSLOG, "RES=0x00 SY"),
       "N URGP=0",
       cut(SYSLOG, "Apr 19 04:52:1"),
-      `9.5 ip-1 kernel: ${MESSAGE_OF(SYSLOG)}`,
+      `9.5 ip-1 kernel: ${messageOf(SYSLOG)}`,
       `${SYSLOG}\r`,
       `  ${SYSLOG}`,
       JOURNALD,
@@ -341,6 +341,6 @@ describe("parseStream parses lines where they lie in the chunk", () => {
   });
 });
 
-function MESSAGE_OF(line: string): string {
+function messageOf(line: string): string {
   return line.slice(line.indexOf("calico-packet"));
 }
