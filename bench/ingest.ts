@@ -7,6 +7,7 @@ import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
 import { createTableInput } from "../functions/adapters/dynamo/schema.ts";
 import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
+import { endpointKey, flowId, policyKey } from "../functions/core/aggregate.ts";
 import { CidrSet } from "../functions/core/classify.ts";
 import { ingestBatch } from "../functions/core/ingest.ts";
 import { createParser } from "../functions/core/parse.ts";
@@ -163,35 +164,131 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
   );
 }
 
+/** What the id of each flow of a payload is made from, in arrays (kept small: the heap's size slows GC). */
+interface FlowIdArguments {
+  count: number;
+  /** Distinct strings (endpoint keys, protocols, reporters, policy keys); the fields below index them. */
+  texts: string[];
+  bucket: Float64Array;
+  src: Int32Array;
+  dst: Int32Array;
+  protocol: Int32Array;
+  /** -1 for none. */
+  port: Int32Array;
+  reporter: Int32Array;
+  policy: Int32Array;
+  /** The ids the handler gave them, end to end. */
+  expected: string;
+}
+
+/** The flows the handler makes of each payload (run once, not timed), as FlowIdArguments. */
+async function flowIdArguments(
+  data: string[],
+  parse: ReturnType<typeof createParser>,
+): Promise<FlowIdArguments[]> {
+  const options = {
+    cluster: "bench",
+    internal: new CidrSet(["192.168.0.0/16"]),
+    bucketSeconds: 60,
+    parse,
+    directory: clusterSnapshot(),
+  };
+  const texts: string[] = [];
+  const numbers = new Map<string, number>();
+  const intern = (text: string) => {
+    let n = numbers.get(text);
+    if (n === undefined) {
+      n = texts.length;
+      texts.push(text);
+      numbers.set(text, n);
+    }
+    return n;
+  };
+  const out: FlowIdArguments[] = [];
+  for (const d of data) {
+    const { flows } = await runPipeline(decodeSubscriptionData(d).logEvents, options);
+    const n = flows.length;
+    const f: FlowIdArguments = {
+      count: n,
+      texts,
+      bucket: new Float64Array(n),
+      src: new Int32Array(n),
+      dst: new Int32Array(n),
+      protocol: new Int32Array(n),
+      port: new Int32Array(n),
+      reporter: new Int32Array(n),
+      policy: new Int32Array(n),
+      expected: flows.map((flow) => flow.id).join(""),
+    };
+    flows.forEach((flow, k) => {
+      f.bucket[k] = Date.parse(flow.bucket);
+      f.src[k] = intern(endpointKey(flow.src));
+      f.dst[k] = intern(endpointKey(flow.dst));
+      f.protocol[k] = intern(flow.protocol);
+      f.port[k] = flow.dstPort ?? -1;
+      f.reporter[k] = intern(flow.reporter);
+      f.policy[k] = intern(policyKey(flow.policy));
+    });
+    out.push(f);
+  }
+  return out;
+}
+
 /**
  * The least any handler must do per line, measured on the same payloads: base64 and gunzip (CloudWatch Logs
- * delivers nothing else), JSON.parse of the delivery, and then the parser over each message. Whatever the rest
- * costs, the handler cannot be faster than these.
+ * delivers nothing else), JSON.parse of the delivery, then the parser over each message, then the stored id
+ * (a SHA-256 digest of the flow's key) of each flow record the handler makes of the payload, from endpoint
+ * keys prepared beforehand. Whatever attribution and aggregation cost, the handler cannot be faster than these.
  */
-function decodeFloor(name: string, lines: Iterable<string>): void {
+export async function decodeFloor(name: string, lines: Iterable<string>): Promise<void> {
   const data = payloads(lines);
   const parse = createParser();
-  const pass = (withParse: boolean) => {
+  const ids = await flowIdArguments(data, parse);
+  const flowCount = ids.reduce((n, f) => n + f.count, 0);
+  const pass = (stage: 0 | 1 | 2) => {
     let total = 0;
+    let wrong = 0;
     const start = process.hrtime.bigint();
-    for (const d of data) {
-      const json = gunzipSync(Buffer.from(d, "base64")).toString("utf8");
+    for (let p = 0; p < data.length; p++) {
+      const json = gunzipSync(Buffer.from(data[p] as string, "base64")).toString("utf8");
       const events = (JSON.parse(json) as SubscriptionPayload).logEvents;
       total += events.length;
-      if (withParse) for (const e of events) parse(e.message);
+      if (stage >= 1) for (const e of events) parse(e.message);
+      if (stage === 2) {
+        const f = ids[p] as FlowIdArguments;
+        const t = f.texts;
+        for (let k = 0; k < f.count; k++) {
+          const port = f.port[k] as number;
+          const id = flowId(
+            "bench",
+            f.bucket[k] as number,
+            t[f.src[k] as number] as string,
+            t[f.dst[k] as number] as string,
+            t[f.protocol[k] as number] as string,
+            port < 0 ? null : port,
+            t[f.reporter[k] as number] as string,
+            t[f.policy[k] as number] as string,
+          );
+          if (!f.expected.startsWith(id, k * id.length)) wrong++;
+        }
+      }
     }
-    return total / (Number(process.hrtime.bigint() - start) / 1e9);
+    const rate = total / (Number(process.hrtime.bigint() - start) / 1e9);
+    if (wrong > 0) throw new Error(`floor: ${wrong} flow ids differ from the handler's`);
+    return rate;
   };
   // Best of three after a warm-up, as for a warm container.
-  pass(true);
-  const best = (withParse: boolean) => Math.max(pass(withParse), pass(withParse), pass(withParse));
-  const decode = best(false);
-  const decodeParse = best(true);
+  pass(2);
+  const best = (stage: 0 | 1 | 2) => Math.max(pass(stage), pass(stage), pass(stage));
+  const decode = best(0);
+  const decodeParse = best(1);
+  const withIds = best(2);
   const us = (rate: number) => (1e6 / rate).toFixed(2);
+  const lps = (rate: number) => `${Math.round(rate).toLocaleString("en")} lines/s (${us(rate)} µs/line)`;
   console.log(
-    `floor, ${name}: base64 + gunzip + JSON.parse alone ${Math.round(decode).toLocaleString("en")} lines/s ` +
-      `(${us(decode)} µs/line); with the parser ${Math.round(decodeParse).toLocaleString("en")} lines/s ` +
-      `(${us(decodeParse)} µs/line; 500,000 lines/s leaves 2.00 µs/line for everything)`,
+    `floor, ${name}: base64 + gunzip + JSON.parse alone ${lps(decode)}; with the parser ${lps(decodeParse)}; ` +
+      `with the id of each of the ${flowCount.toLocaleString("en")} flow records ${lps(withIds)} ` +
+      "(500,000 lines/s leaves 2.00 µs/line for everything)",
   );
 }
 
@@ -269,7 +366,7 @@ export async function run(): Promise<void> {
     "realistic cluster (2,000 pods: 60 retrying pairs, blocked DNS, 10 scanners)",
     realisticLines(LINES),
   );
-  decodeFloor("realistic cluster", realisticLines(LINES));
+  await decodeFloor("realistic cluster", realisticLines(LINES));
   // The shared corpus draws every pod address at random from the whole /16: nearly every line is a flow
   // of its own, the worst case for aggregation (per-flow work dominates).
   await handlerThroughput("worst case: shared corpus, ~85% of lines distinct flows", generateLines(LINES, 7));

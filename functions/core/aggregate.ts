@@ -20,11 +20,11 @@ export interface AttributedPacket {
 }
 
 /** Identity of an endpoint inside a flow key: the IP plus whoever held it, so IP reuse splits flows. */
-function endpointKey(e: Endpoint): string {
+export function endpointKey(e: Endpoint): string {
   return `${e.ip}@${e.kind}:${e.namespace ?? ""}/${e.name ?? ""}`;
 }
 
-function policyKey(p: PolicyRef | null): string {
+export function policyKey(p: PolicyRef | null): string {
   return p === null ? "" : `${p.tier ?? ""}|${p.kind ?? ""}|${p.namespace ?? ""}|${p.name ?? ""}`;
 }
 
@@ -35,6 +35,26 @@ export function bucketStart(at: number, bucketMs: number): number {
 /** Short stable digest (128 bits, base64url) used for flow ids and alert key ids. */
 export function digest(text: string): string {
   return hash("sha256", text, "base64url").slice(0, 22);
+}
+
+/**
+ * The stored id of a flow: a digest of its whole key (not of run-local numbers), so that the same flow gets the
+ * same id in every run and a redelivered payload overwrites rather than adds. `srcKey` and `dstKey` are
+ * endpointKey's, `policy` policyKey's.
+ */
+export function flowId(
+  cluster: string,
+  bucket: number,
+  srcKey: string,
+  dstKey: string,
+  protocol: string,
+  dstPort: number | null,
+  reporter: string,
+  policy: string,
+): string {
+  return digest(
+    `${cluster}\n${bucket}\n${srcKey}\n${dstKey}\n${protocol}\n${dstPort ?? ""}\n${reporter}\n${policy}`,
+  );
 }
 
 /** ".000Z" … ".999Z": the end of an ISO timestamp, by its milliseconds. */
@@ -219,12 +239,17 @@ export class FlowAggregator {
     const wide = exact ? "" : `${ends},${rest}`;
     let acc = exact ? this.#flows.get(local) : this.#wideFlows.get(wide);
     if (acc === undefined) {
-      // The id digests the full key (not the run-local numbers), so it is the same in every run.
-      const key = `${this.#cluster}\n${bucket}\n${this.#endpointKeyOf[srcId]}\n${this.#endpointKeyOf[dstId]}\n${
-        p.protocol
-      }\n${p.dstPort ?? ""}\n${p.reporter}\n${policyKey(p.policy)}`;
       acc = {
-        id: digest(key),
+        id: flowId(
+          this.#cluster,
+          bucket,
+          this.#endpointKeyOf[srcId] as string,
+          this.#endpointKeyOf[dstId] as string,
+          p.protocol,
+          p.dstPort,
+          p.reporter,
+          policyKey(p.policy),
+        ),
         bucket,
         bucketIso: this.#lastBucketIso,
         src: p.src,
