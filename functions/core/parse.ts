@@ -631,6 +631,8 @@ const JSON_STRING = 1;
 const JSON_NUMBER = 2;
 const JSON_LITERAL = 3;
 const JSON_OTHER = 4;
+/** A string whose only escape is a `\n` just before its closing quote; its end is that of the text before it. */
+const JSON_STRING_NEWLINE = 5;
 const SLOT_MESSAGE = 0;
 const SLOT_HOST = SLOT_MESSAGE + MESSAGE_KEYS.length;
 const SLOT_TIME = SLOT_HOST + HOST_KEYS.length;
@@ -660,19 +662,19 @@ function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
   }
 }
 
-/** True when a byte of `b[start, end)` is below 0x20 or a backslash (read four at a time through `view`). */
-function hasControlOrEscape(b: Uint8Array, view: DataView, start: number, end: number): boolean {
+/** Index of the first byte of `b[start, end)` below 0x20 or a backslash, or -1 (four at a time through `view`). */
+function controlOrEscapeAt(b: Uint8Array, view: DataView, start: number, end: number): number {
   let k = start;
   for (; k + 4 <= end; k += 4) {
     const x = view.getInt32(k, true);
     const backslash = x ^ 0x5c5c5c5c;
-    if ((((x - 0x20202020) & ~x) | ((backslash - 0x01010101) & ~backslash)) & 0x80808080) return true;
+    if ((((x - 0x20202020) & ~x) | ((backslash - 0x01010101) & ~backslash)) & 0x80808080) break;
   }
   for (; k < end; k++) {
     const c = b[k] as number;
-    if (c < 32 || c === 92) return true;
+    if (c < 32 || c === 92) return k;
   }
-  return false;
+  return -1;
 }
 
 /** Nesting parseFlatJson follows; anything deeper goes to JSON.parse. */
@@ -1021,9 +1023,10 @@ export class LineParser {
     if (line.charCodeAt(start) === 123) {
       // journald writes a message that is not clean UTF-8 as an array of bytes, where the prefix is not visible.
       if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
-      // A record without escapes or nested values (journald's, nearly always) is read in place; any other goes
-      // through JSON.parse, which also words the error for a malformed one.
-      if (this.fastPath && line.indexOf("\\") < 0) {
+      // A record without escapes (journald's and the CloudWatch agent's nearly always; Fluent Bit's tail `log` but
+      // for the newline ending it) is read in place; any other goes through JSON.parse, which also words the error
+      // for a malformed one.
+      if (this.fastPath) {
         const flat = this.parseFlatJson(line, start);
         if (flat !== undefined) return flat;
       }
@@ -1092,8 +1095,20 @@ export class LineParser {
    */
   readFlatJson(line: string, b: Uint8Array, view: DataView, start: number, end: number): Scan | undefined {
     // Without escapes, strings end at the next quote. (Escapes and control characters are rare, and JSON.parse
-    // judges them.)
-    if (hasControlOrEscape(b, view, start, end)) return undefined;
+    // judges them.) One escape is let through: the `\n` that ends the value of Fluent Bit's tail `log` (the line
+    // with its newline), when it is the record's only one and the message of the record holds it.
+    const newline = controlOrEscapeAt(b, view, start, end);
+    if (newline >= 0) {
+      if (
+        !this.needleJsonSafe ||
+        b[newline] !== 92 ||
+        b[newline + 1] !== 110 ||
+        b[newline + 2] !== 34 ||
+        controlOrEscapeAt(b, view, newline + 1, end) >= 0
+      ) {
+        return undefined;
+      }
+    }
     const slots = this.jsonSlots;
     slots.fill(0);
     const kubernetesHost = this.jsonKubernetesHost;
@@ -1109,7 +1124,7 @@ export class LineParser {
         if (b[i] !== 34) return undefined;
         const keyStart = i + 1;
         const keyEnd = quoteAt(line, keyStart, end);
-        if (keyEnd < 0) return undefined;
+        if (keyEnd < 0 || (newline >= keyStart && newline < keyEnd)) return undefined;
         i = jsonSpace(b, keyEnd + 1);
         if (b[i] !== 58) return undefined;
         i = jsonSpace(b, i + 1);
@@ -1123,6 +1138,10 @@ export class LineParser {
           valueEnd = quoteAt(line, valueStart, end);
           if (valueEnd < 0) return undefined;
           i = valueEnd + 1;
+          if (newline >= valueStart && newline < valueEnd) {
+            kind = JSON_STRING_NEWLINE;
+            valueEnd = newline;
+          }
         } else if (c === 45 || (c >= 48 && c <= 57)) {
           kind = JSON_NUMBER;
           valueEnd = jsonNumberEnd(b, i);
@@ -1142,7 +1161,7 @@ export class LineParser {
           kubernetesHost[0] = -1;
           kubernetesHost[1] = -1;
           valueEnd = jsonValueEnd(line, b, i, end, 1, c === 123 ? kubernetesHost : null);
-          if (valueEnd < 0) return undefined;
+          if (valueEnd < 0 || (newline >= i && newline < valueEnd)) return undefined;
           i = valueEnd;
           kind = JSON_OTHER;
         }
@@ -1153,6 +1172,8 @@ export class LineParser {
         }
         const slot = jsonKeySlot(b, keyStart, keyEnd);
         if (kind === JSON_OTHER && slot >= SLOT_MESSAGE && slot < SLOT_HOST) return undefined;
+        // A value with the newline is read as a message only (a host or time with one goes to JSON.parse).
+        if (kind === JSON_STRING_NEWLINE && slot >= SLOT_HOST) return undefined;
         if (slot >= 0) {
           // A repeated key: the last one counts, as in JSON.parse.
           slots[3 * slot] = kind;
@@ -1176,14 +1197,18 @@ export class LineParser {
     let messageStart = -1;
     let messageEnd = -1;
     let found = -1;
+    let messageNewline = false;
     for (let slot = SLOT_MESSAGE; slot < SLOT_MESSAGE + MESSAGE_KEYS.length; slot++) {
-      if (slots[3 * slot] !== JSON_STRING) continue;
+      const kind = slots[3 * slot];
+      if (kind !== JSON_STRING && kind !== JSON_STRING_NEWLINE) continue;
       const from = slots[3 * slot + 1] as number;
       const to = slots[3 * slot + 2] as number;
+      // (The needle has no newline, as it is JSON-safe: it is not found across the escaped one.)
       const at = line.indexOf(needle, from);
       if (at >= 0 && at + needle.length <= to) {
         messageStart = from;
         messageEnd = to;
+        messageNewline = kind === JSON_STRING_NEWLINE;
         found = at;
         break;
       }
@@ -1218,8 +1243,19 @@ export class LineParser {
     // The message's own leading spaces and tabs, as parseMessage skips them.
     let text = messageStart;
     while (text < messageEnd && (b[text] === 32 || b[text] === 9)) text++;
-    if (b[text] === 123) return this.parseMessage(line.slice(messageStart, messageEnd), 0, host, ms);
-    return this.parseText(line, text, found, host, ms, b, messageEnd);
+    if (b[text] === 123) {
+      const message = line.slice(messageStart, messageEnd);
+      return this.parseMessage(messageNewline ? `${message}\n` : message, 0, host, ms);
+    }
+    if (!messageNewline) return this.parseText(line, text, found, host, ms, b, messageEnd);
+    // The message is its text and a newline, which parseText would drop as a line ending: it reads the text
+    // alone. The escape after it is hidden behind quotes for the scan, as after any other value (see parseText).
+    b[messageEnd] = 34;
+    b[messageEnd + 1] = 34;
+    const outcome = this.parseText(line, text, found, host, ms, b, messageEnd);
+    b[messageEnd] = 92;
+    b[messageEnd + 1] = 110;
+    return outcome;
   }
 
   /** Epoch ms of a JSON record's time field: ISO text, or epoch seconds/ms/µs/ns as a number or digits. */

@@ -510,6 +510,10 @@ describe("any input: an outcome, never an exception, and the fast path agrees wi
     const literal = fc.constantFrom("true", "false", "null", "nul", "tru");
     const text = fc.oneof(
       logged.map((l) => JSON.stringify(lineOf(l))),
+      // Fluent Bit's tail `log`: the line with its newline, the one escape the flat reader lets through.
+      logged.map((l) => JSON.stringify(`${lineOf(l)}\n`)),
+      logged.map((l) => JSON.stringify(`${lineOf(l)}\n SRC=10.0.0.1`)),
+      fc.constantFrom('"\\n"', '"a\\n"', '"\\\\n"', '"a\\r\\n"', '"a\\nb"', '"calico-packet: IN=\\n"'),
       // A bare kernel message, whose node and time come from the record.
       packet.map((p) => JSON.stringify(`calico-packet: ${packetText(p)}`)),
       packet.map((p) => JSON.stringify(`calico-packet: ${packetText(p)}`)),
@@ -550,6 +554,7 @@ describe("any input: an outcome, never an exception, and the fast path agrees wi
       '"@timestamp"',
       '"__REALTIME_TIMESTAMP"',
       '"x"',
+      '"x\\n"',
     );
     const member = fc
       .tuple(space, key, space, space, value, space)
@@ -567,6 +572,7 @@ describe("any input: an outcome, never an exception, and the fast path agrees wi
   it("JSON records of any shape", () => {
     const message = fc.oneof(
       logged.map(lineOf),
+      logged.map((l) => `${lineOf(l)}\n`),
       fc.jsonValue(),
       fc.string().map((s) => `calico-packet: ${s}`),
     );

@@ -272,6 +272,28 @@ describe("JSON records wrapping a line", () => {
     expect(record(bare).node).toBe("ip-1.eu-west-1.compute.internal");
   });
 
+  it("Fluent Bit tail: the newline ending `log` is the line's end, wherever else escapes are", () => {
+    const host = { kubernetes: { host: "ip-192-168-74-5.eu-west-1.compute.internal" } };
+    const cut = DESIGN_LINE.slice(0, DESIGN_LINE.indexOf(" SYN") + 3);
+    expect(reason(JSON.stringify({ log: `${cut}\n`, ...host }))).toBe(reason(cut));
+    // Other escapes, a newline elsewhere or one that is not the value's last character: JSON.parse reads them.
+    expect(record(JSON.stringify({ log: `${DESIGN_LINE}\r\n`, ...host }))).toEqual(DESIGN_RECORD);
+    expect(record(JSON.stringify({ log: `${DESIGN_LINE}\n`, host: "a\nb" })).node).toBe("ip-192-168-74-5");
+    expect(record(JSON.stringify({ msg: MESSAGE, host: "h\n" })).node).toBe("h\n");
+    expect(record(JSON.stringify({ msg: MESSAGE, time: "1713502339\n" })).time).toBe(
+      "2024-04-19T04:52:19.000Z",
+    );
+    expect(reason(JSON.stringify({ msg: `${MESSAGE}\n SRC=10.0.0.1` }))).toMatch(/second SRC/);
+    expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, "x\n": 1, host: "h" })).node).toBe("h");
+    expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, x: { y: "\n" }, host: "h" })).node).toBe("h");
+    expect(outcomes(JSON.stringify({ log: "calico-packet\n", ...host }))).toEqual(
+      outcomes(JSON.stringify({ log: "calico-packet", ...host })),
+    );
+    // A message that is itself a record, with its newline.
+    const inner = JSON.stringify({ host: "inner-node", message: MESSAGE });
+    expect(record(JSON.stringify({ log: `${inner}\n`, host: "outer" })).node).toBe("inner-node");
+  });
+
   it("a record's full time replaces a year-less one; an ISO time in the line wins over the record's", () => {
     const yearless = JSON.stringify({ log: DESIGN_LINE, time: "2023-04-19T04:52:19.5Z" });
     expect(record(yearless).time).toBe("2023-04-19T04:52:19.500Z");
