@@ -662,19 +662,19 @@ function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
   }
 }
 
-/** Index of the first byte of `b[start, end)` below 0x20 or a backslash, or -1 (four at a time through `view`). */
-function controlOrEscapeAt(b: Uint8Array, view: DataView, start: number, end: number): number {
+/**
+ * Index of the first byte of `b[start, end)` below 0x20, or `end`: eight bytes a round, read as two words through
+ * `view` (a word has a byte below 0x20 exactly when `(x - 0x20202020) & ~x & 0x80808080` is not zero).
+ */
+function controlAt(b: Uint8Array, view: DataView, start: number, end: number): number {
   let k = start;
-  for (; k + 4 <= end; k += 4) {
+  for (; k + 8 <= end; k += 8) {
     const x = view.getInt32(k, true);
-    const backslash = x ^ 0x5c5c5c5c;
-    if ((((x - 0x20202020) & ~x) | ((backslash - 0x01010101) & ~backslash)) & 0x80808080) break;
+    const y = view.getInt32(k + 4, true);
+    if ((((x - 0x20202020) & ~x) | ((y - 0x20202020) & ~y)) & 0x80808080) break;
   }
-  for (; k < end; k++) {
-    const c = b[k] as number;
-    if (c < 32 || c === 92) return k;
-  }
-  return -1;
+  while (k < end && (b[k] as number) >= 32) k++;
+  return k;
 }
 
 /** Nesting parseFlatJson follows; anything deeper goes to JSON.parse. */
@@ -841,6 +841,8 @@ export class LineParser {
   /** Where the prefix, and journald's byte-array message, next appear in the text scanWithin is reading. */
   readonly nextPrefix: NextIndex;
   readonly nextByteArray = new NextIndex('"MESSAGE":[');
+  /** Where the next backslash is in the text readFlatJson is reading. */
+  readonly nextBackslash = new NextIndex("\\");
   /** Per key slot of parseFlatJson: value kind, start, end. */
   readonly jsonSlots = new Int32Array(3 * JSON_SLOTS);
   /** Start and end of `kubernetes.host` for parseFlatJson. */
@@ -1090,6 +1092,15 @@ export class LineParser {
   }
 
   /**
+   * The first backslash in `line[from, end)`, or -1. When the record goes on to the end of the text it is searched
+   * for there; in a chunk (scanWithin) the next one is remembered, so that a chunk is searched once.
+   */
+  backslashAt(line: string, from: number, end: number): number {
+    const at = end === line.length ? line.indexOf("\\", from) : this.nextBackslash.at(line, from);
+    return at < end ? at : -1;
+  }
+
+  /**
    * parseFlatJson for the record `line[start, end)` whose bytes are `b` (viewed as `view`), with zeros after
    * `end`: `line` may go on after the record (scanWithin).
    */
@@ -1097,17 +1108,16 @@ export class LineParser {
     // Without escapes, strings end at the next quote. (Escapes and control characters are rare, and JSON.parse
     // judges them.) One escape is let through: the `\n` that ends the value of Fluent Bit's tail `log` (the line
     // with its newline), when it is the record's only one and the message of the record holds it.
-    const newline = controlOrEscapeAt(b, view, start, end);
-    if (newline >= 0) {
-      if (
-        !this.needleJsonSafe ||
-        b[newline] !== 92 ||
+    if (controlAt(b, view, start, end) < end) return undefined;
+    const newline = this.backslashAt(line, start, end);
+    if (
+      newline >= 0 &&
+      (!this.needleJsonSafe ||
         b[newline + 1] !== 110 ||
         b[newline + 2] !== 34 ||
-        controlOrEscapeAt(b, view, newline + 1, end) >= 0
-      ) {
-        return undefined;
-      }
+        this.backslashAt(line, newline + 1, end) >= 0)
+    ) {
+      return undefined;
     }
     const slots = this.jsonSlots;
     slots.fill(0);

@@ -514,6 +514,12 @@ describe("any input: an outcome, never an exception, and the fast path agrees wi
       // Fluent Bit's tail `log`: the line with its newline, the one escape the flat reader lets through.
       logged.map((l) => JSON.stringify(`${lineOf(l)}\n`)),
       logged.map((l) => JSON.stringify(`${lineOf(l)}\n SRC=10.0.0.1`)),
+      // Raw control characters, which JSON does not allow in a string.
+      fc.tuple(logged, fc.constantFrom("\t", "\u0001", "\u001f", "\n"), fc.nat()).map(([l, c, at]) => {
+        const text = JSON.stringify(`${lineOf(l)}\n`);
+        const i = 1 + (at % (text.length - 1));
+        return `${text.slice(0, i)}${c}${text.slice(i)}`;
+      }),
       fc.constantFrom('"\\n"', '"a\\n"', '"\\\\n"', '"a\\r\\n"', '"a\\nb"', '"calico-packet: IN=\\n"'),
       // A bare kernel message, whose node and time come from the record.
       packet.map((p) => JSON.stringify(`calico-packet: ${packetText(p)}`)),

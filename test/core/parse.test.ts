@@ -280,6 +280,7 @@ describe("JSON records wrapping a line", () => {
     expect(record(JSON.stringify({ log: `${DESIGN_LINE}\r\n`, ...host }))).toEqual(DESIGN_RECORD);
     expect(record(JSON.stringify({ log: `${DESIGN_LINE}\n`, host: "a\nb" })).node).toBe("ip-192-168-74-5");
     expect(record(JSON.stringify({ msg: MESSAGE, host: "h\n" })).node).toBe("h\n");
+    expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, host: "a\tb" })).node).toBe("a\tb");
     expect(record(JSON.stringify({ msg: MESSAGE, time: "1713502339\n" })).time).toBe(
       "2024-04-19T04:52:19.000Z",
     );
@@ -289,6 +290,15 @@ describe("JSON records wrapping a line", () => {
     expect(outcomes(JSON.stringify({ log: "calico-packet\n", ...host }))).toEqual(
       outcomes(JSON.stringify({ log: "calico-packet", ...host })),
     );
+    // A raw control character in any string is not JSON, wherever it is and whatever the record's escapes.
+    for (const raw of ["\t", "\u0000", "\u001f"]) {
+      const line = JSON.stringify({ log: `${DESIGN_LINE}\n`, ...host });
+      expect(reason(line.replace("kernel:", `kernel:${raw}`))).toMatch(/malformed JSON record/);
+      expect(reason(line.replace("eu-west-1", `eu${raw}west-1`))).toMatch(/malformed JSON record/);
+      expect(reason(JSON.stringify({ msg: MESSAGE, host: "h" }).replace('"h"', `"h${raw}"`))).toMatch(
+        /malformed JSON record/,
+      );
+    }
     // A message that is itself a record, with its newline.
     const inner = JSON.stringify({ host: "inner-node", message: MESSAGE });
     expect(record(JSON.stringify({ log: `${inner}\n`, host: "outer" })).node).toBe("inner-node");
