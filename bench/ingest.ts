@@ -240,7 +240,7 @@ async function flowIdArguments(
  * (a SHA-256 digest of the flow's key) of each flow record the handler makes of the payload, from endpoint
  * keys prepared beforehand. Whatever attribution and aggregation cost, the handler cannot be faster than these.
  */
-export async function decodeFloor(name: string, lines: Iterable<string>): Promise<void> {
+async function decodeFloor(name: string, lines: Iterable<string>): Promise<void> {
   const data = payloads(lines);
   const parse = createParser();
   const ids = await flowIdArguments(data, parse);
