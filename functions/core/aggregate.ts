@@ -2,20 +2,18 @@
 // destination endpoint, protocol, destination port, reporting node, policy). Source ports are not part of the
 // key: every new connection has a new one, and keeping them would turn a retry storm into thousands of flows.
 import { hash } from "node:crypto";
-import type { Direction, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
+import type { Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
-export interface AttributedPacket {
+/** What a packet and the flow it is counted in have in common: the flow record's fields of the same name. */
+type FlowFields = Pick<
+  FlowRecord,
+  "src" | "dst" | "protocol" | "dstPort" | "direction" | "reporter" | "internal" | "policy"
+>;
+
+export interface AttributedPacket extends FlowFields {
   /** Event time, epoch ms. */
   at: number;
-  src: Endpoint;
-  dst: Endpoint;
-  protocol: string;
-  dstPort: number | null;
-  direction: Direction;
-  reporter: string;
-  internal: boolean;
   length: number;
-  policy: PolicyRef | null;
   tcpFlags: readonly string[];
 }
 
@@ -83,22 +81,11 @@ class IsoCache {
 }
 
 /** A flow being counted: the record's fields, kept flat until flows() builds the record once. */
-interface Accumulator {
-  id: string;
+interface Accumulator extends FlowFields, Pick<FlowRecord, "id" | "packets" | "bytes"> {
   bucket: number;
   bucketIso: string;
-  src: Endpoint;
-  dst: Endpoint;
-  protocol: string;
-  dstPort: number | null;
-  direction: Direction;
-  reporter: string;
-  internal: boolean;
-  packets: number;
-  bytes: number;
   first: number;
   last: number;
-  policy: PolicyRef | null;
   /** Distinct TCP flags seen (a handful at most: an array beats a Set). */
   flags: string[];
 }

@@ -74,10 +74,13 @@ function hasOwnKeys(o: object): boolean {
   return false;
 }
 
+/** An endpoint nobody is known to hold: external, unknown inside the cluster, or not looked up (resolved false). */
+function bareEndpoint(ip: string, kind: "external" | "unknown", resolved: boolean): Endpoint {
+  return { ip, kind, namespace: null, name: null, workload: null, node: null, resolved };
+}
+
 function endpointFor(ip: string, internal: boolean, resolution: Resolution | undefined): Endpoint {
-  if (resolution === undefined) {
-    return { ip, kind: "external", namespace: null, name: null, workload: null, node: null, resolved: true };
-  }
+  if (resolution === undefined) return bareEndpoint(ip, "external", true);
   switch (resolution.status) {
     case "found": {
       const h = resolution.holder;
@@ -94,37 +97,13 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
       return endpoint;
     }
     case "absent":
-      return {
-        ip,
-        kind: internal ? "unknown" : "external",
-        namespace: null,
-        name: null,
-        workload: null,
-        node: null,
-        resolved: true,
-      };
+      return bareEndpoint(ip, internal ? "unknown" : "external", true);
     case "unavailable":
-      return {
-        ip,
-        kind: "unknown",
-        namespace: null,
-        name: null,
-        workload: null,
-        node: null,
-        resolved: false,
-      };
+      return bareEndpoint(ip, "unknown", false);
   }
 }
 
-const NO_ENDPOINT: Endpoint = {
-  ip: "",
-  kind: "unknown",
-  namespace: null,
-  name: null,
-  workload: null,
-  node: null,
-  resolved: false,
-};
+const NO_ENDPOINT: Endpoint = bareEndpoint("", "unknown", false);
 
 export async function runPipeline(
   events: readonly LogEvent[],
