@@ -3,6 +3,7 @@
 // and coverage adapter. Counts are compared per flow with what the pipeline makes of each event once.
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prng } from "../../bench/corpus.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import {
@@ -81,23 +82,11 @@ class FlakyStore implements FlowStore {
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }
 
-/** mulberry32, for reproducible event mixes. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 let sequence = 0;
 
 /** `perMinute` events per stream and minute, in timestamp order, ids shaped like CloudWatch's. */
 function makeEvents(streams: readonly string[], minutes: number, perMinute: number, seed: number): CwEvent[] {
-  const rnd = random(seed);
+  const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
   const out: CwEvent[] = [];
   for (const stream of streams) {

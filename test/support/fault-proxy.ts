@@ -4,6 +4,7 @@
 // choice is a seeded pseudo-random sequence, so a run's fault share is reproducible. Every request is logged.
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { prng } from "../../bench/corpus.ts";
 
 export type Outcome = "forwarded" | "throttled" | "error" | "lost";
 
@@ -33,18 +34,6 @@ export interface FaultProxy {
   setPlan(plan: FaultPlan): void;
   clearLog(): void;
   close(): Promise<void>;
-}
-
-/** mulberry32: small, fast, and good enough to spread faults evenly. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 const ERROR_TYPES = {
@@ -99,7 +88,7 @@ function forward(
 export async function startFaultProxy(target: string, initial: FaultPlan = {}): Promise<FaultProxy> {
   const targetUrl = new URL(target);
   let plan = initial;
-  let next = random(initial.seed ?? 1);
+  let next = prng(initial.seed ?? 1);
   const log: LoggedRequest[] = [];
 
   const server: Server = createServer((req, res) => {
@@ -158,7 +147,7 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
     },
     setPlan(p) {
       plan = p;
-      next = random(p.seed ?? 1);
+      next = prng(p.seed ?? 1);
     },
     clearLog() {
       log.length = 0;
