@@ -11,29 +11,34 @@ function hexDigit(c: number): number {
   return -1;
 }
 
-/** Reads a dotted quad in `text[start, end)` into two groups at `at`; false unless it is exactly a.b.c.d. */
-function readEmbeddedIpv4(b: Uint8Array, start: number, end: number, at: number): boolean {
+/**
+ * The dotted quad in `b[start, end)` as `%pI4` prints it (four decimal octets, no leading zeros) as an unsigned
+ * 32-bit number, or -1 when that is not exactly one.
+ */
+export function readDottedQuad(b: Uint8Array, start: number, end: number): number {
+  if (end - start < 7 || end - start > 15) return -1;
+  let value = 0;
   let octet = 0;
   let digits = 0;
   let parts = 0;
-  let high = 0;
   for (let i = start; i <= end; i++) {
     const c = i < end ? (b[i] as number) : 46;
     if (c === 46) {
-      if (digits === 0 || parts === 4) return false;
-      if (parts % 2 === 0) high = octet;
-      else groups[at + (parts >> 1)] = (high << 8) | octet;
+      if (digits === 0 || parts === 4) return -1;
+      value = value * 256 + octet;
       parts++;
       octet = 0;
       digits = 0;
     } else {
       const d = c - 48;
-      if (d < 0 || d > 9 || (digits > 0 && octet === 0)) return false;
+      // (No leading zero and at most 255: so at most three digits.)
+      if (d < 0 || d > 9 || (digits > 0 && octet === 0)) return -1;
       octet = octet * 10 + d;
-      if (++digits > 3 || octet > 255) return false;
+      digits++;
+      if (octet > 255) return -1;
     }
   }
-  return parts === 4;
+  return parts === 4 ? value : -1;
 }
 
 /** Value of each hex digit by character code; 255 for any other byte. */
@@ -89,7 +94,10 @@ function readIpv6(b: Uint8Array, start: number, end: number): boolean {
     const length = i - groupStart;
     if (i < end && b[i] === 46) {
       // An embedded IPv4 address ends the text and fills the last two groups.
-      if (count > 6 || !readEmbeddedIpv4(b, groupStart, end, count)) return false;
+      const v4 = count > 6 ? -1 : readDottedQuad(b, groupStart, end);
+      if (v4 < 0) return false;
+      groups[count] = Math.floor(v4 / 65536);
+      groups[count + 1] = v4 & 0xffff;
       count += 2;
       i = end;
       break;

@@ -4,7 +4,7 @@
 // A hand-written scanner: every line is read forwards a bounded number of times, with indexOf and byte reads and
 // no regular expressions, so the cost is linear in the line's length. It never throws on input: a line is a record,
 // a skip (not a calico-packet line, cheaply rejected), or an error with a precise reason.
-import { formatIpv6Groups, readIpv6Groups } from "./ipv6.ts";
+import { formatIpv6Groups, readDottedQuad, readIpv6Groups } from "./ipv6.ts";
 import type { PacketRecord, ParseOutcome, PolicyRef } from "./types.ts";
 
 export interface ParseOptions {
@@ -195,27 +195,9 @@ function readUint(b: Uint8Array, start: number, end: number, max: number): numbe
   return v <= max ? v : -1;
 }
 
-/** True when `text[start, end)` is a dotted quad as `%pI4` prints it (no leading zeros). */
+/** True when `b[start, end)` is a dotted quad as `%pI4` prints it (no leading zeros). */
 function isIpv4(b: Uint8Array, start: number, end: number): boolean {
-  if (end - start < 7 || end - start > 15) return false;
-  let parts = 0;
-  let octet = 0;
-  let digits = 0;
-  for (let i = start; i <= end; i++) {
-    const c = i < end ? (b[i] as number) : 46;
-    if (c === 46) {
-      if (digits === 0) return false;
-      parts++;
-      octet = 0;
-      digits = 0;
-      continue;
-    }
-    const d = c - 48;
-    if (d < 0 || d > 9 || (digits > 0 && octet === 0)) return false;
-    octet = octet * 10 + d;
-    if (++digits > 3 || octet > 255) return false;
-  }
-  return parts === 4;
+  return readDottedQuad(b, start, end) >= 0;
 }
 
 /**

@@ -684,9 +684,19 @@ describe("IPv6 text", () => {
       "g::",
       "::1%eth0",
       "1:2:3:4:5:6:7:",
+      // An embedded IPv4 address must be a dotted quad as the kernel prints one.
+      "::ffff:1.02.3.4",
+      "::ffff:1.2.3.256",
+      "::ffff:1.2.3",
+      "::ffff:1.2.3.4.5",
+      "::ffff:1..3.4",
+      "::ffff:1.2.3.4444",
+      "1:2:3:4:5:6:7:1.2.3.4",
     ]) {
       expect(normalizeIpv6(bad)).toBeNull();
     }
+    expect(normalizeIpv6("::ffff:1.2.3.4")).toBe("::ffff:1.2.3.4");
+    expect(normalizeIpv6("1:2:3:4:5:6:255.255.0.1")).toBe("1:2:3:4:5:6:ffff:1");
     fc.assert(
       fc.property(fc.string({ unit: "binary", maxLength: 50 }), (text) => {
         const out = normalizeIpv6(text);
