@@ -1,7 +1,6 @@
 // Ingest figures: handler throughput (decode + parse + classify + attribute + aggregate, store excluded) on
 // the shared corpus delivered as real subscription payloads, and DynamoDB write requests per 1,000 lines for
 // a retry storm and a port scan, counted on the wire in front of dynalite.
-import { gunzipSync } from "node:zlib";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
@@ -146,21 +145,28 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
     const p = decodeSubscriptionData(d);
     await runPipeline(p.logEvents, options);
   }
+  // Best of three passes, as the floor below and the parser's figures: the machine's own noise only slows a pass.
   let total = 0;
   let flows = 0;
-  const start = process.hrtime.bigint();
-  for (const d of data) {
-    const p = decodeSubscriptionData(d);
-    const result = await runPipeline(p.logEvents, options);
-    total += result.stats.lines;
-    flows += result.flows.length;
+  const passes: number[] = [];
+  for (let pass = 0; pass < 3; pass++) {
+    total = 0;
+    flows = 0;
+    const start = process.hrtime.bigint();
+    for (const d of data) {
+      const p = decodeSubscriptionData(d);
+      const result = await runPipeline(p.logEvents, options);
+      total += result.stats.lines;
+      flows += result.flows.length;
+    }
+    passes.push(Number(process.hrtime.bigint() - start) / 1e9);
   }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const seconds = Math.min(...passes);
   console.log(
     `ingest handler, ${name} (decode + parse + classify + attribute + aggregate, store excluded): ` +
       `${total.toLocaleString("en")} lines in ${data.length} payloads of ${EVENTS_PER_PAYLOAD} events, ` +
-      `${seconds.toFixed(2)} s → ${Math.round(total / seconds).toLocaleString("en")} lines/s; ` +
-      `${flows.toLocaleString("en")} flow records`,
+      `best of 3 passes ${seconds.toFixed(2)} s (${passes.map((t) => t.toFixed(2)).join(", ")}) → ` +
+      `${Math.round(total / seconds).toLocaleString("en")} lines/s; ${flows.toLocaleString("en")} flow records`,
   );
 }
 
@@ -235,8 +241,8 @@ async function flowIdArguments(
 }
 
 /**
- * The least any handler must do per line, measured on the same payloads: base64 and gunzip (CloudWatch Logs
- * delivers nothing else), JSON.parse of the delivery, then the parser over each message, then the stored id
+ * The least any handler must do per line, measured on the same payloads: decoding the delivery (base64, gunzip and
+ * the delivery reader: CloudWatch Logs delivers nothing else), then the parser over each message, then the stored id
  * (a SHA-256 digest of the flow's key) of each flow record the handler makes of the payload, from endpoint
  * keys prepared beforehand. Whatever attribution and aggregation cost, the handler cannot be faster than these.
  */
@@ -250,8 +256,7 @@ async function decodeFloor(name: string, lines: Iterable<string>): Promise<void>
     let wrong = 0;
     const start = process.hrtime.bigint();
     for (let p = 0; p < data.length; p++) {
-      const json = gunzipSync(Buffer.from(data[p] as string, "base64")).toString("utf8");
-      const events = (JSON.parse(json) as SubscriptionPayload).logEvents;
+      const events = decodeSubscriptionData(data[p] as string).logEvents;
       total += events.length;
       if (stage >= 1) for (const e of events) parse(e.message);
       if (stage === 2) {
@@ -286,7 +291,7 @@ async function decodeFloor(name: string, lines: Iterable<string>): Promise<void>
   const us = (rate: number) => (1e6 / rate).toFixed(2);
   const lps = (rate: number) => `${Math.round(rate).toLocaleString("en")} lines/s (${us(rate)} µs/line)`;
   console.log(
-    `floor, ${name}: base64 + gunzip + JSON.parse alone ${lps(decode)}; with the parser ${lps(decodeParse)}; ` +
+    `floor, ${name}: decoding alone (base64 + gunzip + delivery reader) ${lps(decode)}; with the parser ${lps(decodeParse)}; ` +
       `with the id of each of the ${flowCount.toLocaleString("en")} flow records ${lps(withIds)} ` +
       "(500,000 lines/s leaves 2.00 µs/line for everything)",
   );

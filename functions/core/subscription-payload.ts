@@ -4,6 +4,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { CloudWatchLogsDecodeSchema } from "@aws-lambda-powertools/parser/schemas/cloudwatch";
 import type { z } from "zod";
 import { digest } from "./aggregate.ts";
+import { readDelivery } from "./delivery-reader.ts";
 
 export type SubscriptionPayload = z.infer<typeof CloudWatchLogsDecodeSchema>;
 
@@ -52,10 +53,10 @@ export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
   if (typeof data !== "string" || data.length === 0) {
     throw new CorruptPayloadError("awslogs.data is missing or not a string");
   }
-  let json: string;
+  let json: Buffer;
   try {
     const compressed = Buffer.from(data, "base64");
-    json = gunzipSync(compressed, { chunkSize: outputChunkSize(compressed) }).toString("utf8");
+    json = gunzipSync(compressed, { chunkSize: outputChunkSize(compressed) });
   } catch (error) {
     // Buffer.from skips what is not base64, so tell the two failures apart only now, off the hot path.
     if (data.length % 4 !== 0 || !BASE64.test(data)) {
@@ -63,11 +64,14 @@ export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
     }
     throw new CorruptPayloadError(`awslogs.data is not gzip: ${(error as Error).message}`);
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch (error) {
-    throw new CorruptPayloadError(`awslogs.data does not hold JSON: ${(error as Error).message}`);
+  // CloudWatch Logs' own layout is read from the bytes; anything else (or invalid JSON) goes to JSON.parse.
+  let value: unknown = readDelivery(json);
+  if (value === undefined) {
+    try {
+      value = JSON.parse(json.toString("utf8"));
+    } catch (error) {
+      throw new CorruptPayloadError(`awslogs.data does not hold JSON: ${(error as Error).message}`);
+    }
   }
   const envelope = EnvelopeSchema.safeParse(value);
   const eventsProblem = checkEvents((value as { logEvents?: unknown } | null)?.logEvents);
