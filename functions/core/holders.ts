@@ -324,6 +324,34 @@ export function pickHolder(
   return covering ?? recent;
 }
 
+/** holderThroughout's answer when no one holder is pickHolder's answer at every time of the span. */
+export const VARIES = "varies";
+
+/**
+ * The holder pickHolder picks at every time in [from, until], undefined when it picks none at any of them, or
+ * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (with the tolerance after
+ * its end) meets the span and covers all of it, it is the only candidate at every time, so it is the answer;
+ * when none meets the span there is never a candidate. Anything else (two holders meet the span, or one covers
+ * only part of it) is VARIES, and the caller asks per time.
+ */
+export function holderThroughout(
+  holders: Iterable<Holder>,
+  from: number,
+  until: number,
+  toleranceMs: number = END_TOLERANCE_MS,
+): Holder | undefined | typeof VARIES {
+  let only: Holder | undefined;
+  for (const h of holders) {
+    const end = h.validTo === null ? Number.POSITIVE_INFINITY : h.validTo + toleranceMs;
+    if (h.validFrom > until || end < from) continue;
+    if (only !== undefined) return VARIES;
+    only = h;
+  }
+  if (only === undefined) return undefined;
+  const covers = only.validFrom <= from && (only.validTo === null || until <= only.validTo + toleranceMs);
+  return covers ? only : VARIES;
+}
+
 /** Merges holder lists (same holder known from several sources): the entry with the known end wins. */
 export function mergeHolders(...lists: readonly (readonly Holder[])[]): Holder[] {
   const byKey = new Map<string, Holder>();
@@ -383,6 +411,17 @@ export class HolderIndex {
       return at <= h.validTo + (toleranceMs ?? END_TOLERANCE_MS) ? h : undefined;
     }
     return pickHolder(holders.values(), at, toleranceMs);
+  }
+
+  /** holderThroughout over the holders of `ip` (see pick for the address as given). */
+  pickThroughout(
+    ip: string,
+    from: number,
+    until: number,
+    toleranceMs?: number,
+  ): Holder | undefined | typeof VARIES {
+    const holders = this.#byIp.get(ip) ?? this.#byIp.get(normalizeIp(ip));
+    return holders === undefined ? undefined : holderThroughout(holders.values(), from, until, toleranceMs);
   }
 
   /** Sets the end of `ip`'s open holders not in `keep` (they were not seen where they should have been). */

@@ -12,6 +12,7 @@ import type {
   PacketRecord,
   ParseOutcome,
   Resolution,
+  SpanLookup,
 } from "./types.ts";
 
 /** One log line as delivered: CloudWatch Logs gives its own timestamp and the stream (node) it came from. */
@@ -64,6 +65,9 @@ interface AddressState {
   lastSecond: number;
   lastLookup: number;
   bySecond: Map<number, number> | undefined;
+  /** First and last second of its lookups: the span asked about when the directory answers for spans. */
+  minSecond: number;
+  maxSecond: number;
   /** For an external address, its (negative) code: -1 - index into the external endpoints. */
   externalCode: number;
 }
@@ -105,6 +109,49 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
 
 const NO_ENDPOINT: Endpoint = bareEndpoint("", "unknown", false);
 
+/**
+ * The directory's answer to every lookup. A directory that answers for spans is asked once per internal address
+ * for the span of its lookups, and per second only for the addresses whose answer varies within it.
+ */
+async function resolveLookups(
+  directory: IpDirectory,
+  lookups: readonly Lookup[],
+  addresses: readonly AddressState[],
+): Promise<Resolution[]> {
+  if (lookups.length === 0) return [];
+  const check = (answers: readonly unknown[], asked: number, what: string) => {
+    if (answers.length !== asked) {
+      throw new Error(`directory answered ${answers.length} resolutions for ${asked} ${what}`);
+    }
+  };
+  if (directory.resolveSpans === undefined) {
+    const resolutions = await directory.resolve(lookups);
+    check(resolutions, lookups.length, "lookups");
+    return resolutions;
+  }
+  const spans: SpanLookup[] = addresses.map((a) => ({
+    ip: a.ip,
+    at: a.minSecond * 1000,
+    until: a.maxSecond * 1000,
+  }));
+  const answers = await directory.resolveSpans(spans);
+  check(answers, spans.length, "spans");
+  const resolutions: Resolution[] = new Array(lookups.length);
+  const again: number[] = [];
+  for (let k = 0; k < addresses.length; k++) {
+    const answer = answers[k] as (typeof answers)[number];
+    const indexes = (addresses[k] as AddressState).bySecond as Map<number, number>;
+    if (answer.status === "varies") for (const index of indexes.values()) again.push(index);
+    else for (const index of indexes.values()) resolutions[index] = answer;
+  }
+  if (again.length > 0) {
+    const more = await directory.resolve(again.map((index) => lookups[index] as Lookup));
+    check(more, again.length, "lookups");
+    for (let k = 0; k < again.length; k++) resolutions[again[k] as number] = more[k] as Resolution;
+  }
+  return resolutions;
+}
+
 export async function runPipeline(
   events: readonly LogEvent[],
   options: PipelineOptions,
@@ -141,6 +188,8 @@ export async function runPipeline(
     new Map<number, AddressState>(),
   ];
   const otherAddresses = new Map<string, AddressState>();
+  /** Internal addresses, in the order first seen. */
+  const internalAddresses: AddressState[] = [];
   const externalEndpoints: Endpoint[] = [];
   const codeOf = (ip: string, at: number): number => {
     const v4 = canonicalIpv4(ip);
@@ -148,8 +197,19 @@ export async function runPipeline(
       v4 >= 0 ? (v4Addresses[v4 & 3] as Map<number, AddressState>).get(v4 >>> 2) : otherAddresses.get(ip);
     if (state === undefined) {
       const internal = options.internal.contains(ip);
-      state = { ip, internal, lastSecond: Number.NaN, lastLookup: -1, bySecond: undefined, externalCode: 0 };
-      if (!internal) {
+      state = {
+        ip,
+        internal,
+        lastSecond: Number.NaN,
+        lastLookup: -1,
+        bySecond: undefined,
+        minSecond: Number.POSITIVE_INFINITY,
+        maxSecond: Number.NEGATIVE_INFINITY,
+        externalCode: 0,
+      };
+      if (internal) {
+        internalAddresses.push(state);
+      } else {
         state.externalCode = -1 - externalEndpoints.length;
         externalEndpoints.push(endpointFor(ip, false, undefined));
       }
@@ -168,7 +228,10 @@ export async function runPipeline(
     if (index === undefined) {
       index = lookups.length;
       bySecond.set(second, index);
-      lookups.push({ ip, at: second * 1000 });
+      // The address's first string for all its lookups: one string per address for the directory and below.
+      lookups.push({ ip: state.ip, at: second * 1000 });
+      if (second < state.minSecond) state.minSecond = second;
+      if (second > state.maxSecond) state.maxSecond = second;
     }
     state.lastSecond = second;
     state.lastLookup = index;
@@ -203,39 +266,36 @@ export async function runPipeline(
     dstCode[n] = codeOf(r.dst, at);
   }
 
-  const resolutions = lookups.length > 0 ? await options.directory.resolve(lookups) : [];
-  if (resolutions.length !== lookups.length) {
-    throw new Error(`directory answered ${resolutions.length} resolutions for ${lookups.length} lookups`);
-  }
+  const resolutions = await resolveLookups(options.directory, lookups, internalAddresses);
   const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
-  // One Endpoint object per (IP, holder): directories hand back the same holder object for every time it
+  // One Endpoint object per (address, holder): directories hand back the same holder object for every time it
   // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap.
-  const shared = new Map<string, Map<unknown, Endpoint>>();
   const internalEndpoints: Endpoint[] = new Array(lookups.length);
   const internalIds = new Int32Array(lookups.length);
-  let lastIp = "";
-  let byIdentity: Map<unknown, Endpoint> | undefined;
-  for (let i = 0; i < lookups.length; i++) {
-    const l = lookups[i] as Lookup;
-    const resolution = resolutions[i] as Resolution;
-    const identity = resolution.status === "found" ? resolution.holder : resolution.status;
-    if (byIdentity === undefined || l.ip !== lastIp) {
-      byIdentity = shared.get(l.ip);
-      if (byIdentity === undefined) {
-        byIdentity = new Map();
-        shared.set(l.ip, byIdentity);
+  for (const address of internalAddresses) {
+    let byIdentity: Map<unknown, Endpoint> | undefined;
+    let lastIdentity: unknown;
+    let e = NO_ENDPOINT;
+    let id = 0;
+    for (const index of (address.bySecond as Map<number, number>).values()) {
+      const resolution = resolutions[index] as Resolution;
+      const identity = resolution.status === "found" ? resolution.holder : resolution.status;
+      if (identity !== lastIdentity) {
+        byIdentity ??= new Map();
+        let known = byIdentity.get(identity);
+        if (known === undefined) {
+          known = endpointFor(address.ip, true, resolution);
+          if (!known.resolved) stats.unresolved++;
+          else if (known.kind === "unknown") stats.attributionMisses++;
+          byIdentity.set(identity, known);
+        }
+        e = known;
+        id = aggregator.endpointId(e);
+        lastIdentity = identity;
       }
-      lastIp = l.ip;
+      internalEndpoints[index] = e;
+      internalIds[index] = id;
     }
-    let e = byIdentity.get(identity);
-    if (e === undefined) {
-      e = endpointFor(l.ip, true, resolution);
-      if (!e.resolved) stats.unresolved++;
-      else if (e.kind === "unknown") stats.attributionMisses++;
-      byIdentity.set(identity, e);
-    }
-    internalEndpoints[i] = e;
-    internalIds[i] = aggregator.endpointId(e);
   }
   const externalIds = externalEndpoints.map((e) => aggregator.endpointId(e));
 

@@ -110,6 +110,14 @@ export type Resolution =
   | { status: "absent" }
   | { status: "unavailable"; reason: string };
 
+/** Lookups of one IP at every time from `at` to `until` (epoch ms, inclusive): one question for a payload's span. */
+export interface SpanLookup extends Lookup {
+  until: number;
+}
+
+/** The answer for every time of a span, or "varies" when it is not the same throughout (ask per time then). */
+export type SpanResolution = Resolution | { status: "varies" };
+
 /**
  * Resolves IPs to their holders at given times. Implementations: a `kubectl get -o json` snapshot, the live
  * Kubernetes API (EKS or kubeconfig), and a history-backed decorator. Never throws for Kubernetes trouble:
@@ -118,6 +126,12 @@ export type Resolution =
 export interface IpDirectory {
   /** Answers in the order of `lookups`. */
   resolve(lookups: readonly Lookup[]): Promise<Resolution[]>;
+  /**
+   * Optional: answers in the order of `spans`, each one answer that holds at every time of its span, or
+   * "varies". A payload's busy addresses are seen in many seconds and nearly always held by one holder
+   * throughout, so the pipeline asks once per address and per second only where the answer varies.
+   */
+  resolveSpans?(spans: readonly SpanLookup[]): Promise<SpanResolution[]>;
 }
 
 /** Key of one alert: who was denied talking to whom, on which port. */

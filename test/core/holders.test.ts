@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   END_TOLERANCE_MS,
   HolderIndex,
+  holderThroughout,
   hostNetworkNodeHolders,
   MalformedObjectError,
   mergeHolders,
@@ -10,6 +11,7 @@ import {
   nodeToHolders,
   pickHolder,
   podToHolders,
+  VARIES,
   workloadOf,
 } from "../../functions/core/holders.ts";
 import type { Holder } from "../../functions/core/types.ts";
@@ -371,6 +373,61 @@ describe("pickHolder", () => {
           ) {
             expect(picked).toBeUndefined();
           }
+        },
+      ),
+    );
+  });
+});
+
+describe("holderThroughout", () => {
+  const old = holder("old", 1_000, 5_000);
+  const current = holder("new", 6_000, null);
+  it.each([
+    ["a span inside one lifetime", [old, current], 2_000, 4_000, "old"],
+    ["a span reaching into the tolerance after the end", [old], 2_000, 5_000 + END_TOLERANCE_MS, "old"],
+    ["a span of the open holder", [old, current], 6_000 + END_TOLERANCE_MS, 1e12, "new"],
+    ["a single time", [current], 6_000, 6_000, "new"],
+    [
+      "a time the previous holder's tolerance also reaches (left to pickHolder)",
+      [old, current],
+      6_000,
+      6_000,
+      VARIES,
+    ],
+    ["a span before anyone", [old, current], 0, 999, undefined],
+    ["a span after the tolerance", [old], 5_001 + END_TOLERANCE_MS, 1e12, undefined],
+    ["a span across a reuse", [old, current], 4_000, 7_000, VARIES],
+    ["a span starting before the creation", [current], 5_000, 7_000, VARIES],
+    ["a span running past the tolerance", [old], 4_000, 6_000 + END_TOLERANCE_MS, VARIES],
+  ])("%s", (_, holders, from, until, expected) => {
+    const answer = holderThroughout(holders, from, until);
+    expect(typeof answer === "object" ? answer.name : answer).toBe(expected);
+  });
+
+  it("answers only what pickHolder picks at every time of the span, and answers for one holder (property)", () => {
+    const arbHolder = fc
+      .record({
+        id: fc.integer({ min: 0, max: 1_000_000 }),
+        from: fc.integer({ min: 0, max: 300 }),
+        length: fc.option(fc.integer({ min: 0, max: 200 })),
+      })
+      .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(arbHolder, { maxLength: 4, selector: (h) => h.name }),
+        fc.integer({ min: -10, max: 600 }),
+        fc.integer({ min: 0, max: 120 }),
+        fc.integer({ min: 0, max: 30 }),
+        (holders, from, length, tolerance) => {
+          const until = from + length;
+          const answer = holderThroughout(holders, from, until, tolerance);
+          const picks = new Set<Holder | undefined>();
+          for (let t = from; t <= until; t++) picks.add(pickHolder(holders, t, tolerance));
+          if (answer !== VARIES) expect([...picks]).toEqual([answer]);
+          // The case it exists for: a lone holder that covers the span is the answer, not VARIES.
+          if (holders.length === 1 && picks.size === 1 && !picks.has(undefined))
+            expect(answer).toBe(holders[0]);
+          if (picks.size === 1 && picks.has(undefined)) expect(answer).toBeUndefined();
         },
       ),
     );

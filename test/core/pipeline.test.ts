@@ -1,8 +1,17 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import { createParser } from "../../functions/core/parse.ts";
 import { type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
-import type { Holder, IpDirectory, Lookup, Resolution } from "../../functions/core/types.ts";
+import type {
+  Holder,
+  IpDirectory,
+  Lookup,
+  Resolution,
+  SpanLookup,
+  SpanResolution,
+} from "../../functions/core/types.ts";
 
 const line = (
   time: string,
@@ -143,6 +152,125 @@ describe("runPipeline", () => {
     );
     expect(result.stats.attributionMisses).toBe(2);
     expect(result.flows[0]?.dst).toMatchObject({ kind: "unknown", resolved: true });
+  });
+
+  it("asks a directory that answers for spans once per address, and per second only where the answer varies", async () => {
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const iso = (ms: number) => new Date(ms).toISOString();
+    // 192.168.1.1 is reused at T+20 s: old-pod until then, new-pod after; 192.168.2.2 is one pod throughout.
+    const pod = (name: string, ip: string, created: number, deleted?: number) => ({
+      metadata: {
+        name,
+        namespace: "ns",
+        uid: name,
+        creationTimestamp: iso(created),
+        ...(deleted === undefined ? {} : { deletionTimestamp: iso(deleted) }),
+      },
+      spec: { nodeName: "node-a" },
+      status: { phase: "Running", podIP: ip, podIPs: [{ ip }] },
+    });
+    const snapshot = new SnapshotDirectory({
+      pods: {
+        items: [
+          pod("old-pod", "192.168.1.1", T - 3_600_000, T + 20_000),
+          pod("new-pod", "192.168.1.1", T + 20_000),
+          pod("server", "192.168.2.2", T - 3_600_000),
+        ],
+      },
+    });
+    const spans: SpanLookup[][] = [];
+    const perSecond: Lookup[][] = [];
+    const recording: IpDirectory = {
+      resolve: (lookups) => {
+        perSecond.push([...lookups]);
+        return snapshot.resolve(lookups);
+      },
+      resolveSpans: (asked) => {
+        spans.push([...asked]);
+        return snapshot.resolveSpans(asked);
+      },
+    };
+    const events = Array.from({ length: 60 }, (_, k) => ({
+      message: line("Apr 19 04:52:00", "ip-1", "192.168.1.1", "192.168.2.2", 5432),
+      timestamp: T + k * 1000,
+    }));
+    const result = await runPipeline(events, options(recording));
+    expect(spans).toEqual([
+      [
+        { ip: "192.168.1.1", at: T, until: T + 59_000 },
+        { ip: "192.168.2.2", at: T, until: T + 59_000 },
+      ],
+    ]);
+    // Only the reused address is asked per second.
+    expect(perSecond).toHaveLength(1);
+    expect(new Set(perSecond[0]?.map((l) => l.ip))).toEqual(new Set(["192.168.1.1"]));
+    expect(perSecond[0]).toHaveLength(60);
+    // Seconds 0–19 are the old pod's; from its successor's creation on, the successor's.
+    const bySource = Object.fromEntries(result.flows.map((f) => [f.src.name, f.packets]));
+    expect(bySource).toEqual({ "old-pod": 20, "new-pod": 40 });
+  });
+
+  it("makes the same flows and alerts whether the directory answers for spans or per second (property)", async () => {
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const ips = ["192.168.1.1", "192.168.1.2", "192.168.2.2", "10.0.0.1"];
+    const arbPod = fc.record({
+      ip: fc.constantFrom(...ips),
+      created: fc.integer({ min: -20, max: 100 }),
+      life: fc.option(fc.integer({ min: 0, max: 60 })),
+    });
+    const arbEvent = fc.record({
+      src: fc.constantFrom(...ips),
+      dst: fc.constantFrom(...ips),
+      second: fc.integer({ min: 0, max: 90 }),
+      ms: fc.integer({ min: 0, max: 999 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(arbPod, { maxLength: 8 }),
+        fc.array(arbEvent, { minLength: 1, maxLength: 80 }),
+        async (pods, evs) => {
+          const snapshot = new SnapshotDirectory({
+            pods: {
+              items: pods.map((p, k) => ({
+                metadata: {
+                  name: `pod-${k}`,
+                  namespace: "ns",
+                  uid: `uid-${k}`,
+                  creationTimestamp: iso(T + p.created * 1000),
+                  ...(p.life === null ? {} : { deletionTimestamp: iso(T + (p.created + p.life) * 1000) }),
+                },
+                spec: { nodeName: "node-a" },
+                status: { phase: "Running", podIP: p.ip, podIPs: [{ ip: p.ip }] },
+              })),
+            },
+          });
+          const perSecondOnly: IpDirectory = { resolve: (lookups) => snapshot.resolve(lookups) };
+          const events = evs.map((e) => ({
+            message: line("Apr 19 04:52:00", "ip-1", e.src, e.dst, 5432),
+            timestamp: T + e.second * 1000 + e.ms,
+          }));
+          const bySpan = await runPipeline(events, options(snapshot));
+          const bySecond = await runPipeline(events, options(perSecondOnly));
+          expect(bySpan).toEqual(bySecond);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("fails loudly when a directory answers a different number of spans", async () => {
+    const broken: IpDirectory = {
+      resolve: async (lookups) => lookups.map((): Resolution => ({ status: "absent" })),
+      resolveSpans: async (): Promise<SpanResolution[]> => [],
+    };
+    const t = Date.parse("2026-04-19T04:52:19Z");
+    await expect(
+      runPipeline(
+        [{ message: line("Apr 19 04:52:19", "ip-1", "192.168.1.1", "192.168.2.2", 53), timestamp: t }],
+        options(broken),
+      ),
+    ).rejects.toThrow("0 resolutions for 2 spans");
   });
 
   it("fails loudly when a directory breaks its contract", async () => {

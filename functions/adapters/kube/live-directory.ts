@@ -6,6 +6,7 @@ import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import {
   HolderIndex,
   holderKey,
+  holderThroughout,
   hostNetworkNodeHolders,
   type IpHolder,
   MalformedObjectError,
@@ -15,9 +16,17 @@ import {
   normalizeIp,
   pickHolder,
   podToHolders,
+  VARIES,
 } from "../../core/holders.ts";
 import type { HolderHistory } from "../../core/ports.ts";
-import type { Holder, IpDirectory, Lookup, Resolution } from "../../core/types.ts";
+import type {
+  Holder,
+  IpDirectory,
+  Lookup,
+  Resolution,
+  SpanLookup,
+  SpanResolution,
+} from "../../core/types.ts";
 import {
   type AccessFixes,
   DEFAULT_TIMEOUT_MS,
@@ -258,12 +267,24 @@ export class LiveDirectory implements IpDirectory {
 
   /** Answers in the order of `lookups`; never rejects. Payloads of one container are resolved one at a time. */
   resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
-    const run = this.#queue.then(() => this.#resolveSafely(lookups));
+    return this.#enqueue(lookups) as Promise<Resolution[]>;
+  }
+
+  /**
+   * As resolve, for spans: an address's holder when the live view has one holder throughout the span, else
+   * "varies" — also when it has none, so that the caller's per-time lookups reach the history as usual.
+   */
+  resolveSpans(spans: readonly SpanLookup[]): Promise<SpanResolution[]> {
+    return this.#enqueue(spans);
+  }
+
+  #enqueue(queries: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
+    const run = this.#queue.then(() => this.#resolveSafely(queries));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #resolveSafely(lookups: readonly Lookup[]): Promise<Resolution[]> {
+  async #resolveSafely(lookups: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
     try {
       return await this.#resolve(lookups);
     } catch (error) {
@@ -274,15 +295,16 @@ export class LiveDirectory implements IpDirectory {
     }
   }
 
-  async #resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
+  async #resolve(lookups: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
     this.#stats.lookups += lookups.length;
     this.#housekeeping();
     const groups = new Map<string, IpGroup>();
     for (const l of lookups) {
       const ip = normalizeIp(l.ip);
+      const last = (l as Partial<SpanLookup>).until ?? l.at;
       const g = groups.get(ip);
-      if (g === undefined) groups.set(ip, { maxAt: l.at });
-      else if (l.at > g.maxAt) g.maxAt = l.at;
+      if (g === undefined) groups.set(ip, { maxAt: last });
+      else if (last > g.maxAt) g.maxAt = last;
     }
 
     // 1. What memory cannot answer needs the API: nodes first (one call), then pods.
@@ -316,11 +338,16 @@ export class LiveDirectory implements IpDirectory {
     }
     const answers = lookups.map((l) => {
       const ip = normalizeIp(l.ip);
-      return { ip, at: l.at, holder: pickHolder(live.get(ip) ?? [], l.at) };
+      const until = (l as Partial<SpanLookup>).until;
+      if (until === undefined)
+        return { ip, at: l.at, holder: pickHolder(live.get(ip) ?? [], l.at), varies: false };
+      const throughout = holderThroughout(live.get(ip) ?? [], l.at, until);
+      const holder = throughout === VARIES ? undefined : throughout;
+      return { ip, at: until, holder, varies: holder === undefined };
     });
     const historyWanted = new Map<string, number>();
-    for (const { ip, at, holder } of answers) {
-      if (holder !== undefined || failed.has(ip)) continue;
+    for (const { ip, at, holder, varies } of answers) {
+      if (holder !== undefined || varies || failed.has(ip)) continue;
       historyWanted.set(ip, Math.max(historyWanted.get(ip) ?? Number.NEGATIVE_INFINITY, at));
     }
     const historyFailed = await this.#readHistory(historyWanted);
@@ -336,9 +363,10 @@ export class LiveDirectory implements IpDirectory {
     }
 
     // 4. Resolutions.
-    const resolutions = answers.map(({ ip, at, holder }): Resolution => {
+    const resolutions = answers.map(({ ip, at, holder, varies }): SpanResolution => {
       const failure = failed.get(ip);
       if (failure !== undefined) return { status: "unavailable", reason: failure };
+      if (varies) return { status: "varies" };
       if (holder !== undefined) {
         const withLabels = this.#labelled(holder);
         this.#rememberLater(ip, withLabels);
@@ -356,7 +384,7 @@ export class LiveDirectory implements IpDirectory {
       }
       return { status: "absent" };
     });
-    for (const r of resolutions) this.#stats[r.status]++;
+    for (const r of resolutions) if (r.status !== "varies") this.#stats[r.status]++;
     await this.#writeHistory();
     return resolutions;
   }

@@ -11,8 +11,19 @@ import {
   nodeToHolders,
   normalizeIp,
   podToHolders,
+  VARIES,
 } from "../../core/holders.ts";
-import type { Holder, IpDirectory, Lookup, Resolution } from "../../core/types.ts";
+import type {
+  Holder,
+  IpDirectory,
+  Lookup,
+  Resolution,
+  SpanLookup,
+  SpanResolution,
+} from "../../core/types.ts";
+
+const ABSENT: Resolution = Object.freeze({ status: "absent" });
+const SPAN_VARIES: SpanResolution = Object.freeze({ status: "varies" });
 
 export interface SnapshotSources {
   /** Parsed `kubectl get pods -A -o json`. */
@@ -149,7 +160,15 @@ export class SnapshotDirectory implements IpDirectory {
   async resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
     return lookups.map((l): Resolution => {
       const holder = this.#index.pick(l.ip, l.at);
-      return holder === undefined ? { status: "absent" } : { status: "found", holder };
+      return holder === undefined ? ABSENT : { status: "found", holder };
+    });
+  }
+
+  async resolveSpans(spans: readonly SpanLookup[]): Promise<SpanResolution[]> {
+    return spans.map((s): SpanResolution => {
+      const holder = this.#index.pickThroughout(s.ip, s.at, s.until);
+      if (holder === VARIES) return SPAN_VARIES;
+      return holder === undefined ? ABSENT : { status: "found", holder };
     });
   }
 }

@@ -279,6 +279,62 @@ describe("LiveDirectory: attribution in time", () => {
     expect(names(await forgetful.resolve(both))).toEqual(["absent", "pod:job-b"]);
   });
 
+  it("answers a span with the one live holder throughout it, and says varies when there is none or more", async () => {
+    const history = new MemoryHistory();
+    addPod("job-a", "192.168.40.7", T);
+    addPod("steady-0", "192.168.40.9", T);
+    clock.t = T + 10 * MIN;
+    const dir = directory({ history });
+    await dir.resolve([{ ip: "192.168.40.7", at: T + 9 * MIN }]);
+    // job-a goes, job-b gets its IP from the pool.
+    server.store.delete("pods", "job-a", "shop");
+    addPod("job-b", "192.168.40.7", T + 11 * MIN);
+    clock.t = T + 12 * MIN;
+    // Seen gone at T+12 min: job-a's lifetime ends there, overlapping job-b's (a deletion time is an upper bound).
+    expect(names(await dir.resolve([{ ip: "192.168.40.7", at: T + 11 * MIN + 30_000 }]))).toEqual([
+      "pod:job-b",
+    ]);
+    clock.t = T + 13 * MIN;
+    const spans = [
+      { ip: "192.168.40.9", at: T + 9 * MIN, until: T + 11 * MIN },
+      { ip: "192.168.40.7", at: T + 9 * MIN, until: T + 11 * MIN + 30_000 },
+      // Within job-a's end and the tolerance after it, both are candidates: per time, pickHolder decides.
+      { ip: "192.168.40.7", at: T + 11 * MIN + 1_000, until: T + 11 * MIN + 30_000 },
+      { ip: "192.168.40.7", at: T + 12 * MIN + 15_000, until: T + 12 * MIN + 50_000 },
+      { ip: "192.168.40.99", at: T + 9 * MIN, until: T + 11 * MIN },
+    ];
+    expect(names((await dir.resolveSpans(spans)) as Resolution[])).toEqual([
+      "pod:steady-0",
+      "varies",
+      "varies",
+      "pod:job-b",
+      // Nobody live: per-time lookups then reach the history, as resolve's do.
+      "varies",
+    ]);
+    // The span answers were remembered like resolve's.
+    expect(history.holders("192.168.40.9").map((h) => h.name)).toEqual(["steady-0"]);
+  });
+
+  it("asks the API again when the end of a span is newer than what it knows, not only its start", async () => {
+    const ip = "192.168.40.12";
+    addPod("job-a", ip, T);
+    clock.t = T + 10 * MIN;
+    const dir = directory();
+    expect(names(await dir.resolve([{ ip, at: T + 10 * MIN }]))).toEqual(["pod:job-a"]);
+    // Beyond the hit TTL (30 s) after that look, job-a is gone and job-b holds the IP.
+    server.store.delete("pods", "job-a", "shop");
+    addPod("job-b", ip, T + 10 * MIN + 40_000);
+    clock.t = T + 11 * MIN;
+    const span = { ip, at: T + 10 * MIN, until: T + 10 * MIN + 50_000 };
+    expect(names((await dir.resolveSpans([span])) as Resolution[])).toEqual(["varies"]);
+  });
+
+  it("answers every span of an address unavailable when the API cannot be asked about it", async () => {
+    await server.setFault({ fault: { kind: "reset" } });
+    const answers = await directory().resolveSpans([{ ip: "192.168.40.7", at: T, until: T + MIN }]);
+    expect(answers[0]).toMatchObject({ status: "unavailable" });
+  });
+
   it("says unavailable, not absent, when the history cannot be read", async () => {
     const history = new MemoryHistory();
     history.failReads = true;

@@ -96,6 +96,41 @@ describe("ingest pipeline with live attribution", () => {
     expect(warm.stats.unresolved).toBe(0);
   });
 
+  it("makes the same flows when the directory answers for spans as when it answers per second, IP reuse included", async () => {
+    const ips = seedPods(6, "192.168.30");
+    // 192.168.30.1 changes hands during the payload: web-1 is deleted at T+40 min, web-1b gets its IP.
+    const reused = ips[0] as string;
+    const events = (start: number) =>
+      Array.from({ length: 600 }, (_, i) =>
+        line(start + i * 200, ips[i % 6] as string, ips[(i * 5 + 1) % 6] as string, 8080),
+      );
+    const start = T + 40 * 60_000 - 60_000;
+    server.store.delete("pods", "web-1", "shop");
+    server.store.put(
+      "pods",
+      kubeObjects.pod({
+        name: "web-1b",
+        namespace: "shop",
+        ip: reused,
+        created: T + 40 * 60_000,
+        owner: { kind: "StatefulSet", name: "web" },
+      }),
+    );
+    clock.t = start + 130_000;
+    const spans = directory();
+    const perSecond = directory();
+    const bySpan = await runPipeline(events(start), pipeline(spans));
+    const bySecond = await runPipeline(events(start), {
+      ...pipeline(perSecond),
+      directory: { resolve: (lookups) => perSecond.resolve(lookups) },
+    });
+    expect(bySpan.flows).toEqual(bySecond.flows);
+    expect(bySpan.candidates).toEqual(bySecond.candidates);
+    expect(bySpan.stats).toEqual(bySecond.stats);
+    // Spans ask the directory far fewer questions: one per address, plus the seconds of the one that varies.
+    expect(spans.stats().lookups).toBeLessThan(perSecond.stats().lookups / 5);
+  });
+
   it("loses no flow when the API server goes away mid-payload: endpoints are stored unresolved with their IPs", async () => {
     const ips = seedPods(4, "192.168.20");
     const dir = directory();
