@@ -477,4 +477,64 @@ describe("HolderIndex", () => {
     expect(index.prune(11)).toBe(1);
     expect(index.ips()).toEqual(["192.168.1.2"]);
   });
+
+  it("picks as pickHolder and holderThroughout over its holders after any adds, closes and prunes (property)", () => {
+    // Dotted quads (the number-keyed fast path), spellings that normalise to one of them or are not canonical, IPv6.
+    const ips = [
+      "192.168.1.1",
+      "192.168.1.2",
+      " 192.168.1.1",
+      "192.168.001.1",
+      "10.0.0.255",
+      "fd00::1",
+      "FD00::1",
+    ];
+    const operation = fc.oneof(
+      fc.record({
+        op: fc.constant("add" as const),
+        ip: fc.constantFrom(...ips),
+        name: fc.constantFrom("a", "b", "c"),
+        from: fc.integer({ min: 0, max: 100 }),
+        length: fc.option(fc.integer({ min: 0, max: 60 })),
+      }),
+      fc.record({
+        op: fc.constant("close" as const),
+        ip: fc.constantFrom(...ips),
+        keep: fc.subarray(["a", "b", "c"]),
+        at: fc.integer({ min: 0, max: 200 }),
+      }),
+      fc.record({ op: fc.constant("prune" as const), before: fc.integer({ min: 0, max: 200 }) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(operation, { maxLength: 25 }),
+        fc.array(fc.tuple(fc.integer({ min: -5, max: 220 }), fc.integer({ min: 0, max: 40 })), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        (operations, times) => {
+          const index = new HolderIndex();
+          for (const o of operations) {
+            if (o.op === "add") {
+              index.add(o.ip, holder(o.name, o.from, o.length === null ? null : o.from + o.length));
+            } else if (o.op === "close") {
+              index.close(o.ip, new Set(o.keep), o.at);
+            } else {
+              index.prune(o.before);
+            }
+          }
+          for (const ip of ips) {
+            const holders = index.holders(ip);
+            for (const [at, length] of times) {
+              expect(index.pick(ip, at)).toEqual(pickHolder(holders, at));
+              expect(index.pickThroughout(ip, at, at + length)).toEqual(
+                holderThroughout(holders, at, at + length),
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
 });
