@@ -13,7 +13,7 @@ import { endpointKey, flowId, policyKey } from "../functions/core/aggregate.ts";
 import { CidrSet } from "../functions/core/classify.ts";
 import { ingestBatch } from "../functions/core/ingest.ts";
 import { createParser } from "../functions/core/parse.ts";
-import { runPipeline } from "../functions/core/pipeline.ts";
+import { type PipelineOptions, runPipeline } from "../functions/core/pipeline.ts";
 import {
   contributionOf,
   decodeSubscriptionData,
@@ -135,6 +135,14 @@ export function payloads(lines: Iterable<string>): string[] {
   return out;
 }
 
+/** The pipeline's options for the bench's cluster: as the Lambda's defaults, with the given directory. */
+function benchPipeline(
+  directory: IpDirectory,
+  parse: ReturnType<typeof createParser> = createParser(),
+): PipelineOptions {
+  return { cluster: "bench", internal: new CidrSet(["192.168.0.0/16"]), bucketSeconds: 60, parse, directory };
+}
+
 async function handlerThroughput(name: string, lines: Iterable<string>): Promise<void> {
   const snapshot = clusterSnapshot();
   // The directory's share of the time, measured around its calls (two clock reads per payload).
@@ -152,13 +160,7 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
     resolveSpans: (spans) => timed(spans.length, () => snapshot.resolveSpans(spans)),
   };
   const data = payloads(lines);
-  const options = {
-    cluster: "bench",
-    internal: new CidrSet(["192.168.0.0/16"]),
-    bucketSeconds: 60,
-    parse: createParser(),
-    directory,
-  };
+  const options = benchPipeline(directory);
   // One warm-up pass so the figure is the warm container's, as in a steady stream of deliveries.
   for (const d of data.slice(0, 20)) {
     const p = decodeSubscriptionData(d);
@@ -221,13 +223,7 @@ async function flowIdArguments(
   data: string[],
   parse: ReturnType<typeof createParser>,
 ): Promise<FlowIdArguments[]> {
-  const options = {
-    cluster: "bench",
-    internal: new CidrSet(["192.168.0.0/16"]),
-    bucketSeconds: 60,
-    parse,
-    directory: clusterSnapshot(),
-  };
+  const options = benchPipeline(clusterSnapshot(), parse);
   const texts: string[] = [];
   const numbers = new Map<string, number>();
   const intern = (text: string) => {
@@ -368,13 +364,7 @@ async function liveDirectoryPipeline(lines: number): Promise<void> {
         now: () => clock,
       });
     const measure = async (directory: IpDirectory) => {
-      const options = {
-        cluster: "bench",
-        internal: new CidrSet(["192.168.0.0/16"]),
-        bucketSeconds: 60,
-        parse: createParser(),
-        directory,
-      };
+      const options = benchPipeline(directory);
       let best = Number.POSITIVE_INFINITY;
       for (let pass = 0; pass < 4; pass++) {
         const start = process.hrtime.bigint();
@@ -442,14 +432,7 @@ async function writeAmplification(): Promise<void> {
               store,
               alertWindowMs: 15 * 60_000,
               alertCap: 50,
-              pipeline: {
-                cluster: "bench",
-                internal: new CidrSet(["192.168.0.0/16"]),
-                bucketSeconds: 60,
-                parse: createParser(),
-                directory,
-                scanThreshold: 20,
-              },
+              pipeline: { ...benchPipeline(directory), scanThreshold: 20 },
             },
           );
           flows += result.flows.length;

@@ -309,6 +309,17 @@ function holder(
   return { kind, namespace: "ns", name, workload: null, node: null, uid: name, validFrom, validTo };
 }
 
+/** Holders created by `lastStart`, alive or ended at most `longest` after their creation. */
+function holderWithin(lastStart: number, longest: number): fc.Arbitrary<Holder> {
+  return fc
+    .record({
+      id: fc.integer({ min: 0, max: 1_000_000 }),
+      from: fc.integer({ min: 0, max: lastStart }),
+      length: fc.option(fc.integer({ min: 0, max: longest })),
+    })
+    .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+}
+
 describe("pickHolder", () => {
   const old = holder("old", 1_000, 5_000);
   const current = holder("new", 6_000, null);
@@ -345,13 +356,7 @@ describe("pickHolder", () => {
   });
 
   it("obeys the time rules for any set of holders (property)", () => {
-    const arbHolder = fc
-      .record({
-        id: fc.integer({ min: 0, max: 1_000_000 }),
-        from: fc.integer({ min: 0, max: 1_000 }),
-        length: fc.option(fc.integer({ min: 0, max: 500 })),
-      })
-      .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+    const arbHolder = holderWithin(1_000, 500);
     fc.assert(
       fc.property(
         fc.uniqueArray(arbHolder, { maxLength: 6, selector: (h) => h.name }),
@@ -405,13 +410,7 @@ describe("holderThroughout", () => {
   });
 
   it("answers only what pickHolder picks at every time of the span, and answers for one holder (property)", () => {
-    const arbHolder = fc
-      .record({
-        id: fc.integer({ min: 0, max: 1_000_000 }),
-        from: fc.integer({ min: 0, max: 300 }),
-        length: fc.option(fc.integer({ min: 0, max: 200 })),
-      })
-      .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+    const arbHolder = holderWithin(300, 200);
     fc.assert(
       fc.property(
         fc.uniqueArray(arbHolder, { maxLength: 4, selector: (h) => h.name }),
