@@ -325,25 +325,6 @@ export function pickHolder(
   return covering ?? recent;
 }
 
-/** pickHolder for a single holder. */
-function pickOnly(h: Holder, at: number, toleranceMs: number): Holder | undefined {
-  if (h.validFrom > at) return undefined;
-  if (h.validTo === null || at <= h.validTo) return h;
-  return at <= h.validTo + toleranceMs ? h : undefined;
-}
-
-/** holderThroughout for a single holder. */
-function onlyThroughout(
-  h: Holder,
-  from: number,
-  until: number,
-  toleranceMs: number,
-): Holder | undefined | typeof VARIES {
-  const end = h.validTo === null ? Number.POSITIVE_INFINITY : h.validTo + toleranceMs;
-  if (h.validFrom > until || end < from) return undefined;
-  return h.validFrom <= from && until <= end ? h : VARIES;
-}
-
 /** holderThroughout's answer when no one holder is pickHolder's answer at every time of the span. */
 export const VARIES = "varies";
 
@@ -367,9 +348,26 @@ export function holderThroughout(
     if (only !== undefined) return VARIES;
     only = h;
   }
-  if (only === undefined) return undefined;
-  const covers = only.validFrom <= from && (only.validTo === null || until <= only.validTo + toleranceMs);
-  return covers ? only : VARIES;
+  return only === undefined ? undefined : onlyThroughout(only, from, until, toleranceMs);
+}
+
+/** pickHolder for a single holder. */
+function pickOnly(h: Holder, at: number, toleranceMs: number): Holder | undefined {
+  if (h.validFrom > at) return undefined;
+  if (h.validTo === null || at <= h.validTo) return h;
+  return at <= h.validTo + toleranceMs ? h : undefined;
+}
+
+/** holderThroughout for a single holder. */
+function onlyThroughout(
+  h: Holder,
+  from: number,
+  until: number,
+  toleranceMs: number,
+): Holder | undefined | typeof VARIES {
+  const end = h.validTo === null ? Number.POSITIVE_INFINITY : h.validTo + toleranceMs;
+  if (h.validFrom > until || end < from) return undefined;
+  return h.validFrom <= from && until <= end ? h : VARIES;
 }
 
 /** Merges holder lists (same holder known from several sources): the entry with the known end wins. */
@@ -400,12 +398,11 @@ export class HolderIndex {
     new Map<number, Holder>(),
   ];
 
-  #sync(key: string, holders: Map<string, Holder> | undefined): void {
+  #sync(key: string, holders: Map<string, Holder>): void {
     const v4 = canonicalIpv4(key);
     if (v4 < 0) return;
     const only = this.#onlyHolder[v4 & 3] as Map<number, Holder>;
-    if (holders !== undefined && holders.size === 1)
-      only.set(v4 >>> 2, holders.values().next().value as Holder);
+    if (holders.size === 1) only.set(v4 >>> 2, holders.values().next().value as Holder);
     else only.delete(v4 >>> 2);
   }
 
