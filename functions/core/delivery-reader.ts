@@ -3,7 +3,8 @@
 // JSON.parse of a delivery costs more than gunzip and base64 together: it decodes the whole text to a string,
 // then builds every value through a general parser. CloudWatch Logs writes one layout: an envelope of strings and
 // an array of strings, and `logEvents`, objects with exactly `id`, `timestamp` and `message`, in that order. This
-// reader takes that layout (whitespace anywhere JSON allows it, envelope keys in any order) and answers
+// reader takes that layout (whitespace anywhere JSON allows it, envelope keys in any order, envelope values that
+// are any string, number, literal or array of those) and answers
 // undefined for anything else — another layout, invalid JSON, a nested value it does not expect — so that the
 // caller parses the text with JSON.parse instead. When it answers, the value is what JSON.parse would return
 // for the same bytes decoded as UTF-8: strings are decoded one at a time from the same bytes (a string's quotes
@@ -26,6 +27,11 @@ type Read<T> = T | typeof NOT_TAKEN;
 const ID_KEY = Buffer.from('"id"');
 const TIMESTAMP_KEY = Buffer.from('"timestamp"');
 const MESSAGE_KEY = Buffer.from('"message"');
+const LITERALS: readonly (readonly [Buffer, boolean | null])[] = [
+  [Buffer.from("true"), true],
+  [Buffer.from("false"), false],
+  [Buffer.from("null"), null],
+];
 
 function hasBytes(b: Buffer, at: number, literal: Buffer): boolean {
   for (let k = 0; k < literal.length; k++) if (b[at + k] !== literal[k]) return false;
@@ -95,17 +101,11 @@ function readScalar(r: Reader, i: number, arrays: boolean): Read<unknown> {
   const c = b[i];
   if (c === 34) return readString(r, i);
   if (c === 45 || (c !== undefined && c >= 48 && c <= 57)) return readNumber(r, i);
-  if (c === 116 && b[i + 1] === 114 && b[i + 2] === 117 && b[i + 3] === 101) {
-    r.pos = i + 4;
-    return true;
-  }
-  if (c === 102 && b[i + 1] === 97 && b[i + 2] === 108 && b[i + 3] === 115 && b[i + 4] === 101) {
-    r.pos = i + 5;
-    return false;
-  }
-  if (c === 110 && b[i + 1] === 117 && b[i + 2] === 108 && b[i + 3] === 108) {
-    r.pos = i + 4;
-    return null;
+  for (const [literal, value] of LITERALS) {
+    if (hasBytes(b, i, literal)) {
+      r.pos = i + literal.length;
+      return value;
+    }
   }
   if (c !== 91 || !arrays) return NOT_TAKEN;
   const items: unknown[] = [];
