@@ -12,7 +12,7 @@ import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory
 import { endpointKey, flowId, policyKey } from "../functions/core/aggregate.ts";
 import { CidrSet } from "../functions/core/classify.ts";
 import { ingestBatch } from "../functions/core/ingest.ts";
-import { createParser } from "../functions/core/parse.ts";
+import { createScanner } from "../functions/core/parse.ts";
 import { type PipelineOptions, runPipeline } from "../functions/core/pipeline.ts";
 import {
   contributionOf,
@@ -136,11 +136,14 @@ export function payloads(lines: Iterable<string>): string[] {
 }
 
 /** The pipeline's options for the bench's cluster: as the Lambda's defaults, with the given directory. */
-function benchPipeline(
-  directory: IpDirectory,
-  parse: ReturnType<typeof createParser> = createParser(),
-): PipelineOptions {
-  return { cluster: "bench", internal: new CidrSet(["192.168.0.0/16"]), bucketSeconds: 60, parse, directory };
+function benchPipeline(directory: IpDirectory): PipelineOptions {
+  return {
+    cluster: "bench",
+    internal: new CidrSet(["192.168.0.0/16"]),
+    bucketSeconds: 60,
+    scanner: createScanner(),
+    directory,
+  };
 }
 
 async function handlerThroughput(name: string, lines: Iterable<string>): Promise<void> {
@@ -219,11 +222,8 @@ interface FlowIdArguments {
 }
 
 /** The flows the handler makes of each payload (run once, not timed), as FlowIdArguments. */
-async function flowIdArguments(
-  data: string[],
-  parse: ReturnType<typeof createParser>,
-): Promise<FlowIdArguments[]> {
-  const options = benchPipeline(clusterSnapshot(), parse);
+async function flowIdArguments(data: string[]): Promise<FlowIdArguments[]> {
+  const options = benchPipeline(clusterSnapshot());
   const texts: string[] = [];
   const numbers = new Map<string, number>();
   const intern = (text: string) => {
@@ -273,8 +273,9 @@ async function flowIdArguments(
  */
 async function decodeFloor(name: string, lines: Iterable<string>): Promise<void> {
   const data = payloads(lines);
-  const parse = createParser();
-  const ids = await flowIdArguments(data, parse);
+  // The parser as the pipeline runs it: each record left in its fields.
+  const scanner = createScanner();
+  const ids = await flowIdArguments(data);
   const flowCount = ids.reduce((n, f) => n + f.count, 0);
   // Stage -1: the same decoding through the whole text and JSON.parse, as before the delivery reader.
   const pass = (stage: -1 | 0 | 1 | 2) => {
@@ -289,7 +290,7 @@ async function decodeFloor(name: string, lines: Iterable<string>): Promise<void>
       }
       const events = decodeSubscriptionData(data[p] as string).logEvents;
       total += events.length;
-      if (stage >= 1) for (const e of events) parse(e.message);
+      if (stage >= 1) for (const e of events) scanner.scan(e.message);
       if (stage === 2) {
         const f = ids[p] as FlowIdArguments;
         const t = f.texts;

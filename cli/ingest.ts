@@ -5,7 +5,7 @@ import { Option } from "commander";
 import { CidrSet } from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { IngestDeps } from "../functions/core/ingest.ts";
-import { createParser } from "../functions/core/parse.ts";
+import { createScanner } from "../functions/core/parse.ts";
 import { type CommonOptions, parseInteger, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory } from "./directory.ts";
 import { openAlertSink } from "./sink.ts";
@@ -58,7 +58,7 @@ export async function openIngest(
           cluster: common.cluster,
           internal: new CidrSet(common.internalCidrs),
           bucketSeconds: raw.bucketSeconds as number,
-          parse: createParser({
+          scanner: createScanner({
             year: parse.year,
             prefix: raw.prefix as string,
             prefixFormat: raw.prefixFormat as string | undefined,

@@ -2,7 +2,8 @@
 // destination endpoint, protocol, destination port, reporting node, policy). Source ports are not part of the
 // key: every new connection has a new one, and keeping them would turn a retry storm into thousands of flows.
 import { hash } from "node:crypto";
-import type { Endpoint, FlowRecord, PolicyRef } from "./types.ts";
+import { flagBits, flagNames } from "./parse.ts";
+import type { Direction, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
 /** What a packet and the flow it is counted in have in common: the flow record's fields of the same name. */
 type FlowFields = Pick<
@@ -80,14 +81,47 @@ class IsoCache {
   }
 }
 
+/**
+ * A packet with its key already in run-local numbers (FlowAggregator#endpointId, #protocolPortId, #reporterId,
+ * #policyId): what the pipeline hands over for every line, through one reused object.
+ */
+export interface CountedPacket {
+  /** Event time, epoch ms. */
+  at: number;
+  src: Endpoint;
+  dst: Endpoint;
+  srcId: number;
+  dstId: number;
+  protocolPort: number;
+  reporter: number;
+  policy: number;
+  direction: Direction;
+  internal: boolean;
+  length: number;
+  /** TCP flags as bits (parse.ts flagBits). */
+  flags: number;
+}
+
 /** A flow being counted: the record's fields, kept flat until flows() builds the record once. */
 interface Accumulator extends FlowFields, Pick<FlowRecord, "id" | "packets" | "bytes"> {
   bucket: number;
   bucketIso: string;
   first: number;
   last: number;
-  /** Distinct TCP flags seen (a handful at most: an array beats a Set). */
-  flags: string[];
+  /** The TCP flags seen, as bits. */
+  flags: number;
+}
+
+/** Sorted flag names per set of flag bits, made when first asked for. */
+const SORTED_FLAGS: (readonly string[] | undefined)[] = [];
+
+function sortedFlags(bits: number): string[] {
+  let names = SORTED_FLAGS[bits];
+  if (names === undefined) {
+    names = flagNames(bits).sort();
+    SORTED_FLAGS[bits] = names;
+  }
+  return [...names];
 }
 
 // Flow keys are chains of small integers combined two at a time (a * PAIR + b stays an exact double), so the
@@ -117,10 +151,13 @@ export class FlowAggregator {
   #lastBucketIso = "";
   readonly #bucketIso: string[] = [];
   readonly #reporters = new Map<string, number>();
+  readonly #reporterOf: string[] = [];
   readonly #protocols = new Map<string, Map<number | null, number>>();
-  #nextProtocolPort = 0;
+  readonly #protocolPortOf: { protocol: string; dstPort: number | null }[] = [];
   // 0 is "no policy".
   readonly #policies = new Map<string, number>();
+  readonly #policyOf: (PolicyRef | null)[] = [null];
+  readonly #policyKeyOf: string[] = [policyKey(null)];
 
   constructor(cluster: string, bucketSeconds: number) {
     if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1) {
@@ -134,7 +171,7 @@ export class FlowAggregator {
     return this.#accumulators.length;
   }
 
-  /** Run-local number of an endpoint (same IP and holder, same number); see addInterned. */
+  /** Run-local number of an endpoint (same IP and holder, same number). */
   endpointId(e: Endpoint): number {
     let id = this.#endpointIds.get(e);
     if (id === undefined) {
@@ -146,6 +183,47 @@ export class FlowAggregator {
         this.#endpointKeyOf.push(key);
       }
       this.#endpointIds.set(e, id);
+    }
+    return id;
+  }
+
+  /** Run-local number of a (protocol, destination port). */
+  protocolPortId(protocol: string, dstPort: number | null): number {
+    let ports = this.#protocols.get(protocol);
+    if (ports === undefined) {
+      ports = new Map();
+      this.#protocols.set(protocol, ports);
+    }
+    let id = ports.get(dstPort);
+    if (id === undefined) {
+      id = this.#protocolPortOf.length;
+      this.#protocolPortOf.push({ protocol, dstPort });
+      ports.set(dstPort, id);
+    }
+    return id;
+  }
+
+  /** Run-local number of a reporting node. */
+  reporterId(reporter: string): number {
+    let id = this.#reporters.get(reporter);
+    if (id === undefined) {
+      id = this.#reporterOf.length;
+      this.#reporterOf.push(reporter);
+      this.#reporters.set(reporter, id);
+    }
+    return id;
+  }
+
+  /** Run-local number of a policy: 0 for none; equal policies (policyKey) get the same number. */
+  policyId(policy: PolicyRef | null): number {
+    if (policy === null) return 0;
+    const key = policyKey(policy);
+    let id = this.#policies.get(key);
+    if (id === undefined) {
+      id = this.#policyOf.length;
+      this.#policyOf.push(policy);
+      this.#policyKeyOf.push(key);
+      this.#policies.set(key, id);
     }
     return id;
   }
@@ -170,13 +248,31 @@ export class FlowAggregator {
     return id;
   }
 
-  /** Counts one packet. `p` itself is not retained (callers may reuse it), only the values it points to. */
+  /**
+   * Counts one packet. `p` itself is not retained (callers may reuse it), only the values it points to. Throws a
+   * RangeError for a TCP flag name the kernel does not print.
+   */
   add(p: AttributedPacket): void {
-    this.addInterned(p, this.endpointId(p.src), this.endpointId(p.dst));
+    const flags = flagBits(p.tcpFlags);
+    if (flags < 0) throw new RangeError(`not a TCP flag among ${JSON.stringify(p.tcpFlags)}`);
+    this.count({
+      at: p.at,
+      src: p.src,
+      dst: p.dst,
+      srcId: this.endpointId(p.src),
+      dstId: this.endpointId(p.dst),
+      protocolPort: this.protocolPortId(p.protocol, p.dstPort),
+      reporter: this.reporterId(p.reporter),
+      policy: this.policyId(p.policy),
+      direction: p.direction,
+      internal: p.internal,
+      length: p.length,
+      flags,
+    });
   }
 
-  /** add() with the endpoints' numbers already known (endpointId of p.src and p.dst). */
-  addInterned(p: AttributedPacket, srcId: number, dstId: number): void {
+  /** add() with the key's parts already numbered by this aggregator. */
+  count(p: CountedPacket): void {
     const at = p.at;
     const bucket = bucketStart(at, this.#bucketMs);
     let bucketId: number | undefined;
@@ -193,65 +289,45 @@ export class FlowAggregator {
       this.#lastBucketId = bucketId;
       this.#lastBucketIso = this.#bucketIso[bucketId] as string;
     }
-    let ports = this.#protocols.get(p.protocol);
-    if (ports === undefined) {
-      ports = new Map();
-      this.#protocols.set(p.protocol, ports);
-    }
-    let protocolPort = ports.get(p.dstPort);
-    if (protocolPort === undefined) {
-      protocolPort = this.#nextProtocolPort++;
-      ports.set(p.dstPort, protocolPort);
-    }
-    let reporter = this.#reporters.get(p.reporter);
-    if (reporter === undefined) {
-      reporter = this.#reporters.size;
-      this.#reporters.set(p.reporter, reporter);
-    }
-    let policy = 0;
-    if (p.policy !== null) {
-      const pk = policyKey(p.policy);
-      let known = this.#policies.get(pk);
-      if (known === undefined) {
-        known = this.#policies.size + 1;
-        this.#policies.set(pk, known);
-      }
-      policy = known;
-    }
     // The endpoint pair has many values, the rest few: the latter's lookups hit a small map.
-    const ends = this.#pair(srcId, dstId);
-    const rest = this.#pair(this.#pair(bucketId, protocolPort), this.#pair(reporter, policy));
+    const ends = this.#pair(p.srcId, p.dstId);
+    const rest = this.#pair(this.#pair(bucketId, p.protocolPort), this.#pair(p.reporter, p.policy));
     const exact = ends < PAIR && rest < PAIR;
     const local = exact ? ends * PAIR + rest : 0;
     const wide = exact ? "" : `${ends},${rest}`;
     let acc = exact ? this.#flows.get(local) : this.#wideFlows.get(wide);
     if (acc === undefined) {
+      const { protocol, dstPort } = this.#protocolPortOf[p.protocolPort] as {
+        protocol: string;
+        dstPort: number | null;
+      };
+      const reporter = this.#reporterOf[p.reporter] as string;
       acc = {
         id: flowId(
           this.#cluster,
           bucket,
-          this.#endpointKeyOf[srcId] as string,
-          this.#endpointKeyOf[dstId] as string,
-          p.protocol,
-          p.dstPort,
-          p.reporter,
-          policyKey(p.policy),
+          this.#endpointKeyOf[p.srcId] as string,
+          this.#endpointKeyOf[p.dstId] as string,
+          protocol,
+          dstPort,
+          reporter,
+          this.#policyKeyOf[p.policy] as string,
         ),
         bucket,
         bucketIso: this.#lastBucketIso,
         src: p.src,
         dst: p.dst,
-        protocol: p.protocol,
-        dstPort: p.dstPort,
+        protocol,
+        dstPort,
         direction: p.direction,
-        reporter: p.reporter,
+        reporter,
         internal: p.internal,
         packets: 0,
         bytes: 0,
         first: at,
         last: at,
-        policy: p.policy,
-        flags: [],
+        policy: this.#policyOf[p.policy] as PolicyRef | null,
+        flags: 0,
       };
       if (exact) this.#flows.set(local, acc);
       else this.#wideFlows.set(wide, acc);
@@ -261,11 +337,7 @@ export class FlowAggregator {
     acc.bytes += p.length;
     if (at < acc.first) acc.first = at;
     if (at > acc.last) acc.last = at;
-    const flags = p.tcpFlags;
-    for (let i = 0; i < flags.length; i++) {
-      const flag = flags[i] as string;
-      if (!acc.flags.includes(flag)) acc.flags.push(flag);
-    }
+    acc.flags |= p.flags;
   }
 
   /** The aggregated flows, ordered by bucket then id so that output and writes are deterministic. */
@@ -296,7 +368,7 @@ export class FlowAggregator {
         firstSeen,
         lastSeen: a.last === a.first ? firstSeen : iso.of(a.last),
         policy: a.policy,
-        tcpFlags: a.flags.length > 1 ? [...a.flags].sort() : [...a.flags],
+        tcpFlags: sortedFlags(a.flags),
       };
     }
     return out;

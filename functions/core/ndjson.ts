@@ -2,7 +2,14 @@
 // straight from the scanned line's bytes instead of building the record and serialising it, which would cost
 // more than the scan itself (docs/architecture.md, "Inside the parser").
 import { writeIpv6Groups } from "./ipv6.ts";
-import { decodePolicy, flagNames, LineParser, type ParseOptions, type Scan } from "./parse.ts";
+import {
+  createScanner,
+  decodePolicy,
+  flagNames,
+  type LineParser,
+  type ParseOptions,
+  type Scan,
+} from "./parse.ts";
 
 const utf8 = new TextEncoder();
 
@@ -248,8 +255,7 @@ export class NdjsonEncoder {
 
   /** Throws a RangeError for invalid options, as createParser does. */
   constructor(options: ParseOptions = {}) {
-    this.#parser = new LineParser(options);
-    this.#parser.encoding = true;
+    this.#parser = createScanner(options);
     this.#prefixSegment =
       this.#parser.format === null
         ? segment(`,"prefix":${JSON.stringify(this.#parser.needle)},"policy":null,"inInterface":`)

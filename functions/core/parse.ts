@@ -47,7 +47,7 @@ const SKIP: ParseOutcome = Object.freeze({ kind: "skip" });
  * in `text` (start -1: the string beside it, often null), numbers with -1 for null. One per parser, overwritten
  * by every line: parsing is synchronous.
  */
-interface Fields {
+export interface Fields {
   text: string;
   /** `text` as bytes (see LineParser#fill). */
   b: Uint8Array;
@@ -152,6 +152,17 @@ export function flagNames(flags: number): string[] {
     if (flags & (1 << f)) names.push(TCP_FLAG_NAMES[f] as string);
   }
   return names;
+}
+
+/** The bits of TCP flag names (flagNames' inverse), or -1 when one of them is not a flag the kernel prints. */
+export function flagBits(names: readonly string[]): number {
+  let bits = 0;
+  for (const name of names) {
+    const f = (TCP_FLAG_NAMES as readonly string[]).indexOf(name);
+    if (f < 0) return -1;
+    bits |= 1 << f;
+  }
+  return bits;
 }
 
 /** Index in TCP_FLAG_NAMES of the bare token `text[start, end)`, or -1. */
@@ -1931,6 +1942,17 @@ export class LineParser {
 export function createParser(options: ParseOptions = {}): (line: string) => ParseOutcome {
   const parser = new LineParser(options);
   return (line) => parser.scan(line) as ParseOutcome;
+}
+
+/**
+ * A parser that leaves each record's values in its `fields` (`scan` answers null for a record) instead of
+ * building a PacketRecord: for readers that take a few values of every line and keep none of the line's strings,
+ * the ingest pipeline and the NDJSON encoder. Throws a RangeError for invalid options, as createParser does.
+ */
+export function createScanner(options: ParseOptions = {}): LineParser {
+  const parser = new LineParser(options);
+  parser.encoding = true;
+  return parser;
 }
 
 /**

@@ -1,16 +1,17 @@
 // The ingest pipeline, shared by the Lambda and the CLI: parse ▶ classify ▶ attribute ▶ aggregate ▶ alert
 // candidates. Storage and delivery are the caller's (they differ only in the adapters they plug in).
-import { type AttributedPacket, FlowAggregator } from "./aggregate.ts";
+import { type CountedPacket, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
-import { type CidrSet, canonicalIpv4, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionOf } from "./classify.ts";
+import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "./classify.ts";
+import { formatIpv6Groups, readDottedQuad } from "./ipv6.ts";
+import { decodePolicy, type Fields, type LineParser } from "./parse.ts";
 import type {
   AlertCandidate,
+  Direction,
   Endpoint,
   FlowRecord,
   IpDirectory,
   Lookup,
-  PacketRecord,
-  ParseOutcome,
   Resolution,
   SpanLookup,
 } from "./types.ts";
@@ -28,7 +29,8 @@ export interface PipelineOptions {
   cluster: string;
   internal: CidrSet;
   bucketSeconds: number;
-  parse: (line: string) => ParseOutcome;
+  /** The parser, made by createScanner (it leaves each record in its fields rather than building it). */
+  scanner: LineParser;
   directory: IpDirectory;
   workloadInterfacePrefixes?: readonly string[];
   /** External scan detection threshold (distinct ports or destinations); undefined = off. */
@@ -152,6 +154,25 @@ async function resolveLookups(
   return resolutions;
 }
 
+/** Direction codes of the per-line column, in the order of DIRECTIONS. */
+const DIRECTIONS: readonly Direction[] = ["ingress", "egress", "host", "forward"];
+
+/** True when the interface name `text[start, end)` (start -1: none) begins with a workload prefix. */
+function workloadAt(text: string, start: number, end: number, prefixes: readonly string[]): boolean {
+  if (start < 0) return false;
+  for (const prefix of prefixes) {
+    if (end - start >= prefix.length && text.startsWith(prefix, start)) return true;
+  }
+  return false;
+}
+
+/** directionOf for the interfaces of the scanned line, read where they lie in its text: an index of DIRECTIONS. */
+function directionAt(f: Fields, prefixes: readonly string[]): number {
+  if (workloadAt(f.text, f.outS, f.outE, prefixes)) return 0;
+  if (workloadAt(f.text, f.inS, f.inE, prefixes)) return 1;
+  return f.inS < 0 || f.outS < 0 ? 2 : 3;
+}
+
 export async function runPipeline(
   events: readonly LogEvent[],
   options: PipelineOptions,
@@ -168,18 +189,28 @@ export async function runPipeline(
     attributionMisses: 0,
   };
   const malformed: { index: number; reason: string }[] = [];
-  const records: PacketRecord[] = [];
-  const times = new Float64Array(events.length);
-  const reporters: string[] = [];
+  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
+
+  // What aggregation needs of each packet, in columns: the scanner leaves a line's values in its fields, and
+  // nothing is allocated per line (the texts are numbered by the aggregator, the addresses below).
+  const capacity = events.length;
+  const times = new Float64Array(capacity);
+  const lengths = new Float64Array(capacity);
+  const protocolPorts = new Int32Array(capacity);
+  const reporters = new Int32Array(capacity);
+  const policies = new Int32Array(capacity);
+  const directions = new Uint8Array(capacity);
+  const flags = new Uint16Array(capacity);
   // Per packet: the lookup index of each end (internal), or -1 - index of its external endpoint.
-  const srcCode = new Int32Array(events.length);
-  const dstCode = new Int32Array(events.length);
+  const srcCode = new Int32Array(capacity);
+  const dstCode = new Int32Array(capacity);
+  let packets = 0;
 
   // Only internal addresses are looked up: pods and nodes live there, and asking the API server about
   // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
   // timestamps have one-second resolution, so a finer key would ask the same question again.
   const lookups: Lookup[] = [];
-  // Canonical dotted quads are found by their number (no string hashing per line), anything else by text.
+  // Canonical dotted quads are found by their number (no string made or hashed per line), anything else by text.
   // Four maps by the address's low two bits, keyed by the other 30: small integers, which V8 hashes unboxed.
   const v4Addresses = [
     new Map<number, AddressState>(),
@@ -191,30 +222,57 @@ export async function runPipeline(
   /** Internal addresses, in the order first seen. */
   const internalAddresses: AddressState[] = [];
   const externalEndpoints: Endpoint[] = [];
-  const codeOf = (ip: string, at: number): number => {
-    const v4 = canonicalIpv4(ip);
-    let state =
-      v4 >= 0 ? (v4Addresses[v4 & 3] as Map<number, AddressState>).get(v4 >>> 2) : otherAddresses.get(ip);
+  const newAddress = (ip: string): AddressState => {
+    const internal = options.internal.contains(ip);
+    const state: AddressState = {
+      ip,
+      internal,
+      lastSecond: Number.NaN,
+      lastLookup: -1,
+      bySecond: undefined,
+      minSecond: Number.POSITIVE_INFINITY,
+      maxSecond: Number.NEGATIVE_INFINITY,
+      externalCode: 0,
+    };
+    if (internal) {
+      internalAddresses.push(state);
+    } else {
+      state.externalCode = -1 - externalEndpoints.length;
+      externalEndpoints.push(endpointFor(ip, false, undefined));
+    }
+    return state;
+  };
+  const stateOf = (ip: string): AddressState => {
+    let state = otherAddresses.get(ip);
     if (state === undefined) {
-      const internal = options.internal.contains(ip);
-      state = {
-        ip,
-        internal,
-        lastSecond: Number.NaN,
-        lastLookup: -1,
-        bySecond: undefined,
-        minSecond: Number.POSITIVE_INFINITY,
-        maxSecond: Number.NEGATIVE_INFINITY,
-        externalCode: 0,
-      };
-      if (internal) {
-        internalAddresses.push(state);
+      state = newAddress(ip);
+      otherAddresses.set(ip, state);
+    }
+    return state;
+  };
+  const scanner = options.scanner;
+  if (!scanner.encoding) throw new TypeError("the pipeline's scanner must be made by createScanner");
+  const f = scanner.fields;
+  /**
+   * The code of the address the scan left at `text[start, end)` (an IPv4 address as printed) or, for start -1,
+   * in `groups` (an IPv6 one), seen at `at`.
+   */
+  const codeOf = (start: number, end: number, groups: Uint16Array, at: number): number => {
+    let state: AddressState | undefined;
+    if (start < 0) {
+      state = stateOf(formatIpv6Groups(groups));
+    } else {
+      const v4 = readDottedQuad(f.b, start, end);
+      if (v4 < 0) {
+        state = stateOf(f.text.slice(start, end));
       } else {
-        state.externalCode = -1 - externalEndpoints.length;
-        externalEndpoints.push(endpointFor(ip, false, undefined));
+        const byNumber = v4Addresses[v4 & 3] as Map<number, AddressState>;
+        state = byNumber.get(v4 >>> 2);
+        if (state === undefined) {
+          state = newAddress(f.text.slice(start, end));
+          byNumber.set(v4 >>> 2, state);
+        }
       }
-      if (v4 >= 0) (v4Addresses[v4 & 3] as Map<number, AddressState>).set(v4 >>> 2, state);
-      else otherAddresses.set(ip, state);
     }
     if (!state.internal) return state.externalCode;
     const second = Math.floor(at / 1000);
@@ -237,37 +295,69 @@ export async function runPipeline(
     state.lastLookup = index;
     return index;
   };
+  // A payload's lines nearly all come from one node: its name is compared in place with the last one's.
+  let lastReporter = "";
+  let lastReporterId = -1;
+  const reporterOf = (event: LogEvent): number => {
+    let name: string;
+    if (f.nodeS >= 0) {
+      if (f.nodeE - f.nodeS === lastReporter.length && f.text.startsWith(lastReporter, f.nodeS)) {
+        return lastReporterId;
+      }
+      name = f.text.slice(f.nodeS, f.nodeE);
+    } else {
+      name = f.node ?? event.node ?? "unknown";
+      if (name === lastReporter) return lastReporterId;
+    }
+    lastReporter = name;
+    lastReporterId = aggregator.reporterId(name);
+    return lastReporterId;
+  };
+  // Policies are decoded from the prefix, once per distinct prefix.
+  const format = scanner.format;
+  const policyByPrefix = new Map<string, number>();
+  const policyOf = (prefix: string): number => {
+    if (format === null) return 0;
+    let id = policyByPrefix.get(prefix);
+    if (id === undefined) {
+      id = aggregator.policyId(decodePolicy(format, prefix));
+      policyByPrefix.set(prefix, id);
+    }
+    return id;
+  };
 
   for (let i = 0; i < events.length; i++) {
     const event = events[i] as LogEvent;
     stats.lines++;
-    const outcome = options.parse(event.message);
-    if (outcome.kind === "skip") {
-      stats.skipped++;
-      continue;
-    }
-    if (outcome.kind === "error") {
-      stats.malformed++;
-      if (malformed.length < sampleLimit) malformed.push({ index: i, reason: outcome.reason });
+    const outcome = scanner.scan(event.message);
+    if (outcome !== null) {
+      if (outcome.kind === "skip") {
+        stats.skipped++;
+      } else if (outcome.kind === "error") {
+        stats.malformed++;
+        if (malformed.length < sampleLimit) malformed.push({ index: i, reason: outcome.reason });
+      }
       continue;
     }
     stats.calico++;
-    const r = outcome.record;
     let at = event.timestamp;
     if (at === undefined) {
-      const lineTime = r.time === null ? Number.NaN : Date.parse(r.time);
+      const lineTime = f.time === null ? Number.NaN : Date.parse(f.time);
       at = Number.isNaN(lineTime) ? now() : lineTime;
     }
-    const n = records.length;
-    records.push(r);
+    const n = packets++;
     times[n] = at;
-    reporters.push(r.node ?? event.node ?? "unknown");
-    srcCode[n] = codeOf(r.src, at);
-    dstCode[n] = codeOf(r.dst, at);
+    lengths[n] = f.length;
+    protocolPorts[n] = aggregator.protocolPortId(f.protocol, f.dstPort < 0 ? null : f.dstPort);
+    reporters[n] = reporterOf(event);
+    policies[n] = policyOf(f.prefix);
+    directions[n] = directionAt(f, prefixes);
+    flags[n] = f.flags;
+    srcCode[n] = codeOf(f.srcS, f.srcE, scanner.srcGroups, at);
+    dstCode[n] = codeOf(f.dstS, f.dstE, scanner.dstGroups, at);
   }
 
   const resolutions = await resolveLookups(options.directory, lookups, internalAddresses);
-  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
   // One Endpoint object per (address, holder): directories hand back the same holder object for every time it
   // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap.
   const internalEndpoints: Endpoint[] = new Array(lookups.length);
@@ -299,40 +389,47 @@ export async function runPipeline(
   }
   const externalIds = externalEndpoints.map((e) => aggregator.endpointId(e));
 
-  // One scratch packet for every line: the aggregator copies what it keeps, so nothing is allocated per line.
-  const packet: AttributedPacket = {
+  // One scratch packet for every line: the aggregator copies what it keeps.
+  const packet: CountedPacket = {
     at: 0,
     src: NO_ENDPOINT,
     dst: NO_ENDPOINT,
-    protocol: "",
-    dstPort: null,
+    srcId: 0,
+    dstId: 0,
+    protocolPort: 0,
+    reporter: 0,
+    policy: 0,
     direction: "host",
-    reporter: "",
     internal: false,
     length: 0,
-    policy: null,
-    tcpFlags: [],
+    flags: 0,
   };
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i] as PacketRecord;
+  for (let i = 0; i < packets; i++) {
     const s = srcCode[i] as number;
     const d = dstCode[i] as number;
     packet.at = times[i] as number;
-    packet.src = s >= 0 ? (internalEndpoints[s] as Endpoint) : (externalEndpoints[-1 - s] as Endpoint);
-    packet.dst = d >= 0 ? (internalEndpoints[d] as Endpoint) : (externalEndpoints[-1 - d] as Endpoint);
-    packet.protocol = r.protocol;
-    packet.dstPort = r.dstPort;
-    packet.direction = directionOf(r.inInterface, r.outInterface, prefixes);
-    packet.reporter = reporters[i] as string;
+    if (s >= 0) {
+      packet.src = internalEndpoints[s] as Endpoint;
+      packet.srcId = internalIds[s] as number;
+    } else {
+      packet.src = externalEndpoints[-1 - s] as Endpoint;
+      packet.srcId = externalIds[-1 - s] as number;
+    }
+    if (d >= 0) {
+      packet.dst = internalEndpoints[d] as Endpoint;
+      packet.dstId = internalIds[d] as number;
+    } else {
+      packet.dst = externalEndpoints[-1 - d] as Endpoint;
+      packet.dstId = externalIds[-1 - d] as number;
+    }
+    packet.protocolPort = protocolPorts[i] as number;
+    packet.reporter = reporters[i] as number;
+    packet.policy = policies[i] as number;
+    packet.direction = DIRECTIONS[directions[i] as number] as Direction;
     packet.internal = s >= 0 && d >= 0;
-    packet.length = r.length;
-    packet.policy = r.policy;
-    packet.tcpFlags = r.tcpFlags;
-    aggregator.addInterned(
-      packet,
-      s >= 0 ? (internalIds[s] as number) : (externalIds[-1 - s] as number),
-      d >= 0 ? (internalIds[d] as number) : (externalIds[-1 - d] as number),
-    );
+    packet.length = lengths[i] as number;
+    packet.flags = flags[i] as number;
+    aggregator.count(packet);
   }
   const flows = aggregator.flows();
   const candidates = alertCandidates(flows, { scanThreshold: options.scanThreshold });

@@ -18,7 +18,7 @@ import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
 import type { IngestDeps } from "../core/ingest.ts";
-import { createParser } from "../core/parse.ts";
+import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
@@ -81,7 +81,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
         cluster: config.CLUSTER_NAME,
         internal: config.internal,
         bucketSeconds: config.AGGREGATION_SECONDS,
-        parse: createParser({ prefix: config.LOG_PREFIX, prefixFormat: config.LOG_PREFIX_FORMAT }),
+        scanner: createScanner({ prefix: config.LOG_PREFIX, prefixFormat: config.LOG_PREFIX_FORMAT }),
         directory,
         scanThreshold: config.SCAN_THRESHOLD,
       },

@@ -2,7 +2,7 @@
 // dependencies over a real store, and exact expected counts per flow computed by the pipeline itself.
 import { CidrSet } from "../../functions/core/classify.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
-import { createParser } from "../../functions/core/parse.ts";
+import { createScanner } from "../../functions/core/parse.ts";
 import { type LogEvent, type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
 import type { FlowStore } from "../../functions/core/ports.ts";
 import type { SubscriptionPayload } from "../../functions/core/subscription-payload.ts";
@@ -67,7 +67,7 @@ export function pipelineOptions(cluster: string): PipelineOptions {
     cluster,
     internal: new CidrSet(["192.168.0.0/16"]),
     bucketSeconds: 60,
-    parse: createParser({ year: 2026 }),
+    scanner: createScanner({ year: 2026 }),
     directory,
   };
 }

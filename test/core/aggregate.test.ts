@@ -99,6 +99,15 @@ describe("FlowAggregator", () => {
     );
   });
 
+  it("keeps every flag seen, sorted, and rejects a name that is not a TCP flag", () => {
+    const agg = new FlowAggregator("prod", 60);
+    agg.add(base(T, { tcpFlags: ["SYN"] }));
+    agg.add(base(T, { tcpFlags: ["RST", "ACK"] }));
+    agg.add(base(T, { tcpFlags: [] }));
+    expect(agg.flows()[0]?.tcpFlags).toEqual(["ACK", "RST", "SYN"]);
+    expect(() => agg.add(base(T, { tcpFlags: ["SYN", "XMAS"] }))).toThrow(RangeError);
+  });
+
   it("rejects a bucket that is not a positive integer", () => {
     expect(() => new FlowAggregator("prod", 0)).toThrow("got 0");
   });

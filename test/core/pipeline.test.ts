@@ -1,10 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
-import { CidrSet } from "../../functions/core/classify.ts";
-import { createParser } from "../../functions/core/parse.ts";
+import { FlowAggregator } from "../../functions/core/aggregate.ts";
+import { CidrSet, directionOf } from "../../functions/core/classify.ts";
+import { createParser, createScanner, LineParser } from "../../functions/core/parse.ts";
+import type { LogEvent } from "../../functions/core/pipeline.ts";
 import { type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
 import type {
+  Endpoint,
+  FlowRecord,
   Holder,
   IpDirectory,
   Lookup,
@@ -53,7 +57,7 @@ function options(directory: IpDirectory, extra: Partial<PipelineOptions> = {}): 
     cluster: "prod",
     internal: new CidrSet(["192.168.0.0/16"]),
     bucketSeconds: 60,
-    parse: createParser({ year: 2026 }),
+    scanner: createScanner({ year: 2026 }),
     directory,
     ...extra,
   };
@@ -257,6 +261,192 @@ describe("runPipeline", () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it("counts every line as the record the parser builds for it, whatever its form (property)", async () => {
+    // The pipeline reads lines through the scanner's fields, numbers their texts and addresses, and asks the
+    // directory once per address span. Its meaning, spelled out: each line's record from createParser, both ends
+    // looked up on their own at the line's second, counted through FlowAggregator#add.
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const format = "calico-packet %t %k %n";
+    const internal = ["192.168.0.0/16", "fd00::/8"];
+    const v6 = (last: string) => `fd00:0000:0000:0000:0000:0000:0000:${last}`;
+    const held: Record<string, Resolution> = {
+      "192.168.1.1": { status: "found", holder: holder("web-1", "shop", "web") },
+      "192.168.1.2": { status: "found", holder: { ...holder("db-0", "shop", "db"), labels: { app: "db" } } },
+      "192.168.3.3": { status: "unavailable", reason: "the API server is down" },
+      "fd00::1": { status: "found", holder: holder("web-2", "shop", "web") },
+    };
+    const directory: IpDirectory = {
+      resolve: async (lookups) => lookups.map((l) => held[l.ip] ?? { status: "absent" }),
+    };
+    const arbPacket = fc.oneof(
+      fc.record({
+        family: fc.constant(4 as const),
+        src: fc.constantFrom("192.168.1.1", "192.168.1.2", "192.168.3.3", "192.168.7.7", "203.0.113.9"),
+        dst: fc.constantFrom("192.168.1.1", "192.168.1.2", "192.168.7.7", "8.8.8.8"),
+      }),
+      fc.record({
+        family: fc.constant(6 as const),
+        src: fc.constantFrom(v6("0001"), v6("0002"), "2001:0db8:0000:0000:0000:0000:0000:0009"),
+        dst: fc.constantFrom(v6("0001"), v6("0003"), "2001:0db8:0000:0000:0000:0000:0000:0009"),
+      }),
+    );
+    const interfaces = ["eth0", "eni1a2b3c", "cali0ab1", "vlan.7", "", "en", "calico9"];
+    const arbLine = fc.record({
+      packet: arbPacket,
+      inIf: fc.constantFrom(...interfaces),
+      outIf: fc.constantFrom(...interfaces),
+      transport: fc.oneof(
+        fc.record({
+          kind: fc.constant("TCP" as const),
+          port: fc.constantFrom(22, 443, 5432),
+          flags: fc.subarray(["CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"]),
+        }),
+        fc.record({ kind: fc.constant("UDP" as const), port: fc.constantFrom(53, 123) }),
+        fc.record({ kind: fc.constant("ICMP" as const), type: fc.constantFrom(0, 8) }),
+      ),
+      prefix: fc.constantFrom(
+        "calico-packet: ",
+        "calico-packet default gnp deny-a: ",
+        "calico-packet sec gnp deny-b: ",
+      ),
+      wrapper: fc.constantFrom("syslog", "json", "bare", "skip", "malformed"),
+      host: fc.constantFrom("ip-a", "ip-b", "ip-a-longer"),
+      length: fc.integer({ min: 20, max: 1500 }),
+      second: fc.integer({ min: 0, max: 150 }),
+      ms: fc.integer({ min: 0, max: 999 }),
+      stamped: fc.boolean(),
+      node: fc.option(fc.constantFrom("stream-a", "stream-b"), { nil: undefined }),
+    });
+    const message = (l: typeof arbLine extends fc.Arbitrary<infer L> ? L : never): string => {
+      const { packet: p, transport: t } = l;
+      const ip =
+        p.family === 4
+          ? `SRC=${p.src} DST=${p.dst} LEN=${l.length} TOS=0x00 PREC=0x00 TTL=63 ID=7 DF`
+          : `SRC=${p.src} DST=${p.dst} LEN=${l.length} TC=0 HOPLIMIT=63 FLOWLBL=0`;
+      const transport =
+        t.kind === "TCP"
+          ? `PROTO=TCP SPT=40000 DPT=${t.port} WINDOW=100 RES=0x00 ${t.flags.map((f) => `${f} `).join("")}URGP=0`
+          : t.kind === "UDP"
+            ? `PROTO=UDP SPT=40000 DPT=${t.port} LEN=40`
+            : `PROTO=${p.family === 4 ? "ICMP" : "ICMPv6"} TYPE=${p.family === 4 ? t.type : 128 + t.type} CODE=0 ID=1 SEQ=1`;
+      const text = `${l.prefix}IN=${l.inIf} OUT=${l.outIf} MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 ${ip} ${transport}`;
+      const time = `Apr 19 04:${String(52 + Math.floor(l.second / 60)).padStart(2, "0")}:${String(l.second % 60).padStart(2, "0")}`;
+      switch (l.wrapper) {
+        case "syslog":
+          return `${time} ${l.host} kernel: ${text}`;
+        case "json":
+          return JSON.stringify({ _HOSTNAME: l.host, MESSAGE: text });
+        case "bare":
+          return text;
+        case "skip":
+          return `${time} ${l.host} kubelet[1]: ${text.slice(0, 20)}`;
+        case "malformed":
+          return `${time} ${l.host} kernel: ${text.slice(0, text.indexOf(" DST="))}`;
+      }
+    };
+    const endpointOf = (ip: string, inside: boolean, r: Resolution): Endpoint => {
+      const bare = (kind: "external" | "unknown", resolved: boolean): Endpoint => ({
+        ip,
+        kind,
+        namespace: null,
+        name: null,
+        workload: null,
+        node: null,
+        resolved,
+      });
+      if (!inside) return bare("external", true);
+      if (r.status === "absent") return bare("unknown", true);
+      if (r.status === "unavailable") return bare("unknown", false);
+      const h = r.holder;
+      const e: Endpoint = {
+        ip,
+        kind: h.kind,
+        namespace: h.namespace,
+        name: h.name,
+        workload: h.workload,
+        node: h.node,
+        resolved: true,
+      };
+      if (h.labels !== undefined && Object.keys(h.labels).length > 0) e.labels = h.labels;
+      return e;
+    };
+    const reference = async (events: LogEvent[]) => {
+      const parse = createParser({ year: 2026, prefixFormat: format });
+      const cidrs = new CidrSet(internal);
+      const aggregator = new FlowAggregator("prod", 60);
+      const counts = { lines: 0, calico: 0, skipped: 0, malformed: 0 };
+      for (const event of events) {
+        counts.lines++;
+        const outcome = parse(event.message);
+        if (outcome.kind !== "record") {
+          counts[outcome.kind === "skip" ? "skipped" : "malformed"]++;
+          continue;
+        }
+        counts.calico++;
+        const r = outcome.record;
+        const at = event.timestamp ?? (r.time === null ? T : Date.parse(r.time));
+        const end = async (ip: string) => {
+          const inside = cidrs.contains(ip);
+          const [answer] = inside
+            ? await directory.resolve([{ ip, at: Math.floor(at / 1000) * 1000 }])
+            : [{ status: "absent" as const }];
+          return endpointOf(ip, inside, answer as Resolution);
+        };
+        aggregator.add({
+          at,
+          src: await end(r.src),
+          dst: await end(r.dst),
+          protocol: r.protocol,
+          dstPort: r.dstPort,
+          direction: directionOf(r.inInterface, r.outInterface),
+          reporter: r.node ?? event.node ?? "unknown",
+          internal: cidrs.contains(r.src) && cidrs.contains(r.dst),
+          length: r.length,
+          policy: r.policy,
+          tcpFlags: r.tcpFlags,
+        });
+      }
+      return { flows: aggregator.flows(), counts };
+    };
+    let policies = 0;
+    let flagged = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(arbLine, { minLength: 1, maxLength: 60 }), async (lines) => {
+        const events: LogEvent[] = lines.map((l) => ({
+          message: message(l),
+          ...(l.stamped ? { timestamp: T + l.second * 1000 + l.ms } : {}),
+          ...(l.node === undefined ? {} : { node: l.node }),
+        }));
+        const result = await runPipeline(
+          events,
+          options(directory, {
+            internal: new CidrSet(internal),
+            scanner: createScanner({ year: 2026, prefixFormat: format }),
+            now: () => T,
+          }),
+        );
+        const expected = await reference(events);
+        expect(result.flows).toEqual(expected.flows);
+        expect(result.stats).toMatchObject(expected.counts);
+        policies += result.flows.filter((f: FlowRecord) => f.policy !== null).length;
+        flagged += result.flows.filter((f: FlowRecord) => f.tcpFlags.length > 1).length;
+      }),
+      { numRuns: 300 },
+    );
+    // The generator reaches what it is for: policies and several flags per flow.
+    expect(policies).toBeGreaterThan(0);
+    expect(flagged).toBeGreaterThan(0);
+  });
+
+  it("refuses a parser that builds records instead of leaving them in its fields", async () => {
+    await expect(
+      runPipeline([{ message: "x" }], {
+        ...options(new RecordingDirectory({})),
+        scanner: new LineParser({}),
+      }),
+    ).rejects.toThrow("createScanner");
   });
 
   it("fails loudly when a directory answers a different number of spans", async () => {

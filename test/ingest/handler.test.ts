@@ -8,7 +8,7 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
-import { createParser } from "../../functions/core/parse.ts";
+import { createScanner } from "../../functions/core/parse.ts";
 import type { FlowStore } from "../../functions/core/ports.ts";
 import { CorruptPayloadError, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
@@ -93,7 +93,7 @@ function runtime(store: FlowStore): IngestRuntime {
         cluster: "prod",
         internal: new CidrSet(["192.168.0.0/16"]),
         bucketSeconds: 60,
-        parse: createParser(),
+        scanner: createScanner(),
         directory,
       },
     },

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../../../functions/adapters/kube/live-directory.ts";
 import { CidrSet } from "../../../functions/core/classify.ts";
-import { createParser } from "../../../functions/core/parse.ts";
+import { createScanner } from "../../../functions/core/parse.ts";
 import { type LogEvent, runPipeline } from "../../../functions/core/pipeline.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
 
@@ -36,7 +36,7 @@ function pipeline(directory: LiveDirectory) {
     cluster: "prod",
     internal: new CidrSet(["192.168.0.0/16"]),
     bucketSeconds: 60,
-    parse: createParser({ year: 2026 }),
+    scanner: createScanner({ year: 2026 }),
     directory,
     now: () => clock.t,
   };
