@@ -82,14 +82,18 @@ class IsoCache {
 }
 
 /**
- * A packet with its key already in run-local numbers (FlowAggregator#endpointId, #protocolPortId, #reporterId,
- * #policyId): what the pipeline hands over for every line, through one reused object.
+ * A packet with its key already in run-local numbers (FlowAggregator#protocolPortId, #reporterId, #policyId, and
+ * the caller's endpoint numbers): what the pipeline hands over for every line, through one reused object.
  */
 export interface CountedPacket {
   /** Event time, epoch ms. */
   at: number;
   src: Endpoint;
   dst: Endpoint;
+  /**
+   * Endpoint numbers: small integers from 0, equal exactly when the endpoints' endpointKey is (the same holder of
+   * the same IP), for the whole run of one aggregator.
+   */
   srcId: number;
   dstId: number;
   protocolPort: number;
@@ -135,12 +139,14 @@ export class FlowAggregator {
   readonly #flows = new Map<number, Accumulator>();
   readonly #wideFlows = new Map<string, Accumulator>();
   readonly #accumulators: Accumulator[] = [];
-  // Endpoints are shared objects (one per lookup); interning them to small integers keeps the per-packet key
-  // short. Two objects describing the same holder of the same IP get the same number.
+  // Endpoints are numbered so that the per-packet key stays short: two endpoints with the same endpointKey (the
+  // same holder of the same IP) get the same number. add() numbers them here; count()'s caller numbers them itself.
   readonly #endpointIds = new Map<Endpoint, number>();
   readonly #endpointKeys = new Map<string, number>();
-  /** endpointKey of each endpoint number, for the ids of new flows. */
-  readonly #endpointKeyOf: string[] = [];
+  /** endpointKey of each endpoint number, made when a new flow first needs it. */
+  readonly #endpointKeyOf: (string | undefined)[] = [];
+  /** Who numbers the endpoints of this aggregator: add() or count()'s caller, never both. */
+  #numbering: "add" | "caller" | null = null;
   readonly #pairs = new Map<number, number>();
   /** Pairs of numbers too large to combine exactly (not expected; kept correct anyway). */
   readonly #widePairs = new Map<string, number>();
@@ -171,8 +177,8 @@ export class FlowAggregator {
     return this.#accumulators.length;
   }
 
-  /** Run-local number of an endpoint (same IP and holder, same number). */
-  endpointId(e: Endpoint): number {
+  /** Run-local number of an endpoint (same IP and holder, same number), for add(). */
+  #endpointId(e: Endpoint): number {
     let id = this.#endpointIds.get(e);
     if (id === undefined) {
       const key = endpointKey(e);
@@ -180,11 +186,29 @@ export class FlowAggregator {
       if (id === undefined) {
         id = this.#endpointKeys.size;
         this.#endpointKeys.set(key, id);
-        this.#endpointKeyOf.push(key);
+        this.#endpointKeyOf[id] = key;
       }
       this.#endpointIds.set(e, id);
     }
     return id;
+  }
+
+  /** endpointKey of the endpoint numbered `id`, made once. */
+  #keyOf(id: number, e: Endpoint): string {
+    let key = this.#endpointKeyOf[id];
+    if (key === undefined) {
+      key = endpointKey(e);
+      this.#endpointKeyOf[id] = key;
+    }
+    return key;
+  }
+
+  #numberedBy(who: "add" | "caller"): void {
+    if (this.#numbering === who) return;
+    if (this.#numbering !== null) {
+      throw new Error("an aggregator's endpoints are numbered by add() or by count()'s caller, not both");
+    }
+    this.#numbering = who;
   }
 
   /** Run-local number of a (protocol, destination port). */
@@ -255,12 +279,13 @@ export class FlowAggregator {
   add(p: AttributedPacket): void {
     const flags = flagBits(p.tcpFlags);
     if (flags < 0) throw new RangeError(`not a TCP flag among ${JSON.stringify(p.tcpFlags)}`);
-    this.count({
+    this.#numberedBy("add");
+    this.#count({
       at: p.at,
       src: p.src,
       dst: p.dst,
-      srcId: this.endpointId(p.src),
-      dstId: this.endpointId(p.dst),
+      srcId: this.#endpointId(p.src),
+      dstId: this.#endpointId(p.dst),
       protocolPort: this.protocolPortId(p.protocol, p.dstPort),
       reporter: this.reporterId(p.reporter),
       policy: this.policyId(p.policy),
@@ -271,8 +296,16 @@ export class FlowAggregator {
     });
   }
 
-  /** add() with the key's parts already numbered by this aggregator. */
+  /**
+   * add() with the key's parts already numbered: the (protocol, port), reporter and policy by this aggregator,
+   * the endpoints by the caller (see CountedPacket), who then cannot use add() on the same aggregator.
+   */
   count(p: CountedPacket): void {
+    this.#numberedBy("caller");
+    this.#count(p);
+  }
+
+  #count(p: CountedPacket): void {
     const at = p.at;
     const bucket = bucketStart(at, this.#bucketMs);
     let bucketId: number | undefined;
@@ -306,8 +339,8 @@ export class FlowAggregator {
         id: flowId(
           this.#cluster,
           bucket,
-          this.#endpointKeyOf[p.srcId] as string,
-          this.#endpointKeyOf[p.dstId] as string,
+          this.#keyOf(p.srcId, p.src),
+          this.#keyOf(p.dstId, p.dst),
           protocol,
           dstPort,
           reporter,

@@ -1,6 +1,6 @@
 // The ingest pipeline, shared by the Lambda and the CLI: parse ▶ classify ▶ attribute ▶ aggregate ▶ alert
 // candidates. Storage and delivery are the caller's (they differ only in the adapters they plug in).
-import { type CountedPacket, FlowAggregator } from "./aggregate.ts";
+import { type CountedPacket, endpointKey, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
 import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "./classify.ts";
 import { formatIpv6Groups, readDottedQuad } from "./ipv6.ts";
@@ -59,13 +59,19 @@ export interface PipelineResult {
   malformed: { index: number; reason: string }[];
 }
 
-/** Per distinct address of a payload: internal or not, and its lookups (one per second). */
+/**
+ * Per distinct address of a payload: internal or not, and its lookups (one per second), chained through the
+ * pipeline's `nextLookup` array from `firstLookup` (-1: none yet).
+ */
 interface AddressState {
   ip: string;
   internal: boolean;
-  /** Lookup index per second; packets come mostly in time order, so the last one is checked first. */
+  firstLookup: number;
+  tailLookup: number;
+  /** The lookup of the last second seen; packets come mostly in time order, so it is checked first. */
   lastSecond: number;
   lastLookup: number;
+  /** Lookup index per second, made only when a second comes after a later one. */
   bySecond: Map<number, number> | undefined;
   /** First and last second of its lookups: the span asked about when the directory answers for spans. */
   minSecond: number;
@@ -110,6 +116,8 @@ function endpointFor(ip: string, internal: boolean, resolution: Resolution | und
 }
 
 const NO_ENDPOINT: Endpoint = bareEndpoint("", "unknown", false);
+/** No identity yet: differs from every holder and status. */
+const NOBODY = Symbol("nobody");
 
 /**
  * The directory's answer to every lookup. A directory that answers for spans is asked once per internal address
@@ -119,6 +127,7 @@ async function resolveLookups(
   directory: IpDirectory,
   lookups: readonly Lookup[],
   addresses: readonly AddressState[],
+  nextLookup: Int32Array,
 ): Promise<Resolution[]> {
   if (lookups.length === 0) return [];
   const check = (answers: readonly unknown[], asked: number, what: string) => {
@@ -142,9 +151,12 @@ async function resolveLookups(
   const again: number[] = [];
   for (let k = 0; k < addresses.length; k++) {
     const answer = answers[k] as (typeof answers)[number];
-    const indexes = (addresses[k] as AddressState).bySecond as Map<number, number>;
-    if (answer.status === "varies") for (const index of indexes.values()) again.push(index);
-    else for (const index of indexes.values()) resolutions[index] = answer;
+    const first = (addresses[k] as AddressState).firstLookup;
+    if (answer.status === "varies") {
+      for (let index = first; index >= 0; index = nextLookup[index] as number) again.push(index);
+    } else {
+      for (let index = first; index >= 0; index = nextLookup[index] as number) resolutions[index] = answer;
+    }
   }
   if (again.length > 0) {
     const more = await directory.resolve(again.map((index) => lookups[index] as Lookup));
@@ -210,6 +222,8 @@ export async function runPipeline(
   // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
   // timestamps have one-second resolution, so a finer key would ask the same question again.
   const lookups: Lookup[] = [];
+  // At most two lookups per packet.
+  const nextLookup = new Int32Array(2 * capacity);
   // Canonical dotted quads are found by their number (no string made or hashed per line), anything else by text.
   // Four maps by the address's low two bits, keyed by the other 30: small integers, which V8 hashes unboxed.
   const v4Addresses = [
@@ -227,6 +241,8 @@ export async function runPipeline(
     const state: AddressState = {
       ip,
       internal,
+      firstLookup: -1,
+      tailLookup: -1,
       lastSecond: Number.NaN,
       lastLookup: -1,
       bySecond: undefined,
@@ -277,17 +293,28 @@ export async function runPipeline(
     if (!state.internal) return state.externalCode;
     const second = Math.floor(at / 1000);
     if (second === state.lastSecond) return state.lastLookup;
-    let bySecond = state.bySecond;
-    if (bySecond === undefined) {
-      bySecond = new Map();
-      state.bySecond = bySecond;
+    let index: number | undefined;
+    // A second after every one seen so far is new; an earlier one may have been asked already.
+    if (second <= state.maxSecond) {
+      let bySecond = state.bySecond;
+      if (bySecond === undefined) {
+        bySecond = new Map();
+        for (let k = state.firstLookup; k >= 0; k = nextLookup[k] as number) {
+          bySecond.set((lookups[k] as Lookup).at / 1000, k);
+        }
+        state.bySecond = bySecond;
+      }
+      index = bySecond.get(second);
     }
-    let index = bySecond.get(second);
     if (index === undefined) {
       index = lookups.length;
-      bySecond.set(second, index);
       // The address's first string for all its lookups: one string per address for the directory and below.
       lookups.push({ ip: state.ip, at: second * 1000 });
+      nextLookup[index] = -1;
+      if (state.tailLookup < 0) state.firstLookup = index;
+      else nextLookup[state.tailLookup] = index;
+      state.tailLookup = index;
+      state.bySecond?.set(second, index);
       if (second < state.minSecond) state.minSecond = second;
       if (second > state.maxSecond) state.maxSecond = second;
     }
@@ -357,37 +384,53 @@ export async function runPipeline(
     dstCode[n] = codeOf(f.dstS, f.dstE, scanner.dstGroups, at);
   }
 
-  const resolutions = await resolveLookups(options.directory, lookups, internalAddresses);
+  const resolutions = await resolveLookups(options.directory, lookups, internalAddresses, nextLookup);
   // One Endpoint object per (address, holder): directories hand back the same holder object for every time it
-  // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap.
+  // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap. Endpoints
+  // are numbered here: those of different addresses differ (their IPs do); two holders of one address that name
+  // the same endpoint (kind, namespace, name) share its number.
   const internalEndpoints: Endpoint[] = new Array(lookups.length);
   const internalIds = new Int32Array(lookups.length);
+  let endpointCount = 0;
+  const newEndpoint = (ip: string, resolution: Resolution): Endpoint => {
+    const endpoint = endpointFor(ip, true, resolution);
+    if (!endpoint.resolved) stats.unresolved++;
+    else if (endpoint.kind === "unknown") stats.attributionMisses++;
+    return endpoint;
+  };
   for (const address of internalAddresses) {
-    let byIdentity: Map<unknown, Endpoint> | undefined;
-    let lastIdentity: unknown;
+    let lastIdentity: unknown = NOBODY;
     let e = NO_ENDPOINT;
     let id = 0;
-    for (const index of (address.bySecond as Map<number, number>).values()) {
+    // Every identity of the address and its endpoint, once it has more than one (IP reuse inside a payload).
+    let known: { identity: unknown; endpoint: Endpoint; id: number }[] | undefined;
+    for (let index = address.firstLookup; index >= 0; index = nextLookup[index] as number) {
       const resolution = resolutions[index] as Resolution;
       const identity = resolution.status === "found" ? resolution.holder : resolution.status;
       if (identity !== lastIdentity) {
-        byIdentity ??= new Map();
-        let known = byIdentity.get(identity);
-        if (known === undefined) {
-          known = endpointFor(address.ip, true, resolution);
-          if (!known.resolved) stats.unresolved++;
-          else if (known.kind === "unknown") stats.attributionMisses++;
-          byIdentity.set(identity, known);
+        if (lastIdentity === NOBODY) {
+          e = newEndpoint(address.ip, resolution);
+          id = endpointCount++;
+        } else {
+          known ??= [{ identity: lastIdentity, endpoint: e, id }];
+          let entry = known.find((k) => k.identity === identity);
+          if (entry === undefined) {
+            const endpoint = newEndpoint(address.ip, resolution);
+            const key = endpointKey(endpoint);
+            const same = known.find((k) => endpointKey(k.endpoint) === key);
+            entry = { identity, endpoint, id: same === undefined ? endpointCount++ : same.id };
+            known.push(entry);
+          }
+          e = entry.endpoint;
+          id = entry.id;
         }
-        e = known;
-        id = aggregator.endpointId(e);
         lastIdentity = identity;
       }
       internalEndpoints[index] = e;
       internalIds[index] = id;
     }
   }
-  const externalIds = externalEndpoints.map((e) => aggregator.endpointId(e));
+  const externalBase = endpointCount;
 
   // One scratch packet for every line: the aggregator copies what it keeps.
   const packet: CountedPacket = {
@@ -413,14 +456,14 @@ export async function runPipeline(
       packet.srcId = internalIds[s] as number;
     } else {
       packet.src = externalEndpoints[-1 - s] as Endpoint;
-      packet.srcId = externalIds[-1 - s] as number;
+      packet.srcId = externalBase - 1 - s;
     }
     if (d >= 0) {
       packet.dst = internalEndpoints[d] as Endpoint;
       packet.dstId = internalIds[d] as number;
     } else {
       packet.dst = externalEndpoints[-1 - d] as Endpoint;
-      packet.dstId = externalIds[-1 - d] as number;
+      packet.dstId = externalBase - 1 - d;
     }
     packet.protocolPort = protocolPorts[i] as number;
     packet.reporter = reporters[i] as number;

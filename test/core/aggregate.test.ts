@@ -108,6 +108,23 @@ describe("FlowAggregator", () => {
     expect(() => agg.add(base(T, { tcpFlags: ["SYN", "XMAS"] }))).toThrow(RangeError);
   });
 
+  it("refuses endpoints numbered both by add() and by count()'s caller", () => {
+    const agg = new FlowAggregator("prod", 60);
+    agg.add(base(T));
+    const packet = base(T);
+    expect(() =>
+      agg.count({
+        ...packet,
+        srcId: 0,
+        dstId: 1,
+        protocolPort: agg.protocolPortId("TCP", 5432),
+        reporter: agg.reporterId("node-b"),
+        policy: agg.policyId(null),
+        flags: 0,
+      }),
+    ).toThrow("not both");
+  });
+
   it("rejects a bucket that is not a positive integer", () => {
     expect(() => new FlowAggregator("prod", 0)).toThrow("got 0");
   });

@@ -271,14 +271,22 @@ describe("runPipeline", () => {
     const format = "calico-packet %t %k %n";
     const internal = ["192.168.0.0/16", "fd00::/8"];
     const v6 = (last: string) => `fd00:0000:0000:0000:0000:0000:0000:${last}`;
-    const held: Record<string, Resolution> = {
-      "192.168.1.1": { status: "found", holder: holder("web-1", "shop", "web") },
-      "192.168.1.2": { status: "found", holder: { ...holder("db-0", "shop", "db"), labels: { app: "db" } } },
-      "192.168.3.3": { status: "unavailable", reason: "the API server is down" },
-      "fd00::1": { status: "found", holder: holder("web-2", "shop", "web") },
+    // Holders change within the payload: 192.168.1.1 passes to another pod after a minute; 192.168.1.2's pod is
+    // recreated under the same name (a StatefulSet's), another holder that names the same endpoint.
+    const found = (h: Holder): Resolution => ({ status: "found", holder: h });
+    const web1 = found(holder("web-1", "shop", "web"));
+    const web9 = found(holder("web-9", "shop", "web"));
+    const db = found({ ...holder("db-0", "shop", "db"), labels: { app: "db" } });
+    const dbAgain = found({ ...holder("db-0", "shop", "db"), uid: "uid-db-0-again" });
+    const held: Record<string, (at: number) => Resolution> = {
+      "192.168.1.1": (at) => (at < T + 60_000 ? web1 : web9),
+      "192.168.1.2": (at) => (at < T + 90_000 ? db : dbAgain),
+      "192.168.3.3": () => ({ status: "unavailable", reason: "the API server is down" }),
+      // A directory may hand back a new object for the same holder every time.
+      "fd00::1": () => found(holder("web-2", "shop", "web")),
     };
     const directory: IpDirectory = {
-      resolve: async (lookups) => lookups.map((l) => held[l.ip] ?? { status: "absent" }),
+      resolve: async (lookups) => lookups.map((l) => held[l.ip]?.(l.at) ?? { status: "absent" }),
     };
     const arbPacket = fc.oneof(
       fc.record({
@@ -438,6 +446,62 @@ describe("runPipeline", () => {
     // The generator reaches what it is for: policies and several flags per flow.
     expect(policies).toBeGreaterThan(0);
     expect(flagged).toBeGreaterThan(0);
+  });
+
+  it("asks once per address and second, in whatever order the seconds come", async () => {
+    const directory = new RecordingDirectory({});
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const seconds = [5, 3, 5, 3, 4, 9, 4, 5];
+    const events = seconds.map((second) => ({
+      message: line("Apr 19 04:52:00", "ip-1", "192.168.1.1", "203.0.113.9", 443),
+      timestamp: T + second * 1000 + 123,
+    }));
+    const result = await runPipeline(events, options(directory));
+    expect(directory.calls.flat().map((l) => (l.at - T) / 1000)).toEqual([5, 3, 4, 9]);
+    expect(result.flows).toHaveLength(1);
+    expect(result.flows[0]?.packets).toBe(seconds.length);
+  });
+
+  it("counts two holders that name the same endpoint as one, and each endpoint's miss once", async () => {
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    // 192.168.1.1: db-0, then db-0 recreated (another uid, same name), then db-0 again. 192.168.5.5: nobody,
+    // then a pod, then nobody again.
+    const db = holder("db-0", "shop", "db");
+    const dbAgain = { ...holder("db-0", "shop", "db"), uid: "uid-db-0-again" };
+    const cache = holder("cache-1", "shop", "cache");
+    const directory: IpDirectory = {
+      resolve: async (lookups) =>
+        lookups.map((l): Resolution => {
+          const second = (l.at - T) / 1000;
+          if (l.ip === "192.168.1.1") return { status: "found", holder: second % 20 < 10 ? db : dbAgain };
+          if (l.ip === "192.168.5.5" && second >= 10 && second < 20)
+            return { status: "found", holder: cache };
+          return { status: "absent" };
+        }),
+    };
+    const events = Array.from({ length: 30 }, (_, second) => [
+      {
+        message: line("Apr 19 04:52:00", "ip-1", "192.168.5.5", "192.168.1.1", 5432),
+        timestamp: T + second * 1000,
+      },
+      {
+        message: line("Apr 19 04:52:00", "ip-1", "203.0.113.9", "192.168.1.1", 5432),
+        timestamp: T + second * 1000,
+      },
+    ]).flat();
+    const result = await runPipeline(events, options(directory));
+    const flows = result.flows.map((f) => [f.src.ip, f.src.name, f.dst.name, f.packets]);
+    expect(flows).toHaveLength(3);
+    expect(flows).toEqual(
+      expect.arrayContaining([
+        ["192.168.5.5", "cache-1", "db-0", 10],
+        ["192.168.5.5", null, "db-0", 20],
+        ["203.0.113.9", null, "db-0", 30],
+      ]),
+    );
+    expect(new Set(result.flows.map((f) => f.id)).size).toBe(3);
+    // 192.168.5.5's "nobody" is one endpoint, however often the address returns to it.
+    expect(result.stats.attributionMisses).toBe(1);
   });
 
   it("refuses a parser that builds records instead of leaving them in its fields", async () => {
