@@ -402,8 +402,10 @@ export async function runPipeline(
     let lastIdentity: unknown = NOBODY;
     let e = NO_ENDPOINT;
     let id = 0;
-    // Every identity of the address and its endpoint, once it has more than one (IP reuse inside a payload).
-    let known: { identity: unknown; endpoint: Endpoint; id: number }[] | undefined;
+    // Once the address has a second identity (IP reuse inside a payload, or a directory that hands back new
+    // objects): its endpoint by identity, and the number of each endpoint key it has had.
+    let byIdentity: Map<unknown, { endpoint: Endpoint; id: number }> | undefined;
+    let idByKey: Map<string, number> | undefined;
     for (let index = address.firstLookup; index >= 0; index = nextLookup[index] as number) {
       const resolution = resolutions[index] as Resolution;
       const identity = resolution.status === "found" ? resolution.holder : resolution.status;
@@ -412,14 +414,21 @@ export async function runPipeline(
           e = newEndpoint(address.ip, resolution);
           id = endpointCount++;
         } else {
-          known ??= [{ identity: lastIdentity, endpoint: e, id }];
-          let entry = known.find((k) => k.identity === identity);
+          if (byIdentity === undefined || idByKey === undefined) {
+            byIdentity = new Map([[lastIdentity, { endpoint: e, id }]]);
+            idByKey = new Map([[endpointKey(e), id]]);
+          }
+          let entry = byIdentity.get(identity);
           if (entry === undefined) {
             const endpoint = newEndpoint(address.ip, resolution);
             const key = endpointKey(endpoint);
-            const same = known.find((k) => endpointKey(k.endpoint) === key);
-            entry = { identity, endpoint, id: same === undefined ? endpointCount++ : same.id };
-            known.push(entry);
+            let same = idByKey.get(key);
+            if (same === undefined) {
+              same = endpointCount++;
+              idByKey.set(key, same);
+            }
+            entry = { endpoint, id: same };
+            byIdentity.set(identity, entry);
           }
           e = entry.endpoint;
           id = entry.id;
