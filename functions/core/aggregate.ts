@@ -195,10 +195,13 @@ export class FlowAggregator {
 
   /** endpointKey of the endpoint numbered `id`, made once. */
   #keyOf(id: number, e: Endpoint): string {
-    let key = this.#endpointKeyOf[id];
+    const keys = this.#endpointKeyOf;
+    let key = keys[id];
     if (key === undefined) {
       key = endpointKey(e);
-      this.#endpointKeyOf[id] = key;
+      // Grown one slot at a time: a store far past the end would turn the array into a dictionary.
+      while (keys.length <= id) keys.push(undefined);
+      keys[id] = key;
     }
     return key;
   }
