@@ -91,7 +91,11 @@ function bareEndpoint(ip: string, kind: "external" | "unknown", resolved: boolea
   return { ip, kind, namespace: null, name: null, workload: null, node: null, resolved };
 }
 
-function endpointFor(ip: string, internal: boolean, resolution: Resolution | undefined): Endpoint {
+/**
+ * The endpoint of `ip` as a resolution names it: its holder (found), `unknown` inside the cluster or `external`
+ * outside (absent; undefined: not looked up), or `unknown` and not resolved (unavailable).
+ */
+export function endpointFor(ip: string, internal: boolean, resolution: Resolution | undefined): Endpoint {
   if (resolution === undefined) return bareEndpoint(ip, "external", true);
   switch (resolution.status) {
     case "found": {
@@ -389,8 +393,10 @@ export async function runPipeline(
   // covers, so the many lookups of a busy address share one endpoint and aggregation keys stay cheap. Endpoints
   // are numbered here: those of different addresses differ (their IPs do); two holders of one address that name
   // the same endpoint (kind, namespace, name) share its number.
-  const internalEndpoints: Endpoint[] = new Array(lookups.length);
-  const internalIds = new Int32Array(lookups.length);
+  // By code slot: a lookup's index for an internal end, lookups.length + k for external endpoint k.
+  const slots = lookups.length;
+  const endpointsBySlot: Endpoint[] = new Array(slots + externalEndpoints.length);
+  const idsBySlot = new Int32Array(slots + externalEndpoints.length);
   let endpointCount = 0;
   const newEndpoint = (ip: string, resolution: Resolution): Endpoint => {
     const endpoint = endpointFor(ip, true, resolution);
@@ -435,11 +441,14 @@ export async function runPipeline(
         }
         lastIdentity = identity;
       }
-      internalEndpoints[index] = e;
-      internalIds[index] = id;
+      endpointsBySlot[index] = e;
+      idsBySlot[index] = id;
     }
   }
-  const externalBase = endpointCount;
+  for (let k = 0; k < externalEndpoints.length; k++) {
+    endpointsBySlot[slots + k] = externalEndpoints[k] as Endpoint;
+    idsBySlot[slots + k] = endpointCount++;
+  }
 
   // One scratch packet for every line: the aggregator copies what it keeps.
   const packet: CountedPacket = {
@@ -459,21 +468,13 @@ export async function runPipeline(
   for (let i = 0; i < packets; i++) {
     const s = srcCode[i] as number;
     const d = dstCode[i] as number;
+    const srcSlot = s >= 0 ? s : slots - 1 - s;
+    const dstSlot = d >= 0 ? d : slots - 1 - d;
     packet.at = times[i] as number;
-    if (s >= 0) {
-      packet.src = internalEndpoints[s] as Endpoint;
-      packet.srcId = internalIds[s] as number;
-    } else {
-      packet.src = externalEndpoints[-1 - s] as Endpoint;
-      packet.srcId = externalBase - 1 - s;
-    }
-    if (d >= 0) {
-      packet.dst = internalEndpoints[d] as Endpoint;
-      packet.dstId = internalIds[d] as number;
-    } else {
-      packet.dst = externalEndpoints[-1 - d] as Endpoint;
-      packet.dstId = externalBase - 1 - d;
-    }
+    packet.src = endpointsBySlot[srcSlot] as Endpoint;
+    packet.srcId = idsBySlot[srcSlot] as number;
+    packet.dst = endpointsBySlot[dstSlot] as Endpoint;
+    packet.dstId = idsBySlot[dstSlot] as number;
     packet.protocolPort = protocolPorts[i] as number;
     packet.reporter = reporters[i] as number;
     packet.policy = policies[i] as number;

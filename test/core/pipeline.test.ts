@@ -4,10 +4,13 @@ import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-direct
 import { FlowAggregator } from "../../functions/core/aggregate.ts";
 import { CidrSet, directionOf } from "../../functions/core/classify.ts";
 import { createParser, createScanner, LineParser } from "../../functions/core/parse.ts";
-import type { LogEvent } from "../../functions/core/pipeline.ts";
-import { type PipelineOptions, runPipeline } from "../../functions/core/pipeline.ts";
+import {
+  endpointFor,
+  type LogEvent,
+  type PipelineOptions,
+  runPipeline,
+} from "../../functions/core/pipeline.ts";
 import type {
-  Endpoint,
   FlowRecord,
   Holder,
   IpDirectory,
@@ -354,32 +357,6 @@ describe("runPipeline", () => {
           return `${time} ${l.host} kernel: ${text.slice(0, text.indexOf(" DST="))}`;
       }
     };
-    const endpointOf = (ip: string, inside: boolean, r: Resolution): Endpoint => {
-      const bare = (kind: "external" | "unknown", resolved: boolean): Endpoint => ({
-        ip,
-        kind,
-        namespace: null,
-        name: null,
-        workload: null,
-        node: null,
-        resolved,
-      });
-      if (!inside) return bare("external", true);
-      if (r.status === "absent") return bare("unknown", true);
-      if (r.status === "unavailable") return bare("unknown", false);
-      const h = r.holder;
-      const e: Endpoint = {
-        ip,
-        kind: h.kind,
-        namespace: h.namespace,
-        name: h.name,
-        workload: h.workload,
-        node: h.node,
-        resolved: true,
-      };
-      if (h.labels !== undefined && Object.keys(h.labels).length > 0) e.labels = h.labels;
-      return e;
-    };
     const reference = async (events: LogEvent[]) => {
       const parse = createParser({ year: 2026, prefixFormat: format });
       const cidrs = new CidrSet(internal);
@@ -397,10 +374,9 @@ describe("runPipeline", () => {
         const at = event.timestamp ?? (r.time === null ? T : Date.parse(r.time));
         const end = async (ip: string) => {
           const inside = cidrs.contains(ip);
-          const [answer] = inside
-            ? await directory.resolve([{ ip, at: Math.floor(at / 1000) * 1000 }])
-            : [{ status: "absent" as const }];
-          return endpointOf(ip, inside, answer as Resolution);
+          if (!inside) return endpointFor(ip, false, undefined);
+          const [answer] = await directory.resolve([{ ip, at: Math.floor(at / 1000) * 1000 }]);
+          return endpointFor(ip, true, answer);
         };
         aggregator.add({
           at,
