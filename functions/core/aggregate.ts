@@ -2,6 +2,7 @@
 // destination endpoint, protocol, destination port, reporting node, policy). Source ports are not part of the
 // key: every new connection has a new one, and keeping them would turn a retry storm into thousands of flows.
 import { hash } from "node:crypto";
+import { KeyTable } from "./key-table.ts";
 import { flagBits, flagNames } from "./parse.ts";
 import type { Direction, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
@@ -128,16 +129,14 @@ function sortedFlags(bits: number): string[] {
   return [...names];
 }
 
-// Flow keys are chains of small integers combined two at a time (a * PAIR + b stays an exact double), so the
-// per-packet key costs a few numeric Map lookups instead of building and hashing a string.
-const PAIR = 2 ** 26;
-
 export class FlowAggregator {
   readonly #cluster: string;
   readonly #bucketMs: number;
-  /** Flows by (endpoint pair, rest of the key) numbers; #wideFlows when they do not combine exactly. */
-  readonly #flows = new Map<number, Accumulator>();
-  readonly #wideFlows = new Map<string, Accumulator>();
+  /**
+   * Each flow's index in #accumulators by its key in numbers: source and destination endpoint, bucket,
+   * (protocol, port), reporter, policy. The per-packet key costs one probe of typed arrays, not a string.
+   */
+  readonly #flows = new KeyTable();
   readonly #accumulators: Accumulator[] = [];
   // Endpoints are numbered so that the per-packet key stays short: two endpoints with the same endpointKey (the
   // same holder of the same IP) get the same number. add() numbers them here; count()'s caller numbers them itself.
@@ -147,10 +146,6 @@ export class FlowAggregator {
   readonly #endpointKeyOf: (string | undefined)[] = [];
   /** Who numbers the endpoints of this aggregator: add() or count()'s caller, never both. */
   #numbering: "add" | "caller" | null = null;
-  readonly #pairs = new Map<number, number>();
-  /** Pairs of numbers too large to combine exactly (not expected; kept correct anyway). */
-  readonly #widePairs = new Map<string, number>();
-  #nextPair = 0;
   readonly #buckets = new Map<number, number>();
   #lastBucket = Number.NaN;
   #lastBucketId = 0;
@@ -255,26 +250,6 @@ export class FlowAggregator {
     return id;
   }
 
-  #pair(a: number, b: number): number {
-    let id: number | undefined;
-    if (a < PAIR && b < PAIR) {
-      const k = a * PAIR + b;
-      id = this.#pairs.get(k);
-      if (id === undefined) {
-        id = this.#nextPair++;
-        this.#pairs.set(k, id);
-      }
-    } else {
-      const k = `${a},${b}`;
-      id = this.#widePairs.get(k);
-      if (id === undefined) {
-        id = this.#nextPair++;
-        this.#widePairs.set(k, id);
-      }
-    }
-    return id;
-  }
-
   /**
    * Counts one packet. `p` itself is not retained (callers may reuse it), only the values it points to. Throws a
    * RangeError for a TCP flag name the kernel does not print.
@@ -325,14 +300,12 @@ export class FlowAggregator {
       this.#lastBucketId = bucketId;
       this.#lastBucketIso = this.#bucketIso[bucketId] as string;
     }
-    // The endpoint pair has many values, the rest few: the latter's lookups hit a small map.
-    const ends = this.#pair(p.srcId, p.dstId);
-    const rest = this.#pair(this.#pair(bucketId, p.protocolPort), this.#pair(p.reporter, p.policy));
-    const exact = ends < PAIR && rest < PAIR;
-    const local = exact ? ends * PAIR + rest : 0;
-    const wide = exact ? "" : `${ends},${rest}`;
-    let acc = exact ? this.#flows.get(local) : this.#wideFlows.get(wide);
-    if (acc === undefined) {
+    const flows = this.#flows;
+    const index = flows.get(p.srcId, p.dstId, bucketId, p.protocolPort, p.reporter, p.policy);
+    let acc: Accumulator;
+    if (index >= 0) {
+      acc = this.#accumulators[index] as Accumulator;
+    } else {
       const { protocol, dstPort } = this.#protocolPortOf[p.protocolPort] as {
         protocol: string;
         dstPort: number | null;
@@ -365,8 +338,7 @@ export class FlowAggregator {
         policy: this.#policyOf[p.policy] as PolicyRef | null,
         flags: 0,
       };
-      if (exact) this.#flows.set(local, acc);
-      else this.#wideFlows.set(wide, acc);
+      flows.add(p.srcId, p.dstId, bucketId, p.protocolPort, p.reporter, p.policy, this.#accumulators.length);
       this.#accumulators.push(acc);
     }
     acc.packets += 1;
