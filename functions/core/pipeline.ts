@@ -170,6 +170,9 @@ async function resolveLookups(
   return resolutions;
 }
 
+/** Slots of the pipeline's cache of host names (a power of two). */
+const REPORTER_SLOTS = 64;
+
 /** Direction codes of the per-line column, in the order of DIRECTIONS. */
 const DIRECTIONS: readonly Direction[] = ["ingress", "egress", "host", "forward"];
 
@@ -326,23 +329,36 @@ export async function runPipeline(
     state.lastLookup = index;
     return index;
   };
-  // A payload's lines nearly all come from one node: its name is compared in place with the last one's.
+  // A host name in the line is found in a small cache by a hash of its bytes and compared where it lies, so that
+  // no string is made for it: a stream holds one node's lines, or a relay's for a few nodes.
+  const cachedNames: (string | null)[] = new Array(REPORTER_SLOTS).fill(null);
+  const cachedIds = new Int32Array(REPORTER_SLOTS);
   let lastReporter = "";
   let lastReporterId = -1;
   const reporterOf = (event: LogEvent): number => {
-    let name: string;
-    if (f.nodeS >= 0) {
-      if (f.nodeE - f.nodeS === lastReporter.length && f.text.startsWith(lastReporter, f.nodeS)) {
-        return lastReporterId;
+    const start = f.nodeS;
+    if (start < 0) {
+      const name = f.node ?? event.node ?? "unknown";
+      if (name !== lastReporter) {
+        lastReporter = name;
+        lastReporterId = aggregator.reporterId(name);
       }
-      name = f.text.slice(f.nodeS, f.nodeE);
-    } else {
-      name = f.node ?? event.node ?? "unknown";
-      if (name === lastReporter) return lastReporterId;
+      return lastReporterId;
     }
-    lastReporter = name;
-    lastReporterId = aggregator.reporterId(name);
-    return lastReporterId;
+    const end = f.nodeE;
+    const b = f.b;
+    let h = end - start;
+    for (let k = start; k < end; k++) h = Math.imul(h ^ (b[k] as number), 0x01000193);
+    const slot = (h ^ (h >>> 16)) & (REPORTER_SLOTS - 1);
+    const cached = cachedNames[slot];
+    if (cached != null && cached.length === end - start && f.text.startsWith(cached, start)) {
+      return cachedIds[slot] as number;
+    }
+    const name = f.text.slice(start, end);
+    const id = aggregator.reporterId(name);
+    cachedNames[slot] = name;
+    cachedIds[slot] = id;
+    return id;
   };
   // Policies are decoded from the prefix, once per distinct prefix.
   const format = scanner.format;

@@ -480,6 +480,23 @@ describe("runPipeline", () => {
     expect(result.stats.attributionMisses).toBe(1);
   });
 
+  it("keeps every reporting node apart, however many share a line's stream", async () => {
+    // Names that are prefixes of one another, and names of one length: more of them than the pipeline caches.
+    const hosts = [
+      ...Array.from({ length: 150 }, (_, k) => `h${"1".repeat(k)}`),
+      ...Array.from({ length: 150 }, (_, k) => `ip-10-0-${String(k).padStart(3, "0")}`),
+    ];
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const events = [...hosts, ...hosts.toReversed()].map((host, k) => ({
+      message: line("Apr 19 04:52:00", host, "192.168.1.1", "203.0.113.9", 443),
+      timestamp: T + k,
+    }));
+    const result = await runPipeline(events, options(new RecordingDirectory({})));
+    const packets = new Map(result.flows.map((f) => [f.reporter, f.packets]));
+    expect(packets.size).toBe(new Set(hosts).size);
+    for (const host of hosts) expect(packets.get(host)).toBe(2);
+  });
+
   it("refuses a parser that builds records instead of leaving them in its fields", async () => {
     await expect(
       runPipeline([{ message: "x" }], {
