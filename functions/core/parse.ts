@@ -67,9 +67,12 @@ export interface Fields {
   mac: string | null;
   srcS: number;
   srcE: number;
+  /** The IPv4 source's value as an unsigned 32-bit number (-1 for IPv6): a dotted quad and its value match. */
+  srcV4: number;
   src: string | null;
   dstS: number;
   dstE: number;
+  dstV4: number;
   dst: string | null;
   ipVersion: 4 | 6;
   length: number;
@@ -237,6 +240,8 @@ function skipBracketed(text: string, start: number, end: number): number {
 
 /** Where the last scanDigits or scanIpv4 stopped. Parsing is synchronous, so one variable serves every call. */
 let scanned = 0;
+/** The address the last successful scanIpv4 read, as an unsigned 32-bit number. */
+let scannedIpv4 = 0;
 
 /** A decimal number at `start` up to the first non-digit (left in `scanned`); -1 for none or over 10 digits. */
 function scanDigits(b: Uint8Array, start: number): number {
@@ -252,9 +257,10 @@ function scanDigits(b: Uint8Array, start: number): number {
   return i === start || i - start > 10 ? -1 : v;
 }
 
-/** A dotted quad as `%pI4` prints it at `start`; its end is left in `scanned`. */
+/** A dotted quad as `%pI4` prints it at `start`; its end is left in `scanned`, its value in `scannedIpv4`. */
 function scanIpv4(b: Uint8Array, start: number): boolean {
   let i = start;
+  let value = 0;
   for (let part = 0; part < 4; part++) {
     if (part > 0) {
       if (b[i] !== 46) return false;
@@ -269,8 +275,10 @@ function scanIpv4(b: Uint8Array, start: number): boolean {
       if (++i - first > 3) return false;
     }
     if (i === first || octet > 255 || (i - first > 1 && b[first] === 48)) return false;
+    value = value * 256 + octet;
   }
   scanned = i;
+  scannedIpv4 = value;
   return true;
 }
 
@@ -820,9 +828,11 @@ export class LineParser {
     mac: null,
     srcS: -1,
     srcE: -1,
+    srcV4: -1,
     src: null,
     dstS: -1,
     dstE: -1,
+    dstV4: -1,
     dst: null,
     ipVersion: 4,
     length: 0,
@@ -1435,9 +1445,11 @@ export class LineParser {
     // IPv4 addresses as printed; IPv6 ones normalised (src6/dst6).
     let srcS = -1;
     let srcE = -1;
+    let srcV4 = -1;
     let src6: string | null = null;
     let dstS = -1;
     let dstE = -1;
+    let dstV4 = -1;
     let dst6: string | null = null;
     let hasDst = false;
     let ipVersion: 4 | 6 = 4;
@@ -1494,6 +1506,7 @@ export class LineParser {
         j = scanned;
         srcS = c;
         srcE = j;
+        srcV4 = scannedIpv4;
       } else {
         j = tokenEnd(b, c, end);
         const v6 = this.ipv6(b, c, j, this.srcGroups);
@@ -1511,6 +1524,7 @@ export class LineParser {
         j = scanned;
         dstS = c;
         dstE = j;
+        dstV4 = scannedIpv4;
       } else {
         j = tokenEnd(b, c, end);
         const v6 = this.ipv6(b, c, j, this.dstGroups);
@@ -1684,9 +1698,11 @@ export class LineParser {
             break;
           case K_SRC: {
             if (section !== 0) return fail("a second SRC= outside a quoted packet");
-            if (isIpv4(b, vs, j)) {
+            const v4 = readDottedQuad(b, vs, j);
+            if (v4 >= 0) {
               srcS = vs;
               srcE = j;
+              srcV4 = v4;
             } else {
               src6 = this.ipv6(b, vs, j, this.srcGroups);
               if (src6 === null) return fail(`SRC= is not an IP address: ${quote(text, vs, j)}`);
@@ -1698,9 +1714,11 @@ export class LineParser {
           case K_DST:
             if (section === 1) {
               if (hasDst) return fail("a second DST= outside a quoted packet");
-              if (ipVersion === 4 && isIpv4(b, vs, j)) {
+              const v4 = ipVersion === 4 ? readDottedQuad(b, vs, j) : -1;
+              if (v4 >= 0) {
                 dstS = vs;
                 dstE = j;
+                dstV4 = v4;
               } else {
                 dst6 = ipVersion === 6 && !isIpv4(b, vs, j) ? this.ipv6(b, vs, j, this.dstGroups) : null;
                 if (dst6 === null)
@@ -1918,9 +1936,11 @@ export class LineParser {
     r.mac = macText;
     r.srcS = srcS;
     r.srcE = srcE;
+    r.srcV4 = srcV4;
     r.src = src6;
     r.dstS = dstS;
     r.dstE = dstE;
+    r.dstV4 = dstV4;
     r.dst = dst6;
     r.ipVersion = ipVersion;
     r.length = length;

@@ -3,7 +3,7 @@
 import { type CountedPacket, endpointKey, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
 import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "./classify.ts";
-import { formatIpv6Groups, readDottedQuad } from "./ipv6.ts";
+import { formatIpv6Groups } from "./ipv6.ts";
 import { decodePolicy, type Fields, type LineParser } from "./parse.ts";
 import type {
   AlertCandidate,
@@ -231,7 +231,8 @@ export async function runPipeline(
   const lookups: Lookup[] = [];
   // At most two lookups per packet.
   const nextLookup = new Int32Array(2 * capacity);
-  // Canonical dotted quads are found by their number (no string made or hashed per line), anything else by text.
+  // IPv4 addresses are found by their value, which the scanner reads with them (no string made or hashed per
+  // line); IPv6 ones by their text.
   // Four maps by the address's low two bits, keyed by the other 30: small integers, which V8 hashes unboxed.
   const v4Addresses = [
     new Map<number, AddressState>(),
@@ -239,7 +240,7 @@ export async function runPipeline(
     new Map<number, AddressState>(),
     new Map<number, AddressState>(),
   ];
-  const otherAddresses = new Map<string, AddressState>();
+  const v6Addresses = new Map<string, AddressState>();
   /** Internal addresses, in the order first seen. */
   const internalAddresses: AddressState[] = [];
   const externalEndpoints: Endpoint[] = [];
@@ -265,36 +266,28 @@ export async function runPipeline(
     }
     return state;
   };
-  const stateOf = (ip: string): AddressState => {
-    let state = otherAddresses.get(ip);
-    if (state === undefined) {
-      state = newAddress(ip);
-      otherAddresses.set(ip, state);
-    }
-    return state;
-  };
   const scanner = options.scanner;
   if (!scanner.encoding) throw new TypeError("the pipeline's scanner must be made by createScanner");
   const f = scanner.fields;
   /**
-   * The code of the address the scan left at `text[start, end)` (an IPv4 address as printed) or, for start -1,
-   * in `groups` (an IPv6 one), seen at `at`.
+   * The code of the address the scan left at `text[start, end)` with the value `v4` (an IPv4 address as printed)
+   * or, for start -1, in `groups` (an IPv6 one), seen at `at`.
    */
-  const codeOf = (start: number, end: number, groups: Uint16Array, at: number): number => {
+  const codeOf = (start: number, end: number, v4: number, groups: Uint16Array, at: number): number => {
     let state: AddressState | undefined;
     if (start < 0) {
-      state = stateOf(formatIpv6Groups(groups));
+      const ip = formatIpv6Groups(groups);
+      state = v6Addresses.get(ip);
+      if (state === undefined) {
+        state = newAddress(ip);
+        v6Addresses.set(ip, state);
+      }
     } else {
-      const v4 = readDottedQuad(f.b, start, end);
-      if (v4 < 0) {
-        state = stateOf(f.text.slice(start, end));
-      } else {
-        const byNumber = v4Addresses[v4 & 3] as Map<number, AddressState>;
-        state = byNumber.get(v4 >>> 2);
-        if (state === undefined) {
-          state = newAddress(f.text.slice(start, end));
-          byNumber.set(v4 >>> 2, state);
-        }
+      const byNumber = v4Addresses[v4 & 3] as Map<number, AddressState>;
+      state = byNumber.get(v4 >>> 2);
+      if (state === undefined) {
+        state = newAddress(f.text.slice(start, end));
+        byNumber.set(v4 >>> 2, state);
       }
     }
     if (!state.internal) return state.externalCode;
@@ -400,8 +393,8 @@ export async function runPipeline(
     policies[n] = policyOf(f.prefix);
     directions[n] = directionAt(f, prefixes);
     flags[n] = f.flags;
-    srcCode[n] = codeOf(f.srcS, f.srcE, scanner.srcGroups, at);
-    dstCode[n] = codeOf(f.dstS, f.dstE, scanner.dstGroups, at);
+    srcCode[n] = codeOf(f.srcS, f.srcE, f.srcV4, scanner.srcGroups, at);
+    dstCode[n] = codeOf(f.dstS, f.dstE, f.dstV4, scanner.dstGroups, at);
   }
 
   const resolutions = await resolveLookups(options.directory, lookups, internalAddresses, nextLookup);
