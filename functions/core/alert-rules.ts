@@ -41,7 +41,15 @@ function keyString(k: AlertKey): string {
 
 interface Group {
   key: AlertKey;
+  /** keyString(key), which candidates are ordered by. */
+  id: string;
   flows: FlowRecord[];
+}
+
+/** A candidate with keyString of its key, to order candidates without building the string again. */
+interface Keyed {
+  candidate: AlertCandidate;
+  id: string;
 }
 
 /** The flow an alert shows as its example: the latest seen (its pods are the likeliest to still exist). */
@@ -85,7 +93,7 @@ function candidate(
   };
 }
 
-function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
+function internalDenials(flows: readonly FlowRecord[]): Keyed[] {
   const groups = new Map<string, Group>();
   // Flows share endpoint objects: each is named once.
   const names = new Map<Endpoint, string>();
@@ -106,17 +114,19 @@ function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
     const group = groups.get(id);
     if (group === undefined) {
       const key: AlertKey = { cluster: f.cluster, src, dst, protocol: f.protocol, dstPort: f.dstPort };
-      groups.set(id, { key, flows: [f] });
+      groups.set(id, { key, id, flows: [f] });
     } else {
       group.flows.push(f);
     }
   }
-  return [...groups.values()].map((g) =>
-    candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)),
-  );
+  const out: Keyed[] = [];
+  for (const g of groups.values()) {
+    out.push({ candidate: candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)), id: g.id });
+  }
+  return out;
 }
 
-function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCandidate[] {
+function externalScans(flows: readonly FlowRecord[], threshold: number): Keyed[] {
   const bySource = new Map<string, { cluster: string; ip: string; flows: FlowRecord[] }>();
   for (const f of flows) {
     if (f.internal || f.src.kind !== "external") continue;
@@ -125,7 +135,7 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
     if (group === undefined) bySource.set(id, { cluster: f.cluster, ip: f.src.ip, flows: [f] });
     else group.flows.push(f);
   }
-  const out: AlertCandidate[] = [];
+  const out: Keyed[] = [];
   for (const { cluster, ip, flows: own } of bySource.values()) {
     const ports = new Set<string>();
     const destinations = new Set<string>();
@@ -144,7 +154,7 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
       if (a > b || (a === b && f.dst.ip < top.dst.ip)) top = f;
     }
     const key: AlertKey = { cluster, src: ip, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
-    out.push(candidate(key, own, "low", "external-scan", top));
+    out.push({ candidate: candidate(key, own, "low", "external-scan", top), id: keyString(key) });
   }
   return out;
 }
@@ -160,9 +170,7 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
   }
   const out = internalDenials(flows);
   if (threshold !== undefined) out.push(...externalScans(flows, threshold));
-  // Sort keys computed once: a comparator that builds them would do so O(n log n) times.
-  return out
-    .map((c) => ({ c, k: keyString(c.key) }))
-    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
-    .map((e) => e.c);
+  // Ordered by the key strings the groups were found by: a comparator that built them would do so O(n log n) times.
+  out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return out.map((k) => k.candidate);
 }

@@ -339,18 +339,27 @@ export async function runPipeline(
       return lastReporterId;
     }
     const end = f.nodeE;
+    const text = f.text;
+    // Most often the line before's node.
+    if (lastReporterId >= 0 && lastReporter.length === end - start && text.startsWith(lastReporter, start)) {
+      return lastReporterId;
+    }
     const b = f.b;
     let h = end - start;
     for (let k = start; k < end; k++) h = Math.imul(h ^ (b[k] as number), 0x01000193);
     const slot = (h ^ (h >>> 16)) & (REPORTER_SLOTS - 1);
     const cached = cachedNames[slot];
-    if (cached != null && cached.length === end - start && f.text.startsWith(cached, start)) {
-      return cachedIds[slot] as number;
+    if (cached != null && cached.length === end - start && text.startsWith(cached, start)) {
+      lastReporter = cached;
+      lastReporterId = cachedIds[slot] as number;
+      return lastReporterId;
     }
-    const name = f.text.slice(start, end);
+    const name = text.slice(start, end);
     const id = aggregator.reporterId(name);
     cachedNames[slot] = name;
     cachedIds[slot] = id;
+    lastReporter = name;
+    lastReporterId = id;
     return id;
   };
   // Policies are decoded from the prefix, once per distinct prefix.
