@@ -100,14 +100,40 @@ export function directionOf(
   outInterface: string | null,
   workloadPrefixes: readonly string[] = DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
 ): Direction {
-  if (isWorkload(outInterface, workloadPrefixes)) return "ingress";
-  if (isWorkload(inInterface, workloadPrefixes)) return "egress";
-  if (!inInterface || !outInterface) return "host";
+  return directionAt(
+    inInterface ?? "",
+    inInterface ? 0 : -1,
+    inInterface?.length ?? 0,
+    outInterface ?? "",
+    outInterface ? 0 : -1,
+    outInterface?.length ?? 0,
+    workloadPrefixes,
+  );
+}
+
+/**
+ * directionOf for interface names that are ranges `[start, end)` of texts (start -1: none or empty), as the
+ * parser's scanner leaves them: no string is made for them.
+ */
+export function directionAt(
+  inText: string,
+  inStart: number,
+  inEnd: number,
+  outText: string,
+  outStart: number,
+  outEnd: number,
+  workloadPrefixes: readonly string[] = DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+): Direction {
+  if (isWorkload(outText, outStart, outEnd, workloadPrefixes)) return "ingress";
+  if (isWorkload(inText, inStart, inEnd, workloadPrefixes)) return "egress";
+  if (inStart < 0 || outStart < 0) return "host";
   return "forward";
 }
 
-function isWorkload(name: string | null, prefixes: readonly string[]): boolean {
-  if (name === null) return false;
-  for (const prefix of prefixes) if (name.startsWith(prefix)) return true;
+function isWorkload(text: string, start: number, end: number, prefixes: readonly string[]): boolean {
+  if (start < 0) return false;
+  for (const prefix of prefixes) {
+    if (end - start >= prefix.length && text.startsWith(prefix, start)) return true;
+  }
   return false;
 }

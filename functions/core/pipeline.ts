@@ -2,9 +2,9 @@
 // candidates. Storage and delivery are the caller's (they differ only in the adapters they plug in).
 import { type CountedPacket, endpointKey, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
-import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "./classify.ts";
+import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionAt } from "./classify.ts";
 import { formatIpv6Groups } from "./ipv6.ts";
-import { decodePolicy, type Fields, type LineParser } from "./parse.ts";
+import { decodePolicy, type LineParser } from "./parse.ts";
 import type {
   AlertCandidate,
   Direction,
@@ -173,25 +173,6 @@ async function resolveLookups(
 /** Slots of the pipeline's cache of host names (a power of two). */
 const REPORTER_SLOTS = 64;
 
-/** Direction codes of the per-line column, in the order of DIRECTIONS. */
-const DIRECTIONS: readonly Direction[] = ["ingress", "egress", "host", "forward"];
-
-/** True when the interface name `text[start, end)` (start -1: none) begins with a workload prefix. */
-function workloadAt(text: string, start: number, end: number, prefixes: readonly string[]): boolean {
-  if (start < 0) return false;
-  for (const prefix of prefixes) {
-    if (end - start >= prefix.length && text.startsWith(prefix, start)) return true;
-  }
-  return false;
-}
-
-/** directionOf for the interfaces of the scanned line, read where they lie in its text: an index of DIRECTIONS. */
-function directionAt(f: Fields, prefixes: readonly string[]): number {
-  if (workloadAt(f.text, f.outS, f.outE, prefixes)) return 0;
-  if (workloadAt(f.text, f.inS, f.inE, prefixes)) return 1;
-  return f.inS < 0 || f.outS < 0 ? 2 : 3;
-}
-
 export async function runPipeline(
   events: readonly LogEvent[],
   options: PipelineOptions,
@@ -218,7 +199,7 @@ export async function runPipeline(
   const protocolPorts = new Int32Array(capacity);
   const reporters = new Int32Array(capacity);
   const policies = new Int32Array(capacity);
-  const directions = new Uint8Array(capacity);
+  const directions: Direction[] = new Array(capacity);
   const flags = new Uint16Array(capacity);
   // Per packet: the lookup index of each end (internal), or -1 - index of its external endpoint.
   const srcCode = new Int32Array(capacity);
@@ -400,7 +381,7 @@ export async function runPipeline(
     protocolPorts[n] = aggregator.protocolPortId(f.protocol, f.dstPort < 0 ? null : f.dstPort);
     reporters[n] = reporterOf(event);
     policies[n] = policyOf(f.prefix);
-    directions[n] = directionAt(f, prefixes);
+    directions[n] = directionAt(f.text, f.inS, f.inE, f.text, f.outS, f.outE, prefixes);
     flags[n] = f.flags;
     srcCode[n] = codeOf(f.srcS, f.srcE, f.srcV4, scanner.srcGroups, at);
     dstCode[n] = codeOf(f.dstS, f.dstE, f.dstV4, scanner.dstGroups, at);
@@ -496,7 +477,7 @@ export async function runPipeline(
     packet.protocolPort = protocolPorts[i] as number;
     packet.reporter = reporters[i] as number;
     packet.policy = policies[i] as number;
-    packet.direction = DIRECTIONS[directions[i] as number] as Direction;
+    packet.direction = directions[i] as Direction;
     packet.internal = s >= 0 && d >= 0;
     packet.length = lengths[i] as number;
     packet.flags = flags[i] as number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CidrSet, directionOf } from "../../functions/core/classify.ts";
+import { CidrSet, directionAt, directionOf } from "../../functions/core/classify.ts";
 
 describe("CidrSet", () => {
   const set = new CidrSet(["192.168.0.0/16", "10.100.0.0/24", "fd00::/8"]);
@@ -38,7 +38,17 @@ describe("directionOf", () => {
     ["eth0", "", "host"],
     [null, "eth0", "host"],
     ["eth0", "eth1", "forward"],
+    ["en", "vla", "forward"],
   ] as const)("IN=%s OUT=%s is %s", (inIf, outIf, direction) => {
     expect(directionOf(inIf, outIf)).toBe(direction);
+    // The same names where a line holds them, as the scanner leaves them (start -1 for an empty one).
+    const line = `IN=${inIf ?? ""} OUT=${outIf ?? ""} MAC=`;
+    const inStart = 3;
+    const inEnd = inStart + (inIf ?? "").length;
+    const outStart = inEnd + 5;
+    const outEnd = outStart + (outIf ?? "").length;
+    expect(directionAt(line, inIf ? inStart : -1, inEnd, line, outIf ? outStart : -1, outEnd)).toBe(
+      direction,
+    );
   });
 });
