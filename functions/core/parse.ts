@@ -47,7 +47,7 @@ const SKIP: ParseOutcome = Object.freeze({ kind: "skip" });
  * in `text` (start -1: the string beside it, often null), numbers with -1 for null. One per parser, overwritten
  * by every line: parsing is synchronous.
  */
-export interface Fields {
+interface Fields {
   text: string;
   /** `text` as bytes (see LineParser#fill). */
   b: Uint8Array;
