@@ -1,4 +1,4 @@
-// Ingest figures: handler throughput (decode + parse + classify + attribute + aggregate, store excluded) on
+// Ingest figures: handler throughput (decode + name the delivery + parse + classify + attribute + aggregate, store excluded) on
 // the shared corpus delivered as real subscription payloads, and DynamoDB write requests per 1,000 lines for
 // a retry storm and a port scan, counted on the wire in front of dynalite.
 import { gunzipSync } from "node:zlib";
@@ -16,7 +16,9 @@ import { createScanner } from "../functions/core/parse.ts";
 import { type PipelineOptions, runPipeline } from "../functions/core/pipeline.ts";
 import {
   contributionOf,
+  decodeDelivery,
   decodeSubscriptionData,
+  deliveryContribution,
   encodeSubscriptionData,
   type SubscriptionPayload,
 } from "../functions/core/subscription-payload.ts";
@@ -110,6 +112,9 @@ export function* realisticLines(count: number): Generator<string> {
   }
 }
 
+/** The first 36 of an event id's 56 digits (the rest count the events). */
+const EVENT_ID_HEAD = "371234567890123456789012345678901234";
+
 export function payloads(lines: Iterable<string>): string[] {
   const out: string[] = [];
   let events: SubscriptionPayload["logEvents"][number][] = [];
@@ -128,7 +133,12 @@ export function payloads(lines: Iterable<string>): string[] {
     events = [];
   };
   for (const message of lines) {
-    events.push({ id: String(++id), timestamp: CORPUS_EPOCH + id * 2, message });
+    // CloudWatch Logs' event ids are 56 digits.
+    events.push({
+      id: `${EVENT_ID_HEAD}${String(++id).padStart(20, "0")}`,
+      timestamp: CORPUS_EPOCH + id * 2,
+      message,
+    });
     if (events.length === EVENTS_PER_PAYLOAD) flush();
   }
   if (events.length > 0) flush();
@@ -165,10 +175,14 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
   const data = payloads(lines);
   const options = benchPipeline(directory);
   // One warm-up pass so the figure is the warm container's, as in a steady stream of deliveries.
-  for (const d of data.slice(0, 20)) {
-    const p = decodeSubscriptionData(d);
-    await runPipeline(p.logEvents, options);
-  }
+  // What the handler does with a delivery before it stores anything: decode it, name it (the contribution,
+  // from every event id) and run the pipeline.
+  const handle = async (d: string) => {
+    const delivery = decodeDelivery(d);
+    deliveryContribution(delivery.logGroup, delivery.logStream, delivery.events.ids());
+    return runPipeline(delivery.events, options);
+  };
+  for (const d of data.slice(0, 20)) await handle(d);
   // Best of three passes, as the floor below and the parser's figures: the machine's own noise only slows a pass.
   let total = 0;
   let flows = 0;
@@ -182,8 +196,7 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
     questions = 0;
     const start = process.hrtime.bigint();
     for (const d of data) {
-      const p = decodeSubscriptionData(d);
-      const result = await runPipeline(p.logEvents, options);
+      const result = await handle(d);
       total += result.stats.lines;
       flows += result.flows.length;
     }
@@ -195,7 +208,7 @@ async function handlerThroughput(name: string, lines: Iterable<string>): Promise
   }
   const seconds = Math.min(...passes);
   console.log(
-    `ingest handler, ${name} (decode + parse + classify + attribute + aggregate, store excluded): ` +
+    `ingest handler, ${name} (decode + name the delivery + parse + classify + attribute + aggregate, store excluded): ` +
       `${total.toLocaleString("en")} lines in ${data.length} payloads of ${EVENTS_PER_PAYLOAD} events, ` +
       `best of 3 passes ${seconds.toFixed(2)} s (${passes.map((t) => t.toFixed(2)).join(", ")}) → ` +
       `${Math.round(total / seconds).toLocaleString("en")} lines/s; ${flows.toLocaleString("en")} flow records; ` +
@@ -288,9 +301,9 @@ async function decodeFloor(name: string, lines: Iterable<string>): Promise<void>
         total += (JSON.parse(json) as SubscriptionPayload).logEvents.length;
         continue;
       }
-      const events = decodeSubscriptionData(data[p] as string).logEvents;
+      const events = decodeDelivery(data[p] as string).events;
       total += events.length;
-      if (stage >= 1) for (const e of events) scanner.scan(e.message);
+      if (stage >= 1) for (let i = 0; i < events.length; i++) events.scan(i, scanner);
       if (stage === 2) {
         const f = ids[p] as FlowIdArguments;
         const t = f.texts;

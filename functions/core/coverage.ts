@@ -9,9 +9,11 @@
 // record's version) before anything is stored, so two writers can never both own an event, and a writer that
 // died between claim and store is finished later under the same contribution, which the store deduplicates.
 import { digest } from "./aggregate.ts";
+import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
 import { type IngestDeps, type IngestResult, ingestBatch } from "./ingest.ts";
-import type { LogEvent } from "./pipeline.ts";
-import { contributionOf } from "./subscription-payload.ts";
+import { deliveryContribution } from "./subscription-payload.ts";
+
+export type { CloudWatchEvent } from "./delivered-events.ts";
 
 export const MINUTE_MS = 60_000;
 /**
@@ -68,13 +70,6 @@ export interface CoverageStore {
   markStored(ref: StreamRef, minute: number, contribution: string): Promise<void>;
 }
 
-/** A log event as CloudWatch Logs knows it: id, own timestamp, text. */
-export interface CloudWatchEvent {
-  id: string;
-  timestamp: number;
-  message: string;
-}
-
 export function minuteOf(timestamp: number): number {
   return Math.floor(timestamp / MINUTE_MS) * MINUTE_MS;
 }
@@ -109,35 +104,37 @@ function isFull(coverage: MinuteCoverage): boolean {
   return coverage.claims.some((c) => !c.recorded);
 }
 
+/** A claim of the events whose digests (eventKey) are `keys`. */
 function newClaim(
   coverage: MinuteCoverage,
   contribution: string,
   source: ClaimSource,
-  events: readonly CloudWatchEvent[],
+  keys: readonly string[],
   span: number,
   now: number,
   budget: number,
 ): Claim {
-  const recorded = !isFull(coverage) && recordedCount(coverage) + events.length <= budget;
+  const recorded = !isFull(coverage) && recordedCount(coverage) + keys.length <= budget;
   return {
     contribution,
     source,
-    events: recorded ? events.map((e) => eventKey(e.id)) : [],
+    events: recorded ? [...keys] : [],
     recorded,
-    count: events.length,
+    count: keys.length,
     span,
     stored: false,
     claimedAt: new Date(now).toISOString(),
   };
 }
 
-function groupByMinute<T extends { timestamp: number }>(events: readonly T[]): Map<number, T[]> {
-  const byMinute = new Map<number, T[]>();
-  for (const e of events) {
-    const m = minuteOf(e.timestamp);
+/** The indices of `events` by the minute of their timestamps, in order. */
+function indicesByMinute(events: DeliveredEvents): Map<number, number[]> {
+  const byMinute = new Map<number, number[]>();
+  for (let i = 0; i < events.length; i++) {
+    const m = minuteOf(events.timestamp(i));
     const list = byMinute.get(m);
-    if (list === undefined) byMinute.set(m, [e]);
-    else list.push(e);
+    if (list === undefined) byMinute.set(m, [i]);
+    else list.push(i);
   }
   return byMinute;
 }
@@ -145,11 +142,6 @@ function groupByMinute<T extends { timestamp: number }>(events: readonly T[]): M
 async function reread(coverage: CoverageStore, ref: StreamRef, minute: number): Promise<MinuteCoverage> {
   const [fresh] = await coverage.read(ref, minute, minute);
   return fresh ?? emptyMinute(minute);
-}
-
-function toLogEvents(events: readonly CloudWatchEvent[], stream: string): LogEvent[] {
-  // The stream is the node's: the fallback reporter for lines without a host name, as in live ingest.
-  return events.map((e) => ({ message: e.message, timestamp: e.timestamp, node: stream }));
 }
 
 function emptyResult(): IngestResult {
@@ -182,23 +174,27 @@ export interface CoverageOptions {
  * Stores one subscription delivery (live ingest, or `redrive` of a failed one) exactly once per event. The
  * contribution is always `contributionOf(payload)`: a retried or redriven payload that had been partly
  * stored completes under the same contribution, which the store deduplicates. Without a coverage store this
- * is plain `ingestBatch`. `malformed[].index` refers to `payload.logEvents`.
+ * is plain `ingestBatch`. `malformed[].index` refers to the payload's events.
  */
 export async function ingestDelivery(
   payload: {
     logGroup: string;
     logStream: string;
-    logEvents: { id: string; timestamp: number; message: string }[];
+    logEvents: readonly CloudWatchEvent[] | DeliveredEvents;
   },
   deps: IngestDeps,
   coverage: CoverageStore | undefined,
   source: "live" | "redrive",
   options: CoverageOptions = {},
 ): Promise<DeliveryResult> {
-  const contribution = contributionOf(payload);
-  const all = payload.logEvents.map((e, index) => ({ ...e, index }));
+  const given = payload.logEvents;
+  const all = (given instanceof DeliveredEvents ? given : DeliveredEvents.fromArray(given)).withNode(
+    payload.logStream,
+  );
+  const ids = all.ids();
+  const contribution = deliveryContribution(payload.logGroup, payload.logStream, ids);
   if (coverage === undefined || all.length === 0) {
-    const result = await ingestBatch(toLogEvents(all, payload.logStream), contribution, deps);
+    const result = await ingestBatch(all, contribution, deps);
     return { ...result, eventsAlreadyCounted: 0 };
   }
   const now = options.now ?? Date.now;
@@ -208,7 +204,8 @@ export async function ingestDelivery(
     group: payload.logGroup,
     stream: payload.logStream,
   };
-  const byMinute = groupByMinute(all);
+  const keys = ids.map(eventKey);
+  const byMinute = indicesByMinute(all);
   const minutes = [...byMinute.keys()].sort((a, b) => a - b);
   const first = minutes[0] as number;
   const last = minutes[minutes.length - 1] as number;
@@ -216,14 +213,14 @@ export async function ingestDelivery(
 
   // Claim every minute before storing anything: once this contribution has stored, the set of events it
   // owns can no longer change, so a retry stores exactly the same events under the same contribution.
-  const kept: (typeof all)[number][] = [];
+  const kept: number[] = [];
   const toMark: number[] = [];
   for (const minute of minutes) {
     const events = byMinute.get(minute) ?? [];
     let current = known.get(minute) ?? emptyMinute(minute);
     for (;;) {
       const taken = takenKeys(current, contribution);
-      const mine = events.filter((e) => !taken.has(eventKey(e.id)));
+      const mine = events.filter((i) => !taken.has(keys[i] as string));
       const own = current.claims.find((c) => c.contribution === contribution);
       if (own !== undefined) {
         kept.push(...mine);
@@ -231,7 +228,8 @@ export async function ingestDelivery(
         break;
       }
       if (mine.length === 0) break;
-      const claim = newClaim(current, contribution, source, mine, minutes.length, now(), budget);
+      const mineKeys = mine.map((i) => keys[i] as string);
+      const claim = newClaim(current, contribution, source, mineKeys, minutes.length, now(), budget);
       if (await coverage.addClaim(ref, minute, current.version, claim)) {
         kept.push(...mine);
         toMark.push(minute);
@@ -241,12 +239,12 @@ export async function ingestDelivery(
     }
   }
   if (kept.length === 0) return { ...emptyResult(), eventsAlreadyCounted: all.length };
-  kept.sort((a, b) => a.index - b.index);
-  const result = await ingestBatch(toLogEvents(kept, payload.logStream), contribution, deps);
+  kept.sort((a, b) => a - b);
+  const result = await ingestBatch(all.select(kept), contribution, deps);
   for (const minute of toMark) await coverage.markStored(ref, minute, contribution);
   return {
     ...result,
-    malformed: result.malformed.map((m) => ({ ...m, index: (kept[m.index] as (typeof all)[number]).index })),
+    malformed: result.malformed.map((m) => ({ ...m, index: kept[m.index] as number })),
     eventsAlreadyCounted: all.length - kept.length,
   };
 }
@@ -309,7 +307,8 @@ export async function backfillMinute(
   };
   const done = new Set<string>();
   const store = async (contribution: string, events: CloudWatchEvent[]) => {
-    const result = await ingestBatch(toLogEvents(events, ref.stream), contribution, deps);
+    // The stream is the node's: the reporter of lines that name none, as in live ingest.
+    const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps);
     await coverage.markStored(ref, minute, contribution);
     done.add(contribution);
     out.batches.push({ contribution, events, result });
@@ -339,7 +338,7 @@ export async function backfillMinute(
     const contribution = digest(
       `backfill\n${ref.cluster}\n${ref.group}\n${ref.stream}\n${minute}\n${[...keys].sort().join(",")}`,
     );
-    const claim = newClaim(current, contribution, "backfill", chunk, 1, now(), budget);
+    const claim = newClaim(current, contribution, "backfill", keys, 1, now(), budget);
     if (!(await coverage.addClaim(ref, minute, current.version, claim))) {
       current = await reread(coverage, ref, minute);
       continue;

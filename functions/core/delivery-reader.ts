@@ -4,11 +4,14 @@
 // then builds every value through a general parser. CloudWatch Logs writes one layout: an envelope of strings and
 // an array of strings, and `logEvents`, objects with exactly `id`, `timestamp` and `message`, in that order. This
 // reader takes that layout (whitespace anywhere JSON allows it, envelope keys in any order, envelope values that
-// are any string, number, literal or array of those) and answers
-// undefined for anything else — another layout, invalid JSON, a nested value it does not expect — so that the
-// caller parses the text with JSON.parse instead. When it answers, the value is what JSON.parse would return
-// for the same bytes decoded as UTF-8: strings are decoded one at a time from the same bytes (a string's quotes
-// are ASCII, so they never split a character), and a string holding an escape goes through JSON.parse itself.
+// are any string, number, literal or array of those) and answers undefined for anything else — another layout,
+// invalid JSON, a nested value it does not expect, no `logEvents` array — so that the caller parses the text with
+// JSON.parse instead. When it answers, its envelope and events hold what JSON.parse would return for the same
+// bytes decoded as UTF-8. The events are not built: they are positions in the delivery's text (DeliveredEvents),
+// found with the text's own indexOf. An ASCII delivery is decoded once, one character per byte; in any other,
+// each string is decoded from its own bytes (a string's quotes are ASCII, so they never split a character). A
+// string holding an escape goes through JSON.parse itself.
+import { DeliveredEvents, type EventColumns } from "./delivered-events.ts";
 import { controlAt, jsonNumberEnd, jsonSpace } from "./json-bytes.ts";
 
 /** Where a read stands: the bytes, and the next backslash at or after the last string read (b.length: none). */
@@ -27,6 +30,10 @@ type Read<T> = T | typeof NOT_TAKEN;
 const ID_KEY = Buffer.from('"id"');
 const TIMESTAMP_KEY = Buffer.from('"timestamp"');
 const MESSAGE_KEY = Buffer.from('"message"');
+/** An event exactly as CloudWatch Logs writes it, around its three values. */
+const EVENT_HEAD = Buffer.from('{"id":"');
+const AFTER_ID = Buffer.from('","timestamp":');
+const BEFORE_MESSAGE = Buffer.from(',"message":"');
 const LITERALS: readonly (readonly [Buffer, boolean | null])[] = [
   [Buffer.from("true"), true],
   [Buffer.from("false"), false],
@@ -44,18 +51,30 @@ function hasBytes(b: Buffer, at: number, literal: Buffer): boolean {
  * escapes is found by skipping them and handed to JSON.parse, which also checks them.
  */
 function readString(r: Reader, open: number): Read<string> {
-  const b = r.b;
-  const start = open + 1;
-  const close = b.indexOf(34, start);
+  const close = plainStringEnd(r, open + 1);
+  if (close === ESCAPED) return readEscapedString(r, open + 1);
   if (close < 0) return NOT_TAKEN;
+  r.pos = close + 1;
+  return r.b.toString("utf8", open + 1, close);
+}
+
+/** plainStringEnd's answer for a string that holds an escape. */
+const ESCAPED = -2;
+
+/**
+ * The closing quote of the string starting at `start` when it holds no escape and no raw control character;
+ * ESCAPED when it holds an escape; -1 when it is not a string (no closing quote, or a control character).
+ */
+function plainStringEnd(r: Reader, start: number): number {
+  const b = r.b;
+  const close = b.indexOf(34, start);
+  if (close < 0) return -1;
   if (r.backslash < start) {
     const next = b.indexOf(92, start);
     r.backslash = next < 0 ? b.length : next;
   }
-  if (r.backslash < close) return readEscapedString(r, start);
-  if (controlAt(b, r.view, start, close) < close) return NOT_TAKEN;
-  r.pos = close + 1;
-  return b.toString("utf8", start, close);
+  if (r.backslash < close) return ESCAPED;
+  return controlAt(b, r.view, start, close) < close ? -1 : close;
 }
 
 function readEscapedString(r: Reader, start: number): Read<string> {
@@ -136,63 +155,161 @@ function afterKey(b: Buffer, i: number, key: Buffer): number {
   return b[i] === 58 ? jsonSpace(b, i + 1) : -1;
 }
 
-interface DeliveredEvent {
-  id: string;
-  timestamp: number;
-  message: string;
+function newColumns(capacity: number): EventColumns {
+  return {
+    count: 0,
+    timestamps: new Float64Array(capacity),
+    idAt: new Int32Array(2 * capacity),
+    messageAt: new Int32Array(2 * capacity),
+    ids: [],
+    messages: [],
+  };
+}
+
+/** `c` with room for one more event. */
+function roomFor(c: EventColumns): EventColumns {
+  if (c.count < c.timestamps.length) return c;
+  const grown = newColumns(2 * c.timestamps.length);
+  grown.count = c.count;
+  grown.timestamps.set(c.timestamps);
+  grown.idAt.set(c.idAt);
+  grown.messageAt.set(c.messageAt);
+  grown.ids = c.ids;
+  grown.messages = c.messages;
+  return grown;
+}
+
+/**
+ * The string at `open` as event column `k` of `at`/`strings`: its position in the bytes when it holds no escape,
+ * else the string itself (position -1). False when it is not a string.
+ */
+function readColumnString(
+  r: Reader,
+  open: number,
+  k: number,
+  at: Int32Array,
+  strings: (string | undefined)[],
+): boolean {
+  const close = plainStringEnd(r, open + 1);
+  if (close >= 0) {
+    at[2 * k] = open + 1;
+    at[2 * k + 1] = close;
+    r.pos = close + 1;
+    return true;
+  }
+  if (close !== ESCAPED) return false;
+  const value = readEscapedString(r, open + 1);
+  if (value === NOT_TAKEN) return false;
+  at[2 * k] = -1;
+  while (strings.length < k) strings.push(undefined);
+  strings[k] = value;
+  return true;
+}
+
+/**
+ * Event `k` at `i` when it is laid out exactly as CloudWatch Logs writes it (no whitespace, an id of digits, a
+ * timestamp of at most 15 digits, a message without escapes): the position after its closing brace, else -1
+ * (readEvent then reads it, or finds what is wrong with it).
+ */
+function readCloudWatchEvent(r: Reader, i: number, c: EventColumns, k: number): number {
+  const b = r.b;
+  if (!hasBytes(b, i, EVENT_HEAD)) return -1;
+  const idStart = i + EVENT_HEAD.length;
+  let j = idStart;
+  while ((b[j] as number) >= 48 && (b[j] as number) <= 57) j++;
+  if (j === idStart || !hasBytes(b, j, AFTER_ID)) return -1;
+  const idEnd = j;
+  j += AFTER_ID.length;
+  const timeStart = j;
+  let timestamp = 0;
+  for (;;) {
+    const d = (b[j] as number) - 48;
+    if (!(d >= 0 && d <= 9)) break;
+    timestamp = timestamp * 10 + d;
+    j++;
+  }
+  const digits = j - timeStart;
+  if (digits === 0 || digits > 15 || (digits > 1 && b[timeStart] === 48)) return -1;
+  if (!hasBytes(b, j, BEFORE_MESSAGE)) return -1;
+  const messageStart = j + BEFORE_MESSAGE.length;
+  const close = plainStringEnd(r, messageStart);
+  if (close < 0 || b[close + 1] !== 125) return -1;
+  c.idAt[2 * k] = idStart;
+  c.idAt[2 * k + 1] = idEnd;
+  c.timestamps[k] = timestamp;
+  c.messageAt[2 * k] = messageStart;
+  c.messageAt[2 * k + 1] = close;
+  return close + 2;
+}
+
+/** Event `k` at `i`, `{"id": string, "timestamp": number, "message": string}` with any whitespace: past it, or -1. */
+function readEvent(r: Reader, i: number, c: EventColumns, k: number): number {
+  const b = r.b;
+  if (b[i] !== 123) return -1;
+  i = afterKey(b, jsonSpace(b, i + 1), ID_KEY);
+  if (i < 0 || b[i] !== 34) return -1;
+  if (!readColumnString(r, i, k, c.idAt, c.ids)) return -1;
+  i = jsonSpace(b, r.pos);
+  if (b[i] !== 44) return -1;
+  i = afterKey(b, jsonSpace(b, i + 1), TIMESTAMP_KEY);
+  if (i < 0) return -1;
+  const timestamp = readNumber(r, i);
+  if (timestamp === NOT_TAKEN) return -1;
+  c.timestamps[k] = timestamp;
+  i = jsonSpace(b, r.pos);
+  if (b[i] !== 44) return -1;
+  i = afterKey(b, jsonSpace(b, i + 1), MESSAGE_KEY);
+  if (i < 0 || b[i] !== 34) return -1;
+  if (!readColumnString(r, i, k, c.messageAt, c.messages)) return -1;
+  i = jsonSpace(b, r.pos);
+  return b[i] === 125 ? i + 1 : -1;
 }
 
 /** The `logEvents` array at `i`, each event exactly `{"id": string, "timestamp": number, "message": string}`. */
-function readEvents(r: Reader, i: number): Read<DeliveredEvent[]> {
+function readEvents(r: Reader, i: number): Read<EventColumns> {
   const b = r.b;
-  const events: DeliveredEvent[] = [];
+  let c = newColumns(Math.max(16, b.length >> 8));
   i = jsonSpace(b, i + 1);
   if (b[i] === 93) {
     r.pos = i + 1;
-    return events;
+    return c;
   }
   for (;;) {
-    if (b[i] !== 123) return NOT_TAKEN;
-    i = afterKey(b, jsonSpace(b, i + 1), ID_KEY);
-    if (i < 0 || b[i] !== 34) return NOT_TAKEN;
-    const id = readString(r, i);
-    if (id === NOT_TAKEN) return NOT_TAKEN;
-    i = jsonSpace(b, r.pos);
-    if (b[i] !== 44) return NOT_TAKEN;
-    i = afterKey(b, jsonSpace(b, i + 1), TIMESTAMP_KEY);
-    if (i < 0) return NOT_TAKEN;
-    const timestamp = readNumber(r, i);
-    if (timestamp === NOT_TAKEN) return NOT_TAKEN;
-    i = jsonSpace(b, r.pos);
-    if (b[i] !== 44) return NOT_TAKEN;
-    i = afterKey(b, jsonSpace(b, i + 1), MESSAGE_KEY);
-    if (i < 0 || b[i] !== 34) return NOT_TAKEN;
-    const message = readString(r, i);
-    if (message === NOT_TAKEN) return NOT_TAKEN;
-    i = jsonSpace(b, r.pos);
-    if (b[i] !== 125) return NOT_TAKEN;
-    events.push({ id, timestamp, message });
-    i = jsonSpace(b, i + 1);
+    c = roomFor(c);
+    const k = c.count;
+    let next = readCloudWatchEvent(r, i, c, k);
+    if (next < 0) next = readEvent(r, i, c, k);
+    if (next < 0) return NOT_TAKEN;
+    c.count = k + 1;
+    i = jsonSpace(b, next);
     if (b[i] === 44) {
       i = jsonSpace(b, i + 1);
       continue;
     }
     if (b[i] !== 93) return NOT_TAKEN;
     r.pos = i + 1;
-    return events;
+    return c;
   }
+}
+
+/** A delivery as the reader answers it: the envelope (every key but `logEvents`) and the events. */
+export interface ReadDelivery {
+  envelope: Record<string, unknown>;
+  events: DeliveredEvents;
 }
 
 /**
  * The delivery in `bytes` as JSON.parse would return it, or undefined when it is not in CloudWatch Logs' layout
- * (see the top of this file): the caller then parses it with JSON.parse, which also reports invalid JSON.
+ * (see the top of this file): the caller then parses it with JSON.parse, which also reports invalid JSON. The
+ * events may be scanned in place (DeliveredEvents#scan), which writes into `bytes` and puts them back.
  */
-export function readDelivery(bytes: Buffer): Record<string, unknown> | undefined {
+export function readDelivery(bytes: Buffer): ReadDelivery | undefined {
   const b = bytes;
   const r: Reader = { b, view: new DataView(b.buffer, b.byteOffset, b.length), pos: 0, backslash: -1 };
   let i = jsonSpace(b, 0);
   if (b[i] !== 123) return undefined;
-  const out: Record<string, unknown> = {};
+  const envelope: Record<string, unknown> = {};
+  let columns: EventColumns | undefined;
   i = jsonSpace(b, i + 1);
   if (b[i] !== 125) {
     for (;;) {
@@ -203,9 +320,16 @@ export function readDelivery(bytes: Buffer): Record<string, unknown> | undefined
       i = jsonSpace(b, r.pos);
       if (b[i] !== 58) return undefined;
       i = jsonSpace(b, i + 1);
-      const value = key === "logEvents" && b[i] === 91 ? readEvents(r, i) : readScalar(r, i, true);
-      if (value === NOT_TAKEN) return undefined;
-      out[key] = value;
+      if (key === "logEvents") {
+        // Anything but an array of events is left to JSON.parse and the schema, which say what is wrong with it.
+        const events = b[i] === 91 ? readEvents(r, i) : NOT_TAKEN;
+        if (events === NOT_TAKEN) return undefined;
+        columns = events;
+      } else {
+        const value = readScalar(r, i, true);
+        if (value === NOT_TAKEN) return undefined;
+        envelope[key] = value;
+      }
       i = jsonSpace(b, r.pos);
       if (b[i] === 44) {
         i = jsonSpace(b, i + 1);
@@ -215,5 +339,6 @@ export function readDelivery(bytes: Buffer): Record<string, unknown> | undefined
       break;
     }
   }
-  return jsonSpace(b, i + 1) === b.length ? out : undefined;
+  if (columns === undefined || jsonSpace(b, i + 1) !== b.length) return undefined;
+  return { envelope, events: new DeliveredEvents(b, columns) };
 }

@@ -1,6 +1,7 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
 import { type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
+import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
 import type { FlowStore } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
@@ -25,7 +26,7 @@ export interface IngestResult extends PipelineResult {
 }
 
 export async function ingestBatch(
-  events: readonly LogEvent[],
+  events: readonly LogEvent[] | DeliveredEvents,
   contribution: string,
   deps: IngestDeps,
 ): Promise<IngestResult> {

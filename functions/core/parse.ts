@@ -958,6 +958,25 @@ export class LineParser {
   }
 
   /**
+   * scan for a JSON string value without escapes, `text[start, end)` of a larger ASCII text whose bytes `bytes`
+   * (viewed as `view`) hold it one byte per character, with its closing quote at `end`: scanned where it lies.
+   * Nothing is written: the quote ends every scan as the zeros after a scratch line do (see parseText). A value
+   * that is a JSON record is scanned as a line of its own.
+   */
+  scanQuoted(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): Scan {
+    let from = start;
+    while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
+    if (bytes[from] === 123) return this.scan(text.slice(start, end));
+    const found = this.nextPrefix.at(text, from);
+    if (found < 0 || found + this.needle.length > end) return SKIP;
+    this.withinBytes = bytes;
+    this.withinView = view;
+    const outcome = this.parseText(text, from, found, null, Number.NaN, bytes, end);
+    this.withinBytes = null;
+    return outcome;
+  }
+
+  /**
    * The IPv6 address in `b[start, end)` read into `into`: its RFC 5952 text, or "" when encoding (the encoder
    * writes it from `into`); null when it is not one.
    */

@@ -3,6 +3,7 @@
 import { type CountedPacket, endpointKey, FlowAggregator } from "./aggregate.ts";
 import { alertCandidates } from "./alert-rules.ts";
 import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionAt } from "./classify.ts";
+import { DeliveredEvents } from "./delivered-events.ts";
 import { formatIpv6Groups } from "./ipv6.ts";
 import { decodePolicy, type LineParser } from "./parse.ts";
 import type {
@@ -173,8 +174,23 @@ async function resolveLookups(
 /** Slots of the pipeline's cache of host names (a power of two). */
 const REPORTER_SLOTS = 64;
 
+/**
+ * text.slice(start, end) as a string of its own, for a value that may outlive the run (addresses stay in the live
+ * directory's caches). V8 makes a slice of 13 characters or more as a view into its text, here possibly a whole
+ * delivery scanned in place; this one is joined from slices of at most 12, which are copies.
+ */
+function detached(text: string, start: number, end: number): string {
+  let out = "";
+  for (let k = start; k < end; k += 12) out += text.slice(k, Math.min(k + 12, end));
+  return out;
+}
+
+/**
+ * Runs the pipeline on a batch of events: log events as objects, or a delivery's events as read from its bytes
+ * (DeliveredEvents, scanned where they lie, with the log stream as the node of lines that name none).
+ */
 export async function runPipeline(
-  events: readonly LogEvent[],
+  events: readonly LogEvent[] | DeliveredEvents,
   options: PipelineOptions,
 ): Promise<PipelineResult> {
   const prefixes = options.workloadInterfacePrefixes ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES;
@@ -267,7 +283,7 @@ export async function runPipeline(
       const byNumber = v4Addresses[v4 & 3] as Map<number, AddressState>;
       state = byNumber.get(v4 >>> 2);
       if (state === undefined) {
-        state = newAddress(f.text.slice(start, end));
+        state = newAddress(detached(f.text, start, end));
         byNumber.set(v4 >>> 2, state);
       }
     }
@@ -309,10 +325,10 @@ export async function runPipeline(
   const cachedIds = new Int32Array(REPORTER_SLOTS);
   let lastReporter = "";
   let lastReporterId = -1;
-  const reporterOf = (event: LogEvent): number => {
+  const reporterOf = (eventNode: string | undefined): number => {
     const start = f.nodeS;
     if (start < 0) {
-      const name = f.node ?? event.node ?? "unknown";
+      const name = f.node ?? eventNode ?? "unknown";
       if (name !== lastReporter) {
         lastReporter = name;
         lastReporterId = aggregator.reporterId(name);
@@ -335,7 +351,7 @@ export async function runPipeline(
       lastReporterId = cachedIds[slot] as number;
       return lastReporterId;
     }
-    const name = text.slice(start, end);
+    const name = detached(text, start, end);
     const id = aggregator.reporterId(name);
     cachedNames[slot] = name;
     cachedIds[slot] = id;
@@ -356,10 +372,13 @@ export async function runPipeline(
     return id;
   };
 
+  const delivered = events instanceof DeliveredEvents ? events : null;
+  const list = delivered === null ? (events as readonly LogEvent[]) : [];
   for (let i = 0; i < events.length; i++) {
-    const event = events[i] as LogEvent;
+    const event = delivered === null ? (list[i] as LogEvent) : null;
     stats.lines++;
-    const outcome = scanner.scan(event.message);
+    const outcome =
+      event === null ? (delivered as DeliveredEvents).scan(i, scanner) : scanner.scan(event.message);
     if (outcome !== null) {
       if (outcome.kind === "skip") {
         stats.skipped++;
@@ -370,7 +389,7 @@ export async function runPipeline(
       continue;
     }
     stats.calico++;
-    let at = event.timestamp;
+    let at = event === null ? (delivered as DeliveredEvents).timestamp(i) : event.timestamp;
     if (at === undefined) {
       const lineTime = f.time === null ? Number.NaN : Date.parse(f.time);
       at = Number.isNaN(lineTime) ? now() : lineTime;
@@ -379,7 +398,7 @@ export async function runPipeline(
     times[n] = at;
     lengths[n] = f.length;
     protocolPorts[n] = aggregator.protocolPortId(f.protocol, f.dstPort < 0 ? null : f.dstPort);
-    reporters[n] = reporterOf(event);
+    reporters[n] = reporterOf(event === null ? (delivered as DeliveredEvents).node : event.node);
     policies[n] = policyOf(f.prefix);
     directions[n] = directionAt(f.text, f.inS, f.inE, f.text, f.outS, f.outE, prefixes);
     flags[n] = f.flags;

@@ -4,6 +4,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { CloudWatchLogsDecodeSchema } from "@aws-lambda-powertools/parser/schemas/cloudwatch";
 import type { z } from "zod";
 import { digest } from "./aggregate.ts";
+import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
 import { readDelivery } from "./delivery-reader.ts";
 
 export type SubscriptionPayload = z.infer<typeof CloudWatchLogsDecodeSchema>;
@@ -49,7 +50,17 @@ function outputChunkSize(compressed: Buffer): number {
   return Math.max(MIN_CHUNK, Math.min(announced, compressed.length * 1032, MAX_CHUNK));
 }
 
-export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
+/**
+ * A decoded delivery: the envelope's fields and its events, read in place (DeliveredEvents) and reported as coming
+ * from the log stream when their lines name no node.
+ */
+export type Delivery = Omit<SubscriptionPayload, "logEvents"> & { events: DeliveredEvents };
+
+/**
+ * Decodes `awslogs.data` into its envelope and events: what ingest runs on. Throws CorruptPayloadError, saying
+ * what is wrong, for anything that is not a subscription payload.
+ */
+export function decodeDelivery(data: unknown): Delivery {
   if (typeof data !== "string" || data.length === 0) {
     throw new CorruptPayloadError("awslogs.data is missing or not a string");
   }
@@ -65,24 +76,44 @@ export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
     throw new CorruptPayloadError(`awslogs.data is not gzip: ${(error as Error).message}`);
   }
   // CloudWatch Logs' own layout is read from the bytes; anything else (or invalid JSON) goes to JSON.parse.
-  let value: unknown = readDelivery(json);
-  if (value === undefined) {
+  let fields: unknown;
+  let events: DeliveredEvents | undefined;
+  let eventsProblem: string | undefined;
+  const read = readDelivery(json);
+  if (read !== undefined) {
+    fields = read.envelope;
+    events = read.events;
+    if (events.length === 0) eventsProblem = "logEvents: expected at least one event";
+  } else {
+    let value: unknown;
     try {
       value = JSON.parse(json.toString("utf8"));
     } catch (error) {
       throw new CorruptPayloadError(`awslogs.data does not hold JSON: ${(error as Error).message}`);
     }
+    fields = value;
+    const logEvents = (value as { logEvents?: unknown } | null)?.logEvents;
+    eventsProblem = checkEvents(logEvents);
+    if (eventsProblem === undefined) events = DeliveredEvents.fromArray(logEvents as CloudWatchEvent[]);
   }
-  const envelope = EnvelopeSchema.safeParse(value);
-  const eventsProblem = checkEvents((value as { logEvents?: unknown } | null)?.logEvents);
-  if (!envelope.success || eventsProblem !== undefined) {
+  const envelope = EnvelopeSchema.safeParse(fields);
+  if (!envelope.success || events === undefined || eventsProblem !== undefined) {
     const issues = envelope.success
       ? []
       : envelope.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
     if (eventsProblem !== undefined) issues.push(eventsProblem);
     throw new CorruptPayloadError(`awslogs.data is not a subscription payload: ${issues.join("; ")}`);
   }
-  return value as SubscriptionPayload;
+  const { logEvents: _, ...rest } = fields as Record<string, unknown>;
+  const delivery = rest as Omit<SubscriptionPayload, "logEvents">;
+  // The stream is the node's: the reporter of lines that name none.
+  return { ...delivery, events: events.withNode(delivery.logStream) };
+}
+
+/** decodeDelivery with the events as objects, as JSON.parse gives them (tools, tests, redrive). */
+export function decodeSubscriptionData(data: unknown): SubscriptionPayload {
+  const { events, ...envelope } = decodeDelivery(data);
+  return { ...envelope, logEvents: events.toArray() } as SubscriptionPayload;
 }
 
 /** Encodes a payload the way CloudWatch Logs delivers it (used by tests, replay tooling and redrive). */
@@ -94,9 +125,17 @@ export function encodeSubscriptionData(payload: SubscriptionPayload): string {
  * Identity of a delivery for idempotent storage: its log group, stream and event ids. A redelivered payload
  * (Lambda retry, at-least-once subscription) has the same identity however it was re-encoded.
  */
-export function contributionOf(
-  payload: Pick<SubscriptionPayload, "logGroup" | "logStream" | "logEvents">,
-): string {
-  const ids = payload.logEvents.map((e) => e.id).join(",");
-  return digest(`${payload.logGroup}\n${payload.logStream}\n${ids}`);
+export function contributionOf(payload: {
+  logGroup: string;
+  logStream: string;
+  logEvents: readonly { id: string }[] | DeliveredEvents;
+}): string {
+  const events = payload.logEvents;
+  const ids = events instanceof DeliveredEvents ? events.ids() : events.map((e) => e.id);
+  return deliveryContribution(payload.logGroup, payload.logStream, ids);
+}
+
+/** contributionOf a delivery of `logGroup` and `logStream` whose events have these ids. */
+export function deliveryContribution(logGroup: string, logStream: string, ids: readonly string[]): string {
+  return digest(`${logGroup}\n${logStream}\n${ids.join(",")}`);
 }

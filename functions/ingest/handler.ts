@@ -19,7 +19,7 @@ import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
 import type { IngestDeps } from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
-import { CorruptPayloadError, decodeSubscriptionData } from "../core/subscription-payload.ts";
+import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { type IngestConfig, loadIngestConfig } from "./config.ts";
@@ -112,9 +112,9 @@ export async function ingestEvent(
   event: CloudWatchLogsEvent,
   runtime: IngestRuntime,
 ): Promise<DeliveryResult | undefined> {
-  let payload: ReturnType<typeof decodeSubscriptionData>;
+  let payload: ReturnType<typeof decodeDelivery>;
   try {
-    payload = decodeSubscriptionData(event?.awslogs?.data);
+    payload = decodeDelivery(event?.awslogs?.data);
   } catch (error) {
     if (error instanceof CorruptPayloadError) {
       metrics.addMetric("CorruptPayloads", MetricUnit.Count, 1);
@@ -130,12 +130,18 @@ export async function ingestEvent(
   }
   logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
   const callsBefore = apiCalls(runtime.directory);
-  const result = await ingestDelivery(payload, runtime.deps, runtime.coverage, "live");
+  const { logGroup, logStream, events } = payload;
+  const result = await ingestDelivery(
+    { logGroup, logStream, logEvents: events },
+    runtime.deps,
+    runtime.coverage,
+    "live",
+  );
   recordMetrics(result);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
     logger.warn("malformed calico-packet line", {
-      eventId: payload.logEvents[m.index]?.id,
+      eventId: events.id(m.index),
       reason: m.reason,
     });
   }
