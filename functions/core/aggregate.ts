@@ -285,9 +285,11 @@ export class FlowAggregator {
 
   #count(p: CountedPacket): void {
     const at = p.at;
-    const bucket = bucketStart(at, this.#bucketMs);
+    // Most packets fall in the bucket of the packet before.
+    const last = this.#lastBucket;
+    const bucket = at >= last && at < last + this.#bucketMs ? last : bucketStart(at, this.#bucketMs);
     let bucketId: number | undefined;
-    if (bucket === this.#lastBucket) {
+    if (bucket === last) {
       bucketId = this.#lastBucketId;
     } else {
       bucketId = this.#buckets.get(bucket);
@@ -351,9 +353,7 @@ export class FlowAggregator {
   /** The aggregated flows, ordered by bucket then id so that output and writes are deterministic. */
   flows(): FlowRecord[] {
     const accs = [...this.#accumulators];
-    accs.sort((a, b) =>
-      a.bucket !== b.bucket ? (a.bucketIso < b.bucketIso ? -1 : 1) : a.id < b.id ? -1 : 1,
-    );
+    accs.sort((a, b) => (a.bucket !== b.bucket ? a.bucket - b.bucket : a.id < b.id ? -1 : 1));
     const out: FlowRecord[] = new Array(accs.length);
     const iso = new IsoCache();
     for (let i = 0; i < accs.length; i++) {

@@ -8,6 +8,7 @@
 //   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
 //   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
 //   only sees the flows it is given.
+import { KeyTable } from "./key-table.ts";
 import type { AlertCandidate, AlertKey, Endpoint, FlowRecord } from "./types.ts";
 
 /** `key.dst` of external-scan alerts: the scan has many destinations, so the key names none. */
@@ -94,36 +95,62 @@ function candidate(
 }
 
 function internalDenials(flows: readonly FlowRecord[]): Keyed[] {
-  const groups = new Map<string, Group>();
-  // Flows share endpoint objects: each is named once.
-  const names = new Map<Endpoint, string>();
-  const nameOf = (e: Endpoint): string => {
-    let name = names.get(e);
-    if (name === undefined) {
-      name = alertEndpointKey(e);
-      names.set(e, name);
+  // A flow's group is found by numbers (a number per cluster, endpoint name and protocol; the port itself) rather
+  // than by a key string built for every flow. Flows share endpoint objects: each is named once.
+  const numberOf = new Map<Endpoint, number>();
+  const nameNumbers = new Map<string, number>();
+  const names: string[] = [];
+  const nameOf = (e: Endpoint): number => {
+    let n = numberOf.get(e);
+    if (n === undefined) {
+      const name = alertEndpointKey(e);
+      n = nameNumbers.get(name);
+      if (n === undefined) {
+        n = names.length;
+        names.push(name);
+        nameNumbers.set(name, n);
+      }
+      numberOf.set(e, n);
     }
-    return name;
+    return n;
   };
+  const texts = new Map<string, number>();
+  const textNumber = (text: string): number => {
+    let n = texts.get(text);
+    if (n === undefined) {
+      n = texts.size;
+      texts.set(text, n);
+    }
+    return n;
+  };
+  const groupOf = new KeyTable();
+  const groups: Group[] = [];
   for (const f of flows) {
     if (!f.internal) continue;
     const src = nameOf(f.src);
     const dst = nameOf(f.dst);
-    // keyString of the key below, without building the key for every flow.
-    const id = `${f.cluster}\n${src}\n${dst}\n${f.protocol}\n${f.dstPort ?? ""}`;
-    const group = groups.get(id);
-    if (group === undefined) {
-      const key: AlertKey = { cluster: f.cluster, src, dst, protocol: f.protocol, dstPort: f.dstPort };
-      groups.set(id, { key, id, flows: [f] });
-    } else {
-      group.flows.push(f);
+    const cluster = textNumber(f.cluster);
+    const protocol = textNumber(f.protocol);
+    const port = f.dstPort === null ? 0 : f.dstPort + 1;
+    const g = groupOf.get(cluster, src, dst, protocol, port, 0);
+    if (g >= 0) {
+      (groups[g] as Group).flows.push(f);
+      continue;
     }
+    const key: AlertKey = {
+      cluster: f.cluster,
+      src: names[src] as string,
+      dst: names[dst] as string,
+      protocol: f.protocol,
+      dstPort: f.dstPort,
+    };
+    groupOf.add(cluster, src, dst, protocol, port, 0, groups.length);
+    groups.push({ key, id: keyString(key), flows: [f] });
   }
-  const out: Keyed[] = [];
-  for (const g of groups.values()) {
-    out.push({ candidate: candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)), id: g.id });
-  }
-  return out;
+  return groups.map((g) => ({
+    candidate: candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)),
+    id: g.id,
+  }));
 }
 
 function externalScans(flows: readonly FlowRecord[], threshold: number): Keyed[] {

@@ -132,8 +132,17 @@ export function directionAt(
 
 function isWorkload(text: string, start: number, end: number, prefixes: readonly string[]): boolean {
   if (start < 0) return false;
-  for (const prefix of prefixes) {
-    if (end - start >= prefix.length && text.startsWith(prefix, start)) return true;
+  for (let p = 0; p < prefixes.length; p++) {
+    const prefix = prefixes[p] as string;
+    if (end - start >= prefix.length && textAt(text, start, prefix)) return true;
   }
   return false;
+}
+
+/** text.startsWith(part, at), compared unit by unit: a builtin call costs more than these few comparisons. */
+function textAt(text: string, at: number, part: string): boolean {
+  for (let k = 0; k < part.length; k++) {
+    if (text.charCodeAt(at + k) !== part.charCodeAt(k)) return false;
+  }
+  return true;
 }

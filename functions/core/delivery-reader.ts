@@ -30,10 +30,42 @@ type Read<T> = T | typeof NOT_TAKEN;
 const ID_KEY = Buffer.from('"id"');
 const TIMESTAMP_KEY = Buffer.from('"timestamp"');
 const MESSAGE_KEY = Buffer.from('"message"');
+/**
+ * ASCII text as the 32-bit little-endian words that cover it (the last one overlapping the one before when the
+ * length is not a multiple of four), for a comparison of four bytes at a time.
+ */
+class Literal {
+  readonly length: number;
+  readonly #offsets: Int32Array;
+  readonly #words: Int32Array;
+
+  constructor(text: string) {
+    const bytes = Buffer.from(text, "latin1");
+    if (bytes.length < 4)
+      throw new RangeError(`a literal has at least four bytes, got ${JSON.stringify(text)}`);
+    const offsets: number[] = [];
+    for (let at = 0; at < bytes.length; at += 4) offsets.push(Math.min(at, bytes.length - 4));
+    this.length = bytes.length;
+    this.#offsets = Int32Array.from(offsets);
+    this.#words = Int32Array.from(offsets, (at) => bytes.readInt32LE(at));
+  }
+
+  /** True when the literal is at `at` in the bytes `view` covers. */
+  at(view: DataView, at: number): boolean {
+    if (at < 0 || at + this.length > view.byteLength) return false;
+    const offsets = this.#offsets;
+    const words = this.#words;
+    for (let k = 0; k < offsets.length; k++) {
+      if (view.getInt32(at + (offsets[k] as number), true) !== words[k]) return false;
+    }
+    return true;
+  }
+}
+
 /** An event exactly as CloudWatch Logs writes it, around its three values. */
-const EVENT_HEAD = Buffer.from('{"id":"');
-const AFTER_ID = Buffer.from('","timestamp":');
-const BEFORE_MESSAGE = Buffer.from(',"message":"');
+const EVENT_HEAD = new Literal('{"id":"');
+const AFTER_ID = new Literal('","timestamp":');
+const BEFORE_MESSAGE = new Literal(',"message":"');
 const LITERALS: readonly (readonly [Buffer, boolean | null])[] = [
   [Buffer.from("true"), true],
   [Buffer.from("false"), false],
@@ -207,19 +239,18 @@ function readColumnString(
 }
 
 /**
- * Event `k` at `i` when it is laid out exactly as CloudWatch Logs writes it (no whitespace, an id of digits, a
- * timestamp of at most 15 digits, a message without escapes): the position after its closing brace, else -1
+ * Event `k` at `i` when it is laid out exactly as CloudWatch Logs writes it (no whitespace, a timestamp of at most
+ * 15 digits, an id and a message without escapes): the position after its closing brace, else -1
  * (readEvent then reads it, or finds what is wrong with it).
  */
 function readCloudWatchEvent(r: Reader, i: number, c: EventColumns, k: number): number {
   const b = r.b;
-  if (!hasBytes(b, i, EVENT_HEAD)) return -1;
+  const view = r.view;
+  if (!EVENT_HEAD.at(view, i)) return -1;
   const idStart = i + EVENT_HEAD.length;
-  let j = idStart;
-  while ((b[j] as number) >= 48 && (b[j] as number) <= 57) j++;
-  if (j === idStart || !hasBytes(b, j, AFTER_ID)) return -1;
-  const idEnd = j;
-  j += AFTER_ID.length;
+  const idEnd = plainStringEnd(r, idStart);
+  if (idEnd < 0 || !AFTER_ID.at(view, idEnd)) return -1;
+  let j = idEnd + AFTER_ID.length;
   const timeStart = j;
   let timestamp = 0;
   for (;;) {
@@ -230,7 +261,7 @@ function readCloudWatchEvent(r: Reader, i: number, c: EventColumns, k: number): 
   }
   const digits = j - timeStart;
   if (digits === 0 || digits > 15 || (digits > 1 && b[timeStart] === 48)) return -1;
-  if (!hasBytes(b, j, BEFORE_MESSAGE)) return -1;
+  if (!BEFORE_MESSAGE.at(view, j)) return -1;
   const messageStart = j + BEFORE_MESSAGE.length;
   const close = plainStringEnd(r, messageStart);
   if (close < 0 || b[close + 1] !== 125) return -1;

@@ -5,6 +5,7 @@ import { alertCandidates } from "./alert-rules.ts";
 import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionAt } from "./classify.ts";
 import { DeliveredEvents } from "./delivered-events.ts";
 import { formatIpv6Groups } from "./ipv6.ts";
+import { NumberTable } from "./key-table.ts";
 import { decodePolicy, type LineParser } from "./parse.ts";
 import type {
   AlertCandidate,
@@ -171,8 +172,9 @@ async function resolveLookups(
   return resolutions;
 }
 
-/** Slots of the pipeline's cache of host names (a power of two). */
-const REPORTER_SLOTS = 64;
+/** Slots of the pipeline's table of host names (a power of two), and the longest name it keeps. */
+const REPORTER_SLOTS = 256;
+const REPORTER_BYTES = 64;
 
 /**
  * text.slice(start, end) as a string of its own, for a value that may outlive the run (addresses stay in the live
@@ -229,14 +231,9 @@ export async function runPipeline(
   // At most two lookups per packet.
   const nextLookup = new Int32Array(2 * capacity);
   // IPv4 addresses are found by their value, which the scanner reads with them (no string made or hashed per
-  // line); IPv6 ones by their text.
-  // Four maps by the address's low two bits, keyed by the other 30: small integers, which V8 hashes unboxed.
-  const v4Addresses = [
-    new Map<number, AddressState>(),
-    new Map<number, AddressState>(),
-    new Map<number, AddressState>(),
-    new Map<number, AddressState>(),
-  ];
+  // line), in a table of typed arrays; IPv6 ones by their text.
+  const v4Numbers = new NumberTable();
+  const v4Addresses: AddressState[] = [];
   const v6Addresses = new Map<string, AddressState>();
   /** Internal addresses, in the order first seen. */
   const internalAddresses: AddressState[] = [];
@@ -280,11 +277,13 @@ export async function runPipeline(
         v6Addresses.set(ip, state);
       }
     } else {
-      const byNumber = v4Addresses[v4 & 3] as Map<number, AddressState>;
-      state = byNumber.get(v4 >>> 2);
-      if (state === undefined) {
+      const k = v4Numbers.get(v4);
+      if (k >= 0) {
+        state = v4Addresses[k] as AddressState;
+      } else {
         state = newAddress(detached(f.text, start, end));
-        byNumber.set(v4 >>> 2, state);
+        v4Numbers.add(v4, v4Addresses.length);
+        v4Addresses.push(state);
       }
     }
     if (!state.internal) return state.externalCode;
@@ -319,44 +318,64 @@ export async function runPipeline(
     state.lastLookup = index;
     return index;
   };
-  // A host name in the line is found in a small cache by a hash of its bytes and compared where it lies, so that
-  // no string is made for it: a stream holds one node's lines, or a relay's for a few nodes.
-  const cachedNames: (string | null)[] = new Array(REPORTER_SLOTS).fill(null);
-  const cachedIds = new Int32Array(REPORTER_SLOTS);
-  let lastReporter = "";
-  let lastReporterId = -1;
+  // A host name in the line is found by a hash of its bytes and compared where it lies, so that no string is made
+  // for it: a stream holds one node's lines, or a relay's for a few nodes. Open addressing over REPORTER_SLOTS
+  // slots, each with the name's hash, length and bytes (names of up to REPORTER_BYTES), at most half of them
+  // filled; other names are looked up by string.
+  const slotIds = new Int32Array(REPORTER_SLOTS).fill(-1);
+  const slotHashes = new Int32Array(REPORTER_SLOTS);
+  const slotLengths = new Int32Array(REPORTER_SLOTS);
+  const slotBytes = new Uint8Array(REPORTER_SLOTS * REPORTER_BYTES);
+  let filled = 0;
+  /** The slot of the line before's node, or -1. */
+  let lastSlot = -1;
+  const sameBytes = (b: Uint8Array, start: number, length: number, slot: number): boolean => {
+    if (slotLengths[slot] !== length) return false;
+    const at = slot * REPORTER_BYTES;
+    for (let k = 0; k < length; k++) if (b[start + k] !== slotBytes[at + k]) return false;
+    return true;
+  };
+  let lastName = "";
+  let lastNameId = -1;
   const reporterOf = (eventNode: string | undefined): number => {
     const start = f.nodeS;
     if (start < 0) {
       const name = f.node ?? eventNode ?? "unknown";
-      if (name !== lastReporter) {
-        lastReporter = name;
-        lastReporterId = aggregator.reporterId(name);
+      if (name !== lastName) {
+        lastName = name;
+        lastNameId = aggregator.reporterId(name);
       }
-      return lastReporterId;
+      return lastNameId;
     }
     const end = f.nodeE;
-    const text = f.text;
-    // Most often the line before's node.
-    if (lastReporterId >= 0 && lastReporter.length === end - start && text.startsWith(lastReporter, start)) {
-      return lastReporterId;
-    }
+    const length = end - start;
     const b = f.b;
-    let h = end - start;
+    // Most often the line before's node.
+    if (lastSlot >= 0 && sameBytes(b, start, length, lastSlot)) return slotIds[lastSlot] as number;
+    let h = length;
     for (let k = start; k < end; k++) h = Math.imul(h ^ (b[k] as number), 0x01000193);
-    const slot = (h ^ (h >>> 16)) & (REPORTER_SLOTS - 1);
-    const cached = cachedNames[slot];
-    if (cached != null && cached.length === end - start && text.startsWith(cached, start)) {
-      lastReporter = cached;
-      lastReporterId = cachedIds[slot] as number;
-      return lastReporterId;
+    h ^= h >>> 16;
+    let slot = h & (REPORTER_SLOTS - 1);
+    for (;;) {
+      const id = slotIds[slot] as number;
+      if (id < 0) break;
+      if (slotHashes[slot] === h && sameBytes(b, start, length, slot)) {
+        lastSlot = slot;
+        return id;
+      }
+      slot = (slot + 1) & (REPORTER_SLOTS - 1);
     }
-    const name = detached(text, start, end);
-    const id = aggregator.reporterId(name);
-    cachedNames[slot] = name;
-    cachedIds[slot] = id;
-    lastReporter = name;
-    lastReporterId = id;
+    const id = aggregator.reporterId(detached(f.text, start, end));
+    if (length <= REPORTER_BYTES && 2 * (filled + 1) <= REPORTER_SLOTS) {
+      slotIds[slot] = id;
+      slotHashes[slot] = h;
+      slotLengths[slot] = length;
+      slotBytes.set(b.subarray(start, end), slot * REPORTER_BYTES);
+      filled++;
+      lastSlot = slot;
+    } else {
+      lastSlot = -1;
+    }
     return id;
   };
   // Policies are decoded from the prefix, once per distinct prefix.
