@@ -350,10 +350,19 @@ export class FlowAggregator {
     acc.flags |= p.flags;
   }
 
-  /** The aggregated flows, ordered by bucket then id so that output and writes are deterministic. */
+  /**
+   * The aggregated flows, ordered by bucket, then as first seen: the same packets in the same order make the same
+   * output and writes. (Ordering by id as well cost as much as a tenth of the pipeline: a comparison of strings per
+   * step of the sort.)
+   */
   flows(): FlowRecord[] {
     const accs = [...this.#accumulators];
-    accs.sort((a, b) => (a.bucket !== b.bucket ? a.bucket - b.bucket : a.id < b.id ? -1 : 1));
+    let ordered = true;
+    for (let i = 1; i < accs.length && ordered; i++) {
+      ordered = (accs[i - 1] as Accumulator).bucket <= (accs[i] as Accumulator).bucket;
+    }
+    // Array#sort is stable: within a bucket, flows stay as first seen.
+    if (!ordered) accs.sort((a, b) => a.bucket - b.bucket);
     const out: FlowRecord[] = new Array(accs.length);
     const iso = new IsoCache();
     for (let i = 0; i < accs.length; i++) {

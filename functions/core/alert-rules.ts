@@ -36,21 +36,9 @@ export function alertEndpointKey(e: Endpoint): string {
   return e.ip;
 }
 
-function keyString(k: AlertKey): string {
-  return `${k.cluster}\n${k.src}\n${k.dst}\n${k.protocol}\n${k.dstPort ?? ""}`;
-}
-
 interface Group {
   key: AlertKey;
-  /** keyString(key), which candidates are ordered by. */
-  id: string;
   flows: FlowRecord[];
-}
-
-/** A candidate with keyString of its key, to order candidates without building the string again. */
-interface Keyed {
-  candidate: AlertCandidate;
-  id: string;
 }
 
 /** The flow an alert shows as its example: the latest seen (its pods are the likeliest to still exist). */
@@ -94,7 +82,7 @@ function candidate(
   };
 }
 
-function internalDenials(flows: readonly FlowRecord[]): Keyed[] {
+function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
   // A flow's group is found by numbers (a number per cluster, endpoint name and protocol; the port itself) rather
   // than by a key string built for every flow. Flows share endpoint objects: each is named once.
   const numberOf = new Map<Endpoint, number>();
@@ -145,15 +133,12 @@ function internalDenials(flows: readonly FlowRecord[]): Keyed[] {
       dstPort: f.dstPort,
     };
     groupOf.add(cluster, src, dst, protocol, port, 0, groups.length);
-    groups.push({ key, id: keyString(key), flows: [f] });
+    groups.push({ key, flows: [f] });
   }
-  return groups.map((g) => ({
-    candidate: candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)),
-    id: g.id,
-  }));
+  return groups.map((g) => candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
 }
 
-function externalScans(flows: readonly FlowRecord[], threshold: number): Keyed[] {
+function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCandidate[] {
   const bySource = new Map<string, { cluster: string; ip: string; flows: FlowRecord[] }>();
   for (const f of flows) {
     if (f.internal || f.src.kind !== "external") continue;
@@ -162,7 +147,7 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): Keyed[]
     if (group === undefined) bySource.set(id, { cluster: f.cluster, ip: f.src.ip, flows: [f] });
     else group.flows.push(f);
   }
-  const out: Keyed[] = [];
+  const out: AlertCandidate[] = [];
   for (const { cluster, ip, flows: own } of bySource.values()) {
     const ports = new Set<string>();
     const destinations = new Set<string>();
@@ -181,14 +166,15 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): Keyed[]
       if (a > b || (a === b && f.dst.ip < top.dst.ip)) top = f;
     }
     const key: AlertKey = { cluster, src: ip, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
-    out.push({ candidate: candidate(key, own, "low", "external-scan", top), id: keyString(key) });
+    out.push(candidate(key, own, "low", "external-scan", top));
   }
   return out;
 }
 
 /**
- * Alert candidates for one payload's aggregated flows, ordered by key so that storage and delivery are
- * deterministic. Windows and de-duplication across payloads are the store's (FlowStore.applyAlerts).
+ * Alert candidates for one payload's aggregated flows: internal denials, then external scans, each in the order of
+ * their first flow, so that the same flows make the same candidates in the same order (delivery publishes the first
+ * ones when it caps a batch). Windows and de-duplication across payloads are the store's (FlowStore.applyAlerts).
  */
 export function alertCandidates(flows: readonly FlowRecord[], options: AlertRuleOptions): AlertCandidate[] {
   const threshold = options.scanThreshold;
@@ -197,7 +183,5 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
   }
   const out = internalDenials(flows);
   if (threshold !== undefined) out.push(...externalScans(flows, threshold));
-  // Ordered by the key strings the groups were found by: a comparator that built them would do so O(n log n) times.
-  out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return out.map((k) => k.candidate);
+  return out;
 }

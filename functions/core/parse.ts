@@ -266,15 +266,20 @@ function scanIpv4(b: Uint8Array, start: number): boolean {
       if (b[i] !== 46) return false;
       i++;
     }
-    const first = i;
-    let octet = 0;
-    for (;;) {
-      const d = (b[i] as number) - 48;
-      if (!(d >= 0 && d <= 9)) break;
+    // One to three digits, no leading zero, at most 255: the digits after the first are read one by one.
+    let octet = (b[i] as number) - 48;
+    if (!(octet >= 0 && octet <= 9)) return false;
+    let d = (b[++i] as number) - 48;
+    if (d >= 0 && d <= 9) {
+      if (octet === 0) return false;
       octet = octet * 10 + d;
-      if (++i - first > 3) return false;
+      d = (b[++i] as number) - 48;
+      if (d >= 0 && d <= 9) {
+        octet = octet * 10 + d;
+        d = (b[++i] as number) - 48;
+        if ((d >= 0 && d <= 9) || octet > 255) return false;
+      }
     }
-    if (i === first || octet > 255 || (i - first > 1 && b[first] === 48)) return false;
     value = value * 256 + octet;
   }
   scanned = i;

@@ -49,6 +49,23 @@ describe("FlowAggregator", () => {
     });
   });
 
+  it("orders flows by bucket, then as first seen", () => {
+    const agg = new FlowAggregator("prod", 60);
+    agg.add(base(T + 61_000, { dstPort: 1 }));
+    agg.add(base(T + 5_000, { dstPort: 2 }));
+    agg.add(base(T + 125_000, { dstPort: 3 }));
+    agg.add(base(T + 1_000, { dstPort: 4 }));
+    agg.add(base(T + 62_000, { dstPort: 5 }));
+    agg.add(base(T + 2_000, { dstPort: 2 }));
+    expect(agg.flows().map((f) => [f.bucket.slice(11, 16), f.dstPort])).toEqual([
+      ["04:52", 2],
+      ["04:52", 4],
+      ["04:53", 1],
+      ["04:53", 5],
+      ["04:54", 3],
+    ]);
+  });
+
   it("splits by bucket, port, protocol, reporter, policy and by the holder of a reused IP", () => {
     const agg = new FlowAggregator("prod", 60);
     agg.add(base(T));

@@ -125,12 +125,13 @@ describe("internal denials", () => {
     const keys = alertCandidates(flows, {}).map(
       (c) => `${c.key.cluster} ${c.key.src} ${c.key.protocol}/${c.key.dstPort}`,
     );
+    // In the order of each key's first flow.
     expect(keys).toEqual([
-      "prod 192.168.50.5 TCP/8012",
-      "prod customer-a/Deployment/web TCP/5432",
       "prod customer-a/Deployment/web TCP/8012",
+      "prod customer-a/Deployment/web TCP/5432",
       "prod customer-a/Deployment/web UDP/8012",
       "staging customer-a/Deployment/web TCP/8012",
+      "prod 192.168.50.5 TCP/8012",
     ]);
   });
 

@@ -58,7 +58,10 @@ describe("flow ids", () => {
     agg.add(
       packet({ src: { ...external("2001:db8::1"), kind: "unknown", resolved: false }, protocol: "UDP" }),
     );
-    const ids = agg.flows().map((f) => `${f.bucket} ${f.id} ${f.packets} ${f.tcpFlags.join(",")}`);
+    const ids = agg
+      .flows()
+      .map((f) => `${f.bucket} ${f.id} ${f.packets} ${f.tcpFlags.join(",")}`)
+      .sort();
     expect(ids).toMatchInlineSnapshot(`
       [
         "2026-04-19T04:52:00.000Z 87NGuQjp21AJcAGNw6XHcf 1 SYN",
