@@ -12,12 +12,15 @@
 // each string is decoded from its own bytes (a string's quotes are ASCII, so they never split a character). A
 // string holding an escape goes through JSON.parse itself.
 import { DeliveredEvents, type EventColumns } from "./delivered-events.ts";
-import { controlAt, jsonNumberEnd, jsonSpace } from "./json-bytes.ts";
+import { jsonNumberEnd, jsonSpace } from "./json-bytes.ts";
 
 /** Where a read stands: the bytes, and the next backslash at or after the last string read (b.length: none). */
 interface Reader {
   b: Buffer;
   view: DataView;
+  /** The bytes as 32-bit words from the first 4-aligned one, which is `b[wordStart]`. */
+  words: Int32Array;
+  wordStart: number;
   /** Position after the last value read. */
   pos: number;
   backslash: number;
@@ -106,7 +109,41 @@ function plainStringEnd(r: Reader, start: number): number {
     r.backslash = next < 0 ? b.length : next;
   }
   if (r.backslash < close) return ESCAPED;
-  return controlAt(b, r.view, start, close) < close ? -1 : close;
+  return controlIn(r, start, close) ? -1 : close;
+}
+
+/**
+ * True when a byte below 0x20 is in [start, end): sixteen bytes a round, as four aligned words (the test of
+ * json-bytes.ts's controlAt on each), then byte by byte from the first round that may hold one.
+ */
+function controlIn(r: Reader, start: number, end: number): boolean {
+  const b = r.b;
+  const words = r.words;
+  const base = r.wordStart;
+  let k = start;
+  while (k < end && ((k - base) & 3) !== 0) if ((b[k++] as number) < 32) return true;
+  if (k < end) {
+    // k is on a word: on from the first pair of words that may hold one.
+    let w = (k - base) >> 2;
+    const stop = (end - base) >> 2;
+    for (; w + 4 <= stop; w += 4) {
+      const x = words[w] as number;
+      const y = words[w + 1] as number;
+      const z = words[w + 2] as number;
+      const v = words[w + 3] as number;
+      if (
+        (((x - 0x20202020) & ~x) |
+          ((y - 0x20202020) & ~y) |
+          ((z - 0x20202020) & ~z) |
+          ((v - 0x20202020) & ~v)) &
+        0x80808080
+      )
+        break;
+    }
+    k = base + 4 * w;
+  }
+  for (; k < end; k++) if ((b[k] as number) < 32) return true;
+  return false;
 }
 
 function readEscapedString(r: Reader, start: number): Read<string> {
@@ -336,7 +373,15 @@ export interface ReadDelivery {
  */
 export function readDelivery(bytes: Buffer): ReadDelivery | undefined {
   const b = bytes;
-  const r: Reader = { b, view: new DataView(b.buffer, b.byteOffset, b.length), pos: 0, backslash: -1 };
+  const wordStart = (4 - (b.byteOffset & 3)) & 3;
+  const r: Reader = {
+    b,
+    view: new DataView(b.buffer, b.byteOffset, b.length),
+    words: new Int32Array(b.buffer, b.byteOffset + wordStart, Math.max(0, (b.length - wordStart) >> 2)),
+    wordStart,
+    pos: 0,
+    backslash: -1,
+  };
   let i = jsonSpace(b, 0);
   if (b[i] !== 123) return undefined;
   const envelope: Record<string, unknown> = {};

@@ -106,6 +106,25 @@ describe("readDelivery", () => {
     expect(readDelivery(Buffer.from(text))).toBeUndefined();
   });
 
+  it("finds a raw control character at any place of a string of any length, and none outside strings", () => {
+    // Strings are checked a word at a time from the first aligned byte: every alignment, length and place.
+    for (let pad = 0; pad < 4; pad++) {
+      for (let length = 0; length < 24; length++) {
+        const text = (value: string) =>
+          Buffer.from(`${" ".repeat(pad)}{"logEvents":[{"id":"1","timestamp":2,"message":"${value}"}]}`);
+        expect(agreesWithJsonParse(text("a".repeat(length)))).toBe(true);
+        // Whitespace around the values, tabs and newlines among it, is not inside a string.
+        expect(
+          agreesWithJsonParse(Buffer.from(`\t{\n\t"x":\t"${"b".repeat(length)}",\r\n"logEvents":[]}`)),
+        ).toBe(true);
+        for (let at = 0; at < length; at++) {
+          const value = `${"a".repeat(at)}\u0001${"a".repeat(length - at - 1)}`;
+          expect(readDelivery(text(value))).toBeUndefined();
+        }
+      }
+    }
+  });
+
   it("reads escaped and non-ASCII strings as JSON.parse does", () => {
     const text = JSON.stringify({
       logEvents: [
