@@ -32,8 +32,8 @@ export function bucketStart(at: number, bucketMs: number): number {
   return Math.floor(at / bucketMs) * bucketMs;
 }
 
-/** Short stable digest (128 bits, base64url) used for flow ids and alert key ids. */
-export function digest(text: string): string {
+/** Short stable digest (128 bits of SHA-256, base64url) of a text's UTF-8, or of bytes: flow ids, alert keys. */
+export function digest(text: string | Uint8Array): string {
   return hash("sha256", text, "base64url").slice(0, 22);
 }
 

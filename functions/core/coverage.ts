@@ -8,10 +8,13 @@
 // the rest under its contribution and marks the claim stored. A claim is written (conditionally on the
 // record's version) before anything is stored, so two writers can never both own an event, and a writer that
 // died between claim and store is finished later under the same contribution, which the store deduplicates.
+import xxhash from "xxhash-wasm";
 import { digest } from "./aggregate.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
 import { type IngestDeps, type IngestResult, ingestBatch } from "./ingest.ts";
 import { deliveryContribution } from "./subscription-payload.ts";
+
+const { h64Raw } = await xxhash();
 
 export type { CloudWatchEvent } from "./delivered-events.ts";
 
@@ -74,12 +77,47 @@ export function minuteOf(timestamp: number): number {
   return Math.floor(timestamp / MINUTE_MS) * MINUTE_MS;
 }
 
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const LOW32 = 0xffffffffn;
+const encoder = new TextEncoder();
+
 /**
- * Short digest of a CloudWatch event id (66 bits): ids are 56 digits, and a minute holds thousands. Two
- * events of one stream-minute colliding (p ≈ n²/2⁶⁷) would make one of them look counted.
+ * Short digest of a CloudWatch event id: its UTF-8 bytes' 64-bit xxHash (XXH64, seed 0) as 11 base64url
+ * characters (the low 30 bits of each half, five characters each, then the top two bits of each). Ids are 56
+ * digits that CloudWatch Logs assigns, never chosen by whoever sends the packets, so a fast non-cryptographic
+ * hash serves: two events of one stream-minute colliding (p ≈ n²/2⁶⁵) would make one of them look counted.
  */
 export function eventKey(id: string): string {
-  return digest(id).slice(0, 11);
+  return keyOfBytes(encoder.encode(id));
+}
+
+function keyOfBytes(bytes: Uint8Array): string {
+  const h = h64Raw(bytes);
+  const lo = Number(h & LOW32);
+  const hi = Number(h >> 32n);
+  const c = (bits: number) => BASE64URL.charCodeAt(bits & 63);
+  return String.fromCharCode(
+    c(lo),
+    c(lo >>> 6),
+    c(lo >>> 12),
+    c(lo >>> 18),
+    c(lo >>> 24),
+    c(hi),
+    c(hi >>> 6),
+    c(hi >>> 12),
+    c(hi >>> 18),
+    c(hi >>> 24),
+    c((lo >>> 30) | ((hi >>> 30) << 2)),
+  );
+}
+
+/** eventKey of every event's id, from the delivery's bytes (no string is made for the ids). */
+export function eventKeys(events: DeliveredEvents): string[] {
+  const keys: string[] = new Array(events.length);
+  events.forEachId((bytes, i) => {
+    keys[i] = keyOfBytes(bytes);
+  });
+  return keys;
 }
 
 function emptyMinute(minute: number): MinuteCoverage {
@@ -191,8 +229,7 @@ export async function ingestDelivery(
   const all = (given instanceof DeliveredEvents ? given : DeliveredEvents.fromArray(given)).withNode(
     payload.logStream,
   );
-  const ids = all.ids();
-  const contribution = deliveryContribution(payload.logGroup, payload.logStream, ids);
+  const contribution = deliveryContribution(payload.logGroup, payload.logStream, all.joinedIds());
   if (coverage === undefined || all.length === 0) {
     const result = await ingestBatch(all, contribution, deps);
     return { ...result, eventsAlreadyCounted: 0 };
@@ -204,7 +241,7 @@ export async function ingestDelivery(
     group: payload.logGroup,
     stream: payload.logStream,
   };
-  const keys = ids.map(eventKey);
+  const keys = eventKeys(all);
   const byMinute = indicesByMinute(all);
   const minutes = [...byMinute.keys()].sort((a, b) => a - b);
   const first = minutes[0] as number;

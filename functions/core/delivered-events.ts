@@ -190,10 +190,38 @@ export class DeliveredEvents {
     return new DeliveredEvents(this.#bytes, columns, this.node);
   }
 
-  /** Every event's id, in order. */
-  ids(): string[] {
-    const out: string[] = new Array(this.length);
-    for (let i = 0; i < this.length; i++) out[i] = this.id(i);
+  /** Calls `visit` with the UTF-8 bytes of each event's id (a view into the delivery, not to be kept), in order. */
+  forEachId(visit: (bytes: Uint8Array, i: number) => void): void {
+    const c = this.#columns;
+    const b = this.#bytes;
+    for (let i = 0; i < this.length; i++) {
+      const start = c.idAt[2 * i] as number;
+      if (start >= 0 && b !== null) visit(b.subarray(start, c.idAt[2 * i + 1]), i);
+      else visit(Buffer.from(c.ids[i] as string, "utf8"), i);
+    }
+  }
+
+  /** The UTF-8 bytes of every event's id, joined by commas (what a delivery's contribution digests). */
+  joinedIds(): Buffer {
+    const c = this.#columns;
+    const b = this.#bytes;
+    let size = Math.max(0, this.length - 1);
+    for (let i = 0; i < this.length; i++) {
+      const start = c.idAt[2 * i] as number;
+      size += start >= 0 ? (c.idAt[2 * i + 1] as number) - start : Buffer.byteLength(c.ids[i] as string, "utf8");
+    }
+    const out = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (let i = 0; i < this.length; i++) {
+      if (i > 0) out[at++] = 44;
+      const start = c.idAt[2 * i] as number;
+      if (start >= 0 && b !== null) {
+        const end = c.idAt[2 * i + 1] as number;
+        for (let k = start; k < end; k++) out[at++] = b[k] as number;
+      } else {
+        at += out.write(c.ids[i] as string, at, "utf8");
+      }
+    }
     return out;
   }
 

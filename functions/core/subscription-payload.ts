@@ -131,11 +131,15 @@ export function contributionOf(payload: {
   logEvents: readonly { id: string }[] | DeliveredEvents;
 }): string {
   const events = payload.logEvents;
-  const ids = events instanceof DeliveredEvents ? events.ids() : events.map((e) => e.id);
+  const ids = events instanceof DeliveredEvents ? events.joinedIds() : events.map((e) => e.id).join(",");
   return deliveryContribution(payload.logGroup, payload.logStream, ids);
 }
 
-/** contributionOf a delivery of `logGroup` and `logStream` whose events have these ids. */
-export function deliveryContribution(logGroup: string, logStream: string, ids: readonly string[]): string {
-  return digest(`${logGroup}\n${logStream}\n${ids.join(",")}`);
+/**
+ * contributionOf a delivery of `logGroup` and `logStream` whose events' ids, joined by commas, are `ids` (as text,
+ * or as its UTF-8 bytes: the same digest).
+ */
+export function deliveryContribution(logGroup: string, logStream: string, ids: string | Uint8Array): string {
+  if (typeof ids === "string") return digest(`${logGroup}\n${logStream}\n${ids}`);
+  return digest(Buffer.concat([Buffer.from(`${logGroup}\n${logStream}\n`, "utf8"), ids]));
 }

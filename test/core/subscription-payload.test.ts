@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   CorruptPayloadError,
   contributionOf,
+  decodeDelivery,
   decodeSubscriptionData,
   encodeSubscriptionData,
 } from "../../functions/core/subscription-payload.ts";
@@ -35,6 +36,22 @@ describe("subscription payloads", () => {
   ])("reports %s precisely", (data, reason) => {
     expect(() => decodeSubscriptionData(data)).toThrow(CorruptPayloadError);
     expect(() => decodeSubscriptionData(data)).toThrow(reason);
+  });
+
+  it("names a delivery read from its bytes as the same events given as objects", () => {
+    const odd = {
+      ...payload,
+      logEvents: [
+        { id: "37001", timestamp: 1, message: "a" },
+        { id: 'with "quote" and é', timestamp: 2, message: "b" },
+        { id: "", timestamp: 3, message: "c" },
+        { id: "😀", timestamp: 4, message: "d" },
+      ],
+    };
+    for (const p of [payload, odd]) {
+      const { events } = decodeDelivery(encodeSubscriptionData(p));
+      expect(contributionOf({ ...p, logEvents: events })).toBe(contributionOf(p));
+    }
   });
 
   it("identifies a redelivery by its events, not by its encoding", () => {
