@@ -208,7 +208,8 @@ export class DeliveredEvents {
     let size = Math.max(0, this.length - 1);
     for (let i = 0; i < this.length; i++) {
       const start = c.idAt[2 * i] as number;
-      size += start >= 0 ? (c.idAt[2 * i + 1] as number) - start : Buffer.byteLength(c.ids[i] as string, "utf8");
+      size +=
+        start >= 0 ? (c.idAt[2 * i + 1] as number) - start : Buffer.byteLength(c.ids[i] as string, "utf8");
     }
     const out = Buffer.allocUnsafe(size);
     let at = 0;
