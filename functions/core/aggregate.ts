@@ -136,7 +136,7 @@ export class FlowAggregator {
    * Each flow's index in #accumulators by its key in numbers: source and destination endpoint, bucket,
    * (protocol, port), reporter, policy. The per-packet key costs one probe of typed arrays, not a string.
    */
-  readonly #flows = new KeyTable();
+  readonly #flows: KeyTable;
   readonly #accumulators: Accumulator[] = [];
   // Endpoints are numbered so that the per-packet key stays short: two endpoints with the same endpointKey (the
   // same holder of the same IP) get the same number. add() numbers them here; count()'s caller numbers them itself.
@@ -160,7 +160,9 @@ export class FlowAggregator {
   readonly #policyOf: (PolicyRef | null)[] = [null];
   readonly #policyKeyOf: string[] = [policyKey(null)];
 
-  constructor(cluster: string, bucketSeconds: number) {
+  /** `expectedFlows`: how many flows to make room for before the table of keys grows. */
+  constructor(cluster: string, bucketSeconds: number, expectedFlows?: number) {
+    this.#flows = new KeyTable(expectedFlows);
     if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1) {
       throw new Error(`bucketSeconds must be a positive integer, got ${bucketSeconds}`);
     }

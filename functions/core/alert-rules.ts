@@ -111,7 +111,7 @@ function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
     }
     return n;
   };
-  const groupOf = new KeyTable();
+  const groupOf = new KeyTable(Math.min(flows.length, 256));
   const groups: Group[] = [];
   for (const f of flows) {
     if (!f.internal) continue;

@@ -6,6 +6,13 @@
 const ARITY = 6;
 const INITIAL_CAPACITY = 1024;
 
+/** Slots for about `expected` keys with the table at most half full: a power of two from 16. */
+function capacityFor(expected: number): number {
+  let capacity = 16;
+  while (capacity < 2 * expected && capacity < 1 << 30) capacity *= 2;
+  return capacity;
+}
+
 /** A well-mixed 32-bit hash of the six parts (multiply-xorshift rounds, murmur3's finaliser at the end). */
 function mix(a: number, b: number, c: number, d: number, e: number, f: number): number {
   let h = Math.imul(a ^ 0x2545f491, 0x9e3779b1);
@@ -22,11 +29,19 @@ function mix(a: number, b: number, c: number, d: number, e: number, f: number): 
 }
 
 export class KeyTable {
-  #mask = INITIAL_CAPACITY - 1;
-  #keys = new Int32Array(INITIAL_CAPACITY * ARITY);
+  #mask: number;
+  #keys: Int32Array;
   /** The value of each slot; -1 for an empty one. */
-  #values = new Int32Array(INITIAL_CAPACITY).fill(-1);
+  #values: Int32Array;
   #size = 0;
+
+  /** A table with room for `expected` keys before it grows (it grows as needed either way). */
+  constructor(expected: number = INITIAL_CAPACITY / 2) {
+    const capacity = capacityFor(expected);
+    this.#mask = capacity - 1;
+    this.#keys = new Int32Array(capacity * ARITY);
+    this.#values = new Int32Array(capacity).fill(-1);
+  }
 
   get size(): number {
     return this.#size;

@@ -207,7 +207,8 @@ export async function runPipeline(
     attributionMisses: 0,
   };
   const malformed: { index: number; reason: string }[] = [];
-  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds);
+  // Room for a flow per four lines, about what a busy cluster's deliveries make.
+  const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds, events.length / 4);
 
   // What aggregation needs of each packet, in columns: the scanner leaves a line's values in its fields, and
   // nothing is allocated per line (the texts are numbered by the aggregator, the addresses below).

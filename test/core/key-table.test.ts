@@ -12,8 +12,9 @@ describe("KeyTable", () => {
       fc.property(
         fc.array(key, { minLength: 600, maxLength: 3000 }),
         fc.array(key, { maxLength: 200 }),
-        (added, probes) => {
-          const table = new KeyTable();
+        fc.option(fc.nat(5000), { nil: undefined }),
+        (added, probes, expected) => {
+          const table = new KeyTable(expected);
           const reference = new Map<string, number>();
           for (const k of added) {
             const text = k.join(",");
