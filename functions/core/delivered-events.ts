@@ -105,21 +105,20 @@ export class DeliveredEvents {
   }
 
   id(i: number): string {
-    this.#check(i);
-    const c = this.#columns;
-    const start = c.idAt[2 * i] as number;
-    return start < 0
-      ? (c.ids[i] as string)
-      : (this.#bytes as Buffer).toString("utf8", start, c.idAt[2 * i + 1]);
+    return this.#string(i, this.#columns.idAt, this.#columns.ids);
   }
 
   message(i: number): string {
+    return this.#string(i, this.#columns.messageAt, this.#columns.messages);
+  }
+
+  /** Event i's string of the column `at`/`strings` (see EventColumns). */
+  #string(i: number, at: Int32Array, strings: (string | undefined)[]): string {
     this.#check(i);
-    const c = this.#columns;
-    const start = c.messageAt[2 * i] as number;
+    const start = at[2 * i] as number;
     return start < 0
-      ? (c.messages[i] as string)
-      : (this.#bytes as Buffer).toString("utf8", start, c.messageAt[2 * i + 1]);
+      ? (strings[i] as string)
+      : (this.#bytes as Buffer).toString("utf8", start, at[2 * i + 1]);
   }
 
   /**

@@ -7,10 +7,9 @@
 // are any string, number, literal or array of those) and answers undefined for anything else — another layout,
 // invalid JSON, a nested value it does not expect, no `logEvents` array — so that the caller parses the text with
 // JSON.parse instead. When it answers, its envelope and events hold what JSON.parse would return for the same
-// bytes decoded as UTF-8. The events are not built: they are positions in the delivery's text (DeliveredEvents),
-// found with the text's own indexOf. An ASCII delivery is decoded once, one character per byte; in any other,
-// each string is decoded from its own bytes (a string's quotes are ASCII, so they never split a character). A
-// string holding an escape goes through JSON.parse itself.
+// bytes decoded as UTF-8. The events are not built: an event is its timestamp and the positions of its id and
+// message in the bytes (DeliveredEvents), whose strings are decoded only when asked for (a string's quotes are
+// ASCII, so they never split a character). A string holding an escape goes through JSON.parse itself.
 import { DeliveredEvents, type EventColumns } from "./delivered-events.ts";
 import { jsonNumberEnd, jsonSpace } from "./json-bytes.ts";
 
@@ -123,7 +122,7 @@ function controlIn(r: Reader, start: number, end: number): boolean {
   let k = start;
   while (k < end && ((k - base) & 3) !== 0) if ((b[k++] as number) < 32) return true;
   if (k < end) {
-    // k is on a word: on from the first pair of words that may hold one.
+    // k is on a word: on, four words a round, to the first round that may hold one.
     let w = (k - base) >> 2;
     const stop = (end - base) >> 2;
     for (; w + 4 <= stop; w += 4) {

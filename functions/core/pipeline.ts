@@ -178,8 +178,8 @@ const REPORTER_BYTES = 64;
 
 /**
  * text.slice(start, end) as a string of its own, for a value that may outlive the run (addresses stay in the live
- * directory's caches). V8 makes a slice of 13 characters or more as a view into its text, here possibly a whole
- * delivery scanned in place; this one is joined from slices of at most 12, which are copies.
+ * directory's caches). V8 makes a slice of 13 characters or more as a view into its text, here possibly a 32 KiB
+ * window of a delivery scanned in place; this one is joined from slices of at most 12, which are copies.
  */
 function detached(text: string, start: number, end: number): string {
   let out = "";
