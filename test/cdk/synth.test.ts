@@ -80,14 +80,20 @@ describe("npx cdk synth", { timeout: 240_000 }, () => {
     }
   });
 
-  it("reports no finding of the cdk-nag checks the app registers", () => {
+  it("writes a validation report in which no plugin concluded failure or found a violation", () => {
+    // An unacknowledged cdk-nag finding already fails the synth above (bin/app.ts registers the checks as a
+    // validation plugin; stack.test.ts runs them on the app). This holds the report the synth leaves to that.
     const report = join(out, "validation-report.json");
-    if (existsSync(report)) {
-      const parsed = JSON.parse(readFileSync(report, "utf8")) as {
-        pluginReports?: { summary?: { status?: string } }[];
-      };
-      for (const plugin of parsed.pluginReports ?? []) expect(plugin.summary?.status).not.toBe("failure");
-    }
+    expect(existsSync(report)).toBe(true);
+    const parsed = JSON.parse(readFileSync(report, "utf8")) as {
+      pluginReports: { pluginName: string; conclusion: string; violations: unknown[] }[];
+    };
+    expect(Array.isArray(parsed.pluginReports)).toBe(true);
+    expect(
+      parsed.pluginReports
+        .filter((plugin) => plugin.conclusion !== "success" || plugin.violations.length > 0)
+        .map((plugin) => plugin.pluginName),
+    ).toEqual([]);
   });
 });
 

@@ -229,7 +229,7 @@ describe("calico-flows panic --api (SigV4)", () => {
 });
 
 describe("the SigV4 verifier", () => {
-  it("accepts what the CLI's signer produces and rejects any change to it", async () => {
+  it("accepts a request signed as the CLI signs it (SignatureV4 for execute-api) and rejects any change to it", async () => {
     const { HttpRequest } = await import("@smithy/protocol-http");
     const { SignatureV4 } = await import("@smithy/signature-v4");
     const { Hash } = await import("@smithy/hash-node");

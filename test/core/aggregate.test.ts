@@ -31,7 +31,7 @@ const base = (at: number, overrides: Partial<AttributedPacket> = {}): Attributed
 const T = Date.parse("2026-04-19T04:52:00Z");
 
 describe("FlowAggregator", () => {
-  it("folds packets of one key and bucket, whatever the source port", () => {
+  it("folds the packets of one key and bucket into one flow", () => {
     const agg = new FlowAggregator("prod", 60);
     agg.add(base(T + 5_000));
     agg.add(base(T + 1_000, { length: 40, tcpFlags: ["ACK", "SYN"] }));

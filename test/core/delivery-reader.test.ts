@@ -136,14 +136,16 @@ describe("readDelivery", () => {
   });
 
   it("never answers differently from JSON.parse on any JSON text", () => {
+    // As a member of a delivery-shaped object (a bare JSON value is never one: the reader declines it, and
+    // declining is always allowed). The reader must take a good share of them, or this checks nothing.
+    let read = 0;
     fc.assert(
       fc.property(fc.json({ maxDepth: 3 }), (text) => {
-        const wrapped = Buffer.from(`{"value":${text},"logEvents":[]}`);
-        agreesWithJsonParse(wrapped);
-        agreesWithJsonParse(Buffer.from(text));
+        if (agreesWithJsonParse(Buffer.from(`{"value":${text},"logEvents":[]}`))) read++;
       }),
       RUNS,
     );
+    expect(read).toBeGreaterThan(RUNS.numRuns / 4);
   });
 
   it("never answers differently from JSON.parse on a delivery with bytes changed, cut or inserted", () => {

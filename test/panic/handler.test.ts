@@ -165,7 +165,9 @@ describe("POST /panic", () => {
     const never = body(await post({ reason: "keep it", ttlMinutes: 0 }));
     expect(never.expiresAt).toBeNull();
     expect(stored()?.metadata.annotations?.["calico-flows.io/expires-at"]).toBe("never");
-    // The refresh to "never" removes the earlier schedule.
+    // Only the first apply scheduled a revert; the refresh to "never" removes that schedule.
+    expect(scheduler.commandCalls(CreateScheduleCommand)).toHaveLength(1);
+    expect(scheduler.commandCalls(UpdateScheduleCommand)).toHaveLength(0);
     expect(scheduler.commandCalls(DeleteScheduleCommand)[0]?.args[0].input).toEqual({
       Name: `panic-${CLUSTER}-allow-all`,
       GroupName: SCHEDULE_GROUP,
