@@ -1,6 +1,6 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { DynamoCoverageStore } from "../functions/adapters/dynamo/coverage.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
@@ -21,7 +21,7 @@ export interface OpenedStore {
 
 export async function openStore(options: CommonOptions, retentionDays?: number): Promise<OpenedStore> {
   if (options.table !== undefined) {
-    const client = new DynamoDBClient(options.region === undefined ? {} : { region: options.region });
+    const client = storeClient(options.region === undefined ? {} : { region: options.region });
     return {
       store: new DynamoFlowStore({ client, tableName: options.table, retentionDays }),
       history: new DynamoHolderHistory({ client, tableName: options.table }),

@@ -321,7 +321,8 @@ function readEvent(r: Reader, i: number, c: EventColumns, k: number): number {
   i = afterKey(b, jsonSpace(b, i + 1), TIMESTAMP_KEY);
   if (i < 0) return -1;
   const timestamp = readNumber(r, i);
-  if (timestamp === NOT_TAKEN) return -1;
+  // A number too large for a double (1e400) reads as Infinity: left to the checked path, which refuses it.
+  if (timestamp === NOT_TAKEN || !Number.isFinite(timestamp)) return -1;
   c.timestamps[k] = timestamp;
   i = jsonSpace(b, r.pos);
   if (b[i] !== 44) return -1;

@@ -5,11 +5,11 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { EKSClient } from "@aws-sdk/client-eks";
 import { SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
 import type { CloudWatchLogsEvent } from "aws-lambda";
+import { storeClient } from "../adapters/dynamo/client.ts";
 import { DynamoCoverageStore } from "../adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { DynamoHolderHistory } from "../adapters/dynamo/history.ts";
@@ -37,7 +37,7 @@ export interface IngestRuntime {
 }
 
 export function createRuntime(config: IngestConfig): IngestRuntime {
-  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({}));
+  const dynamo = tracer.captureAWSv3Client(storeClient());
   const store = new DynamoFlowStore({
     client: dynamo,
     tableName: config.TABLE_NAME,

@@ -1,5 +1,5 @@
 // Alert windows (docs/flow-store.md, "Alerts"). Per alert key, a state item `ALERTKEY#<cluster>#<digest>` /
-// `STATE` names the open window and the one before it. A candidate whose first hit is at or after the window's
+// `STATE` names the open window and the ones before it (up to KEPT_WINDOWS). A candidate whose first hit is at or after the window's
 // end opens a new one: a conditional write of the state (it must still name the window that was read), then
 // the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
 // fold their hits into a fold slot of the window, `<openedAt>#<digest>#<slot>`, one slot per stretch of the
@@ -63,6 +63,11 @@ const MAX_SLOTS = 16;
 const MIN_SLOT_MS = 60_000;
 /** Items of one alert: its record and its slots. */
 const MAX_GROUP_ITEMS = MAX_SLOTS + 1;
+/**
+ * Windows a key's state keeps besides the open one: where late hits and retried payloads land. Sixteen windows
+ * are at least four hours of event time at the default 15-minute window.
+ */
+export const KEPT_WINDOWS = 16;
 
 interface Window {
   openedAt: string;
@@ -78,7 +83,8 @@ interface State extends Window {
   delivery: "pending" | "sent";
   /** Wall-clock ms when the window was opened (event times can be old: backfill, redrive). */
   createdAt: number;
-  prev: Window | null;
+  /** The windows before the open one, newest first, at most KEPT_WINDOWS. */
+  earlier: Window[];
 }
 
 function windowOf(value: unknown): Window | null {
@@ -94,14 +100,43 @@ function windowOf(value: unknown): Window | null {
   };
 }
 
+/** A kept earlier window: stored without its record's key, which follows from the key and its opening. */
+function keptWindowOf(value: unknown, cluster: string, keyDigest: string): Window | null {
+  if (value === null || value === undefined || typeof value !== "object") return null;
+  const w = value as Item;
+  const openedAt = String(w.openedAt);
+  const record = alertRecordKey(cluster, openedAt, keyDigest);
+  return {
+    openedAt,
+    windowEnd: String(w.windowEnd),
+    alertPk: record.pk,
+    alertSk: record.sk,
+    openedBy: String(w.openedBy),
+    foldedBefore: num(w.foldedBefore ?? 0),
+  };
+}
+
 function stateOf(item: Item | undefined): State | undefined {
   const w = windowOf(item);
   if (item === undefined || w === null) return undefined;
+  const cluster = String(item.cluster);
+  const keyDigest = String(item.keyDigest);
+  const earlier: Window[] = [];
+  if (Array.isArray(item.earlier)) {
+    for (const kept of item.earlier) {
+      const window = keptWindowOf(kept, cluster, keyDigest);
+      if (window !== null) earlier.push(window);
+    }
+  } else {
+    // A state written before windows were kept in a list names only the previous one.
+    const prev = windowOf(item.prev);
+    if (prev !== null) earlier.push(prev);
+  }
   return {
     ...w,
     delivery: item.delivery === "sent" ? "sent" : "pending",
     createdAt: num(item.createdAt ?? 0),
-    prev: windowOf(item.prev),
+    earlier,
   };
 }
 
@@ -113,6 +148,33 @@ const windowAttribute = (w: Window): Item => ({
   openedBy: w.openedBy,
   foldedBefore: w.foldedBefore,
 });
+
+const keptWindowAttribute = (w: Window): Item => ({
+  openedAt: w.openedAt,
+  windowEnd: w.windowEnd,
+  openedBy: w.openedBy,
+  foldedBefore: w.foldedBefore,
+});
+
+/**
+ * The window a late candidate's hits belong to, among a key's windows newest first (the open one first): the
+ * window that contains its first hit, else the first window after that hit (whose slot 0 takes hits earlier than
+ * the window). Windows follow one another in event time, and a new one opens only at or after the open one's end,
+ * so the answer never changes once the window exists: a retried payload lands where it landed the first time, as
+ * long as that window is still kept. A hit earlier than every kept window goes to the oldest kept.
+ */
+export function windowFor(firstSeen: string, windows: readonly Window[]): Window {
+  let next = windows[0];
+  if (next === undefined) throw new RangeError("a key with an open window has at least one window");
+  for (const w of windows) {
+    if (w.openedAt > firstSeen) {
+      next = w;
+      continue;
+    }
+    return firstSeen < w.windowEnd ? w : next;
+  }
+  return next;
+}
 
 /** Fold slot of an event time: stretches of at least a minute, at most MAX_SLOTS per window; late hits go to 0. */
 function slotOf(atMs: number, w: Window): number {
@@ -271,11 +333,8 @@ async function applyOne(
       if (opened === "lost-race") continue;
       return opened;
     }
-    // Late hits belong to the previous window when it covers them, so a retried payload lands where it did.
-    const target =
-      state.prev !== null && c.firstSeen < state.openedAt && c.firstSeen >= state.prev.openedAt
-        ? state.prev
-        : state;
+    // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
+    const target = c.firstSeen >= state.openedAt ? state : windowFor(c.firstSeen, [state, ...state.earlier]);
     if (target.openedBy === token) {
       // This contribution opened that window (this is a retry): complete its record, deliver if still pending.
       await writeRecord(ctx, p, target, token, reads);
@@ -347,7 +406,10 @@ async function openWindow(
             ...windowAttribute(window),
             delivery: "pending",
             createdAt: ctx.now(),
-            prev: previous === undefined ? null : windowAttribute(previous),
+            earlier:
+              previous === undefined
+                ? []
+                : [previous, ...previous.earlier].slice(0, KEPT_WINDOWS).map(keptWindowAttribute),
             expiresAt: expiresAt(Date.parse(windowEnd), ctx.retentionDays),
           },
           ConditionExpression: condition,

@@ -5,6 +5,8 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Claim, ClaimSource, CoverageStore, MinuteCoverage, StreamRef } from "../../core/coverage.ts";
+import { freshReport } from "./requests.ts";
+import { checkRetryPolicy, DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 import { TABLE_KEYS, TTL_ATTRIBUTE } from "./schema.ts";
 
 export interface DynamoCoverageStoreOptions {
@@ -15,6 +17,8 @@ export interface DynamoCoverageStoreOptions {
    * far back still finds what was counted. @default 30
    */
   retentionDays?: number;
+  /** Tries per request after throttling, 5xx and lost connections, as the flow store's. @default DEFAULT_RETRY */
+  retry?: RetryPolicy;
 }
 
 /** A claim as stored: the event digests as a string set (absent when not itemised). */
@@ -59,31 +63,40 @@ export class DynamoCoverageStore implements CoverageStore {
   readonly #doc: DynamoDBDocumentClient;
   readonly #table: string;
   readonly #retentionMs: number;
+  readonly #retry: RetryPolicy;
 
   constructor(options: DynamoCoverageStoreOptions) {
     this.#doc = DynamoDBDocumentClient.from(options.client);
     this.#table = options.tableName;
     this.#retentionMs = (options.retentionDays ?? 30) * 86_400_000;
+    this.#retry = checkRetryPolicy(options.retry ?? DEFAULT_RETRY);
+  }
+
+  /** A request with the retry policy: a throttled coverage step waits rather than failing the payload. */
+  #send<T>(what: string, call: () => Promise<T>): Promise<T> {
+    return withRetry(what, this.#retry, freshReport(), call);
   }
 
   async read(ref: StreamRef, fromMinute: number, toMinute: number): Promise<MinuteCoverage[]> {
     const out: MinuteCoverage[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const page = await this.#doc.send(
-        new QueryCommand({
-          TableName: this.#table,
-          KeyConditionExpression: "#pk = :pk AND #sk BETWEEN :from AND :to",
-          ExpressionAttributeNames: { "#pk": PK, "#sk": SK },
-          ExpressionAttributeValues: {
-            ":pk": coveragePartition(ref),
-            ":from": new Date(fromMinute).toISOString(),
-            ":to": new Date(toMinute).toISOString(),
-          },
-          // A claim decision on stale data could hand one event to two writers.
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
+      const page = await this.#send("Query", () =>
+        this.#doc.send(
+          new QueryCommand({
+            TableName: this.#table,
+            KeyConditionExpression: "#pk = :pk AND #sk BETWEEN :from AND :to",
+            ExpressionAttributeNames: { "#pk": PK, "#sk": SK },
+            ExpressionAttributeValues: {
+              ":pk": coveragePartition(ref),
+              ":from": new Date(fromMinute).toISOString(),
+              ":to": new Date(toMinute).toISOString(),
+            },
+            // A claim decision on stale data could hand one event to two writers.
+            ConsistentRead: true,
+            ExclusiveStartKey: start,
+          }),
+        ),
       );
       for (const raw of page.Items ?? []) {
         const item = raw as CoverageItem;
@@ -111,29 +124,33 @@ export class DynamoCoverageStore implements CoverageStore {
     const key = { [PK]: coveragePartition(ref), [SK]: new Date(minute).toISOString() };
     try {
       if (version === 0) {
-        await this.#doc.send(
-          new PutCommand({
-            TableName: this.#table,
-            Item: {
-              ...key,
-              v: 1,
-              claims: { [claim.contribution]: toStored(claim) },
-              [TTL_ATTRIBUTE]: Math.floor((minute + this.#retentionMs) / 1000) + 86_400,
-            },
-            ConditionExpression: "attribute_not_exists(#pk)",
-            ExpressionAttributeNames: { "#pk": PK },
-          }),
+        await this.#send("PutItem", () =>
+          this.#doc.send(
+            new PutCommand({
+              TableName: this.#table,
+              Item: {
+                ...key,
+                v: 1,
+                claims: { [claim.contribution]: toStored(claim) },
+                [TTL_ATTRIBUTE]: Math.floor((minute + this.#retentionMs) / 1000) + 86_400,
+              },
+              ConditionExpression: "attribute_not_exists(#pk)",
+              ExpressionAttributeNames: { "#pk": PK },
+            }),
+          ),
         );
       } else {
-        await this.#doc.send(
-          new UpdateCommand({
-            TableName: this.#table,
-            Key: key,
-            UpdateExpression: "SET #claims.#c = :claim, #v = :next",
-            ConditionExpression: "#v = :v",
-            ExpressionAttributeNames: { "#claims": "claims", "#c": claim.contribution, "#v": "v" },
-            ExpressionAttributeValues: { ":claim": toStored(claim), ":v": version, ":next": version + 1 },
-          }),
+        await this.#send("UpdateItem", () =>
+          this.#doc.send(
+            new UpdateCommand({
+              TableName: this.#table,
+              Key: key,
+              UpdateExpression: "SET #claims.#c = :claim, #v = :next",
+              ConditionExpression: "#v = :v",
+              ExpressionAttributeNames: { "#claims": "claims", "#c": claim.contribution, "#v": "v" },
+              ExpressionAttributeValues: { ":claim": toStored(claim), ":v": version, ":next": version + 1 },
+            }),
+          ),
         );
       }
       return true;
@@ -149,16 +166,18 @@ export class DynamoCoverageStore implements CoverageStore {
   }
 
   async markStored(ref: StreamRef, minute: number, contribution: string): Promise<void> {
-    await this.#doc.send(
-      new UpdateCommand({
-        TableName: this.#table,
-        Key: { [PK]: coveragePartition(ref), [SK]: new Date(minute).toISOString() },
-        UpdateExpression: "SET #claims.#c.#stored = :true",
-        // Marking a claim that does not exist would be a bug upstream: fail loudly rather than create a stub.
-        ConditionExpression: "attribute_exists(#claims.#c)",
-        ExpressionAttributeNames: { "#claims": "claims", "#c": contribution, "#stored": "stored" },
-        ExpressionAttributeValues: { ":true": true },
-      }),
+    await this.#send("UpdateItem", () =>
+      this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { [PK]: coveragePartition(ref), [SK]: new Date(minute).toISOString() },
+          UpdateExpression: "SET #claims.#c.#stored = :true",
+          // Marking a claim that does not exist would be a bug upstream: fail loudly rather than create a stub.
+          ConditionExpression: "attribute_exists(#claims.#c)",
+          ExpressionAttributeNames: { "#claims": "claims", "#c": contribution, "#stored": "stored" },
+          ExpressionAttributeValues: { ":true": true },
+        }),
+      ),
     );
   }
 }

@@ -36,7 +36,10 @@ export interface DynamoFlowStoreOptions {
   retentionDays?: number;
   /** Requests in flight per call. @default 16 */
   concurrency?: number;
-  /** Retries on top of the SDK client's own. @default DEFAULT_RETRY (8 tries, 50 ms doubling to 5 s, full jitter) */
+  /**
+   * Tries per request (give it a client without SDK retries: client.ts). @default DEFAULT_RETRY (10 tries, 50 ms
+   * doubling to 5 s, full jitter)
+   */
   retry?: Partial<RetryPolicy>;
   /**
    * How long (ms) after opening a still-pending alert is returned by deliveries other than the one that opened

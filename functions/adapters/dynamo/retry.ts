@@ -1,7 +1,8 @@
-// Retries and bounded concurrency for DynamoDB calls. The SDK client retries each call a few times on its own;
-// this layer adds a longer budget with exponential backoff and full jitter on top, because a throttled table
-// (a hot partition, an on-demand table scaling up) can need seconds, and when the budget is spent it throws so
-// that the whole payload is retried by Lambda or captured by the on-failure destination — never half stored.
+// Retries and bounded concurrency for DynamoDB calls. The stores' clients make one HTTP request per call
+// (client.ts); this layer retries with exponential backoff and full jitter, because a throttled table (a hot
+// partition, an on-demand table scaling up) can need seconds, and when the budget is spent it throws so that
+// the whole payload is retried by Lambda or captured by the on-failure destination — never half stored. A
+// client that retries on its own still works: its retries are counted, and treated as possibly applied.
 
 export interface RetryPolicy {
   /** Calls per request (each may itself be several SDK attempts). */
@@ -12,7 +13,8 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 50, maxDelayMs: 5_000 };
+/** Ten requests over at most about 16 s of backoff (8 s on average, with full jitter). */
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 10, baseDelayMs: 50, maxDelayMs: 5_000 };
 
 export function checkRetryPolicy(policy: RetryPolicy): RetryPolicy {
   const { attempts, baseDelayMs, maxDelayMs } = policy;

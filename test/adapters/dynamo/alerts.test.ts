@@ -2,7 +2,9 @@
 // marked sent, healing after a crash between the two writes of an opening, racing deliveries, and listing
 // across day partitions with at most two Queries per page.
 import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/alerts.ts";
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
 import { alertKeyDigest } from "../../../functions/adapters/dynamo/keys.ts";
 import { StoreUnavailableError } from "../../../functions/adapters/dynamo/retry.ts";
@@ -101,6 +103,62 @@ describe("applyAlerts", () => {
     expect(listed.map((a) => a.count)).toEqual([13, 2]);
   });
 
+  it("counts a late payload once when it is retried after a window opened (hits before the first window)", async () => {
+    const [src, dst] = pair(16);
+    const t = "2024-04-19T10:00:00.000Z";
+    await store.applyAlerts([candidate(src, dst, t, 5)], "a1", WINDOW);
+    const late = candidate(src, dst, at(t, -10 * MINUTE), 3);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    await store.applyAlerts([candidate(src, dst, at(t, 20 * MINUTE), 7)], "a2", WINDOW);
+    // The late payload's store step failed after its alerts were applied: Lambda retries the whole payload.
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    const listed = await alertsIn(at(t, -MINUTE), at(t, 20 * MINUTE));
+    expect(listed.map((a) => [a.openedAt, a.count])).toEqual([
+      [t, 8],
+      [at(t, 20 * MINUTE), 7],
+    ]);
+  });
+
+  it("counts a late payload once when it is retried after the window it folded into was left behind", async () => {
+    const [src, dst] = pair(17);
+    const t = "2024-04-19T11:00:00.000Z";
+    await store.applyAlerts([candidate(src, dst, t, 5)], "b1", WINDOW);
+    await store.applyAlerts([candidate(src, dst, at(t, 15 * MINUTE), 1)], "b2", WINDOW);
+    const late = candidate(src, dst, at(t, 5 * MINUTE), 3);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    await store.applyAlerts([candidate(src, dst, at(t, 30 * MINUTE), 7)], "b3", WINDOW);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    const listed = await alertsIn(t, at(t, 30 * MINUTE));
+    expect(listed.map((a) => a.count)).toEqual([8, 1, 7]);
+    // A hit between two windows goes to the one after it (as hits before a window go to its first slot).
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 29 * MINUTE), 2)], "gap", WINDOW)).toEqual([]);
+    expect((await alertsIn(t, at(t, 30 * MINUTE))).map((a) => a.count)).toEqual([8, 3, 7]);
+  });
+
+  it(`keeps the last ${KEPT_WINDOWS} windows of a key, where late hits still land`, async () => {
+    const [src, dst] = pair(18);
+    const t = "2024-04-19T12:00:00.000Z";
+    const opened = KEPT_WINDOWS + 3;
+    for (let k = 0; k < opened; k++) {
+      await store.applyAlerts([candidate(src, dst, at(t, k * 15 * MINUTE), 1)], `k${k}`, WINDOW);
+    }
+    const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
+    const state = await raw.send(
+      new GetCommand({ TableName: ts.tableName, Key: { pk: `ALERTKEY#${CLUSTER}#${digest}`, sk: "STATE" } }),
+    );
+    const earlier = state.Item?.earlier as { openedAt: string }[];
+    expect(earlier.map((w) => w.openedAt)).toEqual(
+      Array.from({ length: KEPT_WINDOWS }, (_, k) => at(t, (opened - 2 - k) * 15 * MINUTE)),
+    );
+    // The oldest kept window takes a hit of its own time.
+    const oldest = opened - 1 - KEPT_WINDOWS;
+    await store.applyAlerts([candidate(src, dst, at(t, oldest * 15 * MINUTE + MINUTE), 4)], "old", WINDOW);
+    const listed = await alertsIn(t, at(t, opened * 15 * MINUTE));
+    expect(listed.map((a) => a.count)).toEqual(
+      Array.from({ length: opened }, (_, k) => (k === oldest ? 5 : 1)),
+    );
+  });
+
   it("hands a pending alert out again until it is marked sent", async () => {
     const [src, dst] = pair(11);
     const t = "2024-04-19T06:00:00.000Z";
@@ -193,6 +251,50 @@ describe("applyAlerts", () => {
     await expect(
       store.markAlertSent({ ...(alert as AlertRecord), openedAt: "2024-04-19T10:00:01.000Z" }),
     ).rejects.toThrow(/not in the store/);
+  });
+});
+
+describe("windowFor", () => {
+  /** Windows one after another in event time: each opens at or after the end of the one before. */
+  const windows = fc
+    .array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 30 })), {
+      minLength: 1,
+      maxLength: 12,
+    })
+    .map((steps) => {
+      let end = 0;
+      return steps.map(([gap, length], k) => {
+        const opened = end + gap;
+        end = opened + length;
+        const iso = new Date(Date.UTC(2024, 3, 19) + opened * MINUTE).toISOString();
+        return {
+          openedAt: iso,
+          windowEnd: new Date(Date.UTC(2024, 3, 19) + end * MINUTE).toISOString(),
+          alertPk: "p",
+          alertSk: `s${k}`,
+          openedBy: `t${k}`,
+          foldedBefore: 0,
+        };
+      });
+    });
+
+  it("names the window holding a hit, else the next one, and keeps naming it as later windows open", () => {
+    fc.assert(
+      fc.property(windows, fc.integer({ min: -5, max: 900 }), (ws, minute) => {
+        const hit = new Date(Date.UTC(2024, 3, 19) + minute * MINUTE).toISOString();
+        // The first window the hit is late for: the key's open window was the k-th when the payload came.
+        const k = ws.findIndex((w) => hit < w.openedAt);
+        if (k < 0) return;
+        const first = windowFor(hit, ws.slice(0, k + 1).reverse());
+        const holding = ws.find((w) => w.openedAt <= hit && hit < w.windowEnd);
+        const after = ws.find((w) => w.openedAt > hit);
+        expect(first).toBe(holding ?? after);
+        for (let later = k + 1; later < ws.length; later++) {
+          expect(windowFor(hit, ws.slice(0, later + 1).reverse())).toBe(first);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 

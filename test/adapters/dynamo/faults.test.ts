@@ -2,6 +2,8 @@
 // of requests. Whatever happens, final counts are exact: nothing lost, nothing counted twice, and every
 // request is accounted for in writeRequests.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { storeClient } from "../../../functions/adapters/dynamo/client.ts";
+import { DynamoCoverageStore } from "../../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
 import { DynamoHolderHistory } from "../../../functions/adapters/dynamo/history.ts";
 import { StoreUnavailableError } from "../../../functions/adapters/dynamo/retry.ts";
@@ -125,6 +127,83 @@ describe("under injected faults", () => {
       proxy.setPlan({});
     }
     expect((await flowsIn(bucket, bucket))[0]?.packets).toBe(7);
+  });
+
+  it("reports a redelivery whose first request was throttled as a duplicate, through the stores' client", async () => {
+    const bucket = "2024-04-19T13:30:00.000Z";
+    const f = flow(bucket, pod("192.168.31.1", "t", "a"), pod("192.168.31.2", "t", "b"), { packets: 3 });
+    // As the ingest function builds it: one HTTP request per SDK call, retries left to the store.
+    const client = storeClient({
+      endpoint: proxy.endpoint,
+      region: "local",
+      credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    });
+    expect(await client.config.maxAttempts()).toBe(1);
+    const store = new DynamoFlowStore({ client, tableName: ts.tableName, retry: FAST_RETRY });
+    try {
+      expect(await store.writeFlows([f], "throttled-redelivery")).toMatchObject({
+        applied: 1,
+        duplicates: 0,
+      });
+      let first = true;
+      proxy.setPlan({
+        throttle: 1,
+        eligible: (op) => {
+          const hit = op === "UpdateItem" && first;
+          if (hit) first = false;
+          return hit;
+        },
+      });
+      // Refused, retried, refused by the condition (the token is in), read: a redelivery, nothing applied.
+      expect(await store.writeFlows([f], "throttled-redelivery")).toEqual({
+        applied: 0,
+        duplicates: 1,
+        writeRequests: 2,
+      });
+      expect(proxy.count({ outcome: "throttled" })).toBeGreaterThan(0);
+    } finally {
+      proxy.setPlan({});
+      client.destroy();
+    }
+    expect((await flowsIn(bucket, bucket))[0]?.packets).toBe(3);
+  });
+
+  it("claims coverage through throttling, as the flow store writes through it", async () => {
+    const coverage = new DynamoCoverageStore({
+      client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
+      tableName: ts.tableName,
+      retry: FAST_RETRY,
+    });
+    const truth = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+    const ref = { cluster: CLUSTER, group: "/eks/faults", stream: "node-a" };
+    const minute = Date.parse("2024-04-19T14:00:00.000Z");
+    const claim = (contribution: string) => ({
+      contribution,
+      source: "live" as const,
+      events: [`${contribution}-event`],
+      recorded: true,
+      count: 1,
+      span: 1,
+      stored: false,
+      claimedAt: "2024-04-19T14:01:00.000Z",
+    });
+    proxy.setPlan({ throttle: 0.5, seed: 5 });
+    try {
+      expect(await coverage.addClaim(ref, minute, 0, claim("c1"))).toBe(true);
+      expect(await coverage.addClaim(ref, minute, 1, claim("c2"))).toBe(true);
+      // A stale version is refused at once, not retried.
+      expect(await coverage.addClaim(ref, minute, 1, claim("c3"))).toBe(false);
+      await coverage.markStored(ref, minute, "c1");
+      const [read] = await coverage.read(ref, minute, minute);
+      expect(read?.claims.map((c) => [c.contribution, c.stored])).toEqual([
+        ["c1", true],
+        ["c2", false],
+      ]);
+      expect(proxy.count({ outcome: "throttled" })).toBeGreaterThan(0);
+    } finally {
+      proxy.setPlan({});
+    }
+    expect((await truth.read(ref, minute, minute))[0]?.version).toBe(2);
   });
 
   it("fails the payload when the budget runs out, and the retried payload completes it exactly", async () => {
