@@ -147,6 +147,9 @@ const K_CODE = key("CODE");
 /** Bit per TCP flag, in the kernel's printing order; AE is printed by kernels with accurate ECN. */
 const TCP_FLAG_NAMES = ["AE", "CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN"] as const;
 const SYN_ONLY = 1 << TCP_FLAG_NAMES.indexOf("SYN");
+/** The flag lists most records carry, shared by them (records are read, not changed). */
+const NO_FLAGS: readonly string[] = Object.freeze([]);
+const SYN_FLAGS: readonly string[] = Object.freeze(["SYN"]);
 
 /** The names of the flags set in `flags` (bits of TCP_FLAG_NAMES). */
 export function flagNames(flags: number): string[] {
@@ -1911,12 +1914,12 @@ export class LineParser {
     }
 
     if (!this.encoding) {
-      let tcpFlags: string[];
+      let tcpFlags: readonly string[];
       if (!tcp || flags === 0) {
-        tcpFlags = [];
+        tcpFlags = NO_FLAGS;
       } else if (flags === SYN_ONLY) {
         // Most denied packets are connection attempts.
-        tcpFlags = ["SYN"];
+        tcpFlags = SYN_FLAGS;
       } else {
         tcpFlags = flagNames(flags);
       }

@@ -26,7 +26,7 @@ export interface PacketRecord {
   protocol: string;
   srcPort: number | null;
   dstPort: number | null;
-  tcpFlags: string[];
+  tcpFlags: readonly string[];
   icmpType: number | null;
   icmpCode: number | null;
 }
