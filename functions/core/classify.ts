@@ -1,5 +1,6 @@
 // Internal/external classification of addresses and the direction of a logged packet.
 import { BlockList, isIPv4, isIPv6 } from "node:net";
+import { normalizeIpv6 } from "./ipv6.ts";
 import type { Direction } from "./types.ts";
 
 /** Interface-name prefixes of workload (pod) interfaces: Calico veths and the AWS VPC CNI's. */
@@ -34,6 +35,16 @@ export function canonicalIpv4(ip: string): number {
   return dots === 3 && digits > 0 ? value * 256 + octet : -1;
 }
 
+/**
+ * The IPv4 address an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, or `::ffff:hhhh:hhhh`, any case or spelling
+ * node:net accepts) stands for, as canonicalIpv4 gives it; -1 for any other text.
+ */
+export function mappedIpv4(ip: string): number {
+  // RFC 5952 writes a mapped address as ::ffff: and its dotted quad (§5).
+  const normal = normalizeIpv6(ip);
+  return normal?.startsWith("::ffff:") ? canonicalIpv4(normal.slice(7)) : -1;
+}
+
 export class CidrSet {
   readonly cidrs: readonly string[];
   readonly #list = new BlockList();
@@ -44,18 +55,22 @@ export class CidrSet {
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
       const [address, bits, extra] = cidr.split("/");
-      const prefix = Number(bits);
-      const family = address && isIPv4(address) ? "ipv4" : address && isIPv6(address) ? "ipv6" : undefined;
+      // Digits only: Number() would take "", "-0", " 8", "0x8" or "1e1" too, and "10.0.0.0/" as /0.
+      const prefix = bits !== undefined && /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
+      const family =
+        address && !address.includes("%") && isIPv4(address)
+          ? "ipv4"
+          : address && !address.includes("%") && isIPv6(address)
+            ? "ipv6"
+            : undefined;
       const max = family === "ipv4" ? 32 : 128;
-      if (
-        !address ||
-        !family ||
-        extra !== undefined ||
-        !Number.isInteger(prefix) ||
-        prefix < 0 ||
-        prefix > max
-      ) {
+      if (!address || !family || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
         throw new Error(`invalid CIDR "${cidr}": expected an IPv4 or IPv6 address, "/", and a prefix length`);
+      }
+      if (family === "ipv6" && mappedIpv4(address) >= 0) {
+        throw new Error(
+          `invalid CIDR "${cidr}": an IPv4-mapped range; write it as IPv4 (IPv4 addresses, mapped or not, are checked against IPv4 ranges)`,
+        );
       }
       this.#list.addSubnet(address, prefix, family);
       if (family === "ipv4") {
@@ -67,9 +82,10 @@ export class CidrSet {
     this.cidrs = [...cidrs];
   }
 
-  /** True when `ip` lies in one of the ranges. */
+  /** True when `ip` lies in one of the ranges. An IPv4-mapped IPv6 address is its IPv4 address. */
   contains(ip: string): boolean {
-    const v4 = canonicalIpv4(ip);
+    let v4 = canonicalIpv4(ip);
+    if (v4 < 0 && ip.charCodeAt(0) === 58) v4 = mappedIpv4(ip);
     if (v4 >= 0) {
       for (const [first, last] of this.#v4) if (v4 >= first && v4 <= last) return true;
       return false;

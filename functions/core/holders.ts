@@ -58,9 +58,18 @@ export function timeOf(value: unknown): number | undefined {
   return undefined;
 }
 
-/** Lower-cased, trimmed: Kubernetes prints IPv6 in RFC 5952 form already, as the parser does. */
+const MAPPED_PREFIX = "::ffff:";
+
+/**
+ * Lower-cased, trimmed: Kubernetes prints IPv6 in RFC 5952 form already, as the parser does. An IPv4-mapped
+ * IPv6 address (`::ffff:192.168.1.5`) is the IPv4 address that pods and nodes hold.
+ */
 export function normalizeIp(ip: string): string {
-  return ip.trim().toLowerCase();
+  const text = ip.trim().toLowerCase();
+  if (text.startsWith(MAPPED_PREFIX) && canonicalIpv4(text.slice(MAPPED_PREFIX.length)) >= 0) {
+    return text.slice(MAPPED_PREFIX.length);
+  }
+  return text;
 }
 
 /** Stable identity of a holder, to merge what the index, the API and the history know about the same one. */
@@ -231,13 +240,16 @@ export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
   if (spec?.hostNetwork !== true || nodeName === undefined) return [];
   const ip = status?.podIP;
   if (typeof ip !== "string" || ip === "") return [];
+  const podUid = asString(metadata.uid);
   const holder: Holder = {
     kind: "node",
     namespace: null,
     name: nodeName,
     workload: null,
     node: nodeName,
-    uid: null,
+    // Each pod's evidence apart: aws-node and kube-proxy start in the same second on a node, and one ending
+    // must not end what the other still shows.
+    uid: podUid === undefined ? null : `hostNetwork:${podUid}`,
     validFrom: created,
     validTo: podEnd(metadata, status, created),
   };

@@ -20,12 +20,38 @@ describe("CidrSet", () => {
     expect(set.contains(ip)).toBe(inside);
   });
 
-  it.each(["192.168.0.0", "192.168.0.0/33", "fd00::/129", "x/8", "10.0.0.0/8/1", "10.0.0.0/-1"])(
-    "rejects %s and shows the value",
-    (cidr) => {
-      expect(() => new CidrSet([cidr])).toThrow(`invalid CIDR "${cidr}"`);
-    },
-  );
+  it.each([
+    "192.168.0.0",
+    "192.168.0.0/33",
+    "fd00::/129",
+    "x/8",
+    "10.0.0.0/8/1",
+    "10.0.0.0/-1",
+    // Number() would read each of these prefixes (the first as /0: every address internal).
+    "10.0.0.0/",
+    "fd00::/",
+    "10.0.0.0/-0",
+    "10.0.0.0/ 8",
+    "10.0.0.0/0x8",
+    "10.0.0.0/8.0",
+    "10.0.0.0/1e1",
+    "10.0.0.0/+8",
+    "fe80::1%eth0/64",
+    // IPv4-mapped ranges: IPv4 addresses are checked against IPv4 ranges.
+    "::ffff:10.0.0.0/104",
+    "::ffff:a00:0/104",
+  ])("rejects %s and shows the value", (cidr) => {
+    expect(() => new CidrSet([cidr])).toThrow(`invalid CIDR "${cidr}"`);
+  });
+
+  it("takes an IPv4-mapped IPv6 address for its IPv4 address, whatever IPv6 ranges hold", () => {
+    const mixed = new CidrSet(["192.168.0.0/16", "::/0"]);
+    expect(mixed.contains("::ffff:192.168.1.5")).toBe(true);
+    expect(mixed.contains("::FFFF:c0a8:105")).toBe(true);
+    expect(mixed.contains("::ffff:8.8.8.8")).toBe(false);
+    expect(mixed.contains("2001:db8::1")).toBe(true);
+    expect(new CidrSet(["10.0.0.0/8"]).contains("::ffff:10.1.2.3")).toBe(true);
+  });
 });
 
 describe("directionOf", () => {

@@ -9,6 +9,7 @@ import {
   mergeHolders,
   namespaceLabels,
   nodeToHolders,
+  normalizeIp,
   pickHolder,
   podToHolders,
   VARIES,
@@ -120,13 +121,37 @@ describe("podToHolders", () => {
           name: "ip-192-168-74-5.ec2.internal",
           workload: null,
           node: "ip-192-168-74-5.ec2.internal",
-          uid: null,
+          uid: "hostNetwork:uid-1",
           validFrom: T0,
           validTo: null,
         },
       },
     ]);
     expect(hostNetworkNodeHolders(pod({}))).toEqual([]);
+  });
+
+  it("keeps the evidence of two hostNetwork pods of one node apart, so one ending leaves the other", () => {
+    // aws-node and kube-proxy start in the same second; the first is being replaced.
+    const status = { phase: "Running", podIP: "192.168.74.5" };
+    const ending = pod({
+      name: "aws-node-a",
+      uid: "u-a",
+      hostNetwork: true,
+      status,
+      deleted: iso(T0 + 60_000),
+    });
+    const running = pod({ name: "kube-proxy-b", uid: "u-b", hostNetwork: true, status });
+    for (const order of [
+      [ending, running],
+      [running, ending],
+    ]) {
+      const index = new HolderIndex();
+      for (const p of order) for (const { ip, holder } of hostNetworkNodeHolders(p)) index.add(ip, holder);
+      expect(index.holders("192.168.74.5")).toHaveLength(2);
+      expect(pickHolder(index.holders("192.168.74.5"), T0 + 2 * 3_600_000)?.name).toBe(
+        "ip-192-168-74-5.ec2.internal",
+      );
+    }
   });
 
   it("ends a deleted pod's hold at its deletion time", () => {
@@ -444,6 +469,16 @@ describe("mergeHolders", () => {
 });
 
 describe("HolderIndex", () => {
+  it("finds a pod's IPv4 address by its IPv4-mapped IPv6 form, which a packet may carry", () => {
+    expect(normalizeIp(" ::FFFF:192.168.22.247 ")).toBe("192.168.22.247");
+    expect(normalizeIp("::ffff:999.1.1.1")).toBe("::ffff:999.1.1.1");
+    expect(normalizeIp("fd00::1")).toBe("fd00::1");
+    const index = new HolderIndex();
+    for (const { ip, holder } of podToHolders(pod({}))) index.add(ip, holder);
+    expect(index.holders("::ffff:192.168.22.247").map((h) => h.name)).toEqual(["web-7d9f8b6c5d-x2x4z"]);
+    expect(index.has("::ffff:192.168.22.247")).toBe(true);
+  });
+
   it("tells new, changed and unchanged holders apart", () => {
     const index = new HolderIndex();
     expect(index.add("192.168.1.1", holder("a", 0, null))).toBe("new");

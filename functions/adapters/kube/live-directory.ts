@@ -122,6 +122,8 @@ interface HistoryEntry {
 
 const LOG_EVERY_MS = 60_000;
 const REMEMBERED_LIMIT = 50_000;
+/** Secondary addresses remembered (#secondary) before starting over; a full list rebuilds them. */
+const MAX_SECONDARY_IPS = 100_000;
 
 async function forEachLimit<T>(
   items: readonly T[],
@@ -167,6 +169,12 @@ function podHolders(pod: unknown): IpHolder[] {
   return [...podToHolders(pod), ...hostNetworkNodeHolders(pod)];
 }
 
+/** The pod's `status.podIP`, normalised: the only address a `status.podIP=` field selector finds it by. */
+function primaryIpOf(pod: unknown): string | undefined {
+  const ip = (pod as { status?: { podIP?: unknown } } | null)?.status?.podIP;
+  return typeof ip === "string" && ip !== "" ? normalizeIp(ip) : undefined;
+}
+
 export class LiveDirectory implements IpDirectory {
   readonly #kubeConfig: LiveDirectoryOptions["kubeConfig"];
   readonly #cluster: string;
@@ -198,6 +206,11 @@ export class LiveDirectory implements IpDirectory {
   #nodesAt: number | undefined;
   #nodesAttemptAt: number | undefined;
   readonly #namespaceLabels = new Map<string, Record<string, string>>();
+  /**
+   * Per IP, the holders that hold it besides their pod's primary IP (a dual-stack pod's second address). A
+   * `status.podIP=` query cannot see them, so its empty answer must not end them; a full list can.
+   */
+  readonly #secondary = new Map<string, Set<string>>();
   #namespacesAt: number | undefined;
   #namespacesAttemptAt: number | undefined;
   readonly #historyCache = new Map<string, HistoryEntry>();
@@ -252,11 +265,16 @@ export class LiveDirectory implements IpDirectory {
     if (!Number.isInteger(this.#fieldSelectorMax) || this.#fieldSelectorMax < 0) {
       throw new RangeError(`fieldSelectorMax must be a non-negative integer, got ${this.#fieldSelectorMax}`);
     }
-    // A full list proves absence for missTtl; if it could not run again before that ran out, many unknown
-    // IPs would have no way to be answered.
+    // A full list proves presence for hitTtl and absence for missTtl; if it could not run again before either
+    // ran out, many IPs would have no way to be answered.
     if (this.#fullListInterval > this.#missTtl) {
       throw new RangeError(
         `fullListIntervalMs (${this.#fullListInterval}) must not exceed missTtlMs (${this.#missTtl})`,
+      );
+    }
+    if (this.#fullListInterval > this.#hitTtl) {
+      throw new RangeError(
+        `fullListIntervalMs (${this.#fullListInterval}) must not exceed hitTtlMs (${this.#hitTtl})`,
       );
     }
   }
@@ -321,7 +339,8 @@ export class LiveDirectory implements IpDirectory {
     const needPods = unknown()
       .filter(([ip, g]) => !this.#podsFresh(ip, g.maxAt) && !this.#nodeCovers(ip, g.maxAt))
       .map(([ip]) => ip);
-    if (needPods.length > this.#fieldSelectorMax) {
+    // A pod's second address is in no `status.podIP=` answer: only a full list can refresh or end it.
+    if (needPods.length > this.#fieldSelectorMax || needPods.some((ip) => this.#secondary.has(ip))) {
       await this.#fullList(needPods, failed);
     } else if (needPods.length > 0) {
       await forEachLimit(needPods, this.#concurrency, (ip) => this.#queryIp(ip, failed));
@@ -500,8 +519,42 @@ export class LiveDirectory implements IpDirectory {
     return out;
   }
 
-  /** Adds what was seen and ends open holders of `ips` that were not: they are gone. */
-  #record(index: HolderIndex, seen: readonly IpHolder[], ips: Iterable<string>, observedAt: number): void {
+  /** Remembers which holders of `pods` hold an address other than their pod's primary one (#secondary). */
+  #noteSecondary(pods: readonly unknown[]): void {
+    if (this.#secondary.size > MAX_SECONDARY_IPS) this.#secondary.clear();
+    for (const pod of pods) {
+      let holders: IpHolder[];
+      try {
+        holders = podToHolders(pod);
+      } catch (error) {
+        if (error instanceof MalformedObjectError) continue;
+        throw error;
+      }
+      if (holders.length < 2) continue;
+      const primary = primaryIpOf(pod);
+      for (const { ip, holder } of holders) {
+        if (ip === primary) continue;
+        let keys = this.#secondary.get(ip);
+        if (keys === undefined) {
+          keys = new Set();
+          this.#secondary.set(ip, keys);
+        }
+        keys.add(holderKey(holder));
+      }
+    }
+  }
+
+  /**
+   * Adds what was seen and ends open holders of `ips` that were not: they are gone — except those in `unseen`,
+   * which the request could not have returned.
+   */
+  #record(
+    index: HolderIndex,
+    seen: readonly IpHolder[],
+    ips: Iterable<string>,
+    observedAt: number,
+    unseen?: ReadonlySet<string>,
+  ): void {
     const seenKeys = new Map<string, Set<string>>();
     for (const { ip, holder } of seen) {
       const previous = index.add(ip, holder);
@@ -514,7 +567,9 @@ export class LiveDirectory implements IpDirectory {
       keys.add(holderKey(holder));
     }
     for (const ip of ips) {
-      for (const closed of index.close(ip, seenKeys.get(ip) ?? new Set(), observedAt)) {
+      let keep = seenKeys.get(ip) ?? new Set<string>();
+      if (unseen !== undefined && unseen.size > 0) keep = new Set([...keep, ...unseen]);
+      for (const closed of index.close(ip, keep, observedAt)) {
         this.#rememberChange(closed.ip, closed.holder);
       }
     }
@@ -550,7 +605,14 @@ export class LiveDirectory implements IpDirectory {
         }),
       );
       this.#stats.podQueries++;
-      this.#record(this.#pods, this.#read("pod", list.items, podHolders), [ip], started);
+      this.#noteSecondary(list.items);
+      this.#record(
+        this.#pods,
+        this.#read("pod", list.items, podHolders),
+        [ip],
+        started,
+        this.#secondary.get(ip),
+      );
       this.#checkedAt.set(ip, started);
     } catch (error) {
       failed.set(ip, this.#failure(`list pods with status.podIP=${ip}`, error));
@@ -572,6 +634,8 @@ export class LiveDirectory implements IpDirectory {
         core.listPodForAllNamespaces({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
       );
       this.#stats.fullLists++;
+      this.#secondary.clear();
+      this.#noteSecondary(items);
       this.#record(this.#pods, this.#read("pod", items, podHolders), this.#pods.ips(), started);
       this.#fullListAt = started;
       this.#checkedAt.clear();

@@ -368,6 +368,31 @@ describe("LiveDirectory: attribution in time", () => {
     expect(warnings.some((w) => /list nodes failed: HTTP 403/.test(w))).toBe(true);
   });
 
+  it("keeps a dual-stack pod's second address, which no status.podIP query finds, and ends it by a full list", async () => {
+    // Kubernetes matches `status.podIP=` against the primary address alone.
+    addPod("web-1", null, T, { ip: ["192.168.10.5", "fd00::5"] });
+    const history = new MemoryHistory();
+    const dir = directory({ history });
+    expect(names(await dir.resolve([{ ip: "192.168.10.5", at: clock.t }]))).toEqual(["pod:web-1"]);
+    // The primary's answer named the second address: it is known now, and refreshed by full lists only.
+    for (let round = 0; round < 3; round++) {
+      clock.t += 2 * MIN;
+      expect(names(await dir.resolve([{ ip: "fd00::5", at: clock.t }]))).toEqual(["pod:web-1"]);
+    }
+    expect(dir.stats()).toMatchObject({ podQueries: 1, fullLists: 3 });
+    expect(history.holders("fd00::5").map((h) => h.validTo)).toEqual([null]);
+    // Deleted: the next full list ends both addresses (a line of that moment is still the pod's, by the end's
+    // tolerance); later lines find nobody.
+    server.store.delete("pods", "web-1", "shop");
+    clock.t += 2 * MIN;
+    const ended = clock.t;
+    await dir.resolve([{ ip: "fd00::5", at: ended }]);
+    expect(history.holders("fd00::5").map((h) => h.validTo)).toEqual([ended]);
+    expect(history.holders("192.168.10.5").map((h) => h.validTo)).toEqual([ended]);
+    clock.t += 10 * MIN;
+    expect(names(await dir.resolve([{ ip: "fd00::5", at: clock.t }]))).toEqual(["absent"]);
+  });
+
   it("carries the configured namespace labels", async () => {
     addPod("web-0", "192.168.50.1", T);
     const [answer] = await directory({ namespaceLabelKeys: ["example.com/org"] }).resolve([
@@ -427,6 +452,18 @@ describe("LiveDirectory: when Kubernetes misbehaves", () => {
       "pod:web-0",
       "absent",
     ]);
+  });
+
+  it("refuses options under which a full list could not run again before what it proved runs out", () => {
+    expect(() => directory({ hitTtlMs: 10_000, fullListIntervalMs: 30_000 })).toThrow(
+      "fullListIntervalMs (30000) must not exceed hitTtlMs (10000)",
+    );
+    expect(() => directory({ missTtlMs: 10_000, fullListIntervalMs: 30_000 })).toThrow(
+      "fullListIntervalMs (30000) must not exceed missTtlMs (10000)",
+    );
+    expect(() =>
+      directory({ hitTtlMs: 30_000, missTtlMs: 30_000, fullListIntervalMs: 30_000 }),
+    ).not.toThrow();
   });
 
   it("names the EKS access entry fix by default", async () => {
