@@ -1,5 +1,6 @@
-// Splits a byte stream into lines and groups them into batches. A batch is closed when it is full or when the
-// input has been idle for a moment, so `kubectl logs -f | calico-flows replay -` shows flows as they happen.
+// Splits a byte stream into lines and groups them into batches. A batch is closed when it is full, when the
+// input has been idle for a moment, or when its first line has waited long enough, so that
+// `kubectl logs -f | calico-flows replay -` stores flows as they happen even when lines never stop coming.
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 
@@ -7,6 +8,12 @@ export interface BatchOptions {
   maxLines: number;
   /** Close a non-empty batch after this long without input (ms). */
   idleMs: number;
+  /** Close a non-empty batch this long after its first line came (ms), input or not. @default 2000 */
+  maxWaitMs?: number;
+  /** Stop reading when aborted: the lines read so far are still yielded, the last one even without a newline. */
+  signal?: AbortSignal;
+  /** The clock (ms). @default Date.now */
+  now?: () => number;
 }
 
 export interface LineBatch {
@@ -47,21 +54,36 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   const decoder = new StringDecoder("utf8");
   const splitter = new LineSplitter();
   const iterator = input[Symbol.asyncIterator]();
+  const now = options.now ?? Date.now;
+  const maxWait = options.maxWaitMs ?? 2_000;
+  const signal = options.signal;
+  const aborted = new Promise<"aborted">((resolve) => {
+    if (signal?.aborted) resolve("aborted");
+    signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
+  });
   let pending: string[] = [];
+  /** When the first line of `pending` came. */
+  let pendingSince = 0;
   let bytesRead = 0;
   let next: Promise<IteratorResult<Buffer | string>> | undefined;
   for (;;) {
     next ??= iterator.next();
-    let result: IteratorResult<Buffer | string> | "idle";
+    let result: IteratorResult<Buffer | string> | "idle" | "aborted";
+    let timer: NodeJS.Timeout | undefined;
     if (pending.length > 0) {
-      let timer: NodeJS.Timeout | undefined;
+      const wait = Math.max(0, Math.min(options.idleMs, pendingSince + maxWait - now()));
       const idle = new Promise<"idle">((resolve) => {
-        timer = setTimeout(() => resolve("idle"), options.idleMs);
+        timer = setTimeout(() => resolve("idle"), wait);
       });
-      result = await Promise.race([next, idle]);
-      clearTimeout(timer);
+      result = await Promise.race([next, idle, aborted]);
     } else {
-      result = await next;
+      result = await Promise.race([next, aborted]);
+    }
+    clearTimeout(timer);
+    if (result === "aborted") {
+      // The read under way is abandoned; the stream is the caller's to close.
+      next.catch(() => {});
+      break;
     }
     if (result === "idle") {
       yield { lines: pending, bytesRead };
@@ -72,10 +94,18 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
     if (result.done) break;
     const chunk = result.value;
     bytesRead += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length;
+    const before = pending.length;
     splitter.push(typeof chunk === "string" ? chunk : decoder.write(chunk), pending);
+    if (before === 0 && pending.length > 0) pendingSince = now();
     while (pending.length >= options.maxLines) {
       yield { lines: pending.slice(0, options.maxLines), bytesRead };
       pending = pending.slice(options.maxLines);
+      pendingSince = now();
+    }
+    // Input that never pauses still has its lines stored within maxWait.
+    if (pending.length > 0 && now() - pendingSince >= maxWait) {
+      yield { lines: pending, bytesRead };
+      pending = [];
     }
   }
   splitter.push(decoder.end(), pending);

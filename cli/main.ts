@@ -38,4 +38,21 @@ if (only !== undefined) {
   }
 }
 
-await program.parseAsync(process.argv);
+// A reader that went away (`| head`) ends the output: not an error.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack
+  // only when asked for.
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`error: ${message}\n`);
+  if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
+    process.stderr.write(`${error.stack}\n`);
+  }
+  process.exitCode = 1;
+}

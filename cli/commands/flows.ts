@@ -1,5 +1,5 @@
 // `calico-flows flows` and `calico-flows alerts`: read the store (embedded, a table, or the query API).
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
@@ -87,7 +87,7 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
     workload: options.workload,
     pod: options.pod,
     ip: options.ip,
-    internal: raw.internal === undefined ? undefined : raw.internal === true || raw.internal === "true",
+    internal: raw.internal === undefined ? undefined : raw.internal === true,
   };
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new Error("--workload and --pod need --namespace");
@@ -163,7 +163,16 @@ export function registerFlows(program: Command): void {
     .option("--workload <[kind/]name>", "flows of this workload (needs --namespace)")
     .option("--pod <name>", "flows of this pod (needs --namespace)")
     .option("--ip <address>", "flows involving this IP, resolved or not")
-    .addOption(new Option("--internal [bool]", "only internal (true) or only non-internal (false) flows"))
+    .addOption(
+      new Option("--internal [bool]", "only internal (true) or only non-internal (false) flows").argParser(
+        (value: string) => {
+          if (value !== "true" && value !== "false") {
+            throw new InvalidArgumentError(`expected true or false; got "${value}"`);
+          }
+          return value === "true";
+        },
+      ),
+    )
     .action(async (raw: Record<string, unknown>) => {
       printRecords(await readFlows(raw), raw.json as boolean | undefined, flowsTable);
     });

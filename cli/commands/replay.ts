@@ -35,7 +35,23 @@ export function registerReplay(program: Command): void {
     .option("--quiet", "no progress, only the summary");
   addIngestOptions(command);
   command.action(async (file: string, raw: Record<string, unknown>) => {
-    const summary = await replay(file, raw);
+    // Ctrl-C on a followed stream: store what was read, print the summary, exit 130 (a second one quits now).
+    const controller = new AbortController();
+    const onSignal = () => {
+      if (controller.signal.aborted) process.exit(130);
+      process.stderr.write("\ninterrupted: storing the lines read so far (again to quit now)\n");
+      controller.abort();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    let summary: ReplaySummary;
+    try {
+      summary = await replay(file, raw, controller.signal);
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
+    if (controller.signal.aborted) process.exitCode = 130;
     process.stderr.write(
       `replayed ${summary.lines} lines: ${summary.calico} calico records, ${summary.malformed} malformed, ` +
         `${summary.flowsApplied} flow updates (${summary.flowsDuplicate} already stored), ` +
@@ -45,10 +61,16 @@ export function registerReplay(program: Command): void {
   });
 }
 
-export async function replay(file: string, raw: Record<string, unknown>): Promise<ReplaySummary> {
+export async function replay(
+  file: string,
+  raw: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<ReplaySummary> {
   const common = commonOptions(raw);
-  const input = file === "-" ? process.stdin : createReadStream(file);
+  // Checked before a stream is opened on it, so that a missing file or a directory is one clear error.
   const total = file === "-" ? undefined : statSync(file).size;
+  if (file !== "-" && !statSync(file).isFile()) throw new Error(`${file} is not a file`);
+  const input = file === "-" ? process.stdin : createReadStream(file);
   const { deps, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
   const progress = new Progress({ total, enabled: raw.quiet !== true });
   const summary: ReplaySummary = {
@@ -66,7 +88,8 @@ export async function replay(file: string, raw: Record<string, unknown>): Promis
   const source = file === "-" ? "stdin" : file;
   try {
     let lineNo = 0;
-    for await (const batch of lineBatches(input, { maxLines: raw.batchLines as number, idleMs: 500 })) {
+    const batches = lineBatches(input, { maxLines: raw.batchLines as number, idleMs: 500, signal });
+    for await (const batch of batches) {
       const events = batch.lines.map((message) => ({ message }));
       // The same text replayed again is the same contribution: replaying a file twice does not double counts.
       const contribution = digest(`replay\n${source}\n${lineNo}\n${batch.lines.join("\n")}`);
@@ -90,6 +113,7 @@ export async function replay(file: string, raw: Record<string, unknown>): Promis
       progress.update(batch.bytesRead, summary);
     }
   } finally {
+    if (signal?.aborted) input.destroy();
     progress.stop();
     await close();
   }

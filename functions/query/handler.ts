@@ -21,6 +21,7 @@ import { z } from "zod";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
+import { INSTANT_HELP, instantOf } from "../core/instant.ts";
 import { normalizeIpv6 } from "../core/ipv6.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
 import { json } from "../shared/http.ts";
@@ -30,7 +31,6 @@ import { loadQueryConfig, type QueryConfig } from "./config.ts";
 export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 1000;
 const DEFAULT_RANGE_MS = 24 * 3_600_000;
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 export interface QueryRuntime {
   store: FlowStore;
@@ -69,16 +69,9 @@ const workload = z
 const ip = z
   .union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" })
   .transform((v) => (v.includes(":") ? (normalizeIpv6(v) ?? v) : v));
-// Only ISO-8601 (Date.parse alone would also take "1" as the year 2001).
-const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
-const instant = z
-  .string()
-  .refine(
-    (v) => /^\d+[smhdw]$/.test(v) || v === "now" || (ISO_8601.test(v) && !Number.isNaN(Date.parse(v))),
-    {
-      error: "must be an ISO-8601 time, now, or a duration before now like 15m, 6h, 7d",
-    },
-  );
+const instant = z.string().refine((v) => instantOf(v, Date.now()) !== undefined, {
+  error: `must be ${INSTANT_HELP}`,
+});
 const limit = z.coerce
   .number({ error: "must be an integer" })
   .int("must be an integer")
@@ -103,12 +96,11 @@ const FlowParams = z.object({
 });
 const AlertParams = z.object(rangeParams);
 
-function toMs(value: string | undefined, now: number, fallback: number): number {
+function toMs(name: "since" | "until", value: string | undefined, now: number, fallback: number): number {
   if (value === undefined) return fallback;
-  if (value === "now") return now;
-  const duration = /^(\d+)([smhdw])$/.exec(value);
-  if (duration) return now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
-  return Date.parse(value);
+  const at = instantOf(value, now);
+  if (at === undefined) throw new BadRequestError(name, `invalid parameter ${name}: must be ${INSTANT_HELP}`);
+  return at;
 }
 
 interface RawParams {
@@ -192,8 +184,8 @@ function unwrapCursor(text: string): { window: Window; storeCursor: string } {
 }
 
 function timeRange(params: { since?: string; until?: string }, now: number): Window {
-  const until = toMs(params.until, now, now);
-  const since = toMs(params.since, now, until - DEFAULT_RANGE_MS);
+  const until = toMs("until", params.until, now, now);
+  const since = toMs("since", params.since, now, until - DEFAULT_RANGE_MS);
   if (since > until) {
     throw new BadRequestError(
       "since",

@@ -307,6 +307,8 @@ describe("GET /flows", () => {
     [{ limit: "ten" }, "limit"],
     [{ since: "yesterday" }, "since"],
     [{ since: "1" }, "since"],
+    [{ since: "200000000d" }, "since"],
+    [{ until: "99999999999w" }, "until"],
     [{ until: "2026-13-45" }, "until"],
     [{ since: "2026-04-19T08:00:00Z", until: "2026-04-19T07:00:00Z" }, "since"],
     [{ namespace: "Customer_A" }, "namespace"],

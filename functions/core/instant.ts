@@ -1,0 +1,31 @@
+// Time arguments of the CLI and the query API: an ISO-8601 instant, `now`, or a duration before now (`90s`, `15m`,
+// `6h`, `7d`, `2w`). Only these: Date.parse alone would take "1" as 2001 and "90" as 1990.
+
+/** A date, or a date and time with an optional fraction and offset. */
+export const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+const DURATION = /^(\d{1,9})([smhdw])$/;
+const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+/** The largest distance from the epoch a Date can hold, ms. */
+const DATE_LIMIT_MS = 8.64e15;
+
+export const INSTANT_HELP = 'an ISO-8601 time, "now" or a duration before now like 15m, 6h, 7d';
+
+/** Epoch ms of a time argument, or undefined when it is none (or falls outside what a Date can hold). */
+export function instantOf(value: string, now: number): number | undefined {
+  let at: number;
+  if (value === "now") {
+    at = now;
+  } else {
+    const duration = DURATION.exec(value);
+    if (duration !== null) at = now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
+    else if (ISO_8601.test(value)) at = Date.parse(value);
+    else return undefined;
+  }
+  return Number.isFinite(at) && Math.abs(at) <= DATE_LIMIT_MS ? at : undefined;
+}
+
+/** Milliseconds of a duration argument (`90s`, `15m`, `6h`, `7d`, `2w`), or undefined. */
+export function durationOf(value: string): number | undefined {
+  const duration = DURATION.exec(value);
+  return duration === null ? undefined : Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
+}

@@ -1,0 +1,110 @@
+// What an operator sees when a command cannot do what it was asked: one line saying why, exit code 1, no stack
+// trace; and a reader that goes away (`| head`) is not an error.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BIN, ROOT, runCli } from "./run.ts";
+
+let store: string;
+beforeAll(async () => {
+  store = mkdtempSync(join(tmpdir(), "cf-errors-"));
+  const replayed = await runCli([
+    "replay",
+    join(ROOT, "examples", "demo", "node-logs.log"),
+    "--store",
+    store,
+    "--year",
+    "2026",
+    "--quiet",
+  ]);
+  expect(replayed.code).toBe(0);
+});
+afterAll(() => rmSync(store, { recursive: true, force: true }));
+
+describe("calico-flows errors", () => {
+  it.each([
+    [["replay", "/nonexistent/file.log"], /^error: ENOENT: no such file or directory/],
+    [["replay", join(ROOT, "examples")], /^error: .*examples is not a file$/],
+    [["flows", "--since", "90"], /^error: expected an ISO-8601 time, "now" or a duration .*; got "90"$/],
+    [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 time/],
+    [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/],
+    [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/],
+    [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/],
+  ])("%j: one line, exit code 1", async (args, message) => {
+    const run = await runCli([...args, "--store", store]);
+    expect(run.code).toBe(1);
+    const first = run.stderr.split("\n")[0] ?? "";
+    expect(first).toMatch(message);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("takes --internal as true or false only", async () => {
+    const all = await runCli([
+      "flows",
+      "--store",
+      store,
+      "--since",
+      "2026-04-19T00:00:00Z",
+      "--until",
+      "2026-04-20T00:00:00Z",
+      "--json",
+    ]);
+    const internal = await runCli([
+      "flows",
+      "--store",
+      store,
+      "--since",
+      "2026-04-19T00:00:00Z",
+      "--until",
+      "2026-04-20T00:00:00Z",
+      "--json",
+      "--internal",
+      "true",
+    ]);
+    const external = await runCli([
+      "flows",
+      "--store",
+      store,
+      "--since",
+      "2026-04-19T00:00:00Z",
+      "--until",
+      "2026-04-20T00:00:00Z",
+      "--json",
+      "--internal",
+      "false",
+    ]);
+    const count = (text: string) => text.split("\n").filter((l) => l.length > 0).length;
+    expect(count(internal.stdout)).toBeGreaterThan(0);
+    expect(count(external.stdout)).toBeGreaterThan(0);
+    expect(count(internal.stdout) + count(external.stdout)).toBe(count(all.stdout));
+  });
+
+  it("stops quietly when the reader of its output goes away", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        "flows",
+        "--store",
+        store,
+        "--since",
+        "2026-04-19T00:00:00Z",
+        "--until",
+        "2026-04-20T00:00:00Z",
+        "--json",
+      ],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    // Like `| head -1`: read a little, then close the pipe.
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+  });
+});
