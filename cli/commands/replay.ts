@@ -2,7 +2,8 @@
 import { createReadStream, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
-import { ingestBatch } from "../../functions/core/ingest.ts";
+import { ingestDelivery } from "../../functions/core/coverage.ts";
+import type { LineParser } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { lineBatches } from "../lines.ts";
@@ -11,6 +12,8 @@ import { Progress } from "../progress.ts";
 export interface ReplaySummary {
   lines: number;
   calico: number;
+  /** Calico lines an earlier replay (of this file or any other, batched in any way) already counted. */
+  alreadyCounted: number;
   malformed: number;
   flowsApplied: number;
   flowsDuplicate: number;
@@ -53,7 +56,9 @@ export function registerReplay(program: Command): void {
     }
     if (controller.signal.aborted) process.exitCode = 130;
     process.stderr.write(
-      `replayed ${summary.lines} lines: ${summary.calico} calico records, ${summary.malformed} malformed, ` +
+      `replayed ${summary.lines} lines: ${summary.calico} calico records` +
+        `${summary.alreadyCounted > 0 ? ` (${summary.alreadyCounted} counted by an earlier replay)` : ""}, ` +
+        `${summary.malformed} malformed, ` +
         `${summary.flowsApplied} flow updates (${summary.flowsDuplicate} already stored), ` +
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
         `${summary.unresolved} unresolved endpoints\n`,
@@ -71,11 +76,12 @@ export async function replay(
   const total = file === "-" ? undefined : statSync(file).size;
   if (file !== "-" && !statSync(file).isFile()) throw new Error(`${file} is not a file`);
   const input = file === "-" ? process.stdin : createReadStream(file);
-  const { deps, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
+  const { deps, coverage, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
   const progress = new Progress({ total, enabled: raw.quiet !== true });
   const summary: ReplaySummary = {
     lines: 0,
     calico: 0,
+    alreadyCounted: 0,
     malformed: 0,
     flowsApplied: 0,
     flowsDuplicate: 0,
@@ -85,22 +91,44 @@ export async function replay(
     firstSeen: null,
     lastSeen: null,
   };
-  const source = file === "-" ? "stdin" : file;
+  const ids = new LineIds();
+  const scanner = deps.pipeline.scanner;
+  const now = deps.pipeline.now ?? Date.now;
   try {
     let lineNo = 0;
     const batches = lineBatches(input, { maxLines: raw.batchLines as number, idleMs: 500, signal });
     for await (const batch of batches) {
-      const events = batch.lines.map((message) => ({ message }));
-      // The same text replayed again is the same contribution: replaying a file twice does not double counts.
-      const contribution = digest(`replay\n${source}\n${lineNo}\n${batch.lines.join("\n")}`);
-      const result = await ingestBatch(events, contribution, deps);
-      for (const m of result.malformed) {
-        process.stderr.write(`line ${lineNo + m.index + 1}: ${m.reason}\n`);
+      // Each calico line is an event named by its text (and how many times that text came before), claimed in
+      // the coverage records as live deliveries are: a line counted by an earlier replay — of this file under
+      // another path, batched otherwise, or of the same lines through stdin — is not counted again.
+      const events: { id: string; timestamp: number; message: string }[] = [];
+      for (let i = 0; i < batch.lines.length; i++) {
+        const line = batch.lines[i] as string;
+        const outcome = scanner.scan(line);
+        if (outcome !== null) {
+          if (outcome.kind === "error") {
+            summary.malformed++;
+            process.stderr.write(`line ${lineNo + i + 1}: ${outcome.reason}\n`);
+          }
+          continue;
+        }
+        const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
+        events.push({ id: ids.next(line), timestamp: Number.isNaN(time) ? now() : time, message: line });
       }
       lineNo += batch.lines.length;
-      summary.lines += result.stats.lines;
-      summary.calico += result.stats.calico;
-      summary.malformed += result.stats.malformed;
+      summary.lines += batch.lines.length;
+      summary.calico += events.length;
+      if (events.length === 0) {
+        progress.update(batch.bytesRead, summary);
+        continue;
+      }
+      const result = await ingestDelivery(
+        { logGroup: REPLAY_GROUP, logStream: REPLAY_STREAM, logEvents: events, node: null },
+        deps,
+        coverage,
+        "live",
+      );
+      summary.alreadyCounted += result.eventsAlreadyCounted;
       summary.unresolved += result.stats.unresolved;
       summary.flowsApplied += result.flowsApplied;
       summary.flowsDuplicate += result.flowsDuplicate;
@@ -118,4 +146,28 @@ export async function replay(
     await close();
   }
   return summary;
+}
+
+/** Where replayed lines are claimed in the coverage records (docs/backfill.md): one stream for every replay. */
+const REPLAY_GROUP = "calico-flows replay";
+const REPLAY_STREAM = "lines";
+/** Distinct line texts remembered for their repeat counts before starting over (at the same line every run). */
+const MAX_REMEMBERED_LINES = 200_000;
+
+/**
+ * Event ids of replayed lines: a digest of the text and of how many times the same text came before it, so a
+ * line repeated within the input (a retransmitted packet logged twice in one second) is two events, and the
+ * same input gives the same ids however it is batched. The repeat counts start over after
+ * MAX_REMEMBERED_LINES distinct texts, which depends on the input alone.
+ */
+class LineIds {
+  readonly #seen = new Map<string, number>();
+
+  next(line: string): string {
+    const text = digest(line);
+    if (this.#seen.size >= MAX_REMEMBERED_LINES) this.#seen.clear();
+    const repeat = this.#seen.get(text) ?? 0;
+    this.#seen.set(text, repeat + 1);
+    return `${text}#${repeat}`;
+  }
 }

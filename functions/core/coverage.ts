@@ -219,6 +219,8 @@ export async function ingestDelivery(
     logGroup: string;
     logStream: string;
     logEvents: readonly CloudWatchEvent[] | DeliveredEvents;
+    /** The node of lines that name none. @default the log stream (null: none, as `replay` gives lines) */
+    node?: string | null;
   },
   deps: IngestDeps,
   coverage: CoverageStore | undefined,
@@ -226,9 +228,9 @@ export async function ingestDelivery(
   options: CoverageOptions = {},
 ): Promise<DeliveryResult> {
   const given = payload.logEvents;
-  const all = (given instanceof DeliveredEvents ? given : DeliveredEvents.fromArray(given)).withNode(
-    payload.logStream,
-  );
+  const events = given instanceof DeliveredEvents ? given : DeliveredEvents.fromArray(given);
+  const node = payload.node === undefined ? payload.logStream : payload.node;
+  const all = node === null ? events : events.withNode(node);
   const contribution = deliveryContribution(payload.logGroup, payload.logStream, all.joinedIds());
   if (coverage === undefined || all.length === 0) {
     const result = await ingestBatch(all, contribution, deps);
