@@ -38,11 +38,14 @@ if (only !== undefined) {
   }
 }
 
-// A reader that went away (`| head`) ends the output: not an error.
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+// A reader that went away (`| head`) ends the output: not an error. A command that watches its output itself
+// (`parse`, which still prints its summary) has its own listener, and decides.
+const onStdoutError = (error: NodeJS.ErrnoException): void => {
+  if (process.stdout.listenerCount("error") > 1) return;
   if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
   throw error;
-});
+};
+process.stdout.on("error", onStdoutError);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,5 +1,6 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
+import { existsSync } from "node:fs";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { DynamoCoverageStore } from "../functions/adapters/dynamo/coverage.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
@@ -19,7 +20,15 @@ export interface OpenedStore {
   close(): Promise<void>;
 }
 
-export async function openStore(options: CommonOptions, retentionDays?: number): Promise<OpenedStore> {
+/**
+ * `existing`: the command only reads (`flows`, `alerts`), so an embedded store that is not there is an error — a
+ * mistyped --store would otherwise be created empty and answer "no records".
+ */
+export async function openStore(
+  options: CommonOptions,
+  retentionDays?: number,
+  existing = false,
+): Promise<OpenedStore> {
   if (options.table !== undefined) {
     const client = storeClient(options.region === undefined ? {} : { region: options.region });
     return {
@@ -29,6 +38,11 @@ export async function openStore(options: CommonOptions, retentionDays?: number):
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };
+  }
+  if (existing && !existsSync(options.store)) {
+    throw new Error(
+      `no embedded store in ${options.store} (\`calico-flows replay\` makes one; --store names another, --table a DynamoDB table)`,
+    );
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
   return {

@@ -108,7 +108,7 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
       }),
     );
   }
-  const opened = await openStore(common);
+  const opened = await openStore(common, undefined, true);
   try {
     return await collect(options.limit, (cursor) =>
       opened.store.queryFlows({ ...query, limit: pageLimit, cursor }),
@@ -133,7 +133,7 @@ export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRec
       }),
     );
   }
-  const opened = await openStore(common);
+  const opened = await openStore(common, undefined, true);
   try {
     return await collect(options.limit, (cursor) =>
       opened.store.queryAlerts({ ...query, limit: pageLimit, cursor }),

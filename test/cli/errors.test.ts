@@ -32,8 +32,13 @@ describe("calico-flows errors", () => {
     [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/],
     [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/],
     [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/],
+    [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/],
   ])("%j: one line, exit code 1", async (args, message) => {
-    const run = await runCli([...args, "--store", store]);
+    const run = await runCli([
+      ...args,
+      "--store",
+      args.includes("--store") ? (args[args.indexOf("--store") + 1] as string) : store,
+    ]);
     expect(run.code).toBe(1);
     const first = run.stderr.split("\n")[0] ?? "";
     expect(first).toMatch(message);
