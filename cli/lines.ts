@@ -6,6 +6,8 @@ import { StringDecoder } from "node:string_decoder";
 
 export interface BatchOptions {
   maxLines: number;
+  /** Longest line kept (characters). @default MAX_LINE_LENGTH */
+  maxLineLength?: number;
   /** Close a non-empty batch after this long without input (ms). */
   idleMs: number;
   /** Close a non-empty batch this long after its first line came (ms), input or not. @default 2000 */
@@ -22,37 +24,60 @@ export interface LineBatch {
   bytesRead: number;
 }
 
+/** Longest line kept (characters), as `calico-flows parse` keeps; a longer one becomes OVERSIZED_LINE. */
+export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
+/** Stands for a line longer than the limit, which is dropped as it comes rather than held in memory. */
+export const OVERSIZED_LINE = "\u0000(a line longer than the limit)";
+
 /** Splits decoded text into lines, carrying an unterminated tail to the next chunk; strips a CR before LF. */
 export class LineSplitter {
   #tail = "";
+  #oversized = false;
+  readonly #max: number;
+
+  constructor(maxLineLength = MAX_LINE_LENGTH) {
+    this.#max = maxLineLength;
+  }
+
   push(text: string, out: string[]): void {
     let start = 0;
     let nl = text.indexOf("\n");
-    if (nl !== -1 && this.#tail.length > 0) {
-      const first = this.#tail + text.slice(0, nl);
-      out.push(first.endsWith("\r") ? first.slice(0, -1) : first);
+    if (nl !== -1 && (this.#tail.length > 0 || this.#oversized)) {
+      this.#emit(this.#tail + text.slice(0, nl), out);
       this.#tail = "";
       start = nl + 1;
       nl = text.indexOf("\n", start);
     }
     while (nl !== -1) {
-      const end = nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      out.push(text.slice(start, end));
+      this.#emit(text.slice(start, nl), out);
       start = nl + 1;
       nl = text.indexOf("\n", start);
     }
-    if (start < text.length) this.#tail += text.slice(start);
+    if (start < text.length && !this.#oversized) {
+      this.#tail += text.slice(start);
+      if (this.#tail.length > this.#max + 1) {
+        this.#oversized = true;
+        this.#tail = "";
+      }
+    }
   }
+
   /** The last line when the input did not end with a newline. */
   end(out: string[]): void {
-    if (this.#tail.length > 0) out.push(this.#tail.endsWith("\r") ? this.#tail.slice(0, -1) : this.#tail);
+    if (this.#tail.length > 0 || this.#oversized) this.#emit(this.#tail, out);
     this.#tail = "";
+  }
+
+  #emit(line: string, out: string[]): void {
+    const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+    out.push(this.#oversized || text.length > this.#max ? OVERSIZED_LINE : text);
+    this.#oversized = false;
   }
 }
 
 export async function* lineBatches(input: Readable, options: BatchOptions): AsyncGenerator<LineBatch> {
   const decoder = new StringDecoder("utf8");
-  const splitter = new LineSplitter();
+  const splitter = new LineSplitter(options.maxLineLength);
   const iterator = input[Symbol.asyncIterator]();
   const now = options.now ?? Date.now;
   const maxWait = options.maxWaitMs ?? 2_000;

@@ -6,7 +6,7 @@ import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { LineParser } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
-import { lineBatches } from "../lines.ts";
+import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
 export interface ReplaySummary {
@@ -104,6 +104,13 @@ export async function replay(
       const events: { id: string; timestamp: number; message: string }[] = [];
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;
+        if (line === OVERSIZED_LINE) {
+          summary.malformed++;
+          process.stderr.write(
+            `line ${lineNo + i + 1}: longer than ${MAX_LINE_LENGTH} characters, not parsed\n`,
+          );
+          continue;
+        }
         const outcome = scanner.scan(line);
         if (outcome !== null) {
           if (outcome.kind === "error") {

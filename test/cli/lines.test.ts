@@ -3,7 +3,7 @@
 import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { lineBatches } from "../../cli/lines.ts";
+import { LineSplitter, lineBatches, OVERSIZED_LINE } from "../../cli/lines.ts";
 
 describe("lineBatches", () => {
   it("closes a batch once its first line has waited maxWaitMs, though input never pauses", async () => {
@@ -51,5 +51,18 @@ describe("lineBatches", () => {
     await reading;
     expect(lines).toEqual(["first", "second", "third without newline"]);
     input.destroy();
+  });
+});
+
+describe("LineSplitter", () => {
+  it("drops a line longer than the limit as it comes, wherever the chunks cut it, and keeps the others", () => {
+    const input = `short\n${"x".repeat(25)}\nten chars!\r\n${"y".repeat(11)}\nafter\n${"z".repeat(30)}`;
+    for (let cut = 1; cut <= 7; cut++) {
+      const splitter = new LineSplitter(10);
+      const out: string[] = [];
+      for (let i = 0; i < input.length; i += cut) splitter.push(input.slice(i, i + cut), out);
+      splitter.end(out);
+      expect(out).toEqual(["short", OVERSIZED_LINE, "ten chars!", OVERSIZED_LINE, "after", OVERSIZED_LINE]);
+    }
   });
 });
