@@ -41,6 +41,16 @@ export class Progress {
     });
   }
 
+  /** A message line on stderr; with a bar on the terminal, written over it and the bar drawn again below. */
+  log(message: string): void {
+    if (this.#bar === undefined) {
+      process.stderr.write(message);
+      return;
+    }
+    process.stderr.write(`\r\u001b[2K${message}`);
+    this.#bar.render();
+  }
+
   stop(): void {
     this.#bar?.stop();
   }

@@ -106,16 +106,14 @@ export async function replay(
         const line = batch.lines[i] as string;
         if (line === OVERSIZED_LINE) {
           summary.malformed++;
-          process.stderr.write(
-            `line ${lineNo + i + 1}: longer than ${MAX_LINE_LENGTH} characters, not parsed\n`,
-          );
+          progress.log(`line ${lineNo + i + 1}: longer than ${MAX_LINE_LENGTH} characters, not parsed\n`);
           continue;
         }
         const outcome = scanner.scan(line);
         if (outcome !== null) {
           if (outcome.kind === "error") {
             summary.malformed++;
-            process.stderr.write(`line ${lineNo + i + 1}: ${outcome.reason}\n`);
+            progress.log(`line ${lineNo + i + 1}: ${outcome.reason}\n`);
           }
           continue;
         }
