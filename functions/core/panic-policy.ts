@@ -209,8 +209,11 @@ function effectiveTypes(spec: CalicoPolicySpec): PolicyType[] {
   if (spec.types !== undefined && spec.types.length > 0) {
     return POLICY_TYPES.filter((t) => spec.types?.includes(t));
   }
-  // Calico's default when types is omitted: Ingress, plus Egress if the policy has egress rules.
-  return (spec.egress?.length ?? 0) > 0 ? ["Ingress", "Egress"] : ["Ingress"];
+  // Calico's default when types is omitted, by the rules present: egress rules alone give [Egress], both kinds
+  // [Ingress, Egress], ingress rules alone or none [Ingress].
+  const ingress = (spec.ingress?.length ?? 0) > 0;
+  const egress = (spec.egress?.length ?? 0) > 0;
+  return egress ? (ingress ? ["Ingress", "Egress"] : ["Egress"]) : ["Ingress"];
 }
 
 function rulesOf(spec: CalicoPolicySpec, type: PolicyType): CalicoRule[] {

@@ -31,6 +31,7 @@ import {
   type PanicResponse,
   PanicService,
   RevertBody,
+  unqualifiedArn,
 } from "./service.ts";
 
 export const PANIC_PATH = "/panic";
@@ -105,9 +106,9 @@ function failureResponse(error: PanicFailure): APIGatewayProxyResult {
   });
 }
 
-/** The schedule target is the unqualified function: that is what the scheduler role may invoke. */
-export function unqualifiedArn(arn: string): string {
-  return arn.split(":").slice(0, 7).join(":");
+/** The `reason` a refused body carried, for the audit trail. */
+function reasonIn(body: unknown): unknown {
+  return typeof body === "object" && body !== null ? (body as { reason?: unknown }).reason : undefined;
 }
 
 /** The body as JSON: absent or empty is `{}` for DELETE, an error for POST. */
@@ -184,7 +185,11 @@ export async function handleHttp(
           });
         }
         const parsed = ApplyBody.safeParse(body);
-        if (!parsed.success) throw invalidRequest(parsed.error);
+        if (!parsed.success) {
+          const failure = invalidRequest(parsed.error);
+          await runtime.service.refused("apply", { requester, via: "api", reason: reasonIn(body) }, failure);
+          throw failure;
+        }
         logger.appendKeys({ requester });
         return respond(
           await runtime.service.apply({
@@ -196,8 +201,17 @@ export async function handleHttp(
         );
       }
       case "DELETE": {
-        const parsed = RevertBody.safeParse(parseBody(event) ?? {});
-        if (!parsed.success) throw invalidRequest(parsed.error, RevertBody);
+        const revertBody = parseBody(event) ?? {};
+        const parsed = RevertBody.safeParse(revertBody);
+        if (!parsed.success) {
+          const failure = invalidRequest(parsed.error, RevertBody);
+          await runtime.service.refused(
+            "revert",
+            { requester, via: "api", reason: reasonIn(revertBody) },
+            failure,
+          );
+          throw failure;
+        }
         logger.appendKeys({ requester });
         return respond(await runtime.service.revert({ requester, via: "api", reason: parsed.data.reason }));
       }

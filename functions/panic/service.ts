@@ -54,8 +54,25 @@ export const ApplyBody = z.strictObject({
 });
 export type ApplyBody = z.infer<typeof ApplyBody>;
 
+/** The schedule target is the unqualified function: that is what the scheduler role may invoke. */
+export function unqualifiedArn(arn: string): string {
+  return arn.split(":").slice(0, 7).join(":");
+}
+
+/** Rounds of #reconcileSchedule: each is a read of the policy, and a schedule write when they disagree. */
+const RECONCILE_ROUNDS = 3;
+/** An active policy this long past its expiry is reported as overdue (the schedule fires within a minute). */
+const OVERDUE_AFTER_MS = 5 * 60_000;
+
 /** The optional body of `DELETE /panic`. */
-export const RevertBody = z.strictObject({ reason: reason.optional() });
+export const RevertBody = z.strictObject({
+  reason: z
+    .string({ error: "reason must be a string" })
+    .trim()
+    .min(1, "reason must not be blank: leave it out, or say why isolation is restored")
+    .max(500, "reason must be at most 500 characters")
+    .optional(),
+});
 export type RevertBody = z.infer<typeof RevertBody>;
 
 /** Turns the first zod issue into a 400 failure naming the field. */
@@ -181,7 +198,19 @@ export class PanicService {
       dryRun: request.dryRun,
       force: request.force,
     });
-    if (!parsed.success) throw invalidRequest(parsed.error);
+    if (!parsed.success) {
+      // Refused before anything was touched: still in the audit trail, and announced.
+      const refusal = invalidRequest(parsed.error);
+      const reasonGiven = typeof request.reason === "string" ? request.reason : "";
+      const base = {
+        action: "apply" as const,
+        requester: request.requester,
+        reason: reasonGiven,
+        via: request.via,
+      };
+      await this.#recordFailure({ ...base, expiresAt: null }, refusal, [], request.dryRun !== true);
+      throw refusal;
+    }
     const body = parsed.data;
     const action: PanicAction = body.dryRun === true ? "dry-run" : "apply";
     const now = this.#clock();
@@ -195,13 +224,18 @@ export class PanicService {
     };
     const base = { action, requester: request.requester, reason: body.reason, via: request.via, expiresAt };
     if (expiresAt !== null && (this.#deps.scheduler === undefined || request.expiryTarget === undefined)) {
-      throw new PanicFailure(
+      const refusal = new PanicFailure(
         "invalid",
         `ttlMinutes: expiry needs the EventBridge Scheduler, which is not configured here; ` +
           "use ttlMinutes 0 and revert by hand, or go through the API",
         { field: "ttlMinutes" },
       );
+      await this.#recordFailure(base, refusal, [], action === "apply");
+      throw refusal;
     }
+    // The schedule invokes the function itself: a version or alias ARN is not what its role may invoke.
+    const expiryTarget =
+      request.expiryTarget === undefined ? undefined : unqualifiedArn(request.expiryTarget);
     const document = panicPolicyDocument(this.#deps.settings, stamp);
     const warnings: string[] = [];
     let conflicts: PolicyConflict[] = [];
@@ -231,9 +265,11 @@ export class PanicService {
             policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false });
             result = "applied";
           } else if (ours) {
-            policy = await this.#deps.calico.applyGlobalPolicy(document, {
-              force: true,
-              resourceVersion: existing.metadata.resourceVersion,
+            // A full replace, as for a take-over: a field someone else set on our policy since (a narrower
+            // selector) must not survive a refresh, which a server-side apply would leave in place.
+            policy = await this.#deps.calico.replaceGlobalPolicy({
+              ...document,
+              metadata: { ...document.metadata, resourceVersion: existing.metadata.resourceVersion },
             });
             result = "refreshed";
           } else {
@@ -252,7 +288,7 @@ export class PanicService {
         }
       }
 
-      if (action === "apply") await this.#syncSchedule(expiresAt, request.expiryTarget, warnings);
+      if (action === "apply") await this.#reconcileSchedule(expiresAt, expiryTarget, warnings);
       const applied = policy === null ? null : readStamp(policy);
       const response: PanicResponse = {
         ...this.#frame(action, result, policy),
@@ -279,6 +315,23 @@ export class PanicService {
       await this.#recordFailure(base, error, conflicts, action === "apply");
       throw error;
     }
+  }
+
+  /** A request the API refused before it reached apply or revert (its body): audited and announced as such. */
+  async refused(
+    action: "apply" | "revert",
+    request: { requester: string; via: string; reason?: unknown },
+    failure: PanicFailure,
+  ): Promise<void> {
+    const reasonGiven = typeof request.reason === "string" ? request.reason : "";
+    const base = {
+      action,
+      requester: request.requester,
+      reason: reasonGiven,
+      via: request.via,
+      expiresAt: null,
+    };
+    await this.#recordFailure(base, failure, [], true);
   }
 
   async status(historyLimit = DEFAULT_HISTORY): Promise<PanicResponse> {
@@ -309,9 +362,15 @@ export class PanicService {
         `(no ${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE} label): applying needs force, reverting is refused`;
     } else {
       result = "active";
+      const expiry = stamp?.expiresAt ?? null;
+      const overdue = expiry !== null && Date.parse(expiry) + OVERDUE_AFTER_MS < this.#clock().getTime();
       message =
         `the panic policy is applied on ${this.#deps.cluster}` +
-        (stamp?.expiresAt ? `, expiring at ${stamp.expiresAt}` : ", until reverted");
+        (expiry === null
+          ? ", until reverted"
+          : overdue
+            ? `; it should have expired at ${expiry} but is still in place: the expiry did not remove it, revert it`
+            : `, expiring at ${expiry}`);
     }
     return {
       ...this.#frame("status", result, policy),
@@ -327,8 +386,26 @@ export class PanicService {
   }
 
   async revert(request: RevertRequest): Promise<PanicResponse> {
-    const reasonGiven = request.reason?.trim() || "reverted by hand";
-    return this.#remove("revert", request.requester, reasonGiven, request.via, null);
+    const parsed = RevertBody.safeParse(request.reason === undefined ? {} : { reason: request.reason });
+    if (!parsed.success) {
+      const refusal = invalidRequest(parsed.error, RevertBody);
+      const base = {
+        action: "revert" as const,
+        requester: request.requester,
+        reason: request.reason ?? "",
+        via: request.via,
+        expiresAt: null,
+      };
+      await this.#recordFailure(base, refusal, [], true);
+      throw refusal;
+    }
+    return this.#remove(
+      "revert",
+      request.requester,
+      parsed.data.reason ?? "reverted by hand",
+      request.via,
+      null,
+    );
   }
 
   /** The expiry schedule fired: remove the policy unless it was refreshed (or replaced) since. */
@@ -495,6 +572,34 @@ export class PanicService {
       reason,
       at: this.#clock().toISOString(),
     };
+  }
+
+  /**
+   * The schedule written for `scheduled`, then brought in line with the policy as it is now: another apply or
+   * revert may have written the policy after this one did and its schedule before this one's, which would leave
+   * the policy with no expiry, or one that skips it. A few rounds, until a read of the policy agrees.
+   */
+  async #reconcileSchedule(
+    scheduled: string | null,
+    target: string | undefined,
+    warnings: string[],
+  ): Promise<void> {
+    let written = scheduled;
+    await this.#syncSchedule(written, target, warnings);
+    for (let round = 0; round < RECONCILE_ROUNDS; round++) {
+      let current: CalicoPolicy | null;
+      try {
+        current = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+      } catch (error) {
+        warnings.push(`the expiry schedule could not be checked against the policy: ${errorText(error)}`);
+        return;
+      }
+      const stamp = current !== null && isManagedByCalicoFlows(current) ? readStamp(current) : null;
+      const wanted = stamp?.expiresAt ?? null;
+      if (wanted === written) return;
+      written = wanted;
+      await this.#syncSchedule(written, target, warnings);
+    }
   }
 
   async #syncSchedule(

@@ -166,6 +166,35 @@ describe("calico-flows panic --direct", () => {
     expect(run.stderr).toMatch(/error \(api-missing\): .*--api-group projectcalico\.org\/v3/);
   });
 
+  it("refuses a blank or over-long revert reason as the API does, and leaves the policy", async () => {
+    expect((await direct("apply", "--reason", "payments down")).code).toBe(0);
+    for (const reason of ["   ", "x".repeat(501)]) {
+      const refused = await direct("revert", "--reason", reason);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/reason (must not be blank|must be at most 500 characters)/);
+    }
+    expect(stored()).toBeDefined();
+    expect((await direct("revert", "--reason", "fixed")).code).toBe(0);
+    expect(stored()).toBeUndefined();
+  });
+
+  it("says so when an applied policy is past its expiry", async () => {
+    expect((await direct("apply", "--reason", "payments down")).code).toBe(0);
+    const policy = stored() as CalicoPolicy;
+    h.kube.store.put(GNP_V3, {
+      ...policy,
+      metadata: {
+        ...policy.metadata,
+        annotations: {
+          ...policy.metadata.annotations,
+          "calico-flows.io/expires-at": "2026-01-01T00:00:00.000Z",
+        },
+      },
+    });
+    const status = await direct("status");
+    expect(status.stdout).toMatch(/should have expired at 2026-01-01T00:00:00.000Z but is still in place/);
+  });
+
   it("needs the scheduler's settings for --ttl", async () => {
     const run = await direct("apply", "--reason", "timed", "--ttl", "30");
     expect(run.code).toBe(1);

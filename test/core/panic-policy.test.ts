@@ -195,6 +195,28 @@ describe("findConflicts", () => {
     expect(conflicts[0]?.reasons).toEqual(["Deny rule (Ingress) evaluated before the panic policy"]);
   });
 
+  it("takes types as Calico does when a policy omits them: from the rules it has", () => {
+    const covered = (spec: Record<string, unknown>) =>
+      findConflicts(settings, inventory([gnp("p", { order: 1, ...spec })]))[0]?.reasons ?? [];
+    // Egress rules alone: an egress policy; pods it selects keep their ingress as it was.
+    expect(covered({ egress: [deny] })).toEqual(["Deny rule (Egress) evaluated before the panic policy"]);
+    expect(covered({ egress: [allowAll] })).toEqual([]);
+    // Both kinds: both directions.
+    expect(covered({ ingress: [allowAll], egress: [deny] })).toEqual([
+      "Deny rule (Egress) evaluated before the panic policy",
+    ]);
+    // In an earlier tier, an egress policy that allows everything drops no ingress at the tier's end.
+    const earlier = findConflicts(
+      settings,
+      inventory(
+        [gnp("security.egress-only", { tier: "security", order: 1, egress: [allowAll] })],
+        [],
+        [defaultTier, tier("security", 100)],
+      ),
+    );
+    expect(earlier.map((c) => c.name)).toEqual([]);
+  });
+
   it("never lists the panic policy itself, in either naming, nor staged policies", () => {
     const conflicts = findConflicts(
       settings,

@@ -210,11 +210,73 @@ describe("POST /panic", () => {
 
   it("retries when the policy changed between its read and its write (409 from the API server)", async () => {
     await post({ reason: "first", ttlMinutes: 0 });
-    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "PATCH", times: 1 });
+    // A refresh replaces the policy (PUT, on condition of the resourceVersion read).
+    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "PUT", times: 1 });
     const result = await post({ reason: "again", ttlMinutes: 0 });
     expect(result.statusCode).toBe(200);
     expect(body(result).result).toBe("refreshed");
-    expect(h.kube.counts.total({ method: "PATCH" })).toBe(3);
+    expect(h.kube.counts.total({ method: "PUT" })).toBe(2);
+  });
+
+  it("refreshes the whole policy: a field someone added to it since does not survive", async () => {
+    await post({ reason: "first", ttlMinutes: 0 });
+    const narrowed = stored() as CalicoPolicy;
+    h.kube.store.put(GNP_V3, {
+      ...narrowed,
+      spec: { ...narrowed.spec, selector: "app == 'checkout'", serviceAccountSelector: "name == 'nobody'" },
+    });
+    expect(body(await post({ reason: "again", ttlMinutes: 0 })).result).toBe("refreshed");
+    expect(stored()?.spec).toEqual({
+      tier: "default",
+      order: 100,
+      namespaceSelector: "baseten.co/organization == 'true'",
+      types: ["Ingress", "Egress"],
+      ingress: [{ action: "Allow" }],
+      egress: [{ action: "Allow" }],
+    });
+  });
+
+  it("schedules the unqualified function whatever version or alias ARN it is given (--direct)", async () => {
+    const { service } = h.runtime();
+    await service.apply({
+      reason: "direct",
+      ttlMinutes: 30,
+      requester: ALICE,
+      via: "cli",
+      expiryTarget: `${FUNCTION_ARN}:live`,
+    });
+    const input = scheduler.commandCalls(CreateScheduleCommand)[0]?.args[0].input;
+    expect(input?.Target?.Arn).toBe(FUNCTION_ARN);
+  });
+
+  it("audits and announces a request refused for its body", async () => {
+    const refused = await post({ reason: "   " });
+    expect(refused.statusCode).toBe(400);
+    const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(entry).toMatchObject({ action: "apply", outcome: "refused", result: "invalid", requester: ALICE });
+    expect((await h.announcements())[0]).toMatchObject({ action: "refused", requester: ALICE });
+  });
+
+  it("brings the expiry schedule in line with the policy another apply wrote meanwhile", async () => {
+    await post({ reason: "first", ttlMinutes: 60 });
+    const creates = scheduler.commandCalls(CreateScheduleCommand).length;
+    // While this apply's schedule call is under way, another operator's apply (ttl 0) lands on the policy.
+    scheduler.on(CreateScheduleCommand).callsFake(async () => {
+      const current = stored() as CalicoPolicy;
+      h.kube.store.put(GNP_V3, {
+        ...current,
+        metadata: {
+          ...current.metadata,
+          annotations: { ...current.metadata.annotations, "calico-flows.io/expires-at": "never" },
+        },
+      });
+      return { ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" };
+    });
+    expect((await post({ reason: "second", ttlMinutes: 120 })).statusCode).toBe(200);
+    // The policy now never expires: its schedule is removed rather than left to skip it.
+    expect(scheduler.commandCalls(CreateScheduleCommand)).toHaveLength(creates + 1);
+    expect(scheduler.commandCalls(DeleteScheduleCommand)).toHaveLength(1);
+    expect(body(await h.invoke(apiEvent("GET"))).expiresAt).toBeNull();
   });
 
   it("answers 409 after repeated conflicts, without touching the policy", async () => {
