@@ -269,7 +269,12 @@ export class PanicService {
             // selector) must not survive a refresh, which a server-side apply would leave in place.
             policy = await this.#deps.calico.replaceGlobalPolicy({
               ...document,
-              metadata: { ...document.metadata, resourceVersion: existing.metadata.resourceVersion },
+              metadata: {
+                ...document.metadata,
+                // The name it is stored under (the CRD backend's `default.<name>`).
+                name: existing.metadata.name,
+                resourceVersion: existing.metadata.resourceVersion,
+              },
             });
             result = "refreshed";
           } else {
@@ -277,7 +282,11 @@ export class PanicService {
             // must not survive in the panic policy.
             policy = await this.#deps.calico.replaceGlobalPolicy({
               ...document,
-              metadata: { ...document.metadata, resourceVersion: existing.metadata.resourceVersion },
+              metadata: {
+                ...document.metadata,
+                name: existing.metadata.name,
+                resourceVersion: existing.metadata.resourceVersion,
+              },
             });
             result = "taken-over";
           }
@@ -471,7 +480,7 @@ export class PanicService {
           break;
         }
         try {
-          const deleted = await this.#deps.calico.deleteGlobalPolicy(this.#objectName, {
+          const deleted = await this.#deps.calico.deleteGlobalPolicy(existing.metadata.name, {
             uid: existing.metadata.uid,
             resourceVersion: existing.metadata.resourceVersion,
           });

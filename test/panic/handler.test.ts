@@ -624,6 +624,16 @@ describe("crd.projectcalico.org/v1", () => {
     expect(policy.apiVersion).toBe("crd.projectcalico.org/v1");
     expect(body(await crd.invoke(apiEvent("DELETE"), runtime)).result).toBe("reverted");
 
+    // A policy stored by the CRD backend as `default.allow-all` is the same policy: seen, refreshed, reverted.
+    const GNP_CRD = "globalnetworkpolicies.crd.projectcalico.org";
+    crd.kube.store.put(GNP_CRD, { ...policy, metadata: { ...policy.metadata, name: "default.allow-all" } });
+    expect(body(await crd.invoke(apiEvent("GET"), runtime)).result).toBe("active");
+    const refreshed = body(await crd.invoke(apiEvent("POST", { reason: "again", ttlMinutes: 0 }), runtime));
+    expect(refreshed.result).toBe("refreshed");
+    expect(crd.kube.store.get(GNP_CRD, "allow-all")).toBeUndefined();
+    expect(body(await crd.invoke(apiEvent("DELETE"), runtime)).result).toBe("reverted");
+    expect(crd.kube.store.get(GNP_CRD, "default.allow-all")).toBeUndefined();
+
     // And the v3 default on a cluster without the Calico API server points at this option.
     const missing = await crd.invoke(apiEvent("GET"), crd.runtime());
     expect(missing.statusCode).toBe(502);

@@ -72,6 +72,8 @@ const PLURALS = {
 } as const;
 
 const PAGE = 500;
+/** The group of the CRDs themselves (clusters without the Calico API server). */
+const CRD_GROUP = "crd.projectcalico.org";
 
 /** Per-call options that send a server-side apply: client-node has no parameter for the patch type. */
 const SERVER_SIDE_APPLY: ConfigurationOptions = {
@@ -104,7 +106,17 @@ export class CalicoPolicies implements CalicoPolicyStore {
     this.#options = options;
   }
 
+  /**
+   * The policy named `name`. On the CRD group, a default-tier name without a prefix is also looked for as
+   * `default.<name>`, which some Calico versions store it as: the caller then acts on the name it comes back with.
+   */
   async getGlobalPolicy(name: string): Promise<CalicoPolicy | null> {
+    const found = await this.#getGlobalPolicy(name);
+    if (found !== null || this.#group !== CRD_GROUP || name.includes(".")) return found;
+    return this.#getGlobalPolicy(`default.${name}`);
+  }
+
+  async #getGlobalPolicy(name: string): Promise<CalicoPolicy | null> {
     const doing = `reading ${PLURALS.global}/${name}`;
     try {
       return await this.#call(doing, (api) =>
