@@ -85,6 +85,9 @@ interface State extends Window {
   createdAt: number;
   /** The windows before the open one, newest first, at most KEPT_WINDOWS. */
   earlier: Window[];
+  /** Who may hand out the open window's pending alert, since when (takeHandOut); undefined on older items. */
+  leaseBy: string | undefined;
+  leaseAt: number | undefined;
 }
 
 function windowOf(value: unknown): Window | null {
@@ -137,6 +140,8 @@ function stateOf(item: Item | undefined): State | undefined {
     delivery: item.delivery === "sent" ? "sent" : "pending",
     createdAt: num(item.createdAt ?? 0),
     earlier,
+    leaseBy: item.leaseBy === undefined ? undefined : String(item.leaseBy),
+    leaseAt: item.leaseAt === undefined ? undefined : num(item.leaseAt),
   };
 }
 
@@ -336,8 +341,12 @@ async function applyOne(
     // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
     const target = c.firstSeen >= state.openedAt ? state : windowFor(c.firstSeen, [state, ...state.earlier]);
     if (target.openedBy === token) {
-      // This contribution opened that window (this is a retry): complete its record, deliver if still pending.
+      // This contribution opened that window (this is a retry): complete its record, deliver if still pending
+      // and nobody else has taken it to deliver since.
       await writeRecord(ctx, p, target, token, reads);
+      if (target === state && state.leaseBy !== token && !(await takeHandOut(ctx, stateKey, state, token))) {
+        return undefined;
+      }
       const alert = await readAlert(ctx, target, reads);
       return alert?.delivery === "pending" ? alert : undefined;
     }
@@ -355,10 +364,12 @@ async function applyOne(
       reads,
     );
     // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
+    // Only one of the deliveries that come by at once takes it (a lease on the state, as long as that delay).
     if (
       target === state &&
       state.delivery === "pending" &&
-      ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs
+      ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs &&
+      (state.leaseBy === token || (await takeHandOut(ctx, stateKey, state, token)))
     ) {
       const alert = await readAlert(ctx, target, reads);
       return alert?.delivery === "pending" ? alert : undefined;
@@ -366,6 +377,42 @@ async function applyOne(
     return undefined;
   }
   throw new StoreUnavailableError(`alert state ${stateKey.pk} kept changing; try again`);
+}
+
+/**
+ * The lease on handing out `window`'s pending alert: taken when its holder is `token` (a retry of the delivery that
+ * has it), or when the last one ran out (pendingRedeliveryAfterMs after it was taken, or after the window opened).
+ * False when another delivery holds it, or the window is no longer the open one.
+ */
+async function takeHandOut(
+  ctx: AlertContext,
+  stateKey: { pk: string; sk: string },
+  window: Window,
+  token: string,
+): Promise<boolean> {
+  const now = ctx.now();
+  const e = new Expression();
+  const leaseAt = e.name("leaseAt");
+  const cutoff = e.value(now - ctx.pendingRedeliveryAfterMs);
+  try {
+    await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: stateKey,
+          UpdateExpression: `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`,
+          ConditionExpression:
+            `${e.name("alertSk")} = ${e.value(window.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
+            `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ${e.name("createdAt")} <= ${cutoff}))`,
+          ...e.fields(),
+        }),
+      ),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
 }
 
 async function openWindow(
@@ -406,6 +453,9 @@ async function openWindow(
             ...windowAttribute(window),
             delivery: "pending",
             createdAt: ctx.now(),
+            // The opener delivers it: nobody else hands it out before the lease runs out (takeHandOut).
+            leaseAt: ctx.now(),
+            leaseBy: token,
             earlier:
               previous === undefined
                 ? []

@@ -177,6 +177,34 @@ describe("applyAlerts", () => {
     expect((await alertsIn(t, t))[0]).toMatchObject({ count: 7, delivery: "sent" });
   });
 
+  it("hands a pending alert to one of the deliveries that come by at once, then to none until its lease ends", async () => {
+    const [src, dst] = pair(19);
+    const t = "2024-04-19T13:00:00.000Z";
+    const [first] = await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW);
+    // The opener's publish failed; a minute later ten deliveries fold in at once.
+    clock += 61_000;
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        store.applyAlerts([candidate(src, dst, at(t, (i + 1) * 1000), 1)], `f${i}`, WINDOW),
+      ),
+    );
+    const handed = results.flatMap((r, i) => (r.length > 0 ? [i] : []));
+    expect(handed).toHaveLength(1);
+    expect(results[handed[0] as number]?.[0]?.id).toBe(first?.id);
+    // The opener's own retry, within that lease, leaves it to the delivery that has it; that one's retry gets it.
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW)).toEqual([]);
+    const holder = `f${handed[0]}`;
+    const again = await store.applyAlerts(
+      [candidate(src, dst, at(t, ((handed[0] as number) + 1) * 1000), 1)],
+      holder,
+      WINDOW,
+    );
+    expect(again.map((a) => a.id)).toEqual([first?.id]);
+    // Once the lease has run out, the next delivery may take it.
+    clock += 61_000;
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 20_000), 1)], "late", WINDOW)).toHaveLength(1);
+  });
+
   it("heals an opening whose alert record was not written, keeping hits folded meanwhile", async () => {
     const [src, dst] = pair(12);
     const t = "2024-04-19T07:00:00.000Z";
