@@ -6,11 +6,13 @@
 //   type          "alert" | "summary" | "panic"
 //   severity      "high" | "low"
 //   cluster       cluster name
-//   reason        alert reason: "internal-denial" | "external-scan"            (alerts only)
-//   srcNamespace  source namespace, "-" when the source has none               (alerts only)
-//   dstNamespace  destination namespace, "-" when it has none                  (alerts only)
-//   protocol      "TCP", "UDP", … ; "*" for external scans                     (alerts only)
-//   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts only)
+//   reason        alert reason: "internal-denial" | "external-scan"            (alerts; summaries: String.Array)
+//   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
+//   dstNamespace  destination namespace, "-" when it has none                  (alerts; summaries: String.Array)
+//   protocol      "TCP", "UDP", … ; "*" for external scans                     (alerts; summaries: String.Array)
+//   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts; summaries: array)
+// A summary carries these as arrays of the suppressed alerts' distinct values (100 at most each): SNS matches a
+// filter against each value of an array, so filtered subscribers hear of their alerts that the cap kept back.
 //   alertId       the alert's id, so machine consumers can drop a re-delivered message (alerts only)
 //   action        "applied" | "reverted" | "expired" | "refused"             (panic only)
 //   count         Number: alerts suppressed                                    (summary only)
@@ -28,7 +30,7 @@ export const MAX_SUBJECT_LENGTH = 99;
 
 /** Same shape as the SDK's MessageAttributeValue, so the adapter passes it through unchanged. */
 export interface MessageAttribute {
-  DataType: "String" | "Number";
+  DataType: "String" | "Number" | "String.Array";
   StringValue: string;
 }
 
@@ -460,8 +462,40 @@ export function suppressionSummary(
         openedAt: a.openedAt,
       })),
     }),
-    attributes: { type: str("summary"), severity: str(severity), cluster: str(cluster), count: num(count) },
+    attributes: {
+      type: str("summary"),
+      severity: str(severity),
+      cluster: str(cluster),
+      count: num(count),
+      ...summaryFilterAttributes(suppressed),
+    },
   };
+}
+
+/** Distinct values a summary's array attributes list, at most: bounds the message whatever was suppressed. */
+const SUMMARY_ATTRIBUTE_VALUES = 100;
+
+/**
+ * The attributes subscribers filter alerts on, as arrays of the suppressed alerts' values: a filter policy
+ * matches an array when any of its values matches, so a subscriber of one namespace still hears of the alerts of
+ * its namespace that the cap kept back (of the first 100 distinct values of each).
+ */
+function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<string, MessageAttribute> {
+  if (suppressed.length === 0) return {};
+  const distinct = <T>(values: T[]): T[] => [...new Set(values)].slice(0, SUMMARY_ATTRIBUTE_VALUES);
+  const array = (values: (string | number)[]): MessageAttribute => ({
+    DataType: "String.Array",
+    StringValue: JSON.stringify(values),
+  });
+  const ports = distinct(suppressed.flatMap((a) => (a.dstPort === null ? [] : [a.dstPort])));
+  const attributes: Record<string, MessageAttribute> = {
+    reason: array(distinct(suppressed.map((a) => a.reason))),
+    srcNamespace: array(distinct(suppressed.map((a) => a.src.namespace ?? NO_NAMESPACE))),
+    dstNamespace: array(distinct(suppressed.map((a) => a.dst.namespace ?? NO_NAMESPACE))),
+    protocol: array(distinct(suppressed.map((a) => a.protocol))),
+  };
+  if (ports.length > 0) attributes.dstPort = array(ports);
+  return attributes;
 }
 
 /** `arn:aws:sts::1:assumed-role/Ops/alice` → `alice`; anything else unchanged. */
@@ -476,6 +510,9 @@ const PANIC_HEADLINE: Record<PanicEvent["action"], string> = {
   expired: "expired and was removed",
   refused: "request was refused",
 };
+
+/** Conflicts a panic announcement lists; the rest are counted (`conflictCount`). */
+export const ANNOUNCED_CONFLICTS = 50;
 
 /** The announcement of a panic-button action: who, why, when, and what may still deny traffic. */
 export function panicAnnouncement(event: PanicEvent): OutboundMessage {
@@ -503,7 +540,11 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
   }
   if (event.action === "refused" && event.detail !== undefined)
     lines.push(`  Refused:  ${oneLine(event.detail)}`);
-  const conflicts = event.conflicts ?? [];
+  // Conflicts are listed up to a bound, in the text and in the JSON alike: a cluster with a deny policy per
+  // customer namespace would otherwise pass SNS's 256 KB, and the announcement that isolation is off be lost.
+  const allConflicts = event.conflicts ?? [];
+  const conflicts = allConflicts.slice(0, ANNOUNCED_CONFLICTS);
+  const unlisted = allConflicts.length - conflicts.length;
   if (conflicts.length > 0) {
     lines.push("", "Policies that may still deny traffic despite the panic policy:");
     for (const c of conflicts) {
@@ -516,6 +557,7 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
         `  - ${c.kind} ${c.name}${where.length > 0 ? ` (${where.join(", ")})` : ""}: ${oneLine(c.explanation)}`,
       );
     }
+    if (unlisted > 0) lines.push(`  … and ${unlisted} more: \`calico-flows panic status\` lists them all`);
   }
   lines.push(
     "",
@@ -526,7 +568,7 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
   return {
     subject: fitSubject(subjectParts),
     email: `${lines.join("\n")}\n`,
-    json: JSON.stringify({ type: "panic", ...event, conflicts }),
+    json: JSON.stringify({ type: "panic", ...event, conflicts, conflictCount: allConflicts.length }),
     attributes: {
       type: str("panic"),
       action: str(event.action),

@@ -163,6 +163,33 @@ describe("SnsAlertSink", () => {
     expect(await drainQueue(local, queueUrl)).toHaveLength(4);
   });
 
+  it("gives the over-cap summary the filter attributes of the alerts it stands for, as arrays", async () => {
+    // SNS matches a filter against each value of a String.Array attribute ("String value matching" in its
+    // developer guide), so a subscriber of customer-b hears of customer-b's alerts the cap kept back. The local
+    // emulator compares whole values only: the attributes are checked here as published.
+    const { topicArn, queueUrl } = await topicWithQueue();
+    const sink = new SnsAlertSink({ topicArn, client: local.sns });
+    const other: Endpoint = { ...db, namespace: "customer-c" };
+    await sink.publishSummary(3, "prod", [
+      alert("al_s1"),
+      alert("al_s2", { dstPort: 5432, dst: other }),
+      alert("al_s3", { src: stranger, dstPort: 8080 }),
+    ]);
+    const [summary, ...more] = await drainQueue(local, queueUrl);
+    expect(more).toEqual([]);
+    expect(envelopeOf(summary as Message).MessageAttributes).toEqual({
+      type: { Type: "String", Value: "summary" },
+      severity: { Type: "String", Value: "high" },
+      cluster: { Type: "String", Value: "prod" },
+      count: { Type: "Number", Value: "3" },
+      reason: { Type: "String.Array", Value: '["internal-denial"]' },
+      srcNamespace: { Type: "String.Array", Value: '["customer-a","-"]' },
+      dstNamespace: { Type: "String.Array", Value: '["customer-b","customer-c"]' },
+      protocol: { Type: "String.Array", Value: '["TCP"]' },
+      dstPort: { Type: "String.Array", Value: "[8012,5432,8080]" },
+    });
+  });
+
   it("announces panic actions on the same topic, selectable by type", async () => {
     const { topicArn } = await topicWithQueue();
     const panicOnly = await subscribeQueue(local, topicArn, `panic-${topicSerial}`, {

@@ -220,12 +220,21 @@ describe("suppressionSummary", () => {
     expect(summary.email).toContain("20 of them:");
     expect(summary.email.match(/^ {2}- Calico denied/gm)).toHaveLength(20);
     expect(JSON.parse(summary.json)).toMatchObject({ type: "summary", cluster: "prod", count: 23 });
-    expect(summary.attributes).toEqual({
+    expect(summary.attributes).toMatchObject({
       type: { DataType: "String", StringValue: "summary" },
       severity: { DataType: "String", StringValue: "low" },
       cluster: { DataType: "String", StringValue: "prod" },
       count: { DataType: "Number", StringValue: "23" },
+      dstNamespace: { DataType: "String.Array" },
     });
+    // At most ten attributes (SNS's limit), and the distinct values of each list bounded.
+    expect(Object.keys(summary.attributes).length).toBeLessThanOrEqual(10);
+    const many = Array.from({ length: 500 }, (_, i) =>
+      alert({ id: `al_${i}`, dstPort: 1000 + i, dst: { ...alert({}).dst, namespace: `ns-${i}` } }),
+    );
+    const bounded = suppressionSummary(500, "prod", many).attributes;
+    expect(JSON.parse(bounded.dstNamespace?.StringValue ?? "[]")).toHaveLength(100);
+    expect(JSON.parse(bounded.dstPort?.StringValue ?? "[]")).toHaveLength(100);
   });
 
   it("speaks of one alert in the singular", () => {
@@ -268,13 +277,32 @@ describe("panicAnnouncement", () => {
     ]) {
       expect(message.email).toContain(expected);
     }
-    expect(JSON.parse(message.json)).toEqual({ type: "panic", ...event });
+    expect(JSON.parse(message.json)).toEqual({ type: "panic", ...event, conflictCount: 1 });
     expect(message.attributes).toEqual({
       type: { DataType: "String", StringValue: "panic" },
       action: { DataType: "String", StringValue: "applied" },
       severity: { DataType: "String", StringValue: "high" },
       cluster: { DataType: "String", StringValue: "prod" },
     });
+  });
+
+  it("stays within SNS's 256 KB however many policies may still deny, listing 50 and counting the rest", () => {
+    const many = Array.from({ length: 1000 }, (_, i) => ({
+      kind: "NetworkPolicy",
+      name: `default-deny-${"x".repeat(40)}-${i}`,
+      namespace: `customer-${i}`,
+      tier: "security",
+      order: 10,
+      explanation: "a Deny rule (Ingress) in an earlier tier, evaluated before the panic policy ".repeat(3),
+    }));
+    const message = panicAnnouncement({ ...event, conflicts: many });
+    const published = JSON.stringify({ default: message.json, email: message.email });
+    expect(Buffer.byteLength(published)).toBeLessThan(256 * 1024);
+    expect(message.email).toContain("default-deny-");
+    expect(message.email).toContain("… and 950 more: `calico-flows panic status` lists them all");
+    const json = JSON.parse(message.json) as { conflicts: unknown[]; conflictCount: number };
+    expect(json.conflicts).toHaveLength(50);
+    expect(json.conflictCount).toBe(1000);
   });
 
   it("words reverts, expiries and refusals", () => {
