@@ -2,6 +2,7 @@
 // typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
 // field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
 import { z } from "zod";
+import { CidrSet } from "../functions/core/classify.ts";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,
@@ -171,7 +172,15 @@ const Context = z
         list,
         z
           .array(z.union([z.cidrv4(), z.cidrv6()], { error: "expected an IPv4 or IPv6 CIDR" }))
-          .min(1, "at least one internal CIDR is needed"),
+          .min(1, "at least one internal CIDR is needed")
+          // Exactly what the ingest function will take (an IPv4-mapped range, say, it refuses at every start).
+          .superRefine((cidrs, ctx) => {
+            try {
+              new CidrSet(cidrs);
+            } catch (error) {
+              ctx.addIssue({ code: "custom", message: (error as Error).message });
+            }
+          }),
       )
       .default(["192.168.0.0/16"]),
     alertEmails: z.preprocess(list, z.array(z.email("expected an email address"))).default([]),

@@ -72,9 +72,11 @@ export async function replay(
   signal?: AbortSignal,
 ): Promise<ReplaySummary> {
   const common = commonOptions(raw);
-  // Checked before a stream is opened on it, so that a missing file or a directory is one clear error.
-  const total = file === "-" ? undefined : statSync(file).size;
-  if (file !== "-" && !statSync(file).isFile()) throw new Error(`${file} is not a file`);
+  // Checked before a stream is opened on it, so that a missing file or a directory is one clear error. A pipe
+  // (`<(zcat …)`) is read like stdin, without a size.
+  const stat = file === "-" ? undefined : statSync(file);
+  if (stat?.isDirectory()) throw new Error(`${file} is a directory`);
+  const total = stat?.isFile() ? stat.size : undefined;
   const input = file === "-" ? process.stdin : createReadStream(file);
   const { deps, coverage, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
   const progress = new Progress({ total, enabled: raw.quiet !== true });
@@ -146,7 +148,9 @@ export async function replay(
       progress.update(batch.bytesRead, summary);
     }
   } finally {
-    if (signal?.aborted) input.destroy();
+    // Also after a failure: a read left waiting on a stream that stays open (`kubectl logs -f`) would keep the
+    // process alive after its error.
+    input.destroy();
     progress.stop();
     await close();
   }

@@ -106,6 +106,11 @@ function failureResponse(error: PanicFailure): APIGatewayProxyResult {
   });
 }
 
+/** Whether a refused body asked for a dry run (audited, not announced). */
+function dryRunIn(body: unknown): unknown {
+  return typeof body === "object" && body !== null ? (body as { dryRun?: unknown }).dryRun : undefined;
+}
+
 /** The `reason` a refused body carried, for the audit trail. */
 function reasonIn(body: unknown): unknown {
   return typeof body === "object" && body !== null ? (body as { reason?: unknown }).reason : undefined;
@@ -187,7 +192,11 @@ export async function handleHttp(
         const parsed = ApplyBody.safeParse(body);
         if (!parsed.success) {
           const failure = invalidRequest(parsed.error);
-          await runtime.service.refused("apply", { requester, via: "api", reason: reasonIn(body) }, failure);
+          await runtime.service.refused(
+            "apply",
+            { requester, via: "api", reason: reasonIn(body), dryRun: dryRunIn(body) },
+            failure,
+          );
           throw failure;
         }
         logger.appendKeys({ requester });

@@ -329,7 +329,7 @@ export class PanicService {
   /** A request the API refused before it reached apply or revert (its body): audited and announced as such. */
   async refused(
     action: "apply" | "revert",
-    request: { requester: string; via: string; reason?: unknown },
+    request: { requester: string; via: string; reason?: unknown; dryRun?: unknown },
     failure: PanicFailure,
   ): Promise<void> {
     const reasonGiven = typeof request.reason === "string" ? request.reason : "";
@@ -340,7 +340,8 @@ export class PanicService {
       via: request.via,
       expiresAt: null,
     };
-    await this.#recordFailure(base, failure, [], true);
+    // A dry run is audited, never announced, refused or not.
+    await this.#recordFailure(base, failure, [], request.dryRun !== true);
   }
 
   async status(historyLimit = DEFAULT_HISTORY): Promise<PanicResponse> {
@@ -606,6 +607,13 @@ export class PanicService {
       const stamp = current !== null && isManagedByCalicoFlows(current) ? readStamp(current) : null;
       const wanted = stamp?.expiresAt ?? null;
       if (wanted === written) return;
+      if (wanted !== null && target === undefined) {
+        // Another apply set an expiry this one cannot schedule (no target here): its schedule is left alone.
+        warnings.push(
+          `another apply changed the policy's expiry to ${wanted} meanwhile; its schedule was left as it was`,
+        );
+        return;
+      }
       written = wanted;
       await this.#syncSchedule(written, target, warnings);
     }

@@ -26,7 +26,7 @@ afterAll(() => rmSync(store, { recursive: true, force: true }));
 describe("calico-flows errors", () => {
   it.each([
     [["replay", "/nonexistent/file.log"], /^error: ENOENT: no such file or directory/],
-    [["replay", join(ROOT, "examples")], /^error: .*examples is not a file$/],
+    [["replay", join(ROOT, "examples")], /^error: .*examples is a directory$/],
     [["flows", "--since", "90"], /^error: expected an ISO-8601 time, "now" or a duration .*; got "90"$/],
     [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 time/],
     [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/],

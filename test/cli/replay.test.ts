@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,6 +172,21 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       expect(run.stderr).toMatch(/296 calico records \(\d+ counted by an earlier replay\)/);
       const stored = await runCli(["flows", ...grownStore, ...RANGE, "--json"]);
       expect(packets(ndjson<FlowRecord>(stored.stdout))).toBe(296);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("reads a named pipe as it reads stdin (replay <(zcat …))", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-fifo-"));
+    try {
+      const fifo = join(dir, "lines");
+      expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+      const running = runCli(["replay", fifo, ...common, "--year", "2026", "--quiet"]);
+      writeFileSync(fifo, readFileSync(join(SAMPLE, "node-logs.log")));
+      const run = await running;
+      expect(run.code).toBe(0);
+      expect(run.stderr).toMatch(/replayed 323 lines: 296 calico records/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -249,6 +249,14 @@ describe("POST /panic", () => {
     expect(input?.Target?.Arn).toBe(FUNCTION_ARN);
   });
 
+  it("audits a refused dry run without announcing it", async () => {
+    const refused = await post({ reason: "try", dryRun: true, ttlMinutes: -1 });
+    expect(refused.statusCode).toBe(400);
+    const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+    expect(entry).toMatchObject({ outcome: "refused", result: "invalid" });
+    expect(await h.announcements()).toEqual([]);
+  });
+
   it("audits and announces a request refused for its body", async () => {
     const refused = await post({ reason: "   " });
     expect(refused.statusCode).toBe(400);

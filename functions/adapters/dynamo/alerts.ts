@@ -403,7 +403,9 @@ async function takeHandOut(
           UpdateExpression: `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`,
           ConditionExpression:
             `${e.name("alertSk")} = ${e.value(window.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
-            `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ${e.name("createdAt")} <= ${cutoff}))`,
+            `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ` +
+            // A state written before leases: its opener holds it, and anyone once it is old enough.
+            `(${e.name("openedBy")} = ${e.value(token)} OR ${e.name("createdAt")} <= ${cutoff})))`,
           ...e.fields(),
         }),
       ),

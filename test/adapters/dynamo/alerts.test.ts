@@ -1,7 +1,7 @@
 // Alert windows against dynalite: open, fold, reopen with foldedBefore, redelivery, pending hand-out until
 // marked sent, healing after a crash between the two writes of an opening, racing deliveries, and listing
 // across day partitions with at most two Queries per page.
-import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/alerts.ts";
@@ -203,6 +203,24 @@ describe("applyAlerts", () => {
     // Once the lease has run out, the next delivery may take it.
     clock += 61_000;
     expect(await store.applyAlerts([candidate(src, dst, at(t, 20_000), 1)], "late", WINDOW)).toHaveLength(1);
+  });
+
+  it("lets the opener's retry deliver an alert whose state predates the lease", async () => {
+    const [src, dst] = pair(20);
+    const t = "2024-04-19T14:00:00.000Z";
+    const [opened] = await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW);
+    const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
+    await raw.send(
+      new UpdateCommand({
+        TableName: ts.tableName,
+        Key: { pk: `ALERTKEY#${CLUSTER}#${digest}`, sk: "STATE" },
+        UpdateExpression: "REMOVE leaseBy, leaseAt",
+      }),
+    );
+    clock += 5_000;
+    expect((await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW)).map((a) => a.id)).toEqual([
+      opened?.id,
+    ]);
   });
 
   it("heals an opening whose alert record was not written, keeping hits folded meanwhile", async () => {
