@@ -3,7 +3,6 @@ import { createReadStream, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
-import type { LineParser } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
