@@ -166,16 +166,21 @@ const MAX_REMEMBERED_LINES = 200_000;
  * Event ids of replayed lines: a digest of the text and of how many times the same text came before it, so a
  * line repeated within the input (a retransmitted packet logged twice in one second) is two events, and the
  * same input gives the same ids however it is batched. The repeat counts start over after
- * MAX_REMEMBERED_LINES distinct texts, which depends on the input alone.
+ * MAX_REMEMBERED_LINES distinct texts, at the same lines every run (it depends on the input alone); each
+ * start-over is numbered in the ids, so a line repeated across one is still two events.
  */
-class LineIds {
+export class LineIds {
   readonly #seen = new Map<string, number>();
+  #generation = 0;
 
   next(line: string): string {
     const text = digest(line);
-    if (this.#seen.size >= MAX_REMEMBERED_LINES) this.#seen.clear();
+    if (this.#seen.size >= MAX_REMEMBERED_LINES) {
+      this.#seen.clear();
+      this.#generation++;
+    }
     const repeat = this.#seen.get(text) ?? 0;
     this.#seen.set(text, repeat + 1);
-    return `${text}#${repeat}`;
+    return `${text}#${this.#generation}.${repeat}`;
   }
 }
