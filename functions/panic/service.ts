@@ -264,22 +264,11 @@ export class PanicService {
             // No force: if someone else creates the policy meanwhile, their fields conflict and we re-check.
             policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false });
             result = "applied";
-          } else if (ours) {
-            // A full replace, as for a take-over: a field someone else set on our policy since (a narrower
-            // selector) must not survive a refresh, which a server-side apply would leave in place.
-            policy = await this.#deps.calico.replaceGlobalPolicy({
-              ...document,
-              metadata: {
-                ...document.metadata,
-                // The name it is stored under (the CRD backend's `default.<name>`).
-                name: existing.metadata.name,
-                resourceVersion: existing.metadata.resourceVersion,
-              },
-            });
-            result = "refreshed";
           } else {
-            // A full replace, not an apply: fields the previous owner set (a narrower selector, extra rules)
-            // must not survive in the panic policy.
+            // A full replace on condition of the resourceVersion read, for a refresh and a take-over alike:
+            // fields someone else set (a narrower selector, extra rules) must not survive in the panic policy,
+            // which a server-side apply would leave in place. Under the name it is stored as (the CRD
+            // backend's `default.<name>`).
             policy = await this.#deps.calico.replaceGlobalPolicy({
               ...document,
               metadata: {
@@ -288,7 +277,7 @@ export class PanicService {
                 resourceVersion: existing.metadata.resourceVersion,
               },
             });
-            result = "taken-over";
+            result = ours ? "refreshed" : "taken-over";
           }
         } catch (error) {
           if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
