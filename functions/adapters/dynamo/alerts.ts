@@ -1,7 +1,7 @@
 // Alert windows (docs/flow-store.md, "Alerts"). Per alert key, a state item `ALERTKEY#<cluster>#<digest>` /
-// `STATE` names the open window and the ones before it (up to KEPT_WINDOWS). A candidate whose first hit is at or after the window's
-// end opens a new one: a conditional write of the state (it must still name the window that was read), then
-// the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
+// `STATE` names the open window and up to KEPT_WINDOWS before it. A candidate whose first hit is at or after
+// the window's end opens a new one: a conditional write of the state (it must still name the window that was
+// read), then the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
 // fold their hits into a fold slot of the window, `<openedAt>#<digest>#<slot>`, one slot per stretch of the
 // window (by event time), so that the set of applied contributions each item keeps stays bounded however long
 // a storm lasts. A record and its slots are adjacent: one Query reads an alert whole.
@@ -339,14 +339,12 @@ async function applyOne(
       return opened;
     }
     // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
-    const target = c.firstSeen >= state.openedAt ? state : windowFor(c.firstSeen, [state, ...state.earlier]);
+    const target = windowFor(c.firstSeen, [state, ...state.earlier]);
     if (target.openedBy === token) {
       // This contribution opened that window (this is a retry): complete its record, deliver if still pending
       // and nobody else has taken it to deliver since.
       await writeRecord(ctx, p, target, token, reads);
-      if (target === state && state.leaseBy !== token && !(await takeHandOut(ctx, stateKey, state, token))) {
-        return undefined;
-      }
+      if (target === state && !(await takeHandOut(ctx, stateKey, state, token))) return undefined;
       const alert = await readAlert(ctx, target, reads);
       return alert?.delivery === "pending" ? alert : undefined;
     }
@@ -369,7 +367,7 @@ async function applyOne(
       target === state &&
       state.delivery === "pending" &&
       ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs &&
-      (state.leaseBy === token || (await takeHandOut(ctx, stateKey, state, token)))
+      (await takeHandOut(ctx, stateKey, state, token))
     ) {
       const alert = await readAlert(ctx, target, reads);
       return alert?.delivery === "pending" ? alert : undefined;
@@ -380,16 +378,18 @@ async function applyOne(
 }
 
 /**
- * The lease on handing out `window`'s pending alert: taken when its holder is `token` (a retry of the delivery that
+ * The lease on handing out the open window's pending alert: taken when its holder is `token` (a retry of the delivery that
  * has it), or when the last one ran out (pendingRedeliveryAfterMs after it was taken, or after the window opened).
  * False when another delivery holds it, or the window is no longer the open one.
  */
 async function takeHandOut(
   ctx: AlertContext,
   stateKey: { pk: string; sk: string },
-  window: Window,
+  state: State,
   token: string,
 ): Promise<boolean> {
+  // Held already, as the state read says: no write.
+  if (state.leaseBy === token) return true;
   const now = ctx.now();
   const e = new Expression();
   const leaseAt = e.name("leaseAt");
@@ -402,7 +402,7 @@ async function takeHandOut(
           Key: stateKey,
           UpdateExpression: `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`,
           ConditionExpression:
-            `${e.name("alertSk")} = ${e.value(window.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
+            `${e.name("alertSk")} = ${e.value(state.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
             `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ` +
             // A state written before leases: its opener holds it, and anyone once it is old enough.
             `(${e.name("openedBy")} = ${e.value(token)} OR ${e.name("createdAt")} <= ${cutoff})))`,
