@@ -24,7 +24,7 @@ export interface LineBatch {
   bytesRead: number;
 }
 
-/** Longest line kept (characters), as `calico-flows parse` keeps; a longer one becomes OVERSIZED_LINE. */
+/** Longest line kept in memory (characters), by `replay` and `parse`; a longer one is counted malformed. */
 export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 /** Stands for a line longer than the limit, which is dropped as it comes rather than held in memory. */
 export const OVERSIZED_LINE = "\u0000(a line longer than the limit)";

@@ -10,6 +10,7 @@ import { type Command, Option } from "commander";
 import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
 import { parseInteger, withCommonOptions } from "../common.ts";
+import { MAX_LINE_LENGTH } from "../lines.ts";
 
 /** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */
 const SENTINEL_ROOM = 64;
@@ -27,8 +28,6 @@ export function chunkBuffer(size: number): Buffer {
   return buffer;
 }
 
-/** Longest line kept in memory (characters); a longer one is counted as malformed and dropped. */
-export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 const DEFAULT_MAX_ERRORS = 20;
 
 export interface ParseSummary {

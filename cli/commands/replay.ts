@@ -101,7 +101,8 @@ export async function replay(
     for await (const batch of batches) {
       // Each calico line is an event named by its text (and how many times that text came before), claimed in
       // the coverage records as live deliveries are: a line counted by an earlier replay — of this file under
-      // another path, batched otherwise, or of the same lines through stdin — is not counted again.
+      // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
+      // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
       const events: { id: string; timestamp: number; message: string }[] = [];
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;

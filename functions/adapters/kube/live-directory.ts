@@ -523,6 +523,9 @@ export class LiveDirectory implements IpDirectory {
   #noteSecondary(pods: readonly unknown[]): void {
     if (this.#secondary.size > MAX_SECONDARY_IPS) this.#secondary.clear();
     for (const pod of pods) {
+      // Nearly every pod has one address: only dual-stack ones are read into holders again.
+      const podIps = (pod as { status?: { podIPs?: unknown } } | null)?.status?.podIPs;
+      if (!Array.isArray(podIps) || podIps.length < 2) continue;
       let holders: IpHolder[];
       try {
         holders = podToHolders(pod);
