@@ -201,14 +201,7 @@ export class PanicService {
     if (!parsed.success) {
       // Refused before anything was touched: still in the audit trail, and announced.
       const refusal = invalidRequest(parsed.error);
-      const reasonGiven = typeof request.reason === "string" ? request.reason : "";
-      const base = {
-        action: "apply" as const,
-        requester: request.requester,
-        reason: reasonGiven,
-        via: request.via,
-      };
-      await this.#recordFailure({ ...base, expiresAt: null }, refusal, [], request.dryRun !== true);
+      await this.refused("apply", request, refusal);
       throw refusal;
     }
     const body = parsed.data;
@@ -388,14 +381,7 @@ export class PanicService {
     const parsed = RevertBody.safeParse(request.reason === undefined ? {} : { reason: request.reason });
     if (!parsed.success) {
       const refusal = invalidRequest(parsed.error, RevertBody);
-      const base = {
-        action: "revert" as const,
-        requester: request.requester,
-        reason: request.reason ?? "",
-        via: request.via,
-        expiresAt: null,
-      };
-      await this.#recordFailure(base, refusal, [], true);
+      await this.refused("revert", request, refusal);
       throw refusal;
     }
     return this.#remove(
