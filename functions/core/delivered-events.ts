@@ -211,13 +211,19 @@ export class DeliveredEvents {
         start >= 0 ? (c.idAt[2 * i + 1] as number) - start : Buffer.byteLength(c.ids[i] as string, "utf8");
     }
     const out = Buffer.allocUnsafe(size);
+    // Ids are copied four bytes at a time (an id is 56 digits): half the time of a byte loop, and of a native
+    // copy per id, whose call costs as much as the copy.
+    const from = b === null ? null : new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const to = new DataView(out.buffer, out.byteOffset, out.byteLength);
     let at = 0;
     for (let i = 0; i < this.length; i++) {
       if (i > 0) out[at++] = 44;
       const start = c.idAt[2 * i] as number;
-      if (start >= 0 && b !== null) {
+      if (start >= 0 && b !== null && from !== null) {
         const end = c.idAt[2 * i + 1] as number;
-        for (let k = start; k < end; k++) out[at++] = b[k] as number;
+        let k = start;
+        for (; k + 4 <= end; k += 4, at += 4) to.setInt32(at, from.getInt32(k));
+        for (; k < end; k++) out[at++] = b[k] as number;
       } else {
         at += out.write(c.ids[i] as string, at, "utf8");
       }

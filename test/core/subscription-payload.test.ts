@@ -56,6 +56,12 @@ describe("subscription payloads", () => {
         { id: 'with "quote" and é', timestamp: 2, message: "b" },
         { id: "", timestamp: 3, message: "c" },
         { id: "😀", timestamp: 4, message: "d" },
+        // Every length modulo four, read from the bytes (copied a word at a time, then the rest).
+        ...["1", "12", "123", "1234", "12345", "123456789", "37".repeat(28)].map((id, i) => ({
+          id,
+          timestamp: 5 + i,
+          message: "e",
+        })),
       ],
     };
     for (const p of [payload, odd]) {
