@@ -224,21 +224,30 @@ function isIpv4(b: Uint8Array, start: number, end: number): boolean {
  */
 function skipBracketed(text: string, start: number, end: number): number {
   let depth = 1;
-  let at = start + 1;
-  let open = text.indexOf("[", at);
-  while (at < end) {
-    const close = text.indexOf("]", at);
+  // The next "[" and "]": each search starts past the last one found, so the text is read once, however many
+  // brackets it holds (searching for "]" again from every "[" read a line of them in quadratic time).
+  let open = text.indexOf("[", start + 1);
+  let close = text.indexOf("]", start + 1);
+  for (;;) {
     if (close < 0 || close >= end) return end;
     if (open >= 0 && open < close) {
       depth++;
-      at = open + 1;
-      open = text.indexOf("[", at);
+      open = text.indexOf("[", open + 1);
     } else {
-      at = close + 1;
-      if (--depth === 0) return at;
+      if (--depth === 0) return close + 1;
+      close = text.indexOf("]", close + 1);
     }
   }
-  return end;
+}
+
+/** Whether the last token of b[start, end) is `FLOWLBL=<digits>`: the end of an IPv6 header. */
+function endsWithFlowLabel(b: Uint8Array, start: number, end: number): boolean {
+  let e = end;
+  while (e > start && b[e - 1] === 32) e--;
+  let t = e;
+  while (t > start && b[t - 1] !== 32) t--;
+  if (e - t <= 8 || !has(b, t, "FLOWLBL=")) return false;
+  return readUint(b, t + 8, e, 0xfffff) >= 0;
 }
 
 /** Where the last scanDigits or scanIpv4 stopped. Parsing is synchronous, so one variable serves every call. */
@@ -1372,7 +1381,11 @@ export class LineParser {
     {
       const rest = fields;
       fields = text.indexOf("IN=", p + nlen);
-      if (fields >= 0 && fields < end) p = text.lastIndexOf(needle, fields - nlen);
+      // The prefix starts at the first mention, unless that is too far from the fields to be one: then at the
+      // last mention before them (a policy's name may hold the prefix's text, so the last is not always right).
+      if (fields >= 0 && fields < end && fields - p > MAX_PREFIX_REGION) {
+        p = text.lastIndexOf(needle, fields - nlen);
+      }
       if (fields < 0 || fields >= end || fields - p > MAX_PREFIX_REGION) {
         // Nothing but the start of "IN=" after the prefix (or Felix's ": " ending a prefix format): the line was
         // cut short. Any other text means the prefix was only mentioned, e.g. in a Felix log line.
@@ -1495,6 +1508,8 @@ export class LineParser {
     let truncated = false;
     let unknownHeader = false;
     let arp = false;
+    /** AH or ESP named among IPv6 extension headers (OPT ( AH ), OPT ( ESP SPI=… )). */
+    let extension: string | null = null;
     let seenIn = false;
 
     let i = start;
@@ -1836,6 +1851,11 @@ export class LineParser {
         switch (b[i]) {
           case 70: // FRAG:<offset>, present only for a fragment after the first when the offset is non-zero
             if (section === 1 && j - i > 5 && has(b, i, "FRAG:")) {
+              // An IPv6 fragment header the kernel could not read.
+              if (j - i === 14 && has(b, i + 5, "TRUNCATED")) {
+                truncated = true;
+                break;
+              }
               const offset = readUint(b, i + 5, j, 0xffff);
               if (offset < 0) return fail(`FRAG: is not an offset: ${quote(text, i, j)}`);
               if (offset > 0) fragment = true;
@@ -1850,8 +1870,12 @@ export class LineParser {
           case 85: // Unknown Ext Hdr <n>
             if (section === 1 && j - i === 7 && has(b, i, "Unknown")) unknownHeader = true;
             break;
-          case 65: // ARP HTYPE=...
+          case 65: // ARP HTYPE=..., or an IPv6 AH header
             if (section === 0 && j - i === 3 && has(b, i, "ARP")) arp = true;
+            else if (section === 1 && j - i === 2 && has(b, i, "AH")) extension = "AH";
+            break;
+          case 69: // an IPv6 ESP header
+            if (section === 1 && j - i === 3 && has(b, i, "ESP")) extension = "ESP";
             break;
           default:
             // DF MF CE, OPT (..), AH, ESP, "(", ")": flags and options the record does not carry.
@@ -1870,8 +1894,19 @@ export class LineParser {
     if (length < 0) return fail("no LEN=");
     if (section === 1) {
       if (unknownHeader) return fail("an IPv6 extension header the kernel does not decode: no protocol");
-      if (truncated) return fail("the kernel could not read an IPv6 extension header (TRUNCATED)");
-      return fail("no PROTO=: the line ends in the IP header");
+      if (truncated) {
+        return fail(
+          ipVersion === 4
+            ? "the kernel could not read the IP options (TRUNCATED)"
+            : "the kernel could not read an IPv6 extension header (TRUNCATED)",
+        );
+      }
+      // Packets nf_log_syslog prints without PROTO=: an IPv4 AH fragment after the first; IPv6 ESP ("OPT ( ESP
+      // SPI=… )" when IP options are logged, else nothing after FLOWLBL=); an IPv6 AH fragment after the first.
+      if (extension !== null) protocol = extension;
+      else if (ipVersion === 4 && fragment) protocol = "AH";
+      else if (ipVersion === 6 && endsWithFlowLabel(b, start, end)) protocol = "ESP";
+      else return fail("no PROTO=: the line ends in the IP header");
     }
     const tcp = protocol === "TCP";
     if (!fragment && !incomplete) {

@@ -572,6 +572,20 @@ describe("IPv6", () => {
   it("reports what the kernel could not decode", () => {
     expect(reason(v6("Unknown Ext Hdr 135"))).toMatch(/extension header the kernel does not decode/);
     expect(reason(v6("TRUNCATED"))).toMatch(/could not read an IPv6 extension header/);
+    // dump_ipv6_packet prints "FRAG:" before reading the fragment header.
+    expect(reason(v6("FRAG:TRUNCATED "))).toMatch(/could not read an IPv6 extension header/);
+    expect(reason(v6("OPT ( FRAG:TRUNCATED "))).toMatch(/could not read an IPv6 extension header/);
+  });
+
+  it("ESP and later AH fragments, which the kernel logs without PROTO=", () => {
+    // ESP ends the header walk: "OPT ( ESP SPI=… )" with IP options logged, nothing at all without.
+    for (const rest of ["OPT ( ESP SPI=0x1234 )", "", "  "]) {
+      expect(record(v6(rest))).toMatchObject({ protocol: "ESP", srcPort: null, dstPort: null, tcpFlags: [] });
+    }
+    expect(record(v6("OPT ( FRAG:1232 ID:0000abcd ) OPT ( AH )"))).toMatchObject({ protocol: "AH" });
+    // Anything else after the flow label without PROTO= is a line cut short.
+    expect(reason(v6("MARK=0x1 "))).toMatch(/no PROTO=/);
+    expect(reason(v6("").replace(/FLOWLBL=\d+/, "FLOWLBL="))).toMatch(/no PROTO=/);
   });
 });
 
@@ -680,6 +694,15 @@ describe("transport", () => {
     expect(record(ip(proto))).toMatchObject({ protocol, srcPort: port, dstPort: port, icmpType: null });
   });
 
+  it("an AH fragment after the first, which the kernel logs without PROTO=", () => {
+    expect(record(ip("FRAG:185 MARK=0x4000 ").replace(" DF ", " "))).toMatchObject({
+      protocol: "AH",
+      srcPort: null,
+    });
+    // The first fragment (no FRAG:) always has its PROTO=.
+    expect(reason(ip("MF MARK=0x4000 "))).toMatch(/no PROTO=/);
+  });
+
   it("ignores UID/GID/MARK trailers", () => {
     expect(record(ip("PROTO=47 UID=1000 GID=1000 MARK=0xffffffff ")).protocol).toBe("47");
   });
@@ -725,6 +748,7 @@ describe("malformed calico-packet lines get a precise reason", () => {
     ],
     ["calico-packet: IN=eth0 OUT= ARP HTYPE=1 PTYPE=0x0800 OPCODE=1", /ARP packet/],
     ["calico-packet: IN=eth0 OUT= MAC= TRUNCATED", /could not read the IP header/],
+    [`${cut("PROTO=")}TRUNCATED`, /could not read the IP options \(TRUNCATED\)/],
     ["calico-packet: IN=eth0 OUT= PROTO=TCP SRC=1.1.1.1", /PROTO= before SRC=/],
   ])("%s", (line, expected) => {
     expect(reason(line)).toMatch(expected);
@@ -765,6 +789,8 @@ describe("totality on hostile input", () => {
       `{"message":"${"\\u0041".repeat(mb / 6)} calico-packet"}`,
       `Apr 19 04:52:19.${"9".repeat(mb)} n kernel: ${MESSAGE}`,
     ];
+    // An ICMP error's quoted packet of a megabyte of "[" closed once: read once, not from every "[" again.
+    cases.push(`${DESIGN_LINE.replace(/PROTO=.*/, "PROTO=ICMP TYPE=3 CODE=1 ")}${"[".repeat(mb)}]`);
     for (const line of cases) {
       const outcome = outcomes(line);
       expect(["record", "skip", "error"]).toContain(outcome.kind);
