@@ -2,10 +2,8 @@
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
 import { existsSync } from "node:fs";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
-import { DynamoCoverageStore } from "../functions/adapters/dynamo/coverage.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
-import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
-import { DynamoHolderHistory } from "../functions/adapters/dynamo/history.ts";
+import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
 import type { CommonOptions } from "./common.ts";
@@ -32,9 +30,7 @@ export async function openStore(
   if (options.table !== undefined) {
     const client = storeClient(options.region === undefined ? {} : { region: options.region });
     return {
-      store: new DynamoFlowStore({ client, tableName: options.table, retentionDays }),
-      history: new DynamoHolderHistory({ client, tableName: options.table }),
-      coverage: new DynamoCoverageStore({ client, tableName: options.table, retentionDays }),
+      ...tableStores({ client, tableName: options.table, retentionDays }),
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };
@@ -46,13 +42,7 @@ export async function openStore(
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
   return {
-    store: new DynamoFlowStore({ client: embedded.client, tableName: embedded.tableName, retentionDays }),
-    history: new DynamoHolderHistory({ client: embedded.client, tableName: embedded.tableName }),
-    coverage: new DynamoCoverageStore({
-      client: embedded.client,
-      tableName: embedded.tableName,
-      retentionDays,
-    }),
+    ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays }),
     description: `embedded store ${options.store}`,
     close: () => embedded.close(),
   };

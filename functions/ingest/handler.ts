@@ -10,9 +10,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
 import type { CloudWatchLogsEvent } from "aws-lambda";
 import { storeClient } from "../adapters/dynamo/client.ts";
-import { DynamoCoverageStore } from "../adapters/dynamo/coverage.ts";
-import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
-import { DynamoHolderHistory } from "../adapters/dynamo/history.ts";
+import { tableStores } from "../adapters/dynamo/stores.ts";
 import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
@@ -38,7 +36,7 @@ export interface IngestRuntime {
 
 export function createRuntime(config: IngestConfig): IngestRuntime {
   const dynamo = tracer.captureAWSv3Client(storeClient());
-  const store = new DynamoFlowStore({
+  const { store, history, coverage } = tableStores({
     client: dynamo,
     tableName: config.TABLE_NAME,
     retentionDays: config.RETENTION_DAYS,
@@ -51,7 +49,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
               clusterName: config.CLUSTER_NAME,
               eks: tracer.captureAWSv3Client(new EKSClient({})),
             }),
-          history: new DynamoHolderHistory({ client: dynamo, tableName: config.TABLE_NAME }),
+          history,
           cluster: config.CLUSTER_NAME,
           namespaceLabelKeys: config.NAMESPACE_LABEL_KEYS,
           timeoutMs: config.KUBE_TIMEOUT_SECONDS * 1000,
@@ -67,11 +65,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
         });
   return {
     directory,
-    coverage: new DynamoCoverageStore({
-      client: dynamo,
-      tableName: config.TABLE_NAME,
-      retentionDays: config.RETENTION_DAYS,
-    }),
+    coverage,
     deps: {
       store,
       sink,

@@ -2,9 +2,10 @@
 import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoHolderHistory } from "../../../functions/adapters/dynamo/history.ts";
+import { tableStores } from "../../../functions/adapters/dynamo/stores.ts";
 import type { Holder } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
-import { CLUSTER } from "./fixtures.ts";
+import { CLUSTER, flow, pod } from "./fixtures.ts";
 
 let ts: TestStore;
 let history: DynamoHolderHistory;
@@ -121,5 +122,31 @@ describe("DynamoHolderHistory", () => {
       history.remember(CLUSTER, [{ ip: "192.168.4.1", holder: holder("x", T, T - 1) }]),
     ).rejects.toThrow(/validTo/);
     await expect(history.remember("a#b", [])).rejects.toThrow(/cluster/);
+  });
+});
+
+describe("tableStores", () => {
+  it("gives the holder history the table's retention, as the flows have it", async () => {
+    const raw = DynamoDBDocumentClient.from(ts.client);
+    const stores = tableStores({ client: ts.client, tableName: ts.tableName, retentionDays: 90 });
+    const ip = "192.168.3.31";
+    await stores.history.remember(CLUSTER, [{ ip, holder: holder("kept", T, T + MIN) }]);
+    const item = await raw.send(
+      new GetCommand({
+        TableName: ts.tableName,
+        Key: { pk: `IP#${CLUSTER}#${ip}`, sk: `${String(T).padStart(15, "0")}#uid-kept` },
+      }),
+    );
+    expect(item.Item?.expiresAt).toBe((T + MIN) / 1000 + 90 * 86_400);
+    const bucket = "2024-04-19T04:00:00.000Z";
+    const f = flow(bucket, pod("192.168.3.32", "t", "a"), pod("192.168.3.33", "t", "b"));
+    await stores.store.writeFlows([f], "retention-check");
+    const stored = await raw.send(
+      new GetCommand({
+        TableName: ts.tableName,
+        Key: { pk: `FLOW#${CLUSTER}#2024-04-19T04`, sk: `${bucket}#${f.id}` },
+      }),
+    );
+    expect(stored.Item?.expiresAt).toBe(Date.parse(bucket) / 1000 + 90 * 86_400);
   });
 });

@@ -1,0 +1,29 @@
+// The stores of one calico-flows table, made together: flows and alerts, the IP holders' history and the coverage
+// records all live as long as the table's retention says (a holder forgotten before its flows would leave late,
+// redriven or backfilled lines of those flows unattributed).
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoCoverageStore } from "./coverage.ts";
+import { DynamoFlowStore } from "./flow-store.ts";
+import { DynamoHolderHistory } from "./history.ts";
+
+export interface TableStoresOptions {
+  client: DynamoDBClient;
+  tableName: string;
+  /** Days every item lives (by TTL) after its time. @default 30 */
+  retentionDays?: number;
+}
+
+export interface TableStores {
+  store: DynamoFlowStore;
+  history: DynamoHolderHistory;
+  coverage: DynamoCoverageStore;
+}
+
+export function tableStores(options: TableStoresOptions): TableStores {
+  const { client, tableName, retentionDays } = options;
+  return {
+    store: new DynamoFlowStore({ client, tableName, retentionDays }),
+    history: new DynamoHolderHistory({ client, tableName, retentionDays }),
+    coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
+  };
+}
