@@ -2,10 +2,12 @@
 // takes them (functions/core/instant.ts).
 import { InvalidArgumentError } from "commander";
 import { durationOf, INSTANT_HELP, instantOf } from "../functions/core/instant.ts";
+import { UsageError } from "./common.ts";
 
+/** A time option's value, read when the command runs (relative times are relative to `now`). */
 export function parseInstant(value: string, now: number = Date.now()): number {
   const at = instantOf(value, now);
-  if (at === undefined) throw new InvalidArgumentError(`expected ${INSTANT_HELP}; got "${value}"`);
+  if (at === undefined) throw new UsageError(`expected ${INSTANT_HELP}; got "${value}"`);
   return at;
 }
 

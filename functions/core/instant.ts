@@ -2,13 +2,27 @@
 // `6h`, `7d`, `2w`). Only these: Date.parse alone would take "1" as 2001 and "90" as 1990.
 
 /** A date, or a date and time with an optional fraction and offset. */
-export const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+export const ISO_8601 =
+  /^\d{4}-\d{2}-\d{2}(?<time>T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?<offset>Z|[+-]\d{2}:?\d{2})?)?$/;
 const DURATION = /^(\d{1,9})([smhdw])$/;
 const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 /** The largest distance from the epoch a Date can hold, ms. */
 const DATE_LIMIT_MS = 8.64e15;
 
-export const INSTANT_HELP = 'an ISO-8601 time, "now" or a duration before now like 15m, 6h, 7d';
+export const INSTANT_HELP =
+  'an ISO-8601 time (UTC unless it has an offset), "now" or a duration before now like 15m, 6h, 7d';
+
+/**
+ * Epoch ms of ISO-8601 text, NaN for other text. A time without an offset is UTC, as every time calico-flows prints
+ * is (Date.parse would read it in the process's time zone: the CLI on a laptop and the API in Lambda would then
+ * disagree about the same words).
+ */
+export function isoMs(value: string): number {
+  const match = ISO_8601.exec(value);
+  if (match === null) return Number.NaN;
+  const { time, offset } = match.groups as { time?: string; offset?: string };
+  return Date.parse(time !== undefined && offset === undefined ? `${value}Z` : value);
+}
 
 /** Epoch ms of a time argument, or undefined when it is none (or falls outside what a Date can hold). */
 export function instantOf(value: string, now: number): number | undefined {
@@ -18,7 +32,7 @@ export function instantOf(value: string, now: number): number | undefined {
   } else {
     const duration = DURATION.exec(value);
     if (duration !== null) at = now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
-    else if (ISO_8601.test(value)) at = Date.parse(value);
+    else if (ISO_8601.test(value)) at = isoMs(value);
     else return undefined;
   }
   return Number.isFinite(at) && Math.abs(at) <= DATE_LIMIT_MS ? at : undefined;

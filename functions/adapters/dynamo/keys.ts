@@ -2,6 +2,7 @@
 // byte order is time order: ISO-8601 UTC timestamps in the one canonical `toISOString()` form (fixed width),
 // and zero-padded epoch milliseconds for holder history.
 import { createHash } from "node:crypto";
+import { isoMs } from "../../core/instant.ts";
 import type { AlertKey } from "../../core/types.ts";
 
 const HOUR_MS = 3_600_000;
@@ -34,9 +35,9 @@ export function canonicalMs(value: string, what: string): number {
   return ms;
 }
 
-/** Any ISO-8601 text → canonical form, for query bounds typed by people. */
+/** Any ISO-8601 text (UTC unless it has an offset) → canonical form, for query bounds typed by people. */
 export function normalizeInstant(value: string, what: string): string {
-  const ms = Date.parse(value);
+  const ms = isoMs(value);
   if (Number.isNaN(ms)) throw new InvalidInputError(`${what} is not a valid time: ${JSON.stringify(value)}`);
   return new Date(ms).toISOString();
 }
