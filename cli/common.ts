@@ -1,6 +1,11 @@
 // Options every calico-flows command accepts (DESIGN.md §3.2), parsed once into a typed config.
 import { type Command, InvalidArgumentError, Option } from "commander";
 
+/** Options that cannot go together or do not make sense: exit status 2, as commander's own usage errors. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
 export const DEFAULT_INTERNAL_CIDRS = ["192.168.0.0/16"];
 export const DEFAULT_STORE_DIR = ".calico-flows";
 export const DEFAULT_CLUSTER = "local";

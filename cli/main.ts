@@ -1,5 +1,6 @@
 // The calico-flows CLI: the same core and adapters as the Lambda functions, run locally.
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
+import { UsageError } from "./common.ts";
 
 type Register = (program: Command) => void;
 
@@ -20,7 +21,10 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 const program = new Command("calico-flows")
   .description("See, explain and survive Calico policy denials on EKS.")
   .showHelpAfterError()
-  .enablePositionalOptions();
+  .enablePositionalOptions()
+  // Usage errors are thrown here (and printed by commander) rather than exiting with 1: they exit with 2, so that
+  // a script tells a mistyped command from one that ran and failed. Subcommands inherit this.
+  .exitOverride();
 
 const requested = process.argv[2];
 const only = requested === undefined ? undefined : COMMANDS[requested];
@@ -50,6 +54,11 @@ process.stdout.on("error", onStdoutError);
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and --version end with 0; commander has printed what was wrong otherwise.
+    process.exitCode = error.exitCode === 0 ? 0 : 2;
+    process.exit();
+  }
   // What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack
   // only when asked for.
   const message = error instanceof Error ? error.message : String(error);
@@ -57,5 +66,5 @@ try {
   if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
     process.stderr.write(`${error.stack}\n`);
   }
-  process.exitCode = 1;
+  process.exitCode = error instanceof UsageError ? 2 : 1;
 }

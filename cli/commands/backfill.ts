@@ -17,7 +17,7 @@ import {
   minuteOf,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
-import { commonOptions, parseInteger } from "../common.ts";
+import { commonOptions, parseInteger, UsageError } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { parseInstant } from "../time.ts";
 
@@ -143,7 +143,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     const since = parseInstant(raw.since as string, now);
     const until = parseInstant(raw.until as string, now);
     if (!(since < until)) {
-      throw new Error(
+      throw new UsageError(
         `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`,
       );
     }

@@ -3,7 +3,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
-import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import { type CommonOptions, commonOptions, parseInteger, UsageError, withCommonOptions } from "../common.ts";
 import { alertsTable, flowsTable } from "../format.ts";
 import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
@@ -45,10 +45,11 @@ async function collect<T>(
 
 function range(options: ReadOptions): { since: string; until: string } {
   const now = Date.now();
-  return {
-    since: new Date(parseInstant(options.since, now)).toISOString(),
-    until: new Date(parseInstant(options.until, now)).toISOString(),
-  };
+  const since = new Date(parseInstant(options.since, now)).toISOString();
+  const until = new Date(parseInstant(options.until, now)).toISOString();
+  // As the query API refuses it: an empty answer would look like a quiet cluster.
+  if (since > until) throw new UsageError(`--since (${since}) is after --until (${until})`);
+  return { since, until };
 }
 
 /** The page the query API answers (GET /flows, GET /alerts): `cursor` is null on the last page. */
@@ -64,7 +65,7 @@ function apiPages<T>(
   common: CommonOptions,
   query: Record<string, string | undefined>,
 ): (cursor: string | undefined) => Promise<Page<T>> {
-  if (common.table !== undefined) throw new Error("--api and --table are alternatives: pass one");
+  if (common.table !== undefined) throw new UsageError("--api and --table are alternatives: pass one");
   return async (cursor) => {
     const page = await callApi<ApiPage<T>>({
       api,
@@ -90,7 +91,7 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
     internal: raw.internal === undefined ? undefined : raw.internal === true,
   };
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
-    throw new Error("--workload and --pod need --namespace");
+    throw new UsageError("--workload and --pod need --namespace");
   }
   const pageLimit = Math.min(options.limit, 500);
   if (typeof raw.api === "string") {

@@ -27,22 +27,26 @@ beforeAll(async () => {
 afterAll(() => rmSync(store, { recursive: true, force: true }));
 
 describe("calico-flows errors", () => {
+  // Usage errors (options that are wrong or do not go together) exit with 2, failures of a command that ran with 1.
   it.each([
-    [["replay", "/nonexistent/file.log"], /^error: ENOENT: no such file or directory/],
-    [["replay", join(ROOT, "examples")], /^error: .*examples is a directory$/],
-    [["flows", "--since", "90"], /^error: expected an ISO-8601 time, "now" or a duration .*; got "90"$/],
-    [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 time/],
-    [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/],
-    [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/],
-    [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/],
-    [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/],
-  ])("%j: one line, exit code 1", async (args, message) => {
+    [["replay", "/nonexistent/file.log"], /^error: ENOENT: no such file or directory/, 1],
+    [["replay", join(ROOT, "examples")], /^error: .*examples is a directory$/, 1],
+    [["flows", "--since", "90"], /^error: expected an ISO-8601 time \(UTC unless .*; got "90"$/, 2],
+    [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 time/, 2],
+    [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/, 2],
+    [["flows", "--since", "1h", "--until", "2h"], /^error: --since \(.*\) is after --until \(.*\)$/, 2],
+    [["alerts", "--since", "2024-04-19T05:00:00Z", "--until", "2024-04-19T04:00:00Z"], /is after --until/, 2],
+    [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/, 2],
+    [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/, 2],
+    [["flows", "--bogus"], /^error: unknown option '--bogus'/, 2],
+    [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/, 1],
+  ])("%j: one line, and the exit code of its kind", async (args, message, code) => {
     const run = await runCli([
       ...args,
       "--store",
       args.includes("--store") ? (args[args.indexOf("--store") + 1] as string) : store,
     ]);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(code);
     const first = run.stderr.split("\n")[0] ?? "";
     expect(first).toMatch(message);
     expect(run.stderr).not.toMatch(/^\s+at /m);

@@ -214,8 +214,15 @@ describe("calico-flows panic usage", () => {
 
   it("needs --reason to apply", async () => {
     const run = await runCli(["panic", "apply", "--direct"]);
-    expect(run.code).not.toBe(0);
+    expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/--reason/);
+  });
+
+  it("exits with 2 for what commander refuses, as docs/panic.md says", async () => {
+    const ttl = await runCli(["panic", "apply", "--direct", "--reason", "x", "--ttl", "abc"]);
+    expect(ttl.code).toBe(2);
+    expect(ttl.stderr).toMatch(/--ttl/);
+    expect((await runCli(["panic", "status", "--bogus"])).code).toBe(2);
   });
 });
 
