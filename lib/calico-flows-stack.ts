@@ -10,7 +10,7 @@ import type { CalicoFlowsConfig } from "./config.ts";
 import { FlowStore } from "./flow-store.ts";
 import { Ingest } from "./ingest.ts";
 import { Monitoring } from "./monitoring.ts";
-import { PanicButton, panicRequestSchema } from "./panic.ts";
+import { PanicButton } from "./panic.ts";
 import { FlowQueries } from "./query.ts";
 
 export interface CalicoFlowsStackProps extends StackProps {
@@ -79,7 +79,6 @@ export class CalicoFlowsStack extends Stack {
       panicFunction: this.panic.function,
       queryFunction: this.queries.function,
       panicPrincipalArns: c.panicPrincipalArns,
-      panicRequestSchema: panicRequestSchema(),
       logRetention,
     });
 

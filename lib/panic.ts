@@ -1,13 +1,10 @@
 // The panic button's function and its self-expiry: an EventBridge Scheduler group for the one-time revert
 // schedules, and the role Scheduler assumes to invoke the panic function with the revert event.
 import { Duration, RemovalPolicy, Stack, Token, Validations } from "aws-cdk-lib";
-import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as scheduler from "aws-cdk-lib/aws-scheduler";
 import { Construct } from "constructs";
-import { z } from "zod";
-import { ApplyBody } from "../functions/panic/service.ts";
 import type { Alerts } from "./alerts.ts";
 import { BaseFunction } from "./base-function.ts";
 import type { PanicPolicyConfig } from "./config.ts";
@@ -17,15 +14,6 @@ export const PANIC_SERVICE_NAME = "calico-flows-panic";
 
 /** Per Kubernetes request; a panic call makes a few in sequence within API Gateway's 29 s. */
 export const PANIC_KUBE_TIMEOUT_SECONDS = 8;
-
-/**
- * The POST /panic body schema for API Gateway's request validation, derived from the function's own zod
- * schema so the gateway and the function cannot disagree about what a valid request is.
- */
-export function panicRequestSchema(): apigateway.JsonSchema {
-  const { $schema: _, ...schema } = z.toJSONSchema(ApplyBody, { target: "draft-4", io: "input" });
-  return { schema: apigateway.JsonSchemaVersion.DRAFT4, ...schema } as apigateway.JsonSchema;
-}
 
 export interface PanicButtonProps {
   readonly clusterName: string;

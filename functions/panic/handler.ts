@@ -116,18 +116,47 @@ function reasonIn(body: unknown): unknown {
   return typeof body === "object" && body !== null ? (body as { reason?: unknown }).reason : undefined;
 }
 
-/** The body as JSON: absent or empty is `{}` for DELETE, an error for POST. */
-function parseBody(event: APIGatewayProxyEvent): unknown {
-  const raw = event.body;
-  if (raw === null || raw === undefined || raw.trim() === "") return undefined;
+/** A request body read and validated, or the refusal it earns and whatever of it could be parsed. */
+type BodyCheck<T> = { ok: true; data: T } | { ok: false; body: unknown; failure: PanicFailure };
+
+/**
+ * Reads the body as JSON and validates it against `schema`. Absent or empty is `{}` where the body is optional
+ * (DELETE) and a refusal where it is required (POST). Every way of failing — missing, not JSON, not the
+ * schema — ends here as one PanicFailure, so the handler refuses them all through the service alike: a body
+ * refused before it could be parsed is audited and announced as much as one that parsed but was invalid.
+ */
+function checkBody<S extends z.ZodObject>(
+  event: APIGatewayProxyEvent,
+  schema: S,
+  required: boolean,
+): BodyCheck<z.infer<S>> {
+  const raw = event.body ?? "";
   const text = event.isBase64Encoded ? Buffer.from(raw, "base64").toString("utf8") : raw;
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new PanicFailure("invalid", `body: not valid JSON (${(error as Error).message})`, {
-      field: "body",
-    });
+  let body: unknown;
+  if (text.trim() === "") {
+    if (required) {
+      const failure = new PanicFailure("invalid", "body: a JSON object with at least reason is required", {
+        field: "reason",
+      });
+      return { ok: false, body: undefined, failure };
+    }
+    body = {};
+  } else {
+    try {
+      const value: unknown = JSON.parse(text);
+      // A JSON null stands for no optional body (DELETE accepted it so before); a required one it fails.
+      body = value === null && !required ? {} : value;
+    } catch (error) {
+      const failure = new PanicFailure("invalid", `body: not valid JSON (${(error as Error).message})`, {
+        field: "body",
+      });
+      return { ok: false, body: undefined, failure };
+    }
   }
+  const parsed = schema.safeParse(body);
+  return parsed.success
+    ? { ok: true, data: parsed.data as z.infer<S> }
+    : { ok: false, body, failure: invalidRequest(parsed.error, schema) };
 }
 
 /** The caller: API Gateway puts the SigV4-authenticated principal in the request context. */
@@ -183,15 +212,9 @@ export async function handleHttp(
         return respond(await runtime.service.status(history));
       }
       case "POST": {
-        const body = parseBody(event);
-        if (body === undefined) {
-          throw new PanicFailure("invalid", "body: a JSON object with at least reason is required", {
-            field: "reason",
-          });
-        }
-        const parsed = ApplyBody.safeParse(body);
-        if (!parsed.success) {
-          const failure = invalidRequest(parsed.error);
+        const checked = checkBody(event, ApplyBody, true);
+        if (!checked.ok) {
+          const { body, failure } = checked;
           await runtime.service.refused(
             "apply",
             { requester, via: "api", reason: reasonIn(body), dryRun: dryRunIn(body) },
@@ -202,7 +225,7 @@ export async function handleHttp(
         logger.appendKeys({ requester });
         return respond(
           await runtime.service.apply({
-            ...parsed.data,
+            ...checked.data,
             requester,
             via: "api",
             expiryTarget: unqualifiedArn(context.invokedFunctionArn),
@@ -210,19 +233,14 @@ export async function handleHttp(
         );
       }
       case "DELETE": {
-        const revertBody = parseBody(event) ?? {};
-        const parsed = RevertBody.safeParse(revertBody);
-        if (!parsed.success) {
-          const failure = invalidRequest(parsed.error, RevertBody);
-          await runtime.service.refused(
-            "revert",
-            { requester, via: "api", reason: reasonIn(revertBody) },
-            failure,
-          );
+        const checked = checkBody(event, RevertBody, false);
+        if (!checked.ok) {
+          const { body, failure } = checked;
+          await runtime.service.refused("revert", { requester, via: "api", reason: reasonIn(body) }, failure);
           throw failure;
         }
         logger.appendKeys({ requester });
-        return respond(await runtime.service.revert({ requester, via: "api", reason: parsed.data.reason }));
+        return respond(await runtime.service.revert({ requester, via: "api", reason: checked.data.reason }));
       }
     }
   } catch (error) {

@@ -406,6 +406,38 @@ describe("validation and routing", () => {
     expect(body(missing)).toMatchObject({ field: "reason" });
   });
 
+  // A body refused before it could be parsed is a refusal like any other: no gateway model stands in front of
+  // the function any more, so the function's audit trail and announcement are the only record of it.
+  it.each([
+    ["POST", "no body", undefined, "apply", "reason", /^body: a JSON object with at least reason/],
+    ["POST", "an empty body", "", "apply", "reason", /^body: a JSON object with at least reason/],
+    ["POST", "a blank body", " \n", "apply", "reason", /^body: a JSON object with at least reason/],
+    ["POST", "a body that is not JSON", "{bad", "apply", "body", /^body: not valid JSON \(/],
+    ["DELETE", "a body that is not JSON", "{bad", "revert", "body", /^body: not valid JSON \(/],
+  ])(
+    "%s with %s → 400, audited and announced as refused",
+    async (method, _what, raw, action, field, message) => {
+      const result = await h.invoke(apiEvent(method, undefined, raw === undefined ? {} : { raw }));
+      expect(result.statusCode).toBe(400);
+      const answer = body(result);
+      expect(answer).toEqual({ error: "invalid", message: expect.stringMatching(message), field });
+      const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
+      expect(entry).toMatchObject({
+        action,
+        outcome: "refused",
+        result: "invalid",
+        requester: ALICE,
+        via: "api",
+        reason: "",
+        message: answer.message,
+      });
+      expect(await h.announcements()).toEqual([
+        expect.objectContaining({ action: "refused", requester: ALICE, detail: answer.message }),
+      ]);
+      expect(stored()).toBeUndefined();
+    },
+  );
+
   it("accepts 500 characters of reason", async () => {
     expect((await post({ reason: "r".repeat(500), ttlMinutes: 0 })).statusCode).toBe(200);
   });
