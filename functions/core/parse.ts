@@ -240,6 +240,13 @@ function skipBracketed(text: string, start: number, end: number): number {
   }
 }
 
+/** Whether b[start, end) starts with a token of capitals and "=" (`OUT=`, `SRC=`): how packet fields look. */
+function startsWithKey(b: Uint8Array, start: number, end: number): boolean {
+  let k = start;
+  while (k < end && k - start < 10 && (b[k] as number) >= 65 && (b[k] as number) <= 90) k++;
+  return k > start && k < end && b[k] === 61;
+}
+
 /** Whether the last token of b[start, end) is `FLOWLBL=<digits>`: the end of an IPv6 header. */
 function endsWithFlowLabel(b: Uint8Array, start: number, end: number): boolean {
   let e = end;
@@ -1395,7 +1402,12 @@ export class LineParser {
           (tail === 1 && b[rest] === 73) ||
           (tail === 2 && b[rest] === 73 && b[rest + 1] === 78) ||
           (this.format !== null && tail <= MAX_PREFIX_REGION && b[end - 1] === 58);
-        return cut ? fail("line ends after the log prefix, before the packet fields") : SKIP;
+        if (cut) return fail("line ends after the log prefix, before the packet fields");
+        // Packet fields (a KEY= token right after the prefix) without IN=, which the kernel always prints first:
+        // a damaged packet log, not a mention of the prefix.
+        if (startsWithKey(b, rest, end))
+          return fail("no IN= after the log prefix: the packet fields are damaged");
+        return SKIP;
       }
     }
 

@@ -750,6 +750,9 @@ describe("malformed calico-packet lines get a precise reason", () => {
     ["calico-packet: IN=eth0 OUT= MAC= TRUNCATED", /could not read the IP header/],
     [`${cut("PROTO=")}TRUNCATED`, /could not read the IP options \(TRUNCATED\)/],
     ["calico-packet: IN=eth0 OUT= PROTO=TCP SRC=1.1.1.1", /PROTO= before SRC=/],
+    // Packet fields after the prefix but no IN= (the kernel prints it first): damaged, not a mention.
+    ["kernel: calico-packet: OUT=eth0 SRC=1.1.1.1 DST=2.2.2.2 LEN=1 PROTO=47", /no IN= after the log prefix/],
+    ["kernel: calico-packet: N=eth0 OUT= SRC=1.1.1.1", /no IN= after the log prefix/],
   ])("%s", (line, expected) => {
     expect(reason(line)).toMatch(expected);
   });
