@@ -30,6 +30,7 @@ import {
   checkCluster,
   dayOf,
   expiresAt,
+  foldClaimKey,
   foldSlotSk,
   InvalidInputError,
   iso,
@@ -38,6 +39,7 @@ import {
   timeRange,
 } from "./keys.ts";
 import {
+  type CountedWrite,
   countedUpdate,
   Expression,
   freshReport,
@@ -55,8 +57,16 @@ export interface AlertContext extends StoreContext {
   concurrency: number;
   /** A pending alert opened by another delivery is handed out for delivery only this long after it opened. */
   pendingRedeliveryAfterMs: number;
+  /** Tokens a fold slot keeps; folds beyond are claimed on items of their own (spillFold). */
+  maxSlotTokens: number;
   now: () => number;
 }
+
+/**
+ * A slot of 256 tokens is about 4.5 KB: a fold costs at most 5 WCU, and an alert's record and 16 slots stay far
+ * below the 1 MB a Query reads (an alert is read whole).
+ */
+export const DEFAULT_MAX_SLOT_TOKENS = 256;
 
 /** At most this many fold slots per window: bounds the items one alert is read from. */
 const MAX_SLOTS = 16;
@@ -179,6 +189,38 @@ export function windowFor(firstSeen: string, windows: readonly Window[]): Window
     return firstSeen < w.windowEnd ? w : next;
   }
   return next;
+}
+
+/**
+ * Folds into a slot whose applied set is full: the contribution is claimed on an item of its own (a conditional
+ * PutItem), then its hits are added to the slot without a token. A redelivery finds its claim and adds nothing.
+ * Two writes, not one: a crash between them loses that delivery's hits in the alert's count (at most once, where
+ * a slot with room is exactly once); a claim whose answer was lost counts as this call's own.
+ */
+async function spillFold(
+  ctx: AlertContext,
+  cluster: string,
+  fold: CountedWrite,
+  reads: CallReport,
+): Promise<void> {
+  const token = fold.token as string;
+  const claim = freshReport();
+  try {
+    await withRetry("PutItem", ctx.retry, claim, () =>
+      ctx.doc.send(
+        new PutCommand({
+          TableName: ctx.tableName,
+          Item: { ...foldClaimKey(cluster, token, fold.key.sk), ...fold.init },
+          ConditionExpression: "attribute_not_exists(pk)",
+        }),
+      ),
+    );
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    // Claimed already: a redelivery, unless the claim is this call's own request whose answer was lost.
+    if (!claim.uncertain) return;
+  }
+  await countedUpdate(ctx, { ...fold, token: null, maxTokens: undefined }, freshReport(), reads);
 }
 
 /** Fold slot of an event time: stretches of at least a minute, at most MAX_SLOTS per window; late hits go to 0. */
@@ -348,19 +390,17 @@ async function applyOne(
       const alert = await readAlert(ctx, target, reads);
       return alert?.delivery === "pending" ? alert : undefined;
     }
-    await countedUpdate(
-      ctx,
-      {
-        key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
-        token,
-        counters: { hits: c.hits },
-        init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays) },
-        firstSeen: c.firstSeen,
-        lastSeen: c.lastSeen,
-      },
-      freshReport(),
-      reads,
-    );
+    const fold: CountedWrite = {
+      key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
+      token,
+      maxTokens: ctx.maxSlotTokens,
+      counters: { hits: c.hits },
+      init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays) },
+      firstSeen: c.firstSeen,
+      lastSeen: c.lastSeen,
+    };
+    const folded = await countedUpdate(ctx, fold, freshReport(), reads);
+    if (folded.full) await spillFold(ctx, p.cluster, fold, reads);
     // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
     // Only one of the deliveries that come by at once takes it (a lease on the state, as long as that delay).
     if (

@@ -12,7 +12,13 @@ import type {
   Page,
 } from "../../core/ports.ts";
 import type { AlertCandidate, AlertRecord, FlowRecord } from "../../core/types.ts";
-import { type AlertContext, applyAlerts, markAlertSent, queryAlertsPage } from "./alerts.ts";
+import {
+  type AlertContext,
+  applyAlerts,
+  DEFAULT_MAX_SLOT_TOKENS,
+  markAlertSent,
+  queryAlertsPage,
+} from "./alerts.ts";
 import { queryFlowsPage } from "./flow-query.ts";
 import { endpointAttribute, policyAttribute } from "./items.ts";
 import {
@@ -47,6 +53,11 @@ export interface DynamoFlowStoreOptions {
    * @default 60000
    */
   pendingRedeliveryAfterMs?: number;
+  /**
+   * Deliveries a fold slot remembers (its applied set); later ones are claimed on items of their own
+   * (docs/flow-store.md, "Alerts"). Keeps an alert's items small enough to be read whole. @default 256
+   */
+  maxSlotTokens?: number;
   /** Wall clock (epoch ms), for alert bookkeeping. @default Date.now */
   now?: () => number;
 }
@@ -107,6 +118,10 @@ export class DynamoFlowStore implements FlowStore {
       throw new Error(`concurrency must be an integer ≥ 1, got ${concurrency}`);
     }
     if (!(pending >= 0)) throw new Error(`pendingRedeliveryAfterMs must be ≥ 0, got ${pending}`);
+    const maxSlotTokens = options.maxSlotTokens ?? DEFAULT_MAX_SLOT_TOKENS;
+    if (!Number.isInteger(maxSlotTokens) || maxSlotTokens < 1) {
+      throw new Error(`maxSlotTokens must be an integer ≥ 1, got ${maxSlotTokens}`);
+    }
     this.#ctx = {
       doc: documentClient(options.client),
       tableName: options.tableName,
@@ -114,6 +129,7 @@ export class DynamoFlowStore implements FlowStore {
       retentionDays,
       concurrency,
       pendingRedeliveryAfterMs: pending,
+      maxSlotTokens,
       now: options.now ?? Date.now,
     };
   }

@@ -94,6 +94,14 @@ export const alertRecordKey = (
 /** Fold slots sort right after their alert record: `<openedAt>#<digest>#<slot>`. */
 export const foldSlotSk = (alertSk: string, slot: number): string =>
   `${alertSk}#${String(slot).padStart(3, "0")}`;
+/**
+ * A fold into a slot whose applied set is full, claimed on its own: one item per (contribution, slot), in a
+ * partition per contribution (spread, and outside every alert's group, which Queries read whole).
+ */
+export const foldClaimKey = (cluster: string, token: string, slotSk: string): { pk: string; sk: string } => ({
+  pk: `FOLDCLAIM#${cluster}#${token}`,
+  sk: slotSk,
+});
 /** The alert record sort key a record or fold slot belongs to (its first two `#` parts). */
 export function alertSkOf(sk: string): string {
   const first = sk.indexOf("#");

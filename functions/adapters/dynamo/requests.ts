@@ -139,8 +139,17 @@ const LAST_SEEN = "lastSeen";
 /** One contribution to a counted item: counters to add, a time span to widen, descriptive fields to create. */
 export interface CountedWrite {
   key: Key;
-  /** Contribution token (keys.ts contributionToken): the item applies each token once. */
-  token: string;
+  /**
+   * Contribution token (keys.ts contributionToken): the item applies each token once. null: add without one (the
+   * caller has made sure, elsewhere, that the contribution is applied once).
+   */
+  token: string | null;
+  /**
+   * Most tokens the item keeps: a contribution that would add one more is not applied, and the outcome says
+   * `full` (the caller claims it elsewhere). Bounds the item's size (DynamoDB refuses items over 400 KB, and a
+   * Query reads at most 1 MB of whole items).
+   */
+  maxTokens?: number;
   counters: Record<string, number>;
   /** String sets to merge in (empty ones are skipped: DynamoDB has no empty set). */
   sets?: Record<string, readonly string[]>;
@@ -151,16 +160,23 @@ export interface CountedWrite {
 }
 
 export interface CountedOutcome {
-  /** false: the token was already applied (a redelivery), nothing changed. */
+  /** false: the token was already applied (a redelivery), or the item is full; nothing changed. */
   applied: boolean;
+  /** The item holds maxTokens tokens, none of them this one: nothing changed. */
+  full?: boolean;
 }
 
 // Each failed round means another writer widened the span meanwhile, which can only happen a few times.
 const MAX_ROUNDS = 16;
 
-function tokenApplied(item: Item, token: string): boolean {
+function tokenApplied(item: Item, token: string | null): boolean {
   const applied = item[APPLIED];
-  return applied instanceof Set && applied.has(token);
+  return token !== null && applied instanceof Set && applied.has(token);
+}
+
+function tokenCount(item: Item): number {
+  const applied = item[APPLIED];
+  return applied instanceof Set ? applied.size : 0;
 }
 
 /**
@@ -183,33 +199,49 @@ export async function countedUpdate(
       current = await getItem(ctx, write.key, reads);
       // Already applied: a redelivery, unless one of our own requests may have landed unseen (answer lost).
       if (current !== undefined && tokenApplied(current, write.token)) return { applied: writes.uncertain };
+      if (current !== undefined && write.maxTokens !== undefined && tokenCount(current) >= write.maxTokens) {
+        return { applied: false, full: true };
+      }
     }
     const e = new Expression();
     const first = e.name(FIRST_SEEN);
     const last = e.name(LAST_SEEN);
-    const applied = e.name(APPLIED);
-    const token = e.value(write.token);
+    // The token is new (and there is room for it).
+    const fresh: string[] = [];
+    const applied = write.token === null ? "" : e.name(APPLIED);
+    if (write.token !== null) {
+      fresh.push(`NOT contains(${applied}, ${e.value(write.token)})`);
+      if (write.maxTokens !== undefined) {
+        fresh.push(`(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(write.maxTokens)})`);
+      }
+    }
     const sets: string[] = [];
     let condition: string;
     if (current === undefined) {
       const f = e.value(write.firstSeen);
       const l = e.value(write.lastSeen);
       sets.push(`${first} = if_not_exists(${first}, ${f})`, `${last} = ${l}`);
-      condition = `NOT contains(${applied}, ${token}) AND (attribute_not_exists(${first}) OR ${first} <= ${f}) AND (attribute_not_exists(${last}) OR ${last} <= ${l})`;
+      condition = [
+        ...fresh,
+        `(attribute_not_exists(${first}) OR ${first} <= ${f})`,
+        `(attribute_not_exists(${last}) OR ${last} <= ${l})`,
+      ].join(" AND ");
     } else {
       const storedFirst = String(current[FIRST_SEEN] ?? write.firstSeen);
       const storedLast = String(current[LAST_SEEN] ?? write.lastSeen);
       const f = e.value([storedFirst, write.firstSeen].sort()[0]);
       const l = e.value([storedLast, write.lastSeen].sort()[1]);
       sets.push(`${first} = ${f}`, `${last} = ${l}`);
-      condition = `attribute_exists(${e.name("pk")}) AND NOT contains(${applied}, ${token}) AND ${first} >= ${f} AND ${last} <= ${l}`;
+      condition = [`attribute_exists(${e.name("pk")})`, ...fresh, `${first} >= ${f}`, `${last} <= ${l}`].join(
+        " AND ",
+      );
     }
     for (const [attribute, value] of Object.entries(write.init)) {
       if (value === undefined) continue;
       const n = e.name(attribute);
       sets.push(`${n} = if_not_exists(${n}, ${e.value(value)})`);
     }
-    const adds = [`${applied} ${e.value(new Set([write.token]))}`];
+    const adds = write.token === null ? [] : [`${applied} ${e.value(new Set([write.token]))}`];
     for (const [attribute, amount] of Object.entries(write.counters))
       adds.push(`${e.name(attribute)} ${e.value(amount)}`);
     for (const [attribute, members] of Object.entries(write.sets ?? {})) {
@@ -221,7 +253,7 @@ export async function countedUpdate(
           new UpdateCommand({
             TableName: ctx.tableName,
             Key: write.key,
-            UpdateExpression: `SET ${sets.join(", ")} ADD ${adds.join(", ")}`,
+            UpdateExpression: `SET ${sets.join(", ")}${adds.length > 0 ? ` ADD ${adds.join(", ")}` : ""}`,
             ConditionExpression: condition,
             ...e.fields(),
           }),

@@ -266,6 +266,35 @@ describe("applyAlerts", () => {
     expect(listed[0]?.lastSeen).toBe(at(t, 11_000));
   });
 
+  it("keeps a fold slot small however many deliveries fold into it, and counts each delivery once", async () => {
+    const small = new DynamoFlowStore({
+      client: ts.clientFor(),
+      tableName: ts.tableName,
+      now: () => clock,
+      maxSlotTokens: 3,
+    });
+    const [src, dst] = pair(40);
+    const t = "2024-04-19T13:00:00.000Z";
+    await small.applyAlerts([candidate(src, dst, t, 1)], "open", WINDOW);
+    // Ten deliveries fold into the same slot (the window's first minute), each twice, in two orders.
+    const folds = Array.from({ length: 10 }, (_, i) => candidate(src, dst, at(t, 1000 * (i + 1)), 2));
+    for (const [i, c] of folds.entries())
+      expect(await small.applyAlerts([c], `fold-${i}`, WINDOW)).toEqual([]);
+    for (const [i, c] of [...folds.entries()].reverse()) await small.applyAlerts([c], `fold-${i}`, WINDOW);
+    const alert = (await alertsIn(t, t)).find((a) => a.src.ip === src.ip);
+    expect(alert).toMatchObject({ count: 21, firstSeen: t, lastSeen: at(t, 10_000) });
+    // The slot remembers three deliveries; the other seven were claimed on items of their own.
+    const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
+    const slot = await raw.send(
+      new GetCommand({
+        TableName: ts.tableName,
+        Key: { pk: `ALERTS#${CLUSTER}#2024-04-19`, sk: `${t}#${digest}#000` },
+      }),
+    );
+    expect((slot.Item?.applied as Set<string> | undefined)?.size).toBe(3);
+    expect(slot.Item?.hits).toBe(20);
+  });
+
   it("counts a key named twice in one payload once per window, with both hits", async () => {
     const [src, dst] = pair(14);
     const t = "2024-04-19T09:00:00.000Z";
