@@ -79,6 +79,7 @@ function candidate(
     lastSeen,
     severity,
     reason,
+    spans: flows.map((f) => ({ firstSeen: f.firstSeen, lastSeen: f.lastSeen, hits: f.packets })),
   };
 }
 

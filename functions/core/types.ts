@@ -158,6 +158,18 @@ export interface AlertCandidate {
   severity: "high" | "low";
   /** "internal-denial" or "external-scan". */
   reason: string;
+  /**
+   * When the hits happened: one span per flow of the key (its first and last packet, its packets), so that a
+   * batch longer than an alert window (a replayed file, a backfill page) counts each hit in the window that holds
+   * it. Absent: all of them in [firstSeen, lastSeen], counted as of firstSeen.
+   */
+  spans?: readonly HitSpan[];
+}
+
+export interface HitSpan {
+  firstSeen: string;
+  lastSeen: string;
+  hits: number;
 }
 
 /** An alert as stored and as `alerts --json` prints it. */

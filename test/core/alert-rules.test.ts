@@ -105,6 +105,11 @@ describe("internal denials", () => {
       hits: 7,
       firstSeen: "2026-04-19T04:51:00.000Z",
       lastSeen: "2026-04-19T04:53:40.000Z",
+      // When the hits happened, flow by flow: the store splits a batch among the windows holding them.
+      spans: [
+        { firstSeen: "2026-04-19T04:52:01.000Z", lastSeen: "2026-04-19T04:52:30.000Z", hits: 3 },
+        { firstSeen: "2026-04-19T04:51:00.000Z", lastSeen: "2026-04-19T04:53:40.000Z", hits: 4 },
+      ],
       severity: "high",
       reason: "internal-denial",
       // The example is the latest flow: its pod is the likeliest to still exist.

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
-import type { AlertCandidate, AlertRecord, Direction } from "../../core/types.ts";
+import type { AlertCandidate, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
 import { checkLimit } from "./flow-query.ts";
 import {
@@ -316,6 +316,28 @@ interface Prepared {
   cluster: string;
   keyDigest: string;
   firstMs: number;
+  /** When its hits happened, by first hit: split among the windows that hold them (applyOne). */
+  spans: HitSpan[];
+}
+
+function checkedSpans(c: AlertCandidate): HitSpan[] {
+  const spans = c.spans ?? [{ firstSeen: c.firstSeen, lastSeen: c.lastSeen, hits: c.hits }];
+  let hits = 0;
+  for (const span of spans) {
+    canonicalMs(span.firstSeen, "alert candidate span firstSeen");
+    canonicalMs(span.lastSeen, "alert candidate span lastSeen");
+    if (!Number.isInteger(span.hits) || span.hits < 0 || span.lastSeen < span.firstSeen) {
+      throw new InvalidInputError(`alert candidate span ${JSON.stringify(span)} is not a span of hits`);
+    }
+    if (span.firstSeen < c.firstSeen || span.lastSeen > c.lastSeen) {
+      throw new InvalidInputError(`alert candidate span ${JSON.stringify(span)} is outside the candidate's`);
+    }
+    hits += span.hits;
+  }
+  if (hits !== c.hits) {
+    throw new InvalidInputError(`alert candidate spans hold ${hits} hits, the candidate ${c.hits}`);
+  }
+  return [...spans];
 }
 
 function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
@@ -328,14 +350,16 @@ function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
     if (!Number.isInteger(c.hits) || c.hits < 0) {
       throw new InvalidInputError(`alert candidate hits must be an integer ≥ 0, got ${c.hits}`);
     }
+    const spans = checkedSpans(c);
     const keyDigest = alertKeyDigest(c.key);
     const seen = byKey.get(keyDigest);
     if (seen === undefined) {
-      byKey.set(keyDigest, { candidate: { ...c }, cluster, keyDigest, firstMs });
+      byKey.set(keyDigest, { candidate: { ...c }, cluster, keyDigest, firstMs, spans });
       continue;
     }
     const merged = seen.candidate;
     merged.hits += c.hits;
+    seen.spans.push(...spans);
     if (c.firstSeen < merged.firstSeen) {
       merged.firstSeen = c.firstSeen;
       seen.firstMs = firstMs;
@@ -343,7 +367,27 @@ function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
     if (c.lastSeen > merged.lastSeen) merged.lastSeen = c.lastSeen;
     if (c.severity === "high") merged.severity = "high";
   }
+  for (const p of byKey.values())
+    p.spans.sort((a, b) => (a.firstSeen < b.firstSeen ? -1 : a.firstSeen > b.firstSeen ? 1 : 0));
   return [...byKey.values()];
+}
+
+/**
+ * The part of `p` from span `from` on that falls before `end` (a window's end): spans by their first hit, so a
+ * flow that straddles two windows counts in the first. At least one span (from's) when `end` is after it.
+ */
+function partOf(p: Prepared, from: number, end: string): { part: Prepared; used: number } {
+  const first = p.spans[from] as HitSpan;
+  let hits = 0;
+  let lastSeen = first.lastSeen;
+  let k = from;
+  for (; k < p.spans.length && (k === from || (p.spans[k] as HitSpan).firstSeen < end); k++) {
+    const span = p.spans[k] as HitSpan;
+    hits += span.hits;
+    if (span.lastSeen > lastSeen) lastSeen = span.lastSeen;
+  }
+  const candidate = { ...p.candidate, hits, firstSeen: first.firstSeen, lastSeen };
+  return { part: { ...p, candidate, firstMs: Date.parse(first.firstSeen) }, used: k - from };
 }
 
 export async function applyAlerts(
@@ -357,38 +401,64 @@ export async function applyAlerts(
   }
   const prepared = prepare(candidates);
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
-    applyOne(ctx, p, token, options.windowMs),
+    applyKey(ctx, p, token, options.windowMs),
   );
-  return results.filter((a): a is AlertRecord => a !== undefined);
+  return results.flat();
 }
 
-const MAX_STATE_ROUNDS = 8;
-
-async function applyOne(
+/**
+ * One key's hits, window by window: the hits from the first span on that the window it lands in holds, then the
+ * rest (a batch may span several windows: a replayed file, a backfill page). Windows are chosen as for one part,
+ * so a retried payload makes the same parts and lands where it did.
+ */
+async function applyKey(
   ctx: AlertContext,
   p: Prepared,
   token: string,
   windowMs: number,
-): Promise<AlertRecord | undefined> {
-  const c = p.candidate;
-  const stateKey = alertStateKey(p.cluster, p.keyDigest);
+): Promise<AlertRecord[]> {
+  const out: AlertRecord[] = [];
+  for (let from = 0; from < p.spans.length; ) {
+    const { alert, used } = await applyOne(ctx, p, from, token, windowMs);
+    if (alert !== undefined) out.push(alert);
+    from += used;
+  }
+  return out;
+}
+
+const MAX_STATE_ROUNDS = 8;
+
+/** Applies the hits of `p` from span `from` that one window takes; says how many spans that was. */
+async function applyOne(
+  ctx: AlertContext,
+  whole: Prepared,
+  from: number,
+  token: string,
+  windowMs: number,
+): Promise<{ alert: AlertRecord | undefined; used: number }> {
+  const firstSeen = (whole.spans[from] as HitSpan).firstSeen;
+  const stateKey = alertStateKey(whole.cluster, whole.keyDigest);
   const reads = freshReport();
   for (let round = 0; round < MAX_STATE_ROUNDS; round++) {
     const state = stateOf(await getItem(ctx, stateKey, reads));
-    if (state === undefined || state.windowEnd <= c.firstSeen) {
-      const opened = await openWindow(ctx, p, token, windowMs, state, reads);
+    if (state === undefined || state.windowEnd <= firstSeen) {
+      const { part, used } = partOf(whole, from, iso(Date.parse(firstSeen) + windowMs));
+      const opened = await openWindow(ctx, part, token, windowMs, state, reads);
       if (opened === "lost-race") continue;
-      return opened;
+      return { alert: opened, used };
     }
     // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
-    const target = windowFor(c.firstSeen, [state, ...state.earlier]);
+    const target = windowFor(firstSeen, [state, ...state.earlier]);
+    const { part: p, used } = partOf(whole, from, target.windowEnd);
+    const c = p.candidate;
     if (target.openedBy === token) {
       // This contribution opened that window (this is a retry): complete its record, deliver if still pending
       // and nobody else has taken it to deliver since.
       await writeRecord(ctx, p, target, token, reads);
-      if (target === state && !(await takeHandOut(ctx, stateKey, state, token))) return undefined;
+      if (target === state && !(await takeHandOut(ctx, stateKey, state, token)))
+        return { alert: undefined, used };
       const alert = await readAlert(ctx, target, reads);
-      return alert?.delivery === "pending" ? alert : undefined;
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
     }
     const fold: CountedWrite = {
       key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
@@ -410,9 +480,9 @@ async function applyOne(
       (await takeHandOut(ctx, stateKey, state, token))
     ) {
       const alert = await readAlert(ctx, target, reads);
-      return alert?.delivery === "pending" ? alert : undefined;
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
     }
-    return undefined;
+    return { alert: undefined, used };
   }
   throw new StoreUnavailableError(`alert state ${stateKey.pk} kept changing; try again`);
 }

@@ -8,7 +8,7 @@ import { KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/aler
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
 import { alertKeyDigest } from "../../../functions/adapters/dynamo/keys.ts";
 import { StoreUnavailableError } from "../../../functions/adapters/dynamo/retry.ts";
-import type { AlertRecord } from "../../../functions/core/types.ts";
+import type { AlertRecord, Endpoint } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
 import { at, CLUSTER, candidate, pod } from "./fixtures.ts";
@@ -293,6 +293,40 @@ describe("applyAlerts", () => {
     );
     expect((slot.Item?.applied as Set<string> | undefined)?.size).toBe(3);
     expect(slot.Item?.hits).toBe(20);
+  });
+
+  it("counts a batch longer than a window in the windows that hold its hits, however the hits are batched", async () => {
+    const t = "2024-04-19T05:00:10.000Z";
+    // 40 hits of one key, one a minute: windows open at 05:00:10, 05:15:10 and 05:30:10 with 15, 15 and 10.
+    const hitAt = (i: number) => at(t, i * MINUTE);
+    const batch = (src: Endpoint, dst: Endpoint, from: number, to: number) => {
+      const spans = Array.from({ length: to - from }, (_, k) => ({
+        firstSeen: hitAt(from + k),
+        lastSeen: hitAt(from + k),
+        hits: 1,
+      }));
+      return candidate(src, dst, hitAt(from), to - from, { lastSeen: hitAt(to - 1), spans });
+    };
+    const expected = [
+      [t, 15, hitAt(14)],
+      [hitAt(15), 15, hitAt(29)],
+      [hitAt(30), 10, hitAt(39)],
+    ];
+    for (const [n, size] of [
+      [41, 40],
+      [42, 1],
+      [43, 7],
+    ] as const) {
+      const [src, dst] = pair(n);
+      for (let from = 0; from < 40; from += size) {
+        const payload = [batch(src, dst, from, Math.min(40, from + size))];
+        await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW);
+        // A retried payload changes nothing.
+        await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW);
+      }
+      const listed = (await alertsIn(t, hitAt(40))).filter((a) => a.src.ip === src.ip);
+      expect(listed.map((a) => [a.openedAt, a.count, a.lastSeen])).toEqual(expected);
+    }
   });
 
   it("counts a key named twice in one payload once per window, with both hits", async () => {
