@@ -124,6 +124,13 @@ describe("calico-flows parse", () => {
     expect(records(r.stdout)[0]?.prefix).toBe("k8s-deny");
   });
 
+  it("reports every malformed line with its number by default (DESIGN.md §3.1)", async () => {
+    const r = await run(Array.from({ length: 25 }, () => TRUNCATED).join("\n"));
+    expect(r.stderr.match(/: no PROTO=/g)).toHaveLength(25);
+    expect(r.stderr).toContain("line 25: no PROTO=");
+    expect(r.stderr).not.toContain("not listed above");
+  });
+
   it("lists the first --max-errors malformed lines and counts them all", async () => {
     const r = await run(Array.from({ length: 7 }, () => TRUNCATED).join("\n"), ["--max-errors", "2"]);
     expect(r.code).toBe(0);
