@@ -427,7 +427,7 @@ export function describeBackfill(s: BackfillSummary): string {
   }
   if (s.uncertain > 0) {
     lines.push(
-      `${s.uncertain} events were left alone in minutes too busy to itemise (see docs/backfill.md, "Limits")`,
+      `${s.uncertain} events were left alone in minutes whose claims count events without naming them (see docs/backfill.md, "Limits")`,
     );
   }
   lines.push(...s.malformedSamples);

@@ -8,6 +8,12 @@
 // the rest under its contribution and marks the claim stored. A claim is written (conditionally on the
 // record's version) before anything is stored, so two writers can never both own an event, and a writer that
 // died between claim and store is finished later under the same contribution, which the store deduplicates.
+//
+// A minute's record is a chain of items ("pages"), because one item holds only so many digests (DynamoDB's
+// 400 KB). Claims go to the open page, the first one not sealed; a writer that fills it seals it in the same
+// conditional write, and only then may the next page be created (conditionally on its absence). A sealed page
+// never changes its claims again, so a claim written on the open page at the version read was decided on every
+// claim of the minute: every event has one owner however many pages the minute takes.
 import xxhash from "xxhash-wasm";
 import { digest } from "./aggregate.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
@@ -20,10 +26,18 @@ export type { CloudWatchEvent } from "./delivered-events.ts";
 
 export const MINUTE_MS = 60_000;
 /**
- * Event digests recorded per stream-minute (about 13 bytes each, so a record stays far below DynamoDB's
- * 400 KB item limit). Past it the minute is "full": further claims are counted but not itemised.
+ * Event digests per page of a stream-minute's record. A digest takes 11 bytes of DynamoDB's item size, so
+ * 20,000 of them are 220 KB, and with ITEM_CLAIM_BUDGET claims an item stays below the 400 KB limit. Every
+ * claim write costs a WCU per KB of the item it writes: a minute past this budget goes on in a new page rather
+ * than making each write dearer.
  */
 export const MINUTE_EVENT_BUDGET = 20_000;
+/**
+ * Claims per page: a claim takes about 122 bytes besides its digests (contribution, source, counts, flags,
+ * time), so 1,000 claims are 122 KB and a page at both budgets about 342 KB. Without it, many small deliveries
+ * would outgrow an item before naming MINUTE_EVENT_BUDGET events.
+ */
+export const ITEM_CLAIM_BUDGET = 1_000;
 /** Most events in one backfill claim, hence in one ingest call. */
 export const BACKFILL_CLAIM_MAX = 5_000;
 /**
@@ -41,12 +55,19 @@ export interface StreamRef {
   stream: string;
 }
 
+/**
+ * A contribution's claim on one page of a minute. A contribution whose events of the minute did not fit the
+ * open page has a claim on each page it filled: its parts.
+ */
 export interface Claim {
   contribution: string;
   source: ClaimSource;
   /** Digests (eventKey) of the claimed events; empty when not recorded. */
   events: string[];
-  /** False when the minute's budget was spent: the claim counts `count` events without naming them. */
+  /**
+   * False only on claims written before a minute could take several pages: once the single item was full they
+   * counted `count` events without naming them, so nobody can tell which events of the minute they own.
+   */
   recorded: boolean;
   count: number;
   /** Minutes the contribution spans: a delivery can straddle a minute boundary, a backfill claim cannot. */
@@ -54,23 +75,43 @@ export interface Claim {
   stored: boolean;
   /** ISO time the claim was made. */
   claimedAt: string;
+  /** The page the claim lies on (0: the minute's first item). @default 0 */
+  page?: number;
+  /**
+   * More of the contribution's events of this minute are claimed on a later page. A contribution all of whose
+   * parts say so was interrupted while claiming: its event set is not settled, so no one else may store it.
+   */
+  more?: boolean;
 }
 
 export interface MinuteCoverage {
   /** Start of the minute, epoch ms. */
   minute: number;
-  /** 0 when no record exists yet; every claim increments it. */
+  /** Version of the open page's item: 0 when it does not exist yet; every claim or seal increments it. */
   version: number;
+  /** The claims on every page of the minute. */
   claims: Claim[];
+  /** The open page: the first one not sealed, where claims are added. Pages before it are final. @default 0 */
+  page?: number;
 }
 
 /** Persistence of coverage records (DynamoDB: functions/adapters/dynamo/coverage.ts). */
 export interface CoverageStore {
-  /** Records of the stream's minutes in [fromMinute, toMinute], strongly consistent; absent minutes omitted. */
+  /**
+   * Records of the stream's minutes in [fromMinute, toMinute], every page, strongly consistent; absent minutes
+   * omitted. `page` and `version` are those of each minute's open page.
+   */
   read(ref: StreamRef, fromMinute: number, toMinute: number): Promise<MinuteCoverage[]>;
-  /** Adds `claim` if the minute's record is still at `version`; false if someone claimed in between. */
-  addClaim(ref: StreamRef, minute: number, version: number, claim: Claim): Promise<boolean>;
-  markStored(ref: StreamRef, minute: number, contribution: string): Promise<void>;
+  /**
+   * Puts `claim` on its page (`claim.page`, default 0), replacing the contribution's claim there if any, if that
+   * page is still at `version` (0: absent); with `seal`, closes the page to further claims in the same write.
+   * False if someone wrote the page in between.
+   */
+  addClaim(ref: StreamRef, minute: number, version: number, claim: Claim, seal?: boolean): Promise<boolean>;
+  /** Closes `page` (existing, at `version`) to further claims; false if someone wrote it in between. */
+  seal(ref: StreamRef, minute: number, page: number, version: number): Promise<boolean>;
+  /** Marks the contribution's claims on `pages` (default: page 0) stored. */
+  markStored(ref: StreamRef, minute: number, contribution: string, pages?: readonly number[]): Promise<void>;
 }
 
 export function minuteOf(timestamp: number): number {
@@ -124,45 +165,144 @@ function emptyMinute(minute: number): MinuteCoverage {
   return { minute, version: 0, claims: [] };
 }
 
-/** Digests claimed by recorded claims other than `except`. */
+/** Digests named by claims of contributions other than `except`. */
 function takenKeys(coverage: MinuteCoverage, except?: string): Set<string> {
   const taken = new Set<string>();
   for (const c of coverage.claims) if (c.contribution !== except) for (const k of c.events) taken.add(k);
   return taken;
 }
 
-function recordedCount(coverage: MinuteCoverage): number {
-  let n = 0;
-  for (const c of coverage.claims) n += c.events.length;
-  return n;
-}
-
-/** Once a claim could not be itemised, none after it is: the set of named events is then frozen. */
-function isFull(coverage: MinuteCoverage): boolean {
+/** Claims of the minute that count events without naming them (written before pages): see Claim#recorded. */
+function hasUnnamedClaims(coverage: MinuteCoverage): boolean {
   return coverage.claims.some((c) => !c.recorded);
 }
 
-/** A claim of the events whose digests (eventKey) are `keys`. */
-function newClaim(
-  coverage: MinuteCoverage,
+/** A contribution's parts in one minute, taken together. */
+interface Contribution {
+  contribution: string;
+  source: ClaimSource;
+  events: string[];
+  pages: number[];
+  /** Every part is marked stored. */
+  stored: boolean;
+  /** Its last part was written: its event set is settled. */
+  complete: boolean;
+  recorded: boolean;
+  span: number;
+  claimedAt: string;
+}
+
+function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
+  const out = new Map<string, Contribution>();
+  for (const c of coverage.claims) {
+    const page = c.page ?? 0;
+    const seen = out.get(c.contribution);
+    if (seen === undefined) {
+      out.set(c.contribution, {
+        contribution: c.contribution,
+        source: c.source,
+        events: [...c.events],
+        pages: [page],
+        stored: c.stored,
+        complete: c.more !== true,
+        recorded: c.recorded,
+        span: c.span,
+        claimedAt: c.claimedAt,
+      });
+      continue;
+    }
+    seen.events.push(...c.events);
+    seen.pages.push(page);
+    seen.stored &&= c.stored;
+    seen.complete ||= c.more !== true;
+    seen.recorded &&= c.recorded;
+    if (c.claimedAt < seen.claimedAt) seen.claimedAt = c.claimedAt;
+  }
+  return out;
+}
+
+/** How much the open page of `coverage` takes from `contribution` (undefined: a new one). */
+interface Room {
+  page: number;
+  /** Events it can still name: 0 when it must be sealed first. */
+  events: number;
+  /** The contribution's claim already on it (a new part replaces it, adding to its events). */
+  own: Claim | undefined;
+  /** Whether naming `n` more events fills the page, which the same write then seals. */
+  fullAfter(n: number): boolean;
+}
+
+function roomOf(coverage: MinuteCoverage, contribution: string | undefined, budgets: Budgets): Room {
+  const page = coverage.page ?? 0;
+  let named = 0;
+  let claims = 0;
+  let own: Claim | undefined;
+  for (const c of coverage.claims) {
+    if ((c.page ?? 0) !== page) continue;
+    named += c.events.length;
+    claims++;
+    if (c.contribution === contribution) own = c;
+  }
+  const claimsAfter = own === undefined ? claims + 1 : claims;
+  return {
+    page,
+    events: claimsAfter > budgets.claims ? 0 : Math.max(0, budgets.events - named),
+    own,
+    fullAfter: (n) => named + n >= budgets.events || claimsAfter >= budgets.claims,
+  };
+}
+
+/** The part of a claim that goes on the page of `room`: `keys`, added to the contribution's claim there. */
+function newPart(
+  room: Room,
   contribution: string,
   source: ClaimSource,
   keys: readonly string[],
   span: number,
+  more: boolean,
   now: number,
-  budget: number,
 ): Claim {
-  const recorded = !isFull(coverage) && recordedCount(coverage) + keys.length <= budget;
+  const events = room.own === undefined ? [...keys] : [...room.own.events, ...keys];
   return {
     contribution,
     source,
-    events: recorded ? [...keys] : [],
-    recorded,
-    count: keys.length,
+    events,
+    recorded: true,
+    count: events.length,
     span,
     stored: false,
     claimedAt: new Date(now).toISOString(),
+    page: room.page,
+    more,
   };
+}
+
+/** `coverage` after `part` was written on its open page, which `sealed` closed. */
+function withPart(coverage: MinuteCoverage, part: Claim, sealed: boolean): MinuteCoverage {
+  const page = coverage.page ?? 0;
+  const claims = coverage.claims.filter(
+    (c) => (c.page ?? 0) !== page || c.contribution !== part.contribution,
+  );
+  claims.push(part);
+  return sealed
+    ? { minute: coverage.minute, version: 0, claims, page: page + 1 }
+    : { minute: coverage.minute, version: coverage.version + 1, claims, page };
+}
+
+/**
+ * Seals the open page, which can take no claim (full, or filled under other budgets): on success the next page
+ * is open, otherwise the minute is read again.
+ */
+async function sealOpenPage(
+  store: CoverageStore,
+  ref: StreamRef,
+  coverage: MinuteCoverage,
+): Promise<MinuteCoverage> {
+  const page = coverage.page ?? 0;
+  if (await store.seal(ref, coverage.minute, page, coverage.version)) {
+    return { minute: coverage.minute, version: 0, claims: coverage.claims, page: page + 1 };
+  }
+  return reread(store, ref, coverage.minute);
 }
 
 /** The indices of `events` by the minute of their timestamps, in order. */
@@ -204,8 +344,22 @@ export interface DeliveryResult extends IngestResult {
 
 export interface CoverageOptions {
   now?: () => number;
-  /** Event digests itemised per stream-minute. @default MINUTE_EVENT_BUDGET */
+  /** Event digests per page of a stream-minute's record. @default MINUTE_EVENT_BUDGET */
   minuteEventBudget?: number;
+  /** Claims per page of a stream-minute's record. @default ITEM_CLAIM_BUDGET */
+  itemClaimBudget?: number;
+}
+
+interface Budgets {
+  events: number;
+  claims: number;
+}
+
+function budgetsOf(options: CoverageOptions): Budgets {
+  return {
+    events: Math.max(1, options.minuteEventBudget ?? MINUTE_EVENT_BUDGET),
+    claims: Math.max(1, options.itemClaimBudget ?? ITEM_CLAIM_BUDGET),
+  };
 }
 
 /**
@@ -237,7 +391,7 @@ export async function ingestDelivery(
     return { ...result, eventsAlreadyCounted: 0 };
   }
   const now = options.now ?? Date.now;
-  const budget = options.minuteEventBudget ?? MINUTE_EVENT_BUDGET;
+  const budgets = budgetsOf(options);
   const ref: StreamRef = {
     cluster: deps.pipeline.cluster,
     group: payload.logGroup,
@@ -253,34 +407,42 @@ export async function ingestDelivery(
   // Claim every minute before storing anything: once this contribution has stored, the set of events it
   // owns can no longer change, so a retry stores exactly the same events under the same contribution.
   const kept: number[] = [];
-  const toMark: number[] = [];
+  const toMark: { minute: number; pages: number[] }[] = [];
   for (const minute of minutes) {
     const events = byMinute.get(minute) ?? [];
     let current = known.get(minute) ?? emptyMinute(minute);
     for (;;) {
       const taken = takenKeys(current, contribution);
       const mine = events.filter((i) => !taken.has(keys[i] as string));
-      const own = current.claims.find((c) => c.contribution === contribution);
-      if (own !== undefined) {
+      const own = current.claims.filter((c) => c.contribution === contribution);
+      const named = new Set(own.flatMap((c) => c.events));
+      // What nobody names yet: all of `mine` at first; then what did not fit the page the last part filled, or
+      // what a writer that died between two parts left (nothing was stored then: its event set may still grow).
+      const unnamed = [...new Set(mine.map((i) => keys[i] as string))].filter((k) => !named.has(k));
+      if (unnamed.length === 0) {
         kept.push(...mine);
-        if (!own.stored) toMark.push(minute);
+        const pages = own.filter((c) => !c.stored).map((c) => c.page ?? 0);
+        if (pages.length > 0) toMark.push({ minute, pages });
         break;
       }
-      if (mine.length === 0) break;
-      const mineKeys = mine.map((i) => keys[i] as string);
-      const claim = newClaim(current, contribution, source, mineKeys, minutes.length, now(), budget);
-      if (await coverage.addClaim(ref, minute, current.version, claim)) {
-        kept.push(...mine);
-        toMark.push(minute);
-        break;
+      const room = roomOf(current, contribution, budgets);
+      if (room.events === 0) {
+        current = await sealOpenPage(coverage, ref, current);
+        continue;
       }
-      current = await reread(coverage, ref, minute);
+      const take = unnamed.slice(0, room.events);
+      const more = take.length < unnamed.length;
+      const part = newPart(room, contribution, source, take, minutes.length, more, now());
+      const seal = room.fullAfter(take.length);
+      current = (await coverage.addClaim(ref, minute, current.version, part, seal))
+        ? withPart(current, part, seal)
+        : await reread(coverage, ref, minute);
     }
   }
   if (kept.length === 0) return { ...emptyResult(), eventsAlreadyCounted: all.length };
   kept.sort((a, b) => a - b);
   const result = await ingestBatch(all.select(kept), contribution, deps);
-  for (const minute of toMark) await coverage.markStored(ref, minute, contribution);
+  for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
   return {
     ...result,
     malformed: result.malformed.map((m) => ({ ...m, index: kept[m.index] as number })),
@@ -306,15 +468,19 @@ export interface BackfillMinuteResult {
   stored: number;
   /** Claimed by a delivery that is not confirmed stored and cannot be finished here: its Lambda retry or `redrive` will. */
   pending: number;
-  /** Left alone: the minute's coverage is full, so it cannot tell which of them were counted. */
+  /**
+   * Left alone: the minute holds claims that count events without naming them (written before a minute could
+   * take several pages), so it cannot tell which of them were counted.
+   */
   uncertain: number;
   batches: BackfillBatch[];
 }
 
 /**
  * Backfills one minute of one stream: finishes abandoned claims whose events are all at hand, then claims
- * and stores the events no one has claimed, in chunks of at most BACKFILL_CLAIM_MAX. A backfill contribution
- * is the digest of its exact event set, so re-running a backfill finds its own claims and changes nothing.
+ * and stores the events no one has claimed, in chunks of at most BACKFILL_CLAIM_MAX that fit the open page
+ * (so a backfill contribution is one claim on one page). A backfill contribution is the digest of its exact
+ * event set, so re-running a backfill finds its own claims and changes nothing.
  */
 export async function backfillMinute(
   ref: StreamRef,
@@ -325,7 +491,7 @@ export async function backfillMinute(
   options: CoverageOptions & { known?: MinuteCoverage } = {},
 ): Promise<BackfillMinuteResult> {
   const now = options.now ?? Date.now;
-  const budget = options.minuteEventBudget ?? MINUTE_EVENT_BUDGET;
+  const budgets = budgetsOf(options);
   const byKey = new Map<string, CloudWatchEvent>();
   for (const e of input) {
     if (minuteOf(e.timestamp) !== minute) {
@@ -345,53 +511,61 @@ export async function backfillMinute(
     batches: [],
   };
   const done = new Set<string>();
-  const store = async (contribution: string, events: CloudWatchEvent[]) => {
+  const store = async (contribution: string, events: CloudWatchEvent[], pages: readonly number[]) => {
     // The stream is the node's: the reporter of lines that name none, as in live ingest.
     const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps);
-    await coverage.markStored(ref, minute, contribution);
+    await coverage.markStored(ref, minute, contribution, pages);
     done.add(contribution);
     out.batches.push({ contribution, events, result });
   };
   let current = options.known ?? (await coverage.read(ref, minute, minute))[0] ?? emptyMinute(minute);
 
   for (;;) {
-    for (const claim of current.claims) {
-      if (claim.stored || done.has(claim.contribution) || !claim.recorded || claim.span !== 1) continue;
+    for (const c of contributions(current).values()) {
+      // One still claiming (`complete` false) may yet add events: storing what it named now would make its own
+      // later store of the rest a redelivery.
+      if (c.stored || done.has(c.contribution) || !c.recorded || !c.complete || c.span !== 1) continue;
       // A delivery's own Lambda (or its retry) is given time to finish; an interrupted backfill is not coming back.
-      if (claim.source !== "backfill" && now() - Date.parse(claim.claimedAt) < PENDING_GRACE_MS) continue;
-      const events = claim.events.map((k) => byKey.get(k));
+      if (c.source !== "backfill" && now() - Date.parse(c.claimedAt) < PENDING_GRACE_MS) continue;
+      const events = c.events.map((k) => byKey.get(k));
       if (events.some((e) => e === undefined)) continue;
-      await store(claim.contribution, events as CloudWatchEvent[]);
+      await store(c.contribution, events as CloudWatchEvent[], c.pages);
       out.completed += events.length;
     }
     const taken = takenKeys(current);
     const rest = [...byKey.entries()].filter(([k]) => !taken.has(k)).map(([, e]) => e);
     if (rest.length === 0) break;
-    if (isFull(current) || recordedCount(current) + Math.min(rest.length, BACKFILL_CLAIM_MAX) > budget) {
+    if (hasUnnamedClaims(current)) {
       out.uncertain = rest.length;
       break;
     }
+    const room = roomOf(current, undefined, budgets);
+    if (room.events === 0) {
+      current = await sealOpenPage(coverage, ref, current);
+      continue;
+    }
     rest.sort((a, b) => a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const chunk = rest.slice(0, BACKFILL_CLAIM_MAX);
+    const chunk = rest.slice(0, Math.min(BACKFILL_CLAIM_MAX, room.events));
     const keys = chunk.map((e) => eventKey(e.id));
     const contribution = digest(
       `backfill\n${ref.cluster}\n${ref.group}\n${ref.stream}\n${minute}\n${[...keys].sort().join(",")}`,
     );
-    const claim = newClaim(current, contribution, "backfill", keys, 1, now(), budget);
-    if (!(await coverage.addClaim(ref, minute, current.version, claim))) {
+    const claim = newPart(room, contribution, "backfill", keys, 1, false, now());
+    const seal = room.fullAfter(chunk.length);
+    if (!(await coverage.addClaim(ref, minute, current.version, claim, seal))) {
       current = await reread(coverage, ref, minute);
       continue;
     }
-    current = { ...current, version: current.version + 1, claims: [...current.claims, claim] };
-    await store(contribution, chunk);
+    current = withPart(current, claim, seal);
+    await store(contribution, chunk, [room.page]);
     out.stored += chunk.length;
   }
 
   // What the earlier writers own, for the report.
-  for (const claim of current.claims) {
-    if (done.has(claim.contribution)) continue;
-    const mine = claim.events.filter((k) => byKey.has(k)).length;
-    if (claim.stored) out.alreadyCounted += mine;
+  for (const c of contributions(current).values()) {
+    if (done.has(c.contribution)) continue;
+    const mine = c.events.filter((k) => byKey.has(k)).length;
+    if (c.stored) out.alreadyCounted += mine;
     else out.pending += mine;
   }
   return out;

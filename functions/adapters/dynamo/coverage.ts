@@ -1,7 +1,9 @@
-// Coverage records in the flow store's table (docs/backfill.md): one item per (cluster, log group, log stream,
-// minute), pk `COVER#<cluster>#<group>#<stream>`, sk the minute's ISO start, holding the claims made on the
-// minute's events as a map keyed by contribution. Claims are added under optimistic concurrency on `v`, so
-// two writers never both own an event. Items expire with the flows they protect (TTL `expiresAt`).
+// Coverage records in the flow store's table (docs/backfill.md): items ("pages") per (cluster, log group, log
+// stream, minute), pk `COVER#<cluster>#<group>#<stream>`, sk the minute's ISO start for its first page and
+// `<ISO start>#<n>` for page n, each holding claims made on the minute's events as a map keyed by
+// contribution. Claims are added under optimistic concurrency on the page's `v`, and a full page is `sealed`
+// in the write that fills it, so two writers never both own an event (functions/core/coverage.ts says why).
+// Items expire with the flows they protect (TTL `expiresAt`).
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Claim, ClaimSource, CoverageStore, MinuteCoverage, StreamRef } from "../../core/coverage.ts";
@@ -30,12 +32,16 @@ interface StoredClaim {
   span: number;
   stored: boolean;
   claimedAt: string;
+  /** Only when true: more of the contribution's claim is on a later page. */
+  more?: boolean;
 }
 
 interface CoverageItem {
   v: number;
   sk: string;
   claims?: Record<string, StoredClaim>;
+  /** The page takes no more claims: claims go on the next page. */
+  sealed?: boolean;
 }
 
 const PK = TABLE_KEYS.partitionKey;
@@ -43,6 +49,19 @@ const SK = TABLE_KEYS.sortKey;
 
 export function coveragePartition(ref: StreamRef): string {
   return `COVER#${ref.cluster}#${ref.group}#${ref.stream}`;
+}
+
+/** Sort key of a minute's page: the first keeps the minute's ISO start alone, as before pages existed. */
+export function coverageSortKey(minute: number, page: number): string {
+  const start = new Date(minute).toISOString();
+  return page === 0 ? start : `${start}#${String(page).padStart(3, "0")}`;
+}
+
+function pageOf(sk: string): { minute: number; page: number } {
+  const at = sk.indexOf("#");
+  return at < 0
+    ? { minute: Date.parse(sk), page: 0 }
+    : { minute: Date.parse(sk.slice(0, at)), page: Number(sk.slice(at + 1)) };
 }
 
 function toStored(claim: Claim): StoredClaim {
@@ -56,6 +75,7 @@ function toStored(claim: Claim): StoredClaim {
   };
   // DynamoDB has no empty sets: an unrecorded claim simply has no `events`.
   if (claim.events.length > 0) stored.events = new Set(claim.events);
+  if (claim.more === true) stored.more = true;
   return stored;
 }
 
@@ -78,7 +98,7 @@ export class DynamoCoverageStore implements CoverageStore {
   }
 
   async read(ref: StreamRef, fromMinute: number, toMinute: number): Promise<MinuteCoverage[]> {
-    const out: MinuteCoverage[] = [];
+    const minutes = new Map<number, Map<number, CoverageItem>>();
     let start: Record<string, unknown> | undefined;
     do {
       const page = await this.#send("Query", () =>
@@ -89,8 +109,9 @@ export class DynamoCoverageStore implements CoverageStore {
             ExpressionAttributeNames: { "#pk": PK, "#sk": SK },
             ExpressionAttributeValues: {
               ":pk": coveragePartition(ref),
-              ":from": new Date(fromMinute).toISOString(),
-              ":to": new Date(toMinute).toISOString(),
+              ":from": coverageSortKey(fromMinute, 0),
+              // Past every page of the last minute ("~" sorts after the digits), before the next minute.
+              ":to": `${coverageSortKey(toMinute, 0)}#~`,
             },
             // A claim decision on stale data could hand one event to two writers.
             ConsistentRead: true,
@@ -100,10 +121,25 @@ export class DynamoCoverageStore implements CoverageStore {
       );
       for (const raw of page.Items ?? []) {
         const item = raw as CoverageItem;
-        out.push({
-          minute: Date.parse(item.sk),
-          version: item.v,
-          claims: Object.entries(item.claims ?? {}).map(([contribution, c]) => ({
+        const at = pageOf(item.sk);
+        const pages = minutes.get(at.minute) ?? new Map<number, CoverageItem>();
+        minutes.set(at.minute, pages);
+        pages.set(at.page, item);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start !== undefined);
+
+    const out: MinuteCoverage[] = [];
+    for (const [minute, pages] of minutes) {
+      // The open page is the first not sealed (or not there yet). The Query reads pages one after the other,
+      // not as of one instant, so a page may look absent while a later one is there: claiming on it then fails
+      // its condition and the minute is read again.
+      let open = 0;
+      while (pages.get(open)?.sealed === true) open++;
+      const claims: Claim[] = [];
+      for (const [page, item] of [...pages].sort(([a], [b]) => a - b)) {
+        for (const [contribution, c] of Object.entries(item.claims ?? {})) {
+          claims.push({
             contribution,
             source: c.source,
             events: c.events === undefined ? [] : [...c.events],
@@ -112,47 +148,88 @@ export class DynamoCoverageStore implements CoverageStore {
             span: c.span,
             stored: c.stored,
             claimedAt: c.claimedAt,
-          })),
-        });
+            page,
+            ...(c.more === true ? { more: true } : {}),
+          });
+        }
       }
-      start = page.LastEvaluatedKey;
-    } while (start !== undefined);
-    return out;
+      out.push({ minute, version: pages.get(open)?.v ?? 0, claims, page: open });
+    }
+    return out.sort((a, b) => a.minute - b.minute);
   }
 
-  async addClaim(ref: StreamRef, minute: number, version: number, claim: Claim): Promise<boolean> {
-    const key = { [PK]: coveragePartition(ref), [SK]: new Date(minute).toISOString() };
+  async addClaim(
+    ref: StreamRef,
+    minute: number,
+    version: number,
+    claim: Claim,
+    seal = false,
+  ): Promise<boolean> {
+    const key = { [PK]: coveragePartition(ref), [SK]: coverageSortKey(minute, claim.page ?? 0) };
+    if (version === 0) {
+      return this.#conditional("PutItem", () =>
+        this.#doc.send(
+          new PutCommand({
+            TableName: this.#table,
+            Item: {
+              ...key,
+              v: 1,
+              claims: { [claim.contribution]: toStored(claim) },
+              ...(seal ? { sealed: true } : {}),
+              [TTL_ATTRIBUTE]: Math.floor((minute + this.#retentionMs) / 1000) + 86_400,
+            },
+            ConditionExpression: "attribute_not_exists(#pk)",
+            ExpressionAttributeNames: { "#pk": PK },
+          }),
+        ),
+      );
+    }
+    return this.#conditional("UpdateItem", () =>
+      this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: key,
+          UpdateExpression: `SET #claims.#c = :claim, #v = :next${seal ? ", #sealed = :true" : ""}`,
+          ConditionExpression: "#v = :v",
+          ExpressionAttributeNames: {
+            "#claims": "claims",
+            "#c": claim.contribution,
+            "#v": "v",
+            ...(seal ? { "#sealed": "sealed" } : {}),
+          },
+          ExpressionAttributeValues: {
+            ":claim": toStored(claim),
+            ":v": version,
+            ":next": version + 1,
+            ...(seal ? { ":true": true } : {}),
+          },
+        }),
+      ),
+    );
+  }
+
+  async seal(ref: StreamRef, minute: number, page: number, version: number): Promise<boolean> {
+    // An absent page has room for any claim: the core never seals one.
+    if (version < 1)
+      throw new Error(`coverage page ${page} of ${new Date(minute).toISOString()} is not there`);
+    return this.#conditional("UpdateItem", () =>
+      this.#doc.send(
+        new UpdateCommand({
+          TableName: this.#table,
+          Key: { [PK]: coveragePartition(ref), [SK]: coverageSortKey(minute, page) },
+          UpdateExpression: "SET #sealed = :true, #v = :next",
+          ConditionExpression: "#v = :v",
+          ExpressionAttributeNames: { "#sealed": "sealed", "#v": "v" },
+          ExpressionAttributeValues: { ":true": true, ":v": version, ":next": version + 1 },
+        }),
+      ),
+    );
+  }
+
+  /** A conditional write: false when its condition failed (someone wrote in between), which is not retried. */
+  async #conditional(what: string, call: () => Promise<unknown>): Promise<boolean> {
     try {
-      if (version === 0) {
-        await this.#send("PutItem", () =>
-          this.#doc.send(
-            new PutCommand({
-              TableName: this.#table,
-              Item: {
-                ...key,
-                v: 1,
-                claims: { [claim.contribution]: toStored(claim) },
-                [TTL_ATTRIBUTE]: Math.floor((minute + this.#retentionMs) / 1000) + 86_400,
-              },
-              ConditionExpression: "attribute_not_exists(#pk)",
-              ExpressionAttributeNames: { "#pk": PK },
-            }),
-          ),
-        );
-      } else {
-        await this.#send("UpdateItem", () =>
-          this.#doc.send(
-            new UpdateCommand({
-              TableName: this.#table,
-              Key: key,
-              UpdateExpression: "SET #claims.#c = :claim, #v = :next",
-              ConditionExpression: "#v = :v",
-              ExpressionAttributeNames: { "#claims": "claims", "#c": claim.contribution, "#v": "v" },
-              ExpressionAttributeValues: { ":claim": toStored(claim), ":v": version, ":next": version + 1 },
-            }),
-          ),
-        );
-      }
+      await this.#send(what, call);
       return true;
     } catch (error) {
       if (
@@ -165,19 +242,26 @@ export class DynamoCoverageStore implements CoverageStore {
     }
   }
 
-  async markStored(ref: StreamRef, minute: number, contribution: string): Promise<void> {
-    await this.#send("UpdateItem", () =>
-      this.#doc.send(
-        new UpdateCommand({
-          TableName: this.#table,
-          Key: { [PK]: coveragePartition(ref), [SK]: new Date(minute).toISOString() },
-          UpdateExpression: "SET #claims.#c.#stored = :true",
-          // Marking a claim that does not exist would be a bug upstream: fail loudly rather than create a stub.
-          ConditionExpression: "attribute_exists(#claims.#c)",
-          ExpressionAttributeNames: { "#claims": "claims", "#c": contribution, "#stored": "stored" },
-          ExpressionAttributeValues: { ":true": true },
-        }),
-      ),
-    );
+  async markStored(
+    ref: StreamRef,
+    minute: number,
+    contribution: string,
+    pages: readonly number[] = [0],
+  ): Promise<void> {
+    for (const page of pages) {
+      await this.#send("UpdateItem", () =>
+        this.#doc.send(
+          new UpdateCommand({
+            TableName: this.#table,
+            Key: { [PK]: coveragePartition(ref), [SK]: coverageSortKey(minute, page) },
+            UpdateExpression: "SET #claims.#c.#stored = :true",
+            // Marking a claim that does not exist would be a bug upstream: fail loudly rather than create a stub.
+            ConditionExpression: "attribute_exists(#claims.#c)",
+            ExpressionAttributeNames: { "#claims": "claims", "#c": contribution, "#stored": "stored" },
+            ExpressionAttributeValues: { ":true": true },
+          }),
+        ),
+      );
+    }
   }
 }
