@@ -247,14 +247,22 @@ function startsWithKey(b: Uint8Array, start: number, end: number): boolean {
   return k > start && k < end && b[k] === 61;
 }
 
-/** Whether the last token of b[start, end) is `FLOWLBL=<digits>`: the end of an IPv6 header. */
-function endsWithFlowLabel(b: Uint8Array, start: number, end: number): boolean {
+/**
+ * How an IPv6 line without PROTO= ends: 1 after `FLOWLBL=<digits>` (the fixed header), 2 after a fragment
+ * header's `ID:<8 hex digits>`, 0 otherwise.
+ */
+function ipv6HeaderEnd(b: Uint8Array, start: number, end: number): number {
   let e = end;
   while (e > start && b[e - 1] === 32) e--;
   let t = e;
   while (t > start && b[t - 1] !== 32) t--;
-  if (e - t <= 8 || !has(b, t, "FLOWLBL=")) return false;
-  return readUint(b, t + 8, e, 0xfffff) >= 0;
+  if (e - t > 8 && has(b, t, "FLOWLBL=") && readUint(b, t + 8, e, 0xfffff) >= 0) return 1;
+  if (e - t !== 11 || !has(b, t, "ID:")) return 0;
+  for (let k = t + 3; k < e; k++) {
+    const c = (b[k] as number) | 32;
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return 0;
+  }
+  return 2;
 }
 
 /** Where the last scanDigits or scanIpv4 stopped. Parsing is synchronous, so one variable serves every call. */
@@ -1914,10 +1922,15 @@ export class LineParser {
         );
       }
       // Packets nf_log_syslog prints without PROTO=: an IPv4 AH fragment after the first; IPv6 ESP ("OPT ( ESP
-      // SPI=… )" when IP options are logged, else nothing after FLOWLBL=); an IPv6 AH fragment after the first.
+      // SPI=… )" when IP options are logged, else nothing after FLOWLBL= or after the fragment header's ID:); an
+      // IPv6 AH fragment after the first ("OPT ( AH )"). After a later fragment's header, a hop-by-hop, routing
+      // or destination options header also ends the line unnamed: then the protocol is not known.
+      const v6End = ipVersion === 6 ? ipv6HeaderEnd(b, start, end) : 0;
       if (extension !== null) protocol = extension;
       else if (ipVersion === 4 && fragment) protocol = "AH";
-      else if (ipVersion === 6 && endsWithFlowLabel(b, start, end)) protocol = "ESP";
+      else if (v6End === 1 || (v6End === 2 && !fragment)) protocol = "ESP";
+      else if (v6End === 2)
+        return fail("an IPv6 fragment after the first whose next header the kernel does not name");
       else return fail("no PROTO=: the line ends in the IP header");
     }
     const tcp = protocol === "TCP";

@@ -583,6 +583,10 @@ describe("IPv6", () => {
       expect(record(v6(rest))).toMatchObject({ protocol: "ESP", srcPort: null, dstPort: null, tcpFlags: [] });
     }
     expect(record(v6("OPT ( FRAG:1232 ID:0000abcd ) OPT ( AH )"))).toMatchObject({ protocol: "AH" });
+    // The fragment header is printed whether or not IP options are: ESP's first fragment ends after its ID.
+    expect(record(v6("FRAG:0 INCOMPLETE ID:0000abcd "))).toMatchObject({ protocol: "ESP", srcPort: null });
+    // After a later fragment, a destination options header ends the line too: the protocol is not known.
+    expect(reason(v6("FRAG:1232 ID:0000abcd "))).toMatch(/fragment after the first whose next header/);
     // Anything else after the flow label without PROTO= is a line cut short.
     expect(reason(v6("MARK=0x1 "))).toMatch(/no PROTO=/);
     expect(reason(v6("").replace(/FLOWLBL=\d+/, "FLOWLBL="))).toMatch(/no PROTO=/);
