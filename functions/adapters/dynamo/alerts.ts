@@ -87,6 +87,11 @@ interface Window {
   /** Token of the contribution that opened it: only that one writes the record's hits. */
   openedBy: string;
   foldedBefore: number;
+  /**
+   * Of a kept earlier window: who held the lease on handing its alert out when it closed, so that holder's retry
+   * still delivers it (a payload whose later hits open the next window closes the one it took the lease on).
+   */
+  leaseBy?: string;
 }
 
 interface State extends Window {
@@ -126,6 +131,7 @@ function keptWindowOf(value: unknown, cluster: string, keyDigest: string): Windo
     alertSk: record.sk,
     openedBy: String(w.openedBy),
     foldedBefore: num(w.foldedBefore ?? 0),
+    ...(w.leaseBy === undefined ? {} : { leaseBy: String(w.leaseBy) }),
   };
 }
 
@@ -169,6 +175,7 @@ const keptWindowAttribute = (w: Window): Item => ({
   windowEnd: w.windowEnd,
   openedBy: w.openedBy,
   foldedBefore: w.foldedBefore,
+  ...(w.leaseBy === undefined ? {} : { leaseBy: w.leaseBy }),
 });
 
 /**
@@ -193,20 +200,16 @@ export function windowFor(firstSeen: string, windows: readonly Window[]): Window
 
 /**
  * Folds into a slot whose applied set is full: the contribution is claimed on an item of its own (a conditional
- * PutItem), then its hits are added to the slot without a token. A redelivery finds its claim and adds nothing.
- * Two writes, not one: a crash between them loses that delivery's hits in the alert's count (at most once, where
- * a slot with room is exactly once); a claim whose answer was lost counts as this call's own.
+ * PutItem), then its hits are added to the slot by one `ADD`, which carries no token to refuse a repeat and so is
+ * never sent again once it may have been applied. A redelivery finds its claim and adds nothing. At most once,
+ * where a slot with room counts exactly once: a claim whose answer was lost, an `ADD` that failed or may have, or
+ * a crash between the two, lose that delivery's hits from the alert's count (the payload fails and is retried,
+ * and its retry finds the claim); none counts them twice.
  */
-async function spillFold(
-  ctx: AlertContext,
-  cluster: string,
-  fold: CountedWrite,
-  reads: CallReport,
-): Promise<void> {
+async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite): Promise<void> {
   const token = fold.token as string;
-  const claim = freshReport();
   try {
-    await withRetry("PutItem", ctx.retry, claim, () =>
+    await withRetry("PutItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new PutCommand({
           TableName: ctx.tableName,
@@ -216,11 +219,58 @@ async function spillFold(
       ),
     );
   } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-    // Claimed already: a redelivery, unless the claim is this call's own request whose answer was lost.
-    if (!claim.uncertain) return;
+    // Claimed already: a redelivery (or this call's own claim, whose answer was lost: then never counted).
+    if (isConditionFailure(error)) return;
+    throw error;
   }
-  await countedUpdate(ctx, { ...fold, token: null, maxTokens: undefined }, freshReport(), reads);
+  const e = new Expression();
+  await withRetry(
+    "UpdateItem",
+    ctx.retry,
+    freshReport(),
+    () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: fold.key,
+          UpdateExpression: `ADD ${e.name("hits")} ${e.value(fold.counters.hits ?? 0)}`,
+          ConditionExpression: `attribute_exists(${e.name("pk")})`,
+          ...e.fields(),
+        }),
+      ),
+    { resendUnsure: false },
+  );
+  // The slot's span: a minimum and a maximum, so each write may be repeated.
+  await widenSpan(ctx, fold.key, "firstSeen", "<", fold.firstSeen);
+  await widenSpan(ctx, fold.key, "lastSeen", ">", fold.lastSeen);
+}
+
+/** Sets `attribute` of the item to `value` if that is further out (`<`: earlier, `>`: later). */
+async function widenSpan(
+  ctx: AlertContext,
+  key: { pk: string; sk: string },
+  attribute: string,
+  direction: "<" | ">",
+  value: string,
+): Promise<void> {
+  const e = new Expression();
+  const name = e.name(attribute);
+  const v = e.value(value);
+  try {
+    await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: key,
+          UpdateExpression: `SET ${name} = ${v}`,
+          ConditionExpression: `${v} ${direction} ${name}`,
+          ...e.fields(),
+        }),
+      ),
+    );
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
 }
 
 /** Fold slot of an event time: stretches of at least a minute, at most MAX_SLOTS per window; late hits go to 0. */
@@ -470,7 +520,12 @@ async function applyOne(
       lastSeen: c.lastSeen,
     };
     const folded = await countedUpdate(ctx, fold, freshReport(), reads);
-    if (folded.full) await spillFold(ctx, p.cluster, fold, reads);
+    if (folded.full) await spillFold(ctx, p.cluster, fold);
+    if (target !== state && target.leaseBy === token) {
+      // This delivery took the lease on that window's alert before the window closed: its retry delivers it.
+      const alert = await readAlert(ctx, target, reads);
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
+    }
     // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
     // Only one of the deliveries that come by at once takes it (a lease on the state, as long as that delay).
     if (

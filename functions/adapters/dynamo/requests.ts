@@ -139,11 +139,8 @@ const LAST_SEEN = "lastSeen";
 /** One contribution to a counted item: counters to add, a time span to widen, descriptive fields to create. */
 export interface CountedWrite {
   key: Key;
-  /**
-   * Contribution token (keys.ts contributionToken): the item applies each token once. null: add without one (the
-   * caller has made sure, elsewhere, that the contribution is applied once).
-   */
-  token: string | null;
+  /** Contribution token (keys.ts contributionToken): the item applies each token once. */
+  token: string;
   /**
    * Most tokens the item keeps: a contribution that would add one more is not applied, and the outcome says
    * `full` (the caller claims it elsewhere). Bounds the item's size (DynamoDB refuses items over 400 KB, and a
@@ -169,9 +166,9 @@ export interface CountedOutcome {
 // Each failed round means another writer widened the span meanwhile, which can only happen a few times.
 const MAX_ROUNDS = 16;
 
-function tokenApplied(item: Item, token: string | null): boolean {
+function tokenApplied(item: Item, token: string): boolean {
   const applied = item[APPLIED];
-  return token !== null && applied instanceof Set && applied.has(token);
+  return applied instanceof Set && applied.has(token);
 }
 
 function tokenCount(item: Item): number {
@@ -207,13 +204,10 @@ export async function countedUpdate(
     const first = e.name(FIRST_SEEN);
     const last = e.name(LAST_SEEN);
     // The token is new (and there is room for it).
-    const fresh: string[] = [];
-    const applied = write.token === null ? "" : e.name(APPLIED);
-    if (write.token !== null) {
-      fresh.push(`NOT contains(${applied}, ${e.value(write.token)})`);
-      if (write.maxTokens !== undefined) {
-        fresh.push(`(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(write.maxTokens)})`);
-      }
+    const applied = e.name(APPLIED);
+    const fresh = [`NOT contains(${applied}, ${e.value(write.token)})`];
+    if (write.maxTokens !== undefined) {
+      fresh.push(`(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(write.maxTokens)})`);
     }
     const sets: string[] = [];
     let condition: string;
@@ -241,7 +235,7 @@ export async function countedUpdate(
       const n = e.name(attribute);
       sets.push(`${n} = if_not_exists(${n}, ${e.value(value)})`);
     }
-    const adds = write.token === null ? [] : [`${applied} ${e.value(new Set([write.token]))}`];
+    const adds = [`${applied} ${e.value(new Set([write.token]))}`];
     for (const [attribute, amount] of Object.entries(write.counters))
       adds.push(`${e.name(attribute)} ${e.value(amount)}`);
     for (const [attribute, members] of Object.entries(write.sets ?? {})) {
@@ -253,7 +247,7 @@ export async function countedUpdate(
           new UpdateCommand({
             TableName: ctx.tableName,
             Key: write.key,
-            UpdateExpression: `SET ${sets.join(", ")}${adds.length > 0 ? ` ADD ${adds.join(", ")}` : ""}`,
+            UpdateExpression: `SET ${sets.join(", ")} ADD ${adds.join(", ")}`,
             ConditionExpression: condition,
             ...e.fields(),
           }),

@@ -92,12 +92,15 @@ export interface CallReport {
 /**
  * Runs `call` until it succeeds, fails for good, or the budget is spent (then StoreUnavailableError with the
  * last error as cause). `report` is updated as it goes, so requests are counted even when it throws.
+ * `resendUnsure: false`: a request that may have been applied (a 5xx, a lost connection) is not sent again —
+ * for writes that nothing makes idempotent — and StoreUnavailableError says so; throttled ones still are.
  */
 export async function withRetry<T>(
   what: string,
   policy: RetryPolicy,
   report: CallReport,
   call: () => Promise<T>,
+  options: { resendUnsure?: boolean } = {},
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
@@ -111,7 +114,17 @@ export async function withRetry<T>(
       report.requests += attemptsOf(error);
       if (attemptsOf(error) > 1) report.uncertain = true;
       if (!isRetryable(error)) throw error;
-      if (!isThrottle(error)) report.uncertain = true;
+      if (!isThrottle(error)) {
+        report.uncertain = true;
+        if (options.resendUnsure === false) {
+          throw new StoreUnavailableError(
+            `${what} may have been applied; not sent again: ${(error as Error).message}`,
+            {
+              cause: error,
+            },
+          );
+        }
+      }
       if (attempt >= policy.attempts) {
         throw new StoreUnavailableError(
           `${what} failed after ${attempt} tries: ${(error as Error).message}`,

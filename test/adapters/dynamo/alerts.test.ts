@@ -295,6 +295,82 @@ describe("applyAlerts", () => {
     expect(slot.Item?.hits).toBe(20);
   });
 
+  it("never counts a fold into a full slot twice, whatever answer a request gets", async () => {
+    const spilling = new DynamoFlowStore({
+      client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
+      tableName: ts.tableName,
+      now: () => clock,
+      maxSlotTokens: 1,
+      retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+    });
+    const [src, dst] = pair(44);
+    const t = "2024-04-19T14:00:00.000Z";
+    const count = async () => (await alertsIn(t, t)).find((a) => a.src.ip === src.ip)?.count;
+    await spilling.applyAlerts([candidate(src, dst, t, 1)], "open", WINDOW);
+    await spilling.applyAlerts([candidate(src, dst, at(t, 1000), 2)], "fills", WINDOW);
+    /** The first request that `match` picks gets `outcome`. */
+    const once = (
+      match: (op: string, body: Record<string, unknown>) => boolean,
+      outcome: "lost" | "error",
+    ) => {
+      let used = false;
+      proxy.setPlan({
+        [outcome]: 1,
+        eligible: (op, body) => {
+          if (used || !match(op, body)) return false;
+          used = true;
+          return true;
+        },
+      });
+    };
+    const hitsAdd = (op: string, body: Record<string, unknown>) =>
+      op === "UpdateItem" && String(body.UpdateExpression).startsWith("ADD ");
+    const claim = (op: string, body: Record<string, unknown>) =>
+      op === "PutItem" && JSON.stringify(body.Item).includes("FOLDCLAIM#");
+    try {
+      // The hits' ADD is applied but its answer lost: not sent again; the payload fails, its retry adds nothing.
+      once(hitsAdd, "lost");
+      const spill = candidate(src, dst, at(t, 2000), 2);
+      await expect(spilling.applyAlerts([spill], "spill-1", WINDOW)).rejects.toThrow(/not sent again/);
+      proxy.setPlan({});
+      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual([]);
+      expect(await count()).toBe(5);
+      // A redelivery whose claim gets a 500 (not applied) finds the claim on the next try: nothing added.
+      once(claim, "error");
+      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual([]);
+      expect(await count()).toBe(5);
+    } finally {
+      proxy.setPlan({});
+    }
+  });
+
+  it("lets a payload that took an alert's lease and then closed its window deliver it on its retry", async () => {
+    const [src, dst] = pair(45);
+    const t = "2024-04-19T15:00:00.000Z";
+    // X opens the window and dies before publishing.
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "X", WINDOW)).toHaveLength(1);
+    clock += 2 * MINUTE;
+    // T folds a hit into it (taking the lease, the alert being old enough) and opens the next with another.
+    const spans = [
+      { firstSeen: at(t, MINUTE), lastSeen: at(t, MINUTE), hits: 1 },
+      { firstSeen: at(t, 20 * MINUTE), lastSeen: at(t, 20 * MINUTE), hits: 1 },
+    ];
+    const both = candidate(src, dst, at(t, MINUTE), 2, { lastSeen: at(t, 20 * MINUTE), spans });
+    expect((await store.applyAlerts([both], "T", WINDOW)).map((a) => a.openedAt)).toEqual([
+      t,
+      at(t, 20 * MINUTE),
+    ]);
+    // T's publish fails: its retry hands both out again, the first one too though its window has closed.
+    clock += 1000;
+    expect((await store.applyAlerts([both], "T", WINDOW)).map((a) => a.openedAt)).toEqual([
+      t,
+      at(t, 20 * MINUTE),
+    ]);
+    // Nobody else does.
+    clock += 10 * MINUTE;
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "U", WINDOW)).toEqual([]);
+  });
+
   it("counts a batch longer than a window in the windows that hold its hits, however the hits are batched", async () => {
     const t = "2024-04-19T05:00:10.000Z";
     // 40 hits of one key, one a minute: windows open at 05:00:10, 05:15:10 and 05:30:10 with 15, 15 and 10.
