@@ -24,13 +24,13 @@ export interface OpenedStore {
  */
 export async function openStore(
   options: CommonOptions,
-  retentionDays?: number,
-  existing = false,
+  settings: { retentionDays?: number; bucketSeconds?: number; existing?: boolean } = {},
 ): Promise<OpenedStore> {
+  const { retentionDays, bucketSeconds, existing = false } = settings;
   if (options.table !== undefined) {
     const client = storeClient(options.region === undefined ? {} : { region: options.region });
     return {
-      ...tableStores({ client, tableName: options.table, retentionDays }),
+      ...tableStores({ client, tableName: options.table, retentionDays, bucketSeconds }),
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };
@@ -42,7 +42,7 @@ export async function openStore(
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
   return {
-    ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays }),
+    ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,
     close: () => embedded.close(),
   };

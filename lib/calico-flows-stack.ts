@@ -71,6 +71,7 @@ export class CalicoFlowsStack extends Stack {
 
     this.queries = new FlowQueries(this, "Query", {
       clusterName: c.clusterName,
+      aggregationSeconds: c.aggregationSeconds,
       flowStore: this.flowStore,
       logRetention,
     });

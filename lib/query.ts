@@ -9,6 +9,8 @@ export const QUERY_SERVICE_NAME = "calico-flows-query";
 
 export interface FlowQueriesProps {
   readonly clusterName: string;
+  /** The ingest's bucket length: a query reads from the bucket that holds its start. */
+  readonly aggregationSeconds: number;
   readonly flowStore: FlowStore;
   readonly logRetention: logs.RetentionDays;
 }
@@ -25,7 +27,7 @@ export class FlowQueries extends Construct {
       logRetention: props.logRetention,
       // API Gateway gives up after 29 s; a query still running then is only spending money.
       timeout: Duration.seconds(25),
-      environment: { CLUSTER_NAME: props.clusterName },
+      environment: { CLUSTER_NAME: props.clusterName, AGGREGATION_SECONDS: String(props.aggregationSeconds) },
     });
     props.flowStore.bindQuery(this.function);
   }

@@ -13,6 +13,7 @@ interface ReadOptions {
   limit: number;
   since: string;
   until: string;
+  bucketSeconds: number;
 }
 
 function addReadOptions(command: Command): Command {
@@ -109,7 +110,7 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
       }),
     );
   }
-  const opened = await openStore(common, undefined, true);
+  const opened = await openStore(common, { existing: true, bucketSeconds: options.bucketSeconds });
   try {
     return await collect(options.limit, (cursor) =>
       opened.store.queryFlows({ ...query, limit: pageLimit, cursor }),
@@ -134,7 +135,7 @@ export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRec
       }),
     );
   }
-  const opened = await openStore(common, undefined, true);
+  const opened = await openStore(common, { existing: true });
   try {
     return await collect(options.limit, (cursor) =>
       opened.store.queryAlerts({ ...query, limit: pageLimit, cursor }),
@@ -164,6 +165,12 @@ export function registerFlows(program: Command): void {
     .option("--workload <[kind/]name>", "flows of this workload (needs --namespace)")
     .option("--pod <name>", "flows of this pod (needs --namespace)")
     .option("--ip <address>", "flows involving this IP, resolved or not")
+    .option(
+      "--bucket-seconds <n>",
+      "the bucket length the flows were counted in (replay's --bucket-seconds): a range reads from the bucket holding its start",
+      parseInteger("--bucket-seconds", 1, 3600),
+      60,
+    )
     .addOption(
       new Option("--internal [bool]", "only internal (true) or only non-internal (false) flows").argParser(
         (value: string) => {

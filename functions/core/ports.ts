@@ -18,7 +18,7 @@ export interface AlertOptions {
 
 export interface FlowQuery {
   cluster: string;
-  /** Inclusive ISO bounds on the flow's bucket. */
+  /** Inclusive ISO bounds: flows with a packet between them (first seen ≤ until, last seen ≥ since). */
   since: string;
   until: string;
   namespace?: string;

@@ -3,12 +3,14 @@
 //
 //   TABLE_NAME    the flow store table (read only: Query on the base table and its flow indexes, never Scan)
 //   CLUSTER_NAME  the cluster whose flows and alerts this API answers for (the partition of every query)
+//   AGGREGATION_SECONDS  the ingest's bucket length: a range reads from the bucket holding its start
 import { z } from "zod";
 import { parseEnv } from "../shared/env.ts";
 
 const QueryEnv = z.object({
   TABLE_NAME: z.string().min(1),
   CLUSTER_NAME: z.string().min(1),
+  AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
 });
 
 export type QueryConfig = z.infer<typeof QueryEnv>;

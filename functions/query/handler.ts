@@ -5,7 +5,8 @@
 //   GET /flows  ?namespace= &workload=[kind/]name &pod= &ip= &internal=true|false &since= &until= &limit= &cursor=
 //   GET /alerts ?since= &until= &limit= &cursor=
 //
-// since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours. workload
+// since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours; flows with a
+// packet between them, alerts opened between them. workload
 // and pod need namespace. limit: 1–1000, default 100. cursor: the previous page's, which carries that page's
 // time window (since/until are not read again). 200 `{ items, cursor }` with the flow records of DESIGN.md
 // §3.3 (alert records for /alerts) and `cursor: null` on the last page; 400 `{ message, parameter }`.
@@ -292,7 +293,11 @@ export async function handleQuery(
 export function createRuntime(config: QueryConfig): QueryRuntime {
   const client = tracer.captureAWSv3Client(new DynamoDBClient({}));
   return {
-    store: new DynamoFlowStore({ client, tableName: config.TABLE_NAME }),
+    store: new DynamoFlowStore({
+      client,
+      tableName: config.TABLE_NAME,
+      bucketSeconds: config.AGGREGATION_SECONDS,
+    }),
     cluster: config.CLUSTER_NAME,
     now: Date.now,
   };

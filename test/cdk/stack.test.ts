@@ -253,8 +253,15 @@ describe("CalicoFlowsStack", () => {
 
     it("gives the query function exactly the variables its config reads", () => {
       const env = environmentOf(ids.query);
-      expect(Object.keys(env).sort()).toEqual([...powertools, "CLUSTER_NAME", "TABLE_NAME"].sort());
-      expect(loadQueryConfig(env)).toEqual({ CLUSTER_NAME: "demo-cluster", TABLE_NAME: "resolved-name" });
+      expect(Object.keys(env).sort()).toEqual(
+        [...powertools, "AGGREGATION_SECONDS", "CLUSTER_NAME", "TABLE_NAME"].sort(),
+      );
+      // The ingest's bucket length: queries read from the bucket that holds their start.
+      expect(loadQueryConfig(env)).toEqual({
+        CLUSTER_NAME: "demo-cluster",
+        TABLE_NAME: "resolved-name",
+        AGGREGATION_SECONDS: Number(environmentOf(ids.ingest).AGGREGATION_SECONDS),
+      });
     });
 
     it("points TABLE_NAME and ALERTS_TOPIC_ARN at this stack's table and alerts topic", () => {

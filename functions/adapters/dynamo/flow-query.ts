@@ -6,6 +6,7 @@
 //   each flow once (a flow inside one namespace is in both). Workload and pod are filters on those queries.
 // - by IP: bySrcIp and byDstIp the same way; other criteria become filters.
 import { isIP } from "node:net";
+import { bucketStart } from "../../core/aggregate.ts";
 import { normalizeIpv6 } from "../../core/ipv6.ts";
 import type { FlowQuery, Page } from "../../core/ports.ts";
 import type { FlowRecord } from "../../core/types.ts";
@@ -18,6 +19,7 @@ import {
   hourOf,
   InvalidInputError,
   ipKey,
+  iso,
   namespaceKey,
   nextHour,
   normalizeInstant,
@@ -97,6 +99,8 @@ interface Plan {
   hi: string;
   since: string;
   until: string;
+  /** The earliest bucket start that may hold a packet at or after `since`. */
+  from: string;
   limit: number;
   /** Absent: by time over the table's hour partitions. */
   sides?: [IndexSide, IndexSide];
@@ -117,10 +121,14 @@ export function checkLimit(limit: number | undefined): number {
   return limit;
 }
 
-function plan(query: FlowQuery): Plan {
+function plan(query: FlowQuery, bucketMs: number): Plan {
   const cluster = checkCluster(query.cluster);
   const since = normalizeInstant(query.since, "since");
   const until = normalizeInstant(query.until, "until");
+  // A flow is in the range when one of its packets is: the bucket holding `since` may start before it, and one
+  // that starts before `until` may hold only later packets. Buckets are read from the one holding `since`
+  // (buckets start at multiples of their length: aggregate.ts bucketStart), and the packets' span decides.
+  const from = iso(bucketStart(Date.parse(since), bucketMs));
   const limit = checkLimit(query.limit);
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new InvalidInputError("workload and pod queries need a namespace");
@@ -139,17 +147,21 @@ function plan(query: FlowQuery): Plan {
   }
   const ip = query.ip === undefined ? undefined : normalizeIp(query.ip);
   const internal = query.internal;
-  const internalFilter = (e: Expression) =>
-    internal === undefined ? undefined : `${e.name("internal")} = ${e.value(internal)}`;
-  const { lo, hi } = timeRange(since, until);
+  /** What every plan's filter holds: a packet in the range, and the `internal` asked for. */
+  const common = (e: Expression): (string | undefined)[] => [
+    `${e.name("lastSeen")} >= ${e.value(since)} AND ${e.name("firstSeen")} <= ${e.value(until)}`,
+    internal === undefined ? undefined : `${e.name("internal")} = ${e.value(internal)}`,
+  ];
+  const { lo, hi } = timeRange(from, until);
   const base = {
     cluster,
     lo,
     hi,
     since,
     until,
+    from,
     limit,
-    timeFilter: internalFilter,
+    timeFilter: (e: Expression) => and(...common(e)),
     fingerprint: fingerprint([
       "flows",
       cluster,
@@ -176,7 +188,7 @@ function plan(query: FlowQuery): Plan {
     const filter = (e: Expression) => {
       const src = endpointFilter(e, "src", either);
       const dst = endpointFilter(e, "dst", either);
-      return and(src === undefined ? undefined : `(${src}) OR (${dst})`, internalFilter(e));
+      return and(src === undefined ? undefined : `(${src}) OR (${dst})`, ...common(e));
     };
     const key = ipKey(cluster, ip);
     return {
@@ -190,8 +202,7 @@ function plan(query: FlowQuery): Plan {
   if (query.namespace !== undefined) {
     // Each side's index already fixes that side's namespace; the workload or pod must be on that same side.
     const key = namespaceKey(cluster, query.namespace);
-    const sideFilter = (side: Side) => (e: Expression) =>
-      and(endpointFilter(e, side, match), internalFilter(e));
+    const sideFilter = (side: Side) => (e: Expression) => and(endpointFilter(e, side, match), ...common(e));
     return {
       ...base,
       sides: [
@@ -210,7 +221,7 @@ async function timePage(
   report: CallReport,
 ): Promise<Page<FlowRecord>> {
   const lastHour = hourOf(p.until);
-  let part = cursor.part ?? hourOf(p.since);
+  let part = cursor.part ?? hourOf(p.from);
   let after = cursor.after;
   const items: FlowRecord[] = [];
   for (let queries = 0; queries < 2; queries++) {
@@ -310,20 +321,22 @@ async function indexPage(
   return { items, cursor: encodeCursor(p.fingerprint, { after: stop, done: nextDone }) };
 }
 
+/** `bucketMs`: the length of the buckets the flows were counted in (how far back a bucket may start). */
 export async function queryFlowsPage(
   ctx: StoreContext,
   query: FlowQuery,
   report: CallReport,
+  bucketMs: number,
 ): Promise<Page<FlowRecord>> {
-  const p = plan(query);
+  const p = plan(query, bucketMs);
   if (p.since > p.until) return { items: [] };
   const inRange = (after: string) => after >= p.lo && after <= p.hi;
   const cursor = query.cursor === undefined ? {} : decodeCursor(query.cursor, p.fingerprint, inRange);
   if (p.sides === undefined) {
-    if (cursor.part !== undefined && (cursor.part < hourOf(p.since) || cursor.part > hourOf(p.until))) {
+    if (cursor.part !== undefined && (cursor.part < hourOf(p.from) || cursor.part > hourOf(p.until))) {
       throw new InvalidCursorError("cursor partition is outside the query's range");
     }
-    if (cursor.after !== undefined && hourOf(cursor.after) !== (cursor.part ?? hourOf(p.since))) {
+    if (cursor.after !== undefined && hourOf(cursor.after) !== (cursor.part ?? hourOf(p.from))) {
       throw new InvalidCursorError("cursor position does not match its partition");
     }
     return timePage(ctx, p, cursor, report);

@@ -58,6 +58,11 @@ export interface DynamoFlowStoreOptions {
    * (docs/flow-store.md, "Alerts"). Keeps an alert's items small enough to be read whole. @default 256
    */
   maxSlotTokens?: number;
+  /**
+   * Seconds per bucket the flows were counted in (the ingest's AGGREGATION_SECONDS): a query reads buckets from
+   * one that long before its start, since such a bucket may hold packets inside the range. @default 60
+   */
+  bucketSeconds?: number;
   /** Wall clock (epoch ms), for alert bookkeeping. @default Date.now */
   now?: () => number;
 }
@@ -105,6 +110,7 @@ function checkFlow(f: FlowRecord): void {
 
 export class DynamoFlowStore implements FlowStore {
   readonly #ctx: AlertContext;
+  readonly #bucketMs: number;
 
   constructor(options: DynamoFlowStoreOptions) {
     const retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
@@ -118,6 +124,11 @@ export class DynamoFlowStore implements FlowStore {
       throw new Error(`concurrency must be an integer ≥ 1, got ${concurrency}`);
     }
     if (!(pending >= 0)) throw new Error(`pendingRedeliveryAfterMs must be ≥ 0, got ${pending}`);
+    const bucketSeconds = options.bucketSeconds ?? 60;
+    if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1 || bucketSeconds > 3600) {
+      throw new Error(`bucketSeconds must be an integer from 1 to 3600, got ${bucketSeconds}`);
+    }
+    this.#bucketMs = bucketSeconds * 1000;
     const maxSlotTokens = options.maxSlotTokens ?? DEFAULT_MAX_SLOT_TOKENS;
     if (!Number.isInteger(maxSlotTokens) || maxSlotTokens < 1) {
       throw new Error(`maxSlotTokens must be an integer ≥ 1, got ${maxSlotTokens}`);
@@ -195,7 +206,7 @@ export class DynamoFlowStore implements FlowStore {
   }
 
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>> {
-    return queryFlowsPage(this.#ctx, query, freshReport());
+    return queryFlowsPage(this.#ctx, query, freshReport(), this.#bucketMs);
   }
 
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>> {

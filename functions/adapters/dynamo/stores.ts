@@ -11,6 +11,8 @@ export interface TableStoresOptions {
   tableName: string;
   /** Days every item lives (by TTL) after its time. @default 30 */
   retentionDays?: number;
+  /** The flows' bucket length, for queries (DynamoFlowStoreOptions). @default 60 */
+  bucketSeconds?: number;
 }
 
 export interface TableStores {
@@ -20,9 +22,9 @@ export interface TableStores {
 }
 
 export function tableStores(options: TableStoresOptions): TableStores {
-  const { client, tableName, retentionDays } = options;
+  const { client, tableName, retentionDays, bucketSeconds } = options;
   return {
-    store: new DynamoFlowStore({ client, tableName, retentionDays }),
+    store: new DynamoFlowStore({ client, tableName, retentionDays, bucketSeconds }),
     history: new DynamoHolderHistory({ client, tableName, retentionDays }),
     coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
   };

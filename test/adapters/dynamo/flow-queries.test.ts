@@ -194,6 +194,40 @@ describe("queryFlows", () => {
     expect(Math.max(...queries)).toBe(2);
   });
 
+  it("selects the flows with a packet in the range, whatever the bucket they were counted in", async () => {
+    const a = pod("192.168.40.1", "range", "web-1", ["Deployment", "web"]);
+    const b = pod("192.168.40.2", "range-db", "db-0", ["StatefulSet", "db"]);
+    // Counted in the bucket of 04:52 (60 s), its packets seen 04:52:40 to 04:52:50.
+    const minute = flow("2024-04-18T04:52:00.000Z", a, b, {
+      firstSeen: "2024-04-18T04:52:40.000Z",
+      lastSeen: "2024-04-18T04:52:50.000Z",
+    });
+    await store.writeFlows([minute], "range-minute");
+    const from = (since: string, until: string) => ({ cluster: CLUSTER, since, until });
+    const inside = from("2024-04-18T04:52:30.000Z", "2024-04-18T05:00:00.000Z");
+    for (const q of [inside, { ...inside, namespace: "range" }, { ...inside, ip: "192.168.40.2" }]) {
+      expect((await store.queryFlows(q)).items.map((f) => f.id)).toEqual([minute.id]);
+    }
+    // Ranges that end before its first packet or start after its last leave it out.
+    for (const q of [
+      from("2024-04-18T04:00:00.000Z", "2024-04-18T04:52:05.000Z"),
+      from("2024-04-18T04:52:51.000Z", "2024-04-18T05:00:00.000Z"),
+      { ...from("2024-04-18T04:52:51.000Z", "2024-04-18T05:00:00.000Z"), namespace: "range" },
+    ]) {
+      expect((await store.queryFlows(q)).items).toEqual([]);
+    }
+    // A store told of hour buckets reads from the hour holding `since`.
+    const hourly = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName, bucketSeconds: 3600 });
+    const hour = flow("2024-04-18T07:00:00.000Z", a, b, {
+      firstSeen: "2024-04-18T07:40:00.000Z",
+      lastSeen: "2024-04-18T07:50:00.000Z",
+    });
+    await hourly.writeFlows([hour], "range-hour");
+    const items = (await hourly.queryFlows(from("2024-04-18T07:30:00.000Z", "2024-04-18T08:00:00.000Z")))
+      .items;
+    expect(items.map((f) => f.id)).toEqual([hour.id]);
+  });
+
   it("reads a namespace's flows once each, even those inside the namespace (in both indexes)", async () => {
     const { items } = await pages({
       cluster: CLUSTER,
