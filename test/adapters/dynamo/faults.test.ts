@@ -38,6 +38,9 @@ afterAll(async () => {
   await ts.close();
 });
 
+/** The last instant of a minute's bucket: a range holds the flows with a packet in it. */
+const bucketEnd = (bucket: string): string => new Date(Date.parse(bucket) + 59_999).toISOString();
+
 async function flowsIn(since: string, until: string): Promise<FlowRecord[]> {
   const out: FlowRecord[] = [];
   let cursor: string | undefined;
@@ -89,7 +92,7 @@ describe("under injected faults", () => {
     expect(proxy.count({ outcome: "lost" })).toBeGreaterThan(10);
     expect(requests).toBe(proxy.count({ operation: "UpdateItem" }));
 
-    const stored = new Map((await flowsIn(bucket, bucket)).map((f) => [f.id, f]));
+    const stored = new Map((await flowsIn(bucket, bucketEnd(bucket))).map((f) => [f.id, f]));
     for (const [i, f] of flows.entries()) {
       const parts = [1, 2, 3, 4, 5, 6].map((c) => contribution(c)[i] as FlowRecord);
       expect(stored.get(f.id)).toMatchObject({
@@ -126,7 +129,7 @@ describe("under injected faults", () => {
     } finally {
       proxy.setPlan({});
     }
-    expect((await flowsIn(bucket, bucket))[0]?.packets).toBe(7);
+    expect((await flowsIn(bucket, bucketEnd(bucket)))[0]?.packets).toBe(7);
   });
 
   it("reports a redelivery whose first request was throttled as a duplicate, through the stores' client", async () => {
@@ -165,7 +168,7 @@ describe("under injected faults", () => {
       proxy.setPlan({});
       client.destroy();
     }
-    expect((await flowsIn(bucket, bucket))[0]?.packets).toBe(3);
+    expect((await flowsIn(bucket, bucketEnd(bucket)))[0]?.packets).toBe(3);
   });
 
   it("claims coverage through throttling, as the flow store writes through it", async () => {
@@ -222,10 +225,10 @@ describe("under injected faults", () => {
     } finally {
       proxy.setPlan({});
     }
-    expect((await flowsIn(bucket, bucket)).length).toBeGreaterThan(0);
+    expect((await flowsIn(bucket, bucketEnd(bucket))).length).toBeGreaterThan(0);
     const retried = await faulty.writeFlows(flows, "budget");
     expect(retried.applied + retried.duplicates).toBe(10);
-    const stored = await flowsIn(bucket, bucket);
+    const stored = await flowsIn(bucket, bucketEnd(bucket));
     expect(stored.map((f) => f.packets).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 

@@ -39,8 +39,11 @@ async function flowsIn(since: string, until: string): Promise<FlowRecord[]> {
   return out;
 }
 
+/** The flow `id` of a minute's bucket (a range holds the flows with a packet in it: the whole minute). */
 async function readFlow(bucket: string, id: string): Promise<FlowRecord | undefined> {
-  return (await flowsIn(bucket, bucket)).find((f) => f.id === id);
+  return (await flowsIn(bucket, new Date(Date.parse(bucket) + 59_999).toISOString())).find(
+    (f) => f.id === id,
+  );
 }
 
 describe("writeFlows", () => {

@@ -114,7 +114,7 @@ describe("a retry storm", () => {
     const stored = await store.queryFlows({
       cluster: CLUSTER,
       since: new Date(MINUTE).toISOString(),
-      until: new Date(MINUTE).toISOString(),
+      until: new Date(MINUTE + 59_999).toISOString(),
     });
     expect(stored.items.reduce((s, f) => s + f.packets, 0)).toBe(20_000);
     const alerts = await store.queryAlerts({
