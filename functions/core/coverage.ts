@@ -27,17 +27,17 @@ export type { CloudWatchEvent } from "./delivered-events.ts";
 export const MINUTE_MS = 60_000;
 /**
  * Event digests per page of a stream-minute's record. A digest takes 11 bytes of DynamoDB's item size, so
- * 20,000 of them are 220 KB, and with ITEM_CLAIM_BUDGET claims an item stays below the 400 KB limit. Every
- * claim write costs a WCU per KB of the item it writes: a minute past this budget goes on in a new page rather
- * than making each write dearer.
+ * 2,000 of them are 22 KB. Every claim write, and every mark, costs a WCU per KB of the item it writes: a minute
+ * past this budget goes on in a new page rather than making each write dearer (with 20,000 a page, a busy
+ * stream's deliveries cost up to 342 WCU each to claim, and as much again to mark).
  */
-export const MINUTE_EVENT_BUDGET = 20_000;
+export const MINUTE_EVENT_BUDGET = 2_000;
 /**
  * Claims per page: a claim takes about 122 bytes besides its digests (contribution, source, counts, flags,
- * time), so 1,000 claims are 122 KB and a page at both budgets about 342 KB. Without it, many small deliveries
- * would outgrow an item before naming MINUTE_EVENT_BUDGET events.
+ * time), so 100 claims are 12 KB and a page at both budgets about 34 KB. Without it, many small deliveries
+ * would grow an item past what MINUTE_EVENT_BUDGET means to bound.
  */
-export const ITEM_CLAIM_BUDGET = 1_000;
+export const ITEM_CLAIM_BUDGET = 100;
 /** Most events in one backfill claim, hence in one ingest call. */
 export const BACKFILL_CLAIM_MAX = 5_000;
 /**
