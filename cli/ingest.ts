@@ -44,7 +44,10 @@ export async function openIngest(
   common: CommonOptions,
   parse: { year?: number } = {},
 ): Promise<IngestSetup> {
-  const opened = await openStore(common, { retentionDays: raw.retentionDays as number });
+  const opened = await openStore(common, {
+    retentionDays: raw.retentionDays as number,
+    countsBuckets: raw.bucketSeconds as number,
+  });
   try {
     const directory = await openDirectory(raw, opened.history, common.cluster);
     const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, common);

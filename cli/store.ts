@@ -1,6 +1,7 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
@@ -18,19 +19,46 @@ export interface OpenedStore {
   close(): Promise<void>;
 }
 
-/**
- * `existing`: the command only reads (`flows`, `alerts`), so an embedded store that is not there is an error — a
- * mistyped --store would otherwise be created empty and answer "no records".
- */
-export async function openStore(
-  options: CommonOptions,
-  settings: { retentionDays?: number; bucketSeconds?: number; existing?: boolean } = {},
-): Promise<OpenedStore> {
-  const { retentionDays, bucketSeconds, existing = false } = settings;
+/** What the commands that write an embedded store record beside it for the ones that read it. */
+const SETTINGS_FILE = "calico-flows.json";
+
+interface StoreSettings {
+  /** The longest bucket (seconds) flows were counted in: where a range must start reading (flows). */
+  bucketSeconds?: number;
+}
+
+function readSettings(dir: string): StoreSettings {
+  try {
+    const value = JSON.parse(readFileSync(join(dir, SETTINGS_FILE), "utf8")) as StoreSettings;
+    return typeof value === "object" && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}
+
+export interface StoreUse {
+  /** TTL of written items, days. */
+  retentionDays?: number;
+  /**
+   * The bucket length flows were counted in, for reading ranges. Absent: the embedded store's longest recorded
+   * by the commands that wrote it (`countsBuckets`), else 60.
+   */
+  bucketSeconds?: number;
+  /** This command counts flows in buckets this long: recorded beside an embedded store for its readers. */
+  countsBuckets?: number;
+  /**
+   * The command only reads (`flows`, `alerts`), so an embedded store that is not there is an error — a mistyped
+   * --store would otherwise be created empty and answer "no records".
+   */
+  existing?: boolean;
+}
+
+export async function openStore(options: CommonOptions, use: StoreUse = {}): Promise<OpenedStore> {
+  const { retentionDays, existing = false } = use;
   if (options.table !== undefined) {
     const client = storeClient(options.region === undefined ? {} : { region: options.region });
     return {
-      ...tableStores({ client, tableName: options.table, retentionDays, bucketSeconds }),
+      ...tableStores({ client, tableName: options.table, retentionDays, bucketSeconds: use.bucketSeconds }),
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };
@@ -41,6 +69,15 @@ export async function openStore(
     );
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
+  // Under the store's lock: a replay with longer buckets than the recorded ones records its own.
+  const settings = readSettings(options.store);
+  if (use.countsBuckets !== undefined && !(use.countsBuckets <= (settings.bucketSeconds ?? 60))) {
+    writeFileSync(
+      join(options.store, SETTINGS_FILE),
+      `${JSON.stringify({ ...settings, bucketSeconds: use.countsBuckets })}\n`,
+    );
+  }
+  const bucketSeconds = use.bucketSeconds ?? Math.max(use.countsBuckets ?? 0, settings.bucketSeconds ?? 60);
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,

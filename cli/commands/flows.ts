@@ -13,7 +13,7 @@ interface ReadOptions {
   limit: number;
   since: string;
   until: string;
-  bucketSeconds: number;
+  bucketSeconds?: number;
 }
 
 function addReadOptions(command: Command): Command {
@@ -167,9 +167,8 @@ export function registerFlows(program: Command): void {
     .option("--ip <address>", "flows involving this IP, resolved or not")
     .option(
       "--bucket-seconds <n>",
-      "the bucket length the flows were counted in (replay's --bucket-seconds): a range reads from the bucket holding its start",
+      "the bucket length the flows were counted in, where a range starts reading (default: an embedded store's, as replay recorded it, else 60)",
       parseInteger("--bucket-seconds", 1, 3600),
-      60,
     )
     .addOption(
       new Option("--internal [bool]", "only internal (true) or only non-internal (false) flows").argParser(

@@ -192,6 +192,38 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     }
   });
 
+  it("reads ranges from the bucket a replay counted in, as long as it was", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-buckets-"));
+    try {
+      // One packet at 04:53:00, counted in the 5-minute bucket of 04:50.
+      const line = readFileSync(join(SAMPLE, "node-logs.log"), "utf8").split("\n")[0] as string;
+      const log = join(dir, "one.log");
+      writeFileSync(log, `${line.replace("Apr 19 04:50:00", "Apr 19 04:53:00")}\n`);
+      const store = ["--store", join(dir, "store"), "--cluster", "demo"];
+      const replayed = await runCli([
+        "replay",
+        log,
+        ...store,
+        "--year",
+        "2026",
+        "--bucket-seconds",
+        "300",
+        "--quiet",
+      ]);
+      expect(replayed.code).toBe(0);
+      const range = ["--since", "2026-04-19T04:52:00Z", "--until", "2026-04-19T04:54:00Z", "--json"];
+      const found = ndjson<FlowRecord>((await runCli(["flows", ...store, ...range])).stdout);
+      expect(found.map((f) => [f.bucket, f.firstSeen])).toEqual([
+        ["2026-04-19T04:50:00.000Z", "2026-04-19T04:53:00.000Z"],
+      ]);
+      // Told of one-minute buckets, a range starting at 04:52 reads from the bucket of 04:52 only.
+      const told = await runCli(["flows", ...store, ...range, "--bucket-seconds", "60"]);
+      expect(ndjson<FlowRecord>(told.stdout)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("prints a readable table by default", async () => {
     const run = await runCli(["flows", ...common, ...RANGE, "--namespace", "customer-b", "--limit", "3"]);
     expect(run.code).toBe(0);
