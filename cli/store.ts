@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
+import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
@@ -71,13 +72,14 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   const embedded = await startEmbeddedStore({ dir: options.store });
   // Under the store's lock: a replay with longer buckets than the recorded ones records its own.
   const settings = readSettings(options.store);
-  if (use.countsBuckets !== undefined && !(use.countsBuckets <= (settings.bucketSeconds ?? 60))) {
+  const recorded = settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
+  if (use.countsBuckets !== undefined && use.countsBuckets > recorded) {
     writeFileSync(
       join(options.store, SETTINGS_FILE),
       `${JSON.stringify({ ...settings, bucketSeconds: use.countsBuckets })}\n`,
     );
   }
-  const bucketSeconds = use.bucketSeconds ?? Math.max(use.countsBuckets ?? 0, settings.bucketSeconds ?? 60);
+  const bucketSeconds = use.bucketSeconds ?? Math.max(use.countsBuckets ?? 0, recorded);
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,

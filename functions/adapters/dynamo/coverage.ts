@@ -4,10 +4,10 @@
 // contribution. Claims are added under optimistic concurrency on the page's `v`, and a full page is `sealed`
 // in the write that fills it, so two writers never both own an event (functions/core/coverage.ts says why).
 // Items expire with the flows they protect (TTL `expiresAt`).
-import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Claim, ClaimSource, CoverageStore, MinuteCoverage, StreamRef } from "../../core/coverage.ts";
-import { freshReport } from "./requests.ts";
+import { freshReport, isConditionFailure } from "./requests.ts";
 import { checkRetryPolicy, DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 import { TABLE_KEYS, TTL_ATTRIBUTE } from "./schema.ts";
 
@@ -232,12 +232,7 @@ export class DynamoCoverageStore implements CoverageStore {
       await this.#send(what, call);
       return true;
     } catch (error) {
-      if (
-        error instanceof ConditionalCheckFailedException ||
-        (error as Error).name === "ConditionalCheckFailedException"
-      ) {
-        return false;
-      }
+      if (isConditionFailure(error)) return false;
       throw error;
     }
   }

@@ -69,6 +69,8 @@ export interface DynamoFlowStoreOptions {
 
 export const DEFAULT_RETENTION_DAYS = 30;
 export const DEFAULT_CONCURRENCY = 16;
+/** The ingest's default bucket (AGGREGATION_SECONDS, replay's --bucket-seconds). */
+export const DEFAULT_BUCKET_SECONDS = 60;
 
 function mergeFlows(flows: readonly FlowRecord[]): FlowRecord[] {
   // Two records of one flow in one call would be one contribution to one item: the second would be dropped
@@ -124,7 +126,7 @@ export class DynamoFlowStore implements FlowStore {
       throw new Error(`concurrency must be an integer ≥ 1, got ${concurrency}`);
     }
     if (!(pending >= 0)) throw new Error(`pendingRedeliveryAfterMs must be ≥ 0, got ${pending}`);
-    const bucketSeconds = options.bucketSeconds ?? 60;
+    const bucketSeconds = options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
     if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1 || bucketSeconds > 3600) {
       throw new Error(`bucketSeconds must be an integer from 1 to 3600, got ${bucketSeconds}`);
     }
