@@ -3,6 +3,7 @@
 // Date) into time-bounded holders, and picks the holder of an IP at an event's time.
 import { isIP } from "node:net";
 import { canonicalIpv4 } from "./classify.ts";
+import { normalizeIpv6 } from "./ipv6.ts";
 import type { Holder, WorkloadRef } from "./types.ts";
 
 export interface IpHolder {
@@ -61,15 +62,18 @@ export function timeOf(value: unknown): number | undefined {
 const MAPPED_PREFIX = "::ffff:";
 
 /**
- * Lower-cased, trimmed: Kubernetes prints IPv6 in RFC 5952 form already, as the parser does. An IPv4-mapped
- * IPv6 address (`::ffff:192.168.1.5`) is the IPv4 address that pods and nodes hold.
+ * Trimmed, and IPv6 in the RFC 5952 form the parser prints: Kubernetes keeps an address as its writer spelled
+ * it (`fd00:0:0:0:0:0:0:7`, `FD00::0007`). An IPv4-mapped IPv6 address (`::ffff:192.168.1.5`, `::ffff:c0a8:105`)
+ * is the IPv4 address that pods and nodes hold. Text that is no address is only lower-cased.
  */
 export function normalizeIp(ip: string): string {
   const text = ip.trim().toLowerCase();
-  if (text.startsWith(MAPPED_PREFIX) && canonicalIpv4(text.slice(MAPPED_PREFIX.length)) >= 0) {
-    return text.slice(MAPPED_PREFIX.length);
+  if (!text.includes(":")) return text;
+  const v6 = normalizeIpv6(text) ?? text;
+  if (v6.startsWith(MAPPED_PREFIX) && canonicalIpv4(v6.slice(MAPPED_PREFIX.length)) >= 0) {
+    return v6.slice(MAPPED_PREFIX.length);
   }
-  return text;
+  return v6;
 }
 
 /** Stable identity of a holder, to merge what the index, the API and the history know about the same one. */
@@ -196,6 +200,16 @@ function requireMetadata(kind: string, object: unknown): { metadata: Obj; name: 
   return { metadata, name, created };
 }
 
+/** A pod's IPs: all of `status.podIPs` (one per family), plus `status.podIP` (the first of them). */
+function podIps(name: string, status: Obj | undefined): Set<string> {
+  const ips = new Set<string>();
+  for (const entry of asArray(status?.podIPs)) ips.add(checkIp("Pod", name, asObject(entry)?.ip));
+  if (status?.podIP !== undefined && status.podIP !== null && status.podIP !== "") {
+    ips.add(checkIp("Pod", name, status.podIP));
+  }
+  return ips;
+}
+
 /**
  * Holders of a pod's IPs (all of `status.podIPs`, plus `status.podIP`). A hostNetwork pod holds none: its
  * IP is its node's. A pod without an IP yet (Pending) holds none. Throws MalformedObjectError for an object
@@ -208,11 +222,7 @@ export function podToHolders(pod: unknown): IpHolder[] {
   const spec = asObject((pod as Obj).spec);
   const status = asObject((pod as Obj).status);
   if (spec?.hostNetwork === true) return [];
-  const ips = new Set<string>();
-  for (const entry of asArray(status?.podIPs)) ips.add(checkIp("Pod", name, asObject(entry)?.ip));
-  if (status?.podIP !== undefined && status.podIP !== null && status.podIP !== "") {
-    ips.add(checkIp("Pod", name, status.podIP));
-  }
+  const ips = podIps(name, status);
   if (ips.size === 0) return [];
   const holder: Holder = {
     kind: "pod",
@@ -228,9 +238,10 @@ export function podToHolders(pod: unknown): IpHolder[] {
 }
 
 /**
- * A hostNetwork pod's IP is its node's primary InternalIP. Such pods (aws-node and kube-proxy run on every EKS
- * node) reveal node IPs even to an identity that may not list nodes: holders of kind "node", for the pod's
- * lifetime. Other pods give none.
+ * A hostNetwork pod's IPs are its node's InternalIPs (`status.podIPs`: one per family on a dual-stack node;
+ * `status.podIP` is only the first). Such pods (aws-node and kube-proxy run on every EKS node) reveal node IPs
+ * even to an identity that may not list nodes: holders of kind "node", for the pod's lifetime. Other pods
+ * give none.
  */
 export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
   const { metadata, name, created } = requireMetadata("Pod", pod);
@@ -238,8 +249,8 @@ export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
   const status = asObject((pod as Obj).status);
   const nodeName = asString(spec?.nodeName);
   if (spec?.hostNetwork !== true || nodeName === undefined) return [];
-  const ip = status?.podIP;
-  if (typeof ip !== "string" || ip === "") return [];
+  const ips = podIps(name, status);
+  if (ips.size === 0) return [];
   const podUid = asString(metadata.uid);
   const holder: Holder = {
     kind: "node",
@@ -253,7 +264,7 @@ export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
     validFrom: created,
     validTo: podEnd(metadata, status, created),
   };
-  return [{ ip: checkIp("Pod", name, ip), holder }];
+  return [...ips].map((ip) => ({ ip, holder }));
 }
 
 /** Holders of a node's InternalIP addresses, from the node's creation (to its deletion, if under way). */

@@ -528,7 +528,8 @@ export class LiveDirectory implements IpDirectory {
       if (!Array.isArray(podIps) || podIps.length < 2) continue;
       let holders: IpHolder[];
       try {
-        holders = podToHolders(pod);
+        // A hostNetwork pod's addresses are its node's: the second one is as hidden from status.podIP= queries.
+        holders = podHolders(pod);
       } catch (error) {
         if (error instanceof MalformedObjectError) continue;
         throw error;

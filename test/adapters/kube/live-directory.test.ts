@@ -393,6 +393,25 @@ describe("LiveDirectory: attribution in time", () => {
     expect(names(await dir.resolve([{ ip: "fd00::5", at: clock.t }]))).toEqual(["absent"]);
   });
 
+  it("keeps a dual-stack hostNetwork pod's second address as its node's, when nodes may not be listed", async () => {
+    await server.setFault({ fault: { kind: "status", code: 403 }, path: "/api/v1/nodes" });
+    addPod("aws-node-y", null, T, {
+      ip: ["192.168.0.21", "fd00::21"],
+      hostNetwork: true,
+      node: "node-c",
+      owner: { kind: "DaemonSet", name: "aws-node" },
+    });
+    const history = new MemoryHistory();
+    const dir = directory({ history });
+    expect(names(await dir.resolve([{ ip: "192.168.0.21", at: clock.t }]))).toEqual(["node:node-c"]);
+    // No status.podIP query finds the second address: it stays the node's, refreshed by full lists.
+    for (let round = 0; round < 3; round++) {
+      clock.t += 2 * MIN;
+      expect(names(await dir.resolve([{ ip: "fd00::21", at: clock.t }]))).toEqual(["node:node-c"]);
+    }
+    expect(history.holders("fd00::21").map((h) => h.validTo)).toEqual([null]);
+  });
+
   it("carries the configured namespace labels", async () => {
     addPod("web-0", "192.168.50.1", T);
     const [answer] = await directory({ namespaceLabelKeys: ["example.com/org"] }).resolve([
