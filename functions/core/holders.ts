@@ -310,7 +310,13 @@ export function namespaceLabels(
   return { name, labels };
 }
 
+/**
+ * Which of two holders that both cover a time is the answer first: a pod before a node (a pod that is not
+ * hostNetwork and holds its node's InternalIP is an EKS Fargate pod, whose node exists only to run it: the
+ * traffic is the pod's), then the most recently created.
+ */
 function newestFirst(a: Holder, b: Holder): number {
+  if (a.kind !== b.kind && (a.kind === "node" || b.kind === "node")) return a.kind === "node" ? 1 : -1;
   if (a.validFrom !== b.validFrom) return b.validFrom - a.validFrom;
   return holderKey(a) < holderKey(b) ? -1 : holderKey(a) > holderKey(b) ? 1 : 0;
 }
@@ -320,7 +326,7 @@ function newestFirst(a: Holder, b: Holder): number {
  * - never a holder created after `at`;
  * - among holders whose lifetime covers `at`, the most recently created: an IP is held by one pod at a
  *   time, so when recorded lifetimes overlap (a deletion time is an upper bound) the newer holder is the
- *   one that got the IP back from the pool;
+ *   one that got the IP back from the pool; but a pod before a node (EKS Fargate, see newestFirst);
  * - otherwise a holder that ended at most `toleranceMs` before `at` (collection lag, see END_TOLERANCE_MS),
  *   the latest to end.
  */

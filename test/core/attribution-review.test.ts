@@ -132,3 +132,40 @@ describe("IPv6 addresses written in another form in the snapshot than in the log
     expect(normalizeIp("fe80::1%eth0")).toBe("fe80::1%eth0");
   });
 });
+
+describe("EKS Fargate: a pod and its node hold the same address", () => {
+  // Each Fargate pod runs on a node of its own, registered after the pod was created, whose InternalIP is the
+  // pod's IP. The traffic is the pod's: its workload is what an alert and a query need.
+  const fargateNode = "fargate-ip-192-168-88-9.eu-west-1.compute.internal";
+  const pods = list([
+    {
+      ...pod({
+        name: "api-7f9c5d-x2x4q",
+        node: fargateNode,
+        status: { phase: "Running", podIP: "192.168.88.9", podIPs: [{ ip: "192.168.88.9" }] },
+      }),
+    },
+  ]);
+  const nodes = list([
+    {
+      kind: "Node",
+      metadata: {
+        name: fargateNode,
+        uid: "n-fargate",
+        creationTimestamp: iso(T + 40_000),
+        labels: { "eks.amazonaws.com/compute-type": "fargate" },
+      },
+      status: { addresses: [{ type: "InternalIP", address: "192.168.88.9" }] },
+    },
+  ]);
+
+  it("resolves the address to the pod, before and after its node registered", async () => {
+    const snapshot = new SnapshotDirectory({ pods, nodes });
+    const answers = await snapshot.resolve(
+      [T + 20_000, T + 60_000, T + 3_600_000].map((at) => ({ ip: "192.168.88.9", at })),
+    );
+    expect(answers.map(show)).toEqual(["pod:api-7f9c5d-x2x4q", "pod:api-7f9c5d-x2x4q", "pod:api-7f9c5d-x2x4q"]);
+    const spans = await snapshot.resolveSpans([{ ip: "192.168.88.9", at: T + 20_000, until: T + 60_000 }]);
+    expect(spans[0]?.status).toBe("varies");
+  });
+});
