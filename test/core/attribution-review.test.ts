@@ -164,7 +164,11 @@ describe("EKS Fargate: a pod and its node hold the same address", () => {
     const answers = await snapshot.resolve(
       [T + 20_000, T + 60_000, T + 3_600_000].map((at) => ({ ip: "192.168.88.9", at })),
     );
-    expect(answers.map(show)).toEqual(["pod:api-7f9c5d-x2x4q", "pod:api-7f9c5d-x2x4q", "pod:api-7f9c5d-x2x4q"]);
+    expect(answers.map(show)).toEqual([
+      "pod:api-7f9c5d-x2x4q",
+      "pod:api-7f9c5d-x2x4q",
+      "pod:api-7f9c5d-x2x4q",
+    ]);
     const spans = await snapshot.resolveSpans([{ ip: "192.168.88.9", at: T + 20_000, until: T + 60_000 }]);
     expect(spans[0]?.status).toBe("varies");
   });
