@@ -13,6 +13,7 @@ import { generateLines } from "./corpus.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = join(ROOT, "bin/calico-flows.js");
+const FLOOR = join(ROOT, "bench/e2e-floor.ts");
 const LINES = Number(process.env.BENCH_LINES ?? 1_000_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TIME = "/usr/bin/time";
@@ -130,6 +131,20 @@ function stringifyMicros(parse: ReturnType<typeof createParser>, lines: readonly
   return (bestMs * 1000) / records.length;
 }
 
+/** Average bytes of an NDJSON record (a JSON.stringify'd record and its newline) over the first 200,000 lines. */
+function averageRecordBytes(parse: ReturnType<typeof createParser>, lines: readonly string[]): number {
+  let bytes = 0;
+  let records = 0;
+  for (const line of lines.slice(0, 200_000)) {
+    const outcome = parse(line);
+    if (outcome.kind !== "record") continue;
+    bytes += Buffer.byteLength(JSON.stringify(outcome.record)) + 1;
+    records++;
+  }
+  if (records === 0) throw new Error("no records to measure");
+  return Math.round(bytes / records);
+}
+
 function best(runs: Timed[]): Timed {
   return runs.reduce((a, b) => (b.wallMs < a.wallMs ? b : a));
 }
@@ -175,8 +190,9 @@ export async function run(): Promise<void> {
     );
     // Where that time goes: the scan alone (values left in the scanner's fields, as the pipeline and the NDJSON
     // encoder take them), and the least any scanner of these strings pays (see byteFloorMicros).
+    const scanUs = scanMicros(lines);
     console.log(
-      `             of which the scan alone ${scanMicros(lines).toFixed(2)} µs/line, the rest building records; ` +
+      `             of which the scan alone ${scanUs.toFixed(2)} µs/line, the rest building records; ` +
         `copying each line into bytes and comparing every byte once takes ${byteFloorMicros(lines).toFixed(2)} µs/line`,
     );
     // Why `calico-flows parse` writes NDJSON from the scanned bytes (ndjson.ts) instead of serialising records.
@@ -199,6 +215,17 @@ export async function run(): Promise<void> {
     );
     console.log(
       `             ${e2e.stderr.split("\n").find((l) => l.startsWith("calico-flows parse:")) ?? ""}`,
+    );
+    // What any JavaScript implementation of `parse` pays before parsing anything (bench/e2e-floor.ts).
+    const recordBytes = averageRecordBytes(parse, lines);
+    const floor = best(
+      Array.from({ length: ROUNDS }, () => timed(node, [FLOOR, String(recordBytes)], corpus)),
+    );
+    if (floor.status !== 0) throw new Error(`the end-to-end floor failed: ${floor.stderr}`);
+    const floorRate = rate(LINES, floor.wallMs);
+    console.log(
+      `e2e floor:   ${fmt(floorRate)} lines/s: a JavaScript process that reads and splits the same input, reads ` +
+        `every byte once and writes a ${recordBytes}-byte record per calico line, parsing nothing`,
     );
 
     // Memory stays flat: four times the input, same peak.
@@ -261,6 +288,7 @@ export async function run(): Promise<void> {
     const summary = /(\d+) records processed, (\d+) parsed/.exec(`${counted.stdout}${counted.stderr}`);
     const peerRate = rate(LINES, peer.wallMs);
     const ratio = endToEnd / peerRate;
+    const floorRatio = floorRate / peerRate;
     console.log(
       `lognormalizer ${/lognormalizer version:? *([\w.]+)/.exec(`${version.stdout}${version.stderr}`)?.[1] ?? ""}: ` +
         `${fmt(peerRate)} lines/s (${fmt(rate(LINES, peer.cpuMs))} per CPU-second), peak RSS ${rss(peer.maxRssKb)}; ` +
@@ -270,6 +298,14 @@ export async function run(): Promise<void> {
       `ratio:       calico-flows parse is ${ratio.toFixed(2)}× lognormalizer end to end ` +
         `(${(rate(LINES, e2e.cpuMs) / rate(LINES, peer.cpuMs)).toFixed(2)}× per CPU-second), ` +
         `${(inProcess / peerRate).toFixed(2)}× in process; goal ≥ ${TARGET_PEER_RATIO}×: ${ratio >= TARGET_PEER_RATIO ? "met" : "NOT met"}`,
+    );
+    // The goal end to end leaves 1 / (5 × the peer's rate) a line; the floor has already spent 1 / floorRate of it.
+    const budgetUs = 1e6 / (TARGET_PEER_RATIO * peerRate);
+    const floorUs = 1e6 / floorRate;
+    console.log(
+      `             the floor alone is ${floorRatio.toFixed(2)}× lognormalizer: of the ${budgetUs.toFixed(2)} µs a line ` +
+        `that ${TARGET_PEER_RATIO}× allows end to end, it leaves ${(budgetUs - floorUs).toFixed(2)} µs to parse and encode ` +
+        `(in process, the scan alone took ${scanUs.toFixed(2)})`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
