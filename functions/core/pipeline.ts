@@ -322,7 +322,8 @@ export async function runPipeline(
   // A host name in the line is found by a hash of its bytes and compared where it lies, so that no string is made
   // for it: a stream holds one node's lines, or a relay's for a few nodes. Open addressing over REPORTER_SLOTS
   // slots, each with the name's hash, length and bytes (names of up to REPORTER_BYTES), at most half of them
-  // filled; other names are looked up by string.
+  // filled; other names are looked up by string, as are names with characters outside ASCII (each such character
+  // is the byte 0x80 here, so two of them could have the same bytes).
   const slotIds = new Int32Array(REPORTER_SLOTS).fill(-1);
   const slotHashes = new Int32Array(REPORTER_SLOTS);
   const slotLengths = new Int32Array(REPORTER_SLOTS);
@@ -336,7 +337,8 @@ export async function runPipeline(
     for (let k = 0; k < length; k++) if (b[start + k] !== slotBytes[at + k]) return false;
     return true;
   };
-  let lastName = "";
+  // Undefined, not "": an empty node name (a delivery's empty log stream) is a name too.
+  let lastName: string | undefined;
   let lastNameId = -1;
   const reporterOf = (eventNode: string | undefined): number => {
     const start = f.nodeS;
@@ -354,7 +356,12 @@ export async function runPipeline(
     // Most often the line before's node.
     if (lastSlot >= 0 && sameBytes(b, start, length, lastSlot)) return slotIds[lastSlot] as number;
     let h = length;
-    for (let k = start; k < end; k++) h = Math.imul(h ^ (b[k] as number), 0x01000193);
+    let bits = 0;
+    for (let k = start; k < end; k++) {
+      const c = b[k] as number;
+      h = Math.imul(h ^ c, 0x01000193);
+      bits |= c;
+    }
     h ^= h >>> 16;
     let slot = h & (REPORTER_SLOTS - 1);
     for (;;) {
@@ -367,7 +374,7 @@ export async function runPipeline(
       slot = (slot + 1) & (REPORTER_SLOTS - 1);
     }
     const id = aggregator.reporterId(detached(f.text, start, end));
-    if (length <= REPORTER_BYTES && 2 * (filled + 1) <= REPORTER_SLOTS) {
+    if (bits < 0x80 && length <= REPORTER_BYTES && 2 * (filled + 1) <= REPORTER_SLOTS) {
       slotIds[slot] = id;
       slotHashes[slot] = h;
       slotLengths[slot] = length;
