@@ -761,6 +761,32 @@ function quoteAt(text: string, from: number, end: number): number {
   return at < end ? at : -1;
 }
 
+/**
+ * Whether `text[from, end)` holds an array as the value of a key parseJson takes a message from (journald's bytes
+ * are one; `journalctl -o json` spaces them as `"MESSAGE" : [`). Each "[" is found by `next`, or by indexOf.
+ */
+function hasArrayMessage(text: string, from: number, end: number, next: NextIndex | null): boolean {
+  for (let at = from; ; at++) {
+    at = next === null ? text.indexOf("[", at) : next.at(text, at);
+    if (at < 0 || at >= end) return false;
+    // Back over spaces, ":" and spaces to the quote that ends the key.
+    let i = at - 1;
+    while (i > from && isJsonSpace(text.charCodeAt(i))) i--;
+    if (text.charCodeAt(i) !== 58) continue;
+    i--;
+    while (i > from && isJsonSpace(text.charCodeAt(i))) i--;
+    if (text.charCodeAt(i) !== 34) continue;
+    for (const key of MESSAGE_KEYS) {
+      const open = i - key.length - 1;
+      if (open >= from && text.charCodeAt(open) === 34 && text.startsWith(key, open + 1)) return true;
+    }
+  }
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 32 || c === 9 || c === 10 || c === 13;
+}
+
 function hostOf(record: Record<string, unknown>): string | null {
   for (const name of HOST_KEYS) {
     const value = record[name];
@@ -823,9 +849,9 @@ export class LineParser {
   /** The groups of the last IPv6 source and destination read (what the NDJSON encoder writes). */
   readonly srcGroups = new Uint16Array(8);
   readonly dstGroups = new Uint16Array(8);
-  /** Where the prefix, and journald's byte-array message, next appear in the text scanWithin is reading. */
+  /** Where the prefix, and "[" (see hasArrayMessage), next appear in the text scanWithin is reading. */
   readonly nextPrefix: NextIndex;
-  readonly nextByteArray = new NextIndex('"MESSAGE":[');
+  readonly nextBracket = new NextIndex("[");
   /** Where the next backslash is in the text readFlatJson is reading. */
   readonly nextBackslash = new NextIndex("\\");
   /** Per key slot of parseFlatJson: value kind, start, end. */
@@ -910,7 +936,8 @@ export class LineParser {
     let safe = true;
     for (let i = 0; i < this.needle.length; i++) {
       const c = this.needle.charCodeAt(i);
-      if (c < 32 || c > 126 || c === 34 || c === 92 || c === 47) safe = false;
+      // Beyond what JSON must escape: "/" (PHP), "<>&" (Go's encoding/json), "'+`" (.NET's default encoder).
+      if (c < 32 || c > 126 || "\"\\/<>&'+`".includes(this.needle[i] as string)) safe = false;
     }
     this.needleJsonSafe = safe;
     this.nextPrefix = new NextIndex(this.needle);
@@ -966,8 +993,7 @@ export class LineParser {
     if (found < 0 || found + this.needle.length > end) {
       if (!json) return SKIP;
       // As scan: journald's byte-array message hides the prefix.
-      const array = this.nextByteArray.at(text, from);
-      if (this.needleJsonSafe && (array < 0 || array >= end)) return SKIP;
+      if (this.needleJsonSafe && !hasArrayMessage(text, from, end, this.nextBracket)) return SKIP;
     }
     const saved = this.withinSaved;
     for (let k = 0; k < SENTINEL_BYTES / 4; k++) {
@@ -1030,7 +1056,7 @@ export class LineParser {
     }
     if (line.charCodeAt(start) === 123) {
       // journald writes a message that is not clean UTF-8 as an array of bytes, where the prefix is not visible.
-      if (found < 0 && this.needleJsonSafe && !line.includes('"MESSAGE":[')) return SKIP;
+      if (found < 0 && this.needleJsonSafe && !hasArrayMessage(line, start, end, null)) return SKIP;
       // A record without escapes (journald's and the CloudWatch agent's nearly always; Fluent Bit's tail `log` but
       // for the newline ending it) is read in place; any other goes through JSON.parse, which also words the error
       // for a malformed one.
