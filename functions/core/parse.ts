@@ -486,12 +486,13 @@ function readClock(b: Uint8Array, i: number, end: number, stamp: Stamp): number 
     while (j < end) {
       const d = (b[j] as number) - 48;
       if (d < 0 || d > 9) break;
+      // Digits after the third add nothing (scale 0): summing their tenths of a millisecond in floating point
+      // could carry into the next second.
       fraction += d * scale;
-      scale /= 10;
+      scale = (scale / 10) | 0;
       j++;
     }
     if (j === start) return -1;
-    fraction = Math.floor(fraction);
   }
   stamp.dayMs = ((h * 60 + m) * 60 + s) * 1000 + fraction;
   return j;
@@ -1331,12 +1332,13 @@ export class LineParser {
   }
 
   /**
-   * Reads the syslog header at `start`: `<PRI>`, RFC 5424 version, an ISO or RFC 3164 timestamp, then the host
-   * name (a token that ends in ":" is a tag, not a host). Returns where the header ends.
+   * Reads the syslog header at `start`: `<PRI>`, RFC 5424 version, an ISO or RFC 3164 timestamp (or RFC 5424's
+   * nil one), then the host name (a token that ends in ":" is a tag, not a host). Returns where the header ends.
    */
   readHeader(b: Uint8Array, start: number, end: number): number {
     const stamp = this.stamp;
     let i = start;
+    let nil = false;
     this.stampKind = 0;
     this.hostS = -1;
     if (b[i] === 60) {
@@ -1346,11 +1348,17 @@ export class LineParser {
         i = j + 1;
         // RFC 5424 version, "1 ".
         const v = b[i] as number;
-        if (v >= 49 && v <= 57 && b[i + 1] === 32) i += 2;
+        if (v >= 49 && v <= 57 && b[i + 1] === 32) {
+          i += 2;
+          // RFC 5424's nil timestamp ("-"): no time, but the host name still follows.
+          nil = b[i] === 45 && b[i + 1] === 32;
+        }
       }
     }
     const c = b[i] as number;
-    if (c >= 48 && c <= 57) {
+    if (nil) {
+      stamp.end = i + 1;
+    } else if (c >= 48 && c <= 57) {
       if (!readIsoStamp(b, i, end, stamp)) return i;
       this.stampKind = 1;
       this.stampMs = stamp.ms;
@@ -1362,7 +1370,9 @@ export class LineParser {
     if (b[i] !== 32) return i;
     const hostStart = i + 1;
     const hostEnd = tokenEnd(b, hostStart, end);
-    if (hostEnd === hostStart || b[hostEnd - 1] === 58) return i;
+    // A token ending in ":" is a tag; one starting with "[" is the kernel's [seconds.micros] stamp (no host name
+    // holds a bracket).
+    if (hostEnd === hostStart || b[hostEnd - 1] === 58 || b[hostStart] === 91) return i;
     if (hostEnd - hostStart !== 1 || b[hostStart] !== 45) {
       this.hostS = hostStart;
       this.hostE = hostEnd;
@@ -1483,7 +1493,8 @@ export class LineParser {
    */
   syslogIso(): string | null {
     const s = this.stamp;
-    const key = (s.month * 32 + s.day) * DAY_MS + s.dayMs;
+    // dayMs reaches past DAY_MS with a leap second (23:59:60): step by two days so that no two stamps share a key.
+    const key = (s.month * 32 + s.day) * 2 * DAY_MS + s.dayMs;
     if (key === this.lastSyslogKey) return this.lastSyslogIso;
     let ms = Number.NaN;
     if (this.year !== undefined) {
