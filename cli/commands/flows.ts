@@ -8,17 +8,22 @@ import { alertsTable, flowsTable } from "../format.ts";
 import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
 
+const DEFAULT_RANGE_MS = 24 * 3_600_000;
+
 interface ReadOptions {
   json?: boolean;
   limit: number;
-  since: string;
+  since?: string;
   until: string;
   bucketSeconds?: number;
 }
 
 function addReadOptions(command: Command): Command {
   return withCommonOptions(command)
-    .option("--since <time>", "start: ISO time or a duration before now (15m, 6h, 7d)", "24h")
+    .option(
+      "--since <time>",
+      "start: ISO time or a duration before now (15m, 6h, 7d) (default: 24h before --until)",
+    )
     .option("--until <time>", "end: ISO time, duration before now, or now", "now")
     .addOption(
       new Option("--limit <n>", "most records to print")
@@ -46,8 +51,11 @@ async function collect<T>(
 
 function range(options: ReadOptions): { since: string; until: string } {
   const now = Date.now();
-  const since = new Date(parseInstant(options.since, now)).toISOString();
-  const until = new Date(parseInstant(options.until, now)).toISOString();
+  const untilMs = parseInstant(options.until, now);
+  // As the query API: no --since is the day before --until, so `--until 2d` alone is not an inverted range.
+  const sinceMs = options.since === undefined ? untilMs - DEFAULT_RANGE_MS : parseInstant(options.since, now);
+  const since = new Date(sinceMs).toISOString();
+  const until = new Date(untilMs).toISOString();
   // As the query API refuses it: an empty answer would look like a quiet cluster.
   if (since > until) throw new UsageError(`--since (${since}) is after --until (${until})`);
   return { since, until };
@@ -93,6 +101,10 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
   };
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new UsageError("--workload and --pod need --namespace");
+  }
+  // The store would read `ns/Kind/name` (an alert key's form) as kind "ns": an empty answer, not an error.
+  if (query.workload !== undefined && !/^(?:[^/]+\/)?[^/]+$/.test(query.workload)) {
+    throw new UsageError(`--workload must be [kind/]name, e.g. Deployment/api; got "${query.workload}"`);
   }
   const pageLimit = Math.min(options.limit, 500);
   if (typeof raw.api === "string") {
