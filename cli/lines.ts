@@ -90,6 +90,8 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   /** When the first line of `pending` came. */
   let pendingSince = 0;
   let bytesRead = 0;
+  /** No text decoded yet: a UTF-8 byte order mark there is not part of the first line. */
+  let atStart = true;
   let next: Promise<IteratorResult<Buffer | string>> | undefined;
   for (;;) {
     next ??= iterator.next();
@@ -120,7 +122,12 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
     const chunk = result.value;
     bytesRead += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length;
     const before = pending.length;
-    splitter.push(typeof chunk === "string" ? chunk : decoder.write(chunk), pending);
+    let text = typeof chunk === "string" ? chunk : decoder.write(chunk);
+    if (atStart && text.length > 0) {
+      atStart = false;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    splitter.push(text, pending);
     if (before === 0 && pending.length > 0) pendingSince = now();
     while (pending.length >= options.maxLines) {
       yield { lines: pending.slice(0, options.maxLines), bytesRead };

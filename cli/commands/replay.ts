@@ -104,6 +104,12 @@ export async function replay(
       // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
       // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
       const events: { id: string; timestamp: number; message: string }[] = [];
+      // Compressed input (a rotated `messages.1.gz`) would otherwise be read as a few lines of garbage, none calico.
+      if (lineNo === 0 && batch.lines[0]?.startsWith("\u001f\ufffd\b")) {
+        throw new Error(
+          `${file === "-" ? "the input" : file} is gzip-compressed: decompress it (zcat FILE | calico-flows replay -)`,
+        );
+      }
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;
         if (line === OVERSIZED_LINE) {
