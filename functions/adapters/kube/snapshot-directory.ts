@@ -64,6 +64,30 @@ function itemsOf(what: string, document: unknown): unknown[] {
   throw new Error(`${what}: expected the output of \`kubectl get ${what} -o json\` (a List with items)`);
 }
 
+const KINDS: Record<string, string> = { pods: "Pod", nodes: "Node", namespaces: "Namespace" };
+
+/**
+ * Throws when a whole file holds objects of another kind (the pods file given as --nodes, or the reverse): the
+ * List's own kind (`PodList`, whose items carry no kind) or every item's kind says so. A mixed file keeps
+ * its usable objects, the others skipped one by one.
+ */
+function wrongKind(what: string, document: unknown, items: unknown[]): void {
+  const expected = KINDS[what] as string;
+  const listKind = Array.isArray(document) ? undefined : (document as { kind?: unknown }).kind;
+  let found: string | undefined;
+  if (typeof listKind === "string" && /.List$/.test(listKind) && listKind !== `${expected}List`) {
+    found = listKind.slice(0, -"List".length);
+  } else if (items.length > 0) {
+    const kinds = items.map((item) => (item as { kind?: unknown } | null)?.kind);
+    if (kinds.every((k) => typeof k === "string" && k !== expected)) found = kinds[0] as string;
+  }
+  if (found !== undefined) {
+    throw new Error(
+      `${what}: holds ${found} objects, not ${expected}s: expected the output of \`kubectl get ${what} -o json\``,
+    );
+  }
+}
+
 export class SnapshotDirectory implements IpDirectory {
   readonly #index = new HolderIndex();
   readonly summary: SnapshotSummary;
@@ -127,7 +151,8 @@ export class SnapshotDirectory implements IpDirectory {
         throw new Error(`cannot read ${what} file ${path}: ${(error as Error).message}`);
       }
       try {
-        return JSON.parse(text);
+        // A byte-order mark (an editor's or PowerShell's `Out-File -Encoding utf8`) is no part of the JSON.
+        return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
       } catch (error) {
         throw new Error(
           `${what} file ${path} is not JSON (kubectl get ${what} -o json): ${(error as Error).message}`,
@@ -141,7 +166,7 @@ export class SnapshotDirectory implements IpDirectory {
     ]);
     const withFile = (what: string, path: string | undefined, document: unknown) => {
       try {
-        if (document !== undefined) itemsOf(what, document);
+        if (document !== undefined) wrongKind(what, document, itemsOf(what, document));
       } catch (error) {
         throw new Error(`${path}: ${(error as Error).message}`);
       }
