@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
+import { kubeObjects } from "../support/kube-api-server.ts";
 import { ndjson, runCli } from "./run.ts";
 
 const MINUTE = 60_000;
@@ -25,7 +26,6 @@ interface PodSpec {
   name: string;
   ip: string;
   owner?: { kind: string; name: string };
-  hash?: string;
 }
 
 const PODS: PodSpec[] = [
@@ -48,54 +48,20 @@ const PODS: PodSpec[] = [
 ];
 
 const podJson = (p: PodSpec) => {
-  const created = iso(ago(3 * 24 * 60));
   const hash = p.owner?.kind === "ReplicaSet" ? p.owner.name.split("-").pop() : undefined;
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: {
-      name: p.name,
-      namespace: p.ns,
-      uid: `uid-${p.ns}-${p.name}`,
-      creationTimestamp: created,
-      labels: hash === undefined ? {} : { "pod-template-hash": hash },
-      ownerReferences: p.owner
-        ? [
-            {
-              apiVersion: "apps/v1",
-              kind: p.owner.kind,
-              name: p.owner.name,
-              uid: `uid-${p.owner.name}`,
-              controller: true,
-            },
-          ]
-        : [],
-    },
-    spec: { nodeName: NODES[0].name, hostNetwork: false },
-    status: {
-      phase: "Running",
-      hostIP: NODES[0].ip,
-      podIP: p.ip,
-      podIPs: [{ ip: p.ip }],
-      startTime: created,
-      containerStatuses: [
-        { name: "main", ready: true, restartCount: 0, state: { running: { startedAt: created } } },
-      ],
-    },
-  };
+  return kubeObjects.pod({
+    name: p.name,
+    namespace: p.ns,
+    ip: p.ip,
+    created: ago(3 * 24 * 60),
+    node: NODES[0].name,
+    labels: hash === undefined ? {} : { "pod-template-hash": hash },
+    owner: p.owner,
+  });
 };
 
-const nodeJson = (n: (typeof NODES)[number]) => ({
-  apiVersion: "v1",
-  kind: "Node",
-  metadata: { name: n.name, uid: `uid-${n.host}`, creationTimestamp: iso(ago(30 * 24 * 60)), labels: {} },
-  status: {
-    addresses: [
-      { type: "InternalIP", address: n.ip },
-      { type: "Hostname", address: n.name },
-    ],
-  },
-});
+const nodeJson = (n: (typeof NODES)[number]) =>
+  kubeObjects.node({ name: n.name, ip: n.ip, created: ago(30 * 24 * 60) });
 
 const list = (items: unknown[]) => ({
   apiVersion: "v1",
