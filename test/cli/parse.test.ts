@@ -12,6 +12,7 @@ import { chunkBuffer, parseStream, streamWriter } from "../../cli/commands/parse
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createParser } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";
+import { chunksAt } from "../support/ndjson.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const NODE = join(ROOT, "node_modules/.bin/node");
@@ -311,17 +312,7 @@ describe("parseStream parses lines where they lie in the chunk", () => {
       fc.asyncProperty(
         fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 40 }),
         async (cuts) => {
-          // Chunks with room after them, as readStdin's are, so that lines are parsed in place.
-          const chunks: Buffer[] = [];
-          let at = 0;
-          for (const size of [...cuts, bytes.length]) {
-            if (at >= bytes.length) break;
-            const n = Math.min(size, bytes.length - at);
-            const memory = chunkBuffer(n).fill(0x41);
-            bytes.copy(memory, 0, at, at + n);
-            chunks.push(memory.subarray(0, n));
-            at += n;
-          }
+          const chunks = chunksAt(bytes, cuts, 0x41);
           let out = "";
           const malformed: string[] = [];
           await parseStream(

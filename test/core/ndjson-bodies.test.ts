@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createParser, type ParseOptions } from "../../functions/core/parse.ts";
 import type { ParseOutcome } from "../../functions/core/types.ts";
+import { expectEncoded, expectEncodedInPlace } from "../support/ndjson.ts";
 
 /** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
 const NOW = Date.UTC(2024, 5, 1);
@@ -446,13 +447,6 @@ const sample: fc.Arbitrary<Sample> = fc
 const PARSERS = CONFIGS.map((c) => createParser(c.options));
 const ENCODERS = CONFIGS.map((c) => new NdjsonEncoder(c.options));
 
-function expectEncoded(encoder: NdjsonEncoder, kind: string, expected: ParseOutcome): void {
-  const bytes = Buffer.from(encoder.take()).toString("utf8");
-  expect(kind).toBe(expected.kind);
-  expect(bytes).toBe(expected.kind === "record" ? `${JSON.stringify(expected.record)}\n` : "");
-  if (expected.kind === "error") expect(encoder.reason).toBe(expected.reason);
-}
-
 /** Lines around the one encoded in place, which its scan must never read as its own. */
 const BEFORE = "Apr 19 04:52:18 other kernel: calico-packet: IN=x OUT=y SRC=10.9.9.9 DST=10.8.8.8 LEN=1";
 const AFTER =
@@ -488,21 +482,17 @@ function check({ config, line, outer, cut }: Sample): void {
   }
 
   // The encoder on the line as a string.
-  expectEncoded(encoder, encoder.encode(line), expected);
+  expectEncoded(encoder, line, expected);
   if (expected.kind === "record" && JSON.stringify(expected.record).includes("\\")) seen.escaped++;
 
   // In place, amid other lines of an ASCII chunk, as parseStream gives it (its "\n" is the separator).
   const body = line.endsWith("\n") ? line.slice(0, -1) : line;
   if (!NOT_ASCII.test(body) && !body.includes("\n")) {
     seen.inPlace++;
-    const text = `${BEFORE}\n${body}\n${AFTER}`;
-    const bytes = new Uint8Array(text.length + 64).fill(0x41);
-    for (let k = 0; k < text.length; k++) bytes[k] = text.charCodeAt(k);
-    const before = bytes.slice();
-    const from = BEFORE.length + 1;
-    const kind = encoder.encodeWithin(text, bytes, new DataView(bytes.buffer), from, from + body.length);
-    expectEncoded(encoder, kind, (PARSERS[config] as (line: string) => ParseOutcome)(body));
-    expect(bytes).toEqual(before);
+    expectEncodedInPlace(encoder, body, (PARSERS[config] as (line: string) => ParseOutcome)(body), {
+      before: BEFORE,
+      after: AFTER,
+    });
   }
 }
 

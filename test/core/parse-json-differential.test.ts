@@ -20,6 +20,7 @@ import {
   type ParseOptions,
 } from "../../functions/core/parse.ts";
 import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
+import { chunksAt, expectEncoded, expectEncodedInPlace } from "../support/ndjson.ts";
 
 /** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
 const NOW = Date.UTC(2024, 5, 1);
@@ -743,13 +744,6 @@ function scannedRecord(scanner: LineParser): PacketRecord {
   };
 }
 
-function expectNdjson(tools: Tools, kind: string, expected: ParseOutcome): void {
-  const bytes = Buffer.from(tools.encoder.take()).toString("utf8");
-  expect(kind).toBe(expected.kind);
-  expect(bytes).toBe(expected.kind === "record" ? `${JSON.stringify(expected.record)}\n` : "");
-  if (expected.kind === "error") expect(tools.encoder.reason).toBe(expected.reason);
-}
-
 /** Lines around the one encoded in place: what a scan of it must never read as its own. */
 const BEFORE = 'calico-packet: IN=eth0 "MESSAGE":[99] \\';
 const AFTER =
@@ -799,25 +793,12 @@ function check(tools: Tools, line: string): void {
   if (expected.kind === "error") seen.errors++;
 
   // The NDJSON encoder, on the line as a string.
-  expectNdjson(tools, tools.encoder.encode(line), expected);
+  expectEncoded(tools.encoder, line, expected);
 
   // The NDJSON encoder in place, the line amid others in an ASCII chunk (as parseStream gives it).
   if (!NOT_ASCII.test(line) && !line.includes("\n")) {
     seen.inPlace++;
-    const text = `${BEFORE}\n${line}\n${AFTER}`;
-    const bytes = new Uint8Array(text.length + 64).fill(0x41);
-    for (let k = 0; k < text.length; k++) bytes[k] = text.charCodeAt(k);
-    const before = bytes.slice();
-    const from = BEFORE.length + 1;
-    const kind = tools.encoder.encodeWithin(
-      text,
-      bytes,
-      new DataView(bytes.buffer),
-      from,
-      from + line.length,
-    );
-    expectNdjson(tools, kind, expected);
-    expect(bytes).toEqual(before);
+    expectEncodedInPlace(tools.encoder, line, expected, { before: BEFORE, after: AFTER });
   }
 
   // The scanner fields the ingest pipeline reads.
@@ -889,17 +870,7 @@ describe("JSON records built token by token: every fast path gives what JSON.par
             if (o.kind === "record") want += `${JSON.stringify(o.record)}\n`;
             else if (o.kind === "error") wantMalformed.push(`${i + 1}: ${o.reason}`);
           });
-        // Chunks with room after them, as readStdin's are, so that ASCII ones are parsed in place.
-        const chunks: Buffer[] = [];
-        let at = 0;
-        for (const size of [...cuts, bytes.length]) {
-          if (at >= bytes.length) break;
-          const n = Math.min(size, bytes.length - at);
-          const memory = chunkBuffer(n);
-          bytes.copy(memory, 0, at, at + n);
-          chunks.push(memory.subarray(0, n));
-          at += n;
-        }
+        const chunks = chunksAt(bytes, cuts);
         let out = "";
         const malformed: string[] = [];
         await parseStream(
