@@ -197,7 +197,7 @@ async function handlerThroughput(
   // from every event id) and run the pipeline.
   const handle = async (d: string) => {
     const delivery = decodeDelivery(d);
-    deliveryContribution(delivery.logGroup, delivery.logStream, delivery.events.joinedIds());
+    deliveryContribution(delivery.logGroup, delivery.logStream, delivery.events);
     return runPipeline(delivery.events, options);
   };
   for (const d of data.slice(0, 20)) await handle(d);

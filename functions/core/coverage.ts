@@ -385,7 +385,7 @@ export async function ingestDelivery(
   const events = given instanceof DeliveredEvents ? given : DeliveredEvents.fromArray(given);
   const node = payload.node === undefined ? payload.logStream : payload.node;
   const all = node === null ? events : events.withNode(node);
-  const contribution = deliveryContribution(payload.logGroup, payload.logStream, all.joinedIds());
+  const contribution = deliveryContribution(payload.logGroup, payload.logStream, all);
   if (coverage === undefined || all.length === 0) {
     const result = await ingestBatch(all, contribution, deps);
     return { ...result, eventsAlreadyCounted: 0 };

@@ -427,7 +427,7 @@ export function readDelivery(bytes: Buffer): ReadDelivery | undefined {
     }
   }
   if (columns === undefined || jsonSpace(b, i + 1) !== b.length) return undefined;
-  // Ids are hashed from their bytes (DeliveredEvents#forEachId, #joinedIds) as the UTF-8 of the strings JSON.parse
+  // Ids are hashed from their bytes (DeliveredEvents#forEachId, #updateWithIds) as the UTF-8 of the strings JSON.parse
   // gives, which bytes that are not UTF-8 are not (they decode to U+FFFD): such a delivery is left to JSON.parse.
   // One native check of the whole delivery (some 30 µs a megabyte), the ids' own only when it fails.
   if (!isUtf8(b) && !idsAreUtf8(b, columns)) return undefined;

@@ -188,12 +188,84 @@ function detached(text: string, start: number, end: number): string {
 }
 
 /**
+ * What aggregation needs of each packet, in columns, and the chain of lookups (at most two per packet), with room
+ * for `capacity` packets. Every value is written before it is read, so columns are reused from one run to the next:
+ * columns made for every delivery (some 200 KB) add to the memory outside V8's heap that makes it collect its old
+ * generation.
+ */
+class PacketColumns {
+  readonly capacity: number;
+  readonly times: Float64Array;
+  readonly lengths: Float64Array;
+  readonly protocolPorts: Int32Array;
+  readonly reporters: Int32Array;
+  readonly policies: Int32Array;
+  readonly flags: Uint16Array;
+  /** Per packet: the lookup index of each end (internal), or -1 - index of its external endpoint. */
+  readonly srcCode: Int32Array;
+  readonly dstCode: Int32Array;
+  readonly nextLookup: Int32Array;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.times = new Float64Array(capacity);
+    this.lengths = new Float64Array(capacity);
+    this.protocolPorts = new Int32Array(capacity);
+    this.reporters = new Int32Array(capacity);
+    this.policies = new Int32Array(capacity);
+    this.flags = new Uint16Array(capacity);
+    this.srcCode = new Int32Array(capacity);
+    this.dstCode = new Int32Array(capacity);
+    this.nextLookup = new Int32Array(2 * capacity);
+  }
+}
+
+/** Columns that no run holds; runs that overlap (they await the directory) each take their own. */
+const idleColumns: PacketColumns[] = [];
+/** The most idle columns kept, and the largest (in packets): a huge batch's columns are left to the collector. */
+const IDLE_COLUMNS = 4;
+const KEPT_CAPACITY = 1 << 16;
+
+function takeColumns(packets: number): PacketColumns {
+  for (let k = idleColumns.length - 1; k >= 0; k--) {
+    const columns = idleColumns[k] as PacketColumns;
+    if (columns.capacity >= packets) {
+      idleColumns.splice(k, 1);
+      return columns;
+    }
+  }
+  // Rounded up to a power of two (from 1,024), so that batches of varying sizes fit the same columns.
+  let capacity = 1024;
+  while (capacity < packets) capacity *= 2;
+  return new PacketColumns(capacity);
+}
+
+function returnColumns(columns: PacketColumns): void {
+  if (columns.capacity <= KEPT_CAPACITY && idleColumns.length < IDLE_COLUMNS) idleColumns.push(columns);
+}
+
+/**
  * Runs the pipeline on a batch of events: log events as objects, or a delivery's events as read from its bytes
  * (DeliveredEvents, scanned where they lie, with the log stream as the node of lines that name none).
  */
 export async function runPipeline(
   events: readonly LogEvent[] | DeliveredEvents,
   options: PipelineOptions,
+): Promise<PipelineResult> {
+  // What aggregation needs of each packet, in columns: the scanner leaves a line's values in its fields, and
+  // nothing is allocated per line (the texts are numbered by the aggregator, the addresses below).
+  const columns = takeColumns(events.length);
+  try {
+    return await runWith(events, options, columns);
+  } finally {
+    returnColumns(columns);
+  }
+}
+
+async function runWith(
+  events: readonly LogEvent[] | DeliveredEvents,
+  options: PipelineOptions,
+  columns: PacketColumns,
 ): Promise<PipelineResult> {
   const prefixes = options.workloadInterfacePrefixes ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES;
   const sampleLimit = options.malformedSamples ?? 20;
@@ -209,28 +281,14 @@ export async function runPipeline(
   const malformed: { index: number; reason: string }[] = [];
   // Room for a flow per four lines, about what a busy cluster's deliveries make.
   const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds, events.length / 4);
-
-  // What aggregation needs of each packet, in columns: the scanner leaves a line's values in its fields, and
-  // nothing is allocated per line (the texts are numbered by the aggregator, the addresses below).
-  const capacity = events.length;
-  const times = new Float64Array(capacity);
-  const lengths = new Float64Array(capacity);
-  const protocolPorts = new Int32Array(capacity);
-  const reporters = new Int32Array(capacity);
-  const policies = new Int32Array(capacity);
-  const directions: Direction[] = new Array(capacity);
-  const flags = new Uint16Array(capacity);
-  // Per packet: the lookup index of each end (internal), or -1 - index of its external endpoint.
-  const srcCode = new Int32Array(capacity);
-  const dstCode = new Int32Array(capacity);
+  const { times, lengths, protocolPorts, reporters, policies, flags, srcCode, dstCode, nextLookup } = columns;
+  const directions: Direction[] = new Array(events.length);
   let packets = 0;
 
   // Only internal addresses are looked up: pods and nodes live there, and asking the API server about
   // every internet scanner would cost calls for nothing. Lookups are deduplicated per (IP, second): Kubernetes
   // timestamps have one-second resolution, so a finer key would ask the same question again.
   const lookups: Lookup[] = [];
-  // At most two lookups per packet.
-  const nextLookup = new Int32Array(2 * capacity);
   // IPv4 addresses are found by their value, which the scanner reads with them (no string made or hashed per
   // line), in a table of typed arrays; IPv6 ones by their text.
   const v4Numbers = new NumberTable();

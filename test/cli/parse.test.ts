@@ -8,7 +8,7 @@ import { Writable } from "node:stream";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateLines } from "../../bench/corpus.ts";
-import { chunkBuffer, parseStream, streamWriter } from "../../cli/commands/parse.ts";
+import { parseStream, streamWriter } from "../../cli/commands/parse.ts";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createParser } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";

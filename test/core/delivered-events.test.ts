@@ -1,6 +1,7 @@
 // A delivery's events are scanned where they lie in its bytes, a window of text at a time: every event must scan
 // exactly as its message does on its own, and the pipeline must count a delivery as it counts the same events
 // given as objects.
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
@@ -9,6 +10,7 @@ import { DeliveredEvents } from "../../functions/core/delivered-events.ts";
 import { createScanner, type LineParser, type Scan } from "../../functions/core/parse.ts";
 import { runPipeline } from "../../functions/core/pipeline.ts";
 import {
+  contributionOf,
   decodeDelivery,
   encodeSubscriptionData,
   type SubscriptionPayload,
@@ -148,6 +150,39 @@ describe("DeliveredEvents", () => {
         expect(a).toEqual(b);
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it("digests its ids as the contribution of the ids joined by commas, however many and however long (property)", () => {
+    // The ids are fed to the hash through a buffer of 16 KiB: runs of ids cross its end, and an id can outgrow it.
+    const id = fc.oneof(
+      { weight: 8, arbitrary: fc.bigInt({ min: 10n ** 55n, max: 10n ** 56n - 1n }).map(String) },
+      fc.string({ unit: "grapheme", maxLength: 30 }),
+      fc.string({ unit: "binary", maxLength: 30 }),
+      fc.integer({ min: 16_000, max: 40_000 }).map((n) => "7".repeat(n)),
+      fc.integer({ min: 6_000, max: 8_000 }).map((n) => "é€".repeat(n)),
+    );
+    fc.assert(
+      fc.property(fc.array(id, { minLength: 1, maxLength: 1_500 }), (ids) => {
+        const payload: SubscriptionPayload = {
+          messageType: "DATA_MESSAGE",
+          owner: "123456789012",
+          logGroup: "/aws/eks/prod/nodes",
+          logStream: "ip-192-168-1-10",
+          subscriptionFilters: ["calico-packet"],
+          logEvents: ids.map((i, n) => ({ id: i, timestamp: n, message: "m" })),
+        };
+        // digest() as the store keys it: 128 bits of SHA-256 of the text, base64url.
+        const expected = createHash("sha256")
+          .update(`${payload.logGroup}\n${payload.logStream}\n${ids.join(",")}`, "utf8")
+          .digest("base64url")
+          .slice(0, 22);
+        const read = decodeDelivery(encodeSubscriptionData(payload));
+        expect(contributionOf({ ...payload, logEvents: read.events })).toBe(expected);
+        const given = DeliveredEvents.fromArray(payload.logEvents);
+        expect(contributionOf({ ...payload, logEvents: given })).toBe(expected);
+      }),
+      { numRuns: 40 },
     );
   });
 

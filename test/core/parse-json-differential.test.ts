@@ -8,7 +8,7 @@
 // JSON writer uses ("\u0063alico").
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { chunkBuffer, parseStream } from "../../cli/commands/parse.ts";
+import { parseStream } from "../../cli/commands/parse.ts";
 import { formatIpv6Groups, readDottedQuad } from "../../functions/core/ipv6.ts";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import {

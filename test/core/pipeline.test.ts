@@ -497,6 +497,45 @@ describe("runPipeline", () => {
     for (const host of hosts) expect(packets.get(host)).toBe(2);
   });
 
+  it("makes the same flows when runs overlap, each waiting on its directory, as when they run one at a time", async () => {
+    // Runs reuse the columns they keep a batch's packets in: runs that overlap must never share them.
+    const T = Date.parse("2026-04-19T04:52:00Z");
+    const batch = (n: number, size: number) =>
+      Array.from({ length: size }, (_, k) => ({
+        message: line(
+          "Apr 19 04:52:00",
+          `ip-${n}`,
+          `192.168.${n}.${k % 250}`,
+          k % 3 === 0 ? "203.0.113.9" : `192.168.${n + 100}.${k % 7}`,
+          1000 * n + (k % 11),
+        ),
+        timestamp: T + 997 * k,
+      }));
+    const batches = [batch(1, 3000), batch(2, 10), batch(3, 1500), batch(4, 700), batch(5, 2100)];
+    const table: Record<string, Resolution> = {};
+    for (let a = 0; a < 250; a++)
+      table[`192.168.2.${a}`] = { status: "found", holder: holder(`p${a}`, "ns", "w") };
+    const alone = [];
+    for (const events of batches)
+      alone.push(await runPipeline(events, options(new RecordingDirectory(table))));
+    // Each run waits for its directory's answer; the answers come in the reverse order of the runs.
+    const releases: (() => void)[] = [];
+    const held = (): IpDirectory => ({
+      resolve: async (lookups) => {
+        await new Promise<void>((release) => releases.push(release));
+        return lookups.map((l) => table[l.ip] ?? { status: "absent" });
+      },
+    });
+    const runs = batches.map((events) => runPipeline(events, options(held())));
+    while (releases.length < batches.length) await new Promise((r) => setTimeout(r, 1));
+    for (const release of releases.toReversed()) release();
+    expect(await Promise.all(runs)).toEqual(alone);
+    // And after them, runs one at a time on the columns they left.
+    for (const [k, events] of batches.entries()) {
+      expect(await runPipeline(events, options(new RecordingDirectory(table)))).toEqual(alone[k]);
+    }
+  });
+
   it("refuses a parser that builds records instead of leaving them in its fields", async () => {
     await expect(
       runPipeline([{ message: "x" }], {

@@ -1,5 +1,6 @@
 // decodeSubscriptionData sizes gunzip's output from the gzip trailer: a wrong or forged size must only cost
 // time, never change what is decoded.
+import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
@@ -43,5 +44,27 @@ describe("decodeSubscriptionData output buffer", () => {
     const cut = 1_000;
     const data = Buffer.concat([gzipSync(json.slice(0, cut)), gzipSync(json.slice(cut))]).toString("base64");
     expect(decodeSubscriptionData(data)).toEqual(payload);
+  });
+
+  it("decodes deliveries one after another whatever their sizes (the compressed bytes' buffer is reused)", () => {
+    const sized = (events: number) => ({ ...payload, logEvents: payload.logEvents.slice(0, events) });
+    // Messages that do not compress: 2,000 of them make some 300 KB of base64, more than any buffer made up front.
+    const noise = (events: number) => ({
+      ...payload,
+      logEvents: Array.from({ length: events }, (_, i) => ({
+        id: String(i),
+        timestamp: 1_776_574_320_000 + i,
+        message: createHash("sha512").update(String(i)).digest("base64"),
+      })),
+    });
+    for (const p of [sized(1), noise(2_000), sized(40), noise(1_999), sized(3_000), noise(2_000)]) {
+      const data = gzipSync(JSON.stringify(p)).toString("base64");
+      expect(decodeSubscriptionData(data)).toEqual(p);
+    }
+    // Base64 broken into lines, as some encoders write it, decodes as Buffer.from reads it.
+    const wrapped = gzipSync(JSON.stringify(sized(10)))
+      .toString("base64")
+      .replace(/.{76}/g, "$&\n");
+    expect(decodeSubscriptionData(wrapped)).toEqual(sized(10));
   });
 });
