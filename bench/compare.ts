@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   }
   const ratios = as.map((t, k) => (bs[k] as number) / t);
   console.log(
-    `${scenario}: ${a.name} ${median(as).toFixed(3)} µs/line, ${b.name} ${median(bs).toFixed(3)} µs/line; ` +
+    `${scenario}${CPU_CLOCK ? " (CPU time)" : ""}: ${a.name} ${median(as).toFixed(3)} µs/line, ${b.name} ${median(bs).toFixed(3)} µs/line; ` +
       `time ${b.name} ÷ ${a.name}: median ${median(ratios).toFixed(3)} (pairs ${ratios.map((r) => r.toFixed(2)).join(" ")})`,
   );
 }

@@ -1,9 +1,15 @@
 // Options every calico-flows command accepts (DESIGN.md §3.2), parsed once into a typed config.
+import { constants } from "node:os";
 import { type Command, InvalidArgumentError, Option } from "commander";
 
 /** Options that cannot go together or do not make sense: exit status 2, as commander's own usage errors. */
 export class UsageError extends Error {
   override name = "UsageError";
+}
+
+/** The exit status of a command stopped by `signal`, as a shell reports it: 130 for SIGINT, 143 for SIGTERM. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 0);
 }
 
 export const DEFAULT_INTERNAL_CIDRS = ["192.168.0.0/16"];

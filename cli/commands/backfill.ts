@@ -17,7 +17,7 @@ import {
   minuteOf,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
-import { commonOptions, parseInteger, UsageError } from "../common.ts";
+import { commonOptions, parseInteger, signalExitCode, UsageError } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { parseInstant } from "../time.ts";
 
@@ -457,8 +457,10 @@ export function registerBackfill(program: Command): void {
   addIngestOptions(command);
   command.action(async (raw: Record<string, unknown>) => {
     const controller = new AbortController();
-    const onSignal = () => {
-      if (controller.signal.aborted) process.exit(130);
+    let stoppedBy: NodeJS.Signals = "SIGINT";
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (controller.signal.aborted) process.exit(signalExitCode(signal));
+      stoppedBy = signal;
       process.stderr.write(
         "\ninterrupted: finishing the current minute and saving the checkpoint (again to quit now)\n",
       );
@@ -469,7 +471,7 @@ export function registerBackfill(program: Command): void {
     try {
       const summary = await backfill(raw, { signal: controller.signal });
       process.stderr.write(describeBackfill(summary));
-      if (summary.interrupted) process.exitCode = 130;
+      if (summary.interrupted) process.exitCode = signalExitCode(stoppedBy);
     } finally {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);

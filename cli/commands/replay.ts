@@ -3,7 +3,7 @@ import { createReadStream, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
-import { commonOptions, parseInteger } from "../common.ts";
+import { commonOptions, parseInteger, signalExitCode } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
@@ -37,10 +37,13 @@ export function registerReplay(program: Command): void {
     .option("--quiet", "no progress, only the summary");
   addIngestOptions(command);
   command.action(async (file: string, raw: Record<string, unknown>) => {
-    // Ctrl-C on a followed stream: store what was read, print the summary, exit 130 (a second one quits now).
+    // Ctrl-C (or SIGTERM) on a followed stream: store what was read, print the summary, exit 130 (143) (a second
+    // signal quits now).
     const controller = new AbortController();
-    const onSignal = () => {
-      if (controller.signal.aborted) process.exit(130);
+    let stoppedBy: NodeJS.Signals = "SIGINT";
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (controller.signal.aborted) process.exit(signalExitCode(signal));
+      stoppedBy = signal;
       process.stderr.write("\ninterrupted: storing the lines read so far (again to quit now)\n");
       controller.abort();
     };
@@ -53,7 +56,7 @@ export function registerReplay(program: Command): void {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
     }
-    if (controller.signal.aborted) process.exitCode = 130;
+    if (controller.signal.aborted) process.exitCode = signalExitCode(stoppedBy);
     process.stderr.write(
       `replayed ${summary.lines} lines: ${summary.calico} calico records` +
         `${summary.alreadyCounted > 0 ? ` (${summary.alreadyCounted} counted by an earlier replay)` : ""}, ` +

@@ -14,7 +14,10 @@ const csv = z.string().transform((v) =>
 const IngestEnv = z.object({
   CLUSTER_NAME: z.string().min(1),
   TABLE_NAME: z.string().min(1),
-  INTERNAL_CIDRS: csv.default(["192.168.0.0/16"]),
+  // Empty, nothing would be internal and no denial would ever alert.
+  INTERNAL_CIDRS: csv
+    .pipe(z.array(z.string()).min(1, "at least one internal CIDR is needed"))
+    .default(["192.168.0.0/16"]),
   AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),

@@ -284,5 +284,13 @@ describe("ingest handler", () => {
     expect(() =>
       loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", INTERNAL_CIDRS: "10.0.0.0/8,bogus" }),
     ).toThrow('invalid CIDR "bogus"');
+    for (const empty of ["", " , "]) {
+      expect(() =>
+        loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t", INTERNAL_CIDRS: empty }),
+      ).toThrow("INTERNAL_CIDRS");
+    }
+    expect(loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t" }).INTERNAL_CIDRS).toEqual([
+      "192.168.0.0/16",
+    ]);
   });
 });
