@@ -223,7 +223,10 @@ async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite)
     if (isConditionFailure(error)) return;
     throw error;
   }
+  // Expressions are built once: each try sends the same request (a placeholder made per try would be unused).
   const e = new Expression();
+  const add = `ADD ${e.name("hits")} ${e.value(fold.counters.hits ?? 0)}`;
+  const exists = `attribute_exists(${e.name("pk")})`;
   await withRetry(
     "UpdateItem",
     ctx.retry,
@@ -233,8 +236,8 @@ async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite)
         new UpdateCommand({
           TableName: ctx.tableName,
           Key: fold.key,
-          UpdateExpression: `ADD ${e.name("hits")} ${e.value(fold.counters.hits ?? 0)}`,
-          ConditionExpression: `attribute_exists(${e.name("pk")})`,
+          UpdateExpression: add,
+          ConditionExpression: exists,
           ...e.fields(),
         }),
       ),
@@ -559,18 +562,20 @@ async function takeHandOut(
   const e = new Expression();
   const leaseAt = e.name("leaseAt");
   const cutoff = e.value(now - ctx.pendingRedeliveryAfterMs);
+  const update = `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`;
+  const condition =
+    `${e.name("alertSk")} = ${e.value(state.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
+    `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ` +
+    // A state written before leases: its opener holds it, and anyone once it is old enough.
+    `(${e.name("openedBy")} = ${e.value(token)} OR ${e.name("createdAt")} <= ${cutoff})))`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new UpdateCommand({
           TableName: ctx.tableName,
           Key: stateKey,
-          UpdateExpression: `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`,
-          ConditionExpression:
-            `${e.name("alertSk")} = ${e.value(state.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
-            `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ` +
-            // A state written before leases: its opener holds it, and anyone once it is old enough.
-            `(${e.name("openedBy")} = ${e.value(token)} OR ${e.name("createdAt")} <= ${cutoff})))`,
+          UpdateExpression: update,
+          ConditionExpression: condition,
           ...e.fields(),
         }),
       ),
@@ -690,14 +695,16 @@ export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Prom
   const keyDigest = alertKeyDigest(alert.key);
   const record = alertRecordKey(cluster, alert.openedAt, keyDigest);
   const e = new Expression();
+  const sent = `SET ${e.name("delivery")} = ${e.value("sent")}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`;
+  const exists = `attribute_exists(${e.name("pk")})`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new UpdateCommand({
           TableName: ctx.tableName,
           Key: record,
-          UpdateExpression: `SET ${e.name("delivery")} = ${e.value("sent")}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`,
-          ConditionExpression: `attribute_exists(${e.name("pk")})`,
+          UpdateExpression: sent,
+          ConditionExpression: exists,
           ...e.fields(),
         }),
       ),
@@ -711,14 +718,16 @@ export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Prom
   // The state caches the open window's delivery so that folds need not read the record; a newer window
   // (condition fails) has its own.
   const s = new Expression();
+  const stateSent = `SET ${s.name("delivery")} = ${s.value("sent")}`;
+  const sameWindow = `${s.name("alertSk")} = ${s.value(record.sk)}`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new UpdateCommand({
           TableName: ctx.tableName,
           Key: alertStateKey(cluster, keyDigest),
-          UpdateExpression: `SET ${s.name("delivery")} = ${s.value("sent")}`,
-          ConditionExpression: `${s.name("alertSk")} = ${s.value(record.sk)}`,
+          UpdateExpression: stateSent,
+          ConditionExpression: sameWindow,
           ...s.fields(),
         }),
       ),
