@@ -1,5 +1,6 @@
 // `calico-flows flows` and `calico-flows alerts`: read the store (embedded, a table, or the query API).
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { EARLIEST_MS } from "../../functions/core/instant.ts";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
@@ -53,7 +54,10 @@ function range(options: ReadOptions): { since: string; until: string } {
   const now = Date.now();
   const untilMs = parseInstant(options.until, now);
   // As the query API: no --since is the day before --until, so `--until 2d` alone is not an inverted range.
-  const sinceMs = options.since === undefined ? untilMs - DEFAULT_RANGE_MS : parseInstant(options.since, now);
+  const sinceMs =
+    options.since === undefined
+      ? Math.max(untilMs - DEFAULT_RANGE_MS, EARLIEST_MS)
+      : parseInstant(options.since, now);
   const since = new Date(sinceMs).toISOString();
   const until = new Date(untilMs).toISOString();
   // As the query API refuses it: an empty answer would look like a quiet cluster.

@@ -6,8 +6,9 @@ export const ISO_8601 =
   /^\d{4}-\d{2}-\d{2}(?<time>T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?<offset>Z|[+-]\d{2}:?\d{2})?)?$/;
 const DURATION = /^(\d{1,9})([smhdw])$/;
 const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-/** The largest distance from the epoch a Date can hold, ms. */
-const DATE_LIMIT_MS = 8.64e15;
+/** The instants ISO-8601 with a four-digit year names, as the store's keys spell them (`toISOString()`). */
+export const EARLIEST_MS = Date.parse("0000-01-01T00:00:00.000Z");
+const LATEST_MS = Date.parse("9999-12-31T23:59:59.999Z");
 
 export const INSTANT_HELP =
   'an ISO-8601 time (UTC unless it has an offset), "now" or a duration before now like 15m, 6h, 7d';
@@ -21,10 +22,13 @@ export function isoMs(value: string): number {
   const match = ISO_8601.exec(value);
   if (match === null) return Number.NaN;
   const { time, offset } = match.groups as { time?: string; offset?: string };
+  // Date.parse rolls a day its month does not have over (2026-02-30 would be March 2): refuse it.
+  const day = Date.parse(value.slice(0, 10));
+  if (Number.isNaN(day) || new Date(day).toISOString().slice(0, 10) !== value.slice(0, 10)) return Number.NaN;
   return Date.parse(time !== undefined && offset === undefined ? `${value}Z` : value);
 }
 
-/** Epoch ms of a time argument, or undefined when it is none (or falls outside what a Date can hold). */
+/** Epoch ms of a time argument, or undefined when it is none (or falls outside the years 0000–9999). */
 export function instantOf(value: string, now: number): number | undefined {
   let at: number;
   if (value === "now") {
@@ -35,7 +39,7 @@ export function instantOf(value: string, now: number): number | undefined {
     else if (ISO_8601.test(value)) at = isoMs(value);
     else return undefined;
   }
-  return Number.isFinite(at) && Math.abs(at) <= DATE_LIMIT_MS ? at : undefined;
+  return Number.isFinite(at) && at >= EARLIEST_MS && at <= LATEST_MS ? at : undefined;
 }
 
 /** Milliseconds of a duration argument (`90s`, `15m`, `6h`, `7d`, `2w`), or undefined. */

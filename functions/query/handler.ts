@@ -22,7 +22,7 @@ import { z } from "zod";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
-import { INSTANT_HELP, instantOf } from "../core/instant.ts";
+import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
 import { normalizeIpv6 } from "../core/ipv6.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
 import { json } from "../shared/http.ts";
@@ -171,12 +171,12 @@ function unwrapCursor(text: string): { window: Window; storeCursor: string } {
   const v = value as { w?: unknown; c?: unknown };
   const w = Array.isArray(v.w) ? v.w : [];
   const [since, until] = w;
+  // A window the store would refuse as input (parameter null), or answer with nothing (since after until).
   if (
     w.length !== 2 ||
     typeof since !== "string" ||
     typeof until !== "string" ||
-    Number.isNaN(Date.parse(since)) ||
-    Number.isNaN(Date.parse(until)) ||
+    !(isoMs(since) <= isoMs(until)) ||
     typeof v.c !== "string"
   ) {
     throw new BadRequestError("cursor", "invalid parameter cursor: not a cursor this API issued");
@@ -186,7 +186,8 @@ function unwrapCursor(text: string): { window: Window; storeCursor: string } {
 
 function timeRange(params: { since?: string; until?: string }, now: number): Window {
   const until = toMs("until", params.until, now, now);
-  const since = toMs("since", params.since, now, until - DEFAULT_RANGE_MS);
+  // Nothing is earlier than the year 0000 (the store's keys cannot say it), so the default day stops there.
+  const since = toMs("since", params.since, now, Math.max(until - DEFAULT_RANGE_MS, EARLIEST_MS));
   if (since > until) {
     throw new BadRequestError(
       "since",
