@@ -325,20 +325,15 @@ export class LiveDirectory implements IpDirectory {
       else if (last > g.maxAt) g.maxAt = last;
     }
 
-    // 1. What memory cannot answer needs the API: nodes first (one call), then pods.
+    // 1. What memory cannot answer needs the API: nodes first (one call), then pods. A node holding the IP is
+    // not enough: a pod that is not hostNetwork and holds its node's address (EKS Fargate) wins over the node,
+    // and only the pod view can tell.
     const fromMemory = new Set<string>();
-    for (const [ip, g] of groups) if (this.#answerable(ip, g.maxAt)) fromMemory.add(ip);
+    for (const [ip, g] of groups) if (this.#podsFresh(ip, g.maxAt)) fromMemory.add(ip);
     const hits = new Set(fromMemory);
     const failed = new Map<string, string>();
-    const unknown = () => [...groups].filter(([ip]) => !fromMemory.has(ip) && !failed.has(ip));
-    if (unknown().length > 0 && this.#nodesDue()) {
-      await this.#refreshNodes();
-      for (const [ip, g] of unknown()) if (this.#answerable(ip, g.maxAt)) fromMemory.add(ip);
-    }
-    // A node list that could not be refreshed still answers for its nodes (their addresses rarely change).
-    const needPods = unknown()
-      .filter(([ip, g]) => !this.#podsFresh(ip, g.maxAt) && !this.#nodeCovers(ip, g.maxAt))
-      .map(([ip]) => ip);
+    const needPods = [...groups.keys()].filter((ip) => !fromMemory.has(ip));
+    if (needPods.length > 0 && this.#nodesDue()) await this.#refreshNodes();
     // A pod's second address is in no `status.podIP=` answer: only a full list can refresh or end it.
     if (needPods.length > this.#fieldSelectorMax || needPods.some((ip) => this.#secondary.has(ip))) {
       await this.#fullList(needPods, failed);
@@ -430,15 +425,6 @@ export class LiveDirectory implements IpDirectory {
     if (maxAt <= knownAt) return true;
     const alive = this.#pods.holders(ip).some((h) => h.validTo === null);
     return this.#now() - knownAt <= (alive ? this.#hitTtl : this.#missTtl);
-  }
-
-  /** A listed node holds `ip` up to `maxAt` (a node that went away leaves its IP to be asked about again). */
-  #nodeCovers(ip: string, maxAt: number): boolean {
-    return this.#nodes.has(ip) && pickHolder(this.#nodes.holders(ip), maxAt) !== undefined;
-  }
-
-  #answerable(ip: string, maxAt: number): boolean {
-    return (this.#nodesFresh() && this.#nodeCovers(ip, maxAt)) || this.#podsFresh(ip, maxAt);
   }
 
   /** Nodes are listed when stale, but a failed list is retried only after missTtl. */
