@@ -1,7 +1,9 @@
 // `calico-flows flows` and `calico-flows alerts`: read the store (embedded, a table, or the query API).
 import { type Command, InvalidArgumentError, Option } from "commander";
+import type { z } from "zod";
 import { EARLIEST_MS } from "../../functions/core/instant.ts";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
+import { ipAddress, namespaceName, objectName, workloadRef } from "../../functions/core/query-filters.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
 import { type CommonOptions, commonOptions, parseInteger, UsageError, withCommonOptions } from "../common.ts";
@@ -91,6 +93,18 @@ function apiPages<T>(
   };
 }
 
+/** `value` of `option` as `schema` reads it, or a usage error in the query API's words. */
+function checked(
+  option: string,
+  schema: z.ZodType<string, string>,
+  value: string | undefined,
+): string | undefined {
+  if (value === undefined) return undefined;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new UsageError(`${option} ${result.error.issues[0]?.message ?? "is invalid"}; got "${value}"`);
+}
+
 export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecord[]> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions & Record<string, string | undefined>;
@@ -106,10 +120,12 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new UsageError("--workload and --pod need --namespace");
   }
-  // The store would read `ns/Kind/name` (an alert key's form) as kind "ns": an empty answer, not an error.
-  if (query.workload !== undefined && !/^(?:[^/]+\/)?[^/]+$/.test(query.workload)) {
-    throw new UsageError(`--workload must be [kind/]name, e.g. Deployment/api; got "${query.workload}"`);
-  }
+  // As the query API refuses them: a name no object could have (or `ns/Kind/name`, an alert key's form, which
+  // the store would read as kind "ns") would give an empty answer, not an error.
+  query.namespace = checked("--namespace", namespaceName, query.namespace);
+  query.workload = checked("--workload", workloadRef, query.workload);
+  query.pod = checked("--pod", objectName, query.pod);
+  query.ip = checked("--ip", ipAddress, query.ip);
   const pageLimit = Math.min(options.limit, 500);
   if (typeof raw.api === "string") {
     return collect(

@@ -23,8 +23,8 @@ import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
 import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
-import { normalizeIpv6 } from "../core/ipv6.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
+import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
 import { json } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadQueryConfig, type QueryConfig } from "./config.ts";
@@ -49,27 +49,6 @@ export class BadRequestError extends Error {
   }
 }
 
-// Kubernetes naming rules: namespaces are DNS labels, pods and workloads DNS subdomains, so a typo or an
-// injection attempt is refused before it costs a query.
-const dnsLabel = z
-  .string()
-  .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a Kubernetes namespace name");
-const dnsSubdomain = z
-  .string()
-  .max(253)
-  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a Kubernetes object name");
-const workload = z
-  .string()
-  .max(317)
-  .regex(
-    /^(?:[A-Za-z][A-Za-z0-9]{0,62}\/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
-    "must be [kind/]name, e.g. Deployment/api",
-  );
-// Stored addresses are RFC 5952 (lowercase, compressed): normalise so `2001:DB8:0::1` finds `2001:db8::1`.
-const ip = z
-  .union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" })
-  .transform((v) => (v.includes(":") ? (normalizeIpv6(v) ?? v) : v));
 const instant = z.string().refine((v) => instantOf(v, Date.now()) !== undefined, {
   error: `must be ${INSTANT_HELP}`,
 });
@@ -89,10 +68,10 @@ const rangeParams = {
 };
 const FlowParams = z.object({
   ...rangeParams,
-  namespace: dnsLabel.optional(),
-  workload: workload.optional(),
-  pod: dnsSubdomain.optional(),
-  ip: ip.optional(),
+  namespace: namespaceName.optional(),
+  workload: workloadRef.optional(),
+  pod: objectName.optional(),
+  ip: ipAddress.optional(),
   internal: bool.optional(),
 });
 const AlertParams = z.object(rangeParams);

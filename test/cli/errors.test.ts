@@ -37,6 +37,24 @@ describe("calico-flows errors", () => {
     [["flows", "--since", "1h", "--until", "2h"], /^error: --since \(.*\) is after --until \(.*\)$/, 2],
     [["alerts", "--since", "2024-04-19T05:00:00Z", "--until", "2024-04-19T04:00:00Z"], /is after --until/, 2],
     [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/, 2],
+    // Names no Kubernetes object could have, as the query API refuses them: not an empty answer.
+    [
+      ["flows", "--namespace", "Shop"],
+      /^error: --namespace must be a Kubernetes namespace name; got "Shop"$/,
+      2,
+    ],
+    [["flows", "--namespace", "shop", "--pod", "web_1"], /^error: --pod must be a Kubernetes object name/, 2],
+    [
+      ["flows", "--namespace", "shop", "--workload", "shop/Deployment/web"],
+      /^error: --workload must be \[kind\/\]name/,
+      2,
+    ],
+    [
+      ["flows", "--ip", "fe80::1%eth0"],
+      /^error: --ip must be an IPv4 or IPv6 address; got "fe80::1%eth0"$/,
+      2,
+    ],
+    [["flows", "--ip", "192.168.1"], /^error: --ip must be an IPv4 or IPv6 address/, 2],
     [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/, 2],
     [["flows", "--bogus"], /^error: unknown option '--bogus'/, 2],
     [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/, 1],
