@@ -15,6 +15,7 @@ export class CorruptPayloadError extends Error {
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const MESSAGE_TYPES = new Set(["DATA_MESSAGE", "CONTROL_MESSAGE"]);
 
 // The envelope goes through the Powertools schema; the events, thousands per payload, through a plain loop
 // that checks the same three fields without zod's per-object cost on the hot path.
@@ -113,10 +114,16 @@ export function decodeDelivery(data: unknown): Delivery {
     if (eventsProblem === undefined) events = DeliveredEvents.fromArray(logEvents as CloudWatchEvent[]);
   }
   const envelope = EnvelopeSchema.safeParse(fields);
-  if (!envelope.success || events === undefined || eventsProblem !== undefined) {
+  // The schema takes any string; CloudWatch Logs sends these two only, and anything else is no delivery of its.
+  const typeProblem =
+    envelope.success && !MESSAGE_TYPES.has(envelope.data.messageType)
+      ? `messageType: expected DATA_MESSAGE or CONTROL_MESSAGE, got ${JSON.stringify(envelope.data.messageType)}`
+      : undefined;
+  if (!envelope.success || events === undefined || eventsProblem !== undefined || typeProblem !== undefined) {
     const issues = envelope.success
       ? []
       : envelope.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    if (typeProblem !== undefined) issues.push(typeProblem);
     if (eventsProblem !== undefined) issues.push(eventsProblem);
     throw new CorruptPayloadError(`awslogs.data is not a subscription payload: ${issues.join("; ")}`);
   }
