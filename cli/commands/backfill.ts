@@ -296,7 +296,8 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         group: task.group,
         streams: [task.stream],
         start: task.from,
-        end: until,
+        // The window is [since, until); FilterLogEvents' endTime is inclusive.
+        end: until - 1,
         filterPattern,
         limit: 10_000,
       })) {
