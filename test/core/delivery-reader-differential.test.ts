@@ -69,10 +69,17 @@ function reference(json: Buffer): Outcome {
   const logEvents = (value as { logEvents?: unknown } | null)?.logEvents;
   const complaint = eventsComplaint(logEvents);
   const envelope = ENVELOPE.safeParse(value);
-  if (!envelope.success || complaint !== undefined) {
+  // CloudWatch Logs sends two message types; the schema takes any string.
+  const type = envelope.success ? envelope.data.messageType : undefined;
+  const typeComplaint =
+    type === undefined || type === "DATA_MESSAGE" || type === "CONTROL_MESSAGE"
+      ? undefined
+      : `messageType: expected DATA_MESSAGE or CONTROL_MESSAGE, got ${JSON.stringify(type)}`;
+  if (!envelope.success || complaint !== undefined || typeComplaint !== undefined) {
     const issues = envelope.success
       ? []
       : envelope.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    if (typeComplaint !== undefined) issues.push(typeComplaint);
     if (complaint !== undefined) issues.push(complaint);
     return { ok: false, message: `awslogs.data is not a subscription payload: ${issues.join("; ")}` };
   }
