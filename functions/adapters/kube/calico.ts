@@ -178,7 +178,10 @@ export class CalicoPolicies implements CalicoPolicyStore {
         }),
       );
     } catch (error) {
-      throw this.#failure(error, doing);
+      if (!isNotFound(error)) throw this.#failure(error, doing);
+      await this.#requireGroup();
+      // Deleted since it was read (a revert meanwhile): it changed under the precondition, as a 409 says.
+      throw new PanicFailure("conflict", `${doing}: it was deleted meanwhile`, { cause: error });
     }
   }
 
