@@ -79,9 +79,12 @@ const str = (value: string): MessageAttribute => ({
 });
 const num = (value: number): MessageAttribute => ({ DataType: "Number", StringValue: String(value) });
 
-/** Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters. */
+/**
+ * Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters (Unicode's
+ * line and paragraph separators are line breaks too, though not control characters).
+ */
 function noControl(text: string): string {
-  return text.replace(/\p{Cc}+/gu, " ");
+  return text.replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, " ");
 }
 
 function oneLine(text: string): string {
