@@ -50,7 +50,7 @@ export async function openIngest(
   });
   try {
     const directory = await openDirectory(raw, opened.history, common.cluster);
-    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, common);
+    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string);
     return {
       deps: {
         store: opened.store,

@@ -1,13 +1,9 @@
-// `--alerts-topic ARN`: the local mode publishes through the same SNS sink as the ingest function.
-import { SNSClient } from "@aws-sdk/client-sns";
+// `--alerts-topic ARN`: the local mode publishes through the same SNS sink as the ingest function, in the topic's
+// own region (the ARN's) whatever `--region` says: `--region` is the table's, and SNS answers NotFound to a client
+// of another region than its topic's.
 import { SnsAlertSink } from "../functions/adapters/sns-sink.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
-import type { CommonOptions } from "./common.ts";
 
-export function openAlertSink(topicArn: string, common: CommonOptions): AlertPublisher {
-  return new SnsAlertSink(
-    common.region === undefined
-      ? { topicArn }
-      : { topicArn, client: new SNSClient({ region: common.region }) },
-  );
+export function openAlertSink(topicArn: string): AlertPublisher {
+  return new SnsAlertSink({ topicArn });
 }

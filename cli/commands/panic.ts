@@ -173,7 +173,7 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
     closers.push(() => embedded.close());
     audit = new DynamoPanicAudit({ client: embedded.client, tableName: embedded.tableName });
   }
-  const sink = o.alertsTopic === undefined ? undefined : openAlertSink(o.alertsTopic, common);
+  const sink = o.alertsTopic === undefined ? undefined : openAlertSink(o.alertsTopic);
   let scheduler: EventBridgeExpiryScheduler | undefined;
   // The group alone is enough to remove a schedule; creating one also needs the role (checked by the caller).
   if (o.scheduleGroup !== undefined) {
