@@ -149,6 +149,14 @@ const logPrefix = z
   .string()
   .regex(/^[A-Za-z0-9_.:-]{1,27}$/, "expected 1-27 characters: letters, digits, _ . : -");
 
+// `[prefix/]name`, as Kubernetes defines label keys; the ingest function reads them back split on commas.
+const labelKey = z
+  .string()
+  .regex(
+    /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/,
+    "expected a Kubernetes label key, e.g. example.com/team",
+  );
+
 const unique = (items: readonly string[]) => new Set(items).size === items.length;
 
 const Context = z
@@ -200,7 +208,8 @@ const Context = z
               .string()
               .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, "not a valid Kubernetes object name")
               .optional(),
-            namespaceSelector: z.string().min(1).optional(),
+            // Trimmed, as the panic function reads it: a blank selector must fail here, not at its start.
+            namespaceSelector: z.string().trim().min(1, "must not be blank").optional(),
             order: z.preprocess(integer, z.number().min(0)).optional(),
             tier: z
               .string()
@@ -242,7 +251,7 @@ const Context = z
     alertWindowMinutes: int(1, 1440).default(15),
     manageClusterAccess: z.preprocess(boolean, z.boolean({ error: "expected true or false" })).default(true),
     attribution: z.enum(["eks", "none"]).default("eks"),
-    namespaceLabelKeys: z.preprocess(list, z.array(z.string().min(1))).default([]),
+    namespaceLabelKeys: z.preprocess(list, z.array(labelKey)).default([]),
     scanThreshold: int(2, 65_535).optional(),
     alertCap: int(1, 10_000).optional(),
   })
