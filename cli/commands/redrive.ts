@@ -61,6 +61,12 @@ export interface RedriveIo {
 
 class CorruptMessageError extends Error {
   override name = "CorruptMessageError";
+  /** The invocation record, when the body is one (its original error is reported). */
+  readonly record: InvocationRecord | undefined;
+  constructor(message: string, record?: InvocationRecord) {
+    super(message);
+    this.record = record;
+  }
 }
 
 /** The subscription data inside a message body, or why there is none. */
@@ -75,10 +81,14 @@ function subscriptionDataOf(body: string | undefined): { data: unknown; record: 
   if (record === null || typeof record !== "object" || record.requestPayload === undefined) {
     throw new CorruptMessageError("message body is not a Lambda invocation record (no requestPayload)");
   }
-  if (record.requestPayload?.awslogs === undefined) {
-    throw new CorruptMessageError("requestPayload is not a CloudWatch Logs subscription event (no awslogs)");
+  const awslogs = record.requestPayload?.awslogs;
+  if (awslogs === undefined || awslogs === null) {
+    throw new CorruptMessageError(
+      "requestPayload is not a CloudWatch Logs subscription event (no awslogs)",
+      record,
+    );
   }
-  return { data: record.requestPayload.awslogs.data, record };
+  return { data: awslogs.data, record };
 }
 
 function originalError(record: InvocationRecord | undefined): string | undefined {
@@ -139,17 +149,17 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         summary.flowsDuplicate += result.flowsDuplicate;
         summary.alertsOpened += result.alerts.length;
         summary.alertsSent += result.alertsSent;
-        summary.redriven++;
       }
       // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
       await remove(m);
+      if (payload.messageType !== "CONTROL_MESSAGE") summary.redriven++;
     } catch (error) {
       const corrupt = error instanceof CorruptMessageError || error instanceof CorruptPayloadError;
       const problem: RedriveProblem = {
         messageId,
         kind: corrupt ? "corrupt" : "failed",
         reason: (error as Error).message,
-        original: originalError(record),
+        original: originalError(record ?? (error instanceof CorruptMessageError ? error.record : undefined)),
         deleted: false,
       };
       if (corrupt && raw.deleteCorrupt === true) {
