@@ -39,9 +39,20 @@ export interface EksTokenRequest {
   signingDate?: Date;
 }
 
+/** DNS suffix of the partitions whose suffix is not amazonaws.com, by region prefix. */
+const PARTITION_DNS_SUFFIXES: readonly (readonly [string, string])[] = [
+  ["cn-", "amazonaws.com.cn"],
+  ["eusc-", "amazonaws.eu"],
+  ["us-iso-", "c2s.ic.gov"],
+  ["us-isob-", "sc2s.sgov.gov"],
+  ["us-isof-", "csp.hci.ic.gov"],
+  ["eu-isoe-", "cloud.adc-e.uk"],
+];
+
 /** The regional STS endpoint: EKS accepts it, and it keeps the call inside the region. */
 export function stsHostname(region: string): string {
-  return region.startsWith("cn-") ? `sts.${region}.amazonaws.com.cn` : `sts.${region}.amazonaws.com`;
+  const suffix = PARTITION_DNS_SUFFIXES.find(([prefix]) => region.startsWith(prefix))?.[1] ?? "amazonaws.com";
+  return `sts.${region}.${suffix}`;
 }
 
 /** Presigns GetCallerIdentity for `clusterName` and returns the bearer token. */
@@ -107,23 +118,23 @@ export class EksTokenProvider {
   async token(): Promise<string> {
     const current = this.#current;
     if (current !== undefined && this.#now() < current.renewAt) return current.token;
-    if (this.#pending === undefined) {
-      this.#pending = (async () => {
-        try {
-          const credentials = await this.#options.credentials();
-          const token = await createEksToken({
-            clusterName: this.#options.clusterName,
-            region: this.#options.region,
-            credentials,
-            signingDate: new Date(this.#now()),
-          });
-          this.#current = token;
-          return token;
-        } finally {
-          this.#pending = undefined;
-        }
-      })();
-    }
+    // Cleared once settled, in a callback: it runs after this assignment even when the credentials provider
+    // throws before returning a promise (cleared inside the signing, it was cleared first and then set for good).
+    this.#pending ??= this.#renew().finally(() => {
+      this.#pending = undefined;
+    });
     return (await this.#pending).token;
+  }
+
+  async #renew(): Promise<EksToken> {
+    const credentials = await this.#options.credentials();
+    const token = await createEksToken({
+      clusterName: this.#options.clusterName,
+      region: this.#options.region,
+      credentials,
+      signingDate: new Date(this.#now()),
+    });
+    this.#current = token;
+    return token;
   }
 }
