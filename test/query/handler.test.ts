@@ -7,6 +7,7 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { handleQuery, type QueryRuntime } from "../../functions/query/handler.ts";
+import { restApiEvent as event } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 
 const CLUSTER = "prod";
@@ -68,66 +69,6 @@ const FLOWS: FlowRecord[] = [
   flow(130, api, web, 443, 2),
   flow(131, db, v6, 9090),
 ];
-
-function event(
-  path: string,
-  query: Record<string, string | string[]> = {},
-  method = "GET",
-): APIGatewayProxyEvent {
-  const single: Record<string, string> = {};
-  const multi: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(query)) {
-    const values = Array.isArray(v) ? v : [v];
-    single[k] = values[values.length - 1] as string;
-    multi[k] = values;
-  }
-  const empty = Object.keys(query).length === 0;
-  return {
-    resource: path,
-    path,
-    httpMethod: method,
-    headers: { Host: "abc123.execute-api.eu-west-1.amazonaws.com", "User-Agent": "test" },
-    multiValueHeaders: { Host: ["abc123.execute-api.eu-west-1.amazonaws.com"], "User-Agent": ["test"] },
-    queryStringParameters: empty ? null : single,
-    multiValueQueryStringParameters: empty ? null : multi,
-    pathParameters: null,
-    stageVariables: null,
-    body: null,
-    isBase64Encoded: false,
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123",
-      authorizer: null,
-      domainName: "abc123.execute-api.eu-west-1.amazonaws.com",
-      domainPrefix: "abc123",
-      httpMethod: method,
-      identity: {
-        accessKey: "ASIAEXAMPLE",
-        accountId: "123456789012",
-        apiKey: null,
-        apiKeyId: null,
-        caller: "AROAEXAMPLE:operator",
-        clientCert: null,
-        cognitoAuthenticationProvider: null,
-        cognitoAuthenticationType: null,
-        cognitoIdentityId: null,
-        cognitoIdentityPoolId: null,
-        principalOrgId: null,
-        sourceIp: "198.51.100.1",
-        user: "AROAEXAMPLE:operator",
-        userAgent: "test",
-        userArn: "arn:aws:sts::123456789012:assumed-role/operator/alice",
-      },
-      path: `/prod${path}`,
-      protocol: "HTTP/1.1",
-      requestId: "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-      requestTimeEpoch: NOW,
-      resourceId: "abcdef",
-      resourcePath: path,
-      stage: "prod",
-    },
-  };
-}
 
 interface Body<T> {
   items: T[];

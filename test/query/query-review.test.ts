@@ -13,6 +13,7 @@ import { digest } from "../../functions/core/aggregate.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { handleQuery, type QueryRuntime, wrapCursor } from "../../functions/query/handler.ts";
 import { ndjson, runCli } from "../cli/run.ts";
+import { restApiEvent } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 
 const MINUTE = 60_000;
@@ -359,39 +360,6 @@ const filtersArb: fc.Arbitrary<Filters> = fc
 
 type Query = Record<string, string | string[]>;
 
-/** A REST API (payload 1.0) proxy event, as API Gateway builds it: values already URL-decoded. */
-function restEvent(path: string, query: Query = {}, method = "GET"): APIGatewayProxyEvent {
-  const single: Record<string, string> = {};
-  const multi: Record<string, string[]> = {};
-  for (const [k, v] of Object.entries(query)) {
-    const values = Array.isArray(v) ? v : [v];
-    single[k] = values[values.length - 1] as string;
-    multi[k] = values;
-  }
-  const empty = Object.keys(query).length === 0;
-  return {
-    resource: path,
-    path,
-    httpMethod: method,
-    headers: { Host: "abc123.execute-api.eu-west-1.amazonaws.com" },
-    multiValueHeaders: { Host: ["abc123.execute-api.eu-west-1.amazonaws.com"] },
-    queryStringParameters: empty ? null : single,
-    multiValueQueryStringParameters: empty ? null : multi,
-    pathParameters: null,
-    stageVariables: null,
-    body: null,
-    isBase64Encoded: false,
-    requestContext: {
-      requestId: "review",
-      stage: "prod",
-      resourcePath: path,
-      httpMethod: method,
-      path: `/prod${path}`,
-      identity: { userArn: "arn:aws:sts::123456789012:assumed-role/operator/alice" },
-    },
-  } as unknown as APIGatewayProxyEvent;
-}
-
 /** An HTTP API (payload 2.0) event: repeated parameters arrive joined with commas. */
 function httpEvent(path: string, query: Query = {}, method = "GET"): APIGatewayProxyEventV2 {
   const params: Record<string, string> = {};
@@ -451,7 +419,7 @@ async function call(
   query: Query,
   v2 = false,
 ): Promise<APIGatewayProxyResult> {
-  return handleQuery(v2 ? httpEvent(path, query) : restEvent(path, query), runtime);
+  return handleQuery(v2 ? httpEvent(path, query) : restApiEvent(path, query), runtime);
 }
 
 /** Every page of a listing, each a separate event carrying the previous page's cursor. */
@@ -1171,7 +1139,7 @@ describe("routes and methods", () => {
         async (method, path, v2) => {
           const event = v2
             ? httpEvent(path, { limit: "1" }, method)
-            : restEvent(path, { limit: "1" }, method);
+            : restApiEvent(path, { limit: "1" }, method);
           const r = await handleQuery(event, prod);
           const known = ["/flows", "/alerts"].includes(path.replace(/\/+$/, ""));
           if (!known) expect(r.statusCode, `${method} ${path}`).toBe(404);
