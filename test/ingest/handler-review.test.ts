@@ -14,6 +14,7 @@ import { CidrSet } from "../../functions/core/classify.ts";
 import { createScanner } from "../../functions/core/parse.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { createTopic, drainQueue, type LocalSns, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
@@ -443,16 +444,7 @@ describe("ingest handler (review)", () => {
   it("acknowledges a CONTROL_MESSAGE, storing and counting nothing", async () => {
     const tableName = await newTable();
     const handler = await coldHandler(tableName, ts.endpoint);
-    const data = encodeSubscriptionData({
-      messageType: "CONTROL_MESSAGE",
-      owner: "CloudwatchLogs",
-      logGroup: "",
-      logStream: "",
-      subscriptionFilters: [],
-      logEvents: [
-        { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
-      ],
-    });
+    const data = controlMessageData(T0);
     const run = await invoke(handler, eventOf(data));
     expect(run.error).toBeUndefined();
     expect(run.metrics).toEqual({});

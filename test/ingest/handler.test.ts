@@ -14,6 +14,7 @@ import { CorruptPayloadError, encodeSubscriptionData } from "../../functions/cor
 import type { FlowRecord } from "../../functions/core/types.ts";
 import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { metrics } from "../../functions/shared/powertools.ts";
+import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 
@@ -234,16 +235,7 @@ describe("ingest handler", () => {
 
   it("acknowledges a CONTROL_MESSAGE without storing anything", async () => {
     const store = await freshStore();
-    const data = encodeSubscriptionData({
-      messageType: "CONTROL_MESSAGE",
-      owner: "CloudwatchLogs",
-      logGroup: "",
-      logStream: "",
-      subscriptionFilters: [],
-      logEvents: [
-        { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
-      ],
-    });
+    const data = controlMessageData(T0);
     expect(await ingestEvent({ awslogs: { data } }, runtime(store))).toBeUndefined();
     expect(await allFlows(store)).toEqual([]);
   });

@@ -39,6 +39,7 @@ import {
   storedByAddress,
   T0,
 } from "../backfill/fixtures.ts";
+import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type LocalSns, startLocalSns, startFaultProxy as startSqsProxy } from "../support/fauxqs.ts";
@@ -178,19 +179,7 @@ const NOT_RECORDS = new Set([
   "record without requestPayload",
 ]);
 
-const CONTROL = () =>
-  dataRecord(
-    encodeSubscriptionData({
-      messageType: "CONTROL_MESSAGE",
-      owner: "CloudwatchLogs",
-      logGroup: "",
-      logStream: "",
-      subscriptionFilters: [],
-      logEvents: [
-        { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
-      ],
-    } as SubscriptionPayload),
-  );
+const CONTROL = () => dataRecord(controlMessageData(T0));
 
 /** The store as it was when a live invocation failed: half its flows written, then an error. */
 class HalfWrittenStore implements FlowStore {

@@ -33,6 +33,7 @@ import {
   T0,
   total,
 } from "../backfill/fixtures.ts";
+import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type LocalSns, startLocalSns } from "../support/fauxqs.ts";
@@ -187,20 +188,7 @@ describe("calico-flows redrive", () => {
     await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, a))));
     await send(invocationRecord(encodeSubscriptionData(payloadB)));
     const idC = await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, c))));
-    await send(
-      invocationRecord(
-        encodeSubscriptionData({
-          messageType: "CONTROL_MESSAGE",
-          owner: "CloudwatchLogs",
-          logGroup: "",
-          logStream: "",
-          subscriptionFilters: [],
-          logEvents: [
-            { id: "", timestamp: T0, message: "CWL CONTROL MESSAGE: Checking health of destination Lambda." },
-          ],
-        }),
-      ),
-    );
+    await send(invocationRecord(controlMessageData(T0)));
     const idE = await send(
       invocationRecord(
         "H4sIAAAAAAAAA-not-base64!",
