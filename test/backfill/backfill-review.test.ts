@@ -12,20 +12,22 @@ import { Command } from "commander";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/corpus.ts";
-import {
-  type BackfillIo,
-  type BackfillSummary,
-  backfill,
-  type Checkpoint,
-  registerBackfill,
-} from "../../cli/commands/backfill.ts";
+import type { BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import type { FlowStore } from "../../functions/core/ports.ts";
 import { runCli } from "../cli/run.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
-import { calicoLine, DESTINATIONS, expectedByAddress, PORTS, SOURCES, storedByAddress } from "./fixtures.ts";
+import {
+  backfillCommand as backfillCli,
+  calicoLine,
+  DESTINATIONS,
+  expectedByAddress,
+  PORTS,
+  SOURCES,
+  storedByAddress,
+} from "./fixtures.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const PODS = join(ROOT, "examples", "demo", "pods.json");
@@ -54,24 +56,6 @@ afterAll(async () => {
   await ts?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
-
-/** `calico-flows backfill ARGS` through its commander definition, in process. */
-async function backfillCli(
-  args: readonly string[],
-  logs: CloudWatchLogsClient,
-  io: BackfillIo = {},
-): Promise<BackfillSummary> {
-  const program = new Command("calico-flows").exitOverride();
-  registerBackfill(program);
-  const command = program.commands.find((c) => c.name() === "backfill") as Command;
-  let summary: BackfillSummary | undefined;
-  command.action(async (raw: Record<string, unknown>) => {
-    summary = await backfill(raw, { logs, sleep: async () => {}, ...io });
-  });
-  await program.parseAsync(["backfill", ...args], { from: "user" });
-  if (summary === undefined) throw new Error("backfill did not run");
-  return summary;
-}
 
 // ---- the generated world ------------------------------------------------------------------------------------
 

@@ -6,12 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type BackfillIo,
-  type BackfillSummary,
-  type Checkpoint,
-  registerBackfill,
-} from "../../cli/commands/backfill.ts";
+import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
@@ -21,6 +16,7 @@ import { ndjson, runCli } from "../cli/run.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
+  backfillCommand,
   type CwEvent,
   calicoLine,
   DESTINATIONS,
@@ -83,19 +79,9 @@ afterAll(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Runs `calico-flows backfill ARGS` through its commander definition, returning the summary. */
-async function backfillCli(args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> {
-  const program = new Command("calico-flows").exitOverride();
-  registerBackfill(program);
-  const command = program.commands.find((c) => c.name() === "backfill") as Command;
-  let summary: BackfillSummary | undefined;
-  const { backfill } = await import("../../cli/commands/backfill.ts");
-  command.action(async (raw: Record<string, unknown>) => {
-    summary = await backfill(raw, { logs: logs.client(), sleep: async () => {}, ...io });
-  });
-  await program.parseAsync(["backfill", ...args], { from: "user" });
-  if (summary === undefined) throw new Error("backfill did not run");
-  return summary;
+/** `calico-flows backfill ARGS` in process, reading the local CloudWatch Logs endpoint. */
+function backfillCli(args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> {
+  return backfillCommand(args, logs.client(), io);
 }
 
 const options = (cluster: string) => [

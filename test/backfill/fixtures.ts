@@ -1,5 +1,13 @@
 // Shared by the backfill and redrive tests: calico-packet log events as CloudWatch Logs holds them, the ingest
 // dependencies over a real store, and exact expected counts per flow computed by the pipeline itself.
+import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import { Command } from "commander";
+import {
+  type BackfillIo,
+  type BackfillSummary,
+  backfill,
+  registerBackfill,
+} from "../../cli/commands/backfill.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
 import { createScanner } from "../../functions/core/parse.ts";
@@ -201,4 +209,22 @@ export function payloadOf(stream: string, events: readonly CwEvent[], group = GR
     subscriptionFilters: ["calico-packet"],
     logEvents: events.map((e) => ({ id: e.id, timestamp: e.timestamp, message: e.message })),
   };
+}
+
+/** Runs `calico-flows backfill ARGS` through its commander definition, in process, reading `logs`: its summary. */
+export async function backfillCommand(
+  args: readonly string[],
+  logs: CloudWatchLogsClient,
+  io: BackfillIo = {},
+): Promise<BackfillSummary> {
+  const program = new Command("calico-flows").exitOverride();
+  registerBackfill(program);
+  const command = program.commands.find((c) => c.name() === "backfill") as Command;
+  let summary: BackfillSummary | undefined;
+  command.action(async (raw: Record<string, unknown>) => {
+    summary = await backfill(raw, { logs, sleep: async () => {}, ...io });
+  });
+  await program.parseAsync(["backfill", ...args], { from: "user" });
+  if (summary === undefined) throw new Error("backfill did not run");
+  return summary;
 }
