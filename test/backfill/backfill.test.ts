@@ -4,7 +4,6 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
