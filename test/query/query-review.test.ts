@@ -4,7 +4,7 @@
 // and with the documented meaning of each filter (DESIGN.md §3.3, docs/flow-store.md "Time ranges"). Then what
 // the API must refuse: bad and odd values, repeated and unknown parameters, tampered and foreign cursors, wrong
 // methods and paths — always a 400 naming the parameter (or 404/405), never a 500 or an empty 200.
-import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
+import type { APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { readAlerts, readFlows } from "../../cli/commands/flows.ts";

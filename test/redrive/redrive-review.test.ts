@@ -24,11 +24,7 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
 import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
-import {
-  decodeDelivery,
-  encodeSubscriptionData,
-  type SubscriptionPayload,
-} from "../../functions/core/subscription-payload.ts";
+import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import {
   type CwEvent,
