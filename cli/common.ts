@@ -58,7 +58,8 @@ export function commonOptions(raw: Record<string, unknown>): CommonOptions {
 
 export function parseInteger(name: string, min: number, max: number): (value: string) => number {
   return (value) => {
-    const n = Number(value);
+    // Decimal digits only: Number() would also take "1e2", "0x10", " 5" and "".
+    const n = /^-?[0-9]+$/.test(value) ? Number(value) : Number.NaN;
     if (!Number.isInteger(n) || n < min || n > max) {
       throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
     }

@@ -52,11 +52,12 @@ export class BadRequestError extends Error {
 const instant = z.string().refine((v) => instantOf(v, Date.now()) !== undefined, {
   error: `must be ${INSTANT_HELP}`,
 });
-const limit = z.coerce
-  .number({ error: "must be an integer" })
-  .int("must be an integer")
-  .min(1, "must be at least 1")
-  .max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`);
+// Decimal digits only: Number() would also take "1e2", "0x10", " 5" and "".
+const limit = z
+  .string()
+  .regex(/^[0-9]+$/, "must be an integer")
+  .transform(Number)
+  .pipe(z.number().min(1, "must be at least 1").max(MAX_LIMIT, `must be at most ${MAX_LIMIT}`));
 const cursor = z.string().min(1).max(4096, "is too long");
 const bool = z.enum(["true", "false"], { error: "must be true or false" }).transform((v) => v === "true");
 

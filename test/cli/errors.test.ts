@@ -57,6 +57,17 @@ describe("calico-flows errors", () => {
     [["flows", "--ip", "192.168.1"], /^error: --ip must be an IPv4 or IPv6 address/, 2],
     [["flows", "--internal", "yes"], /^error: option '--internal \[bool\]' argument 'yes' is invalid/, 2],
     [["flows", "--bogus"], /^error: unknown option '--bogus'/, 2],
+    // Integers are decimal digits, as the query API takes them: not whatever Number() reads.
+    [
+      ["flows", "--limit", "0x10"],
+      /^error: option '--limit <n>' argument '0x10' is invalid\. --limit must be/,
+      2,
+    ],
+    [
+      ["replay", "--year", "2e3", "-"],
+      /^error: option '--year <yyyy>' argument '2e3' is invalid\. --year must be/,
+      2,
+    ],
     [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/, 1],
   ])("%j: one line, and the exit code of its kind", async (args, message, code) => {
     const run = await runCli([
