@@ -28,6 +28,13 @@ function mix(a: number, b: number, c: number, d: number, e: number, f: number): 
   return h ^ (h >>> 16);
 }
 
+/** Throws a RangeError for a key part or value outside 0 … 2^31 - 1 (the typed arrays would silently wrap it). */
+function checkPart(n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) {
+    throw new RangeError(`key parts and values are integers from 0 to 2^31 - 1, got ${n}`);
+  }
+}
+
 export class KeyTable {
   #mask: number;
   #keys: Int32Array;
@@ -76,11 +83,14 @@ export class KeyTable {
    * range (the typed arrays would silently wrap it).
    */
   add(a: number, b: number, c: number, d: number, e: number, f: number, value: number): void {
-    for (const n of [a, b, c, d, e, f, value]) {
-      if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) {
-        throw new RangeError(`key parts and values are integers from 0 to 2^31 - 1, got ${n}`);
-      }
-    }
+    // One check per number, not a loop over an array of them: add() runs for every new flow.
+    checkPart(a);
+    checkPart(b);
+    checkPart(c);
+    checkPart(d);
+    checkPart(e);
+    checkPart(f);
+    checkPart(value);
     // At most half full, so that probe sequences stay short.
     if (2 * (this.#size + 1) > this.#values.length) this.#grow();
     this.#place(a, b, c, d, e, f, value);
