@@ -47,9 +47,11 @@ export function mappedIpv4(ip: string): number {
 
 export class CidrSet {
   readonly cidrs: readonly string[];
-  readonly #list = new BlockList();
   // IPv4 ranges as [first, last] integers: checked without allocating, once per address of every line.
   readonly #v4: [number, number][] = [];
+  // IPv6 ranges only: node:net would also check an IPv4-mapped address against them (and an IPv4 range against
+  // it), where a mapped address is its IPv4 address and meets IPv4 ranges alone.
+  readonly #v6 = new BlockList();
   readonly #cache = new Map<string, boolean>();
 
   constructor(cidrs: readonly string[]) {
@@ -72,44 +74,47 @@ export class CidrSet {
           `invalid CIDR "${cidr}": an IPv4-mapped range; write it as IPv4 (IPv4 addresses, mapped or not, are checked against IPv4 ranges)`,
         );
       }
-      this.#list.addSubnet(address, prefix, family);
       if (family === "ipv4") {
         const size = 2 ** (32 - prefix);
         const first = Math.floor(canonicalIpv4(address) / size) * size;
         this.#v4.push([first, first + size - 1]);
+      } else {
+        this.#v6.addSubnet(address, prefix, "ipv6");
       }
     }
     this.cidrs = [...cidrs];
   }
 
-  /** True when `ip` lies in one of the ranges. An IPv4-mapped IPv6 address is its IPv4 address. */
+  /**
+   * True when `ip` lies in one of the ranges. An IPv4-mapped IPv6 address is its IPv4 address, however it is
+   * written (`::ffff:a.b.c.d`, or `%pI6`'s `0000:…:ffff:hhhh:hhhh`); text that is no address is in none.
+   */
   contains(ip: string): boolean {
-    let v4 = canonicalIpv4(ip);
-    if (v4 < 0 && ip.charCodeAt(0) === 58) v4 = mappedIpv4(ip);
-    if (v4 >= 0) {
-      for (const [first, last] of this.#v4) if (v4 >= first && v4 <= last) return true;
-      return false;
-    }
-    // IPv6 (and any other spelling) through node:net, memoised: a payload repeats few distinct addresses.
+    const v4 = canonicalIpv4(ip);
+    if (v4 >= 0) return this.#containsV4(v4);
+    // Any other text once per distinct spelling, memoised: a payload repeats few distinct addresses.
     let hit = this.#cache.get(ip);
     if (hit === undefined) {
-      const family = ip.includes(":") ? "ipv6" : "ipv4";
-      try {
-        hit = this.#list.check(ip, family);
-      } catch {
-        hit = false;
-      }
-      if (this.#cache.size > 100_000) this.#cache.clear();
+      const normal = normalizeIpv6(ip);
+      const mapped = normal?.startsWith("::ffff:") ? canonicalIpv4(normal.slice(7)) : -1;
+      hit = mapped >= 0 ? this.#containsV4(mapped) : normal !== null && this.#v6.check(normal, "ipv6");
+      if (this.#cache.size >= 100_000) this.#cache.clear();
       this.#cache.set(ip, hit);
     }
     return hit;
+  }
+
+  #containsV4(v4: number): boolean {
+    for (const [first, last] of this.#v4) if (v4 >= first && v4 <= last) return true;
+    return false;
   }
 }
 
 /**
  * Direction from the interfaces the kernel printed. `OUT=` a workload interface means the packet was going
- * into a local pod; `IN=` one means it came out of a local pod; an empty side means the node itself sent or
- * received it; anything else was forwarded by the node.
+ * into a local pod (whatever `IN=` is: pod to pod on one node is the receiving pod's ingress); `IN=` one means it
+ * came out of a local pod; an empty side means the node itself sent or received it; anything else was
+ * forwarded by the node.
  */
 export function directionOf(
   inInterface: string | null,
@@ -146,11 +151,23 @@ export function directionAt(
   return "forward";
 }
 
+/**
+ * A workload interface is a prefix and then the interface's own id (the host veths of Calico and of the VPC CNI:
+ * 11 hex digits). A dot right after the prefix names no pod: `vlan.eth.N` is the VPC CNI's VLAN of the trunk ENI
+ * (security groups for pods), the network side of a branch-ENI pod whose own veth is `vlan<id>`.
+ */
 function isWorkload(text: string, start: number, end: number, prefixes: readonly string[]): boolean {
   if (start < 0) return false;
   for (let p = 0; p < prefixes.length; p++) {
     const prefix = prefixes[p] as string;
-    if (end - start >= prefix.length && textAt(text, start, prefix)) return true;
+    const rest = end - start - prefix.length;
+    if (
+      rest >= 0 &&
+      (rest === 0 || text.charCodeAt(start + prefix.length) !== 46) &&
+      textAt(text, start, prefix)
+    ) {
+      return true;
+    }
   }
   return false;
 }

@@ -14,10 +14,19 @@ const csv = z.string().transform((v) =>
 const IngestEnv = z.object({
   CLUSTER_NAME: z.string().min(1),
   TABLE_NAME: z.string().min(1),
-  // Empty, nothing would be internal and no denial would ever alert.
+  // Empty, nothing would be internal and no denial would ever alert. Read into the CidrSet here, so that a
+  // CIDR it refuses is reported like any other value: with the variable's name.
   INTERNAL_CIDRS: csv
     .pipe(z.array(z.string()).min(1, "at least one internal CIDR is needed"))
-    .default(["192.168.0.0/16"]),
+    .default(["192.168.0.0/16"])
+    .transform((cidrs, ctx) => {
+      try {
+        return { cidrs, set: new CidrSet(cidrs) };
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
   AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),
@@ -32,9 +41,12 @@ const IngestEnv = z.object({
   KUBE_TIMEOUT_SECONDS: z.coerce.number().min(1).max(60).default(5),
 });
 
-export type IngestConfig = z.infer<typeof IngestEnv> & { internal: CidrSet };
+export type IngestConfig = Omit<z.infer<typeof IngestEnv>, "INTERNAL_CIDRS"> & {
+  INTERNAL_CIDRS: string[];
+  internal: CidrSet;
+};
 
 export function loadIngestConfig(env: NodeJS.ProcessEnv): IngestConfig {
-  const data = parseEnv(IngestEnv, env, "ingest");
-  return { ...data, internal: new CidrSet(data.INTERNAL_CIDRS) };
+  const { INTERNAL_CIDRS, ...data } = parseEnv(IngestEnv, env, "ingest");
+  return { ...data, INTERNAL_CIDRS: INTERNAL_CIDRS.cidrs, internal: INTERNAL_CIDRS.set };
 }

@@ -229,6 +229,8 @@ const INTERFACES = [
   "eni1a2b3c4d5e6",
   "cali0ab1cd2ef3",
   "vlan.7",
+  "vlan.eth.1",
+  "vlan1a2b3c4d5e6",
   "",
   "ens5",
   "calico9",
@@ -494,8 +496,9 @@ function linesOf(batch: Batch): Line[] {
 // ---------------------------------------------------------------------------------------------------------------
 // The reference.
 
+// A prefix followed by a dot is no pod's interface (the VPC CNI's `vlan.eth.N` is the trunk ENI's VLAN).
 const isWorkload = (name: string | null) =>
-  name !== null && WORKLOAD_PREFIXES.some((p) => name.startsWith(p));
+  name !== null && WORKLOAD_PREFIXES.some((p) => name.startsWith(p) && name[p.length] !== ".");
 
 function direction(inIf: string | null, outIf: string | null): Direction {
   if (isWorkload(outIf)) return "ingress";
