@@ -128,7 +128,12 @@ function object(value: unknown): unknown {
 const int = (min: number, max: number) =>
   z.preprocess(
     integer,
-    z.number({ error: "expected an integer" }).int("expected an integer").min(min).max(max),
+    // Each check names its own bound: the schema's `error` would otherwise answer for them too.
+    z
+      .number({ error: "expected an integer" })
+      .int("expected an integer")
+      .min(min, `expected an integer from ${min} to ${max}`)
+      .max(max, `expected an integer from ${min} to ${max}`),
   );
 
 // EKS and CloudWatch Logs naming rules, so a typo fails at synth rather than half-way through a deploy.

@@ -199,7 +199,8 @@ export async function handleHttp(
     switch (method) {
       case "GET": {
         const raw = event.queryStringParameters?.history;
-        const history = raw === undefined ? DEFAULT_HISTORY : Number(raw);
+        // Decimal digits only: Number() would also take "1e1", "0x10", " 5" and "".
+        const history = raw === undefined ? DEFAULT_HISTORY : /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
         if (!Number.isInteger(history) || history < 0 || history > MAX_HISTORY) {
           throw new PanicFailure(
             "invalid",

@@ -113,7 +113,8 @@ describe("parseConfig", () => {
 
   it.each([
     [{ retentionDays: "abc" }, 'retentionDays="abc": expected an integer'],
-    [{ retentionDays: 0 }, "retentionDays=0:"],
+    [{ retentionDays: 0 }, "retentionDays=0: expected an integer from 1 to"],
+    [{ aggregationSeconds: "4000" }, 'aggregationSeconds="4000": expected an integer from 1 to 3600'],
     [{ logRetentionDays: 10 }, "logRetentionDays=10: expected one of 1, 3, 5, 7, 14, 30"],
     [{ clusterName: undefined }, "clusterName=(not set)"],
     [{ clusterName: "bad name" }, 'clusterName="bad name": not a valid EKS cluster name'],

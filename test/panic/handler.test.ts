@@ -478,8 +478,8 @@ describe("validation and routing", () => {
     expect(answer.appliedBy).toBe("AIDAEXAMPLE");
   });
 
-  it("validates the history query of GET", async () => {
-    const result = await h.invoke(apiEvent("GET", undefined, { query: { history: "lots" } }));
+  it.each(["lots", "1e1", "0x10", " 5", ""])("validates the history query of GET (%j)", async (history) => {
+    const result = await h.invoke(apiEvent("GET", undefined, { query: { history } }));
     expect(result.statusCode).toBe(400);
     expect(body(result)).toMatchObject({ field: "history" });
   });
