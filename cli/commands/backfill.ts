@@ -85,6 +85,7 @@ export interface BackfillSummary {
   unresolved: number;
   flowsApplied: number;
   flowsDuplicate: number;
+  /** Alerts the backfill opened, each once: a pending alert a later batch hands out again is not counted. */
   alertsOpened: number;
   alertsSent: number;
   logsCalls: number;
@@ -254,7 +255,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         summary.unresolved += r.stats.unresolved;
         summary.flowsApplied += r.flowsApplied;
         summary.flowsDuplicate += r.flowsDuplicate;
-        summary.alertsOpened += r.alerts.length;
+        summary.alertsOpened += r.alertsOpened;
         summary.alertsSent += r.alertsSent;
         for (const m of r.malformed) {
           if (summary.malformedSamples.length >= MALFORMED_SAMPLES) break;

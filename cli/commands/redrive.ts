@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import type { Command } from "commander";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
+import { BatchAlertDeliveryError } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
@@ -50,6 +51,7 @@ export interface RedriveSummary {
   malformed: number;
   flowsApplied: number;
   flowsDuplicate: number;
+  /** Alerts the redriven payloads opened, each once (not those their failed Lambda attempts had opened). */
   alertsOpened: number;
   alertsSent: number;
   problems: RedriveProblem[];
@@ -147,13 +149,15 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         summary.malformed += result.stats.malformed;
         summary.flowsApplied += result.flowsApplied;
         summary.flowsDuplicate += result.flowsDuplicate;
-        summary.alertsOpened += result.alerts.length;
+        summary.alertsOpened += result.alertsOpened;
         summary.alertsSent += result.alertsSent;
       }
       // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
       await remove(m);
       if (payload.messageType !== "CONTROL_MESSAGE") summary.redriven++;
     } catch (error) {
+      // Stored, but a publish failed: the message stays for a later redrive, which opens these alerts no more.
+      if (error instanceof BatchAlertDeliveryError) summary.alertsOpened += error.alertsOpened;
       const corrupt = error instanceof CorruptMessageError || error instanceof CorruptPayloadError;
       const problem: RedriveProblem = {
         messageId,

@@ -16,6 +16,7 @@ export interface ReplaySummary {
   malformed: number;
   flowsApplied: number;
   flowsDuplicate: number;
+  /** Alerts the replay opened, each once: a pending alert a later batch hands out again is not counted. */
   alertsOpened: number;
   alertsSent: number;
   unresolved: number;
@@ -148,7 +149,7 @@ export async function replay(
       summary.unresolved += result.stats.unresolved;
       summary.flowsApplied += result.flowsApplied;
       summary.flowsDuplicate += result.flowsDuplicate;
-      summary.alertsOpened += result.alerts.length;
+      summary.alertsOpened += result.alertsOpened;
       summary.alertsSent += result.alertsSent;
       for (const f of result.flows) {
         if (summary.firstSeen === null || f.firstSeen < summary.firstSeen) summary.firstSeen = f.firstSeen;

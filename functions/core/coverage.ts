@@ -332,6 +332,7 @@ function emptyResult(): IngestResult {
     flowsDuplicate: 0,
     writeRequests: 0,
     alerts: [],
+    alertsOpened: 0,
     alertsSent: 0,
     alertsSuppressed: 0,
   };

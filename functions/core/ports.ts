@@ -11,6 +11,17 @@ export interface FlowWriteResult {
   writeRequests: number;
 }
 
+/** What `FlowStore.applyAlerts` did. */
+export interface AlertApplyResult {
+  /** The alerts that still need delivery: those this call opened, and earlier ones still marked pending. */
+  alerts: AlertRecord[];
+  /**
+   * Alerts this call opened (new windows): what it raised. An alert handed out again while pending is not
+   * counted again, nor one that a retried or redelivered contribution had opened already.
+   */
+  opened: number;
+}
+
 export interface AlertOptions {
   /** Length of an alert window, ms: one alert per key per window. */
   windowMs: number;
@@ -57,13 +68,14 @@ export interface FlowStore {
   writeFlows(flows: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult>;
   /**
    * Opens an alert per key whose window is closed and folds hits into open ones. Returns the alerts that
-   * still need delivery: those this call opened, and earlier ones still marked pending.
+   * still need delivery (those this call opened, and earlier ones still marked pending) and how many alerts
+   * it opened.
    */
   applyAlerts(
     candidates: readonly AlertCandidate[],
     contribution: string,
     options: AlertOptions,
-  ): Promise<AlertRecord[]>;
+  ): Promise<AlertApplyResult>;
   markAlertSent(alert: AlertRecord): Promise<void>;
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>>;
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>>;

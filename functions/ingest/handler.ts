@@ -15,7 +15,7 @@ import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
-import type { IngestDeps } from "../core/ingest.ts";
+import { BatchAlertDeliveryError, type IngestDeps } from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
@@ -91,7 +91,7 @@ function recordMetrics(result: DeliveryResult): void {
   metrics.addMetric("FlowsWritten", count, result.flowsApplied);
   metrics.addMetric("DuplicateFlows", count, result.flowsDuplicate);
   metrics.addMetric("EventsAlreadyCounted", count, result.eventsAlreadyCounted);
-  metrics.addMetric("AlertsRaised", count, result.alerts.length);
+  metrics.addMetric("AlertsRaised", count, result.alertsOpened);
   metrics.addMetric("AttributionMisses", count, result.stats.attributionMisses);
   metrics.addMetric("UnresolvedEndpoints", count, result.stats.unresolved);
   metrics.addMetric("DynamoWriteRequests", count, result.writeRequests);
@@ -125,12 +125,21 @@ export async function ingestEvent(
   logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
   const callsBefore = apiCalls(runtime.directory);
   const { logGroup, logStream, events } = payload;
-  const result = await ingestDelivery(
-    { logGroup, logStream, logEvents: events },
-    runtime.deps,
-    runtime.coverage,
-    "live",
-  );
+  let result: DeliveryResult;
+  try {
+    result = await ingestDelivery(
+      { logGroup, logStream, logEvents: events },
+      runtime.deps,
+      runtime.coverage,
+      "live",
+    );
+  } catch (error) {
+    // Stored, but a publish failed and the payload fails, to be retried: the alerts this attempt opened are
+    // counted now, as its retry (which delivers them) does not count them again.
+    if (error instanceof BatchAlertDeliveryError)
+      metrics.addMetric("AlertsRaised", MetricUnit.Count, error.alertsOpened);
+    throw error;
+  }
   recordMetrics(result);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
@@ -144,7 +153,8 @@ export async function ingestEvent(
     calico: result.stats.calico,
     flows: result.flows.length,
     duplicates: result.flowsDuplicate,
-    alerts: result.alerts.length,
+    alertsOpened: result.alertsOpened,
+    alertsHandedOut: result.alerts.length,
   });
   return result;
 }

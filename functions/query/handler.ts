@@ -15,10 +15,10 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import middy from "@middy/core";
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
 import { z } from "zod";
+import { storeClient } from "../adapters/dynamo/client.ts";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
@@ -272,7 +272,8 @@ export async function handleQuery(
 }
 
 export function createRuntime(config: QueryConfig): QueryRuntime {
-  const client = tracer.captureAWSv3Client(new DynamoDBClient({}));
+  // The stores' client: the store retries every Query itself (SDK retries would multiply its attempts).
+  const client = tracer.captureAWSv3Client(storeClient());
   return {
     store: new DynamoFlowStore({
       client,

@@ -17,7 +17,14 @@ import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
-import { createTopic, drainQueue, type LocalSns, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
+import {
+  createTopic,
+  drainQueue,
+  type LocalSns,
+  startLocalSns,
+  startFaultProxy as startSnsProxy,
+  subscribeQueue,
+} from "../support/fauxqs.ts";
 
 const T0 = Date.parse("2026-04-19T04:50:00Z");
 const DAY = 86_400_000;
@@ -205,10 +212,15 @@ async function newTable(): Promise<string> {
 }
 
 /** The real handler module, fresh (its configuration and clients are built once per container). */
-async function coldHandler(tableName: string, endpoint: string, topicArn?: string): Promise<Handler> {
+async function coldHandler(
+  tableName: string,
+  endpoint: string,
+  topicArn?: string,
+  snsEndpoint = sns.endpoint,
+): Promise<Handler> {
   if (topicArn !== undefined) {
     vi.stubEnv("ALERTS_TOPIC_ARN", topicArn);
-    vi.stubEnv("AWS_ENDPOINT_URL_SNS", sns.endpoint);
+    vi.stubEnv("AWS_ENDPOINT_URL_SNS", snsEndpoint);
   }
   vi.stubEnv("CLUSTER_NAME", "prod");
   vi.stubEnv("TABLE_NAME", tableName);
@@ -345,6 +357,106 @@ describe("ingest handler (review)", () => {
       }),
       { numRuns: 8, seed: 20260419 },
     );
+  });
+
+  it("counts an alert raised by the delivery that opened it, not by the later one that delivers it", async () => {
+    const tableName = await newTable();
+    const topicArn = await createTopic(sns, `alerts-${randomUUID()}`);
+    const queueUrl = await subscribeQueue(sns, topicArn, `q-${randomUUID()}`);
+    let snsDown = true;
+    const snsProxy = await startSnsProxy(sns.endpoint, (p) =>
+      snsDown && p.get("Action") === "Publish" ? "fail" : "forward",
+    );
+    // The store's wall clock (read when the runtime is made, at the first invocation), moved on below.
+    const realNow = Date.now;
+    let later = 0;
+    vi.spyOn(Date, "now").mockImplementation(() => realNow() + later);
+    try {
+      const handler = await coldHandler(tableName, ts.endpoint, topicArn, snsProxy.endpoint);
+      const base = T0 + 70 * DAY;
+      const denial = (at: number): Line => ({
+        kind: "calico",
+        src: "192.168.1.10",
+        dst: "192.168.2.20",
+        proto: "TCP",
+        dport: 5432,
+        len: 60,
+        at,
+      });
+      const opening = eventOf(dataOf(eventsOf([denial(base), { kind: "other", at: base + 1 }])));
+
+      // The first delivery opens the alert; SNS is down, so it stays pending and the payload fails.
+      const first = await invoke(handler, opening);
+      expect(first.error?.name).toBe("AlertDeliveryError");
+      expect(first.metrics.AlertsRaised).toBe(1);
+      expect(await drainQueue(sns, queueUrl)).toHaveLength(0);
+
+      // SNS is back. A minute later another payload's hit of the same key folds into that window and, the
+      // alert being still pending, delivers it: it raised nothing.
+      snsDown = false;
+      later += 61_000;
+      const second = await invoke(handler, eventOf(dataOf(eventsOf([denial(base + 60_000)]))));
+      expect(second.error).toBeUndefined();
+      expect(second.metrics.AlertsRaised).toBe(0);
+      const published = await drainQueue(sns, queueUrl);
+      expect(published).toHaveLength(1);
+      expect(published[0]?.Body).toContain("192.168.2.20");
+
+      // Lambda retries the first payload: nothing raised, nothing published again.
+      const retried = await invoke(handler, opening);
+      expect(retried.error).toBeUndefined();
+      expect(retried.metrics.AlertsRaised).toBe(0);
+      expect(await drainQueue(sns, queueUrl)).toHaveLength(0);
+      const alerts = await alertsIn(reader(tableName), base - DAY, base + DAY);
+      expect(alerts).toHaveLength(1);
+      expect(alerts[0]).toMatchObject({ count: 2, delivery: "sent" });
+    } finally {
+      await snsProxy.close();
+    }
+  });
+
+  it("counts an alert raised once without a topic, while later deliveries hand it out", async () => {
+    const tableName = await newTable();
+    const realNow = Date.now;
+    let later = 0;
+    vi.spyOn(Date, "now").mockImplementation(() => realNow() + later);
+    const handler = await coldHandler(tableName, ts.endpoint);
+    const base = T0 + 75 * DAY;
+    const denial = (at: number): Line => ({
+      kind: "calico",
+      src: "192.168.1.11",
+      dst: "192.168.3.30",
+      proto: "UDP",
+      dport: 53,
+      len: 80,
+      at,
+    });
+    const handedOut = (run: Invocation) =>
+      run.logs.find((l) => l.message === "payload stored")?.alertsHandedOut;
+    const opening = eventOf(dataOf(eventsOf([denial(base)])));
+    const first = await invoke(handler, opening);
+    expect(first.error).toBeUndefined();
+    expect(first.metrics.AlertsRaised).toBe(1);
+    expect(handedOut(first)).toBe(1);
+    // Nobody publishes it: every delivery that folds in a minute or more later hands it out again.
+    for (let k = 1; k <= 3; k++) {
+      later += 61_000;
+      const fold = eventOf(dataOf(eventsOf([denial(base + k * 60_000)])));
+      const run = await invoke(handler, fold);
+      expect(run.error).toBeUndefined();
+      expect(run.metrics.AlertsRaised).toBe(0);
+      expect(handedOut(run)).toBe(1);
+      // Its redelivery too.
+      expect((await invoke(handler, fold)).metrics.AlertsRaised).toBe(0);
+    }
+    // And a redelivery of the payload that opened it, once the last lease on handing it out has run out.
+    later += 61_000;
+    const again = await invoke(handler, opening);
+    expect(again.metrics.AlertsRaised).toBe(0);
+    expect(handedOut(again)).toBe(1);
+    const alerts = await alertsIn(reader(tableName), base - DAY, base + DAY);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ count: 4, delivery: "pending" });
   });
 
   it("fails every kind of corrupt payload with its own error and one CorruptPayloads metric, storing nothing", async () => {

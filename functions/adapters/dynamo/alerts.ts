@@ -4,10 +4,12 @@
 // read), then the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
 // fold their hits into a fold slot of the window, `<openedAt>#<digest>#<slot>`, one slot per stretch of the
 // window (by event time), so that the set of applied contributions each item keeps stays bounded however long
-// a storm lasts. A record and its slots are adjacent: one Query reads an alert whole.
-import { createHash } from "node:crypto";
+// a storm lasts. A record and its slots are adjacent: one Query reads an alert whole. The call whose state
+// write opened a window reports its alert as opened (or the retry that writes the record that call never
+// wrote); a retried or redelivered payload after that does not, nor does a delivery handing out a pending alert.
+import { createHash, randomUUID } from "node:crypto";
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import type { AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
+import type { AlertApplyResult, AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
 import type { AlertCandidate, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
 import { checkLimit } from "./flow-query.ts";
@@ -201,27 +203,31 @@ export function windowFor(firstSeen: string, windows: readonly Window[]): Window
 /**
  * Folds into a slot whose applied set is full: the contribution is claimed on an item of its own (a conditional
  * PutItem), then its hits are added to the slot by one `ADD`, which carries no token to refuse a repeat and so is
- * never sent again once it may have been applied. A redelivery finds its claim and adds nothing. At most once,
- * where a slot with room counts exactly once: a claim whose answer was lost, an `ADD` that failed or may have, or
- * a crash between the two, lose that delivery's hits from the alert's count (the payload fails and is retried,
- * and its retry finds the claim); none counts them twice.
+ * never sent again once it may have been applied. A redelivery finds its claim and adds nothing. The claim carries
+ * a nonce of this call: a claim whose answer was lost is sent again, and when that finds the claim in place, it is
+ * read back, and the call goes on with the `ADD` if the claim is its own. At most once, where a slot with room
+ * counts exactly once: an `ADD` that failed or may have, or a crash between the two, lose that delivery's hits
+ * from the alert's count (the payload fails and is retried, and its retry finds the claim); none counts them twice.
  */
 async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite): Promise<void> {
   const token = fold.token as string;
+  const claimKey = foldClaimKey(cluster, token, fold.key.sk);
+  const nonce = randomUUID();
   try {
     await withRetry("PutItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new PutCommand({
           TableName: ctx.tableName,
-          Item: { ...foldClaimKey(cluster, token, fold.key.sk), ...fold.init },
+          Item: { ...claimKey, ...fold.init, claimedBy: nonce },
           ConditionExpression: "attribute_not_exists(pk)",
         }),
       ),
     );
   } catch (error) {
-    // Claimed already: a redelivery (or this call's own claim, whose answer was lost: then never counted).
-    if (isConditionFailure(error)) return;
-    throw error;
+    if (!isConditionFailure(error)) throw error;
+    // Claimed already: by a redelivery, or by this call's own first try, whose answer was lost.
+    const claim = await getItem(ctx, claimKey, freshReport());
+    if (claim?.claimedBy !== nonce) return;
   }
   // Expressions are built once: each try sends the same request (a placeholder made per try would be unused).
   const e = new Expression();
@@ -448,7 +454,7 @@ export async function applyAlerts(
   candidates: readonly AlertCandidate[],
   token: string,
   options: AlertOptions,
-): Promise<AlertRecord[]> {
+): Promise<AlertApplyResult> {
   if (!Number.isInteger(options.windowMs) || options.windowMs < 1) {
     throw new InvalidInputError(`alert windowMs must be a positive integer, got ${options.windowMs}`);
   }
@@ -456,7 +462,10 @@ export async function applyAlerts(
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
     applyKey(ctx, p, token, options.windowMs),
   );
-  return results.flat();
+  return {
+    alerts: results.flatMap((r) => r.alerts),
+    opened: results.reduce((n, r) => n + r.opened, 0),
+  };
 }
 
 /**
@@ -469,17 +478,26 @@ async function applyKey(
   p: Prepared,
   token: string,
   windowMs: number,
-): Promise<AlertRecord[]> {
-  const out: AlertRecord[] = [];
+): Promise<AlertApplyResult> {
+  const alerts: AlertRecord[] = [];
+  let opened = 0;
   for (let from = 0; from < p.spans.length; ) {
-    const { alert, used } = await applyOne(ctx, p, from, token, windowMs);
-    if (alert !== undefined) out.push(alert);
-    from += used;
+    const part = await applyOne(ctx, p, from, token, windowMs);
+    if (part.alert !== undefined) alerts.push(part.alert);
+    if (part.opened) opened++;
+    from += part.used;
   }
-  return out;
+  return { alerts, opened };
 }
 
 const MAX_STATE_ROUNDS = 8;
+
+/** What applying one part did: the alert handed out, the spans the part took, whether it opened a window. */
+interface PartResult {
+  alert: AlertRecord | undefined;
+  used: number;
+  opened: boolean;
+}
 
 /** Applies the hits of `p` from span `from` that one window takes; says how many spans that was. */
 async function applyOne(
@@ -488,7 +506,7 @@ async function applyOne(
   from: number,
   token: string,
   windowMs: number,
-): Promise<{ alert: AlertRecord | undefined; used: number }> {
+): Promise<PartResult> {
   const firstSeen = (whole.spans[from] as HitSpan).firstSeen;
   const stateKey = alertStateKey(whole.cluster, whole.keyDigest);
   const reads = freshReport();
@@ -496,9 +514,9 @@ async function applyOne(
     const state = stateOf(await getItem(ctx, stateKey, reads));
     if (state === undefined || state.windowEnd <= firstSeen) {
       const { part, used } = partOf(whole, from, iso(Date.parse(firstSeen) + windowMs));
-      const opened = await openWindow(ctx, part, token, windowMs, state, reads);
-      if (opened === "lost-race") continue;
-      return { alert: opened, used };
+      const alert = await openWindow(ctx, part, token, windowMs, state, reads);
+      if (alert === "lost-race") continue;
+      return { alert, used, opened: true };
     }
     // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
     const target = windowFor(firstSeen, [state, ...state.earlier]);
@@ -506,19 +524,21 @@ async function applyOne(
     const c = p.candidate;
     if (target.openedBy === token) {
       // This contribution opened that window (this is a retry): complete its record, deliver if still pending
-      // and nobody else has taken it to deliver since.
-      await writeRecord(ctx, p, target, token, reads);
+      // and nobody else has taken it to deliver since. It counts as opened here only if the record had not
+      // taken the opener's hits yet: a crash between the state and the record, or this call's own state write
+      // whose answer was lost (its resend refused). A retry or redelivery after a whole opening opens nothing.
+      const opened = await writeRecord(ctx, p, target, token, reads);
       if (target === state && !(await takeHandOut(ctx, stateKey, state, token)))
-        return { alert: undefined, used };
+        return { alert: undefined, used, opened };
       const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened };
     }
     const fold: CountedWrite = {
       key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
       token,
       maxTokens: ctx.maxSlotTokens,
       counters: { hits: c.hits },
-      init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays) },
+      init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays, ctx.now()) },
       firstSeen: c.firstSeen,
       lastSeen: c.lastSeen,
     };
@@ -527,7 +547,7 @@ async function applyOne(
     if (target !== state && target.leaseBy === token) {
       // This delivery took the lease on that window's alert before the window closed: its retry delivers it.
       const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
     }
     // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
     // Only one of the deliveries that come by at once takes it (a lease on the state, as long as that delay).
@@ -538,9 +558,9 @@ async function applyOne(
       (await takeHandOut(ctx, stateKey, state, token))
     ) {
       const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used };
+      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
     }
-    return { alert: undefined, used };
+    return { alert: undefined, used, opened: false };
   }
   throw new StoreUnavailableError(`alert state ${stateKey.pk} kept changing; try again`);
 }
@@ -587,6 +607,7 @@ async function takeHandOut(
   }
 }
 
+/** Opens a window: its state, then its record; "lost-race" when the state no longer names `previous`. */
 async function openWindow(
   ctx: AlertContext,
   p: Prepared,
@@ -632,7 +653,7 @@ async function openWindow(
               previous === undefined
                 ? []
                 : [previous, ...previous.earlier].slice(0, KEPT_WINDOWS).map(keptWindowAttribute),
-            expiresAt: expiresAt(Date.parse(windowEnd), ctx.retentionDays),
+            expiresAt: expiresAt(Date.parse(windowEnd), ctx.retentionDays, ctx.now()),
           },
           ConditionExpression: condition,
           ...e.fields(),
@@ -648,16 +669,21 @@ async function openWindow(
   return readAlert(ctx, window, reads);
 }
 
-/** The alert record: descriptive fields if missing (a crash after the state write is healed by the retry). */
+/**
+ * The alert record: descriptive fields if missing (a crash after the state write is healed by the retry).
+ * True when this call surely applied the opener's hits to it; false when they were there already, or when
+ * that is unclear (a request of this call failed in a way that may have hidden a success).
+ */
 async function writeRecord(
   ctx: AlertContext,
   p: Prepared,
   w: Window,
   token: string,
   reads: CallReport,
-): Promise<void> {
+): Promise<boolean> {
   const c = p.candidate;
-  await countedUpdate(
+  const writes = freshReport();
+  const outcome = await countedUpdate(
     ctx,
     {
       key: { pk: w.alertPk, sk: w.alertSk },
@@ -679,14 +705,15 @@ async function writeRecord(
         openedAt: w.openedAt,
         windowEnd: w.windowEnd,
         delivery: "pending",
-        expiresAt: expiresAt(Date.parse(w.openedAt), ctx.retentionDays),
+        expiresAt: expiresAt(Date.parse(w.openedAt), ctx.retentionDays, ctx.now()),
       },
       firstSeen: c.firstSeen,
       lastSeen: c.lastSeen,
     },
-    freshReport(),
+    writes,
     reads,
   );
+  return outcome.applied && !writes.uncertain;
 }
 
 export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Promise<void> {

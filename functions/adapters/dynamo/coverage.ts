@@ -7,6 +7,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Claim, ClaimSource, CoverageStore, MinuteCoverage, StreamRef } from "../../core/coverage.ts";
+import { expiresAt } from "./keys.ts";
 import { freshReport, isConditionFailure } from "./requests.ts";
 import { checkRetryPolicy, DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
 import { TABLE_KEYS, TTL_ATTRIBUTE } from "./schema.ts";
@@ -45,6 +46,13 @@ interface CoverageItem {
 }
 
 const PK = TABLE_KEYS.partitionKey;
+const DAY_S = 86_400;
+/**
+ * How long coverage outlives the flows of its minute. DynamoDB deletes expired items in the background, each on
+ * its own, "typically within a few days": coverage deleted before its flows would let a backfill count the
+ * minute's events into them again. A week makes that unlikely, at the cost of a week's more coverage items.
+ */
+export const COVERAGE_TTL_MARGIN_S = 7 * DAY_S;
 const SK = TABLE_KEYS.sortKey;
 
 export function coveragePartition(ref: StreamRef): string {
@@ -82,13 +90,16 @@ function toStored(claim: Claim): StoredClaim {
 export class DynamoCoverageStore implements CoverageStore {
   readonly #doc: DynamoDBDocumentClient;
   readonly #table: string;
-  readonly #retentionMs: number;
+  readonly #retentionDays: number;
   readonly #retry: RetryPolicy;
 
   constructor(options: DynamoCoverageStoreOptions) {
     this.#doc = DynamoDBDocumentClient.from(options.client);
     this.#table = options.tableName;
-    this.#retentionMs = (options.retentionDays ?? 30) * 86_400_000;
+    this.#retentionDays = options.retentionDays ?? 30;
+    if (!(this.#retentionDays > 0) || !Number.isFinite(this.#retentionDays)) {
+      throw new Error(`retentionDays must be a positive number, got ${this.#retentionDays}`);
+    }
     this.#retry = checkRetryPolicy(options.retry ?? DEFAULT_RETRY);
   }
 
@@ -176,7 +187,8 @@ export class DynamoCoverageStore implements CoverageStore {
               v: 1,
               claims: { [claim.contribution]: toStored(claim) },
               ...(seal ? { sealed: true } : {}),
-              [TTL_ATTRIBUTE]: Math.floor((minute + this.#retentionMs) / 1000) + 86_400,
+              // After the flows of its minute (expiresAt), so that coverage does not go before them.
+              [TTL_ATTRIBUTE]: expiresAt(minute, this.#retentionDays) + COVERAGE_TTL_MARGIN_S,
             },
             ConditionExpression: "attribute_not_exists(#pk)",
             ExpressionAttributeNames: { "#pk": PK },

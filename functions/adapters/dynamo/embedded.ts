@@ -111,11 +111,15 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
   }
   const { port } = server.address() as AddressInfo;
   const endpoint = `http://127.0.0.1:${port}`;
-  // Local data, local credentials: nothing here may pick up (or need) the user's AWS configuration.
+  // Local data, local credentials: nothing here may pick up (or need) the user's AWS configuration. One HTTP
+  // request per call, as the stores' client (client.ts): they retry themselves, and SDK retries under theirs would
+  // multiply the attempts and make every retried write look possibly applied. No request timeout: dynalite runs
+  // on this process's event loop, so a busy replay could delay an answer past one without anything being wrong.
   const client = new DynamoDBClient({
     endpoint,
     region: "local",
     credentials: { accessKeyId: "embedded", secretAccessKey: "embedded" },
+    maxAttempts: 1,
   });
   let closed = false;
   const close = async () => {

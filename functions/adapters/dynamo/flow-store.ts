@@ -4,6 +4,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type {
+  AlertApplyResult,
   AlertOptions,
   AlertQuery,
   FlowQuery,
@@ -153,8 +154,9 @@ export class DynamoFlowStore implements FlowStore {
     const merged = mergeFlows(flows);
     const writes: CallReport[] = merged.map(freshReport);
     const reads = freshReport();
+    const now = this.#ctx.now();
     const outcomes = await mapBounded(merged, this.#ctx.concurrency, (f, i) =>
-      countedUpdate(this.#ctx, this.#flowWrite(f, token), writes[i] as CallReport, reads),
+      countedUpdate(this.#ctx, this.#flowWrite(f, token, now), writes[i] as CallReport, reads),
     );
     const applied = outcomes.filter((o) => o.applied).length;
     return {
@@ -164,7 +166,8 @@ export class DynamoFlowStore implements FlowStore {
     };
   }
 
-  #flowWrite(f: FlowRecord, token: string): CountedWrite {
+  /** The write of one flow; `now` (the store's clock) bounds its TTL's age (keys.ts, expiresAt). */
+  #flowWrite(f: FlowRecord, token: string, now: number): CountedWrite {
     const cluster = f.cluster;
     return {
       key: { pk: flowPk(cluster, f.bucket), sk: flowSk(f.bucket, f.id) },
@@ -188,7 +191,7 @@ export class DynamoFlowStore implements FlowStore {
         dstNsKey: f.dst.namespace === null ? undefined : namespaceKey(cluster, f.dst.namespace),
         srcIpKey: ipKey(cluster, f.src.ip),
         dstIpKey: ipKey(cluster, f.dst.ip),
-        expiresAt: expiresAt(Date.parse(f.bucket), this.#ctx.retentionDays),
+        expiresAt: expiresAt(Date.parse(f.bucket), this.#ctx.retentionDays, now),
       },
       firstSeen: f.firstSeen,
       lastSeen: f.lastSeen,
@@ -199,7 +202,7 @@ export class DynamoFlowStore implements FlowStore {
     candidates: readonly AlertCandidate[],
     contribution: string,
     options: AlertOptions,
-  ): Promise<AlertRecord[]> {
+  ): Promise<AlertApplyResult> {
     return applyAlerts(this.#ctx, candidates, contributionToken(contribution), options);
   }
 

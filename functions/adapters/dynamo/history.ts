@@ -69,7 +69,7 @@ export class DynamoHolderHistory implements HolderHistory {
     this.#retentionDays = options.retentionDays ?? 30;
     this.#concurrency = options.concurrency ?? 16;
     this.#maxHolders = options.maxHolders ?? 10;
-    if (!(this.#retentionDays > 0)) {
+    if (!(this.#retentionDays > 0) || !Number.isFinite(this.#retentionDays)) {
       throw new Error(`retentionDays must be positive, got ${this.#retentionDays}`);
     }
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
@@ -102,6 +102,7 @@ export class DynamoHolderHistory implements HolderHistory {
       // Of two sightings in one call, the ended one wins.
       if (seen === undefined || seen.holder.validTo === null) unique.set(key, entry);
     }
+    const now = this.#now();
     await mapBounded([...unique.values()], this.#concurrency, ({ ip, holder }) => {
       const e = new Expression();
       const fields: Item = {
@@ -113,7 +114,7 @@ export class DynamoHolderHistory implements HolderHistory {
         node: holder.node,
         uid: holder.uid,
         validFrom: holder.validFrom,
-        expiresAt: expiresAt(holder.validTo ?? this.#now(), this.#retentionDays),
+        expiresAt: expiresAt(holder.validTo ?? now, this.#retentionDays, now),
       };
       if (holder.validTo !== null) fields.validTo = holder.validTo;
       if (holder.labels !== undefined) fields.labels = { ...holder.labels };

@@ -132,6 +132,22 @@ export function contributionToken(contribution: string): string {
   return shortDigest(contribution, 16);
 }
 
-/** TTL value (epoch seconds) `retentionDays` after `fromMs`. */
-export const expiresAt = (fromMs: number, retentionDays: number): number =>
-  Math.floor(fromMs / 1000) + Math.round(retentionDays * DAY_S);
+/**
+ * Oldest TTL written, before now. DynamoDB's TTL ignores an item whose TTL is five years or more in the past (a
+ * guard against malformed values), so such an item would never be deleted; four years leaves a year for TTL's
+ * deletion lag (typically within two days) to go by.
+ */
+export const OLDEST_TTL_S = 4 * 365 * DAY_S;
+
+/**
+ * TTL value (epoch seconds): `retentionDays` after `fromMs`, the time the item is about (an event's bucket, an
+ * alert's window, a holder's end), so that the table holds that many days of traffic whenever it was written. An
+ * item written after its time is up (a backfill or replay of old events) is written already expired: DynamoDB
+ * deletes it within days, as any expired item, and queries read it until then. Never more than OLDEST_TTL_S
+ * before `nowMs`, though: an older TTL would keep it for good.
+ */
+export const expiresAt = (fromMs: number, retentionDays: number, nowMs: number = Date.now()): number =>
+  Math.max(
+    Math.floor(fromMs / 1000) + Math.round(retentionDays * DAY_S),
+    Math.floor(nowMs / 1000) - OLDEST_TTL_S,
+  );

@@ -35,22 +35,30 @@ export class DynamoPanicAudit implements PanicAuditLog {
     // The random suffix keeps two actions in the same millisecond apart (two concurrent applies).
     const { expiresAt, ...rest } = entry;
     const sk = `${entry.at}#${randomBytes(6).toString("hex")}`;
-    await this.#doc.send(
-      new PutCommand({
-        TableName: this.#tableName,
-        Item: {
-          [TABLE_KEYS.partitionKey]: panicPartitionKey(entry.cluster),
-          [TABLE_KEYS.sortKey]: sk,
-          type: PANIC_ITEM_TYPE,
-          ...rest,
-          // Stored under another name: the table's TTL attribute is also called expiresAt.
-          policyExpiresAt: expiresAt,
-        },
-        // Never overwrite an audit record.
-        ConditionExpression: "attribute_not_exists(#pk)",
-        ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
-      }),
-    );
+    try {
+      await this.#doc.send(
+        new PutCommand({
+          TableName: this.#tableName,
+          Item: {
+            [TABLE_KEYS.partitionKey]: panicPartitionKey(entry.cluster),
+            [TABLE_KEYS.sortKey]: sk,
+            type: PANIC_ITEM_TYPE,
+            ...rest,
+            // Stored under another name: the table's TTL attribute is also called expiresAt.
+            policyExpiresAt: expiresAt,
+          },
+          // Never overwrite an audit record.
+          ConditionExpression: "attribute_not_exists(#pk)",
+          ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
+        }),
+      );
+    } catch (error) {
+      // The key is this call's own (its random suffix). When the client retried the write (the answer to an
+      // attempt that was applied got lost), the condition refuses the retry: the record is there, written by us.
+      const { name, $metadata } = error as { name?: string; $metadata?: { attempts?: number } };
+      if (name === "ConditionalCheckFailedException" && ($metadata?.attempts ?? 1) > 1) return;
+      throw error;
+    }
   }
 
   async recent(cluster: string, limit: number): Promise<PanicAuditEntry[]> {

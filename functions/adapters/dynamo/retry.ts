@@ -2,7 +2,9 @@
 // (client.ts); this layer retries with exponential backoff and full jitter, because a throttled table (a hot
 // partition, an on-demand table scaling up) can need seconds, and when the budget is spent it throws so that
 // the whole payload is retried by Lambda or captured by the on-failure destination — never half stored. A
-// client that retries on its own still works: its retries are counted, and treated as possibly applied.
+// client that retries on its own still works: its retries are counted, and treated as possibly applied; but the
+// two multiply (a request may then be sent the client's maxAttempts × `attempts` times), which is why every
+// client the project gives the stores makes one HTTP request per call (client.ts).
 
 export interface RetryPolicy {
   /** Calls per request (each may itself be several SDK attempts). */
@@ -13,7 +15,10 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Ten requests over at most about 16 s of backoff (8 s on average, with full jitter). */
+/**
+ * Ten requests over at most about 16 s of backoff (8 s on average, with full jitter); with the stores' client
+ * (client.ts: one HTTP request per call, each given up after its request timeout) that is ten HTTP requests.
+ */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 10, baseDelayMs: 50, maxDelayMs: 5_000 };
 
 export function checkRetryPolicy(policy: RetryPolicy): RetryPolicy {
@@ -29,15 +34,39 @@ export function checkRetryPolicy(policy: RetryPolicy): RetryPolicy {
   return policy;
 }
 
-const RETRYABLE_NAMES = new Set([
+// How DynamoDB's errors are treated (its developer guide, "Error handling with DynamoDB": "OK to retry?"). Refused:
+// the request was turned away before it was applied, so sending it again is always safe — throttling, and a
+// write rejected because its item is in an ongoing transaction ("Transaction conflict handling"). Retryable too:
+// 5xx, timeouts and broken connections, after which the request may have been applied. Everything else (a
+// condition that failed, a validation error, a missing table, bad credentials, ItemCollectionSizeLimitExceeded,
+// which only tables with local secondary indexes raise) is thrown at once: sending it again cannot help.
+const REFUSED_NAMES = new Set([
   "ProvisionedThroughputExceededException",
   "ThrottlingException",
   "RequestLimitExceeded",
+  "TransactionConflictException",
+]);
+const RETRYABLE_NAMES = new Set([
+  ...REFUSED_NAMES,
   "InternalServerError",
   "ServiceUnavailable",
   "TimeoutError",
+  "RequestTimeout",
+  "RequestTimeoutException",
 ]);
-const RETRYABLE_CODES = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN"]);
+/** Connection errors of the SDK's HTTP handler, as the SDK's own retry strategy classes them. */
+const RETRYABLE_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+/** Failures to connect at all (refused, or no address): nothing of the request was sent. */
+const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 
 interface SdkErrorShape {
   name?: string;
@@ -57,16 +86,13 @@ export function isRetryable(error: unknown): boolean {
   return status !== undefined && status >= 500;
 }
 
-const THROTTLE_NAMES = new Set([
-  "ProvisionedThroughputExceededException",
-  "ThrottlingException",
-  "RequestLimitExceeded",
-]);
-
-/** A throttled request was refused before it was applied; a 5xx or a broken connection may not have been. */
-function isThrottle(error: unknown): boolean {
-  const name = (error as SdkErrorShape).name;
-  return name !== undefined && THROTTLE_NAMES.has(name);
+/**
+ * A request DynamoDB refused (throttled, or in conflict with a transaction) or that never left: it was not applied.
+ * A 5xx, a timeout or a connection lost after sending may have been.
+ */
+function neverApplied(error: unknown): boolean {
+  const { name, code } = error as SdkErrorShape;
+  return (name !== undefined && REFUSED_NAMES.has(name)) || (code !== undefined && NOT_SENT_CODES.has(code));
 }
 
 /** HTTP requests an SDK call made, retries included (1 when the SDK did not say). */
@@ -114,7 +140,7 @@ export async function withRetry<T>(
       report.requests += attemptsOf(error);
       if (attemptsOf(error) > 1) report.uncertain = true;
       if (!isRetryable(error)) throw error;
-      if (!isThrottle(error)) {
+      if (!neverApplied(error)) {
         report.uncertain = true;
         if (options.resendUnsure === false) {
           throw new StoreUnavailableError(

@@ -13,6 +13,8 @@ export interface TableStoresOptions {
   retentionDays?: number;
   /** The flows' bucket length, for queries (DynamoFlowStoreOptions). @default 60 */
   bucketSeconds?: number;
+  /** Wall clock (epoch ms) of the flow store and the holder history. @default Date.now */
+  now?: () => number;
 }
 
 export interface TableStores {
@@ -22,10 +24,10 @@ export interface TableStores {
 }
 
 export function tableStores(options: TableStoresOptions): TableStores {
-  const { client, tableName, retentionDays, bucketSeconds } = options;
+  const { client, tableName, retentionDays, bucketSeconds, now } = options;
   return {
-    store: new DynamoFlowStore({ client, tableName, retentionDays, bucketSeconds }),
-    history: new DynamoHolderHistory({ client, tableName, retentionDays }),
+    store: new DynamoFlowStore({ client, tableName, retentionDays, bucketSeconds, now }),
+    history: new DynamoHolderHistory({ client, tableName, retentionDays, now }),
     coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
   };
 }

@@ -755,6 +755,15 @@ async function check(store: DynamoFlowStore, s: Scenario, retries = 0): Promise<
       windows.map(({ key, w }) => projectModel(key, w)).sort(order),
     );
   };
+  const windowCount = () => [...model.values()].reduce((n, k) => n + k.windows.length, 0);
+  /**
+   * The alerts a step reports opened are the windows it opened in the model. With faults, never more: an
+   * attempt that failed after opening one is retried, and the retry does not count it again.
+   */
+  const expectOpened = (reported: number, modelled: number) => {
+    if (retries === 0) expect(reported, "alerts opened").toBe(modelled);
+    else expect(reported, "alerts opened").toBeLessThanOrEqual(modelled);
+  };
 
   for (const [index, st] of s.steps.entries()) {
     if (st.kind === "tick") {
@@ -776,15 +785,18 @@ async function check(store: DynamoFlowStore, s: Scenario, retries = 0): Promise<
           : delivered[st.which % Math.max(1, delivered.length)];
       if (payload === undefined) continue;
       if (st.kind === "deliver") delivered.push(payload);
+      const windowsBefore = windowCount();
       const result = await ingest(payload.contribution, payload.lines);
       const handedOut = candidatesOf(payload.lines, s.scanThreshold).flatMap((c) =>
         applyCandidate(stateOf(c.key), c, payload.contribution, clock).map((w) => ({ key: c.key, w })),
       );
       expectHandedOut(result.alerts, handedOut);
+      expectOpened(result.alertsOpened, windowCount() - windowsBefore);
     } else {
       const a = { contribution: `${cluster}/p${index}a`, lines: st.a };
       const b = { contribution: `${cluster}/p${index}b`, lines: st.b };
       delivered.push(a, b);
+      const windowsBefore = windowCount();
       const [ra, rb] = await Promise.all([ingest(a.contribution, a.lines), ingest(b.contribution, b.lines)]);
       const stored = await storedAlerts(store, cluster);
       const byKey = new Map<string, { c: ModelCandidate; contribution: string }[]>();
@@ -824,6 +836,7 @@ async function check(store: DynamoFlowStore, s: Scenario, retries = 0): Promise<
         }
         model.set(id, (match as (typeof outcomes)[number]).state);
       }
+      expectOpened(ra.alertsOpened + rb.alertsOpened, windowCount() - windowsBefore);
     }
 
     // After every step: exactly the model's alerts are stored, each with an example from its opening payload.

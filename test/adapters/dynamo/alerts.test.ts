@@ -14,6 +14,8 @@ import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
 import { at, CLUSTER, candidate, pod } from "./fixtures.ts";
 
 const WINDOW = { windowMs: 15 * 60_000 };
+/** Nothing handed out for delivery, nothing opened. */
+const NOTHING = { alerts: [], opened: 0 };
 const MINUTE = 60_000;
 
 let ts: TestStore;
@@ -62,7 +64,9 @@ describe("applyAlerts", () => {
   it("opens one alert per key and window, folds the rest in, and reopens with what was folded", async () => {
     const [src, dst] = pair(10);
     const t = "2024-04-19T04:52:19.000Z";
-    const opened = await store.applyAlerts([candidate(src, dst, t, 3)], "p1", WINDOW);
+    const p1 = await store.applyAlerts([candidate(src, dst, t, 3)], "p1", WINDOW);
+    expect(p1.opened).toBe(1);
+    const opened = p1.alerts;
     expect(opened).toHaveLength(1);
     expect(opened[0]).toMatchObject({
       count: 3,
@@ -80,15 +84,23 @@ describe("applyAlerts", () => {
       dst,
     });
     // Within the window: folded, not handed out again (its opener is sending it).
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual([]);
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual([]);
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 14 * MINUTE), 4)], "p3", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual(
+      NOTHING,
+    );
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 5)], "p2", WINDOW)).toEqual(
+      NOTHING,
+    );
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 14 * MINUTE), 4)], "p3", WINDOW)).toEqual(
+      NOTHING,
+    );
     await store.markAlertSent(opened[0] as AlertRecord);
     let listed = await alertsIn(t, t);
     expect(listed).toEqual([{ ...opened[0], count: 12, lastSeen: at(t, 14 * MINUTE), delivery: "sent" }]);
 
     // At the window's end a new alert opens, carrying the hits folded into the previous one.
-    const reopened = await store.applyAlerts([candidate(src, dst, at(t, 15 * MINUTE), 2)], "p4", WINDOW);
+    const p4 = await store.applyAlerts([candidate(src, dst, at(t, 15 * MINUTE), 2)], "p4", WINDOW);
+    expect(p4.opened).toBe(1);
+    const reopened = p4.alerts;
     expect(reopened).toHaveLength(1);
     expect(reopened[0]).toMatchObject({
       count: 2,
@@ -98,7 +110,9 @@ describe("applyAlerts", () => {
     });
     expect(reopened[0]?.id).not.toBe(opened[0]?.id);
     // A late hit of the previous window goes to it, not to the open one.
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "p5", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "p5", WINDOW)).toEqual(
+      NOTHING,
+    );
     listed = await alertsIn(t, at(t, 15 * MINUTE));
     expect(listed.map((a) => a.count)).toEqual([13, 2]);
   });
@@ -108,10 +122,10 @@ describe("applyAlerts", () => {
     const t = "2024-04-19T10:00:00.000Z";
     await store.applyAlerts([candidate(src, dst, t, 5)], "a1", WINDOW);
     const late = candidate(src, dst, at(t, -10 * MINUTE), 3);
-    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual(NOTHING);
     await store.applyAlerts([candidate(src, dst, at(t, 20 * MINUTE), 7)], "a2", WINDOW);
     // The late payload's store step failed after its alerts were applied: Lambda retries the whole payload.
-    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual(NOTHING);
     const listed = await alertsIn(at(t, -MINUTE), at(t, 20 * MINUTE));
     expect(listed.map((a) => [a.openedAt, a.count])).toEqual([
       [t, 8],
@@ -125,13 +139,15 @@ describe("applyAlerts", () => {
     await store.applyAlerts([candidate(src, dst, t, 5)], "b1", WINDOW);
     await store.applyAlerts([candidate(src, dst, at(t, 15 * MINUTE), 1)], "b2", WINDOW);
     const late = candidate(src, dst, at(t, 5 * MINUTE), 3);
-    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual(NOTHING);
     await store.applyAlerts([candidate(src, dst, at(t, 30 * MINUTE), 7)], "b3", WINDOW);
-    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([late], "late", WINDOW)).toEqual(NOTHING);
     const listed = await alertsIn(t, at(t, 30 * MINUTE));
     expect(listed.map((a) => a.count)).toEqual([8, 1, 7]);
     // A hit between two windows goes to the one after it (as hits before a window go to its first slot).
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 29 * MINUTE), 2)], "gap", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 29 * MINUTE), 2)], "gap", WINDOW)).toEqual(
+      NOTHING,
+    );
     expect((await alertsIn(t, at(t, 30 * MINUTE))).map((a) => a.count)).toEqual([8, 3, 7]);
   });
 
@@ -162,25 +178,33 @@ describe("applyAlerts", () => {
   it("hands a pending alert out again until it is marked sent", async () => {
     const [src, dst] = pair(11);
     const t = "2024-04-19T06:00:00.000Z";
-    const first = await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW);
-    // The publish failed and the payload is retried: the same alert comes back.
-    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual(first);
+    const { alerts: first, opened } = await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW);
+    expect(opened).toBe(1);
+    // The publish failed and the payload is retried: the same alert comes back, opened by the first call.
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual({
+      alerts: first,
+      opened: 0,
+    });
     // Another delivery folds in: too soon to second-guess the opener...
-    expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 2)], "q2", WINDOW)).toEqual([]);
-    // ...but a minute later an alert still pending is handed out by whoever comes by.
+    expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 2)], "q2", WINDOW)).toEqual(NOTHING);
+    // ...but a minute later an alert still pending is handed out by whoever comes by, which did not open it.
     clock += 61_000;
     const late = await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 3)], "q3", WINDOW);
-    expect(late).toEqual([{ ...first[0], count: 6, lastSeen: at(t, 2 * MINUTE) }]);
-    await store.markAlertSent(late[0] as AlertRecord);
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 3 * MINUTE), 1)], "q4", WINDOW)).toEqual([]);
-    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual([]);
+    expect(late).toEqual({ alerts: [{ ...first[0], count: 6, lastSeen: at(t, 2 * MINUTE) }], opened: 0 });
+    // Its own retry hands it out again (it holds the lease), still opening nothing.
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 2 * MINUTE), 3)], "q3", WINDOW)).toEqual(late);
+    await store.markAlertSent(late.alerts[0] as AlertRecord);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 3 * MINUTE), 1)], "q4", WINDOW)).toEqual(
+      NOTHING,
+    );
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "q1", WINDOW)).toEqual(NOTHING);
     expect((await alertsIn(t, t))[0]).toMatchObject({ count: 7, delivery: "sent" });
   });
 
   it("hands a pending alert to one of the deliveries that come by at once, then to none until its lease ends", async () => {
     const [src, dst] = pair(19);
     const t = "2024-04-19T13:00:00.000Z";
-    const [first] = await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW);
+    const [first] = (await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW)).alerts;
     // The opener's publish failed; a minute later ten deliveries fold in at once.
     clock += 61_000;
     const results = await Promise.all(
@@ -188,27 +212,31 @@ describe("applyAlerts", () => {
         store.applyAlerts([candidate(src, dst, at(t, (i + 1) * 1000), 1)], `f${i}`, WINDOW),
       ),
     );
-    const handed = results.flatMap((r, i) => (r.length > 0 ? [i] : []));
+    const handed = results.flatMap((r, i) => (r.alerts.length > 0 ? [i] : []));
     expect(handed).toHaveLength(1);
-    expect(results[handed[0] as number]?.[0]?.id).toBe(first?.id);
+    expect(results[handed[0] as number]?.alerts[0]?.id).toBe(first?.id);
+    expect(results.map((r) => r.opened)).toEqual(Array(10).fill(0));
     // The opener's own retry, within that lease, leaves it to the delivery that has it; that one's retry gets it.
-    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW)).toEqual(NOTHING);
     const holder = `f${handed[0]}`;
     const again = await store.applyAlerts(
       [candidate(src, dst, at(t, ((handed[0] as number) + 1) * 1000), 1)],
       holder,
       WINDOW,
     );
-    expect(again.map((a) => a.id)).toEqual([first?.id]);
+    expect(again.alerts.map((a) => a.id)).toEqual([first?.id]);
+    expect(again.opened).toBe(0);
     // Once the lease has run out, the next delivery may take it.
     clock += 61_000;
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 20_000), 1)], "late", WINDOW)).toHaveLength(1);
+    expect(
+      (await store.applyAlerts([candidate(src, dst, at(t, 20_000), 1)], "late", WINDOW)).alerts,
+    ).toHaveLength(1);
   });
 
   it("lets the opener's retry deliver an alert whose state predates the lease", async () => {
     const [src, dst] = pair(20);
     const t = "2024-04-19T14:00:00.000Z";
-    const [opened] = await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW);
+    const [opened] = (await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW)).alerts;
     const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
     await raw.send(
       new UpdateCommand({
@@ -218,9 +246,10 @@ describe("applyAlerts", () => {
       }),
     );
     clock += 5_000;
-    expect((await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW)).map((a) => a.id)).toEqual([
-      opened?.id,
-    ]);
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "pre", WINDOW)).toEqual({
+      alerts: [opened],
+      opened: 0,
+    });
   });
 
   it("heals an opening whose alert record was not written, keeping hits folded meanwhile", async () => {
@@ -238,16 +267,19 @@ describe("applyAlerts", () => {
       await expect(store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW)).rejects.toThrow(
         StoreUnavailableError,
       );
-      expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 4)], "r2", WINDOW)).toEqual([]);
+      expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 4)], "r2", WINDOW)).toEqual(NOTHING);
       expect(await alertsIn(t, t)).toEqual([]);
       expect(proxy.count({ outcome: "error" })).toBeGreaterThan(0);
     } finally {
       proxy.setPlan({});
     }
+    // The retry writes the opening's record: the failed call reported nothing, so this one reports it opened.
     const healed = await store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW);
-    expect(healed).toHaveLength(1);
-    expect(healed[0]).toMatchObject({ count: 7, foldedBefore: 0, openedAt: t, delivery: "pending" });
-    expect(await alertsIn(t, t)).toEqual(healed);
+    expect(healed.opened).toBe(1);
+    expect(healed.alerts).toHaveLength(1);
+    expect(healed.alerts[0]).toMatchObject({ count: 7, foldedBefore: 0, openedAt: t, delivery: "pending" });
+    expect(await alertsIn(t, t)).toEqual(healed.alerts);
+    expect((await store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW)).opened).toBe(0);
   });
 
   it("opens exactly one alert when deliveries race for a closed window", async () => {
@@ -258,7 +290,9 @@ describe("applyAlerts", () => {
         store.applyAlerts([candidate(src, dst, at(t, i * 1000), i + 1)], `race-${i}`, WINDOW),
       ),
     );
-    expect(results.flat()).toHaveLength(1);
+    expect(results.flatMap((r) => r.alerts)).toHaveLength(1);
+    // The one that opened it says so; the others folded in.
+    expect(results.reduce((n, r) => n + r.opened, 0)).toBe(1);
     const listed = await alertsIn(t, at(t, 15 * MINUTE));
     expect(listed).toHaveLength(1);
     expect(listed[0]?.count).toBe(78);
@@ -279,7 +313,7 @@ describe("applyAlerts", () => {
     // Ten deliveries fold into the same slot (the window's first minute), each twice, in two orders.
     const folds = Array.from({ length: 10 }, (_, i) => candidate(src, dst, at(t, 1000 * (i + 1)), 2));
     for (const [i, c] of folds.entries())
-      expect(await small.applyAlerts([c], `fold-${i}`, WINDOW)).toEqual([]);
+      expect(await small.applyAlerts([c], `fold-${i}`, WINDOW)).toEqual(NOTHING);
     for (const [i, c] of [...folds.entries()].reverse()) await small.applyAlerts([c], `fold-${i}`, WINDOW);
     const alert = (await alertsIn(t, t)).find((a) => a.src.ip === src.ip);
     expect(alert).toMatchObject({ count: 21, firstSeen: t, lastSeen: at(t, 10_000) });
@@ -333,12 +367,20 @@ describe("applyAlerts", () => {
       const spill = candidate(src, dst, at(t, 2000), 2);
       await expect(spilling.applyAlerts([spill], "spill-1", WINDOW)).rejects.toThrow(/not sent again/);
       proxy.setPlan({});
-      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual([]);
+      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual(NOTHING);
       expect(await count()).toBe(5);
       // A redelivery whose claim gets a 500 (not applied) finds the claim on the next try: nothing added.
       once(claim, "error");
-      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual([]);
+      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual(NOTHING);
       expect(await count()).toBe(5);
+      // A claim applied but its answer lost: sent again, it finds itself (its nonce) and adds its hits, once.
+      once(claim, "lost");
+      await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], "spill-2", WINDOW);
+      expect(await count()).toBe(8);
+      expect(await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], "spill-2", WINDOW)).toEqual(
+        NOTHING,
+      );
+      expect(await count()).toBe(8);
     } finally {
       proxy.setPlan({});
     }
@@ -348,7 +390,10 @@ describe("applyAlerts", () => {
     const [src, dst] = pair(45);
     const t = "2024-04-19T15:00:00.000Z";
     // X opens the window and dies before publishing.
-    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "X", WINDOW)).toHaveLength(1);
+    expect(await store.applyAlerts([candidate(src, dst, t, 1)], "X", WINDOW)).toMatchObject({
+      alerts: [{ openedAt: t }],
+      opened: 1,
+    });
     clock += 2 * MINUTE;
     // T folds a hit into it (taking the lease, the alert being old enough) and opens the next with another.
     const spans = [
@@ -356,19 +401,20 @@ describe("applyAlerts", () => {
       { firstSeen: at(t, 20 * MINUTE), lastSeen: at(t, 20 * MINUTE), hits: 1 },
     ];
     const both = candidate(src, dst, at(t, MINUTE), 2, { lastSeen: at(t, 20 * MINUTE), spans });
-    expect((await store.applyAlerts([both], "T", WINDOW)).map((a) => a.openedAt)).toEqual([
-      t,
-      at(t, 20 * MINUTE),
-    ]);
+    const fromT = await store.applyAlerts([both], "T", WINDOW);
+    expect(fromT.alerts.map((a) => a.openedAt)).toEqual([t, at(t, 20 * MINUTE)]);
+    // It opened the second only.
+    expect(fromT.opened).toBe(1);
     // T's publish fails: its retry hands both out again, the first one too though its window has closed.
     clock += 1000;
-    expect((await store.applyAlerts([both], "T", WINDOW)).map((a) => a.openedAt)).toEqual([
-      t,
-      at(t, 20 * MINUTE),
-    ]);
+    const retried = await store.applyAlerts([both], "T", WINDOW);
+    expect(retried.alerts.map((a) => a.openedAt)).toEqual([t, at(t, 20 * MINUTE)]);
+    expect(retried.opened).toBe(0);
     // Nobody else does.
     clock += 10 * MINUTE;
-    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "U", WINDOW)).toEqual([]);
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "U", WINDOW)).toEqual(
+      NOTHING,
+    );
   });
 
   it("counts a batch longer than a window in the windows that hold its hits, however the hits are batched", async () => {
@@ -394,14 +440,16 @@ describe("applyAlerts", () => {
       [43, 7],
     ] as const) {
       const [src, dst] = pair(n);
+      let opened = 0;
       for (let from = 0; from < 40; from += size) {
         const payload = [batch(src, dst, from, Math.min(40, from + size))];
-        await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW);
-        // A retried payload changes nothing.
-        await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW);
+        opened += (await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW)).opened;
+        // A retried payload changes nothing, and opens nothing.
+        expect((await store.applyAlerts(payload, `long-${n}-${from}`, WINDOW)).opened).toBe(0);
       }
       const listed = (await alertsIn(t, hitAt(40))).filter((a) => a.src.ip === src.ip);
       expect(listed.map((a) => [a.openedAt, a.count, a.lastSeen])).toEqual(expected);
+      expect(opened).toBe(expected.length);
     }
   });
 
@@ -413,14 +461,15 @@ describe("applyAlerts", () => {
       "twice",
       WINDOW,
     );
-    expect(out).toHaveLength(1);
-    expect(out[0]).toMatchObject({ count: 7, openedAt: t, lastSeen: at(t, 5000), severity: "high" });
+    expect(out.opened).toBe(1);
+    expect(out.alerts).toHaveLength(1);
+    expect(out.alerts[0]).toMatchObject({ count: 7, openedAt: t, lastSeen: at(t, 5000), severity: "high" });
   });
 
   it("keeps alerts for the retention and refuses what it cannot do", async () => {
     const [src, dst] = pair(15);
     const t = "2024-04-19T10:00:00.000Z";
-    const [alert] = await store.applyAlerts([candidate(src, dst, t, 1)], "ttl", WINDOW);
+    const [alert] = (await store.applyAlerts([candidate(src, dst, t, 1)], "ttl", WINDOW)).alerts;
     const key = {
       pk: `ALERTS#${CLUSTER}#2024-04-19`,
       sk: `${t}#${alertKeyDigest(alert?.key ?? candidate(src, dst, t, 1).key)}`,
@@ -538,7 +587,7 @@ describe("queryAlerts", () => {
     // one Query answer can hold, so answers end inside an alert.
     const [src, dst] = pair(200);
     const t = "2024-07-01T00:00:00.000Z";
-    const [model] = await store.applyAlerts([candidate(src, dst, t, 1)], "big-model", WINDOW);
+    const [model] = (await store.applyAlerts([candidate(src, dst, t, 1)], "big-model", WINDOW)).alerts;
     const key = {
       pk: `ALERTS#${CLUSTER}#2024-07-01`,
       sk: `${t}#${alertKeyDigest((model as AlertRecord).key)}`,

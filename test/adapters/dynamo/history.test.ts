@@ -128,7 +128,13 @@ describe("DynamoHolderHistory", () => {
 describe("tableStores", () => {
   it("gives the holder history the table's retention, as the flows have it", async () => {
     const raw = DynamoDBDocumentClient.from(ts.client);
-    const stores = tableStores({ client: ts.client, tableName: ts.tableName, retentionDays: 90 });
+    // The stores' clock: a TTL is never written more than four years before it (keys.ts, expiresAt).
+    const stores = tableStores({
+      client: ts.client,
+      tableName: ts.tableName,
+      retentionDays: 90,
+      now: () => NOW,
+    });
     const ip = "192.168.3.31";
     await stores.history.remember(CLUSTER, [{ ip, holder: holder("kept", T, T + MIN) }]);
     const item = await raw.send(
