@@ -2,6 +2,7 @@
 import { Duration } from "aws-cdk-lib";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { QUERY_TIMEOUT_SECONDS } from "../functions/query/config.ts";
 import { BaseFunction } from "./base-function.ts";
 import type { FlowStore } from "./flow-store.ts";
 
@@ -26,7 +27,7 @@ export class FlowQueries extends Construct {
       description: `Flow and alert queries for ${props.clusterName}`,
       logRetention: props.logRetention,
       // API Gateway gives up after 29 s; a query still running then is only spending money.
-      timeout: Duration.seconds(25),
+      timeout: Duration.seconds(QUERY_TIMEOUT_SECONDS),
       environment: { CLUSTER_NAME: props.clusterName, AGGREGATION_SECONDS: String(props.aggregationSeconds) },
     });
     props.flowStore.bindQuery(this.function);

@@ -7,6 +7,9 @@
 import { z } from "zod";
 import { parseEnv } from "../shared/env.ts";
 
+/** The function's timeout (lib/query.ts): API Gateway gives up after 29 s, so a later answer is lost anyway. */
+export const QUERY_TIMEOUT_SECONDS = 25;
+
 const QueryEnv = z.object({
   TABLE_NAME: z.string().min(1),
   CLUSTER_NAME: z.string().min(1),

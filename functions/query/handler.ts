@@ -22,6 +22,7 @@ import { storeClient } from "../adapters/dynamo/client.ts";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
+import type { RetryPolicy } from "../adapters/dynamo/retry.ts";
 import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
@@ -271,6 +272,13 @@ export async function handleQuery(
   }
 }
 
+/**
+ * Retries of each Query: fewer than the ingest's ten, so that a page whose requests hang (each given up after the
+ * stores' request timeout, client.ts) still ends in an answer, a 500, before the function's timeout
+ * (QUERY_TIMEOUT_SECONDS): three tries and two short backoffs, about 15 s. A page's Queries (at most two) run side by side.
+ */
+export const QUERY_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 50, maxDelayMs: 1_000 };
+
 export function createRuntime(config: QueryConfig): QueryRuntime {
   // The stores' client: the store retries every Query itself (SDK retries would multiply its attempts).
   const client = tracer.captureAWSv3Client(storeClient());
@@ -279,6 +287,7 @@ export function createRuntime(config: QueryConfig): QueryRuntime {
       client,
       tableName: config.TABLE_NAME,
       bucketSeconds: config.AGGREGATION_SECONDS,
+      retry: QUERY_RETRY,
     }),
     cluster: config.CLUSTER_NAME,
     now: Date.now,

@@ -3,12 +3,15 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { STORE_REQUEST_TIMEOUTS } from "../../functions/adapters/dynamo/client.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
-import { handleQuery, type QueryRuntime } from "../../functions/query/handler.ts";
+import { QUERY_TIMEOUT_SECONDS } from "../../functions/query/config.ts";
+import { createRuntime, handleQuery, QUERY_RETRY, type QueryRuntime } from "../../functions/query/handler.ts";
 import { restApiEvent as event } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { startFaultProxy } from "../support/fault-proxy.ts";
 
 const CLUSTER = "prod";
 const T0 = Date.parse("2026-04-19T04:00:00.000Z");
@@ -371,5 +374,39 @@ describe("the Lambda entry point", () => {
     } finally {
       process.env = saved;
     }
+  });
+});
+
+describe("the query function's time budget", () => {
+  it("tries a failing Query three times, then answers 500", async () => {
+    const proxy = await startFaultProxy(ts.endpoint);
+    const saved = process.env.AWS_ENDPOINT_URL_DYNAMODB;
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = proxy.endpoint;
+    try {
+      const runtime = createRuntime({
+        TABLE_NAME: ts.tableName,
+        CLUSTER_NAME: CLUSTER,
+        AGGREGATION_SECONDS: 60,
+      });
+      proxy.setPlan({ error: 1 });
+      const since = "2026-04-19T10:00:00Z";
+      const r = await handleQuery(event("/flows", { since, until: "2026-04-19T10:30:00Z" }), runtime);
+      expect(r.statusCode).toBe(500);
+      expect(proxy.count({ operation: "Query" })).toBe(QUERY_RETRY.attempts);
+    } finally {
+      if (saved === undefined) delete process.env.AWS_ENDPOINT_URL_DYNAMODB;
+      else process.env.AWS_ENDPOINT_URL_DYNAMODB = saved;
+      await proxy.close();
+    }
+  });
+
+  it("gives up on a page before the function's timeout, every try hung to the client's timeouts", () => {
+    const perTry = STORE_REQUEST_TIMEOUTS.connectionTimeout + STORE_REQUEST_TIMEOUTS.requestTimeout;
+    let backoff = 0;
+    for (let attempt = 1; attempt < QUERY_RETRY.attempts; attempt++) {
+      backoff += Math.min(QUERY_RETRY.maxDelayMs, QUERY_RETRY.baseDelayMs * 2 ** (attempt - 1));
+    }
+    // A page's Queries run side by side: one Query's worst case is the page's.
+    expect(QUERY_RETRY.attempts * perTry + backoff).toBeLessThan(QUERY_TIMEOUT_SECONDS * 1000);
   });
 });
