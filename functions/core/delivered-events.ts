@@ -68,20 +68,14 @@ export class DeliveredEvents {
   /** The delivery's bytes (the gunzipped JSON); null when every string is in the columns. */
   readonly #bytes: Buffer | null;
   readonly #columns: EventColumns;
-  /** Every byte of #bytes is ASCII (the reader checked the whole delivery at once): no window needs checking. */
-  readonly #ascii: boolean;
   #window: Window = NO_WINDOW;
 
-  /**
-   * Events read by the delivery reader (delivery-reader.ts) from `bytes`; `ascii` when every byte of them is known
-   * to be ASCII.
-   */
-  constructor(bytes: Buffer | null, columns: EventColumns, node?: string, ascii = false) {
+  /** Events read by the delivery reader (delivery-reader.ts) from `bytes`. */
+  constructor(bytes: Buffer | null, columns: EventColumns, node?: string) {
     this.#bytes = bytes;
     this.#columns = columns;
     this.length = columns.count;
     this.node = node;
-    this.#ascii = ascii;
   }
 
   /** Events given as objects (backfill pages, tests): every string already made. */
@@ -146,8 +140,7 @@ export class DeliveredEvents {
     const window: Window = {
       start,
       end: stop,
-      text:
-        this.#ascii || isAscii(bytes.subarray(0, stop - start)) ? b.toString("latin1", start, stop) : null,
+      text: isAscii(bytes.subarray(0, stop - start)) ? b.toString("latin1", start, stop) : null,
       bytes,
       view: new DataView(b.buffer, b.byteOffset + start, b.length - start),
     };
@@ -172,7 +165,7 @@ export class DeliveredEvents {
 
   /** These events, reported as coming from `node`. */
   withNode(node: string | undefined): DeliveredEvents {
-    return new DeliveredEvents(this.#bytes, this.#columns, node, this.#ascii);
+    return new DeliveredEvents(this.#bytes, this.#columns, node);
   }
 
   /** The events at `indices`, in that order (the delivery's bytes are shared, not copied). */
@@ -198,7 +191,7 @@ export class DeliveredEvents {
       columns.ids[k] = from.ids[i];
       columns.messages[k] = from.messages[i];
     }
-    return new DeliveredEvents(this.#bytes, columns, this.node, this.#ascii);
+    return new DeliveredEvents(this.#bytes, columns, this.node);
   }
 
   /** Calls `visit` with the UTF-8 bytes of each event's id (a view into the delivery, not to be kept), in order. */

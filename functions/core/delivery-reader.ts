@@ -11,7 +11,7 @@
 // and the positions of its id and message in the bytes (DeliveredEvents), whose strings are decoded only when asked
 // for (a string's quotes are ASCII, so they never split a character). A string holding an escape goes through
 // JSON.parse itself.
-import { isAscii, isUtf8 } from "node:buffer";
+import { isUtf8 } from "node:buffer";
 import { DeliveredEvents, type EventColumns } from "./delivered-events.ts";
 import { jsonNumberEnd, jsonSpace } from "./json-bytes.ts";
 
@@ -429,9 +429,7 @@ export function readDelivery(bytes: Buffer): ReadDelivery | undefined {
   if (columns === undefined || jsonSpace(b, i + 1) !== b.length) return undefined;
   // Ids are hashed from their bytes (DeliveredEvents#forEachId, #updateWithIds) as the UTF-8 of the strings JSON.parse
   // gives, which bytes that are not UTF-8 are not (they decode to U+FFFD): such a delivery is left to JSON.parse.
-  // One native check of the whole delivery (some 30 µs a megabyte), the ids' own only when it fails. ASCII, as
-  // CloudWatch Logs writes calico-packet lines, is UTF-8; and then no window of the events needs its own check.
-  const ascii = isAscii(b);
-  if (!ascii && !isUtf8(b) && !idsAreUtf8(b, columns)) return undefined;
-  return { envelope, events: new DeliveredEvents(b, columns, undefined, ascii) };
+  // One native check of the whole delivery (some 30 µs a megabyte), the ids' own only when it fails.
+  if (!isUtf8(b) && !idsAreUtf8(b, columns)) return undefined;
+  return { envelope, events: new DeliveredEvents(b, columns) };
 }
