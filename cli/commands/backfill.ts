@@ -17,6 +17,7 @@ import {
   minuteOf,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
+import { createScanner } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger, signalExitCode, UsageError } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { parseInstant } from "../time.ts";
@@ -105,6 +106,16 @@ export interface BackfillIo {
 
 const MALFORMED_SAMPLES = 20;
 
+/**
+ * The text FilterLogEvents is asked to match: the `--prefix`, as the live subscription filter matches it, unless a
+ * `--prefix-format` makes the parser look for other text (the format's literal head), which it then must be. Lines
+ * without it are never parsed, so asking for `--prefix` there would read none of the lines that are.
+ */
+export function filterTerm(prefix: string, prefixFormat: string | undefined): string {
+  const needle = createScanner({ prefix, prefixFormat }).needle;
+  return needle.startsWith(prefix) ? prefix : needle;
+}
+
 interface Task {
   group: string;
   stream: string;
@@ -115,7 +126,7 @@ interface Task {
 export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}): Promise<BackfillSummary> {
   const common = commonOptions(raw);
   const groups = [...new Set(raw.logGroup as string[])];
-  const filterPattern = termPattern(raw.prefix as string);
+  const filterPattern = termPattern(filterTerm(raw.prefix as string, raw.prefixFormat as string | undefined));
   const streamPrefix = raw.streamPrefix as string | undefined;
   const now = (io.now ?? Date.now)();
   const job = digest(
@@ -265,8 +276,21 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       }
     };
 
+    const finish = (task: Task) => {
+      task.state.doneUntil = cp.until;
+      task.state.complete = true;
+      position.set(task, until);
+      bar.update(progressed(), summary);
+      save(true);
+    };
+
     const runStream = async (task: Task) => {
       const ref: StreamRef = { cluster: common.cluster, group: task.group, stream: task.stream };
+      // Nothing left of the window (an earlier run was stopped right after the stream's last minute).
+      if (task.from >= until) {
+        finish(task);
+        return;
+      }
       const pending = new Map<number, CloudWatchEvent[]>();
       const flush = async (minutes: number[]) => {
         if (minutes.length === 0) return;
@@ -297,7 +321,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         group: task.group,
         streams: [task.stream],
         start: task.from,
-        // The window is [since, until); FilterLogEvents' endTime is inclusive.
+        // The window is [since, until); the reader's bounds are inclusive (whatever the service's endTime is).
         end: until - 1,
         filterPattern,
         limit: 10_000,
@@ -324,15 +348,13 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         if (stop.signal.aborted) return;
       }
       await flush([...pending.keys()].sort((a, b) => a - b));
-      if (stop.signal.aborted) {
+      // Stopped before every minute read was processed: resume at the first one left. Otherwise the stream is
+      // done, even if the stop came during its last minute.
+      if (pending.size > 0) {
         doneUntil(until);
         return;
       }
-      task.state.doneUntil = cp.until;
-      task.state.complete = true;
-      position.set(task, until);
-      bar.update(progressed(), summary);
-      save(true);
+      finish(task);
     };
 
     // A few streams at a time: the pacer keeps the shared CloudWatch Logs rate, the rest overlaps DynamoDB work.

@@ -37,11 +37,17 @@ export interface EventPage {
   nextToken?: string;
 }
 
+/** Most stream names one FilterLogEvents call takes (`logStreamNames`: 1 to 100 items). */
+export const MAX_STREAM_NAMES = 100;
+
 export interface EventQuery {
   group: string;
-  /** Limit to these streams (FilterLogEvents takes up to 100); all streams of the group when absent. */
+  /** Limit to these streams (1 to MAX_STREAM_NAMES of them); all streams of the group when absent. */
   streams?: readonly string[];
-  /** Inclusive bounds on the event timestamp, epoch ms. */
+  /**
+   * Inclusive bounds on the event timestamp, epoch ms: the reader returns exactly the events stamped in
+   * [start, end], whether or not the service's `endTime` includes its own bound (see `events`).
+   */
   start: number;
   end: number;
   filterPattern?: string;
@@ -78,12 +84,15 @@ export interface ReaderStats {
 
 /**
  * Errors worth retrying after a pause. The SDK retries too, but gives up after a few attempts, which a long
- * backfill sharing the account's quota with other tools would hit.
+ * backfill sharing the account's quota with other tools would hit. CloudWatch Logs answers an exceeded rate
+ * with ThrottlingException ("Rate exceeded"); AWS's troubleshooting guide also names RequestLimitExceeded, and
+ * HTTP 429 or an error the SDK marks as throttling mean the same.
  */
 const THROTTLED = new Set([
   "ThrottlingException",
   "Throttling",
   "TooManyRequestsException",
+  "RequestLimitExceeded",
   "LimitExceededException",
 ]);
 const TRANSIENT = new Set([
@@ -96,8 +105,14 @@ const TRANSIENT = new Set([
 const NETWORK = new Set(["ECONNRESET", "ETIMEDOUT", "EPIPE", "EAI_AGAIN"]);
 
 function retryClass(error: unknown): "throttled" | "transient" | "fatal" {
-  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const e = error as {
+    name?: string;
+    code?: string;
+    $metadata?: { httpStatusCode?: number };
+    $retryable?: { throttling?: boolean };
+  };
   if (e.name !== undefined && THROTTLED.has(e.name)) return "throttled";
+  if (e.$metadata?.httpStatusCode === 429 || e.$retryable?.throttling === true) return "throttled";
   if (e.name !== undefined && TRANSIENT.has(e.name)) return "transient";
   if (e.code !== undefined && NETWORK.has(e.code)) return "transient";
   if ((e.$metadata?.httpStatusCode ?? 0) >= 500) return "transient";
@@ -174,11 +189,14 @@ export class CloudWatchLogsReader {
 
   /**
    * Streams of `group` that may hold events stamped at or after `since`. A stream is left out only when its
-   * last ingestion is too old for that, with a margin for events stamped ahead of ingestion and for the
-   * lag of the stream's metadata.
+   * last ingestion (or last event) is known and too old for that, with a margin for events stamped ahead of
+   * ingestion and for the lag of the stream's metadata. A stream whose metadata names no ingestion yet is kept
+   * however old its creation: the service fills `lastIngestionTime` in eventually, after events arrived.
    */
   async *streams(group: string, options: { since: number; prefix?: string }): AsyncGenerator<LogStreamInfo> {
     const horizon = options.since - FUTURE_TOLERANCE_MS - METADATA_LAG_MS;
+    // DescribeLogStreams takes a prefix of 1 to 512 characters: an empty one means every stream.
+    const prefix = options.prefix === "" ? undefined : options.prefix;
     let nextToken: string | undefined;
     do {
       const token = nextToken;
@@ -186,14 +204,14 @@ export class CloudWatchLogsReader {
         this.#client.send(
           new DescribeLogStreamsCommand({
             logGroupName: group,
-            logStreamNamePrefix: options.prefix,
+            logStreamNamePrefix: prefix,
             nextToken: token,
           }),
         ),
       );
       for (const s of page.logStreams ?? []) {
         if (s.logStreamName === undefined) continue;
-        const lastSeen = Math.max(s.lastIngestionTime ?? 0, s.lastEventTimestamp ?? 0, s.creationTime ?? 0);
+        const lastSeen = Math.max(s.lastIngestionTime ?? 0, s.lastEventTimestamp ?? 0);
         if (lastSeen > 0 && lastSeen < horizon) continue;
         yield {
           name: s.logStreamName,
@@ -209,9 +227,22 @@ export class CloudWatchLogsReader {
 
   /**
    * Pages of matching events in time order (as FilterLogEvents returns them: by timestamp, then ingestion).
-   * Pages may be empty while more follow; paging ends when no nextToken comes back.
+   * Pages may be empty while more follow, and the service may hand the same nextToken back more than once
+   * (it did to botocore's paginator, which then gave up): paging follows every token until none comes back.
+   *
+   * The API reference says `endTime` is inclusive ("events with a timestamp later than this time are not
+   * returned"), but an event stamped exactly at `endTime` has been reported missing (aws/aws-cli#4262). So the
+   * reader asks up to `end + 1` and drops whatever lies outside [start, end] itself: the bounds hold either way.
    */
   async *events(query: EventQuery, startToken?: string): AsyncGenerator<EventPage> {
+    const streams = query.streams === undefined ? undefined : [...query.streams];
+    if (streams !== undefined && (streams.length === 0 || streams.length > MAX_STREAM_NAMES)) {
+      throw new RangeError(
+        `FilterLogEvents takes 1 to ${MAX_STREAM_NAMES} log stream names, got ${streams.length}`,
+      );
+    }
+    // An empty range: nothing to ask for (and a startTime past endTime is no range the API describes).
+    if (query.start > query.end) return;
     let nextToken = startToken;
     do {
       const token = nextToken;
@@ -219,9 +250,9 @@ export class CloudWatchLogsReader {
         this.#client.send(
           new FilterLogEventsCommand({
             logGroupName: query.group,
-            logStreamNames: query.streams === undefined ? undefined : [...query.streams],
+            logStreamNames: streams,
             startTime: query.start,
-            endTime: query.end,
+            endTime: query.end + 1,
             filterPattern: query.filterPattern,
             limit: query.limit,
             nextToken: token,
@@ -231,6 +262,7 @@ export class CloudWatchLogsReader {
       const events: FilteredEvent[] = [];
       for (const e of page.events ?? []) {
         if (e.eventId === undefined || e.timestamp === undefined || e.logStreamName === undefined) continue;
+        if (e.timestamp < query.start || e.timestamp > query.end) continue;
         events.push({
           id: e.eventId,
           stream: e.logStreamName,

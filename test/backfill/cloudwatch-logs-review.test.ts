@@ -1,0 +1,822 @@
+// `calico-flows backfill` checked against the CloudWatch Logs API reference, through a scripted JSON 1.1 endpoint
+// on loopback that the real SDK client talks to. The endpoint refuses what the API reference says FilterLogEvents
+// and DescribeLogStreams refuse (1 to 100 stream names, not with a prefix, a limit of 1 to 10,000, a bare term
+// holding a `-` or `:`, an empty stream prefix, a token it did not issue) and behaves as the service is documented
+// or reported to: pages partly full or empty while a nextToken says more follow, the same nextToken handed back
+// (boto/boto3#1584), an `endTime` that leaves out its own millisecond (aws/aws-cli#4262), ThrottlingException,
+// RequestLimitExceeded and 429, and stream metadata that lags ingestion. Checked: every event of [since, until)
+// read and stored once; request parameters; throttling backed off and bounded; an event delivered live and
+// backfilled (either way round) counted once by its id; the summary and exit status docs/backfill.md promises.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
+import { CloudWatchLogsReader } from "../../functions/adapters/cloudwatch-logs.ts";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
+import type { FlowStore } from "../../functions/core/ports.ts";
+import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
+import { BIN, ROOT, runCli } from "../cli/run.ts";
+import { compileFilterPattern } from "../support/cloudwatch-logs-server.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import {
+  backfillCommand,
+  calicoLine,
+  DESTINATIONS,
+  expectedByAddress,
+  ingestDeps,
+  PORTS,
+  payloadOf,
+  SOURCES,
+  storedByAddress,
+  T0,
+} from "./fixtures.ts";
+
+const PODS = join(ROOT, "examples", "demo", "pods.json");
+const GROUP = "/aws/eks/review/calico";
+const HOUR = 60 * MINUTE_MS;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+// ---- a scripted CloudWatch Logs endpoint ----------------------------------------------------------------------
+
+interface FakeEvent {
+  id: string;
+  stream: string;
+  timestamp: number;
+  ingestionTime: number;
+  message: string;
+}
+
+interface ApiFailure {
+  status: number;
+  type: string;
+  message?: string;
+}
+
+interface FakeOptions {
+  /** Most events one FilterLogEvents page returns. @default 10 */
+  pageSize?: number;
+  /** Most stored events (of the streams searched, in order) one call looks at: fewer make empty pages. @default 25 */
+  scanWindow?: number;
+  /** Leave out events stamped exactly at endTime (as aws/aws-cli#4262 reports) instead of including them (as documented). */
+  endExclusive?: boolean;
+  /** Whether the n-th FilterLogEvents call (1-based) answers an empty page and hands back the token it was given. */
+  stall?: (n: number) => boolean;
+  /** An error for the n-th call (1-based, every operation counted), answered instead of the result. */
+  fail?: (n: number, operation: string) => ApiFailure | undefined;
+  /** DescribeLogStreams' view of a stream, instead of one computed from its events (metadata lag). */
+  describe?: (stream: string) => Record<string, unknown> | undefined;
+  /** Awaited before answering the n-th FilterLogEvents call (1-based). */
+  beforeFilter?: (n: number) => Promise<void>;
+}
+
+interface LoggedCall {
+  operation: string;
+  params: Record<string, unknown>;
+  outcome: "ok" | "error";
+  error?: string;
+  returned?: number;
+  /** FilterLogEvents answered an empty page carrying the token it was given. */
+  stalled?: boolean;
+}
+
+interface FakeLogs {
+  endpoint: string;
+  calls: LoggedCall[];
+  client(): CloudWatchLogsClient;
+  put(stream: string, events: readonly { timestamp: number; message: string }[]): FakeEvent[];
+  events(): FakeEvent[];
+  close(): Promise<void>;
+}
+
+class Refused extends Error {
+  readonly status: number;
+  readonly type: string;
+  constructor(status: number, type: string, message: string) {
+    super(message);
+    this.status = status;
+    this.type = type;
+  }
+}
+
+const invalid = (message: string) => new Refused(400, "InvalidParameterException", message);
+
+async function startFakeLogs(options: FakeOptions = {}): Promise<FakeLogs> {
+  const pageSize = options.pageSize ?? 10;
+  const scanWindow = options.scanWindow ?? 25;
+  const streams = new Map<string, { creationTime: number; events: FakeEvent[] }>();
+  const calls: LoggedCall[] = [];
+  const clients: CloudWatchLogsClient[] = [];
+  let sequence = 0;
+  let filterCalls = 0;
+  /** Tokens issued: token → position in the query's candidates, and the query it belongs to. */
+  const tokens = new Map<string, { fingerprint: string; position: number }>();
+  const issue = (fingerprint: string, position: number) => {
+    const token = `tok-${tokens.size + 1}-${position}`;
+    tokens.set(token, { fingerprint, position });
+    return token;
+  };
+
+  const filterLogEvents = async (p: Record<string, unknown>, call: LoggedCall) => {
+    const n = ++filterCalls;
+    await options.beforeFilter?.(n);
+    if (p.logGroupName !== GROUP) throw new Refused(400, "ResourceNotFoundException", "no such log group");
+    const names = p.logStreamNames as string[] | undefined;
+    const prefix = p.logStreamNamePrefix as string | undefined;
+    if (names !== undefined && (names.length < 1 || names.length > 100))
+      throw invalid("logStreamNames must hold 1 to 100 items");
+    if (names !== undefined && prefix !== undefined)
+      throw invalid("Cannot specify both logStreamNames and logStreamNamePrefix");
+    const limit = (p.limit as number | undefined) ?? 10_000;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("limit must be 1 to 10000");
+    const pattern = (p.filterPattern as string | undefined) ?? "";
+    if (pattern.length > 1024) throw invalid("filterPattern longer than 1024");
+    let matches: (message: string) => boolean;
+    try {
+      matches = compileFilterPattern(pattern);
+    } catch (error) {
+      throw invalid((error as Error).message);
+    }
+    const start = (p.startTime as number | undefined) ?? 0;
+    const end = (p.endTime as number | undefined) ?? Number.MAX_SAFE_INTEGER;
+    if (start < 0 || end < 0) throw invalid("startTime and endTime must be ≥ 0");
+    // No range the API reference describes: this endpoint refuses it.
+    if (start > end) throw invalid("startTime must not be after endTime");
+    const inRange = (t: number) => t >= start && (options.endExclusive ? t < end : t <= end);
+    const candidates = [...streams.entries()]
+      .filter(([name]) => names === undefined || names.includes(name))
+      .filter(([name]) => prefix === undefined || name.startsWith(prefix))
+      .flatMap(([, s]) => s.events)
+      .filter((e) => inRange(e.timestamp))
+      .sort(
+        (a, b) => a.timestamp - b.timestamp || a.ingestionTime - b.ingestionTime || (a.id < b.id ? -1 : 1),
+      );
+    const fingerprint = JSON.stringify([p.logGroupName, names, prefix, pattern, start, end]);
+    let position = 0;
+    const given = p.nextToken as string | undefined;
+    if (given !== undefined) {
+      const known = tokens.get(given);
+      if (known === undefined || known.fingerprint !== fingerprint)
+        throw invalid("The specified nextToken is invalid.");
+      position = known.position;
+    }
+    if (options.stall?.(n) === true && position < candidates.length) {
+      // An empty page and the very token it was given (or a first one): paging must go on.
+      call.stalled = true;
+      call.returned = 0;
+      return { events: [], searchedLogStreams: [], nextToken: given ?? issue(fingerprint, position) };
+    }
+    const page: FakeEvent[] = [];
+    const scanEnd = Math.min(candidates.length, position + scanWindow);
+    while (position < scanEnd && page.length < Math.min(limit, pageSize)) {
+      const e = candidates[position] as FakeEvent;
+      position++;
+      if (matches(e.message)) page.push(e);
+    }
+    call.returned = page.length;
+    return {
+      events: page.map((e) => ({
+        logStreamName: e.stream,
+        timestamp: e.timestamp,
+        message: e.message,
+        ingestionTime: e.ingestionTime,
+        eventId: e.id,
+      })),
+      // Deprecated: an empty list since 2020.
+      searchedLogStreams: [],
+      ...(position < candidates.length ? { nextToken: issue(fingerprint, position) } : {}),
+    };
+  };
+
+  const describeLogStreams = (p: Record<string, unknown>) => {
+    if (p.logGroupName !== GROUP) throw new Refused(400, "ResourceNotFoundException", "no such log group");
+    const prefix = p.logStreamNamePrefix as string | undefined;
+    if (prefix !== undefined && (prefix.length < 1 || prefix.length > 512))
+      throw invalid("logStreamNamePrefix must hold 1 to 512 characters");
+    const all = [...streams.entries()]
+      .filter(([name]) => prefix === undefined || name.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const fingerprint = JSON.stringify(["describe", prefix]);
+    let from = 0;
+    const given = p.nextToken as string | undefined;
+    if (given !== undefined) {
+      const known = tokens.get(given);
+      if (known === undefined || known.fingerprint !== fingerprint)
+        throw invalid("The specified nextToken is invalid.");
+      from = known.position;
+    }
+    const page = all.slice(from, from + 2);
+    return {
+      logStreams: page.map(([name, s]) => {
+        const override = options.describe?.(name);
+        if (override !== undefined) return { logStreamName: name, ...override };
+        const times = s.events.map((e) => e.timestamp);
+        return {
+          logStreamName: name,
+          creationTime: s.creationTime,
+          ...(s.events.length > 0
+            ? {
+                firstEventTimestamp: Math.min(...times),
+                lastEventTimestamp: Math.max(...times),
+                lastIngestionTime: Math.max(...s.events.map((e) => e.ingestionTime)),
+              }
+            : {}),
+        };
+      }),
+      ...(from + 2 < all.length ? { nextToken: issue(fingerprint, from + 2) } : {}),
+    };
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, body: string) => {
+    const target = String(req.headers["x-amz-target"] ?? "");
+    const operation = target.replace(/^Logs_20140328\./, "");
+    const params = (body.length > 0 ? JSON.parse(body) : {}) as Record<string, unknown>;
+    const call: LoggedCall = { operation, params, outcome: "ok" };
+    calls.push(call);
+    const reply = (status: number, payload: unknown, type?: string) => {
+      res.writeHead(status, {
+        "content-type": "application/x-amz-json-1.1",
+        "x-amzn-requestid": `req-${calls.length}`,
+        ...(type === undefined ? {} : { "x-amzn-errortype": type }),
+      });
+      res.end(JSON.stringify(payload));
+    };
+    try {
+      const failure = options.fail?.(calls.length, operation);
+      if (failure !== undefined)
+        throw new Refused(failure.status, failure.type, failure.message ?? "Rate exceeded");
+      if (operation === "FilterLogEvents") reply(200, await filterLogEvents(params, call));
+      else if (operation === "DescribeLogStreams") reply(200, describeLogStreams(params));
+      else throw new Refused(400, "UnknownOperationException", operation);
+    } catch (error) {
+      call.outcome = "error";
+      const r =
+        error instanceof Refused ? error : new Refused(500, "ServiceUnavailableException", String(error));
+      call.error = r.type;
+      reply(r.status, { __type: r.type, message: r.message }, r.type);
+    }
+  };
+
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => void handle(req, res, Buffer.concat(chunks).toString("utf8")));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    endpoint,
+    calls,
+    client() {
+      // SDK retries off, as the command's own client: throttling must reach the reader's backoff.
+      const client = new CloudWatchLogsClient({
+        endpoint,
+        region: "eu-west-1",
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+        maxAttempts: 1,
+      });
+      clients.push(client);
+      return client;
+    },
+    put(stream, events) {
+      let s = streams.get(stream);
+      if (s === undefined) {
+        s = { creationTime: events[0]?.timestamp ?? T0, events: [] };
+        streams.set(stream, s);
+      }
+      const stored = events.map((e) => {
+        sequence++;
+        // 56 digits, as the service's ids.
+        const id = `${String(e.timestamp).padStart(20, "0")}${String(sequence).padStart(36, "0")}`;
+        return { id, stream, timestamp: e.timestamp, ingestionTime: e.timestamp + 800, message: e.message };
+      });
+      s.events.push(...stored);
+      return stored;
+    },
+    events: () => [...streams.values()].flatMap((s) => s.events),
+    async close() {
+      for (const c of clients) c.destroy();
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close");
+    },
+  };
+}
+
+// ---- the world ---------------------------------------------------------------------------------------------
+
+let ts: TestStore;
+let flows: FlowStore;
+let dir: string;
+
+beforeAll(async () => {
+  ts = await startTestStore();
+  process.env.AWS_ENDPOINT_URL_DYNAMODB = ts.endpoint;
+  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+  dir = mkdtempSync(join(tmpdir(), "cf-backfill-cwl-review-"));
+});
+
+afterAll(async () => {
+  await ts?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Calico lines (and kubelet noise the filter pattern leaves out) of `stream` at the given times. */
+function linesAt(stream: string, times: readonly number[], prefix = "calico-packet:") {
+  const out: { timestamp: number; message: string }[] = [];
+  times.forEach((at, k) => {
+    const src = SOURCES[k % SOURCES.length] as string;
+    const dst = DESTINATIONS[(k >> 1) % DESTINATIONS.length] as string;
+    const line = calicoLine(at, stream, src, dst, PORTS[k % PORTS.length] as number);
+    out.push({ timestamp: at, message: line.replace("calico-packet:", prefix) });
+    if (k % 3 === 0) out.push({ timestamp: at, message: `${stream} kubelet[812]: I0419 probe ok` });
+  });
+  return out;
+}
+
+/** `count` times spread over `minutes` minutes from `from`, every fifth on the millisecond of the one before. */
+function spread(from: number, minutes: number, count: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++)
+    out.push(i % 5 === 4 ? (out[i - 1] as number) : from + Math.floor((i * minutes * MINUTE_MS) / count));
+  return out;
+}
+
+const options = (cluster: string, checkpoint: string) => [
+  "--log-group",
+  GROUP,
+  "--table",
+  ts.tableName,
+  "--cluster",
+  cluster,
+  "--pods",
+  PODS,
+  "--max-rps",
+  "100",
+  "--checkpoint",
+  join(dir, checkpoint),
+  "--quiet",
+];
+
+const run = (logs: FakeLogs, args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> =>
+  backfillCommand(args, logs.client(), io);
+
+const stored = (cluster: string) => storedByAddress(flows, cluster, T0 - 2 * HOUR, T0 + 4 * HOUR);
+
+const calicoOf = (events: readonly FakeEvent[]) => events.filter((e) => !e.message.includes("kubelet"));
+
+const filterCalls = (logs: FakeLogs) => logs.calls.filter((c) => c.operation === "FilterLogEvents");
+
+describe("reading the window", () => {
+  it("reads every event of [since, until) once through empty pages, a nextToken handed back, and partly full pages", async () => {
+    const logs = await startFakeLogs({ pageSize: 4, scanWindow: 6, stall: (n) => n % 3 === 2 });
+    try {
+      for (const [i, stream] of ["ip-10-0-1-1", "ip-10-0-1-2", "ip-10-0-2-7"].entries()) {
+        logs.put(stream, linesAt(stream, spread(T0 + i * 700, 6, 40)));
+      }
+      const since = T0 + 30_000;
+      const until = T0 + 5 * MINUTE_MS + 15_000;
+      const inside = calicoOf(logs.events()).filter((e) => e.timestamp >= since && e.timestamp < until);
+      const args = [...options("pages", "pages.json"), "--since", iso(since), "--until", iso(until)];
+
+      const first = await run(logs, args);
+      expect(first.interrupted).toBe(false);
+      expect(first.events).toBe(inside.length);
+      expect(first.stored).toBe(inside.length);
+      expect(first.calico).toBe(inside.length);
+      expect(await stored("pages")).toEqual(expectedByAddress(inside));
+
+      // The endpoint did hand tokens back on empty pages, and paging went on until no token came.
+      const calls = filterCalls(logs);
+      expect(calls.filter((c) => c.stalled && c.params.nextToken !== undefined).length).toBeGreaterThan(3);
+      expect(calls.filter((c) => c.outcome === "ok" && c.returned === 0).length).toBeGreaterThan(5);
+      expect(calls.every((c) => c.outcome === "ok")).toBe(true);
+
+      // Again: every event already counted, nothing stored twice.
+      const again = await run(logs, [...args, "--restart"]);
+      expect(again.events).toBe(inside.length);
+      expect(again.stored).toBe(0);
+      expect(again.alreadyCounted).toBe(inside.length);
+      expect(await stored("pages")).toEqual(expectedByAddress(inside));
+    } finally {
+      await logs.close();
+    }
+  });
+
+  it.each([
+    ["includes its own millisecond, as documented", false],
+    ["leaves it out, as aws/aws-cli#4262 reports", true],
+  ])("keeps to [since, until) when FilterLogEvents' endTime %s", async (_, endExclusive) => {
+    const logs = await startFakeLogs({ endExclusive, pageSize: 3 });
+    try {
+      const since = T0 + 2 * MINUTE_MS;
+      const until = T0 + 5 * MINUTE_MS;
+      const times = [since - 1, since, since + 1, since + MINUTE_MS, until - 2, until - 1, until, until + 1];
+      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", times));
+      const inside = calicoOf(logs.events()).filter((e) => e.timestamp >= since && e.timestamp < until);
+      expect(inside.map((e) => e.timestamp)).toEqual([
+        since,
+        since + 1,
+        since + MINUTE_MS,
+        until - 2,
+        until - 1,
+      ]);
+      const cluster = `window-${endExclusive}`;
+      const summary = await run(logs, [
+        ...options(cluster, `${cluster}.json`),
+        "--since",
+        iso(since),
+        "--until",
+        iso(until),
+      ]);
+      expect(summary.stored).toBe(inside.length);
+      expect(summary.events).toBe(inside.length);
+      expect(await stored(cluster)).toEqual(expectedByAddress(inside));
+      for (const c of filterCalls(logs)) expect(c.params.startTime).toBe(since);
+    } finally {
+      await logs.close();
+    }
+  });
+});
+
+describe("request parameters", () => {
+  it.each([
+    ["calico-packet", [], "calico-packet:", '"calico-packet"'],
+    ["calico:packet", ["--prefix", "calico:packet"], "calico:packet:", '"calico:packet"'],
+    // With a prefix format the parser finds lines by the format's literal head, not by --prefix.
+    ["a --prefix-format", ["--prefix-format", "cf-deny %t %n"], "cf-deny default deny-all:", '"cf-deny"'],
+  ])(
+    "asks for the lines the parser reads, as one quoted term (%s), one stream at a time",
+    async (_, flags, logged, pattern) => {
+      const logs = await startFakeLogs({ pageSize: 5 });
+      try {
+        for (const stream of ["ip-10-0-1-1", "ip-10-0-1-2"])
+          logs.put(stream, linesAt(stream, spread(T0, 3, 12), logged));
+        const cluster = `pattern-${pattern.length}-${flags.length}`;
+        const summary = await run(logs, [
+          ...options(cluster, `${cluster}.json`),
+          ...flags,
+          "--since",
+          iso(T0),
+          "--until",
+          iso(T0 + 3 * MINUTE_MS),
+        ]);
+        const inside = calicoOf(logs.events());
+        expect(summary.events).toBe(inside.length);
+        expect(summary.calico).toBe(inside.length);
+        expect(summary.malformed).toBe(0);
+        expect(await stored(cluster)).toEqual(expectedByAddress(inside));
+        expect(logs.calls.every((c) => c.outcome === "ok")).toBe(true);
+        for (const c of filterCalls(logs)) {
+          expect(c.params.filterPattern).toBe(pattern);
+          expect(c.params.logStreamNames).toHaveLength(1);
+          expect(c.params.logStreamNamePrefix).toBeUndefined();
+          expect(c.params.interleaved).toBeUndefined();
+          expect(c.params.limit).toBeLessThanOrEqual(10_000);
+          expect(c.params.startTime as number).toBeLessThanOrEqual(c.params.endTime as number);
+        }
+      } finally {
+        await logs.close();
+      }
+    },
+  );
+
+  it("never sends FilterLogEvents fewer than 1 or more than 100 stream names", async () => {
+    const logs = await startFakeLogs();
+    try {
+      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", [T0]));
+      const reader = new CloudWatchLogsReader({ client: logs.client(), callsPerSecond: 1000 });
+      for (const streams of [[], Array.from({ length: 101 }, (_, i) => `ip-10-0-3-${i}`)]) {
+        const pages = reader.events({ group: GROUP, streams, start: T0, end: T0 + 1 });
+        await expect(pages.next()).rejects.toThrow(RangeError);
+      }
+      const hundred = Array.from({ length: 100 }, (_, i) => (i === 0 ? "ip-10-0-1-1" : `ip-10-0-3-${i}`));
+      const pages = reader.events({
+        group: GROUP,
+        streams: hundred,
+        start: T0,
+        end: T0 + 1,
+        filterPattern: '"calico-packet"',
+      });
+      expect((await pages.next()).value?.events).toHaveLength(1);
+      expect(logs.calls).toHaveLength(1);
+      expect(logs.calls[0]?.outcome).toBe("ok");
+    } finally {
+      await logs.close();
+    }
+  });
+
+  it("takes an empty --stream-prefix as every stream (DescribeLogStreams wants 1 to 512 characters)", async () => {
+    const logs = await startFakeLogs();
+    try {
+      for (const stream of ["ip-10-0-1-1", "fargate-ip-10-9"])
+        logs.put(stream, linesAt(stream, spread(T0, 1, 4)));
+      const summary = await run(logs, [
+        ...options("empty-prefix", "empty-prefix.json"),
+        "--since",
+        iso(T0),
+        "--until",
+        iso(T0 + MINUTE_MS),
+        "--stream-prefix",
+        "",
+      ]);
+      expect(summary.streams).toBe(2);
+      expect(summary.stored).toBe(calicoOf(logs.events()).length);
+      for (const c of logs.calls.filter((c) => c.operation === "DescribeLogStreams"))
+        expect(c.params.logStreamNamePrefix).toBeUndefined();
+    } finally {
+      await logs.close();
+    }
+  });
+
+  it("lists a stream whose ingestion metadata has not caught up, and skips one last written hours before the window", async () => {
+    const since = T0 + 10 * MINUTE_MS;
+    const logs = await startFakeLogs({
+      describe: (stream) =>
+        stream === "ip-10-0-9-9"
+          ? // Created two days ago; its first events arrived minutes ago and lastIngestionTime is not there yet.
+            { creationTime: since - 48 * HOUR }
+          : stream === "ip-10-0-8-8"
+            ? {
+                creationTime: since - 48 * HOUR,
+                lastIngestionTime: since - 5 * HOUR,
+                lastEventTimestamp: since - 5 * HOUR,
+              }
+            : undefined,
+    });
+    try {
+      logs.put("ip-10-0-9-9", linesAt("ip-10-0-9-9", spread(since, 2, 8)));
+      logs.put("ip-10-0-8-8", linesAt("ip-10-0-8-8", [since - 5 * HOUR]));
+      const summary = await run(logs, [
+        ...options("lag", "lag.json"),
+        "--since",
+        iso(since),
+        "--until",
+        iso(since + 3 * MINUTE_MS),
+      ]);
+      const inside = calicoOf(logs.events()).filter((e) => e.stream === "ip-10-0-9-9");
+      expect(summary.streams).toBe(1);
+      expect(summary.stored).toBe(inside.length);
+      expect(await stored("lag")).toEqual(expectedByAddress(inside));
+      expect(filterCalls(logs).map((c) => c.params.logStreamNames)).toContainEqual(["ip-10-0-9-9"]);
+      expect(filterCalls(logs).map((c) => c.params.logStreamNames)).not.toContainEqual(["ip-10-0-8-8"]);
+    } finally {
+      await logs.close();
+    }
+  });
+
+  it("finishes a stream stopped during its last minute, and never asks for a startTime past its endTime", async () => {
+    const logs = await startFakeLogs({ pageSize: 4 });
+    try {
+      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 3, 12)));
+      logs.put("ip-10-0-1-2", linesAt("ip-10-0-1-2", spread(T0 + 100, 3, 12)));
+      const all = calicoOf(logs.events());
+      const checkpoint = join(dir, "last-minute.json");
+      const args = [
+        ...options("last-minute", "last-minute.json"),
+        "--since",
+        iso(T0),
+        "--until",
+        iso(T0 + 3 * MINUTE_MS),
+        "--concurrency",
+        "1",
+      ];
+      // Stopped as the first stream's third and last minute is processed.
+      const stop = new AbortController();
+      let minutes = 0;
+      const interrupted = await run(logs, args, {
+        signal: stop.signal,
+        onMinute: () => {
+          if (++minutes === 3) stop.abort();
+        },
+      });
+      expect(interrupted.interrupted).toBe(true);
+      const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
+      expect(saved.complete).toBe(false);
+      expect(saved.streams[GROUP]?.["ip-10-0-1-1"]).toEqual({ doneUntil: saved.until, complete: true });
+
+      // A checkpoint an earlier version wrote in that case: at the window's end, yet not finished.
+      const older = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
+      const states = older.streams[GROUP] ?? {};
+      states["ip-10-0-1-1"] = { doneUntil: older.until, complete: false };
+      writeFileSync(checkpoint, JSON.stringify(older));
+      const callsBefore = filterCalls(logs).length;
+      const resumed = await run(logs, args);
+      expect(resumed.resumed).toBe(true);
+      expect(resumed.interrupted).toBe(false);
+      const after = filterCalls(logs).slice(callsBefore);
+      expect(after.every((c) => (c.params.logStreamNames as string[])[0] === "ip-10-0-1-2")).toBe(true);
+      for (const c of filterCalls(logs)) {
+        expect(c.outcome).toBe("ok");
+        expect(c.params.startTime as number).toBeLessThanOrEqual(c.params.endTime as number);
+      }
+      expect((JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint).complete).toBe(true);
+      expect(interrupted.stored + resumed.stored).toBe(all.length);
+      expect(await stored("last-minute")).toEqual(expectedByAddress(all));
+    } finally {
+      await logs.close();
+    }
+  });
+});
+
+describe("throttling", () => {
+  it("backs off and retries ThrottlingException, RequestLimitExceeded and 429, and loses nothing", async () => {
+    const failures: Record<number, ApiFailure> = {
+      2: { status: 400, type: "ThrottlingException" },
+      3: { status: 400, type: "ThrottlingException" },
+      5: { status: 400, type: "RequestLimitExceeded", message: "Request limit exceeded" },
+      7: { status: 429, type: "TooManyRequests", message: "Too many requests" },
+      8: { status: 400, type: "ThrottlingException" },
+    };
+    const logs = await startFakeLogs({ pageSize: 5, fail: (n) => failures[n] });
+    try {
+      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 4, 30)));
+      const sleeps: number[] = [];
+      const summary = await run(
+        logs,
+        [...options("throttled", "throttled.json"), "--since", iso(T0), "--until", iso(T0 + 4 * MINUTE_MS)],
+        { sleep: async (ms) => void sleeps.push(ms) },
+      );
+      const inside = calicoOf(logs.events());
+      expect(summary.stored).toBe(inside.length);
+      expect(await stored("throttled")).toEqual(expectedByAddress(inside));
+      expect(summary.throttled).toBe(Object.keys(failures).length);
+      expect(summary.logsCalls).toBe(logs.calls.length);
+      // Each throttled call waited a backoff of at least half of 0.5 s before its retry.
+      expect(sleeps.filter((ms) => ms >= 250).length).toBeGreaterThanOrEqual(Object.keys(failures).length);
+    } finally {
+      await logs.close();
+    }
+  });
+
+  it("gives up after 10 tries of one call, with the service's error, keeping the checkpoint", async () => {
+    const logs = await startFakeLogs({
+      fail: (_, operation) =>
+        operation === "FilterLogEvents" ? { status: 400, type: "ThrottlingException" } : undefined,
+    });
+    try {
+      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 2, 6)));
+      const sleeps: number[] = [];
+      await expect(
+        run(
+          logs,
+          [...options("exhausted", "exhausted.json"), "--since", iso(T0), "--until", iso(T0 + 2 * MINUTE_MS)],
+          {
+            sleep: async (ms) => void sleeps.push(ms),
+          },
+        ),
+      ).rejects.toMatchObject({ name: "ThrottlingException" });
+      expect(filterCalls(logs)).toHaveLength(10);
+      // Nine backoffs, 0.5 s doubling to 20 s, each jittered down by at most half: at least 45.75 s in all.
+      expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(45_750);
+      const saved = JSON.parse(readFileSync(join(dir, "exhausted.json"), "utf8")) as Checkpoint;
+      expect(saved.complete).toBe(false);
+      expect(saved.streams[GROUP]?.["ip-10-0-1-1"]?.complete).toBe(false);
+    } finally {
+      await logs.close();
+    }
+  });
+});
+
+describe("one event, live or backfilled", () => {
+  it("counts an event delivered live and then backfilled, or backfilled and then delivered, once by its id", async () => {
+    const logs = await startFakeLogs({ pageSize: 7 });
+    try {
+      const stream = "ip-10-0-1-1";
+      logs.put(stream, linesAt(stream, spread(T0, 4, 32)));
+      const all = calicoOf(logs.events());
+      const until = T0 + 4 * MINUTE_MS;
+      const coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+      // A subscription delivery as the ingest function reads it: gzipped JSON, events read from its bytes.
+      const deliver = async (cluster: string, events: readonly FakeEvent[]) => {
+        const data = encodeSubscriptionData(payloadOf(stream, events, GROUP));
+        const { logGroup, logStream, events: delivered } = decodeDelivery(data);
+        return ingestDelivery(
+          { logGroup, logStream, logEvents: delivered },
+          ingestDeps(flows, cluster),
+          coverage,
+          "live",
+        );
+      };
+
+      // Live first, from the middle of minute 1 on (in deliveries of five), then a backfill of the whole window.
+      const live = all.filter((e) => e.timestamp >= T0 + 90_000);
+      for (let i = 0; i < live.length; i += 5) await deliver("live-first", live.slice(i, i + 5));
+      const backfilled = await run(logs, [
+        ...options("live-first", "live-first.json"),
+        "--since",
+        iso(T0),
+        "--until",
+        iso(until),
+      ]);
+      expect(backfilled.events).toBe(all.length);
+      expect(backfilled.alreadyCounted).toBe(live.length);
+      expect(backfilled.stored).toBe(all.length - live.length);
+      expect(await stored("live-first")).toEqual(expectedByAddress(all));
+
+      // Backfill first (the first two minutes), then every event delivered live, in other batches.
+      const early = await run(logs, [
+        ...options("backfill-first", "backfill-first.json"),
+        "--since",
+        iso(T0),
+        "--until",
+        iso(T0 + 2 * MINUTE_MS),
+      ]);
+      const earlyEvents = all.filter((e) => e.timestamp < T0 + 2 * MINUTE_MS);
+      expect(early.stored).toBe(earlyEvents.length);
+      let dropped = 0;
+      for (let i = 0; i < all.length; i += 3)
+        dropped += (await deliver("backfill-first", all.slice(i, i + 3))).eventsAlreadyCounted;
+      expect(dropped).toBe(earlyEvents.length);
+      expect(await stored("backfill-first")).toEqual(expectedByAddress(all));
+    } finally {
+      await logs.close();
+    }
+  });
+});
+
+describe("summary and exit status", () => {
+  it("exits 130 after SIGINT with the progress saved, then resumes and exits 0 with the summary", async () => {
+    let release: () => void = () => {};
+    let reached: () => void = () => {};
+    const secondCall = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const logs = await startFakeLogs({
+      pageSize: 4,
+      beforeFilter: (n) => {
+        if (n !== 2) return Promise.resolve();
+        reached();
+        return new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+    });
+    try {
+      for (const stream of ["ip-10-0-1-1", "ip-10-0-1-2"])
+        logs.put(stream, linesAt(stream, spread(T0, 4, 16)));
+      const all = calicoOf(logs.events());
+      const checkpoint = join(dir, "binary.json");
+      const args = [
+        "backfill",
+        ...options("binary", "binary.json").filter((a) => a !== "--quiet"),
+        "--since",
+        iso(T0),
+        "--until",
+        iso(T0 + 4 * MINUTE_MS),
+        "--concurrency",
+        "1",
+      ];
+      const env = {
+        ...process.env,
+        AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: ts.endpoint,
+        AWS_REGION: "eu-west-1",
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+      };
+      const child = spawn(process.execPath, [BIN, ...args], {
+        cwd: ROOT,
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      const closed = once(child, "close");
+      await secondCall;
+      child.kill("SIGINT");
+      // The answer comes only once the command took the signal in: it finishes what it holds, then stops.
+      while (!stderr.includes("interrupted: finishing the current minute"))
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      release();
+      const [code] = (await closed) as [number | null];
+      expect(code, stderr).toBe(130);
+      expect(stderr).toContain("interrupted backfill");
+      expect(stderr).toContain(`progress saved in ${checkpoint}: run the same command again to resume`);
+      const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
+      expect(saved.complete).toBe(false);
+
+      const resumed = await runCli(args, { env });
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(/^backfilled \S+ → \S+ \(resumed\): 2 log streams/);
+      expect(resumed.stderr).toMatch(
+        /coverage: \d+ events stored now, \d+ already counted, 0 finished for an interrupted writer; \d+ CloudWatch Logs calls, 0 throttled/,
+      );
+      expect((JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint).complete).toBe(true);
+      expect(await stored("binary")).toEqual(expectedByAddress(all));
+    } finally {
+      release();
+      await logs.close();
+    }
+  });
+});
