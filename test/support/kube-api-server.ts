@@ -141,6 +141,20 @@ export interface KubeApiServerOptions {
   contextName?: string;
 }
 
+/** A request as an interceptor sees it. */
+export interface InterceptedRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** The server's own answer to this request, or to it with another query (a page the caller chooses…). */
+  next(query?: URLSearchParams): { code: number; body: KubeObject | string };
+}
+
+/** An answer replacing the server's (e.g. a lagging watch cache, throttling), or undefined for the server's. */
+export type Interceptor = (
+  request: InterceptedRequest,
+) => { code: number; body: KubeObject | string; headers?: Record<string, string> } | undefined;
+
 export interface KubeApiServer {
   url: string;
   caPem: string;
@@ -154,6 +168,8 @@ export interface KubeApiServer {
   store: ObjectStore;
   register(spec: ResourceSpec): void;
   setFault(rule: FaultRule | Fault | null): Promise<void>;
+  /** Answers authenticated requests that no fault took, before the server does; null removes it. */
+  setInterceptor(interceptor: Interceptor | null): void;
   /** Makes every outstanding continue token answer 410 Expired. */
   expireContinueTokens(): void;
   /** Writes another kubeconfig for this server, e.g. with a wrong CA or token. */
@@ -682,6 +698,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   let log: RecordedRequest[] = [];
   const applied: AppliedPatch[] = [];
   let faultRule: (FaultRule & { seen: number; applied: number }) | null = null;
+  let interceptor: Interceptor | null = null;
 
   const specOf = (resource: string): ResourceSpec => {
     const spec = resources.get(resource);
@@ -753,6 +770,58 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     return { name, versions: list, preferredVersion: list[0] };
   }
 
+  /**
+   * resourceVersion and resourceVersionMatch as the API server takes them (ListOptions validation, then the
+   * storage): a match only with a version and without continue, a continue without a version, versions that
+   * are revisions. Every answer here is the current state: an exact read of another version is refused as
+   * expired (410), and any "NotOlderThan" read accepts the current state; a version the
+   * server has not reached yet is refused as the watch cache does after waiting for it (504, Retry-After).
+   */
+  function checkListVersion(query: URLSearchParams, continueText: string | null, limit: number): void {
+    const version = query.get("resourceVersion") ?? "";
+    const match = query.get("resourceVersionMatch") ?? "";
+    const invalid = (message: string) =>
+      fail(422, `ListOptions.meta.k8s.io "" is invalid: ${message}`, "Invalid", {
+        kind: "ListOptions",
+        group: "meta.k8s.io",
+      });
+    if (match !== "") {
+      if (version === "")
+        invalid(
+          "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        );
+      if (continueText !== null && continueText !== "")
+        invalid(
+          "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided",
+        );
+      if (match !== "Exact" && match !== "NotOlderThan")
+        invalid(
+          `resourceVersionMatch: Unsupported value: "${match}": supported values: "Exact", "NotOlderThan", ""`,
+        );
+      if (match === "Exact" && version === "0")
+        invalid(
+          'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+        );
+    }
+    if (continueText !== null && continueText !== "" && version !== "" && version !== "0") {
+      fail(400, "specifying resource version is not allowed when using continue");
+    }
+    if (version === "" || version === "0") return;
+    if (!/^\d+$/.test(version)) fail(400, `invalid resource version: ${version}`);
+    // Without a match, a version with a limit is read exactly (the legacy semantics), without one not older.
+    if (match === "Exact" || (match === "" && limit > 0)) {
+      if (Number(version) !== resourceVersion)
+        fail(410, `too old resource version: ${version} (${resourceVersion})`, "Expired");
+      return;
+    }
+    if (Number(version) > resourceVersion) {
+      fail(504, `Too large resource version: ${version}, current: ${resourceVersion}`, "Timeout", {
+        causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
+        retryAfterSeconds: 1,
+      });
+    }
+  }
+
   function list(spec: ResourceSpec, namespace: string | null, query: URLSearchParams): KubeObject {
     if (query.get("watch") === "true" || query.get("watch") === "1") {
       fail(400, "watch is not supported by this test server");
@@ -762,6 +831,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const limit = limitText === null ? 0 : Number(limitText);
     if (!Number.isInteger(limit) || limit < 0) fail(400, `invalid limit: ${limitText}`);
     const continueText = query.get("continue");
+    checkListVersion(query, continueText, limit);
 
     let items: KubeObject[];
     let start = 0;
@@ -1258,15 +1328,19 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       status: 0,
     };
     log.push(record);
-    const send = (code: number, body: KubeObject | string) => {
+    const send = (code: number, body: KubeObject | string, extra: Record<string, string> = {}) => {
       record.status = code;
       const text = typeof body === "string" ? body : JSON.stringify(body);
       const headers: Record<string, string> = {
         "content-type": typeof body === "string" ? "text/plain; charset=utf-8" : "application/json",
         "cache-control": "no-cache, private",
       };
-      if (code === 429) headers["retry-after"] = "1";
-      res.writeHead(code, headers);
+      // As the API server's error writer does: a Status that says when to retry says it in Retry-After too.
+      const retryAfter =
+        typeof body === "string" ? undefined : (body.details as KubeObject | undefined)?.retryAfterSeconds;
+      if (typeof retryAfter === "number" && retryAfter > 0) headers["retry-after"] = String(retryAfter);
+      else if (code === 429) headers["retry-after"] = "1";
+      res.writeHead(code, { ...headers, ...extra });
       res.end(text);
     };
     try {
@@ -1290,6 +1364,29 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
           return;
         }
         send(fault.code, faultStatus(fault.code, method, url.pathname, fault.message));
+        return;
+      }
+      const answer = (u: URL) => {
+        try {
+          return route(method, u, contentType, text);
+        } catch (error) {
+          if (error instanceof HttpError) return { code: error.code, body: error.status };
+          throw error;
+        }
+      };
+      const intercepted = interceptor?.({
+        method,
+        path: url.pathname,
+        query: new URLSearchParams(url.searchParams),
+        next: (query) => {
+          if (query === undefined) return answer(url);
+          const other = new URL(url);
+          other.search = query.toString();
+          return answer(other);
+        },
+      });
+      if (intercepted !== undefined) {
+        send(intercepted.code, intercepted.body, intercepted.headers);
         return;
       }
       const result = route(method, url, contentType, text);
@@ -1405,6 +1502,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
         down = false;
         await listen(port);
       }
+    },
+    setInterceptor(next) {
+      interceptor = next;
     },
     expireContinueTokens() {
       snapshots.clear();

@@ -188,6 +188,37 @@ export function describeKubeError(error: unknown, fixes: AccessFixes): KubeFailu
   return { kind: "other", status: null, message: String(error), fix: null };
 }
 
+function parsedBody(body: unknown): unknown {
+  if (typeof body !== "string") return body;
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How long, in ms, the API server asked the client to wait before asking again: the `Retry-After` of a 429
+ * (API Priority and Fairness or max-in-flight) or of a 5xx (a 504 "Too large resource version", a 500 server
+ * timeout), in seconds or as an HTTP date, else its Status's `details.retryAfterSeconds`. Undefined for any
+ * other error: @kubernetes/client-node retries nothing itself, whatever the server asks.
+ */
+export function retryAfterMs(error: unknown, now: number = Date.now()): number | undefined {
+  if (!(error instanceof ApiException) || (error.code !== 429 && error.code < 500)) return undefined;
+  const headers = (error.headers ?? {}) as Record<string, string | undefined>;
+  const header = Object.entries(headers)
+    .find(([name]) => name.toLowerCase() === "retry-after")?.[1]
+    ?.trim();
+  if (header !== undefined && header !== "") {
+    if (/^\d+$/.test(header)) return Number(header) * 1000;
+    const at = Date.parse(header);
+    if (!Number.isNaN(at)) return Math.max(0, at - now);
+  }
+  const seconds = (parsedBody(error.body) as { details?: { retryAfterSeconds?: unknown } } | undefined)
+    ?.details?.retryAfterSeconds;
+  return typeof seconds === "number" && Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+}
+
 /** One line for logs and `unavailable` reasons. */
 export function formatFailure(failure: KubeFailure): string {
   return failure.fix === null ? failure.message : `${failure.message}; fix: ${failure.fix}`;

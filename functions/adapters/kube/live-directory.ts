@@ -35,6 +35,7 @@ import {
   formatFailure,
   type KubeFailure,
   kubeApiClient,
+  retryAfterMs,
   withDeadline,
 } from "./cluster-access.ts";
 
@@ -51,7 +52,10 @@ export interface LiveDirectoryOptions {
   history?: HolderHistory;
   /** Namespace labels carried into flows (e.g. an organisation label). */
   namespaceLabelKeys?: readonly string[];
-  /** Deadline of every Kubernetes request. @default 5000 */
+  /**
+   * Deadline of every Kubernetes request, asking again after a 429/5xx's Retry-After included (plus a second
+   * for loading the KubeConfig and signing the token). @default 5000
+   */
   timeoutMs?: number;
   /** What 401/403 logs tell the operator to do. @default EKS_FIXES (the Lambda function role) */
   fixes?: AccessFixes;
@@ -77,7 +81,7 @@ export interface LiveDirectoryOptions {
   concurrency?: number;
   /** Ended holders stay in memory this long (the history keeps them for good). @default 1 h */
   retainEndedMs?: number;
-  /** Longest pause of API calls after failures (doubling from 1 s). @default 60 s */
+  /** Longest pause of API calls after failures (doubling from 1 s, at least a Retry-After). @default 60 s */
   maxBackoffMs?: number;
   /** Deadline of a history read or write; a slow history must not hold up the payload. @default 10 s */
   historyTimeoutMs?: number;
@@ -121,6 +125,8 @@ interface HistoryEntry {
 }
 
 const LOG_EVERY_MS = 60_000;
+/** Shortest wait before asking again after a Retry-After (of "0", or a date already past). */
+const MIN_RETRY_WAIT_MS = 1_000;
 const REMEMBERED_LIMIT = 50_000;
 /** Secondary addresses remembered (#secondary) before starting over; a full list rebuilds them. */
 const MAX_SECONDARY_IPS = 100_000;
@@ -163,6 +169,30 @@ function emptyStats(): LiveDirectoryStats {
 }
 
 class ApiPaused extends Error {}
+
+/** The resources whose lists end holders: what they were read at is kept so that no later read is older. */
+type VersionedResource = "pods" | "nodes";
+
+/** List options of one page (`limit`/`continue`, and the first page's resourceVersion semantics). */
+interface ListPage {
+  limit?: number;
+  _continue?: string;
+  resourceVersion?: string;
+  resourceVersionMatch?: string;
+}
+
+/**
+ * Whether resourceVersion `a` is newer than `b`. Resource versions are etcd revisions, decimal integers,
+ * however opaque the API calls them; anything else counts as newer, being the later answer.
+ */
+function newerVersion(a: string, b: string): boolean {
+  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return true;
+  const x = a.replace(/^0+(?=\d)/, "");
+  const y = b.replace(/^0+(?=\d)/, "");
+  return x.length !== y.length ? x.length > y.length : x > y;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A pod's own IPs, or for a hostNetwork pod its node's. */
 function podHolders(pod: unknown): IpHolder[] {
@@ -219,7 +249,14 @@ export class LiveDirectory implements IpDirectory {
   #toRemember: IpHolder[] = [];
 
   #prunedAt: number | undefined;
+  /**
+   * Per resource, the newest list resourceVersion seen: later reads ask for data not older than it, so that an
+   * API server whose watch cache lags cannot take back what a fresher one showed (and end holders it saw alive).
+   */
+  readonly #versions = new Map<VersionedResource, string>();
   #pausedUntil = 0;
+  /** Until when the API server asked not to be asked again (Retry-After); a success elsewhere does not end it. */
+  #throttledUntil = 0;
   #backoff = 0;
   #lastFailure: KubeFailure | undefined;
   readonly #loggedAt = new Map<string, number>();
@@ -443,19 +480,36 @@ export class LiveDirectory implements IpDirectory {
     return this.#client.core;
   }
 
-  /** One request under the deadline and the pause after failures; throws KubeFailure-bearing errors. */
+  /**
+   * One request under the deadline and the pause after failures; throws KubeFailure-bearing errors. A 429 or
+   * 5xx answer with a Retry-After is asked again once that wait has passed, if the answer can still come within
+   * the request's deadline (`timeoutMs`, plus a second for loading the KubeConfig and signing the token): these
+   * are all reads, and a throttled request was never executed.
+   */
   async #call<T>(what: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
-    if (this.#now() < this.#pausedUntil) throw new ApiPaused(what);
-    this.#stats.apiCalls++;
-    try {
-      // The deadline also covers loading the KubeConfig (DescribeCluster) and signing the token.
-      const result = await withDeadline(this.#timeoutMs + 1_000, what, async () => fn(await this.#core()));
-      this.#backoff = 0;
-      this.#pausedUntil = 0;
-      return result;
-    } catch (error) {
-      this.#stats.apiErrors++;
-      throw error;
+    if (this.#now() < Math.max(this.#pausedUntil, this.#throttledUntil)) throw new ApiPaused(what);
+    const started = performance.now();
+    const giveUpAt = started + this.#timeoutMs + 1_000;
+    for (;;) {
+      this.#stats.apiCalls++;
+      try {
+        // The deadline also covers loading the KubeConfig (DescribeCluster) and signing the token.
+        const result = await withDeadline(giveUpAt - performance.now(), what, async () =>
+          fn(await this.#core()),
+        );
+        this.#backoff = 0;
+        this.#pausedUntil = 0;
+        return result;
+      } catch (error) {
+        this.#stats.apiErrors++;
+        const asked = retryAfterMs(error);
+        if (asked === undefined) throw error;
+        const wait = Math.max(asked, MIN_RETRY_WAIT_MS);
+        if (performance.now() + wait >= started + this.#timeoutMs) throw error;
+        await sleep(wait);
+        // Another request failed meanwhile and paused the API: this one stops too.
+        if (this.#now() < Math.max(this.#pausedUntil, this.#throttledUntil)) throw error;
+      }
     }
   }
 
@@ -470,6 +524,13 @@ export class LiveDirectory implements IpDirectory {
     if (pause) {
       this.#backoff = Math.min(Math.max(this.#backoff * 2, 1_000), this.#maxBackoff);
       this.#pausedUntil = this.#now() + this.#backoff;
+    }
+    // The server said how long to leave it alone (a failed node or namespace list included): at least that,
+    // up to maxBackoffMs.
+    const asked = retryAfterMs(error);
+    if (asked !== undefined) {
+      const until = this.#now() + Math.min(Math.max(asked, MIN_RETRY_WAIT_MS), this.#maxBackoff);
+      this.#throttledUntil = Math.max(this.#throttledUntil, until);
     }
     this.#warn(failure.kind, `Kubernetes API ${what} failed: ${formatFailure(failure)}`, {
       kind: failure.kind,
@@ -569,7 +630,7 @@ export class LiveDirectory implements IpDirectory {
     const started = this.#now();
     this.#nodesAttemptAt = started;
     try {
-      const items = await this.#listAll("list nodes", (core, page) =>
+      const items = await this.#listAll("list nodes", "nodes", (core, page) =>
         core.listNode({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
       );
       this.#stats.nodeLists++;
@@ -588,13 +649,15 @@ export class LiveDirectory implements IpDirectory {
     try {
       const list = await this.#call(`list pods with status.podIP=${ip}`, (core) =>
         core.listPodForAllNamespaces({
+          // The only pod field selector on an address: it matches status.podIPs[0] alone.
           fieldSelector: `status.podIP=${ip}`,
-          // Served from the API server's watch cache rather than etcd.
-          resourceVersion: "0",
+          // Served from the API server's watch cache rather than etcd, never older than what was seen.
+          ...this.#readAt("pods"),
           timeoutSeconds: this.#timeoutSeconds(),
         }),
       );
       this.#stats.podQueries++;
+      this.#noteVersion("pods", list.metadata?.resourceVersion);
       this.#noteSecondary(list.items);
       this.#record(
         this.#pods,
@@ -620,7 +683,7 @@ export class LiveDirectory implements IpDirectory {
     this.#fullListAttemptAt = now;
     const started = now;
     try {
-      const items = await this.#listAll("list pods", (core, page) =>
+      const items = await this.#listAll("list pods", "pods", (core, page) =>
         core.listPodForAllNamespaces({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
       );
       this.#stats.fullLists++;
@@ -636,30 +699,66 @@ export class LiveDirectory implements IpDirectory {
   }
 
   /**
-   * Every item of a list, page by page (`limit`/`continue`), the first page from the watch cache. A 410 on a
-   * stale `continue` restarts the list once from the beginning, as client-go's pager does.
+   * How a read of `resource` asks the API server: from its watch cache at any version ("0") until a list of it
+   * was answered, then at a version not older than the newest answer (`NotOlderThan`): the cache waits until it
+   * has caught up, or fails (504, Retry-After). An API server whose cache lags (another instance behind the
+   * load balancer, a restarted one) could otherwise answer with an older state, in which a pod seen alive a
+   * moment ago is missing, and the directory would end it.
+   */
+  #readAt(resource: VersionedResource): { resourceVersion: string; resourceVersionMatch?: string } {
+    const floor = this.#versions.get(resource);
+    return floor === undefined
+      ? { resourceVersion: "0" }
+      : { resourceVersion: floor, resourceVersionMatch: "NotOlderThan" };
+  }
+
+  #noteVersion(resource: VersionedResource, version: string | undefined): void {
+    if (version === undefined || version === "") return;
+    const known = this.#versions.get(resource);
+    if (known === undefined || newerVersion(version, known)) this.#versions.set(resource, version);
+  }
+
+  /**
+   * Every item of a list, page by page (`limit`/`continue`). The first page is read from the watch cache
+   * (#readAt): at version "0" with `limit`, which caches before Kubernetes 1.34 ignore (the whole list comes as
+   * one page); at a version already seen, without `limit`, as client-go's reflector does, since a paginated
+   * read at a given version would go to etcd on those versions. A 410 on a stale `continue` restarts the list
+   * once from the beginning, as the API documentation asks of a client that needs a consistent list (and as
+   * client-go's pager does); a `continue` token answered with itself fails the list rather than loop.
    */
   async #listAll(
     what: string,
+    resource: VersionedResource | undefined,
     fetch: (
       core: CoreV1Api,
-      page: { limit: number; _continue?: string; resourceVersion?: string },
-    ) => Promise<{ items: unknown[]; metadata?: { _continue?: string } }>,
+      page: ListPage,
+    ) => Promise<{ items: unknown[]; metadata?: { _continue?: string; resourceVersion?: string } }>,
   ): Promise<unknown[]> {
     let restarted = false;
     for (;;) {
       const items: unknown[] = [];
       let token: string | undefined;
+      let version: string | undefined;
       try {
         do {
-          const page =
-            token === undefined
-              ? { limit: this.#pageSize, resourceVersion: "0" }
-              : { limit: this.#pageSize, _continue: token };
+          let page: ListPage;
+          if (token !== undefined) page = { limit: this.#pageSize, _continue: token };
+          else if (resource !== undefined && this.#versions.has(resource)) page = this.#readAt(resource);
+          else page = { limit: this.#pageSize, resourceVersion: "0" };
           const list = await this.#call(what, (core) => fetch(core, page));
-          items.push(...list.items);
-          token = list.metadata?._continue || undefined;
+          // One by one: a page can hold every object of a large cluster, and spreading 125,000 arguments
+          // into push() overflows the stack.
+          for (const item of list.items) items.push(item);
+          if (token === undefined) version = list.metadata?.resourceVersion;
+          const next = list.metadata?._continue || undefined;
+          if (next !== undefined && next === token) {
+            throw new Error(
+              `${what}: the API server answered a continue token with the same token; the list would not end`,
+            );
+          }
+          token = next;
         } while (token !== undefined);
+        if (resource !== undefined) this.#noteVersion(resource, version);
         return items;
       } catch (error) {
         const expired = describeKubeError(error, this.#fixes).kind === "expired";
@@ -678,7 +777,7 @@ export class LiveDirectory implements IpDirectory {
     if (this.#namespacesAttemptAt !== undefined && now - this.#namespacesAttemptAt < this.#missTtl) return;
     this.#namespacesAttemptAt = now;
     try {
-      const items = await this.#listAll("list namespaces", (core, page) =>
+      const items = await this.#listAll("list namespaces", undefined, (core, page) =>
         core.listNamespace({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
       );
       this.#stats.namespaceLists++;
