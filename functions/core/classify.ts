@@ -163,8 +163,8 @@ function isWorkload(text: string, start: number, end: number, prefixes: readonly
     const rest = end - start - prefix.length;
     if (
       rest >= 0 &&
-      (rest === 0 || text.charCodeAt(start + prefix.length) !== 46) &&
-      textAt(text, start, prefix)
+      textAt(text, start, prefix) &&
+      (rest === 0 || text.charCodeAt(start + prefix.length) !== 46)
     ) {
       return true;
     }
