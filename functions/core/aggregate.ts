@@ -157,6 +157,9 @@ export class FlowAggregator {
   readonly #reporters = new Map<string, number>();
   readonly #reporterOf: string[] = [];
   readonly #protocols = new Map<string, Map<number | null, number>>();
+  /** protocolPortId's last protocol and its ports (undefined: none yet). */
+  #lastProtocol: string | undefined;
+  #lastPorts: Map<number | null, number> | undefined;
   readonly #protocolPortOf: { protocol: string; dstPort: number | null }[] = [];
   // 0 is "no policy".
   readonly #policies = new Map<string, number>();
@@ -216,11 +219,14 @@ export class FlowAggregator {
 
   /** Run-local number of a (protocol, destination port). */
   protocolPortId(protocol: string, dstPort: number | null): number {
-    let ports = this.#protocols.get(protocol);
+    // Most lines name the protocol of the line before: its ports without a lookup.
+    let ports = protocol === this.#lastProtocol ? this.#lastPorts : this.#protocols.get(protocol);
     if (ports === undefined) {
       ports = new Map();
       this.#protocols.set(protocol, ports);
     }
+    this.#lastProtocol = protocol;
+    this.#lastPorts = ports;
     let id = ports.get(dstPort);
     if (id === undefined) {
       id = this.#protocolPortOf.length;
