@@ -28,7 +28,7 @@ import {
 import { TTL_ATTRIBUTE } from "../../../functions/adapters/dynamo/schema.ts";
 import { tableStores } from "../../../functions/adapters/dynamo/stores.ts";
 import type { Holder } from "../../../functions/core/types.ts";
-import { createRuntime } from "../../../functions/query/handler.ts";
+import { createRuntime, QUERY_RETRY } from "../../../functions/query/handler.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { startFaultProxy } from "../../support/fault-proxy.ts";
 import { at, CLUSTER, candidate, flow, pod } from "./fixtures.ts";
@@ -475,7 +475,7 @@ describe("attempts are bounded", () => {
     }
   });
 
-  it("bounds a query function's Query at the store's ten requests, not ten times the SDK's attempts", async () => {
+  it("bounds a query function's Query at its own tries (QUERY_RETRY), not times the SDK's attempts", async () => {
     const faults = await startFaultProxy(ts.endpoint, { error: 1 });
     try {
       vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", faults.endpoint);
@@ -493,7 +493,7 @@ describe("attempts are bounded", () => {
           until: "2026-12-01T00:10:00.000Z",
         }),
       ).rejects.toThrow(StoreUnavailableError);
-      expect(faults.count({ operation: "Query" })).toBe(DEFAULT_RETRY.attempts);
+      expect(faults.count({ operation: "Query" })).toBe(QUERY_RETRY.attempts);
     } finally {
       await faults.close();
     }
