@@ -1,13 +1,13 @@
 // Ingest: one subscription filter per node log group feeds the ingest function, which CloudWatch Logs
-// invokes asynchronously. Lambda retries a failed payload twice, then hands it, content included, to an
-// encrypted SQS queue from which `calico-flows redrive` replays it.
+// invokes asynchronously. Lambda retries a failed payload twice (a throttled one for up to 6 hours), then hands
+// it, content included, to an encrypted SQS queue from which `calico-flows redrive` replays it; a record too
+// large for the queue is not kept whole (docs/deploy.md, limits), which an alarm reports.
 import { createHash } from "node:crypto";
 import { Duration, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
-import { LambdaDestination } from "aws-cdk-lib/aws-logs-destinations";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import type { Alerts } from "./alerts.ts";
@@ -67,6 +67,37 @@ class QueueDestination implements lambda.IDestination {
       }),
     );
     return { destination: this.queue.queueArn };
+  }
+}
+
+/**
+ * The ingest function as the destination of one log group's subscription filter. CloudWatch Logs may invoke it for
+ * that log group of this account only: SourceArn and SourceAccount, as the CloudWatch Logs guide's Lambda example
+ * grants it (the stock LambdaDestination sets no SourceAccount). The filter waits for the grant, as
+ * PutSubscriptionFilter refuses a function CloudWatch Logs may not invoke. The grant keeps the stock destination's
+ * construct ID, so its logical ID does not move.
+ */
+class LogGroupInvoke implements logs.ILogSubscriptionDestination {
+  readonly fn: lambda.IFunction;
+
+  constructor(fn: lambda.IFunction) {
+    this.fn = fn;
+  }
+
+  bind(
+    scope: Construct,
+    logGroup: Parameters<logs.ILogSubscriptionDestination["bind"]>[1],
+  ): logs.LogSubscriptionDestinationConfig {
+    const id = "CanInvokeLambda";
+    this.fn.addPermission(id, {
+      principal: new iam.ServicePrincipal("logs.amazonaws.com"),
+      sourceArn: logGroup.logGroupRef.logGroupArn,
+      sourceAccount: Stack.of(scope).account,
+      scope,
+    });
+    const permission = scope.node.tryFindChild(id);
+    if (permission !== undefined) scope.node.addDependency(permission);
+    return { arn: this.fn.functionArn };
   }
 }
 
@@ -140,7 +171,8 @@ export class Ingest extends Construct {
       enforceSSL: true,
       // The longest SQS allows: failed payloads wait for an operator and `calico-flows redrive`.
       retentionPeriod: Duration.days(14),
-      // A failure record carries the whole subscription payload.
+      // A failure record carries the whole subscription payload: 1 MiB, the most SQS allows, holds the record of
+      // any delivery but one close to Lambda's 1 MB event limit (docs/deploy.md, limits).
       maxMessageSizeBytes: 1_048_576,
     });
     Validations.of(this.failedPayloads).acknowledge({
@@ -157,7 +189,7 @@ export class Ingest extends Construct {
     });
 
     this.filterName = `calico-flows-${props.clusterName}`;
-    const destination = new LambdaDestination(this.function.function);
+    const destination = new LogGroupInvoke(this.function.function);
     // The prefix as one quoted term: `calico-packet` unquoted would be read as two terms and a minus.
     const filterPattern = logs.FilterPattern.literal(`"${props.logPrefix}"`);
     for (const logGroupName of props.logGroupNames) {

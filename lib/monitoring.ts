@@ -77,8 +77,28 @@ export class Monitoring extends Construct {
       threshold: 1,
       evaluationPeriods: 1,
       description:
-        "Ingest payloads failed three times and wait in the failed-payloads queue. Find the cause in the " +
-        "ingest logs, then replay them with `calico-flows redrive`.",
+        "Ingest payloads failed three times (or waited 6 hours in Lambda's queue) and wait in the failed-payloads " +
+        "queue. Find the cause in the ingest logs, then replay them with `calico-flows redrive`.",
+    });
+    // The queue depth only shows what reached the queue: these two count what Lambda gave up on, and what it
+    // could not put in the queue (a key or permission problem, or a record larger than the queue takes).
+    this.alarm("IngestEventsDropped", {
+      metric: ingestFn.function.metric("AsyncEventsDropped", sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Lambda dropped log deliveries without running the ingest function on them successfully (retries or the " +
+        "6-hour event age used up, or its queue overflowing): each should be in the failed-payloads queue; if " +
+        "FailedPayloadsNotKept fires too, some are not. Lines not redriven can be backfilled from the log groups.",
+    });
+    this.alarm("FailedPayloadsNotKept", {
+      metric: ingestFn.function.metric("DestinationDeliveryFailures", sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Lambda could not put failed log deliveries in the failed-payloads queue (its key, the ingest role, or a " +
+        "record beyond the queue's 1 MiB): they cannot be redriven. Backfill their time range from the log groups " +
+        "with `calico-flows backfill`.",
     });
     this.alarm("IngestErrors", {
       metric: ingestFn.function.metricErrors(sum),
@@ -190,11 +210,22 @@ export class Monitoring extends Construct {
         right: [ingest("KubernetesApiCalls")],
       }),
       graph("Bad input", [ingest("MalformedLines"), ingest("CorruptPayloads")]),
-      graph("Failed payloads", [failedPayloads], {
-        right: [
-          queue.metricApproximateAgeOfOldestMessage({ statistic: cloudwatch.Stats.MAXIMUM, period: PERIOD }),
+      graph(
+        "Failed payloads",
+        [
+          failedPayloads,
+          ingestFn.function.metric("AsyncEventsDropped", sum),
+          ingestFn.function.metric("DestinationDeliveryFailures", sum),
         ],
-      }),
+        {
+          right: [
+            queue.metricApproximateAgeOfOldestMessage({
+              statistic: cloudwatch.Stats.MAXIMUM,
+              period: PERIOD,
+            }),
+          ],
+        },
+      ),
     );
     this.dashboard.addWidgets(
       graph(
