@@ -1,6 +1,12 @@
 // Self-expiry of the panic policy: one one-time EventBridge Scheduler schedule per cluster and policy, whose
 // target is the panic function itself with a revert event. Re-applying moves the schedule; reverting by hand
 // deletes it; the schedule deletes itself after it fired (ActionAfterCompletion DELETE).
+//
+// Scheduler invokes targets "with 60 second precision": a schedule set for 1:00 runs between 1:00:00 and
+// 1:00:59. So the `at()` time is the expiry rounded up to a whole minute (never earlier than the expiry the
+// policy announces), and at least a minute ahead of now: Scheduler's documentation does not say what a one-time
+// schedule whose time has passed does (rejected, or never run), so none is ever written. The input keeps the
+// policy's own expiry, which is what the expiry handler checks the policy against.
 import { createHash } from "node:crypto";
 import {
   ConflictException,
@@ -20,6 +26,8 @@ export interface EventBridgeExpirySchedulerOptions {
   groupName: string;
   /** Role EventBridge Scheduler assumes to invoke the panic function. */
   roleArn: string;
+  /** Now, to keep the schedule's time ahead of it (default: the system clock). */
+  clock?: () => Date;
 }
 
 const NAME_MAX = 64;
@@ -33,11 +41,28 @@ export function scheduleName(cluster: string, policyName: string): string {
   return `${raw.slice(0, NAME_MAX - hash.length - 1)}-${hash}`;
 }
 
-/** `at(yyyy-mm-ddThh:mm:ss)` in UTC; Scheduler has no sub-second precision, so round up. */
-export function atExpression(iso: string): string {
-  const ms = Date.parse(iso);
-  if (Number.isNaN(ms)) throw new Error(`invalid expiry time "${iso}"`);
-  const rounded = new Date(Math.ceil(ms / 1000) * 1000).toISOString();
+const MINUTE_MS = 60_000;
+/** How far ahead of now a schedule's time is at least. */
+export const MIN_LEAD_MS = MINUTE_MS;
+
+/**
+ * When the expiry schedule runs: the expiry rounded up to a whole minute (Scheduler runs a one-time schedule
+ * somewhere within the minute it names, so a time with seconds could run before the expiry), and no sooner
+ * than a minute from `now` (the expiry may already have passed when the schedule is written: a slow apply, a
+ * TTL of a minute, another operator's expiry adopted while reconciling).
+ */
+export function scheduleTime(expiresAt: string, now: Date): Date {
+  const ms = Date.parse(expiresAt);
+  if (Number.isNaN(ms)) throw new Error(`invalid expiry time "${expiresAt}"`);
+  const earliest = Math.max(ms, now.getTime() + MIN_LEAD_MS);
+  return new Date(Math.ceil(earliest / MINUTE_MS) * MINUTE_MS);
+}
+
+/** `at(yyyy-mm-ddThh:mm:ss)` in UTC (the schedule's ScheduleExpressionTimezone), rounded up to the minute. */
+export function atExpression(time: string | Date): string {
+  const ms = typeof time === "string" ? Date.parse(time) : time.getTime();
+  if (Number.isNaN(ms)) throw new Error(`invalid expiry time "${String(time)}"`);
+  const rounded = new Date(Math.ceil(ms / MINUTE_MS) * MINUTE_MS).toISOString();
   return `at(${rounded.slice(0, 19)})`;
 }
 
@@ -45,11 +70,13 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
   readonly #client: SchedulerClient;
   readonly #groupName: string;
   readonly #roleArn: string;
+  readonly #clock: () => Date;
 
   constructor(options: EventBridgeExpirySchedulerOptions) {
     this.#client = options.client;
     this.#groupName = options.groupName;
     this.#roleArn = options.roleArn;
+    this.#clock = options.clock ?? (() => new Date());
   }
 
   async schedule(request: ScheduleExpiryRequest): Promise<string> {
@@ -68,7 +95,7 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
         0,
         512,
       ),
-      ScheduleExpression: atExpression(request.expiresAt),
+      ScheduleExpression: atExpression(scheduleTime(request.expiresAt, this.#clock())),
       ScheduleExpressionTimezone: "UTC",
       FlexibleTimeWindow: { Mode: "OFF" },
       State: "ENABLED",
@@ -77,7 +104,10 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
         Arn: request.functionArn,
         RoleArn: this.#roleArn,
         Input: JSON.stringify(input),
-        // A revert that keeps failing is better retried for a while than silently dropped.
+        // Retries of a failed delivery (throttling, a missing permission): Scheduler invokes Lambda
+        // asynchronously, so an error of the function itself is retried by Lambda (twice), not by this policy.
+        // There is no dead-letter queue: a delivery still failing after an hour is dropped, and `status` reports
+        // the policy as overdue.
         RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 20 },
       },
     };
@@ -85,8 +115,14 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
       await this.#client.send(new CreateScheduleCommand(params));
     } catch (error) {
       if (!(error instanceof ConflictException)) throw error;
-      // Already scheduled by an earlier apply: move it to the new expiry.
-      await this.#client.send(new UpdateScheduleCommand(params));
+      try {
+        // Already scheduled by an earlier apply: move it to the new expiry.
+        await this.#client.send(new UpdateScheduleCommand(params));
+      } catch (updateError) {
+        if (!(updateError instanceof ResourceNotFoundException)) throw updateError;
+        // The earlier schedule ran (and deleted itself) between the two calls: create this one afresh.
+        await this.#client.send(new CreateScheduleCommand(params));
+      }
     }
     return name;
   }

@@ -260,7 +260,9 @@ function describeTier(name: string, order: number | null): string {
  * - tiers ordered before the panic tier: policies with a `Deny` rule; and, when the tier's `defaultAction`
  *   is `Deny` (Calico's default), the tier itself and each of its policies that does not end in a catch-all
  *   Allow or Pass, because traffic those policies select and nothing allows is dropped at the end of the tier.
- * - `doNotTrack` and `preDNAT` policies (host endpoints, evaluated before normal policy) with a `Deny` rule.
+ * - `doNotTrack` and `preDNAT` policies (host endpoints, evaluated before normal policy) with a `Deny` rule,
+ *   and `applyOnForward` policies with a `Deny` rule (at host endpoints they also filter forwarded pod traffic),
+ *   whatever their tier and order: the panic policy selects no host endpoint.
  * Selectors are not evaluated: a listed policy may select none of the customer namespaces.
  * Staged policies do not enforce and are never listed.
  */
@@ -337,6 +339,21 @@ export function findConflicts(settings: PanicPolicySettings, inventory: PolicyIn
           }
         }
       }
+    }
+    // (Only a GlobalNetworkPolicy selects host endpoints: a namespaced policy applies to its namespace's pods.)
+    const forwarding =
+      kind === "GlobalNetworkPolicy" &&
+      spec.applyOnForward === true &&
+      spec.doNotTrack !== true &&
+      spec.preDNAT !== true;
+    if (forwarding && denies.length > 0) {
+      // At a host endpoint, an applyOnForward policy also filters traffic the host forwards to and from its
+      // pods. That is the host endpoint's own evaluation, which the panic policy (workload endpoints only) takes
+      // no part in: its tier and order do not matter.
+      reasons.push(
+        `applyOnForward policy with a Deny rule (${denies.join(", ")}): at host endpoints it filters pod ` +
+          "traffic the host forwards, which the panic policy does not select",
+      );
     }
     if (reasons.length > 0) {
       conflicts.push({

@@ -278,7 +278,8 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
         logger.error("malformed expiry event", { issues: parsed.error.issues });
         return { statusCode: 400, error: "invalid expiry event" };
       }
-      // Errors propagate on purpose: the scheduler's retry policy tries the revert again.
+      // Errors propagate on purpose: Scheduler invokes the function asynchronously, so Lambda retries the
+      // revert (twice); the schedule's own retry policy only covers deliveries that failed.
       const response = await runtime().service.expire(parsed.data);
       metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
       logger.info("expiry handled", { result: response.result, message: response.message });

@@ -6,6 +6,7 @@ import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
 import {
   type CalicoPolicy,
   type CalicoPolicyStore,
+  DEFAULT_TIER,
   describeConflict,
   type ExpiryEvent,
   type ExpiryScheduler,
@@ -22,6 +23,7 @@ import {
   type PanicPolicySettings,
   type PanicStamp,
   type PolicyConflict,
+  type PolicyInventory,
   panicPolicyDocument,
   policyObjectName,
   readStamp,
@@ -238,6 +240,7 @@ export class PanicService {
         this.#deps.calico.getGlobalPolicy(this.#objectName),
         this.#deps.calico.inventory(),
       ]);
+      this.#requireTier(inventory);
       conflicts = findConflicts(this.#deps.settings, inventory);
       let existing = first;
       let result: PanicResult | undefined;
@@ -497,6 +500,21 @@ export class PanicService {
     if (stamp === null) return false;
     if (stamp.expiresAt === null) return true;
     return stamp.expiresAt !== expiry.expiresAt && Date.parse(stamp.expiresAt) > this.#clock().getTime();
+  }
+
+  /**
+   * The panic tier must exist. The Calico API server refuses a policy in a tier that does not; written as a
+   * crd.projectcalico.org CRD nothing checks it, and the policy would not be enforced where it was meant to be:
+   * refused here, before anything is written, whichever the API group.
+   */
+  #requireTier(inventory: PolicyInventory): void {
+    const { tier, apiGroup } = this.#deps.settings;
+    if (tier === DEFAULT_TIER || inventory.tiers.some((t) => t.metadata.name === tier)) return;
+    throw new PanicFailure(
+      "kube-rejected",
+      `the panic policy's tier "${tier}" does not exist on ${this.#deps.cluster} (tiers.${apiGroup.split("/")[0]}): ` +
+        "create the tier, or set PANIC_TIER (CLI: --tier) to an existing one; nothing was applied",
+    );
   }
 
   #notOwned(existing: CalicoPolicy, doing: "apply" | "revert"): PanicFailure {

@@ -21,6 +21,8 @@ const scheduler = new EventBridgeExpiryScheduler({
   client,
   groupName: "panic-group",
   roleArn: "arn:aws:iam::123456789012:role/scheduler",
+  // When the policy was applied: its expiry is an hour ahead.
+  clock: () => new Date("2025-04-19T04:52:19.250Z"),
 });
 const request = {
   cluster: "prod",
@@ -45,9 +47,10 @@ describe("schedule names and times", () => {
     expect(scheduleName("c".repeat(100), "other")).not.toBe(long);
   });
 
-  it("rounds the expiry up to the second, in UTC", () => {
-    expect(atExpression("2025-04-19T05:52:19.250Z")).toBe("at(2025-04-19T05:52:20)");
-    expect(atExpression("2025-04-19T05:52:19.000Z")).toBe("at(2025-04-19T05:52:19)");
+  it("rounds the expiry up to the minute (Scheduler's precision), in UTC", () => {
+    expect(atExpression("2025-04-19T05:52:19.250Z")).toBe("at(2025-04-19T05:53:00)");
+    expect(atExpression("2025-04-19T05:52:00.000Z")).toBe("at(2025-04-19T05:52:00)");
+    expect(atExpression("2025-12-31T23:59:00.001Z")).toBe("at(2026-01-01T00:00:00)");
     expect(() => atExpression("soon")).toThrow("invalid expiry time");
   });
 });
@@ -60,7 +63,7 @@ describe("EventBridgeExpiryScheduler", () => {
     expect(input).toMatchObject({
       Name: "panic-prod-allow-all",
       GroupName: "panic-group",
-      ScheduleExpression: "at(2025-04-19T05:52:20)",
+      ScheduleExpression: "at(2025-04-19T05:53:00)",
       ScheduleExpressionTimezone: "UTC",
       ActionAfterCompletion: "DELETE",
       State: "ENABLED",
@@ -82,7 +85,7 @@ describe("EventBridgeExpiryScheduler", () => {
     mock.on(UpdateScheduleCommand).resolves({});
     await scheduler.schedule(request);
     expect(mock.commandCalls(UpdateScheduleCommand)[0]?.args[0].input.ScheduleExpression).toBe(
-      "at(2025-04-19T05:52:20)",
+      "at(2025-04-19T05:53:00)",
     );
   });
 
