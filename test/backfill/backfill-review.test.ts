@@ -4,32 +4,28 @@
 // Logs endpoint (throttling, and 500s from a fault proxy in front of it), interrupted and resumed from the
 // checkpoint or restarted. What is stored must be, flow by flow, every event of [since, until) of the selected
 // streams counted once; a repeated or overlapping backfill adds nothing twice; the summary says what was stored.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { prng } from "../../bench/corpus.ts";
 import type { BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import type { FlowStore } from "../../functions/core/ports.ts";
 import { runCli } from "../cli/run.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
-import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import {
   backfillCommand as backfillCli,
+  backfillOptions,
   calicoLine,
   DESTINATIONS,
   expectedByAddress,
   PORTS,
   SOURCES,
   storedByAddress,
+  useBackfillWorld,
 } from "./fixtures.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const PODS = join(ROOT, "examples", "demo", "pods.json");
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 /** Start of the generated history: events lie in [BASE, BASE + 4 h), windows inside it. */
@@ -40,21 +36,8 @@ const STREAM_NAMES = ["ip-10-0-1-1", "ip-10-0-1-2", "ip-10-0-2-7", "ip-172-31-0-
 const PREFIXES = [undefined, "ip-10-", "ip-10-0-1", "ip-172"];
 const iso = (ms: number) => new Date(ms).toISOString();
 
-let ts: TestStore;
-let flows: FlowStore;
-let dir: string;
-
-beforeAll(async () => {
-  ts = await startTestStore();
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = ts.endpoint;
-  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
-  dir = mkdtempSync(join(tmpdir(), "cf-backfill-review-"));
-});
-
-afterAll(async () => {
-  await ts?.close();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
+/** The store and scratch directory, as in every backfill test (`World` is the generated CloudWatch Logs). */
+const shared = useBackfillWorld("backfill-review");
 
 // ---- the generated world ------------------------------------------------------------------------------------
 
@@ -328,32 +311,21 @@ describe("calico-flows backfill against a reference count", () => {
         try {
           const groups = [...new Set(s.streams.map((st) => GROUPS[st.group] as string))];
           const prefix = PREFIXES[s.prefix];
-          const checkpoint = join(dir, `${cluster}.json`);
+          const checkpoint = join(shared.dir, `${cluster}.json`);
           const argsFor = (w: { since: number; until: number }, p: string | undefined) => [
-            ...groups.flatMap((g) => ["--log-group", g]),
+            ...backfillOptions(shared, groups, cluster, `${cluster}.json`),
             "--since",
             iso(w.since),
             "--until",
             iso(w.until),
             ...(p === undefined ? [] : ["--stream-prefix", p]),
-            "--table",
-            ts.tableName,
-            "--cluster",
-            cluster,
-            "--pods",
-            PODS,
             "--concurrency",
             String(s.concurrency),
-            "--max-rps",
-            "100",
-            "--checkpoint",
-            checkpoint,
-            "--quiet",
           ];
           const args = argsFor(w1, prefix);
           const reference = selected(world, groups, w1, prefix);
           const expected = expectedByAddress(reference.filter((e) => lineKind(e) === "calico"));
-          const stored = () => storedByAddress(flows, cluster, BASE - 12 * HOUR, BASE + SPAN + HOUR);
+          const stored = () => storedByAddress(shared.flows, cluster, BASE - 12 * HOUR, BASE + SPAN + HOUR);
 
           // The first window: interrupted and resumed (or restarted) until a run completes.
           const chain: BackfillSummary[] = [];
@@ -478,28 +450,17 @@ describe("calico-flows backfill against a reference count", () => {
       const cluster = "review-bin";
       const env = {
         AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
-        AWS_ENDPOINT_URL_DYNAMODB: ts.endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: shared.ts.endpoint,
       };
       const args = [
         "backfill",
-        "--log-group",
-        group,
+        ...backfillOptions(shared, group, cluster, "bin.json").filter((a) => a !== "--quiet"),
         "--since",
         iso(since),
         "--until",
         iso(until),
         "--stream-prefix",
         "ip-10-",
-        "--table",
-        ts.tableName,
-        "--cluster",
-        cluster,
-        "--pods",
-        PODS,
-        "--max-rps",
-        "100",
-        "--checkpoint",
-        join(dir, "bin.json"),
       ];
       const first = await runCli(args, { env });
       expect(first.code, first.stderr).toBe(0);
@@ -510,7 +471,7 @@ describe("calico-flows backfill against a reference count", () => {
       const second = await runCli(args, { env });
       expect(second.code, second.stderr).toBe(0);
       expect(second.stderr).toContain(`coverage: 0 events stored now, ${inside.length} already counted`);
-      expect(await storedByAddress(flows, cluster, since - HOUR, until + HOUR)).toEqual(
+      expect(await storedByAddress(shared.flows, cluster, since - HOUR, until + HOUR)).toEqual(
         expectedByAddress(inside),
       );
     } finally {

@@ -1,44 +1,39 @@
 // `calico-flows backfill` end to end: the command's own option parsing, a local CloudWatch Logs endpoint that
 // pages, interleaves and throttles, and the store in dynalite as `--table` (through AWS_ENDPOINT_URL_DYNAMODB).
 // Live ingest and overlapping backfills leave exact counts; an interrupted run resumes from its checkpoint.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
-import type { FlowStore } from "../../functions/core/ports.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import { ndjson, runCli } from "../cli/run.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
-import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
-  backfillCommand,
+  backfillOptions,
   type CwEvent,
   calicoLine,
   DESTINATIONS,
   expectedByAddress,
   GROUP,
   ingestDeps,
+  PODS_FILE,
   PORTS,
   payloadOf,
+  runBackfill,
   SOURCES,
-  storedByAddress,
+  storedAroundT0,
   T0,
+  useBackfillWorld,
 } from "./fixtures.ts";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const PODS = join(ROOT, "examples", "demo", "pods.json");
 const STREAMS = ["ip-192-168-12-9", "ip-192-168-74-5", "ip-192-168-80-3"];
 const MINUTES = 6;
 const iso = (ms: number) => new Date(ms).toISOString();
 
+const world = useBackfillWorld("backfill");
 let logs: LocalLogs;
-let ts: TestStore;
-let dir: string;
-let flows: FlowStore;
 /** Every calico event in CloudWatch Logs, by stream. */
 const calico = new Map<string, StoredEvent[]>();
 
@@ -66,39 +61,19 @@ beforeAll(async () => {
       logs.put(GROUP, stream, events).filter((e) => e.message.includes("calico-packet")),
     );
   }
-  ts = await startTestStore();
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = ts.endpoint;
-  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
-  dir = mkdtempSync(join(tmpdir(), "cf-backfill-"));
 });
 
 afterAll(async () => {
   await logs?.close();
-  await ts?.close();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
 /** `calico-flows backfill ARGS` in process, reading the local CloudWatch Logs endpoint. */
-function backfillCli(args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> {
-  return backfillCommand(args, logs.client(), io);
-}
+const backfillCli = (args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> =>
+  runBackfill(logs, args, io);
 
-const options = (cluster: string) => [
-  "--log-group",
-  GROUP,
-  "--table",
-  ts.tableName,
-  "--cluster",
-  cluster,
-  "--pods",
-  PODS,
-  "--max-rps",
-  "100",
-  "--quiet",
-];
+const options = (cluster: string) => backfillOptions(world, GROUP, cluster);
 
-const stored = (cluster: string) =>
-  storedByAddress(flows, cluster, T0 - MINUTE_MS, T0 + 2 * MINUTES * MINUTE_MS);
+const stored = (cluster: string) => storedAroundT0(world, cluster);
 
 const allEvents = () => [...calico.values()].flat();
 const inWindow = (from: number, to: number) =>
@@ -114,8 +89,8 @@ describe("calico-flows backfill", () => {
   it("counts each event once across live ingest and overlapping backfills, through paging and throttling", async () => {
     const cluster = "prod";
     // Live ingest started in the middle of minute 2 on the first stream only.
-    const deps = ingestDeps(flows, cluster);
-    const coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+    const deps = ingestDeps(world.flows, cluster);
+    const coverage = new DynamoCoverageStore({ client: world.ts.client, tableName: world.ts.tableName });
     const firstStream = calico.get(STREAMS[0] as string) as StoredEvent[];
     const live = firstStream.filter((e) => e.timestamp >= T0 + 2 * MINUTE_MS + 30_000);
     for (let i = 0; i < live.length; i += 4) {
@@ -135,7 +110,7 @@ describe("calico-flows backfill", () => {
       "--until",
       iso(firstUntil),
       "--checkpoint",
-      join(dir, "first.json"),
+      join(world.dir, "first.json"),
     ]);
     const window1 = inWindow(T0, firstUntil);
     const liveIn1 = live.filter((e) => e.timestamp <= firstUntil);
@@ -156,7 +131,7 @@ describe("calico-flows backfill", () => {
       "--until",
       iso(T0 + MINUTES * MINUTE_MS),
       "--checkpoint",
-      join(dir, "second.json"),
+      join(world.dir, "second.json"),
     ]);
     const window2 = inWindow(T0 + 3 * MINUTE_MS, T0 + MINUTES * MINUTE_MS);
     const counted = new Set([...window1, ...live].map((e) => e.id));
@@ -183,7 +158,7 @@ describe("calico-flows backfill", () => {
       "--until",
       iso(firstUntil),
       "--checkpoint",
-      join(dir, "first.json"),
+      join(world.dir, "first.json"),
       "--restart",
     ]);
     expect(repeat.stored).toBe(0);
@@ -193,7 +168,7 @@ describe("calico-flows backfill", () => {
 
   it("resumes an interrupted run from its checkpoint, keeping the window a relative --since resolved to", async () => {
     const cluster = "resumed";
-    const checkpoint = join(dir, "resume.json");
+    const checkpoint = join(world.dir, "resume.json");
     const args = [
       ...options(cluster),
       "--since",
@@ -237,7 +212,7 @@ describe("calico-flows backfill", () => {
   });
 
   it("runs as the calico-flows binary, on the embedded store, with the endpoint from AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", async () => {
-    const store = join(dir, "embedded");
+    const store = join(world.dir, "embedded");
     const env = {
       AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
       AWS_REGION: "eu-west-1",
@@ -255,7 +230,7 @@ describe("calico-flows backfill", () => {
       "--cluster",
       "bin",
       "--pods",
-      PODS,
+      PODS_FILE,
     ];
     const window = inWindow(T0, T0 + 2 * MINUTE_MS - 1);
     const first = await runCli(args, { env });
@@ -274,7 +249,7 @@ describe("calico-flows backfill", () => {
   });
 
   it("refuses a checkpoint that belongs to another backfill", async () => {
-    const checkpoint = join(dir, "first.json");
+    const checkpoint = join(world.dir, "first.json");
     await expect(
       backfillCli([...options("prod"), "--since", iso(T0 + MINUTE_MS), "--checkpoint", checkpoint]),
     ).rejects.toThrow(/belongs to another backfill/);

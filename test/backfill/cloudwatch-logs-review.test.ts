@@ -9,325 +9,47 @@
 // backfilled (either way round) counted once by its id; the summary and exit status docs/backfill.md promises.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
+import { describe, expect, it } from "vitest";
+import type { Checkpoint } from "../../cli/commands/backfill.ts";
 import { CloudWatchLogsReader } from "../../functions/adapters/cloudwatch-logs.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
-import type { FlowStore } from "../../functions/core/ports.ts";
 import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { BIN, ROOT, runCli } from "../cli/run.ts";
-import { compileFilterPattern } from "../support/cloudwatch-logs-server.ts";
-import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
-  backfillCommand,
+  type ApiFailure,
+  type LocalLogs,
+  type LogsServerOptions,
+  type StoredEvent,
+  startLocalLogs,
+} from "../support/cloudwatch-logs-server.ts";
+import {
+  backfillOptions,
   calicoLine,
   DESTINATIONS,
   expectedByAddress,
   ingestDeps,
   PORTS,
   payloadOf,
+  runBackfill as run,
   SOURCES,
-  storedByAddress,
+  storedAroundT0,
   T0,
+  useBackfillWorld,
 } from "./fixtures.ts";
 
-const PODS = join(ROOT, "examples", "demo", "pods.json");
 const GROUP = "/aws/eks/review/calico";
 const HOUR = 60 * MINUTE_MS;
 const iso = (ms: number) => new Date(ms).toISOString();
 
-// ---- a scripted CloudWatch Logs endpoint ----------------------------------------------------------------------
-
-interface FakeEvent {
-  id: string;
-  stream: string;
-  timestamp: number;
-  ingestionTime: number;
-  message: string;
-}
-
-interface ApiFailure {
-  status: number;
-  type: string;
-  message?: string;
-}
-
-interface FakeOptions {
-  /** Most events one FilterLogEvents page returns. @default 10 */
-  pageSize?: number;
-  /** Most stored events (of the streams searched, in order) one call looks at: fewer make empty pages. @default 25 */
-  scanWindow?: number;
-  /** Leave out events stamped exactly at endTime (as aws/aws-cli#4262 reports) instead of including them (as documented). */
-  endExclusive?: boolean;
-  /** Whether the n-th FilterLogEvents call (1-based) answers an empty page and hands back the token it was given. */
-  stall?: (n: number) => boolean;
-  /** An error for the n-th call (1-based, every operation counted), answered instead of the result. */
-  fail?: (n: number, operation: string) => ApiFailure | undefined;
-  /** DescribeLogStreams' view of a stream, instead of one computed from its events (metadata lag). */
-  describe?: (stream: string) => Record<string, unknown> | undefined;
-  /** Awaited before answering the n-th FilterLogEvents call (1-based). */
-  beforeFilter?: (n: number) => Promise<void>;
-}
-
-interface LoggedCall {
-  operation: string;
-  params: Record<string, unknown>;
-  outcome: "ok" | "error";
-  error?: string;
-  returned?: number;
-  /** FilterLogEvents answered an empty page carrying the token it was given. */
-  stalled?: boolean;
-}
-
-interface FakeLogs {
-  endpoint: string;
-  calls: LoggedCall[];
-  client(): CloudWatchLogsClient;
-  put(stream: string, events: readonly { timestamp: number; message: string }[]): FakeEvent[];
-  events(): FakeEvent[];
-  close(): Promise<void>;
-}
-
-class Refused extends Error {
-  readonly status: number;
-  readonly type: string;
-  constructor(status: number, type: string, message: string) {
-    super(message);
-    this.status = status;
-    this.type = type;
-  }
-}
-
-const invalid = (message: string) => new Refused(400, "InvalidParameterException", message);
-
-async function startFakeLogs(options: FakeOptions = {}): Promise<FakeLogs> {
-  const pageSize = options.pageSize ?? 10;
-  const scanWindow = options.scanWindow ?? 25;
-  const streams = new Map<string, { creationTime: number; events: FakeEvent[] }>();
-  const calls: LoggedCall[] = [];
-  const clients: CloudWatchLogsClient[] = [];
-  let sequence = 0;
-  let filterCalls = 0;
-  /** Tokens issued: token → position in the query's candidates, and the query it belongs to. */
-  const tokens = new Map<string, { fingerprint: string; position: number }>();
-  const issue = (fingerprint: string, position: number) => {
-    const token = `tok-${tokens.size + 1}-${position}`;
-    tokens.set(token, { fingerprint, position });
-    return token;
-  };
-
-  const filterLogEvents = async (p: Record<string, unknown>, call: LoggedCall) => {
-    const n = ++filterCalls;
-    await options.beforeFilter?.(n);
-    if (p.logGroupName !== GROUP) throw new Refused(400, "ResourceNotFoundException", "no such log group");
-    const names = p.logStreamNames as string[] | undefined;
-    const prefix = p.logStreamNamePrefix as string | undefined;
-    if (names !== undefined && (names.length < 1 || names.length > 100))
-      throw invalid("logStreamNames must hold 1 to 100 items");
-    if (names !== undefined && prefix !== undefined)
-      throw invalid("Cannot specify both logStreamNames and logStreamNamePrefix");
-    const limit = (p.limit as number | undefined) ?? 10_000;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("limit must be 1 to 10000");
-    const pattern = (p.filterPattern as string | undefined) ?? "";
-    if (pattern.length > 1024) throw invalid("filterPattern longer than 1024");
-    let matches: (message: string) => boolean;
-    try {
-      matches = compileFilterPattern(pattern);
-    } catch (error) {
-      throw invalid((error as Error).message);
-    }
-    const start = (p.startTime as number | undefined) ?? 0;
-    const end = (p.endTime as number | undefined) ?? Number.MAX_SAFE_INTEGER;
-    if (start < 0 || end < 0) throw invalid("startTime and endTime must be ≥ 0");
-    // No range the API reference describes: this endpoint refuses it.
-    if (start > end) throw invalid("startTime must not be after endTime");
-    const inRange = (t: number) => t >= start && (options.endExclusive ? t < end : t <= end);
-    const candidates = [...streams.entries()]
-      .filter(([name]) => names === undefined || names.includes(name))
-      .filter(([name]) => prefix === undefined || name.startsWith(prefix))
-      .flatMap(([, s]) => s.events)
-      .filter((e) => inRange(e.timestamp))
-      .sort(
-        (a, b) => a.timestamp - b.timestamp || a.ingestionTime - b.ingestionTime || (a.id < b.id ? -1 : 1),
-      );
-    const fingerprint = JSON.stringify([p.logGroupName, names, prefix, pattern, start, end]);
-    let position = 0;
-    const given = p.nextToken as string | undefined;
-    if (given !== undefined) {
-      const known = tokens.get(given);
-      if (known === undefined || known.fingerprint !== fingerprint)
-        throw invalid("The specified nextToken is invalid.");
-      position = known.position;
-    }
-    if (options.stall?.(n) === true && position < candidates.length) {
-      // An empty page and the very token it was given (or a first one): paging must go on.
-      call.stalled = true;
-      call.returned = 0;
-      return { events: [], searchedLogStreams: [], nextToken: given ?? issue(fingerprint, position) };
-    }
-    const page: FakeEvent[] = [];
-    const scanEnd = Math.min(candidates.length, position + scanWindow);
-    while (position < scanEnd && page.length < Math.min(limit, pageSize)) {
-      const e = candidates[position] as FakeEvent;
-      position++;
-      if (matches(e.message)) page.push(e);
-    }
-    call.returned = page.length;
-    return {
-      events: page.map((e) => ({
-        logStreamName: e.stream,
-        timestamp: e.timestamp,
-        message: e.message,
-        ingestionTime: e.ingestionTime,
-        eventId: e.id,
-      })),
-      // Deprecated: an empty list since 2020.
-      searchedLogStreams: [],
-      ...(position < candidates.length ? { nextToken: issue(fingerprint, position) } : {}),
-    };
-  };
-
-  const describeLogStreams = (p: Record<string, unknown>) => {
-    if (p.logGroupName !== GROUP) throw new Refused(400, "ResourceNotFoundException", "no such log group");
-    const prefix = p.logStreamNamePrefix as string | undefined;
-    if (prefix !== undefined && (prefix.length < 1 || prefix.length > 512))
-      throw invalid("logStreamNamePrefix must hold 1 to 512 characters");
-    const all = [...streams.entries()]
-      .filter(([name]) => prefix === undefined || name.startsWith(prefix))
-      .sort(([a], [b]) => (a < b ? -1 : 1));
-    const fingerprint = JSON.stringify(["describe", prefix]);
-    let from = 0;
-    const given = p.nextToken as string | undefined;
-    if (given !== undefined) {
-      const known = tokens.get(given);
-      if (known === undefined || known.fingerprint !== fingerprint)
-        throw invalid("The specified nextToken is invalid.");
-      from = known.position;
-    }
-    const page = all.slice(from, from + 2);
-    return {
-      logStreams: page.map(([name, s]) => {
-        const override = options.describe?.(name);
-        if (override !== undefined) return { logStreamName: name, ...override };
-        const times = s.events.map((e) => e.timestamp);
-        return {
-          logStreamName: name,
-          creationTime: s.creationTime,
-          ...(s.events.length > 0
-            ? {
-                firstEventTimestamp: Math.min(...times),
-                lastEventTimestamp: Math.max(...times),
-                lastIngestionTime: Math.max(...s.events.map((e) => e.ingestionTime)),
-              }
-            : {}),
-        };
-      }),
-      ...(from + 2 < all.length ? { nextToken: issue(fingerprint, from + 2) } : {}),
-    };
-  };
-
-  const handle = async (req: IncomingMessage, res: ServerResponse, body: string) => {
-    const target = String(req.headers["x-amz-target"] ?? "");
-    const operation = target.replace(/^Logs_20140328\./, "");
-    const params = (body.length > 0 ? JSON.parse(body) : {}) as Record<string, unknown>;
-    const call: LoggedCall = { operation, params, outcome: "ok" };
-    calls.push(call);
-    const reply = (status: number, payload: unknown, type?: string) => {
-      res.writeHead(status, {
-        "content-type": "application/x-amz-json-1.1",
-        "x-amzn-requestid": `req-${calls.length}`,
-        ...(type === undefined ? {} : { "x-amzn-errortype": type }),
-      });
-      res.end(JSON.stringify(payload));
-    };
-    try {
-      const failure = options.fail?.(calls.length, operation);
-      if (failure !== undefined)
-        throw new Refused(failure.status, failure.type, failure.message ?? "Rate exceeded");
-      if (operation === "FilterLogEvents") reply(200, await filterLogEvents(params, call));
-      else if (operation === "DescribeLogStreams") reply(200, describeLogStreams(params));
-      else throw new Refused(400, "UnknownOperationException", operation);
-    } catch (error) {
-      call.outcome = "error";
-      const r =
-        error instanceof Refused ? error : new Refused(500, "ServiceUnavailableException", String(error));
-      call.error = r.type;
-      reply(r.status, { __type: r.type, message: r.message }, r.type);
-    }
-  };
-
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => void handle(req, res, Buffer.concat(chunks).toString("utf8")));
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    endpoint,
-    calls,
-    client() {
-      // SDK retries off, as the command's own client: throttling must reach the reader's backoff.
-      const client = new CloudWatchLogsClient({
-        endpoint,
-        region: "eu-west-1",
-        credentials: { accessKeyId: "test", secretAccessKey: "test" },
-        maxAttempts: 1,
-      });
-      clients.push(client);
-      return client;
-    },
-    put(stream, events) {
-      let s = streams.get(stream);
-      if (s === undefined) {
-        s = { creationTime: events[0]?.timestamp ?? T0, events: [] };
-        streams.set(stream, s);
-      }
-      const stored = events.map((e) => {
-        sequence++;
-        // 56 digits, as the service's ids.
-        const id = `${String(e.timestamp).padStart(20, "0")}${String(sequence).padStart(36, "0")}`;
-        return { id, stream, timestamp: e.timestamp, ingestionTime: e.timestamp + 800, message: e.message };
-      });
-      s.events.push(...stored);
-      return stored;
-    },
-    events: () => [...streams.values()].flatMap((s) => s.events),
-    async close() {
-      for (const c of clients) c.destroy();
-      server.closeAllConnections();
-      server.close();
-      await once(server, "close");
-    },
-  };
-}
-
 // ---- the world ---------------------------------------------------------------------------------------------
 
-let ts: TestStore;
-let flows: FlowStore;
-let dir: string;
+const world = useBackfillWorld("backfill-cwl-review");
 
-beforeAll(async () => {
-  ts = await startTestStore();
-  process.env.AWS_ENDPOINT_URL_DYNAMODB = ts.endpoint;
-  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
-  dir = mkdtempSync(join(tmpdir(), "cf-backfill-cwl-review-"));
-});
-
-afterAll(async () => {
-  await ts?.close();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
+/** The local CloudWatch Logs endpoint, scripted as the test says; DescribeLogStreams lists two streams a page. */
+const startLogs = (options: LogsServerOptions = {}) => startLocalLogs({ describePageSize: 2, ...options });
 
 /** Calico lines (and kubelet noise the filter pattern leaves out) of `stream` at the given times. */
 function linesAt(stream: string, times: readonly number[], prefix = "calico-packet:") {
@@ -350,42 +72,28 @@ function spread(from: number, minutes: number, count: number): number[] {
   return out;
 }
 
-const options = (cluster: string, checkpoint: string) => [
-  "--log-group",
-  GROUP,
-  "--table",
-  ts.tableName,
-  "--cluster",
-  cluster,
-  "--pods",
-  PODS,
-  "--max-rps",
-  "100",
-  "--checkpoint",
-  join(dir, checkpoint),
-  "--quiet",
-];
+const options = (cluster: string, checkpoint: string) => backfillOptions(world, GROUP, cluster, checkpoint);
 
-const run = (logs: FakeLogs, args: readonly string[], io: BackfillIo = {}): Promise<BackfillSummary> =>
-  backfillCommand(args, logs.client(), io);
+/** The window [since, until) as the command's options. */
+const between = (since: number, until: number) => ["--since", iso(since), "--until", iso(until)];
 
-const stored = (cluster: string) => storedByAddress(flows, cluster, T0 - 2 * HOUR, T0 + 4 * HOUR);
+const stored = (cluster: string) => storedAroundT0(world, cluster);
 
-const calicoOf = (events: readonly FakeEvent[]) => events.filter((e) => !e.message.includes("kubelet"));
+const calicoOf = (events: readonly StoredEvent[]) => events.filter((e) => !e.message.includes("kubelet"));
 
-const filterCalls = (logs: FakeLogs) => logs.calls.filter((c) => c.operation === "FilterLogEvents");
+const filterCalls = (logs: LocalLogs) => logs.calls.filter((c) => c.operation === "FilterLogEvents");
 
 describe("reading the window", () => {
   it("reads every event of [since, until) once through empty pages, a nextToken handed back, and partly full pages", async () => {
-    const logs = await startFakeLogs({ pageSize: 4, scanWindow: 6, stall: (n) => n % 3 === 2 });
+    const logs = await startLogs({ pageSize: 4, scanWindow: 6, stall: (n) => n % 3 === 2 });
     try {
       for (const [i, stream] of ["ip-10-0-1-1", "ip-10-0-1-2", "ip-10-0-2-7"].entries()) {
-        logs.put(stream, linesAt(stream, spread(T0 + i * 700, 6, 40)));
+        logs.put(GROUP, stream, linesAt(stream, spread(T0 + i * 700, 6, 40)));
       }
       const since = T0 + 30_000;
       const until = T0 + 5 * MINUTE_MS + 15_000;
-      const inside = calicoOf(logs.events()).filter((e) => e.timestamp >= since && e.timestamp < until);
-      const args = [...options("pages", "pages.json"), "--since", iso(since), "--until", iso(until)];
+      const inside = calicoOf(logs.events(GROUP)).filter((e) => e.timestamp >= since && e.timestamp < until);
+      const args = [...options("pages", "pages.json"), ...between(since, until)];
 
       const first = await run(logs, args);
       expect(first.interrupted).toBe(false);
@@ -415,13 +123,13 @@ describe("reading the window", () => {
     ["includes its own millisecond, as documented", false],
     ["leaves it out, as aws/aws-cli#4262 reports", true],
   ])("keeps to [since, until) when FilterLogEvents' endTime %s", async (_, endExclusive) => {
-    const logs = await startFakeLogs({ endExclusive, pageSize: 3 });
+    const logs = await startLogs({ endExclusive, pageSize: 3 });
     try {
       const since = T0 + 2 * MINUTE_MS;
       const until = T0 + 5 * MINUTE_MS;
       const times = [since - 1, since, since + 1, since + MINUTE_MS, until - 2, until - 1, until, until + 1];
-      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", times));
-      const inside = calicoOf(logs.events()).filter((e) => e.timestamp >= since && e.timestamp < until);
+      logs.put(GROUP, "ip-10-0-1-1", linesAt("ip-10-0-1-1", times));
+      const inside = calicoOf(logs.events(GROUP)).filter((e) => e.timestamp >= since && e.timestamp < until);
       expect(inside.map((e) => e.timestamp)).toEqual([
         since,
         since + 1,
@@ -430,13 +138,7 @@ describe("reading the window", () => {
         until - 1,
       ]);
       const cluster = `window-${endExclusive}`;
-      const summary = await run(logs, [
-        ...options(cluster, `${cluster}.json`),
-        "--since",
-        iso(since),
-        "--until",
-        iso(until),
-      ]);
+      const summary = await run(logs, [...options(cluster, `${cluster}.json`), ...between(since, until)]);
       expect(summary.stored).toBe(inside.length);
       expect(summary.events).toBe(inside.length);
       expect(await stored(cluster)).toEqual(expectedByAddress(inside));
@@ -456,20 +158,17 @@ describe("request parameters", () => {
   ])(
     "asks for the lines the parser reads, as one quoted term (%s), one stream at a time",
     async (_, flags, logged, pattern) => {
-      const logs = await startFakeLogs({ pageSize: 5 });
+      const logs = await startLogs({ pageSize: 5 });
       try {
         for (const stream of ["ip-10-0-1-1", "ip-10-0-1-2"])
-          logs.put(stream, linesAt(stream, spread(T0, 3, 12), logged));
+          logs.put(GROUP, stream, linesAt(stream, spread(T0, 3, 12), logged));
         const cluster = `pattern-${pattern.length}-${flags.length}`;
         const summary = await run(logs, [
           ...options(cluster, `${cluster}.json`),
           ...flags,
-          "--since",
-          iso(T0),
-          "--until",
-          iso(T0 + 3 * MINUTE_MS),
+          ...between(T0, T0 + 3 * MINUTE_MS),
         ]);
-        const inside = calicoOf(logs.events());
+        const inside = calicoOf(logs.events(GROUP));
         expect(summary.events).toBe(inside.length);
         expect(summary.calico).toBe(inside.length);
         expect(summary.malformed).toBe(0);
@@ -490,9 +189,9 @@ describe("request parameters", () => {
   );
 
   it("never sends FilterLogEvents fewer than 1 or more than 100 stream names", async () => {
-    const logs = await startFakeLogs();
+    const logs = await startLogs();
     try {
-      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", [T0]));
+      logs.put(GROUP, "ip-10-0-1-1", linesAt("ip-10-0-1-1", [T0]));
       const reader = new CloudWatchLogsReader({ client: logs.client(), callsPerSecond: 1000 });
       for (const streams of [[], Array.from({ length: 101 }, (_, i) => `ip-10-0-3-${i}`)]) {
         const pages = reader.events({ group: GROUP, streams, start: T0, end: T0 + 1 });
@@ -515,21 +214,18 @@ describe("request parameters", () => {
   });
 
   it("takes an empty --stream-prefix as every stream (DescribeLogStreams wants 1 to 512 characters)", async () => {
-    const logs = await startFakeLogs();
+    const logs = await startLogs();
     try {
       for (const stream of ["ip-10-0-1-1", "fargate-ip-10-9"])
-        logs.put(stream, linesAt(stream, spread(T0, 1, 4)));
+        logs.put(GROUP, stream, linesAt(stream, spread(T0, 1, 4)));
       const summary = await run(logs, [
         ...options("empty-prefix", "empty-prefix.json"),
-        "--since",
-        iso(T0),
-        "--until",
-        iso(T0 + MINUTE_MS),
+        ...between(T0, T0 + MINUTE_MS),
         "--stream-prefix",
         "",
       ]);
       expect(summary.streams).toBe(2);
-      expect(summary.stored).toBe(calicoOf(logs.events()).length);
+      expect(summary.stored).toBe(calicoOf(logs.events(GROUP)).length);
       for (const c of logs.calls.filter((c) => c.operation === "DescribeLogStreams"))
         expect(c.params.logStreamNamePrefix).toBeUndefined();
     } finally {
@@ -539,8 +235,8 @@ describe("request parameters", () => {
 
   it("lists a stream whose ingestion metadata has not caught up, and skips one last written hours before the window", async () => {
     const since = T0 + 10 * MINUTE_MS;
-    const logs = await startFakeLogs({
-      describe: (stream) =>
+    const logs = await startLogs({
+      streamMetadata: (stream) =>
         stream === "ip-10-0-9-9"
           ? // Created two days ago; its first events arrived minutes ago and lastIngestionTime is not there yet.
             { creationTime: since - 48 * HOUR }
@@ -553,16 +249,13 @@ describe("request parameters", () => {
             : undefined,
     });
     try {
-      logs.put("ip-10-0-9-9", linesAt("ip-10-0-9-9", spread(since, 2, 8)));
-      logs.put("ip-10-0-8-8", linesAt("ip-10-0-8-8", [since - 5 * HOUR]));
+      logs.put(GROUP, "ip-10-0-9-9", linesAt("ip-10-0-9-9", spread(since, 2, 8)));
+      logs.put(GROUP, "ip-10-0-8-8", linesAt("ip-10-0-8-8", [since - 5 * HOUR]));
       const summary = await run(logs, [
         ...options("lag", "lag.json"),
-        "--since",
-        iso(since),
-        "--until",
-        iso(since + 3 * MINUTE_MS),
+        ...between(since, since + 3 * MINUTE_MS),
       ]);
-      const inside = calicoOf(logs.events()).filter((e) => e.stream === "ip-10-0-9-9");
+      const inside = calicoOf(logs.events(GROUP)).filter((e) => e.stream === "ip-10-0-9-9");
       expect(summary.streams).toBe(1);
       expect(summary.stored).toBe(inside.length);
       expect(await stored("lag")).toEqual(expectedByAddress(inside));
@@ -574,18 +267,15 @@ describe("request parameters", () => {
   });
 
   it("finishes a stream stopped during its last minute, and never asks for a startTime past its endTime", async () => {
-    const logs = await startFakeLogs({ pageSize: 4 });
+    const logs = await startLogs({ pageSize: 4 });
     try {
-      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 3, 12)));
-      logs.put("ip-10-0-1-2", linesAt("ip-10-0-1-2", spread(T0 + 100, 3, 12)));
-      const all = calicoOf(logs.events());
-      const checkpoint = join(dir, "last-minute.json");
+      logs.put(GROUP, "ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 3, 12)));
+      logs.put(GROUP, "ip-10-0-1-2", linesAt("ip-10-0-1-2", spread(T0 + 100, 3, 12)));
+      const all = calicoOf(logs.events(GROUP));
+      const checkpoint = join(world.dir, "last-minute.json");
       const args = [
         ...options("last-minute", "last-minute.json"),
-        "--since",
-        iso(T0),
-        "--until",
-        iso(T0 + 3 * MINUTE_MS),
+        ...between(T0, T0 + 3 * MINUTE_MS),
         "--concurrency",
         "1",
       ];
@@ -636,16 +326,16 @@ describe("throttling", () => {
       7: { status: 429, type: "TooManyRequests", message: "Too many requests" },
       8: { status: 400, type: "ThrottlingException" },
     };
-    const logs = await startFakeLogs({ pageSize: 5, fail: (n) => failures[n] });
+    const logs = await startLogs({ pageSize: 5, fail: (n) => failures[n] });
     try {
-      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 4, 30)));
+      logs.put(GROUP, "ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 4, 30)));
       const sleeps: number[] = [];
       const summary = await run(
         logs,
-        [...options("throttled", "throttled.json"), "--since", iso(T0), "--until", iso(T0 + 4 * MINUTE_MS)],
+        [...options("throttled", "throttled.json"), ...between(T0, T0 + 4 * MINUTE_MS)],
         { sleep: async (ms) => void sleeps.push(ms) },
       );
-      const inside = calicoOf(logs.events());
+      const inside = calicoOf(logs.events(GROUP));
       expect(summary.stored).toBe(inside.length);
       expect(await stored("throttled")).toEqual(expectedByAddress(inside));
       expect(summary.throttled).toBe(Object.keys(failures).length);
@@ -658,26 +348,22 @@ describe("throttling", () => {
   });
 
   it("gives up after 10 tries of one call, with the service's error, keeping the checkpoint", async () => {
-    const logs = await startFakeLogs({
+    const logs = await startLogs({
       fail: (_, operation) =>
         operation === "FilterLogEvents" ? { status: 400, type: "ThrottlingException" } : undefined,
     });
     try {
-      logs.put("ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 2, 6)));
+      logs.put(GROUP, "ip-10-0-1-1", linesAt("ip-10-0-1-1", spread(T0, 2, 6)));
       const sleeps: number[] = [];
       await expect(
-        run(
-          logs,
-          [...options("exhausted", "exhausted.json"), "--since", iso(T0), "--until", iso(T0 + 2 * MINUTE_MS)],
-          {
-            sleep: async (ms) => void sleeps.push(ms),
-          },
-        ),
+        run(logs, [...options("exhausted", "exhausted.json"), ...between(T0, T0 + 2 * MINUTE_MS)], {
+          sleep: async (ms) => void sleeps.push(ms),
+        }),
       ).rejects.toMatchObject({ name: "ThrottlingException" });
       expect(filterCalls(logs)).toHaveLength(10);
       // Nine backoffs, 0.5 s doubling to 20 s, each jittered down by at most half: at least 45.75 s in all.
       expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(45_750);
-      const saved = JSON.parse(readFileSync(join(dir, "exhausted.json"), "utf8")) as Checkpoint;
+      const saved = JSON.parse(readFileSync(join(world.dir, "exhausted.json"), "utf8")) as Checkpoint;
       expect(saved.complete).toBe(false);
       expect(saved.streams[GROUP]?.["ip-10-0-1-1"]?.complete).toBe(false);
     } finally {
@@ -688,20 +374,20 @@ describe("throttling", () => {
 
 describe("one event, live or backfilled", () => {
   it("counts an event delivered live and then backfilled, or backfilled and then delivered, once by its id", async () => {
-    const logs = await startFakeLogs({ pageSize: 7 });
+    const logs = await startLogs({ pageSize: 7 });
     try {
       const stream = "ip-10-0-1-1";
-      logs.put(stream, linesAt(stream, spread(T0, 4, 32)));
-      const all = calicoOf(logs.events());
+      logs.put(GROUP, stream, linesAt(stream, spread(T0, 4, 32)));
+      const all = calicoOf(logs.events(GROUP));
       const until = T0 + 4 * MINUTE_MS;
-      const coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
+      const coverage = new DynamoCoverageStore({ client: world.ts.client, tableName: world.ts.tableName });
       // A subscription delivery as the ingest function reads it: gzipped JSON, events read from its bytes.
-      const deliver = async (cluster: string, events: readonly FakeEvent[]) => {
+      const deliver = async (cluster: string, events: readonly StoredEvent[]) => {
         const data = encodeSubscriptionData(payloadOf(stream, events, GROUP));
         const { logGroup, logStream, events: delivered } = decodeDelivery(data);
         return ingestDelivery(
           { logGroup, logStream, logEvents: delivered },
-          ingestDeps(flows, cluster),
+          ingestDeps(world.flows, cluster),
           coverage,
           "live",
         );
@@ -712,10 +398,7 @@ describe("one event, live or backfilled", () => {
       for (let i = 0; i < live.length; i += 5) await deliver("live-first", live.slice(i, i + 5));
       const backfilled = await run(logs, [
         ...options("live-first", "live-first.json"),
-        "--since",
-        iso(T0),
-        "--until",
-        iso(until),
+        ...between(T0, until),
       ]);
       expect(backfilled.events).toBe(all.length);
       expect(backfilled.alreadyCounted).toBe(live.length);
@@ -725,10 +408,7 @@ describe("one event, live or backfilled", () => {
       // Backfill first (the first two minutes), then every event delivered live, in other batches.
       const early = await run(logs, [
         ...options("backfill-first", "backfill-first.json"),
-        "--since",
-        iso(T0),
-        "--until",
-        iso(T0 + 2 * MINUTE_MS),
+        ...between(T0, T0 + 2 * MINUTE_MS),
       ]);
       const earlyEvents = all.filter((e) => e.timestamp < T0 + 2 * MINUTE_MS);
       expect(early.stored).toBe(earlyEvents.length);
@@ -750,7 +430,7 @@ describe("summary and exit status", () => {
     const secondCall = new Promise<void>((resolve) => {
       reached = resolve;
     });
-    const logs = await startFakeLogs({
+    const logs = await startLogs({
       pageSize: 4,
       beforeFilter: (n) => {
         if (n !== 2) return Promise.resolve();
@@ -762,23 +442,20 @@ describe("summary and exit status", () => {
     });
     try {
       for (const stream of ["ip-10-0-1-1", "ip-10-0-1-2"])
-        logs.put(stream, linesAt(stream, spread(T0, 4, 16)));
-      const all = calicoOf(logs.events());
-      const checkpoint = join(dir, "binary.json");
+        logs.put(GROUP, stream, linesAt(stream, spread(T0, 4, 16)));
+      const all = calicoOf(logs.events(GROUP));
+      const checkpoint = join(world.dir, "binary.json");
       const args = [
         "backfill",
         ...options("binary", "binary.json").filter((a) => a !== "--quiet"),
-        "--since",
-        iso(T0),
-        "--until",
-        iso(T0 + 4 * MINUTE_MS),
+        ...between(T0, T0 + 4 * MINUTE_MS),
         "--concurrency",
         "1",
       ];
       const env = {
         ...process.env,
         AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
-        AWS_ENDPOINT_URL_DYNAMODB: ts.endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: world.ts.endpoint,
         AWS_REGION: "eu-west-1",
         AWS_ACCESS_KEY_ID: "test",
         AWS_SECRET_ACCESS_KEY: "test",

@@ -1,13 +1,19 @@
 // Shared by the backfill and redrive tests: calico-packet log events as CloudWatch Logs holds them, the ingest
-// dependencies over a real store, and exact expected counts per flow computed by the pipeline itself.
+// dependencies over a real store, and exact expected counts per flow computed by the pipeline itself; for the
+// backfill command, the store and scratch directory its tests run against, its options and an in-process run.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { Command } from "commander";
+import { afterAll, beforeAll } from "vitest";
 import {
   type BackfillIo,
   type BackfillSummary,
   backfill,
   registerBackfill,
 } from "../../cli/commands/backfill.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
 import { createScanner } from "../../functions/core/parse.ts";
@@ -15,6 +21,9 @@ import { type LogEvent, type PipelineOptions, runPipeline } from "../../function
 import type { FlowStore } from "../../functions/core/ports.ts";
 import type { SubscriptionPayload } from "../../functions/core/subscription-payload.ts";
 import type { FlowRecord, Holder, IpDirectory } from "../../functions/core/types.ts";
+import { ROOT } from "../cli/run.ts";
+import type { LocalLogs } from "../support/cloudwatch-logs-server.ts";
+import { startTestStore, type TestStore } from "../support/dynalite.ts";
 
 export const GROUP = "/aws/eks/prod/calico";
 export const T0 = Date.parse("2026-04-19T04:50:00.000Z");
@@ -227,4 +236,71 @@ export async function backfillCommand(
   await program.parseAsync(["backfill", ...args], { from: "user" });
   if (summary === undefined) throw new Error("backfill did not run");
   return summary;
+}
+
+/** `calico-flows backfill ARGS` in process, reading the local CloudWatch Logs endpoint through a new client. */
+export function runBackfill(
+  logs: LocalLogs,
+  args: readonly string[],
+  io: BackfillIo = {},
+): Promise<BackfillSummary> {
+  return backfillCommand(args, logs.client(), io);
+}
+
+/** The demo's pods file, which `--pods` attributes the backfilled lines with. */
+export const PODS_FILE = join(ROOT, "examples", "demo", "pods.json");
+
+/** What a backfill test file runs against; set before its tests, removed after them. */
+export interface BackfillWorld {
+  /** The store in dynalite: the command's `--table`, through AWS_ENDPOINT_URL_DYNAMODB. */
+  ts: TestStore;
+  flows: FlowStore;
+  /** A scratch directory, for checkpoints. */
+  dir: string;
+}
+
+/** Registers the hooks that start the world before the file's tests (`name` names the directory) and end it after. */
+export function useBackfillWorld(name: string): BackfillWorld {
+  const world = {} as BackfillWorld;
+  beforeAll(async () => {
+    world.ts = await startTestStore();
+    process.env.AWS_ENDPOINT_URL_DYNAMODB = world.ts.endpoint;
+    world.flows = new DynamoFlowStore({ client: world.ts.client, tableName: world.ts.tableName });
+    world.dir = mkdtempSync(join(tmpdir(), `cf-${name}-`));
+  });
+  afterAll(async () => {
+    await world.ts?.close();
+    if (world.dir !== undefined) rmSync(world.dir, { recursive: true, force: true });
+  });
+  return world;
+}
+
+/**
+ * `backfill` options reading `groups` into the world's table as `cluster`, attributed by PODS_FILE, at up to 100
+ * CloudWatch Logs calls a second, quietly; with the checkpoint file `checkpoint` of the world's directory if named.
+ */
+export function backfillOptions(
+  world: BackfillWorld,
+  groups: string | readonly string[],
+  cluster: string,
+  checkpoint?: string,
+): string[] {
+  return [
+    ...[groups].flat().flatMap((g) => ["--log-group", g]),
+    "--table",
+    world.ts.tableName,
+    "--cluster",
+    cluster,
+    "--pods",
+    PODS_FILE,
+    "--max-rps",
+    "100",
+    ...(checkpoint === undefined ? [] : ["--checkpoint", join(world.dir, checkpoint)]),
+    "--quiet",
+  ];
+}
+
+/** byAddress of what is stored for `cluster` from two hours before T0 to four hours after it. */
+export function storedAroundT0(world: BackfillWorld, cluster: string): Promise<Map<string, number>> {
+  return storedByAddress(world.flows, cluster, T0 - 2 * 3_600_000, T0 + 4 * 3_600_000);
 }

@@ -6,10 +6,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AlertRecord } from "../../functions/core/types.ts";
-import { ndjson, ROOT, runCli } from "./run.ts";
+import { ndjson, ROOT, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
 
-const SAMPLE = join(ROOT, "examples", "demo");
-const RANGE = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
 const CLOCK = pathToFileURL(join(ROOT, "test", "support", "clock-offset.ts")).href;
 
 /** The wall clock of a run `ms` later than now. */
@@ -38,25 +36,9 @@ describe("calico-flows replay: alerts counted once", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const replay = (env?: NodeJS.ProcessEnv) =>
-    runCli(
-      [
-        "replay",
-        log,
-        ...store,
-        "--pods",
-        join(SAMPLE, "pods.json"),
-        "--nodes",
-        join(SAMPLE, "nodes.json"),
-        "--year",
-        "2026",
-        "--batch-lines",
-        "7",
-        "--quiet",
-      ],
-      { env },
-    );
+    runCli(["replay", log, ...store, ...SAMPLE_ATTRIBUTION, "--batch-lines", "7", "--quiet"], { env });
   const listed = async () => {
-    const run = await runCli(["alerts", ...store, ...RANGE, "--json"]);
+    const run = await runCli(["alerts", ...store, ...SAMPLE_DAY, "--json"]);
     expect(run.code).toBe(0);
     return ndjson<AlertRecord>(run.stdout);
   };

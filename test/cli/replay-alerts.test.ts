@@ -13,9 +13,7 @@ import {
   structureOf,
   subscribeQueue,
 } from "../support/fauxqs.ts";
-import { ROOT, runCli } from "./run.ts";
-
-const SAMPLE = join(ROOT, "examples", "demo");
+import { runCli, SAMPLE, SAMPLE_ATTRIBUTION } from "./run.ts";
 
 describe("calico-flows replay --alerts-topic", () => {
   let sns: LocalSns;
@@ -43,12 +41,7 @@ describe("calico-flows replay --alerts-topic", () => {
       store,
       "--cluster",
       "demo",
-      "--pods",
-      join(SAMPLE, "pods.json"),
-      "--nodes",
-      join(SAMPLE, "nodes.json"),
-      "--year",
-      "2026",
+      ...SAMPLE_ATTRIBUTION,
       "--alerts-topic",
       topicArn,
       "--quiet",

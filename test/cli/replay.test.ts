@@ -4,10 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
-import { ndjson, ROOT, runCli } from "./run.ts";
-
-const SAMPLE = join(ROOT, "examples", "demo");
-const RANGE = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
+import { ndjson, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
 
 describe("calico-flows replay, flows, alerts (local mode)", () => {
   let store: string;
@@ -24,19 +21,14 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       "replay",
       join(SAMPLE, "node-logs.log"),
       ...common,
-      "--pods",
-      join(SAMPLE, "pods.json"),
-      "--nodes",
-      join(SAMPLE, "nodes.json"),
-      "--year",
-      "2026",
+      ...SAMPLE_ATTRIBUTION,
       "--scan-threshold",
       "20",
       "--quiet",
     ]);
 
   const flows = async (...filters: string[]) => {
-    const run = await runCli(["flows", ...common, ...RANGE, "--json", ...filters]);
+    const run = await runCli(["flows", ...common, ...SAMPLE_DAY, "--json", ...filters]);
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     return ndjson<FlowRecord>(run.stdout);
@@ -93,7 +85,7 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
   });
 
   it("opens one alert per internal key plus the scan alert", async () => {
-    const run = await runCli(["alerts", ...common, ...RANGE, "--json"]);
+    const run = await runCli(["alerts", ...common, ...SAMPLE_DAY, "--json"]);
     expect(run.code).toBe(0);
     const alerts = ndjson<AlertRecord>(run.stdout);
     const keys = alerts.map((a) => `${a.key.src} → ${a.key.dst}:${a.key.dstPort ?? "*"}`).sort();
@@ -125,15 +117,12 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
   it("counts nothing again when the same lines come under another path, through stdin or batched otherwise", async () => {
     const before = await flows();
     const log = join(SAMPLE, "node-logs.log");
-    const options = [...common, "--pods", join(SAMPLE, "pods.json"), "--nodes", join(SAMPLE, "nodes.json")];
+    const options = [...common, ...SAMPLE_ATTRIBUTION];
     // One after another: the embedded store takes one process at a time.
     const again: (() => ReturnType<typeof runCli>)[] = [
-      () => runCli(["replay", "./examples/demo/node-logs.log", ...options, "--year", "2026", "--quiet"]),
-      () =>
-        runCli(["replay", "-", ...options, "--year", "2026", "--quiet"], {
-          input: readFileSync(log, "utf8"),
-        }),
-      () => runCli(["replay", log, ...options, "--year", "2026", "--quiet", "--batch-lines", "7"]),
+      () => runCli(["replay", "./examples/demo/node-logs.log", ...options, "--quiet"]),
+      () => runCli(["replay", "-", ...options, "--quiet"], { input: readFileSync(log, "utf8") }),
+      () => runCli(["replay", log, ...options, "--quiet", "--batch-lines", "7"]),
     ];
     // The same batches are the same contributions (their flow writes are refused as redeliveries); other
     // batches are new contributions whose lines the coverage records name as counted.
@@ -170,7 +159,7 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       writeFileSync(file, lines.join("\n"));
       const run = await replayFile();
       expect(run.stderr).toMatch(/296 calico records \(\d+ counted by an earlier replay\)/);
-      const stored = await runCli(["flows", ...grownStore, ...RANGE, "--json"]);
+      const stored = await runCli(["flows", ...grownStore, ...SAMPLE_DAY, "--json"]);
       expect(packets(ndjson<FlowRecord>(stored.stdout))).toBe(296);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -225,7 +214,15 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
   });
 
   it("prints a readable table by default", async () => {
-    const run = await runCli(["flows", ...common, ...RANGE, "--namespace", "customer-b", "--limit", "3"]);
+    const run = await runCli([
+      "flows",
+      ...common,
+      ...SAMPLE_DAY,
+      "--namespace",
+      "customer-b",
+      "--limit",
+      "3",
+    ]);
     expect(run.code).toBe(0);
     const [header, ...rows] = run.stdout.trimEnd().split("\n");
     expect(header).toMatch(/^LAST SEEN\s+SOURCE\s+DESTINATION\s+PORT/);

@@ -5,6 +5,20 @@ import { join } from "node:path";
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "calico-flows.js");
 
+/** The demo: node logs (`node-logs.log`) and the pods and nodes files that attribute them. */
+export const SAMPLE = join(ROOT, "examples", "demo");
+/** What attributes the demo's lines in `replay`: its pods and nodes files, and the year its syslog stamps omit. */
+export const SAMPLE_ATTRIBUTION = [
+  "--pods",
+  join(SAMPLE, "pods.json"),
+  "--nodes",
+  join(SAMPLE, "nodes.json"),
+  "--year",
+  "2026",
+];
+/** The day the demo's lines fall in, as `--since` and `--until`. */
+export const SAMPLE_DAY = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
+
 export interface RunResult {
   code: number | null;
   stdout: string;

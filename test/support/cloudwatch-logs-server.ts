@@ -3,6 +3,10 @@
 // exercised end to end through `endpoint`. Paging behaves like the service's: a call scans a bounded window
 // of stored events, so pages can be partly full or empty while a nextToken says more follow; events of the
 // streams searched come back interleaved in (timestamp, ingestion) order; a share of calls is throttled.
+// Parameters the API reference refuses are answered 400 InvalidParameterException. Scripted, for what the
+// service is reported to do: the same nextToken handed back on an empty page (boto/boto3#1584), an `endTime`
+// that leaves out its own millisecond (aws/aws-cli#4262), other errors (RequestLimitExceeded, 429, …), and
+// stream metadata that lags ingestion.
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -16,20 +20,54 @@ export interface StoredEvent {
   message: string;
 }
 
+/** An error answered instead of a call's result. */
+export interface ApiFailure {
+  status: number;
+  /** The error's `__type` (and x-amzn-errortype): the name the SDK gives the error. */
+  type: string;
+  /** @default "Rate exceeded" */
+  message?: string;
+}
+
 export interface LogsServerOptions {
   /** Most stored events (of the streams searched, in order) one FilterLogEvents call looks at. @default 25 */
   scanWindow?: number;
   /** Most events one page returns, before the caller's own `limit`. @default 10 */
   pageSize?: number;
+  /** Most streams one DescribeLogStreams page lists, before the caller's own `limit` (at most 50). @default pageSize */
+  describePageSize?: number;
   /** Decides whether the n-th call (1-based, every operation counted) is answered with ThrottlingException. */
   throttle?: (n: number, operation: string) => boolean;
+  /** An error for the n-th call (1-based, every operation counted), answered instead of the result. */
+  fail?: (n: number, operation: string) => ApiFailure | undefined;
+  /**
+   * Leave out events stamped exactly at FilterLogEvents' endTime, as aws/aws-cli#4262 reports the service doing,
+   * instead of including them as the API reference says. @default false
+   */
+  endExclusive?: boolean;
+  /**
+   * Whether the n-th FilterLogEvents call (1-based, counting those not answered by `throttle` or `fail`) answers,
+   * while events are left, an empty page carrying the very nextToken it was given (or a first one).
+   */
+  stall?: (n: number) => boolean;
+  /**
+   * DescribeLogStreams' view of a stream (all but its name), instead of the one computed from its events:
+   * metadata that lags ingestion, `lastIngestionTime` absent or late.
+   */
+  streamMetadata?: (stream: string) => Record<string, unknown> | undefined;
+  /** Awaited before the n-th FilterLogEvents call (numbered as for `stall`) is answered. */
+  beforeFilter?: (n: number) => Promise<void>;
 }
 
 export interface LoggedCall {
   operation: string;
   params: Record<string, unknown>;
   outcome: "ok" | "throttled" | "error";
+  /** The type of the error answered. */
+  error?: string;
   returned: number;
+  /** FilterLogEvents answered an empty page carrying the token it was given (`stall`). */
+  stalled?: boolean;
 }
 
 export interface LocalLogs {
@@ -53,10 +91,52 @@ interface Group {
 
 class ApiError extends Error {
   readonly type: string;
-  constructor(type: string, message: string) {
+  readonly status: number;
+  constructor(type: string, message: string, status = 400) {
     super(message);
     this.type = type;
+    this.status = status;
   }
+}
+
+const invalid = (message: string) => new ApiError("InvalidParameterException", message);
+
+/** Refuses a parameter outside what the API reference allows: an integer in [min, max], a length in [min, max]. */
+function checkRange(p: Record<string, unknown>, name: string, min: number, max: number): void {
+  const value = p[name];
+  if (value === undefined) return;
+  if (typeof value === "number") {
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw invalid(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  } else if (typeof value === "string" || Array.isArray(value)) {
+    if (value.length < min || value.length > max)
+      throw invalid(`${name} must have length from ${min} to ${max}, got ${value.length}`);
+  } else {
+    throw invalid(`${name} has the wrong type`);
+  }
+}
+
+/** What the API reference allows of FilterLogEvents' parameters. */
+function checkFilterParams(p: Record<string, unknown>): void {
+  checkRange(p, "logStreamNames", 1, 100);
+  checkRange(p, "logStreamNamePrefix", 1, 512);
+  if (p.logStreamNames !== undefined && p.logStreamNamePrefix !== undefined)
+    throw invalid("Cannot specify both logStreamNames and logStreamNamePrefix.");
+  checkRange(p, "limit", 1, 10_000);
+  checkRange(p, "filterPattern", 0, 1024);
+  checkRange(p, "startTime", 0, Number.MAX_SAFE_INTEGER);
+  checkRange(p, "endTime", 0, Number.MAX_SAFE_INTEGER);
+  // No range the API reference describes: refused.
+  if (typeof p.startTime === "number" && typeof p.endTime === "number" && p.startTime > p.endTime)
+    throw invalid("startTime must not be after endTime");
+}
+
+/** What the API reference allows of DescribeLogStreams' parameters. */
+function checkDescribeParams(p: Record<string, unknown>): void {
+  checkRange(p, "logStreamNamePrefix", 1, 512);
+  checkRange(p, "limit", 1, 50);
+  if (p.orderBy === "LastEventTime" && p.logStreamNamePrefix !== undefined)
+    throw invalid("Cannot order by LastEventTime with a logStreamNamePrefix.");
 }
 
 /**
@@ -123,9 +203,11 @@ function readToken(token: string, fingerprint: string): number {
 export async function startLocalLogs(options: LogsServerOptions = {}): Promise<LocalLogs> {
   const scanWindow = options.scanWindow ?? 25;
   const pageSize = options.pageSize ?? 10;
+  const describePageSize = options.describePageSize ?? pageSize;
   const groups = new Map<string, Group>();
   const calls: LoggedCall[] = [];
   let sequence = 0;
+  let filterCalls = 0;
   const clients: CloudWatchLogsClient[] = [];
 
   const group = (name: unknown): Group => {
@@ -135,31 +217,39 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
     return g;
   };
 
-  const filterLogEvents = (p: Record<string, unknown>) => {
+  const filterLogEvents = async (p: Record<string, unknown>, call: LoggedCall) => {
+    const n = ++filterCalls;
+    await options.beforeFilter?.(n);
     const g = group(p.logGroupName);
+    checkFilterParams(p);
     const names = p.logStreamNames as string[] | undefined;
     const prefix = p.logStreamNamePrefix as string | undefined;
-    if (names !== undefined && prefix !== undefined) {
-      throw new ApiError(
-        "InvalidParameterException",
-        "Cannot specify both logStreamNames and logStreamNamePrefix.",
-      );
-    }
     const matches = compileFilterPattern(p.filterPattern as string | undefined);
     const start = (p.startTime as number | undefined) ?? 0;
     const end = (p.endTime as number | undefined) ?? Number.MAX_SAFE_INTEGER;
+    const inRange = (t: number) => t >= start && (options.endExclusive === true ? t < end : t <= end);
     const searched = [...g.streams.entries()].filter(
       ([name]) =>
         (names === undefined || names.includes(name)) && (prefix === undefined || name.startsWith(prefix)),
     );
     const candidates = searched
       .flatMap(([, s]) => s.events)
-      .filter((e) => e.timestamp >= start && e.timestamp <= end)
+      .filter((e) => inRange(e.timestamp))
       .sort(
         (a, b) => a.timestamp - b.timestamp || a.ingestionTime - b.ingestionTime || (a.id < b.id ? -1 : 1),
       );
     const fingerprint = JSON.stringify([p.logGroupName, names, prefix, p.filterPattern ?? "", start, end]);
-    let position = p.nextToken === undefined ? 0 : readToken(p.nextToken as string, fingerprint);
+    const given = p.nextToken as string | undefined;
+    let position = given === undefined ? 0 : readToken(given, fingerprint);
+    if (options.stall?.(n) === true && position < candidates.length) {
+      // An empty page and the very token it was given (or a first one): paging must go on.
+      call.stalled = true;
+      return {
+        events: [],
+        searchedLogStreams: searched.map(([name]) => ({ logStreamName: name, searchedCompletely: false })),
+        nextToken: given ?? tokenOf(fingerprint, position),
+      };
+    }
     const limit = Math.min((p.limit as number | undefined) ?? 10_000, pageSize);
     const events: StoredEvent[] = [];
     const scanEnd = Math.min(candidates.length, position + scanWindow);
@@ -186,16 +276,19 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
 
   const describeLogStreams = (p: Record<string, unknown>) => {
     const g = group(p.logGroupName);
+    checkDescribeParams(p);
     const prefix = (p.logStreamNamePrefix as string | undefined) ?? "";
     const all = [...g.streams.entries()]
       .filter(([name]) => name.startsWith(prefix))
       .sort(([a], [b]) => (a < b ? -1 : 1));
     const fingerprint = JSON.stringify([p.logGroupName, prefix]);
     const from = p.nextToken === undefined ? 0 : readToken(p.nextToken as string, fingerprint);
-    const limit = Math.min((p.limit as number | undefined) ?? 50, 50, pageSize);
+    const limit = Math.min((p.limit as number | undefined) ?? 50, 50, describePageSize);
     const page = all.slice(from, from + limit);
     return {
       logStreams: page.map(([name, s]) => {
+        const lagging = options.streamMetadata?.(name);
+        if (lagging !== undefined) return { logStreamName: name, ...lagging };
         const last = s.events.reduce((m, e) => Math.max(m, e.timestamp), Number.NEGATIVE_INFINITY);
         const first = s.events.reduce((m, e) => Math.min(m, e.timestamp), Number.POSITIVE_INFINITY);
         const ingested = s.events.reduce((m, e) => Math.max(m, e.ingestionTime), Number.NEGATIVE_INFINITY);
@@ -212,7 +305,7 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
     };
   };
 
-  const handle = (req: IncomingMessage, res: ServerResponse, body: string) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, body: string) => {
     const target = String(req.headers["x-amz-target"] ?? "");
     const operation = target.startsWith("Logs_20140328.") ? target.slice("Logs_20140328.".length) : target;
     const reply = (status: number, payload: unknown, type?: string) => {
@@ -246,12 +339,16 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
     }
     if (options.throttle?.(calls.length, operation)) {
       call.outcome = "throttled";
+      call.error = "ThrottlingException";
       reply(400, { __type: "ThrottlingException", message: "Rate exceeded" }, "ThrottlingException");
       return;
     }
     try {
+      const failure = options.fail?.(calls.length, operation);
+      if (failure !== undefined)
+        throw new ApiError(failure.type, failure.message ?? "Rate exceeded", failure.status);
       if (operation === "FilterLogEvents") {
-        const result = filterLogEvents(params);
+        const result = await filterLogEvents(params, call);
         call.returned = result.events.length;
         reply(200, result);
       } else if (operation === "DescribeLogStreams") {
@@ -262,21 +359,18 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
         throw new ApiError("UnknownOperationException", `operation ${operation} is not implemented here`);
       }
     } catch (error) {
+      const e =
+        error instanceof ApiError ? error : new ApiError("ServiceUnavailableException", String(error), 500);
       call.outcome = "error";
-      if (error instanceof ApiError) reply(400, { __type: error.type, message: error.message }, error.type);
-      else
-        reply(
-          500,
-          { __type: "ServiceUnavailableException", message: String(error) },
-          "ServiceUnavailableException",
-        );
+      call.error = e.type;
+      reply(e.status, { __type: e.type, message: e.message }, e.type);
     }
   };
 
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => void handle(req, res, Buffer.concat(chunks).toString("utf8")));
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
