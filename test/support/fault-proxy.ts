@@ -61,7 +61,8 @@ function sendError(res: import("node:http").ServerResponse, kind: "throttled" | 
   res.end(body);
 }
 
-function forward(
+/** Sends one request on to `target` and reads its whole answer (also used by tests' own scripted proxies). */
+export function forward(
   target: URL,
   method: string,
   path: string,

@@ -7,7 +7,7 @@
 // - every item the stores write carries the table's TTL attribute, a Number of epoch seconds, `retentionDays`
 //   after the time the item is about, and never one DynamoDB's TTL would ignore (five years or more in the past);
 // - items past their TTL that DynamoDB has not deleted yet are still read (docs/flow-store.md, "TTL", says so).
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { type AttributeValue, GetItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -30,7 +30,7 @@ import { tableStores } from "../../../functions/adapters/dynamo/stores.ts";
 import type { Holder } from "../../../functions/core/types.ts";
 import { createRuntime, QUERY_RETRY } from "../../../functions/query/handler.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
-import { startFaultProxy } from "../../support/fault-proxy.ts";
+import { forward, startFaultProxy } from "../../support/fault-proxy.ts";
 import { at, CLUSTER, candidate, flow, pod } from "./fixtures.ts";
 
 const DAY_S = 86_400;
@@ -60,34 +60,6 @@ interface Scripted {
   /** The action for a request (the n-th, from 0, of its operation); undefined forwards it. */
   script(fn: (operation: string, n: number) => Action | undefined): void;
   close(): Promise<void>;
-}
-
-function forward(target: URL, req: IncomingMessage, body: Buffer) {
-  return new Promise<{
-    status: number;
-    headers: Record<string, string | string[] | undefined>;
-    body: Buffer;
-  }>((resolve, reject) => {
-    const out = httpRequest(
-      {
-        host: target.hostname,
-        port: target.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: target.host },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on("error", reject);
-      },
-    );
-    out.on("error", reject);
-    out.end(body);
-  });
 }
 
 async function startScripted(target: string): Promise<Scripted> {
@@ -125,7 +97,7 @@ async function startScripted(target: string): Promise<Scripted> {
         res.end(text);
         return;
       }
-      const answer = await forward(targetUrl, req, body);
+      const answer = await forward(targetUrl, req.method ?? "POST", req.url ?? "/", req.headers, body);
       if (action?.kind === "lost-reset") {
         req.socket.destroy();
         return;
