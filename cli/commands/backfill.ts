@@ -4,10 +4,10 @@
 // checkpoint file only saves work after an interruption.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import cliProgress from "cli-progress";
 import { type Command, Option } from "commander";
-import { CloudWatchLogsReader, termPattern } from "../../functions/adapters/cloudwatch-logs.ts";
+import { CloudWatchLogsReader, logsClient, termPattern } from "../../functions/adapters/cloudwatch-logs.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import {
   type BackfillMinuteResult,
@@ -205,13 +205,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   };
 
   const setup = await openIngest(raw, common);
-  const logs =
-    io.logs ??
-    // Retries are the reader's (paced, counted); the SDK's own would hide throttling from the pacer.
-    new CloudWatchLogsClient({
-      maxAttempts: 1,
-      ...(common.region === undefined ? {} : { region: common.region }),
-    });
+  const logs = io.logs ?? logsClient(common.region === undefined ? {} : { region: common.region });
   const reader = new CloudWatchLogsReader({
     client: logs,
     callsPerSecond: raw.maxRps as number,

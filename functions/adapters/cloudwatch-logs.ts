@@ -3,10 +3,36 @@
 // nextToken). CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
 // pacer shared by all concurrent readers, which slows down when throttled and recovers as calls succeed.
 import {
-  type CloudWatchLogsClient,
+  CloudWatchLogsClient,
+  type CloudWatchLogsClientConfig,
   DescribeLogStreamsCommand,
   FilterLogEventsCommand,
 } from "@aws-sdk/client-cloudwatch-logs";
+
+/**
+ * Per-request limits of the reader's client. Without them a request whose answer never comes waits for the SDK's
+ * 300 s socket timeout, holding up its stream. FilterLogEvents scans for a while before it answers (it may then
+ * answer an empty page with a nextToken), so its limit is generous. A request given up is a `TimeoutError`,
+ * which the reader retries like any transient error.
+ */
+export const LOGS_REQUEST_TIMEOUTS = {
+  connectionTimeout: 5_000,
+  requestTimeout: 60_000,
+  throwOnRequestTimeout: true,
+} as const;
+
+/**
+ * The reader's client: one HTTP request per call (the retries are the reader's, paced and counted; the SDK's own
+ * would hide throttling from the pacer), each given up after LOGS_REQUEST_TIMEOUTS. `config.requestHandler`, when
+ * given, replaces the timeouts.
+ */
+export function logsClient(config: CloudWatchLogsClientConfig = {}): CloudWatchLogsClient {
+  return new CloudWatchLogsClient({
+    requestHandler: { ...LOGS_REQUEST_TIMEOUTS },
+    ...config,
+    maxAttempts: 1,
+  });
+}
 
 /**
  * The filter pattern matching events that contain `text` as an exact phrase. A quoted term, with `\` and `"`

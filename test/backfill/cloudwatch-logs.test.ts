@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   CloudWatchLogsReader,
   type FilteredEvent,
+  LOGS_REQUEST_TIMEOUTS,
+  logsClient,
   termPattern,
 } from "../../functions/adapters/cloudwatch-logs.ts";
 import { compileFilterPattern, type LocalLogs, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
@@ -240,5 +242,47 @@ describe("CloudWatchLogsReader.streams", () => {
     await expect(reader.streams("/nope", { since: T0 }).next()).rejects.toMatchObject({
       name: "ResourceNotFoundException",
     });
+  });
+});
+
+describe("the reader's client", () => {
+  it("gives up on a FilterLogEvents that never answers and asks again, reading every event once", async () => {
+    let release: () => void = () => {};
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The second call hangs until the test ends: only the client's request timeout gets the reader past it.
+    logs = await startLocalLogs({
+      scanWindow: 7,
+      pageSize: 5,
+      beforeFilter: (n) => (n === 2 ? hung : Promise.resolve()),
+    });
+    const ids = seed(logs);
+    try {
+      const reader = new CloudWatchLogsReader({ client: logs.client(300), callsPerSecond: 1000 });
+      const { events } = await collect(
+        reader.events({
+          group: GROUP,
+          start: T0,
+          end: T0 + 3_600_000,
+          filterPattern: termPattern("calico-packet"),
+        }),
+      );
+      expect(events.map((e) => e.id).sort()).toEqual([...ids.values()].flat().sort());
+      expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    } finally {
+      release();
+    }
+  });
+
+  it("has request timeouts by default, under the 300 s the SDK would wait", async () => {
+    const client = logsClient({ region: "eu-west-1" });
+    try {
+      expect(await client.config.maxAttempts()).toBe(1);
+      expect(LOGS_REQUEST_TIMEOUTS.requestTimeout).toBeLessThan(300_000);
+      expect(LOGS_REQUEST_TIMEOUTS.throwOnRequestTimeout).toBe(true);
+    } finally {
+      client.destroy();
+    }
   });
 });

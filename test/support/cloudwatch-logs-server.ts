@@ -10,7 +10,8 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
+import { LOGS_REQUEST_TIMEOUTS, logsClient } from "../../functions/adapters/cloudwatch-logs.ts";
 
 export interface StoredEvent {
   id: string;
@@ -72,8 +73,11 @@ export interface LoggedCall {
 
 export interface LocalLogs {
   endpoint: string;
-  /** A client for the endpoint with SDK retries off, so throttling reaches the caller's own backoff. */
-  client(): CloudWatchLogsClient;
+  /**
+   * A client for the endpoint as the reader makes them (logsClient: SDK retries off, so throttling reaches the
+   * caller's own backoff), optionally giving up on a request after `requestTimeoutMs`.
+   */
+  client(requestTimeoutMs?: number): CloudWatchLogsClient;
   /** Appends events to a stream (creating group and stream); ids are assigned like the service's. */
   put(
     group: string,
@@ -380,12 +384,15 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
   return {
     endpoint,
     calls,
-    client() {
-      const client = new CloudWatchLogsClient({
+    client(requestTimeoutMs?: number) {
+      // The reader's own client (its timeouts), or one that gives up sooner.
+      const client = logsClient({
         endpoint,
         region: "eu-west-1",
         credentials: { accessKeyId: "test", secretAccessKey: "test" },
-        maxAttempts: 1,
+        ...(requestTimeoutMs === undefined
+          ? {}
+          : { requestHandler: { ...LOGS_REQUEST_TIMEOUTS, requestTimeout: requestTimeoutMs } }),
       });
       clients.push(client);
       return client;
