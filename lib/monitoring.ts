@@ -268,9 +268,12 @@ export class Monitoring extends Construct {
           subscriptionMetric("ForwardedLogEvents", name).with({ label: `forwarded ${name}` }),
         ),
         {
-          right: props.logGroupNames.map((name) =>
+          // Errors are alarmed per group; throttled deliveries CloudWatch Logs retries for up to 24 hours, so a
+          // lasting line here is lag (the function's concurrency), not loss.
+          right: props.logGroupNames.flatMap((name) => [
             subscriptionMetric("DeliveryErrors", name).with({ label: `delivery errors ${name}` }),
-          ),
+            subscriptionMetric("DeliveryThrottling", name).with({ label: `delivery throttling ${name}` }),
+          ]),
           width: 16,
         },
       ),

@@ -711,6 +711,8 @@ describe("CalicoFlowsStack", () => {
         "4XXError",
         "5XXError",
         "ForwardedLogEvents",
+        "DeliveryErrors",
+        "DeliveryThrottling",
       ]) {
         expect(body, metric).toContain(`\\"${metric}\\"`);
       }
