@@ -18,6 +18,7 @@ import { SnsAlertSink } from "../../functions/adapters/sns-sink.ts";
 import { DEFAULT_PANIC_SETTINGS, type PanicPolicySettings } from "../../functions/core/panic-policy.ts";
 import { createPanicHandler, type PanicRuntime } from "../../functions/panic/handler.ts";
 import { PanicService } from "../../functions/panic/service.ts";
+import { restApiEvent } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
   createTopic,
@@ -94,62 +95,36 @@ export interface EventOptions {
   raw?: string;
 }
 
-/** An API Gateway REST (v1) proxy event as an AWS_IAM-authorised method receives it. */
+/**
+ * An API Gateway REST (v1) proxy event as an AWS_IAM-authorised method receives it (test/support/api-events.ts),
+ * with the panic API's JSON body and the caller's identity (null: none at all).
+ */
 export function apiEvent(method: string, body?: unknown, options: EventOptions = {}): APIGatewayProxyEvent {
   const path = options.path ?? "/panic";
+  const base = restApiEvent(path, options.query ?? {}, method);
   const given = options.identity;
-  const identity =
-    given === null
-      ? {}
-      : {
-          userArn: given !== undefined && "userArn" in given ? given.userArn : ALICE,
-          caller: given !== undefined && "caller" in given ? given.caller : "AROAEXAMPLE:alice",
-        };
   const text = options.raw ?? (body === undefined ? null : JSON.stringify(body));
   return {
-    resource: path,
-    path,
-    httpMethod: method,
+    ...base,
     headers: text === null ? {} : { "Content-Type": "application/json" },
     multiValueHeaders: {},
-    queryStringParameters: options.query ?? null,
-    multiValueQueryStringParameters: null,
-    pathParameters: null,
-    stageVariables: null,
-    isBase64Encoded: false,
     body: text,
     requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123",
-      authorizer: null,
-      protocol: "HTTP/1.1",
-      httpMethod: method,
-      path: `/prod${path}`,
-      stage: "prod",
-      requestId: "req-1",
-      requestTimeEpoch: 0,
-      resourceId: "res1",
-      resourcePath: path,
+      ...base.requestContext,
       identity: {
-        accessKey: "ASIAEXAMPLE",
-        accountId: "123456789012",
-        apiKey: null,
-        apiKeyId: null,
-        caller: null,
-        clientCert: null,
-        cognitoAuthenticationProvider: null,
-        cognitoAuthenticationType: null,
-        cognitoIdentityId: null,
-        cognitoIdentityPoolId: null,
-        principalOrgId: null,
-        sourceIp: "127.0.0.1",
+        ...base.requestContext.identity,
+        userArn:
+          given === null ? null : given !== undefined && "userArn" in given ? (given.userArn ?? null) : ALICE,
+        caller:
+          given === null
+            ? null
+            : given !== undefined && "caller" in given
+              ? (given.caller ?? null)
+              : "AROAEXAMPLE:alice",
         user: null,
-        userAgent: "test",
-        userArn: null,
-        ...identity,
       },
     },
-  } as APIGatewayProxyEvent;
+  };
 }
 
 export async function startPanicHarness(

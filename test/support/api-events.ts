@@ -57,13 +57,13 @@ export function restApiEvent(
         userAgent: "test",
         userArn: "arn:aws:sts::123456789012:assumed-role/operator/alice",
       },
-      path: `/prod${path}`,
+      path: `/v1${path}`,
       protocol: "HTTP/1.1",
       requestId: "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
       requestTimeEpoch: REQUEST_TIME,
       resourceId: "abcdef",
       resourcePath: path,
-      stage: "prod",
+      stage: "v1",
     },
   };
 }
