@@ -65,6 +65,17 @@ async function collect(pages: AsyncGenerator<{ events: FilteredEvent[]; nextToke
   return { events, sizes };
 }
 
+/** Every calico-packet event of the seeded hour of GROUP, as `reader` pages through them. */
+const readHour = (reader: CloudWatchLogsReader) =>
+  collect(
+    reader.events({
+      group: GROUP,
+      start: T0,
+      end: T0 + 3_600_000,
+      filterPattern: termPattern("calico-packet"),
+    }),
+  );
+
 describe("termPattern", () => {
   it("quotes the prefix as one exact term, escaping quotes and backslashes", () => {
     expect(termPattern("calico-packet")).toBe('"calico-packet"');
@@ -88,14 +99,7 @@ describe("CloudWatchLogsReader.events", () => {
     logs = await startLocalLogs({ scanWindow: 7, pageSize: 5 });
     const ids = seed(logs);
     const reader = new CloudWatchLogsReader({ client: logs.client(), callsPerSecond: 1000 });
-    const { events, sizes } = await collect(
-      reader.events({
-        group: GROUP,
-        start: T0,
-        end: T0 + 3_600_000,
-        filterPattern: termPattern("calico-packet"),
-      }),
-    );
+    const { events, sizes } = await readHour(reader);
     const expected = [...ids.values()].flat().sort();
     expect(events.map((e) => e.id).sort()).toEqual(expected);
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
@@ -153,14 +157,7 @@ describe("CloudWatchLogsReader.events", () => {
       now: time.now,
       random: () => 0.5,
     });
-    const { events } = await collect(
-      reader.events({
-        group: GROUP,
-        start: T0,
-        end: T0 + 3_600_000,
-        filterPattern: termPattern("calico-packet"),
-      }),
-    );
+    const { events } = await readHour(reader);
     expect(events.map((e) => e.id).sort()).toEqual([...ids.values()].flat().sort());
     const throttled = logs.calls.filter((c) => c.outcome === "throttled").length;
     expect(throttled).toBeGreaterThan(5);
@@ -260,14 +257,7 @@ describe("the reader's client", () => {
     const ids = seed(logs);
     try {
       const reader = new CloudWatchLogsReader({ client: logs.client(300), callsPerSecond: 1000 });
-      const { events } = await collect(
-        reader.events({
-          group: GROUP,
-          start: T0,
-          end: T0 + 3_600_000,
-          filterPattern: termPattern("calico-packet"),
-        }),
-      );
+      const { events } = await readHour(reader);
       expect(events.map((e) => e.id).sort()).toEqual([...ids.values()].flat().sort());
       expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     } finally {
