@@ -1,8 +1,8 @@
 // What every command that feeds log events through the ingest pipeline shares (`replay`, `backfill`,
 // `redrive`): the pipeline's options, and the store, coverage, IP directory and alert sink they select.
 import type { Command } from "commander";
-import { Option } from "commander";
-import { CidrSet } from "../functions/core/classify.ts";
+import { InvalidArgumentError, Option } from "commander";
+import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { IngestDeps } from "../functions/core/ingest.ts";
 import { createScanner } from "../functions/core/parse.ts";
@@ -16,6 +16,12 @@ export function addIngestOptions(command: Command): Command {
   command
     .option("--prefix <text>", "log prefix of the Calico LOG rules", "calico-packet")
     .option("--prefix-format <format>", "Felix logPrefix with %t %k %n %p, to decode the policy")
+    .addOption(
+      new Option(
+        "--workload-interface-prefix <prefix>",
+        "name prefix of pods' interfaces (Felix InterfacePrefix), repeatable; replaces the default cali, eni, vlan",
+      ).argParser(collectWorkloadInterfacePrefix),
+    )
     .option("--bucket-seconds <n>", "aggregation bucket", parseInteger("--bucket-seconds", 1, 3600), 60)
     .addOption(
       new Option("--alert-window <duration>", "one alert per key per window")
@@ -29,6 +35,17 @@ export function addIngestOptions(command: Command): Command {
     .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
     .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
   return addDirectoryOptions(withCommonOptions(command));
+}
+
+/** Each prefix is checked with those before it, as the ingest function checks its list: a repeat is refused too. */
+function collectWorkloadInterfacePrefix(value: string, previous: string[] | undefined): string[] {
+  // Felix's InterfacePrefix as it is written (`cali,tap`) is several options here.
+  if (value.includes(",")) throw new InvalidArgumentError("one prefix per --workload-interface-prefix");
+  try {
+    return checkWorkloadInterfacePrefixes([...(previous ?? []), value]);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 export interface IngestSetup {
@@ -67,6 +84,7 @@ export async function openIngest(
             prefixFormat: raw.prefixFormat as string | undefined,
           }),
           directory: directory.directory,
+          workloadInterfacePrefixes: raw.workloadInterfacePrefix as string[] | undefined,
           scanThreshold: raw.scanThreshold as number | undefined,
         },
       },

@@ -47,6 +47,7 @@ export class CalicoFlowsStack extends Stack {
       logPrefix: c.logPrefix,
       logPrefixFormat: c.logPrefixFormat,
       internalCidrs: c.internalCidrs,
+      workloadInterfacePrefixes: c.workloadInterfacePrefixes,
       retentionDays: c.retentionDays,
       aggregationSeconds: c.aggregationSeconds,
       alertWindowMinutes: c.alertWindowMinutes,
@@ -94,7 +95,7 @@ export class CalicoFlowsStack extends Stack {
 
     this.monitoring = new Monitoring(this, "Monitoring", {
       ingest: this.ingest,
-      panicFunction: this.panic.function,
+      panic: this.panic,
       queryFunction: this.queries.function,
       api: this.api,
       table: this.flowStore.table,
@@ -114,6 +115,11 @@ export class CalicoFlowsStack extends Stack {
     );
     output("OperationsTopicArn", this.monitoring.operations.topic.topicArn, "Alarms on calico-flows itself");
     output("FailedPayloadsQueueUrl", this.ingest.failedPayloads.queueUrl, "Input of `calico-flows redrive`");
+    output(
+      "PanicDeadLettersQueueUrl",
+      this.panic.deadLetters.queue.queueUrl,
+      "Panic expiries that did not revert (alarm PanicExpiryMissed)",
+    );
     output(
       "IngestRoleArn",
       this.ingest.function.role.roleArn,
@@ -136,6 +142,11 @@ export class CalicoFlowsStack extends Stack {
       "PanicFunctionArn",
       this.panic.function.function.functionArn,
       "panic --direct --expiry-function-arn",
+    );
+    output(
+      "PanicDeadLettersQueueArn",
+      this.panic.deadLetters.queue.queueArn,
+      "panic --direct --dead-letter-queue-arn",
     );
   }
 }

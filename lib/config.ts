@@ -2,7 +2,7 @@
 // typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
 // field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
 import { z } from "zod";
-import { CidrSet } from "../functions/core/classify.ts";
+import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,
@@ -43,6 +43,11 @@ export interface CalicoFlowsConfig {
   readonly logPrefixFormat: string | undefined;
   /** Private ranges of the cluster: a denial with both ends inside is an internal one and raises an alert. */
   readonly internalCidrs: readonly string[];
+  /**
+   * Interface-name prefixes of pods' interfaces (Felix's `InterfacePrefix`, and a chained CNI's), which decide a
+   * flow's direction; unset: the function's default (`cali`, `eni`, `vlan`).
+   */
+  readonly workloadInterfacePrefixes: readonly string[] | undefined;
   /** Addresses subscribed to the alerts topic (internal denials, panic announcements). */
   readonly alertEmails: readonly string[];
   /** Addresses subscribed to the operations topic (alarms on the system itself). */
@@ -196,6 +201,23 @@ const Context = z
           }),
       )
       .default(["192.168.0.0/16"]),
+    // Checked as the ingest function checks WORKLOAD_INTERFACE_PREFIXES, which it is passed as.
+    workloadInterfacePrefixes: z
+      .preprocess(
+        list,
+        z
+          .array(z.string({ error: "expected an interface name prefix" }), {
+            error: "expected a list of interface name prefixes",
+          })
+          .superRefine((prefixes, ctx) => {
+            try {
+              checkWorkloadInterfacePrefixes(prefixes);
+            } catch (error) {
+              ctx.addIssue({ code: "custom", message: (error as Error).message });
+            }
+          }),
+      )
+      .optional(),
     alertEmails: z.preprocess(list, z.array(z.email("expected an email address"))).default([]),
     operationsEmails: z.preprocess(list, z.array(z.email("expected an email address"))).optional(),
     panicPrincipalArns: z.preprocess(
@@ -307,6 +329,7 @@ export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig
     logPrefix: c.logPrefix,
     logPrefixFormat: c.logPrefixFormat,
     internalCidrs: c.internalCidrs,
+    workloadInterfacePrefixes: c.workloadInterfacePrefixes,
     alertEmails: c.alertEmails,
     operationsEmails: c.operationsEmails ?? c.alertEmails,
     panicPrincipalArns: c.panicPrincipalArns,

@@ -5,13 +5,14 @@
 import { createHash } from "node:crypto";
 import { Duration, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
-import * as kms from "aws-cdk-lib/aws-kms";
+import type * as kms from "aws-cdk-lib/aws-kms";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
-import * as sqs from "aws-cdk-lib/aws-sqs";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import type { Alerts } from "./alerts.ts";
 import { BaseFunction } from "./base-function.ts";
+import { EncryptedQueueDestination, encryptedQueue } from "./encrypted-queue.ts";
 import type { FlowStore } from "./flow-store.ts";
 
 export const INGEST_SERVICE_NAME = "calico-flows-ingest";
@@ -29,6 +30,8 @@ export interface IngestProps {
   /** @default - the prefix carries no policy fields */
   readonly logPrefixFormat?: string;
   readonly internalCidrs: readonly string[];
+  /** @default - the function's default: `cali`, `eni`, `vlan` */
+  readonly workloadInterfacePrefixes?: readonly string[];
   readonly retentionDays: number;
   readonly aggregationSeconds: number;
   readonly alertWindowMinutes: number;
@@ -41,33 +44,6 @@ export interface IngestProps {
   readonly logRetention: logs.RetentionDays;
   readonly flowStore: FlowStore;
   readonly alerts: Alerts;
-}
-
-/**
- * Sends failed invocation records to a queue with exactly sqs:SendMessage and the KMS calls SQS makes for it;
- * the stock SqsDestination grants the queue's whole send-and-inspect set and wildcard KMS actions.
- */
-class QueueDestination implements lambda.IDestination {
-  readonly queue: sqs.Queue;
-  readonly key: kms.IKey;
-
-  constructor(queue: sqs.Queue, key: kms.IKey) {
-    this.queue = queue;
-    this.key = key;
-  }
-
-  bind(_scope: Construct, fn: lambda.IFunction): lambda.DestinationConfig {
-    fn.grantPrincipal.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ["sqs:SendMessage"], resources: [this.queue.queueArn] }),
-    );
-    fn.grantPrincipal.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        actions: ["kms:GenerateDataKey", "kms:Decrypt"],
-        resources: [this.key.keyArn],
-      }),
-    );
-    return { destination: this.queue.queueArn };
-  }
 }
 
 /**
@@ -142,6 +118,9 @@ export class Ingest extends Construct {
           ? {}
           : { NAMESPACE_LABEL_KEYS: props.namespaceLabelKeys.join(",") }),
         ...(props.logPrefixFormat === undefined ? {} : { LOG_PREFIX_FORMAT: props.logPrefixFormat }),
+        ...(props.workloadInterfacePrefixes === undefined
+          ? {}
+          : { WORKLOAD_INTERFACE_PREFIXES: props.workloadInterfacePrefixes.join(",") }),
         ...(props.scanThreshold === undefined ? {} : { SCAN_THRESHOLD: String(props.scanThreshold) }),
         ...(props.alertCap === undefined ? {} : { ALERT_CAP: String(props.alertCap) }),
       },
@@ -160,21 +139,15 @@ export class Ingest extends Construct {
       );
     }
 
-    this.failedPayloadsKey = new kms.Key(this, "FailedPayloadsKey", {
-      description: "Encrypts the calico-flows ingest function's failed payloads",
-      enableKeyRotation: true,
-      pendingWindow: Duration.days(7),
-    });
-    this.failedPayloads = new sqs.Queue(this, "FailedPayloads", {
-      encryption: sqs.QueueEncryption.KMS,
-      encryptionMasterKey: this.failedPayloadsKey,
-      enforceSSL: true,
-      // The longest SQS allows: failed payloads wait for an operator and `calico-flows redrive`.
-      retentionPeriod: Duration.days(14),
-      // A failure record carries the whole subscription payload: 1 MiB, the most SQS allows, holds the record of
-      // any delivery but one close to Lambda's 1 MB event limit (docs/deploy.md, limits).
+    // A failure record carries the whole subscription payload: 1 MiB, the most SQS allows, holds the record of
+    // any delivery but one close to Lambda's 1 MB event limit (docs/deploy.md, limits). Kept 14 days, the most SQS
+    // allows: failed payloads wait for an operator and `calico-flows redrive`.
+    const failed = encryptedQueue(this, "FailedPayloads", {
+      keyDescription: "Encrypts the calico-flows ingest function's failed payloads",
       maxMessageSizeBytes: 1_048_576,
     });
+    this.failedPayloads = failed.queue;
+    this.failedPayloadsKey = failed.key;
     Validations.of(this.failedPayloads).acknowledge({
       id: "AwsSolutions-SQS3",
       reason:
@@ -185,7 +158,7 @@ export class Ingest extends Construct {
     this.function.function.configureAsyncInvoke({
       retryAttempts: ASYNC_RETRY_ATTEMPTS,
       maxEventAge: ASYNC_MAX_EVENT_AGE,
-      onFailure: new QueueDestination(this.failedPayloads, this.failedPayloadsKey),
+      onFailure: new EncryptedQueueDestination(failed),
     });
 
     this.filterName = `calico-flows-${props.clusterName}`;

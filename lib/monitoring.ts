@@ -10,12 +10,13 @@ import { EncryptedTopic } from "./alerts.ts";
 import type { Api } from "./api.ts";
 import { type BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
 import { type Ingest, logGroupKey } from "./ingest.ts";
+import type { PanicButton } from "./panic.ts";
 
 const PERIOD = Duration.minutes(5);
 
 export interface MonitoringProps {
   readonly ingest: Ingest;
-  readonly panicFunction: BaseFunction;
+  readonly panic: PanicButton;
   readonly queryFunction: BaseFunction;
   readonly api: Api;
   readonly table: dynamodb.Table;
@@ -67,9 +68,16 @@ export class Monitoring extends Construct {
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
-    const functions = [ingestFn, props.panicFunction, props.queryFunction];
+    const panicFn = props.panic.function;
+    const functions = [ingestFn, panicFn, props.queryFunction];
     const restApi = props.api.restApi;
     const sum = { statistic: cloudwatch.Stats.SUM, period: PERIOD };
+    const missedReverts = props.panic.deadLetters.queue.metricApproximateNumberOfMessagesVisible({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    // Scheduler's own metrics, per schedule group (namespace AWS/Scheduler, dimension ScheduleGroup).
+    const schedules = props.panic.scheduleGroup;
 
     // ── Alarms ──────────────────────────────────────────────────────────────────────────────────────
     this.alarm("FailedPayloads", {
@@ -146,12 +154,52 @@ export class Monitoring extends Construct {
       });
     }
     this.alarm("PanicErrors", {
-      metric: props.panicFunction.function.metricErrors(sum),
+      metric: panicFn.function.metricErrors(sum),
       threshold: 1,
       evaluationPeriods: 1,
       description:
         "The panic function failed: a panic apply, revert or scheduled expiry may not have happened. Check " +
         "`calico-flows panic status` and the function's logs.",
+    });
+    // An expiry that did not revert leaves the allow-all policy, and workloads unisolated, until someone acts:
+    // the queue holds what Scheduler could not deliver and what the function failed; the three others report
+    // what did not reach the queue, or a schedule written without one (`panic --direct`).
+    this.alarm("PanicExpiryMissed", {
+      metric: missedReverts,
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "A panic policy's automatic revert did not happen: run `calico-flows panic status` and revert by hand " +
+        "(`calico-flows panic revert`). The messages in the panic dead-letter queue say why (docs/panic.md); " +
+        "delete them once the policy is reverted.",
+    });
+    this.alarm("PanicExpiryNotKept", {
+      metric: schedules.metricFailedToBeSentToDLQ(undefined, sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Scheduler could not deliver a panic expiry, nor put it in the panic dead-letter queue (the scheduler " +
+        "role or the queue's key): a panic policy's automatic revert did not happen. Run `calico-flows panic " +
+        "status` and revert by hand.",
+    });
+    this.alarm("PanicExpiryDropped", {
+      metric: schedules.metricDropped(sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Scheduler gave up delivering a panic expiry after its retries (an hour): a panic policy's automatic " +
+        "revert did not happen. Run `calico-flows panic status` and revert by hand. The event is in the panic " +
+        "dead-letter queue (PanicExpiryMissed) unless PanicExpiryNotKept fires too or the schedule was written " +
+        "without one (`panic --direct`).",
+    });
+    this.alarm("PanicRevertNotKept", {
+      metric: panicFn.function.metric("DestinationDeliveryFailures", sum),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "Lambda could not put a failed panic revert in the panic dead-letter queue (the panic role or the " +
+        "queue's key): a panic policy's automatic revert did not happen. Run `calico-flows panic status` and " +
+        "revert by hand.",
     });
     this.alarm("QueryErrors", {
       metric: props.queryFunction.function.metricErrors(sum),
@@ -258,6 +306,17 @@ export class Monitoring extends Construct {
         right: [
           props.table.metric("WriteThrottleEvents", sum),
           props.table.metric("ReadThrottleEvents", sum),
+        ],
+      }),
+    );
+    this.dashboard.addWidgets(
+      graph("Panic expiry", [missedReverts], {
+        right: [
+          schedules.metricTargetErrors(sum),
+          schedules.metricDropped(sum),
+          schedules.metricSentToDLQ(sum),
+          schedules.metricFailedToBeSentToDLQ(undefined, sum),
+          panicFn.function.metric("DestinationDeliveryFailures", sum),
         ],
       }),
     );

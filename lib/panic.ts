@@ -1,5 +1,7 @@
 // The panic button's function and its self-expiry: an EventBridge Scheduler group for the one-time revert
-// schedules, and the role Scheduler assumes to invoke the panic function with the revert event.
+// schedules, the role Scheduler assumes to invoke the panic function with the revert event, and the
+// dead-letter queue where a revert that did not happen is kept (and alarmed on, lib/monitoring.ts): an
+// allow-all policy left in place is isolation between workloads left off, and must never go unnoticed.
 import { Duration, RemovalPolicy, Stack, Token, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
@@ -8,12 +10,25 @@ import { Construct } from "constructs";
 import type { Alerts } from "./alerts.ts";
 import { BaseFunction } from "./base-function.ts";
 import type { PanicPolicyConfig } from "./config.ts";
+import {
+  type EncryptedQueue,
+  EncryptedQueueDestination,
+  encryptedQueue,
+  grantSend,
+} from "./encrypted-queue.ts";
 import type { FlowStore } from "./flow-store.ts";
 
 export const PANIC_SERVICE_NAME = "calico-flows-panic";
 
 /** Per Kubernetes request; a panic call makes a few in sequence within API Gateway's 29 s. */
 export const PANIC_KUBE_TIMEOUT_SECONDS = 8;
+
+/**
+ * How long a revert event may wait in Lambda's asynchronous queue (throttling) before it goes to the
+ * dead-letter queue: as long as Scheduler tries to deliver it, rather than Lambda's 6 hours, so that a
+ * revert that cannot run is reported within the hour.
+ */
+export const PANIC_ASYNC_MAX_EVENT_AGE = Duration.hours(1);
 
 export interface PanicButtonProps {
   readonly clusterName: string;
@@ -30,6 +45,8 @@ export class PanicButton extends Construct {
   readonly function: BaseFunction;
   readonly scheduleGroup: scheduler.ScheduleGroup;
   readonly schedulerRole: iam.Role;
+  /** Missed reverts: Scheduler's dead-letter events and Lambda's failure records of the revert. */
+  readonly deadLetters: EncryptedQueue;
 
   constructor(scope: Construct, id: string, props: PanicButtonProps) {
     super(scope, id);
@@ -54,6 +71,18 @@ export class PanicButton extends Construct {
       }),
     });
 
+    // One queue for both ways a revert can be missed, so one alarm and one place to look: the operator's
+    // answer is the same (revert by hand), and the two message shapes are told apart easily (docs/panic.md).
+    this.deadLetters = encryptedQueue(this, "ExpiryDeadLetters", {
+      keyDescription: "Encrypts the calico-flows panic expiry's dead-letter queue",
+    });
+    Validations.of(this.deadLetters.queue).acknowledge({
+      id: "AwsSolutions-SQS3",
+      reason:
+        "This queue is itself the dead-letter store of the panic expiry: Scheduler's dead-letter queue and the " +
+        "panic function's on-failure destination, alarmed on and read by an operator. A DLQ behind it adds nothing.",
+    });
+
     this.function = new BaseFunction(this, "Function", {
       entry: "functions/panic/handler.ts",
       serviceName: PANIC_SERVICE_NAME,
@@ -72,11 +101,19 @@ export class PanicButton extends Construct {
         PANIC_TTL_MINUTES: String(props.ttlMinutes),
         SCHEDULE_GROUP_NAME: this.scheduleGroup.scheduleGroupName,
         SCHEDULER_ROLE_ARN: this.schedulerRole.roleArn,
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: this.deadLetters.queue.queueArn,
         KUBE_TIMEOUT_SECONDS: String(PANIC_KUBE_TIMEOUT_SECONDS),
       },
     });
     props.flowStore.bindPanic(this.function);
     props.alerts.bindPublisher(this.function);
+    // Only Scheduler invokes the function asynchronously (API Gateway waits for its answer), so this applies
+    // to revert events alone: one that still fails after Lambda's two retries, or waits too long, is kept.
+    this.function.function.configureAsyncInvoke({
+      retryAttempts: 2,
+      maxEventAge: PANIC_ASYNC_MAX_EVENT_AGE,
+      onFailure: new EncryptedQueueDestination(this.deadLetters),
+    });
 
     const role = this.function.role;
     role.addToPrincipalPolicy(
@@ -113,6 +150,8 @@ export class PanicButton extends Construct {
         resources: [this.function.function.functionArn],
       }),
     );
+    // Each schedule names the queue as its dead-letter queue; Scheduler sends to it as this role.
+    grantSend(this.deadLetters, this.schedulerRole, "ExpiryDeadLetters");
 
     // cdk-nag names the finding by the rendered ARN, with pseudo parameters written <AWS::Name>.
     const rendered = (value: string, pseudo: string) =>

@@ -21,6 +21,7 @@ import {
   POLICY_TYPES,
   type PolicyType,
 } from "../../functions/core/panic-policy.ts";
+import { SQS_QUEUE_ARN } from "../../functions/panic/config.ts";
 import {
   DEFAULT_HISTORY,
   MAX_HISTORY,
@@ -55,6 +56,7 @@ interface PanicOptions {
   scheduleGroup?: string;
   schedulerRoleArn?: string;
   expiryFunctionArn?: string;
+  deadLetterQueueArn?: string;
 }
 
 type Action = "apply" | "status" | "revert";
@@ -137,7 +139,19 @@ function addExpiryOptions(command: Command): Command {
     .addOption(new Option("--scheduler-role-arn <arn>", "--direct: role the expiry schedule assumes"))
     .addOption(
       new Option("--expiry-function-arn <arn>", "--direct: the panic function the expiry schedule invokes"),
+    )
+    .addOption(
+      new Option(
+        "--dead-letter-queue-arn <arn>",
+        "--direct: SQS queue the expiry schedule sends a revert it cannot deliver to (stack output PanicDeadLettersQueueArn)",
+      ).argParser(parseQueueArn),
     );
+}
+
+function parseQueueArn(value: string): string {
+  if (!SQS_QUEUE_ARN.test(value))
+    throw new InvalidArgumentError(`--dead-letter-queue-arn: expected an SQS queue ARN, got "${value}"`);
+  return value;
 }
 
 function settingsOf(o: PanicOptions): PanicPolicySettings {
@@ -183,6 +197,7 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
       client,
       groupName: o.scheduleGroup,
       roleArn: o.schedulerRoleArn ?? "",
+      ...(o.deadLetterQueueArn === undefined ? {} : { deadLetterArn: o.deadLetterQueueArn }),
     });
   }
   let user = "unknown";

@@ -7,6 +7,9 @@
 // policy announces), and at least a minute ahead of now: Scheduler's documentation does not say what a one-time
 // schedule whose time has passed does (rejected, or never run), so none is ever written. The input keeps the
 // policy's own expiry, which is what the expiry handler checks the policy against.
+//
+// A revert that does not happen leaves the allow-all policy in place: each schedule names a dead-letter
+// queue, where Scheduler puts the revert event it could not deliver, for the alarm on that queue to report.
 import { createHash } from "node:crypto";
 import {
   ConflictException,
@@ -24,8 +27,13 @@ export interface EventBridgeExpirySchedulerOptions {
   client: SchedulerClient;
   /** Schedule group holding the panic schedules (the CDK stack creates it). */
   groupName: string;
-  /** Role EventBridge Scheduler assumes to invoke the panic function. */
+  /** Role EventBridge Scheduler assumes to invoke the panic function and to send to the dead-letter queue. */
   roleArn: string;
+  /**
+   * SQS queue Scheduler sends the revert event to when it cannot deliver it (the deployed function always
+   * has one; without it, such an event is dropped and only Scheduler's InvocationDroppedCount tells).
+   */
+  deadLetterArn?: string;
   /** Now, to keep the schedule's time ahead of it (default: the system clock). */
   clock?: () => Date;
 }
@@ -70,12 +78,14 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
   readonly #client: SchedulerClient;
   readonly #groupName: string;
   readonly #roleArn: string;
+  readonly #deadLetterArn: string | undefined;
   readonly #clock: () => Date;
 
   constructor(options: EventBridgeExpirySchedulerOptions) {
     this.#client = options.client;
     this.#groupName = options.groupName;
     this.#roleArn = options.roleArn;
+    this.#deadLetterArn = options.deadLetterArn;
     this.#clock = options.clock ?? (() => new Date());
   }
 
@@ -105,10 +115,11 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
         RoleArn: this.#roleArn,
         Input: JSON.stringify(input),
         // Retries of a failed delivery (throttling, a missing permission): Scheduler invokes Lambda
-        // asynchronously, so an error of the function itself is retried by Lambda (twice), not by this policy.
-        // There is no dead-letter queue: a delivery still failing after an hour is dropped, and `status` reports
-        // the policy as overdue.
+        // asynchronously, so an error of the function itself is retried by Lambda (twice), not by this
+        // policy, and kept by the function's on-failure destination (the same queue).
         RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 20 },
+        // A delivery still failing after an hour goes to the queue instead of being dropped.
+        ...(this.#deadLetterArn === undefined ? {} : { DeadLetterConfig: { Arn: this.#deadLetterArn } }),
       },
     };
     try {

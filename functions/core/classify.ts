@@ -6,6 +6,38 @@ import type { Direction } from "./types.ts";
 /** Interface-name prefixes of workload (pod) interfaces: Calico veths and the AWS VPC CNI's. */
 export const DEFAULT_WORKLOAD_INTERFACE_PREFIXES = ["cali", "eni", "vlan"];
 
+/** The longest Linux interface name: IFNAMSIZ (16 bytes) less the terminating NUL. */
+export const MAX_INTERFACE_NAME_LENGTH = 15;
+
+/**
+ * Workload interface prefixes as an operator gives them (Felix's `InterfacePrefix` is such a list, e.g.
+ * `cali,tap`), checked once at start-up: returned as a new list, or an Error showing the first bad prefix.
+ * Linux refuses `/`, `:` and spaces in interface names; `,` separates the lists prefixes are given in; and past
+ * printable ASCII a name may not reach the log as the kernel printed it (syslog escapes control characters), nor
+ * does any CNI name its interfaces so.
+ */
+export function checkWorkloadInterfacePrefixes(prefixes: readonly string[]): string[] {
+  if (prefixes.length === 0) throw new Error("at least one workload interface prefix is needed");
+  const seen = new Set<string>();
+  for (const prefix of prefixes) {
+    const problem =
+      prefix.length === 0
+        ? "empty, it would make every interface a workload's"
+        : prefix.length > MAX_INTERFACE_NAME_LENGTH
+          ? `longer than ${MAX_INTERFACE_NAME_LENGTH} characters, the longest Linux interface name`
+          : !/^[!-~]+$/.test(prefix) || /[/:,]/.test(prefix)
+            ? "expected printable ASCII without / or : (which Linux refuses in interface names, as it does spaces) or , (which separates the list)"
+            : seen.has(prefix)
+              ? "given twice"
+              : undefined;
+    if (problem !== undefined) {
+      throw new Error(`invalid workload interface prefix ${JSON.stringify(prefix)}: ${problem}`);
+    }
+    seen.add(prefix);
+  }
+  return [...prefixes];
+}
+
 /**
  * A dotted quad without leading zeros (as the kernel prints `%pI4`) as an unsigned 32-bit integer, or -1.
  * Such a string and its number determine each other, so the number can also stand for the string as a key.

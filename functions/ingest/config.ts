@@ -1,7 +1,11 @@
 // The ingest function's configuration, read from the environment once per container and validated, so a
 // misconfigured deployment fails on its first invocation with the offending variable and value.
 import { z } from "zod";
-import { CidrSet } from "../core/classify.ts";
+import {
+  CidrSet,
+  checkWorkloadInterfacePrefixes,
+  DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+} from "../core/classify.ts";
 import { parseEnv } from "../shared/env.ts";
 
 const csv = z.string().transform((v) =>
@@ -27,6 +31,19 @@ const IngestEnv = z.object({
         return z.NEVER;
       }
     }),
+  // Felix's InterfacePrefix list (plus any chained CNI's): replaces the defaults. Spaces around items are ignored,
+  // but an empty item is refused rather than skipped, as an empty prefix would make every interface a workload's.
+  WORKLOAD_INTERFACE_PREFIXES: z
+    .string()
+    .transform((value, ctx) => {
+      try {
+        return checkWorkloadInterfacePrefixes(value.split(",").map((s) => s.trim()));
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    })
+    .default(DEFAULT_WORKLOAD_INTERFACE_PREFIXES),
   AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),

@@ -77,6 +77,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
         bucketSeconds: config.AGGREGATION_SECONDS,
         scanner: createScanner({ prefix: config.LOG_PREFIX, prefixFormat: config.LOG_PREFIX_FORMAT }),
         directory,
+        workloadInterfacePrefixes: config.WORKLOAD_INTERFACE_PREFIXES,
         scanThreshold: config.SCAN_THRESHOLD,
       },
     },

@@ -16,6 +16,8 @@
 //   PANIC_TTL_MINUTES     default TTL when a request gives none; 0 = until reverted (default 60)
 //   SCHEDULE_GROUP_NAME   EventBridge Scheduler group of the expiry schedules; unset: TTLs are refused
 //   SCHEDULER_ROLE_ARN    role the scheduler assumes to invoke this function; needed with SCHEDULE_GROUP_NAME
+//   SCHEDULE_DEAD_LETTER_QUEUE_ARN  SQS queue the schedules send a revert they could not deliver to;
+//                         needed with SCHEDULE_GROUP_NAME (a missed revert must not be dropped unnoticed)
 //   KUBE_TIMEOUT_SECONDS  per-request timeout towards the Kubernetes API (default 10)
 import { z } from "zod";
 import {
@@ -58,6 +60,10 @@ const types = z
   ])
   .pipe(z.array(z.enum(POLICY_TYPES, { error: "expected Ingress and/or Egress" })).min(1));
 
+/** A standard SQS queue's ARN, as Scheduler's DeadLetterConfig takes it (checked at start, not at the first schedule). */
+export const SQS_QUEUE_ARN = /^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}$/;
+const sqsArn = z.string().regex(SQS_QUEUE_ARN, "expected an SQS queue ARN");
+
 const PanicEnv = z
   .object({
     CLUSTER_NAME: z.string().min(1),
@@ -75,11 +81,16 @@ const PanicEnv = z
     PANIC_TTL_MINUTES: z.coerce.number().int().min(0).max(MAX_TTL_MINUTES).default(60),
     SCHEDULE_GROUP_NAME: z.string().min(1).optional(),
     SCHEDULER_ROLE_ARN: z.string().startsWith("arn:").optional(),
+    SCHEDULE_DEAD_LETTER_QUEUE_ARN: sqsArn.optional(),
     KUBE_TIMEOUT_SECONDS: z.coerce.number().min(1).max(60).default(10),
   })
   .refine((e) => (e.SCHEDULE_GROUP_NAME === undefined) === (e.SCHEDULER_ROLE_ARN === undefined), {
     message: "SCHEDULE_GROUP_NAME and SCHEDULER_ROLE_ARN are set together (both or neither)",
     path: ["SCHEDULER_ROLE_ARN"],
+  })
+  .refine((e) => (e.SCHEDULE_GROUP_NAME === undefined) === (e.SCHEDULE_DEAD_LETTER_QUEUE_ARN === undefined), {
+    message: "SCHEDULE_DEAD_LETTER_QUEUE_ARN is set with SCHEDULE_GROUP_NAME (both or neither)",
+    path: ["SCHEDULE_DEAD_LETTER_QUEUE_ARN"],
   });
 
 export type PanicEnv = z.infer<typeof PanicEnv>;
@@ -90,8 +101,8 @@ export interface PanicConfig {
   alertsTopicArn: string | undefined;
   settings: PanicPolicySettings;
   defaultTtlMinutes: number;
-  /** Both set, or expiry is unavailable. */
-  scheduler: { groupName: string; roleArn: string } | undefined;
+  /** All set, or expiry is unavailable. */
+  scheduler: { groupName: string; roleArn: string; deadLetterArn: string } | undefined;
   kubeTimeoutMs: number;
 }
 
@@ -118,8 +129,14 @@ export function loadPanicConfig(env: NodeJS.ProcessEnv): PanicConfig {
     },
     defaultTtlMinutes: e.PANIC_TTL_MINUTES,
     scheduler:
-      e.SCHEDULE_GROUP_NAME !== undefined && e.SCHEDULER_ROLE_ARN !== undefined
-        ? { groupName: e.SCHEDULE_GROUP_NAME, roleArn: e.SCHEDULER_ROLE_ARN }
+      e.SCHEDULE_GROUP_NAME !== undefined &&
+      e.SCHEDULER_ROLE_ARN !== undefined &&
+      e.SCHEDULE_DEAD_LETTER_QUEUE_ARN !== undefined
+        ? {
+            groupName: e.SCHEDULE_GROUP_NAME,
+            roleArn: e.SCHEDULER_ROLE_ARN,
+            deadLetterArn: e.SCHEDULE_DEAD_LETTER_QUEUE_ARN,
+          }
         : undefined,
     kubeTimeoutMs: e.KUBE_TIMEOUT_SECONDS * 1000,
   };

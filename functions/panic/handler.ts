@@ -41,6 +41,21 @@ export interface PanicRuntime {
   service: PanicService;
 }
 
+/** The expiry schedules as configured: the group, the role, and the dead-letter queue every schedule names. */
+export function expiryScheduler(
+  config: PanicConfig,
+  client: SchedulerClient,
+): EventBridgeExpiryScheduler | undefined {
+  return config.scheduler === undefined
+    ? undefined
+    : new EventBridgeExpiryScheduler({
+        client,
+        groupName: config.scheduler.groupName,
+        roleArn: config.scheduler.roleArn,
+        deadLetterArn: config.scheduler.deadLetterArn,
+      });
+}
+
 export function createRuntime(config: PanicConfig): PanicRuntime {
   const eks = tracer.captureAWSv3Client(new EKSClient({}));
   const calico = new CalicoPolicies({
@@ -70,11 +85,7 @@ export function createRuntime(config: PanicConfig): PanicRuntime {
       scheduler:
         config.scheduler === undefined
           ? undefined
-          : new EventBridgeExpiryScheduler({
-              client: tracer.captureAWSv3Client(new SchedulerClient({})),
-              groupName: config.scheduler.groupName,
-              roleArn: config.scheduler.roleArn,
-            }),
+          : expiryScheduler(config, tracer.captureAWSv3Client(new SchedulerClient({}))),
       logger,
     }),
   };
@@ -279,7 +290,8 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
         return { statusCode: 400, error: "invalid expiry event" };
       }
       // Errors propagate on purpose: Scheduler invokes the function asynchronously, so Lambda retries the
-      // revert (twice); the schedule's own retry policy only covers deliveries that failed.
+      // revert (twice), then puts it in the dead-letter queue, whose alarm asks for a revert by hand; the
+      // schedule's own retry policy only covers deliveries that failed.
       const response = await runtime().service.expire(parsed.data);
       metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
       logger.info("expiry handled", { result: response.result, message: response.message });

@@ -157,6 +157,54 @@ describe("parseConfig", () => {
     expect(errorOf({ ...minimal, ...override })).toContain(expected);
   });
 
+  it("takes workloadInterfacePrefixes as a list, and leaves it unset (the function's default) when not given", () => {
+    expect(parseConfig(minimal).workloadInterfacePrefixes).toBeUndefined();
+    expect(
+      parseConfig({ ...minimal, workloadInterfacePrefixes: "cali, tap" }).workloadInterfacePrefixes,
+    ).toEqual(["cali", "tap"]);
+    expect(
+      parseConfig({ ...minimal, workloadInterfacePrefixes: '["cali","eni","vlan","tap"]' })
+        .workloadInterfacePrefixes,
+    ).toEqual(["cali", "eni", "vlan", "tap"]);
+    expect(parseConfig({ ...minimal, workloadInterfacePrefixes: ["gke"] }).workloadInterfacePrefixes).toEqual(
+      ["gke"],
+    );
+  });
+
+  it.each([
+    [
+      { workloadInterfacePrefixes: "" },
+      'workloadInterfacePrefixes="": at least one workload interface prefix',
+    ],
+    [
+      { workloadInterfacePrefixes: [] },
+      "workloadInterfacePrefixes=[]: at least one workload interface prefix",
+    ],
+    [
+      { workloadInterfacePrefixes: ["cali", ""] },
+      'workloadInterfacePrefixes=["cali",""]: invalid workload interface prefix "": empty',
+    ],
+    [
+      { workloadInterfacePrefixes: "cali,tap,cali" },
+      'workloadInterfacePrefixes="cali,tap,cali": invalid workload interface prefix "cali": given twice',
+    ],
+    [
+      { workloadInterfacePrefixes: "abcdefghijklmnop" },
+      'workloadInterfacePrefixes="abcdefghijklmnop": invalid workload interface prefix "abcdefghijklmnop": longer than 15',
+    ],
+    [
+      { workloadInterfacePrefixes: '["cali","tap/x"]' },
+      'workloadInterfacePrefixes="[\\"cali\\",\\"tap/x\\"]": invalid workload interface prefix "tap/x": expected printable ASCII',
+    ],
+    [{ workloadInterfacePrefixes: [7] }, "workloadInterfacePrefixes.0=7: expected an interface name prefix"],
+    [
+      { workloadInterfacePrefixes: { cali: true } },
+      'workloadInterfacePrefixes={"cali":true}: expected a list of interface name prefixes',
+    ],
+  ])("refuses workload interface prefixes %j, naming the key", (override, expected) => {
+    expect(errorOf({ ...minimal, ...override })).toContain(expected);
+  });
+
   it("reports every bad key at once", () => {
     const message = errorOf({ ...minimal, retentionDays: "x", aggregationSeconds: "y" });
     expect(message).toContain('retentionDays="x"');

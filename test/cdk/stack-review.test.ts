@@ -157,6 +157,18 @@ describe("the stack an operator deploys", () => {
     expect(found, type).toHaveLength(1);
     return found[0] as [string, Resource];
   };
+  /** The ingest function's asynchronous configuration, and the failed-payloads queue it sends to. */
+  const ingestFailures = (): { config: Resource; queueId: string; queue: Resource } => {
+    const configs = ofType("AWS::Lambda::EventInvokeConfig").filter(
+      ([, c]) => JSON.stringify(c.Properties.FunctionName) === JSON.stringify({ Ref: fnIds.ingest }),
+    );
+    expect(configs, "the ingest function's EventInvokeConfig").toHaveLength(1);
+    const [, config] = configs[0] as [string, Resource];
+    const destination = (config.Properties.DestinationConfig as { OnFailure: { Destination: Json } })
+      .OnFailure.Destination as { "Fn::GetAtt": [string, string] };
+    const queueId = destination["Fn::GetAtt"][0];
+    return { config, queueId, queue: resources[queueId] as Resource };
+  };
 
   describe("ingest (issues #3, #7)", () => {
     it("subscribes every configured node log group, with the configured prefix as one term, to the ingest function", () => {
@@ -203,8 +215,8 @@ describe("the stack an operator deploys", () => {
     });
 
     it("retries a failed payload twice, then sends it to an encrypted queue large enough for its content", () => {
-      const [, config] = only("AWS::Lambda::EventInvokeConfig");
-      const [queueId, queue] = only("AWS::SQS::Queue");
+      const { config, queueId, queue } = ingestFailures();
+      expect(queue.Type).toBe("AWS::SQS::Queue");
       expect(config.Properties).toMatchObject({
         FunctionName: { Ref: fnIds.ingest },
         Qualifier: "$LATEST",
@@ -379,7 +391,7 @@ describe("the stack an operator deploys", () => {
       )[0];
 
     it("alarms on the failed-payloads queue depth, ingest errors and throttles, to the operations topic", () => {
-      const queueName = { "Fn::GetAtt": [only("AWS::SQS::Queue")[0], "QueueName"] };
+      const queueName = { "Fn::GetAtt": [ingestFailures().queueId, "QueueName"] };
       const find = (namespace: string, metric: string, dimension: unknown) =>
         alarms().filter(
           (a) =>

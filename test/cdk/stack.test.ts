@@ -84,6 +84,8 @@ describe("CalicoFlowsStack", () => {
     schedulerRole: string;
     queue: string;
     queueKey: string;
+    deadLetters: string;
+    deadLettersKey: string;
     alertsTopic: string;
     alertsKey: string;
     opsTopic: string;
@@ -103,6 +105,8 @@ describe("CalicoFlowsStack", () => {
       schedulerRole: logicalId(stack, stack.panic.schedulerRole),
       queue: logicalId(stack, stack.ingest.failedPayloads),
       queueKey: logicalId(stack, stack.ingest.failedPayloadsKey),
+      deadLetters: logicalId(stack, stack.panic.deadLetters.queue),
+      deadLettersKey: logicalId(stack, stack.panic.deadLetters.key),
       alertsTopic: logicalId(stack, stack.alerts.topic.topic),
       alertsKey: logicalId(stack, stack.alerts.topic.key),
       opsTopic: logicalId(stack, stack.monitoring.operations.topic),
@@ -148,15 +152,19 @@ describe("CalicoFlowsStack", () => {
 
     /** A function's environment with deploy-time references replaced by values of their shape. */
     function environmentOf(id: string): Record<string, string> {
-      const fn = template.toJSON().Resources[id] as { Properties: { Environment: { Variables: Json } } };
+      const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Json }>;
+      const fn = resources[id] as unknown as { Properties: { Environment: { Variables: Json } } };
       const env: Record<string, string> = {};
       for (const [key, value] of Object.entries(fn.Properties.Environment.Variables)) {
+        const referenced = (value as { "Fn::GetAtt"?: [string, string] })["Fn::GetAtt"]?.[0] ?? "";
         env[key] =
           typeof value === "string"
             ? value
-            : key.endsWith("_ARN")
-              ? "arn:aws:sns:eu-west-1:123456789012:resolved"
-              : "resolved-name";
+            : resources[referenced]?.Type === "AWS::SQS::Queue"
+              ? "arn:aws:sqs:eu-west-1:123456789012:resolved"
+              : key.endsWith("_ARN")
+                ? "arn:aws:sns:eu-west-1:123456789012:resolved"
+                : "resolved-name";
       }
       return env;
     }
@@ -232,6 +240,7 @@ describe("CalicoFlowsStack", () => {
           "PANIC_TTL_MINUTES",
           "PANIC_TYPES",
           "SCHEDULER_ROLE_ARN",
+          "SCHEDULE_DEAD_LETTER_QUEUE_ARN",
           "SCHEDULE_GROUP_NAME",
           "TABLE_NAME",
         ].sort(),
@@ -246,9 +255,17 @@ describe("CalicoFlowsStack", () => {
         types: ["Ingress", "Egress"],
       });
       expect(config.defaultTtlMinutes).toBe(60);
-      // Expiry needs both: the function refuses TTLs when either is missing.
+      // Expiry needs all three: the function refuses TTLs when any is missing.
       expect(config.scheduler).toBeDefined();
       expect(env.SCHEDULE_GROUP_NAME).toBe(stack.panic.scheduleGroup.scheduleGroupName);
+      expect(config.scheduler?.deadLetterArn).toBe("arn:aws:sqs:eu-west-1:123456789012:resolved");
+    });
+
+    it("names the panic expiry's dead-letter queue in SCHEDULE_DEAD_LETTER_QUEUE_ARN", () => {
+      const vars = (
+        template.toJSON().Resources[ids.panic] as { Properties: { Environment: { Variables: Json } } }
+      ).Properties.Environment.Variables;
+      expect(vars.SCHEDULE_DEAD_LETTER_QUEUE_ARN).toEqual(getAtt(ids.deadLetters));
     });
 
     it("gives the query function exactly the variables its config reads", () => {
@@ -303,7 +320,8 @@ describe("CalicoFlowsStack", () => {
     });
 
     it("retries asynchronous invocations twice and then sends them to the failed-payloads queue", () => {
-      template.resourceCountIs("AWS::Lambda::EventInvokeConfig", 1);
+      // One for each function invoked asynchronously: ingest (CloudWatch Logs) and panic (its expiry).
+      template.resourceCountIs("AWS::Lambda::EventInvokeConfig", 2);
       template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
         FunctionName: { Ref: ids.ingest },
         Qualifier: "$LATEST",
@@ -332,6 +350,104 @@ describe("CalicoFlowsStack", () => {
           ]),
         },
       });
+    });
+  });
+
+  describe("panic expiry", () => {
+    /** Statements of a role that grant `action` on `resource`. */
+    const granting = (role: string, action: string, resource: unknown) =>
+      statementsOf(template, role).filter(
+        (s) =>
+          list(s.Action).includes(action) &&
+          list(s.Resource).some((r) => JSON.stringify(r) === JSON.stringify(resource)),
+      );
+    const viaSqs = {
+      StringEquals: {
+        "kms:ViaService": {
+          "Fn::Join": ["", ["sqs.", { Ref: "AWS::Region" }, ".", { Ref: "AWS::URLSuffix" }]],
+        },
+      },
+    };
+
+    it("keeps missed reverts in a standard queue encrypted with its own rotated key, over TLS only, 14 days", () => {
+      const queue = template.toJSON().Resources[ids.deadLetters] as { Type: string; Properties: Json };
+      expect(queue.Type).toBe("AWS::SQS::Queue");
+      // Scheduler takes no FIFO queue as a dead-letter queue, nor does Lambda as a destination.
+      expect(queue.Properties).toMatchObject({
+        KmsMasterKeyId: getAtt(ids.deadLettersKey),
+        MessageRetentionPeriod: 14 * 86400,
+      });
+      expect(queue.Properties.FifoQueue).toBeUndefined();
+      expect(ids.deadLettersKey).not.toBe(ids.queueKey);
+      const key = template.toJSON().Resources[ids.deadLettersKey] as { Type: string; Properties: Json };
+      expect(key).toMatchObject({ Type: "AWS::KMS::Key", Properties: { EnableKeyRotation: true } });
+      template.hasResourceProperties("AWS::SQS::QueuePolicy", {
+        Queues: [{ Ref: ids.deadLetters }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: "Deny",
+              Action: "sqs:*",
+              Condition: { Bool: { "aws:SecureTransport": "false" } },
+            }),
+          ]),
+        },
+      });
+    });
+
+    it("lets the scheduler role send dead-letter events there, using the key through SQS only", () => {
+      const send = granting(ids.schedulerRole, "sqs:SendMessage", getAtt(ids.deadLetters));
+      expect(send).toHaveLength(1);
+      expect(send[0]?.Condition).toBeUndefined();
+      for (const action of ["kms:GenerateDataKey", "kms:Decrypt"]) {
+        const key = granting(ids.schedulerRole, action, getAtt(ids.deadLettersKey));
+        expect(key, action).toHaveLength(1);
+        expect(key[0]?.Condition, action).toEqual(viaSqs);
+      }
+      // Nothing else of the queue's, and no other key.
+      expect(
+        statementsOf(template, ids.schedulerRole).flatMap((s) =>
+          list(s.Resource).map((r) => JSON.stringify(r)),
+        ),
+      ).toEqual(
+        expect.not.arrayContaining([JSON.stringify(getAtt(ids.queue)), JSON.stringify(getAtt(ids.queueKey))]),
+      );
+    });
+
+    it("keeps the scheduler role assumable only by this stack's schedule group, DLQ grants and all", () => {
+      const role = template.toJSON().Resources[ids.schedulerRole] as {
+        Properties: { AssumeRolePolicyDocument: { Statement: Statement[] } };
+      };
+      expect(role.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+        {
+          Effect: "Allow",
+          Action: "sts:AssumeRole",
+          Principal: { Service: "scheduler.amazonaws.com" },
+          Condition: {
+            StringEquals: {
+              "aws:SourceAccount": { Ref: "AWS::AccountId" },
+              "aws:SourceArn": getAtt(ids.scheduleGroup),
+            },
+          },
+        },
+      ]);
+    });
+
+    it("sends a revert the panic function failed twice more, or could not run within the hour, to the same queue", () => {
+      template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
+        FunctionName: { Ref: ids.panic },
+        Qualifier: "$LATEST",
+        MaximumRetryAttempts: 2,
+        MaximumEventAgeInSeconds: 3600,
+        DestinationConfig: { OnFailure: { Destination: getAtt(ids.deadLetters) } },
+      });
+      // Lambda sends the failure record as the function's role.
+      expect(granting(ids.panicRole, "sqs:SendMessage", getAtt(ids.deadLetters))).toHaveLength(1);
+      for (const action of ["kms:GenerateDataKey", "kms:Decrypt"]) {
+        const key = granting(ids.panicRole, action, getAtt(ids.deadLettersKey));
+        expect(key, action).toHaveLength(1);
+        expect(key[0]?.Condition, action).toEqual(viaSqs);
+      }
     });
   });
 
@@ -373,7 +489,8 @@ describe("CalicoFlowsStack", () => {
     it("encrypts both topics with their own rotated keys and refuses publishing without TLS", () => {
       template.resourceCountIs("AWS::SNS::Topic", 2);
       template.allResourcesProperties("AWS::SNS::Topic", { KmsMasterKeyId: Match.anyValue() });
-      template.resourceCountIs("AWS::KMS::Key", 3);
+      // The two topics', the failed payloads' and the panic expiry's dead letters'.
+      template.resourceCountIs("AWS::KMS::Key", 4);
       template.allResourcesProperties("AWS::KMS::Key", { EnableKeyRotation: true });
       for (const topic of [ids.alertsTopic, ids.opsTopic]) {
         template.hasResourceProperties("AWS::SNS::TopicPolicy", {
@@ -560,9 +677,15 @@ describe("CalicoFlowsStack", () => {
           "scheduler:DeleteSchedule",
           "scheduler:UpdateSchedule",
           "sns:Publish",
+          "sqs:SendMessage",
         ].sort(),
       );
-      expect(actionsOf(statementsOf(template, ids.schedulerRole))).toEqual(["lambda:InvokeFunction"]);
+      expect(actionsOf(statementsOf(template, ids.schedulerRole))).toEqual([
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "lambda:InvokeFunction",
+        "sqs:SendMessage",
+      ]);
     });
 
     it("scopes every grant to this stack's resources; only X-Ray has a wildcard", () => {
@@ -578,9 +701,18 @@ describe("CalicoFlowsStack", () => {
       expect(statementFor(ingest, "dynamodb:UpdateItem").Resource).toEqual(getAtt(ids.table));
       expect(statementFor(ingest, "sns:Publish").Resource).toEqual({ Ref: ids.alertsTopic });
       expect(statementFor(ingest, "sqs:SendMessage").Resource).toEqual(getAtt(ids.queue));
-      expect(list(statementFor(ingest, "kms:GenerateDataKey").Resource).sort()).toEqual(
-        [getAtt(ids.alertsKey), getAtt(ids.queueKey)].sort(),
+      // The alerts key for SNS, and the failed-payloads key only through SQS.
+      const keyGrants = ingest.filter((s) => list(s.Action).includes("kms:GenerateDataKey"));
+      expect(keyGrants.flatMap((s) => list(s.Resource))).toEqual(
+        expect.arrayContaining([getAtt(ids.alertsKey), getAtt(ids.queueKey)]),
       );
+      expect(keyGrants.flatMap((s) => list(s.Resource))).toHaveLength(2);
+      const queueKey = JSON.stringify(getAtt(ids.queueKey));
+      expect(
+        keyGrants.find((s) => list(s.Resource).some((r) => JSON.stringify(r) === queueKey)),
+      ).toMatchObject({
+        Condition: { StringEquals: { "kms:ViaService": expect.anything() } },
+      });
       expect(JSON.stringify(statementFor(ingest, "eks:DescribeCluster").Resource)).toContain(
         ":cluster/demo-cluster",
       );
@@ -713,6 +845,10 @@ describe("CalicoFlowsStack", () => {
         "ForwardedLogEvents",
         "DeliveryErrors",
         "DeliveryThrottling",
+        "InvocationDroppedCount",
+        "InvocationsSentToDeadLetterCount",
+        "InvocationsFailedToBeSentToDeadLetterCount",
+        "DestinationDeliveryFailures",
       ]) {
         expect(body, metric).toContain(`\\"${metric}\\"`);
       }
@@ -773,6 +909,65 @@ describe("CalicoFlowsStack", () => {
       }
     });
 
+    describe("a panic policy's automatic revert that did not happen", () => {
+      type Alarm = { Properties: Json };
+      const alarmsOn = (namespace: string, metric: string, dimensions: unknown) =>
+        (Object.values(template.findResources("AWS::CloudWatch::Alarm")) as Alarm[])
+          .map((a) => a.Properties)
+          .filter(
+            (p) =>
+              p.Namespace === namespace &&
+              p.MetricName === metric &&
+              JSON.stringify(p.Dimensions) === JSON.stringify(dimensions),
+          );
+      const group = () => [{ Name: "ScheduleGroup", Value: stack.panic.scheduleGroup.scheduleGroupName }];
+
+      it.each([
+        [
+          "a message in the dead-letter queue",
+          "AWS/SQS",
+          "ApproximateNumberOfMessagesVisible",
+          () => [{ Name: "QueueName", Value: getAtt(ids.deadLetters, "QueueName") }],
+          "Maximum",
+        ],
+        [
+          "Scheduler failing to put one there",
+          "AWS/Scheduler",
+          "InvocationsFailedToBeSentToDeadLetterCount",
+          group,
+          "Sum",
+        ],
+        ["Scheduler dropping one", "AWS/Scheduler", "InvocationDroppedCount", group, "Sum"],
+        [
+          "Lambda failing to put one there",
+          "AWS/Lambda",
+          "DestinationDeliveryFailures",
+          () => [{ Name: "FunctionName", Value: { Ref: ids.panic } }],
+          "Sum",
+        ],
+      ])(
+        "alarms on %s (%s %s) at once, asking for a revert by hand",
+        (_what, namespace, metric, dimensions, statistic) => {
+          const found = alarmsOn(namespace, metric, dimensions());
+          expect(found).toHaveLength(1);
+          expect(found[0]).toMatchObject({
+            Statistic: statistic,
+            Period: 300,
+            Threshold: 1,
+            EvaluationPeriods: 1,
+            ComparisonOperator: "GreaterThanOrEqualToThreshold",
+            TreatMissingData: "notBreaching",
+            AlarmActions: [{ Ref: ids.opsTopic }],
+            OKActions: [{ Ref: ids.opsTopic }],
+          });
+          const description = String(found[0]?.AlarmDescription);
+          expect(description).toMatch(/automatic revert did not happen/);
+          expect(description).toContain("`calico-flows panic status`");
+          expect(description).toMatch(/revert by hand/);
+        },
+      );
+    });
+
     it("lets CloudWatch use the operations topic's key", () => {
       const key = logicalId(stack, stack.monitoring.operations.key);
       const policy = (
@@ -795,6 +990,7 @@ describe("CalicoFlowsStack", () => {
       "AlertsTopicArn",
       "OperationsTopicArn",
       "FailedPayloadsQueueUrl",
+      "PanicDeadLettersQueueUrl",
       "IngestRoleArn",
       "PanicRoleArn",
       "DashboardName",
@@ -833,6 +1029,7 @@ describe("CalicoFlowsStack", () => {
           "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Query/Function/Role",
           `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group}/*] @ CalicoFlows/Panic/Function/Role`,
           "AwsSolutions-SQS3 @ CalicoFlows/Ingest/FailedPayloads",
+          "AwsSolutions-SQS3 @ CalicoFlows/Panic/ExpiryDeadLetters",
           "AwsSolutions-APIG2 @ CalicoFlows/Api/RestApi",
           "AwsSolutions-APIG3 @ CalicoFlows/Api/RestApi",
           "AwsSolutions-COG4 @ CalicoFlows/Api/RestApi",

@@ -2,6 +2,8 @@
 // kubeconfig (--direct), and through a local endpoint that verifies SigV4 and hands the request to the panic
 // handler (--api).
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
@@ -193,6 +195,63 @@ describe("calico-flows panic --direct", () => {
     });
     const status = await direct("status");
     expect(status.stdout).toMatch(/should have expired at 2026-01-01T00:00:00.000Z but is still in place/);
+  });
+
+  it("names the dead-letter queue on the expiry schedule it writes, and refuses one that is not a queue's ARN", async () => {
+    // Scheduler has no local implementation: this endpoint keeps the CreateSchedule requests the binary sends
+    // (REST JSON, POST /schedules/<name>) and answers as the service does.
+    const requests: { url: string; body: Record<string, unknown> }[] = [];
+    const endpoint = createServer((req, res) => {
+      let body = "";
+      req.setEncoding("utf8").on("data", (d: string) => {
+        body += d;
+      });
+      req.on("end", () => {
+        requests.push({ url: `${req.method} ${req.url}`, body: JSON.parse(body || "{}") });
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/g/s" }));
+      });
+    });
+    await new Promise<void>((resolve) => endpoint.listen(0, "127.0.0.1", resolve));
+    const queue = "arn:aws:sqs:eu-west-1:123456789012:CalicoFlows-PanicExpiryDeadLetters";
+    const expiry = [
+      "--ttl",
+      "30",
+      "--schedule-group",
+      "calico-flows-panic",
+      "--scheduler-role-arn",
+      "arn:aws:iam::123456789012:role/scheduler",
+      "--expiry-function-arn",
+      "arn:aws:lambda:eu-west-1:123456789012:function:panic",
+    ];
+    const base = ["panic", "apply", "--direct", "--reason", "timed", "--kubeconfig", h.kube.kubeconfigPath];
+    const tail = ["--cluster", "cli-test", "--store", store];
+    try {
+      const env = {
+        AWS_ENDPOINT_URL_SCHEDULER: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}`,
+      };
+      const applied = await runCli([...base, ...expiry, "--dead-letter-queue-arn", queue, ...tail], { env });
+      expect(applied.stderr).toBe("");
+      expect(applied.code).toBe(0);
+      expect(requests).toHaveLength(1);
+      expect(requests[0]?.url).toMatch(/^POST \/schedules\/panic-cli-test-allow-all/);
+      expect(requests[0]?.body).toMatchObject({
+        GroupName: "calico-flows-panic",
+        Target: { DeadLetterConfig: { Arn: queue } },
+      });
+
+      const refused = await runCli(
+        [...base, ...expiry, "--dead-letter-queue-arn", "https://sqs/q", ...tail],
+        {
+          env,
+        },
+      );
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/--dead-letter-queue-arn: expected an SQS queue ARN/);
+      expect(requests).toHaveLength(1);
+    } finally {
+      endpoint.close();
+    }
   });
 
   it("needs the scheduler's settings for --ttl", async () => {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { CidrSet, directionAt, directionOf } from "../../functions/core/classify.ts";
+import {
+  CidrSet,
+  checkWorkloadInterfacePrefixes,
+  DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+  directionAt,
+  directionOf,
+} from "../../functions/core/classify.ts";
 
 describe("CidrSet", () => {
   const set = new CidrSet(["192.168.0.0/16", "10.100.0.0/24", "fd00::/8"]);
@@ -76,5 +82,48 @@ describe("directionOf", () => {
     expect(directionAt(line, inIf ? inStart : -1, inEnd, line, outIf ? outStart : -1, outEnd)).toBe(
       direction,
     );
+  });
+});
+
+describe("checkWorkloadInterfacePrefixes", () => {
+  it.each([
+    [DEFAULT_WORKLOAD_INTERFACE_PREFIXES],
+    [["cali", "tap"]],
+    // Felix's prefixes on other clouds, and the longest name Linux allows (15 bytes, IFNAMSIZ less its NUL).
+    [["avz", "gke", "oci", "lxc", "veth"]],
+    [["abcdefghijklmno"]],
+    // Characters Linux allows that Felix's own check would not: a dot, a plus, an at sign.
+    [["vlan.", "tap+x", "if@"]],
+    // A prefix of another one is redundant, not wrong.
+    [["cali", "ca"]],
+  ])("takes %j", (prefixes) => {
+    const checked = checkWorkloadInterfacePrefixes(prefixes);
+    expect(checked).toEqual(prefixes);
+    expect(checked).not.toBe(prefixes);
+  });
+
+  it.each([
+    [[], "at least one workload interface prefix is needed"],
+    [["cali", ""], 'invalid workload interface prefix "": empty'],
+    [["abcdefghijklmnop"], 'invalid workload interface prefix "abcdefghijklmnop": longer than 15 characters'],
+    [["ca li"], 'invalid workload interface prefix "ca li": expected printable ASCII'],
+    [["cali\t"], 'invalid workload interface prefix "cali\\t": expected printable ASCII'],
+    [["tap/"], 'invalid workload interface prefix "tap/": expected printable ASCII without / or :'],
+    [["eth0:"], 'invalid workload interface prefix "eth0:"'],
+    [["cali,tap"], 'invalid workload interface prefix "cali,tap"'],
+    [["café"], 'invalid workload interface prefix "café"'],
+    [["cali", "tap", "cali"], 'invalid workload interface prefix "cali": given twice'],
+  ])("refuses %j, showing the prefix", (prefixes, message) => {
+    expect(() => checkWorkloadInterfacePrefixes(prefixes)).toThrow(message);
+  });
+
+  it("gives a direction by the prefixes it took, and only by them", () => {
+    const prefixes = checkWorkloadInterfacePrefixes(["cali", "tap"]);
+    expect(directionOf("eth0", "tap0a1b2c3d4e5", prefixes)).toBe("ingress");
+    expect(directionOf("tap0a1b2c3d4e5", "", prefixes)).toBe("egress");
+    // The defaults are replaced, not extended; and a dot after the prefix names no pod, as for vlan.eth.N.
+    expect(directionOf("eth0", "eni8d48114818c", prefixes)).toBe("forward");
+    expect(directionOf("eth0", "tap.eth.1", prefixes)).toBe("forward");
+    expect(directionOf("eth0", "tap0a1b2c3d4e5")).toBe("forward");
   });
 });

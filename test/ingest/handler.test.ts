@@ -267,6 +267,45 @@ describe("ingest handler", () => {
     }
   });
 
+  it("classifies by the workload interface prefixes of its environment", async () => {
+    const tableName = `t-${randomUUID()}`;
+    await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
+    vi.stubEnv("CLUSTER_NAME", "prod");
+    vi.stubEnv("TABLE_NAME", tableName);
+    vi.stubEnv("ATTRIBUTION", "none");
+    vi.stubEnv("WORKLOAD_INTERFACE_PREFIXES", " cali , tap ");
+    vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", testStore.endpoint);
+    vi.stubEnv("AWS_REGION", "eu-west-1");
+    vi.resetModules();
+    try {
+      const { handler } = await import("../../functions/ingest/handler.ts");
+      const context = {
+        functionName: "ingest",
+        awsRequestId: "req-2",
+        getRemainingTimeInMillis: () => 30_000,
+      } as Context;
+      const via = (inIf: string, outIf: string, dport: number) =>
+        line("192.168.22.247", "192.168.94.122", dport).replace(
+          "IN=eth0 OUT=eni8d48114818c",
+          `IN=${inIf} OUT=${outIf}`,
+        );
+      await handler(
+        payload([
+          { at: T0, message: via("eth0", "tap0a1b2c3d4e5", 1001) },
+          { at: T0, message: via("tap0a1b2c3d4e5", "eth0", 1002) },
+          // The defaults are replaced: the VPC CNI's veth is no workload's interface here.
+          { at: T0, message: via("eth0", "eni8d48114818c", 1003) },
+        ]),
+        context,
+      );
+      const store = new DynamoFlowStore({ client: testStore.clientFor(), tableName });
+      const byPort = Object.fromEntries((await allFlows(store)).map((f) => [f.dstPort, f.direction]));
+      expect(byPort).toEqual({ 1001: "ingress", 1002: "egress", 1003: "forward" });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
   it("refuses to start with an invalid configuration, naming the variable and its value", async () => {
     const { loadIngestConfig } = await import("../../functions/ingest/config.ts");
     expect(() =>
@@ -284,5 +323,27 @@ describe("ingest handler", () => {
     expect(loadIngestConfig({ CLUSTER_NAME: "prod", TABLE_NAME: "t" }).INTERNAL_CIDRS).toEqual([
       "192.168.0.0/16",
     ]);
+  });
+
+  it("reads WORKLOAD_INTERFACE_PREFIXES as a list, the defaults when unset, and names it when refused", async () => {
+    const { loadIngestConfig } = await import("../../functions/ingest/config.ts");
+    const base = { CLUSTER_NAME: "prod", TABLE_NAME: "t" };
+    expect(loadIngestConfig(base).WORKLOAD_INTERFACE_PREFIXES).toEqual(["cali", "eni", "vlan"]);
+    expect(
+      loadIngestConfig({ ...base, WORKLOAD_INTERFACE_PREFIXES: " cali, tap " }).WORKLOAD_INTERFACE_PREFIXES,
+    ).toEqual(["cali", "tap"]);
+    for (const [value, problem] of [
+      ["", '"": empty'],
+      ["cali,", '"": empty'],
+      ["cali,,tap", '"": empty'],
+      ["cali,cali", '"cali": given twice'],
+      ["cali,abcdefghijklmnop", '"abcdefghijklmnop": longer than 15 characters'],
+      ["cali,ta p", '"ta p": expected printable ASCII'],
+      ["cali,tap/", '"tap/": expected printable ASCII'],
+    ]) {
+      expect(() => loadIngestConfig({ ...base, WORKLOAD_INTERFACE_PREFIXES: value })).toThrow(
+        `WORKLOAD_INTERFACE_PREFIXES=${JSON.stringify(value)}: invalid workload interface prefix ${problem}`,
+      );
+    }
   });
 });

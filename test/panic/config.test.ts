@@ -36,6 +36,7 @@ describe("loadPanicConfig", () => {
       PANIC_TTL_MINUTES: "0",
       SCHEDULE_GROUP_NAME: "panic",
       SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/scheduler",
+      SCHEDULE_DEAD_LETTER_QUEUE_ARN: "arn:aws:sqs:eu-west-1:123456789012:panic-dead-letters",
       KUBE_TIMEOUT_SECONDS: "5",
     });
     expect(config).toMatchObject({
@@ -49,7 +50,11 @@ describe("loadPanicConfig", () => {
         types: ["Egress"],
       },
       defaultTtlMinutes: 0,
-      scheduler: { groupName: "panic", roleArn: "arn:aws:iam::123456789012:role/scheduler" },
+      scheduler: {
+        groupName: "panic",
+        roleArn: "arn:aws:iam::123456789012:role/scheduler",
+        deadLetterArn: "arn:aws:sqs:eu-west-1:123456789012:panic-dead-letters",
+      },
       kubeTimeoutMs: 5000,
     });
   });
@@ -76,5 +81,53 @@ describe("loadPanicConfig", () => {
     [{ KUBE_TIMEOUT_SECONDS: "600" }, "KUBE_TIMEOUT_SECONDS"],
   ])("rejects %j naming %s", (env, name) => {
     expect(() => loadPanicConfig({ ...required, ...env })).toThrow(name);
+  });
+
+  describe("the expiry's dead-letter queue", () => {
+    const expiry = {
+      SCHEDULE_GROUP_NAME: "panic",
+      SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/scheduler",
+    };
+    const queue = "arn:aws:sqs:eu-west-1:123456789012:panic-dead-letters";
+
+    it("accepts an SQS queue ARN in any partition", () => {
+      for (const arn of [
+        queue,
+        "arn:aws-cn:sqs:cn-north-1:123456789012:q_1",
+        "arn:aws-us-gov:sqs:us-gov-west-1:123456789012:q",
+      ]) {
+        expect(
+          loadPanicConfig({ ...required, ...expiry, SCHEDULE_DEAD_LETTER_QUEUE_ARN: arn }).scheduler,
+        ).toEqual({ groupName: "panic", roleArn: expiry.SCHEDULER_ROLE_ARN, deadLetterArn: arn });
+      }
+    });
+
+    it("is required with the schedule group: a revert Scheduler cannot deliver must not be dropped", () => {
+      expect(() => loadPanicConfig({ ...required, ...expiry })).toThrow(
+        "SCHEDULE_DEAD_LETTER_QUEUE_ARN=undefined: SCHEDULE_DEAD_LETTER_QUEUE_ARN is set with SCHEDULE_GROUP_NAME",
+      );
+      expect(() => loadPanicConfig({ ...required, ...expiry, SCHEDULE_DEAD_LETTER_QUEUE_ARN: "" })).toThrow(
+        "SCHEDULE_DEAD_LETTER_QUEUE_ARN",
+      );
+    });
+
+    it("is not set without the schedule group", () => {
+      expect(() => loadPanicConfig({ ...required, SCHEDULE_DEAD_LETTER_QUEUE_ARN: queue })).toThrow(
+        "SCHEDULE_DEAD_LETTER_QUEUE_ARN",
+      );
+    });
+
+    it.each([
+      "panic-dead-letters",
+      "https://sqs.eu-west-1.amazonaws.com/123456789012/panic-dead-letters",
+      "arn:aws:sns:eu-west-1:123456789012:panic-dead-letters",
+      "arn:aws:sqs:eu-west-1:123456789012:panic-dead-letters.fifo",
+      "arn:aws:sqs:eu-west-1:12345:panic-dead-letters",
+      "arn:aws:sqs:eu-west-1:123456789012:",
+    ])("refuses %s, naming the variable and its value", (arn) => {
+      expect(() => loadPanicConfig({ ...required, ...expiry, SCHEDULE_DEAD_LETTER_QUEUE_ARN: arn })).toThrow(
+        `SCHEDULE_DEAD_LETTER_QUEUE_ARN=${JSON.stringify(arn)}: expected an SQS queue ARN`,
+      );
+    });
   });
 });

@@ -197,6 +197,7 @@ interface RuntimeOptions {
   cluster?: string;
   groupName?: string;
   roleArn?: string;
+  deadLetterArn?: string;
   /** The function's clock when it is not the Scheduler's (an apply that took long). */
   serviceClock?: () => Date;
 }
@@ -219,6 +220,7 @@ function panicHandler(options: RuntimeOptions = {}): Handler {
       client: schedulerClient,
       groupName: options.groupName ?? GROUP,
       roleArn: options.roleArn ?? ROLE,
+      ...(options.deadLetterArn === undefined ? {} : { deadLetterArn: options.deadLetterArn }),
       clock: () => new Date(clock.now),
     }),
     clock: options.serviceClock ?? (() => new Date(clock.now)),
@@ -597,6 +599,8 @@ function resolvedTemplate(template: { Resources: Record<string, { Type: string; 
         return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${physical(id)}`;
       case "AWS::Scheduler::ScheduleGroup":
         return `arn:aws:scheduler:${REGION}:${ACCOUNT}:schedule-group/${physical(id)}`;
+      case "AWS::SQS::Queue":
+        return `arn:aws:sqs:${REGION}:${ACCOUNT}:${physical(id)}`;
       default:
         return `arn:aws:${type}:${REGION}:${ACCOUNT}:${physical(id)}`;
     }
@@ -660,7 +664,7 @@ function allows(
 }
 
 describe("the stack's IAM covers the calls the function makes, and no more is needed", () => {
-  it("Create/Update/DeleteSchedule on the group's schedules, PassRole to Scheduler, and the invocation", async () => {
+  it("Create/Update/DeleteSchedule on the group's schedules, PassRole to Scheduler, the invocation and the dead-letter queue", async () => {
     const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
       context: Record<string, unknown>;
     };
@@ -700,6 +704,7 @@ describe("the stack's IAM covers the calls the function makes, and no more is ne
       settings: config.settings,
       groupName: config.scheduler.groupName,
       roleArn: config.scheduler.roleArn,
+      deadLetterArn: config.scheduler.deadLetterArn,
     });
     const arn = `${functionArn}:live`;
     expect((await call(handler, "POST", { reason: "iam", ttlMinutes: 5 }, arn)).status).toBe(200);
@@ -743,6 +748,12 @@ describe("the stack's IAM covers the calls the function makes, and no more is ne
         ).toBe(true);
         expect(input.Target.Arn).toBe(functionArn);
         expect(allows(schedulerRole, "lambda:InvokeFunction", input.Target.Arn ?? "")).toBe(true);
+        // A delivery that fails for an hour goes to the dead-letter queue, which the same role sends to.
+        const deadLetters = input.Target.DeadLetterConfig?.Arn ?? "";
+        expect(deadLetters).toMatch(/^arn:aws:sqs:/);
+        expect(allows(schedulerRole, "sqs:SendMessage", deadLetters), `sqs:SendMessage ${deadLetters}`).toBe(
+          true,
+        );
       }
     }
     // The checks can fail: another group's schedules, another role, a qualified ARN are not granted.

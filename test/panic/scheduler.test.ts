@@ -14,13 +14,17 @@ import {
   EventBridgeExpiryScheduler,
   scheduleName,
 } from "../../functions/adapters/scheduler.ts";
+import { loadPanicConfig } from "../../functions/panic/config.ts";
+import { expiryScheduler } from "../../functions/panic/handler.ts";
 
 const mock = mockClient(SchedulerClient);
 const client = new SchedulerClient({ region: "eu-west-1" });
+const DEAD_LETTERS = "arn:aws:sqs:eu-west-1:123456789012:panic-expiry-dead-letters";
 const scheduler = new EventBridgeExpiryScheduler({
   client,
   groupName: "panic-group",
   roleArn: "arn:aws:iam::123456789012:role/scheduler",
+  deadLetterArn: DEAD_LETTERS,
   // When the policy was applied: its expiry is an hour ahead.
   clock: () => new Date("2025-04-19T04:52:19.250Z"),
 });
@@ -87,6 +91,73 @@ describe("EventBridgeExpiryScheduler", () => {
     expect(mock.commandCalls(UpdateScheduleCommand)[0]?.args[0].input.ScheduleExpression).toBe(
       "at(2025-04-19T05:53:00)",
     );
+  });
+
+  describe("keeps a revert it cannot deliver: every schedule written names the dead-letter queue", () => {
+    const deadLetterConfig = (input: { Target?: { DeadLetterConfig?: unknown } } | undefined) =>
+      input?.Target?.DeadLetterConfig;
+
+    it("on a new schedule, after the hour of retries", async () => {
+      mock.on(CreateScheduleCommand).resolves({});
+      await scheduler.schedule(request);
+      const target = mock.commandCalls(CreateScheduleCommand)[0]?.args[0].input.Target;
+      expect(target?.DeadLetterConfig).toEqual({ Arn: DEAD_LETTERS });
+      expect(target?.RetryPolicy).toEqual({ MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 20 });
+    });
+
+    it("on a schedule moved by a refresh (UpdateSchedule replaces the whole target)", async () => {
+      mock
+        .on(CreateScheduleCommand)
+        .rejects(new ConflictException({ message: "exists", Message: "exists", $metadata: {} }));
+      mock.on(UpdateScheduleCommand).resolves({});
+      await scheduler.schedule(request);
+      expect(deadLetterConfig(mock.commandCalls(UpdateScheduleCommand)[0]?.args[0].input)).toEqual({
+        Arn: DEAD_LETTERS,
+      });
+    });
+
+    it("on a schedule created afresh because the old one fired during the refresh", async () => {
+      mock
+        .on(CreateScheduleCommand)
+        .rejectsOnce(new ConflictException({ message: "exists", Message: "exists", $metadata: {} }))
+        .resolves({});
+      mock
+        .on(UpdateScheduleCommand)
+        .rejects(new ResourceNotFoundException({ message: "gone", Message: "gone", $metadata: {} }));
+      await scheduler.schedule(request);
+      const creates = mock.commandCalls(CreateScheduleCommand).map((c) => deadLetterConfig(c.args[0].input));
+      expect(creates).toEqual([{ Arn: DEAD_LETTERS }, { Arn: DEAD_LETTERS }]);
+    });
+
+    it("as the panic function is configured: the ARN of SCHEDULE_DEAD_LETTER_QUEUE_ARN", async () => {
+      const configured = "arn:aws:sqs:eu-west-1:123456789012:CalicoFlows-PanicExpiryDeadLetters-AbC123";
+      const config = loadPanicConfig({
+        CLUSTER_NAME: "prod",
+        TABLE_NAME: "calico-flows",
+        SCHEDULE_GROUP_NAME: "panic-group",
+        SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/scheduler",
+        SCHEDULE_DEAD_LETTER_QUEUE_ARN: configured,
+      });
+      mock.on(CreateScheduleCommand).resolves({});
+      await expiryScheduler(config, client)?.schedule(request);
+      expect(deadLetterConfig(mock.commandCalls(CreateScheduleCommand)[0]?.args[0].input)).toEqual({
+        Arn: configured,
+      });
+    });
+
+    it("names none when given none (`panic --direct`): Scheduler then drops what it cannot deliver", async () => {
+      const direct = new EventBridgeExpiryScheduler({
+        client,
+        groupName: "panic-group",
+        roleArn: "arn:aws:iam::123456789012:role/scheduler",
+        clock: () => new Date("2025-04-19T04:52:19.250Z"),
+      });
+      mock.on(CreateScheduleCommand).resolves({});
+      await direct.schedule(request);
+      expect(mock.commandCalls(CreateScheduleCommand)[0]?.args[0].input.Target).not.toHaveProperty(
+        "DeadLetterConfig",
+      );
+    });
   });
 
   it("passes other errors on", async () => {
