@@ -1,9 +1,10 @@
 // Review test of `calico-flows backfill` against an independent reference: generated log groups whose streams
 // hold calico-packet lines over hours (events exactly at minute and window boundaries, streams chosen by prefix,
 // empty and long-idle streams, events put out of order, pages of every size), read through the local CloudWatch
-// Logs endpoint (throttling, and 500s from a fault proxy in front of it), interrupted and resumed from the
-// checkpoint or restarted. What is stored must be, flow by flow, every event of [since, until) of the selected
-// streams counted once; a repeated or overlapping backfill adds nothing twice; the summary says what was stored.
+// Logs endpoint (throttling, and 500s from a fault proxy in front of it, up to the tries the reader makes of a
+// call), interrupted and resumed from the checkpoint or restarted. What is stored must be, flow by flow, every
+// event of [since, until) of the selected streams counted once; a repeated or overlapping backfill adds nothing
+// twice; the summary says what was stored. A run ended by a call failing on all its tries resumes the same way.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
@@ -21,6 +22,7 @@ import {
   DESTINATIONS,
   expectedByAddress,
   PORTS,
+  runBackfill,
   SOURCES,
   storedByAddress,
   useBackfillWorld,
@@ -35,6 +37,24 @@ const GROUPS = ["/aws/eks/review/calico", "/aws/eks/review/calico-b"];
 const STREAM_NAMES = ["ip-10-0-1-1", "ip-10-0-1-2", "ip-10-0-2-7", "ip-172-31-0-5", "fargate-ip-10-9"];
 const PREFIXES = [undefined, "ip-10-", "ip-10-0-1", "ip-172"];
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * The property's runs (40), overridable to look for a rare failure or replay one: FC_NUM_RUNS, FC_SEED and
+ * FC_PATH (fast-check's numRuns, seed and path, as a failure prints them). Its timeout grows with the runs.
+ */
+const NUM_RUNS = Number(process.env.FC_NUM_RUNS ?? 40);
+const REPLAY = {
+  ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) }),
+  ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }),
+};
+const PROPERTY_TIMEOUT_MS = Math.max(120_000, NUM_RUNS * 3_000);
+
+/**
+ * Tries the backfill's reader makes of one CloudWatch Logs call before it gives up and ends the run with the
+ * service's error (CloudWatchLogsReader's default `retry.attempts`; docs/backfill.md: "A call that fails 10 times
+ * ends the run", which cloudwatch-logs-review.test.ts checks).
+ */
+const READER_TRIES = 10;
 
 /** The store and scratch directory, as in every backfill test (`World` is the generated CloudWatch Logs). */
 const shared = useBackfillWorld("backfill-review");
@@ -200,12 +220,50 @@ interface World {
   close(): Promise<void>;
 }
 
-async function buildWorld(s: Scenario, window: { since: number; until: number }): Promise<World> {
+/**
+ * The faults of a world, try by try: each try of a call is answered 500 by the proxy (at `serverErrors`) or
+ * throttled by the endpoint (at `throttle`), except that a call which has failed READER_TRIES - 1 tries in a row
+ * is answered. Drawn independently for every try, 30 % throttling and 15 % errors would fail some call on all of
+ * its 10 tries about once in 8,500 calls (0.405¹⁰), once in a few thousand scenarios: the reader then ends the run
+ * with the service's error, as documented, a run this property is not about (it follows runs that complete or are
+ * interrupted; "ends a run with the error of a call that failed on all 10 tries" below follows that one). A call
+ * is known by its operation and parameters, which its retries repeat.
+ */
+function faultsOf(s: Scenario) {
   const random = prng(s.seed);
+  /** Tries of each call since it last succeeded. */
+  const tries = new Map<string, number>();
+  const keyOf = (operation: string, params: Record<string, unknown>) =>
+    `${operation} ${JSON.stringify(params)}`;
+  /** Counts a try: whether it may fail, the call not having failed READER_TRIES - 1 times in a row. */
+  const attempt = (key: string) => {
+    const n = (tries.get(key) ?? 0) + 1;
+    tries.set(key, n);
+    return n < READER_TRIES;
+  };
+  const proxied = s.serverErrors > 0;
+  return {
+    random,
+    /** The proxy's choice of the requests it may answer 500: it sees each try first. */
+    eligible: (operation: string, body: Record<string, unknown>) => attempt(keyOf(operation, body)),
+    /** The endpoint's throttling, of the tries the proxy (if any) let through. */
+    throttle: (_n: number, operation: string, params: Record<string, unknown>) => {
+      const key = keyOf(operation, params);
+      const mayFail = proxied ? (tries.get(key) ?? 0) < READER_TRIES : attempt(key);
+      const throttled = mayFail && random() < s.throttle;
+      if (!throttled) tries.delete(key);
+      return throttled;
+    },
+  };
+}
+
+async function buildWorld(s: Scenario, window: { since: number; until: number }): Promise<World> {
+  const faults = faultsOf(s);
+  const random = faults.random;
   const logs = await startLocalLogs({
     scanWindow: s.scanWindow,
     pageSize: s.pageSize,
-    throttle: () => random() < s.throttle,
+    throttle: faults.throttle,
   });
   const events = new Map<string, StoredEvent[]>();
   const streams = new Map<string, Set<string>>();
@@ -230,7 +288,11 @@ async function buildWorld(s: Scenario, window: { since: number; until: number })
   }
   const proxy =
     s.serverErrors > 0
-      ? await startFaultProxy(logs.endpoint, { error: s.serverErrors, seed: s.seed })
+      ? await startFaultProxy(logs.endpoint, {
+          error: s.serverErrors,
+          seed: s.seed,
+          eligible: faults.eligible,
+        })
       : undefined;
   const client = new CloudWatchLogsClient({
     endpoint: proxy?.endpoint ?? logs.endpoint,
@@ -299,127 +361,239 @@ function expectAtMost(stored: Map<string, number>, reference: Map<string, number
   for (const [key, n] of stored) expect(n, key).toBeLessThanOrEqual(reference.get(key) ?? 0);
 }
 
+/**
+ * The property for one scenario, stored as `cluster`: the first window run until a run completes (interrupted
+ * and resumed or restarted on the way), the same backfill again, then an overlapping one.
+ */
+async function holds(s: Scenario, cluster: string): Promise<void> {
+  const w1 = resolveWindow(s.window);
+  const world = await buildWorld(s, w1);
+  try {
+    const groups = [...new Set(s.streams.map((st) => GROUPS[st.group] as string))];
+    const prefix = PREFIXES[s.prefix];
+    const checkpoint = join(shared.dir, `${cluster}.json`);
+    const argsFor = (w: { since: number; until: number }, p: string | undefined) => [
+      ...backfillOptions(shared, groups, cluster, `${cluster}.json`),
+      "--since",
+      iso(w.since),
+      "--until",
+      iso(w.until),
+      ...(p === undefined ? [] : ["--stream-prefix", p]),
+      "--concurrency",
+      String(s.concurrency),
+    ];
+    const args = argsFor(w1, prefix);
+    const reference = selected(world, groups, w1, prefix);
+    const expected = expectedByAddress(reference.filter((e) => lineKind(e) === "calico"));
+    const stored = () => storedByAddress(shared.flows, cluster, BASE - 12 * HOUR, BASE + SPAN + HOUR);
+
+    // The first window: interrupted and resumed (or restarted) until a run completes.
+    const chain: BackfillSummary[] = [];
+    const interrupts = [...s.interrupts];
+    let restart = false;
+    for (;;) {
+      const stopAfter = interrupts.shift();
+      const stop = new AbortController();
+      let minutes = 0;
+      const callsBefore = world.logs.calls.length;
+      const errorsBefore = world.proxy?.count({ outcome: "error" }) ?? 0;
+      const summary = await backfillCli([...args, ...(restart ? ["--restart"] : [])], world.client, {
+        signal: stop.signal,
+        onMinute: () => {
+          if (stopAfter !== undefined && ++minutes === stopAfter) stop.abort();
+        },
+      });
+      chain.push(summary);
+      // The summary's CloudWatch Logs figures are the calls the endpoint (and the proxy) answered.
+      const served = world.logs.calls.slice(callsBefore);
+      const failed = (world.proxy?.count({ outcome: "error" }) ?? 0) - errorsBefore;
+      expect(summary.logsCalls).toBe(served.length + failed);
+      expect(summary.throttled).toBe(served.filter((c) => c.outcome === "throttled").length);
+      expect(summary.resumed).toBe(chain.length > 1 && !restart);
+      expect(summary.since).toBe(iso(w1.since));
+      expect(summary.until).toBe(iso(w1.until));
+      if (!summary.interrupted) break;
+      // What the checkpoint says is done is stored, and nothing is stored more than once.
+      const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
+      expect(saved.complete).toBe(false);
+      const now = await stored();
+      expectAtMost(now, expected);
+      const done = reference.filter((e) => {
+        const group = groups.find((g) => world.events.get(g)?.includes(e)) as string;
+        const state = saved.streams[group]?.[e.stream];
+        return state !== undefined && (state.complete || e.timestamp < Date.parse(state.doneUntil));
+      });
+      const promised = expectedByAddress(done.filter((e) => lineKind(e) === "calico"));
+      for (const [key, n] of promised) expect(now.get(key) ?? 0, key).toBeGreaterThanOrEqual(n);
+      restart = s.restartAfterInterrupt && !restart;
+    }
+
+    expect(await stored()).toEqual(expected);
+    // Every event of the window stored once over the chain, and the summaries say so.
+    expect(sum(chain, "stored") + sum(chain, "completed")).toBe(reference.length);
+    expect(sum(chain, "lines")).toBe(reference.length);
+    expect(sum(chain, "calico")).toBe(reference.filter((e) => lineKind(e) === "calico").length);
+    expect(sum(chain, "malformed")).toBe(reference.filter((e) => lineKind(e) === "malformed").length);
+    expect(sum(chain, "pending") + sum(chain, "uncertain") + sum(chain, "flowsDuplicate")).toBe(0);
+    const last = chain[chain.length - 1] as BackfillSummary;
+    expect(last.stored + last.alreadyCounted + last.completed).toBeLessThanOrEqual(last.events);
+    if (chain.length === 1) {
+      expect(last.events).toBe(reference.length);
+      expect(last.alreadyCounted).toBe(0);
+      expect(last.streams).toBe(expectedStreams(world, groups, w1.since, prefix));
+      // One flow update per flow of each (group, stream, minute): one contribution each in a fresh window.
+      const updates = groups.reduce(
+        (n, g) =>
+          n +
+          expectedByAddress(
+            reference.filter((e) => lineKind(e) === "calico" && world.events.get(g)?.includes(e)),
+          ).size,
+        0,
+      );
+      expect(last.flowsApplied).toBe(updates);
+    }
+
+    // The same backfill again (its checkpoint is complete: a fresh run of the same window).
+    const again = await backfillCli(args, world.client);
+    expect(again.resumed).toBe(false);
+    expect(again.events).toBe(reference.length);
+    expect(again.stored).toBe(0);
+    expect(again.flowsApplied).toBe(0);
+    expect(again.alreadyCounted).toBe(reference.length);
+    expect(await stored()).toEqual(expected);
+
+    // An overlapping backfill, maybe of other streams: only what the first did not count is stored.
+    const w2 = resolveWindow(s.overlap);
+    const prefix2 = PREFIXES[s.overlapPrefix];
+    const second = selected(world, groups, w2, prefix2);
+    const firstIds = new Set(reference.map((e) => e.id));
+    const overlap = await backfillCli([...argsFor(w2, prefix2), "--restart"], world.client);
+    expect(overlap.events).toBe(second.length);
+    expect(overlap.stored).toBe(second.filter((e) => !firstIds.has(e.id)).length);
+    expect(overlap.alreadyCounted).toBe(second.filter((e) => firstIds.has(e.id)).length);
+    const union = [...reference, ...second.filter((e) => !firstIds.has(e.id))];
+    expect(await stored()).toEqual(expectedByAddress(union.filter((e) => lineKind(e) === "calico")));
+  } finally {
+    await world.close();
+  }
+}
+
 describe("calico-flows backfill against a reference count", () => {
-  it("stores every event of [since, until) of the selected streams once, through paging, faults, interruptions and repeats", async () => {
-    let run = 0;
-    await fc.assert(
-      fc.asyncProperty(scenarioArb, async (s) => {
-        run++;
-        const cluster = `review-${run}`;
-        const w1 = resolveWindow(s.window);
-        const world = await buildWorld(s, w1);
-        try {
-          const groups = [...new Set(s.streams.map((st) => GROUPS[st.group] as string))];
-          const prefix = PREFIXES[s.prefix];
-          const checkpoint = join(shared.dir, `${cluster}.json`);
-          const argsFor = (w: { since: number; until: number }, p: string | undefined) => [
-            ...backfillOptions(shared, groups, cluster, `${cluster}.json`),
-            "--since",
-            iso(w.since),
-            "--until",
-            iso(w.until),
-            ...(p === undefined ? [] : ["--stream-prefix", p]),
-            "--concurrency",
-            String(s.concurrency),
-          ];
-          const args = argsFor(w1, prefix);
-          const reference = selected(world, groups, w1, prefix);
-          const expected = expectedByAddress(reference.filter((e) => lineKind(e) === "calico"));
-          const stored = () => storedByAddress(shared.flows, cluster, BASE - 12 * HOUR, BASE + SPAN + HOUR);
+  it(
+    "stores every event of [since, until) of the selected streams once, through paging, faults, interruptions and repeats",
+    async () => {
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(scenarioArb, async (s) => {
+          run++;
+          await holds(s, `review-${run}`);
+        }),
+        { numRuns: NUM_RUNS, endOnFailure: true, ...REPLAY },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 
-          // The first window: interrupted and resumed (or restarted) until a run completes.
-          const chain: BackfillSummary[] = [];
-          const interrupts = [...s.interrupts];
-          let restart = false;
-          for (;;) {
-            const stopAfter = interrupts.shift();
-            const stop = new AbortController();
-            let minutes = 0;
-            const callsBefore = world.logs.calls.length;
-            const errorsBefore = world.proxy?.count({ outcome: "error" }) ?? 0;
-            const summary = await backfillCli([...args, ...(restart ? ["--restart"] : [])], world.client, {
-              signal: stop.signal,
-              onMinute: () => {
-                if (stopAfter !== undefined && ++minutes === stopAfter) stop.abort();
-              },
-            });
-            chain.push(summary);
-            // The summary's CloudWatch Logs figures are the calls the endpoint (and the proxy) answered.
-            const served = world.logs.calls.slice(callsBefore);
-            const failed = (world.proxy?.count({ outcome: "error" }) ?? 0) - errorsBefore;
-            expect(summary.logsCalls).toBe(served.length + failed);
-            expect(summary.throttled).toBe(served.filter((c) => c.outcome === "throttled").length);
-            expect(summary.resumed).toBe(chain.length > 1 && !restart);
-            expect(summary.since).toBe(iso(w1.since));
-            expect(summary.until).toBe(iso(w1.until));
-            if (!summary.interrupted) break;
-            // What the checkpoint says is done is stored, and nothing is stored more than once.
-            const saved = JSON.parse(readFileSync(checkpoint, "utf8")) as Checkpoint;
-            expect(saved.complete).toBe(false);
-            const now = await stored();
-            expectAtMost(now, expected);
-            const done = reference.filter((e) => {
-              const group = groups.find((g) => world.events.get(g)?.includes(e)) as string;
-              const state = saved.streams[group]?.[e.stream];
-              return state !== undefined && (state.complete || e.timestamp < Date.parse(state.doneUntil));
-            });
-            const promised = expectedByAddress(done.filter((e) => lineKind(e) === "calico"));
-            for (const [key, n] of promised) expect(now.get(key) ?? 0, key).toBeGreaterThanOrEqual(n);
-            restart = s.restartAfterInterrupt && !restart;
-          }
-
-          expect(await stored()).toEqual(expected);
-          // Every event of the window stored once over the chain, and the summaries say so.
-          expect(sum(chain, "stored") + sum(chain, "completed")).toBe(reference.length);
-          expect(sum(chain, "lines")).toBe(reference.length);
-          expect(sum(chain, "calico")).toBe(reference.filter((e) => lineKind(e) === "calico").length);
-          expect(sum(chain, "malformed")).toBe(reference.filter((e) => lineKind(e) === "malformed").length);
-          expect(sum(chain, "pending") + sum(chain, "uncertain") + sum(chain, "flowsDuplicate")).toBe(0);
-          const last = chain[chain.length - 1] as BackfillSummary;
-          expect(last.stored + last.alreadyCounted + last.completed).toBeLessThanOrEqual(last.events);
-          if (chain.length === 1) {
-            expect(last.events).toBe(reference.length);
-            expect(last.alreadyCounted).toBe(0);
-            expect(last.streams).toBe(expectedStreams(world, groups, w1.since, prefix));
-            // One flow update per flow of each (group, stream, minute): one contribution each in a fresh window.
-            const updates = groups.reduce(
-              (n, g) =>
-                n +
-                expectedByAddress(
-                  reference.filter((e) => lineKind(e) === "calico" && world.events.get(g)?.includes(e)),
-                ).size,
-              0,
-            );
-            expect(last.flowsApplied).toBe(updates);
-          }
-
-          // The same backfill again (its checkpoint is complete: a fresh run of the same window).
-          const again = await backfillCli(args, world.client);
-          expect(again.resumed).toBe(false);
-          expect(again.events).toBe(reference.length);
-          expect(again.stored).toBe(0);
-          expect(again.flowsApplied).toBe(0);
-          expect(again.alreadyCounted).toBe(reference.length);
-          expect(await stored()).toEqual(expected);
-
-          // An overlapping backfill, maybe of other streams: only what the first did not count is stored.
-          const w2 = resolveWindow(s.overlap);
-          const prefix2 = PREFIXES[s.overlapPrefix];
-          const second = selected(world, groups, w2, prefix2);
-          const firstIds = new Set(reference.map((e) => e.id));
-          const overlap = await backfillCli([...argsFor(w2, prefix2), "--restart"], world.client);
-          expect(overlap.events).toBe(second.length);
-          expect(overlap.stored).toBe(second.filter((e) => !firstIds.has(e.id)).length);
-          expect(overlap.alreadyCounted).toBe(second.filter((e) => firstIds.has(e.id)).length);
-          const union = [...reference, ...second.filter((e) => !firstIds.has(e.id))];
-          expect(await stored()).toEqual(expectedByAddress(union.filter((e) => lineKind(e) === "calico")));
-        } finally {
-          await world.close();
-        }
-      }),
-      { numRuns: 40, endOnFailure: true },
+  it("stores every event once when every call fails on each try the reader makes but its last, throttled or answered 500", async () => {
+    // Faults at their bound: tries 1 to 9 of each call fail (the proxy answers about half of them 500, the
+    // endpoint throttles the rest), the tenth is answered. Through an interruption, the same backfill and an overlap.
+    const events = (flows: readonly number[]): GenEvent[] => [
+      { at: { kind: "since", delta: 0 }, line: "calico", flow: flows[0] as number },
+      { at: { kind: "since", delta: -1 }, line: "calico", flow: flows[1] as number },
+      { at: { kind: "inside", share: 0.1 }, line: "calico", flow: flows[2] as number },
+      { at: { kind: "inside", share: 0.3 }, line: "malformed", flow: flows[3] as number },
+      { at: { kind: "inside", share: 0.55 }, line: "calico", flow: flows[4] as number },
+      { at: { kind: "inside", share: 0.8 }, line: "skipped", flow: flows[5] as number },
+      { at: { kind: "minute", minute: 63, delta: 0 }, line: "calico", flow: flows[6] as number },
+      { at: { kind: "until", delta: -1 }, line: "calico", flow: flows[7] as number },
+      { at: { kind: "until", delta: 0 }, line: "calico", flow: flows[8] as number },
+    ];
+    await holds(
+      {
+        streams: [
+          { group: 0, name: 0, events: events([1, 2, 3, 4, 5, 6, 7, 8, 9]), chunks: 2, idle: false },
+          { group: 0, name: 3, events: events([9, 8, 7, 6, 5, 4, 3, 2, 1]), chunks: 1, idle: false },
+          { group: 1, name: 1, events: events([0, 10, 20, 30, 1, 11, 21, 31, 2]), chunks: 3, idle: false },
+        ],
+        window: { startMinute: 60, startOffset: 30_000, minutes: 6, endOffset: 0 },
+        prefix: 0,
+        overlap: { startMinute: 62, startOffset: 0, minutes: 10, endOffset: 1 },
+        overlapPrefix: 1,
+        scanWindow: 3,
+        pageSize: 2,
+        throttle: 1,
+        serverErrors: 0.5,
+        seed: 7,
+        concurrency: 2,
+        interrupts: [2],
+        restartAfterInterrupt: false,
+      },
+      "review-bound",
     );
-  }, 120_000);
+  });
+
+  it("ends a run with the error of a call that failed on all 10 tries, and the same command resumes it, storing every event once", async () => {
+    // Tries 3 to 11 of FilterLogEvents fail (one call, nine tries: the tenth is answered), then tries 15 to 24
+    // (one call, ten tries: the run ends), alternately answered 500 and throttled.
+    let filters = 0;
+    let faulty = true;
+    const logs = await startLocalLogs({
+      scanWindow: 4,
+      pageSize: 2,
+      fail: (_, operation) => {
+        if (operation !== "FilterLogEvents" || !faulty) return undefined;
+        filters++;
+        if (!((filters >= 3 && filters <= 11) || (filters >= 15 && filters <= 24))) return undefined;
+        return filters % 2 === 1
+          ? { status: 500, type: "ServiceUnavailableException", message: "Service unavailable" }
+          : { status: 400, type: "ThrottlingException" };
+      },
+    });
+    try {
+      const group = GROUPS[0] as string;
+      const stream = "ip-10-0-1-1";
+      const since = BASE + 60 * MINUTE;
+      const until = since + 8 * MINUTE;
+      // Two events a minute: a page of two is a minute, processed once a page of the next minute came.
+      const times = Array.from({ length: 16 }, (_, k) => since + k * 30_000);
+      logs.put(
+        group,
+        stream,
+        times.map((at, k) => ({ timestamp: at, message: messageOf("calico", at, stream, k) })),
+      );
+      const all = logs.events(group, stream);
+      const cluster = "review-exhausted";
+      const args = [
+        ...backfillOptions(shared, group, cluster, `${cluster}.json`),
+        "--since",
+        iso(since),
+        "--until",
+        iso(until),
+        "--concurrency",
+        "1",
+      ];
+      const stored = () => storedByAddress(shared.flows, cluster, since - HOUR, until + HOUR);
+
+      await expect(runBackfill(logs, args)).rejects.toMatchObject({ name: "ThrottlingException" });
+      expect(filters).toBe(24);
+      // Pages 1 to 5 were read (minutes 0 to 4): minutes 0 to 3 are done, stored once, and nothing after them.
+      const saved = JSON.parse(readFileSync(join(shared.dir, `${cluster}.json`), "utf8")) as Checkpoint;
+      expect(saved.complete).toBe(false);
+      expect(saved.streams[group]?.[stream]).toEqual({ doneUntil: iso(since + 4 * MINUTE), complete: false });
+      expect(await stored()).toEqual(expectedByAddress(all.filter((e) => e.timestamp < since + 4 * MINUTE)));
+
+      faulty = false;
+      const resumed = await runBackfill(logs, args);
+      expect(resumed.resumed).toBe(true);
+      expect(resumed.interrupted).toBe(false);
+      expect(resumed.events).toBe(8);
+      expect(resumed.stored).toBe(8);
+      expect(resumed.alreadyCounted).toBe(0);
+      expect(await stored()).toEqual(expectedByAddress(all));
+    } finally {
+      await logs.close();
+    }
+  });
 
   it("runs as the calico-flows binary over a window whose bounds fall on events", async () => {
     const logs = await startLocalLogs({ scanWindow: 3, pageSize: 2 });

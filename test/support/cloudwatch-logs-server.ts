@@ -37,8 +37,11 @@ export interface LogsServerOptions {
   pageSize?: number;
   /** Most streams one DescribeLogStreams page lists, before the caller's own `limit` (at most 50). @default pageSize */
   describePageSize?: number;
-  /** Decides whether the n-th call (1-based, every operation counted) is answered with ThrottlingException. */
-  throttle?: (n: number, operation: string) => boolean;
+  /**
+   * Decides whether the n-th call (1-based, every operation counted) is answered with ThrottlingException, given
+   * its parameters (a retry repeats those of the call it retries).
+   */
+  throttle?: (n: number, operation: string, params: Record<string, unknown>) => boolean;
   /** An error for the n-th call (1-based, every operation counted), answered instead of the result. */
   fail?: (n: number, operation: string) => ApiFailure | undefined;
   /**
@@ -341,7 +344,7 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
       );
       return;
     }
-    if (options.throttle?.(calls.length, operation)) {
+    if (options.throttle?.(calls.length, operation, params)) {
       call.outcome = "throttled";
       call.error = "ThrottlingException";
       reply(400, { __type: "ThrottlingException", message: "Rate exceeded" }, "ThrottlingException");
