@@ -88,7 +88,8 @@ export class PanicButton extends Construct {
       serviceName: PANIC_SERVICE_NAME,
       description: `Calico panic policy for ${props.clusterName}: apply, status, revert, expiry`,
       logRetention: props.logRetention,
-      // Below API Gateway's 29 s: Kubernetes calls are bounded by KUBE_TIMEOUT_SECONDS each.
+      // Below API Gateway's 29 s. Each invocation works to a deadline of its remaining time less the audit's and
+      // the answer's reserve (functions/panic/handler.ts), and each Kubernetes call to KUBE_TIMEOUT_SECONDS within it.
       timeout: Duration.seconds(28),
       environment: {
         CLUSTER_NAME: props.clusterName,

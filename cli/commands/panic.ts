@@ -23,6 +23,7 @@ import {
 } from "../../functions/core/panic-policy.ts";
 import { SQS_QUEUE_ARN } from "../../functions/panic/config.ts";
 import {
+  CONFLICTS_UNLISTED,
   DEFAULT_HISTORY,
   MAX_HISTORY,
   MAX_TTL_MINUTES,
@@ -336,7 +337,11 @@ const HEADLINE: Record<string, string> = {
 
 function conflictBlock(r: PanicResponse): string[] {
   if (r.conflicts.length === 0) {
-    return r.action === "revert" ? [] : ["No policy evaluated before it can deny traffic it allows."];
+    // None listed is not none there when the listing did not come (its warning is printed below).
+    const unknown = r.warnings.some((w) => w.startsWith(CONFLICTS_UNLISTED));
+    return r.action === "revert" || unknown
+      ? []
+      : ["No policy evaluated before it can deny traffic it allows."];
   }
   const n = r.conflicts.length;
   return [

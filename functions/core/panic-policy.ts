@@ -434,7 +434,72 @@ export class PanicFailure extends Error {
   }
 }
 
-export interface ApplyOptions {
+/**
+ * When a panic request must be done by. The Lambda handler sets it from the invocation's remaining time, less
+ * what the audit record, the announcement and the answer need; `calico-flows panic --direct` has none (each
+ * request still has its own timeout). Steps take earlier deadlines from it (`earlier`, `within`), so that
+ * what comes after them keeps its share.
+ */
+export class Deadline {
+  readonly #at: number;
+  readonly #now: () => number;
+
+  private constructor(at: number, now: () => number) {
+    this.#at = at;
+    this.#now = now;
+  }
+
+  static unbounded(): Deadline {
+    return new Deadline(Number.POSITIVE_INFINITY, Date.now);
+  }
+
+  /** `ms` from now on the given clock (milliseconds, default the system's). */
+  static after(ms: number, now: () => number = Date.now): Deadline {
+    return new Deadline(now() + ms, now);
+  }
+
+  get bounded(): boolean {
+    return Number.isFinite(this.#at);
+  }
+
+  /** Milliseconds left, 0 when past; Infinity when unbounded. */
+  remainingMs(): number {
+    return Math.max(0, this.#at - this.#now());
+  }
+
+  /** This deadline brought forward by `ms`: a step's, leaving `ms` to what follows it. */
+  earlier(ms: number): Deadline {
+    return new Deadline(this.#at - ms, this.#now);
+  }
+
+  /** At most `ms` from now, and never past this deadline. */
+  within(ms: number): Deadline {
+    return new Deadline(Math.min(this.#at, this.#now() + ms), this.#now);
+  }
+}
+
+/**
+ * A Kubernetes request cut short, or not sent, because the request's deadline came first: a `kube-unavailable`
+ * failure (502, like any Kubernetes timeout), told apart so that the service can say what was and was not done.
+ */
+export class OutOfTime extends PanicFailure {
+  override name = "OutOfTime";
+  /** The request went out (and was given up on): a write may still be applied by the server. */
+  readonly sent: boolean;
+
+  constructor(message: string, options: { cause?: unknown; sent: boolean }) {
+    super("kube-unavailable", message, { cause: options.cause });
+    this.sent = options.sent;
+  }
+}
+
+/** Per-call limits of the Calico store. */
+export interface KubeCallOptions {
+  /** Every request of the call ends by then (OutOfTime), each within its own timeout as well. */
+  deadline?: Deadline;
+}
+
+export interface ApplyOptions extends KubeCallOptions {
   /** resourceVersion the caller checked: the write fails with a "conflict" PanicFailure if it changed. */
   resourceVersion?: string;
   /** Take over fields other field managers own (only for a policy already known to be ours). */
@@ -444,17 +509,24 @@ export interface ApplyOptions {
 /** Calico policies and tiers in one API group (projectcalico.org/v3 or crd.projectcalico.org/v1). */
 export interface CalicoPolicyStore {
   readonly apiGroup: CalicoApiGroup;
-  getGlobalPolicy(name: string): Promise<CalicoPolicy | null>;
+  getGlobalPolicy(name: string, options?: KubeCallOptions): Promise<CalicoPolicy | null>;
   /** Server-side apply under FIELD_MANAGER. */
   applyGlobalPolicy(policy: CalicoPolicy, options: ApplyOptions): Promise<CalicoPolicy>;
   /** Full replacement (PUT) with `metadata.resourceVersion` as precondition: removes every foreign field. */
-  replaceGlobalPolicy(policy: CalicoPolicy): Promise<CalicoPolicy>;
+  replaceGlobalPolicy(policy: CalicoPolicy, options?: KubeCallOptions): Promise<CalicoPolicy>;
   /** Deletes with uid + resourceVersion preconditions; false when it was already gone. */
   deleteGlobalPolicy(
     name: string,
     preconditions: { uid?: string; resourceVersion?: string },
+    options?: KubeCallOptions,
   ): Promise<boolean>;
-  inventory(): Promise<PolicyInventory>;
+  /** Every tier: the panic tier must exist before anything is written. */
+  listTiers(options?: KubeCallOptions): Promise<CalicoTier[]>;
+  /**
+   * Every global and namespaced policy, for the conflict list: listed apart from the tiers because on a large
+   * cluster it is the slow part, and it only informs.
+   */
+  listPolicies(options?: KubeCallOptions): Promise<Omit<PolicyInventory, "tiers">>;
 }
 
 export const EXPIRY_EVENT_SOURCE = "calico-flows.expiry";

@@ -18,7 +18,8 @@
 //   SCHEDULER_ROLE_ARN    role the scheduler assumes to invoke this function; needed with SCHEDULE_GROUP_NAME
 //   SCHEDULE_DEAD_LETTER_QUEUE_ARN  SQS queue the schedules send a revert they could not deliver to;
 //                         needed with SCHEDULE_GROUP_NAME (a missed revert must not be dropped unnoticed)
-//   KUBE_TIMEOUT_SECONDS  per-request timeout towards the Kubernetes API (default 10)
+//   KUBE_TIMEOUT_SECONDS  per-request timeout towards the Kubernetes API (default 10); a request also ends at
+//                         the invocation's deadline (handler.ts, ANSWER_RESERVE_MS)
 import { z } from "zod";
 import {
   CALICO_API_GROUPS,

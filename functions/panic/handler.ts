@@ -14,12 +14,13 @@ import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
 import { z } from "zod";
+import { STORE_REQUEST_TIMEOUTS } from "../adapters/dynamo/client.ts";
 import { DynamoPanicAudit } from "../adapters/dynamo/panic-audit.ts";
 import { CalicoPolicies, panicEksFixes } from "../adapters/kube/calico.ts";
 import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { EventBridgeExpiryScheduler } from "../adapters/scheduler.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
-import { EXPIRY_EVENT_SOURCE, PanicFailure, type PanicFailureKind } from "../core/panic-policy.ts";
+import { Deadline, EXPIRY_EVENT_SOURCE, PanicFailure, type PanicFailureKind } from "../core/panic-policy.ts";
 import { json } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadPanicConfig, type PanicConfig } from "./config.ts";
@@ -36,6 +37,31 @@ import {
 
 export const PANIC_PATH = "/panic";
 const ALLOWED = "GET, POST, DELETE";
+
+/**
+ * The audit record's and the announcement's clients: each request given up after 2 s (DynamoDB and SNS answer
+ * in milliseconds; connecting included, as the SDK's timer starts with the request), and tried twice, so that a
+ * throttled or lost first attempt is retried and both still end within 2 × 2 s and the SDK's short backoff.
+ */
+const RECORD_TIMEOUTS = {
+  connectionTimeout: 1_000,
+  requestTimeout: 2_000,
+  throwOnRequestTimeout: true,
+} as const;
+const RECORD_ATTEMPTS = 2;
+
+/**
+ * Kept back from the invocation's remaining time for what follows the Kubernetes and Scheduler calls: the
+ * audit record and the announcement, sent side by side (RECORD_ATTEMPTS tries of RECORD_TIMEOUTS each), then the
+ * answer itself (logged, metrics flushed). What is left is the service's deadline, so that a slow Kubernetes API
+ * ends in an audited answer before Lambda's timeout (28 s) and API Gateway's (29 s), never in either.
+ */
+export const ANSWER_RESERVE_MS = RECORD_ATTEMPTS * RECORD_TIMEOUTS.requestTimeout + 2_000;
+
+/** The service's deadline for this invocation (docs/panic.md, "Time budget"). */
+export function invocationDeadline(context: Pick<Context, "getRemainingTimeInMillis">): Deadline {
+  return Deadline.after(context.getRemainingTimeInMillis() - ANSWER_RESERVE_MS);
+}
 
 export interface PanicRuntime {
   service: PanicService;
@@ -71,21 +97,33 @@ export function createRuntime(config: PanicConfig): PanicRuntime {
       settings: config.settings,
       calico,
       defaultTtlMinutes: config.defaultTtlMinutes,
+      // The audit record and the announcement: bounded as ANSWER_RESERVE_MS counts them (the SDK's defaults
+      // have no timeout and up to three attempts).
       audit: new DynamoPanicAudit({
-        client: tracer.captureAWSv3Client(new DynamoDBClient({})),
+        client: tracer.captureAWSv3Client(
+          new DynamoDBClient({ requestHandler: { ...RECORD_TIMEOUTS }, maxAttempts: RECORD_ATTEMPTS }),
+        ),
         tableName: config.tableName,
       }),
       sink:
         config.alertsTopicArn === undefined
           ? undefined
           : new SnsAlertSink({
-              client: tracer.captureAWSv3Client(new SNSClient({})),
+              client: tracer.captureAWSv3Client(
+                new SNSClient({ requestHandler: { ...RECORD_TIMEOUTS }, maxAttempts: RECORD_ATTEMPTS }),
+              ),
               topicArn: config.alertsTopicArn,
             }),
+      // The service waits for the schedule only until its deadline; the timeouts end what it gave up on.
       scheduler:
         config.scheduler === undefined
           ? undefined
-          : expiryScheduler(config, tracer.captureAWSv3Client(new SchedulerClient({}))),
+          : expiryScheduler(
+              config,
+              tracer.captureAWSv3Client(
+                new SchedulerClient({ requestHandler: { ...STORE_REQUEST_TIMEOUTS } }),
+              ),
+            ),
       logger,
     }),
   };
@@ -183,7 +221,7 @@ function respond(response: PanicResponse): APIGatewayProxyResult {
 
 export async function handleHttp(
   event: APIGatewayProxyEvent,
-  context: Pick<Context, "invokedFunctionArn">,
+  context: Pick<Context, "invokedFunctionArn" | "getRemainingTimeInMillis">,
   runtime: PanicRuntime,
 ): Promise<APIGatewayProxyResult> {
   // The resource when the API names it; the path under a greedy proxy resource.
@@ -198,6 +236,7 @@ export async function handleHttp(
       { allow: ALLOWED },
     );
   }
+  const deadline = invocationDeadline(context);
   const requester = requesterOf(event);
   if (requester === undefined) {
     // Only reachable if the method lost its AWS_IAM authorisation: refuse rather than act anonymously.
@@ -221,7 +260,7 @@ export async function handleHttp(
             },
           );
         }
-        return respond(await runtime.service.status(history));
+        return respond(await runtime.service.status(history, deadline));
       }
       case "POST": {
         const checked = checkBody(event, ApplyBody, true);
@@ -241,6 +280,7 @@ export async function handleHttp(
             requester,
             via: "api",
             expiryTarget: unqualifiedArn(context.invokedFunctionArn),
+            deadline,
           }),
         );
       }
@@ -252,7 +292,9 @@ export async function handleHttp(
           throw failure;
         }
         logger.appendKeys({ requester });
-        return respond(await runtime.service.revert({ requester, via: "api", reason: checked.data.reason }));
+        return respond(
+          await runtime.service.revert({ requester, via: "api", reason: checked.data.reason, deadline }),
+        );
       }
     }
   } catch (error) {
@@ -292,7 +334,8 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
       // Errors propagate on purpose: Scheduler invokes the function asynchronously, so Lambda retries the
       // revert (twice), then puts it in the dead-letter queue, whose alarm asks for a revert by hand; the
       // schedule's own retry policy only covers deliveries that failed.
-      const response = await runtime().service.expire(parsed.data);
+      // In time too: a revert that runs out of time fails (and is retried) rather than being killed unaudited.
+      const response = await runtime().service.expire(parsed.data, invocationDeadline(context));
       metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
       logger.info("expiry handled", { result: response.result, message: response.message });
       return response;

@@ -6,7 +6,9 @@ import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
 import {
   type CalicoPolicy,
   type CalicoPolicyStore,
+  type CalicoTier,
   DEFAULT_TIER,
+  Deadline,
   describeConflict,
   type ExpiryEvent,
   type ExpiryScheduler,
@@ -15,6 +17,7 @@ import {
   isManagedByCalicoFlows,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
+  OutOfTime,
   type PanicAction,
   type PanicAuditEntry,
   type PanicAuditLog,
@@ -30,11 +33,33 @@ import {
 } from "../core/panic-policy.ts";
 
 /** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
+/** How a warning that the conflicts are unknown begins (the CLI then says nothing about there being none). */
+export const CONFLICTS_UNLISTED = "conflicts could not be listed";
+
 export const MAX_TTL_MINUTES = 7 * 24 * 60;
 export const DEFAULT_HISTORY = 20;
 export const MAX_HISTORY = 100;
 /** Attempts when the policy changes between our read and our write (concurrent appliers). */
 const WRITE_ATTEMPTS = 4;
+
+// How a request's time is shared when it has a deadline (the Lambda's; docs/panic.md, "Time budget").
+/**
+ * Time the reads leave for the write. A write is not sent with less: cut short, it could still be applied by
+ * the API server after the answer said it failed.
+ */
+const MIN_WRITE_MS = 1_000;
+/**
+ * Kept after the policy write for the expiry schedule when there is a TTL (a policy that stays past its
+ * announced expiry is the worst outcome): one Scheduler request normally takes well under a second; at most a
+ * quarter of a short deadline.
+ */
+const SCHEDULE_ROOM_MS = 5_000;
+const SCHEDULE_ROOM_SHARE = 0.25;
+/**
+ * How long the answer waits for the conflict listing, as a share of the time: it runs beside the reads and the
+ * write and only informs, so a slow listing costs the apply a warning, never its write.
+ */
+const CONFLICTS_SHARE = 0.5;
 
 const reason = z
   .string({ error: "reason must be a string" })
@@ -96,12 +121,16 @@ export interface ApplyRequest extends ApplyBody {
   via: string;
   /** ARN the expiry schedule invokes (the panic function's own). */
   expiryTarget?: string;
+  /** When the work must be done (the Lambda's remaining time); none: each request's own timeout only. */
+  deadline?: Deadline;
 }
 
 export interface RevertRequest {
   requester: string;
   via: string;
   reason?: string;
+  /** As for apply. */
+  deadline?: Deadline;
 }
 
 export type PanicResult =
@@ -235,13 +264,29 @@ export class PanicService {
     const warnings: string[] = [];
     let conflicts: PolicyConflict[] = [];
 
+    // The time, shared out: the Kubernetes calls leave room for the expiry schedule, the reads leave time
+    // for the write; the conflict listing runs beside them, and the answer waits for it only so long.
+    const deadline = request.deadline ?? Deadline.unbounded();
+    const kube =
+      action === "apply" && expiresAt !== null
+        ? deadline.earlier(Math.min(SCHEDULE_ROOM_MS, deadline.remainingMs() * SCHEDULE_ROOM_SHARE))
+        : deadline;
+    const reads = kube.earlier(MIN_WRITE_MS);
+    const listing = this.#deps.calico.listPolicies({
+      deadline: deadline.within(deadline.remainingMs() * CONFLICTS_SHARE),
+    });
+    // Awaited once the tier check passed; a request refused before that leaves it to finish on its own.
+    listing.catch(() => undefined);
+    let tiers: CalicoTier[] | null = null;
+    let writing = false;
+
     try {
-      const [first, inventory] = await Promise.all([
-        this.#deps.calico.getGlobalPolicy(this.#objectName),
-        this.#deps.calico.inventory(),
+      const [first, listedTiers] = await Promise.all([
+        this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads }),
+        this.#deps.calico.listTiers({ deadline: reads }),
       ]);
-      this.#requireTier(inventory);
-      conflicts = findConflicts(this.#deps.settings, inventory);
+      this.#requireTier(listedTiers);
+      tiers = listedTiers;
       let existing = first;
       let result: PanicResult | undefined;
       let policy: CalicoPolicy | null = null;
@@ -255,34 +300,42 @@ export class PanicService {
           policy = document;
           break;
         }
+        writing = true;
         try {
           if (existing === null) {
             // No force: if someone else creates the policy meanwhile, their fields conflict and we re-check.
-            policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false });
+            policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false, deadline: kube });
             result = "applied";
           } else {
             // A full replace on condition of the resourceVersion read, for a refresh and a take-over alike:
             // fields someone else set (a narrower selector, extra rules) must not survive in the panic policy,
             // which a server-side apply would leave in place. Under the name it is stored as (the CRD
             // backend's `default.<name>`).
-            policy = await this.#deps.calico.replaceGlobalPolicy({
-              ...document,
-              metadata: {
-                ...document.metadata,
-                name: existing.metadata.name,
-                resourceVersion: existing.metadata.resourceVersion,
+            policy = await this.#deps.calico.replaceGlobalPolicy(
+              {
+                ...document,
+                metadata: {
+                  ...document.metadata,
+                  name: existing.metadata.name,
+                  resourceVersion: existing.metadata.resourceVersion,
+                },
               },
-            });
+              { deadline: kube },
+            );
             result = ours ? "refreshed" : "taken-over";
           }
         } catch (error) {
           if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
             throw error;
-          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+          // Refused on its precondition: nothing was written.
+          writing = false;
+          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads });
         }
       }
+      writing = false;
 
-      if (action === "apply") await this.#reconcileSchedule(expiresAt, expiryTarget, warnings);
+      if (action === "apply") await this.#reconcileSchedule(expiresAt, expiryTarget, warnings, deadline);
+      conflicts = await this.#conflicts(tiers, listing, warnings);
       const applied = policy === null ? null : readStamp(policy);
       const response: PanicResponse = {
         ...this.#frame(action, result, policy),
@@ -294,20 +347,20 @@ export class PanicService {
         conflicts,
         warnings,
       };
-      await this.#record(
+      await this.#report(
         { ...base, outcome: "success", result, conflicts, message: response.message },
+        action === "apply"
+          ? { ...this.#event("applied", request.requester, body.reason), expiresAt, conflicts }
+          : null,
         warnings,
       );
-      if (action === "apply") {
-        await this.#announce(
-          { ...this.#event("applied", request.requester, body.reason), expiresAt, conflicts },
-          warnings,
-        );
-      }
       return response;
     } catch (error) {
-      await this.#recordFailure(base, error, conflicts, action === "apply");
-      throw error;
+      // Past the tier check the conflicts are part of the record, as far as they could be listed in time.
+      if (tiers !== null) conflicts = await this.#conflicts(tiers, listing, []);
+      const failure = this.#timedOut(error, writing, "apply");
+      await this.#recordFailure(base, failure, conflicts, action === "apply");
+      throw failure;
     }
   }
 
@@ -329,21 +382,32 @@ export class PanicService {
     await this.#recordFailure(base, failure, [], request.dryRun !== true);
   }
 
-  async status(historyLimit = DEFAULT_HISTORY): Promise<PanicResponse> {
+  async status(historyLimit = DEFAULT_HISTORY, deadline = Deadline.unbounded()): Promise<PanicResponse> {
     // Settled together: a failing cluster read must not leave the history query running past the caller's
     // cleanup (the CLI closes its embedded store right after).
-    const [read, listed, history] = await Promise.allSettled([
-      this.#deps.calico.getGlobalPolicy(this.#objectName),
-      this.#deps.calico.inventory(),
+    const [read, tiers, policies, history] = await Promise.allSettled([
+      this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline }),
+      this.#deps.calico.listTiers({ deadline }),
+      this.#deps.calico.listPolicies({ deadline }),
       this.#history(historyLimit),
     ]);
     if (read.status === "rejected") throw read.reason;
-    if (listed.status === "rejected") throw listed.reason;
+    let conflicts: PolicyConflict[] = [];
+    const unlisted: string[] = [];
+    if (tiers.status === "fulfilled" && policies.status === "fulfilled") {
+      conflicts = findConflicts(this.#deps.settings, { tiers: tiers.value, ...policies.value });
+    } else {
+      const reason = tiers.status === "rejected" ? tiers.reason : (policies as PromiseRejectedResult).reason;
+      // Out of time, the policy's state is still worth answering; any other failure says something is wrong.
+      if (!(reason instanceof OutOfTime)) throw reason;
+      unlisted.push(
+        `${CONFLICTS_UNLISTED} in time: the policies that may still deny traffic are not known; ` +
+          "ask again, or with `calico-flows panic status --direct`",
+      );
+    }
     if (history.status === "rejected") throw history.reason;
     const policy = read.value;
-    const inventory = listed.value;
-    const conflicts = findConflicts(this.#deps.settings, inventory);
-    const warnings = history.value.warning === undefined ? [] : [history.value.warning];
+    const warnings = [...(history.value.warning === undefined ? [] : [history.value.warning]), ...unlisted];
     const stamp = policy === null ? null : readStamp(policy);
     let result: PanicResult;
     let message: string;
@@ -393,11 +457,12 @@ export class PanicService {
       parsed.data.reason ?? "reverted by hand",
       request.via,
       null,
+      request.deadline ?? Deadline.unbounded(),
     );
   }
 
   /** The expiry schedule fired: remove the policy unless it was refreshed (or replaced) since. */
-  async expire(event: ExpiryEvent): Promise<PanicResponse> {
+  async expire(event: ExpiryEvent, deadline = Deadline.unbounded()): Promise<PanicResponse> {
     if (event.cluster !== this.#deps.cluster || event.policyName !== this.#objectName) {
       // A schedule left over from another configuration: nothing of ours to remove.
       return {
@@ -419,6 +484,7 @@ export class PanicService {
       `expired at ${event.expiresAt}`,
       "schedule",
       event,
+      deadline,
     );
   }
 
@@ -428,11 +494,15 @@ export class PanicService {
     reason: string,
     via: string,
     expiry: ExpiryEvent | null,
+    deadline: Deadline,
   ): Promise<PanicResponse> {
     const warnings: string[] = [];
     const base = { action, requester, reason, via, expiresAt: null };
+    // The reads leave time for the delete; the schedule's removal may fail harmlessly (it finds nothing).
+    const reads = deadline.earlier(MIN_WRITE_MS);
+    let writing = false;
     try {
-      let existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+      let existing = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads });
       let result: PanicResult | undefined;
       let message = "";
       const removed = existing;
@@ -458,11 +528,14 @@ export class PanicService {
           }`;
           break;
         }
+        writing = true;
         try {
-          const deleted = await this.#deps.calico.deleteGlobalPolicy(existing.metadata.name, {
-            uid: existing.metadata.uid,
-            resourceVersion: existing.metadata.resourceVersion,
-          });
+          const deleted = await this.#deps.calico.deleteGlobalPolicy(
+            existing.metadata.name,
+            { uid: existing.metadata.uid, resourceVersion: existing.metadata.resourceVersion },
+            { deadline },
+          );
+          writing = false;
           result = deleted ? (expiry === null ? "reverted" : "expired") : "not-applied";
           message = deleted
             ? `panic policy ${this.#objectName} removed from ${this.#deps.cluster}: Calico isolation is back in force`
@@ -470,10 +543,12 @@ export class PanicService {
         } catch (error) {
           if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
             throw error;
-          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+          writing = false;
+          existing = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads });
         }
       }
-      if (result !== "skipped" && expiry === null) await this.#syncSchedule(null, undefined, warnings);
+      if (result !== "skipped" && expiry === null)
+        await this.#syncSchedule(null, undefined, warnings, deadline);
       const stamp = removed === null ? null : readStamp(removed);
       const response: PanicResponse = {
         ...this.#frame(action, result, result === "skipped" ? presentable(existing) : null),
@@ -485,14 +560,16 @@ export class PanicService {
         conflicts: [],
         warnings,
       };
-      await this.#record({ ...base, outcome: "success", result, conflicts: [], message }, warnings);
-      if (result === "reverted" || result === "expired") {
-        await this.#announce(this.#event(result, requester, reason), warnings);
-      }
+      await this.#report(
+        { ...base, outcome: "success", result, conflicts: [], message },
+        result === "reverted" || result === "expired" ? this.#event(result, requester, reason) : null,
+        warnings,
+      );
       return response;
     } catch (error) {
-      await this.#recordFailure(base, error, [], true);
-      throw error;
+      const failure = this.#timedOut(error, writing, "revert");
+      await this.#recordFailure(base, failure, [], true);
+      throw failure;
     }
   }
 
@@ -507,14 +584,50 @@ export class PanicService {
    * crd.projectcalico.org CRD nothing checks it, and the policy would not be enforced where it was meant to be:
    * refused here, before anything is written, whichever the API group.
    */
-  #requireTier(inventory: PolicyInventory): void {
+  #requireTier(tiers: readonly CalicoTier[]): void {
     const { tier, apiGroup } = this.#deps.settings;
-    if (tier === DEFAULT_TIER || inventory.tiers.some((t) => t.metadata.name === tier)) return;
+    if (tier === DEFAULT_TIER || tiers.some((t) => t.metadata.name === tier)) return;
     throw new PanicFailure(
       "kube-rejected",
       `the panic policy's tier "${tier}" does not exist on ${this.#deps.cluster} (tiers.${apiGroup.split("/")[0]}): ` +
         "create the tier, or set PANIC_TIER (CLI: --tier) to an existing one; nothing was applied",
     );
+  }
+
+  /** The conflicts, once the policies are listed; a warning instead when they could not be, in time or at all. */
+  async #conflicts(
+    tiers: readonly CalicoTier[],
+    listing: Promise<Omit<PolicyInventory, "tiers">>,
+    warnings: string[],
+  ): Promise<PolicyConflict[]> {
+    try {
+      return findConflicts(this.#deps.settings, { tiers, ...(await listing) });
+    } catch (error) {
+      const see = "run `calico-flows panic status` to see the policies that may still deny traffic";
+      const text =
+        error instanceof OutOfTime
+          ? `${CONFLICTS_UNLISTED} in time: ${see}`
+          : `${CONFLICTS_UNLISTED} (${errorText(error)}): ${see}`;
+      warnings.push(text);
+      this.#deps.logger?.warn(text, { error: errorText(error) });
+      return [];
+    }
+  }
+
+  /**
+   * A request that ran out of time, said in terms of what was done: nothing, when no write was on its way;
+   * possibly everything, when the write was sent and its answer did not come in time.
+   */
+  #timedOut(error: unknown, writing: boolean, action: "apply" | "revert"): unknown {
+    if (!(error instanceof OutOfTime)) return error;
+    const message =
+      writing && error.sent
+        ? `${error.message}: the ${action === "apply" ? "write" : "delete"} was sent, and the API server may have ` +
+          "carried it out (or still do): check with `calico-flows panic status` before trying again"
+        : `${error.message}; nothing was ${action === "apply" ? "applied" : "reverted"}. The Kubernetes API is ` +
+          `too slow for the time this request has: try again, or use \`calico-flows panic ${action} --direct\`, ` +
+          "which waits for each request's own timeout";
+    return new OutOfTime(message, { cause: error, sent: error.sent });
   }
 
   #notOwned(existing: CalicoPolicy, doing: "apply" | "revert"): PanicFailure {
@@ -586,13 +699,14 @@ export class PanicService {
     scheduled: string | null,
     target: string | undefined,
     warnings: string[],
+    deadline: Deadline,
   ): Promise<void> {
     let written = scheduled;
-    await this.#syncSchedule(written, target, warnings);
+    await this.#syncSchedule(written, target, warnings, deadline);
     for (let round = 0; round < RECONCILE_ROUNDS; round++) {
       let current: CalicoPolicy | null;
       try {
-        current = await this.#deps.calico.getGlobalPolicy(this.#objectName);
+        current = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline });
       } catch (error) {
         warnings.push(`the expiry schedule could not be checked against the policy: ${errorText(error)}`);
         return;
@@ -608,33 +722,41 @@ export class PanicService {
         return;
       }
       written = wanted;
-      await this.#syncSchedule(written, target, warnings);
+      await this.#syncSchedule(written, target, warnings, deadline);
     }
   }
 
+  /**
+   * Writes or removes the schedule. Always sent, however little time is left (an expiry that is not
+   * scheduled leaves the policy in place), but waited for only until the deadline.
+   */
   async #syncSchedule(
     expiresAt: string | null,
     target: string | undefined,
     warnings: string[],
+    deadline: Deadline,
   ): Promise<void> {
     const scheduler = this.#deps.scheduler;
     if (scheduler === undefined) return;
     try {
-      if (expiresAt !== null && target !== undefined) {
-        await scheduler.schedule({
-          cluster: this.#deps.cluster,
-          policyName: this.#objectName,
-          expiresAt,
-          functionArn: target,
-        });
-      } else {
-        await scheduler.cancel(this.#deps.cluster, this.#objectName);
-      }
+      const call: Promise<unknown> =
+        expiresAt !== null && target !== undefined
+          ? scheduler.schedule({
+              cluster: this.#deps.cluster,
+              policyName: this.#objectName,
+              expiresAt,
+              functionArn: target,
+            })
+          : scheduler.cancel(this.#deps.cluster, this.#objectName);
+      await settledBy(deadline, "EventBridge Scheduler", call);
     } catch (error) {
       const text =
         expiresAt === null
           ? `the expiry schedule could not be removed (${errorText(error)}); it will find nothing to revert`
-          : `the expiry could not be scheduled (${errorText(error)}): the policy stays until reverted by hand`;
+          : error instanceof NotInTime
+            ? `the expiry schedule was not confirmed in time (${errorText(error)}): if it was not written, ` +
+              "the policy stays until reverted by hand"
+            : `the expiry could not be scheduled (${errorText(error)}): the policy stays until reverted by hand`;
       warnings.push(text);
       this.#deps.logger?.error(text, { error: errorText(error) });
     }
@@ -671,6 +793,24 @@ export class PanicService {
     }
   }
 
+  /**
+   * The audit record and, when there is one, the announcement, side by side: what the handler keeps back of
+   * the Lambda's time for them covers the slower of the two, not their sum.
+   */
+  async #report(
+    entry: Omit<PanicAuditEntry, "cluster" | "at" | "policyName"> & { outcome: PanicOutcome },
+    event: (Omit<PanicEvent, "conflicts"> & { conflicts?: PolicyConflict[] }) | null,
+    warnings: string[],
+  ): Promise<void> {
+    const recorded: string[] = [];
+    const announced: string[] = [];
+    await Promise.all([
+      this.#record(entry, recorded),
+      event === null ? undefined : this.#announce(event, announced),
+    ]);
+    warnings.push(...recorded, ...announced);
+  }
+
   async #announce(
     event: Omit<PanicEvent, "conflicts"> & { conflicts?: PolicyConflict[] },
     warnings: string[],
@@ -697,17 +837,40 @@ export class PanicService {
   ): Promise<void> {
     const refused = error instanceof PanicFailure && (error.kind === "not-owned" || error.kind === "invalid");
     const result = error instanceof PanicFailure ? error.kind : "error";
-    const ignored: string[] = [];
-    await this.#record(
+    await this.#report(
       { ...base, outcome: refused ? "refused" : "failed", result, conflicts, message: errorText(error) },
-      ignored,
+      announce
+        ? { ...this.#event("refused", base.requester, base.reason), detail: errorText(error), conflicts }
+        : null,
+      [],
     );
-    if (announce) {
-      await this.#announce(
-        { ...this.#event("refused", base.requester, base.reason), detail: errorText(error), conflicts },
-        ignored,
-      );
-    }
+  }
+}
+
+/** A call not settled by its deadline. */
+class NotInTime extends Error {
+  override name = "NotInTime";
+}
+
+/**
+ * `work`'s outcome, or NotInTime once `deadline` passed first. The work itself goes on (nothing here can
+ * abort it); its late failure is dropped.
+ */
+async function settledBy<T>(deadline: Deadline, what: string, work: Promise<T>): Promise<T> {
+  if (!deadline.bounded) return work;
+  work.catch(() => undefined);
+  const left = deadline.remainingMs();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new NotInTime(`no answer from ${what} within the ${Math.round(left)} ms left`)),
+      left,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -123,6 +123,22 @@ describe("calico-flows panic --direct", () => {
     expect(again.stdout).toMatch(/^NOTHING TO REVERT .*nothing to revert/);
   });
 
+  it("does not say no policy may deny traffic when the policies could not be listed", async () => {
+    await h.kube.setFault({
+      fault: { kind: "status", code: 403 },
+      method: "GET",
+      path: "/apis/projectcalico.org/v3/networkpolicies",
+    });
+    const applied = await direct("apply", "--reason", "listing refused");
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toMatch(/^APPLIED/);
+    expect(applied.stdout).toContain("conflicts could not be listed");
+    expect(applied.stdout).not.toContain("No policy evaluated before it can deny traffic it allows.");
+    await h.kube.setFault(null);
+    const status = await direct("status");
+    expect(status.stdout).toContain("No policy evaluated before it can deny traffic it allows.");
+  });
+
   it("shows the exact document in a dry run and writes nothing", async () => {
     const run = await direct(
       "apply",

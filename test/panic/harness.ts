@@ -65,12 +65,24 @@ export interface PanicHarness {
   /** Announcements published since the last call, as the `default` JSON structures. */
   announcements(): Promise<Record<string, unknown>[]>;
   runtime(overrides?: Partial<PanicPolicySettings> & { defaultTtlMinutes?: number }): PanicRuntime;
-  /** The middy handler over `runtime()` (or the runtime given). */
-  invoke(event: unknown, runtime?: PanicRuntime): Promise<APIGatewayProxyResult & Record<string, unknown>>;
+  /** The middy handler over `runtime()` (or the runtime given), in `context` (default: 28 s to go). */
+  invoke(
+    event: unknown,
+    runtime?: PanicRuntime,
+    context?: Context,
+  ): Promise<APIGatewayProxyResult & Record<string, unknown>>;
   close(): Promise<void>;
 }
 
-export function lambdaContext(arn = `${FUNCTION_ARN}:live`): Context {
+/**
+ * A Lambda context for `arn`. Its remaining time runs down from `remainingMs` (the panic function's timeout
+ * by default) as a real one does; a function for a remaining time the test decides itself.
+ */
+export function lambdaContext(
+  arn = `${FUNCTION_ARN}:live`,
+  remainingMs: number | (() => number) = 28_000,
+): Context {
+  const end = typeof remainingMs === "number" ? Date.now() + remainingMs : 0;
   return {
     callbackWaitsForEmptyEventLoop: true,
     functionName: "calico-flows-panic",
@@ -80,7 +92,8 @@ export function lambdaContext(arn = `${FUNCTION_ARN}:live`): Context {
     awsRequestId: "00000000-0000-0000-0000-000000000001",
     logGroupName: "/aws/lambda/calico-flows-panic",
     logStreamName: "test",
-    getRemainingTimeInMillis: () => 28_000,
+    getRemainingTimeInMillis:
+      typeof remainingMs === "number" ? () => Math.max(0, end - Date.now()) : remainingMs,
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
@@ -180,9 +193,9 @@ export async function startPanicHarness(
       return messages.map((m) => JSON.parse(structureOf(m).default) as Record<string, unknown>);
     },
     runtime,
-    async invoke(event, other) {
+    async invoke(event, other, context = lambdaContext()) {
       const h = other === undefined ? handler : createPanicHandler(() => other);
-      return (await h(event as APIGatewayProxyEvent, lambdaContext())) as APIGatewayProxyResult &
+      return (await h(event as APIGatewayProxyEvent, context)) as APIGatewayProxyResult &
         Record<string, unknown>;
     },
     async close() {

@@ -131,19 +131,20 @@ function newWorld(): World {
   };
   const calico: CalicoPolicyStore = {
     apiGroup: real.apiGroup,
-    getGlobalPolicy: (name) => real.getGlobalPolicy(name),
-    inventory: () => real.inventory(),
+    getGlobalPolicy: (name, options) => real.getGlobalPolicy(name, options),
+    listTiers: (options) => real.listTiers(options),
+    listPolicies: (options) => real.listPolicies(options),
     applyGlobalPolicy: async (policy, options) => {
       await interfere();
       return real.applyGlobalPolicy(policy, options);
     },
-    replaceGlobalPolicy: async (policy) => {
+    replaceGlobalPolicy: async (policy, options) => {
       await interfere();
-      return real.replaceGlobalPolicy(policy);
+      return real.replaceGlobalPolicy(policy, options);
     },
-    deleteGlobalPolicy: async (name, preconditions) => {
+    deleteGlobalPolicy: async (name, preconditions, options) => {
       await interfere();
-      return real.deleteGlobalPolicy(name, preconditions);
+      return real.deleteGlobalPolicy(name, preconditions, options);
     },
   };
   const service = new PanicService({

@@ -2,8 +2,8 @@
 // with metadata.resourceVersion, Status objects for errors, field and label selectors, `limit`/`continue`
 // pagination with 410 Expired, discovery under /api and /apis) over a generic object store, so any resource
 // can be registered: core pods/nodes/namespaces by default, Calico CRDs by the tests that need them.
-// TLS uses a CA generated for the run; requests need the bearer token. Faults (401/403/500/hang/down…) and
-// per-path request counts let tests prove how clients behave when Kubernetes misbehaves.
+// TLS uses a CA generated for the run; requests need the bearer token. Faults (401/403/500/hang/down/delay…)
+// and per-path request counts let tests prove how clients behave when Kubernetes misbehaves.
 import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -77,7 +77,13 @@ export type Fault =
    * Stop listening (connection refused) until `setFault(null)`; scoped to a method or path, drop the
    * matching connections instead.
    */
-  | { kind: "down" };
+  | { kind: "down" }
+  /**
+   * A slow API server: handle the request `ms` later, as it would have been. The request is carried out then
+   * even if its client gave up meanwhile, as a real API server may still complete a write whose client went
+   * away; only the answer is dropped.
+   */
+  | { kind: "delay"; ms: number };
 
 export interface FaultRule {
   fault: Fault;
@@ -1313,6 +1319,15 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
 
   const hanging = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
+  const delays = new Set<ReturnType<typeof setTimeout>>();
+  const delay = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        delays.delete(timer);
+        resolve();
+      }, ms);
+      delays.add(timer);
+    });
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const method = (req.method ?? "GET").toUpperCase();
@@ -1328,8 +1343,11 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       status: 0,
     };
     log.push(record);
+    let delayed = false;
     const send = (code: number, body: KubeObject | string, extra: Record<string, string> = {}) => {
       record.status = code;
+      // A delayed request whose client went away: carried out, but there is no one to answer.
+      if (delayed && (res.destroyed || req.socket.destroyed)) return;
       const text = typeof body === "string" ? body : JSON.stringify(body);
       const headers: Record<string, string> = {
         "content-type": typeof body === "string" ? "text/plain; charset=utf-8" : "application/json",
@@ -1352,7 +1370,10 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
         return;
       }
       const fault = faultFor(method, url.pathname);
-      if (fault !== null) {
+      if (fault?.kind === "delay") {
+        delayed = true;
+        await delay(fault.ms);
+      } else if (fault !== null) {
         if (fault.kind === "hang") {
           record.status = -1;
           hanging.add(res);
@@ -1425,6 +1446,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     new Promise<void>((resolve) => {
       for (const res of hanging) res.destroy();
       hanging.clear();
+      // Delayed requests are dropped unanswered, and not carried out.
+      for (const timer of delays) clearTimeout(timer);
+      delays.clear();
       for (const socket of sockets) socket.destroy();
       server.close(() => resolve());
       server.closeAllConnections();

@@ -17,7 +17,10 @@ import {
   type CalicoPolicy,
   type CalicoPolicyStore,
   type CalicoTier,
+  Deadline,
   FIELD_MANAGER,
+  type KubeCallOptions,
+  OutOfTime,
   PanicFailure,
   type PolicyInventory,
 } from "../../core/panic-policy.ts";
@@ -38,7 +41,7 @@ export interface CalicoPoliciesOptions {
   kubeConfig: () => KubeConfig | Promise<KubeConfig>;
   /** Which cluster, reached how: for messages. */
   description: string;
-  /** Deadline of each Kubernetes request. */
+  /** Deadline of each Kubernetes request (shortened to what a call's own deadline leaves). */
   timeoutMs: number;
   /** What to do about a 401/403 where this runs. */
   fixes: AccessFixes;
@@ -72,6 +75,13 @@ const PLURALS = {
 } as const;
 
 const PAGE = 500;
+/**
+ * Less time than this left: the request is not sent. It could not be answered (a TLS handshake and a round
+ * trip), and a write cut short may still be applied by the server after its client gave up.
+ */
+const MIN_REQUEST_MS = 100;
+/** How much later than a shortened request's own abort the whole call (KubeConfig included) is given up. */
+const SHORTENED_GRACE_MS = 250;
 /** The group of the CRDs themselves (clusters without the Calico API server). */
 const CRD_GROUP = "crd.projectcalico.org";
 
@@ -110,27 +120,30 @@ export class CalicoPolicies implements CalicoPolicyStore {
    * The policy named `name`. On the CRD group, a default-tier name without a prefix is also looked for as
    * `default.<name>`, which some Calico versions store it as: the caller then acts on the name it comes back with.
    */
-  async getGlobalPolicy(name: string): Promise<CalicoPolicy | null> {
-    const found = await this.#getGlobalPolicy(name);
+  async getGlobalPolicy(name: string, options: KubeCallOptions = {}): Promise<CalicoPolicy | null> {
+    const found = await this.#getGlobalPolicy(name, options);
     if (found !== null || this.#group !== CRD_GROUP || name.includes(".")) return found;
-    return this.#getGlobalPolicy(`default.${name}`);
+    return this.#getGlobalPolicy(`default.${name}`, options);
   }
 
-  async #getGlobalPolicy(name: string): Promise<CalicoPolicy | null> {
+  async #getGlobalPolicy(name: string, options: KubeCallOptions): Promise<CalicoPolicy | null> {
     const doing = `reading ${PLURALS.global}/${name}`;
     try {
-      return await this.#call(doing, (api) =>
-        api.getClusterCustomObject({
-          group: this.#group,
-          version: this.#version,
-          plural: PLURALS.global,
-          name,
-        }),
+      return await this.#call(
+        doing,
+        (api) =>
+          api.getClusterCustomObject({
+            group: this.#group,
+            version: this.#version,
+            plural: PLURALS.global,
+            name,
+          }),
+        options,
       );
     } catch (error) {
       if (!isNotFound(error)) throw this.#failure(error, doing);
       // A 404 is also what a cluster without the API group answers: tell the two apart.
-      await this.#requireGroup();
+      await this.#requireGroup(options);
       return null;
     }
   }
@@ -144,42 +157,48 @@ export class CalicoPolicies implements CalicoPolicyStore {
         : { ...policy, metadata: { ...policy.metadata, resourceVersion: options.resourceVersion } };
     const doing = `applying ${PLURALS.global}/${name}`;
     try {
-      return await this.#call(doing, (api) =>
-        api.patchClusterCustomObject(
-          {
-            group: this.#group,
-            version: this.#version,
-            plural: PLURALS.global,
-            name,
-            body,
-            fieldManager: FIELD_MANAGER,
-            force: options.force,
-          },
-          SERVER_SIDE_APPLY,
-        ),
+      return await this.#call(
+        doing,
+        (api) =>
+          api.patchClusterCustomObject(
+            {
+              group: this.#group,
+              version: this.#version,
+              plural: PLURALS.global,
+              name,
+              body,
+              fieldManager: FIELD_MANAGER,
+              force: options.force,
+            },
+            SERVER_SIDE_APPLY,
+          ),
+        options,
       );
     } catch (error) {
       throw this.#failure(error, doing);
     }
   }
 
-  async replaceGlobalPolicy(policy: CalicoPolicy): Promise<CalicoPolicy> {
+  async replaceGlobalPolicy(policy: CalicoPolicy, options: KubeCallOptions = {}): Promise<CalicoPolicy> {
     const name = policy.metadata.name;
     const doing = `replacing ${PLURALS.global}/${name}`;
     try {
-      return await this.#call(doing, (api) =>
-        api.replaceClusterCustomObject({
-          group: this.#group,
-          version: this.#version,
-          plural: PLURALS.global,
-          name,
-          body: policy,
-          fieldManager: FIELD_MANAGER,
-        }),
+      return await this.#call(
+        doing,
+        (api) =>
+          api.replaceClusterCustomObject({
+            group: this.#group,
+            version: this.#version,
+            plural: PLURALS.global,
+            name,
+            body: policy,
+            fieldManager: FIELD_MANAGER,
+          }),
+        options,
       );
     } catch (error) {
       if (!isNotFound(error)) throw this.#failure(error, doing);
-      await this.#requireGroup();
+      await this.#requireGroup(options);
       // Deleted since it was read (a revert meanwhile): it changed under the precondition, as a 409 says.
       throw new PanicFailure("conflict", `${doing}: it was deleted meanwhile`, { cause: error });
     }
@@ -188,36 +207,43 @@ export class CalicoPolicies implements CalicoPolicyStore {
   async deleteGlobalPolicy(
     name: string,
     preconditions: { uid?: string; resourceVersion?: string },
+    options: KubeCallOptions = {},
   ): Promise<boolean> {
     const doing = `deleting ${PLURALS.global}/${name}`;
     try {
-      await this.#call(doing, (api) =>
-        api.deleteClusterCustomObject({
-          group: this.#group,
-          version: this.#version,
-          plural: PLURALS.global,
-          name,
-          body: { preconditions },
-        }),
+      await this.#call(
+        doing,
+        (api) =>
+          api.deleteClusterCustomObject({
+            group: this.#group,
+            version: this.#version,
+            plural: PLURALS.global,
+            name,
+            body: { preconditions },
+          }),
+        options,
       );
       return true;
     } catch (error) {
       if (!isNotFound(error)) throw this.#failure(error, doing);
-      await this.#requireGroup();
+      await this.#requireGroup(options);
       return false;
     }
   }
 
-  async inventory(): Promise<PolicyInventory> {
-    const [tiers, globalPolicies, namespacedPolicies] = await Promise.all([
-      this.#listAll<CalicoTier>(PLURALS.tiers, false),
-      this.#listAll<CalicoPolicy>(PLURALS.global, false),
-      this.#listAll<CalicoPolicy>(PLURALS.namespaced, true),
-    ]);
-    return { tiers, globalPolicies, namespacedPolicies };
+  listTiers(options: KubeCallOptions = {}): Promise<CalicoTier[]> {
+    return this.#listAll<CalicoTier>(PLURALS.tiers, false, options);
   }
 
-  async #listAll<T>(plural: string, allNamespaces: boolean): Promise<T[]> {
+  async listPolicies(options: KubeCallOptions = {}): Promise<Omit<PolicyInventory, "tiers">> {
+    const [globalPolicies, namespacedPolicies] = await Promise.all([
+      this.#listAll<CalicoPolicy>(PLURALS.global, false, options),
+      this.#listAll<CalicoPolicy>(PLURALS.namespaced, true, options),
+    ]);
+    return { globalPolicies, namespacedPolicies };
+  }
+
+  async #listAll<T>(plural: string, allNamespaces: boolean, options: KubeCallOptions): Promise<T[]> {
     const items: T[] = [];
     let next: string | undefined;
     do {
@@ -225,10 +251,13 @@ export class CalicoPolicies implements CalicoPolicyStore {
       const doing = `listing ${plural}.${this.#group}`;
       let page: { items?: T[]; metadata?: { continue?: string } };
       try {
-        page = await this.#call(doing, (api) =>
-          allNamespaces
-            ? api.listCustomObjectForAllNamespaces({ ...params, resourcePlural: plural })
-            : api.listClusterCustomObject({ ...params, plural }),
+        page = await this.#call(
+          doing,
+          (api) =>
+            allNamespaces
+              ? api.listCustomObjectForAllNamespaces({ ...params, resourcePlural: plural })
+              : api.listClusterCustomObject({ ...params, plural }),
+          options,
         );
       } catch (error) {
         // Listing a collection never 404s when its resource exists.
@@ -242,24 +271,54 @@ export class CalicoPolicies implements CalicoPolicyStore {
   }
 
   /**
-   * One call under a deadline that also covers loading the KubeConfig (DescribeCluster, tokens); a little
-   * longer than the request's own abort, which then reports first with the better message.
+   * One request, aborted after the request timeout or at the call's deadline, whichever comes first, under a
+   * deadline that also covers loading the KubeConfig (DescribeCluster, tokens): a little longer than the
+   * request's own abort, which then reports first with the better message. Past the call's deadline, or too
+   * close to it, the request is not sent at all.
    */
   // biome-ignore lint/suspicious/noExplicitAny: custom objects are untyped in client-node
-  #call<T = any>(doing: string, fn: (api: CustomObjectsApi) => Promise<T>): Promise<T> {
-    const { timeoutMs } = this.#options;
-    return withDeadline(timeoutMs + 1_000, doing, async () =>
-      fn(kubeApiClient(await this.#options.kubeConfig(), CustomObjectsApi, timeoutMs)),
-    );
+  async #call<T = any>(
+    doing: string,
+    fn: (api: CustomObjectsApi) => Promise<T>,
+    options: KubeCallOptions,
+  ): Promise<T> {
+    const { timeoutMs, description } = this.#options;
+    const left = Math.floor((options.deadline ?? Deadline.unbounded()).remainingMs());
+    if (left < MIN_REQUEST_MS) {
+      throw new OutOfTime(
+        `${doing} on ${description} was not attempted: the time this request may take is spent`,
+        { sent: false },
+      );
+    }
+    const requestMs = Math.min(timeoutMs, left);
+    const shortened = requestMs < timeoutMs;
+    try {
+      return await withDeadline(
+        shortened ? requestMs + SHORTENED_GRACE_MS : timeoutMs + 1_000,
+        doing,
+        async () => fn(kubeApiClient(await this.#options.kubeConfig(), CustomObjectsApi, requestMs)),
+      );
+    } catch (error) {
+      // Cut short by the deadline rather than by the server's own slowness alone: said so.
+      if (shortened && describeKubeError(error, this.#options.fixes).kind === "timeout") {
+        throw new OutOfTime(
+          `${doing} on ${description}: no answer within the ${requestMs} ms this request had left`,
+          { cause: error, sent: true },
+        );
+      }
+      throw error;
+    }
   }
 
-  async #requireGroup(): Promise<void> {
+  async #requireGroup(options: KubeCallOptions): Promise<void> {
     if (this.#groupServed) return;
     const doing = `discovering ${this.apiGroup}`;
     let resources: { resources?: { name?: string }[] };
     try {
-      resources = await this.#call(doing, (api) =>
-        api.getAPIResources({ group: this.#group, version: this.#version }),
+      resources = await this.#call(
+        doing,
+        (api) => api.getAPIResources({ group: this.#group, version: this.#version }),
+        options,
       );
     } catch (error) {
       if (isNotFound(error)) throw this.#missingGroup(PLURALS.global);
