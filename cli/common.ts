@@ -1,6 +1,8 @@
 // Options every calico-flows command accepts (DESIGN.md §3.2), parsed once into a typed config.
 import { constants } from "node:os";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { checkCluster } from "../functions/adapters/dynamo/keys.ts";
+import { CidrSet } from "../functions/core/classify.ts";
 
 /** Options that cannot go together or do not make sense: exit status 2, as commander's own usage errors. */
 export class UsageError extends Error {
@@ -24,21 +26,41 @@ export interface CommonOptions {
   region: string | undefined;
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
+/**
+ * Each `--internal-cidr` is checked as it is read, as the ingest function checks INTERNAL_CIDRS: a usage error
+ * (exit 2) before anything is opened, rather than a failure once the store exists and the input is being read.
+ */
+function collectCidr(value: string, previous: string[] | undefined): string[] {
+  try {
+    new CidrSet([value]);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
   return [...(previous ?? []), value];
+}
+
+/** A cluster name the store can key records by: refused as a usage error, not when the first record is written. */
+function clusterName(value: string): string {
+  try {
+    return checkCluster(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 /** Adds the options shared by every command. */
 export function withCommonOptions(command: Command): Command {
   return command
     .addOption(
-      new Option("--cluster <name>", "cluster name recorded on flows and alerts").default(DEFAULT_CLUSTER),
+      new Option("--cluster <name>", "cluster name recorded on flows and alerts")
+        .argParser(clusterName)
+        .default(DEFAULT_CLUSTER),
     )
     .addOption(
       new Option(
         "--internal-cidr <cidr>",
         "private range of the cluster, repeatable (default 192.168.0.0/16)",
-      ).argParser(collect),
+      ).argParser(collectCidr),
     )
     .addOption(new Option("--store <dir>", "directory of the embedded flow store").default(DEFAULT_STORE_DIR))
     .addOption(new Option("--table <name>", "use this DynamoDB table instead of the embedded store"))

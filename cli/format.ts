@@ -1,5 +1,5 @@
 // Human-readable tables for `flows` and `alerts`; `--json` prints the records themselves instead.
-import type { AlertRecord, Endpoint, FlowRecord } from "../functions/core/types.ts";
+import type { AlertRecord, Endpoint, FlowRecord, PolicyRef } from "../functions/core/types.ts";
 
 export function describeEndpoint(e: Endpoint): string {
   switch (e.kind) {
@@ -16,6 +16,14 @@ export function describeEndpoint(e: Endpoint): string {
   }
 }
 
+/** The policy the log prefix named (`--prefix-format`), as `tier: kind namespace/name`; "-" when it named none. */
+export function describePolicy(p: PolicyRef | null): string {
+  if (p === null) return "-";
+  const name = p.namespace === null ? p.name : `${p.namespace}/${p.name ?? "?"}`;
+  const parts = [p.tier === null ? null : `${p.tier}:`, p.kind, name].filter((x) => x !== null);
+  return parts.length === 0 ? "-" : parts.join(" ");
+}
+
 function port(protocol: string, dstPort: number | null): string {
   return dstPort === null ? protocol : `${dstPort}/${protocol}`;
 }
@@ -30,11 +38,12 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...rows.map(line)].join("\n");
 }
 
-const shortTime = (iso: string) => iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+/** To the second, and still ISO-8601: a time copied from a table is a valid `--since` or `--until`. */
+const shortTime = (iso: string) => iso.replace(/\.\d+Z$/, "Z");
 
 export function flowsTable(flows: readonly FlowRecord[]): string {
   return table(
-    ["LAST SEEN", "SOURCE", "DESTINATION", "PORT", "DIR", "REPORTER", "PACKETS", "INTERNAL"],
+    ["LAST SEEN", "SOURCE", "DESTINATION", "PORT", "DIR", "REPORTER", "PACKETS", "INTERNAL", "POLICY"],
     flows.map((f) => [
       shortTime(f.lastSeen),
       describeEndpoint(f.src),
@@ -44,13 +53,25 @@ export function flowsTable(flows: readonly FlowRecord[]): string {
       f.reporter,
       String(f.packets),
       f.internal ? "yes" : "no",
+      describePolicy(f.policy),
     ]),
   );
 }
 
 export function alertsTable(alerts: readonly AlertRecord[]): string {
   return table(
-    ["OPENED", "SEVERITY", "SOURCE", "DESTINATION", "PORT", "HITS", "FOLDED BEFORE", "LAST SEEN", "DELIVERY"],
+    [
+      "OPENED",
+      "SEVERITY",
+      "SOURCE",
+      "DESTINATION",
+      "PORT",
+      "HITS",
+      "FOLDED BEFORE",
+      "LAST SEEN",
+      "DELIVERY",
+      "POLICY",
+    ],
     alerts.map((a) => [
       shortTime(a.openedAt),
       a.severity,
@@ -61,6 +82,7 @@ export function alertsTable(alerts: readonly AlertRecord[]): string {
       String(a.foldedBefore),
       shortTime(a.lastSeen),
       a.delivery,
+      describePolicy(a.policy),
     ]),
   );
 }

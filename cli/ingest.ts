@@ -5,8 +5,8 @@ import { InvalidArgumentError, Option } from "commander";
 import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { IngestDeps } from "../functions/core/ingest.ts";
-import { createScanner } from "../functions/core/parse.ts";
-import { type CommonOptions, parseInteger, withCommonOptions } from "./common.ts";
+import { createScanner, type LineParser } from "../functions/core/parse.ts";
+import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory } from "./directory.ts";
 import { openAlertSink } from "./sink.ts";
 import { openStore } from "./store.ts";
@@ -24,8 +24,8 @@ export function addIngestOptions(command: Command): Command {
     )
     .option("--bucket-seconds <n>", "aggregation bucket", parseInteger("--bucket-seconds", 1, 3600), 60)
     .addOption(
-      new Option("--alert-window <duration>", "one alert per key per window")
-        .argParser(parseDurationMs)
+      new Option("--alert-window <duration>", "one alert per key per window, 1s to 24h")
+        .argParser(alertWindow)
         .default(15 * 60_000, "15m"),
     )
     .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
@@ -35,6 +35,21 @@ export function addIngestOptions(command: Command): Command {
     .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
     .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
   return addDirectoryOptions(withCommonOptions(command));
+}
+
+/** Most an alert window may be: the ingest function's ALERT_WINDOW_MINUTES goes up to 1440. */
+const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
+
+/**
+ * Checked as it is read: a window of 0 would fail at the first alert, after flows were stored, and one of
+ * centuries as an "Invalid time value" (its end is no date).
+ */
+function alertWindow(value: string): number {
+  const ms = parseDurationMs(value);
+  if (ms < 1000 || ms > MAX_ALERT_WINDOW_MS) {
+    throw new InvalidArgumentError(`--alert-window must be from 1s to 24h, got "${value}"`);
+  }
+  return ms;
 }
 
 /** Each prefix is checked with those before it, as the ingest function checks its list: a repeat is refused too. */
@@ -61,9 +76,21 @@ export async function openIngest(
   common: CommonOptions,
   parse: { year?: number } = {},
 ): Promise<IngestSetup> {
+  // Before the store is opened (and made): a prefix the scanner refuses is a usage error, as it is for `parse`.
+  let scanner: LineParser;
+  try {
+    scanner = createScanner({
+      year: parse.year,
+      prefix: raw.prefix as string,
+      prefixFormat: raw.prefixFormat as string | undefined,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const opened = await openStore(common, {
     retentionDays: raw.retentionDays as number,
     countsBuckets: raw.bucketSeconds as number,
+    countsCluster: common.cluster,
   });
   try {
     const directory = await openDirectory(raw, opened.history, common.cluster);
@@ -78,11 +105,7 @@ export async function openIngest(
           cluster: common.cluster,
           internal: new CidrSet(common.internalCidrs),
           bucketSeconds: raw.bucketSeconds as number,
-          scanner: createScanner({
-            year: parse.year,
-            prefix: raw.prefix as string,
-            prefixFormat: raw.prefixFormat as string | undefined,
-          }),
+          scanner,
           directory: directory.directory,
           workloadInterfacePrefixes: raw.workloadInterfacePrefix as string[] | undefined,
           scanThreshold: raw.scanThreshold as number | undefined,

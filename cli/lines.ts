@@ -12,7 +12,11 @@ export interface BatchOptions {
   idleMs: number;
   /** Close a non-empty batch this long after its first line came (ms), input or not. @default 2000 */
   maxWaitMs?: number;
-  /** Stop reading when aborted: the lines read so far are still yielded, the last one even without a newline. */
+  /**
+   * Stop reading when aborted: the lines read so far are still yielded, but not a last one whose newline was not
+   * read yet (`unfinished`): reading stopped in the middle of it, and its end may be anything (a port cut to its
+   * first digits). At the end of the input, a last line without a newline is a line.
+   */
   signal?: AbortSignal;
   /** The clock (ms). @default Date.now */
   now?: () => number;
@@ -22,6 +26,8 @@ export interface LineBatch {
   lines: string[];
   /** Bytes of input consumed so far, for progress. */
   bytesRead: number;
+  /** Reading was aborted in the middle of a line, which is left out: it follows `lines`. */
+  unfinished?: boolean;
 }
 
 /** Longest line kept in memory (characters), by `replay` and `parse`; a longer one is counted malformed. */
@@ -62,6 +68,14 @@ export class LineSplitter {
     }
   }
 
+  /** Forgets a line begun and not ended (reading stopped in its middle): true if there was one. */
+  discard(): boolean {
+    const held = this.#tail.length > 0 || this.#oversized;
+    this.#tail = "";
+    this.#oversized = false;
+    return held;
+  }
+
   /** The last line when the input did not end with a newline. */
   end(out: string[]): void {
     if (this.#tail.length > 0 || this.#oversized) this.#emit(this.#tail, out);
@@ -93,6 +107,7 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   /** No text decoded yet: a UTF-8 byte order mark there is not part of the first line. */
   let atStart = true;
   let next: Promise<IteratorResult<Buffer | string>> | undefined;
+  let stopped = false;
   for (;;) {
     next ??= iterator.next();
     let result: IteratorResult<Buffer | string> | "idle" | "aborted";
@@ -110,6 +125,7 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
     if (result === "aborted") {
       // The read under way is abandoned; the stream is the caller's to close.
       next.catch(() => {});
+      stopped = true;
       break;
     }
     if (result === "idle") {
@@ -139,6 +155,13 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
       yield { lines: pending, bytesRead };
       pending = [];
     }
+  }
+  if (stopped) {
+    // Bytes of a character not complete yet are the start of a line, unfinished as well.
+    const partialCharacter = decoder.end().length > 0;
+    const unfinished = splitter.discard() || partialCharacter;
+    if (pending.length > 0 || unfinished) yield { lines: pending, bytesRead, unfinished };
+    return;
   }
   splitter.push(decoder.end(), pending);
   splitter.end(pending);

@@ -61,10 +61,30 @@ try {
   }
   // What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack
   // only when asked for.
-  const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`error: ${message}\n`);
+  process.stderr.write(`error: ${describeError(error)}\n`);
   if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
     process.stderr.write(`${error.stack}\n`);
   }
   process.exitCode = error instanceof UsageError ? 2 : 1;
+}
+
+/**
+ * An error's message and those of its causes that it does not already say: fetch says only "fetch failed", and
+ * why (a refused connection, an unknown host, a certificate) is in its cause.
+ */
+function describeError(error: unknown): string {
+  let text = "";
+  let at: unknown = error;
+  for (let depth = 0; at !== undefined && at !== null && depth < 5; depth++) {
+    // A connection refused on every address of a name is an AggregateError without a message of its own.
+    const message =
+      at instanceof AggregateError && at.message === ""
+        ? at.errors.map((e) => (e instanceof Error ? e.message : String(e))).join("; ")
+        : at instanceof Error
+          ? at.message
+          : String(at);
+    if (message !== "" && !text.includes(message)) text = text === "" ? message : `${text}: ${message}`;
+    at = at instanceof Error ? at.cause : undefined;
+  }
+  return text;
 }

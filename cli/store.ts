@@ -1,6 +1,6 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
@@ -17,6 +17,11 @@ export interface OpenedStore {
   coverage: CoverageStore;
   /** Where the data lives, for messages. */
   description: string;
+  /**
+   * The clusters the commands that wrote an embedded store recorded flows of (none recorded: undefined, as for a
+   * table), so that a reader asking for another can say which the store holds.
+   */
+  clusters?: readonly string[];
   close(): Promise<void>;
 }
 
@@ -26,12 +31,18 @@ const SETTINGS_FILE = "calico-flows.json";
 interface StoreSettings {
   /** The longest bucket (seconds) flows were counted in: where a range must start reading (flows). */
   bucketSeconds?: number;
+  /** The clusters (`--cluster`) flows were counted for. */
+  clusters?: string[];
 }
 
 function readSettings(dir: string): StoreSettings {
   try {
     const value = JSON.parse(readFileSync(join(dir, SETTINGS_FILE), "utf8")) as StoreSettings;
-    return typeof value === "object" && value !== null ? value : {};
+    if (typeof value !== "object" || value === null) return {};
+    const clusters = Array.isArray(value.clusters)
+      ? value.clusters.filter((c): c is string => typeof c === "string")
+      : undefined;
+    return { ...value, clusters };
   } catch {
     return {};
   }
@@ -47,11 +58,22 @@ export interface StoreUse {
   bucketSeconds?: number;
   /** This command counts flows in buckets this long: recorded beside an embedded store for its readers. */
   countsBuckets?: number;
+  /** This command counts flows of this cluster: recorded beside an embedded store for its readers. */
+  countsCluster?: string;
   /**
    * The command only reads (`flows`, `alerts`), so an embedded store that is not there is an error — a mistyped
    * --store would otherwise be created empty and answer "no records".
    */
   existing?: boolean;
+}
+
+function storeDirectoryKind(dir: string): "directory" | "missing" | "other" {
+  try {
+    return statSync(dir).isDirectory() ? "directory" : "other";
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "missing";
+    throw error;
+  }
 }
 
 export async function openStore(options: CommonOptions, use: StoreUse = {}): Promise<OpenedStore> {
@@ -64,25 +86,38 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       close: async () => client.destroy(),
     };
   }
-  if (existing && !existsSync(options.store)) {
+  const kind = storeDirectoryKind(options.store);
+  if (kind === "other") {
+    throw new Error(`--store ${options.store} is not a directory (it names the embedded store's directory)`);
+  }
+  if (existing && kind === "missing") {
     throw new Error(
       `no embedded store in ${options.store} (\`calico-flows replay\` makes one; --store names another, --table a DynamoDB table)`,
     );
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
-  // Under the store's lock: a replay with longer buckets than the recorded ones records its own.
+  // Under the store's lock: a replay with longer buckets than the recorded ones, or of another cluster, records it.
   const settings = readSettings(options.store);
   const recorded = settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
-  if (use.countsBuckets !== undefined && use.countsBuckets > recorded) {
-    writeFileSync(
-      join(options.store, SETTINGS_FILE),
-      `${JSON.stringify({ ...settings, bucketSeconds: use.countsBuckets })}\n`,
-    );
+  const updated = { ...settings };
+  if (use.countsBuckets !== undefined && use.countsBuckets > recorded)
+    updated.bucketSeconds = use.countsBuckets;
+  if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
+    updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
+  }
+  if (updated.bucketSeconds !== settings.bucketSeconds || updated.clusters !== settings.clusters) {
+    try {
+      writeFileSync(join(options.store, SETTINGS_FILE), `${JSON.stringify(updated)}\n`);
+    } catch (error) {
+      await embedded.close();
+      throw error;
+    }
   }
   const bucketSeconds = use.bucketSeconds ?? Math.max(use.countsBuckets ?? 0, recorded);
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,
+    clusters: updated.clusters,
     close: () => embedded.close(),
   };
 }

@@ -83,6 +83,7 @@ export interface BackfillSummary {
   lines: number;
   calico: number;
   malformed: number;
+  /** Distinct addresses stored unresolved (no pod source could be asked), however many batches they came in. */
   unresolved: number;
   flowsApplied: number;
   flowsDuplicate: number;
@@ -246,6 +247,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     const progressed = () => tasks.reduce((n, t) => n + ((position.get(t) ?? t.from) - t.from), 0);
     bar.start(total);
 
+    const unresolved = new Set<string>();
     const add = (result: BackfillMinuteResult, ref: StreamRef) => {
       summary.alreadyCounted += result.alreadyCounted;
       summary.completed += result.completed;
@@ -257,7 +259,11 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         summary.lines += r.stats.lines;
         summary.calico += r.stats.calico;
         summary.malformed += r.stats.malformed;
-        summary.unresolved += r.stats.unresolved;
+        for (const f of r.flows) {
+          if (!f.src.resolved) unresolved.add(f.src.ip);
+          if (!f.dst.resolved) unresolved.add(f.dst.ip);
+        }
+        summary.unresolved = unresolved.size;
         summary.flowsApplied += r.flowsApplied;
         summary.flowsDuplicate += r.flowsDuplicate;
         summary.alertsOpened += r.alertsOpened;

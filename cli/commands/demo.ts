@@ -11,6 +11,11 @@ import { replay } from "./replay.ts";
 
 const SAMPLE = join(import.meta.dirname, "..", "..", "examples", "demo");
 
+/** A path as a POSIX shell reads it back, quoted only when it must be. */
+function quoted(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
+}
+
 export function registerDemo(program: Command): void {
   program
     .command("demo")
@@ -54,8 +59,15 @@ export function registerDemo(program: Command): void {
         };
         const flows = await readFlows({ ...common, ...range });
         const internal = flows.filter((f) => f.internal);
+        // The store is the demo's cluster's, and its lines are of a day long past: a command that reads it names
+        // both. A temporary store is gone when the demo ends: say how to keep it instead.
+        const query = `--store ${quoted(store)} --cluster demo --since ${range.since} --until ${range.until}`;
+        const all =
+          raw.store === undefined
+            ? "`calico-flows demo --store DIR` keeps the store for `flows` and `alerts`"
+            : `\`calico-flows flows ${query} --json\` lists them all`;
         process.stdout.write(
-          `Internal flows (${internal.length} of ${flows.length}; \`flows --json\` lists them all):\n${flowsTable(internal)}\n\n`,
+          `Internal flows (${internal.length} of ${flows.length}; ${all}):\n${flowsTable(internal)}\n\n`,
         );
         const alerts = await readAlerts({ ...common, ...range });
         process.stdout.write(`Alerts (${alerts.length}):\n${alertsTable(alerts)}\n\n`);

@@ -34,22 +34,53 @@ function addReadOptions(command: Command): Command {
         .default(1000),
     )
     .option("--json", "NDJSON records instead of a table")
-    .option("--api <url>", "ask the calico-flows query API (SigV4, AWS credentials) instead of a store");
+    .addOption(
+      new Option(
+        "--api <url>",
+        "ask the calico-flows query API (SigV4, AWS credentials) instead of a store",
+      ).argParser(apiUrl),
+    );
 }
 
-/** Reads pages until `limit` records or the last page. */
+/** The query API's stage URL, checked as it is read: a mistyped one is a usage error, not "Invalid URL". */
+function apiUrl(value: string): string {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
+    throw new InvalidArgumentError(
+      `expected the API's stage URL, like https://abc123.execute-api.eu-west-1.amazonaws.com/v1; got "${value}"`,
+    );
+  }
+  return value;
+}
+
+/** Most records one page asks for (the query API takes up to 1000). */
+const PAGE_LIMIT = 500;
+
+/** What `flows` or `alerts` read: at most `--limit` records, and whether the range holds more. */
+export interface Listing<T> {
+  records: T[];
+  /** More records matched than `--limit`: the listing is cut (the oldest come first, the newest are missing). */
+  more: boolean;
+  /** The clusters an embedded store holds records of, when it recorded them (for an empty answer's hint). */
+  clusters?: readonly string[];
+}
+
+/**
+ * Reads pages until one record past `limit` or the last page: that one record says whether the listing was cut,
+ * which a reader must be told (the records come oldest first, so a cut listing misses the latest).
+ */
 async function collect<T>(
   limit: number,
-  page: (cursor: string | undefined) => Promise<Page<T>>,
-): Promise<T[]> {
+  page: (cursor: string | undefined, pageLimit: number) => Promise<Page<T>>,
+): Promise<{ records: T[]; more: boolean }> {
   const items: T[] = [];
   let cursor: string | undefined;
   do {
-    const result = await page(cursor);
+    const result = await page(cursor, Math.min(PAGE_LIMIT, limit + 1 - items.length));
     items.push(...result.items);
     cursor = result.cursor;
-  } while (cursor !== undefined && items.length < limit);
-  return items.slice(0, limit);
+  } while (cursor !== undefined && items.length <= limit);
+  return { records: items.slice(0, limit), more: items.length > limit };
 }
 
 function range(options: ReadOptions): { since: string; until: string } {
@@ -79,14 +110,14 @@ function apiPages<T>(
   path: "/flows" | "/alerts",
   common: CommonOptions,
   query: Record<string, string | undefined>,
-): (cursor: string | undefined) => Promise<Page<T>> {
+): (cursor: string | undefined, pageLimit: number) => Promise<Page<T>> {
   if (common.table !== undefined) throw new UsageError("--api and --table are alternatives: pass one");
-  return async (cursor) => {
+  return async (cursor, pageLimit) => {
     const page = await callApi<ApiPage<T>>({
       api,
       method: "GET",
       path,
-      query: { ...query, cursor },
+      query: { ...query, limit: String(pageLimit), cursor },
       region: common.region,
     });
     return page.cursor === null ? { items: page.items } : { items: page.items, cursor: page.cursor };
@@ -105,7 +136,17 @@ function checked(
   throw new UsageError(`${option} ${result.error.issues[0]?.message ?? "is invalid"}; got "${value}"`);
 }
 
+/** The flows `flows` lists (at most `--limit`). */
 export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecord[]> {
+  return (await listFlows(raw)).records;
+}
+
+/** The alerts `alerts` lists (at most `--limit`). */
+export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRecord[]> {
+  return (await listAlerts(raw)).records;
+}
+
+export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions & Record<string, string | undefined>;
   const query: FlowQuery = {
@@ -126,7 +167,6 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
   query.workload = checked("--workload", workloadRef, query.workload);
   query.pod = checked("--pod", objectName, query.pod);
   query.ip = checked("--ip", ipAddress, query.ip);
-  const pageLimit = Math.min(options.limit, 500);
   if (typeof raw.api === "string") {
     return collect(
       options.limit,
@@ -138,57 +178,86 @@ export async function readFlows(raw: Record<string, unknown>): Promise<FlowRecor
         pod: query.pod,
         ip: query.ip,
         internal: query.internal === undefined ? undefined : String(query.internal),
-        limit: String(pageLimit),
       }),
     );
   }
   const opened = await openStore(common, { existing: true, bucketSeconds: options.bucketSeconds });
   try {
-    return await collect(options.limit, (cursor) =>
-      opened.store.queryFlows({ ...query, limit: pageLimit, cursor }),
+    const listing = await collect(options.limit, (cursor, limit) =>
+      opened.store.queryFlows({ ...query, limit, cursor }),
     );
+    return { ...listing, clusters: opened.clusters };
   } finally {
     await opened.close();
   }
 }
 
-export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRecord[]> {
+export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<AlertRecord>> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions;
   const query: AlertQuery = { cluster: common.cluster, ...range(options) };
-  const pageLimit = Math.min(options.limit, 500);
   if (typeof raw.api === "string") {
     return collect(
       options.limit,
-      apiPages<AlertRecord>(raw.api, "/alerts", common, {
-        since: query.since,
-        until: query.until,
-        limit: String(pageLimit),
-      }),
+      apiPages<AlertRecord>(raw.api, "/alerts", common, { since: query.since, until: query.until }),
     );
   }
   const opened = await openStore(common, { existing: true });
   try {
-    return await collect(options.limit, (cursor) =>
-      opened.store.queryAlerts({ ...query, limit: pageLimit, cursor }),
+    const listing = await collect(options.limit, (cursor, limit) =>
+      opened.store.queryAlerts({ ...query, limit, cursor }),
     );
+    return { ...listing, clusters: opened.clusters };
   } finally {
     await opened.close();
   }
 }
 
+/**
+ * What a listing leaves out, for stderr (the records go to stdout, a table or NDJSON alike): records past
+ * `--limit`, and, for an empty answer, that the store holds other clusters than the one asked for (a replay with
+ * `--cluster prod` read back without it would otherwise look like a quiet cluster).
+ */
+function listingNotes(
+  listing: Listing<unknown>,
+  what: "flows" | "alerts",
+  options: { limit: number; cluster: string },
+): string[] {
+  const notes: string[] = [];
+  if (listing.more) {
+    notes.push(
+      `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until${what === "flows" ? ", filters" : ""}) or raise --limit`,
+    );
+  }
+  const clusters = listing.clusters ?? [];
+  if (listing.records.length === 0 && clusters.length > 0 && !clusters.includes(options.cluster)) {
+    const names = clusters.map((c) => JSON.stringify(c)).join(", ");
+    notes.push(
+      `note: this store was written for ${clusters.length === 1 ? "cluster" : "clusters"} ${names}, not "${options.cluster}": pass --cluster ${clusters[0]}`,
+    );
+  }
+  return notes;
+}
+
 export function printRecords<T>(
-  records: readonly T[],
-  json: boolean | undefined,
+  listing: Listing<T>,
+  raw: Record<string, unknown>,
+  what: "flows" | "alerts",
   render: (r: readonly T[]) => string,
 ): void {
-  if (json) {
+  const { records } = listing;
+  if (raw.json === true) {
     for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
   } else if (records.length === 0) {
     process.stdout.write("no records in that range\n");
   } else {
     process.stdout.write(`${render(records)}\n`);
   }
+  const notes = listingNotes(listing, what, {
+    limit: raw.limit as number,
+    cluster: commonOptions(raw).cluster,
+  });
+  for (const note of notes) process.stderr.write(`${note}\n`);
 }
 
 export function registerFlows(program: Command): void {
@@ -213,11 +282,11 @@ export function registerFlows(program: Command): void {
       ),
     )
     .action(async (raw: Record<string, unknown>) => {
-      printRecords(await readFlows(raw), raw.json as boolean | undefined, flowsTable);
+      printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
   addReadOptions(program.command("alerts").description("list alerts opened in a time range")).action(
     async (raw: Record<string, unknown>) => {
-      printRecords(await readAlerts(raw), raw.json as boolean | undefined, alertsTable);
+      printRecords(await listAlerts(raw), raw, "alerts", alertsTable);
     },
   );
 }

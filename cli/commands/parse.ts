@@ -154,7 +154,15 @@ export async function parseStream(
   // A chunk of ASCII (nearly all of them) is its text byte for byte, so its lines are parsed in place, when the
   // decoder holds nothing from the chunk before and the chunk lies in memory of chunkBuffer's (readStdin's does).
   let decoderClean = true;
+  let first = true;
   for await (const chunk of input) {
+    if (first) {
+      first = false;
+      // A rotated `messages.1.gz` would otherwise be read as a few lines of garbage: no record, and exit 0.
+      if (typeof chunk !== "string" && chunk[0] === 0x1f && chunk[1] === 0x8b) {
+        throw new Error("it is gzip-compressed: decompress it (zcat FILE | calico-flows parse)");
+      }
+    }
     if (typeof chunk === "string") {
       await consume(chunk, false);
     } else {

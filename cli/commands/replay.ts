@@ -1,5 +1,5 @@
 // `calico-flows replay [FILE|-]`: the ingest pipeline on local log text, into the embedded store (or a table).
-import { createReadStream, statSync } from "node:fs";
+import { createReadStream, fstatSync, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
@@ -11,7 +11,10 @@ import { Progress } from "../progress.ts";
 export interface ReplaySummary {
   lines: number;
   calico: number;
-  /** Calico lines an earlier replay (of this file or any other, batched in any way) already counted. */
+  /**
+   * Calico lines an earlier replay (of this file or any other, batched in any way) already counted: claimed by
+   * another batch, or in a batch stored before as it is (the same lines batched the same way).
+   */
   alreadyCounted: number;
   malformed: number;
   flowsApplied: number;
@@ -19,6 +22,7 @@ export interface ReplaySummary {
   /** Alerts the replay opened, each once: a pending alert a later batch hands out again is not counted. */
   alertsOpened: number;
   alertsSent: number;
+  /** Distinct addresses stored unresolved (no pod source could be asked), however many batches they came in. */
   unresolved: number;
   firstSeen: string | null;
   lastSeen: string | null;
@@ -79,6 +83,8 @@ export async function replay(
   // (`<(zcat …)`) is read like stdin, without a size.
   const stat = file === "-" ? undefined : statSync(file);
   if (stat?.isDirectory()) throw new Error(`${file} is a directory`);
+  // Node reads a directory given as stdin (`replay - < dir`) as an empty input: say what it is instead.
+  if (file === "-" && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
   const total = stat?.isFile() ? stat.size : undefined;
   const input = file === "-" ? process.stdin : createReadStream(file);
   const { deps, coverage, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
@@ -97,6 +103,7 @@ export async function replay(
     lastSeen: null,
   };
   const ids = new LineIds();
+  const unresolved = new Set<string>();
   const scanner = deps.pipeline.scanner;
   const now = deps.pipeline.now ?? Date.now;
   try {
@@ -132,6 +139,13 @@ export async function replay(
         const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
         events.push({ id: ids.next(line), timestamp: Number.isNaN(time) ? now() : time, message: line });
       }
+      if (batch.unfinished) {
+        // Counting the part read would count a line that says what it did not (a port cut to its first digits),
+        // and the whole line again when the input is replayed.
+        progress.log(
+          `line ${lineNo + batch.lines.length + 1}: reading stopped in the middle of it: not stored\n`,
+        );
+      }
       lineNo += batch.lines.length;
       summary.lines += batch.lines.length;
       summary.calico += events.length;
@@ -145,8 +159,15 @@ export async function replay(
         coverage,
         "live",
       );
-      summary.alreadyCounted += result.eventsAlreadyCounted;
-      summary.unresolved += result.stats.unresolved;
+      // A batch stored before under the same contribution (the same lines, batched the same way) is a
+      // redelivery: every flow write is refused, and its lines were counted by the replay that stored it.
+      const redelivered = result.flowsApplied === 0 && result.flowsDuplicate > 0;
+      summary.alreadyCounted += redelivered ? events.length : result.eventsAlreadyCounted;
+      for (const f of result.flows) {
+        if (!f.src.resolved) unresolved.add(f.src.ip);
+        if (!f.dst.resolved) unresolved.add(f.dst.ip);
+      }
+      summary.unresolved = unresolved.size;
       summary.flowsApplied += result.flowsApplied;
       summary.flowsDuplicate += result.flowsDuplicate;
       summary.alertsOpened += result.alertsOpened;

@@ -1,7 +1,8 @@
 // What an operator sees when a command cannot do what it was asked: one line saying why, exit code 1, no stack
 // trace; and a reader that goes away (`| head`) is not an error.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,6 +70,27 @@ describe("calico-flows errors", () => {
       2,
     ],
     [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/, 1],
+    // Option values the pipeline would refuse are refused as they are read: usage errors, not failures met once
+    // the store is made (and, for the alert window, once flows are stored).
+    [
+      ["flows", "--internal-cidr", "bogus"],
+      /^error: option '--internal-cidr <cidr>' argument 'bogus' is invalid\. invalid CIDR "bogus"/,
+      2,
+    ],
+    [["flows", "--cluster", "a#b"], /^error: option '--cluster <name>' argument 'a#b' is invalid/, 2],
+    [
+      ["replay", "--prefix-format", "%t x", "/dev/null"],
+      /^error: prefixFormat must start with literal text/,
+      2,
+    ],
+    [["replay", "--prefix", " ", "/dev/null"], /^error: prefix must not be empty/, 2],
+    [
+      ["replay", "--alert-window", "0s", "/dev/null"],
+      /^error: option '--alert-window <duration>' argument '0s' is invalid\. --alert-window must be from 1s to 24h/,
+      2,
+    ],
+    [["replay", "--alert-window", "100000000d", "/dev/null"], /--alert-window must be from 1s to 24h/, 2],
+    [["flows", "--api", "abc123.execute-api"], /^error: option '--api <url>' argument .* is invalid/, 2],
   ])("%j: one line, and the exit code of its kind", async (args, message, code) => {
     const run = await runCli([
       ...args,
@@ -79,6 +101,81 @@ describe("calico-flows errors", () => {
     const first = run.stderr.split("\n")[0] ?? "";
     expect(first).toMatch(message);
     expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("refuses a bad option of replay before it makes a store", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-errors-early-"));
+    try {
+      const fresh = join(dir, "store");
+      for (const bad of [
+        ["--internal-cidr", "10.0.0.0/33"],
+        ["--prefix-format", "%t x"],
+        ["--alert-window", "0s"],
+      ]) {
+        const run = await runCli([
+          "replay",
+          join(ROOT, "examples", "demo", "node-logs.log"),
+          "--store",
+          fresh,
+          ...bad,
+        ]);
+        expect(run.code).toBe(2);
+        expect(run.stderr).not.toMatch(/warning|replayed/);
+        expect(existsSync(fresh)).toBe(false);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says what is wrong with a --store that names a file, and with stdin that is a directory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-errors-store-"));
+    try {
+      const file = join(dir, "file");
+      writeFileSync(file, "");
+      for (const command of ["flows", "replay"]) {
+        const run = await runCli([command, "--store", file, ...(command === "replay" ? ["/dev/null"] : [])]);
+        expect(run.code).toBe(1);
+        expect(run.stderr).toBe(
+          `error: --store ${file} is not a directory (it names the embedded store's directory)\n`,
+        );
+      }
+      const stdin = openSync(dir, "r");
+      try {
+        const child = spawn(process.execPath, [BIN, "replay", "-", "--store", join(dir, "store")], {
+          cwd: ROOT,
+          stdio: [stdin, "pipe", "pipe"],
+        });
+        let stderr = "";
+        child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+          stderr += d;
+        });
+        const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+        expect(code).toBe(1);
+        expect(stderr).toMatch(/^error: standard input is a directory$/m);
+        expect(stderr).not.toMatch(/replayed/);
+      } finally {
+        closeSync(stdin);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("says why the query API could not be reached, not only that fetch failed", async () => {
+    // A loopback port nobody listens on: the connection is refused.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer();
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const run = await runCli(["flows", "--api", `http://127.0.0.1:${port}/v1`, "--region", "eu-west-1"], {
+      env: { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "secret", AWS_PROFILE: "" },
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`error: fetch failed: connect ECONNREFUSED 127.0.0.1:${port}\n`);
   });
 
   it("takes --internal as true or false only", async () => {

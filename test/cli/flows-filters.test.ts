@@ -308,13 +308,14 @@ describe("calico-flows flows / alerts filters against the unfiltered listing", (
       "REPORTER",
       "PACKETS",
       "INTERNAL",
+      "POLICY",
     ]);
     // Cells are separated by two spaces or more; no cell here holds two spaces.
     const cells = rows.map((r) => r.split(/\s{2,}/));
     const row = (port: string) => cells.find((c) => c[3] === port);
     expect(cells).toHaveLength(all.length);
     expect(row("9102/TCP")?.slice(1, 3)).toEqual([`node/${NODES[0].name}`, "alpha/deployment/web"]);
-    expect(row("22/TCP")?.slice(1, 8)).toEqual([
+    expect(row("22/TCP")?.slice(1, 9)).toEqual([
       `${EXTERNAL} (external)`,
       "beta/statefulset/db",
       "22/TCP",
@@ -322,6 +323,7 @@ describe("calico-flows flows / alerts filters against the unfiltered listing", (
       "node-b",
       "1",
       "no",
+      "-",
     ]);
     expect(row("53/UDP")?.slice(1, 3)).toEqual([`${UNKNOWN} (unknown)`, "alpha/pod/lonely"]);
     expect(row("443/TCP")?.slice(1, 5)).toEqual([
@@ -330,7 +332,12 @@ describe("calico-flows flows / alerts filters against the unfiltered listing", (
       "443/TCP",
       "egress",
     ]);
-    for (const c of cells) expect(c[0]).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z$/);
+    // ISO-8601 to the second: a time copied from the table is a --since or --until as it is.
+    for (const c of cells) expect(c[0]).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+    const lastSeen = row("22/TCP")?.[0] as string;
+    const copied = await runCli(["flows", ...common, "--since", lastSeen, "--until", lastSeen, "--json"]);
+    expect(copied.code).toBe(0);
+    expect(ndjson<FlowRecord>(copied.stdout).map((f) => f.dstPort)).toContain(22);
   });
 
   // Each case: CLI options, and the documented meaning as a predicate over the unfiltered listing.

@@ -3,7 +3,7 @@
 import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { LineSplitter, lineBatches, OVERSIZED_LINE } from "../../cli/lines.ts";
+import { type LineBatch, LineSplitter, lineBatches, OVERSIZED_LINE } from "../../cli/lines.ts";
 
 describe("lineBatches", () => {
   it("closes a batch once its first line has waited maxWaitMs, though input never pauses", async () => {
@@ -31,7 +31,7 @@ describe("lineBatches", () => {
     expect(beforeEnd).toBeGreaterThanOrEqual(3);
   });
 
-  it("yields what was read, the last line without its newline too, when aborted", async () => {
+  it("yields the lines read when aborted, and flags the one it stopped in the middle of instead of yielding it", async () => {
     const input = new PassThrough();
     const controller = new AbortController();
     const batches = lineBatches(input, {
@@ -40,17 +40,42 @@ describe("lineBatches", () => {
       maxWaitMs: 10_000,
       signal: controller.signal,
     });
-    input.write("first\nsecond\nthird without newline");
-    const lines: string[] = [];
+    // The third line's end (its newline, and whatever else) has not come yet: "DPT=54" of a "DPT=5432".
+    input.write("first\nsecond\nthird DPT=54");
+    const received: LineBatch[] = [];
     const reading = (async () => {
-      for await (const batch of batches) lines.push(...batch.lines);
+      for await (const batch of batches) received.push(batch);
     })();
     await sleep(50);
-    expect(lines).toEqual([]);
+    expect(received).toEqual([]);
     controller.abort();
     await reading;
-    expect(lines).toEqual(["first", "second", "third without newline"]);
+    expect(received.flatMap((b) => b.lines)).toEqual(["first", "second"]);
+    expect(received.at(-1)?.unfinished).toBe(true);
     input.destroy();
+  });
+
+  it("flags nothing when aborted between two lines, and yields a last line without a newline at the end", async () => {
+    const controller = new AbortController();
+    const stopped = new PassThrough();
+    const batches = lineBatches(stopped, { maxLines: 1000, idleMs: 10_000, signal: controller.signal });
+    stopped.write("first\nsecond\n");
+    const received: LineBatch[] = [];
+    const reading = (async () => {
+      for await (const batch of batches) received.push(batch);
+    })();
+    await sleep(50);
+    controller.abort();
+    await reading;
+    expect(received.flatMap((b) => b.lines)).toEqual(["first", "second"]);
+    expect(received.some((b) => b.unfinished)).toBe(false);
+    stopped.destroy();
+
+    const ended = new PassThrough();
+    ended.end("first\nlast without newline");
+    const all: LineBatch[] = [];
+    for await (const batch of lineBatches(ended, { maxLines: 1000, idleMs: 10_000 })) all.push(batch);
+    expect(all.flatMap((b) => b.lines)).toEqual(["first", "last without newline"]);
   });
 });
 

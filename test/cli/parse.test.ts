@@ -5,6 +5,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Writable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateLines } from "../../bench/corpus.ts";
@@ -191,6 +192,22 @@ describe("calico-flows parse", () => {
     const r = await result;
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/calico-flows parse: \d+ lines/);
+  });
+
+  it("refuses gzip-compressed input as input it cannot read, rather than reading it as no records", async () => {
+    const gz = join(scratch, "messages.1.gz");
+    writeFileSync(gz, gzipSync(`${SYSLOG}\n${NOISE}\n`));
+    const fd = openSync(gz, "r");
+    try {
+      const r = await finish(start([], fd));
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toBe(
+        "calico-flows parse: cannot read the input: it is gzip-compressed: decompress it (zcat FILE | calico-flows parse)\n",
+      );
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it("exits non-zero when the input cannot be read", async () => {

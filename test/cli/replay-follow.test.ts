@@ -10,6 +10,7 @@ import type { FlowRecord } from "../../functions/core/types.ts";
 import { BIN, ndjson, ROOT, runCli } from "./run.ts";
 
 const SAMPLE = join(ROOT, "examples", "demo");
+const DAY = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
 const store = mkdtempSync(join(tmpdir(), "cf-follow-"));
 afterAll(() => rmSync(store, { recursive: true, force: true }));
 
@@ -49,5 +50,43 @@ describe("calico-flows replay - (a followed stream)", () => {
       "--json",
     ]);
     expect(ndjson<FlowRecord>(stored.stdout).reduce((n, f) => n + f.packets, 0)).toBe(30);
+  }, 30_000);
+
+  it("on SIGINT does not count the line it stopped in the middle of, which a later replay counts once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-follow-cut-"));
+    try {
+      const common = ["--store", join(dir, "store"), "--cluster", "demo", "--year", "2026", "--quiet"];
+      const sample = readFileSync(join(SAMPLE, "node-logs.log"), "utf8").split("\n");
+      const whole = sample.filter((l) => l.includes("calico-packet") && l.includes("PROTO=TCP")).slice(0, 5);
+      // A UDP line cut inside its last field (the UDP LEN=51, which no record keeps) still parses: counted, it
+      // would be a packet that a replay of the whole line counts a second time.
+      const udp = sample.find((l) => l.includes("PROTO=UDP") && l.endsWith(" LEN=51")) as string;
+      expect(udp).toBeDefined();
+      const child = spawn(process.execPath, [BIN, "replay", "-", ...common], {
+        cwd: ROOT,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.setEncoding("utf8").on("data", (d: string) => {
+        stderr += d;
+      });
+      const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+      child.stdin.write(`${whole.join("\n")}\n${udp.slice(0, -1)}`);
+      await sleep(1500);
+      child.kill("SIGINT");
+      expect(await exited).toBe(130);
+      expect(stderr).toMatch(/^line 6: reading stopped in the middle of it: not stored$/m);
+      expect(stderr).toMatch(/replayed 5 lines: 5 calico records, 0 malformed/);
+      const packets = async () => {
+        const run = await runCli(["flows", ...common.slice(0, 4), ...DAY, "--json"]);
+        return ndjson<FlowRecord>(run.stdout).reduce((n, f) => n + f.packets, 0);
+      };
+      expect(await packets()).toBe(5);
+      const again = await runCli(["replay", "-", ...common], { input: `${[...whole, udp].join("\n")}\n` });
+      expect(again.code).toBe(0);
+      expect(await packets()).toBe(6);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 30_000);
 });

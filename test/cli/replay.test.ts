@@ -108,7 +108,10 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     const before = await flows();
     const run = await replay();
     expect(run.code).toBe(0);
-    expect(run.stderr).toMatch(/0 flow updates/);
+    // The same batches again: every line was counted by the replay before, as the summary says.
+    expect(run.stderr).toMatch(
+      /296 calico records \(296 counted by an earlier replay\), 2 malformed, 0 flow updates/,
+    );
     const after = await flows();
     expect(after).toEqual(before);
     expect(packets(after)).toBe(296);
@@ -208,6 +211,30 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       // Told of one-minute buckets, a range starting at 04:52 reads from the bucket of 04:52 only.
       const told = await runCli(["flows", ...store, ...range, "--bucket-seconds", "60"]);
       expect(ndjson<FlowRecord>(told.stdout)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("counts each address stored unresolved once, however many batches it came in", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-unresolved-"));
+    try {
+      // No pods or nodes file (and no kubeconfig): every internal address is stored unresolved.
+      const bare = ["--store", join(dir, "store"), "--cluster", "demo"];
+      const run = await runCli(
+        ["replay", join(SAMPLE, "node-logs.log"), ...bare, "--year", "2026", "--quiet", "--batch-lines", "7"],
+        { env: { KUBECONFIG: "", HOME: dir } },
+      );
+      expect(run.code).toBe(0);
+      const stored = ndjson<FlowRecord>((await runCli(["flows", ...bare, ...SAMPLE_DAY, "--json"])).stdout);
+      const addresses = new Set(
+        stored
+          .flatMap((f) => [f.src, f.dst])
+          .filter((e) => !e.resolved)
+          .map((e) => e.ip),
+      );
+      expect(addresses.size).toBeGreaterThan(0);
+      expect(run.stderr).toMatch(new RegExp(`, ${addresses.size} unresolved endpoints\n`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

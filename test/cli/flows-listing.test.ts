@@ -1,0 +1,139 @@
+// What `flows` and `alerts` tell an operator besides the records: that `--limit` cut the listing, that the store
+// holds another cluster than the one asked for, and which policy denied (the table's POLICY column).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { ndjson, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
+
+let dir: string;
+let store: string[];
+/** How many flows and alerts the sample makes (read back with no limit). */
+let flowCount: number;
+let alertCount: number;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "cf-listing-"));
+  store = ["--store", join(dir, "store")];
+  // As README's example: replayed for a named cluster.
+  const run = await runCli([
+    "replay",
+    join(SAMPLE, "node-logs.log"),
+    ...store,
+    "--cluster",
+    "prod",
+    ...SAMPLE_ATTRIBUTION,
+    "--quiet",
+  ]);
+  expect(run.code).toBe(0);
+  const flows = await runCli(["flows", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--json"]);
+  flowCount = ndjson<FlowRecord>(flows.stdout).length;
+  const alerts = await runCli(["alerts", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--json"]);
+  alertCount = ndjson<AlertRecord>(alerts.stdout).length;
+  expect(flowCount).toBeGreaterThan(3);
+  expect(alertCount).toBeGreaterThan(2);
+}, 60_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("flows and alerts listings", () => {
+  it("say on stderr when --limit left records out, for the table and NDJSON alike", async () => {
+    for (const format of [[], ["--json"]]) {
+      const cut = await runCli([
+        "flows",
+        ...store,
+        "--cluster",
+        "prod",
+        ...SAMPLE_DAY,
+        "--limit",
+        "3",
+        ...format,
+      ]);
+      expect(cut.code).toBe(0);
+      expect(cut.stderr).toBe(
+        "note: only the first 3 flows (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit\n",
+      );
+      if (format.length > 0) expect(ndjson<FlowRecord>(cut.stdout)).toHaveLength(3);
+    }
+    const alerts = await runCli(["alerts", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--limit", "2"]);
+    expect(alerts.code).toBe(0);
+    expect(alerts.stderr).toMatch(/^note: only the first 2 alerts \(oldest first\) are listed/);
+    // Exactly as many as there are: nothing left out, nothing said.
+    const all = await runCli([
+      "flows",
+      ...store,
+      "--cluster",
+      "prod",
+      ...SAMPLE_DAY,
+      "--limit",
+      String(flowCount),
+      "--json",
+    ]);
+    expect(all.stderr).toBe("");
+    expect(ndjson<FlowRecord>(all.stdout)).toHaveLength(flowCount);
+    const allAlerts = await runCli([
+      "alerts",
+      ...store,
+      "--cluster",
+      "prod",
+      ...SAMPLE_DAY,
+      "--limit",
+      String(alertCount),
+    ]);
+    expect(allAlerts.stderr).toBe("");
+  });
+
+  it("name the store's cluster when asked for another that it holds nothing of", async () => {
+    for (const command of ["flows", "alerts"]) {
+      const run = await runCli([command, ...store, ...SAMPLE_DAY]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe("no records in that range\n");
+      expect(run.stderr).toBe(
+        'note: this store was written for cluster "prod", not "local": pass --cluster prod\n',
+      );
+    }
+    // The right cluster with an empty range: empty, and nothing to say about clusters.
+    const quiet = await runCli([
+      "flows",
+      ...store,
+      "--cluster",
+      "prod",
+      "--since",
+      "2026-04-18T00:00:00Z",
+      "--until",
+      "2026-04-18T01:00:00Z",
+    ]);
+    expect(quiet.stdout).toBe("no records in that range\n");
+    expect(quiet.stderr).toBe("");
+  });
+
+  it("show the policy the log prefix named in a POLICY column", async () => {
+    const lines = readFileSync(join(SAMPLE, "node-logs.log"), "utf8")
+      .split("\n")
+      .filter((l) => l.includes("kernel: calico-packet: ") && l.includes(" DPT=5432 "))
+      .slice(0, 3)
+      .map((l) => l.replace("calico-packet: ", "calico-packet security gnp deny-db: "));
+    const log = join(dir, "policy.log");
+    writeFileSync(log, `${lines.join("\n")}\n`);
+    const policyStore = ["--store", join(dir, "policy"), "--cluster", "prod"];
+    const replayed = await runCli([
+      "replay",
+      log,
+      ...policyStore,
+      ...SAMPLE_ATTRIBUTION,
+      "--prefix-format",
+      "calico-packet %t %k %n",
+      "--quiet",
+    ]);
+    expect(replayed.code).toBe(0);
+    for (const command of ["flows", "alerts"]) {
+      const run = await runCli([command, ...policyStore, ...SAMPLE_DAY]);
+      expect(run.code).toBe(0);
+      const [header, ...rows] = run.stdout.trimEnd().split("\n");
+      const columns = header?.split(/\s{2,}/) ?? [];
+      expect(columns.at(-1)).toBe("POLICY");
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.split(/\s{2,}/).at(-1)).toBe("security: gnp deny-db");
+    }
+  });
+});
