@@ -409,6 +409,8 @@ export async function ingestDelivery(
   // owns can no longer change, so a retry stores exactly the same events under the same contribution.
   const kept: number[] = [];
   const toMark: { minute: number; pages: number[] }[] = [];
+  /** Whether a claim of this contribution is marked stored: it was stored whole before (below). */
+  let storedBefore = false;
   for (const minute of minutes) {
     const events = byMinute.get(minute) ?? [];
     let current = known.get(minute) ?? emptyMinute(minute);
@@ -422,6 +424,7 @@ export async function ingestDelivery(
       const unnamed = [...new Set(mine.map((i) => keys[i] as string))].filter((k) => !named.has(k));
       if (unnamed.length === 0) {
         kept.push(...mine);
+        if (own.some((c) => c.stored)) storedBefore = true;
         const pages = own.filter((c) => !c.stored).map((c) => c.page ?? 0);
         if (pages.length > 0) toMark.push({ minute, pages });
         break;
@@ -442,7 +445,12 @@ export async function ingestDelivery(
   }
   if (kept.length === 0) return { ...emptyResult(), eventsAlreadyCounted: all.length };
   kept.sort((a, b) => a - b);
-  const result = await ingestBatch(all.select(kept), contribution, deps);
+  // Claims are marked only after their contribution's batch was stored whole, so one marked claim means the
+  // payload's flows were stored: a redelivery (at-least-once) or a replay of it writes no flow again. Writing
+  // them again would rely on the store's deduplication per flow key, and the keys change when attribution has
+  // (a pod since gone, another directory given to `replay`): the same packets would be counted under both. The
+  // pipeline and the alerts still run, to hand out alerts left pending (alerts.ts), as a retry does.
+  const result = await ingestBatch(all.select(kept), contribution, deps, { flowsStored: storedBefore });
   for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
   return {
     ...result,

@@ -45,9 +45,16 @@ export async function ingestBatch(
   events: readonly LogEvent[] | DeliveredEvents,
   contribution: string,
   deps: IngestDeps,
+  options: {
+    /** This contribution's flows were stored before (coverage says so): none is written again. */
+    flowsStored?: boolean;
+  } = {},
 ): Promise<IngestResult> {
   const result = await runPipeline(events, deps.pipeline);
-  const written = await deps.store.writeFlows(result.flows, contribution);
+  const written =
+    options.flowsStored === true
+      ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
+      : await deps.store.writeFlows(result.flows, contribution);
   const { alerts, opened } =
     result.candidates.length > 0
       ? await deps.store.applyAlerts(result.candidates, contribution, { windowMs: deps.alertWindowMs })

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/corpus.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { CidrSet } from "../../functions/core/classify.ts";
 import {
   type BackfillMinuteResult,
   backfillMinute,
@@ -276,6 +277,21 @@ describe("coverage with live ingest and backfills", () => {
     await r.backfill("ip-10-0-2-1", 0, 4);
     await r.backfill("ip-10-0-2-2", 1, 4);
     await r.backfill("ip-10-0-2-2", 0, 4);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("counts a redelivery nothing again when attribution has changed since (its flows would get other keys)", async () => {
+    const r = await run(makeEvents(["ip-10-0-3-2"], 2, 6, 41));
+    const payload = payloadOf("ip-10-0-3-2", r.events);
+    const first = await ingestDelivery(payload, ingestDeps(r.store, r.cluster), coverage, "live");
+    expect(first.eventsAlreadyCounted).toBe(0);
+    expect(await r.stored()).toEqual(r.expected);
+    // The same payload again, resolved otherwise: no address is internal now, so every endpoint differs.
+    const changed = ingestDeps(r.store, r.cluster);
+    changed.pipeline = { ...changed.pipeline, internal: new CidrSet(["10.0.0.0/8"]) };
+    const again = await ingestDelivery(payload, changed, coverage, "live");
+    expect(again.flowsApplied).toBe(0);
+    expect(again.writeRequests).toBe(0);
     expect(await r.stored()).toEqual(r.expected);
   });
 

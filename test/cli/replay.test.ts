@@ -240,6 +240,23 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     }
   });
 
+  it("counts nothing again when the same file is replayed with other attribution", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-replay-again-"));
+    try {
+      const own = ["--store", dir, "--cluster", "demo"];
+      const file = join(SAMPLE, "node-logs.log");
+      expect((await runCli(["replay", file, ...own, "--quiet"])).code).toBe(0);
+      // Now with the snapshots: every endpoint resolves otherwise, so each flow would have another key.
+      const again = await runCli(["replay", file, ...own, ...SAMPLE_ATTRIBUTION, "--quiet"]);
+      expect(again.code).toBe(0);
+      expect(again.stderr).toMatch(/296 calico records \(296 counted by an earlier replay\)/);
+      const stored = ndjson<FlowRecord>((await runCli(["flows", ...own, ...SAMPLE_DAY, "--json"])).stdout);
+      expect(packets(stored)).toBe(296);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("prints a readable table by default", async () => {
     const run = await runCli([
       "flows",
