@@ -240,70 +240,71 @@ describe("ingest handler", () => {
     expect(await allFlows(store)).toEqual([]);
   });
 
-  it("runs as a Lambda handler configured from the environment", async () => {
+  /**
+   * The Lambda handler as deployed: configured from the environment (attribution off, plus `env`), on a table of
+   * its own, handed a context; `run` invokes it and reads the table back.
+   */
+  async function withDeployedHandler(
+    env: Record<string, string>,
+    run: (
+      invoke: (event: Parameters<typeof payload>[0]) => Promise<unknown>,
+      store: DynamoFlowStore,
+    ) => Promise<void>,
+  ): Promise<void> {
     const tableName = `t-${randomUUID()}`;
     await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
-    vi.stubEnv("CLUSTER_NAME", "prod");
-    vi.stubEnv("TABLE_NAME", tableName);
-    vi.stubEnv("ATTRIBUTION", "none");
-    vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", testStore.endpoint);
-    vi.stubEnv("AWS_REGION", "eu-west-1");
+    const variables = {
+      CLUSTER_NAME: "prod",
+      TABLE_NAME: tableName,
+      ATTRIBUTION: "none",
+      AWS_ENDPOINT_URL_DYNAMODB: testStore.endpoint,
+      AWS_REGION: "eu-west-1",
+      ...env,
+    };
+    for (const [name, value] of Object.entries(variables)) vi.stubEnv(name, value);
     vi.resetModules();
     try {
       const { handler } = await import("../../functions/ingest/handler.ts");
       const context = {
         functionName: "ingest",
-        awsRequestId: "req-1",
+        awsRequestId: `req-${randomUUID()}`,
         getRemainingTimeInMillis: () => 30_000,
       } as Context;
-      await handler(payload([{ at: T0, message: line("192.168.22.247", "192.168.94.122", 5432) }]), context);
-      const store = new DynamoFlowStore({ client: testStore.clientFor(), tableName });
+      await run(
+        (events) => handler(payload(events), context),
+        new DynamoFlowStore({ client: testStore.clientFor(), tableName }),
+      );
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  }
+
+  it("runs as a Lambda handler configured from the environment", async () => {
+    await withDeployedHandler({}, async (invoke, store) => {
+      await invoke([{ at: T0, message: line("192.168.22.247", "192.168.94.122", 5432) }]);
       const flows = await allFlows(store);
       expect(flows).toHaveLength(1);
       // Attribution off: stored with IPs only, marked unresolved.
       expect(flows[0]?.src).toMatchObject({ ip: "192.168.22.247", kind: "unknown", resolved: false });
-    } finally {
-      vi.unstubAllEnvs();
-    }
+    });
   });
 
   it("classifies by the workload interface prefixes of its environment", async () => {
-    const tableName = `t-${randomUUID()}`;
-    await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
-    vi.stubEnv("CLUSTER_NAME", "prod");
-    vi.stubEnv("TABLE_NAME", tableName);
-    vi.stubEnv("ATTRIBUTION", "none");
-    vi.stubEnv("WORKLOAD_INTERFACE_PREFIXES", " cali , tap ");
-    vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", testStore.endpoint);
-    vi.stubEnv("AWS_REGION", "eu-west-1");
-    vi.resetModules();
-    try {
-      const { handler } = await import("../../functions/ingest/handler.ts");
-      const context = {
-        functionName: "ingest",
-        awsRequestId: "req-2",
-        getRemainingTimeInMillis: () => 30_000,
-      } as Context;
+    await withDeployedHandler({ WORKLOAD_INTERFACE_PREFIXES: " cali , tap " }, async (invoke, store) => {
       const via = (inIf: string, outIf: string, dport: number) =>
         line("192.168.22.247", "192.168.94.122", dport).replace(
           "IN=eth0 OUT=eni8d48114818c",
           `IN=${inIf} OUT=${outIf}`,
         );
-      await handler(
-        payload([
-          { at: T0, message: via("eth0", "tap0a1b2c3d4e5", 1001) },
-          { at: T0, message: via("tap0a1b2c3d4e5", "eth0", 1002) },
-          // The defaults are replaced: the VPC CNI's veth is no workload's interface here.
-          { at: T0, message: via("eth0", "eni8d48114818c", 1003) },
-        ]),
-        context,
-      );
-      const store = new DynamoFlowStore({ client: testStore.clientFor(), tableName });
+      await invoke([
+        { at: T0, message: via("eth0", "tap0a1b2c3d4e5", 1001) },
+        { at: T0, message: via("tap0a1b2c3d4e5", "eth0", 1002) },
+        // The defaults are replaced: the VPC CNI's veth is no workload's interface here.
+        { at: T0, message: via("eth0", "eni8d48114818c", 1003) },
+      ]);
       const byPort = Object.fromEntries((await allFlows(store)).map((f) => [f.dstPort, f.direction]));
       expect(byPort).toEqual({ 1001: "ingress", 1002: "egress", 1003: "forward" });
-    } finally {
-      vi.unstubAllEnvs();
-    }
+    });
   });
 
   it("refuses to start with an invalid configuration, naming the variable and its value", async () => {

@@ -21,9 +21,12 @@ import {
   GNP_V3,
   NP_V3,
   type PanicHarness,
+  resetPanicWorld,
+  responseBody,
   SCHEDULE_GROUP,
   SCHEDULER_ROLE,
   startPanicHarness,
+  storedPanicPolicy,
   TIERS_V3,
 } from "./harness.ts";
 
@@ -37,24 +40,10 @@ afterAll(async () => {
   scheduler.restore();
   await h?.close();
 });
-beforeEach(async () => {
-  scheduler.reset();
-  scheduler
-    .on(CreateScheduleCommand)
-    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
-  scheduler
-    .on(UpdateScheduleCommand)
-    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
-  scheduler.on(DeleteScheduleCommand).resolves({});
-  await h.kube.setFault(null);
-  h.kube.store.clear();
-  h.kube.counts.reset();
-  await h.announcements();
-});
+beforeEach(() => resetPanicWorld(h, scheduler));
 
-const body = (result: { body?: string }) =>
-  JSON.parse(result.body ?? "null") as PanicResponse & Record<string, unknown>;
-const stored = () => h.kube.store.get(GNP_V3, "allow-all") as unknown as CalicoPolicy | undefined;
+const body = responseBody;
+const stored = () => storedPanicPolicy(h);
 const post = (payload: unknown, options?: Parameters<typeof apiEvent>[2]) =>
   h.invoke(apiEvent("POST", payload, options));
 

@@ -5,19 +5,29 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { SchedulerClient } from "@aws-sdk/client-scheduler";
+import {
+  CreateScheduleCommand,
+  DeleteScheduleCommand,
+  SchedulerClient,
+  UpdateScheduleCommand,
+} from "@aws-sdk/client-scheduler";
 import { Hash } from "@smithy/hash-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
+import type { AwsClientStub } from "aws-sdk-client-mock";
 import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
 import { CalicoPolicies, panicEksFixes } from "../../functions/adapters/kube/calico.ts";
 import { loadKubeconfig } from "../../functions/adapters/kube/cluster-access.ts";
 import { EventBridgeExpiryScheduler } from "../../functions/adapters/scheduler.ts";
 import { SnsAlertSink } from "../../functions/adapters/sns-sink.ts";
-import { DEFAULT_PANIC_SETTINGS, type PanicPolicySettings } from "../../functions/core/panic-policy.ts";
+import {
+  type CalicoPolicy,
+  DEFAULT_PANIC_SETTINGS,
+  type PanicPolicySettings,
+} from "../../functions/core/panic-policy.ts";
 import { createPanicHandler, type PanicRuntime } from "../../functions/panic/handler.ts";
-import { PanicService } from "../../functions/panic/service.ts";
+import { type PanicResponse, PanicService } from "../../functions/panic/service.ts";
 import { restApiEvent } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
@@ -56,6 +66,33 @@ export const CALICO_CRD = calicoResources("crd.projectcalico.org", "v1");
 export const GNP_V3 = "globalnetworkpolicies.projectcalico.org";
 export const NP_V3 = "networkpolicies.projectcalico.org";
 export const TIERS_V3 = "tiers.projectcalico.org";
+
+/**
+ * Between two tests of the panic service: a Scheduler that accepts every call, a cluster with no fault and no
+ * Calico objects, and no announcement left over.
+ */
+export async function resetPanicWorld(
+  h: PanicHarness,
+  scheduler: AwsClientStub<SchedulerClient>,
+): Promise<void> {
+  const scheduleArn = "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y";
+  scheduler.reset();
+  scheduler.on(CreateScheduleCommand).resolves({ ScheduleArn: scheduleArn });
+  scheduler.on(UpdateScheduleCommand).resolves({ ScheduleArn: scheduleArn });
+  scheduler.on(DeleteScheduleCommand).resolves({});
+  await h.kube.setFault(null);
+  h.kube.store.clear();
+  h.kube.counts.reset();
+  await h.announcements();
+}
+
+/** An API answer's body. */
+export const responseBody = (result: { body?: string }) =>
+  JSON.parse(result.body ?? "null") as PanicResponse & Record<string, unknown>;
+
+/** The panic policy as the cluster stores it, if it does. */
+export const storedPanicPolicy = (h: PanicHarness) =>
+  h.kube.store.get(GNP_V3, "allow-all") as unknown as CalicoPolicy | undefined;
 
 export interface PanicHarness {
   kube: KubeApiServer;

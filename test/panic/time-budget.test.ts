@@ -4,12 +4,7 @@
 // Kubernetes API server; the Lambda context's remaining time is the test's. Times asserted are only the logical
 // deadlines (the invocation's remaining time, a request's own timeout), with margins for a loaded machine.
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  CreateScheduleCommand,
-  DeleteScheduleCommand,
-  SchedulerClient,
-  UpdateScheduleCommand,
-} from "@aws-sdk/client-scheduler";
+import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
@@ -22,8 +17,17 @@ import {
   OutOfTime,
 } from "../../functions/core/panic-policy.ts";
 import { ANSWER_RESERVE_MS } from "../../functions/panic/handler.ts";
-import type { PanicResponse } from "../../functions/panic/service.ts";
-import { apiEvent, CLUSTER, GNP_V3, lambdaContext, type PanicHarness, startPanicHarness } from "./harness.ts";
+import {
+  apiEvent,
+  CLUSTER,
+  GNP_V3,
+  lambdaContext,
+  type PanicHarness,
+  resetPanicWorld,
+  responseBody,
+  startPanicHarness,
+  storedPanicPolicy,
+} from "./harness.ts";
 
 const scheduler = mockClient(SchedulerClient);
 let h: PanicHarness;
@@ -37,24 +41,10 @@ afterAll(async () => {
   scheduler.restore();
   await h?.close();
 });
-beforeEach(async () => {
-  scheduler.reset();
-  scheduler
-    .on(CreateScheduleCommand)
-    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
-  scheduler
-    .on(UpdateScheduleCommand)
-    .resolves({ ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y" });
-  scheduler.on(DeleteScheduleCommand).resolves({});
-  await h.kube.setFault(null);
-  h.kube.store.clear();
-  h.kube.counts.reset();
-  await h.announcements();
-});
+beforeEach(() => resetPanicWorld(h, scheduler));
 
-const body = (result: { body?: string }) =>
-  JSON.parse(result.body ?? "null") as PanicResponse & Record<string, unknown>;
-const stored = () => h.kube.store.get(GNP_V3, "allow-all") as unknown as CalicoPolicy | undefined;
+const body = responseBody;
+const stored = () => storedPanicPolicy(h);
 /** The invocation has `budgetMs` for its work once the handler kept its reserve for the paperwork. */
 const invocationWith = (budgetMs: number) => lambdaContext(undefined, ANSWER_RESERVE_MS + budgetMs);
 /** The harness's per-request Kubernetes timeout. */
