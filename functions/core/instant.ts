@@ -1,9 +1,22 @@
 // Time arguments of the CLI and the query API: an ISO-8601 instant, `now`, or a duration before now (`90s`, `15m`,
 // `6h`, `7d`, `2w`). Only these: Date.parse alone would take "1" as 2001 and "90" as 1990.
 
-/** A date, or a date and time with an optional fraction and offset. */
+/**
+ * A date, or a date and time with an optional fraction and offset; the offset in hours and minutes, or in whole
+ * hours (`+02`), as ISO 8601 allows. `T` and `Z` in upper case, as ISO 8601 writes them (`NOW` and `15M` are
+ * refused alike). A space between date and time is refused: Date.parse would read it in the process's time zone.
+ */
 export const ISO_8601 =
-  /^\d{4}-\d{2}-\d{2}(?<time>T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?<offset>Z|[+-]\d{2}:?\d{2})?)?$/;
+  /^\d{4}-\d{2}-\d{2}(?<time>T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?<offset>Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+
+/** The same instant as Date.parse reads it: UTC when no offset is given, and minutes in the offset. */
+function canonical(value: string, time: string | undefined, offset: string | undefined): string {
+  if (time === undefined) return value;
+  if (offset === undefined) return `${value}Z`;
+  if (offset === "Z" || offset.length > 3) return value;
+  return `${value}:00`;
+}
+
 const DURATION = /^(\d{1,9})([smhdw])$/;
 const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 /** The instants ISO-8601 with a four-digit year names, as the store's keys spell them (`toISOString()`). */
@@ -25,7 +38,7 @@ export function isoMs(value: string): number {
   // Date.parse rolls a day its month does not have over (2026-02-30 would be March 2): refuse it.
   const day = Date.parse(value.slice(0, 10));
   if (Number.isNaN(day) || new Date(day).toISOString().slice(0, 10) !== value.slice(0, 10)) return Number.NaN;
-  return Date.parse(time !== undefined && offset === undefined ? `${value}Z` : value);
+  return Date.parse(canonical(value, time, offset));
 }
 
 /** Epoch ms of a time argument, or undefined when it is none (or falls outside the years 0000–9999). */

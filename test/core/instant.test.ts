@@ -21,6 +21,21 @@ describe("instantOf", () => {
     expect(durationOf("2w")).toBe(14 * 86_400_000);
   });
 
+  it("takes offsets in whole hours, or in hours and minutes with or without a colon", () => {
+    const at = Date.UTC(2024, 3, 19, 4, 52, 19);
+    for (const value of [
+      "2024-04-19T06:52:19+02",
+      "2024-04-19T06:52:19+0200",
+      "2024-04-19T06:52:19+02:00",
+      "2024-04-19T01:22:19-03:30",
+      "2024-04-19T01:22:19-0330",
+      "2024-04-19T04:52:19.000-00",
+    ]) {
+      expect(instantOf(value, NOW), value).toBe(at);
+    }
+    expect(normalizeInstant("2024-04-19T06:52+02", "since")).toBe("2024-04-19T04:52:00.000Z");
+  });
+
   it("refuses what Date.parse would take for a year, and what a Date cannot hold", () => {
     for (const value of ["90", "1", "yesterday", "2024-04-19 04:00", "999999999d"]) {
       expect(instantOf(value, NOW)).toBeUndefined();
