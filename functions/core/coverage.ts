@@ -445,13 +445,18 @@ export async function ingestDelivery(
   }
   if (kept.length === 0) return { ...emptyResult(), eventsAlreadyCounted: all.length };
   kept.sort((a, b) => a - b);
-  // Claims are marked only after their contribution's batch was stored whole, so one marked claim means the
-  // payload's flows were stored: a redelivery (at-least-once) or a replay of it writes no flow again. Writing
-  // them again would rely on the store's deduplication per flow key, and the keys change when attribution has
-  // (a pod since gone, another directory given to `replay`): the same packets would be counted under both. The
-  // pipeline and the alerts still run, to hand out alerts left pending (alerts.ts), as a retry does.
-  const result = await ingestBatch(all.select(kept), contribution, deps, { flowsStored: storedBefore });
-  for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
+  // Claims are marked once their contribution's flows were stored whole (before its alerts), so one marked claim
+  // means the payload's flows are stored: a retry after its alerts failed, a redelivery (at-least-once) or a
+  // replay of it writes no flow again. Writing them again would rely on the store's deduplication per flow key,
+  // and the keys change when attribution has (Kubernetes reachable again, a pod since gone, another directory
+  // given to `replay`): the same packets would be counted under both. The pipeline and the alerts still run, to
+  // apply the alerts of a batch that failed before them and hand out those left pending (alerts.ts).
+  const result = await ingestBatch(all.select(kept), contribution, deps, {
+    flowsStored: storedBefore,
+    onFlowsStored: async () => {
+      for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
+    },
+  });
   return {
     ...result,
     malformed: result.malformed.map((m) => ({ ...m, index: kept[m.index] as number })),

@@ -48,6 +48,11 @@ export async function ingestBatch(
   options: {
     /** This contribution's flows were stored before (coverage says so): none is written again. */
     flowsStored?: boolean;
+    /**
+     * Called once the flows are stored, before the alerts: coverage marks its claims there, so that a retry of
+     * a batch whose alerts failed writes no flow again (it would count them twice were it attributed otherwise).
+     */
+    onFlowsStored?: () => Promise<void>;
   } = {},
 ): Promise<IngestResult> {
   const result = await runPipeline(events, deps.pipeline);
@@ -55,6 +60,7 @@ export async function ingestBatch(
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
       : await deps.store.writeFlows(result.flows, contribution);
+  await options.onFlowsStored?.();
   const { alerts, opened } =
     result.candidates.length > 0
       ? await deps.store.applyAlerts(result.candidates, contribution, { windowMs: deps.alertWindowMs })

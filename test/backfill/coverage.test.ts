@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/corpus.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import {
   type BackfillMinuteResult,
@@ -292,6 +293,45 @@ describe("coverage with live ingest and backfills", () => {
     const again = await ingestDelivery(payload, changed, coverage, "live");
     expect(again.flowsApplied).toBe(0);
     expect(again.writeRequests).toBe(0);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("retries a payload whose alerts failed without writing its flows again, however it is attributed then", async () => {
+    const r = await run(makeEvents(["ip-10-0-3-3"], 2, 6, 42));
+    const payload = payloadOf("ip-10-0-3-3", r.events);
+    let down = true;
+    const published: string[] = [];
+    const sink: AlertPublisher = {
+      publishAlert: async (alert) => {
+        if (down) throw new Error("injected: SNS unavailable");
+        published.push(alert.id);
+      },
+      publishSummary: async () => undefined,
+      publishPanic: async () => undefined,
+    };
+    await expect(
+      ingestDelivery(payload, { ...ingestDeps(r.store, r.cluster), sink }, coverage, "live"),
+    ).rejects.toThrow();
+    expect(await r.stored()).toEqual(r.expected);
+    // Retried, and attributed otherwise: no address is internal now, so every flow would have another key.
+    const changed = { ...ingestDeps(r.store, r.cluster), sink };
+    changed.pipeline = { ...changed.pipeline, internal: new CidrSet(["10.0.0.0/8"]) };
+    const retry = await ingestDelivery(payload, changed, coverage, "live");
+    expect(retry.flowsApplied).toBe(0);
+    expect(retry.writeRequests).toBe(0);
+    expect(await r.stored()).toEqual(r.expected);
+    // Retried as first attributed, SNS back: no flow written, and the alerts left pending are published.
+    down = false;
+    const again = await ingestDelivery(
+      payload,
+      { ...ingestDeps(r.store, r.cluster), sink },
+      coverage,
+      "live",
+    );
+    expect(again.writeRequests).toBe(0);
+    expect(again.alertsOpened).toBe(0);
+    expect(published.length).toBeGreaterThan(0);
+    expect(published).toHaveLength(again.alertsSent);
     expect(await r.stored()).toEqual(r.expected);
   });
 
