@@ -69,6 +69,31 @@ function statementFor(statements: Statement[], action: string): Statement {
 
 const getAtt = (id: string, attribute = "Arn") => ({ "Fn::GetAtt": [id, attribute] });
 
+/** A KMS grant's condition that the key is used only through SQS in the stack's region. */
+const viaSqs = {
+  StringEquals: {
+    "kms:ViaService": {
+      "Fn::Join": ["", ["sqs.", { Ref: "AWS::Region" }, ".", { Ref: "AWS::URLSuffix" }]],
+    },
+  },
+};
+
+/** The queue's policy denies every request not made over TLS. */
+function expectTlsOnly(template: Template, queueId: string): void {
+  template.hasResourceProperties("AWS::SQS::QueuePolicy", {
+    Queues: [{ Ref: queueId }],
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Effect: "Deny",
+          Action: "sqs:*",
+          Condition: { Bool: { "aws:SecureTransport": "false" } },
+        }),
+      ]),
+    },
+  });
+}
+
 describe("CalicoFlowsStack", () => {
   let stack: CalicoFlowsStack;
   let template: Template;
@@ -338,18 +363,7 @@ describe("CalicoFlowsStack", () => {
         MaximumMessageSize: 1_048_576,
       });
       template.hasResourceProperties("AWS::KMS::Key", { EnableKeyRotation: true });
-      template.hasResourceProperties("AWS::SQS::QueuePolicy", {
-        Queues: [{ Ref: ids.queue }],
-        PolicyDocument: {
-          Statement: Match.arrayWith([
-            Match.objectLike({
-              Effect: "Deny",
-              Action: "sqs:*",
-              Condition: { Bool: { "aws:SecureTransport": "false" } },
-            }),
-          ]),
-        },
-      });
+      expectTlsOnly(template, ids.queue);
     });
   });
 
@@ -361,13 +375,6 @@ describe("CalicoFlowsStack", () => {
           list(s.Action).includes(action) &&
           list(s.Resource).some((r) => JSON.stringify(r) === JSON.stringify(resource)),
       );
-    const viaSqs = {
-      StringEquals: {
-        "kms:ViaService": {
-          "Fn::Join": ["", ["sqs.", { Ref: "AWS::Region" }, ".", { Ref: "AWS::URLSuffix" }]],
-        },
-      },
-    };
 
     it("keeps missed reverts in a standard queue encrypted with its own rotated key, over TLS only, 14 days", () => {
       const queue = template.toJSON().Resources[ids.deadLetters] as { Type: string; Properties: Json };
@@ -381,18 +388,7 @@ describe("CalicoFlowsStack", () => {
       expect(ids.deadLettersKey).not.toBe(ids.queueKey);
       const key = template.toJSON().Resources[ids.deadLettersKey] as { Type: string; Properties: Json };
       expect(key).toMatchObject({ Type: "AWS::KMS::Key", Properties: { EnableKeyRotation: true } });
-      template.hasResourceProperties("AWS::SQS::QueuePolicy", {
-        Queues: [{ Ref: ids.deadLetters }],
-        PolicyDocument: {
-          Statement: Match.arrayWith([
-            Match.objectLike({
-              Effect: "Deny",
-              Action: "sqs:*",
-              Condition: { Bool: { "aws:SecureTransport": "false" } },
-            }),
-          ]),
-        },
-      });
+      expectTlsOnly(template, ids.deadLetters);
     });
 
     it("lets the scheduler role send dead-letter events there, using the key through SQS only", () => {
@@ -711,7 +707,7 @@ describe("CalicoFlowsStack", () => {
       expect(
         keyGrants.find((s) => list(s.Resource).some((r) => JSON.stringify(r) === queueKey)),
       ).toMatchObject({
-        Condition: { StringEquals: { "kms:ViaService": expect.anything() } },
+        Condition: viaSqs,
       });
       expect(JSON.stringify(statementFor(ingest, "eks:DescribeCluster").Resource)).toContain(
         ":cluster/demo-cluster",

@@ -27,59 +27,37 @@ beforeAll(async () => {
     "--quiet",
   ]);
   expect(run.code).toBe(0);
-  const flows = await runCli(["flows", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--json"]);
+  const flows = await read("flows", "--json");
   flowCount = ndjson<FlowRecord>(flows.stdout).length;
-  const alerts = await runCli(["alerts", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--json"]);
+  const alerts = await read("alerts", "--json");
   alertCount = ndjson<AlertRecord>(alerts.stdout).length;
   expect(flowCount).toBeGreaterThan(3);
   expect(alertCount).toBeGreaterThan(2);
 }, 60_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** `flows` or `alerts` of the sample's cluster and day in the shared store, with `args`. */
+const read = (command: "flows" | "alerts", ...args: string[]) =>
+  runCli([command, ...store, "--cluster", "prod", ...SAMPLE_DAY, ...args]);
+
 describe("flows and alerts listings", () => {
   it("say on stderr when --limit left records out, for the table and NDJSON alike", async () => {
     for (const format of [[], ["--json"]]) {
-      const cut = await runCli([
-        "flows",
-        ...store,
-        "--cluster",
-        "prod",
-        ...SAMPLE_DAY,
-        "--limit",
-        "3",
-        ...format,
-      ]);
+      const cut = await read("flows", "--limit", "3", ...format);
       expect(cut.code).toBe(0);
       expect(cut.stderr).toBe(
         "note: only the first 3 flows (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit\n",
       );
       if (format.length > 0) expect(ndjson<FlowRecord>(cut.stdout)).toHaveLength(3);
     }
-    const alerts = await runCli(["alerts", ...store, "--cluster", "prod", ...SAMPLE_DAY, "--limit", "2"]);
+    const alerts = await read("alerts", "--limit", "2");
     expect(alerts.code).toBe(0);
     expect(alerts.stderr).toMatch(/^note: only the first 2 alerts \(oldest first\) are listed/);
     // Exactly as many as there are: nothing left out, nothing said.
-    const all = await runCli([
-      "flows",
-      ...store,
-      "--cluster",
-      "prod",
-      ...SAMPLE_DAY,
-      "--limit",
-      String(flowCount),
-      "--json",
-    ]);
+    const all = await read("flows", "--limit", String(flowCount), "--json");
     expect(all.stderr).toBe("");
     expect(ndjson<FlowRecord>(all.stdout)).toHaveLength(flowCount);
-    const allAlerts = await runCli([
-      "alerts",
-      ...store,
-      "--cluster",
-      "prod",
-      ...SAMPLE_DAY,
-      "--limit",
-      String(alertCount),
-    ]);
+    const allAlerts = await read("alerts", "--limit", String(alertCount));
     expect(allAlerts.stderr).toBe("");
   });
 
