@@ -11,6 +11,7 @@ import { KUBECONFIG_FIXES, loadKubeconfig } from "../functions/adapters/kube/clu
 import { LiveDirectory } from "../functions/adapters/kube/live-directory.ts";
 import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
 import { digest, endpointKey, flowId, policyKey } from "../functions/core/aggregate.ts";
+import { encodeMemo, RecordingDirectory } from "../functions/core/attribution-memo.ts";
 import { CidrSet } from "../functions/core/classify.ts";
 import { eventKeys } from "../functions/core/coverage.ts";
 import type { DeliveredEvents } from "../functions/core/delivered-events.ts";
@@ -195,11 +196,11 @@ async function handlerThroughput(
   const options = benchPipeline(directory);
   // One warm-up pass so the figure is the warm container's, as in a steady stream of deliveries.
   // What the handler does with a delivery before it stores anything: decode it, name it (the contribution,
-  // from every event id) and run the pipeline.
+  // from every event id) and run the pipeline, its directory's answers recorded for a memo (core/ingest.ts).
   const handle = async (d: string) => {
     const delivery = decodeDelivery(d);
     deliveryContribution(delivery.logGroup, delivery.logStream, delivery.events);
-    return runPipeline(delivery.events, options);
+    return runPipeline(delivery.events, { ...options, directory: new RecordingDirectory(directory) });
   };
   for (const d of data.slice(0, 20)) await handle(d);
   // The collector's work during each pass: V8 reports each collection (kind, start, duration) after it.
@@ -409,6 +410,45 @@ function coverageKeys(lines: Iterable<string>): void {
 }
 
 /**
+ * What a run that fails after attributing adds before it fails: its attribution memo built and encoded
+ * (core/attribution-memo.ts), per realistic delivery. A run that stores its batch builds none: this is the cost
+ * that keeping every run's memo would add to the handler figure.
+ */
+async function memoCost(lines: Iterable<string>, snapshot: SnapshotDirectory): Promise<void> {
+  const data = payloads(lines).slice(0, 40);
+  const recorded: RecordingDirectory[] = [];
+  let events = 0;
+  for (const d of data) {
+    const delivery = decodeDelivery(d);
+    const recorder = new RecordingDirectory(snapshot);
+    await runPipeline(delivery.events, benchPipeline(recorder));
+    recorded.push(recorder);
+    events += delivery.events.length;
+  }
+  let questions = 0;
+  let bytes = 0;
+  const pass = () => {
+    questions = 0;
+    bytes = 0;
+    const start = process.hrtime.bigint();
+    for (const recorder of recorded) {
+      const memo = recorder.memo();
+      questions += memo.spans.length + memo.points.length;
+      bytes += (encodeMemo(memo) as Uint8Array).length;
+    }
+    return Number(process.hrtime.bigint() - start) / 1000;
+  };
+  pass();
+  const us = Math.min(pass(), pass(), pass());
+  console.log(
+    `attribution memo of a failed run (outside the handler figure; built only when a run fails after attributing): ` +
+      `${Math.round(us / data.length).toLocaleString("en")} µs per delivery of ${EVENTS_PER_PAYLOAD} events ` +
+      `(${(us / events).toFixed(2)} µs/line), ${Math.round(questions / data.length)} questions, ` +
+      `${(bytes / data.length / 1024).toFixed(1)} KB gzipped; best of 3 passes over ${data.length} deliveries`,
+  );
+}
+
+/**
  * The pipeline (decoded payloads; parse to alert candidates) with the live directory the Lambda uses, warm:
  * the realistic cluster's pods served by the local Kubernetes API server, every answer from memory after the
  * first payloads. Asked for spans (one question per address and payload) and, through a wrapper that hides
@@ -546,6 +586,7 @@ export async function run(): Promise<void> {
   );
   await decodeFloor("realistic cluster", realisticLines(LINES));
   coverageKeys(realisticLines(Math.min(LINES, 300_000)));
+  await memoCost(realisticLines(Math.min(LINES, 200_000)), clusterSnapshot(realisticPods));
   // The shared corpus draws every pod address at random from the whole /16: nearly every line is a flow
   // of its own, the worst case for aggregation (per-flow work dominates).
   await handlerThroughput(

@@ -99,6 +99,7 @@ export async function openIngest(
       deps: {
         store: opened.store,
         sink,
+        memos: opened.memos,
         alertWindowMs: raw.alertWindow as number,
         alertCap: raw.alertCap as number,
         pipeline: {

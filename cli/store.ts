@@ -6,6 +6,7 @@ import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
+import type { MemoStore } from "../functions/core/attribution-memo.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
 import type { CommonOptions } from "./common.ts";
@@ -15,6 +16,8 @@ export interface OpenedStore {
   history: HolderHistory;
   /** Which log events are already counted (live ingest, backfill, redrive): docs/backfill.md. */
   coverage: CoverageStore;
+  /** What each contribution's attribution was, so that its retries and replays attribute alike. */
+  memos: MemoStore;
   /** Where the data lives, for messages. */
   description: string;
   /**

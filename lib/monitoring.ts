@@ -254,9 +254,17 @@ export class Monitoring extends Construct {
       graph("Alerts", [ingest("AlertsRaised")]),
     );
     this.dashboard.addWidgets(
-      graph("Attribution", [ingest("AttributionMisses"), ingest("UnresolvedEndpoints")], {
-        right: [ingest("KubernetesApiCalls")],
-      }),
+      graph(
+        "Attribution",
+        [
+          ingest("AttributionMisses"),
+          ingest("UnresolvedEndpoints"),
+          // A failed run's answers kept for its retry, or not (then the retry may count its stored flows twice).
+          ingest("AttributionMemosKept"),
+          ingest("AttributionMemosLost"),
+        ],
+        { right: [ingest("KubernetesApiCalls")] },
+      ),
       graph("Bad input", [ingest("MalformedLines"), ingest("CorruptPayloads")]),
       graph(
         "Failed payloads",

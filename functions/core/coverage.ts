@@ -335,6 +335,7 @@ function emptyResult(): IngestResult {
     alertsOpened: 0,
     alertsSent: 0,
     alertsSuppressed: 0,
+    attributionMemo: "none",
   };
 }
 
@@ -349,6 +350,8 @@ export interface CoverageOptions {
   minuteEventBudget?: number;
   /** Claims per page of a stream-minute's record. @default ITEM_CLAIM_BUDGET */
   itemClaimBudget?: number;
+  /** Epoch ms by which a delivery must be stored (IngestOptions.deadline). */
+  deadline?: number;
 }
 
 interface Budgets {
@@ -388,7 +391,7 @@ export async function ingestDelivery(
   const all = node === null ? events : events.withNode(node);
   const contribution = deliveryContribution(payload.logGroup, payload.logStream, all);
   if (coverage === undefined || all.length === 0) {
-    const result = await ingestBatch(all, contribution, deps);
+    const result = await ingestBatch(all, contribution, deps, { deadline: options.deadline });
     return { ...result, eventsAlreadyCounted: 0 };
   }
   const now = options.now ?? Date.now;
@@ -404,6 +407,9 @@ export async function ingestDelivery(
   const first = minutes[0] as number;
   const last = minutes[minutes.length - 1] as number;
   const known = new Map((await coverage.read(ref, first, last)).map((c) => [c.minute, c]));
+  // Never claimed before: no earlier run can have kept an attribution memo, and none is read. A duplicate
+  // delivery running at the same time finds out when it saves its own (ingest.ts).
+  const firstRun = ![...known.values()].some((m) => m.claims.some((c) => c.contribution === contribution));
 
   // Claim every minute before storing anything: once this contribution has stored, the set of events it
   // owns can no longer change, so a retry stores exactly the same events under the same contribution.
@@ -453,6 +459,8 @@ export async function ingestDelivery(
   // apply the alerts of a batch that failed before them and hand out those left pending (alerts.ts).
   const result = await ingestBatch(all.select(kept), contribution, deps, {
     flowsStored: storedBefore,
+    firstRun,
+    deadline: options.deadline,
     onFlowsStored: async () => {
       for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
     },
@@ -525,9 +533,16 @@ export async function backfillMinute(
     batches: [],
   };
   const done = new Set<string>();
-  const store = async (contribution: string, events: CloudWatchEvent[], pages: readonly number[]) => {
+  const store = async (
+    contribution: string,
+    events: CloudWatchEvent[],
+    pages: readonly number[],
+    firstRun: boolean,
+  ) => {
     // The stream is the node's: the reporter of lines that name none, as in live ingest.
-    const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps);
+    const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps, {
+      firstRun,
+    });
     await coverage.markStored(ref, minute, contribution, pages);
     done.add(contribution);
     out.batches.push({ contribution, events, result });
@@ -543,7 +558,8 @@ export async function backfillMinute(
       if (c.source !== "backfill" && now() - Date.parse(c.claimedAt) < PENDING_GRACE_MS) continue;
       const events = c.events.map((k) => byKey.get(k));
       if (events.some((e) => e === undefined)) continue;
-      await store(c.contribution, events as CloudWatchEvent[], c.pages);
+      // Its writer may have stored part of it, with the attribution its memo keeps.
+      await store(c.contribution, events as CloudWatchEvent[], c.pages, false);
       out.completed += events.length;
     }
     const taken = takenKeys(current);
@@ -571,7 +587,7 @@ export async function backfillMinute(
       continue;
     }
     current = withPart(current, claim, seal);
-    await store(contribution, chunk, [room.page]);
+    await store(contribution, chunk, [room.page], true);
     out.stored += chunk.length;
   }
 

@@ -1,6 +1,7 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
 import { AlertDeliveryError, type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
+import { decodeMemo, encodeMemo, type MemoStore, RecordingDirectory } from "./attribution-memo.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
 import type { FlowStore } from "./ports.ts";
@@ -14,6 +15,13 @@ export interface IngestDeps {
   alertWindowMs: number;
   /** Most alerts published per batch; the rest are summarised in one message. */
   alertCap: number;
+  /**
+   * Where a failed run's attribution is kept, so that its retries attribute as it did (attribution-memo.ts).
+   * Absent: every run asks the directory afresh.
+   */
+  memos?: MemoStore;
+  /** Told what became of the memo of each run that failed after attributing its batch (for logs and metrics). */
+  onMemoKept?: (kept: MemoKept) => void;
 }
 
 export interface IngestResult extends PipelineResult {
@@ -26,6 +34,8 @@ export interface IngestResult extends PipelineResult {
   alertsOpened: number;
   alertsSent: number;
   alertsSuppressed: number;
+  /** reused: an earlier, failed run of the contribution kept its attribution, and this run attributed alike. */
+  attributionMemo: "none" | "reused";
 }
 
 /**
@@ -41,25 +51,88 @@ export class BatchAlertDeliveryError extends AlertDeliveryError {
   }
 }
 
+/** The batch was not stored by its deadline: thrown so that it is retried, after its attribution memo was kept. */
+export class IngestOutOfTimeError extends Error {
+  override name = "IngestOutOfTimeError";
+}
+
+/** What became of the memo of a run that failed after attributing its batch (IngestDeps.onMemoKept). */
+export interface MemoKept {
+  contribution: string;
+  /**
+   * saved: its retries attribute as it did; taken: a concurrent run of the contribution saved its own first, which
+   * the retries use; too-large and failed: not saved, its retries attribute afresh.
+   */
+  outcome: "saved" | "taken" | "too-large" | "failed";
+  /** Bytes of the encoded memo (0 when too large). */
+  bytes: number;
+  error?: unknown;
+}
+
+export interface IngestOptions {
+  /** This contribution's flows were stored before (coverage says so): none is written again. */
+  flowsStored?: boolean;
+  /**
+   * Called once the flows are stored, before the alerts: coverage marks its claims there, so that a retry of
+   * a batch whose alerts failed writes no flow again (it would count them twice were it attributed otherwise).
+   */
+  onFlowsStored?: () => Promise<void>;
+  /** No earlier run of this contribution can have kept a memo (coverage says it was never claimed): none is read. */
+  firstRun?: boolean;
+  /**
+   * Epoch ms by which the batch must be stored, else IngestOutOfTimeError (after no new flow write is started and
+   * the memo is kept): the Lambda's timeout less the time to keep the memo. Absent: no limit.
+   */
+  deadline?: number;
+}
+
 export async function ingestBatch(
   events: readonly LogEvent[] | DeliveredEvents,
   contribution: string,
   deps: IngestDeps,
-  options: {
-    /** This contribution's flows were stored before (coverage says so): none is written again. */
-    flowsStored?: boolean;
-    /**
-     * Called once the flows are stored, before the alerts: coverage marks its claims there, so that a retry of
-     * a batch whose alerts failed writes no flow again (it would count them twice were it attributed otherwise).
-     */
-    onFlowsStored?: () => Promise<void>;
-  } = {},
+  options: IngestOptions = {},
 ): Promise<IngestResult> {
-  const result = await runPipeline(events, deps.pipeline);
+  const memos = deps.memos;
+  const cluster = deps.pipeline.cluster;
+  const loaded =
+    memos === undefined || options.firstRun === true ? undefined : await memos.load(cluster, contribution);
+  const recorder =
+    memos === undefined
+      ? undefined
+      : new RecordingDirectory(
+          deps.pipeline.directory,
+          loaded === undefined ? undefined : decodeMemo(loaded.bytes),
+        );
+  const result = await runPipeline(
+    events,
+    recorder === undefined ? deps.pipeline : { ...deps.pipeline, directory: recorder },
+  );
+  try {
+    const stored = await withinDeadline(options.deadline, (signal) =>
+      storeBatch(result, contribution, deps, options, signal),
+    );
+    return { ...stored, attributionMemo: loaded === undefined ? "none" : "reused" };
+  } catch (error) {
+    // Failed after attributing, perhaps with part of the flows stored: the retry must attribute alike.
+    if (memos !== undefined && recorder !== undefined && recorder.added > 0) {
+      const kept = await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result);
+      deps.onMemoKept?.(kept);
+    }
+    throw error;
+  }
+}
+
+async function storeBatch(
+  result: PipelineResult,
+  contribution: string,
+  deps: IngestDeps,
+  options: IngestOptions,
+  signal: AbortSignal | undefined,
+): Promise<Omit<IngestResult, "attributionMemo">> {
   const written =
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
-      : await deps.store.writeFlows(result.flows, contribution);
+      : await deps.store.writeFlows(result.flows, contribution, { signal });
   await options.onFlowsStored?.();
   const { alerts, opened } =
     result.candidates.length > 0
@@ -87,4 +160,65 @@ export async function ingestBatch(
     alertsSent: sent,
     alertsSuppressed: suppressed,
   };
+}
+
+/**
+ * `work`'s result, or IngestOutOfTimeError at `deadline`, when its signal is aborted (no new flow write starts;
+ * those in flight finish on their own, harmlessly: they carry the contribution and the memo's attribution).
+ */
+async function withinDeadline<T>(
+  deadline: number | undefined,
+  work: (signal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  if (deadline === undefined) return work(undefined);
+  const controller = new AbortController();
+  const running = work(controller.signal);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => {
+        const error = new IngestOutOfTimeError(
+          `the batch was not stored by its deadline (${new Date(deadline).toISOString()}); it fails to be retried`,
+        );
+        controller.abort(error);
+        reject(error);
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([running, expired]);
+  } finally {
+    clearTimeout(timer);
+    // It may still fail after the deadline has answered for it.
+    running.catch(() => {});
+  }
+}
+
+/** Saves a failed run's memo; never throws (the run's own error is what the caller reports). */
+async function keepMemo(
+  memos: MemoStore,
+  cluster: string,
+  contribution: string,
+  recorder: RecordingDirectory,
+  version: number,
+  result: PipelineResult,
+): Promise<MemoKept> {
+  let bytes = 0;
+  try {
+    const encoded = encodeMemo(recorder.memo());
+    if (encoded === undefined) return { contribution, outcome: "too-large", bytes };
+    bytes = encoded.length;
+    const other = await memos.save(cluster, contribution, encoded, version, latestSeen(result));
+    return { contribution, outcome: other === undefined ? "saved" : "taken", bytes };
+  } catch (error) {
+    return { contribution, outcome: "failed", bytes, error };
+  }
+}
+
+/** The batch's latest packet time (epoch ms): a memo is kept as long as the coverage of its events. */
+function latestSeen(result: PipelineResult): number {
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const flow of result.flows) latest = Math.max(latest, Date.parse(flow.lastSeen));
+  return Number.isFinite(latest) ? latest : Date.now();
 }

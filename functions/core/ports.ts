@@ -65,7 +65,12 @@ export interface Page<T> {
  * stored and must be retried by the caller.
  */
 export interface FlowStore {
-  writeFlows(flows: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult>;
+  /** Once `signal` is aborted no new flow write starts, and the call fails with its reason. */
+  writeFlows(
+    flows: readonly FlowRecord[],
+    contribution: string,
+    options?: { signal?: AbortSignal },
+  ): Promise<FlowWriteResult>;
   /**
    * Opens an alert per key whose window is closed and folds hits into open ones. Returns the alerts that
    * still need delivery (those this call opened, and earlier ones still marked pending) and how many alerts

@@ -67,3 +67,9 @@ export function loadIngestConfig(env: NodeJS.ProcessEnv): IngestConfig {
   const { INTERNAL_CIDRS, ...data } = parseEnv(IngestEnv, env, "ingest");
   return { ...data, INTERNAL_CIDRS: INTERNAL_CIDRS.cidrs, internal: INTERNAL_CIDRS.set };
 }
+
+/**
+ * Time kept back from the invocation's for a batch not stored by then: to keep its attribution memo (one
+ * conditional write, MEMO_RETRY's tries) and fail, rather than be stopped mid-write by the timeout.
+ */
+export const STORE_RESERVE_MS = 30_000;

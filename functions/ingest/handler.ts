@@ -8,19 +8,36 @@ import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import { EKSClient } from "@aws-sdk/client-eks";
 import { SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
-import type { CloudWatchLogsEvent } from "aws-lambda";
+import type { CloudWatchLogsEvent, Context } from "aws-lambda";
 import { storeClient } from "../adapters/dynamo/client.ts";
 import { tableStores } from "../adapters/dynamo/stores.ts";
 import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
-import { BatchAlertDeliveryError, type IngestDeps } from "../core/ingest.ts";
+import { BatchAlertDeliveryError, type IngestDeps, type MemoKept } from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
-import { type IngestConfig, loadIngestConfig } from "./config.ts";
+import { type IngestConfig, loadIngestConfig, STORE_RESERVE_MS } from "./config.ts";
+
+/** A failed run's memo: counted, and logged when its retries will attribute afresh (their flows may count twice). */
+function reportMemo(kept: MemoKept): void {
+  metrics.addMetric(
+    kept.outcome === "saved" || kept.outcome === "taken" ? "AttributionMemosKept" : "AttributionMemosLost",
+    MetricUnit.Count,
+    1,
+  );
+  if (kept.outcome === "too-large" || kept.outcome === "failed") {
+    logger.error("the attribution of a failed batch was not kept: its retry attributes afresh", {
+      contribution: kept.contribution,
+      outcome: kept.outcome,
+      bytes: kept.bytes,
+      error: kept.error,
+    });
+  }
+}
 
 /** Used when attribution is switched off: every internal endpoint is stored unresolved, with its IP. */
 const noDirectory: IpDirectory = {
@@ -36,7 +53,7 @@ export interface IngestRuntime {
 
 export function createRuntime(config: IngestConfig): IngestRuntime {
   const dynamo = tracer.captureAWSv3Client(storeClient());
-  const { store, history, coverage } = tableStores({
+  const { store, history, coverage, memos } = tableStores({
     client: dynamo,
     tableName: config.TABLE_NAME,
     retentionDays: config.RETENTION_DAYS,
@@ -69,6 +86,8 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
     deps: {
       store,
       sink,
+      memos,
+      onMemoKept: reportMemo,
       alertWindowMs: config.ALERT_WINDOW_MINUTES * 60_000,
       alertCap: config.ALERT_CAP,
       pipeline: {
@@ -106,6 +125,8 @@ function apiCalls(directory: IpDirectory): number {
 export async function ingestEvent(
   event: CloudWatchLogsEvent,
   runtime: IngestRuntime,
+  /** Epoch ms by which the delivery must be stored (absent: no limit). */
+  deadline?: number,
 ): Promise<DeliveryResult | undefined> {
   let payload: ReturnType<typeof decodeDelivery>;
   try {
@@ -133,6 +154,7 @@ export async function ingestEvent(
       runtime.deps,
       runtime.coverage,
       "live",
+      { deadline },
     );
   } catch (error) {
     // Stored, but a publish failed and the payload fails, to be retried: the alerts this attempt opened are
@@ -162,9 +184,14 @@ export async function ingestEvent(
 
 let runtime: IngestRuntime | undefined;
 
-export const handler = middy(async (event: CloudWatchLogsEvent) => {
+export const handler = middy(async (event: CloudWatchLogsEvent, context: Context) => {
   runtime ??= createRuntime(loadIngestConfig(process.env));
-  await ingestEvent(event, runtime);
+  const remaining = context?.getRemainingTimeInMillis?.();
+  await ingestEvent(
+    event,
+    runtime,
+    remaining === undefined ? undefined : Date.now() + remaining - STORE_RESERVE_MS,
+  );
 })
   .use(captureLambdaHandler(tracer))
   .use(injectLambdaContext(logger, { clearState: true }))

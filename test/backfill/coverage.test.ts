@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prng } from "../../bench/corpus.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
+import type { MemoStore } from "../../functions/core/attribution-memo.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import {
   type BackfillMinuteResult,
@@ -22,19 +24,22 @@ import {
   PENDING_GRACE_MS,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
+import { BatchAlertDeliveryError, type IngestDeps } from "../../functions/core/ingest.ts";
 import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
+import type { FlowRecord, IpDirectory } from "../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
   type CwEvent,
   calicoLine,
   DESTINATIONS,
+  expectedByAddress,
   expectedPackets,
   GROUP,
   ingestDeps,
   PORTS,
   payloadOf,
   SOURCES,
+  storedByAddress,
   storedPackets,
   T0,
   total,
@@ -413,6 +418,113 @@ describe("writers that die between claim and store", () => {
     expect(sum(again, "completed")).toBe(5);
     expect(sum(again, "stored")).toBe(5);
     expect(await r.stored()).toEqual(r.expected);
+  });
+});
+
+describe("attribution that changes between a failed run and its retry", () => {
+  const memos = () => new DynamoMemoStore({ client: ts.client, tableName: ts.tableName });
+  /** Kubernetes unreachable: every internal endpoint is stored unresolved. */
+  const unreachable: IpDirectory = {
+    resolve: async (lookups) =>
+      lookups.map(() => ({ status: "unavailable", reason: "injected: API server unreachable" })),
+  };
+  const depsWith = (r: Run, directory: IpDirectory | undefined, kept: MemoStore | undefined): IngestDeps => {
+    const deps = { ...ingestDeps(r.store, r.cluster), memos: kept };
+    if (directory !== undefined) deps.pipeline = { ...deps.pipeline, directory };
+    return deps;
+  };
+  const byAddress = (r: Run) => storedByAddress(flows, r.cluster, T0 - MINUTE_MS, T0 + 60 * MINUTE_MS);
+
+  it("a payload partly stored while Kubernetes was unreachable, retried once it answers, counts every packet once", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-1"], 2, 8, 44));
+    const payload = payloadOf("ip-10-0-8-1", r.events);
+    const kept = memos();
+    r.store.failNextWrite();
+    await expect(ingestDelivery(payload, depsWith(r, unreachable, kept), coverage, "live")).rejects.toThrow(
+      /partial write/,
+    );
+    const retry = await ingestDelivery(payload, depsWith(r, undefined, kept), coverage, "live");
+    expect(retry.attributionMemo).toBe("reused");
+    expect(retry.flowsDuplicate).toBeGreaterThan(0);
+    expect(retry.flowsApplied).toBeGreaterThan(0);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
+    // Attributed as the failed run was: the flows it stored are the ones the retry completed.
+    expect(retry.flows.every((f) => f.dst.resolved === false)).toBe(true);
+  });
+
+  it("without its memo the same retry counts the packets stored before twice", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-2"], 2, 8, 44));
+    const payload = payloadOf("ip-10-0-8-2", r.events);
+    r.store.failNextWrite();
+    await expect(
+      ingestDelivery(payload, depsWith(r, unreachable, undefined), coverage, "live"),
+    ).rejects.toThrow(/partial write/);
+    const retry = await ingestDelivery(payload, depsWith(r, undefined, undefined), coverage, "live");
+    expect(retry.attributionMemo).toBe("none");
+    expect(total(await byAddress(r))).toBeGreaterThan(r.events.length);
+  });
+
+  it("a backfill finishing a dead writer's claim attributes as the writer did", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-3"], 1, 8, 45));
+    const payload = payloadOf("ip-10-0-8-3", r.events);
+    const kept = memos();
+    r.store.failNextWrite();
+    await expect(ingestDelivery(payload, depsWith(r, unreachable, kept), coverage, "live")).rejects.toThrow(
+      /partial write/,
+    );
+    const late = Date.now() + PENDING_GRACE_MS + 60_000;
+    const results = await backfillMinute(
+      { cluster: r.cluster, group: GROUP, stream: "ip-10-0-8-3" },
+      minuteOf(T0),
+      r.events,
+      depsWith(r, undefined, kept),
+      coverage,
+      { now: () => late },
+    );
+    expect(results.completed).toBe(r.events.length);
+    expect(results.batches.map((b) => b.result.attributionMemo)).toEqual(["reused"]);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
+  });
+
+  it("a retry after its alerts failed hands out the alerts the failed run opened, however Kubernetes answers then", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-4"], 2, 8, 46));
+    const payload = payloadOf("ip-10-0-8-4", r.events);
+    const kept = memos();
+    let down = true;
+    const published: string[] = [];
+    const sink: AlertPublisher = {
+      publishAlert: async (alert) => {
+        if (down) throw new Error("injected: SNS unavailable");
+        published.push(alert.id);
+      },
+      publishSummary: async () => undefined,
+      publishPanic: async () => undefined,
+    };
+    const failure = await ingestDelivery(
+      payload,
+      { ...depsWith(r, undefined, kept), sink },
+      coverage,
+      "live",
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(BatchAlertDeliveryError);
+    const opened = (failure as BatchAlertDeliveryError).alertsOpened;
+    expect(opened).toBeGreaterThan(0);
+    down = false;
+    const retry = await ingestDelivery(
+      payload,
+      { ...depsWith(r, unreachable, kept), sink },
+      coverage,
+      "live",
+    );
+    expect(retry.attributionMemo).toBe("reused");
+    expect(retry.alertsOpened).toBe(0);
+    expect(retry.alertsSent).toBe(opened);
+    expect(published).toHaveLength(opened);
+    // The alerts name the pods as the failed run found them, not the unresolved addresses of the retry.
+    expect(retry.alerts.every((a) => a.src.resolved && a.dst.resolved)).toBe(true);
   });
 });
 

@@ -14,6 +14,7 @@ import { CidrSet } from "../../functions/core/classify.ts";
 import { createScanner } from "../../functions/core/parse.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { STORE_RESERVE_MS } from "../../functions/ingest/config.ts";
 import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
@@ -95,7 +96,7 @@ function expected(lines: readonly Line[]) {
 
 // ---- invoking the handler and reading what it printed ----
 
-const context = (): Context =>
+const context = (remainingMs = 60_000): Context =>
   ({
     functionName: "ingest",
     functionVersion: "$LATEST",
@@ -105,7 +106,7 @@ const context = (): Context =>
     logGroupName: "/aws/lambda/ingest",
     logStreamName: "stream",
     callbackWaitsForEmptyEventLoop: true,
-    getRemainingTimeInMillis: () => 60_000,
+    getRemainingTimeInMillis: () => remainingMs,
     done: () => {},
     fail: () => {},
     succeed: () => {},
@@ -150,7 +151,11 @@ function parseOutput(text: string): Omit<Invocation, "error"> {
   return { metrics, namespaces, logs };
 }
 
-async function invoke(handler: Handler, event: CloudWatchLogsEvent): Promise<Invocation> {
+async function invoke(
+  handler: Handler,
+  event: CloudWatchLogsEvent,
+  remainingMs?: number,
+): Promise<Invocation> {
   const chunks: string[] = [];
   const capture = (chunk: unknown) => {
     chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8"));
@@ -160,7 +165,7 @@ async function invoke(handler: Handler, event: CloudWatchLogsEvent): Promise<Inv
   const err = vi.spyOn(process.stderr, "write").mockImplementation(capture as typeof process.stderr.write);
   let error: Error | undefined;
   try {
-    await handler(event, context());
+    await handler(event, context(remainingMs));
   } catch (e) {
     error = e as Error;
   } finally {
@@ -598,8 +603,8 @@ describe("ingest handler (review)", () => {
     const failed = await invoke(handler, event);
     expect(failed.error?.name).toBe("StoreUnavailableError");
     expect(failed.error?.message).toContain("failed after 10 tries");
-    // Nothing reported as processed by the failed attempt.
-    expect(failed.metrics).toEqual({});
+    // Nothing reported as processed by the failed attempt; its attribution is kept for the retry.
+    expect(failed.metrics).toEqual({ AttributionMemosKept: 1 });
     const partial = await flowsIn(store, base - DAY, base + DAY);
     expect(partial).toHaveLength(10);
 
@@ -612,6 +617,58 @@ describe("ingest handler (review)", () => {
     const again = await invoke(handler, event);
     expect(again.metrics).toMatchObject(metricsFor(e, { written: 0, duplicate: e.flows }));
     expect(await tableState(tableName)).toEqual(before);
+  });
+
+  it("fails a payload its flows could not be stored in time for, starts no write after, and its retry completes it", async () => {
+    const tableName = await newTable();
+    const handler = await coldHandler(tableName, proxy.endpoint);
+    const store = reader(tableName);
+    const base = T0 + 45 * DAY;
+    const lines: Line[] = Array.from({ length: 40 }, (_, i) => ({
+      kind: "calico",
+      src: INTERNAL[i % 2] as string,
+      dst: "192.168.2.20",
+      proto: "TCP",
+      dport: 2000 + i,
+      len: 60 + i,
+      at: base + i * 1_000,
+    }));
+    const e = expected(lines);
+    expect(e.flows).toBe(40);
+    const event = eventOf(dataOf(eventsOf(lines)));
+    // The flow writes hang (a DynamoDB that has stopped answering) past the invocation's deadline.
+    const isFlowWrite = (op: string, body: Record<string, unknown>) =>
+      op === "UpdateItem" && String((body.Key as { pk?: { S?: string } })?.pk?.S).startsWith("FLOW#");
+    const flowWrites = () => proxy.log.filter((r) => isFlowWrite(r.operation, r.body)).length;
+    proxy.clearLog();
+    proxy.hold(isFlowWrite);
+    const failed = await invoke(handler, event, STORE_RESERVE_MS + 300);
+    expect(failed.error?.name).toBe("IngestOutOfTimeError");
+    expect(failed.metrics).toEqual({ AttributionMemosKept: 1 });
+    const inFlight = proxy.held;
+    expect(inFlight).toBe(16);
+    expect(flowWrites()).toBe(inFlight);
+    // The writes in flight then land; no other starts.
+    await proxy.release();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(flowWrites()).toBe(inFlight);
+    expect(await flowsIn(store, base - DAY, base + DAY)).toHaveLength(inFlight);
+    const memos = await ts.client.send(
+      new ScanCommand({
+        TableName: tableName,
+        ConsistentRead: true,
+        FilterExpression: "begins_with(pk, :memo)",
+        ExpressionAttributeValues: { ":memo": { S: "MEMO#prod#" } },
+      }),
+    );
+    expect(memos.Items).toHaveLength(1);
+
+    const retried = await invoke(handler, event);
+    expect(retried.error).toBeUndefined();
+    expect(retried.metrics).toMatchObject(
+      metricsFor(e, { written: e.flows - inFlight, duplicate: inFlight }),
+    );
+    await checkStored(store, base - DAY, base + DAY, e);
   });
 
   it("stores exact counts through random throttling, 500s and lost answers on every request", async () => {

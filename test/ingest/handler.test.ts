@@ -268,7 +268,8 @@ describe("ingest handler", () => {
       const context = {
         functionName: "ingest",
         awsRequestId: `req-${randomUUID()}`,
-        getRemainingTimeInMillis: () => 30_000,
+        // A fresh invocation of the deployed function (a 2-minute timeout).
+        getRemainingTimeInMillis: () => 120_000,
       } as Context;
       await run(
         (events) => handler(payload(events), context),

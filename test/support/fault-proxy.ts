@@ -32,6 +32,12 @@ export interface FaultProxy {
   /** Requests logged, optionally only those of one operation and outcome. */
   count(filter?: { operation?: string; outcome?: Outcome }): number;
   setPlan(plan: FaultPlan): void;
+  /** Holds the requests `which` selects (not answered, not forwarded) until `release`; they are then forwarded. */
+  hold(which: (operation: string, body: Record<string, unknown>) => boolean): void;
+  /** Forwards the held requests and holds no more; resolves once every one of them is answered. */
+  release(): Promise<void>;
+  /** Requests being held now. */
+  readonly held: number;
   clearLog(): void;
   close(): Promise<void>;
 }
@@ -91,6 +97,11 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
   let plan = initial;
   let next = prng(initial.seed ?? 1);
   const log: LoggedRequest[] = [];
+  let holding: ((operation: string, body: Record<string, unknown>) => boolean) | undefined;
+  let open: () => void = () => {};
+  let gate: Promise<void> = Promise.resolve();
+  const inFlight = new Set<Promise<void>>();
+  let held = 0;
 
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -119,6 +130,17 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
         sendError(res, outcome);
         return;
       }
+      let done = () => {};
+      if (holding?.(operation, body) === true) {
+        const answered = new Promise<void>((resolve) => {
+          done = resolve;
+        });
+        inFlight.add(answered);
+        void answered.then(() => inFlight.delete(answered));
+        held++;
+        await gate;
+        held--;
+      }
       try {
         const answer = await forward(targetUrl, req.method ?? "POST", req.url ?? "/", req.headers, raw);
         if (outcome === "lost") {
@@ -130,6 +152,8 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
       } catch (error) {
         res.writeHead(502, { "Content-Type": "text/plain" });
         res.end(String(error));
+      } finally {
+        done();
       }
     });
   });
@@ -149,6 +173,20 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
     setPlan(p) {
       plan = p;
       next = prng(p.seed ?? 1);
+    },
+    hold(which) {
+      holding = which;
+      gate = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+    },
+    async release() {
+      holding = undefined;
+      open();
+      await Promise.all([...inFlight]);
+    },
+    get held() {
+      return held;
     },
     clearLog() {
       log.length = 0;

@@ -148,15 +148,22 @@ export class DynamoFlowStore implements FlowStore {
     };
   }
 
-  async writeFlows(flows: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
+  async writeFlows(
+    flows: readonly FlowRecord[],
+    contribution: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<FlowWriteResult> {
     const token = contributionToken(contribution);
     for (const f of flows) checkFlow(f);
     const merged = mergeFlows(flows);
     const writes: CallReport[] = merged.map(freshReport);
     const reads = freshReport();
     const now = this.#ctx.now();
-    const outcomes = await mapBounded(merged, this.#ctx.concurrency, (f, i) =>
-      countedUpdate(this.#ctx, this.#flowWrite(f, token, now), writes[i] as CallReport, reads),
+    const outcomes = await mapBounded(
+      merged,
+      this.#ctx.concurrency,
+      (f, i) => countedUpdate(this.#ctx, this.#flowWrite(f, token, now), writes[i] as CallReport, reads),
+      options.signal,
     );
     const applied = outcomes.filter((o) => o.applied).length;
     return {

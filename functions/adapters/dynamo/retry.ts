@@ -168,18 +168,24 @@ export async function withRetry<T>(
 /**
  * Maps `items` through `work` with at most `limit` in flight, results in input order. On the first failure no
  * new item starts; the ones in flight are awaited (so nothing keeps writing after the caller has given up and
- * may be retrying), then the first error is thrown.
+ * may be retrying), then the first error is thrown. Once `signal` is aborted no new item starts either, and its
+ * reason is thrown when those in flight are done.
  */
 export async function mapBounded<T, R>(
   items: readonly T[],
   limit: number,
   work: (item: T, index: number) => Promise<R>,
+  signal?: AbortSignal,
 ): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   let failure: { error: unknown } | undefined;
   const worker = async () => {
     while (failure === undefined && next < items.length) {
+      if (signal?.aborted === true) {
+        failure = { error: signal.reason };
+        break;
+      }
       const index = next++;
       try {
         results[index] = await work(items[index] as T, index);

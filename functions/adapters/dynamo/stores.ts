@@ -1,10 +1,11 @@
-// The stores of one calico-flows table, made together: flows and alerts, the IP holders' history and the coverage
-// records all live as long as the table's retention says (a holder forgotten before its flows would leave late,
+// The stores of one calico-flows table, made together: flows and alerts, the IP holders' history, the coverage
+// records and the attribution memos all live as long as the table's retention says (a holder forgotten before its flows would leave late,
 // redriven or backfilled lines of those flows unattributed).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoCoverageStore } from "./coverage.ts";
 import { DynamoFlowStore } from "./flow-store.ts";
 import { DynamoHolderHistory } from "./history.ts";
+import { DynamoMemoStore } from "./memos.ts";
 
 export interface TableStoresOptions {
   client: DynamoDBClient;
@@ -21,6 +22,7 @@ export interface TableStores {
   store: DynamoFlowStore;
   history: DynamoHolderHistory;
   coverage: DynamoCoverageStore;
+  memos: DynamoMemoStore;
 }
 
 export function tableStores(options: TableStoresOptions): TableStores {
@@ -29,5 +31,6 @@ export function tableStores(options: TableStoresOptions): TableStores {
     store: new DynamoFlowStore({ client, tableName, retentionDays, bucketSeconds, now }),
     history: new DynamoHolderHistory({ client, tableName, retentionDays, now }),
     coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
+    memos: new DynamoMemoStore({ client, tableName, retentionDays }),
   };
 }
