@@ -38,9 +38,8 @@ export interface StoredMemo {
 export interface MemoStore {
   load(cluster: string, contribution: string): Promise<StoredMemo | undefined>;
   /**
-   * Saves `bytes` if the contribution's memo is still at `version` (0: none saved). Returns undefined when
-   * saved, or the memo someone else saved in between. `eventTime` (epoch ms, the batch's latest event) sets how
-   * long the memo is kept.
+   * Saves `bytes` if the contribution's memo is still at `version` (0: none saved); false when someone saved
+   * another in between. `eventTime` (epoch ms, the batch's latest event) sets how long the memo is kept.
    */
   save(
     cluster: string,
@@ -48,7 +47,7 @@ export interface MemoStore {
     bytes: Uint8Array,
     version: number,
     eventTime: number,
-  ): Promise<StoredMemo | undefined>;
+  ): Promise<boolean>;
 }
 
 const FORMAT = 1;
@@ -82,7 +81,14 @@ export function decodeMemo(bytes: Uint8Array): AttributionMemo {
     throw new MemoFormatError("attribution memo lacks its answers, spans or points");
   }
   for (const a of answers) {
-    if (a === null || typeof a !== "object" || !STATUSES.has((a as SpanResolution).status)) {
+    const holder = (a as { holder?: { kind?: unknown; name?: unknown } } | null)?.holder;
+    if (
+      a === null ||
+      typeof a !== "object" ||
+      !STATUSES.has((a as SpanResolution).status) ||
+      ((a as SpanResolution).status === "found" &&
+        (typeof holder?.kind !== "string" || typeof holder.name !== "string"))
+    ) {
       throw new MemoFormatError(`attribution memo holds an answer that is none: ${JSON.stringify(a)}`);
     }
   }
@@ -105,8 +111,20 @@ export function decodeMemo(bytes: Uint8Array): AttributionMemo {
   return { answers, spans, points };
 }
 
+const VARIES: SpanResolution = { status: "varies" };
 const spanKey = (ip: string, at: number, until: number) => `${ip} ${at} ${until}`;
 const pointKey = (ip: string, at: number) => `${ip} ${at}`;
+
+/** A loaded memo's answers by question, and by address for the other kind of question. */
+interface KnownAnswers {
+  answers: SpanResolution[];
+  spans: Map<string, number>;
+  points: Map<string, number>;
+  /** Span questions by address: [at, until, answer], for a point inside one. */
+  spansOf: Map<string, [number, number, number][]>;
+  /** Addresses asked about second by second. */
+  pointIps: Set<string>;
+}
 
 /** One call the wrapped directory answered, kept as it was (the arrays are not copied). */
 interface Call {
@@ -124,10 +142,8 @@ interface Call {
 export class RecordingDirectory implements IpDirectory {
   readonly resolveSpans?: (spans: readonly SpanLookup[]) => Promise<SpanResolution[]>;
   readonly #inner: IpDirectory;
-  /** The loaded memo's answers by question (absent without a memo). */
-  readonly #known:
-    | { answers: SpanResolution[]; spans: Map<string, number>; points: Map<string, number> }
-    | undefined;
+  /** The loaded memo's answers by question, and by address for the other kind of question (absent without one). */
+  readonly #known: KnownAnswers | undefined;
   readonly #calls: Call[] = [];
   #added = 0;
 
@@ -136,9 +152,19 @@ export class RecordingDirectory implements IpDirectory {
     if (memo !== undefined) {
       const spans = new Map<string, number>();
       const points = new Map<string, number>();
-      for (const [ip, at, until, i] of memo.spans) spans.set(spanKey(ip, at, until), i);
-      for (const [ip, at, i] of memo.points) points.set(pointKey(ip, at), i);
-      this.#known = { answers: memo.answers, spans, points };
+      const spansOf = new Map<string, [number, number, number][]>();
+      const pointIps = new Set<string>();
+      for (const [ip, at, until, i] of memo.spans) {
+        spans.set(spanKey(ip, at, until), i);
+        const list = spansOf.get(ip);
+        if (list === undefined) spansOf.set(ip, [[at, until, i]]);
+        else list.push([at, until, i]);
+      }
+      for (const [ip, at, i] of memo.points) {
+        points.set(pointKey(ip, at), i);
+        pointIps.add(ip);
+      }
+      this.#known = { answers: memo.answers, spans, points, spansOf, pointIps };
     }
     const resolveSpans = inner.resolveSpans?.bind(inner);
     if (resolveSpans !== undefined) {
@@ -216,22 +242,38 @@ export class RecordingDirectory implements IpDirectory {
       this.#record(spans, asked, answers);
       return answers;
     }
-    const table = spans ? known.spans : known.points;
     const out: A[] = new Array(asked.length);
     const missing: Q[] = [];
     const at: number[] = [];
     for (let k = 0; k < asked.length; k++) {
-      const i = table.get(keyOf(asked[k] as Q));
-      if (i === undefined) {
+      const answer = this.#fromMemo(asked[k] as Q, spans, keyOf);
+      if (answer === undefined) {
         missing.push(asked[k] as Q);
         at.push(k);
-      } else out[k] = known.answers[i] as A;
+      } else out[k] = answer as A;
     }
     if (missing.length === 0) return out;
     const answers = await ask(missing);
     this.#record(spans, missing, answers);
     for (let j = 0; j < at.length; j++) out[at[j] as number] = answers[j] as A;
     return out;
+  }
+
+  /**
+   * The memo's answer to a question, also when the run that kept it asked the other kind (a directory that answers
+   * for spans in the Lambda, one that does not in `redrive`, or back): a span's answer holds at every time in it,
+   * and an address asked about second by second is "varies" for a span, so that the pipeline asks those seconds.
+   */
+  #fromMemo<Q extends Lookup>(q: Q, spans: boolean, keyOf: (q: Q) => string): SpanResolution | undefined {
+    const known = this.#known as KnownAnswers;
+    const i = (spans ? known.spans : known.points).get(keyOf(q));
+    if (i !== undefined) return known.answers[i];
+    if (spans) return known.pointIps.has(q.ip) ? VARIES : undefined;
+    for (const [from, until, j] of known.spansOf.get(q.ip) ?? []) {
+      const answer = known.answers[j] as SpanResolution;
+      if (from <= q.at && q.at <= until && answer.status !== "varies") return answer;
+    }
+    return undefined;
   }
 
   #record(spans: boolean, asked: readonly Lookup[], answers: readonly SpanResolution[]): void {

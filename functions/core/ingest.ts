@@ -1,7 +1,14 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
 import { AlertDeliveryError, type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
-import { decodeMemo, encodeMemo, type MemoStore, RecordingDirectory } from "./attribution-memo.ts";
+import {
+  type AttributionMemo,
+  decodeMemo,
+  encodeMemo,
+  MemoFormatError,
+  type MemoStore,
+  RecordingDirectory,
+} from "./attribution-memo.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
 import type { FlowStore } from "./ports.ts";
@@ -61,9 +68,10 @@ export interface MemoKept {
   contribution: string;
   /**
    * saved: its retries attribute as it did; taken: a concurrent run of the contribution saved its own first, which
-   * the retries use; too-large and failed: not saved, its retries attribute afresh.
+   * the retries use; too-large and failed: not saved, its retries attribute afresh; unreadable: the memo an earlier
+   * run kept could not be read (another format, a damaged item), and this run attributed afresh.
    */
-  outcome: "saved" | "taken" | "too-large" | "failed";
+  outcome: "saved" | "taken" | "too-large" | "failed" | "unreadable";
   /** Bytes of the encoded memo (0 when too large). */
   bytes: number;
   error?: unknown;
@@ -96,13 +104,17 @@ export async function ingestBatch(
   const cluster = deps.pipeline.cluster;
   const loaded =
     memos === undefined || options.firstRun === true ? undefined : await memos.load(cluster, contribution);
-  const recorder =
-    memos === undefined
-      ? undefined
-      : new RecordingDirectory(
-          deps.pipeline.directory,
-          loaded === undefined ? undefined : decodeMemo(loaded.bytes),
-        );
+  let memo: AttributionMemo | undefined;
+  if (loaded !== undefined) {
+    try {
+      memo = decodeMemo(loaded.bytes);
+    } catch (error) {
+      if (!(error instanceof MemoFormatError)) throw error;
+      // Failing until someone can read it would leave the packets counted nowhere: attribute afresh instead.
+      deps.onMemoKept?.({ contribution, outcome: "unreadable", bytes: loaded.bytes.length, error });
+    }
+  }
+  const recorder = memos === undefined ? undefined : new RecordingDirectory(deps.pipeline.directory, memo);
   const result = await runPipeline(
     events,
     recorder === undefined ? deps.pipeline : { ...deps.pipeline, directory: recorder },
@@ -111,7 +123,7 @@ export async function ingestBatch(
     const stored = await withinDeadline(options.deadline, (signal) =>
       storeBatch(result, contribution, deps, options, signal),
     );
-    return { ...stored, attributionMemo: loaded === undefined ? "none" : "reused" };
+    return { ...stored, attributionMemo: memo === undefined ? "none" : "reused" };
   } catch (error) {
     // Failed after attributing, perhaps with part of the flows stored: the retry must attribute alike.
     if (memos !== undefined && recorder !== undefined && recorder.added > 0) {
@@ -133,13 +145,17 @@ async function storeBatch(
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
       : await deps.store.writeFlows(result.flows, contribution, { signal });
+  // Past the deadline the run has failed: nothing more is marked, applied or published (its retry does it).
+  signal?.throwIfAborted();
   await options.onFlowsStored?.();
+  signal?.throwIfAborted();
   const { alerts, opened } =
     result.candidates.length > 0
       ? await deps.store.applyAlerts(result.candidates, contribution, { windowMs: deps.alertWindowMs })
       : { alerts: [], opened: 0 };
   let sent = 0;
   let suppressed = 0;
+  signal?.throwIfAborted();
   if (deps.sink !== undefined && alerts.length > 0) {
     try {
       const delivery = await deliverAlerts(deps.store, deps.sink, alerts, { cap: deps.alertCap });
@@ -163,28 +179,31 @@ async function storeBatch(
 }
 
 /**
- * `work`'s result, or IngestOutOfTimeError at `deadline`, when its signal is aborted (no new flow write starts;
- * those in flight finish on their own, harmlessly: they carry the contribution and the memo's attribution).
+ * `work`'s result, or IngestOutOfTimeError at `deadline`, when its signal is aborted: no new flow write starts and
+ * nothing after the flows is done (`work` checks the signal between its steps). The writes and publishes in
+ * flight then finish on their own, harmlessly: a flow write carries the contribution and the memo's attribution,
+ * and an alert published twice is what at-least-once delivery allows.
  */
 async function withinDeadline<T>(
   deadline: number | undefined,
   work: (signal: AbortSignal | undefined) => Promise<T>,
 ): Promise<T> {
   if (deadline === undefined) return work(undefined);
+  const outOfTime = () =>
+    new IngestOutOfTimeError(
+      `the batch was not stored by its deadline (${new Date(deadline).toISOString()}); it fails to be retried`,
+    );
+  // Already past (attributing took the time): nothing is started.
+  if (Date.now() >= deadline) throw outOfTime();
   const controller = new AbortController();
   const running = work(controller.signal);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => {
-        const error = new IngestOutOfTimeError(
-          `the batch was not stored by its deadline (${new Date(deadline).toISOString()}); it fails to be retried`,
-        );
-        controller.abort(error);
-        reject(error);
-      },
-      Math.max(0, deadline - Date.now()),
-    );
+    timer = setTimeout(() => {
+      const error = outOfTime();
+      controller.abort(error);
+      reject(error);
+    }, deadline - Date.now());
   });
   try {
     return await Promise.race([running, expired]);
@@ -209,8 +228,8 @@ async function keepMemo(
     const encoded = encodeMemo(recorder.memo());
     if (encoded === undefined) return { contribution, outcome: "too-large", bytes };
     bytes = encoded.length;
-    const other = await memos.save(cluster, contribution, encoded, version, latestSeen(result));
-    return { contribution, outcome: other === undefined ? "saved" : "taken", bytes };
+    const saved = await memos.save(cluster, contribution, encoded, version, latestSeen(result));
+    return { contribution, outcome: saved ? "saved" : "taken", bytes };
   } catch (error) {
     return { contribution, outcome: "failed", bytes, error };
   }

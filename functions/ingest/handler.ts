@@ -22,14 +22,23 @@ import type { IpDirectory } from "../core/types.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { type IngestConfig, loadIngestConfig, STORE_RESERVE_MS } from "./config.ts";
 
-/** A failed run's memo: counted, and logged when its retries will attribute afresh (their flows may count twice). */
+/**
+ * A failed run's memo: counted, and logged when its retries will attribute afresh (their flows may count twice), or
+ * when a retry could not read the memo kept for it.
+ */
 function reportMemo(kept: MemoKept): void {
   metrics.addMetric(
     kept.outcome === "saved" || kept.outcome === "taken" ? "AttributionMemosKept" : "AttributionMemosLost",
     MetricUnit.Count,
     1,
   );
-  if (kept.outcome === "too-large" || kept.outcome === "failed") {
+  if (kept.outcome === "unreadable") {
+    logger.error("the attribution an earlier run of this batch kept cannot be read: attributed afresh", {
+      contribution: kept.contribution,
+      bytes: kept.bytes,
+      error: kept.error,
+    });
+  } else if (kept.outcome === "too-large" || kept.outcome === "failed") {
     logger.error("the attribution of a failed batch was not kept: its retry attributes afresh", {
       contribution: kept.contribution,
       outcome: kept.outcome,

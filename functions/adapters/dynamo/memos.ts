@@ -51,10 +51,9 @@ export class DynamoMemoStore implements MemoStore {
   async load(cluster: string, contribution: string): Promise<StoredMemo | undefined> {
     const item = await getItem(this.#ctx, memoKey(cluster, contribution), freshReport());
     if (item === undefined) return undefined;
-    const bytes = item.memo;
-    if (!(bytes instanceof Uint8Array)) {
-      throw new Error(`attribution memo item of contribution ${contribution} has no binary memo`);
-    }
+    // An item without its binary memo (damaged) reads as an empty memo, which decodeMemo refuses: the run then
+    // attributes afresh, and a failure of its own replaces the item at this version.
+    const bytes = item.memo instanceof Uint8Array ? item.memo : new Uint8Array(0);
     return { bytes, version: num(item.v) };
   }
 
@@ -64,10 +63,11 @@ export class DynamoMemoStore implements MemoStore {
     bytes: Uint8Array,
     version: number,
     eventTime: number,
-  ): Promise<StoredMemo | undefined> {
+  ): Promise<boolean> {
     const key = memoKey(cluster, contribution);
     try {
-      // A retried request whose first try landed fails its condition: the memo read back is then this one.
+      // A retried request whose first try landed fails its condition, and reads as someone else's save: the run
+      // is failing either way, and its retry reads the memo that is there.
       await withRetry("PutItem", this.#ctx.retry, freshReport(), () =>
         this.#ctx.doc.send(
           new PutCommand({
@@ -84,14 +84,10 @@ export class DynamoMemoStore implements MemoStore {
           }),
         ),
       );
-      return undefined;
+      return true;
     } catch (error) {
-      if (!isConditionFailure(error)) throw error;
+      if (isConditionFailure(error)) return false;
+      throw error;
     }
-    const current = await this.load(cluster, contribution);
-    if (current === undefined) {
-      throw new Error(`the attribution memo of contribution ${contribution} changed and then went away`);
-    }
-    return current;
   }
 }

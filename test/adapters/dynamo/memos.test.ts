@@ -1,6 +1,6 @@
 // Attribution memos against dynalite: saved once per contribution, replaced only at the version read, kept as long
 // as the coverage of their events.
-import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { STORE_REQUEST_TIMEOUTS } from "../../../functions/adapters/dynamo/client.ts";
 import { COVERAGE_TTL_MARGIN_S } from "../../../functions/adapters/dynamo/coverage.ts";
@@ -25,7 +25,7 @@ afterAll(async () => {
 describe("DynamoMemoStore", () => {
   it("loads nothing before a memo is saved, then what was saved at version 1", async () => {
     expect(await memos.load("prod", "contribution-a")).toBeUndefined();
-    expect(await memos.save("prod", "contribution-a", bytes("first"), 0, EVENT)).toBeUndefined();
+    expect(await memos.save("prod", "contribution-a", bytes("first"), 0, EVENT)).toBe(true);
     const loaded = await memos.load("prod", "contribution-a");
     expect(Buffer.from(loaded?.bytes ?? []).toString()).toBe("first");
     expect(loaded?.version).toBe(1);
@@ -33,16 +33,29 @@ describe("DynamoMemoStore", () => {
     expect(await memos.load("staging", "contribution-a")).toBeUndefined();
   });
 
-  it("hands back the memo saved in between instead of overwriting it", async () => {
-    expect(await memos.save("prod", "contribution-b", bytes("theirs"), 0, EVENT)).toBeUndefined();
-    const other = await memos.save("prod", "contribution-b", bytes("mine"), 0, EVENT);
-    expect(Buffer.from(other?.bytes ?? []).toString()).toBe("theirs");
-    expect(other?.version).toBe(1);
+  it("does not overwrite a memo saved in between", async () => {
+    expect(await memos.save("prod", "contribution-b", bytes("theirs"), 0, EVENT)).toBe(true);
+    expect(await memos.save("prod", "contribution-b", bytes("mine"), 0, EVENT)).toBe(false);
     // At the version read, it is replaced; at a stale version it is not.
-    expect(await memos.save("prod", "contribution-b", bytes("extended"), 1, EVENT)).toBeUndefined();
-    const stale = await memos.save("prod", "contribution-b", bytes("stale"), 1, EVENT);
-    expect(Buffer.from(stale?.bytes ?? []).toString()).toBe("extended");
-    expect(stale?.version).toBe(2);
+    expect(await memos.save("prod", "contribution-b", bytes("extended"), 1, EVENT)).toBe(true);
+    expect(await memos.save("prod", "contribution-b", bytes("stale"), 1, EVENT)).toBe(false);
+    const loaded = await memos.load("prod", "contribution-b");
+    expect(Buffer.from(loaded?.bytes ?? []).toString()).toBe("extended");
+    expect(loaded?.version).toBe(2);
+  });
+
+  it("reads a damaged item (no binary memo) as an empty memo at its version, which a failed run then replaces", async () => {
+    const doc = DynamoDBDocumentClient.from(ts.client);
+    await doc.send(
+      new PutCommand({
+        TableName: ts.tableName,
+        Item: { ...memoKey("prod", "contribution-d"), memo: "not binary", v: 3 },
+      }),
+    );
+    const loaded = await memos.load("prod", "contribution-d");
+    expect(loaded?.bytes).toHaveLength(0);
+    expect(loaded?.version).toBe(3);
+    expect(await memos.save("prod", "contribution-d", bytes("fresh"), 3, EVENT)).toBe(true);
   });
 
   it("expires with the coverage of its events", async () => {
@@ -63,7 +76,8 @@ describe("the time a memo takes to keep", () => {
     for (let attempt = 1; attempt < MEMO_RETRY.attempts; attempt++) {
       backoff += Math.min(MEMO_RETRY.maxDelayMs, MEMO_RETRY.baseDelayMs * 2 ** (attempt - 1));
     }
-    // Encoding takes milliseconds (bench: "attribution memo"); a second left for it and the answer.
+    // One conditional write, never read back; encoding takes milliseconds (bench: "attribution memo"): a second
+    // is left for it and the answer.
     expect(MEMO_RETRY.attempts * perTry + backoff + 1_000).toBeLessThan(STORE_RESERVE_MS);
   });
 });
