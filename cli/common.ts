@@ -9,6 +9,24 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/**
+ * For commands that move data out of the deployed stack's reach (redrive deletes what it stored; backfill reads the
+ * deployed log groups): the store must be named, not defaulted. Without `--table` or `--store` the common options
+ * fall back to the embedded store under the current directory, and the data would go there instead of the
+ * deployed table. Run as a preAction hook, before any store is opened or anything is read.
+ */
+export function requireStoreNamed(command: Command, why: string): void {
+  const given = (key: string) => {
+    const source = command.getOptionValueSource(key);
+    return source !== undefined && source !== "default";
+  };
+  if (given("table") || given("store")) return;
+  throw new UsageError(
+    `${why}, so name where to store: --table <the stack's TableName output> with the stack's --cluster, ` +
+      "or --store DIR for a local embedded store on purpose",
+  );
+}
+
 /** The exit status of a command stopped by `signal`, as a shell reports it: 130 for SIGINT, 143 for SIGTERM. */
 export function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 0);

@@ -18,7 +18,7 @@ import {
   type StreamRef,
 } from "../../functions/core/coverage.ts";
 import { createScanner } from "../../functions/core/parse.ts";
-import { commonOptions, parseInteger, signalExitCode, UsageError } from "../common.ts";
+import { commonOptions, parseInteger, requireStoreNamed, signalExitCode, UsageError } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { parseInstant } from "../time.ts";
 
@@ -479,6 +479,14 @@ export function registerBackfill(program: Command): void {
     .option("--max-rps <n>", "CloudWatch Logs calls per second at most", parseInteger("--max-rps", 1, 100), 5)
     .option("--quiet", "no progress, only the summary");
   addIngestOptions(command);
+  command.addHelpText(
+    "after",
+    "\nThe destination must be named: --table <the stack's TableName output> with the stack's --cluster, or\n" +
+      "--store DIR for a local embedded store.",
+  );
+  command.hook("preAction", (self) =>
+    requireStoreNamed(self, "backfill stores the history of the deployed log groups"),
+  );
   command.action(async (raw: Record<string, unknown>) => {
     const controller = new AbortController();
     let stoppedBy: NodeJS.Signals = "SIGINT";

@@ -14,7 +14,7 @@ import type { Command } from "commander";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import { BatchAlertDeliveryError } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import { commonOptions, parseInteger, UsageError } from "../common.ts";
+import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 
 /** What Lambda's on-failure destination puts in the message body (asynchronous invocation record). */
@@ -234,24 +234,6 @@ export function describeRedrive(s: RedriveSummary): string {
   return `${lines.join("\n")}\n`;
 }
 
-/**
- * Redrive deletes each message once stored, so the store it writes to must be chosen, not defaulted: without
- * `--table` or `--store`, the common options fall back to the embedded store under the current directory, and
- * the payloads would leave the queue for a local directory instead of the deployed table.
- */
-function requireDestination(command: Command): void {
-  const given = (key: string) => {
-    const source = command.getOptionValueSource(key);
-    return source !== undefined && source !== "default";
-  };
-  if (given("table") || given("store")) return;
-  throw new UsageError(
-    "redrive deletes each message from the queue once it is stored, so name where to store them: " +
-      "--table <the stack's TableName output> with the stack's --cluster, " +
-      "or --store DIR to redrive into a local embedded store on purpose",
-  );
-}
-
 export function registerRedrive(program: Command): void {
   const command = program
     .command("redrive")
@@ -279,7 +261,9 @@ export function registerRedrive(program: Command): void {
   );
   // A hook rather than the action's first lines: it runs before any store is opened or the queue is read,
   // whatever action is attached.
-  command.hook("preAction", (self) => requireDestination(self));
+  command.hook("preAction", (self) =>
+    requireStoreNamed(self, "redrive deletes each message from the queue once it is stored"),
+  );
   command.action(async (raw: Record<string, unknown>) => {
     const summary = await redrive(raw);
     process.stderr.write(describeRedrive(summary));

@@ -59,4 +59,23 @@ describe("calico-flows backfill's summary", () => {
     expect([...addresses].sort()).toEqual(["192.168.50.1", "192.168.50.2", "192.168.60.1"]);
     expect(run.stderr).toMatch(/, 3 unresolved endpoints\n/);
   });
+
+  it("refuses to run without --table or --store, before reading anything", async () => {
+    logs.put("refused", "ip-192-168-0-9", [{ timestamp: T0, message: "x" }]);
+    const before = logs.calls.length;
+    const run = await runCli(["backfill", "--log-group", "refused", "--since", "1h", "--cluster", "prod"], {
+      env: {
+        AWS_ENDPOINT_URL_CLOUDWATCH_LOGS: logs.endpoint,
+        AWS_REGION: "eu-west-1",
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+      },
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /backfill stores the history of the deployed log groups, so name where to store/,
+    );
+    expect(run.stderr).toMatch(/--table <the stack's TableName output>/);
+    expect(logs.calls.length).toBe(before);
+  });
 });

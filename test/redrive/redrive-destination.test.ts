@@ -118,7 +118,7 @@ describe("calico-flows redrive destination", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/deletes each message from the queue once it is stored/);
     expect(result.stderr).toMatch(/--table <the stack's TableName output> with the stack's --cluster/);
-    expect(result.stderr).toMatch(/--store DIR to redrive into a local embedded store on purpose/);
+    expect(result.stderr).toMatch(/--store DIR for a local embedded store on purpose/);
     // Not received (nothing hidden), not deleted, and no embedded store made where the operator stood.
     expect(await queued(url)).toEqual({ visible: 2, hidden: 0 });
     expect(readdirSync(dir)).toEqual([]);
