@@ -539,11 +539,12 @@ export async function backfillMinute(
     pages: readonly number[],
     firstRun: boolean,
   ) => {
-    // The stream is the node's: the reporter of lines that name none, as in live ingest.
+    // The stream is the node's: the reporter of lines that name none, as in live ingest. The claim is marked
+    // inside the batch's run, so that a failure to mark it keeps the run's attribution for whoever finishes it.
     const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps, {
       firstRun,
+      onStored: () => coverage.markStored(ref, minute, contribution, pages),
     });
-    await coverage.markStored(ref, minute, contribution, pages);
     done.add(contribution);
     out.batches.push({ contribution, events, result });
   };

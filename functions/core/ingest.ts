@@ -85,6 +85,11 @@ export interface IngestOptions {
    * a batch whose alerts failed writes no flow again (it would count them twice were it attributed otherwise).
    */
   onFlowsStored?: () => Promise<void>;
+  /**
+   * Called last, once the alerts are delivered: a backfill marks its claim there. A failure in it fails the run as
+   * any other, so that the memo is kept for whoever finishes the claim.
+   */
+  onStored?: () => Promise<void>;
   /** No earlier run of this contribution can have kept a memo (coverage says it was never claimed): none is read. */
   firstRun?: boolean;
   /**
@@ -166,6 +171,8 @@ async function storeBatch(
       throw error;
     }
   }
+  signal?.throwIfAborted();
+  await options.onStored?.();
   return {
     ...result,
     flowsApplied: written.applied,

@@ -486,6 +486,35 @@ describe("attribution that changes between a failed run and its retry", () => {
     expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
   });
 
+  it("a backfill that stored its flows but could not mark its claim is finished by the next one as it attributed", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-5"], 1, 8, 47));
+    const ref: StreamRef = { cluster: r.cluster, group: GROUP, stream: "ip-10-0-8-5" };
+    let failMark = true;
+    const unmarkable: CoverageStore = {
+      read: (...args) => coverage.read(...args),
+      addClaim: (...args) => coverage.addClaim(...args),
+      seal: (...args) => coverage.seal(...args),
+      markStored: async (...args) => {
+        if (failMark) {
+          failMark = false;
+          throw new Error("injected: connection lost before the claim was marked");
+        }
+        return coverage.markStored(...args);
+      },
+    };
+    const kept = memos();
+    await expect(
+      backfillMinute(ref, minuteOf(T0), r.events, depsWith(r, undefined, kept), unmarkable),
+    ).rejects.toThrow(/before the claim was marked/);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
+    // The next backfill finds the claim unfinished and stores it again, while Kubernetes is unreachable.
+    const again = await backfillMinute(ref, minuteOf(T0), r.events, depsWith(r, unreachable, kept), coverage);
+    expect(again.completed).toBe(r.events.length);
+    expect(again.batches.map((b) => b.result.attributionMemo)).toEqual(["reused"]);
+    expect(again.batches[0]?.result.flowsApplied).toBe(0);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
+  });
+
   it("a retry after its alerts failed hands out the alerts the failed run opened, however Kubernetes answers then", async () => {
     const r = await run(makeEvents(["ip-10-0-8-4"], 2, 8, 46));
     const payload = payloadOf("ip-10-0-8-4", r.events);
