@@ -93,6 +93,23 @@ class FlakyStore implements FlowStore {
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }
 
+/** An SNS stand-in that fails every publish while `down`, and lists what it published. */
+function flakySink(): { sink: AlertPublisher; published: string[]; down: boolean } {
+  const state = {
+    published: [] as string[],
+    down: true,
+    sink: {
+      publishAlert: async (alert) => {
+        if (state.down) throw new Error("injected: SNS unavailable");
+        state.published.push(alert.id);
+      },
+      publishSummary: async () => undefined,
+      publishPanic: async () => undefined,
+    } as AlertPublisher,
+  };
+  return state;
+}
+
 let sequence = 0;
 
 /** `perMinute` events per stream and minute, in timestamp order, ids shaped like CloudWatch's. */
@@ -304,16 +321,8 @@ describe("coverage with live ingest and backfills", () => {
   it("retries a payload whose alerts failed without writing its flows again, however it is attributed then", async () => {
     const r = await run(makeEvents(["ip-10-0-3-3"], 2, 6, 42));
     const payload = payloadOf("ip-10-0-3-3", r.events);
-    let down = true;
-    const published: string[] = [];
-    const sink: AlertPublisher = {
-      publishAlert: async (alert) => {
-        if (down) throw new Error("injected: SNS unavailable");
-        published.push(alert.id);
-      },
-      publishSummary: async () => undefined,
-      publishPanic: async () => undefined,
-    };
+    const flaky = flakySink();
+    const { sink, published } = flaky;
     await expect(
       ingestDelivery(payload, { ...ingestDeps(r.store, r.cluster), sink }, coverage, "live"),
     ).rejects.toThrow();
@@ -326,7 +335,7 @@ describe("coverage with live ingest and backfills", () => {
     expect(retry.writeRequests).toBe(0);
     expect(await r.stored()).toEqual(r.expected);
     // Retried as first attributed, SNS back: no flow written, and the alerts left pending are published.
-    down = false;
+    flaky.down = false;
     const again = await ingestDelivery(
       payload,
       { ...ingestDeps(r.store, r.cluster), sink },
@@ -519,16 +528,8 @@ describe("attribution that changes between a failed run and its retry", () => {
     const r = await run(makeEvents(["ip-10-0-8-4"], 2, 8, 46));
     const payload = payloadOf("ip-10-0-8-4", r.events);
     const kept = memos();
-    let down = true;
-    const published: string[] = [];
-    const sink: AlertPublisher = {
-      publishAlert: async (alert) => {
-        if (down) throw new Error("injected: SNS unavailable");
-        published.push(alert.id);
-      },
-      publishSummary: async () => undefined,
-      publishPanic: async () => undefined,
-    };
+    const flaky = flakySink();
+    const { sink, published } = flaky;
     const failure = await ingestDelivery(
       payload,
       { ...depsWith(r, undefined, kept), sink },
@@ -541,7 +542,7 @@ describe("attribution that changes between a failed run and its retry", () => {
     expect(failure).toBeInstanceOf(BatchAlertDeliveryError);
     const opened = (failure as BatchAlertDeliveryError).alertsOpened;
     expect(opened).toBeGreaterThan(0);
-    down = false;
+    flaky.down = false;
     const retry = await ingestDelivery(
       payload,
       { ...depsWith(r, unreachable, kept), sink },

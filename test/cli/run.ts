@@ -27,11 +27,12 @@ export interface RunResult {
 
 export function runCli(
   args: readonly string[],
-  options: { input?: string; env?: NodeJS.ProcessEnv } = {},
+  /** `cwd`: the directory it runs in (default: the repository's), where a default embedded store would go. */
+  options: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
+      cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });

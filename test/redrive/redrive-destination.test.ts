@@ -1,7 +1,6 @@
 // `calico-flows redrive` deletes each message once stored, so it must be told where to store: the real command,
 // run in a scratch directory against a local SQS (fauxqs), refuses without --table or --store (exit 2, before the
 // queue is read or a store made) and redrives into an embedded store that --store names on purpose.
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { type CwEvent, calicoLine, payloadOf, T0 } from "../backfill/fixtures.ts";
-import { BIN, ndjson, type RunResult, SAMPLE } from "../cli/run.ts";
+import { ndjson, type RunResult, runCli, SAMPLE } from "../cli/run.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
 
 const STREAM = "ip-192-168-74-5";
@@ -32,28 +31,14 @@ afterAll(async () => {
 
 /** Runs the real `calico-flows` in `dir`, its SQS client pointed at fauxqs. */
 function runIn(dir: string, args: readonly string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: dir,
-      env: {
-        ...process.env,
-        AWS_ENDPOINT_URL_SQS: local.endpoint,
-        AWS_REGION: REGION,
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  return runCli(args, {
+    cwd: dir,
+    env: {
+      AWS_ENDPOINT_URL_SQS: local.endpoint,
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+    },
   });
 }
 
