@@ -275,7 +275,9 @@ export async function handleQuery(
 /**
  * Retries of each Query: fewer than the ingest's ten, so that a page whose requests hang (each given up after the
  * stores' request timeout, client.ts) still ends in an answer, a 500, before the function's timeout
- * (QUERY_TIMEOUT_SECONDS): three tries and two short backoffs, about 15 s. A page's Queries (at most two) run side by side.
+ * (QUERY_TIMEOUT_SECONDS): three tries and two short backoffs, about 15 s (the SDK's request timer starts with the
+ * connection's; the test adds the connection timeout to each try all the same, 24 s). A page's Queries (at most two)
+ * run side by side.
  */
 export const QUERY_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 50, maxDelayMs: 1_000 };
 
