@@ -7,7 +7,7 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FLOW_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../functions/adapters/dynamo/schema.ts";
-import { loadIngestConfig } from "../../functions/ingest/config.ts";
+import { loadIngestConfig, STORE_RESERVE_MS } from "../../functions/ingest/config.ts";
 import { loadPanicConfig } from "../../functions/panic/config.ts";
 import { loadQueryConfig } from "../../functions/query/config.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
@@ -354,6 +354,14 @@ describe("CalicoFlowsStack", () => {
         MaximumEventAgeInSeconds: 6 * 3600,
         DestinationConfig: { OnFailure: { Destination: getAtt(ids.queue) } },
       });
+    });
+
+    it("gives the ingest function time to store before the reserve it keeps for its memo (STORE_RESERVE_MS)", () => {
+      const fn = template.findResources("AWS::Lambda::Function")[ids.ingest] as {
+        Properties: { Timeout: number };
+      };
+      // At least a minute to attribute and store a delivery, then the reserve to fail cleanly.
+      expect(fn.Properties.Timeout * 1000 - STORE_RESERVE_MS).toBeGreaterThanOrEqual(60_000);
     });
 
     it("keeps failed payloads encrypted with a rotated key, over TLS only, for 14 days", () => {
