@@ -4,20 +4,19 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import { type CwEvent, calicoLine, payloadOf, T0 } from "../backfill/fixtures.ts";
+import { payloadOf, T0 } from "../backfill/fixtures.ts";
 import { ndjson, type RunResult, runCli, SAMPLE } from "../cli/run.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
+import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
 
-const STREAM = "ip-192-168-74-5";
 const PODS = join(SAMPLE, "pods.json");
 
 let local: LocalSns;
 let cwd: string;
-let sequence = 0;
 
 beforeAll(async () => {
   local = await startLocalSns();
@@ -42,31 +41,11 @@ function runIn(dir: string, args: readonly string[]): Promise<RunResult> {
   });
 }
 
-function events(count: number, minute: number): CwEvent[] {
-  return Array.from({ length: count }, (_, i) => {
-    sequence++;
-    const at = T0 + minute * MINUTE_MS + i * 3_000;
-    return {
-      id: `${String(at).padStart(20, "0")}${String(sequence).padStart(36, "0")}`,
-      timestamp: at,
-      stream: STREAM,
-      message: calicoLine(at, STREAM, "192.168.200.10", "192.168.201.20", 5432),
-    };
-  });
-}
-
 /** A queue holding two on-failure records, as Lambda writes them. */
 async function failedPayloadsQueue(name: string): Promise<string> {
-  const queue = await local.sqs.send(new CreateQueueCommand({ QueueName: name }));
-  // The queue's path on the local endpoint: fauxqs names a host (sqs.<region>.localhost) that does not resolve here.
-  const url = new URL(new URL(queue.QueueUrl as string).pathname, local.endpoint).toString();
+  const url = await localQueue(local, name);
   for (const minute of [0, 1]) {
-    const body = JSON.stringify({
-      version: "1.0",
-      requestContext: { condition: "RetriesExhausted", approximateInvokeCount: 3 },
-      requestPayload: { awslogs: { data: encodeSubscriptionData(payloadOf(STREAM, events(3, minute))) } },
-      responsePayload: { errorType: "StoreUnavailableError", errorMessage: "UpdateItem failed" },
-    });
+    const body = dataRecord(encodeSubscriptionData(payloadOf(STREAM, redriveEvents(3, minute))));
     await local.sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: body }));
   }
   return url;

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import {
   ChangeMessageVisibilityCommand,
-  CreateQueueCommand,
   type Message,
   ReceiveMessageCommand,
   SendMessageCommand,
@@ -39,6 +38,7 @@ import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type LocalSns, startLocalSns, startFaultProxy as startSqsProxy } from "../support/fauxqs.ts";
+import { dataRecord, invocationRecord, localQueue } from "./fixtures.ts";
 
 const STREAM = "ip-192-168-74-5";
 const DST = "192.168.201.20";
@@ -98,29 +98,6 @@ function liveIngest(events: readonly CwEvent[], deps: IngestDeps) {
   return ingestDelivery({ logGroup, logStream, logEvents: delivered }, deps, coverage, "live");
 }
 
-/** The body Lambda's on-failure destination writes for an asynchronous invocation whose retries ran out. */
-function invocationRecord(
-  requestPayload: unknown,
-  errorType = "StoreUnavailableError",
-  errorMessage = "UpdateItem failed after 10 tries",
-): string {
-  sequence++;
-  return JSON.stringify({
-    version: "1.0",
-    timestamp: "2026-04-19T05:01:02.123Z",
-    requestContext: {
-      requestId: `6f1b7c0e-0000-4000-8000-${String(sequence).padStart(12, "0")}`,
-      functionArn: "arn:aws:lambda:eu-west-1:123456789012:function:calico-flows-ingest:$LATEST",
-      condition: "RetriesExhausted",
-      approximateInvokeCount: 3,
-    },
-    requestPayload,
-    responseContext: { statusCode: 200, executedVersion: "$LATEST", functionError: "Unhandled" },
-    responsePayload: { errorType, errorMessage, trace: [] },
-  });
-}
-
-const dataRecord = (data: unknown) => invocationRecord({ awslogs: { data } });
 const gz = (text: string) => gzipSync(text).toString("base64");
 
 /** Messages whose payload cannot be stored, ever: all of them are reported as corrupt. */
@@ -281,14 +258,7 @@ async function redriveCli(queueUrl: string, cluster: string, args: readonly stri
   };
 }
 
-async function newQueue(): Promise<string> {
-  const q = await local.sqs.send(
-    new CreateQueueCommand({ QueueName: `calico-flows-ingest-failures-${++runs}` }),
-  );
-  // The queue's path on the local endpoint: fauxqs names a host (sqs.<region>.localhost) that does not resolve here,
-  // and the command's client, configured from the environment, would go to it.
-  return new URL(new URL(q.QueueUrl as string).pathname, local.endpoint).toString();
-}
+const newQueue = () => localQueue(local, `calico-flows-ingest-failures-${++runs}`);
 
 async function send(queueUrl: string, body: string): Promise<string> {
   const sent = await local.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));

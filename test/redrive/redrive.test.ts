@@ -23,8 +23,6 @@ import {
 } from "../../functions/core/subscription-payload.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import {
-  type CwEvent,
-  calicoLine,
   expectedByAddress,
   ingestDeps,
   payloadOf,
@@ -37,17 +35,16 @@ import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type LocalSns, startLocalSns } from "../support/fauxqs.ts";
+import { dataRecord, redriveEvents, STREAM } from "./fixtures.ts";
 
 const CLUSTER = "prod";
 const POISON = "192.168.77.77";
-const STREAM = "ip-192-168-74-5";
 
 let sqs: LocalSns;
 let ts: TestStore;
 let proxy: FaultProxy;
 let queueUrl: string;
 let dir: string;
-let sequence = 0;
 
 beforeAll(async () => {
   [sqs, ts] = await Promise.all([startLocalSns(), startTestStore()]);
@@ -64,42 +61,7 @@ afterAll(async () => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
-// Addresses no pods file or directory knows: the failed live attempt (static directory) and the redrive
-// (--pods) attribute them alike, as the same directory would in production.
-function events(count: number, minute: number, src = "192.168.200.10"): CwEvent[] {
-  return Array.from({ length: count }, (_, i) => {
-    sequence++;
-    const at = T0 + minute * MINUTE_MS + i * 3_000;
-    return {
-      id: `${String(at).padStart(20, "0")}${String(sequence).padStart(36, "0")}`,
-      timestamp: at,
-      stream: STREAM,
-      message: calicoLine(at, STREAM, src, "192.168.201.20", 5432),
-    };
-  });
-}
-
 /** What Lambda's on-failure destination sends for an asynchronous invocation whose retries ran out. */
-function invocationRecord(
-  data: unknown,
-  errorType = "StoreUnavailableError",
-  errorMessage = "UpdateItem failed after 8 tries",
-) {
-  return JSON.stringify({
-    version: "1.0",
-    timestamp: "2026-04-19T05:01:02.123Z",
-    requestContext: {
-      requestId: `req-${++sequence}`,
-      functionArn: "arn:aws:lambda:eu-west-1:123456789012:function:calico-flows-ingest:$LATEST",
-      condition: "RetriesExhausted",
-      approximateInvokeCount: 3,
-    },
-    requestPayload: { awslogs: { data } },
-    responseContext: { statusCode: 200, executedVersion: "$LATEST", functionError: "Unhandled" },
-    responsePayload: { errorType, errorMessage, trace: [] },
-  });
-}
-
 async function send(body: string): Promise<string> {
   const sent = await sqs.sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body }));
   return sent.MessageId as string;
@@ -174,9 +136,9 @@ describe("calico-flows redrive", () => {
 
     // A: never stored. B: spans two minutes and was half stored before the invocation failed (its claims were
     // written). C: cannot be stored while its writes fail. D: a control message. E, F: corrupt.
-    const a = events(5, 0);
-    const b = [...events(4, 1).slice(0, 4), ...events(3, 2)];
-    const c = events(4, 3, POISON);
+    const a = redriveEvents(5, 0);
+    const b = [...redriveEvents(4, 1).slice(0, 4), ...redriveEvents(3, 2)];
+    const c = redriveEvents(4, 3, POISON);
     const payloadB: SubscriptionPayload = payloadOf(STREAM, b);
     await expect(
       ingestDelivery(payloadB, ingestDeps(new HalfWrittenStore(flows), CLUSTER), coverage, "live"),
@@ -185,12 +147,12 @@ describe("calico-flows redrive", () => {
     expect(halfStored).toBeGreaterThan(0);
     expect(halfStored).toBeLessThan(b.length);
 
-    await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, a))));
-    await send(invocationRecord(encodeSubscriptionData(payloadB)));
-    const idC = await send(invocationRecord(encodeSubscriptionData(payloadOf(STREAM, c))));
-    await send(invocationRecord(controlMessageData(T0)));
+    await send(dataRecord(encodeSubscriptionData(payloadOf(STREAM, a))));
+    await send(dataRecord(encodeSubscriptionData(payloadB)));
+    const idC = await send(dataRecord(encodeSubscriptionData(payloadOf(STREAM, c))));
+    await send(dataRecord(controlMessageData(T0)));
     const idE = await send(
-      invocationRecord(
+      dataRecord(
         "H4sIAAAAAAAAA-not-base64!",
         "CorruptPayloadError",
         "awslogs.data is not base64 (26 characters)",
@@ -212,7 +174,7 @@ describe("calico-flows redrive", () => {
     const byId = new Map(first.problems.map((p) => [p.messageId, p]));
     expect(byId.get(idC)).toMatchObject({ kind: "failed", deleted: false });
     expect(byId.get(idC)?.original).toBe(
-      "RetriesExhausted, 3 attempts, StoreUnavailableError: UpdateItem failed after 8 tries",
+      "RetriesExhausted, 3 attempts, StoreUnavailableError: UpdateItem failed after 10 tries",
     );
     expect(byId.get(idE)).toMatchObject({
       kind: "corrupt",
@@ -254,8 +216,8 @@ describe("calico-flows redrive", () => {
 
   it("changes nothing when the same payload is queued again after it was redriven", async () => {
     const flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
-    const d = events(6, 5);
-    const body = invocationRecord(encodeSubscriptionData(payloadOf(STREAM, d)));
+    const d = redriveEvents(6, 5);
+    const body = dataRecord(encodeSubscriptionData(payloadOf(STREAM, d)));
     await send(body);
     const before = total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS));
     await redriveCli([]);
