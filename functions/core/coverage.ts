@@ -16,6 +16,7 @@
 // claim of the minute: every event has one owner however many pages the minute takes.
 import xxhash from "xxhash-wasm";
 import { digest } from "./aggregate.ts";
+import type { Deadline } from "./deadline.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
 import { type IngestDeps, type IngestResult, ingestBatch } from "./ingest.ts";
 import { deliveryContribution } from "./subscription-payload.ts";
@@ -350,8 +351,8 @@ export interface CoverageOptions {
   minuteEventBudget?: number;
   /** Claims per page of a stream-minute's record. @default ITEM_CLAIM_BUDGET */
   itemClaimBudget?: number;
-  /** Epoch ms by which a delivery must be stored (IngestOptions.deadline). */
-  deadline?: number;
+  /** When a delivery must be stored by (IngestOptions.deadline). */
+  deadline?: Deadline;
 }
 
 interface Budgets {

@@ -9,6 +9,7 @@ import {
   type MemoStore,
   RecordingDirectory,
 } from "./attribution-memo.ts";
+import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
 import type { FlowStore } from "./ports.ts";
@@ -27,7 +28,10 @@ export interface IngestDeps {
    * Absent: every run asks the directory afresh.
    */
   memos?: MemoStore;
-  /** Told what became of the memo of each run that failed after attributing its batch (for logs and metrics). */
+  /**
+   * Told what became of the memo of each run that failed after attributing its batch, and of a memo an earlier run
+   * kept that this one could not read (for logs and metrics).
+   */
   onMemoKept?: (kept: MemoKept) => void;
 }
 
@@ -63,7 +67,7 @@ export class IngestOutOfTimeError extends Error {
   override name = "IngestOutOfTimeError";
 }
 
-/** What became of the memo of a run that failed after attributing its batch (IngestDeps.onMemoKept). */
+/** What became of a memo (IngestDeps.onMemoKept). */
 export interface MemoKept {
   contribution: string;
   /**
@@ -93,10 +97,10 @@ export interface IngestOptions {
   /** No earlier run of this contribution can have kept a memo (coverage says it was never claimed): none is read. */
   firstRun?: boolean;
   /**
-   * Epoch ms by which the batch must be stored, else IngestOutOfTimeError (after no new flow write is started and
-   * the memo is kept): the Lambda's timeout less the time to keep the memo. Absent: no limit.
+   * When the batch must be stored by, else IngestOutOfTimeError (after no new flow write is started and the memo is
+   * kept): the Lambda's remaining time less the time to keep the memo. Absent: no limit.
    */
-  deadline?: number;
+  deadline?: Deadline;
 }
 
 export async function ingestBatch(
@@ -192,16 +196,16 @@ async function storeBatch(
  * and an alert published twice is what at-least-once delivery allows.
  */
 async function withinDeadline<T>(
-  deadline: number | undefined,
+  deadline: Deadline | undefined,
   work: (signal: AbortSignal | undefined) => Promise<T>,
 ): Promise<T> {
-  if (deadline === undefined) return work(undefined);
+  if (deadline === undefined || !deadline.bounded) return work(undefined);
   const outOfTime = () =>
     new IngestOutOfTimeError(
-      `the batch was not stored by its deadline (${new Date(deadline).toISOString()}); it fails to be retried`,
+      "the batch was not stored in the time the invocation had; it fails to be retried",
     );
   // Already past (attributing took the time): nothing is started.
-  if (Date.now() >= deadline) throw outOfTime();
+  if (deadline.remainingMs() === 0) throw outOfTime();
   const controller = new AbortController();
   const running = work(controller.signal);
   let timer: NodeJS.Timeout | undefined;
@@ -210,7 +214,7 @@ async function withinDeadline<T>(
       const error = outOfTime();
       controller.abort(error);
       reject(error);
-    }, deadline - Date.now());
+    }, deadline.remainingMs());
   });
   try {
     return await Promise.race([running, expired]);

@@ -1,6 +1,7 @@
 // The panic policy (the runbook's hand-written "allow-all" GlobalNetworkPolicy) as a pure function of its
 // settings, the marks that say calico-flows owns it, and the analysis of which Calico policies are still
 // evaluated before it and can drop traffic anyway. No I/O: the Kubernetes adapter lists, this decides.
+import type { Deadline } from "./deadline.ts";
 
 export const CALICO_API_GROUPS = ["projectcalico.org/v3", "crd.projectcalico.org/v1"] as const;
 export type CalicoApiGroup = (typeof CALICO_API_GROUPS)[number];
@@ -431,50 +432,6 @@ export class PanicFailure extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.kind = kind;
     this.field = options?.field;
-  }
-}
-
-/**
- * When a panic request must be done by. The Lambda handler sets it from the invocation's remaining time, less
- * what the audit record, the announcement and the answer need; `calico-flows panic --direct` has none (each
- * request still has its own timeout). Steps take earlier deadlines from it (`earlier`, `within`), so that
- * what comes after them keeps its share.
- */
-export class Deadline {
-  readonly #at: number;
-  readonly #now: () => number;
-
-  private constructor(at: number, now: () => number) {
-    this.#at = at;
-    this.#now = now;
-  }
-
-  static unbounded(): Deadline {
-    return new Deadline(Number.POSITIVE_INFINITY, Date.now);
-  }
-
-  /** `ms` from now on the given clock (milliseconds, default the system's). */
-  static after(ms: number, now: () => number = Date.now): Deadline {
-    return new Deadline(now() + ms, now);
-  }
-
-  get bounded(): boolean {
-    return Number.isFinite(this.#at);
-  }
-
-  /** Milliseconds left, 0 when past; Infinity when unbounded. */
-  remainingMs(): number {
-    return Math.max(0, this.#at - this.#now());
-  }
-
-  /** This deadline brought forward by `ms`: a step's, leaving `ms` to what follows it. */
-  earlier(ms: number): Deadline {
-    return new Deadline(this.#at - ms, this.#now);
-  }
-
-  /** At most `ms` from now, and never past this deadline. */
-  within(ms: number): Deadline {
-    return new Deadline(Math.min(this.#at, this.#now() + ms), this.#now);
   }
 }
 

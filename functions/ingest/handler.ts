@@ -15,6 +15,7 @@ import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
+import { Deadline } from "../core/deadline.ts";
 import { BatchAlertDeliveryError, type IngestDeps, type MemoKept } from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
@@ -134,8 +135,8 @@ function apiCalls(directory: IpDirectory): number {
 export async function ingestEvent(
   event: CloudWatchLogsEvent,
   runtime: IngestRuntime,
-  /** Epoch ms by which the delivery must be stored (absent: no limit). */
-  deadline?: number,
+  /** When the delivery must be stored by (absent: no limit). */
+  deadline?: Deadline,
 ): Promise<DeliveryResult | undefined> {
   let payload: ReturnType<typeof decodeDelivery>;
   try {
@@ -195,12 +196,7 @@ let runtime: IngestRuntime | undefined;
 
 export const handler = middy(async (event: CloudWatchLogsEvent, context: Context) => {
   runtime ??= createRuntime(loadIngestConfig(process.env));
-  const remaining = context?.getRemainingTimeInMillis?.();
-  await ingestEvent(
-    event,
-    runtime,
-    remaining === undefined ? undefined : Date.now() + remaining - STORE_RESERVE_MS,
-  );
+  await ingestEvent(event, runtime, Deadline.after(context.getRemainingTimeInMillis() - STORE_RESERVE_MS));
 })
   .use(captureLambdaHandler(tracer))
   .use(injectLambdaContext(logger, { clearState: true }))

@@ -3,12 +3,12 @@
 // run exactly this code; they differ only in the adapters they pass in.
 import { z } from "zod";
 import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
+import { Deadline } from "../core/deadline.ts";
 import {
   type CalicoPolicy,
   type CalicoPolicyStore,
   type CalicoTier,
   DEFAULT_TIER,
-  Deadline,
   describeConflict,
   type ExpiryEvent,
   type ExpiryScheduler,

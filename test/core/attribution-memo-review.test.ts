@@ -9,6 +9,7 @@ import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { decodeMemo, encodeMemo, RecordingDirectory } from "../../functions/core/attribution-memo.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
+import { Deadline } from "../../functions/core/deadline.ts";
 import { DeliveredEvents } from "../../functions/core/delivered-events.ts";
 import { type IngestDeps, IngestOutOfTimeError, ingestBatch } from "../../functions/core/ingest.ts";
 import type { LogEvent } from "../../functions/core/pipeline.ts";
@@ -293,7 +294,7 @@ describe("a run that failed at its deadline", () => {
       { ...c.deps(podDirectory, store), sink },
       {
         firstRun: true,
-        deadline: Date.now() + 100,
+        deadline: Deadline.after(100),
         onFlowsStored: async () => {
           marked++;
         },
@@ -312,7 +313,7 @@ describe("a run that failed at its deadline", () => {
     await expect(
       ingestBatch(logEvents(c.events), `past-${c.cluster}`, c.deps(podDirectory), {
         firstRun: true,
-        deadline: Date.now() - 1_000,
+        deadline: Deadline.after(-1_000),
       }),
     ).rejects.toBeInstanceOf(IngestOutOfTimeError);
     await new Promise((r) => setTimeout(r, 300));

@@ -10,12 +10,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vites
 import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
 import { CalicoPolicies, panicEksFixes } from "../../functions/adapters/kube/calico.ts";
 import { loadKubeconfig } from "../../functions/adapters/kube/cluster-access.ts";
-import {
-  type CalicoPolicy,
-  DEFAULT_PANIC_SETTINGS,
-  Deadline,
-  OutOfTime,
-} from "../../functions/core/panic-policy.ts";
+import { Deadline } from "../../functions/core/deadline.ts";
+import { type CalicoPolicy, DEFAULT_PANIC_SETTINGS, OutOfTime } from "../../functions/core/panic-policy.ts";
 import { ANSWER_RESERVE_MS } from "../../functions/panic/handler.ts";
 import {
   apiEvent,

@@ -11,13 +11,13 @@ import {
   type ObservableMiddleware,
   PatchStrategy,
 } from "@kubernetes/client-node";
+import { Deadline } from "../../core/deadline.ts";
 import {
   type ApplyOptions,
   type CalicoApiGroup,
   type CalicoPolicy,
   type CalicoPolicyStore,
   type CalicoTier,
-  Deadline,
   FIELD_MANAGER,
   type KubeCallOptions,
   OutOfTime,
