@@ -156,6 +156,8 @@ async function all<T>(path: string, query: Record<string, string>): Promise<{ it
 
 const ids = (flows: readonly FlowRecord[]) => flows.map((f) => f.id).sort();
 const window = { since: "2026-04-19T04:00:00.000Z", until: "2026-04-19T07:00:00.000Z" };
+/** The first two hours, which hold the flows with an external end: a range read in one page of two Queries. */
+const twoHours = { since: window.since, until: "2026-04-19T05:59:59.999Z" };
 
 describe("GET /flows", () => {
   it("pages through a time range across hour partitions with opaque cursors, each flow once", async () => {
@@ -326,7 +328,7 @@ describe("routing", () => {
       rawPath: "/flows",
       rawQueryString: "internal=false",
       headers: {},
-      queryStringParameters: { ...window, internal: "false" },
+      queryStringParameters: { ...twoHours, internal: "false" },
       isBase64Encoded: false,
       requestContext: { http: { method: "GET", path: "/flows" }, requestId: "r2" },
     } as unknown as APIGatewayProxyEvent;
@@ -363,7 +365,7 @@ describe("the Lambda entry point", () => {
         getRemainingTimeInMillis: () => 10_000,
       } as unknown as Context;
       const r = (await handler(
-        event("/flows", { ...window, internal: "false" }),
+        event("/flows", { ...twoHours, internal: "false" }),
         context,
       )) as APIGatewayProxyResult;
       expect(r.statusCode, r.body).toBe(200);

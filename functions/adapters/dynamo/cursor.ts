@@ -4,8 +4,12 @@ import { createHash } from "node:crypto";
 import { InvalidInputError } from "./keys.ts";
 
 export interface CursorState {
-  /** Partition to continue in: `yyyy-mm-ddThh` (flows by time) or `yyyy-mm-dd` (alerts). */
+  /** Alerts: the day partition (`yyyy-mm-dd`) to continue in. */
   part?: string;
+  /** Flows by time: the hours (`yyyy-mm-ddThh`) known to hold flows and not yet finished, the first being read. */
+  hours?: string[];
+  /** Flows by time: the hour the listing of hour markers continues from; absent once it is complete. */
+  next?: string;
   /** Sort key the next page starts after. */
   after?: string;
   /** Index queries: which of the two sides are finished. */
@@ -33,6 +37,9 @@ export function encodeCursor(query: string, state: CursorState): string {
 }
 
 const PART = /^\d{4}-\d{2}-\d{2}(T\d{2})?$/;
+const HOUR = /^\d{4}-\d{2}-\d{2}T\d{2}$/;
+/** More hours than any cursor this store issues holds (flow-query.ts, HOURS_PER_LISTING). */
+const MOST_HOURS = 64;
 
 /**
  * Reads a cursor made by encodeCursor for the same query. `checkAfter` validates the sort key position
@@ -65,6 +72,23 @@ export function decodeCursor(
     }
     state.part = c.part;
   }
+  if (c.hours !== undefined) {
+    const hours = c.hours;
+    if (
+      !Array.isArray(hours) ||
+      hours.length > MOST_HOURS ||
+      !hours.every((h) => typeof h === "string" && HOUR.test(h))
+    ) {
+      throw new InvalidCursorError("cursor partitions are malformed");
+    }
+    state.hours = hours as string[];
+  }
+  if (c.next !== undefined) {
+    if (typeof c.next !== "string" || !HOUR.test(c.next)) {
+      throw new InvalidCursorError("cursor partition to list from is malformed");
+    }
+    state.next = c.next;
+  }
   if (c.after !== undefined) {
     if (typeof c.after !== "string" || !checkAfter(c.after)) {
       throw new InvalidCursorError("cursor position is outside the query's range");
@@ -78,7 +102,9 @@ export function decodeCursor(
     }
     state.done = [done[0] as boolean, done[1] as boolean];
   }
-  const extra = Object.keys(c).filter((k) => !["v", "q", "part", "after", "done"].includes(k));
+  const extra = Object.keys(c).filter(
+    (k) => !["v", "q", "part", "hours", "next", "after", "done"].includes(k),
+  );
   if (extra.length > 0) throw new InvalidCursorError(`cursor has unknown fields: ${extra.join(", ")}`);
   return state;
 }

@@ -1,7 +1,8 @@
 // Flow queries: one page costs at most two Query requests, never a Scan (docs/flow-store.md, "Access patterns").
 //
-// - by time only: the table's hour partitions `FLOW#<cluster>#<hour>` in order; a page that exhausts one
-//   partition continues into the next with its second Query, then hands back a cursor.
+// - by time only: the table's hour partitions `FLOW#<cluster>#<hour>` in order, only those that hold flows (their
+//   markers, flow-hours.ts, list them); a page that exhausts one partition continues into the next with its
+//   second Query, then hands back a cursor.
 // - by namespace (and workload or pod): bySrcNamespace and byDstNamespace, one Query each, merged by sort key,
 //   each flow once (a flow inside one namespace is in both). Workload and pod are filters on those queries.
 // - by IP: bySrcIp and byDstIp the same way; other criteria become filters.
@@ -11,6 +12,7 @@ import { normalizeIpv6 } from "../../core/ipv6.ts";
 import type { FlowQuery, Page } from "../../core/ports.ts";
 import type { FlowRecord } from "../../core/types.ts";
 import { type CursorState, decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
+import { listHours } from "./flow-hours.ts";
 import { flowOf } from "./items.ts";
 import {
   checkCluster,
@@ -214,17 +216,54 @@ function plan(query: FlowQuery, bucketMs: number): Plan {
   return base;
 }
 
+/** Hours one marker Query lists (flow-hours.ts); those not read by its page travel in the cursor. */
+export const HOURS_PER_LISTING = 12;
+
+/** The hours from `first` to `last`, both `yyyy-mm-ddThh`, when there are at most `most` of them. */
+function hoursBetween(first: string, last: string, most: number): string[] | undefined {
+  const hours = [first];
+  while ((hours.at(-1) as string) < last) {
+    if (hours.length === most) return undefined;
+    hours.push(nextHour(hours.at(-1) as string));
+  }
+  return hours;
+}
+
+/**
+ * By time: the hours that hold flows, in order. A range of one or two hours reads its partitions directly;
+ * a longer one lists the hours' markers first (one Query for up to HOURS_PER_LISTING of them) and reads only
+ * those partitions. Where it is: `hours`, those listed and not yet finished (the first being read, from after
+ * `after`), and `next`, the hour the listing continues from (absent when the listing is complete).
+ */
 async function timePage(
   ctx: StoreContext,
   p: Plan,
   cursor: CursorState,
   report: CallReport,
 ): Promise<Page<FlowRecord>> {
+  const firstHour = hourOf(p.from);
   const lastHour = hourOf(p.until);
-  let part = cursor.part ?? hourOf(p.from);
+  let hours: string[];
+  let next: string | undefined;
   let after = cursor.after;
+  if (cursor.hours !== undefined || cursor.next !== undefined) {
+    hours = [...(cursor.hours ?? [])];
+    next = cursor.next;
+  } else {
+    const direct = hoursBetween(firstHour, lastHour, 2);
+    hours = direct ?? [];
+    next = direct === undefined ? firstHour : undefined;
+  }
   const items: FlowRecord[] = [];
-  for (let queries = 0; queries < 2; queries++) {
+  for (let queries = 0; queries < 2 && items.length < p.limit; queries++) {
+    if (hours.length === 0) {
+      if (next === undefined) break;
+      const listed = await listHours(ctx, p.cluster, next, lastHour, HOURS_PER_LISTING, report);
+      hours = listed.hours;
+      next = listed.next;
+      continue;
+    }
+    const part = hours[0] as string;
     const e = new Expression();
     const filterExpression = p.timeFilter(e);
     const result = await queryRange(
@@ -242,16 +281,47 @@ async function timePage(
       report,
     );
     items.push(...result.items.map(flowOf));
-    if (result.lastEvaluatedSk !== undefined) {
-      after = result.lastEvaluatedSk;
-    } else {
-      if (part >= lastHour) return { items };
-      part = nextHour(part);
-      after = undefined;
-    }
-    if (items.length >= p.limit) break;
+    after = result.lastEvaluatedSk;
+    if (after === undefined) hours.shift();
   }
-  return { items, cursor: encodeCursor(p.fingerprint, { part, ...(after === undefined ? {} : { after }) }) };
+  if (hours.length === 0 && next === undefined) return { items };
+  return {
+    items,
+    cursor: encodeCursor(p.fingerprint, {
+      ...(hours.length === 0 ? {} : { hours }),
+      ...(next === undefined ? {} : { next }),
+      ...(after === undefined ? {} : { after }),
+    }),
+  };
+}
+
+/** A time cursor's hours must be the query's, in order, and its position inside the first of them. */
+function checkTimeCursor(p: Plan, cursor: CursorState): void {
+  const firstHour = hourOf(p.from);
+  const lastHour = hourOf(p.until);
+  const inRange = (hour: string) => hour >= firstHour && hour <= lastHour;
+  if (cursor.part !== undefined || cursor.done !== undefined) {
+    throw new InvalidCursorError("cursor is not one of a question by time; start again without it");
+  }
+  const hours = cursor.hours ?? [];
+  if (hours.length === 0 && cursor.next === undefined) {
+    throw new InvalidCursorError("cursor partition is missing");
+  }
+  if (
+    hours.length > HOURS_PER_LISTING ||
+    !hours.every((h, i) => inRange(h) && (i === 0 || h > (hours[i - 1] as string)))
+  ) {
+    throw new InvalidCursorError("cursor partitions are outside the query's range or out of order");
+  }
+  if (
+    cursor.next !== undefined &&
+    (!inRange(cursor.next) || (hours.length > 0 && cursor.next <= (hours.at(-1) as string)))
+  ) {
+    throw new InvalidCursorError("cursor partition to list from is outside the query's range");
+  }
+  if (cursor.after !== undefined && hourOf(cursor.after) !== hours[0]) {
+    throw new InvalidCursorError("cursor position does not match its partition");
+  }
 }
 
 /**
@@ -333,12 +403,7 @@ export async function queryFlowsPage(
   const inRange = (after: string) => after >= p.lo && after <= p.hi;
   const cursor = query.cursor === undefined ? {} : decodeCursor(query.cursor, p.fingerprint, inRange);
   if (p.sides === undefined) {
-    if (cursor.part !== undefined && (cursor.part < hourOf(p.from) || cursor.part > hourOf(p.until))) {
-      throw new InvalidCursorError("cursor partition is outside the query's range");
-    }
-    if (cursor.after !== undefined && hourOf(cursor.after) !== (cursor.part ?? hourOf(p.from))) {
-      throw new InvalidCursorError("cursor position does not match its partition");
-    }
+    if (query.cursor !== undefined) checkTimeCursor(p, cursor);
     return timePage(ctx, p, cursor, report);
   }
   return indexPage(ctx, p, p.sides, cursor, report);

@@ -20,6 +20,7 @@ import {
   markAlertSent,
   queryAlertsPage,
 } from "./alerts.ts";
+import { type MarkedHours, markHours } from "./flow-hours.ts";
 import { queryFlowsPage } from "./flow-query.ts";
 import { endpointAttribute, policyAttribute } from "./items.ts";
 import {
@@ -114,6 +115,8 @@ function checkFlow(f: FlowRecord): void {
 export class DynamoFlowStore implements FlowStore {
   readonly #ctx: AlertContext;
   readonly #bucketMs: number;
+  /** Hour markers this store has written (flow-hours.ts). */
+  readonly #marked: MarkedHours = new Map();
 
   constructor(options: DynamoFlowStoreOptions) {
     const retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
@@ -159,6 +162,17 @@ export class DynamoFlowStore implements FlowStore {
     const writes: CallReport[] = merged.map(freshReport);
     const reads = freshReport();
     const now = this.#ctx.now();
+    // The hours' markers first: a flow is never stored in an hour that questions by time would not read.
+    const markers = freshReport();
+    const bucketsByCluster = new Map<string, string[]>();
+    for (const f of merged) {
+      const buckets = bucketsByCluster.get(f.cluster);
+      if (buckets === undefined) bucketsByCluster.set(f.cluster, [f.bucket]);
+      else buckets.push(f.bucket);
+    }
+    for (const [cluster, buckets] of bucketsByCluster) {
+      await markHours(this.#ctx, this.#marked, cluster, buckets, now, markers, options.signal);
+    }
     const outcomes = await mapBounded(
       merged,
       this.#ctx.concurrency,
@@ -169,7 +183,7 @@ export class DynamoFlowStore implements FlowStore {
     return {
       applied,
       duplicates: outcomes.length - applied,
-      writeRequests: writes.reduce((sum, r) => sum + r.requests, 0),
+      writeRequests: writes.reduce((sum, r) => sum + r.requests, markers.requests),
     };
   }
 

@@ -90,7 +90,12 @@ describe("under injected faults", () => {
     expect(proxy.count({ outcome: "throttled" })).toBeGreaterThan(10);
     expect(proxy.count({ outcome: "error" })).toBeGreaterThan(10);
     expect(proxy.count({ outcome: "lost" })).toBeGreaterThan(10);
-    expect(requests).toBe(proxy.count({ operation: "UpdateItem" }));
+    // Flow writes, and the one marker of their hour (flow-hours.ts).
+    expect(requests).toBe(proxy.count({ operation: "UpdateItem" }) + proxy.count({ operation: "PutItem" }));
+    const puts = proxy.log.filter((r) => r.operation === "PutItem");
+    expect(new Set(puts.map((r) => JSON.stringify((r.body.Item as { pk: unknown }).pk)))).toEqual(
+      new Set([JSON.stringify({ S: `FLOWHOURS#${CLUSTER}` })]),
+    );
 
     const stored = new Map((await flowsIn(bucket, bucketEnd(bucket))).map((f) => [f.id, f]));
     for (const [i, f] of flows.entries()) {
@@ -121,10 +126,11 @@ describe("under injected faults", () => {
     });
     try {
       // Applied, answered 500; the SDK's retry is refused by the condition; a read shows the write was ours.
+      // The third request is the marker of the flow's hour.
       expect(await faulty.writeFlows([f], "lost-once")).toEqual({
         applied: 1,
         duplicates: 0,
-        writeRequests: 2,
+        writeRequests: 3,
       });
     } finally {
       proxy.setPlan({});

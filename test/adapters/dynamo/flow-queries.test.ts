@@ -291,9 +291,25 @@ describe("queryFlows", () => {
     );
     const timeCursor = (await store.queryFlows(base)).cursor as string;
     const t = JSON.parse(Buffer.from(timeCursor, "base64url").toString());
+    for (const forged of [
+      { ...t, hours: ["2024-04-21T05"] },
+      { ...t, hours: ["2024-04-19T23", "2024-04-19T22"] },
+      { ...t, next: "2024-04-21T05" },
+      { ...t, hours: "2024-04-19T22" },
+      { v: 1, q: t.q },
+    ]) {
+      await expect(store.queryFlows({ ...base, cursor: forge(forged) })).rejects.toThrow(/partition/);
+    }
+    // Another kind of question's cursor, and a position outside the hour the cursor reads.
+    await expect(store.queryFlows({ ...base, cursor: forge({ ...t, part: "2024-04-19" }) })).rejects.toThrow(
+      /question by time/,
+    );
     await expect(
-      store.queryFlows({ ...base, cursor: forge({ ...t, part: "2024-04-21T05" }) }),
-    ).rejects.toThrow(/partition/);
+      store.queryFlows({
+        ...base,
+        cursor: forge({ ...t, hours: ["2024-04-20T00"], after: "2024-04-19T23:00:00.000Z#x" }),
+      }),
+    ).rejects.toThrow(/position/);
   });
 
   it("refuses queries it cannot answer precisely", async () => {

@@ -510,6 +510,15 @@ let proxy: FaultProxy;
 /** One store per bucket length, both on the one table, both through the proxy. */
 let stores: DynamoFlowStore[];
 let run = 0;
+/** The hours (`<cluster>#<hour>`) whose marker the writing store has put: it puts each once (flow-hours.ts). */
+const markedHours = new Set<string>();
+/** The hours of `records` not marked yet, now marked. */
+function newHours(records: readonly FlowRecord[]): number {
+  const hours = new Set(records.map((r) => `${r.cluster}#${r.bucket.slice(0, 13)}`));
+  const fresh = [...hours].filter((h) => !markedHours.has(h));
+  for (const h of fresh) markedHours.add(h);
+  return fresh.length;
+}
 const endpointBefore = process.env.AWS_ENDPOINT_URL_DYNAMODB;
 
 beforeAll(async () => {
@@ -711,20 +720,31 @@ describe("the flow store against a reference", () => {
           const [applied, appliedWanted] = sum((r) => r.applied);
           const [duplicates, duplicatesWanted] = sum((r) => r.duplicates);
           expect({ applied, duplicates }).toEqual({ applied: appliedWanted, duplicates: duplicatesWanted });
-          expect(Object.keys(ops).filter((op) => op !== "UpdateItem" && op !== "GetItem")).toEqual([]);
-          expect(ops.UpdateItem).toBe(result.reduce((n, r) => n + r.writeRequests, 0));
+          expect(Object.keys(ops).filter((op) => !["UpdateItem", "GetItem", "PutItem"].includes(op))).toEqual(
+            [],
+          );
+          expect((ops.UpdateItem ?? 0) + (ops.PutItem ?? 0)).toBe(
+            result.reduce((n, r) => n + r.writeRequests, 0),
+          );
+          // Every new hour marked, by one delivery or by several racing: at most once per delivery.
+          const hours = newHours(deliveries.flatMap((d) => d.records));
+          expect(ops.PutItem ?? 0).toBeGreaterThanOrEqual(hours);
+          expect(ops.PutItem ?? 0).toBeLessThanOrEqual(hours * deliveries.length);
         } else {
           for (const { records, contribution, expected } of deliveries) {
             const { result, ops } = await onTheWire(() => store.writeFlows(records, contribution));
             // One UpdateItem per distinct flow of the payload, however many lines it has; a refused one costs a
-            // consistent read, and a new contribution reaching before the stored span one more UpdateItem.
+            // consistent read, and a new contribution reaching before the stored span one more UpdateItem. The
+            // first payload of an hour puts its marker.
+            const hours = newHours(records);
             expect(result).toEqual({
               applied: expected.applied,
               duplicates: expected.duplicates,
-              writeRequests: expected.updates,
+              writeRequests: expected.updates + hours,
             });
             expect(ops).toEqual({
               UpdateItem: expected.updates,
+              ...(hours > 0 ? { PutItem: hours } : {}),
               ...(expected.gets > 0 ? { GetItem: expected.gets } : {}),
             });
           }

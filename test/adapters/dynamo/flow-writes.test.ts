@@ -73,7 +73,8 @@ describe("writeFlows", () => {
       }),
     ];
     const result = await store.writeFlows(records, "payload-roundtrip");
-    expect(result).toEqual({ applied: 3, duplicates: 0, writeRequests: 3 });
+    // One write per flow, and the marker of their hour.
+    expect(result).toEqual({ applied: 3, duplicates: 0, writeRequests: 4 });
     const stored = await flowsIn(bucket, bucket);
     const byId = (list: readonly FlowRecord[]) => [...list].sort((a, b) => (a.id < b.id ? -1 : 1));
     expect(byId(stored)).toEqual(byId(records));
@@ -90,7 +91,7 @@ describe("writeFlows", () => {
     expect(await store.writeFlows(records, "payload-twice")).toEqual({
       applied: 5,
       duplicates: 0,
-      writeRequests: 5,
+      writeRequests: 6,
     });
     const before = await flowsIn(bucket, bucket);
     // Redelivery: one refused conditional write per flow, nothing changed.
@@ -158,8 +159,8 @@ describe("writeFlows", () => {
     const base = flow(bucket, pod("192.168.7.1", "o", "a"), pod("192.168.7.2", "o", "b"));
     const span = (from: number, to: number, n: number) =>
       store.writeFlows([{ ...base, firstSeen: at(bucket, from), lastSeen: at(bucket, to) }], `order-${n}`);
-    // In order: each later than the last, one UpdateItem each.
-    expect((await span(10_000, 12_000, 1)).writeRequests).toBe(1);
+    // In order: each later than the last, one UpdateItem each (and the first marks the hour).
+    expect((await span(10_000, 12_000, 1)).writeRequests).toBe(2);
     expect((await span(12_000, 20_000, 2)).writeRequests).toBe(1);
     expect((await span(20_000, 20_000, 3)).writeRequests).toBe(1);
     // Arrives late: earlier first hit (refused once, then written with the widened span).
@@ -208,7 +209,7 @@ describe("writeFlows", () => {
       ],
       "merged",
     );
-    expect(result).toEqual({ applied: 1, duplicates: 0, writeRequests: 1 });
+    expect(result).toEqual({ applied: 1, duplicates: 0, writeRequests: 2 });
     expect(await readFlow(bucket, base.id)).toMatchObject({
       packets: 4,
       bytes: 240,

@@ -306,10 +306,11 @@ describe("network failures, as the SDK surfaces them", () => {
     try {
       proxy.script((op, n) => (op === "UpdateItem" && n === 0 ? { kind } : undefined));
       // Applied, answer lost, sent again, refused by its token, read: it was ours, so it counts as applied.
+      // The third request is the marker of the flow's hour (a PutItem, before it).
       expect(await store.writeFlows([f], `lost-${kind}`)).toEqual({
         applied: 1,
         duplicates: 0,
-        writeRequests: 2,
+        writeRequests: 3,
       });
       expect(await store.writeFlows([f], `lost-${kind}`)).toMatchObject({ applied: 0, duplicates: 1 });
     } finally {
@@ -692,6 +693,10 @@ describe("TTL", () => {
         case "ALERTKEY":
           expect(ttlOf(item)).toBe(seconds(item.windowEnd?.S ?? "") + retention);
           break;
+        case "FLOWHOURS":
+          // The marker of an hour that holds flows: from the end of its hour, so never before one of its flows.
+          expect(ttlOf(item)).toBe(seconds(`${sk}:00:00.000Z`) + 3600 + retention);
+          break;
         case "IP":
           expect(ttlOf(item)).toBe(
             item.validTo === undefined ? seconds(now) + retention : seconds(ended) + retention,
@@ -709,7 +714,16 @@ describe("TTL", () => {
           throw new Error(`an item type this review does not know: ${pk} ${sk}`);
       }
     }
-    expect([...seen].sort()).toEqual(["ALERTKEY", "ALERTS", "COVER", "FLOW", "FOLDCLAIM", "IP", "PANIC"]);
+    expect([...seen].sort()).toEqual([
+      "ALERTKEY",
+      "ALERTS",
+      "COVER",
+      "FLOW",
+      "FLOWHOURS",
+      "FOLDCLAIM",
+      "IP",
+      "PANIC",
+    ]);
   });
 
   it("keeps items 30 days by default, every store of a table alike", async () => {
@@ -772,12 +786,17 @@ describe("TTL", () => {
     await history.remember(cluster, [{ ip: "192.168.72.3", holder: holder("ancient", gone - 60_000, gone) }]);
     const after = seconds(Date.now());
     const items = (await scanAll()).filter((i) => (i.pk?.S ?? "").split("#")[1] === cluster);
-    expect(items).toHaveLength(5);
+    // Per bucket: the flow, its hour's marker and the coverage; and the holder.
+    expect(items).toHaveLength(7);
     for (const item of items) {
       const what = `${item.pk?.S} ${item.sk?.S}`;
       const ttl = ttlOf(item);
       const margin = (item.pk?.S ?? "").startsWith("COVER#") ? 7 * DAY_S : 0;
-      if (item.sk?.S?.startsWith(fortyDays)) {
+      if (item.sk?.S === fortyDays.slice(0, 13)) {
+        // The marker of the flow's hour: from the hour's end.
+        expect(ttl, what).toBe(seconds(`${fortyDays.slice(0, 13)}:00:00.000Z`) + 3600 + 30 * DAY_S);
+        expect(ttl, what).toBeLessThan(before);
+      } else if (item.sk?.S?.startsWith(fortyDays)) {
         // Its time is up: written expired, deleted within days (docs/backfill.md, Retention), coverage a week later.
         expect(ttl, what).toBe(seconds(fortyDays) + 30 * DAY_S + margin);
         expect(ttl, what).toBeLessThan(before);
