@@ -3,11 +3,22 @@
 
 /**
  * A date, or a date and time with an optional fraction and offset; the offset in hours and minutes, or in whole
- * hours (`+02`), as ISO 8601 allows. `T` and `Z` in upper case, as ISO 8601 writes them (`NOW` and `15M` are
- * refused alike). A space between date and time is refused: Date.parse would read it in the process's time zone.
+ * hours (`+02`), as ISO 8601 allows. `T` and `Z` are matched in upper case: `spelled` first takes RFC 3339's
+ * other spellings of them (lower case, a space for `T`) to these.
  */
 export const ISO_8601 =
   /^\d{4}-\d{2}-\d{2}(?<time>T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?<offset>Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+
+/**
+ * RFC 3339 (section 5.6) also writes `t` and `z`, and lets a space separate the date from the time, as logs and
+ * `kubectl`/`journalctl` print them: those become `T` and `Z`. Only there, so `now`, `15m` and `NOW` stay apart.
+ */
+function spelled(value: string): string {
+  const separator = value.charAt(10);
+  let text = value;
+  if (separator === " " || separator === "t") text = `${text.slice(0, 10)}T${text.slice(11)}`;
+  return text.length > 10 && text.endsWith("z") ? `${text.slice(0, -1)}Z` : text;
+}
 
 /** The same instant as Date.parse reads it: UTC when no offset is given, and minutes in the offset. */
 function canonical(value: string, time: string | undefined, offset: string | undefined): string {
@@ -24,14 +35,15 @@ export const EARLIEST_MS = Date.parse("0000-01-01T00:00:00.000Z");
 const LATEST_MS = Date.parse("9999-12-31T23:59:59.999Z");
 
 export const INSTANT_HELP =
-  'an ISO-8601 time (UTC unless it has an offset), "now" or a duration before now like 15m, 6h, 7d';
+  'an ISO-8601 or RFC 3339 time (UTC unless it has an offset), "now" or a duration before now like 15m, 6h, 7d';
 
 /**
  * Epoch ms of ISO-8601 text, NaN for other text. A time without an offset is UTC, as every time calico-flows prints
  * is (Date.parse would read it in the process's time zone: the CLI on a laptop and the API in Lambda would then
  * disagree about the same words).
  */
-export function isoMs(value: string): number {
+export function isoMs(text: string): number {
+  const value = spelled(text);
   const match = ISO_8601.exec(value);
   if (match === null) return Number.NaN;
   const { time, offset } = match.groups as { time?: string; offset?: string };
@@ -49,7 +61,7 @@ export function instantOf(value: string, now: number): number | undefined {
   } else {
     const duration = DURATION.exec(value);
     if (duration !== null) at = now - Number(duration[1]) * (UNIT_MS[duration[2] as string] as number);
-    else if (ISO_8601.test(value)) at = isoMs(value);
+    else if (ISO_8601.test(spelled(value))) at = isoMs(value);
     else return undefined;
   }
   return Number.isFinite(at) && at >= EARLIEST_MS && at <= LATEST_MS ? at : undefined;

@@ -32,9 +32,13 @@ describe("calico-flows errors", () => {
   it.each([
     [["replay", "/nonexistent/file.log"], /^error: ENOENT: no such file or directory/, 1],
     [["replay", join(ROOT, "examples")], /^error: .*examples is a directory$/, 1],
-    [["flows", "--since", "90"], /^error: expected an ISO-8601 time \(UTC unless .*; got "90"$/, 2],
-    [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 time/, 2],
-    [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 time/, 2],
+    [
+      ["flows", "--since", "90"],
+      /^error: expected an ISO-8601 or RFC 3339 time \(UTC unless .*; got "90"$/,
+      2,
+    ],
+    [["flows", "--since", "200000000d"], /^error: expected an ISO-8601 or RFC 3339 time/, 2],
+    [["flows", "--until", "Apr 19"], /^error: expected an ISO-8601 or RFC 3339 time/, 2],
     [["flows", "--since", "1h", "--until", "2h"], /^error: --since \(.*\) is after --until \(.*\)$/, 2],
     [["alerts", "--since", "2024-04-19T05:00:00Z", "--until", "2024-04-19T04:00:00Z"], /is after --until/, 2],
     [["flows", "--workload", "api"], /^error: --workload and --pod need --namespace$/, 2],

@@ -37,8 +37,35 @@ describe("instantOf", () => {
   });
 
   it("refuses what Date.parse would take for a year, and what a Date cannot hold", () => {
-    for (const value of ["90", "1", "yesterday", "2024-04-19 04:00", "999999999d"]) {
+    for (const value of ["90", "1", "yesterday", "999999999d", "NOW", "15M"]) {
       expect(instantOf(value, NOW)).toBeUndefined();
+    }
+  });
+
+  it("takes RFC 3339's spellings too: a space or t between date and time, z for UTC", () => {
+    for (const tz of ["America/New_York", "Asia/Kolkata", "UTC"]) {
+      process.env.TZ = tz;
+      for (const value of [
+        "2024-04-19 04:52:19",
+        "2024-04-19 04:52:19Z",
+        "2024-04-19t04:52:19z",
+        "2024-04-19T04:52:19.000z",
+        "2024-04-19 06:52:19+02:00",
+      ]) {
+        expect(instantOf(value, NOW), value).toBe(Date.UTC(2024, 3, 19, 4, 52, 19));
+      }
+      expect(normalizeInstant("2024-04-19 04:00", "since")).toBe("2024-04-19T04:00:00.000Z");
+    }
+    // Only that one separator, only there.
+    for (const value of [
+      "2024-04-19  04:52",
+      " 2024-04-19T04:52",
+      "2024-04-19T04:52 ",
+      "2024-04-19 ",
+      "2024-04-19z",
+      "2024-04-19_04:52",
+    ]) {
+      expect(instantOf(value, NOW), value).toBeUndefined();
     }
   });
 
