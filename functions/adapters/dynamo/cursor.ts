@@ -38,6 +38,12 @@ export function encodeCursor(query: string, state: CursorState): string {
 
 const PART = /^\d{4}-\d{2}-\d{2}(T\d{2})?$/;
 const HOUR = /^\d{4}-\d{2}-\d{2}T\d{2}$/;
+/** `yyyy-mm-ddThh` naming an hour there is (not `T24`, not February 30). */
+function isHour(text: string): boolean {
+  if (!HOUR.test(text)) return false;
+  const ms = Date.parse(`${text}:00:00.000Z`);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().startsWith(text);
+}
 /** More hours than any cursor this store issues holds (flow-query.ts, HOURS_PER_LISTING). */
 const MOST_HOURS = 64;
 
@@ -77,14 +83,14 @@ export function decodeCursor(
     if (
       !Array.isArray(hours) ||
       hours.length > MOST_HOURS ||
-      !hours.every((h) => typeof h === "string" && HOUR.test(h))
+      !hours.every((h) => typeof h === "string" && isHour(h))
     ) {
       throw new InvalidCursorError("cursor partitions are malformed");
     }
     state.hours = hours as string[];
   }
   if (c.next !== undefined) {
-    if (typeof c.next !== "string" || !HOUR.test(c.next)) {
+    if (typeof c.next !== "string" || !isHour(c.next)) {
       throw new InvalidCursorError("cursor partition to list from is malformed");
     }
     state.next = c.next;

@@ -7,7 +7,7 @@
 // A marker is written once per store per hour: the store remembers the markers it wrote (and the TTL it gave
 // them), so the write scales with hours, not with flows or deliveries.
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
-import { expiresAt, flowHoursPartition, hourOf, nextHour } from "./keys.ts";
+import { expiresAt, flowHoursPartition, hourOf, nextHour, retainedUntil } from "./keys.ts";
 import { isConditionFailure, queryRange, type StoreContext } from "./requests.ts";
 import { type CallReport, mapBounded, withRetry } from "./retry.ts";
 import { TTL_ATTRIBUTE } from "./schema.ts";
@@ -16,7 +16,11 @@ const HOUR_MS = 3_600_000;
 /** Markers one store remembers having written; past this it forgets them all and writes them again. */
 const REMEMBERED_MARKERS = 10_000;
 
-/** The markers a store has written: `<cluster>#<hour>` → the TTL written. */
+/**
+ * The markers a store has written: `<cluster>#<hour>` → the TTL asked for (`retentionDays` after the hour's end,
+ * before expiresAt's four-year floor: that floor moves with the clock, and would have every delivery of an old
+ * hour put its marker again).
+ */
 export type MarkedHours = Map<string, number>;
 
 /**
@@ -34,19 +38,25 @@ export async function markHours(
   report: CallReport,
   signal?: AbortSignal,
 ): Promise<void> {
+  /** Hour → the epoch ms it ends at. */
   const wanted = new Map<string, number>();
   for (const bucket of buckets) {
     const hour = hourOf(bucket);
     if (wanted.has(hour)) continue;
-    const ttl = expiresAt(Date.parse(`${hour}:00:00.000Z`) + HOUR_MS, ctx.retentionDays, now);
-    if ((marked.get(`${cluster}#${hour}`) ?? Number.NEGATIVE_INFINITY) >= ttl) continue;
-    wanted.set(hour, ttl);
+    const end = Date.parse(`${hour}:00:00.000Z`) + HOUR_MS;
+    if (
+      (marked.get(`${cluster}#${hour}`) ?? Number.NEGATIVE_INFINITY) >= retainedUntil(end, ctx.retentionDays)
+    ) {
+      continue;
+    }
+    wanted.set(hour, end);
   }
   if (wanted.size === 0) return;
   await mapBounded(
     [...wanted],
     ctx.concurrency,
-    async ([hour, ttl]) => {
+    async ([hour, end]) => {
+      const ttl = expiresAt(end, ctx.retentionDays, now);
       try {
         await withRetry("PutItem", ctx.retry, report, () =>
           ctx.doc.send(
@@ -64,7 +74,7 @@ export async function markHours(
         if (!isConditionFailure(error)) throw error;
       }
       if (marked.size >= REMEMBERED_MARKERS) marked.clear();
-      marked.set(`${cluster}#${hour}`, ttl);
+      marked.set(`${cluster}#${hour}`, retainedUntil(end, ctx.retentionDays));
     },
     signal,
   );
@@ -84,7 +94,15 @@ export async function listHours(
 ): Promise<{ hours: string[]; next?: string }> {
   const result = await queryRange(
     ctx,
-    { keyAttribute: "pk", keyValue: flowHoursPartition(cluster), lo: first, hi: last, limit },
+    // Consistent: a marker put a moment ago is listed (markers are tiny, so this costs next to nothing).
+    {
+      keyAttribute: "pk",
+      keyValue: flowHoursPartition(cluster),
+      lo: first,
+      hi: last,
+      limit,
+      consistent: true,
+    },
     report,
   );
   const hours = result.items.map((item) => String(item.sk));

@@ -149,7 +149,8 @@ export const OLDEST_TTL_S = 4 * 365 * DAY_S;
  * before `nowMs`, though: an older TTL would keep it for good.
  */
 export const expiresAt = (fromMs: number, retentionDays: number, nowMs: number = Date.now()): number =>
-  Math.max(
-    Math.floor(fromMs / 1000) + Math.round(retentionDays * DAY_S),
-    Math.floor(nowMs / 1000) - OLDEST_TTL_S,
-  );
+  Math.max(retainedUntil(fromMs, retentionDays), Math.floor(nowMs / 1000) - OLDEST_TTL_S);
+
+/** Epoch seconds `retentionDays` after `fromMs`: the TTL expiresAt gives unless its four-year floor is later. */
+export const retainedUntil = (fromMs: number, retentionDays: number): number =>
+  Math.floor(fromMs / 1000) + Math.round(retentionDays * DAY_S);
