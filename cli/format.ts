@@ -1,5 +1,6 @@
 // Human-readable tables for `flows` and `alerts`; `--json` prints the records themselves instead.
 import type { AlertRecord, Endpoint, FlowRecord, PolicyRef } from "../functions/core/types.ts";
+import type { Conversation } from "./conversations.ts";
 
 export function describeEndpoint(e: Endpoint): string {
   switch (e.kind) {
@@ -54,6 +55,37 @@ export function flowsTable(flows: readonly FlowRecord[]): string {
       String(f.packets),
       f.internal ? "yes" : "no",
       describePolicy(f.policy),
+    ]),
+  );
+}
+
+export function conversationsTable(conversations: readonly Conversation[]): string {
+  return table(
+    [
+      "PACKETS",
+      "SOURCE",
+      "DESTINATION",
+      "PORT",
+      "DIR",
+      "FIRST SEEN",
+      "LAST SEEN",
+      "FLOWS",
+      "NODES",
+      "INTERNAL",
+      "POLICY",
+    ],
+    conversations.map((c) => [
+      String(c.packets),
+      c.src,
+      c.dst,
+      port(c.protocol, c.dstPort),
+      c.direction,
+      shortTime(c.firstSeen),
+      shortTime(c.lastSeen),
+      String(c.flows),
+      String(c.reporters.length),
+      c.internal ? "yes" : "no",
+      describePolicy(c.policy),
     ]),
   );
 }

@@ -7,7 +7,8 @@ import { ipAddress, namespaceName, objectName, workloadRef } from "../../functio
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
 import { type CommonOptions, commonOptions, parseInteger, UsageError, withCommonOptions } from "../common.ts";
-import { alertsTable, flowsTable } from "../format.ts";
+import { type Conversation, ConversationTally } from "../conversations.ts";
+import { alertsTable, conversationsTable, flowsTable } from "../format.ts";
 import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
 
@@ -146,7 +147,70 @@ export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRec
   return (await listAlerts(raw)).records;
 }
 
+/** Where `flows` reads pages from (the query API, a table, or an embedded store), and how to let go of it. */
+interface FlowSource {
+  page: (cursor: string | undefined, pageLimit: number) => Promise<Page<FlowRecord>>;
+  clusters?: readonly string[];
+  close: () => Promise<void>;
+}
+
 export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {
+  const source = await flowSource(raw);
+  try {
+    const listing = await collect((raw as unknown as ReadOptions).limit, source.page);
+    return source.clusters === undefined ? listing : { ...listing, clusters: source.clusters };
+  } finally {
+    await source.close();
+  }
+}
+
+/** Flows `flows --group` reads at most: the totals of a longer range would take minutes to read. */
+export const GROUP_READ_LIMIT = 100_000;
+
+/** What `flows --group` prints: the conversations of the range (at most `--limit`), and what it left out. */
+export interface GroupedListing extends Listing<Conversation> {
+  /** The flow records read. */
+  flows: number;
+  /** The range holds more than `readLimit` flows: the totals are of the oldest `readLimit`. */
+  cut: boolean;
+}
+
+/** The range's flows summed into conversations (cli/conversations.ts), most packets first. */
+export async function groupFlows(
+  raw: Record<string, unknown>,
+  readLimit: number = GROUP_READ_LIMIT,
+): Promise<GroupedListing> {
+  const source = await flowSource(raw);
+  const tally = new ConversationTally();
+  let cut = false;
+  try {
+    let cursor: string | undefined;
+    do {
+      const page = await source.page(cursor, Math.min(PAGE_LIMIT, readLimit + 1 - tally.flows));
+      for (const f of page.items) {
+        if (tally.flows === readLimit) {
+          cut = true;
+          break;
+        }
+        tally.add(f);
+      }
+      cursor = page.cursor;
+    } while (cursor !== undefined && !cut);
+  } finally {
+    await source.close();
+  }
+  const all = tally.conversations();
+  const limit = (raw as unknown as ReadOptions).limit;
+  return {
+    records: all.slice(0, limit),
+    more: all.length > limit,
+    flows: tally.flows,
+    cut,
+    ...(source.clusters === undefined ? {} : { clusters: source.clusters }),
+  };
+}
+
+async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions & Record<string, string | undefined>;
   const query: FlowQuery = {
@@ -168,9 +232,8 @@ export async function listFlows(raw: Record<string, unknown>): Promise<Listing<F
   query.pod = checked("--pod", objectName, query.pod);
   query.ip = checked("--ip", ipAddress, query.ip);
   if (typeof raw.api === "string") {
-    return collect(
-      options.limit,
-      apiPages<FlowRecord>(raw.api, "/flows", common, {
+    return {
+      page: apiPages<FlowRecord>(raw.api, "/flows", common, {
         since: query.since,
         until: query.until,
         namespace: query.namespace,
@@ -179,17 +242,15 @@ export async function listFlows(raw: Record<string, unknown>): Promise<Listing<F
         ip: query.ip,
         internal: query.internal === undefined ? undefined : String(query.internal),
       }),
-    );
+      close: async () => {},
+    };
   }
   const opened = await openStore(common, { existing: true, bucketSeconds: options.bucketSeconds });
-  try {
-    const listing = await collect(options.limit, (cursor, limit) =>
-      opened.store.queryFlows({ ...query, limit, cursor }),
-    );
-    return { ...listing, clusters: opened.clusters };
-  } finally {
-    await opened.close();
-  }
+  return {
+    page: (cursor, limit) => opened.store.queryFlows({ ...query, limit, cursor }),
+    ...(opened.clusters === undefined ? {} : { clusters: opened.clusters }),
+    close: () => opened.close(),
+  };
 }
 
 export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<AlertRecord>> {
@@ -220,11 +281,21 @@ export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<
  */
 function listingNotes(
   listing: Listing<unknown>,
-  what: "flows" | "alerts",
+  what: "flows" | "alerts" | "conversations",
   options: { limit: number; cluster: string },
 ): string[] {
   const notes: string[] = [];
-  if (listing.more) {
+  const grouped = listing as Partial<GroupedListing>;
+  if (grouped.cut === true) {
+    notes.push(
+      `note: the range holds more than ${(grouped.flows ?? 0).toLocaleString("en")} flows: the totals are of the oldest ${(grouped.flows ?? 0).toLocaleString("en")}; narrow it (--since, --until, filters)`,
+    );
+  }
+  if (listing.more && what === "conversations") {
+    notes.push(
+      `note: only the ${options.limit} conversations with the most packets are listed and the range holds more: raise --limit`,
+    );
+  } else if (listing.more) {
     notes.push(
       `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until${what === "flows" ? ", filters" : ""}) or raise --limit`,
     );
@@ -242,7 +313,7 @@ function listingNotes(
 export function printRecords<T>(
   listing: Listing<T>,
   raw: Record<string, unknown>,
-  what: "flows" | "alerts",
+  what: "flows" | "alerts" | "conversations",
   render: (r: readonly T[]) => string,
 ): void {
   const { records } = listing;
@@ -281,8 +352,13 @@ export function registerFlows(program: Command): void {
         },
       ),
     )
+    .option(
+      "--group",
+      "one row per conversation (source, destination, port, direction, policy), its flows summed over the range, most packets first",
+    )
     .action(async (raw: Record<string, unknown>) => {
-      printRecords(await listFlows(raw), raw, "flows", flowsTable);
+      if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
+      else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
   addReadOptions(program.command("alerts").description("list alerts opened in a time range")).action(
     async (raw: Record<string, unknown>) => {
