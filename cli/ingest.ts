@@ -29,8 +29,10 @@ export function addIngestOptions(command: Command): Command {
         .default(15 * 60_000, "15m"),
     )
     .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
-    .option("--scan-threshold <n>", "alert on an external source denied on ≥ n ports or destinations", (v) =>
-      parseInteger("--scan-threshold", 2, 65_535)(v),
+    .option(
+      "--scan-threshold <n>",
+      "one alert for a source denied on ≥ n ports or destinations (external: low severity; internal: high, instead of one per port)",
+      (v) => parseInteger("--scan-threshold", 2, 65_535)(v),
     )
     .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
     .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);

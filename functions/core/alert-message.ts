@@ -6,10 +6,10 @@
 //   type          "alert" | "summary" | "panic"
 //   severity      "high" | "low"
 //   cluster       cluster name
-//   reason        alert reason: "internal-denial" | "external-scan"            (alerts; summaries: String.Array)
+//   reason        alert reason: "internal-denial" | "internal-scan" | "external-scan" (alerts; summaries: String.Array)
 //   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
 //   dstNamespace  destination namespace, "-" when it has none                  (alerts; summaries: String.Array)
-//   protocol      "TCP", "UDP", … ; "*" for external scans                     (alerts; summaries: String.Array)
+//   protocol      "TCP", "UDP", … ; "*" for scans                              (alerts; summaries: String.Array)
 //   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts; summaries: array)
 // A summary carries these as arrays of the suppressed alerts' distinct values (100 at most each): SNS matches a
 // filter against each value of an array, so filtered subscribers hear of their alerts that the cap kept back.
@@ -146,10 +146,20 @@ function portText(protocol: string, dstPort: number | null): string {
   return dstPort === null ? protocol : `${dstPort}/${protocol}`;
 }
 
-const isScan = (alert: AlertRecord) => alert.reason === "external-scan" || alert.key.dst === SCAN_DESTINATION;
+const isScan = (alert: AlertRecord) => alert.reason.endsWith("-scan") || alert.key.dst === SCAN_DESTINATION;
+const isInternalScan = (alert: AlertRecord) => alert.reason === "internal-scan";
 
 /** e.g. `Calico denied customer-a/web → customer-b/db:8012/TCP (prod)`; IPs when unattributed. */
 export function alertSubject(alert: AlertRecord): string {
+  if (isInternalScan(alert)) {
+    return fitSubject([
+      "Calico: internal scan from ",
+      { name: shortName(alert.src) },
+      " denied (",
+      { name: alert.cluster },
+      ")",
+    ]);
+  }
   if (isScan(alert)) {
     return fitSubject([
       "Calico: external scan from ",
@@ -338,6 +348,33 @@ function internalDenialText(alert: AlertRecord): string {
   return lines.join("\n");
 }
 
+function internalScanText(alert: AlertRecord): string {
+  const lines = [
+    `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports at once:`,
+    "it looks like a scan from inside (a compromised or misbehaving workload), or a policy that cuts it off from",
+    "everything it talks to. Either way someone should look (severity high). One alert stands for all of them.",
+    "",
+    ...endpointLines("Source", alert.src),
+    ...endpointLines("Most denied destination", alert.dst),
+    "Traffic",
+    `  Reported by: node ${oneLine(alert.reporter)} (for the most denied destination)`,
+  ];
+  if (alert.policy !== null)
+    lines.push(`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`);
+  lines.push(
+    ...timingLines(alert),
+    "",
+    "Next steps",
+    "1. See who the source is, and everything it tried:",
+    `   ${describeCommand(alert.src)}`,
+    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} --group ${flowsRange(alert)}`,
+    "2. If it should not be probing, treat it as an incident: isolate the workload. If it should talk to these",
+    "   destinations, find the policy that denies them (policies apply lowest order first):",
+    ...policyCommands(alert),
+  );
+  return lines.join("\n");
+}
+
 function externalScanText(alert: AlertRecord): string {
   const lines = [
     `An external source was denied on many distinct ports or destinations in cluster ${alert.cluster}:`,
@@ -360,7 +397,12 @@ function externalScanText(alert: AlertRecord): string {
 
 /** The e-mail text of an alert: who, what, when, and the runbook steps written out for this case. */
 export function alertEmailText(alert: AlertRecord): string {
-  return `${isScan(alert) ? externalScanText(alert) : internalDenialText(alert)}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
+  const text = isInternalScan(alert)
+    ? internalScanText(alert)
+    : isScan(alert)
+      ? externalScanText(alert)
+      : internalDenialText(alert);
+  return `${text}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
 }
 
 /**

@@ -1,15 +1,19 @@
-// Which aggregated flows deserve an alert. Two rules:
+// Which aggregated flows deserve an alert. Three rules:
 //
 // - internal denial (severity high): both ends inside the cluster's private ranges. Every calico-packet line is
 //   a denial, and an internal one is either an attack from inside or a policy bug (DESIGN.md §1). One candidate
 //   per AlertKey, summing the hits of every flow with that key in the payload.
+// - internal scan (severity high, with a threshold): an internal source whose denials in the flows handed in would
+//   make at least N internal-denial candidates (N distinct destination workloads or addresses, protocols and
+//   ports) makes one candidate instead, keyed like an external scan. A pod probing a hundred ports is one alert,
+//   not a hundred e-mails; a client denied on one port of thirty pods of one workload is one internal denial.
 // - external scan (severity low, off unless a threshold is given): one external source denied on at least N
 //   distinct destination ports or N distinct destination IPs in the flows handed in (one payload). The key is
 //   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
 //   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
 //   only sees the flows it is given.
 import { KeyTable } from "./key-table.ts";
-import type { AlertCandidate, AlertKey, Endpoint, FlowRecord } from "./types.ts";
+import type { AlertCandidate, AlertKey, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
 /** `key.dst` of external-scan alerts: the scan has many destinations, so the key names none. */
 export const SCAN_DESTINATION = "*scan*";
@@ -17,7 +21,10 @@ export const SCAN_DESTINATION = "*scan*";
 export const SCAN_PROTOCOL = "*";
 
 export interface AlertRuleOptions {
-  /** Distinct ports or destinations that make an external source a scanner; undefined = detection off. */
+  /**
+   * Distinct ports or destinations that make an external source a scanner, and distinct alert keys that make an
+   * internal one a scanner; undefined = detection off.
+   */
   scanThreshold?: number;
 }
 
@@ -50,6 +57,34 @@ function latest(flows: readonly FlowRecord[]): FlowRecord {
   return best;
 }
 
+/**
+ * The policy an alert names: of the policies the flows' log prefixes named, one with a name (a kernel that cut the
+ * prefix short may leave a kind alone), then the one that denied the most packets, then the example's.
+ */
+function denyingPolicy(flows: readonly FlowRecord[], example: FlowRecord): PolicyRef | null {
+  let best: { policy: PolicyRef; named: boolean; packets: number } | undefined;
+  const packets = new Map<string, { policy: PolicyRef; packets: number }>();
+  for (const f of flows) {
+    if (f.policy === null) continue;
+    const id = JSON.stringify(f.policy);
+    const seen = packets.get(id);
+    if (seen === undefined) packets.set(id, { policy: f.policy, packets: f.packets });
+    else seen.packets += f.packets;
+  }
+  const exampleId = example.policy === null ? undefined : JSON.stringify(example.policy);
+  for (const [id, { policy, packets: n }] of packets) {
+    const named = policy.name !== null;
+    if (
+      best === undefined ||
+      (named && !best.named) ||
+      (named === best.named && (n > best.packets || (n === best.packets && id === exampleId)))
+    ) {
+      best = { policy, named, packets: n };
+    }
+  }
+  return best?.policy ?? null;
+}
+
 function candidate(
   key: AlertKey,
   flows: readonly FlowRecord[],
@@ -65,15 +100,13 @@ function candidate(
     if (f.firstSeen < firstSeen) firstSeen = f.firstSeen;
     if (f.lastSeen > lastSeen) lastSeen = f.lastSeen;
   }
-  // A policy named by any flow of the key is worth showing even if the example line's prefix did not carry it.
-  const policy = example.policy ?? flows.find((f) => f.policy !== null)?.policy ?? null;
   return {
     key,
     src: example.src,
     dst: example.dst,
     direction: example.direction,
     reporter: example.reporter,
-    policy,
+    policy: denyingPolicy(flows, example),
     hits,
     firstSeen,
     lastSeen,
@@ -83,7 +116,7 @@ function candidate(
   };
 }
 
-function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
+function internalDenials(flows: readonly FlowRecord[]): Group[] {
   // A flow's group is found by numbers (a number per cluster, endpoint name and protocol; the port itself) rather
   // than by a key string built for every flow. Flows share endpoint objects: each is named once.
   const numberOf = new Map<Endpoint, number>();
@@ -136,7 +169,48 @@ function internalDenials(flows: readonly FlowRecord[]): AlertCandidate[] {
     groupOf.add(cluster, src, dst, protocol, port, 0, groups.length);
     groups.push({ key, flows: [f] });
   }
-  return groups.map((g) => candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
+  return groups;
+}
+
+/**
+ * The internal denials as candidates, those of a source with at least `threshold` of them made one internal-scan
+ * candidate (where its first group was). Its example is its most-hit destination, as an external scan's.
+ */
+function internalCandidates(groups: readonly Group[], threshold: number | undefined): AlertCandidate[] {
+  const bySource = new Map<string, Group[]>();
+  if (threshold !== undefined) {
+    for (const g of groups) {
+      const id = `${g.key.cluster}\n${g.key.src}`;
+      const own = bySource.get(id);
+      if (own === undefined) bySource.set(id, [g]);
+      else own.push(g);
+    }
+  }
+  const out: AlertCandidate[] = [];
+  for (const g of groups) {
+    const own = bySource.get(`${g.key.cluster}\n${g.key.src}`);
+    if (own === undefined || own.length < (threshold as number)) {
+      out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
+      continue;
+    }
+    if (own[0] !== g) continue;
+    const flows = own.flatMap((o) => o.flows);
+    let top = own[0] as Group;
+    let topHits = 0;
+    for (const o of own) {
+      const hits = o.flows.reduce((n, f) => n + f.packets, 0);
+      if (hits > topHits) [top, topHits] = [o, hits];
+    }
+    const key: AlertKey = {
+      cluster: g.key.cluster,
+      src: g.key.src,
+      dst: SCAN_DESTINATION,
+      protocol: SCAN_PROTOCOL,
+      dstPort: null,
+    };
+    out.push(candidate(key, flows, "high", "internal-scan", latest(top.flows)));
+  }
+  return out;
 }
 
 function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCandidate[] {
@@ -173,7 +247,7 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
 }
 
 /**
- * Alert candidates for one payload's aggregated flows: internal denials, then external scans, each in the order of
+ * Alert candidates for one payload's aggregated flows: internal denials and scans, then external scans, each in the order of
  * their first flow, so that the same flows make the same candidates in the same order (delivery publishes the first
  * ones when it caps a batch). Windows and de-duplication across payloads are the store's (FlowStore.applyAlerts).
  */
@@ -182,7 +256,7 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 2)) {
     throw new Error(`scanThreshold must be an integer of at least 2, got ${threshold}`);
   }
-  const out = internalDenials(flows);
+  const out = internalCandidates(internalDenials(flows), threshold);
   if (threshold !== undefined) out.push(...externalScans(flows, threshold));
   return out;
 }

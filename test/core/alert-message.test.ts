@@ -40,6 +40,16 @@ const scanAlert = () =>
     reason: "external-scan",
   });
 
+const internalScanAlert = () =>
+  alert({
+    id: "al_iscan",
+    key: { cluster: "prod", src: "customer-a/Deployment/web", dst: "*scan*", protocol: "*", dstPort: null },
+    protocol: "*",
+    dstPort: null,
+    severity: "high",
+    reason: "internal-scan",
+  });
+
 describe("alertSubject", () => {
   it("says who was denied talking to whom, where", () => {
     expect(alertSubject(alert())).toBe("Calico denied customer-a/web → customer-b/db:8012/TCP (prod)");
@@ -151,6 +161,20 @@ describe("alertEmailText", () => {
     expect(alertEmailText(alert({ cluster: "team x's cluster" }))).toContain(
       "calico-flows flows --cluster 'team x'\\''s cluster' --namespace customer-a",
     );
+  });
+
+  it("names the source of an internal scan and says what to look at", () => {
+    expect(alertSubject(internalScanAlert())).toBe("Calico: internal scan from customer-a/web denied (prod)");
+    const text = alertEmailText(internalScanAlert());
+    expect(text).toContain(
+      "An endpoint inside cluster prod was denied on many distinct destinations or ports",
+    );
+    expect(text).toContain("Most denied destination");
+    expect(text).toContain(
+      "calico-flows flows --cluster prod --namespace customer-a --workload Deployment/web --group --since",
+    );
+    expect(text).toContain("kubectl get globalnetworkpolicies.projectcalico.org");
+    expect(text).toContain("(severity high, reason internal-scan)");
   });
 
   it("explains a scan and how to see everything the source tried", () => {

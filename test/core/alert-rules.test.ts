@@ -211,13 +211,91 @@ describe("external scan detection", () => {
     expect(scan?.hits).toBe(11);
   });
 
-  it("never treats an internal source as a scanner", () => {
+  it("never treats an internal source as an external scanner", () => {
     const flows = [1, 2, 3, 4].map((p) => flow(web1, db, { dstPort: p }));
-    const candidates = alertCandidates(flows, { scanThreshold: 2 });
+    const candidates = alertCandidates(flows, { scanThreshold: 5 });
     expect(candidates.map((c) => c.reason)).toEqual(Array(4).fill("internal-denial"));
   });
 
   it("rejects a threshold that would flag every source", () => {
     expect(() => alertCandidates([], { scanThreshold: 1 })).toThrow(/scanThreshold .* got 1/);
+  });
+});
+
+describe("internal scan detection", () => {
+  const api = pod("192.168.30.4", "customer-b", "api-0", "api");
+  const probe = (ports: number[], src: Endpoint = web1, dst: Endpoint = db) =>
+    ports.map((p) => flow(src, dst, { dstPort: p, packets: p === 5432 ? 7 : 1 }));
+
+  it("makes one high-severity candidate of a source denied on as many ports as the threshold", () => {
+    const ports = Array.from({ length: 100 }, (_, i) => 5400 + i);
+    const flows = [...probe(ports), ...probe([5432, 5433], web2)];
+    const candidates = alertCandidates(flows, { scanThreshold: 20 });
+    // Both pods are of one workload, so one source: one candidate for its 102 denials.
+    expect(candidates).toHaveLength(1);
+    expect(candidates[0]).toMatchObject({
+      key: {
+        cluster: "prod",
+        src: "customer-a/Deployment/web",
+        dst: SCAN_DESTINATION,
+        protocol: "*",
+        dstPort: null,
+      },
+      severity: "high",
+      reason: "internal-scan",
+      // 5400–5499 once each but 5432 (7), then 5432 (7) and 5433 (1) from the other pod.
+      hits: 99 + 7 + 7 + 1,
+      dst: db,
+    });
+    expect(candidates[0]?.spans).toHaveLength(102);
+    // Below the threshold, or with detection off, one candidate per key as before.
+    expect(alertCandidates(probe(ports.slice(0, 19)), { scanThreshold: 20 }).map((c) => c.reason)).toEqual(
+      Array(19).fill("internal-denial"),
+    );
+    expect(alertCandidates(probe(ports), {})).toHaveLength(100);
+  });
+
+  it("counts distinct destination workloads, not the pods of one workload", () => {
+    const dbPods = Array.from({ length: 30 }, (_, i) =>
+      pod(`192.168.94.${i + 1}`, "customer-b", `db-${i}`, "db"),
+    );
+    const fanOut = dbPods.map((d) => flow(web1, d, { dstPort: 5432 }));
+    expect(alertCandidates(fanOut, { scanThreshold: 5 }).map((c) => c.reason)).toEqual(["internal-denial"]);
+    // Five workloads on one port each: five keys, a scan at a threshold of five.
+    const workloads = ["a", "b", "c", "d", "e"].map((w, i) =>
+      pod(`192.168.95.${i + 1}`, "customer-c", `${w}-0`, w),
+    );
+    const sweep = workloads.map((d) => flow(web1, d, { dstPort: 443 }));
+    expect(alertCandidates(sweep, { scanThreshold: 5 }).map((c) => c.reason)).toEqual(["internal-scan"]);
+  });
+
+  it("keeps other sources' denials, in the order of their first flows, the scan where its first denial was", () => {
+    const before = flow(api, db, { dstPort: 9000 });
+    const scan = probe([1, 2, 3, 4, 5]);
+    const after = flow(api, web1, { dstPort: 8080 });
+    const candidates = alertCandidates([before, ...scan, after], { scanThreshold: 5 });
+    expect(candidates.map((c) => [c.reason, c.key.src, c.key.dst])).toEqual([
+      ["internal-denial", "customer-b/Deployment/api", "customer-b/Deployment/db"],
+      ["internal-scan", "customer-a/Deployment/web", SCAN_DESTINATION],
+      ["internal-denial", "customer-b/Deployment/api", "customer-a/Deployment/web"],
+    ]);
+  });
+});
+
+describe("the policy an alert names", () => {
+  const policy = (name: string | null) => ({ tier: "default", kind: "gnp", name, namespace: null });
+
+  it("is the named policy that denied the most packets, whatever the latest line named", () => {
+    const flows = [
+      flow(web1, db, { policy: policy("deny-db"), packets: 3, lastSeen: "2026-04-19T04:52:11.000Z" }),
+      flow(web1, db, { policy: policy("db-only"), packets: 2, lastSeen: "2026-04-19T04:52:12.000Z" }),
+      // The latest, its prefix cut short by the kernel: a kind, no name.
+      flow(web1, db, { policy: policy(null), packets: 9, lastSeen: "2026-04-19T04:52:19.000Z" }),
+      flow(web1, db, { policy: null, packets: 1 }),
+    ];
+    const [only] = alertCandidates(flows, {});
+    expect(only?.policy).toEqual(policy("deny-db"));
+    expect(alertCandidates(flows.slice(2), {})[0]?.policy).toEqual(policy(null));
+    expect(alertCandidates(flows.slice(3), {})[0]?.policy).toBeNull();
   });
 });

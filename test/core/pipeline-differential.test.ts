@@ -543,6 +543,23 @@ function alertName(e: Endpoint): string {
   return e.ip;
 }
 
+/** A policy with a name before one without, then the most packets, then the example's. */
+function namedPolicy(flows: FlowRecord[], example: FlowRecord): PolicyRef | null {
+  const totals = new Map<string, { policy: PolicyRef; packets: number }>();
+  for (const f of flows) {
+    if (f.policy === null) continue;
+    const id = JSON.stringify(f.policy);
+    totals.set(id, { policy: f.policy, packets: (totals.get(id)?.packets ?? 0) + f.packets });
+  }
+  const ranked = [...totals.entries()].sort(
+    ([ida, a], [idb, b]) =>
+      Number(b.policy.name !== null) - Number(a.policy.name !== null) ||
+      b.packets - a.packets ||
+      Number(idb === JSON.stringify(example.policy)) - Number(ida === JSON.stringify(example.policy)),
+  );
+  return ranked[0]?.[1].policy ?? null;
+}
+
 function candidateOf(
   key: AlertCandidate["key"],
   flows: FlowRecord[],
@@ -557,7 +574,7 @@ function candidateOf(
     dst: example.dst,
     direction: example.direction,
     reporter: example.reporter,
-    policy: example.policy ?? flows.find((f) => f.policy !== null)?.policy ?? null,
+    policy: namedPolicy(flows, example),
     hits: flows.reduce((n, f) => n + f.packets, 0),
     firstSeen: seen[0] as string,
     lastSeen: seen[seen.length - 1] as string,
@@ -583,12 +600,32 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
     group.flows.push(f);
     denials.set(id, group);
   }
-  for (const { key, flows: own } of denials.values()) {
-    // The latest seen is the example (ties: the smallest id).
-    const example = own.reduce((a, b) =>
-      b.lastSeen > a.lastSeen || (b.lastSeen === a.lastSeen && b.id < a.id) ? b : a,
+  // The latest seen is the example (ties: the smallest id).
+  const latestOf = (own: FlowRecord[]) =>
+    own.reduce((a, b) => (b.lastSeen > a.lastSeen || (b.lastSeen === a.lastSeen && b.id < a.id) ? b : a));
+  const groups = [...denials.values()];
+  // A source with at least `threshold` keys is one internal scan, where its first key was; its example is of
+  // its most-hit key (the first of them).
+  const keysOf = (src: string) => groups.filter((g) => g.key.src === src);
+  for (const { key, flows: own } of groups) {
+    const mine = keysOf(key.src);
+    if (threshold === undefined || mine.length < threshold) {
+      out.push(candidateOf(key, own, latestOf(own), "high", "internal-denial"));
+      continue;
+    }
+    if (mine[0]?.key !== key) continue;
+    const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
+    const top = mine.reduce((a, b) => (hits(b) > hits(a) ? b : a));
+    const scanKey = { cluster: key.cluster, src: key.src, dst: "*scan*", protocol: "*", dstPort: null };
+    out.push(
+      candidateOf(
+        scanKey,
+        mine.flatMap((g) => g.flows),
+        latestOf(top.flows),
+        "high",
+        "internal-scan",
+      ),
     );
-    out.push(candidateOf(key, own, example, "high", "internal-denial"));
   }
   if (threshold === undefined) return out;
   const scans = new Map<string, FlowRecord[]>();

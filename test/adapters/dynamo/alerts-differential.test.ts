@@ -457,6 +457,26 @@ function candidatesOf(lines: readonly Line[], scanThreshold: number | undefined)
       .map((f) => ({ src: endpointOf(f.src), dst: endpointOf(f.dst), reporter: f.reporter }));
   }
   if (scanThreshold !== undefined) {
+    // A source with at least scanThreshold internal-denial keys is one internal scan: every hit of its keys, an
+    // example of its most-hit key (of any of them, when several tie).
+    const keysBySource = new Map<string, (ModelCandidate & { flows: typeof flows })[]>();
+    for (const c of out.values()) keysBySource.set(c.key.src, [...(keysBySource.get(c.key.src) ?? []), c]);
+    for (const [src, own] of keysBySource) {
+      if (own.length < scanThreshold) continue;
+      const hits = (c: (typeof own)[number]) => c.spans.reduce((n, sp) => n + sp.hits, 0);
+      const most = Math.max(...own.map(hits));
+      for (const c of own) out.delete(c.id);
+      const key = { src, dst: "*scan*", protocol: "*", dstPort: null };
+      out.set(keyId(key), {
+        id: keyId(key),
+        key,
+        spans: own.flatMap((c) => c.spans),
+        severity: "high",
+        reason: "internal-scan",
+        examples: own.filter((c) => hits(c) === most).flatMap((c) => c.examples),
+        flows: own.flatMap((c) => c.flows),
+      });
+    }
     const bySource = new Map<string, typeof flows>();
     for (const f of flows) {
       if (f.src.internal) continue;
