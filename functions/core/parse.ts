@@ -642,8 +642,18 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
 const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg"] as const;
 /** Fields that name the node: journald, CloudWatch agent / Container Insights, Fluent Bit, kubernetes filter. */
 const HOST_KEYS = ["_HOSTNAME", "host", "hostname", "kubernetes.host"] as const;
-/** Time fields, most precise first: journald's µs, then the agents'. */
-const TIME_KEYS = ["__REALTIME_TIMESTAMP", "time", "timestamp", "@timestamp"] as const;
+/**
+ * Time fields, most precise first: journald's µs (when the source wrote the entry, then when journald got it),
+ * then the agents', then Fluent Bit's `json_date_key` (`date`, epoch seconds with a fraction by default).
+ */
+const TIME_KEYS = [
+  "_SOURCE_REALTIME_TIMESTAMP",
+  "__REALTIME_TIMESTAMP",
+  "time",
+  "timestamp",
+  "@timestamp",
+  "date",
+] as const;
 
 const utf8Decoder = new TextDecoder();
 const utf8 = new TextEncoder();
@@ -672,6 +682,13 @@ const SLOT_MESSAGE = 0;
 const SLOT_HOST = SLOT_MESSAGE + MESSAGE_KEYS.length;
 const SLOT_TIME = SLOT_HOST + HOST_KEYS.length;
 const JSON_SLOTS = SLOT_TIME + TIME_KEYS.length;
+const timeSlot = (key: (typeof TIME_KEYS)[number]): number => SLOT_TIME + TIME_KEYS.indexOf(key);
+const SLOT_SOURCE_REALTIME = timeSlot("_SOURCE_REALTIME_TIMESTAMP");
+const SLOT_REALTIME = timeSlot("__REALTIME_TIMESTAMP");
+const SLOT_TIME_KEY = timeSlot("time");
+const SLOT_TIMESTAMP = timeSlot("timestamp");
+const SLOT_AT_TIMESTAMP = timeSlot("@timestamp");
+const SLOT_DATE = timeSlot("date");
 
 /** The slot of the key `b[start, end)`, or -1 for a key parseJson does not read. */
 function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
@@ -679,19 +696,27 @@ function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
     case 3:
       return has(b, start, "log") ? SLOT_MESSAGE + 2 : has(b, start, "msg") ? SLOT_MESSAGE + 3 : -1;
     case 4:
-      return has(b, start, "host") ? SLOT_HOST + 1 : has(b, start, "time") ? SLOT_TIME + 1 : -1;
+      return has(b, start, "host")
+        ? SLOT_HOST + 1
+        : has(b, start, "time")
+          ? SLOT_TIME_KEY
+          : has(b, start, "date")
+            ? SLOT_DATE
+            : -1;
     case 7:
       return has(b, start, "MESSAGE") ? SLOT_MESSAGE : has(b, start, "message") ? SLOT_MESSAGE + 1 : -1;
     case 8:
       return has(b, start, "hostname") ? SLOT_HOST + 2 : -1;
     case 9:
-      return has(b, start, "_HOSTNAME") ? SLOT_HOST : has(b, start, "timestamp") ? SLOT_TIME + 2 : -1;
+      return has(b, start, "_HOSTNAME") ? SLOT_HOST : has(b, start, "timestamp") ? SLOT_TIMESTAMP : -1;
     case 10:
-      return has(b, start, "@timestamp") ? SLOT_TIME + 3 : -1;
+      return has(b, start, "@timestamp") ? SLOT_AT_TIMESTAMP : -1;
     case 15:
       return has(b, start, "kubernetes.host") ? SLOT_HOST + 3 : -1;
     case 20:
-      return has(b, start, "__REALTIME_TIMESTAMP") ? SLOT_TIME : -1;
+      return has(b, start, "__REALTIME_TIMESTAMP") ? SLOT_REALTIME : -1;
+    case 26:
+      return has(b, start, "_SOURCE_REALTIME_TIMESTAMP") ? SLOT_SOURCE_REALTIME : -1;
     default:
       return -1;
   }

@@ -208,7 +208,14 @@ function keyOf(names: readonly string[]): fc.Arbitrary<Tok[]> {
 
 const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg"];
 const HOST_KEYS = ["_HOSTNAME", "host", "hostname", "kubernetes.host"];
-const TIME_KEYS = ["__REALTIME_TIMESTAMP", "time", "timestamp", "@timestamp"];
+const TIME_KEYS = [
+  "_SOURCE_REALTIME_TIMESTAMP",
+  "__REALTIME_TIMESTAMP",
+  "time",
+  "timestamp",
+  "@timestamp",
+  "date",
+];
 const OTHER_KEYS = [
   "PRIORITY",
   "_TRANSPORT",

@@ -213,6 +213,27 @@ describe("JSON records wrapping a line", () => {
     expect(record(line)).toEqual({ ...DESIGN_RECORD, time: "2024-04-19T04:52:19.123Z" });
   });
 
+  it("Fluent Bit's json output: the time in `date`, in each of its json_date_format forms", () => {
+    const at = (date: unknown) =>
+      record(JSON.stringify({ date, _HOSTNAME: "ip-192-168-74-5", MESSAGE })).time;
+    // double (the default), epoch, iso8601.
+    expect(at(1713502339.123)).toBe("2024-04-19T04:52:19.123Z");
+    expect(at(1713502339)).toBe("2024-04-19T04:52:19.000Z");
+    expect(at("2024-04-19T04:52:19.123Z")).toBe("2024-04-19T04:52:19.123Z");
+    // A time key of journald or an agent is more precise, when the record has one too.
+    const both = JSON.stringify({ date: 1713502000, timestamp: "2024-04-19T04:52:19.5Z", MESSAGE });
+    expect(record(both).time).toBe("2024-04-19T04:52:19.500Z");
+  });
+
+  it("journald's own time of the entry before the time journald got it", () => {
+    const line = JSON.stringify({
+      __REALTIME_TIMESTAMP: "1713502339999999",
+      _SOURCE_REALTIME_TIMESTAMP: "1713502339123456",
+      MESSAGE,
+    });
+    expect(record(line).time).toBe("2024-04-19T04:52:19.123Z");
+  });
+
   it("read as JSON.parse reads them: the last of a repeated key, any spacing, nested values", () => {
     // Records without escapes are read in place rather than through JSON.parse (outcomes() holds the two to
     // agree); these are the cases where they could part.
