@@ -24,6 +24,11 @@ export interface ReplaySummary {
   alertsSent: number;
   /** Distinct addresses stored unresolved (no pod source could be asked), however many batches they came in. */
   unresolved: number;
+  /**
+   * Calico records with no time of their own (a kernel ring-buffer line, a JSON record without a time field),
+   * counted at the moment they were read.
+   */
+  untimed: number;
   firstSeen: string | null;
   lastSeen: string | null;
 }
@@ -70,6 +75,11 @@ export function registerReplay(program: Command): void {
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
         `${summary.unresolved} unresolved endpoints\n`,
     );
+    if (summary.untimed > 0) {
+      process.stderr.write(
+        `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
+      );
+    }
   });
 }
 
@@ -99,6 +109,7 @@ export async function replay(
     alertsOpened: 0,
     alertsSent: 0,
     unresolved: 0,
+    untimed: 0,
     firstSeen: null,
     lastSeen: null,
   };
@@ -137,6 +148,7 @@ export async function replay(
           continue;
         }
         const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
+        if (Number.isNaN(time)) summary.untimed++;
         events.push({ id: ids.next(line), timestamp: Number.isNaN(time) ? now() : time, message: line });
       }
       if (batch.unfinished) {

@@ -240,6 +240,54 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     }
   });
 
+  it("says how many records had no time of their own, and counts them when they are read", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-untimed-"));
+    try {
+      const packet =
+        "calico-packet: IN=eth0 OUT=eni1 SRC=192.168.22.247 DST=192.168.94.122 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=5432 WINDOW=62727 RES=0x00 SYN URGP=0";
+      const input = [
+        `[ 1234.567890] ${packet}`,
+        JSON.stringify({ _HOSTNAME: "ip-192-168-74-5", MESSAGE: packet }),
+        // Timed: syslog (with --year), and Fluent Bit's date key.
+        `Apr 19 04:52:19 ip-192-168-74-5 kernel: ${packet}`,
+        JSON.stringify({ date: 1776574339.5, _HOSTNAME: "ip-192-168-74-5", MESSAGE: packet }),
+      ].join("\n");
+      const bare = ["--store", join(dir, "store"), "--cluster", "demo", "--year", "2026", "--quiet"];
+      const before = Date.now();
+      const run = await runCli(["replay", "-", ...bare], { input, env: { KUBECONFIG: "", HOME: dir } });
+      expect(run.code).toBe(0);
+      expect(run.stderr).toMatch(/replayed 4 lines: 4 calico records/);
+      expect(run.stderr).toContain(
+        "note: 2 calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a time field): they are counted at the time they were read",
+      );
+      const stored = ndjson<FlowRecord>(
+        (
+          await runCli([
+            "flows",
+            "--store",
+            join(dir, "store"),
+            "--cluster",
+            "demo",
+            "--since",
+            "3000d",
+            "--json",
+          ])
+        ).stdout,
+      );
+      // The two timed records are one flow of their minute; the two others, from two reporters (the ring-buffer
+      // line names none), flows of the minute they were read.
+      const timed = stored.filter((f) => f.firstSeen.startsWith("2026-04-19"));
+      expect(timed).toMatchObject([
+        { firstSeen: "2026-04-19T04:52:19.000Z", lastSeen: "2026-04-19T04:52:19.500Z", packets: 2 },
+      ]);
+      const untimed = stored.filter((f) => !timed.includes(f));
+      expect(untimed.reduce((n, f) => n + f.packets, 0)).toBe(2);
+      for (const f of untimed) expect(Date.parse(f.firstSeen)).toBeGreaterThanOrEqual(before - 60_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("counts nothing again when the same file is replayed with other attribution", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cf-replay-again-"));
     try {
