@@ -12,6 +12,7 @@
 //   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
 //   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
 //   only sees the flows it is given.
+import { policyKey } from "./aggregate.ts";
 import { KeyTable } from "./key-table.ts";
 import type { AlertCandidate, AlertKey, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
@@ -62,24 +63,36 @@ function latest(flows: readonly FlowRecord[]): FlowRecord {
  * prefix short may leave a kind alone), then the one that denied the most packets, then the example's.
  */
 function denyingPolicy(flows: readonly FlowRecord[], example: FlowRecord): PolicyRef | null {
-  let best: { policy: PolicyRef; named: boolean; packets: number } | undefined;
-  const packets = new Map<string, { policy: PolicyRef; packets: number }>();
+  // Nearly always one policy (or none): the pipeline hands equal policies over as one object.
+  let only: PolicyRef | null = null;
+  let mixed = false;
+  for (const f of flows) {
+    if (f.policy === null || f.policy === only) continue;
+    if (only !== null) {
+      mixed = true;
+      break;
+    }
+    only = f.policy;
+  }
+  if (!mixed) return only;
+  const totals = new Map<string, { policy: PolicyRef; packets: number }>();
   for (const f of flows) {
     if (f.policy === null) continue;
-    const id = JSON.stringify(f.policy);
-    const seen = packets.get(id);
-    if (seen === undefined) packets.set(id, { policy: f.policy, packets: f.packets });
+    const id = policyKey(f.policy);
+    const seen = totals.get(id);
+    if (seen === undefined) totals.set(id, { policy: f.policy, packets: f.packets });
     else seen.packets += f.packets;
   }
-  const exampleId = example.policy === null ? undefined : JSON.stringify(example.policy);
-  for (const [id, { policy, packets: n }] of packets) {
+  const exampleId = example.policy === null ? undefined : policyKey(example.policy);
+  let best: { policy: PolicyRef; named: boolean; packets: number } | undefined;
+  for (const [id, { policy, packets }] of totals) {
     const named = policy.name !== null;
     if (
       best === undefined ||
       (named && !best.named) ||
-      (named === best.named && (n > best.packets || (n === best.packets && id === exampleId)))
+      (named === best.named && (packets > best.packets || (packets === best.packets && id === exampleId)))
     ) {
-      best = { policy, named, packets: n };
+      best = { policy, named, packets };
     }
   }
   return best?.policy ?? null;
@@ -177,19 +190,20 @@ function internalDenials(flows: readonly FlowRecord[]): Group[] {
  * candidate (where its first group was). Its example is its most-hit destination, as an external scan's.
  */
 function internalCandidates(groups: readonly Group[], threshold: number | undefined): AlertCandidate[] {
+  if (threshold === undefined) {
+    return groups.map((g) => candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
+  }
   const bySource = new Map<string, Group[]>();
-  if (threshold !== undefined) {
-    for (const g of groups) {
-      const id = `${g.key.cluster}\n${g.key.src}`;
-      const own = bySource.get(id);
-      if (own === undefined) bySource.set(id, [g]);
-      else own.push(g);
-    }
+  const sourceOf = (g: Group) => `${g.key.cluster}\n${g.key.src}`;
+  for (const g of groups) {
+    const own = bySource.get(sourceOf(g));
+    if (own === undefined) bySource.set(sourceOf(g), [g]);
+    else own.push(g);
   }
   const out: AlertCandidate[] = [];
   for (const g of groups) {
-    const own = bySource.get(`${g.key.cluster}\n${g.key.src}`);
-    if (own === undefined || own.length < (threshold as number)) {
+    const own = bySource.get(sourceOf(g)) as Group[];
+    if (own.length < threshold) {
       out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
       continue;
     }
