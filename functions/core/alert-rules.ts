@@ -83,17 +83,21 @@ function denyingPolicy(flows: readonly FlowRecord[], example: FlowRecord): Polic
     if (seen === undefined) totals.set(id, { policy: f.policy, packets: f.packets });
     else seen.packets += f.packets;
   }
+  // Ties go to the example's policy, then to the first by policyKey: the same flows in any order name the same one.
   const exampleId = example.policy === null ? undefined : policyKey(example.policy);
-  let best: { policy: PolicyRef; named: boolean; packets: number } | undefined;
+  let best: { id: string; policy: PolicyRef; named: boolean; packets: number } | undefined;
   for (const [id, { policy, packets }] of totals) {
     const named = policy.name !== null;
-    if (
+    const better =
       best === undefined ||
-      (named && !best.named) ||
-      (named === best.named && (packets > best.packets || (packets === best.packets && id === exampleId)))
-    ) {
-      best = { policy, named, packets };
-    }
+      (named !== best.named
+        ? named
+        : packets !== best.packets
+          ? packets > best.packets
+          : (id === exampleId) !== (best.id === exampleId)
+            ? id === exampleId
+            : id < best.id);
+    if (better) best = { id, policy, named, packets };
   }
   return best?.policy ?? null;
 }
@@ -187,7 +191,8 @@ function internalDenials(flows: readonly FlowRecord[]): Group[] {
 
 /**
  * The internal denials as candidates, those of a source with at least `threshold` of them made one internal-scan
- * candidate (where its first group was). Its example is its most-hit destination, as an external scan's.
+ * candidate (where its first group was). Its example is the latest flow of its most-hit keys, as order-free as an
+ * internal denial's.
  */
 function internalCandidates(groups: readonly Group[], threshold: number | undefined): AlertCandidate[] {
   if (threshold === undefined) {
@@ -209,12 +214,8 @@ function internalCandidates(groups: readonly Group[], threshold: number | undefi
     }
     if (own[0] !== g) continue;
     const flows = own.flatMap((o) => o.flows);
-    let top = own[0] as Group;
-    let topHits = 0;
-    for (const o of own) {
-      const hits = o.flows.reduce((n, f) => n + f.packets, 0);
-      if (hits > topHits) [top, topHits] = [o, hits];
-    }
+    const hitsOf = (o: Group) => o.flows.reduce((n, f) => n + f.packets, 0);
+    const most = Math.max(...own.map(hitsOf));
     const key: AlertKey = {
       cluster: g.key.cluster,
       src: g.key.src,
@@ -222,7 +223,8 @@ function internalCandidates(groups: readonly Group[], threshold: number | undefi
       protocol: SCAN_PROTOCOL,
       dstPort: null,
     };
-    out.push(candidate(key, flows, "high", "internal-scan", latest(top.flows)));
+    const example = latest(own.filter((o) => hitsOf(o) === most).flatMap((o) => o.flows));
+    out.push(candidate(key, flows, "high", "internal-scan", example));
   }
   return out;
 }

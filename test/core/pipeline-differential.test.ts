@@ -543,7 +543,7 @@ function alertName(e: Endpoint): string {
   return e.ip;
 }
 
-/** A policy with a name before one without, then the most packets, then the example's. */
+/** A policy with a name before one without, then the most packets, then the example's, then by policyKey. */
 function namedPolicy(flows: FlowRecord[], example: FlowRecord): PolicyRef | null {
   const totals = new Map<string, { policy: PolicyRef; packets: number }>();
   for (const f of flows) {
@@ -555,7 +555,8 @@ function namedPolicy(flows: FlowRecord[], example: FlowRecord): PolicyRef | null
     ([ida, a], [idb, b]) =>
       Number(b.policy.name !== null) - Number(a.policy.name !== null) ||
       b.packets - a.packets ||
-      Number(idb === JSON.stringify(example.policy)) - Number(ida === JSON.stringify(example.policy)),
+      Number(idb === JSON.stringify(example.policy)) - Number(ida === JSON.stringify(example.policy)) ||
+      (policyKey(a.policy) < policyKey(b.policy) ? -1 : 1),
   );
   return ranked[0]?.[1].policy ?? null;
 }
@@ -604,8 +605,8 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
   const latestOf = (own: FlowRecord[]) =>
     own.reduce((a, b) => (b.lastSeen > a.lastSeen || (b.lastSeen === a.lastSeen && b.id < a.id) ? b : a));
   const groups = [...denials.values()];
-  // A source with at least `threshold` keys is one internal scan, where its first key was; its example is of
-  // its most-hit key (the first of them).
+  // A source with at least `threshold` keys is one internal scan, where its first key was; its example is the
+  // latest flow of its most-hit keys.
   const keysOf = (src: string) => groups.filter((g) => g.key.src === src);
   for (const { key, flows: own } of groups) {
     const mine = keysOf(key.src);
@@ -615,13 +616,13 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
     }
     if (mine[0]?.key !== key) continue;
     const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
-    const top = mine.reduce((a, b) => (hits(b) > hits(a) ? b : a));
+    const most = Math.max(...mine.map(hits));
     const scanKey = { cluster: key.cluster, src: key.src, dst: "*scan*", protocol: "*", dstPort: null };
     out.push(
       candidateOf(
         scanKey,
         mine.flatMap((g) => g.flows),
-        latestOf(top.flows),
+        latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
         "high",
         "internal-scan",
       ),
