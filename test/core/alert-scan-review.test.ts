@@ -1,8 +1,8 @@
 // Review of the internal-scan rule and the policy an alert names (functions/core/alert-rules.ts): the same flows
 // handed in another order must make the same candidates. The external-scan rule breaks its ties by an order-free
-// rule (the smaller destination IP); the internal-scan example and the policy choice break theirs by whichever
-// flow came first, so an alert's example destination, reporter, direction and named policy follow the order of
-// the lines in a payload.
+// rule (the smaller destination IP); the internal-scan example and the policy choice broke theirs by whichever
+// flow came first (found by this review), so an alert's example destination, reporter, direction and named
+// policy followed the order of the lines in a payload.
 import { describe, expect, it } from "vitest";
 import { alertCandidates } from "../../functions/core/alert-rules.ts";
 import type { AlertCandidate, Endpoint, FlowRecord, PolicyRef } from "../../functions/core/types.ts";
@@ -75,8 +75,8 @@ describe("internal scan: the same flows in another order", () => {
     expect(other[0]?.key).toEqual(one[0]?.key);
     expect(other[0]?.hits).toBe(one[0]?.hits);
     // ...but the alert must not name another destination, reporting node and policy because the lines came in
-    // another order (a differently batched copy of the same lines, a replay): currently db in one, cache in
-    // the other.
+    // another order (a differently batched copy of the same lines, a replay): it was db in one, cache in the
+    // other.
     expect(byKey(other)).toEqual(byKey(one));
   });
 });
@@ -92,8 +92,8 @@ describe("the policy an alert names: the same flows in another order", () => {
     const other = alertCandidates([b, a, latest], {});
     expect(one).toHaveLength(1);
     expect(other).toHaveLength(1);
-    // Currently deny-a one way and deny-b the other: the e-mail's "kubectl get globalnetworkpolicies <name>"
-    // step points at whichever line came first.
+    // It was deny-a one way and deny-b the other: the e-mail's "kubectl get globalnetworkpolicies <name>" step
+    // pointed at whichever line came first.
     expect(other[0]?.policy).toEqual(one[0]?.policy);
   });
 });
