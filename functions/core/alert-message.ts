@@ -313,6 +313,13 @@ function timingLines(alert: AlertRecord): string[] {
   return lines;
 }
 
+/** The policy the log prefix named, when it named one. */
+function policyLines(alert: AlertRecord): string[] {
+  return alert.policy === null
+    ? []
+    : [`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`];
+}
+
 function internalDenialText(alert: AlertRecord): string {
   const lines = [
     `Calico denied traffic between two endpoints inside cluster ${alert.cluster}.`,
@@ -326,9 +333,8 @@ function internalDenialText(alert: AlertRecord): string {
     `  Direction:   ${DIRECTION_TEXT[alert.direction]}`,
     `  Reported by: node ${oneLine(alert.reporter)}`,
   ];
-  if (alert.policy !== null)
-    lines.push(`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`);
   lines.push(
+    ...policyLines(alert),
     ...timingLines(alert),
     "",
     "Next steps",
@@ -359,9 +365,8 @@ function internalScanText(alert: AlertRecord): string {
     "Traffic",
     `  Reported by: node ${oneLine(alert.reporter)} (for the most denied destination)`,
   ];
-  if (alert.policy !== null)
-    lines.push(`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`);
   lines.push(
+    ...policyLines(alert),
     ...timingLines(alert),
     "",
     "Next steps",
