@@ -20,7 +20,8 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 
 const program = new Command("calico-flows")
   .description("See, explain and survive Calico policy denials on EKS.")
-  .showHelpAfterError()
+  // A hint, not the whole help (forty lines that push the error off the screen).
+  .showHelpAfterError("(add --help to see the options)")
   .enablePositionalOptions()
   // Usage errors are thrown here (and printed by commander) rather than exiting with 1: they exit with 2, so that
   // a script tells a mistyped command from one that ran and failed. Subcommands inherit this.
