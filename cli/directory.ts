@@ -39,11 +39,14 @@ const warn = {
   },
 };
 
+/**
+ * Reads what the options name (snapshot files, the kubeconfig) and returns how to make the directory once the
+ * store is open: a file that cannot be read fails here, before anything is made.
+ */
 export async function openDirectory(
   raw: Record<string, unknown>,
-  history: HolderHistory,
   cluster: string,
-): Promise<OpenedDirectory> {
+): Promise<(history: HolderHistory) => OpenedDirectory> {
   const labelKeys = (raw.namespaceLabel as string[] | undefined) ?? [];
   if (raw.pods !== undefined || raw.nodes !== undefined) {
     const snapshot = await SnapshotDirectory.fromFiles({
@@ -53,7 +56,7 @@ export async function openDirectory(
       namespaceLabelKeys: labelKeys,
     });
     for (const problem of snapshot.summary.malformed) process.stderr.write(`warning: skipped ${problem}\n`);
-    return { directory: snapshot, description: "snapshot files", close: async () => {} };
+    return () => ({ directory: snapshot, description: "snapshot files", close: async () => {} });
   }
   const haveKubeconfig =
     raw.kubeconfig !== undefined ||
@@ -66,28 +69,29 @@ export async function openDirectory(
     };
     // Fails here, before any line is read, when the kubeconfig cannot work at all.
     const kubeConfig = loadKubeconfig(options);
-    const live = new LiveDirectory({
-      kubeConfig: () => kubeConfig,
-      cluster,
-      history,
-      namespaceLabelKeys: labelKeys,
-      fixes: KUBECONFIG_FIXES,
-      logger: warn,
-    });
-    return {
-      directory: live,
+    return (history) => ({
+      directory: new LiveDirectory({
+        kubeConfig: () => kubeConfig,
+        cluster,
+        history,
+        namespaceLabelKeys: labelKeys,
+        fixes: KUBECONFIG_FIXES,
+        logger: warn,
+      }),
       description: `cluster of ${kubeConfig.getCurrentContext()}`,
       close: async () => {},
-    };
+    });
   }
-  process.stderr.write(
-    "warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only)\n",
-  );
-  return {
-    directory: {
-      resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "no pod source" })),
-    },
-    description: "none",
-    close: async () => {},
+  return () => {
+    process.stderr.write(
+      "warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only)\n",
+    );
+    return {
+      directory: {
+        resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "no pod source" })),
+      },
+      description: "none",
+      close: async () => {},
+    };
   };
 }

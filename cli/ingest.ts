@@ -89,13 +89,15 @@ export async function openIngest(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // The snapshot files and the kubeconfig too: one that cannot be read leaves no store made.
+  const makeDirectory = await openDirectory(raw, common.cluster);
   const opened = await openStore(common, {
     retentionDays: raw.retentionDays as number,
     countsBuckets: raw.bucketSeconds as number,
     countsCluster: common.cluster,
   });
   try {
-    const directory = await openDirectory(raw, opened.history, common.cluster);
+    const directory = makeDirectory(opened.history);
     const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string);
     return {
       deps: {

@@ -134,6 +134,31 @@ describe("calico-flows errors", () => {
     }
   });
 
+  it("makes no store when a --pods or --nodes file cannot be read", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-errors-files-"));
+    try {
+      const fresh = join(dir, "store");
+      writeFileSync(join(dir, "broken.json"), "{ not json");
+      for (const bad of [
+        ["--pods", join(dir, "broken.json")],
+        ["--nodes", join(dir, "missing.json")],
+      ]) {
+        const run = await runCli([
+          "replay",
+          join(ROOT, "examples", "demo", "node-logs.log"),
+          "--store",
+          fresh,
+          ...bad,
+        ]);
+        expect(run.code).toBe(1);
+        expect(run.stderr).toMatch(/^error: /);
+        expect(existsSync(fresh)).toBe(false);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("says what is wrong with a --store that names a file, and with stdin that is a directory", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cf-errors-store-"));
     try {
