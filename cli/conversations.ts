@@ -3,6 +3,7 @@
 // being denied" wants it once, with its totals. A conversation is what a reader tells apart in the table: the
 // source and destination as printed (a pod's workload, a node, an address), the port and protocol, the direction
 // (which side's policy denied) and the policy.
+import { alertEndpointKey } from "../functions/core/alert-rules.ts";
 import type { FlowRecord, PolicyRef } from "../functions/core/types.ts";
 import { describeEndpoint } from "./format.ts";
 
@@ -39,7 +40,19 @@ export class ConversationTally {
     this.#flows++;
     const src = describeEndpoint(f.src);
     const dst = describeEndpoint(f.dst);
-    const key = JSON.stringify([src, dst, f.protocol, f.dstPort, f.direction, f.internal, f.policy]);
+    // Keyed by what each end is (kind and alert name), not by its printed text, which a node and a pod of a
+    // namespace named "node" can share.
+    const key = JSON.stringify([
+      f.src.kind,
+      alertEndpointKey(f.src),
+      f.dst.kind,
+      alertEndpointKey(f.dst),
+      f.protocol,
+      f.dstPort,
+      f.direction,
+      f.internal,
+      f.policy,
+    ]);
     const seen = this.#byKey.get(key);
     if (seen === undefined) {
       this.#byKey.set(key, {

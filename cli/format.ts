@@ -5,7 +5,10 @@ import type { Conversation } from "./conversations.ts";
 export function describeEndpoint(e: Endpoint): string {
   switch (e.kind) {
     case "pod": {
-      const who = e.workload ? `${e.workload.kind.toLowerCase()}/${e.workload.name}` : (e.name ?? e.ip);
+      // Always namespace/kind/name, so a pod without an owner never reads like a node (`node/<name>`).
+      const who = e.workload
+        ? `${e.workload.kind.toLowerCase()}/${e.workload.name}`
+        : `pod/${e.name ?? e.ip}`;
       return `${e.namespace ?? "?"}/${who}`;
     }
     case "node":

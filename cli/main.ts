@@ -18,10 +18,13 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   demo: async () => (await import("./commands/demo.ts")).registerDemo,
 };
 
+/** What follows a usage error, commander's or a command's own. */
+const USAGE_HINT = "(add --help to see the options)";
+
 const program = new Command("calico-flows")
   .description("See, explain and survive Calico policy denials on EKS.")
   // A hint, not the whole help (forty lines that push the error off the screen).
-  .showHelpAfterError("(add --help to see the options)")
+  .showHelpAfterError(USAGE_HINT)
   .enablePositionalOptions()
   // Usage errors are thrown here (and printed by commander) rather than exiting with 1: they exit with 2, so that
   // a script tells a mistyped command from one that ran and failed. Subcommands inherit this.
@@ -62,7 +65,9 @@ try {
   }
   // What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack
   // only when asked for.
-  process.stderr.write(`error: ${describeError(error)}\n`);
+  process.stderr.write(
+    `error: ${describeError(error)}\n${error instanceof UsageError ? `${USAGE_HINT}\n` : ""}`,
+  );
   if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
     process.stderr.write(`${error.stack}\n`);
   }

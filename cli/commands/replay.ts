@@ -77,7 +77,7 @@ export function registerReplay(program: Command): void {
     );
     if (summary.untimed > 0) {
       process.stderr.write(
-        `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
+        `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
       );
     }
   });

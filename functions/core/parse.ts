@@ -545,6 +545,23 @@ function readIsoStamp(b: Uint8Array, i: number, end: number, stamp: Stamp): bool
   return true;
 }
 
+/**
+ * Whether `b[i…]` has the shape of an ISO timestamp (`dddd-dd-dd`, `T`, `t` or a space, `dd:`): one readIsoStamp
+ * refused then names no instant (30 February, hour 25), which is an error rather than a line without a time.
+ */
+function isoShaped(b: Uint8Array, i: number, end: number): boolean {
+  if (i + 14 > end || b[i + 4] !== 45 || b[i + 7] !== 45 || b[i + 13] !== 58) return false;
+  const sep = b[i + 10] as number;
+  return (
+    (sep === 84 || sep === 116 || sep === 32) &&
+    digits2(b, i) >= 0 &&
+    digits2(b, i + 2) >= 0 &&
+    digits2(b, i + 5) >= 0 &&
+    digits2(b, i + 8) >= 0 &&
+    digits2(b, i + 11) >= 0
+  );
+}
+
 /** RFC 3164 timestamp at `i`: `Apr 19 04:52:19`, `Apr  9 04:52:19` (or `Apr 9`, `Apr 09`). */
 function readSyslogStamp(b: Uint8Array, i: number, end: number, stamp: Stamp): boolean {
   if (i + 14 > end || b[i + 3] !== 32) return false;
@@ -886,8 +903,12 @@ export class LineParser {
   readonly jsonKubernetesHost = new Int32Array(2);
 
   // Per-line header results (parsing is synchronous, so they live on the parser rather than in a fresh object).
-  /** 0: no timestamp, 1: ISO instant in `stampMs`, 2: year-less RFC 3164 fields in `stamp`. */
+  /**
+   * 0: no timestamp, 1: ISO instant in `stampMs`, 2: year-less RFC 3164 fields in `stamp`, 3: an ISO timestamp
+   * that names no instant, starting at `stampAt`.
+   */
   stampKind = 0;
+  stampAt = 0;
   stampMs = 0;
   /** The syslog host name as [hostS, hostE) in the text; hostS -1 when there is none. */
   hostS = -1;
@@ -1384,7 +1405,13 @@ export class LineParser {
     if (nil) {
       stamp.end = i + 1;
     } else if (c >= 48 && c <= 57) {
-      if (!readIsoStamp(b, i, end, stamp)) return i;
+      if (!readIsoStamp(b, i, end, stamp)) {
+        if (isoShaped(b, i, end)) {
+          this.stampKind = 3;
+          this.stampAt = i;
+        }
+        return i;
+      }
       this.stampKind = 1;
       this.stampMs = stamp.ms;
     } else {
@@ -2033,6 +2060,12 @@ export class LineParser {
           `the date ${this.stamp.month}-${this.stamp.day} does not exist in ${this.year ?? "the inferred year"}`,
         );
       }
+    } else if (this.stampKind === 3) {
+      const at = this.stampAt;
+      const stop = text.indexOf(" ", at + 11);
+      return fail(
+        `the timestamp ${JSON.stringify(text.slice(at, stop < 0 ? at + 19 : stop))} names no instant`,
+      );
     }
 
     if (!this.encoding) {

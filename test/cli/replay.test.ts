@@ -258,7 +258,7 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       expect(run.code).toBe(0);
       expect(run.stderr).toMatch(/replayed 4 lines: 4 calico records/);
       expect(run.stderr).toContain(
-        "note: 2 calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a time field): they are counted at the time they were read",
+        "note: 2 calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read",
       );
       const stored = ndjson<FlowRecord>(
         (

@@ -345,7 +345,10 @@ function lineOf(l: HeaderLine): string {
 }
 
 interface Expected {
-  /** An error outcome: a year-less date that does not exist in the year. */
+  /**
+   * An error outcome: a year-less date that does not exist in the year, or an ISO timestamp that names no instant
+   * (30 February, hour 24, offset +24:00) with no time from outside the line to stand for it.
+   */
   error: boolean;
   time: string | null;
   /** The node, or undefined when either the host or null is right (a loosely spaced header). */
@@ -354,12 +357,14 @@ interface Expected {
 
 /** What the formats say the record's time and node are. */
 function expected(l: HeaderLine): Expected {
-  // A CRI header whose own timestamp is malformed is no header: nothing after it is read as one either.
-  if (l.cri !== null && !stampValid(l.cri.stamp)) return { error: false, time: null, node: null };
+  // A CRI header's timestamp is ISO: one that names no instant is an error (nothing after it is read as a header).
+  if (l.cri !== null && !stampValid(l.cri.stamp)) return { error: true, time: null, node: null };
   const outer = l.cri === null ? null : (stampMs(l.cri.stamp, l.year) as number);
   const h = l.header;
-  // A malformed timestamp leaves the header unread: neither a time nor a host from it.
+  // A malformed timestamp leaves the header unread: neither a time nor a host from it. An ISO one is an error
+  // unless the CRI header's time stands for it.
   if (h.stamp !== null && !stampValid(h.stamp)) {
+    if (h.stamp.kind === "iso" && outer === null) return { error: true, time: null, node: null };
     return { error: false, time: outer === null ? null : isoOf(outer), node: null };
   }
   const node = h.loose ? undefined : h.node;
@@ -375,7 +380,7 @@ function expected(l: HeaderLine): Expected {
 function check(outcome: ParseOutcome, want: Expected, node: string | null): void {
   if (want.error) {
     expect(outcome.kind).toBe("error");
-    if (outcome.kind === "error") expect(outcome.reason).toMatch(/does not exist in/);
+    if (outcome.kind === "error") expect(outcome.reason).toMatch(/does not exist in|names no instant/);
     return;
   }
   expect(outcome.kind).toBe("record");

@@ -199,6 +199,16 @@ describe("year of year-less timestamps", () => {
     );
     expect(reason(line("Feb 29 12:00:00"), { year: 2023 })).toMatch(/2-29 does not exist in 2023/);
   });
+
+  it("reports an ISO timestamp that names no instant, unless a time from outside the line stands for it", () => {
+    expect(reason(line("2026-02-30T04:52:19Z"))).toBe(
+      'the timestamp "2026-02-30T04:52:19Z" names no instant',
+    );
+    expect(reason(line("2026-04-19 24:00:00"))).toMatch(/"2026-04-19 24:00:00" names no instant/);
+    // The record's own time field wins over the line's stamp, as it does over a year-less one.
+    const wrapped = JSON.stringify({ time: "2026-04-19T04:52:19Z", MESSAGE: line("2026-02-30T04:52:19Z") });
+    expect(record(wrapped).time).toBe("2026-04-19T04:52:19.000Z");
+  });
 });
 
 describe("JSON records wrapping a line", () => {
