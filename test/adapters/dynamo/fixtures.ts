@@ -1,6 +1,8 @@
 // Records for the flow store tests: endpoints of each kind and flows with readable defaults.
 import { createHash } from "node:crypto";
+import type { FlowQuery, FlowStore } from "../../../functions/core/ports.ts";
 import type { AlertCandidate, Endpoint, FlowRecord } from "../../../functions/core/types.ts";
+import type { FaultProxy } from "../../support/fault-proxy.ts";
 
 export const CLUSTER = "test-cluster";
 
@@ -89,3 +91,29 @@ export function candidate(
 }
 
 export const at = (iso: string, plusMs: number): string => new Date(Date.parse(iso) + plusMs).toISOString();
+
+/**
+ * Every page of a flow query, following its cursors: the items, the Query requests each page made (counted on
+ * `proxy`, the fault proxy the store's client goes through) and the cursors handed back.
+ */
+export async function pagesOf(
+  store: FlowStore,
+  proxy: FaultProxy,
+  query: FlowQuery,
+  most = 2_000,
+): Promise<{ items: FlowRecord[]; queries: number[]; cursors: string[] }> {
+  const items: FlowRecord[] = [];
+  const queries: number[] = [];
+  const cursors: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const before = proxy.count({ operation: "Query" });
+    const page = await store.queryFlows({ ...query, ...(cursor === undefined ? {} : { cursor }) });
+    queries.push(proxy.count({ operation: "Query" }) - before);
+    items.push(...page.items);
+    cursor = page.cursor;
+    if (cursor !== undefined) cursors.push(cursor);
+    if (queries.length > most) throw new Error("pagination does not end");
+  } while (cursor !== undefined);
+  return { items, queries, cursors };
+}

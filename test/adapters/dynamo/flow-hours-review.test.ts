@@ -7,7 +7,7 @@ import type { FlowQuery } from "../../../functions/core/ports.ts";
 import type { FlowRecord } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
-import { flow, idOf, pod } from "./fixtures.ts";
+import { flow, idOf, pagesOf, pod } from "./fixtures.ts";
 
 let ts: TestStore;
 let proxy: FaultProxy;
@@ -55,22 +55,7 @@ function flowIn(cluster: string, ms: number, n: number, first = 0, last = 10_000
 }
 
 /** Every page of `query`: the items, the Query requests of each page, the cursors. */
-async function pages(store: DynamoFlowStore, query: FlowQuery, most = 2_000) {
-  const items: FlowRecord[] = [];
-  const queries: number[] = [];
-  const cursors: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const before = proxy.count({ operation: "Query" });
-    const page = await store.queryFlows({ ...query, ...(cursor === undefined ? {} : { cursor }) });
-    queries.push(proxy.count({ operation: "Query" }) - before);
-    items.push(...page.items);
-    cursor = page.cursor;
-    if (cursor !== undefined) cursors.push(cursor);
-    if (queries.length > most) throw new Error("pagination does not end");
-  } while (cursor !== undefined);
-  return { items, queries, cursors };
-}
+const pages = (store: DynamoFlowStore, query: FlowQuery, most = 2_000) => pagesOf(store, proxy, query, most);
 
 const oracle = (flows: readonly FlowRecord[], since: string, until: string) =>
   ordered(flows.filter((f) => f.lastSeen >= since && f.firstSeen <= until));

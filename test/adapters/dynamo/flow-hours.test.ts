@@ -8,7 +8,7 @@ import type { FlowQuery } from "../../../functions/core/ports.ts";
 import type { FlowRecord } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type FaultProxy, type LoggedRequest, startFaultProxy } from "../../support/fault-proxy.ts";
-import { at, flow, pod } from "./fixtures.ts";
+import { at, flow, pagesOf, pod } from "./fixtures.ts";
 
 let ts: TestStore;
 let proxy: FaultProxy;
@@ -61,20 +61,7 @@ const flowAt = (cluster: string, bucket: string, packets = 1): FlowRecord => ({
 });
 
 /** Every page of `query`, with the Query requests of each. */
-async function pages(store: DynamoFlowStore, query: FlowQuery) {
-  const items: FlowRecord[] = [];
-  const queries: number[] = [];
-  let cursor: string | undefined;
-  do {
-    const before = proxy.count({ operation: "Query" });
-    const page = await store.queryFlows({ ...query, ...(cursor === undefined ? {} : { cursor }) });
-    queries.push(proxy.count({ operation: "Query" }) - before);
-    items.push(...page.items);
-    cursor = page.cursor;
-    if (queries.length > 1000) throw new Error("pagination does not end");
-  } while (cursor !== undefined);
-  return { items, queries };
-}
+const pages = (store: DynamoFlowStore, query: FlowQuery) => pagesOf(store, proxy, query);
 
 describe("questions by time", () => {
   it("read a month of a quiet cluster in two pages of two Queries", async () => {

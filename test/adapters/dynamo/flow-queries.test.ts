@@ -9,7 +9,7 @@ import type { FlowQuery } from "../../../functions/core/ports.ts";
 import type { Endpoint, FlowRecord } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
-import { CLUSTER, external, flow, pod, unresolved } from "./fixtures.ts";
+import { CLUSTER, external, flow, pagesOf, pod, unresolved } from "./fixtures.ts";
 
 let ts: TestStore;
 let proxy: FaultProxy;
@@ -79,20 +79,7 @@ const sk = (f: FlowRecord) => `${f.bucket}#${f.id}`;
 const ordered = (list: readonly FlowRecord[]) => [...list].sort((a, b) => (sk(a) < sk(b) ? -1 : 1));
 
 /** Pages through a query; returns the items and the Query requests each page made. */
-async function pages(query: FlowQuery): Promise<{ items: FlowRecord[]; queries: number[] }> {
-  const items: FlowRecord[] = [];
-  const queries: number[] = [];
-  let cursor: string | undefined;
-  do {
-    const before = proxy.count({ operation: "Query" });
-    const page = await store.queryFlows({ ...query, cursor });
-    queries.push(proxy.count({ operation: "Query" }) - before);
-    items.push(...page.items);
-    cursor = page.cursor;
-    if (queries.length > 500) throw new Error("pagination does not end");
-  } while (cursor !== undefined);
-  return { items, queries };
-}
+const pages = (query: FlowQuery) => pagesOf(store, proxy, query, 500);
 
 const inRange = (since: string, until: string) => (f: FlowRecord) => f.bucket >= since && f.bucket <= until;
 const SINCE = "2024-04-19T20:00:00.000Z";
