@@ -8,7 +8,7 @@ import { groupFlows } from "../../cli/commands/flows.ts";
 import type { Conversation } from "../../cli/conversations.ts";
 import { describeEndpoint } from "../../cli/format.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
-import { ndjson, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
+import { ndjson, replaySample, runCli, SAMPLE_DAY } from "./run.ts";
 
 let dir: string;
 let store: string[];
@@ -22,15 +22,7 @@ const read = (command: "flows" | "alerts", ...args: string[]) =>
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "cf-group-"));
   store = ["--store", join(dir, "store")];
-  const run = await runCli([
-    "replay",
-    join(SAMPLE, "node-logs.log"),
-    ...store,
-    "--cluster",
-    "prod",
-    ...SAMPLE_ATTRIBUTION,
-    "--quiet",
-  ]);
+  const run = await replaySample(join(dir, "store"), "prod");
   expect(run.code).toBe(0);
   flows = ndjson<FlowRecord>((await read("flows", "--json")).stdout);
   const grouped = await read("flows", "--group", "--json");

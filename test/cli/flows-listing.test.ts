@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
-import { ndjson, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
+import { ndjson, replaySample, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
 
 let dir: string;
 let store: string[];
@@ -17,15 +17,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "cf-listing-"));
   store = ["--store", join(dir, "store")];
   // As README's example: replayed for a named cluster.
-  const run = await runCli([
-    "replay",
-    join(SAMPLE, "node-logs.log"),
-    ...store,
-    "--cluster",
-    "prod",
-    ...SAMPLE_ATTRIBUTION,
-    "--quiet",
-  ]);
+  const run = await replaySample(join(dir, "store"), "prod");
   expect(run.code).toBe(0);
   const flows = await read("flows", "--json");
   flowCount = ndjson<FlowRecord>(flows.stdout).length;

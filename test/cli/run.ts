@@ -56,3 +56,17 @@ export function ndjson<T>(text: string): T[] {
     .filter((l) => l.length > 0)
     .map((l) => JSON.parse(l) as T);
 }
+
+/** `replay` of the demo's node logs into the embedded store in `dir`, for `cluster`, attributed, quietly. */
+export function replaySample(dir: string, cluster: string): Promise<RunResult> {
+  return runCli([
+    "replay",
+    join(SAMPLE, "node-logs.log"),
+    "--store",
+    dir,
+    "--cluster",
+    cluster,
+    ...SAMPLE_ATTRIBUTION,
+    "--quiet",
+  ]);
+}
