@@ -1,57 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { alertCandidates, alertEndpointKey, SCAN_DESTINATION } from "../../functions/core/alert-rules.ts";
-import type { Endpoint, FlowRecord } from "../../functions/core/types.ts";
-
-const pod = (
-  ip: string,
-  namespace: string,
-  name: string,
-  workload: string | null,
-  node = "node-a",
-): Endpoint => ({
-  ip,
-  kind: "pod",
-  namespace,
-  name,
-  workload: workload === null ? null : { kind: "Deployment", name: workload },
-  node,
-  resolved: true,
-});
-const external = (ip: string): Endpoint => ({
-  ip,
-  kind: "external",
-  namespace: null,
-  name: null,
-  workload: null,
-  node: null,
-  resolved: true,
-});
-const unknown = (ip: string, resolved = true): Endpoint => ({ ...external(ip), kind: "unknown", resolved });
-
-let serial = 0;
-function flow(src: Endpoint, dst: Endpoint, extra: Partial<FlowRecord> = {}): FlowRecord {
-  serial++;
-  return {
-    id: `flow-${String(serial).padStart(4, "0")}`,
-    cluster: "prod",
-    bucket: "2026-04-19T04:52:00.000Z",
-    src,
-    dst,
-    protocol: "TCP",
-    dstPort: 8012,
-    direction: "ingress",
-    reporter: "ip-192-168-74-5",
-    internal: true,
-    packets: 1,
-    bytes: 60,
-    firstSeen: "2026-04-19T04:52:10.000Z",
-    lastSeen: "2026-04-19T04:52:19.000Z",
-    policy: null,
-    tcpFlags: ["SYN"],
-    ...extra,
-  };
-}
+import type { Endpoint } from "../../functions/core/types.ts";
+import { external, flow, pod, unknown } from "./alert-fixtures.ts";
 
 const web1 = pod("192.168.22.247", "customer-a", "web-5f7c9-abcde", "web", "node-a");
 const web2 = pod("192.168.22.248", "customer-a", "web-5f7c9-fghij", "web", "node-b");

@@ -5,41 +5,8 @@
 // policy followed the order of the lines in a payload.
 import { describe, expect, it } from "vitest";
 import { alertCandidates } from "../../functions/core/alert-rules.ts";
-import type { AlertCandidate, Endpoint, FlowRecord, PolicyRef } from "../../functions/core/types.ts";
-
-const pod = (ip: string, namespace: string, name: string, workload: string, node: string): Endpoint => ({
-  ip,
-  kind: "pod",
-  namespace,
-  name,
-  workload: { kind: "Deployment", name: workload },
-  node,
-  resolved: true,
-});
-
-let serial = 0;
-function flow(src: Endpoint, dst: Endpoint, extra: Partial<FlowRecord> = {}): FlowRecord {
-  serial++;
-  return {
-    id: `flow-${String(serial).padStart(4, "0")}`,
-    cluster: "prod",
-    bucket: "2026-04-19T04:52:00.000Z",
-    src,
-    dst,
-    protocol: "TCP",
-    dstPort: 8012,
-    direction: "ingress",
-    reporter: "ip-192-168-74-5",
-    internal: true,
-    packets: 1,
-    bytes: 60,
-    firstSeen: "2026-04-19T04:52:10.000Z",
-    lastSeen: "2026-04-19T04:52:19.000Z",
-    policy: null,
-    tcpFlags: ["SYN"],
-    ...extra,
-  };
-}
+import type { AlertCandidate, PolicyRef } from "../../functions/core/types.ts";
+import { flow, pod } from "./alert-fixtures.ts";
 
 /** What a candidate says, less the order-dependent `spans` order (the store sorts them). */
 function content(c: AlertCandidate) {
