@@ -36,7 +36,8 @@ export function encodeCursor(query: string, state: CursorState): string {
   return Buffer.from(JSON.stringify(envelope)).toString("base64url");
 }
 
-const PART = /^\d{4}-\d{2}-\d{2}(T\d{2})?$/;
+/** An alert day partition. */
+const PART = /^\d{4}-\d{2}-\d{2}$/;
 const HOUR = /^\d{4}-\d{2}-\d{2}T\d{2}$/;
 /** `yyyy-mm-ddThh` naming an hour there is (not `T24`, not February 30). */
 function isHour(text: string): boolean {
