@@ -610,6 +610,9 @@ function compileFormat(format: string): FormatPart[] {
   return parts;
 }
 
+/** Felix's short names (`%k`) of the namespaced policy kinds, whose `%p` is `namespace/name`. */
+const NAMESPACED_KINDS: ReadonlySet<string> = new Set(["np", "knp", "snp", "sknp"]);
+
 /**
  * Decodes the values of a prefix format from the logged prefix. A value runs to the next literal of the format
  * (or the end); a prefix that iptables cut at 29 characters yields the values it still holds.
@@ -617,6 +620,9 @@ function compileFormat(format: string): FormatPart[] {
 export function decodePolicy(parts: readonly FormatPart[], prefix: string): PolicyRef | null {
   const ref: PolicyRef = { tier: null, kind: null, name: null, namespace: null };
   let found = false;
+  /** The `%n` value, and a `%p` value without "/". */
+  let named: string | null = null;
+  let unsplit: string | null = null;
   let at = 0;
   for (let k = 0; k < parts.length && at <= prefix.length; k++) {
     const part = parts[k] as FormatPart;
@@ -636,10 +642,13 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
       found = true;
       if (part.spec === "t") ref.tier = value;
       else if (part.spec === "k") ref.kind = value;
-      else if (part.spec === "n") ref.name ??= value;
-      else {
+      else if (part.spec === "n") {
+        named ??= value;
+        ref.name ??= value;
+      } else {
         const slash = value.indexOf("/");
         if (slash < 0) {
+          unsplit = value;
           ref.name = value;
         } else {
           ref.namespace = slash > 0 ? value.slice(0, slash) : null;
@@ -649,16 +658,28 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
     }
     at = stop;
   }
+  // A namespaced policy's `%p` without its "/" was cut inside the namespace (iptables keeps 29 characters, and
+  // `calico-packet default knp ` takes 26): what is left is the start of the namespace, not a name.
+  if (unsplit !== null && ref.kind !== null && NAMESPACED_KINDS.has(ref.kind)) {
+    ref.namespace = unsplit;
+    ref.name = named;
+  }
   return found ? ref : null;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // JSON wrappers
 
-/** Fields that hold the wrapped line: journald (Fluent Bit systemd), CloudWatch agent, Fluent Bit tail, kmsg. */
-const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg"] as const;
-/** Fields that name the node: journald, CloudWatch agent / Container Insights, Fluent Bit, kubernetes filter. */
-const HOST_KEYS = ["_HOSTNAME", "host", "hostname", "kubernetes.host"] as const;
+/**
+ * Fields that hold the wrapped line: journald (Fluent Bit systemd), CloudWatch agent, Fluent Bit tail, kmsg, and
+ * the OpenTelemetry collector's CloudWatch Logs exporter (`body`: the line, or journald's entry as an object).
+ */
+const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg", "body"] as const;
+/**
+ * Fields that name the node: journald (as Fluent Bit's systemd input writes `_HOSTNAME` with `Strip_Underscores`
+ * or `Lowercase`), CloudWatch agent / Container Insights, Fluent Bit, kubernetes filter.
+ */
+const HOST_KEYS = ["_HOSTNAME", "HOSTNAME", "_hostname", "host", "hostname", "kubernetes.host"] as const;
 /**
  * Time fields, most precise first: journald's µs (when the source wrote the entry, then when journald got it),
  * then the agents', then Fluent Bit's `json_date_key` (`date`, epoch seconds with a fraction by default).
@@ -699,7 +720,20 @@ const SLOT_MESSAGE = 0;
 const SLOT_HOST = SLOT_MESSAGE + MESSAGE_KEYS.length;
 const SLOT_TIME = SLOT_HOST + HOST_KEYS.length;
 const JSON_SLOTS = SLOT_TIME + TIME_KEYS.length;
+const messageSlot = (key: (typeof MESSAGE_KEYS)[number]): number => SLOT_MESSAGE + MESSAGE_KEYS.indexOf(key);
+const hostSlot = (key: (typeof HOST_KEYS)[number]): number => SLOT_HOST + HOST_KEYS.indexOf(key);
 const timeSlot = (key: (typeof TIME_KEYS)[number]): number => SLOT_TIME + TIME_KEYS.indexOf(key);
+const SLOT_MESSAGE_UPPER = messageSlot("MESSAGE");
+const SLOT_MESSAGE_LOWER = messageSlot("message");
+const SLOT_LOG = messageSlot("log");
+const SLOT_MSG = messageSlot("msg");
+const SLOT_BODY = messageSlot("body");
+const SLOT_JOURNAL_HOSTNAME = hostSlot("_HOSTNAME");
+const SLOT_HOSTNAME_UPPER = hostSlot("HOSTNAME");
+const SLOT_JOURNAL_HOSTNAME_LOWER = hostSlot("_hostname");
+const SLOT_HOST_KEY = hostSlot("host");
+const SLOT_HOSTNAME = hostSlot("hostname");
+const SLOT_KUBERNETES_HOST = hostSlot("kubernetes.host");
 const SLOT_SOURCE_REALTIME = timeSlot("_SOURCE_REALTIME_TIMESTAMP");
 const SLOT_REALTIME = timeSlot("__REALTIME_TIMESTAMP");
 const SLOT_TIME_KEY = timeSlot("time");
@@ -711,25 +745,37 @@ const SLOT_DATE = timeSlot("date");
 function jsonKeySlot(b: Uint8Array, start: number, end: number): number {
   switch (end - start) {
     case 3:
-      return has(b, start, "log") ? SLOT_MESSAGE + 2 : has(b, start, "msg") ? SLOT_MESSAGE + 3 : -1;
+      return has(b, start, "log") ? SLOT_LOG : has(b, start, "msg") ? SLOT_MSG : -1;
     case 4:
       return has(b, start, "host")
-        ? SLOT_HOST + 1
+        ? SLOT_HOST_KEY
         : has(b, start, "time")
           ? SLOT_TIME_KEY
           : has(b, start, "date")
             ? SLOT_DATE
-            : -1;
+            : has(b, start, "body")
+              ? SLOT_BODY
+              : -1;
     case 7:
-      return has(b, start, "MESSAGE") ? SLOT_MESSAGE : has(b, start, "message") ? SLOT_MESSAGE + 1 : -1;
+      return has(b, start, "MESSAGE")
+        ? SLOT_MESSAGE_UPPER
+        : has(b, start, "message")
+          ? SLOT_MESSAGE_LOWER
+          : -1;
     case 8:
-      return has(b, start, "hostname") ? SLOT_HOST + 2 : -1;
+      return has(b, start, "hostname") ? SLOT_HOSTNAME : has(b, start, "HOSTNAME") ? SLOT_HOSTNAME_UPPER : -1;
     case 9:
-      return has(b, start, "_HOSTNAME") ? SLOT_HOST : has(b, start, "timestamp") ? SLOT_TIMESTAMP : -1;
+      return has(b, start, "_HOSTNAME")
+        ? SLOT_JOURNAL_HOSTNAME
+        : has(b, start, "_hostname")
+          ? SLOT_JOURNAL_HOSTNAME_LOWER
+          : has(b, start, "timestamp")
+            ? SLOT_TIMESTAMP
+            : -1;
     case 10:
       return has(b, start, "@timestamp") ? SLOT_AT_TIMESTAMP : -1;
     case 15:
-      return has(b, start, "kubernetes.host") ? SLOT_HOST + 3 : -1;
+      return has(b, start, "kubernetes.host") ? SLOT_KUBERNETES_HOST : -1;
     case 20:
       return has(b, start, "__REALTIME_TIMESTAMP") ? SLOT_REALTIME : -1;
     case 26:
@@ -1127,7 +1173,16 @@ export class LineParser {
       return fail(`malformed JSON record: ${detail.length > 120 ? `${detail.slice(0, 120)}…` : detail}`);
     }
     // The text starts with "{", so what JSON.parse returns is an object.
-    const record = value as Record<string, unknown>;
+    return this.parseRecord(value as Record<string, unknown>, depth, outerHost, outerMs);
+  }
+
+  /** parseJson's record, parsed; its host and time stand for those of the line it wraps when that has none. */
+  parseRecord(
+    record: Record<string, unknown>,
+    depth: number,
+    outerHost: string | null,
+    outerMs: number,
+  ): Scan {
     let message: string | null = null;
     for (const name of MESSAGE_KEYS) {
       const candidate = asText(record[name]);
@@ -1136,8 +1191,6 @@ export class LineParser {
         break;
       }
     }
-    // The prefix was somewhere else in the record (a label, a path): not a packet line.
-    if (message === null) return SKIP;
     const host = hostOf(record) ?? outerHost;
     let ms = Number.NaN;
     for (const name of TIME_KEYS) {
@@ -1146,7 +1199,15 @@ export class LineParser {
       if (!Number.isNaN(ms)) break;
     }
     if (Number.isNaN(ms)) ms = outerMs;
-    return this.parseMessage(message, depth, host, ms);
+    if (message !== null) return this.parseMessage(message, depth, host, ms);
+    // The OpenTelemetry exporter's `body` may be the wrapped record itself (journald's entry, as the CloudWatch
+    // agent's journald collection sends it).
+    const body = record.body;
+    if (depth === 0 && body !== null && typeof body === "object" && !Array.isArray(body)) {
+      return this.parseRecord(body as Record<string, unknown>, depth + 1, host, ms);
+    }
+    // The prefix was somewhere else in the record (a label, a path): not a packet line.
+    return SKIP;
   }
 
   /** The line a JSON record wraps (`depth` as parseJson's), with the host and time the record gave it. */

@@ -206,8 +206,8 @@ function keyOf(names: readonly string[]): fc.Arbitrary<Tok[]> {
   return stringOf(fc.constantFrom(...names));
 }
 
-const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg"];
-const HOST_KEYS = ["_HOSTNAME", "host", "hostname", "kubernetes.host"];
+const MESSAGE_KEYS = ["MESSAGE", "message", "log", "msg", "body"];
+const HOST_KEYS = ["_HOSTNAME", "HOSTNAME", "_hostname", "host", "hostname", "kubernetes.host"];
 const TIME_KEYS = [
   "_SOURCE_REALTIME_TIMESTAMP",
   "__REALTIME_TIMESTAMP",
@@ -568,6 +568,8 @@ function record(prefix: string, outer: boolean): fc.Arbitrary<Tok[]> {
     // An object with a host that is not the kubernetes filter's.
     { arbitrary: member(keyOf(OTHER_KEYS), objectOf(member(keyOf(["host"]), hostValue), 2)), weight: 1 },
     { arbitrary: member(keyOf(ALL_KEYS), anyValue), weight: 2 },
+    // The OpenTelemetry exporter's body holding the record itself (journald's entry).
+    ...(outer ? [{ arbitrary: member(keyOf(["body"]), record(prefix, false)), weight: 1 }] : []),
   );
   const members = fc.oneof(
     {
@@ -769,7 +771,7 @@ function writersEscape(text: string): boolean {
   return false;
 }
 /** A message key with an array (journald's bytes) as written, however spaced: the raw search must not skip it. */
-const ARRAY_MESSAGE = /"(MESSAGE|message|log|msg)"[ \t\n\r]*:[ \t\n\r]*\[/;
+const ARRAY_MESSAGE = /"(MESSAGE|message|log|msg|body)"[ \t\n\r]*:[ \t\n\r]*\[/;
 
 const RUNS = 20_000;
 const seen = { json: 0, flat: 0, records: 0, errors: 0, inPlace: 0 };
