@@ -65,6 +65,7 @@ export class CalicoFlowsStack extends Stack {
       calicoApiGroup: c.calicoApiGroup,
       policy: c.panicPolicy,
       ttlMinutes: c.panicTtlMinutes,
+      reservedConcurrency: c.panicReservedConcurrency,
       flowStore: this.flowStore,
       alerts: this.alerts,
       logRetention,
@@ -92,6 +93,12 @@ export class CalicoFlowsStack extends Stack {
           panicKubernetesGroup: PANIC_KUBERNETES_GROUP,
         })
       : undefined;
+    // Deliveries start when the subscriptions exist: the access entries first, so that the first ones are
+    // attributed rather than stored unresolved for good.
+    if (this.clusterAccess !== undefined) {
+      for (const subscription of this.ingest.subscriptions)
+        subscription.node.addDependency(this.clusterAccess);
+    }
 
     this.monitoring = new Monitoring(this, "Monitoring", {
       ingest: this.ingest,
@@ -100,6 +107,7 @@ export class CalicoFlowsStack extends Stack {
       api: this.api,
       table: this.flowStore.table,
       logGroupNames: c.logGroupNames,
+      clusterName: c.clusterName,
       operationsEmails: c.operationsEmails,
       attribution: c.attribution,
     });

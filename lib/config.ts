@@ -77,6 +77,8 @@ export interface CalicoFlowsConfig {
   readonly scanThreshold: number | undefined;
   /** Most alerts raised per delivery; unset: the function's default. */
   readonly alertCap: number | undefined;
+  /** Concurrency reserved for the panic function; unset: none, it shares the account's pool. */
+  readonly panicReservedConcurrency: number | undefined;
 }
 
 /** The panic function's own defaults, so an unset override means the same thing here and there. */
@@ -281,6 +283,8 @@ const Context = z
     namespaceLabelKeys: z.preprocess(list, z.array(labelKey)).default([]),
     scanThreshold: int(2, 65_535).optional(),
     alertCap: int(1, 10_000).optional(),
+    // Each request holds one for at most its 28 s; the API's panic writes are throttled to 1/s (burst 5).
+    panicReservedConcurrency: int(1, 100).optional(),
   })
   .strict()
   // The subscription filter selects lines by logPrefix; with a format, lines start with its literal text.
@@ -345,6 +349,7 @@ export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig
     namespaceLabelKeys: c.namespaceLabelKeys,
     scanThreshold: c.scanThreshold,
     alertCap: c.alertCap,
+    panicReservedConcurrency: c.panicReservedConcurrency,
   };
 }
 

@@ -6,6 +6,7 @@ import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import { Construct } from "constructs";
+import { FLOW_INDEXES } from "../functions/adapters/dynamo/schema.ts";
 import { EncryptedTopic } from "./alerts.ts";
 import type { Api } from "./api.ts";
 import { type BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
@@ -13,6 +14,12 @@ import { type Ingest, logGroupKey } from "./ingest.ts";
 import type { PanicButton } from "./panic.ts";
 
 const PERIOD = Duration.minutes(5);
+/**
+ * A queue's depth alarm keeps its state when the depth goes missing: SQS publishes metrics only for queues it
+ * deems active (some action within six hours), so messages left untouched in a queue may stop being counted,
+ * and "no data is healthy" would turn the alarm OK (and e-mail so) while they wait there.
+ */
+const QUEUE_DEPTH_MISSING = cloudwatch.TreatMissingData.IGNORE;
 
 export interface MonitoringProps {
   readonly ingest: Ingest;
@@ -21,6 +28,8 @@ export interface MonitoringProps {
   readonly api: Api;
   readonly table: dynamodb.Table;
   readonly logGroupNames: readonly string[];
+  /** The cluster whose functions' metrics (their `cluster` dimension) this stack's alarms and dashboard read. */
+  readonly clusterName: string;
   readonly operationsEmails: readonly string[];
   /** Whether the ingest function resolves IPs; if not, unresolved endpoints are expected, not an alarm. */
   readonly attribution: "eks" | "none";
@@ -47,7 +56,7 @@ export class Monitoring extends Construct {
       new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName,
-        dimensionsMap: { service: ingestFn.serviceName },
+        dimensionsMap: { service: ingestFn.serviceName, cluster: props.clusterName },
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
@@ -76,12 +85,35 @@ export class Monitoring extends Construct {
       statistic: cloudwatch.Stats.MAXIMUM,
       period: PERIOD,
     });
+    // A DynamoDB metric of the table summed with its indexes': the TableName series leaves out every index, where
+    // each flow write is copied four times and which throttle the table's write when one is short of capacity
+    // (their keys are per namespace and per IP, without the base table's hour: a scan's flows share one).
+    const withIndexes = (metricName: string, label: string) => {
+      const table = props.table.metric(metricName, sum);
+      const indexes = FLOW_INDEXES.map((index) =>
+        props.table.metric(metricName, {
+          ...sum,
+          dimensionsMap: { TableName: props.table.tableName, GlobalSecondaryIndexName: index.indexName },
+        }),
+      );
+      // Ids unique within a graph that shows several of these sums.
+      const id = metricName.charAt(0).toLowerCase() + metricName.slice(1);
+      const usingMetrics = Object.fromEntries([table, ...indexes].map((metric, k) => [`${id}${k}`, metric]));
+      return new cloudwatch.MathExpression({
+        // SUM of the series at each time: an index with no datum then adds nothing rather than blanking the sum.
+        expression: `SUM([${Object.keys(usingMetrics).join(", ")}])`,
+        usingMetrics,
+        label,
+        period: PERIOD,
+      });
+    };
     // Scheduler's own metrics, per schedule group (namespace AWS/Scheduler, dimension ScheduleGroup).
     const schedules = props.panic.scheduleGroup;
 
     // ── Alarms ──────────────────────────────────────────────────────────────────────────────────────
     this.alarm("FailedPayloads", {
       metric: failedPayloads,
+      missingData: QUEUE_DEPTH_MISSING,
       threshold: 1,
       evaluationPeriods: 1,
       description:
@@ -166,6 +198,7 @@ export class Monitoring extends Construct {
     // what did not reach the queue, or a schedule written without one (`panic --direct`).
     this.alarm("PanicExpiryMissed", {
       metric: missedReverts,
+      missingData: QUEUE_DEPTH_MISSING,
       threshold: 1,
       evaluationPeriods: 1,
       description:
@@ -216,11 +249,12 @@ export class Monitoring extends Construct {
       description: "The API answers 5xx.",
     });
     this.alarm("TableWriteThrottles", {
-      metric: props.table.metric("WriteThrottleEvents", sum),
+      metric: withIndexes("WriteThrottleEvents", "write throttle events, table and indexes"),
       threshold: 1,
       evaluationPeriods: 3,
       description:
-        "Flow store writes are throttled for 15 minutes (a hot partition, or traffic above twice the previous " +
+        "Flow store writes are throttled for 15 minutes, on the table or one of its indexes (a hot partition: " +
+        "a scan's or a flooded namespace's flows share one index key; or traffic above twice the previous " +
         "peak): ingest retries and slows down.",
     });
 
@@ -310,12 +344,16 @@ export class Monitoring extends Construct {
         right: [restApi.metricClientError(sum), restApi.metricServerError(sum)],
       }),
       graph("API latency p99", [restApi.metricLatency({ statistic: "p99", period: PERIOD })]),
-      graph("Flow store", [props.table.metricConsumedWriteCapacityUnits(sum)], {
-        right: [
-          props.table.metric("WriteThrottleEvents", sum),
-          props.table.metric("ReadThrottleEvents", sum),
-        ],
-      }),
+      graph(
+        "Flow store",
+        [withIndexes("ConsumedWriteCapacityUnits", "write capacity units, table and indexes")],
+        {
+          right: [
+            withIndexes("WriteThrottleEvents", "write throttle events"),
+            withIndexes("ReadThrottleEvents", "read throttle events"),
+          ],
+        },
+      ),
     );
     this.dashboard.addWidgets(
       graph("Panic expiry", [missedReverts], {
@@ -352,15 +390,16 @@ export class Monitoring extends Construct {
     id: string,
     props: Omit<cloudwatch.AlarmProps, "comparisonOperator" | "treatMissingData" | "alarmDescription"> & {
       description: string;
+      /** Default: missing data is no traffic, and a quiet cluster is healthy. */
+      missingData?: cloudwatch.TreatMissingData;
     },
   ): void {
-    const { description, ...rest } = props;
+    const { description, missingData = cloudwatch.TreatMissingData.NOT_BREACHING, ...rest } = props;
     const alarm = new cloudwatch.Alarm(this, id, {
       ...rest,
       alarmDescription: description,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      // No data is no traffic: a quiet cluster is healthy.
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      treatMissingData: missingData,
     });
     alarm.addAlarmAction(this.#action);
     alarm.addOkAction(this.#action);

@@ -39,6 +39,11 @@ export interface PanicButtonProps {
   readonly flowStore: FlowStore;
   readonly alerts: Alerts;
   readonly logRetention: logs.RetentionDays;
+  /**
+   * Concurrency kept for the panic function alone, so that ingest in a log storm cannot take the whole account's
+   * pool when the button is needed most. @default - none: it shares the unreserved pool
+   */
+  readonly reservedConcurrency?: number;
 }
 
 export class PanicButton extends Construct {
@@ -91,6 +96,7 @@ export class PanicButton extends Construct {
       // Below API Gateway's 29 s. Each invocation works to a deadline of its remaining time less the audit's and
       // the answer's reserve (functions/panic/handler.ts), and each Kubernetes call to KUBE_TIMEOUT_SECONDS within it.
       timeout: Duration.seconds(28),
+      reservedConcurrentExecutions: props.reservedConcurrency,
       environment: {
         CLUSTER_NAME: props.clusterName,
         CALICO_API_GROUP: props.calicoApiGroup,

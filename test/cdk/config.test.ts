@@ -64,6 +64,7 @@ describe("parseConfig", () => {
       namespaceLabelKeys: [],
       scanThreshold: undefined,
       alertCap: undefined,
+      panicReservedConcurrency: undefined,
     });
     // Unset panic overrides mean the panic function's own defaults.
     expect(config.panicPolicy).toEqual({
@@ -88,6 +89,7 @@ describe("parseConfig", () => {
       manageClusterAccess: "false",
       panicPolicy: '{"order":"50","types":"Ingress","tier":"security"}',
       panicTtlMinutes: "0",
+      panicReservedConcurrency: "3",
     });
     expect(config.logGroupNames).toEqual(["/a/nodes", "/b/nodes"]);
     expect(config.panicPrincipalArns).toHaveLength(2);
@@ -99,6 +101,7 @@ describe("parseConfig", () => {
     expect(config.aggregationSeconds).toBe(30);
     expect(config.manageClusterAccess).toBe(false);
     expect(config.panicTtlMinutes).toBe(0);
+    expect(config.panicReservedConcurrency).toBe(3);
     expect(config.panicPolicy).toMatchObject({ order: 50, types: ["Ingress"], tier: "security" });
   });
 
@@ -113,6 +116,7 @@ describe("parseConfig", () => {
 
   it.each([
     [{ retentionDays: "abc" }, 'retentionDays="abc": expected an integer'],
+    [{ panicReservedConcurrency: 0 }, "panicReservedConcurrency=0: expected an integer from 1 to 100"],
     [{ retentionDays: 0 }, "retentionDays=0: expected an integer from 1 to"],
     [{ aggregationSeconds: "4000" }, 'aggregationSeconds="4000": expected an integer from 1 to 3600'],
     [{ logRetentionDays: 10 }, "logRetentionDays=10: expected one of 1, 3, 5, 7, 14, 30"],

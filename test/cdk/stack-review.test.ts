@@ -421,9 +421,10 @@ describe("the stack an operator deploys", () => {
       const body = JSON.stringify(dashboard.Properties.DashboardBody);
       const ingestEnv = environments(template).ingest;
       for (const metric of ["CorruptPayloads", "MalformedLines", "UnresolvedEndpoints"]) {
-        // Powertools' EMF: namespace POWERTOOLS_METRICS_NAMESPACE, dimension service = POWERTOOLS_SERVICE_NAME.
+        // Powertools' EMF: namespace POWERTOOLS_METRICS_NAMESPACE, dimensions service = POWERTOOLS_SERVICE_NAME
+        // and cluster = CLUSTER_NAME (functions/shared/powertools.ts).
         expect(body).toContain(
-          `[\\"${ingestEnv.POWERTOOLS_METRICS_NAMESPACE}\\",\\"${metric}\\",\\"service\\",\\"${ingestEnv.POWERTOOLS_SERVICE_NAME}\\"`,
+          `[\\"${ingestEnv.POWERTOOLS_METRICS_NAMESPACE}\\",\\"${metric}\\",\\"cluster\\",\\"${ingestEnv.CLUSTER_NAME}\\",\\"service\\",\\"${ingestEnv.POWERTOOLS_SERVICE_NAME}\\"`,
         );
       }
       // The handler emits those names (functions/ingest/handler.ts).
@@ -527,6 +528,7 @@ describe("any valid configuration", () => {
       ),
       scanThreshold: fc.integer({ min: 2, max: 65_535 }),
       alertCap: fc.integer({ min: 1, max: 10_000 }),
+      panicReservedConcurrency: fc.integer({ min: 1, max: 100 }),
     },
     { requiredKeys: ["clusterName", "logGroupNames"] },
   );

@@ -286,6 +286,21 @@ describe("CalicoFlowsStack", () => {
       expect(config.scheduler?.deadLetterArn).toBe("arn:aws:sqs:eu-west-1:123456789012:resolved");
     });
 
+    it("reserves concurrency for the panic function only when configured, and for no other function", () => {
+      const reserved = (t: Template) =>
+        Object.values(t.findResources("AWS::Lambda::Function")).map((f) => {
+          const p = (f as { Properties: Json }).Properties;
+          const vars = (p.Environment as { Variables: Json }).Variables;
+          return [vars.POWERTOOLS_SERVICE_NAME, p.ReservedConcurrentExecutions];
+        });
+      expect(reserved(template).every(([, n]) => n === undefined)).toBe(true);
+      expect(Object.fromEntries(reserved(synth({ panicReservedConcurrency: 3 }).template))).toEqual({
+        "calico-flows-ingest": undefined,
+        "calico-flows-panic": 3,
+        "calico-flows-query": undefined,
+      });
+    });
+
     it("names the panic expiry's dead-letter queue in SCHEDULE_DEAD_LETTER_QUEUE_ARN", () => {
       const vars = (
         template.toJSON().Resources[ids.panic] as { Properties: { Environment: { Variables: Json } } }
@@ -848,7 +863,11 @@ describe("CalicoFlowsStack", () => {
       for (const alarm of alarms) {
         expect(alarm.Properties.AlarmActions).toEqual([{ Ref: ids.opsTopic }]);
         expect(alarm.Properties.OKActions).toEqual([{ Ref: ids.opsTopic }]);
-        expect(alarm.Properties.TreatMissingData).toBe("notBreaching");
+        // A quiet cluster is healthy; a queue's depth that goes missing (SQS stops publishing for a queue left
+        // untouched) keeps the alarm's state, as its messages may still be there.
+        expect(alarm.Properties.TreatMissingData).toBe(
+          alarm.Properties.MetricName === "ApproximateNumberOfMessagesVisible" ? "ignore" : "notBreaching",
+        );
         expect(alarm.Properties.AlarmDescription).toEqual(expect.any(String));
       }
       template.hasResourceProperties("AWS::CloudWatch::Alarm", {
@@ -875,14 +894,34 @@ describe("CalicoFlowsStack", () => {
         Namespace: "AWS/ApiGateway",
         MetricName: "5XXError",
       });
-      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
-        Namespace: "AWS/DynamoDB",
-        MetricName: "WriteThrottleEvents",
-      });
+      // Throttling on the table or any of its indexes (the TableName series alone leaves the indexes out).
+      const throttles = Object.values(template.findResources("AWS::CloudWatch::Alarm"))
+        .map((a) => (a as { Properties: Json }).Properties)
+        .find((p) => JSON.stringify(p.Metrics ?? []).includes('"WriteThrottleEvents"'));
+      const series = ((throttles?.Metrics ?? []) as { MetricStat?: { Metric: Json } }[])
+        .filter((m) => m.MetricStat !== undefined)
+        .map((m) => m.MetricStat?.Metric as { Namespace: string; MetricName: string; Dimensions: Json[] });
+      const tableRef = { Ref: ids.table };
+      expect(
+        series.every((m) => m.Namespace === "AWS/DynamoDB" && m.MetricName === "WriteThrottleEvents"),
+      ).toBe(true);
+      expect(series.map((m) => m.Dimensions)).toEqual([
+        [{ Name: "TableName", Value: tableRef }],
+        ...FLOW_INDEXES.map((index) => [
+          { Name: "GlobalSecondaryIndexName", Value: index.indexName },
+          { Name: "TableName", Value: tableRef },
+        ]),
+      ]);
+      expect(throttles?.Metrics).toContainEqual(
+        expect.objectContaining({ Expression: expect.stringMatching(/^SUM\(\[/), ReturnData: true }),
+      );
       template.hasResourceProperties("AWS::CloudWatch::Alarm", {
         Namespace: "CalicoFlows",
         MetricName: "UnresolvedEndpoints",
-        Dimensions: [{ Name: "service", Value: "calico-flows-ingest" }],
+        Dimensions: [
+          { Name: "cluster", Value: "demo-cluster" },
+          { Name: "service", Value: "calico-flows-ingest" },
+        ],
       });
       for (const logGroupName of LOG_GROUPS) {
         template.hasResourceProperties("AWS::CloudWatch::Alarm", {
@@ -890,6 +929,33 @@ describe("CalicoFlowsStack", () => {
           MetricName: "DeliveryErrors",
           Dimensions: Match.arrayWith([{ Name: "LogGroupName", Value: logGroupName }]),
         });
+      }
+    });
+
+    it("reads its own cluster's custom metrics: two clusters' stacks in one account share namespace and service", () => {
+      // The functions emit every metric with a `cluster` dimension (functions/shared/powertools.ts).
+      const ingestEnv = (t: Template) =>
+        Object.values(t.findResources("AWS::Lambda::Function"))
+          .map(
+            (f) =>
+              (f as { Properties: { Environment?: { Variables?: Json } } }).Properties.Environment?.Variables,
+          )
+          .find((v) => v?.POWERTOOLS_SERVICE_NAME === "calico-flows-ingest");
+      const customAlarms = (t: Template) =>
+        Object.values(t.findResources("AWS::CloudWatch::Alarm"))
+          .map((a) => (a as { Properties: Json }).Properties)
+          .filter((p) => p.Namespace === "CalicoFlows");
+      const other = synth({ stackName: "CalicoFlows-prod-eu", clusterName: "prod-eu" }).template;
+      expect(ingestEnv(template)?.CLUSTER_NAME).toBe("demo-cluster");
+      expect(ingestEnv(other)?.CLUSTER_NAME).toBe("prod-eu");
+      for (const [t, cluster] of [
+        [template, "demo-cluster"],
+        [other, "prod-eu"],
+      ] as const) {
+        const alarms = customAlarms(t);
+        expect(alarms.length).toBeGreaterThan(0);
+        for (const alarm of alarms)
+          expect(alarm.Dimensions).toContainEqual({ Name: "cluster", Value: cluster });
       }
     });
 
@@ -940,7 +1006,7 @@ describe("CalicoFlowsStack", () => {
             Threshold: 1,
             EvaluationPeriods: 1,
             ComparisonOperator: "GreaterThanOrEqualToThreshold",
-            TreatMissingData: "notBreaching",
+            TreatMissingData: namespace === "AWS/SQS" ? "ignore" : "notBreaching",
             AlarmActions: [{ Ref: ids.opsTopic }],
             OKActions: [{ Ref: ids.opsTopic }],
           });

@@ -157,6 +157,18 @@ describe("CloudWatch Logs → ingest function", () => {
       }
     });
 
+    it("starts deliveries after the access entries exist, so that the first ones are attributed", () => {
+      const entries = ofType(resources, "AWS::EKS::AccessEntry").map(([id]) => id);
+      expect(entries.length).toBeGreaterThan(0);
+      for (const [, filter] of ofType(resources, "AWS::Logs::SubscriptionFilter")) {
+        for (const entry of entries) expect(list(filter.DependsOn)).toContain(entry);
+      }
+      // Without managed access entries, nothing to wait for.
+      const { resources: unmanaged } = synth({ ...CONFIG, manageClusterAccess: false });
+      expect(ofType(unmanaged, "AWS::EKS::AccessEntry")).toHaveLength(0);
+      expect(ofType(unmanaged, "AWS::Logs::SubscriptionFilter")).toHaveLength(CONFIG.logGroupNames.length);
+    });
+
     it("takes log groups by name only: an ARN (another account or Region) is refused before anything is built", () => {
       for (const arn of [
         "arn:aws:logs:us-east-1:111122223333:log-group:/eks/prod/calico",

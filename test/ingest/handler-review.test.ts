@@ -120,18 +120,27 @@ interface Invocation {
   metrics: Record<string, number>;
   /** The namespace of each EMF blob. */
   namespaces: string[];
+  /** Each dimension set of each EMF blob, with its values. */
+  dimensions: Record<string, unknown>[];
   logs: Record<string, unknown>[];
 }
 
 function parseOutput(text: string): Omit<Invocation, "error"> {
   const metrics: Record<string, number> = {};
   const namespaces: string[] = [];
+  const dimensions: Record<string, unknown>[] = [];
   const logs: Record<string, unknown>[] = [];
   for (const raw of text.split("\n")) {
     if (!raw.startsWith("{")) continue;
     const record = JSON.parse(raw) as Record<string, unknown>;
     const aws = record._aws as
-      | { CloudWatchMetrics: { Namespace: string; Metrics: { Name: string; Unit: string }[] }[] }
+      | {
+          CloudWatchMetrics: {
+            Namespace: string;
+            Dimensions: string[][];
+            Metrics: { Name: string; Unit: string }[];
+          }[];
+        }
       | undefined;
     if (aws === undefined) {
       logs.push(record);
@@ -139,6 +148,8 @@ function parseOutput(text: string): Omit<Invocation, "error"> {
     }
     for (const directive of aws.CloudWatchMetrics) {
       namespaces.push(directive.Namespace);
+      for (const names of directive.Dimensions)
+        dimensions.push(Object.fromEntries(names.map((n) => [n, record[n]])));
       for (const { Name, Unit } of directive.Metrics) {
         if (Name === "ColdStart") continue;
         expect(Unit).toBe("Count");
@@ -148,7 +159,7 @@ function parseOutput(text: string): Omit<Invocation, "error"> {
       }
     }
   }
-  return { metrics, namespaces, logs };
+  return { metrics, namespaces, dimensions, logs };
 }
 
 async function invoke(
@@ -345,6 +356,9 @@ describe("ingest handler (review)", () => {
         const first = await invoke(handler, event);
         expect(first.error).toBeUndefined();
         expect(first.namespaces.every((n) => n === "CalicoFlowsReview")).toBe(true);
+        // Each metric names its cluster, which the stack's alarms select (lib/monitoring.ts).
+        expect(first.dimensions.length).toBeGreaterThan(0);
+        for (const d of first.dimensions) expect(d).toMatchObject({ cluster: "prod" });
         expect(first.metrics).toMatchObject(metricsFor(e, { written: e.flows, duplicate: 0 }));
         expect(first.metrics.AlertsRaised).toBe(e.alerts);
         expect(await drainQueue(sns, queueUrl)).toHaveLength(e.alerts);
