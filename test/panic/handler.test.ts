@@ -10,7 +10,7 @@ import {
 } from "@aws-sdk/client-scheduler";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { CalicoPolicy } from "../../functions/core/panic-policy.ts";
+import { type CalicoPolicy, isManagedByCalicoFlows } from "../../functions/core/panic-policy.ts";
 import type { PanicResponse } from "../../functions/panic/service.ts";
 import {
   ALICE,
@@ -278,6 +278,25 @@ describe("POST /panic", () => {
     expect(result.statusCode).toBe(409);
     expect(body(result)).toMatchObject({ error: "conflict" });
     expect(stored()).toBeUndefined();
+  });
+
+  it("creates the policy when the API server answers the apply of a new one with 404 (Calico 3.32.0)", async () => {
+    // projectcalico/calico#12841: that API server refuses a server-side apply that would create the object.
+    await h.kube.setFault({
+      fault: {
+        kind: "status",
+        code: 404,
+        message: 'globalnetworkpolicies.projectcalico.org "allow-all" not found',
+      },
+      method: "PATCH",
+    });
+    const result = await post({ reason: "first", ttlMinutes: 0 });
+    expect(result.statusCode).toBe(200);
+    expect(body(result).result).toBe("applied");
+    expect(h.kube.counts.total({ method: "POST" })).toBe(1);
+    const policy = stored();
+    expect(policy?.spec.ingress).toEqual([{ action: "Allow" }]);
+    expect(policy && isManagedByCalicoFlows(policy)).toBe(true);
   });
 
   it("refuses to modify a policy of that name it did not create, and takes it over only with force", async () => {

@@ -175,6 +175,33 @@ export class CalicoPolicies implements CalicoPolicyStore {
         options,
       );
     } catch (error) {
+      if (!isNotFound(error) || options.resourceVersion !== undefined) throw this.#failure(error, doing);
+      // Calico's API server 3.32.0 answers a server-side apply of an object that does not exist yet with 404
+      // (projectcalico/calico#12841, fixed on its 3.32 release branch): create it instead. Someone else's creation meanwhile is a
+      // 409, a conflict as the apply's would have been.
+      return this.#create(policy, options);
+    }
+  }
+
+  async #create(policy: CalicoPolicy, options: KubeCallOptions): Promise<CalicoPolicy> {
+    const doing = `creating ${PLURALS.global}/${policy.metadata.name}`;
+    try {
+      return await this.#call(
+        doing,
+        (api) =>
+          api.createClusterCustomObject({
+            group: this.#group,
+            version: this.#version,
+            plural: PLURALS.global,
+            body: policy,
+            fieldManager: FIELD_MANAGER,
+          }),
+        options,
+      );
+    } catch (error) {
+      if (!isNotFound(error)) throw this.#failure(error, doing);
+      // A cluster without the API group answers 404 too.
+      await this.#requireGroup(options);
       throw this.#failure(error, doing);
     }
   }
