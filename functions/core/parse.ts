@@ -1242,9 +1242,19 @@ export class LineParser {
 
   /**
    * parseFlatJson for the record `line[start, end)` whose bytes are `b` (viewed as `view`), with zeros after
-   * `end`: `line` may go on after the record (scanWithin).
+   * `end`: `line` may go on after the record (scanWithin). At `depth` 1 it is the object `body` of a record, whose
+   * host and time stand in for its own (`outerHost`, `outerMs`), as in parseRecord.
    */
-  readFlatJson(line: string, b: Uint8Array, view: DataView, start: number, end: number): Scan | undefined {
+  readFlatJson(
+    line: string,
+    b: Uint8Array,
+    view: DataView,
+    start: number,
+    end: number,
+    depth = 0,
+    outerHost: string | null = null,
+    outerMs = Number.NaN,
+  ): Scan | undefined {
     // Without escapes, strings end at the next quote. (Escapes and control characters are rare, and JSON.parse
     // judges them.) One escape is let through: the `\n` that ends the value of Fluent Bit's tail `log` (the line
     // with its newline), when it is the record's only one and the message of the record holds it.
@@ -1266,6 +1276,9 @@ export class LineParser {
     let kubernetes = false;
     let kubernetesHostStart = -1;
     let kubernetesHostEnd = -1;
+    /** The last `body` member, when it is an object (the OpenTelemetry exporter's wrapped record). */
+    let bodyStart = -1;
+    let bodyEnd = -1;
     let i = jsonSpace(b, start + 1);
     if (b[i] === 125) {
       i++;
@@ -1321,6 +1334,12 @@ export class LineParser {
           kubernetesHostEnd = kubernetesHost[1] as number;
         }
         const slot = jsonKeySlot(b, keyStart, keyEnd);
+        if (slot === SLOT_BODY) {
+          const object = kind === JSON_OTHER && c === 123 && depth === 0;
+          bodyStart = object ? valueStart : -1;
+          bodyEnd = object ? valueEnd : -1;
+          if (object) kind = 0;
+        }
         if (kind === JSON_OTHER && slot >= SLOT_MESSAGE && slot < SLOT_HOST) return undefined;
         // A value with the newline is read as a message only (a host or time with one goes to JSON.parse).
         if (kind === JSON_STRING_NEWLINE && slot >= SLOT_HOST) return undefined;
@@ -1363,7 +1382,7 @@ export class LineParser {
         break;
       }
     }
-    if (messageStart < 0) return SKIP;
+    if (messageStart < 0 && bodyStart < 0) return SKIP;
     let host: string | null = null;
     for (let slot = SLOT_HOST; slot < SLOT_HOST + HOST_KEYS.length; slot++) {
       const from = slots[3 * slot + 1] as number;
@@ -1376,6 +1395,7 @@ export class LineParser {
     if (host === null && kubernetes && kubernetesHostEnd > kubernetesHostStart) {
       host = line.slice(kubernetesHostStart, kubernetesHostEnd);
     }
+    host ??= outerHost;
     let ms = Number.NaN;
     for (let slot = SLOT_TIME; slot < SLOT_TIME + TIME_KEYS.length; slot++) {
       const kind = slots[3 * slot];
@@ -1390,12 +1410,14 @@ export class LineParser {
             : Number.NaN;
       if (!Number.isNaN(ms)) break;
     }
+    if (Number.isNaN(ms)) ms = outerMs;
+    if (messageStart < 0) return this.readFlatJson(line, b, view, bodyStart, bodyEnd, depth + 1, host, ms);
     // The message's own leading spaces and tabs, as parseMessage skips them.
     let text = messageStart;
     while (text < messageEnd && (b[text] === 32 || b[text] === 9)) text++;
     if (b[text] === 123) {
       const message = line.slice(messageStart, messageEnd);
-      return this.parseMessage(messageNewline ? `${message}\n` : message, 0, host, ms);
+      return this.parseMessage(messageNewline ? `${message}\n` : message, depth, host, ms);
     }
     if (!messageNewline) return this.parseText(line, text, found, host, ms, b, messageEnd);
     // The message is its text and a newline, which parseText would drop as a line ending: it reads the text

@@ -192,6 +192,21 @@ describe("the OpenTelemetry collector's CloudWatch Logs exporter (CloudWatch age
   // https://github.com/open-telemetry/opentelemetry-collector-contrib/blob/main/exporter/awscloudwatchlogsexporter/exporter.go
   // https://github.com/open-telemetry/opentelemetry-collector-contrib/blob/main/exporter/awscloudwatchlogsexporter/README.md
 
+  it("the record around an object body gives its host and time when the body has none", () => {
+    // Not the exporter's default layout (it writes no time), but a shipper may add them; `record` also holds the
+    // in-place reader to JSON.parse's answer.
+    const line = JSON.stringify({
+      time: "2024-04-19T04:52:19.5Z",
+      host: NODE,
+      body: { MESSAGE, _TRANSPORT: "kernel" },
+      attributes: {},
+    });
+    expect(record(line)).toMatchObject({ ...PACKET, node: NODE, time: "2024-04-19T04:52:19.500Z" });
+    // The body's own host wins over the record's.
+    const inner = JSON.stringify({ host: "outer", body: { MESSAGE, _HOSTNAME: NODE } });
+    expect(record(inner).node).toBe(NODE);
+  });
+
   it("CloudWatch agent logs_collected.journald: the journald receiver's map body inside the exporter's record", () => {
     // The agent's journald pipeline is journald receiver -> batch -> awscloudwatchlogs exporter with its default
     // config (raw_log unset): https://github.com/aws/amazon-cloudwatch-agent/blob/main/translator/translate/otel/exporter/journald/translator.go
