@@ -338,18 +338,22 @@ function internalDenialText(alert: AlertRecord): string {
     ...timingLines(alert),
     "",
     "Next steps",
-    "1. See who is involved (an IP may have been reused since: compare pod start times with First seen):",
+    "1. See who is involved. A pod named is the one of the latest hit: earlier hits may come from other pods of",
+    "   the same workload (a rollout, a CronJob's runs), which step 3's `--json` names one by one. An address",
+    "   looked up by IP may have moved to another pod since: a pod started after Last seen did not send it.",
     `   ${describeCommand(alert.src)}`,
     `   ${describeCommand(alert.dst)}`,
     "2. Find the Calico policies that select these namespaces. Policies apply lowest order first, and",
     "   anything no policy allows is denied:",
     ...policyCommands(alert),
-    "3. See this traffic, and whether it was ever allowed:",
+    "3. See the denied traffic of each end around that time (calico-flows sees denials only, never allowed traffic):",
     `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} ${flowsRange(alert)}`,
     `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.dst)} ${flowsRange(alert)}`,
     "4. If the source should not talk to the destination, treat it as an incident. If it should, fix the policy",
     "   that fails to allow it. If production traffic is broken and cannot wait for the fix, the panic button",
-    "   (calico-flows panic --help) allows all traffic of the customer namespaces until it is reverted.",
+    "   (calico-flows panic --help) allows all traffic of the customer namespaces until it is reverted. Run",
+    "   `calico-flows panic apply --dry-run --reason …` first: it lists the policies that would still deny (an",
+    "   earlier tier, a lower order). It opens pods of those namespaces only, not a node's own traffic.",
   );
   return lines.join("\n");
 }
@@ -389,6 +393,7 @@ function externalScanText(alert: AlertRecord): string {
     ...endpointLines("Most probed destination", alert.dst),
     "Traffic",
     `  Reported by: node ${oneLine(alert.reporter)} (for the most probed destination)`,
+    ...policyLines(alert),
     ...timingLines(alert),
     "",
     "Next steps",
@@ -550,6 +555,9 @@ function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<str
 
 /** `arn:aws:sts::1:assumed-role/Ops/alice` → `alice`; anything else unchanged. */
 function principalName(requester: string): string {
+  // `--direct`: `user@host via kubeconfig context "ctx" (https://server)`: the person is before " via ".
+  const via = requester.indexOf(" via ");
+  if (via > 0) return requester.slice(0, via);
   const last = requester.split("/").pop() ?? requester;
   return last === "" ? requester : last;
 }

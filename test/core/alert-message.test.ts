@@ -185,6 +185,13 @@ describe("alertEmailText", () => {
     expect(text).toContain("Most probed destination");
     expect(text).toContain("calico-flows flows --cluster prod --ip 203.0.113.9 --since");
     expect(text).not.toContain("kubectl describe");
+    // The policy the prefix named, as the other alerts say it.
+    expect(text).not.toContain("Policy:");
+    const named = alertEmailText({
+      ...scanAlert(),
+      policy: { tier: null, kind: "gnp", namespace: null, name: "deny-ext" },
+    });
+    expect(named).toContain("  Policy:      kind gnp, name deny-ext (named by the log prefix)");
   });
 });
 
@@ -347,5 +354,20 @@ describe("panicAnnouncement", () => {
     expect(panicAnnouncement({ ...base, expiresAt: null }).email).toContain(
       "Expires:  never: revert it once traffic is fixed",
     );
+  });
+
+  it("names the person, not the API server, for `panic --direct`", () => {
+    const direct = {
+      ...event,
+      conflicts: [],
+      requester:
+        'root@ops-vm via kubeconfig context "prod-admin" (https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com)',
+    };
+    expect(panicAnnouncement(direct).subject).toBe("Calico panic policy applied on prod by root@ops-vm");
+    expect(panicAnnouncement({ ...direct, action: "refused", detail: "x" }).subject).toBe(
+      "Calico panic request refused on prod (root@ops-vm)",
+    );
+    // The whole requester stays in the text.
+    expect(panicAnnouncement(direct).email).toContain(`Who:      ${direct.requester}`);
   });
 });
