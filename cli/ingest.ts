@@ -8,7 +8,7 @@ import type { IngestDeps } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory } from "./directory.ts";
-import { openAlertSink } from "./sink.ts";
+import { openAlertSink, storeArgs } from "./sink.ts";
 import { openStore } from "./store.ts";
 import { parseDurationMs } from "./time.ts";
 
@@ -98,7 +98,8 @@ export async function openIngest(
   });
   try {
     const directory = makeDirectory(opened.history);
-    const sink = raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string);
+    const sink =
+      raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, storeArgs(common));
     return {
       deps: {
         store: opened.store,

@@ -1,9 +1,17 @@
 // `--alerts-topic ARN`: the local mode publishes through the same SNS sink as the ingest function, in the topic's
 // own region (the ARN's) whatever `--region` says: `--region` is the table's, and SNS answers NotFound to a client
 // of another region than its topic's.
+import { resolve } from "node:path";
 import { SnsAlertSink } from "../functions/adapters/sns-sink.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
+import type { CommonOptions } from "./common.ts";
 
-export function openAlertSink(topicArn: string): AlertPublisher {
-  return new SnsAlertSink({ topicArn });
+/** The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. */
+export function storeArgs(common: Pick<CommonOptions, "store" | "table" | "region">): string[] {
+  if (common.table === undefined) return ["--store", resolve(common.store)];
+  return ["--table", common.table, ...(common.region === undefined ? [] : ["--region", common.region])];
+}
+
+export function openAlertSink(topicArn: string, storeArgs: readonly string[] = []): AlertPublisher {
+  return new SnsAlertSink({ topicArn, storeArgs });
 }

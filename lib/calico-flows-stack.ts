@@ -85,6 +85,9 @@ export class CalicoFlowsStack extends Stack {
       logRetention,
     });
 
+    // The alert e-mails' `calico-flows` commands reach the flow store through this API.
+    this.ingest.function.function.addEnvironment("API_URL", this.api.url);
+
     this.clusterAccess = c.manageClusterAccess
       ? new ClusterAccess(this, "ClusterAccess", {
           clusterName: c.clusterName,

@@ -27,6 +27,8 @@ export interface SnsAlertSinkOptions {
    * (profiles, credentials, `AWS_ENDPOINT_URL_SNS`), closed by `close()`.
    */
   client?: SNSClient;
+  /** Options that point the e-mails' `calico-flows` commands at the alerts' store (`--api <url>`…). @default none */
+  storeArgs?: readonly string[];
 }
 
 const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$/;
@@ -36,6 +38,7 @@ export class SnsAlertSink implements AlertPublisher {
   readonly #client: SNSClient;
   readonly #ownsClient: boolean;
   readonly #fifo: boolean;
+  readonly #storeArgs: readonly string[];
 
   constructor(options: SnsAlertSinkOptions) {
     const match = TOPIC_ARN.exec(options.topicArn);
@@ -46,13 +49,15 @@ export class SnsAlertSink implements AlertPublisher {
     }
     this.topicArn = options.topicArn;
     this.#fifo = match[4] !== undefined;
+    this.#storeArgs = options.storeArgs ?? [];
     this.#ownsClient = options.client === undefined;
     // The topic's region, not the default one: a topic in another region answers NotFound otherwise.
     this.#client = options.client ?? new SNSClient({ region: match[1] });
   }
 
   async publishAlert(alert: AlertRecord): Promise<void> {
-    await this.#publish(alertMessage(alert), `alert ${alert.id}`, alert.cluster, `alert\n${alert.id}`);
+    const message = alertMessage(alert, { storeArgs: this.#storeArgs });
+    await this.#publish(message, `alert ${alert.id}`, alert.cluster, `alert\n${alert.id}`);
   }
 
   async publishSummary(
@@ -60,7 +65,7 @@ export class SnsAlertSink implements AlertPublisher {
     cluster: string,
     suppressed: readonly AlertRecord[] = [],
   ): Promise<void> {
-    const message = suppressionSummary(count, cluster, suppressed);
+    const message = suppressionSummary(count, cluster, suppressed, { storeArgs: this.#storeArgs });
     await this.#publish(message, "suppression summary", cluster, `summary\n${message.json}`);
   }
 

@@ -239,6 +239,20 @@ function policyText(p: PolicyRef): string {
   return parts.length === 0 ? "-" : parts.join(", ");
 }
 
+export interface MessageOptions {
+  /**
+   * The `calico-flows` options that reach the store the alert is in (`--api <url>` for a deployed stack, `--table`
+   * or `--store` for the CLI's): the e-mail's commands carry them, so that they run as pasted. @default none
+   */
+  readonly storeArgs?: readonly string[];
+}
+
+/** The store arguments as the commands' first options, followed by a space; "" without any. */
+function storeText(options: MessageOptions): string {
+  const args = options.storeArgs ?? [];
+  return args.length === 0 ? "" : `${args.map(sh).join(" ")} `;
+}
+
 /** `kubectl` command that shows whoever held an endpoint. */
 function describeCommand(e: Endpoint): string {
   if (e.kind === "pod" && e.namespace !== null && e.name !== null) {
@@ -320,7 +334,7 @@ function policyLines(alert: AlertRecord): string[] {
     : [`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`];
 }
 
-function internalDenialText(alert: AlertRecord): string {
+function internalDenialText(alert: AlertRecord, store: string): string {
   const lines = [
     `Calico denied traffic between two endpoints inside cluster ${alert.cluster}.`,
     "Internal traffic is denied either because something is probing where it should not (an attack) or",
@@ -347,8 +361,8 @@ function internalDenialText(alert: AlertRecord): string {
     "   anything no policy allows is denied:",
     ...policyCommands(alert),
     "3. See the denied traffic of each end around that time (calico-flows sees denials only, never allowed traffic):",
-    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} ${flowsRange(alert)}`,
-    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.dst)} ${flowsRange(alert)}`,
+    `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} ${flowsRange(alert)}`,
+    `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} ${flowsFilter(alert.dst)} ${flowsRange(alert)}`,
     "4. If the source should not talk to the destination, treat it as an incident. If it should, fix the policy",
     "   that fails to allow it. If production traffic is broken and cannot wait for the fix, the panic button",
     "   (calico-flows panic --help) allows all traffic of the customer namespaces until it is reverted. Run",
@@ -358,7 +372,7 @@ function internalDenialText(alert: AlertRecord): string {
   return lines.join("\n");
 }
 
-function internalScanText(alert: AlertRecord): string {
+function internalScanText(alert: AlertRecord, store: string): string {
   const lines = [
     `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports at once:`,
     "it looks like a scan from inside (a compromised or misbehaving workload), or a policy that cuts it off from",
@@ -376,7 +390,7 @@ function internalScanText(alert: AlertRecord): string {
     "Next steps",
     "1. See who the source is, and everything it tried:",
     `   ${describeCommand(alert.src)}`,
-    `   calico-flows flows --cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} --group ${flowsRange(alert)}`,
+    `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} --group ${flowsRange(alert)}`,
     "2. If it should not be probing, treat it as an incident: isolate the workload. If it should talk to these",
     "   destinations, find the policy that denies them (policies apply lowest order first):",
     ...policyCommands(alert),
@@ -384,7 +398,7 @@ function internalScanText(alert: AlertRecord): string {
   return lines.join("\n");
 }
 
-function externalScanText(alert: AlertRecord): string {
+function externalScanText(alert: AlertRecord, store: string): string {
   const lines = [
     `An external source was denied on many distinct ports or destinations in cluster ${alert.cluster}:`,
     "it looks like a scan. Calico blocked it; this is for awareness (severity low).",
@@ -398,7 +412,7 @@ function externalScanText(alert: AlertRecord): string {
     "",
     "Next steps",
     "1. See everything this source tried:",
-    `   calico-flows flows --cluster ${sh(alert.cluster)} --ip ${sh(alert.src.ip)} ${flowsRange(alert)}`,
+    `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} --ip ${sh(alert.src.ip)} ${flowsRange(alert)}`,
     "2. Find how it reaches the nodes (load balancer, NodePort, security group rules) and block it there if it",
     "   keeps coming back.",
   ];
@@ -406,12 +420,13 @@ function externalScanText(alert: AlertRecord): string {
 }
 
 /** The e-mail text of an alert: who, what, when, and the runbook steps written out for this case. */
-export function alertEmailText(alert: AlertRecord): string {
+export function alertEmailText(alert: AlertRecord, options: MessageOptions = {}): string {
+  const store = storeText(options);
   const text = isInternalScan(alert)
-    ? internalScanText(alert)
+    ? internalScanText(alert, store)
     : isScan(alert)
-      ? externalScanText(alert)
-      : internalDenialText(alert);
+      ? externalScanText(alert, store)
+      : internalDenialText(alert, store);
   return `${text}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
 }
 
@@ -460,10 +475,10 @@ export function alertAttributes(alert: AlertRecord): Record<string, MessageAttri
   return attributes;
 }
 
-export function alertMessage(alert: AlertRecord): OutboundMessage {
+export function alertMessage(alert: AlertRecord, options: MessageOptions = {}): OutboundMessage {
   return {
     subject: alertSubject(alert),
-    email: alertEmailText(alert),
+    email: alertEmailText(alert, options),
     json: alertDefaultJson(alert),
     attributes: alertAttributes(alert),
   };
@@ -481,6 +496,7 @@ export function suppressionSummary(
   count: number,
   cluster: string,
   suppressed: readonly AlertRecord[] = [],
+  options: MessageOptions = {},
 ): OutboundMessage {
   const noun = count === 1 ? "alert" : "alerts";
   const sample = suppressed.slice(0, SUMMARY_SAMPLE);
@@ -492,7 +508,7 @@ export function suppressionSummary(
   const lines = [
     `${count} more ${noun} in cluster ${cluster} reached the per-run alert cap and ${count === 1 ? "was" : "were"} not sent one by one.`,
     `${count === 1 ? "It is" : "They are"} recorded in the flow store; list them with:`,
-    `   calico-flows alerts --cluster ${sh(cluster)}${since === null ? "" : ` --since ${since}`}`,
+    `   calico-flows alerts ${storeText(options)}--cluster ${sh(cluster)}${since === null ? "" : ` --since ${since}`}`,
   ];
   if (sample.length > 0) {
     lines.push("", sample.length < count ? `${sample.length} of them:` : "Suppressed:");

@@ -48,6 +48,8 @@ const IngestEnv = z.object({
   ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),
   ALERTS_TOPIC_ARN: z.string().startsWith("arn:").optional(),
+  // The stack's API, which the alert e-mails' `calico-flows` commands name (`--api`).
+  API_URL: z.url({ protocol: /^https?$/ }).optional(),
   SCAN_THRESHOLD: z.coerce.number().int().min(2).max(65_535).optional(),
   RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   LOG_PREFIX: z.string().min(1).default("calico-packet"),

@@ -89,6 +89,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
       : new SnsAlertSink({
           client: tracer.captureAWSv3Client(new SNSClient({})),
           topicArn: config.ALERTS_TOPIC_ARN,
+          storeArgs: config.API_URL === undefined ? [] : ["--api", config.API_URL],
         });
   return {
     directory,

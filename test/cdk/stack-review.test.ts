@@ -70,6 +70,9 @@ function deployedValue(value: unknown, resources: Record<string, Resource>): str
     if (type === "AWS::SNS::Topic") return `arn:aws:sns:eu-west-1:123456789012:${id}`;
     if (type === "AWS::SQS::Queue") return `https://sqs.eu-west-1.amazonaws.com/123456789012/${id}`;
     if (type === "AWS::DynamoDB::Table" || type === "AWS::Scheduler::ScheduleGroup") return id;
+    // A REST API's id; a stage's name.
+    if (type === "AWS::ApiGateway::RestApi") return "a1b2c3d4e5";
+    if (type === "AWS::ApiGateway::Stage") return String(resources[id]?.Properties.StageName);
     throw new Error(`no deployed value for Ref ${id} (${type})`);
   }
   if ("Fn::GetAtt" in v) {

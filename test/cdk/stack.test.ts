@@ -185,11 +185,13 @@ describe("CalicoFlowsStack", () => {
         env[key] =
           typeof value === "string"
             ? value
-            : resources[referenced]?.Type === "AWS::SQS::Queue"
-              ? "arn:aws:sqs:eu-west-1:123456789012:resolved"
-              : key.endsWith("_ARN")
-                ? "arn:aws:sns:eu-west-1:123456789012:resolved"
-                : "resolved-name";
+            : key === "API_URL"
+              ? "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/"
+              : resources[referenced]?.Type === "AWS::SQS::Queue"
+                ? "arn:aws:sqs:eu-west-1:123456789012:resolved"
+                : key.endsWith("_ARN")
+                  ? "arn:aws:sns:eu-west-1:123456789012:resolved"
+                  : "resolved-name";
       }
       return env;
     }
@@ -210,6 +212,7 @@ describe("CalicoFlowsStack", () => {
           "AGGREGATION_SECONDS",
           "ALERTS_TOPIC_ARN",
           "ALERT_WINDOW_MINUTES",
+          "API_URL",
           "ATTRIBUTION",
           "CLUSTER_NAME",
           "INTERNAL_CIDRS",
@@ -229,6 +232,11 @@ describe("CalicoFlowsStack", () => {
         LOG_PREFIX: "calico-packet",
         ATTRIBUTION: "eks",
       });
+      // The stack's own API, which the alert e-mails' commands name (`--api`).
+      const vars = (
+        template.toJSON().Resources[ids.ingest] as { Properties: { Environment: { Variables: Json } } }
+      ).Properties.Environment.Variables;
+      expect(JSON.stringify(vars.API_URL)).toContain(`"Ref":"${logicalId(stack, stack.api.restApi)}"`);
     });
 
     it("passes the optional ingest settings only when they are configured", () => {

@@ -66,6 +66,10 @@ describe("calico-flows replay --alerts-topic", () => {
     const structure = structureOf(bug as NonNullable<typeof bug>);
     expect(JSON.parse(structure.default)).toMatchObject({ count: 128, dstPort: 5432, severity: "high" });
     expect(structure.email).toContain("kubectl describe pod");
+    // Its commands reach this store as pasted.
+    expect(structure.email).toContain(
+      `   calico-flows flows --store ${store} --cluster demo --namespace customer-a`,
+    );
 
     // The filter policy lets only customer-b's destinations through: db:5432 and api:9090.
     const filtered = await drainQueue(sns, customerB);

@@ -142,6 +142,20 @@ describe("alertEmailText", () => {
     expect(text).not.toContain("Folded:");
   });
 
+  it("points its commands at the store the alert is in, when told where that is", () => {
+    const api = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/";
+    for (const a of [alert(), scanAlert(), internalScanAlert()]) {
+      const text = alertEmailText(a, { storeArgs: ["--api", api] });
+      const commands = text.split("\n").filter((l) => l.trim().startsWith("calico-flows flows"));
+      expect(commands.length).toBeGreaterThan(0);
+      for (const c of commands) expect(c).toContain(`calico-flows flows --api ${api} --cluster prod `);
+      // Without: the CLI's default store.
+      expect(alertEmailText(a)).toContain("calico-flows flows --cluster prod ");
+    }
+    const summary = suppressionSummary(3, "prod", [alert()], { storeArgs: ["--store", "/var/lib/my store"] });
+    expect(summary.email).toContain("calico-flows alerts --store '/var/lib/my store' --cluster prod --since");
+  });
+
   it("says how many hits were folded into the previous alert of the same traffic", () => {
     expect(alertEmailText(alert({ foldedBefore: 41 }))).toContain(
       "Folded:      41 more hits were folded into the previous alert for this traffic",

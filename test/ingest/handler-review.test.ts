@@ -24,10 +24,13 @@ import {
   type LocalSns,
   startLocalSns,
   startFaultProxy as startSnsProxy,
+  structureOf,
   subscribeQueue,
 } from "../support/fauxqs.ts";
 
 const T0 = Date.parse("2026-04-19T04:50:00Z");
+/** The stack's API, as CDK gives it to the function. */
+const API_URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/";
 const DAY = 86_400_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 const REPORTER = "ip-192-168-74-5";
@@ -237,6 +240,7 @@ async function coldHandler(
   if (topicArn !== undefined) {
     vi.stubEnv("ALERTS_TOPIC_ARN", topicArn);
     vi.stubEnv("AWS_ENDPOINT_URL_SNS", snsEndpoint);
+    vi.stubEnv("API_URL", API_URL);
   }
   vi.stubEnv("CLUSTER_NAME", "prod");
   vi.stubEnv("TABLE_NAME", tableName);
@@ -361,7 +365,11 @@ describe("ingest handler (review)", () => {
         for (const d of first.dimensions) expect(d).toMatchObject({ cluster: "prod" });
         expect(first.metrics).toMatchObject(metricsFor(e, { written: e.flows, duplicate: 0 }));
         expect(first.metrics.AlertsRaised).toBe(e.alerts);
-        expect(await drainQueue(sns, queueUrl)).toHaveLength(e.alerts);
+        const published = await drainQueue(sns, queueUrl);
+        expect(published).toHaveLength(e.alerts);
+        // The e-mails' commands reach the stack's store through its API.
+        for (const m of published)
+          expect(structureOf(m).email).toContain(`calico-flows flows --api ${API_URL} `);
         await checkStored(store, base - DAY, base + DAY, e);
         const before = await tableState(tableName);
 
