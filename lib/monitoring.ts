@@ -15,9 +15,9 @@ import type { PanicButton } from "./panic.ts";
 
 const PERIOD = Duration.minutes(5);
 /**
- * A queue's depth alarm keeps its state when the depth goes missing: SQS publishes metrics only for queues it
- * deems active (some action within six hours), so messages left untouched in a queue may stop being counted,
- * and "no data is healthy" would turn the alarm OK (and e-mail so) while they wait there.
+ * A queue's depth alarm keeps its state when the depth goes missing. SQS publishes metrics for queues it deems
+ * active, which its documentation says a queue holding messages is; should the depth of an untouched queue still go
+ * missing, "no data is healthy" would turn the alarm OK (and e-mail so) while its messages wait there.
  */
 const QUEUE_DEPTH_MISSING = cloudwatch.TreatMissingData.IGNORE;
 
@@ -100,7 +100,7 @@ export class Monitoring extends Construct {
       const id = metricName.charAt(0).toLowerCase() + metricName.slice(1);
       const usingMetrics = Object.fromEntries([table, ...indexes].map((metric, k) => [`${id}${k}`, metric]));
       return new cloudwatch.MathExpression({
-        // SUM of the series at each time: an index with no datum then adds nothing rather than blanking the sum.
+        // The series summed at each time (each index's throttles and capacity are published on their own).
         expression: `SUM([${Object.keys(usingMetrics).join(", ")}])`,
         usingMetrics,
         label,

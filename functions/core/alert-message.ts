@@ -301,15 +301,38 @@ function policyCommands(alert: AlertRecord): string[] {
     "   kubectl get globalnetworkpolicies.projectcalico.org -o " +
       "custom-columns=NAME:.metadata.name,TIER:.spec.tier,ORDER:.spec.order,NAMESPACES:.spec.namespaceSelector,SELECTOR:.spec.selector",
   );
-  const p = alert.policy;
-  if (p !== null && p.name !== null) {
-    lines.push(
-      p.namespace !== null
-        ? `   kubectl get networkpolicies.projectcalico.org -n ${sh(p.namespace)} ${sh(p.name)} -o yaml`
-        : `   kubectl get globalnetworkpolicies.projectcalico.org ${sh(p.name)} -o yaml`,
-    );
-  }
+  lines.push(...namedPolicyCommands(alert, namespaces));
   return lines;
+}
+
+/** The resource of each policy kind Felix names (`%k`) that `kubectl get` can show by name. */
+const NAMESPACED_POLICY_RESOURCES: Readonly<Record<string, string>> = {
+  np: "networkpolicies.projectcalico.org",
+  knp: "networkpolicies.networking.k8s.io",
+};
+const GLOBAL_POLICY_RESOURCES: Readonly<Record<string, string>> = {
+  gnp: "globalnetworkpolicies.projectcalico.org",
+};
+
+/**
+ * `kubectl get` of the policy the prefix named, by its kind. A namespaced policy without a namespace (a format
+ * without `%p`), or with one no end is in (cut by the kernel's 29 characters), is looked up in the ends'
+ * namespaces; a kind without a resource here (staged policies, profiles) gets no command.
+ */
+function namedPolicyCommands(alert: AlertRecord, endNamespaces: readonly string[]): string[] {
+  const p = alert.policy;
+  if (p === null || p.name === null) return [];
+  // Without a kind, a namespace says which it is.
+  const kind = p.kind ?? (p.namespace === null ? "gnp" : "np");
+  const global = GLOBAL_POLICY_RESOURCES[kind];
+  if (global !== undefined) return [`   kubectl get ${global} ${sh(p.name)} -o yaml`];
+  const resource = NAMESPACED_POLICY_RESOURCES[kind];
+  if (resource === undefined) return [];
+  const namespaces =
+    p.namespace !== null && (p.kind === null || endNamespaces.includes(p.namespace))
+      ? [p.namespace]
+      : endNamespaces;
+  return namespaces.map((ns) => `   kubectl get ${resource} -n ${sh(ns)} ${sh(p.name as string)} -o yaml`);
 }
 
 function timingLines(alert: AlertRecord): string[] {

@@ -1176,12 +1176,16 @@ export class LineParser {
     return this.parseRecord(value as Record<string, unknown>, depth, outerHost, outerMs);
   }
 
-  /** parseJson's record, parsed; its host and time stand for those of the line it wraps when that has none. */
+  /**
+   * parseJson's record, parsed; its host and time stand for those of the line it wraps when that has none. `inBody`:
+   * the record is another's `body`, which is followed once, whatever the depth of messages.
+   */
   parseRecord(
     record: Record<string, unknown>,
     depth: number,
     outerHost: string | null,
     outerMs: number,
+    inBody = false,
   ): Scan {
     let message: string | null = null;
     for (const name of MESSAGE_KEYS) {
@@ -1203,8 +1207,8 @@ export class LineParser {
     // The OpenTelemetry exporter's `body` may be the wrapped record itself (journald's entry, as the CloudWatch
     // agent's journald collection sends it).
     const body = record.body;
-    if (depth === 0 && body !== null && typeof body === "object" && !Array.isArray(body)) {
-      return this.parseRecord(body as Record<string, unknown>, depth + 1, host, ms);
+    if (!inBody && body !== null && typeof body === "object" && !Array.isArray(body)) {
+      return this.parseRecord(body as Record<string, unknown>, depth, host, ms, true);
     }
     // The prefix was somewhere else in the record (a label, a path): not a packet line.
     return SKIP;
@@ -1242,7 +1246,7 @@ export class LineParser {
 
   /**
    * parseFlatJson for the record `line[start, end)` whose bytes are `b` (viewed as `view`), with zeros after
-   * `end`: `line` may go on after the record (scanWithin). At `depth` 1 it is the object `body` of a record, whose
+   * `end`: `line` may go on after the record (scanWithin). `inBody`: it is the object `body` of a record, whose
    * host and time stand in for its own (`outerHost`, `outerMs`), as in parseRecord.
    */
   readFlatJson(
@@ -1251,7 +1255,7 @@ export class LineParser {
     view: DataView,
     start: number,
     end: number,
-    depth = 0,
+    inBody = false,
     outerHost: string | null = null,
     outerMs = Number.NaN,
   ): Scan | undefined {
@@ -1335,7 +1339,7 @@ export class LineParser {
         }
         const slot = jsonKeySlot(b, keyStart, keyEnd);
         if (slot === SLOT_BODY) {
-          const object = kind === JSON_OTHER && c === 123 && depth === 0;
+          const object = kind === JSON_OTHER && c === 123 && !inBody;
           bodyStart = object ? valueStart : -1;
           bodyEnd = object ? valueEnd : -1;
           if (object) kind = 0;
@@ -1411,13 +1415,13 @@ export class LineParser {
       if (!Number.isNaN(ms)) break;
     }
     if (Number.isNaN(ms)) ms = outerMs;
-    if (messageStart < 0) return this.readFlatJson(line, b, view, bodyStart, bodyEnd, depth + 1, host, ms);
+    if (messageStart < 0) return this.readFlatJson(line, b, view, bodyStart, bodyEnd, true, host, ms);
     // The message's own leading spaces and tabs, as parseMessage skips them.
     let text = messageStart;
     while (text < messageEnd && (b[text] === 32 || b[text] === 9)) text++;
     if (b[text] === 123) {
       const message = line.slice(messageStart, messageEnd);
-      return this.parseMessage(messageNewline ? `${message}\n` : message, depth, host, ms);
+      return this.parseMessage(messageNewline ? `${message}\n` : message, 0, host, ms);
     }
     if (!messageNewline) return this.parseText(line, text, found, host, ms, b, messageEnd);
     // The message is its text and a newline, which parseText would drop as a line ending: it reads the text

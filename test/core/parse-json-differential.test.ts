@@ -568,8 +568,27 @@ function record(prefix: string, outer: boolean): fc.Arbitrary<Tok[]> {
     // An object with a host that is not the kubernetes filter's.
     { arbitrary: member(keyOf(OTHER_KEYS), objectOf(member(keyOf(["host"]), hostValue), 2)), weight: 1 },
     { arbitrary: member(keyOf(ALL_KEYS), anyValue), weight: 2 },
-    // The OpenTelemetry exporter's body holding the record itself (journald's entry).
-    ...(outer ? [{ arbitrary: member(keyOf(["body"]), record(prefix, false)), weight: 1 }] : []),
+    // The OpenTelemetry exporter's body holding the record itself (journald's entry), whose message may be a
+    // record in its turn.
+    ...(outer
+      ? [
+          { arbitrary: member(keyOf(["body"]), record(prefix, false)), weight: 1 },
+          {
+            arbitrary: member(
+              keyOf(["body"]),
+              objectFrom(
+                fc
+                  .tuple(
+                    fc.array(member(keyOf(HOST_KEYS), hostValue), { maxLength: 2 }),
+                    member(keyOf(MESSAGE_KEYS), messageValue(prefix, true)),
+                  )
+                  .map(([hosts, m]) => [...hosts, m]),
+              ),
+            ),
+            weight: 1,
+          },
+        ]
+      : []),
   );
   const members = fc.oneof(
     {
