@@ -106,3 +106,24 @@ export function parseInteger(name: string, min: number, max: number): (value: st
     return n;
   };
 }
+
+/**
+ * An error's message and those of its causes that it does not already say: fetch says only "fetch failed", and
+ * why (a refused connection, an unknown host, a certificate) is in its cause.
+ */
+export function describeError(error: unknown): string {
+  let text = "";
+  let at: unknown = error;
+  for (let depth = 0; at !== undefined && at !== null && depth < 5; depth++) {
+    // A connection refused on every address of a name is an AggregateError without a message of its own.
+    const message =
+      at instanceof AggregateError && at.message === ""
+        ? at.errors.map((e) => (e instanceof Error ? e.message : String(e))).join("; ")
+        : at instanceof Error
+          ? at.message
+          : String(at);
+    if (message !== "" && !text.includes(message)) text = text === "" ? message : `${text}: ${message}`;
+    at = at instanceof Error ? at.cause : undefined;
+  }
+  return text;
+}

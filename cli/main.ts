@@ -1,6 +1,6 @@
 // The calico-flows CLI: the same core and adapters as the Lambda functions, run locally.
 import { Command, CommanderError } from "commander";
-import { UsageError } from "./common.ts";
+import { describeError, UsageError } from "./common.ts";
 
 type Register = (program: Command) => void;
 
@@ -72,25 +72,4 @@ try {
     process.stderr.write(`${error.stack}\n`);
   }
   process.exitCode = error instanceof UsageError ? 2 : 1;
-}
-
-/**
- * An error's message and those of its causes that it does not already say: fetch says only "fetch failed", and
- * why (a refused connection, an unknown host, a certificate) is in its cause.
- */
-function describeError(error: unknown): string {
-  let text = "";
-  let at: unknown = error;
-  for (let depth = 0; at !== undefined && at !== null && depth < 5; depth++) {
-    // A connection refused on every address of a name is an AggregateError without a message of its own.
-    const message =
-      at instanceof AggregateError && at.message === ""
-        ? at.errors.map((e) => (e instanceof Error ? e.message : String(e))).join("; ")
-        : at instanceof Error
-          ? at.message
-          : String(at);
-    if (message !== "" && !text.includes(message)) text = text === "" ? message : `${text}: ${message}`;
-    at = at instanceof Error ? at.cause : undefined;
-  }
-  return text;
 }

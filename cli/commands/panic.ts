@@ -31,7 +31,13 @@ import {
   PanicService,
 } from "../../functions/panic/service.ts";
 import type { ApiRequest } from "../api-client.ts";
-import { type CommonOptions, commonOptions, parseInteger, withCommonOptions } from "../common.ts";
+import {
+  type CommonOptions,
+  commonOptions,
+  describeError,
+  parseInteger,
+  withCommonOptions,
+} from "../common.ts";
 import { table } from "../format.ts";
 import { openAlertSink } from "../sink.ts";
 
@@ -235,18 +241,6 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
 }
 
 async function runDirect(action: Action, o: PanicOptions, common: CommonOptions): Promise<PanicResponse> {
-  const scheduled = action === "apply" && (o.ttl ?? 0) > 0;
-  if (
-    scheduled &&
-    (o.scheduleGroup === undefined || o.schedulerRoleArn === undefined || o.expiryFunctionArn === undefined)
-  ) {
-    throw new PanicFailure(
-      "invalid",
-      "--ttl with --direct needs --schedule-group, --scheduler-role-arn and --expiry-function-arn (the deployed " +
-        "stack's values); without them use --ttl 0 and revert by hand",
-      { field: "ttlMinutes" },
-    );
-  }
   const runtime = await openDirect(o, common);
   try {
     switch (action) {
@@ -353,17 +347,30 @@ function conflictBlock(r: PanicResponse): string[] {
   ];
 }
 
-function humanText(r: PanicResponse): string {
+/** `revertReason`: the reason this revert was given, which the answer (the removed policy's stamp) does not carry. */
+function humanText(r: PanicResponse, revertReason?: string): string {
   const lines = [`${HEADLINE[r.result] ?? r.result.toUpperCase()}  ${r.message.split(". WARNING")[0]}`];
-  const details: [string, string | null][] = [
-    ["cluster", r.cluster],
-    ["policy", `${r.policyName} (${r.apiGroup})`],
-    ["reason", r.reason],
-    ["applied by", r.appliedBy],
-    ["applied at", r.appliedAt],
-    ["expires at", r.appliedAt === null ? null : (r.expiresAt ?? "never (revert by hand)")],
-  ];
-  for (const [k, v] of details) if (v !== null) lines.push(`  ${`${k}:`.padEnd(12)} ${v}`);
+  // After a revert the stamp is the removed policy's: said as what was, with no expiry to come.
+  const details: [string, string | null][] =
+    r.result === "reverted"
+      ? [
+          ["cluster", r.cluster],
+          ["policy", `${r.policyName} (${r.apiGroup})`],
+          ["reverted for", revertReason ?? null],
+          ["was applied for", r.reason],
+          ["was applied by", r.appliedBy],
+          ["was applied at", r.appliedAt],
+        ]
+      : [
+          ["cluster", r.cluster],
+          ["policy", `${r.policyName} (${r.apiGroup})`],
+          ["reason", r.reason],
+          ["applied by", r.appliedBy],
+          ["applied at", r.appliedAt],
+          ["expires at", r.appliedAt === null ? null : (r.expiresAt ?? "never (revert by hand)")],
+        ];
+  const width = Math.max(...details.map(([k]) => k.length)) + 2;
+  for (const [k, v] of details) if (v !== null) lines.push(`  ${`${k}:`.padEnd(width)} ${v}`);
   if (r.result.startsWith("would-") && r.policy !== null) {
     lines.push("", "Would apply:", dumpYaml(r.policy).trimEnd());
   }
@@ -408,7 +415,7 @@ function fail(error: unknown, json: boolean): void {
     process.stderr.write(`error (${error.kind}): ${error.message}\n`);
     return;
   }
-  process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`error: ${describeError(error)}\n`);
 }
 
 async function run(action: Action, raw: Record<string, unknown>): Promise<void> {
@@ -427,6 +434,19 @@ async function run(action: Action, raw: Record<string, unknown>): Promise<void> 
     process.stderr.write("error: --kubeconfig and --context go with --direct, not --api\n");
     return;
   }
+  if (
+    o.direct === true &&
+    action === "apply" &&
+    (o.ttl ?? 0) > 0 &&
+    (o.scheduleGroup === undefined || o.schedulerRoleArn === undefined || o.expiryFunctionArn === undefined)
+  ) {
+    process.exitCode = 2;
+    process.stderr.write(
+      "error: --ttl with --direct needs --schedule-group, --scheduler-role-arn and --expiry-function-arn (the " +
+        "deployed stack's values); without them use --ttl 0 and revert by hand\n",
+    );
+    return;
+  }
   try {
     const response =
       o.api !== undefined ? await runApi(action, o, common) : await runDirect(action, o, common);
@@ -437,7 +457,7 @@ async function run(action: Action, raw: Record<string, unknown>): Promise<void> 
         process.stderr.write(`${conflictBlock(response).join("\n")}\n`);
       }
     } else {
-      process.stdout.write(humanText(response));
+      process.stdout.write(humanText(response, action === "revert" ? o.reason : undefined));
     }
   } catch (error) {
     fail(error, json);

@@ -182,11 +182,16 @@ describe("calico-flows errors", () => {
         server.close(() => resolve(port));
       });
     });
-    const run = await runCli(["flows", "--api", `http://127.0.0.1:${port}/v1`, "--region", "eu-west-1"], {
-      env: { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "secret", AWS_PROFILE: "" },
-    });
-    expect(run.code).toBe(1);
-    expect(run.stderr).toBe(`error: fetch failed: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    const env = { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "secret", AWS_PROFILE: "" };
+    const api = ["--api", `http://127.0.0.1:${port}/v1`, "--region", "eu-west-1"];
+    // The panic button too, where the reason matters most.
+    for (const command of [["flows"], ["panic", "status"]]) {
+      const run = await runCli([...command, ...api], { env });
+      expect(run.code, command.join(" ")).toBe(1);
+      expect(run.stderr, command.join(" ")).toBe(
+        `error: fetch failed: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+      );
+    }
   });
 
   it("takes --internal as true or false only", async () => {

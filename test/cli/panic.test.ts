@@ -117,6 +117,10 @@ describe("calico-flows panic --direct", () => {
     const reverted = await direct("revert", "--reason", "fixed");
     expect(reverted.code).toBe(0);
     expect(reverted.stdout).toMatch(/^REVERTED/);
+    // This revert's reason, and the removed policy's stamp said as what was, without an expiry to come.
+    expect(reverted.stdout).toContain("\n  reverted for:     fixed\n");
+    expect(reverted.stdout).toContain("\n  was applied for:  payments down, INC-7\n");
+    expect(reverted.stdout).not.toContain("expires at");
     expect(stored()).toBeUndefined();
     const again = await direct("revert");
     expect(again.code).toBe(0);
@@ -270,9 +274,9 @@ describe("calico-flows panic --direct", () => {
     }
   });
 
-  it("needs the scheduler's settings for --ttl", async () => {
+  it("needs the scheduler's settings for --ttl: options that do not go together, a usage error", async () => {
     const run = await direct("apply", "--reason", "timed", "--ttl", "30");
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/--ttl with --direct needs --schedule-group/);
     expect(stored()).toBeUndefined();
   });
