@@ -7,6 +7,7 @@ import type { Command } from "commander";
 import { KUBECONFIG_FIXES, loadKubeconfig } from "../functions/adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../functions/adapters/kube/live-directory.ts";
 import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
+import { CidrSet } from "../functions/core/classify.ts";
 import type { HolderHistory } from "../functions/core/ports.ts";
 import type { IpDirectory } from "../functions/core/types.ts";
 
@@ -46,6 +47,7 @@ const warn = {
 export async function openDirectory(
   raw: Record<string, unknown>,
   cluster: string,
+  internalCidrs: readonly string[],
 ): Promise<(history: HolderHistory) => OpenedDirectory> {
   const labelKeys = (raw.namespaceLabel as string[] | undefined) ?? [];
   if (raw.pods !== undefined || raw.nodes !== undefined) {
@@ -56,6 +58,7 @@ export async function openDirectory(
       namespaceLabelKeys: labelKeys,
     });
     for (const problem of snapshot.summary.malformed) process.stderr.write(`warning: skipped ${problem}\n`);
+    warnPodsOutside(snapshot, internalCidrs);
     return () => ({ directory: snapshot, description: "snapshot files", close: async () => {} });
   }
   const haveKubeconfig =
@@ -94,4 +97,20 @@ export async function openDirectory(
       close: async () => {},
     };
   };
+}
+
+/**
+ * Only addresses inside the internal CIDRs are attributed and alerted on: pods the snapshot holds outside them
+ * (the default 192.168.0.0/16 against a VPC of 10.0.0.0/16) would all be stored as external, silently.
+ */
+function warnPodsOutside(snapshot: SnapshotDirectory, internalCidrs: readonly string[]): void {
+  const internal = new CidrSet(internalCidrs);
+  const pods = snapshot.ips().filter((ip) => snapshot.holders(ip).some((h) => h.kind === "pod"));
+  const outside = pods.filter((ip) => !internal.contains(ip));
+  if (outside.length === 0) return;
+  process.stderr.write(
+    `warning: ${outside.length} of the ${pods.length} pod addresses in the snapshot files (${outside[0]}…) are outside ` +
+      `--internal-cidr ${internalCidrs.join(", ")}: their traffic is stored as external, unattributed, and raises no ` +
+      "alert; give the cluster's ranges with --internal-cidr (repeatable)\n",
+  );
 }

@@ -90,7 +90,7 @@ export async function openIngest(
     throw new UsageError((error as Error).message);
   }
   // The snapshot files and the kubeconfig too: one that cannot be read leaves no store made.
-  const makeDirectory = await openDirectory(raw, common.cluster);
+  const makeDirectory = await openDirectory(raw, common.cluster, common.internalCidrs);
   const opened = await openStore(common, {
     retentionDays: raw.retentionDays as number,
     countsBuckets: raw.bucketSeconds as number,

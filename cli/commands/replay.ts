@@ -75,6 +75,11 @@ export function registerReplay(program: Command): void {
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
         `${summary.unresolved} unresolved endpoints\n`,
     );
+    if (summary.lines > 0 && summary.calico === 0 && summary.malformed === 0) {
+      process.stderr.write(
+        `note: no line held the prefix "${raw.prefix as string}": if Felix's logPrefix is another, give it with --prefix\n`,
+      );
+    }
     if (summary.untimed > 0) {
       process.stderr.write(
         `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,

@@ -40,6 +40,8 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     expect(run.code).toBe(0);
     expect(run.stderr).toMatch(/replayed 323 lines: 296 calico records, 2 malformed/);
     expect(run.stderr.match(/^line \d+: /gm)).toHaveLength(2);
+    // Its pods are inside the internal CIDR.
+    expect(run.stderr).not.toContain("pod addresses");
   });
 
   it("attributes the policy bug customer-a/web → customer-b/db:5432, syslog and journald lines alike", async () => {
@@ -235,6 +237,38 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       );
       expect(addresses.size).toBeGreaterThan(0);
       expect(run.stderr).toMatch(new RegExp(`, ${addresses.size} unresolved endpoints\n`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("warns when the snapshot's pods are outside --internal-cidr, and when no line held the prefix", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-mismatch-"));
+    try {
+      // The sample's pods are in 192.168.0.0/16: a VPC range given instead leaves them all external.
+      const wrong = await runCli([
+        "replay",
+        join(SAMPLE, "node-logs.log"),
+        ...["--store", join(dir, "a"), "--cluster", "demo", "--internal-cidr", "10.0.0.0/16"],
+        ...SAMPLE_ATTRIBUTION,
+        "--quiet",
+      ]);
+      expect(wrong.code).toBe(0);
+      expect(wrong.stderr).toMatch(
+        /warning: (\d+) of the \1 pod addresses in the snapshot files \(192\.168\.[\d.]+…\) are outside --internal-cidr 10\.0\.0\.0\/16: their traffic is stored as external/,
+      );
+      expect(wrong.stderr).toMatch(/, 0 alerts/);
+      // Lines whose prefix is another (Felix's logPrefix changed): none read, and said so.
+      const input =
+        "Apr 19 04:52:19 ip-1 kernel: cfd np a/b: IN=eth0 OUT=eni1 SRC=192.168.1.1 DST=192.168.1.2 LEN=60 TTL=1 PROTO=TCP SPT=1 DPT=2 SYN\n";
+      const other = await runCli(["replay", "-", "--store", join(dir, "b"), "--cluster", "demo", "--quiet"], {
+        input,
+        env: { KUBECONFIG: "", HOME: dir },
+      });
+      expect(other.code).toBe(0);
+      expect(other.stderr).toContain(
+        'note: no line held the prefix "calico-packet": if Felix\'s logPrefix is another, give it with --prefix',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -177,6 +177,11 @@ export class SnapshotDirectory implements IpDirectory {
     return new SnapshotDirectory({ pods, nodes, namespaces, namespaceLabelKeys: files.namespaceLabelKeys });
   }
 
+  /** Every address the files give a holder (for diagnostics). */
+  ips(): string[] {
+    return this.#index.ips();
+  }
+
   /** Holders known for `ip` (for tests and diagnostics). */
   holders(ip: string): Holder[] {
     return this.#index.holders(normalizeIp(ip));
