@@ -1,4 +1,5 @@
 // Human-readable tables for `flows` and `alerts`; `--json` prints the records themselves instead.
+import { isScan } from "../functions/core/alert-message.ts";
 import type { AlertRecord, Endpoint, FlowRecord, PolicyRef } from "../functions/core/types.ts";
 import type { Conversation } from "./conversations.ts";
 
@@ -106,18 +107,22 @@ export function alertsTable(alerts: readonly AlertRecord[]): string {
       "LAST SEEN",
       "DELIVERY",
       "POLICY",
+      "ID",
     ],
     alerts.map((a) => [
       shortTime(a.openedAt),
       a.severity,
       describeEndpoint(a.src),
-      describeEndpoint(a.dst),
+      // A scan's destination is only its most hit one: `flows --group` lists them all.
+      isScan(a) ? `scan, most hit ${describeEndpoint(a.dst)}` : describeEndpoint(a.dst),
       port(a.protocol, a.dstPort),
       String(a.count),
       String(a.foldedBefore),
       shortTime(a.lastSeen),
       a.delivery,
       describePolicy(a.policy),
+      // The id the e-mail ends with.
+      a.id,
     ]),
   );
 }

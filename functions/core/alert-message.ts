@@ -146,7 +146,8 @@ function portText(protocol: string, dstPort: number | null): string {
   return dstPort === null ? protocol : `${dstPort}/${protocol}`;
 }
 
-const isScan = (alert: AlertRecord) => alert.reason.endsWith("-scan") || alert.key.dst === SCAN_DESTINATION;
+export const isScan = (alert: AlertRecord) =>
+  alert.reason.endsWith("-scan") || alert.key.dst === SCAN_DESTINATION;
 const isInternalScan = (alert: AlertRecord) => alert.reason === "internal-scan";
 
 /** e.g. `Calico denied customer-a/web → customer-b/db:8012/TCP (prod)`; IPs when unattributed. */

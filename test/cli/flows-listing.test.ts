@@ -101,9 +101,35 @@ describe("flows and alerts listings", () => {
       expect(run.code).toBe(0);
       const [header, ...rows] = run.stdout.trimEnd().split("\n");
       const columns = header?.split(/\s{2,}/) ?? [];
-      expect(columns.at(-1)).toBe("POLICY");
+      const at = columns.indexOf("POLICY");
+      expect(at).toBeGreaterThan(0);
       expect(rows.length).toBeGreaterThan(0);
-      for (const row of rows) expect(row.split(/\s{2,}/).at(-1)).toBe("security: gnp deny-db");
+      for (const row of rows) expect(row.split(/\s{2,}/)[at]).toBe("security: gnp deny-db");
     }
+  });
+
+  it("list alerts with the id their e-mail ends with, and a scan as a scan", async () => {
+    const scans = ["--store", join(dir, "scans"), "--cluster", "prod"];
+    const replayed = await runCli([
+      "replay",
+      join(SAMPLE, "node-logs.log"),
+      ...scans,
+      ...SAMPLE_ATTRIBUTION,
+      "--scan-threshold",
+      "20",
+      "--quiet",
+    ]);
+    expect(replayed.code).toBe(0);
+    const run = await runCli(["alerts", ...scans, ...SAMPLE_DAY]);
+    expect(run.code).toBe(0);
+    const json = await runCli(["alerts", ...scans, ...SAMPLE_DAY, "--json"]);
+    const alerts = ndjson<AlertRecord>(json.stdout);
+    const [header, ...rows] = run.stdout.trimEnd().split("\n");
+    expect(header?.split(/\s{2,}/).at(-1)).toBe("ID");
+    expect(rows.map((r) => r.split(/\s{2,}/).at(-1)).sort()).toEqual(alerts.map((a) => a.id).sort());
+    const scan = alerts.find((a) => a.reason === "external-scan");
+    expect(scan).toBeDefined();
+    const scanRow = rows.find((r) => r.endsWith(scan?.id ?? "?"));
+    expect(scanRow).toMatch(/203\.0\.113\.77 \(external\)\s+scan, most hit customer-a\/deployment\/web\s/);
   });
 });
