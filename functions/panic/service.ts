@@ -636,7 +636,7 @@ export class PanicService {
     const look = `kubectl get globalnetworkpolicies.${this.#deps.settings.apiGroup.split("/")[0]} ${this.#objectName} -o yaml`;
     const what =
       doing === "apply"
-        ? "It was left untouched. Pass force to take it over (it is then replaced by the panic policy)."
+        ? "It was left untouched. Pass force (`--force` in the CLI) to take it over (it is then replaced by the panic policy)."
         : "calico-flows never deletes a policy it did not create: delete it with kubectl if it should go.";
     return new PanicFailure(
       "not-owned",
