@@ -278,9 +278,12 @@ function flowsFilter(e: Endpoint): string {
   return `--ip ${sh(e.ip)}`;
 }
 
-/** Flows are queried by bucket start, which precedes an alert's first hit by up to one bucket (≤ 1 h). */
+/**
+ * The alert's span as `flows` arguments: a range selects the flows with a packet in it, so from its first hit (to
+ * the second) to the end of its window, or its last hit when a fold came later.
+ */
 function flowsRange(alert: AlertRecord): string {
-  const since = new Date(Date.parse(alert.firstSeen) - 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const since = alert.firstSeen.replace(/\.\d+Z$/, "Z");
   const until = [alert.windowEnd, alert.lastSeen].sort()[1];
   return `--since ${since} --until ${until}`;
 }

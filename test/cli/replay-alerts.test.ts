@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FlowRecord } from "../../functions/core/types.ts";
 import {
   createTopic,
   drainQueue,
@@ -13,7 +14,7 @@ import {
   structureOf,
   subscribeQueue,
 } from "../support/fauxqs.ts";
-import { runCli, SAMPLE, SAMPLE_ATTRIBUTION } from "./run.ts";
+import { ndjson, runCli, SAMPLE, SAMPLE_ATTRIBUTION } from "./run.ts";
 
 describe("calico-flows replay --alerts-topic", () => {
   let sns: LocalSns;
@@ -66,10 +67,23 @@ describe("calico-flows replay --alerts-topic", () => {
     const structure = structureOf(bug as NonNullable<typeof bug>);
     expect(JSON.parse(structure.default)).toMatchObject({ count: 128, dstPort: 5432, severity: "high" });
     expect(structure.email).toContain("kubectl describe pod");
-    // Its commands reach this store as pasted.
+    // Its commands reach this store as pasted, and show the alert's traffic: every hit it counted.
     expect(structure.email).toContain(
       `   calico-flows flows --store ${store} --cluster demo --namespace customer-a`,
     );
+    const commands = structure.email
+      .split("\n")
+      .filter((l) => l.startsWith("   calico-flows flows "))
+      .map((l) => l.trim().split(" ").slice(1));
+    expect(commands).toHaveLength(2);
+    for (const command of commands) {
+      const shown = await runCli([...command, "--json"]);
+      expect(shown.code).toBe(0);
+      const hits = ndjson<FlowRecord>(shown.stdout)
+        .filter((f) => f.src.workload?.name === "web" && f.dst.workload?.name === "db" && f.dstPort === 5432)
+        .reduce((n, f) => n + f.packets, 0);
+      expect(hits).toBe(128);
+    }
 
     // The filter policy lets only customer-b's destinations through: db:5432 and api:9090.
     const filtered = await drainQueue(sns, customerB);

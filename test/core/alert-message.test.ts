@@ -133,7 +133,7 @@ describe("alertEmailText", () => {
       "-n customer-b -o wide",
       "kubectl get globalnetworkpolicies.projectcalico.org deny-cross-tenant -o yaml",
       "calico-flows flows --cluster prod --namespace customer-a --workload Deployment/web " +
-        "--since 2026-04-19T03:52:19Z --until 2026-04-19T05:07:19.000Z",
+        "--since 2026-04-19T04:52:19Z --until 2026-04-19T05:07:19.000Z",
       "--namespace customer-b --workload StatefulSet/db",
       "Alert al_0001 (severity high, reason internal-denial)",
     ]) {
