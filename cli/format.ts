@@ -1,5 +1,5 @@
 // Human-readable tables for `flows` and `alerts`; `--json` prints the records themselves instead.
-import { isScan } from "../functions/core/alert-message.ts";
+import { isFanIn, isScan } from "../functions/core/alert-message.ts";
 import type { AlertRecord, Endpoint, FlowRecord, PolicyRef } from "../functions/core/types.ts";
 import type { Conversation } from "./conversations.ts";
 
@@ -112,8 +112,8 @@ export function alertsTable(alerts: readonly AlertRecord[]): string {
     alerts.map((a) => [
       shortTime(a.openedAt),
       a.severity,
-      describeEndpoint(a.src),
-      // A scan's destination is only its most hit one: `flows --group` lists them all.
+      // A fan-in's source, and a scan's destination, are only the most hit: `flows --group` lists them all.
+      isFanIn(a) ? `many sources, most hit ${describeEndpoint(a.src)}` : describeEndpoint(a.src),
       isScan(a) ? `scan, most hit ${describeEndpoint(a.dst)}` : describeEndpoint(a.dst),
       port(a.protocol, a.dstPort),
       String(a.count),

@@ -6,7 +6,7 @@
 //   type          "alert" | "summary" | "panic"
 //   severity      "high" | "low"
 //   cluster       cluster name
-//   reason        alert reason: "internal-denial" | "internal-scan" | "external-scan" (alerts; summaries: String.Array)
+//   reason        alert reason: "internal-denial" | "internal-scan" | "internal-fan-in" | "external-scan" (alerts; summaries: String.Array)
 //   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
 //   dstNamespace  destination namespace, "-" when it has none                  (alerts; summaries: String.Array)
 //   protocol      "TCP", "UDP", … ; "*" for scans                              (alerts; summaries: String.Array)
@@ -19,7 +19,7 @@
 // "-" stands for "no namespace" (external, node or unattributed endpoints) so that a filter policy can select
 // such alerts explicitly, e.g. {"srcNamespace": ["-"]}, and so that {"srcNamespace": [{"anything-but":
 // ["kube-system"]}]} still matches them (anything-but needs the attribute to be present).
-import { SCAN_DESTINATION } from "./alert-rules.ts";
+import { MANY_SOURCES, SCAN_DESTINATION } from "./alert-rules.ts";
 import type { AlertRecord, Endpoint, PolicyRef } from "./types.ts";
 
 /** Value of srcNamespace/dstNamespace when an endpoint has no namespace. */
@@ -149,6 +149,13 @@ function portText(protocol: string, dstPort: number | null): string {
 export const isScan = (alert: AlertRecord) =>
   alert.reason.endsWith("-scan") || alert.key.dst === SCAN_DESTINATION;
 const isInternalScan = (alert: AlertRecord) => alert.reason === "internal-scan";
+export const isFanIn = (alert: AlertRecord) =>
+  alert.reason === "internal-fan-in" || alert.key.src === MANY_SOURCES;
+
+/** A subject's port after its destination: `:8012/TCP`, or ` ICMP`. */
+function subjectPort(alert: AlertRecord): string {
+  return alert.dstPort === null ? ` ${alert.protocol}` : `:${alert.dstPort}/${alert.protocol}`;
+}
 
 /** e.g. `Calico denied customer-a/web → customer-b/db:8012/TCP (prod)`; IPs when unattributed. */
 export function alertSubject(alert: AlertRecord): string {
@@ -157,6 +164,16 @@ export function alertSubject(alert: AlertRecord): string {
       "Calico: internal scan from ",
       { name: shortName(alert.src) },
       " denied (",
+      { name: alert.cluster },
+      ")",
+    ]);
+  }
+  if (isFanIn(alert)) {
+    return fitSubject([
+      "Calico denied many sources → ",
+      { name: shortName(alert.dst) },
+      subjectPort(alert),
+      " (",
       { name: alert.cluster },
       ")",
     ]);
@@ -170,13 +187,12 @@ export function alertSubject(alert: AlertRecord): string {
       ")",
     ]);
   }
-  const port = alert.dstPort === null ? ` ${alert.protocol}` : `:${alert.dstPort}/${alert.protocol}`;
   return fitSubject([
     "Calico denied ",
     { name: shortName(alert.src) },
     " → ",
     { name: shortName(alert.dst) },
-    port,
+    subjectPort(alert),
     " (",
     { name: alert.cluster },
     ")",
@@ -425,6 +441,35 @@ function internalScanText(alert: AlertRecord, store: string): string {
   return lines.join("\n");
 }
 
+function fanInText(alert: AlertRecord, store: string): string {
+  const lines = [
+    `Many endpoints inside cluster ${alert.cluster} were denied reaching one destination at once: a policy that`,
+    "cuts a shared service off from its clients (DNS, a database, an API), or a default deny a new policy should",
+    "have opened. Either way someone should look (severity high). One alert stands for all the sources.",
+    "",
+    ...endpointLines("Destination", alert.dst),
+    ...endpointLines("Most denied source", alert.src),
+    "Traffic",
+    `  Port:        ${portText(alert.protocol, alert.dstPort)}`,
+    `  Direction:   ${DIRECTION_TEXT[alert.direction]}`,
+    `  Reported by: node ${oneLine(alert.reporter)} (for the most denied source)`,
+  ];
+  lines.push(
+    ...policyLines(alert),
+    ...timingLines(alert),
+    "",
+    "Next steps",
+    "1. See every source that was denied, and how much:",
+    `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} ${flowsFilter(alert.dst)} --group ${flowsRange(alert)}`,
+    "2. Find the policy that should let them through (policies apply lowest order first):",
+    ...policyCommands(alert),
+    "3. If production traffic is broken and cannot wait for the fix, the panic button (calico-flows panic --help)",
+    "   allows all traffic of the customer namespaces until it is reverted. Run",
+    "   `calico-flows panic apply --dry-run --reason …` first: it lists the policies that would still deny.",
+  );
+  return lines.join("\n");
+}
+
 function externalScanText(alert: AlertRecord, store: string): string {
   const lines = [
     `An external source was denied on many distinct ports or destinations in cluster ${alert.cluster}:`,
@@ -451,9 +496,11 @@ export function alertEmailText(alert: AlertRecord, options: MessageOptions = {})
   const store = storeText(options);
   const text = isInternalScan(alert)
     ? internalScanText(alert, store)
-    : isScan(alert)
-      ? externalScanText(alert, store)
-      : internalDenialText(alert, store);
+    : isFanIn(alert)
+      ? fanInText(alert, store)
+      : isScan(alert)
+        ? externalScanText(alert, store)
+        : internalDenialText(alert, store);
   return `${text}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
 }
 

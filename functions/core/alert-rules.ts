@@ -1,4 +1,4 @@
-// Which aggregated flows deserve an alert. Three rules:
+// Which aggregated flows deserve an alert. Four rules:
 //
 // - internal denial (severity high): both ends inside the cluster's private ranges. Every calico-packet line is
 //   a denial, and an internal one is either an attack from inside or a policy bug (DESIGN.md §1). One candidate
@@ -7,6 +7,9 @@
 //   make at least N internal-denial candidates (N distinct destination workloads or addresses, protocols and
 //   ports) makes one candidate instead, keyed like an external scan. A pod probing a hundred ports is one alert,
 //   not a hundred e-mails; a client denied on one port of thirty pods of one workload is one internal denial.
+// - internal fan-in (severity high, with the same threshold): a destination (workload or address, protocol, port)
+//   denied to at least N internal sources that are not scans makes one candidate instead, its source `*many*`. A
+//   shared service a policy cuts off (DNS for thirty workloads) is one alert, not thirty e-mails.
 // - external scan (severity low, off unless a threshold is given): one external source denied on at least N
 //   distinct destination ports or N distinct destination IPs in the flows handed in (one payload). The key is
 //   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
@@ -20,6 +23,8 @@ import type { AlertCandidate, AlertKey, Endpoint, FlowRecord, PolicyRef } from "
 export const SCAN_DESTINATION = "*scan*";
 /** `key.protocol` of external-scan alerts: one alert per source whatever protocols it probes. */
 export const SCAN_PROTOCOL = "*";
+/** `key.src` of internal fan-in alerts: many sources denied to one destination, so the key names none. */
+export const MANY_SOURCES = "*many*";
 
 export interface AlertRuleOptions {
   /**
@@ -189,42 +194,71 @@ function internalDenials(flows: readonly FlowRecord[]): Group[] {
   return groups;
 }
 
+/** The hits of a group's flows. */
+function hitsOf(g: Group): number {
+  let n = 0;
+  for (const f of g.flows) n += f.packets;
+  return n;
+}
+
+/** Its groups' flows as one candidate under `key`, the example the latest flow of its most-hit groups (order-free). */
+function merged(key: AlertKey, own: readonly Group[], reason: string): AlertCandidate {
+  const most = Math.max(...own.map(hitsOf));
+  const example = latest(own.filter((o) => hitsOf(o) === most).flatMap((o) => o.flows));
+  return candidate(
+    key,
+    own.flatMap((o) => o.flows),
+    "high",
+    reason,
+    example,
+  );
+}
+
+/** Groups by a name of theirs, each list in the groups' order. */
+function groupsBy(groups: readonly Group[], nameOf: (g: Group) => string): Map<string, Group[]> {
+  const by = new Map<string, Group[]>();
+  for (const g of groups) {
+    const name = nameOf(g);
+    const own = by.get(name);
+    if (own === undefined) by.set(name, [g]);
+    else own.push(g);
+  }
+  return by;
+}
+
 /**
- * The internal denials as candidates, those of a source with at least `threshold` of them made one internal-scan
- * candidate (where its first group was). Its example is the latest flow of its most-hit keys, as order-free as an
- * internal denial's.
+ * The internal denials as candidates: those of a source with at least `threshold` of them made one internal-scan
+ * candidate, then those of a destination denied to at least `threshold` other sources one internal fan-in, each
+ * where its first group was.
  */
 function internalCandidates(groups: readonly Group[], threshold: number | undefined): AlertCandidate[] {
   if (threshold === undefined) {
     return groups.map((g) => candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
   }
-  const bySource = new Map<string, Group[]>();
   const sourceOf = (g: Group) => `${g.key.cluster}\n${g.key.src}`;
-  for (const g of groups) {
-    const own = bySource.get(sourceOf(g));
-    if (own === undefined) bySource.set(sourceOf(g), [g]);
-    else own.push(g);
-  }
+  const bySource = groupsBy(groups, sourceOf);
+  const scanning = (g: Group) => (bySource.get(sourceOf(g)) as Group[]).length >= threshold;
+  // Groups of one destination, protocol and port have distinct sources: the key holds the rest.
+  const destinationOf = (g: Group) => `${g.key.cluster}\n${g.key.dst}\n${g.key.protocol}\n${g.key.dstPort}`;
+  const byDestination = groupsBy(
+    groups.filter((g) => !scanning(g)),
+    destinationOf,
+  );
   const out: AlertCandidate[] = [];
   for (const g of groups) {
-    const own = bySource.get(sourceOf(g)) as Group[];
-    if (own.length < threshold) {
-      out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
+    if (scanning(g)) {
+      const own = bySource.get(sourceOf(g)) as Group[];
+      if (own[0] !== g) continue;
+      const key = { ...g.key, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
+      out.push(merged(key, own, "internal-scan"));
       continue;
     }
-    if (own[0] !== g) continue;
-    const flows = own.flatMap((o) => o.flows);
-    const hitsOf = (o: Group) => o.flows.reduce((n, f) => n + f.packets, 0);
-    const most = Math.max(...own.map(hitsOf));
-    const key: AlertKey = {
-      cluster: g.key.cluster,
-      src: g.key.src,
-      dst: SCAN_DESTINATION,
-      protocol: SCAN_PROTOCOL,
-      dstPort: null,
-    };
-    const example = latest(own.filter((o) => hitsOf(o) === most).flatMap((o) => o.flows));
-    out.push(candidate(key, flows, "high", "internal-scan", example));
+    const many = byDestination.get(destinationOf(g)) as Group[];
+    if (many.length >= threshold) {
+      if (many[0] === g) out.push(merged({ ...g.key, src: MANY_SOURCES }, many, "internal-fan-in"));
+      continue;
+    }
+    out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
   }
   return out;
 }

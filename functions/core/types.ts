@@ -156,7 +156,7 @@ export interface AlertCandidate {
   firstSeen: string;
   lastSeen: string;
   severity: "high" | "low";
-  /** "internal-denial", "internal-scan" or "external-scan". */
+  /** "internal-denial", "internal-scan", "internal-fan-in" or "external-scan". */
   reason: string;
   /**
    * When the hits happened: one span per flow of the key (its first and last packet, its packets), so that a

@@ -40,6 +40,14 @@ const scanAlert = () =>
     reason: "external-scan",
   });
 
+const fanInAlert = () =>
+  alert({
+    id: "al_fanin",
+    key: { cluster: "prod", src: "*many*", dst: "customer-b/StatefulSet/db", protocol: "TCP", dstPort: 8012 },
+    severity: "high",
+    reason: "internal-fan-in",
+  });
+
 const internalScanAlert = () =>
   alert({
     id: "al_iscan",
@@ -189,6 +197,18 @@ describe("alertEmailText", () => {
     );
     expect(text).toContain("kubectl get globalnetworkpolicies.projectcalico.org");
     expect(text).toContain("(severity high, reason internal-scan)");
+  });
+
+  it("says many sources were denied one destination, and how to see them all", () => {
+    const a = fanInAlert();
+    expect(alertSubject(a)).toBe("Calico denied many sources → customer-b/db:8012/TCP (prod)");
+    const text = alertEmailText(a);
+    expect(text).toContain("Many endpoints inside cluster prod were denied reaching one destination at once");
+    expect(text).toContain("Most denied source");
+    expect(text).toContain(
+      "calico-flows flows --cluster prod --namespace customer-b --workload StatefulSet/db --group --since",
+    );
+    expect(text).toContain("(severity high, reason internal-fan-in)");
   });
 
   it("explains a scan and how to see everything the source tried", () => {

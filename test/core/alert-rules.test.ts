@@ -1,6 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { alertCandidates, alertEndpointKey, SCAN_DESTINATION } from "../../functions/core/alert-rules.ts";
+import {
+  alertCandidates,
+  alertEndpointKey,
+  MANY_SOURCES,
+  SCAN_DESTINATION,
+} from "../../functions/core/alert-rules.ts";
 import type { Endpoint } from "../../functions/core/types.ts";
 import { external, flow, pod, unknown } from "./alert-fixtures.ts";
 
@@ -229,6 +234,71 @@ describe("internal scan detection", () => {
       ["internal-denial", "customer-b/Deployment/api", "customer-b/Deployment/db"],
       ["internal-scan", "customer-a/Deployment/web", SCAN_DESTINATION],
       ["internal-denial", "customer-b/Deployment/api", "customer-a/Deployment/web"],
+    ]);
+  });
+});
+
+describe("internal fan-in detection", () => {
+  const coredns = pod("192.168.0.10", "kube-system", "coredns-6d4b-x", "coredns");
+  const client = (i: number) => pod(`192.168.40.${i + 1}`, `team-${i}`, `svc${i}-0`, `svc${i}`);
+  const dns = (i: number, extra = {}) => flow(client(i), coredns, { protocol: "UDP", dstPort: 53, ...extra });
+
+  it("makes one high-severity candidate of a destination denied to as many sources as the threshold", () => {
+    const flows = Array.from({ length: 30 }, (_, i) => dns(i, { packets: i === 7 ? 5 : 1 }));
+    const candidates = alertCandidates(flows, { scanThreshold: 20 });
+    expect(candidates).toHaveLength(1);
+    expect(candidates[0]).toMatchObject({
+      key: {
+        cluster: "prod",
+        src: MANY_SOURCES,
+        dst: "kube-system/Deployment/coredns",
+        protocol: "UDP",
+        dstPort: 53,
+      },
+      severity: "high",
+      reason: "internal-fan-in",
+      hits: 29 + 5,
+      // The example: the most-hit source.
+      src: client(7),
+      dst: coredns,
+    });
+    expect(candidates[0]?.spans).toHaveLength(30);
+    // Below the threshold, or with detection off, one candidate per source.
+    expect(alertCandidates(flows.slice(0, 19), { scanThreshold: 20 }).map((c) => c.reason)).toEqual(
+      Array(19).fill("internal-denial"),
+    );
+    expect(alertCandidates(flows, {})).toHaveLength(30);
+  });
+
+  it("counts sources per destination, protocol and port, and leaves a scanner's denials to its scan", () => {
+    // Three sources on UDP 53 and two on TCP 53: a fan-in at three, the TCP ones two denials.
+    const udp = [0, 1, 2].map((i) => dns(i));
+    const tcp = [3, 4].map((i) => dns(i, { protocol: "TCP" }));
+    expect(
+      alertCandidates([...udp, ...tcp], { scanThreshold: 3 }).map((c) => [c.reason, c.key.protocol]),
+    ).toEqual([
+      ["internal-fan-in", "UDP"],
+      ["internal-denial", "TCP"],
+      ["internal-denial", "TCP"],
+    ]);
+    // A source scanning (three ports of coredns) is one scan; with it, coredns:53 has two other sources only.
+    const scanner = [53, 54, 55].map((port) => flow(client(9), coredns, { protocol: "UDP", dstPort: port }));
+    const candidates = alertCandidates([...scanner, dns(0), dns(1)], { scanThreshold: 3 });
+    expect(candidates.map((c) => [c.reason, c.key.src])).toEqual([
+      ["internal-scan", "team-9/Deployment/svc9"],
+      ["internal-denial", "team-0/Deployment/svc0"],
+      ["internal-denial", "team-1/Deployment/svc1"],
+    ]);
+  });
+
+  it("stands where its first denial was, among the other candidates", () => {
+    const before = flow(web1, db, { dstPort: 5432 });
+    const after = flow(web2, db, { dstPort: 9000 });
+    const candidates = alertCandidates([before, dns(0), dns(1), dns(2), after], { scanThreshold: 3 });
+    expect(candidates.map((c) => c.reason)).toEqual([
+      "internal-denial",
+      "internal-fan-in",
+      "internal-denial",
     ]);
   });
 });

@@ -607,26 +607,42 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
   const groups = [...denials.values()];
   // A source with at least `threshold` keys is one internal scan, where its first key was; its example is the
   // latest flow of its most-hit keys.
+  // Then a destination (name, protocol, port) denied to at least `threshold` sources that are not scans is one
+  // internal fan-in, where its first key was, with the same kind of example.
   const keysOf = (src: string) => groups.filter((g) => g.key.src === src);
+  const scanning = (src: string) => threshold !== undefined && keysOf(src).length >= threshold;
+  const sameDestination = (a: AlertCandidate["key"], b: AlertCandidate["key"]) =>
+    a.dst === b.dst && a.protocol === b.protocol && a.dstPort === b.dstPort;
+  const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
+  const merged = (key: AlertCandidate["key"], mine: typeof groups, reason: string) => {
+    const most = Math.max(...mine.map(hits));
+    return candidateOf(
+      key,
+      mine.flatMap((g) => g.flows),
+      latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
+      "high",
+      reason,
+    );
+  };
   for (const { key, flows: own } of groups) {
-    const mine = keysOf(key.src);
-    if (threshold === undefined || mine.length < threshold) {
-      out.push(candidateOf(key, own, latestOf(own), "high", "internal-denial"));
+    if (scanning(key.src)) {
+      const mine = keysOf(key.src);
+      if (mine[0]?.key !== key) continue;
+      out.push(
+        merged(
+          { cluster: key.cluster, src: key.src, dst: "*scan*", protocol: "*", dstPort: null },
+          mine,
+          "internal-scan",
+        ),
+      );
       continue;
     }
-    if (mine[0]?.key !== key) continue;
-    const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
-    const most = Math.max(...mine.map(hits));
-    const scanKey = { cluster: key.cluster, src: key.src, dst: "*scan*", protocol: "*", dstPort: null };
-    out.push(
-      candidateOf(
-        scanKey,
-        mine.flatMap((g) => g.flows),
-        latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
-        "high",
-        "internal-scan",
-      ),
-    );
+    const many = groups.filter((g) => !scanning(g.key.src) && sameDestination(g.key, key));
+    if (threshold !== undefined && many.length >= threshold) {
+      if (many[0]?.key === key) out.push(merged({ ...key, src: "*many*" }, many, "internal-fan-in"));
+      continue;
+    }
+    out.push(candidateOf(key, own, latestOf(own), "high", "internal-denial"));
   }
   if (threshold === undefined) return out;
   const scans = new Map<string, FlowRecord[]>();

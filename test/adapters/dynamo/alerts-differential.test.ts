@@ -477,6 +477,36 @@ function candidatesOf(lines: readonly Line[], scanThreshold: number | undefined)
         flows: own.flatMap((c) => c.flows),
       });
     }
+    // Then a destination (name, protocol, port) denied to at least scanThreshold sources that are not scans is one
+    // internal fan-in: every hit of their keys, an example of its most-hit key.
+    const keysByDestination = new Map<string, (ModelCandidate & { flows: typeof flows })[]>();
+    for (const c of out.values()) {
+      if (c.reason !== "internal-denial") continue;
+      const d = keyId({ src: "", dst: c.key.dst, protocol: c.key.protocol, dstPort: c.key.dstPort });
+      keysByDestination.set(d, [...(keysByDestination.get(d) ?? []), c]);
+    }
+    for (const own of keysByDestination.values()) {
+      if (own.length < scanThreshold) continue;
+      const hits = (c: (typeof own)[number]) => c.spans.reduce((n, sp) => n + sp.hits, 0);
+      const most = Math.max(...own.map(hits));
+      for (const c of own) out.delete(c.id);
+      const first = own[0] as (typeof own)[number];
+      const key = {
+        src: "*many*",
+        dst: first.key.dst,
+        protocol: first.key.protocol,
+        dstPort: first.key.dstPort,
+      };
+      out.set(keyId(key), {
+        id: keyId(key),
+        key,
+        spans: own.flatMap((c) => c.spans),
+        severity: "high",
+        reason: "internal-fan-in",
+        examples: own.filter((c) => hits(c) === most).flatMap((c) => c.examples),
+        flows: own.flatMap((c) => c.flows),
+      });
+    }
     const bySource = new Map<string, typeof flows>();
     for (const f of flows) {
       if (f.src.internal) continue;
