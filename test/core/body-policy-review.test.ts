@@ -3,28 +3,8 @@
 // record read as the same record bare; the policy looked up by its kind); the rest documents behaviour checked.
 import { describe, expect, it } from "vitest";
 import { alertEmailText } from "../../functions/core/alert-message.ts";
-import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import { createReferenceParser, type ParseOptions, parseLine } from "../../functions/core/parse.ts";
-import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
 import { sampleAlert } from "../support/alerts.ts";
-import { expectEncoded } from "../support/ndjson.ts";
-
-const NOW = Date.UTC(2024, 5, 1);
-
-function outcome(line: string, options: ParseOptions = {}): ParseOutcome {
-  const opts = { now: NOW, ...options };
-  const fast = parseLine(line, opts);
-  // The fast path, the JSON.parse reference and the NDJSON encoder must agree on every input.
-  expect(createReferenceParser(opts)(line)).toEqual(fast);
-  expectEncoded(new NdjsonEncoder(opts), line, fast);
-  return fast;
-}
-
-function record(line: string, options: ParseOptions = {}): PacketRecord {
-  const result = outcome(line, options);
-  if (result.kind !== "record") throw new Error(`expected a record, got ${JSON.stringify(result)}`);
-  return result.record;
-}
+import { outcomes, record } from "../support/parse-outcome.ts";
 
 const MESSAGE =
   "calico-packet: IN=eth0 OUT=eni8d48114818c MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.22.247 DST=192.168.94.122 LEN=60 TOS=0x00 PREC=0x00 TTL=253 ID=52641 DF PROTO=TCP SPT=59070 DPT=8012 WINDOW=62727 RES=0x00 SYN URGP=0 ";
@@ -106,7 +86,7 @@ describe("the body object and the new host keys on every reader", () => {
       for (let i = 0; i < n; i++) o[pick(keys)] = value(depth);
       return o;
     };
-    for (let i = 0; i < 3_000; i++) outcome(JSON.stringify(obj(0)));
+    for (let i = 0; i < 3_000; i++) outcomes(JSON.stringify(obj(0)));
   });
 
   it("the inner record's host and time come first, the outer's stand in for missing ones", () => {

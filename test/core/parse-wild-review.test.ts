@@ -6,28 +6,7 @@
 // fictional (RFC 1918 192.168/16, RFC 5737, RFC 3849). The review found four forms read wrongly (the exporter's
 // `body`, journald's host name under Strip_Underscores or Lowercase, a namespaced `%p` cut inside its namespace).
 import { describe, expect, it } from "vitest";
-import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import { createReferenceParser, type ParseOptions, parseLine } from "../../functions/core/parse.ts";
-import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
-import { expectEncoded } from "../support/ndjson.ts";
-
-/** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
-const NOW = Date.UTC(2024, 5, 1);
-
-function outcome(line: string, options: ParseOptions = {}): ParseOutcome {
-  const opts = { now: NOW, ...options };
-  const fast = parseLine(line, opts);
-  // As in parse.test.ts: the fast path, the token-by-token reference and the NDJSON encoder agree.
-  expect(createReferenceParser(opts)(line)).toEqual(fast);
-  expectEncoded(new NdjsonEncoder(opts), line, fast);
-  return fast;
-}
-
-function record(line: string, options: ParseOptions = {}): PacketRecord {
-  const result = outcome(line, options);
-  if (result.kind !== "record") throw new Error(`expected a record, got ${JSON.stringify(result)}`);
-  return result.record;
-}
+import { record } from "../support/parse-outcome.ts";
 
 /** What nf_log_syslog prints after Felix's `--log-prefix "calico-packet: "`: a pod's SYN to another pod, denied. */
 const MESSAGE =

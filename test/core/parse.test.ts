@@ -2,32 +2,9 @@
 // output (IPv4, IPv6, TCP, UDP, ICMP errors with quoted packets, fragments, trailers) behind each wrapper.
 import { describe, expect, it } from "vitest";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import {
-  createParser,
-  createReferenceParser,
-  type ParseOptions,
-  parseLine,
-} from "../../functions/core/parse.ts";
-import type { PacketRecord, ParseOutcome } from "../../functions/core/types.ts";
-import { expectEncoded } from "../support/ndjson.ts";
-
-/** Mid-2024, so that year-less timestamps of April 2024 are in the past. */
-const NOW = Date.UTC(2024, 5, 1);
-
-function outcomes(line: string, options: ParseOptions = {}): ParseOutcome {
-  const opts = { now: NOW, ...options };
-  const fast = parseLine(line, opts);
-  // Every case also pins the fast path to the token-by-token reference, and the NDJSON encoder to the record.
-  expect(createReferenceParser(opts)(line)).toEqual(fast);
-  expectEncoded(new NdjsonEncoder(opts), line, fast);
-  return fast;
-}
-
-function record(line: string, options: ParseOptions = {}): PacketRecord {
-  const outcome = outcomes(line, options);
-  if (outcome.kind !== "record") throw new Error(`expected a record, got ${JSON.stringify(outcome)}`);
-  return outcome.record;
-}
+import { createParser, type ParseOptions, parseLine } from "../../functions/core/parse.ts";
+import type { PacketRecord } from "../../functions/core/types.ts";
+import { outcomes, PARSE_NOW, record } from "../support/parse-outcome.ts";
 
 function reason(line: string, options: ParseOptions = {}): string {
   const outcome = outcomes(line, options);
@@ -873,8 +850,8 @@ describe("the NDJSON encoder writes what JSON.stringify writes", () => {
     const longName = "x".repeat(300_000);
     const line = DESIGN_LINE.replace("OUT=eni8d48114818c", `OUT=${longName}`);
     expect(record(line).outInterface).toBe(longName);
-    const encoder = new NdjsonEncoder({ now: NOW });
-    const parse = createParser({ now: NOW });
+    const encoder = new NdjsonEncoder({ now: PARSE_NOW });
+    const parse = createParser({ now: PARSE_NOW });
     let expected = "";
     for (let i = 0; i < 3_000; i++) {
       const l = i % 100 === 0 ? line : DESIGN_LINE.replace("DPT=8012", `DPT=${i}`);
