@@ -2,7 +2,8 @@
 // and summarise whatever exceeds the per-run cap. No SDK here: the SNS sink is one AlertPublisher among others.
 //
 // Guarantees, with the store's contract (FlowStore.applyAlerts records an alert as "pending" before anything is
-// sent; markAlertSent flips it after the sink accepted it):
+// sent; markAlertSent flips it after the sink accepted it, to "sent", or "summarized" for an alert over the cap that
+// its summary stood for):
 // - an alert whose publish fails stays pending, the run throws once every other alert has been tried, and the
 //   retried payload (or the next one: applyAlerts returns earlier pending alerts too) publishes it then;
 // - an alert marked sent is never published again, so a retried payload does not repeat what went out.
@@ -120,7 +121,7 @@ export async function deliverAlerts(
     }
     await eachLimited(suppressed, concurrency, async (alert) => {
       try {
-        await store.markAlertSent(alert);
+        await store.markAlertSent(alert, "summarized");
         result.suppressed++;
       } catch (error) {
         result.failed++;

@@ -506,7 +506,8 @@ export function alertEmailText(alert: AlertRecord, options: MessageOptions = {})
 
 /**
  * The alert record with exactly the fields `alerts --json` prints, in a fixed order. `delivery` is the state
- * at publishing time ("pending"): the store marks it "sent" once SNS has accepted the message.
+ * at publishing time ("pending"): the store marks it "sent" once SNS has accepted the message ("summarized" for
+ * an alert over a run's cap, once its summary was accepted).
  */
 export function alertDefaultJson(alert: AlertRecord): string {
   const record: { [K in keyof Required<AlertRecord>]: AlertRecord[K] } = {

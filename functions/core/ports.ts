@@ -81,7 +81,8 @@ export interface FlowStore {
     contribution: string,
     options: AlertOptions,
   ): Promise<AlertApplyResult>;
-  markAlertSent(alert: AlertRecord): Promise<void>;
+  /** Records that the sink accepted the alert: on its own ("sent", the default) or in a summary. */
+  markAlertSent(alert: AlertRecord, how?: "sent" | "summarized"): Promise<void>;
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>>;
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>>;
 }

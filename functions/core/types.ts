@@ -194,5 +194,8 @@ export interface AlertRecord {
   windowEnd: string;
   firstSeen: string;
   lastSeen: string;
-  delivery: "pending" | "sent";
+  /** "sent": published on its own; "summarized": over a run's cap, counted and listed in its summary instead. */
+  delivery: AlertDelivery;
 }
+
+export type AlertDelivery = "pending" | "sent" | "summarized";

@@ -41,11 +41,11 @@ class MemoryAlertStore implements Pick<FlowStore, "markAlertSent"> {
     return [...this.#alerts.values()].filter((a) => a.delivery === "pending").map((a) => ({ ...a }));
   }
 
-  async markAlertSent(alert: AlertRecord): Promise<void> {
+  async markAlertSent(alert: AlertRecord, how: "sent" | "summarized" = "sent"): Promise<void> {
     const stored = this.#alerts.get(alert.id);
     if (stored === undefined) throw new Error(`no alert ${alert.id}`);
     this.log.push(`marked ${alert.id}`);
-    stored.delivery = "sent";
+    stored.delivery = how;
   }
 
   pending(): string[] {

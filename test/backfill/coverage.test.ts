@@ -88,7 +88,7 @@ class FlakyStore implements FlowStore {
     return this.inner.writeFlows(records, contribution);
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a) => this.inner.markAlertSent(a);
+  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
   queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }

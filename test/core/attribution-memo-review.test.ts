@@ -84,7 +84,7 @@ class HalfFailingStore implements FlowStore {
     return flows.writeFlows(records, contribution);
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a) => flows.markAlertSent(a);
+  markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }
@@ -264,7 +264,7 @@ class LateStore implements FlowStore {
     return result;
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a) => flows.markAlertSent(a);
+  markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }

@@ -167,7 +167,7 @@ class HalfWrittenStore implements FlowStore {
     throw new Error("injected: timed out after a partial write");
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a) => this.inner.markAlertSent(a);
+  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
   queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }

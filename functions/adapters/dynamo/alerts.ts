@@ -10,7 +10,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AlertApplyResult, AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
-import type { AlertCandidate, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
+import type { AlertCandidate, AlertDelivery, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
 import { checkLimit } from "./flow-query.ts";
 import {
@@ -97,7 +97,7 @@ interface Window {
 }
 
 interface State extends Window {
-  delivery: "pending" | "sent";
+  delivery: AlertDelivery;
   /** Wall-clock ms when the window was opened (event times can be old: backfill, redrive). */
   createdAt: number;
   /** The windows before the open one, newest first, at most KEPT_WINDOWS. */
@@ -155,7 +155,7 @@ function stateOf(item: Item | undefined): State | undefined {
   }
   return {
     ...w,
-    delivery: item.delivery === "sent" ? "sent" : "pending",
+    delivery: deliveryOf(item.delivery),
     createdAt: num(item.createdAt ?? 0),
     earlier,
     leaseBy: item.leaseBy === undefined ? undefined : String(item.leaseBy),
@@ -330,7 +330,7 @@ function alertOf(group: readonly Item[]): AlertRecord | undefined {
     windowEnd: String(record.windowEnd),
     firstSeen,
     lastSeen,
-    delivery: record.delivery === "sent" ? "sent" : "pending",
+    delivery: deliveryOf(record.delivery),
   };
 }
 
@@ -716,13 +716,22 @@ async function writeRecord(
   return outcome.applied && !writes.uncertain;
 }
 
-export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Promise<void> {
+/** A stored delivery state; anything else (none yet) is pending. */
+function deliveryOf(value: unknown): AlertDelivery {
+  return value === "sent" || value === "summarized" ? value : "pending";
+}
+
+export async function markAlertSent(
+  ctx: AlertContext,
+  alert: AlertRecord,
+  how: "sent" | "summarized" = "sent",
+): Promise<void> {
   const cluster = checkCluster(alert.cluster);
   canonicalMs(alert.openedAt, "alert openedAt");
   const keyDigest = alertKeyDigest(alert.key);
   const record = alertRecordKey(cluster, alert.openedAt, keyDigest);
   const e = new Expression();
-  const sent = `SET ${e.name("delivery")} = ${e.value("sent")}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`;
+  const sent = `SET ${e.name("delivery")} = ${e.value(how)}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`;
   const exists = `attribute_exists(${e.name("pk")})`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
@@ -745,7 +754,7 @@ export async function markAlertSent(ctx: AlertContext, alert: AlertRecord): Prom
   // The state caches the open window's delivery so that folds need not read the record; a newer window
   // (condition fails) has its own.
   const s = new Expression();
-  const stateSent = `SET ${s.name("delivery")} = ${s.value("sent")}`;
+  const stateSent = `SET ${s.name("delivery")} = ${s.value(how)}`;
   const sameWindow = `${s.name("alertSk")} = ${s.value(record.sk)}`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>

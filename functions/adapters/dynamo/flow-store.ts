@@ -227,8 +227,8 @@ export class DynamoFlowStore implements FlowStore {
     return applyAlerts(this.#ctx, candidates, contributionToken(contribution), options);
   }
 
-  markAlertSent(alert: AlertRecord): Promise<void> {
-    return markAlertSent(this.#ctx, alert);
+  markAlertSent(alert: AlertRecord, how: "sent" | "summarized" = "sent"): Promise<void> {
+    return markAlertSent(this.#ctx, alert, how);
   }
 
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>> {

@@ -201,6 +201,17 @@ describe("applyAlerts", () => {
     expect((await alertsIn(t, t))[0]).toMatchObject({ count: 7, delivery: "sent" });
   });
 
+  it("marks an alert over a run's cap summarized: listed so, and handed out no more", async () => {
+    const [src, dst] = pair(23);
+    const t = "2024-04-23T06:00:00.000Z";
+    const { alerts } = await store.applyAlerts([candidate(src, dst, t, 1)], "s1", WINDOW);
+    expect(alerts).toHaveLength(1);
+    await store.markAlertSent(alerts[0] as AlertRecord, "summarized");
+    clock += 61_000;
+    expect(await store.applyAlerts([candidate(src, dst, at(t, MINUTE), 2)], "s2", WINDOW)).toEqual(NOTHING);
+    expect((await alertsIn(t, t))[0]).toMatchObject({ count: 3, delivery: "summarized" });
+  });
+
   it("hands a pending alert to one of the deliveries that come by at once, then to none until its lease ends", async () => {
     const [src, dst] = pair(19);
     const t = "2024-04-19T13:00:00.000Z";
