@@ -3,9 +3,9 @@
 // - internal denial (severity high): both ends inside the cluster's private ranges. Every calico-packet line is
 //   a denial, and an internal one is either an attack from inside or a policy bug (DESIGN.md §1). One candidate
 //   per AlertKey, summing the hits of every flow with that key in the payload.
-// - internal scan (severity high, with a threshold): an internal source whose denials in the flows handed in would
-//   make at least N internal-denial candidates (N distinct destination workloads or addresses, protocols and
-//   ports) makes one candidate instead, keyed like an external scan. A pod probing a hundred ports is one alert,
+// - internal scan (severity high, with a threshold): an internal source whose denials in the flows handed in reach
+//   at least N distinct destinations and ports (workloads or addresses; a port denied over UDP and TCP, as DNS
+//   retries, counts once) makes one candidate instead, keyed like an external scan. A pod probing a hundred ports is one alert,
 //   not a hundred e-mails; a client denied on one port of thirty pods of one workload is one internal denial.
 // - internal fan-in (severity high, with the same threshold): a destination (workload or address, protocol, port)
 //   denied to at least N internal sources that are not scans makes one candidate instead, its source `*many*`. A
@@ -237,7 +237,12 @@ function internalCandidates(groups: readonly Group[], threshold: number | undefi
   }
   const sourceOf = (g: Group) => `${g.key.cluster}\n${g.key.src}`;
   const bySource = groupsBy(groups, sourceOf);
-  const scanning = (g: Group) => (bySource.get(sourceOf(g)) as Group[]).length >= threshold;
+  // Distinct destinations and ports of each source (its groups differ in those and in protocol).
+  const reach = new Map<string, number>();
+  for (const [source, own] of bySource) {
+    reach.set(source, new Set(own.map((g) => `${g.key.dst}\n${g.key.dstPort}`)).size);
+  }
+  const scanning = (g: Group) => (reach.get(sourceOf(g)) as number) >= threshold;
   // Groups of one destination, protocol and port have distinct sources: the key holds the rest.
   const destinationOf = (g: Group) => `${g.key.cluster}\n${g.key.dst}\n${g.key.protocol}\n${g.key.dstPort}`;
   const byDestination = groupsBy(

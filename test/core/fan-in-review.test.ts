@@ -80,15 +80,17 @@ describe("fan-in order freedom", () => {
 });
 
 describe("fan-in and scans: the one threshold", () => {
-  it("behaviour: at threshold 2, a DNS outage where each client retries over TCP makes one internal scan per client, no fan-in", () => {
-    // Thirty clients each denied on coredns UDP/53 and TCP/53 (the resolver's TCP fallback): every client has two
-    // internal-denial keys, so at the lowest threshold each is a 'scanner' and the fan-in never forms.
+  it("at threshold 2, a DNS outage where each client retries over TCP is two fan-ins, not a scan per client", () => {
+    // Thirty clients each denied on coredns UDP/53 and TCP/53 (the resolver's TCP fallback): two alert keys per
+    // client, but one destination and port, so no client is a scanner (the review found each one was).
     const flows = Array.from({ length: 30 }, (_, i) => [
       flow(client(i), coredns, { protocol: "UDP", dstPort: 53 }),
       flow(client(i), coredns, { protocol: "TCP", dstPort: 53 }),
     ]).flat();
-    const reasons = alertCandidates(flows, { scanThreshold: 2 }).map((c) => c.reason);
-    expect(reasons).toEqual(Array(30).fill("internal-scan"));
+    expect(alertCandidates(flows, { scanThreshold: 2 }).map((c) => [c.reason, c.key.protocol])).toEqual([
+      ["internal-fan-in", "UDP"],
+      ["internal-fan-in", "TCP"],
+    ]);
     // At 3, the same outage is two fan-ins (one per protocol).
     expect(alertCandidates(flows, { scanThreshold: 3 }).map((c) => [c.reason, c.key.protocol])).toEqual([
       ["internal-fan-in", "UDP"],

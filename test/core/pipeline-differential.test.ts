@@ -610,7 +610,10 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
   // Then a destination (name, protocol, port) denied to at least `threshold` sources that are not scans is one
   // internal fan-in, where its first key was, with the same kind of example.
   const keysOf = (src: string) => groups.filter((g) => g.key.src === src);
-  const scanning = (src: string) => threshold !== undefined && keysOf(src).length >= threshold;
+  // A scan reaches `threshold` distinct destinations and ports, whatever the protocols.
+  const scanning = (src: string) =>
+    threshold !== undefined &&
+    new Set(keysOf(src).map((g) => `${g.key.dst}/${g.key.dstPort}`)).size >= threshold;
   const sameDestination = (a: AlertCandidate["key"], b: AlertCandidate["key"]) =>
     a.dst === b.dst && a.protocol === b.protocol && a.dstPort === b.dstPort;
   const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);

@@ -462,7 +462,8 @@ function candidatesOf(lines: readonly Line[], scanThreshold: number | undefined)
     const keysBySource = new Map<string, (ModelCandidate & { flows: typeof flows })[]>();
     for (const c of out.values()) keysBySource.set(c.key.src, [...(keysBySource.get(c.key.src) ?? []), c]);
     for (const [src, own] of keysBySource) {
-      if (own.length < scanThreshold) continue;
+      // Distinct destinations and ports: a port denied over two protocols counts once.
+      if (new Set(own.map((c) => `${c.key.dst}/${c.key.dstPort}`)).size < scanThreshold) continue;
       const hits = (c: (typeof own)[number]) => c.spans.reduce((n, sp) => n + sp.hits, 0);
       const most = Math.max(...own.map(hits));
       for (const c of own) out.delete(c.id);
