@@ -253,20 +253,50 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   };
 }
 
+/**
+ * The alerts `--namespace`, `--severity` and `--reason` keep (checked here, on each page read: the store lists alerts
+ * by time only). A namespace is either end's, the example's for a scan or a fan-in.
+ */
+function alertFilter(raw: Record<string, unknown>): (a: AlertRecord) => boolean {
+  const namespace = checked("--namespace", namespaceName, raw.namespace as string | undefined);
+  const severity = raw.severity as string | undefined;
+  const reason = raw.reason as string | undefined;
+  return (a) =>
+    (namespace === undefined || a.src.namespace === namespace || a.dst.namespace === namespace) &&
+    (severity === undefined || a.severity === severity) &&
+    (reason === undefined || a.reason === reason);
+}
+
+/** Pages of the alerts `keep` selects; the cursor goes on as the unfiltered pages' does. */
+function filtered(
+  page: (cursor: string | undefined, pageLimit: number) => Promise<Page<AlertRecord>>,
+  keep: (a: AlertRecord) => boolean,
+): (cursor: string | undefined, pageLimit: number) => Promise<Page<AlertRecord>> {
+  return async (cursor, pageLimit) => {
+    const result = await page(cursor, pageLimit);
+    return { ...result, items: result.items.filter(keep) };
+  };
+}
+
 export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<AlertRecord>> {
   const common = commonOptions(raw);
   const options = raw as unknown as ReadOptions;
   const query: AlertQuery = { cluster: common.cluster, ...range(options) };
+  const keep = alertFilter(raw);
   if (typeof raw.api === "string") {
     return collect(
       options.limit,
-      apiPages<AlertRecord>(raw.api, "/alerts", common, { since: query.since, until: query.until }),
+      filtered(
+        apiPages<AlertRecord>(raw.api, "/alerts", common, { since: query.since, until: query.until }),
+        keep,
+      ),
     );
   }
   const opened = await openStore(common, { existing: true });
   try {
-    const listing = await collect(options.limit, (cursor, limit) =>
-      opened.store.queryAlerts({ ...query, limit, cursor }),
+    const listing = await collect(
+      options.limit,
+      filtered((cursor, limit) => opened.store.queryAlerts({ ...query, limit, cursor }), keep),
     );
     return { ...listing, clusters: opened.clusters };
   } finally {
@@ -297,7 +327,7 @@ function listingNotes(
     );
   } else if (listing.more) {
     notes.push(
-      `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until${what === "flows" ? ", filters" : ""}) or raise --limit`,
+      `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit`,
     );
   }
   const clusters = listing.clusters ?? [];
@@ -360,9 +390,18 @@ export function registerFlows(program: Command): void {
       if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
       else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
-  addReadOptions(program.command("alerts").description("list alerts opened in a time range")).action(
-    async (raw: Record<string, unknown>) => {
+  addReadOptions(program.command("alerts").description("list alerts opened in a time range"))
+    .option("--namespace <ns>", "alerts where this namespace is source or destination")
+    .addOption(new Option("--severity <level>", "only alerts of this severity").choices(["high", "low"]))
+    .addOption(
+      new Option("--reason <reason>", "only alerts of this kind").choices([
+        "internal-denial",
+        "internal-scan",
+        "internal-fan-in",
+        "external-scan",
+      ]),
+    )
+    .action(async (raw: Record<string, unknown>) => {
       printRecords(await listAlerts(raw), raw, "alerts", alertsTable);
-    },
-  );
+    });
 }

@@ -129,6 +129,24 @@ describe("flows and alerts listings", () => {
     expect(rows.map((r) => r.split(/\s{2,}/).at(-1)).sort()).toEqual(alerts.map((a) => a.id).sort());
     const scan = alerts.find((a) => a.reason === "external-scan");
     expect(scan).toBeDefined();
+    // Filters: by severity, kind, and either end's namespace.
+    const ids = async (...filter: string[]) => {
+      const listed = await runCli(["alerts", ...scans, ...SAMPLE_DAY, "--json", ...filter]);
+      expect(listed.code, filter.join(" ")).toBe(0);
+      return ndjson<AlertRecord>(listed.stdout).map((a) => a.id);
+    };
+    expect(await ids("--severity", "low")).toEqual([scan?.id]);
+    expect(await ids("--reason", "internal-denial")).toEqual(
+      alerts.filter((a) => a.reason === "internal-denial").map((a) => a.id),
+    );
+    const customerB = alerts.filter(
+      (a) => a.src.namespace === "customer-b" || a.dst.namespace === "customer-b",
+    );
+    expect(customerB.length).toBeGreaterThan(0);
+    expect(customerB.length).toBeLessThan(alerts.length);
+    expect(await ids("--namespace", "customer-b")).toEqual(customerB.map((a) => a.id));
+    const refused = await runCli(["alerts", ...scans, "--severity", "urgent"]);
+    expect(refused.code).toBe(2);
     const scanRow = rows.find((r) => r.endsWith(scan?.id ?? "?"));
     expect(scanRow).toMatch(/203\.0\.113\.77 \(external\)\s+scan, most hit customer-a\/deployment\/web\s/);
   });
