@@ -56,3 +56,8 @@ export function flow(src: Endpoint, dst: Endpoint, extra: Partial<FlowRecord> = 
     ...extra,
   };
 }
+
+/** A cluster's DNS, and its `i`th client workload (each in a namespace of its own): the fan-in tests' cast. */
+export const coredns = pod("192.168.0.10", "kube-system", "coredns-6d4b-x", "coredns");
+export const client = (i: number): Endpoint =>
+  pod(`192.168.40.${i + 1}`, `team-${i}`, `svc${i}-0`, `svc${i}`);

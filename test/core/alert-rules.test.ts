@@ -7,7 +7,7 @@ import {
   SCAN_DESTINATION,
 } from "../../functions/core/alert-rules.ts";
 import type { Endpoint } from "../../functions/core/types.ts";
-import { external, flow, pod, unknown } from "./alert-fixtures.ts";
+import { client, coredns, external, flow, pod, unknown } from "./alert-fixtures.ts";
 
 const web1 = pod("192.168.22.247", "customer-a", "web-5f7c9-abcde", "web", "node-a");
 const web2 = pod("192.168.22.248", "customer-a", "web-5f7c9-fghij", "web", "node-b");
@@ -239,8 +239,6 @@ describe("internal scan detection", () => {
 });
 
 describe("internal fan-in detection", () => {
-  const coredns = pod("192.168.0.10", "kube-system", "coredns-6d4b-x", "coredns");
-  const client = (i: number) => pod(`192.168.40.${i + 1}`, `team-${i}`, `svc${i}-0`, `svc${i}`);
   const dns = (i: number, extra = {}) => flow(client(i), coredns, { protocol: "UDP", dstPort: 53, ...extra });
 
   it("makes one high-severity candidate of a destination denied to as many sources as the threshold", () => {

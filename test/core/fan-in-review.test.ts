@@ -14,10 +14,7 @@ import {
 import { alertCandidates, MANY_SOURCES } from "../../functions/core/alert-rules.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { sampleAlert } from "../support/alerts.ts";
-import { flow, pod } from "./alert-fixtures.ts";
-
-const coredns = pod("192.168.0.10", "kube-system", "coredns-6d4b-x", "coredns");
-const client = (i: number) => pod(`192.168.40.${i + 1}`, `team-${i}`, `svc${i}-0`, `svc${i}`);
+import { client, coredns, flow, pod } from "./alert-fixtures.ts";
 
 /** A candidate as a comparable value: everything but the order of its spans. */
 function normal(c: AlertCandidate): unknown {
