@@ -379,7 +379,7 @@ describe("CloudWatch Logs → ingest function", () => {
       ];
       const number = (w: string) => words.indexOf(w);
       const stated =
-        /(\w+) alarms \(\$0\.10 each; (\w+) with\s+`attribution=none`\) plus one per log group/.exec(
+        /(\w+) alarms \(\$0\.10 per metric an alarm\s+reads:[^;]*; (\w+) alarms with\s+`attribution=none`\) plus one per log group/.exec(
           deployMd,
         );
       expect(stated).not.toBeNull();
