@@ -257,23 +257,28 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
  * The alerts `--namespace`, `--severity` and `--reason` keep (checked here, on each page read: the store lists alerts
  * by time only). A namespace is either end's, the example's for a scan or a fan-in.
  */
-function alertFilter(raw: Record<string, unknown>): (a: AlertRecord) => boolean {
+function alertFilter(raw: Record<string, unknown>): ((a: AlertRecord) => boolean) | undefined {
   const namespace = checked("--namespace", namespaceName, raw.namespace as string | undefined);
   const severity = raw.severity as string | undefined;
   const reason = raw.reason as string | undefined;
+  if (namespace === undefined && severity === undefined && reason === undefined) return undefined;
   return (a) =>
     (namespace === undefined || a.src.namespace === namespace || a.dst.namespace === namespace) &&
     (severity === undefined || a.severity === severity) &&
     (reason === undefined || a.reason === reason);
 }
 
-/** Pages of the alerts `keep` selects; the cursor goes on as the unfiltered pages' does. */
+/**
+ * Pages of the alerts `keep` selects (none: `page` itself); the cursor goes on as the unfiltered pages' does. A
+ * filter may keep few of a page, so each is read whole rather than sized to what `--limit` still wants.
+ */
 function filtered(
   page: (cursor: string | undefined, pageLimit: number) => Promise<Page<AlertRecord>>,
-  keep: (a: AlertRecord) => boolean,
+  keep: ((a: AlertRecord) => boolean) | undefined,
 ): (cursor: string | undefined, pageLimit: number) => Promise<Page<AlertRecord>> {
-  return async (cursor, pageLimit) => {
-    const result = await page(cursor, pageLimit);
+  if (keep === undefined) return page;
+  return async (cursor) => {
+    const result = await page(cursor, PAGE_LIMIT);
     return { ...result, items: result.items.filter(keep) };
   };
 }

@@ -28,8 +28,8 @@ export const MANY_SOURCES = "*many*";
 
 export interface AlertRuleOptions {
   /**
-   * Distinct ports or destinations that make an external source a scanner, and distinct alert keys that make an
-   * internal one a scanner; undefined = detection off.
+   * Distinct ports or destinations that make an external source a scanner, distinct destinations and ports that make
+   * an internal one a scanner, and distinct sources that make an internal destination a fan-in; undefined = off.
    */
   scanThreshold?: number;
 }

@@ -8,7 +8,7 @@
 // write opened a window reports its alert as opened (or the retry that writes the record that call never
 // wrote); a retried or redelivered payload after that does not, nor does a delivery handing out a pending alert.
 import { createHash, randomUUID } from "node:crypto";
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { AlertApplyResult, AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
 import type { AlertCandidate, AlertDelivery, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
@@ -716,6 +716,21 @@ async function writeRecord(
   return outcome.applied && !writes.uncertain;
 }
 
+/** Whether an alert record is in the store (read consistently). */
+async function recordExists(ctx: AlertContext, key: { pk: string; sk: string }): Promise<boolean> {
+  const result = await withRetry("GetItem", ctx.retry, freshReport(), () =>
+    ctx.doc.send(
+      new GetCommand({
+        TableName: ctx.tableName,
+        Key: key,
+        ConsistentRead: true,
+        ProjectionExpression: "pk",
+      }),
+    ),
+  );
+  return result.Item !== undefined;
+}
+
 /** A stored delivery state; anything else (none yet) is pending. */
 function deliveryOf(value: unknown): AlertDelivery {
   return value === "sent" || value === "summarized" ? value : "pending";
@@ -732,7 +747,11 @@ export async function markAlertSent(
   const record = alertRecordKey(cluster, alert.openedAt, keyDigest);
   const e = new Expression();
   const sent = `SET ${e.name("delivery")} = ${e.value(how)}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`;
-  const exists = `attribute_exists(${e.name("pk")})`;
+  // A summary never relabels an alert another delivery sent on its own (it took the alert over meanwhile).
+  const exists =
+    how === "sent"
+      ? `attribute_exists(${e.name("pk")})`
+      : `attribute_exists(${e.name("pk")}) AND ${e.name("delivery")} <> ${e.value("sent")}`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
@@ -746,16 +765,18 @@ export async function markAlertSent(
       ),
     );
   } catch (error) {
-    if (isConditionFailure(error)) {
-      throw new InvalidInputError(`alert ${alert.id} (opened ${alert.openedAt}) is not in the store`);
-    }
-    throw error;
+    if (!isConditionFailure(error)) throw error;
+    if (how === "summarized" && (await recordExists(ctx, record))) return;
+    throw new InvalidInputError(`alert ${alert.id} (opened ${alert.openedAt}) is not in the store`);
   }
   // The state caches the open window's delivery so that folds need not read the record; a newer window
   // (condition fails) has its own.
   const s = new Expression();
   const stateSent = `SET ${s.name("delivery")} = ${s.value(how)}`;
-  const sameWindow = `${s.name("alertSk")} = ${s.value(record.sk)}`;
+  const sameWindow =
+    how === "sent"
+      ? `${s.name("alertSk")} = ${s.value(record.sk)}`
+      : `${s.name("alertSk")} = ${s.value(record.sk)} AND ${s.name("delivery")} <> ${s.value("sent")}`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
