@@ -395,7 +395,7 @@ export function registerFlows(program: Command): void {
       if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
       else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
-  addReadOptions(program.command("alerts").description("list alerts opened in a time range"))
+  addReadOptions(program.command("alerts").description("list alerts with a hit in a time range"))
     .option("--namespace <ns>", "alerts where this namespace is source or destination")
     .addOption(new Option("--severity <level>", "only alerts of this severity").choices(["high", "low"]))
     .addOption(

@@ -6,7 +6,7 @@
 //   GET /alerts ?since= &until= &limit= &cursor=
 //
 // since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours; flows with a
-// packet between them, alerts opened between them. workload
+// packet between them, alerts with a hit between them (opened by until, last seen at since or after). workload
 // and pod need namespace. limit: 1–1000, default 100. cursor: the previous page's, which carries that page's
 // time window (since/until are not read again). 200 `{ items, cursor }` with the flow records of DESIGN.md
 // §3.3 (alert records for /alerts) and `cursor: null` on the last page; 400 `{ message, parameter }`.

@@ -9,6 +9,7 @@
 // wrote); a retried or redelivered payload after that does not, nor does a delivery handing out a pending alert.
 import { createHash, randomUUID } from "node:crypto";
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { EARLIEST_MS } from "../../core/instant.ts";
 import type { AlertApplyResult, AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
 import type { AlertCandidate, AlertDelivery, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
@@ -455,8 +456,10 @@ export async function applyAlerts(
   token: string,
   options: AlertOptions,
 ): Promise<AlertApplyResult> {
-  if (!Number.isInteger(options.windowMs) || options.windowMs < 1) {
-    throw new InvalidInputError(`alert windowMs must be a positive integer, got ${options.windowMs}`);
+  if (!Number.isInteger(options.windowMs) || options.windowMs < 1 || options.windowMs > MAX_ALERT_WINDOW_MS) {
+    throw new InvalidInputError(
+      `alert windowMs must be an integer from 1 to ${MAX_ALERT_WINDOW_MS}, got ${options.windowMs}`,
+    );
   }
   const prepared = prepare(candidates);
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
@@ -794,9 +797,14 @@ export async function markAlertSent(
   }
 }
 
+/** The longest alert window (the stack's and the CLI's limit): an alert with a hit at t opened at most this before. */
+export const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
+
 /**
- * Alerts opened in [since, until], oldest first: the day partitions in order, at most two Queries per page.
- * A page never splits an alert from its fold slots: an alert cut by the end of a Query is left to the next page.
+ * Alerts with a hit in [since, until] (opened by `until`, last seen at `since` or after), oldest opened first: read
+ * from one window's length before `since`, the day partitions in order, at most two Queries per page (a page may
+ * hold none of them while it reads that earlier stretch). A page never splits an alert from its fold slots: an
+ * alert cut by the end of a Query is left to the next page.
  */
 export async function queryAlertsPage(
   ctx: StoreContext,
@@ -808,15 +816,17 @@ export async function queryAlertsPage(
   const until = normalizeInstant(query.until, "until");
   const limit = checkLimit(query.limit);
   if (since > until) return { items: [] };
-  const { lo, hi } = timeRange(since, until);
+  // An alert opened up to a window before `since` may have hits in the range: read from there.
+  const openedFrom = iso(Math.max(EARLIEST_MS, Date.parse(since) - MAX_ALERT_WINDOW_MS));
+  const { lo, hi } = timeRange(openedFrom, until);
   const print = fingerprint(["alerts", cluster, since, until]);
   const cursor =
     query.cursor === undefined
       ? {}
       : decodeCursor(query.cursor, print, (after) => after >= lo && after <= hi);
   const lastDay = dayOf(until);
-  let part = cursor.part ?? dayOf(since);
-  if (part < dayOf(since) || part > lastDay) {
+  let part = cursor.part ?? dayOf(openedFrom);
+  if (part < dayOf(openedFrom) || part > lastDay) {
     throw new InvalidCursorError("cursor partition is outside the query's range");
   }
   let after = cursor.after;
@@ -843,7 +853,7 @@ export async function queryAlertsPage(
     if (result.lastEvaluatedSk !== undefined) found.pop();
     for (const group of found) {
       const alert = alertOf(group);
-      if (alert !== undefined) alerts.push(alert);
+      if (alert !== undefined && alert.lastSeen >= since) alerts.push(alert);
       after = String(group[group.length - 1]?.sk);
       if (alerts.length >= limit) break;
     }

@@ -201,6 +201,21 @@ describe("applyAlerts", () => {
     expect((await alertsIn(t, t))[0]).toMatchObject({ count: 7, delivery: "sent" });
   });
 
+  it("lists the alerts with a hit in a range: one opened before it and hit within it too", async () => {
+    const [src, dst] = pair(24);
+    const t = "2024-04-24T23:50:00.000Z";
+    const { alerts } = await store.applyAlerts([candidate(src, dst, t, 1)], "r1", WINDOW);
+    // Hit again 12 minutes later, past midnight: the alert's day partition is the day before.
+    await store.applyAlerts([candidate(src, dst, at(t, 12 * MINUTE), 2)], "r2", WINDOW);
+    const id = (alerts[0] as AlertRecord).id;
+    const listed = async (since: string, until: string) => (await alertsIn(since, until, 1)).map((a) => a.id);
+    expect(await listed(at(t, 5 * MINUTE), at(t, 20 * MINUTE))).toEqual([id]);
+    expect(await listed(at(t, 12 * MINUTE), at(t, 12 * MINUTE))).toEqual([id]);
+    // After its last hit, or before it opened: not in the range.
+    expect(await listed(at(t, 13 * MINUTE), at(t, 20 * MINUTE))).toEqual([]);
+    expect(await listed(at(t, -20 * MINUTE), at(t, -MINUTE))).toEqual([]);
+  });
+
   it("marks an alert over a run's cap summarized: listed so, and handed out no more", async () => {
     const [src, dst] = pair(23);
     const t = "2024-04-23T06:00:00.000Z";
