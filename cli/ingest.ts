@@ -6,6 +6,7 @@ import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/class
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { IngestDeps } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
+import { MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory } from "./directory.ts";
 import { openAlertSink, storeArgs } from "./sink.ts";
@@ -38,9 +39,6 @@ export function addIngestOptions(command: Command): Command {
     .option("--retention-days <n>", "TTL of stored items", parseInteger("--retention-days", 1, 3650), 30);
   return addDirectoryOptions(withCommonOptions(command));
 }
-
-/** Most an alert window may be: the ingest function's ALERT_WINDOW_MINUTES goes up to 1440. */
-const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
 
 /**
  * Checked as it is read: a window of 0 would fail at the first alert, after flows were stored, and one of

@@ -22,8 +22,14 @@ export interface AlertApplyResult {
   opened: number;
 }
 
+/**
+ * The longest alert window (the ingest function's ALERT_WINDOW_MINUTES goes up to 1440): an alert with a hit at t
+ * opened at most this long before t, which is how far before a range a listing of alerts reads.
+ */
+export const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
+
 export interface AlertOptions {
-  /** Length of an alert window, ms: one alert per key per window. */
+  /** Length of an alert window, ms (1 to MAX_ALERT_WINDOW_MS): one alert per key per window. */
   windowMs: number;
 }
 

@@ -10,7 +10,13 @@
 import { createHash, randomUUID } from "node:crypto";
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { EARLIEST_MS } from "../../core/instant.ts";
-import type { AlertApplyResult, AlertOptions, AlertQuery, Page } from "../../core/ports.ts";
+import {
+  type AlertApplyResult,
+  type AlertOptions,
+  type AlertQuery,
+  MAX_ALERT_WINDOW_MS,
+  type Page,
+} from "../../core/ports.ts";
 import type { AlertCandidate, AlertDelivery, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
 import { checkLimit } from "./flow-query.ts";
@@ -796,9 +802,6 @@ export async function markAlertSent(
     if (!isConditionFailure(error)) throw error;
   }
 }
-
-/** The longest alert window (the stack's and the CLI's limit): an alert with a hit at t opened at most this before. */
-export const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
 
 /**
  * Alerts with a hit in [since, until] (opened by `until`, last seen at `since` or after), oldest opened first: read
