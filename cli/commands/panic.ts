@@ -11,6 +11,7 @@ import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts
 import { CalicoPolicies, PANIC_KUBECONFIG_FIXES } from "../../functions/adapters/kube/calico.ts";
 import { loadKubeconfig } from "../../functions/adapters/kube/cluster-access.ts";
 import { EventBridgeExpiryScheduler } from "../../functions/adapters/scheduler.ts";
+import { directRequester } from "../../functions/core/alert-message.ts";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,
@@ -214,7 +215,7 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
     // no passwd entry (containers): keep "unknown"
   }
   return {
-    requester: `${user}@${hostname()} via ${where}`,
+    requester: directRequester(`${user}@${hostname()}`, where),
     service: new PanicService({
       cluster: common.cluster,
       settings: settingsOf(o),

@@ -645,10 +645,15 @@ function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<str
   return attributes;
 }
 
-/** `arn:aws:sts::1:assumed-role/Ops/alice` → `alice`; anything else unchanged. */
+/** How `panic --direct` names its requester: the person, then how the cluster was reached. */
+export function directRequester(person: string, where: string): string {
+  return `${person}${DIRECT_VIA}${where}`;
+}
+const DIRECT_VIA = " via ";
+
+/** `arn:aws:sts::1:assumed-role/Ops/alice` → `alice`; a directRequester → its person; anything else unchanged. */
 function principalName(requester: string): string {
-  // `--direct`: `user@host via kubeconfig context "ctx" (https://server)`: the person is before " via ".
-  const via = requester.indexOf(" via ");
+  const via = requester.indexOf(DIRECT_VIA);
   if (via > 0) return requester.slice(0, via);
   const last = requester.split("/").pop() ?? requester;
   return last === "" ? requester : last;
