@@ -7,6 +7,7 @@ import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
 import { createTableInput } from "../functions/adapters/dynamo/schema.ts";
+import { DynamoDenialTally } from "../functions/adapters/dynamo/tallies.ts";
 import { KUBECONFIG_FIXES, loadKubeconfig } from "../functions/adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../functions/adapters/kube/live-directory.ts";
 import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
@@ -528,6 +529,8 @@ async function writeAmplification(): Promise<void> {
         const tableName = `bench-${scenario.lines}-${perPayload}`;
         await embedded.client.send(new CreateTableCommand(createTableInput(tableName)));
         const store = new DynamoFlowStore({ client, tableName });
+        // As the ingest function counts: with the scan threshold, the internal rules' tallies are written too.
+        const tally = new DynamoDenialTally({ client, tableName });
         const t0 = Date.UTC(2026, 3, 19, 4, 52, 0);
         proxy.clearLog();
         let flows = 0;
@@ -545,6 +548,7 @@ async function writeAmplification(): Promise<void> {
             contributionOf({ logGroup: "g", logStream: "s", logEvents }),
             {
               store,
+              tally,
               alertWindowMs: 15 * 60_000,
               alertCap: 50,
               pipeline: { ...benchPipeline(directory), scanThreshold: 20 },

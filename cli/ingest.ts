@@ -32,7 +32,7 @@ export function addIngestOptions(command: Command): Command {
     .option("--alert-cap <n>", "most alerts published per batch", parseInteger("--alert-cap", 1, 10_000), 50)
     .option(
       "--scan-threshold <n>",
-      "one alert for a source denied on ≥ n ports or destinations (external: low severity; internal: high, instead of one per port)",
+      "one alert for a source denied on ≥ n ports or destinations (external: low severity; internal: high, instead of one per port), and for a destination denied to ≥ n internal sources (internal ones counted across batches in the store)",
       (v) => parseInteger("--scan-threshold", 2, 65_535)(v),
     )
     .option("--alerts-topic <arn>", "publish alerts to this SNS topic (default: record them only)")
@@ -103,6 +103,7 @@ export async function openIngest(
         store: opened.store,
         sink,
         memos: opened.memos,
+        tally: opened.tallies,
         alertWindowMs: raw.alertWindow as number,
         alertCap: raw.alertCap as number,
         pipeline: {

@@ -8,7 +8,7 @@ import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { MemoStore } from "../functions/core/attribution-memo.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
-import type { FlowStore, HolderHistory } from "../functions/core/ports.ts";
+import type { DenialTally, FlowStore, HolderHistory } from "../functions/core/ports.ts";
 import type { CommonOptions } from "./common.ts";
 
 export interface OpenedStore {
@@ -18,6 +18,8 @@ export interface OpenedStore {
   coverage: CoverageStore;
   /** What each contribution's attribution was, so that its retries and replays attribute alike. */
   memos: MemoStore;
+  /** Where the internal alert rules count sources and destinations across batches (with a scan threshold). */
+  tallies: DenialTally;
   /** Where the data lives, for messages. */
   description: string;
   /**

@@ -298,8 +298,17 @@ function flowsFilter(e: Endpoint): string {
  * The alert's span as `flows` arguments: a range selects the flows with a packet in it, so from its first hit (to
  * the second) to the end of its window, or its last hit when a fold came later.
  */
+/**
+ * The alert's span as flows options: from its first hit, or for a scan or fan-in from two windows before it (the
+ * tally the rules counted its sources or destinations over: alert-rules.ts, talliedAlertCandidates), to the end of
+ * its window or its last hit.
+ */
 function flowsRange(alert: AlertRecord): string {
-  const since = alert.firstSeen.replace(/\.\d+Z$/, "Z");
+  const many = isInternalScan(alert) || isFanIn(alert);
+  const from = many
+    ? new Date(Date.parse(alert.firstSeen) - 2 * (Date.parse(alert.windowEnd) - Date.parse(alert.openedAt)))
+    : new Date(Date.parse(alert.firstSeen));
+  const since = from.toISOString().replace(/\.\d+Z$/, "Z");
   const until = [alert.windowEnd, alert.lastSeen].sort()[1];
   return `--since ${since} --until ${until}`;
 }
@@ -417,7 +426,7 @@ function internalDenialText(alert: AlertRecord, store: string): string {
 
 function internalScanText(alert: AlertRecord, store: string): string {
   const lines = [
-    `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports at once:`,
+    `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports within minutes:`,
     "it looks like a scan from inside (a compromised or misbehaving workload), or a policy that cuts it off from",
     "everything it talks to. Either way someone should look (severity high). One alert stands for all of them.",
     "",
@@ -443,7 +452,7 @@ function internalScanText(alert: AlertRecord, store: string): string {
 
 function fanInText(alert: AlertRecord, store: string): string {
   const lines = [
-    `Many endpoints inside cluster ${alert.cluster} were denied reaching one destination at once: a policy that`,
+    `Many endpoints inside cluster ${alert.cluster} were denied reaching one destination within minutes: a policy that`,
     "cuts a shared service off from its clients (DNS, a database, an API), or a default deny a new policy should",
     "have opened. Either way someone should look (severity high). One alert stands for all the sources.",
     "",

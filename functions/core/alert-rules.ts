@@ -15,8 +15,13 @@
 //   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
 //   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
 //   only sees the flows it is given.
+//
+// alertCandidates judges one payload. A payload is one node's log stream, and an egress denial is logged on the
+// source's node, so the ingest counts the internal rules across payloads too (talliedAlertCandidates): each source's
+// destinations and ports, and each destination's sources, in the store's denial tallies (ports.ts, DenialTally).
 import { policyKey } from "./aggregate.ts";
 import { KeyTable } from "./key-table.ts";
+import { type DenialTally, MAX_TALLY_CAP, type TallyEntry } from "./ports.ts";
 import type { AlertCandidate, AlertKey, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
 
 /** `key.dst` of external-scan alerts: the scan has many destinations, so the key names none. */
@@ -226,46 +231,117 @@ function groupsBy(groups: readonly Group[], nameOf: (g: Group) => string): Map<s
   return by;
 }
 
+const sourceOf = (g: Group) => `${g.key.cluster}\n${g.key.src}`;
+// Groups of one destination, protocol and port have distinct sources: the key holds the rest.
+const destinationOf = (g: Group) => `${g.key.cluster}\n${g.key.dst}\n${g.key.protocol}\n${g.key.dstPort}`;
+/** What a source's scan counts: its destinations and ports (its groups differ in those and in protocol). */
+const reachOf = (g: Group) => `${g.key.dst}\n${g.key.dstPort}`;
+
 /**
- * The internal denials as candidates: those of a source with at least `threshold` of them made one internal-scan
- * candidate, then those of a destination denied to at least `threshold` other sources one internal fan-in, each
- * where its first group was.
+ * The internal rules' counts for one payload's groups, in two steps: the sources' reach (distinct destinations and
+ * ports), which says which sources scan, then the sources of each destination that the scanners leave. `local`
+ * counts what the payload holds; a tally (talliedAlertCandidates) may raise either count with what other payloads
+ * held lately.
+ */
+class InternalCounts {
+  readonly bySource: Map<string, Group[]>;
+  readonly reach = new Map<string, number>();
+  byDestination = new Map<string, Group[]>();
+  readonly sources = new Map<string, number>();
+
+  readonly groups: readonly Group[];
+  readonly threshold: number;
+
+  constructor(groups: readonly Group[], threshold: number) {
+    this.groups = groups;
+    this.threshold = threshold;
+    this.bySource = groupsBy(groups, sourceOf);
+    for (const [source, own] of this.bySource) this.reach.set(source, new Set(own.map(reachOf)).size);
+  }
+
+  scanning(g: Group): boolean {
+    return (this.reach.get(sourceOf(g)) as number) >= this.threshold;
+  }
+
+  /** Once the reach is final: the groups of sources that do not scan, by destination. */
+  countSources(): void {
+    this.byDestination = groupsBy(
+      this.groups.filter((g) => !this.scanning(g)),
+      destinationOf,
+    );
+    for (const [destination, own] of this.byDestination) this.sources.set(destination, own.length);
+  }
+
+  /** Internal-scan candidates, then fan-ins, then denials, each where its first group was. */
+  candidates(): AlertCandidate[] {
+    const out: AlertCandidate[] = [];
+    for (const g of this.groups) {
+      if (this.scanning(g)) {
+        const own = this.bySource.get(sourceOf(g)) as Group[];
+        if (own[0] !== g) continue;
+        const key = { ...g.key, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
+        out.push(merged(key, own, "internal-scan"));
+        continue;
+      }
+      const destination = destinationOf(g);
+      if ((this.sources.get(destination) as number) >= this.threshold) {
+        const many = this.byDestination.get(destination) as Group[];
+        if (many[0] === g) out.push(merged({ ...g.key, src: MANY_SOURCES }, many, "internal-fan-in"));
+        continue;
+      }
+      out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
+    }
+    return out;
+  }
+}
+
+/**
+ * The internal denials as candidates: those of a source with at least `threshold` distinct destinations and ports
+ * made one internal-scan candidate, then those of a destination denied to at least `threshold` other sources one
+ * internal fan-in, each where its first group was.
  */
 function internalCandidates(groups: readonly Group[], threshold: number | undefined): AlertCandidate[] {
   if (threshold === undefined) {
     return groups.map((g) => candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
   }
-  const sourceOf = (g: Group) => `${g.key.cluster}\n${g.key.src}`;
-  const bySource = groupsBy(groups, sourceOf);
-  // Distinct destinations and ports of each source (its groups differ in those and in protocol).
-  const reach = new Map<string, number>();
-  for (const [source, own] of bySource) {
-    reach.set(source, new Set(own.map((g) => `${g.key.dst}\n${g.key.dstPort}`)).size);
-  }
-  const scanning = (g: Group) => (reach.get(sourceOf(g)) as number) >= threshold;
-  // Groups of one destination, protocol and port have distinct sources: the key holds the rest.
-  const destinationOf = (g: Group) => `${g.key.cluster}\n${g.key.dst}\n${g.key.protocol}\n${g.key.dstPort}`;
-  const byDestination = groupsBy(
-    groups.filter((g) => !scanning(g)),
-    destinationOf,
-  );
-  const out: AlertCandidate[] = [];
-  for (const g of groups) {
-    if (scanning(g)) {
-      const own = bySource.get(sourceOf(g)) as Group[];
-      if (own[0] !== g) continue;
-      const key = { ...g.key, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
-      out.push(merged(key, own, "internal-scan"));
-      continue;
-    }
-    const many = byDestination.get(destinationOf(g)) as Group[];
-    if (many.length >= threshold) {
-      if (many[0] === g) out.push(merged({ ...g.key, src: MANY_SOURCES }, many, "internal-fan-in"));
-      continue;
-    }
-    out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));
-  }
-  return out;
+  const counts = new InternalCounts(groups, threshold);
+  counts.countSources();
+  return counts.candidates();
+}
+
+/** Epoch ms of the latest hit of some groups. */
+function latestMs(own: readonly Group[]): number {
+  let at = Number.NEGATIVE_INFINITY;
+  for (const g of own) for (const f of g.flows) at = Math.max(at, Date.parse(f.lastSeen));
+  return at;
+}
+
+/**
+ * Raises each of `counts`' entries to what `tally` counts for it (this payload's members added to the subject's
+ * recent ones), under `kind`'s subject names.
+ */
+async function raiseByTally(
+  counts: Map<string, number>,
+  byName: ReadonlyMap<string, readonly Group[]>,
+  kind: "source" | "destination",
+  memberOf: (g: Group) => string,
+  tally: DenialTally,
+  options: { windowMs: number; cap: number },
+): Promise<void> {
+  const names = [...byName.keys()];
+  const entries: TallyEntry[] = names.map((name) => {
+    const own = byName.get(name) as readonly Group[];
+    return {
+      cluster: (own[0] as Group).key.cluster,
+      subject: `${kind}\n${name}`,
+      members: [...new Set(own.map(memberOf))],
+      atMs: latestMs(own),
+    };
+  });
+  const tallied = entries.length === 0 ? [] : await tally.tally(entries, options);
+  names.forEach((name, i) => {
+    counts.set(name, Math.max(counts.get(name) as number, tallied[i] as number));
+  });
 }
 
 function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCandidate[] {
@@ -301,6 +377,12 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
   return out;
 }
 
+function checkThreshold(threshold: number): void {
+  if (!Number.isInteger(threshold) || threshold < 2) {
+    throw new Error(`scanThreshold must be an integer of at least 2, got ${threshold}`);
+  }
+}
+
 /**
  * Alert candidates for one payload's aggregated flows: internal denials and scans, then external scans, each in the order of
  * their first flow, so that the same flows make the same candidates in the same order (delivery publishes the first
@@ -308,10 +390,36 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
  */
 export function alertCandidates(flows: readonly FlowRecord[], options: AlertRuleOptions): AlertCandidate[] {
   const threshold = options.scanThreshold;
-  if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 2)) {
-    throw new Error(`scanThreshold must be an integer of at least 2, got ${threshold}`);
-  }
+  if (threshold !== undefined) checkThreshold(threshold);
   const out = internalCandidates(internalDenials(flows), threshold);
   if (threshold !== undefined) out.push(...externalScans(flows, threshold));
+  return out;
+}
+
+/**
+ * alertCandidates with the internal rules counting across payloads: a source's destinations and ports, and a
+ * destination's sources, are those `tally` holds for the last one to two alert windows, this payload's included.
+ * Each node's log stream is delivered on its own, and an egress denial is logged on the source's node, so a policy
+ * that cuts thirty clients on ten nodes off from DNS reaches the threshold only in the store. The alerts opened
+ * before it was reached stay (at most threshold − 1 per destination or source); from then on the destination's (or
+ * the source's) denials fold into one fan-in (or scan) alert per window. Without a threshold, or with one above
+ * MAX_TALLY_CAP, it is alertCandidates.
+ */
+export async function talliedAlertCandidates(
+  flows: readonly FlowRecord[],
+  options: AlertRuleOptions,
+  tally: DenialTally,
+  windowMs: number,
+): Promise<AlertCandidate[]> {
+  const threshold = options.scanThreshold;
+  if (threshold === undefined || threshold > MAX_TALLY_CAP) return alertCandidates(flows, options);
+  checkThreshold(threshold);
+  const counts = new InternalCounts(internalDenials(flows), threshold);
+  const cap = { windowMs, cap: threshold };
+  await raiseByTally(counts.reach, counts.bySource, "source", reachOf, tally, cap);
+  counts.countSources();
+  await raiseByTally(counts.sources, counts.byDestination, "destination", (g) => g.key.src, tally, cap);
+  const out = counts.candidates();
+  out.push(...externalScans(flows, threshold));
   return out;
 }

@@ -1,6 +1,7 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
 import { AlertDeliveryError, type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
+import { talliedAlertCandidates } from "./alert-rules.ts";
 import {
   type AttributionMemo,
   decodeMemo,
@@ -12,7 +13,7 @@ import {
 import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
-import type { FlowStore } from "./ports.ts";
+import type { DenialTally, FlowStore } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
 
 export interface IngestDeps {
@@ -21,6 +22,11 @@ export interface IngestDeps {
   sink?: AlertPublisher;
   pipeline: PipelineOptions;
   alertWindowMs: number;
+  /**
+   * Where the internal alert rules count sources and destinations across batches (alert-rules.ts,
+   * talliedAlertCandidates). Absent, or without a scan threshold: each batch is judged on its own.
+   */
+  tally?: DenialTally;
   /** Most alerts published per batch; the rest are summarised in one message. */
   alertCap: number;
   /**
@@ -158,9 +164,21 @@ async function storeBatch(
   signal?.throwIfAborted();
   await options.onFlowsStored?.();
   signal?.throwIfAborted();
+  const candidates =
+    deps.tally !== undefined &&
+    deps.pipeline.scanThreshold !== undefined &&
+    result.flows.some((f) => f.internal)
+      ? await talliedAlertCandidates(
+          result.flows,
+          { scanThreshold: deps.pipeline.scanThreshold },
+          deps.tally,
+          deps.alertWindowMs,
+        )
+      : result.candidates;
+  signal?.throwIfAborted();
   const { alerts, opened } =
-    result.candidates.length > 0
-      ? await deps.store.applyAlerts(result.candidates, contribution, { windowMs: deps.alertWindowMs })
+    candidates.length > 0
+      ? await deps.store.applyAlerts(candidates, contribution, { windowMs: deps.alertWindowMs })
       : { alerts: [], opened: 0 };
   let sent = 0;
   let suppressed = 0;
@@ -179,6 +197,7 @@ async function storeBatch(
   await options.onStored?.();
   return {
     ...result,
+    candidates,
     flowsApplied: written.applied,
     flowsDuplicate: written.duplicates,
     writeRequests: written.writeRequests,

@@ -93,6 +93,38 @@ export interface FlowStore {
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>>;
 }
 
+/** One subject's members for DenialTally.tally. */
+export interface TallyEntry {
+  cluster: string;
+  /** What is counted about: a source, or a destination with its protocol and port (alert-rules.ts names them). */
+  subject: string;
+  /** This payload's distinct members of it: a source's destinations and ports, a destination's sources. */
+  members: readonly string[];
+  /** Epoch ms of its latest hit in the payload: the tally's window is the one holding it. */
+  atMs: number;
+}
+
+/**
+ * The largest `cap` a tally counts to: a window's item holds at most twice that many members (12 bytes each), well
+ * inside DynamoDB's 400 KB item. A scan threshold above it is counted one payload at a time.
+ */
+export const MAX_TALLY_CAP = 4096;
+
+/**
+ * Distinct members per subject across payloads, so that the alert rules see a fan-in or a scan spread over several
+ * nodes' log streams (alert-rules.ts, talliedAlertCandidates). Counting in the store: every log stream's deliveries
+ * add to the same tally.
+ */
+export interface DenialTally {
+  /**
+   * Adds each entry's members to its subject's tally in the window of `windowMs` (aligned to the epoch) that holds
+   * its `atMs`, and returns per entry, in order, how many distinct members that window and the one before hold:
+   * at least `cap` when they hold that many, since counting may stop there (1 ≤ cap ≤ MAX_TALLY_CAP). Adding the
+   * same members again changes nothing, so a redelivered payload counts once.
+   */
+  tally(entries: readonly TallyEntry[], options: { windowMs: number; cap: number }): Promise<number[]>;
+}
+
 /** Remembered IP holders, so late, backfilled and gone-pod lines still resolve (DESIGN.md §4). */
 export interface HolderHistory {
   remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void>;

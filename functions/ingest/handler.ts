@@ -63,7 +63,7 @@ export interface IngestRuntime {
 
 export function createRuntime(config: IngestConfig): IngestRuntime {
   const dynamo = tracer.captureAWSv3Client(storeClient());
-  const { store, history, coverage, memos } = tableStores({
+  const { store, history, coverage, memos, tallies } = tableStores({
     client: dynamo,
     tableName: config.TABLE_NAME,
     retentionDays: config.RETENTION_DAYS,
@@ -98,6 +98,7 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
       store,
       sink,
       memos,
+      tally: tallies,
       onMemoKept: reportMemo,
       alertWindowMs: config.ALERT_WINDOW_MINUTES * 60_000,
       alertCap: config.ALERT_CAP,

@@ -1,6 +1,6 @@
 // Endpoints and flows for the alert rule tests: pods of Deployments, external and unknown addresses, and
 // flows with readable defaults (internal, TCP 8012, one packet), each with its own id.
-import type { Endpoint, FlowRecord } from "../../functions/core/types.ts";
+import type { AlertCandidate, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 
 /** A pod of the Deployment `workload` (or without an owner), on `node`. */
 export const pod = (
@@ -61,3 +61,14 @@ export function flow(src: Endpoint, dst: Endpoint, extra: Partial<FlowRecord> = 
 export const coredns = pod("192.168.0.10", "kube-system", "coredns-6d4b-x", "coredns");
 export const client = (i: number): Endpoint =>
   pod(`192.168.40.${i + 1}`, `team-${i}`, `svc${i}-0`, `svc${i}`);
+
+/** A candidate as a comparable value: everything but the order of its spans. */
+function normal(c: AlertCandidate): unknown {
+  const spans = [...(c.spans ?? [])].map((s) => JSON.stringify(s)).sort();
+  return { ...c, spans };
+}
+/** Candidates as comparable values, in the order of their keys. */
+export const byKey = (cs: readonly AlertCandidate[]) =>
+  [...cs]
+    .map((c) => [JSON.stringify(c.key), normal(c)] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

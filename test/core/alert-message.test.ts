@@ -195,6 +195,8 @@ describe("alertEmailText", () => {
     expect(text).toContain(
       "calico-flows flows --cluster prod --namespace customer-a --workload Deployment/web --group --since",
     );
+    // From two windows (15 minutes each) before its first hit: what the tally counted its destinations over.
+    expect(text).toContain("--since 2026-04-19T04:22:19Z --until 2026-04-19T05:07:19.000Z");
     expect(text).toContain("kubectl get globalnetworkpolicies.projectcalico.org");
     expect(text).toContain("(severity high, reason internal-scan)");
   });
@@ -203,7 +205,9 @@ describe("alertEmailText", () => {
     const a = fanInAlert();
     expect(alertSubject(a)).toBe("Calico denied many sources → customer-b/db:8012/TCP (prod)");
     const text = alertEmailText(a);
-    expect(text).toContain("Many endpoints inside cluster prod were denied reaching one destination at once");
+    expect(text).toContain(
+      "Many endpoints inside cluster prod were denied reaching one destination within minutes",
+    );
     expect(text).toContain("Most denied source");
     expect(text).toContain(
       "calico-flows flows --cluster prod --namespace customer-b --workload StatefulSet/db --group --since",

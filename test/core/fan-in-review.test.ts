@@ -14,17 +14,7 @@ import {
 import { alertCandidates, MANY_SOURCES } from "../../functions/core/alert-rules.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { sampleAlert } from "../support/alerts.ts";
-import { client, coredns, flow, pod } from "./alert-fixtures.ts";
-
-/** A candidate as a comparable value: everything but the order of its spans. */
-function normal(c: AlertCandidate): unknown {
-  const spans = [...(c.spans ?? [])].map((s) => JSON.stringify(s)).sort();
-  return { ...c, spans };
-}
-const byKey = (cs: readonly AlertCandidate[]) =>
-  [...cs]
-    .map((c) => [JSON.stringify(c.key), normal(c)] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+import { byKey, client, coredns, flow, pod } from "./alert-fixtures.ts";
 
 describe("fan-in order freedom", () => {
   it("the same flows in any order make the same candidates and examples (property)", () => {
@@ -151,10 +141,11 @@ describe("the fan-in message", () => {
     expect(alertSubject(fanIn())).toBe("Calico denied many sources → kube-system/coredns:53/UDP (prod)");
   });
 
-  it("e-mail: lists every source of the destination, with the store, over the alert's span", () => {
+  it("e-mail: lists every source of the destination, with the store, from two windows before the alert's span", () => {
     const text = alertEmailText(fanIn(), { storeArgs: ["--api", "https://x.example/v1/"] });
+    // Its sources may have been counted over the two alert windows before its first hit (talliedAlertCandidates).
     expect(text).toContain(
-      "calico-flows flows --api https://x.example/v1/ --cluster prod --namespace kube-system --workload Deployment/coredns --group --since 2026-04-19T04:52:19Z --until 2026-04-19T05:07:19.000Z",
+      "calico-flows flows --api https://x.example/v1/ --cluster prod --namespace kube-system --workload Deployment/coredns --group --since 2026-04-19T04:22:19Z --until 2026-04-19T05:07:19.000Z",
     );
     expect(text).toContain("reason internal-fan-in");
   });
@@ -195,7 +186,8 @@ describe("fan-in as deliveries arrive: one delivery is one node's log stream", (
       reporter: nodes[i % 10] as string,
     });
 
-  it("known limit: a DNS outage by an egress deny on ten nodes is an alert per source (docs/architecture.md)", () => {
+  // The ingest function counts them in the store's denial tallies instead (test/ingest/tallied-alerts.test.ts).
+  it("one payload at a time, a DNS outage by an egress deny on ten nodes is an alert per source", () => {
     const flows = Array.from({ length: 30 }, (_, i) => egressDns(i));
     // One payload holding every flow (what `replay` of one file and the unit tests see): one fan-in.
     expect(alertCandidates(flows, { scanThreshold: 5 }).map((c) => c.reason)).toEqual(["internal-fan-in"]);

@@ -111,6 +111,20 @@ export function alertSkOf(sk: string): string {
   return second === -1 ? sk : sk.slice(0, second);
 }
 
+// Denial tallies ---------------------------------------------------------------------------------------
+
+/** A subject's tally in one window (tallies.ts): one partition per subject, one item per window, by start time. */
+export const tallyKey = (
+  cluster: string,
+  subject: string,
+  windowStartMs: number,
+): { pk: string; sk: string } => ({
+  pk: `TALLY#${cluster}#${shortDigest(subject, 22)}`,
+  sk: iso(windowStartMs),
+});
+/** A tally's member: 72 bits of its digest (two of 8,192 members colliding has odds near 10⁻¹⁴). */
+export const tallyMember = (member: string): string => shortDigest(member, 12);
+
 // Holder history ---------------------------------------------------------------------------------------
 
 export const historyPk = (cluster: string, ip: string): string => `IP#${cluster}#${ip}`;

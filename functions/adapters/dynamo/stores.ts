@@ -1,11 +1,13 @@
 // The stores of one calico-flows table, made together: flows and alerts, the IP holders' history, the coverage
-// records and the attribution memos all live as long as the table's retention says (a holder forgotten before its flows would leave late,
-// redriven or backfilled lines of those flows unattributed).
+// records and the attribution memos all live as long as the table's retention says (a holder forgotten before its
+// flows would leave late, redriven or backfilled lines of those flows unattributed); the alert rules' denial
+// tallies, a day after they stop counting.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoCoverageStore } from "./coverage.ts";
 import { DynamoFlowStore } from "./flow-store.ts";
 import { DynamoHolderHistory } from "./history.ts";
 import { DynamoMemoStore } from "./memos.ts";
+import { DynamoDenialTally } from "./tallies.ts";
 
 export interface TableStoresOptions {
   client: DynamoDBClient;
@@ -23,6 +25,7 @@ export interface TableStores {
   history: DynamoHolderHistory;
   coverage: DynamoCoverageStore;
   memos: DynamoMemoStore;
+  tallies: DynamoDenialTally;
 }
 
 export function tableStores(options: TableStoresOptions): TableStores {
@@ -32,5 +35,6 @@ export function tableStores(options: TableStoresOptions): TableStores {
     history: new DynamoHolderHistory({ client, tableName, retentionDays, now }),
     coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
     memos: new DynamoMemoStore({ client, tableName, retentionDays }),
+    tallies: new DynamoDenialTally({ client, tableName, now }),
   };
 }
