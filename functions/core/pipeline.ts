@@ -175,6 +175,15 @@ async function resolveLookups(
 /** Slots of the pipeline's table of host names (a power of two), and the longest name it keeps. */
 const REPORTER_SLOTS = 256;
 const REPORTER_BYTES = 64;
+const EMPTY_SLOT = -1;
+/** The id of a slot whose name is a placeholder: the line's reporter is then its event's node. */
+const PLACEHOLDER_ID = -2;
+/**
+ * Host names that name no node: a host without its name set (Bottlerocket's journald logs `localhost`; a kernel
+ * line from before the host name was set says `(none)`). A line carrying one is reported by its log stream's
+ * node, as a line carrying none is.
+ */
+const PLACEHOLDER_HOSTS: ReadonlySet<string> = new Set(["localhost", "localhost.localdomain", "(none)"]);
 
 /**
  * text.slice(start, end) as a string of its own, for a value that may outlive the run (addresses stay in the live
@@ -382,7 +391,7 @@ async function runWith(
   // slots, each with the name's hash, length and bytes (names of up to REPORTER_BYTES), at most half of them
   // filled; other names are looked up by string, as are names with characters outside ASCII (each such character
   // is the byte 0x80 here, so two of them could have the same bytes).
-  const slotIds = new Int32Array(REPORTER_SLOTS).fill(-1);
+  const slotIds = new Int32Array(REPORTER_SLOTS).fill(EMPTY_SLOT);
   const slotHashes = new Int32Array(REPORTER_SLOTS);
   const slotLengths = new Int32Array(REPORTER_SLOTS);
   const slotBytes = new Uint8Array(REPORTER_SLOTS * REPORTER_BYTES);
@@ -398,21 +407,27 @@ async function runWith(
   // Undefined, not "": an empty node name (a delivery's empty log stream) is a name too.
   let lastName: string | undefined;
   let lastNameId = -1;
+  const reporterNamed = (name: string): number => {
+    if (name !== lastName) {
+      lastName = name;
+      lastNameId = aggregator.reporterId(name);
+    }
+    return lastNameId;
+  };
   const reporterOf = (eventNode: string | undefined): number => {
     const start = f.nodeS;
     if (start < 0) {
-      const name = f.node ?? eventNode ?? "unknown";
-      if (name !== lastName) {
-        lastName = name;
-        lastNameId = aggregator.reporterId(name);
-      }
-      return lastNameId;
+      const own = f.node;
+      return reporterNamed(own !== null && !PLACEHOLDER_HOSTS.has(own) ? own : (eventNode ?? "unknown"));
     }
     const end = f.nodeE;
     const length = end - start;
     const b = f.b;
     // Most often the line before's node.
-    if (lastSlot >= 0 && sameBytes(b, start, length, lastSlot)) return slotIds[lastSlot] as number;
+    if (lastSlot >= 0 && sameBytes(b, start, length, lastSlot)) {
+      const id = slotIds[lastSlot] as number;
+      return id === PLACEHOLDER_ID ? reporterNamed(eventNode ?? "unknown") : id;
+    }
     let h = length;
     let bits = 0;
     for (let k = start; k < end; k++) {
@@ -424,14 +439,16 @@ async function runWith(
     let slot = h & (REPORTER_SLOTS - 1);
     for (;;) {
       const id = slotIds[slot] as number;
-      if (id < 0) break;
+      if (id === EMPTY_SLOT) break;
       if (slotHashes[slot] === h && sameBytes(b, start, length, slot)) {
         lastSlot = slot;
-        return id;
+        return id === PLACEHOLDER_ID ? reporterNamed(eventNode ?? "unknown") : id;
       }
       slot = (slot + 1) & (REPORTER_SLOTS - 1);
     }
-    const id = aggregator.reporterId(detached(f.text, start, end));
+    const name = detached(f.text, start, end);
+    const placeholder = PLACEHOLDER_HOSTS.has(name);
+    const id = placeholder ? PLACEHOLDER_ID : aggregator.reporterId(name);
     if (bits < 0x80 && length <= REPORTER_BYTES && 2 * (filled + 1) <= REPORTER_SLOTS) {
       slotIds[slot] = id;
       slotHashes[slot] = h;
@@ -442,7 +459,7 @@ async function runWith(
     } else {
       lastSlot = -1;
     }
-    return id;
+    return placeholder ? reporterNamed(eventNode ?? "unknown") : id;
   };
   // Policies are decoded from the prefix, once per distinct prefix.
   const format = scanner.format;

@@ -243,7 +243,10 @@ const PREFIXES = [
   "calico-packet sec gnp deny-b: ",
   "calico-packet sec np shop.deny-c: ",
 ];
-/** Host names: short and long (the pipeline keeps names of up to 64 bytes by their bytes), alike, not ASCII. */
+/**
+ * Host names: short and long (the pipeline keeps names of up to 64 bytes by their bytes), alike, not ASCII, and a
+ * placeholder (the log stream's node reports those lines).
+ */
 const FIXED_HOSTS = [
   "ip-192-168-74-5.eu-west-1.compute.internal",
   "ip-192-168-74-5",
@@ -253,6 +256,7 @@ const FIXED_HOSTS = [
   `ip-10-0-0-1.${"relay".repeat(14)}.internal`,
   "nöde-1",
   "näde-1",
+  "localhost",
 ];
 /** Host k: the fixed ones first, then as many distinct ones as wanted, some over 64 bytes. */
 const hostName = (k: number) =>
@@ -730,7 +734,10 @@ function reference(events: readonly LogEvent[], batch: Batch, internalOf: Map<st
     const src = end(r.src);
     const dst = end(r.dst);
     const bucket = Math.floor(at / bucketMs) * bucketMs;
-    const reporter = r.node ?? event.node ?? "unknown";
+    const reporter =
+      r.node !== null && !["localhost", "localhost.localdomain", "(none)"].includes(r.node)
+        ? r.node
+        : (event.node ?? "unknown");
     const id = (e: Endpoint) => [e.ip, e.kind, e.namespace, e.name];
     const policy =
       r.policy === null ? null : [r.policy.tier, r.policy.kind, r.policy.namespace, r.policy.name];
@@ -971,6 +978,34 @@ describe("runPipeline's reporting node", () => {
       expected,
     );
     expect(reporters(await run(delivery("ip-1", messages)))).toEqual(expected);
+  });
+
+  it("names the log stream's node for lines whose host is a placeholder (localhost, (none))", async () => {
+    // Bottlerocket's journald logs its kernel lines as from `localhost`; a kernel line from before the host name
+    // was set says `(none)`. Neither names a node: the stream does.
+    const journald = (host: string) =>
+      JSON.stringify({ _HOSTNAME: host, MESSAGE: line(null), __REALTIME_TIMESTAMP: `${T * 1000}` });
+    const messages = [
+      line("localhost"),
+      line("ip-1"),
+      line("(none)"),
+      line("localhost.localdomain"),
+      journald("localhost"),
+      line("localhost"),
+      journald("ip-1"),
+    ];
+    const expected = [
+      ["ip-192-168-3-3", 5],
+      ["ip-1", 2],
+    ];
+    expect(reporters(await run(delivery("ip-192-168-3-3", messages)))).toEqual(expected);
+    expect(
+      reporters(
+        await run(messages.map((message, k) => ({ message, timestamp: T + k, node: "ip-192-168-3-3" }))),
+      ),
+    ).toEqual(expected);
+    // Without a stream, as any line that names none.
+    expect(reporters(await run([{ message: line("localhost"), timestamp: T }]))).toEqual([["unknown", 1]]);
   });
 
   it("names an empty log stream as the node of lines that name none, and keeps the batch", async () => {
