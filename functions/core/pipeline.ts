@@ -179,7 +179,7 @@ const EMPTY_SLOT = -1;
 /** The id of a slot whose name is a placeholder: the line's reporter is then its event's node. */
 const PLACEHOLDER_ID = -2;
 /**
- * Host names that name no node: a host without its name set (Bottlerocket's journald logs `localhost`; a kernel
+ * Host names that name no node: a host without its name set (Bottlerocket's kernel log has been seen to say `localhost`; a kernel
  * line from before the host name was set says `(none)`). A line carrying one is reported by its log stream's
  * node, as a line carrying none is.
  */
