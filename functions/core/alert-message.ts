@@ -9,6 +9,9 @@
 //   reason        alert reason: "internal-denial" | "internal-scan" | "internal-fan-in" | "external-scan" (alerts; summaries: String.Array)
 //   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
 //   dstNamespace  destination namespace, "-" when it has none                  (alerts; summaries: String.Array)
+//                 A scan or fan-in stands for many ends: both are String.Array, of the namespaces of the ends of
+//                 the flows that opened it (100 at most each), so that a subscriber filtering on a namespace hears
+//                 of the fan-in its workload was one source of, not only of the example's.
 //   protocol      "TCP", "UDP", … ; "*" for scans                              (alerts; summaries: String.Array)
 //   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts; summaries: array)
 // A summary carries these as arrays of the suppressed alerts' distinct values (100 at most each): SNS matches a
@@ -78,6 +81,10 @@ const str = (value: string): MessageAttribute => ({
   StringValue: value === "" ? "-" : value,
 });
 const num = (value: number): MessageAttribute => ({ DataType: "Number", StringValue: String(value) });
+const array = (values: (string | number)[]): MessageAttribute => ({
+  DataType: "String.Array",
+  StringValue: JSON.stringify(values),
+});
 
 /**
  * Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters (Unicode's
@@ -540,8 +547,15 @@ export function alertDefaultJson(alert: AlertRecord): string {
     firstSeen: alert.firstSeen,
     lastSeen: alert.lastSeen,
     delivery: alert.delivery,
+    namespaces: alert.namespaces,
   };
   return JSON.stringify(record);
+}
+
+/** An end's namespace attribute: its one namespace, or a String.Array of the many a scan or fan-in stands for. */
+function namespaceAttribute(many: readonly (string | null)[] | undefined, end: Endpoint): MessageAttribute {
+  if (many === undefined) return str(end.namespace ?? NO_NAMESPACE);
+  return array(many.map((ns) => ns ?? NO_NAMESPACE));
 }
 
 /** Message attributes of an alert, for subscription filter policies (see the table at the top). */
@@ -551,8 +565,8 @@ export function alertAttributes(alert: AlertRecord): Record<string, MessageAttri
     severity: str(alert.severity),
     reason: str(alert.reason),
     cluster: str(alert.cluster),
-    srcNamespace: str(alert.src.namespace ?? NO_NAMESPACE),
-    dstNamespace: str(alert.dst.namespace ?? NO_NAMESPACE),
+    srcNamespace: namespaceAttribute(alert.namespaces?.src, alert.src),
+    dstNamespace: namespaceAttribute(alert.namespaces?.dst, alert.dst),
     protocol: str(alert.protocol),
     alertId: str(alert.id),
   };
@@ -639,10 +653,6 @@ const SUMMARY_ATTRIBUTE_VALUES = 100;
 function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<string, MessageAttribute> {
   if (suppressed.length === 0) return {};
   const distinct = <T>(values: T[]): T[] => [...new Set(values)].slice(0, SUMMARY_ATTRIBUTE_VALUES);
-  const array = (values: (string | number)[]): MessageAttribute => ({
-    DataType: "String.Array",
-    StringValue: JSON.stringify(values),
-  });
   const ports = distinct(suppressed.flatMap((a) => (a.dstPort === null ? [] : [a.dstPort])));
   const attributes: Record<string, MessageAttribute> = {
     reason: array(distinct(suppressed.map((a) => a.reason))),

@@ -22,7 +22,15 @@
 import { policyKey } from "./aggregate.ts";
 import { KeyTable } from "./key-table.ts";
 import { type DenialTally, MAX_TALLY_CAP, type TallyEntry } from "./ports.ts";
-import type { AlertCandidate, AlertKey, Endpoint, FlowRecord, PolicyRef } from "./types.ts";
+import {
+  type AlertCandidate,
+  type AlertKey,
+  type AlertNamespaces,
+  type Endpoint,
+  type FlowRecord,
+  MAX_ALERT_NAMESPACES,
+  type PolicyRef,
+} from "./types.ts";
 
 /** `key.dst` of external-scan alerts: the scan has many destinations, so the key names none. */
 export const SCAN_DESTINATION = "*scan*";
@@ -206,11 +214,56 @@ function hitsOf(g: Group): number {
   return n;
 }
 
+/**
+ * The distinct namespaces of the flows' sources and destinations, sorted (none first), at most
+ * MAX_ALERT_NAMESPACES each, the example's always among them.
+ */
+function namespacesOf(flows: readonly FlowRecord[], example: FlowRecord): AlertNamespaces {
+  const of = (end: "src" | "dst") =>
+    keptNamespaces(
+      flows.map((f) => f[end].namespace),
+      example[end].namespace,
+    );
+  return { src: of("src"), dst: of("dst") };
+}
+
+/** Distinct namespaces, sorted (none first), at most MAX_ALERT_NAMESPACES, `own` always among them. */
+function keptNamespaces(all: readonly (string | null)[], own: string | null): (string | null)[] {
+  const kept = [...new Set(all)]
+    .sort((a, b) => (a === b ? 0 : a === null ? -1 : b === null ? 1 : a < b ? -1 : 1))
+    .slice(0, MAX_ALERT_NAMESPACES);
+  if (!kept.includes(own)) kept[kept.length - 1] = own;
+  return kept;
+}
+
+/** The namespaces of two candidates of one key as one, those of the example's ends (`own`) kept. */
+export function unionNamespaces(
+  a: AlertNamespaces,
+  b: AlertNamespaces,
+  own: { src: Endpoint; dst: Endpoint },
+): AlertNamespaces {
+  return {
+    src: keptNamespaces([...a.src, ...b.src], own.src.namespace),
+    dst: keptNamespaces([...a.dst, ...b.dst], own.dst.namespace),
+  };
+}
+
+/** A candidate that stands for many ends (a scan, a fan-in): with the namespaces of all of them. */
+function many(
+  key: AlertKey,
+  flows: readonly FlowRecord[],
+  severity: AlertCandidate["severity"],
+  reason: string,
+  example: FlowRecord,
+): AlertCandidate {
+  return { ...candidate(key, flows, severity, reason, example), namespaces: namespacesOf(flows, example) };
+}
+
 /** Its groups' flows as one candidate under `key`, the example the latest flow of its most-hit groups (order-free). */
 function merged(key: AlertKey, own: readonly Group[], reason: string): AlertCandidate {
   const most = Math.max(...own.map(hitsOf));
   const example = latest(own.filter((o) => hitsOf(o) === most).flatMap((o) => o.flows));
-  return candidate(
+  return many(
     key,
     own.flatMap((o) => o.flows),
     "high",
@@ -372,7 +425,7 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
       if (a > b || (a === b && f.dst.ip < top.dst.ip)) top = f;
     }
     const key: AlertKey = { cluster, src: ip, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
-    out.push(candidate(key, own, "low", "external-scan", top));
+    out.push(many(key, own, "low", "external-scan", top));
   }
   return out;
 }

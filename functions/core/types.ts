@@ -164,7 +164,22 @@ export interface AlertCandidate {
    * it. Absent: all of them in [firstSeen, lastSeen], counted as of firstSeen.
    */
   spans?: readonly HitSpan[];
+  /** Of a scan or fan-in: the namespaces its flows' ends were in (alert-rules.ts). */
+  namespaces?: AlertNamespaces;
 }
+
+/**
+ * The distinct namespaces of the sources and of the destinations of the flows that opened a scan or fan-in alert
+ * (null: an end in none, as an external address or a node), sorted, at most MAX_ALERT_NAMESPACES each: its
+ * example names one of each, and subscribers filter on all of them (alert-message.ts, message attributes).
+ */
+export interface AlertNamespaces {
+  src: (string | null)[];
+  dst: (string | null)[];
+}
+
+/** The most namespaces an alert keeps per end (AlertNamespaces). */
+export const MAX_ALERT_NAMESPACES = 100;
 
 export interface HitSpan {
   firstSeen: string;
@@ -196,6 +211,8 @@ export interface AlertRecord {
   lastSeen: string;
   /** "sent": published on its own; "summarized": over a run's cap, counted and listed in its summary instead. */
   delivery: AlertDelivery;
+  /** Of a scan or fan-in: the namespaces of the ends of the flows that opened it. Absent for other alerts. */
+  namespaces?: AlertNamespaces;
 }
 
 export type AlertDelivery = "pending" | "sent" | "summarized";

@@ -589,6 +589,19 @@ function candidateOf(
   };
 }
 
+/** A scan's or fan-in's candidate: with the namespaces of its flows' ends, none ("" sorts first) before any. */
+function manyEnded(c: AlertCandidate, flows: FlowRecord[]): AlertCandidate {
+  const sorted = (names: (string | null)[]) =>
+    [...new Set(names.map((n) => n ?? ""))].sort().map((n) => (n === "" ? null : n));
+  return {
+    ...c,
+    namespaces: {
+      src: sorted(flows.map((f) => f.src.namespace)),
+      dst: sorted(flows.map((f) => f.dst.namespace)),
+    },
+  };
+}
+
 function referenceCandidates(flows: FlowRecord[], threshold: number | undefined): AlertCandidate[] {
   const out: AlertCandidate[] = [];
   const denials = new Map<string, { key: AlertCandidate["key"]; flows: FlowRecord[] }>();
@@ -623,12 +636,16 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
   const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
   const merged = (key: AlertCandidate["key"], mine: typeof groups, reason: string) => {
     const most = Math.max(...mine.map(hits));
-    return candidateOf(
-      key,
-      mine.flatMap((g) => g.flows),
-      latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
-      "high",
-      reason,
+    const all = mine.flatMap((g) => g.flows);
+    return manyEnded(
+      candidateOf(
+        key,
+        all,
+        latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
+        "high",
+        reason,
+      ),
+      all,
     );
   };
   for (const { key, flows: own } of groups) {
@@ -669,7 +686,7 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
     ];
     const example = own.find((f) => f.dst.ip === top) as FlowRecord;
     const key = { cluster: CLUSTER, src: ip, dst: "*scan*", protocol: "*", dstPort: null };
-    out.push(candidateOf(key, own, example, "low", "external-scan"));
+    out.push(manyEnded(candidateOf(key, own, example, "low", "external-scan"), own));
   }
   return out;
 }

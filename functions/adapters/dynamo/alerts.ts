@@ -9,6 +9,7 @@
 // wrote); a retried or redelivered payload after that does not, nor does a delivery handing out a pending alert.
 import { createHash, randomUUID } from "node:crypto";
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { unionNamespaces } from "../../core/alert-rules.ts";
 import { EARLIEST_MS } from "../../core/instant.ts";
 import {
   type AlertApplyResult,
@@ -17,7 +18,15 @@ import {
   MAX_ALERT_WINDOW_MS,
   type Page,
 } from "../../core/ports.ts";
-import type { AlertCandidate, AlertDelivery, AlertRecord, Direction, HitSpan } from "../../core/types.ts";
+import {
+  type AlertCandidate,
+  type AlertDelivery,
+  type AlertNamespaces,
+  type AlertRecord,
+  type Direction,
+  type HitSpan,
+  MAX_ALERT_NAMESPACES,
+} from "../../core/types.ts";
 import { decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
 import { checkLimit } from "./flow-query.ts";
 import {
@@ -338,7 +347,18 @@ function alertOf(group: readonly Item[]): AlertRecord | undefined {
     firstSeen,
     lastSeen,
     delivery: deliveryOf(record.delivery),
+    ...namespacesOf(record.namespaces),
   };
+}
+
+/** A record's namespaces (AlertNamespaces), when it has them in their shape. */
+function namespacesOf(value: unknown): { namespaces?: AlertNamespaces } {
+  const names = (v: unknown): v is (string | null)[] =>
+    Array.isArray(v) && v.every((n) => n === null || typeof n === "string");
+  const n = value as { src?: unknown; dst?: unknown } | null | undefined;
+  return n !== null && typeof n === "object" && names(n.src) && names(n.dst)
+    ? { namespaces: { src: n.src, dst: n.dst } }
+    : {};
 }
 
 /** Splits items in sort key order into alerts (record + slots). */
@@ -406,6 +426,22 @@ function checkedSpans(c: AlertCandidate): HitSpan[] {
   return [...spans];
 }
 
+function checkNamespaces(c: AlertCandidate): void {
+  if (c.namespaces === undefined) return;
+  for (const list of [c.namespaces.src, c.namespaces.dst]) {
+    if (
+      !Array.isArray(list) ||
+      list.length === 0 ||
+      list.length > MAX_ALERT_NAMESPACES ||
+      !list.every((n) => n === null || (typeof n === "string" && n.length > 0))
+    ) {
+      throw new InvalidInputError(
+        `alert candidate namespaces ${JSON.stringify(c.namespaces)} are not lists of namespaces`,
+      );
+    }
+  }
+}
+
 function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
   // One payload may name a key twice (e.g. two rules); its hits are one contribution to that key.
   const byKey = new Map<string, Prepared>();
@@ -417,6 +453,7 @@ function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
       throw new InvalidInputError(`alert candidate hits must be an integer ≥ 0, got ${c.hits}`);
     }
     const spans = checkedSpans(c);
+    checkNamespaces(c);
     const keyDigest = alertKeyDigest(c.key);
     const seen = byKey.get(keyDigest);
     if (seen === undefined) {
@@ -432,6 +469,12 @@ function prepare(candidates: readonly AlertCandidate[]): Prepared[] {
     }
     if (c.lastSeen > merged.lastSeen) merged.lastSeen = c.lastSeen;
     if (c.severity === "high") merged.severity = "high";
+    if (c.namespaces !== undefined) {
+      merged.namespaces =
+        merged.namespaces === undefined
+          ? c.namespaces
+          : unionNamespaces(merged.namespaces, c.namespaces, merged);
+    }
   }
   for (const p of byKey.values())
     p.spans.sort((a, b) => (a.firstSeen < b.firstSeen ? -1 : a.firstSeen > b.firstSeen ? 1 : 0));
@@ -715,6 +758,7 @@ async function writeRecord(
         windowEnd: w.windowEnd,
         delivery: "pending",
         expiresAt: expiresAt(Date.parse(w.openedAt), ctx.retentionDays, ctx.now()),
+        ...(c.namespaces === undefined ? {} : { namespaces: c.namespaces }),
       },
       firstSeen: c.firstSeen,
       lastSeen: c.lastSeen,
