@@ -303,21 +303,19 @@ function flowsFilter(e: Endpoint): string {
 
 /**
  * The alert's span as `flows` arguments: a range selects the flows with a packet in it, so from its first hit (to
- * the second) to the end of its window, or its last hit when a fold came later.
- */
-/**
- * The alert's span as flows options: from its first hit, or for a scan or fan-in from two windows before it (the
- * tally the rules counted its sources or destinations over: alert-rules.ts, talliedAlertCandidates), to the end of
- * its window or its last hit.
+ * the second) to the end of its window, or its last hit when a fold came later. A scan or fan-in was counted over
+ * the tally windows around its hits (alert-rules.ts, talliedAlertCandidates): its range reaches two windows before
+ * its first hit and after its last, where the rest of its sources or destinations may be.
  */
 function flowsRange(alert: AlertRecord): string {
-  const many = isInternalScan(alert) || isFanIn(alert);
-  const from = many
-    ? new Date(Date.parse(alert.firstSeen) - 2 * (Date.parse(alert.windowEnd) - Date.parse(alert.openedAt)))
-    : new Date(Date.parse(alert.firstSeen));
-  const since = from.toISOString().replace(/\.\d+Z$/, "Z");
-  const until = [alert.windowEnd, alert.lastSeen].sort()[1];
-  return `--since ${since} --until ${until}`;
+  const until = [alert.windowEnd, alert.lastSeen].sort()[1] as string;
+  if (!isInternalScan(alert) && !isFanIn(alert)) {
+    return `--since ${alert.firstSeen.replace(/\.\d+Z$/, "Z")} --until ${until}`;
+  }
+  const twoWindows = 2 * (Date.parse(alert.windowEnd) - Date.parse(alert.openedAt));
+  const since = new Date(Date.parse(alert.firstSeen) - twoWindows).toISOString().replace(/\.\d+Z$/, "Z");
+  const after = new Date(Math.max(Date.parse(until), Date.parse(alert.lastSeen) + twoWindows)).toISOString();
+  return `--since ${since} --until ${after}`;
 }
 
 function policyCommands(alert: AlertRecord): string[] {

@@ -451,7 +451,8 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
 
 /**
  * alertCandidates with the internal rules counting across payloads: a source's destinations and ports, and a
- * destination's sources, are those `tally` holds for the last one to two alert windows, this payload's included.
+ * destination's sources, are those `tally` holds for the alert window of their latest hit and the ones either side
+ * of it, this payload's included.
  * Each node's log stream is delivered on its own, and an egress denial is logged on the source's node, so a policy
  * that cuts thirty clients on ten nodes off from DNS reaches the threshold only in the store. The alerts opened
  * before it was reached stay (at most threshold − 1 per destination or source); from then on the destination's (or

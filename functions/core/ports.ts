@@ -1,6 +1,6 @@
 // Interfaces of the I/O the pipeline depends on. Implementations live in functions/adapters/; the pipeline,
 // the Lambda handlers and the CLI only ever see these.
-import type { AlertCandidate, AlertRecord, FlowRecord, Holder } from "./types.ts";
+import type { AlertCandidate, AlertKey, AlertRecord, FlowRecord, Holder } from "./types.ts";
 
 export interface FlowWriteResult {
   /** Flow records whose counts this call changed. */
@@ -87,6 +87,11 @@ export interface FlowStore {
     contribution: string,
     options: AlertOptions,
   ): Promise<AlertApplyResult>;
+  /**
+   * The alerts of `keys` that `contribution` opened (or holds the lease on handing out) and that are still pending:
+   * for a retry whose candidates no longer name those keys, so that it still delivers what its first run opened.
+   */
+  pendingAlertsOpenedBy(keys: readonly AlertKey[], contribution: string): Promise<AlertRecord[]>;
   /** Records that the sink accepted the alert: on its own ("sent", the default) or in a summary. */
   markAlertSent(alert: AlertRecord, how?: "sent" | "summarized"): Promise<void>;
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>>;
@@ -118,9 +123,10 @@ export const MAX_TALLY_CAP = 4096;
 export interface DenialTally {
   /**
    * Adds each entry's members to its subject's tally in the window of `windowMs` (aligned to the epoch) that holds
-   * its `atMs`, and returns per entry, in order, how many distinct members that window and the one before hold:
-   * at least `cap` when they hold that many, since counting may stop there (1 ≤ cap ≤ MAX_TALLY_CAP). Adding the
-   * same members again changes nothing, so a redelivered payload counts once.
+   * its `atMs`, and returns per entry, in order, how many distinct members that window and the ones either side of
+   * it hold (payloads of one moment come from independent streams, in any order): at least `cap` when they hold
+   * that many, since counting may stop there (1 ≤ cap ≤ MAX_TALLY_CAP). Adding the same members again changes
+   * nothing, so a redelivered payload counts once.
    */
   tally(entries: readonly TallyEntry[], options: { windowMs: number; cap: number }): Promise<number[]>;
 }

@@ -195,8 +195,8 @@ describe("alertEmailText", () => {
     expect(text).toContain(
       "calico-flows flows --cluster prod --namespace customer-a --workload Deployment/web --group --since",
     );
-    // From two windows (15 minutes each) before its first hit: what the tally counted its destinations over.
-    expect(text).toContain("--since 2026-04-19T04:22:19Z --until 2026-04-19T05:07:19.000Z");
+    // From two windows (15 minutes each) before its first hit to two after its last: where the tally counted.
+    expect(text).toContain("--since 2026-04-19T04:22:19Z --until 2026-04-19T05:23:02.000Z");
     expect(text).toContain("kubectl get globalnetworkpolicies.projectcalico.org");
     expect(text).toContain("(severity high, reason internal-scan)");
   });

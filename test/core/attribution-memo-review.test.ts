@@ -85,6 +85,8 @@ class HalfFailingStore implements FlowStore {
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
   markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
+  pendingAlertsOpenedBy: FlowStore["pendingAlertsOpenedBy"] = (keys, c) =>
+    flows.pendingAlertsOpenedBy(keys, c);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }
@@ -265,6 +267,8 @@ class LateStore implements FlowStore {
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
   markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
+  pendingAlertsOpenedBy: FlowStore["pendingAlertsOpenedBy"] = (keys, c) =>
+    flows.pendingAlertsOpenedBy(keys, c);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }

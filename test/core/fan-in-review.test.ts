@@ -143,9 +143,9 @@ describe("the fan-in message", () => {
 
   it("e-mail: lists every source of the destination, with the store, from two windows before the alert's span", () => {
     const text = alertEmailText(fanIn(), { storeArgs: ["--api", "https://x.example/v1/"] });
-    // Its sources may have been counted over the two alert windows before its first hit (talliedAlertCandidates).
+    // Its sources may have been counted two alert windows before its first hit or after its last (talliedAlertCandidates).
     expect(text).toContain(
-      "calico-flows flows --api https://x.example/v1/ --cluster prod --namespace kube-system --workload Deployment/coredns --group --since 2026-04-19T04:22:19Z --until 2026-04-19T05:07:19.000Z",
+      "calico-flows flows --api https://x.example/v1/ --cluster prod --namespace kube-system --workload Deployment/coredns --group --since 2026-04-19T04:22:19Z --until 2026-04-19T05:23:02.000Z",
     );
     expect(text).toContain("reason internal-fan-in");
   });

@@ -27,7 +27,7 @@ export class TallyModel implements DenialTally {
       if (current.size >= cap) return cap;
       for (const m of [...new Set(e.members.map(tallyMember))].sort().slice(0, cap)) current.add(m);
       if (current.size >= cap) return current.size;
-      return new Set([...current, ...set(start - windowMs)]).size;
+      return new Set([...current, ...set(start - windowMs), ...set(start + windowMs)]).size;
     });
   }
 }

@@ -9,8 +9,8 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { type DenialTally, MAX_TALLY_CAP, type TallyEntry } from "../../core/ports.ts";
-import { checkCluster, expiresAt, InvalidInputError, tallyKey, tallyMember } from "./keys.ts";
-import { documentClient, freshReport, getItem, isConditionFailure, type StoreContext } from "./requests.ts";
+import { checkCluster, expiresAt, InvalidInputError, iso, tallyKey, tallyMember } from "./keys.ts";
+import { documentClient, freshReport, isConditionFailure, queryAll, type StoreContext } from "./requests.ts";
 import {
   type CallReport,
   checkRetryPolicy,
@@ -31,17 +31,25 @@ export interface DynamoDenialTallyOptions {
   now?: () => number;
 }
 
-/** Days a window's item is kept after it stops counting (it counts for two windows). */
+/** Days a window's item is kept after it stops counting (for payloads of its window and the ones either side). */
 const KEPT_DAYS = 1;
 
 function membersOf(value: unknown): ReadonlySet<string> {
   return value instanceof Set ? (value as Set<string>) : new Set();
 }
 
+/** Full windows an instance remembers (DynamoDenialTally#full) before it forgets them all. */
+const MAX_REMEMBERED_FULL = 10_000;
+
 export class DynamoDenialTally implements DenialTally {
   readonly #ctx: StoreContext;
   readonly #concurrency: number;
   readonly #now: () => number;
+  /**
+   * Windows found full (`pk`, `sk`): a full set stays full, so no later payload of this container writes it again
+   * (a failed conditional write is billed at the item's size, and in an outage every node's payloads come to it).
+   */
+  readonly #full = new Set<string>();
   /** DynamoDB requests made, for the write figures. */
   readonly report: CallReport = freshReport();
 
@@ -73,6 +81,10 @@ export class DynamoDenialTally implements DenialTally {
 
   async #count(entry: TallyEntry, windowMs: number, cap: number): Promise<number> {
     const start = Math.floor(entry.atMs / windowMs) * windowMs;
+    const key = tallyKey(entry.cluster, entry.subject, start);
+    // Remembered with its cap: a window full at one threshold is not at a higher one.
+    const fullId = `${key.pk}\n${key.sk}\n${cap}`;
+    if (this.#full.has(fullId)) return cap;
     // The first `cap` digests in their own order: the same payload adds the same ones on a retry.
     const added = [...new Set(entry.members.map(tallyMember))].sort().slice(0, cap);
     let current: ReadonlySet<string>;
@@ -81,14 +93,16 @@ export class DynamoDenialTally implements DenialTally {
         this.#ctx.doc.send(
           new UpdateCommand({
             TableName: this.#ctx.tableName,
-            Key: tallyKey(entry.cluster, entry.subject, start),
+            Key: key,
             UpdateExpression: "ADD #m :m SET #ttl = :ttl",
             ConditionExpression: "attribute_not_exists(#m) OR size(#m) < :cap",
             ExpressionAttributeNames: { "#m": "m", "#ttl": TTL_ATTRIBUTE },
             ExpressionAttributeValues: {
               ":m": new Set(added),
               ":cap": cap,
-              ":ttl": expiresAt(start + 2 * windowMs, KEPT_DAYS, this.#now()),
+              // A day after its last neighbour's window ends, or after now for old events (a backfill's, a
+              // redrive's), which would otherwise be written already expired and vanish during the run.
+              ":ttl": expiresAt(Math.max(start + 2 * windowMs, this.#now()), KEPT_DAYS, this.#now()),
             },
             ReturnValues: "ALL_NEW",
           }),
@@ -97,17 +111,36 @@ export class DynamoDenialTally implements DenialTally {
       current = membersOf(out.Attributes?.m);
     } catch (error) {
       // Full already (a retry whose first try landed may also find it so): the subject is over its cap.
-      if (isConditionFailure(error)) return cap;
+      if (isConditionFailure(error)) {
+        this.#remember(fullId);
+        return cap;
+      }
       throw error;
     }
-    if (current.size >= cap) return current.size;
-    const before = await getItem(
+    if (current.size >= cap) {
+      this.#remember(fullId);
+      return current.size;
+    }
+    // The windows either side: payloads of one moment come from independent streams, in any order, so a window's
+    // members count for a payload of the window after it (of the one before it) even when they are stored later.
+    const around = await queryAll(
       this.#ctx,
-      tallyKey(entry.cluster, entry.subject, start - windowMs),
+      {
+        keyAttribute: "pk",
+        keyValue: key.pk,
+        lo: iso(start - windowMs),
+        hi: iso(start + windowMs),
+        consistent: true,
+      },
       this.report,
     );
     const union = new Set(current);
-    for (const m of membersOf(before?.m)) union.add(m);
+    for (const item of around) for (const m of membersOf(item.m)) union.add(m);
     return union.size;
+  }
+
+  #remember(fullId: string): void {
+    if (this.#full.size >= MAX_REMEMBERED_FULL) this.#full.clear();
+    this.#full.add(fullId);
   }
 }

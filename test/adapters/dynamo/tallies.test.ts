@@ -52,15 +52,17 @@ describe("DynamoDenialTally", () => {
     expect(await count(entry("redelivered", ["c"], W0 + WINDOW - 1))).toBe(3);
   });
 
-  it("counts the window holding the time and the one before it, not earlier ones", async () => {
+  it("counts the window holding the time and the ones either side of it, not further ones", async () => {
     expect(await count(entry("slow", ["a", "b"], W0 - WINDOW))).toBe(2);
     // The next window: its own member and the previous window's two.
     expect(await count(entry("slow", ["c"], W0 + 5))).toBe(3);
     // A member in both windows counts once.
     expect(await count(entry("slow", ["a"], W0 + 6))).toBe(3);
-    // Two windows later, the first window no longer counts: the second's a and c, and d.
+    // Two windows later: the middle window's a and c, and d; the first window no longer counts.
     expect(await count(entry("slow", ["d"], W0 + WINDOW))).toBe(3);
     expect(await count(entry("slow", ["e"], W0 + 2 * WINDOW))).toBe(2);
+    // A late payload of the first window counts the one after it, stored before it: a, b, c and f.
+    expect(await count(entry("slow", ["f"], W0 - WINDOW + 9))).toBe(4);
   });
 
   it("stops counting at the cap, and never stores twice the cap", async () => {
@@ -82,13 +84,37 @@ describe("DynamoDenialTally", () => {
     expect(await count(entry("scanner", ["next"], W0 + WINDOW), 5)).toBe(6);
   });
 
-  it("keeps a window's item a day after it stops counting (the window after it), never before now's floor", async () => {
+  it("does not write a window again once it found it full, at that cap", async () => {
+    const fresh = new DynamoDenialTally({ client: ts.client, tableName: ts.tableName, now: () => NOW });
+    const options = { windowMs: WINDOW, cap: 3 };
+    await fresh.tally([entry("busy", ["a", "b", "c"], W0)], options);
+    const before = fresh.report.requests;
+    for (const m of ["d", "e", "f"])
+      expect(await fresh.tally([entry("busy", [m], W0 + 1)], options)).toEqual([3]);
+    expect(fresh.report.requests).toBe(before);
+    // At a higher cap it is not full: asked again.
+    expect(await fresh.tally([entry("busy", ["d"], W0 + 1)], { windowMs: WINDOW, cap: 10 })).toEqual([4]);
+    expect(fresh.report.requests).toBeGreaterThan(before);
+  });
+
+  it("keeps a window's item a day after it stops counting (the window after it), or after now for old events", async () => {
     await count(entry("ttl", ["a"], W0 + 1));
     const doc = DynamoDBDocumentClient.from(ts.client);
     const stored = await doc.send(
       new GetCommand({ TableName: ts.tableName, Key: tallyKey("prod", "ttl", W0) }),
     );
     expect(stored.Item?.expiresAt).toBe((W0 + 2 * WINDOW) / 1000 + 86_400);
+    // Events three days old (a backfill, a redrive): a day after now, not already expired.
+    const later = new DynamoDenialTally({
+      client: ts.client,
+      tableName: ts.tableName,
+      now: () => NOW + 3 * 86_400_000,
+    });
+    await later.tally([entry("ttl-old", ["a"], W0 + 1)], { windowMs: WINDOW, cap: 10 });
+    const old = await doc.send(
+      new GetCommand({ TableName: ts.tableName, Key: tallyKey("prod", "ttl-old", W0) }),
+    );
+    expect(old.Item?.expiresAt).toBe((NOW + 3 * 86_400_000) / 1000 + 86_400);
     // Members are stored as short digests, not as the names they stand for.
     expect([...((stored.Item?.m as Set<string> | undefined) ?? [])]).toEqual([
       expect.stringMatching(/^[A-Za-z0-9_-]{12}$/),
