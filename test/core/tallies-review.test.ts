@@ -9,101 +9,18 @@ import { tallyKey } from "../../functions/adapters/dynamo/keys.ts";
 import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
 import { DynamoDenialTally } from "../../functions/adapters/dynamo/tallies.ts";
-import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { alertCandidates, talliedAlertCandidates } from "../../functions/core/alert-rules.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import { createScanner } from "../../functions/core/parse.ts";
-import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { AlertRecord } from "../../functions/core/types.ts";
 import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { clusterAlerts, clusterRuntime, dnsDelivery, T0 } from "../support/node-streams.ts";
 import { client, coredns, flow, pod } from "./alert-fixtures.ts";
 
 const WINDOW = 15 * 60_000;
-const T0 = Date.parse("2026-04-19T04:50:00Z");
 const iso = (ms: number) => new Date(ms).toISOString();
-const NODES = Array.from({ length: 10 }, (_, n) => ({ name: `ip-192-168-1-${n}`, ip: `192.168.1.${n}` }));
-const COREDNS = "192.168.0.10";
-const clientIp = (i: number) => `192.168.50.${i + 1}`;
-
-const k8sPod = (
-  name: string,
-  namespace: string,
-  workload: string,
-  ip: string,
-  node: (typeof NODES)[number],
-) => ({
-  metadata: {
-    name,
-    namespace,
-    uid: `uid-${name}`,
-    creationTimestamp: iso(T0 - 3_600_000),
-    labels: { "pod-template-hash": "5d4f8b7c9" },
-    ownerReferences: [{ kind: "ReplicaSet", name: `${workload}-5d4f8b7c9`, controller: true }],
-  },
-  spec: { nodeName: node.name },
-  status: { phase: "Running", podIP: ip, podIPs: [{ ip }], hostIP: node.ip },
-});
-
-// Thirty DNS clients, three per node (i, i+10, i+20 on node i), each its own workload; coredns on node 0.
-const directory = new SnapshotDirectory({
-  pods: {
-    items: [
-      k8sPod(
-        "coredns-5d4f8b7c9-aaaaa",
-        "kube-system",
-        "coredns",
-        COREDNS,
-        NODES[0] as (typeof NODES)[number],
-      ),
-      ...Array.from({ length: 30 }, (_, i) =>
-        k8sPod(
-          `svc${i}-5d4f8b7c9-x`,
-          `team-${i}`,
-          `svc${i}`,
-          clientIp(i),
-          NODES[i % 10] as (typeof NODES)[number],
-        ),
-      ),
-    ],
-  },
-  nodes: {
-    items: NODES.map((n) => ({
-      metadata: { name: n.name, uid: `uid-${n.name}`, creationTimestamp: iso(T0 - 86_400_000) },
-      status: { addresses: [{ type: "InternalIP", address: n.ip }] },
-    })),
-  },
-});
-
-function egressDnsLine(node: string, src: string): string {
-  return (
-    `Apr 19 04:52:19 ${node} kernel: calico-packet: IN=eni1a2b3c4d5e6 OUT=eth0 MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 ` +
-    `SRC=${src} DST=${COREDNS} LEN=72 TOS=0x00 PREC=0x00 TTL=63 ID=52641 DF PROTO=UDP SPT=40000 DPT=53 LEN=52`
-  );
-}
-
-let eventId = 77_000_000;
-/** Node n's delivery of a DNS outage by an egress deny: its three clients' denials to coredns, at `at`. */
-function dnsDelivery(n: number, at: number) {
-  const node = (NODES[n] as (typeof NODES)[number]).name;
-  return {
-    awslogs: {
-      data: encodeSubscriptionData({
-        messageType: "DATA_MESSAGE",
-        owner: "123456789012",
-        logGroup: "/aws/eks/prod/nodes",
-        logStream: node,
-        subscriptionFilters: ["calico-packet"],
-        logEvents: [n, n + 10, n + 20].map((i) => ({
-          id: String(eventId++),
-          timestamp: at + i,
-          message: egressDnsLine(node, clientIp(i)),
-        })) as [{ id: string; timestamp: number; message: string }],
-      }),
-    },
-  };
-}
 
 let testStore: TestStore;
 beforeAll(async () => {
@@ -123,38 +40,12 @@ async function freshTable(): Promise<string> {
 async function lambdaRuntime(sink: AlertPublisher | undefined, withTally = true) {
   const tableName = await freshTable();
   const stores = tableStores({ client: testStore.client, tableName, retentionDays: 30 });
-  const runtime: IngestRuntime = {
-    directory,
-    coverage: stores.coverage,
-    deps: {
-      store: stores.store,
-      sink,
-      memos: stores.memos,
-      tally: withTally ? stores.tallies : undefined,
-      alertWindowMs: WINDOW,
-      alertCap: 50,
-      pipeline: {
-        cluster: "prod",
-        internal: new CidrSet(["192.168.0.0/16"]),
-        bucketSeconds: 60,
-        scanner: createScanner(),
-        directory,
-        scanThreshold: 5,
-      },
-    },
-  };
+  const tally = withTally ? stores.tallies : undefined;
+  const runtime = clusterRuntime({ store: stores.store, sink, memos: stores.memos, tally }, stores.coverage);
   return { runtime, store: stores.store };
 }
 
-async function alertsOf(runtime: IngestRuntime): Promise<AlertRecord[]> {
-  const page = await runtime.deps.store.queryAlerts({
-    cluster: "prod",
-    since: iso(T0 - 3_600_000),
-    until: iso(T0 + 3_600_000),
-    limit: 1000,
-  });
-  return page.items;
-}
+const alertsOf = clusterAlerts;
 
 /** A sink that fails every publish while `down` is set. */
 function flakySink() {
