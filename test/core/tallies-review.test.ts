@@ -11,16 +11,13 @@ import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
 import { DynamoDenialTally } from "../../functions/adapters/dynamo/tallies.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { alertCandidates, talliedAlertCandidates } from "../../functions/core/alert-rules.ts";
-import { CidrSet } from "../../functions/core/classify.ts";
-import { createScanner } from "../../functions/core/parse.ts";
 import type { AlertRecord } from "../../functions/core/types.ts";
-import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
+import { ingestEvent } from "../../functions/ingest/handler.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { clusterAlerts, clusterRuntime, dnsDelivery, T0 } from "../support/node-streams.ts";
 import { client, coredns, flow, pod } from "./alert-fixtures.ts";
 
 const WINDOW = 15 * 60_000;
-const iso = (ms: number) => new Date(ms).toISOString();
 
 let testStore: TestStore;
 beforeAll(async () => {
