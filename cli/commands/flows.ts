@@ -255,7 +255,7 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
 
 /**
  * The alerts `--namespace`, `--severity` and `--reason` keep (checked here, on each page read: the store lists alerts
- * by time only). A namespace is either end's, the example's for a scan or a fan-in.
+ * by time only). A namespace is either end's, or any a scan or fan-in stands for (its `namespaces`).
  */
 function alertFilter(raw: Record<string, unknown>): ((a: AlertRecord) => boolean) | undefined {
   const namespace = checked("--namespace", namespaceName, raw.namespace as string | undefined);
@@ -263,7 +263,11 @@ function alertFilter(raw: Record<string, unknown>): ((a: AlertRecord) => boolean
   const reason = raw.reason as string | undefined;
   if (namespace === undefined && severity === undefined && reason === undefined) return undefined;
   return (a) =>
-    (namespace === undefined || a.src.namespace === namespace || a.dst.namespace === namespace) &&
+    (namespace === undefined ||
+      a.src.namespace === namespace ||
+      a.dst.namespace === namespace ||
+      a.namespaces?.src.includes(namespace) === true ||
+      a.namespaces?.dst.includes(namespace) === true) &&
     (severity === undefined || a.severity === severity) &&
     (reason === undefined || a.reason === reason);
 }

@@ -54,8 +54,20 @@ function alert(i: number, severity: "high" | "low"): AlertRecord {
   };
 }
 
-/** 600 high alerts, then one low one: `--severity low` matches only the last. */
-const ALERTS = [...Array.from({ length: 600 }, (_, i) => alert(i, "high")), alert(600, "low")];
+/** A fan-in on customer-b's web from many sources, team-7 one of them but not its example. */
+function fanIn(i: number): AlertRecord {
+  const base = alert(i, "high");
+  return {
+    ...base,
+    id: `fan-in-${i}`,
+    key: { ...base.key, src: "*many*" },
+    reason: "internal-fan-in",
+    namespaces: { src: ["customer-a", "team-7"], dst: ["customer-b"] },
+  };
+}
+
+/** 600 high alerts, then one low one (`--severity low` matches only it), then a fan-in. */
+const ALERTS = [...Array.from({ length: 600 }, (_, i) => alert(i, "high")), alert(600, "low"), fanIn(601)];
 
 let server: Server;
 let api: string;
@@ -104,5 +116,11 @@ describe("alerts filters, late review", () => {
     // 601 alerts in the range: a couple of full pages (the API allows 1000 a page, the CLI asks 500) read them;
     // asking for limit+1-matched (2) a page takes 301 requests.
     expect(asked.length).toBeLessThanOrEqual(3);
+  });
+
+  it("--namespace matches any namespace a scan or fan-in stands for, not only its example's", async () => {
+    const run = await runCli(["alerts", "--api", api, ...RANGE, "--json", "--namespace", "team-7"], { env });
+    expect(run.stderr).toBe("");
+    expect(ndjson<AlertRecord>(run.stdout).map((a) => a.id)).toEqual(["fan-in-601"]);
   });
 });
