@@ -550,10 +550,14 @@ export function alertDefaultJson(alert: AlertRecord): string {
   return JSON.stringify(record);
 }
 
+/** The namespaces an end of an alert stands for: the many of a scan or fan-in, else its one ("-" for none). */
+function namespacesOf(many: readonly (string | null)[] | undefined, end: Endpoint): string[] {
+  return (many ?? [end.namespace]).map((ns) => ns ?? NO_NAMESPACE);
+}
+
 /** An end's namespace attribute: its one namespace, or a String.Array of the many a scan or fan-in stands for. */
 function namespaceAttribute(many: readonly (string | null)[] | undefined, end: Endpoint): MessageAttribute {
-  if (many === undefined) return str(end.namespace ?? NO_NAMESPACE);
-  return array(many.map((ns) => ns ?? NO_NAMESPACE));
+  return many === undefined ? str(end.namespace ?? NO_NAMESPACE) : array(namespacesOf(many, end));
 }
 
 /** Message attributes of an alert, for subscription filter policies (see the table at the top). */
@@ -654,8 +658,8 @@ function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<str
   const ports = distinct(suppressed.flatMap((a) => (a.dstPort === null ? [] : [a.dstPort])));
   const attributes: Record<string, MessageAttribute> = {
     reason: array(distinct(suppressed.map((a) => a.reason))),
-    srcNamespace: array(distinct(suppressed.map((a) => a.src.namespace ?? NO_NAMESPACE))),
-    dstNamespace: array(distinct(suppressed.map((a) => a.dst.namespace ?? NO_NAMESPACE))),
+    srcNamespace: array(distinct(suppressed.flatMap((a) => namespacesOf(a.namespaces?.src, a.src)))),
+    dstNamespace: array(distinct(suppressed.flatMap((a) => namespacesOf(a.namespaces?.dst, a.dst)))),
     protocol: array(distinct(suppressed.map((a) => a.protocol))),
   };
   if (ports.length > 0) attributes.dstPort = array(ports);

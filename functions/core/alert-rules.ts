@@ -21,7 +21,7 @@
 // destinations and ports, and each destination's sources, in the store's denial tallies (ports.ts, DenialTally).
 import { policyKey } from "./aggregate.ts";
 import { KeyTable } from "./key-table.ts";
-import { type DenialTally, MAX_TALLY_CAP, type TallyEntry } from "./ports.ts";
+import { type DenialTally, MAX_TALLY_CAP, type TallyEntry, type TallyVerdict } from "./ports.ts";
 import {
   type AlertCandidate,
   type AlertKey,
@@ -318,6 +318,7 @@ class InternalCounts {
 
   /** Once the reach is final: the groups of sources that do not scan, by destination. */
   countSources(): void {
+    this.sources.clear();
     this.byDestination = groupsBy(
       this.groups.filter((g) => !this.scanning(g)),
       destinationOf,
@@ -456,24 +457,59 @@ export function alertCandidates(flows: readonly FlowRecord[], options: AlertRule
  * Each node's log stream is delivered on its own, and an egress denial is logged on the source's node, so a policy
  * that cuts thirty clients on ten nodes off from DNS reaches the threshold only in the store. The alerts opened
  * before it was reached stay (at most threshold − 1 per destination or source); from then on the destination's (or
- * the source's) denials fold into one fan-in (or scan) alert per window. Without a threshold, or with one above
- * MAX_TALLY_CAP, it is alertCandidates.
+ * the source's) denials fold into one fan-in (or scan) alert per window. With `run`, the judgement is kept, and a
+ * later run of the contribution judges by it rather than by the tallies of its moment. Without a threshold, or
+ * with one above MAX_TALLY_CAP, it is alertCandidates.
  */
 export async function talliedAlertCandidates(
   flows: readonly FlowRecord[],
   options: AlertRuleOptions,
   tally: DenialTally,
   windowMs: number,
+  /**
+   * The payload's contribution, whose judgement is kept (DenialTally.saveVerdict) so that its retries and
+   * redeliveries judge as its first run did; `firstRun`: none can have been kept yet. Absent: nothing is kept.
+   */
+  run?: { contribution: string; firstRun: boolean },
 ): Promise<AlertCandidate[]> {
   const threshold = options.scanThreshold;
   if (threshold === undefined || threshold > MAX_TALLY_CAP) return alertCandidates(flows, options);
   checkThreshold(threshold);
   const counts = new InternalCounts(internalDenials(flows), threshold);
-  const cap = { windowMs, cap: threshold };
-  await raiseByTally(counts.reach, counts.bySource, "source", reachOf, tally, cap);
-  counts.countSources();
-  await raiseByTally(counts.sources, counts.byDestination, "destination", (g) => g.key.src, tally, cap);
+  const cluster = counts.groups[0]?.key.cluster;
+  if (cluster !== undefined) {
+    const kept =
+      run === undefined || run.firstRun ? undefined : await tally.loadVerdict(cluster, run.contribution);
+    if (kept !== undefined) {
+      judge(counts, kept);
+    } else {
+      const cap = { windowMs, cap: threshold };
+      await raiseByTally(counts.reach, counts.bySource, "source", reachOf, tally, cap);
+      counts.countSources();
+      await raiseByTally(counts.sources, counts.byDestination, "destination", (g) => g.key.src, tally, cap);
+      if (run !== undefined) {
+        const over = [
+          ...[...counts.reach].filter(([, n]) => n >= threshold).map(([name]) => `source\n${name}`),
+          ...[...counts.sources].filter(([, n]) => n >= threshold).map(([name]) => `destination\n${name}`),
+        ];
+        const atMs = latestMs(counts.groups);
+        // A concurrent run of the contribution may have kept its own first: the judgement is the one kept.
+        judge(counts, await tally.saveVerdict(cluster, run.contribution, over, atMs));
+      }
+    }
+  }
   const out = counts.candidates();
   out.push(...externalScans(flows, threshold));
   return out;
+}
+
+/** Sets the counts to what a kept verdict judged: the threshold for the subjects over it, none for the others. */
+function judge(counts: InternalCounts, verdict: TallyVerdict): void {
+  for (const source of counts.reach.keys()) {
+    counts.reach.set(source, verdict.over(`source\n${source}`) ? counts.threshold : 0);
+  }
+  counts.countSources();
+  for (const destination of counts.sources.keys()) {
+    counts.sources.set(destination, verdict.over(`destination\n${destination}`) ? counts.threshold : 0);
+  }
 }

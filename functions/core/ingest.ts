@@ -14,7 +14,7 @@ import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
 import type { DenialTally, FlowStore } from "./ports.ts";
-import type { AlertKey, AlertRecord } from "./types.ts";
+import type { AlertRecord } from "./types.ts";
 
 export interface IngestDeps {
   store: FlowStore;
@@ -173,6 +173,7 @@ async function storeBatch(
           { scanThreshold: deps.pipeline.scanThreshold },
           deps.tally,
           deps.alertWindowMs,
+          { contribution, firstRun: options.firstRun === true },
         )
       : result.candidates;
   signal?.throwIfAborted();
@@ -180,19 +181,7 @@ async function storeBatch(
     candidates.length > 0
       ? await deps.store.applyAlerts(candidates, contribution, { windowMs: deps.alertWindowMs })
       : { alerts: [], opened: 0 };
-  const { opened } = applied;
-  let alerts = applied.alerts;
-  if (candidates !== result.candidates && options.firstRun !== true) {
-    // A retry judged by the tallies of now may merge keys its first run opened alerts for (the threshold was
-    // reached in between): those alerts, if still pending, are this run's to deliver, since nobody else would.
-    const named = new Set(candidates.map((c) => alertKeyId(c.key)));
-    const dropped = result.candidates.filter((c) => !named.has(alertKeyId(c.key))).map((c) => c.key);
-    if (dropped.length > 0) {
-      const seen = new Set(alerts.map((a) => a.id));
-      const more = await deps.store.pendingAlertsOpenedBy(dropped, contribution);
-      alerts = [...alerts, ...more.filter((a) => !seen.has(a.id))];
-    }
-  }
+  const { alerts, opened } = applied;
   let sent = 0;
   let suppressed = 0;
   signal?.throwIfAborted();
@@ -220,10 +209,6 @@ async function storeBatch(
     alertsSuppressed: suppressed,
   };
 }
-
-/** An alert key as one string. */
-const alertKeyId = (key: AlertKey): string =>
-  `${key.cluster}\n${key.src}\n${key.dst}\n${key.protocol}\n${key.dstPort ?? ""}`;
 
 /**
  * `work`'s result, or IngestOutOfTimeError at `deadline`, when its signal is aborted: no new flow write starts and

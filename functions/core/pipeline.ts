@@ -414,19 +414,21 @@ async function runWith(
     }
     return lastNameId;
   };
+  // A line naming no host, or a placeholder: its wrapper's host (a JSON record's), else its log stream's node.
+  const hostless = (eventNode: string | undefined): number => {
+    const outer = f.node;
+    return reporterNamed(outer !== null && !PLACEHOLDER_HOSTS.has(outer) ? outer : (eventNode ?? "unknown"));
+  };
   const reporterOf = (eventNode: string | undefined): number => {
     const start = f.nodeS;
-    if (start < 0) {
-      const own = f.node;
-      return reporterNamed(own !== null && !PLACEHOLDER_HOSTS.has(own) ? own : (eventNode ?? "unknown"));
-    }
+    if (start < 0) return hostless(eventNode);
     const end = f.nodeE;
     const length = end - start;
     const b = f.b;
     // Most often the line before's node.
     if (lastSlot >= 0 && sameBytes(b, start, length, lastSlot)) {
       const id = slotIds[lastSlot] as number;
-      return id === PLACEHOLDER_ID ? reporterNamed(eventNode ?? "unknown") : id;
+      return id === PLACEHOLDER_ID ? hostless(eventNode) : id;
     }
     let h = length;
     let bits = 0;
@@ -442,7 +444,7 @@ async function runWith(
       if (id === EMPTY_SLOT) break;
       if (slotHashes[slot] === h && sameBytes(b, start, length, slot)) {
         lastSlot = slot;
-        return id === PLACEHOLDER_ID ? reporterNamed(eventNode ?? "unknown") : id;
+        return id === PLACEHOLDER_ID ? hostless(eventNode) : id;
       }
       slot = (slot + 1) & (REPORTER_SLOTS - 1);
     }
@@ -459,7 +461,7 @@ async function runWith(
     } else {
       lastSlot = -1;
     }
-    return placeholder ? reporterNamed(eventNode ?? "unknown") : id;
+    return placeholder ? hostless(eventNode) : id;
   };
   // Policies are decoded from the prefix, once per distinct prefix.
   const format = scanner.format;

@@ -1,6 +1,6 @@
 // Interfaces of the I/O the pipeline depends on. Implementations live in functions/adapters/; the pipeline,
 // the Lambda handlers and the CLI only ever see these.
-import type { AlertCandidate, AlertKey, AlertRecord, FlowRecord, Holder } from "./types.ts";
+import type { AlertCandidate, AlertRecord, FlowRecord, Holder } from "./types.ts";
 
 export interface FlowWriteResult {
   /** Flow records whose counts this call changed. */
@@ -87,11 +87,6 @@ export interface FlowStore {
     contribution: string,
     options: AlertOptions,
   ): Promise<AlertApplyResult>;
-  /**
-   * The alerts of `keys` that `contribution` opened (or holds the lease on handing out) and that are still pending:
-   * for a retry whose candidates no longer name those keys, so that it still delivers what its first run opened.
-   */
-  pendingAlertsOpenedBy(keys: readonly AlertKey[], contribution: string): Promise<AlertRecord[]>;
   /** Records that the sink accepted the alert: on its own ("sent", the default) or in a summary. */
   markAlertSent(alert: AlertRecord, how?: "sent" | "summarized"): Promise<void>;
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>>;
@@ -129,6 +124,28 @@ export interface DenialTally {
    * nothing, so a redelivered payload counts once.
    */
   tally(entries: readonly TallyEntry[], options: { windowMs: number; cap: number }): Promise<number[]>;
+  /**
+   * What a contribution's first judgement found: the subjects its tallies took to the threshold. Kept so that its
+   * retries and redeliveries judge alike (the tallies of their moment may have grown since), and apply the keys,
+   * and deliver the alerts, that the first run did. Undefined when none was kept.
+   */
+  loadVerdict(cluster: string, contribution: string): Promise<TallyVerdict | undefined>;
+  /**
+   * Keeps a contribution's judgement (`over`: the subjects that reached the threshold), unless one is kept already:
+   * returns the one kept, the first run's (`atMs`: its latest hit, how long it is kept).
+   */
+  saveVerdict(
+    cluster: string,
+    contribution: string,
+    over: readonly string[],
+    atMs: number,
+  ): Promise<TallyVerdict>;
+}
+
+/** A contribution's judgement by the tallies (DenialTally.saveVerdict). */
+export interface TallyVerdict {
+  /** Whether the subject (as TallyEntry.subject names it) reached the threshold. */
+  over(subject: string): boolean;
 }
 
 /** Remembered IP holders, so late, backfilled and gone-pod lines still resolve (DESIGN.md §4). */

@@ -85,8 +85,6 @@ class HalfFailingStore implements FlowStore {
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
   markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
-  pendingAlertsOpenedBy: FlowStore["pendingAlertsOpenedBy"] = (keys, c) =>
-    flows.pendingAlertsOpenedBy(keys, c);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }
@@ -267,8 +265,6 @@ class LateStore implements FlowStore {
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => flows.applyAlerts(c, id, o);
   markAlertSent: FlowStore["markAlertSent"] = (a, how) => flows.markAlertSent(a, how);
-  pendingAlertsOpenedBy: FlowStore["pendingAlertsOpenedBy"] = (keys, c) =>
-    flows.pendingAlertsOpenedBy(keys, c);
   queryFlows: FlowStore["queryFlows"] = (q) => flows.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => flows.queryAlerts(q);
 }

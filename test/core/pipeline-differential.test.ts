@@ -751,10 +751,15 @@ function reference(events: readonly LogEvent[], batch: Batch, internalOf: Map<st
     const src = end(r.src);
     const dst = end(r.dst);
     const bucket = Math.floor(at / bucketMs) * bucketMs;
-    const reporter =
-      r.node !== null && !["localhost", "localhost.localdomain", "(none)"].includes(r.node)
-        ? r.node
-        : (event.node ?? "unknown");
+    // A placeholder host names no node: the wrapper's host (the fluentbit wrapper's kubernetes.host), else the stream.
+    const placeholder = (host: string | null) =>
+      host === null || ["localhost", "localhost.localdomain", "(none)"].includes(host);
+    const wrapperHost = (): string | null => {
+      if (!event.message.startsWith("{")) return null;
+      const host = (JSON.parse(event.message) as { kubernetes?: { host?: string } }).kubernetes?.host;
+      return host === undefined || placeholder(host) ? null : host;
+    };
+    const reporter = !placeholder(r.node) ? (r.node as string) : (wrapperHost() ?? event.node ?? "unknown");
     const id = (e: Endpoint) => [e.ip, e.kind, e.namespace, e.name];
     const policy =
       r.policy === null ? null : [r.policy.tier, r.policy.kind, r.policy.namespace, r.policy.name];

@@ -125,8 +125,6 @@ class HalfWrittenStore implements FlowStore {
   }
   applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
   markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  pendingAlertsOpenedBy: FlowStore["pendingAlertsOpenedBy"] = (keys, c) =>
-    this.inner.pendingAlertsOpenedBy(keys, c);
   queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }

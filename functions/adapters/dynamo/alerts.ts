@@ -21,7 +21,6 @@ import {
 import {
   type AlertCandidate,
   type AlertDelivery,
-  type AlertKey,
   type AlertNamespaces,
   type AlertRecord,
   type Direction,
@@ -541,34 +540,6 @@ async function applyKey(
     from += part.used;
   }
   return { alerts, opened };
-}
-
-/**
- * The pending alerts of `keys` that the contribution of `token` opened, or holds the lease on, handed out to it: a
- * retry whose alert rules now judge otherwise (a tally past its threshold since) would not apply those keys, and
- * nobody else would send them.
- */
-export async function pendingOpenedBy(
-  ctx: AlertContext,
-  keys: readonly AlertKey[],
-  token: string,
-): Promise<AlertRecord[]> {
-  const found = await mapBounded(keys, ctx.concurrency, async (key) => {
-    const stateKey = alertStateKey(checkCluster(key.cluster), alertKeyDigest(key));
-    const reads = freshReport();
-    const state = stateOf(await getItem(ctx, stateKey, reads));
-    if (state === undefined) return [];
-    const out: AlertRecord[] = [];
-    for (const w of [state, ...state.earlier]) {
-      const held = w === state ? state.leaseBy === token : w.leaseBy === token;
-      if (w.openedBy !== token && !held) continue;
-      if (w === state && !(await takeHandOut(ctx, stateKey, state, token))) continue;
-      const alert = await readAlert(ctx, w, reads);
-      if (alert?.delivery === "pending") out.push(alert);
-    }
-    return out;
-  });
-  return found.flat();
 }
 
 const MAX_STATE_ROUNDS = 8;

@@ -12,13 +12,12 @@ import type {
   FlowWriteResult,
   Page,
 } from "../../core/ports.ts";
-import type { AlertCandidate, AlertKey, AlertRecord, FlowRecord } from "../../core/types.ts";
+import type { AlertCandidate, AlertRecord, FlowRecord } from "../../core/types.ts";
 import {
   type AlertContext,
   applyAlerts,
   DEFAULT_MAX_SLOT_TOKENS,
   markAlertSent,
-  pendingOpenedBy,
   queryAlertsPage,
 } from "./alerts.ts";
 import { type MarkedHours, markHours } from "./flow-hours.ts";
@@ -226,10 +225,6 @@ export class DynamoFlowStore implements FlowStore {
     options: AlertOptions,
   ): Promise<AlertApplyResult> {
     return applyAlerts(this.#ctx, candidates, contributionToken(contribution), options);
-  }
-
-  pendingAlertsOpenedBy(keys: readonly AlertKey[], contribution: string): Promise<AlertRecord[]> {
-    return pendingOpenedBy(this.#ctx, keys, contributionToken(contribution));
   }
 
   markAlertSent(alert: AlertRecord, how: "sent" | "summarized" = "sent"): Promise<void> {

@@ -35,6 +35,6 @@ export function tableStores(options: TableStoresOptions): TableStores {
     history: new DynamoHolderHistory({ client, tableName, retentionDays, now }),
     coverage: new DynamoCoverageStore({ client, tableName, retentionDays }),
     memos: new DynamoMemoStore({ client, tableName, retentionDays }),
-    tallies: new DynamoDenialTally({ client, tableName, now }),
+    tallies: new DynamoDenialTally({ client, tableName, retentionDays, now }),
   };
 }

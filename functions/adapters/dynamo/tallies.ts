@@ -7,10 +7,26 @@
 // digests, TTL a day after the window stops counting. A write adds at most `cap` members, and only while the set
 // holds fewer than `cap`: an item never holds 2·cap members, so it stays far below 400 KB (MAX_TALLY_CAP).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { type DynamoDBDocumentClient, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import { type DenialTally, MAX_TALLY_CAP, type TallyEntry } from "../../core/ports.ts";
-import { checkCluster, expiresAt, InvalidInputError, iso, tallyKey, tallyMember } from "./keys.ts";
-import { documentClient, freshReport, isConditionFailure, queryAll, type StoreContext } from "./requests.ts";
+import { type DynamoDBDocumentClient, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { type DenialTally, MAX_TALLY_CAP, type TallyEntry, type TallyVerdict } from "../../core/ports.ts";
+import { COVERAGE_TTL_MARGIN_S } from "./coverage.ts";
+import {
+  checkCluster,
+  contributionToken,
+  expiresAt,
+  InvalidInputError,
+  iso,
+  tallyKey,
+  tallyMember,
+} from "./keys.ts";
+import {
+  documentClient,
+  freshReport,
+  getItem,
+  isConditionFailure,
+  queryAll,
+  type StoreContext,
+} from "./requests.ts";
 import {
   type CallReport,
   checkRetryPolicy,
@@ -19,11 +35,13 @@ import {
   type RetryPolicy,
   withRetry,
 } from "./retry.ts";
-import { TTL_ATTRIBUTE } from "./schema.ts";
+import { TABLE_KEYS, TTL_ATTRIBUTE } from "./schema.ts";
 
 export interface DynamoDenialTallyOptions {
   client: DynamoDBClient | DynamoDBDocumentClient;
   tableName: string;
+  /** Days the flows are kept: a verdict is kept as long as the coverage of its events. @default 30 */
+  retentionDays?: number;
   /** Requests in flight per call. @default 16 */
   concurrency?: number;
   retry?: Partial<RetryPolicy>;
@@ -38,6 +56,17 @@ function membersOf(value: unknown): ReadonlySet<string> {
   return value instanceof Set ? (value as Set<string>) : new Set();
 }
 
+/** A verdict's item: one per contribution, beside its attribution memo's. */
+const verdictKey = (cluster: string, contribution: string): { pk: string; sk: string } => ({
+  pk: `VERDICT#${checkCluster(cluster)}#${contributionToken(contribution)}`,
+  sk: "VERDICT",
+});
+
+function verdictOf(value: unknown): TallyVerdict {
+  const over = new Set(Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : []);
+  return { over: (subject) => over.has(tallyMember(subject)) };
+}
+
 /** Full windows an instance remembers (DynamoDenialTally#full) before it forgets them all. */
 const MAX_REMEMBERED_FULL = 10_000;
 
@@ -45,6 +74,7 @@ export class DynamoDenialTally implements DenialTally {
   readonly #ctx: StoreContext;
   readonly #concurrency: number;
   readonly #now: () => number;
+  readonly #retentionDays: number;
   /**
    * Windows found full (`pk`, `sk`): a full set stays full, so no later payload of this container writes it again
    * (a failed conditional write is billed at the item's size, and in an outage every node's payloads come to it).
@@ -61,6 +91,46 @@ export class DynamoDenialTally implements DenialTally {
     };
     this.#concurrency = options.concurrency ?? 16;
     this.#now = options.now ?? Date.now;
+    this.#retentionDays = options.retentionDays ?? 30;
+  }
+
+  async loadVerdict(cluster: string, contribution: string): Promise<TallyVerdict | undefined> {
+    const item = await getItem(this.#ctx, verdictKey(cluster, contribution), this.report);
+    return item === undefined ? undefined : verdictOf(item.over);
+  }
+
+  async saveVerdict(
+    cluster: string,
+    contribution: string,
+    over: readonly string[],
+    atMs: number,
+  ): Promise<TallyVerdict> {
+    const key = verdictKey(cluster, contribution);
+    const digests = [...new Set(over.map(tallyMember))].sort();
+    try {
+      // A retried request whose first try landed fails its condition and reads its own verdict back.
+      await withRetry("PutItem", this.#ctx.retry, this.report, () =>
+        this.#ctx.doc.send(
+          new PutCommand({
+            TableName: this.#ctx.tableName,
+            Item: {
+              ...key,
+              // A list, not a set: DynamoDB has no empty set.
+              over: digests,
+              [TTL_ATTRIBUTE]: expiresAt(atMs, this.#retentionDays, this.#now()) + COVERAGE_TTL_MARGIN_S,
+            },
+            ConditionExpression: "attribute_not_exists(#pk)",
+            ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
+          }),
+        ),
+      );
+      return verdictOf(digests);
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      // A concurrent run of the contribution (a duplicate delivery) judged first: its verdict is the one.
+      const kept = await getItem(this.#ctx, key, this.report);
+      return verdictOf(kept?.over);
+    }
   }
 
   async tally(entries: readonly TallyEntry[], options: { windowMs: number; cap: number }): Promise<number[]> {

@@ -121,6 +121,25 @@ describe("DynamoDenialTally", () => {
     ]);
   });
 
+  it("keeps a contribution's first verdict: later saves return it, loads read it, other contributions have none", async () => {
+    expect(await tally.loadVerdict("prod", "payload-1")).toBeUndefined();
+    const first = await tally.saveVerdict("prod", "payload-1", ["destination\ncoredns", "source\nprobe"], W0);
+    expect([
+      first.over("destination\ncoredns"),
+      first.over("source\nprobe"),
+      first.over("source\nweb"),
+    ]).toEqual([true, true, false]);
+    // A concurrent run's save comes second: it gets the first one's verdict.
+    const second = await tally.saveVerdict("prod", "payload-1", ["source\nweb"], W0);
+    expect([second.over("source\nweb"), second.over("source\nprobe")]).toEqual([false, true]);
+    const loaded = await tally.loadVerdict("prod", "payload-1");
+    expect(loaded?.over("destination\ncoredns")).toBe(true);
+    // An empty verdict (nothing over the threshold) is a verdict too.
+    await tally.saveVerdict("prod", "payload-2", [], W0);
+    expect((await tally.loadVerdict("prod", "payload-2"))?.over("source\nprobe")).toBe(false);
+    expect(await tally.loadVerdict("stage", "payload-1")).toBeUndefined();
+  });
+
   it("refuses a cap outside 1 to MAX_TALLY_CAP, a bad window, an entry without members and a bad cluster", async () => {
     const e = entry("x", ["a"], W0);
     await expect(tally.tally([e], { windowMs: WINDOW, cap: MAX_TALLY_CAP + 1 })).rejects.toThrow(/cap/);
