@@ -48,7 +48,7 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Reporters: a placeholder host inside a wrapper that names the node.
 
-describe("late review: placeholder reporters", () => {
+describe("placeholder reporters", () => {
   const T = Date.parse("2026-04-19T04:52:19Z");
   const packet =
     "calico-packet: IN=eth0 OUT=eni1a2b3c SRC=192.168.50.1 DST=192.168.0.10 LEN=60 TOS=0x00 PREC=0x00 TTL=63 " +
@@ -92,7 +92,7 @@ describe("late review: placeholder reporters", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Namespaces: a suppression summary of scans and fan-ins.
 
-describe("late review: namespaces of scans and fan-ins in summaries", () => {
+describe("namespaces of scans and fan-ins in summaries", () => {
   it("a summary's namespace attributes list every namespace of a suppressed fan-in, as the alert's own would", () => {
     // alert-message.ts: a summary carries "arrays of the suppressed alerts' distinct values ... so filtered
     // subscribers hear of their alerts that the cap kept back". Since f8313e1 a fan-in's own srcNamespace is a
@@ -187,13 +187,11 @@ async function fanInOpenedThenRetried(scanBeforeRetry: boolean) {
   return { state, all };
 }
 
-describe("late review: a retry's pending alerts", () => {
+describe("a retry's pending alerts", () => {
   it("a retry delivers the fan-in its first run opened when its source scans by then", async () => {
-    // ea96790: "a retry delivers the pending alerts its first run opened"; ingest.ts: "those alerts, if still
-    // pending, are this run's to deliver, since nobody else would". storeBatch asks only for the keys of the
-    // payload's own candidates (result.candidates) that the retry's do not name: a fan-in (or scan) the first run
-    // opened by the tally is not among them, and a retry that judges otherwise (its source scans now: its denial
-    // goes to its scan, and coredns gets no candidate) no longer applies it, so that alert stays pending.
+    // A fan-in the first run opened by the tally, whose publish failed: judged by the tallies of its moment the
+    // retry would go otherwise (its source scans now: its denial goes to its scan, and coredns gets no candidate)
+    // and leave that alert pending. Its kept verdict judges it as its first run did, and it delivers the fan-in.
     const { state, all } = await fanInOpenedThenRetried(true);
     expect(all.some((a) => a.reason === "internal-scan")).toBe(true);
     const fanIn = all.filter((a) => a.reason === "internal-fan-in");
@@ -245,13 +243,13 @@ async function halfOpenedThenRetried(withTally: boolean) {
   return { published: state.published, denials: all.filter((a) => a.reason === "internal-denial") };
 }
 
-describe("late review: a retry's half-opened alerts", () => {
+describe("a retry's half-opened alerts", () => {
   it("a retry judged a fan-in completes the alert records its first run's state writes opened", async () => {
     // flow-store.md, Alerts, step 3: "a crash between the state and the record is healed by the retry". Node 0's
     // first run writes the three alert states, then its record writes fail (the payload fails). Node 1's payload
-    // takes coredns's tally to six; the retry is judged a fan-in, so it never applies the three keys again, and
-    // pendingOpenedBy only reads records: the three windows have a state and no record, listed nowhere and never
-    // delivered. Nobody else folds into them (the later sources go to the fan-in).
+    // takes coredns's tally to six; judged by the tallies of its moment the retry would be a fan-in and never apply
+    // the three keys again: three windows with a state and no record, listed nowhere, never delivered (nobody
+    // else folds into them). Its kept verdict judges it as its first run did, and applying the keys heals them.
     const { published, denials } = await halfOpenedThenRetried(true);
     const node0Sources = ["team-0/Deployment/svc0", "team-10/Deployment/svc10", "team-20/Deployment/svc20"];
     expect(denials.map((a) => a.key.src)).toEqual(expect.arrayContaining(node0Sources));
@@ -269,7 +267,7 @@ describe("late review: a retry's half-opened alerts", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Namespaces of an alert opened by part of a batch.
 
-describe("late review: namespaces of the flows that opened each window", () => {
+describe("namespaces of the flows that opened each window", () => {
   it("known limit: a batch spanning two windows gives each of its fan-in alerts the namespaces of the whole batch", async () => {
     // A batch longer than a window (a replayed file, a backfill page) opens two windows of one fan-in; the
     // candidate's namespaces are of all its flows, and both records store them: the first window's alert names
