@@ -292,9 +292,9 @@ const reachOf = (g: Group) => `${g.key.dst}\n${g.key.dstPort}`;
 
 /**
  * The internal rules' counts for one payload's groups, in two steps: the sources' reach (distinct destinations and
- * ports), which says which sources scan, then the sources of each destination that the scanners leave. `local`
- * counts what the payload holds; a tally (talliedAlertCandidates) may raise either count with what other payloads
- * held lately.
+ * ports), which says which sources scan, then the sources of each destination that the scanners leave. They start as
+ * what the payload holds; a tally (talliedAlertCandidates) may raise them with what other payloads held lately, or
+ * a kept verdict set them.
  */
 class InternalCounts {
   readonly bySource: Map<string, Group[]>;
