@@ -94,6 +94,12 @@ export function conversationsTable(conversations: readonly Conversation[]): stri
   );
 }
 
+/** " in N namespaces" for the ends of a scan or fan-in that span more than one namespace. */
+function across(namespaces: readonly (string | null)[] | undefined): string {
+  const named = (namespaces ?? []).filter((ns) => ns !== null).length;
+  return named > 1 ? ` in ${named} namespaces` : "";
+}
+
 export function alertsTable(alerts: readonly AlertRecord[]): string {
   return table(
     [
@@ -113,8 +119,12 @@ export function alertsTable(alerts: readonly AlertRecord[]): string {
       shortTime(a.openedAt),
       a.severity,
       // A fan-in's source, and a scan's destination, are only the most hit: `flows --group` lists them all.
-      isFanIn(a) ? `many sources, most hit ${describeEndpoint(a.src)}` : describeEndpoint(a.src),
-      isScan(a) ? `scan, most hit ${describeEndpoint(a.dst)}` : describeEndpoint(a.dst),
+      isFanIn(a)
+        ? `many sources${across(a.namespaces?.src)}, most hit ${describeEndpoint(a.src)}`
+        : describeEndpoint(a.src),
+      isScan(a)
+        ? `scan${across(a.namespaces?.dst)}, most hit ${describeEndpoint(a.dst)}`
+        : describeEndpoint(a.dst),
       port(a.protocol, a.dstPort),
       String(a.count),
       String(a.foldedBefore),

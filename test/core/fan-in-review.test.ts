@@ -167,6 +167,17 @@ describe("the fan-in message", () => {
     expect(out).toContain("many sources, most hit");
     expect(out).not.toContain("scan, most hit");
     expect(out).toContain("al_fanin");
+    // With the namespaces it stands for: how many, when more than one (an end in none is not counted).
+    const wide = fanIn({ namespaces: { src: [null, "team-1", "team-2", "team-3"], dst: ["kube-system"] } });
+    expect(alertsTable([wide])).toContain("many sources in 3 namespaces, most hit");
+    expect(alertsTable([fanIn({ namespaces: { src: ["team-1"], dst: ["kube-system"] } })])).toContain(
+      "many sources, most hit",
+    );
+    const scan = sampleAlert({
+      reason: "internal-scan",
+      namespaces: { src: ["customer-a"], dst: ["b", "c"] },
+    });
+    expect(alertsTable([scan])).toContain("scan in 2 namespaces, most hit");
   });
 });
 
