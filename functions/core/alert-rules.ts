@@ -503,13 +503,17 @@ export async function talliedAlertCandidates(
   return out;
 }
 
-/** Sets the counts to what a kept verdict judged: the threshold for the subjects over it, none for the others. */
+/**
+ * Raises the counts to what a kept verdict judged: the threshold for the subjects it took over. The others keep the
+ * payload's own counts, which decide alone when a later run's flows differ from its first run's (attributed
+ * otherwise, or judged at a lower threshold): a scan its own flows make stays a scan.
+ */
 function judge(counts: InternalCounts, verdict: TallyVerdict): void {
   for (const source of counts.reach.keys()) {
-    counts.reach.set(source, verdict.over(`source\n${source}`) ? counts.threshold : 0);
+    if (verdict.over(`source\n${source}`)) counts.reach.set(source, counts.threshold);
   }
   counts.countSources();
   for (const destination of counts.sources.keys()) {
-    counts.sources.set(destination, verdict.over(`destination\n${destination}`) ? counts.threshold : 0);
+    if (verdict.over(`destination\n${destination}`)) counts.sources.set(destination, counts.threshold);
   }
 }

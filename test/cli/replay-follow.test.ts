@@ -14,6 +14,25 @@ const DAY = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z
 const store = mkdtempSync(join(tmpdir(), "cf-follow-"));
 afterAll(() => rmSync(store, { recursive: true, force: true }));
 
+/**
+ * Until the process `pid` catches signal `signal` (its SigCgt mask in /proc): a child still loading its modules on a
+ * busy machine has no handler yet, and the signal would kill it. Where /proc cannot be read, at once.
+ */
+async function catching(pid: number | undefined, signal: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (pid !== undefined && Date.now() < deadline) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, "utf8");
+    } catch {
+      return;
+    }
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    if (mask === undefined || ((BigInt(`0x${mask}`) >> BigInt(signal - 1)) & 1n) === 1n) return;
+    await sleep(50);
+  }
+}
+
 describe("calico-flows replay - (a followed stream)", () => {
   it("stores a steady stream while it flows, and on SIGINT stores the rest and prints the summary", async () => {
     const lines = readFileSync(join(SAMPLE, "node-logs.log"), "utf8")
@@ -36,6 +55,8 @@ describe("calico-flows replay - (a followed stream)", () => {
       child.stdin.write(`${line}\n`);
       await sleep(100);
     }
+    await catching(child.pid, 2);
+    await sleep(1000);
     child.kill("SIGINT");
     expect(await exited).toBe(130);
     expect(stderr).toMatch(/interrupted: storing the lines read so far/);
@@ -72,6 +93,8 @@ describe("calico-flows replay - (a followed stream)", () => {
       });
       const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
       child.stdin.write(`${whole.join("\n")}\n${udp.slice(0, -1)}`);
+      // From the moment it handles SIGINT, time to open its store and read what the pipe holds.
+      await catching(child.pid, 2);
       await sleep(1500);
       child.kill("SIGINT");
       expect(await exited).toBe(130);
