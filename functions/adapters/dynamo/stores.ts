@@ -1,7 +1,7 @@
 // The stores of one calico-flows table, made together: flows and alerts, the IP holders' history, the coverage
 // records and the attribution memos all live as long as the table's retention says (a holder forgotten before its
 // flows would leave late, redriven or backfilled lines of those flows unattributed); the alert rules' denial
-// tallies, a day after they stop counting.
+// tallies a day after they stop counting, and their verdicts as long as the coverage of their events.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoCoverageStore } from "./coverage.ts";
 import { DynamoFlowStore } from "./flow-store.ts";

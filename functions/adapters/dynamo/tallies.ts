@@ -6,6 +6,9 @@
 // Item: pk `TALLY#<cluster>#<subject digest>`, sk `<window start ISO>`, `m` a string set of 12-character member
 // digests, TTL a day after the window stops counting. A write adds at most `cap` members, and only while the set
 // holds fewer than `cap`: an item never holds 2·cap members, so it stays far below 400 KB (MAX_TALLY_CAP).
+// Beside them, a payload's verdict (the subjects its tallies took over the threshold, as digests): pk
+// `VERDICT#<cluster>#<contribution token>`, sk `VERDICT`, kept as long as the coverage of its events, so that its
+// retries and redeliveries judge alike.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type DynamoDBDocumentClient, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { type DenialTally, MAX_TALLY_CAP, type TallyEntry, type TallyVerdict } from "../../core/ports.ts";
