@@ -91,7 +91,8 @@ interface RawParams {
 }
 
 function rawParams(event: APIGatewayProxyEvent | APIGatewayProxyEventV2): RawParams {
-  const values: Record<string, string> = {};
+  // No prototype: a parameter named `__proto__` is a parameter like any other (and refused as unknown).
+  const values: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) values[k] = v;
   const repeated: string[] = [];
   if ("multiValueQueryStringParameters" in event && event.multiValueQueryStringParameters) {

@@ -362,7 +362,8 @@ type Query = Record<string, string | string[]>;
 
 /** An HTTP API (payload 2.0) event: repeated parameters arrive joined with commas. */
 function httpEvent(path: string, query: Query = {}, method = "GET"): APIGatewayProxyEventV2 {
-  const params: Record<string, string> = {};
+  // Own properties whatever their names, as the Lambda runtime's JSON.parse makes them (`__proto__` included).
+  const params: Record<string, string> = Object.create(null);
   for (const [k, v] of Object.entries(query)) params[k] = Array.isArray(v) ? v.join(",") : v;
   return {
     version: "2.0",
@@ -956,6 +957,12 @@ describe("bad input is a 400 naming the parameter", () => {
       ),
       { numRuns: 40 },
     );
+    // Names an object's prototype answers to (a random run found `__proto__` taken for the prototype, unrefused).
+    for (const name of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {
+      for (const v2 of [false, true]) {
+        await expectRefusal(await call(prod, "/flows", { [name]: "x", namespace: "alpha" }, v2), name);
+      }
+    }
     for (const name of ["namespace", "workload", "pod", "ip", "internal"]) {
       await expectRefusal(await call(prod, "/alerts", { [name]: "alpha" }), name);
     }

@@ -13,8 +13,9 @@ export function restApiEvent(
   query: Record<string, string | string[]> = {},
   method = "GET",
 ): APIGatewayProxyEvent {
-  const single: Record<string, string> = {};
-  const multi: Record<string, string[]> = {};
+  // Own properties whatever their names, as the Lambda runtime's JSON.parse makes them (`__proto__` included).
+  const single: Record<string, string> = Object.create(null);
+  const multi: Record<string, string[]> = Object.create(null);
   for (const [k, v] of Object.entries(query)) {
     const values = Array.isArray(v) ? v : [v];
     single[k] = values[values.length - 1] as string;
