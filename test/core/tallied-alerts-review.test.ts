@@ -1,20 +1,15 @@
 // Review of placeholder reporters, the namespaces of scans and fan-ins (summaries included), and the tallied alert
 // rules on retries (a retry judges as its first run did, by the verdict it kept). Each test states what the docs
 // promise; one pins a known limit.
-import { randomUUID } from "node:crypto";
-import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
-import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { suppressionSummary } from "../../functions/core/alert-message.ts";
 import { alertCandidates } from "../../functions/core/alert-rules.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import { createScanner } from "../../functions/core/parse.ts";
 import { runPipeline } from "../../functions/core/pipeline.ts";
 import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import type { AlertRecord } from "../../functions/core/types.ts";
 import { ingestEvent } from "../../functions/ingest/handler.ts";
 import { sampleAlert } from "../support/alerts.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
@@ -29,6 +24,7 @@ import {
   directory,
   dnsDelivery,
   nodeName,
+  switchableSink,
   T0,
   targetIp,
 } from "../support/node-streams.ts";
@@ -124,31 +120,14 @@ describe("namespaces of scans and fan-ins in summaries", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // A retry's pending alerts: a fan-in its first run opened.
 
-async function freshTable(): Promise<string> {
-  const tableName = `t-${randomUUID()}`;
-  await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
-  return tableName;
-}
-
-function flakySink() {
-  const state = { down: false, published: [] as AlertRecord[] };
-  const sink: AlertPublisher = {
-    publishAlert: async (a) => {
-      if (state.down) throw new Error("SNS unavailable");
-      state.published.push(a);
-    },
-    publishSummary: async () => {},
-    publishPanic: async () => {},
-  };
-  return { state, sink };
-}
+const freshTable = () => testStore.freshTable();
 
 /**
  * Four sources of coredns, then svc0's payload (the fifth) opens the fan-in and its publish fails; optionally svc0
  * is then denied on five services (it scans); then Lambda's retry of svc0's payload.
  */
 async function fanInOpenedThenRetried(scanBeforeRetry: boolean) {
-  const { state, sink } = flakySink();
+  const { state, sink } = switchableSink(false);
   const tableName = await freshTable();
   const stores = tableStores({ client: testStore.client, tableName, retentionDays: 30 });
   const runtime = clusterRuntime(
@@ -216,7 +195,7 @@ async function halfOpenedThenRetried(withTally: boolean) {
     retentionDays: 30,
     retry: { attempts: 1 },
   });
-  const { state, sink } = flakySink();
+  const { state, sink } = switchableSink(false);
   const runtime = clusterRuntime(
     { store, sink, memos: direct.memos, ...(withTally ? { tally: direct.tallies } : {}) },
     direct.coverage,

@@ -1,20 +1,16 @@
 // Review of the denial tallies: what the docs and the code promise of the tallied alert rules, where their first
 // version broke it (a retry's pending alerts, window boundaries, TTLs of old events, writes to full windows), and
 // one known limit (a scanner's early probe).
-import { randomUUID } from "node:crypto";
-import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tallyKey } from "../../functions/adapters/dynamo/keys.ts";
-import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
 import { DynamoDenialTally } from "../../functions/adapters/dynamo/tallies.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { alertCandidates, talliedAlertCandidates } from "../../functions/core/alert-rules.ts";
-import type { AlertRecord } from "../../functions/core/types.ts";
 import { ingestEvent } from "../../functions/ingest/handler.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
-import { clusterAlerts, clusterRuntime, dnsDelivery, T0 } from "../support/node-streams.ts";
+import { clusterAlerts, clusterRuntime, dnsDelivery, switchableSink, T0 } from "../support/node-streams.ts";
 import { client, coredns, flow, pod } from "./alert-fixtures.ts";
 
 const WINDOW = 15 * 60_000;
@@ -27,11 +23,7 @@ afterAll(async () => {
   await testStore?.close();
 });
 
-async function freshTable(): Promise<string> {
-  const tableName = `t-${randomUUID()}`;
-  await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
-  return tableName;
-}
+const freshTable = () => testStore.freshTable();
 
 /** The ingest function's runtime as createRuntime makes it (tableStores: store, coverage, memos, tallies). */
 async function lambdaRuntime(sink: AlertPublisher | undefined, withTally = true) {
@@ -44,22 +36,8 @@ async function lambdaRuntime(sink: AlertPublisher | undefined, withTally = true)
 
 const alertsOf = clusterAlerts;
 
-/** A sink that fails every publish while `down` is set. */
-function flakySink() {
-  const state = { down: true, published: [] as AlertRecord[] };
-  const sink: AlertPublisher = {
-    publishAlert: async (a) => {
-      if (state.down) throw new Error("SNS unavailable");
-      state.published.push(a);
-    },
-    publishSummary: async () => {},
-    publishPanic: async () => {},
-  };
-  return { state, sink };
-}
-
 async function outageWithAFailedPublish(withTally: boolean) {
-  const { state, sink } = flakySink();
+  const { state, sink } = switchableSink(true);
   const { runtime } = await lambdaRuntime(sink, withTally);
   const node0 = dnsDelivery(0, T0);
   // Node 0's payload: three sources, below the threshold of five: three alerts, whose publish fails. The payload

@@ -1,10 +1,7 @@
 // Review of the kept verdicts: a later run of a contribution whose flows differ from its first run's (attributed
 // otherwise, or judged at a lower threshold) keeps what its own flows make; the verdict only raises the subjects it
 // names.
-import { randomUUID } from "node:crypto";
-import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
 import { alertCandidates, talliedAlertCandidates } from "../../functions/core/alert-rules.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
@@ -25,8 +22,7 @@ afterAll(async () => {
 });
 
 async function freshStores() {
-  const tableName = `t-${randomUUID()}`;
-  await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
+  const tableName = await testStore.freshTable();
   return tableStores({ client: testStore.client, tableName, retentionDays: 30 });
 }
 

@@ -1,11 +1,8 @@
 // The internal alert rules across deliveries: the ingest function on real subscription payloads, one node's log
 // stream each, against dynalite, with the table's denial tallies. A DNS outage by an egress deny on ten nodes and a
 // scan whose probes are logged on the destinations' nodes each reach the threshold only in the store.
-import { randomUUID } from "node:crypto";
-import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 import { DynamoDenialTally } from "../../functions/adapters/dynamo/tallies.ts";
 import type { AlertRecord } from "../../functions/core/types.ts";
 import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
@@ -33,8 +30,7 @@ afterAll(async () => {
 });
 
 async function freshRuntime(withTally: boolean): Promise<{ runtime: IngestRuntime; store: DynamoFlowStore }> {
-  const tableName = `t-${randomUUID()}`;
-  await testStore.client.send(new CreateTableCommand(createTableInput(tableName)));
+  const tableName = await testStore.freshTable();
   const store = new DynamoFlowStore({ client: testStore.client, tableName });
   const tally = withTally ? new DynamoDenialTally({ client: testStore.client, tableName }) : undefined;
   return { store, runtime: clusterRuntime({ store, tally }) };

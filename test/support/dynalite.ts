@@ -1,11 +1,13 @@
 // Test access to the embedded store: an in-memory dynalite per test file, and clients pointed at it (or at a
 // fault proxy in front of it). Fake credentials and a fixed region: nothing may reach AWS.
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { randomUUID } from "node:crypto";
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import {
   type EmbeddedStore,
   type EmbeddedStoreOptions,
   startEmbeddedStore,
 } from "../../functions/adapters/dynamo/embedded.ts";
+import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
 
 export interface ClientOptions {
   /** SDK attempts per call (its own retry strategy). @default 3 */
@@ -51,6 +53,8 @@ export function dynamoClient(endpoint: string, options: ClientOptions = {}): Dyn
 export interface TestStore extends EmbeddedStore {
   /** A new client for `endpoint` (default: the store itself); closed by `close()`. */
   clientFor(endpoint?: string, options?: ClientOptions): DynamoDBClient;
+  /** A new, empty table of the store's schema in it: its name. */
+  freshTable(): Promise<string>;
 }
 
 export async function startTestStore(options: EmbeddedStoreOptions = {}): Promise<TestStore> {
@@ -62,6 +66,11 @@ export async function startTestStore(options: EmbeddedStoreOptions = {}): Promis
       const client = dynamoClient(endpoint, clientOptions);
       clients.push(client);
       return client;
+    },
+    async freshTable() {
+      const tableName = `t-${randomUUID()}`;
+      await store.client.send(new CreateTableCommand(createTableInput(tableName)));
+      return tableName;
     },
     async close() {
       for (const client of clients) client.destroy();

@@ -3,6 +3,7 @@
 // eight services on the first eight nodes, and a probe pod; subscription deliveries of one node's lines.
 import type { CloudWatchLogsEvent } from "aws-lambda";
 import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
+import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
 import { createScanner } from "../../functions/core/parse.ts";
@@ -142,4 +143,21 @@ export async function clusterAlerts(runtime: IngestRuntime): Promise<AlertRecord
     limit: 1000,
   });
   return page.items;
+}
+
+/** A sink whose publishes fail while `state.down` is set (as SNS unavailable), and that keeps what it published. */
+export function switchableSink(down: boolean): {
+  state: { down: boolean; published: AlertRecord[] };
+  sink: AlertPublisher;
+} {
+  const state = { down, published: [] as AlertRecord[] };
+  const sink: AlertPublisher = {
+    publishAlert: async (a) => {
+      if (state.down) throw new Error("SNS unavailable");
+      state.published.push(a);
+    },
+    publishSummary: async () => {},
+    publishPanic: async () => {},
+  };
+  return { state, sink };
 }
