@@ -1030,6 +1030,16 @@ describe("runPipeline's reporting node", () => {
     expect(reporters(await run([{ message: line("localhost"), timestamp: T }]))).toEqual([["unknown", 1]]);
   });
 
+  it("names a wrapper's host for a wrapped line whose own host is a placeholder, as for one naming none", async () => {
+    // A Fluent Bit record (`host` added by record_modifier) around a syslog line; its log stream is a tag, not a node.
+    const wrapped = (host: string | null) => JSON.stringify({ log: line(host), host: "ip-192-168-1-5" });
+    for (const host of [null, "localhost"]) {
+      expect(reporters(await run(delivery("kube.var.log.messages", [wrapped(host)])))).toEqual([
+        ["ip-192-168-1-5", 1],
+      ]);
+    }
+  });
+
   it("names an empty log stream as the node of lines that name none, and keeps the batch", async () => {
     // A delivery's log stream is the node of lines without a host name, even an empty one (which decodes).
     const messages = [line(null), line("ip-1"), line(null)];

@@ -1,4 +1,4 @@
-// Review of placeholder reporters, the namespaces of scans and fan-ins (summaries included), and the tallied alert
+// Review of the namespaces of scans and fan-ins (summaries included), and the tallied alert
 // rules on retries (a retry judges as its first run did, by the verdict it kept). Each test states what the docs
 // promise; one pins a known limit.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -6,10 +6,6 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { tableStores } from "../../functions/adapters/dynamo/stores.ts";
 import { suppressionSummary } from "../../functions/core/alert-message.ts";
 import { alertCandidates } from "../../functions/core/alert-rules.ts";
-import { CidrSet } from "../../functions/core/classify.ts";
-import { createScanner } from "../../functions/core/parse.ts";
-import { runPipeline } from "../../functions/core/pipeline.ts";
-import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { ingestEvent } from "../../functions/ingest/handler.ts";
 import { sampleAlert } from "../support/alerts.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
@@ -21,7 +17,6 @@ import {
   clusterRuntime,
   delivery,
   deniedLine,
-  directory,
   dnsDelivery,
   nodeName,
   switchableSink,
@@ -39,50 +34,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close();
   await testStore?.close();
-});
-
-// ---------------------------------------------------------------------------------------------------------------
-// Reporters: a placeholder host inside a wrapper that names the node.
-
-describe("placeholder reporters", () => {
-  const T = Date.parse("2026-04-19T04:52:19Z");
-  const packet =
-    "calico-packet: IN=eth0 OUT=eni1a2b3c SRC=192.168.50.1 DST=192.168.0.10 LEN=60 TOS=0x00 PREC=0x00 TTL=63 " +
-    "ID=1 DF PROTO=TCP SPT=40000 DPT=5432 WINDOW=62727 RES=0x00 SYN URGP=0";
-  const run = (logStream: string, messages: string[]) =>
-    runPipeline(
-      decodeDelivery(
-        encodeSubscriptionData({
-          messageType: "DATA_MESSAGE",
-          owner: "123456789012",
-          logGroup: "/aws/eks/prod/nodes",
-          logStream,
-          subscriptionFilters: ["calico-packet"],
-          logEvents: messages.map((message, k) => ({ id: String(k + 1), timestamp: T + k, message })),
-        }),
-      ).events,
-      {
-        cluster: "prod",
-        internal: new CidrSet(["192.168.0.0/16"]),
-        bucketSeconds: 60,
-        scanner: createScanner({ year: 2026 }),
-        directory,
-      },
-    );
-
-  it("a wrapped line whose own host is a placeholder is reported by the wrapper's host, as a wrapped line naming none", async () => {
-    // ee4a0c6: "a line whose host is a placeholder ... is reported ... as one naming none". A Fluent Bit record
-    // (`host` added by record_modifier) wrapping a syslog line: naming no host, the line is the wrapper's node's;
-    // naming `localhost`, it goes to the log stream (here a Fluent Bit tag, not a node), skipping the wrapper's
-    // host, which does name the node (pipeline.ts reporterOf: the nodeS >= 0 branches use eventNode, never f.node).
-    const wrapped = (line: string) => JSON.stringify({ log: line, host: "ip-192-168-1-5" });
-    const none = await run("kube.var.log.messages", [wrapped(packet)]);
-    expect(none.flows.map((f) => f.reporter)).toEqual(["ip-192-168-1-5"]);
-    const placeholder = await run("kube.var.log.messages", [
-      wrapped(`Apr 19 04:52:19 localhost kernel: ${packet}`),
-    ]);
-    expect(placeholder.flows.map((f) => f.reporter)).toEqual(["ip-192-168-1-5"]);
-  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
