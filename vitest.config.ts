@@ -7,6 +7,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // One fork per core. Vitest's default leaves one core to its main process, which only reports: on the
+    // 2-core machines the suite runs on, that was one file at a time, about 8 minutes instead of 5.5.
+    maxWorkers: "100%",
     // CI also writes a JSON report, from which .ci/run prints the plain "N passed, N failed" line.
     reporters: process.env.CI ? ["default", ["json", { outputFile: ".vitest-report.json" }]] : ["default"],
     env: {

@@ -1,7 +1,7 @@
 // `kubectl logs -f | calico-flows replay -`: lines that never stop coming are stored as they come, and Ctrl-C
 // stores what was read and prints the summary.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,20 +15,14 @@ const store = mkdtempSync(join(tmpdir(), "cf-follow-"));
 afterAll(() => rmSync(store, { recursive: true, force: true }));
 
 /**
- * Until the process `pid` catches signal `signal` (its SigCgt mask in /proc): a child still loading its modules on a
- * busy machine has no handler yet, and the signal would kill it. Where /proc cannot be read, at once.
+ * Until the replay has opened its store (its lock file exists): it handles SIGINT from before that on. (Node's own
+ * handler, which exits at once, is installed at start-up, so the process's signal mask in /proc cannot tell.)
  */
-async function catching(pid: number | undefined, signal: number): Promise<void> {
+async function opened(storeDir: string): Promise<void> {
   const deadline = Date.now() + 20_000;
-  while (pid !== undefined && Date.now() < deadline) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/status`, "utf8");
-    } catch {
-      return;
-    }
-    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-    if (mask === undefined || ((BigInt(`0x${mask}`) >> BigInt(signal - 1)) & 1n) === 1n) return;
+  while (!existsSync(join(storeDir, "calico-flows.lock"))) {
+    if (Date.now() > deadline)
+      throw new Error(`the replay did not open its store in ${storeDir} within 20 s`);
     await sleep(50);
   }
 }
@@ -55,7 +49,7 @@ describe("calico-flows replay - (a followed stream)", () => {
       child.stdin.write(`${line}\n`);
       await sleep(100);
     }
-    await catching(child.pid, 2);
+    await opened(store);
     await sleep(1000);
     child.kill("SIGINT");
     expect(await exited).toBe(130);
@@ -93,8 +87,8 @@ describe("calico-flows replay - (a followed stream)", () => {
       });
       const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
       child.stdin.write(`${whole.join("\n")}\n${udp.slice(0, -1)}`);
-      // From the moment it handles SIGINT, time to open its store and read what the pipe holds.
-      await catching(child.pid, 2);
+      // From the moment it handles SIGINT, time to read what the pipe holds.
+      await opened(join(dir, "store"));
       await sleep(1500);
       child.kill("SIGINT");
       expect(await exited).toBe(130);
