@@ -3,7 +3,14 @@
 import { Annotations, App, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { CalicoFlowsStack } from "../lib/calico-flows-stack.ts";
-import { appContext, type CalicoFlowsConfig, CONTEXT_KEYS, ConfigError, parseConfig } from "../lib/config.ts";
+import {
+  appContext,
+  type CalicoFlowsConfig,
+  CONTEXT_KEYS,
+  ConfigError,
+  exampleKeys,
+  parseConfig,
+} from "../lib/config.ts";
 
 const app = new App();
 
@@ -29,6 +36,15 @@ for (const key of Object.keys(app.node.getAllContext())) {
       `context key "${key}" is not used by this app`,
     );
   }
+}
+
+// cdk.json ships example values so that a clone synthesizes at once; deployed, they would send the alerts nowhere.
+const examples = exampleKeys(config);
+if (examples.length > 0) {
+  Annotations.of(stack).addWarningV2(
+    "calico-flows:example-context",
+    `${examples.join(", ")} still hold cdk.json's example values: set your cluster's before deploying (docs/deploy.md)`,
+  );
 }
 
 // The same checks as the tests: a synth with an unacknowledged finding fails.

@@ -353,6 +353,35 @@ export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig
   };
 }
 
+/** The cluster cdk.json's example context names. */
+const EXAMPLE_CLUSTER = "demo-cluster";
+/** The account of the AWS documentation's example ARNs, which cdk.json's use too. */
+const EXAMPLE_ACCOUNT = "123456789012";
+
+/** An address in a domain reserved for examples (RFC 2606, RFC 6761): no mail is ever delivered there. */
+function isExampleAddress(address: string): boolean {
+  const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+  return (
+    /(^|\.)example\.(com|net|org)$/.test(domain) || /(^|\.)(example|test|invalid|localhost)$/.test(domain)
+  );
+}
+
+/**
+ * The keys of `config` that still hold cdk.json's example values (its cluster, addresses in example domains, the
+ * documentation's account): deployed as they are, alerts go to no one and the button to a role nobody has.
+ */
+export function exampleKeys(config: CalicoFlowsConfig): string[] {
+  const keys: string[] = [];
+  if (config.clusterName === EXAMPLE_CLUSTER) keys.push("clusterName");
+  if (config.logGroupNames.some((name) => name.split("/").includes(EXAMPLE_CLUSTER)))
+    keys.push("logGroupNames");
+  if (config.alertEmails.some(isExampleAddress)) keys.push("alertEmails");
+  if (config.operationsEmails.some(isExampleAddress)) keys.push("operationsEmails");
+  if (config.panicPrincipalArns.some((arn) => arn.split(":")[4] === EXAMPLE_ACCOUNT))
+    keys.push("panicPrincipalArns");
+  return keys;
+}
+
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

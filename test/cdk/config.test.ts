@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_PANIC_SETTINGS } from "../../functions/core/panic-policy.ts";
-import { appContext, CONTEXT_KEYS, ConfigError, parseConfig } from "../../lib/config.ts";
+import { appContext, CONTEXT_KEYS, ConfigError, exampleKeys, parseConfig } from "../../lib/config.ts";
 
 const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
   app: string;
@@ -33,6 +33,37 @@ describe("cdk.json", () => {
     expect(config.clusterName).toBe("demo-cluster");
     expect(config.logGroupNames).toEqual(["/aws/containerinsights/demo-cluster/host"]);
     expect(config.panicPrincipalArns).toHaveLength(1);
+  });
+
+  it("names every example value it still holds, and none of a real cluster's", () => {
+    const example = parseConfig(appContext((key) => cdkJson.context[key]));
+    expect(exampleKeys(example)).toEqual([
+      "clusterName",
+      "logGroupNames",
+      "alertEmails",
+      "operationsEmails",
+      "panicPrincipalArns",
+    ]);
+    const real = parseConfig({
+      ...minimal,
+      alertEmails: ["netsec@corp.example.io", "oncall@examples.com"],
+      panicPrincipalArns: ["arn:aws:iam::210987654321:role/oncall"],
+    });
+    expect(exampleKeys(real)).toEqual([]);
+    // Any address in a reserved domain receives nothing; a log group of the example cluster is not the operator's.
+    for (const address of [
+      "a@example.org",
+      "a@mail.example.net",
+      "a@corp.test",
+      "a@x.invalid",
+      "a@Example.COM",
+    ]) {
+      expect(exampleKeys({ ...real, operationsEmails: [address] }), address).toEqual(["operationsEmails"]);
+    }
+    expect(
+      exampleKeys({ ...real, logGroupNames: ["/eks/demo-cluster/nodes", "/eks/prod-eu/nodes"] }),
+    ).toEqual(["logGroupNames"]);
+    expect(exampleKeys({ ...real, logGroupNames: ["/eks/demo-cluster-2/nodes"] })).toEqual([]);
   });
 
   it("has no key the app does not read, besides CDK feature flags and the comment", () => {

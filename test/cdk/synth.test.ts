@@ -86,14 +86,22 @@ describe("npx cdk synth", { timeout: 240_000 }, () => {
     const report = join(out, "validation-report.json");
     expect(existsSync(report)).toBe(true);
     const parsed = JSON.parse(readFileSync(report, "utf8")) as {
-      pluginReports: { pluginName: string; conclusion: string; violations: unknown[] }[];
+      pluginReports: { pluginName: string; conclusion: string; violations: { ruleName: string }[] }[];
     };
     expect(Array.isArray(parsed.pluginReports)).toBe(true);
+    // cdk.json's example context is synthesized here: its warning is the one finding, and the toolkit shows it.
+    const example = "Annotation::calico-flows:example-context";
     expect(
       parsed.pluginReports
-        .filter((plugin) => plugin.conclusion !== "success" || plugin.violations.length > 0)
+        .filter(
+          (plugin) =>
+            plugin.conclusion !== "success" || plugin.violations.some((v) => v.ruleName !== example),
+        )
         .map((plugin) => plugin.pluginName),
     ).toEqual([]);
+    expect(parsed.pluginReports.flatMap((plugin) => plugin.violations.map((v) => v.ruleName))).toEqual([
+      example,
+    ]);
   });
 });
 
@@ -135,6 +143,27 @@ describe("node bin/app.ts", { timeout: 60_000 }, () => {
     // A plain message for the operator, not a stack trace.
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(result.manifest).toBeUndefined();
+  });
+
+  it("warns while the context holds cdk.json's example values, and not once they are the operator's", async () => {
+    const warning = expect.objectContaining({
+      type: "aws:cdk:warning",
+      data: expect.stringMatching(
+        /^clusterName, logGroupNames, alertEmails, operationsEmails, panicPrincipalArns still hold cdk\.json's example values/,
+      ),
+    });
+    const example = await app({});
+    expect(example.code).toBe(0);
+    expect(example.metadata).toContainEqual(warning);
+    const real = await app({
+      clusterName: "prod-eu",
+      logGroupNames: "/aws/containerinsights/prod-eu/host",
+      alertEmails: "netsec@corp.io",
+      operationsEmails: "sre@corp.io",
+      panicPrincipalArns: "arn:aws:iam::210987654321:role/oncall",
+    });
+    expect(real.code).toBe(0);
+    expect(real.metadata).not.toContainEqual(expect.objectContaining({ type: "aws:cdk:warning" }));
   });
 
   it("warns about a context key it does not read", async () => {
