@@ -311,43 +311,89 @@ export function namespaceLabels(
 }
 
 /**
- * Which of two holders that both cover a time is the answer first: a pod before a node (a pod that is not
- * hostNetwork and holds its node's InternalIP is an EKS Fargate pod, whose node exists only to run it: the
+ * Which of two holders that both cover a time is the answer first: a pod before the node it runs on (a pod that is
+ * not hostNetwork and holds its node's InternalIP is an EKS Fargate pod, whose node exists only to run it: the
  * traffic is the pod's), then the most recently created.
  */
 function newestFirst(a: Holder, b: Holder): number {
-  if (a.kind !== b.kind && (a.kind === "node" || b.kind === "node")) return a.kind === "node" ? 1 : -1;
+  if (a.kind === "pod" && b.kind === "node" && a.node === b.name) return -1;
+  if (a.kind === "node" && b.kind === "pod" && b.node === a.name) return 1;
   if (a.validFrom !== b.validFrom) return b.validFrom - a.validFrom;
   return holderKey(a) < holderKey(b) ? -1 : holderKey(a) > holderKey(b) ? 1 : 0;
 }
 
 /**
+ * Whether `later` shows that the pod holder `h` had let its address go by `later.validFrom`: an address is one
+ * pod's at a time, and a pod's hold is never given back to it; nor is a node's address a pod's, unless the pod
+ * runs on that node (EKS Fargate, see newestFirst).
+ */
+function displaces(later: Holder, h: Holder): boolean {
+  return (
+    h.kind === "pod" &&
+    later.validFrom > h.validFrom &&
+    (later.kind === "pod" || (later.kind === "node" && later.name !== h.node))
+  );
+}
+
+/**
+ * The end of `h`'s hold among `holders`: its recorded end (a deletion time, or the moment a directory saw it gone,
+ * an upper bound either way), or the creation of the first holder that displaced it, if earlier. A holder whose
+ * end nobody saw (a Lambda container recycled before it looked again) thus ends where its address went on.
+ */
+function endAmong(h: Holder, holders: readonly Holder[]): number | null {
+  let end = h.validTo;
+  if (h.kind !== "pod") return end;
+  for (const later of holders) {
+    if (displaces(later, h) && (end === null || later.validFrom < end)) end = later.validFrom;
+  }
+  return end;
+}
+
+/** `holders` with the ends endAmong gives them (the same objects when none changes). */
+export function withDisplacedEnds(holders: Iterable<Holder>): Holder[] {
+  const list = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
+  if (list.length < 2) return list;
+  let out: Holder[] | undefined;
+  for (let i = 0; i < list.length; i++) {
+    const h = list[i] as Holder;
+    const end = endAmong(h, list);
+    if (end !== h.validTo) {
+      out ??= list.slice();
+      out[i] = { ...h, validTo: end };
+    }
+  }
+  return out ?? list;
+}
+
+/**
  * The holder of an IP at `at` (epoch ms), or undefined ("say unknown rather than guess"):
  * - never a holder created after `at`;
+ * - never a pod after a newer holder displaced it (endAmong: one pod at a time);
  * - among holders whose lifetime covers `at`, the most recently created: an IP is held by one pod at a
  *   time, so when recorded lifetimes overlap (a deletion time is an upper bound) the newer holder is the
- *   one that got the IP back from the pool; but a pod before a node (EKS Fargate, see newestFirst);
+ *   one that got the IP back from the pool; but a pod before the node it runs on (EKS Fargate, see newestFirst);
  * - otherwise a holder that ended at most `toleranceMs` before `at` (collection lag, see END_TOLERANCE_MS),
  *   the latest to end.
+ * The holder returned is the one given, with its recorded end.
  */
 export function pickHolder(
   holders: Iterable<Holder>,
   at: number,
   toleranceMs: number = END_TOLERANCE_MS,
 ): Holder | undefined {
+  const list = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
   let covering: Holder | undefined;
   let recent: Holder | undefined;
-  for (const h of holders) {
+  let recentEnd = 0;
+  for (const h of list) {
     if (h.validFrom > at) continue;
-    if (h.validTo === null || at <= h.validTo) {
+    const end = list.length === 1 ? h.validTo : endAmong(h, list);
+    if (end === null || at <= end) {
       if (covering === undefined || newestFirst(h, covering) < 0) covering = h;
-    } else if (at <= h.validTo + toleranceMs) {
-      if (
-        recent === undefined ||
-        (recent.validTo as number) < h.validTo ||
-        ((recent.validTo as number) === h.validTo && newestFirst(h, recent) < 0)
-      ) {
+    } else if (at <= end + toleranceMs) {
+      if (recent === undefined || recentEnd < end || (recentEnd === end && newestFirst(h, recent) < 0)) {
         recent = h;
+        recentEnd = end;
       }
     }
   }
@@ -359,8 +405,8 @@ export const VARIES = "varies";
 
 /**
  * The holder pickHolder picks at every time in [from, until], undefined when it picks none at any of them, or
- * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (with the tolerance after
- * its end) meets the span and covers all of it, it is the only candidate at every time, so it is the answer;
+ * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (to the end endAmong gives
+ * it, with the tolerance after it) meets the span and covers all of it, it is the only candidate at every time, so it is the answer;
  * when none meets the span there is never a candidate. Anything else (two holders meet the span, or one covers
  * only part of it) is VARIES, and the caller asks per time.
  */
@@ -370,14 +416,20 @@ export function holderThroughout(
   until: number,
   toleranceMs: number = END_TOLERANCE_MS,
 ): Holder | undefined | typeof VARIES {
-  let only: Holder | undefined;
-  for (const h of holders) {
+  const given = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
+  const list = withDisplacedEnds(given);
+  let only: number | undefined;
+  for (let i = 0; i < list.length; i++) {
+    const h = list[i] as Holder;
     const end = h.validTo === null ? Number.POSITIVE_INFINITY : h.validTo + toleranceMs;
     if (h.validFrom > until || end < from) continue;
     if (only !== undefined) return VARIES;
-    only = h;
+    only = i;
   }
-  return only === undefined ? undefined : onlyThroughout(only, from, until, toleranceMs);
+  if (only === undefined) return undefined;
+  const answer = onlyThroughout(list[only] as Holder, from, until, toleranceMs);
+  // The holder as given, not its copy with the end the others gave it.
+  return answer === undefined || answer === VARIES ? answer : (given[only] as Holder);
 }
 
 /** pickHolder for a single holder. */

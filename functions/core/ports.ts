@@ -151,8 +151,11 @@ export interface TallyVerdict {
 /** Remembered IP holders, so late, backfilled and gone-pod lines still resolve (DESIGN.md §4). */
 export interface HolderHistory {
   remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void>;
-  /** Holders of `ip` whose lifetime may cover `at` (validFrom ≤ at), most recent first. */
-  holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]>;
+  /**
+   * Holders of `ip` whose lifetime may cover a time of [since, at] (validFrom ≤ at), most recent first: all of those
+   * created after `since` (default `at`), and the most recent before.
+   */
+  holdersOf(cluster: string, ip: string, at: number, since?: number): Promise<Holder[]>;
 }
 
 /** Publishes alerts and panic announcements (SNS in Lambda; SNS or stdout locally). */

@@ -370,6 +370,26 @@ describe("pickHolder", () => {
     expect(pickHolder([terminating, successor], 7_999)?.name).toBe("terminating");
   });
 
+  it("ends a pod's hold where a newer holder's begins: an address is one pod's at a time", () => {
+    // Nobody saw "old" end (its container was recycled): the newer pod that got the address says when it did.
+    const old = holder("old", 1_000, null);
+    const next = holder("next", 6_000, 8_000);
+    expect(pickHolder([old, next], 5_999)?.name).toBe("old");
+    expect(pickHolder([old, next], 7_000)?.name).toBe("next");
+    expect(pickHolder([old, next], 8_000 + END_TOLERANCE_MS)?.name).toBe("next");
+    expect(pickHolder([old, next], 8_001 + END_TOLERANCE_MS)).toBeUndefined();
+    // A node that registers with a gone pod's address (on another node) ends the pod's hold too…
+    const pod = { ...holder("web", 1_000, 20_000), node: "ip-192-168-0-1" };
+    const node = holder("ip-192-168-7-20", 12_000, null, "node");
+    expect(pickHolder([pod, node], 15_000)?.name).toBe("ip-192-168-7-20");
+    expect(pickHolder([pod, node], 11_000)?.name).toBe("web");
+    // …but not the hold of a Fargate pod on it, whose node holds the pod's address for the pod's sake.
+    const fargate = { ...holder("fargate-pod", 1_000, null), node: "fargate-ip-192-168-7-20" };
+    const fargateNode = holder("fargate-ip-192-168-7-20", 2_000, null, "node");
+    expect(pickHolder([fargate, fargateNode], 15_000)?.name).toBe("fargate-pod");
+    expect(pickHolder([fargateNode, fargate], 15_000)?.name).toBe("fargate-pod");
+  });
+
   it("never picks a holder created after the event, even with no other candidate", () => {
     expect(pickHolder([holder("future", 10_000, null)], 9_999)).toBeUndefined();
   });
@@ -389,17 +409,33 @@ describe("pickHolder", () => {
         fc.integer({ min: 0, max: 50 }),
         (holders, at, tolerance) => {
           const picked = pickHolder(holders, at, tolerance);
-          const covers = (h: Holder) => h.validFrom <= at && (h.validTo === null || at <= h.validTo);
+          // One pod at a time: a pod's hold ends where a newer pod's begins, if its recorded end is later.
+          const endOf = (h: Holder) =>
+            holders
+              .filter((later) => later.validFrom > h.validFrom)
+              .reduce<number | null>(
+                (end, later) => (end === null || later.validFrom < end ? later.validFrom : end),
+                h.validTo,
+              );
+          const covers = (h: Holder) => {
+            const end = endOf(h);
+            return h.validFrom <= at && (end === null || at <= end);
+          };
           if (picked !== undefined) {
             expect(picked.validFrom).toBeLessThanOrEqual(at);
-            expect(picked.validTo === null || at <= picked.validTo + tolerance).toBe(true);
+            const end = endOf(picked);
+            expect(end === null || at <= end + tolerance).toBe(true);
+            expect(holders.some((h) => h.validFrom > picked.validFrom && h.validFrom <= at)).toBe(false);
           }
           const covering = holders.filter(covers);
           if (covering.length > 0) {
             expect(picked !== undefined && covers(picked)).toBe(true);
             expect(picked?.validFrom).toBe(Math.max(...covering.map((h) => h.validFrom)));
           } else if (
-            !holders.some((h) => h.validFrom <= at && h.validTo !== null && at <= h.validTo + tolerance)
+            !holders.some((h) => {
+              const end = endOf(h);
+              return h.validFrom <= at && end !== null && at <= end + tolerance;
+            })
           ) {
             expect(picked).toBeUndefined();
           }

@@ -23,6 +23,9 @@ export interface DynamoHolderHistoryOptions {
   now?: () => number;
 }
 
+/** Most pages one holdersOf reads (of maxHolders each): a batch's span of a very busy address stops there. */
+const MAX_PAGES = 10;
+
 const HOLDER_KINDS = new Set<Holder["kind"]>(["pod", "node", "service"]);
 
 function checkHolder(ip: string, h: Holder): void {
@@ -132,24 +135,41 @@ export class DynamoHolderHistory implements HolderHistory {
     });
   }
 
-  async holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]> {
+  /**
+   * Holders of `ip` created at or before `at`, newest first: every one created after `since` (default `at`), up to
+   * MAX_PAGES pages, and at least the page's worth created at or before it. A batch asks once for its earliest and
+   * latest lines: a page read back from the latest alone could end before the earliest's holder.
+   */
+  async holdersOf(cluster: string, ip: string, at: number, since: number = at): Promise<Holder[]> {
     checkCluster(cluster);
-    if (!Number.isFinite(at)) throw new InvalidInputError(`holdersOf needs a finite time, got ${at}`);
+    if (!Number.isFinite(at) || !Number.isFinite(since)) {
+      throw new InvalidInputError(`holdersOf needs finite times, got ${at} and ${since}`);
+    }
     if (at < 0) return [];
     const e = new Expression();
     // `$` sorts after `#`: every holder whose validFrom ≤ at, whatever its identity suffix.
     const condition = `${e.name("pk")} = ${e.value(historyPk(cluster, ip))} AND ${e.name("sk")} < ${e.value(`${paddedEpoch(Math.floor(at))}$`)}`;
-    const out = await withRetry("Query", this.#ctx.retry, freshReport(), () =>
-      this.#ctx.doc.send(
-        new QueryCommand({
-          TableName: this.#ctx.tableName,
-          KeyConditionExpression: condition,
-          ScanIndexForward: false,
-          Limit: this.#maxHolders,
-          ...e.fields(),
-        }),
-      ),
-    );
-    return (out.Items ?? []).map(holderOf);
+    const holders: Holder[] = [];
+    let start: Record<string, unknown> | undefined;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const from = start;
+      const out = await withRetry("Query", this.#ctx.retry, freshReport(), () =>
+        this.#ctx.doc.send(
+          new QueryCommand({
+            TableName: this.#ctx.tableName,
+            KeyConditionExpression: condition,
+            ScanIndexForward: false,
+            Limit: this.#maxHolders,
+            ExclusiveStartKey: from,
+            ...e.fields(),
+          }),
+        ),
+      );
+      for (const item of out.Items ?? []) holders.push(holderOf(item));
+      start = out.LastEvaluatedKey;
+      const oldest = holders.at(-1);
+      if (start === undefined || oldest === undefined || oldest.validFrom <= since) break;
+    }
+    return holders;
   }
 }

@@ -119,6 +119,8 @@ interface IpGroup {
 }
 
 interface HistoryEntry {
+  /** The history's holders for lines of [from, upTo]. */
+  from: number;
   upTo: number;
   holders: Holder[];
   fetchedAt: number;
@@ -231,6 +233,12 @@ export class LiveDirectory implements IpDirectory {
   readonly #checkedAt = new Map<string, number>();
   /** Start of the last complete pod list: every IP not in the index was free then. */
   #fullListAt: number | undefined;
+  /**
+   * The first look within the last retainEndedMs at each IP on its own, and the first complete pod list: with the
+   * latest ones, when this container saw who held an address (#seenSince).
+   */
+  readonly #firstCheckedAt = new Map<string, number>();
+  #firstFullListAt: number | undefined;
   #fullListAttemptAt: number | undefined;
   readonly #nodes = new HolderIndex();
   #nodesAt: number | undefined;
@@ -391,15 +399,23 @@ export class LiveDirectory implements IpDirectory {
       const ip = normalizeIp(l.ip);
       const until = (l as Partial<SpanLookup>).until;
       if (until === undefined)
-        return { ip, at: l.at, holder: pickHolder(live.get(ip) ?? [], l.at), varies: false };
+        return { ip, at: l.at, holder: pickHolder(live.get(ip) ?? [], l.at), varies: false, until: l.at };
       const throughout = holderThroughout(live.get(ip) ?? [], l.at, until);
-      const holder = throughout === VARIES ? undefined : throughout;
-      return { ip, at: until, holder, varies: holder === undefined };
+      // An ended holder is asked about per time, which reads the history (below).
+      const holder = throughout === VARIES || this.#unsure(throughout) ? undefined : throughout;
+      return { ip, at: l.at, holder, varies: holder === undefined, until };
     });
-    const historyWanted = new Map<string, number>();
+    // The history, for lines the live view has no holder for, or only one it has seen end: the moment it saw it
+    // gone is an upper bound, and another container may have seen the address go on to a newer pod meanwhile.
+    const historyWanted = new Map<string, { from: number; upTo: number }>();
     for (const { ip, at, holder, varies } of answers) {
-      if (holder !== undefined || varies || failed.has(ip)) continue;
-      historyWanted.set(ip, Math.max(historyWanted.get(ip) ?? Number.NEGATIVE_INFINITY, at));
+      if (varies || failed.has(ip) || (holder !== undefined && !this.#unsure(holder))) continue;
+      const range = historyWanted.get(ip);
+      if (range === undefined) historyWanted.set(ip, { from: at, upTo: at });
+      else {
+        range.from = Math.min(range.from, at);
+        range.upTo = Math.max(range.upTo, at);
+      }
     }
     const historyFailed = await this.#readHistory(historyWanted);
 
@@ -418,26 +434,63 @@ export class LiveDirectory implements IpDirectory {
       const failure = failed.get(ip);
       if (failure !== undefined) return { status: "unavailable", reason: failure };
       if (varies) return { status: "varies" };
-      if (holder !== undefined) {
-        const withLabels = this.#labelled(holder);
+      const found = (h: Holder): SpanResolution => {
+        const withLabels = this.#labelled(h);
         this.#rememberLater(ip, withLabels);
         return { status: "found", holder: withLabels };
-      }
-      if (historyWanted.has(ip)) {
-        const historyFailure = historyFailed.get(ip);
-        if (historyFailure !== undefined) return { status: "unavailable", reason: historyFailure };
-        const remembered = this.#historyCache.get(ip)?.holders ?? [];
-        const fromHistory = pickHolder(mergeHolders(live.get(ip) ?? [], remembered), at);
-        if (fromHistory !== undefined) {
+      };
+      if (historyWanted.has(ip) && !historyFailed.has(ip)) {
+        const liveHolders = live.get(ip) ?? [];
+        const remembered = this.#seenSince(ip, liveHolders, this.#historyCache.get(ip)?.holders ?? []);
+        const picked = pickHolder(mergeHolders(liveHolders, remembered), at);
+        if (picked !== undefined && picked === holder) return found(picked);
+        if (picked !== undefined) {
           this.#stats.historyFound++;
-          return { status: "found", holder: fromHistory };
+          return { status: "found", holder: picked };
         }
+        return { status: "absent" };
       }
+      // A live holder the history could not be read for is still the best answer there is.
+      if (holder !== undefined) return found(holder);
+      const historyFailure = historyFailed.get(ip);
+      if (historyFailure !== undefined) return { status: "unavailable", reason: historyFailure };
       return { status: "absent" };
     });
     for (const r of resolutions) if (r.status !== "varies") this.#stats[r.status]++;
     await this.#writeHistory();
     return resolutions;
+  }
+
+  /**
+   * Whether a live holder's answer needs the history: it has ended in this view (a deletion time, or the moment
+   * this container saw it gone), so a newer holder this container never saw may have taken the address since.
+   */
+  #unsure(holder: Holder | undefined): boolean {
+    return holder !== undefined && holder.validTo !== null && this.#history !== undefined;
+  }
+
+  /**
+   * The history's pods, ended where this container's last look at `ip` found them gone: a look that found the
+   * address free, or held by others, would have shown a pod that still held it (its own primary address; see
+   * docs/architecture.md for a dual-stack pod's second one). The history may have no end for a pod whose
+   * container was recycled before it saw the pod go.
+   */
+  #seenSince(ip: string, live: readonly Holder[], remembered: readonly Holder[]): Holder[] {
+    const looks = [
+      this.#firstCheckedAt.get(ip),
+      this.#checkedAt.get(ip),
+      this.#firstFullListAt,
+      this.#fullListAt,
+    ].filter((t): t is number => t !== undefined);
+    if (looks.length === 0) return [...remembered];
+    const inView = new Set(live.map(holderKey));
+    return remembered.map((h) => {
+      if (h.kind !== "pod" || inView.has(holderKey(h))) return h;
+      // The first look after its creation that did not see it.
+      let gone: number | undefined;
+      for (const t of looks) if (t >= h.validFrom && (gone === undefined || t < gone)) gone = t;
+      return gone !== undefined && (h.validTo === null || h.validTo > gone) ? { ...h, validTo: gone } : h;
+    });
   }
 
   // --- freshness ----------------------------------------------------------------------------------------
@@ -634,7 +687,7 @@ export class LiveDirectory implements IpDirectory {
         core.listNode({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
       );
       this.#stats.nodeLists++;
-      const seen = this.#read("node", items, nodeToHolders);
+      const seen = this.#addressesSince(this.#read("node", items, nodeToHolders));
       this.#record(this.#nodes, seen, this.#nodes.ips(), started);
       this.#nodesAt = started;
     } catch (error) {
@@ -642,6 +695,37 @@ export class LiveDirectory implements IpDirectory {
       // hostNetwork pods still reveal node IPs. An older node list keeps answering meanwhile.
       this.#failure("list nodes", error, false);
     }
+  }
+
+  /**
+   * A node holds its addresses from its creation, but one it shows with an address the last list did not show it
+   * with (a DHCP lease, an on-premises node) has held that address only since that list.
+   */
+  #addressesSince(seen: IpHolder[]): IpHolder[] {
+    const since = this.#nodesAt;
+    if (since === undefined) return seen;
+    // Per node name (unique among live nodes), the addresses the index has it hold now, from when.
+    const held = new Map<string, Map<string, number>>();
+    for (const ip of this.#nodes.ips()) {
+      for (const h of this.#nodes.holders(ip)) {
+        if (h.validTo !== null) continue;
+        let ips = held.get(h.name);
+        if (ips === undefined) {
+          ips = new Map();
+          held.set(h.name, ips);
+        }
+        ips.set(ip, h.validFrom);
+      }
+    }
+    return seen.map((entry) => {
+      const ips = held.get(entry.holder.name);
+      if (ips === undefined) return entry;
+      // Held already: from when the index says (a start moved by an earlier list stays moved).
+      const from = Math.max(entry.holder.validFrom, ips.get(entry.ip) ?? since);
+      return from === entry.holder.validFrom
+        ? entry
+        : { ip: entry.ip, holder: { ...entry.holder, validFrom: from } };
+    });
   }
 
   async #queryIp(ip: string, failed: Map<string, string>): Promise<void> {
@@ -667,6 +751,7 @@ export class LiveDirectory implements IpDirectory {
         this.#secondary.get(ip),
       );
       this.#checkedAt.set(ip, started);
+      if (!this.#firstCheckedAt.has(ip)) this.#firstCheckedAt.set(ip, started);
     } catch (error) {
       failed.set(ip, this.#failure(`list pods with status.podIP=${ip}`, error));
     }
@@ -691,6 +776,7 @@ export class LiveDirectory implements IpDirectory {
       this.#noteSecondary(items);
       this.#record(this.#pods, this.#read("pod", items, podHolders), this.#pods.ips(), started);
       this.#fullListAt = started;
+      this.#firstFullListAt ??= started;
       this.#checkedAt.clear();
     } catch (error) {
       const reason = this.#failure("list pods", error);
@@ -809,6 +895,14 @@ export class LiveDirectory implements IpDirectory {
     this.#pods.prune(now - this.#retainEnded);
     this.#nodes.prune(now - this.#retainEnded);
     for (const [ip, at] of this.#checkedAt) if (now - at > this.#retainEnded) this.#checkedAt.delete(ip);
+    // Looks older than what the index keeps of ended holders: a holder they saw may be pruned since, and its
+    // absence from the index would no longer mean they did not see it.
+    for (const [ip, at] of this.#firstCheckedAt) {
+      if (now - at > this.#retainEnded) this.#firstCheckedAt.delete(ip);
+    }
+    if (this.#firstFullListAt !== undefined && now - this.#firstFullListAt > this.#retainEnded) {
+      this.#firstFullListAt = this.#fullListAt;
+    }
     for (const [ip, entry] of this.#historyCache) {
       if (now - entry.fetchedAt > this.#missTtl) this.#historyCache.delete(ip);
     }
@@ -816,22 +910,29 @@ export class LiveDirectory implements IpDirectory {
 
   // --- history ------------------------------------------------------------------------------------------
 
-  async #readHistory(wanted: ReadonlyMap<string, number>): Promise<Map<string, string>> {
+  async #readHistory(
+    wanted: ReadonlyMap<string, { from: number; upTo: number }>,
+  ): Promise<Map<string, string>> {
     const failures = new Map<string, string>();
     const history = this.#history;
     if (history === undefined || wanted.size === 0) return failures;
     const now = this.#now();
-    const toRead = [...wanted].filter(([ip, at]) => {
+    const toRead = [...wanted].filter(([ip, { from, upTo }]) => {
       const cached = this.#historyCache.get(ip);
-      return cached === undefined || cached.upTo < at || now - cached.fetchedAt > this.#missTtl;
+      return (
+        cached === undefined ||
+        cached.upTo < upTo ||
+        cached.from > from ||
+        now - cached.fetchedAt > this.#missTtl
+      );
     });
-    await forEachLimit(toRead, this.#concurrency, async ([ip, at]) => {
+    await forEachLimit(toRead, this.#concurrency, async ([ip, { from, upTo }]) => {
       this.#stats.historyReads++;
       try {
         const holders = await withDeadline(this.#historyTimeout, "holder history read", () =>
-          history.holdersOf(this.#cluster, ip, at),
+          history.holdersOf(this.#cluster, ip, upTo, from),
         );
-        this.#historyCache.set(ip, { upTo: at, holders, fetchedAt: now });
+        this.#historyCache.set(ip, { from, upTo, holders, fetchedAt: now });
       } catch (error) {
         this.#stats.historyErrors++;
         const reason = `holder history unavailable: ${(error as Error)?.message ?? String(error)}`;

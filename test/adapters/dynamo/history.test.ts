@@ -96,6 +96,23 @@ describe("DynamoHolderHistory", () => {
     expect(await few.holdersOf(CLUSTER, ip, T + 10 * MIN)).toEqual([nodes[2], nodes[1]]);
   });
 
+  it("reads back to the earliest time asked, page by page, and a page's worth before it", async () => {
+    const ip = "192.168.0.5";
+    const few = new DynamoHolderHistory({ client: ts.client, tableName: ts.tableName, maxHolders: 2 });
+    const pods = Array.from({ length: 9 }, (_, i) => holder(`job-${i}`, T + i * MIN, T + i * MIN + 50_000));
+    await few.remember(
+      CLUSTER,
+      pods.map((h) => ({ ip, holder: h })),
+    );
+    const late = T + 8 * MIN + 10_000;
+    expect(await few.holdersOf(CLUSTER, ip, late)).toEqual([pods[8], pods[7]]);
+    // Lines of T+2.5 min to T+8 min: every holder created after T+2.5 min, then the page that reaches before it.
+    expect(await few.holdersOf(CLUSTER, ip, late, T + 2 * MIN + 30_000)).toEqual(
+      [8, 7, 6, 5, 4, 3, 2, 1].map((i) => pods[i]),
+    );
+    expect(await few.holdersOf(CLUSTER, ip, late, T - MIN)).toEqual([...pods].reverse());
+  });
+
   it("expires holders a retention after they ended, or after last seen alive", async () => {
     const raw = DynamoDBDocumentClient.from(ts.client);
     const ip = "192.168.3.30";
