@@ -85,6 +85,13 @@ export interface LiveDirectoryOptions {
   maxBackoffMs?: number;
   /** Deadline of a history read or write; a slow history must not hold up the payload. @default 10 s */
   historyTimeoutMs?: number;
+  /**
+   * Longest a resolve or resolveSpans call takes, waiting for an earlier call included: what is not answered by
+   * then is `unavailable`, stored unresolved, while the work goes on for later calls. Each request has its own
+   * deadline, but a full list is many pages and a payload may read the history for many addresses: without this,
+   * a slow API server could hold a payload past the function's timeout. @default 20 s
+   */
+  resolveBudgetMs?: number;
   now?: () => number;
 }
 
@@ -112,6 +119,8 @@ export interface LiveDirectoryStats {
   historyErrors: number;
   /** Objects skipped because they could not be read. */
   malformed: number;
+  /** Calls answered `unavailable` at resolveBudgetMs (their lookups are counted again when their work ends). */
+  overBudget: number;
 }
 
 interface IpGroup {
@@ -167,6 +176,7 @@ function emptyStats(): LiveDirectoryStats {
     historyWrites: 0,
     historyErrors: 0,
     malformed: 0,
+    overBudget: 0,
   };
 }
 
@@ -226,6 +236,7 @@ export class LiveDirectory implements IpDirectory {
   readonly #retainEnded: number;
   readonly #maxBackoff: number;
   readonly #historyTimeout: number;
+  readonly #resolveBudget: number;
   readonly #now: () => number;
 
   readonly #pods = new HolderIndex();
@@ -291,6 +302,7 @@ export class LiveDirectory implements IpDirectory {
     this.#retainEnded = options.retainEndedMs ?? 3600_000;
     this.#maxBackoff = options.maxBackoffMs ?? 60_000;
     this.#historyTimeout = options.historyTimeoutMs ?? 10_000;
+    this.#resolveBudget = options.resolveBudgetMs ?? 20_000;
     this.#now = options.now ?? Date.now;
     const positive: [string, number][] = [
       ["timeoutMs", this.#timeoutMs],
@@ -301,6 +313,7 @@ export class LiveDirectory implements IpDirectory {
       ["pageSize", this.#pageSize],
       ["concurrency", this.#concurrency],
       ["historyTimeoutMs", this.#historyTimeout],
+      ["resolveBudgetMs", this.#resolveBudget],
     ];
     for (const [name, value] of positive) {
       if (!Number.isFinite(value) || value <= 0) {
@@ -344,7 +357,25 @@ export class LiveDirectory implements IpDirectory {
   #enqueue(queries: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
     const run = this.#queue.then(() => this.#resolveSafely(queries));
     this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#withinBudget(run, queries.length);
+  }
+
+  /** `run`'s answers, or `count` times `unavailable` once resolveBudgetMs has passed (run goes on meanwhile). */
+  async #withinBudget(run: Promise<SpanResolution[]>, count: number): Promise<SpanResolution[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.#resolveBudget);
+    });
+    try {
+      const answers = await Promise.race([run, late]);
+      if (answers !== undefined) return answers;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#stats.overBudget++;
+    const reason = `attribution not done within ${this.#resolveBudget} ms: the Kubernetes API or the holder history is slow; stored unresolved`;
+    this.#warn("budget", reason, {});
+    return Array.from({ length: count }, () => ({ status: "unavailable", reason }));
   }
 
   async #resolveSafely(lookups: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {

@@ -445,6 +445,33 @@ describe("LiveDirectory: attribution in time", () => {
 });
 
 describe("LiveDirectory: when Kubernetes misbehaves", () => {
+  it("answers unavailable within its budget when every request is slow, and from the work done meanwhile later", async () => {
+    // Each request within its own deadline, but the node list, then the pod list (six addresses: one list) and
+    // a history read for each address the list did not find take longer than the payload may wait.
+    const ips = Array.from({ length: 6 }, (_, i) => `192.168.71.${i + 1}`);
+    addPod("web-0", ips[0] as string, T);
+    const history = new MemoryHistory();
+    const dir = directory({ timeoutMs: 3_000, resolveBudgetMs: 1_000, history });
+    await server.setFault({ kind: "delay", ms: 1_500 });
+    const lookups = ips.map((ip) => ({ ip, at: clock.t }));
+    const started = Date.now();
+    const answers = await dir.resolve(lookups);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect(answers.map((a) => a.status)).toEqual(ips.map(() => "unavailable"));
+    expect(answers[0]?.status === "unavailable" && answers[0].reason).toMatch(
+      /^attribution not done within 1000 ms: the Kubernetes API or the holder history is slow/,
+    );
+    expect(dir.stats().overBudget).toBe(1);
+    // A call behind the slow one has its own budget, waiting included.
+    expect((await dir.resolve(lookups.slice(0, 1))).map((a) => a.status)).toEqual(["unavailable"]);
+    // The work went on: once it is done, memory answers at once.
+    await server.setFault(null);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const calls = server.counts.total();
+    expect(names(await dir.resolve(lookups.slice(0, 2)))).toEqual(["pod:web-0", "absent"]);
+    expect(server.counts.total()).toBe(calls);
+  });
+
   it.each([
     ["401", { kind: "status", code: 401 } as const, /HTTP 401.*fix: the kubeconfig credentials were refused/],
     ["403", { kind: "status", code: 403 } as const, /HTTP 403.*fix: .*apply deploy\/rbac\.yaml/],
