@@ -49,6 +49,10 @@ export interface CommonOptions {
  * (exit 2) before anything is opened, rather than a failure once the store exists and the input is being read.
  */
 function collectCidr(value: string, previous: string[] | undefined): string[] {
+  // A list as INTERNAL_CIDRS and the CDK context write it (`10.0.0.0/8,172.16.0.0/12`) is several options here.
+  if (value.includes(",")) {
+    throw new InvalidArgumentError("one range per --internal-cidr: repeat the option for each");
+  }
   try {
     new CidrSet([value]);
   } catch (error) {

@@ -10,6 +10,7 @@ import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory
 import { CidrSet } from "../functions/core/classify.ts";
 import type { HolderHistory } from "../functions/core/ports.ts";
 import type { IpDirectory } from "../functions/core/types.ts";
+import { UsageError } from "./common.ts";
 
 export interface OpenedDirectory {
   directory: IpDirectory;
@@ -51,6 +52,13 @@ export async function openDirectory(
 ): Promise<(history: HolderHistory) => OpenedDirectory> {
   const labelKeys = (raw.namespaceLabel as string[] | undefined) ?? [];
   if (raw.pods !== undefined || raw.nodes !== undefined) {
+    // Pods and nodes carry no namespace labels: without the namespaces' file every flow would be stored without
+    // the labels asked for, and nothing would say why.
+    if (labelKeys.length > 0 && raw.namespaces === undefined) {
+      throw new UsageError(
+        "--namespace-label needs --namespaces FILE (`kubectl get namespaces -o json`) when IPs are resolved from --pods/--nodes files: the labels are read from it",
+      );
+    }
     const snapshot = await SnapshotDirectory.fromFiles({
       pods: raw.pods as string | undefined,
       nodes: raw.nodes as string | undefined,

@@ -2,6 +2,7 @@
 // `redrive`): the pipeline's options, and the store, coverage, IP directory and alert sink they select.
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
+import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
 import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { IngestDeps } from "../functions/core/ingest.ts";
@@ -87,6 +88,14 @@ export async function openIngest(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  // So is a topic ARN the sink refuses.
+  let sink: AlertPublisher | undefined;
+  try {
+    sink =
+      raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, storeArgs(common));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   // The snapshot files and the kubeconfig too: one that cannot be read leaves no store made.
   const makeDirectory = await openDirectory(raw, common.cluster, common.internalCidrs);
   const opened = await openStore(common, {
@@ -96,8 +105,6 @@ export async function openIngest(
   });
   try {
     const directory = makeDirectory(opened.history);
-    const sink =
-      raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, storeArgs(common));
     return {
       deps: {
         store: opened.store,

@@ -1,4 +1,5 @@
 // The calico-flows CLI: the same core and adapters as the Lambda functions, run locally.
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { describeError, UsageError } from "./common.ts";
 
@@ -21,8 +22,13 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 /** What follows a usage error, commander's or a command's own. */
 const USAGE_HINT = "(add --help to see the options)";
 
+const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
 const program = new Command("calico-flows")
   .description("See, explain and survive Calico policy denials on EKS.")
+  .version(version)
   // A hint, not the whole help (forty lines that push the error off the screen).
   .showHelpAfterError(USAGE_HINT)
   .enablePositionalOptions()
@@ -34,8 +40,9 @@ const requested = process.argv[2];
 const only = requested === undefined ? undefined : COMMANDS[requested];
 if (only !== undefined) {
   (await only())(program);
-} else {
-  // Help, or a mistyped command: register everything so commander can list and suggest.
+} else if (requested !== "--version" && requested !== "-V") {
+  // Help, or a mistyped command: register everything so commander can list and suggest. (The version needs none
+  // of them, and loading them all would take most of a second.)
   const registered = new Set<Register>();
   for (const load of Object.values(COMMANDS)) {
     const register = await load();

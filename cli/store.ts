@@ -3,7 +3,7 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
-import { startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
+import { holdsEmbeddedStore, startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { MemoStore } from "../functions/core/attribution-memo.ts";
@@ -95,7 +95,9 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   if (kind === "other") {
     throw new Error(`--store ${options.store} is not a directory (it names the embedded store's directory)`);
   }
-  if (existing && kind === "missing") {
+  // An existing directory is no store either until LevelDB has written one there: opening it would write the
+  // store's files among whatever it holds (a logs directory, the home directory).
+  if (existing && (kind === "missing" || !(await holdsEmbeddedStore(options.store)))) {
     throw new Error(
       `no embedded store in ${options.store} (\`calico-flows replay\` makes one; --store names another, --table a DynamoDB table)`,
     );

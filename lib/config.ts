@@ -2,7 +2,7 @@
 // typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
 // field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
 import { z } from "zod";
-import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
+import { CidrSet, checkWorkloadInterfacePrefixes, cidrProblem } from "../functions/core/classify.ts";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,
@@ -191,7 +191,15 @@ const Context = z
       .preprocess(
         list,
         z
-          .array(z.union([z.cidrv4(), z.cidrv6()], { error: "expected an IPv4 or IPv6 CIDR" }))
+          .array(
+            z.union([z.cidrv4(), z.cidrv6()], {
+              // What is wrong, in the words the ingest function and the CLI use (a prefix length past the family's
+              // longest); the generic message only for what zod refuses and they take (`10.0.0.0/08`).
+              error: (issue) =>
+                (typeof issue.input === "string" ? cidrProblem(issue.input) : undefined) ??
+                "expected an IPv4 or IPv6 CIDR",
+            }),
+          )
           .min(1, "at least one internal CIDR is needed")
           // Exactly what the ingest function will take (an IPv4-mapped range, say, it refuses at every start).
           .superRefine((cidrs, ctx) => {

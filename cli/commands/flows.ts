@@ -13,6 +13,8 @@ import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
 
 const DEFAULT_RANGE_MS = 24 * 3_600_000;
+/** The whole span of times the store's keys and the query API can hold (four-digit years). */
+const ALL_TIME = { since: new Date(EARLIEST_MS).toISOString(), until: "9999-12-31T23:59:59.999Z" };
 
 interface ReadOptions {
   json?: boolean;
@@ -64,6 +66,19 @@ export interface Listing<T> {
   more: boolean;
   /** The clusters an embedded store holds records of, when it recorded them (for an empty answer's hint). */
   clusters?: readonly string[];
+  /**
+   * Neither --since nor --until was given and the range held nothing: when the first flow at any time (of the same
+   * question for flows, of the cluster for alerts) was first seen, for an empty answer's hint.
+   */
+  elsewhere?: string;
+}
+
+/**
+ * The range is the default one (the last 24 hours): a replayed log of last week answers "no records" there, as a
+ * quiet cluster would, so an empty answer looks once (one page of one record) at all times.
+ */
+function defaultRange(raw: Record<string, unknown>): boolean {
+  return raw.since === undefined && raw.until === "now";
 }
 
 /**
@@ -147,18 +162,37 @@ export async function readAlerts(raw: Record<string, unknown>): Promise<AlertRec
   return (await listAlerts(raw)).records;
 }
 
+type FlowPages = (cursor: string | undefined, pageLimit: number) => Promise<Page<FlowRecord>>;
+
 /** Where `flows` reads pages from (the query API, a table, or an embedded store), and how to let go of it. */
 interface FlowSource {
-  page: (cursor: string | undefined, pageLimit: number) => Promise<Page<FlowRecord>>;
+  page: FlowPages;
+  /** When the first flow of the same question at any time was first seen, if that is outside the range. */
+  elsewhere: () => Promise<string | undefined>;
   clusters?: readonly string[];
   close: () => Promise<void>;
+}
+
+/**
+ * When the first flow `anyTime` reads was first seen, if it has no packet in `range` (one page of one record): for
+ * alerts, whose question is another, the store's first flow may well be in the range.
+ */
+async function firstOutside(
+  anyTime: FlowPages,
+  range: { since: string; until: string },
+): Promise<string | undefined> {
+  const first = (await anyTime(undefined, 1)).items[0];
+  if (first === undefined) return undefined;
+  return first.lastSeen < range.since || first.firstSeen > range.until ? first.firstSeen : undefined;
 }
 
 export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {
   const source = await flowSource(raw);
   try {
-    const listing = await collect((raw as unknown as ReadOptions).limit, source.page);
-    return source.clusters === undefined ? listing : { ...listing, clusters: source.clusters };
+    const listing: Listing<FlowRecord> = await collect((raw as unknown as ReadOptions).limit, source.page);
+    if (source.clusters !== undefined) listing.clusters = source.clusters;
+    if (listing.records.length === 0 && defaultRange(raw)) listing.elsewhere = await source.elsewhere();
+    return listing;
   } finally {
     await source.close();
   }
@@ -183,6 +217,7 @@ export async function groupFlows(
   const source = await flowSource(raw);
   const tally = new ConversationTally();
   let cut = false;
+  let elsewhere: string | undefined;
   try {
     let cursor: string | undefined;
     do {
@@ -196,6 +231,7 @@ export async function groupFlows(
       }
       cursor = page.cursor;
     } while (cursor !== undefined && !cut);
+    if (tally.flows === 0 && defaultRange(raw)) elsewhere = await source.elsewhere();
   } finally {
     await source.close();
   }
@@ -207,6 +243,7 @@ export async function groupFlows(
     flows: tally.flows,
     cut,
     ...(source.clusters === undefined ? {} : { clusters: source.clusters }),
+    ...(elsewhere === undefined ? {} : { elsewhere }),
   };
 }
 
@@ -232,22 +269,31 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   query.pod = checked("--pod", objectName, query.pod);
   query.ip = checked("--ip", ipAddress, query.ip);
   if (typeof raw.api === "string") {
+    const api = raw.api;
+    const pages = (q: FlowQuery) =>
+      apiPages<FlowRecord>(api, "/flows", common, {
+        since: q.since,
+        until: q.until,
+        namespace: q.namespace,
+        workload: q.workload,
+        pod: q.pod,
+        ip: q.ip,
+        internal: q.internal === undefined ? undefined : String(q.internal),
+      });
     return {
-      page: apiPages<FlowRecord>(raw.api, "/flows", common, {
-        since: query.since,
-        until: query.until,
-        namespace: query.namespace,
-        workload: query.workload,
-        pod: query.pod,
-        ip: query.ip,
-        internal: query.internal === undefined ? undefined : String(query.internal),
-      }),
+      page: pages(query),
+      elsewhere: () => firstOutside(pages({ ...query, ...ALL_TIME }), query),
       close: async () => {},
     };
   }
   const opened = await openStore(common, { existing: true, bucketSeconds: options.bucketSeconds });
+  const pages =
+    (q: FlowQuery): FlowPages =>
+    (cursor, limit) =>
+      opened.store.queryFlows({ ...q, limit, cursor });
   return {
-    page: (cursor, limit) => opened.store.queryFlows({ ...query, limit, cursor }),
+    page: pages(query),
+    elsewhere: () => firstOutside(pages({ ...query, ...ALL_TIME }), query),
     ...(opened.clusters === undefined ? {} : { clusters: opened.clusters }),
     close: () => opened.close(),
   };
@@ -292,22 +338,38 @@ export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<
   const options = raw as unknown as ReadOptions;
   const query: AlertQuery = { cluster: common.cluster, ...range(options) };
   const keep = alertFilter(raw);
+  // Alerts are read by day, so the first at any time is not one page away: the first flow, which they come
+  // from, says where to look.
   if (typeof raw.api === "string") {
-    return collect(
+    const listing: Listing<AlertRecord> = await collect(
       options.limit,
       filtered(
         apiPages<AlertRecord>(raw.api, "/alerts", common, { since: query.since, until: query.until }),
         keep,
       ),
     );
+    if (listing.records.length === 0 && defaultRange(raw)) {
+      listing.elsewhere = await firstOutside(
+        apiPages<FlowRecord>(raw.api, "/flows", common, ALL_TIME),
+        query,
+      );
+    }
+    return listing;
   }
   const opened = await openStore(common, { existing: true });
   try {
-    const listing = await collect(
+    const listing: Listing<AlertRecord> = await collect(
       options.limit,
       filtered((cursor, limit) => opened.store.queryAlerts({ ...query, limit, cursor }), keep),
     );
-    return { ...listing, clusters: opened.clusters };
+    listing.clusters = opened.clusters;
+    if (listing.records.length === 0 && defaultRange(raw)) {
+      listing.elsewhere = await firstOutside(
+        (cursor, limit) => opened.store.queryFlows({ cluster: common.cluster, ...ALL_TIME, limit, cursor }),
+        query,
+      );
+    }
+    return listing;
   } finally {
     await opened.close();
   }
@@ -337,6 +399,13 @@ function listingNotes(
   } else if (listing.more) {
     notes.push(
       `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit`,
+    );
+  }
+  if (listing.records.length === 0 && listing.elsewhere !== undefined) {
+    notes.push(
+      what === "alerts"
+        ? `note: none in the last 24 hours (no --since or --until given), but the store holds flows at other times, the first seen at ${listing.elsewhere} (alerts are raised on flows): give --since (and --until)`
+        : `note: none in the last 24 hours (no --since or --until given), but the store holds such flows at other times, the first seen at ${listing.elsewhere}: give --since (and --until)`,
     );
   }
   const clusters = listing.clusters ?? [];

@@ -11,6 +11,7 @@ import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts
 import { CalicoPolicies, PANIC_KUBECONFIG_FIXES } from "../../functions/adapters/kube/calico.ts";
 import { loadKubeconfig } from "../../functions/adapters/kube/cluster-access.ts";
 import { EventBridgeExpiryScheduler } from "../../functions/adapters/scheduler.ts";
+import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { directRequester } from "../../functions/core/alert-message.ts";
 import {
   CALICO_API_GROUPS,
@@ -37,6 +38,7 @@ import {
   commonOptions,
   describeError,
   parseInteger,
+  UsageError,
   withCommonOptions,
 } from "../common.ts";
 import { table } from "../format.ts";
@@ -181,6 +183,14 @@ interface DirectRuntime {
 
 /** Wires the Lambda's service to a kubeconfig, the flow store's table (or the embedded store) and SNS. */
 async function openDirect(o: PanicOptions, common: CommonOptions): Promise<DirectRuntime> {
+  // Before anything is opened: a topic ARN the sink refuses is a usage error, and would otherwise leave the
+  // embedded store open (and the command waiting on it) behind its error.
+  let sink: AlertPublisher | undefined;
+  try {
+    sink = o.alertsTopic === undefined ? undefined : openAlertSink(o.alertsTopic);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const kc = loadKubeconfig({ kubeconfig: o.kubeconfig, context: o.context });
   const where = `kubeconfig context "${kc.getCurrentContext()}" (${kc.getCurrentCluster()?.server})`;
   const closers: (() => Promise<void> | void)[] = [];
@@ -195,7 +205,6 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
     closers.push(() => embedded.close());
     audit = new DynamoPanicAudit({ client: embedded.client, tableName: embedded.tableName });
   }
-  const sink = o.alertsTopic === undefined ? undefined : openAlertSink(o.alertsTopic);
   let scheduler: EventBridgeExpiryScheduler | undefined;
   // The group alone is enough to remove a schedule; creating one also needs the role (checked by the caller).
   if (o.scheduleGroup !== undefined) {
@@ -392,7 +401,7 @@ function humanText(r: PanicResponse, revertReason?: string): string {
 }
 
 function fail(error: unknown, json: boolean): void {
-  process.exitCode = 1;
+  process.exitCode = error instanceof UsageError ? 2 : 1;
   const apiError = apiErrorOf(error);
   if (apiError !== undefined) {
     const body = apiError.body as { error?: string; message?: string; field?: string } | null;

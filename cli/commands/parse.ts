@@ -249,10 +249,6 @@ export async function* readStdin(size = 1 << 16): AsyncGenerator<Buffer> {
   }
 }
 
-function parseYear(value: string): number {
-  return parseInteger("--year", 1, 9999)(value);
-}
-
 export function registerParse(program: Command): void {
   withCommonOptions(
     program
@@ -262,8 +258,9 @@ export function registerParse(program: Command): void {
       ),
   )
     .addOption(
+      // The years replay takes: a two-digit `--year 26` is a mistake, not the year 26.
       new Option("--year <yyyy>", "year of year-less syslog timestamps (default: inferred)").argParser(
-        parseYear,
+        parseInteger("--year", 1970, 9999),
       ),
     )
     .addOption(

@@ -77,6 +77,45 @@ export function mappedIpv4(ip: string): number {
   return normal?.startsWith("::ffff:") ? canonicalIpv4(normal.slice(7)) : -1;
 }
 
+/** A range as CidrSet reads it, or why the text is none. */
+type ReadCidr = { family: "ipv4" | "ipv6"; address: string; prefix: number } | { problem: string };
+
+function readCidr(cidr: string): ReadCidr {
+  const [address, bits, extra] = cidr.split("/");
+  // Digits only: Number() would take "", "-0", " 8", "0x8" or "1e1" too, and "10.0.0.0/" as /0.
+  const prefix = bits !== undefined && /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
+  const family =
+    address && !address.includes("%") && isIPv4(address)
+      ? "ipv4"
+      : address && !address.includes("%") && isIPv6(address)
+        ? "ipv6"
+        : undefined;
+  if (!address || !family || extra !== undefined || Number.isNaN(prefix)) {
+    return { problem: 'expected an IPv4 or IPv6 address, "/", and a prefix length' };
+  }
+  // The form is right, the length is not: say the family's longest, which is what was missed.
+  const max = family === "ipv4" ? 32 : 128;
+  if (prefix > max) {
+    return { problem: `an ${family === "ipv4" ? "IPv4" : "IPv6"} prefix length is at most ${max}` };
+  }
+  if (family === "ipv6" && mappedIpv4(address) >= 0) {
+    return {
+      problem:
+        "an IPv4-mapped range; write it as IPv4 (IPv4 addresses, mapped or not, are checked against IPv4 ranges)",
+    };
+  }
+  return { family, address, prefix };
+}
+
+/**
+ * Why CidrSet refuses `cidr` (what its error says after the value), or undefined when it takes it: for checks
+ * that name the value their own way (the CDK app's context).
+ */
+export function cidrProblem(cidr: string): string | undefined {
+  const read = readCidr(cidr);
+  return "problem" in read ? read.problem : undefined;
+}
+
 export class CidrSet {
   readonly cidrs: readonly string[];
   // IPv4 ranges as [first, last] integers: checked without allocating, once per address of every line.
@@ -88,24 +127,9 @@ export class CidrSet {
 
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
-      const [address, bits, extra] = cidr.split("/");
-      // Digits only: Number() would take "", "-0", " 8", "0x8" or "1e1" too, and "10.0.0.0/" as /0.
-      const prefix = bits !== undefined && /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
-      const family =
-        address && !address.includes("%") && isIPv4(address)
-          ? "ipv4"
-          : address && !address.includes("%") && isIPv6(address)
-            ? "ipv6"
-            : undefined;
-      const max = family === "ipv4" ? 32 : 128;
-      if (!address || !family || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
-        throw new Error(`invalid CIDR "${cidr}": expected an IPv4 or IPv6 address, "/", and a prefix length`);
-      }
-      if (family === "ipv6" && mappedIpv4(address) >= 0) {
-        throw new Error(
-          `invalid CIDR "${cidr}": an IPv4-mapped range; write it as IPv4 (IPv4 addresses, mapped or not, are checked against IPv4 ranges)`,
-        );
-      }
+      const read = readCidr(cidr);
+      if ("problem" in read) throw new Error(`invalid CIDR "${cidr}": ${read.problem}`);
+      const { family, address, prefix } = read;
       if (family === "ipv4") {
         const size = 2 ** (32 - prefix);
         const first = Math.floor(canonicalIpv4(address) / size) * size;

@@ -157,7 +157,7 @@ describe("parseConfig", () => {
     [{ logGroupNames: "/a,/a" }, 'logGroupNames="/a,/a": log group names must not repeat'],
     [{ logGroupNames: "/a,bad name" }, 'logGroupNames.1="bad name": not a valid CloudWatch Logs group name'],
     [{ logPrefix: 'calico"packet' }, 'logPrefix="calico\\"packet"'],
-    [{ internalCidrs: "10.0.0.0/33" }, 'internalCidrs.0="10.0.0.0/33": expected an IPv4 or IPv6 CIDR'],
+    [{ internalCidrs: "10.0.0.0/33" }, 'internalCidrs.0="10.0.0.0/33": an IPv4 prefix length is at most 32'],
     // What the ingest function would refuse at every start is refused at synth.
     [{ internalCidrs: "10.0.0.0/8,::ffff:0:0/96" }, 'invalid CIDR "::ffff:0:0/96": an IPv4-mapped range'],
     [{ alertEmails: "oncall" }, 'alertEmails.0="oncall": expected an email address'],

@@ -1,11 +1,13 @@
-// `calico-flows demo` (`npm start`): what it tells the reader to run next works.
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+// `calico-flows demo` (`npm start`): what it tells the reader to run next works, and a temporary store goes however
+// it ends.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import type { FlowRecord } from "../../functions/core/types.ts";
-import { ndjson, runCli } from "./run.ts";
+import { BIN, ndjson, ROOT, runCli } from "./run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "cf-demo-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,5 +36,23 @@ describe("calico-flows demo", () => {
     const listed = await runCli(words.filter((w) => w !== ""));
     expect(listed.code, listed.stderr).toBe(0);
     expect(ndjson<FlowRecord>(listed.stdout)).toHaveLength(Number(total));
+  }, 60_000);
+
+  it("removes its temporary store when stopped with Ctrl-C", async () => {
+    const tmp = mkdtempSync(join(dir, "tmpdir-"));
+    const child = spawn(process.execPath, [BIN, "demo"], {
+      cwd: ROOT,
+      env: { ...process.env, TMPDIR: tmp },
+      stdio: "ignore",
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    const stores = () => readdirSync(tmp).filter((name) => name.startsWith("calico-flows-demo-"));
+    // Its signal handlers are set up before its store is made.
+    const deadline = Date.now() + 20_000;
+    while (stores().length === 0 && Date.now() < deadline) await sleep(20);
+    expect(stores()).toHaveLength(1);
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stores()).toEqual([]);
   }, 60_000);
 });

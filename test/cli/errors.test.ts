@@ -73,6 +73,12 @@ describe("calico-flows errors", () => {
       /^error: option '--year <yyyy>' argument '2e3' is invalid\. --year must be/,
       2,
     ],
+    // parse takes the years replay takes: `26` is no year of a log line.
+    [
+      ["parse", "--year", "26"],
+      /^error: option '--year <yyyy>' argument '26' is invalid\. --year must be an integer from 1970/,
+      2,
+    ],
     [["alerts", "--store", "/nonexistent/store"], /^error: no embedded store in \/nonexistent\/store/, 1],
     // Option values the pipeline would refuse are refused as they are read: usage errors, not failures met once
     // the store is made (and, for the alert window, once flows are stored).
@@ -118,6 +124,9 @@ describe("calico-flows errors", () => {
         [["--internal-cidr", "10.0.0.0/33"], 2],
         [["--prefix-format", "%t x"], 2],
         [["--alert-window", "0s"], 2],
+        [["--alerts-topic", "not-an-arn"], 2],
+        // Labels no file given could carry.
+        [["--pods", join(ROOT, "examples", "demo", "pods.json"), "--namespace-label", "team"], 2],
         // Snapshot files are read before the store is made, too.
         [["--pods", join(dir, "broken.json")], 1],
         [["--nodes", join(dir, "missing.json")], 1],

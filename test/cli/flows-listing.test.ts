@@ -1,5 +1,6 @@
 // What `flows` and `alerts` tell an operator besides the records: that `--limit` cut the listing, that the store
-// holds another cluster than the one asked for, and which policy denied (the table's POLICY column).
+// holds another cluster than the one asked for or flows outside the default range, and which policy denied (the
+// table's POLICY column).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +76,27 @@ describe("flows and alerts listings", () => {
     ]);
     expect(quiet.stdout).toBe("no records in that range\n");
     expect(quiet.stderr).toBe("");
+  });
+
+  it("say where the flows are when the default range, the last 24 hours, holds none of them", async () => {
+    // The sample's day is long past: without --since and --until every listing of it is empty, as a quiet
+    // cluster's would be.
+    const [first] = ndjson<FlowRecord>((await read("flows", "--json", "--limit", "1")).stdout);
+    const at = `at other times, the first seen at ${first?.firstSeen}`;
+    for (const args of [["flows"], ["flows", "--json"], ["flows", "--group"]]) {
+      const run = await runCli([...args, ...store, "--cluster", "prod"]);
+      expect(run.code, args.join(" ")).toBe(0);
+      expect(run.stderr, args.join(" ")).toBe(
+        `note: none in the last 24 hours (no --since or --until given), but the store holds such flows ${at}: give --since (and --until)\n`,
+      );
+    }
+    const alerts = await runCli(["alerts", ...store, "--cluster", "prod"]);
+    expect(alerts.stdout).toBe("no records in that range\n");
+    expect(alerts.stderr).toContain(`the store holds flows ${at} (alerts are raised on flows)`);
+    // The same question is asked of all times: one that no flow answers gets no note.
+    const none = await runCli(["flows", ...store, "--cluster", "prod", "--namespace", "no-such-namespace"]);
+    expect(none.stdout).toBe("no records in that range\n");
+    expect(none.stderr).toBe("");
   });
 
   it("show the policy the log prefix named in a POLICY column", async () => {

@@ -1,11 +1,11 @@
 // `calico-flows panic` as a user runs it: the real binary, straight to the local HTTPS Kubernetes API with a
 // kubeconfig (--direct), and through a local endpoint that verifies SigV4 and hands the request to the panic
 // handler (--api).
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -271,6 +271,29 @@ describe("calico-flows panic --direct", () => {
       expect(requests).toHaveLength(1);
     } finally {
       endpoint.close();
+    }
+  });
+
+  it("refuses a --alerts-topic that is no SNS topic ARN as a usage error, before it opens the audit store", async () => {
+    // The embedded store it audits to, opened first, kept the command waiting after the error.
+    const fresh = join(mkdtempSync(join(tmpdir(), "cf-panic-topic-")), "store");
+    try {
+      const run = await runCli([
+        "panic",
+        "status",
+        "--direct",
+        "--kubeconfig",
+        h.kube.kubeconfigPath,
+        "--store",
+        fresh,
+        "--alerts-topic",
+        "not-an-arn",
+      ]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/^error: invalid SNS topic ARN "not-an-arn"/);
+      expect(existsSync(fresh)).toBe(false);
+    } finally {
+      rmSync(dirname(fresh), { recursive: true, force: true });
     }
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   CidrSet,
   checkWorkloadInterfacePrefixes,
+  cidrProblem,
   DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
   directionAt,
   directionOf,
@@ -48,6 +49,15 @@ describe("CidrSet", () => {
     "::ffff:a00:0/104",
   ])("rejects %s and shows the value", (cidr) => {
     expect(() => new CidrSet([cidr])).toThrow(`invalid CIDR "${cidr}"`);
+  });
+
+  it.each([
+    ["192.168.0.0/33", "an IPv4 prefix length is at most 32"],
+    ["fd00::/129", "an IPv6 prefix length is at most 128"],
+    ["192.168.0.0", 'expected an IPv4 or IPv6 address, "/", and a prefix length'],
+  ])("says what is wrong with %s", (cidr, reason) => {
+    expect(() => new CidrSet([cidr])).toThrow(`invalid CIDR "${cidr}": ${reason}`);
+    expect(cidrProblem(cidr)).toBe(reason);
   });
 
   it("takes an IPv4-mapped IPv6 address for its IPv4 address, whatever IPv6 ranges hold", () => {

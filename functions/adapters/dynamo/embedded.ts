@@ -1,9 +1,9 @@
 // The embedded store: dynalite (DynamoDB on LevelDB, in this process) on an ephemeral loopback port, with
 // the store's table created on first use. The CLI's local mode and the tests run the same adapter code
 // against it as Lambda runs against DynamoDB.
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, readFile, realpath, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -40,31 +40,82 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const LOCK_FILE = "calico-flows.lock";
+
+/**
+ * The lock files this process holds (their real paths). One with this process's pid that is not among them was
+ * left by an earlier process that had the same pid (a container's command restarted after a crash).
+ */
+const held = new Set<string>();
+
+/**
+ * Whether the live process `pid` may be one that uses an embedded store: only a Node process can. Its command line
+ * (/proc/<pid>/cmdline, Linux) tells; where it cannot be read, it may be. An empty one is a kernel thread's, or a
+ * process's that has exited and not yet been reaped, its files closed.
+ */
+async function mayBeOurs(pid: number): Promise<boolean> {
+  let cmdline: string;
+  try {
+    cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return true;
+  }
+  const program = cmdline.split("\0", 1)[0] ?? "";
+  if (program === "") return false;
+  // node, nodejs, node24…, as Node is installed (not node_exporter, which runs on many a node).
+  return /^node(js)?[-.\d]*$/.test(basename(program));
+}
+
 /**
  * LevelDB allows one process per directory, and dynalite hangs rather than fail when it cannot open it: a
  * lock file with our pid makes a second user fail at once, with a message that says why. A lock left by a
- * process that is gone is taken over.
+ * process that is gone is taken over, and so is one whose pid now belongs to a process that cannot be ours
+ * (pids are reused, in a container within minutes).
  */
 async function lockDirectory(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, "calico-flows.lock");
+  const path = join(await realpath(dir), LOCK_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await open(path, "wx");
       await handle.writeFile(String(process.pid));
       await handle.close();
-      return () => rm(path, { force: true });
+      held.add(path);
+      return async () => {
+        held.delete(path);
+        await rm(path, { force: true });
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
     const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+    const inUse =
+      Number.isInteger(pid) &&
+      pid > 0 &&
+      (pid === process.pid ? held.has(path) : isAlive(pid) && (await mayBeOurs(pid)));
+    if (inUse) {
       throw new Error(
-        `the embedded store in ${dir} is in use by another calico-flows process (pid ${pid}); stop it or use another --store directory`,
+        `the embedded store in ${dir} is in use by another calico-flows process (pid ${pid}); stop it or use another --store directory ` +
+          `(if no calico-flows process has pid ${pid}, one that was killed left the lock: remove ${path})`,
       );
     }
     await rm(path, { force: true });
   }
   throw new Error(`could not lock the embedded store in ${dir}`);
+}
+
+/**
+ * Whether `dir` holds an embedded store: LevelDB's CURRENT file, naming the store's manifest, which LevelDB writes
+ * when dynalite first opens the directory. Without it a directory holds nothing a command stored, whatever else is
+ * in it (a lock file alone is left by a command stopped before LevelDB opened).
+ */
+export async function holdsEmbeddedStore(dir: string): Promise<boolean> {
+  try {
+    return /^MANIFEST-\d+\n?$/.test(await readFile(join(dir, "CURRENT"), "utf8"));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR") return false;
+    throw error;
+  }
 }
 
 async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
