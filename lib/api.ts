@@ -106,6 +106,14 @@ export class Api extends Construct {
       },
     });
 
+    // Execution logs (errors only) go to a group API Gateway makes itself, with no retention, outside the stack:
+    // made here, it keeps logRetentionDays like the access logs, before the stage first writes to it.
+    const executionLogs = new logs.LogGroup(this, "ExecutionLogs", {
+      logGroupName: `API-Gateway-Execution-Logs_${this.restApi.restApiId}/${STAGE_NAME}`,
+      retention: props.logRetention,
+    });
+    this.restApi.deploymentStage.node.addDependency(executionLogs);
+
     const panicIntegration = new apigateway.LambdaIntegration(props.panicFunction.function, {
       allowTestInvoke: false,
     });

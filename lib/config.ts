@@ -363,8 +363,8 @@ export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig
 
 /** The cluster cdk.json's example context names. */
 const EXAMPLE_CLUSTER = "demo-cluster";
-/** The account of the AWS documentation's example ARNs, which cdk.json's use too. */
-const EXAMPLE_ACCOUNT = "123456789012";
+/** The accounts of the AWS documentation's example ARNs, which cdk.json's and deploy.md's use too. */
+const EXAMPLE_ACCOUNTS = new Set(["123456789012", "111122223333", "444455556666"]);
 
 /** An address in a domain reserved for examples (RFC 2606, RFC 6761): no mail is ever delivered there. */
 function isExampleAddress(address: string): boolean {
@@ -385,7 +385,7 @@ export function exampleKeys(config: CalicoFlowsConfig): string[] {
     keys.push("logGroupNames");
   if (config.alertEmails.some(isExampleAddress)) keys.push("alertEmails");
   if (config.operationsEmails.some(isExampleAddress)) keys.push("operationsEmails");
-  if (config.panicPrincipalArns.some((arn) => arn.split(":")[4] === EXAMPLE_ACCOUNT))
+  if (config.panicPrincipalArns.some((arn) => EXAMPLE_ACCOUNTS.has(arn.split(":")[4] ?? "")))
     keys.push("panicPrincipalArns");
   return keys;
 }

@@ -268,7 +268,8 @@ export class Monitoring extends Construct {
     const labelled = (f: BaseFunction, metric: cloudwatch.Metric) => metric.with({ label: f.serviceName });
 
     this.dashboard = new cloudwatch.Dashboard(this, "Dashboard", {
-      dashboardName: stackName,
+      // Dashboards are the account's, not a Region's: the same stack for a cluster in another Region needs another.
+      dashboardName: `${stackName}-${Stack.of(this).region}`,
       defaultInterval: Duration.hours(3),
     });
     this.dashboard.addWidgets(

@@ -64,6 +64,9 @@ describe("cdk.json", () => {
       exampleKeys({ ...real, logGroupNames: ["/eks/demo-cluster/nodes", "/eks/prod-eu/nodes"] }),
     ).toEqual(["logGroupNames"]);
     expect(exampleKeys({ ...real, logGroupNames: ["/eks/demo-cluster-2/nodes"] })).toEqual([]);
+    // deploy.md's command uses the documentation's other example account.
+    const documented = { ...real, panicPrincipalArns: ["arn:aws:iam::111122223333:role/platform-oncall"] };
+    expect(exampleKeys(documented)).toEqual(["panicPrincipalArns"]);
   });
 
   it("has no key the app does not read, besides CDK feature flags and the comment", () => {

@@ -152,7 +152,8 @@ describe("CalicoFlowsStack", () => {
           LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
         });
       }
-      template.resourcePropertiesCountIs("AWS::Logs::LogGroup", { RetentionInDays: 30 }, 4);
+      // The three functions' groups, the API's access logs and its execution logs.
+      template.resourcePropertiesCountIs("AWS::Logs::LogGroup", { RetentionInDays: 30 }, 5);
     });
 
     it.each([
