@@ -92,7 +92,9 @@ export async function openIngest(
   let sink: AlertPublisher | undefined;
   try {
     sink =
-      raw.alertsTopic === undefined ? undefined : openAlertSink(raw.alertsTopic as string, storeArgs(common));
+      raw.alertsTopic === undefined
+        ? undefined
+        : openAlertSink(raw.alertsTopic as string, storeArgs(common, raw.bucketSeconds as number));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

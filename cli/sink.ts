@@ -2,14 +2,27 @@
 // own region (the ARN's) whatever `--region` says: `--region` is the table's, and SNS answers NotFound to a client
 // of another region than its topic's.
 import { resolve } from "node:path";
+import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
 import { SnsAlertSink } from "../functions/adapters/sns-sink.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
 import type { CommonOptions } from "./common.ts";
 
-/** The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. */
-export function storeArgs(common: Pick<CommonOptions, "store" | "table" | "region">): string[] {
+/**
+ * The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. A table
+ * does not record its bucket length (an embedded store does): `flows` must be told one other than the default.
+ */
+export function storeArgs(
+  common: Pick<CommonOptions, "store" | "table" | "region">,
+  bucketSeconds: number = DEFAULT_BUCKET_SECONDS,
+): string[] {
+  const buckets = bucketSeconds === DEFAULT_BUCKET_SECONDS ? [] : ["--bucket-seconds", String(bucketSeconds)];
   if (common.table === undefined) return ["--store", resolve(common.store)];
-  return ["--table", common.table, ...(common.region === undefined ? [] : ["--region", common.region])];
+  return [
+    "--table",
+    common.table,
+    ...(common.region === undefined ? [] : ["--region", common.region]),
+    ...buckets,
+  ];
 }
 
 export function openAlertSink(topicArn: string, storeArgs: readonly string[] = []): AlertPublisher {

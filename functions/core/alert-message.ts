@@ -159,9 +159,16 @@ const isInternalScan = (alert: AlertRecord) => alert.reason === "internal-scan";
 export const isFanIn = (alert: AlertRecord) =>
   alert.reason === "internal-fan-in" || alert.key.src === MANY_SOURCES;
 
-/** A subject's port after its destination: `:8012/TCP`, or ` ICMP`. */
-function subjectPort(alert: AlertRecord): string {
-  return alert.dstPort === null ? ` ${alert.protocol}` : `:${alert.dstPort}/${alert.protocol}`;
+/**
+ * A subject's destination and its port: `customer-b/db:8012/TCP`, `10.0.0.5 ICMP`, and an IPv6 address in brackets
+ * before a port (RFC 5952 §6: `fd00::a:53` would be another address). Only an address has a ":" (Kubernetes names
+ * have none).
+ */
+function subjectDestination(alert: AlertRecord): (string | Name)[] {
+  const name = shortName(alert.dst);
+  if (alert.dstPort === null) return [{ name }, ` ${alert.protocol}`];
+  const port = `:${alert.dstPort}/${alert.protocol}`;
+  return name.includes(":") ? ["[", { name }, `]${port}`] : [{ name }, port];
 }
 
 /** e.g. `Calico denied customer-a/web → customer-b/db:8012/TCP (prod)`; IPs when unattributed. */
@@ -178,8 +185,7 @@ export function alertSubject(alert: AlertRecord): string {
   if (isFanIn(alert)) {
     return fitSubject([
       "Calico denied many sources → ",
-      { name: shortName(alert.dst) },
-      subjectPort(alert),
+      ...subjectDestination(alert),
       " (",
       { name: alert.cluster },
       ")",
@@ -198,8 +204,7 @@ export function alertSubject(alert: AlertRecord): string {
     "Calico denied ",
     { name: shortName(alert.src) },
     " → ",
-    { name: shortName(alert.dst) },
-    subjectPort(alert),
+    ...subjectDestination(alert),
     " (",
     { name: alert.cluster },
     ")",
@@ -269,6 +274,17 @@ export interface MessageOptions {
    * or `--store` for the CLI's): the e-mail's commands carry them, so that they run as pasted. @default none
    */
   readonly storeArgs?: readonly string[];
+}
+
+/**
+ * How the e-mail's panic command reaches the cluster, followed by a space: through the deployed stack's API, or
+ * (the CLI's alerts) straight to it with the kubeconfig, auditing to the store the alert is in. Without either the
+ * command refuses to run.
+ */
+function panicTarget(options: MessageOptions): string {
+  const args = options.storeArgs ?? [];
+  const target = args[0] === "--api" ? args : ["--direct", ...args];
+  return `${target.map(sh).join(" ")} `;
 }
 
 /** The store arguments as the commands' first options, followed by a space; "" without any. */
@@ -391,7 +407,7 @@ function policyLines(alert: AlertRecord): string[] {
     : [`  Policy:      ${oneLine(policyText(alert.policy))} (named by the log prefix)`];
 }
 
-function internalDenialText(alert: AlertRecord, store: string): string {
+function internalDenialText(alert: AlertRecord, store: string, panic: string): string {
   const lines = [
     `Calico denied traffic between two endpoints inside cluster ${alert.cluster}.`,
     "Internal traffic is denied either because something is probing where it should not (an attack) or",
@@ -423,8 +439,8 @@ function internalDenialText(alert: AlertRecord, store: string): string {
     "4. If the source should not talk to the destination, treat it as an incident. If it should, fix the policy",
     "   that fails to allow it. If production traffic is broken and cannot wait for the fix, the panic button",
     "   (calico-flows panic --help) allows all traffic of the customer namespaces until it is reverted. Run",
-    "   `calico-flows panic apply --dry-run --reason …` first: it lists the policies that would still deny (an",
-    "   earlier tier, a lower order). It opens pods of those namespaces only, not a node's own traffic.",
+    `   \`calico-flows panic apply ${panic}--dry-run --reason …\` first: it lists the policies that would still`,
+    "   deny (an earlier tier, a lower order). It opens pods of those namespaces only, not a node's own traffic.",
   );
   return lines.join("\n");
 }
@@ -455,7 +471,7 @@ function internalScanText(alert: AlertRecord, store: string): string {
   return lines.join("\n");
 }
 
-function fanInText(alert: AlertRecord, store: string): string {
+function fanInText(alert: AlertRecord, store: string, panic: string): string {
   const lines = [
     `Many endpoints inside cluster ${alert.cluster} were denied reaching one destination within minutes: a policy that`,
     "cuts a shared service off from its clients (DNS, a database, an API), or a default deny a new policy should",
@@ -480,7 +496,7 @@ function fanInText(alert: AlertRecord, store: string): string {
     ...policyCommands(alert),
     "3. If production traffic is broken and cannot wait for the fix, the panic button (calico-flows panic --help)",
     "   allows all traffic of the customer namespaces until it is reverted. Run",
-    "   `calico-flows panic apply --dry-run --reason …` first: it lists the policies that would still deny.",
+    `   \`calico-flows panic apply ${panic}--dry-run --reason …\` first: it lists the policies that would still deny.`,
   );
   return lines.join("\n");
 }
@@ -509,13 +525,14 @@ function externalScanText(alert: AlertRecord, store: string): string {
 /** The e-mail text of an alert: who, what, when, and the runbook steps written out for this case. */
 export function alertEmailText(alert: AlertRecord, options: MessageOptions = {}): string {
   const store = storeText(options);
+  const panic = panicTarget(options);
   const text = isInternalScan(alert)
     ? internalScanText(alert, store)
     : isFanIn(alert)
-      ? fanInText(alert, store)
+      ? fanInText(alert, store, panic)
       : isScan(alert)
         ? externalScanText(alert, store)
-        : internalDenialText(alert, store);
+        : internalDenialText(alert, store, panic);
   return `${text}\n\nAlert ${alert.id} (severity ${alert.severity}, reason ${alert.reason}).\n`;
 }
 
