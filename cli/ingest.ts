@@ -10,7 +10,7 @@ import { createScanner, type LineParser } from "../functions/core/parse.ts";
 import { MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory } from "./directory.ts";
-import { openAlertSink, storeArgs } from "./sink.ts";
+import { flowsArgs, openAlertSink, storeArgs } from "./sink.ts";
 import { openStore } from "./store.ts";
 import { parseDurationMs } from "./time.ts";
 
@@ -94,7 +94,11 @@ export async function openIngest(
     sink =
       raw.alertsTopic === undefined
         ? undefined
-        : openAlertSink(raw.alertsTopic as string, storeArgs(common, raw.bucketSeconds as number));
+        : openAlertSink(
+            raw.alertsTopic as string,
+            storeArgs(common),
+            flowsArgs(common, raw.bucketSeconds as number),
+          );
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

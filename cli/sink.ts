@@ -7,24 +7,26 @@ import { SnsAlertSink } from "../functions/adapters/sns-sink.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
 import type { CommonOptions } from "./common.ts";
 
-/**
- * The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. A table
- * does not record its bucket length (an embedded store does): `flows` must be told one other than the default.
- */
-export function storeArgs(
-  common: Pick<CommonOptions, "store" | "table" | "region">,
-  bucketSeconds: number = DEFAULT_BUCKET_SECONDS,
-): string[] {
-  const buckets = bucketSeconds === DEFAULT_BUCKET_SECONDS ? [] : ["--bucket-seconds", String(bucketSeconds)];
+/** The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. */
+export function storeArgs(common: Pick<CommonOptions, "store" | "table" | "region">): string[] {
   if (common.table === undefined) return ["--store", resolve(common.store)];
-  return [
-    "--table",
-    common.table,
-    ...(common.region === undefined ? [] : ["--region", common.region]),
-    ...buckets,
-  ];
+  return ["--table", common.table, ...(common.region === undefined ? [] : ["--region", common.region])];
 }
 
-export function openAlertSink(topicArn: string, storeArgs: readonly string[] = []): AlertPublisher {
-  return new SnsAlertSink({ topicArn, storeArgs });
+/**
+ * The options of the e-mails' `flows` commands alone: a table does not record its bucket length (an embedded store
+ * does), so `flows` must be told one other than the default.
+ */
+export function flowsArgs(common: Pick<CommonOptions, "table">, bucketSeconds: number): string[] {
+  return common.table === undefined || bucketSeconds === DEFAULT_BUCKET_SECONDS
+    ? []
+    : ["--bucket-seconds", String(bucketSeconds)];
+}
+
+export function openAlertSink(
+  topicArn: string,
+  storeArgs: readonly string[] = [],
+  flowsArgs: readonly string[] = [],
+): AlertPublisher {
+  return new SnsAlertSink({ topicArn, storeArgs, flowsArgs });
 }

@@ -13,6 +13,9 @@ import { openStore } from "../store.ts";
 import { parseInstant } from "../time.ts";
 
 const DEFAULT_RANGE_MS = 24 * 3_600_000;
+/** How far an empty default range's hint looks for a flow at other times: a hint, not worth reading a table for. */
+const LOOK_ELSEWHERE_PAGES = 10;
+const LOOK_ELSEWHERE_LIMIT = 100;
 /** The whole span of times the store's keys and the query API can hold (four-digit years). */
 const ALL_TIME = { since: new Date(EARLIEST_MS).toISOString(), until: "9999-12-31T23:59:59.999Z" };
 
@@ -75,7 +78,7 @@ export interface Listing<T> {
 
 /**
  * The range is the default one (the last 24 hours): a replayed log of last week answers "no records" there, as a
- * quiet cluster would, so an empty answer looks once (one page of one record) at all times.
+ * quiet cluster would, so an empty answer looks at all times (firstOutside).
  */
 function defaultRange(raw: Record<string, unknown>): boolean {
   return raw.since === undefined && raw.until === "now";
@@ -174,16 +177,25 @@ interface FlowSource {
 }
 
 /**
- * When the first flow `anyTime` reads was first seen, if it has no packet in `range` (one page of one record): for
- * alerts, whose question is another, the store's first flow may well be in the range.
+ * When the first flow `anyTime` reads was first seen, if it has no packet in `range` (at most ten pages of a
+ * hundred read): for alerts, whose question is another, the store's first flow may well be in the range.
  */
 async function firstOutside(
   anyTime: FlowPages,
   range: { since: string; until: string },
 ): Promise<string | undefined> {
-  const first = (await anyTime(undefined, 1)).items[0];
-  if (first === undefined) return undefined;
-  return first.lastSeen < range.since || first.firstSeen > range.until ? first.firstSeen : undefined;
+  // A page's limit counts the items read before filters (--internal, --workload…): follow the cursor, a few pages.
+  let cursor: string | undefined;
+  for (let page = 0; page < LOOK_ELSEWHERE_PAGES; page++) {
+    const read = await anyTime(cursor, LOOK_ELSEWHERE_LIMIT);
+    const first = read.items[0];
+    if (first !== undefined) {
+      return first.lastSeen < range.since || first.firstSeen > range.until ? first.firstSeen : undefined;
+    }
+    cursor = read.cursor;
+    if (cursor === undefined) return undefined;
+  }
+  return undefined;
 }
 
 export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {

@@ -13,6 +13,7 @@ import { digest } from "../core/aggregate.ts";
 import type { AlertPublisher } from "../core/alert-delivery.ts";
 import {
   alertMessage,
+  type MessageOptions,
   type OutboundMessage,
   type PanicEvent,
   panicAnnouncement,
@@ -29,6 +30,8 @@ export interface SnsAlertSinkOptions {
   client?: SNSClient;
   /** Options that point the e-mails' `calico-flows` commands at the alerts' store (`--api <url>`…). @default none */
   storeArgs?: readonly string[];
+  /** Options of the e-mails' `flows` commands alone (a table's `--bucket-seconds`). @default none */
+  flowsArgs?: readonly string[];
 }
 
 const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$/;
@@ -38,7 +41,7 @@ export class SnsAlertSink implements AlertPublisher {
   readonly #client: SNSClient;
   readonly #ownsClient: boolean;
   readonly #fifo: boolean;
-  readonly #storeArgs: readonly string[];
+  readonly #options: MessageOptions;
 
   constructor(options: SnsAlertSinkOptions) {
     const match = TOPIC_ARN.exec(options.topicArn);
@@ -49,14 +52,14 @@ export class SnsAlertSink implements AlertPublisher {
     }
     this.topicArn = options.topicArn;
     this.#fifo = match[4] !== undefined;
-    this.#storeArgs = options.storeArgs ?? [];
+    this.#options = { storeArgs: options.storeArgs ?? [], flowsArgs: options.flowsArgs ?? [] };
     this.#ownsClient = options.client === undefined;
     // The topic's region, not the default one: a topic in another region answers NotFound otherwise.
     this.#client = options.client ?? new SNSClient({ region: match[1] });
   }
 
   async publishAlert(alert: AlertRecord): Promise<void> {
-    const message = alertMessage(alert, { storeArgs: this.#storeArgs });
+    const message = alertMessage(alert, this.#options);
     await this.#publish(message, `alert ${alert.id}`, alert.cluster, `alert\n${alert.id}`);
   }
 
@@ -65,7 +68,7 @@ export class SnsAlertSink implements AlertPublisher {
     cluster: string,
     suppressed: readonly AlertRecord[] = [],
   ): Promise<void> {
-    const message = suppressionSummary(count, cluster, suppressed, { storeArgs: this.#storeArgs });
+    const message = suppressionSummary(count, cluster, suppressed, this.#options);
     await this.#publish(message, "suppression summary", cluster, `summary\n${message.json}`);
   }
 

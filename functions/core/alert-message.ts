@@ -274,6 +274,8 @@ export interface MessageOptions {
    * or `--store` for the CLI's): the e-mail's commands carry them, so that they run as pasted. @default none
    */
   readonly storeArgs?: readonly string[];
+  /** Options of the `flows` commands alone, after the store's (a table's `--bucket-seconds`). @default none */
+  readonly flowsArgs?: readonly string[];
 }
 
 /**
@@ -281,9 +283,9 @@ export interface MessageOptions {
  * (the CLI's alerts) straight to it with the kubeconfig, auditing to the store the alert is in. Without either the
  * command refuses to run.
  */
-function panicTarget(options: MessageOptions): string {
+function panicTarget(options: MessageOptions, cluster: string): string {
   const args = options.storeArgs ?? [];
-  const target = args[0] === "--api" ? args : ["--direct", ...args];
+  const target = args[0] === "--api" ? args : ["--direct", ...args, "--cluster", cluster];
   return `${target.map(sh).join(" ")} `;
 }
 
@@ -524,8 +526,9 @@ function externalScanText(alert: AlertRecord, store: string): string {
 
 /** The e-mail text of an alert: who, what, when, and the runbook steps written out for this case. */
 export function alertEmailText(alert: AlertRecord, options: MessageOptions = {}): string {
-  const store = storeText(options);
-  const panic = panicTarget(options);
+  // The flows commands' options: the store's, then those of `flows` alone.
+  const store = storeText({ storeArgs: [...(options.storeArgs ?? []), ...(options.flowsArgs ?? [])] });
+  const panic = panicTarget(options, alert.cluster);
   const text = isInternalScan(alert)
     ? internalScanText(alert, store)
     : isFanIn(alert)

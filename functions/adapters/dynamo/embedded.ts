@@ -1,7 +1,7 @@
 // The embedded store: dynalite (DynamoDB on LevelDB, in this process) on an ephemeral loopback port, with
 // the store's table created on first use. The CLI's local mode and the tests run the same adapter code
 // against it as Lambda runs against DynamoDB.
-import { mkdir, open, readFile, realpath, rm } from "node:fs/promises";
+import { mkdir, open, readFile, readlink, realpath, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { basename, join } from "node:path";
 import {
@@ -49,21 +49,21 @@ const LOCK_FILE = "calico-flows.lock";
 const held = new Set<string>();
 
 /**
- * Whether the live process `pid` may be one that uses an embedded store: only a Node process can. Its command line
- * (/proc/<pid>/cmdline, Linux) tells; where it cannot be read, it may be. An empty one is a kernel thread's, or a
- * process's that has exited and not yet been reaped, its files closed.
+ * Whether the live process `pid` may be one that uses an embedded store: only a Node process can. Its executable
+ * (/proc/<pid>/exe, Linux) tells, not its command line, which a process may rewrite (`process.title`, as pm2 sets
+ * it). None (ENOENT) is a kernel thread's, or a process's that has exited and not yet been reaped; where it cannot be
+ * read (another user's process, not Linux), it may be ours.
  */
 async function mayBeOurs(pid: number): Promise<boolean> {
-  let cmdline: string;
+  let executable: string;
   try {
-    cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
-  } catch {
-    return true;
+    executable = await readlink(`/proc/${pid}/exe`);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ENOENT";
   }
-  const program = cmdline.split("\0", 1)[0] ?? "";
-  if (program === "") return false;
-  // node, nodejs, node24…, as Node is installed (not node_exporter, which runs on many a node).
-  return /^node(js)?[-.\d]*$/.test(basename(program));
+  // node, nodejs, node24…, as Node is installed (not node_exporter, which runs on many a node); a binary replaced
+  // since the process started reads "… (deleted)".
+  return /^node(js)?[-.\d]*$/.test(basename(executable.replace(/ \(deleted\)$/, "")));
 }
 
 /**
