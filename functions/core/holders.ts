@@ -323,16 +323,14 @@ function newestFirst(a: Holder, b: Holder): number {
 }
 
 /**
- * Whether `later` shows that the pod holder `h` had let its address go by `later.validFrom`: an address is one
- * pod's at a time, and a pod's hold is never given back to it; nor is a node's address a pod's, unless the pod
- * runs on that node (EKS Fargate, see newestFirst).
+ * Whether `later` shows that the holder `h` had let its address go by `later.validFrom`: an address is one pod's at
+ * a time, and a pod's hold is never given back to it; nor is a node's address a pod's, unless the pod runs on that
+ * node (EKS Fargate, see newestFirst); and a pod on another node holds no live node's address.
  */
 function displaces(later: Holder, h: Holder): boolean {
-  return (
-    h.kind === "pod" &&
-    later.validFrom > h.validFrom &&
-    (later.kind === "pod" || (later.kind === "node" && later.name !== h.node))
-  );
+  if (later.validFrom <= h.validFrom) return false;
+  if (h.kind === "pod") return later.kind === "pod" || (later.kind === "node" && later.name !== h.node);
+  return h.kind === "node" && later.kind === "pod" && later.node !== h.name;
 }
 
 /**
@@ -342,7 +340,7 @@ function displaces(later: Holder, h: Holder): boolean {
  */
 function endAmong(h: Holder, holders: readonly Holder[]): number | null {
   let end = h.validTo;
-  if (h.kind !== "pod") return end;
+  if (h.kind === "service") return end;
   for (const later of holders) {
     if (displaces(later, h) && (end === null || later.validFrom < end)) end = later.validFrom;
   }

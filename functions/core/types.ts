@@ -97,6 +97,11 @@ export interface Holder {
   validFrom: number;
   validTo: number | null;
   labels?: Record<string, string>;
+  /**
+   * When a directory saw it hold the address (epoch ms), as the holder history keeps it: a later look at the address
+   * that did not show it proves it had let the address go (creation is no such time: a pod may wait for its address).
+   */
+  seenAt?: number;
 }
 
 export interface Lookup {

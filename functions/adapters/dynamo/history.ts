@@ -55,6 +55,7 @@ function holderOf(item: Item): Holder {
     validFrom: num(item.validFrom),
     validTo: item.validTo == null ? null : num(item.validTo),
   };
+  if (item.seenAt != null) holder.seenAt = num(item.seenAt);
   if (item.labels != null) {
     holder.labels = Object.fromEntries(Object.entries(item.labels as Item).map(([k, v]) => [k, String(v)]));
   }
@@ -121,6 +122,7 @@ export class DynamoHolderHistory implements HolderHistory {
       };
       if (holder.validTo !== null) fields.validTo = holder.validTo;
       if (holder.labels !== undefined) fields.labels = { ...holder.labels };
+      if (holder.seenAt !== undefined) fields.seenAt = holder.seenAt;
       const sets = Object.entries(fields).map(([name, value]) => `${e.name(name)} = ${e.value(value)}`);
       return withRetry("UpdateItem", this.#ctx.retry, freshReport(), () =>
         this.#ctx.doc.send(

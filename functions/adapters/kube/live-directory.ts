@@ -86,8 +86,8 @@ export interface LiveDirectoryOptions {
   /** Deadline of a history read or write; a slow history must not hold up the payload. @default 10 s */
   historyTimeoutMs?: number;
   /**
-   * Longest a resolve or resolveSpans call takes, waiting for an earlier call included: what is not answered by
-   * then is `unavailable`, stored unresolved, while the work goes on for later calls. Each request has its own
+   * Longest a resolve or resolveSpans call takes from the start of its own work (from the call, behind one that ran
+   * out of its budget): its lookups are then `unavailable`, stored unresolved, while the work goes on for later calls. Each request has its own
    * deadline, but a full list is many pages and a payload may read the history for many addresses: without this,
    * a slow API server could hold a payload past the function's timeout. @default 20 s
    */
@@ -281,6 +281,10 @@ export class LiveDirectory implements IpDirectory {
   readonly #loggedAt = new Map<string, number>();
   #client: { kc: KubeConfig; core: CoreV1Api } | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Calls answered at their budget whose work still runs. */
+  #abandoned = 0;
+  /** Starts the budget of each call still waiting for its turn. */
+  readonly #waiting = new Set<() => void>();
   readonly #stats = emptyStats();
 
   constructor(options: LiveDirectoryOptions) {
@@ -355,24 +359,56 @@ export class LiveDirectory implements IpDirectory {
   }
 
   #enqueue(queries: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
-    const run = this.#queue.then(() => this.#resolveSafely(queries));
+    // A call's budget starts with its own work: callers sharing the directory (a backfill's streams) wait their
+    // turn without it. Behind a call that ran out of its budget, whose work goes on, the wait counts too.
+    let startBudget = () => {};
+    const budgetStarted = new Promise<void>((resolve) => {
+      startBudget = resolve;
+    });
+    if (this.#abandoned > 0) startBudget();
+    else this.#waiting.add(startBudget);
+    const run = this.#queue.then(() => {
+      this.#waiting.delete(startBudget);
+      startBudget();
+      return this.#resolveSafely(queries);
+    });
     this.#queue = run.catch(() => undefined);
-    return this.#withinBudget(run, queries.length);
+    return this.#withinBudget(run, budgetStarted, queries.length);
   }
 
-  /** `run`'s answers, or `count` times `unavailable` once resolveBudgetMs has passed (run goes on meanwhile). */
-  async #withinBudget(run: Promise<SpanResolution[]>, count: number): Promise<SpanResolution[]> {
+  /**
+   * `run`'s answers, or `count` times `unavailable` once resolveBudgetMs has passed since `started` (run goes on
+   * meanwhile, and the calls waiting behind it start counting their budgets).
+   */
+  async #withinBudget(
+    run: Promise<SpanResolution[]>,
+    started: Promise<void>,
+    count: number,
+  ): Promise<SpanResolution[]> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.#resolveBudget);
-    });
+    let settled = false;
+    const late = started.then(
+      () =>
+        new Promise<undefined>((resolve) => {
+          if (!settled) timer = setTimeout(() => resolve(undefined), this.#resolveBudget);
+        }),
+    );
     try {
       const answers = await Promise.race([run, late]);
       if (answers !== undefined) return answers;
     } finally {
+      settled = true;
       clearTimeout(timer);
     }
     this.#stats.overBudget++;
+    this.#abandoned++;
+    run
+      .finally(() => {
+        this.#abandoned--;
+      })
+      .catch(() => undefined);
+    for (const start of this.#waiting) start();
+    this.#waiting.clear();
     const reason = `attribution not done within ${this.#resolveBudget} ms: the Kubernetes API or the holder history is slow; stored unresolved`;
     this.#warn("budget", reason, {});
     return Array.from({ length: count }, () => ({ status: "unavailable", reason }));
@@ -501,25 +537,30 @@ export class LiveDirectory implements IpDirectory {
   }
 
   /**
-   * The history's pods, ended where this container's last look at `ip` found them gone: a look that found the
-   * address free, or held by others, would have shown a pod that still held it (its own primary address; see
-   * docs/architecture.md for a dual-stack pod's second one). The history may have no end for a pod whose
-   * container was recycled before it saw the pod go.
+   * The history's holders, ended where a look of this container at `ip` did not find them after a directory saw them
+   * hold it (`seenAt`): a look finds every pod holding the address as its primary one, hostNetwork pods included
+   * (see docs/architecture.md for a dual-stack pod's second address), and a full list every pod. Only looks of the
+   * last retainEndedMs count: the index may have forgotten since what an older one saw. The history may have no end
+   * for a holder whose container was recycled before it saw it go.
    */
   #seenSince(ip: string, live: readonly Holder[], remembered: readonly Holder[]): Holder[] {
+    const recent = this.#now() - this.#retainEnded;
     const looks = [
       this.#firstCheckedAt.get(ip),
       this.#checkedAt.get(ip),
       this.#firstFullListAt,
       this.#fullListAt,
-    ].filter((t): t is number => t !== undefined);
+    ].filter((t): t is number => t !== undefined && t >= recent);
     if (looks.length === 0) return [...remembered];
     const inView = new Set(live.map(holderKey));
     return remembered.map((h) => {
-      if (h.kind !== "pod" || inView.has(holderKey(h))) return h;
-      // The first look after its creation that did not see it.
+      // Node-list holders are not what a pod look finds.
+      const fromPods = h.kind === "pod" || (h.kind === "node" && h.uid?.startsWith("hostNetwork:") === true);
+      if (!fromPods || h.seenAt === undefined || inView.has(holderKey(h))) return h;
+      const seenAt = h.seenAt;
+      // The first look after it was seen holding the address that did not show it.
       let gone: number | undefined;
-      for (const t of looks) if (t >= h.validFrom && (gone === undefined || t < gone)) gone = t;
+      for (const t of looks) if (t > seenAt && (gone === undefined || t < gone)) gone = t;
       return gone !== undefined && (h.validTo === null || h.validTo > gone) ? { ...h, validTo: gone } : h;
     });
   }
@@ -932,7 +973,8 @@ export class LiveDirectory implements IpDirectory {
       if (now - at > this.#retainEnded) this.#firstCheckedAt.delete(ip);
     }
     if (this.#firstFullListAt !== undefined && now - this.#firstFullListAt > this.#retainEnded) {
-      this.#firstFullListAt = this.#fullListAt;
+      const latest = this.#fullListAt;
+      this.#firstFullListAt = latest !== undefined && now - latest <= this.#retainEnded ? latest : undefined;
     }
     for (const [ip, entry] of this.#historyCache) {
       if (now - entry.fetchedAt > this.#missTtl) this.#historyCache.delete(ip);
@@ -978,7 +1020,12 @@ export class LiveDirectory implements IpDirectory {
     const key = `${ip}|${holderKey(holder)}`;
     if (this.#remembered.get(key) === holder.validTo && this.#remembered.has(key)) return;
     this.#remembered.set(key, holder.validTo);
-    this.#toRemember.push({ ip, holder });
+    // An open holder of the live view holds the address now; an ended one keeps the time it was last seen with it
+    // (the history does not take a seenAt away).
+    this.#toRemember.push({
+      ip,
+      holder: holder.validTo === null ? { ...holder, seenAt: this.#now() } : holder,
+    });
   }
 
   /** A holder the history already has changed (it ended): write the end too. */

@@ -1,0 +1,221 @@
+// Review of the attribution rules of commits 14412da (a pod's hold ends where a newer holder's begins; looks that
+// did not see a remembered pod end it) and a1b361b (each live-directory call answers within a budget). Each test is
+// one defect, through the live directory and the local Kubernetes API server, with the holder history port kept
+// in memory as DynamoDB implements it (every holder created at or before the time asked, newest first).
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
+import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import { holderKey } from "../../../functions/core/holders.ts";
+import type { HolderHistory } from "../../../functions/core/ports.ts";
+import type { Holder, Resolution } from "../../../functions/core/types.ts";
+import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+
+const T = Date.parse("2025-04-19T04:00:00Z");
+const S = 1_000;
+const MIN = 60_000;
+const DAY = 86_400_000;
+const CLUSTER = "prod";
+
+/** The history port, in memory: what remember wrote last per (ip, holder); holdersOf as DynamoDB answers it. */
+class MemoryHistory implements HolderHistory {
+  readonly rows = new Map<string, { ip: string; holder: Holder }>();
+  async remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void> {
+    for (const { ip, holder } of entries)
+      this.rows.set(`${cluster}|${ip}|${holderKey(holder)}`, { ip, holder });
+  }
+  async holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]> {
+    return [...this.rows.entries()]
+      .filter(([key, r]) => key.startsWith(`${cluster}|`) && r.ip === ip && r.holder.validFrom <= at)
+      .map(([, r]) => r.holder)
+      .sort((a, b) => b.validFrom - a.validFrom);
+  }
+  holders(ip: string): Holder[] {
+    return [...this.rows.values()].filter((r) => r.ip === ip).map((r) => r.holder);
+  }
+}
+
+let server: KubeApiServer;
+let clock: { t: number };
+
+beforeAll(async () => {
+  server = await startKubeApiServer();
+});
+afterAll(async () => server.close());
+beforeEach(() => {
+  server.store.clear();
+  server.store.put("namespaces", kubeObjects.namespace({ name: "shop" }));
+  server.store.put("namespaces", kubeObjects.namespace({ name: "kube-system" }));
+  server.counts.reset();
+  clock = { t: T };
+});
+afterEach(async () => server.setFault(null));
+
+/** One warm Lambda container's directory (each has its own memory; they share the history). */
+function container(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
+  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
+  return new LiveDirectory({
+    kubeConfig: () => kc,
+    cluster: CLUSTER,
+    timeoutMs: 2_000,
+    fixes: KUBECONFIG_FIXES,
+    now: () => clock.t,
+    ...options,
+  });
+}
+
+function addPod(
+  name: string,
+  ip: string | null,
+  created: number,
+  extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {},
+) {
+  server.store.put(
+    "pods",
+    kubeObjects.pod({
+      name,
+      namespace: "shop",
+      ip,
+      created,
+      node: "ip-192-168-0-1",
+      owner: { kind: "ReplicaSet", name: name.replace(/-[^-]+$/, "") },
+      uid: `uid-${name}`,
+      ...extra,
+    }),
+  );
+}
+
+const names = (resolutions: readonly Resolution[]) =>
+  resolutions.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
+
+describe("#seenSince: a look made after a pod's creation but before it had the address", () => {
+  it("does not end a pod the history knows at a look made while it was still Pending", async () => {
+    const history = new MemoryHistory();
+    const ip = "192.168.44.5";
+    const pod = "etl-7c9f6d-x9k2p";
+    // The pod is created at T and is unschedulable (Pending, no address) while Karpenter launches a node for it.
+    addPod(pod, null, T, { node: undefined });
+    // Clients with stale endpoints send to the address (a gone pod's). Container A looks at T+30 s: nobody.
+    clock.t = T + 30 * S;
+    const a = container({ history });
+    expect(names(await a.resolve([{ ip, at: T + 29 * S }]))).toEqual(["absent"]);
+
+    // The pod is scheduled and gets the address at T+90 s; container B attributes its traffic and remembers it,
+    // then is recycled before it sees it end. The pod ends at T+6 min.
+    addPod(pod, ip, T, { node: "ip-192-168-3-3" });
+    clock.t = T + 3 * MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: T + 3 * MIN - S }]))).toEqual([
+      `pod:${pod}`,
+    ]);
+    server.store.delete("pods", pod, "shop");
+
+    // A late line of T+3 min (a slow delivery, a retry, a backfill) reaches container A at T+20 min. A cold
+    // container answers the pod from the history; container A's look at T+30 s did not see it only because it had
+    // no address yet (a creationTimestamp is when the object was made, seconds to minutes before the pod is given
+    // an address, and it is cut to the second), so that look is no evidence the pod had let the address go.
+    clock.t = T + 20 * MIN;
+    const late = { ip, at: T + 3 * MIN };
+    expect(names(await container({ history }).resolve([late]))).toEqual([`pod:${pod}`]);
+    expect(names(await a.resolve([late]))).toEqual([`pod:${pod}`]);
+  });
+});
+
+describe("#seenSince after memory forgot the holders a full list saw", () => {
+  it("does not end a remembered pod at a full list that saw it, once the pod was pruned from memory", async () => {
+    const history = new MemoryHistory();
+    const ip = "192.168.45.7";
+    addPod("api-5d8f7-q7k2z", ip, T);
+    const others = Array.from({ length: 5 }, (_, i) => `192.168.45.${20 + i}`);
+    others.forEach((other, i) => {
+      addPod(`web-6b7c8-${i}abcd`, other, T);
+    });
+    // A payload with six unknown addresses: one full pod list at T+10 min, which sees api-0.
+    clock.t = T + 10 * MIN;
+    const dir = container({ history });
+    const first = await dir.resolve([ip, ...others].map((x) => ({ ip: x, at: T + 10 * MIN - S })));
+    expect(names(first)[0]).toBe("pod:api-5d8f7-q7k2z");
+    expect(dir.stats().fullLists).toBe(1);
+
+    // api-0 goes; a field-selector look at T+20 min sees it gone and ends it, in memory and in the history.
+    server.store.delete("pods", "api-5d8f7-q7k2z", "shop");
+    clock.t = T + 20 * MIN;
+    expect(names(await dir.resolve([{ ip, at: T + 20 * MIN - 5 * S }]))).toEqual(["pod:api-5d8f7-q7k2z"]);
+    expect(history.holders(ip).map((h) => [h.name, h.validTo])).toEqual([["api-5d8f7-q7k2z", T + 20 * MIN]]);
+
+    // Two hours on, memory has pruned api-0 (ended over retainEndedMs ago). A backfilled line of T+15 min: api-0
+    // held the address then (the list of T+10 min saw it, the look of T+20 min saw it gone). The container's last
+    // full list is still the one of T+10 min, which did see api-0: its absence from memory now says nothing.
+    clock.t = T + 3 * 60 * MIN;
+    const late = { ip, at: T + 15 * MIN };
+    expect(names(await container({ history }).resolve([late]))).toEqual(["pod:api-5d8f7-q7k2z"]);
+    expect(names(await dir.resolve([late]))).toEqual(["pod:api-5d8f7-q7k2z"]);
+  });
+});
+
+describe("a node's address that went on to a pod", () => {
+  it("does not answer a gone node's hostNetwork holder, open in the history, after the pod that took its address ended", async () => {
+    const history = new MemoryHistory();
+    const ip = "192.168.46.9";
+    const node = "ip-192-168-46-9.eu-west-1.compute.internal";
+    server.store.put("nodes", kubeObjects.node({ name: node, ip, created: T - DAY, uid: "uid-node" }));
+    // aws-node (hostNetwork) on it: its address is the node's.
+    server.store.put(
+      "pods",
+      kubeObjects.pod({
+        name: "aws-node-7xk2p",
+        namespace: "kube-system",
+        ip,
+        created: T - DAY + MIN,
+        node,
+        hostNetwork: true,
+        owner: { kind: "DaemonSet", name: "aws-node" },
+        uid: "uid-aws-node-7xk2p",
+      }),
+    );
+    // Container A attributes kubelet's probes from the node and remembers the node holder, still alive; then
+    // Lambda reclaims container A.
+    clock.t = T + MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: T + MIN - S }]))).toEqual([`node:${node}`]);
+
+    // Karpenter consolidates the node: the instance, its pods and the Node object go, and the freed address
+    // becomes a pod's on another node at T+10 min. Container B sees that pod alive, then gone at T+15 min.
+    server.store.delete("pods", "aws-node-7xk2p", "kube-system");
+    server.store.delete("nodes", node);
+    addPod("web-7f9c5d-x2x4q", ip, T + 10 * MIN, { node: "ip-192-168-0-1" });
+    clock.t = T + 11 * MIN;
+    const b = container({ history });
+    expect(names(await b.resolve([{ ip, at: T + 11 * MIN - S }]))).toEqual(["pod:web-7f9c5d-x2x4q"]);
+    server.store.delete("pods", "web-7f9c5d-x2x4q", "shop");
+    clock.t = T + 15 * MIN;
+    expect(names(await b.resolve([{ ip, at: T + 15 * MIN - 30 * S }]))).toEqual(["pod:web-7f9c5d-x2x4q"]);
+
+    // A denied line to the address at T+20 min (a client with a stale endpoint): nobody holds it. The node went
+    // before the pod got its address (B's node list does not show it, B's looks found no hostNetwork pod there,
+    // and an address is one holder's at a time): answering the node is the guess the rules are there to avoid.
+    clock.t = T + 21 * MIN;
+    const line = { ip, at: T + 20 * MIN };
+    expect(names(await b.resolve([line]))).toEqual(["absent"]);
+  });
+});
+
+describe("the budget of concurrent calls (backfill streams share one directory)", () => {
+  it("answers each call its own work fits in the budget, not unavailable for waiting on the others", async () => {
+    const ips = Array.from({ length: 4 }, (_, i) => `192.168.47.${i + 1}`);
+    ips.forEach((ip, i) => {
+      addPod(`worker-5c6d7-${i}xyz`, ip, T);
+    });
+    // A warm directory (its node list made), on an API server that answers each request in 400 ms: one
+    // stream's call (one field-selector look) takes 400 ms of a 1 s budget. (In production: a 20 s budget, and
+    // `calico-flows backfill --concurrency 4` streams whose calls take some seconds each: history reads for old
+    // lines, a full list of a large cluster.)
+    clock.t = T + MIN;
+    const dir = container({ resolveBudgetMs: 1_000, timeoutMs: 3_000 });
+    expect(names(await dir.resolve([{ ip: "192.168.47.99", at: T + MIN - S }]))).toEqual(["absent"]);
+    await server.setFault({ kind: "delay", ms: 400 });
+    // Four backfill streams ask at once, as `backfill`'s workers do.
+    const answers = await Promise.all(ips.map((ip) => dir.resolve([{ ip, at: T + MIN - S }])));
+    await server.setFault(null);
+    // Let the calls answered `unavailable` finish their work before the next test clears the server.
+    await dir.resolve([]);
+    expect(answers.map((a) => names(a)[0])).toEqual(ips.map((_, i) => `pod:worker-5c6d7-${i}xyz`));
+  });
+});
