@@ -5,7 +5,6 @@
 import { isIPv6 } from "node:net";
 import { join } from "node:path";
 import type { CloudWatchLogsEvent, Context, Handler } from "aws-lambda";
-import { Command } from "commander";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { listFlows, registerFlows } from "../../cli/commands/flows.ts";
 import { registerPanic } from "../../cli/commands/panic.ts";
@@ -14,6 +13,7 @@ import { commonOptions } from "../../cli/common.ts";
 import { openIngest } from "../../cli/ingest.ts";
 import type { SnsAlertSink } from "../../functions/adapters/sns-sink.ts";
 import { ingestBatch } from "../../functions/core/ingest.ts";
+import { parsedOptions } from "../cli/run.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import {
   createTopic,
@@ -81,25 +81,6 @@ const lambdaContext = (): Context =>
     getRemainingTimeInMillis: () => 120_000,
   }) as Context;
 
-/** The options a command of the CLI parses from `argv`, by its own definitions (its action is not run). */
-async function parsed(
-  register: (program: Command) => void,
-  path: readonly string[],
-  argv: readonly string[],
-): Promise<Record<string, unknown>> {
-  const program = new Command().exitOverride();
-  register(program);
-  let command: Command | undefined = program;
-  for (const name of path) command = command?.commands.find((c) => c.name() === name);
-  if (command === undefined) throw new Error(`no command ${path.join(" ")}`);
-  let options: Record<string, unknown> = {};
-  command.action((...args: unknown[]) => {
-    options = (args.at(-1) as Command).optsWithGlobals();
-  });
-  await program.parseAsync(argv, { from: "user" });
-  return options;
-}
-
 /** The `email` structure of each message an unfiltered subscriber received, with its subject. */
 async function received(queueUrl: string): Promise<{ subject: string; email: string }[]> {
   return (await drainQueue(sns, queueUrl)).map((m) => ({
@@ -120,7 +101,7 @@ describe("incident day: what the alerts topic's subscribers receive", () => {
       AWS_ENDPOINT_URL_DYNAMODB: testStore.endpoint,
     };
     for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
-    const replayOptions = await parsed(
+    const replayOptions = await parsedOptions(
       registerReplay,
       ["replay"],
       [
@@ -168,7 +149,7 @@ describe("incident day: what the alerts topic's subscribers receive", () => {
     // Run as pasted (README: the e-mail's "runbook commands carry … the CLI's `--store` or `--table`, so that they
     // run as pasted"), parsed by the real `flows` options, against the same table.
     for (const argv of commands) {
-      const listing = await listFlows(await parsed(registerFlows, ["flows"], argv));
+      const listing = await listFlows(await parsedOptions(registerFlows, ["flows"], argv));
       // README: "for a table with buckets other than a minute, tell `flows` their length with `--bucket-seconds`";
       // the e-mail does not, so its range, from 04:52:19, is read from the minute bucket of 04:52, and the flow
       // counted at 04:50 is not found: "no records in that range".
@@ -199,7 +180,11 @@ describe("incident day: what the alerts topic's subscribers receive", () => {
 
     // Parsed by the real `panic apply` options. Without --api (or --direct) the CLI refuses to run it: "error: choose
     // one of --api URL (through the deployed API) or --direct (straight to the cluster with a kubeconfig)", exit 2.
-    const options = await parsed(registerPanic, ["panic", "apply"], (panic as string).split(" ").slice(1));
+    const options = await parsedOptions(
+      registerPanic,
+      ["panic", "apply"],
+      (panic as string).split(" ").slice(1),
+    );
     expect(options.dryRun).toBe(true);
     expect(options.api, `the e-mail suggests: ${panic}`).toBe(API_URL);
   });

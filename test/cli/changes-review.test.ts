@@ -5,7 +5,6 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerFlows } from "../../cli/commands/flows.ts";
 import { registerPanic } from "../../cli/commands/panic.ts";
@@ -13,7 +12,7 @@ import { flowsArgs, storeArgs } from "../../cli/sink.ts";
 import { alertEmailText, suppressionSummary } from "../../functions/core/alert-message.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import { sampleAlert } from "../support/alerts.ts";
-import { BIN, ndjson, replaySample, runCli } from "./run.ts";
+import { BIN, ndjson, parsedOptions, replaySample, runCli } from "./run.ts";
 
 const SCRATCH_ROOT = "/tmp/review-g";
 let scratch: string;
@@ -33,25 +32,6 @@ function shellWords(command: string): string[] {
   return out.split("\0").filter((w) => w !== "");
 }
 
-/** The options a CLI command parses from `argv` by its own definitions (its action is not run). */
-async function parsed(
-  register: (program: Command) => void,
-  path: readonly string[],
-  argv: readonly string[],
-): Promise<Record<string, unknown>> {
-  const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
-  register(program);
-  let command: Command | undefined = program;
-  for (const name of path) command = command?.commands.find((c) => c.name() === name);
-  if (command === undefined) throw new Error(`no command ${path.join(" ")}`);
-  let options: Record<string, unknown> = {};
-  command.action((...args: unknown[]) => {
-    options = (args.at(-1) as Command).optsWithGlobals();
-  });
-  await program.parseAsync(argv, { from: "user" });
-  return options;
-}
-
 /** The e-mail's `calico-flows panic apply …` command, its `…` reason filled in, as the shell splits it. */
 function panicCommand(email: string): string[] {
   const command = /`(calico-flows panic apply [^`]*)`/.exec(email)?.[1];
@@ -67,7 +47,10 @@ describe("the alert e-mail's runbook commands, run as pasted", () => {
     // reads buckets; the panic command needs the table (for its audit) and nothing else.
     const words = panicCommand(alertEmailText(sampleAlert(), TABLE_OPTIONS));
     const [, ...argv] = words;
-    await expect(parsed(registerPanic, ["panic", "apply"], argv), words.join(" ")).resolves.toMatchObject({
+    await expect(
+      parsedOptions(registerPanic, ["panic", "apply"], argv),
+      words.join(" "),
+    ).resolves.toMatchObject({
       direct: true,
       table: "calico-flows-prod",
       dryRun: true,
@@ -82,7 +65,10 @@ describe("the alert e-mail's runbook commands, run as pasted", () => {
     const line = summary.email.split("\n").find((l) => l.trim().startsWith("calico-flows alerts "));
     expect(line, summary.email).toBeDefined();
     const [, ...argv] = shellWords((line as string).trim());
-    await expect(parsed(registerFlows, ["alerts"], argv), (line as string).trim()).resolves.toMatchObject({
+    await expect(
+      parsedOptions(registerFlows, ["alerts"], argv),
+      (line as string).trim(),
+    ).resolves.toMatchObject({
       table: "calico-flows-prod",
       cluster: "prod",
     });
@@ -98,7 +84,7 @@ describe("the alert e-mail's runbook commands, run as pasted", () => {
     });
     expect(email).toMatch(/calico-flows flows .*--cluster prod /);
     const [, ...argv] = panicCommand(email);
-    const options = await parsed(registerPanic, ["panic", "apply"], argv);
+    const options = await parsedOptions(registerPanic, ["panic", "apply"], argv);
     expect(options.direct).toBe(true);
     expect(options.store).toBe(store);
     expect(options.cluster, `calico-flows ${argv.join(" ")}`).toBe("prod");

@@ -1,6 +1,7 @@
 // Runs the real `calico-flows` binary with the project's Node, as a user would.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { Command } from "commander";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "calico-flows.js");
@@ -69,4 +70,23 @@ export function replaySample(dir: string, cluster: string): Promise<RunResult> {
     ...SAMPLE_ATTRIBUTION,
     "--quiet",
   ]);
+}
+
+/** The options a CLI command parses from `argv` by its own definitions (its action is not run). */
+export async function parsedOptions(
+  register: (program: Command) => void,
+  path: readonly string[],
+  argv: readonly string[],
+): Promise<Record<string, unknown>> {
+  const program = new Command().exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  register(program);
+  let command: Command | undefined = program;
+  for (const name of path) command = command?.commands.find((c) => c.name() === name);
+  if (command === undefined) throw new Error(`no command ${path.join(" ")}`);
+  let options: Record<string, unknown> = {};
+  command.action((...args: unknown[]) => {
+    options = (args.at(-1) as Command).optsWithGlobals();
+  });
+  await program.parseAsync(argv, { from: "user" });
+  return options;
 }
