@@ -87,7 +87,8 @@ export interface LiveDirectoryOptions {
   historyTimeoutMs?: number;
   /**
    * Longest a resolve or resolveSpans call takes from the start of its own work (from the call, behind one that ran
-   * out of its budget): its lookups are then `unavailable`, stored unresolved, while the work goes on for later calls. Each request has its own
+   * out of its budget): its lookups are then `unavailable` (but for what fresh memory answers), stored unresolved,
+   * while the work goes on for later calls. Each request has its own
    * deadline, but a full list is many pages and a payload may read the history for many addresses: without this,
    * a slow API server could hold a payload past the function's timeout. @default 20 s
    */
@@ -373,7 +374,7 @@ export class LiveDirectory implements IpDirectory {
       return this.#resolveSafely(queries);
     });
     this.#queue = run.catch(() => undefined);
-    return this.#withinBudget(run, budgetStarted, queries.length);
+    return this.#withinBudget(run, budgetStarted, queries);
   }
 
   /**
@@ -383,7 +384,7 @@ export class LiveDirectory implements IpDirectory {
   async #withinBudget(
     run: Promise<SpanResolution[]>,
     started: Promise<void>,
-    count: number,
+    queries: readonly (Lookup | SpanLookup)[],
   ): Promise<SpanResolution[]> {
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
@@ -411,7 +412,22 @@ export class LiveDirectory implements IpDirectory {
     this.#waiting.clear();
     const reason = `attribution not done within ${this.#resolveBudget} ms: the Kubernetes API or the holder history is slow; stored unresolved`;
     this.#warn("budget", reason, {});
-    return Array.from({ length: count }, () => ({ status: "unavailable", reason }));
+    return queries.map((q) => this.#fromMemory(q) ?? { status: "unavailable", reason });
+  }
+
+  /**
+   * What memory alone answers for `q`, as #resolve would without asking anyone: a holder still alive in a view fresh
+   * enough for the line (#podsFresh). Anything else (no holder, one seen to end, a view too old) is undefined.
+   */
+  #fromMemory(q: Lookup | SpanLookup): SpanResolution | undefined {
+    const ip = normalizeIp(q.ip);
+    const until = (q as Partial<SpanLookup>).until;
+    if (!this.#podsFresh(ip, until ?? q.at)) return undefined;
+    const live = mergeHolders(this.#pods.holders(ip), this.#nodes.holders(ip));
+    const picked = until === undefined ? pickHolder(live, q.at) : holderThroughout(live, q.at, until);
+    if (picked === undefined || picked === VARIES || picked.validTo !== null) return undefined;
+    this.#stats.hits++;
+    return { status: "found", holder: this.#labelled(picked) };
   }
 
   async #resolveSafely(lookups: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {

@@ -472,6 +472,25 @@ describe("LiveDirectory: when Kubernetes misbehaves", () => {
     expect(server.counts.total()).toBe(calls);
   });
 
+  it("past its budget still answers what fresh memory holds, and unavailable only the rest", async () => {
+    addPod("web-0", "192.168.72.1", T);
+    const dir = directory({ timeoutMs: 3_000, resolveBudgetMs: 1_000 });
+    expect(names(await dir.resolve([{ ip: "192.168.72.1", at: clock.t }]))).toEqual(["pod:web-0"]);
+    // The API slows down; an address memory does not know needs it, one it saw a moment ago does not.
+    await server.setFault({ kind: "delay", ms: 1_500 });
+    const answers = await dir.resolve([
+      { ip: "192.168.72.1", at: clock.t },
+      { ip: "192.168.72.2", at: clock.t },
+    ]);
+    expect(answers.map((a) => (a.status === "found" ? `pod:${a.holder.name}` : a.status))).toEqual([
+      "pod:web-0",
+      "unavailable",
+    ]);
+    expect(dir.stats().overBudget).toBe(1);
+    await server.setFault(null);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+  });
+
   it.each([
     ["401", { kind: "status", code: 401 } as const, /HTTP 401.*fix: the kubeconfig credentials were refused/],
     ["403", { kind: "status", code: 403 } as const, /HTTP 403.*fix: .*apply deploy\/rbac\.yaml/],
