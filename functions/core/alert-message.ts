@@ -4,7 +4,7 @@
 //
 // Message attributes (all `String` unless noted; never empty, because SNS rejects empty values):
 //   type          "alert" | "summary" | "panic"
-//   severity      "high" | "low"
+//   severity      "high" | "low"                                             (alerts; summaries: String.Array)
 //   cluster       cluster name
 //   reason        alert reason: "internal-denial" | "internal-scan" | "internal-fan-in" | "external-scan" (alerts; summaries: String.Array)
 //   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
@@ -621,7 +621,9 @@ export function suppressionSummary(
 ): OutboundMessage {
   const noun = count === 1 ? "alert" : "alerts";
   const sample = suppressed.slice(0, SUMMARY_SAMPLE);
-  const severity = suppressed.some((a) => a.severity === "high") || suppressed.length === 0 ? "high" : "low";
+  // Every severity held back, so that a subscriber of low alerts hears of its own among high ones ("high" alone
+  // for a summary that knows none of its alerts).
+  const severities = [...new Set(suppressed.map((a) => a.severity))].sort();
   const since = suppressed.reduce<string | null>(
     (m, a) => (m === null || a.openedAt < m ? a.openedAt : m),
     null,
@@ -656,7 +658,7 @@ export function suppressionSummary(
     }),
     attributes: {
       type: str("summary"),
-      severity: str(severity),
+      severity: array(severities.length === 0 ? ["high"] : severities),
       cluster: str(cluster),
       count: num(count),
       ...summaryFilterAttributes(suppressed),

@@ -236,7 +236,7 @@ function documentedSummaryAttributes(
   const ports = suppressed.flatMap((a) => (a.dstPort === null ? [] : [a.dstPort]));
   return {
     type: ["String", "summary"],
-    severity: ["String", suppressed.some((a) => a.severity === "high") ? "high" : "low"],
+    severity: ["String.Array", JSON.stringify([...new Set(suppressed.map((a) => a.severity))].sort())],
     cluster: ["String", cluster],
     count: ["Number", String(suppressed.length)],
     reason: ["String.Array", distinct(suppressed.map((a) => a.reason))],

@@ -179,7 +179,7 @@ describe("SnsAlertSink", () => {
     expect(more).toEqual([]);
     expect(envelopeOf(summary as Message).MessageAttributes).toEqual({
       type: { Type: "String", Value: "summary" },
-      severity: { Type: "String", Value: "high" },
+      severity: { Type: "String.Array", Value: '["high"]' },
       cluster: { Type: "String", Value: "prod" },
       count: { Type: "Number", Value: "3" },
       reason: { Type: "String.Array", Value: '["internal-denial"]' },

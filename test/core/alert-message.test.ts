@@ -291,7 +291,7 @@ describe("suppressionSummary", () => {
     expect(JSON.parse(summary.json)).toMatchObject({ type: "summary", cluster: "prod", count: 23 });
     expect(summary.attributes).toMatchObject({
       type: { DataType: "String", StringValue: "summary" },
-      severity: { DataType: "String", StringValue: "low" },
+      severity: { DataType: "String.Array", StringValue: '["low"]' },
       cluster: { DataType: "String", StringValue: "prod" },
       count: { DataType: "Number", StringValue: "23" },
       dstNamespace: { DataType: "String.Array" },
@@ -309,7 +309,14 @@ describe("suppressionSummary", () => {
   it("speaks of one alert in the singular", () => {
     const summary = suppressionSummary(1, "prod", [alert()]);
     expect(summary.subject).toBe("Calico: 1 more alert suppressed (prod)");
-    expect(summary.attributes.severity?.StringValue).toBe("high");
+    expect(summary.attributes.severity).toEqual({ DataType: "String.Array", StringValue: '["high"]' });
+  });
+
+  it("lists every severity it holds back, so that a subscriber of low alerts hears of its own among high ones", () => {
+    const low = alert({ id: "al_low", severity: "low", reason: "external-scan" });
+    const mixed = suppressionSummary(2, "prod", [alert(), low]).attributes.severity;
+    expect(mixed).toEqual({ DataType: "String.Array", StringValue: '["high","low"]' });
+    expect(suppressionSummary(1, "prod", [low]).attributes.severity?.StringValue).toBe('["low"]');
   });
 });
 
