@@ -366,7 +366,7 @@ export function withDisplacedEnds(holders: Iterable<Holder>): Holder[] {
 /**
  * The holder of an IP at `at` (epoch ms), or undefined ("say unknown rather than guess"):
  * - never a holder created after `at`;
- * - never a pod after a newer holder displaced it (endAmong: one pod at a time);
+ * - never a holder after a newer one displaced it (endAmong: one pod at a time, no pod on a live node's address);
  * - among holders whose lifetime covers `at`, the most recently created: an IP is held by one pod at a
  *   time, so when recorded lifetimes overlap (a deletion time is an upper bound) the newer holder is the
  *   one that got the IP back from the pool; but a pod before the node it runs on (EKS Fargate, see newestFirst);
@@ -404,8 +404,8 @@ export const VARIES = "varies";
 /**
  * The holder pickHolder picks at every time in [from, until], undefined when it picks none at any of them, or
  * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (to the end endAmong gives
- * it, with the tolerance after it) meets the span and covers all of it, it is the only candidate at every time, so it is the answer;
- * when none meets the span there is never a candidate. Anything else (two holders meet the span, or one covers
+ * it, with the tolerance after it) meets the span and covers all of it, it is the only candidate at every time, so
+ * it is the answer; when none meets the span there is never a candidate. Anything else (two holders meet the span, or one covers
  * only part of it) is VARIES, and the caller asks per time.
  */
 export function holderThroughout(
