@@ -3,36 +3,15 @@
 // one defect, through the live directory and the local Kubernetes API server, with the holder history port kept
 // in memory as DynamoDB implements it (every holder created at or before the time asked, newest first).
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
-import { holderKey } from "../../../functions/core/holders.ts";
-import type { HolderHistory } from "../../../functions/core/ports.ts";
-import type { Holder, Resolution } from "../../../functions/core/types.ts";
+import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, MemoryHistory, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const S = 1_000;
 const MIN = 60_000;
 const DAY = 86_400_000;
 const CLUSTER = "prod";
-
-/** The history port, in memory: what remember wrote last per (ip, holder); holdersOf as DynamoDB answers it. */
-class MemoryHistory implements HolderHistory {
-  readonly rows = new Map<string, { ip: string; holder: Holder }>();
-  async remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void> {
-    for (const { ip, holder } of entries)
-      this.rows.set(`${cluster}|${ip}|${holderKey(holder)}`, { ip, holder });
-  }
-  async holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]> {
-    return [...this.rows.entries()]
-      .filter(([key, r]) => key.startsWith(`${cluster}|`) && r.ip === ip && r.holder.validFrom <= at)
-      .map(([, r]) => r.holder)
-      .sort((a, b) => b.validFrom - a.validFrom);
-  }
-  holders(ip: string): Holder[] {
-    return [...this.rows.values()].filter((r) => r.ip === ip).map((r) => r.holder);
-  }
-}
 
 let server: KubeApiServer;
 let clock: { t: number };
@@ -52,15 +31,7 @@ afterEach(async () => server.setFault(null));
 
 /** One warm Lambda container's directory (each has its own memory; they share the history). */
 function container(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
-  return new LiveDirectory({
-    kubeConfig: () => kc,
-    cluster: CLUSTER,
-    timeoutMs: 2_000,
-    fixes: KUBECONFIG_FIXES,
-    now: () => clock.t,
-    ...options,
-  });
+  return liveDirectoryOn(server, { cluster: CLUSTER, timeoutMs: 2_000, now: () => clock.t, ...options });
 }
 
 function addPod(
@@ -83,9 +54,6 @@ function addPod(
     }),
   );
 }
-
-const names = (resolutions: readonly Resolution[]) =>
-  resolutions.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
 
 describe("#seenSince: a look made after a pod's creation but before it had the address", () => {
   it("does not end a pod the history knows at a look made while it was still Pending", async () => {

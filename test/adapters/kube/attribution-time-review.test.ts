@@ -4,11 +4,11 @@
 // Lambda containers come and go, lines arrive late or are backfilled.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DynamoHolderHistory } from "../../../functions/adapters/dynamo/history.ts";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
-import type { Holder, Resolution } from "../../../functions/core/types.ts";
+import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import type { Holder } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const S = 1_000;
@@ -44,15 +44,7 @@ async function freshHistory(): Promise<DynamoHolderHistory> {
 
 /** One warm Lambda container's directory (each has its own memory; they share the history). */
 function container(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
-  return new LiveDirectory({
-    kubeConfig: () => kc,
-    cluster: CLUSTER,
-    timeoutMs: 2_000,
-    fixes: KUBECONFIG_FIXES,
-    now: () => clock.t,
-    ...options,
-  });
+  return liveDirectoryOn(server, { cluster: CLUSTER, timeoutMs: 2_000, now: () => clock.t, ...options });
 }
 
 function addPod(
@@ -79,9 +71,6 @@ function addPod(
 function addNode(name: string, ip: string, created: number) {
   server.store.put("nodes", kubeObjects.node({ name, ip, created, uid: `uid-${name}` }));
 }
-
-const names = (resolutions: readonly Resolution[]) =>
-  resolutions.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
 
 function podHolder(name: string, from: number, to: number | null): Holder {
   return {

@@ -6,10 +6,9 @@
 // InternalIPs, hostNetwork pods, pods in terminal phases whose IP is reused and pods being deleted.
 import { isIP } from "node:net";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
 import type { HolderHistory } from "../../../functions/core/ports.ts";
-import type { Holder, Lookup, Resolution } from "../../../functions/core/types.ts";
+import type { Holder, Lookup } from "../../../functions/core/types.ts";
 import {
   type Interceptor,
   type KubeApiServer,
@@ -19,6 +18,7 @@ import {
   type RecordedRequest,
   startKubeApiServer,
 } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-06-02T10:00:00Z");
 const SEC = 1_000;
@@ -154,12 +154,9 @@ afterEach(async () => {
 });
 
 function directory(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
-  return new LiveDirectory({
-    kubeConfig: () => kc,
+  return liveDirectoryOn(server, {
     cluster: "review",
     timeoutMs: 1_000,
-    fixes: KUBECONFIG_FIXES,
     now: () => clock.t,
     logger: { warn: (message) => warnings.push(message) },
     ...options,
@@ -181,8 +178,6 @@ function addPod(name: string, extra: Partial<Parameters<typeof kubeObjects.pod>[
   );
 }
 
-const names = (answers: Resolution[]) =>
-  answers.map((a) => (a.status === "found" ? `${a.holder.kind}:${a.holder.name}` : a.status));
 const at = (ip: string, t: number = clock.t): Lookup => ({ ip, at: t });
 const podRequests = () => server.requests().filter((r) => r.path === "/api/v1/pods");
 const resourceVersionOf = (object: KubeObject) =>

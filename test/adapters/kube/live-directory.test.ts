@@ -1,35 +1,11 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
-import { holderKey } from "../../../functions/core/holders.ts";
-import type { HolderHistory } from "../../../functions/core/ports.ts";
-import type { Holder, Lookup, Resolution } from "../../../functions/core/types.ts";
+import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import type { Lookup, Resolution } from "../../../functions/core/types.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, MemoryHistory, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const MIN = 60_000;
-
-/** The history port as DynamoDB implements it, in memory. */
-class MemoryHistory implements HolderHistory {
-  readonly rows = new Map<string, { cluster: string; ip: string; holder: Holder }>();
-  reads = 0;
-  failReads = false;
-  async remember(cluster: string, entries: readonly { ip: string; holder: Holder }[]): Promise<void> {
-    for (const { ip, holder } of entries)
-      this.rows.set(`${cluster}|${ip}|${holderKey(holder)}`, { cluster, ip, holder });
-  }
-  async holdersOf(cluster: string, ip: string, at: number): Promise<Holder[]> {
-    this.reads++;
-    if (this.failReads) throw new Error("ProvisionedThroughputExceededException");
-    return [...this.rows.values()]
-      .filter((r) => r.cluster === cluster && r.ip === ip && r.holder.validFrom <= at)
-      .map((r) => r.holder)
-      .sort((a, b) => b.validFrom - a.validFrom);
-  }
-  holders(ip: string): Holder[] {
-    return [...this.rows.values()].filter((r) => r.ip === ip).map((r) => r.holder);
-  }
-}
 
 let server: KubeApiServer;
 let clock: { t: number };
@@ -52,12 +28,9 @@ beforeEach(() => {
 afterEach(async () => server.setFault(null));
 
 function directory(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
-  return new LiveDirectory({
-    kubeConfig: () => kc,
+  return liveDirectoryOn(server, {
     cluster: "test",
     timeoutMs: 1_000,
-    fixes: KUBECONFIG_FIXES,
     now: () => clock.t,
     logger: { warn: (message) => warnings.push(message) },
     ...options,
@@ -84,9 +57,6 @@ function addPod(
     }),
   );
 }
-
-const names = (resolutions: Resolution[]) =>
-  resolutions.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
 
 /** Lookups as the pipeline makes them from lines: one per distinct (ip, time). */
 function linesToLookups(lines: { src: string; dst: string; at: number }[]): Lookup[] {

@@ -2,11 +2,9 @@
 // lines from before a pod's replacement, as the ingest Lambda does after a cold start or a backfill.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DynamoHolderHistory } from "../../../functions/adapters/dynamo/history.ts";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory } from "../../../functions/adapters/kube/live-directory.ts";
-import type { Resolution } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const MIN = 60_000;
@@ -20,21 +18,10 @@ afterAll(async () => {
   await Promise.all([server.close(), store.close()]);
 });
 
-const names = (rs: Resolution[]) =>
-  rs.map((r) => (r.status === "found" ? `${r.holder.kind}:${r.holder.name}` : r.status));
-
 it("answers lines older than the current pod from the DynamoDB history, across containers", async () => {
   const history = new DynamoHolderHistory({ client: store.client, tableName: store.tableName, now: () => T });
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
   const clock = { t: T + 10 * MIN };
-  const container = () =>
-    new LiveDirectory({
-      kubeConfig: () => kc,
-      cluster: "prod",
-      history,
-      fixes: KUBECONFIG_FIXES,
-      now: () => clock.t,
-    });
+  const container = () => liveDirectoryOn(server, { cluster: "prod", history, now: () => clock.t });
   const ip = "192.168.40.7";
   const hostIp = "192.168.0.21";
   server.store.put(

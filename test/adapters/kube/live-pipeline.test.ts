@@ -1,11 +1,11 @@
 // The ingest pipeline with live attribution against the local Kubernetes API server: what the Lambda does.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
-import { LiveDirectory } from "../../../functions/adapters/kube/live-directory.ts";
+import type { LiveDirectory } from "../../../functions/adapters/kube/live-directory.ts";
 import { CidrSet } from "../../../functions/core/classify.ts";
 import { createScanner } from "../../../functions/core/parse.ts";
 import { type LogEvent, runPipeline } from "../../../functions/core/pipeline.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
+import { liveDirectoryOn } from "../../support/live-directory.ts";
 
 const T = Date.parse("2026-04-19T04:00:00Z");
 let server: KubeApiServer;
@@ -43,14 +43,7 @@ function pipeline(directory: LiveDirectory) {
 }
 
 function directory(): LiveDirectory {
-  const kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
-  return new LiveDirectory({
-    kubeConfig: () => kc,
-    cluster: "prod",
-    timeoutMs: 1_000,
-    fixes: KUBECONFIG_FIXES,
-    now: () => clock.t,
-  });
+  return liveDirectoryOn(server, { cluster: "prod", timeoutMs: 1_000, now: () => clock.t });
 }
 
 function seedPods(count: number, prefix: string): string[] {
