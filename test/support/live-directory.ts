@@ -5,7 +5,7 @@ import { LiveDirectory, type LiveDirectoryOptions } from "../../functions/adapte
 import { holderKey } from "../../functions/core/holders.ts";
 import type { HolderHistory } from "../../functions/core/ports.ts";
 import type { Holder, Resolution } from "../../functions/core/types.ts";
-import type { KubeApiServer } from "./kube-api-server.ts";
+import { type KubeApiServer, kubeObjects } from "./kube-api-server.ts";
 
 /** A live directory reading `server` through its kubeconfig, with the fixes a kubeconfig's errors name. */
 export function liveDirectoryOn(
@@ -40,4 +40,27 @@ export class MemoryHistory implements HolderHistory {
   holders(ip: string): Holder[] {
     return [...this.rows.values()].filter((r) => r.ip === ip).map((r) => r.holder);
   }
+}
+
+/** A Deployment's pod (its ReplicaSet named after it) in namespace `shop` on ip-192-168-0-1, put on `server`. */
+export function addReplicaSetPod(
+  server: Pick<KubeApiServer, "store">,
+  name: string,
+  ip: string | null,
+  created: number,
+  extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {},
+) {
+  return server.store.put(
+    "pods",
+    kubeObjects.pod({
+      name,
+      namespace: "shop",
+      ip,
+      created,
+      node: "ip-192-168-0-1",
+      owner: { kind: "ReplicaSet", name: name.replace(/-[^-]+$/, "") },
+      uid: `uid-${name}`,
+      ...extra,
+    }),
+  );
 }

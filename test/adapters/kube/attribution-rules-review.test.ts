@@ -5,7 +5,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
-import { liveDirectoryOn, MemoryHistory, holderNames as names } from "../../support/live-directory.ts";
+import {
+  addReplicaSetPod,
+  liveDirectoryOn,
+  MemoryHistory,
+  holderNames as names,
+} from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const S = 1_000;
@@ -34,26 +39,12 @@ function container(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
   return liveDirectoryOn(server, { cluster: CLUSTER, timeoutMs: 2_000, now: () => clock.t, ...options });
 }
 
-function addPod(
+const addPod = (
   name: string,
   ip: string | null,
   created: number,
-  extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {},
-) {
-  server.store.put(
-    "pods",
-    kubeObjects.pod({
-      name,
-      namespace: "shop",
-      ip,
-      created,
-      node: "ip-192-168-0-1",
-      owner: { kind: "ReplicaSet", name: name.replace(/-[^-]+$/, "") },
-      uid: `uid-${name}`,
-      ...extra,
-    }),
-  );
-}
+  extra: Parameters<typeof addReplicaSetPod>[4] = {},
+) => addReplicaSetPod(server, name, ip, created, extra);
 
 describe("#seenSince: a look made after a pod's creation but before it had the address", () => {
   it("does not end a pod the history knows at a look made while it was still Pending", async () => {

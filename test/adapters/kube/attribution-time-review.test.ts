@@ -8,7 +8,7 @@ import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/ada
 import type { Holder } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../../support/kube-api-server.ts";
-import { liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
+import { addReplicaSetPod, liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
 
 const T = Date.parse("2025-04-19T04:00:00Z");
 const S = 1_000;
@@ -47,26 +47,12 @@ function container(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
   return liveDirectoryOn(server, { cluster: CLUSTER, timeoutMs: 2_000, now: () => clock.t, ...options });
 }
 
-function addPod(
+const addPod = (
   name: string,
   ip: string,
   created: number,
-  extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {},
-) {
-  server.store.put(
-    "pods",
-    kubeObjects.pod({
-      name,
-      namespace: "shop",
-      ip,
-      created,
-      node: "ip-192-168-0-1",
-      owner: { kind: "ReplicaSet", name: name.replace(/-[^-]+$/, "") },
-      uid: `uid-${name}`,
-      ...extra,
-    }),
-  );
-}
+  extra: Parameters<typeof addReplicaSetPod>[4] = {},
+) => addReplicaSetPod(server, name, ip, created, extra);
 
 function addNode(name: string, ip: string, created: number) {
   server.store.put("nodes", kubeObjects.node({ name, ip, created, uid: `uid-${name}` }));
