@@ -348,7 +348,7 @@ function endAmong(h: Holder, holders: readonly Holder[]): number | null {
 }
 
 /** `holders` with the ends endAmong gives them (the same objects when none changes). */
-export function withDisplacedEnds(holders: Iterable<Holder>): Holder[] {
+function withDisplacedEnds(holders: Iterable<Holder>): Holder[] {
   const list = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
   if (list.length < 2) return list;
   let out: Holder[] | undefined;

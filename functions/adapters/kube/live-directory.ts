@@ -513,6 +513,18 @@ export class LiveDirectory implements IpDirectory {
     }
 
     // 4. Resolutions.
+    // Per address, once: the live view's holders and the history's, as this container's looks leave them.
+    const merged = new Map<string, Holder[]>();
+    const withHistory = (ip: string): Holder[] => {
+      let holders = merged.get(ip);
+      if (holders === undefined) {
+        const liveHolders = live.get(ip) ?? [];
+        const remembered = this.#seenSince(ip, liveHolders, this.#historyCache.get(ip)?.holders ?? []);
+        holders = mergeHolders(liveHolders, remembered);
+        merged.set(ip, holders);
+      }
+      return holders;
+    };
     const resolutions = answers.map(({ ip, at, holder, varies }): SpanResolution => {
       const failure = failed.get(ip);
       if (failure !== undefined) return { status: "unavailable", reason: failure };
@@ -523,9 +535,7 @@ export class LiveDirectory implements IpDirectory {
         return { status: "found", holder: withLabels };
       };
       if (historyWanted.has(ip) && !historyFailed.has(ip)) {
-        const liveHolders = live.get(ip) ?? [];
-        const remembered = this.#seenSince(ip, liveHolders, this.#historyCache.get(ip)?.holders ?? []);
-        const picked = pickHolder(mergeHolders(liveHolders, remembered), at);
+        const picked = pickHolder(withHistory(ip), at);
         if (picked !== undefined && picked === holder) return found(picked);
         if (picked !== undefined) {
           this.#stats.historyFound++;
