@@ -9,13 +9,15 @@ import { LiveDirectory } from "../functions/adapters/kube/live-directory.ts";
 import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory.ts";
 import { CidrSet } from "../functions/core/classify.ts";
 import type { HolderHistory } from "../functions/core/ports.ts";
-import type { IpDirectory } from "../functions/core/types.ts";
+import type { Holder, IpDirectory } from "../functions/core/types.ts";
 import { UsageError } from "./common.ts";
 
 export interface OpenedDirectory {
   directory: IpDirectory;
   /** How IPs are resolved, for messages. */
   description: string;
+  /** Whether a warning already said that addresses it holds are outside the internal ranges. */
+  rangesWarned(): boolean;
   close(): Promise<void>;
 }
 
@@ -25,9 +27,13 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 export function addDirectoryOptions(command: Command): Command {
   return command
-    .option("--pods <file>", "`kubectl get pods -A -o json` output to resolve IPs from")
-    .option("--nodes <file>", "`kubectl get nodes -o json` output")
-    .option("--namespaces <file>", "`kubectl get namespaces -o json` output (for --namespace-label)")
+    .option("--pods <file>", "`kubectl get pods -A -o json` output to resolve IPs from, repeatable", collect)
+    .option("--nodes <file>", "`kubectl get nodes -o json` output, repeatable", collect)
+    .option(
+      "--namespaces <file>",
+      "`kubectl get namespaces -o json` output (for --namespace-label), repeatable",
+      collect,
+    )
     .option("--namespace-label <key>", "namespace label carried into flows, repeatable", collect)
     .option("--kubeconfig <file>", "resolve through this cluster (default: KUBECONFIG, ~/.kube/config)")
     .option("--context <name>", "kubeconfig context");
@@ -51,7 +57,22 @@ export async function openDirectory(
   internalCidrs: readonly string[],
 ): Promise<(history: HolderHistory) => OpenedDirectory> {
   const labelKeys = (raw.namespaceLabel as string[] | undefined) ?? [];
-  if (raw.pods !== undefined || raw.nodes !== undefined) {
+  const internal = new CidrSet(internalCidrs);
+  const files = raw.pods !== undefined || raw.nodes !== undefined;
+  // Files replace the cluster: a kubeconfig or namespaces file given with the other source would be ignored.
+  for (const option of ["kubeconfig", "context"] as const) {
+    if (files && raw[option] !== undefined) {
+      throw new UsageError(
+        `--${option} resolves IPs through a live cluster, which --pods/--nodes files replace: give one or the other`,
+      );
+    }
+  }
+  if (!files && raw.namespaces !== undefined) {
+    throw new UsageError(
+      "--namespaces is read with --pods/--nodes files; through a live cluster the namespaces are read from it",
+    );
+  }
+  if (files) {
     // Pods and nodes carry no namespace labels: without the namespaces' file every flow would be stored without
     // the labels asked for, and nothing would say why.
     if (labelKeys.length > 0 && raw.namespaces === undefined) {
@@ -60,14 +81,19 @@ export async function openDirectory(
       );
     }
     const snapshot = await SnapshotDirectory.fromFiles({
-      pods: raw.pods as string | undefined,
-      nodes: raw.nodes as string | undefined,
-      namespaces: raw.namespaces as string | undefined,
+      pods: raw.pods as string[] | undefined,
+      nodes: raw.nodes as string[] | undefined,
+      namespaces: raw.namespaces as string[] | undefined,
       namespaceLabelKeys: labelKeys,
     });
     for (const problem of snapshot.summary.malformed) process.stderr.write(`warning: skipped ${problem}\n`);
-    warnPodsOutside(snapshot, internalCidrs);
-    return () => ({ directory: snapshot, description: "snapshot files", close: async () => {} });
+    const warned = warnOutside(snapshot, internal, internalCidrs, "in the snapshot files");
+    return () => ({
+      directory: snapshot,
+      description: "snapshot files",
+      rangesWarned: () => warned,
+      close: async () => {},
+    });
   }
   const haveKubeconfig =
     raw.kubeconfig !== undefined ||
@@ -80,18 +106,26 @@ export async function openDirectory(
     };
     // Fails here, before any line is read, when the kubeconfig cannot work at all.
     const kubeConfig = loadKubeconfig(options);
-    return (history) => ({
-      directory: new LiveDirectory({
+    return (history) => {
+      const live = new LiveDirectory({
         kubeConfig: () => kubeConfig,
         cluster,
         history,
         namespaceLabelKeys: labelKeys,
         fixes: KUBECONFIG_FIXES,
         logger: warn,
-      }),
-      description: `cluster of ${kubeConfig.getCurrentContext()}`,
-      close: async () => {},
-    });
+      });
+      let warned = false;
+      return {
+        directory: live,
+        description: `cluster of ${kubeConfig.getCurrentContext()}`,
+        rangesWarned: () => warned,
+        // What the cluster showed is known once it was asked: its pods and nodes outside the ranges are told then.
+        close: async () => {
+          warned ||= warnOutside(live, internal, internalCidrs, "the cluster listed");
+        },
+      };
+    };
   }
   return () => {
     process.stderr.write(
@@ -102,23 +136,35 @@ export async function openDirectory(
         resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "no pod source" })),
       },
       description: "none",
+      rangesWarned: () => false,
       close: async () => {},
     };
   };
 }
 
 /**
- * Only addresses inside the internal CIDRs are attributed and alerted on: pods the snapshot holds outside them
- * (the default 192.168.0.0/16 against a VPC of 10.0.0.0/16) would all be stored as external, silently.
+ * Only addresses inside the internal CIDRs are attributed and alerted on: pods outside them (the default
+ * 192.168.0.0/16 against a VPC of 10.0.0.0/16) would all be stored as external, silently, and so would nodes outside
+ * them (Calico's pod pool given, the VPC's node range not). Warns of those `source` holds; returns whether it did.
  */
-function warnPodsOutside(snapshot: SnapshotDirectory, internalCidrs: readonly string[]): void {
-  const internal = new CidrSet(internalCidrs);
-  const pods = snapshot.ips().filter((ip) => snapshot.holders(ip).some((h) => h.kind === "pod"));
-  const outside = pods.filter((ip) => !internal.contains(ip));
-  if (outside.length === 0) return;
+function warnOutside(
+  source: { ips(): string[]; holders(ip: string): Holder[] },
+  internal: CidrSet,
+  internalCidrs: readonly string[],
+  where: string,
+): boolean {
+  const parts: string[] = [];
+  for (const kind of ["pod", "node"] as const) {
+    const held = source.ips().filter((ip) => source.holders(ip).some((h) => h.kind === kind));
+    const outside = held.filter((ip) => !internal.contains(ip));
+    if (outside.length > 0)
+      parts.push(`${outside.length} of the ${held.length} ${kind} addresses (${outside[0]}…)`);
+  }
+  if (parts.length === 0) return false;
   process.stderr.write(
-    `warning: ${outside.length} of the ${pods.length} pod addresses in the snapshot files (${outside[0]}…) are outside ` +
-      `--internal-cidr ${internalCidrs.join(", ")}: their traffic is stored as external, unattributed, and raises no ` +
-      "alert; give the cluster's ranges with --internal-cidr (repeatable)\n",
+    `warning: ${parts.join(" and ")} ${where} are outside --internal-cidr ${internalCidrs.join(", ")}: their ` +
+      "traffic is stored as external, unattributed, and raises no alert; give the cluster's ranges with " +
+      "--internal-cidr (repeatable)\n",
   );
+  return true;
 }

@@ -71,6 +71,22 @@ export interface IngestSetup {
   close(): Promise<void>;
 }
 
+/**
+ * The internal ranges, noting whether the pipeline found an address inside them and the first it found outside: a
+ * run that found none inside (the default 192.168.0.0/16 against a VPC of 10.0.0.0/16) stored only external flows.
+ */
+class ObservedRanges extends CidrSet {
+  inside = false;
+  outside: string | undefined;
+
+  override contains(ip: string): boolean {
+    const found = super.contains(ip);
+    if (found) this.inside = true;
+    else this.outside ??= ip;
+    return found;
+  }
+}
+
 /** Store, coverage, IP directory and alert sink for the options of addIngestOptions. */
 export async function openIngest(
   raw: Record<string, unknown>,
@@ -111,6 +127,7 @@ export async function openIngest(
   });
   try {
     const directory = makeDirectory(opened.history);
+    const internal = new ObservedRanges(common.internalCidrs);
     return {
       deps: {
         store: opened.store,
@@ -121,7 +138,7 @@ export async function openIngest(
         alertCap: raw.alertCap as number,
         pipeline: {
           cluster: common.cluster,
-          internal: new CidrSet(common.internalCidrs),
+          internal,
           bucketSeconds: raw.bucketSeconds as number,
           scanner,
           directory: directory.directory,
@@ -134,6 +151,13 @@ export async function openIngest(
       async close() {
         await directory.close();
         await opened.close();
+        if (internal.outside !== undefined && !internal.inside && !directory.rangesWarned()) {
+          process.stderr.write(
+            `warning: no address in the calico records (${internal.outside}…) is inside --internal-cidr ` +
+              `${common.internalCidrs.join(", ")}: every flow is stored as external, unattributed, and raises no ` +
+              "alert; give the cluster's ranges with --internal-cidr (repeatable)\n",
+          );
+        }
       },
     };
   } catch (error) {

@@ -99,10 +99,16 @@ function cronJobOf(jobName: string, podCreated: number): string | undefined {
   return match[1];
 }
 
+/** Pod labels that carry the hash its ReplicaSet's name ends with, and the kind of workload that names it so. */
+const REPLICASET_OWNERS = [
+  ["pod-template-hash", "Deployment"],
+  ["rollouts-pod-template-hash", "Rollout"],
+] as const;
+
 /**
  * The workload a pod belongs to, from its controlling owner reference: ReplicaSet → Deployment when the
- * ReplicaSet name is `<deployment>-<pod-template-hash>` (the Deployment controller's naming and label),
- * Job → CronJob by the naming heuristic above, StatefulSet / DaemonSet / other owners as they are, and a
+ * ReplicaSet name is `<deployment>-<pod-template-hash>` (the Deployment controller's naming and label), or →
+ * Rollout when it is `<rollout>-<rollouts-pod-template-hash>` (Argo Rollouts'), Job → CronJob by the naming heuristic above, StatefulSet / DaemonSet / other owners as they are, and a
  * bare pod as `{ kind: "Pod", name }`.
  */
 export function workloadOf(pod: unknown): WorkloadRef | null {
@@ -119,9 +125,14 @@ export function workloadOf(pod: unknown): WorkloadRef | null {
   const kind = owner.kind as string;
   const name = owner.name as string;
   if (kind === "ReplicaSet") {
-    const hash = asString(asObject(metadata.labels)?.["pod-template-hash"]);
-    if (hash !== undefined && name.endsWith(`-${hash}`) && name.length > hash.length + 1) {
-      return { kind: "Deployment", name: name.slice(0, -(hash.length + 1)) };
+    // The Deployment controller names a ReplicaSet `<deployment>-<pod-template-hash>`; Argo Rollouts names its
+    // revisions `<rollout>-<rollouts-pod-template-hash>`, so a canary's pods and a promotion stay one workload.
+    const labels = asObject(metadata.labels);
+    for (const [label, owner] of REPLICASET_OWNERS) {
+      const hash = asString(labels?.[label]);
+      if (hash !== undefined && name.endsWith(`-${hash}`) && name.length > hash.length + 1) {
+        return { kind: owner, name: name.slice(0, -(hash.length + 1)) };
+      }
     }
     return { kind, name };
   }
@@ -144,7 +155,7 @@ function latest(values: Iterable<number | undefined>): number | undefined {
  * whose status keeps the IP) the last container finish. Without a finish time, the latest time the status
  * proves the pod existed: an early end says `unknown` for later lines rather than guessing.
  */
-function podEnd(metadata: Obj, status: Obj | undefined, created: number): number | null {
+function podEnd(metadata: Obj, status: Obj | undefined, start: number): number | null {
   const deleted = timeOf(metadata.deletionTimestamp);
   const phase = asString(status?.phase);
   let finished: number | undefined;
@@ -156,16 +167,22 @@ function podEnd(metadata: Obj, status: Obj | undefined, created: number): number
     ];
     finished =
       latest(statuses.map((s) => timeOf(asObject(asObject(asObject(s)?.state)?.terminated)?.finishedAt))) ??
-      latest([
-        created,
-        timeOf(status.startTime),
-        ...asArray(status.conditions).map((c) => timeOf(asObject(c)?.lastTransitionTime)),
-      ]);
+      latest([start, ...asArray(status.conditions).map((c) => timeOf(asObject(c)?.lastTransitionTime))]);
   }
   const end =
     deleted === undefined ? finished : finished === undefined ? deleted : Math.min(deleted, finished);
-  // Kubelet and API server clocks may disagree by a little: an end never precedes the creation.
-  return end === undefined ? null : Math.max(end, created);
+  // Kubelet and API server clocks may disagree by a little: an end never precedes the start.
+  return end === undefined ? null : Math.max(end, start);
+}
+
+/**
+ * When a pod can first have held its address: kubelet's acknowledgement of it (`status.startTime`), which comes
+ * before the sandbox and the CNI's address, else its creation. A pod can wait minutes, Pending, between the two
+ * (while a node is provisioned), and meanwhile its address may still be another pod's.
+ */
+function podStart(created: number, status: Obj | undefined): number {
+  const started = timeOf(status?.startTime);
+  return started === undefined || started < created ? created : started;
 }
 
 function checkIp(kind: string, name: string, ip: unknown): string {
@@ -224,6 +241,7 @@ export function podToHolders(pod: unknown): IpHolder[] {
   if (spec?.hostNetwork === true) return [];
   const ips = podIps(name, status);
   if (ips.size === 0) return [];
+  const from = podStart(created, status);
   const holder: Holder = {
     kind: "pod",
     namespace,
@@ -231,8 +249,8 @@ export function podToHolders(pod: unknown): IpHolder[] {
     workload: workloadOf(pod),
     node: asString(spec?.nodeName) ?? null,
     uid: asString(metadata.uid) ?? null,
-    validFrom: created,
-    validTo: podEnd(metadata, status, created),
+    validFrom: from,
+    validTo: podEnd(metadata, status, from),
   };
   return [...ips].map((ip) => ({ ip, holder }));
 }
@@ -252,6 +270,7 @@ export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
   const ips = podIps(name, status);
   if (ips.size === 0) return [];
   const podUid = asString(metadata.uid);
+  const from = podStart(created, status);
   const holder: Holder = {
     kind: "node",
     namespace: null,
@@ -261,8 +280,8 @@ export function hostNetworkNodeHolders(pod: unknown): IpHolder[] {
     // Each pod's evidence apart: aws-node and kube-proxy start in the same second on a node, and one ending
     // must not end what the other still shows.
     uid: podUid === undefined ? null : `hostNetwork:${podUid}`,
-    validFrom: created,
-    validTo: podEnd(metadata, status, created),
+    validFrom: from,
+    validTo: podEnd(metadata, status, from),
   };
   return [...ips].map((ip) => ({ ip, holder }));
 }

@@ -255,7 +255,7 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
       ]);
       expect(wrong.code).toBe(0);
       expect(wrong.stderr).toMatch(
-        /warning: (\d+) of the \1 pod addresses in the snapshot files \(192\.168\.[\d.]+…\) are outside --internal-cidr 10\.0\.0\.0\/16: their traffic is stored as external/,
+        /warning: (\d+) of the \1 pod addresses \(192\.168\.[\d.]+…\) and 2 of the 2 node addresses \(192\.168\.[\d.]+…\) in the snapshot files are outside --internal-cidr 10\.0\.0\.0\/16: their traffic is stored as external/,
       );
       expect(wrong.stderr).toMatch(/, 0 alerts/);
       // Lines whose prefix is another (Felix's logPrefix changed): none read, and said so.

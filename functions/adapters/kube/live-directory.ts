@@ -346,6 +346,16 @@ export class LiveDirectory implements IpDirectory {
     return { ...this.#stats };
   }
 
+  /** Every address this directory has seen held, by a pod or a node (for diagnostics). */
+  ips(): string[] {
+    return [...new Set([...this.#pods.ips(), ...this.#nodes.ips()])];
+  }
+
+  /** The holders this directory knows of `ip` (for diagnostics). */
+  holders(ip: string): Holder[] {
+    return [...this.#pods.holders(ip), ...this.#nodes.holders(ip)];
+  }
+
   /** Answers in the order of `lookups`; never rejects. Payloads of one container are resolved one at a time. */
   resolve(lookups: readonly Lookup[]): Promise<Resolution[]> {
     return this.#enqueue(lookups) as Promise<Resolution[]>;

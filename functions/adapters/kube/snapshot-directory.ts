@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import {
   HolderIndex,
+  holderKey,
   hostNetworkNodeHolders,
   type IpHolder,
   MalformedObjectError,
@@ -36,10 +37,11 @@ export interface SnapshotSources {
   namespaceLabelKeys?: readonly string[];
 }
 
+/** The files of each kind (several: snapshots of parts of a cluster, or of one cluster at several times). */
 export interface SnapshotFiles {
-  pods?: string;
-  nodes?: string;
-  namespaces?: string;
+  pods?: string | readonly string[];
+  nodes?: string | readonly string[];
+  namespaces?: string | readonly string[];
   namespaceLabelKeys?: readonly string[];
 }
 
@@ -99,7 +101,7 @@ export class SnapshotDirectory implements IpDirectory {
       let count = 0;
       for (const item of itemsOf(what, document)) {
         try {
-          for (const { ip, holder } of toHolders(item)) this.#index.add(ip, holder);
+          for (const { ip, holder } of toHolders(item)) this.#add(ip, holder);
           count++;
         } catch (error) {
           if (!(error instanceof MalformedObjectError)) throw error;
@@ -140,40 +142,57 @@ export class SnapshotDirectory implements IpDirectory {
     this.summary = { pods, nodes, namespaces, ips: this.#index.size, malformed };
   }
 
+  /**
+   * Adds a holder, unless the index knows it ended and this copy does not: two snapshots of one pod, taken while it
+   * ran and after it finished, in either order, say that it finished.
+   */
+  #add(ip: string, holder: Holder): void {
+    if (holder.validTo === null) {
+      const key = holderKey(holder);
+      if (this.#index.holders(ip).some((h) => h.validTo !== null && holderKey(h) === key)) return;
+    }
+    this.#index.add(ip, holder);
+  }
+
   /** Reads and parses the files; errors name the file and what is wrong with it. */
   static async fromFiles(files: SnapshotFiles): Promise<SnapshotDirectory> {
-    const load = async (what: string, path: string | undefined): Promise<unknown> => {
-      if (path === undefined) return undefined;
+    const load = async (what: string, path: string): Promise<unknown[]> => {
       let text: string;
       try {
         text = await readFile(path, "utf8");
       } catch (error) {
         throw new Error(`cannot read ${what} file ${path}: ${(error as Error).message}`);
       }
+      let document: unknown;
       try {
         // A byte-order mark (an editor's or PowerShell's `Out-File -Encoding utf8`) is no part of the JSON.
-        return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+        document = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
       } catch (error) {
         throw new Error(
           `${what} file ${path} is not JSON (kubectl get ${what} -o json): ${(error as Error).message}`,
         );
       }
-    };
-    const [pods, nodes, namespaces] = await Promise.all([
-      load("pods", files.pods),
-      load("nodes", files.nodes),
-      load("namespaces", files.namespaces),
-    ]);
-    const withFile = (what: string, path: string | undefined, document: unknown) => {
       try {
-        if (document !== undefined) wrongKind(what, document, itemsOf(what, document));
+        const items = itemsOf(what, document);
+        wrongKind(what, document, items);
+        return items;
       } catch (error) {
         throw new Error(`${path}: ${(error as Error).message}`);
       }
     };
-    withFile("pods", files.pods, pods);
-    withFile("nodes", files.nodes, nodes);
-    withFile("namespaces", files.namespaces, namespaces);
+    // Every file's items, in the order given; undefined when no file of that kind was.
+    const all = async (what: string, paths: string | readonly string[] | undefined) => {
+      if (paths === undefined) return undefined;
+      const lists = await Promise.all(
+        (typeof paths === "string" ? [paths] : paths).map((p) => load(what, p)),
+      );
+      return lists.flat();
+    };
+    const [pods, nodes, namespaces] = await Promise.all([
+      all("pods", files.pods),
+      all("nodes", files.nodes),
+      all("namespaces", files.namespaces),
+    ]);
     return new SnapshotDirectory({ pods, nodes, namespaces, namespaceLabelKeys: files.namespaceLabelKeys });
   }
 
