@@ -117,17 +117,28 @@ function range(options: ReadOptions): { since: string; until: string } {
   return { since, until };
 }
 
+/** Whether `--cluster` was given rather than defaulted: the query API's records are checked against it then. */
+const clusterGiven = (command: Command) => {
+  const source = command.getOptionValueSource("cluster");
+  return source !== undefined && source !== "default";
+};
+
 /** The page the query API answers (GET /flows, GET /alerts): `cursor` is null on the last page. */
 interface ApiPage<T> {
   items: T[];
   cursor: string | null;
 }
 
-/** Pages from the query API: the API answers for its own cluster, with the same filters as the store. */
-function apiPages<T>(
+/**
+ * Pages from the query API: the API answers for its own cluster, with the same filters as the store. A `--cluster`
+ * given (`cluster`) must be that one: one stack per cluster, so a URL pasted from the wrong stack would otherwise
+ * show one cluster's denials as another's.
+ */
+function apiPages<T extends { cluster: string }>(
   api: string,
   path: "/flows" | "/alerts",
   common: CommonOptions,
+  cluster: string | undefined,
   query: Record<string, string | undefined>,
 ): (cursor: string | undefined, pageLimit: number) => Promise<Page<T>> {
   if (common.table !== undefined) throw new UsageError("--api and --table are alternatives: pass one");
@@ -139,6 +150,13 @@ function apiPages<T>(
       query: { ...query, limit: String(pageLimit), cursor },
       region: common.region,
     });
+    const foreign = cluster === undefined ? undefined : page.items.find((item) => item.cluster !== cluster);
+    if (foreign !== undefined) {
+      throw new Error(
+        `the API at ${api} answers for cluster ${JSON.stringify(foreign.cluster)}, not ${JSON.stringify(cluster)}: ` +
+          `give the API of ${JSON.stringify(cluster)}'s stack, or --cluster ${foreign.cluster}`,
+      );
+    }
     return page.cursor === null ? { items: page.items } : { items: page.items, cursor: page.cursor };
   };
 }
@@ -282,8 +300,9 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   query.ip = checked("--ip", ipAddress, query.ip);
   if (typeof raw.api === "string") {
     const api = raw.api;
+    const asked = raw.clusterGiven === true ? (raw.cluster as string) : undefined;
     const pages = (q: FlowQuery) =>
-      apiPages<FlowRecord>(api, "/flows", common, {
+      apiPages<FlowRecord>(api, "/flows", common, asked, {
         since: q.since,
         until: q.until,
         namespace: q.namespace,
@@ -353,16 +372,20 @@ export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<
   // Alerts are read by day, so the first at any time is not one page away: the first flow, which they come
   // from, says where to look.
   if (typeof raw.api === "string") {
+    const asked = raw.clusterGiven === true ? (raw.cluster as string) : undefined;
     const listing: Listing<AlertRecord> = await collect(
       options.limit,
       filtered(
-        apiPages<AlertRecord>(raw.api, "/alerts", common, { since: query.since, until: query.until }),
+        apiPages<AlertRecord>(raw.api, "/alerts", common, asked, {
+          since: query.since,
+          until: query.until,
+        }),
         keep,
       ),
     );
     if (listing.records.length === 0 && defaultRange(raw)) {
       listing.elsewhere = await firstOutside(
-        apiPages<FlowRecord>(raw.api, "/flows", common, ALL_TIME),
+        apiPages<FlowRecord>(raw.api, "/flows", common, asked, ALL_TIME),
         query,
       );
     }
@@ -476,7 +499,8 @@ export function registerFlows(program: Command): void {
       "--group",
       "one row per conversation (source, destination, port, direction, policy), its flows summed over the range, most packets first",
     )
-    .action(async (raw: Record<string, unknown>) => {
+    .action(async (raw: Record<string, unknown>, command: Command) => {
+      raw.clusterGiven = clusterGiven(command);
       if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
       else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
@@ -491,7 +515,8 @@ export function registerFlows(program: Command): void {
         "external-scan",
       ]),
     )
-    .action(async (raw: Record<string, unknown>) => {
+    .action(async (raw: Record<string, unknown>, command: Command) => {
+      raw.clusterGiven = clusterGiven(command);
       printRecords(await listAlerts(raw), raw, "alerts", alertsTable);
     });
 }

@@ -52,10 +52,10 @@ import {
   foldSlotSk,
   InvalidInputError,
   iso,
-  nextDay,
   normalizeInstant,
   timeRange,
 } from "./keys.ts";
+import { listAlertDays, type MarkedPeriods, markAlertDay } from "./markers.ts";
 import {
   type CountedWrite,
   countedUpdate,
@@ -77,6 +77,8 @@ export interface AlertContext extends StoreContext {
   pendingRedeliveryAfterMs: number;
   /** Tokens a fold slot keeps; folds beyond are claimed on items of their own (spillFold). */
   maxSlotTokens: number;
+  /** The hour and day markers this store has written (markers.ts). */
+  marked: MarkedPeriods;
   now: () => number;
 }
 
@@ -680,6 +682,8 @@ async function openWindow(
     openedBy: token,
     foldedBefore: previous === undefined ? 0 : await foldedInto(ctx, previous, reads),
   };
+  // The day's marker first: an alert is never stored on a day that listings would not read.
+  await markAlertDay(ctx, ctx.marked, p.cluster, openedAt, ctx.now(), freshReport());
   const stateKey = alertStateKey(p.cluster, p.keyDigest);
   const e = new Expression();
   const condition =
@@ -847,11 +851,20 @@ export async function markAlertSent(
   }
 }
 
+/** Days one marker Query lists (markers.ts); those not read by its page travel in the cursor. */
+const DAYS_PER_LISTING = 32;
+/**
+ * How long after its window an alert's last hit can be: a flow is counted whole into the window its first hit falls
+ * in, and a flow spans up to a bucket, which is at most an hour.
+ */
+const LONGEST_BUCKET_MS = 3_600_000;
+
 /**
  * Alerts with a hit in [since, until] (opened by `until`, last seen at `since` or after), oldest opened first: read
- * from one window's length before `since`, the day partitions in order, at most two Queries per page (a page may
- * hold none of them while it reads that earlier stretch). A page never splits an alert from its fold slots: an
- * alert cut by the end of a Query is left to the next page.
+ * from one window and one bucket before `since`, the days that hold alerts (their markers, listed a Query at a time)
+ * in order, at most two Queries per page (a page may hold none of them while it lists days or reads that earlier
+ * stretch). A page never splits an alert from its fold slots: an alert cut by the end of a Query is left to the
+ * next page.
  */
 export async function queryAlertsPage(
   ctx: StoreContext,
@@ -863,25 +876,43 @@ export async function queryAlertsPage(
   const until = normalizeInstant(query.until, "until");
   const limit = checkLimit(query.limit);
   if (since > until) return { items: [] };
-  // An alert opened up to a window before `since` may have hits in the range: read from there.
-  const openedFrom = iso(Math.max(EARLIEST_MS, Date.parse(since) - MAX_ALERT_WINDOW_MS));
+  // An alert opened up to a window (and the bucket of its last flow) before `since` may have hits in the range.
+  const openedFrom = iso(Math.max(EARLIEST_MS, Date.parse(since) - MAX_ALERT_WINDOW_MS - LONGEST_BUCKET_MS));
   const { lo, hi } = timeRange(openedFrom, until);
   const print = fingerprint(["alerts", cluster, since, until]);
   const cursor =
     query.cursor === undefined
       ? {}
       : decodeCursor(query.cursor, print, (after) => after >= lo && after <= hi);
+  if (cursor.hours !== undefined || cursor.next !== undefined || cursor.done !== undefined) {
+    throw new InvalidCursorError("cursor is not one of a listing of alerts; start again without it");
+  }
+  const firstDay = dayOf(openedFrom);
   const lastDay = dayOf(until);
-  let part = cursor.part ?? dayOf(openedFrom);
-  if (part < dayOf(openedFrom) || part > lastDay) {
-    throw new InvalidCursorError("cursor partition is outside the query's range");
+  // Days listed and not finished (the first being read, after `after`), and where the listing goes on.
+  const days = cursor.days ?? [];
+  let next = query.cursor === undefined ? firstDay : cursor.nextDay;
+  const inRange = (day: string) => day >= firstDay && day <= lastDay;
+  if (
+    !days.every((day, k) => inRange(day) && (k === 0 || (days[k - 1] as string) < day)) ||
+    (next !== undefined && (!inRange(next) || (days.length > 0 && next <= (days.at(-1) as string))))
+  ) {
+    throw new InvalidCursorError("cursor partitions are outside the query's range");
   }
   let after = cursor.after;
-  if (after !== undefined && dayOf(after) !== part) {
+  if (after !== undefined && dayOf(after) !== days[0]) {
     throw new InvalidCursorError("cursor position does not match its partition");
   }
   const alerts: AlertRecord[] = [];
-  for (let queries = 0; queries < 2; queries++) {
+  for (let queries = 0; queries < 2 && alerts.length < limit; queries++) {
+    const part = days[0];
+    if (part === undefined) {
+      if (next === undefined) break;
+      const listed = await listAlertDays(ctx, cluster, next, lastDay, DAYS_PER_LISTING, report);
+      days.push(...listed.days);
+      next = listed.next;
+      continue;
+    }
     const result = await queryRange(
       ctx,
       {
@@ -904,19 +935,19 @@ export async function queryAlertsPage(
       after = String(group[group.length - 1]?.sk);
       if (alerts.length >= limit) break;
     }
-    if (alerts.length >= limit) {
-      const more =
-        result.lastEvaluatedSk !== undefined ||
-        found[found.length - 1]?.at(-1)?.sk !== after ||
-        part < lastDay;
-      if (!more) return { items: alerts };
-      break;
-    }
-    if (result.lastEvaluatedSk === undefined) {
-      if (part >= lastDay) return { items: alerts };
-      part = nextDay(part);
+    // The day is finished when its Query was and every alert it found was taken.
+    if (result.lastEvaluatedSk === undefined && (found.length === 0 || found.at(-1)?.at(-1)?.sk === after)) {
+      days.shift();
       after = undefined;
     }
   }
-  return { items: alerts, cursor: encodeCursor(print, { part, ...(after === undefined ? {} : { after }) }) };
+  if (days.length === 0 && next === undefined) return { items: alerts };
+  return {
+    items: alerts,
+    cursor: encodeCursor(print, {
+      days,
+      ...(next === undefined ? {} : { nextDay: next }),
+      ...(after === undefined ? {} : { after }),
+    }),
+  };
 }

@@ -4,8 +4,10 @@ import { createHash } from "node:crypto";
 import { InvalidInputError } from "./keys.ts";
 
 export interface CursorState {
-  /** Alerts: the day partition (`yyyy-mm-dd`) to continue in. */
-  part?: string;
+  /** Alerts: the days (`yyyy-mm-dd`) known to hold alerts and not yet finished, the first being read. */
+  days?: string[];
+  /** Alerts: the day the listing of day markers continues from; absent once it is complete. */
+  nextDay?: string;
   /** Flows by time: the hours (`yyyy-mm-ddThh`) known to hold flows and not yet finished, the first being read. */
   hours?: string[];
   /** Flows by time: the hour the listing of hour markers continues from; absent once it is complete. */
@@ -36,8 +38,11 @@ export function encodeCursor(query: string, state: CursorState): string {
   return Buffer.from(JSON.stringify(envelope)).toString("base64url");
 }
 
-/** An alert day partition. */
-const PART = /^\d{4}-\d{2}-\d{2}$/;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+/** `yyyy-mm-dd` naming a day there is. */
+function isDay(text: string): boolean {
+  return DAY.test(text) && isHour(`${text}T00`);
+}
 const HOUR = /^\d{4}-\d{2}-\d{2}T\d{2}$/;
 /** `yyyy-mm-ddThh` naming an hour there is (not `T24`, not February 30). */
 function isHour(text: string): boolean {
@@ -45,8 +50,10 @@ function isHour(text: string): boolean {
   const ms = Date.parse(`${text}:00:00.000Z`);
   return !Number.isNaN(ms) && new Date(ms).toISOString().startsWith(text);
 }
-/** More hours than any cursor this store issues holds (flow-query.ts, HOURS_PER_LISTING). */
-const MOST_HOURS = 64;
+/** The largest sort key DynamoDB takes. */
+const MAX_SORT_KEY_BYTES = 1024;
+/** More hours or days than any cursor this store issues holds (HOURS_PER_LISTING, DAYS_PER_LISTING). */
+const MOST_PERIODS = 64;
 
 /**
  * Reads a cursor made by encodeCursor for the same query. `checkAfter` validates the sort key position
@@ -73,31 +80,32 @@ export function decodeCursor(
     throw new InvalidCursorError("cursor belongs to a different query; start again without it");
   }
   const state: CursorState = {};
-  if (c.part !== undefined) {
-    if (typeof c.part !== "string" || !PART.test(c.part)) {
-      throw new InvalidCursorError("cursor partition is malformed");
-    }
-    state.part = c.part;
-  }
-  if (c.hours !== undefined) {
-    const hours = c.hours;
+  const periods = (value: unknown, valid: (text: string) => boolean): string[] => {
     if (
-      !Array.isArray(hours) ||
-      hours.length > MOST_HOURS ||
-      !hours.every((h) => typeof h === "string" && isHour(h))
+      !Array.isArray(value) ||
+      value.length > MOST_PERIODS ||
+      !value.every((p) => typeof p === "string" && valid(p))
     ) {
       throw new InvalidCursorError("cursor partitions are malformed");
     }
-    state.hours = hours as string[];
-  }
-  if (c.next !== undefined) {
-    if (typeof c.next !== "string" || !isHour(c.next)) {
+    return value as string[];
+  };
+  const period = (value: unknown, valid: (text: string) => boolean): string => {
+    if (typeof value !== "string" || !valid(value)) {
       throw new InvalidCursorError("cursor partition to list from is malformed");
     }
-    state.next = c.next;
-  }
+    return value;
+  };
+  if (c.hours !== undefined) state.hours = periods(c.hours, isHour);
+  if (c.next !== undefined) state.next = period(c.next, isHour);
+  if (c.days !== undefined) state.days = periods(c.days, isDay);
+  if (c.nextDay !== undefined) state.nextDay = period(c.nextDay, isDay);
   if (c.after !== undefined) {
-    if (typeof c.after !== "string" || !checkAfter(c.after)) {
+    // DynamoDB refuses a start key past a sort key's size: the page would fail as the store's error, not the cursor's.
+    if (typeof c.after !== "string" || Buffer.byteLength(c.after) > MAX_SORT_KEY_BYTES) {
+      throw new InvalidCursorError("cursor position is malformed");
+    }
+    if (!checkAfter(c.after)) {
       throw new InvalidCursorError("cursor position is outside the query's range");
     }
     state.after = c.after;
@@ -110,7 +118,7 @@ export function decodeCursor(
     state.done = [done[0] as boolean, done[1] as boolean];
   }
   const extra = Object.keys(c).filter(
-    (k) => !["v", "q", "part", "hours", "next", "after", "done"].includes(k),
+    (k) => !["v", "q", "hours", "next", "days", "nextDay", "after", "done"].includes(k),
   );
   if (extra.length > 0) throw new InvalidCursorError(`cursor has unknown fields: ${extra.join(", ")}`);
   return state;

@@ -1,7 +1,7 @@
 // Flow queries: one page costs at most two Query requests, never a Scan (docs/flow-store.md, "Access patterns").
 //
 // - by time only: the table's hour partitions `FLOW#<cluster>#<hour>` in order, only those that hold flows (their
-//   markers, flow-hours.ts, list them); a page that exhausts one partition continues into the next with its
+//   markers, markers.ts, list them); a page that exhausts one partition continues into the next with its
 //   second Query, then hands back a cursor.
 // - by namespace (and workload or pod): bySrcNamespace and byDstNamespace, one Query each, merged by sort key,
 //   each flow once (a flow inside one namespace is in both). Workload and pod are filters on those queries.
@@ -12,7 +12,6 @@ import { normalizeIpv6 } from "../../core/ipv6.ts";
 import type { FlowQuery, Page } from "../../core/ports.ts";
 import type { FlowRecord } from "../../core/types.ts";
 import { type CursorState, decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
-import { listHours } from "./flow-hours.ts";
 import { flowOf } from "./items.ts";
 import {
   checkCluster,
@@ -27,6 +26,7 @@ import {
   normalizeInstant,
   timeRange,
 } from "./keys.ts";
+import { listHours } from "./markers.ts";
 import { Expression, type Item, type QueryResult, queryRange, type StoreContext } from "./requests.ts";
 import type { CallReport } from "./retry.ts";
 import { INDEX } from "./schema.ts";
@@ -34,18 +34,27 @@ import { INDEX } from "./schema.ts";
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
 
-/** Kinds as Kubernetes spells them, so `--workload deployment/api` finds `Deployment/api`. */
-const CANONICAL_KINDS: Record<string, string> = {
-  deployment: "Deployment",
-  statefulset: "StatefulSet",
-  daemonset: "DaemonSet",
-  replicaset: "ReplicaSet",
-  replicationcontroller: "ReplicationController",
-  job: "Job",
-  cronjob: "CronJob",
-  pod: "Pod",
-  service: "Service",
-};
+/**
+ * Kinds as Kubernetes spells them, by their lower-case names and kubectl's plurals and short names, so that
+ * `--workload deployment/api` and `--workload deploy/api` find `Deployment/api`. Other kinds are taken as given.
+ */
+const CANONICAL_KINDS: Record<string, string> = Object.fromEntries(
+  (
+    [
+      ["Deployment", "deployments", "deploy"],
+      ["StatefulSet", "statefulsets", "sts"],
+      ["DaemonSet", "daemonsets", "ds"],
+      ["ReplicaSet", "replicasets", "rs"],
+      ["ReplicationController", "replicationcontrollers", "rc"],
+      ["Job", "jobs"],
+      ["CronJob", "cronjobs", "cj"],
+      ["Pod", "pods", "po"],
+      ["Service", "services", "svc"],
+      // Argo Rollouts' (holders.ts workloadOf).
+      ["Rollout", "rollouts", "ro"],
+    ] as const
+  ).flatMap(([kind, ...aliases]) => [kind.toLowerCase(), ...aliases].map((alias) => [alias, kind])),
+);
 
 interface EndpointMatch {
   namespace?: string;
@@ -216,7 +225,7 @@ function plan(query: FlowQuery, bucketMs: number): Plan {
   return base;
 }
 
-/** Hours one marker Query lists (flow-hours.ts); those not read by its page travel in the cursor. */
+/** Hours one marker Query lists (markers.ts); those not read by its page travel in the cursor. */
 export const HOURS_PER_LISTING = 12;
 
 /** The hours from `first` to `last`, both `yyyy-mm-ddThh`, when there are at most `most` of them. */
@@ -300,7 +309,7 @@ function checkTimeCursor(p: Plan, cursor: CursorState): void {
   const firstHour = hourOf(p.from);
   const lastHour = hourOf(p.until);
   const inRange = (hour: string) => hour >= firstHour && hour <= lastHour;
-  if (cursor.part !== undefined || cursor.done !== undefined) {
+  if (cursor.days !== undefined || cursor.nextDay !== undefined || cursor.done !== undefined) {
     throw new InvalidCursorError("cursor is not one of a question by time; start again without it");
   }
   const hours = cursor.hours ?? [];

@@ -20,7 +20,6 @@ import {
   markAlertSent,
   queryAlertsPage,
 } from "./alerts.ts";
-import { type MarkedHours, markHours } from "./flow-hours.ts";
 import { queryFlowsPage } from "./flow-query.ts";
 import { endpointAttribute, policyAttribute } from "./items.ts";
 import {
@@ -34,6 +33,7 @@ import {
   ipKey,
   namespaceKey,
 } from "./keys.ts";
+import { markHours } from "./markers.ts";
 import { type CountedWrite, countedUpdate, documentClient, freshReport } from "./requests.ts";
 import { type CallReport, checkRetryPolicy, DEFAULT_RETRY, mapBounded, type RetryPolicy } from "./retry.ts";
 
@@ -115,8 +115,6 @@ function checkFlow(f: FlowRecord): void {
 export class DynamoFlowStore implements FlowStore {
   readonly #ctx: AlertContext;
   readonly #bucketMs: number;
-  /** Hour markers this store has written (flow-hours.ts). */
-  readonly #marked: MarkedHours = new Map();
 
   constructor(options: DynamoFlowStoreOptions) {
     const retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
@@ -147,6 +145,7 @@ export class DynamoFlowStore implements FlowStore {
       concurrency,
       pendingRedeliveryAfterMs: pending,
       maxSlotTokens,
+      marked: new Map(),
       now: options.now ?? Date.now,
     };
   }
@@ -171,7 +170,7 @@ export class DynamoFlowStore implements FlowStore {
       else buckets.push(f.bucket);
     }
     for (const [cluster, buckets] of bucketsByCluster) {
-      await markHours(this.#ctx, this.#marked, cluster, buckets, now, markers, options.signal);
+      await markHours(this.#ctx, this.#ctx.marked, cluster, buckets, now, markers, options.signal);
     }
     const outcomes = await mapBounded(
       merged,

@@ -56,7 +56,7 @@ export const nextDay = (day: string): string => dayOf(iso(Date.parse(`${day}T00:
 export const flowPk = (cluster: string, bucket: string): string => `FLOW#${cluster}#${hourOf(bucket)}`;
 export const flowPartition = (cluster: string, hour: string): string => `FLOW#${cluster}#${hour}`;
 export const flowSk = (bucket: string, id: string): string => `${bucket}#${id}`;
-/** The markers of the hours that hold flows (flow-hours.ts): one item per hour, its sort key the hour. */
+/** The markers of the hours that hold flows (markers.ts): one item per hour, its sort key the hour. */
 export const flowHoursPartition = (cluster: string): string => `FLOWHOURS#${cluster}`;
 /** The table key of a flow from its sort key alone: the partition is the hour the sort key starts with. */
 export const flowKeyOfSk = (cluster: string, sk: string): { pk: string; sk: string } => ({
@@ -85,6 +85,8 @@ export const alertStateKey = (cluster: string, keyDigest: string): { pk: string;
   sk: "STATE",
 });
 export const alertPartition = (cluster: string, day: string): string => `ALERTS#${cluster}#${day}`;
+/** The markers of the days that hold alerts (markers.ts): one item per day, its sort key the day. */
+export const alertDaysPartition = (cluster: string): string => `ALERTDAYS#${cluster}`;
 export const alertRecordKey = (
   cluster: string,
   openedAt: string,

@@ -608,6 +608,36 @@ describe("queryAlerts", () => {
     );
   });
 
+  it("reads only the days that hold alerts, listing their markers a Query at a time (markers.ts)", async () => {
+    // Alerts on 40 of 120 days: more days than one marker Query lists (32), so the listing itself continues in
+    // the cursor, and most days of the range hold nothing.
+    const start = Date.parse("2024-09-01T12:00:00.000Z");
+    const expected: string[] = [];
+    for (let d = 0; d < 120; d += 3) {
+      const [src, dst] = pair(300 + d);
+      const openedAt = new Date(start + d * 86_400_000).toISOString();
+      await store.applyAlerts([candidate(src, dst, openedAt, 1)], `sparse-${d}`, WINDOW);
+      expected.push(openedAt);
+    }
+    const since = "2024-09-01T00:00:00.000Z";
+    const until = "2024-12-31T00:00:00.000Z";
+    for (const limit of [1, 7, 1000]) {
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      const first = proxy.count({ operation: "Query" });
+      do {
+        const before = proxy.count({ operation: "Query" });
+        const page = await store.queryAlerts({ cluster: CLUSTER, since, until, limit, cursor });
+        expect(proxy.count({ operation: "Query" }) - before).toBeLessThanOrEqual(2);
+        seen.push(...page.items.map((a) => a.openedAt));
+        cursor = page.cursor;
+      } while (cursor !== undefined);
+      expect(seen).toEqual(expected);
+      // One Query per day that holds alerts, and one per 32 days of markers: not one per day of the range.
+      expect(proxy.count({ operation: "Query" }) - first).toBeLessThanOrEqual(40 + 2 + (limit === 1 ? 40 : 0));
+    }
+  });
+
   it("never splits an alert from its folds when a Query stops at its 1 MB limit", async () => {
     // A day of 200 alerts with large records (many namespace labels) and two fold slots each: more than
     // one Query answer can hold, so answers end inside an alert.

@@ -90,7 +90,7 @@ describe("under injected faults", () => {
     expect(proxy.count({ outcome: "throttled" })).toBeGreaterThan(10);
     expect(proxy.count({ outcome: "error" })).toBeGreaterThan(10);
     expect(proxy.count({ outcome: "lost" })).toBeGreaterThan(10);
-    // Flow writes, and the one marker of their hour (flow-hours.ts).
+    // Flow writes, and the one marker of their hour (markers.ts).
     expect(requests).toBe(proxy.count({ operation: "UpdateItem" }) + proxy.count({ operation: "PutItem" }));
     const puts = proxy.log.filter((r) => r.operation === "PutItem");
     expect(new Set(puts.map((r) => JSON.stringify((r.body.Item as { pk: unknown }).pk)))).toEqual(

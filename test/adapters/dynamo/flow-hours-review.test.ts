@@ -1,4 +1,4 @@
-// Review of the hour markers (flow-hours.ts) and the paging of questions by time over them (flow-query.ts,
+// Review of the hour markers (markers.ts) and the paging of questions by time over them (flow-query.ts,
 // timePage): paged answers against an in-memory oracle, Queries per page, cursors, and the markers' writes.
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// Questions by time read only the hours that hold flows (flow-hours.ts): a month of a quiet cluster costs a few
+// Questions by time read only the hours that hold flows (markers.ts): a month of a quiet cluster costs a few
 // Queries, not one per hour. The markers behind that are written before their flows, once per store and hour,
 // and never lose TTL.
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";

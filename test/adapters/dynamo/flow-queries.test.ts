@@ -288,9 +288,9 @@ describe("queryFlows", () => {
       await expect(store.queryFlows({ ...base, cursor: forge(forged) })).rejects.toThrow(/partition/);
     }
     // Another kind of question's cursor, and a position outside the hour the cursor reads.
-    await expect(store.queryFlows({ ...base, cursor: forge({ ...t, part: "2024-04-19" }) })).rejects.toThrow(
-      /question by time/,
-    );
+    await expect(
+      store.queryFlows({ ...base, cursor: forge({ ...t, days: ["2024-04-19"] }) }),
+    ).rejects.toThrow(/question by time/);
     await expect(
       store.queryFlows({
         ...base,

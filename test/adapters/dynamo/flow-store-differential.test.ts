@@ -510,7 +510,7 @@ let proxy: FaultProxy;
 /** One store per bucket length, both on the one table, both through the proxy. */
 let stores: DynamoFlowStore[];
 let run = 0;
-/** The hours (`<cluster>#<hour>`) whose marker the writing store has put: it puts each once (flow-hours.ts). */
+/** The hours (`<cluster>#<hour>`) whose marker the writing store has put: it puts each once (markers.ts). */
 const markedHours = new Set<string>();
 /** The hours of `records` not marked yet, now marked. */
 function newHours(records: readonly FlowRecord[]): number {

@@ -72,7 +72,7 @@ describe("a retry storm", () => {
     expect(candidates).toHaveLength(5);
 
     proxy.clearLog();
-    // The first write of the hour also marks it (flow-hours.ts): once per store and hour.
+    // The first write of the hour also marks it (markers.ts): once per store and hour.
     expect(await store.writeFlows(flows, "storm-1")).toEqual({
       applied: 20,
       duplicates: 0,

@@ -697,6 +697,10 @@ describe("TTL", () => {
           // The marker of an hour that holds flows: from the end of its hour, so never before one of its flows.
           expect(ttlOf(item)).toBe(seconds(`${sk}:00:00.000Z`) + 3600 + retention);
           break;
+        case "ALERTDAYS":
+          // The marker of a day that holds alerts: from the end of its day, so never before one of its alerts.
+          expect(ttlOf(item)).toBe(seconds(`${sk}T00:00:00.000Z`) + DAY_S + retention);
+          break;
         case "IP":
           expect(ttlOf(item)).toBe(
             item.validTo === undefined ? seconds(now) + retention : seconds(ended) + retention,
@@ -715,6 +719,7 @@ describe("TTL", () => {
       }
     }
     expect([...seen].sort()).toEqual([
+      "ALERTDAYS",
       "ALERTKEY",
       "ALERTS",
       "COVER",
