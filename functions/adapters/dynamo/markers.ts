@@ -94,32 +94,57 @@ async function putMarkers(
       retainedUntil(end, ctx.retentionDays),
   );
   if (wanted.length === 0) return;
+  const shared = inFlight.get(marked) ?? new Map<string, Promise<void>>();
+  inFlight.set(marked, shared);
   await mapBounded(
     wanted,
     ctx.concurrency,
-    async ([period, end]) => {
-      const ttl = expiresAt(end, ctx.retentionDays, now);
-      try {
-        await withRetry("PutItem", ctx.retry, report, () =>
-          ctx.doc.send(
-            new PutCommand({
-              TableName: ctx.tableName,
-              Item: { pk: partition, sk: period, [TTL_ATTRIBUTE]: ttl },
-              ConditionExpression: "attribute_not_exists(#ttl) OR #ttl < :ttl",
-              ExpressionAttributeNames: { "#ttl": TTL_ATTRIBUTE },
-              ExpressionAttributeValues: { ":ttl": ttl },
-            }),
-          ),
-        );
-      } catch (error) {
-        // Already there with this TTL or a later one: marked all the same.
-        if (!isConditionFailure(error)) throw error;
+    ([period, end]) => {
+      // The windows of a payload's keys open at once: the first to want the day's marker puts it, the others wait.
+      const key = `${partition}#${period}`;
+      let put = shared.get(key);
+      if (put === undefined) {
+        put = putMarker(ctx, marked, partition, period, end, now, report).finally(() => shared.delete(key));
+        shared.set(key, put);
       }
-      if (marked.size >= REMEMBERED_MARKERS) marked.clear();
-      marked.set(`${partition}#${period}`, retainedUntil(end, ctx.retentionDays));
+      return put;
     },
     signal,
   );
+}
+
+/** Marker puts under way, per store (by its remembered markers): one request for a period however many want it. */
+const inFlight = new WeakMap<MarkedPeriods, Map<string, Promise<void>>>();
+
+/** Puts one marker (see putMarkers) and remembers it. */
+async function putMarker(
+  ctx: MarkerContext,
+  marked: MarkedPeriods,
+  partition: string,
+  period: string,
+  end: number,
+  now: number,
+  report: CallReport,
+): Promise<void> {
+  const ttl = expiresAt(end, ctx.retentionDays, now);
+  try {
+    await withRetry("PutItem", ctx.retry, report, () =>
+      ctx.doc.send(
+        new PutCommand({
+          TableName: ctx.tableName,
+          Item: { pk: partition, sk: period, [TTL_ATTRIBUTE]: ttl },
+          ConditionExpression: "attribute_not_exists(#ttl) OR #ttl < :ttl",
+          ExpressionAttributeNames: { "#ttl": TTL_ATTRIBUTE },
+          ExpressionAttributeValues: { ":ttl": ttl },
+        }),
+      ),
+    );
+  } catch (error) {
+    // Already there with this TTL or a later one: marked all the same.
+    if (!isConditionFailure(error)) throw error;
+  }
+  if (marked.size >= REMEMBERED_MARKERS) marked.clear();
+  marked.set(`${partition}#${period}`, retainedUntil(end, ctx.retentionDays));
 }
 
 /**

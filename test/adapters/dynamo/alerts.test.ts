@@ -638,6 +638,24 @@ describe("queryAlerts", () => {
     }
   });
 
+  it("puts a day's marker once, however many windows of it a payload opens at once", async () => {
+    const dayMarkerPuts = () =>
+      proxy.log.filter(
+        (r) =>
+          r.operation === "PutItem" &&
+          String((r.body.Item as { pk?: { S?: string } } | undefined)?.pk?.S).startsWith("ALERTDAYS#"),
+      ).length;
+    const before = dayMarkerPuts();
+    const t = "2024-08-15T10:00:00.000Z";
+    const candidates = Array.from({ length: 20 }, (_, i) => {
+      const [src, dst] = pair(600 + i);
+      return candidate(src, dst, t, 1);
+    });
+    const applied = await store.applyAlerts(candidates, "day-marker-once", WINDOW);
+    expect(applied.opened).toBe(20);
+    expect(dayMarkerPuts() - before).toBe(1);
+  });
+
   it("never splits an alert from its folds when a Query stops at its 1 MB limit", async () => {
     // A day of 200 alerts with large records (many namespace labels) and two fold slots each: more than
     // one Query answer can hold, so answers end inside an alert.

@@ -87,6 +87,8 @@ describe("a retry storm", () => {
     // Per alert: its state (PutItem) and its record (UpdateItem).
     expect(writes("ALERTKEY#").map((r) => r.operation)).toEqual(Array(5).fill("PutItem"));
     expect(writes("ALERTS#").map((r) => r.operation)).toEqual(Array(5).fill("UpdateItem"));
+    // And their day's marker, once for the five.
+    expect(writes("ALERTDAYS#").map((r) => r.operation)).toEqual(["PutItem"]);
     expect(proxy.count({ operation: "Scan" })).toBe(0);
 
     // The same payload again (Lambda retry): refused writes, nothing changed, the pending alerts handed out again.
