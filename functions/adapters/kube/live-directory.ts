@@ -139,7 +139,6 @@ interface HistoryEntry {
 const LOG_EVERY_MS = 60_000;
 /** Shortest wait before asking again after a Retry-After (of "0", or a date already past). */
 const MIN_RETRY_WAIT_MS = 1_000;
-const REMEMBERED_LIMIT = 50_000;
 /** Secondary addresses remembered (#secondary) before starting over; a full list rebuilds them. */
 const MAX_SECONDARY_IPS = 100_000;
 
@@ -378,13 +377,17 @@ export class LiveDirectory implements IpDirectory {
     });
     if (this.#abandoned > 0) startBudget();
     else this.#waiting.add(startBudget);
+    const call = { answered: false };
     const run = this.#queue.then(() => {
       this.#waiting.delete(startBudget);
+      // Answered at its budget before its turn came: nobody reads its answers, and behind a slow API or history
+      // every later call would be, so doing its work would only queue up more of it. The next call asks afresh.
+      if (call.answered) return [];
       startBudget();
       return this.#resolveSafely(queries);
     });
     this.#queue = run.catch(() => undefined);
-    return this.#withinBudget(run, budgetStarted, queries);
+    return this.#withinBudget(run, budgetStarted, queries, call);
   }
 
   /**
@@ -395,6 +398,7 @@ export class LiveDirectory implements IpDirectory {
     run: Promise<SpanResolution[]>,
     started: Promise<void>,
     queries: readonly (Lookup | SpanLookup)[],
+    call: { answered: boolean },
   ): Promise<SpanResolution[]> {
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
@@ -412,6 +416,7 @@ export class LiveDirectory implements IpDirectory {
       clearTimeout(timer);
     }
     this.#stats.overBudget++;
+    call.answered = true;
     this.#abandoned++;
     run
       .finally(() => {
@@ -1003,6 +1008,10 @@ export class LiveDirectory implements IpDirectory {
     this.#pods.prune(now - this.#retainEnded);
     this.#nodes.prune(now - this.#retainEnded);
     for (const [ip, at] of this.#checkedAt) if (now - at > this.#retainEnded) this.#checkedAt.delete(ip);
+    // What the history was told of holders that ended before the hour the index keeps: no end of theirs is to come.
+    for (const [key, end] of this.#remembered) {
+      if (end !== null && now - end > this.#retainEnded) this.#remembered.delete(key);
+    }
     // Looks older than what the index keeps of ended holders: a holder they saw may be pruned since, and its
     // absence from the index would no longer mean they did not see it.
     for (const [ip, at] of this.#firstCheckedAt) {
@@ -1089,6 +1098,5 @@ export class LiveDirectory implements IpDirectory {
         {},
       );
     }
-    if (this.#remembered.size > REMEMBERED_LIMIT) this.#remembered.clear();
   }
 }
