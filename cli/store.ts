@@ -34,8 +34,10 @@ export interface OpenedStore {
 const SETTINGS_FILE = "calico-flows.json";
 
 interface StoreSettings {
-  /** The longest bucket (seconds) flows were counted in: where a range must start reading (flows). */
+  /** The longest bucket (seconds) flows were counted in (what stores before `bucketLengths` recorded). */
   bucketSeconds?: number;
+  /** Every bucket length (seconds) flows were counted in: where a range must start reading (flows). */
+  bucketLengths?: number[];
   /** The clusters (`--cluster`) flows were counted for. */
   clusters?: string[];
 }
@@ -47,7 +49,10 @@ function readSettings(dir: string): StoreSettings {
     const clusters = Array.isArray(value.clusters)
       ? value.clusters.filter((c): c is string => typeof c === "string")
       : undefined;
-    return { ...value, clusters };
+    const bucketLengths = Array.isArray(value.bucketLengths)
+      ? value.bucketLengths.filter((b): b is number => Number.isInteger(b) && b >= 1 && b <= 3600)
+      : undefined;
+    return { ...value, clusters, bucketLengths };
   } catch {
     return {};
   }
@@ -57,8 +62,8 @@ export interface StoreUse {
   /** TTL of written items, days. */
   retentionDays?: number;
   /**
-   * The bucket length flows were counted in, for reading ranges. Absent: the embedded store's longest recorded
-   * by the commands that wrote it (`countsBuckets`), else 60.
+   * The bucket length flows were counted in, for reading ranges. Absent: the embedded store's lengths recorded by
+   * the commands that wrote it (`countsBuckets`), else 60.
    */
   bucketSeconds?: number;
   /** This command counts flows in buckets this long: recorded beside an embedded store for its readers. */
@@ -103,16 +108,19 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
     );
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
-  // Under the store's lock: a replay with longer buckets than the recorded ones, or of another cluster, records it.
+  // Under the store's lock: a replay with buckets of another length than the recorded ones, or of another cluster,
+  // records it.
   const settings = readSettings(options.store);
-  const recorded = settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
+  const recorded = settings.bucketLengths ?? [settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS];
   const updated = { ...settings };
-  if (use.countsBuckets !== undefined && use.countsBuckets > recorded)
-    updated.bucketSeconds = use.countsBuckets;
+  if (use.countsBuckets !== undefined && !recorded.includes(use.countsBuckets)) {
+    updated.bucketLengths = [...recorded, use.countsBuckets];
+    updated.bucketSeconds = Math.max(...updated.bucketLengths);
+  }
   if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
     updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
   }
-  if (updated.bucketSeconds !== settings.bucketSeconds || updated.clusters !== settings.clusters) {
+  if (updated.bucketLengths !== settings.bucketLengths || updated.clusters !== settings.clusters) {
     try {
       writeFileSync(join(options.store, SETTINGS_FILE), `${JSON.stringify(updated)}\n`);
     } catch (error) {
@@ -120,7 +128,7 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       throw error;
     }
   }
-  const bucketSeconds = use.bucketSeconds ?? Math.max(use.countsBuckets ?? 0, recorded);
+  const bucketSeconds = use.bucketSeconds ?? updated.bucketLengths ?? recorded;
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,

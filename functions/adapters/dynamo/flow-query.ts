@@ -132,14 +132,16 @@ export function checkLimit(limit: number | undefined): number {
   return limit;
 }
 
-function plan(query: FlowQuery, bucketMs: number): Plan {
+function plan(query: FlowQuery, bucketsMs: readonly number[]): Plan {
   const cluster = checkCluster(query.cluster);
   const since = normalizeInstant(query.since, "since");
   const until = normalizeInstant(query.until, "until");
   // A flow is in the range when one of its packets is: the bucket holding `since` may start before it, and one
-  // that starts before `until` may hold only later packets. Buckets are read from the one holding `since`
-  // (buckets start at multiples of their length: aggregate.ts bucketStart), and the packets' span decides.
-  const from = iso(bucketStart(Date.parse(since), bucketMs));
+  // that starts before `until` may hold only later packets. Buckets are read from the earliest start of a bucket
+  // holding `since`, of every length the flows were counted in (buckets start at multiples of their own length:
+  // aggregate.ts bucketStart, so a 45 s bucket may start before the 60 s one), and the packets' span decides.
+  const sinceMs = Date.parse(since);
+  const from = iso(Math.min(...bucketsMs.map((length) => bucketStart(sinceMs, length))));
   const limit = checkLimit(query.limit);
   if ((query.workload !== undefined || query.pod !== undefined) && query.namespace === undefined) {
     throw new InvalidInputError("workload and pod queries need a namespace");
@@ -400,14 +402,14 @@ async function indexPage(
   return { items, cursor: encodeCursor(p.fingerprint, { after: stop, done: nextDone }) };
 }
 
-/** `bucketMs`: the length of the buckets the flows were counted in (how far back a bucket may start). */
+/** `bucketsMs`: the lengths of the buckets the flows were counted in (how far back a bucket may start). */
 export async function queryFlowsPage(
   ctx: StoreContext,
   query: FlowQuery,
   report: CallReport,
-  bucketMs: number,
+  bucketsMs: readonly number[],
 ): Promise<Page<FlowRecord>> {
-  const p = plan(query, bucketMs);
+  const p = plan(query, bucketsMs);
   if (p.since > p.until) return { items: [] };
   const inRange = (after: string) => after >= p.lo && after <= p.hi;
   const cursor = query.cursor === undefined ? {} : decodeCursor(query.cursor, p.fingerprint, inRange);

@@ -61,10 +61,10 @@ export interface DynamoFlowStoreOptions {
    */
   maxSlotTokens?: number;
   /**
-   * Seconds per bucket the flows were counted in (the ingest's AGGREGATION_SECONDS): a query reads buckets from
-   * one that long before its start, since such a bucket may hold packets inside the range. @default 60
+   * Seconds per bucket the flows were counted in (the ingest's AGGREGATION_SECONDS), or every length they were
+   * counted in: a query reads from the start of the bucket (of each length) that holds its start. @default 60
    */
-  bucketSeconds?: number;
+  bucketSeconds?: number | readonly number[];
   /** Wall clock (epoch ms), for alert bookkeeping. @default Date.now */
   now?: () => number;
 }
@@ -114,7 +114,7 @@ function checkFlow(f: FlowRecord): void {
 
 export class DynamoFlowStore implements FlowStore {
   readonly #ctx: AlertContext;
-  readonly #bucketMs: number;
+  readonly #bucketsMs: readonly number[];
 
   constructor(options: DynamoFlowStoreOptions) {
     const retentionDays = options.retentionDays ?? DEFAULT_RETENTION_DAYS;
@@ -128,11 +128,14 @@ export class DynamoFlowStore implements FlowStore {
       throw new Error(`concurrency must be an integer ≥ 1, got ${concurrency}`);
     }
     if (!(pending >= 0)) throw new Error(`pendingRedeliveryAfterMs must be ≥ 0, got ${pending}`);
-    const bucketSeconds = options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS;
-    if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1 || bucketSeconds > 3600) {
-      throw new Error(`bucketSeconds must be an integer from 1 to 3600, got ${bucketSeconds}`);
+    const lengths = [options.bucketSeconds ?? DEFAULT_BUCKET_SECONDS].flat();
+    for (const bucketSeconds of lengths) {
+      if (!Number.isInteger(bucketSeconds) || bucketSeconds < 1 || bucketSeconds > 3600) {
+        throw new Error(`bucketSeconds must be an integer from 1 to 3600, got ${bucketSeconds}`);
+      }
     }
-    this.#bucketMs = bucketSeconds * 1000;
+    if (lengths.length === 0) throw new Error("bucketSeconds must name at least one length");
+    this.#bucketsMs = lengths.map((seconds) => seconds * 1000);
     const maxSlotTokens = options.maxSlotTokens ?? DEFAULT_MAX_SLOT_TOKENS;
     if (!Number.isInteger(maxSlotTokens) || maxSlotTokens < 1) {
       throw new Error(`maxSlotTokens must be an integer ≥ 1, got ${maxSlotTokens}`);
@@ -231,7 +234,7 @@ export class DynamoFlowStore implements FlowStore {
   }
 
   queryFlows(query: FlowQuery): Promise<Page<FlowRecord>> {
-    return queryFlowsPage(this.#ctx, query, freshReport(), this.#bucketMs);
+    return queryFlowsPage(this.#ctx, query, freshReport(), this.#bucketsMs);
   }
 
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>> {

@@ -14,8 +14,8 @@ export interface TableStoresOptions {
   tableName: string;
   /** Days every item lives (by TTL) after its time. @default 30 */
   retentionDays?: number;
-  /** The flows' bucket length, for queries (DynamoFlowStoreOptions). @default 60 */
-  bucketSeconds?: number;
+  /** The flows' bucket length (or lengths), for queries (DynamoFlowStoreOptions). @default 60 */
+  bucketSeconds?: number | readonly number[];
   /** Wall clock (epoch ms) of the flow store and the holder history. @default Date.now */
   now?: () => number;
 }
