@@ -1,5 +1,6 @@
 // Human-readable tables for `flows` and `alerts`; `--json` prints the records themselves instead.
 import { isFanIn, isScan } from "../functions/core/alert-message.ts";
+import { escapeControls } from "../functions/core/parse.ts";
 import type { AlertRecord, Endpoint, FlowRecord, PolicyRef } from "../functions/core/types.ts";
 import type { Conversation } from "./conversations.ts";
 
@@ -33,14 +34,20 @@ function port(protocol: string, dstPort: number | null): string {
   return dstPort === null ? protocol : `${dstPort}/${protocol}`;
 }
 
+/**
+ * Rows under headers, in columns. Every cell is escaped here (`\u001b`, as kubectl shows such characters): cells
+ * hold text from log lines (the reporter, the protocol, the policy), and a control character, a line break or a
+ * bidirectional override in one would act on the operator's terminal or reorder the row instead of being shown.
+ */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const shown = rows.map((r) => r.map(escapeControls));
+  const widths = headers.map((h, i) => Math.max(h.length, ...shown.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
       .join("  ")
       .trimEnd();
-  return [line(headers), ...rows.map(line)].join("\n");
+  return [line(headers), ...shown.map(line)].join("\n");
 }
 
 /** To the second, and still ISO-8601: a time copied from a table is a valid `--since` or `--until`. */

@@ -17,6 +17,7 @@ import {
   type OutboundMessage,
   type PanicEvent,
   panicAnnouncement,
+  snsPublication,
   suppressionSummary,
 } from "../core/alert-message.ts";
 import type { AlertRecord } from "../core/types.ts";
@@ -88,15 +89,17 @@ export class SnsAlertSink implements AlertPublisher {
   }
 
   async #publish(message: OutboundMessage, what: string, group: string, identity: string): Promise<void> {
-    const command = new PublishCommand({
-      TopicArn: this.topicArn,
-      Subject: message.subject,
-      MessageStructure: "json",
-      Message: JSON.stringify({ default: message.json, email: message.email }),
-      MessageAttributes: message.attributes,
-      ...(this.#fifo ? { MessageGroupId: digest(group), MessageDeduplicationId: digest(identity) } : {}),
-    });
     try {
+      // Well-formed and within SNS's size limit, whatever log text the message carries (snsPublication).
+      const publication = snsPublication(message);
+      const command = new PublishCommand({
+        TopicArn: this.topicArn,
+        Subject: publication.subject,
+        MessageStructure: "json",
+        Message: publication.message,
+        MessageAttributes: publication.attributes,
+        ...(this.#fifo ? { MessageGroupId: digest(group), MessageDeduplicationId: digest(identity) } : {}),
+      });
       await this.#client.send(command);
     } catch (error) {
       const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);

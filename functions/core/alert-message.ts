@@ -88,7 +88,8 @@ const array = (values: (string | number)[]): MessageAttribute => ({
 
 /**
  * Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters (Unicode's
- * line and paragraph separators are line breaks too, though not control characters).
+ * line and paragraph separators are line breaks too, though not control characters). Every log-derived value of an
+ * e-mail goes through it (or oneLine) too, so that none writes lines of its own into the text the on-call reads.
  */
 function noControl(text: string): string {
   return text.replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, " ");
@@ -377,14 +378,17 @@ function namedPolicyCommands(alert: AlertRecord, endNamespaces: readonly string[
   // Without a kind, a namespace says which it is.
   const kind = p.kind ?? (p.namespace === null ? "gnp" : "np");
   const global = GLOBAL_POLICY_RESOURCES[kind];
-  if (global !== undefined) return [`   kubectl get ${global} ${sh(p.name)} -o yaml`];
+  // The policy's names come from the log prefix: kept on their command's line.
+  if (global !== undefined) return [noControl(`   kubectl get ${global} ${sh(p.name)} -o yaml`)];
   const resource = NAMESPACED_POLICY_RESOURCES[kind];
   if (resource === undefined) return [];
   const namespaces =
     p.namespace !== null && (p.kind === null || endNamespaces.includes(p.namespace))
       ? [p.namespace]
       : endNamespaces;
-  return namespaces.map((ns) => `   kubectl get ${resource} -n ${sh(ns)} ${sh(p.name as string)} -o yaml`);
+  return namespaces.map((ns) =>
+    noControl(`   kubectl get ${resource} -n ${sh(ns)} ${sh(p.name as string)} -o yaml`),
+  );
 }
 
 function timingLines(alert: AlertRecord): string[] {
@@ -418,7 +422,7 @@ function internalDenialText(alert: AlertRecord, store: string, panic: string): s
     ...endpointLines("Source", alert.src),
     ...endpointLines("Destination", alert.dst),
     "Traffic",
-    `  Port:        ${portText(alert.protocol, alert.dstPort)}`,
+    `  Port:        ${oneLine(portText(alert.protocol, alert.dstPort))}`,
     `  Direction:   ${DIRECTION_TEXT[alert.direction]}`,
     `  Reported by: node ${oneLine(alert.reporter)}`,
   ];
@@ -482,7 +486,7 @@ function fanInText(alert: AlertRecord, store: string, panic: string): string {
     ...endpointLines("Destination", alert.dst),
     ...endpointLines("Most denied source", alert.src),
     "Traffic",
-    `  Port:        ${portText(alert.protocol, alert.dstPort)}`,
+    `  Port:        ${oneLine(portText(alert.protocol, alert.dstPort))}`,
     `  Direction:   ${DIRECTION_TEXT[alert.direction]}`,
     `  Reported by: node ${oneLine(alert.reporter)} (for the most denied source)`,
   ];
@@ -774,4 +778,69 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
       cluster: str(event.cluster),
     },
   };
+}
+
+/** SNS's limit on a publish, "at most 256 KB (262,144 bytes)": the message and its attributes together. */
+export const MAX_PUBLISH_BYTES = 262_144;
+
+/** What ends an e-mail text cut short to fit MAX_PUBLISH_BYTES. */
+const CUT_NOTE =
+  "\n\n[… cut short: this message passed SNS's 256 KB limit. `calico-flows alerts --json` shows the alert whole.]\n";
+
+/** An outbound message as the SNS sink publishes it (`MessageStructure: json`). */
+export interface SnsPublication {
+  subject: string;
+  /** `{"default": json, "email": text}`. */
+  message: string;
+  attributes: Record<string, MessageAttribute>;
+}
+
+/**
+ * An outbound message as SNS takes it, built in this one place for every message the sink publishes.
+ *
+ * Every string is made well-formed (a lone surrogate, which a JSON record can escape into any log text, becomes
+ * U+FFFD): SNS takes UTF-8 text, and the SDK cannot even encode a Subject or an attribute holding one ("URI
+ * malformed"), which kept an alert pending and failed every run that handed it out.
+ *
+ * Size: the log-derived text of an alert is bounded by the parser: the protocol at 16 characters, the reporter at
+ * 253 (a host name) or 512 (the log stream's name that stands for it), the policy at the prefix's 256. An alert
+ * carries each at most 6 times (subject, attributes, the default JSON and its key, the e-mail and its commands):
+ * 6 × (16 + 512 + 256) = 4,704 UTF-16 units, at most 7 bytes each once JSON escapes them twice (the default JSON
+ * is a string in the message): under 33 KB. The rest is fixed text (some 4 KB), Kubernetes names of at most 253
+ * characters, and the namespace lists of a scan or fan-in (100 of at most 63 characters per end, in the attributes
+ * and the default JSON: under 30 KB). Only what Kubernetes hands over unbounded (a namespace's labels) could pass
+ * 262,144 bytes: then the e-mail text is cut short to fit rather than the publish failing for ever; a message still
+ * over the limit without any e-mail text (its default JSON alone too big) throws, naming its size.
+ */
+export function snsPublication(message: OutboundMessage): SnsPublication {
+  const subject = message.subject.toWellFormed();
+  const json = message.json.toWellFormed();
+  const attributes: Record<string, MessageAttribute> = {};
+  let fixed = Buffer.byteLength(subject);
+  for (const [name, attribute] of Object.entries(message.attributes)) {
+    const value = attribute.StringValue.toWellFormed();
+    attributes[name] = { DataType: attribute.DataType, StringValue: value };
+    fixed += Buffer.byteLength(name) + Buffer.byteLength(attribute.DataType) + Buffer.byteLength(value);
+  }
+  const email = message.email.toWellFormed();
+  const body = (text: string) => JSON.stringify({ default: json, email: text });
+  const whole = body(email);
+  if (fixed + Buffer.byteLength(whole) <= MAX_PUBLISH_BYTES) return { subject, message: whole, attributes };
+  // The longest head of the text that fits with the note, found by bisection (JSON may write a character in one
+  // byte or in six): rare, and a few dozen rounds at most.
+  const cut = (keep: number) => body(`${email.slice(0, keep).toWellFormed()}${CUT_NOTE}`);
+  const fits = (keep: number) => fixed + Buffer.byteLength(cut(keep)) <= MAX_PUBLISH_BYTES;
+  if (!fits(0)) {
+    throw new Error(
+      `the message is ${fixed + Buffer.byteLength(body(""))} bytes without its e-mail text, over SNS's limit of ${MAX_PUBLISH_BYTES}`,
+    );
+  }
+  let fitting = 0;
+  let over = email.length;
+  while (over - fitting > 1) {
+    const keep = Math.floor((fitting + over) / 2);
+    if (fits(keep)) fitting = keep;
+    else over = keep;
+  }
+  return { subject, message: cut(fitting), attributes };
 }

@@ -28,9 +28,24 @@ export const DEFAULT_PREFIX = "calico-packet";
 const DAY_MS = 86_400_000;
 /** Longest stretch from the prefix to `IN=` that is still taken as a prefix (nftables allows 127 characters). */
 const MAX_PREFIX_REGION = 256;
-/** Earliest and latest instants `Date#toISOString` prints as a four-digit year. */
+/** Earliest and latest instants `Date#toISOString` prints as a four-digit year: what a time field may name. */
 const MIN_MS = -62_167_219_200_000;
 const MAX_MS = 253_402_300_799_999;
+/**
+ * Earliest and latest times a line may carry: a week inside those. The store and the alerts write ISO text of times
+ * a few alert windows (24 h at most) either side of a line's (tally and alert windows, the e-mail's `--since` and
+ * `--until`); past 9999 that text is "+010000-…", which sorts before "9999-…" (DynamoDB refused the tallies' Query
+ * and the whole batch failed) and which no `--until` takes. Such a line is malformed instead.
+ */
+const EARLIEST_LINE_MS = MIN_MS + 7 * DAY_MS;
+const LATEST_LINE_MS = MAX_MS - 7 * DAY_MS;
+/**
+ * Longest PROTO= value: nf_log_syslog prints a protocol's name (TCP, UDPLITE, ICMPv6, …) or its number, and nothing
+ * longer than 7 characters; 16 leaves room for a name a newer kernel adds.
+ */
+const MAX_PROTOCOL_LENGTH = 16;
+/** Longest host name that names a node: a DNS name's 253 characters (a Kubernetes node name is one). */
+const MAX_HOST_LENGTH = 253;
 
 /** Lines up to this long are scanned in a reused buffer; longer ones get a buffer of their own. */
 const SCRATCH_BYTES = 1 << 16;
@@ -95,9 +110,55 @@ function fail(reason: string): ParseOutcome {
   return { kind: "error", reason };
 }
 
-/** Quotes a piece of input for an error message, cut short so that a 1 MB line does not make a 1 MB reason. */
+/** The reason for a line whose time is outside EARLIEST_LINE_MS to LATEST_LINE_MS. */
+function outsideLineTimes(ms: number): string {
+  const limit = new Date(ms < EARLIEST_LINE_MS ? EARLIEST_LINE_MS : LATEST_LINE_MS).toISOString();
+  return `the time ${new Date(ms).toISOString()} is ${ms < EARLIEST_LINE_MS ? "before" : "after"} ${limit}: the windows around it would leave the years 0000 to 9999`;
+}
+
+/**
+ * What a terminal or a reader acts on rather than shows: C0, DEL and C1 controls (ESC starts a terminal's control
+ * sequences, U+009B is CSI on its own), line and paragraph separators, bidirectional overrides and isolates (they
+ * reorder the text after them: CVE-2021-42574), and lone surrogates (not text: no UTF-8 encodes them).
+ */
+const UNSAFE_TEXT = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/gu;
+
+/**
+ * `text` with what UNSAFE_TEXT matches written as `\u001b`-style escapes: log text shown to an operator (error
+ * reasons, the CLI's tables) reads as it is and changes nothing on their screen.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(UNSAFE_TEXT, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * Quotes a piece of input for an error message, cut short so that a 1 MB line does not make a 1 MB reason, with
+ * nothing a terminal acts on (JSON escapes C0 controls and lone surrogates, escapeControls the rest).
+ */
 function quote(text: string, start: number, end: number): string {
-  return JSON.stringify(end - start > 40 ? `${text.slice(start, start + 40)}…` : text.slice(start, end));
+  return escapeControls(
+    JSON.stringify(end - start > 40 ? `${text.slice(start, start + 40)}…` : text.slice(start, end)),
+  );
+}
+
+/**
+ * Whether `text[start, end)`, a host name from a line or a JSON record, names a node: at most MAX_HOST_LENGTH
+ * characters, no control character (C0, DEL, C1) and no bidirectional override or isolate (which no DNS or
+ * Kubernetes name holds, and which would reorder the table rows and e-mail lines the reporter is shown on). Any
+ * other is taken as absent, so that the line's log stream names its node
+ * (as for `localhost`) and the packet is still counted and alerted: the host is what a relay added, the packet
+ * what the kernel saw, and refusing the line would hide a denial behind a relay's bad field. Taken whole, such a
+ * host would put control sequences on terminals and e-mails, or kilobytes into every flow and alert of the node.
+ */
+function isNodeName(text: string, start: number, end: number): boolean {
+  if (end - start > MAX_HOST_LENGTH) return false;
+  for (let k = start; k < end; k++) {
+    const c = text.charCodeAt(k);
+    if (c < 32 || (c >= 127 && c < 160) || (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -379,8 +440,12 @@ function has(b: Uint8Array, at: number, literal: string): boolean {
   return true;
 }
 
-/** The PROTO= value; the common names are shared strings rather than a fresh copy per line. */
-function protocolName(text: string, b: Uint8Array, start: number, end: number): string {
+/**
+ * The PROTO= value; the common names are shared strings rather than a fresh copy per line. Null when it is not 1 to
+ * MAX_PROTOCOL_LENGTH ASCII letters and digits: nf_log_syslog prints only a name or a number there, and any other
+ * value (line breaks, control characters, kilobytes) would reach flows, alerts, e-mails and terminals.
+ */
+function protocolName(text: string, b: Uint8Array, start: number, end: number): string | null {
   switch (end - start) {
     case 3:
       if (has(b, start, "TCP")) return "TCP";
@@ -392,6 +457,13 @@ function protocolName(text: string, b: Uint8Array, start: number, end: number): 
     case 6:
       if (has(b, start, "ICMPv6")) return "ICMPv6";
       break;
+  }
+  if (end - start > MAX_PROTOCOL_LENGTH || end === start) return null;
+  // (A character outside ASCII is the byte 0x80 here: refused too.)
+  for (let k = start; k < end; k++) {
+    const c = b[k] as number;
+    const letter = c | 32;
+    if (!((letter >= 97 && letter <= 122) || (c >= 48 && c <= 57))) return null;
   }
   return text.slice(start, end);
 }
@@ -998,12 +1070,16 @@ export class LineParser {
 
   // Consecutive lines mostly share their second: remember the last conversion.
   lastMs = Number.NaN;
-  lastIso = "";
+  lastIso: string | null = "";
   lastSecond = Number.NaN;
   /** ISO text of `lastSecond` up to and including the "." before the milliseconds. */
   lastSecondIso = "";
   lastSyslogKey = -1;
   lastSyslogIso: string | null = null;
+  /** The instant of `lastSyslogKey`, NaN when its date does not exist in its year. */
+  lastSyslogMs = Number.NaN;
+  /** The last JSON record's host found to name a node (see nodeName). */
+  namedHost: string | null = null;
 
   constructor(options: ParseOptions, fastPath = true) {
     this.fastPath = fastPath;
@@ -1170,7 +1246,10 @@ export class LineParser {
       value = JSON.parse(text);
     } catch (error) {
       const detail = error instanceof Error ? error.message : String(error);
-      return fail(`malformed JSON record: ${detail.length > 120 ? `${detail.slice(0, 120)}…` : detail}`);
+      // V8 quotes the input around the error as it is: escaped, as every reason quotes input.
+      return fail(
+        `malformed JSON record: ${escapeControls(detail.length > 120 ? `${detail.slice(0, 120)}…` : detail)}`,
+      );
     }
     // The text starts with "{", so what JSON.parse returns is an object.
     return this.parseRecord(value as Record<string, unknown>, depth, outerHost, outerMs);
@@ -1434,6 +1513,17 @@ export class LineParser {
     return outcome;
   }
 
+  /**
+   * A JSON record's host, or null when it names no node (isNodeName: it is then taken as absent). Checked once per
+   * distinct host: the lines of a stream carry one.
+   */
+  nodeName(host: string): string | null {
+    if (host === this.namedHost) return host;
+    if (!isNodeName(host, 0, host.length)) return null;
+    this.namedHost = host;
+    return host;
+  }
+
   /** Epoch ms of a JSON record's time field: ISO text, or epoch seconds/ms/µs/ns as a number or digits. */
   jsonTime(value: unknown, bytes: Uint8Array | null = null, at = 0): number {
     let n: number;
@@ -1468,7 +1558,7 @@ export class LineParser {
    * Reads the syslog header at `start`: `<PRI>`, RFC 5424 version, an ISO or RFC 3164 timestamp (or RFC 5424's
    * nil one), then the host name (a token that ends in ":" is a tag, not a host). Returns where the header ends.
    */
-  readHeader(b: Uint8Array, start: number, end: number): number {
+  readHeader(text: string, b: Uint8Array, start: number, end: number): number {
     const stamp = this.stamp;
     let i = start;
     let nil = false;
@@ -1508,11 +1598,27 @@ export class LineParser {
     i = stamp.end;
     if (b[i] !== 32) return i;
     const hostStart = i + 1;
-    const hostEnd = tokenEnd(b, hostStart, end);
+    // Printable ASCII up to the space: a host name nearly always, checked on the way to the token's end. A token
+    // with anything else (a character outside ASCII is the byte 0x80 here) is read on to its end and checked
+    // character by character.
+    let hostEnd = hostStart;
+    while (hostEnd < end) {
+      const c = b[hostEnd] as number;
+      if (c <= 32 || c >= 127) break;
+      hostEnd++;
+    }
+    let named = true;
+    if (hostEnd < end && b[hostEnd] !== 32) {
+      const from = hostEnd;
+      hostEnd = tokenEnd(b, hostEnd, end);
+      named = isNodeName(text, from, hostEnd);
+    }
+    named &&= hostEnd - hostStart <= MAX_HOST_LENGTH;
     // A token ending in ":" is a tag; one starting with "[" is the kernel's [seconds.micros] stamp (no host name
     // holds a bracket).
     if (hostEnd === hostStart || b[hostEnd - 1] === 58 || b[hostStart] === 91) return i;
-    if (hostEnd - hostStart !== 1 || b[hostStart] !== 45) {
+    // A host that names no node (isNodeName) is taken as absent, as "-" is.
+    if ((hostEnd - hostStart !== 1 || b[hostStart] !== 45) && named) {
       this.hostS = hostStart;
       this.hostE = hostEnd;
     }
@@ -1539,7 +1645,7 @@ export class LineParser {
       if (c !== 10 && c !== 13) break;
       end--;
     }
-    let headerEnd = this.readHeader(b, start, end);
+    let headerEnd = this.readHeader(text, b, start, end);
     // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
     const h = this.hostS;
     if (
@@ -1552,7 +1658,7 @@ export class LineParser {
       if ((flag === 70 || flag === 80) && b[headerEnd + 2] === 32) {
         // Its time is the nearest full timestamp, unless the pod's line carries one itself.
         outerMs = this.stampMs;
-        headerEnd = this.readHeader(b, headerEnd + 3, end);
+        headerEnd = this.readHeader(text, b, headerEnd + 3, end);
       }
     }
     const needle = this.needle;
@@ -1605,10 +1711,17 @@ export class LineParser {
     return this.parseFields(text, b, fields, end, prefix, outerHost, outerMs);
   }
 
-  /** The ISO text of an instant, remembered for the next line of the same millisecond. */
-  iso(ms: number): string {
+  /**
+   * The ISO text of an instant, remembered for the next line of the same millisecond; null outside the times a
+   * line may carry (EARLIEST_LINE_MS to LATEST_LINE_MS), which is checked only when the millisecond changes.
+   */
+  iso(ms: number): string | null {
     if (ms !== this.lastMs) {
       this.lastMs = ms;
+      if (!(ms >= EARLIEST_LINE_MS && ms <= LATEST_LINE_MS)) {
+        this.lastIso = null;
+        return null;
+      }
       // Lines of one second share the text up to the milliseconds.
       const second = Math.floor(ms / 1000);
       const milli = ms - second * 1000;
@@ -1626,7 +1739,8 @@ export class LineParser {
   }
 
   /**
-   * The ISO text of a year-less RFC 3164 timestamp, or null when the date does not exist in its year. Such timestamps are taken as UTC: nodes of EKS AMIs log in
+   * The ISO text of a year-less RFC 3164 timestamp, or null when the date does not exist in its year or is outside
+   * the times a line may carry (`lastSyslogMs` tells which). Such timestamps are taken as UTC: nodes of EKS AMIs log in
    * UTC, and a log line carries no zone. The year is `year` when given, else the year of `now`, or the year
    * before when that would put the line more than a day in the future.
    */
@@ -1651,7 +1765,8 @@ export class LineParser {
       }
     }
     this.lastSyslogKey = key;
-    this.lastSyslogIso = Number.isNaN(ms) ? null : new Date(ms).toISOString();
+    this.lastSyslogMs = ms;
+    this.lastSyslogIso = ms >= EARLIEST_LINE_MS && ms <= LATEST_LINE_MS ? new Date(ms).toISOString() : null;
     return this.lastSyslogIso;
   }
 
@@ -1822,8 +1937,10 @@ export class LineParser {
       if (!isProtoKey(b, c)) break;
       c += 6;
       j = tokenEnd(b, c, end);
-      if (j === c) break;
-      protocol = protocolName(text, b, c, j);
+      const name = protocolName(text, b, c, j);
+      // (The token loop words the error.)
+      if (name === null) break;
+      protocol = name;
       section = 2;
       i = j;
       c = j + 1;
@@ -1986,7 +2103,15 @@ export class LineParser {
             if (section === 2) return fail("a second PROTO= outside a quoted packet");
             if (section === 0) return fail("PROTO= before SRC=");
             if (vs === j) return fail("empty PROTO=");
-            protocol = protocolName(text, b, vs, j);
+            {
+              const name = protocolName(text, b, vs, j);
+              if (name === null) {
+                return fail(
+                  `PROTO= is not a protocol name or number (1 to ${MAX_PROTOCOL_LENGTH} ASCII letters and digits): ${quote(text, vs, j)}`,
+                );
+              }
+              protocol = name;
+            }
             section = 2;
             break;
           case K_SPT:
@@ -2136,24 +2261,26 @@ export class LineParser {
     }
 
     let time: string | null = null;
-    if (this.stampKind === 1) {
-      time = this.iso(this.stampMs);
-    } else if (!Number.isNaN(outerMs)) {
-      time = this.iso(outerMs);
+    if (this.stampKind === 1 || !Number.isNaN(outerMs)) {
+      const ms = this.stampKind === 1 ? this.stampMs : outerMs;
+      time = this.iso(ms);
+      if (time === null) return fail(outsideLineTimes(ms));
     } else if (this.stampKind === 2) {
       time = this.syslogIso();
       if (time === null) {
+        const ms = this.lastSyslogMs;
         return fail(
-          `the date ${this.stamp.month}-${this.stamp.day} does not exist in ${this.year ?? "the inferred year"}`,
+          Number.isNaN(ms)
+            ? `the date ${this.stamp.month}-${this.stamp.day} does not exist in ${this.year ?? "the inferred year"}`
+            : outsideLineTimes(ms),
         );
       }
     } else if (this.stampKind === 3) {
       const at = this.stampAt;
       const stop = text.indexOf(" ", at + 11);
-      return fail(
-        `the timestamp ${JSON.stringify(text.slice(at, stop < 0 ? at + 19 : stop))} names no instant`,
-      );
+      return fail(`the timestamp ${quote(text, at, stop < 0 ? at + 19 : stop)} names no instant`);
     }
+    const node = outerHost === null ? null : this.nodeName(outerHost);
 
     if (!this.encoding) {
       let tcpFlags: readonly string[];
@@ -2167,7 +2294,7 @@ export class LineParser {
       }
       const record: PacketRecord = {
         time,
-        node: this.hostS >= 0 ? text.slice(this.hostS, this.hostE) : outerHost,
+        node: this.hostS >= 0 ? text.slice(this.hostS, this.hostE) : node,
         prefix,
         policy: this.format === null ? null : decodePolicy(this.format, prefix),
         inInterface: inS >= 0 ? text.slice(inS, inE) : null,
@@ -2194,7 +2321,7 @@ export class LineParser {
     r.time = time;
     r.nodeS = this.hostS;
     r.nodeE = this.hostE;
-    r.node = outerHost;
+    r.node = node;
     r.prefix = prefix;
     r.inS = inS;
     r.inE = inE;

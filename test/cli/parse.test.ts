@@ -98,6 +98,46 @@ describe("calico-flows parse", () => {
     );
   });
 
+  it("keeps the §3.1 contract on hostile lines: records for the rest, reasons on stderr without raw controls", async () => {
+    const lines = [
+      SYSLOG,
+      SYSLOG.replace("PROTO=TCP", "PROTO=TCP\u001b[8m"),
+      JSON.stringify({ log: SYSLOG.replace("PROTO=TCP", "PROTO=TCP\n\nNote:\tall\tclear\n") }),
+      SYSLOG.replace("PROTO=TCP", `PROTO=X${"9".repeat(90_000)}`),
+      SYSLOG.replace("ip-192-168-74-5", "ip-192-168-74-5\u001b]0;owned\u0007\u009b8m"),
+      SYSLOG.replace("ip-192-168-74-5", "x".repeat(254)),
+      SYSLOG.replace("Apr 19 04:52:19", "9999-12-31T23:59:59.999Z"),
+      `{"log":"calico-packet: IN=eth0", "x": t\u001b]0;owned\u0007\u001b[2J}`,
+      JOURNALD,
+    ];
+    const r = await run(`${lines.join("\n")}\n`, ["--year", "2024"]);
+    expect(r.code).toBe(0);
+    const out = records(r.stdout);
+    // The hostile hosts name no node: their records are the line's own with `node` null (present, not omitted).
+    const parse = createParser({ year: 2024 });
+    const design = parse(SYSLOG);
+    if (design.kind !== "record") throw new Error("fixture must parse");
+    expect(out).toEqual([
+      design.record,
+      { ...design.record, node: null },
+      { ...design.record, node: null },
+      (parse(JOURNALD) as { record: PacketRecord }).record,
+    ]);
+    expect(r.stdout.split("\n")[1]).toContain('"node":null,');
+    const reported = r.stderr.split("\n").filter((l) => l.startsWith("calico-flows parse: line "));
+    expect(reported.map((l) => /line (\d+):/.exec(l)?.[1])).toEqual(["2", "3", "4", "7", "8"]);
+    expect(reported[0]).toContain(
+      'PROTO= is not a protocol name or number (1 to 16 ASCII letters and digits): "TCP\\u001b[8m"',
+    );
+    expect(reported[3]).toMatch(/the time 9999-12-31T23:59:59.999Z is after 9999-12-24T23:59:59.999Z/);
+    expect(reported[4]).toMatch(/malformed JSON record/);
+    expect(r.stderr.replaceAll("\n", "")).not.toMatch(
+      /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u,
+    );
+    expect(r.stderr.length).toBeLessThan(2_000);
+    expect(r.stderr).toContain("9 lines, 4 records, 0 skipped (not calico-packet), 5 malformed");
+  });
+
   it("takes CRLF endings and a last line without a newline", async () => {
     const r = await run(`${NOISE}\r\n${SYSLOG}\r\n${SYSLOG}`, ["--year", "2024"]);
     expect(records(r.stdout)).toHaveLength(2);

@@ -4,10 +4,14 @@ import {
   alertAttributes,
   alertDefaultJson,
   alertEmailText,
+  alertMessage,
   alertSubject,
+  MAX_PUBLISH_BYTES,
   MAX_SUBJECT_LENGTH,
+  type OutboundMessage,
   type PanicEvent,
   panicAnnouncement,
+  snsPublication,
   suppressionSummary,
 } from "../../functions/core/alert-message.ts";
 import type { AlertRecord, Endpoint } from "../../functions/core/types.ts";
@@ -414,5 +418,79 @@ describe("panicAnnouncement", () => {
     );
     // The whole requester stays in the text.
     expect(panicAnnouncement(direct).email).toContain(`Who:      ${direct.requester}`);
+  });
+});
+
+describe("log-derived text in a message", () => {
+  /** What must not reach an e-mail's lines: controls, line and paragraph separators. */
+  const UNSAFE = /[\p{Cc}\u2028\u2029]/u;
+  const forged = "\n\nNote:\tall clear, no action needed.\u2028\u001b[2J\r\n";
+  const hostile = () =>
+    alert({
+      protocol: `TCP${forged}`,
+      reporter: `ip-1${forged}`,
+      policy: { tier: `default${forged}`, kind: "gnp", name: `deny${forged}`, namespace: null },
+    });
+
+  it("keeps every value on its e-mail line, whatever it carries", () => {
+    for (const a of [hostile(), { ...fanInAlert(), ...hostile(), reason: "internal-fan-in" as const }]) {
+      const lines = alertEmailText(a).split("\n");
+      for (const l of lines) expect(l).not.toMatch(UNSAFE);
+      expect(lines.some((l) => l.startsWith("Note:"))).toBe(false);
+      const port = lines.findIndex((l) => l.startsWith("  Port:"));
+      expect(lines[port + 1]).toMatch(/^ {2}Direction:/);
+      expect(lines.find((l) => l.startsWith("  Policy:"))).toMatch(/^ {2}Policy: .*deny Note:/);
+      expect(
+        lines.filter((l) => l.includes("kubectl get globalnetworkpolicies.projectcalico.org 'deny")),
+      ).toHaveLength(1);
+      expect(alertSubject(a)).not.toMatch(UNSAFE);
+    }
+  });
+
+  it("is published well-formed: a lone surrogate becomes U+FFFD in the subject, attributes, e-mail and JSON", () => {
+    const message = alertMessage(alert({ protocol: "TCP\ud800", reporter: "ip-\udc00" }));
+    expect(message.attributes.protocol?.StringValue.isWellFormed()).toBe(false);
+    const published = snsPublication(message);
+    expect(published.subject).toContain("TCP\ufffd");
+    expect(published.attributes.protocol?.StringValue).toBe("TCP\ufffd");
+    expect(published.message.isWellFormed()).toBe(true);
+    const body = JSON.parse(published.message) as { default: string; email: string };
+    expect(body.email).toContain("ip-\ufffd");
+    // The default JSON is JSON.stringify's, which writes a lone surrogate as an escape: valid, well-formed text.
+    expect(body.default).toBe(message.json);
+    // Nothing else changes.
+    const plain = alertMessage(alert());
+    expect(snsPublication(plain)).toEqual({
+      subject: plain.subject,
+      message: JSON.stringify({ default: plain.json, email: plain.email }),
+      attributes: plain.attributes,
+    });
+  });
+
+  it("fits SNS's limit on a publish: an e-mail text too long is cut short, with a note", () => {
+    const size = (p: ReturnType<typeof snsPublication>) =>
+      Buffer.byteLength(p.subject) +
+      Buffer.byteLength(p.message) +
+      Object.entries(p.attributes).reduce(
+        (n, [k, a]) =>
+          n + Buffer.byteLength(k) + Buffer.byteLength(a.DataType) + Buffer.byteLength(a.StringValue),
+        0,
+      );
+    const plain = alertMessage(alert());
+    for (const filler of ["x", "é", "\u0001", "🙂"]) {
+      const big: OutboundMessage = { ...plain, email: `${plain.email}${filler.repeat(300_000)}` };
+      const published = snsPublication(big);
+      expect(size(published)).toBeLessThanOrEqual(MAX_PUBLISH_BYTES);
+      expect(size(published)).toBeGreaterThan(MAX_PUBLISH_BYTES - 1_000);
+      const body = JSON.parse(published.message) as { default: string; email: string };
+      expect(body.default).toBe(plain.json);
+      expect(body.email.startsWith(plain.email)).toBe(true);
+      expect(body.email).toMatch(/cut short: this message passed SNS's 256 KB limit/);
+      expect(published.message.isWellFormed()).toBe(true);
+    }
+    // A default JSON alone over the limit cannot be cut: refused, saying so.
+    expect(() => snsPublication({ ...plain, json: JSON.stringify({ x: "x".repeat(300_000) }) })).toThrow(
+      /without its e-mail text, over SNS's limit of 262144/,
+    );
   });
 });

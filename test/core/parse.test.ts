@@ -287,8 +287,10 @@ describe("JSON records wrapping a line", () => {
     // Other escapes, a newline elsewhere or one that is not the value's last character: JSON.parse reads them.
     expect(record(JSON.stringify({ log: `${DESIGN_LINE}\r\n`, ...host }))).toEqual(DESIGN_RECORD);
     expect(record(JSON.stringify({ log: `${DESIGN_LINE}\n`, host: "a\nb" })).node).toBe("ip-192-168-74-5");
-    expect(record(JSON.stringify({ msg: MESSAGE, host: "h\n" })).node).toBe("h\n");
-    expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, host: "a\tb" })).node).toBe("a\tb");
+    // (A host with a control character names no node: JSON.parse's path reads it, and takes it as absent.)
+    expect(record(JSON.stringify({ msg: MESSAGE, host: "h\n" })).node).toBeNull();
+    expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, host: "a\tb" })).node).toBeNull();
+    expect(record(`{"msg":${JSON.stringify(`${MESSAGE}\n`)},"host":"a\u002db"}`).node).toBe("a-b");
     expect(record(JSON.stringify({ msg: MESSAGE, time: "1713502339\n" })).time).toBe(
       "2024-04-19T04:52:19.000Z",
     );
@@ -837,12 +839,15 @@ describe("the NDJSON encoder writes what JSON.stringify writes", () => {
     for (const name of odd) {
       const line = DESIGN_LINE.replace("ip-192-168-74-5", name).replace("OUT=eni8d48114818c", `OUT=${name}`);
       const r = record(line);
-      expect(r.node).toBe(name);
+      // A host with a control character names no node (it is taken as absent); an interface is kept as it is.
+      const node = /\p{Cc}/u.test(name) ? null : name;
+      expect(r.node).toBe(node);
       expect(r.outInterface).toBe(name);
       // The journald form: the host comes from the JSON record, the line from its MESSAGE.
-      record(
+      const journald = record(
         JSON.stringify({ _HOSTNAME: name, MESSAGE: DESIGN_LINE.slice(DESIGN_LINE.indexOf("calico-packet")) }),
       );
+      expect(journald.node).toBe(node);
     }
   });
 
@@ -866,5 +871,124 @@ describe("the NDJSON encoder writes what JSON.stringify writes", () => {
     for (const n of [0, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 65_535, 99_999, 100_000, 4_294_967_295]) {
       expect(record(DESIGN_LINE.replace("LEN=60", `LEN=${n}`)).length).toBe(n);
     }
+  });
+});
+
+describe("hostile input: what a line may carry into flows, alerts and terminals", () => {
+  /** What a reason must not hold raw: controls, line separators, bidi overrides and isolates, lone surrogates. */
+  const UNSAFE = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
+  const withProto = (proto: string) => DESIGN_LINE.replace("PROTO=TCP", `PROTO=${proto}`);
+  /** The DESIGN.md line's IP header, then PROTO= and nothing after it. */
+  const bareProto = (proto: string) =>
+    `${DESIGN_LINE.slice(0, DESIGN_LINE.indexOf("PROTO="))}PROTO=${proto} `;
+
+  it("PROTO= is a protocol name or number: 1 to 16 ASCII letters and digits", () => {
+    for (const name of ["SCTP", "AH", "ESP", "GRE", "132", "47", "0", "p", "Protocol16Digits"]) {
+      expect(record(bareProto(name)).protocol).toBe(name);
+    }
+    expect(record(withProto("TCP"))).toEqual(DESIGN_RECORD);
+  });
+
+  it("any other PROTO= makes the line malformed, with a short reason that quotes it escaped", () => {
+    const bad = [
+      "Proto17Characters",
+      "TCP\u001b[8m",
+      "TCP\u009b8m",
+      "TCP\u007f",
+      "TCP\u202e",
+      "TCPé",
+      "UDP-LITE",
+      "tcp,",
+      `X${"9".repeat(90_000)}`,
+    ];
+    for (const proto of bad) {
+      for (const line of [
+        withProto(proto),
+        bareProto(proto),
+        JSON.stringify({ log: withProto(proto), host: "ip-1" }),
+      ]) {
+        const why = reason(line);
+        expect(why).toMatch(
+          /^PROTO= is not a protocol name or number \(1 to 16 ASCII letters and digits\): "/,
+        );
+        expect(why).not.toMatch(UNSAFE);
+        expect(why.length).toBeLessThan(200);
+      }
+    }
+    // Escaped in a JSON record: line breaks and tabs (only a space ends the token), a lone surrogate.
+    for (const proto of ["TCP\n\nNote:\tall\tclear\n", "TCP\ud800", "TCP\u2028"]) {
+      const why = reason(JSON.stringify({ log: `${withProto(proto)}\n`, host: "ip-1" }));
+      expect(why).toMatch(/^PROTO= is not a protocol name or number/);
+      expect(why).not.toMatch(UNSAFE);
+    }
+    expect(reason(withProto("TCP\u001b[8m"))).toContain('"TCP\\u001b[8m"');
+  });
+
+  it("a host name with a control or bidi character, or longer than 253 characters, is taken as absent", () => {
+    const host = (name: string) => DESIGN_LINE.replace("ip-192-168-74-5", name);
+    const fields = { ...DESIGN_RECORD, node: null };
+    for (const name of [
+      "ip-1\u001b]0;all clear\u0007",
+      "ip-1\u009b8m",
+      "ip-1\u007f",
+      "ip\t1",
+      "ip-1\u202eon",
+      "ip-1\u2066x",
+      "x".repeat(254),
+    ]) {
+      expect(record(host(name))).toEqual(fields);
+      const journald = { MESSAGE, _HOSTNAME: name, __REALTIME_TIMESTAMP: "1713502339000000" };
+      expect(record(JSON.stringify(journald))).toEqual(fields);
+      expect(record(JSON.stringify({ log: MESSAGE, host: name })).node).toBeNull();
+    }
+    // Names up to the bound, and other text outside ASCII (published well-formed, shown escaped by the tables).
+    for (const name of ["x".repeat(253), "nœud-é", "ip-1\u200fx", "lone\ud800"]) {
+      expect(record(host(name)).node).toBe(name);
+      expect(record(JSON.stringify({ log: MESSAGE, host: name })).node).toBe(name);
+    }
+    // The line's own host absent, the record's names the node (as for a line without one).
+    expect(record(JSON.stringify({ log: host("ip-1\u001b"), host: "ip-outer" })).node).toBe("ip-outer");
+    // One parser over lines alternating good and bad hosts (it remembers the last good one).
+    const parse = createParser({ now: PARSE_NOW });
+    for (const name of ["ip-1", "ip-\u001b", "ip-1", "ip-2", "ip-\u001b", "ip-2"]) {
+      const outcome = parse(JSON.stringify({ log: MESSAGE, host: name }));
+      expect(outcome.kind === "record" && outcome.record.node).toBe(name.includes("\u001b") ? null : name);
+    }
+  });
+
+  it("a line time whose windows would leave the years 0000 to 9999 makes the line malformed", () => {
+    const at = (time: string) => DESIGN_LINE.replace("Apr 19 04:52:19", time);
+    expect(record(at("9999-12-24T23:59:59.999Z")).time).toBe("9999-12-24T23:59:59.999Z");
+    expect(record(at("0000-01-08T00:00:00Z")).time).toBe("0000-01-08T00:00:00.000Z");
+    for (const time of [
+      "9999-12-31T23:59:59.999Z",
+      "9999-12-25T00:00:00Z",
+      "9999-12-24T23:59:59-00:01",
+      "0000-01-07T23:59:59.999Z",
+      "0000-01-01T00:00:00+01:00",
+    ]) {
+      expect(reason(at(time))).toMatch(/is (after 9999-12-24|before 0000-01-08)\S*: the windows around it/);
+      expect(reason(JSON.stringify({ log: MESSAGE, time }))).toMatch(/the windows around it/);
+    }
+    // Epoch numbers too, and year-less timestamps in a year given.
+    const nanoseconds = Date.parse("9999-12-31T00:00:00Z") * 1e6;
+    expect(reason(JSON.stringify({ log: MESSAGE, time: nanoseconds }))).toMatch(/after 9999-12-24/);
+    expect(reason(at("Dec 31 23:59:59"), { year: 9999 })).toMatch(/after 9999-12-24/);
+    expect(reason(at("Feb 30 23:59:59"), { year: 9999 })).toMatch(/does not exist/);
+    expect(record(at("Dec 24 23:59:59"), { year: 9999 }).time).toBe("9999-12-24T23:59:59.000Z");
+    // A parser that refused a time still reads the next line of the same second.
+    const parse = createParser({ now: PARSE_NOW });
+    expect(parse(at("9999-12-31T23:59:59.999Z")).kind).toBe("error");
+    expect(parse(at("9999-12-31T23:59:59.999Z")).kind).toBe("error");
+    expect(parse(DESIGN_LINE)).toEqual({ kind: "record", record: DESIGN_RECORD });
+  });
+
+  it("reasons quote the input escaped: a malformed JSON record, a timestamp that names no instant", () => {
+    const json = `{"log":${JSON.stringify(MESSAGE)}, "x": t\u001b]0;owned\u0007\u001b[2J\u009b\u202e}`;
+    expect(reason(json)).toMatch(/^malformed JSON record: /);
+    expect(reason(json)).not.toMatch(UNSAFE);
+    const stamp = DESIGN_LINE.replace("Apr 19 04:52:19", "2024-04-19T25:00:00\u001b[2J\u202e");
+    expect(reason(stamp)).toMatch(/^the timestamp ".*" names no instant$/);
+    expect(reason(stamp)).not.toMatch(UNSAFE);
   });
 });

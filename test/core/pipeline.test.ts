@@ -134,6 +134,36 @@ describe("runPipeline", () => {
     ]);
   });
 
+  it("takes a host that names no node (a control character, over 253 characters) as absent: the stream's node", async () => {
+    const t = Date.parse("2026-04-19T04:52:19Z");
+    const hosts = ["ip-1\u001b[2J", "x".repeat(254), "ip-2"];
+    const events = hosts.flatMap((host, k) => [
+      {
+        message: line("Apr 19 04:52:19", host, "192.168.1.1", "192.168.2.2", 80 + k),
+        timestamp: t,
+        node: "stream-node",
+      },
+      {
+        message: JSON.stringify({
+          log: line("Apr 19 04:52:19", "-", "192.168.1.1", "192.168.2.2", 90 + k),
+          host,
+        }),
+        timestamp: t,
+        node: "stream-node",
+      },
+    ]);
+    const result = await runPipeline(events, options(new RecordingDirectory({})));
+    expect(result.stats.malformed).toBe(0);
+    expect(result.flows.map((f) => [f.dstPort, f.reporter])).toEqual([
+      [80, "stream-node"],
+      [90, "stream-node"],
+      [81, "stream-node"],
+      [91, "stream-node"],
+      [82, "ip-2"],
+      [92, "ip-2"],
+    ]);
+  });
+
   it("stores endpoints unresolved when the directory cannot answer, and still raises the alert", async () => {
     const directory: IpDirectory = {
       resolve: async (lookups) => lookups.map(() => ({ status: "unavailable", reason: "API down" })),
