@@ -50,8 +50,11 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...shown.map(line)].join("\n");
 }
 
-/** To the second, and still ISO-8601: a time copied from a table is a valid `--since` or `--until`. */
-const shortTime = (iso: string) => iso.replace(/\.\d+Z$/, "Z");
+/**
+ * Without milliseconds when there are none, and still ISO-8601: a time copied from a table is a valid `--since` or
+ * `--until` that selects the record it was printed for (cut to the second, 04:52:19.500 as `--until` left it out).
+ */
+const shortTime = (iso: string) => iso.replace(/\.000Z$/, "Z");
 
 export function flowsTable(flows: readonly FlowRecord[]): string {
   return table(

@@ -259,9 +259,10 @@ export function registerParse(program: Command): void {
   )
     .addOption(
       // The years replay takes: a two-digit `--year 26` is a mistake, not the year 26.
-      new Option("--year <yyyy>", "year of year-less syslog timestamps (default: inferred)").argParser(
-        parseInteger("--year", 1970, 9999),
-      ),
+      new Option(
+        "--year <yyyy>",
+        "year of year-less syslog timestamps, which are read as UTC (default: the latest that puts a line at most a day ahead of now)",
+      ).argParser(parseInteger("--year", 1970, 9999)),
     )
     .addOption(
       new Option("--prefix <text>", "log prefix to look for (Felix logPrefix)").default(DEFAULT_PREFIX),

@@ -38,7 +38,11 @@ export function registerReplay(program: Command): void {
     .command("replay")
     .description("run the ingest pipeline on local log text (a file, or - for stdin; follows a stream)")
     .argument("[file]", "log file, or - for standard input", "-")
-    .option("--year <yyyy>", "year of year-less syslog timestamps", parseInteger("--year", 1970, 9999))
+    .option(
+      "--year <yyyy>",
+      "year of year-less syslog timestamps, which are read as UTC (default: the latest that puts a line at most a day ahead of now)",
+      parseInteger("--year", 1970, 9999),
+    )
     .addOption(
       new Option("--batch-lines <n>", "lines per batch")
         .argParser(parseInteger("--batch-lines", 1, 1e6))

@@ -432,6 +432,11 @@ function hexTokenEnd(b: Uint8Array, start: number, width: number, end: number): 
     : tokenEnd(b, start, end);
 }
 
+/** Whether a token starting with byte `c` may be a syslog header: `<PRI>`, an ISO stamp, or a month's name. */
+function mayStartHeader(c: number): boolean {
+  return c === 60 || (c >= 48 && c <= 57) || (c >= 65 && c <= 90);
+}
+
 /** True when `literal` (ASCII) is at `at`. */
 function has(b: Uint8Array, at: number, literal: string): boolean {
   for (let k = 0; k < literal.length; k++) {
@@ -1080,6 +1085,13 @@ export class LineParser {
   lastSyslogMs = Number.NaN;
   /** The last JSON record's host found to name a node (see nodeName). */
   namedHost: string | null = null;
+  /** When set, the years of year-less stamps are inferred from it rather than from `now` (inferYearsFrom). */
+  yearBasis: number | undefined;
+  /**
+   * Set by a scan that failed only because a year-less stamp's date (Feb 29) does not exist in the year inferred
+   * for it; its reader clears it.
+   */
+  missingDate = false;
 
   constructor(options: ParseOptions, fastPath = true) {
     this.fastPath = fastPath;
@@ -1660,6 +1672,22 @@ export class LineParser {
         outerMs = this.stampMs;
         headerEnd = this.readHeader(text, b, headerEnd + 3, end);
       }
+    } else if (this.stampKind === 1 && h >= 0 && mayStartHeader(b[h] as number)) {
+      // A timestamp a tool put before the syslog line (`kubectl logs --timestamps`, an S3 export of CloudWatch
+      // Logs): what looked like the host is the line's own header. Its time is the outer one, unless the line's
+      // is full; a token that starts no header (a host named with capitals, an address) stays the host.
+      const outer = this.stampMs;
+      const hostE = this.hostE;
+      const inner = this.readHeader(text, b, h, end);
+      if ((this.stampKind as number) === 0) {
+        this.stampKind = 1;
+        this.stampMs = outer;
+        this.hostS = h;
+        this.hostE = hostE;
+      } else {
+        outerMs = outer;
+        headerEnd = inner;
+      }
     }
     const needle = this.needle;
     const nlen = needle.length;
@@ -1739,10 +1767,19 @@ export class LineParser {
   }
 
   /**
+   * Infers the years of year-less stamps from `at` (a log event's own time: a backfilled Feb 29 is of a leap year)
+   * instead of `now`, until called with undefined.
+   */
+  inferYearsFrom(at: number | undefined): void {
+    this.yearBasis = at;
+    this.lastSyslogKey = -1;
+  }
+
+  /**
    * The ISO text of a year-less RFC 3164 timestamp, or null when the date does not exist in its year or is outside
    * the times a line may carry (`lastSyslogMs` tells which). Such timestamps are taken as UTC: nodes of EKS AMIs log in
-   * UTC, and a log line carries no zone. The year is `year` when given, else the year of `now`, or the year
-   * before when that would put the line more than a day in the future.
+   * UTC, and a log line carries no zone. The year is `year` when given, else the latest of the years around `now`
+   * (the next, this one, the one before) that puts the line at most a day after `now`.
    */
   syslogIso(): string | null {
     const s = this.stamp;
@@ -1755,13 +1792,14 @@ export class LineParser {
         ms = daysFromCivil(this.year, s.month, s.day) * DAY_MS + s.dayMs;
       }
     } else {
-      const now = this.now ?? Date.now();
+      // The latest year that puts the line at most a day after now: the next one too, for a line stamped just
+      // after New Year by a node whose clock is ahead of the reader's.
+      const now = this.yearBasis ?? this.now ?? Date.now();
       const year = new Date(now).getUTCFullYear();
-      if (s.day <= daysInMonth(year, s.month)) {
-        ms = daysFromCivil(year, s.month, s.day) * DAY_MS + s.dayMs;
-      }
-      if ((Number.isNaN(ms) || ms > now + DAY_MS) && s.day <= daysInMonth(year - 1, s.month)) {
-        ms = daysFromCivil(year - 1, s.month, s.day) * DAY_MS + s.dayMs;
+      for (let y = year + 1; y >= year - 1 && Number.isNaN(ms); y--) {
+        if (s.day > daysInMonth(y, s.month)) continue;
+        const at = daysFromCivil(y, s.month, s.day) * DAY_MS + s.dayMs;
+        if (at <= now + DAY_MS) ms = at;
       }
     }
     this.lastSyslogKey = key;
@@ -2269,6 +2307,7 @@ export class LineParser {
       time = this.syslogIso();
       if (time === null) {
         const ms = this.lastSyslogMs;
+        this.missingDate = Number.isNaN(ms);
         return fail(
           Number.isNaN(ms)
             ? `the date ${this.stamp.month}-${this.stamp.day} does not exist in ${this.year ?? "the inferred year"}`

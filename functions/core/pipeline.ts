@@ -481,8 +481,20 @@ async function runWith(
   for (let i = 0; i < events.length; i++) {
     const event = delivered === null ? (list[i] as LogEvent) : null;
     stats.lines++;
-    const outcome =
+    let outcome =
       event === null ? (delivered as DeliveredEvents).scan(i, scanner) : scanner.scan(event.message);
+    if (outcome !== null && scanner.missingDate) {
+      // A year-less Feb 29 read in another year: the event's own time (a backfill's, a redrive's) names its year.
+      scanner.missingDate = false;
+      const eventAt = event === null ? (delivered as DeliveredEvents).timestamp(i) : event.timestamp;
+      if (eventAt !== undefined) {
+        scanner.inferYearsFrom(eventAt);
+        outcome =
+          event === null ? (delivered as DeliveredEvents).scan(i, scanner) : scanner.scan(event.message);
+        scanner.inferYearsFrom(undefined);
+        scanner.missingDate = false;
+      }
+    }
     if (outcome !== null) {
       if (outcome.kind === "skip") {
         stats.skipped++;

@@ -137,6 +137,30 @@ describe("syslog wrappers", () => {
       "2024-04-19T04:52:20.123Z",
       "ip-192-168-74-5",
     ],
+    [
+      "a tool's timestamp before a syslog line (`kubectl logs --timestamps`): its time, the line's host",
+      `2024-04-19T04:52:20.123456789Z Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:20.123Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "a tool's timestamp before an RFC 5424 line: the line's own full time",
+      `2024-04-19T04:52:20Z <4>1 2024-04-19T04:52:19.5Z ip-192-168-74-5 kernel - - - ${MESSAGE}`,
+      "2024-04-19T04:52:19.500Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "an ISO stamp before a host named with capitals: the host, not a header",
+      `2024-04-19T04:52:19Z Worker-7 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "Worker-7",
+    ],
+    [
+      "an ISO stamp before a host given as its address",
+      `2024-04-19T04:52:19Z 10.0.1.5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "10.0.1.5",
+    ],
     ["a bare kernel message: no time, no node", MESSAGE, null, null],
     ["dmesg output", `[ 8123.456789] ${MESSAGE}`, null, null],
   ])("%s", (_name, line, time, node) => {
