@@ -39,6 +39,7 @@ import {
   policyOf,
 } from "./items.ts";
 import {
+  alertDaysPartition,
   alertKeyDigest,
   alertPartition,
   alertRecordKey,
@@ -52,10 +53,11 @@ import {
   foldSlotSk,
   InvalidInputError,
   iso,
+  nextDay,
   normalizeInstant,
   timeRange,
 } from "./keys.ts";
-import { listAlertDays, type MarkedPeriods, markAlertDay } from "./markers.ts";
+import { listMarkers, type MarkedPeriods, markAlertDay } from "./markers.ts";
 import {
   type CountedWrite,
   countedUpdate,
@@ -908,8 +910,16 @@ export async function queryAlertsPage(
     const part = days[0];
     if (part === undefined) {
       if (next === undefined) break;
-      const listed = await listAlertDays(ctx, cluster, next, lastDay, DAYS_PER_LISTING, report);
-      days.push(...listed.days);
+      const listed = await listMarkers(
+        ctx,
+        alertDaysPartition(cluster),
+        next,
+        lastDay,
+        DAYS_PER_LISTING,
+        report,
+        nextDay,
+      );
+      days.push(...listed.periods);
       next = listed.next;
       continue;
     }

@@ -15,6 +15,7 @@ import { type CursorState, decodeCursor, encodeCursor, fingerprint, InvalidCurso
 import { flowOf } from "./items.ts";
 import {
   checkCluster,
+  flowHoursPartition,
   flowKeyOfSk,
   flowPartition,
   hourOf,
@@ -26,7 +27,7 @@ import {
   normalizeInstant,
   timeRange,
 } from "./keys.ts";
-import { listHours } from "./markers.ts";
+import { listMarkers } from "./markers.ts";
 import { Expression, type Item, type QueryResult, queryRange, type StoreContext } from "./requests.ts";
 import type { CallReport } from "./retry.ts";
 import { INDEX } from "./schema.ts";
@@ -269,8 +270,16 @@ async function timePage(
   for (let queries = 0; queries < 2 && items.length < p.limit; queries++) {
     if (hours.length === 0) {
       if (next === undefined) break;
-      const listed = await listHours(ctx, p.cluster, next, lastHour, HOURS_PER_LISTING, report);
-      hours = listed.hours;
+      const listed = await listMarkers(
+        ctx,
+        flowHoursPartition(p.cluster),
+        next,
+        lastHour,
+        HOURS_PER_LISTING,
+        report,
+        nextHour,
+      );
+      hours = listed.periods;
       next = listed.next;
       continue;
     }

@@ -8,16 +8,7 @@
 // A marker is written once per store per period: the store remembers the markers it wrote (and the TTL it gave
 // them), so the write scales with periods, not with items or deliveries.
 import { PutCommand } from "@aws-sdk/lib-dynamodb";
-import {
-  alertDaysPartition,
-  dayOf,
-  expiresAt,
-  flowHoursPartition,
-  hourOf,
-  nextDay,
-  nextHour,
-  retainedUntil,
-} from "./keys.ts";
+import { alertDaysPartition, dayOf, expiresAt, flowHoursPartition, hourOf, retainedUntil } from "./keys.ts";
 import { isConditionFailure, queryRange, type StoreContext } from "./requests.ts";
 import { type CallReport, mapBounded, withRetry } from "./retry.ts";
 import { TTL_ATTRIBUTE } from "./schema.ts";
@@ -147,52 +138,18 @@ async function putMarker(
   marked.set(`${partition}#${period}`, retainedUntil(end, ctx.retentionDays));
 }
 
+/** The periods a marker listing found, in order, and the period it continues from when there may be more. */
+export interface MarkedList {
+  periods: string[];
+  next?: string;
+}
+
 /**
- * Hours of `cluster` from `first` to `last` (inclusive, `yyyy-mm-ddThh`) that hold flows, in order: at most `limit`
- * of them, and `next`, the hour the listing continues from, when there may be more.
+ * The periods marked in `partition` (flowHoursPartition, alertDaysPartition) from `first` to `last` (inclusive), in
+ * order: at most `limit` of them, and `next` (`following` the last one read), the period the listing continues from
+ * when there may be more.
  */
-export async function listHours(
-  ctx: StoreContext,
-  cluster: string,
-  first: string,
-  last: string,
-  limit: number,
-  report: CallReport,
-): Promise<{ hours: string[]; next?: string }> {
-  const { periods, next } = await listMarked(
-    ctx,
-    flowHoursPartition(cluster),
-    first,
-    last,
-    limit,
-    report,
-    nextHour,
-  );
-  return next === undefined ? { hours: periods } : { hours: periods, next };
-}
-
-/** Days of `cluster` from `first` to `last` (inclusive, `yyyy-mm-dd`) that hold alerts: as listHours. */
-export async function listAlertDays(
-  ctx: StoreContext,
-  cluster: string,
-  first: string,
-  last: string,
-  limit: number,
-  report: CallReport,
-): Promise<{ days: string[]; next?: string }> {
-  const { periods, next } = await listMarked(
-    ctx,
-    alertDaysPartition(cluster),
-    first,
-    last,
-    limit,
-    report,
-    nextDay,
-  );
-  return next === undefined ? { days: periods } : { days: periods, next };
-}
-
-async function listMarked(
+export async function listMarkers(
   ctx: StoreContext,
   partition: string,
   first: string,
@@ -200,7 +157,7 @@ async function listMarked(
   limit: number,
   report: CallReport,
   following: (period: string) => string,
-): Promise<{ periods: string[]; next?: string }> {
+): Promise<MarkedList> {
   const result = await queryRange(
     ctx,
     // Consistent: a marker put a moment ago is listed (markers are tiny, so this costs next to nothing).
