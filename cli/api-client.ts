@@ -37,6 +37,22 @@ export function regionOf(url: URL): string | undefined {
   return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1];
 }
 
+/**
+ * The region of the SDK's standard configuration (AWS_REGION, then the profile's `region` in the shared config
+ * files), resolved by an SDK client as every other command's client resolves it; undefined when it names none.
+ */
+async function configuredRegion(): Promise<string | undefined> {
+  const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+  const client = new DynamoDBClient({});
+  try {
+    return (await client.config.region()) || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    client.destroy();
+  }
+}
+
 export async function callApi<T>(request: ApiRequest): Promise<T> {
   const base = new URL(request.api);
   const url = new URL(base.pathname.replace(/\/$/, "") + request.path, base);
@@ -47,8 +63,10 @@ export async function callApi<T>(request: ApiRequest): Promise<T> {
       url.searchParams.set(k, v);
     }
   }
-  const region = request.region ?? regionOf(base) ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
-  if (region === undefined) throw new Error("no AWS region: pass --region or set AWS_REGION");
+  const region = request.region || regionOf(base) || (await configuredRegion());
+  if (region === undefined) {
+    throw new Error("no AWS region: pass --region, set AWS_REGION, or give the profile a region");
+  }
   const body = request.body === undefined ? undefined : JSON.stringify(request.body);
   const unsigned = new HttpRequest({
     protocol: url.protocol,

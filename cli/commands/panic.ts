@@ -287,9 +287,37 @@ function apiErrorOf(error: unknown): { status: number; body: unknown; message: s
     : undefined;
 }
 
-async function runApi(action: Action, o: PanicOptions, common: CommonOptions): Promise<PanicResponse> {
+/**
+ * The error for an API that answers for `answered`, not the `--cluster` given: one stack per cluster, so a URL
+ * pasted from another stack would open up (or report) another cluster.
+ */
+function foreignApi(api: string, answered: string, asked: string): Error {
+  return new Error(
+    `the API at ${api} answers for cluster ${JSON.stringify(answered)}, not ${JSON.stringify(asked)}: give the ` +
+      `API of ${JSON.stringify(asked)}'s stack, or --cluster ${answered}`,
+  );
+}
+
+async function runApi(
+  action: Action,
+  o: PanicOptions,
+  common: CommonOptions,
+  clusterGiven: boolean,
+): Promise<PanicResponse> {
   const api = o.api as string;
   const region = common.region;
+  if (clusterGiven) {
+    // Asked before anything changes: the status names the cluster the API's stack serves.
+    const status = await callPanicApi({
+      api,
+      region,
+      method: "GET",
+      path: "/panic",
+      query: { history: "0" },
+    });
+    if (status.cluster !== common.cluster) throw foreignApi(api, status.cluster, common.cluster);
+    if (action === "status" && o.history === 0) return status;
+  }
   switch (action) {
     case "apply":
       return callPanicApi({
@@ -428,7 +456,10 @@ function fail(error: unknown, json: boolean): void {
   process.stderr.write(`error: ${describeError(error)}\n`);
 }
 
-async function run(action: Action, raw: Record<string, unknown>): Promise<void> {
+async function run(action: Action, command: Command): Promise<void> {
+  const raw = command.optsWithGlobals();
+  const source = command.getOptionValueSourceWithGlobals("cluster");
+  const clusterGiven = source !== undefined && source !== "default";
   const o = raw as unknown as PanicOptions;
   const common = commonOptions(raw);
   const json = o.json === true;
@@ -459,7 +490,9 @@ async function run(action: Action, raw: Record<string, unknown>): Promise<void> 
   }
   try {
     const response =
-      o.api !== undefined ? await runApi(action, o, common) : await runDirect(action, o, common);
+      o.api !== undefined
+        ? await runApi(action, o, common, clusterGiven)
+        : await runDirect(action, o, common);
     if (json) {
       process.stdout.write(`${JSON.stringify(response, null, 2)}\n`);
       // Conflicts must not go unnoticed when a script reads the JSON.
@@ -496,7 +529,7 @@ export function registerPanic(program: Command): void {
     )
     .option("--dry-run", "show exactly what would be applied, change nothing")
     .option("--force", "take over a policy of the same name that calico-flows did not create")
-    .action((_opts, command: Command) => run("apply", command.optsWithGlobals()));
+    .action((_opts, command: Command) => run("apply", command));
 
   addAccessOptions(panic.command("status"))
     .description("is the panic policy applied, by whom, why, until when; what may still deny; recent actions")
@@ -505,10 +538,10 @@ export function registerPanic(program: Command): void {
         .argParser(parseInteger("--history", 0, MAX_HISTORY))
         .default(DEFAULT_HISTORY),
     )
-    .action((_opts, command: Command) => run("status", command.optsWithGlobals()));
+    .action((_opts, command: Command) => run("status", command));
 
   addExpiryOptions(addAccessOptions(panic.command("revert")))
     .description("remove the panic policy (and its expiry schedule); a no-op success when none is applied")
     .option("--reason <text>", "why it is reverted (audited and announced)")
-    .action((_opts, command: Command) => run("revert", command.optsWithGlobals()));
+    .action((_opts, command: Command) => run("revert", command));
 }
