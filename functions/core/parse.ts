@@ -689,17 +689,50 @@ function compileFormat(format: string): FormatPart[] {
 
 /** Felix's short names (`%k`) of the namespaced policy kinds, whose `%p` is `namespace/name`. */
 const NAMESPACED_KINDS: ReadonlySet<string> = new Set(["np", "knp", "snp", "sknp"]);
+/** Every short name Felix writes for `%k`: global, namespaced, Kubernetes, cluster-wide Kubernetes, staged, profile. */
+const POLICY_KINDS: ReadonlySet<string> = new Set(["gnp", "np", "knp", "kcnp", "sgnp", "snp", "sknp", "pro"]);
+
+type Spec = "t" | "k" | "n" | "p";
+type Values = [Spec, string][];
 
 /**
- * Decodes the values of a prefix format from the logged prefix. A value runs to the next literal of the format
- * (or the end); a prefix that iptables cut at 29 characters yields the values it still holds.
+ * The values of the format's specifiers in the whole prefix, split where the `%k` value is a kind Felix writes:
+ * a separator that names may also hold (`-` in `calico-packet-%t-%k-%n`, and tiers and namespaces are DNS names)
+ * has several places to split, and the closed set of kinds tells which is Felix's. Null when no split gives a
+ * known kind (no `%k` in the format, a prefix cut short).
  */
-export function decodePolicy(parts: readonly FormatPart[], prefix: string): PolicyRef | null {
-  const ref: PolicyRef = { tier: null, kind: null, name: null, namespace: null };
-  let found = false;
-  /** The `%n` value, and a `%p` value without "/". */
-  let named: string | null = null;
-  let unsplit: string | null = null;
+function anchoredValues(parts: readonly FormatPart[], prefix: string): Values | null {
+  if (!parts.some((part) => part.spec === "k")) return null;
+  const match = (k: number, at: number): Values | null => {
+    const part = parts[k];
+    if (part === undefined) return at === prefix.length ? [] : null;
+    if (part.spec === "")
+      return prefix.startsWith(part.literal, at) ? match(k + 1, at + part.literal.length) : null;
+    const next = parts[k + 1];
+    // Every place the next literal occurs, or the end for a last specifier.
+    const stops: number[] = [];
+    if (next === undefined) stops.push(prefix.length);
+    else if (next.spec === "") {
+      for (let i = prefix.indexOf(next.literal, at + 1); i >= 0; i = prefix.indexOf(next.literal, i + 1))
+        stops.push(i);
+    }
+    for (const stop of stops) {
+      const value = prefix.slice(at, stop);
+      if (part.spec === "k" && !POLICY_KINDS.has(value)) continue;
+      const rest = match(k + 1, stop);
+      if (rest !== null) return [[part.spec, value], ...rest];
+    }
+    return null;
+  };
+  return match(0, 0);
+}
+
+/**
+ * The values of the format's specifiers, each running to the next literal of the format (or the end): a prefix that
+ * iptables cut at 29 characters yields the values it still holds.
+ */
+function greedyValues(parts: readonly FormatPart[], prefix: string): Values {
+  const values: Values = [];
   let at = 0;
   for (let k = 0; k < parts.length && at <= prefix.length; k++) {
     const part = parts[k] as FormatPart;
@@ -714,26 +747,41 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
       const i = prefix.indexOf(next.literal, at);
       if (i >= 0) stop = i;
     }
-    if (stop > at) {
-      const value = prefix.slice(at, stop);
-      found = true;
-      if (part.spec === "t") ref.tier = value;
-      else if (part.spec === "k") ref.kind = value;
-      else if (part.spec === "n") {
-        named ??= value;
-        ref.name ??= value;
+    if (stop > at) values.push([part.spec, prefix.slice(at, stop)]);
+    at = stop;
+  }
+  return values;
+}
+
+/**
+ * Decodes the values of a prefix format from the logged prefix (anchoredValues, else greedyValues). A value that is
+ * its specifier's own text (`%t`) was not expanded: a Felix that predates the specifiers logs LogPrefix as written
+ * (nodes not yet upgraded), which names no policy.
+ */
+export function decodePolicy(parts: readonly FormatPart[], prefix: string): PolicyRef | null {
+  const ref: PolicyRef = { tier: null, kind: null, name: null, namespace: null };
+  let found = false;
+  /** The `%n` value, and a `%p` value without "/". */
+  let named: string | null = null;
+  let unsplit: string | null = null;
+  for (const [spec, value] of anchoredValues(parts, prefix) ?? greedyValues(parts, prefix)) {
+    if (value === `%${spec}`) continue;
+    found = true;
+    if (spec === "t") ref.tier = value;
+    else if (spec === "k") ref.kind = value;
+    else if (spec === "n") {
+      named ??= value;
+      ref.name ??= value;
+    } else {
+      const slash = value.indexOf("/");
+      if (slash < 0) {
+        unsplit = value;
+        ref.name = value;
       } else {
-        const slash = value.indexOf("/");
-        if (slash < 0) {
-          unsplit = value;
-          ref.name = value;
-        } else {
-          ref.namespace = slash > 0 ? value.slice(0, slash) : null;
-          ref.name = slash < value.length - 1 ? value.slice(slash + 1) : null;
-        }
+        ref.namespace = slash > 0 ? value.slice(0, slash) : null;
+        ref.name = slash < value.length - 1 ? value.slice(slash + 1) : null;
       }
     }
-    at = stop;
   }
   // A namespaced policy's `%p` without its "/" was cut inside the namespace (iptables keeps 29 characters, and
   // `calico-packet default knp ` takes 26): what is left is the start of the namespace, not a name.
