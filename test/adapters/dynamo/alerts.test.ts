@@ -634,7 +634,9 @@ describe("queryAlerts", () => {
       } while (cursor !== undefined);
       expect(seen).toEqual(expected);
       // One Query per day that holds alerts, and one per 32 days of markers: not one per day of the range.
-      expect(proxy.count({ operation: "Query" }) - first).toBeLessThanOrEqual(40 + 2 + (limit === 1 ? 40 : 0));
+      expect(proxy.count({ operation: "Query" }) - first).toBeLessThanOrEqual(
+        40 + 2 + (limit === 1 ? 40 : 0),
+      );
     }
   });
 
