@@ -170,6 +170,9 @@ const labelKey = z
   );
 
 const unique = (items: readonly string[]) => new Set(items).size === items.length;
+/** An address given twice would make two subscriptions of one ID (a synth error); compared without case, as mail is. */
+const uniqueAddresses = (items: readonly string[]) => unique(items.map((item) => item.toLowerCase()));
+const REPEATED_ADDRESS = "addresses must not repeat";
 
 const Context = z
   .object({
@@ -228,8 +231,18 @@ const Context = z
           }),
       )
       .optional(),
-    alertEmails: z.preprocess(list, z.array(z.email("expected an email address"))).default([]),
-    operationsEmails: z.preprocess(list, z.array(z.email("expected an email address"))).optional(),
+    alertEmails: z
+      .preprocess(
+        list,
+        z.array(z.email("expected an email address")).refine(uniqueAddresses, REPEATED_ADDRESS),
+      )
+      .default([]),
+    operationsEmails: z
+      .preprocess(
+        list,
+        z.array(z.email("expected an email address")).refine(uniqueAddresses, REPEATED_ADDRESS),
+      )
+      .optional(),
     panicPrincipalArns: z.preprocess(
       list,
       z
