@@ -117,11 +117,23 @@ function range(options: ReadOptions): { since: string; until: string } {
   return { since, until };
 }
 
-/** Whether `--cluster` was given rather than defaulted: the query API's records are checked against it then. */
-const clusterGiven = (command: Command) => {
-  const source = command.getOptionValueSource("cluster");
+/** Whether option `key` was given rather than defaulted. */
+const given = (command: Command, key: string) => {
+  const source = command.getOptionValueSource(key);
   return source !== undefined && source !== "default";
 };
+
+/**
+ * The options of a reading command as its listing takes them: whether `--cluster` was given (the query API's
+ * records are checked against it then), and `--store` refused beside `--api`, as `--table` is (it would be ignored).
+ */
+function readingOptions(command: Command): Record<string, unknown> {
+  const raw = command.opts();
+  if (raw.api !== undefined && given(command, "store")) {
+    throw new UsageError("--api and --store are alternatives: pass one");
+  }
+  return { ...raw, clusterGiven: given(command, "cluster") };
+}
 
 /** The page the query API answers (GET /flows, GET /alerts): `cursor` is null on the last page. */
 interface ApiPage<T> {
@@ -499,8 +511,8 @@ export function registerFlows(program: Command): void {
       "--group",
       "one row per conversation (source, destination, port, direction, policy), its flows summed over the range, most packets first",
     )
-    .action(async (raw: Record<string, unknown>, command: Command) => {
-      raw.clusterGiven = clusterGiven(command);
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const raw = readingOptions(command);
       if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
       else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
@@ -515,8 +527,8 @@ export function registerFlows(program: Command): void {
         "external-scan",
       ]),
     )
-    .action(async (raw: Record<string, unknown>, command: Command) => {
-      raw.clusterGiven = clusterGiven(command);
+    .action(async (_opts: Record<string, unknown>, command: Command) => {
+      const raw = readingOptions(command);
       printRecords(await listAlerts(raw), raw, "alerts", alertsTable);
     });
 }

@@ -120,3 +120,25 @@ describe("§3.2: --cluster on every command", () => {
     expect(run.stderr).toContain("staging");
   });
 });
+
+describe("§3.2: --store and --api", () => {
+  // `--api` reads the deployed stack; `--table` beside it was refused and `--store` ignored without a word, so a
+  // reader who meant the local store was shown the stack's records. Both are usage errors now (exit 2).
+  it("flows --api and alerts --api refuse --store as they refuse --table", async () => {
+    for (const command of ["flows", "alerts"]) {
+      requests.length = 0;
+      const run = await runCli([
+        command,
+        "--api",
+        api,
+        "--region",
+        "eu-west-1",
+        "--store",
+        join(dir, "store"),
+      ]);
+      expect(run.code, command).toBe(2);
+      expect(run.stderr, command).toContain("--api and --store are alternatives");
+      expect(requests, command).toEqual([]);
+    }
+  });
+});
