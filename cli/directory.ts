@@ -142,6 +142,10 @@ export async function openDirectory(
   };
 }
 
+/** What becomes of traffic outside the internal ranges, and what to do: the end of every such warning. */
+export const STORED_EXTERNAL =
+  "stored as external, unattributed, and raises no alert; give the cluster's ranges with --internal-cidr (repeatable)";
+
 /**
  * Only addresses inside the internal CIDRs are attributed and alerted on: pods outside them (the default
  * 192.168.0.0/16 against a VPC of 10.0.0.0/16) would all be stored as external, silently, and so would nodes outside
@@ -163,8 +167,7 @@ function warnOutside(
   if (parts.length === 0) return false;
   process.stderr.write(
     `warning: ${parts.join(" and ")} ${where} are outside --internal-cidr ${internalCidrs.join(", ")}: their ` +
-      "traffic is stored as external, unattributed, and raises no alert; give the cluster's ranges with " +
-      "--internal-cidr (repeatable)\n",
+      `traffic is ${STORED_EXTERNAL}\n`,
   );
   return true;
 }

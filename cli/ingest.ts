@@ -9,7 +9,7 @@ import type { IngestDeps } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
 import { MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
-import { addDirectoryOptions, openDirectory } from "./directory.ts";
+import { addDirectoryOptions, openDirectory, STORED_EXTERNAL } from "./directory.ts";
 import { flowsArgs, openAlertSink, storeArgs } from "./sink.ts";
 import { openStore } from "./store.ts";
 import { parseDurationMs } from "./time.ts";
@@ -154,8 +154,7 @@ export async function openIngest(
         if (internal.outside !== undefined && !internal.inside && !directory.rangesWarned()) {
           process.stderr.write(
             `warning: no address in the calico records (${internal.outside}…) is inside --internal-cidr ` +
-              `${common.internalCidrs.join(", ")}: every flow is stored as external, unattributed, and raises no ` +
-              "alert; give the cluster's ranges with --internal-cidr (repeatable)\n",
+              `${common.internalCidrs.join(", ")}: every flow is ${STORED_EXTERNAL}\n`,
           );
         }
       },

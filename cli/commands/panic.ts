@@ -306,7 +306,7 @@ async function runApi(
 ): Promise<PanicResponse> {
   const api = o.api as string;
   const region = common.region;
-  if (clusterGiven) {
+  if (clusterGiven && action !== "status") {
     // Asked before anything changes: the status names the cluster the API's stack serves.
     const status = await callPanicApi({
       api,
@@ -316,8 +316,22 @@ async function runApi(
       query: { history: "0" },
     });
     if (status.cluster !== common.cluster) throw foreignApi(api, status.cluster, common.cluster);
-    if (action === "status" && o.history === 0) return status;
   }
+  const response = await panicRequest(action, o, api, region);
+  // A status changes nothing: its own answer names the cluster.
+  if (clusterGiven && action === "status" && response.cluster !== common.cluster) {
+    throw foreignApi(api, response.cluster, common.cluster);
+  }
+  return response;
+}
+
+/** The API request of `action`. */
+function panicRequest(
+  action: Action,
+  o: PanicOptions,
+  api: string,
+  region: string | undefined,
+): Promise<PanicResponse> {
   switch (action) {
     case "apply":
       return callPanicApi({

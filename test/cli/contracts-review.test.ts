@@ -119,6 +119,21 @@ describe("§3.2: --cluster on every command", () => {
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain("staging");
   });
+
+  // A status changes nothing: one request, whose answer names the cluster, and the same refusal.
+  it("panic status --api refuses another cluster's answer with one request", async () => {
+    requests.length = 0;
+    const env = { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "secret", AWS_PROFILE: undefined };
+    const run = await runCli(
+      ["panic", "status", "--api", api, "--region", "eu-west-1", "--cluster", "prod"],
+      {
+        env,
+      },
+    );
+    expect(requests.map((r) => r.method)).toEqual(["GET"]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('answers for cluster "staging", not "prod"');
+  });
 });
 
 describe("§3.2: --store and --api", () => {
