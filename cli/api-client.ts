@@ -4,6 +4,7 @@ import { Hash } from "@smithy/hash-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
+import { apiUrlProblem } from "./api-url.ts";
 
 export interface ApiRequest {
   /** Base URL of the API stage, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod */
@@ -55,6 +56,8 @@ async function configuredRegion(): Promise<string | undefined> {
 
 export async function callApi<T>(request: ApiRequest): Promise<T> {
   const base = new URL(request.api);
+  const problem = apiUrlProblem(base);
+  if (problem !== undefined) throw new Error(problem);
   const url = new URL(base.pathname.replace(/\/$/, "") + request.path, base);
   const query: Record<string, string> = {};
   for (const [k, v] of Object.entries(request.query ?? {})) {

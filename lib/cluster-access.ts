@@ -1,17 +1,15 @@
 // Who the functions are inside the cluster: EKS access entries (the cluster's authentication mode must
-// allow the EKS API). The ingest role only reads, through the AWS-managed view policy at cluster scope plus
-// the reader group of deploy/rbac.yaml (node InternalIPs, which the view policy does not cover);
-// the panic role gets no access policy at all, only the Kubernetes group that deploy/rbac.yaml binds to
-// exactly the GlobalNetworkPolicy and tier verbs it needs.
-import { Aws } from "aws-cdk-lib";
+// allow the EKS API). Neither role gets an EKS access policy, only a Kubernetes group that deploy/rbac.yaml binds
+// to what its function does: the reader group to get and list pods, nodes and namespaces (the AWS-managed view
+// policy would add every namespace's ConfigMaps, pod logs and events), the panic group to the panic
+// GlobalNetworkPolicy's verbs and the policy and tier lists.
 import * as eks from "aws-cdk-lib/aws-eks";
 import type * as iam from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
 
-export const VIEW_ACCESS_POLICY = "AmazonEKSViewPolicy";
 /** The group deploy/rbac.yaml binds to the panic ClusterRole (a test keeps the two in step). */
 export const PANIC_KUBERNETES_GROUP = "calico-flows-panic";
-/** The group deploy/rbac.yaml binds to the reader ClusterRole: nodes, which the view policy leaves out. */
+/** The group deploy/rbac.yaml binds to the reader ClusterRole: get and list on pods, nodes and namespaces. */
 export const READER_KUBERNETES_GROUP = "calico-flows-reader";
 
 export interface ClusterAccessProps {
@@ -34,12 +32,6 @@ export class ClusterAccess extends Construct {
         clusterName: props.clusterName,
         principalArn: props.ingestRole.roleArn,
         type: "STANDARD",
-        accessPolicies: [
-          {
-            policyArn: `arn:${Aws.PARTITION}:eks::aws:cluster-access-policy/${VIEW_ACCESS_POLICY}`,
-            accessScope: { type: "cluster" },
-          },
-        ],
         kubernetesGroups: [READER_KUBERNETES_GROUP],
       });
     }

@@ -4,6 +4,7 @@ import { RemovalPolicy } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
+import { panicPartitionKey } from "../functions/adapters/dynamo/keys.ts";
 import { FLOW_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../functions/adapters/dynamo/schema.ts";
 import type { BaseFunction } from "./base-function.ts";
 
@@ -55,14 +56,23 @@ export class FlowStore extends Construct {
   }
 
   /** The panic function records and reads its audit items. */
-  bindPanic(fn: BaseFunction): void {
+  /** The panic function reads and writes its cluster's audit partition, and no other item of the table. */
+  bindPanic(fn: BaseFunction, clusterName: string): void {
     fn.addEnvironment("TABLE_NAME", this.table.tableName);
-    this.allow(fn, "PanicAudit", PANIC_ACTIONS, [this.table.tableArn]);
+    this.allow(fn, "PanicAudit", PANIC_ACTIONS, [this.table.tableArn], {
+      "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [panicPartitionKey(clusterName)] },
+    });
   }
 
-  private allow(fn: BaseFunction, sid: string, actions: readonly string[], resources: string[]): void {
+  private allow(
+    fn: BaseFunction,
+    sid: string,
+    actions: readonly string[],
+    resources: string[],
+    conditions?: Record<string, unknown>,
+  ): void {
     fn.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: `FlowStore${sid}`, actions: [...actions], resources }),
+      new iam.PolicyStatement({ sid: `FlowStore${sid}`, actions: [...actions], resources, conditions }),
     );
   }
 }

@@ -112,7 +112,7 @@ export class PanicButton extends Construct {
         KUBE_TIMEOUT_SECONDS: String(PANIC_KUBE_TIMEOUT_SECONDS),
       },
     });
-    props.flowStore.bindPanic(this.function);
+    props.flowStore.bindPanic(this.function, props.clusterName);
     props.alerts.bindPublisher(this.function);
     // Only Scheduler invokes the function asynchronously (API Gateway waits for its answer), so this applies
     // to revert events alone: one that still fails after Lambda's two retries, or waits too long, is kept.

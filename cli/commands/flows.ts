@@ -6,6 +6,7 @@ import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts"
 import { ipAddress, namespaceName, objectName, workloadRef } from "../../functions/core/query-filters.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
+import { apiStageUrl } from "../api-url.ts";
 import { type CommonOptions, commonOptions, parseInteger, UsageError, withCommonOptions } from "../common.ts";
 import { type Conversation, ConversationTally } from "../conversations.ts";
 import { alertsTable, conversationsTable, flowsTable } from "../format.ts";
@@ -44,19 +45,8 @@ function addReadOptions(command: Command): Command {
       new Option(
         "--api <url>",
         "ask the calico-flows query API (SigV4, AWS credentials) instead of a store",
-      ).argParser(apiUrl),
+      ).argParser(apiStageUrl),
     );
-}
-
-/** The query API's stage URL, checked as it is read: a mistyped one is a usage error, not "Invalid URL". */
-function apiUrl(value: string): string {
-  const url = URL.canParse(value) ? new URL(value) : undefined;
-  if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
-    throw new InvalidArgumentError(
-      `expected the API's stage URL, like https://abc123.execute-api.eu-west-1.amazonaws.com/v1; got "${value}"`,
-    );
-  }
-  return value;
 }
 
 /** Most records one page asks for (the query API takes up to 1000). */

@@ -33,6 +33,7 @@ import {
   PanicService,
 } from "../../functions/panic/service.ts";
 import type { ApiRequest } from "../api-client.ts";
+import { apiStageUrl } from "../api-url.ts";
 import {
   type CommonOptions,
   commonOptions,
@@ -99,7 +100,10 @@ function parseOrder(value: string): number {
 function addAccessOptions(command: Command): Command {
   return withCommonOptions(command)
     .addOption(
-      new Option("--api <url>", "the deployed API's stage URL (SigV4 with the default AWS credentials)"),
+      new Option(
+        "--api <url>",
+        "the deployed API's stage URL (SigV4 with the default AWS credentials)",
+      ).argParser(apiStageUrl),
     )
     .addOption(
       new Option("--direct", "go straight to the cluster with a kubeconfig (when AWS itself is the problem)"),

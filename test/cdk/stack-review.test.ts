@@ -309,13 +309,14 @@ describe("the stack an operator deploys", () => {
         expect(text).not.toContain(scheduleGroup);
         expect(text).not.toContain(panicFn);
       }
-      // Its Kubernetes identity reads only (the view policy), unlike the panic role's group.
+      // Its Kubernetes identity reads only (the reader group, no access policy), unlike the panic role's group.
       const entries = ofType("AWS::EKS::AccessEntry").map(([, r]) => r.Properties);
       const ingestEntry = entries.find(
         (e) =>
           JSON.stringify(e.PrincipalArn) === JSON.stringify({ "Fn::GetAtt": [roleOf(fnIds.ingest), "Arn"] }),
       );
-      expect(JSON.stringify(ingestEntry?.AccessPolicies)).toContain("AmazonEKSViewPolicy");
+      expect(ingestEntry?.KubernetesGroups).toEqual(["calico-flows-reader"]);
+      expect(ingestEntry?.AccessPolicies).toBeUndefined();
       expect(ingestEntry?.KubernetesGroups ?? []).not.toContain("calico-flows-panic");
     });
 

@@ -789,18 +789,8 @@ describe("CalicoFlowsStack", () => {
         ClusterName: "demo-cluster",
         PrincipalArn: getAtt(ids.ingestRole),
         Type: "STANDARD",
-        AccessPolicies: [
-          {
-            PolicyArn: {
-              "Fn::Join": [
-                "",
-                ["arn:", { Ref: "AWS::Partition" }, ":eks::aws:cluster-access-policy/AmazonEKSViewPolicy"],
-              ],
-            },
-            AccessScope: { Type: "cluster" },
-          },
-        ],
         KubernetesGroups: [READER_KUBERNETES_GROUP],
+        AccessPolicies: Match.absent(),
       });
       template.hasResourceProperties("AWS::EKS::AccessEntry", {
         ClusterName: "demo-cluster",

@@ -14,6 +14,11 @@ export class InvalidInputError extends Error {
   override name = "InvalidInputError";
 }
 
+/** The panic audit trail's partition (panic-audit.ts); the panic role may touch no other (lib/flow-store.ts). */
+export function panicPartitionKey(cluster: string): string {
+  return `PANIC#${cluster}`;
+}
+
 /** `#` separates key parts, so a cluster name must not contain one (EKS names never do). */
 export function checkCluster(cluster: string): string {
   if (cluster.length === 0 || cluster.includes("#")) {

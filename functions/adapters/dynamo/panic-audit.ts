@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import type { PanicAuditEntry, PanicAuditLog } from "../../core/panic-policy.ts";
+import { panicPartitionKey } from "./keys.ts";
 import { TABLE_KEYS } from "./schema.ts";
 
 export interface DynamoPanicAuditOptions {
@@ -14,9 +15,7 @@ export interface DynamoPanicAuditOptions {
 
 export const PANIC_ITEM_TYPE = "panic-audit";
 
-export function panicPartitionKey(cluster: string): string {
-  return `PANIC#${cluster}`;
-}
+export { panicPartitionKey };
 
 const HISTORY_MAX = 100;
 

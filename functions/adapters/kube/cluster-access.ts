@@ -399,6 +399,22 @@ export interface KubeconfigOptions {
 }
 
 /** The kubeconfig as `kubectl` would use it (the CLI). Throws AccessConfigError for one that cannot work. */
+/**
+ * Why a kubeconfig could not be read, without its content: the YAML parser's message quotes the lines around the
+ * fault, which in a kubeconfig hold tokens and passwords; its reason and position say as much.
+ */
+function readFailure(error: unknown): string {
+  const e = error as { reason?: unknown; mark?: { line?: unknown; column?: unknown }; message?: unknown };
+  if (
+    typeof e?.reason === "string" &&
+    typeof e.mark?.line === "number" &&
+    typeof e.mark.column === "number"
+  ) {
+    return `${e.reason} (line ${e.mark.line + 1}, column ${e.mark.column + 1})`;
+  }
+  return String(e?.message ?? error);
+}
+
 export function loadKubeconfig(options: KubeconfigOptions = {}): KubeConfig {
   refuseDisabledTls();
   const kc = new KubeConfig();
@@ -408,9 +424,7 @@ export function loadKubeconfig(options: KubeconfigOptions = {}): KubeConfig {
     try {
       kc.loadFromFile(options.kubeconfig);
     } catch (error) {
-      throw new AccessConfigError(
-        `cannot read kubeconfig ${options.kubeconfig}: ${(error as Error).message}`,
-      );
+      throw new AccessConfigError(`cannot read kubeconfig ${options.kubeconfig}: ${readFailure(error)}`);
     }
   } else {
     const fromEnv = process.env.KUBECONFIG;
@@ -424,7 +438,7 @@ export function loadKubeconfig(options: KubeconfigOptions = {}): KubeConfig {
     try {
       kc.loadFromDefault();
     } catch (error) {
-      throw new AccessConfigError(`cannot read kubeconfig ${source}: ${(error as Error).message}`);
+      throw new AccessConfigError(`cannot read kubeconfig ${source}: ${readFailure(error)}`);
     }
   }
   if (options.context !== undefined) {
