@@ -4,10 +4,11 @@
 // `default` JSON for everything else (SQS, Lambda, HTTPS), plus message attributes for subscription filter
 // policies (functions/core/alert-message.ts lists them).
 //
-// Delivery guarantees are functions/core/alert-delivery.ts's. A standard topic (the only kind e-mail can subscribe to) has no de-duplication, so two cases can still
-// repeat a message: SNS accepted a publish but its answer was lost and the SDK retried, or marking the alert
-// sent failed after the publish. Both repeats carry the same `alertId` attribute for consumers to drop. On a
-// FIFO topic the sink sets MessageDeduplicationId from the alert id, and SNS drops the repeat itself.
+// Delivery guarantees are functions/core/alert-delivery.ts's. A standard topic (the only kind e-mail can subscribe
+// to) has no de-duplication, so two cases can still repeat a message: SNS accepted a publish but its answer was
+// lost and the SDK retried, or marking the alert sent failed after the publish. Both repeats carry the same `id`
+// in their body (and `alertId` attribute) for consumers to drop. On a FIFO topic the sink sets
+// MessageDeduplicationId from the alert id, and SNS drops the repeat itself.
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import { digest } from "../core/aggregate.ts";
 import type { AlertPublisher } from "../core/alert-delivery.ts";

@@ -544,12 +544,15 @@ export function alertEmailText(alert: AlertRecord, options: MessageOptions = {})
 }
 
 /**
- * The alert record with exactly the fields `alerts --json` prints, in a fixed order. `delivery` is the state
- * at publishing time ("pending"): the store marks it "sent" once SNS has accepted the message ("summarized" for
- * an alert over a run's cap, once its summary was accepted).
+ * `type: "alert"`, then the alert record with exactly the fields `alerts --json` prints, in a fixed order. The
+ * type names the kind of message in the body as summaries and announcements do: SNS does not deliver the message
+ * attributes of a JSON-structured publish, so a subscriber has the body alone to tell them apart. `delivery` is
+ * the state at publishing time ("pending"): the store marks it "sent" once SNS has accepted the message
+ * ("summarized" for an alert over a run's cap, once its summary was accepted).
  */
 export function alertDefaultJson(alert: AlertRecord): string {
-  const record: { [K in keyof Required<AlertRecord>]: AlertRecord[K] } = {
+  const record: { type: "alert" } & { [K in keyof Required<AlertRecord>]: AlertRecord[K] } = {
+    type: "alert",
     id: alert.id,
     cluster: alert.cluster,
     key: alert.key,
@@ -652,6 +655,8 @@ export function suppressionSummary(
       type: "summary",
       cluster,
       count,
+      // The listing the e-mail gives: every suppressed alert opened at or after it (the sample names 20 at most).
+      since,
       alerts: sample.map((a) => ({
         id: a.id,
         key: a.key,

@@ -2,7 +2,7 @@
 // are DNS labels, pods and workloads DNS subdomains) and IP addresses. A value no object could have is refused
 // before it costs a query: an empty answer would look like a quiet cluster.
 import { z } from "zod";
-import { normalizeIpv6 } from "./ipv6.ts";
+import { normalizeIp } from "./holders.ts";
 
 export const namespaceName = z
   .string()
@@ -22,7 +22,11 @@ export const workloadRef = z
     "must be [kind/]name, e.g. Deployment/api",
   );
 
-/** Stored addresses are RFC 5952 (lowercase, compressed): normalised so `2001:DB8:0::1` finds `2001:db8::1`. */
+/**
+ * Stored addresses are RFC 5952 (lowercase, compressed), an IPv4-mapped one as its IPv4 address (as attribution
+ * reads it): normalised so `2001:DB8:0::1` finds `2001:db8::1`, and `::ffff:10.0.0.1` (how dual-stack servers log
+ * IPv4 clients) finds `10.0.0.1`.
+ */
 export const ipAddress = z
   .union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" })
-  .transform((v) => (v.includes(":") ? (normalizeIpv6(v) ?? v) : v));
+  .transform(normalizeIp);

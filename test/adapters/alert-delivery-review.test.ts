@@ -451,7 +451,7 @@ function expectDelivered(
     expect(alerts.map(idOf).sort(), kind).toEqual(individual.map((a) => a.id).sort());
     for (const r of alerts) {
       const a = individual.find((x) => x.id === idOf(r)) as AlertRecord;
-      expect(r.body, `${kind} default JSON of ${a.id}`).toEqual(a);
+      expect(r.body, `${kind} default JSON of ${a.id}`).toEqual({ type: "alert", ...a });
       expect(r.attributes, `${kind} attributes of ${a.id}`).toEqual(documentedAttributes(a));
       if (kind === "envelope") {
         expectValidSubject(r.subject);

@@ -118,7 +118,7 @@ describe("SnsAlertSink", () => {
     const envelope = envelopeOf(delivered);
     expect(envelope.Subject).toBe("Calico denied customer-a/web → customer-b/db:8012/TCP (prod)");
     const structure = structureOf(delivered);
-    expect(JSON.parse(structure.default)).toEqual(a);
+    expect(JSON.parse(structure.default)).toEqual({ type: "alert", ...a });
     expect(structure.email).toBe(alertEmailText(a));
     expect(envelope.MessageAttributes).toEqual({
       type: { Type: "String", Value: "alert" },

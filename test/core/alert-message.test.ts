@@ -238,12 +238,12 @@ describe("alertEmailText", () => {
 });
 
 describe("alertDefaultJson", () => {
-  it("is the alert record exactly as `alerts --json` prints it, without anything a store added", () => {
+  it("is its type, then the alert record exactly as `alerts --json` prints it, without anything a store added", () => {
     const record = alert({ policy: { tier: null, kind: null, name: "x", namespace: "y" } });
     const withStoreFields = { ...record, pk: "ALERT#prod", sk: "2026#al_0001" } as AlertRecord;
     const json = alertDefaultJson(withStoreFields);
-    expect(JSON.parse(json)).toEqual(record);
-    expect(Object.keys(JSON.parse(json))).toEqual(Object.keys(record));
+    expect(JSON.parse(json)).toEqual({ type: "alert", ...record });
+    expect(Object.keys(JSON.parse(json))).toEqual(["type", ...Object.keys(record)]);
   });
 });
 

@@ -8,7 +8,7 @@
 // - by IP: bySrcIp and byDstIp the same way; other criteria become filters.
 import { isIP } from "node:net";
 import { bucketStart } from "../../core/aggregate.ts";
-import { normalizeIpv6 } from "../../core/ipv6.ts";
+import { normalizeIp } from "../../core/holders.ts";
 import type { FlowQuery, Page } from "../../core/ports.ts";
 import type { FlowRecord } from "../../core/types.ts";
 import { type CursorState, decodeCursor, encodeCursor, fingerprint, InvalidCursorError } from "./cursor.ts";
@@ -119,10 +119,10 @@ interface Plan {
   timeFilter: (e: Expression) => string | undefined;
 }
 
-function normalizeIp(ip: string): string {
+function checkedIp(ip: string): string {
   const version = isIP(ip);
   if (version === 0) throw new InvalidInputError(`ip is not an IPv4 or IPv6 address: ${JSON.stringify(ip)}`);
-  return version === 6 ? (normalizeIpv6(ip) ?? ip) : ip;
+  return version === 6 ? normalizeIp(ip) : ip;
 }
 
 export function checkLimit(limit: number | undefined): number {
@@ -159,7 +159,7 @@ function plan(query: FlowQuery, bucketsMs: readonly number[]): Plan {
       );
     }
   }
-  const ip = query.ip === undefined ? undefined : normalizeIp(query.ip);
+  const ip = query.ip === undefined ? undefined : checkedIp(query.ip);
   const internal = query.internal;
   /** What every plan's filter holds: a packet in the range, and the `internal` asked for. */
   const common = (e: Expression): (string | undefined)[] => [
