@@ -446,7 +446,8 @@ export function describeBackfill(s: BackfillSummary): string {
   ];
   if (s.pending > 0) {
     lines.push(
-      `${s.pending} events are claimed by deliveries not yet confirmed stored: their Lambda retries or \`calico-flows redrive\` will store them`,
+      `${s.pending} events are claimed by deliveries not yet confirmed stored: their Lambda retries or \`calico-flows redrive\` will store them, ` +
+        "and a backfill run again once the claims are 15 minutes old stores those it can (see docs/backfill.md)",
     );
   }
   if (s.uncertain > 0) {

@@ -12,7 +12,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import type { Command } from "commander";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
-import { BatchAlertDeliveryError } from "../../functions/core/ingest.ts";
+import type { IngestProgress } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
@@ -135,6 +135,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
   const handle = async (m: Message) => {
     const messageId = m.MessageId ?? "?";
     let record: InvocationRecord | undefined;
+    const progress: IngestProgress = {};
     try {
       const found = subscriptionDataOf(m.Body);
       record = found.record;
@@ -142,7 +143,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       if (payload.messageType === "CONTROL_MESSAGE") {
         summary.controlMessages++;
       } else {
-        const result = await ingestDelivery(payload, setup.deps, setup.coverage, "redrive");
+        const result = await ingestDelivery(payload, setup.deps, setup.coverage, "redrive", { progress });
         summary.events += payload.logEvents.length;
         summary.eventsAlreadyCounted += result.eventsAlreadyCounted;
         summary.calico += result.stats.calico;
@@ -156,8 +157,11 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       await remove(m);
       if (payload.messageType !== "CONTROL_MESSAGE") summary.redriven++;
     } catch (error) {
-      // Stored, but a publish failed: the message stays for a later redrive, which opens these alerts no more.
-      if (error instanceof BatchAlertDeliveryError) summary.alertsOpened += error.alertsOpened;
+      // Stored in part (a publish failed, say): the message stays for a later redrive, which writes these flows
+      // and opens these alerts no more.
+      summary.flowsApplied += progress.flows?.applied ?? 0;
+      summary.flowsDuplicate += progress.flows?.duplicates ?? 0;
+      summary.alertsOpened += progress.alertsOpened ?? 0;
       const corrupt = error instanceof CorruptMessageError || error instanceof CorruptPayloadError;
       const problem: RedriveProblem = {
         messageId,

@@ -18,7 +18,7 @@ import xxhash from "xxhash-wasm";
 import { digest } from "./aggregate.ts";
 import type { Deadline } from "./deadline.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
-import { type IngestDeps, type IngestResult, ingestBatch } from "./ingest.ts";
+import { type IngestDeps, type IngestProgress, type IngestResult, ingestBatch } from "./ingest.ts";
 import { deliveryContribution } from "./subscription-payload.ts";
 
 const { h64Raw } = await xxhash();
@@ -83,6 +83,11 @@ export interface Claim {
    * parts say so was interrupted while claiming: its event set is not settled, so no one else may store it.
    */
   more?: boolean;
+  /**
+   * Stored (with `stored`) by a backfill, apart from the contribution's other minutes: a delivery that failed
+   * over several minutes, finished minute by minute (backfillMinute). Its later runs leave this minute out.
+   */
+  apart?: boolean;
 }
 
 export interface MinuteCoverage {
@@ -111,8 +116,14 @@ export interface CoverageStore {
   addClaim(ref: StreamRef, minute: number, version: number, claim: Claim, seal?: boolean): Promise<boolean>;
   /** Closes `page` (existing, at `version`) to further claims; false if someone wrote it in between. */
   seal(ref: StreamRef, minute: number, page: number, version: number): Promise<boolean>;
-  /** Marks the contribution's claims on `pages` (default: page 0) stored. */
-  markStored(ref: StreamRef, minute: number, contribution: string, pages?: readonly number[]): Promise<void>;
+  /** Marks the contribution's claims on `pages` (default: page 0) stored; with `apart`, stored apart too. */
+  markStored(
+    ref: StreamRef,
+    minute: number,
+    contribution: string,
+    pages?: readonly number[],
+    apart?: boolean,
+  ): Promise<void>;
 }
 
 export function minuteOf(timestamp: number): number {
@@ -353,6 +364,10 @@ export interface CoverageOptions {
   itemClaimBudget?: number;
   /** When a delivery must be stored by (IngestOptions.deadline). */
   deadline?: Deadline;
+  /** Aborted once the invocation has answered: no claim is written after (IngestOptions.signal). */
+  signal?: AbortSignal;
+  /** What the delivery's run has done so far (IngestOptions.progress). */
+  progress?: IngestProgress;
 }
 
 interface Budgets {
@@ -391,8 +406,9 @@ export async function ingestDelivery(
   const node = payload.node === undefined ? payload.logStream : payload.node;
   const all = node === null ? events : events.withNode(node);
   const contribution = deliveryContribution(payload.logGroup, payload.logStream, all);
+  const { deadline, signal, progress } = options;
   if (coverage === undefined || all.length === 0) {
-    const result = await ingestBatch(all, contribution, deps, { deadline: options.deadline });
+    const result = await ingestBatch(all, contribution, deps, { deadline, signal, progress });
     return { ...result, eventsAlreadyCounted: 0 };
   }
   const now = options.now ?? Date.now;
@@ -421,7 +437,10 @@ export async function ingestDelivery(
   for (const minute of minutes) {
     const events = byMinute.get(minute) ?? [];
     let current = known.get(minute) ?? emptyMinute(minute);
+    // A backfill stored this minute's events of the contribution apart from the others (backfillMinute): counted.
+    if (current.claims.some((c) => c.contribution === contribution && c.apart === true)) continue;
     for (;;) {
+      signal?.throwIfAborted();
       const taken = takenKeys(current, contribution);
       const mine = events.filter((i) => !taken.has(keys[i] as string));
       const own = current.claims.filter((c) => c.contribution === contribution);
@@ -461,7 +480,9 @@ export async function ingestDelivery(
   const result = await ingestBatch(all.select(kept), contribution, deps, {
     flowsStored: storedBefore,
     firstRun,
-    deadline: options.deadline,
+    deadline,
+    signal,
+    progress,
     onFlowsStored: async () => {
       for (const { minute, pages } of toMark) await coverage.markStored(ref, minute, contribution, pages);
     },
@@ -500,8 +521,9 @@ export interface BackfillMinuteResult {
 }
 
 /**
- * Backfills one minute of one stream: finishes abandoned claims whose events are all at hand, then claims
- * and stores the events no one has claimed, in chunks of at most BACKFILL_CLAIM_MAX that fit the open page
+ * Backfills one minute of one stream: finishes abandoned claims whose events of the minute are all at hand (of a
+ * delivery's claim over several minutes, the minute's part: see below), then claims and stores the events no one
+ * has claimed, in chunks of at most BACKFILL_CLAIM_MAX that fit the open page
  * (so a backfill contribution is one claim on one page). A backfill contribution is the digest of its exact
  * event set, so re-running a backfill finds its own claims and changes nothing.
  */
@@ -539,29 +561,41 @@ export async function backfillMinute(
     events: CloudWatchEvent[],
     pages: readonly number[],
     firstRun: boolean,
+    apart = false,
   ) => {
     // The stream is the node's: the reporter of lines that name none, as in live ingest. The claim is marked
     // inside the batch's run, so that a failure to mark it keeps the run's attribution for whoever finishes it.
     const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps, {
       firstRun,
-      onStored: () => coverage.markStored(ref, minute, contribution, pages),
+      alertContribution: apart ? digest(`apart\n${contribution}\n${minute}`) : undefined,
+      onStored: () => coverage.markStored(ref, minute, contribution, pages, apart),
     });
     done.add(contribution);
     out.batches.push({ contribution, events, result });
   };
   let current = options.known ?? (await coverage.read(ref, minute, minute))[0] ?? emptyMinute(minute);
+  // A delivery's claim over several minutes is finished here one minute at a time, the only one at hand: its
+  // payload may be nowhere else (not kept by the failed-payloads queue, or expired there). That stores what the
+  // delivery would have only when no flow bucket holds two minutes: the minute's flows are then the delivery's
+  // alone, written under its contribution as its failed run wrote them (attributed from its memo). Its alerts are
+  // applied under a contribution of the minute's own, so that the other minutes' hits add to them: a claim not
+  // marked stored says that the delivery applied none (it marks its claims before its alerts). Marked `apart`,
+  // the minute is left out by the delivery's later runs (a redrive of it after all).
+  const apartFits = MINUTE_MS % (deps.pipeline.bucketSeconds * 1000) === 0;
 
   for (;;) {
     for (const c of contributions(current).values()) {
       // One still claiming (`complete` false) may yet add events: storing what it named now would make its own
       // later store of the rest a redelivery.
-      if (c.stored || done.has(c.contribution) || !c.recorded || !c.complete || c.span !== 1) continue;
+      if (c.stored || done.has(c.contribution) || !c.recorded || !c.complete) continue;
+      const apart = c.span !== 1;
+      if (apart && !apartFits) continue;
       // A delivery's own Lambda (or its retry) is given time to finish; an interrupted backfill is not coming back.
       if (c.source !== "backfill" && now() - Date.parse(c.claimedAt) < PENDING_GRACE_MS) continue;
       const events = c.events.map((k) => byKey.get(k));
       if (events.some((e) => e === undefined)) continue;
       // Its writer may have stored part of it, with the attribution its memo keeps.
-      await store(c.contribution, events as CloudWatchEvent[], c.pages, false);
+      await store(c.contribution, events as CloudWatchEvent[], c.pages, false, apart);
       out.completed += events.length;
     }
     const taken = takenKeys(current);

@@ -1,6 +1,6 @@
 // The ingest use case: one batch of log events through the pipeline into the store, then alert delivery.
 // The Lambda handler, `replay`, `backfill` and `redrive` all call this, so they cannot drift apart.
-import { AlertDeliveryError, type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
+import { type AlertPublisher, deliverAlerts } from "./alert-delivery.ts";
 import { talliedAlertCandidates } from "./alert-rules.ts";
 import {
   type AttributionMemo,
@@ -13,7 +13,7 @@ import {
 import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
-import type { DenialTally, FlowStore } from "./ports.ts";
+import type { DenialTally, FlowStore, FlowWriteResult } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
 
 export interface IngestDeps {
@@ -56,16 +56,15 @@ export interface IngestResult extends PipelineResult {
 }
 
 /**
- * The batch is stored and its alerts recorded, but some were left pending: thrown, as AlertDeliveryError is,
- * so that the payload is retried. Also says how many alerts the batch opened, which its retry opens no more.
+ * What a run has done so far, filled in as its steps complete (IngestOptions.progress). A run that fails is
+ * retried, and its retry does not count again what it did (its flows are duplicates then, its alerts opened
+ * already): the caller counts a failed run's work from here.
  */
-export class BatchAlertDeliveryError extends AlertDeliveryError {
-  readonly alertsOpened: number;
-
-  constructor(failure: AlertDeliveryError, alertsOpened: number) {
-    super(failure.result, failure.errors);
-    this.alertsOpened = alertsOpened;
-  }
+export interface IngestProgress {
+  /** The batch's flow writes, once all of them are done. */
+  flows?: FlowWriteResult;
+  /** Alerts the batch opened, once its alert hits are applied. */
+  alertsOpened?: number;
 }
 
 /** The batch was not stored by its deadline: thrown so that it is retried, after its attribution memo was kept. */
@@ -107,6 +106,18 @@ export interface IngestOptions {
    * kept): the Lambda's remaining time less the time to keep the memo. Absent: no limit.
    */
   deadline?: Deadline;
+  /**
+   * Aborted once the invocation has answered (middy's early timeout): nothing more is started, kept or reported, as
+   * Lambda freezes what is left and thaws it inside later invocations, among their work and their metrics.
+   */
+  signal?: AbortSignal;
+  /** Filled in as the run goes (IngestProgress). */
+  progress?: IngestProgress;
+  /**
+   * The contribution the batch's alert hits are counted under (denial tallies, alert windows), when not its own: a
+   * backfill storing one minute of a delivery's claim apart from the others (coverage.ts, backfillMinute).
+   */
+  alertContribution?: string;
 }
 
 export async function ingestBatch(
@@ -117,8 +128,11 @@ export async function ingestBatch(
 ): Promise<IngestResult> {
   const memos = deps.memos;
   const cluster = deps.pipeline.cluster;
+  const invocation = options.signal;
+  const answered = () => invocation?.aborted === true;
   const loaded =
     memos === undefined || options.firstRun === true ? undefined : await memos.load(cluster, contribution);
+  invocation?.throwIfAborted();
   let memo: AttributionMemo | undefined;
   if (loaded !== undefined) {
     try {
@@ -134,6 +148,7 @@ export async function ingestBatch(
     events,
     recorder === undefined ? deps.pipeline : { ...deps.pipeline, directory: recorder },
   );
+  invocation?.throwIfAborted();
   try {
     const stored = await withinDeadline(options.deadline, (signal) =>
       storeBatch(result, contribution, deps, options, signal),
@@ -141,9 +156,10 @@ export async function ingestBatch(
     return { ...stored, attributionMemo: memo === undefined ? "none" : "reused" };
   } catch (error) {
     // Failed after attributing, perhaps with part of the flows stored: the retry must attribute alike.
-    if (memos !== undefined && recorder !== undefined && recorder.added > 0) {
+    if (memos !== undefined && recorder !== undefined && recorder.added > 0 && !answered()) {
       const kept = await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result);
-      deps.onMemoKept?.(kept);
+      // Once the invocation has answered, this would be counted among another invocation's metrics.
+      if (!answered()) deps.onMemoKept?.(kept);
     }
     throw error;
   }
@@ -160,10 +176,12 @@ async function storeBatch(
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
       : await deps.store.writeFlows(result.flows, contribution, { signal });
+  if (options.progress !== undefined) options.progress.flows = written;
   // Past the deadline the run has failed: nothing more is marked, applied or published (its retry does it).
   signal?.throwIfAborted();
   await options.onFlowsStored?.();
   signal?.throwIfAborted();
+  const alertContribution = options.alertContribution ?? contribution;
   const candidates =
     deps.tally !== undefined &&
     deps.pipeline.scanThreshold !== undefined &&
@@ -173,27 +191,23 @@ async function storeBatch(
           { scanThreshold: deps.pipeline.scanThreshold },
           deps.tally,
           deps.alertWindowMs,
-          { contribution, firstRun: options.firstRun === true },
+          { contribution: alertContribution, firstRun: options.firstRun === true },
         )
       : result.candidates;
   signal?.throwIfAborted();
   const applied =
     candidates.length > 0
-      ? await deps.store.applyAlerts(candidates, contribution, { windowMs: deps.alertWindowMs })
+      ? await deps.store.applyAlerts(candidates, alertContribution, { windowMs: deps.alertWindowMs })
       : { alerts: [], opened: 0 };
   const { alerts, opened } = applied;
+  if (options.progress !== undefined) options.progress.alertsOpened = opened;
   let sent = 0;
   let suppressed = 0;
   signal?.throwIfAborted();
   if (deps.sink !== undefined && alerts.length > 0) {
-    try {
-      const delivery = await deliverAlerts(deps.store, deps.sink, alerts, { cap: deps.alertCap });
-      sent = delivery.sent;
-      suppressed = delivery.suppressed;
-    } catch (error) {
-      if (error instanceof AlertDeliveryError) throw new BatchAlertDeliveryError(error, opened);
-      throw error;
-    }
+    const delivery = await deliverAlerts(deps.store, deps.sink, alerts, { cap: deps.alertCap });
+    sent = delivery.sent;
+    suppressed = delivery.suppressed;
   }
   signal?.throwIfAborted();
   await options.onStored?.();

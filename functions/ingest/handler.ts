@@ -16,7 +16,7 @@ import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
 import { Deadline } from "../core/deadline.ts";
-import { BatchAlertDeliveryError, type IngestDeps, type MemoKept } from "../core/ingest.ts";
+import type { IngestDeps, IngestProgress, MemoKept } from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
@@ -129,6 +129,20 @@ function recordMetrics(result: DeliveryResult): void {
   metrics.addMetric("DynamoWriteRequests", count, result.writeRequests);
 }
 
+/**
+ * What a failed run stored, counted now: its retry does not count it again (it finds the flows stored, and opens
+ * the alerts no more).
+ */
+function recordProgress(progress: IngestProgress): void {
+  const count = MetricUnit.Count;
+  if (progress.flows !== undefined) {
+    metrics.addMetric("FlowsWritten", count, progress.flows.applied);
+    metrics.addMetric("DuplicateFlows", count, progress.flows.duplicates);
+    metrics.addMetric("DynamoWriteRequests", count, progress.flows.writeRequests);
+  }
+  if (progress.alertsOpened !== undefined) metrics.addMetric("AlertsRaised", count, progress.alertsOpened);
+}
+
 /** Kubernetes requests made so far by a live directory (its counters are cumulative per container). */
 function apiCalls(directory: IpDirectory): number {
   return directory instanceof LiveDirectory ? directory.stats().apiCalls : 0;
@@ -139,6 +153,8 @@ export async function ingestEvent(
   runtime: IngestRuntime,
   /** When the delivery must be stored by (absent: no limit). */
   deadline?: Deadline,
+  /** Aborted once the invocation has answered (middy's early timeout): its work stops there. */
+  signal?: AbortSignal,
 ): Promise<DeliveryResult | undefined> {
   let payload: ReturnType<typeof decodeDelivery>;
   try {
@@ -159,6 +175,13 @@ export async function ingestEvent(
   logger.appendKeys({ logGroup: payload.logGroup, logStream: payload.logStream });
   const callsBefore = apiCalls(runtime.directory);
   const { logGroup, logStream, events } = payload;
+  // Which delivery failed, for on-call (the log group and stream are the logger's keys): one stream again and
+  // again, or all of them. A timed-out invocation's is logged as middy answers for it: nothing of it runs after.
+  const delivery = { firstEventId: events.id(0), events: events.length };
+  const timedOut = () =>
+    logger.error("delivery not stored in the invocation's time (retried by Lambda)", delivery);
+  signal?.addEventListener("abort", timedOut);
+  const progress: IngestProgress = {};
   let result: DeliveryResult;
   try {
     result = await ingestDelivery(
@@ -166,14 +189,19 @@ export async function ingestEvent(
       runtime.deps,
       runtime.coverage,
       "live",
-      { deadline },
+      { deadline, signal, progress },
     );
   } catch (error) {
-    // Stored, but a publish failed and the payload fails, to be retried: the alerts this attempt opened are
-    // counted now, as its retry (which delivers them) does not count them again.
-    if (error instanceof BatchAlertDeliveryError)
-      metrics.addMetric("AlertsRaised", MetricUnit.Count, error.alertsOpened);
+    // Middy answered for this invocation (its timeout): this runs thawed in a later one, whose output it is not.
+    if (signal?.aborted === true) throw error;
+    recordProgress(progress);
+    logger.error("delivery failed (retried by Lambda, then kept in the failed-payloads queue)", {
+      ...delivery,
+      error: error as Error,
+    });
     throw error;
+  } finally {
+    signal?.removeEventListener("abort", timedOut);
   }
   recordMetrics(result);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
@@ -196,10 +224,17 @@ export async function ingestEvent(
 
 let runtime: IngestRuntime | undefined;
 
-export const handler = middy(async (event: CloudWatchLogsEvent, context: Context) => {
-  runtime ??= createRuntime(loadIngestConfig(process.env));
-  await ingestEvent(event, runtime, Deadline.after(context.getRemainingTimeInMillis() - STORE_RESERVE_MS));
-})
+export const handler = middy(
+  async (event: CloudWatchLogsEvent, context: Context, { signal }: { signal: AbortSignal }) => {
+    runtime ??= createRuntime(loadIngestConfig(process.env));
+    await ingestEvent(
+      event,
+      runtime,
+      Deadline.after(context.getRemainingTimeInMillis() - STORE_RESERVE_MS),
+      signal,
+    );
+  },
+)
   .use(captureLambdaHandler(tracer))
   .use(injectLambdaContext(logger, { clearState: true }))
   .use(logMetrics(metrics, { captureColdStartMetric: true }));

@@ -7,7 +7,7 @@ import { prng } from "../../bench/corpus.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
-import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
+import { AlertDeliveryError, type AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import type { MemoStore } from "../../functions/core/attribution-memo.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
 import {
@@ -24,7 +24,7 @@ import {
   PENDING_GRACE_MS,
   type StreamRef,
 } from "../../functions/core/coverage.ts";
-import { BatchAlertDeliveryError, type IngestDeps } from "../../functions/core/ingest.ts";
+import type { IngestDeps, IngestProgress } from "../../functions/core/ingest.ts";
 import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import type { FlowRecord, IpDirectory } from "../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
@@ -248,6 +248,23 @@ const sum = (
   key: "stored" | "alreadyCounted" | "completed" | "pending" | "uncertain",
 ) => results.reduce((n, r) => n + r[key], 0);
 
+/** Every alert of the run's cluster (addresses, port, opening and hits): the same events' alerts in any cluster. */
+async function alertHits(r: Run): Promise<string[]> {
+  const out: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await flows.queryAlerts({
+      cluster: r.cluster,
+      since: new Date(T0 - MINUTE_MS).toISOString(),
+      until: new Date(T0 + 60 * MINUTE_MS).toISOString(),
+      cursor,
+    });
+    for (const a of page.items) out.push(`${a.src.ip} ${a.dst.ip} ${a.dstPort} ${a.openedAt} ${a.count}`);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  return out.sort();
+}
+
 /** No flow holds more than its events: a double count anywhere would show here. */
 function expectNoDoubleCount(
   stored: ReadonlyMap<string, number>,
@@ -419,6 +436,43 @@ describe("writers that die between claim and store", () => {
     expect(await r.stored()).toEqual(r.expected);
   });
 
+  it("a backfill finishes an abandoned claim over two minutes a minute at a time, alerts included", async () => {
+    // The payload is nowhere else (the failed-payloads queue did not keep it): each minute is stored on its own.
+    const r = await run(makeEvents(["ip-10-0-6-2"], 2, 10, 48));
+    const reference = await run(r.events);
+    await reference.live(r.events);
+    r.store.failNextWrite();
+    await expect(r.live(r.events)).rejects.toThrow(/partial write/);
+    const late = Date.now() + PENDING_GRACE_MS + 60_000;
+    const results = await r.backfill("ip-10-0-6-2", 0, 2, { now: () => late });
+    expect(results.map((x) => [x.completed, x.pending])).toEqual([
+      [10, 0],
+      [10, 0],
+    ]);
+    expect(await r.stored()).toEqual(r.expected);
+    expect(await alertHits(r)).toEqual(await alertHits(reference));
+    // Redriven after all: both minutes are counted already.
+    const redriven = await r.live(r.events, "redrive");
+    expect(redriven.eventsAlreadyCounted).toBe(r.events.length);
+    expect(await r.stored()).toEqual(r.expected);
+    expect(await alertHits(r)).toEqual(await alertHits(reference));
+  });
+
+  it("a redrive stores what a backfill left of a claim it finished in part, and nothing of the rest", async () => {
+    const r = await run(makeEvents(["ip-10-0-6-3"], 2, 6, 49));
+    const reference = await run(r.events);
+    await reference.live(r.events);
+    r.store.failNextWrite();
+    await expect(r.live(r.events)).rejects.toThrow(/partial write/);
+    const late = Date.now() + PENDING_GRACE_MS + 60_000;
+    expect(sum(await r.backfill("ip-10-0-6-3", 0, 1, { now: () => late }), "completed")).toBe(6);
+    const redriven = await r.live(r.events, "redrive");
+    expect(redriven.eventsAlreadyCounted).toBe(6);
+    expect(await r.stored()).toEqual(r.expected);
+    expect(await alertHits(r)).toEqual(await alertHits(reference));
+    expect(sum(await r.backfill("ip-10-0-6-3", 0, 2), "alreadyCounted")).toBe(r.events.length);
+  });
+
   it("an interrupted backfill is finished by the next one", async () => {
     const r = await run(makeEvents(["ip-10-0-7-1"], 2, 5, 8));
     r.store.failNextWrite();
@@ -530,17 +584,19 @@ describe("attribution that changes between a failed run and its retry", () => {
     const kept = memos();
     const flaky = flakySink();
     const { sink, published } = flaky;
+    const progress: IngestProgress = {};
     const failure = await ingestDelivery(
       payload,
       { ...depsWith(r, undefined, kept), sink },
       coverage,
       "live",
+      { progress },
     ).then(
       () => undefined,
       (error: unknown) => error,
     );
-    expect(failure).toBeInstanceOf(BatchAlertDeliveryError);
-    const opened = (failure as BatchAlertDeliveryError).alertsOpened;
+    expect(failure).toBeInstanceOf(AlertDeliveryError);
+    const opened = progress.alertsOpened ?? 0;
     expect(opened).toBeGreaterThan(0);
     flaky.down = false;
     const retry = await ingestDelivery(

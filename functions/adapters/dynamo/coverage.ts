@@ -35,6 +35,8 @@ interface StoredClaim {
   claimedAt: string;
   /** Only when true: more of the contribution's claim is on a later page. */
   more?: boolean;
+  /** Only when true: stored by a backfill apart from the contribution's other minutes (Claim#apart). */
+  apart?: boolean;
 }
 
 interface CoverageItem {
@@ -84,6 +86,7 @@ function toStored(claim: Claim): StoredClaim {
   // DynamoDB has no empty sets: an unrecorded claim simply has no `events`.
   if (claim.events.length > 0) stored.events = new Set(claim.events);
   if (claim.more === true) stored.more = true;
+  if (claim.apart === true) stored.apart = true;
   return stored;
 }
 
@@ -161,6 +164,7 @@ export class DynamoCoverageStore implements CoverageStore {
             claimedAt: c.claimedAt,
             page,
             ...(c.more === true ? { more: true } : {}),
+            ...(c.apart === true ? { apart: true } : {}),
           });
         }
       }
@@ -254,6 +258,7 @@ export class DynamoCoverageStore implements CoverageStore {
     minute: number,
     contribution: string,
     pages: readonly number[] = [0],
+    apart = false,
   ): Promise<void> {
     for (const page of pages) {
       await this.#send("UpdateItem", () =>
@@ -261,10 +266,15 @@ export class DynamoCoverageStore implements CoverageStore {
           new UpdateCommand({
             TableName: this.#table,
             Key: { [PK]: coveragePartition(ref), [SK]: coverageSortKey(minute, page) },
-            UpdateExpression: "SET #claims.#c.#stored = :true",
+            UpdateExpression: `SET #claims.#c.#stored = :true${apart ? ", #claims.#c.#apart = :true" : ""}`,
             // Marking a claim that does not exist would be a bug upstream: fail loudly rather than create a stub.
             ConditionExpression: "attribute_exists(#claims.#c)",
-            ExpressionAttributeNames: { "#claims": "claims", "#c": contribution, "#stored": "stored" },
+            ExpressionAttributeNames: {
+              "#claims": "claims",
+              "#c": contribution,
+              "#stored": "stored",
+              ...(apart ? { "#apart": "apart" } : {}),
+            },
             ExpressionAttributeValues: { ":true": true },
           }),
         ),
