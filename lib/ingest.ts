@@ -1,9 +1,12 @@
 // Ingest: one subscription filter per node log group feeds the ingest function, which CloudWatch Logs
 // invokes asynchronously. Lambda retries a failed payload twice (a throttled one for up to 6 hours), then hands
 // it, content included, to an encrypted SQS queue from which `calico-flows redrive` replays it; a record too
-// large for the queue is not kept whole (docs/deploy.md, limits), which an alarm reports.
+// large for the queue is not kept whole (docs/deploy.md, limits), which an alarm reports. A metric filter beside
+// each subscription counts the same lines on its own, so that lines no longer reaching the function (a deleted
+// subscription) can be told from a cluster without denials.
 import { createHash } from "node:crypto";
 import { Duration, Stack, Validations } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as kms from "aws-cdk-lib/aws-kms";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
@@ -11,7 +14,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
 import type { Alerts } from "./alerts.ts";
-import { BaseFunction } from "./base-function.ts";
+import { BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
 import { EncryptedQueueDestination, encryptedQueue } from "./encrypted-queue.ts";
 import type { FlowStore } from "./flow-store.ts";
 
@@ -91,6 +94,12 @@ export class Ingest extends Construct {
   readonly subscriptions: logs.SubscriptionFilter[] = [];
   /** The subscription filters' name, the FilterName dimension of their AWS/Logs metrics. */
   readonly filterName: string;
+  /**
+   * The metric the log groups' metric filters count their calico lines in, all groups together. A metric filter can
+   * only take dimensions from the log events, so the cluster is in the name (two clusters' stacks share the
+   * namespace).
+   */
+  readonly linesLoggedMetricName: string;
 
   constructor(scope: Construct, id: string, props: IngestProps) {
     super(scope, id);
@@ -162,11 +171,13 @@ export class Ingest extends Construct {
     });
 
     this.filterName = `calico-flows-${props.clusterName}`;
+    this.linesLoggedMetricName = `CalicoLinesLogged-${props.clusterName}`;
     const destination = new LogGroupInvoke(this.function.function);
     // The prefix as one quoted term: `calico-packet` unquoted would be read as two terms and a minus.
     const filterPattern = logs.FilterPattern.literal(`"${props.logPrefix}"`);
     for (const logGroupName of props.logGroupNames) {
-      const id = `Subscription${logGroupKey(logGroupName)}`;
+      const key = logGroupKey(logGroupName);
+      const id = `Subscription${key}`;
       const logGroup = logs.LogGroup.fromLogGroupName(this, `${id}Group`, logGroupName);
       this.subscriptions.push(
         new logs.SubscriptionFilter(this, id, {
@@ -176,6 +187,26 @@ export class Ingest extends Construct {
           filterName: this.filterName,
         }),
       );
+      // The lines the subscription should forward, counted by CloudWatch Logs as they arrive: it goes on counting
+      // when the subscription is deleted or stops delivering, when every metric of the function falls silent.
+      new logs.MetricFilter(this, `LinesLogged${key}`, {
+        logGroup,
+        filterPattern,
+        filterName: this.filterName,
+        metricNamespace: METRICS_NAMESPACE,
+        metricName: this.linesLoggedMetricName,
+        metricValue: "1",
+      });
     }
+  }
+
+  /** The calico lines the subscribed log groups received (their metric filters' count), all groups together. */
+  metricLinesLogged(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: this.linesLoggedMetricName,
+      statistic: cloudwatch.Stats.SUM,
+      ...props,
+    });
   }
 }

@@ -20,6 +20,19 @@ const PERIOD = Duration.minutes(5);
  * missing, "no data is healthy" would turn the alarm OK (and e-mail so) while its messages wait there.
  */
 const QUEUE_DEPTH_MISSING = cloudwatch.TreatMissingData.IGNORE;
+/**
+ * An alarm on what the deliveries report (their lines, their endpoints) judges the last periods that had deliveries:
+ * with enough datapoints in its evaluation range CloudWatch evaluates the most recent ones that exist, and with none
+ * it keeps its state. As "not breaching", the gaps between sparse deliveries (a denial every 10 minutes) hid every
+ * failure from an alarm that needs three breaching periods.
+ */
+const PER_DELIVERY_MISSING = cloudwatch.TreatMissingData.IGNORE;
+/**
+ * The age at which a message waiting in the failed-payloads or the panic dead-letter queue is told of again: their
+ * depth alarms notified once, when the first landed, and SQS deletes it at 14 days (their retention). A missed revert
+ * may mean the allow-all policy is still applied, hence a day rather than a week.
+ */
+const WAITING_REMINDER = Duration.days(1);
 
 export interface MonitoringProps {
   readonly ingest: Ingest;
@@ -52,16 +65,23 @@ export class Monitoring extends Construct {
     this.#action = new actions.SnsAction(this.operations.topic);
 
     const ingestFn = props.ingest.function;
-    const ingest = (metricName: string) =>
+    const panicFn = props.panic.function;
+    // A function's own metric: Powertools' EMF in the functions' namespace, under its service and cluster.
+    const custom = (fn: BaseFunction, metricName: string) =>
       new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName,
-        dimensionsMap: { service: ingestFn.serviceName, cluster: props.clusterName },
+        dimensionsMap: { service: fn.serviceName, cluster: props.clusterName },
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
+    const ingest = (metricName: string) => custom(ingestFn, metricName);
     const queue = props.ingest.failedPayloads;
     const failedPayloads = queue.metricApproximateNumberOfMessagesVisible({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const failedPayloadAge = queue.metricApproximateAgeOfOldestMessage({
       statistic: cloudwatch.Stats.MAXIMUM,
       period: PERIOD,
     });
@@ -77,12 +97,39 @@ export class Monitoring extends Construct {
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
-    const panicFn = props.panic.function;
     const functions = [ingestFn, panicFn, props.queryFunction];
     const restApi = props.api.restApi;
     const sum = { statistic: cloudwatch.Stats.SUM, period: PERIOD };
     const missedReverts = props.panic.deadLetters.queue.metricApproximateNumberOfMessagesVisible({
       statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const missedRevertAge = props.panic.deadLetters.queue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const linesLogged = props.ingest.metricLinesLogged({ period: PERIOD, label: "calico lines logged" });
+    // The calico lines stored, against two independent counts of those there were: logged (the log groups' metric
+    // filters, which go on counting when deliveries stop) plus delivered (LinesSeen, which holds the malformed
+    // ones). All is well near 1/2; near 0 the lines do not reach the function, or do not parse. A period with
+    // neither count has no datapoint (a division by zero is dropped).
+    const storedShare = new cloudwatch.MathExpression({
+      expression: "stored / witnessed",
+      usingMetrics: {
+        stored: ingest("CalicoLines"),
+        witnessed: new cloudwatch.MathExpression({
+          expression: "SUM([logged, delivered])",
+          usingMetrics: { logged: linesLogged, delivered: ingest("LinesSeen") },
+          period: PERIOD,
+        }),
+      },
+      label: "calico lines stored / (logged + delivered)",
+      period: PERIOD,
+    });
+    const oldestWaiting = new cloudwatch.MathExpression({
+      expression: "SUM([failedPayloadAge, missedRevertAge])",
+      usingMetrics: { failedPayloadAge, missedRevertAge },
+      label: "age of the oldest failed payload and missed revert, summed",
       period: PERIOD,
     });
     // A DynamoDB metric of the table summed with its indexes': the TableName series leaves out every index, where
@@ -119,6 +166,21 @@ export class Monitoring extends Construct {
       description:
         "Ingest payloads failed three times (or waited 6 hours in Lambda's queue) and wait in the failed-payloads " +
         "queue. Find the cause in the ingest logs, then replay them with `calico-flows redrive`.",
+    });
+    // The depth alarms stay in ALARM while messages wait, so they tell of none after the first, and turn OK when SQS
+    // deletes them at 14 days: this one asks again while they can still be acted on. One alarm for both queues (the
+    // sum of their ages only crosses the threshold sooner when both hold messages).
+    this.alarm("MessagesWaiting", {
+      metric: oldestWaiting,
+      missingData: QUEUE_DEPTH_MISSING,
+      threshold: WAITING_REMINDER.toSeconds(),
+      evaluationPeriods: 1,
+      description:
+        `A message has waited ${WAITING_REMINDER.toDays()} day in the failed-payloads queue or the panic ` +
+        "dead-letter queue; SQS deletes it 14 days after it landed. A failed payload (FailedPayloads): replay the " +
+        "queue with `calico-flows redrive`. A missed revert (PanicExpiryMissed): run `calico-flows panic status`, " +
+        "revert by hand if the policy is still applied, then delete the messages. If this alarm turns OK without " +
+        "either, they expired: backfill the failed payloads' time range with `calico-flows backfill`.",
     });
     // The queue depth only shows what reached the queue: these two count what Lambda gave up on, and what it
     // could not put in the queue (a key or permission problem, or a record larger than the queue takes).
@@ -169,13 +231,35 @@ export class Monitoring extends Construct {
     if (props.attribution === "eks") {
       this.alarm("AttributionDown", {
         metric: ingest("UnresolvedEndpoints"),
+        missingData: PER_DELIVERY_MISSING,
         threshold: 1,
         evaluationPeriods: 3,
         description:
-          "For 15 minutes the Kubernetes API could not attribute IPs (forbidden, unreachable or slow): flows are " +
-          "stored with IPs only. Check the EKS access entry, deploy/rbac.yaml and the cluster endpoint.",
+          "In the last three 5-minute periods that had deliveries the Kubernetes API could not attribute IPs " +
+          "(forbidden, unreachable or slow): flows are stored with IPs only. Check the EKS access entry, " +
+          "deploy/rbac.yaml and the cluster endpoint.",
       });
     }
+    // Every other ingest metric comes from deliveries: with the subscriptions gone they all fall silent, and look
+    // like a cluster without denials; lines that do not parse make deliveries that succeed and store nothing.
+    this.alarm("LinesNotStored", {
+      metric: storedShare,
+      missingData: PER_DELIVERY_MISSING,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      // 80% of the lines there were: below what delivery lag takes off a period (seconds to a minute of five), above
+      // what one group's lines weigh once its subscription, among a few, is gone.
+      threshold: 0.4,
+      evaluationPeriods: 3,
+      description:
+        "In the last three 5-minute periods that had calico-packet lines, less than 80% of them were stored: their " +
+        "denials are neither stored nor alerted on. On the dashboard's Lines graph: lines logged by the log groups " +
+        "but not delivered (LinesSeen) mean the subscriptions do not deliver: check that each group still has the " +
+        `subscription filter ${props.ingest.filterName} (\`aws logs describe-subscription-filters\`; deploy the ` +
+        "stack again to restore it), and the alarms DeliveryErrors, IngestErrors, IngestThrottles and " +
+        "IngestBacklog. Lines delivered but not stored (CalicoLines) are malformed (MalformedLines): run a sample " +
+        "through `calico-flows parse`, whose stderr names each line and why (cut short by the shipper, or a format " +
+        "the parser does not know). Backfill the time range once fixed.",
+    });
     for (const logGroupName of props.logGroupNames) {
       this.alarm(`DeliveryErrors${logGroupKey(logGroupName)}`, {
         metric: subscriptionMetric("DeliveryErrors", logGroupName),
@@ -192,6 +276,19 @@ export class Monitoring extends Construct {
       description:
         "The panic function failed: a panic apply, revert or scheduled expiry may not have happened. Check " +
         "`calico-flows panic status` and the function's logs.",
+    });
+    // An apply succeeds whatever happens to its expiry schedule (the emergency wins): without this, only its caller
+    // would learn that none was written, and the policy would outlive its announced expiry unnoticed.
+    this.alarm("PanicExpiryNotScheduled", {
+      metric: custom(panicFn, "PanicExpiryNotScheduled"),
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        "A panic policy was applied with a TTL, but its expiry schedule could not be written (or was not " +
+        "confirmed in time): the allow-all policy stays past the expiry it was announced with. Run " +
+        "`calico-flows panic status`, then revert by hand when the incident is over (`calico-flows panic " +
+        "revert`), or apply again with the TTL to schedule it. The panic function's log says why (the panic " +
+        "role's scheduler:CreateSchedule or iam:PassRole, a Scheduler quota).",
     });
     // An expiry that did not revert leaves the allow-all policy, and workloads unisolated, until someone acts:
     // the queue holds what Scheduler could not deliver and what the function failed; the three others report
@@ -282,7 +379,8 @@ export class Monitoring extends Construct {
       }),
     );
     this.dashboard.addWidgets(
-      graph("Lines", [ingest("LinesSeen"), ingest("CalicoLines")]),
+      // Logged by the log groups against delivered to the function: apart, the subscriptions do not deliver.
+      graph("Lines", [linesLogged, ingest("LinesSeen"), ingest("CalicoLines")]),
       graph("Flows", [ingest("FlowsWritten"), ingest("DuplicateFlows")], {
         right: [ingest("DynamoWriteRequests")],
       }),
@@ -309,12 +407,7 @@ export class Monitoring extends Construct {
           ingestFn.function.metric("DestinationDeliveryFailures", sum),
         ],
         {
-          right: [
-            queue.metricApproximateAgeOfOldestMessage({
-              statistic: cloudwatch.Stats.MAXIMUM,
-              period: PERIOD,
-            }),
-          ],
+          right: [failedPayloadAge],
         },
       ),
     );
@@ -357,8 +450,9 @@ export class Monitoring extends Construct {
       ),
     );
     this.dashboard.addWidgets(
-      graph("Panic expiry", [missedReverts], {
+      graph("Panic expiry", [missedReverts, custom(panicFn, "PanicExpiryNotScheduled")], {
         right: [
+          missedRevertAge,
           schedules.metricTargetErrors(sum),
           schedules.metricDropped(sum),
           schedules.metricSentToDLQ(sum),
@@ -389,17 +483,22 @@ export class Monitoring extends Construct {
 
   private alarm(
     id: string,
-    props: Omit<cloudwatch.AlarmProps, "comparisonOperator" | "treatMissingData" | "alarmDescription"> & {
+    props: Omit<cloudwatch.AlarmProps, "treatMissingData" | "alarmDescription"> & {
       description: string;
       /** Default: missing data is no traffic, and a quiet cluster is healthy. */
       missingData?: cloudwatch.TreatMissingData;
     },
   ): void {
-    const { description, missingData = cloudwatch.TreatMissingData.NOT_BREACHING, ...rest } = props;
+    const {
+      description,
+      missingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+      comparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      ...rest
+    } = props;
     const alarm = new cloudwatch.Alarm(this, id, {
       ...rest,
       alarmDescription: description,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      comparisonOperator,
       treatMissingData: missingData,
     });
     alarm.addAlarmAction(this.#action);

@@ -28,6 +28,8 @@ import { loadPanicConfig, type PanicConfig } from "./config.ts";
 import {
   ApplyBody,
   DEFAULT_HISTORY,
+  EXPIRY_NOT_SCHEDULED,
+  EXPIRY_UNCONFIRMED,
   invalidRequest,
   MAX_HISTORY,
   type PanicResponse,
@@ -217,6 +219,11 @@ function requesterOf(event: APIGatewayProxyEvent): string | undefined {
 
 function respond(response: PanicResponse): APIGatewayProxyResult {
   metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
+  // An applied policy whose expiry may not be scheduled stays past the expiry announced: an alarm reads this, as
+  // the apply itself succeeds (the emergency wins) and only its caller sees the warning.
+  if (response.warnings.some((w) => w.startsWith(EXPIRY_NOT_SCHEDULED) || w.startsWith(EXPIRY_UNCONFIRMED))) {
+    metrics.addMetric("PanicExpiryNotScheduled", MetricUnit.Count, 1);
+  }
   return json(200, response);
 }
 

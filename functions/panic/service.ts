@@ -35,6 +35,12 @@ import {
 /** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
 /** How a warning that the conflicts are unknown begins (the CLI then says nothing about there being none). */
 export const CONFLICTS_UNLISTED = "conflicts could not be listed";
+/**
+ * How the warnings of an apply whose expiry may not be scheduled begin: Scheduler refused it, or did not answer in
+ * time. The policy then stays past its announced expiry (the panic function counts these for an alarm).
+ */
+export const EXPIRY_NOT_SCHEDULED = "the expiry could not be scheduled";
+export const EXPIRY_UNCONFIRMED = "the expiry schedule was not confirmed in time";
 
 export const MAX_TTL_MINUTES = 7 * 24 * 60;
 export const DEFAULT_HISTORY = 20;
@@ -754,9 +760,9 @@ export class PanicService {
         expiresAt === null
           ? `the expiry schedule could not be removed (${errorText(error)}); it will find nothing to revert`
           : error instanceof NotInTime
-            ? `the expiry schedule was not confirmed in time (${errorText(error)}): if it was not written, ` +
+            ? `${EXPIRY_UNCONFIRMED} (${errorText(error)}): if it was not written, ` +
               "the policy stays until reverted by hand"
-            : `the expiry could not be scheduled (${errorText(error)}): the policy stays until reverted by hand`;
+            : `${EXPIRY_NOT_SCHEDULED} (${errorText(error)}): the policy stays until reverted by hand`;
       warnings.push(text);
       this.#deps.logger?.error(text, { error: errorText(error) });
     }

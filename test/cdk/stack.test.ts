@@ -862,11 +862,15 @@ describe("CalicoFlowsStack", () => {
       for (const alarm of alarms) {
         expect(alarm.Properties.AlarmActions).toEqual([{ Ref: ids.opsTopic }]);
         expect(alarm.Properties.OKActions).toEqual([{ Ref: ids.opsTopic }]);
-        // A quiet cluster is healthy; a queue's depth that goes missing (SQS stops publishing for a queue left
-        // untouched) keeps the alarm's state, as its messages may still be there.
-        expect(alarm.Properties.TreatMissingData).toBe(
-          alarm.Properties.MetricName === "ApproximateNumberOfMessagesVisible" ? "ignore" : "notBreaching",
-        );
+        // A quiet cluster is healthy; a queue's depth or age that goes missing (SQS stops publishing for a queue
+        // left untouched) keeps the alarm's state, as its messages may still be there; so does an alarm on what the
+        // deliveries report (their endpoints, their lines), which judges the last periods that had deliveries.
+        const reads = JSON.stringify(alarm.Properties.Metrics ?? alarm.Properties.MetricName);
+        const keepsState =
+          /"(ApproximateNumberOfMessagesVisible|ApproximateAgeOfOldestMessage|UnresolvedEndpoints|LinesSeen)"/.test(
+            reads,
+          );
+        expect(alarm.Properties.TreatMissingData).toBe(keepsState ? "ignore" : "notBreaching");
         expect(alarm.Properties.AlarmDescription).toEqual(expect.any(String));
       }
       template.hasResourceProperties("AWS::CloudWatch::Alarm", {
