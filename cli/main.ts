@@ -62,6 +62,26 @@ const onStdoutError = (error: NodeJS.ErrnoException): void => {
 };
 process.stdout.on("error", onStdoutError);
 
+/**
+ * What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack only
+ * when asked for.
+ */
+function report(error: unknown): void {
+  process.stderr.write(
+    `error: ${describeError(error)}\n${error instanceof UsageError ? `${USAGE_HINT}\n` : ""}`,
+  );
+  if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
+    process.stderr.write(`${error.stack}\n`);
+  }
+}
+
+// Thrown past the command's promise (dynalite throws what LevelDB fails with, a full disk or a damaged file, from
+// its request handler, which runs on this event loop): one line too, and the command ends there.
+process.on("uncaughtException", (error) => {
+  report(error);
+  process.exit(1);
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
@@ -70,13 +90,6 @@ try {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
     process.exit();
   }
-  // What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack
-  // only when asked for.
-  process.stderr.write(
-    `error: ${describeError(error)}\n${error instanceof UsageError ? `${USAGE_HINT}\n` : ""}`,
-  );
-  if (process.env.CALICO_FLOWS_DEBUG && error instanceof Error && error.stack) {
-    process.stderr.write(`${error.stack}\n`);
-  }
+  report(error);
   process.exitCode = error instanceof UsageError ? 2 : 1;
 }

@@ -1,7 +1,16 @@
 // Opens the flow store a command works on: the embedded dynalite store under --store, or a real DynamoDB
 // table with --table (the SDK's standard configuration: profile, region, AWS_ENDPOINT_URL_DYNAMODB).
-import { readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { holdsEmbeddedStore, startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
@@ -42,19 +51,73 @@ interface StoreSettings {
   clusters?: string[];
 }
 
+/**
+ * The settings recorded beside the store in `dir` (none: `{}`). A file that is there but cannot be read is an
+ * error, not "none": read as none, a range would be read as if every flow had been counted in one-minute buckets
+ * and miss those counted in longer ones, and the next command that writes the store would record its own settings
+ * only, losing the rest for good.
+ */
 function readSettings(dir: string): StoreSettings {
+  const path = join(dir, SETTINGS_FILE);
+  let text: string;
   try {
-    const value = JSON.parse(readFileSync(join(dir, SETTINGS_FILE), "utf8")) as StoreSettings;
-    if (typeof value !== "object" || value === null) return {};
-    const clusters = Array.isArray(value.clusters)
-      ? value.clusters.filter((c): c is string => typeof c === "string")
-      : undefined;
-    const bucketLengths = Array.isArray(value.bucketLengths)
-      ? value.bucketLengths.filter((b): b is number => Number.isInteger(b) && b >= 1 && b <= 3600)
-      : undefined;
-    return { ...value, clusters, bucketLengths };
-  } catch {
-    return {};
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw error;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw unreadableSettings(path, text.trim() === "" ? "empty" : (error as Error).message);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw unreadableSettings(path, "not a JSON object");
+  }
+  const settings = value as StoreSettings;
+  const clusters = Array.isArray(settings.clusters)
+    ? settings.clusters.filter((c): c is string => typeof c === "string")
+    : undefined;
+  const bucketLengths = Array.isArray(settings.bucketLengths)
+    ? settings.bucketLengths.filter((b): b is number => Number.isInteger(b) && b >= 1 && b <= 3600)
+    : undefined;
+  return { ...settings, clusters, bucketLengths };
+}
+
+function unreadableSettings(path: string, why: string): Error {
+  return new Error(
+    `cannot read ${path} (${why}), where the commands that wrote the embedded store record the bucket lengths and ` +
+      `clusters its flows were counted in: write it again with theirs, as {"bucketLengths":[60],"clusters":["local"]} ` +
+      "records --bucket-seconds 60 and --cluster local (or remove it if those were the only ones)",
+  );
+}
+
+/**
+ * Replaces `path` with `text` whole or not at all: a temporary file beside it, flushed to disk, renamed over it.
+ * Written in place, a full disk or a crash between the truncation and the write would leave it empty.
+ */
+function writeFileAtomic(path: string, text: string): void {
+  const temporary = `${path}.tmp`;
+  try {
+    const fd = openSync(temporary, "w");
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  // The rename itself is on disk once the directory is.
+  const dir = openSync(dirname(path), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
   }
 }
 
@@ -75,6 +138,32 @@ export interface StoreUse {
    * --store would otherwise be created empty and answer "no records".
    */
   existing?: boolean;
+}
+
+/** The bucket lengths `settings` record (stores before `bucketLengths`: their longest; none: the default). */
+function recordedLengths(settings: StoreSettings): number[] {
+  return settings.bucketLengths ?? [settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS];
+}
+
+/**
+ * The settings of the store in `dir`, with those of this use recorded: called under the store's lock, so that a
+ * replay with buckets of another length than the recorded ones, or of another cluster, records it.
+ */
+function recordSettings(dir: string, use: StoreUse): StoreSettings {
+  const settings = readSettings(dir);
+  const recorded = recordedLengths(settings);
+  const updated = { ...settings };
+  if (use.countsBuckets !== undefined && !recorded.includes(use.countsBuckets)) {
+    updated.bucketLengths = [...recorded, use.countsBuckets];
+    updated.bucketSeconds = Math.max(...updated.bucketLengths);
+  }
+  if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
+    updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
+  }
+  if (updated.bucketLengths !== settings.bucketLengths || updated.clusters !== settings.clusters) {
+    writeFileAtomic(join(dir, SETTINGS_FILE), `${JSON.stringify(updated)}\n`);
+  }
+  return updated;
 }
 
 function storeDirectoryKind(dir: string): "directory" | "missing" | "other" {
@@ -100,39 +189,26 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   if (kind === "other") {
     throw new Error(`--store ${options.store} is not a directory (it names the embedded store's directory)`);
   }
-  // An existing directory is no store either until LevelDB has written one there: opening it would write the
-  // store's files among whatever it holds (a logs directory, the home directory).
+  // An existing directory is no store either until LevelDB has written one there: one that holds other files is
+  // refused by every command (startEmbeddedStore), an empty one would be made a store.
   if (existing && (kind === "missing" || !(await holdsEmbeddedStore(options.store)))) {
     throw new Error(
       `no embedded store in ${options.store} (\`calico-flows replay\` makes one; --store names another, --table a DynamoDB table)`,
     );
   }
   const embedded = await startEmbeddedStore({ dir: options.store });
-  // Under the store's lock: a replay with buckets of another length than the recorded ones, or of another cluster,
-  // records it.
-  const settings = readSettings(options.store);
-  const recorded = settings.bucketLengths ?? [settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS];
-  const updated = { ...settings };
-  if (use.countsBuckets !== undefined && !recorded.includes(use.countsBuckets)) {
-    updated.bucketLengths = [...recorded, use.countsBuckets];
-    updated.bucketSeconds = Math.max(...updated.bucketLengths);
+  let settings: StoreSettings;
+  try {
+    settings = recordSettings(options.store, use);
+  } catch (error) {
+    await embedded.close();
+    throw error;
   }
-  if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
-    updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
-  }
-  if (updated.bucketLengths !== settings.bucketLengths || updated.clusters !== settings.clusters) {
-    try {
-      writeFileSync(join(options.store, SETTINGS_FILE), `${JSON.stringify(updated)}\n`);
-    } catch (error) {
-      await embedded.close();
-      throw error;
-    }
-  }
-  const bucketSeconds = use.bucketSeconds ?? updated.bucketLengths ?? recorded;
+  const bucketSeconds = use.bucketSeconds ?? recordedLengths(settings);
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,
-    clusters: updated.clusters,
+    clusters: settings.clusters,
     close: () => embedded.close(),
   };
 }

@@ -1,9 +1,10 @@
 // The embedded store: dynalite (DynamoDB on LevelDB, in this process) on an ephemeral loopback port, with
 // the store's table created on first use. The CLI's local mode and the tests run the same adapter code
 // against it as Lambda runs against DynamoDB.
-import { mkdir, open, readFile, readlink, realpath, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -31,82 +32,60 @@ export interface EmbeddedStore {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
+/** The pid of the process that has the store open, for the message that refuses another. */
 const LOCK_FILE = "calico-flows.lock";
 
 /**
- * The lock files this process holds (their real paths). One with this process's pid that is not among them was
- * left by an earlier process that had the same pid (a container's command restarted after a crash).
+ * The `level` dynalite opens its LevelDB with: the same native LevelDB, so that one opened here and one dynalite
+ * opens in this process exclude each other as two processes do (LevelDB keeps its own table of the files it has
+ * locked in a process).
  */
-const held = new Set<string>();
+const { Level } = createRequire(createRequire(import.meta.url).resolve("dynalite"))(
+  "level",
+) as typeof import("level");
 
-/**
- * Whether the live process `pid` may be one that uses an embedded store: only a Node process can. Its executable
- * (/proc/<pid>/exe, Linux) tells, not its command line, which a process may rewrite (`process.title`, as pm2 sets
- * it). None (ENOENT) is a kernel thread's, or a process's that has exited and not yet been reaped; where it cannot be
- * read (another user's process, not Linux), it may be ours.
- */
-async function mayBeOurs(pid: number): Promise<boolean> {
-  let executable: string;
-  try {
-    executable = await readlink(`/proc/${pid}/exe`);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== "ENOENT";
-  }
-  // node, nodejs, node24…, as Node is installed (not node_exporter, which runs on many a node); a binary replaced
-  // since the process started reads "… (deleted)".
-  return /^node(js)?[-.\d]*$/.test(basename(executable.replace(/ \(deleted\)$/, "")));
+async function inUse(dir: string): Promise<Error> {
+  const pid = (await readFile(join(dir, LOCK_FILE), "utf8").catch(() => "")).trim();
+  // In a container that shares the directory, the pid is as the container numbers it.
+  const by = /^\d+$/.test(pid) ? ` (pid ${pid} where it runs)` : "";
+  return new Error(
+    `the embedded store in ${dir} is in use by another calico-flows process${by}; stop it or use another --store directory`,
+  );
 }
 
 /**
- * LevelDB allows one process per directory, and dynalite hangs rather than fail when it cannot open it: a
- * lock file with our pid makes a second user fail at once, with a message that says why. A lock left by a
- * process that is gone is taken over, and so is one whose pid now belongs to a process that cannot be ours
- * (pids are reused, in a container within minutes).
+ * Opens the LevelDB in `dir` (making it if there is none) and closes it again, so that what keeps it from opening
+ * is a clear error here: dynalite opens it only as its first request comes, and throws LevelDB's failure from its
+ * request handler, out of any caller's reach, as "Database is closed". LevelDB allows one process per directory
+ * by its LOCK file, an fcntl lock that the kernel releases when the holder exits however it ends, and that holds
+ * across pid namespaces (a container sharing the directory): no pid to judge. A process that opens the store in
+ * the instant between this close and dynalite's open gets it, and this one fails at its first request (main.ts
+ * prints what dynalite throws as one line).
  */
-async function lockDirectory(dir: string): Promise<() => Promise<void>> {
-  const path = join(await realpath(dir), LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, "wx");
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      held.add(path);
-      return async () => {
-        held.delete(path);
-        await rm(path, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    }
-    const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
-    const inUse =
-      Number.isInteger(pid) &&
-      pid > 0 &&
-      (pid === process.pid ? held.has(path) : isAlive(pid) && (await mayBeOurs(pid)));
-    if (inUse) {
-      throw new Error(
-        `the embedded store in ${dir} is in use by another calico-flows process (pid ${pid}); stop it or use another --store directory ` +
-          `(if no calico-flows process has pid ${pid}, one that was killed left the lock: remove ${path})`,
-      );
-    }
-    await rm(path, { force: true });
+async function checkOpens(dir: string): Promise<void> {
+  const db = new Level(dir);
+  try {
+    await db.open();
+  } catch (error) {
+    // abstract-level's "Database failed to open", with LevelDB's reason as its cause.
+    const cause = (error as Error).cause as (Error & { code?: string }) | undefined;
+    if (cause?.code === "LEVEL_LOCKED") throw await inUse(dir);
+    const damaged =
+      cause?.code === "LEVEL_CORRUPTION"
+        ? " (damaged, as a full disk or an interrupted copy leaves it: restore it, or use another --store directory)"
+        : "";
+    throw new Error(
+      `could not open the embedded store in ${dir}: ${cause?.message ?? (error as Error).message}${damaged}`,
+      { cause: cause ?? error },
+    );
   }
-  throw new Error(`could not lock the embedded store in ${dir}`);
+  await db.close();
 }
 
 /**
  * Whether `dir` holds an embedded store: LevelDB's CURRENT file, naming the store's manifest, which LevelDB writes
  * when dynalite first opens the directory. Without it a directory holds nothing a command stored, whatever else is
- * in it (a lock file alone is left by a command stopped before LevelDB opened).
+ * in it (a lock file alone is left by earlier versions' commands stopped before LevelDB opened).
  */
 export async function holdsEmbeddedStore(dir: string): Promise<boolean> {
   try {
@@ -116,6 +95,22 @@ export async function holdsEmbeddedStore(dir: string): Promise<boolean> {
     if (code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR") return false;
     throw error;
   }
+}
+
+/**
+ * A directory that holds no store must be empty to be made one: LevelDB takes files there named as its own for
+ * its own, "recovering" a log named by digits (`20260419.log`) and then deleting it, and moving a `LOG` over
+ * `LOG.old`.
+ */
+async function checkMayHoldStore(dir: string): Promise<void> {
+  if (await holdsEmbeddedStore(dir)) return;
+  const others = (await readdir(dir)).filter((name) => name !== LOCK_FILE).sort();
+  if (others.length === 0) return;
+  const shown = others.length > 3 ? `${others.slice(0, 3).join(", ")}, …` : others.join(", ");
+  throw new Error(
+    `--store ${dir} holds files (${shown}) but no embedded store: LevelDB would take some of them for its own ` +
+      "and delete or replace them (a log named by digits, a LOG); name a new or empty directory",
+  );
 }
 
 async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
@@ -137,10 +132,10 @@ async function ensureTable(client: DynamoDBClient, tableName: string): Promise<v
 
 export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Promise<EmbeddedStore> {
   const tableName = options.tableName ?? DEFAULT_TABLE_NAME;
-  let unlock = async () => {};
   if (options.dir !== undefined) {
     await mkdir(options.dir, { recursive: true });
-    unlock = await lockDirectory(options.dir);
+    await checkMayHoldStore(options.dir);
+    await checkOpens(options.dir);
   }
   const server = dynalite({
     ...(options.dir === undefined ? {} : { path: options.dir }),
@@ -148,18 +143,13 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
     deleteTableMs: 0,
     updateTableMs: 0,
   });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
-        server.off("error", reject);
-        resolve();
-      });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
     });
-  } catch (error) {
-    await unlock();
-    throw error;
-  }
+  });
   const { port } = server.address() as AddressInfo;
   const endpoint = `http://127.0.0.1:${port}`;
   // Local data, local credentials: nothing here may pick up (or need) the user's AWS configuration. One HTTP
@@ -172,22 +162,28 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
     credentials: { accessKeyId: "embedded", secretAccessKey: "embedded" },
     maxAttempts: 1,
   });
+  /** calico-flows.lock, once this process has written it. */
+  let lockFile: string | undefined;
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
     client.destroy();
     server.closeAllConnections();
-    try {
-      await new Promise<void>((resolve, reject) =>
-        server.close((error) => (error ? reject(error) : resolve())),
-      );
-    } finally {
-      await unlock();
-    }
+    // Removed while LevelDB's lock is still held: a process that opens the store next writes its own.
+    if (lockFile !== undefined) await rm(lockFile, { force: true });
+    await new Promise<void>((resolve, reject) =>
+      server.close((error) => (error ? reject(error) : resolve())),
+    );
   };
   try {
     await ensureTable(client, tableName);
+    // dynalite has LevelDB open now: the store is this process's.
+    if (options.dir !== undefined) {
+      const path = join(options.dir, LOCK_FILE);
+      await writeFile(path, String(process.pid));
+      lockFile = path;
+    }
   } catch (error) {
     await close().catch(() => {});
     const where = options.dir === undefined ? "in memory" : `in ${options.dir}`;
