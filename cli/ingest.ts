@@ -133,6 +133,8 @@ export async function openIngest(
         store: opened.store,
         sink,
         memos: opened.memos,
+        // A command can be killed while it writes: its memo must outlive it (IngestDeps.memoBeforeWrites).
+        memoBeforeWrites: true,
         tally: opened.tallies,
         alertWindowMs: raw.alertWindow as number,
         alertCap: raw.alertCap as number,

@@ -3,6 +3,7 @@ import { createReadStream, fstatSync, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
+import type { IngestResult } from "../../functions/core/ingest.ts";
 import { commonOptions, parseInteger, signalExitCode } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
@@ -13,9 +14,14 @@ export interface ReplaySummary {
   calico: number;
   /**
    * Calico lines an earlier replay (of this file or any other, batched in any way) already counted: claimed by
-   * another batch, or in a batch stored before as it is (the same lines batched the same way).
+   * another batch and stored, or in a batch stored before as it is (the same lines batched the same way).
    */
   alreadyCounted: number;
+  /**
+   * Calico lines claimed by a replay stopped before it stored them that this one could not finish: it did not read
+   * all of that replay's lines in one batch. Not counted.
+   */
+  pending: number;
   malformed: number;
   flowsApplied: number;
   flowsDuplicate: number;
@@ -84,6 +90,11 @@ export function registerReplay(program: Command): void {
         `note: no line held the prefix "${raw.prefix as string}": if Felix's logPrefix is another, give it with --prefix\n`,
       );
     }
+    if (summary.pending > 0) {
+      process.stderr.write(
+        `note: ${summary.pending} calico records were claimed by a replay stopped before it stored them, and are not counted: this input does not hold all of that replay's lines in one batch (replay them with a larger --batch-lines, or as that replay read them)\n`,
+      );
+    }
     if (summary.untimed > 0) {
       process.stderr.write(
         `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
@@ -112,6 +123,7 @@ export async function replay(
     lines: 0,
     calico: 0,
     alreadyCounted: 0,
+    pending: 0,
     malformed: 0,
     flowsApplied: 0,
     flowsDuplicate: 0,
@@ -126,6 +138,25 @@ export async function replay(
   const unresolved = new Set<string>();
   const scanner = deps.pipeline.scanner;
   const now = deps.pipeline.now ?? Date.now;
+  /** Adds what a run of `lines` calico lines stored. */
+  const add = (result: IngestResult, lines: number) => {
+    // A batch stored before under the same contribution (the same lines, batched the same way) is a redelivery:
+    // every flow write is refused, and its lines were counted by the replay that stored it.
+    if (result.flowsApplied === 0 && result.flowsDuplicate > 0) summary.alreadyCounted += lines;
+    for (const f of result.flows) {
+      if (!f.src.resolved) unresolved.add(f.src.ip);
+      if (!f.dst.resolved) unresolved.add(f.dst.ip);
+    }
+    summary.unresolved = unresolved.size;
+    summary.flowsApplied += result.flowsApplied;
+    summary.flowsDuplicate += result.flowsDuplicate;
+    summary.alertsOpened += result.alertsOpened;
+    summary.alertsSent += result.alertsSent;
+    for (const f of result.flows) {
+      if (summary.firstSeen === null || f.firstSeen < summary.firstSeen) summary.firstSeen = f.firstSeen;
+      if (summary.lastSeen === null || f.lastSeen > summary.lastSeen) summary.lastSeen = f.lastSeen;
+    }
+  };
   try {
     let lineNo = 0;
     const batches = lineBatches(input, { maxLines: raw.batchLines as number, idleMs: 500, signal });
@@ -179,24 +210,19 @@ export async function replay(
         deps,
         coverage,
         "live",
+        // The embedded store is held by one process at a time (its lock): a claim left unstored in it is a
+        // replay's that was stopped between claiming its lines and storing them (a second Ctrl-C, SIGKILL), which
+        // nobody else will finish. A table's may be a replay's still running elsewhere.
+        { abandoned: common.table === undefined },
       );
-      // A batch stored before under the same contribution (the same lines, batched the same way) is a
-      // redelivery: every flow write is refused, and its lines were counted by the replay that stored it.
-      const redelivered = result.flowsApplied === 0 && result.flowsDuplicate > 0;
-      summary.alreadyCounted += redelivered ? events.length : result.eventsAlreadyCounted;
-      for (const f of result.flows) {
-        if (!f.src.resolved) unresolved.add(f.src.ip);
-        if (!f.dst.resolved) unresolved.add(f.dst.ip);
+      summary.alreadyCounted += result.eventsAlreadyCounted;
+      summary.pending += result.eventsPending;
+      let own = events.length - result.eventsAlreadyCounted - result.eventsPending;
+      for (const c of result.completed) {
+        add(c.result, c.events.length);
+        own -= c.events.length;
       }
-      summary.unresolved = unresolved.size;
-      summary.flowsApplied += result.flowsApplied;
-      summary.flowsDuplicate += result.flowsDuplicate;
-      summary.alertsOpened += result.alertsOpened;
-      summary.alertsSent += result.alertsSent;
-      for (const f of result.flows) {
-        if (summary.firstSeen === null || f.firstSeen < summary.firstSeen) summary.firstSeen = f.firstSeen;
-        if (summary.lastSeen === null || f.lastSeen > summary.lastSeen) summary.lastSeen = f.lastSeen;
-      }
+      add(result, own);
       progress.update(batch.bytesRead, summary);
     }
   } finally {

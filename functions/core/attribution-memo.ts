@@ -6,9 +6,10 @@
 // stored part of its flows and failed, retried once attribution answers otherwise (Kubernetes reachable again, a
 // pod since gone, the holder history since corrected), would make other flow ids for the same packets and count
 // them twice. With the memo, the retry asks the same questions, gets the same answers and makes the same ids:
-// what was stored is deduplicated, the rest is stored once. A run that stores its batch keeps nothing: building
-// the memo would add more than a quarter to the handler's time (`npm run bench -- ingest`), and only the retry of a
-// failed run needs it.
+// what was stored is deduplicated, the rest is stored once. A Lambda run that stores its batch keeps nothing:
+// building the memo would add more than a quarter to the handler's time (`npm run bench -- ingest`), and only the
+// retry of a failed run needs it (the handler stops at a deadline, failing in time to keep it). The CLI's runs keep
+// it before their first flow write (IngestDeps.memoBeforeWrites): a process killed while writing keeps nothing.
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { IpDirectory, Lookup, Resolution, SpanLookup, SpanResolution } from "./types.ts";
 

@@ -197,6 +197,8 @@ interface Contribution {
   pages: number[];
   /** Every part is marked stored. */
   stored: boolean;
+  /** Some part is marked stored: its flows were stored whole (its writer may have died marking the others). */
+  marked: boolean;
   /** Its last part was written: its event set is settled. */
   complete: boolean;
   recorded: boolean;
@@ -216,6 +218,7 @@ function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
         events: [...c.events],
         pages: [page],
         stored: c.stored,
+        marked: c.stored,
         complete: c.more !== true,
         recorded: c.recorded,
         span: c.span,
@@ -226,6 +229,7 @@ function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
     seen.events.push(...c.events);
     seen.pages.push(page);
     seen.stored &&= c.stored;
+    seen.marked ||= c.stored;
     seen.complete ||= c.more !== true;
     seen.recorded &&= c.recorded;
     if (c.claimedAt < seen.claimedAt) seen.claimedAt = c.claimedAt;
@@ -317,6 +321,53 @@ async function sealOpenPage(
   return reread(store, ref, coverage.minute);
 }
 
+/** A claim that another contribution's writer, gone, left unstored (CoverageOptions.abandoned). */
+interface Abandoned {
+  contribution: string;
+  /** Digests of its events, of every minute read. */
+  events: string[];
+  /** Its parts, by minute. */
+  parts: { minute: number; pages: number[] }[];
+  /** Its event set is known whole: it was claimed in every minute it spans, each to its last part, naming its events. */
+  settled: boolean;
+}
+
+/** Claims of contributions other than `own` on the minutes read, no part of which is marked stored. */
+function abandonedClaims(known: Iterable<MinuteCoverage>, own: string): Abandoned[] {
+  const out = new Map<string, Abandoned & { marked: boolean; span: number }>();
+  for (const coverage of known) {
+    for (const c of contributions(coverage).values()) {
+      if (c.contribution === own) continue;
+      let claim = out.get(c.contribution);
+      if (claim === undefined) {
+        claim = {
+          contribution: c.contribution,
+          events: [],
+          parts: [],
+          settled: true,
+          marked: false,
+          span: c.span,
+        };
+        out.set(c.contribution, claim);
+      }
+      claim.events.push(...c.events);
+      claim.parts.push({ minute: coverage.minute, pages: c.pages });
+      claim.settled &&= c.complete && c.recorded;
+      claim.marked ||= c.marked;
+    }
+  }
+  return [...out.values()]
+    .filter((c) => !c.marked)
+    .map(({ contribution, events, parts, settled, span }) => ({
+      contribution,
+      events,
+      parts,
+      // Fewer minutes than it spans: its writer died while claiming (minutes are claimed in order), or the rest lie
+      // beyond this payload's; either way its events are not all known here.
+      settled: settled && parts.length === span,
+    }));
+}
+
 /** The indices of `events` by the minute of their timestamps, in order. */
 function indicesByMinute(events: DeliveredEvents): Map<number, number[]> {
   const byMinute = new Map<number, number[]>();
@@ -354,6 +405,22 @@ function emptyResult(): IngestResult {
 export interface DeliveryResult extends IngestResult {
   /** Events of the payload that another contribution (a backfill, an earlier differently batched copy) counted. */
   eventsAlreadyCounted: number;
+  /**
+   * Claims that writers now gone had left unstored, finished by this run under their own contributions, every
+   * event of each being in the payload (CoverageOptions.abandoned). Their events are not in the run's own result.
+   */
+  completed: CompletedClaim[];
+  /** Events of the payload claimed by such claims that could not be finished: not every event of theirs is in it. */
+  eventsPending: number;
+}
+
+/** A gone writer's claim, finished by a delivery that held all its events (DeliveryResult.completed). */
+export interface CompletedClaim {
+  contribution: string;
+  /** The payload's events it held, by index. */
+  events: number[];
+  /** Its run; `malformed[].index` refers to the payload's events. */
+  result: IngestResult;
 }
 
 export interface CoverageOptions {
@@ -368,6 +435,13 @@ export interface CoverageOptions {
   signal?: AbortSignal;
   /** What the delivery's run has done so far (IngestOptions.progress). */
   progress?: IngestProgress;
+  /**
+   * Every claim of another contribution not marked stored was left by a writer that is gone: `replay` on the
+   * embedded store, which one process holds at a time. Such a claim, all of whose events the payload holds, is
+   * finished as backfillMinute finishes one: under its own contribution, attributed from its memo if it kept one.
+   * Never for a table that live ingest or another command may be writing: their claims are still being stored.
+   */
+  abandoned?: boolean;
 }
 
 interface Budgets {
@@ -409,7 +483,7 @@ export async function ingestDelivery(
   const { deadline, signal, progress } = options;
   if (coverage === undefined || all.length === 0) {
     const result = await ingestBatch(all, contribution, deps, { deadline, signal, progress });
-    return { ...result, eventsAlreadyCounted: 0 };
+    return { ...result, eventsAlreadyCounted: 0, completed: [], eventsPending: 0 };
   }
   const now = options.now ?? Date.now;
   const budgets = budgetsOf(options);
@@ -427,6 +501,11 @@ export async function ingestDelivery(
   // Never claimed before: no earlier run can have kept an attribution memo, and none is read. A duplicate
   // delivery running at the same time finds out when it saves its own (ingest.ts).
   const firstRun = ![...known.values()].some((m) => m.claims.some((c) => c.contribution === contribution));
+  const { completed, eventsPending } =
+    options.abandoned === true
+      ? await finishAbandoned(all, keys, ref, contribution, deps, coverage, known.values())
+      : { completed: [], eventsPending: 0 };
+  const finished = completed.reduce((n, c) => n + c.events.length, 0);
 
   // Claim every minute before storing anything: once this contribution has stored, the set of events it
   // owns can no longer change, so a retry stores exactly the same events under the same contribution.
@@ -469,7 +548,11 @@ export async function ingestDelivery(
         : await reread(coverage, ref, minute);
     }
   }
-  if (kept.length === 0) return { ...emptyResult(), eventsAlreadyCounted: all.length };
+  // Events of others' claims, finished or left pending above, were not counted before.
+  const alreadyCounted = all.length - kept.length - finished - eventsPending;
+  if (kept.length === 0) {
+    return { ...emptyResult(), eventsAlreadyCounted: alreadyCounted, completed, eventsPending };
+  }
   kept.sort((a, b) => a - b);
   // Claims are marked once their contribution's flows were stored whole (before its alerts), so one marked claim
   // means the payload's flows are stored: a retry after its alerts failed, a redelivery (at-least-once) or a
@@ -490,8 +573,61 @@ export async function ingestDelivery(
   return {
     ...result,
     malformed: result.malformed.map((m) => ({ ...m, index: kept[m.index] as number })),
-    eventsAlreadyCounted: all.length - kept.length,
+    eventsAlreadyCounted: alreadyCounted,
+    completed,
+    eventsPending,
   };
+}
+
+/**
+ * Finishes the claims of other contributions on the minutes read that their writers, gone, left unstored
+ * (CoverageOptions.abandoned), when every event they name is in `all`: stored under their contribution, as they
+ * would have stored them, so that the flows such a writer stored before it died are deduplicated (it kept its memo
+ * before writing: IngestDeps.memoBeforeWrites), then marked stored. The others' events are left to a delivery that
+ * holds them all: no one else may take them, since part of them may be stored.
+ */
+async function finishAbandoned(
+  all: DeliveredEvents,
+  keys: readonly string[],
+  ref: StreamRef,
+  own: string,
+  deps: IngestDeps,
+  coverage: CoverageStore,
+  known: Iterable<MinuteCoverage>,
+): Promise<{ completed: CompletedClaim[]; eventsPending: number }> {
+  const claims = abandonedClaims(known, own);
+  if (claims.length === 0) return { completed: [], eventsPending: 0 };
+  const indexOf = new Map<string, number>();
+  keys.forEach((k, i) => {
+    if (!indexOf.has(k)) indexOf.set(k, i);
+  });
+  const completed: CompletedClaim[] = [];
+  let eventsPending = 0;
+  for (const claim of claims) {
+    const at = claim.events.map((k) => indexOf.get(k));
+    const held = at.filter((i) => i !== undefined);
+    if (!claim.settled || held.length < at.length) {
+      eventsPending += held.length;
+      continue;
+    }
+    held.sort((a, b) => a - b);
+    const result = await ingestBatch(all.select(held), claim.contribution, deps, {
+      onFlowsStored: async () => {
+        for (const { minute, pages } of claim.parts) {
+          await coverage.markStored(ref, minute, claim.contribution, pages);
+        }
+      },
+    });
+    completed.push({
+      contribution: claim.contribution,
+      events: held,
+      result: {
+        ...result,
+        malformed: result.malformed.map((m) => ({ ...m, index: held[m.index] as number })),
+      },
+    });
+  }
+  return { completed, eventsPending };
 }
 
 /** One ingest call made by a backfill, with the events it carried (for reporting malformed lines). */

@@ -35,8 +35,17 @@ export interface IngestDeps {
    */
   memos?: MemoStore;
   /**
-   * Told what became of the memo of each run that failed after attributing its batch, and of a memo an earlier run
-   * kept that this one could not read (for logs and metrics).
+   * Keep each run's attribution memo before its first flow write, not only when it fails: a process killed while
+   * writing (SIGKILL, the OOM killer, a second Ctrl-C) keeps nothing otherwise, and whoever finishes its claim would
+   * attribute afresh, giving the flows it stored other ids. The CLI's runs, which nothing bounds in time; not the
+   * Lambda's, which fail in-process at their deadline and keep their memo then, and for which the write would cost
+   * every delivery. @default false
+   */
+  memoBeforeWrites?: boolean;
+  /**
+   * Told what became of the memo of each run that failed after attributing its batch (or, with memoBeforeWrites, of
+   * each run that asked the directory anything), and of a memo an earlier run kept that this one could not read (for logs and
+   * metrics).
    */
   onMemoKept?: (kept: MemoKept) => void;
 }
@@ -149,14 +158,31 @@ export async function ingestBatch(
     recorder === undefined ? deps.pipeline : { ...deps.pipeline, directory: recorder },
   );
   invocation?.throwIfAborted();
+  // Kept before any flow is written (memoBeforeWrites): nothing of it is stored until it is kept, or failed to be.
+  const keptFirst =
+    deps.memoBeforeWrites === true &&
+    options.flowsStored !== true &&
+    memos !== undefined &&
+    recorder !== undefined &&
+    recorder.added > 0
+      ? await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result)
+      : undefined;
+  if (keptFirst !== undefined) deps.onMemoKept?.(keptFirst);
   try {
     const stored = await withinDeadline(options.deadline, (signal) =>
       storeBatch(result, contribution, deps, options, signal),
     );
     return { ...stored, attributionMemo: memo === undefined ? "none" : "reused" };
   } catch (error) {
-    // Failed after attributing, perhaps with part of the flows stored: the retry must attribute alike.
-    if (memos !== undefined && recorder !== undefined && recorder.added > 0 && !answered()) {
+    // Failed after attributing, perhaps with part of the flows stored: the retry must attribute alike. A memo
+    // kept before writing holds every answer (nothing is asked after the pipeline): only a failed save is tried again.
+    if (
+      memos !== undefined &&
+      recorder !== undefined &&
+      recorder.added > 0 &&
+      (keptFirst === undefined || keptFirst.outcome === "failed") &&
+      !answered()
+    ) {
       const kept = await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result);
       // Once the invocation has answered, this would be counted among another invocation's metrics.
       if (!answered()) deps.onMemoKept?.(kept);

@@ -93,6 +93,19 @@ class FlakyStore implements FlowStore {
   queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }
 
+/** The flow store of a process killed in its first write: half the flows stored, then nothing more, ever. */
+class KilledStore extends FlakyStore {
+  readonly #killed = Promise.withResolvers<void>();
+  /** Settles once the write has stored its half. */
+  readonly killed = this.#killed.promise;
+
+  override async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
+    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
+    this.#killed.resolve();
+    return new Promise<never>(() => {});
+  }
+}
+
 /** An SNS stand-in that fails every publish while `down`, and lists what it published. */
 function flakySink(): { sink: AlertPublisher; published: string[]; down: boolean } {
   const state = {
@@ -611,6 +624,76 @@ describe("attribution that changes between a failed run and its retry", () => {
     expect(published).toHaveLength(opened);
     // The alerts name the pods as the failed run found them, not the unresolved addresses of the retry.
     expect(retry.alerts.every((a) => a.src.resolved && a.dst.resolved)).toBe(true);
+  });
+});
+
+describe("claims of writers that are gone (`replay` on the embedded store, which one process holds)", () => {
+  const byAddress = (r: Run) => storedByAddress(flows, r.cluster, T0 - MINUTE_MS, T0 + 60 * MINUTE_MS);
+  const unreachable: IpDirectory = {
+    resolve: async (lookups) =>
+      lookups.map(() => ({ status: "unavailable", reason: "injected: API server unreachable" })),
+  };
+  const gone: CoverageOptions = { abandoned: true };
+
+  it("a writer killed while storing is finished by a delivery batched otherwise, attributed as it was", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-6"], 2, 8, 50));
+    const memos = new DynamoMemoStore({ client: ts.client, tableName: ts.tableName });
+    const killed = new KilledStore(flows);
+    const dying: IngestDeps = {
+      ...ingestDeps(killed, r.cluster),
+      memos,
+      memoBeforeWrites: true,
+      pipeline: { ...ingestDeps(killed, r.cluster).pipeline, directory: unreachable },
+    };
+    const first = r.events.slice(0, 10);
+    void ingestDelivery(payloadOf("ip-10-0-8-6", first), dying, coverage, "live");
+    await killed.killed;
+
+    // Kubernetes answers now: attributed afresh, the flows stored before the kill would be counted again.
+    const deps = { ...ingestDeps(r.store, r.cluster), memos, memoBeforeWrites: true };
+    const later = await ingestDelivery(payloadOf("ip-10-0-8-6", r.events), deps, coverage, "live", gone);
+    expect(later.completed.map((c) => c.events)).toEqual([first.map((_, i) => i)]);
+    expect(later.completed[0]?.result.attributionMemo).toBe("reused");
+    expect(later.completed[0]?.result.flowsDuplicate).toBeGreaterThan(0);
+    expect([later.eventsAlreadyCounted, later.eventsPending]).toEqual([0, 0]);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
+  });
+
+  it("leaves a gone writer's claim to a delivery that holds all its events, and only with `abandoned`", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-7"], 1, 9, 51));
+    const deliver = (from: number, options?: CoverageOptions) =>
+      r.live(r.events.slice(from), "live", options);
+    r.store.failNextWrite();
+    await expect(r.live(r.events.slice(0, 6))).rejects.toThrow(/partial write/);
+    // Live ingest leaves it to the writer's retry.
+    const live = await deliver(3);
+    expect([live.completed, live.eventsPending, live.eventsAlreadyCounted]).toEqual([[], 0, 3]);
+    // Two of its events missing: part of it may be stored, so it is stored whole or not at all.
+    const lacking = await deliver(2, gone);
+    expect([lacking.completed, lacking.eventsPending, lacking.eventsAlreadyCounted]).toEqual([[], 4, 3]);
+    expectNoDoubleCount(await r.stored(), r.expected);
+    const whole = await deliver(0, gone);
+    expect(whole.completed.map((c) => c.events)).toEqual([[0, 1, 2, 3, 4, 5]]);
+    expect([whole.eventsPending, whole.eventsAlreadyCounted, whole.flowsApplied]).toEqual([0, 3, 0]);
+    expect(await r.stored()).toEqual(r.expected);
+    expect((await deliver(0, gone)).eventsAlreadyCounted).toBe(r.events.length);
+  });
+
+  it("leaves pending the claim of a writer that died while claiming, which only its own events batched alike finish", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-8"], 2, 5, 52));
+    const deps = ingestDeps(r.store, r.cluster);
+    // Its first minute claimed, then gone before it claimed the second: its event set is not settled.
+    const dead = r.events.slice(0, 7);
+    const claimsOnce = new PartFailingStore(coverage, 2);
+    await expect(
+      ingestDelivery(payloadOf("ip-10-0-8-8", dead), deps, claimsOnce, "live", gone),
+    ).rejects.toThrow(/before the claim was written/);
+    const later = await r.live(r.events, "live", gone);
+    expect([later.completed, later.eventsPending]).toEqual([[], 5]);
+    expectNoDoubleCount(await r.stored(), r.expected);
+    const rerun = await r.live(dead, "live", gone);
+    expect([rerun.eventsAlreadyCounted, rerun.eventsPending]).toEqual([2, 0]);
+    expect(await r.stored()).toEqual(r.expected);
   });
 });
 
