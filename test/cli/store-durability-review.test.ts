@@ -72,9 +72,14 @@ async function until(what: string, done: () => boolean, ms = 20_000): Promise<vo
   }
 }
 
-/** Bytes in the store's directory: LevelDB appends every write to its log at once. */
+/**
+ * Bytes in the store's directory: LevelDB appends every write to its log at once. A file listed may be gone by
+ * its stat (LevelDB replaces its manifest and logs as it opens and compacts).
+ */
 const storeBytes = (dir: string): number =>
-  existsSync(dir) ? readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0) : 0;
+  existsSync(dir)
+    ? readdirSync(dir).reduce((n, f) => n + (statSync(join(dir, f), { throwIfNoEntry: false })?.size ?? 0), 0)
+    : 0;
 
 /** Packets of the demo's day in the store, as `flows --json` lists them. */
 async function packets(store: string): Promise<number> {
