@@ -475,8 +475,9 @@ export async function talliedAlertCandidates(
   const threshold = options.scanThreshold;
   if (threshold === undefined || threshold > MAX_TALLY_CAP) return alertCandidates(flows, options);
   checkThreshold(threshold);
-  const counts = new InternalCounts(internalDenials(flows), threshold);
-  const cluster = counts.groups[0]?.key.cluster;
+  const groups = internalDenials(flows);
+  let counts = new InternalCounts(groups, threshold);
+  const cluster = groups[0]?.key.cluster;
   if (cluster !== undefined) {
     const kept =
       run === undefined || run.firstRun ? undefined : await tally.loadVerdict(cluster, run.contribution);
@@ -492,9 +493,11 @@ export async function talliedAlertCandidates(
           ...[...counts.reach].filter(([, n]) => n >= threshold).map(([name]) => `source\n${name}`),
           ...[...counts.sources].filter(([, n]) => n >= threshold).map(([name]) => `destination\n${name}`),
         ];
-        const atMs = latestMs(counts.groups);
-        // A concurrent run of the contribution may have kept its own first: the judgement is the one kept.
-        judge(counts, await tally.saveVerdict(cluster, run.contribution, over, atMs));
+        const saved = await tally.saveVerdict(cluster, run.contribution, over, latestMs(groups));
+        // A concurrent run of the contribution may have kept its own first: the judgement is the one kept, over the
+        // payload's own counts (this run's were raised by the tallies of its moment, which may have grown since).
+        counts = new InternalCounts(groups, threshold);
+        judge(counts, saved);
       }
     }
   }
@@ -504,9 +507,9 @@ export async function talliedAlertCandidates(
 }
 
 /**
- * Raises the counts to what a kept verdict judged: the threshold for the subjects it took over. The others keep the
- * payload's own counts, which decide alone when a later run's flows differ from its first run's (attributed
- * otherwise, or judged at a lower threshold): a scan its own flows make stays a scan.
+ * Raises the payload's own counts (not raised by any tally) to what a kept verdict judged: the threshold for the
+ * subjects it took over. The others keep the payload's own counts, which decide alone when a later run's flows differ
+ * from its first run's (attributed otherwise, or judged at a lower threshold): a scan its own flows make stays a scan.
  */
 function judge(counts: InternalCounts, verdict: TallyVerdict): void {
   for (const source of counts.reach.keys()) {

@@ -269,7 +269,15 @@ export class RecordingDirectory implements IpDirectory {
     const known = this.#known as KnownAnswers;
     const i = (spans ? known.spans : known.points).get(keyOf(q));
     if (i !== undefined) return known.answers[i];
-    if (spans) return known.pointIps.has(q.ip) ? VARIES : undefined;
+    if (spans) {
+      // A span inside one the run asked about (a backfill finishing a delivery's claim a minute at a time): the
+      // answer held throughout, or varied, and the run's answers for its seconds are in the memo.
+      const until = (q as Lookup as SpanLookup).until;
+      for (const [from, to, j] of known.spansOf.get(q.ip) ?? []) {
+        if (from <= q.at && until <= to) return known.answers[j];
+      }
+      return known.pointIps.has(q.ip) ? VARIES : undefined;
+    }
     for (const [from, until, j] of known.spansOf.get(q.ip) ?? []) {
       const answer = known.answers[j] as SpanResolution;
       if (from <= q.at && q.at <= until && answer.status !== "varies") return answer;

@@ -223,7 +223,10 @@ async function storeBatch(
   signal?.throwIfAborted();
   const applied =
     candidates.length > 0
-      ? await deps.store.applyAlerts(candidates, alertContribution, { windowMs: deps.alertWindowMs })
+      ? await deps.store.applyAlerts(candidates, alertContribution, {
+          windowMs: deps.alertWindowMs,
+          delivers: deps.sink !== undefined,
+        })
       : { alerts: [], opened: 0 };
   const { alerts, opened } = applied;
   if (options.progress !== undefined) options.progress.alertsOpened = opened;

@@ -13,7 +13,10 @@ export interface FlowWriteResult {
 
 /** What `FlowStore.applyAlerts` did. */
 export interface AlertApplyResult {
-  /** The alerts that still need delivery: those this call opened, and earlier ones still marked pending. */
+  /**
+   * The alerts that still need delivery: those this call opened, and (when it delivers) earlier ones still marked
+   * pending whose hand-out lease it took.
+   */
   alerts: AlertRecord[];
   /**
    * Alerts this call opened (new windows): what it raised. An alert handed out again while pending is not
@@ -31,6 +34,12 @@ export const MAX_ALERT_WINDOW_MS = 24 * 3_600_000;
 export interface AlertOptions {
   /** Length of an alert window, ms (1 to MAX_ALERT_WINDOW_MS): one alert per key per window. */
   windowMs: number;
+  /**
+   * Whether the caller publishes the alerts handed out to it. One that does not (a backfill, replay or redrive without
+   * an alerts topic) takes no lease on handing out a pending alert, so that it leaves each to a run that does, and is
+   * handed out only the alerts it opens (they stay pending). @default true
+   */
+  delivers?: boolean;
 }
 
 export interface FlowQuery {

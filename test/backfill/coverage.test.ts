@@ -49,10 +49,23 @@ let ts: TestStore;
 let flows: DynamoFlowStore;
 let coverage: DynamoCoverageStore;
 let clusters = 0;
+/** How far the flow store's wall clock runs ahead: moved on by lambdaRetryDelay. */
+let clockLag = 0;
+/**
+ * Lambda retries a failed payload a minute later or more: by then the hand-out lease of the failed run's alerts has
+ * run out (pendingRedeliveryAfterMs), and its retry takes it.
+ */
+const lambdaRetryDelay = () => {
+  clockLag += 61_000;
+};
 
 beforeAll(async () => {
   ts = await startTestStore();
-  flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+  flows = new DynamoFlowStore({
+    client: ts.client,
+    tableName: ts.tableName,
+    now: () => Date.now() + clockLag,
+  });
   coverage = new DynamoCoverageStore({ client: ts.client, tableName: ts.tableName });
 });
 afterAll(async () => {
@@ -366,6 +379,7 @@ describe("coverage with live ingest and backfills", () => {
     expect(await r.stored()).toEqual(r.expected);
     // Retried as first attributed, SNS back: no flow written, and the alerts left pending are published.
     flaky.down = false;
+    lambdaRetryDelay();
     const again = await ingestDelivery(
       payload,
       { ...ingestDeps(r.store, r.cluster), sink },
@@ -612,6 +626,7 @@ describe("attribution that changes between a failed run and its retry", () => {
     const opened = progress.alertsOpened ?? 0;
     expect(opened).toBeGreaterThan(0);
     flaky.down = false;
+    lambdaRetryDelay();
     const retry = await ingestDelivery(
       payload,
       { ...depsWith(r, unreachable, kept), sink },

@@ -122,9 +122,14 @@ interface State extends Window {
   createdAt: number;
   /** The windows before the open one, newest first, at most KEPT_WINDOWS. */
   earlier: Window[];
-  /** Who may hand out the open window's pending alert, since when (takeHandOut); undefined on older items. */
-  leaseBy: string | undefined;
+  /**
+   * The lease on handing out the open window's pending alert (takeHandOut): the run that holds it (a nonce of its
+   * applyAlerts call: two runs of one contribution at once are told apart), since when, and its contribution's token
+   * (kept when the window closes). Undefined when nobody took it: on older items, and when the opener does not deliver.
+   */
+  leaseRun: string | undefined;
   leaseAt: number | undefined;
+  leaseBy: string | undefined;
 }
 
 function windowOf(value: unknown): Window | null {
@@ -178,8 +183,9 @@ function stateOf(item: Item | undefined): State | undefined {
     delivery: deliveryOf(item.delivery),
     createdAt: num(item.createdAt ?? 0),
     earlier,
-    leaseBy: item.leaseBy === undefined ? undefined : String(item.leaseBy),
+    leaseRun: item.leaseRun === undefined ? undefined : String(item.leaseRun),
     leaseAt: item.leaseAt === undefined ? undefined : num(item.leaseAt),
+    leaseBy: item.leaseBy === undefined ? undefined : String(item.leaseBy),
   };
 }
 
@@ -503,6 +509,17 @@ function partOf(p: Prepared, from: number, end: string): { part: Prepared; used:
   return { part: { ...p, candidate, firstMs: Date.parse(first.firstSeen) }, used: k - from };
 }
 
+/**
+ * Who applies hits: the contribution (`token`, what the items count by), this applyAlerts call (`run`, a nonce: what
+ * holds a hand-out lease, since two runs of one contribution may go at once: a duplicate delivery), and whether it
+ * publishes what it is handed out (a backfill, replay or redrive without an alerts topic does not, and takes no lease).
+ */
+interface Caller {
+  token: string;
+  run: string;
+  delivers: boolean;
+}
+
 export async function applyAlerts(
   ctx: AlertContext,
   candidates: readonly AlertCandidate[],
@@ -515,8 +532,9 @@ export async function applyAlerts(
     );
   }
   const prepared = prepare(candidates);
+  const caller: Caller = { token, run: randomUUID(), delivers: options.delivers ?? true };
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
-    applyKey(ctx, p, token, options.windowMs),
+    applyKey(ctx, p, caller, options.windowMs),
   );
   return {
     alerts: results.flatMap((r) => r.alerts),
@@ -532,13 +550,13 @@ export async function applyAlerts(
 async function applyKey(
   ctx: AlertContext,
   p: Prepared,
-  token: string,
+  caller: Caller,
   windowMs: number,
 ): Promise<AlertApplyResult> {
   const alerts: AlertRecord[] = [];
   let opened = 0;
   for (let from = 0; from < p.spans.length; ) {
-    const part = await applyOne(ctx, p, from, token, windowMs);
+    const part = await applyOne(ctx, p, from, caller, windowMs);
     if (part.alert !== undefined) alerts.push(part.alert);
     if (part.opened) opened++;
     from += part.used;
@@ -560,9 +578,10 @@ async function applyOne(
   ctx: AlertContext,
   whole: Prepared,
   from: number,
-  token: string,
+  caller: Caller,
   windowMs: number,
 ): Promise<PartResult> {
+  const { token } = caller;
   const firstSeen = (whole.spans[from] as HitSpan).firstSeen;
   const stateKey = alertStateKey(whole.cluster, whole.keyDigest);
   const reads = freshReport();
@@ -570,25 +589,31 @@ async function applyOne(
     const state = stateOf(await getItem(ctx, stateKey, reads));
     if (state === undefined || state.windowEnd <= firstSeen) {
       const { part, used } = partOf(whole, from, iso(Date.parse(firstSeen) + windowMs));
-      const alert = await openWindow(ctx, part, token, windowMs, state, reads);
-      if (alert === "lost-race") continue;
-      return { alert, used, opened: true };
+      const opening = await openWindow(ctx, part, caller, windowMs, state, reads);
+      if (opening === "lost-race") continue;
+      return { ...opening, used };
     }
     // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
     const target = windowFor(firstSeen, [state, ...state.earlier]);
     const { part: p, used } = partOf(whole, from, target.windowEnd);
     const c = p.candidate;
     if (target.openedBy === token) {
-      // This contribution opened that window (this is a retry): complete its record, deliver if still pending
-      // and nobody else has taken it to deliver since. It counts as opened here only if the record had not
-      // taken the opener's hits yet: a crash between the state and the record, or this call's own state write
-      // whose answer was lost (its resend refused). A retry or redelivery after a whole opening opens nothing.
+      // This contribution opened that window (a retry, or a duplicate run going at the same time): complete its
+      // record, deliver if still pending and the lease is this run's to take (the opening run's has run out, or this
+      // is that run: its own state write whose answer was lost). It counts as opened here only if the record had not
+      // taken the opener's hits yet: a crash between the state and the record, this call's own state write whose
+      // answer was lost (its resend refused), or a duplicate run that wrote the record before the one that wrote the
+      // state. A retry or redelivery after a whole opening opens nothing.
       const opened = await writeRecord(ctx, p, target, token, reads);
-      if (target === state && !(await takeHandOut(ctx, stateKey, state, token)))
+      if (!caller.delivers || (target === state && !(await takeHandOut(ctx, stateKey, state, caller))))
         return { alert: undefined, used, opened };
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened };
     }
+    // The marker of the alert's day, as its opening put it: remembered per store, so a request only once per day and
+    // store. An alert opened by a version that marked no days (before the markers) is listed again from its first
+    // hit since.
+    await markAlertDay(ctx, ctx.marked, p.cluster, target.openedAt, ctx.now(), freshReport());
     const fold: CountedWrite = {
       key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
       token,
@@ -600,6 +625,7 @@ async function applyOne(
     };
     const folded = await countedUpdate(ctx, fold, freshReport(), reads);
     if (folded.full) await spillFold(ctx, p.cluster, fold);
+    if (!caller.delivers) return { alert: undefined, used, opened: false };
     if (target !== state && target.leaseBy === token) {
       // This delivery took the lease on that window's alert before the window closed: its retry delivers it.
       const alert = await readAlert(ctx, target, reads);
@@ -611,7 +637,7 @@ async function applyOne(
       target === state &&
       state.delivery === "pending" &&
       ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs &&
-      (await takeHandOut(ctx, stateKey, state, token))
+      (await takeHandOut(ctx, stateKey, state, caller))
     ) {
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
@@ -622,28 +648,32 @@ async function applyOne(
 }
 
 /**
- * The lease on handing out the open window's pending alert: taken when its holder is `token` (a retry of the delivery that
- * has it), or when the last one ran out (pendingRedeliveryAfterMs after it was taken, or after the window opened).
- * False when another delivery holds it, or the window is no longer the open one.
+ * The lease on handing out the open window's pending alert, for the caller's run: taken (renewed) when this run holds
+ * it already (its own write whose answer was lost), or when the last one ran out (pendingRedeliveryAfterMs after it
+ * was taken, or after the window opened). Always by a conditional write, never on the word of the state read: the
+ * lease it names may have run out and been taken by another since. False when another run holds it (a retry of the
+ * holder's contribution included: it cannot be told from a duplicate run going at the same time), or the window is
+ * no longer the open one.
  */
 async function takeHandOut(
   ctx: AlertContext,
   stateKey: { pk: string; sk: string },
   state: State,
-  token: string,
+  caller: Caller,
 ): Promise<boolean> {
-  // Held already, as the state read says: no write.
-  if (state.leaseBy === token) return true;
   const now = ctx.now();
   const e = new Expression();
   const leaseAt = e.name("leaseAt");
+  const leaseRun = e.name("leaseRun");
+  const run = e.value(caller.run);
   const cutoff = e.value(now - ctx.pendingRedeliveryAfterMs);
-  const update = `SET ${leaseAt} = ${e.value(now)}, ${e.name("leaseBy")} = ${e.value(token)}`;
+  const update = `SET ${leaseAt} = ${e.value(now)}, ${leaseRun} = ${run}, ${e.name("leaseBy")} = ${e.value(caller.token)}`;
   const condition =
-    `${e.name("alertSk")} = ${e.value(state.alertSk)} AND (${e.name("leaseBy")} = ${e.value(token)} OR ` +
+    `${e.name("alertSk")} = ${e.value(state.alertSk)} AND (${leaseRun} = ${run} OR ` +
     `${leaseAt} <= ${cutoff} OR (attribute_not_exists(${leaseAt}) AND ` +
-    // A state written before leases: its opener holds it, and anyone once it is old enough.
-    `(${e.name("openedBy")} = ${e.value(token)} OR ${e.name("createdAt")} <= ${cutoff})))`;
+    // Nobody took it (an opener that does not deliver, or a state written before leases): the opener's contribution
+    // may, and anyone once it is old enough.
+    `(${e.name("openedBy")} = ${e.value(caller.token)} OR ${e.name("createdAt")} <= ${cutoff})))`;
   try {
     await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
@@ -663,15 +693,20 @@ async function takeHandOut(
   }
 }
 
-/** Opens a window: its state, then its record; "lost-race" when the state no longer names `previous`. */
+/**
+ * Opens a window: its state, then its record; "lost-race" when the state no longer names `previous`. `opened` when
+ * this call's record write applied the opener's hits: a duplicate run of the contribution going at the same time may
+ * write them first (it finds the state opened by its token), and counts the alert then.
+ */
 async function openWindow(
   ctx: AlertContext,
   p: Prepared,
-  token: string,
+  caller: Caller,
   windowMs: number,
   previous: State | undefined,
   reads: CallReport,
-): Promise<AlertRecord | undefined | "lost-race"> {
+): Promise<{ alert: AlertRecord | undefined; opened: boolean } | "lost-race"> {
+  const { token } = caller;
   const c = p.candidate;
   const openedAt = c.firstSeen;
   const windowEnd = iso(p.firstMs + windowMs);
@@ -704,9 +739,9 @@ async function openWindow(
             ...windowAttribute(window),
             delivery: "pending",
             createdAt: ctx.now(),
-            // The opener delivers it: nobody else hands it out before the lease runs out (takeHandOut).
-            leaseAt: ctx.now(),
-            leaseBy: token,
+            // The opening run delivers it: nobody else hands it out before the lease runs out (takeHandOut). An
+            // opener that does not deliver takes none: the first to come by once the alert is old enough does.
+            ...(caller.delivers ? { leaseAt: ctx.now(), leaseRun: caller.run, leaseBy: token } : {}),
             earlier:
               previous === undefined
                 ? []
@@ -723,8 +758,8 @@ async function openWindow(
     if (isConditionFailure(error)) return "lost-race";
     throw error;
   }
-  await writeRecord(ctx, p, window, token, reads);
-  return readAlert(ctx, window, reads);
+  const opened = await writeRecord(ctx, p, window, token, reads);
+  return { alert: await readAlert(ctx, window, reads), opened };
 }
 
 /**

@@ -597,8 +597,10 @@ export class LiveDirectory implements IpDirectory {
     return remembered.map((h) => {
       // Node-list holders are not what a pod look finds.
       const fromPods = h.kind === "pod" || (h.kind === "node" && h.uid?.startsWith("hostNetwork:") === true);
-      if (!fromPods || h.seenAt === undefined || inView.has(holderKey(h))) return h;
-      const seenAt = h.seenAt;
+      if (!fromPods || inView.has(holderKey(h))) return h;
+      // Versions before seenAt (a6de762 and earlier) wrote holders without it, when a look showed them: such a holder
+      // held the address from its validFrom on, and those versions ended it at the first look that did not show it.
+      const seenAt = h.seenAt ?? h.validFrom;
       // The first look after it was seen holding the address that did not show it.
       let gone: number | undefined;
       for (const t of looks) if (t > seenAt && (gone === undefined || t < gone)) gone = t;
