@@ -10,6 +10,7 @@ import {
   POLICY_TYPES,
   type PolicyType,
 } from "../functions/core/panic-policy.ts";
+import { MAX_AGGREGATION_SECONDS } from "../functions/ingest/config.ts";
 import { MAX_TTL_MINUTES } from "../functions/panic/service.ts";
 
 /** Values CloudWatch Logs accepts as a log group retention, in days. */
@@ -297,7 +298,8 @@ const Context = z
           ),
       )
       .default(30),
-    aggregationSeconds: int(1, 3600).default(60),
+    // At most a minute (MAX_AGGREGATION_SECONDS says why).
+    aggregationSeconds: int(1, MAX_AGGREGATION_SECONDS).default(60),
     alertWindowMinutes: int(1, 1440).default(15),
     manageClusterAccess: z.preprocess(boolean, z.boolean({ error: "expected true or false" })).default(true),
     attribution: z.enum(["eks", "none"]).default("eks"),

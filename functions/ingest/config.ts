@@ -8,6 +8,12 @@ import {
 } from "../core/classify.ts";
 import { parseEnv } from "../shared/env.ts";
 
+/**
+ * The longest flow bucket a deployment may use: a flow item keeps the token of every delivery counted into its
+ * bucket, so its writes grow dearer with the bucket's deliveries (an hour of one a second: 58 KB, every write).
+ */
+export const MAX_AGGREGATION_SECONDS = 60;
+
 const csv = z.string().transform((v) =>
   v
     .split(",")
@@ -44,7 +50,7 @@ const IngestEnv = z.object({
       }
     })
     .default(DEFAULT_WORKLOAD_INTERFACE_PREFIXES),
-  AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(MAX_AGGREGATION_SECONDS).default(60),
   ALERT_WINDOW_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   ALERT_CAP: z.coerce.number().int().min(1).max(10_000).default(50),
   ALERTS_TOPIC_ARN: z.string().startsWith("arn:").optional(),

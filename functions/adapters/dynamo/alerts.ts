@@ -2,9 +2,10 @@
 // `STATE` names the open window and up to KEPT_WINDOWS before it. A candidate whose first hit is at or after
 // the window's end opens a new one: a conditional write of the state (it must still name the window that was
 // read), then the alert record `ALERTS#<cluster>#<day>` / `<openedAt>#<digest>` with delivery "pending". Other candidates
-// fold their hits into a fold slot of the window, `<openedAt>#<digest>#<slot>`, one slot per stretch of the
-// window (by event time), so that the set of applied contributions each item keeps stays bounded however long
-// a storm lasts. A record and its slots are adjacent: one Query reads an alert whole. The call whose state
+// fold their hits into a fold slot of the window, one slot per stretch of the window (by event time), so that the set
+// of applied contributions each item keeps stays bounded however long a storm lasts; a slot is spread over
+// FOLD_SHARDS items by contribution, `<openedAt>#<digest>#<shard>#<slot>`, so that no item takes every node's folds.
+// A record and its slots are adjacent: one Query reads an alert whole. The call whose state
 // write opened a window reports its alert as opened (or the retry that writes the record that call never
 // wrote); a retried or redelivered payload after that does not, nor does a delivery handing out a pending alert.
 import { createHash, randomUUID } from "node:crypto";
@@ -49,7 +50,9 @@ import {
   checkCluster,
   dayOf,
   expiresAt,
+  FOLD_SHARDS,
   foldClaimKey,
+  foldShardOf,
   foldSlotSk,
   InvalidInputError,
   iso,
@@ -59,7 +62,6 @@ import {
 } from "./keys.ts";
 import { listMarkers, type MarkedPeriods, markAlertDay } from "./markers.ts";
 import {
-  type CountedWrite,
   countedUpdate,
   Expression,
   freshReport,
@@ -69,6 +71,7 @@ import {
   queryAll,
   queryRange,
   type StoreContext,
+  tokenApplied,
 } from "./requests.ts";
 import { type CallReport, mapBounded, StoreUnavailableError, withRetry } from "./retry.ts";
 
@@ -77,7 +80,7 @@ export interface AlertContext extends StoreContext {
   concurrency: number;
   /** A pending alert opened by another delivery is handed out for delivery only this long after it opened. */
   pendingRedeliveryAfterMs: number;
-  /** Tokens a fold slot keeps; folds beyond are claimed on items of their own (spillFold). */
+  /** Tokens a fold slot's shard keeps; folds beyond are claimed on items of their own (spillFold). */
   maxSlotTokens: number;
   /** The hour and day markers this store has written (markers.ts). */
   marked: MarkedPeriods;
@@ -85,16 +88,16 @@ export interface AlertContext extends StoreContext {
 }
 
 /**
- * A slot of 256 tokens is about 4.5 KB: a fold costs at most 5 WCU, and an alert's record and 16 slots stay far
- * below the 1 MB a Query reads (an alert is read whole).
+ * A shard of 32 tokens is under 1 KB: a fold costs 1 WCU, and an alert's record and its 16 slots of 16 shards
+ * (8,192 deliveries, about 200 KB) stay far below the 1 MB a Query reads (an alert is read whole).
  */
-export const DEFAULT_MAX_SLOT_TOKENS = 256;
+export const DEFAULT_MAX_SLOT_TOKENS = 32;
 
 /** At most this many fold slots per window: bounds the items one alert is read from. */
 const MAX_SLOTS = 16;
 const MIN_SLOT_MS = 60_000;
-/** Items of one alert: its record and its slots. */
-const MAX_GROUP_ITEMS = MAX_SLOTS + 1;
+/** Items of one alert: its record and its slots' shards. */
+const MAX_GROUP_ITEMS = MAX_SLOTS * FOLD_SHARDS + 1;
 /**
  * Windows a key's state keeps besides the open one: where late hits and retried payloads land. Sixteen windows
  * are at least four hours of event time at the default 15-minute window.
@@ -226,25 +229,84 @@ export function windowFor(firstSeen: string, windows: readonly Window[]): Window
   return next;
 }
 
+/** One contribution's hits, folded into its shard of a fold slot. */
+interface Fold {
+  key: { pk: string; sk: string };
+  token: string;
+  hits: number;
+  /** The slot's TTL: its window's. */
+  expiresAt: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
 /**
- * Folds into a slot whose applied set is full: the contribution is claimed on an item of its own (a conditional
- * PutItem), then its hits are added to the slot by one `ADD`, which carries no token to refuse a repeat and so is
+ * Folds a contribution into its shard of a fold slot, at most once: one UpdateItem that adds the hits and the token on
+ * condition only that the token is new and the shard has room for it — never on the shard's span, which the other
+ * deliveries folding at the same time move, so they never refuse one another. The span is widened after, by
+ * idempotent writes and only where the shard (as the write returns it) does not cover the fold's: a crash in between
+ * leaves it narrower, and the retry, which finds its token, widens it then. "full": the shard has no room, nothing
+ * changed (spillFold claims the fold elsewhere).
+ */
+async function foldInto(ctx: AlertContext, fold: Fold, reads: CallReport): Promise<"folded" | "full"> {
+  const e = new Expression();
+  const applied = e.name("applied");
+  const first = e.name("firstSeen");
+  const last = e.name("lastSeen");
+  const expires = e.name("expiresAt");
+  const update =
+    `SET ${first} = if_not_exists(${first}, ${e.value(fold.firstSeen)}), ` +
+    `${last} = if_not_exists(${last}, ${e.value(fold.lastSeen)}), ` +
+    `${expires} = if_not_exists(${expires}, ${e.value(fold.expiresAt)}) ` +
+    `ADD ${e.name("hits")} ${e.value(fold.hits)}, ${applied} ${e.value(new Set([fold.token]))}`;
+  const condition =
+    `NOT contains(${applied}, ${e.value(fold.token)}) AND ` +
+    `(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(ctx.maxSlotTokens)})`;
+  try {
+    const out = await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+      ctx.doc.send(
+        new UpdateCommand({
+          TableName: ctx.tableName,
+          Key: fold.key,
+          UpdateExpression: update,
+          ConditionExpression: condition,
+          // The span as stored after the write, at no cost: tells whether it needs widening.
+          ReturnValues: "UPDATED_NEW",
+          ...e.fields(),
+        }),
+      ),
+    );
+    await widenSpan(ctx, fold, out.Attributes);
+    return "folded";
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+  // Refused: the token is there (a redelivery, or this call's own write whose answer was lost) or the shard is full,
+  // and either stays so.
+  const current = await getItem(ctx, fold.key, reads);
+  if (current === undefined || !tokenApplied(current, fold.token)) return "full";
+  await widenSpan(ctx, fold, current);
+  return "folded";
+}
+
+/**
+ * Folds into a shard whose applied set is full: the contribution is claimed on an item of its own (a conditional
+ * PutItem), then its hits are added to the shard by one `ADD`, which carries no token to refuse a repeat and so is
  * never sent again once it may have been applied. A redelivery finds its claim and adds nothing. The claim carries
  * a nonce of this call: a claim whose answer was lost is sent again, and when that finds the claim in place, it is
- * read back, and the call goes on with the `ADD` if the claim is its own. At most once, where a slot with room
+ * read back, and the call goes on with the `ADD` if the claim is its own. At most once, where a shard with room
  * counts exactly once: an `ADD` that failed or may have, or a crash between the two, lose that delivery's hits
  * from the alert's count (the payload fails and is retried, and its retry finds the claim); none counts them twice.
  */
-async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite): Promise<void> {
-  const token = fold.token as string;
-  const claimKey = foldClaimKey(cluster, token, fold.key.sk);
+async function spillFold(ctx: AlertContext, cluster: string, fold: Fold): Promise<void> {
+  const claimKey = foldClaimKey(cluster, fold.token, fold.key.sk);
   const nonce = randomUUID();
   try {
     await withRetry("PutItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
         new PutCommand({
           TableName: ctx.tableName,
-          Item: { ...claimKey, ...fold.init, claimedBy: nonce },
+          Item: { ...claimKey, expiresAt: fold.expiresAt, claimedBy: nonce },
           ConditionExpression: "attribute_not_exists(pk)",
         }),
       ),
@@ -257,9 +319,9 @@ async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite)
   }
   // Expressions are built once: each try sends the same request (a placeholder made per try would be unused).
   const e = new Expression();
-  const add = `ADD ${e.name("hits")} ${e.value(fold.counters.hits ?? 0)}`;
+  const add = `ADD ${e.name("hits")} ${e.value(fold.hits)}`;
   const exists = `attribute_exists(${e.name("pk")})`;
-  await withRetry(
+  const out = await withRetry(
     "UpdateItem",
     ctx.retry,
     freshReport(),
@@ -270,41 +332,45 @@ async function spillFold(ctx: AlertContext, cluster: string, fold: CountedWrite)
           Key: fold.key,
           UpdateExpression: add,
           ConditionExpression: exists,
+          ReturnValues: "ALL_NEW",
           ...e.fields(),
         }),
       ),
     { resendUnsure: false },
   );
-  // The slot's span: a minimum and a maximum, so each write may be repeated.
-  await widenSpan(ctx, fold.key, "firstSeen", "<", fold.firstSeen);
-  await widenSpan(ctx, fold.key, "lastSeen", ">", fold.lastSeen);
+  await widenSpan(ctx, fold, out.Attributes);
 }
 
-/** Sets `attribute` of the item to `value` if that is further out (`<`: earlier, `>`: later). */
-async function widenSpan(
-  ctx: AlertContext,
-  key: { pk: string; sk: string },
-  attribute: string,
-  direction: "<" | ">",
-  value: string,
-): Promise<void> {
-  const e = new Expression();
-  const name = e.name(attribute);
-  const v = e.value(value);
-  try {
-    await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
-      ctx.doc.send(
-        new UpdateCommand({
-          TableName: ctx.tableName,
-          Key: key,
-          UpdateExpression: `SET ${name} = ${v}`,
-          ConditionExpression: `${v} ${direction} ${name}`,
-          ...e.fields(),
-        }),
-      ),
-    );
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
+/**
+ * Widens a shard's span to take the fold's, where `stored` (the shard as last seen) does not: `SET` the end on
+ * condition that it is further out, so each write may be repeated and any order of them ends at the extremes.
+ */
+async function widenSpan(ctx: AlertContext, fold: Fold, stored: Item | undefined): Promise<void> {
+  const ends = [
+    { attribute: "firstSeen", value: fold.firstSeen, direction: "<" },
+    { attribute: "lastSeen", value: fold.lastSeen, direction: ">" },
+  ] as const;
+  for (const { attribute, value, direction } of ends) {
+    const seen = stored?.[attribute];
+    if (typeof seen === "string" && (direction === "<" ? seen <= value : seen >= value)) continue;
+    const e = new Expression();
+    const name = e.name(attribute);
+    const v = e.value(value);
+    try {
+      await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
+        ctx.doc.send(
+          new UpdateCommand({
+            TableName: ctx.tableName,
+            Key: fold.key,
+            UpdateExpression: `SET ${name} = ${v}`,
+            ConditionExpression: `attribute_not_exists(${name}) OR ${v} ${direction} ${name}`,
+            ...e.fields(),
+          }),
+        ),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
   }
 }
 
@@ -614,17 +680,18 @@ async function applyOne(
     // store. An alert opened by a version that marked no days (before the markers) is listed again from its first
     // hit since.
     await markAlertDay(ctx, ctx.marked, p.cluster, target.openedAt, ctx.now(), freshReport());
-    const fold: CountedWrite = {
-      key: { pk: target.alertPk, sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target)) },
+    const fold: Fold = {
+      key: {
+        pk: target.alertPk,
+        sk: foldSlotSk(target.alertSk, slotOf(p.firstMs, target), foldShardOf(token)),
+      },
       token,
-      maxTokens: ctx.maxSlotTokens,
-      counters: { hits: c.hits },
-      init: { expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays, ctx.now()) },
+      hits: c.hits,
+      expiresAt: expiresAt(Date.parse(target.openedAt), ctx.retentionDays, ctx.now()),
       firstSeen: c.firstSeen,
       lastSeen: c.lastSeen,
     };
-    const folded = await countedUpdate(ctx, fold, freshReport(), reads);
-    if (folded.full) await spillFold(ctx, p.cluster, fold);
+    if ((await foldInto(ctx, fold, reads)) === "full") await spillFold(ctx, p.cluster, fold);
     if (!caller.delivers) return { alert: undefined, used, opened: false };
     if (target !== state && target.leaseBy === token) {
       // This delivery took the lease on that window's alert before the window closed: its retry delivers it.

@@ -56,8 +56,8 @@ export interface DynamoFlowStoreOptions {
    */
   pendingRedeliveryAfterMs?: number;
   /**
-   * Deliveries a fold slot remembers (its applied set); later ones are claimed on items of their own
-   * (docs/flow-store.md, "Alerts"). Keeps an alert's items small enough to be read whole. @default 256
+   * Deliveries each shard of a fold slot remembers (its applied set); later ones are claimed on items of their own
+   * (docs/flow-store.md, "Alerts"). Keeps an alert's items small enough to be read whole. @default 32
    */
   maxSlotTokens?: number;
   /**

@@ -100,9 +100,20 @@ export const alertRecordKey = (
   pk: alertPartition(cluster, dayOf(openedAt)),
   sk: `${openedAt}#${keyDigest}`,
 });
-/** Fold slots sort right after their alert record: `<openedAt>#<digest>#<slot>`. */
-export const foldSlotSk = (alertSk: string, slot: number): string =>
-  `${alertSk}#${String(slot).padStart(3, "0")}`;
+/**
+ * Items a fold slot is spread over: one key's folds from many nodes at once would otherwise all write one item,
+ * which no partition split can relieve (1,000 WCU/s at most).
+ */
+export const FOLD_SHARDS = 16;
+/** The shard of a fold slot a contribution folds into: fixed by its token, so a retry lands where it did. */
+export const foldShardOf = (token: string): number =>
+  (createHash("sha256").update(token).digest()[0] as number) % FOLD_SHARDS;
+/**
+ * Fold slot items sort right after their alert record: `<openedAt>#<digest>#<shard, 1 hex digit>#<slot, 3 digits>`
+ * (items written before shards, `<openedAt>#<digest>#<slot>`, are read alike).
+ */
+export const foldSlotSk = (alertSk: string, slot: number, shard: number): string =>
+  `${alertSk}#${shard.toString(16)}#${String(slot).padStart(3, "0")}`;
 /**
  * A fold into a slot whose applied set is full, claimed on its own: one item per (contribution, slot), in a
  * partition per contribution (spread, and outside every alert's group, which Queries read whole).

@@ -1,5 +1,6 @@
 // The DynamoDB requests the store is built from: expression building, reads, and the one idempotent write
-// every counted item (flows, alert records, alert fold slots) goes through.
+// the counted items with a single writer at a time (flows, alert records) go through. Alert fold slots, which many
+// deliveries write at once, have their own (alerts.ts, foldInto).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { type CallReport, type RetryPolicy, StoreUnavailableError, withRetry } from "./retry.ts";
@@ -141,12 +142,6 @@ export interface CountedWrite {
   key: Key;
   /** Contribution token (keys.ts contributionToken): the item applies each token once. */
   token: string;
-  /**
-   * Most tokens the item keeps: a contribution that would add one more is not applied, and the outcome says
-   * `full` (the caller claims it elsewhere). Bounds the item's size (DynamoDB refuses items over 400 KB, and a
-   * Query reads at most 1 MB of whole items).
-   */
-  maxTokens?: number;
   counters: Record<string, number>;
   /** String sets to merge in (empty ones are skipped: DynamoDB has no empty set). */
   sets?: Record<string, readonly string[]>;
@@ -157,23 +152,17 @@ export interface CountedWrite {
 }
 
 export interface CountedOutcome {
-  /** false: the token was already applied (a redelivery), or the item is full; nothing changed. */
+  /** false: the token was already applied (a redelivery); nothing changed. */
   applied: boolean;
-  /** The item holds maxTokens tokens, none of them this one: nothing changed. */
-  full?: boolean;
 }
 
 // Each failed round means another writer widened the span meanwhile, which can only happen a few times.
 const MAX_ROUNDS = 16;
 
-function tokenApplied(item: Item, token: string): boolean {
+/** Whether the item has applied the contribution of `token`. */
+export function tokenApplied(item: Item, token: string): boolean {
   const applied = item[APPLIED];
   return applied instanceof Set && applied.has(token);
-}
-
-function tokenCount(item: Item): number {
-  const applied = item[APPLIED];
-  return applied instanceof Set ? applied.size : 0;
 }
 
 /**
@@ -196,19 +185,12 @@ export async function countedUpdate(
       current = await getItem(ctx, write.key, reads);
       // Already applied: a redelivery, unless one of our own requests may have landed unseen (answer lost).
       if (current !== undefined && tokenApplied(current, write.token)) return { applied: writes.uncertain };
-      if (current !== undefined && write.maxTokens !== undefined && tokenCount(current) >= write.maxTokens) {
-        return { applied: false, full: true };
-      }
     }
     const e = new Expression();
     const first = e.name(FIRST_SEEN);
     const last = e.name(LAST_SEEN);
-    // The token is new (and there is room for it).
     const applied = e.name(APPLIED);
     const fresh = [`NOT contains(${applied}, ${e.value(write.token)})`];
-    if (write.maxTokens !== undefined) {
-      fresh.push(`(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(write.maxTokens)})`);
-    }
     const sets: string[] = [];
     let condition: string;
     if (current === undefined) {

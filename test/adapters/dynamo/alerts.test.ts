@@ -6,7 +6,12 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/alerts.ts";
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
-import { alertKeyDigest } from "../../../functions/adapters/dynamo/keys.ts";
+import {
+  alertKeyDigest,
+  contributionToken,
+  foldShardOf,
+  foldSlotSk,
+} from "../../../functions/adapters/dynamo/keys.ts";
 import { StoreUnavailableError } from "../../../functions/adapters/dynamo/retry.ts";
 import type { AlertRecord, Endpoint } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
@@ -47,6 +52,17 @@ function pair(n: number) {
     pod(`192.168.${n}.1`, `src${n}`, `client-${n}`, ["Deployment", "client"]),
     pod(`192.168.${n}.2`, `dst${n}`, "db-0", ["StatefulSet", "db"]),
   ] as const;
+}
+
+/** `count` contribution names (`<prefix>-<k>`) whose folds land in one shard of a fold slot. */
+function sameShard(prefix: string, count: number): string[] {
+  const names: string[] = [];
+  const shardOf = (name: string) => foldShardOf(contributionToken(name));
+  for (let k = 0; names.length < count; k++) {
+    const name = `${prefix}-${k}`;
+    if (names.length === 0 || shardOf(name) === shardOf(names[0] as string)) names.push(name);
+  }
+  return names;
 }
 
 async function alertsIn(since: string, until: string, limit = 100): Promise<AlertRecord[]> {
@@ -342,18 +358,22 @@ describe("applyAlerts", () => {
     const t = "2024-04-19T13:00:00.000Z";
     await small.applyAlerts([candidate(src, dst, t, 1)], "open", WINDOW);
     // Ten deliveries fold into the same slot (the window's first minute), each twice, in two orders.
+    // (All of them contributions whose folds land in one shard of the slot.)
     const folds = Array.from({ length: 10 }, (_, i) => candidate(src, dst, at(t, 1000 * (i + 1)), 2));
+    const names = sameShard("fold", folds.length);
     for (const [i, c] of folds.entries())
-      expect(await small.applyAlerts([c], `fold-${i}`, WINDOW)).toEqual(NOTHING);
-    for (const [i, c] of [...folds.entries()].reverse()) await small.applyAlerts([c], `fold-${i}`, WINDOW);
+      expect(await small.applyAlerts([c], names[i] as string, WINDOW)).toEqual(NOTHING);
+    for (const [i, c] of [...folds.entries()].reverse())
+      await small.applyAlerts([c], names[i] as string, WINDOW);
     const alert = (await alertsIn(t, t)).find((a) => a.src.ip === src.ip);
     expect(alert).toMatchObject({ count: 21, firstSeen: t, lastSeen: at(t, 10_000) });
-    // The slot remembers three deliveries; the other seven were claimed on items of their own.
+    // The shard remembers three deliveries; the other seven were claimed on items of their own.
     const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
+    const shard = foldShardOf(contributionToken(names[0] as string));
     const slot = await raw.send(
       new GetCommand({
         TableName: ts.tableName,
-        Key: { pk: `ALERTS#${CLUSTER}#2024-04-19`, sk: `${t}#${digest}#000` },
+        Key: { pk: `ALERTS#${CLUSTER}#2024-04-19`, sk: foldSlotSk(`${t}#${digest}`, 0, shard) },
       }),
     );
     expect((slot.Item?.applied as Set<string> | undefined)?.size).toBe(3);
@@ -372,7 +392,9 @@ describe("applyAlerts", () => {
     const t = "2024-04-19T14:00:00.000Z";
     const count = async () => (await alertsIn(t, t)).find((a) => a.src.ip === src.ip)?.count;
     await spilling.applyAlerts([candidate(src, dst, t, 1)], "open", WINDOW);
-    await spilling.applyAlerts([candidate(src, dst, at(t, 1000), 2)], "fills", WINDOW);
+    // Contributions whose folds land in one shard of the slot: the first fills it, the others spill.
+    const [fills, spill1, spill2] = sameShard("spilling", 3) as [string, string, string];
+    await spilling.applyAlerts([candidate(src, dst, at(t, 1000), 2)], fills, WINDOW);
     /** The first request that `match` picks gets `outcome`. */
     const once = (
       match: (op: string, body: Record<string, unknown>) => boolean,
@@ -396,19 +418,19 @@ describe("applyAlerts", () => {
       // The hits' ADD is applied but its answer lost: not sent again; the payload fails, its retry adds nothing.
       once(hitsAdd, "lost");
       const spill = candidate(src, dst, at(t, 2000), 2);
-      await expect(spilling.applyAlerts([spill], "spill-1", WINDOW)).rejects.toThrow(/not sent again/);
+      await expect(spilling.applyAlerts([spill], spill1, WINDOW)).rejects.toThrow(/not sent again/);
       proxy.setPlan({});
-      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual(NOTHING);
+      expect(await spilling.applyAlerts([spill], spill1, WINDOW)).toEqual(NOTHING);
       expect(await count()).toBe(5);
       // A redelivery whose claim gets a 500 (not applied) finds the claim on the next try: nothing added.
       once(claim, "error");
-      expect(await spilling.applyAlerts([spill], "spill-1", WINDOW)).toEqual(NOTHING);
+      expect(await spilling.applyAlerts([spill], spill1, WINDOW)).toEqual(NOTHING);
       expect(await count()).toBe(5);
       // A claim applied but its answer lost: sent again, it finds itself (its nonce) and adds its hits, once.
       once(claim, "lost");
-      await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], "spill-2", WINDOW);
+      await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], spill2, WINDOW);
       expect(await count()).toBe(8);
-      expect(await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], "spill-2", WINDOW)).toEqual(
+      expect(await spilling.applyAlerts([candidate(src, dst, at(t, 3000), 3)], spill2, WINDOW)).toEqual(
         NOTHING,
       );
       expect(await count()).toBe(8);

@@ -633,10 +633,11 @@ describe("TTL", () => {
       return { ...c, key: { ...c.key, cluster } };
     };
     const options = { windowMs: 15 * 60_000 };
-    // Opens the window (state + record), folds into a slot, then a fold into the full slot claims an item of its own.
+    // Opens the window (state + record), folds into a slot, then a fold into the full slot claims an item of its own
+    // (the two folds' contributions pick one shard of the slot).
     await store.applyAlerts([hit(t0, 2)], "ttl-open", options);
     await store.applyAlerts([hit(at(t0, 60_000), 3)], "ttl-fold-1", options);
-    await store.applyAlerts([hit(at(t0, 61_000), 4)], "ttl-fold-2", options);
+    await store.applyAlerts([hit(at(t0, 61_000), 4)], "ttl-fold-25", options);
     const [alert] = (await store.queryAlerts({ cluster, since: t0, until: t0 })).items;
     expect(alert?.count).toBe(9);
     await store.markAlertSent(alert as NonNullable<typeof alert>);
