@@ -166,10 +166,12 @@ export async function replay(
       // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
       // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
       const events: { id: string; timestamp: number; message: string }[] = [];
-      // Compressed input (a rotated `messages.1.gz`) would otherwise be read as a few lines of garbage, none calico.
-      if (lineNo === 0 && batch.lines[0]?.startsWith("\u001f\ufffd\b")) {
+      // Compressed input (a rotated `messages.1.gz`, a `.zst` export) would otherwise be read as a few lines of
+      // garbage, none calico, and the run would "succeed".
+      const compressed = lineNo === 0 ? compressionOf(batch.lines[0]) : undefined;
+      if (compressed !== undefined) {
         throw new Error(
-          `${file === "-" ? "the input" : file} is gzip-compressed: decompress it (zcat FILE | calico-flows replay -)`,
+          `${file === "-" ? "the input" : file} is ${compressed.name}-compressed: decompress it (${compressed.tool} FILE | calico-flows replay -)`,
         );
       }
       for (let i = 0; i < batch.lines.length; i++) {
@@ -189,7 +191,11 @@ export async function replay(
         }
         const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
         if (Number.isNaN(time)) summary.untimed++;
-        events.push({ id: ids.next(line), timestamp: Number.isNaN(time) ? now() : time, message: line });
+        events.push({
+          id: ids.next(line, time),
+          timestamp: Number.isNaN(time) ? now() : time,
+          message: line,
+        });
       }
       if (batch.unfinished) {
         // Counting the part read would count a line that says what it did not (a port cut to its first digits),
@@ -238,28 +244,62 @@ export async function replay(
 /** Where replayed lines are claimed in the coverage records (docs/backfill.md): one stream for every replay. */
 const REPLAY_GROUP = "calico-flows replay";
 const REPLAY_STREAM = "lines";
-/** Distinct line texts remembered for their repeat counts before starting over (at the same line every run). */
+/**
+ * How far the newest line's time moves on before the texts not seen since are forgotten: identical texts carry the
+ * same time, so a text a minute behind the newest line does not come again in a stream (one pod's, or several
+ * interleaved by `kubectl logs -l … -f`).
+ */
+const REPEAT_WINDOW_MS = 60_000;
+/**
+ * Distinct texts one generation of repeat counts holds, whatever the times: the bound on memory where the times set
+ * none (lines without a time, two nodes' files one after the other, a node's clock far ahead).
+ */
 const MAX_REMEMBERED_LINES = 200_000;
 
 /**
  * Event ids of replayed lines: a digest of the text and of how many times the same text came before it, so a
  * line repeated within the input (a retransmitted packet logged twice in one second) is two events, and the
- * same input gives the same ids however it is batched. The repeat counts start over after
- * MAX_REMEMBERED_LINES distinct texts, at the same lines every run (it depends on the input alone); each
- * start-over is numbered in the ids, so a line repeated across one is still two events.
+ * same lines give the same ids however they are batched and whatever came before them (a restarted
+ * `kubectl logs -f` sending its last lines again). The repeat counts are kept in two generations: a new one begins
+ * when the newest time has moved REPEAT_WINDOW_MS past the current one's start or it holds MAX_REMEMBERED_LINES
+ * texts, and the one before is dropped, so a text is remembered for at least that long after it was last seen and
+ * a follow running for days holds at most twice MAX_REMEMBERED_LINES.
  */
 export class LineIds {
-  readonly #seen = new Map<string, number>();
-  #generation = 0;
+  /** Repeat counts of the texts seen in this generation (carried over from the one before when seen again). */
+  #current = new Map<string, number>();
+  #previous = new Map<string, number>();
+  #newest = Number.NEGATIVE_INFINITY;
+  /** The newest time when this generation began. */
+  #since = Number.NEGATIVE_INFINITY;
 
-  next(line: string): string {
-    const text = digest(line);
-    if (this.#seen.size >= MAX_REMEMBERED_LINES) {
-      this.#seen.clear();
-      this.#generation++;
+  /** `time` is the line's own: NaN for a line without one, which moves no generation on by its time. */
+  next(line: string, time: number): string {
+    if (time > this.#newest) this.#newest = time;
+    if (this.#newest - this.#since >= REPEAT_WINDOW_MS || this.#current.size >= MAX_REMEMBERED_LINES) {
+      this.#previous = this.#current;
+      this.#current = new Map();
+      this.#since = this.#newest;
     }
-    const repeat = this.#seen.get(text) ?? 0;
-    this.#seen.set(text, repeat + 1);
-    return `${text}#${this.#generation}.${repeat}`;
+    const text = digest(line);
+    const repeat = this.#current.get(text) ?? this.#previous.get(text) ?? 0;
+    this.#current.set(text, repeat + 1);
+    // "0." was the number of start-overs of the counts before it (cleared every MAX_REMEMBERED_LINES texts) in
+    // replays before they were kept by time: kept, so that the lines of those replays' first start (all of a
+    // smaller input) replayed again are counted once.
+    return `${text}#0.${repeat}`;
   }
+}
+
+/**
+ * The compression a first line shows by its format's magic bytes, as read in UTF-8 (a byte that is no character
+ * there reads as U+FFFD): gzip 1f 8b 08, zstd 28 b5 2f fd, xz fd 37 7a 58 5a 00, bzip2 "BZh" and a block size.
+ */
+function compressionOf(line: string | undefined): { name: string; tool: string } | undefined {
+  if (line === undefined) return undefined;
+  if (line.startsWith("\u001f\ufffd\b")) return { name: "gzip", tool: "zcat" };
+  if (line.startsWith("(\ufffd/\ufffd")) return { name: "zstd", tool: "zstdcat" };
+  if (line.startsWith("\ufffd7zXZ\u0000")) return { name: "xz", tool: "xzcat" };
+  if (/^BZh[1-9]1AY&SY/.test(line)) return { name: "bzip2", tool: "bzcat" };
+  return undefined;
 }

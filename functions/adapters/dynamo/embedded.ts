@@ -40,9 +40,30 @@ const LOCK_FILE = "calico-flows.lock";
  * opens in this process exclude each other as two processes do (LevelDB keeps its own table of the files it has
  * locked in a process).
  */
-const { Level } = createRequire(createRequire(import.meta.url).resolve("dynalite"))(
-  "level",
-) as typeof import("level");
+const requireFromDynalite = createRequire(createRequire(import.meta.url).resolve("dynalite"));
+const { Level } = requireFromDynalite("level") as typeof import("level");
+
+/**
+ * dynalite (4.0) ends the stream of a Query or Scan by calling its iterator's `return()`, which abstract-level 3's
+ * iterators do not have (they have `close()`): every Query left its LevelDB iterator open until the store closed,
+ * pinning LevelDB's memory outside V8's heap, some 10 KB each, so a replay following a stream for days grew by
+ * gigabytes. Given `return()`, each is closed when its stream ends.
+ */
+function closeIteratorsOnReturn(): void {
+  const abstractLevel = createRequire(requireFromDynalite.resolve("level"))("abstract-level") as Record<
+    string,
+    { prototype: { close(): Promise<void>; return?: () => Promise<void> } } | undefined
+  >;
+  for (const name of ["AbstractIterator", "AbstractKeyIterator", "AbstractValueIterator"]) {
+    const prototype = abstractLevel[name]?.prototype;
+    if (prototype !== undefined && prototype.return === undefined) {
+      prototype.return = function (this: { close(): Promise<void> }) {
+        return this.close();
+      };
+    }
+  }
+}
+closeIteratorsOnReturn();
 
 async function inUse(dir: string): Promise<Error> {
   const pid = (await readFile(join(dir, LOCK_FILE), "utf8").catch(() => "")).trim();
