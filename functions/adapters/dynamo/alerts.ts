@@ -249,19 +249,59 @@ interface Fold {
  * changed (spillFold claims the fold elsewhere).
  */
 async function foldInto(ctx: AlertContext, fold: Fold, reads: CallReport): Promise<"folded" | "full"> {
+  // Hits come mostly in time order, so the first try also moves the shard's end to the fold's, on condition that it
+  // is not further out already: one write for the usual fold. Refused for that alone (a later fold landed first), the
+  // second try leaves the end as it is: no round depends on another fold's span, so folds at once never run out of
+  // rounds.
+  let stored = await tryFold(ctx, fold, true);
+  if (stored === "refused") {
+    const current = await getItem(ctx, fold.key, reads);
+    if (current !== undefined && tokenApplied(current, fold.token)) stored = current;
+    else if (!hasRoom(ctx, current)) return "full";
+    else stored = await tryFold(ctx, fold, false);
+  }
+  if (stored === "refused") {
+    // Refused again: the token is there (a redelivery, or this call's own write whose answer was lost) or the shard
+    // filled meanwhile, and either stays so.
+    const current = await getItem(ctx, fold.key, reads);
+    if (current === undefined || !tokenApplied(current, fold.token)) return "full";
+    stored = current;
+  }
+  await widenSpan(ctx, fold, stored);
+  return "folded";
+}
+
+/** Whether a shard as read has room for one more token (it may not exist yet). */
+function hasRoom(ctx: AlertContext, shard: Item | undefined): boolean {
+  const applied = shard?.applied;
+  return !(applied instanceof Set) || applied.size < ctx.maxSlotTokens;
+}
+
+/**
+ * One fold write: `ADD` the hits and the token, `SET` the span's ends where there are none (and, with `moveEnd`,
+ * the last end to the fold's where it is not further out), on condition that the token is new and the shard has
+ * room. The shard as stored after it (its span, at no cost), or "refused".
+ */
+async function tryFold(
+  ctx: AlertContext,
+  fold: Fold,
+  moveEnd: boolean,
+): Promise<Item | undefined | "refused"> {
   const e = new Expression();
   const applied = e.name("applied");
   const first = e.name("firstSeen");
   const last = e.name("lastSeen");
   const expires = e.name("expiresAt");
+  const lastSeen = e.value(fold.lastSeen);
   const update =
     `SET ${first} = if_not_exists(${first}, ${e.value(fold.firstSeen)}), ` +
-    `${last} = if_not_exists(${last}, ${e.value(fold.lastSeen)}), ` +
+    `${last} = ${moveEnd ? lastSeen : `if_not_exists(${last}, ${lastSeen})`}, ` +
     `${expires} = if_not_exists(${expires}, ${e.value(fold.expiresAt)}) ` +
     `ADD ${e.name("hits")} ${e.value(fold.hits)}, ${applied} ${e.value(new Set([fold.token]))}`;
   const condition =
     `NOT contains(${applied}, ${e.value(fold.token)}) AND ` +
-    `(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(ctx.maxSlotTokens)})`;
+    `(attribute_not_exists(${applied}) OR size(${applied}) < ${e.value(ctx.maxSlotTokens)})` +
+    (moveEnd ? ` AND (attribute_not_exists(${last}) OR ${last} <= ${lastSeen})` : "");
   try {
     const out = await withRetry("UpdateItem", ctx.retry, freshReport(), () =>
       ctx.doc.send(
@@ -270,23 +310,16 @@ async function foldInto(ctx: AlertContext, fold: Fold, reads: CallReport): Promi
           Key: fold.key,
           UpdateExpression: update,
           ConditionExpression: condition,
-          // The span as stored after the write, at no cost: tells whether it needs widening.
           ReturnValues: "UPDATED_NEW",
           ...e.fields(),
         }),
       ),
     );
-    await widenSpan(ctx, fold, out.Attributes);
-    return "folded";
+    return out.Attributes;
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
+    return "refused";
   }
-  // Refused: the token is there (a redelivery, or this call's own write whose answer was lost) or the shard is full,
-  // and either stays so.
-  const current = await getItem(ctx, fold.key, reads);
-  if (current === undefined || !tokenApplied(current, fold.token)) return "full";
-  await widenSpan(ctx, fold, current);
-  return "folded";
 }
 
 /**
