@@ -9,7 +9,7 @@ import { AwsSolutionsChecks } from "cdk-nag";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createScanner } from "../../functions/core/parse.ts";
-import { loadIngestConfig } from "../../functions/ingest/config.ts";
+import { loadIngestConfig, MAX_AGGREGATION_SECONDS } from "../../functions/ingest/config.ts";
 import { loadPanicConfig } from "../../functions/panic/config.ts";
 import { loadQueryConfig } from "../../functions/query/config.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
@@ -517,7 +517,7 @@ describe("any valid configuration", () => {
       panicTtlMinutes: fc.integer({ min: 0, max: 60 * 24 }),
       calicoApiGroup: fc.constantFrom("projectcalico.org", "crd.projectcalico.org", "projectcalico.org/v3"),
       retentionDays: fc.integer({ min: 1, max: 3650 }).map(String),
-      aggregationSeconds: fc.integer({ min: 1, max: 3600 }),
+      aggregationSeconds: fc.integer({ min: 1, max: MAX_AGGREGATION_SECONDS }),
       alertWindowMinutes: fc.integer({ min: 1, max: 1440 }),
       attribution: fc.constantFrom("eks", "none"),
       manageClusterAccess: fc.constantFrom("true", "false"),
