@@ -313,11 +313,14 @@ const crowded = scenarioOf(crowdedTime, 2);
 const busy = scenarioOf(crowdedTime, 5, 3, [HAND_OUT_AFTER_MS, 61_000]);
 type Scenario = { steps: Step[]; scanThreshold: number | undefined };
 
-/** A storm into one fold slot: every delivery after the first spills when slots hold one; some come twice. */
+/**
+ * A storm into one fold slot: with shards that hold one token, the folds of each key (19, over the slot's 16 shards)
+ * spill at least three times; some come twice.
+ */
 const storm: Scenario = {
   steps: [
     ...Array.from(
-      { length: 10 },
+      { length: 40 },
       (_, k): Step => ({
         kind: "deliver",
         lines: [{ route: k % 2, service: 0, reporter: k % 2, at: T0 + k }],
