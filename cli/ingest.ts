@@ -5,7 +5,7 @@ import { InvalidArgumentError, Option } from "commander";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
 import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
-import type { IngestDeps } from "../functions/core/ingest.ts";
+import type { IngestDeps, IngestResult } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
 import { MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
@@ -165,4 +165,27 @@ export async function openIngest(
     await opened.close();
     throw error;
   }
+}
+
+/** What the summaries of `replay` and `backfill` add up of each stored run. */
+export interface StoredTotals {
+  /** Addresses stored unresolved (Kubernetes unavailable), each once however often. */
+  unresolved: number;
+  flowsApplied: number;
+  flowsDuplicate: number;
+  alertsOpened: number;
+  alertsSent: number;
+}
+
+/** Adds a stored run to `totals`; `unresolved` is the set of unresolved addresses the run goes on collecting. */
+export function addStored(totals: StoredTotals, unresolved: Set<string>, result: IngestResult): void {
+  for (const f of result.flows) {
+    if (!f.src.resolved) unresolved.add(f.src.ip);
+    if (!f.dst.resolved) unresolved.add(f.dst.ip);
+  }
+  totals.unresolved = unresolved.size;
+  totals.flowsApplied += result.flowsApplied;
+  totals.flowsDuplicate += result.flowsDuplicate;
+  totals.alertsOpened += result.alertsOpened;
+  totals.alertsSent += result.alertsSent;
 }

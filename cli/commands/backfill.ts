@@ -19,7 +19,7 @@ import {
 } from "../../functions/core/coverage.ts";
 import { createScanner } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger, requireStoreNamed, signalExitCode, UsageError } from "../common.ts";
-import { addIngestOptions, openIngest } from "../ingest.ts";
+import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
 import { parseInstant } from "../time.ts";
 
 // ---- checkpoint ---------------------------------------------------------------------------------------------
@@ -259,15 +259,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         summary.lines += r.stats.lines;
         summary.calico += r.stats.calico;
         summary.malformed += r.stats.malformed;
-        for (const f of r.flows) {
-          if (!f.src.resolved) unresolved.add(f.src.ip);
-          if (!f.dst.resolved) unresolved.add(f.dst.ip);
-        }
-        summary.unresolved = unresolved.size;
-        summary.flowsApplied += r.flowsApplied;
-        summary.flowsDuplicate += r.flowsDuplicate;
-        summary.alertsOpened += r.alertsOpened;
-        summary.alertsSent += r.alertsSent;
+        addStored(summary, unresolved, r);
         for (const m of r.malformed) {
           if (summary.malformedSamples.length >= MALFORMED_SAMPLES) break;
           const id = batch.events[m.index]?.id ?? "?";

@@ -5,7 +5,7 @@ import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestResult } from "../../functions/core/ingest.ts";
 import { commonOptions, parseInteger, signalExitCode } from "../common.ts";
-import { addIngestOptions, openIngest } from "../ingest.ts";
+import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
@@ -143,15 +143,7 @@ export async function replay(
     // A batch stored before under the same contribution (the same lines, batched the same way) is a redelivery:
     // every flow write is refused, and its lines were counted by the replay that stored it.
     if (result.flowsApplied === 0 && result.flowsDuplicate > 0) summary.alreadyCounted += lines;
-    for (const f of result.flows) {
-      if (!f.src.resolved) unresolved.add(f.src.ip);
-      if (!f.dst.resolved) unresolved.add(f.dst.ip);
-    }
-    summary.unresolved = unresolved.size;
-    summary.flowsApplied += result.flowsApplied;
-    summary.flowsDuplicate += result.flowsDuplicate;
-    summary.alertsOpened += result.alertsOpened;
-    summary.alertsSent += result.alertsSent;
+    addStored(summary, unresolved, result);
     for (const f of result.flows) {
       if (summary.firstSeen === null || f.firstSeen < summary.firstSeen) summary.firstSeen = f.firstSeen;
       if (summary.lastSeen === null || f.lastSeen > summary.lastSeen) summary.lastSeen = f.lastSeen;
