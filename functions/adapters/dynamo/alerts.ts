@@ -704,7 +704,7 @@ async function applyOne(
       // answer was lost (its resend refused), or a duplicate run that wrote the record before the one that wrote the
       // state. A retry or redelivery after a whole opening opens nothing.
       const opened = await writeRecord(ctx, p, target, token, reads);
-      if (!caller.delivers || (target === state && !(await takeHandOut(ctx, stateKey, state, caller))))
+      if (!caller.delivers || (target === state && !(await mayHandOut(ctx, stateKey, state, caller, reads))))
         return { alert: undefined, used, opened };
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened };
@@ -737,7 +737,7 @@ async function applyOne(
       target === state &&
       state.delivery === "pending" &&
       ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs &&
-      (await takeHandOut(ctx, stateKey, state, caller))
+      (await mayHandOut(ctx, stateKey, state, caller, reads))
     ) {
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
@@ -745,6 +745,25 @@ async function applyOne(
     return { alert: undefined, used, opened: false };
   }
   throw new StoreUnavailableError(`alert state ${stateKey.pk} kept changing; try again`);
+}
+
+/**
+ * Whether this run hands out the open window's pending alert: when it takes the lease on it (takeHandOut), or when
+ * that is refused because the window closed meanwhile (the next one opened between the state read and the take)
+ * and the closed window kept this contribution as the lease's holder: then it is this delivery's to send, as it is
+ * on this delivery's retry (applyOne).
+ */
+async function mayHandOut(
+  ctx: AlertContext,
+  stateKey: { pk: string; sk: string },
+  state: State,
+  caller: Caller,
+  reads: CallReport,
+): Promise<boolean> {
+  if (await takeHandOut(ctx, stateKey, state, caller)) return true;
+  const current = stateOf(await getItem(ctx, stateKey, reads));
+  if (current === undefined || current.alertSk === state.alertSk) return false;
+  return current.earlier.some((w) => w.alertSk === state.alertSk && w.leaseBy === caller.token);
 }
 
 /**

@@ -471,6 +471,41 @@ describe("applyAlerts", () => {
     );
   });
 
+  it("lets an opener deliver its alert when the next window opens while it renews its lease", async () => {
+    const [src, dst] = pair(46);
+    const t = "2024-04-19T16:00:00.000Z";
+    const direct = new DynamoFlowStore({ client: ts.clientFor(), tableName: ts.tableName, now: () => clock });
+    // O's state write lands but its answer is lost: its resend is refused, it reads the state back, finds its own
+    // window and renews its lease on the alert. That renewal is held while another delivery opens the next window.
+    let lose = 1;
+    proxy.clearLog();
+    proxy.setPlan({
+      lost: 1,
+      eligible: (op, body) => {
+        const sk = (body.Item as { sk?: { S?: string } } | undefined)?.sk?.S;
+        return op === "PutItem" && sk === "STATE" && lose-- > 0;
+      },
+    });
+    proxy.hold((op, body) => op === "UpdateItem" && JSON.stringify(body).includes('"leaseRun"'));
+    try {
+      const opening = store.applyAlerts([candidate(src, dst, t, 1)], "O", WINDOW);
+      await expect.poll(() => proxy.held, { timeout: 10_000 }).toBe(1);
+      const next = await direct.applyAlerts([candidate(src, dst, at(t, 20 * MINUTE), 1)], "N", WINDOW);
+      expect(next.alerts.map((a) => a.openedAt)).toEqual([at(t, 20 * MINUTE)]);
+      await proxy.release();
+      // O held the lease when its window closed: the alert is still O's to deliver, and nobody else's.
+      expect(await opening).toMatchObject({ alerts: [{ openedAt: t, delivery: "pending" }], opened: 1 });
+      expect(proxy.count({ outcome: "lost" })).toBe(1);
+    } finally {
+      proxy.setPlan({});
+      await proxy.release();
+    }
+    clock += 10 * MINUTE;
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 1)], "U", WINDOW)).toEqual(
+      NOTHING,
+    );
+  });
+
   it("counts a batch longer than a window in the windows that hold its hits, however the hits are batched", async () => {
     const t = "2024-04-19T05:00:10.000Z";
     // 40 hits of one key, one a minute: windows open at 05:00:10, 05:15:10 and 05:30:10 with 15, 15 and 10.
