@@ -379,6 +379,8 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => void handle(req, res, Buffer.concat(chunks).toString("utf8")));
   });
+  // Idle connections stay open (see fault-proxy.ts): none is closed under a client about to reuse it.
+  server.keepAliveTimeout = 0;
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;

@@ -157,6 +157,8 @@ export async function startFaultProxy(target: string, initial: FaultPlan = {}): 
       }
     });
   });
+  // As the embedded store (embedded.ts): idle connections are never closed under a client about to reuse them.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
 

@@ -217,6 +217,8 @@ export async function startFaultProxy(
       forward.end(body);
     });
   });
+  // Idle connections stay open (see fault-proxy.ts): none is closed under a client about to reuse it.
+  server.keepAliveTimeout = 0;
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as AddressInfo;

@@ -1424,6 +1424,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       void handle(req, res);
     },
   );
+  // Idle connections stay open (see fault-proxy.ts): none is closed under a client about to reuse it.
+  server.keepAliveTimeout = 0;
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));

@@ -164,6 +164,11 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
     deleteTableMs: 0,
     updateTableMs: 0,
   });
+  // Idle connections stay open until the client or close() ends them. With Node's default (5 s) the server closed
+  // connections the client could be reusing at that moment: a replay following a quiet stream, or any run on a
+  // loaded machine whose timers run late, had a write fail with ECONNRESET, which may hide a success (retry.ts), so
+  // its counts were reported as possibly applied twice and non-idempotent writes failed.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {

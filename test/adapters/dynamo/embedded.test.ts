@@ -1,6 +1,7 @@
 // The embedded store: a table created on first start, data that survives close and restart in the same
 // directory, and a clear error when the directory is already in use.
 import { mkdtemp, rm } from "node:fs/promises";
+import { Agent, type IncomingMessage, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DescribeTableCommand } from "@aws-sdk/client-dynamodb";
@@ -60,6 +61,23 @@ describe("startEmbeddedStore", () => {
       ).toEqual({
         items: [],
       });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps idle connections open, so that a client never reuses one the server is closing", async () => {
+    const store = await startEmbeddedStore();
+    try {
+      // Node's default closes a connection idle for 5 s and says so (Keep-Alive: timeout=5); a request sent on it
+      // as it closes failed with ECONNRESET, which a store must treat as possibly applied (retry.ts).
+      const answer = await new Promise<IncomingMessage>((resolve, reject) => {
+        const req = request(`${store.endpoint}/`, { method: "POST", agent: new Agent({ keepAlive: true }) });
+        req.on("response", resolve).on("error", reject).end("{}");
+      });
+      answer.resume();
+      expect(answer.headers.connection).toBe("keep-alive");
+      expect(answer.headers["keep-alive"]).toBeUndefined();
     } finally {
       await store.close();
     }
