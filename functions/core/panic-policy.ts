@@ -20,7 +20,7 @@ export const ANNOTATIONS = {
 } as const;
 /** Value of the expiry annotation for a policy that stays until reverted. */
 export const NEVER_EXPIRES = "never";
-/** The server-side apply field manager of every panic write. */
+/** The field manager of every panic write (create and replace). */
 export const FIELD_MANAGER = "calico-flows-panic";
 /** Order of the `default` tier in Calico 3.26+, used when the cluster does not list the tier object. */
 export const DEFAULT_TIER_ORDER = 1_000_000;
@@ -206,7 +206,8 @@ function comparePosition(a: Position, b: Position): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-function effectiveTypes(spec: CalicoPolicySpec): PolicyType[] {
+/** The directions a policy enforces: its `types`, or Calico's default when it has none. */
+export function effectiveTypes(spec: CalicoPolicySpec): PolicyType[] {
   if (spec.types !== undefined && spec.types.length > 0) {
     return POLICY_TYPES.filter((t) => spec.types?.includes(t));
   }
@@ -456,19 +457,15 @@ export interface KubeCallOptions {
   deadline?: Deadline;
 }
 
-export interface ApplyOptions extends KubeCallOptions {
-  /** resourceVersion the caller checked: the write fails with a "conflict" PanicFailure if it changed. */
-  resourceVersion?: string;
-  /** Take over fields other field managers own (only for a policy already known to be ours). */
-  force: boolean;
-}
-
 /** Calico policies and tiers in one API group (projectcalico.org/v3 or crd.projectcalico.org/v1). */
 export interface CalicoPolicyStore {
   readonly apiGroup: CalicoApiGroup;
   getGlobalPolicy(name: string, options?: KubeCallOptions): Promise<CalicoPolicy | null>;
-  /** Server-side apply under FIELD_MANAGER. */
-  applyGlobalPolicy(policy: CalicoPolicy, options: ApplyOptions): Promise<CalicoPolicy>;
+  /**
+   * Creates it (POST) under FIELD_MANAGER: a "conflict" PanicFailure when a policy of that name exists, however
+   * alike, so that one made by someone else meanwhile is never adopted.
+   */
+  createGlobalPolicy(policy: CalicoPolicy, options?: KubeCallOptions): Promise<CalicoPolicy>;
   /** Full replacement (PUT) with `metadata.resourceVersion` as precondition: removes every foreign field. */
   replaceGlobalPolicy(policy: CalicoPolicy, options?: KubeCallOptions): Promise<CalicoPolicy>;
   /** Deletes with uid + resourceVersion preconditions; false when it was already gone. */

@@ -12,6 +12,7 @@ import {
   describeConflict,
   type ExpiryEvent,
   type ExpiryScheduler,
+  effectiveTypes,
   expiryOf,
   findConflicts,
   isManagedByCalicoFlows,
@@ -309,14 +310,15 @@ export class PanicService {
         writing = true;
         try {
           if (existing === null) {
-            // No force: if someone else creates the policy meanwhile, their fields conflict and we re-check.
-            policy = await this.#deps.calico.applyGlobalPolicy(document, { force: false, deadline: kube });
+            // A policy of that name made since the read (by hand, or by another apply) fails the create as a
+            // conflict: it is read again, and refused if it is not ours.
+            policy = await this.#deps.calico.createGlobalPolicy(document, { deadline: kube });
             result = "applied";
           } else {
             // A full replace on condition of the resourceVersion read, for a refresh and a take-over alike:
             // fields someone else set (a narrower selector, extra rules) must not survive in the panic policy,
-            // which a server-side apply would leave in place. Under the name it is stored as (the CRD
-            // backend's `default.<name>`).
+            // which a merge (a patch, a server-side apply) would leave in place. Under the name it is stored as
+            // (the CRD backend's `default.<name>`).
             policy = await this.#deps.calico.replaceGlobalPolicy(
               {
                 ...document,
@@ -398,21 +400,23 @@ export class PanicService {
       this.#history(historyLimit),
     ]);
     if (read.status === "rejected") throw read.reason;
+    const policy = read.value;
     let conflicts: PolicyConflict[] = [];
     const unlisted: string[] = [];
     if (tiers.status === "fulfilled" && policies.status === "fulfilled") {
-      conflicts = findConflicts(this.#deps.settings, { tiers: tiers.value, ...policies.value });
+      conflicts = findConflicts(this.#heldSettings(policy), { tiers: tiers.value, ...policies.value });
     } else {
+      // The listing only informs, here as in apply: whatever stopped it, the policy's state is the answer.
       const reason = tiers.status === "rejected" ? tiers.reason : (policies as PromiseRejectedResult).reason;
-      // Out of time, the policy's state is still worth answering; any other failure says something is wrong.
-      if (!(reason instanceof OutOfTime)) throw reason;
-      unlisted.push(
-        `${CONFLICTS_UNLISTED} in time: the policies that may still deny traffic are not known; ` +
-          "ask again, or with `calico-flows panic status --direct`",
-      );
+      const text =
+        reason instanceof OutOfTime
+          ? `${CONFLICTS_UNLISTED} in time: the policies that may still deny traffic are not known; ` +
+            "ask again, or with `calico-flows panic status --direct`"
+          : `${CONFLICTS_UNLISTED} (${errorText(reason)}): the policies that may still deny traffic are not known`;
+      unlisted.push(text);
+      this.#deps.logger?.warn(text, { error: errorText(reason) });
     }
     if (history.status === "rejected") throw history.reason;
-    const policy = read.value;
     const warnings = [...(history.value.warning === undefined ? [] : [history.value.warning]), ...unlisted];
     const stamp = policy === null ? null : readStamp(policy);
     let result: PanicResult;
@@ -577,6 +581,19 @@ export class PanicService {
       await this.#recordFailure(base, failure, [], true);
       throw failure;
     }
+  }
+
+  /**
+   * The panic policy as the cluster holds it, for its conflicts: its own order and directions, which someone
+   * may have changed by hand since it was applied (an edit keeps the label). One absent or not ours is judged
+   * as the configured policy that an apply would write.
+   */
+  #heldSettings(policy: CalicoPolicy | null): PanicPolicySettings {
+    const settings = this.#deps.settings;
+    if (policy === null || !isManagedByCalicoFlows(policy)) return settings;
+    const spec = policy.spec ?? {};
+    // Calico evaluates a policy without an order after every ordered one.
+    return { ...settings, order: spec.order ?? Number.POSITIVE_INFINITY, types: effectiveTypes(spec) };
   }
 
   #refreshedSince(stamp: PanicStamp | null, expiry: ExpiryEvent): boolean {

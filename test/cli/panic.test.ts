@@ -99,7 +99,9 @@ describe("calico-flows panic --direct", () => {
     expect(policy?.metadata.annotations?.["calico-flows.io/requester"]).toMatch(
       /via kubeconfig context "calico-flows-test"/,
     );
-    expect(h.kube.applies().at(-1)).toMatchObject({ fieldManager: "calico-flows-panic" });
+    expect(h.kube.requests()).toContainEqual(
+      expect.objectContaining({ method: "POST", query: { fieldManager: "calico-flows-panic" }, status: 201 }),
+    );
 
     const status = await direct("status", "--json");
     expect(status.code).toBe(0);

@@ -62,7 +62,7 @@ function denyPolicy(name: string, order: number, extra: Record<string, unknown> 
 }
 
 describe("POST /panic", () => {
-  it("applies the panic policy with server-side apply, schedules its expiry, audits and announces", async () => {
+  it("creates the panic policy, schedules its expiry, audits and announces", async () => {
     const result = await post({ reason: "checkout cannot reach payments", ttlMinutes: 30 });
     expect(result.statusCode).toBe(200);
     const answer = body(result);
@@ -95,14 +95,16 @@ describe("POST /panic", () => {
       ingress: [{ action: "Allow" }],
       egress: [{ action: "Allow" }],
     });
-    expect(h.kube.applies()).toContainEqual(
+    // A create (POST), which fails if the policy exists, never a server-side apply, which would merge into it.
+    expect(h.kube.requests()).toContainEqual(
       expect.objectContaining({
-        resource: GNP_V3,
-        name: "allow-all",
-        fieldManager: "calico-flows-panic",
-        created: true,
+        method: "POST",
+        path: "/apis/projectcalico.org/v3/globalnetworkpolicies",
+        query: { fieldManager: "calico-flows-panic" },
+        status: 201,
       }),
     );
+    expect(h.kube.applies()).toEqual([]);
 
     const calls = scheduler.commandCalls(CreateScheduleCommand);
     expect(calls).toHaveLength(1);
@@ -273,15 +275,16 @@ describe("POST /panic", () => {
   });
 
   it("answers 409 after repeated conflicts, without touching the policy", async () => {
-    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "PATCH" });
+    await h.kube.setFault({ fault: { kind: "status", code: 409 }, method: "POST" });
     const result = await post({ reason: "contended", ttlMinutes: 0 });
     expect(result.statusCode).toBe(409);
     expect(body(result)).toMatchObject({ error: "conflict" });
     expect(stored()).toBeUndefined();
   });
 
-  it("creates the policy when the API server answers the apply of a new one with 404 (Calico 3.32.0)", async () => {
-    // projectcalico/calico#12841: that API server refuses a server-side apply that would create the object.
+  it("creates the policy where the API server answers the apply of a new one with 404 (Calico 3.32.0)", async () => {
+    // projectcalico/calico#12841: that API server refuses a server-side apply that would create the object; the
+    // panic button creates it with a POST, which it serves.
     await h.kube.setFault({
       fault: {
         kind: "status",
@@ -310,7 +313,7 @@ describe("POST /panic", () => {
     expect(body(refused)).toMatchObject({ error: "not-owned" });
     expect(body(refused).message).toMatch(/not created by calico-flows.*force/s);
     expect(stored()?.spec.selector).toBe("app == 'legacy'");
-    expect(h.kube.counts.total({ method: "PATCH" }) + h.kube.counts.total({ method: "PUT" })).toBe(0);
+    expect(h.kube.counts.total({ method: "POST" }) + h.kube.counts.total({ method: "PUT" })).toBe(0);
     expect((await h.announcements())[0]).toMatchObject({ action: "refused", requester: ALICE });
 
     const forced = await post({ reason: "take it", ttlMinutes: 0, force: true });
@@ -341,7 +344,7 @@ describe("POST /panic", () => {
       spec: { order: 100, namespaceSelector: "baseten.co/organization == 'true'" },
     });
     expect(stored()).toBeUndefined();
-    expect(h.kube.counts.total({ method: "PATCH" })).toBe(0);
+    expect(h.kube.counts.total({ method: "POST" })).toBe(0);
     expect(scheduler.calls()).toHaveLength(0);
     expect(await h.announcements()).toEqual([]);
   });
@@ -576,7 +579,7 @@ describe("errors a human can act on", () => {
   });
 
   it("a failed apply is audited and announced as refused", async () => {
-    await h.kube.setFault({ fault: { kind: "status", code: 403 }, method: "PATCH" });
+    await h.kube.setFault({ fault: { kind: "status", code: 403 }, method: "POST" });
     expect((await post({ reason: "forbidden write", ttlMinutes: 0 })).statusCode).toBe(502);
     await h.kube.setFault(null);
     const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];

@@ -134,9 +134,9 @@ function newWorld(): World {
     getGlobalPolicy: (name, options) => real.getGlobalPolicy(name, options),
     listTiers: (options) => real.listTiers(options),
     listPolicies: (options) => real.listPolicies(options),
-    applyGlobalPolicy: async (policy, options) => {
+    createGlobalPolicy: async (policy, options) => {
       await interfere();
-      return real.applyGlobalPolicy(policy, options);
+      return real.createGlobalPolicy(policy, options);
     },
     replaceGlobalPolicy: async (policy, options) => {
       await interfere();
@@ -396,7 +396,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 const OBJECT_PATH = `/apis/projectcalico.org/v3/globalnetworkpolicies/${NAME}`;
 
-async function setFault(f: Fault, writeMethod: "PATCH" | "PUT" | "DELETE") {
+async function setFault(f: Fault, writeMethod: "POST" | "PUT" | "DELETE") {
   if (f.kind === "conflict") {
     await kube.setFault({ fault: { kind: "status", code: 409 }, method: writeMethod, times: f.times });
   } else if (f.at === "write") {
@@ -441,7 +441,7 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
       o.fault !== null && (o.fault.kind === "error" && o.fault.at === "read" ? true : writes)
         ? o.fault
         : null;
-    if (f !== null) await setFault(f, m.held.kind === "none" ? "PATCH" : "PUT");
+    if (f !== null) await setFault(f, m.held.kind === "none" ? "POST" : "PUT");
     const body: Record<string, unknown> = { reason: o.reason, dryRun: o.dryRun, force: o.force };
     if (o.ttl !== undefined) body.ttlMinutes = o.ttl;
     const res = await world.invoke(apiEvent("POST", body, { identity: identity(o.actor) }));

@@ -121,12 +121,12 @@ describe("apply against a slow Kubernetes API", () => {
     // Every request the server took is answered by now: none of them was a write.
     await sleep(4_500);
     expect(stored()).toBeUndefined();
-    expect(h.kube.counts.total({ method: "PATCH" }) + h.kube.counts.total({ method: "PUT" })).toBe(0);
+    expect(h.kube.counts.total({ method: "POST" }) + h.kube.counts.total({ method: "PUT" })).toBe(0);
     expect(scheduler.commandCalls(CreateScheduleCommand)).toHaveLength(0);
   });
 
   it("says a write cut short by the budget may still be carried out, as it then is", async () => {
-    await h.kube.setFault({ fault: { kind: "delay", ms: 4_000 }, method: "PATCH" });
+    await h.kube.setFault({ fault: { kind: "delay", ms: 4_000 }, method: "POST" });
     const remaining = ANSWER_RESERVE_MS + 2_500;
     const { value: result, ms } = await timed(() =>
       h.invoke(
@@ -138,7 +138,7 @@ describe("apply against a slow Kubernetes API", () => {
     expect(ms).toBeLessThan(remaining);
     expect(result.statusCode).toBe(502);
     expect(body(result).message).toMatch(
-      /applying globalnetworkpolicies\/allow-all .*: the write was sent, and the API server may have carried it out .*calico-flows panic status/,
+      /creating globalnetworkpolicies\/allow-all .*: the write was sent, and the API server may have carried it out .*calico-flows panic status/,
     );
     const [entry] = await audit.recent(CLUSTER, 1);
     expect(entry).toMatchObject({ action: "apply", outcome: "failed", result: "kube-unavailable" });
@@ -308,7 +308,7 @@ describe("the Calico store under a deadline", () => {
 
   it("does not send a request once the deadline is spent", async () => {
     const error = await calico()
-      .applyGlobalPolicy(denyPolicy("late", 1) as CalicoPolicy, { force: false, deadline: Deadline.after(0) })
+      .createGlobalPolicy(denyPolicy("late", 1) as CalicoPolicy, { deadline: Deadline.after(0) })
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ kind: "kube-unavailable", sent: false });
     expect((error as Error).message).toMatch(/was not attempted: the time this request may take is spent/);

@@ -1,19 +1,12 @@
 // Calico GlobalNetworkPolicies, NetworkPolicies and Tiers through the Kubernetes API, in either API group:
 // projectcalico.org/v3 (the Calico API server) or crd.projectcalico.org/v1 (the CRDs, for clusters without
-// it). Writes use server-side apply under the panic field manager; deletes carry uid + resourceVersion
-// preconditions. Kubernetes errors become PanicFailures that say what to do.
-import {
-  ApiException,
-  type ConfigurationOptions,
-  CustomObjectsApi,
-  type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
-  PatchStrategy,
-} from "@kubernetes/client-node";
+// it). The panic policy is created (POST) and replaced (PUT) under the panic field manager; deletes carry uid +
+// resourceVersion preconditions. A request the API server throttles is asked again when its Retry-After fits
+// the deadline. Kubernetes errors become PanicFailures that say what to do.
+import { setTimeout as sleep } from "node:timers/promises";
+import { ApiException, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { Deadline } from "../../core/deadline.ts";
 import {
-  type ApplyOptions,
   type CalicoApiGroup,
   type CalicoPolicy,
   type CalicoPolicyStore,
@@ -29,6 +22,7 @@ import {
   type AccessFixes,
   describeKubeError,
   kubeApiClient,
+  retryAfterMs,
   withDeadline,
 } from "./cluster-access.ts";
 
@@ -84,21 +78,13 @@ const MIN_REQUEST_MS = 100;
 const SHORTENED_GRACE_MS = 250;
 /** The group of the CRDs themselves (clusters without the Calico API server). */
 const CRD_GROUP = "crd.projectcalico.org";
-
-/** Per-call options that send a server-side apply: client-node has no parameter for the patch type. */
-const SERVER_SIDE_APPLY: ConfigurationOptions = {
-  middleware: [
-    {
-      pre: (request) => {
-        request.setHeaderParam("Content-Type", PatchStrategy.ServerSideApply);
-        return new Observable(Promise.resolve(request));
-      },
-      post: (response) => new Observable(Promise.resolve(response)),
-    } satisfies ObservableMiddleware,
-  ],
-  // After the access's own middleware (deadline, user agent), which the client keeps.
-  middlewareMergeStrategy: "append",
-};
+/**
+ * Tries of a request the API server throttles (429) and says when to ask again. API Priority and Fairness and
+ * the max-in-flight limit refuse a request before carrying it out, so a write is asked again as safely as a read.
+ */
+const THROTTLED_TRIES = 3;
+/** Shortest wait before asking again after a Retry-After (of "0", or a date already past). */
+const MIN_RETRY_WAIT_MS = 1_000;
 
 export class CalicoPolicies implements CalicoPolicyStore {
   readonly apiGroup: CalicoApiGroup;
@@ -148,42 +134,13 @@ export class CalicoPolicies implements CalicoPolicyStore {
     }
   }
 
-  async applyGlobalPolicy(policy: CalicoPolicy, options: ApplyOptions): Promise<CalicoPolicy> {
-    const name = policy.metadata.name;
-    // A resourceVersion in an applied object is a precondition: the apply fails with 409 if it changed.
-    const body =
-      options.resourceVersion === undefined
-        ? policy
-        : { ...policy, metadata: { ...policy.metadata, resourceVersion: options.resourceVersion } };
-    const doing = `applying ${PLURALS.global}/${name}`;
-    try {
-      return await this.#call(
-        doing,
-        (api) =>
-          api.patchClusterCustomObject(
-            {
-              group: this.#group,
-              version: this.#version,
-              plural: PLURALS.global,
-              name,
-              body,
-              fieldManager: FIELD_MANAGER,
-              force: options.force,
-            },
-            SERVER_SIDE_APPLY,
-          ),
-        options,
-      );
-    } catch (error) {
-      if (!isNotFound(error) || options.resourceVersion !== undefined) throw this.#failure(error, doing);
-      // Calico's API server 3.32.0 answers a server-side apply of an object that does not exist yet with 404
-      // (projectcalico/calico#12841, fixed on its 3.32 release branch): create it instead. Someone else's creation meanwhile is a
-      // 409, a conflict as the apply's would have been.
-      return this.#create(policy, options);
-    }
-  }
-
-  async #create(policy: CalicoPolicy, options: KubeCallOptions): Promise<CalicoPolicy> {
+  /**
+   * A create, never a server-side apply, which has no "must not exist" precondition: applied over a policy of
+   * that name made meanwhile (by hand, from the old runbook) with the same values, it merges without a field
+   * conflict and adopts it. A create of a name that exists is refused (409 AlreadyExists): a conflict the caller
+   * re-reads.
+   */
+  async createGlobalPolicy(policy: CalicoPolicy, options: KubeCallOptions = {}): Promise<CalicoPolicy> {
     const doing = `creating ${PLURALS.global}/${policy.metadata.name}`;
     try {
       return await this.#call(
@@ -298,10 +255,10 @@ export class CalicoPolicies implements CalicoPolicyStore {
   }
 
   /**
-   * One request, aborted after the request timeout or at the call's deadline, whichever comes first, under a
-   * deadline that also covers loading the KubeConfig (DescribeCluster, tokens): a little longer than the
-   * request's own abort, which then reports first with the better message. Past the call's deadline, or too
-   * close to it, the request is not sent at all.
+   * One request (`#send`), asked again after a throttle (429) once the wait the server asked for has passed, if
+   * that wait is no longer than a request may take (the CLI has no deadline) and leaves time to send it before
+   * the call's deadline. kubectl asks again so; failing instead would answer "try again" to a one-second throttle
+   * when the API server is busiest, in an incident.
    */
   // biome-ignore lint/suspicious/noExplicitAny: custom objects are untyped in client-node
   async #call<T = any>(
@@ -309,8 +266,29 @@ export class CalicoPolicies implements CalicoPolicyStore {
     fn: (api: CustomObjectsApi) => Promise<T>,
     options: KubeCallOptions,
   ): Promise<T> {
+    const deadline = options.deadline ?? Deadline.unbounded();
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.#send(doing, fn, deadline);
+      } catch (error) {
+        const asked = error instanceof ApiException && error.code === 429 ? retryAfterMs(error) : undefined;
+        if (asked === undefined || tries >= THROTTLED_TRIES) throw error;
+        const wait = Math.max(asked, MIN_RETRY_WAIT_MS);
+        if (wait > this.#options.timeoutMs || wait + MIN_REQUEST_MS > deadline.remainingMs()) throw error;
+        await sleep(wait);
+      }
+    }
+  }
+
+  /**
+   * One request, aborted after the request timeout or at the call's deadline, whichever comes first, under a
+   * deadline that also covers loading the KubeConfig (DescribeCluster, tokens): a little longer than the
+   * request's own abort, which then reports first with the better message. Past the call's deadline, or too
+   * close to it, the request is not sent at all.
+   */
+  async #send<T>(doing: string, fn: (api: CustomObjectsApi) => Promise<T>, deadline: Deadline): Promise<T> {
     const { timeoutMs, description } = this.#options;
-    const left = Math.floor((options.deadline ?? Deadline.unbounded()).remainingMs());
+    const left = Math.floor(deadline.remainingMs());
     if (left < MIN_REQUEST_MS) {
       throw new OutOfTime(
         `${doing} on ${description} was not attempted: the time this request may take is spent`,
@@ -380,6 +358,18 @@ export class CalicoPolicies implements CalicoPolicyStore {
     const failure = describeKubeError(error, this.#options.fixes);
     const text = `${doing} failed on ${this.#options.description}: ${failure.message}`;
     const withFix = failure.fix === null ? text : `${text}; fix: ${failure.fix}`;
+    if (failure.status === 503 && this.apiGroup === "projectcalico.org/v3") {
+      // What the Kubernetes API server's aggregator answers for the whole group while it cannot reach the Calico
+      // API server, whose pods the policy that caused the incident may well have cut off. The CRDs do not go
+      // through it.
+      return new PanicFailure(
+        "api-missing",
+        `${text}. The Kubernetes API server answers so for ${this.#group} while the Calico API server is down or ` +
+          "cannot be reached (a network policy may have cut it off): use the CRDs directly, with " +
+          `calico-flows panic --direct --api-group ${CRD_GROUP}/v1, or set CALICO_API_GROUP=${CRD_GROUP}/v1`,
+        { cause: error },
+      );
+    }
     switch (failure.kind) {
       case "unauthorized":
       case "forbidden":
