@@ -1,4 +1,6 @@
-// Calls the calico-flows REST API with SigV4 (service execute-api), credentials from the default AWS chain.
+// Calls the calico-flows REST API with SigV4 (service execute-api), credentials from the default AWS chain, and
+// sends a request again when API Gateway throttled or failed it and that is safe.
+import { setTimeout as sleep } from "node:timers/promises";
 import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
 import { Hash } from "@smithy/hash-node";
 import { HttpRequest } from "@smithy/protocol-http";
@@ -54,6 +56,49 @@ async function configuredRegion(): Promise<string | undefined> {
   }
 }
 
+/**
+ * The default chain, made once for the process (it loads its providers on first use): it keeps the credentials it
+ * resolves until they near expiry. A chain made per request resolved them per request: with an SSO or assume-role
+ * profile, a container or pod role, a call to the SSO portal, STS or the credentials endpoint for every page.
+ */
+const defaultCredentials = fromNodeProviderChain();
+
+/** Requests per call at most; between them a backoff from BACKOFF_BASE_MS, doubling, with full jitter. */
+const ATTEMPTS = 4;
+const BACKOFF_BASE_MS = 500;
+/** The longest wait before a retry, whatever the API's Retry-After asks. */
+const BACKOFF_MAX_MS = 10_000;
+
+/**
+ * Whether an answer is worth sending the same request again. API Gateway answers 429 when a throttle (the stage's,
+ * the account's) refused the request before the function ran: any request may be resent. It answers 502 when the
+ * function failed, 503 when it was unavailable and 504 when it gave up waiting after 29 s: the function may have
+ * acted, so only a GET (a page, a status: it changes nothing) is resent, never a POST or DELETE /panic, which would
+ * apply or revert a second time (audited and announced twice); the operator asks the status instead. A 502 of the
+ * panic function's own (its body names the `error`, as `kube-unavailable`) comes after its own retries, up to its
+ * deadline: not resent either.
+ */
+function resendable(method: ApiRequest["method"], status: number, body: unknown): boolean {
+  if (status === 429) return true;
+  if (method !== "GET" || (status !== 502 && status !== 503 && status !== 504)) return false;
+  return !(body !== null && typeof body === "object" && "error" in body);
+}
+
+/** The wait a Retry-After header asks for (seconds, or an HTTP date), in ms; undefined without a valid one. */
+function retryAfterMs(header: string | null): number | undefined {
+  const value = header?.trim();
+  if (value === undefined || value === "") return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** The wait before retry `retry` (1-based): full jitter, but at least what the API asked for, up to the cap. */
+function backoffMs(retry: number, asked: number | undefined): number {
+  const jittered = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (retry - 1));
+  return Math.max(jittered, Math.min(asked ?? 0, BACKOFF_MAX_MS));
+}
+
 export async function callApi<T>(request: ApiRequest): Promise<T> {
   const base = new URL(request.api);
   const problem = apiUrlProblem(base);
@@ -88,18 +133,24 @@ export async function callApi<T>(request: ApiRequest): Promise<T> {
   const signer = new SignatureV4({
     service: "execute-api",
     region,
-    credentials: request.credentials ?? fromNodeProviderChain(),
+    credentials: request.credentials ?? defaultCredentials,
     sha256: Hash.bind(null, "sha256"),
   });
-  const signed = await signer.sign(unsigned);
-  const response = await fetch(url, { method: request.method, headers: signed.headers, body });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = text.length > 0 ? JSON.parse(text) : null;
-  } catch {
-    // not JSON: keep the text for the error message
+  for (let attempt = 1; ; attempt++) {
+    // Signed again for every attempt: a signature is valid for a few minutes only, and credentials may refresh.
+    const signed = await signer.sign(unsigned);
+    const response = await fetch(url, { method: request.method, headers: signed.headers, body });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text.length > 0 ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: keep the text for the error message
+    }
+    if (response.ok) return parsed as T;
+    if (attempt === ATTEMPTS || !resendable(request.method, response.status, parsed)) {
+      throw new ApiError(response.status, parsed);
+    }
+    await sleep(backoffMs(attempt, retryAfterMs(response.headers.get("retry-after"))));
   }
-  if (!response.ok) throw new ApiError(response.status, parsed);
-  return parsed as T;
 }
