@@ -71,6 +71,8 @@ export interface BackfillSummary {
   checkpoint: string;
   resumed: boolean;
   interrupted: boolean;
+  /** Ended on an error while reading the streams: the summary of a BackfillError, of what was done until then. */
+  failed: boolean;
   streams: number;
   streamsSkipped: number;
   /** Events FilterLogEvents returned. */
@@ -93,6 +95,20 @@ export interface BackfillSummary {
   logsCalls: number;
   throttled: number;
   malformedSamples: string[];
+}
+
+/**
+ * A backfill that failed while reading its streams, with what it did until then: its progress is in the checkpoint,
+ * and the same command resumes from there. The message is the error's (`cause`) own.
+ */
+export class BackfillError extends Error {
+  override name = "BackfillError";
+  readonly summary: BackfillSummary;
+
+  constructor(summary: BackfillSummary, cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.summary = summary;
+  }
 }
 
 export interface BackfillIo {
@@ -184,6 +200,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     checkpoint: path,
     resumed,
     interrupted: false,
+    failed: false,
     streams: 0,
     streamsSkipped: 0,
     events: 0,
@@ -207,14 +224,18 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
 
   const setup = await openIngest(raw, common);
   const logs = io.logs ?? logsClient(common.region === undefined ? {} : { region: common.region });
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  io.signal?.addEventListener("abort", abort);
+  // The reader gives up its calls, retries and waits at a stop, throwing the stop's reason: an interruption, not a
+  // failure (a throttled run would otherwise back off for minutes after Ctrl-C, then fail).
   const reader = new CloudWatchLogsReader({
     client: logs,
     callsPerSecond: raw.maxRps as number,
     sleep: io.sleep,
+    signal: stop.signal,
   });
-  const stop = new AbortController();
-  const abort = () => stop.abort();
-  io.signal?.addEventListener("abort", abort);
+  const stopped = (error: unknown) => stop.signal.aborted && error === stop.signal.reason;
   const bar = new BackfillBar(raw.quiet !== true);
   let lastSave = 0;
   const save = (force: boolean) => {
@@ -226,18 +247,23 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   try {
     // Which streams may hold events in the window, and where each one stands.
     const tasks: Task[] = [];
-    for (const group of groups) {
-      const known = cp.streams[group] ?? {};
-      cp.streams[group] = known;
-      for await (const info of reader.streams(group, { since, prefix: streamPrefix })) {
-        const state = known[info.name] ?? { doneUntil: cp.since, complete: false };
-        known[info.name] = state;
-        if (state.complete) {
-          summary.streamsSkipped++;
-          continue;
+    try {
+      for (const group of groups) {
+        const known = cp.streams[group] ?? {};
+        cp.streams[group] = known;
+        for await (const info of reader.streams(group, { since, prefix: streamPrefix })) {
+          const state = known[info.name] ?? { doneUntil: cp.since, complete: false };
+          known[info.name] = state;
+          if (state.complete) {
+            summary.streamsSkipped++;
+            continue;
+          }
+          tasks.push({ group, stream: info.name, from: Math.max(since, Date.parse(state.doneUntil)), state });
         }
-        tasks.push({ group, stream: info.name, from: Math.max(since, Date.parse(state.doneUntil)), state });
       }
+    } catch (error) {
+      // Stopped while listing: no stream is read, and the next run lists them again.
+      if (!stopped(error)) throw error;
     }
     summary.streams = tasks.length + summary.streamsSkipped;
     save(true);
@@ -309,35 +335,42 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         position.set(task, Math.min(until, Math.max(open, task.from)));
       };
 
-      for await (const page of reader.events({
-        group: task.group,
-        streams: [task.stream],
-        start: task.from,
-        // The window is [since, until); the reader's bounds are inclusive (whatever the service's endTime is).
-        end: until - 1,
-        filterPattern,
-        limit: 10_000,
-      })) {
-        for (const e of page.events) {
-          const m = minuteOf(e.timestamp);
-          const list = pending.get(m);
-          const event = { id: e.id, timestamp: e.timestamp, message: e.message };
-          if (list === undefined) pending.set(m, [event]);
-          else list.push(event);
+      try {
+        for await (const page of reader.events({
+          group: task.group,
+          streams: [task.stream],
+          start: task.from,
+          // The window is [since, until); the reader's bounds are inclusive (whatever the service's endTime is).
+          end: until - 1,
+          filterPattern,
+          limit: 10_000,
+        })) {
+          for (const e of page.events) {
+            const m = minuteOf(e.timestamp);
+            const list = pending.get(m);
+            const event = { id: e.id, timestamp: e.timestamp, message: e.message };
+            if (list === undefined) pending.set(m, [event]);
+            else list.push(event);
+          }
+          summary.events += page.events.length;
+          const lastEvent = page.events[page.events.length - 1];
+          if (lastEvent !== undefined) {
+            // Events come in timestamp order, so every minute before the last event's is complete.
+            const frontier = minuteOf(lastEvent.timestamp);
+            await flush([...pending.keys()].filter((m) => m < frontier).sort((a, b) => a - b));
+            doneUntil(frontier);
+          }
+          summary.logsCalls = reader.stats.calls;
+          summary.throttled = reader.stats.throttled;
+          bar.update(progressed(), summary);
+          save(false);
+          if (stop.signal.aborted) return;
         }
-        summary.events += page.events.length;
-        const lastEvent = page.events[page.events.length - 1];
-        if (lastEvent !== undefined) {
-          // Events come in timestamp order, so every minute before the last event's is complete.
-          const frontier = minuteOf(lastEvent.timestamp);
-          await flush([...pending.keys()].filter((m) => m < frontier).sort((a, b) => a - b));
-          doneUntil(frontier);
-        }
-        summary.logsCalls = reader.stats.calls;
-        summary.throttled = reader.stats.throttled;
-        bar.update(progressed(), summary);
-        save(false);
-        if (stop.signal.aborted) return;
+      } catch (error) {
+        // Stopped while the reader waited or asked for the next page: the minutes still pending may be incomplete,
+        // and the checkpoint (doneUntil) already resumes at the first of them.
+        if (stopped(error)) return;
+        throw error;
       }
       await flush([...pending.keys()].sort((a, b) => a - b));
       // Stopped before every minute read was processed: resume at the first one left. Otherwise the stream is
@@ -368,7 +401,10 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, tasks.length)) }, worker));
     summary.logsCalls = reader.stats.calls;
     summary.throttled = reader.stats.throttled;
-    if (failure !== undefined) throw failure;
+    if (failure !== undefined) {
+      summary.failed = true;
+      throw new BackfillError(summary, failure);
+    }
     summary.interrupted = stop.signal.aborted;
     cp.complete = !summary.interrupted;
   } finally {
@@ -428,7 +464,7 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 export function describeBackfill(s: BackfillSummary): string {
   const lines = [
-    `${s.interrupted ? "interrupted backfill" : "backfilled"} ${s.since} → ${s.until}${s.resumed ? " (resumed)" : ""}: ` +
+    `${s.failed ? "failed backfill" : s.interrupted ? "interrupted backfill" : "backfilled"} ${s.since} → ${s.until}${s.resumed ? " (resumed)" : ""}: ` +
       `${s.streams} log streams${s.streamsSkipped > 0 ? ` (${s.streamsSkipped} finished earlier)` : ""}, ` +
       `${s.events} events scanned, ${s.calico} calico records (${s.malformed} malformed), ` +
       `${s.flowsApplied} flow updates (${s.flowsDuplicate} already stored), ${s.alertsOpened} alerts` +
@@ -451,6 +487,11 @@ export function describeBackfill(s: BackfillSummary): string {
   if (s.malformed > s.malformedSamples.length)
     lines.push(`… and ${s.malformed - s.malformedSamples.length} more malformed lines`);
   if (s.interrupted) lines.push(`progress saved in ${s.checkpoint}: run the same command again to resume`);
+  if (s.failed) {
+    lines.push(
+      `progress saved in ${s.checkpoint}: once the error below is dealt with, run the same command again to resume`,
+    );
+  }
   return `${lines.join("\n")}\n`;
 }
 
@@ -463,8 +504,15 @@ export function registerBackfill(program: Command): void {
         .argParser(collect)
         .makeOptionMandatory(),
     )
-    .requiredOption("--since <time>", "start: ISO time or a duration before now (6h, 2d)")
-    .option("--until <time>", "end: ISO time, duration before now, or now", "now")
+    .requiredOption(
+      "--since <time>",
+      "start: ISO time (UTC unless it has an offset) or a duration before now (6h, 2d)",
+    )
+    .option(
+      "--until <time>",
+      "end: ISO time (UTC unless it has an offset), duration before now, or now",
+      "now",
+    )
     .option("--stream-prefix <prefix>", "only log streams whose name starts with this")
     .option("--checkpoint <file>", "progress file (default: <store>/checkpoints/backfill-<job>.json)")
     .option("--restart", "ignore an unfinished checkpoint and start the window afresh")
@@ -497,6 +545,10 @@ export function registerBackfill(program: Command): void {
       const summary = await backfill(raw, { signal: controller.signal });
       process.stderr.write(describeBackfill(summary));
       if (summary.interrupted) process.exitCode = signalExitCode(stoppedBy);
+    } catch (error) {
+      // What the failed run stored and where its progress is, before the error itself (exit status 1).
+      if (error instanceof BackfillError) process.stderr.write(describeBackfill(error.summary));
+      throw error;
     } finally {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);

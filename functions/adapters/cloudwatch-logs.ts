@@ -2,6 +2,7 @@
 // may hold events in a window (DescribeLogStreams), and their calico-packet events (FilterLogEvents paged by
 // nextToken). CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
 // pacer shared by all concurrent readers, which slows down when throttled and recovers as calls succeed.
+import { setTimeout as timer } from "node:timers/promises";
 import {
   CloudWatchLogsClient,
   type CloudWatchLogsClientConfig,
@@ -94,7 +95,13 @@ export interface CloudWatchLogsReaderOptions {
   callsPerSecond?: number;
   /** @default { attempts: 10, baseDelayMs: 500, maxDelayMs: 20_000 } */
   retry?: Partial<RetryPolicy>;
-  sleep?: (ms: number) => Promise<void>;
+  /**
+   * The run's stop: once aborted, no call is tried again, a request in flight is abandoned and no pause is waited
+   * out; the reader throws `signal.reason` instead (whatever the abandoned call failed with).
+   */
+  signal?: AbortSignal;
+  /** Waits `ms`, or less once `signal` aborts. @default a timer that the signal ends early */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   now?: () => number;
   random?: () => number;
 }
@@ -130,6 +137,13 @@ const TRANSIENT = new Set([
 /** Connection failures worth another try (a refused connection or unknown host is a wrong endpoint). */
 const NETWORK = new Set(["ECONNRESET", "ETIMEDOUT", "EPIPE", "EAI_AGAIN"]);
 
+/** Resolves after `ms`, or as soon as `signal` aborts: the reader looks at the signal after every pause. */
+async function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  await timer(ms, undefined, { signal }).catch((error: unknown) => {
+    if (!signal?.aborted) throw error;
+  });
+}
+
 function retryClass(error: unknown): "throttled" | "transient" | "fatal" {
   const e = error as {
     name?: string;
@@ -154,7 +168,8 @@ export class CloudWatchLogsReader {
   readonly stats: ReaderStats = { calls: 0, throttled: 0, retried: 0, backoffMs: 0 };
   readonly #client: CloudWatchLogsClient;
   readonly #retry: RetryPolicy;
-  readonly #sleep: (ms: number) => Promise<void>;
+  readonly #signal: AbortSignal | undefined;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #minIntervalMs: number;
@@ -164,7 +179,8 @@ export class CloudWatchLogsReader {
   constructor(options: CloudWatchLogsReaderOptions) {
     this.#client = options.client;
     this.#retry = { attempts: 10, baseDelayMs: 500, maxDelayMs: 20_000, ...options.retry };
-    this.#sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.#signal = options.signal;
+    this.#sleep = options.sleep ?? pause;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
     const rate = options.callsPerSecond ?? 5;
@@ -178,24 +194,47 @@ export class CloudWatchLogsReader {
     return 1000 / this.#intervalMs;
   }
 
+  /** Waits `ms` unless stopped: throws the stop's reason before and after, so that no call follows a stop. */
+  async #wait(ms: number): Promise<void> {
+    this.#signal?.throwIfAborted();
+    if (ms <= 0) return;
+    await this.#sleep(ms, this.#signal);
+    this.#signal?.throwIfAborted();
+  }
+
   /** Waits for this call's slot: slots are handed out `interval` apart, so concurrent readers share the rate. */
   async #pace(): Promise<void> {
     const now = this.#now();
     const slot = Math.max(now, this.#nextSlot);
     this.#nextSlot = slot + this.#intervalMs;
-    if (slot > now) await this.#sleep(slot - now);
+    await this.#wait(slot - now);
   }
 
-  async #call<T>(send: () => Promise<T>): Promise<T> {
+  /** `send` (given the stop, for its request) with the retries; `operation` on `target` names it in errors. */
+  async #call<T>(
+    operation: string,
+    target: string,
+    send: (abortSignal: AbortSignal | undefined) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       await this.#pace();
       this.stats.calls++;
       try {
-        const result = await send();
+        const result = await send(this.#signal);
         // Gradual recovery towards the configured rate after throttling slowed it down.
         this.#intervalMs = Math.max(this.#minIntervalMs, this.#intervalMs * 0.9);
         return result;
       } catch (error) {
+        // Stopped: the call is abandoned, whether its request was aborted or it failed in a way worth retrying.
+        this.#signal?.throwIfAborted();
+        if ((error as { name?: string }).name === "ResourceNotFoundException") {
+          // The service's message names no resource ("The specified log group does not exist."): with several
+          // groups, or a profile of another account or region, which one was asked is what the operator needs.
+          const region = await this.#client.config.region();
+          throw new Error(`${target} (${operation} in ${region}): ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
         const kind = retryClass(error);
         if (kind === "fatal" || attempt >= this.#retry.attempts) throw error;
         if (kind === "throttled") {
@@ -208,7 +247,7 @@ export class CloudWatchLogsReader {
         const ceiling = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (attempt - 1));
         const delay = Math.round(ceiling * (0.5 + this.#random() * 0.5));
         this.stats.backoffMs += delay;
-        await this.#sleep(delay);
+        await this.#wait(delay);
       }
     }
   }
@@ -226,13 +265,14 @@ export class CloudWatchLogsReader {
     let nextToken: string | undefined;
     do {
       const token = nextToken;
-      const page = await this.#call(() =>
+      const page = await this.#call("DescribeLogStreams", `log group ${group}`, (abortSignal) =>
         this.#client.send(
           new DescribeLogStreamsCommand({
             logGroupName: group,
             logStreamNamePrefix: prefix,
             nextToken: token,
           }),
+          { abortSignal },
         ),
       );
       for (const s of page.logStreams ?? []) {
@@ -269,10 +309,11 @@ export class CloudWatchLogsReader {
     }
     // An empty range: nothing to ask for (and a startTime past endTime is no range the API describes).
     if (query.start > query.end) return;
+    const target = `log group ${query.group}${streams === undefined ? "" : `, log stream ${streams.join(", ")}`}`;
     let nextToken = startToken;
     do {
       const token = nextToken;
-      const page = await this.#call(() =>
+      const page = await this.#call("FilterLogEvents", target, (abortSignal) =>
         this.#client.send(
           new FilterLogEventsCommand({
             logGroupName: query.group,
@@ -283,6 +324,7 @@ export class CloudWatchLogsReader {
             limit: query.limit,
             nextToken: token,
           }),
+          { abortSignal },
         ),
       );
       const events: FilteredEvent[] = [];

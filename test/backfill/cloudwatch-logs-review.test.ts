@@ -359,7 +359,7 @@ describe("throttling", () => {
         run(logs, [...options("exhausted", "exhausted.json"), ...between(T0, T0 + 2 * MINUTE_MS)], {
           sleep: async (ms) => void sleeps.push(ms),
         }),
-      ).rejects.toMatchObject({ name: "ThrottlingException" });
+      ).rejects.toMatchObject({ name: "BackfillError", cause: { name: "ThrottlingException" } });
       expect(filterCalls(logs)).toHaveLength(10);
       // Nine backoffs, 0.5 s doubling to 20 s, each jittered down by at most half: at least 45.75 s in all.
       expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(45_750);

@@ -233,12 +233,80 @@ describe("CloudWatchLogsReader.streams", () => {
     expect(logs.calls.filter((c) => c.operation === "DescribeLogStreams")).toHaveLength(3);
   });
 
-  it("reports a missing log group as the service does", async () => {
+  it("reports a missing log group with its name, the operation and the region, the service's error as cause", async () => {
     logs = await startLocalLogs();
     const reader = new CloudWatchLogsReader({ client: logs.client(), callsPerSecond: 1000 });
     await expect(reader.streams("/nope", { since: T0 }).next()).rejects.toMatchObject({
-      name: "ResourceNotFoundException",
+      message: "log group /nope (DescribeLogStreams in eu-west-1): The specified log group does not exist.",
+      cause: { name: "ResourceNotFoundException" },
     });
+    await expect(
+      reader.events({ group: "/nope", streams: ["ip-10-0-1-1"], start: T0, end: T0 + 60_000 }).next(),
+    ).rejects.toMatchObject({
+      message:
+        "log group /nope, log stream ip-10-0-1-1 (FilterLogEvents in eu-west-1): The specified log group does not exist.",
+      cause: { name: "ResourceNotFoundException" },
+    });
+  });
+});
+
+describe("stopping the reader", () => {
+  it("ends a backoff at the stop and tries no more, throwing the stop's reason", async () => {
+    logs = await startLocalLogs({ throttle: () => true });
+    logs.put(GROUP, "s", [{ timestamp: T0, message: "calico-packet" }]);
+    const stop = new AbortController();
+    // The default sleep: a 60 s backoff after the first throttled try, which the stop must cut short.
+    const reader = new CloudWatchLogsReader({
+      client: logs.client(),
+      retry: { baseDelayMs: 60_000 },
+      random: () => 1,
+      signal: stop.signal,
+    });
+    const pages = reader.events({ group: GROUP, start: T0, end: T0 + 1, filterPattern: '"calico-packet"' });
+    const next = pages.next();
+    while (reader.stats.throttled === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const stoppedAt = Date.now();
+    stop.abort();
+    await expect(next).rejects.toBe(stop.signal.reason);
+    expect(Date.now() - stoppedAt).toBeLessThan(1_000);
+    expect(logs.calls).toHaveLength(1);
+  });
+
+  it("abandons the request in flight at the stop", async () => {
+    let release: () => void = () => {};
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    logs = await startLocalLogs({ beforeFilter: () => hung });
+    logs.put(GROUP, "s", [{ timestamp: T0, message: "calico-packet" }]);
+    try {
+      const stop = new AbortController();
+      const reader = new CloudWatchLogsReader({ client: logs.client(), signal: stop.signal });
+      const next = reader
+        .events({ group: GROUP, start: T0, end: T0 + 1, filterPattern: '"calico-packet"' })
+        .next();
+      while (logs.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      stop.abort();
+      await expect(next).rejects.toBe(stop.signal.reason);
+      expect(reader.stats.calls).toBe(1);
+    } finally {
+      release();
+    }
+  });
+
+  it("makes no call once stopped, and waits no pace", async () => {
+    logs = await startLocalLogs();
+    const stop = new AbortController();
+    stop.abort();
+    const sleeps: number[] = [];
+    const reader = new CloudWatchLogsReader({
+      client: logs.client(),
+      signal: stop.signal,
+      sleep: async (ms) => void sleeps.push(ms),
+    });
+    await expect(reader.streams(GROUP, { since: T0 }).next()).rejects.toBe(stop.signal.reason);
+    expect(logs.calls).toHaveLength(0);
+    expect(sleeps).toEqual([]);
   });
 });
 
