@@ -53,6 +53,29 @@ if (only !== undefined) {
   }
 }
 
+// `help panic apply` is `panic apply --help`. Commander's own help command read only its first word (it showed
+// panic's subcommands, not apply's options) and, for a name it did not know, printed the whole help and exited 2
+// without saying what was wrong.
+program
+  .command("help")
+  .description("display help for command")
+  .argument("[command...]", "a command, and a subcommand of it")
+  .action(async (names: string[]) => {
+    let command: Command = program;
+    for (const [i, name] of names.entries()) {
+      const known = command.commands.find((c) => c.name() === name || c.aliases().includes(name));
+      if (known === undefined) {
+        if (command.commands.length === 0) command.error(`error: '${command.name()}' has no subcommands`);
+        // Refused as the mistyped command itself is: "unknown command 'flow' (Did you mean flows?)". A command
+        // with subcommands has no action of its own, so this parse does nothing else.
+        await command.parseAsync(names.slice(i), { from: "user" });
+        return;
+      }
+      command = known;
+    }
+    command.help();
+  });
+
 // A reader that went away (`| head`) ends the output: not an error. A command that watches its output itself
 // (`parse`, which still prints its summary) has its own listener, and decides.
 const onStdoutError = (error: NodeJS.ErrnoException): void => {

@@ -28,13 +28,19 @@ interface ReadOptions {
   bucketSeconds?: number;
 }
 
+// The time options say how a time without an offset is read, as README and the error for a time they cannot read
+// do: read in the operator's own zone, it would be another hour.
 function addReadOptions(command: Command): Command {
   return withCommonOptions(command)
     .option(
       "--since <time>",
-      "start: ISO time or a duration before now (15m, 6h, 7d) (default: 24h before --until)",
+      "start: ISO time (UTC unless it has an offset) or a duration before now (15m, 6h, 7d) (default: 24h before --until)",
     )
-    .option("--until <time>", "end: ISO time, duration before now, or now", "now")
+    .option(
+      "--until <time>",
+      "end: ISO time (UTC unless it has an offset), duration before now, or now",
+      "now",
+    )
     .addOption(
       new Option("--limit <n>", "most records to print")
         .argParser(parseInteger("--limit", 1, 100_000))
@@ -61,9 +67,10 @@ export interface Listing<T> {
   clusters?: readonly string[];
   /**
    * Neither --since nor --until was given and the range held nothing: when the first flow at any time (of the same
-   * question for flows, of the cluster for alerts) was first seen, for an empty answer's hint.
+   * question for flows, of the cluster for alerts) was first seen, for an empty answer's hint; null when the store
+   * holds no flow of the cluster at any time.
    */
-  elsewhere?: string;
+  elsewhere?: string | null;
 }
 
 /**
@@ -190,20 +197,24 @@ type FlowPages = (cursor: string | undefined, pageLimit: number) => Promise<Page
 /** Where `flows` reads pages from (the query API, a table, or an embedded store), and how to let go of it. */
 interface FlowSource {
   page: FlowPages;
-  /** When the first flow of the same question at any time was first seen, if that is outside the range. */
-  elsewhere: () => Promise<string | undefined>;
+  /**
+   * When the first flow of the same question at any time was first seen, if that is outside the range; null when
+   * the store holds no flow of the cluster at any time.
+   */
+  elsewhere: () => Promise<string | null | undefined>;
   clusters?: readonly string[];
   close: () => Promise<void>;
 }
 
 /**
  * When the first flow `anyTime` reads was first seen, if it has no packet in `range` (at most ten pages of a
- * hundred read): for alerts, whose question is another, the store's first flow may well be in the range.
+ * hundred read): for alerts, whose question is another, the store's first flow may well be in the range. null when
+ * `anyTime` reads no flow at all.
  */
 async function firstOutside(
   anyTime: FlowPages,
   range: { since: string; until: string },
-): Promise<string | undefined> {
+): Promise<string | null | undefined> {
   // A page's limit counts the items read before filters (--internal, --workload…): follow the cursor, a few pages.
   let cursor: string | undefined;
   for (let page = 0; page < LOOK_ELSEWHERE_PAGES; page++) {
@@ -213,7 +224,7 @@ async function firstOutside(
       return first.lastSeen < range.since || first.firstSeen > range.until ? first.firstSeen : undefined;
     }
     cursor = read.cursor;
-    if (cursor === undefined) return undefined;
+    if (cursor === undefined) return null;
   }
   return undefined;
 }
@@ -249,7 +260,7 @@ export async function groupFlows(
   const source = await flowSource(raw);
   const tally = new ConversationTally();
   let cut = false;
-  let elsewhere: string | undefined;
+  let elsewhere: string | null | undefined;
   try {
     let cursor: string | undefined;
     do {
@@ -300,6 +311,14 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   query.workload = checked("--workload", workloadRef, query.workload);
   query.pod = checked("--pod", objectName, query.pod);
   query.ip = checked("--ip", ipAddress, query.ip);
+  const filtered = [query.namespace, query.workload, query.pod, query.ip, query.internal].some(
+    (f) => f !== undefined,
+  );
+  // No flow of a filtered question at any time is an answer about the question, not about the store.
+  const lookElsewhere = async (anyTime: FlowPages) => {
+    const first = await firstOutside(anyTime, query);
+    return first === null && filtered ? undefined : first;
+  };
   if (typeof raw.api === "string") {
     const api = raw.api;
     const asked = raw.clusterGiven === true ? (raw.cluster as string) : undefined;
@@ -315,7 +334,7 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
       });
     return {
       page: pages(query),
-      elsewhere: () => firstOutside(pages({ ...query, ...ALL_TIME }), query),
+      elsewhere: () => lookElsewhere(pages({ ...query, ...ALL_TIME })),
       close: async () => {},
     };
   }
@@ -326,7 +345,7 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
       opened.store.queryFlows({ ...q, limit, cursor });
   return {
     page: pages(query),
-    elsewhere: () => firstOutside(pages({ ...query, ...ALL_TIME }), query),
+    elsewhere: () => lookElsewhere(pages({ ...query, ...ALL_TIME })),
     ...(opened.clusters === undefined ? {} : { clusters: opened.clusters }),
     close: () => opened.close(),
   };
@@ -438,7 +457,7 @@ function listingNotes(
       `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit`,
     );
   }
-  if (listing.records.length === 0 && listing.elsewhere !== undefined) {
+  if (listing.records.length === 0 && typeof listing.elsewhere === "string") {
     notes.push(
       what === "alerts"
         ? `note: none in the last 24 hours (no --since or --until given), but the store holds flows at other times, the first seen at ${listing.elsewhere} (alerts are raised on flows): give --since (and --until)`
@@ -450,6 +469,11 @@ function listingNotes(
     const names = clusters.map((c) => JSON.stringify(c)).join(", ");
     notes.push(
       `note: this store was written for ${clusters.length === 1 ? "cluster" : "clusters"} ${names}, not "${options.cluster}": pass --cluster ${clusters[0]}`,
+    );
+  } else if (listing.records.length === 0 && listing.elsewhere === null) {
+    // Read as a quiet day, an empty store sends the operator widening --since again and again.
+    notes.push(
+      `note: the store holds no flows of cluster "${options.cluster}" at any time${what === "alerts" ? " (alerts are raised on flows)" : ""}: no --since will find one`,
     );
   }
   return notes;

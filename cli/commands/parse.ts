@@ -158,10 +158,10 @@ export async function parseStream(
   for await (const chunk of input) {
     if (first) {
       first = false;
-      // A rotated `messages.1.gz` would otherwise be read as a few lines of garbage: no record, and exit 0.
-      if (typeof chunk !== "string" && chunk[0] === 0x1f && chunk[1] === 0x8b) {
-        throw new Error("it is gzip-compressed: decompress it (zcat FILE | calico-flows parse)");
-      }
+      // A rotated `messages.1.gz`, or UTF-16 text (Windows PowerShell's `>`), would otherwise be read as lines of
+      // garbage: no record, and exit 0.
+      const unreadable = typeof chunk === "string" ? undefined : notText(chunk);
+      if (unreadable !== undefined) throw new Error(`it is ${unreadable}`);
     }
     if (typeof chunk === "string") {
       await consume(chunk, false);
@@ -184,6 +184,20 @@ export async function parseStream(
   }
   if (!closed) await consume(decoder.end(), true);
   return summary;
+}
+
+/** What input that starts with `bytes` is when it is not UTF-8 text, and how to make it so. */
+function notText(bytes: Buffer): string | undefined {
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b)
+    return "gzip-compressed: decompress it (zcat FILE | calico-flows parse)";
+  // A byte order mark, little- or big-endian.
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    return (
+      "UTF-16 text, as Windows PowerShell's `>` writes it: convert it to UTF-8 " +
+      "(iconv -f UTF-16 -t UTF-8 FILE | calico-flows parse), or write it with `Out-File -Encoding utf8`"
+    );
+  }
+  return undefined;
 }
 
 /**

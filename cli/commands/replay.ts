@@ -158,14 +158,10 @@ export async function replay(
       // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
       // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
       const events: { id: string; timestamp: number; message: string }[] = [];
-      // Compressed input (a rotated `messages.1.gz`, a `.zst` export) would otherwise be read as a few lines of
-      // garbage, none calico, and the run would "succeed".
-      const compressed = lineNo === 0 ? compressionOf(batch.lines[0]) : undefined;
-      if (compressed !== undefined) {
-        throw new Error(
-          `${file === "-" ? "the input" : file} is ${compressed.name}-compressed: decompress it (${compressed.tool} FILE | calico-flows replay -)`,
-        );
-      }
+      // Compressed input (a rotated `messages.1.gz`, a `.zst` export) or UTF-16 (Windows PowerShell's `>`) would
+      // otherwise be read as lines of garbage, none calico, and the run would "succeed" (and advise --prefix).
+      const unreadable = lineNo === 0 ? notText(batch.lines[0]) : undefined;
+      if (unreadable !== undefined) throw new Error(`${file === "-" ? "the input" : file} is ${unreadable}`);
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;
         if (line === OVERSIZED_LINE) {
@@ -283,15 +279,26 @@ export class LineIds {
   }
 }
 
+const decompress = (name: string, tool: string) =>
+  `${name}-compressed: decompress it (${tool} FILE | calico-flows replay -)`;
+
 /**
- * The compression a first line shows by its format's magic bytes, as read in UTF-8 (a byte that is no character
- * there reads as U+FFFD): gzip 1f 8b 08, zstd 28 b5 2f fd, xz fd 37 7a 58 5a 00, bzip2 "BZh" and a block size.
+ * What a first line shows the input is when it is not UTF-8 text, and how to make it so. It is read in UTF-8 (a
+ * byte that is no character there reads as U+FFFD): a compression format by its magic bytes (gzip 1f 8b 08, zstd
+ * 28 b5 2f fd, xz fd 37 7a 58 5a 00, bzip2 "BZh" and a block size), UTF-16 by its byte order mark (ff fe or fe ff,
+ * two U+FFFD) and the zero byte of its first character (ASCII's high byte).
  */
-function compressionOf(line: string | undefined): { name: string; tool: string } | undefined {
+function notText(line: string | undefined): string | undefined {
   if (line === undefined) return undefined;
-  if (line.startsWith("\u001f\ufffd\b")) return { name: "gzip", tool: "zcat" };
-  if (line.startsWith("(\ufffd/\ufffd")) return { name: "zstd", tool: "zstdcat" };
-  if (line.startsWith("\ufffd7zXZ\u0000")) return { name: "xz", tool: "xzcat" };
-  if (/^BZh[1-9]1AY&SY/.test(line)) return { name: "bzip2", tool: "bzcat" };
+  if (line.startsWith("\u001f\ufffd\b")) return decompress("gzip", "zcat");
+  if (line.startsWith("(\ufffd/\ufffd")) return decompress("zstd", "zstdcat");
+  if (line.startsWith("\ufffd7zXZ\u0000")) return decompress("xz", "xzcat");
+  if (/^BZh[1-9]1AY&SY/.test(line)) return decompress("bzip2", "bzcat");
+  if (line.startsWith("\ufffd\ufffd") && (line[2] === "\u0000" || line[3] === "\u0000")) {
+    return (
+      "UTF-16 text, as Windows PowerShell's `>` writes it: convert it to UTF-8 " +
+      "(iconv -f UTF-16 -t UTF-8 FILE | calico-flows replay -), or write it with `Out-File -Encoding utf8`"
+    );
+  }
   return undefined;
 }

@@ -46,6 +46,8 @@ const LATEST_LINE_MS = MAX_MS - 7 * DAY_MS;
 const MAX_PROTOCOL_LENGTH = 16;
 /** Longest host name that names a node: a DNS name's 253 characters (a Kubernetes node name is one). */
 const MAX_HOST_LENGTH = 253;
+/** Longest `<pod>/<container>` of `kubectl logs --prefix`: a pod's name (253 characters), "/", a container's (63). */
+const MAX_KUBECTL_SOURCE = 253 + 1 + 63;
 
 /** Lines up to this long are scanned in a reused buffer; longer ones get a buffer of their own. */
 const SCRATCH_BYTES = 1 << 16;
@@ -435,6 +437,29 @@ function hexTokenEnd(b: Uint8Array, start: number, width: number, end: number): 
 /** Whether a token starting with byte `c` may be a syslog header: `<PRI>`, an ISO stamp, or a month's name. */
 function mayStartHeader(c: number): boolean {
   return c === 60 || (c >= 48 && c <= 57) || (c >= 65 && c <= 90);
+}
+
+/**
+ * Where the line starts after the `[pod/<pod>/<container>] ` that `kubectl logs --prefix` puts before it, or
+ * `start` when it has none there. The names hold no space, bracket or slash.
+ */
+function kubectlPrefixEnd(b: Uint8Array, start: number, end: number): number {
+  if (!has(b, start, "[pod/")) return start;
+  const from = start + 5;
+  const last = Math.min(end, from + MAX_KUBECTL_SOURCE);
+  let slash = -1;
+  let i = from;
+  for (; i < last; i++) {
+    const c = b[i] as number;
+    if (c === 93) break;
+    if (c === 47) {
+      if (slash >= 0) return start;
+      slash = i;
+    } else if (c <= 32 || c >= 127 || c === 91) {
+      return start;
+    }
+  }
+  return slash > from && i > slash + 1 && i + 1 < end && b[i] === 93 && b[i + 1] === 32 ? i + 2 : start;
 }
 
 /** True when `literal` (ASCII) is at `at`. */
@@ -1705,7 +1730,9 @@ export class LineParser {
       if (c !== 10 && c !== 13) break;
       end--;
     }
-    let headerEnd = this.readHeader(text, b, start, end);
+    // `kubectl logs --prefix` puts `[pod/<pod>/<container>] ` before each line (and before --timestamps' stamp).
+    const lineStart = b[start] === 91 ? kubectlPrefixEnd(b, start, end) : start;
+    let headerEnd = this.readHeader(text, b, lineStart, end);
     // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
     const h = this.hostS;
     if (

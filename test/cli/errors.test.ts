@@ -203,6 +203,20 @@ describe("calico-flows errors", () => {
     }
   });
 
+  it("`help` reads every word of the command asked about, and refuses one it does not know as the command is", async () => {
+    const nested = await runCli(["help", "panic", "aply"]);
+    expect(nested.code).toBe(2);
+    expect(nested.stderr).toMatch(/^error: unknown command 'aply'\n\(Did you mean apply\?\)\n/);
+    expect(nested.stderr).not.toMatch(/^Usage:/m);
+    const leaf = await runCli(["help", "parse", "year"]);
+    expect(leaf.code).toBe(2);
+    expect(leaf.stderr).toMatch(/^error: 'parse' has no subcommands\n/);
+    const program = await runCli(["help"]);
+    expect(program.code).toBe(0);
+    expect(program.stdout).toMatch(/^Usage: calico-flows \[options\] \[command\]/);
+    expect(program.stdout).toMatch(/^ {2}help \[command\.\.\.\] +display help for command$/m);
+  });
+
   it("takes --internal as true or false only", async () => {
     const flows = async (...extra: string[]) => {
       const run = await runCli(["flows", "--store", store, ...DAY, "--json", ...extra]);

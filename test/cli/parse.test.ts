@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Writable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
@@ -232,6 +232,21 @@ describe("calico-flows parse", () => {
     const r = await result;
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/calico-flows parse: \d+ lines/);
+  });
+
+  it("refuses UTF-16 input, little- or big-endian, saying how to convert it", async () => {
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${SYSLOG}\r\n`, "utf16le")]);
+    const be = Buffer.from(le).swap16();
+    for (const input of [le, be]) {
+      const parsed = parseStream(Readable.from([input]), {
+        encoder: new NdjsonEncoder(),
+        write: () => {},
+        onMalformed: () => {},
+      });
+      await expect(parsed).rejects.toThrow(
+        /^it is UTF-16 text, .*\(iconv -f UTF-16 -t UTF-8 FILE \| calico-flows parse\)/,
+      );
+    }
   });
 
   it("refuses gzip-compressed input as input it cannot read, rather than reading it as no records", async () => {

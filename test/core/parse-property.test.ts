@@ -326,6 +326,23 @@ describe("generated lines parse back to what they were built from", () => {
     );
   });
 
+  it("behind `kubectl logs --prefix`'s [pod/<pod>/<container>], as without it", () => {
+    const text = fc.record({
+      line: logged,
+      wrapper: fc.constantFrom<Wrapper>("rfc3164", "rfc3164-kernel-time", "rsyslog-iso", "rfc5424"),
+      pod: fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,252}$/),
+      container: fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,62}$/),
+    });
+    fc.assert(
+      fc.property(text, ({ line, wrapper, pod, container }) => {
+        const plain = lineOf({ ...line, wrapper });
+        const outcome = createParser(optionsFor(line.ms))(`[pod/${pod}/${container}] ${plain}`);
+        expect(outcome).toEqual(createParser(optionsFor(line.ms))(plain));
+      }),
+      RUNS,
+    );
+  });
+
   it("with policy details in the prefix", () => {
     const name = fc.stringMatching(/^[a-z][a-z0-9.-]{0,20}$/);
     fc.assert(
@@ -377,6 +394,8 @@ const VOCABULARY = [
   "=",
   "[",
   "]",
+  "[pod/",
+  "/",
   "(",
   ")",
   ":",

@@ -150,6 +150,24 @@ describe("syslog wrappers", () => {
       "ip-192-168-74-5",
     ],
     [
+      "`kubectl logs --prefix`'s [pod/<pod>/<container>] before a syslog line: the line's time and host",
+      `[pod/calico-logs-x7k2p/calico-logs] Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:19.000Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "`kubectl logs --prefix --timestamps`: the pod, then the tool's timestamp, then the syslog line",
+      `[pod/calico-logs-x7k2p/calico-logs] 2024-04-19T04:52:20.5Z Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      "2024-04-19T04:52:20.500Z",
+      "ip-192-168-74-5",
+    ],
+    [
+      "a bracketed [pod/…] that is not kubectl's (no container): no header found behind it",
+      `[pod/calico-logs-x7k2p] Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`,
+      null,
+      null,
+    ],
+    [
       "an ISO stamp before a host named with capitals: the host, not a header",
       `2024-04-19T04:52:19Z Worker-7 kernel: ${MESSAGE}`,
       "2024-04-19T04:52:19.000Z",
