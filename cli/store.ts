@@ -179,6 +179,23 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   const { retentionDays, existing = false } = use;
   if (options.table !== undefined) {
     const client = storeClient(options.region === undefined ? {} : { region: options.region });
+    const table = options.table;
+    // DynamoDB's "Requested resource not found" names neither the table nor where it was looked for: a mistyped
+    // --table and the stack's table looked for in the profile's default region rather than the stack's look alike.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        try {
+          return await next(args);
+        } catch (error) {
+          if ((error as Error).name !== "ResourceNotFoundException") throw error;
+          throw new Error(
+            `no DynamoDB table ${table} in ${await client.config.region()} (or it is not active yet): ` +
+              "give --table the stack's TableName output and --region the stack's region",
+          );
+        }
+      },
+      { step: "initialize", name: "missingTable" },
+    );
     return {
       ...tableStores({ client, tableName: options.table, retentionDays, bucketSeconds: use.bucketSeconds }),
       description: `DynamoDB table ${options.table}`,
@@ -196,7 +213,7 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       `no embedded store in ${options.store} (\`calico-flows replay\` makes one; --store names another, --table a DynamoDB table)`,
     );
   }
-  const embedded = await startEmbeddedStore({ dir: options.store });
+  const embedded = await startEmbeddedStore({ dir: options.store, ownThread: true });
   let settings: StoreSettings;
   try {
     settings = recordSettings(options.store, use);

@@ -205,7 +205,7 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
     audit = new DynamoPanicAudit({ client, tableName: common.table });
   } else {
     // No table: the audit trail is kept in the local embedded store, so --direct is never unaudited.
-    const embedded = await startEmbeddedStore({ dir: common.store });
+    const embedded = await startEmbeddedStore({ dir: common.store, ownThread: true });
     closers.push(() => embedded.close());
     audit = new DynamoPanicAudit({ client: embedded.client, tableName: embedded.tableName });
   }

@@ -2,8 +2,6 @@
 // the store's table created on first use. The CLI's local mode and the tests run the same adapter code
 // against it as Lambda runs against DynamoDB.
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import {
   CreateTableCommand,
@@ -11,7 +9,7 @@ import {
   DynamoDBClient,
   ResourceNotFoundException,
 } from "@aws-sdk/client-dynamodb";
-import dynalite from "dynalite";
+import { requireFromDynalite, serveHere, serveInWorker } from "./embedded-server.ts";
 import { createTableInput } from "./schema.ts";
 
 export const DEFAULT_TABLE_NAME = "calico-flows";
@@ -21,6 +19,11 @@ export interface EmbeddedStoreOptions {
   dir?: string;
   /** @default "calico-flows" */
   tableName?: string;
+  /**
+   * Serve it from a worker thread of its own (embedded-server.ts), beside the caller's work rather than taking
+   * turns with it: the CLI's choice. @default false (tests start many stores, each a thread's start-up).
+   */
+  ownThread?: boolean;
 }
 
 export interface EmbeddedStore {
@@ -40,30 +43,7 @@ const LOCK_FILE = "calico-flows.lock";
  * opens in this process exclude each other as two processes do (LevelDB keeps its own table of the files it has
  * locked in a process).
  */
-const requireFromDynalite = createRequire(createRequire(import.meta.url).resolve("dynalite"));
 const { Level } = requireFromDynalite("level") as typeof import("level");
-
-/**
- * dynalite (4.0) ends the stream of a Query or Scan by calling its iterator's `return()`, which abstract-level 3's
- * iterators do not have (they have `close()`): every Query left its LevelDB iterator open until the store closed,
- * pinning LevelDB's memory outside V8's heap, some 10 KB each, so a replay following a stream for days grew by
- * gigabytes. Given `return()`, each is closed when its stream ends.
- */
-function closeIteratorsOnReturn(): void {
-  const abstractLevel = createRequire(requireFromDynalite.resolve("level"))("abstract-level") as Record<
-    string,
-    { prototype: { close(): Promise<void>; return?: () => Promise<void> } } | undefined
-  >;
-  for (const name of ["AbstractIterator", "AbstractKeyIterator", "AbstractValueIterator"]) {
-    const prototype = abstractLevel[name]?.prototype;
-    if (prototype !== undefined && prototype.return === undefined) {
-      prototype.return = function (this: { close(): Promise<void> }) {
-        return this.close();
-      };
-    }
-  }
-}
-closeIteratorsOnReturn();
 
 async function inUse(dir: string): Promise<Error> {
   const pid = (await readFile(join(dir, LOCK_FILE), "utf8").catch(() => "")).trim();
@@ -158,30 +138,14 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
     await checkMayHoldStore(options.dir);
     await checkOpens(options.dir);
   }
-  const server = dynalite({
-    ...(options.dir === undefined ? {} : { path: options.dir }),
-    createTableMs: 0,
-    deleteTableMs: 0,
-    updateTableMs: 0,
-  });
-  // Idle connections stay open until the client or close() ends them. With Node's default (5 s) the server closed
-  // connections the client could be reusing at that moment: a replay following a quiet stream, or any run on a
-  // loaded machine whose timers run late, had a write fail with ECONNRESET, which may hide a success (retry.ts), so
-  // its counts were reported as possibly applied twice and non-idempotent writes failed.
-  server.keepAliveTimeout = 0;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const served = await (options.ownThread === true ? serveInWorker : serveHere)(options.dir);
+  const port = served.port;
   const endpoint = `http://127.0.0.1:${port}`;
   // Local data, local credentials: nothing here may pick up (or need) the user's AWS configuration. One HTTP
   // request per call, as the stores' client (client.ts): they retry themselves, and SDK retries under theirs would
   // multiply the attempts and make every retried write look possibly applied. No request timeout: dynalite runs
-  // on this process's event loop, so a busy replay could delay an answer past one without anything being wrong.
+  // in this process, on its event loop or a thread's, so a busy replay could delay an answer past one without
+  // anything being wrong.
   const client = new DynamoDBClient({
     endpoint,
     region: "local",
@@ -195,12 +159,9 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
     if (closed) return;
     closed = true;
     client.destroy();
-    server.closeAllConnections();
     // Removed while LevelDB's lock is still held: a process that opens the store next writes its own.
     if (lockFile !== undefined) await rm(lockFile, { force: true });
-    await new Promise<void>((resolve, reject) =>
-      server.close((error) => (error ? reject(error) : resolve())),
-    );
+    await served.close();
   };
   try {
     await ensureTable(client, tableName);

@@ -66,6 +66,22 @@ describe("startEmbeddedStore", () => {
     }
   });
 
+  it("serves the same store from a thread of its own, as the CLI starts it", async () => {
+    const bucket = "2024-04-19T05:10:00.000Z";
+    const f = flow(bucket, pod("192.168.1.3", "a", "x"), pod("192.168.1.4", "b", "y"), { packets: 2 });
+    const first = await startEmbeddedStore({ dir: join(dir, "threaded"), ownThread: true });
+    await new DynamoFlowStore({ client: first.client, tableName: first.tableName }).writeFlows([f], "t-1");
+    await first.close();
+    // Closed, the thread has let LevelDB go: the directory opens again, here in this thread.
+    const second = await startEmbeddedStore({ dir: join(dir, "threaded") });
+    try {
+      const store = new DynamoFlowStore({ client: second.client, tableName: second.tableName });
+      expect((await store.queryFlows({ cluster: CLUSTER, since: bucket, until: bucket })).items).toEqual([f]);
+    } finally {
+      await second.close();
+    }
+  });
+
   it("keeps idle connections open, so that a client never reuses one the server is closing", async () => {
     const store = await startEmbeddedStore();
     try {
