@@ -83,16 +83,19 @@ function defaultRange(raw: Record<string, unknown>): boolean {
 
 /**
  * Reads pages until one record past `limit` or the last page: that one record says whether the listing was cut,
- * which a reader must be told (the records come oldest first, so a cut listing misses the latest).
+ * which a reader must be told (the records come oldest first, so a cut listing misses the latest). Pages are sized
+ * to what `limit` still wants, unless `whole`: a question DynamoDB answers by filtering what its Limit read (see
+ * FlowSource.sparse) is read a whole page at a time, or it would read two items a request.
  */
 async function collect<T>(
   limit: number,
   page: (cursor: string | undefined, pageLimit: number) => Promise<Page<T>>,
+  whole = false,
 ): Promise<{ records: T[]; more: boolean }> {
   const items: T[] = [];
   let cursor: string | undefined;
   do {
-    const result = await page(cursor, Math.min(PAGE_LIMIT, limit + 1 - items.length));
+    const result = await page(cursor, whole ? PAGE_LIMIT : Math.min(PAGE_LIMIT, limit + 1 - items.length));
     items.push(...result.items);
     cursor = result.cursor;
   } while (cursor !== undefined && items.length <= limit);
@@ -198,6 +201,11 @@ type FlowPages = (cursor: string | undefined, pageLimit: number) => Promise<Page
 interface FlowSource {
   page: FlowPages;
   /**
+   * The question keeps few of what a page reads: a workload, a pod or `internal`, or an IP with a namespace, which
+   * the store checks on the items its Query's Limit read (flow-query.ts), not in the key it reads by.
+   */
+  sparse: boolean;
+  /**
    * When the first flow of the same question at any time was first seen, if that is outside the range; null when
    * the store holds no flow of the cluster at any time.
    */
@@ -232,7 +240,11 @@ async function firstOutside(
 export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {
   const source = await flowSource(raw);
   try {
-    const listing: Listing<FlowRecord> = await collect((raw as unknown as ReadOptions).limit, source.page);
+    const listing: Listing<FlowRecord> = await collect(
+      (raw as unknown as ReadOptions).limit,
+      source.page,
+      source.sparse,
+    );
     if (source.clusters !== undefined) listing.clusters = source.clusters;
     if (listing.records.length === 0 && defaultRange(raw)) listing.elsewhere = await source.elsewhere();
     return listing;
@@ -264,7 +276,10 @@ export async function groupFlows(
   try {
     let cursor: string | undefined;
     do {
-      const page = await source.page(cursor, Math.min(PAGE_LIMIT, readLimit + 1 - tally.flows));
+      const page = await source.page(
+        cursor,
+        source.sparse ? PAGE_LIMIT : Math.min(PAGE_LIMIT, readLimit + 1 - tally.flows),
+      );
       for (const f of page.items) {
         if (tally.flows === readLimit) {
           cut = true;
@@ -314,6 +329,11 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   const filtered = [query.namespace, query.workload, query.pod, query.ip, query.internal].some(
     (f) => f !== undefined,
   );
+  const sparse =
+    query.workload !== undefined ||
+    query.pod !== undefined ||
+    query.internal !== undefined ||
+    (query.ip !== undefined && query.namespace !== undefined);
   // No flow of a filtered question at any time is an answer about the question, not about the store.
   const lookElsewhere = async (anyTime: FlowPages) => {
     const first = await firstOutside(anyTime, query);
@@ -334,6 +354,7 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
       });
     return {
       page: pages(query),
+      sparse,
       elsewhere: () => lookElsewhere(pages({ ...query, ...ALL_TIME })),
       close: async () => {},
     };
@@ -345,6 +366,7 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
       opened.store.queryFlows({ ...q, limit, cursor });
   return {
     page: pages(query),
+    sparse,
     elsewhere: () => lookElsewhere(pages({ ...query, ...ALL_TIME })),
     ...(opened.clusters === undefined ? {} : { clusters: opened.clusters }),
     close: () => opened.close(),
