@@ -6,7 +6,6 @@ import { once } from "node:events";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import dynalite from "dynalite";
 
 /** dynalite serving: its port, and how to stop it (its connections closed, LevelDB closed). */
 export interface ServedStore {
@@ -40,6 +39,8 @@ export function closeIteratorsOnReturn(): void {
 /** dynalite on a loopback port in this thread, its data in `path` (in memory when undefined). */
 export async function serveHere(path: string | undefined): Promise<ServedStore> {
   closeIteratorsOnReturn();
+  // Loaded here, not with this module: a thread that has the store served by a worker never needs it.
+  const { default: dynalite } = await import("dynalite");
   const server = dynalite({
     ...(path === undefined ? {} : { path }),
     createTableMs: 0,
