@@ -1,5 +1,6 @@
 // Options every calico-flows command accepts (DESIGN.md §3.2), parsed once into a typed config.
 import { constants } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { checkCluster } from "../functions/adapters/dynamo/keys.ts";
 import { CidrSet } from "../functions/core/classify.ts";
@@ -9,21 +10,95 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
+/** Whether option `key` of `command` was given (on the command line or otherwise) rather than defaulted. */
+function given(command: Command, key: string): boolean {
+  const source = command.getOptionValueSource(key);
+  return source !== undefined && source !== "default";
+}
+
 /**
  * For commands that move data out of the deployed stack's reach (redrive deletes what it stored; backfill reads the
  * deployed log groups): the store must be named, not defaulted. Without `--table` or `--store` the common options
  * fall back to the embedded store under the current directory, and the data would go there instead of the
- * deployed table. Run as a preAction hook, before any store is opened or anything is read.
+ * deployed table. Then the cluster too, as for every command that writes to the stack (requireClusterNamed). Run as
+ * a preAction hook, before any store is opened or anything is read.
  */
 export function requireStoreNamed(command: Command, why: string): void {
-  const given = (key: string) => {
-    const source = command.getOptionValueSource(key);
-    return source !== undefined && source !== "default";
-  };
-  if (given("table") || given("store")) return;
+  if (!given(command, "table") && !given(command, "store")) {
+    throw new UsageError(
+      `${why}, so name where to store: --table <the stack's TableName output> with the stack's --cluster, ` +
+        "or --store DIR for a local embedded store on purpose",
+    );
+  }
+  requireClusterNamed(command);
+}
+
+/** The options that name a deployed stack's resources, which the commands that take them write to. */
+const DEPLOYED_RESOURCES: Readonly<Record<string, string>> = {
+  table: "--table",
+  queueUrl: "--queue-url",
+  scheduleGroup: "--schedule-group",
+  alertsTopic: "--alerts-topic",
+};
+
+/**
+ * For commands that write to a deployed stack's resources (its table, failed-payloads queue, schedule group or
+ * alerts topic): the cluster must be named, not defaulted to "local". A stack serves one cluster and reads, alerts
+ * on and expires only what is filed under its own: flows and coverage claims stored under "local" are out of its
+ * API's reach (and a redriven message is gone from the queue), a panic expiry for "local" is skipped by its panic
+ * function (the allow-all policy stays), and an audit record or announcement under "local" escapes its readers.
+ * Run before anything is opened or read; the embedded store alone keeps the local default.
+ */
+export function requireClusterNamed(command: Command): void {
+  if (given(command, "cluster")) return;
+  const named = Object.keys(DEPLOYED_RESOURCES).filter((key) => given(command, key));
+  if (named.length === 0) return;
   throw new UsageError(
-    `${why}, so name where to store: --table <the stack's TableName output> with the stack's --cluster, ` +
-      "or --store DIR for a local embedded store on purpose",
+    `${named.map((key) => DEPLOYED_RESOURCES[key]).join(", ")} reach${named.length === 1 ? "es" : ""} a deployed ` +
+      "stack, which reads only the records of its own cluster: give the stack's --cluster (the clusterName it " +
+      `was deployed with), not the default "${DEFAULT_CLUSTER}"`,
+  );
+}
+
+/** The cluster name in an EKS cluster ARN, `arn:<partition>:eks:<region>:<account>:cluster/<name>`. */
+const EKS_CLUSTER_ARN = /^arn:aws[a-z-]*:eks:[a-z0-9-]+:[0-9]{12}:cluster\/(.+)$/;
+const CLUSTER_NAME_ARG = "--cluster-name=";
+
+/**
+ * The EKS clusters a kubeconfig's current context says it reaches: its cluster entry's name when that is an EKS
+ * cluster ARN (as `aws eks update-kubeconfig` names it, whatever `--alias` names the context), and the
+ * `--cluster-name` its user's exec plugin (`aws eks get-token`) is run with. None when it says neither: another
+ * distribution, or entries renamed by hand.
+ */
+function eksClustersOf(kc: KubeConfig): string[] {
+  const names = new Set<string>();
+  const arn = EKS_CLUSTER_ARN.exec(kc.getCurrentCluster()?.name ?? "");
+  if (arn?.[1] !== undefined) names.add(arn[1]);
+  const args: unknown = kc.getCurrentUser()?.exec?.args;
+  if (Array.isArray(args)) {
+    for (const [i, arg] of args.entries()) {
+      const next: unknown = args[i + 1];
+      if (arg === "--cluster-name" && typeof next === "string") names.add(next);
+      else if (typeof arg === "string" && arg.startsWith(CLUSTER_NAME_ARG)) {
+        names.add(arg.slice(CLUSTER_NAME_ARG.length));
+      }
+    }
+  }
+  return [...names];
+}
+
+/**
+ * Refuses a kubeconfig whose current context reaches another EKS cluster than the `--cluster` given: with one
+ * context per cluster in a kubeconfig, the current one is easily another cluster's, and what is done there would be
+ * recorded and announced as done on `cluster`. A kubeconfig that does not say which EKS cluster it reaches cannot
+ * be judged, and is taken at its word.
+ */
+export function checkKubeconfigCluster(kc: KubeConfig, cluster: string): void {
+  const other = eksClustersOf(kc).find((name) => name !== cluster);
+  if (other === undefined) return;
+  throw new Error(
+    `kubeconfig context "${kc.getCurrentContext()}" reaches EKS cluster ${JSON.stringify(other)}, not --cluster ` +
+      `${JSON.stringify(cluster)}: choose ${JSON.stringify(cluster)}'s context (--context), or --cluster ${other}`,
   );
 }
 

@@ -135,16 +135,20 @@ function readingOptions(command: Command): Record<string, unknown> {
   return { ...raw, clusterGiven: given(command, "cluster") };
 }
 
-/** The page the query API answers (GET /flows, GET /alerts): `cursor` is null on the last page. */
+/**
+ * The page the query API answers (GET /flows, GET /alerts): the cluster its stack serves (absent from an API
+ * deployed before pages named it), and `cursor` null on the last page.
+ */
 interface ApiPage<T> {
+  cluster?: string;
   items: T[];
   cursor: string | null;
 }
 
 /**
  * Pages from the query API: the API answers for its own cluster, with the same filters as the store. A `--cluster`
- * given (`cluster`) must be that one: one stack per cluster, so a URL pasted from the wrong stack would otherwise
- * show one cluster's denials as another's.
+ * given (`cluster`) must be that one, whatever the page holds: one stack per cluster, so a URL pasted from the
+ * wrong stack would otherwise show one cluster's denials as another's, or its quiet range as this one's.
  */
 function apiPages<T extends { cluster: string }>(
   api: string,
@@ -162,12 +166,15 @@ function apiPages<T extends { cluster: string }>(
       query: { ...query, limit: String(pageLimit), cursor },
       region: common.region,
     });
-    const foreign = cluster === undefined ? undefined : page.items.find((item) => item.cluster !== cluster);
-    if (foreign !== undefined) {
-      throw new Error(
-        `the API at ${api} answers for cluster ${JSON.stringify(foreign.cluster)}, not ${JSON.stringify(cluster)}: ` +
-          `give the API of ${JSON.stringify(cluster)}'s stack, or --cluster ${foreign.cluster}`,
-      );
+    if (cluster !== undefined) {
+      // An API deployed before its pages named their cluster is known by its records only.
+      const answered = page.cluster ?? page.items.find((item) => item.cluster !== cluster)?.cluster;
+      if (answered !== undefined && answered !== cluster) {
+        throw new Error(
+          `the API at ${api} answers for cluster ${JSON.stringify(answered)}, not ${JSON.stringify(cluster)}: ` +
+            `give the API of ${JSON.stringify(cluster)}'s stack, or --cluster ${answered}`,
+        );
+      }
     }
     return page.cursor === null ? { items: page.items } : { items: page.items, cursor: page.cursor };
   };

@@ -36,9 +36,11 @@ import type { ApiRequest } from "../api-client.ts";
 import { apiStageUrl } from "../api-url.ts";
 import {
   type CommonOptions,
+  checkKubeconfigCluster,
   commonOptions,
   describeError,
   parseInteger,
+  requireClusterNamed,
   UsageError,
   withCommonOptions,
 } from "../common.ts";
@@ -185,8 +187,15 @@ interface DirectRuntime {
   close(): Promise<void>;
 }
 
-/** Wires the Lambda's service to a kubeconfig, the flow store's table (or the embedded store) and SNS. */
-async function openDirect(o: PanicOptions, common: CommonOptions): Promise<DirectRuntime> {
+/**
+ * Wires the Lambda's service to a kubeconfig, the flow store's table (or the embedded store) and SNS. A `--cluster`
+ * given (`clusterGiven`) must be the EKS cluster the kubeconfig reaches, when it says which.
+ */
+async function openDirect(
+  o: PanicOptions,
+  common: CommonOptions,
+  clusterGiven: boolean,
+): Promise<DirectRuntime> {
   // Before anything is opened: a topic ARN the sink refuses is a usage error, and would otherwise leave the
   // embedded store open (and the command waiting on it) behind its error.
   let sink: AlertPublisher | undefined;
@@ -196,6 +205,7 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
     throw new UsageError((error as Error).message);
   }
   const kc = loadKubeconfig({ kubeconfig: o.kubeconfig, context: o.context });
+  if (clusterGiven) checkKubeconfigCluster(kc, common.cluster);
   const where = `kubeconfig context "${kc.getCurrentContext()}" (${kc.getCurrentCluster()?.server})`;
   const closers: (() => Promise<void> | void)[] = [];
   let audit: DynamoPanicAudit;
@@ -254,8 +264,13 @@ async function openDirect(o: PanicOptions, common: CommonOptions): Promise<Direc
   };
 }
 
-async function runDirect(action: Action, o: PanicOptions, common: CommonOptions): Promise<PanicResponse> {
-  const runtime = await openDirect(o, common);
+async function runDirect(
+  action: Action,
+  o: PanicOptions,
+  common: CommonOptions,
+  clusterGiven: boolean,
+): Promise<PanicResponse> {
+  const runtime = await openDirect(o, common, clusterGiven);
   try {
     switch (action) {
       case "apply":
@@ -507,10 +522,12 @@ async function run(action: Action, command: Command): Promise<void> {
     return;
   }
   try {
+    // --direct into the stack's table, topic or schedule group files the audit, announcement and expiry by cluster.
+    if (o.direct === true) requireClusterNamed(command);
     const response =
       o.api !== undefined
         ? await runApi(action, o, common, clusterGiven)
-        : await runDirect(action, o, common);
+        : await runDirect(action, o, common, clusterGiven);
     if (json) {
       process.stdout.write(`${JSON.stringify(response, null, 2)}\n`);
       // Conflicts must not go unnoticed when a script reads the JSON.

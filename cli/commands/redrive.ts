@@ -260,7 +260,7 @@ export function registerRedrive(program: Command): void {
   addIngestOptions(command);
   command.addHelpText(
     "after",
-    "\nThe destination must be named: --table <the stack's TableName output> with the stack's --cluster, or\n" +
+    "\nThe stack's --cluster and the destination must be named: --table <the stack's TableName output>, or\n" +
       "--store DIR for a local embedded store. Each message is deleted from the queue once stored there.",
   );
   // A hook rather than the action's first lines: it runs before any store is opened or the queue is read,

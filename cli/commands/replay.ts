@@ -4,7 +4,7 @@ import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestResult } from "../../functions/core/ingest.ts";
-import { commonOptions, parseInteger, signalExitCode } from "../common.ts";
+import { commonOptions, parseInteger, requireClusterNamed, signalExitCode } from "../common.ts";
 import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
@@ -56,6 +56,8 @@ export function registerReplay(program: Command): void {
     )
     .option("--quiet", "no progress, only the summary");
   addIngestOptions(command);
+  // Into a table or to an alerts topic, the stack's cluster: before any store is opened or a line is read.
+  command.hook("preAction", (self) => requireClusterNamed(self));
   command.action(async (file: string, raw: Record<string, unknown>) => {
     // Ctrl-C (or SIGTERM) on a followed stream: store what was read, print the summary, exit 130 (143) (a second
     // signal quits now).

@@ -8,8 +8,10 @@
 // since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours; flows with a
 // packet between them, alerts with a hit between them (opened by until, last seen at since or after). workload
 // and pod need namespace. limit: 1–1000, default 100. cursor: the previous page's, which carries that page's
-// time window (since/until are not read again). 200 `{ items, cursor }` with the flow records of DESIGN.md
-// §3.3 (alert records for /alerts) and `cursor: null` on the last page; 400 `{ message, parameter }`.
+// time window (since/until are not read again). 200 `{ cluster, items, cursor }`: the cluster the stack serves
+// (named even on an empty page, so that a client can tell another cluster's API from a quiet range), the flow
+// records of DESIGN.md §3.3 (alert records for /alerts), and `cursor: null` on the last page; 400
+// `{ message, parameter }`.
 
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
@@ -256,7 +258,7 @@ export async function handleQuery(
       page.items.length,
     );
     const cursor = page.cursor === undefined ? null : wrapCursor(query, page.cursor);
-    return json(200, { items: page.items, cursor });
+    return json(200, { cluster: runtime.cluster, items: page.items, cursor });
   } catch (error) {
     if (error instanceof BadRequestError) {
       return json(400, { message: error.message, parameter: error.parameter });
@@ -268,6 +270,8 @@ export async function handleQuery(
     if (error instanceof InvalidInputError) {
       return json(400, { message: error.message, parameter: null });
     }
+    // Answered, so a success for Lambda (its Errors stay 0): counted here, where the QueryErrors alarm looks too.
+    metrics.addMetric("QueryFailures", MetricUnit.Count, 1);
     logger.error("query failed", { route, error: error as Error });
     return json(500, { message: "internal error", requestId: event.requestContext.requestId });
   }
@@ -300,6 +304,9 @@ export function createRuntime(config: QueryConfig): QueryRuntime {
 let runtime: QueryRuntime | undefined;
 
 export const handler = middy(async (event: APIGatewayProxyEvent | APIGatewayProxyEventV2) => {
+  // The request's records under the id a 500 answer names (and API Gateway's x-amzn-RequestId header, its access
+  // log): the Lambda request id they carry otherwise is one the caller never sees.
+  logger.setCorrelationId(event.requestContext.requestId);
   runtime ??= createRuntime(loadQueryConfig(process.env));
   return handleQuery(event, runtime);
 })

@@ -127,7 +127,16 @@ describe.concurrent("calico-flows on an operator's first day", () => {
     // README: exit 2 for "an unknown or invalid option"; errors.test.ts: replay refuses bad options "before it
     // makes a store". A mistyped topic ARN exits 1 after the store is made (and the directory warning printed).
     const store = join(fresh("topic"), "store");
-    const run = await runCli(["replay", "/dev/null", "--store", store, "--alerts-topic", "not-an-arn"]);
+    const run = await runCli([
+      "replay",
+      "/dev/null",
+      "--store",
+      store,
+      "--cluster",
+      "prod",
+      "--alerts-topic",
+      "not-an-arn",
+    ]);
     expect(run.stderr).toMatch(/^error: .*not-an-arn/m);
     expect(run.code).toBe(2);
     expect(existsSync(store)).toBe(false);

@@ -286,6 +286,8 @@ describe("calico-flows panic --direct", () => {
         "--direct",
         "--kubeconfig",
         h.kube.kubeconfigPath,
+        "--cluster",
+        "cli-test",
         "--store",
         fresh,
         "--alerts-topic",

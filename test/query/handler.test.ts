@@ -73,6 +73,7 @@ const FLOWS: FlowRecord[] = [
 ];
 
 interface Body<T> {
+  cluster?: string;
   items: T[];
   cursor: string | null;
   message?: string;
@@ -310,6 +311,23 @@ describe("GET /alerts", () => {
     const r = await handleQuery(event("/alerts", { namespace: "customer-a" }), runtime);
     expect(r.statusCode).toBe(400);
     expect(body(r).parameter).toBe("namespace");
+  });
+});
+
+describe("pages", () => {
+  it("name the cluster they answer for, an empty page too", async () => {
+    // A client told to read another cluster's records tells this stack from a quiet range of that cluster by it.
+    const quiet = { since: "2026-04-19T10:00:00.000Z", until: "2026-04-19T11:00:00.000Z" };
+    for (const path of ["/flows", "/alerts"]) {
+      const full = body(await handleQuery(event(path, window), runtime));
+      const empty = body(await handleQuery(event(path, quiet), runtime));
+      expect({ path, full: full.cluster, empty: empty.cluster, records: empty.items.length }).toEqual({
+        path,
+        full: CLUSTER,
+        empty: CLUSTER,
+        records: 0,
+      });
+    }
   });
 });
 
