@@ -154,6 +154,16 @@ export class Monitoring extends Construct {
         period: PERIOD,
       });
     };
+    // The query function answers a failed query with a 500, a success for Lambda: its Errors count only what it
+    // did not answer (a timeout, its configuration), QueryFailures the rest.
+    const queryFn = props.queryFunction;
+    const queryFailures = custom(queryFn, "QueryFailures").with({ label: "queries answered 500" });
+    const queryErrors = new cloudwatch.MathExpression({
+      expression: "SUM([errors, failures])",
+      usingMetrics: { errors: queryFn.function.metricErrors(sum), failures: queryFailures },
+      label: "query function errors and queries answered 500",
+      period: PERIOD,
+    });
     // Scheduler's own metrics, per schedule group (namespace AWS/Scheduler, dimension ScheduleGroup).
     const schedules = props.panic.scheduleGroup;
 
@@ -256,9 +266,11 @@ export class Monitoring extends Construct {
         "but not delivered (LinesSeen) mean the subscriptions do not deliver: check that each group still has the " +
         `subscription filter ${props.ingest.filterName} (\`aws logs describe-subscription-filters\`; deploy the ` +
         "stack again to restore it), and the alarms DeliveryErrors, IngestErrors, IngestThrottles and " +
-        "IngestBacklog. Lines delivered but not stored (CalicoLines) are malformed (MalformedLines): run a sample " +
-        "through `calico-flows parse`, whose stderr names each line and why (cut short by the shipper, or a format " +
-        "the parser does not know). Backfill the time range once fixed.",
+        "IngestBacklog. Lines delivered but not stored (CalicoLines) are malformed (MalformedLines): the ingest " +
+        'function\'s "malformed calico-packet line" warnings name samples by logStream and eventTimestamp (fetch ' +
+        "them with `aws logs get-log-events --start-time`); run them through `calico-flows parse`, whose stderr " +
+        "names each line and why (cut short by the shipper, or a format the parser does not know). Backfill the " +
+        "time range once fixed.",
     });
     for (const logGroupName of props.logGroupNames) {
       this.alarm(`DeliveryErrors${logGroupKey(logGroupName)}`, {
@@ -275,7 +287,8 @@ export class Monitoring extends Construct {
       evaluationPeriods: 1,
       description:
         "The panic function failed: a panic apply, revert or scheduled expiry may not have happened. Check " +
-        "`calico-flows panic status` and the function's logs.",
+        "`calico-flows panic status` and the function's ERROR records (a scheduled expiry's: \"panic expiry " +
+        'failed", with the policy, its expiry and the cause).',
     });
     // An apply succeeds whatever happens to its expiry schedule (the emergency wins): without this, only its caller
     // would learn that none was written, and the policy would outlive its announced expiry unnoticed.
@@ -332,11 +345,14 @@ export class Monitoring extends Construct {
         "revert by hand.",
     });
     this.alarm("QueryErrors", {
-      metric: props.queryFunction.function.metricErrors(sum),
+      metric: queryErrors,
       threshold: 1,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,
-      description: "The query function keeps failing.",
+      description:
+        "The query function keeps failing: its queries are answered 500 (QueryFailures; the store unreadable, " +
+        "its grant gone, DynamoDB failing past the retries) or the function fails (its Errors: timeouts, " +
+        'configuration). Its "query failed" records say why; their correlation_id is the requestId of the 500.',
     });
     this.alarm("Api5xx", {
       metric: restApi.metricServerError(sum),
@@ -412,10 +428,7 @@ export class Monitoring extends Construct {
       ),
     );
     this.dashboard.addWidgets(
-      graph(
-        "Errors",
-        perFunction((f) => labelled(f, f.function.metricErrors(sum))),
-      ),
+      graph("Errors", [...perFunction((f) => labelled(f, f.function.metricErrors(sum))), queryFailures]),
       graph(
         "Duration p99",
         perFunction((f) => labelled(f, f.function.metricDuration({ statistic: "p99", period: PERIOD }))),

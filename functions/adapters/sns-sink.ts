@@ -27,7 +27,7 @@ export interface SnsAlertSinkOptions {
   topicArn: string;
   /**
    * Client to publish with. @default a client for the topic's region from the SDK's standard configuration
-   * (profiles, credentials, `AWS_ENDPOINT_URL_SNS`), closed by `close()`.
+   * (profiles, credentials, `AWS_ENDPOINT_URL_SNS`), with PUBLISH_TIMEOUTS, closed by `close()`.
    */
   client?: SNSClient;
   /** Options that point the e-mails' `calico-flows` commands at the alerts' store (`--api <url>`…). @default none */
@@ -35,6 +35,19 @@ export interface SnsAlertSinkOptions {
   /** Options of the e-mails' `flows` commands alone (a table's `--bucket-seconds`). @default none */
   flowsArgs?: readonly string[];
 }
+
+/**
+ * Each publish request given up after 2 s, connecting included (`throwOnRequestTimeout`: without it the SDK only
+ * logs a request past `requestTimeout`), and retried as the SDK retries any: SNS answers in milliseconds, and the
+ * SDK's default handler waits for ever, so a publish in an SNS brownout held its run until the ingest's deadline (or
+ * a CLI run for good), and went on in the invocations after. A publish given up may have been accepted: it is then
+ * repeated, as above.
+ */
+export const PUBLISH_TIMEOUTS = {
+  connectionTimeout: 1_000,
+  requestTimeout: 2_000,
+  throwOnRequestTimeout: true,
+} as const;
 
 const TOPIC_ARN = /^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$/;
 
@@ -57,7 +70,8 @@ export class SnsAlertSink implements AlertPublisher {
     this.#options = { storeArgs: options.storeArgs ?? [], flowsArgs: options.flowsArgs ?? [] };
     this.#ownsClient = options.client === undefined;
     // The topic's region, not the default one: a topic in another region answers NotFound otherwise.
-    this.#client = options.client ?? new SNSClient({ region: match[1] });
+    this.#client =
+      options.client ?? new SNSClient({ region: match[1], requestHandler: { ...PUBLISH_TIMEOUTS } });
   }
 
   async publishAlert(alert: AlertRecord): Promise<void> {

@@ -70,15 +70,46 @@ export interface IngestResult extends PipelineResult {
  * already): the caller counts a failed run's work from here.
  */
 export interface IngestProgress {
+  /** The step of storing the batch under way, or the one that failed: set as each starts. */
+  step?: IngestStep;
   /** The batch's flow writes, once all of them are done. */
   flows?: FlowWriteResult;
   /** Alerts the batch opened, once its alert hits are applied. */
   alertsOpened?: number;
 }
 
-/** The batch was not stored by its deadline: thrown so that it is retried, after its attribution memo was kept. */
+/** The steps of storing a batch, in their order (after attributing it, which the deadline does not interrupt). */
+export type IngestStep =
+  | "writing flows"
+  | "marking the flows stored"
+  | "counting denials"
+  | "applying alerts"
+  | "publishing alerts"
+  | "marking the batch stored";
+
+/**
+ * The batch was not stored by its deadline: thrown so that it is retried, after its attribution memo was kept. It
+ * names the step the deadline passed in, and whether the flows were stored: a run that ran out of time publishing
+ * alerts points at SNS, not at the table.
+ */
 export class IngestOutOfTimeError extends Error {
   override name = "IngestOutOfTimeError";
+  readonly step: IngestStep | undefined;
+
+  constructor(progress: IngestProgress) {
+    const { step, flows } = progress;
+    const stored =
+      flows !== undefined
+        ? `its flows were stored (${flows.applied} new, ${flows.duplicates} already stored)`
+        : step === undefined
+          ? "nothing was stored"
+          : "its flows were not all stored";
+    super(
+      `out of the invocation's time ${step === undefined ? "before storing the batch" : `while ${step}`}: ` +
+        `${stored}; it fails to be retried`,
+    );
+    this.step = step;
+  }
 }
 
 /** What became of a memo (IngestDeps.onMemoKept). */
@@ -168,9 +199,11 @@ export async function ingestBatch(
       ? await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result)
       : undefined;
   if (keptFirst !== undefined) deps.onMemoKept?.(keptFirst);
+  // Filled in even when the caller does not ask: a deadline passing names the step it stopped.
+  const progress = options.progress ?? {};
   try {
-    const stored = await withinDeadline(options.deadline, (signal) =>
-      storeBatch(result, contribution, deps, options, signal),
+    const stored = await withinDeadline(options.deadline, progress, (signal) =>
+      storeBatch(result, contribution, deps, options, progress, signal),
     );
     return { ...stored, attributionMemo: memo === undefined ? "none" : "reused" };
   } catch (error) {
@@ -196,18 +229,22 @@ async function storeBatch(
   contribution: string,
   deps: IngestDeps,
   options: IngestOptions,
+  progress: IngestProgress,
   signal: AbortSignal | undefined,
 ): Promise<Omit<IngestResult, "attributionMemo">> {
+  progress.step = "writing flows";
   const written =
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
       : await deps.store.writeFlows(result.flows, contribution, { signal });
-  if (options.progress !== undefined) options.progress.flows = written;
+  progress.flows = written;
   // Past the deadline the run has failed: nothing more is marked, applied or published (its retry does it).
   signal?.throwIfAborted();
+  progress.step = "marking the flows stored";
   await options.onFlowsStored?.();
   signal?.throwIfAborted();
   const alertContribution = options.alertContribution ?? contribution;
+  progress.step = "counting denials";
   const candidates =
     deps.tally !== undefined &&
     deps.pipeline.scanThreshold !== undefined &&
@@ -221,6 +258,7 @@ async function storeBatch(
         )
       : result.candidates;
   signal?.throwIfAborted();
+  progress.step = "applying alerts";
   const applied =
     candidates.length > 0
       ? await deps.store.applyAlerts(candidates, alertContribution, {
@@ -229,16 +267,18 @@ async function storeBatch(
         })
       : { alerts: [], opened: 0 };
   const { alerts, opened } = applied;
-  if (options.progress !== undefined) options.progress.alertsOpened = opened;
+  progress.alertsOpened = opened;
   let sent = 0;
   let suppressed = 0;
   signal?.throwIfAborted();
   if (deps.sink !== undefined && alerts.length > 0) {
+    progress.step = "publishing alerts";
     const delivery = await deliverAlerts(deps.store, deps.sink, alerts, { cap: deps.alertCap });
     sent = delivery.sent;
     suppressed = delivery.suppressed;
   }
   signal?.throwIfAborted();
+  progress.step = "marking the batch stored";
   await options.onStored?.();
   return {
     ...result,
@@ -261,13 +301,11 @@ async function storeBatch(
  */
 async function withinDeadline<T>(
   deadline: Deadline | undefined,
+  progress: IngestProgress,
   work: (signal: AbortSignal | undefined) => Promise<T>,
 ): Promise<T> {
   if (deadline === undefined || !deadline.bounded) return work(undefined);
-  const outOfTime = () =>
-    new IngestOutOfTimeError(
-      "the batch was not stored in the time the invocation had; it fails to be retried",
-    );
+  const outOfTime = () => new IngestOutOfTimeError(progress);
   // Already past (attributing took the time): nothing is started.
   if (deadline.remainingMs() === 0) throw outOfTime();
   const controller = new AbortController();

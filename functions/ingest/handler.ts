@@ -13,7 +13,7 @@ import { storeClient } from "../adapters/dynamo/client.ts";
 import { tableStores } from "../adapters/dynamo/stores.ts";
 import { eksKubeConfig } from "../adapters/kube/cluster-access.ts";
 import { LiveDirectory } from "../adapters/kube/live-directory.ts";
-import { SnsAlertSink } from "../adapters/sns-sink.ts";
+import { PUBLISH_TIMEOUTS, SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
 import { Deadline } from "../core/deadline.ts";
 import type { IngestDeps, IngestProgress, MemoKept } from "../core/ingest.ts";
@@ -87,7 +87,8 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
     config.ALERTS_TOPIC_ARN === undefined
       ? undefined
       : new SnsAlertSink({
-          client: tracer.captureAWSv3Client(new SNSClient({})),
+          // Bounded, so that a publish SNS does not answer ends in its run rather than past the invocation.
+          client: tracer.captureAWSv3Client(new SNSClient({ requestHandler: { ...PUBLISH_TIMEOUTS } })),
           topicArn: config.ALERTS_TOPIC_ARN,
           storeArgs: config.API_URL === undefined ? [] : ["--api", config.API_URL],
         });
@@ -178,10 +179,13 @@ export async function ingestEvent(
   // Which delivery failed, for on-call (the log group and stream are the logger's keys): one stream again and
   // again, or all of them. A timed-out invocation's is logged as middy answers for it: nothing of it runs after.
   const delivery = { firstEventId: events.id(0), events: events.length };
-  const timedOut = () =>
-    logger.error("delivery not stored in the invocation's time (retried by Lambda)", delivery);
-  signal?.addEventListener("abort", timedOut);
   const progress: IngestProgress = {};
+  const timedOut = () =>
+    logger.error("delivery not stored in the invocation's time (retried by Lambda)", {
+      ...delivery,
+      ...progress,
+    });
+  signal?.addEventListener("abort", timedOut);
   let result: DeliveryResult;
   try {
     result = await ingestDelivery(
@@ -195,8 +199,11 @@ export async function ingestEvent(
     // Middy answered for this invocation (its timeout): this runs thawed in a later one, whose output it is not.
     if (signal?.aborted === true) throw error;
     recordProgress(progress);
+    // With the step it failed in and what it had stored: a delivery failing while publishing alerts, its flows
+    // stored, is SNS's trouble, not the table's.
     logger.error("delivery failed (retried by Lambda, then kept in the failed-payloads queue)", {
       ...delivery,
+      ...progress,
       error: error as Error,
     });
     throw error;
@@ -206,8 +213,11 @@ export async function ingestEvent(
   recordMetrics(result);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
+    // CloudWatch Logs finds an event by its stream and time, not by its id: `aws logs get-log-events --log-group-name
+    // <logGroup> --log-stream-name <logStream> --start-time <eventTimestamp> --end-time <eventTimestamp + 1>`.
     logger.warn("malformed calico-packet line", {
       eventId: events.id(m.index),
+      eventTimestamp: events.timestamp(m.index),
       reason: m.reason,
     });
   }

@@ -150,6 +150,9 @@ const ExpiryEventSchema = z.object({
   expiresAt: z.iso.datetime(),
 });
 
+/** What each method asks of the service: a failure's record and metric name it (a dry run is POST's other one). */
+const ACTION_OF = { GET: "status", POST: "apply", DELETE: "revert" } as const;
+
 function failureResponse(error: PanicFailure): APIGatewayProxyResult {
   return json(STATUS[error.kind], {
     error: error.kind,
@@ -244,6 +247,7 @@ export async function handleHttp(
       { allow: ALLOWED },
     );
   }
+  let action: PanicResponse["action"] = ACTION_OF[method];
   const deadline = invocationDeadline(context);
   const requester = requesterOf(event);
   if (requester === undefined) {
@@ -272,6 +276,7 @@ export async function handleHttp(
       }
       case "POST": {
         const checked = checkBody(event, ApplyBody, true);
+        if (dryRunIn(checked.ok ? checked.data : checked.body) === true) action = "dry-run";
         if (!checked.ok) {
           const { body, failure } = checked;
           await runtime.service.refused(
@@ -306,16 +311,23 @@ export async function handleHttp(
       }
     }
   } catch (error) {
+    // Which action failed decides what is left to do: an allow-all not applied, or isolation still off.
     if (error instanceof PanicFailure) {
-      metrics.addMetric(`PanicFailure_${error.kind}`, MetricUnit.Count, 1);
+      metrics.addMetric(`PanicFailure_${action}_${error.kind}`, MetricUnit.Count, 1);
       (STATUS[error.kind] >= 500 ? logger.error : logger.warn).call(logger, "panic request failed", {
+        action,
         kind: error.kind,
         reason: error.message,
       });
       return failureResponse(error);
     }
-    logger.error("panic request failed unexpectedly", { error });
-    return json(500, { error: "internal", message: "internal error: see the function's logs" });
+    metrics.addMetric(`PanicFailure_${action}_internal`, MetricUnit.Count, 1);
+    logger.error("panic request failed unexpectedly", { action, error });
+    return json(500, {
+      error: "internal",
+      message: "internal error: see the function's logs",
+      requestId: event.requestContext?.requestId,
+    });
   }
 }
 
@@ -343,12 +355,34 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
       // revert (twice), then puts it in the dead-letter queue, whose alarm asks for a revert by hand; the
       // schedule's own retry policy only covers deliveries that failed.
       // In time too: a revert that runs out of time fails (and is retried) rather than being killed unaudited.
-      const response = await runtime().service.expire(parsed.data, invocationDeadline(context));
+      const expiry = parsed.data;
+      const { service } = runtime();
+      let response: PanicResponse;
+      try {
+        response = await service.expire(expiry, invocationDeadline(context));
+      } catch (error) {
+        // Recorded before Lambda takes it: what the runtime logs of a thrown error is a text line, without fields.
+        const kind = error instanceof PanicFailure ? error.kind : "internal";
+        metrics.addMetric(`PanicFailure_expire_${kind}`, MetricUnit.Count, 1);
+        logger.error("panic expiry failed (retried by Lambda, then kept in the panic dead-letter queue)", {
+          action: "expire",
+          kind,
+          cluster: expiry.cluster,
+          policyName: expiry.policyName,
+          expiresAt: expiry.expiresAt,
+          error,
+        });
+        throw error;
+      }
       metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
       logger.info("expiry handled", { result: response.result, message: response.message });
       return response;
     }
-    return handleHttp(event as APIGatewayProxyEvent, context, runtime());
+    const request = event as APIGatewayProxyEvent;
+    // The request's records under the id API Gateway gives its caller (x-amzn-RequestId, a 500's requestId).
+    const requestId = request.requestContext?.requestId;
+    if (requestId !== undefined) logger.setCorrelationId(requestId);
+    return handleHttp(request, context, runtime());
   })
     .use(captureLambdaHandler(tracer))
     .use(injectLambdaContext(logger, { clearState: true }))

@@ -885,7 +885,6 @@ describe("CalicoFlowsStack", () => {
         ["Throttles", ids.ingest],
         ["AsyncEventAge", ids.ingest],
         ["Errors", ids.panic],
-        ["Errors", ids.query],
       ] as const) {
         template.hasResourceProperties("AWS::CloudWatch::Alarm", {
           Namespace: "AWS/Lambda",
@@ -893,6 +892,26 @@ describe("CalicoFlowsStack", () => {
           Dimensions: [{ Name: "FunctionName", Value: { Ref: fn } }],
         });
       }
+      // The query function's Errors, summed with the queries it answered 500 (a success for Lambda).
+      const stat = (metric: Json) => Match.objectLike({ MetricStat: Match.objectLike({ Metric: metric }) });
+      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: "SUM([errors, failures])", ReturnData: true }),
+          stat({
+            Namespace: "AWS/Lambda",
+            MetricName: "Errors",
+            Dimensions: [{ Name: "FunctionName", Value: { Ref: ids.query } }],
+          }),
+          stat({
+            Namespace: "CalicoFlows",
+            MetricName: "QueryFailures",
+            Dimensions: [
+              { Name: "cluster", Value: "demo-cluster" },
+              { Name: "service", Value: "calico-flows-query" },
+            ],
+          }),
+        ]),
+      });
       template.hasResourceProperties("AWS::CloudWatch::Alarm", {
         Namespace: "AWS/ApiGateway",
         MetricName: "5XXError",

@@ -9,8 +9,9 @@ import {
   UpdateScheduleCommand,
 } from "@aws-sdk/client-scheduler";
 import { mockClient } from "aws-sdk-client-mock";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { type CalicoPolicy, isManagedByCalicoFlows } from "../../functions/core/panic-policy.ts";
+import type { PanicRuntime } from "../../functions/panic/handler.ts";
 import type { PanicResponse } from "../../functions/panic/service.ts";
 import {
   ALICE,
@@ -59,6 +60,26 @@ function denyPolicy(name: string, order: number, extra: Record<string, unknown> 
       ...extra,
     },
   };
+}
+
+/** What `call` printed as JSON records: Logger and Metrics write to stdout and stderr, which the log group holds. */
+async function printedBy<T>(
+  call: () => Promise<T>,
+): Promise<{ result: T; printed: Record<string, unknown>[] }> {
+  const streams = [process.stdout, process.stderr].map((s) =>
+    vi.spyOn(s, "write").mockImplementation(() => true),
+  );
+  try {
+    const result = await call();
+    const printed = streams
+      .flatMap((spy) => spy.mock.calls)
+      .flatMap(([chunk]) => String(chunk).split("\n"))
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    return { result, printed };
+  } finally {
+    for (const spy of streams) spy.mockRestore();
+  }
 }
 
 describe("POST /panic", () => {
@@ -242,6 +263,16 @@ describe("POST /panic", () => {
     const [entry] = body(await h.invoke(apiEvent("GET"))).history ?? [];
     expect(entry).toMatchObject({ outcome: "refused", result: "invalid" });
     expect(await h.announcements()).toEqual([]);
+  });
+
+  it("names a refused dry run's action in its record and metric: a dry run, not an apply", async () => {
+    const { result, printed } = await printedBy(() => post({ reason: "try", dryRun: true, ttlMinutes: -1 }));
+    expect(result.statusCode).toBe(400);
+    expect(printed.find((r) => r.message === "panic request failed")).toMatchObject({
+      action: "dry-run",
+      kind: "invalid",
+    });
+    expect(printed.some((r) => r["PanicFailure_dry-run_invalid"] === 1)).toBe(true);
   });
 
   it("audits and announces a request refused for its body", async () => {
@@ -590,6 +621,22 @@ describe("errors a human can act on", () => {
       reason: "forbidden write",
     });
     expect((await h.announcements())[0]).toMatchObject({ action: "refused", reason: "forbidden write" });
+  });
+
+  it("an unexpected failure → 500 naming the request id its records carry", async () => {
+    const broken = {
+      service: { status: () => Promise.reject(new Error("boom")) },
+    } as unknown as PanicRuntime;
+    const event = apiEvent("GET");
+    const { result, printed } = await printedBy(() => h.invoke(event, broken));
+    expect(result.statusCode).toBe(500);
+    const { requestId } = event.requestContext;
+    expect(body(result)).toMatchObject({ error: "internal", requestId });
+    expect(printed.find((r) => r.message === "panic request failed unexpectedly")).toMatchObject({
+      action: "status",
+      correlation_id: requestId,
+    });
+    expect(printed.some((r) => r.PanicFailure_status_internal === 1)).toBe(true);
   });
 });
 
