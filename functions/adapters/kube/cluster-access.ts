@@ -11,9 +11,12 @@ import {
   type ApiConstructor,
   ApiException,
   type ApiType,
+  type Configuration,
   createConfiguration,
+  HttpMethod,
   KubeConfig,
   type Middleware,
+  type ResponseContext,
   ServerConfiguration,
 } from "@kubernetes/client-node";
 import { type CredentialsProvider, EksTokenProvider } from "./eks-token.ts";
@@ -249,22 +252,55 @@ function requestMiddleware(timeoutMs: number): Middleware {
 }
 
 /**
- * An API client for `kc` whose every request is aborted after `timeoutMs` (the client sets no deadline of
- * its own). Authentication, CA and token renewal stay the KubeConfig's.
+ * How requests to `kc`'s API server are sent: every one aborted after `timeoutMs` (the client sets no deadline
+ * of its own). Authentication, CA and token renewal stay the KubeConfig's.
  */
+export function kubeConfiguration(kc: KubeConfig, timeoutMs: number): Configuration {
+  const cluster = kc.getCurrentCluster();
+  if (cluster === null) throw new AccessConfigError("the kubeconfig's current context names no cluster");
+  return createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [requestMiddleware(timeoutMs)],
+  });
+}
+
+/** An API client for `kc` sending as kubeConfiguration says. */
 export function kubeApiClient<T extends ApiType>(
   kc: KubeConfig,
   type: ApiConstructor<T>,
   timeoutMs: number,
 ): T {
-  const cluster = kc.getCurrentCluster();
-  if (cluster === null) throw new AccessConfigError("the kubeconfig's current context names no cluster");
-  return new type(
-    createConfiguration({
-      baseServer: new ServerConfiguration(cluster.server, {}),
-      authMethods: { default: kc },
-      promiseMiddleware: [requestMiddleware(timeoutMs)],
-    }),
+  return new type(kubeConfiguration(kc, timeoutMs));
+}
+
+/**
+ * A GET sent as the generated API clients send it under `config` (its authentication, middleware and HTTP library),
+ * for a caller that reads the answer's body itself rather than into client-node's typed models. A non-2xx answer
+ * throws the ApiException those clients throw, with the server's Status as its body.
+ */
+export async function kubeGet(
+  config: Configuration,
+  path: string,
+  query: Readonly<Record<string, string | number | undefined>>,
+): Promise<ResponseContext> {
+  let request = config.baseServer.makeRequestContext(path, HttpMethod.GET);
+  request.setHeaderParam("Accept", "application/json");
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== undefined) request.setQueryParam(name, String(value));
+  }
+  await config.authMethods.default?.applySecurityAuthentication(request);
+  for (const middleware of config.middleware) request = await middleware.pre(request).toPromise();
+  let response = await config.httpApi.send(request).toPromise();
+  for (const middleware of [...config.middleware].reverse()) {
+    response = await middleware.post(response).toPromise();
+  }
+  if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) return response;
+  throw new ApiException(
+    response.httpStatusCode,
+    `GET ${path}`,
+    await response.getBodyAsAny(),
+    response.headers,
   );
 }
 

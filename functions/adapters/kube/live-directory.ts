@@ -1,8 +1,9 @@
 // Attribution through the live Kubernetes API (DESIGN.md §4), gentle on the API server: an in-memory index
 // per warm container, a field-selector lookup per unknown IP when few are unknown, one paginated full list
 // when many are, nodes listed separately, and a HolderHistory for lines older than what the API can still
-// tell. Kubernetes trouble never throws: the affected lookups answer `unavailable` and later calls recover.
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+// tell. Lists are read an item at a time, keeping only what holders are made of (list-reader.ts). Kubernetes
+// trouble never throws: the affected lookups answer `unavailable` and later calls recover.
+import type { Configuration, KubeConfig } from "@kubernetes/client-node";
 import {
   HolderIndex,
   holderKey,
@@ -34,10 +35,11 @@ import {
   EKS_FIXES,
   formatFailure,
   type KubeFailure,
-  kubeApiClient,
+  kubeConfiguration,
   retryAfterMs,
   withDeadline,
 } from "./cluster-access.ts";
+import { leanNamespace, leanNode, leanPod, listLean } from "./list-reader.ts";
 
 /** Powertools' Logger fits this. */
 export interface DirectoryLogger {
@@ -185,10 +187,17 @@ class ApiPaused extends Error {}
 /** The resources whose lists end holders: what they were read at is kept so that no later read is older. */
 type VersionedResource = "pods" | "nodes";
 
+/** What the directory lists: where, and what it keeps of each item (all that holders.ts reads). */
+const LISTS = {
+  pods: { path: "/api/v1/pods", pick: leanPod },
+  nodes: { path: "/api/v1/nodes", pick: leanNode },
+  namespaces: { path: "/api/v1/namespaces", pick: leanNamespace },
+} as const;
+
 /** List options of one page (`limit`/`continue`, and the first page's resourceVersion semantics). */
 interface ListPage {
   limit?: number;
-  _continue?: string;
+  continue?: string;
   resourceVersion?: string;
   resourceVersionMatch?: string;
 }
@@ -279,7 +288,7 @@ export class LiveDirectory implements IpDirectory {
   #backoff = 0;
   #lastFailure: KubeFailure | undefined;
   readonly #loggedAt = new Map<string, number>();
-  #client: { kc: KubeConfig; core: CoreV1Api } | undefined;
+  #client: { kc: KubeConfig; api: Configuration } | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   /** Calls answered at their budget whose work still runs. */
   #abandoned = 0;
@@ -640,12 +649,12 @@ export class LiveDirectory implements IpDirectory {
 
   // --- Kubernetes calls ---------------------------------------------------------------------------------
 
-  async #core(): Promise<CoreV1Api> {
+  async #api(): Promise<Configuration> {
     const kc = await this.#kubeConfig();
     if (this.#client === undefined || this.#client.kc !== kc) {
-      this.#client = { kc, core: kubeApiClient(kc, CoreV1Api, this.#timeoutMs) };
+      this.#client = { kc, api: kubeConfiguration(kc, this.#timeoutMs) };
     }
-    return this.#client.core;
+    return this.#client.api;
   }
 
   /**
@@ -654,7 +663,7 @@ export class LiveDirectory implements IpDirectory {
    * the request's deadline (`timeoutMs`, plus a second for loading the KubeConfig and signing the token): these
    * are all reads, and a throttled request was never executed.
    */
-  async #call<T>(what: string, fn: (core: CoreV1Api) => Promise<T>): Promise<T> {
+  async #call<T>(what: string, fn: (api: Configuration) => Promise<T>): Promise<T> {
     if (this.#now() < Math.max(this.#pausedUntil, this.#throttledUntil)) throw new ApiPaused(what);
     const started = performance.now();
     const giveUpAt = started + this.#timeoutMs + 1_000;
@@ -663,7 +672,7 @@ export class LiveDirectory implements IpDirectory {
       try {
         // The deadline also covers loading the KubeConfig (DescribeCluster) and signing the token.
         const result = await withDeadline(giveUpAt - performance.now(), what, async () =>
-          fn(await this.#core()),
+          fn(await this.#api()),
         );
         this.#backoff = 0;
         this.#pausedUntil = 0;
@@ -798,9 +807,7 @@ export class LiveDirectory implements IpDirectory {
     const started = this.#now();
     this.#nodesAttemptAt = started;
     try {
-      const items = await this.#listAll("list nodes", "nodes", (core, page) =>
-        core.listNode({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
-      );
+      const items = await this.#listAll("list nodes", "nodes");
       this.#stats.nodeLists++;
       const seen = this.#addressesSince(this.#read("node", items, nodeToHolders));
       this.#record(this.#nodes, seen, this.#nodes.ips(), started);
@@ -846,17 +853,22 @@ export class LiveDirectory implements IpDirectory {
   async #queryIp(ip: string, failed: Map<string, string>): Promise<void> {
     const started = this.#now();
     try {
-      const list = await this.#call(`list pods with status.podIP=${ip}`, (core) =>
-        core.listPodForAllNamespaces({
-          // The only pod field selector on an address: it matches status.podIPs[0] alone.
-          fieldSelector: `status.podIP=${ip}`,
-          // Served from the API server's watch cache rather than etcd, never older than what was seen.
-          ...this.#readAt("pods"),
-          timeoutSeconds: this.#timeoutSeconds(),
-        }),
+      const list = await this.#call(`list pods with status.podIP=${ip}`, (api) =>
+        listLean(
+          api,
+          LISTS.pods.path,
+          {
+            // The only pod field selector on an address: it matches status.podIPs[0] alone.
+            fieldSelector: `status.podIP=${ip}`,
+            // Served from the API server's watch cache rather than etcd, never older than what was seen.
+            ...this.#readAt("pods"),
+            timeoutSeconds: this.#timeoutSeconds(),
+          },
+          LISTS.pods.pick,
+        ),
       );
       this.#stats.podQueries++;
-      this.#noteVersion("pods", list.metadata?.resourceVersion);
+      this.#noteVersion("pods", list.metadata.resourceVersion);
       this.#noteSecondary(list.items);
       this.#record(
         this.#pods,
@@ -883,9 +895,7 @@ export class LiveDirectory implements IpDirectory {
     this.#fullListAttemptAt = now;
     const started = now;
     try {
-      const items = await this.#listAll("list pods", "pods", (core, page) =>
-        core.listPodForAllNamespaces({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
-      );
+      const items = await this.#listAll("list pods", "pods");
       this.#stats.fullLists++;
       this.#secondary.clear();
       this.#noteSecondary(items);
@@ -927,14 +937,10 @@ export class LiveDirectory implements IpDirectory {
    * once from the beginning, as the API documentation asks of a client that needs a consistent list (and as
    * client-go's pager does); a `continue` token answered with itself fails the list rather than loop.
    */
-  async #listAll(
-    what: string,
-    resource: VersionedResource | undefined,
-    fetch: (
-      core: CoreV1Api,
-      page: ListPage,
-    ) => Promise<{ items: unknown[]; metadata?: { _continue?: string; resourceVersion?: string } }>,
-  ): Promise<unknown[]> {
+  async #listAll(what: string, listed: keyof typeof LISTS): Promise<unknown[]> {
+    const { path, pick } = LISTS[listed];
+    // Namespaces (labels only, nothing ended) are always read at "0".
+    const resource = listed === "namespaces" ? undefined : listed;
     let restarted = false;
     for (;;) {
       const items: unknown[] = [];
@@ -943,15 +949,17 @@ export class LiveDirectory implements IpDirectory {
       try {
         do {
           let page: ListPage;
-          if (token !== undefined) page = { limit: this.#pageSize, _continue: token };
+          if (token !== undefined) page = { limit: this.#pageSize, continue: token };
           else if (resource !== undefined && this.#versions.has(resource)) page = this.#readAt(resource);
           else page = { limit: this.#pageSize, resourceVersion: "0" };
-          const list = await this.#call(what, (core) => fetch(core, page));
+          const list = await this.#call(what, (api) =>
+            listLean(api, path, { ...page, timeoutSeconds: this.#timeoutSeconds() }, pick),
+          );
           // One by one: a page can hold every object of a large cluster, and spreading 125,000 arguments
           // into push() overflows the stack.
           for (const item of list.items) items.push(item);
-          if (token === undefined) version = list.metadata?.resourceVersion;
-          const next = list.metadata?._continue || undefined;
+          if (token === undefined) version = list.metadata.resourceVersion;
+          const next = list.metadata.continue || undefined;
           if (next !== undefined && next === token) {
             throw new Error(
               `${what}: the API server answered a continue token with the same token; the list would not end`,
@@ -978,9 +986,7 @@ export class LiveDirectory implements IpDirectory {
     if (this.#namespacesAttemptAt !== undefined && now - this.#namespacesAttemptAt < this.#missTtl) return;
     this.#namespacesAttemptAt = now;
     try {
-      const items = await this.#listAll("list namespaces", undefined, (core, page) =>
-        core.listNamespace({ ...page, timeoutSeconds: this.#timeoutSeconds() }),
-      );
+      const items = await this.#listAll("list namespaces", "namespaces");
       this.#stats.namespaceLists++;
       this.#namespaceLabels.clear();
       for (const { name, labels } of this.#read("namespace", items, (o) => [

@@ -1,0 +1,283 @@
+// A Kubernetes List answer read one item at a time, keeping only what the live directory reads of each item. A watch
+// cache before Kubernetes 1.34 answers a first list (resourceVersion=0) as one page of every object however small
+// the `limit`: read whole, as @kubernetes/client-node reads it (the text, JSON.parse's tree and its typed models, all
+// at once), a 24,000-pod cluster's 176 MB list took a 1 GB function past its memory (1,194 MB; 510–535 MB this way).
+import type { Configuration } from "@kubernetes/client-node";
+import { kubeGet } from "./cluster-access.ts";
+
+/** What a List's `metadata` says of the list (the JSON names, not client-node's `_continue`). */
+export interface ListMeta {
+  continue?: string;
+  resourceVersion?: string;
+}
+
+export interface LeanList {
+  metadata: ListMeta;
+  /** Each item as `pick` left it. */
+  items: unknown[];
+}
+
+/** Query parameters of a list request, by their API names; undefined ones are not sent. */
+export type ListQuery = Readonly<Record<string, string | number | undefined>>;
+
+type Obj = Record<string, unknown>;
+
+/** `value`'s `keys` that it has, as a new object; anything but an object as it is (for holders.ts to refuse). */
+function only(
+  value: unknown,
+  keys: readonly string[],
+  nested: Readonly<Record<string, (v: unknown) => unknown>> = {},
+) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  const out: Obj = {};
+  for (const key of keys) {
+    if (!Object.hasOwn(value, key)) continue;
+    const field = (value as Obj)[key];
+    const shrink = nested[key];
+    out[key] = shrink === undefined ? field : shrink(field);
+  }
+  return out;
+}
+
+const each = (shrink: (v: unknown) => unknown) => (value: unknown) =>
+  Array.isArray(value) ? value.map(shrink) : value;
+
+const containerStatus = (s: unknown) =>
+  only(s, ["state"], {
+    state: (state) => only(state, ["terminated"], { terminated: (t) => only(t, ["finishedAt"]) }),
+  });
+
+/**
+ * The fields of a pod that functions/core/holders.ts (podToHolders, hostNetworkNodeHolders, workloadOf) reads:
+ * identity, owners and the labels naming a ReplicaSet's workload, node and hostNetwork, addresses, phase and the
+ * times of its lifetime. Without them go managedFields, annotations, containers, volumes: nearly all of a pod.
+ */
+export function leanPod(pod: unknown): unknown {
+  return only(pod, ["kind", "metadata", "spec", "status"], {
+    metadata: (m) =>
+      only(
+        m,
+        ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "labels", "ownerReferences"],
+        {
+          ownerReferences: each((o) => only(o, ["kind", "name", "controller"])),
+        },
+      ),
+    spec: (s) => only(s, ["nodeName", "hostNetwork"]),
+    status: (s) =>
+      only(
+        s,
+        [
+          "phase",
+          "podIP",
+          "podIPs",
+          "startTime",
+          "conditions",
+          "containerStatuses",
+          "initContainerStatuses",
+          "ephemeralContainerStatuses",
+        ],
+        {
+          conditions: each((c) => only(c, ["lastTransitionTime"])),
+          containerStatuses: each(containerStatus),
+          initContainerStatuses: each(containerStatus),
+          ephemeralContainerStatuses: each(containerStatus),
+        },
+      ),
+  });
+}
+
+/** The fields of a node that holders.ts's nodeToHolders reads (not its images, conditions or capacity). */
+export function leanNode(node: unknown): unknown {
+  return only(node, ["kind", "metadata", "status"], {
+    metadata: (m) => only(m, ["name", "uid", "creationTimestamp", "deletionTimestamp"]),
+    status: (s) => only(s, ["addresses"]),
+  });
+}
+
+/** The fields of a namespace that holders.ts's namespaceLabels reads. */
+export function leanNamespace(namespace: unknown): unknown {
+  return only(namespace, ["kind", "metadata"], { metadata: (m) => only(m, ["name", "labels"]) });
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+
+const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+/**
+ * Splits the JSON text of a List, chunk by chunk, into its top-level members (kept as text, parsed at the end: they
+ * are small) and the elements of its `items` array (each parsed alone and handed to `pick` at once). Only the
+ * structure is scanned here; JSON.parse reads every piece, and refuses what is not JSON.
+ */
+class ListSplitter {
+  readonly #pick: (item: unknown) => unknown;
+  readonly items: unknown[] = [];
+  readonly #members: string[] = [];
+  /** Nesting of objects and arrays at the current byte (1: inside the List object). */
+  #depth = 0;
+  #inString = false;
+  #escaped = false;
+  /** Inside the `items` array: its elements are at depth 2. */
+  #inItems = false;
+  #itemsSeen = false;
+  #ended = false;
+  /** The piece (member or item) being read, when one is: its earlier chunks, and where it starts in this one. */
+  #parts: Uint8Array[] = [];
+  #start = -1;
+
+  constructor(pick: (item: unknown) => unknown) {
+    this.#pick = pick;
+  }
+
+  write(chunk: Uint8Array): void {
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i] as number;
+      if (this.#inString) {
+        if (this.#escaped) this.#escaped = false;
+        else if (b === BACKSLASH) this.#escaped = true;
+        else if (b === QUOTE) this.#inString = false;
+        continue;
+      }
+      if (this.#ended) {
+        if (!isSpace(b)) throw new SyntaxError("unexpected text after the end of the list");
+        continue;
+      }
+      if (this.#start < 0 && this.#depth === 1 && !isSpace(b) && b !== COMMA && b !== CLOSE_OBJECT) {
+        throw new SyntaxError(`unexpected "${String.fromCharCode(b)}" after the items`);
+      }
+      if (b === QUOTE) this.#inString = true;
+      else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
+        if (this.#depth === 0) {
+          if (b !== OPEN_OBJECT) throw new SyntaxError("the answer is not a JSON object");
+          this.#start = i + 1;
+        } else if (this.#depth === 1 && b === OPEN_ARRAY && this.#memberKey(chunk, i) === "items") {
+          // The items are read one by one rather than kept as the member's text.
+          this.#inItems = true;
+          this.#itemsSeen = true;
+          this.#parts = [];
+          this.#start = i + 1;
+        }
+        this.#depth++;
+      } else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
+        this.#depth--;
+        // The brackets that end the items and the List must be the ones they close; deeper ones are checked by
+        // JSON.parse, with the piece they are in.
+        const closes =
+          this.#inItems && this.#depth === 1 ? CLOSE_ARRAY : this.#depth === 0 ? CLOSE_OBJECT : b;
+        if (b !== closes) throw new SyntaxError(`unexpected "${String.fromCharCode(b)}"`);
+        if (this.#inItems && this.#depth === 1) {
+          this.#item(chunk, i, true);
+          this.#inItems = false;
+        } else if (this.#depth === 0) {
+          this.#member(chunk, i);
+          this.#ended = true;
+          this.#start = -1;
+        } else if (this.#depth < 0) throw new SyntaxError(`unexpected "${String.fromCharCode(b)}"`);
+      } else if (b === COMMA) {
+        if (this.#inItems && this.#depth === 2) this.#item(chunk, i, false);
+        else if (this.#depth === 1) this.#member(chunk, i);
+      } else if (this.#depth === 0 && !isSpace(b)) throw new SyntaxError("the answer is not a JSON object");
+    }
+    if (this.#start >= 0) this.#parts.push(chunk.subarray(this.#start));
+    this.#start = this.#start >= 0 ? 0 : -1;
+  }
+
+  /** The List's members but its items, parsed; throws SyntaxError when the text ended inside the List. */
+  end(): Obj {
+    if (!this.#ended) throw new SyntaxError("the answer ended before the list did");
+    const rest = JSON.parse(`{${this.#members.join(",")}}`) as Obj;
+    if (!this.#itemsSeen && rest.items !== undefined && rest.items !== null) {
+      throw new SyntaxError(`items is ${JSON.stringify(rest.items)?.slice(0, 40)}, not a list`);
+    }
+    return rest;
+  }
+
+  /** The text of the piece that ends at `end` of `chunk`; the next one starts after it. */
+  #take(chunk: Uint8Array, end: number): string {
+    const bytes = Buffer.concat([...this.#parts, chunk.subarray(this.#start, end)]);
+    this.#parts = [];
+    this.#start = end + 1;
+    return bytes.toString("utf8");
+  }
+
+  #item(chunk: Uint8Array, end: number, last: boolean): void {
+    const text = this.#take(chunk, end);
+    // `[]`: no item at all.
+    if (last && this.items.length === 0 && text.trim() === "") {
+      this.#start = -1;
+      return;
+    }
+    this.items.push(this.#pick(JSON.parse(text)));
+    // After the array, up to the next member, nothing is kept.
+    if (last) this.#start = -1;
+  }
+
+  #member(chunk: Uint8Array, end: number): void {
+    if (this.#start < 0) {
+      // The end of the items member.
+      this.#start = end + 1;
+      return;
+    }
+    const text = this.#take(chunk, end);
+    if (text.trim() !== "") this.#members.push(text);
+  }
+
+  /** The key of the member whose value opens at `at` (its text so far is `"key" :`). */
+  #memberKey(chunk: Uint8Array, at: number): string | undefined {
+    const text = Buffer.concat([...this.#parts, chunk.subarray(this.#start, at)])
+      .toString("utf8")
+      .trim();
+    if (!text.endsWith(":")) return undefined;
+    const key: unknown = JSON.parse(text.slice(0, -1));
+    return typeof key === "string" ? key : undefined;
+  }
+}
+
+/**
+ * Reads the List JSON of `body`, then each item through `pick`. The bytes are taken first, as they arrive, and read
+ * after: the request's deadline is the API server's to meet, and parsing as they came would slow the transfer down
+ * by the parse (the time of JSON.parse-ing every item) and fail large lists at the deadline. They are the one copy
+ * of the answer kept meanwhile, outside the JavaScript heap, and each chunk is let go once read.
+ */
+export async function readList(
+  body: AsyncIterable<Uint8Array>,
+  pick: (item: unknown) => unknown,
+): Promise<LeanList> {
+  const chunks: (Uint8Array | undefined)[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  const splitter = new ListSplitter(pick);
+  for (let i = 0; i < chunks.length; i++) {
+    splitter.write(chunks[i] as Uint8Array);
+    chunks[i] = undefined;
+  }
+  const { metadata } = splitter.end();
+  const meta: ListMeta = {};
+  if (typeof metadata === "object" && metadata !== null) {
+    const { continue: token, resourceVersion } = metadata as Obj;
+    if (typeof token === "string") meta.continue = token;
+    if (typeof resourceVersion === "string") meta.resourceVersion = resourceVersion;
+  }
+  return { metadata: meta, items: splitter.items };
+}
+
+/**
+ * A list request (GET `path`) through the same configuration as kubeApiClient's clients (authentication, CA,
+ * deadline, User-Agent), its answer read by readList rather than by client-node's models: so it costs what the
+ * picked fields of its items cost, not three copies of the whole answer.
+ */
+export async function listLean(
+  config: Configuration,
+  path: string,
+  query: ListQuery,
+  pick: (item: unknown) => unknown,
+): Promise<LeanList> {
+  const response = await kubeGet(config, path, query);
+  const body = response.body.stream();
+  if (body === null) throw new TypeError(`GET ${path} answered without a body`);
+  return readList(body, pick);
+}
