@@ -10,7 +10,7 @@ import { SnapshotDirectory } from "../functions/adapters/kube/snapshot-directory
 import { CidrSet } from "../functions/core/classify.ts";
 import type { HolderHistory } from "../functions/core/ports.ts";
 import type { Holder, IpDirectory } from "../functions/core/types.ts";
-import { UsageError } from "./common.ts";
+import { checkKubeconfigCluster, DEFAULT_CLUSTER, UsageError } from "./common.ts";
 
 export interface OpenedDirectory {
   directory: IpDirectory;
@@ -106,6 +106,9 @@ export async function openDirectory(
     };
     // Fails here, before any line is read, when the kubeconfig cannot work at all.
     const kubeConfig = loadKubeconfig(options);
+    // A cluster named (not the local default) must be the EKS cluster the kubeconfig reaches, when it says which:
+    // prod's lines attributed to staging's pods would be stored, and their holders kept in prod's history.
+    if (cluster !== DEFAULT_CLUSTER) checkKubeconfigCluster(kubeConfig, cluster);
     return (history) => {
       const live = new LiveDirectory({
         kubeConfig: () => kubeConfig,

@@ -1,8 +1,11 @@
 // The cluster a command acts for when it reaches a deployed stack (cli/common.ts): named, not defaulted, for the
 // stack's resources; the kubeconfig's own EKS cluster, where it says one, the same as the one named.
 import { once } from "node:events";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { Command, Option } from "commander";
 import { describe, expect, it } from "vitest";
@@ -109,6 +112,43 @@ describe("flows --api --cluster against a query API deployed before its pages na
       expect(run.stderr).toContain('answers for cluster "staging", not "prod"');
     } finally {
       server.close();
+    }
+  });
+});
+
+describe("replay --cluster through a kubeconfig of another EKS cluster", () => {
+  it("refuses before it reads a line or makes a store, and goes on for the local default", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-deployed-cluster-"));
+    try {
+      const config = join(dir, "kubeconfig");
+      writeFileSync(
+        config,
+        [
+          "apiVersion: v1",
+          "kind: Config",
+          `clusters: [{ name: "${ARN("staging")}", cluster: { server: "https://127.0.0.1:1" } }]`,
+          'users: [{ name: "me", user: { token: "t" } }]',
+          `contexts: [{ name: "staging", context: { cluster: "${ARN("staging")}", user: "me" } }]`,
+          "current-context: staging",
+        ].join("\n"),
+      );
+      const store = join(dir, "store");
+      const refused = await runCli(
+        ["replay", "-", "--store", store, "--cluster", "prod", "--kubeconfig", config, "--quiet"],
+        { input: "", env: { HOME: dir } },
+      );
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('reaches EKS cluster "staging", not --cluster "prod"');
+      expect(existsSync(store)).toBe(false);
+      // The local default names no EKS cluster: the kubeconfig is not judged.
+      const local = await runCli(["replay", "-", "--store", store, "--kubeconfig", config, "--quiet"], {
+        input: "",
+        env: { HOME: dir },
+      });
+      expect(local.stderr).not.toContain("reaches EKS cluster");
+      expect(local.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
