@@ -66,6 +66,15 @@ describe("npx cdk synth", { timeout: 240_000 }, () => {
       // Minified: long lines (only template literals keep their newlines), and the map is referenced.
       expect(code.length / code.split("\n").length).toBeGreaterThan(1000);
       expect(code.trimEnd().endsWith("//# sourceMappingURL=index.mjs.map")).toBe(true);
+      // The map names the sources and maps their lines, without carrying their text (most of a package's size).
+      const map = JSON.parse(readFileSync(join(out, dir, "index.mjs.map"), "utf8")) as {
+        sources: string[];
+        mappings: string;
+        sourcesContent?: unknown;
+      };
+      expect(map.sources.some((source) => source.includes("functions/"))).toBe(true);
+      expect(map.mappings.length).toBeGreaterThan(0);
+      expect(map.sourcesContent).toBeUndefined();
     }
   });
 
