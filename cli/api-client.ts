@@ -29,7 +29,12 @@ export class ApiError extends Error {
       body !== null && typeof body === "object" && "message" in body
         ? String(body.message)
         : JSON.stringify(body);
-    super(`API answered ${status}: ${message}`);
+    // The id the function logged the failure under (`correlation_id`): what on-call searches its logs for.
+    const requestId =
+      body !== null && typeof body === "object" && "requestId" in body && typeof body.requestId === "string"
+        ? ` (request id ${body.requestId})`
+        : "";
+    super(`API answered ${status}: ${message}${requestId}`);
     this.status = status;
     this.body = body;
   }

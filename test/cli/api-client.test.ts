@@ -107,6 +107,12 @@ describe("callApi when the API refuses or fails a request", () => {
     expect(received).toHaveLength(4);
   });
 
+  it("says the request id a failure was logged under", async () => {
+    script = () => ({ status: 500, body: { message: "internal error", requestId: "c6af9ac6-7b61" } });
+    const outcome = await call("GET").catch((error: unknown) => error);
+    expect(String(outcome)).toBe("ApiError: API answered 500: internal error (request id c6af9ac6-7b61)");
+  });
+
   it("waits as long as the API's Retry-After asks", async () => {
     script = (n) => (n === 1 ? { ...THROTTLED, headers: { "retry-after": "1" } } : undefined);
     await expect(call("POST")).resolves.toEqual({ ok: true });
