@@ -17,14 +17,21 @@ import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import middy from "@middy/core";
-import type { APIGatewayProxyEvent, APIGatewayProxyEventV2, APIGatewayProxyResult } from "aws-lambda";
+import type {
+  APIGatewayProxyEvent,
+  APIGatewayProxyEventV2,
+  APIGatewayProxyResult,
+  Context,
+} from "aws-lambda";
 import { z } from "zod";
-import { storeClient } from "../adapters/dynamo/client.ts";
+import { STORE_REQUEST_TIMEOUTS, storeClient } from "../adapters/dynamo/client.ts";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";
 import { InvalidInputError } from "../adapters/dynamo/keys.ts";
 import type { RetryPolicy } from "../adapters/dynamo/retry.ts";
+import { Deadline } from "../core/deadline.ts";
 import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
@@ -278,38 +285,60 @@ export async function handleQuery(
 }
 
 /**
- * Retries of each Query: fewer than the ingest's ten, so that a page whose requests hang (each given up after the
- * stores' request timeout, client.ts) still ends in an answer, a 500, before the function's timeout
- * (QUERY_TIMEOUT_SECONDS): three tries and two short backoffs, about 15 s (the SDK's request timer starts with the
- * connection's; the test adds the connection timeout to each try all the same, 24 s). A page's Queries (at most two)
- * run side by side.
+ * Retries of each Query: fewer than the ingest's ten, three tries and two short backoffs. A page's Queries may go
+ * one after the other (a page by time lists hour markers then reads a partition, an /alerts page the same by day),
+ * so their tries share the page's deadline (invocationDeadline) rather than each having a budget of its own.
  */
 export const QUERY_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 50, maxDelayMs: 1_000 };
 
-export function createRuntime(config: QueryConfig): QueryRuntime {
-  // The stores' client: the store retries every Query itself (SDK retries would multiply its attempts).
-  const client = tracer.captureAWSv3Client(storeClient());
+/**
+ * Kept back from the invocation's remaining time: one whole try, which a Query may start just before the deadline
+ * and which only its client's timeouts end (client.ts: the SDK's request timer starts with the connection's, so
+ * both are counted), then a second to answer (the 500 logged, metrics flushed). With the 25 s timeout
+ * (QUERY_TIMEOUT_SECONDS) a page starts no try after 16 s, so a slow DynamoDB ends in a counted 500 with the
+ * request id, never in Lambda's timeout or API Gateway's 29 s (a 502 or 504 nothing records).
+ */
+export const ANSWER_RESERVE_MS =
+  STORE_REQUEST_TIMEOUTS.connectionTimeout + STORE_REQUEST_TIMEOUTS.requestTimeout + 1_000;
+
+/** The page's deadline for this invocation, shared by its Queries (their tries and backoffs). */
+export function invocationDeadline(context: Pick<Context, "getRemainingTimeInMillis">): Deadline {
+  return Deadline.after(context.getRemainingTimeInMillis() - ANSWER_RESERVE_MS);
+}
+
+/** `client`: one without SDK retries (storeClient): the store retries every Query itself, SDK retries would multiply them. */
+export function createRuntime(
+  config: QueryConfig,
+  deadline: Deadline = Deadline.unbounded(),
+  client: DynamoDBClient = tracer.captureAWSv3Client(storeClient()),
+): QueryRuntime {
   return {
     store: new DynamoFlowStore({
       client,
       tableName: config.TABLE_NAME,
       bucketSeconds: config.AGGREGATION_SECONDS,
-      retry: QUERY_RETRY,
+      retry: { ...QUERY_RETRY, deadline },
     }),
     cluster: config.CLUSTER_NAME,
     now: Date.now,
   };
 }
 
-let runtime: QueryRuntime | undefined;
+// Once per container: the configuration and the client (its connections). The store, which holds the
+// invocation's deadline, is made for each invocation.
+let config: QueryConfig | undefined;
+let client: DynamoDBClient | undefined;
 
-export const handler = middy(async (event: APIGatewayProxyEvent | APIGatewayProxyEventV2) => {
-  // The request's records under the id a 500 answer names (and API Gateway's x-amzn-RequestId header, its access
-  // log): the Lambda request id they carry otherwise is one the caller never sees.
-  logger.setCorrelationId(event.requestContext.requestId);
-  runtime ??= createRuntime(loadQueryConfig(process.env));
-  return handleQuery(event, runtime);
-})
+export const handler = middy(
+  async (event: APIGatewayProxyEvent | APIGatewayProxyEventV2, context: Context) => {
+    // The request's records under the id a 500 answer names (and API Gateway's x-amzn-RequestId header, its access
+    // log): the Lambda request id they carry otherwise is one the caller never sees.
+    logger.setCorrelationId(event.requestContext.requestId);
+    config ??= loadQueryConfig(process.env);
+    client ??= tracer.captureAWSv3Client(storeClient());
+    return handleQuery(event, createRuntime(config, invocationDeadline(context), client));
+  },
+)
   .use(captureLambdaHandler(tracer))
   .use(injectLambdaContext(logger, { clearState: true }))
   .use(logMetrics(metrics));

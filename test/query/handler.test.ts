@@ -1,16 +1,28 @@
 // The query function against dynalite, driven by API Gateway (REST, payload 1.0) proxy events: validation,
 // every filter, cursor paging, and that only Query requests reach the table.
+import { createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { STORE_REQUEST_TIMEOUTS } from "../../functions/adapters/dynamo/client.ts";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { STORE_REQUEST_TIMEOUTS, storeClient } from "../../functions/adapters/dynamo/client.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import type { AlertCandidate, AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { QUERY_TIMEOUT_SECONDS } from "../../functions/query/config.ts";
-import { handleQuery, QUERY_RETRY, type QueryRuntime } from "../../functions/query/handler.ts";
+import {
+  ANSWER_RESERVE_MS,
+  createRuntime,
+  handleQuery,
+  invocationDeadline,
+  QUERY_RETRY,
+  type QueryRuntime,
+} from "../../functions/query/handler.ts";
+import { logger, metrics } from "../../functions/shared/powertools.ts";
 import { restApiEvent as event } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { forward } from "../support/fault-proxy.ts";
 
 const CLUSTER = "prod";
 const T0 = Date.parse("2026-04-19T04:00:00.000Z");
@@ -380,7 +392,7 @@ describe("the Lambda entry point", () => {
         invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:calico-flows-query",
         memoryLimitInMB: "256",
         awsRequestId: "req-1",
-        getRemainingTimeInMillis: () => 10_000,
+        getRemainingTimeInMillis: () => QUERY_TIMEOUT_SECONDS * 1000,
       } as unknown as Context;
       const r = (await handler(
         event("/flows", { ...twoHours, internal: "false" }),
@@ -397,13 +409,97 @@ describe("the Lambda entry point", () => {
 });
 
 describe("the query function's time budget", () => {
-  it("gives up on a page before the function's timeout, every try hung to the client's timeouts", () => {
+  it("keeps back from the invocation a whole try and time to answer, leaving most of it to the page", () => {
     const perTry = STORE_REQUEST_TIMEOUTS.connectionTimeout + STORE_REQUEST_TIMEOUTS.requestTimeout;
-    let backoff = 0;
-    for (let attempt = 1; attempt < QUERY_RETRY.attempts; attempt++) {
-      backoff += Math.min(QUERY_RETRY.maxDelayMs, QUERY_RETRY.baseDelayMs * 2 ** (attempt - 1));
-    }
-    // A page's Queries run side by side: one Query's worst case is the page's.
-    expect(QUERY_RETRY.attempts * perTry + backoff).toBeLessThan(QUERY_TIMEOUT_SECONDS * 1000);
+    // A try started just before the deadline ends by its client's timeouts, inside what is kept back.
+    expect(ANSWER_RESERVE_MS).toBeGreaterThan(perTry);
+    // A Query whose first try hangs to the client's timeouts is still tried again, after its backoff, in time.
+    expect(QUERY_TIMEOUT_SECONDS * 1000 - ANSWER_RESERVE_MS).toBeGreaterThan(perTry + QUERY_RETRY.maxDelayMs);
   });
+
+  // DynamoDB slow, scaled down: each Query's first two tries hang past the client's request timeout and its third
+  // is answered late. A page of two Queries one after the other (hour or day markers, then a partition) used to
+  // give each the whole retry budget and answer after both, past the function's timeout at full scale (29–30 s).
+  const TRY_MS = 400;
+  const LATE_MS = 300;
+  const DEADLINE_MS = 1_000;
+
+  async function slowDynamo(): Promise<{ endpoint: string; close: () => Promise<void> }> {
+    const target = new URL(ts.endpoint);
+    const sockets = new Set<Socket>();
+    let queries = 0;
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", async () => {
+        const operation = String(req.headers["x-amz-target"] ?? "").split(".")[1];
+        if (operation === "Query" && queries++ % 3 !== 2) return;
+        await new Promise((resolve) => setTimeout(resolve, LATE_MS));
+        const answer = await forward(
+          target,
+          req.method ?? "POST",
+          req.url ?? "/",
+          req.headers,
+          Buffer.concat(chunks),
+        );
+        res.writeHead(answer.status, answer.headers);
+        res.end(answer.body);
+      });
+    });
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return {
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+
+  it.each([
+    ["/flows", window],
+    ["/alerts", window],
+  ])(
+    "answers a slow page of %s with a counted 500 by its deadline, not after both Queries",
+    async (path, range) => {
+      const slow = await slowDynamo();
+      const client = storeClient({
+        endpoint: slow.endpoint,
+        region: "local",
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+        requestHandler: { connectionTimeout: TRY_MS, requestTimeout: TRY_MS, throwOnRequestTimeout: true },
+      });
+      const addMetric = vi.spyOn(metrics, "addMetric");
+      const error = vi.spyOn(logger, "error").mockImplementation(() => {});
+      try {
+        const context = { getRemainingTimeInMillis: () => ANSWER_RESERVE_MS + DEADLINE_MS };
+        const started = Date.now();
+        const slowRuntime = createRuntime(
+          { TABLE_NAME: ts.tableName, CLUSTER_NAME: CLUSTER, AGGREGATION_SECONDS: 60 },
+          invocationDeadline(context),
+          client,
+        );
+        const request = event(path, range);
+        const r = await handleQuery(request, slowRuntime);
+        // Past the deadline only the try it had started (one request timeout), never a second Query's three.
+        expect(Date.now() - started).toBeLessThan(DEADLINE_MS + TRY_MS + 300);
+        expect(r.statusCode, r.body).toBe(500);
+        expect(body(r)).toMatchObject({
+          message: "internal error",
+          requestId: request.requestContext.requestId,
+        });
+        expect(addMetric).toHaveBeenCalledWith("QueryFailures", MetricUnit.Count, 1);
+        expect(error).toHaveBeenCalledWith("query failed", expect.anything());
+      } finally {
+        addMetric.mockRestore();
+        error.mockRestore();
+        client.destroy();
+        await slow.close();
+      }
+    },
+  );
 });

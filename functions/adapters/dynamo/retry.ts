@@ -5,6 +5,7 @@
 // client that retries on its own still works: its retries are counted, and treated as possibly applied; but the
 // two multiply (a request may then be sent the client's maxAttempts × `attempts` times), which is why every
 // client the project gives the stores makes one HTTP request per call (client.ts).
+import type { Deadline } from "../../core/deadline.ts";
 
 export interface RetryPolicy {
   /** Calls per request (each may itself be several SDK attempts). */
@@ -13,6 +14,12 @@ export interface RetryPolicy {
   baseDelayMs: number;
   /** Largest backoff ceiling, ms. */
   maxDelayMs: number;
+  /**
+   * No try starts past it, and no backoff sleeps past it (StoreUnavailableError then): the calls it is given to share
+   * one budget, as the query function's page does (its Queries go one after the other). A try already started runs
+   * to its own timeout. @default none
+   */
+  deadline?: Deadline;
 }
 
 /**
@@ -128,7 +135,14 @@ export async function withRetry<T>(
   call: () => Promise<T>,
   options: { resendUnsure?: boolean } = {},
 ): Promise<T> {
+  let lastError: unknown;
   for (let attempt = 1; ; attempt++) {
+    if (policy.deadline?.remainingMs() === 0) {
+      throw new StoreUnavailableError(
+        `${what} out of time after ${attempt - 1} tries${lastError === undefined ? "" : `: ${(lastError as Error).message}`}`,
+        lastError === undefined ? {} : { cause: lastError },
+      );
+    }
     try {
       const out = await call();
       const requests = attemptsOf(out);
@@ -137,6 +151,7 @@ export async function withRetry<T>(
       if (requests > 1) report.uncertain = true;
       return out;
     } catch (error) {
+      lastError = error;
       report.requests += attemptsOf(error);
       if (attemptsOf(error) > 1) report.uncertain = true;
       if (!isRetryable(error)) throw error;
@@ -160,7 +175,9 @@ export async function withRetry<T>(
         );
       }
       const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-      await sleep(Math.random() * ceiling);
+      await sleep(
+        Math.min(Math.random() * ceiling, policy.deadline?.remainingMs() ?? Number.POSITIVE_INFINITY),
+      );
     }
   }
 }

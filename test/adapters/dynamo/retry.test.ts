@@ -8,6 +8,7 @@ import {
   StoreUnavailableError,
   withRetry,
 } from "../../../functions/adapters/dynamo/retry.ts";
+import { Deadline } from "../../../functions/core/deadline.ts";
 
 const policy = { attempts: 4, baseDelayMs: 0, maxDelayMs: 0 };
 const sdkError = (name: string, status: number, attempts = 1) =>
@@ -77,6 +78,31 @@ describe("withRetry", () => {
       }),
     ).rejects.toBe(invalid);
     expect(once.requests).toBe(1);
+  });
+
+  it("starts no try and sleeps no backoff past its deadline, shared by the calls it is given to", async () => {
+    let now = 0;
+    const deadline = Deadline.after(1_000, () => now);
+    const slow = { attempts: 10, baseDelayMs: 60_000, maxDelayMs: 60_000, deadline };
+    const error = sdkError("InternalServerError", 500);
+    const report: CallReport = { requests: 0, uncertain: false };
+    const started = Date.now();
+    // Each try takes 600 ms of the deadline's clock: the second starts (before it), the third does not.
+    const failing = withRetry("Query", slow, report, async () => {
+      now += 600;
+      throw error;
+    });
+    await expect(failing).rejects.toThrow(StoreUnavailableError);
+    await expect(failing).rejects.toMatchObject({ cause: error });
+    expect(report.requests).toBe(2);
+    // The minute-long backoff was cut to what was left of the deadline.
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // Another call given the same deadline, once it has passed, sends nothing.
+    const none: CallReport = { requests: 0, uncertain: false };
+    await expect(withRetry("Query", slow, none, async () => "sent")).rejects.toThrow(
+      /out of time after 0 tries/,
+    );
+    expect(none.requests).toBe(0);
   });
 });
 
