@@ -6,6 +6,7 @@ import { Hash } from "@smithy/hash-node";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
+import { retryAfterHeaderMs } from "../functions/core/retry-after.ts";
 import { apiUrlProblem } from "./api-url.ts";
 
 export interface ApiRequest {
@@ -89,15 +90,6 @@ function resendable(method: ApiRequest["method"], status: number, body: unknown)
   return !(body !== null && typeof body === "object" && "error" in body);
 }
 
-/** The wait a Retry-After header asks for (seconds, or an HTTP date), in ms; undefined without a valid one. */
-function retryAfterMs(header: string | null): number | undefined {
-  const value = header?.trim();
-  if (value === undefined || value === "") return undefined;
-  if (/^\d+$/.test(value)) return Number(value) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
 /** The wait before retry `retry` (1-based): full jitter, but at least what the API asked for, up to the cap. */
 function backoffMs(retry: number, asked: number | undefined): number {
   const jittered = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (retry - 1));
@@ -156,6 +148,6 @@ export async function callApi<T>(request: ApiRequest): Promise<T> {
     if (attempt === ATTEMPTS || !resendable(request.method, response.status, parsed)) {
       throw new ApiError(response.status, parsed);
     }
-    await sleep(backoffMs(attempt, retryAfterMs(response.headers.get("retry-after"))));
+    await sleep(backoffMs(attempt, retryAfterHeaderMs(response.headers.get("retry-after"))));
   }
 }

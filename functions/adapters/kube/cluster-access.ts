@@ -19,6 +19,7 @@ import {
   type ResponseContext,
   ServerConfiguration,
 } from "@kubernetes/client-node";
+import { retryAfterHeaderMs } from "../../core/retry-after.ts";
 import { type CredentialsProvider, EksTokenProvider } from "./eks-token.ts";
 
 /** Per-request deadline: a slow API server must not eat the Lambda's time (the client has none by default). */
@@ -209,14 +210,9 @@ function parsedBody(body: unknown): unknown {
 export function retryAfterMs(error: unknown, now: number = Date.now()): number | undefined {
   if (!(error instanceof ApiException) || (error.code !== 429 && error.code < 500)) return undefined;
   const headers = (error.headers ?? {}) as Record<string, string | undefined>;
-  const header = Object.entries(headers)
-    .find(([name]) => name.toLowerCase() === "retry-after")?.[1]
-    ?.trim();
-  if (header !== undefined && header !== "") {
-    if (/^\d+$/.test(header)) return Number(header) * 1000;
-    const at = Date.parse(header);
-    if (!Number.isNaN(at)) return Math.max(0, at - now);
-  }
+  const header = Object.entries(headers).find(([name]) => name.toLowerCase() === "retry-after")?.[1];
+  const asked = retryAfterHeaderMs(header, now);
+  if (asked !== undefined) return asked;
   const seconds = (parsedBody(error.body) as { details?: { retryAfterSeconds?: unknown } } | undefined)
     ?.details?.retryAfterSeconds;
   return typeof seconds === "number" && Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
