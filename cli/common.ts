@@ -145,8 +145,45 @@ function clusterName(value: string): string {
   }
 }
 
-/** Adds the options shared by every command. */
-export function withCommonOptions(command: Command): Command {
+/** The options every command takes, by their key in its options. */
+const COMMON_OPTIONS = {
+  cluster: "--cluster",
+  internalCidr: "--internal-cidr",
+  store: "--store",
+  table: "--table",
+  region: "--region",
+} as const;
+
+/**
+ * Why a command takes a common option and has no use for it: a reason, or one given the command's other options
+ * (undefined: the option has an effect with them).
+ */
+export type Ineffective = Partial<
+  Record<keyof typeof COMMON_OPTIONS, string | ((options: Record<string, unknown>) => string | undefined)>
+>;
+
+/**
+ * Notes on stderr each common option given to `command` that has no effect there, once, with why. Every command
+ * takes them all (DESIGN.md §3.2), so a script can pass the same ones to each; but ignored in silence, the option
+ * looks obeyed (`flows --internal --internal-cidr 10.0.0.0/8` answering by the ranges the flows were stored with).
+ */
+function noteIneffective(command: Command, ineffective: Ineffective): void {
+  const names: string[] = [];
+  for (let c: Command | null = command; c?.parent; c = c.parent) names.unshift(c.name());
+  for (const [key, why] of Object.entries(ineffective)) {
+    const reason = typeof why === "function" ? why(command.opts()) : why;
+    if (reason === undefined || !given(command, key)) continue;
+    process.stderr.write(
+      `note: ${COMMON_OPTIONS[key as keyof typeof COMMON_OPTIONS]} has no effect on ${names.join(" ")}: ${reason}\n`,
+    );
+  }
+}
+
+/** Adds the options shared by every command; those `ineffective` names are noted when given (noteIneffective). */
+export function withCommonOptions(command: Command, ineffective: Ineffective = {}): Command {
+  if (Object.keys(ineffective).length > 0) {
+    command.hook("preAction", (self) => noteIneffective(self, ineffective));
+  }
   return command
     .addOption(
       new Option("--cluster <name>", "cluster name recorded on flows and alerts")

@@ -20,6 +20,8 @@ export interface BatchOptions {
   signal?: AbortSignal;
   /** The clock (ms). @default Date.now */
   now?: () => number;
+  /** Called with the first bytes read, before they are decoded: throws to refuse them (notText). */
+  checkStart?: (bytes: Buffer) => void;
 }
 
 export interface LineBatch {
@@ -34,6 +36,45 @@ export interface LineBatch {
 export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 /** Stands for a line longer than the limit, which is dropped as it comes rather than held in memory. */
 export const OVERSIZED_LINE = "\u0000(a line longer than the limit)";
+
+/** How to make input of a format that is not UTF-8 text readable by `command` (`calico-flows parse`). */
+type Conversion = (command: string) => string;
+
+const decompress =
+  (format: string, tool: string): Conversion =>
+  (command) =>
+    `${format}-compressed: decompress it (${tool} FILE | ${command})`;
+
+const fromUtf16: Conversion = (command) =>
+  "UTF-16 text, as Windows PowerShell's `>` writes it: convert it to UTF-8 " +
+  `(iconv -f UTF-16 -t UTF-8 FILE | ${command}), or write it with \`Out-File -Encoding utf8\``;
+
+/** Formats by their first bytes (null: any byte there). */
+const NOT_TEXT: readonly { magic: readonly (number | null)[]; conversion: Conversion }[] = [
+  { magic: [0x1f, 0x8b], conversion: decompress("gzip", "zcat") },
+  { magic: [0x28, 0xb5, 0x2f, 0xfd], conversion: decompress("zstd", "zstd -dc") },
+  { magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], conversion: decompress("xz", "xz -dc") },
+  // "BZh", the block size ("1" to "9"), and the first block's magic.
+  {
+    magic: [0x42, 0x5a, 0x68, null, 0x31, 0x41, 0x59, 0x26, 0x53, 0x59],
+    conversion: decompress("bzip2", "bzip2 -dc"),
+  },
+  // A byte order mark, little- or big-endian: neither byte is ever in UTF-8.
+  { magic: [0xff, 0xfe], conversion: fromUtf16 },
+  { magic: [0xfe, 0xff], conversion: fromUtf16 },
+];
+
+/**
+ * What input that starts with `bytes` is when it is not UTF-8 text, and how to make it text for `command`. Read as
+ * text, a rotated `messages.1.gz` or a `.zst` export would be lines of garbage: no record, and a run that succeeds.
+ */
+export function notText(bytes: Uint8Array, command: string): string | undefined {
+  const format = NOT_TEXT.find(
+    ({ magic }) =>
+      bytes.length >= magic.length && magic.every((byte, i) => byte === null || bytes[i] === byte),
+  );
+  return format?.conversion(command);
+}
 
 /** Splits decoded text into lines, carrying an unterminated tail to the next chunk; strips a CR before LF. */
 export class LineSplitter {
@@ -136,6 +177,7 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
     next = undefined;
     if (result.done) break;
     const chunk = result.value;
+    if (bytesRead === 0 && typeof chunk !== "string") options.checkStart?.(chunk);
     bytesRead += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length;
     const before = pending.length;
     let text = typeof chunk === "string" ? chunk : decoder.write(chunk);

@@ -7,7 +7,14 @@ import { ipAddress, namespaceName, objectName, workloadRef } from "../../functio
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import { callApi } from "../api-client.ts";
 import { apiStageUrl } from "../api-url.ts";
-import { type CommonOptions, commonOptions, parseInteger, UsageError, withCommonOptions } from "../common.ts";
+import {
+  type CommonOptions,
+  commonOptions,
+  type Ineffective,
+  parseInteger,
+  UsageError,
+  withCommonOptions,
+} from "../common.ts";
 import { type Conversation, ConversationTally } from "../conversations.ts";
 import { alertsTable, conversationsTable, flowsTable } from "../format.ts";
 import { openStore } from "../store.ts";
@@ -28,10 +35,19 @@ interface ReadOptions {
   bucketSeconds?: number;
 }
 
+/**
+ * `flows` and `alerts` read what was stored: the internal ranges of the run that stored it (replay, backfill, the
+ * ingest function's INTERNAL_CIDRS) made each flow internal or not, and raised the alerts.
+ */
+const READ_AS_STORED: Ineffective = {
+  internalCidr:
+    "whether a flow is internal was decided when it was stored (replay, backfill, the ingest function)",
+};
+
 // The time options say how a time without an offset is read, as README and the error for a time they cannot read
 // do: read in the operator's own zone, it would be another hour.
 function addReadOptions(command: Command): Command {
-  return withCommonOptions(command)
+  return withCommonOptions(command, READ_AS_STORED)
     .option(
       "--since <time>",
       "start: ISO time (UTC unless it has an offset) or a duration before now (15m, 6h, 7d) (default: 24h before --until)",

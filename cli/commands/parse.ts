@@ -9,8 +9,8 @@ import { StringDecoder } from "node:string_decoder";
 import { type Command, Option } from "commander";
 import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
-import { parseInteger, withCommonOptions } from "../common.ts";
-import { MAX_LINE_LENGTH } from "../lines.ts";
+import { type Ineffective, parseInteger, withCommonOptions } from "../common.ts";
+import { MAX_LINE_LENGTH, notText } from "../lines.ts";
 
 /** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */
 const SENTINEL_ROOM = 64;
@@ -158,9 +158,7 @@ export async function parseStream(
   for await (const chunk of input) {
     if (first) {
       first = false;
-      // A rotated `messages.1.gz`, or UTF-16 text (Windows PowerShell's `>`), would otherwise be read as lines of
-      // garbage: no record, and exit 0.
-      const unreadable = typeof chunk === "string" ? undefined : notText(chunk);
+      const unreadable = typeof chunk === "string" ? undefined : notText(chunk, "calico-flows parse");
       if (unreadable !== undefined) throw new Error(`it is ${unreadable}`);
     }
     if (typeof chunk === "string") {
@@ -184,20 +182,6 @@ export async function parseStream(
   }
   if (!closed) await consume(decoder.end(), true);
   return summary;
-}
-
-/** What input that starts with `bytes` is when it is not UTF-8 text, and how to make it so. */
-function notText(bytes: Buffer): string | undefined {
-  if (bytes[0] === 0x1f && bytes[1] === 0x8b)
-    return "gzip-compressed: decompress it (zcat FILE | calico-flows parse)";
-  // A byte order mark, little- or big-endian.
-  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
-    return (
-      "UTF-16 text, as Windows PowerShell's `>` writes it: convert it to UTF-8 " +
-      "(iconv -f UTF-16 -t UTF-8 FILE | calico-flows parse), or write it with `Out-File -Encoding utf8`"
-    );
-  }
-  return undefined;
 }
 
 /**
@@ -263,6 +247,15 @@ export async function* readStdin(size = 1 << 16): AsyncGenerator<Buffer> {
   }
 }
 
+/** `parse` only turns lines into records on stdout: it stores nothing, and a record names no cluster or range. */
+const PARSE_ONLY: Ineffective = {
+  cluster: "its records name no cluster",
+  internalCidr: "its records do not say whether an address is internal",
+  store: "it stores nothing (the records go to standard output)",
+  table: "it stores nothing (the records go to standard output)",
+  region: "it calls no AWS service",
+};
+
 export function registerParse(program: Command): void {
   withCommonOptions(
     program
@@ -270,6 +263,7 @@ export function registerParse(program: Command): void {
       .description(
         "Parse calico-packet log lines (raw syslog or JSON log records) from stdin into NDJSON records on stdout.",
       ),
+    PARSE_ONLY,
   )
     .addOption(
       // The years replay takes: a two-digit `--year 26` is a mistake, not the year 26.

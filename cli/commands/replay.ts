@@ -6,7 +6,7 @@ import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestResult } from "../../functions/core/ingest.ts";
 import { commonOptions, parseInteger, requireClusterNamed, signalExitCode } from "../common.ts";
 import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
-import { lineBatches, MAX_LINE_LENGTH, OVERSIZED_LINE } from "../lines.ts";
+import { lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
 export interface ReplaySummary {
@@ -23,6 +23,8 @@ export interface ReplaySummary {
    */
   pending: number;
   malformed: number;
+  /** The first malformed line (1-based) and why, for the summary of a replay that does not list them (--quiet). */
+  firstMalformed: { line: number; reason: string } | null;
   flowsApplied: number;
   flowsDuplicate: number;
   /** Alerts the replay opened, each once: a pending alert a later batch hands out again is not counted. */
@@ -87,6 +89,14 @@ export function registerReplay(program: Command): void {
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
         `${summary.unresolved} unresolved endpoints\n`,
     );
+    const first = summary.firstMalformed;
+    if (raw.quiet === true && first !== null) {
+      const which =
+        summary.malformed === 1
+          ? "1 malformed line is not listed (--quiet): it is"
+          : `${summary.malformed} malformed lines are not listed (--quiet); the first is`;
+      process.stderr.write(`note: ${which} line ${first.line}: ${first.reason}\n`);
+    }
     if (summary.lines > 0 && summary.calico === 0 && summary.malformed === 0) {
       process.stderr.write(
         `note: no line held the prefix "${raw.prefix as string}": if Felix's logPrefix is another, give it with --prefix\n`,
@@ -120,13 +130,15 @@ export async function replay(
   const total = stat?.isFile() ? stat.size : undefined;
   const input = file === "-" ? process.stdin : createReadStream(file);
   const { deps, coverage, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
-  const progress = new Progress({ total, enabled: raw.quiet !== true });
+  const quiet = raw.quiet === true;
+  const progress = new Progress({ total, enabled: !quiet });
   const summary: ReplaySummary = {
     lines: 0,
     calico: 0,
     alreadyCounted: 0,
     pending: 0,
     malformed: 0,
+    firstMalformed: null,
     flowsApplied: 0,
     flowsDuplicate: 0,
     alertsOpened: 0,
@@ -135,6 +147,12 @@ export async function replay(
     untimed: 0,
     firstSeen: null,
     lastSeen: null,
+  };
+  /** Counts a malformed line, listed unless --quiet (the summary shows the first then). */
+  const malformed = (line: number, reason: string) => {
+    summary.malformed++;
+    summary.firstMalformed ??= { line, reason };
+    if (!quiet) progress.log(`line ${line}: ${reason}\n`);
   };
   const ids = new LineIds();
   const unresolved = new Set<string>();
@@ -153,30 +171,32 @@ export async function replay(
   };
   try {
     let lineNo = 0;
-    const batches = lineBatches(input, { maxLines: raw.batchLines as number, idleMs: 500, signal });
+    const batches = lineBatches(input, {
+      maxLines: raw.batchLines as number,
+      idleMs: 500,
+      signal,
+      // Read as text, none of it calico, the run would "succeed", and advise --prefix.
+      checkStart: (bytes) => {
+        const unreadable = notText(bytes, "calico-flows replay -");
+        if (unreadable !== undefined)
+          throw new Error(`${file === "-" ? "the input" : file} is ${unreadable}`);
+      },
+    });
     for await (const batch of batches) {
       // Each calico line is an event named by its text (and how many times that text came before), claimed in
       // the coverage records as live deliveries are: a line counted by an earlier replay — of this file under
       // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
       // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
       const events: { id: string; timestamp: number; message: string }[] = [];
-      // Compressed input (a rotated `messages.1.gz`, a `.zst` export) or UTF-16 (Windows PowerShell's `>`) would
-      // otherwise be read as lines of garbage, none calico, and the run would "succeed" (and advise --prefix).
-      const unreadable = lineNo === 0 ? notText(batch.lines[0]) : undefined;
-      if (unreadable !== undefined) throw new Error(`${file === "-" ? "the input" : file} is ${unreadable}`);
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;
         if (line === OVERSIZED_LINE) {
-          summary.malformed++;
-          progress.log(`line ${lineNo + i + 1}: longer than ${MAX_LINE_LENGTH} characters, not parsed\n`);
+          malformed(lineNo + i + 1, `longer than ${MAX_LINE_LENGTH} characters, not parsed`);
           continue;
         }
         const outcome = scanner.scan(line);
         if (outcome !== null) {
-          if (outcome.kind === "error") {
-            summary.malformed++;
-            progress.log(`line ${lineNo + i + 1}: ${outcome.reason}\n`);
-          }
+          if (outcome.kind === "error") malformed(lineNo + i + 1, outcome.reason);
           continue;
         }
         const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
@@ -279,28 +299,4 @@ export class LineIds {
     // smaller input) replayed again are counted once.
     return `${text}#0.${repeat}`;
   }
-}
-
-const decompress = (name: string, tool: string) =>
-  `${name}-compressed: decompress it (${tool} FILE | calico-flows replay -)`;
-
-/**
- * What a first line shows the input is when it is not UTF-8 text, and how to make it so. It is read in UTF-8 (a
- * byte that is no character there reads as U+FFFD): a compression format by its magic bytes (gzip 1f 8b 08, zstd
- * 28 b5 2f fd, xz fd 37 7a 58 5a 00, bzip2 "BZh" and a block size), UTF-16 by its byte order mark (ff fe or fe ff,
- * two U+FFFD) and the zero byte of its first character (ASCII's high byte).
- */
-function notText(line: string | undefined): string | undefined {
-  if (line === undefined) return undefined;
-  if (line.startsWith("\u001f\ufffd\b")) return decompress("gzip", "zcat");
-  if (line.startsWith("(\ufffd/\ufffd")) return decompress("zstd", "zstdcat");
-  if (line.startsWith("\ufffd7zXZ\u0000")) return decompress("xz", "xzcat");
-  if (/^BZh[1-9]1AY&SY/.test(line)) return decompress("bzip2", "bzcat");
-  if (line.startsWith("\ufffd\ufffd") && (line[2] === "\u0000" || line[3] === "\u0000")) {
-    return (
-      "UTF-16 text, as Windows PowerShell's `>` writes it: convert it to UTF-8 " +
-      "(iconv -f UTF-16 -t UTF-8 FILE | calico-flows replay -), or write it with `Out-File -Encoding utf8`"
-    );
-  }
-  return undefined;
 }

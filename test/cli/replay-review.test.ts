@@ -105,7 +105,8 @@ describe("calico-flows replay (input as other tools write it)", () => {
     expect(malformed).toMatch(/SRC=not-an-ip/);
     const child = spawn(
       process.execPath,
-      [BIN, "replay", "-", ...storeOptions("d"), ...attribution, "--year", "2026", "--quiet"],
+      // Not --quiet: the listing of the malformed line says its batch was handled.
+      [BIN, "replay", "-", ...storeOptions("d"), ...attribution, "--year", "2026"],
       { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] },
     );
     let stderr = "";
