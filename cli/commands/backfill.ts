@@ -5,9 +5,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
-import cliProgress from "cli-progress";
 import { type Command, Option } from "commander";
-import { CloudWatchLogsReader, logsClient, termPattern } from "../../functions/adapters/cloudwatch-logs.ts";
+import {
+  CloudWatchLogsReader,
+  logsClient,
+  mayHoldEvents,
+  termPattern,
+} from "../../functions/adapters/cloudwatch-logs.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import {
   type BackfillMinuteResult,
@@ -20,6 +24,7 @@ import {
 import { createScanner } from "../../functions/core/parse.ts";
 import { commonOptions, parseInteger, requireStoreNamed, signalExitCode, UsageError } from "../common.ts";
 import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
+import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 import { parseInstant } from "../time.ts";
 
 // ---- checkpoint ---------------------------------------------------------------------------------------------
@@ -73,8 +78,12 @@ export interface BackfillSummary {
   interrupted: boolean;
   /** Ended on an error while reading the streams: the summary of a BackfillError, of what was done until then. */
   failed: boolean;
+  /** Log streams listed, whatever became of them. */
   streams: number;
+  /** Streams the checkpoint says an earlier run finished. */
   streamsSkipped: number;
+  /** Streams whose metadata shows that they hold no event of the window (`mayHoldEvents`): never read. */
+  streamsOutsideWindow: number;
   /** Events FilterLogEvents returned. */
   events: number;
   alreadyCounted: number;
@@ -119,6 +128,8 @@ export interface BackfillIo {
   now?: () => number;
   /** Called once per processed minute (tests interrupt a run here). */
   onMinute?: (ref: StreamRef, minute: number, result: BackfillMinuteResult) => void;
+  /** Where the progress goes and its clocks; default stderr. */
+  progress?: ProgressOutput;
 }
 
 const MALFORMED_SAMPLES = 20;
@@ -203,6 +214,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     failed: false,
     streams: 0,
     streamsSkipped: 0,
+    streamsOutsideWindow: 0,
     events: 0,
     alreadyCounted: 0,
     completed: 0,
@@ -236,7 +248,51 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     signal: stop.signal,
   });
   const stopped = (error: unknown) => stop.signal.aborted && error === stop.signal.reason;
-  const bar = new BackfillBar(raw.quiet !== true);
+
+  // Which streams are read, where each one stands (the instant before which its events are processed), and how far
+  // the run is: what the progress shows.
+  const tasks: Task[] = [];
+  const position = new Map<Task, number>();
+  const reading = new Set<Task>();
+  let total: number | undefined;
+  const progressed = () => tasks.reduce((n, t) => n + ((position.get(t) ?? t.from) - t.from), 0);
+  const clock = io.progress?.now ?? Date.now;
+  const started = clock();
+  const progressLine = () => {
+    const ms = clock() - started;
+    const head = `backfill after ${elapsed(ms)}: `;
+    if (total === undefined) return `${head}listing log streams, ${summary.streams} so far`;
+    const share = total > 0 ? progressed() / total : 1;
+    const left = share > 0 && share < 1 ? `, about ${elapsed((ms * (1 - share)) / share)} left` : "";
+    const done = tasks.filter((t) => t.state.complete).length;
+    const behind = [...reading].sort((a, b) => (position.get(a) ?? a.from) - (position.get(b) ?? b.from));
+    const shown = behind
+      .slice(0, 4)
+      .map((t) => `${t.stream} at ${new Date(position.get(t) ?? t.from).toISOString()}`);
+    if (behind.length > shown.length) shown.push(`${behind.length - shown.length} more`);
+    return (
+      `${head}${Math.floor(share * 100)}% of the window${left}; ${done} of ${tasks.length} streams done` +
+      `${shown.length > 0 ? `, reading ${shown.join(", ")}` : ""}; ${summary.events} events read, ` +
+      `${summary.calico} calico records, ${summary.flowsApplied} flow updates, ${rate(summary.events, ms)} events/s, ` +
+      `${summary.throttled} calls throttled`
+    );
+  };
+  const display = new ProgressDisplay({
+    enabled: raw.quiet !== true,
+    format:
+      "{bar} {percentage}% | {events} events | {calico} calico | {flows} flows | {rate} events/s | " +
+      "{throttled} throttled | ETA {eta_formatted}",
+    line: progressLine,
+    ...io.progress,
+  });
+  const showProgress = () =>
+    display.update(progressed(), {
+      events: summary.events,
+      calico: summary.calico,
+      flows: summary.flowsApplied,
+      rate: rate(summary.events, clock() - started),
+      throttled: summary.throttled,
+    });
   let lastSave = 0;
   const save = (force: boolean) => {
     if (!force && Date.now() - lastSave < 1000) return;
@@ -245,33 +301,43 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   };
 
   try {
-    // Which streams may hold events in the window, and where each one stands.
-    const tasks: Task[] = [];
+    // The streams that may hold events of the window. Listed just after `now`: an earlier instant than the listing's
+    // only leaves more streams to read.
+    const window = { since, until, listedAt: now };
     try {
       for (const group of groups) {
         const known = cp.streams[group] ?? {};
         cp.streams[group] = known;
-        for await (const info of reader.streams(group, { since, prefix: streamPrefix })) {
-          const state = known[info.name] ?? { doneUntil: cp.since, complete: false };
-          known[info.name] = state;
-          if (state.complete) {
+        for await (const info of reader.streams(group, { prefix: streamPrefix })) {
+          summary.streams++;
+          if (known[info.name]?.complete === true) {
             summary.streamsSkipped++;
             continue;
           }
-          tasks.push({ group, stream: info.name, from: Math.max(since, Date.parse(state.doneUntil)), state });
+          if (!mayHoldEvents(info, window)) {
+            summary.streamsOutsideWindow++;
+            continue;
+          }
+          const state = known[info.name] ?? { doneUntil: cp.since, complete: false };
+          known[info.name] = state;
+          const task = {
+            group,
+            stream: info.name,
+            from: Math.max(since, Date.parse(state.doneUntil)),
+            state,
+          };
+          tasks.push(task);
+          position.set(task, task.from);
         }
       }
     } catch (error) {
       // Stopped while listing: no stream is read, and the next run lists them again.
       if (!stopped(error)) throw error;
     }
-    summary.streams = tasks.length + summary.streamsSkipped;
     save(true);
 
-    const total = tasks.reduce((n, t) => n + (until - t.from), 0);
-    const position = new Map<Task, number>(tasks.map((t) => [t, t.from]));
-    const progressed = () => tasks.reduce((n, t) => n + ((position.get(t) ?? t.from) - t.from), 0);
-    bar.start(total);
+    total = tasks.reduce((n, t) => n + (until - t.from), 0);
+    display.start(Math.max(total, 1), { events: 0, calico: 0, flows: 0, rate: 0, throttled: 0 });
 
     const unresolved = new Set<string>();
     const add = (result: BackfillMinuteResult, ref: StreamRef) => {
@@ -298,7 +364,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       task.state.doneUntil = cp.until;
       task.state.complete = true;
       position.set(task, until);
-      bar.update(progressed(), summary);
+      showProgress();
       save(true);
     };
 
@@ -362,7 +428,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
           }
           summary.logsCalls = reader.stats.calls;
           summary.throttled = reader.stats.throttled;
-          bar.update(progressed(), summary);
+          showProgress();
           save(false);
           if (stop.signal.aborted) return;
         }
@@ -390,11 +456,14 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       while (!stop.signal.aborted) {
         const task = tasks[next++];
         if (task === undefined) return;
+        reading.add(task);
         try {
           await runStream(task);
         } catch (error) {
           failure ??= error;
           stop.abort();
+        } finally {
+          reading.delete(task);
         }
       }
     };
@@ -409,7 +478,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     cp.complete = !summary.interrupted;
   } finally {
     io.signal?.removeEventListener("abort", abort);
-    bar.stop();
+    display.stop();
     save(true);
     await setup.close();
     if (io.logs === undefined) logs.destroy();
@@ -417,55 +486,23 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   return summary;
 }
 
-/** Events scanned, lines parsed, flows written, rate and ETA, on stderr when it is a terminal. */
-class BackfillBar {
-  readonly #bar: cliProgress.SingleBar | undefined;
-  readonly #started = Date.now();
-
-  constructor(enabled: boolean) {
-    if (!enabled || !process.stderr.isTTY) return;
-    this.#bar = new cliProgress.SingleBar(
-      {
-        format:
-          "{bar} {percentage}% | {events} events | {calico} calico | {flows} flows | {rate} events/s | " +
-          "{throttled} throttled | ETA {eta_formatted}",
-        stream: process.stderr,
-        hideCursor: true,
-        clearOnComplete: true,
-        fps: 5,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-  }
-
-  start(total: number): void {
-    this.#bar?.start(Math.max(total, 1), 0, { events: 0, calico: 0, flows: 0, rate: 0, throttled: 0 });
-  }
-
-  update(value: number, s: BackfillSummary): void {
-    const seconds = Math.max((Date.now() - this.#started) / 1000, 0.001);
-    this.#bar?.update(value, {
-      events: s.events,
-      calico: s.calico,
-      flows: s.flowsApplied,
-      rate: Math.round(s.events / seconds),
-      throttled: s.throttled,
-    });
-  }
-
-  stop(): void {
-    this.#bar?.stop();
-  }
-}
-
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/** What became of the streams not read: ` (2 finished earlier, 5 outside the window)`, or nothing. */
+function streamNotes(s: BackfillSummary): string {
+  const notes = [
+    ...(s.streamsSkipped > 0 ? [`${s.streamsSkipped} finished earlier`] : []),
+    ...(s.streamsOutsideWindow > 0 ? [`${s.streamsOutsideWindow} outside the window`] : []),
+  ];
+  return notes.length > 0 ? ` (${notes.join(", ")})` : "";
 }
 
 export function describeBackfill(s: BackfillSummary): string {
   const lines = [
     `${s.failed ? "failed backfill" : s.interrupted ? "interrupted backfill" : "backfilled"} ${s.since} → ${s.until}${s.resumed ? " (resumed)" : ""}: ` +
-      `${s.streams} log streams${s.streamsSkipped > 0 ? ` (${s.streamsSkipped} finished earlier)` : ""}, ` +
+      `${s.streams} log streams${streamNotes(s)}, ` +
       `${s.events} events scanned, ${s.calico} calico records (${s.malformed} malformed), ` +
       `${s.flowsApplied} flow updates (${s.flowsDuplicate} already stored), ${s.alertsOpened} alerts` +
       `${s.alertsSent > 0 ? ` (${s.alertsSent} published)` : ""}, ${s.unresolved} unresolved endpoints`,

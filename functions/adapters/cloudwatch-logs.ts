@@ -159,10 +159,42 @@ function retryClass(error: unknown): "throttled" | "transient" | "fatal" {
   return "fatal";
 }
 
-/** Events with a timestamp ≥ since were ingested after since minus this (CloudWatch refuses events more than 2 h ahead). */
-const FUTURE_TOLERANCE_MS = 2 * 3_600_000;
-/** Stream metadata (lastIngestionTime) is updated eventually, typically within an hour. */
-const METADATA_LAG_MS = 3_600_000;
+const HOUR_MS = 3_600_000;
+/** PutLogEvents refuses events stamped more than 2 hours after the call… */
+const FUTURE_TOLERANCE_MS = 2 * HOUR_MS;
+/** …or more than 14 days before it. */
+const PAST_TOLERANCE_MS = 14 * 24 * HOUR_MS;
+/** DescribeLogStreams' lastIngestionTime and lastEventTimestamp are updated eventually, "typically" within an hour. */
+const METADATA_LAG_MS = HOUR_MS;
+
+/** Events stamped in [since, until) are asked for; the streams were listed at `listedAt`. */
+export interface StreamWindow {
+  since: number;
+  until: number;
+  listedAt: number;
+}
+
+/**
+ * Whether `stream` may hold an event stamped in [since, until): false only when DescribeLogStreams' view of it
+ * proves it holds none, by the limits PutLogEvents puts on an event's timestamp (at most 14 days before the call,
+ * 2 hours after it). Metadata that is absent proves nothing: the stream is read.
+ * - Created 14 days or more after `until`: every event was put after the stream was created, so none is stamped
+ *   before `until`. (A stream created after `until` may hold events stamped before it.)
+ * - Last ingestion more than 2 hours before `since`, and `until` 14 days and an hour or more before the listing.
+ *   `lastIngestionTime` shows every put made over an hour before the listing (it is eventually consistent), and
+ *   none of those put an event stamped after it plus 2 hours; a put of the last hour, which it may not show, put
+ *   events stamped at most 14 days before it. `firstEventTimestamp` proves nothing: a later put may add events
+ *   stamped up to 14 days before it.
+ */
+export function mayHoldEvents(stream: LogStreamInfo, window: StreamWindow): boolean {
+  if (stream.creationTime !== undefined && stream.creationTime - PAST_TOLERANCE_MS >= window.until)
+    return false;
+  if (stream.lastIngestionTime === undefined) return true;
+  // Either field may be the fresher one.
+  const newest = Math.max(stream.lastIngestionTime + FUTURE_TOLERANCE_MS, stream.lastEventTimestamp ?? 0);
+  const unseenFrom = window.listedAt - METADATA_LAG_MS - PAST_TOLERANCE_MS;
+  return !(newest < window.since && window.until <= unseenFrom);
+}
 
 export class CloudWatchLogsReader {
   readonly stats: ReaderStats = { calls: 0, throttled: 0, retried: 0, backoffMs: 0 };
@@ -252,14 +284,8 @@ export class CloudWatchLogsReader {
     }
   }
 
-  /**
-   * Streams of `group` that may hold events stamped at or after `since`. A stream is left out only when its
-   * last ingestion (or last event) is known and too old for that, with a margin for events stamped ahead of
-   * ingestion and for the lag of the stream's metadata. A stream whose metadata names no ingestion yet is kept
-   * however old its creation: the service fills `lastIngestionTime` in eventually, after events arrived.
-   */
-  async *streams(group: string, options: { since: number; prefix?: string }): AsyncGenerator<LogStreamInfo> {
-    const horizon = options.since - FUTURE_TOLERANCE_MS - METADATA_LAG_MS;
+  /** Every stream of `group` (whose name starts with `prefix`), with its metadata (see `mayHoldEvents`). */
+  async *streams(group: string, options: { prefix?: string } = {}): AsyncGenerator<LogStreamInfo> {
     // DescribeLogStreams takes a prefix of 1 to 512 characters: an empty one means every stream.
     const prefix = options.prefix === "" ? undefined : options.prefix;
     let nextToken: string | undefined;
@@ -277,8 +303,6 @@ export class CloudWatchLogsReader {
       );
       for (const s of page.logStreams ?? []) {
         if (s.logStreamName === undefined) continue;
-        const lastSeen = Math.max(s.lastIngestionTime ?? 0, s.lastEventTimestamp ?? 0);
-        if (lastSeen > 0 && lastSeen < horizon) continue;
         yield {
           name: s.logStreamName,
           creationTime: s.creationTime,

@@ -256,7 +256,8 @@ describe("request parameters", () => {
         ...between(since, since + 3 * MINUTE_MS),
       ]);
       const inside = calicoOf(logs.events(GROUP)).filter((e) => e.stream === "ip-10-0-9-9");
-      expect(summary.streams).toBe(1);
+      expect(summary.streams).toBe(2);
+      expect(summary.streamsOutsideWindow).toBe(1);
       expect(summary.stored).toBe(inside.length);
       expect(await stored("lag")).toEqual(expectedByAddress(inside));
       expect(filterCalls(logs).map((c) => c.params.logStreamNames)).toContainEqual(["ip-10-0-9-9"]);

@@ -81,11 +81,16 @@ export interface LocalLogs {
    * caller's own backoff), optionally giving up on a request after `requestTimeoutMs`.
    */
   client(requestTimeoutMs?: number): CloudWatchLogsClient;
-  /** Appends events to a stream (creating group and stream); ids are assigned like the service's. */
+  /**
+   * Appends events to a stream (creating group and stream); ids are assigned like the service's. An event is
+   * ingested a second after its timestamp unless it says when; a stream this creates was created at `createdAt`,
+   * by default its first event's timestamp.
+   */
   put(
     group: string,
     stream: string,
-    events: readonly { timestamp: number; message: string }[],
+    events: readonly { timestamp: number; message: string; ingestionTime?: number }[],
+    options?: { createdAt?: number },
   ): StoredEvent[];
   events(group: string, stream?: string): StoredEvent[];
   calls: LoggedCall[];
@@ -402,7 +407,7 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
       clients.push(client);
       return client;
     },
-    put(groupName, streamName, events) {
+    put(groupName, streamName, events, options = {}) {
       let g = groups.get(groupName);
       if (g === undefined) {
         g = { streams: new Map() };
@@ -410,7 +415,7 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
       }
       let s = g.streams.get(streamName);
       if (s === undefined) {
-        s = { creationTime: events[0]?.timestamp ?? 0, events: [] };
+        s = { creationTime: options.createdAt ?? events[0]?.timestamp ?? 0, events: [] };
         g.streams.set(streamName, s);
       }
       const stored = events.map((e) => {
@@ -421,7 +426,7 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
           id,
           stream: streamName,
           timestamp: e.timestamp,
-          ingestionTime: e.timestamp + 1_000,
+          ingestionTime: e.ingestionTime ?? e.timestamp + 1_000,
           message: e.message,
         };
       });
