@@ -164,6 +164,17 @@ export class Monitoring extends Construct {
       label: "query function errors and queries answered 500",
       period: PERIOD,
     });
+    // The panic function answers a failed request too (a 502 when the Kubernetes API refuses it or is down, a 500),
+    // a success for Lambda: its Errors count what it threw (a scheduled expiry's revert, a timeout), PanicFailures
+    // the failures it answered, refusals left out (a body not valid, a foreign policy left alone: docs/panic.md),
+    // and an expiry event it could not read (not retried: its policy stays).
+    const panicFailures = custom(panicFn, "PanicFailures").with({ label: "panic requests answered failed" });
+    const panicErrors = new cloudwatch.MathExpression({
+      expression: "SUM([errors, failures])",
+      usingMetrics: { errors: panicFn.function.metricErrors(sum), failures: panicFailures },
+      label: "panic function errors and panic requests answered failed",
+      period: PERIOD,
+    });
     // Scheduler's own metrics, per schedule group (namespace AWS/Scheduler, dimension ScheduleGroup).
     const schedules = props.panic.scheduleGroup;
 
@@ -282,13 +293,16 @@ export class Monitoring extends Construct {
       });
     }
     this.alarm("PanicErrors", {
-      metric: panicFn.function.metricErrors(sum),
+      metric: panicErrors,
       threshold: 1,
       evaluationPeriods: 1,
       description:
-        "The panic function failed: a panic apply, revert or scheduled expiry may not have happened. Check " +
-        "`calico-flows panic status` and the function's ERROR records (a scheduled expiry's: \"panic expiry " +
-        'failed", with the policy, its expiry and the cause).',
+        "The panic button failed: an apply, dry run, status or revert answered 409 conflict, 502 or 500, or an " +
+        "expiry event the function could not read (PanicFailures; the Kubernetes API refusing the panic role, down " +
+        "or too slow), or the function failed (its Errors: a scheduled expiry's revert, retried by Lambda). A " +
+        "panic policy may not be applied, or not reverted. Check `calico-flows panic status` (`--direct` if the " +
+        'API fails) and the function\'s "panic request failed", "panic expiry failed" and "malformed expiry ' +
+        'event" records: their kind says why (docs/panic.md, "The API").',
     });
     // An apply succeeds whatever happens to its expiry schedule (the emergency wins): without this, only its caller
     // would learn that none was written, and the policy would outlive its announced expiry unnoticed.
@@ -428,7 +442,11 @@ export class Monitoring extends Construct {
       ),
     );
     this.dashboard.addWidgets(
-      graph("Errors", [...perFunction((f) => labelled(f, f.function.metricErrors(sum))), queryFailures]),
+      graph("Errors", [
+        ...perFunction((f) => labelled(f, f.function.metricErrors(sum))),
+        queryFailures,
+        panicFailures,
+      ]),
       graph(
         "Duration p99",
         perFunction((f) => labelled(f, f.function.metricDuration({ statistic: "p99", period: PERIOD }))),

@@ -27,6 +27,7 @@ import { SQS_QUEUE_ARN } from "../../functions/panic/config.ts";
 import {
   CONFLICTS_UNLISTED,
   DEFAULT_HISTORY,
+  expiryNotScheduled,
   MAX_HISTORY,
   MAX_TTL_MINUTES,
   type PanicResponse,
@@ -100,7 +101,13 @@ function parseOrder(value: string): number {
 }
 
 function addAccessOptions(command: Command): Command {
-  return withCommonOptions(command)
+  const viaApi = (o: Record<string, unknown>) =>
+    o.api === undefined ? undefined : "through --api, the deployed stack keeps the audit in its own table";
+  return withCommonOptions(command, {
+    internalCidr: "it reads and stores no flow",
+    store: viaApi,
+    table: viaApi,
+  })
     .addOption(
       new Option(
         "--api <url>",
@@ -418,6 +425,26 @@ function conflictBlock(r: PanicResponse): string[] {
   ];
 }
 
+/**
+ * An applied policy whose expiry may not be scheduled stays past the expiry its answer and announcement give. Through
+ * the API the panic function counts it for the PanicExpiryNotScheduled alarm; a --direct apply no alarm sees, so its
+ * caller alone can act on it.
+ */
+function expiryBlock(r: PanicResponse, direct: boolean): string[] {
+  const warnings = expiryNotScheduled(r.warnings);
+  if (warnings.length === 0) return [];
+  return [
+    "!".repeat(100),
+    `!! WARNING: the expiry at ${r.expiresAt} is NOT SCHEDULED: ${r.policyName} stays applied until reverted by hand:`,
+    ...warnings.map((w) => `!!   - ${w}`),
+    "!! once traffic is fixed, run `calico-flows panic revert`; or apply again with --ttl to schedule the expiry.",
+    ...(direct
+      ? ["!! No alarm reports it: the stack's PanicExpiryNotScheduled counts API applies only."]
+      : []),
+    "!".repeat(100),
+  ];
+}
+
 /** `revertReason`: the reason this revert was given, which the answer (the removed policy's stamp) does not carry. */
 function humanText(r: PanicResponse, revertReason?: string): string {
   const lines = [`${HEADLINE[r.result] ?? r.result.toUpperCase()}  ${r.message.split(". WARNING")[0]}`];
@@ -536,6 +563,12 @@ async function run(action: Action, command: Command): Promise<void> {
       }
     } else {
       process.stdout.write(humanText(response, action === "revert" ? o.reason : undefined));
+    }
+    // Applied, but not to be reverted on time: on stderr whatever the format, and an exit status of its own.
+    const unscheduled = expiryBlock(response, o.direct === true);
+    if (unscheduled.length > 0) {
+      process.stderr.write(`${unscheduled.join("\n")}\n`);
+      process.exitCode = 3;
     }
   } catch (error) {
     fail(error, json);

@@ -28,9 +28,9 @@ import { loadPanicConfig, type PanicConfig } from "./config.ts";
 import {
   ApplyBody,
   DEFAULT_HISTORY,
-  EXPIRY_NOT_SCHEDULED,
-  EXPIRY_UNCONFIRMED,
+  expiryNotScheduled,
   invalidRequest,
+  isRefusal,
   MAX_HISTORY,
   type PanicResponse,
   PanicService,
@@ -153,6 +153,17 @@ const ExpiryEventSchema = z.object({
 /** What each method asks of the service: a failure's record and metric name it (a dry run is POST's other one). */
 const ACTION_OF = { GET: "status", POST: "apply", DELETE: "revert" } as const;
 
+/**
+ * Counts an action that failed, by action and kind; and in PanicFailures when `alarmed`: a failure the function
+ * answered (a 409 conflict, a 502, a 500) or finished without retrying is a success for Lambda, so the PanicErrors
+ * alarm reads PanicFailures beside the function's Errors (the failures it threw). A refusal (isRefusal) is the
+ * caller's to change: the button worked.
+ */
+function countFailure(action: string, kind: string, alarmed: boolean): void {
+  metrics.addMetric(`PanicFailure_${action}_${kind}`, MetricUnit.Count, 1);
+  if (alarmed) metrics.addMetric("PanicFailures", MetricUnit.Count, 1);
+}
+
 function failureResponse(error: PanicFailure): APIGatewayProxyResult {
   return json(STATUS[error.kind], {
     error: error.kind,
@@ -224,7 +235,7 @@ function respond(response: PanicResponse): APIGatewayProxyResult {
   metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
   // An applied policy whose expiry may not be scheduled stays past the expiry announced: an alarm reads this, as
   // the apply itself succeeds (the emergency wins) and only its caller sees the warning.
-  if (response.warnings.some((w) => w.startsWith(EXPIRY_NOT_SCHEDULED) || w.startsWith(EXPIRY_UNCONFIRMED))) {
+  if (expiryNotScheduled(response.warnings).length > 0) {
     metrics.addMetric("PanicExpiryNotScheduled", MetricUnit.Count, 1);
   }
   return json(200, response);
@@ -313,7 +324,7 @@ export async function handleHttp(
   } catch (error) {
     // Which action failed decides what is left to do: an allow-all not applied, or isolation still off.
     if (error instanceof PanicFailure) {
-      metrics.addMetric(`PanicFailure_${action}_${error.kind}`, MetricUnit.Count, 1);
+      countFailure(action, error.kind, !isRefusal(error));
       (STATUS[error.kind] >= 500 ? logger.error : logger.warn).call(logger, "panic request failed", {
         action,
         kind: error.kind,
@@ -321,7 +332,7 @@ export async function handleHttp(
       });
       return failureResponse(error);
     }
-    metrics.addMetric(`PanicFailure_${action}_internal`, MetricUnit.Count, 1);
+    countFailure(action, "internal", true);
     logger.error("panic request failed unexpectedly", { action, error });
     return json(500, {
       error: "internal",
@@ -347,7 +358,8 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
     if (isExpiryEvent(event)) {
       const parsed = ExpiryEventSchema.safeParse(event);
       if (!parsed.success) {
-        // Retrying a malformed event cannot help: log it and finish.
+        // Retrying a malformed event cannot help: log it and finish. Its policy, if any, stays applied.
+        countFailure("expire", "invalid", true);
         logger.error("malformed expiry event", { issues: parsed.error.issues });
         return { statusCode: 400, error: "invalid expiry event" };
       }
@@ -362,8 +374,9 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
         response = await service.expire(expiry, invocationDeadline(context));
       } catch (error) {
         // Recorded before Lambda takes it: what the runtime logs of a thrown error is a text line, without fields.
+        // Lambda's Errors count it for PanicErrors.
         const kind = error instanceof PanicFailure ? error.kind : "internal";
-        metrics.addMetric(`PanicFailure_expire_${kind}`, MetricUnit.Count, 1);
+        countFailure("expire", kind, false);
         logger.error("panic expiry failed (retried by Lambda, then kept in the panic dead-letter queue)", {
           action: "expire",
           kind,

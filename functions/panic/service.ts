@@ -33,16 +33,24 @@ import {
   readStamp,
 } from "../core/panic-policy.ts";
 
-/** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
 /** How a warning that the conflicts are unknown begins (the CLI then says nothing about there being none). */
 export const CONFLICTS_UNLISTED = "conflicts could not be listed";
 /**
  * How the warnings of an apply whose expiry may not be scheduled begin: Scheduler refused it, or did not answer in
- * time. The policy then stays past its announced expiry (the panic function counts these for an alarm).
+ * time. The policy then stays past its announced expiry.
  */
-export const EXPIRY_NOT_SCHEDULED = "the expiry could not be scheduled";
-export const EXPIRY_UNCONFIRMED = "the expiry schedule was not confirmed in time";
+const EXPIRY_NOT_SCHEDULED = "the expiry could not be scheduled";
+const EXPIRY_UNCONFIRMED = "the expiry schedule was not confirmed in time";
 
+/**
+ * The warnings that say an applied policy's expiry may not be scheduled: the panic function counts them for the
+ * PanicExpiryNotScheduled alarm, and the CLI, whose `--direct` apply no alarm sees, makes them impossible to miss.
+ */
+export function expiryNotScheduled(warnings: readonly string[]): string[] {
+  return warnings.filter((w) => w.startsWith(EXPIRY_NOT_SCHEDULED) || w.startsWith(EXPIRY_UNCONFIRMED));
+}
+
+/** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
 export const MAX_TTL_MINUTES = 7 * 24 * 60;
 export const DEFAULT_HISTORY = 20;
 export const MAX_HISTORY = 100;
@@ -108,6 +116,16 @@ export const RevertBody = z.strictObject({
     .optional(),
 });
 export type RevertBody = z.infer<typeof RevertBody>;
+
+/**
+ * A request refused as it was asked, which the caller is to change, not the panic button failing: a body or query
+ * that is not valid (400), or a policy of that name that calico-flows did not create (409, which `force` takes
+ * over). The audit trail records these as refused and every other failure as failed; the PanicErrors alarm counts
+ * only the failed ones.
+ */
+export function isRefusal(error: unknown): boolean {
+  return error instanceof PanicFailure && (error.kind === "invalid" || error.kind === "not-owned");
+}
 
 /** Turns the first zod issue into a 400 failure naming the field. */
 export function invalidRequest(error: z.ZodError, schema: z.ZodObject = ApplyBody): PanicFailure {
@@ -355,8 +373,10 @@ export class PanicService {
         conflicts,
         warnings,
       };
+      // The record says what the answer does: an expiry not scheduled, above all, stays in the trail.
+      const audited = [response.message, ...warnings].join(". WARNING: ");
       await this.#report(
-        { ...base, outcome: "success", result, conflicts, message: response.message },
+        { ...base, outcome: "success", result, conflicts, message: audited },
         action === "apply"
           ? { ...this.#event("applied", request.requester, body.reason), expiresAt, conflicts }
           : null,
@@ -858,10 +878,15 @@ export class PanicService {
     conflicts: PolicyConflict[],
     announce: boolean,
   ): Promise<void> {
-    const refused = error instanceof PanicFailure && (error.kind === "not-owned" || error.kind === "invalid");
     const result = error instanceof PanicFailure ? error.kind : "error";
     await this.#report(
-      { ...base, outcome: refused ? "refused" : "failed", result, conflicts, message: errorText(error) },
+      {
+        ...base,
+        outcome: isRefusal(error) ? "refused" : "failed",
+        result,
+        conflicts,
+        message: errorText(error),
+      },
       announce
         ? { ...this.#event("refused", base.requester, base.reason), detail: errorText(error), conflicts }
         : null,

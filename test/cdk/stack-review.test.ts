@@ -414,14 +414,18 @@ describe("the stack an operator deploys", () => {
         expect(alarm.Threshold, what).toBe(1);
         expect(alarm.ComparisonOperator, what).toBe("GreaterThanOrEqualToThreshold");
       }
-      // The error alarms of the two other functions, too: the query's sums its Errors with the queries it answered
-      // 500, which are a success for Lambda.
-      expect(find("AWS/Lambda", "Errors", { Ref: fnIds.panic }), fnIds.panic).toHaveLength(1);
-      const queryErrors = alarms().filter((a) => {
-        const reads = JSON.stringify(a.Metrics ?? []);
-        return reads.includes(JSON.stringify({ Ref: fnIds.query })) && reads.includes('"QueryFailures"');
-      });
-      expect(queryErrors, fnIds.query).toHaveLength(1);
+      // The error alarms of the two other functions, too: each sums its Errors with the failures it answered (the
+      // queries answered 500, the panic requests answered 409 conflict, 502 or 500), which are a success for Lambda.
+      for (const [fn, failures] of [
+        [fnIds.query, "QueryFailures"],
+        [fnIds.panic, "PanicFailures"],
+      ] as const) {
+        const errorAlarms = alarms().filter((a) => {
+          const reads = JSON.stringify(a.Metrics ?? []);
+          return reads.includes(JSON.stringify({ Ref: fn })) && reads.includes(`"${failures}"`);
+        });
+        expect(errorAlarms, fn).toHaveLength(1);
+      }
     });
 
     it("graphs corrupt payloads and malformed lines under the names and dimension the ingest function emits them", () => {

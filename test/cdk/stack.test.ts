@@ -884,7 +884,6 @@ describe("CalicoFlowsStack", () => {
         ["Errors", ids.ingest],
         ["Throttles", ids.ingest],
         ["AsyncEventAge", ids.ingest],
-        ["Errors", ids.panic],
       ] as const) {
         template.hasResourceProperties("AWS::CloudWatch::Alarm", {
           Namespace: "AWS/Lambda",
@@ -892,26 +891,31 @@ describe("CalicoFlowsStack", () => {
           Dimensions: [{ Name: "FunctionName", Value: { Ref: fn } }],
         });
       }
-      // The query function's Errors, summed with the queries it answered 500 (a success for Lambda).
+      // The query and panic functions' Errors, each summed with the failures it answered (a success for Lambda).
       const stat = (metric: Json) => Match.objectLike({ MetricStat: Match.objectLike({ Metric: metric }) });
-      template.hasResourceProperties("AWS::CloudWatch::Alarm", {
-        Metrics: Match.arrayWith([
-          Match.objectLike({ Expression: "SUM([errors, failures])", ReturnData: true }),
-          stat({
-            Namespace: "AWS/Lambda",
-            MetricName: "Errors",
-            Dimensions: [{ Name: "FunctionName", Value: { Ref: ids.query } }],
-          }),
-          stat({
-            Namespace: "CalicoFlows",
-            MetricName: "QueryFailures",
-            Dimensions: [
-              { Name: "cluster", Value: "demo-cluster" },
-              { Name: "service", Value: "calico-flows-query" },
-            ],
-          }),
-        ]),
-      });
+      for (const [fn, failures, service] of [
+        [ids.query, "QueryFailures", "calico-flows-query"],
+        [ids.panic, "PanicFailures", "calico-flows-panic"],
+      ] as const) {
+        template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+          Metrics: Match.arrayWith([
+            Match.objectLike({ Expression: "SUM([errors, failures])", ReturnData: true }),
+            stat({
+              Namespace: "AWS/Lambda",
+              MetricName: "Errors",
+              Dimensions: [{ Name: "FunctionName", Value: { Ref: fn } }],
+            }),
+            stat({
+              Namespace: "CalicoFlows",
+              MetricName: failures,
+              Dimensions: [
+                { Name: "cluster", Value: "demo-cluster" },
+                { Name: "service", Value: service },
+              ],
+            }),
+          ]),
+        });
+      }
       template.hasResourceProperties("AWS::CloudWatch::Alarm", {
         Namespace: "AWS/ApiGateway",
         MetricName: "5XXError",

@@ -1,0 +1,374 @@
+// The panic button's failures as the on-call engineer learns of them: the alarm of the synthesized stack that says
+// the button is not working (PanicErrors) evaluated, for one 5-minute period, over the EMF the real handler prints
+// (Powertools, on stdout) against the local Kubernetes API, dynalite and fauxqs, and over the Errors that Lambda
+// publishes for the invocation; and a `panic apply --direct` whose expiry Scheduler refuses, as the real binary
+// reports it.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
+import { App, type CfnResource } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import { mockClient } from "aws-sdk-client-mock";
+import type { IConstruct } from "constructs";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import type * as PanicPolicy from "../../functions/core/panic-policy.ts";
+import type { PanicRuntime } from "../../functions/panic/handler.ts";
+import type { PanicResponse } from "../../functions/panic/service.ts";
+import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
+import { appContext, parseConfig } from "../../lib/config.ts";
+import { runCli } from "../cli/run.ts";
+import type * as Harness from "./harness.ts";
+
+const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
+  context: Record<string, unknown>;
+};
+
+type Json = Record<string, unknown>;
+type Dimension = { Name: string; Value: unknown };
+type MetricQuery = {
+  Id: string;
+  Expression?: string;
+  ReturnData?: boolean;
+  MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions?: Dimension[] }; Stat: string };
+};
+
+const seriesKey = (namespace: string, metric: string, dims: readonly Dimension[]) =>
+  `${namespace}|${metric}|${JSON.stringify(
+    [...dims].sort((a, b) => a.Name.localeCompare(b.Name)).map((d) => [d.Name, d.Value]),
+  )}`;
+
+/** The sum of each series an EMF blob among `text`'s lines holds, by (namespace, metric, dimension set). */
+function emfSums(text: string): Map<string, number> {
+  const sums = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const record = JSON.parse(line) as Json;
+    const aws = record._aws as
+      | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
+      | undefined;
+    for (const directive of aws?.CloudWatchMetrics ?? []) {
+      for (const names of directive.Dimensions) {
+        const dims = names.map((n) => ({ Name: n, Value: record[n] }));
+        for (const { Name } of directive.Metrics) {
+          const value = record[Name] as number | number[];
+          const key = seriesKey(directive.Namespace, Name, dims);
+          sums.set(key, (sums.get(key) ?? 0) + [value].flat().reduce((a, b) => a + b, 0));
+        }
+      }
+    }
+  }
+  return sums;
+}
+
+/**
+ * Whether the alarm, given one period of Sum datapoints, is breaching: its one metric, or its metric math (the SUM of
+ * series, missing ones left out, as CloudWatch's SUM of an array of series does), against its threshold.
+ */
+function breaching(alarm: Json, sums: ReadonlyMap<string, number>): boolean {
+  const statistic = (namespace: string, metric: string, dims: Dimension[] = [], stat = "Sum") => {
+    expect(stat).toBe("Sum");
+    return sums.get(seriesKey(namespace, metric, dims));
+  };
+  let value: number | undefined;
+  if (typeof alarm.MetricName === "string") {
+    value = statistic(
+      alarm.Namespace as string,
+      alarm.MetricName,
+      alarm.Dimensions as Dimension[],
+      alarm.Statistic as string,
+    );
+  } else {
+    const queries = alarm.Metrics as MetricQuery[];
+    const returned = queries.find((q) => q.ReturnData !== false);
+    const sum = /^SUM\(\[([^\]]*)\]\)$/.exec((returned?.Expression ?? "").replace(/\s+/g, ""));
+    if (sum === null) throw new Error(`expression ${returned?.Expression} is not evaluated here`);
+    const values = (sum[1] as string)
+      .split(",")
+      .map((id) => queries.find((q) => q.Id === id)?.MetricStat)
+      .map((m) =>
+        m === undefined
+          ? undefined
+          : statistic(m.Metric.Namespace, m.Metric.MetricName, m.Metric.Dimensions, m.Stat),
+      )
+      .filter((v): v is number => v !== undefined);
+    value = values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
+  }
+  expect(alarm.ComparisonOperator).toBe("GreaterThanOrEqualToThreshold");
+  // Missing data is not breaching: a quiet period is a healthy one.
+  return value !== undefined && value >= (alarm.Threshold as number);
+}
+
+const CLUSTER = "prod-eu";
+let panicErrors: Json;
+let lambdaErrors: string;
+let h: Harness.PanicHarness;
+let harness: typeof Harness;
+/** The handler's own PanicFailure (a class of the modules loaded after the environment was set). */
+let PanicFailure: typeof PanicPolicy.PanicFailure;
+const scheduler = mockClient(SchedulerClient);
+
+beforeAll(async () => {
+  const app = new App({
+    context: {
+      ...cdkJson.context,
+      clusterName: CLUSTER,
+      logGroupNames: [`/aws/containerinsights/${CLUSTER}/host`],
+      "aws:cdk:bundling-stacks": [],
+    },
+  });
+  const config = parseConfig(appContext((key) => app.node.tryGetContext(key)));
+  const stack = new CalicoFlowsStack(app, "CalicoFlows", { config });
+  const resources = Template.fromStack(stack).toJSON().Resources as Record<string, { Properties: Json }>;
+  const logicalId = (construct: IConstruct) => stack.getLogicalId(construct.node.defaultChild as CfnResource);
+  const properties = (construct: IConstruct) => resources[logicalId(construct)]?.Properties ?? {};
+  const alarm = stack.monitoring.alarms.find((a) => a.node.id === "PanicErrors");
+  expect(alarm).toBeDefined();
+  panicErrors = properties(alarm as IConstruct);
+  const fn = stack.panic.function.function;
+  lambdaErrors = seriesKey("AWS/Lambda", "Errors", [{ Name: "FunctionName", Value: { Ref: logicalId(fn) } }]);
+  // The handler's Powertools read the synthesized function's service, namespace and cluster when first imported.
+  const env = (properties(fn).Environment as { Variables: Json }).Variables;
+  for (const [name, value] of Object.entries(env)) if (typeof value === "string") vi.stubEnv(name, value);
+  vi.resetModules();
+  harness = await import("./harness.ts");
+  ({ PanicFailure } = await import("../../functions/core/panic-policy.ts"));
+  h = await harness.startPanicHarness();
+});
+afterAll(async () => {
+  vi.unstubAllEnvs();
+  scheduler.restore();
+  await h?.close();
+});
+beforeEach(() => harness.resetPanicWorld(h, scheduler));
+
+/**
+ * Runs `call` (one invocation of the real handler), and says whether PanicErrors would be in ALARM for its period:
+ * the EMF it printed, and Lambda's Errors for it (1 if it threw, else 0).
+ */
+async function alarmedBy(call: () => Promise<unknown>): Promise<{ alarmed: boolean; result: unknown }> {
+  const chunks: string[] = [];
+  const capture = (chunk: unknown) => {
+    chunks.push(String(chunk));
+    return true;
+  };
+  const spies = [process.stdout, process.stderr].map((s) =>
+    vi.spyOn(s, "write").mockImplementation(capture as typeof s.write),
+  );
+  let result: unknown;
+  let threw = false;
+  try {
+    result = await call();
+  } catch (error) {
+    threw = true;
+    result = error;
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+  const sums = emfSums(chunks.join(""));
+  sums.set(lambdaErrors, threw ? 1 : 0);
+  return { alarmed: breaching(panicErrors, sums), result };
+}
+
+const statusOf = (result: unknown) => (result as { statusCode: number }).statusCode;
+
+/** A runtime whose every action fails with `failure`, as the service would have after auditing it. */
+const failing = (failure: Error) =>
+  ({
+    service: {
+      apply: () => Promise.reject(failure),
+      status: () => Promise.reject(failure),
+      revert: () => Promise.reject(failure),
+      expire: () => Promise.reject(failure),
+      refused: () => Promise.resolve(),
+    },
+  }) as unknown as PanicRuntime;
+
+describe("PanicErrors: the panic button is not working", () => {
+  // Defect: PanicErrors reads the panic function's Lambda Errors alone, and the function answers every failed request
+  // (a 502 when the Kubernetes API refuses it or is down, a 500 when it fails unexpectedly): a success for Lambda.
+  // The failures are counted in PanicFailure_<action>_<kind> metrics, one name per action and kind, which no alarm
+  // reads. Impact: during an incident the API server answers 503 (the Calico API server cut off) or the panic role
+  // lost its RBAC (403): every apply answers 502, and the alarm the on-call relies on to know the button works stays
+  // OK. Expected: PanicErrors breaches for every apply, dry run, status and revert that failed, answered or thrown;
+  // not for a request refused for the caller's own doing (400 invalid) or by design (409 not-owned).
+  it("fires when the Kubernetes API refuses an apply (403), answered 502", async () => {
+    await h.kube.setFault({ fault: { kind: "status", code: 403 }, method: "POST" });
+    const { alarmed, result } = await alarmedBy(() =>
+      h.invoke(harness.apiEvent("POST", { reason: "INC-9 payments down", ttlMinutes: 0 })),
+    );
+    expect(statusOf(result)).toBe(502);
+    expect(alarmed).toBe(true);
+  });
+
+  it("fires when the Calico API server is down (503) for a status, answered 502", async () => {
+    await h.kube.setFault({
+      fault: { kind: "status", code: 503, message: "service unavailable" },
+      path: "/apis/projectcalico.org/",
+    });
+    const { alarmed, result } = await alarmedBy(() => h.invoke(harness.apiEvent("GET")));
+    expect(statusOf(result)).toBe(502);
+    expect(alarmed).toBe(true);
+  });
+
+  it("fires when a revert cannot delete the policy, answered 502", async () => {
+    const applied = await h.invoke(harness.apiEvent("POST", { reason: "INC-9", ttlMinutes: 0 }));
+    expect(statusOf(applied)).toBe(200);
+    await h.kube.setFault({ fault: { kind: "status", code: 403 }, method: "DELETE" });
+    const { alarmed, result } = await alarmedBy(() => h.invoke(harness.apiEvent("DELETE")));
+    expect(statusOf(result)).toBe(502);
+    expect(harness.storedPanicPolicy(h)).toBeDefined();
+    expect(alarmed).toBe(true);
+  });
+
+  const KINDS: [PanicPolicy.PanicFailureKind, number, boolean][] = [
+    ["invalid", 400, false],
+    ["not-owned", 409, false],
+    ["conflict", 409, true],
+    ["kube-access", 502, true],
+    ["api-missing", 502, true],
+    ["kube-rejected", 502, true],
+    ["kube-unavailable", 502, true],
+  ];
+  it.each(KINDS)("a %s failure (answered %i) fires it: %s", async (kind, status, fires) => {
+    for (const event of [
+      harness.apiEvent("POST", { reason: "INC-9" }),
+      harness.apiEvent("POST", { reason: "INC-9", dryRun: true }),
+      harness.apiEvent("GET"),
+      harness.apiEvent("DELETE"),
+    ]) {
+      const runtime = failing(new PanicFailure(kind, `${kind} failure`));
+      const { alarmed, result } = await alarmedBy(() => h.invoke(event, runtime));
+      expect(statusOf(result), event.httpMethod).toBe(status);
+      expect(alarmed, `${event.httpMethod} ${event.body}`).toBe(fires);
+    }
+  });
+
+  it("fires on an unexpected failure, answered 500", async () => {
+    const { alarmed, result } = await alarmedBy(() =>
+      h.invoke(harness.apiEvent("POST", { reason: "INC-9" }), failing(new Error("boom"))),
+    );
+    expect(statusOf(result)).toBe(500);
+    expect(alarmed).toBe(true);
+  });
+
+  it("does not fire for the caller's own mistakes: a body refused (400), a foreign policy left alone (409)", async () => {
+    const invalid = await alarmedBy(() => h.invoke(harness.apiEvent("POST", { reason: "   " })));
+    expect(statusOf(invalid.result)).toBe(400);
+    expect(invalid.alarmed).toBe(false);
+    h.kube.store.put(harness.GNP_V3, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "allow-all" },
+      spec: { order: 100, ingress: [{ action: "Allow" }] },
+    });
+    const foreign = await alarmedBy(() => h.invoke(harness.apiEvent("POST", { reason: "INC-9" })));
+    expect(statusOf(foreign.result)).toBe(409);
+    expect(foreign.alarmed).toBe(false);
+  });
+
+  it("fires when a scheduled expiry fails (thrown, retried by Lambda) or is malformed (answered 400)", async () => {
+    const expiry = {
+      source: "calico-flows.expiry",
+      action: "revert",
+      cluster: CLUSTER,
+      policyName: "allow-all",
+      expiresAt: "2026-05-04T03:00:00.000Z",
+    };
+    const thrown = await alarmedBy(() =>
+      h.invoke(expiry, failing(new PanicFailure("kube-unavailable", "down"))),
+    );
+    expect(thrown.result).toBeInstanceOf(PanicFailure);
+    expect(thrown.alarmed).toBe(true);
+    // An expiry event that is not as the schedules write it is not retried: its policy stays, unreverted.
+    const malformed = await alarmedBy(() => h.invoke({ ...expiry, expiresAt: "tomorrow" }));
+    expect(malformed.result).toMatchObject({ statusCode: 400 });
+    expect(malformed.alarmed).toBe(true);
+  });
+});
+
+describe("panic apply --direct whose expiry Scheduler refuses", () => {
+  // Defect: `panic apply --direct --ttl N --schedule-group …` applies the allow-all policy, and when Scheduler refuses
+  // the expiry schedule (the operator's credentials lack scheduler:CreateSchedule or iam:PassRole, a quota) it lists
+  // the warning in its answer and exits 0. Through the API the function counts it (PanicExpiryNotScheduled) and the
+  // alarm of that name tells the on-call; the CLI cannot reach that alarm (its EMF goes nowhere the stack reads), and
+  // the audit record says "applied … until <expiry>" as if the expiry were to come. Impact: a script, or an operator
+  // reading `--json` or the exit status, takes the policy for self-expiring; the customer namespaces stay unisolated
+  // past the expiry announced, with every alarm OK. Expected: a loud warning on stderr whatever the output format, a
+  // non-zero exit status of its own (the policy is applied: not 1, which says nothing changed), and the audit record
+  // saying that the expiry was not scheduled.
+  let endpoint: Server;
+  let store: string;
+  beforeAll(async () => {
+    store = mkdtempSync(join(tmpdir(), "cf-panic-metrics-"));
+    // Scheduler has no local implementation: this one refuses every request as it does a caller without the grant.
+    endpoint = createServer((req, res) => {
+      req.resume().on("end", () => {
+        res.writeHead(403, {
+          "content-type": "application/json",
+          "x-amzn-errortype": "AccessDeniedException",
+        });
+        res.end(
+          JSON.stringify({
+            Message:
+              "User: arn:aws:iam::123456789012:user/oncall is not authorized to perform: scheduler:CreateSchedule",
+          }),
+        );
+      });
+    });
+    await new Promise<void>((resolve) => endpoint.listen(0, "127.0.0.1", resolve));
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => endpoint?.close(resolve));
+    rmSync(store, { recursive: true, force: true });
+  });
+
+  it("says so loudly on stderr and exits 3, even with --json", async () => {
+    const applied = await runCli(
+      [
+        "panic",
+        "apply",
+        "--direct",
+        "--json",
+        "--reason",
+        "INC-9 payments down",
+        "--ttl",
+        "30",
+        "--schedule-group",
+        "calico-flows-panic",
+        "--scheduler-role-arn",
+        "arn:aws:iam::123456789012:role/scheduler",
+        "--expiry-function-arn",
+        "arn:aws:lambda:eu-west-1:123456789012:function:panic",
+        "--kubeconfig",
+        h.kube.kubeconfigPath,
+        "--cluster",
+        CLUSTER,
+        "--store",
+        store,
+      ],
+      { env: { AWS_ENDPOINT_URL_SCHEDULER: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}` } },
+    );
+    expect((JSON.parse(applied.stdout) as PanicResponse).result).toBe("applied");
+    expect(harness.storedPanicPolicy(h)).toBeDefined();
+    expect(applied.stderr).toMatch(/^!! .*NOT SCHEDULED.*\n(!! .*\n)*!! .*calico-flows panic revert/m);
+    expect(applied.stderr).toContain("not authorized to perform: scheduler:CreateSchedule");
+    expect(applied.code).toBe(3);
+  });
+
+  it("keeps it in the audit record, which the answer's message alone did not say", async () => {
+    // The service both paths run: here through the function, whose Scheduler refuses alike.
+    const denied = Object.assign(new Error("not authorized to perform: scheduler:CreateSchedule"), {
+      name: "AccessDeniedException",
+      $fault: "client",
+    });
+    scheduler.on(CreateScheduleCommand).rejects(denied);
+    const applied = await h.invoke(harness.apiEvent("POST", { reason: "INC-9", ttlMinutes: 30 }));
+    expect(harness.responseBody(applied).result).toBe("applied");
+    const [record] = harness.responseBody(await h.invoke(harness.apiEvent("GET"))).history ?? [];
+    expect(record).toMatchObject({ action: "apply", outcome: "success", result: "applied" });
+    expect(record?.message).toMatch(/the expiry could not be scheduled .*scheduler:CreateSchedule/);
+  });
+});
