@@ -170,20 +170,34 @@ export type Ineffective = Partial<
 function noteIneffective(command: Command, ineffective: Ineffective): void {
   const names: string[] = [];
   for (let c: Command | null = command; c?.parent; c = c.parent) names.unshift(c.name());
-  for (const [key, why] of Object.entries(ineffective)) {
+  // In the options' order, however the reasons were put together.
+  for (const [key, option] of Object.entries(COMMON_OPTIONS)) {
+    const why = ineffective[key as keyof typeof COMMON_OPTIONS];
     const reason = typeof why === "function" ? why(command.opts()) : why;
     if (reason === undefined || !given(command, key)) continue;
-    process.stderr.write(
-      `note: ${COMMON_OPTIONS[key as keyof typeof COMMON_OPTIONS]} has no effect on ${names.join(" ")}: ${reason}\n`,
-    );
+    process.stderr.write(`note: ${option} has no effect on ${names.join(" ")}: ${reason}\n`);
   }
 }
 
-/** Adds the options shared by every command; those `ineffective` names are noted when given (noteIneffective). */
+/**
+ * Every command that opens a store opens the table `--table` names instead of the embedded one (openStore), so a
+ * `--store` beside it is not used; a command that keeps something else under `--store` says otherwise.
+ */
+const STORE_BESIDE_TABLE: Ineffective = {
+  store: (o) =>
+    o.table === undefined ? undefined : "--table names its store: the embedded store is not opened",
+};
+
+/** What each command has no use for, as withCommonOptions and ineffectiveOptions were told. */
+const INEFFECTIVE = new WeakMap<Command, Ineffective>();
+
+/**
+ * Adds the options shared by every command; those `ineffective` names (and `--store` beside `--table`, unless it
+ * names `store` itself) are noted when given (noteIneffective).
+ */
 export function withCommonOptions(command: Command, ineffective: Ineffective = {}): Command {
-  if (Object.keys(ineffective).length > 0) {
-    command.hook("preAction", (self) => noteIneffective(self, ineffective));
-  }
+  INEFFECTIVE.set(command, { ...STORE_BESIDE_TABLE, ...ineffective });
+  command.hook("preAction", (self) => noteIneffective(self, INEFFECTIVE.get(command) ?? {}));
   return command
     .addOption(
       new Option("--cluster <name>", "cluster name recorded on flows and alerts")
@@ -199,6 +213,15 @@ export function withCommonOptions(command: Command, ineffective: Ineffective = {
     .addOption(new Option("--store <dir>", "directory of the embedded flow store").default(DEFAULT_STORE_DIR))
     .addOption(new Option("--table <name>", "use this DynamoDB table instead of the embedded store"))
     .addOption(new Option("--region <region>", "AWS region (default: the SDK's standard configuration)"));
+}
+
+/**
+ * For a command whose common options a shared helper added (addIngestOptions): what it has no use for, each reason
+ * replacing the one its option had.
+ */
+export function ineffectiveOptions(command: Command, ineffective: Ineffective): Command {
+  INEFFECTIVE.set(command, { ...INEFFECTIVE.get(command), ...ineffective });
+  return command;
 }
 
 export function commonOptions(raw: Record<string, unknown>): CommonOptions {

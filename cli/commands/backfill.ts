@@ -22,7 +22,14 @@ import {
   type StreamRef,
 } from "../../functions/core/coverage.ts";
 import { createScanner } from "../../functions/core/parse.ts";
-import { commonOptions, parseInteger, requireStoreNamed, signalExitCode, UsageError } from "../common.ts";
+import {
+  commonOptions,
+  ineffectiveOptions,
+  parseInteger,
+  requireStoreNamed,
+  signalExitCode,
+  UsageError,
+} from "../common.ts";
 import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 import { parseInstant } from "../time.ts";
@@ -556,7 +563,13 @@ export function registerBackfill(program: Command): void {
     .option("--concurrency <n>", "log streams read at once", parseInteger("--concurrency", 1, 64), 4)
     .option("--max-rps <n>", "CloudWatch Logs calls per second at most", parseInteger("--max-rps", 1, 100), 5)
     .option("--quiet", "no progress, only the summary");
-  addIngestOptions(command);
+  // The checkpoint is kept under --store, whichever the store, unless --checkpoint names it.
+  ineffectiveOptions(addIngestOptions(command), {
+    store: (o) =>
+      o.table === undefined || o.checkpoint === undefined
+        ? undefined
+        : "--table names its store, and --checkpoint its progress file",
+  });
   command.addHelpText(
     "after",
     "\nThe destination must be named: --table <the stack's TableName output> with the stack's --cluster, or\n" +

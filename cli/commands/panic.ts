@@ -105,7 +105,10 @@ function addAccessOptions(command: Command): Command {
     o.api === undefined ? undefined : "through --api, the deployed stack keeps the audit in its own table";
   return withCommonOptions(command, {
     internalCidr: "it reads and stores no flow",
-    store: viaApi,
+    // --direct audits into --table when given, else into the embedded store under --store.
+    store: (o) =>
+      viaApi(o) ??
+      (o.table === undefined ? undefined : "--table names its store: the embedded store is not opened"),
     table: viaApi,
   })
     .addOption(

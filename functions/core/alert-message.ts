@@ -71,6 +71,11 @@ export interface PanicEvent {
   at: string;
   /** ISO time the policy reverts itself; null or absent = it stays until reverted by hand. */
   expiresAt?: string | null;
+  /**
+   * For "applied": why that expiry may not come (Scheduler refused it, or did not confirm it in time), as the
+   * answer's warnings say it; the policy then stays until reverted by hand. Absent when it was scheduled.
+   */
+  expiryNotScheduled?: readonly string[];
   conflicts?: readonly PanicConflict[];
   /** For "refused": why the request was not carried out. */
   detail?: string;
@@ -738,8 +743,14 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
     `  When:     ${event.at}`,
   ];
   if (event.action === "applied") {
+    const unscheduled = event.expiryNotScheduled ?? [];
     lines.push(
-      `  Expires:  ${event.expiresAt ? `${event.expiresAt} (removed automatically)` : "never: revert it once traffic is fixed"}`,
+      !event.expiresAt
+        ? "  Expires:  never: revert it once traffic is fixed"
+        : unscheduled.length > 0
+          ? `  Expires:  ${event.expiresAt} is NOT SCHEDULED: revert it by hand once traffic is fixed`
+          : `  Expires:  ${event.expiresAt} (removed automatically)`,
+      ...unscheduled.map((w) => `            - ${oneLine(w)}`),
       "",
       "While it is in place, all traffic of the namespaces it selects is allowed: Calico isolation between",
       "customer workloads is off for them.",

@@ -373,12 +373,19 @@ export class PanicService {
         conflicts,
         warnings,
       };
-      // The record says what the answer does: an expiry not scheduled, above all, stays in the trail.
+      // The record says what the answer does: an expiry not scheduled, above all, stays in the trail. So does
+      // the announcement, whose readers would otherwise wait for a removal that is not coming.
       const audited = [response.message, ...warnings].join(". WARNING: ");
+      const unscheduled = expiryNotScheduled(warnings);
       await this.#report(
         { ...base, outcome: "success", result, conflicts, message: audited },
         action === "apply"
-          ? { ...this.#event("applied", request.requester, body.reason), expiresAt, conflicts }
+          ? {
+              ...this.#event("applied", request.requester, body.reason),
+              expiresAt,
+              conflicts,
+              ...(unscheduled.length > 0 ? { expiryNotScheduled: unscheduled } : {}),
+            }
           : null,
         warnings,
       );

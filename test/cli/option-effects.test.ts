@@ -81,10 +81,13 @@ describe("a common option given where it has no effect", () => {
     expect(await notes(registerParse, ["parse"], ["parse", "--year", "2026"])).toEqual([]);
   });
 
-  it("panic names --internal-cidr, and --store and --table with --api (its stack audits into its own table)", async () => {
+  it("panic names --internal-cidr, --store beside --table, and both with --api (its stack audits into its own table)", async () => {
     const apply = ["panic", "apply", "--reason", "INC-1"];
-    const cidr = await notes(registerPanic, ["panic", "apply"], [...apply, "--direct", ...GIVEN_COMMON]);
-    expect(cidr).toEqual([expect.stringMatching(/^note: --internal-cidr has no effect on panic apply: \S/)]);
+    const direct = await notes(registerPanic, ["panic", "apply"], [...apply, "--direct", ...GIVEN_COMMON]);
+    expect(direct).toEqual([
+      expect.stringMatching(/^note: --internal-cidr has no effect on panic apply: \S/),
+      expect.stringMatching(/^note: --store has no effect on panic apply: --table names its store/),
+    ]);
     const api = await notes(
       registerPanic,
       ["panic", "status"],

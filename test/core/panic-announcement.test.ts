@@ -1,0 +1,119 @@
+// What the announcement of a panic apply says of its expiry when Scheduler refused it or did not confirm it in
+// time: the function and `panic --direct` both announce the event PanicService.apply builds, through
+// panicAnnouncement, so the service is run here with a Scheduler that fails and the event it publishes is read.
+import { describe, expect, it } from "vitest";
+import { type PanicEvent, panicAnnouncement } from "../../functions/core/alert-message.ts";
+import { Deadline } from "../../functions/core/deadline.ts";
+import {
+  type CalicoPolicy,
+  type CalicoPolicyStore,
+  DEFAULT_PANIC_SETTINGS,
+  type ExpiryScheduler,
+} from "../../functions/core/panic-policy.ts";
+import { PanicService } from "../../functions/panic/service.ts";
+
+const AT = Date.parse("2026-04-19T05:00:00.000Z");
+const EXPIRES = "2026-04-19T05:30:00.000Z";
+const FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:calico-flows-panic";
+
+/** A cluster holding no policy and only the default tier; `beforeWrite` runs as the policy is written. */
+function cluster(beforeWrite: () => void = () => {}): CalicoPolicyStore {
+  let held: CalicoPolicy | null = null;
+  return {
+    apiGroup: DEFAULT_PANIC_SETTINGS.apiGroup,
+    getGlobalPolicy: async () => held,
+    createGlobalPolicy: async (policy) => {
+      beforeWrite();
+      held = { ...policy, metadata: { ...policy.metadata, resourceVersion: "1" } };
+      return held;
+    },
+    replaceGlobalPolicy: async () => {
+      throw new Error("not expected");
+    },
+    deleteGlobalPolicy: async () => false,
+    listTiers: async () => [],
+    listPolicies: async () => ({ globalPolicies: [], namespacedPolicies: [] }),
+  };
+}
+
+/** Applies with a 30 minutes TTL and answers the event announced. */
+async function announcedApply(
+  scheduler: ExpiryScheduler,
+  calico: CalicoPolicyStore,
+  deadline?: Deadline,
+): Promise<PanicEvent> {
+  const announced: PanicEvent[] = [];
+  const service = new PanicService({
+    cluster: "prod-eu",
+    settings: DEFAULT_PANIC_SETTINGS,
+    calico,
+    defaultTtlMinutes: 0,
+    sink: { publishPanic: async (event) => void announced.push(event) },
+    scheduler,
+    clock: () => new Date(AT),
+  });
+  const answer = await service.apply({
+    requester: "arn:aws:sts::123456789012:assumed-role/Oncall/alice",
+    via: "api",
+    reason: "INC-9 payments down",
+    ttlMinutes: 30,
+    expiryTarget: FUNCTION_ARN,
+    deadline,
+  });
+  expect(answer).toMatchObject({ result: "applied", expiresAt: EXPIRES });
+  expect(announced).toHaveLength(1);
+  return announced[0] as PanicEvent;
+}
+
+const refusing: ExpiryScheduler = {
+  schedule: async () => {
+    throw Object.assign(new Error("not authorized to perform: scheduler:CreateSchedule"), {
+      name: "AccessDeniedException",
+    });
+  },
+  cancel: async () => false,
+};
+
+describe("the announcement of an apply whose expiry may not happen", () => {
+  it("says the expiry Scheduler refused is not scheduled, in the e-mail and in the JSON", async () => {
+    const event = await announcedApply(refusing, cluster());
+    const message = panicAnnouncement(event);
+    expect(message.email).not.toContain("removed automatically");
+    expect(message.email).toContain(
+      `  Expires:  ${EXPIRES} is NOT SCHEDULED: revert it by hand once traffic is fixed\n` +
+        `            - the expiry could not be scheduled (not authorized to perform: scheduler:CreateSchedule)`,
+    );
+    const json = JSON.parse(message.json) as Record<string, unknown>;
+    expect(json).toMatchObject({ type: "panic", action: "applied", expiresAt: EXPIRES });
+    expect(json.expiryNotScheduled).toEqual([
+      expect.stringMatching(/^the expiry could not be scheduled \(.*scheduler:CreateSchedule\)/),
+    ]);
+  });
+
+  it("says so of an expiry Scheduler did not confirm in time", async () => {
+    let now = AT;
+    const deadline = Deadline.after(20_000, () => now);
+    // The policy write takes the time left: Scheduler, which never answers, is not waited for at all.
+    const calico = cluster(() => {
+      now += 20_000;
+    });
+    const silent: ExpiryScheduler = { schedule: () => new Promise(() => {}), cancel: async () => false };
+    const message = panicAnnouncement(await announcedApply(silent, calico, deadline));
+    expect(message.email).not.toContain("removed automatically");
+    expect(message.email).toMatch(
+      /^ {2}Expires: {2}\S+ is NOT SCHEDULED: .*\n {12}- the expiry schedule was not confirmed in time .*if it was not written/m,
+    );
+    expect(JSON.parse(message.json).expiryNotScheduled).toEqual([
+      expect.stringMatching(/^the expiry schedule was not confirmed in time /),
+    ]);
+  });
+
+  it("keeps the promise, and the JSON as it was, when the expiry is scheduled", async () => {
+    const accepting: ExpiryScheduler = { schedule: async () => "scheduled", cancel: async () => true };
+    const event = await announcedApply(accepting, cluster());
+    expect(event).not.toHaveProperty("expiryNotScheduled");
+    const message = panicAnnouncement(event);
+    expect(message.email).toContain(`  Expires:  ${EXPIRES} (removed automatically)\n`);
+    expect(JSON.parse(message.json)).not.toHaveProperty("expiryNotScheduled");
+  });
+});
