@@ -2,7 +2,7 @@
 // with metadata.resourceVersion, Status objects for errors, field and label selectors, `limit`/`continue`
 // pagination with 410 Expired, discovery under /api and /apis) over a generic object store, so any resource
 // can be registered: core pods/nodes/namespaces by default, Calico CRDs by the tests that need them.
-// TLS uses a CA generated for the run; requests need the bearer token. Faults (401/403/500/hang/down/delay…)
+// TLS uses a CA generated for the run; requests need the bearer token. Faults (401/403/500/hang/down/delay/trickle…)
 // and per-path request counts let tests prove how clients behave when Kubernetes misbehaves.
 import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -83,7 +83,13 @@ export type Fault =
    * even if its client gave up meanwhile, as a real API server may still complete a write whose client went
    * away; only the answer is dropped.
    */
-  | { kind: "delay"; ms: number };
+  | { kind: "delay"; ms: number }
+  /**
+   * A slow transfer (a large list over a slow link): the answer's status and headers at once, then its body in
+   * `pieces` parts `everyMs` apart; with `stallAfter`, only that many parts (0: none), and then nothing more, the
+   * connection left open.
+   */
+  | { kind: "trickle"; pieces: number; everyMs: number; stallAfter?: number };
 
 export interface FaultRule {
   fault: Fault;
@@ -1329,6 +1335,25 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       delays.add(timer);
     });
 
+  /** Writes `body` as a trickle fault says; one that stalls is left hanging, as a hang fault is. */
+  function writeSlowly(res: ServerResponse, body: Buffer, pace: Extract<Fault, { kind: "trickle" }>) {
+    const size = Math.ceil(body.length / pace.pieces);
+    let written = 0;
+    res.flushHeaders();
+    const next = () => {
+      if (res.destroyed) return;
+      if (written === pace.stallAfter) {
+        hanging.add(res);
+        return;
+      }
+      res.write(body.subarray(written * size, (written + 1) * size));
+      written++;
+      if (written * size >= body.length) res.end();
+      else void delay(pace.everyMs).then(next);
+    };
+    next();
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const method = (req.method ?? "GET").toUpperCase();
     const url = new URL(req.url ?? "/", "https://localhost");
@@ -1344,6 +1369,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     };
     log.push(record);
     let delayed = false;
+    let trickle: Extract<Fault, { kind: "trickle" }> | undefined;
     const send = (code: number, body: KubeObject | string, extra: Record<string, string> = {}) => {
       record.status = code;
       // A delayed request whose client went away: carried out, but there is no one to answer.
@@ -1359,7 +1385,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       if (typeof retryAfter === "number" && retryAfter > 0) headers["retry-after"] = String(retryAfter);
       else if (code === 429) headers["retry-after"] = "1";
       res.writeHead(code, { ...headers, ...extra });
-      res.end(text);
+      if (trickle === undefined) res.end(text);
+      else writeSlowly(res, Buffer.from(text), trickle);
     };
     try {
       const text = await readBody(req);
@@ -1373,6 +1400,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       if (fault?.kind === "delay") {
         delayed = true;
         await delay(fault.ms);
+      } else if (fault?.kind === "trickle") {
+        trickle = fault;
       } else if (fault !== null) {
         if (fault.kind === "hang") {
           record.status = -1;

@@ -1,10 +1,11 @@
 // How calico-flows reaches a Kubernetes API server: from Lambda through EKS (DescribeCluster for endpoint
 // and CA, cached per container, and an IAM bearer token renewed before it expires), from the CLI through a
-// kubeconfig. Either way TLS is verified, every request has a deadline in seconds, and failures are
-// classified with the fix to apply.
+// kubeconfig. Either way TLS is verified, every request has a deadline in seconds (for its answer to start, and for
+// each silence of its body), and failures are classified with the fix to apply.
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { buffer, text } from "node:stream/consumers";
 import { DescribeClusterCommand, EKSClient } from "@aws-sdk/client-eks";
 import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
 import {
@@ -14,15 +15,23 @@ import {
   type Configuration,
   createConfiguration,
   HttpMethod,
+  IsomorphicFetchHttpLibrary,
   KubeConfig,
   type Middleware,
-  type ResponseContext,
+  type PromiseHttpLibrary,
+  type RequestContext,
+  type ResponseBody,
+  ResponseContext,
   ServerConfiguration,
+  wrapHttpLibrary,
 } from "@kubernetes/client-node";
 import { retryAfterHeaderMs } from "../../core/retry-after.ts";
 import { type CredentialsProvider, EksTokenProvider } from "./eks-token.ts";
 
-/** Per-request deadline: a slow API server must not eat the Lambda's time (the client has none by default). */
+/**
+ * Per-request deadline, for the answer to start and for each silence of its body: a slow API server must not eat the
+ * Lambda's time (the client has none by default).
+ */
 export const DEFAULT_TIMEOUT_MS = 5_000;
 const USER_AGENT = "calico-flows";
 
@@ -236,20 +245,81 @@ export async function withDeadline<T>(ms: number, what: string, fn: () => Promis
   }
 }
 
-function requestMiddleware(timeoutMs: number): Middleware {
-  return {
-    pre: async (context) => {
-      context.setSignal(AbortSignal.timeout(timeoutMs));
-      context.setHeaderParam("User-Agent", USER_AGENT);
-      return context;
-    },
-    post: async (response) => response,
-  };
+const userAgent: Middleware = {
+  pre: async (context) => {
+    context.setHeaderParam("User-Agent", USER_AGENT);
+    return context;
+  },
+  post: async (response) => response,
+};
+
+/** `body` as it comes, aborted by `abort` once `ms` pass without a chunk of it (counted from its headers). */
+function watchedBody(body: ResponseBody, ms: number, abort: (reason: Error) => void): ResponseBody {
+  const source = body.stream();
+  if (source === null) return body;
+  let timer: NodeJS.Timeout | undefined;
+  const watched = source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      start() {
+        // Unreferenced: a body nobody reads (an answer a caller dropped) must not hold a CLI's exit for `ms`; one
+        // being read keeps the process up by its socket.
+        timer = setTimeout(
+          () => abort(new KubeTimeoutError(`the answer stopped: nothing received for ${ms} ms`)),
+          ms,
+        ).unref();
+      },
+      transform(chunk, controller) {
+        timer?.refresh();
+        controller.enqueue(chunk);
+      },
+      flush() {
+        clearTimeout(timer);
+      },
+      cancel() {
+        clearTimeout(timer);
+      },
+    }),
+  );
+  return { stream: () => watched, text: () => text(watched), binary: () => buffer(watched) };
 }
 
 /**
- * How requests to `kc`'s API server are sent: every one aborted after `timeoutMs` (the client sets no deadline
- * of its own). Authentication, CA and token renewal stay the KubeConfig's.
+ * Sends as client-node's own library does (fetch), under a deadline as client-go's transport keeps one: the answer
+ * (status and headers) within `timeoutMs` of sending, then never `timeoutMs` without a chunk of its body. Not the
+ * whole answer within it: a watch cache before Kubernetes 1.34 answers a first pod list as one page of every pod,
+ * 370 MB for 48,000 pods as EKS lists them, whose download takes what it takes however healthy the server is.
+ */
+class DeadlineHttpLibrary implements PromiseHttpLibrary {
+  readonly #fetch = new IsomorphicFetchHttpLibrary();
+  readonly #timeoutMs: number;
+
+  constructor(timeoutMs: number) {
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async send(request: RequestContext): Promise<ResponseContext> {
+    const ms = this.#timeoutMs;
+    const controller = new AbortController();
+    const abort = (reason: Error) => controller.abort(reason);
+    const timer = setTimeout(() => abort(new KubeTimeoutError(`no answer within ${ms} ms`)), ms);
+    request.setSignal(controller.signal);
+    let response: ResponseContext;
+    try {
+      response = await this.#fetch.send(request).toPromise();
+    } finally {
+      clearTimeout(timer);
+    }
+    return new ResponseContext(
+      response.httpStatusCode,
+      response.headers,
+      watchedBody(response.body, ms, abort),
+    );
+  }
+}
+
+/**
+ * How requests to `kc`'s API server are sent: under DeadlineHttpLibrary's deadline of `timeoutMs` (the client sets
+ * none of its own). Authentication, CA and token renewal stay the KubeConfig's.
  */
 export function kubeConfiguration(kc: KubeConfig, timeoutMs: number): Configuration {
   const cluster = kc.getCurrentCluster();
@@ -257,7 +327,8 @@ export function kubeConfiguration(kc: KubeConfig, timeoutMs: number): Configurat
   return createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
-    promiseMiddleware: [requestMiddleware(timeoutMs)],
+    httpApi: wrapHttpLibrary(new DeadlineHttpLibrary(timeoutMs)),
+    promiseMiddleware: [userAgent],
   });
 }
 

@@ -240,9 +240,9 @@ class ListSplitter {
 
 /**
  * Reads the List JSON of `body`, then each item through `pick`. The bytes are taken first, as they arrive, and read
- * after: the request's deadline is the API server's to meet, and parsing as they came would slow the transfer down
- * by the parse (the time of JSON.parse-ing every item) and fail large lists at the deadline. They are the one copy
- * of the answer kept meanwhile, outside the JavaScript heap, and each chunk is let go once read.
+ * after: parsing as they came would slow the transfer down by the parse (the time of JSON.parse-ing every item), a
+ * large list's seconds. They are the one copy of the answer kept meanwhile, outside the JavaScript heap, and each
+ * chunk is let go once read.
  */
 export async function readList(
   body: AsyncIterable<Uint8Array>,
@@ -268,16 +268,18 @@ export async function readList(
 /**
  * A list request (GET `path`) through the same configuration as kubeApiClient's clients (authentication, CA,
  * deadline, User-Agent), its answer read by readList rather than by client-node's models: so it costs what the
- * picked fields of its items cost, not three copies of the whole answer.
+ * picked fields of its items cost, not three copies of the whole answer. Resolves once the answer has started
+ * (status and headers), with the reading of its body still to do: a caller's wait for the answer is not its wait
+ * for the items, which take as long as they take to come.
  */
 export async function listLean(
   config: Configuration,
   path: string,
   query: ListQuery,
   pick: (item: unknown) => unknown,
-): Promise<LeanList> {
+): Promise<() => Promise<LeanList>> {
   const response = await kubeGet(config, path, query);
   const body = response.body.stream();
   if (body === null) throw new TypeError(`GET ${path} answered without a body`);
-  return readList(body, pick);
+  return () => readList(body, pick);
 }

@@ -55,8 +55,10 @@ export interface LiveDirectoryOptions {
   /** Namespace labels carried into flows (e.g. an organisation label). */
   namespaceLabelKeys?: readonly string[];
   /**
-   * Deadline of every Kubernetes request, asking again after a 429/5xx's Retry-After included (plus a second
-   * for loading the KubeConfig and signing the token). @default 5000
+   * Deadline of every Kubernetes request's answer, asking again after a 429/5xx's Retry-After included (plus a
+   * second for loading the KubeConfig and signing the token), and of each silence of its body: not of the whole
+   * body, which for a full pod list of a large cluster is hundreds of MB (resolveBudgetMs bounds the wait for it).
+   * @default 5000
    */
   timeoutMs?: number;
   /** What 401/403 logs tell the operator to do. @default EKS_FIXES (the Lambda function role) */
@@ -91,8 +93,9 @@ export interface LiveDirectoryOptions {
    * Longest a resolve or resolveSpans call takes from the start of its own work (from the call, behind one that ran
    * out of its budget): its lookups are then `unavailable` (but for what fresh memory answers), stored unresolved,
    * while the work goes on for later calls. Each request has its own
-   * deadline, but a full list is many pages and a payload may read the history for many addresses: without this,
-   * a slow API server could hold a payload past the function's timeout. @default 20 s
+   * deadlines, but a full list is many pages, or one page of every pod that takes what it takes to come, and a
+   * payload may read the history for many addresses: without this, a slow API server could hold a payload past the
+   * function's timeout. @default 20 s
    */
   resolveBudgetMs?: number;
   now?: () => number;
@@ -661,9 +664,11 @@ export class LiveDirectory implements IpDirectory {
    * One request under the deadline and the pause after failures; throws KubeFailure-bearing errors. A 429 or
    * 5xx answer with a Retry-After is asked again once that wait has passed, if the answer can still come within
    * the request's deadline (`timeoutMs`, plus a second for loading the KubeConfig and signing the token): these
-   * are all reads, and a throttled request was never executed.
+   * are all reads, and a throttled request was never executed. The deadline is the answer's: its body, read by
+   * what `send` resolves to, comes for as long as it keeps coming (kubeConfiguration), its wait bounded by the
+   * call's budget.
    */
-  async #call<T>(what: string, fn: (api: Configuration) => Promise<T>): Promise<T> {
+  async #call<T>(what: string, send: (api: Configuration) => Promise<() => Promise<T>>): Promise<T> {
     if (this.#now() < Math.max(this.#pausedUntil, this.#throttledUntil)) throw new ApiPaused(what);
     const started = performance.now();
     const giveUpAt = started + this.#timeoutMs + 1_000;
@@ -671,9 +676,10 @@ export class LiveDirectory implements IpDirectory {
       this.#stats.apiCalls++;
       try {
         // The deadline also covers loading the KubeConfig (DescribeCluster) and signing the token.
-        const result = await withDeadline(giveUpAt - performance.now(), what, async () =>
-          fn(await this.#api()),
+        const read = await withDeadline(giveUpAt - performance.now(), what, async () =>
+          send(await this.#api()),
         );
+        const result = await read();
         this.#backoff = 0;
         this.#pausedUntil = 0;
         return result;
