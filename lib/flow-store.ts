@@ -1,4 +1,5 @@
-// The flow store: the single DynamoDB table of flows, alerts, IP holder history and panic audit items.
+// The flow store: the single DynamoDB table of flows, alerts, IP holder history, coverage claims, attribution memos,
+// denial tallies and panic audit items (docs/flow-store.md).
 // Keys and indexes come from the adapter's schema, the one definition the store code and this table share.
 import { RemovalPolicy } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";

@@ -281,7 +281,8 @@ export class CalicoPolicies implements CalicoPolicyStore {
   }
 
   /**
-   * One request, aborted after the request timeout or at the call's deadline, whichever comes first, under a
+   * One request, aborted when its answer or a silence of its body outlasts the request timeout
+   * (kubeConfiguration) or at the call's deadline, whichever comes first, under a
    * deadline that also covers loading the KubeConfig (DescribeCluster, tokens): a little longer than the
    * request's own abort, which then reports first with the better message. Past the call's deadline, or too
    * close to it, the request is not sent at all.
