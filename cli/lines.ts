@@ -20,7 +20,7 @@ export interface BatchOptions {
   signal?: AbortSignal;
   /** The clock (ms). @default Date.now */
   now?: () => number;
-  /** Called with the first bytes read, before they are decoded: throws to refuse them (notText). */
+  /** Called with the first bytes read, before they are decoded: throws to refuse them (notText, checkedStart). */
   checkStart?: (bytes: Buffer) => void;
 }
 
@@ -74,6 +74,51 @@ export function notText(bytes: Uint8Array, command: string): string | undefined 
       bytes.length >= magic.length && magic.every((byte, i) => byte === null || bytes[i] === byte),
   );
   return format?.conversion(command);
+}
+
+/** Whether `bytes`, all of an input's first bytes so far, may still be the start of a format of NOT_TEXT. */
+function mayBeNotText(bytes: Uint8Array): boolean {
+  return NOT_TEXT.some(
+    ({ magic }) =>
+      bytes.length < magic.length && bytes.every((byte, i) => magic[i] === null || magic[i] === byte),
+  );
+}
+
+/**
+ * `input`'s chunks, with its first bytes given to `check` (which throws to refuse them: notText) once they tell
+ * what the input is. A first chunk shorter than a magic it begins (a pipe's first write may be a byte) is held,
+ * copied (a reader may reuse its memory), and joined to what follows; text is never held, as a followed stream's
+ * first short line must not wait for more.
+ */
+export async function* checkedStart(
+  input: AsyncIterable<Buffer | string>,
+  check: (bytes: Buffer) => void,
+): AsyncGenerator<Buffer | string> {
+  let held: Buffer | undefined = Buffer.alloc(0);
+  for await (const chunk of input) {
+    if (held === undefined) {
+      yield chunk;
+      continue;
+    }
+    if (typeof chunk === "string") {
+      if (held.length > 0) yield held;
+      held = undefined;
+      yield chunk;
+      continue;
+    }
+    const bytes: Buffer = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+    if (mayBeNotText(bytes)) {
+      held = Buffer.from(bytes);
+      continue;
+    }
+    held = undefined;
+    check(bytes);
+    yield bytes;
+  }
+  if (held !== undefined && held.length > 0) {
+    check(held);
+    yield held;
+  }
 }
 
 /** Splits decoded text into lines, carrying an unterminated tail to the next chunk; strips a CR before LF. */
@@ -133,7 +178,8 @@ export class LineSplitter {
 export async function* lineBatches(input: Readable, options: BatchOptions): AsyncGenerator<LineBatch> {
   const decoder = new StringDecoder("utf8");
   const splitter = new LineSplitter(options.maxLineLength);
-  const iterator = input[Symbol.asyncIterator]();
+  const check = options.checkStart;
+  const iterator = (check === undefined ? input : checkedStart(input, check))[Symbol.asyncIterator]();
   const now = options.now ?? Date.now;
   const maxWait = options.maxWaitMs ?? 2_000;
   const signal = options.signal;
@@ -177,7 +223,6 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
     next = undefined;
     if (result.done) break;
     const chunk = result.value;
-    if (bytesRead === 0 && typeof chunk !== "string") options.checkStart?.(chunk);
     bytesRead += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length;
     const before = pending.length;
     let text = typeof chunk === "string" ? chunk : decoder.write(chunk);

@@ -42,6 +42,10 @@ interface ReadOptions {
 const READ_AS_STORED: Ineffective = {
   internalCidr:
     "whether a flow is internal was decided when it was stored (replay, backfill, the ingest function)",
+  region: (o) =>
+    o.table === undefined && o.api === undefined
+      ? "it is the region of --table or --api, and the embedded store is read"
+      : undefined,
 };
 
 // The time options say how a time without an offset is read, as README and the error for a time they cannot read

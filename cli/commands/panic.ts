@@ -110,6 +110,11 @@ function addAccessOptions(command: Command): Command {
       viaApi(o) ??
       (o.table === undefined ? undefined : "--table names its store: the embedded store is not opened"),
     table: viaApi,
+    // --api signs for its region; --direct calls AWS only for an audit --table and an expiry --schedule-group.
+    region: (o) =>
+      o.direct === true && o.table === undefined && o.scheduleGroup === undefined
+        ? "with --direct it is the region of --table and --schedule-group, and neither is given"
+        : undefined,
   })
     .addOption(
       new Option(

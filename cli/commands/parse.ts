@@ -10,7 +10,7 @@ import { type Command, Option } from "commander";
 import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
 import { type Ineffective, parseInteger, withCommonOptions } from "../common.ts";
-import { MAX_LINE_LENGTH, notText } from "../lines.ts";
+import { checkedStart, MAX_LINE_LENGTH, notText } from "../lines.ts";
 
 /** Spare bytes the in-place parsing of a line needs after it (NdjsonEncoder#encodeWithin). */
 const SENTINEL_ROOM = 64;
@@ -154,13 +154,11 @@ export async function parseStream(
   // A chunk of ASCII (nearly all of them) is its text byte for byte, so its lines are parsed in place, when the
   // decoder holds nothing from the chunk before and the chunk lies in memory of chunkBuffer's (readStdin's does).
   let decoderClean = true;
-  let first = true;
-  for await (const chunk of input) {
-    if (first) {
-      first = false;
-      const unreadable = typeof chunk === "string" ? undefined : notText(chunk, "calico-flows parse");
-      if (unreadable !== undefined) throw new Error(`it is ${unreadable}`);
-    }
+  const checked = checkedStart(input, (bytes) => {
+    const unreadable = notText(bytes, "calico-flows parse");
+    if (unreadable !== undefined) throw new Error(`it is ${unreadable}`);
+  });
+  for await (const chunk of checked) {
     if (typeof chunk === "string") {
       await consume(chunk, false);
     } else {

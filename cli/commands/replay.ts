@@ -4,7 +4,13 @@ import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestResult } from "../../functions/core/ingest.ts";
-import { commonOptions, parseInteger, requireClusterNamed, signalExitCode } from "../common.ts";
+import {
+  commonOptions,
+  ineffectiveOptions,
+  parseInteger,
+  requireClusterNamed,
+  signalExitCode,
+} from "../common.ts";
 import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
@@ -57,7 +63,11 @@ export function registerReplay(program: Command): void {
         .default(5000),
     )
     .option("--quiet", "no progress, only the summary");
-  addIngestOptions(command);
+  ineffectiveOptions(addIngestOptions(command), {
+    // An --alerts-topic is reached in its ARN's region, the pods and nodes through the kubeconfig or files.
+    region: (o) =>
+      o.table === undefined ? "it is the region of --table, and the embedded store is written" : undefined,
+  });
   // Into a table or to an alerts topic, the stack's cluster: before any store is opened or a line is read.
   command.hook("preAction", (self) => requireClusterNamed(self));
   command.action(async (file: string, raw: Record<string, unknown>) => {

@@ -48,9 +48,11 @@ describe("--store given with --table", () => {
   ])("is noted on %s", async (command, register, argv) => {
     expect(await notes(register, [command], [...argv, ...BOTH])).toEqual([storeNote(command)]);
     // Either alone is the store, and --region is the table's (and the queue's): nothing to note.
-    const alone = [...argv, "--cluster", "prod", "--region", "eu-west-1"];
+    const alone = [...argv, "--cluster", "prod"];
     expect(await notes(register, [command], [...alone, "--store", STORE])).toEqual([]);
-    expect(await notes(register, [command], [...alone, "--table", "calico-flows-prod"])).toEqual([]);
+    expect(
+      await notes(register, [command], [...alone, "--region", "eu-west-1", "--table", "calico-flows-prod"]),
+    ).toEqual([]);
   });
 
   it("is noted on backfill only when --checkpoint is given too: it keeps the checkpoint otherwise", async () => {

@@ -67,8 +67,14 @@ describe("a common option given where it has no effect", () => {
       `note: --internal-cidr has no effect on alerts: ${STORED}\n`,
     ]);
     // Options they use, and defaults, are not noted.
-    const used = ["--cluster", "prod", "--store", join(dir, "s"), "--region", "eu-central-1"];
+    const used = ["--cluster", "prod", "--store", join(dir, "s")];
     expect(await notes(registerFlows, ["flows"], ["flows", "--internal", ...used])).toEqual([]);
+    expect(
+      await notes(registerFlows, ["flows"], ["flows", "--table", "t", "--region", "eu-central-1"]),
+    ).toEqual([]);
+    expect(
+      await notes(registerFlows, ["flows"], ["flows", "--api", API, "--region", "eu-central-1"]),
+    ).toEqual([]);
     expect(await notes(registerFlows, ["alerts"], ["alerts"])).toEqual([]);
   });
 
@@ -152,15 +158,19 @@ describe("parse refuses compressed input", () => {
     ["xz", Buffer.from(XZ, "base64"), "xz -dc"],
     ["bzip2", Buffer.from(BZIP2, "base64"), "bzip2 -dc"],
   ])("refuses %s with the command that decompresses it", async (format, bytes, tool) => {
-    const malformed: number[] = [];
-    const parsed = parseStream(Readable.from([bytes]), {
-      encoder: new NdjsonEncoder(),
-      write: () => {},
-      onMalformed: (line) => malformed.push(line),
-    });
-    await expect(parsed).rejects.toThrow(
-      `it is ${format}-compressed: decompress it (${tool} FILE | calico-flows parse)`,
-    );
-    expect(malformed).toEqual([]);
+    // In one chunk, and as a pipe may write it: its magic a byte at a time.
+    const bytewise = [...bytes.subarray(0, 10)].map((b) => Buffer.from([b]));
+    for (const chunks of [[bytes], [...bytewise, bytes.subarray(10)]]) {
+      const malformed: number[] = [];
+      const parsed = parseStream(Readable.from(chunks), {
+        encoder: new NdjsonEncoder(),
+        write: () => {},
+        onMalformed: (line) => malformed.push(line),
+      });
+      await expect(parsed).rejects.toThrow(
+        `it is ${format}-compressed: decompress it (${tool} FILE | calico-flows parse)`,
+      );
+      expect(malformed).toEqual([]);
+    }
   });
 });
