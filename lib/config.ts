@@ -1,7 +1,7 @@
 // The CDK app's configuration: read from CDK context once (bin/app.ts), validated here, then passed down as
 // typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
 // field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
-import { z } from "zod";
+import * as z from "zod";
 import { CidrSet, checkWorkloadInterfacePrefixes, cidrProblem } from "../functions/core/classify.ts";
 import {
   CALICO_API_GROUPS,

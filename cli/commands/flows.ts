@@ -1,6 +1,6 @@
 // `calico-flows flows` and `calico-flows alerts`: read the store (embedded, a table, or the query API).
 import { type Command, InvalidArgumentError, Option } from "commander";
-import type { z } from "zod";
+import type * as z from "zod";
 import { EARLIEST_MS } from "../../functions/core/instant.ts";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../../functions/core/query-filters.ts";

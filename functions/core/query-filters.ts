@@ -1,7 +1,7 @@
 // What a flow query's filters may name, for the query API and the CLI alike: Kubernetes naming rules (namespaces
 // are DNS labels, pods and workloads DNS subdomains) and IP addresses. A value no object could have is refused
 // before it costs a query: an empty answer would look like a quiet cluster.
-import { z } from "zod";
+import * as z from "zod";
 import { normalizeIp } from "./holders.ts";
 
 export const namespaceName = z

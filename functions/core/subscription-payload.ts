@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { CloudWatchLogsDecodeSchema } from "@aws-lambda-powertools/parser/schemas/cloudwatch";
-import type { z } from "zod";
+import type * as z from "zod";
 import { DIGEST_LENGTH, digest } from "./aggregate.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
 import { readDelivery } from "./delivery-reader.ts";

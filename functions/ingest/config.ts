@@ -1,6 +1,6 @@
 // The ingest function's configuration, read from the environment once per container and validated, so a
 // misconfigured deployment fails on its first invocation with the offending variable and value.
-import { z } from "zod";
+import * as z from "zod";
 import {
   CidrSet,
   checkWorkloadInterfacePrefixes,

@@ -20,7 +20,7 @@
 //                         needed with SCHEDULE_GROUP_NAME (a missed revert must not be dropped unnoticed)
 //   KUBE_TIMEOUT_SECONDS  per-request timeout towards the Kubernetes API (default 10); a request also ends at
 //                         the invocation's deadline (handler.ts, ANSWER_RESERVE_MS)
-import { z } from "zod";
+import * as z from "zod";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,

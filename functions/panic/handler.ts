@@ -13,7 +13,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from "aws-lambda";
-import { z } from "zod";
+import * as z from "zod";
 import { STORE_REQUEST_TIMEOUTS } from "../adapters/dynamo/client.ts";
 import { DynamoPanicAudit } from "../adapters/dynamo/panic-audit.ts";
 import { CalicoPolicies, panicEksFixes } from "../adapters/kube/calico.ts";

@@ -1,7 +1,7 @@
 // The panic button's use cases — apply, status, revert, expire — over the Calico policy store, the audit log,
 // the SNS announcements and the expiry scheduler. The Lambda handler and `calico-flows panic --direct` both
 // run exactly this code; they differ only in the adapters they pass in.
-import { z } from "zod";
+import * as z from "zod";
 import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
 import { Deadline } from "../core/deadline.ts";
 import {

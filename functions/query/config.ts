@@ -4,7 +4,7 @@
 //   TABLE_NAME    the flow store table (read only: Query on the base table and its flow indexes, never Scan)
 //   CLUSTER_NAME  the cluster whose flows and alerts this API answers for (the partition of every query)
 //   AGGREGATION_SECONDS  the ingest's bucket length: a range reads from the bucket holding its start
-import { z } from "zod";
+import * as z from "zod";
 import { parseEnv } from "../shared/env.ts";
 
 /** The function's timeout (lib/query.ts): API Gateway gives up after 29 s, so a later answer is lost anyway. */

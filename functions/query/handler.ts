@@ -25,7 +25,7 @@ import type {
   APIGatewayProxyResult,
   Context,
 } from "aws-lambda";
-import { z } from "zod";
+import * as z from "zod";
 import { STORE_REQUEST_TIMEOUTS, storeClient } from "../adapters/dynamo/client.ts";
 import { InvalidCursorError } from "../adapters/dynamo/cursor.ts";
 import { DynamoFlowStore } from "../adapters/dynamo/flow-store.ts";

@@ -1,6 +1,6 @@
 // Reading a function's environment once per container through a zod schema, so that a misconfigured
 // deployment fails on its first invocation naming each offending variable and the value it has.
-import type { z } from "zod";
+import type * as z from "zod";
 
 export function parseEnv<S extends z.ZodType>(
   schema: S,
