@@ -16,6 +16,7 @@ import type { IngestProgress } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
+import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 
 /** What Lambda's on-failure destination puts in the message body (asynchronous invocation record). */
 interface InvocationRecord {
@@ -59,6 +60,8 @@ export interface RedriveSummary {
 
 export interface RedriveIo {
   sqs?: SQSClient;
+  /** Where progress goes (stderr), and its clocks. */
+  progress?: ProgressOutput;
 }
 
 class CorruptMessageError extends Error {
@@ -127,6 +130,26 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     alertsSent: 0,
     problems: [],
   };
+  // A queue of a long outage's payloads takes a while: a bar on a terminal, a line every 30 s elsewhere.
+  const clock = io.progress?.now ?? Date.now;
+  const started = clock();
+  const display = new ProgressDisplay({
+    enabled: raw.quiet !== true,
+    format: "{received} messages | {events} events | {calico} calico | {flows} flows | {problems} problems",
+    line: () =>
+      `progress after ${elapsed(clock() - started)}: ${summary.received} messages taken (${summary.redriven} ` +
+      `redriven, ${summary.problems.length} problems), ${summary.events} log events, ${summary.calico} calico ` +
+      `records, ${summary.flowsApplied} flow updates, ${rate(summary.events, clock() - started)} events/s`,
+    ...io.progress,
+  });
+  const showProgress = () =>
+    display.update(summary.received, {
+      received: summary.received,
+      events: summary.events,
+      calico: summary.calico,
+      flows: summary.flowsApplied,
+      problems: summary.problems.length,
+    });
   const seen = new Set<string>();
   const leftBehind: Message[] = [];
   const remove = (m: Message) =>
@@ -180,6 +203,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     }
   };
 
+  display.start(0, { received: 0, events: 0, calico: 0, flows: 0, problems: 0 });
   try {
     while (summary.received < max) {
       const page = await sqs.send(
@@ -198,9 +222,11 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         if (m.MessageId !== undefined) seen.add(m.MessageId);
         summary.received++;
         await handle(m);
+        showProgress();
       }
     }
   } finally {
+    display.stop();
     // What stays in the queue becomes visible again at once, for the next redrive or for inspection.
     for (const m of leftBehind) {
       await sqs
@@ -256,7 +282,8 @@ export function registerRedrive(program: Command): void {
       "long-poll wait when the queue looks empty",
       parseInteger("--wait-seconds", 0, 20),
       2,
-    );
+    )
+    .option("--quiet", "no progress, only the summary");
   addIngestOptions(command);
   command.addHelpText(
     "after",

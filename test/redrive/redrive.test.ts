@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import {
   CreateQueueCommand,
   GetQueueAttributesCommand,
@@ -12,7 +13,7 @@ import {
 } from "@aws-sdk/client-sqs";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedriveSummary, registerRedrive } from "../../cli/commands/redrive.ts";
+import { type RedriveIo, type RedriveSummary, registerRedrive } from "../../cli/commands/redrive.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
@@ -81,14 +82,14 @@ async function queued(): Promise<number> {
 }
 
 /** Runs `calico-flows redrive ARGS` through its commander definition, returning the summary. */
-async function redriveCli(args: readonly string[]): Promise<RedriveSummary> {
+async function redriveCli(args: readonly string[], io: RedriveIo = {}): Promise<RedriveSummary> {
   const program = new Command("calico-flows").exitOverride();
   registerRedrive(program);
   const command = program.commands.find((c) => c.name() === "redrive") as Command;
   const { redrive } = await import("../../cli/commands/redrive.ts");
   let summary: RedriveSummary | undefined;
   command.action(async (raw: Record<string, unknown>) => {
-    summary = await redrive(raw, { sqs: sqs.sqs });
+    summary = await redrive(raw, { sqs: sqs.sqs, ...io });
   });
   await program.parseAsync(
     [
@@ -226,5 +227,42 @@ describe("calico-flows redrive", () => {
     expect(again.redriven).toBe(1);
     expect(again.flowsApplied).toBe(0);
     expect(total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS))).toBe(before + d.length);
+  });
+});
+
+describe("progress", () => {
+  it("prints a plain line of what was taken and stored while it runs when stderr is not a terminal, none with --quiet", async () => {
+    const run = async (args: string[]) => {
+      for (let i = 0; i < 3; i++)
+        await send(dataRecord(encodeSubscriptionData(payloadOf(STREAM, redriveEvents(3, 20 + i)))));
+      const written: string[] = [];
+      let stopped = 0;
+      const stream = Object.assign(new PassThrough(), { isTTY: false });
+      stream.write = ((text: string) => written.push(text) > 0) as typeof stream.write;
+      await redriveCli(args, {
+        progress: {
+          stream,
+          // A tick a millisecond: each message's round trips through SQS and dynalite take longer.
+          every: (_ms, tick) => {
+            const timer = setInterval(tick, 1);
+            return () => {
+              clearInterval(timer);
+              stopped++;
+            };
+          },
+        },
+      });
+      return { written, stopped };
+    };
+    const shown = await run([]);
+    expect(shown.stopped).toBe(1);
+    expect(shown.written.length).toBeGreaterThan(0);
+    for (const line of shown.written) {
+      expect(line).toMatch(
+        /^progress after \d+s: \d+ messages taken \(\d+ redriven, \d+ problems\), \d+ log events, /,
+      );
+      expect(line).not.toContain("\u001b");
+    }
+    expect(await run(["--quiet"])).toEqual({ written: [], stopped: 0 });
   });
 });
