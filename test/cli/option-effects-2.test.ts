@@ -1,13 +1,12 @@
 // `--store` given beside `--table`, which names the store instead: noted on every command that opens a store, as
 // option-effects.test.ts checks the other common options a command has no use for.
 import { join } from "node:path";
-import type { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { registerBackfill } from "../../cli/commands/backfill.ts";
 import { registerFlows } from "../../cli/commands/flows.ts";
 import { registerRedrive } from "../../cli/commands/redrive.ts";
 import { registerReplay } from "../../cli/commands/replay.ts";
-import { parsedOptions } from "./run.ts";
+import { notesBeforeAction as notes } from "./run.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -17,22 +16,6 @@ afterEach(() => {
 const STORE = join("/nonexistent", "calico-flows-store");
 const QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/calico-flows-ingest-failures";
 const BOTH = ["--cluster", "prod", "--table", "calico-flows-prod", "--store", STORE];
-
-/** What `argv` writes on stderr before the command's action (which is not run), one string per write. */
-async function notes(
-  register: (program: Command) => void,
-  path: readonly string[],
-  argv: readonly string[],
-): Promise<string[]> {
-  const written: string[] = [];
-  vi.spyOn(process.stderr, "write").mockImplementation(((text: string) => {
-    written.push(text);
-    return true;
-  }) as typeof process.stderr.write);
-  await parsedOptions(register, path, argv);
-  vi.restoreAllMocks();
-  return written;
-}
 
 const storeNote = (command: string) =>
   expect.stringMatching(

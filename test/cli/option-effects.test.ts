@@ -5,14 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { zstdCompressSync } from "node:zlib";
-import type { Command } from "commander";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { registerFlows } from "../../cli/commands/flows.ts";
 import { registerPanic } from "../../cli/commands/panic.ts";
 import { parseStream, registerParse } from "../../cli/commands/parse.ts";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
 import { createScanner } from "../../functions/core/parse.ts";
-import { parsedOptions, runCli } from "./run.ts";
+import { notesBeforeAction as notes, runCli } from "./run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "cf-option-effects-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,22 +36,6 @@ const GIVEN_COMMON = [
   "--region",
   "eu-central-1",
 ];
-
-/** What `argv` writes on stderr before the command's action (which is not run), one string per write. */
-async function notes(
-  register: (program: Command) => void,
-  path: readonly string[],
-  argv: readonly string[],
-): Promise<string[]> {
-  const written: string[] = [];
-  vi.spyOn(process.stderr, "write").mockImplementation(((text: string) => {
-    written.push(text);
-    return true;
-  }) as typeof process.stderr.write);
-  await parsedOptions(register, path, argv);
-  vi.restoreAllMocks();
-  return written;
-}
 
 describe("a common option given where it has no effect", () => {
   const STORED =

@@ -3,13 +3,12 @@
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
-import type { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { registerFlows } from "../../cli/commands/flows.ts";
 import { registerPanic } from "../../cli/commands/panic.ts";
 import { registerReplay } from "../../cli/commands/replay.ts";
 import { lineBatches, notText } from "../../cli/lines.ts";
-import { parsedOptions } from "./run.ts";
+import { notesBeforeAction as notes } from "./run.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -17,22 +16,6 @@ afterEach(() => {
 
 /** Never created: the commands' actions are not run. */
 const STORE = join("/nonexistent", "calico-flows-review-store");
-
-/** What `argv` writes on stderr before the command's action (which is not run), one string per write. */
-async function notes(
-  register: (program: Command) => void,
-  path: readonly string[],
-  argv: readonly string[],
-): Promise<string[]> {
-  const written: string[] = [];
-  vi.spyOn(process.stderr, "write").mockImplementation(((text: string) => {
-    written.push(text);
-    return true;
-  }) as typeof process.stderr.write);
-  await parsedOptions(register, path, argv);
-  vi.restoreAllMocks();
-  return written;
-}
 
 describe("notes for common options without effect (cli/common.ts)", () => {
   // DEFECT: `--region` is never noted, though with the embedded store it reaches nothing: the embedded store's

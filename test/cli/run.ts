@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { Command } from "commander";
+import { vi } from "vitest";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const BIN = join(ROOT, "bin", "calico-flows.js");
@@ -89,4 +90,23 @@ export async function parsedOptions(
   });
   await program.parseAsync(argv, { from: "user" });
   return options;
+}
+
+/** What `argv` writes on stderr before the command's action (which is not run), one string per write. */
+export async function notesBeforeAction(
+  register: (program: Command) => void,
+  path: readonly string[],
+  argv: readonly string[],
+): Promise<string[]> {
+  const written: string[] = [];
+  const spy = vi.spyOn(process.stderr, "write").mockImplementation(((text: string) => {
+    written.push(text);
+    return true;
+  }) as typeof process.stderr.write);
+  try {
+    await parsedOptions(register, path, argv);
+  } finally {
+    spy.mockRestore();
+  }
+  return written;
 }
