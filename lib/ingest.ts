@@ -94,16 +94,12 @@ export class Ingest extends Construct {
   readonly subscriptions: logs.SubscriptionFilter[] = [];
   /** The subscription filters' name, the FilterName dimension of their AWS/Logs metrics. */
   readonly filterName: string;
-  /**
-   * The metric the log groups' metric filters count their calico lines in, all groups together. A metric filter can
-   * only take dimensions from the log events, so the cluster is in the name (two clusters' stacks share the
-   * namespace).
-   */
-  readonly linesLoggedMetricName: string;
+  readonly #clusterName: string;
 
   constructor(scope: Construct, id: string, props: IngestProps) {
     super(scope, id);
     const stack = Stack.of(this);
+    this.#clusterName = props.clusterName;
 
     this.function = new BaseFunction(this, "Function", {
       entry: "functions/ingest/handler.ts",
@@ -171,7 +167,6 @@ export class Ingest extends Construct {
     });
 
     this.filterName = `calico-flows-${props.clusterName}`;
-    this.linesLoggedMetricName = `CalicoLinesLogged-${props.clusterName}`;
     const destination = new LogGroupInvoke(this.function.function);
     // The prefix as one quoted term: `calico-packet` unquoted would be read as two terms and a minus.
     const filterPattern = logs.FilterPattern.literal(`"${props.logPrefix}"`);
@@ -194,17 +189,26 @@ export class Ingest extends Construct {
         filterPattern,
         filterName: this.filterName,
         metricNamespace: METRICS_NAMESPACE,
-        metricName: this.linesLoggedMetricName,
+        metricName: this.linesLoggedMetricName(logGroupName),
         metricValue: "1",
       });
     }
   }
 
-  /** The calico lines the subscribed log groups received (their metric filters' count), all groups together. */
-  metricLinesLogged(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+  /**
+   * The metric a subscribed log group's metric filter counts its calico lines in, one per group: each group is judged
+   * on its own. A metric filter only takes dimensions from fields of the log events, so the cluster (two clusters'
+   * stacks share the namespace) and the group's key are in the name.
+   */
+  linesLoggedMetricName(logGroupName: string): string {
+    return `CalicoLinesLogged-${this.#clusterName}-${logGroupKey(logGroupName)}`;
+  }
+
+  /** The calico lines a subscribed log group received: its metric filter's count. */
+  metricLinesLogged(logGroupName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
-      metricName: this.linesLoggedMetricName,
+      metricName: this.linesLoggedMetricName(logGroupName),
       statistic: cloudwatch.Stats.SUM,
       ...props,
     });

@@ -67,15 +67,16 @@ export class Monitoring extends Construct {
     const ingestFn = props.ingest.function;
     const panicFn = props.panic.function;
     // A function's own metric: Powertools' EMF in the functions' namespace, under its service and cluster.
-    const custom = (fn: BaseFunction, metricName: string) =>
+    const custom = (fn: BaseFunction, metricName: string, dimensions: Record<string, string> = {}) =>
       new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName,
-        dimensionsMap: { service: fn.serviceName, cluster: props.clusterName },
+        dimensionsMap: { service: fn.serviceName, cluster: props.clusterName, ...dimensions },
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
-    const ingest = (metricName: string) => custom(ingestFn, metricName);
+    const ingest = (metricName: string, dimensions?: Record<string, string>) =>
+      custom(ingestFn, metricName, dimensions);
     const queue = props.ingest.failedPayloads;
     const failedPayloads = queue.metricApproximateNumberOfMessagesVisible({
       statistic: cloudwatch.Stats.MAXIMUM,
@@ -108,22 +109,39 @@ export class Monitoring extends Construct {
       statistic: cloudwatch.Stats.MAXIMUM,
       period: PERIOD,
     });
-    const linesLogged = props.ingest.metricLinesLogged({ period: PERIOD, label: "calico lines logged" });
-    // The calico lines stored, against two independent counts of those there were: logged (the log groups' metric
-    // filters, which go on counting when deliveries stop) plus delivered (LinesSeen, which holds the malformed
-    // ones). All is well near 1/2; near 0 the lines do not reach the function, or do not parse. A period with
-    // neither count has no datapoint (a division by zero is dropped).
-    const storedShare = new cloudwatch.MathExpression({
-      expression: "stored / witnessed",
-      usingMetrics: {
-        stored: ingest("CalicoLines"),
-        witnessed: new cloudwatch.MathExpression({
-          expression: "SUM([logged, delivered])",
-          usingMetrics: { logged: linesLogged, delivered: ingest("LinesSeen") },
-          period: PERIOD,
-        }),
-      },
-      label: "calico lines stored / (logged + delivered)",
+    // A log group's calico lines stored, against two independent counts of those there were: logged (its metric
+    // filter, which goes on counting when its deliveries stop) plus delivered (which holds the malformed ones). All is
+    // well near 1/2; near 0 the group's lines do not reach the function, or do not parse. A period with neither count
+    // has no datapoint (a division by zero is dropped). A group whose subscription is gone stores nothing: no
+    // datapoint of its own, so FILL makes it 0 rather than leave the ratio to how a missing operand is taken. Per group, as a share of all groups' lines a group whose
+    // subscription is gone weighs little: (1 - 1/N) / (2 - 1/N) among N alike, 0.43 for four, and a small one nothing.
+    const storedShare = (logGroupName: string) => {
+      const ofGroup = (metricName: string) => ingest(metricName, { LogGroup: logGroupName });
+      return new cloudwatch.MathExpression({
+        expression: "FILL(stored, 0) / witnessed",
+        usingMetrics: {
+          stored: ofGroup("CalicoLinesByGroup"),
+          witnessed: new cloudwatch.MathExpression({
+            expression: "SUM([logged, delivered])",
+            usingMetrics: {
+              logged: props.ingest.metricLinesLogged(logGroupName, sum),
+              delivered: ofGroup("LinesSeenByGroup"),
+            },
+            period: PERIOD,
+          }),
+        },
+        label: `calico lines stored / (logged + delivered), ${logGroupName}`,
+        period: PERIOD,
+      });
+    };
+    // All the groups' metric filters' counts together, for the dashboard.
+    const loggedByGroup = Object.fromEntries(
+      props.logGroupNames.map((name, k) => [`logged${k}`, props.ingest.metricLinesLogged(name, sum)]),
+    );
+    const linesLogged = new cloudwatch.MathExpression({
+      expression: `SUM([${Object.keys(loggedByGroup).join(", ")}])`,
+      usingMetrics: loggedByGroup,
+      label: "calico lines logged",
       period: PERIOD,
     });
     const oldestWaiting = new cloudwatch.MathExpression({
@@ -261,30 +279,29 @@ export class Monitoring extends Construct {
           "deploy/rbac.yaml and the cluster endpoint.",
       });
     }
-    // Every other ingest metric comes from deliveries: with the subscriptions gone they all fall silent, and look
-    // like a cluster without denials; lines that do not parse make deliveries that succeed and store nothing.
-    this.alarm("LinesNotStored", {
-      metric: storedShare,
-      missingData: PER_DELIVERY_MISSING,
-      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-      // 80% of the lines there were: below what delivery lag takes off a period (seconds to a minute of five), above
-      // what one group's lines weigh once its subscription, among a few, is gone.
-      threshold: 0.4,
-      evaluationPeriods: 3,
-      description:
-        "In the last three 5-minute periods that had calico-packet lines, less than 80% of them were stored: their " +
-        "denials are neither stored nor alerted on. On the dashboard's Lines graph: lines logged by the log groups " +
-        "but not delivered (LinesSeen) mean the subscriptions do not deliver: check that each group still has the " +
-        `subscription filter ${props.ingest.filterName} (\`aws logs describe-subscription-filters\`; deploy the ` +
-        "stack again to restore it), and the alarms DeliveryErrors, IngestErrors, IngestThrottles and " +
-        "IngestBacklog. Lines delivered but not stored (CalicoLines) are malformed (MalformedLines): the ingest " +
-        'function\'s "malformed calico-packet line" warnings name samples by logStream and eventTimestamp (fetch ' +
-        "them with `aws logs get-log-events --start-time`); run them through `calico-flows parse`, whose stderr " +
-        "names each line and why (cut short by the shipper, or a format the parser does not know). Backfill the " +
-        "time range once fixed.",
-    });
     for (const logGroupName of props.logGroupNames) {
-      this.alarm(`DeliveryErrors${logGroupKey(logGroupName)}`, {
+      const key = logGroupKey(logGroupName);
+      // Every other ingest metric comes from deliveries: with a group's subscription gone they fall silent for it, as
+      // for a group without denials; lines that do not parse make deliveries that succeed and store nothing. Judged
+      // per group, as the delivery errors are: with all groups summed, one group's loss hid among the others' lines.
+      this.alarm(`LinesNotStored${key}`, {
+        metric: storedShare(logGroupName),
+        missingData: PER_DELIVERY_MISSING,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        // 80% of the lines there were: below what delivery lag takes off a period (seconds to a minute of five).
+        threshold: 0.4,
+        evaluationPeriods: 3,
+        description:
+          `In the last three 5-minute periods that had calico-packet lines in ${logGroupName}, less than 80% of ` +
+          "them were stored: their denials are neither stored nor alerted on. Logged (the group's metric filter) but " +
+          "not delivered (LinesSeenByGroup): its subscription does not deliver; check that the group still has the " +
+          `subscription filter ${props.ingest.filterName} (\`aws logs describe-subscription-filters\`; deploy the ` +
+          "stack again to restore it), and the alarms DeliveryErrors, IngestErrors, IngestThrottles and " +
+          "IngestBacklog. Delivered but not stored (CalicoLinesByGroup): malformed; run the samples that the ingest " +
+          'function\'s "malformed calico-packet line" warnings name through `calico-flows parse` (docs/deploy.md ' +
+          "§6). Backfill the time range once fixed.",
+      });
+      this.alarm(`DeliveryErrors${key}`, {
         metric: subscriptionMetric("DeliveryErrors", logGroupName),
         threshold: 1,
         evaluationPeriods: 3,
@@ -409,7 +426,8 @@ export class Monitoring extends Construct {
       }),
     );
     this.dashboard.addWidgets(
-      // Logged by the log groups against delivered to the function: apart, the subscriptions do not deliver.
+      // Logged by the log groups against delivered to the function: apart, the subscriptions do not deliver (each
+      // group's LinesNotStored alarm graphs its own).
       graph("Lines", [linesLogged, ingest("LinesSeen"), ingest("CalicoLines")]),
       graph("Flows", [ingest("FlowsWritten"), ingest("DuplicateFlows")], {
         right: [ingest("DynamoWriteRequests")],

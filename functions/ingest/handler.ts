@@ -131,6 +131,24 @@ function recordMetrics(result: DeliveryResult): void {
 }
 
 /**
+ * The delivery's lines again, under its log group: each group's LinesNotStored alarm sets them against the calico lines
+ * that group's metric filter counted, so that a group whose subscription is gone shows beside those that deliver. Names
+ * of their own, so that LinesSeen and CalicoLines stay one series each, the cluster's. One LogGroup value per subscribed
+ * group: only those may invoke the function.
+ */
+function recordGroupLines(logGroup: string, stats: DeliveryResult["stats"]): void {
+  for (const [name, value] of [
+    ["LinesSeenByGroup", stats.lines],
+    ["CalicoLinesByGroup", stats.calico],
+  ] as const) {
+    // A single metric is printed at once, and takes its dimension alone: the function's other metrics stay without.
+    const metric = metrics.singleMetric();
+    metric.addDimension("LogGroup", logGroup);
+    metric.addMetric(name, MetricUnit.Count, value);
+  }
+}
+
+/**
  * What a failed run stored, counted now: its retry does not count it again (it finds the flows stored, and opens
  * the alerts no more).
  */
@@ -211,6 +229,7 @@ export async function ingestEvent(
     signal?.removeEventListener("abort", timedOut);
   }
   recordMetrics(result);
+  recordGroupLines(logGroup, result.stats);
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
     // CloudWatch Logs finds an event by its stream and time, not by its id: `aws logs get-log-events --log-group-name

@@ -240,10 +240,11 @@ function alarmValue(props: Json, timeline: Timeline, period: number): number | u
     };
     // One series divided by another ("Using metric math", basic arithmetic): a missing value is taken as 0, and a
     // data point that would divide by zero is dropped.
-    const ratio = /^(\w+)\/(\w+)$/.exec((q.Expression ?? "").replace(/\s+/g, ""));
+    // FILL(id, 0): the series with its missing values 0.
+    const ratio = /^(?:FILL\((\w+),0\)|(\w+))\/(\w+)$/.exec((q.Expression ?? "").replace(/\s+/g, ""));
     if (ratio !== null) {
-      const denominator = byId(ratio[2] as string) ?? 0;
-      return denominator === 0 ? undefined : (byId(ratio[1] as string) ?? 0) / denominator;
+      const denominator = byId(ratio[3] as string) ?? 0;
+      return denominator === 0 ? undefined : (byId((ratio[1] ?? ratio[2]) as string) ?? 0) / denominator;
     }
     const sum = /^SUM\(\[([^\]]*)\]\)$/.exec((q.Expression ?? "").replace(/\s+/g, ""));
     if (sum === null) throw new Error(`expression ${q.Expression} is not evaluated here`);

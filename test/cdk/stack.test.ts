@@ -867,7 +867,7 @@ describe("CalicoFlowsStack", () => {
         // deliveries report (their endpoints, their lines), which judges the last periods that had deliveries.
         const reads = JSON.stringify(alarm.Properties.Metrics ?? alarm.Properties.MetricName);
         const keepsState =
-          /"(ApproximateNumberOfMessagesVisible|ApproximateAgeOfOldestMessage|UnresolvedEndpoints|LinesSeen)"/.test(
+          /"(ApproximateNumberOfMessagesVisible|ApproximateAgeOfOldestMessage|UnresolvedEndpoints|LinesSeenByGroup)"/.test(
             reads,
           );
         expect(alarm.Properties.TreatMissingData).toBe(keepsState ? "ignore" : "notBreaching");

@@ -379,12 +379,13 @@ describe("CloudWatch Logs → ingest function", () => {
       ];
       const number = (w: string) => words.indexOf(w);
       const stated =
-        /(\w+) alarms \(\$0\.10 per metric an alarm\s+reads:[^;]*; (\w+) alarms with\s+`attribution=none`\) plus one per log group/.exec(
+        /(\w+) alarms \(\$0\.10 per metric an alarm\s+reads:[^;]*; (\w+) alarms with\s+`attribution=none`\) plus two per log group/.exec(
           deployMd,
         );
       expect(stated).not.toBeNull();
       const [, withEks, withNone] = stated as unknown as [string, string, string];
-      const perGroup = CONFIG.logGroupNames.length;
+      // Each group's DeliveryErrors and LinesNotStored.
+      const perGroup = 2 * CONFIG.logGroupNames.length;
       expect(alarms.length - perGroup).toBe(number(withEks));
       const none = synth({ ...CONFIG, attribution: "none" }).resources;
       expect(ofType(none, "AWS::CloudWatch::Alarm").length - perGroup).toBe(number(withNone));
