@@ -148,7 +148,15 @@ const int = (min: number, max: number) =>
 const clusterName = z
   .string({ error: "expected the EKS cluster name" })
   .regex(/^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$/, "not a valid EKS cluster name");
-const logGroupName = z.string().regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, "not a valid CloudWatch Logs group name");
+// CloudWatch Logs takes names of up to 512 characters, but each group's alarms read metrics by its name as a
+// dimension value, which CloudWatch limits to 255.
+const logGroupName = z
+  .string()
+  .regex(/^[.\-_/#A-Za-z0-9]{1,512}$/, "not a valid CloudWatch Logs group name")
+  .max(
+    255,
+    "longer than 255 characters: its alarms read metrics by the name as a dimension value, which CloudWatch limits to 255",
+  );
 // Matched against aws:PrincipalArn with ArnLike: `*` may stand for a generated role-name suffix (SSO
 // permission sets), never for the account.
 const principalArn = z

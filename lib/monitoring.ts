@@ -291,15 +291,16 @@ export class Monitoring extends Construct {
         // 80% of the lines there were: below what delivery lag takes off a period (seconds to a minute of five).
         threshold: 0.4,
         evaluationPeriods: 3,
+        // The group's name once (up to 255 characters) and the cluster's filter name (up to 113) in a description of
+        // at most 1,024: the rest of the runbook is in docs/deploy.md §6.
         description:
           `In the last three 5-minute periods that had calico-packet lines in ${logGroupName}, less than 80% of ` +
-          "them were stored: their denials are neither stored nor alerted on. Logged (the group's metric filter) but " +
-          "not delivered (LinesSeenByGroup): its subscription does not deliver; check that the group still has the " +
-          `subscription filter ${props.ingest.filterName} (\`aws logs describe-subscription-filters\`; deploy the ` +
-          "stack again to restore it), and the alarms DeliveryErrors, IngestErrors, IngestThrottles and " +
-          "IngestBacklog. Delivered but not stored (CalicoLinesByGroup): malformed; run the samples that the ingest " +
-          'function\'s "malformed calico-packet line" warnings name through `calico-flows parse` (docs/deploy.md ' +
-          "§6). Backfill the time range once fixed.",
+          "them were stored: their denials are neither stored nor alerted on. Logged but not delivered " +
+          "(LinesSeenByGroup): check that the group still has the subscription filter " +
+          `${props.ingest.filterName} (deploy the stack again to restore it), and DeliveryErrors, IngestErrors and ` +
+          "IngestThrottles. Delivered but not stored (CalicoLinesByGroup): malformed lines, see the ingest " +
+          'function\'s "malformed calico-packet line" warnings and `calico-flows parse`. docs/deploy.md §6; ' +
+          "backfill the range once fixed.",
       });
       this.alarm(`DeliveryErrors${key}`, {
         metric: subscriptionMetric("DeliveryErrors", logGroupName),
