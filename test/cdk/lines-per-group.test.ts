@@ -10,6 +10,15 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
 import { appContext, parseConfig } from "../../lib/config.ts";
+import {
+  alarmValue,
+  breaches,
+  emfSums,
+  type Json,
+  type MetricQuery,
+  printedEmf,
+  seriesKey,
+} from "../support/alarm-math.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 
 const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
@@ -20,80 +29,14 @@ const CLUSTER = "prod-eu";
 /** Four node groups' host logs, of similar volume unless a scenario says otherwise. */
 const GROUPS = ["ng-a", "ng-b", "ng-c", "ng-d"].map((ng) => `/aws/containerinsights/${CLUSTER}/${ng}/host`);
 
-type Json = Record<string, unknown>;
-type Dimension = { Name: string; Value: unknown };
-type MetricQuery = {
-  Id: string;
-  Expression?: string;
-  ReturnData?: boolean;
-  MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions?: Dimension[] }; Stat: string };
-};
-
-const seriesKey = (namespace: string, metric: string, dims: readonly Dimension[]) =>
-  `${namespace}|${metric}|${JSON.stringify(
-    [...dims].sort((a, b) => a.Name.localeCompare(b.Name)).map((d) => [d.Name, d.Value]),
-  )}`;
-
-/** Adds the values of each series an EMF blob among `text`'s lines holds, by (namespace, metric, dimension set). */
-function addEmf(sums: Map<string, number>, text: string): void {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    const record = JSON.parse(line) as Json;
-    const aws = record._aws as
-      | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
-      | undefined;
-    for (const directive of aws?.CloudWatchMetrics ?? []) {
-      for (const names of directive.Dimensions) {
-        const dims = names.map((n) => ({ Name: n, Value: record[n] }));
-        for (const { Name } of directive.Metrics) {
-          const key = seriesKey(directive.Namespace, Name, dims);
-          const value = [record[Name] as number | number[]].flat().reduce((a, b) => a + b, 0);
-          sums.set(key, (sums.get(key) ?? 0) + value);
-        }
-      }
-    }
-  }
-}
-
-/**
- * The value an alarm compares with its threshold for one period of Sum datapoints, or undefined when it has none: its
- * metric math as CloudWatch computes it ("Using metric math": in arithmetic a missing value is taken as 0 and a
- * division by zero is dropped; SUM of an array of series leaves the missing ones out).
- */
-function alarmValue(alarm: Json, sums: ReadonlyMap<string, number>): number | undefined {
-  const queries = alarm.Metrics as MetricQuery[];
-  const value = (id: string): number | undefined => {
-    const query = queries.find((q) => q.Id === id);
-    if (query === undefined) throw new Error(`no query ${id}`);
-    if (query.MetricStat !== undefined) {
-      const { Metric, Stat } = query.MetricStat;
-      expect(Stat).toBe("Sum");
-      return sums.get(seriesKey(Metric.Namespace, Metric.MetricName, Metric.Dimensions ?? []));
-    }
-    const expression = (query.Expression ?? "").replace(/\s+/g, "");
-    // FILL(id, 0): the series with its missing values 0.
-    const ratio = /^(?:FILL\((\w+),0\)|(\w+))\/(\w+)$/.exec(expression);
-    if (ratio !== null) {
-      const denominator = value(ratio[3] as string) ?? 0;
-      return denominator === 0 ? undefined : (value((ratio[1] ?? ratio[2]) as string) ?? 0) / denominator;
-    }
-    const sum = /^SUM\(\[([^\]]*)\]\)$/.exec(expression);
-    if (sum === null) throw new Error(`expression ${query.Expression} is not evaluated here`);
-    const values = (sum[1] as string)
-      .split(",")
-      .map(value)
-      .filter((v): v is number => v !== undefined);
-    return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
-  };
-  const returned = queries.filter((q) => q.ReturnData !== false);
-  expect(returned).toHaveLength(1);
-  return value((returned[0] as MetricQuery).Id);
-}
-
+/** Whether the alarm breaches its threshold over one period of Sum datapoints. */
 function breaching(alarm: Json, sums: ReadonlyMap<string, number>): boolean {
   expect(alarm.ComparisonOperator).toBe("LessThanThreshold");
-  const v = alarmValue(alarm, sums);
-  return v !== undefined && v < (alarm.Threshold as number);
+  const v = alarmValue(alarm, (key, stat) => {
+    expect(stat).toBe("Sum");
+    return sums.get(key);
+  });
+  return v !== undefined && breaches(alarm, v);
 }
 
 let stack: CalicoFlowsStack;
@@ -188,24 +131,14 @@ async function period(
     const key = metricFilterSeries(group);
     sums.set(key, (sums.get(key) ?? 0) + count);
   }
-  const chunks: string[] = [];
-  const capture = (chunk: unknown) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8"));
-    return true;
-  };
-  const spies = [process.stdout, process.stderr].map((s) =>
-    vi.spyOn(s, "write").mockImplementation(capture as typeof s.write),
-  );
-  try {
+  const { emf } = await printedEmf(async () => {
     for (const group of delivered) {
       const make = malformed.includes(group) ? cutShort : calicoLine;
       const messages = Array.from({ length: lines[group] ?? 0 }, (_, k) => make(T0 + k, k));
       await handler(delivery(group, messages), context());
     }
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
-  addEmf(sums, chunks.join(""));
+  });
+  emfSums(emf, sums);
   return linesNotStored()
     .filter((a) => breaching(a.props, sums))
     .map((a) => GROUPS.find((g) => String(a.props.AlarmDescription).includes(g)) ?? a.id);

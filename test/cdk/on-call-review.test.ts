@@ -19,6 +19,16 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
 import { appContext, parseConfig } from "../../lib/config.ts";
+import {
+  alarmValue,
+  breaches,
+  type Dimension,
+  type EmfSample,
+  type Json,
+  type MetricQuery,
+  printedEmf,
+  seriesKey,
+} from "../support/alarm-math.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../support/kube-api-server.ts";
 
@@ -38,9 +48,6 @@ const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 /** A whole number of 5-minute periods, so that scenario times fall where they are meant to. */
 const T0 = Date.parse("2026-05-04T03:00:00Z");
-
-type Json = Record<string, unknown>;
-type Dimension = { Name: string; Value: unknown };
 
 // ---- the synthesized stack ---------------------------------------------------------------------------------
 
@@ -112,11 +119,6 @@ beforeAll(() => {
 
 // ---- metric series and a CloudWatch alarm evaluator --------------------------------------------------------
 
-const sortedDims = (dims: readonly Dimension[]) =>
-  JSON.stringify([...dims].sort((a, b) => a.Name.localeCompare(b.Name)).map((d) => [d.Name, d.Value]));
-const seriesKey = (namespace: string, metric: string, dims: readonly Dimension[]) =>
-  `${namespace}|${metric}|${sortedDims(dims)}`;
-
 const lambda = (fnId: string, metric: string) =>
   seriesKey("AWS/Lambda", metric, [{ Name: "FunctionName", Value: { Ref: fnId } }]);
 const sqs = (queueId: string, metric: string) =>
@@ -129,37 +131,6 @@ const subscription = (group: string, metric: string) =>
   ]);
 const logGroup = (group: string, metric: string) =>
   seriesKey("AWS/Logs", metric, [{ Name: "LogGroupName", Value: group }]);
-
-/** One EMF blob as Powertools prints it: its namespace, and each (dimension set, metric) with its values. */
-interface EmfSample {
-  key: string;
-  values: number[];
-}
-
-function parseEmf(text: string): EmfSample[] {
-  const samples: EmfSample[] = [];
-  for (const raw of text.split("\n")) {
-    if (!raw.startsWith("{")) continue;
-    const record = JSON.parse(raw) as Json;
-    const aws = record._aws as
-      | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
-      | undefined;
-    if (aws === undefined) continue;
-    for (const directive of aws.CloudWatchMetrics) {
-      for (const names of directive.Dimensions) {
-        const dims = names.map((n) => ({ Name: n, Value: record[n] }));
-        for (const { Name } of directive.Metrics) {
-          const value = record[Name] as number | number[];
-          samples.push({
-            key: seriesKey(directive.Namespace, Name, dims),
-            values: Array.isArray(value) ? value : [value],
-          });
-        }
-      }
-    }
-  }
-  return samples;
-}
 
 const PERIOD_MS = 5 * MINUTE;
 
@@ -208,74 +179,6 @@ class Timeline {
   }
 }
 
-type MetricStat = {
-  Metric: { Namespace: string; MetricName: string; Dimensions?: Dimension[] };
-  Stat: string;
-};
-type MetricQuery = { Id: string; Expression?: string; MetricStat?: MetricStat; ReturnData?: boolean };
-
-/** The value an alarm compares with its threshold for one period, or undefined when its data is missing. */
-function alarmValue(props: Json, timeline: Timeline, period: number): number | undefined {
-  if (typeof props.MetricName === "string") {
-    const key = seriesKey(
-      props.Namespace as string,
-      props.MetricName,
-      (props.Dimensions as Dimension[] | undefined) ?? [],
-    );
-    return timeline.statistic(key, period, props.Statistic as string);
-  }
-  const queries = props.Metrics as MetricQuery[];
-  const queryValue = (q: MetricQuery): number | undefined => {
-    if (q.MetricStat !== undefined) {
-      const m = q.MetricStat.Metric;
-      return timeline.statistic(
-        seriesKey(m.Namespace, m.MetricName, m.Dimensions ?? []),
-        period,
-        q.MetricStat.Stat,
-      );
-    }
-    const byId = (id: string) => {
-      const other = queries.find((o) => o.Id === id);
-      return other === undefined ? undefined : queryValue(other);
-    };
-    // One series divided by another ("Using metric math", basic arithmetic): a missing value is taken as 0, and a
-    // data point that would divide by zero is dropped.
-    // FILL(id, 0): the series with its missing values 0.
-    const ratio = /^(?:FILL\((\w+),0\)|(\w+))\/(\w+)$/.exec((q.Expression ?? "").replace(/\s+/g, ""));
-    if (ratio !== null) {
-      const denominator = byId(ratio[3] as string) ?? 0;
-      return denominator === 0 ? undefined : (byId((ratio[1] ?? ratio[2]) as string) ?? 0) / denominator;
-    }
-    const sum = /^SUM\(\[([^\]]*)\]\)$/.exec((q.Expression ?? "").replace(/\s+/g, ""));
-    if (sum === null) throw new Error(`expression ${q.Expression} is not evaluated here`);
-    const values = (sum[1] as string)
-      .split(",")
-      .map((id) => queries.find((other) => other.Id === id))
-      .map((other) => (other === undefined ? undefined : queryValue(other)))
-      .filter((v): v is number => v !== undefined);
-    return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
-  };
-  const returned = queries.find((q) => q.ReturnData !== false);
-  if (returned === undefined) throw new Error("an alarm with no returned query");
-  return queryValue(returned);
-}
-
-function breaches(props: Json, value: number): boolean {
-  const threshold = props.Threshold as number;
-  switch (props.ComparisonOperator) {
-    case "GreaterThanOrEqualToThreshold":
-      return value >= threshold;
-    case "GreaterThanThreshold":
-      return value > threshold;
-    case "LessThanThreshold":
-      return value < threshold;
-    case "LessThanOrEqualToThreshold":
-      return value <= threshold;
-    default:
-      throw new Error(`comparison ${String(props.ComparisonOperator)} is not evaluated here`);
-  }
-}
-
 interface Notification {
   alarm: string;
   state: "ALARM" | "OK";
@@ -308,7 +211,9 @@ function notifications(timeline: Timeline, from: number, to: number): Notificati
     type State = "ALARM" | "OK" | "INSUFFICIENT_DATA";
     let state: State = "OK";
     for (let p = Math.floor(from / PERIOD_MS); p < Math.floor(to / PERIOD_MS); p++) {
-      const window = Array.from({ length: n }, (_, k) => alarmValue(props, timeline, p - n + 1 + k));
+      const window = Array.from({ length: n }, (_, k) =>
+        alarmValue(props, (key, stat) => timeline.statistic(key, p - n + 1 + k, stat)),
+      );
       const present = window.filter((v): v is number => v !== undefined);
       let next: State = state;
       if (missing === "notBreaching" || missing === "breaching") {
@@ -351,23 +256,6 @@ function invokedOk(timeline: Timeline, fnId: string, at: number, durationMs: num
 }
 
 // ---- running the real handlers and reading what they print -------------------------------------------------
-
-async function printed<T>(run: () => Promise<T>): Promise<{ result: T; emf: EmfSample[] }> {
-  const chunks: string[] = [];
-  const capture = (chunk: unknown) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8"));
-    return true;
-  };
-  const out = vi.spyOn(process.stdout, "write").mockImplementation(capture as typeof process.stdout.write);
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(capture as typeof process.stderr.write);
-  try {
-    const result = await run();
-    return { result, emf: parseEmf(chunks.join("")) };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 /** The synthesized function's environment, its plain values (tokens such as the table name left out). */
 function stubEnvironment(env: Record<string, unknown>): void {
@@ -488,7 +376,7 @@ describe("the ingest function on call", () => {
     const runs: EmfSample[][] = [];
     for (let k = 0; k < 13; k++) {
       const now = Date.now();
-      const { emf } = await printed(() =>
+      const { emf } = await printedEmf(() =>
         handler(delivery([{ at: now, message: calicoLine(now) }]), lambdaContext()),
       );
       runs.push(emf);
@@ -546,7 +434,7 @@ describe("the ingest function on call", () => {
         at: now + i,
         message: calicoLine(now + i).replace(/ RES=0x00 SYN URGP=0$/, " RES=0x0"),
       }));
-      const { emf } = await printed(() => handler(delivery(lines), lambdaContext()));
+      const { emf } = await printedEmf(() => handler(delivery(lines), lambdaContext()));
       runs.push(emf);
     }
     const flows = await new DynamoFlowStore({ client: store.clientFor(), tableName }).queryFlows({
@@ -713,7 +601,7 @@ describe("the panic policy's expiry", () => {
       await harness.resetPanicWorld(h, scheduler);
       scheduler.on(CreateScheduleCommand).rejects(denied);
       scheduler.on(UpdateScheduleCommand).rejects(denied);
-      const { result, emf } = await printed(() =>
+      const { result, emf } = await printedEmf(() =>
         h.invoke(harness.apiEvent("POST", { reason: "INC-7 payments down", ttlMinutes: 60 })),
       );
       expect(result.statusCode).toBe(200);

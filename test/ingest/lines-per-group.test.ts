@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { CloudWatchLogsEvent, Context } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
+import { printedEmf } from "../support/alarm-math.ts";
 import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 
@@ -48,7 +49,7 @@ const context = (): Context =>
     succeed: () => {},
   }) as Context;
 
-/** One series of an EMF blob: its namespace, metric, dimensions (name → value) and value. */
+/** One series the handler printed for the event: its namespace, metric, dimensions (name → value) and value. */
 interface Sample {
   namespace: string;
   metric: string;
@@ -57,40 +58,13 @@ interface Sample {
 }
 
 async function invoke(handler: Handler, event: CloudWatchLogsEvent): Promise<Sample[]> {
-  const chunks: string[] = [];
-  const capture = (chunk: unknown) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8"));
-    return true;
-  };
-  const spies = [process.stdout, process.stderr].map((s) =>
-    vi.spyOn(s, "write").mockImplementation(capture as typeof s.write),
-  );
-  try {
-    await handler(event, context());
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
-  const samples: Sample[] = [];
-  for (const raw of chunks.join("").split("\n")) {
-    if (!raw.startsWith("{")) continue;
-    const record = JSON.parse(raw) as Record<string, unknown>;
-    const aws = record._aws as
-      | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
-      | undefined;
-    for (const directive of aws?.CloudWatchMetrics ?? []) {
-      for (const names of directive.Dimensions) {
-        for (const { Name } of directive.Metrics) {
-          samples.push({
-            namespace: directive.Namespace,
-            metric: Name,
-            dimensions: Object.fromEntries(names.map((n) => [n, record[n]])),
-            value: [record[Name] as number | number[]].flat().reduce((a, b) => a + b, 0),
-          });
-        }
-      }
-    }
-  }
-  return samples;
+  const { emf } = await printedEmf(() => handler(event, context()));
+  return emf.map(({ namespace, metric, dimensions, values }) => ({
+    namespace,
+    metric,
+    dimensions,
+    value: values.reduce((a, b) => a + b, 0),
+  }));
 }
 
 /** The per-group series printed, as `metric LogGroup=value`. */

@@ -20,85 +20,21 @@ import type { PanicResponse } from "../../functions/panic/service.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
 import { appContext, parseConfig } from "../../lib/config.ts";
 import { runCli } from "../cli/run.ts";
+import { alarmValue, breaches, emfSums, type Json, printedEmf, seriesKey } from "../support/alarm-math.ts";
 import type * as Harness from "./harness.ts";
 
 const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
   context: Record<string, unknown>;
 };
 
-type Json = Record<string, unknown>;
-type Dimension = { Name: string; Value: unknown };
-type MetricQuery = {
-  Id: string;
-  Expression?: string;
-  ReturnData?: boolean;
-  MetricStat?: { Metric: { Namespace: string; MetricName: string; Dimensions?: Dimension[] }; Stat: string };
-};
-
-const seriesKey = (namespace: string, metric: string, dims: readonly Dimension[]) =>
-  `${namespace}|${metric}|${JSON.stringify(
-    [...dims].sort((a, b) => a.Name.localeCompare(b.Name)).map((d) => [d.Name, d.Value]),
-  )}`;
-
-/** The sum of each series an EMF blob among `text`'s lines holds, by (namespace, metric, dimension set). */
-function emfSums(text: string): Map<string, number> {
-  const sums = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    const record = JSON.parse(line) as Json;
-    const aws = record._aws as
-      | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }
-      | undefined;
-    for (const directive of aws?.CloudWatchMetrics ?? []) {
-      for (const names of directive.Dimensions) {
-        const dims = names.map((n) => ({ Name: n, Value: record[n] }));
-        for (const { Name } of directive.Metrics) {
-          const value = record[Name] as number | number[];
-          const key = seriesKey(directive.Namespace, Name, dims);
-          sums.set(key, (sums.get(key) ?? 0) + [value].flat().reduce((a, b) => a + b, 0));
-        }
-      }
-    }
-  }
-  return sums;
-}
-
-/**
- * Whether the alarm, given one period of Sum datapoints, is breaching: its one metric, or its metric math (the SUM of
- * series, missing ones left out, as CloudWatch's SUM of an array of series does), against its threshold.
- */
+/** Whether the alarm breaches its threshold over one period of Sum datapoints (missing data is not breaching). */
 function breaching(alarm: Json, sums: ReadonlyMap<string, number>): boolean {
-  const statistic = (namespace: string, metric: string, dims: Dimension[] = [], stat = "Sum") => {
-    expect(stat).toBe("Sum");
-    return sums.get(seriesKey(namespace, metric, dims));
-  };
-  let value: number | undefined;
-  if (typeof alarm.MetricName === "string") {
-    value = statistic(
-      alarm.Namespace as string,
-      alarm.MetricName,
-      alarm.Dimensions as Dimension[],
-      alarm.Statistic as string,
-    );
-  } else {
-    const queries = alarm.Metrics as MetricQuery[];
-    const returned = queries.find((q) => q.ReturnData !== false);
-    const sum = /^SUM\(\[([^\]]*)\]\)$/.exec((returned?.Expression ?? "").replace(/\s+/g, ""));
-    if (sum === null) throw new Error(`expression ${returned?.Expression} is not evaluated here`);
-    const values = (sum[1] as string)
-      .split(",")
-      .map((id) => queries.find((q) => q.Id === id)?.MetricStat)
-      .map((m) =>
-        m === undefined
-          ? undefined
-          : statistic(m.Metric.Namespace, m.Metric.MetricName, m.Metric.Dimensions, m.Stat),
-      )
-      .filter((v): v is number => v !== undefined);
-    value = values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
-  }
   expect(alarm.ComparisonOperator).toBe("GreaterThanOrEqualToThreshold");
-  // Missing data is not breaching: a quiet period is a healthy one.
-  return value !== undefined && value >= (alarm.Threshold as number);
+  const value = alarmValue(alarm, (key, stat) => {
+    expect(stat).toBe("Sum");
+    return sums.get(key);
+  });
+  return value !== undefined && breaches(alarm, value);
 }
 
 const CLUSTER = "prod-eu";
@@ -149,25 +85,14 @@ beforeEach(() => harness.resetPanicWorld(h, scheduler));
  * the EMF it printed, and Lambda's Errors for it (1 if it threw, else 0).
  */
 async function alarmedBy(call: () => Promise<unknown>): Promise<{ alarmed: boolean; result: unknown }> {
-  const chunks: string[] = [];
-  const capture = (chunk: unknown) => {
-    chunks.push(String(chunk));
-    return true;
-  };
-  const spies = [process.stdout, process.stderr].map((s) =>
-    vi.spyOn(s, "write").mockImplementation(capture as typeof s.write),
+  const { result: outcome, emf } = await printedEmf(() =>
+    call().then(
+      (result) => ({ result, threw: false }),
+      (error: unknown) => ({ result: error, threw: true }),
+    ),
   );
-  let result: unknown;
-  let threw = false;
-  try {
-    result = await call();
-  } catch (error) {
-    threw = true;
-    result = error;
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
-  const sums = emfSums(chunks.join(""));
+  const { result, threw } = outcome;
+  const sums = emfSums(emf);
   sums.set(lambdaErrors, threw ? 1 : 0);
   return { alarmed: breaching(panicErrors, sums), result };
 }
