@@ -174,25 +174,27 @@ export class Monitoring extends Construct {
     };
     // The query function answers a failed query with a 500, a success for Lambda: its Errors count only what it
     // did not answer (a timeout, its configuration), QueryFailures the rest.
+    /** A function's Errors (what it threw or timed out on) and `failures`, those it answered: each per period. */
+    const errorsAnd = (fn: BaseFunction, failures: cloudwatch.IMetric, label: string) =>
+      new cloudwatch.MathExpression({
+        expression: "SUM([errors, failures])",
+        usingMetrics: { errors: fn.function.metricErrors(sum), failures },
+        label,
+        period: PERIOD,
+      });
     const queryFn = props.queryFunction;
     const queryFailures = custom(queryFn, "QueryFailures").with({ label: "queries answered 500" });
-    const queryErrors = new cloudwatch.MathExpression({
-      expression: "SUM([errors, failures])",
-      usingMetrics: { errors: queryFn.function.metricErrors(sum), failures: queryFailures },
-      label: "query function errors and queries answered 500",
-      period: PERIOD,
-    });
+    const queryErrors = errorsAnd(queryFn, queryFailures, "query function errors and queries answered 500");
     // The panic function answers a failed request too (a 502 when the Kubernetes API refuses it or is down, a 500),
     // a success for Lambda: its Errors count what it threw (a scheduled expiry's revert, a timeout), PanicFailures
     // the failures it answered, refusals left out (a body not valid, a foreign policy left alone: docs/panic.md),
     // and an expiry event it could not read (not retried: its policy stays).
     const panicFailures = custom(panicFn, "PanicFailures").with({ label: "panic requests answered failed" });
-    const panicErrors = new cloudwatch.MathExpression({
-      expression: "SUM([errors, failures])",
-      usingMetrics: { errors: panicFn.function.metricErrors(sum), failures: panicFailures },
-      label: "panic function errors and panic requests answered failed",
-      period: PERIOD,
-    });
+    const panicErrors = errorsAnd(
+      panicFn,
+      panicFailures,
+      "panic function errors and panic requests answered failed",
+    );
     // Scheduler's own metrics, per schedule group (namespace AWS/Scheduler, dimension ScheduleGroup).
     const schedules = props.panic.scheduleGroup;
 
