@@ -37,7 +37,12 @@ function checkEvents(events: unknown): string | undefined {
 }
 
 const MIN_CHUNK = 64 * 1024;
-const MAX_CHUNK = 64 * 1024 * 1024;
+/**
+ * The most JSON a delivery may decompress to. Lambda takes at most 1 MB of asynchronous event, so a delivery is at
+ * most some 770 KB of gzip, which at gzip's limit of 1032:1 could hold 790 MB: beyond what the function's 1 GB can
+ * parse, it would die out of memory at every attempt. Real deliveries are a few MB (5,000 events: 1.9 MB).
+ */
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
 
 /**
  * Output buffer size for gunzip: the size the gzip trailer announces (ISIZE, the last member's length mod
@@ -49,7 +54,7 @@ const MAX_CHUNK = 64 * 1024 * 1024;
 function outputChunkSize(compressed: Buffer): number {
   if (compressed.length < 18) return MIN_CHUNK;
   const announced = compressed.readUInt32LE(compressed.length - 4) + 1;
-  return Math.max(MIN_CHUNK, Math.min(announced, compressed.length * 1032, MAX_CHUNK));
+  return Math.max(MIN_CHUNK, Math.min(announced, compressed.length * 1032, MAX_JSON_BYTES));
 }
 
 /** base64Bytes' buffer, grown to the largest delivery seen. */
@@ -84,8 +89,14 @@ export function decodeDelivery(data: unknown): Delivery {
   let json: Buffer;
   try {
     const compressed = base64Bytes(data);
-    json = gunzipSync(compressed, { chunkSize: outputChunkSize(compressed) });
+    json = gunzipSync(compressed, {
+      chunkSize: outputChunkSize(compressed),
+      maxOutputLength: MAX_JSON_BYTES,
+    });
   } catch (error) {
+    if ((error as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new CorruptPayloadError(`awslogs.data decompresses to more than ${MAX_JSON_BYTES / 2 ** 20} MiB`);
+    }
     // Buffer.from skips what is not base64, so tell the two failures apart only now, off the hot path.
     if (data.length % 4 !== 0 || !BASE64.test(data)) {
       throw new CorruptPayloadError(`awslogs.data is not base64 (${data.length} characters)`);

@@ -48,6 +48,22 @@ describe("subscription payloads", () => {
     expect(() => decodeSubscriptionData(data)).toThrow(reason);
   });
 
+  it("refuses a delivery that decompresses to more than 64 MiB, before holding it", () => {
+    // One event whose message is 65 MiB of one letter: some 65 KB of gzip, far below Lambda's 1 MB.
+    const message = "A".repeat(65 * 2 ** 20);
+    const bomb = gzipSync(JSON.stringify({ ...payload, logEvents: [{ id: "1", timestamp: 0, message }] }));
+    expect(bomb.length).toBeLessThan(200_000);
+    const data = bomb.toString("base64");
+    expect(() => decodeDelivery(data)).toThrow(CorruptPayloadError);
+    expect(() => decodeDelivery(data)).toThrow("decompresses to more than 64 MiB");
+    // A delivery just under the limit still decodes.
+    const large = {
+      ...payload,
+      logEvents: [{ id: "1", timestamp: 0, message: message.slice(0, 63 * 2 ** 20) }],
+    };
+    expect(decodeDelivery(gzipSync(JSON.stringify(large)).toString("base64")).events.length).toBe(1);
+  });
+
   it("names a delivery read from its bytes as the same events given as objects", () => {
     const odd = {
       ...payload,
