@@ -341,57 +341,74 @@ function newestFirst(a: Holder, b: Holder): number {
   return holderKey(a) < holderKey(b) ? -1 : holderKey(a) > holderKey(b) ? 1 : 0;
 }
 
+/** A node holder made from a hostNetwork pod's address (hostNetworkNodeHolders), not from the Node object. */
+function fromHostNetworkPod(h: Holder): boolean {
+  return h.uid?.startsWith("hostNetwork:") === true;
+}
+
 /**
- * Whether `later` shows that the holder `h` had let its address go by `later.validFrom`: an address is one pod's at
- * a time, and a pod's hold is never given back to it; nor is a node's address a pod's, unless the pod runs on that
- * node (EKS Fargate, see newestFirst); and a pod on another node holds no live node's address.
+ * Whether `later` (created after `h`) cannot have held the address while `h` did: an address is one pod's at a time,
+ * and a pod's hold is never given back to it; nor is a node's address a pod's, unless the pod runs on that node
+ * (EKS Fargate, see newestFirst); a pod on another node holds no live node's address; and a node's address is no
+ * other node's: one of another name, or another Node object of its name (EKS names a node after its address, so an
+ * instance given a gone one's address gets its name too). A node's hostNetwork pods are its own.
  */
-function displaces(later: Holder, h: Holder): boolean {
+function excludes(later: Holder, h: Holder): boolean {
   if (later.validFrom <= h.validFrom) return false;
   if (h.kind === "pod") return later.kind === "pod" || (later.kind === "node" && later.name !== h.node);
-  return h.kind === "node" && later.kind === "pod" && later.node !== h.name;
+  if (h.kind !== "node") return false;
+  if (later.kind === "pod") return later.node !== h.name;
+  return (
+    later.kind === "node" && (later.name !== h.name || (!fromHostNetworkPod(later) && later.uid !== h.uid))
+  );
 }
 
 /**
- * The end of `h`'s hold among `holders`: its recorded end (a deletion time, or the moment a directory saw it gone,
- * an upper bound either way), or the creation of the first holder that displaced it, if earlier. A holder whose
- * end nobody saw (a Lambda container recycled before it looked again) thus ends where its address went on.
+ * The latest time `h` is known to have held its address: when a directory last saw it do so (`seenAt`), else its
+ * recorded end, or, open in the view it comes from (a snapshot, a list), now.
  */
-function endAmong(h: Holder, holders: readonly Holder[]): number | null {
-  let end = h.validTo;
-  if (h.kind === "service") return end;
-  for (const later of holders) {
-    if (displaces(later, h) && (end === null || later.validFrom < end)) end = later.validFrom;
-  }
-  return end;
+function heldUntil(h: Holder): number {
+  return h.seenAt ?? h.validTo ?? Number.POSITIVE_INFINITY;
 }
 
-/** `holders` with the ends endAmong gives them (the same objects when none changes). */
-function withDisplacedEnds(holders: Iterable<Holder>): Holder[] {
-  const list = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
-  if (list.length < 2) return list;
-  let out: Holder[] | undefined;
-  for (let i = 0; i < list.length; i++) {
-    const h = list[i] as Holder;
-    const end = endAmong(h, list);
-    if (end !== h.validTo) {
-      out ??= list.slice();
-      out[i] = { ...h, validTo: end };
-    }
+/**
+ * `h` with the part of its recorded lifetime in which it can have held its address among `holders` (`h` itself when
+ * that is all of it). A holder it excludes (see excludes) ends it where it begins: its recorded end is an upper bound
+ * (a deletion time, or the moment a directory saw it gone), and a holder whose end nobody saw (a Lambda container
+ * recycled before it looked again) thus ends where its address went on. Unless `h` is known to have held the address
+ * after that holder let it go: then it got the address only then, its `validFrom` being earlier (a pod's startTime
+ * precedes its address, by minutes when the VPC CNI has none free; a recreated sandbox gets a new one), and a finished
+ * pod that Kubernetes keeps with its status.podIP must not end the pod that holds the address now.
+ */
+function lifetimeAmong(h: Holder, holders: readonly Holder[]): Holder {
+  if (h.kind === "service") return h;
+  let from = h.validFrom;
+  let to = h.validTo;
+  const held = heldUntil(h);
+  for (const later of holders) {
+    if (!excludes(later, h)) continue;
+    if (later.validTo !== null && later.validTo < held) from = Math.max(from, later.validTo);
+    else if (to === null || later.validFrom < to) to = later.validFrom;
   }
-  return out ?? list;
+  return from === h.validFrom && to === h.validTo ? h : { ...h, validFrom: from, validTo: to };
+}
+
+/** Whether a lifetime lifetimeAmong gives is empty: others held the address throughout. */
+function neverHeld(h: Holder): boolean {
+  return h.validTo !== null && h.validTo < h.validFrom;
 }
 
 /**
  * The holder of an IP at `at` (epoch ms), or undefined ("say unknown rather than guess"):
  * - never a holder created after `at`;
- * - never a holder after a newer one displaced it (endAmong: one pod at a time, no pod on a live node's address);
+ * - only within the part of its lifetime the others leave it (lifetimeAmong: one pod at a time, no pod on a live
+ *   node's address, one node at a time);
  * - among holders whose lifetime covers `at`, the most recently created: an IP is held by one pod at a
  *   time, so when recorded lifetimes overlap (a deletion time is an upper bound) the newer holder is the
  *   one that got the IP back from the pool; but a pod before the node it runs on (EKS Fargate, see newestFirst);
  * - otherwise a holder that ended at most `toleranceMs` before `at` (collection lag, see END_TOLERANCE_MS),
  *   the latest to end.
- * The holder returned is the one given, with its recorded end.
+ * The holder returned is the one given, with its recorded lifetime.
  */
 export function pickHolder(
   holders: Iterable<Holder>,
@@ -404,7 +421,9 @@ export function pickHolder(
   let recentEnd = 0;
   for (const h of list) {
     if (h.validFrom > at) continue;
-    const end = list.length === 1 ? h.validTo : endAmong(h, list);
+    const life = list.length === 1 ? h : lifetimeAmong(h, list);
+    if (life.validFrom > at || neverHeld(life)) continue;
+    const end = life.validTo;
     if (end === null || at <= end) {
       if (covering === undefined || newestFirst(h, covering) < 0) covering = h;
     } else if (at <= end + toleranceMs) {
@@ -422,7 +441,7 @@ export const VARIES = "varies";
 
 /**
  * The holder pickHolder picks at every time in [from, until], undefined when it picks none at any of them, or
- * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (to the end endAmong gives
+ * VARIES. Decided without pickHolder's preferences: when exactly one holder's lifetime (the part lifetimeAmong leaves
  * it, with the tolerance after it) meets the span and covers all of it, it is the only candidate at every time, so
  * it is the answer; when none meets the span there is never a candidate. Anything else (two holders meet the span, or one covers
  * only part of it) is VARIES, and the caller asks per time.
@@ -433,20 +452,19 @@ export function holderThroughout(
   until: number,
   toleranceMs: number = END_TOLERANCE_MS,
 ): Holder | undefined | typeof VARIES {
-  const given = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
-  const list = withDisplacedEnds(given);
-  let only: number | undefined;
-  for (let i = 0; i < list.length; i++) {
-    const h = list[i] as Holder;
-    const end = h.validTo === null ? Number.POSITIVE_INFINITY : h.validTo + toleranceMs;
-    if (h.validFrom > until || end < from) continue;
+  const list = Array.isArray(holders) ? (holders as Holder[]) : [...holders];
+  let only: { given: Holder; life: Holder } | undefined;
+  for (const h of list) {
+    const life = list.length === 1 ? h : lifetimeAmong(h, list);
+    const end = life.validTo === null ? Number.POSITIVE_INFINITY : life.validTo + toleranceMs;
+    if (life.validFrom > until || end < from || neverHeld(life)) continue;
     if (only !== undefined) return VARIES;
-    only = i;
+    only = { given: h, life };
   }
   if (only === undefined) return undefined;
-  const answer = onlyThroughout(list[only] as Holder, from, until, toleranceMs);
-  // The holder as given, not its copy with the end the others gave it.
-  return answer === undefined || answer === VARIES ? answer : (given[only] as Holder);
+  const answer = onlyThroughout(only.life, from, until, toleranceMs);
+  // The holder as given, not its copy with the lifetime the others left it.
+  return answer === undefined || answer === VARIES ? answer : only.given;
 }
 
 /** pickHolder for a single holder. */

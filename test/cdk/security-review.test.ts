@@ -100,6 +100,22 @@ describe("security review", () => {
       }
       expect(unrestricted).toEqual([]);
     });
+
+    it("lets the reader ClusterRole only list pods, nodes and namespaces: the collection reads the ingest makes", () => {
+      // Defect: calico-flows-reader granted `get` besides `list`, though the live directory only lists
+      // (/api/v1/pods, /nodes, /namespaces, with a field selector or paged; functions/adapters/kube/live-directory.ts).
+      // Impact: a verb the function never uses, held by a function that parses untrusted log text.
+      // Expected: exactly `list` on the three core resources, nothing else.
+      const rules = clusterRole("calico-flows-reader").rules ?? [];
+      const grants = rules.flatMap((r) =>
+        (r.apiGroups ?? []).flatMap((group) =>
+          (r.resources ?? []).flatMap((resource) =>
+            (r.verbs ?? []).map((verb) => `${group}/${resource}:${verb}${r.resourceNames ? " by name" : ""}`),
+          ),
+        ),
+      );
+      expect(grants.sort()).toEqual(["/namespaces:list", "/nodes:list", "/pods:list"]);
+    });
   });
 
   describe("EKS access entries", () => {

@@ -334,15 +334,22 @@ function holder(
   return { kind, namespace: "ns", name, workload: null, node: null, uid: name, validFrom, validTo };
 }
 
-/** Holders created by `lastStart`, alive or ended at most `longest` after their creation. */
+/**
+ * Holders created by `lastStart`, alive or ended at most `longest` after their creation, some with the time a
+ * directory last saw them hold the address.
+ */
 function holderWithin(lastStart: number, longest: number): fc.Arbitrary<Holder> {
   return fc
     .record({
       id: fc.integer({ min: 0, max: 1_000_000 }),
       from: fc.integer({ min: 0, max: lastStart }),
       length: fc.option(fc.integer({ min: 0, max: longest })),
+      seen: fc.option(fc.integer({ min: 0, max: longest }), { freq: 2 }),
     })
-    .map(({ id, from, length }) => holder(`h${id}`, from, length === null ? null : from + length));
+    .map(({ id, from, length, seen }) => {
+      const h = holder(`h${id}`, from, length === null ? null : from + length);
+      return seen === null ? h : { ...h, seenAt: from + Math.min(seen, length ?? seen) };
+    });
 }
 
 describe("pickHolder", () => {
@@ -371,8 +378,9 @@ describe("pickHolder", () => {
   });
 
   it("ends a pod's hold where a newer holder's begins: an address is one pod's at a time", () => {
-    // Nobody saw "old" end (its container was recycled): the newer pod that got the address says when it did.
-    const old = holder("old", 1_000, null);
+    // Nobody saw "old" end (its container was recycled; the history has it open, as last seen at 2 000): the newer
+    // pod that got the address says when it did.
+    const old = { ...holder("old", 1_000, null), seenAt: 2_000 };
     const next = holder("next", 6_000, 8_000);
     expect(pickHolder([old, next], 5_999)?.name).toBe("old");
     expect(pickHolder([old, next], 7_000)?.name).toBe("next");
@@ -388,6 +396,57 @@ describe("pickHolder", () => {
     const fargateNode = holder("fargate-ip-192-168-7-20", 2_000, null, "node");
     expect(pickHolder([fargate, fargateNode], 15_000)?.name).toBe("fargate-pod");
     expect(pickHolder([fargateNode, fargate], 15_000)?.name).toBe("fargate-pod");
+  });
+
+  it("does not end a pod that still holds the address at a newer pod that let it go: it took it after that one", () => {
+    // web: startTime 08:00, but Pending until 10:05 (no free VPC CNI address), when it got the address a CronJob's
+    // pod (09:00-09:01, kept Succeeded with its status.podIP) had let go.
+    const H = 3600_000;
+    const MIN = 60_000;
+    const web = holder("web", 8 * H, null);
+    const cron = holder("cron", 9 * H, 9 * H + MIN);
+    for (const holders of [
+      [web, cron],
+      [cron, web],
+    ]) {
+      expect(pickHolder(holders, 10.5 * H)?.name).toBe("web");
+      expect(pickHolder(holders, 9 * H + 30_000)?.name).toBe("cron");
+      // A pod never gets its address back: web, holding it after the Job pod, did not hold it before.
+      expect(pickHolder(holders, 8.5 * H)).toBeUndefined();
+      expect((holderThroughout(holders, 10.5 * H, 10.6 * H) as Holder).name).toBe("web");
+      expect(holderThroughout(holders, 8.5 * H, 10.5 * H)).toBe(VARIES);
+    }
+    // Nor when web has ended since, after the Job pod: its end (or a directory's sighting of it) says it did.
+    expect(pickHolder([{ ...web, validTo: 11 * H }, cron], 10.5 * H)?.name).toBe("web");
+    expect(pickHolder([{ ...web, seenAt: 10.2 * H }, cron], 10.5 * H)?.name).toBe("web");
+    // What the history remembers open but was last seen holding the address before the Job pod had it is no
+    // evidence it holds it since.
+    expect(pickHolder([{ ...web, seenAt: 8.5 * H }, cron], 10.5 * H)).toBeUndefined();
+    expect(pickHolder([{ ...web, seenAt: 8.5 * H }, cron], 8.6 * H)?.name).toBe("web");
+  });
+
+  it("ends a node's hold where another node's begins, but not at its own hostNetwork pods", () => {
+    const MIN = 60_000;
+    const node = (name: string, uid: string, from: number, to: number | null, seenAt?: number): Holder => ({
+      ...holder(name, from, to, "node"),
+      namespace: null,
+      node: name,
+      uid,
+      ...(seenAt === undefined ? {} : { seenAt }),
+    });
+    // n1, remembered open (last seen at +1 min); Karpenter gave its address to n2, from +10 to +15 min.
+    const n1 = node("ip-192-168-46-9.old", "hostNetwork:a", 0, null, MIN);
+    const n2 = node("ip-192-168-46-9.new", "uid-n2", 10 * MIN, 15 * MIN);
+    expect(pickHolder([n1, n2], 5 * MIN)?.name).toBe("ip-192-168-46-9.old");
+    expect(pickHolder([n1, n2], 20 * MIN)).toBeUndefined();
+    // EKS names a node after its address: the new instance of a reused address is another Node of the same name.
+    const again = node("ip-192-168-46-9.old", "uid-n1-again", 10 * MIN, 15 * MIN);
+    const n1Object = node("ip-192-168-46-9.old", "uid-n1", 0, null, MIN);
+    expect(pickHolder([n1Object, again], 20 * MIN)).toBeUndefined();
+    expect(pickHolder([n1, again], 20 * MIN)).toBeUndefined();
+    // A hostNetwork pod of the node (aws-node replaced by a DaemonSet update) ends nothing of its node.
+    const awsNode = node("ip-192-168-46-9.old", "hostNetwork:b", 10 * MIN, 15 * MIN);
+    expect(pickHolder([n1Object, awsNode], 20 * MIN)?.uid).toBe("uid-n1");
   });
 
   it("never picks a holder created after the event, even with no other candidate", () => {
@@ -409,34 +468,34 @@ describe("pickHolder", () => {
         fc.integer({ min: 0, max: 50 }),
         (holders, at, tolerance) => {
           const picked = pickHolder(holders, at, tolerance);
-          // One pod at a time: a pod's hold ends where a newer pod's begins, if its recorded end is later.
-          const endOf = (h: Holder) =>
-            holders
-              .filter((later) => later.validFrom > h.validFrom)
-              .reduce<number | null>(
-                (end, later) => (end === null || later.validFrom < end ? later.validFrom : end),
-                h.validTo,
-              );
-          const covers = (h: Holder) => {
-            const end = endOf(h);
-            return h.validFrom <= at && (end === null || at <= end);
+          // One pod at a time, never given back: a pod's hold ends where a newer pod's begins, if its recorded end
+          // is later; but a newer pod that ended before the pod was last known to hold the address (when a
+          // directory saw it, else its end; open without a sighting, as in a snapshot: now) held it before the pod,
+          // which holds it only from that end.
+          const lifetime = (h: Holder) => {
+            const held = h.seenAt ?? h.validTo ?? Number.POSITIVE_INFINITY;
+            let from = h.validFrom;
+            let to = h.validTo;
+            for (const later of holders.filter((l) => l.validFrom > h.validFrom)) {
+              if (later.validTo !== null && later.validTo < held) from = Math.max(from, later.validTo);
+              else if (to === null || later.validFrom < to) to = later.validFrom;
+            }
+            return { from, to };
           };
-          if (picked !== undefined) {
-            expect(picked.validFrom).toBeLessThanOrEqual(at);
-            const end = endOf(picked);
-            expect(end === null || at <= end + tolerance).toBe(true);
-            expect(holders.some((h) => h.validFrom > picked.validFrom && h.validFrom <= at)).toBe(false);
-          }
+          const covers = (h: Holder) => {
+            const { from, to } = lifetime(h);
+            return from <= at && (to === null || at <= to);
+          };
+          const recent = (h: Holder) => {
+            const { from, to } = lifetime(h);
+            return from <= at && to !== null && to >= from && at <= to + tolerance;
+          };
+          if (picked !== undefined) expect(covers(picked) || recent(picked)).toBe(true);
           const covering = holders.filter(covers);
           if (covering.length > 0) {
             expect(picked !== undefined && covers(picked)).toBe(true);
             expect(picked?.validFrom).toBe(Math.max(...covering.map((h) => h.validFrom)));
-          } else if (
-            !holders.some((h) => {
-              const end = endOf(h);
-              return h.validFrom <= at && end !== null && at <= end + tolerance;
-            })
-          ) {
+          } else if (!holders.some(recent)) {
             expect(picked).toBeUndefined();
           }
         },

@@ -43,8 +43,11 @@ export interface AccessFixes {
 
 export const EKS_FIXES: AccessFixes = {
   unauthorized: "the function role needs an EKS access entry (see docs/deploy.md)",
+  // The access entry maps the role to a group and attaches no access policy: deploy/rbac.yaml grants the group all it
+  // reads (docs/deploy.md).
   forbidden:
-    "the function role needs an EKS access entry with the AmazonEKSViewPolicy access policy (see docs/deploy.md)",
+    "the function role's EKS access entry must map it to the Kubernetes group calico-flows-reader, which " +
+    "deploy/rbac.yaml lets list pods, nodes and namespaces: kubectl apply -f deploy/rbac.yaml (see docs/deploy.md)",
 };
 
 export const KUBECONFIG_FIXES: AccessFixes = {

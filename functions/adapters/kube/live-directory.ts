@@ -604,15 +604,16 @@ export class LiveDirectory implements IpDirectory {
       this.#firstFullListAt,
       this.#fullListAt,
     ].filter((t): t is number => t !== undefined && t >= recent);
-    if (looks.length === 0) return [...remembered];
     const inView = new Set(live.map(holderKey));
-    return remembered.map((h) => {
+    return remembered.map((item) => {
+      // Versions before seenAt (a6de762 and earlier) wrote holders without it, when a look showed them: such a holder
+      // held the address from its validFrom on, and those versions ended it at the first look that did not show it.
+      // Without a seenAt, an open holder would count as holding the address now (holders.ts, heldUntil).
+      const seenAt = item.seenAt ?? item.validFrom;
+      const h = item.seenAt === seenAt ? item : { ...item, seenAt };
       // Node-list holders are not what a pod look finds.
       const fromPods = h.kind === "pod" || (h.kind === "node" && h.uid?.startsWith("hostNetwork:") === true);
       if (!fromPods || inView.has(holderKey(h))) return h;
-      // Versions before seenAt (a6de762 and earlier) wrote holders without it, when a look showed them: such a holder
-      // held the address from its validFrom on, and those versions ended it at the first look that did not show it.
-      const seenAt = h.seenAt ?? h.validFrom;
       // The first look after it was seen holding the address that did not show it.
       let gone: number | undefined;
       for (const t of looks) if (t > seenAt && (gone === undefined || t < gone)) gone = t;
@@ -780,7 +781,9 @@ export class LiveDirectory implements IpDirectory {
 
   /**
    * Adds what was seen and ends open holders of `ips` that were not: they are gone — except those in `unseen`,
-   * which the request could not have returned.
+   * which the request could not have returned. An open holder seen keeps the time of the look (`seenAt`): the end a
+   * later look gives it is only when it was seen gone, no evidence that it held the address until then (heldUntil in
+   * holders.ts).
    */
   #record(
     index: HolderIndex,
@@ -791,6 +794,8 @@ export class LiveDirectory implements IpDirectory {
   ): void {
     const seenKeys = new Map<string, Set<string>>();
     for (const { ip, holder } of seen) {
+      // Made for this look by #read: nothing else has it yet.
+      if (holder.validTo === null) holder.seenAt = observedAt;
       const previous = index.add(ip, holder);
       if (previous !== undefined && previous !== "new") this.#rememberChange(ip, holder);
       let keys = seenKeys.get(ip);

@@ -156,6 +156,145 @@ describe("a node's address that went on to a pod", () => {
   });
 });
 
+describe("a pod that got its address after a newer pod let it go", () => {
+  // web is acknowledged by its kubelet (status.startTime) at T but waits, Pending, for a VPC CNI address until T+2 h
+  // 5 min, when it gets the one a CronJob's pod (T+1 h to T+1 h 1 min) let go; Kubernetes keeps that Succeeded pod,
+  // with its status.podIP, until the CronJob's history limit removes it.
+  const ip = "192.168.48.21";
+  const H = 60 * MIN;
+  const line = T + 2 * H + 30 * MIN;
+  const addReport = () =>
+    server.store.put(
+      "pods",
+      kubeObjects.pod({
+        name: "report-29080080-abcde",
+        namespace: "batch",
+        ip,
+        created: T + H,
+        node: "ip-192-168-0-2",
+        owner: { kind: "Job", name: "report-29080080" },
+        uid: "uid-report",
+        phase: "Succeeded",
+        finished: T + H + MIN,
+      }),
+    );
+
+  it("answers the pod that holds the address, not nobody, while the finished pod is kept", async () => {
+    server.store.put("namespaces", kubeObjects.namespace({ name: "batch" }));
+    addPod("web-7f9c5d-x2x4q", ip, T);
+    addReport();
+    const history = new MemoryHistory();
+    clock.t = line + MIN;
+    const dir = container({ history });
+    expect(names(await dir.resolve([{ ip, at: line }]))).toEqual(["pod:web-7f9c5d-x2x4q"]);
+    expect(names(await dir.resolve([{ ip, at: T + H + 30 * S }]))).toEqual(["pod:report-29080080-abcde"]);
+    const [span] = await dir.resolveSpans([{ ip, at: line, until: line + MIN }]);
+    expect(span?.status === "found" && span.holder.name).toBe("web-7f9c5d-x2x4q");
+    // A container that knows web only from the history (it saw it after the finished pod's end) answers alike.
+    server.store.delete("pods", "web-7f9c5d-x2x4q", "shop");
+    clock.t = line + 2 * MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: line }]))).toEqual(["pod:web-7f9c5d-x2x4q"]);
+  });
+
+  it("still ends a pod it saw before a newer pod took the address, seen ended only after that one", async () => {
+    server.store.put("namespaces", kubeObjects.namespace({ name: "batch" }));
+    addPod("web-7f9c5d-x2x4q", ip, T);
+    clock.t = T + 10 * MIN;
+    const dir = container({ history: new MemoryHistory() });
+    expect(names(await dir.resolve([{ ip, at: T + 10 * MIN - S }]))).toEqual(["pod:web-7f9c5d-x2x4q"]);
+    // web goes; the CronJob's pod has the address from T+1 h to T+1 h 1 min. The directory's next look, at T+1 h
+    // 5 min, shows the finished pod and not web: web's end there is only when it was seen gone.
+    server.store.delete("pods", "web-7f9c5d-x2x4q", "shop");
+    addReport();
+    clock.t = T + H + 5 * MIN;
+    expect(names(await dir.resolve([{ ip, at: T + H + 4 * MIN }]))).toEqual(["absent"]);
+  });
+
+  it("does not take a holder that the history has open since before dbaec2d for one that held it since", async () => {
+    // An item without seenAt: a look showed it hold the address from its validFrom (see #seenSince).
+    const history = new MemoryHistory();
+    await history.remember(CLUSTER, [
+      {
+        ip,
+        holder: {
+          kind: "pod",
+          namespace: "shop",
+          name: "api-5d8f7-q7k2z",
+          workload: { kind: "ReplicaSet", name: "api-5d8f7" },
+          node: "ip-192-168-0-1",
+          uid: "uid-api",
+          validFrom: T,
+          validTo: null,
+        },
+      },
+      {
+        ip,
+        holder: {
+          kind: "pod",
+          namespace: "shop",
+          name: "worker-6c7d8-k2m4n",
+          workload: { kind: "ReplicaSet", name: "worker-6c7d8" },
+          node: "ip-192-168-0-1",
+          uid: "uid-worker",
+          validFrom: T + 11 * MIN,
+          validTo: T + 15 * MIN,
+          seenAt: T + 12 * MIN,
+        },
+      },
+    ]);
+    clock.t = T + 21 * MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: T + 20 * MIN }]))).toEqual(["absent"]);
+  });
+});
+
+describe("a node's address that went on to another node", () => {
+  it("does not answer a gone node's hostNetwork holder, open in the history, after the node that took its address went", async () => {
+    const history = new MemoryHistory();
+    const ip = "192.168.46.9";
+    const addNode = (node: string, created: number, pod: string) => {
+      server.store.put("nodes", kubeObjects.node({ name: node, ip, created, uid: `uid-${node}` }));
+      server.store.put(
+        "pods",
+        kubeObjects.pod({
+          name: pod,
+          namespace: "kube-system",
+          ip,
+          created: created + MIN,
+          node,
+          hostNetwork: true,
+          owner: { kind: "DaemonSet", name: "aws-node" },
+          uid: `uid-${pod}`,
+        }),
+      );
+    };
+    const n1 = "ip-192-168-46-9.old";
+    const n2 = "ip-192-168-46-9.new";
+    addNode(n1, T - DAY, "aws-node-7xk2p");
+    // Container A attributes kubelet's probes from n1 and remembers its hostNetwork holder, alive; then it is
+    // reclaimed.
+    clock.t = T + MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: T + MIN - S }]))).toEqual([`node:${n1}`]);
+    // Karpenter consolidates n1 and launches n2 at T+10 min with the same address; n2 goes at T+15 min.
+    server.store.delete("pods", "aws-node-7xk2p", "kube-system");
+    server.store.delete("nodes", n1);
+    addNode(n2, T + 10 * MIN, "aws-node-9p4qs");
+    clock.t = T + 12 * MIN;
+    const b = container({ history });
+    expect(names(await b.resolve([{ ip, at: T + 12 * MIN - S }]))).toEqual([`node:${n2}`]);
+    server.store.delete("pods", "aws-node-9p4qs", "kube-system");
+    server.store.delete("nodes", n2);
+    clock.t = T + 21 * MIN;
+    expect(names(await b.resolve([{ ip, at: T + 20 * MIN }]))).toEqual([`node:${n2}`]);
+
+    // A line of T+30 min: nobody has held the address since n2's node list of T+21 min ended it. n1 went before n2
+    // got it: the history has it open only because no container saw it end.
+    clock.t = T + 31 * MIN;
+    const line = { ip, at: T + 30 * MIN };
+    expect(names(await b.resolve([line]))).toEqual(["absent"]);
+    expect(names(await container({ history }).resolve([line]))).toEqual(["absent"]);
+  });
+});
+
 describe("the budget of concurrent calls (backfill streams share one directory)", () => {
   it("answers each call its own work fits in the budget, not unavailable for waiting on the others", async () => {
     const ips = Array.from({ length: 4 }, (_, i) => `192.168.47.${i + 1}`);

@@ -510,6 +510,17 @@ describe("LiveDirectory: when Kubernetes misbehaves", () => {
     );
   });
 
+  it("names the reader group and its RBAC as the 403 fix by default, as docs/deploy.md sets them up", async () => {
+    const dir = directory({ fixes: undefined });
+    await server.setFault({ kind: "status", code: 403 });
+    const [answer] = await dir.resolve([{ ip: "192.168.70.1", at: clock.t }]);
+    const reason = answer?.status === "unavailable" ? answer.reason : "";
+    expect(reason).toMatch(/group calico-flows-reader/);
+    expect(reason).toMatch(/kubectl apply -f deploy\/rbac\.yaml/);
+    // No access policy is attached (docs/deploy.md), and the view policy would not cover nodes.
+    expect(reason).not.toMatch(/AmazonEKS\w*Policy/);
+  });
+
   it("pauses after a failure instead of hammering a failing server", async () => {
     const dir = directory();
     await server.setFault({ kind: "status", code: 503 });

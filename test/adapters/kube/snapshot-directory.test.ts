@@ -123,6 +123,35 @@ describe("SnapshotDirectory", () => {
     ]);
   });
 
+  it("answers a pod that got its address after its startTime, once a kept finished pod had let it go", async () => {
+    // web: startTime T, Pending for a VPC CNI address until T+65 min; a Job's pod held that address from T+30 to
+    // T+31 min and is kept, Succeeded, with its status.podIP.
+    const ip = "192.168.94.200";
+    const snapshot = new SnapshotDirectory({
+      pods: list([
+        kubeObjects.pod({ name: "web-5c9f7-fghij", namespace: "shop", ip, created: T }),
+        kubeObjects.pod({
+          name: "report-29080080-abcde",
+          namespace: "batch",
+          ip,
+          created: T + 30 * MIN,
+          phase: "Succeeded",
+          finished: T + 31 * MIN,
+        }),
+      ]),
+    });
+    const answers = await snapshot.resolve([
+      { ip, at: T + 90 * MIN },
+      { ip, at: T + 30 * MIN + 30_000 },
+      { ip, at: T + 10 * MIN },
+    ]);
+    expect(answers.map(show)).toEqual([
+      "pod:shop/web-5c9f7-fghij:Pod/web-5c9f7-fghij",
+      "pod:batch/report-29080080-abcde:Pod/report-29080080-abcde",
+      "absent",
+    ]);
+  });
+
   it("reports a nodes file given as pods, item by item", () => {
     const snapshot = new SnapshotDirectory({ pods: nodes });
     expect(snapshot.summary.malformed).toEqual(['malformed Pod "ip-192-168-74-5": is a Node']);
