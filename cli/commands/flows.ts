@@ -81,7 +81,10 @@ const PAGE_LIMIT = 500;
 /** What `flows` or `alerts` read: at most `--limit` records, and whether the range holds more. */
 export interface Listing<T> {
   records: T[];
-  /** More records matched than `--limit`: the listing is cut (the oldest come first, the newest are missing). */
+  /**
+   * More records matched than `--limit`: the listing is cut (the oldest come first, flows by their bucket, so the
+   * newest are missing).
+   */
   more: boolean;
   /** The clusters an embedded store holds records of, when it recorded them (for an empty answer's hint). */
   clusters?: readonly string[];
@@ -103,7 +106,8 @@ function defaultRange(raw: Record<string, unknown>): boolean {
 
 /**
  * Reads pages until one record past `limit` or the last page: that one record says whether the listing was cut,
- * which a reader must be told (the records come oldest first, so a cut listing misses the latest). Pages are sized
+ * which a reader must be told (the records come oldest first, flows by bucket, so a cut listing misses the latest
+ * buckets, and perhaps some of the last one it shows: a bucket's flows come in id order). Pages are sized
  * to what `limit` still wants, unless `whole`: a question DynamoDB answers by filtering what its Limit read (see
  * FlowSource.sparse) is read a whole page at a time, or it would read two items a request.
  */
@@ -250,18 +254,23 @@ async function firstOutside(
   anyTime: FlowPages,
   range: { since: string; until: string },
 ): Promise<string | null | undefined> {
-  // A page's limit counts the items read before filters (--internal, --workload…): follow the cursor, a few pages.
+  const outside = (f: FlowRecord) =>
+    f.lastSeen < range.since || f.firstSeen > range.until ? f.firstSeen : undefined;
+  // Flows come by bucket, those of a bucket in id order: the first seen is the earliest of those read up to a bucket
+  // that starts after it, whose flows (and all later ones) were first seen later. A page's limit counts the items
+  // read before filters (--internal, --workload…): follow the cursor, a few pages.
+  let first: FlowRecord | undefined;
   let cursor: string | undefined;
   for (let page = 0; page < LOOK_ELSEWHERE_PAGES; page++) {
     const read = await anyTime(cursor, LOOK_ELSEWHERE_LIMIT);
-    const first = read.items[0];
-    if (first !== undefined) {
-      return first.lastSeen < range.since || first.firstSeen > range.until ? first.firstSeen : undefined;
+    for (const f of read.items) {
+      if (first !== undefined && f.bucket >= first.firstSeen) return outside(first);
+      if (first === undefined || f.firstSeen < first.firstSeen) first = f;
     }
     cursor = read.cursor;
-    if (cursor === undefined) return null;
+    if (cursor === undefined) return first === undefined ? null : outside(first);
   }
-  return undefined;
+  return first === undefined ? undefined : outside(first);
 }
 
 export async function listFlows(raw: Record<string, unknown>): Promise<Listing<FlowRecord>> {
@@ -287,7 +296,7 @@ export const GROUP_READ_LIMIT = 100_000;
 export interface GroupedListing extends Listing<Conversation> {
   /** The flow records read. */
   flows: number;
-  /** The range holds more than `readLimit` flows: the totals are of the oldest `readLimit`. */
+  /** The range holds more than `readLimit` flows: the totals are of the first `readLimit`, by bucket. */
   cut: boolean;
 }
 
@@ -494,7 +503,7 @@ function listingNotes(
   const grouped = listing as Partial<GroupedListing>;
   if (grouped.cut === true) {
     notes.push(
-      `note: the range holds more than ${(grouped.flows ?? 0).toLocaleString("en")} flows: the totals are of the oldest ${(grouped.flows ?? 0).toLocaleString("en")}; narrow it (--since, --until, filters)`,
+      `note: the range holds more than ${(grouped.flows ?? 0).toLocaleString("en")} flows: the totals are of the first ${(grouped.flows ?? 0).toLocaleString("en")} (by bucket, oldest first); narrow it (--since, --until, filters)`,
     );
   }
   if (listing.more && what === "conversations") {
@@ -502,8 +511,10 @@ function listingNotes(
       `note: only the ${options.limit} conversations with the most packets are listed and the range holds more: raise --limit`,
     );
   } else if (listing.more) {
+    // Alerts sort by their opening; flows by their bucket only, those of a bucket in id order.
+    const order = what === "flows" ? "by bucket, oldest first" : "oldest first";
     notes.push(
-      `note: only the first ${options.limit} ${what} (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit`,
+      `note: only the first ${options.limit} ${what} (${order}) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit`,
     );
   }
   if (listing.records.length === 0 && typeof listing.elsewhere === "string") {

@@ -23,9 +23,9 @@ export const workloadRef = z
   );
 
 /**
- * Stored addresses are RFC 5952 (lowercase, compressed), an IPv4-mapped one as its IPv4 address (as attribution
- * reads it): normalised so `2001:DB8:0::1` finds `2001:db8::1`, and `::ffff:10.0.0.1` (how dual-stack servers log
- * IPv4 clients) finds `10.0.0.1`.
+ * The store keys flows by their addresses in this form (adapters/dynamo/keys.ts ipKey), RFC 5952 (lowercase,
+ * compressed), an IPv4-mapped one as its IPv4 address (as attribution reads it): normalised so `2001:DB8:0::1` finds
+ * `2001:db8::1`, and `10.0.0.1` finds the flows that dual-stack servers logged as `::ffff:10.0.0.1`, and back.
  */
 export const ipAddress = z
   .union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" })

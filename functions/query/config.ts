@@ -3,7 +3,8 @@
 //
 //   TABLE_NAME    the flow store table (read only: Query on the base table and its flow indexes, never Scan)
 //   CLUSTER_NAME  the cluster whose flows and alerts this API answers for (the partition of every query)
-//   AGGREGATION_SECONDS  the ingest's bucket length: a range reads from the bucket holding its start
+//   AGGREGATION_SECONDS  the ingest's bucket length now, as the stack sets it; a range is read alike whatever it
+//                        is (handler.ts, INGEST_BUCKET_LENGTHS), since older flows may be in buckets of another
 import * as z from "zod";
 import { parseEnv } from "../shared/env.ts";
 

@@ -5,7 +5,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { groupFlows, listAlerts, listFlows } from "../../cli/commands/flows.ts";
+import { commonOptions } from "../../cli/common.ts";
+import { openStore } from "../../cli/store.ts";
+import type { AlertRecord, Endpoint, FlowRecord } from "../../functions/core/types.ts";
 import { ndjson, replaySample, runCli, SAMPLE, SAMPLE_ATTRIBUTION, SAMPLE_DAY } from "./run.ts";
 
 let dir: string;
@@ -39,7 +42,7 @@ describe("flows and alerts listings", () => {
       const cut = await read("flows", "--limit", "3", ...format);
       expect(cut.code).toBe(0);
       expect(cut.stderr).toBe(
-        "note: only the first 3 flows (oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit\n",
+        "note: only the first 3 flows (by bucket, oldest first) are listed and the range holds more: narrow it (--since, --until, filters) or raise --limit\n",
       );
       if (format.length > 0) expect(ndjson<FlowRecord>(cut.stdout)).toHaveLength(3);
     }
@@ -81,8 +84,10 @@ describe("flows and alerts listings", () => {
   it("say where the flows are when the default range, the last 24 hours, holds none of them", async () => {
     // The sample's day is long past: without --since and --until every listing of it is empty, as a quiet
     // cluster's would be.
-    const [first] = ndjson<FlowRecord>((await read("flows", "--json", "--limit", "1")).stdout);
-    const at = `at other times, the first seen at ${first?.firstSeen}`;
+    const [first] = ndjson<FlowRecord>((await read("flows", "--json")).stdout)
+      .map((f) => f.firstSeen)
+      .sort();
+    const at = `at other times, the first seen at ${first}`;
     for (const args of [["flows"], ["flows", "--json"], ["flows", "--group"]]) {
       const run = await runCli([...args, ...store, "--cluster", "prod"]);
       expect(run.code, args.join(" ")).toBe(0);
@@ -171,5 +176,60 @@ describe("flows and alerts listings", () => {
     expect(refused.code).toBe(2);
     const scanRow = rows.find((r) => r.endsWith(scan?.id ?? "?"));
     expect(scanRow).toMatch(/203\.0\.113\.77 \(external\)\s+scan, most hit customer-a\/deployment\/web\s/);
+  });
+});
+
+describe("the first flow an empty default range names", () => {
+  it("is the one first seen, though the flows of a bucket are listed in no time order", async () => {
+    // One bucket of 150 flows whose ids sort against their times: the first seen is the last listed, on a second page.
+    const at = join(dir, "one-bucket");
+    const bucket = Date.parse("2026-04-19T04:52:00.000Z");
+    const endpoint = (ip: string): Endpoint => ({
+      ip,
+      kind: "external",
+      namespace: null,
+      name: null,
+      workload: null,
+      node: null,
+      resolved: true,
+    });
+    const flows = Array.from({ length: 150 }, (_, i): FlowRecord => {
+      const seen = new Date(bucket + (149 - i) * 300).toISOString();
+      return {
+        id: `flow-${String(i).padStart(3, "0")}`,
+        cluster: "prod",
+        bucket: new Date(bucket).toISOString(),
+        src: endpoint(`203.0.113.${i}`),
+        dst: endpoint("198.51.100.1"),
+        protocol: "TCP",
+        dstPort: 443,
+        direction: "ingress",
+        reporter: "ip-192-168-74-5",
+        internal: false,
+        packets: 1,
+        bytes: 60,
+        firstSeen: seen,
+        lastSeen: seen,
+        policy: null,
+        tcpFlags: ["SYN"],
+      };
+    });
+    const opened = await openStore({ ...commonOptions({ cluster: "prod" }), store: at });
+    try {
+      await opened.store.writeFlows(flows, "one-bucket");
+    } finally {
+      await opened.close();
+    }
+    const firstSeen = flows.map((f) => f.firstSeen).sort()[0];
+    const day = { since: SAMPLE_DAY[1], until: SAMPLE_DAY[3] };
+    const listed = await listFlows({ store: at, cluster: "prod", ...day, limit: 1 });
+    expect(listed.records[0]?.firstSeen).not.toBe(firstSeen);
+    for (const command of [listFlows, groupFlows]) {
+      const empty = await command({ store: at, cluster: "prod", until: "now", limit: 1000 });
+      expect(empty.records).toEqual([]);
+      expect(empty.elsewhere).toBe(firstSeen);
+    }
+    const alerts = await listAlerts({ store: at, cluster: "prod", until: "now", limit: 1000 });
+    expect(alerts.elsewhere).toBe(firstSeen);
   });
 });

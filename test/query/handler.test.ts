@@ -169,8 +169,12 @@ async function all<T>(path: string, query: Record<string, string>): Promise<{ it
 
 const ids = (flows: readonly FlowRecord[]) => flows.map((f) => f.id).sort();
 const window = { since: "2026-04-19T04:00:00.000Z", until: "2026-04-19T07:00:00.000Z" };
-/** The first two hours, which hold the flows with an external end: a range read in one page of two Queries. */
-const twoHours = { since: window.since, until: "2026-04-19T05:59:59.999Z" };
+/**
+ * The first two hours, which hold the flows with an external end: a range read in one page of two Queries. It starts
+ * a minute into the first: the query function reads a range from up to a minute before it (createRuntime), which
+ * from the hour's first minute is the hour before, a third partition.
+ */
+const twoHours = { since: "2026-04-19T04:01:00.000Z", until: "2026-04-19T05:59:59.999Z" };
 
 describe("GET /flows", () => {
   it("pages through a time range across hour partitions with opaque cursors, each flow once", async () => {
@@ -302,6 +306,98 @@ describe("GET /flows", () => {
     );
     expect(r.statusCode).toBe(400);
     expect(body(r).parameter).toBe("cursor");
+  });
+});
+
+describe("addresses and buckets as the flows were stored", () => {
+  it("finds a flow logged with IPv4-mapped addresses by every spelling of either address", async () => {
+    // Dual-stack servers log IPv4 peers as ::ffff:a.b.c.d; attribution reads them as their IPv4 address.
+    const cluster = "dual-stack";
+    const f: FlowRecord = {
+      ...flow(
+        1,
+        pod("::ffff:192.168.22.248", "customer-a", "web", "web-0"),
+        external("::ffff:203.0.113.7"),
+        443,
+      ),
+      cluster,
+    };
+    await new DynamoFlowStore({ client: ts.client, tableName: ts.tableName, now: () => NOW }).writeFlows(
+      [f],
+      "mapped",
+    );
+    const spellings = [
+      "::ffff:192.168.22.248",
+      "::FFFF:192.168.22.248",
+      "0:0:0:0:0:ffff:c0a8:16f8",
+      "192.168.22.248",
+      "::ffff:203.0.113.7",
+      "203.0.113.7",
+    ];
+    for (const ip of spellings) {
+      const r = await handleQuery(event("/flows", { ...window, ip }), { ...runtime, cluster });
+      expect({ ip, status: r.statusCode, ids: ids(body<FlowRecord>(r).items) }).toEqual({
+        ip,
+        status: 200,
+        ids: [f.id],
+      });
+    }
+  });
+
+  it("finds flows counted before aggregationSeconds changed, reading at most a minute before the range", async () => {
+    const cluster = "resized";
+    const bucket = "2026-04-19T04:01:00.000Z";
+    // Counted in 60-s buckets before the change: one flow with packets in the range, one with packets before it.
+    const counted = (name: string, firstSeen: string, lastSeen: string): FlowRecord => ({
+      ...flow(0, web, pod(`192.168.40.${name.length}`, "customer-b", name, `${name}-0`), 5432),
+      id: digest(`resized|${name}`),
+      cluster,
+      bucket,
+      firstSeen,
+      lastSeen,
+    });
+    const inRange = counted("db", "2026-04-19T04:01:35.000Z", "2026-04-19T04:01:55.000Z");
+    const before = counted("cache", "2026-04-19T04:01:05.000Z", "2026-04-19T04:01:20.000Z");
+    await new DynamoFlowStore({
+      client: ts.client,
+      tableName: ts.tableName,
+      bucketSeconds: 60,
+      now: () => NOW,
+    }).writeFlows([inRange, before], "sixty-second-buckets");
+    const range = { since: "2026-04-19T04:01:40.000Z", until: "2026-04-19T04:01:50.000Z" };
+    for (const seconds of [60, 30, 7, 1]) {
+      // Where each Query's sort-key range starts.
+      const from: string[] = [];
+      const client = ts.clientFor();
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          const input = args.input as { KeyConditionExpression?: string; ExpressionAttributeValues?: object };
+          const low = /BETWEEN (:\w+) AND/.exec(input.KeyConditionExpression ?? "")?.[1] as string;
+          const value = (input.ExpressionAttributeValues as Record<string, string | { S: string }>)[low];
+          from.push(typeof value === "string" ? value : (value?.S as string));
+          return next(args);
+        },
+        { step: "build", name: "recordRangeStarts" },
+      );
+      const resized = createRuntime(
+        { TABLE_NAME: ts.tableName, CLUSTER_NAME: cluster, AGGREGATION_SECONDS: seconds },
+        undefined,
+        client,
+      );
+      for (const q of [range, { ...range, namespace: "customer-a" }]) {
+        const r = await handleQuery(event("/flows", q), resized);
+        expect({ seconds, q, status: r.statusCode, ids: ids(body<FlowRecord>(r).items) }).toEqual({
+          seconds,
+          q,
+          status: 200,
+          ids: [inRange.id],
+        });
+      }
+      expect(from.length).toBeGreaterThan(0);
+      for (const start of from) {
+        expect(start <= bucket && Date.parse(range.since) - Date.parse(start) <= 60_000, start).toBe(true);
+      }
+    }
   });
 });
 

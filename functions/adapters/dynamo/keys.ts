@@ -2,6 +2,7 @@
 // byte order is time order: ISO-8601 UTC timestamps in the one canonical `toISOString()` form (fixed width),
 // and zero-padded epoch milliseconds for holder history.
 import { createHash } from "node:crypto";
+import { normalizeIp } from "../../core/holders.ts";
 import { isoMs } from "../../core/instant.ts";
 import type { AlertKey } from "../../core/types.ts";
 
@@ -69,7 +70,11 @@ export const flowKeyOfSk = (cluster: string, sk: string): { pk: string; sk: stri
   sk,
 });
 export const namespaceKey = (cluster: string, namespace: string): string => `${cluster}#${namespace}`;
-export const ipKey = (cluster: string, ip: string): string => `${cluster}#${ip}`;
+/**
+ * One key for every spelling of an address, written and asked alike: RFC 5952, and an IPv4-mapped address as its
+ * IPv4 address (as attribution reads it), since a dual-stack node logs IPv4 peers as `::ffff:a.b.c.d`.
+ */
+export const ipKey = (cluster: string, ip: string): string => `${cluster}#${normalizeIp(ip)}`;
 
 /**
  * Sort-key bounds of a time range: every `<time>#<suffix>` with since ≤ time ≤ until. `$` sorts right after
