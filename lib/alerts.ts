@@ -1,12 +1,40 @@
 // The alerts topic: internal denials from the ingest function and panic announcements from the panic
-// function, delivered to email and to whatever else subscribes (message attributes carry the structure).
+// function, for whatever subscribes (message attributes carry the structure); and the alert e-mails, which are not
+// sent from it. SNS suspends an e-mail subscription sent more than 10 messages a second, and one ingest run
+// publishes up to its alert cap at once: a mail queue on the alerts topic feeds the mailer, which publishes one
+// e-mail (a digest of a batch) per invocation, two invocations at most at once, to a topic of its own where the
+// addresses subscribe (functions/mailer/handler.ts: two e-mails a second at most).
 import { Duration, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
+import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import type * as logs from "aws-cdk-lib/aws-logs";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import type { BaseFunction } from "./base-function.ts";
+import { MAILER_TIMEOUT_SECONDS } from "../functions/mailer/config.ts";
+import { BaseFunction } from "./base-function.ts";
+import { type EncryptedQueue, encryptedQueue } from "./encrypted-queue.ts";
+
+export const MAILER_SERVICE_NAME = "calico-flows-mailer";
+
+/**
+ * Mailer invocations at once: the event source's own limit (2 is the least it takes), not a reserved concurrency,
+ * under which the poller's invocations are throttled and their messages counted as received on the way to the
+ * dead-letter queue.
+ * With one publish per invocation and a second from each publish to the next (PUBLISH_INTERVAL_MS), it bounds the
+ * e-mail topic to two publishes a second.
+ */
+export const MAIL_MAX_CONCURRENCY = 2;
+
+/** Messages in one e-mail at most; Lambda's own limit on a batch's 6 MB may make it fewer. */
+export const MAIL_BATCH_SIZE = 1_000;
+
+/** How long a batch gathers messages: an alert is mailed this late at most, once the queue is not behind. */
+export const MAIL_BATCHING_WINDOW = Duration.seconds(60);
+
+/** Receives of a batch whose e-mail failed before its messages go to the mail dead-letter queue. */
+export const MAIL_MAX_RECEIVES = 5;
 
 export interface EncryptedTopicProps {
   readonly displayName: string;
@@ -73,18 +101,66 @@ export class EncryptedTopic extends Construct {
 }
 
 export interface AlertsProps {
-  readonly emails: readonly string[];
+  readonly clusterName: string;
+  /** The alert e-mails' addresses, subscribed to the e-mail topic (each must confirm). @default - none */
+  readonly emails?: readonly string[];
+  readonly logRetention: logs.RetentionDays;
 }
 
 export class Alerts extends Construct {
+  /** What the publishers publish and machines subscribe to; no address does. */
   readonly topic: EncryptedTopic;
+  /** The alert e-mails: the mailer's digests, the only publisher. */
+  readonly emailTopic: EncryptedTopic;
+  /** The alerts topic's every message (raw: the body is its `default` JSON), for the mailer. */
+  readonly mailQueue: EncryptedQueue;
+  /** Batches the mailer failed to mail MAIL_MAX_RECEIVES times. */
+  readonly mailDeadLetters: EncryptedQueue;
+  readonly mailer: BaseFunction;
 
   constructor(scope: Construct, id: string, props: AlertsProps) {
     super(scope, id);
-    this.topic = new EncryptedTopic(this, "Alerts", {
-      displayName: "calico-flows alerts",
-      emails: props.emails,
+    this.topic = new EncryptedTopic(this, "Alerts", { displayName: "calico-flows alerts", emails: [] });
+    this.emailTopic = new EncryptedTopic(this, "Emails", {
+      displayName: "calico-flows alert e-mails",
+      emails: props.emails ?? [],
     });
+
+    const key = new kms.Key(this, "MailKey", {
+      description: "Encrypts the calico-flows alert mail queue and its dead-letter queue",
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(7),
+    });
+    this.mailDeadLetters = encryptedQueue(this, "MailDeadLetters", { key });
+    this.mailQueue = encryptedQueue(this, "MailQueue", {
+      key,
+      // Lambda's advice for a queue it polls: six times the function's timeout, so that it can retry a throttled
+      // invocation before the batch shows in the queue again.
+      visibilityTimeout: Duration.seconds(6 * MAILER_TIMEOUT_SECONDS),
+      deadLetterQueue: { queue: this.mailDeadLetters.queue, maxReceiveCount: MAIL_MAX_RECEIVES },
+    });
+    // Also the queue's key policy: SNS encrypts with it as itself, for this topic only.
+    this.topic.topic.addSubscription(
+      new subscriptions.SqsSubscription(this.mailQueue.queue, { rawMessageDelivery: true }),
+    );
+
+    this.mailer = new BaseFunction(this, "Mailer", {
+      entry: "functions/mailer/handler.ts",
+      serviceName: MAILER_SERVICE_NAME,
+      description: `Alert e-mails of ${props.clusterName}: digests of the alerts topic`,
+      logRetention: props.logRetention,
+      timeout: Duration.seconds(MAILER_TIMEOUT_SECONDS),
+      environment: { EMAIL_TOPIC_ARN: this.emailTopic.topic.topicArn, CLUSTER_NAME: props.clusterName },
+    });
+    this.emailTopic.grantPublish(this.mailer);
+    // A failed batch fails whole (no partial responses): its one e-mail was not sent.
+    this.mailer.function.addEventSource(
+      new SqsEventSource(this.mailQueue.queue, {
+        batchSize: MAIL_BATCH_SIZE,
+        maxBatchingWindow: MAIL_BATCHING_WINDOW,
+        maxConcurrency: MAIL_MAX_CONCURRENCY,
+      }),
+    );
   }
 
   /** Sets ALERTS_TOPIC_ARN and grants publishing, together, so neither can be forgotten. */

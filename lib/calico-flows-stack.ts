@@ -39,7 +39,11 @@ export class CalicoFlowsStack extends Stack {
     Tags.of(this).add("calico-flows:cluster", c.clusterName);
 
     this.flowStore = new FlowStore(this, "FlowStore");
-    this.alerts = new Alerts(this, "Alerts", { emails: c.alertEmails });
+    this.alerts = new Alerts(this, "Alerts", {
+      clusterName: c.clusterName,
+      emails: c.alertEmails,
+      logRetention,
+    });
 
     this.ingest = new Ingest(this, "Ingest", {
       clusterName: c.clusterName,
@@ -87,6 +91,7 @@ export class CalicoFlowsStack extends Stack {
 
     // The alert e-mails' `calico-flows` commands reach the flow store through this API.
     this.ingest.function.function.addEnvironment("API_URL", this.api.url);
+    this.alerts.mailer.addEnvironment("API_URL", this.api.url);
 
     this.clusterAccess = c.manageClusterAccess
       ? new ClusterAccess(this, "ClusterAccess", {
@@ -106,6 +111,7 @@ export class CalicoFlowsStack extends Stack {
     this.monitoring = new Monitoring(this, "Monitoring", {
       ingest: this.ingest,
       panic: this.panic,
+      alerts: this.alerts,
       queryFunction: this.queries.function,
       api: this.api,
       table: this.flowStore.table,
@@ -122,7 +128,17 @@ export class CalicoFlowsStack extends Stack {
     output(
       "AlertsTopicArn",
       this.alerts.topic.topic.topicArn,
-      "Subscribe here for internal denials and panic announcements",
+      "Subscribe machines here for internal denials and panic announcements",
+    );
+    output(
+      "AlertEmailsTopicArn",
+      this.alerts.emailTopic.topic.topicArn,
+      "The alert e-mails (digests of the alerts topic, two a second at most): subscribe addresses here",
+    );
+    output(
+      "AlertMailDeadLettersQueueUrl",
+      this.alerts.mailDeadLetters.queue.queueUrl,
+      "Alert e-mails that could not be sent (alarm AlertMailDeadLetters): read, then redrive",
     );
     output("OperationsTopicArn", this.monitoring.operations.topic.topicArn, "Alarms on calico-flows itself");
     output("FailedPayloadsQueueUrl", this.ingest.failedPayloads.queueUrl, "Input of `calico-flows redrive`");

@@ -7,7 +7,7 @@ import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import { Construct } from "constructs";
 import { FLOW_INDEXES } from "../functions/adapters/dynamo/schema.ts";
-import { EncryptedTopic } from "./alerts.ts";
+import { type Alerts, EncryptedTopic, MAIL_MAX_RECEIVES } from "./alerts.ts";
 import type { Api } from "./api.ts";
 import { type BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
 import { type Ingest, logGroupKey } from "./ingest.ts";
@@ -37,6 +37,7 @@ const WAITING_REMINDER = Duration.days(1);
 export interface MonitoringProps {
   readonly ingest: Ingest;
   readonly panic: PanicButton;
+  readonly alerts: Alerts;
   readonly queryFunction: BaseFunction;
   readonly api: Api;
   readonly table: dynamodb.Table;
@@ -98,7 +99,8 @@ export class Monitoring extends Construct {
         statistic: cloudwatch.Stats.SUM,
         period: PERIOD,
       });
-    const functions = [ingestFn, panicFn, props.queryFunction];
+    const mailer = props.alerts.mailer;
+    const functions = [ingestFn, panicFn, props.queryFunction, mailer];
     const restApi = props.api.restApi;
     const sum = { statistic: cloudwatch.Stats.SUM, period: PERIOD };
     const missedReverts = props.panic.deadLetters.queue.metricApproximateNumberOfMessagesVisible({
@@ -106,6 +108,10 @@ export class Monitoring extends Construct {
       period: PERIOD,
     });
     const missedRevertAge = props.panic.deadLetters.queue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const unsentMail = props.alerts.mailDeadLetters.queue.metricApproximateNumberOfMessagesVisible({
       statistic: cloudwatch.Stats.MAXIMUM,
       period: PERIOD,
     });
@@ -378,6 +384,30 @@ export class Monitoring extends Construct {
         "queue's key): a panic policy's automatic revert did not happen. Run `calico-flows panic status` and " +
         "revert by hand.",
     });
+    // A failed e-mail is retried with its batch: these say that e-mails keep failing, and that some were given up on.
+    this.alarm("MailerErrors", {
+      metric: mailer.function.metricErrors(sum),
+      threshold: 1,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      description:
+        "The mailer keeps failing to publish alert e-mails: they are late (their batches are retried), and a batch " +
+        `received ${MAIL_MAX_RECEIVES} times goes to the mail dead-letter queue (AlertMailDeadLetters). Its ` +
+        '"publishing the e-mail" errors say why (the e-mail topic\'s key or grant, SNS throttling). ' +
+        "`calico-flows alerts` lists the alerts meanwhile.",
+    });
+    this.alarm("AlertMailDeadLetters", {
+      metric: unsentMail,
+      missingData: QUEUE_DEPTH_MISSING,
+      threshold: 1,
+      evaluationPeriods: 1,
+      description:
+        `Alert e-mails were not sent: their messages failed ${MAIL_MAX_RECEIVES} times and wait in the mail ` +
+        "dead-letter queue (output AlertMailDeadLettersQueueUrl). The alerts are in the store (`calico-flows " +
+        "alerts`); `calico-flows panic status` says whether a panic policy is applied. Fix the cause " +
+        "(MailerErrors, the mailer's log), then move them back to the mail queue with SQS's dead-letter queue " +
+        "redrive (`aws sqs start-message-move-task --source-arn <the dead-letter queue's ARN>`), or delete them.",
+    });
     this.alarm("QueryErrors", {
       metric: queryErrors,
       threshold: 1,
@@ -502,6 +532,19 @@ export class Monitoring extends Construct {
       ),
     );
     this.dashboard.addWidgets(
+      // What the mailer mailed (each e-mail a batch), what it could not read, and what waits to be mailed or failed.
+      graph(
+        "Alert e-mails",
+        [custom(mailer, "AlertMessagesMailed"), custom(mailer, "AlertMessagesUnreadable"), unsentMail],
+        {
+          right: [
+            props.alerts.mailQueue.queue.metricApproximateAgeOfOldestMessage({
+              statistic: cloudwatch.Stats.MAXIMUM,
+              period: PERIOD,
+            }),
+          ],
+        },
+      ),
       graph("Panic expiry", [missedReverts, custom(panicFn, "PanicExpiryNotScheduled")], {
         right: [
           missedRevertAge,

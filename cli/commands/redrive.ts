@@ -1,8 +1,8 @@
 // `calico-flows redrive`: replays the subscription payloads the ingest function gave up on. Each SQS message of
 // the on-failure destination is a Lambda invocation record whose requestPayload is the original event; it is
 // decoded, stored through the same ingest use case under the payload's own contribution (so a payload that
-// had been partly stored is not counted twice), and deleted only once stored. What still fails is reported
-// with the original error and the new one, and stays in the queue.
+// had been partly stored is not counted twice), and deleted only once stored and its alerts delivered. What still
+// fails is reported with the original error and the new one, and stays in the queue.
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
@@ -11,8 +11,10 @@ import {
   SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { Command } from "commander";
+import { type HeldAlert, heldAlertsOf } from "../../functions/adapters/dynamo/alerts.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
-import type { IngestProgress } from "../../functions/core/ingest.ts";
+import type { IngestDeps, IngestProgress } from "../../functions/core/ingest.ts";
+import type { FlowStore } from "../../functions/core/ports.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
 import { addIngestOptions, openIngest } from "../ingest.ts";
@@ -96,6 +98,39 @@ function subscriptionDataOf(body: string | undefined): { data: unknown; record: 
   return { data: awslogs.data, record };
 }
 
+/**
+ * `store`, noting in `held` the alerts each run is not handed out because another run of its payload holds the lease
+ * on sending them (alerts.ts, heldAlertsOf).
+ */
+function noticingHeld(store: FlowStore, held: HeldAlert[]): FlowStore {
+  return {
+    writeFlows: (flows, contribution, options) => store.writeFlows(flows, contribution, options),
+    applyAlerts: async (candidates, contribution, options) => {
+      const applied = await store.applyAlerts(candidates, contribution, options);
+      held.push(...heldAlertsOf(applied));
+      return applied;
+    },
+    markAlertSent: (alert, how) => store.markAlertSent(alert, how),
+    queryFlows: (query) => store.queryFlows(query),
+    queryAlerts: (query) => store.queryAlerts(query),
+  };
+}
+
+/** Why a payload whose alerts another run of it holds stays: which, and when the last lease runs out. */
+function heldReason(held: readonly HeldAlert[]): string {
+  const named = held.slice(0, 3).map((h) => `${h.id} (opened ${h.openedAt}, held until ${h.until})`);
+  const more = held.length > named.length ? ` and ${held.length - named.length} more` : "";
+  const last = held
+    .map((h) => h.until)
+    .sort()
+    .at(-1);
+  return (
+    `alert${held.length === 1 ? "" : "s"} ${named.join(", ")}${more} not sent: another run of this payload holds ` +
+    `the lease on sending ${held.length === 1 ? "it" : "them"} (a run whose publish failed, or one still ` +
+    `publishing); redrive again after ${last}`
+  );
+}
+
 function originalError(record: InvocationRecord | undefined): string | undefined {
   if (record === undefined) return undefined;
   const context = record.requestContext;
@@ -116,6 +151,10 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
   const visibility = raw.visibilityTimeout as number;
   const sqs = io.sqs ?? new SQSClient(common.region === undefined ? {} : { region: common.region });
   const setup = await openIngest(raw, common);
+  // A run within a minute of a failed one (this command's, or Lambda's last try) finds that run's lease on sending
+  // the alerts it opened, and is handed none of them: deleted then, the payload's alerts would never be sent.
+  const held: HeldAlert[] = [];
+  const deps: IngestDeps = { ...setup.deps, store: noticingHeld(setup.deps.store, held) };
   const summary: RedriveSummary = {
     received: 0,
     redriven: 0,
@@ -159,6 +198,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     const messageId = m.MessageId ?? "?";
     let record: InvocationRecord | undefined;
     const progress: IngestProgress = {};
+    held.length = 0;
     try {
       const found = subscriptionDataOf(m.Body);
       record = found.record;
@@ -166,7 +206,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       if (payload.messageType === "CONTROL_MESSAGE") {
         summary.controlMessages++;
       } else {
-        const result = await ingestDelivery(payload, setup.deps, setup.coverage, "redrive", { progress });
+        const result = await ingestDelivery(payload, deps, setup.coverage, "redrive", { progress });
         summary.events += payload.logEvents.length;
         summary.eventsAlreadyCounted += result.eventsAlreadyCounted;
         summary.calico += result.stats.calico;
@@ -175,6 +215,18 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         summary.flowsDuplicate += result.flowsDuplicate;
         summary.alertsOpened += result.alertsOpened;
         summary.alertsSent += result.alertsSent;
+      }
+      if (held.length > 0) {
+        // Stored, but not delivered: kept, as a failed publish keeps it, for a redrive once the leases have run out.
+        summary.problems.push({
+          messageId,
+          kind: "failed",
+          reason: heldReason(held),
+          original: originalError(record),
+          deleted: false,
+        });
+        leftBehind.push(m);
+        return;
       }
       // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
       await remove(m);

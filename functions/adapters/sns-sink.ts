@@ -2,7 +2,8 @@
 //
 // Every message is published with `MessageStructure: json`: an `email` text for e-mail subscribers and a
 // `default` JSON for everything else (SQS, Lambda, HTTPS), plus message attributes for subscription filter
-// policies (functions/core/alert-message.ts lists them).
+// policies (functions/core/alert-message.ts lists them). The stack's alerts topic has no e-mail subscriber: its
+// mailer writes the same texts from the JSON, a digest per batch (functions/mailer/handler.ts).
 //
 // Delivery guarantees are functions/core/alert-delivery.ts's. A standard topic (the only kind e-mail can subscribe
 // to) has no de-duplication, so two cases can still repeat a message: SNS accepted a publish but its answer was

@@ -1,6 +1,7 @@
 // What an alert, a suppression summary and a panic announcement say: the SNS subject, the e-mail text, the
 // structured `default` JSON and the message attributes that subscription filter policies match on. Pure: the
-// SNS sink (functions/adapters/sns-sink.ts) only ships what is built here.
+// SNS sink (functions/adapters/sns-sink.ts) only ships what is built here. The e-mails are read back from the JSON
+// alone (emailOfJson) by the mailer, which turns what the alerts topic carries into e-mail digests.
 //
 // Message attributes (all `String` unless noted; never empty, because SNS rejects empty values):
 //   type          "alert" | "summary" | "panic"
@@ -22,6 +23,7 @@
 // "-" stands for "no namespace" (external, node or unattributed endpoints) so that a filter policy can select
 // such alerts explicitly, e.g. {"srcNamespace": ["-"]}, and so that {"srcNamespace": [{"anything-but":
 // ["kube-system"]}]} still matches them (anything-but needs the attribute to be present).
+import * as z from "zod";
 import { MANY_SOURCES, SCAN_DESTINATION } from "./alert-rules.ts";
 import type { AlertRecord, Endpoint, PolicyRef } from "./types.ts";
 
@@ -126,7 +128,7 @@ function squeeze(text: string, width: number): string {
   return `${head}…${tail}`;
 }
 
-interface Name {
+export interface Name {
   name: string;
 }
 
@@ -134,7 +136,7 @@ interface Name {
  * Joins fixed text and names into a subject under the SNS limit, shortening the longest names first so that
  * short ones (a namespace, a port) stay whole.
  */
-function fitSubject(parts: readonly (string | Name)[]): string {
+export function fitSubject(parts: readonly (string | Name)[]): string {
   const clean = parts.map((p) => (typeof p === "string" ? noControl(p) : { name: oneLine(p.name) || "?" }));
   const fixed = clean.reduce((n, p) => n + (typeof p === "string" ? p.length : 0), 0);
   const names = clean.filter((p): p is Name => typeof p !== "string").map((p) => p.name.length);
@@ -301,6 +303,11 @@ function storeText(options: MessageOptions): string {
   return args.length === 0 ? "" : `${args.map(sh).join(" ")} `;
 }
 
+/** The `calico-flows alerts` command listing a cluster's alerts with a hit at `since` or later (all without). */
+export function alertsCommand(cluster: string, since: string | null, options: MessageOptions = {}): string {
+  return `calico-flows alerts ${storeText(options)}--cluster ${sh(cluster)}${since === null ? "" : ` --since ${since}`}`;
+}
+
 /** `kubectl` command that shows whoever held an endpoint. */
 function describeCommand(e: Endpoint): string {
   if (e.kind === "pod" && e.namespace !== null && e.name !== null) {
@@ -404,8 +411,10 @@ function timingLines(alert: AlertRecord): string[] {
     "               later hits in the window are counted here without another message",
   ];
   if (alert.foldedBefore > 0) {
+    // The previous alert may have gone out in a summary, or not yet at all: what no message told, not when it came.
     lines.push(
-      `  Folded:      ${alert.foldedBefore} more hit${alert.foldedBefore === 1 ? " was" : "s were"} folded into the previous alert for this traffic after it was sent`,
+      `  Folded:      ${alert.foldedBefore} more hit${alert.foldedBefore === 1 ? " was" : "s were"} counted in the previous alert for this traffic than any message about it`,
+      "               told by the time this alert opened (an alert not sent yet told none)",
     );
   }
   return lines;
@@ -620,6 +629,46 @@ export function alertMessage(alert: AlertRecord, options: MessageOptions = {}): 
 /** Alerts listed by name in a suppression summary; the rest are only counted. */
 const SUMMARY_SAMPLE = 20;
 
+/** A suppression summary's `default` JSON; its e-mail is written from it alone (summaryEmail). */
+interface SummaryBody {
+  type: "summary";
+  cluster: string;
+  count: number;
+  /** The listing the e-mail gives: every suppressed alert opened at or after it (the sample names 20 at most). */
+  since: string | null;
+  /** The first SUMMARY_SAMPLE suppressed alerts, with the subject and first hit the e-mail lists them by. */
+  alerts: {
+    id: string;
+    key: AlertRecord["key"];
+    severity: AlertRecord["severity"];
+    count: number;
+    openedAt: string;
+    firstSeen: string;
+    subject: string;
+  }[];
+}
+
+/** The subject and e-mail text of a summary, from its JSON. */
+function summaryEmail(body: SummaryBody, options: MessageOptions): { subject: string; text: string } {
+  const { count, cluster, alerts } = body;
+  const noun = count === 1 ? "alert" : "alerts";
+  const lines = [
+    `${count} more ${noun} in cluster ${cluster} reached the per-run alert cap and ${count === 1 ? "was" : "were"} not sent one by one.`,
+    `${count === 1 ? "It is" : "They are"} recorded in the flow store; list them with:`,
+    `   ${alertsCommand(cluster, body.since, options)}`,
+  ];
+  if (alerts.length > 0) {
+    lines.push("", alerts.length < count ? `${alerts.length} of them:` : "Suppressed:");
+    for (const a of alerts) {
+      lines.push(`  - ${a.subject}: ${a.count} hit${a.count === 1 ? "" : "s"}, first seen ${a.firstSeen}`);
+    }
+  }
+  return {
+    subject: fitSubject(["Calico: ", String(count), ` more ${noun} suppressed (`, { name: cluster }, ")"]),
+    text: `${lines.join("\n")}\n`,
+  };
+}
+
 /**
  * The single "N more alerts suppressed" message sent when a run reaches its alert cap. `suppressed` are the
  * alerts not sent individually (listed up to 20); `count` may exceed their number when the caller only has
@@ -631,45 +680,29 @@ export function suppressionSummary(
   suppressed: readonly AlertRecord[] = [],
   options: MessageOptions = {},
 ): OutboundMessage {
-  const noun = count === 1 ? "alert" : "alerts";
-  const sample = suppressed.slice(0, SUMMARY_SAMPLE);
   // Every severity held back, so that a subscriber of low alerts hears of its own among high ones ("high" alone
   // for a summary that knows none of its alerts).
   const severities = [...new Set(suppressed.map((a) => a.severity))].sort();
-  const since = suppressed.reduce<string | null>(
-    (m, a) => (m === null || a.openedAt < m ? a.openedAt : m),
-    null,
-  );
-  const lines = [
-    `${count} more ${noun} in cluster ${cluster} reached the per-run alert cap and ${count === 1 ? "was" : "were"} not sent one by one.`,
-    `${count === 1 ? "It is" : "They are"} recorded in the flow store; list them with:`,
-    `   calico-flows alerts ${storeText(options)}--cluster ${sh(cluster)}${since === null ? "" : ` --since ${since}`}`,
-  ];
-  if (sample.length > 0) {
-    lines.push("", sample.length < count ? `${sample.length} of them:` : "Suppressed:");
-    for (const a of sample) {
-      lines.push(
-        `  - ${alertSubject(a)}: ${a.count} hit${a.count === 1 ? "" : "s"}, first seen ${a.firstSeen}`,
-      );
-    }
-  }
+  const body: SummaryBody = {
+    type: "summary",
+    cluster,
+    count,
+    since: suppressed.reduce<string | null>((m, a) => (m === null || a.openedAt < m ? a.openedAt : m), null),
+    alerts: suppressed.slice(0, SUMMARY_SAMPLE).map((a) => ({
+      id: a.id,
+      key: a.key,
+      severity: a.severity,
+      count: a.count,
+      openedAt: a.openedAt,
+      firstSeen: a.firstSeen,
+      subject: alertSubject(a),
+    })),
+  };
+  const { subject, text } = summaryEmail(body, options);
   return {
-    subject: fitSubject(["Calico: ", String(count), ` more ${noun} suppressed (`, { name: cluster }, ")"]),
-    email: `${lines.join("\n")}\n`,
-    json: JSON.stringify({
-      type: "summary",
-      cluster,
-      count,
-      // The listing the e-mail gives: every suppressed alert opened at or after it (the sample names 20 at most).
-      since,
-      alerts: sample.map((a) => ({
-        id: a.id,
-        key: a.key,
-        severity: a.severity,
-        count: a.count,
-        openedAt: a.openedAt,
-      })),
-    }),
+    subject,
+    email: text,
+    json: JSON.stringify(body),
     attributes: {
       type: str("summary"),
       severity: array(severities.length === 0 ? ["high"] : severities),
@@ -726,46 +759,53 @@ const PANIC_HEADLINE: Record<PanicEvent["action"], string> = {
 /** Conflicts a panic announcement lists; the rest are counted (`conflictCount`). */
 export const ANNOUNCED_CONFLICTS = 50;
 
-/** The announcement of a panic-button action: who, why, when, and what may still deny traffic. */
-export function panicAnnouncement(event: PanicEvent): OutboundMessage {
-  const who = principalName(event.requester);
+/**
+ * A panic announcement's `default` JSON: the event, with its conflicts listed up to ANNOUNCED_CONFLICTS (in the
+ * text and in the JSON alike: a cluster with a deny policy per customer namespace would otherwise pass SNS's
+ * 256 KB, and the announcement that isolation is off be lost) and counted in `conflictCount`.
+ */
+type PanicBody = PanicEvent & { type: "panic"; conflicts: readonly PanicConflict[]; conflictCount: number };
+
+/** An announcement's severity: what opens traffic, or was refused in an emergency, is high. */
+const panicSeverity = (action: PanicEvent["action"]): "high" | "low" =>
+  action === "applied" || action === "refused" ? "high" : "low";
+
+/** The subject and e-mail text of a panic announcement, from its JSON. */
+function panicEmail(body: PanicBody): { subject: string; text: string } {
+  const who = principalName(body.requester);
   const subjectParts: (string | Name)[] =
-    event.action === "expired"
-      ? ["Calico panic policy expired on ", { name: event.cluster }]
-      : event.action === "refused"
-        ? ["Calico panic request refused on ", { name: event.cluster }, " (", { name: who }, ")"]
-        : [`Calico panic policy ${event.action} on `, { name: event.cluster }, " by ", { name: who }];
+    body.action === "expired"
+      ? ["Calico panic policy expired on ", { name: body.cluster }]
+      : body.action === "refused"
+        ? ["Calico panic request refused on ", { name: body.cluster }, " (", { name: who }, ")"]
+        : [`Calico panic policy ${body.action} on `, { name: body.cluster }, " by ", { name: who }];
   const lines = [
-    `The Calico panic policy ${event.policyName} ${PANIC_HEADLINE[event.action]} on cluster ${event.cluster}.`,
+    `The Calico panic policy ${body.policyName} ${PANIC_HEADLINE[body.action]} on cluster ${body.cluster}.`,
     "",
-    `  Who:      ${event.requester}`,
-    `  Why:      ${oneLine(event.reason)}`,
-    `  When:     ${event.at}`,
+    `  Who:      ${body.requester}`,
+    `  Why:      ${oneLine(body.reason)}`,
+    `  When:     ${body.at}`,
   ];
-  if (event.action === "applied") {
-    const unscheduled = event.expiryNotScheduled ?? [];
+  if (body.action === "applied") {
+    const unscheduled = body.expiryNotScheduled ?? [];
     lines.push(
-      !event.expiresAt
+      !body.expiresAt
         ? "  Expires:  never: revert it once traffic is fixed"
         : unscheduled.length > 0
-          ? `  Expires:  ${event.expiresAt} is NOT SCHEDULED: revert it by hand once traffic is fixed`
-          : `  Expires:  ${event.expiresAt} (removed automatically)`,
+          ? `  Expires:  ${body.expiresAt} is NOT SCHEDULED: revert it by hand once traffic is fixed`
+          : `  Expires:  ${body.expiresAt} (removed automatically)`,
       ...unscheduled.map((w) => `            - ${oneLine(w)}`),
       "",
       "While it is in place, all traffic of the namespaces it selects is allowed: Calico isolation between",
       "customer workloads is off for them.",
     );
   }
-  if (event.action === "refused" && event.detail !== undefined)
-    lines.push(`  Refused:  ${oneLine(event.detail)}`);
-  // Conflicts are listed up to a bound, in the text and in the JSON alike: a cluster with a deny policy per
-  // customer namespace would otherwise pass SNS's 256 KB, and the announcement that isolation is off be lost.
-  const allConflicts = event.conflicts ?? [];
-  const conflicts = allConflicts.slice(0, ANNOUNCED_CONFLICTS);
-  const unlisted = allConflicts.length - conflicts.length;
-  if (conflicts.length > 0) {
+  if (body.action === "refused" && body.detail !== undefined)
+    lines.push(`  Refused:  ${oneLine(body.detail)}`);
+  const unlisted = body.conflictCount - body.conflicts.length;
+  if (body.conflicts.length > 0) {
     lines.push("", "Policies that may still deny traffic despite the panic policy:");
-    for (const c of conflicts) {
+    for (const c of body.conflicts) {
       const where = [
         c.namespace ? `namespace ${c.namespace}` : null,
         c.tier ? `tier ${c.tier}` : null,
@@ -780,20 +820,179 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
   lines.push(
     "",
     "Check it with:",
-    `   kubectl get globalnetworkpolicies.projectcalico.org ${sh(event.policyName)} -o yaml`,
+    `   kubectl get globalnetworkpolicies.projectcalico.org ${sh(body.policyName)} -o yaml`,
     `   calico-flows panic --help`,
   );
+  return { subject: fitSubject(subjectParts), text: `${lines.join("\n")}\n` };
+}
+
+/** The announcement of a panic-button action: who, why, when, and what may still deny traffic. */
+export function panicAnnouncement(event: PanicEvent): OutboundMessage {
+  const allConflicts = event.conflicts ?? [];
+  const body: PanicBody = {
+    type: "panic",
+    ...event,
+    conflicts: allConflicts.slice(0, ANNOUNCED_CONFLICTS),
+    conflictCount: allConflicts.length,
+  };
+  const { subject, text } = panicEmail(body);
   return {
-    subject: fitSubject(subjectParts),
-    email: `${lines.join("\n")}\n`,
-    json: JSON.stringify({ type: "panic", ...event, conflicts, conflictCount: allConflicts.length }),
+    subject,
+    email: text,
+    json: JSON.stringify(body),
     attributes: {
       type: str("panic"),
       action: str(event.action),
-      severity: str(event.action === "applied" || event.action === "refused" ? "high" : "low"),
+      severity: str(panicSeverity(event.action)),
       cluster: str(event.cluster),
     },
   };
+}
+
+// ── Reading a message back from its JSON ────────────────────────────────────────────────────────────
+// What each kind of body must hold for its e-mail to be written: a body that lacks it (another version's, another
+// publisher's) is not read, rather than read into "undefined". Loose objects: the bodies are a contract for machine
+// subscribers, to which fields may be added.
+
+const EndpointJson = z.looseObject({
+  ip: z.string(),
+  kind: z.string(),
+  namespace: z.string().nullable(),
+  name: z.string().nullable(),
+  workload: z.looseObject({ kind: z.string(), name: z.string() }).nullable(),
+  node: z.string().nullable(),
+  resolved: z.boolean(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+/** An alert's body is its record (alertDefaultJson), which its e-mail reads nearly whole. */
+const AlertJson = z.looseObject({
+  type: z.literal("alert"),
+  id: z.string(),
+  cluster: z.string(),
+  key: z.looseObject({ src: z.string(), dst: z.string() }),
+  src: EndpointJson,
+  dst: EndpointJson,
+  protocol: z.string(),
+  dstPort: z.number().nullable(),
+  direction: z.enum(["ingress", "egress", "host", "forward"]),
+  reporter: z.string(),
+  policy: z
+    .looseObject({
+      tier: z.string().nullable(),
+      kind: z.string().nullable(),
+      name: z.string().nullable(),
+      namespace: z.string().nullable(),
+    })
+    .nullable(),
+  severity: z.enum(["high", "low"]),
+  reason: z.string(),
+  count: z.number(),
+  foldedBefore: z.number(),
+  openedAt: z.iso.datetime(),
+  windowEnd: z.iso.datetime(),
+  firstSeen: z.iso.datetime(),
+  lastSeen: z.iso.datetime(),
+});
+
+const SummaryJson = z.looseObject({
+  type: z.literal("summary"),
+  cluster: z.string(),
+  count: z.number(),
+  since: z.string().nullable(),
+  alerts: z.array(
+    z.looseObject({
+      severity: z.enum(["high", "low"]),
+      count: z.number(),
+      firstSeen: z.string(),
+      subject: z.string(),
+    }),
+  ),
+});
+
+const PanicJson = z.looseObject({
+  type: z.literal("panic"),
+  action: z.enum(["applied", "reverted", "expired", "refused"]),
+  cluster: z.string(),
+  policyName: z.string(),
+  requester: z.string(),
+  reason: z.string(),
+  at: z.string(),
+  expiresAt: z.string().nullish(),
+  expiryNotScheduled: z.array(z.string()).optional(),
+  conflicts: z.array(
+    z.looseObject({
+      kind: z.string(),
+      name: z.string(),
+      namespace: z.string().nullish(),
+      tier: z.string().nullish(),
+      order: z.number().nullish(),
+      explanation: z.string(),
+    }),
+  ),
+  conflictCount: z.number(),
+  detail: z.string().optional(),
+});
+
+const MessageJson = z.discriminatedUnion("type", [AlertJson, SummaryJson, PanicJson]);
+
+/** A message of the alerts topic as its e-mail subscribers get it, and what a digest orders it by. */
+export interface MessageEmail {
+  type: "alert" | "summary" | "panic";
+  subject: string;
+  text: string;
+  severity: "high" | "low";
+  /**
+   * When what it tells of began, where `calico-flows alerts --since` finds it: an alert's openedAt, a summary's
+   * since (null when it names no alert), an announcement's time.
+   */
+  since: string | null;
+}
+
+/**
+ * The subject and e-mail text of a message the alerts topic carries, from its `default` JSON alone: those the SNS
+ * sink publishes for its e-mail subscribers (built from the same JSON for summaries and announcements; from the
+ * record the JSON holds whole for alerts). `options` point the commands at the alerts' store, as the sink's do.
+ * undefined for a body that is not JSON, of another type, or without what its text needs.
+ */
+export function emailOfJson(json: string, options: MessageOptions = {}): MessageEmail | undefined {
+  try {
+    const body = MessageJson.parse(JSON.parse(json));
+    switch (body.type) {
+      case "alert": {
+        const alert = body as unknown as AlertRecord;
+        return {
+          type: "alert",
+          subject: alertSubject(alert),
+          text: alertEmailText(alert, options),
+          severity: alert.severity,
+          since: alert.openedAt,
+        };
+      }
+      case "summary": {
+        const summary = body as unknown as SummaryBody;
+        const high = summary.alerts.length === 0 || summary.alerts.some((a) => a.severity === "high");
+        return {
+          type: "summary",
+          ...summaryEmail(summary, options),
+          severity: high ? "high" : "low",
+          since: summary.since,
+        };
+      }
+      case "panic": {
+        const panic = body as unknown as PanicBody;
+        return {
+          type: "panic",
+          ...panicEmail(panic),
+          severity: panicSeverity(panic.action),
+          since: panic.at,
+        };
+      }
+    }
+  } catch {
+    // Not JSON, of another type, without what its text needs, or a value its text cannot be written from.
+    return undefined;
+  }
 }
 
 /** SNS's limit on a publish, "at most 256 KB (262,144 bytes)": the message and its attributes together. */

@@ -259,10 +259,21 @@ function many(
   return { ...candidate(key, flows, severity, reason, example), namespaces: namespacesOf(flows, example) };
 }
 
-/** Its groups' flows as one candidate under `key`, the example the latest flow of its most-hit groups (order-free). */
-function merged(key: AlertKey, own: readonly Group[], reason: string): AlertCandidate {
-  const most = Math.max(...own.map(hitsOf));
-  const example = latest(own.filter((o) => hitsOf(o) === most).flatMap((o) => o.flows));
+/**
+ * Its groups' flows as one candidate under `key`, the example the latest flow of the most-hit ends (order-free):
+ * `endOf` names the end the groups stand for, a scan's destinations or a fan-in's sources. Counted per end, not per
+ * group: a scan's forty ports of one database, one denial each, outweigh three DNS retries on one port.
+ */
+function merged(
+  key: AlertKey,
+  own: readonly Group[],
+  reason: string,
+  endOf: (g: Group) => string,
+): AlertCandidate {
+  const hitsByEnd = new Map<string, number>();
+  for (const o of own) hitsByEnd.set(endOf(o), (hitsByEnd.get(endOf(o)) ?? 0) + hitsOf(o));
+  const most = Math.max(...hitsByEnd.values());
+  const example = latest(own.filter((o) => hitsByEnd.get(endOf(o)) === most).flatMap((o) => o.flows));
   return many(
     key,
     own.flatMap((o) => o.flows),
@@ -334,13 +345,14 @@ class InternalCounts {
         const own = this.bySource.get(sourceOf(g)) as Group[];
         if (own[0] !== g) continue;
         const key = { ...g.key, dst: SCAN_DESTINATION, protocol: SCAN_PROTOCOL, dstPort: null };
-        out.push(merged(key, own, "internal-scan"));
+        out.push(merged(key, own, "internal-scan", (o) => o.key.dst));
         continue;
       }
       const destination = destinationOf(g);
       if ((this.sources.get(destination) as number) >= this.threshold) {
         const many = this.byDestination.get(destination) as Group[];
-        if (many[0] === g) out.push(merged({ ...g.key, src: MANY_SOURCES }, many, "internal-fan-in"));
+        if (many[0] === g)
+          out.push(merged({ ...g.key, src: MANY_SOURCES }, many, "internal-fan-in", (o) => o.key.src));
         continue;
       }
       out.push(candidate(g.key, g.flows, "high", "internal-denial", latest(g.flows)));

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createScanner } from "../../functions/core/parse.ts";
 import { loadIngestConfig, MAX_AGGREGATION_SECONDS } from "../../functions/ingest/config.ts";
+import { loadMailerConfig } from "../../functions/mailer/config.ts";
 import { loadPanicConfig } from "../../functions/panic/config.ts";
 import { loadQueryConfig } from "../../functions/query/config.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
@@ -94,6 +95,7 @@ interface Deployed {
   ingest: NodeJS.ProcessEnv;
   panic: NodeJS.ProcessEnv;
   query: NodeJS.ProcessEnv;
+  mailer: NodeJS.ProcessEnv;
 }
 
 /** Each function's environment as deployed, found by its handler module (from its Powertools service). */
@@ -107,7 +109,7 @@ function environments(template: Template): Deployed {
       Object.entries(variables).map(([k, v]) => [k, deployedValue(v, resources)]),
     );
     const service = String(env.POWERTOOLS_SERVICE_NAME);
-    const which = (["ingest", "panic", "query"] as const).find((w) => service.endsWith(`-${w}`));
+    const which = (["ingest", "panic", "query", "mailer"] as const).find((w) => service.endsWith(`-${w}`));
     if (which === undefined) throw new Error(`unexpected function ${service}`);
     expect(found[which], `one ${which} function`).toBeUndefined();
     found[which] = env;
@@ -119,7 +121,12 @@ function environments(template: Template): Deployed {
 function start(env: Deployed) {
   const ingest = loadIngestConfig(env.ingest);
   createScanner({ prefix: ingest.LOG_PREFIX, prefixFormat: ingest.LOG_PREFIX_FORMAT });
-  return { ingest, panic: loadPanicConfig(env.panic), query: loadQueryConfig(env.query) };
+  return {
+    ingest,
+    panic: loadPanicConfig(env.panic),
+    query: loadQueryConfig(env.query),
+    mailer: loadMailerConfig(env.mailer),
+  };
 }
 
 describe("the stack an operator deploys", () => {
@@ -210,7 +217,7 @@ describe("the stack an operator deploys", () => {
 
     it("runs every function on nodejs24.x, ARM64", () => {
       const functions = ofType("AWS::Lambda::Function");
-      expect(functions).toHaveLength(3);
+      expect(functions).toHaveLength(4);
       for (const [id, fn] of functions) {
         expect(fn.Properties.Runtime, id).toBe("nodejs24.x");
         expect(fn.Properties.Architectures, id).toEqual(["arm64"]);
@@ -475,6 +482,11 @@ describe("the stack an operator deploys", () => {
       expect(started.query.AGGREGATION_SECONDS).toBe(started.ingest.AGGREGATION_SECONDS);
       expect(started.query.TABLE_NAME).toBe(started.ingest.TABLE_NAME);
       expect(started.panic.tableName).toBe(started.ingest.TABLE_NAME);
+      // The alert e-mails name the cluster and the stack's API, as the ingest function's did.
+      expect(started.mailer.CLUSTER_NAME).toBe(CONFIG.clusterName);
+      expect(started.mailer.API_URL).toBe(started.ingest.API_URL);
+      expect(started.mailer.EMAIL_TOPIC_ARN).toMatch(/^arn:aws:sns:/);
+      expect(started.mailer.EMAIL_TOPIC_ARN).not.toBe(started.ingest.ALERTS_TOPIC_ARN);
     });
   });
 

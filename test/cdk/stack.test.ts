@@ -8,6 +8,7 @@ import type { IConstruct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FLOW_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE } from "../../functions/adapters/dynamo/schema.ts";
 import { loadIngestConfig, STORE_RESERVE_MS } from "../../functions/ingest/config.ts";
+import { loadMailerConfig } from "../../functions/mailer/config.ts";
 import { loadPanicConfig } from "../../functions/panic/config.ts";
 import { loadQueryConfig } from "../../functions/query/config.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
@@ -103,9 +104,11 @@ describe("CalicoFlowsStack", () => {
     ingest: string;
     panic: string;
     query: string;
+    mailer: string;
     ingestRole: string;
     panicRole: string;
     queryRole: string;
+    mailerRole: string;
     schedulerRole: string;
     queue: string;
     queueKey: string;
@@ -113,6 +116,7 @@ describe("CalicoFlowsStack", () => {
     deadLettersKey: string;
     alertsTopic: string;
     alertsKey: string;
+    emailTopic: string;
     opsTopic: string;
     scheduleGroup: string;
   };
@@ -124,9 +128,11 @@ describe("CalicoFlowsStack", () => {
       ingest: logicalId(stack, stack.ingest.function.function),
       panic: logicalId(stack, stack.panic.function.function),
       query: logicalId(stack, stack.queries.function.function),
+      mailer: logicalId(stack, stack.alerts.mailer.function),
       ingestRole: logicalId(stack, stack.ingest.function.role),
       panicRole: logicalId(stack, stack.panic.function.role),
       queryRole: logicalId(stack, stack.queries.function.role),
+      mailerRole: logicalId(stack, stack.alerts.mailer.role),
       schedulerRole: logicalId(stack, stack.panic.schedulerRole),
       queue: logicalId(stack, stack.ingest.failedPayloads),
       queueKey: logicalId(stack, stack.ingest.failedPayloadsKey),
@@ -134,6 +140,7 @@ describe("CalicoFlowsStack", () => {
       deadLettersKey: logicalId(stack, stack.panic.deadLetters.key),
       alertsTopic: logicalId(stack, stack.alerts.topic.topic),
       alertsKey: logicalId(stack, stack.alerts.topic.key),
+      emailTopic: logicalId(stack, stack.alerts.emailTopic.topic),
       opsTopic: logicalId(stack, stack.monitoring.operations.topic),
       scheduleGroup: logicalId(stack, stack.panic.scheduleGroup),
     };
@@ -142,7 +149,7 @@ describe("CalicoFlowsStack", () => {
   describe("functions", () => {
     it("run on nodejs24.x, ARM64, ESM bundles, with tracing and their own log group", () => {
       const functions = template.findResources("AWS::Lambda::Function");
-      expect(Object.keys(functions).sort()).toEqual([ids.ingest, ids.panic, ids.query].sort());
+      expect(Object.keys(functions).sort()).toEqual([ids.ingest, ids.panic, ids.query, ids.mailer].sort());
       for (const [id, fn] of Object.entries(functions) as [string, { Properties: Json }][]) {
         expect(fn.Properties, id).toMatchObject({
           Runtime: "nodejs24.x",
@@ -152,14 +159,15 @@ describe("CalicoFlowsStack", () => {
           LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
         });
       }
-      // The three functions' groups, the API's access logs and its execution logs.
-      template.resourcePropertiesCountIs("AWS::Logs::LogGroup", { RetentionInDays: 30 }, 5);
+      // The four functions' groups, the API's access logs and its execution logs.
+      template.resourcePropertiesCountIs("AWS::Logs::LogGroup", { RetentionInDays: 30 }, 6);
     });
 
     it.each([
       ["ingest", "calico-flows-ingest"],
       ["panic", "calico-flows-panic"],
       ["query", "calico-flows-query"],
+      ["mailer", "calico-flows-mailer"],
     ] as const)("%s sets the Powertools service and namespace", (name, service) => {
       template.hasResourceProperties("AWS::Lambda::Function", {
         FunctionName: Match.absent(),
@@ -171,7 +179,7 @@ describe("CalicoFlowsStack", () => {
           }),
         },
         Description: Match.stringLikeRegexp(
-          name === "query" ? "queries" : name === "panic" ? "panic" : "flows and alerts",
+          { query: "queries", panic: "panic", mailer: "Alert e-mails", ingest: "flows and alerts" }[name],
         ),
       });
     });
@@ -307,6 +315,7 @@ describe("CalicoFlowsStack", () => {
         "calico-flows-ingest": undefined,
         "calico-flows-panic": 3,
         "calico-flows-query": undefined,
+        "calico-flows-mailer": undefined,
       });
     });
 
@@ -327,6 +336,18 @@ describe("CalicoFlowsStack", () => {
         CLUSTER_NAME: "demo-cluster",
         TABLE_NAME: "resolved-name",
         AGGREGATION_SECONDS: Number(environmentOf(ids.ingest).AGGREGATION_SECONDS),
+      });
+    });
+
+    it("gives the mailer exactly the variables its config reads, and values it accepts", () => {
+      const env = environmentOf(ids.mailer);
+      expect(Object.keys(env).sort()).toEqual(
+        [...powertools, "API_URL", "CLUSTER_NAME", "EMAIL_TOPIC_ARN"].sort(),
+      );
+      expect(loadMailerConfig(env)).toEqual({
+        EMAIL_TOPIC_ARN: "arn:aws:sns:eu-west-1:123456789012:resolved",
+        CLUSTER_NAME: "demo-cluster",
+        API_URL: "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/",
       });
     });
 
@@ -514,13 +535,14 @@ describe("CalicoFlowsStack", () => {
   });
 
   describe("topics", () => {
-    it("encrypts both topics with their own rotated keys and refuses publishing without TLS", () => {
-      template.resourceCountIs("AWS::SNS::Topic", 2);
+    it("encrypts the three topics with their own rotated keys and refuses publishing without TLS", () => {
+      template.resourceCountIs("AWS::SNS::Topic", 3);
       template.allResourcesProperties("AWS::SNS::Topic", { KmsMasterKeyId: Match.anyValue() });
-      // The two topics', the failed payloads' and the panic expiry's dead letters'.
-      template.resourceCountIs("AWS::KMS::Key", 4);
+      // The three topics', the failed payloads', the panic expiry's dead letters' and the mail queue's (with its
+      // dead letters).
+      template.resourceCountIs("AWS::KMS::Key", 6);
       template.allResourcesProperties("AWS::KMS::Key", { EnableKeyRotation: true });
-      for (const topic of [ids.alertsTopic, ids.opsTopic]) {
+      for (const topic of [ids.alertsTopic, ids.emailTopic, ids.opsTopic]) {
         template.hasResourceProperties("AWS::SNS::TopicPolicy", {
           Topics: [{ Ref: topic }],
           PolicyDocument: {
@@ -552,12 +574,14 @@ describe("CalicoFlowsStack", () => {
       });
     });
 
-    it("subscribes the configured addresses by email", () => {
-      template.resourceCountIs("AWS::SNS::Subscription", 2);
+    it("subscribes the configured addresses by email: the alert addresses to the e-mail topic, not the alerts topic", () => {
+      // The two addresses, and the mail queue on the alerts topic (alert-mail.test.ts).
+      template.resourceCountIs("AWS::SNS::Subscription", 3);
+      template.resourcePropertiesCountIs("AWS::SNS::Subscription", { Protocol: "email" }, 2);
       template.hasResourceProperties("AWS::SNS::Subscription", {
         Protocol: "email",
         Endpoint: "platform-alerts@example.com",
-        TopicArn: { Ref: ids.alertsTopic },
+        TopicArn: { Ref: ids.emailTopic },
       });
       template.hasResourceProperties("AWS::SNS::Subscription", {
         Protocol: "email",
@@ -692,6 +716,19 @@ describe("CalicoFlowsStack", () => {
         ].sort(),
       );
       expect(actionsOf(statementsOf(template, ids.queryRole))).toEqual([...basics, "dynamodb:Query"].sort());
+      expect(actionsOf(statementsOf(template, ids.mailerRole))).toEqual(
+        [
+          ...basics,
+          "kms:Decrypt",
+          "kms:GenerateDataKey",
+          "sns:Publish",
+          "sqs:ChangeMessageVisibility",
+          "sqs:DeleteMessage",
+          "sqs:GetQueueAttributes",
+          "sqs:GetQueueUrl",
+          "sqs:ReceiveMessage",
+        ].sort(),
+      );
       expect(actionsOf(statementsOf(template, ids.panicRole))).toEqual(
         [
           ...basics,
@@ -717,7 +754,7 @@ describe("CalicoFlowsStack", () => {
     });
 
     it("scopes every grant to this stack's resources; only X-Ray has a wildcard", () => {
-      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.schedulerRole]) {
+      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.mailerRole, ids.schedulerRole]) {
         for (const statement of statementsOf(template, role)) {
           expect(statement.Effect).toBe("Allow");
           if (JSON.stringify(statement.Resource) === '"*"') {
@@ -769,7 +806,7 @@ describe("CalicoFlowsStack", () => {
     });
 
     it("attaches no managed policy to any function or scheduler role", () => {
-      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.schedulerRole]) {
+      for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.mailerRole, ids.schedulerRole]) {
         const resource = template.toJSON().Resources[role] as { Properties: Json };
         expect(resource.Properties.ManagedPolicyArns, role).toBeUndefined();
       }
@@ -1103,6 +1140,7 @@ describe("CalicoFlowsStack", () => {
           "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Ingest/Function/Role",
           "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Panic/Function/Role",
           "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Query/Function/Role",
+          "AwsSolutions-IAM5[Resource::*] @ CalicoFlows/Alerts/Mailer/Role",
           `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group}/*] @ CalicoFlows/Panic/Function/Role`,
           "AwsSolutions-SQS3 @ CalicoFlows/Ingest/FailedPayloads",
           "AwsSolutions-SQS3 @ CalicoFlows/Panic/ExpiryDeadLetters",

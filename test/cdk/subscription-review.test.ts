@@ -376,6 +376,7 @@ describe("CloudWatch Logs → ingest function", () => {
       const words = [
         ...["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
         ...["eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"],
+        ...["nineteen", "twenty"],
       ];
       const number = (w: string) => words.indexOf(w);
       const stated =

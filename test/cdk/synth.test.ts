@@ -51,10 +51,10 @@ describe("npx cdk synth", { timeout: 240_000 }, () => {
 
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it("writes the template with the three functions, each with its own bundled asset", () => {
+  it("writes the template with the four functions, each with its own bundled asset", () => {
     const functions = Object.values(template.Resources).filter((r) => r.Type === "AWS::Lambda::Function");
-    expect(functions).toHaveLength(3);
-    expect(assetDirs).toHaveLength(3);
+    expect(functions).toHaveLength(4);
+    expect(assetDirs).toHaveLength(4);
   });
 
   it("bundles each handler as a minified ES module with a source map and the CommonJS require shim", () => {

@@ -168,11 +168,16 @@ describe("alertEmailText", () => {
     expect(summary.email).toContain("calico-flows alerts --store '/var/lib/my store' --cluster prod --since");
   });
 
-  it("says how many hits were folded into the previous alert of the same traffic", () => {
-    expect(alertEmailText(alert({ foldedBefore: 41 }))).toContain(
-      "Folded:      41 more hits were folded into the previous alert for this traffic",
+  it("says how many hits of the previous alert of the same traffic no message told", () => {
+    const text = alertEmailText(alert({ foldedBefore: 41 }));
+    expect(text).toContain(
+      "Folded:      41 more hits were counted in the previous alert for this traffic than any message about it",
     );
-    expect(alertEmailText(alert({ foldedBefore: 1 }))).toContain("1 more hit was folded");
+    // Not "after it was sent": the previous alert may have been summarised, or not sent at all.
+    expect(text).not.toContain("after it was sent");
+    expect(text).toContain("an alert not sent yet told none");
+    expect(alertEmailText(alert({ foldedBefore: 1 }))).toContain("1 more hit was counted");
+    expect(alertEmailText(alert({ foldedBefore: 0 }))).not.toContain("Folded:");
   });
 
   it("points at the IP when nobody is known to have held it, and says why", () => {

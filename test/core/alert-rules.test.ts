@@ -225,6 +225,20 @@ describe("internal scan detection", () => {
     expect(alertCandidates(sweep, { scanThreshold: 5 }).map((c) => c.reason)).toEqual(["internal-scan"]);
   });
 
+  it("names the destination with the most denials, not the one of the most-hit port", () => {
+    // Forty ports of db once each, and three DNS retries: db takes 40 denials, coredns the most-hit key (3).
+    const ports = Array.from({ length: 40 }, (_, i) => 1000 + i);
+    const retries = flow(web1, coredns, { protocol: "UDP", dstPort: 53, packets: 3 });
+    for (const flows of [
+      [...probe(ports), retries],
+      [retries, ...probe(ports)],
+    ]) {
+      const [scan, ...rest] = alertCandidates(flows, { scanThreshold: 10 });
+      expect(rest).toEqual([]);
+      expect(scan).toMatchObject({ reason: "internal-scan", hits: 43, dst: db });
+    }
+  });
+
   it("keeps other sources' denials, in the order of their first flows, the scan where its first denial was", () => {
     const before = flow(api, db, { dstPort: 9000 });
     const scan = probe([1, 2, 3, 4, 5]);

@@ -12,8 +12,13 @@ import {
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 import { Command } from "commander";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RedriveIo, type RedriveSummary, registerRedrive } from "../../cli/commands/redrive.ts";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  describeRedrive,
+  type RedriveIo,
+  type RedriveSummary,
+  registerRedrive,
+} from "../../cli/commands/redrive.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
@@ -22,7 +27,7 @@ import {
   encodeSubscriptionData,
   type SubscriptionPayload,
 } from "../../functions/core/subscription-payload.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
+import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
 import {
   expectedByAddress,
   ingestDeps,
@@ -35,8 +40,8 @@ import {
 import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
-import { type LocalSns, startLocalSns } from "../support/fauxqs.ts";
-import { dataRecord, redriveEvents, STREAM } from "./fixtures.ts";
+import { createTopic, drainQueue, type LocalSns, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
+import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
 
 const CLUSTER = "prod";
 const POISON = "192.168.77.77";
@@ -227,6 +232,77 @@ describe("calico-flows redrive", () => {
     expect(again.redriven).toBe(1);
     expect(again.flowsApplied).toBe(0);
     expect(total(await storedPackets(flows, CLUSTER, T0, T0 + 10 * MINUTE_MS))).toBe(before + d.length);
+  });
+
+  it("keeps a payload whose alert another run of it holds, says until when, and sends it once that has passed", async () => {
+    const failures = await localQueue(sqs, "held-alert-failures");
+    const depth = async () => {
+      const a = await sqs.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: failures,
+          AttributeNames: ["ApproximateNumberOfMessages"],
+        }),
+      );
+      return Number(a.Attributes?.ApproximateNumberOfMessages);
+    };
+    // The topic is not there yet: every publish fails, as with a topic key the publisher may not use.
+    const topicArn = "arn:aws:sns:eu-west-1:000000000000:calico-held-alerts";
+    const args = ["--queue-url", failures, "--alerts-topic", topicArn];
+    process.env.AWS_ENDPOINT_URL_SNS = sqs.endpoint;
+    try {
+      const events = redriveEvents(3, 40, "192.168.200.40");
+      await sqs.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: failures,
+          MessageBody: dataRecord(encodeSubscriptionData(payloadOf(STREAM, events))),
+        }),
+      );
+      const first = await redriveCli(args);
+      expect(first).toMatchObject({
+        redriven: 0,
+        alertsOpened: 1,
+        alertsSent: 0,
+        problems: [{ deleted: false }],
+      });
+      const flows = new DynamoFlowStore({ client: ts.client, tableName: ts.tableName });
+      const listed = await flows.queryAlerts({
+        cluster: CLUSTER,
+        since: new Date(T0).toISOString(),
+        until: new Date(T0 + 60 * MINUTE_MS).toISOString(),
+      });
+      const alert = listed.items.find((a) => a.src.ip === "192.168.200.40") as AlertRecord;
+      expect(alert.delivery).toBe("pending");
+
+      // The topic fixed, redriven again at once: the first run's lease on sending the alert has not run out, and
+      // that run cannot be told from one still publishing. Nothing is sent: the message stays, and says why.
+      const watch = await subscribeQueue(sqs, await createTopic(sqs, "calico-held-alerts"), "held-watch");
+      const second = await redriveCli(args);
+      expect(second).toMatchObject({ redriven: 0, alertsOpened: 0, alertsSent: 0 });
+      expect(second.problems).toEqual([
+        expect.objectContaining({
+          kind: "failed",
+          deleted: false,
+          reason: expect.stringMatching(
+            new RegExp(
+              `^alert ${alert.id} \\(opened ${alert.openedAt}, held until \\S+\\) not sent: .* redrive again after `,
+            ),
+          ),
+        }),
+      ]);
+      expect(describeRedrive(second)).toContain("left in the queue");
+      expect(await depth()).toBe(1);
+      expect(await drainQueue(sqs, watch)).toEqual([]);
+
+      // Once the lease has run out, the next redrive sends it, and deletes the message.
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 61_000 });
+      const third = await redriveCli(args);
+      expect(third).toMatchObject({ redriven: 1, alertsSent: 1, problems: [] });
+      expect(await depth()).toBe(0);
+      expect(await drainQueue(sqs, watch)).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+      delete process.env.AWS_ENDPOINT_URL_SNS;
+    }
   });
 });
 

@@ -13,6 +13,7 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
+import type { SQSEvent, SQSRecordAttributes } from "aws-lambda";
 import { buildApp } from "fauxqs";
 
 export const REGION = "eu-west-1";
@@ -114,6 +115,7 @@ export async function drainQueue(local: LocalSns, queueUrl: string): Promise<Mes
         MaxNumberOfMessages: 10,
         WaitTimeSeconds: 0,
         MessageAttributeNames: ["All"],
+        MessageSystemAttributeNames: ["All"],
       }),
     );
     const messages = page.Messages ?? [];
@@ -149,6 +151,36 @@ export function envelopeOf(message: Message): SnsEnvelope {
  */
 export function structureOf(message: Message): { default: string; email: string } {
   return JSON.parse(envelopeOf(message).Message) as { default: string; email: string };
+}
+
+/**
+ * The SQS event Lambda hands a function for messages of a raw subscription (drained from its queue), each body as
+ * real SNS delivers it: a JSON-structured publish (`MessageStructure: json`) reaches an SQS subscriber as its
+ * `default` value, where fauxqs passes the whole `{ default, email }` structure through.
+ */
+export function sqsEventOf(messages: readonly Message[], queueArn: string): SQSEvent {
+  const delivered = (body: string) => {
+    try {
+      const structure = JSON.parse(body) as { default?: unknown };
+      if (typeof structure.default === "string") return structure.default;
+    } catch {
+      // A plain publish: delivered as it is.
+    }
+    return body;
+  };
+  return {
+    Records: messages.map((m) => ({
+      messageId: m.MessageId ?? "",
+      receiptHandle: m.ReceiptHandle ?? "",
+      body: delivered(m.Body ?? ""),
+      attributes: m.Attributes as unknown as SQSRecordAttributes,
+      messageAttributes: {},
+      md5OfBody: m.MD5OfBody ?? "",
+      eventSource: "aws:sqs",
+      eventSourceARN: queueArn,
+      awsRegion: REGION,
+    })),
+  };
 }
 
 /** What the proxy does with one request. */

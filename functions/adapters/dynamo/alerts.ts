@@ -497,13 +497,28 @@ async function readAlert(ctx: AlertContext, w: Window, reads: CallReport): Promi
   return alertOf(items);
 }
 
-async function foldedInto(ctx: AlertContext, w: Window, reads: CallReport): Promise<number> {
+/**
+ * The hits of an earlier window's alert that no message about it told: those counted beyond what its e-mail (or the
+ * summary standing for it) said, all of them while it is unsent. Not the hits folded in after its opening: a fold
+ * landing before its opener read it, or an alert handed out late after a failed publish, was in its e-mail.
+ */
+async function untoldHits(ctx: AlertContext, w: Window, reads: CallReport): Promise<number> {
   const items = await queryAll(
     ctx,
-    { keyAttribute: "pk", keyValue: w.alertPk, lo: `${w.alertSk}#`, hi: `${w.alertSk}#~`, consistent: true },
+    { keyAttribute: "pk", keyValue: w.alertPk, lo: w.alertSk, hi: `${w.alertSk}#~`, consistent: true },
     reads,
   );
-  return items.reduce((sum, item) => sum + num(item.hits ?? 0), 0);
+  const total = items.reduce((sum, item) => sum + num(item.hits ?? 0), 0);
+  return total - toldHits(items.find((item) => String(item.sk) === w.alertSk));
+}
+
+/** How many hits the messages about an alert told, from its record: none while it is pending (or has no record). */
+function toldHits(record: Item | undefined): number {
+  if (record === undefined || deliveryOf(record.delivery) === "pending") return 0;
+  const counts = record.sentCounts;
+  // Marked by a version that kept no count: its opening's hits, all that version took to be told.
+  if (!(counts instanceof Set)) return num(record.hits ?? 0);
+  return Math.max(...[...counts].map(num));
 }
 
 interface Prepared {
@@ -619,12 +634,36 @@ interface Caller {
   delivers: boolean;
 }
 
+/** A pending alert whose hand-out lease another run of the caller's contribution holds. */
+export interface HeldAlert {
+  id: string;
+  openedAt: string;
+  /** When the lease runs out. */
+  until: string;
+}
+
+/**
+ * What applyAlerts did, and `held`, when there are any: the pending alerts of the caller's contribution it was not
+ * handed out because another run of that contribution holds the lease on them — a run whose publish failed, or a
+ * duplicate still publishing, which the store cannot tell apart. Lambda's retry of a failed run comes after the lease
+ * (a minute or more after the failure): the alert is sent then. A caller whose retry may come sooner must not take
+ * the payload for delivered (heldAlertsOf).
+ */
+export interface AppliedAlerts extends AlertApplyResult {
+  held?: HeldAlert[];
+}
+
+/** The alerts applyAlerts left to another run of the caller's contribution (AppliedAlerts), from its answer. */
+export function heldAlertsOf(result: AlertApplyResult): readonly HeldAlert[] {
+  return (result as AppliedAlerts).held ?? [];
+}
+
 export async function applyAlerts(
   ctx: AlertContext,
   candidates: readonly AlertCandidate[],
   token: string,
   options: AlertOptions,
-): Promise<AlertApplyResult> {
+): Promise<AppliedAlerts> {
   if (!Number.isInteger(options.windowMs) || options.windowMs < 1 || options.windowMs > MAX_ALERT_WINDOW_MS) {
     throw new InvalidInputError(
       `alert windowMs must be an integer from 1 to ${MAX_ALERT_WINDOW_MS}, got ${options.windowMs}`,
@@ -635,9 +674,11 @@ export async function applyAlerts(
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
     applyKey(ctx, p, caller, options.windowMs),
   );
+  const held = results.flatMap((r) => r.held ?? []);
   return {
     alerts: results.flatMap((r) => r.alerts),
     opened: results.reduce((n, r) => n + r.opened, 0),
+    ...(held.length === 0 ? {} : { held }),
   };
 }
 
@@ -651,23 +692,29 @@ async function applyKey(
   p: Prepared,
   caller: Caller,
   windowMs: number,
-): Promise<AlertApplyResult> {
+): Promise<AppliedAlerts> {
   const alerts: AlertRecord[] = [];
+  const held: HeldAlert[] = [];
   let opened = 0;
   for (let from = 0; from < p.spans.length; ) {
     const part = await applyOne(ctx, p, from, caller, windowMs);
     if (part.alert !== undefined) alerts.push(part.alert);
+    if (part.held !== undefined) held.push(part.held);
     if (part.opened) opened++;
     from += part.used;
   }
-  return { alerts, opened };
+  return { alerts, opened, held };
 }
 
 const MAX_STATE_ROUNDS = 8;
 
-/** What applying one part did: the alert handed out, the spans the part took, whether it opened a window. */
+/**
+ * What applying one part did: the alert handed out (or held by another run of the contribution), the spans the part
+ * took, whether it opened a window.
+ */
 interface PartResult {
   alert: AlertRecord | undefined;
+  held?: HeldAlert;
   used: number;
   opened: boolean;
 }
@@ -704,8 +751,11 @@ async function applyOne(
       // answer was lost (its resend refused), or a duplicate run that wrote the record before the one that wrote the
       // state. A retry or redelivery after a whole opening opens nothing.
       const opened = await writeRecord(ctx, p, target, token, reads);
-      if (!caller.delivers || (target === state && !(await mayHandOut(ctx, stateKey, state, caller, reads))))
-        return { alert: undefined, used, opened };
+      if (!caller.delivers) return { alert: undefined, used, opened };
+      if (target === state) {
+        const handOut = await mayHandOut(ctx, stateKey, state, caller, reads);
+        if (handOut !== "take") return { alert: undefined, used, opened, ...handOut };
+      }
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened };
     }
@@ -736,9 +786,10 @@ async function applyOne(
     if (
       target === state &&
       state.delivery === "pending" &&
-      ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs &&
-      (await mayHandOut(ctx, stateKey, state, caller, reads))
+      ctx.now() - state.createdAt >= ctx.pendingRedeliveryAfterMs
     ) {
+      const handOut = await mayHandOut(ctx, stateKey, state, caller, reads);
+      if (handOut !== "take") return { alert: undefined, used, opened: false, ...handOut };
       const alert = await readAlert(ctx, target, reads);
       return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
     }
@@ -748,10 +799,12 @@ async function applyOne(
 }
 
 /**
- * Whether this run hands out the open window's pending alert: when it takes the lease on it (takeHandOut), or when
- * that is refused because the window closed meanwhile (the next one opened between the state read and the take)
+ * Whether this run hands out the open window's pending alert ("take"): when it takes the lease on it (takeHandOut), or
+ * when that is refused because the window closed meanwhile (the next one opened between the state read and the take)
  * and the closed window kept this contribution as the lease's holder: then it is this delivery's to send, as it is
- * on this delivery's retry (applyOne).
+ * on this delivery's retry (applyOne). Refused on the open window, the alert is another run's to send: `held` when
+ * that run is of the caller's contribution, whose retry it may be; another contribution's sends it, or fails and is
+ * retried itself.
  */
 async function mayHandOut(
   ctx: AlertContext,
@@ -759,11 +812,20 @@ async function mayHandOut(
   state: State,
   caller: Caller,
   reads: CallReport,
-): Promise<boolean> {
-  if (await takeHandOut(ctx, stateKey, state, caller)) return true;
+): Promise<"take" | { held?: HeldAlert }> {
+  if (await takeHandOut(ctx, stateKey, state, caller)) return "take";
   const current = stateOf(await getItem(ctx, stateKey, reads));
-  if (current === undefined || current.alertSk === state.alertSk) return false;
-  return current.earlier.some((w) => w.alertSk === state.alertSk && w.leaseBy === caller.token);
+  if (current === undefined) return {};
+  if (current.alertSk !== state.alertSk) {
+    const mine = current.earlier.some((w) => w.alertSk === state.alertSk && w.leaseBy === caller.token);
+    return mine ? "take" : {};
+  }
+  if (current.leaseBy !== caller.token || current.leaseAt === undefined) return {};
+  // The state's delivery is written after the record's: the record says whether it is still to send.
+  const alert = await readAlert(ctx, current, reads);
+  if (alert?.delivery !== "pending") return {};
+  const until = iso(current.leaseAt + ctx.pendingRedeliveryAfterMs);
+  return { held: { id: alert.id, openedAt: alert.openedAt, until } };
 }
 
 /**
@@ -836,7 +898,7 @@ async function openWindow(
     alertPk: record.pk,
     alertSk: record.sk,
     openedBy: token,
-    foldedBefore: previous === undefined ? 0 : await foldedInto(ctx, previous, reads),
+    foldedBefore: previous === undefined ? 0 : await untoldHits(ctx, previous, reads),
   };
   // The day's marker first: an alert is never stored on a day that listings would not read.
   await markAlertDay(ctx, ctx.marked, p.cluster, openedAt, ctx.now(), freshReport());
@@ -959,7 +1021,11 @@ export async function markAlertSent(
   const keyDigest = alertKeyDigest(alert.key);
   const record = alertRecordKey(cluster, alert.openedAt, keyDigest);
   const e = new Expression();
-  const sent = `SET ${e.name("delivery")} = ${e.value(how)}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))}`;
+  // The count the message gave, for the next window's foldedBefore: a set, so that of two runs that both sent it (a
+  // lease run out mid-publish) the larger count stays, whichever marks last.
+  const sent =
+    `SET ${e.name("delivery")} = ${e.value(how)}, ${e.name("sentAt")} = ${e.value(iso(ctx.now()))} ` +
+    `ADD ${e.name("sentCounts")} ${e.value(new Set([alert.count]))}`;
   // A summary never relabels an alert another delivery sent on its own (it took the alert over meanwhile).
   const exists =
     how === "sent"

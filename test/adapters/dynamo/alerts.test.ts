@@ -4,10 +4,11 @@
 import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/alerts.ts";
+import { heldAlertsOf, KEPT_WINDOWS, windowFor } from "../../../functions/adapters/dynamo/alerts.ts";
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
 import {
   alertKeyDigest,
+  alertRecordKey,
   contributionToken,
   foldShardOf,
   foldSlotSk,
@@ -261,8 +262,9 @@ describe("applyAlerts", () => {
     expect(handed).toHaveLength(1);
     expect(results[handed[0] as number]?.alerts[0]?.id).toBe(first?.id);
     expect(results.map((r) => r.opened)).toEqual(Array(10).fill(0));
-    // The opener's own retry, within that lease, leaves it to the run that has it; so does that delivery's own
-    // retry, which cannot be told from a duplicate of that delivery running at the same time.
+    // The opener's own retry, within that lease, leaves it to the run that has it. So does that delivery's own
+    // retry, which cannot be told from a duplicate of that delivery running at the same time: it says it left it to
+    // another run of its own, which may be one that failed.
     expect(await store.applyAlerts([candidate(src, dst, t, 1)], "o1", WINDOW)).toEqual(NOTHING);
     const holder = `f${handed[0]}`;
     const again = await store.applyAlerts(
@@ -270,7 +272,7 @@ describe("applyAlerts", () => {
       holder,
       WINDOW,
     );
-    expect(again).toEqual(NOTHING);
+    expect(again).toMatchObject({ ...NOTHING, held: [{ id: first?.id }] });
     // Once the lease has run out, the next delivery may take it.
     clock += 61_000;
     expect(
@@ -553,6 +555,90 @@ describe("applyAlerts", () => {
     expect(out.opened).toBe(1);
     expect(out.alerts).toHaveLength(1);
     expect(out.alerts[0]).toMatchObject({ count: 7, openedAt: t, lastSeen: at(t, 5000), severity: "high" });
+  });
+
+  it("says which alerts of a payload another run of it holds, and until when", async () => {
+    const [src, dst] = pair(54);
+    const t = "2024-05-01T00:00:00.000Z";
+    const once = () => store.applyAlerts([candidate(src, dst, t, 3)], "held-1", WINDOW);
+    // The first run opens the alert, holding its lease, and its publish fails (a topic key not usable).
+    const leaseEnds = new Date(clock + 60_000).toISOString();
+    const first = await once();
+    expect(first.opened).toBe(1);
+    expect(heldAlertsOf(first)).toEqual([]);
+    // Run again 20 s later, once the cause is fixed: it cannot tell the failed run from a duplicate still publishing,
+    // so it is handed out nothing, and is told so (redrive would take the payload for delivered).
+    clock += 20_000;
+    const again = await once();
+    expect(again.alerts).toEqual([]);
+    expect(heldAlertsOf(again)).toEqual([{ id: first.alerts[0]?.id, openedAt: t, until: leaseEnds }]);
+    // A run that publishes nothing has nothing held from it.
+    expect(
+      await store.applyAlerts([candidate(src, dst, t, 3)], "held-1", { ...WINDOW, delivers: false }),
+    ).toEqual(NOTHING);
+    // Once the lease has run out, the next run delivers it.
+    clock += 41_000;
+    expect(await once()).toEqual({ alerts: first.alerts, opened: 0 });
+    // Sent: held by nobody, whoever has the lease.
+    await store.markAlertSent(first.alerts[0] as AlertRecord);
+    clock += 20_000;
+    expect(await once()).toEqual(NOTHING);
+  });
+
+  it("tells the next alert only the hits no message of the previous one gave", async () => {
+    const WINDOW_MS = 15 * MINUTE;
+    /** Opens a key's alert with 3 hits, lets `meanwhile` run, then opens the next window: its foldedBefore. */
+    const next = async (n: number, meanwhile: (first: AlertRecord, t: string) => Promise<void>) => {
+      const [src, dst] = pair(n);
+      const t = `2024-05-0${n - 48}T00:00:00.000Z`;
+      const { alerts } = await store.applyAlerts([candidate(src, dst, t, 3)], `told-${n}-a`, WINDOW);
+      await meanwhile(alerts[0] as AlertRecord, t);
+      const later = await store.applyAlerts(
+        [candidate(src, dst, at(t, WINDOW_MS + MINUTE), 1)],
+        `told-${n}-z`,
+        WINDOW,
+      );
+      return later.alerts[0]?.foldedBefore;
+    };
+    const fold = (n: number, t: string, hits: number, name: string) => {
+      const [src, dst] = pair(n);
+      return store.applyAlerts([candidate(src, dst, at(t, MINUTE), hits)], name, WINDOW);
+    };
+    // The opener's publish fails; another delivery folds 5 in and, the alert old enough, sends it with 8 hits; 2
+    // more come after. Marked sent twice (two runs sent it), the larger count is what was told.
+    expect(
+      await next(49, async (_, t) => {
+        clock += 2 * MINUTE;
+        const [sent] = (await fold(49, t, 5, "told-49-b")).alerts;
+        expect(sent?.count).toBe(8);
+        await store.markAlertSent(sent as AlertRecord);
+        await store.markAlertSent({ ...(sent as AlertRecord), count: 3 });
+        await fold(49, t, 2, "told-49-c");
+      }),
+    ).toBe(2);
+    // Never sent by the time the next opened: none of its 7 hits was told.
+    expect(await next(50, async (_, t) => void (await fold(50, t, 4, "told-50-b")))).toBe(7);
+    // Summarized with 3 hits: the 4 after.
+    expect(
+      await next(51, async (first, t) => {
+        await store.markAlertSent(first, "summarized");
+        await fold(51, t, 4, "told-51-b");
+      }),
+    ).toBe(4);
+    // Sent by a version that kept no count: the hits folded in after its opening, as that version counted them.
+    expect(
+      await next(52, async (first, t) => {
+        await fold(52, t, 4, "told-52-b");
+        await store.markAlertSent(first);
+        await raw.send(
+          new UpdateCommand({
+            TableName: ts.tableName,
+            Key: alertRecordKey(CLUSTER, t, alertKeyDigest(first.key)),
+            UpdateExpression: "REMOVE sentCounts",
+          }),
+        );
+      }),
+    ).toBe(4);
   });
 
   it("keeps alerts for the retention and refuses what it cannot do", async () => {
