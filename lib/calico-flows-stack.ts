@@ -77,7 +77,6 @@ export class CalicoFlowsStack extends Stack {
 
     this.queries = new FlowQueries(this, "Query", {
       clusterName: c.clusterName,
-      aggregationSeconds: c.aggregationSeconds,
       flowStore: this.flowStore,
       logRetention,
     });

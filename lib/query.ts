@@ -10,8 +10,6 @@ export const QUERY_SERVICE_NAME = "calico-flows-query";
 
 export interface FlowQueriesProps {
   readonly clusterName: string;
-  /** The ingest's bucket length: a query reads from the bucket that holds its start. */
-  readonly aggregationSeconds: number;
   readonly flowStore: FlowStore;
   readonly logRetention: logs.RetentionDays;
 }
@@ -28,7 +26,7 @@ export class FlowQueries extends Construct {
       logRetention: props.logRetention,
       // API Gateway gives up after 29 s; a query still running then is only spending money.
       timeout: Duration.seconds(QUERY_TIMEOUT_SECONDS),
-      environment: { CLUSTER_NAME: props.clusterName, AGGREGATION_SECONDS: String(props.aggregationSeconds) },
+      environment: { CLUSTER_NAME: props.clusterName },
     });
     props.flowStore.bindQuery(this.function);
   }

@@ -3,8 +3,6 @@
 //
 //   TABLE_NAME    the flow store table (read only: Query on the base table and its flow indexes, never Scan)
 //   CLUSTER_NAME  the cluster whose flows and alerts this API answers for (the partition of every query)
-//   AGGREGATION_SECONDS  the ingest's bucket length now, as the stack sets it; a range is read alike whatever it
-//                        is (handler.ts, INGEST_BUCKET_LENGTHS), since older flows may be in buckets of another
 import * as z from "zod";
 import { parseEnv } from "../shared/env.ts";
 
@@ -14,7 +12,6 @@ export const QUERY_TIMEOUT_SECONDS = 25;
 const QueryEnv = z.object({
   TABLE_NAME: z.string().min(1),
   CLUSTER_NAME: z.string().min(1),
-  AGGREGATION_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
 });
 
 export type QueryConfig = z.infer<typeof QueryEnv>;

@@ -454,11 +454,7 @@ describe("attempts are bounded", () => {
       vi.stubEnv("AWS_ENDPOINT_URL_DYNAMODB", faults.endpoint);
       // Backoff of zero, the SDK's as the store's: the count is what matters here, not the waiting.
       vi.spyOn(Math, "random").mockReturnValue(0);
-      const runtime = createRuntime({
-        TABLE_NAME: ts.tableName,
-        CLUSTER_NAME: CLUSTER,
-        AGGREGATION_SECONDS: 60,
-      });
+      const runtime = createRuntime({ TABLE_NAME: ts.tableName, CLUSTER_NAME: CLUSTER });
       await expect(
         runtime.store.queryFlows({
           cluster: CLUSTER,
