@@ -18,6 +18,7 @@ import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { MemoStore } from "../functions/core/attribution-memo.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
 import type { DenialTally, FlowStore, HolderHistory } from "../functions/core/ports.ts";
+import { INGEST_BUCKET_LENGTHS } from "../functions/ingest/config.ts";
 import type { CommonOptions } from "./common.ts";
 
 export interface OpenedStore {
@@ -126,7 +127,7 @@ export interface StoreUse {
   retentionDays?: number;
   /**
    * The bucket length flows were counted in, for reading ranges. Absent: the embedded store's lengths recorded by
-   * the commands that wrote it (`countsBuckets`), else 60.
+   * the commands that wrote it (`countsBuckets`), else 60; a table's, every length the stack's ingest may count in.
    */
   bucketSeconds?: number;
   /** This command counts flows in buckets this long: recorded beside an embedded store for its readers. */
@@ -197,7 +198,12 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       { step: "initialize", name: "missingTable" },
     );
     return {
-      ...tableStores({ client, tableName: options.table, retentionDays, bucketSeconds: use.bucketSeconds }),
+      ...tableStores({
+        client,
+        tableName: options.table,
+        retentionDays,
+        bucketSeconds: use.bucketSeconds ?? INGEST_BUCKET_LENGTHS,
+      }),
       description: `DynamoDB table ${options.table}`,
       close: async () => client.destroy(),
     };

@@ -568,7 +568,7 @@ export function registerFlows(program: Command): void {
     .option("--ip <address>", "flows involving this IP, resolved or not")
     .option(
       "--bucket-seconds <n>",
-      "the bucket length the flows were counted in, where a range starts reading (default: an embedded store's, as replay recorded it, else 60)",
+      "the bucket length the flows were counted in, where a range starts reading (default: an embedded store's, as replay recorded it; a table's, any of up to 60)",
       parseInteger("--bucket-seconds", 1, 3600),
     )
     .addOption(

@@ -13,6 +13,15 @@ import { parseEnv } from "../shared/env.ts";
  * bucket, so its writes grow dearer with the bucket's deliveries (an hour of one a second: 58 KB, every write).
  */
 export const MAX_AGGREGATION_SECONDS = 60;
+/**
+ * Every bucket length (seconds) the ingest may count flows in. The stack's aggregationSeconds may have been another
+ * when older flows were counted, so a reader of the stack's table (the query function, `flows --table`) reads a range
+ * from the earliest start of a bucket of any of them that holds its start: less than a minute before it.
+ */
+export const INGEST_BUCKET_LENGTHS: readonly number[] = Array.from(
+  { length: MAX_AGGREGATION_SECONDS },
+  (_, i) => i + 1,
+);
 
 const csv = z.string().transform((v) =>
   v

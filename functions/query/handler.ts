@@ -35,7 +35,7 @@ import { Deadline } from "../core/deadline.ts";
 import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
 import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
-import { MAX_AGGREGATION_SECONDS } from "../ingest/config.ts";
+import { INGEST_BUCKET_LENGTHS } from "../ingest/config.ts";
 import { json } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadQueryConfig, type QueryConfig } from "./config.ts";
@@ -306,13 +306,6 @@ export const ANSWER_RESERVE_MS =
 export function invocationDeadline(context: Pick<Context, "getRemainingTimeInMillis">): Deadline {
   return Deadline.after(context.getRemainingTimeInMillis() - ANSWER_RESERVE_MS);
 }
-
-/**
- * Every bucket length (seconds) the ingest may count flows in. The stack's aggregationSeconds may have been another
- * when the older flows were counted, so a range reads from the earliest start of a bucket of any of them that holds
- * its start, whatever the setting is now: less than a minute before it (the flows outside the range are filtered out).
- */
-const INGEST_BUCKET_LENGTHS = Array.from({ length: MAX_AGGREGATION_SECONDS }, (_, i) => i + 1);
 
 /** `client`: one without SDK retries (storeClient): the store retries every Query itself, SDK retries would multiply them. */
 export function createRuntime(
