@@ -208,7 +208,10 @@ export interface AlertRecord {
   reason: string;
   /** Hits counted in this alert's window (including the one that opened it). */
   count: number;
-  /** Hits folded into the previous window of the same key after that alert was opened. */
+  /**
+   * Hits of the previous window of the same key that no message of its alert told (its count less the count it was
+   * last sent or summarised with; all of them if it never went out), as known when this alert opened.
+   */
   foldedBefore: number;
   openedAt: string;
   windowEnd: string;
