@@ -387,7 +387,11 @@ function lifetimeAmong(h: Holder, holders: readonly Holder[]): Holder {
   const held = heldUntil(h);
   for (const later of holders) {
     if (!excludes(later, h)) continue;
-    if (later.validTo !== null && later.validTo < held) from = Math.max(from, later.validTo);
+    // A look that saw `h` hold the address and `later` gone (one instant, seenAt = validTo) saw it let go by then;
+    // two recorded ends alike say nothing of which came first.
+    const letGo =
+      later.validTo !== null && (h.seenAt === undefined ? later.validTo < held : later.validTo <= held);
+    if (letGo) from = Math.max(from, later.validTo as number);
     else if (to === null || later.validFrom < to) to = later.validFrom;
   }
   return from === h.validFrom && to === h.validTo ? h : { ...h, validFrom: from, validTo: to };

@@ -210,6 +210,25 @@ describe("a pod that got its address after a newer pod let it go", () => {
     expect(names(await dir.resolve([{ ip, at: T + H + 4 * MIN }]))).toEqual(["absent"]);
   });
 
+  it("answers the pod a look saw holding the address after that look, when the same look saw the newer pod gone", async () => {
+    // web is acknowledged at T and waits, Pending, for an address; old (T+1 min) has it, is deleted, and web gets
+    // it: the directory's next look (T+5 min) shows web holding it and old gone, one instant for both.
+    const moved = "192.168.48.30";
+    addPod("web-7f9c5d-x2x4q", null, T);
+    addPod("old-5d8f7-q7k2z", moved, T + MIN);
+    clock.t = T + 2 * MIN;
+    const dir = container({ history: new MemoryHistory() });
+    expect(names(await dir.resolve([{ ip: moved, at: T + 2 * MIN - S }]))).toEqual(["pod:old-5d8f7-q7k2z"]);
+    server.store.delete("pods", "old-5d8f7-q7k2z", "shop");
+    addPod("web-7f9c5d-x2x4q", moved, T);
+    clock.t = T + 5 * MIN;
+    await dir.resolve([{ ip: moved, at: T + 5 * MIN - S }]);
+    clock.t = T + 5 * MIN + 20 * S;
+    expect(names(await dir.resolve([{ ip: moved, at: T + 5 * MIN + 15 * S }]))).toEqual([
+      "pod:web-7f9c5d-x2x4q",
+    ]);
+  });
+
   it("does not take a holder that the history has open since before dbaec2d for one that held it since", async () => {
     // An item without seenAt: a look showed it hold the address from its validFrom (see #seenSince).
     const history = new MemoryHistory();
