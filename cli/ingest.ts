@@ -3,11 +3,20 @@
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
-import { CidrSet, checkWorkloadInterfacePrefixes } from "../functions/core/classify.ts";
+import {
+  CidrSet,
+  checkWorkloadInterfacePrefixes,
+  DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+} from "../functions/core/classify.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
-import type { IngestDeps, IngestResult } from "../functions/core/ingest.ts";
+import {
+  checkSettings,
+  type IngestDeps,
+  type IngestResult,
+  type IngestSettings,
+} from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
-import { MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
+import { type HeldAlert, MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory, STORED_EXTERNAL } from "./directory.ts";
 import { flowsArgs, openAlertSink, storeArgs } from "./sink.ts";
@@ -66,6 +75,8 @@ function collectWorkloadInterfacePrefix(value: string, previous: string[] | unde
 
 export interface IngestSetup {
   deps: IngestDeps;
+  /** What the options say the pipeline stores with (`deps.settings`). */
+  settings: IngestSettings;
   coverage: CoverageStore;
   description: string;
   close(): Promise<void>;
@@ -128,6 +139,16 @@ export async function openIngest(
   try {
     const directory = makeDirectory(opened.history);
     const internal = new ObservedRanges(common.internalCidrs);
+    const settings: IngestSettings = checkSettings({
+      bucketSeconds: raw.bucketSeconds as number,
+      prefix: raw.prefix as string,
+      prefixFormat: raw.prefixFormat as string | undefined,
+      internalCidrs: common.internalCidrs,
+      workloadInterfacePrefixes:
+        (raw.workloadInterfacePrefix as string[] | undefined) ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+      scanThreshold: raw.scanThreshold as number | undefined,
+      alertWindowMs: raw.alertWindow as number,
+    });
     return {
       deps: {
         store: opened.store,
@@ -136,18 +157,20 @@ export async function openIngest(
         // A command can be killed while it writes: its memo must outlive it (IngestDeps.memoBeforeWrites).
         memoBeforeWrites: true,
         tally: opened.tallies,
-        alertWindowMs: raw.alertWindow as number,
+        alertWindowMs: settings.alertWindowMs,
         alertCap: raw.alertCap as number,
+        settings,
         pipeline: {
           cluster: common.cluster,
           internal,
-          bucketSeconds: raw.bucketSeconds as number,
+          bucketSeconds: settings.bucketSeconds,
           scanner,
           directory: directory.directory,
-          workloadInterfacePrefixes: raw.workloadInterfacePrefix as string[] | undefined,
-          scanThreshold: raw.scanThreshold as number | undefined,
+          workloadInterfacePrefixes: settings.workloadInterfacePrefixes,
+          scanThreshold: settings.scanThreshold,
         },
       },
+      settings,
       coverage: opened.coverage,
       description: `${opened.description}, IPs resolved from ${directory.description}`,
       async close() {
@@ -165,6 +188,48 @@ export async function openIngest(
     await opened.close();
     throw error;
   }
+}
+
+/** A value as typed in a shell: quoted when it holds anything but plain characters. */
+function word(value: string): string {
+  return /^[\w./:%@+,=-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Each setting as the options that give it (the lists sorted), in the order of `--help`. */
+function optionsOf(s: IngestSettings): string[] {
+  const window =
+    s.alertWindowMs % 60_000 === 0 ? `${s.alertWindowMs / 60_000}m` : `${s.alertWindowMs / 1000}s`;
+  const each = (option: string, values: readonly string[]) =>
+    [...values]
+      .sort()
+      .map((v) => `${option} ${word(v)}`)
+      .join(" ");
+  return [
+    `--prefix ${word(s.prefix)}`,
+    s.prefixFormat === undefined ? "no --prefix-format" : `--prefix-format ${word(s.prefixFormat)}`,
+    each("--workload-interface-prefix", s.workloadInterfacePrefixes),
+    `--bucket-seconds ${s.bucketSeconds}`,
+    `--alert-window ${window}`,
+    s.scanThreshold === undefined ? "no --scan-threshold" : `--scan-threshold ${s.scanThreshold}`,
+    each("--internal-cidr", s.internalCidrs),
+  ];
+}
+
+/**
+ * The settings in which `claimed` differs from `own`, as the options that give them: `--bucket-seconds 30` and
+ * `--bucket-seconds 60`.
+ */
+export function settingsDifference(
+  claimed: IngestSettings,
+  own: IngestSettings,
+): { claimed: string; own: string } {
+  const theirs = optionsOf(claimed);
+  const ours = optionsOf(own);
+  const differ = theirs.flatMap((option, i) => (option === ours[i] ? [] : [i]));
+  return {
+    claimed: differ.map((i) => theirs[i]).join(" "),
+    own: differ.map((i) => ours[i]).join(" "),
+  };
 }
 
 /** What the summaries of `replay` and `backfill` add up of each stored run. */
@@ -188,4 +253,22 @@ export function addStored(totals: StoredTotals, unresolved: Set<string>, result:
   totals.flowsDuplicate += result.flowsDuplicate;
   totals.alertsOpened += result.alertsOpened;
   totals.alertsSent += result.alertsSent;
+}
+
+/**
+ * Why alerts of this run were not sent (IngestResult.alertsHeld): which, and when the last lease on them runs out, for
+ * `again` (what to run after it: "redrive again", "backfill this window again", …).
+ */
+export function heldAlertsText(held: readonly HeldAlert[], what: string, again: string): string {
+  const named = held.slice(0, 3).map((h) => `${h.id} (opened ${h.openedAt}, held until ${h.until})`);
+  const more = held.length > named.length ? ` and ${held.length - named.length} more` : "";
+  const last = held
+    .map((h) => h.until)
+    .sort()
+    .at(-1);
+  return (
+    `alert${held.length === 1 ? "" : "s"} ${named.join(", ")}${more} not sent: another run of this ${what} holds ` +
+    `the lease on sending ${held.length === 1 ? "it" : "them"} (a run whose publish failed, or one still ` +
+    `publishing); ${again} after ${last}`
+  );
 }

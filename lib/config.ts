@@ -2,7 +2,13 @@
 // typed props. Context comes from cdk.json (JSON values) or `-c key=value` (always strings), so every
 // field accepts both forms: lists as JSON arrays or comma-separated, numbers and booleans as text.
 import * as z from "zod";
-import { CidrSet, checkWorkloadInterfacePrefixes, cidrProblem } from "../functions/core/classify.ts";
+import {
+  CidrSet,
+  checkWorkloadInterfacePrefixes,
+  cidrProblem,
+  DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+} from "../functions/core/classify.ts";
+import { checkSettings } from "../functions/core/ingest.ts";
 import {
   CALICO_API_GROUPS,
   type CalicoApiGroup,
@@ -357,6 +363,22 @@ export function parseConfig(context: Record<string, unknown>): CalicoFlowsConfig
     );
   }
   const c = parsed.data;
+  // What the ingest function will record in every coverage claim: refused here rather than at its every start.
+  try {
+    checkSettings({
+      bucketSeconds: c.aggregationSeconds,
+      prefix: c.logPrefix,
+      prefixFormat: c.logPrefixFormat,
+      internalCidrs: c.internalCidrs,
+      workloadInterfacePrefixes: c.workloadInterfacePrefixes ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+      scanThreshold: c.scanThreshold,
+      alertWindowMs: c.alertWindowMinutes * 60_000,
+    });
+  } catch (error) {
+    throw new ConfigError(
+      `invalid CDK context (cdk.json "context" or -c key=value):\n  internalCidrs, workloadInterfacePrefixes: ${(error as Error).message}`,
+    );
+  }
   return {
     stackName: c.stackName,
     clusterName: c.clusterName,

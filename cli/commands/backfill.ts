@@ -22,6 +22,7 @@ import {
   type StreamRef,
 } from "../../functions/core/coverage.ts";
 import { createScanner } from "../../functions/core/parse.ts";
+import type { HeldAlert } from "../../functions/core/ports.ts";
 import {
   commonOptions,
   ineffectiveOptions,
@@ -30,7 +31,7 @@ import {
   signalExitCode,
   UsageError,
 } from "../common.ts";
-import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
+import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 import { parseInstant } from "../time.ts";
 
@@ -108,9 +109,19 @@ export interface BackfillSummary {
   /** Alerts the backfill opened, each once: a pending alert a later batch hands out again is not counted. */
   alertsOpened: number;
   alertsSent: number;
+  /**
+   * Alerts not sent because another run of the backfill that stored them (one whose publish failed) holds the lease
+   * on sending them: their claims are left unfinished, for a backfill of the window after the lease to send them.
+   */
+  alertsHeld: HeldAlert[];
   logsCalls: number;
   throttled: number;
   malformedSamples: string[];
+  /**
+   * Events of interrupted writers' claims finished with the settings those writers had claimed them under, not the
+   * run's own options: the options that differ, theirs and the run's.
+   */
+  otherSettings: { claimed: string; own: string; events: number }[];
 }
 
 /**
@@ -236,9 +247,11 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     flowsDuplicate: 0,
     alertsOpened: 0,
     alertsSent: 0,
+    alertsHeld: [],
     logsCalls: 0,
     throttled: 0,
     malformedSamples: [],
+    otherSettings: [],
   };
 
   const setup = await openIngest(raw, common);
@@ -359,6 +372,13 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
         summary.calico += r.stats.calico;
         summary.malformed += r.stats.malformed;
         addStored(summary, unresolved, r);
+        summary.alertsHeld.push(...r.alertsHeld);
+        if (batch.settings !== undefined) {
+          const { claimed, own } = settingsDifference(batch.settings, setup.settings);
+          const alike = summary.otherSettings.find((o) => o.claimed === claimed && o.own === own);
+          if (alike === undefined) summary.otherSettings.push({ claimed, own, events: batch.events.length });
+          else alike.events += batch.events.length;
+        }
         for (const m of r.malformed) {
           if (summary.malformedSamples.length >= MALFORMED_SAMPLES) break;
           const id = batch.events[m.index]?.id ?? "?";
@@ -522,9 +542,20 @@ export function describeBackfill(s: BackfillSummary): string {
         "and a backfill run again once the claims are 15 minutes old stores those it can (see docs/backfill.md)",
     );
   }
+  for (const o of s.otherSettings) {
+    lines.push(
+      `note: ${o.events} events of interrupted writers were finished with the settings they had claimed them under: ` +
+        `${o.claimed} (this run: ${o.own})`,
+    );
+  }
   if (s.uncertain > 0) {
     lines.push(
       `${s.uncertain} events were left alone in minutes whose claims count events without naming them (see docs/backfill.md, "Limits")`,
+    );
+  }
+  if (s.alertsHeld.length > 0) {
+    lines.push(
+      `warning: ${heldAlertsText(s.alertsHeld, "backfill", "their claims are left unfinished: backfill this window again")}`,
     );
   }
   lines.push(...s.malformedSamples);
@@ -595,6 +626,7 @@ export function registerBackfill(program: Command): void {
       const summary = await backfill(raw, { signal: controller.signal });
       process.stderr.write(describeBackfill(summary));
       if (summary.interrupted) process.exitCode = signalExitCode(stoppedBy);
+      else if (summary.alertsHeld.length > 0) process.exitCode = 1;
     } catch (error) {
       // What the failed run stored and where its progress is, before the error itself (exit status 1).
       if (error instanceof BackfillError) process.stderr.write(describeBackfill(error.summary));

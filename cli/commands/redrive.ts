@@ -1,8 +1,9 @@
 // `calico-flows redrive`: replays the subscription payloads the ingest function gave up on. Each SQS message of
 // the on-failure destination is a Lambda invocation record whose requestPayload is the original event; it is
-// decoded, stored through the same ingest use case under the payload's own contribution (so a payload that
-// had been partly stored is not counted twice), and deleted only once stored and its alerts delivered. What still
-// fails is reported with the original error and the new one, and stays in the queue.
+// decoded, stored through the same ingest use case under the payload's own contribution and with the settings its
+// failed run claimed it under (so a payload that had been partly stored is not counted twice), and deleted only once
+// stored and its alerts delivered. What still fails is reported with the original error and the new one, and stays
+// in the queue.
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
@@ -11,13 +12,11 @@ import {
   SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { Command } from "commander";
-import { type HeldAlert, heldAlertsOf } from "../../functions/adapters/dynamo/alerts.ts";
-import { ingestDelivery } from "../../functions/core/coverage.ts";
-import type { IngestDeps, IngestProgress } from "../../functions/core/ingest.ts";
-import type { FlowStore } from "../../functions/core/ports.ts";
+import { type DeliveryResult, ingestDelivery } from "../../functions/core/coverage.ts";
+import type { IngestProgress } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
-import { addIngestOptions, openIngest } from "../ingest.ts";
+import { addIngestOptions, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 
 /** What Lambda's on-failure destination puts in the message body (asynchronous invocation record). */
@@ -43,6 +42,21 @@ export interface RedriveProblem {
   deleted: boolean;
 }
 
+/**
+ * An alert a redrive into a table opened without an alerts topic, of a payload it deleted: recorded, pending, not
+ * published.
+ */
+export interface UnsentAlert {
+  id: string;
+  openedAt: string;
+  windowEnd: string;
+  /**
+   * Its window had ended when the run stored it. Only a run that publishes and brings a hit of its key in its window
+   * hands out another run's pending alert: the ingest function may while the window lasts; after that nothing will.
+   */
+  windowEnded: boolean;
+}
+
 export interface RedriveSummary {
   received: number;
   /** Payloads stored (or found already stored) and deleted from the queue. */
@@ -57,6 +71,15 @@ export interface RedriveSummary {
   /** Alerts the redriven payloads opened, each once (not those their failed Lambda attempts had opened). */
   alertsOpened: number;
   alertsSent: number;
+  /** Opened in a table without `--alerts-topic` by the payloads redriven (deleted from the queue). */
+  alertsUnsent: UnsentAlert[];
+  /**
+   * Payloads stored with the settings their failed run claimed them under, not the run's own options: the options
+   * that differ, theirs and the run's.
+   */
+  otherSettings: { messageId: string; claimed: string; own: string }[];
+  /** The run stopped while receives returned only messages it had taken: others may be queued behind them. */
+  untaken: boolean;
   problems: RedriveProblem[];
 }
 
@@ -64,7 +87,16 @@ export interface RedriveIo {
   sqs?: SQSClient;
   /** Where progress goes (stderr), and its clocks. */
   progress?: ProgressOutput;
+  /** The clock an unsent alert's window is judged by (UnsentAlert.windowEnded). @default Date.now */
+  now?: () => number;
 }
+
+/**
+ * Receives in a row that return only messages the run has taken end it. SQS answers a receive from a sample of its
+ * servers, so one may hold only such messages (visible again once their visibility timeout ran out in a long run)
+ * while others are queued; each receive hides the ones it returns again, so the next ones reach the others.
+ */
+const SEEN_ONLY_RECEIVES = 5;
 
 class CorruptMessageError extends Error {
   override name = "CorruptMessageError";
@@ -98,39 +130,6 @@ function subscriptionDataOf(body: string | undefined): { data: unknown; record: 
   return { data: awslogs.data, record };
 }
 
-/**
- * `store`, noting in `held` the alerts each run is not handed out because another run of its payload holds the lease
- * on sending them (alerts.ts, heldAlertsOf).
- */
-function noticingHeld(store: FlowStore, held: HeldAlert[]): FlowStore {
-  return {
-    writeFlows: (flows, contribution, options) => store.writeFlows(flows, contribution, options),
-    applyAlerts: async (candidates, contribution, options) => {
-      const applied = await store.applyAlerts(candidates, contribution, options);
-      held.push(...heldAlertsOf(applied));
-      return applied;
-    },
-    markAlertSent: (alert, how) => store.markAlertSent(alert, how),
-    queryFlows: (query) => store.queryFlows(query),
-    queryAlerts: (query) => store.queryAlerts(query),
-  };
-}
-
-/** Why a payload whose alerts another run of it holds stays: which, and when the last lease runs out. */
-function heldReason(held: readonly HeldAlert[]): string {
-  const named = held.slice(0, 3).map((h) => `${h.id} (opened ${h.openedAt}, held until ${h.until})`);
-  const more = held.length > named.length ? ` and ${held.length - named.length} more` : "";
-  const last = held
-    .map((h) => h.until)
-    .sort()
-    .at(-1);
-  return (
-    `alert${held.length === 1 ? "" : "s"} ${named.join(", ")}${more} not sent: another run of this payload holds ` +
-    `the lease on sending ${held.length === 1 ? "it" : "them"} (a run whose publish failed, or one still ` +
-    `publishing); redrive again after ${last}`
-  );
-}
-
 function originalError(record: InvocationRecord | undefined): string | undefined {
   if (record === undefined) return undefined;
   const context = record.requestContext;
@@ -151,10 +150,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
   const visibility = raw.visibilityTimeout as number;
   const sqs = io.sqs ?? new SQSClient(common.region === undefined ? {} : { region: common.region });
   const setup = await openIngest(raw, common);
-  // A run within a minute of a failed one (this command's, or Lambda's last try) finds that run's lease on sending
-  // the alerts it opened, and is handed none of them: deleted then, the payload's alerts would never be sent.
-  const held: HeldAlert[] = [];
-  const deps: IngestDeps = { ...setup.deps, store: noticingHeld(setup.deps.store, held) };
+  const { deps } = setup;
   const summary: RedriveSummary = {
     received: 0,
     redriven: 0,
@@ -167,6 +163,9 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     flowsDuplicate: 0,
     alertsOpened: 0,
     alertsSent: 0,
+    alertsUnsent: [],
+    otherSettings: [],
+    untaken: false,
     problems: [],
   };
   // A queue of a long outage's payloads takes a while: a bar on a terminal, a line every 30 s elsewhere.
@@ -189,16 +188,39 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       flows: summary.flowsApplied,
       problems: summary.problems.length,
     });
-  const seen = new Set<string>();
+  /** The messages taken, by id: the object of the last receipt of each (ReceiptHandle), as leftBehind holds it. */
+  const seen = new Map<string, Message>();
   const leftBehind: Message[] = [];
-  const remove = (m: Message) =>
-    sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }));
+  /** Deletes a message, or keeps it (leftBehind) and says why it could not. */
+  const remove = async (m: Message): Promise<string | undefined> => {
+    try {
+      await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }));
+      return undefined;
+    } catch (error) {
+      leftBehind.push(m);
+      return (error as Error).message;
+    }
+  };
+  const now = io.now ?? Date.now;
+  /**
+   * The alerts a run without an alerts topic opened in the stack's table: recorded, pending, for nobody but the ingest
+   * function to publish (an embedded store's are listed, as `replay`'s are).
+   */
+  const unsentOf = (result: DeliveryResult): UnsentAlert[] =>
+    deps.sink !== undefined || common.table === undefined
+      ? []
+      : result.alerts.map((a) => ({
+          id: a.id,
+          openedAt: a.openedAt,
+          windowEnd: a.windowEnd,
+          windowEnded: Date.parse(a.windowEnd) <= now(),
+        }));
 
   const handle = async (m: Message) => {
     const messageId = m.MessageId ?? "?";
     let record: InvocationRecord | undefined;
     const progress: IngestProgress = {};
-    held.length = 0;
+    let result: DeliveryResult | undefined;
     try {
       const found = subscriptionDataOf(m.Body);
       record = found.record;
@@ -206,7 +228,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       if (payload.messageType === "CONTROL_MESSAGE") {
         summary.controlMessages++;
       } else {
-        const result = await ingestDelivery(payload, deps, setup.coverage, "redrive", { progress });
+        result = await ingestDelivery(payload, deps, setup.coverage, "redrive", { progress });
         summary.events += payload.logEvents.length;
         summary.eventsAlreadyCounted += result.eventsAlreadyCounted;
         summary.calico += result.stats.calico;
@@ -215,22 +237,10 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         summary.flowsDuplicate += result.flowsDuplicate;
         summary.alertsOpened += result.alertsOpened;
         summary.alertsSent += result.alertsSent;
+        if (result.settings !== undefined) {
+          summary.otherSettings.push({ messageId, ...settingsDifference(result.settings, setup.settings) });
+        }
       }
-      if (held.length > 0) {
-        // Stored, but not delivered: kept, as a failed publish keeps it, for a redrive once the leases have run out.
-        summary.problems.push({
-          messageId,
-          kind: "failed",
-          reason: heldReason(held),
-          original: originalError(record),
-          deleted: false,
-        });
-        leftBehind.push(m);
-        return;
-      }
-      // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
-      await remove(m);
-      if (payload.messageType !== "CONTROL_MESSAGE") summary.redriven++;
     } catch (error) {
       // Stored in part (a publish failed, say): the message stays for a later redrive, which writes these flows
       // and opens these alerts no more.
@@ -246,16 +256,51 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         deleted: false,
       };
       if (corrupt && raw.deleteCorrupt === true) {
-        await remove(m);
-        problem.deleted = true;
+        const refused = await remove(m);
+        problem.deleted = refused === undefined;
+        if (refused !== undefined) problem.reason += `; not deleted: ${refused}`;
       } else {
         leftBehind.push(m);
       }
       summary.problems.push(problem);
+      return;
+    }
+    // A run within a minute of a failed one (this command's, or Lambda's last try) finds that run's lease on sending
+    // the alerts it opened, and is handed none of them: deleted then, the payload's alerts would never be sent.
+    const held = result?.alertsHeld ?? [];
+    if (held.length > 0) {
+      // Stored, but not delivered: kept, as a failed publish keeps it, for a redrive once the leases have run out.
+      summary.problems.push({
+        messageId,
+        kind: "failed",
+        reason: heldAlertsText(held, "payload", "redrive again"),
+        original: originalError(record),
+        deleted: false,
+      });
+      leftBehind.push(m);
+      return;
+    }
+    // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
+    const refused = await remove(m);
+    if (refused !== undefined) {
+      // Counted above, once: the redrive that deletes it later finds it stored and writes nothing again.
+      summary.problems.push({
+        messageId,
+        kind: "failed",
+        reason: `stored, but not deleted from the queue: ${refused}`,
+        original: originalError(record),
+        deleted: false,
+      });
+      return;
+    }
+    if (result !== undefined) {
+      summary.redriven++;
+      summary.alertsUnsent.push(...unsentOf(result));
     }
   };
 
   display.start(0, { received: 0, events: 0, calico: 0, flows: 0, problems: 0 });
+  let seenOnly = 0;
   try {
     while (summary.received < max) {
       const page = await sqs.send(
@@ -268,10 +313,23 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
           VisibilityTimeout: visibility,
         }),
       );
-      const fresh = (page.Messages ?? []).filter((m) => m.MessageId === undefined || !seen.has(m.MessageId));
-      if (fresh.length === 0) break;
+      const messages = page.Messages ?? [];
+      if (messages.length === 0) break;
+      const fresh: Message[] = [];
+      for (const m of messages) {
+        const taken = m.MessageId === undefined ? undefined : seen.get(m.MessageId);
+        if (taken === undefined) fresh.push(m);
+        // Visible again (a run longer than its visibility timeout): only this receipt's handle gives it back.
+        else taken.ReceiptHandle = m.ReceiptHandle;
+      }
+      if (fresh.length === 0) {
+        if (++seenOnly < SEEN_ONLY_RECEIVES) continue;
+        summary.untaken = true;
+        break;
+      }
+      seenOnly = 0;
       for (const m of fresh) {
-        if (m.MessageId !== undefined) seen.add(m.MessageId);
+        if (m.MessageId !== undefined) seen.set(m.MessageId, m);
         summary.received++;
         await handle(m);
         showProgress();
@@ -313,7 +371,51 @@ export function describeRedrive(s: RedriveSummary): string {
         `${p.original === undefined ? "" : ` (ingest failed with ${p.original})`} — ${fate}${hint}`,
     );
   }
+  const bySettings = Map.groupBy(s.otherSettings, (o) => `${o.claimed} (this run: ${o.own})`);
+  for (const [difference, payloads] of bySettings) {
+    const which =
+      payloads.length === 1
+        ? "1 payload was stored with the settings its failed run had claimed it under"
+        : `${payloads.length} payloads were stored with the settings their failed runs had claimed them under`;
+    lines.push(`note: ${which}: ${difference}`);
+  }
+  const ended = s.alertsUnsent.filter((a) => a.windowEnded);
+  const open = s.alertsUnsent.filter((a) => !a.windowEnded);
+  if (ended.length > 0) {
+    lines.push(
+      `${unsentHead(ended, "window ended")}; their windows have ended: nothing will publish them (\`calico-flows ` +
+        "alerts` lists them; with --alerts-topic, a redrive publishes what it opens)",
+    );
+  }
+  if (open.length > 0) {
+    lines.push(
+      `${unsentHead(open, "window ends")}; the ingest function publishes one only if a denial of its key reaches it ` +
+        "before its window ends, a minute or more after it opened",
+    );
+  }
+  if (s.untaken) {
+    lines.push(
+      `stopped after ${SEEN_ONLY_RECEIVES} receives in a row returned only messages this run had taken: ` +
+        "messages may be left untaken in the queue; run redrive again",
+    );
+  }
   return `${lines.join("\n")}\n`;
+}
+
+/** `warning: 2 alerts opened and not published (no --alerts-topic): <id> (opened …, window ended …), …`. */
+function unsentHead(alerts: readonly UnsentAlert[], window: string): string {
+  const named = alerts.slice(0, 5).map((a) => `${a.id} (opened ${a.openedAt}, ${window} ${a.windowEnd})`);
+  const more = alerts.length > named.length ? ` and ${alerts.length - named.length} more` : "";
+  const count = alerts.length === 1 ? "1 alert" : `${alerts.length} alerts`;
+  return `warning: ${count} opened and not published (no --alerts-topic): ${named.join(", ")}${more}`;
+}
+
+/**
+ * Whether the run leaves work undone: a message it took left in the queue, messages it may not have taken, or alerts
+ * that nothing will publish. Messages a `--max` run never took do not count.
+ */
+export function redriveFailed(s: RedriveSummary): boolean {
+  return s.problems.some((p) => !p.deleted) || s.untaken || s.alertsUnsent.some((a) => a.windowEnded);
 }
 
 export function registerRedrive(program: Command): void {
@@ -350,6 +452,6 @@ export function registerRedrive(program: Command): void {
   command.action(async (raw: Record<string, unknown>) => {
     const summary = await redrive(raw);
     process.stderr.write(describeRedrive(summary));
-    if (summary.problems.some((p) => !p.deleted)) process.exitCode = 1;
+    if (redriveFailed(summary)) process.exitCode = 1;
   });
 }

@@ -4,6 +4,7 @@ import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestResult } from "../../functions/core/ingest.ts";
+import type { HeldAlert } from "../../functions/core/ports.ts";
 import {
   commonOptions,
   ineffectiveOptions,
@@ -11,7 +12,7 @@ import {
   requireClusterNamed,
   signalExitCode,
 } from "../common.ts";
-import { addIngestOptions, addStored, openIngest } from "../ingest.ts";
+import { addIngestOptions, addStored, heldAlertsText, openIngest } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
@@ -36,6 +37,8 @@ export interface ReplaySummary {
   /** Alerts the replay opened, each once: a pending alert a later batch hands out again is not counted. */
   alertsOpened: number;
   alertsSent: number;
+  /** Alerts another run of the same lines holds the lease on sending (IngestResult.alertsHeld): not sent by this one. */
+  alertsHeld: HeldAlert[];
   /** Distinct addresses stored unresolved (no pod source could be asked), however many batches they came in. */
   unresolved: number;
   /**
@@ -99,6 +102,12 @@ export function registerReplay(program: Command): void {
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
         `${summary.unresolved} unresolved endpoints\n`,
     );
+    if (summary.alertsHeld.length > 0) {
+      // A replay of the same lines, batched alike, is the same contribution: after the lease it is handed them out.
+      const again = "replay the same input (its lines are not counted again)";
+      process.stderr.write(`warning: ${heldAlertsText(summary.alertsHeld, "input", again)}\n`);
+      process.exitCode ||= 1;
+    }
     const first = summary.firstMalformed;
     if (raw.quiet === true && first !== null) {
       const which =
@@ -153,6 +162,7 @@ export async function replay(
     flowsDuplicate: 0,
     alertsOpened: 0,
     alertsSent: 0,
+    alertsHeld: [],
     unresolved: 0,
     untimed: 0,
     firstSeen: null,
@@ -174,6 +184,7 @@ export async function replay(
     // every flow write is refused, and its lines were counted by the replay that stored it.
     if (result.flowsApplied === 0 && result.flowsDuplicate > 0) summary.alreadyCounted += lines;
     addStored(summary, unresolved, result);
+    summary.alertsHeld.push(...result.alertsHeld);
     for (const f of result.flows) {
       if (summary.firstSeen === null || f.firstSeen < summary.firstSeen) summary.firstSeen = f.firstSeen;
       if (summary.lastSeen === null || f.lastSeen > summary.lastSeen) summary.lastSeen = f.lastSeen;

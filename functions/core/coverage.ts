@@ -18,7 +18,15 @@ import xxhash from "xxhash-wasm";
 import { digest } from "./aggregate.ts";
 import type { Deadline } from "./deadline.ts";
 import { type CloudWatchEvent, DeliveredEvents } from "./delivered-events.ts";
-import { type IngestDeps, type IngestProgress, type IngestResult, ingestBatch } from "./ingest.ts";
+import {
+  type IngestDeps,
+  type IngestProgress,
+  type IngestResult,
+  type IngestSettings,
+  ingestBatch,
+  sameSettings,
+  withSettings,
+} from "./ingest.ts";
 import { deliveryContribution } from "./subscription-payload.ts";
 
 const { h64Raw } = await xxhash();
@@ -34,9 +42,9 @@ export const MINUTE_MS = 60_000;
  */
 export const MINUTE_EVENT_BUDGET = 2_000;
 /**
- * Claims per page: a claim takes about 122 bytes besides its digests (contribution, source, counts, flags,
- * time), so 100 claims are 12 KB and a page at both budgets about 34 KB. Without it, many small deliveries
- * would grow an item past what MINUTE_EVENT_BUDGET means to bound.
+ * Claims per page: a claim takes about 262 bytes besides its digests (contribution, source, counts, flags, time,
+ * and 140 of them its writer's settings with the defaults), so 100 claims are 26 KB and a page at both budgets about
+ * 48 KB. Without it, many small deliveries would grow an item past what MINUTE_EVENT_BUDGET means to bound.
  */
 export const ITEM_CLAIM_BUDGET = 100;
 /** Most events in one backfill claim, hence in one ingest call. */
@@ -88,6 +96,11 @@ export interface Claim {
    * over several minutes, finished minute by minute (backfillMinute). Its later runs leave this minute out.
    */
   apart?: boolean;
+  /**
+   * What its writer stores with (IngestDeps.settings): whoever finishes the contribution stores with them too.
+   * Absent on claims written before they were recorded, and by writers that record none.
+   */
+  settings?: IngestSettings;
 }
 
 export interface MinuteCoverage {
@@ -204,6 +217,7 @@ interface Contribution {
   recorded: boolean;
   span: number;
   claimedAt: string;
+  settings: IngestSettings | undefined;
 }
 
 function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
@@ -223,6 +237,7 @@ function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
         recorded: c.recorded,
         span: c.span,
         claimedAt: c.claimedAt,
+        settings: c.settings,
       });
       continue;
     }
@@ -233,6 +248,7 @@ function contributions(coverage: MinuteCoverage): Map<string, Contribution> {
     seen.complete ||= c.more !== true;
     seen.recorded &&= c.recorded;
     if (c.claimedAt < seen.claimedAt) seen.claimedAt = c.claimedAt;
+    seen.settings ??= c.settings;
   }
   return out;
 }
@@ -277,6 +293,7 @@ function newPart(
   span: number,
   more: boolean,
   now: number,
+  settings: IngestSettings | undefined,
 ): Claim {
   const events = room.own === undefined ? [...keys] : [...room.own.events, ...keys];
   return {
@@ -290,6 +307,7 @@ function newPart(
     claimedAt: new Date(now).toISOString(),
     page: room.page,
     more,
+    ...(settings === undefined ? {} : { settings }),
   };
 }
 
@@ -330,6 +348,8 @@ interface Abandoned {
   parts: { minute: number; pages: number[] }[];
   /** Its event set is known whole: it was claimed in every minute it spans, each to its last part, naming its events. */
   settled: boolean;
+  /** What its writer stored with (Claim#settings). */
+  settings: IngestSettings | undefined;
 }
 
 /** Claims of contributions other than `own` on the minutes read, no part of which is marked stored. */
@@ -347,6 +367,7 @@ function abandonedClaims(known: Iterable<MinuteCoverage>, own: string): Abandone
           settled: true,
           marked: false,
           span: c.span,
+          settings: c.settings,
         };
         out.set(c.contribution, claim);
       }
@@ -354,14 +375,16 @@ function abandonedClaims(known: Iterable<MinuteCoverage>, own: string): Abandone
       claim.parts.push({ minute: coverage.minute, pages: c.pages });
       claim.settled &&= c.complete && c.recorded;
       claim.marked ||= c.marked;
+      claim.settings ??= c.settings;
     }
   }
   return [...out.values()]
     .filter((c) => !c.marked)
-    .map(({ contribution, events, parts, settled, span }) => ({
+    .map(({ contribution, events, parts, settled, span, settings }) => ({
       contribution,
       events,
       parts,
+      settings,
       // Fewer minutes than it spans: its writer died while claiming (minutes are claimed in order), or the rest lie
       // beyond this payload's; either way its events are not all known here.
       settled: settled && parts.length === span,
@@ -378,6 +401,20 @@ function indicesByMinute(events: DeliveredEvents): Map<number, number[]> {
     else list.push(i);
   }
   return byMinute;
+}
+
+/**
+ * What a contribution is finished with: the settings its claims recorded (Claim#settings), if any, with `adopted`
+ * naming them when they are not the run's own. Stored with others, the flows its writer stored would be taken for
+ * redeliveries or counted again under other keys (IngestSettings).
+ */
+function finishing(
+  deps: IngestDeps,
+  claimed: IngestSettings | undefined,
+): { deps: IngestDeps; adopted?: IngestSettings } {
+  if (claimed === undefined) return { deps };
+  const adopted = deps.settings === undefined || !sameSettings(deps.settings, claimed);
+  return { deps: withSettings(deps, claimed), ...(adopted ? { adopted: claimed } : {}) };
 }
 
 async function reread(coverage: CoverageStore, ref: StreamRef, minute: number): Promise<MinuteCoverage> {
@@ -398,6 +435,7 @@ function emptyResult(): IngestResult {
     alertsOpened: 0,
     alertsSent: 0,
     alertsSuppressed: 0,
+    alertsHeld: [],
     attributionMemo: "none",
   };
 }
@@ -412,6 +450,11 @@ export interface DeliveryResult extends IngestResult {
   completed: CompletedClaim[];
   /** Events of the payload claimed by such claims that could not be finished: not every event of theirs is in it. */
   eventsPending: number;
+  /**
+   * The settings the payload was stored with when they were not the run's own: those its first run claimed it under
+   * (Claim#settings), which a retry across a change of settings, or a redrive given other options, keeps.
+   */
+  settings?: IngestSettings;
 }
 
 /** A gone writer's claim, finished by a delivery that held all its events (DeliveryResult.completed). */
@@ -421,6 +464,8 @@ export interface CompletedClaim {
   events: number[];
   /** Its run; `malformed[].index` refers to the payload's events. */
   result: IngestResult;
+  /** The settings it was finished with when they were not the run's own: its writer's (Claim#settings). */
+  settings?: IngestSettings;
 }
 
 export interface CoverageOptions {
@@ -498,6 +543,12 @@ export async function ingestDelivery(
   const first = minutes[0] as number;
   const last = minutes[minutes.length - 1] as number;
   const known = new Map((await coverage.read(ref, first, last)).map((c) => [c.minute, c]));
+  const resumed = finishing(
+    deps,
+    [...known.values()]
+      .flatMap((m) => m.claims)
+      .find((c) => c.contribution === contribution && c.settings !== undefined)?.settings,
+  );
   // Never claimed before: no earlier run can have kept an attribution memo, and none is read. A duplicate
   // delivery running at the same time finds out when it saves its own (ingest.ts).
   const firstRun = ![...known.values()].some((m) => m.claims.some((c) => c.contribution === contribution));
@@ -541,7 +592,16 @@ export async function ingestDelivery(
       }
       const take = unnamed.slice(0, room.events);
       const more = take.length < unnamed.length;
-      const part = newPart(room, contribution, source, take, minutes.length, more, now());
+      const part = newPart(
+        room,
+        contribution,
+        source,
+        take,
+        minutes.length,
+        more,
+        now(),
+        resumed.deps.settings,
+      );
       const seal = room.fullAfter(take.length);
       current = (await coverage.addClaim(ref, minute, current.version, part, seal))
         ? withPart(current, part, seal)
@@ -560,7 +620,7 @@ export async function ingestDelivery(
   // and the keys change when attribution has (Kubernetes reachable again, a pod since gone, another directory
   // given to `replay`): the same packets would be counted under both. The pipeline and the alerts still run, to
   // apply the alerts of a batch that failed before them and hand out those left pending (alerts.ts).
-  const result = await ingestBatch(all.select(kept), contribution, deps, {
+  const result = await ingestBatch(all.select(kept), contribution, resumed.deps, {
     flowsStored: storedBefore,
     firstRun,
     deadline,
@@ -576,14 +636,15 @@ export async function ingestDelivery(
     eventsAlreadyCounted: alreadyCounted,
     completed,
     eventsPending,
+    ...(resumed.adopted === undefined ? {} : { settings: resumed.adopted }),
   };
 }
 
 /**
  * Finishes the claims of other contributions on the minutes read that their writers, gone, left unstored
- * (CoverageOptions.abandoned), when every event they name is in `all`: stored under their contribution, as they
- * would have stored them, so that the flows such a writer stored before it died are deduplicated (it kept its memo
- * before writing: IngestDeps.memoBeforeWrites), then marked stored. The others' events are left to a delivery that
+ * (CoverageOptions.abandoned), when every event they name is in `all`: stored under their contribution and with
+ * their settings, as they would have stored them, so that the flows such a writer stored before it died are
+ * deduplicated (it kept its memo before writing: IngestDeps.memoBeforeWrites), then marked stored. The others' events are left to a delivery that
  * holds them all: no one else may take them, since part of them may be stored.
  */
 async function finishAbandoned(
@@ -611,7 +672,8 @@ async function finishAbandoned(
       continue;
     }
     held.sort((a, b) => a - b);
-    const result = await ingestBatch(all.select(held), claim.contribution, deps, {
+    const finished = finishing(deps, claim.settings);
+    const result = await ingestBatch(all.select(held), claim.contribution, finished.deps, {
       onFlowsStored: async () => {
         for (const { minute, pages } of claim.parts) {
           await coverage.markStored(ref, minute, claim.contribution, pages);
@@ -625,6 +687,7 @@ async function finishAbandoned(
         ...result,
         malformed: result.malformed.map((m) => ({ ...m, index: held[m.index] as number })),
       },
+      ...(finished.adopted === undefined ? {} : { settings: finished.adopted }),
     });
   }
   return { completed, eventsPending };
@@ -635,6 +698,8 @@ export interface BackfillBatch {
   contribution: string;
   events: CloudWatchEvent[];
   result: IngestResult;
+  /** The settings it was stored with when they were not the backfill's own: the claim's writer's (Claim#settings). */
+  settings?: IngestSettings;
 }
 
 export interface BackfillMinuteResult {
@@ -697,17 +762,23 @@ export async function backfillMinute(
     events: CloudWatchEvent[],
     pages: readonly number[],
     firstRun: boolean,
+    by: { deps: IngestDeps; adopted?: IngestSettings } = { deps },
     apart = false,
   ) => {
     // The stream is the node's: the reporter of lines that name none, as in live ingest. The claim is marked
     // inside the batch's run, so that a failure to mark it keeps the run's attribution for whoever finishes it.
-    const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, deps, {
+    const result = await ingestBatch(DeliveredEvents.fromArray(events, ref.stream), contribution, by.deps, {
       firstRun,
       alertContribution: apart ? digest(`apart\n${contribution}\n${minute}`) : undefined,
       onStored: () => coverage.markStored(ref, minute, contribution, pages, apart),
     });
     done.add(contribution);
-    out.batches.push({ contribution, events, result });
+    out.batches.push({
+      contribution,
+      events,
+      result,
+      ...(by.adopted === undefined ? {} : { settings: by.adopted }),
+    });
   };
   let current = options.known ?? (await coverage.read(ref, minute, minute))[0] ?? emptyMinute(minute);
   // A delivery's claim over several minutes is finished here one minute at a time, the only one at hand: its
@@ -717,21 +788,23 @@ export async function backfillMinute(
   // applied under a contribution of the minute's own, so that the other minutes' hits add to them: a claim not
   // marked stored says that the delivery applied none (it marks its claims before its alerts). Marked `apart`,
   // the minute is left out by the delivery's later runs (a redrive of it after all).
-  const apartFits = MINUTE_MS % (deps.pipeline.bucketSeconds * 1000) === 0;
+  const apartFits = (d: IngestDeps) => MINUTE_MS % (d.pipeline.bucketSeconds * 1000) === 0;
 
   for (;;) {
     for (const c of contributions(current).values()) {
       // One still claiming (`complete` false) may yet add events: storing what it named now would make its own
       // later store of the rest a redelivery.
       if (c.stored || done.has(c.contribution) || !c.recorded || !c.complete) continue;
+      // With its writer's settings, its flow buckets among them.
+      const by = finishing(deps, c.settings);
       const apart = c.span !== 1;
-      if (apart && !apartFits) continue;
+      if (apart && !apartFits(by.deps)) continue;
       // A delivery's own Lambda (or its retry) is given time to finish; an interrupted backfill is not coming back.
       if (c.source !== "backfill" && now() - Date.parse(c.claimedAt) < PENDING_GRACE_MS) continue;
       const events = c.events.map((k) => byKey.get(k));
       if (events.some((e) => e === undefined)) continue;
       // Its writer may have stored part of it, with the attribution its memo keeps.
-      await store(c.contribution, events as CloudWatchEvent[], c.pages, false, apart);
+      await store(c.contribution, events as CloudWatchEvent[], c.pages, false, by, apart);
       out.completed += events.length;
     }
     const taken = takenKeys(current);
@@ -752,7 +825,7 @@ export async function backfillMinute(
     const contribution = digest(
       `backfill\n${ref.cluster}\n${ref.group}\n${ref.stream}\n${minute}\n${[...keys].sort().join(",")}`,
     );
-    const claim = newPart(room, contribution, "backfill", keys, 1, false, now());
+    const claim = newPart(room, contribution, "backfill", keys, 1, false, now(), deps.settings);
     const seal = room.fullAfter(chunk.length);
     if (!(await coverage.addClaim(ref, minute, current.version, claim, seal))) {
       current = await reread(coverage, ref, minute);

@@ -10,11 +10,101 @@ import {
   type MemoStore,
   RecordingDirectory,
 } from "./attribution-memo.ts";
+import { CidrSet } from "./classify.ts";
 import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
+import { createScanner } from "./parse.ts";
 import { type LogEvent, type PipelineOptions, type PipelineResult, runPipeline } from "./pipeline.ts";
-import type { DenialTally, FlowStore, FlowWriteResult } from "./ports.ts";
+import type { DenialTally, FlowStore, FlowWriteResult, HeldAlert } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
+
+/**
+ * What shapes the flows and alerts a run makes of its events: the flows' keys (their bucket's start, the lines read
+ * and the policy their prefix names, which ends are inside the cluster and so attributed), their direction, and the
+ * alert decisions on them. A contribution stored in part is finished with the settings it was first stored with: a flow id
+ * digests its bucket's start, not its length, so with other buckets the flows already stored would be taken for
+ * redeliveries or the same packets counted again under other ids. The coverage claims record them (coverage.ts).
+ */
+export interface IngestSettings {
+  bucketSeconds: number;
+  /** The log prefix lines are found by (Felix `logPrefix`). */
+  prefix: string;
+  /** The prefix's layout with `%t %k %n %p`, decoded into the policy (ParseOptions.prefixFormat). */
+  prefixFormat?: string;
+  internalCidrs: readonly string[];
+  workloadInterfacePrefixes: readonly string[];
+  scanThreshold?: number;
+  alertWindowMs: number;
+}
+
+/**
+ * The most bytes a run's settings may take as the coverage claims record them (JSON). A minute's page holds up to 100
+ * claims (coverage.ts, ITEM_CLAIM_BUDGET), each with its writer's settings, beside 2,000 event digests: at this size a
+ * full page stays near 240 KB, under DynamoDB's 400 KB for an item. The defaults take some 140 bytes; only long lists
+ * of internal ranges or interface prefixes come near it.
+ */
+export const MAX_SETTINGS_BYTES = 2_048;
+
+/** `settings`, or an error naming their size when they are too long for the coverage claims to record. */
+export function checkSettings(settings: IngestSettings): IngestSettings {
+  const size = Buffer.byteLength(JSON.stringify(settings));
+  if (size > MAX_SETTINGS_BYTES) {
+    throw new Error(
+      `the pipeline's settings take ${size} bytes as every coverage claim records them, at most ${MAX_SETTINGS_BYTES} ` +
+        `fit (${settings.internalCidrs.length} internal CIDRs, ${settings.workloadInterfacePrefixes.length} ` +
+        "workload interface prefixes): list fewer, wider ranges",
+    );
+  }
+  return settings;
+}
+
+const sameMembers = (a: readonly string[], b: readonly string[]) =>
+  [...a].sort().join("\n") === [...b].sort().join("\n");
+
+/** Whether two settings store alike: the ranges and interface prefixes taken as sets. */
+export function sameSettings(a: IngestSettings, b: IngestSettings): boolean {
+  return (
+    a.bucketSeconds === b.bucketSeconds &&
+    a.prefix === b.prefix &&
+    a.prefixFormat === b.prefixFormat &&
+    sameMembers(a.internalCidrs, b.internalCidrs) &&
+    sameMembers(a.workloadInterfacePrefixes, b.workloadInterfacePrefixes) &&
+    a.scanThreshold === b.scanThreshold &&
+    a.alertWindowMs === b.alertWindowMs
+  );
+}
+
+/**
+ * `deps` storing as `settings` say: how a run finishes a contribution first stored under other settings. The parser
+ * keeps its year (`replay --year`), and the parser and the internal ranges are kept when the settings name the same.
+ */
+export function withSettings(deps: IngestDeps, settings: IngestSettings): IngestDeps {
+  const own = deps.settings;
+  if (own !== undefined && sameSettings(own, settings)) return deps;
+  const { pipeline } = deps;
+  const samePrefix = own?.prefix === settings.prefix && own.prefixFormat === settings.prefixFormat;
+  const sameRanges = own !== undefined && sameMembers(own.internalCidrs, settings.internalCidrs);
+  return {
+    ...deps,
+    settings,
+    alertWindowMs: settings.alertWindowMs,
+    pipeline: {
+      ...pipeline,
+      bucketSeconds: settings.bucketSeconds,
+      scanner: samePrefix
+        ? pipeline.scanner
+        : createScanner({
+            year: pipeline.scanner.year,
+            now: pipeline.scanner.now,
+            prefix: settings.prefix,
+            prefixFormat: settings.prefixFormat,
+          }),
+      internal: sameRanges ? pipeline.internal : new CidrSet(settings.internalCidrs),
+      workloadInterfacePrefixes: settings.workloadInterfacePrefixes,
+      scanThreshold: settings.scanThreshold,
+    },
+  };
+}
 
 export interface IngestDeps {
   store: FlowStore;
@@ -29,6 +119,12 @@ export interface IngestDeps {
   tally?: DenialTally;
   /** Most alerts published per batch; the rest are summarised in one message. */
   alertCap: number;
+  /**
+   * What `pipeline` and `alertWindowMs` were made from, recorded in the coverage claims its runs write, so that
+   * whoever finishes one of them stores as it did. Absent: none recorded (such claims are finished with the
+   * finisher's own).
+   */
+  settings?: IngestSettings;
   /**
    * Where a failed run's attribution is kept, so that its retries attribute as it did (attribution-memo.ts).
    * Absent: every run asks the directory afresh.
@@ -60,6 +156,11 @@ export interface IngestResult extends PipelineResult {
   alertsOpened: number;
   alertsSent: number;
   alertsSuppressed: number;
+  /**
+   * Alerts of the batch left to another run of its contribution, which holds the lease on sending them
+   * (AlertApplyResult.held): not delivered by this run. A run of the contribution after `until` sends them.
+   */
+  alertsHeld: HeldAlert[];
   /** reused: an earlier, failed run of the contribution kept its attribution, and this run attributed alike. */
   attributionMemo: "none" | "reused";
 }
@@ -135,8 +236,10 @@ export interface IngestOptions {
    */
   onFlowsStored?: () => Promise<void>;
   /**
-   * Called last, once the alerts are delivered: a backfill marks its claim there. A failure in it fails the run as
-   * any other, so that the memo is kept for whoever finishes the claim.
+   * Called last, once the alerts are delivered: a backfill marks its claim there. Not called when another run of the
+   * contribution holds some of them (IngestResult.alertsHeld), so that the claim is finished again once that run's
+   * lease is over, and they are sent then. A failure in it fails the run as any other, so that the memo is kept for
+   * whoever finishes the claim.
    */
   onStored?: () => Promise<void>;
   /** No earlier run of this contribution can have kept a memo (coverage says it was never claimed): none is read. */
@@ -266,7 +369,7 @@ async function storeBatch(
           delivers: deps.sink !== undefined,
         })
       : { alerts: [], opened: 0 };
-  const { alerts, opened } = applied;
+  const { alerts, opened, held = [] } = applied;
   progress.alertsOpened = opened;
   let sent = 0;
   let suppressed = 0;
@@ -279,7 +382,7 @@ async function storeBatch(
   }
   signal?.throwIfAborted();
   progress.step = "marking the batch stored";
-  await options.onStored?.();
+  if (held.length === 0) await options.onStored?.();
   return {
     ...result,
     candidates,
@@ -290,6 +393,7 @@ async function storeBatch(
     alertsOpened: opened,
     alertsSent: sent,
     alertsSuppressed: suppressed,
+    alertsHeld: held,
   };
 }
 

@@ -23,6 +23,21 @@ export interface AlertApplyResult {
    * counted again, nor one that a retried or redelivered contribution had opened already.
    */
   opened: number;
+  /**
+   * Pending alerts of the caller's contribution that it was not handed out because another run of that contribution
+   * holds the lease on sending them: a run whose publish failed, or a duplicate still publishing, which the store
+   * cannot tell apart. Lambda's retry of a failed run comes after the lease runs out, and sends them; a caller whose
+   * retry may come sooner must not take its batch for delivered. Absent: none.
+   */
+  held?: HeldAlert[];
+}
+
+/** A pending alert whose hand-out lease another run of the caller's contribution holds (AlertApplyResult.held). */
+export interface HeldAlert {
+  id: string;
+  openedAt: string;
+  /** When the lease runs out: a run of the contribution after that is handed it out. */
+  until: string;
 }
 
 /**

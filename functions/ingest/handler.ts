@@ -16,7 +16,13 @@ import { LiveDirectory } from "../adapters/kube/live-directory.ts";
 import { PUBLISH_TIMEOUTS, SnsAlertSink } from "../adapters/sns-sink.ts";
 import { type CoverageStore, type DeliveryResult, ingestDelivery } from "../core/coverage.ts";
 import { Deadline } from "../core/deadline.ts";
-import type { IngestDeps, IngestProgress, MemoKept } from "../core/ingest.ts";
+import {
+  checkSettings,
+  type IngestDeps,
+  type IngestProgress,
+  type IngestSettings,
+  type MemoKept,
+} from "../core/ingest.ts";
 import { createScanner } from "../core/parse.ts";
 import { CorruptPayloadError, decodeDelivery } from "../core/subscription-payload.ts";
 import type { IpDirectory } from "../core/types.ts";
@@ -92,6 +98,15 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
           topicArn: config.ALERTS_TOPIC_ARN,
           storeArgs: config.API_URL === undefined ? [] : ["--api", config.API_URL],
         });
+  const settings: IngestSettings = checkSettings({
+    bucketSeconds: config.AGGREGATION_SECONDS,
+    prefix: config.LOG_PREFIX,
+    prefixFormat: config.LOG_PREFIX_FORMAT,
+    internalCidrs: config.INTERNAL_CIDRS,
+    workloadInterfacePrefixes: config.WORKLOAD_INTERFACE_PREFIXES,
+    scanThreshold: config.SCAN_THRESHOLD,
+    alertWindowMs: config.ALERT_WINDOW_MINUTES * 60_000,
+  });
   return {
     directory,
     coverage,
@@ -101,16 +116,17 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
       memos,
       tally: tallies,
       onMemoKept: reportMemo,
-      alertWindowMs: config.ALERT_WINDOW_MINUTES * 60_000,
+      alertWindowMs: settings.alertWindowMs,
       alertCap: config.ALERT_CAP,
+      settings,
       pipeline: {
         cluster: config.CLUSTER_NAME,
         internal: config.internal,
-        bucketSeconds: config.AGGREGATION_SECONDS,
-        scanner: createScanner({ prefix: config.LOG_PREFIX, prefixFormat: config.LOG_PREFIX_FORMAT }),
+        bucketSeconds: settings.bucketSeconds,
+        scanner: createScanner({ prefix: settings.prefix, prefixFormat: settings.prefixFormat }),
         directory,
-        workloadInterfacePrefixes: config.WORKLOAD_INTERFACE_PREFIXES,
-        scanThreshold: config.SCAN_THRESHOLD,
+        workloadInterfacePrefixes: settings.workloadInterfacePrefixes,
+        scanThreshold: settings.scanThreshold,
       },
     },
   };
@@ -227,6 +243,17 @@ export async function ingestEvent(
     throw error;
   } finally {
     signal?.removeEventListener("abort", timedOut);
+  }
+  if (result.settings !== undefined) {
+    // A retry across a deploy that changed them: stored as its first invocation began to store it.
+    logger.warn(
+      "delivery stored with the settings its first invocation claimed it under, not this function's",
+      {
+        ...delivery,
+        claimed: result.settings,
+        own: runtime.deps.settings,
+      },
+    );
   }
   recordMetrics(result);
   recordGroupLines(logGroup, result.stats);

@@ -3,13 +3,21 @@
 // Live ingest and overlapping backfills leave exact counts; an interrupted run resumes from its checkpoint.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BackfillIo, BackfillSummary, Checkpoint } from "../../cli/commands/backfill.ts";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  type BackfillIo,
+  type BackfillSummary,
+  type Checkpoint,
+  describeBackfill,
+} from "../../cli/commands/backfill.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
+import { DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "../../functions/core/classify.ts";
+import { ingestDelivery, MINUTE_MS, PENDING_GRACE_MS } from "../../functions/core/coverage.ts";
+import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import { ndjson, runCli } from "../cli/run.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
+import { createTopic, drainQueue, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
 import {
   backfillOptions,
   type CwEvent,
@@ -25,6 +33,7 @@ import {
   SOURCES,
   storedAroundT0,
   T0,
+  total,
   useBackfillWorld,
 } from "./fixtures.ts";
 
@@ -246,6 +255,120 @@ describe("calico-flows backfill", () => {
     expect(second.stderr).toContain(`coverage: 0 events stored now, ${window.length} already counted`);
     const listed = await runCli(["flows", "--store", store, "--cluster", "bin", ...range, "--json"]);
     expect(ndjson<FlowRecord>(listed.stdout).reduce((n, f) => n + f.packets, 0)).toBe(window.length);
+  });
+
+  it("finishes a failed delivery's claim with the settings it was claimed under, and says so", async () => {
+    const cluster = "claimed-settings";
+    const group = "/aws/eks/prod/calico-settings";
+    const stream = "ip-192-168-74-5";
+    // Addresses no directory knows: the failed delivery and the backfill attribute them alike.
+    const events = logs
+      .put(
+        group,
+        stream,
+        Array.from({ length: 20 }, (_, i) => {
+          const at = T0 + 10 * MINUTE_MS + i * 3_000;
+          const dst = i % 2 ? "192.168.201.20" : "192.168.201.21";
+          return { timestamp: at, message: calicoLine(at, stream, "192.168.200.10", dst, 5432) };
+        }),
+      )
+      .map(asCw);
+    // The ingest function counted it in 30 s buckets, and failed after writing half its flows.
+    const flows = world.flows;
+    const halfWritten: FlowStore = {
+      writeFlows: async (records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> => {
+        await flows.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
+        throw new Error("injected: throttled after a partial write");
+      },
+      applyAlerts: (c, id, o) => flows.applyAlerts(c, id, o),
+      markAlertSent: (a, how) => flows.markAlertSent(a, how),
+      queryFlows: (q) => flows.queryFlows(q),
+      queryAlerts: (q) => flows.queryAlerts(q),
+    };
+    const failed = ingestDeps(halfWritten, cluster);
+    failed.pipeline.bucketSeconds = 30;
+    failed.settings = {
+      bucketSeconds: 30,
+      prefix: "calico-packet",
+      internalCidrs: ["192.168.0.0/16"],
+      workloadInterfacePrefixes: DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+      alertWindowMs: 15 * 60_000,
+    };
+    const coverage = new DynamoCoverageStore({ client: world.ts.client, tableName: world.ts.tableName });
+    await expect(ingestDelivery(payloadOf(stream, events, group), failed, coverage, "live")).rejects.toThrow(
+      /partial write/,
+    );
+
+    // Its payload is not in the failed-payloads queue: the operator backfills the range, with the CLI's 60 s buckets.
+    const late = Date.now() + PENDING_GRACE_MS + MINUTE_MS;
+    const summary = await backfillCli(
+      [
+        ...backfillOptions(world, group, cluster),
+        "--since",
+        iso(T0 + 10 * MINUTE_MS),
+        "--until",
+        iso(T0 + 12 * MINUTE_MS),
+      ],
+      { now: () => late },
+    );
+    expect(summary).toMatchObject({ completed: events.length, pending: 0, stored: 0 });
+    expect(total(await stored(cluster))).toBe(events.length);
+    expect(describeBackfill(summary)).toContain(
+      "note: 20 events of interrupted writers were finished with the settings they had claimed them under: " +
+        "--bucket-seconds 30 (this run: --bucket-seconds 60)",
+    );
+  });
+
+  it("leaves the alerts a failed run's lease holds to a backfill after the lease, and says so", async () => {
+    const cluster = "held-alerts";
+    const group = "/aws/eks/prod/calico-held";
+    const stream = "ip-192-168-74-5";
+    logs.put(group, stream, [
+      {
+        timestamp: T0 + 20 * MINUTE_MS,
+        message: calicoLine(T0 + 20 * MINUTE_MS, stream, "192.168.200.10", "192.168.201.20", 5432),
+      },
+    ]);
+    const sns = await startLocalSns();
+    process.env.AWS_ENDPOINT_URL_SNS = sns.endpoint;
+    // Not there yet: every publish fails, as with a topic whose key the publisher may not use.
+    const args = [
+      ...backfillOptions(world, group, cluster),
+      "--since",
+      iso(T0 + 20 * MINUTE_MS),
+      "--until",
+      iso(T0 + 21 * MINUTE_MS),
+      "--alerts-topic",
+      "arn:aws:sns:eu-west-1:000000000000:calico-held-backfill",
+      "--checkpoint",
+      join(world.dir, "held.json"),
+      "--restart",
+    ];
+    try {
+      await expect(backfillCli(args)).rejects.toThrow(/publish/i);
+      const watch = await subscribeQueue(
+        sns,
+        await createTopic(sns, "calico-held-backfill"),
+        "held-backfill",
+      );
+      // Fixed and run again at once: the failed run's lease on sending its alert has not run out.
+      const early = await backfillCli(args);
+      expect(early.alertsHeld).toHaveLength(1);
+      expect(early.alertsSent).toBe(0);
+      expect(describeBackfill(early)).toMatch(
+        /^warning: alert \S+ \(opened \S+, held until \S+\) not sent: another run of this backfill holds the lease on sending it .*: backfill this window again after \S+$/m,
+      );
+      expect(await drainQueue(sns, watch)).toEqual([]);
+      // Once the lease has run out, the next backfill of the window sends it.
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 61_000 });
+      const later = await backfillCli(args);
+      expect(later).toMatchObject({ alertsHeld: [], alertsSent: 1 });
+      expect(await drainQueue(sns, watch)).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+      delete process.env.AWS_ENDPOINT_URL_SNS;
+      await sns.close();
+    }
   });
 
   it("refuses a checkpoint that belongs to another backfill", async () => {

@@ -642,6 +642,36 @@ describe("attribution that changes between a failed run and its retry", () => {
   });
 });
 
+describe("alerts another run of a backfill holds", () => {
+  it("leaves the claim unmarked while a failed run's lease holds its alerts, and the next backfill after it sends them", async () => {
+    const r = await run(makeEvents(["ip-10-0-9-1"], 1, 6, 91));
+    const ref: StreamRef = { cluster: r.cluster, group: GROUP, stream: "ip-10-0-9-1" };
+    const flaky = flakySink();
+    const deps = { ...ingestDeps(flows, r.cluster), sink: flaky.sink };
+    const claimStored = async () =>
+      (await coverage.read(ref, minuteOf(T0), minuteOf(T0)))[0]?.claims.map((c) => c.stored);
+    // Its publish fails (the topic's key not usable): the claim stays unfinished.
+    await expect(backfillMinute(ref, minuteOf(T0), r.events, deps, coverage)).rejects.toBeInstanceOf(
+      AlertDeliveryError,
+    );
+    // Fixed and run again at once: the failed run's lease on sending the alerts it opened has not run out.
+    flaky.down = false;
+    const early = await backfillMinute(ref, minuteOf(T0), r.events, deps, coverage);
+    const [batch] = early.batches;
+    expect(batch?.result.alertsHeld.length).toBeGreaterThan(0);
+    expect(flaky.published).toEqual([]);
+    expect(await claimStored()).toEqual([false]);
+    // After the lease: finished again, the alerts sent, the claim marked; every packet still counted once.
+    lambdaRetryDelay();
+    const later = await backfillMinute(ref, minuteOf(T0), r.events, deps, coverage);
+    expect(later.completed).toBe(r.events.length);
+    expect(later.batches[0]?.result.alertsHeld).toEqual([]);
+    expect(flaky.published.sort()).toEqual(batch?.result.alertsHeld.map((h) => h.id).sort());
+    expect(await claimStored()).toEqual([true]);
+    expect(await r.stored()).toEqual(r.expected);
+  });
+});
+
 describe("claims of writers that are gone (`replay` on the embedded store, which one process holds)", () => {
   const byAddress = (r: Run) => storedByAddress(flows, r.cluster, T0 - MINUTE_MS, T0 + 60 * MINUTE_MS);
   const unreachable: IpDirectory = {

@@ -188,6 +188,11 @@ describe("parseConfig", () => {
     [{ attribution: "dns" }, 'attribution="dns"'],
     [{ stackName: "1stack" }, 'stackName="1stack": not a valid CloudFormation stack name'],
     [
+      // 200 ranges: more than every coverage claim can record with its writer's settings (checkSettings).
+      { internalCidrs: Array.from({ length: 200 }, (_, i) => `10.${i}.0.0/16`).join(",") },
+      "internalCidrs, workloadInterfacePrefixes: the pipeline's settings take",
+    ],
+    [
       { logPrefixFormat: "denied %t %n" },
       'logPrefixFormat="denied %t %n": must start with logPrefix, which the subscription filter matches',
     ],

@@ -94,4 +94,44 @@ describe("calico-flows replay --alerts-topic", () => {
     expect(again.code).toBe(0);
     expect(await drainQueue(sns, all)).toHaveLength(0);
   });
+
+  it("says which alerts a failed replay of the same lines still holds, and exits 1, rather than reporting them handled", async () => {
+    const held = mkdtempSync(join(tmpdir(), "cf-replay-held-"));
+    try {
+      // The topic is not there yet: every publish fails, and the alerts stay pending under the run's lease.
+      const topicArn = `arn:aws:sns:${REGION}:000000000000:calico-held-replay`;
+      const args = [
+        "replay",
+        join(SAMPLE, "node-logs.log"),
+        "--store",
+        held,
+        "--cluster",
+        "demo",
+        ...SAMPLE_ATTRIBUTION,
+        "--alerts-topic",
+        topicArn,
+        "--quiet",
+      ];
+      const env = {
+        AWS_ENDPOINT_URL_SNS: sns.endpoint,
+        AWS_REGION: REGION,
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+      };
+      const failed = await runCli(args, { env });
+      expect(failed.code).not.toBe(0);
+      // The topic fixed and the same input replayed at once: the failed run's lease on sending them has not run out.
+      expect(await createTopic(sns, "calico-held-replay")).toBe(topicArn);
+      const queue = await subscribeQueue(sns, topicArn, "held-replay");
+      const again = await runCli(args, { env });
+      expect(again.stderr).toMatch(
+        /warning: alerts [0-9A-Za-z_-]+ \(opened [^)]+, held until [^)]+\), .* and 2 more not sent: another run of this input holds the lease/,
+      );
+      expect(again.stderr).toMatch(/replay the same input \(its lines are not counted again\) after \S+Z\n/);
+      expect(again.code).toBe(1);
+      expect(await drainQueue(sns, queue)).toHaveLength(0);
+    } finally {
+      rmSync(held, { recursive: true, force: true });
+    }
+  });
 });

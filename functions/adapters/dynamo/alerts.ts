@@ -16,6 +16,7 @@ import {
   type AlertApplyResult,
   type AlertOptions,
   type AlertQuery,
+  type HeldAlert,
   MAX_ALERT_WINDOW_MS,
   type Page,
 } from "../../core/ports.ts";
@@ -634,36 +635,12 @@ interface Caller {
   delivers: boolean;
 }
 
-/** A pending alert whose hand-out lease another run of the caller's contribution holds. */
-export interface HeldAlert {
-  id: string;
-  openedAt: string;
-  /** When the lease runs out. */
-  until: string;
-}
-
-/**
- * What applyAlerts did, and `held`, when there are any: the pending alerts of the caller's contribution it was not
- * handed out because another run of that contribution holds the lease on them — a run whose publish failed, or a
- * duplicate still publishing, which the store cannot tell apart. Lambda's retry of a failed run comes after the lease
- * (a minute or more after the failure): the alert is sent then. A caller whose retry may come sooner must not take
- * the payload for delivered (heldAlertsOf).
- */
-export interface AppliedAlerts extends AlertApplyResult {
-  held?: HeldAlert[];
-}
-
-/** The alerts applyAlerts left to another run of the caller's contribution (AppliedAlerts), from its answer. */
-export function heldAlertsOf(result: AlertApplyResult): readonly HeldAlert[] {
-  return (result as AppliedAlerts).held ?? [];
-}
-
 export async function applyAlerts(
   ctx: AlertContext,
   candidates: readonly AlertCandidate[],
   token: string,
   options: AlertOptions,
-): Promise<AppliedAlerts> {
+): Promise<AlertApplyResult> {
   if (!Number.isInteger(options.windowMs) || options.windowMs < 1 || options.windowMs > MAX_ALERT_WINDOW_MS) {
     throw new InvalidInputError(
       `alert windowMs must be an integer from 1 to ${MAX_ALERT_WINDOW_MS}, got ${options.windowMs}`,
@@ -692,7 +669,7 @@ async function applyKey(
   p: Prepared,
   caller: Caller,
   windowMs: number,
-): Promise<AppliedAlerts> {
+): Promise<AlertApplyResult> {
   const alerts: AlertRecord[] = [];
   const held: HeldAlert[] = [];
   let opened = 0;

@@ -7,6 +7,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import type { Claim, ClaimSource, CoverageStore, MinuteCoverage, StreamRef } from "../../core/coverage.ts";
+import type { IngestSettings } from "../../core/ingest.ts";
 import { expiresAt } from "./keys.ts";
 import { freshReport, isConditionFailure } from "./requests.ts";
 import { checkRetryPolicy, DEFAULT_RETRY, type RetryPolicy, withRetry } from "./retry.ts";
@@ -37,6 +38,8 @@ interface StoredClaim {
   more?: boolean;
   /** Only when true: stored by a backfill apart from the contribution's other minutes (Claim#apart). */
   apart?: boolean;
+  /** What its writer stores with (Claim#settings); optional members only when set. */
+  settings?: IngestSettings;
 }
 
 interface CoverageItem {
@@ -87,6 +90,15 @@ function toStored(claim: Claim): StoredClaim {
   if (claim.events.length > 0) stored.events = new Set(claim.events);
   if (claim.more === true) stored.more = true;
   if (claim.apart === true) stored.apart = true;
+  if (claim.settings !== undefined) {
+    const { prefixFormat, scanThreshold, ...set } = claim.settings;
+    // The document client refuses undefined members.
+    stored.settings = {
+      ...set,
+      ...(prefixFormat === undefined ? {} : { prefixFormat }),
+      ...(scanThreshold === undefined ? {} : { scanThreshold }),
+    };
+  }
   return stored;
 }
 
@@ -165,6 +177,7 @@ export class DynamoCoverageStore implements CoverageStore {
             page,
             ...(c.more === true ? { more: true } : {}),
             ...(c.apart === true ? { apart: true } : {}),
+            ...(c.settings === undefined ? {} : { settings: c.settings }),
           });
         }
       }

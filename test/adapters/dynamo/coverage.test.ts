@@ -1,6 +1,6 @@
 // The coverage adapter's pages against dynalite (which enforces DynamoDB's 400 KB item limit): a minute's
 // pages are read together and only its own, the open page is the first not sealed, and a page filled to both
-// budgets with the longest claims still fits in an item.
+// budgets with the longest claims (their writers' settings as long as checkSettings lets them be) still fits in an item.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoCoverageStore } from "../../../functions/adapters/dynamo/coverage.ts";
 import {
@@ -10,6 +10,7 @@ import {
   MINUTE_EVENT_BUDGET,
   MINUTE_MS,
 } from "../../../functions/core/coverage.ts";
+import { checkSettings, type IngestSettings, MAX_SETTINGS_BYTES } from "../../../functions/core/ingest.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 
 let ts: TestStore;
@@ -80,10 +81,44 @@ describe("coverage pages", () => {
     );
   });
 
+  it("refuses settings longer than every claim of a page can record, and takes the defaults", () => {
+    const ranges = (n: number) => Array.from({ length: n }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+    const settings = (internalCidrs: string[]): IngestSettings => ({
+      bucketSeconds: 60,
+      prefix: "calico-packet",
+      internalCidrs,
+      workloadInterfacePrefixes: ["cali", "eni", "vlan"],
+      alertWindowMs: 900_000,
+    });
+    expect(checkSettings(settings(["192.168.0.0/16"]))).toEqual(settings(["192.168.0.0/16"]));
+    expect(() => checkSettings(settings(ranges(200)))).toThrow(
+      /200 internal CIDRs.*list fewer, wider ranges/,
+    );
+  });
+
   it("a page holding both budgets' worth of the longest claims fits in a DynamoDB item", async () => {
     const ref = { cluster: "pages", group: "/eks/pages", stream: "node-busy" };
     const contribution = (i: number) => `contribution-${String(i).padStart(9, "0")}`; // 22 characters, as digests
-    const long = (c: Claim): Claim => ({ ...c, source: "backfill", span: 1440, more: true });
+    // Settings of the most bytes checkSettings takes: internal ranges added while they fit.
+    const settings: IngestSettings = {
+      bucketSeconds: 60,
+      prefix: "calico-packet",
+      prefixFormat: "calico-packet %t %k %n %p",
+      internalCidrs: [],
+      workloadInterfacePrefixes: ["cali", "eni", "vlan"],
+      scanThreshold: 65_535,
+      alertWindowMs: 1_440 * 60_000,
+    };
+    for (let i = 0; ; i++) {
+      const more = {
+        ...settings,
+        internalCidrs: [...settings.internalCidrs, `2001:db8:${i.toString(16)}::/48`],
+      };
+      if (Buffer.byteLength(JSON.stringify(more)) > MAX_SETTINGS_BYTES) break;
+      settings.internalCidrs = more.internalCidrs;
+    }
+    expect(Buffer.byteLength(JSON.stringify(settings))).toBeGreaterThan(MAX_SETTINGS_BYTES - 30);
+    const long = (c: Claim): Claim => ({ ...c, source: "backfill", span: 1440, more: true, settings });
     let key = 0;
     const keys = (n: number) => Array.from({ length: n }, () => eventKey(`event-${key++}`));
     // All claims but the last name one event each; the last names the rest of the events and fills the page.
