@@ -2,9 +2,9 @@
 // own region (the ARN's) whatever `--region` says: `--region` is the table's, and SNS answers NotFound to a client
 // of another region than its topic's.
 import { resolve } from "node:path";
-import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
 import { SnsAlertSink } from "../functions/adapters/sns-sink.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
+import { MAX_AGGREGATION_SECONDS } from "../functions/ingest/config.ts";
 import type { CommonOptions } from "./common.ts";
 
 /** The options that reach the store this run writes to, for the alert e-mails' commands to run as pasted. */
@@ -14,11 +14,12 @@ export function storeArgs(common: Pick<CommonOptions, "store" | "table" | "regio
 }
 
 /**
- * The options of the e-mails' `flows` commands alone: a table does not record its bucket length (an embedded store
- * does), so `flows` must be told one other than the default.
+ * The options of the e-mails' `flows` commands alone: a table does not record its bucket lengths (an embedded store
+ * does), and `flows --table` reads every length the stack's ingest may count in (up to a minute), so it must be told
+ * only a longer one. Told a shorter one, it would miss the stack's own flows of longer buckets near `--since`.
  */
 export function flowsArgs(common: Pick<CommonOptions, "table">, bucketSeconds: number): string[] {
-  return common.table === undefined || bucketSeconds === DEFAULT_BUCKET_SECONDS
+  return common.table === undefined || bucketSeconds <= MAX_AGGREGATION_SECONDS
     ? []
     : ["--bucket-seconds", String(bucketSeconds)];
 }

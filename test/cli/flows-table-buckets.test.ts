@@ -1,6 +1,7 @@
 // `flows --table` reads the stack's table as the query function does: from the earliest bucket of any length the
 // ingest may count in, so that flows counted before aggregationSeconds changed are not missed.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { flowsArgs } from "../../cli/sink.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import type { Endpoint, FlowRecord } from "../../functions/core/types.ts";
@@ -80,5 +81,13 @@ describe("flows --table", () => {
     // Told a minute, as before, it reads from 04:01:00 and misses it: what the default used to do.
     const told = await runCli([...common, "--bucket-seconds", "60"], { env });
     expect(ndjson<FlowRecord>(told.stdout)).toEqual([]);
+  });
+
+  it("is told a bucket length by the alert e-mails of a run into a table only when longer than the stack's", () => {
+    // Told 45 s, the command would read from the 45-s bucket holding --since and miss the stack's minute flows.
+    expect(flowsArgs({ table: "t" }, 45)).toEqual([]);
+    expect(flowsArgs({ table: "t" }, 60)).toEqual([]);
+    expect(flowsArgs({ table: "t" }, 300)).toEqual(["--bucket-seconds", "300"]);
+    expect(flowsArgs({ table: undefined }, 300)).toEqual([]);
   });
 });
