@@ -623,9 +623,9 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
     own.reduce((a, b) => (b.lastSeen > a.lastSeen || (b.lastSeen === a.lastSeen && b.id < a.id) ? b : a));
   const groups = [...denials.values()];
   // A source with at least `threshold` keys is one internal scan, where its first key was; its example is the
-  // latest flow of its most-hit keys.
+  // latest flow of its most-hit destination (its keys' hits summed per destination).
   // Then a destination (name, protocol, port) denied to at least `threshold` sources that are not scans is one
-  // internal fan-in, where its first key was, with the same kind of example.
+  // internal fan-in, where its first key was, its example the latest flow of its most-hit source.
   const keysOf = (src: string) => groups.filter((g) => g.key.src === src);
   // A scan reaches `threshold` distinct destinations and ports, whatever the protocols.
   const scanning = (src: string) =>
@@ -634,14 +634,21 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
   const sameDestination = (a: AlertCandidate["key"], b: AlertCandidate["key"]) =>
     a.dst === b.dst && a.protocol === b.protocol && a.dstPort === b.dstPort;
   const hits = (g: { flows: FlowRecord[] }) => g.flows.reduce((n, f) => n + f.packets, 0);
-  const merged = (key: AlertCandidate["key"], mine: typeof groups, reason: string) => {
-    const most = Math.max(...mine.map(hits));
+  const merged = (
+    key: AlertCandidate["key"],
+    mine: typeof groups,
+    reason: string,
+    endOf: (k: AlertCandidate["key"]) => string,
+  ) => {
+    const byEnd = (end: string) => mine.filter((g) => endOf(g.key) === end);
+    const endHits = (end: string) => byEnd(end).reduce((n, g) => n + hits(g), 0);
+    const most = Math.max(...mine.map((g) => endHits(endOf(g.key))));
     const all = mine.flatMap((g) => g.flows);
     return manyEnded(
       candidateOf(
         key,
         all,
-        latestOf(mine.filter((g) => hits(g) === most).flatMap((g) => g.flows)),
+        latestOf(mine.filter((g) => endHits(endOf(g.key)) === most).flatMap((g) => g.flows)),
         "high",
         reason,
       ),
@@ -657,13 +664,15 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
           { cluster: key.cluster, src: key.src, dst: "*scan*", protocol: "*", dstPort: null },
           mine,
           "internal-scan",
+          (k) => k.dst,
         ),
       );
       continue;
     }
     const many = groups.filter((g) => !scanning(g.key.src) && sameDestination(g.key, key));
     if (threshold !== undefined && many.length >= threshold) {
-      if (many[0]?.key === key) out.push(merged({ ...key, src: "*many*" }, many, "internal-fan-in"));
+      if (many[0]?.key === key)
+        out.push(merged({ ...key, src: "*many*" }, many, "internal-fan-in", (k) => k.src));
       continue;
     }
     out.push(candidateOf(key, own, latestOf(own), "high", "internal-denial"));
