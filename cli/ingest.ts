@@ -115,7 +115,23 @@ export async function openIngest(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  // So is a topic ARN the sink refuses.
+  // So are settings too long for the coverage claims to record.
+  let settings: IngestSettings;
+  try {
+    settings = checkSettings({
+      bucketSeconds: raw.bucketSeconds as number,
+      prefix: raw.prefix as string,
+      prefixFormat: raw.prefixFormat as string | undefined,
+      internalCidrs: common.internalCidrs,
+      workloadInterfacePrefixes:
+        (raw.workloadInterfacePrefix as string[] | undefined) ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
+      scanThreshold: raw.scanThreshold as number | undefined,
+      alertWindowMs: raw.alertWindow as number,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  // And a topic ARN the sink refuses.
   let sink: AlertPublisher | undefined;
   try {
     sink =
@@ -139,16 +155,6 @@ export async function openIngest(
   try {
     const directory = makeDirectory(opened.history);
     const internal = new ObservedRanges(common.internalCidrs);
-    const settings: IngestSettings = checkSettings({
-      bucketSeconds: raw.bucketSeconds as number,
-      prefix: raw.prefix as string,
-      prefixFormat: raw.prefixFormat as string | undefined,
-      internalCidrs: common.internalCidrs,
-      workloadInterfacePrefixes:
-        (raw.workloadInterfacePrefix as string[] | undefined) ?? DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
-      scanThreshold: raw.scanThreshold as number | undefined,
-      alertWindowMs: raw.alertWindow as number,
-    });
     return {
       deps: {
         store: opened.store,

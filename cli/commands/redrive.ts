@@ -2,8 +2,8 @@
 // the on-failure destination is a Lambda invocation record whose requestPayload is the original event; it is
 // decoded, stored through the same ingest use case under the payload's own contribution and with the settings its
 // failed run claimed it under (so a payload that had been partly stored is not counted twice), and deleted only once
-// stored and its alerts delivered. What still fails is reported with the original error and the new one, and stays
-// in the queue.
+// stored and its alerts delivered (without an alerts topic: recorded, and those left pending named). What still
+// fails is reported with the original error and the new one, and stays in the queue.
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
@@ -43,8 +43,8 @@ export interface RedriveProblem {
 }
 
 /**
- * An alert a redrive into a table opened without an alerts topic, of a payload it deleted: recorded, pending, not
- * published.
+ * A pending alert of a payload a redrive into a table stored without an alerts topic: opened by this run, or opened
+ * (or taken to send) by the payload's failed run, whose publish failed, say; not published.
  */
 export interface UnsentAlert {
   id: string;
@@ -71,7 +71,7 @@ export interface RedriveSummary {
   /** Alerts the redriven payloads opened, each once (not those their failed Lambda attempts had opened). */
   alertsOpened: number;
   alertsSent: number;
-  /** Opened in a table without `--alerts-topic` by the payloads redriven (deleted from the queue). */
+  /** Left pending in a table without `--alerts-topic` by the payloads stored, deleted from the queue or not. */
   alertsUnsent: UnsentAlert[];
   /**
    * Payloads stored with the settings their failed run claimed them under, not the run's own options: the options
@@ -202,19 +202,26 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     }
   };
   const now = io.now ?? Date.now;
+  /** Ids of the alerts in summary.alertsUnsent: a payload queued twice names its alerts once. */
+  const unsent = new Set<string>();
   /**
-   * The alerts a run without an alerts topic opened in the stack's table: recorded, pending, for nobody but the ingest
-   * function to publish (an embedded store's are listed, as `replay`'s are).
+   * Adds the alerts of a payload stored without an alerts topic in the stack's table that are still pending: those
+   * this run opened, and those its failed runs opened or took the lease on and did not send (AlertOptions.delivers).
+   * Nobody but the ingest function may publish them (an embedded store's are listed, as `replay`'s are).
    */
-  const unsentOf = (result: DeliveryResult): UnsentAlert[] =>
-    deps.sink !== undefined || common.table === undefined
-      ? []
-      : result.alerts.map((a) => ({
-          id: a.id,
-          openedAt: a.openedAt,
-          windowEnd: a.windowEnd,
-          windowEnded: Date.parse(a.windowEnd) <= now(),
-        }));
+  const addUnsent = (result: DeliveryResult) => {
+    if (deps.sink !== undefined || common.table === undefined) return;
+    for (const a of result.alerts) {
+      if (unsent.has(a.id)) continue;
+      unsent.add(a.id);
+      summary.alertsUnsent.push({
+        id: a.id,
+        openedAt: a.openedAt,
+        windowEnd: a.windowEnd,
+        windowEnded: Date.parse(a.windowEnd) <= now(),
+      });
+    }
+  };
 
   const handle = async (m: Message) => {
     const messageId = m.MessageId ?? "?";
@@ -280,6 +287,8 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       leftBehind.push(m);
       return;
     }
+    // Named whether or not the message goes: the redrive that deletes it later names them again if still pending.
+    if (result !== undefined) addUnsent(result);
     // Deleted only now that everything in it is stored: a crash before this line just redrives it again.
     const refused = await remove(m);
     if (refused !== undefined) {
@@ -293,10 +302,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       });
       return;
     }
-    if (result !== undefined) {
-      summary.redriven++;
-      summary.alertsUnsent.push(...unsentOf(result));
-    }
+    if (result !== undefined) summary.redriven++;
   };
 
   display.start(0, { received: 0, events: 0, calico: 0, flows: 0, problems: 0 });

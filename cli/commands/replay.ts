@@ -3,7 +3,7 @@ import { createReadStream, fstatSync, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { digest } from "../../functions/core/aggregate.ts";
 import { ingestDelivery } from "../../functions/core/coverage.ts";
-import type { IngestResult } from "../../functions/core/ingest.ts";
+import type { IngestResult, IngestSettings } from "../../functions/core/ingest.ts";
 import type { HeldAlert } from "../../functions/core/ports.ts";
 import {
   commonOptions,
@@ -12,7 +12,7 @@ import {
   requireClusterNamed,
   signalExitCode,
 } from "../common.ts";
-import { addIngestOptions, addStored, heldAlertsText, openIngest } from "../ingest.ts";
+import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
@@ -48,6 +48,11 @@ export interface ReplaySummary {
   untimed: number;
   firstSeen: string | null;
   lastSeen: string | null;
+  /**
+   * Calico lines another replay had claimed (and not stored) under other settings, stored with those settings rather
+   * than the run's own options: the options that differ, theirs and the run's.
+   */
+  otherSettings: { claimed: string; own: string; lines: number }[];
 }
 
 export function registerReplay(program: Command): void {
@@ -126,6 +131,11 @@ export function registerReplay(program: Command): void {
         `note: ${summary.pending} calico records were claimed by a replay stopped before it stored them, and are not counted: this input does not hold all of that replay's lines in one batch (replay them with a larger --batch-lines, or as that replay read them)\n`,
       );
     }
+    for (const o of summary.otherSettings) {
+      process.stderr.write(
+        `note: ${o.lines} calico records claimed by another replay were stored with the settings it had claimed them under: ${o.claimed} (this run: ${o.own})\n`,
+      );
+    }
     if (summary.untimed > 0) {
       process.stderr.write(
         `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
@@ -148,7 +158,9 @@ export async function replay(
   if (file === "-" && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
   const total = stat?.isFile() ? stat.size : undefined;
   const input = file === "-" ? process.stdin : createReadStream(file);
-  const { deps, coverage, close } = await openIngest(raw, common, { year: raw.year as number | undefined });
+  const { deps, settings, coverage, close } = await openIngest(raw, common, {
+    year: raw.year as number | undefined,
+  });
   const quiet = raw.quiet === true;
   const progress = new Progress({ total, enabled: !quiet });
   const summary: ReplaySummary = {
@@ -167,6 +179,7 @@ export async function replay(
     untimed: 0,
     firstSeen: null,
     lastSeen: null,
+    otherSettings: [],
   };
   /** Counts a malformed line, listed unless --quiet (the summary shows the first then). */
   const malformed = (line: number, reason: string) => {
@@ -178,11 +191,19 @@ export async function replay(
   const unresolved = new Set<string>();
   const scanner = deps.pipeline.scanner;
   const now = deps.pipeline.now ?? Date.now;
-  /** Adds what a run of `lines` calico lines stored. */
-  const add = (result: IngestResult, lines: number) => {
+  /** Adds what a run of `lines` calico lines stored, with `claimed` when it was not with the run's own settings. */
+  const add = (result: IngestResult, lines: number, claimed: IngestSettings | undefined) => {
     // A batch stored before under the same contribution (the same lines, batched the same way) is a redelivery:
     // every flow write is refused, and its lines were counted by the replay that stored it.
     if (result.flowsApplied === 0 && result.flowsDuplicate > 0) summary.alreadyCounted += lines;
+    else if (claimed !== undefined) {
+      const difference = settingsDifference(claimed, settings);
+      const alike = summary.otherSettings.find(
+        (o) => o.claimed === difference.claimed && o.own === difference.own,
+      );
+      if (alike === undefined) summary.otherSettings.push({ ...difference, lines });
+      else alike.lines += lines;
+    }
     addStored(summary, unresolved, result);
     summary.alertsHeld.push(...result.alertsHeld);
     for (const f of result.flows) {
@@ -256,10 +277,10 @@ export async function replay(
       summary.pending += result.eventsPending;
       let own = events.length - result.eventsAlreadyCounted - result.eventsPending;
       for (const c of result.completed) {
-        add(c.result, c.events.length);
+        add(c.result, c.events.length, c.settings);
         own -= c.events.length;
       }
-      add(result, own);
+      add(result, own, result.settings);
       progress.update(batch.bytesRead, summary);
     }
   } finally {

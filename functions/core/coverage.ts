@@ -543,12 +543,11 @@ export async function ingestDelivery(
   const first = minutes[0] as number;
   const last = minutes[minutes.length - 1] as number;
   const known = new Map((await coverage.read(ref, first, last)).map((c) => [c.minute, c]));
-  const resumed = finishing(
-    deps,
-    [...known.values()]
-      .flatMap((m) => m.claims)
-      .find((c) => c.contribution === contribution && c.settings !== undefined)?.settings,
-  );
+  /** The settings the contribution's claims record, once found: its first claim's, which every run stores with. */
+  let claimed = [...known.values()]
+    .flatMap((m) => m.claims)
+    .find((c) => c.contribution === contribution && c.settings !== undefined)?.settings;
+  let resumed = finishing(deps, claimed);
   // Never claimed before: no earlier run can have kept an attribution memo, and none is read. A duplicate
   // delivery running at the same time finds out when it saves its own (ingest.ts).
   const firstRun = ![...known.values()].some((m) => m.claims.some((c) => c.contribution === contribution));
@@ -574,6 +573,12 @@ export async function ingestDelivery(
       const taken = takenKeys(current, contribution);
       const mine = events.filter((i) => !taken.has(keys[i] as string));
       const own = current.claims.filter((c) => c.contribution === contribution);
+      if (claimed === undefined) {
+        // A run of the same delivery going at the same time (a duplicate during a deploy that changed the settings)
+        // may have claimed first, found on a reread: this one claims and stores with that claim's settings too.
+        claimed = own.find((c) => c.settings !== undefined)?.settings;
+        if (claimed !== undefined) resumed = finishing(deps, claimed);
+      }
       const named = new Set(own.flatMap((c) => c.events));
       // What nobody names yet: all of `mine` at first; then what did not fit the page the last part filled, or
       // what a writer that died between two parts left (nothing was stored then: its event set may still grow).

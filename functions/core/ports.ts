@@ -15,7 +15,8 @@ export interface FlowWriteResult {
 export interface AlertApplyResult {
   /**
    * The alerts that still need delivery: those this call opened, and (when it delivers) earlier ones still marked
-   * pending whose hand-out lease it took.
+   * pending whose hand-out lease it took; when it does not, its contribution's earlier ones still pending (opened, or
+   * leased, by an earlier run of it), which it leaves unsent.
    */
   alerts: AlertRecord[];
   /**
@@ -52,7 +53,7 @@ export interface AlertOptions {
   /**
    * Whether the caller publishes the alerts handed out to it. One that does not (a backfill, replay or redrive without
    * an alerts topic) takes no lease on handing out a pending alert, so that it leaves each to a run that does, and is
-   * handed out only the alerts it opens (they stay pending). @default true
+   * told only of its contribution's (they stay pending). @default true
    */
   delivers?: boolean;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -356,5 +356,21 @@ describe("calico-flows replay, flows, alerts (local mode)", () => {
     const [header, ...rows] = run.stdout.trimEnd().split("\n");
     expect(header).toMatch(/^LAST SEEN\s+SOURCE\s+DESTINATION\s+PORT/);
     expect(rows).toHaveLength(3);
+  });
+
+  it("refuses settings too long for the coverage claims to record as a usage error, before it makes a store", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cf-settings-"));
+    try {
+      const never = join(dir, "store");
+      const ranges = Array.from({ length: 150 }, (_, i) => ["--internal-cidr", `10.${i}.0.0/16`]).flat();
+      const run = await runCli(["replay", "/dev/null", "--store", never, "--cluster", "demo", ...ranges]);
+      expect(run.stderr).toMatch(
+        /^error: the pipeline's settings take \d+ bytes .*: list fewer, wider ranges$/m,
+      );
+      expect(run.code).toBe(2);
+      expect(existsSync(never)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -9,6 +9,7 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES } from "../../functions/core/classify.ts";
 import {
   backfillMinute,
+  type CoverageStore,
   ingestDelivery,
   MINUTE_MS,
   minuteOf,
@@ -105,6 +106,16 @@ function denials(from: number, seconds: number): CwEvent[] {
   });
 }
 
+/** The coverage store with `read` or `addClaim` in between. */
+function coverageWith(o: Pick<Partial<CoverageStore>, "read" | "addClaim">): CoverageStore {
+  return {
+    read: o.read ?? ((...a) => coverage.read(...a)),
+    addClaim: o.addClaim ?? ((...a) => coverage.addClaim(...a)),
+    seal: (...a) => coverage.seal(...a),
+    markStored: (...a) => coverage.markStored(...a),
+  };
+}
+
 const window = (cluster: string) => storedPackets(flows, cluster, T0 - MINUTE_MS, T0 + 10 * MINUTE_MS);
 
 describe("a contribution finished under other settings than the ones it was claimed under", () => {
@@ -163,6 +174,51 @@ describe("a contribution finished under other settings than the ones it was clai
     const resumed = await ingestDelivery(payload, depsOf(flows, cluster, STACK), coverage, "redrive");
     expect(resumed.settings).toBeUndefined();
     expect(total(await window(cluster))).toBe(events.length);
+  });
+
+  it("stores a delivery whose duplicate on other settings claimed it first with the duplicate's settings", async () => {
+    const cluster = `settings-${++clusters}`;
+    const events = denials(T0 + 6 * MINUTE_MS, 60);
+    const payload = payloadOf(STREAM, events);
+    // A deploy that changed aggregationSeconds, and a delivery run twice at once: by the new version, and by the old
+    // one (30 s buckets), whose claim lands between the new one's read and its claim, and which stores only after it.
+    const read = Promise.withResolvers<void>();
+    const claimed = Promise.withResolvers<void>();
+    const done = Promise.withResolvers<void>();
+    let reads = 0;
+    const run = ingestDelivery(
+      payload,
+      depsOf(flows, cluster, STACK),
+      coverageWith({
+        read: async (...a) => {
+          const found = await coverage.read(...a);
+          if (++reads === 1) {
+            read.resolve();
+            await claimed.promise;
+          }
+          return found;
+        },
+      }),
+      "live",
+    ).finally(done.resolve);
+    await read.promise;
+    const duplicate = ingestDelivery(
+      payload,
+      depsOf(flows, cluster, { ...STACK, bucketSeconds: 30 }),
+      coverageWith({
+        addClaim: async (...a) => {
+          const written = await coverage.addClaim(...a);
+          claimed.resolve();
+          await done.promise;
+          return written;
+        },
+      }),
+      "live",
+    );
+    const [ours, theirs] = await Promise.all([run, duplicate]);
+    expect(total(await window(cluster))).toBe(events.length);
+    expect(ours.settings?.bucketSeconds).toBe(30);
+    expect(theirs.settings).toBeUndefined();
   });
 
   it("a backfill finishing a dead writer's claim stores it with the writer's settings", async () => {

@@ -13,6 +13,7 @@ import {
   registerRedrive,
 } from "../../cli/commands/redrive.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
@@ -162,6 +163,14 @@ const packetsIn = async (table: string) =>
     ),
   );
 
+/** The alerts of the tests' hour in `table`. */
+const alertsOf = (table: string) =>
+  new DynamoFlowStore({ client: ts.client, tableName: table }).queryAlerts({
+    cluster: CLUSTER,
+    since: new Date(T0).toISOString(),
+    until: new Date(T0 + 60 * MINUTE_MS).toISOString(),
+  });
+
 const body = (events: readonly CwEvent[]) => dataRecord(encodeSubscriptionData(payloadOf(STREAM, events)));
 
 describe("a payload the ingest function stored in part under the stack's settings", () => {
@@ -265,12 +274,7 @@ describe("alerts opened without --alerts-topic", () => {
     const table = await ts.freshTable();
     const summary = await redriveCli(table, scriptedQueue([["m1"]], { m1: body(internalDenials(30)) }));
     expect(summary).toMatchObject({ redriven: 1, alertsOpened: 1, alertsSent: 0 });
-    const listed = await new DynamoFlowStore({ client: ts.client, tableName: table }).queryAlerts({
-      cluster: CLUSTER,
-      since: new Date(T0).toISOString(),
-      until: new Date(T0 + 60 * MINUTE_MS).toISOString(),
-    });
-    const [alert] = listed.items;
+    const [alert] = (await alertsOf(table)).items;
     expect(alert?.delivery).toBe("pending");
     const text = describeRedrive(summary);
     expect(text).toContain(
@@ -295,5 +299,53 @@ describe("alerts opened without --alerts-topic", () => {
       /the ingest function publishes one only if a denial of its key reaches it before its window ends/,
     );
     expect(redriveFailed(summary)).toBe(false);
+  });
+
+  it("name an alert the ingest function opened and could not publish, of a payload they delete, once", async () => {
+    const table = await ts.freshTable();
+    const runtime = createRuntime(
+      loadIngestConfig({
+        TABLE_NAME: table,
+        CLUSTER_NAME: CLUSTER,
+        ATTRIBUTION: "none",
+        ALERTS_TOPIC_ARN: "arn:aws:sns:eu-west-1:123456789012:calico-flows-alerts",
+      }),
+    );
+    const down: AlertPublisher = {
+      publishAlert: async () => {
+        throw new Error("KMS key disabled");
+      },
+      publishSummary: async () => {
+        throw new Error("KMS key disabled");
+      },
+      publishPanic: async () => {},
+    };
+    const record = body(internalDenials(40));
+    const data = JSON.parse(record).requestPayload.awslogs.data as string;
+    // Its flows stored, its alert opened and left pending: the payload goes to the queue for that alone.
+    await expect(
+      ingestEvent({ awslogs: { data } }, { ...runtime, deps: { ...runtime.deps, sink: down } }),
+    ).rejects.toThrow(/pending/);
+
+    // Queued twice (Lambda delivers at least once): named once.
+    const queue = scriptedQueue([["m1", "m2"]], { m1: record, m2: record });
+    const summary = await redriveCli(table, queue, [], { now: () => T0 + 60 * MINUTE_MS });
+    expect(summary).toMatchObject({ redriven: 2, alertsOpened: 0, flowsApplied: 0 });
+    const [alert] = (await alertsOf(table)).items;
+    expect(alert?.delivery).toBe("pending");
+    expect(summary.alertsUnsent).toEqual([
+      { id: alert?.id, openedAt: alert?.openedAt, windowEnd: alert?.windowEnd, windowEnded: true },
+    ]);
+    expect(redriveFailed(summary)).toBe(true);
+  });
+
+  it("name the alerts of a stored payload whose DeleteMessage fails", async () => {
+    const table = await ts.freshTable();
+    const queue = scriptedQueue([["m1"]], { m1: body(internalDenials(50)) }, true);
+    const summary = await redriveCli(table, queue, [], { now: () => T0 + 60 * MINUTE_MS });
+    expect(summary).toMatchObject({ redriven: 0, alertsOpened: 1 });
+    const [alert] = (await alertsOf(table)).items;
+    expect(summary.alertsUnsent.map((a) => a.id)).toEqual([alert?.id]);
+    expect(describeRedrive(summary)).toMatch(/^warning: 1 alert opened and not published/m);
   });
 });

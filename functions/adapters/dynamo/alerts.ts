@@ -498,6 +498,16 @@ async function readAlert(ctx: AlertContext, w: Window, reads: CallReport): Promi
   return alertOf(items);
 }
 
+/** The window's alert while it is pending: undefined once sent (or summarized), or when it has no record. */
+async function pendingAlert(
+  ctx: AlertContext,
+  w: Window,
+  reads: CallReport,
+): Promise<AlertRecord | undefined> {
+  const alert = await readAlert(ctx, w, reads);
+  return alert?.delivery === "pending" ? alert : undefined;
+}
+
 /**
  * The hits of an earlier window's alert that no message about it told: those counted beyond what its e-mail (or the
  * summary standing for it) said, all of them while it is unsent. Not the hits folded in after its opening: a fold
@@ -728,13 +738,14 @@ async function applyOne(
       // answer was lost (its resend refused), or a duplicate run that wrote the record before the one that wrote the
       // state. A retry or redelivery after a whole opening opens nothing.
       const opened = await writeRecord(ctx, p, target, token, reads);
-      if (!caller.delivers) return { alert: undefined, used, opened };
+      // One that does not publish takes no lease, but is told of the alert while it is pending, whichever run of the
+      // contribution opened it (one whose publish failed, say): it is the caller's to report as unsent.
+      if (!caller.delivers) return { alert: await pendingAlert(ctx, target, reads), used, opened };
       if (target === state) {
         const handOut = await mayHandOut(ctx, stateKey, state, caller, reads);
         if (handOut !== "take") return { alert: undefined, used, opened, ...handOut };
       }
-      const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened };
+      return { alert: await pendingAlert(ctx, target, reads), used, opened };
     }
     // The marker of the alert's day, as its opening put it: remembered per store, so a request only once per day and
     // store. An alert opened by a version that marked no days (before the markers) is listed again from its first
@@ -752,11 +763,15 @@ async function applyOne(
       lastSeen: c.lastSeen,
     };
     if ((await foldInto(ctx, fold, reads)) === "full") await spillFold(ctx, p.cluster, fold);
-    if (!caller.delivers) return { alert: undefined, used, opened: false };
+    if (!caller.delivers) {
+      // An alert whose lease an earlier run of this contribution took (and did not send) is as much the
+      // contribution's as one it opened: a retry that publishes would send it, one that does not is told of it.
+      const leased = target.leaseBy === token;
+      return { alert: leased ? await pendingAlert(ctx, target, reads) : undefined, used, opened: false };
+    }
     if (target !== state && target.leaseBy === token) {
       // This delivery took the lease on that window's alert before the window closed: its retry delivers it.
-      const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
+      return { alert: await pendingAlert(ctx, target, reads), used, opened: false };
     }
     // An alert another delivery opened is that delivery's to send; hand it out only once it has had time to.
     // Only one of the deliveries that come by at once takes it (a lease on the state, as long as that delay).
@@ -767,8 +782,7 @@ async function applyOne(
     ) {
       const handOut = await mayHandOut(ctx, stateKey, state, caller, reads);
       if (handOut !== "take") return { alert: undefined, used, opened: false, ...handOut };
-      const alert = await readAlert(ctx, target, reads);
-      return { alert: alert?.delivery === "pending" ? alert : undefined, used, opened: false };
+      return { alert: await pendingAlert(ctx, target, reads), used, opened: false };
     }
     return { alert: undefined, used, opened: false };
   }

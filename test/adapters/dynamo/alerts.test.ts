@@ -572,10 +572,10 @@ describe("applyAlerts", () => {
     const again = await once();
     expect(again.alerts).toEqual([]);
     expect(again.held).toEqual([{ id: first.alerts[0]?.id, openedAt: t, until: leaseEnds }]);
-    // A run that publishes nothing has nothing held from it.
+    // A run that publishes nothing has nothing held from it, and is told of the alert its payload left pending.
     expect(
       await store.applyAlerts([candidate(src, dst, t, 3)], "held-1", { ...WINDOW, delivers: false }),
-    ).toEqual(NOTHING);
+    ).toEqual({ alerts: first.alerts, opened: 0 });
     // Once the lease has run out, the next run delivers it.
     clock += 41_000;
     expect(await once()).toEqual({ alerts: first.alerts, opened: 0 });
@@ -583,6 +583,29 @@ describe("applyAlerts", () => {
     await store.markAlertSent(first.alerts[0] as AlertRecord);
     clock += 20_000;
     expect(await once()).toEqual(NOTHING);
+  });
+
+  it("tells a run that publishes nothing of the pending alerts its contribution holds the lease on", async () => {
+    const [src, dst] = pair(55);
+    const t = "2024-05-01T01:00:00.000Z";
+    const quiet = { ...WINDOW, delivers: false };
+    // A backfill without a topic opens the alert; a delivery folding into it once it is old enough takes the lease
+    // on sending it, and its publish fails.
+    await store.applyAlerts([candidate(src, dst, t, 2)], "lease-opener", quiet);
+    clock += 2 * MINUTE;
+    const late = candidate(src, dst, at(t, MINUTE), 1);
+    const [alert] = (await store.applyAlerts([late], "lease-holder", WINDOW)).alerts;
+    expect(alert).toMatchObject({ openedAt: t, delivery: "pending" });
+    expect(await store.applyAlerts([late], "lease-holder", quiet)).toEqual({ alerts: [alert], opened: 0 });
+    // Another contribution's hit is folded in, and nothing handed to it.
+    expect(await store.applyAlerts([late], "lease-other", quiet)).toEqual(NOTHING);
+    const pending = [{ ...alert, count: 4 }];
+    // Closed by the next window, the alert is still the holder's to send.
+    await store.applyAlerts([candidate(src, dst, at(t, 20 * MINUTE), 1)], "lease-next", WINDOW);
+    expect(await store.applyAlerts([late], "lease-holder", quiet)).toEqual({ alerts: pending, opened: 0 });
+    // Sent, it is nobody's.
+    await store.markAlertSent(alert as AlertRecord);
+    expect(await store.applyAlerts([late], "lease-holder", quiet)).toEqual(NOTHING);
   });
 
   it("tells the next alert only the hits no message of the previous one gave", async () => {
