@@ -137,7 +137,7 @@ export class CalicoFlowsStack extends Stack {
     output(
       "AlertMailDeadLettersQueueUrl",
       this.alerts.mailDeadLetters.queue.queueUrl,
-      "Alert e-mails that could not be sent (alarm AlertMailDeadLetters): read, then redrive",
+      "Alert e-mails that could not be sent (alarm AlertMailDeadLetters): move back with aws sqs start-message-move-task",
     );
     output("OperationsTopicArn", this.monitoring.operations.topic.topicArn, "Alarms on calico-flows itself");
     output("FailedPayloadsQueueUrl", this.ingest.failedPayloads.queueUrl, "Input of `calico-flows redrive`");
