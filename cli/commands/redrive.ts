@@ -408,12 +408,12 @@ export function describeRedrive(s: RedriveSummary): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** `warning: 2 alerts opened and not published (no --alerts-topic): <id> (opened …, window ended …), …`. */
+/** `warning: 2 alerts pending, not published (no --alerts-topic): <id> (opened …, window ended …), …`. */
 function unsentHead(alerts: readonly UnsentAlert[], window: string): string {
   const named = alerts.slice(0, 5).map((a) => `${a.id} (opened ${a.openedAt}, ${window} ${a.windowEnd})`);
   const more = alerts.length > named.length ? ` and ${alerts.length - named.length} more` : "";
   const count = alerts.length === 1 ? "1 alert" : `${alerts.length} alerts`;
-  return `warning: ${count} opened and not published (no --alerts-topic): ${named.join(", ")}${more}`;
+  return `warning: ${count} pending, not published (no --alerts-topic): ${named.join(", ")}${more}`;
 }
 
 /**

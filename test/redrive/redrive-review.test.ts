@@ -184,7 +184,7 @@ interface Report {
   alerts: number;
   published: number;
   control: number;
-  /** Alerts opened and not published (no --alerts-topic), as the warning counts them. */
+  /** Alerts pending, not published (no --alerts-topic), as the warning counts them. */
   unsent: number;
   problems: { messageId: string; kind: "corrupt" | "still fails"; reason: string; deleted: boolean }[];
   exitCode: number;
@@ -192,7 +192,7 @@ interface Report {
 
 const SUMMARY =
   /^redrove (\d+) of (\d+) messages: (\d+) log events \((\d+) already counted\), (\d+) calico records \((\d+) malformed\), (\d+) flow updates \((\d+) already stored\), (\d+) alerts(?: \((\d+) published\))?(?:, (\d+) control messages)?$/m;
-const UNSENT = /^warning: (\d+) alerts? opened and not published \(no --alerts-topic\): .*$/gm;
+const UNSENT = /^warning: (\d+) alerts? pending, not published \(no --alerts-topic\): .*$/gm;
 const PROBLEM =
   /^message (\S+): (corrupt|still fails): ([\s\S]*?) — (deleted|left in the queue)(; --delete-corrupt removes it)?$/gm;
 

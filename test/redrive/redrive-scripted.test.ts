@@ -278,7 +278,7 @@ describe("alerts opened without --alerts-topic", () => {
     expect(alert?.delivery).toBe("pending");
     const text = describeRedrive(summary);
     expect(text).toContain(
-      `warning: 1 alert opened and not published (no --alerts-topic): ${alert?.id} (opened ${alert?.openedAt}, ` +
+      `warning: 1 alert pending, not published (no --alerts-topic): ${alert?.id} (opened ${alert?.openedAt}, ` +
         `window ended ${alert?.windowEnd})`,
     );
     expect(text).toMatch(/nothing will publish them/);
@@ -293,7 +293,7 @@ describe("alerts opened without --alerts-topic", () => {
     expect(summary.alertsOpened).toBe(1);
     const text = describeRedrive(summary);
     expect(text).toMatch(
-      /^warning: 1 alert opened and not published \(no --alerts-topic\): \S+ \(opened \S+, window ends \S+\)/m,
+      /^warning: 1 alert pending, not published \(no --alerts-topic\): \S+ \(opened \S+, window ends \S+\)/m,
     );
     expect(text).toMatch(
       /the ingest function publishes one only if a denial of its key reaches it before its window ends/,
@@ -346,6 +346,6 @@ describe("alerts opened without --alerts-topic", () => {
     expect(summary).toMatchObject({ redriven: 0, alertsOpened: 1 });
     const [alert] = (await alertsOf(table)).items;
     expect(summary.alertsUnsent.map((a) => a.id)).toEqual([alert?.id]);
-    expect(describeRedrive(summary)).toMatch(/^warning: 1 alert opened and not published/m);
+    expect(describeRedrive(summary)).toMatch(/^warning: 1 alert pending, not published/m);
   });
 });
