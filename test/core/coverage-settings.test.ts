@@ -17,8 +17,7 @@ import {
 } from "../../functions/core/coverage.ts";
 import type { IngestDeps, IngestSettings } from "../../functions/core/ingest.ts";
 import { createScanner } from "../../functions/core/parse.ts";
-import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
+import type { FlowStore } from "../../functions/core/ports.ts";
 import {
   type CwEvent,
   calicoLine,
@@ -30,6 +29,7 @@ import {
   total,
 } from "../backfill/fixtures.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { HalfWrittenStore } from "../support/half-written-store.ts";
 
 const STREAM = "ip-192-168-74-5";
 
@@ -46,22 +46,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await ts?.close();
 });
-
-/** The store of the failed run: half its flows written, then an error. */
-class HalfWrittenStore implements FlowStore {
-  readonly inner: FlowStore;
-  constructor(inner: FlowStore) {
-    this.inner = inner;
-  }
-  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
-    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
-    throw new Error("injected: connection lost after a partial write");
-  }
-  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
-  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
-}
 
 const STACK: IngestSettings = {
   bucketSeconds: 60,

@@ -4,14 +4,13 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
-import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
 import { loadIngestConfig } from "../../functions/ingest/config.ts";
 import { createRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { logger } from "../../functions/shared/powertools.ts";
 import { calicoLine, payloadOf, storedPackets, T0, total } from "../backfill/fixtures.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { HalfWrittenStore } from "../support/half-written-store.ts";
 
 const STREAM = "ip-192-168-74-5";
 
@@ -24,22 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await ts?.close();
 });
-
-/** The store of the failed invocation: half its flows written, then an error. */
-class HalfWrittenStore implements FlowStore {
-  readonly inner: FlowStore;
-  constructor(inner: FlowStore) {
-    this.inner = inner;
-  }
-  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
-    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
-    throw new Error("injected: throttled after a partial write");
-  }
-  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
-  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
-}
 
 describe("a delivery retried after the function's settings changed", () => {
   it("is stored with the settings its failed invocation claimed it under, every packet once, and logged", async () => {

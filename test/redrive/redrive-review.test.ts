@@ -22,9 +22,7 @@ import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
 import type { IngestDeps } from "../../functions/core/ingest.ts";
-import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import { decodeDelivery, encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
 import {
   type CwEvent,
   calicoLine,
@@ -38,6 +36,7 @@ import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type LocalSns, startLocalSns, startFaultProxy as startSqsProxy } from "../support/fauxqs.ts";
+import { HalfWrittenStore } from "../support/half-written-store.ts";
 import { dataRecord, invocationRecord, localQueue } from "./fixtures.ts";
 
 const STREAM = "ip-192-168-74-5";
@@ -153,24 +152,6 @@ const NOT_RECORDS = new Set([
 ]);
 
 const CONTROL = () => dataRecord(controlMessageData(T0));
-
-/** The store as it was when a live invocation failed: half its flows written, then an error. */
-class HalfWrittenStore implements FlowStore {
-  readonly inner: FlowStore;
-  written = 0;
-  constructor(inner: FlowStore) {
-    this.inner = inner;
-  }
-  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
-    const half = await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
-    this.written = half.applied;
-    throw new Error("injected: timed out after a partial write");
-  }
-  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
-  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
-}
 
 interface Report {
   received: number;

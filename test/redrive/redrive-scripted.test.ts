@@ -15,13 +15,12 @@ import {
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
-import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import type { FlowRecord } from "../../functions/core/types.ts";
 import { loadIngestConfig } from "../../functions/ingest/config.ts";
 import { createRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { type CwEvent, calicoLine, payloadOf, storedPackets, T0, total } from "../backfill/fixtures.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
+import { HalfWrittenStore } from "../support/half-written-store.ts";
 import { dataRecord, redriveEvents, STREAM } from "./fixtures.ts";
 
 const CLUSTER = "prod";
@@ -119,23 +118,9 @@ async function redriveCli(
   return summary;
 }
 
-/** The store of the failed invocation: half its flows written, then an error. */
-class HalfWrittenStore implements FlowStore {
-  readonly inner: FlowStore;
-  constructor(inner: FlowStore) {
-    this.inner = inner;
-  }
-  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
-    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
-    throw Object.assign(new Error("UpdateItem failed after 10 tries (throttled)"), {
-      name: "StoreUnavailableError",
-    });
-  }
-  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
-  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
-}
+/** The error the failed invocation's store gave: its retries exhausted. */
+const storeUnavailable = () =>
+  Object.assign(new Error("UpdateItem failed after 10 tries (throttled)"), { name: "StoreUnavailableError" });
 
 let sequence = 0;
 
@@ -188,7 +173,7 @@ describe("a payload the ingest function stored in part under the stack's setting
     const runtime = createRuntime(loadIngestConfig(env));
     const failing = {
       ...runtime,
-      deps: { ...runtime.deps, store: new HalfWrittenStore(runtime.deps.store) },
+      deps: { ...runtime.deps, store: new HalfWrittenStore(runtime.deps.store, storeUnavailable) },
     };
     const events = minuteOfDenials(T0);
     const record = body(events);

@@ -22,12 +22,11 @@ import {
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { ingestDelivery, MINUTE_MS } from "../../functions/core/coverage.ts";
-import type { FlowStore, FlowWriteResult } from "../../functions/core/ports.ts";
 import {
   encodeSubscriptionData,
   type SubscriptionPayload,
 } from "../../functions/core/subscription-payload.ts";
-import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import type { AlertRecord } from "../../functions/core/types.ts";
 import {
   expectedByAddress,
   ingestDeps,
@@ -41,6 +40,7 @@ import { controlMessageData } from "../support/deliveries.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { createTopic, drainQueue, type LocalSns, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
+import { HalfWrittenStore } from "../support/half-written-store.ts";
 import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
 
 const CLUSTER = "prod";
@@ -117,22 +117,6 @@ async function redriveCli(args: readonly string[], io: RedriveIo = {}): Promise<
   );
   if (summary === undefined) throw new Error("redrive did not run");
   return summary;
-}
-
-/** The store with the failure that sent a payload to the queue: half its flows written, then an error. */
-class HalfWrittenStore implements FlowStore {
-  readonly inner: FlowStore;
-  constructor(inner: FlowStore) {
-    this.inner = inner;
-  }
-  async writeFlows(records: readonly FlowRecord[], contribution: string): Promise<FlowWriteResult> {
-    await this.inner.writeFlows(records.slice(0, Math.ceil(records.length / 2)), contribution);
-    throw new Error("injected: timed out after a partial write");
-  }
-  applyAlerts: FlowStore["applyAlerts"] = (c, id, o) => this.inner.applyAlerts(c, id, o);
-  markAlertSent: FlowStore["markAlertSent"] = (a, how) => this.inner.markAlertSent(a, how);
-  queryFlows: FlowStore["queryFlows"] = (q) => this.inner.queryFlows(q);
-  queryAlerts: FlowStore["queryAlerts"] = (q) => this.inner.queryAlerts(q);
 }
 
 describe("calico-flows redrive", () => {
