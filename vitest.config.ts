@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/support/scratch-tmpdir.ts"],
     // Integration tests start local servers (dynalite, fauxqs, a Kubernetes API); give them room on 2 cores. The
     // longest (differential runs against dynalite) take up to 18 s with a fork per core, twice that on a busy
     // machine: a timeout is for a test that hangs, not one that is slow.

@@ -1,6 +1,6 @@
 // Internal/external classification of addresses and the direction of a logged packet.
 import { BlockList, isIPv4, isIPv6 } from "node:net";
-import { normalizeIpv6 } from "./ipv6.ts";
+import { formatIpv6Groups, normalizeIpv6, readIpv6Groups } from "./ipv6.ts";
 import type { Direction } from "./types.ts";
 
 /** Interface-name prefixes of workload (pod) interfaces: Calico veths and the AWS VPC CNI's. */
@@ -114,6 +114,29 @@ function readCidr(cidr: string): ReadCidr {
 export function cidrProblem(cidr: string): string | undefined {
   const read = readCidr(cidr);
   return "problem" in read ? read.problem : undefined;
+}
+
+/**
+ * The one spelling of the range `cidr` covers: its network address (host bits cleared), IPv6 as RFC 5952 writes it,
+ * and its length. `10.1.0.0/8` and `10.0.0.0/8`, or `FD00:0::/8` and `fd00::/8`, are one range. Throws as CidrSet
+ * does for text that is no range.
+ */
+export function canonicalCidr(cidr: string): string {
+  const read = readCidr(cidr);
+  if ("problem" in read) throw new Error(`invalid CIDR "${cidr}": ${read.problem}`);
+  const { family, address, prefix } = read;
+  if (family === "ipv4") {
+    const size = 2 ** (32 - prefix);
+    const first = Math.floor(canonicalIpv4(address) / size) * size;
+    return `${[24, 16, 8, 0].map((shift) => Math.floor(first / 2 ** shift) % 256).join(".")}/${prefix}`;
+  }
+  const groups = new Uint16Array(8);
+  readIpv6Groups(Buffer.from(address, "latin1"), 0, address.length, groups);
+  for (let i = 0; i < 8; i++) {
+    const keep = Math.min(16, Math.max(0, prefix - 16 * i));
+    groups[i] = (groups[i] as number) & ((0xffff << (16 - keep)) & 0xffff);
+  }
+  return `${formatIpv6Groups(groups)}/${prefix}`;
 }
 
 export class CidrSet {

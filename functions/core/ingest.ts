@@ -10,7 +10,7 @@ import {
   type MemoStore,
   RecordingDirectory,
 } from "./attribution-memo.ts";
-import { CidrSet } from "./classify.ts";
+import { CidrSet, canonicalCidr } from "./classify.ts";
 import type { Deadline } from "./deadline.ts";
 import type { DeliveredEvents } from "./delivered-events.ts";
 import { createScanner } from "./parse.ts";
@@ -61,13 +61,17 @@ export function checkSettings(settings: IngestSettings): IngestSettings {
 const sameMembers = (a: readonly string[], b: readonly string[]) =>
   [...a].sort().join("\n") === [...b].sort().join("\n");
 
-/** Whether two settings store alike: the ranges and interface prefixes taken as sets. */
+/** Whether two lists of CIDRs name the same ranges, however each is spelled. */
+const sameRanges = (a: readonly string[], b: readonly string[]) =>
+  sameMembers(a.map(canonicalCidr), b.map(canonicalCidr));
+
+/** Whether two settings store alike: the ranges (however spelled) and interface prefixes taken as sets. */
 export function sameSettings(a: IngestSettings, b: IngestSettings): boolean {
   return (
     a.bucketSeconds === b.bucketSeconds &&
     a.prefix === b.prefix &&
     a.prefixFormat === b.prefixFormat &&
-    sameMembers(a.internalCidrs, b.internalCidrs) &&
+    sameRanges(a.internalCidrs, b.internalCidrs) &&
     sameMembers(a.workloadInterfacePrefixes, b.workloadInterfacePrefixes) &&
     a.scanThreshold === b.scanThreshold &&
     a.alertWindowMs === b.alertWindowMs
@@ -83,7 +87,7 @@ export function withSettings(deps: IngestDeps, settings: IngestSettings): Ingest
   if (own !== undefined && sameSettings(own, settings)) return deps;
   const { pipeline } = deps;
   const samePrefix = own?.prefix === settings.prefix && own.prefixFormat === settings.prefixFormat;
-  const sameRanges = own !== undefined && sameMembers(own.internalCidrs, settings.internalCidrs);
+  const ranges = own !== undefined && sameRanges(own.internalCidrs, settings.internalCidrs);
   return {
     ...deps,
     settings,
@@ -99,7 +103,7 @@ export function withSettings(deps: IngestDeps, settings: IngestSettings): Ingest
             prefix: settings.prefix,
             prefixFormat: settings.prefixFormat,
           }),
-      internal: sameRanges ? pipeline.internal : new CidrSet(settings.internalCidrs),
+      internal: ranges ? pipeline.internal : new CidrSet(settings.internalCidrs),
       workloadInterfacePrefixes: settings.workloadInterfacePrefixes,
       scanThreshold: settings.scanThreshold,
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   CidrSet,
+  canonicalCidr,
   checkWorkloadInterfacePrefixes,
   cidrProblem,
   DEFAULT_WORKLOAD_INTERFACE_PREFIXES,
@@ -67,6 +68,38 @@ describe("CidrSet", () => {
     expect(mixed.contains("::ffff:8.8.8.8")).toBe(false);
     expect(mixed.contains("2001:db8::1")).toBe(true);
     expect(new CidrSet(["10.0.0.0/8"]).contains("::ffff:10.1.2.3")).toBe(true);
+  });
+});
+
+describe("canonicalCidr", () => {
+  it.each([
+    ["10.1.2.3/8", "10.0.0.0/8"],
+    ["192.168.0.0/16", "192.168.0.0/16"],
+    ["0.0.0.0/0", "0.0.0.0/0"],
+    ["255.255.255.255/32", "255.255.255.255/32"],
+    ["FD00:0::/8", "fd00::/8"],
+    ["fd12:3456::/8", "fd00::/8"],
+    ["2001:db8:ffff:ffff::/33", "2001:db8:8000::/33"],
+    ["64:ff9b::1.2.3.4/96", "64:ff9b::/96"],
+    ["2001:DB8::1/128", "2001:db8::1/128"],
+  ])("spells %s as %s", (cidr, canonical) => {
+    expect(canonicalCidr(cidr)).toBe(canonical);
+  });
+
+  it("covers what CidrSet covers, and refuses what it refuses", () => {
+    for (const cidr of ["10.1.2.3/8", "fd12:3456::/8", "2001:db8:ffff:ffff::/33"]) {
+      for (const ip of [
+        "10.200.0.1",
+        "11.0.0.0",
+        "fd99::1",
+        "fe00::1",
+        "2001:db8:8000::9",
+        "2001:db8:7fff::9",
+      ]) {
+        expect(new CidrSet([canonicalCidr(cidr)]).contains(ip)).toBe(new CidrSet([cidr]).contains(ip));
+      }
+    }
+    expect(() => canonicalCidr("10.0.0.0/33")).toThrow(/at most 32/);
   });
 });
 

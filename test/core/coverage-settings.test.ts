@@ -147,6 +147,20 @@ describe("a contribution finished under other settings than the ones it was clai
     expect(total(await window(cluster))).toBe(events.length);
   });
 
+  it("takes ranges spelled otherwise for the claim's own: no adopted settings, no note", async () => {
+    const cluster = `settings-${++clusters}`;
+    const events = denials(T0 + 3 * MINUTE_MS, 20);
+    const payload = payloadOf(STREAM, events);
+    const claimed = { ...STACK, internalCidrs: ["192.168.0.0/16", "fd00::/8"] };
+    await expect(
+      ingestDelivery(payload, depsOf(new HalfWrittenStore(flows), cluster, claimed), coverage, "live"),
+    ).rejects.toThrow(/partial write/);
+    const respelled = { ...STACK, internalCidrs: ["FD00:0::/8", "192.168.7.0/16"] };
+    const resumed = await ingestDelivery(payload, depsOf(flows, cluster, respelled), coverage, "redrive");
+    expect(resumed.settings).toBeUndefined();
+    expect(total(await window(cluster))).toBe(events.length);
+  });
+
   it("resumes a claim written before settings were recorded with the run's own, as before", async () => {
     const cluster = `settings-${++clusters}`;
     const events = denials(T0 + 2 * MINUTE_MS, 20);
