@@ -135,7 +135,13 @@ export class PanicButton extends Construct {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: "ExpirySchedules",
-        actions: ["scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"],
+        // GetSchedule: status checks that an applied policy's expiry is scheduled.
+        actions: [
+          "scheduler:CreateSchedule",
+          "scheduler:UpdateSchedule",
+          "scheduler:DeleteSchedule",
+          "scheduler:GetSchedule",
+        ],
         resources: [this.scheduleArnPattern],
       }),
     );

@@ -301,7 +301,13 @@ async function runDirect(
       case "status":
         return await runtime.service.status(o.history ?? DEFAULT_HISTORY);
       case "revert":
-        return await runtime.service.revert({ requester: runtime.requester, via: "cli", reason: o.reason });
+        return await runtime.service.revert({
+          requester: runtime.requester,
+          via: "cli",
+          reason: o.reason,
+          // Writing a schedule back (an apply meanwhile) takes the role as well as the target.
+          expiryTarget: o.schedulerRoleArn === undefined ? undefined : o.expiryFunctionArn,
+        });
     }
   } finally {
     await runtime.close();
@@ -319,6 +325,41 @@ function apiErrorOf(error: unknown): { status: number; body: unknown; message: s
   return error instanceof Error && error.name === "ApiError" && "status" in error
     ? (error as Error & { status: number; body: unknown })
     : undefined;
+}
+
+/** Exit status of an apply or revert that may or may not have been carried out (OutcomeUnknown). */
+const EXIT_OUTCOME_UNKNOWN = 4;
+
+/**
+ * An apply or a revert answered 5xx by API Gateway itself, not by the panic function (whose answers name their
+ * `error`): its 504 after 29 s, a 502 or 503 when the function failed or could not run. The function may have
+ * carried it out all the same, so it is neither done nor refused: the status tells.
+ */
+class OutcomeUnknown extends Error {
+  override name = "OutcomeUnknown";
+  readonly status: number;
+  readonly body: unknown;
+
+  constructor(action: "apply" | "revert", error: { status: number; body: unknown; message: string }) {
+    const done = action === "apply" ? "applied" : "reverted";
+    super(
+      `the ${action} may have been carried out: API Gateway answered for the panic function, which may still have ` +
+        `${done} the policy. Run \`calico-flows panic status\` before trying again`,
+    );
+    this.status = error.status;
+    this.body = error.body;
+  }
+}
+
+/** `error` as an OutcomeUnknown when it leaves unknown whether `action` changed the cluster. */
+function outcomeOf(action: Action, o: PanicOptions, error: unknown): unknown {
+  const apiError = apiErrorOf(error);
+  if (apiError === undefined || apiError.status < 500 || action === "status" || o.dryRun === true)
+    return error;
+  const body = apiError.body;
+  return body !== null && typeof body === "object" && "error" in body
+    ? error
+    : new OutcomeUnknown(action, apiError);
 }
 
 /**
@@ -351,7 +392,9 @@ async function runApi(
     });
     if (status.cluster !== common.cluster) throw foreignApi(api, status.cluster, common.cluster);
   }
-  const response = await panicRequest(action, o, api, region);
+  const response = await panicRequest(action, o, api, region).catch((error: unknown) => {
+    throw outcomeOf(action, o, error);
+  });
   // A status changes nothing: its own answer names the cluster.
   if (clusterGiven && action === "status" && response.cluster !== common.cluster) {
     throw foreignApi(api, response.cluster, common.cluster);
@@ -498,6 +541,19 @@ function humanText(r: PanicResponse, revertReason?: string): string {
 
 function fail(error: unknown, json: boolean): void {
   process.exitCode = error instanceof UsageError ? 2 : 1;
+  if (error instanceof OutcomeUnknown) {
+    process.exitCode = EXIT_OUTCOME_UNKNOWN;
+    if (json) process.stdout.write(`${JSON.stringify(error.body)}\n`);
+    const { body } = error;
+    const said =
+      typeof body === "string"
+        ? body
+        : body !== null && typeof body === "object" && "message" in body
+          ? String(body.message)
+          : JSON.stringify(body);
+    process.stderr.write(`error (HTTP ${error.status}): ${said}\n!! ${error.message}\n`);
+    return;
+  }
   const apiError = apiErrorOf(error);
   if (apiError !== undefined) {
     const body = apiError.body as { error?: string; message?: string; field?: string } | null;
@@ -613,6 +669,12 @@ export function registerPanic(program: Command): void {
       new Option("--history <n>", "recent actions to show")
         .argParser(parseInteger("--history", 0, MAX_HISTORY))
         .default(DEFAULT_HISTORY),
+    )
+    .addOption(
+      new Option(
+        "--schedule-group <name>",
+        "--direct: EventBridge Scheduler group of the expiry, to check that it is scheduled",
+      ),
     )
     .action((_opts, command: Command) => run("status", command));
 

@@ -9,13 +9,15 @@
 // policy's own expiry, which is what the expiry handler checks the policy against.
 //
 // A revert that does not happen leaves the allow-all policy in place: each schedule names a dead-letter
-// queue, where Scheduler puts the revert event it could not deliver, for the alarm on that queue to report.
+// queue, where Scheduler puts the revert event it could not deliver, for the alarm on that queue to report;
+// and status reads the schedule back (GetSchedule), to tell an expiry that is not coming.
 import { createHash } from "node:crypto";
 import {
   ConflictException,
   CreateScheduleCommand,
   type CreateScheduleCommandInput,
   DeleteScheduleCommand,
+  GetScheduleCommand,
   ResourceNotFoundException,
   type SchedulerClient,
   UpdateScheduleCommand,
@@ -149,5 +151,22 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
       if (error instanceof ResourceNotFoundException) return false;
       throw error;
     }
+  }
+
+  async scheduledExpiry(cluster: string, policyName: string): Promise<string | null> {
+    const name = scheduleName(cluster, policyName);
+    let input: string | undefined;
+    try {
+      const schedule = await this.#client.send(
+        new GetScheduleCommand({ Name: name, GroupName: this.#groupName }),
+      );
+      input = schedule.Target?.Input;
+    } catch (error) {
+      if (error instanceof ResourceNotFoundException) return null;
+      throw error;
+    }
+    const expiresAt: unknown = JSON.parse(input ?? "null")?.expiresAt;
+    if (typeof expiresAt !== "string") throw new Error(`schedule ${name} carries no revert event (${input})`);
+    return expiresAt;
   }
 }

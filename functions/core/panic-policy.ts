@@ -17,7 +17,11 @@ export const ANNOTATIONS = {
   requester: "calico-flows.io/requester",
   appliedAt: "calico-flows.io/applied-at",
   expiresAt: "calico-flows.io/expires-at",
+  /** On a policy taken over with force: the policy it replaced, which revert and the expiry put back. */
+  replaced: "calico-flows.io/replaced-policy",
 } as const;
+/** Kubernetes' limit on an object's annotations, keys and values together, in bytes (UTF-8). */
+export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
 /** Value of the expiry annotation for a policy that stays until reverted. */
 export const NEVER_EXPIRES = "never";
 /** The field manager of every panic write (create and replace). */
@@ -164,6 +168,46 @@ export function readStamp(policy: Pick<CalicoPolicy, "metadata">): PanicStamp | 
     appliedAt: a[ANNOTATIONS.appliedAt] ?? policy.metadata.creationTimestamp ?? "",
     expiresAt: expires === undefined || expires === NEVER_EXPIRES ? null : expires,
   };
+}
+
+/**
+ * What a take-over keeps of a foreign policy, for revert to put back: what its owner wrote (spec, labels,
+ * annotations), none of the API server's bookkeeping (uid, resourceVersion, managedFields…), as JSON.
+ */
+export function keptCopy(policy: CalicoPolicy): string {
+  const { name, labels, annotations } = policy.metadata;
+  const metadata: CalicoObjectMeta = {
+    name,
+    ...(labels === undefined ? {} : { labels }),
+    ...(annotations === undefined ? {} : { annotations }),
+  };
+  return JSON.stringify({ apiVersion: policy.apiVersion, kind: policy.kind, metadata, spec: policy.spec });
+}
+
+/**
+ * The policy a panic policy took over, as keptCopy wrote it: null when it replaced none; an Error when the copy
+ * is there but cannot be read (edited by hand).
+ */
+export function replacedPolicy(policy: Pick<CalicoPolicy, "metadata">): CalicoPolicy | Error | null {
+  const text = policy.metadata.annotations?.[ANNOTATIONS.replaced];
+  if (text === undefined) return null;
+  try {
+    const copy = JSON.parse(text) as Partial<CalicoPolicy> | null;
+    const usable =
+      typeof copy?.metadata?.name === "string" && typeof copy.spec === "object" && copy.spec !== null;
+    return usable ? (copy as CalicoPolicy) : new Error(`${ANNOTATIONS.replaced} is not a policy`);
+  } catch (error) {
+    return error as Error;
+  }
+}
+
+/** The size Kubernetes counts against ANNOTATIONS_MAX_BYTES: every key and value, in UTF-8 bytes. */
+export function annotationBytes(annotations: Readonly<Record<string, string>>): number {
+  const encoder = new TextEncoder();
+  return Object.entries(annotations).reduce(
+    (sum, [key, value]) => sum + encoder.encode(key).length + encoder.encode(value).length,
+    0,
+  );
 }
 
 /** Expiry instant for a TTL: null for 0 (never). */
@@ -508,6 +552,11 @@ export interface ExpiryScheduler {
   schedule(request: ScheduleExpiryRequest): Promise<string>;
   /** Deletes it; false when there was none. */
   cancel(cluster: string, policyName: string): Promise<boolean>;
+  /**
+   * The expiry it is set for (its revert event's `expiresAt`), null when there is none. Status checks with it
+   * that an applied policy's expiry is still to come; a scheduler without it leaves that unchecked.
+   */
+  scheduledExpiry?(cluster: string, policyName: string): Promise<string | null>;
 }
 
 export type PanicAction = "apply" | "dry-run" | "revert" | "expire";
@@ -528,6 +577,11 @@ export interface PanicAuditEntry {
   policyName: string;
   expiresAt: string | null;
   conflicts: PolicyConflict[];
+  /**
+   * How many conflicts there were, of which a record keeps only the first (`conflicts`), so that it fits in one
+   * DynamoDB item: set on the entries read back.
+   */
+  conflictCount?: number;
   message: string;
 }
 

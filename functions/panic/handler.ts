@@ -317,7 +317,13 @@ export async function handleHttp(
         }
         logger.appendKeys({ requester });
         return respond(
-          await runtime.service.revert({ requester, via: "api", reason: checked.data.reason, deadline }),
+          await runtime.service.revert({
+            requester,
+            via: "api",
+            reason: checked.data.reason,
+            expiryTarget: unqualifiedArn(context.invokedFunctionArn),
+            deadline,
+          }),
         );
       }
     }

@@ -5,6 +5,9 @@ import * as z from "zod";
 import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
 import { Deadline } from "../core/deadline.ts";
 import {
+  ANNOTATIONS,
+  ANNOTATIONS_MAX_BYTES,
+  annotationBytes,
   type CalicoPolicy,
   type CalicoPolicyStore,
   type CalicoTier,
@@ -16,6 +19,7 @@ import {
   expiryOf,
   findConflicts,
   isManagedByCalicoFlows,
+  keptCopy,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   OutOfTime,
@@ -31,6 +35,7 @@ import {
   panicPolicyDocument,
   policyObjectName,
   readStamp,
+  replacedPolicy,
 } from "../core/panic-policy.ts";
 
 /** How a warning that the conflicts are unknown begins (the CLI then says nothing about there being none). */
@@ -154,6 +159,8 @@ export interface RevertRequest {
   requester: string;
   via: string;
   reason?: string;
+  /** As for apply: a policy an apply wrote meanwhile gets its expiry schedule back (see #reconcileSchedule). */
+  expiryTarget?: string;
   /** As for apply. */
   deadline?: Deadline;
 }
@@ -303,6 +310,7 @@ export class PanicService {
     // Awaited once the tier check passed; a request refused before that leaves it to finish on its own.
     listing.catch(() => undefined);
     let tiers: CalicoTier[] | null = null;
+    let existing: CalicoPolicy | null = null;
     let writing = false;
 
     try {
@@ -312,7 +320,7 @@ export class PanicService {
       ]);
       this.#requireTier(listedTiers);
       tiers = listedTiers;
-      let existing = first;
+      existing = first;
       let result: PanicResult | undefined;
       let policy: CalicoPolicy | null = null;
       for (let attempt = 1; result === undefined; attempt++) {
@@ -320,9 +328,10 @@ export class PanicService {
           throw this.#notOwned(existing, "apply");
         }
         const ours = existing !== null && isManagedByCalicoFlows(existing);
+        const written = this.#replacing(document, existing);
         if (action === "dry-run") {
           result = existing === null ? "would-apply" : ours ? "would-refresh" : "would-take-over";
-          policy = document;
+          policy = written;
           break;
         }
         writing = true;
@@ -330,7 +339,7 @@ export class PanicService {
           if (existing === null) {
             // A policy of that name made since the read (by hand, or by another apply) fails the create as a
             // conflict: it is read again, and refused if it is not ours.
-            policy = await this.#deps.calico.createGlobalPolicy(document, { deadline: kube });
+            policy = await this.#deps.calico.createGlobalPolicy(written, { deadline: kube });
             result = "applied";
           } else {
             // A full replace on condition of the resourceVersion read, for a refresh and a take-over alike:
@@ -339,9 +348,9 @@ export class PanicService {
             // (the CRD backend's `default.<name>`).
             policy = await this.#deps.calico.replaceGlobalPolicy(
               {
-                ...document,
+                ...written,
                 metadata: {
-                  ...document.metadata,
+                  ...written.metadata,
                   name: existing.metadata.name,
                   resourceVersion: existing.metadata.resourceVersion,
                 },
@@ -393,10 +402,67 @@ export class PanicService {
     } catch (error) {
       // Past the tier check the conflicts are part of the record, as far as they could be listed in time.
       if (tiers !== null) conflicts = await this.#conflicts(tiers, listing, []);
-      const failure = this.#timedOut(error, writing, "apply");
+      let failure = this.#timedOut(error, writing, "apply");
+      if (failure instanceof OutOfTime && failure.sent && writing && expiresAt !== null) {
+        failure = await this.#scheduleUnconfirmed(failure, expiresAt, existing, expiryTarget, deadline);
+      }
       await this.#recordFailure(base, failure, conflicts, action === "apply");
       throw failure;
     }
+  }
+
+  /**
+   * A write given up on may still be carried out by the API server, after this answer: its expiry is scheduled all
+   * the same, or the policy would stay for good (announced to expire, and `status` saying it does). Not checked
+   * against the policy, which may not be there yet; an expiry that finds none, or finds the one this write meant to
+   * replace, leaves it alone (#refreshedSince). So the schedule is for the later of the two expiries: whichever
+   * policy the cluster ends with is removed, never before its own expiry.
+   */
+  async #scheduleUnconfirmed(
+    failure: OutOfTime,
+    expiresAt: string,
+    replacing: CalicoPolicy | null,
+    target: string | undefined,
+    deadline: Deadline,
+  ): Promise<OutOfTime> {
+    const before =
+      replacing !== null && isManagedByCalicoFlows(replacing)
+        ? (readStamp(replacing)?.expiresAt ?? null)
+        : null;
+    const at = before !== null && Date.parse(before) > Date.parse(expiresAt) ? before : expiresAt;
+    const warnings: string[] = [];
+    await this.#syncSchedule(at, target, warnings, deadline);
+    const outcome =
+      warnings.length === 0
+        ? `If it was carried out, it is removed at ${at}: its expiry is scheduled all the same`
+        : `If it was carried out: ${warnings.join("; ")}`;
+    return new OutOfTime(`${failure.message}. ${outcome}`, { cause: failure.cause, sent: true });
+  }
+
+  /**
+   * The document to write in place of `existing`: a foreign policy taken over is kept in it (keptCopy) for revert
+   * to put back, and a refresh carries the copy its predecessor kept. Refused rather than lose the policy when the
+   * copy would pass Kubernetes' limit on annotations.
+   */
+  #replacing(document: CalicoPolicy, existing: CalicoPolicy | null): CalicoPolicy {
+    if (existing === null) return document;
+    const copy = isManagedByCalicoFlows(existing)
+      ? existing.metadata.annotations?.[ANNOTATIONS.replaced]
+      : keptCopy(existing);
+    if (copy === undefined) return document;
+    const annotations = { ...document.metadata.annotations, [ANNOTATIONS.replaced]: copy };
+    const bytes = annotationBytes(annotations);
+    if (bytes > ANNOTATIONS_MAX_BYTES) {
+      const look = `kubectl get globalnetworkpolicies.${this.#deps.settings.apiGroup.split("/")[0]} ${this.#objectName} -o yaml`;
+      throw new PanicFailure(
+        "not-owned",
+        `the GlobalNetworkPolicy "${this.#objectName}" that calico-flows did not create is too large to keep a copy ` +
+          `of in the panic policy's annotations (${bytes} bytes; Kubernetes allows ${ANNOTATIONS_MAX_BYTES}), which ` +
+          `revert puts back: it was left untouched. Save it (${look} > saved.yaml), delete it, apply again, and ` +
+          "once the incident is over revert and `kubectl apply -f saved.yaml`",
+      );
+    }
+    return { ...document, metadata: { ...document.metadata, annotations } };
   }
 
   /** A request the API refused before it reached apply or revert (its body): audited and announced as such. */
@@ -420,11 +486,13 @@ export class PanicService {
   async status(historyLimit = DEFAULT_HISTORY, deadline = Deadline.unbounded()): Promise<PanicResponse> {
     // Settled together: a failing cluster read must not leave the history query running past the caller's
     // cleanup (the CLI closes its embedded store right after).
-    const [read, tiers, policies, history] = await Promise.allSettled([
-      this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline }),
+    const reading = this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline });
+    const [read, tiers, policies, history, scheduled] = await Promise.allSettled([
+      reading,
       this.#deps.calico.listTiers({ deadline }),
       this.#deps.calico.listPolicies({ deadline }),
       this.#history(historyLimit),
+      reading.then((policy) => this.#scheduledExpiry(policy, deadline)),
     ]);
     if (read.status === "rejected") throw read.reason;
     const policy = read.value;
@@ -460,13 +528,39 @@ export class PanicService {
       result = "active";
       const expiry = stamp?.expiresAt ?? null;
       const overdue = expiry !== null && Date.parse(expiry) + OVERDUE_AFTER_MS < this.#clock().getTime();
-      message =
-        `the panic policy is applied on ${this.#deps.cluster}` +
-        (expiry === null
+      const schedule = scheduled.status === "fulfilled" ? scheduled.value : undefined;
+      if (scheduled.status === "rejected") {
+        const text = `the expiry schedule could not be checked: ${errorText(scheduled.reason)}`;
+        warnings.push(text);
+        this.#deps.logger?.warn(text);
+      }
+      // A schedule for an earlier expiry than the policy's skips it (#refreshedSince); a later one removes it then.
+      const unscheduled =
+        expiry !== null &&
+        (schedule === null || (schedule !== undefined && Date.parse(schedule) < Date.parse(expiry)));
+      if (unscheduled) {
+        const found =
+          schedule === null ? "there is none" : `the one there is for ${schedule}, and will skip it`;
+        warnings.push(
+          `the expiry at ${expiry} is not scheduled (${found}): the policy stays until reverted by hand; revert it ` +
+            "once traffic is fixed, or apply again with a TTL",
+        );
+      }
+      const until =
+        expiry === null
           ? ", until reverted"
           : overdue
             ? `; it should have expired at ${expiry} but is still in place: the expiry did not remove it, revert it`
-            : `, expiring at ${expiry}`);
+            : unscheduled
+              ? `, announced to expire at ${expiry}, but no expiry schedule will remove it: revert it by hand`
+              : schedule !== undefined && schedule !== expiry
+                ? `, expiring at ${expiry}; its expiry schedule removes it at ${schedule}`
+                : `, expiring at ${expiry}`;
+      const takenOver =
+        policy.metadata.annotations?.[ANNOTATIONS.replaced] === undefined
+          ? ""
+          : "; it took over a policy of that name, which revert puts back";
+      message = `the panic policy is applied on ${this.#deps.cluster}${until}${takenOver}`;
     }
     return {
       ...this.#frame("status", result, policy),
@@ -495,6 +589,7 @@ export class PanicService {
       request.via,
       null,
       request.deadline ?? Deadline.unbounded(),
+      request.expiryTarget === undefined ? undefined : unqualifiedArn(request.expiryTarget),
     );
   }
 
@@ -532,6 +627,7 @@ export class PanicService {
     via: string,
     expiry: ExpiryEvent | null,
     deadline: Deadline,
+    expiryTarget?: string,
   ): Promise<PanicResponse> {
     const warnings: string[] = [];
     const base = { action, requester, reason, via, expiresAt: null };
@@ -542,6 +638,7 @@ export class PanicService {
       let existing = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads });
       let result: PanicResult | undefined;
       let message = "";
+      let restored: CalicoPolicy | null = null;
       const removed = existing;
       for (let attempt = 1; result === undefined; attempt++) {
         if (existing === null) {
@@ -565,8 +662,31 @@ export class PanicService {
           }`;
           break;
         }
+        const copy = replacedPolicy(existing);
         writing = true;
         try {
+          if (copy !== null && !(copy instanceof Error)) {
+            // A take-over: the policy it replaced is put back in its place, on condition of the version read.
+            restored = await this.#deps.calico.replaceGlobalPolicy(
+              {
+                ...copy,
+                apiVersion: existing.apiVersion,
+                kind: existing.kind,
+                metadata: {
+                  ...copy.metadata,
+                  name: existing.metadata.name,
+                  resourceVersion: existing.metadata.resourceVersion,
+                },
+              },
+              { deadline },
+            );
+            writing = false;
+            result = expiry === null ? "reverted" : "expired";
+            message =
+              `panic policy ${this.#objectName} removed from ${this.#deps.cluster}, and the policy it had taken ` +
+              "over put back as it was";
+            break;
+          }
           const deleted = await this.#deps.calico.deleteGlobalPolicy(
             existing.metadata.name,
             { uid: existing.metadata.uid, resourceVersion: existing.metadata.resourceVersion },
@@ -577,6 +697,11 @@ export class PanicService {
           message = deleted
             ? `panic policy ${this.#objectName} removed from ${this.#deps.cluster}: Calico isolation is back in force`
             : `the panic policy was already gone from ${this.#deps.cluster}: nothing to revert`;
+          if (deleted && copy instanceof Error) {
+            const text = `the copy of the policy it had taken over (${ANNOTATIONS.replaced}) could not be read (${copy.message}): it was not put back`;
+            warnings.push(text);
+            this.#deps.logger?.error(text);
+          }
         } catch (error) {
           if (!(error instanceof PanicFailure && error.kind === "conflict") || attempt >= WRITE_ATTEMPTS)
             throw error;
@@ -584,11 +709,13 @@ export class PanicService {
           existing = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline: reads });
         }
       }
+      // An apply may have written the policy and its schedule since the delete: the check after the removal puts the
+      // schedule back for it.
       if (result !== "skipped" && expiry === null)
-        await this.#syncSchedule(null, undefined, warnings, deadline);
+        await this.#reconcileSchedule(null, expiryTarget, warnings, deadline);
       const stamp = removed === null ? null : readStamp(removed);
       const response: PanicResponse = {
-        ...this.#frame(action, result, result === "skipped" ? presentable(existing) : null),
+        ...this.#frame(action, result, result === "skipped" ? presentable(existing) : restored),
         message,
         appliedBy: stamp?.requester ?? null,
         reason: stamp?.reason ?? null,
@@ -608,6 +735,26 @@ export class PanicService {
       await this.#recordFailure(base, failure, [], true);
       throw failure;
     }
+  }
+
+  /**
+   * The expiry the schedule is set for (null: no schedule), for a policy of ours whose expiry is still to come:
+   * the schedule must then be there. Once the expiry passed, it may have run and deleted itself. Undefined when
+   * there is nothing to check, or no way to.
+   */
+  async #scheduledExpiry(
+    policy: CalicoPolicy | null,
+    deadline: Deadline,
+  ): Promise<string | null | undefined> {
+    const scheduler = this.#deps.scheduler;
+    const expiry = policy !== null && isManagedByCalicoFlows(policy) ? readStamp(policy)?.expiresAt : null;
+    if (expiry == null || scheduler?.scheduledExpiry === undefined) return undefined;
+    if (Date.parse(expiry) <= this.#clock().getTime()) return undefined;
+    return settledBy(
+      deadline,
+      "EventBridge Scheduler",
+      scheduler.scheduledExpiry(this.#deps.cluster, this.#objectName),
+    );
   }
 
   /**
@@ -686,7 +833,7 @@ export class PanicService {
     const look = `kubectl get globalnetworkpolicies.${this.#deps.settings.apiGroup.split("/")[0]} ${this.#objectName} -o yaml`;
     const what =
       doing === "apply"
-        ? "It was left untouched. Pass force (`--force` in the CLI) to take it over (it is then replaced by the panic policy)."
+        ? "It was left untouched. Pass force (`--force` in the CLI) to take it over (it is then replaced by the panic policy, and put back by revert)."
         : "calico-flows never deletes a policy it did not create: delete it with kubectl if it should go.";
     return new PanicFailure(
       "not-owned",
@@ -713,7 +860,7 @@ export class PanicService {
     const text: Record<string, string> = {
       applied: `panic policy ${this.#objectName} applied on ${this.#deps.cluster}: all ${scope} is allowed ${until}`,
       refreshed: `panic policy ${this.#objectName} was already applied; its reason and expiry were refreshed (${until})`,
-      "taken-over": `took over the existing policy ${this.#objectName} (not created by calico-flows) and replaced it with the panic policy, ${until}`,
+      "taken-over": `took over the existing policy ${this.#objectName} (not created by calico-flows) and replaced it with the panic policy, ${until}; a copy of it is kept in the annotation ${ANNOTATIONS.replaced}, and revert puts it back`,
       "would-apply": `dry run, nothing changed: this policy would be applied, allowing all ${scope} ${until}`,
       "would-refresh": `dry run, nothing changed: the panic policy is applied and would be refreshed (${until})`,
       "would-take-over": `dry run, nothing changed: the existing foreign policy ${this.#objectName} would be replaced (force)`,
@@ -741,9 +888,10 @@ export class PanicService {
   }
 
   /**
-   * The schedule written for `scheduled`, then brought in line with the policy as it is now: another apply or
-   * revert may have written the policy after this one did and its schedule before this one's, which would leave
-   * the policy with no expiry, or one that skips it. A few rounds, until a read of the policy agrees.
+   * The schedule written for `scheduled` (removed for null), then brought in line with the policy as it is now:
+   * another apply or revert may have written the policy after this one did and its schedule before this one's,
+   * which would leave the policy with no expiry, or one that skips it. A few rounds, until a read of the policy
+   * agrees.
    */
   async #reconcileSchedule(
     scheduled: string | null,
@@ -765,9 +913,11 @@ export class PanicService {
       const wanted = stamp?.expiresAt ?? null;
       if (wanted === written) return;
       if (wanted !== null && target === undefined) {
-        // Another apply set an expiry this one cannot schedule (no target here): its schedule is left alone.
+        // Another apply set an expiry this request cannot schedule (no target here), and may have lost its
+        // schedule to this one's removal.
         warnings.push(
-          `another apply changed the policy's expiry to ${wanted} meanwhile; its schedule was left as it was`,
+          `another apply set the policy's expiry to ${wanted} meanwhile, and this request cannot write its ` +
+            "schedule: check with `calico-flows panic status` that the expiry is scheduled, or apply again with its TTL",
         );
         return;
       }

@@ -55,7 +55,7 @@ describe("DynamoPanicAudit", () => {
       "2025-01-01T00:05:00.000Z",
       "2025-01-01T00:00:00.000Z",
     ]);
-    expect(recent.at(-1)).toEqual(entry("a", "2025-01-01T00:00:00.000Z"));
+    expect(recent.at(-1)).toEqual({ ...entry("a", "2025-01-01T00:00:00.000Z"), conflictCount: 1 });
     expect(recent.find((e) => e.action === "revert")?.expiresAt).toBeNull();
     expect((await audit.recent("a", 1)).map((e) => e.at)).toEqual(["2025-01-01T00:05:00.000Z"]);
     expect(await audit.recent("a", 0)).toEqual([]);
@@ -71,5 +71,38 @@ describe("DynamoPanicAudit", () => {
     const key = { pk: { S: "PANIC#ttl-check" }, sk: { S: item?.sk?.S ?? "" } };
     const got = await store.clientFor().send(new GetItemCommand({ TableName: store.tableName, Key: key }));
     expect(got.Item?.type?.S).toBe("panic-audit");
+  });
+
+  it("keeps within DynamoDB's item size a record of thousands of conflicts and long texts", async () => {
+    // A denying policy in each of 2,000 customer namespaces, names as long as Kubernetes allows.
+    const conflicts = Array.from({ length: 2_000 }, (_, i) => ({
+      kind: "NetworkPolicy" as const,
+      name: `platform.${String(i).padStart(5, "0")}-${"n".repeat(236)}`,
+      namespace: `org-${String(i).padStart(5, "0")}-${"s".repeat(53)}`,
+      tier: `platform-${"t".repeat(244)}`,
+      order: 10,
+      reasons: [
+        `selected traffic that no rule allows or passes (Ingress, Egress) is dropped at the end of tier "platform-${"t".repeat(244)}" (order 100), whose defaultAction is Deny`,
+      ],
+    }));
+    const huge = entry("large", "2025-03-01T00:00:00.000Z", {
+      conflicts,
+      reason: "é".repeat(50_000),
+      requester: "r".repeat(50_000),
+      message: `applied. WARNING: ${"€".repeat(400_000)}`,
+    });
+    await audit.record(huge);
+    const [read] = await audit.recent("large", 1);
+    expect(read?.conflictCount).toBe(2_000);
+    expect(read?.conflicts).toEqual(conflicts.slice(0, 50));
+    expect(read?.message.startsWith("applied. WARNING: €€€")).toBe(true);
+    expect(read?.message.endsWith("… (clipped)")).toBe(true);
+    expect(read?.message.length).toBe(8_000);
+    // A character outside the BMP is not cut in half.
+    await audit.record(entry("large", "2025-03-01T00:00:01.000Z", { reason: "😀".repeat(2_000) }));
+    const [emoji] = await audit.recent("large", 1);
+    expect(emoji?.reason).toBe(`${"😀".repeat(994)}… (clipped)`);
+    expect(read?.reason.length).toBe(2_000);
+    expect(read?.requester.length).toBe(2_000);
   });
 });

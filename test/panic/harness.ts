@@ -7,7 +7,10 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   CreateScheduleCommand,
+  type CreateScheduleCommandInput,
   DeleteScheduleCommand,
+  GetScheduleCommand,
+  ResourceNotFoundException,
   SchedulerClient,
   UpdateScheduleCommand,
 } from "@aws-sdk/client-scheduler";
@@ -68,18 +71,34 @@ export const NP_V3 = "networkpolicies.projectcalico.org";
 export const TIERS_V3 = "tiers.projectcalico.org";
 
 /**
- * Between two tests of the panic service: a Scheduler that accepts every call, a cluster with no fault and no
- * Calico objects, and no announcement left over.
+ * Between two tests of the panic service: a Scheduler that accepts every call (and answers GetSchedule with what
+ * was last written under that name), a cluster with no fault and no Calico objects, and no announcement left over.
  */
 export async function resetPanicWorld(
   h: PanicHarness,
   scheduler: AwsClientStub<SchedulerClient>,
 ): Promise<void> {
   const scheduleArn = "arn:aws:scheduler:eu-west-1:123456789012:schedule/x/y";
+  const written = new Map<string | undefined, CreateScheduleCommandInput>();
   scheduler.reset();
-  scheduler.on(CreateScheduleCommand).resolves({ ScheduleArn: scheduleArn });
-  scheduler.on(UpdateScheduleCommand).resolves({ ScheduleArn: scheduleArn });
-  scheduler.on(DeleteScheduleCommand).resolves({});
+  scheduler.on(CreateScheduleCommand).callsFake(async (input: CreateScheduleCommandInput) => {
+    written.set(input.Name, input);
+    return { ScheduleArn: scheduleArn };
+  });
+  scheduler.on(UpdateScheduleCommand).callsFake(async (input: CreateScheduleCommandInput) => {
+    written.set(input.Name, input);
+    return { ScheduleArn: scheduleArn };
+  });
+  scheduler.on(DeleteScheduleCommand).callsFake(async (input: { Name?: string }) => {
+    written.delete(input.Name);
+    return {};
+  });
+  scheduler.on(GetScheduleCommand).callsFake(async (input: { Name?: string }) => {
+    const schedule = written.get(input.Name);
+    if (schedule === undefined)
+      throw new ResourceNotFoundException({ message: "none", Message: "none", $metadata: {} });
+    return { ...schedule, Arn: scheduleArn };
+  });
   await h.kube.setFault(null);
   h.kube.store.clear();
   h.kube.counts.reset();

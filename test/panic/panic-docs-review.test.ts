@@ -13,6 +13,7 @@ import {
   CreateScheduleCommand,
   type CreateScheduleCommandInput,
   DeleteScheduleCommand,
+  GetScheduleCommand,
   ResourceNotFoundException,
   SchedulerClient,
   UpdateScheduleCommand,
@@ -154,6 +155,11 @@ function installScheduler(): void {
   schedulerMock.on(DeleteScheduleCommand).callsFake(async (input: { GroupName?: string; Name?: string }) => {
     if (!schedules.delete(keyOf(input))) throw notFound();
     return {};
+  });
+  schedulerMock.on(GetScheduleCommand).callsFake(async (input: { GroupName?: string; Name?: string }) => {
+    const schedule = schedules.get(keyOf(input));
+    if (schedule === undefined) throw notFound();
+    return { ...schedule.input, Arn: `arn:aws:scheduler:eu-west-1:123456789012:schedule/${schedule.key}` };
   });
 }
 
@@ -664,7 +670,7 @@ function allows(
 }
 
 describe("the stack's IAM covers the calls the function makes, and no more is needed", () => {
-  it("Create/Update/DeleteSchedule on the group's schedules, PassRole to Scheduler, the invocation and the dead-letter queue", async () => {
+  it("Create/Update/Delete/GetSchedule on the group's schedules, PassRole to Scheduler, the invocation and the dead-letter queue", async () => {
     const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
       context: Record<string, unknown>;
     };
@@ -709,6 +715,11 @@ describe("the stack's IAM covers the calls the function makes, and no more is ne
     const arn = `${functionArn}:live`;
     expect((await call(handler, "POST", { reason: "iam", ttlMinutes: 5 }, arn)).status).toBe(200);
     expect((await call(handler, "POST", { reason: "iam again", ttlMinutes: 30 }, arn)).status).toBe(200);
+    // Status reads the schedule of the expiry to come.
+    expect((await call(handler, "GET", undefined, arn)).body).toMatchObject({
+      result: "active",
+      warnings: [],
+    });
     const fired = await runSchedules(clock.now + 31 * MINUTE, handler);
     expect(fired.map((f) => f.result.result)).toEqual(["expired"]);
     await call(handler, "POST", { reason: "iam 3", ttlMinutes: 5 }, arn);
@@ -718,7 +729,7 @@ describe("the stack's IAM covers the calls the function makes, and no more is ne
       .calls()
       .map((c) => c.args[0] as unknown as { constructor: { name: string }; input: Json });
     const used = [...new Set(calls.map((c) => c.constructor.name.replace(/Command$/, "")))].sort();
-    expect(used).toEqual(["CreateSchedule", "DeleteSchedule", "UpdateSchedule"]);
+    expect(used).toEqual(["CreateSchedule", "DeleteSchedule", "GetSchedule", "UpdateSchedule"]);
     const granted = [
       ...new Set(functionRole.flatMap((s) => list(s.Action)).filter((a) => a.startsWith("scheduler:"))),
     ].sort();

@@ -7,6 +7,7 @@ import {
   ConflictException,
   CreateScheduleCommand,
   DeleteScheduleCommand,
+  GetScheduleCommand,
   ResourceNotFoundException,
   SchedulerClient,
   UpdateScheduleCommand,
@@ -83,6 +84,11 @@ beforeAll(async () => {
   schedulerMock.on(DeleteScheduleCommand).callsFake(async (input) => {
     if (!schedules.delete(keyOf(input))) throw notFound();
     return {};
+  });
+  schedulerMock.on(GetScheduleCommand).callsFake(async (input) => {
+    const event = schedules.get(keyOf(input));
+    if (event === undefined) throw notFound();
+    return { Target: { Arn: "arn", RoleArn: "role", Input: JSON.stringify(event) } };
   });
 });
 
@@ -181,7 +187,8 @@ interface Stamp {
 }
 type Held =
   | { kind: "none" }
-  | { kind: "ours"; stamp: Stamp; spec: Record<string, unknown> }
+  /** `replaced`: what a take-over replaced (its labels, annotations and spec), which revert puts back. */
+  | { kind: "ours"; stamp: Stamp; spec: Record<string, unknown>; replaced: Written | null }
   /** Someone else's policy: exactly this object must stay. */
   | { kind: "foreign"; object: KubeObject };
 
@@ -210,6 +217,33 @@ function putForeign(): KubeObject {
     metadata: { name: NAME, labels: { owner: "platform" } },
     spec: { order: 100, selector: "app == 'legacy'", types: ["Ingress"], ingress: [{ action: "Allow" }] },
   });
+}
+
+/** What a policy's owner wrote. */
+interface Written {
+  labels?: unknown;
+  annotations?: unknown;
+  spec: unknown;
+}
+
+function writtenOf(object: KubeObject): Written {
+  const { labels, annotations } = object.metadata as CalicoPolicy["metadata"];
+  return {
+    ...(labels === undefined ? {} : { labels }),
+    ...(annotations === undefined ? {} : { annotations }),
+    spec: object.spec,
+  };
+}
+
+/**
+ * What a revert or an expiry of the policy calico-flows holds leaves: the policy it took over, put back as it was
+ * (someone else's again), or nothing.
+ */
+function removed(held: Extract<Held, { kind: "ours" }>): Held {
+  if (held.replaced === null) return { kind: "none" };
+  const object = stored() as unknown as KubeObject;
+  expect(writtenOf(object)).toEqual(held.replaced);
+  return { kind: "foreign", object };
 }
 
 /** Applies a hand edit to the cluster and returns what is held afterwards. */
@@ -266,12 +300,24 @@ function checkCluster(held: Held) {
     return;
   }
   expect(policy?.metadata.labels).toEqual({ "app.kubernetes.io/managed-by": "calico-flows" });
-  expect(policy?.metadata.annotations).toEqual({
+  const { "calico-flows.io/replaced-policy": copy, ...annotations } = policy?.metadata.annotations ?? {};
+  expect(annotations).toEqual({
     "calico-flows.io/reason": held.stamp.reason,
     "calico-flows.io/requester": held.stamp.requester,
     "calico-flows.io/applied-at": held.stamp.appliedAt,
     "calico-flows.io/expires-at": held.stamp.expiresAt ?? "never",
   });
+  // A take-over keeps what it replaced, through refreshes.
+  if (held.replaced === null) expect(copy).toBeUndefined();
+  else {
+    const { spec, ...metadata } = held.replaced;
+    expect(JSON.parse(copy ?? "null")).toEqual({
+      apiVersion: "projectcalico.org/v3",
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: NAME, ...metadata },
+      spec,
+    });
+  }
   expect(policy?.spec).toEqual(held.spec);
 }
 
@@ -475,6 +521,12 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
           kind: "ours",
           stamp: { reason: trimmed, requester: o.actor, appliedAt: nowIso, expiresAt },
           spec: PANIC_SPEC,
+          replaced:
+            m.held.kind === "foreign"
+              ? writtenOf(m.held.object)
+              : m.held.kind === "ours"
+                ? m.held.replaced
+                : null,
         };
         m.schedule = expiresAt;
       }
@@ -493,7 +545,8 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
       o.fault !== null && (o.fault.kind === "error" && o.fault.at === "read" ? true : m.held.kind === "ours")
         ? o.fault
         : null;
-    if (f !== null) await setFault(f, "DELETE");
+    // A revert of a take-over puts the replaced policy back: a replace, not a delete.
+    if (f !== null) await setFault(f, m.held.kind === "ours" && m.held.replaced !== null ? "PUT" : "DELETE");
     const res = await world.invoke(
       apiEvent("DELETE", o.reason === undefined ? undefined : { reason: o.reason }, {
         identity: identity(o.actor),
@@ -530,7 +583,7 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
       };
       const answer = parse(res);
       expect(answer).toMatchObject({ appliedBy: m.held.stamp.requester, reason: m.held.stamp.reason });
-      m.held = { kind: "none" };
+      m.held = removed(m.held);
       m.schedule = null;
     }
     checkResponse(res, expected);
@@ -550,6 +603,8 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
       expiresAt: stamp?.expiresAt ?? null,
     });
     expect(answer.policy === null).toBe(m.held.kind === "none");
+    // The schedule the model holds is the one the policy's expiry needs: status finds nothing amiss.
+    if (m.held.kind === "ours") expect(answer.warnings).toEqual([]);
     // The history is the audit trail, most recent first.
     const trail = await audit.recent(world.cluster, 20);
     expect(answer.history).toEqual(trail);
@@ -588,7 +643,7 @@ async function step(world: World, m: ModelState, o: Op): Promise<void> {
         audit: [{ ...base, outcome: "success", result }],
         announce: result === "expired" ? [{ action: "expired", requester: EXPIRY_ACTOR }] : [],
       };
-      if (result === "expired") m.held = { kind: "none" };
+      if (result === "expired" && m.held.kind === "ours") m.held = removed(m.held);
     }
   } else if (o.t === "interfere") {
     await interfereStep(world, m, o, (e) => {
@@ -662,6 +717,7 @@ async function interfereStep(
         kind: "ours",
         stamp: { reason: "raced", requester: o.actor, appliedAt: nowIso, expiresAt },
         spec: PANIC_SPEC,
+        replaced: after.kind === "ours" ? after.replaced : null,
       };
       m.schedule = expiresAt;
       expect_({
@@ -684,7 +740,7 @@ async function interfereStep(
     // Deleted by someone else meanwhile: nothing left to revert, and the answer says so.
     const result = after.kind === "none" ? "not-applied" : "reverted";
     checkResponse(res, { status: 200, result, audit: [], announce: [] });
-    m.held = { kind: "none" };
+    m.held = after.kind === "ours" ? removed(after) : { kind: "none" };
     m.schedule = null;
     expect_({
       status: 200,
@@ -702,7 +758,8 @@ async function raceStep(
   o: Extract<Op, { t: "race" }>,
   expect_: (e: Expected) => void,
 ) {
-  if (m.held.kind === "foreign") return;
+  // Not modelled: a revert of a take-over puts the foreign policy back, which the other request may then find.
+  if (m.held.kind === "foreign" || (m.held.kind === "ours" && m.held.replaced !== null)) return;
   const nowIso = new Date(world.now).toISOString();
   const plan = [
     { kind: o.a, actor: ALICE, ttl: o.ttlA, reason: "racer one" },
@@ -739,6 +796,7 @@ async function raceStep(
       kind: "ours",
       stamp: { reason: reason ?? "", requester: winner?.actor ?? "", appliedAt: nowIso, expiresAt },
       spec: PANIC_SPEC,
+      replaced: null,
     };
     m.schedule = expiresAt;
   }

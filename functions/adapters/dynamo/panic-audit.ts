@@ -1,9 +1,16 @@
 // The panic button's audit trail in the flow store's table: one item per action under `PANIC#<cluster>`,
 // sorted by time, so "recent history" is one Query read backwards. Items never carry the table's TTL
 // attribute: it is an audit log.
+//
+// An item must fit in DynamoDB's 400 KB, or the action goes unaudited: it keeps the first AUDITED_CONFLICTS
+// conflicts and their count (a cluster with a denying policy per customer namespace has thousands), and clips the
+// free text. Bounded so: conflicts ≤ 50 × ~2 KB (Kubernetes names and tiers ≤ 253 characters, at most three
+// generated reasons each), message ≤ 8,000 characters and reason, requester ≤ 2,000 each (≤ 3 UTF-8 bytes a
+// character): under 200 KB.
 import { randomBytes } from "node:crypto";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { ANNOUNCED_CONFLICTS } from "../../core/alert-message.ts";
 import type { PanicAuditEntry, PanicAuditLog } from "../../core/panic-policy.ts";
 import { panicPartitionKey } from "./keys.ts";
 import { TABLE_KEYS } from "./schema.ts";
@@ -18,6 +25,21 @@ export const PANIC_ITEM_TYPE = "panic-audit";
 export { panicPartitionKey };
 
 const HISTORY_MAX = 100;
+/** Conflicts a record lists, as many as an announcement does; the rest are counted (`conflictCount`). */
+export const AUDITED_CONFLICTS = ANNOUNCED_CONFLICTS;
+/** Characters kept of the free text: a message (the answer and its warnings), and a reason or requester. */
+const MESSAGE_MAX = 8_000;
+const TEXT_MAX = 2_000;
+
+const CLIPPED = "… (clipped)";
+
+/** `text` cut to `max` characters (UTF-16 units, never half a pair), saying so. */
+function clip(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - CLIPPED.length;
+  if (/[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end -= 1;
+  return text.slice(0, end) + CLIPPED;
+}
 
 export class DynamoPanicAudit implements PanicAuditLog {
   readonly #doc: DynamoDBDocumentClient;
@@ -32,7 +54,7 @@ export class DynamoPanicAudit implements PanicAuditLog {
 
   async record(entry: PanicAuditEntry): Promise<void> {
     // The random suffix keeps two actions in the same millisecond apart (two concurrent applies).
-    const { expiresAt, ...rest } = entry;
+    const { expiresAt, conflicts, ...rest } = entry;
     const sk = `${entry.at}#${randomBytes(6).toString("hex")}`;
     try {
       await this.#doc.send(
@@ -43,6 +65,11 @@ export class DynamoPanicAudit implements PanicAuditLog {
             [TABLE_KEYS.sortKey]: sk,
             type: PANIC_ITEM_TYPE,
             ...rest,
+            reason: clip(entry.reason, TEXT_MAX),
+            requester: clip(entry.requester, TEXT_MAX),
+            message: clip(entry.message, MESSAGE_MAX),
+            conflicts: conflicts.slice(0, AUDITED_CONFLICTS),
+            conflictCount: conflicts.length,
             // Stored under another name: the table's TTL attribute is also called expiresAt.
             policyExpiresAt: expiresAt,
           },
@@ -79,6 +106,7 @@ export class DynamoPanicAudit implements PanicAuditLog {
 
 function toEntry(item: Record<string, unknown>): PanicAuditEntry {
   const text = (key: string) => (typeof item[key] === "string" ? (item[key] as string) : "");
+  const conflicts = Array.isArray(item.conflicts) ? (item.conflicts as PanicAuditEntry["conflicts"]) : [];
   return {
     cluster: text("cluster"),
     at: text("at"),
@@ -90,7 +118,9 @@ function toEntry(item: Record<string, unknown>): PanicAuditEntry {
     via: text("via"),
     policyName: text("policyName"),
     expiresAt: typeof item.policyExpiresAt === "string" ? item.policyExpiresAt : null,
-    conflicts: Array.isArray(item.conflicts) ? (item.conflicts as PanicAuditEntry["conflicts"]) : [],
+    conflicts,
+    // Records written before the count was kept hold every conflict.
+    conflictCount: typeof item.conflictCount === "number" ? item.conflictCount : conflicts.length,
     message: text("message"),
   };
 }

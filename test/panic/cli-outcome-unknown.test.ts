@@ -1,0 +1,56 @@
+// `calico-flows panic --api` when API Gateway answers for the function (its 504 after 29 s, a 502 when the function
+// failed): an apply or a revert may have been carried out, which the CLI says, with an exit status of its own, and
+// sends the caller to the status. An answer of the function's own is a failure as before.
+import type { APIGatewayProxyResult } from "aws-lambda";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { runCli } from "../cli/run.ts";
+import { type SigV4Gateway, startSigV4Gateway } from "./harness.ts";
+
+// The suite's fake credentials (vitest.config.ts), which the CLI's default credential chain picks up.
+const principals = new Map([
+  ["AKIDTESTTESTTEST", { secretAccessKey: "test-secret", arn: "arn:aws:iam::123456789012:user/cli-tester" }],
+]);
+let gateway: SigV4Gateway;
+
+/** API Gateway's 504; the function's own 502 for an apply whose reason asks for it. */
+const TIMED_OUT = { statusCode: 504, body: JSON.stringify({ message: "Endpoint request timed out" }) };
+const FUNCTION_502 = {
+  statusCode: 502,
+  body: JSON.stringify({
+    error: "kube-unavailable",
+    message: "reading globalnetworkpolicies/allow-all: timed out",
+  }),
+};
+
+beforeAll(async () => {
+  gateway = await startSigV4Gateway(
+    async (event): Promise<APIGatewayProxyResult> =>
+      event.body?.includes("own 502") ? FUNCTION_502 : TIMED_OUT,
+    principals,
+  );
+});
+afterAll(async () => gateway?.close());
+
+const panic = (...args: string[]) => runCli(["panic", ...args, "--api", gateway.url]);
+
+it("says an apply or a revert that API Gateway timed out may have been carried out, and exits 4", async () => {
+  const [applied, reverted, failed] = await Promise.all([
+    panic("apply", "--reason", "INC-42"),
+    panic("revert", "--json"),
+    panic("apply", "--reason", "own 502"),
+  ]);
+  expect(applied.code).toBe(4);
+  expect(applied.stderr).toBe(
+    "error (HTTP 504): Endpoint request timed out\n" +
+      "!! the apply may have been carried out: API Gateway answered for the panic function, which may still have " +
+      "applied the policy. Run `calico-flows panic status` before trying again\n",
+  );
+  expect(reverted.code).toBe(4);
+  expect(reverted.stdout).toBe('{"message":"Endpoint request timed out"}\n');
+  expect(reverted.stderr).toMatch(/^!! the revert may have been carried out: .* reverted the policy\. Run/m);
+  // The function's own 502 says what it did.
+  expect(failed.code).toBe(1);
+  expect(failed.stderr).toBe(
+    "error (HTTP 502 kube-unavailable): reading globalnetworkpolicies/allow-all: timed out\n",
+  );
+});
