@@ -52,7 +52,6 @@ export type Transport =
       inner?: string;
       mtu?: number;
     }
-  | { kind: "sctp"; spt: number; dpt: number }
   | { kind: "ipsec"; proto: "AH" | "ESP"; spi: number }
   /** The transport header was not in the packet. */
   | { kind: "incomplete"; proto: "TCP" | "UDP" | "ICMP" | "ICMPv6"; bytes: number }
@@ -128,8 +127,6 @@ function transportText(t: Transport): string {
       if (t.mtu !== undefined) s += `MTU=${t.mtu} `;
       return s;
     }
-    case "sctp":
-      return `PROTO=SCTP SPT=${t.spt} DPT=${t.dpt} `;
     case "ipsec":
       return `PROTO=${t.proto} SPI=0x${t.spi.toString(16)} `;
     case "incomplete":

@@ -13,12 +13,16 @@ export interface ParseOptions {
   year?: number;
   /** Epoch ms that year inference is relative to. Default: the clock when the line is parsed. */
   now?: number;
-  /** The log prefix to look for (Felix `logPrefix`). Default "calico-packet". Ignored when `prefixFormat` is set. */
+  /**
+   * The log prefix to look for (Felix `logPrefix`). Default "calico-packet". With a `prefixFormat` that does not
+   * start with it, the format's literal head is looked for instead (see `prefixFormat`).
+   */
   prefix?: string;
   /**
    * Felix `logPrefix` carrying `%t %k %n %p` (tier, kind, name, namespace/name), e.g. "calico-packet %t %k %n":
    * says where those values sit in the logged prefix so that they are decoded into `policy`. It must start with
-   * literal text, which is what lines are found by.
+   * literal text: lines are found by `prefix` when the format starts with it, else by that text without the
+   * separators that end it (`cfd` of `cfd-%k-%n`).
    */
   prefixFormat?: string;
 }
@@ -434,6 +438,52 @@ function hexTokenEnd(b: Uint8Array, start: number, width: number, end: number): 
     : tokenEnd(b, start, end);
 }
 
+/** Whether an RFC 5424 header (`<PRI>` and a version) starts at `start`. */
+function isRfc5424(b: Uint8Array, start: number): boolean {
+  if (b[start] !== 60) return false;
+  let j = start + 1;
+  while (j - start <= 4 && (b[j] as number) >= 48 && (b[j] as number) <= 57) j++;
+  const v = b[j + 1] as number;
+  return j > start + 1 && b[j] === 62 && v >= 49 && v <= 57 && b[j + 2] === 32;
+}
+
+/**
+ * Index just past the RFC 5424 SD-ELEMENT at `start` (`[id name="value"]`, with `\]` and `\"` escaped in values), or
+ * `end`.
+ */
+function sdElementEnd(b: Uint8Array, start: number, end: number): number {
+  let quoted = false;
+  for (let k = start + 1; k < end; k++) {
+    const c = b[k] as number;
+    if (c === 92) k++;
+    else if (c === 34) quoted = !quoted;
+    else if (c === 93 && !quoted) return k + 1;
+  }
+  return end;
+}
+
+/**
+ * Where the message starts in a syslog line whose header, from `start`, readHeader read up to `at` (its host, or
+ * its timestamp when it has none): past RFC 5424's APP-NAME, PROCID, MSGID and structured data, or past RFC 3164's
+ * tag (the word ending in ":", `kernel:` or `calico-packet[812]:`); `at` when there is neither.
+ */
+function messageStart(b: Uint8Array, start: number, at: number, end: number): number {
+  if (b[at] !== 32) return at;
+  let i = at + 1;
+  if (!isRfc5424(b, start)) {
+    const j = tokenEnd(b, i, end);
+    return j > i && b[j - 1] === 58 ? j : at;
+  }
+  for (let field = 0; field < 3; field++) {
+    i = tokenEnd(b, i, end);
+    if (b[i] !== 32) return i;
+    i++;
+  }
+  if (b[i] === 45) return i + 1;
+  while (i < end && b[i] === 91) i = sdElementEnd(b, i, end);
+  return i;
+}
+
 /** Whether a token starting with byte `c` may be a syslog header: `<PRI>`, an ISO stamp, or a month's name. */
 function mayStartHeader(c: number): boolean {
   return c === 60 || (c >= 48 && c <= 57) || (c >= 65 && c <= 90);
@@ -471,15 +521,18 @@ function has(b: Uint8Array, at: number, literal: string): boolean {
 }
 
 /**
- * The PROTO= value; the common names are shared strings rather than a fresh copy per line. Null when it is not 1 to
- * MAX_PROTOCOL_LENGTH ASCII letters and digits: nf_log_syslog prints only a name or a number there, and any other
- * value (line breaks, control characters, kilobytes) would reach flows, alerts, e-mails and terminals.
+ * The PROTO= value; the common names are shared strings rather than a fresh copy per line. nf_log_syslog names only
+ * the protocols whose headers it prints (TCP, UDP, UDPLITE, ICMP, ICMPv6, AH, ESP) and prints any other's number:
+ * SCTP's, 132, is named as DESIGN.md §3.1 lists it. Null when it is not 1 to MAX_PROTOCOL_LENGTH ASCII letters and
+ * digits: nf_log_syslog prints only a name or a number there, and any other value (line breaks, control characters,
+ * kilobytes) would reach flows, alerts, e-mails and terminals.
  */
 function protocolName(text: string, b: Uint8Array, start: number, end: number): string | null {
   switch (end - start) {
     case 3:
       if (has(b, start, "TCP")) return "TCP";
       if (has(b, start, "UDP")) return "UDP";
+      if (has(b, start, "132")) return "SCTP";
       break;
     case 4:
       if (has(b, start, "ICMP")) return "ICMP";
@@ -1168,22 +1221,23 @@ export class LineParser {
 
   constructor(options: ParseOptions, fastPath = true) {
     this.fastPath = fastPath;
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    if (prefix.trim() === "") throw new RangeError(`prefix must not be empty, got ${JSON.stringify(prefix)}`);
     if (options.prefixFormat !== undefined) {
       const parts = compileFormat(options.prefixFormat);
       const head = parts[0];
-      if (head === undefined || head.spec !== "" || head.literal.trim() === "") {
+      const literal = head?.spec === "" ? head.literal : "";
+      // Lines are found by the prefix when the format starts with it, as the subscription filter finds them, else
+      // by the format's literal head without the separators that end it (`cfd` of `cfd-%k-%n`): either way a line
+      // whose prefix carries no policy (from a node on the plain LogPrefix: "calico-packet: IN=...") is found too.
+      this.needle = literal.startsWith(prefix) ? prefix : literal.replace(/[^0-9A-Za-z]+$/, "");
+      if (this.needle === "") {
         throw new RangeError(
-          `prefixFormat must start with literal text, which is how lines are found (e.g. "calico-packet %t %n"), got ${JSON.stringify(options.prefixFormat)}`,
+          `prefixFormat must start with literal text holding a letter or digit, which is how lines are found (e.g. "calico-packet %t %n"), got ${JSON.stringify(options.prefixFormat)}`,
         );
       }
-      // Lines are found by the literal text before the first specifier, without its trailing spaces, so that a
-      // line whose prefix carries no policy ("calico-packet: IN=...") is still found.
-      this.needle = head.literal.trimEnd();
       this.format = parts;
     } else {
-      const prefix = options.prefix ?? DEFAULT_PREFIX;
-      if (prefix.trim() === "")
-        throw new RangeError(`prefix must not be empty, got ${JSON.stringify(prefix)}`);
       this.needle = prefix;
       this.format = null;
     }
@@ -1732,6 +1786,7 @@ export class LineParser {
     }
     // `kubectl logs --prefix` puts `[pod/<pod>/<container>] ` before each line (and before --timestamps' stamp).
     const lineStart = b[start] === 91 ? kubectlPrefixEnd(b, start, end) : start;
+    let headerStart = lineStart;
     let headerEnd = this.readHeader(text, b, lineStart, end);
     // A container runtime's log line (`<ISO time> stdout F <line>`) wraps the line the pod printed.
     const h = this.hostS;
@@ -1745,7 +1800,8 @@ export class LineParser {
       if ((flag === 70 || flag === 80) && b[headerEnd + 2] === 32) {
         // Its time is the nearest full timestamp, unless the pod's line carries one itself.
         outerMs = this.stampMs;
-        headerEnd = this.readHeader(text, b, headerEnd + 3, end);
+        headerStart = headerEnd + 3;
+        headerEnd = this.readHeader(text, b, headerStart, end);
       }
     } else if (this.stampKind === 1 && h >= 0 && mayStartHeader(b[h] as number)) {
       // A timestamp a tool put before the syslog line (`kubectl logs --timestamps`, an S3 export of CloudWatch
@@ -1761,13 +1817,21 @@ export class LineParser {
         this.hostE = hostE;
       } else {
         outerMs = outer;
+        headerStart = h;
         headerEnd = inner;
       }
     }
     const needle = this.needle;
     const nlen = needle.length;
     let p = found >= headerEnd ? found : text.indexOf(needle, headerEnd);
-    if (p < 0 || p + nlen > end) return SKIP;
+    if (p < 0 || p + nlen > end) {
+      // A timestamp right before the prefix (`aws logs tail --format short`, `dmesg --time-format=iso`, the
+      // `<ISO> <message>` of an export to S3) made the prefix's first word the host: there is no host.
+      const at = this.hostS;
+      if (at < 0 || at + nlen > end || !text.startsWith(needle, at)) return SKIP;
+      this.hostS = -1;
+      p = at;
+    }
 
     // The usual shape first: the prefix, an optional ":" and spaces, then IN=. The logged prefix is then the
     // configured one.
@@ -1778,7 +1842,19 @@ export class LineParser {
       return this.parseFields(text, b, fields, end, needle, outerHost, outerMs);
     }
     {
-      const rest = fields;
+      let rest = fields;
+      // A mention in the rest of the header is the program's name (RFC 3164's tag `calico-packet[812]:`, RFC 5424's
+      // APP-NAME): the logged prefix is the next one, in the message, when there is one.
+      if (p >= headerEnd && headerEnd > headerStart) {
+        const message = messageStart(b, headerStart, headerEnd, end);
+        const next = p < message ? text.indexOf(needle, message) : -1;
+        if (next >= 0 && next + nlen <= end) {
+          p = next;
+          rest = p + nlen;
+          if (rest < end && b[rest] === 58) rest++;
+          while (rest < end && b[rest] === 32) rest++;
+        }
+      }
       fields = text.indexOf("IN=", p + nlen);
       // The prefix starts at the first mention, unless that is too far from the fields to be one: then at the
       // last mention before them (a policy's name may hold the prefix's text, so the last is not always right).

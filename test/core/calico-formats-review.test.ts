@@ -6,6 +6,7 @@
 // (felix/nftables/nftrender/actions.go, 127 kept). The kernel prints it verbatim before `IN=`
 // (net/netfilter/nf_log_syslog.c, nf_log_dump_packet_common). Each test fails on the current code.
 import { describe, expect, it } from "vitest";
+import { filterTerm } from "../../cli/commands/backfill.ts";
 import { record } from "../support/parse-outcome.ts";
 
 /** nf_log_syslog's fields for a pod's SYN to another pod, denied (the DESIGN.md line, fictional addresses). */
@@ -47,5 +48,41 @@ describe("separators that names may contain", () => {
       name: "deny-egress",
       namespace: null,
     });
+  });
+});
+
+describe("a format whose literal head is not the LogPrefix followed by spaces", () => {
+  it.each([
+    "calico-packet-%t-%k-%n",
+    "calico-packet.%t.%k.%n",
+    "calico-packet/%t/%k/%p",
+    "calico-packet-deny %t %n",
+  ])("%s finds the lines of the plain LogPrefix, which name no policy", (prefixFormat) => {
+    // Lines: `calico-packet: IN=eth0 ...` (iptables, nftables since the quoting fix) and `calico-packetIN=eth0
+    // ...` (nftables before it), from a node whose Felix still has the default LogPrefix (the format not yet
+    // rolled out, or backfilled lines from before it was). The subscription filter, which matches logPrefix
+    // `calico-packet`, delivers them; the parser looked for the format's literal head without its trailing spaces
+    // (`calico-packet-`, `calico-packet-deny`) and skipped them as not calico-packet lines.
+    for (const logged of ["calico-packet: ", "calico-packet"]) {
+      expect(record(kernel(logged), { prefix: "calico-packet", prefixFormat })).toMatchObject({
+        prefix: "calico-packet",
+        policy: null,
+      });
+    }
+  });
+
+  it("a format that does not start with --prefix finds its own head's plain lines, and backfill asks for them", () => {
+    // `--prefix-format 'cfd-%k-%n'` with the default --prefix: lines are found by the format's literal head, and
+    // backfill's filter term is that head (test/backfill/cloudwatch-logs-review.test.ts). `cfd-` left out the
+    // `cfd: IN=eth0 ...` lines of a node on LogPrefix `cfd`.
+    const options = { prefix: "calico-packet", prefixFormat: "cfd-%k-%n" };
+    expect(record(kernel("cfd: "), options)).toMatchObject({ prefix: "cfd", policy: null });
+    expect(record(kernel("cfd-gnp-deny-all: "), options).policy).toEqual({
+      tier: null,
+      kind: "gnp",
+      name: "deny-all",
+      namespace: null,
+    });
+    expect(filterTerm(options.prefix, options.prefixFormat)).toBe("cfd");
   });
 });

@@ -426,7 +426,7 @@ describe("kernel fields of the packets Calico logs (nf_log_syslog)", () => {
 
   it("SCTP, which nf_log_syslog prints as a protocol number without ports", () => {
     const line = `${head}IN=eth0 OUT=eni8d48114818c MAC=0a:a3:01:06:e0:c5:0a:3d:c7:6e:53:91:08:00 SRC=192.168.22.247 DST=192.168.94.122 LEN=68 TOS=0x02 PREC=0x00 TTL=63 ID=0 DF PROTO=132 `;
-    expect(record(line)).toMatchObject({ protocol: "132", srcPort: null, dstPort: null });
+    expect(record(line)).toMatchObject({ protocol: "SCTP", srcPort: null, dstPort: null });
   });
 
   it("a later IPv4 fragment (FRAG:) of a UDP datagram: protocol without ports", () => {

@@ -417,6 +417,87 @@ describe("the prefix", () => {
   it("is found after a host name that contains it", () => {
     const r = record(`Apr 19 04:52:19 calico-packet-node kernel: calico-packet: ${fields}`);
     expect(r).toMatchObject({ node: "calico-packet-node", prefix: "calico-packet" });
+    const short = record(`2024-04-19T04:52:19Z cfd-7 cfd gnp deny-all: ${fields}`, {
+      prefixFormat: "cfd %k %n",
+    });
+    expect(short).toMatchObject({ node: "cfd-7", prefix: "cfd gnp deny-all" });
+  });
+
+  it.each([
+    // aws-cli's ShortLogEventsFormatter: `<%Y-%m-%dT%H:%M:%S> <message>`.
+    [
+      "`aws logs tail --format short`",
+      "2024-04-19T04:52:19",
+      "calico-packet %t %k %n",
+      "calico-packet default gnp deny-all: ",
+    ],
+    [
+      "`aws logs tail --format short`, a short prefix",
+      "2024-04-19T04:52:19",
+      "cfd %k %n",
+      "cfd gnp deny-all: ",
+    ],
+    [
+      "`dmesg --time-format=iso`",
+      "2024-04-19T04:52:19,000000+00:00",
+      "calico-packet %t %k %n",
+      "calico-packet default gnp deny-all: ",
+    ],
+    [
+      "a year-less stamp",
+      "Apr 19 04:52:19",
+      "calico-packet %t %k %n",
+      "calico-packet default gnp deny-all: ",
+    ],
+    [
+      "a format whose first value ends in ':'",
+      "2024-04-19T04:52:19Z",
+      "calico-packet %n",
+      "calico-packet deny-all: ",
+    ],
+  ])("is no host name when a timestamp is right before it: %s", (_name, stamp, prefixFormat, prefix) => {
+    const r = record(`${stamp} ${prefix}${fields}`, { prefixFormat });
+    expect(r).toMatchObject({ time: "2024-04-19T04:52:19.000Z", node: null, prefix: prefix.slice(0, -2) });
+    expect(r.policy?.name).toBe("deny-all");
+  });
+
+  it("is no host name when a timestamp is right before it, IN= right after it", () => {
+    expect(record(`2024-04-19T04:52:19.123Z calico-packet${fields}`)).toMatchObject({
+      time: "2024-04-19T04:52:19.123Z",
+      node: null,
+      prefix: "calico-packet",
+      src: "192.168.22.247",
+    });
+  });
+
+  it.each([
+    ["an RFC 3164 tag", "Apr 19 04:52:19 ip-1 calico-packet[812]: "],
+    ["an RFC 3164 tag without a host", "Apr 19 04:52:19 calico-packet: "],
+    ["an RFC 5424 APP-NAME", "<14>1 2024-04-19T04:52:19Z ip-1 calico-packet - - - "],
+    ["RFC 5424 PROCID and MSGID", "<14>1 2024-04-19T04:52:19Z ip-1 cp calico-packet calico-packet - "],
+    [
+      "RFC 5424 structured data",
+      '<14>1 2024-04-19T04:52:19Z ip-1 kernel - - [x@1 app="calico-packet" q="\\"] calico-packet"][y a="b"] ',
+    ],
+  ])("in %s names the program, and is looked for after it", (_name, header) => {
+    const options = { prefixFormat: "calico-packet %t %k %n" };
+    const r = record(`${header}calico-packet default gnp deny-all: ${fields}`, options);
+    expect(r).toMatchObject({
+      time: "2024-04-19T04:52:19.000Z",
+      prefix: "calico-packet default gnp deny-all",
+    });
+    expect(r.policy).toEqual({ tier: "default", kind: "gnp", name: "deny-all", namespace: null });
+    expect(record(`${header}calico-packet: ${fields}`)).toMatchObject({
+      prefix: "calico-packet",
+      policy: null,
+    });
+  });
+
+  it("in an RFC 3164 tag is the prefix when no other follows", () => {
+    expect(record(`Apr 19 04:52:19 ip-1 calico-packet: ${fields}`)).toMatchObject({
+      node: "ip-1",
+      prefix: "calico-packet",
+    });
   });
 
   it.each([
@@ -629,6 +710,10 @@ describe("IPv6", () => {
     expect(reason(v6("OPT ( FRAG:TRUNCATED "))).toMatch(/could not read an IPv6 extension header/);
   });
 
+  it("SCTP, which dump_ipv6_packet prints by number as dump_ipv4_packet does", () => {
+    expect(record(v6("PROTO=132 "))).toMatchObject({ protocol: "SCTP", srcPort: null, dstPort: null });
+  });
+
   it("ESP and later AH fragments, which the kernel logs without PROTO=", () => {
     // ESP ends the header walk: "OPT ( ESP SPI=… )" with IP options logged, nothing at all without.
     for (const rest of ["OPT ( ESP SPI=0x1234 )", "", "  "]) {
@@ -741,8 +826,8 @@ describe("transport", () => {
   });
 
   it.each([
-    ["SCTP with ports", "PROTO=SCTP SPT=3868 DPT=3868 ", "SCTP", 3868],
-    ["SCTP as the kernel prints it, by number", "PROTO=132 ", "132", null],
+    // nf_log_syslog names TCP, UDP, UDPLITE, ICMP, AH and ESP; any other protocol is its number, ports unread.
+    ["SCTP, which the kernel prints by number", "PROTO=132 ", "SCTP", null],
     ["GRE, a bare protocol number", "PROTO=47 ", "47", null],
     ["ESP", "PROTO=ESP SPI=0xdeadbeef ", "ESP", null],
     ["AH", "PROTO=AH SPI=0x1 ", "AH", null],
@@ -925,7 +1010,7 @@ describe("hostile input: what a line may carry into flows, alerts and terminals"
     `${DESIGN_LINE.slice(0, DESIGN_LINE.indexOf("PROTO="))}PROTO=${proto} `;
 
   it("PROTO= is a protocol name or number: 1 to 16 ASCII letters and digits", () => {
-    for (const name of ["SCTP", "AH", "ESP", "GRE", "132", "47", "0", "p", "Protocol16Digits"]) {
+    for (const name of ["SCTP", "AH", "ESP", "GRE", "47", "0", "p", "Protocol16Digits"]) {
       expect(record(bareProto(name)).protocol).toBe(name);
     }
     expect(record(withProto("TCP"))).toEqual(DESIGN_RECORD);
