@@ -36,6 +36,14 @@ export const MAIL_BATCHING_WINDOW = Duration.seconds(60);
 /** Receives of a batch whose e-mail failed before its messages go to the mail dead-letter queue. */
 export const MAIL_MAX_RECEIVES = 5;
 
+/**
+ * How long the mail queue keeps an alert nothing takes (SQS's default). A dead letter keeps the time it was first
+ * queued, and its dead-letter queue's 14 days count from then: this leaves one moved as late as it can be 10 days
+ * there, for the operator to be reminded (MessagesWaiting) and act. An alert this late is no news by e-mail; it is
+ * in the store, and the mail queue's backlog alarm fired days before.
+ */
+export const MAIL_RETENTION = Duration.days(4);
+
 export interface EncryptedTopicProps {
   readonly displayName: string;
   readonly emails: readonly string[];
@@ -134,6 +142,7 @@ export class Alerts extends Construct {
     this.mailDeadLetters = encryptedQueue(this, "MailDeadLetters", { key });
     this.mailQueue = encryptedQueue(this, "MailQueue", {
       key,
+      retentionPeriod: MAIL_RETENTION,
       // Lambda's advice for a queue it polls: six times the function's timeout, so that it can retry a throttled
       // invocation before the batch shows in the queue again.
       visibilityTimeout: Duration.seconds(6 * MAILER_TIMEOUT_SECONDS),

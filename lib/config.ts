@@ -435,6 +435,34 @@ export function exampleKeys(config: CalicoFlowsConfig): string[] {
   return keys;
 }
 
+/**
+ * A synth warning for each address list that is empty (`-c operationsEmails=`, or cdk.json's examples deleted, which
+ * empties operationsEmails too when it is unset): the stack deploys the alarms and the mailer all the same, and what
+ * they send reaches only what is subscribed by hand.
+ */
+export function unaddressedWarnings(config: CalicoFlowsConfig): { id: string; message: string }[] {
+  const warnings: { id: string; message: string }[] = [];
+  if (config.alertEmails.length === 0) {
+    warnings.push({
+      id: "calico-flows:no-alert-emails",
+      message:
+        "alertEmails holds no address: no one gets the alert e-mails (internal denials, panic announcements). " +
+        "Addresses can still subscribe to the e-mail topic (output AlertEmailsTopicArn), machines to the alerts " +
+        "topic (output AlertsTopicArn; docs/deploy.md)",
+    });
+  }
+  if (config.operationsEmails.length === 0) {
+    warnings.push({
+      id: "calico-flows:no-operations-emails",
+      message:
+        "operationsEmails holds no address (unset, it is alertEmails): no one gets the alarms on calico-flows " +
+        "itself. An address, or a machine (a pager's or chat's HTTPS endpoint, SQS, Lambda), can still subscribe " +
+        "to the operations topic (output OperationsTopicArn)",
+    });
+  }
+  return warnings;
+}
+
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -7,7 +7,13 @@ import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import { Construct } from "constructs";
 import { FLOW_INDEXES } from "../functions/adapters/dynamo/schema.ts";
-import { type Alerts, EncryptedTopic, MAIL_MAX_RECEIVES } from "./alerts.ts";
+import {
+  type Alerts,
+  EncryptedTopic,
+  MAIL_BATCHING_WINDOW,
+  MAIL_MAX_RECEIVES,
+  MAIL_RETENTION,
+} from "./alerts.ts";
 import type { Api } from "./api.ts";
 import { type BaseFunction, METRICS_NAMESPACE } from "./base-function.ts";
 import { type Ingest, logGroupKey } from "./ingest.ts";
@@ -28,11 +34,21 @@ const QUEUE_DEPTH_MISSING = cloudwatch.TreatMissingData.IGNORE;
  */
 const PER_DELIVERY_MISSING = cloudwatch.TreatMissingData.IGNORE;
 /**
- * The age at which a message waiting in the failed-payloads or the panic dead-letter queue is told of again: their
- * depth alarms notified once, when the first landed, and SQS deletes it at 14 days (their retention). A missed revert
- * may mean the allow-all policy is still applied, hence a day rather than a week.
+ * The age at which a message waiting in the failed-payloads, the panic or the mail dead-letter queue is told of
+ * again: their depth alarms notified once, when the first landed, and SQS deletes it at 14 days (their retention; for
+ * a mail dead letter 14 days after the mail queue got it, which leaves it 10 days at least: MAIL_RETENTION). A missed
+ * revert may mean the allow-all policy is still applied, hence a day rather than a week.
  */
 const WAITING_REMINDER = Duration.days(1);
+/**
+ * The age of an alert in the mail queue that means nothing takes them. The mailer takes each within its batching
+ * window (a minute), and two batches of up to 1,000 a second work off a flood of tens of thousands in seconds; a
+ * batch whose e-mail fails shows again after the visibility timeout (3 minutes), and SQS leaves a message received
+ * three times out of the age it publishes, so failing e-mails stay below this too (MailerErrors is theirs). Only an
+ * event source that no longer invokes the mailer (disabled, or unable to read the queue) gets here: no invocation,
+ * no error, nothing dead-lettered.
+ */
+const MAIL_BACKLOG = Duration.minutes(15);
 
 export interface MonitoringProps {
   readonly ingest: Ingest;
@@ -115,6 +131,14 @@ export class Monitoring extends Construct {
       statistic: cloudwatch.Stats.MAXIMUM,
       period: PERIOD,
     });
+    const unsentMailAge = props.alerts.mailDeadLetters.queue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
+    const unmailedAge = props.alerts.mailQueue.queue.metricApproximateAgeOfOldestMessage({
+      statistic: cloudwatch.Stats.MAXIMUM,
+      period: PERIOD,
+    });
     // A log group's calico lines stored, against two independent counts of those there were: logged (its metric
     // filter, which goes on counting when its deliveries stop) plus delivered (which holds the malformed ones). All is
     // well near 1/2; near 0 the group's lines do not reach the function, or do not parse. A period with neither count
@@ -151,9 +175,9 @@ export class Monitoring extends Construct {
       period: PERIOD,
     });
     const oldestWaiting = new cloudwatch.MathExpression({
-      expression: "SUM([failedPayloadAge, missedRevertAge])",
-      usingMetrics: { failedPayloadAge, missedRevertAge },
-      label: "age of the oldest failed payload and missed revert, summed",
+      expression: "SUM([failedPayloadAge, missedRevertAge, unsentMailAge])",
+      usingMetrics: { failedPayloadAge, missedRevertAge, unsentMailAge },
+      label: "age of the oldest failed payload, missed revert and unsent alert e-mail, summed",
       period: PERIOD,
     });
     // A DynamoDB metric of the table summed with its indexes': the TableName series leaves out every index, where
@@ -215,19 +239,21 @@ export class Monitoring extends Construct {
         "queue. Find the cause in the ingest logs, then replay them with `calico-flows redrive`.",
     });
     // The depth alarms stay in ALARM while messages wait, so they tell of none after the first, and turn OK when SQS
-    // deletes them at 14 days: this one asks again while they can still be acted on. One alarm for both queues (the
-    // sum of their ages only crosses the threshold sooner when both hold messages).
+    // deletes them at 14 days: this one asks again while they can still be acted on. One alarm for the three queues
+    // (the sum of their ages only crosses the threshold sooner when several hold messages).
     this.alarm("MessagesWaiting", {
       metric: oldestWaiting,
       missingData: QUEUE_DEPTH_MISSING,
       threshold: WAITING_REMINDER.toSeconds(),
       evaluationPeriods: 1,
       description:
-        `A message has waited ${WAITING_REMINDER.toDays()} day in the failed-payloads queue or the panic ` +
-        "dead-letter queue; SQS deletes it 14 days after it landed. A failed payload (FailedPayloads): replay the " +
-        "queue with `calico-flows redrive`. A missed revert (PanicExpiryMissed): run `calico-flows panic status`, " +
-        "revert by hand if the policy is still applied, then delete the messages. If this alarm turns OK without " +
-        "either, they expired: backfill the failed payloads' time range with `calico-flows backfill`.",
+        `A message has waited ${WAITING_REMINDER.toDays()} day in the failed-payloads queue, the panic ` +
+        "dead-letter queue or the mail dead-letter queue; SQS deletes it 14 days after it was first queued. A " +
+        "failed payload (FailedPayloads): replay the queue with `calico-flows redrive`. A missed revert " +
+        "(PanicExpiryMissed): run `calico-flows panic status`, revert by hand if the policy is still applied, then " +
+        "delete the messages. An unsent alert e-mail (AlertMailDeadLetters): fix the cause, then move them back " +
+        "to the mail queue or delete them. If this alarm turns OK with none of that done, they expired: backfill the " +
+        "failed payloads' time range with `calico-flows backfill`; `calico-flows alerts` lists the alerts.",
     });
     // The queue depth only shows what reached the queue: these two count what Lambda gave up on, and what it
     // could not put in the queue (a key or permission problem, or a record larger than the queue takes).
@@ -396,6 +422,20 @@ export class Monitoring extends Construct {
         '"publishing the e-mail" errors say why (the e-mail topic\'s key or grant, SNS throttling). ' +
         "`calico-flows alerts` lists the alerts meanwhile.",
     });
+    this.alarm("AlertMailBacklog", {
+      metric: unmailedAge,
+      missingData: QUEUE_DEPTH_MISSING,
+      threshold: MAIL_BACKLOG.toSeconds(),
+      evaluationPeriods: 1,
+      description:
+        `An alert has waited ${MAIL_BACKLOG.toMinutes()} minutes in the mail queue: alert e-mails are not being ` +
+        `sent (the mailer takes each within ${MAIL_BATCHING_WINDOW.toSeconds()} s). The mailer is not invoked: ` +
+        "its event source mapping disabled or failing (`aws lambda list-event-source-mappings --function-name " +
+        "<the mailer function>`: State, StateTransitionReason; `aws lambda update-event-source-mapping --uuid " +
+        "<UUID> --enabled` once the cause is gone), or it cannot read the queue (the mail queue's key disabled, " +
+        "the mailer role's grant). SQS deletes an alert left " +
+        `${MAIL_RETENTION.toDays()} days in the queue; \`calico-flows alerts\` lists the alerts meanwhile.`,
+    });
     this.alarm("AlertMailDeadLetters", {
       metric: unsentMail,
       missingData: QUEUE_DEPTH_MISSING,
@@ -532,18 +572,25 @@ export class Monitoring extends Construct {
       ),
     );
     this.dashboard.addWidgets(
-      // What the mailer mailed (each e-mail a batch), what it could not read, and what waits to be mailed or failed.
+      // What the mailer mailed (each e-mail a batch), what it could not read, and what waits to be mailed or failed;
+      // the e-mails published against those delivered, once to each confirmed address (SNS counts them per topic:
+      // none delivered is no address confirmed, or all unsubscribed).
       graph(
         "Alert e-mails",
-        [custom(mailer, "AlertMessagesMailed"), custom(mailer, "AlertMessagesUnreadable"), unsentMail],
-        {
-          right: [
-            props.alerts.mailQueue.queue.metricApproximateAgeOfOldestMessage({
-              statistic: cloudwatch.Stats.MAXIMUM,
-              period: PERIOD,
-            }),
-          ],
-        },
+        [
+          custom(mailer, "AlertMessagesMailed"),
+          custom(mailer, "AlertMessagesUnreadable"),
+          unsentMail,
+          props.alerts.emailTopic.topic.metricNumberOfMessagesPublished({
+            ...sum,
+            label: "e-mails published",
+          }),
+          props.alerts.emailTopic.topic.metricNumberOfNotificationsDelivered({
+            ...sum,
+            label: "e-mails delivered",
+          }),
+        ],
+        { right: [unmailedAge, unsentMailAge] },
       ),
       graph("Panic expiry", [missedReverts, custom(panicFn, "PanicExpiryNotScheduled")], {
         right: [

@@ -144,6 +144,22 @@ describe("alert e-mails", () => {
     }
   });
 
+  it("keeps a dead letter longer than its source queue keeps a message, as SQS advises", () => {
+    // A dead letter keeps the time it was first queued, from which its dead-letter queue's retention counts: one moved
+    // late in the source queue's retention would be deleted before any reminder (AWS SQS guide, "Setting-up
+    // dead-letter queue retention"). The mail queue is the stack's one source of dead letters; the failed-payloads and
+    // the panic dead-letter queues are sent theirs by Lambda and Scheduler, fresh.
+    const retention = (id: string) => resources[id]?.Properties.MessageRetentionPeriod as number;
+    const sources = ofType("AWS::SQS::Queue").filter(([, q]) => q.Properties.RedrivePolicy !== undefined);
+    expect(sources.map(([id]) => id)).toEqual([logicalId(stack, stack.alerts.mailQueue.queue)]);
+    for (const [id, queue] of sources) {
+      const target = (queue.Properties.RedrivePolicy as { deadLetterTargetArn: { "Fn::GetAtt": [string] } })
+        .deadLetterTargetArn["Fn::GetAtt"][0];
+      // A week at least left after the move, so that the day-old reminder (MessagesWaiting) comes well before.
+      expect(retention(target) - retention(id)).toBeGreaterThanOrEqual(7 * 86_400);
+    }
+  });
+
   it("lets SNS put the alerts topic's messages in the encrypted queue, and no other topic's", () => {
     const alertsTopic = { Ref: logicalId(stack, stack.alerts.topic.topic) };
     const queueId = logicalId(stack, stack.alerts.mailQueue.queue);

@@ -572,6 +572,80 @@ describe("failed payloads waiting for a redrive", () => {
   });
 });
 
+describe("alert e-mails on call", () => {
+  const mailQueue = () => logicalId(s.stack, s.stack.alerts.mailQueue.queue);
+  const mailDeadLetters = () => logicalId(s.stack, s.stack.alerts.mailDeadLetters.queue);
+  const retentionMs = (queueId: string) =>
+    Number(s.resources[queueId]?.Properties.MessageRetentionPeriod ?? 345_600) * 1000;
+
+  it("pages someone when nothing takes the mail queue's messages any more, and not while a flood is mailed", () => {
+    // The mailer's event source disabled (to pause a flood) or unable to read the queue: no invocation, so no
+    // Errors, and nothing is dead-lettered; the alerts wait in the mail queue, unmailed, until SQS deletes them.
+    const from = T0 - HOUR;
+    const end = T0 + 6 * HOUR;
+    const first = T0 + 2 * MINUTE;
+    const stopped = new Timeline();
+    emptyQueues(stopped, from, end);
+    stopped.every(sqs(mailQueue(), "NumberOfMessagesSent"), first, end, () => 1);
+    stopped.every(sqs(mailQueue(), "ApproximateNumberOfMessagesVisible"), from, end, (at) =>
+      at < first ? 0 : 1 + Math.floor((at - first) / PERIOD_MS),
+    );
+    stopped.every(sqs(mailQueue(), "ApproximateAgeOfOldestMessage"), from, end, (at) =>
+      at < first ? 0 : Math.floor((at - first) / 1000),
+    );
+    const notes = notifications(stopped, from, end);
+    expect(alarmsRaised(notes, T0, T0 + 30 * MINUTE), JSON.stringify(notes)).not.toEqual([]);
+
+    // As designed: each message mailed within the 60 s batching window; a flood of 100,000 alerts at T0 worked off
+    // at two e-mails of up to 1,000 messages a second, its last one mailed under two minutes after it came.
+    const mailing = new Timeline();
+    emptyQueues(mailing, from, end);
+    const mailer = logicalId(s.stack, s.stack.alerts.mailer.function);
+    for (let at = from; at < end; at += PERIOD_MS) {
+      const flood = at >= T0 && at < T0 + PERIOD_MS;
+      mailing.add(sqs(mailQueue(), "NumberOfMessagesSent"), at, flood ? 100_000 : 3);
+      mailing.add(sqs(mailQueue(), "ApproximateNumberOfMessagesVisible"), at, flood ? 100_000 : 3);
+      mailing.add(sqs(mailQueue(), "ApproximateAgeOfOldestMessage"), at, flood ? 115 : 60);
+      invokedOk(mailing, mailer, at, 1_000);
+    }
+    expect(alarmsRaised(notifications(mailing, from, end))).toEqual([]);
+  });
+
+  it("reminds the operator of an unsent alert e-mail at least a day before SQS deletes it from the dead letters", () => {
+    // SQS deletes a dead letter when the dead-letter queue's retention has passed since it was first queued (the
+    // mail queue), while the dead-letter queue's age counts from its move (AWS SQS guide, "Setting-up dead-letter
+    // queue retention"). The depth alarm, AlertMailDeadLetters, tells of the first only, and turns OK at the deletion.
+    const deadLetterRetention = retentionMs(mailDeadLetters());
+    // Dead-lettered after its five receives, or, the mailer's event source stopped meanwhile, as late as the mail
+    // queue keeps it.
+    for (const waited of [15 * MINUTE, retentionMs(mailQueue()) - 15 * MINUTE]) {
+      const queued = T0;
+      const landed = queued + waited;
+      const expires = queued + deadLetterRetention;
+      const end = Math.max(landed, expires) + DAY;
+      const timeline = new Timeline();
+      emptyQueues(timeline, T0 - HOUR, end);
+      timeline.every(sqs(mailQueue(), "ApproximateNumberOfMessagesVisible"), T0 - HOUR, end, (at) =>
+        at >= queued && at < landed ? 1 : 0,
+      );
+      timeline.every(sqs(mailQueue(), "ApproximateAgeOfOldestMessage"), T0 - HOUR, end, (at) =>
+        at >= queued && at < landed ? Math.floor((at - queued) / 1000) : 0,
+      );
+      timeline.every(sqs(mailDeadLetters(), "ApproximateNumberOfMessagesVisible"), T0 - HOUR, end, (at) =>
+        at >= landed && at < expires ? 1 : 0,
+      );
+      timeline.every(sqs(mailDeadLetters(), "ApproximateAgeOfOldestMessage"), T0 - HOUR, end, (at) =>
+        at >= landed && at < expires ? Math.floor((at - landed) / 1000) : 0,
+      );
+      const notes = notifications(timeline, T0 - HOUR, end);
+      expect(
+        alarmsRaised(notes, landed + HOUR, expires - DAY),
+        `dead-lettered ${waited / HOUR} h after it was queued: ${JSON.stringify(notes)}`,
+      ).not.toEqual([]);
+    }
+  });
+});
+
 describe("the panic policy's expiry", () => {
   it("pages someone when a panic policy applied with a TTL has no expiry schedule", async () => {
     // Defect: when Scheduler refuses the expiry schedule (the panic role's scheduler:CreateSchedule or

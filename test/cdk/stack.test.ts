@@ -734,6 +734,7 @@ describe("CalicoFlowsStack", () => {
           "kms:GenerateDataKey",
           "scheduler:CreateSchedule",
           "scheduler:DeleteSchedule",
+          "scheduler:GetSchedule",
           "scheduler:UpdateSchedule",
           "sns:Publish",
           "sqs:SendMessage",

@@ -91,7 +91,7 @@ describe("npx cdk synth", { timeout: 240_000 }, () => {
 
   it("writes a validation report in which no plugin concluded failure or found a violation", () => {
     // An unacknowledged cdk-nag finding already fails the synth above (bin/app.ts registers the checks as a
-    // validation plugin; stack.test.ts runs them on the app). This holds the report the synth leaves to that.
+    // validation plugin: app.test.ts shows a finding failing its synth). This holds the report the synth leaves.
     const report = join(out, "validation-report.json");
     expect(existsSync(report)).toBe(true);
     const parsed = JSON.parse(readFileSync(report, "utf8")) as {
