@@ -132,7 +132,7 @@ export async function openDirectory(
   }
   return () => {
     process.stderr.write(
-      "warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only)\n",
+      `warning: no --pods/--nodes files and no kubeconfig: internal endpoints are stored unresolved (IPs only); to resolve them, run with --pods/--nodes files or a kubeconfig ${ANOTHER_STORE}\n`,
     );
     return {
       directory: {
@@ -145,9 +145,15 @@ export async function openDirectory(
   };
 }
 
+/**
+ * Where a run must store its lines for other options to count: coverage counts each line once per store, so a run
+ * into the same one stores none of them again, whatever its options.
+ */
+export const ANOTHER_STORE =
+  "into a new --store or table (a store counts each line once: run into it again with other options, it does not store again the lines it holds)";
+
 /** What becomes of traffic outside the internal ranges, and what to do: the end of every such warning. */
-export const STORED_EXTERNAL =
-  "stored as external, unattributed, and raises no alert; give the cluster's ranges with --internal-cidr (repeatable)";
+export const STORED_EXTERNAL = `stored as external, unattributed, and raises no alert; run with the cluster's ranges (--internal-cidr, repeatable) ${ANOTHER_STORE}`;
 
 /**
  * Only addresses inside the internal CIDRs are attributed and alerted on: pods outside them (the default

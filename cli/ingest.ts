@@ -2,6 +2,7 @@
 // `redrive`): the pipeline's options, and the store, coverage, IP directory and alert sink they select.
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
+import { retainedUntil } from "../functions/adapters/dynamo/keys.ts";
 import type { AlertPublisher } from "../functions/core/alert-delivery.ts";
 import {
   CidrSet,
@@ -16,11 +17,11 @@ import {
   type IngestSettings,
 } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
-import { type HeldAlert, MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
+import { type FlowStore, type HeldAlert, MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory, STORED_EXTERNAL } from "./directory.ts";
 import { flowsArgs, openAlertSink, storeArgs } from "./sink.ts";
-import { openStore } from "./store.ts";
+import { type OpenedStore, openStore } from "./store.ts";
 import { parseDurationMs } from "./time.ts";
 
 export function addIngestOptions(command: Command): Command {
@@ -78,6 +79,8 @@ export interface IngestSetup {
   /** What the options say the pipeline stores with (`deps.settings`). */
   settings: IngestSettings;
   coverage: CoverageStore;
+  /** With --table: the table (OpenedStore.table). */
+  table?: OpenedStore["table"];
   description: string;
   close(): Promise<void>;
 }
@@ -96,6 +99,40 @@ class ObservedRanges extends CidrSet {
     else this.outside ??= ip;
     return found;
   }
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * A table's flow store, counting the calico records of the flows it stores whose items expire within a day: a flow's
+ * TTL counts from its bucket (flow-store.md, "TTL"), so events older than the retention are stored to be deleted
+ * within days, which nothing else would tell the run's operator.
+ */
+class ExpiryCount implements FlowStore {
+  /** Calico records stored to expire within a day. */
+  records = 0;
+  readonly #inner: FlowStore;
+  readonly #retentionDays: number;
+
+  constructor(inner: FlowStore, retentionDays: number) {
+    this.#inner = inner;
+    this.#retentionDays = retentionDays;
+  }
+
+  async writeFlows(...args: Parameters<FlowStore["writeFlows"]>): ReturnType<FlowStore["writeFlows"]> {
+    const written = await this.#inner.writeFlows(...args);
+    // A redelivery (every write refused) stored nothing.
+    if (written.applied === 0) return written;
+    const soon = (Date.now() + DAY_MS) / 1000;
+    for (const f of args[0]) {
+      if (retainedUntil(Date.parse(f.bucket), this.#retentionDays) < soon) this.records += f.packets;
+    }
+    return written;
+  }
+  applyAlerts: FlowStore["applyAlerts"] = (...args) => this.#inner.applyAlerts(...args);
+  markAlertSent: FlowStore["markAlertSent"] = (...args) => this.#inner.markAlertSent(...args);
+  queryFlows: FlowStore["queryFlows"] = (query) => this.#inner.queryFlows(query);
+  queryAlerts: FlowStore["queryAlerts"] = (query) => this.#inner.queryAlerts(query);
 }
 
 /** Store, coverage, IP directory and alert sink for the options of addIngestOptions. */
@@ -155,9 +192,12 @@ export async function openIngest(
   try {
     const directory = makeDirectory(opened.history);
     const internal = new ObservedRanges(common.internalCidrs);
+    const retentionDays = raw.retentionDays as number;
+    // The embedded store never expires anything.
+    const expiring = opened.table === undefined ? undefined : new ExpiryCount(opened.store, retentionDays);
     return {
       deps: {
-        store: opened.store,
+        store: expiring ?? opened.store,
         sink,
         memos: opened.memos,
         // A command can be killed while it writes: its memo must outlive it (IngestDeps.memoBeforeWrites).
@@ -178,6 +218,7 @@ export async function openIngest(
       },
       settings,
       coverage: opened.coverage,
+      table: opened.table,
       description: `${opened.description}, IPs resolved from ${directory.description}`,
       async close() {
         await directory.close();
@@ -186,6 +227,13 @@ export async function openIngest(
           process.stderr.write(
             `warning: no address in the calico records (${internal.outside}…) is inside --internal-cidr ` +
               `${common.internalCidrs.join(", ")}: every flow is ${STORED_EXTERNAL}\n`,
+          );
+        }
+        if (expiring !== undefined && expiring.records > 0) {
+          process.stderr.write(
+            `warning: ${expiring.records} calico records are over ${retentionDays - 1} days old, so with ` +
+              `--retention-days ${retentionDays} their flows were stored expired or expiring within a day (DynamoDB ` +
+              "deletes them within days): give --retention-days the stack's retentionDays, or more to keep them\n",
           );
         }
       },

@@ -20,6 +20,8 @@ export interface BatchOptions {
   signal?: AbortSignal;
   /** The clock (ms). @default Date.now */
   now?: () => number;
+  /** Calls `fire` in `ms` unless the function it returns is called first: the batch's wait. @default setTimeout */
+  after?: (ms: number, fire: () => void) => () => void;
   /** Called with the first bytes read, before they are decoded: throws to refuse them (notText, checkedStart). */
   checkStart?: (bytes: Buffer) => void;
 }
@@ -175,12 +177,18 @@ export class LineSplitter {
   }
 }
 
+function afterTimeout(ms: number, fire: () => void): () => void {
+  const timer = setTimeout(fire, ms);
+  return () => clearTimeout(timer);
+}
+
 export async function* lineBatches(input: Readable, options: BatchOptions): AsyncGenerator<LineBatch> {
   const decoder = new StringDecoder("utf8");
   const splitter = new LineSplitter(options.maxLineLength);
   const check = options.checkStart;
   const iterator = (check === undefined ? input : checkedStart(input, check))[Symbol.asyncIterator]();
   const now = options.now ?? Date.now;
+  const after = options.after ?? afterTimeout;
   const maxWait = options.maxWaitMs ?? 2_000;
   const signal = options.signal;
   const aborted = new Promise<"aborted">((resolve) => {
@@ -198,17 +206,17 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   for (;;) {
     next ??= iterator.next();
     let result: IteratorResult<Buffer | string> | "idle" | "aborted";
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     if (pending.length > 0) {
       const wait = Math.max(0, Math.min(options.idleMs, pendingSince + maxWait - now()));
       const idle = new Promise<"idle">((resolve) => {
-        timer = setTimeout(() => resolve("idle"), wait);
+        cancel = after(wait, () => resolve("idle"));
       });
       result = await Promise.race([next, idle, aborted]);
     } else {
       result = await Promise.race([next, aborted]);
     }
-    clearTimeout(timer);
+    cancel?.();
     if (result === "aborted") {
       // The read under way is abandoned; the stream is the caller's to close.
       next.catch(() => {});

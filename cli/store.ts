@@ -11,6 +11,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { holdsEmbeddedStore, startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
 import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
@@ -37,11 +38,18 @@ export interface OpenedStore {
    * table), so that a reader asking for another can say which the store holds.
    */
   clusters?: readonly string[];
+  /** With --table: its client and name, for what a command asks of it besides its stores (replay's OthersCounted). */
+  table?: { client: DynamoDBClient; tableName: string };
   close(): Promise<void>;
 }
 
 /** What the commands that write an embedded store record beside it for the ones that read it. */
 const SETTINGS_FILE = "calico-flows.json";
+/**
+ * Where `backfill` keeps its checkpoints by default: under the store directory, whichever its store (a table's run
+ * too), where no command's store is kept from being made (a name LevelDB never takes for its own).
+ */
+export const CHECKPOINTS_DIR = "checkpoints";
 
 interface StoreSettings {
   /** The longest bucket (seconds) flows were counted in (what stores before `bucketLengths` recorded). */
@@ -205,6 +213,7 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
         bucketSeconds: use.bucketSeconds ?? INGEST_BUCKET_LENGTHS,
       }),
       description: `DynamoDB table ${options.table}`,
+      table: { client, tableName: table },
       close: async () => client.destroy(),
     };
   }
@@ -221,7 +230,11 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   }
   // A command that writes serves the store from a thread of its own, beside its pipeline; one that only reads
   // sends a few Queries, which would not win back the thread's start (some 0.2 s).
-  const embedded = await startEmbeddedStore({ dir: options.store, ownThread: !existing });
+  const embedded = await startEmbeddedStore({
+    dir: options.store,
+    ownThread: !existing,
+    besides: [CHECKPOINTS_DIR],
+  });
   let settings: StoreSettings;
   try {
     settings = recordSettings(options.store, use);

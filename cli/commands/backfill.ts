@@ -33,6 +33,7 @@ import {
 } from "../common.ts";
 import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
+import { CHECKPOINTS_DIR } from "../store.ts";
 import { parseInstant } from "../time.ts";
 
 // ---- checkpoint ---------------------------------------------------------------------------------------------
@@ -67,12 +68,13 @@ export function readCheckpoint(path: string): Checkpoint | undefined {
   return value;
 }
 
-function writeCheckpoint(path: string, checkpoint: Checkpoint): void {
-  checkpoint.updatedAt = new Date().toISOString();
+function writeCheckpoint(path: string, checkpoint: Checkpoint, now: number): void {
+  checkpoint.updatedAt = new Date(now).toISOString();
   mkdirSync(dirname(path), { recursive: true });
-  // Written aside and renamed, so an interruption mid-write leaves the previous checkpoint intact.
+  // Written aside and renamed, so an interruption mid-write leaves the previous checkpoint intact. On one line: it
+  // names every stream of the window (16,000 streams: 1.6 MB so, 2.2 MB indented).
   const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(checkpoint, null, 2)}\n`);
+  writeFileSync(temporary, `${JSON.stringify(checkpoint)}\n`);
   renameSync(temporary, path);
 }
 
@@ -143,6 +145,7 @@ export interface BackfillIo {
   logs?: CloudWatchLogsClient;
   sleep?: (ms: number) => Promise<void>;
   signal?: AbortSignal;
+  /** The run's clock: what relative times count from, when claims are made, when the checkpoint is written. */
   now?: () => number;
   /** Called once per processed minute (tests interrupt a run here). */
   onMinute?: (ref: StreamRef, minute: number, result: BackfillMinuteResult) => void;
@@ -186,7 +189,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     ]),
   );
   const path =
-    (raw.checkpoint as string | undefined) ?? join(common.store, "checkpoints", `backfill-${job}.json`);
+    (raw.checkpoint as string | undefined) ?? join(common.store, CHECKPOINTS_DIR, `backfill-${job}.json`);
 
   let checkpoint = raw.restart === true ? undefined : readCheckpoint(path);
   if (checkpoint !== undefined && checkpoint.job !== job) {
@@ -313,11 +316,16 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       rate: rate(summary.events, clock() - started),
       throttled: summary.throttled,
     });
-  let lastSave = 0;
+  // At most once a second (and at the end): each write is of every stream listed, so one per stream finished would
+  // cost the square of the streams. A run killed between two writes resumes from the earlier one, and reads again what
+  // it did since, which coverage counts once.
+  const runClock = io.now ?? Date.now;
+  let lastSave = Number.NEGATIVE_INFINITY;
   const save = (force: boolean) => {
-    if (!force && Date.now() - lastSave < 1000) return;
-    lastSave = Date.now();
-    writeCheckpoint(path, cp);
+    const at = runClock();
+    if (!force && at - lastSave < 1000) return;
+    lastSave = at;
+    writeCheckpoint(path, cp, at);
   };
 
   try {
@@ -392,7 +400,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       task.state.complete = true;
       position.set(task, until);
       showProgress();
-      save(true);
+      save(false);
     };
 
     const runStream = async (task: Task) => {

@@ -1,10 +1,30 @@
 // `calico-flows replay [FILE|-]`: the ingest pipeline on local log text, into the embedded store (or a table).
 import { createReadStream, fstatSync, statSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { type Command, Option } from "commander";
+import {
+  contributionToken,
+  flowPartition,
+  hourOf,
+  iso,
+  timeRange,
+} from "../../functions/adapters/dynamo/keys.ts";
+import { documentClient, freshReport, queryAll } from "../../functions/adapters/dynamo/requests.ts";
+import { DEFAULT_RETRY } from "../../functions/adapters/dynamo/retry.ts";
+import { TABLE_KEYS } from "../../functions/adapters/dynamo/schema.ts";
 import { digest } from "../../functions/core/aggregate.ts";
-import { ingestDelivery } from "../../functions/core/coverage.ts";
-import type { IngestResult, IngestSettings } from "../../functions/core/ingest.ts";
+import {
+  type CloudWatchEvent,
+  type CoverageStore,
+  eventKey,
+  ingestDelivery,
+  MINUTE_MS,
+  minuteOf,
+} from "../../functions/core/coverage.ts";
+import { DeliveredEvents } from "../../functions/core/delivered-events.ts";
+import { type IngestResult, type IngestSettings, sameSettings } from "../../functions/core/ingest.ts";
 import type { HeldAlert } from "../../functions/core/ports.ts";
+import { deliveryContribution } from "../../functions/core/subscription-payload.ts";
 import {
   commonOptions,
   ineffectiveOptions,
@@ -12,8 +32,16 @@ import {
   requireClusterNamed,
   signalExitCode,
 } from "../common.ts";
-import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
-import { lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
+import { ANOTHER_STORE } from "../directory.ts";
+import {
+  addIngestOptions,
+  addStored,
+  heldAlertsText,
+  type IngestSetup,
+  openIngest,
+  settingsDifference,
+} from "../ingest.ts";
+import { type BatchOptions, lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
 export interface ReplaySummary {
@@ -29,6 +57,11 @@ export interface ReplaySummary {
    * all of that replay's lines in one batch. Not counted.
    */
   pending: number;
+  /**
+   * Calico lines not stored because the table (--table) holds flows of the cluster in their minutes that others than
+   * replays stored (OthersCounted), and no --beside-live.
+   */
+  besideLive: number;
   malformed: number;
   /** The first malformed line (1-based) and why, for the summary of a replay that does not list them (--quiet). */
   firstMalformed: { line: number; reason: string } | null;
@@ -53,6 +86,11 @@ export interface ReplaySummary {
    * than the run's own options: the options that differ, theirs and the run's.
    */
   otherSettings: { claimed: string; own: string; lines: number }[];
+  /**
+   * Calico lines counted by an earlier replay (alreadyCounted) whose claims recorded other settings than the run's:
+   * the options that differ, theirs and the run's. They keep those: a store counts each line once.
+   */
+  countedOtherwise: { claimed: string; own: string; lines: number }[];
 }
 
 export function registerReplay(program: Command): void {
@@ -69,6 +107,10 @@ export function registerReplay(program: Command): void {
       new Option("--batch-lines <n>", "lines per batch")
         .argParser(parseInteger("--batch-lines", 1, 1e6))
         .default(5000),
+    )
+    .option(
+      "--beside-live",
+      "with --table: store lines even in minutes in which the table holds flows of the cluster that live ingest, a backfill or a redrive stored (lines the stack's log groups do not hold)",
     )
     .option("--quiet", "no progress, only the summary");
   ineffectiveOptions(addIngestOptions(command), {
@@ -101,7 +143,8 @@ export function registerReplay(program: Command): void {
     if (controller.signal.aborted) process.exitCode = signalExitCode(stoppedBy);
     process.stderr.write(
       `replayed ${summary.lines} lines: ${summary.calico} calico records` +
-        `${summary.alreadyCounted > 0 ? ` (${summary.alreadyCounted} counted by an earlier replay)` : ""}, ` +
+        `${summary.alreadyCounted > 0 ? ` (${summary.alreadyCounted} counted by an earlier replay)` : ""}` +
+        `${summary.besideLive > 0 ? ` (${summary.besideLive} not stored beside live ingest)` : ""}, ` +
         `${summary.malformed} malformed, ` +
         `${summary.flowsApplied} flow updates (${summary.flowsDuplicate} already stored), ` +
         `${summary.alertsOpened} alerts${summary.alertsSent > 0 ? ` (${summary.alertsSent} published)` : ""}, ` +
@@ -111,6 +154,16 @@ export function registerReplay(program: Command): void {
       // A replay of the same lines, batched alike, is the same contribution: after the lease it is handed them out.
       const again = "replay the same input (its lines are not counted again)";
       process.stderr.write(`warning: ${heldAlertsText(summary.alertsHeld, "input", again)}\n`);
+      process.exitCode ||= 1;
+    }
+    if (summary.besideLive > 0) {
+      process.stderr.write(
+        `warning: ${summary.besideLive} calico records were not stored: table ${raw.table as string} holds flows of ` +
+          `cluster ${raw.cluster as string} in their minutes that the stack's live ingest, a backfill or a redrive ` +
+          "stored, which name a line by its CloudWatch Logs event id where replay names it by its text, so that a line " +
+          "both stored would be counted twice: `calico-flows backfill` stores each line the stack's log groups hold " +
+          "once; --beside-live stores these anyway (lines those log groups do not hold)\n",
+      );
       process.exitCode ||= 1;
     }
     const first = summary.firstMalformed;
@@ -136,6 +189,12 @@ export function registerReplay(program: Command): void {
         `note: ${o.lines} calico records claimed by another replay were stored with the settings it had claimed them under: ${o.claimed} (this run: ${o.own})\n`,
       );
     }
+    for (const o of summary.countedOtherwise) {
+      process.stderr.write(
+        `note: ${o.lines} calico records were counted by an earlier replay with other settings, which they keep: ` +
+          `${o.claimed} (this run: ${o.own}); to store them with this run's, replay them ${ANOTHER_STORE}\n`,
+      );
+    }
     if (summary.untimed > 0) {
       process.stderr.write(
         `note: ${summary.untimed} calico records carried no time of their own (a kernel ring-buffer line, a JSON record without a readable time field): they are counted at the time they were read, and a replay of them at another time counts them again\n`,
@@ -144,23 +203,37 @@ export function registerReplay(program: Command): void {
   });
 }
 
+/** What a replay reads and what times its batches, when not `file` (or stdin) and the wall clock: tests give theirs. */
+export interface ReplayIo {
+  input?: Readable;
+  batching?: Pick<BatchOptions, "now" | "after">;
+}
+
 export async function replay(
   file: string,
   raw: Record<string, unknown>,
   signal?: AbortSignal,
+  io: ReplayIo = {},
 ): Promise<ReplaySummary> {
   const common = commonOptions(raw);
+  const stdin = file === "-" && io.input === undefined;
   // Checked before a stream is opened on it, so that a missing file or a directory is one clear error. A pipe
   // (`<(zcat …)`) is read like stdin, without a size.
-  const stat = file === "-" ? undefined : statSync(file);
+  const stat = file === "-" || io.input !== undefined ? undefined : statSync(file);
   if (stat?.isDirectory()) throw new Error(`${file} is a directory`);
   // Node reads a directory given as stdin (`replay - < dir`) as an empty input: say what it is instead.
-  if (file === "-" && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
+  if (stdin && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
   const total = stat?.isFile() ? stat.size : undefined;
-  const input = file === "-" ? process.stdin : createReadStream(file);
-  const { deps, settings, coverage, close } = await openIngest(raw, common, {
+  const input = io.input ?? (stdin ? process.stdin : createReadStream(file));
+  const { deps, settings, coverage, table, close } = await openIngest(raw, common, {
     year: raw.year as number | undefined,
   });
+  // In a table, replayed lines may be the stack's own (the same node's log, read by `kubectl logs`), counted by its
+  // live ingest under event ids that replay cannot know.
+  const others =
+    table !== undefined && raw.besideLive !== true
+      ? new OthersCounted(table, common.cluster, coverage)
+      : undefined;
   const quiet = raw.quiet === true;
   const progress = new Progress({ total, enabled: !quiet });
   const summary: ReplaySummary = {
@@ -168,6 +241,7 @@ export async function replay(
     calico: 0,
     alreadyCounted: 0,
     pending: 0,
+    besideLive: 0,
     malformed: 0,
     firstMalformed: null,
     flowsApplied: 0,
@@ -180,6 +254,7 @@ export async function replay(
     firstSeen: null,
     lastSeen: null,
     otherSettings: [],
+    countedOtherwise: [],
   };
   /** Counts a malformed line, listed unless --quiet (the summary shows the first then). */
   const malformed = (line: number, reason: string) => {
@@ -191,19 +266,21 @@ export async function replay(
   const unresolved = new Set<string>();
   const scanner = deps.pipeline.scanner;
   const now = deps.pipeline.now ?? Date.now;
+  /** Adds `lines` lines of the settings `claimed` to `list`, under the options in which those differ from the run's. */
+  const differing = (list: ReplaySummary["otherSettings"], claimed: IngestSettings, lines: number) => {
+    const difference = settingsDifference(claimed, settings);
+    const alike = list.find((o) => o.claimed === difference.claimed && o.own === difference.own);
+    if (alike === undefined) list.push({ ...difference, lines });
+    else alike.lines += lines;
+  };
   /** Adds what a run of `lines` calico lines stored, with `claimed` when it was not with the run's own settings. */
   const add = (result: IngestResult, lines: number, claimed: IngestSettings | undefined) => {
     // A batch stored before under the same contribution (the same lines, batched the same way) is a redelivery:
     // every flow write is refused, and its lines were counted by the replay that stored it.
-    if (result.flowsApplied === 0 && result.flowsDuplicate > 0) summary.alreadyCounted += lines;
-    else if (claimed !== undefined) {
-      const difference = settingsDifference(claimed, settings);
-      const alike = summary.otherSettings.find(
-        (o) => o.claimed === difference.claimed && o.own === difference.own,
-      );
-      if (alike === undefined) summary.otherSettings.push({ ...difference, lines });
-      else alike.lines += lines;
-    }
+    if (result.flowsApplied === 0 && result.flowsDuplicate > 0) {
+      summary.alreadyCounted += lines;
+      if (claimed !== undefined) differing(summary.countedOtherwise, claimed, lines);
+    } else if (claimed !== undefined) differing(summary.otherSettings, claimed, lines);
     addStored(summary, unresolved, result);
     summary.alertsHeld.push(...result.alertsHeld);
     for (const f of result.flows) {
@@ -216,6 +293,7 @@ export async function replay(
     const batches = lineBatches(input, {
       maxLines: raw.batchLines as number,
       idleMs: 500,
+      ...io.batching,
       signal,
       // Read as text, none of it calico, the run would "succeed", and advise --prefix.
       checkStart: (bytes) => {
@@ -229,7 +307,7 @@ export async function replay(
       // the coverage records as live deliveries are: a line counted by an earlier replay — of this file under
       // another path, batched otherwise, or of the same lines through stdin — is not counted again. (Each line is
       // scanned here for its time and kind, and again by the pipeline: the price of claiming by minute.)
-      const events: { id: string; timestamp: number; message: string }[] = [];
+      let events: CloudWatchEvent[] = [];
       for (let i = 0; i < batch.lines.length; i++) {
         const line = batch.lines[i] as string;
         if (line === OVERSIZED_LINE) {
@@ -244,7 +322,9 @@ export async function replay(
         const time = scanner.fields.time === null ? Number.NaN : Date.parse(scanner.fields.time);
         if (Number.isNaN(time)) summary.untimed++;
         events.push({
-          id: ids.next(line, time),
+          // Named from where the parser started reading it, past what `kubectl logs` put before it (`--prefix`,
+          // `--timestamps`): the same kernel line re-sent under another decoration is the same line.
+          id: ids.next(scanner.lineS === 0 ? line : line.slice(scanner.lineS), time),
           timestamp: Number.isNaN(time) ? now() : time,
           message: line,
         });
@@ -259,6 +339,11 @@ export async function replay(
       lineNo += batch.lines.length;
       summary.lines += batch.lines.length;
       summary.calico += events.length;
+      if (others !== undefined) {
+        const kept = await others.leaveOut(events);
+        summary.besideLive += events.length - kept.length;
+        events = kept;
+      }
       if (events.length === 0) {
         progress.update(batch.bytesRead, summary);
         continue;
@@ -275,6 +360,15 @@ export async function replay(
       );
       summary.alreadyCounted += result.eventsAlreadyCounted;
       summary.pending += result.eventsPending;
+      if (result.eventsAlreadyCounted > 0) {
+        const mine = new Set([
+          deliveryContribution(REPLAY_GROUP, REPLAY_STREAM, DeliveredEvents.fromArray(events)),
+          ...result.completed.map((c) => c.contribution),
+        ]);
+        for (const [claimed, lines] of await countedBy(coverage, common.cluster, events, mine)) {
+          if (!sameSettings(claimed, settings)) differing(summary.countedOtherwise, claimed, lines);
+        }
+      }
       let own = events.length - result.eventsAlreadyCounted - result.eventsPending;
       for (const c of result.completed) {
         add(c.result, c.events.length, c.settings);
@@ -296,6 +390,103 @@ export async function replay(
 /** Where replayed lines are claimed in the coverage records (docs/backfill.md): one stream for every replay. */
 const REPLAY_GROUP = "calico-flows replay";
 const REPLAY_STREAM = "lines";
+
+/**
+ * How many of `events` claims of other contributions than `mine` counted (claimed, and stored), by the settings those
+ * claims recorded: what a replay of lines counted before was counted with (claims without settings are left out).
+ */
+async function countedBy(
+  coverage: CoverageStore,
+  cluster: string,
+  events: readonly CloudWatchEvent[],
+  mine: ReadonlySet<string>,
+): Promise<Map<IngestSettings, number>> {
+  const byMinute = new Map<number, Set<string>>();
+  for (const e of events) {
+    const minute = minuteOf(e.timestamp);
+    const keys = byMinute.get(minute) ?? new Set<string>();
+    byMinute.set(minute, keys.add(eventKey(e.id)));
+  }
+  const ref = { cluster, group: REPLAY_GROUP, stream: REPLAY_STREAM };
+  const minutes = [...byMinute.keys()];
+  const out = new Map<IngestSettings, number>();
+  for (const m of await coverage.read(ref, Math.min(...minutes), Math.max(...minutes))) {
+    const keys = byMinute.get(m.minute);
+    for (const c of m.claims) {
+      if (keys === undefined || !c.stored || mine.has(c.contribution) || c.settings === undefined) continue;
+      // Each event once, however many pages its claim took.
+      const counted = c.events.filter((k) => keys.delete(k)).length;
+      if (counted > 0) out.set(c.settings, (out.get(c.settings) ?? 0) + counted);
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether a table holds flows of the cluster around a minute that others than replays stored: the stack's live
+ * ingest, a backfill or a redrive, which claim a line by its CloudWatch Logs event id where replay claims it by its
+ * text, so that neither sees the other's claim. Coverage cannot be asked by cluster and minute (it is kept per log
+ * stream, and replay knows no stream), but a flow item names the contributions it counted (their tokens, `applied`),
+ * and replays' contributions are the claims of their own coverage stream: a token that is none of them is another's.
+ */
+class OthersCounted {
+  readonly #ctx: Parameters<typeof queryAll>[0];
+  readonly #cluster: string;
+  readonly #coverage: CoverageStore;
+  /** The earliest minute found counted by others. */
+  #since = Number.POSITIVE_INFINITY;
+
+  constructor(table: NonNullable<IngestSetup["table"]>, cluster: string, coverage: CoverageStore) {
+    this.#ctx = { doc: documentClient(table.client), tableName: table.tableName, retry: DEFAULT_RETRY };
+    this.#cluster = cluster;
+    this.#coverage = coverage;
+  }
+
+  /** `events` but those of minutes others counted in. */
+  async leaveOut(events: readonly CloudWatchEvent[]): Promise<CloudWatchEvent[]> {
+    const counted = new Map<number, boolean>();
+    for (const minute of new Set(events.map((e) => minuteOf(e.timestamp)))) {
+      counted.set(minute, await this.#counted(minute));
+    }
+    return events.filter((e) => counted.get(minuteOf(e.timestamp)) === false);
+  }
+
+  async #counted(minute: number): Promise<boolean> {
+    // A followed stream (`kubectl logs -f`) is read before the subscription delivers it: once a minute was found
+    // counted by others, the minutes after it are taken as counted too, or its newest lines would be stored before
+    // their delivery stores them again.
+    if (minute >= this.#since) return true;
+    // Live ingest counts in buckets of at most a minute: a line of the minute lies in a flow whose bucket starts less
+    // than a minute before it.
+    const { lo, hi } = timeRange(iso(minute - MINUTE_MS + 1), iso(minute + MINUTE_MS - 1));
+    const tokens = new Set<string>();
+    let first = Number.POSITIVE_INFINITY;
+    let last = Number.NEGATIVE_INFINITY;
+    for (const hour of new Set([hourOf(lo), hourOf(hi)])) {
+      const request = {
+        keyAttribute: TABLE_KEYS.partitionKey,
+        keyValue: flowPartition(this.#cluster, hour),
+        lo,
+        hi,
+      };
+      for (const item of await queryAll(this.#ctx, request, freshReport())) {
+        for (const token of (item.applied as Set<string> | undefined) ?? []) tokens.add(token);
+        first = Math.min(first, Date.parse(item.firstSeen as string));
+        last = Math.max(last, Date.parse(item.lastSeen as string));
+      }
+    }
+    if (tokens.size === 0) return false;
+    // A replay's flow counts lines of the minutes from its first to its last packet, claimed there.
+    const ref = { cluster: this.#cluster, group: REPLAY_GROUP, stream: REPLAY_STREAM };
+    for (const m of await this.#coverage.read(ref, minuteOf(first), minuteOf(last))) {
+      for (const c of m.claims) tokens.delete(contributionToken(c.contribution));
+    }
+    if (tokens.size === 0) return false;
+    this.#since = Math.min(this.#since, minute);
+    return true;
+  }
+}
+
 /**
  * How far the newest line's time moves on before the texts not seen since are forgotten: identical texts carry the
  * same time, so a text a minute behind the newest line does not come again in a stream (one pod's, or several

@@ -1161,6 +1161,12 @@ export class LineParser {
   stampMs = 0;
   /** The syslog host name as [hostS, hostE) in the text; hostS -1 when there is none. */
   hostS = -1;
+  /**
+   * For the line `scan` last read: where the line it parsed starts, past what a tool put before it (`kubectl logs`'
+   * `--prefix` and `--timestamps`, a container runtime's `<time> stdout F `); 0 when it read the line as it is
+   * (or for a JSON record). parseText sets it to the header's start in whatever text it reads.
+   */
+  lineS = 0;
   hostE = -1;
   /** True for the NDJSON encoder: a record's values are left in `fields` rather than built into an object. */
   encoding = false;
@@ -1368,14 +1374,17 @@ export class LineParser {
       // A record without escapes (journald's and the CloudWatch agent's nearly always; Fluent Bit's tail `log` but
       // for the newline ending it) is read in place; any other goes through JSON.parse, which also words the error
       // for a malformed one.
-      if (this.fastPath) {
-        const flat = this.parseFlatJson(line, start);
-        if (flat !== undefined) return flat;
-      }
-      return this.parseJson(line.slice(start), 0, null, Number.NaN);
+      // A record is read whole; the line in its message is no start of `line` (parseText set lineS in it).
+      let outcome = this.fastPath ? this.parseFlatJson(line, start) : undefined;
+      outcome ??= this.parseJson(line.slice(start), 0, null, Number.NaN);
+      this.lineS = 0;
+      return outcome;
     }
+    this.lineS = 0;
     if (found < 0) return SKIP;
-    return this.parseText(line, start, found, null, Number.NaN);
+    const outcome = this.parseText(line, start, found, null, Number.NaN);
+    if (this.lineS === start) this.lineS = 0;
+    return outcome;
   }
 
   /** A JSON record wrapping a line; `depth` 1 is a record inside a record's message. */
@@ -1821,6 +1830,7 @@ export class LineParser {
         headerEnd = inner;
       }
     }
+    this.lineS = headerStart;
     const needle = this.needle;
     const nlen = needle.length;
     let p = found >= headerEnd ? found : text.indexOf(needle, headerEnd);

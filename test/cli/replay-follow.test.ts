@@ -4,15 +4,21 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type ReplaySummary, registerReplay, replay } from "../../cli/commands/replay.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
-import { BIN, ndjson, ROOT, runCli } from "./run.ts";
+import { storedByAddress, total } from "../backfill/fixtures.ts";
+import { startTestStore } from "../support/dynalite.ts";
+import { BIN, ndjson, parsedOptions, ROOT, runCli } from "./run.ts";
 
 const SAMPLE = join(ROOT, "examples", "demo");
 const DAY = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
-const store = mkdtempSync(join(tmpdir(), "cf-follow-"));
-afterAll(() => rmSync(store, { recursive: true, force: true }));
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
 
 /**
  * Until the replay has opened its store (its lock file exists): it handles SIGINT from before that on. (Node's own
@@ -28,43 +34,88 @@ async function opened(storeDir: string): Promise<void> {
 }
 
 describe("calico-flows replay - (a followed stream)", () => {
-  it("stores a steady stream while it flows, and on SIGINT stores the rest and prints the summary", async () => {
-    const lines = readFileSync(join(SAMPLE, "node-logs.log"), "utf8")
-      .split("\n")
-      .filter((l) => l.includes("calico-packet") && !l.startsWith("{"))
-      .slice(0, 30);
-    const common = ["--store", store, "--cluster", "demo"];
-    const child = spawn(
-      process.execPath,
-      [BIN, "replay", "-", ...common, "--pods", join(SAMPLE, "pods.json"), "--year", "2026", "--quiet"],
-      { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] },
-    );
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-    // A line every 100 ms: the input is never idle for the 500 ms that used to close a batch.
-    for (const line of lines) {
-      child.stdin.write(`${line}\n`);
-      await sleep(100);
+  it("stores each batch while the input keeps coming, before any stop, and the rest at the stop", async () => {
+    const dynamo = await startTestStore();
+    const stop = new AbortController();
+    let running: Promise<ReplaySummary> | undefined;
+    try {
+      for (const [variable, value] of Object.entries({
+        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+        AWS_ACCESS_KEY_ID: "test",
+        AWS_SECRET_ACCESS_KEY: "test",
+        AWS_REGION: "eu-west-1",
+      }))
+        vi.stubEnv(variable, value);
+      const table = await dynamo.freshTable();
+      const raw = await parsedOptions(
+        registerReplay,
+        ["replay"],
+        [
+          "replay",
+          "-",
+          "--table",
+          table,
+          "--cluster",
+          "demo",
+          "--pods",
+          join(SAMPLE, "pods.json"),
+          "--year",
+          "2026",
+          "--quiet",
+        ],
+      );
+      const packets = async () =>
+        total(
+          await storedByAddress(
+            new DynamoFlowStore({ client: dynamo.client, tableName: table }),
+            "demo",
+            Date.parse("2026-04-19T00:00:00Z"),
+            Date.parse("2026-04-20T00:00:00Z"),
+          ),
+        );
+      const lines = readFileSync(join(SAMPLE, "node-logs.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes("calico-packet") && !l.startsWith("{"))
+        .slice(0, 8);
+      // The batches' clock, moved by hand, and their timer, which never fires: only lines coming close a batch.
+      let time = 0;
+      let waits = 0;
+      const input = new PassThrough();
+      running = replay("-", raw, stop.signal, {
+        input,
+        batching: {
+          now: () => time,
+          after: () => {
+            waits++;
+            return () => {};
+          },
+        },
+      });
+      const until = async (what: string, done: () => boolean | Promise<boolean>) => {
+        for (let tries = 0; !(await done()); tries++) {
+          if (tries === 500) throw new Error(`never ${what}`);
+          await sleep(20);
+        }
+      };
+      input.write(`${lines.slice(0, 5).join("\n")}\n`);
+      await until("waited on a batch", () => waits > 0);
+      // The batch's first line has waited as long as a batch may: the next line read closes it.
+      time += 2_000;
+      input.write(`${lines[5]}\n`);
+      await until("stored the batch", async () => (await packets()) === 6);
+      // Lines still coming are stored at the stop.
+      const before = waits;
+      input.write(`${lines.slice(6).join("\n")}\n`);
+      await until("waited on the next batch", () => waits > before);
+      stop.abort();
+      const summary = await running;
+      expect(summary.lines).toBe(8);
+      expect(await packets()).toBe(8);
+    } finally {
+      stop.abort();
+      await running?.catch(() => {});
+      await dynamo.close();
     }
-    await opened(store);
-    await sleep(1000);
-    child.kill("SIGINT");
-    expect(await exited).toBe(130);
-    expect(stderr).toMatch(/interrupted: storing the lines read so far/);
-    expect(stderr).toMatch(/replayed 30 lines: 30 calico records/);
-    const stored = await runCli([
-      "flows",
-      ...common,
-      "--since",
-      "2026-04-19T00:00:00Z",
-      "--until",
-      "2026-04-20T00:00:00Z",
-      "--json",
-    ]);
-    expect(ndjson<FlowRecord>(stored.stdout).reduce((n, f) => n + f.packets, 0)).toBe(30);
   }, 30_000);
 
   it("on SIGINT does not count the line it stopped in the middle of, which a later replay counts once", async () => {
@@ -92,6 +143,7 @@ describe("calico-flows replay - (a followed stream)", () => {
       await sleep(1500);
       child.kill("SIGINT");
       expect(await exited).toBe(130);
+      expect(stderr).toMatch(/interrupted: storing the lines read so far/);
       expect(stderr).toMatch(/^line 6: reading stopped in the middle of it: not stored$/m);
       expect(stderr).toMatch(/replayed 5 lines: 5 calico records, 0 malformed/);
       const packets = async () => {

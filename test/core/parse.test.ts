@@ -2,7 +2,7 @@
 // output (IPv4, IPv6, TCP, UDP, ICMP errors with quoted packets, fragments, trailers) behind each wrapper.
 import { describe, expect, it } from "vitest";
 import { NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import { createParser, type ParseOptions, parseLine } from "../../functions/core/parse.ts";
+import { createParser, createScanner, type ParseOptions, parseLine } from "../../functions/core/parse.ts";
 import type { PacketRecord } from "../../functions/core/types.ts";
 import { outcomes, PARSE_NOW, record } from "../support/parse-outcome.ts";
 
@@ -187,6 +187,21 @@ describe("syslog wrappers", () => {
     expect(r.node).toBe(node);
     expect(r.src).toBe("192.168.22.247");
     expect(r.dstPort).toBe(8012);
+  });
+
+  it.each([
+    ["a syslog line", `Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`, ""],
+    ["spaces before it", `  Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`, ""],
+    ["kubectl's --prefix", "[pod/calico-logs-x7k2p/calico-logs] ", "Apr 19"],
+    ["kubectl's --timestamps", "2024-04-19T04:52:20.5Z ", "Apr 19"],
+    ["both", "[pod/calico-logs-x7k2p/calico-logs] 2024-04-19T04:52:20.5Z ", "Apr 19"],
+    ["a container runtime's wrapper", "2024-04-19T04:52:20Z stdout F ", "Apr 19"],
+    ["a JSON record", `{"MESSAGE":"Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}"}`, ""],
+  ])("says where the line it read starts (lineS): %s", (_name, before, starts) => {
+    const scanner = createScanner({ year: 2024 });
+    const line = starts === "" ? before : `${before}Apr 19 04:52:19 ip-192-168-74-5 kernel: ${MESSAGE}`;
+    expect(scanner.scan(line)).toBeNull();
+    expect(scanner.lineS).toBe(starts === "" ? 0 : before.length);
   });
 
   it("accepts CRLF endings and a trailing LF", () => {

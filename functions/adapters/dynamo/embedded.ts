@@ -24,6 +24,12 @@ export interface EmbeddedStoreOptions {
    * turns with it: the CLI's choice. @default false (tests start many stores, each a thread's start-up).
    */
   ownThread?: boolean;
+  /**
+   * Names in `dir` that are no part of the store, and that LevelDB never takes for its own (none of its file names:
+   * CURRENT, LOCK, LOG, LOG.old, MANIFEST-…, digits with .log, .ldb, .sst or .dbtmp): a directory holding only these
+   * may be made a store. @default none
+   */
+  besides?: readonly string[];
 }
 
 export interface EmbeddedStore {
@@ -99,13 +105,13 @@ export async function holdsEmbeddedStore(dir: string): Promise<boolean> {
 }
 
 /**
- * A directory that holds no store must be empty to be made one: LevelDB takes files there named as its own for
- * its own, "recovering" a log named by digits (`20260419.log`) and then deleting it, and moving a `LOG` over
- * `LOG.old`.
+ * A directory that holds no store must be empty to be made one, but for `besides` (EmbeddedStoreOptions): LevelDB
+ * takes files there named as its own for its own, "recovering" a log named by digits (`20260419.log`) and then
+ * deleting it, and moving a `LOG` over `LOG.old`.
  */
-async function checkMayHoldStore(dir: string): Promise<void> {
+async function checkMayHoldStore(dir: string, besides: readonly string[]): Promise<void> {
   if (await holdsEmbeddedStore(dir)) return;
-  const others = (await readdir(dir)).filter((name) => name !== LOCK_FILE).sort();
+  const others = (await readdir(dir)).filter((name) => name !== LOCK_FILE && !besides.includes(name)).sort();
   if (others.length === 0) return;
   const shown = others.length > 3 ? `${others.slice(0, 3).join(", ")}, …` : others.join(", ");
   throw new Error(
@@ -135,7 +141,7 @@ export async function startEmbeddedStore(options: EmbeddedStoreOptions = {}): Pr
   const tableName = options.tableName ?? DEFAULT_TABLE_NAME;
   if (options.dir !== undefined) {
     await mkdir(options.dir, { recursive: true });
-    await checkMayHoldStore(options.dir);
+    await checkMayHoldStore(options.dir, options.besides ?? []);
     await checkOpens(options.dir);
   }
   const served = await (options.ownThread === true ? serveInWorker : serveHere)(options.dir);
