@@ -157,7 +157,7 @@ const MALFORMED_SAMPLES = 20;
 
 /**
  * The text FilterLogEvents is asked to match: the `--prefix`, as the live subscription filter matches it, unless a
- * `--prefix-format` makes the parser look for other text (the format's literal head), which it then must be. Lines
+ * `--prefix-format` makes the parser look for other text (the format's literal head without the separators that end it), which it then must be. Lines
  * without it are never parsed, so asking for `--prefix` there would read none of the lines that are.
  */
 export function filterTerm(prefix: string, prefixFormat: string | undefined): string {
