@@ -206,6 +206,7 @@ export function registerReplay(program: Command): void {
 /** What a replay reads and what times its batches, when not `file` (or stdin) and the wall clock: tests give theirs. */
 export interface ReplayIo {
   input?: Readable;
+  /** Its clock also times OthersCounted's checks again. */
   batching?: Pick<BatchOptions, "now" | "after">;
 }
 
@@ -232,7 +233,7 @@ export async function replay(
   // live ingest under event ids that replay cannot know.
   const others =
     table !== undefined && raw.besideLive !== true
-      ? new OthersCounted(table, common.cluster, coverage)
+      ? new OthersCounted(table, common.cluster, coverage, io.batching?.now ?? Date.now)
       : undefined;
   const quiet = raw.quiet === true;
   const progress = new Progress({ total, enabled: !quiet });
@@ -358,6 +359,7 @@ export async function replay(
         // nobody else will finish. A table's may be a replay's still running elsewhere.
         { abandoned: common.table === undefined },
       );
+      others?.stored(events);
       summary.alreadyCounted += result.eventsAlreadyCounted;
       summary.pending += result.eventsPending;
       if (result.eventsAlreadyCounted > 0) {
@@ -423,6 +425,20 @@ async function countedBy(
 }
 
 /**
+ * How long a minute found clean is taken to stay so. Only live ingest (or a backfill, a redrive) writing into it can
+ * make it counted: lines of a file's minute come together and are checked once, but those of a followed minute
+ * (`kubectl logs -f`) keep coming while the subscription delivers the same lines, so a batch read this long after the
+ * minute's check checks it again: a follow, which stores a batch every few seconds, Queries a minute's flows every
+ * 10 s rather than for each batch, and leaves out the minute's lines within 10 s of their delivery being stored.
+ */
+const CLEAN_FOR_MS = 10_000;
+/**
+ * Replays' contribution tokens remembered at most (a follow of days stores a batch every few seconds): past it they
+ * are forgotten, and a flow counting one of them has the replays' claims read again.
+ */
+const MAX_REPLAY_TOKENS = 100_000;
+
+/**
  * Whether a table holds flows of the cluster around a minute that others than replays stored: the stack's live
  * ingest, a backfill or a redrive, which claim a line by its CloudWatch Logs event id where replay claims it by its
  * text, so that neither sees the other's claim. Coverage cannot be asked by cluster and minute (it is kept per log
@@ -433,33 +449,59 @@ class OthersCounted {
   readonly #ctx: Parameters<typeof queryAll>[0];
   readonly #cluster: string;
   readonly #coverage: CoverageStore;
-  /** The earliest minute found counted by others. */
+  readonly #now: () => number;
+  /** The earliest minute found counted by others: its lines and those of every later minute are left out. */
   #since = Number.POSITIVE_INFINITY;
+  /** When each minute found clean was checked. */
+  readonly #clean = new Map<number, number>();
+  /** Tokens of replays' contributions: the run's own, and those found claimed in the replays' coverage stream. */
+  readonly #replays = new Set<string>();
 
-  constructor(table: NonNullable<IngestSetup["table"]>, cluster: string, coverage: CoverageStore) {
+  constructor(
+    table: NonNullable<IngestSetup["table"]>,
+    cluster: string,
+    coverage: CoverageStore,
+    now: () => number,
+  ) {
     this.#ctx = { doc: documentClient(table.client), tableName: table.tableName, retry: DEFAULT_RETRY };
     this.#cluster = cluster;
     this.#coverage = coverage;
+    this.#now = now;
   }
 
-  /** `events` but those of minutes others counted in. */
+  /** `events` but those of minutes others counted in, and of the minutes after the earliest of them. */
   async leaveOut(events: readonly CloudWatchEvent[]): Promise<CloudWatchEvent[]> {
-    const counted = new Map<number, boolean>();
-    for (const minute of new Set(events.map((e) => minuteOf(e.timestamp)))) {
-      counted.set(minute, await this.#counted(minute));
+    // A followed stream (`kubectl logs -f`) is read before the subscription delivers it: once a minute was found
+    // counted by others, the minutes after it are taken as counted too, or its newest lines would be stored before
+    // their delivery stores them again. Checked in time order, so that a later minute read first in the batch (the
+    // pods' tails `kubectl logs -l … -f` interleaves, node files one after another) is left out too.
+    const minutes = [...new Set(events.map((e) => minuteOf(e.timestamp)))].sort((a, b) => a - b);
+    for (const minute of minutes) {
+      if (minute >= this.#since) break;
+      if (await this.#counted(minute)) this.#since = minute;
     }
-    return events.filter((e) => counted.get(minuteOf(e.timestamp)) === false);
+    return events.filter((e) => minuteOf(e.timestamp) < this.#since);
+  }
+
+  /** The batch `events` was stored: its flows count the run's own contribution. */
+  stored(events: readonly CloudWatchEvent[]): void {
+    const own = deliveryContribution(REPLAY_GROUP, REPLAY_STREAM, DeliveredEvents.fromArray(events));
+    this.#remember(contributionToken(own));
+  }
+
+  #remember(token: string): void {
+    if (this.#replays.size >= MAX_REPLAY_TOKENS) this.#replays.clear();
+    this.#replays.add(token);
   }
 
   async #counted(minute: number): Promise<boolean> {
-    // A followed stream (`kubectl logs -f`) is read before the subscription delivers it: once a minute was found
-    // counted by others, the minutes after it are taken as counted too, or its newest lines would be stored before
-    // their delivery stores them again.
-    if (minute >= this.#since) return true;
+    const at = this.#now();
+    const checked = this.#clean.get(minute);
+    if (checked !== undefined && at - checked < CLEAN_FOR_MS) return false;
     // Live ingest counts in buckets of at most a minute: a line of the minute lies in a flow whose bucket starts less
     // than a minute before it.
     const { lo, hi } = timeRange(iso(minute - MINUTE_MS + 1), iso(minute + MINUTE_MS - 1));
-    const tokens = new Set<string>();
+    const unknown = new Set<string>();
     let first = Number.POSITIVE_INFINITY;
     let last = Number.NEGATIVE_INFINITY;
     for (const hour of new Set([hourOf(lo), hourOf(hi)])) {
@@ -470,20 +512,28 @@ class OthersCounted {
         hi,
       };
       for (const item of await queryAll(this.#ctx, request, freshReport())) {
-        for (const token of (item.applied as Set<string> | undefined) ?? []) tokens.add(token);
+        const applied = (item.applied as Set<string> | undefined) ?? [];
+        const others = [...applied].filter((t) => !this.#replays.has(t));
+        if (others.length === 0) continue;
+        for (const token of others) unknown.add(token);
         first = Math.min(first, Date.parse(item.firstSeen as string));
         last = Math.max(last, Date.parse(item.lastSeen as string));
       }
     }
-    if (tokens.size === 0) return false;
-    // A replay's flow counts lines of the minutes from its first to its last packet, claimed there.
-    const ref = { cluster: this.#cluster, group: REPLAY_GROUP, stream: REPLAY_STREAM };
-    for (const m of await this.#coverage.read(ref, minuteOf(first), minuteOf(last))) {
-      for (const c of m.claims) tokens.delete(contributionToken(c.contribution));
+    if (unknown.size > 0) {
+      // A replay's flow counts lines of the minutes from its first to its last packet, claimed there.
+      const ref = { cluster: this.#cluster, group: REPLAY_GROUP, stream: REPLAY_STREAM };
+      for (const m of await this.#coverage.read(ref, minuteOf(first), minuteOf(last))) {
+        for (const c of m.claims) {
+          const token = contributionToken(c.contribution);
+          this.#remember(token);
+          unknown.delete(token);
+        }
+      }
+      if (unknown.size > 0) return true;
     }
-    if (tokens.size === 0) return false;
-    this.#since = Math.min(this.#since, minute);
-    return true;
+    this.#clean.set(minute, at);
+    return false;
   }
 }
 
