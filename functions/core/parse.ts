@@ -32,6 +32,8 @@ export const DEFAULT_PREFIX = "calico-packet";
 const DAY_MS = 86_400_000;
 /** Longest stretch from the prefix to `IN=` that is still taken as a prefix (nftables allows 127 characters). */
 const MAX_PREFIX_REGION = 256;
+/** What iptables' LOG target keeps of a prefix, Felix's ": " included (nftables keeps 127). */
+const IPTABLES_PREFIX_LENGTH = 29;
 /** Earliest and latest instants `Date#toISOString` prints as a four-digit year: what a time field may name. */
 const MIN_MS = -62_167_219_200_000;
 const MAX_MS = 253_402_300_799_999;
@@ -484,6 +486,15 @@ function messageStart(b: Uint8Array, start: number, at: number, end: number): nu
   return i;
 }
 
+/** Where the logged prefix that ends before the fields at `fields` ends without Felix's ": ", never before `min`. */
+function loggedPrefixEnd(b: Uint8Array, min: number, fields: number): number {
+  let i = fields;
+  while (i > min && b[i - 1] === 32) i--;
+  if (i > min && b[i - 1] === 58) i--;
+  while (i > min && b[i - 1] === 32) i--;
+  return i;
+}
+
 /** Whether a token starting with byte `c` may be a syslog header: `<PRI>`, an ISO stamp, or a month's name. */
 function mayStartHeader(c: number): boolean {
   return c === 60 || (c >= 48 && c <= 57) || (c >= 65 && c <= 90);
@@ -868,6 +879,21 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
     ref.name = named;
   }
   return found ? ref : null;
+}
+
+/**
+ * Whether Felix writes `prefix` for the format, its values read as decodePolicy reads them: a value for each specifier,
+ * none holding a space (tiers, names and namespaces are DNS names), `%k` a kind Felix writes (or each as written, by a
+ * Felix that predates them). A prefix `cut` by iptables holds the values it still has, the last maybe cut too.
+ */
+function formatWrites(parts: readonly FormatPart[], prefix: string, cut: boolean): boolean {
+  const values = anchoredValues(parts, prefix) ?? greedyValues(parts, prefix);
+  const whole = cut ? values.length - 1 : parts.filter((part) => part.spec !== "").length;
+  if (values.length === 0 || values.length < whole) return false;
+  return values.every(
+    ([spec, value], i) =>
+      !value.includes(" ") && (spec !== "k" || i >= whole || POLICY_KINDS.has(value) || value === "%k"),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1773,6 +1799,37 @@ export class LineParser {
     return hostEnd;
   }
 
+  /**
+   * Where the logged prefix starts when a timestamp is right before it (`aws logs tail --format short`, `dmesg
+   * --time-format=iso`, the `<ISO> <message>` of an export to S3), which made the prefix's first word the host; the
+   * host is then cleared. -1 when that word is a host: it does not start with the prefix, is RFC 5424's HOSTNAME (a
+   * field of its own), a tag follows it (`cfd-7 kernel: DROP: IN=`; a word ending in ":" right before IN= closes the
+   * prefix instead, `calico-packet deny-all: IN=`), or the text from it to IN= is neither the configured prefix nor
+   * one the format writes (`cfd-7 cfd gnp deny-all: IN=`; a log stream named after a node in `aws logs tail --format
+   * detailed`'s `<ISO> <stream> <message>`).
+   */
+  hostlessPrefix(text: string, b: Uint8Array, headerStart: number, headerEnd: number, end: number): number {
+    const at = this.hostS;
+    const needle = this.needle;
+    if (at < 0 || !text.startsWith(needle, at) || isRfc5424(b, headerStart)) return -1;
+    const min = at + needle.length;
+    const fields = text.indexOf("IN=", min);
+    if (fields < 0 || fields >= end || fields - at > MAX_PREFIX_REGION) return -1;
+    let message = messageStart(b, headerStart, headerEnd, end);
+    if (message !== headerEnd) {
+      while (b[message] === 32) message++;
+      if (message !== fields) return -1;
+    }
+    const prefixEnd = loggedPrefixEnd(b, min, fields);
+    if (prefixEnd !== min) {
+      // Cut: as long as iptables keeps, and without Felix's ": ".
+      const cut = prefixEnd === fields && fields - at === IPTABLES_PREFIX_LENGTH;
+      if (this.format === null || !formatWrites(this.format, text.slice(at, prefixEnd), cut)) return -1;
+    }
+    this.hostS = -1;
+    return at;
+  }
+
   /** A line of text: optional container-runtime and syslog headers, then the prefix and the packet fields. */
   parseText(
     text: string,
@@ -1835,12 +1892,9 @@ export class LineParser {
     const nlen = needle.length;
     let p = found >= headerEnd ? found : text.indexOf(needle, headerEnd);
     if (p < 0 || p + nlen > end) {
-      // A timestamp right before the prefix (`aws logs tail --format short`, `dmesg --time-format=iso`, the
-      // `<ISO> <message>` of an export to S3) made the prefix's first word the host: there is no host.
-      const at = this.hostS;
-      if (at < 0 || at + nlen > end || !text.startsWith(needle, at)) return SKIP;
-      this.hostS = -1;
-      p = at;
+      // None after the header: it may have taken the prefix's first word for the host.
+      p = this.hostlessPrefix(text, b, headerStart, headerEnd, end);
+      if (p < 0) return SKIP;
     }
 
     // The usual shape first: the prefix, an optional ":" and spaces, then IN=. The logged prefix is then the
@@ -1849,20 +1903,30 @@ export class LineParser {
     if (fields < end && b[fields] === 58) fields++;
     while (fields < end && b[fields] === 32) fields++;
     if (b[fields] === 73 && b[fields + 1] === 78 && b[fields + 2] === 61) {
-      return this.parseFields(text, b, fields, end, needle, outerHost, outerMs);
+      // Unless it ends a policy's name (`default-deny` of `deny %t %n`) in a prefix right after a timestamp: only a
+      // format's values hold the prefix's text.
+      const at = this.format === null ? -1 : this.hostlessPrefix(text, b, headerStart, headerEnd, end);
+      if (at < 0) return this.parseFields(text, b, fields, end, needle, outerHost, outerMs);
+      p = at;
     }
     {
       let rest = fields;
-      // A mention in the rest of the header is the program's name (RFC 3164's tag `calico-packet[812]:`, RFC 5424's
-      // APP-NAME): the logged prefix is the next one, in the message, when there is one.
       if (p >= headerEnd && headerEnd > headerStart) {
-        const message = messageStart(b, headerStart, headerEnd, end);
-        const next = p < message ? text.indexOf(needle, message) : -1;
-        if (next >= 0 && next + nlen <= end) {
-          p = next;
-          rest = p + nlen;
-          if (rest < end && b[rest] === 58) rest++;
-          while (rest < end && b[rest] === 32) rest++;
+        const at = this.hostlessPrefix(text, b, headerStart, headerEnd, end);
+        if (at >= 0) {
+          // The mention is in a policy's name (`calico-packet-deny`), after the prefix the host was taken from.
+          p = at;
+        } else {
+          // A mention in the rest of the header is the program's name (RFC 3164's tag `calico-packet[812]:`, RFC
+          // 5424's APP-NAME): the logged prefix is the next one, in the message, when there is one.
+          const message = messageStart(b, headerStart, headerEnd, end);
+          const next = p < message ? text.indexOf(needle, message) : -1;
+          if (next >= 0 && next + nlen <= end) {
+            p = next;
+            rest = p + nlen;
+            if (rest < end && b[rest] === 58) rest++;
+            while (rest < end && b[rest] === 32) rest++;
+          }
         }
       }
       fields = text.indexOf("IN=", p + nlen);
@@ -1890,12 +1954,8 @@ export class LineParser {
     }
 
     // The logged prefix, without Felix's ": " (but never shorter than the configured text).
-    let prefixEnd = fields;
-    const minEnd = p + nlen;
-    while (prefixEnd > minEnd && b[prefixEnd - 1] === 32) prefixEnd--;
-    if (prefixEnd > minEnd && b[prefixEnd - 1] === 58) prefixEnd--;
-    while (prefixEnd > minEnd && b[prefixEnd - 1] === 32) prefixEnd--;
-    const prefix = prefixEnd === minEnd ? needle : text.slice(p, prefixEnd);
+    const prefixEnd = loggedPrefixEnd(b, p + nlen, fields);
+    const prefix = prefixEnd === p + nlen ? needle : text.slice(p, prefixEnd);
 
     return this.parseFields(text, b, fields, end, prefix, outerHost, outerMs);
   }

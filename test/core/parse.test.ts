@@ -486,6 +486,66 @@ describe("the prefix", () => {
   });
 
   it.each([
+    ["deny %t %n", "deny", "deny default default-deny: ", "default-deny"],
+    [
+      "calico-packet %t %k %n",
+      "calico-packet",
+      "calico-packet default gnp calico-packet-deny: ",
+      "calico-packet-deny",
+    ],
+  ])(
+    "is no host name when a timestamp is right before it and a policy's name holds it: %s",
+    (prefixFormat, prefix, logged, name) => {
+      // The mention in the name is not the start of the prefix, though it reads as a plain one (`deny: IN=`).
+      for (const stamp of ["2024-04-19T04:52:19", "2024-04-19T04:52:19,000000+00:00"]) {
+        const r = record(`${stamp} ${logged}${fields}`, { prefix, prefixFormat });
+        expect(r).toMatchObject({ node: null, prefix: logged.slice(0, -2) });
+        expect(r.policy?.name).toBe(name);
+      }
+    },
+  );
+
+  it.each([
+    ["a name that starts with it", "calico-packet-node"],
+    ["a name that is it", "calico-packet"],
+  ])(
+    "is after the host name when the word after the timestamp is %s and no prefix reads from there",
+    (_name, node) => {
+      // `aws logs tail --format detailed`: `<ISO> <log stream> <message>`, the stream named after the node.
+      const logged = "calico-packet default gnp calico-packet-deny";
+      const r = record(`2024-04-19T04:52:19.123000+00:00 ${node} ${logged}: ${fields}`, {
+        prefixFormat: "calico-packet %t %k %n",
+      });
+      expect(r).toMatchObject({ node, prefix: logged });
+      expect(r.policy).toEqual({ tier: "default", kind: "gnp", name: "calico-packet-deny", namespace: null });
+    },
+  );
+
+  it("is no host name when a timestamp is right before it and iptables cut it", () => {
+    // 29 characters kept, Felix's ": " and the end of the name gone.
+    const r = record(`2024-04-19T04:52:19 calico-packet default gnp den${fields}`, {
+      prefixFormat: "calico-packet %t %k %n",
+    });
+    expect(r).toMatchObject({ node: null, prefix: "calico-packet default gnp den" });
+    expect(r.policy).toEqual({ tier: "default", kind: "gnp", name: "den", namespace: null });
+  });
+
+  it.each([
+    ["an RFC 3164 tag", "Apr 19 04:52:19 cfd-7 kernel: ", "cfd-7"],
+    ["RFC 5424's HOSTNAME", "<4>1 2024-04-19T04:52:19Z cfd-7 kernel - - - ", "cfd-7"],
+    ["no tag, a message that lacks the format's name", "2024-04-19T04:52:19Z cfd ", "cfd"],
+    ["no tag, a message whose kind Felix does not write", "2024-04-19T04:52:19Z cfd kernel ", "cfd"],
+  ])("is not in a host name that starts with it, before %s", (_name, header, node) => {
+    // Another LOG rule's line (prefix `DROP: `) from a node named like the prefix is no calico-packet line.
+    const options = { prefix: "cfd", prefixFormat: "cfd %k %n" };
+    expect(outcomes(`${header}DROP: ${fields}`, options)).toEqual({ kind: "skip" });
+    expect(record(`${header}cfd gnp deny-all: ${fields}`, options)).toMatchObject({
+      node,
+      prefix: "cfd gnp deny-all",
+    });
+  });
+
+  it.each([
     ["an RFC 3164 tag", "Apr 19 04:52:19 ip-1 calico-packet[812]: "],
     ["an RFC 3164 tag without a host", "Apr 19 04:52:19 calico-packet: "],
     ["an RFC 5424 APP-NAME", "<14>1 2024-04-19T04:52:19Z ip-1 calico-packet - - - "],
