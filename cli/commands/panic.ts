@@ -18,6 +18,7 @@ import {
   type CalicoApiGroup,
   DEFAULT_PANIC_SETTINGS,
   describeConflict,
+  OutOfTime,
   PanicFailure,
   type PanicPolicySettings,
   POLICY_TYPES,
@@ -28,10 +29,12 @@ import {
   CONFLICTS_UNLISTED,
   DEFAULT_HISTORY,
   expiryNotScheduled,
+  failureBody,
   MAX_HISTORY,
   MAX_TTL_MINUTES,
   type PanicResponse,
   PanicService,
+  racedExpiry,
 } from "../../functions/panic/service.ts";
 import type { ApiRequest } from "../api-client.ts";
 import { apiStageUrl } from "../api-url.ts";
@@ -287,30 +290,37 @@ async function runDirect(
 ): Promise<PanicResponse> {
   const runtime = await openDirect(o, common, clusterGiven);
   try {
-    switch (action) {
-      case "apply":
-        return await runtime.service.apply({
-          reason: o.reason ?? "",
-          ttlMinutes: o.ttl ?? 0,
-          dryRun: o.dryRun === true,
-          force: o.force === true,
-          requester: runtime.requester,
-          via: "cli",
-          expiryTarget: o.expiryFunctionArn,
-        });
-      case "status":
-        return await runtime.service.status(o.history ?? DEFAULT_HISTORY);
-      case "revert":
-        return await runtime.service.revert({
-          requester: runtime.requester,
-          via: "cli",
-          reason: o.reason,
-          // Writing a schedule back (an apply meanwhile) takes the role as well as the target.
-          expiryTarget: o.schedulerRoleArn === undefined ? undefined : o.expiryFunctionArn,
-        });
-    }
+    return await directAction(action, o, runtime);
+  } catch (error) {
+    throw outcomeOf(action, o, error);
   } finally {
     await runtime.close();
+  }
+}
+
+function directAction(action: Action, o: PanicOptions, runtime: DirectRuntime): Promise<PanicResponse> {
+  switch (action) {
+    case "apply":
+      return runtime.service.apply({
+        reason: o.reason ?? "",
+        ttlMinutes: o.ttl ?? 0,
+        dryRun: o.dryRun === true,
+        force: o.force === true,
+        requester: runtime.requester,
+        via: "cli",
+        expiryTarget: o.expiryFunctionArn,
+      });
+    case "status":
+      return runtime.service.status(o.history ?? DEFAULT_HISTORY, undefined, o.expiryFunctionArn);
+    case "revert":
+      return runtime.service.revert({
+        requester: runtime.requester,
+        via: "cli",
+        reason: o.reason,
+        force: o.force === true,
+        // Writing a schedule back (an apply meanwhile) takes the role as well as the target.
+        expiryTarget: o.schedulerRoleArn === undefined ? undefined : o.expiryFunctionArn,
+      });
   }
 }
 
@@ -331,35 +341,48 @@ function apiErrorOf(error: unknown): { status: number; body: unknown; message: s
 const EXIT_OUTCOME_UNKNOWN = 4;
 
 /**
- * An apply or a revert answered 5xx by API Gateway itself, not by the panic function (whose answers name their
- * `error`): its 504 after 29 s, a 502 or 503 when the function failed or could not run. The function may have
- * carried it out all the same, so it is neither done nor refused: the status tells.
+ * An apply or a revert that may or may not have been carried out, so neither done nor refused: the status tells.
+ * API Gateway answered 5xx itself, not the panic function (whose answers name their `error`): its 504 after 29 s, a
+ * 502 or 503 when the function failed or could not run. Or the function (or `--direct`) answered that its write
+ * was sent and given up on (`outcome: "unknown"`).
  */
 class OutcomeUnknown extends Error {
   override name = "OutcomeUnknown";
-  readonly status: number;
+  /** What answered: `HTTP 504`, `HTTP 502 kube-unavailable`, `kube-unavailable`. */
+  readonly source: string;
   readonly body: unknown;
 
-  constructor(action: "apply" | "revert", error: { status: number; body: unknown; message: string }) {
-    const done = action === "apply" ? "applied" : "reverted";
-    super(
-      `the ${action} may have been carried out: API Gateway answered for the panic function, which may still have ` +
-        `${done} the policy. Run \`calico-flows panic status\` before trying again`,
-    );
-    this.status = error.status;
-    this.body = error.body;
+  constructor(message: string, source: string, body: unknown) {
+    super(message);
+    this.source = source;
+    this.body = body;
   }
 }
 
 /** `error` as an OutcomeUnknown when it leaves unknown whether `action` changed the cluster. */
 function outcomeOf(action: Action, o: PanicOptions, error: unknown): unknown {
+  if (action === "status" || o.dryRun === true) return error;
+  const check = "Run `calico-flows panic status` before trying again";
+  const sent =
+    `the ${action} may have been carried out: its change was sent to the Kubernetes API, which did not confirm it. ` +
+    check;
+  if (error instanceof OutOfTime && error.sent)
+    return new OutcomeUnknown(sent, error.kind, failureBody(error));
   const apiError = apiErrorOf(error);
-  if (apiError === undefined || apiError.status < 500 || action === "status" || o.dryRun === true)
-    return error;
-  const body = apiError.body;
-  return body !== null && typeof body === "object" && "error" in body
-    ? error
-    : new OutcomeUnknown(action, apiError);
+  if (apiError === undefined || apiError.status < 500) return error;
+  const body = apiError.body as { error?: unknown; outcome?: unknown } | null;
+  if (body === null || typeof body !== "object" || !("error" in body)) {
+    const done = action === "apply" ? "applied" : "reverted";
+    return new OutcomeUnknown(
+      `the ${action} may have been carried out: API Gateway answered for the panic function, which may still have ` +
+        `${done} the policy. ${check}`,
+      `HTTP ${apiError.status}`,
+      body,
+    );
+  }
+  return body.outcome === "unknown"
+    ? new OutcomeUnknown(sent, `HTTP ${apiError.status} ${String(body.error)}`, body)
+    : error;
 }
 
 /**
@@ -437,7 +460,13 @@ function panicRequest(
         region,
         method: "DELETE",
         path: "/panic",
-        body: o.reason === undefined ? undefined : { reason: o.reason },
+        body:
+          o.reason === undefined && o.force !== true
+            ? undefined
+            : {
+                ...(o.reason === undefined ? {} : { reason: o.reason }),
+                ...(o.force === true ? { force: true } : {}),
+              },
       });
   }
 }
@@ -484,9 +513,11 @@ function conflictBlock(r: PanicResponse): string[] {
 function expiryBlock(r: PanicResponse, direct: boolean): string[] {
   const warnings = expiryNotScheduled(r.warnings);
   if (warnings.length === 0) return [];
+  // The policy the cluster holds now: that of an apply which raced this one (or this revert), when it says so.
+  const expiry = warnings.map(racedExpiry).findLast((e) => e !== undefined) ?? r.expiresAt;
   return [
     "!".repeat(100),
-    `!! WARNING: the expiry at ${r.expiresAt} is NOT SCHEDULED: ${r.policyName} stays applied until reverted by hand:`,
+    `!! WARNING: the expiry at ${expiry} is NOT SCHEDULED: ${r.policyName} stays applied until reverted by hand:`,
     ...warnings.map((w) => `!!   - ${w}`),
     "!! once traffic is fixed, run `calico-flows panic revert`; or apply again with --ttl to schedule the expiry.",
     ...(direct
@@ -551,7 +582,7 @@ function fail(error: unknown, json: boolean): void {
         : body !== null && typeof body === "object" && "message" in body
           ? String(body.message)
           : JSON.stringify(body);
-    process.stderr.write(`error (HTTP ${error.status}): ${said}\n!! ${error.message}\n`);
+    process.stderr.write(`error (${error.source}): ${said}\n!! ${error.message}\n`);
     return;
   }
   const apiError = apiErrorOf(error);
@@ -566,14 +597,7 @@ function fail(error: unknown, json: boolean): void {
     return;
   }
   if (error instanceof PanicFailure) {
-    if (json) {
-      const body = {
-        error: error.kind,
-        message: error.message,
-        ...(error.field ? { field: error.field } : {}),
-      };
-      process.stdout.write(`${JSON.stringify(body)}\n`);
-    }
+    if (json) process.stdout.write(`${JSON.stringify(failureBody(error))}\n`);
     process.stderr.write(`error (${error.kind}): ${error.message}\n`);
     return;
   }
@@ -676,10 +700,20 @@ export function registerPanic(program: Command): void {
         "--direct: EventBridge Scheduler group of the expiry, to check that it is scheduled",
       ),
     )
+    .addOption(
+      new Option(
+        "--expiry-function-arn <arn>",
+        "--direct: the panic function the expiry schedule must invoke (checked with --schedule-group)",
+      ),
+    )
     .action((_opts, command: Command) => run("status", command));
 
   addExpiryOptions(addAccessOptions(panic.command("revert")))
     .description("remove the panic policy (and its expiry schedule); a no-op success when none is applied")
     .option("--reason <text>", "why it is reverted (audited and announced)")
+    .option(
+      "--force",
+      "remove a panic policy that took over another even when its copy of that policy cannot be read (it is then not put back)",
+    )
     .action((_opts, command: Command) => run("revert", command));
 }

@@ -10,7 +10,8 @@
 //
 // A revert that does not happen leaves the allow-all policy in place: each schedule names a dead-letter
 // queue, where Scheduler puts the revert event it could not deliver, for the alarm on that queue to report;
-// and status reads the schedule back (GetSchedule), to tell an expiry that is not coming.
+// and status reads the schedule back (GetSchedule), to tell an expiry that is not coming: none, one for an earlier
+// expiry, one disabled, or one that invokes another function.
 import { createHash } from "node:crypto";
 import {
   ConflictException,
@@ -18,11 +19,17 @@ import {
   type CreateScheduleCommandInput,
   DeleteScheduleCommand,
   GetScheduleCommand,
+  type GetScheduleCommandOutput,
   ResourceNotFoundException,
   type SchedulerClient,
   UpdateScheduleCommand,
 } from "@aws-sdk/client-scheduler";
-import type { ExpiryEvent, ExpiryScheduler, ScheduleExpiryRequest } from "../core/panic-policy.ts";
+import type {
+  ExpiryEvent,
+  ExpiryScheduler,
+  ScheduledExpiry,
+  ScheduleExpiryRequest,
+} from "../core/panic-policy.ts";
 import { EXPIRY_EVENT_SOURCE } from "../core/panic-policy.ts";
 
 export interface EventBridgeExpirySchedulerOptions {
@@ -153,20 +160,18 @@ export class EventBridgeExpiryScheduler implements ExpiryScheduler {
     }
   }
 
-  async scheduledExpiry(cluster: string, policyName: string): Promise<string | null> {
+  async scheduledExpiry(cluster: string, policyName: string): Promise<ScheduledExpiry | null> {
     const name = scheduleName(cluster, policyName);
-    let input: string | undefined;
+    let schedule: GetScheduleCommandOutput;
     try {
-      const schedule = await this.#client.send(
-        new GetScheduleCommand({ Name: name, GroupName: this.#groupName }),
-      );
-      input = schedule.Target?.Input;
+      schedule = await this.#client.send(new GetScheduleCommand({ Name: name, GroupName: this.#groupName }));
     } catch (error) {
       if (error instanceof ResourceNotFoundException) return null;
       throw error;
     }
+    const input = schedule.Target?.Input;
     const expiresAt: unknown = JSON.parse(input ?? "null")?.expiresAt;
     if (typeof expiresAt !== "string") throw new Error(`schedule ${name} carries no revert event (${input})`);
-    return expiresAt;
+    return { expiresAt, state: schedule.State, target: schedule.Target?.Arn };
   }
 }

@@ -193,8 +193,10 @@ export function replacedPolicy(policy: Pick<CalicoPolicy, "metadata">): CalicoPo
   if (text === undefined) return null;
   try {
     const copy = JSON.parse(text) as Partial<CalicoPolicy> | null;
+    // No spec is what keptCopy writes of a policy stored without one (the CRDs do not require it).
     const usable =
-      typeof copy?.metadata?.name === "string" && typeof copy.spec === "object" && copy.spec !== null;
+      typeof copy?.metadata?.name === "string" &&
+      (copy.spec === undefined || (typeof copy.spec === "object" && copy.spec !== null));
     return usable ? (copy as CalicoPolicy) : new Error(`${ANNOTATIONS.replaced} is not a policy`);
   } catch (error) {
     return error as Error;
@@ -481,12 +483,13 @@ export class PanicFailure extends Error {
 }
 
 /**
- * A Kubernetes request cut short, or not sent, because the request's deadline came first: a `kube-unavailable`
- * failure (502, like any Kubernetes timeout), told apart so that the service can say what was and was not done.
+ * A Kubernetes request cut short, or not sent, because the request's deadline came first; or a write given up on
+ * after it went out (its own timeout, a connection lost before the answer): a `kube-unavailable` failure (502, like
+ * any Kubernetes timeout), told apart so that the service can say what was and was not done.
  */
 export class OutOfTime extends PanicFailure {
   override name = "OutOfTime";
-  /** The request went out (and was given up on): a write may still be applied by the server. */
+  /** A write went out and was given up on: the API server may still carry it out (its outcome is unknown). */
   readonly sent: boolean;
 
   constructor(message: string, options: { cause?: unknown; sent: boolean }) {
@@ -553,10 +556,20 @@ export interface ExpiryScheduler {
   /** Deletes it; false when there was none. */
   cancel(cluster: string, policyName: string): Promise<boolean>;
   /**
-   * The expiry it is set for (its revert event's `expiresAt`), null when there is none. Status checks with it
-   * that an applied policy's expiry is still to come; a scheduler without it leaves that unchecked.
+   * The schedule as it stands, null when there is none. Status checks with it that an applied policy's expiry is
+   * still to come; a scheduler without it leaves that unchecked.
    */
-  scheduledExpiry?(cluster: string, policyName: string): Promise<string | null>;
+  scheduledExpiry?(cluster: string, policyName: string): Promise<ScheduledExpiry | null>;
+}
+
+/** An expiry schedule as Scheduler holds it. */
+export interface ScheduledExpiry {
+  /** The expiry its revert event carries. */
+  expiresAt: string;
+  /** `ENABLED` or `DISABLED` (a disabled schedule never runs). */
+  state: string | undefined;
+  /** The ARN it invokes. */
+  target: string | undefined;
 }
 
 export type PanicAction = "apply" | "dry-run" | "revert" | "expire";
@@ -583,6 +596,13 @@ export interface PanicAuditEntry {
    */
   conflictCount?: number;
   message: string;
+  /**
+   * The policy a take-over replaced, as the panic policy keeps it (ANNOTATIONS.replaced): on a take-over, and on a
+   * revert or expiry that did not put it back. Kept when it fits the record; its digest always.
+   */
+  replacedPolicy?: string;
+  /** SHA-256 (hex) of `replacedPolicy`: set on the entries read back. */
+  replacedPolicySha256?: string;
 }
 
 export interface PanicAuditLog {

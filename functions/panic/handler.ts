@@ -27,8 +27,10 @@ import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadPanicConfig, type PanicConfig } from "./config.ts";
 import {
   ApplyBody,
+  copyNotRestored,
   DEFAULT_HISTORY,
   expiryNotScheduled,
+  failureBody,
   invalidRequest,
   isRefusal,
   MAX_HISTORY,
@@ -165,11 +167,7 @@ function countFailure(action: string, kind: string, alarmed: boolean): void {
 }
 
 function failureResponse(error: PanicFailure): APIGatewayProxyResult {
-  return json(STATUS[error.kind], {
-    error: error.kind,
-    message: error.message,
-    ...(error.field === undefined ? {} : { field: error.field }),
-  });
+  return json(STATUS[error.kind], failureBody(error));
 }
 
 /** Whether a refused body asked for a dry run (audited, not announced). */
@@ -283,7 +281,9 @@ export async function handleHttp(
             },
           );
         }
-        return respond(await runtime.service.status(history, deadline));
+        return respond(
+          await runtime.service.status(history, deadline, unqualifiedArn(context.invokedFunctionArn)),
+        );
       }
       case "POST": {
         const checked = checkBody(event, ApplyBody, true);
@@ -321,6 +321,7 @@ export async function handleHttp(
             requester,
             via: "api",
             reason: checked.data.reason,
+            force: checked.data.force,
             expiryTarget: unqualifiedArn(context.invokedFunctionArn),
             deadline,
           }),
@@ -394,6 +395,9 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
         throw error;
       }
       metrics.addMetric(`Panic_expire_${response.result}`, MetricUnit.Count, 1);
+      // Isolation is back, but the policy a take-over replaced is lost (its copy unreadable, or refused by the API
+      // server): its text is in the audit record, and no one called to read the warning. PanicErrors reads it.
+      if (copyNotRestored(response.warnings)) countFailure("expire", "copy-not-restored", true);
       logger.info("expiry handled", { result: response.result, message: response.message });
       return response;
     }

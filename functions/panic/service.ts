@@ -36,6 +36,7 @@ import {
   policyObjectName,
   readStamp,
   replacedPolicy,
+  type ScheduledExpiry,
 } from "../core/panic-policy.ts";
 
 /** How a warning that the conflicts are unknown begins (the CLI then says nothing about there being none). */
@@ -46,13 +47,57 @@ export const CONFLICTS_UNLISTED = "conflicts could not be listed";
  */
 const EXPIRY_NOT_SCHEDULED = "the expiry could not be scheduled";
 const EXPIRY_UNCONFIRMED = "the expiry schedule was not confirmed in time";
+/**
+ * How a warning about the schedule of another apply's expiry begins: one that wrote the policy while this request
+ * ran, whose schedule this request then moved or removed.
+ */
+const RACED = /^another apply set the policy's expiry to (\S+) meanwhile, and /;
+const raced = (expiresAt: string) => `another apply set the policy's expiry to ${expiresAt} meanwhile, and `;
 
 /**
- * The warnings that say an applied policy's expiry may not be scheduled: the panic function counts them for the
- * PanicExpiryNotScheduled alarm, and the CLI, whose `--direct` apply no alarm sees, makes them impossible to miss.
+ * The warnings that say an applied policy's expiry may not be scheduled, this apply's or that of another apply
+ * which raced this apply or revert: the panic function counts them for the PanicExpiryNotScheduled alarm, and the
+ * CLI, whose `--direct` apply no alarm sees, makes them impossible to miss.
  */
 export function expiryNotScheduled(warnings: readonly string[]): string[] {
-  return warnings.filter((w) => w.startsWith(EXPIRY_NOT_SCHEDULED) || w.startsWith(EXPIRY_UNCONFIRMED));
+  return warnings.filter((w) => {
+    const own = w.replace(RACED, "");
+    return own.startsWith(EXPIRY_NOT_SCHEDULED) || own.startsWith(EXPIRY_UNCONFIRMED);
+  });
+}
+
+/** The expiry a warning is about when another apply set it meanwhile (the policy now holds it); else undefined. */
+export function racedExpiry(warning: string): string | undefined {
+  return RACED.exec(warning)?.[1];
+}
+
+/**
+ * How a warning begins that says a revert or an expiry removed the panic policy without putting back the policy
+ * it had taken over: the panic function counts it for the PanicErrors alarm when no caller is there to read it (an
+ * expiry).
+ */
+const COPY_NOT_RESTORED = "the policy it had taken over was not put back";
+
+export function copyNotRestored(warnings: readonly string[]): boolean {
+  return warnings.some((w) => w.startsWith(COPY_NOT_RESTORED));
+}
+
+/**
+ * A failure's JSON (the API's error body, `calico-flows panic --json`'s): `outcome: "unknown"` when a write was
+ * sent and given up on, which the API server may have carried out (or still do).
+ */
+export function failureBody(error: PanicFailure): {
+  error: PanicFailure["kind"];
+  message: string;
+  field?: string;
+  outcome?: "unknown";
+} {
+  return {
+    error: error.kind,
+    message: error.message,
+    ...(error.field === undefined ? {} : { field: error.field }),
+    ...(error instanceof OutOfTime && error.sent ? { outcome: "unknown" as const } : {}),
+  };
 }
 
 /** Longest TTL accepted: a panic policy is a stopgap, not a way of running. */
@@ -119,6 +164,7 @@ export const RevertBody = z.strictObject({
     .min(1, "reason must not be blank: leave it out, or say why isolation is restored")
     .max(500, "reason must be at most 500 characters")
     .optional(),
+  force: z.boolean({ error: "force must be true or false" }).optional(),
 });
 export type RevertBody = z.infer<typeof RevertBody>;
 
@@ -159,6 +205,11 @@ export interface RevertRequest {
   requester: string;
   via: string;
   reason?: string;
+  /**
+   * Remove a panic policy that took over another even when the copy it keeps of that policy cannot be read: the
+   * policy is then lost, which a revert otherwise refuses (409).
+   */
+  force?: boolean;
   /** As for apply: a policy an apply wrote meanwhile gets its expiry schedule back (see #reconcileSchedule). */
   expiryTarget?: string;
   /** As for apply. */
@@ -386,8 +437,11 @@ export class PanicService {
       // the announcement, whose readers would otherwise wait for a removal that is not coming.
       const audited = [response.message, ...warnings].join(". WARNING: ");
       const unscheduled = expiryNotScheduled(warnings);
+      // A take-over keeps the policy it replaced in the record too: the annotation can be edited, or lost with
+      // the panic policy.
+      const kept = result === "taken-over" ? policy?.metadata.annotations?.[ANNOTATIONS.replaced] : undefined;
       await this.#report(
-        { ...base, outcome: "success", result, conflicts, message: audited },
+        { ...base, outcome: "success", result, conflicts, message: audited, replacedPolicy: kept },
         action === "apply"
           ? {
               ...this.#event("applied", request.requester, body.reason),
@@ -483,7 +537,12 @@ export class PanicService {
     await this.#recordFailure(base, failure, [], request.dryRun !== true);
   }
 
-  async status(historyLimit = DEFAULT_HISTORY, deadline = Deadline.unbounded()): Promise<PanicResponse> {
+  /** `expiryTarget`: the function the expiry schedule must invoke (the panic function's own); unchecked without. */
+  async status(
+    historyLimit = DEFAULT_HISTORY,
+    deadline = Deadline.unbounded(),
+    expiryTarget?: string,
+  ): Promise<PanicResponse> {
     // Settled together: a failing cluster read must not leave the history query running past the caller's
     // cleanup (the CLI closes its embedded store right after).
     const reading = this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline });
@@ -492,7 +551,7 @@ export class PanicService {
       this.#deps.calico.listTiers({ deadline }),
       this.#deps.calico.listPolicies({ deadline }),
       this.#history(historyLimit),
-      reading.then((policy) => this.#scheduledExpiry(policy, deadline)),
+      reading.then((policy) => this.#schedule(policy, deadline)),
     ]);
     if (read.status === "rejected") throw read.reason;
     const policy = read.value;
@@ -534,13 +593,9 @@ export class PanicService {
         warnings.push(text);
         this.#deps.logger?.warn(text);
       }
-      // A schedule for an earlier expiry than the policy's skips it (#refreshedSince); a later one removes it then.
-      const unscheduled =
-        expiry !== null &&
-        (schedule === null || (schedule !== undefined && Date.parse(schedule) < Date.parse(expiry)));
+      const found = expiry === null ? undefined : this.#unscheduledBy(schedule, expiry, expiryTarget);
+      const unscheduled = found !== undefined;
       if (unscheduled) {
-        const found =
-          schedule === null ? "there is none" : `the one there is for ${schedule}, and will skip it`;
         warnings.push(
           `the expiry at ${expiry} is not scheduled (${found}): the policy stays until reverted by hand; revert it ` +
             "once traffic is fixed, or apply again with a TTL",
@@ -553,13 +608,25 @@ export class PanicService {
             ? `; it should have expired at ${expiry} but is still in place: the expiry did not remove it, revert it`
             : unscheduled
               ? `, announced to expire at ${expiry}, but no expiry schedule will remove it: revert it by hand`
-              : schedule !== undefined && schedule !== expiry
-                ? `, expiring at ${expiry}; its expiry schedule removes it at ${schedule}`
+              : schedule != null && schedule.expiresAt !== expiry
+                ? `, expiring at ${expiry}; its expiry schedule removes it at ${schedule.expiresAt}`
                 : `, expiring at ${expiry}`;
+      const copy = replacedPolicy(policy);
+      if (copy instanceof Error) {
+        warnings.push(
+          `the copy of the policy it took over (${ANNOTATIONS.replaced}) cannot be read (${copy.message}): revert ` +
+            "refuses to remove the panic policy without force, and the expiry removes it without putting that " +
+            `policy back. Make the annotation the policy's JSON again, or keep its text: ${
+              policy.metadata.annotations?.[ANNOTATIONS.replaced]
+            }`,
+        );
+      }
       const takenOver =
-        policy.metadata.annotations?.[ANNOTATIONS.replaced] === undefined
+        copy === null
           ? ""
-          : "; it took over a policy of that name, which revert puts back";
+          : copy instanceof Error
+            ? "; it took over a policy of that name, whose kept copy cannot be read, so revert cannot put it back"
+            : "; it took over a policy of that name, which revert puts back";
       message = `the panic policy is applied on ${this.#deps.cluster}${until}${takenOver}`;
     }
     return {
@@ -576,7 +643,7 @@ export class PanicService {
   }
 
   async revert(request: RevertRequest): Promise<PanicResponse> {
-    const parsed = RevertBody.safeParse(request.reason === undefined ? {} : { reason: request.reason });
+    const parsed = RevertBody.safeParse({ reason: request.reason, force: request.force });
     if (!parsed.success) {
       const refusal = invalidRequest(parsed.error, RevertBody);
       await this.refused("revert", request, refusal);
@@ -589,7 +656,10 @@ export class PanicService {
       request.via,
       null,
       request.deadline ?? Deadline.unbounded(),
-      request.expiryTarget === undefined ? undefined : unqualifiedArn(request.expiryTarget),
+      {
+        expiryTarget: request.expiryTarget === undefined ? undefined : unqualifiedArn(request.expiryTarget),
+        force: request.force === true,
+      },
     );
   }
 
@@ -627,7 +697,7 @@ export class PanicService {
     via: string,
     expiry: ExpiryEvent | null,
     deadline: Deadline,
-    expiryTarget?: string,
+    options: { expiryTarget?: string; force?: boolean } = {},
   ): Promise<PanicResponse> {
     const warnings: string[] = [];
     const base = { action, requester, reason, via, expiresAt: null };
@@ -639,6 +709,10 @@ export class PanicService {
       let result: PanicResult | undefined;
       let message = "";
       let restored: CalicoPolicy | null = null;
+      /** The copy of a policy it had taken over, deleted with the panic policy rather than put back. */
+      let lost: string | undefined;
+      /** The panic policy was deleted: isolation is back, unless an apply wrote it again meanwhile. */
+      let deleted = false;
       const removed = existing;
       for (let attempt = 1; result === undefined; attempt++) {
         if (existing === null) {
@@ -663,31 +737,42 @@ export class PanicService {
           break;
         }
         const copy = replacedPolicy(existing);
+        // A revert by hand can wait for the copy to be fixed; an expiry does not leave allow-all in place for it.
+        if (copy instanceof Error && expiry === null && options.force !== true)
+          throw this.#copyUnreadable(existing, copy);
         writing = true;
         try {
+          let rejected: PanicFailure | undefined;
           if (copy !== null && !(copy instanceof Error)) {
-            // A take-over: the policy it replaced is put back in its place, on condition of the version read.
-            restored = await this.#deps.calico.replaceGlobalPolicy(
-              {
-                ...copy,
-                apiVersion: existing.apiVersion,
-                kind: existing.kind,
-                metadata: {
-                  ...copy.metadata,
-                  name: existing.metadata.name,
-                  resourceVersion: existing.metadata.resourceVersion,
+            try {
+              // A take-over: the policy it replaced is put back in its place, on condition of the version read.
+              restored = await this.#deps.calico.replaceGlobalPolicy(
+                {
+                  ...copy,
+                  apiVersion: existing.apiVersion,
+                  kind: existing.kind,
+                  metadata: {
+                    ...copy.metadata,
+                    name: existing.metadata.name,
+                    resourceVersion: existing.metadata.resourceVersion,
+                  },
                 },
-              },
-              { deadline },
-            );
-            writing = false;
-            result = expiry === null ? "reverted" : "expired";
-            message =
-              `panic policy ${this.#objectName} removed from ${this.#deps.cluster}, and the policy it had taken ` +
-              "over put back as it was";
-            break;
+                { deadline },
+              );
+              writing = false;
+              result = expiry === null ? "reverted" : "expired";
+              message =
+                `panic policy ${this.#objectName} removed from ${this.#deps.cluster}, and the policy it had taken ` +
+                "over put back as it was";
+              break;
+            } catch (error) {
+              // A copy the API server refuses would fail every revert, and leave allow-all for good: isolation
+              // comes back without it.
+              if (!(error instanceof PanicFailure && error.kind === "kube-rejected")) throw error;
+              rejected = error;
+            }
           }
-          const deleted = await this.#deps.calico.deleteGlobalPolicy(
+          deleted = await this.#deps.calico.deleteGlobalPolicy(
             existing.metadata.name,
             { uid: existing.metadata.uid, resourceVersion: existing.metadata.resourceVersion },
             { deadline },
@@ -695,10 +780,18 @@ export class PanicService {
           writing = false;
           result = deleted ? (expiry === null ? "reverted" : "expired") : "not-applied";
           message = deleted
-            ? `panic policy ${this.#objectName} removed from ${this.#deps.cluster}: Calico isolation is back in force`
+            ? `panic policy ${this.#objectName} removed from ${this.#deps.cluster}`
             : `the panic policy was already gone from ${this.#deps.cluster}: nothing to revert`;
-          if (deleted && copy instanceof Error) {
-            const text = `the copy of the policy it had taken over (${ANNOTATIONS.replaced}) could not be read (${copy.message}): it was not put back`;
+          if (deleted && copy !== null) {
+            lost = existing.metadata.annotations?.[ANNOTATIONS.replaced];
+            const why =
+              rejected === undefined
+                ? `could not be read (${(copy as Error).message})`
+                : `was rejected by the API server (${rejected.message})`;
+            message += `, without the policy it had taken over, which could not be put back`;
+            const text =
+              `${COPY_NOT_RESTORED}: its copy (${ANNOTATIONS.replaced}) ${why}. Put it back by hand from the ` +
+              `copy, which the audit record keeps too: ${lost}`;
             warnings.push(text);
             this.#deps.logger?.error(text);
           }
@@ -710,9 +803,18 @@ export class PanicService {
         }
       }
       // An apply may have written the policy and its schedule since the delete: the check after the removal puts the
-      // schedule back for it.
-      if (result !== "skipped" && expiry === null)
-        await this.#reconcileSchedule(null, expiryTarget, warnings, deadline);
+      // schedule back for it, and the answer does not say that isolation is back.
+      const now =
+        result !== "skipped" && expiry === null
+          ? await this.#reconcileSchedule(null, options.expiryTarget, warnings, deadline)
+          : undefined;
+      const again = now != null && isManagedByCalicoFlows(now) ? readStamp(now) : null;
+      if (again !== null) {
+        const until = again.expiresAt === null ? "until reverted" : `until ${again.expiresAt}`;
+        message += `; but another apply, by ${again.requester}, applied it again meanwhile (${until}): ${this.#objectName} is in force`;
+      } else if (deleted) {
+        message += ": Calico isolation is back in force";
+      }
       const stamp = removed === null ? null : readStamp(removed);
       const response: PanicResponse = {
         ...this.#frame(action, result, result === "skipped" ? presentable(existing) : restored),
@@ -725,7 +827,15 @@ export class PanicService {
         warnings,
       };
       await this.#report(
-        { ...base, outcome: "success", result, conflicts: [], message },
+        {
+          ...base,
+          outcome: "success",
+          result,
+          conflicts: [],
+          // As for apply: the record says what the answer does, its warnings included.
+          message: [message, ...warnings].join(". WARNING: "),
+          replacedPolicy: lost,
+        },
         result === "reverted" || result === "expired" ? this.#event(result, requester, reason) : null,
         warnings,
       );
@@ -738,14 +848,32 @@ export class PanicService {
   }
 
   /**
-   * The expiry the schedule is set for (null: no schedule), for a policy of ours whose expiry is still to come:
-   * the schedule must then be there. Once the expiry passed, it may have run and deleted itself. Undefined when
-   * there is nothing to check, or no way to.
+   * A revert refused because the policy the panic policy took over could not be put back: the copy it keeps of it
+   * cannot be read (edited by hand). Its text is in the answer, to fix the annotation or put the policy back by hand.
    */
-  async #scheduledExpiry(
+  #copyUnreadable(existing: CalicoPolicy, copy: Error): PanicFailure {
+    const group = this.#deps.settings.apiGroup.split("/")[0];
+    const text = existing.metadata.annotations?.[ANNOTATIONS.replaced];
+    return new PanicFailure(
+      "not-owned",
+      `the panic policy ${this.#objectName} took over a policy of that name, and the copy it keeps of it (the ` +
+        `annotation ${ANNOTATIONS.replaced}) cannot be read (${copy.message}): a revert would delete that policy ` +
+        "with the panic policy, so nothing was changed. Either make the annotation the policy's JSON again " +
+        `(kubectl edit globalnetworkpolicies.${group} ${existing.metadata.name}) and revert again; or revert with ` +
+        "force (`--force` in the CLI), which removes the panic policy without putting the policy back, then " +
+        `re-create it by hand from the annotation's text: ${text}`,
+    );
+  }
+
+  /**
+   * The expiry schedule (null: none), for a policy of ours whose expiry is still to come: the schedule must then be
+   * there. Once the expiry passed, it may have run and deleted itself. Undefined when there is nothing to check, or
+   * no way to.
+   */
+  async #schedule(
     policy: CalicoPolicy | null,
     deadline: Deadline,
-  ): Promise<string | null | undefined> {
+  ): Promise<ScheduledExpiry | null | undefined> {
     const scheduler = this.#deps.scheduler;
     const expiry = policy !== null && isManagedByCalicoFlows(policy) ? readStamp(policy)?.expiresAt : null;
     if (expiry == null || scheduler?.scheduledExpiry === undefined) return undefined;
@@ -755,6 +883,27 @@ export class PanicService {
       "EventBridge Scheduler",
       scheduler.scheduledExpiry(this.#deps.cluster, this.#objectName),
     );
+  }
+
+  /**
+   * Why `schedule` will not remove the policy at `expiry`, or undefined when it will (or could not be read): there is
+   * none; it is for an earlier expiry, which skips the policy (#refreshedSince; a later one removes it then); it is
+   * disabled; or it invokes another function than `target`, when that is known.
+   */
+  #unscheduledBy(
+    schedule: ScheduledExpiry | null | undefined,
+    expiry: string,
+    target: string | undefined,
+  ): string | undefined {
+    if (schedule === undefined) return undefined;
+    if (schedule === null) return "there is none";
+    if (schedule.state !== "ENABLED")
+      return `the one there is is not enabled (${schedule.state ?? "no state"}): Scheduler does not run it`;
+    if (target !== undefined && schedule.target !== unqualifiedArn(target))
+      return `the one there is invokes ${schedule.target ?? "nothing"}, not this panic function (${unqualifiedArn(target)})`;
+    if (Date.parse(schedule.expiresAt) < Date.parse(expiry))
+      return `the one there is for ${schedule.expiresAt}, and will skip it`;
+    return undefined;
   }
 
   /**
@@ -824,7 +973,7 @@ export class PanicService {
         : `${error.message}; nothing was ${action === "apply" ? "applied" : "reverted"}. The Kubernetes API is ` +
           `too slow for the time this request has: try again, or use \`calico-flows panic ${action} --direct\`, ` +
           "which waits for each request's own timeout";
-    return new OutOfTime(message, { cause: error, sent: error.sent });
+    return new OutOfTime(message, { cause: error, sent: writing && error.sent });
   }
 
   #notOwned(existing: CalicoPolicy, doing: "apply" | "revert"): PanicFailure {
@@ -891,50 +1040,53 @@ export class PanicService {
    * The schedule written for `scheduled` (removed for null), then brought in line with the policy as it is now:
    * another apply or revert may have written the policy after this one did and its schedule before this one's,
    * which would leave the policy with no expiry, or one that skips it. A few rounds, until a read of the policy
-   * agrees.
+   * agrees. Answers the policy as last read (undefined: it could not be).
    */
   async #reconcileSchedule(
     scheduled: string | null,
     target: string | undefined,
     warnings: string[],
     deadline: Deadline,
-  ): Promise<void> {
+  ): Promise<CalicoPolicy | null | undefined> {
     let written = scheduled;
+    let current: CalicoPolicy | null | undefined;
     await this.#syncSchedule(written, target, warnings, deadline);
     for (let round = 0; round < RECONCILE_ROUNDS; round++) {
-      let current: CalicoPolicy | null;
       try {
         current = await this.#deps.calico.getGlobalPolicy(this.#objectName, { deadline });
       } catch (error) {
         warnings.push(`the expiry schedule could not be checked against the policy: ${errorText(error)}`);
-        return;
+        return undefined;
       }
       const stamp = current !== null && isManagedByCalicoFlows(current) ? readStamp(current) : null;
       const wanted = stamp?.expiresAt ?? null;
-      if (wanted === written) return;
+      if (wanted === written) return current;
       if (wanted !== null && target === undefined) {
         // Another apply set an expiry this request cannot schedule (no target here), and may have lost its
         // schedule to this one's removal.
         warnings.push(
-          `another apply set the policy's expiry to ${wanted} meanwhile, and this request cannot write its ` +
-            "schedule: check with `calico-flows panic status` that the expiry is scheduled, or apply again with its TTL",
+          `${raced(wanted)}this request cannot write its schedule: check with \`calico-flows panic status\` that ` +
+            "the expiry is scheduled, or apply again with its TTL",
         );
-        return;
+        return current;
       }
       written = wanted;
-      await this.#syncSchedule(written, target, warnings, deadline);
+      await this.#syncSchedule(written, target, warnings, deadline, true);
     }
+    return current;
   }
 
   /**
    * Writes or removes the schedule. Always sent, however little time is left (an expiry that is not
-   * scheduled leaves the policy in place), but waited for only until the deadline.
+   * scheduled leaves the policy in place), but waited for only until the deadline. `ofAnother`: the expiry is that
+   * of another apply, which a warning then says.
    */
   async #syncSchedule(
     expiresAt: string | null,
     target: string | undefined,
     warnings: string[],
     deadline: Deadline,
+    ofAnother = false,
   ): Promise<void> {
     const scheduler = this.#deps.scheduler;
     if (scheduler === undefined) return;
@@ -953,10 +1105,11 @@ export class PanicService {
       const text =
         expiresAt === null
           ? `the expiry schedule could not be removed (${errorText(error)}); it will find nothing to revert`
-          : error instanceof NotInTime
-            ? `${EXPIRY_UNCONFIRMED} (${errorText(error)}): if it was not written, ` +
-              "the policy stays until reverted by hand"
-            : `${EXPIRY_NOT_SCHEDULED} (${errorText(error)}): the policy stays until reverted by hand`;
+          : (ofAnother ? raced(expiresAt) : "") +
+            (error instanceof NotInTime
+              ? `${EXPIRY_UNCONFIRMED} (${errorText(error)}): if it was not written, ` +
+                "the policy stays until reverted by hand"
+              : `${EXPIRY_NOT_SCHEDULED} (${errorText(error)}): the policy stays until reverted by hand`);
       warnings.push(text);
       this.#deps.logger?.error(text, { error: errorText(error) });
     }

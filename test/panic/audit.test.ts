@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { GetItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoPanicAudit } from "../../functions/adapters/dynamo/panic-audit.ts";
@@ -90,9 +91,12 @@ describe("DynamoPanicAudit", () => {
       reason: "é".repeat(50_000),
       requester: "r".repeat(50_000),
       message: `applied. WARNING: ${"€".repeat(400_000)}`,
+      // The largest copy of a taken-over policy kept in full: 64 KB.
+      replacedPolicy: "€".repeat(21_845),
     });
     await audit.record(huge);
     const [read] = await audit.recent("large", 1);
+    expect(read?.replacedPolicy).toBe(huge.replacedPolicy);
     expect(read?.conflictCount).toBe(2_000);
     expect(read?.conflicts).toEqual(conflicts.slice(0, 50));
     expect(read?.message.startsWith("applied. WARNING: €€€")).toBe(true);
@@ -104,5 +108,23 @@ describe("DynamoPanicAudit", () => {
     expect(emoji?.reason).toBe(`${"😀".repeat(994)}… (clipped)`);
     expect(read?.reason.length).toBe(2_000);
     expect(read?.requester.length).toBe(2_000);
+  });
+
+  it("keeps the copy of a taken-over policy, or its digest alone when it is too large to keep in full", async () => {
+    const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+    const small = JSON.stringify({ metadata: { name: "allow-all" }, spec: { order: 100 } });
+    // Kubernetes allows 256 KiB of annotations, all of them the copy.
+    const large = JSON.stringify({
+      metadata: { name: "allow-all" },
+      spec: { notes: "x".repeat(256 * 1024) },
+    });
+    await audit.record(entry("copies", "2025-04-01T00:00:00.000Z", { replacedPolicy: small }));
+    await audit.record(entry("copies", "2025-04-01T00:00:01.000Z", { replacedPolicy: large }));
+    await audit.record(entry("copies", "2025-04-01T00:00:02.000Z"));
+    const [none, digestOnly, kept] = await audit.recent("copies", 3);
+    expect(kept).toMatchObject({ replacedPolicy: small, replacedPolicySha256: sha256(small) });
+    expect(digestOnly?.replacedPolicySha256).toBe(sha256(large));
+    expect(digestOnly).not.toHaveProperty("replacedPolicy");
+    expect(none).not.toHaveProperty("replacedPolicySha256");
   });
 });

@@ -1,6 +1,7 @@
 // `calico-flows panic --api` when API Gateway answers for the function (its 504 after 29 s, a 502 when the function
-// failed): an apply or a revert may have been carried out, which the CLI says, with an exit status of its own, and
-// sends the caller to the status. An answer of the function's own is a failure as before.
+// failed), or the function answers that its write was sent and not confirmed (`outcome: "unknown"`): an apply or a
+// revert may have been carried out, which the CLI says, with an exit status of its own, and sends the caller to the
+// status. Any other answer of the function's own is a failure as before.
 import type { APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../cli/run.ts";
@@ -12,7 +13,7 @@ const principals = new Map([
 ]);
 let gateway: SigV4Gateway;
 
-/** API Gateway's 504; the function's own 502 for an apply whose reason asks for it. */
+/** API Gateway's 504; the function's own 502s for an apply whose reason asks for them. */
 const TIMED_OUT = { statusCode: 504, body: JSON.stringify({ message: "Endpoint request timed out" }) };
 const FUNCTION_502 = {
   statusCode: 502,
@@ -21,11 +22,20 @@ const FUNCTION_502 = {
     message: "reading globalnetworkpolicies/allow-all: timed out",
   }),
 };
+const WRITE_SENT = {
+  statusCode: 502,
+  body: JSON.stringify({
+    error: "kube-unavailable",
+    message:
+      "creating globalnetworkpolicies/allow-all: no answer: the write was sent, and the API server may …",
+    outcome: "unknown",
+  }),
+};
 
 beforeAll(async () => {
   gateway = await startSigV4Gateway(
     async (event): Promise<APIGatewayProxyResult> =>
-      event.body?.includes("own 502") ? FUNCTION_502 : TIMED_OUT,
+      event.body?.includes("own 502") ? FUNCTION_502 : event.body?.includes("sent") ? WRITE_SENT : TIMED_OUT,
     principals,
   );
 });
@@ -34,10 +44,11 @@ afterAll(async () => gateway?.close());
 const panic = (...args: string[]) => runCli(["panic", ...args, "--api", gateway.url]);
 
 it("says an apply or a revert that API Gateway timed out may have been carried out, and exits 4", async () => {
-  const [applied, reverted, failed] = await Promise.all([
+  const [applied, reverted, failed, sent] = await Promise.all([
     panic("apply", "--reason", "INC-42"),
     panic("revert", "--json"),
     panic("apply", "--reason", "own 502"),
+    panic("apply", "--reason", "write sent", "--json"),
   ]);
   expect(applied.code).toBe(4);
   expect(applied.stderr).toBe(
@@ -48,7 +59,14 @@ it("says an apply or a revert that API Gateway timed out may have been carried o
   expect(reverted.code).toBe(4);
   expect(reverted.stdout).toBe('{"message":"Endpoint request timed out"}\n');
   expect(reverted.stderr).toMatch(/^!! the revert may have been carried out: .* reverted the policy\. Run/m);
-  // The function's own 502 says what it did.
+  // The function's own 502 says what it did: nothing, unless its write was sent.
+  expect(sent.code).toBe(4);
+  expect(sent.stdout).toBe(`${WRITE_SENT.body}\n`);
+  expect(sent.stderr).toBe(
+    `error (HTTP 502 kube-unavailable): ${JSON.parse(WRITE_SENT.body).message}\n` +
+      "!! the apply may have been carried out: its change was sent to the Kubernetes API, which did not confirm " +
+      "it. Run `calico-flows panic status` before trying again\n",
+  );
   expect(failed.code).toBe(1);
   expect(failed.stderr).toBe(
     "error (HTTP 502 kube-unavailable): reading globalnetworkpolicies/allow-all: timed out\n",

@@ -1,7 +1,8 @@
 // The expiry schedule follows the policy the cluster ends with, whatever the answer said: an apply whose write was
-// cut short by the deadline but carried out by the API server still expires, a revert raced by an apply leaves the
-// new policy its schedule, and `status` says when an applied policy's expiry is not scheduled. Against the local
-// Kubernetes API and a Scheduler stand-in that keeps its schedules.
+// cut short (by the deadline, its own timeout, a lost connection) but carried out by the API server still expires,
+// a revert raced by an apply leaves the new policy its schedule, or says it could not, and `status` says when an
+// applied policy's expiry is not scheduled. Against the local Kubernetes API and a Scheduler stand-in that keeps its
+// schedules.
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   ConflictException,
@@ -17,23 +18,38 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { scheduleName } from "../../functions/adapters/scheduler.ts";
 import { ANSWER_RESERVE_MS } from "../../functions/panic/handler.ts";
+import { runCli } from "../cli/run.ts";
 import {
   apiEvent,
   CLUSTER,
+  FUNCTION_ARN,
   lambdaContext,
   type PanicHarness,
   responseBody,
   SCHEDULE_GROUP,
+  type SigV4Gateway,
   startPanicHarness,
+  startSigV4Gateway,
   storedPanicPolicy,
 } from "./harness.ts";
 
 const BOB = "arn:aws:sts::123456789012:assumed-role/Oncall/bob";
+/** The suite's fake credentials (vitest.config.ts), which the CLI's default credential chain picks up. */
+const PRINCIPALS = new Map([
+  [
+    "AKIDTESTTESTTEST",
+    { secretAccessKey: "test-secret", arn: "arn:aws:sts::123456789012:assumed-role/Oncall/alice" },
+  ],
+]);
 const SCHEDULE = `${SCHEDULE_GROUP}/${scheduleName(CLUSTER, "allow-all")}`;
 
 const scheduler = mockClient(SchedulerClient);
 /** The Scheduler's schedules: group/name → the expiry its revert event carries. */
 const schedules = new Map<string, string>();
+/** Their state and target as last written: group/name → the CreateSchedule or UpdateSchedule input. */
+const written = new Map<string, CreateScheduleCommandInput>();
+/** Scheduler refuses to create or update schedules (a permission lost, a quota). */
+let refusing = false;
 /** Runs once, before the next DeleteSchedule is carried out. */
 let beforeDelete: (() => Promise<void>) | null = null;
 let h: PanicHarness;
@@ -53,16 +69,26 @@ afterAll(async () => {
 beforeEach(async () => {
   scheduler.reset();
   schedules.clear();
+  written.clear();
+  refusing = false;
   beforeDelete = null;
+  const refusal = () =>
+    Object.assign(new Error("not authorized to perform: scheduler:CreateSchedule"), {
+      name: "AccessDeniedException",
+    });
   scheduler.on(CreateScheduleCommand).callsFake(async (input: CreateScheduleCommandInput) => {
+    if (refusing) throw refusal();
     if (schedules.has(keyOf(input)))
       throw new ConflictException({ message: "exists", Message: "exists", $metadata: {} });
     schedules.set(keyOf(input), expiryIn(input));
+    written.set(keyOf(input), input);
     return { ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x" };
   });
   scheduler.on(UpdateScheduleCommand).callsFake(async (input: CreateScheduleCommandInput) => {
+    if (refusing) throw refusal();
     if (!schedules.has(keyOf(input))) throw notFound();
     schedules.set(keyOf(input), expiryIn(input));
+    written.set(keyOf(input), input);
     return { ScheduleArn: "arn:aws:scheduler:eu-west-1:123456789012:schedule/x" };
   });
   scheduler.on(DeleteScheduleCommand).callsFake(async (input) => {
@@ -74,8 +100,9 @@ beforeEach(async () => {
   });
   scheduler.on(GetScheduleCommand).callsFake(async (input) => {
     const expiresAt = schedules.get(keyOf(input));
-    if (expiresAt === undefined) throw notFound();
-    return { Target: { Arn: "arn", RoleArn: "role", Input: JSON.stringify({ expiresAt }) } };
+    const schedule = written.get(keyOf(input));
+    if (expiresAt === undefined || schedule === undefined) throw notFound();
+    return { ...schedule, Target: { ...schedule.Target, Input: JSON.stringify({ expiresAt }) } };
   });
   await h.kube.setFault(null);
   h.kube.store.clear();
@@ -84,7 +111,7 @@ beforeEach(async () => {
 
 const expiryOf = () => storedPanicPolicy(h)?.metadata.annotations?.["calico-flows.io/expires-at"];
 
-describe("an apply whose write the deadline cut short", () => {
+describe("an apply whose write was given up on", () => {
   it("schedules the expiry of the policy the API server then writes, and status finds it scheduled", async () => {
     // 3 s of work: the reads get 1.25 s, the write until 2.25 s, the schedule the rest. The create is carried
     // out 2.5 s after it arrives, past the time it had.
@@ -109,6 +136,56 @@ describe("an apply whose write the deadline cut short", () => {
     const status = responseBody(await h.invoke(apiEvent("GET")));
     expect(status).toMatchObject({ result: "active", warnings: [] });
     expect(status.message).toMatch(/, expiring at \S+$/);
+  });
+
+  it("schedules the expiry all the same when the write outlasts its own timeout, and says it may have been done", async () => {
+    // Deployed, each request has 8 s of the invocation's ~22 s: a write the API server holds longer ends on its own
+    // timeout, far from the deadline. Here 500 ms of 22 s; the create is carried out after 1 s.
+    await h.kube.setFault({ fault: { kind: "delay", ms: 1_000 }, method: "POST" });
+    const result = await h.invoke(
+      apiEvent("POST", { reason: "INC-9", ttlMinutes: 30 }),
+      h.runtime({ kubeTimeoutMs: 500 }),
+    );
+    expect(result.statusCode).toBe(502);
+    const body = responseBody(result);
+    expect(body).toMatchObject({ error: "kube-unavailable", outcome: "unknown" });
+    expect(body.message).toMatch(
+      /within the 500 ms this request may take: the write was sent, and the API server may have carried it out/,
+    );
+
+    while (storedPanicPolicy(h) === undefined) await sleep(20);
+    await h.kube.setFault(null);
+    expect(schedules.get(SCHEDULE)).toBe(expiryOf());
+    expect(body.message).toContain(
+      `If it was carried out, it is removed at ${expiryOf()}: its expiry is scheduled`,
+    );
+  });
+
+  it("exits 4 from `panic apply --direct` whose write lost its connection: it may have been carried out", async () => {
+    await h.kube.setFault({ fault: { kind: "reset" }, method: "POST" });
+    // Audited into the harness's table, quicker to reach than an embedded store to start.
+    const run = await runCli(
+      [
+        "panic",
+        "apply",
+        "--direct",
+        "--json",
+        "--reason",
+        "INC-9",
+        "--kubeconfig",
+        h.kube.kubeconfigPath,
+        "--cluster",
+        CLUSTER,
+        "--table",
+        h.store.tableName,
+      ],
+      { env: { AWS_ENDPOINT_URL_DYNAMODB: h.store.endpoint } },
+    );
+    expect(JSON.parse(run.stdout)).toMatchObject({ error: "kube-unavailable", outcome: "unknown" });
+    expect(run.stderr).toMatch(
+      /^!! the apply may have been carried out: its change was sent to the Kubernetes API, which did not confirm it\. Run `calico-flows panic status` before trying again$/m,
+    );
+    expect(run.code).toBe(4);
   });
 });
 
@@ -139,6 +216,28 @@ describe("status", () => {
     ]);
   });
 
+  it("does not count a schedule that is disabled, or that invokes another function", async () => {
+    expect((await h.invoke(apiEvent("POST", { reason: "INC-3", ttlMinutes: 30 }))).statusCode).toBe(200);
+    const expiresAt = expiryOf();
+    const schedule = written.get(SCHEDULE) as CreateScheduleCommandInput;
+    const warningsWith = async (changed: CreateScheduleCommandInput) => {
+      written.set(SCHEDULE, changed);
+      return responseBody(await h.invoke(apiEvent("GET"))).warnings;
+    };
+    const notScheduled = (found: string) =>
+      `the expiry at ${expiresAt} is not scheduled (${found}): the policy stays until reverted by hand; ` +
+      "revert it once traffic is fixed, or apply again with a TTL";
+
+    expect(await warningsWith({ ...schedule, State: "DISABLED" })).toEqual([
+      notScheduled("the one there is is not enabled (DISABLED): Scheduler does not run it"),
+    ]);
+    const other = "arn:aws:lambda:eu-west-1:123456789012:function:someone-elses";
+    expect(await warningsWith({ ...schedule, Target: { ...schedule.Target, Arn: other } as never })).toEqual([
+      notScheduled(`the one there is invokes ${other}, not this panic function (${FUNCTION_ARN})`),
+    ]);
+    expect(await warningsWith(schedule)).toEqual([]);
+  });
+
   it("warns, and still answers, when the schedule cannot be read", async () => {
     expect((await h.invoke(apiEvent("POST", { reason: "INC-4", ttlMinutes: 30 }))).statusCode).toBe(200);
     scheduler.on(GetScheduleCommand).rejects(new Error("AccessDeniedException: not authorized"));
@@ -167,5 +266,42 @@ describe("a revert raced by an apply", () => {
     expect(storedPanicPolicy(h)?.metadata.annotations?.["calico-flows.io/requester"]).toBe(BOB);
     expect(schedules.get(SCHEDULE)).toBe(expiryOf());
     expect(responseBody(await h.invoke(apiEvent("GET"))).warnings).toEqual([]);
+  });
+
+  it("says when Scheduler refuses that schedule: the apply's expiry, not the removed one's, and exit 3", async () => {
+    expect((await h.invoke(apiEvent("POST", { reason: "INC-1", ttlMinutes: 60 }))).statusCode).toBe(200);
+    const alices = expiryOf();
+    beforeDelete = async () => {
+      await h.invoke(
+        apiEvent("POST", { reason: "INC-1 still broken", ttlMinutes: 30 }, { identity: { userArn: BOB } }),
+      );
+      refusing = true;
+    };
+    let gateway: SigV4Gateway | undefined;
+    let run: Awaited<ReturnType<typeof runCli>>;
+    try {
+      gateway = await startSigV4Gateway((event) => h.invoke(event), PRINCIPALS);
+      run = await runCli(["panic", "revert", "--api", gateway.url, "--reason", "fixed"]);
+    } finally {
+      await gateway?.close();
+    }
+    const bobs = expiryOf();
+    expect(bobs).toBeDefined();
+    expect(bobs).not.toBe(alices);
+    expect(schedules.has(SCHEDULE)).toBe(false);
+
+    const [headline] = run.stdout.split("\n");
+    expect(headline).toBe(
+      `REVERTED  panic policy allow-all removed from ${CLUSTER}; but another apply, by ${BOB}, applied it again ` +
+        `meanwhile (until ${bobs}): allow-all is in force`,
+    );
+    expect(run.stdout).toContain(
+      `WARNING: another apply set the policy's expiry to ${bobs} meanwhile, and the expiry could not be scheduled (`,
+    );
+    expect(run.stderr).toContain(
+      `!! WARNING: the expiry at ${bobs} is NOT SCHEDULED: allow-all stays applied`,
+    );
+    expect(run.stderr).not.toContain(String(alices));
+    expect(run.code).toBe(3);
   });
 });

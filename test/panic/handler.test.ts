@@ -493,11 +493,11 @@ describe("validation and routing", () => {
   });
 
   it("validates the DELETE body too", async () => {
-    const result = await h.invoke(apiEvent("DELETE", { reason: "done", force: true }));
+    const result = await h.invoke(apiEvent("DELETE", { reason: "done", ttlMinutes: 0 }));
     expect(result.statusCode).toBe(400);
     expect(body(result)).toMatchObject({
-      field: "force",
-      message: 'unknown field "force" (expected reason)',
+      field: "ttlMinutes",
+      message: 'unknown field "ttlMinutes" (expected reason, force)',
     });
   });
 

@@ -120,7 +120,10 @@ export interface PanicHarness {
   topicArn: string;
   /** Announcements published since the last call, as the `default` JSON structures. */
   announcements(): Promise<Record<string, unknown>[]>;
-  runtime(overrides?: Partial<PanicPolicySettings> & { defaultTtlMinutes?: number }): PanicRuntime;
+  /** `kubeTimeoutMs`: each Kubernetes request's own timeout (default 5 s). */
+  runtime(
+    overrides?: Partial<PanicPolicySettings> & { defaultTtlMinutes?: number; kubeTimeoutMs?: number },
+  ): PanicRuntime;
   /** The middy handler over `runtime()` (or the runtime given), in `context` (default: 28 s to go). */
   invoke(
     event: unknown,
@@ -212,7 +215,7 @@ export async function startPanicHarness(
   const scheduler = new SchedulerClient({ region: "eu-west-1" });
 
   const runtime: PanicHarness["runtime"] = (overrides = {}) => {
-    const { defaultTtlMinutes, ...settings } = overrides;
+    const { defaultTtlMinutes, kubeTimeoutMs, ...settings } = overrides;
     const merged = { ...DEFAULT_PANIC_SETTINGS, ...settings };
     return {
       service: new PanicService({
@@ -222,7 +225,7 @@ export async function startPanicHarness(
           apiGroup: merged.apiGroup,
           kubeConfig: () => kc,
           description: "the test cluster",
-          timeoutMs: 5_000,
+          timeoutMs: kubeTimeoutMs ?? 5_000,
           fixes: panicEksFixes(CLUSTER),
         }),
         defaultTtlMinutes: defaultTtlMinutes ?? 60,

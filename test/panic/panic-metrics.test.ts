@@ -194,6 +194,34 @@ describe("PanicErrors: the panic button is not working", () => {
     expect(foreign.alarmed).toBe(false);
   });
 
+  it("fires when an expiry removes a taken-over policy without putting the policy back (its copy unreadable)", async () => {
+    h.kube.store.put(harness.GNP_V3, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "allow-all", labels: { owner: "platform" } },
+      spec: { order: 100, ingress: [{ action: "Allow" }] },
+    });
+    const taken = harness.responseBody(
+      await h.invoke(harness.apiEvent("POST", { reason: "INC-9", ttlMinutes: 1, force: true })),
+    );
+    // The kept copy, edited by hand into text that is not JSON.
+    const policy = harness.storedPanicPolicy(h) as PanicPolicy.CalicoPolicy;
+    (policy.metadata.annotations as Record<string, string>)["calico-flows.io/replaced-policy"] += "}";
+    h.kube.store.put(harness.GNP_V3, policy as never);
+    const expiry = {
+      source: "calico-flows.expiry",
+      action: "revert",
+      cluster: CLUSTER,
+      policyName: "allow-all",
+      expiresAt: taken.expiresAt,
+    };
+    const expired = await alarmedBy(() => h.invoke(expiry));
+    // Isolation is back, which the expiry is for; the policy it had replaced is lost, and no caller reads why.
+    expect(expired.result).toMatchObject({ result: "expired" });
+    expect(harness.storedPanicPolicy(h)).toBeUndefined();
+    expect(expired.alarmed).toBe(true);
+  });
+
   it("fires when a scheduled expiry fails (thrown, retried by Lambda) or is malformed (answered 400)", async () => {
     const expiry = {
       source: "calico-flows.expiry",

@@ -53,6 +53,8 @@ const schedulerMock = mockClient(SchedulerClient);
 const schedulerClient = new SchedulerClient({ region: "eu-west-1" });
 /** The Scheduler as it would hold the schedules: name → the input its target gets. */
 const schedules = new Map<string, ExpiryEvent>();
+/** The function each schedule invokes, as written. */
+const targets = new Map<string, string | undefined>();
 /** Every expiry input ever scheduled in the current run, for late and duplicate deliveries. */
 let scheduledInputs: ExpiryEvent[] = [];
 
@@ -71,6 +73,7 @@ beforeAll(async () => {
     }
     const event = JSON.parse(input.Target?.Input ?? "{}") as ExpiryEvent;
     schedules.set(keyOf(input), event);
+    targets.set(keyOf(input), input.Target?.Arn);
     scheduledInputs.push(event);
     return { ScheduleArn: `arn:aws:scheduler:eu-west-1:123456789012:schedule/${keyOf(input)}` };
   });
@@ -78,6 +81,7 @@ beforeAll(async () => {
     if (!schedules.has(keyOf(input))) throw notFound();
     const event = JSON.parse(input.Target?.Input ?? "{}") as ExpiryEvent;
     schedules.set(keyOf(input), event);
+    targets.set(keyOf(input), input.Target?.Arn);
     scheduledInputs.push(event);
     return { ScheduleArn: `arn:aws:scheduler:eu-west-1:123456789012:schedule/${keyOf(input)}` };
   });
@@ -88,7 +92,10 @@ beforeAll(async () => {
   schedulerMock.on(GetScheduleCommand).callsFake(async (input) => {
     const event = schedules.get(keyOf(input));
     if (event === undefined) throw notFound();
-    return { Target: { Arn: "arn", RoleArn: "role", Input: JSON.stringify(event) } };
+    return {
+      State: "ENABLED",
+      Target: { Arn: targets.get(keyOf(input)), RoleArn: "role", Input: JSON.stringify(event) },
+    };
   });
 });
 

@@ -1,5 +1,8 @@
 // A policy taken over with force is kept in the panic policy and put back, as it was, by the revert or the expiry:
-// calico-flows never deletes a policy it did not create. One too large to keep is refused, and left alone.
+// calico-flows never deletes a policy it did not create. One too large to keep is refused, and left alone. A copy
+// that cannot be read (edited by hand) stops a revert unless forced; the expiry, and a revert whose copy the API
+// server rejects, restore isolation without it; either way the audit record keeps the copy, and status says so.
+import { createHash } from "node:crypto";
 import { SchedulerClient } from "@aws-sdk/client-scheduler";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
@@ -57,6 +60,24 @@ const platform = {
   annotations: PLATFORM.metadata.annotations,
   spec: PLATFORM.spec,
 };
+const REPLACED = "calico-flows.io/replaced-policy";
+
+/** PLATFORM taken over (TTL `ttlMinutes`), then its kept copy edited by hand into text that is not JSON: that text. */
+async function takenOverWithCopyBroken(
+  ttlMinutes: number,
+): Promise<{ text: string; expiresAt: string | null }> {
+  h.kube.store.put(GNP_V3, structuredClone(PLATFORM));
+  const taken = responseBody(await h.invoke(apiEvent("POST", { reason: "INC-8", ttlMinutes, force: true })));
+  expect(taken.result).toBe("taken-over");
+  const policy = storedPanicPolicy(h) as NonNullable<ReturnType<typeof storedPanicPolicy>>;
+  const annotations = policy.metadata.annotations as Record<string, string>;
+  annotations[REPLACED] += "}";
+  h.kube.store.put(GNP_V3, policy as never);
+  return { text: annotations[REPLACED] as string, expiresAt: taken.expiresAt };
+}
+
+const latestRecord = async () =>
+  (responseBody(await h.invoke(apiEvent("GET", undefined, { query: { history: "1" } }))).history ?? [])[0];
 
 it("puts back the policy it took over when reverted, a refresh in between", async () => {
   h.kube.store.put(GNP_V3, structuredClone(PLATFORM));
@@ -117,4 +138,95 @@ it("refuses to take over a policy too large to keep, and leaves it as it is", as
     spec: large.spec,
   });
   expect(h.kube.counts.total({ method: "PUT" })).toBe(0);
+});
+
+it("keeps the copy of the policy it took over in the take-over's audit record, with its digest", async () => {
+  h.kube.store.put(GNP_V3, structuredClone(PLATFORM));
+  await h.invoke(apiEvent("POST", { reason: "INC-5", ttlMinutes: 0, force: true }));
+  const copy = storedPanicPolicy(h)?.metadata.annotations?.[REPLACED] as string;
+  expect(JSON.parse(copy)).toMatchObject({ metadata: { name: "allow-all" }, spec: PLATFORM.spec });
+  expect(await latestRecord()).toMatchObject({
+    result: "taken-over",
+    replacedPolicy: copy,
+    replacedPolicySha256: createHash("sha256").update(copy).digest("hex"),
+  });
+});
+
+it("puts back a policy it took over that had no spec", async () => {
+  const { spec: _, ...specless } = structuredClone(PLATFORM);
+  h.kube.store.put(GNP_V3, specless as never);
+  await h.invoke(apiEvent("POST", { reason: "INC-5", ttlMinutes: 0, force: true }));
+  const reverted = responseBody(await h.invoke(apiEvent("DELETE", { reason: "INC-5 over" })));
+  expect(reverted).toMatchObject({ result: "reverted", warnings: [] });
+  expect(written()).toEqual({ ...platform, spec: undefined });
+});
+
+it("refuses to revert when the copy it kept cannot be read, unless forced, and keeps the copy in the audit", async () => {
+  const { text } = await takenOverWithCopyBroken(0);
+  const status = responseBody(await h.invoke(apiEvent("GET")));
+  expect(status.message).toMatch(/it took over a policy of that name, whose kept copy cannot be read/);
+  expect(status.warnings).toEqual([
+    expect.stringMatching(
+      /^the copy of the policy it took over \(calico-flows\.io\/replaced-policy\) cannot be read/,
+    ),
+  ]);
+  expect(status.warnings[0]?.endsWith(text)).toBe(true);
+
+  const refused = await h.invoke(apiEvent("DELETE", { reason: "INC-8 over" }));
+  expect(refused.statusCode).toBe(409);
+  const { error, message } = responseBody(refused) as unknown as { error: string; message: string };
+  expect(error).toBe("not-owned");
+  expect(message).toMatch(
+    /cannot be read .*nothing was changed.* revert with force \(`--force` in the CLI\)/,
+  );
+  expect(message.endsWith(text)).toBe(true);
+  expect(storedPanicPolicy(h)?.metadata.annotations?.[REPLACED]).toBe(text);
+
+  const forced = responseBody(await h.invoke(apiEvent("DELETE", { reason: "INC-8 over", force: true })));
+  expect(forced.result).toBe("reverted");
+  expect(forced.warnings).toEqual([
+    expect.stringMatching(/^the policy it had taken over was not put back: its copy .* could not be read/),
+  ]);
+  expect(forced.warnings[0]?.endsWith(text)).toBe(true);
+  expect(storedPanicPolicy(h)).toBeUndefined();
+  const record = await latestRecord();
+  expect(record).toMatchObject({ action: "revert", outcome: "success", replacedPolicy: text });
+  expect(record?.message).toMatch(/\. WARNING: the policy it had taken over was not put back/);
+});
+
+it("removes it on expiry all the same, keeping the copy it could not read in the audit record", async () => {
+  const { text, expiresAt } = await takenOverWithCopyBroken(1);
+  const expired = (await h.invoke({
+    source: "calico-flows.expiry",
+    action: "revert",
+    cluster: CLUSTER,
+    policyName: "allow-all",
+    expiresAt,
+  })) as unknown as { result: string; warnings: string[] };
+  expect(expired.result).toBe("expired");
+  expect(expired.warnings).toEqual([expect.stringMatching(/^the policy it had taken over was not put back/)]);
+  expect(storedPanicPolicy(h)).toBeUndefined();
+  expect(await latestRecord()).toMatchObject({ action: "expire", replacedPolicy: text });
+});
+
+it("removes the panic policy when the API server rejects the copy it puts back, rather than fail every revert", async () => {
+  h.kube.store.put(GNP_V3, structuredClone(PLATFORM));
+  await h.invoke(apiEvent("POST", { reason: "INC-5", ttlMinutes: 0, force: true }));
+  const copy = storedPanicPolicy(h)?.metadata.annotations?.[REPLACED];
+  await h.kube.setFault({
+    fault: { kind: "status", code: 422, message: "spec.selector: invalid" },
+    method: "PUT",
+  });
+  const reverted = responseBody(await h.invoke(apiEvent("DELETE", { reason: "INC-5 over" })));
+  expect(reverted.result).toBe("reverted");
+  expect(reverted.message).toMatch(
+    /without the policy it had taken over, which could not be put back: Calico isolation is back/,
+  );
+  expect(reverted.warnings).toEqual([
+    expect.stringMatching(
+      /^the policy it had taken over was not put back: its copy .* was rejected by the API server \(.*spec\.selector: invalid/,
+    ),
+  ]);
+  expect(storedPanicPolicy(h)).toBeUndefined();
+  expect(await latestRecord()).toMatchObject({ action: "revert", outcome: "success", replacedPolicy: copy });
 });

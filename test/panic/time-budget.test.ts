@@ -283,14 +283,65 @@ describe("the invocation's deadline", () => {
 });
 
 describe("the Calico store under a deadline", () => {
-  const calico = () =>
+  const calico = (timeoutMs = REQUEST_TIMEOUT_MS) =>
     new CalicoPolicies({
       apiGroup: DEFAULT_PANIC_SETTINGS.apiGroup,
       kubeConfig: () => loadKubeconfig({ kubeconfig: h.kube.kubeconfigPath }),
       description: "the test cluster",
-      timeoutMs: REQUEST_TIMEOUT_MS,
+      timeoutMs,
       fixes: panicEksFixes(CLUSTER),
     });
+
+  it("says a write given up on after it went out may have been carried out, whatever ended it", async () => {
+    // Its own timeout, with no deadline (`panic --direct`, or a deadline far off): the API server carries it out later.
+    await h.kube.setFault({ fault: { kind: "delay", ms: 600 }, method: "POST" });
+    const timedOut = await calico(300)
+      .createGlobalPolicy(denyPolicy("slow", 1) as CalicoPolicy)
+      .catch((e: unknown) => e);
+    expect(timedOut).toBeInstanceOf(OutOfTime);
+    expect(timedOut).toMatchObject({ kind: "kube-unavailable", sent: true });
+    expect((timedOut as Error).message).toMatch(
+      /^creating globalnetworkpolicies\/slow on the test cluster: no answer within the 300 ms this request may take$/,
+    );
+    while (h.kube.store.get(GNP_V3, "slow") === undefined) await sleep(20);
+
+    // The connection lost before the answer.
+    await h.kube.setFault({ fault: { kind: "reset" }, method: "DELETE" });
+    const reset = await calico()
+      .deleteGlobalPolicy("slow", {})
+      .catch((e: unknown) => e);
+    expect(reset).toMatchObject({ kind: "kube-unavailable", sent: true });
+    expect((reset as Error).message).toMatch(
+      /deleting globalnetworkpolicies\/slow .*the connection was lost/,
+    );
+
+    // The API server's own timeout: it may still be processing the request.
+    await h.kube.setFault({
+      fault: { kind: "status", code: 504, message: "request timed out" },
+      method: "PUT",
+    });
+    const abandoned = await calico()
+      .replaceGlobalPolicy(denyPolicy("slow", 2) as CalicoPolicy)
+      .catch((e: unknown) => e);
+    expect(abandoned).toMatchObject({ kind: "kube-unavailable", sent: true });
+    expect((abandoned as Error).message).toMatch(
+      /the API server gave up on it \(HTTP 504: request timed out\)$/,
+    );
+
+    // A read so cut off changes nothing; a connection refused sent nothing.
+    await h.kube.setFault({ fault: { kind: "reset" }, method: "GET" });
+    const read = await calico()
+      .getGlobalPolicy("slow")
+      .catch((e: unknown) => e);
+    expect(read).toMatchObject({ kind: "kube-unavailable" });
+    expect(read).not.toBeInstanceOf(OutOfTime);
+    await h.kube.setFault({ kind: "down" });
+    const refused = await calico()
+      .deleteGlobalPolicy("slow", {})
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ kind: "kube-unavailable" });
+    expect(refused).not.toBeInstanceOf(OutOfTime);
+  });
 
   it("gives a request what is left of the deadline when that is shorter than its timeout", async () => {
     await h.kube.setFault({ kind: "delay", ms: 3_000 });
@@ -302,7 +353,8 @@ describe("the Calico store under a deadline", () => {
       .catch((e: unknown) => e);
     expect(Date.now() - started).toBeLessThan(REQUEST_TIMEOUT_MS);
     expect(error).toBeInstanceOf(OutOfTime);
-    expect(error).toMatchObject({ kind: "kube-unavailable", sent: true });
+    // A read: nothing that the API server could still carry out.
+    expect(error).toMatchObject({ kind: "kube-unavailable", sent: false });
     expect((error as Error).message).toMatch(/reading globalnetworkpolicies\/allow-all .*within the 400 ms/);
   });
 

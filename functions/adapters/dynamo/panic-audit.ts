@@ -6,8 +6,9 @@
 // conflicts and their count (a cluster with a denying policy per customer namespace has thousands), and clips the
 // free text. Bounded so: conflicts ≤ 50 × ~2 KB (Kubernetes names and tiers ≤ 253 characters, at most three
 // generated reasons each), message ≤ 8,000 characters and reason, requester ≤ 2,000 each (≤ 3 UTF-8 bytes a
-// character): under 200 KB.
-import { randomBytes } from "node:crypto";
+// character): under 200 KB. The copy of a taken-over policy (up to Kubernetes' 256 KiB of annotations) is kept
+// when it is at most 64 KB, its SHA-256 always: under 270 KB in all.
+import { createHash, randomBytes } from "node:crypto";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { ANNOUNCED_CONFLICTS } from "../../core/alert-message.ts";
@@ -32,6 +33,11 @@ const MESSAGE_MAX = 8_000;
 const TEXT_MAX = 2_000;
 
 const CLIPPED = "… (clipped)";
+/**
+ * UTF-8 bytes of a taken-over policy's copy kept in full; a larger one (rare: a policy is a few KB) is known by its
+ * digest, to match against the annotation or a saved copy. Never clipped: half a policy puts nothing back.
+ */
+const REPLACED_MAX_BYTES = 64 * 1024;
 
 /** `text` cut to `max` characters (UTF-16 units, never half a pair), saying so. */
 function clip(text: string, max: number): string {
@@ -54,7 +60,7 @@ export class DynamoPanicAudit implements PanicAuditLog {
 
   async record(entry: PanicAuditEntry): Promise<void> {
     // The random suffix keeps two actions in the same millisecond apart (two concurrent applies).
-    const { expiresAt, conflicts, ...rest } = entry;
+    const { expiresAt, conflicts, replacedPolicy, ...rest } = entry;
     const sk = `${entry.at}#${randomBytes(6).toString("hex")}`;
     try {
       await this.#doc.send(
@@ -72,6 +78,12 @@ export class DynamoPanicAudit implements PanicAuditLog {
             conflictCount: conflicts.length,
             // Stored under another name: the table's TTL attribute is also called expiresAt.
             policyExpiresAt: expiresAt,
+            ...(replacedPolicy === undefined
+              ? {}
+              : {
+                  replacedPolicySha256: createHash("sha256").update(replacedPolicy).digest("hex"),
+                  ...(Buffer.byteLength(replacedPolicy) <= REPLACED_MAX_BYTES ? { replacedPolicy } : {}),
+                }),
           },
           // Never overwrite an audit record.
           ConditionExpression: "attribute_not_exists(#pk)",
@@ -122,5 +134,9 @@ function toEntry(item: Record<string, unknown>): PanicAuditEntry {
     // Records written before the count was kept hold every conflict.
     conflictCount: typeof item.conflictCount === "number" ? item.conflictCount : conflicts.length,
     message: text("message"),
+    ...(typeof item.replacedPolicy === "string" ? { replacedPolicy: item.replacedPolicy } : {}),
+    ...(typeof item.replacedPolicySha256 === "string"
+      ? { replacedPolicySha256: item.replacedPolicySha256 }
+      : {}),
   };
 }

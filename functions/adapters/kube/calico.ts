@@ -154,6 +154,7 @@ export class CalicoPolicies implements CalicoPolicyStore {
             fieldManager: FIELD_MANAGER,
           }),
         options,
+        true,
       );
     } catch (error) {
       if (!isNotFound(error)) throw this.#failure(error, doing);
@@ -179,6 +180,7 @@ export class CalicoPolicies implements CalicoPolicyStore {
             fieldManager: FIELD_MANAGER,
           }),
         options,
+        true,
       );
     } catch (error) {
       if (!isNotFound(error)) throw this.#failure(error, doing);
@@ -206,6 +208,7 @@ export class CalicoPolicies implements CalicoPolicyStore {
             body: { preconditions },
           }),
         options,
+        true,
       );
       return true;
     } catch (error) {
@@ -258,18 +261,19 @@ export class CalicoPolicies implements CalicoPolicyStore {
    * One request (`#send`), asked again after a throttle (429) once the wait the server asked for has passed, if
    * that wait is no longer than a request may take (the CLI has no deadline) and leaves time to send it before
    * the call's deadline. kubectl asks again so; failing instead would answer "try again" to a one-second throttle
-   * when the API server is busiest, in an incident.
+   * when the API server is busiest, in an incident. `write`: the request changes the cluster.
    */
   // biome-ignore lint/suspicious/noExplicitAny: custom objects are untyped in client-node
   async #call<T = any>(
     doing: string,
     fn: (api: CustomObjectsApi) => Promise<T>,
     options: KubeCallOptions,
+    write = false,
   ): Promise<T> {
     const deadline = options.deadline ?? Deadline.unbounded();
     for (let tries = 1; ; tries++) {
       try {
-        return await this.#send(doing, fn, deadline);
+        return await this.#send(doing, fn, deadline, write);
       } catch (error) {
         const asked = error instanceof ApiException && error.code === 429 ? retryAfterMs(error) : undefined;
         if (asked === undefined || tries >= THROTTLED_TRIES) throw error;
@@ -286,8 +290,18 @@ export class CalicoPolicies implements CalicoPolicyStore {
    * deadline that also covers loading the KubeConfig (DescribeCluster, tokens): a little longer than the
    * request's own abort, which then reports first with the better message. Past the call's deadline, or too
    * close to it, the request is not sent at all.
+   *
+   * A write given up on once it went out, for its deadline, its own timeout or a connection lost before the answer,
+   * may still be carried out by the API server, as may one the API server itself timed out (504: "may still be
+   * processing the request", client-go says): an OutOfTime that says it was sent, whichever ended it, so that the
+   * caller schedules its expiry all the same and says it may have been done.
    */
-  async #send<T>(doing: string, fn: (api: CustomObjectsApi) => Promise<T>, deadline: Deadline): Promise<T> {
+  async #send<T>(
+    doing: string,
+    fn: (api: CustomObjectsApi) => Promise<T>,
+    deadline: Deadline,
+    write: boolean,
+  ): Promise<T> {
     const { timeoutMs, description } = this.#options;
     const left = Math.floor(deadline.remainingMs());
     if (left < MIN_REQUEST_MS) {
@@ -298,18 +312,36 @@ export class CalicoPolicies implements CalicoPolicyStore {
     }
     const requestMs = Math.min(timeoutMs, left);
     const shortened = requestMs < timeoutMs;
+    // Set once the KubeConfig is loaded: a timeout before that (DescribeCluster, a token) sent nothing. One while
+    // connecting is counted as sent: it cannot be told apart here, and "may have been done" is the safe answer.
+    let sent = false;
     try {
       return await withDeadline(
         shortened ? requestMs + SHORTENED_GRACE_MS : timeoutMs + 1_000,
         doing,
-        async () => fn(kubeApiClient(await this.#options.kubeConfig(), CustomObjectsApi, requestMs)),
+        async () => {
+          const kc = await this.#options.kubeConfig();
+          sent = true;
+          return fn(kubeApiClient(kc, CustomObjectsApi, requestMs));
+        },
       );
     } catch (error) {
-      // Cut short by the deadline rather than by the server's own slowness alone: said so.
-      if (shortened && describeKubeError(error, this.#options.fixes).kind === "timeout") {
+      const failure = describeKubeError(error, this.#options.fixes);
+      const timedOut = failure.kind === "timeout";
+      const serverTimedOut = error instanceof ApiException && error.code === 504;
+      if (write && sent && (timedOut || serverTimedOut || connectionLost(error))) {
+        const ended = timedOut
+          ? `no answer within the ${requestMs} ms this request ${shortened ? "had left" : "may take"}`
+          : serverTimedOut
+            ? `the API server gave up on it (${failure.message})`
+            : `the connection was lost before the answer (${errorCode(error)})`;
+        throw new OutOfTime(`${doing} on ${description}: ${ended}`, { cause: error, sent: true });
+      }
+      // A read cut short by the deadline rather than by the server's own slowness alone: said so.
+      if (shortened && timedOut) {
         throw new OutOfTime(
           `${doing} on ${description}: no answer within the ${requestMs} ms this request had left`,
-          { cause: error, sent: true },
+          { cause: error, sent: false },
         );
       }
       throw error;
@@ -400,4 +432,24 @@ export class CalicoPolicies implements CalicoPolicyStore {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof ApiException && error.code === 404;
+}
+
+/**
+ * Connection errors that may come after the request reached the API server: a reset or a closed socket. Unlike a
+ * refused connection or a name that does not resolve, which leave nothing sent.
+ */
+const LOST_CONNECTION_CODES = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+/** The system or undici code of a failed fetch (on its cause) or of the error itself. */
+function errorCode(error: unknown): string | undefined {
+  for (const e of [(error as { cause?: unknown } | null)?.cause, error]) {
+    const code = (e as { code?: unknown } | null | undefined)?.code;
+    if (typeof code === "string") return code;
+  }
+  return undefined;
+}
+
+function connectionLost(error: unknown): boolean {
+  const code = errorCode(error);
+  return code !== undefined && LOST_CONNECTION_CODES.has(code);
 }
