@@ -351,7 +351,9 @@ export class Monitoring extends Construct {
       description:
         "The panic button failed: an apply, dry run, status or revert answered 409 conflict, 502 or 500, or an " +
         "expiry event the function could not read (PanicFailures; the Kubernetes API refusing the panic role, down " +
-        "or too slow), or the function failed (its Errors: a scheduled expiry's revert, retried by Lambda). A " +
+        "or too slow), or the function failed (its Errors: a scheduled expiry's revert, retried by Lambda), or an " +
+        "expiry removed a policy it had taken over without putting that policy back (its kept copy unreadable: " +
+        "the copy is in the expiry's audit record). A " +
         "panic policy may not be applied, or not reverted. Check `calico-flows panic status` (`--direct` if the " +
         'API fails) and the function\'s "panic request failed", "panic expiry failed" and "malformed expiry ' +
         'event" records: their kind says why (docs/panic.md, "The API").',
@@ -363,7 +365,7 @@ export class Monitoring extends Construct {
       threshold: 1,
       evaluationPeriods: 1,
       description:
-        "A panic policy was applied with a TTL, but its expiry schedule could not be written (or was not " +
+        "A panic policy was applied with a TTL (or written again by an apply while a revert ran), but its expiry schedule could not be written (or was not " +
         "confirmed in time): the allow-all policy stays past the expiry it was announced with. Run " +
         "`calico-flows panic status`, then revert by hand when the incident is over (`calico-flows panic " +
         "revert`), or apply again with the TTL to schedule it. The panic function's log says why (the panic " +
