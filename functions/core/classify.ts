@@ -117,17 +117,31 @@ export function cidrProblem(cidr: string): string | undefined {
 }
 
 /**
+ * `cidr` as CidrSet takes it, or the error it throws; for an IPv4 range also its first address and its size, as
+ * numbers (canonicalIpv4).
+ */
+function rangeOf(cidr: string): {
+  family: "ipv4" | "ipv6";
+  address: string;
+  prefix: number;
+  first: number;
+  size: number;
+} {
+  const read = readCidr(cidr);
+  if ("problem" in read) throw new Error(`invalid CIDR "${cidr}": ${read.problem}`);
+  if (read.family === "ipv6") return { ...read, first: 0, size: 0 };
+  const size = 2 ** (32 - read.prefix);
+  return { ...read, first: Math.floor(canonicalIpv4(read.address) / size) * size, size };
+}
+
+/**
  * The one spelling of the range `cidr` covers: its network address (host bits cleared), IPv6 as RFC 5952 writes it,
  * and its length. `10.1.0.0/8` and `10.0.0.0/8`, or `FD00:0::/8` and `fd00::/8`, are one range. Throws as CidrSet
  * does for text that is no range.
  */
 export function canonicalCidr(cidr: string): string {
-  const read = readCidr(cidr);
-  if ("problem" in read) throw new Error(`invalid CIDR "${cidr}": ${read.problem}`);
-  const { family, address, prefix } = read;
+  const { family, address, prefix, first } = rangeOf(cidr);
   if (family === "ipv4") {
-    const size = 2 ** (32 - prefix);
-    const first = Math.floor(canonicalIpv4(address) / size) * size;
     return `${[24, 16, 8, 0].map((shift) => Math.floor(first / 2 ** shift) % 256).join(".")}/${prefix}`;
   }
   const groups = new Uint16Array(8);
@@ -150,12 +164,8 @@ export class CidrSet {
 
   constructor(cidrs: readonly string[]) {
     for (const cidr of cidrs) {
-      const read = readCidr(cidr);
-      if ("problem" in read) throw new Error(`invalid CIDR "${cidr}": ${read.problem}`);
-      const { family, address, prefix } = read;
+      const { family, address, prefix, first, size } = rangeOf(cidr);
       if (family === "ipv4") {
-        const size = 2 ** (32 - prefix);
-        const first = Math.floor(canonicalIpv4(address) / size) * size;
         this.#v4.push([first, first + size - 1]);
       } else {
         this.#v6.addSubnet(address, prefix, "ipv6");

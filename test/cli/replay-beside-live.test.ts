@@ -21,7 +21,7 @@ import {
 } from "../backfill/fixtures.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
-import { parsedOptions, runInProcess } from "./run.ts";
+import { parsedOptions, runInProcess, useDynamoEndpoint } from "./run.ts";
 
 const NODE = "ip-192-168-74-5";
 const CLUSTER = "prod";
@@ -42,20 +42,9 @@ afterAll(async () => {
 const line = (seconds: number) =>
   calicoLine(T0 + seconds * 1000, NODE, "192.168.22.247", "192.168.94.122", 5000 + seconds);
 
-/** The DynamoDB endpoint the CLI sends to, with credentials and region. */
-function useEndpoint(endpoint: string): void {
-  for (const [variable, value] of Object.entries({
-    AWS_ENDPOINT_URL_DYNAMODB: endpoint,
-    AWS_ACCESS_KEY_ID: "test",
-    AWS_SECRET_ACCESS_KEY: "test",
-    AWS_REGION: "eu-west-1",
-  }))
-    vi.stubEnv(variable, value);
-}
-
 /** `calico-flows replay FILE --table T` of `lines`, in process, with `more` options. */
 async function replayIntoTable(table: string, name: string, lines: readonly string[], ...more: string[]) {
-  useEndpoint(dynamo.endpoint);
+  useDynamoEndpoint(dynamo.endpoint);
   const file = join(dir, name);
   writeFileSync(file, `${lines.join("\n")}\n`);
   return runInProcess(registerReplay, [
@@ -163,7 +152,7 @@ describe("replay --table beside the stack's live ingest", () => {
      * reads them eventually consistent) and of coverage claims (strongly consistent, as the pipeline reads them too).
      */
     async function queriesOf(table: string, lines: readonly string[], now: () => number, ...more: string[]) {
-      useEndpoint(proxy.endpoint);
+      useDynamoEndpoint(proxy.endpoint);
       const raw = await parsedOptions(
         registerReplay,
         ["replay"],

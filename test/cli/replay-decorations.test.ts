@@ -8,7 +8,7 @@ import { registerReplay } from "../../cli/commands/replay.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { calicoLine, PODS_FILE, storedByAddress, T0, total } from "../backfill/fixtures.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
-import { runInProcess } from "./run.ts";
+import { runInProcess, useDynamoEndpoint } from "./run.ts";
 
 let dynamo: TestStore;
 const dir = mkdtempSync(join(tmpdir(), "cf-replay-decorations-"));
@@ -34,13 +34,7 @@ const timestamps = (l: string, i: number) =>
 
 describe("replay of lines decorated by kubectl logs", () => {
   it("counts once the lines replayed plain, with --prefix, with --timestamps and with both", async () => {
-    for (const [variable, value] of Object.entries({
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      AWS_ACCESS_KEY_ID: "test",
-      AWS_SECRET_ACCESS_KEY: "test",
-      AWS_REGION: "eu-west-1",
-    }))
-      vi.stubEnv(variable, value);
+    useDynamoEndpoint(dynamo.endpoint);
     const table = await dynamo.freshTable();
     const inputs = {
       plain: PLAIN,

@@ -12,7 +12,7 @@ import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import type { FlowRecord } from "../../functions/core/types.ts";
 import { storedByAddress, total } from "../backfill/fixtures.ts";
 import { startTestStore } from "../support/dynalite.ts";
-import { BIN, ndjson, parsedOptions, ROOT, runCli } from "./run.ts";
+import { BIN, ndjson, parsedOptions, ROOT, runCli, useDynamoEndpoint } from "./run.ts";
 
 const SAMPLE = join(ROOT, "examples", "demo");
 const DAY = ["--since", "2026-04-19T00:00:00Z", "--until", "2026-04-20T00:00:00Z"];
@@ -39,13 +39,7 @@ describe("calico-flows replay - (a followed stream)", () => {
     const stop = new AbortController();
     let running: Promise<ReplaySummary> | undefined;
     try {
-      for (const [variable, value] of Object.entries({
-        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
-        AWS_REGION: "eu-west-1",
-      }))
-        vi.stubEnv(variable, value);
+      useDynamoEndpoint(dynamo.endpoint);
       const table = await dynamo.freshTable();
       const raw = await parsedOptions(
         registerReplay,

@@ -136,3 +136,17 @@ export async function runInProcess(
     process.exitCode = before;
   }
 }
+
+/**
+ * For commands run in process (runInProcess) against a local DynamoDB: its endpoint, with credentials and region,
+ * in the environment the SDK reads (restored by vi.unstubAllEnvs).
+ */
+export function useDynamoEndpoint(endpoint: string): void {
+  for (const [variable, value] of Object.entries({
+    AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_REGION: "eu-west-1",
+  }))
+    vi.stubEnv(variable, value);
+}
