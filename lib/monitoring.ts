@@ -444,11 +444,12 @@ export class Monitoring extends Construct {
       threshold: 1,
       evaluationPeriods: 1,
       description:
-        `Alert e-mails were not sent: their messages failed ${MAIL_MAX_RECEIVES} times and wait in the mail ` +
+        `Alert e-mails may not have been sent: their messages failed ${MAIL_MAX_RECEIVES} times and wait in the mail ` +
         "dead-letter queue (output AlertMailDeadLettersQueueUrl). The alerts are in the store (`calico-flows " +
         "alerts`); `calico-flows panic status` says whether a panic policy is applied. Fix the cause " +
         "(MailerErrors, the mailer's log), then move them back to the mail queue with SQS's dead-letter queue " +
-        "redrive (`aws sqs start-message-move-task --source-arn <the dead-letter queue's ARN>`), or delete them.",
+        "redrive (`aws sqs start-message-move-task --source-arn <the dead-letter queue's ARN>`; its ARN: `aws sqs " +
+        "get-queue-attributes --queue-url <AlertMailDeadLettersQueueUrl> --attribute-names QueueArn`), or delete them.",
     });
     this.alarm("QueryErrors", {
       metric: queryErrors,

@@ -5,7 +5,8 @@
 // One message is mailed as an e-mail subscriber of the alerts topic got it: its own subject and text. Several make a
 // digest: a subject counting them, an index (a line per message: its subject), then each one's text; panic
 // announcements first, then high severity, then the oldest. It is cut to SNS's 262,144 bytes, texts from the end
-// first, with a closing note that says how many were left out and the command that lists their alerts.
+// first, with a closing note that says how many were left out and the command that lists their alerts. A message
+// that tells of something older than LATE_AFTER_MS (a batch retried for long, a dead letter redriven) says so.
 import { alertsCommand, fitSubject, MAX_PUBLISH_BYTES, type MessageOptions } from "./alert-message.ts";
 
 /** One message of a batch, as the digest takes it. */
@@ -30,6 +31,29 @@ export interface Digest {
 export interface DigestOptions extends MessageOptions {
   /** The cluster whose alerts these are: the closing note's command lists them. */
   readonly cluster: string;
+  /** The clock (epoch ms) that the messages' times are late by. */
+  readonly now: number;
+}
+
+/**
+ * The age past which a message is marked late: the AlertMailBacklog alarm's, an age the mail queue's messages never
+ * reach while the mailer works. Its time is the message's own (what it tells of), not when SQS got it: a redrive
+ * from the dead-letter queue makes it a new message there, which a panic announced 9 days earlier would be mailed as.
+ */
+export const LATE_AFTER_MS = 15 * 60_000;
+
+/** `[late: 9d] ` for a message older than LATE_AFTER_MS (its age in the largest whole unit), else nothing. */
+function lateMark(at: string, now: number): string {
+  const age = now - Date.parse(at);
+  if (!(age > LATE_AFTER_MS)) return "";
+  const minutes = Math.floor(age / 60_000);
+  const text =
+    minutes >= 24 * 60
+      ? `${Math.floor(minutes / (24 * 60))}d`
+      : minutes >= 60
+        ? `${Math.floor(minutes / 60)}h`
+        : `${minutes}m`;
+  return `[late: ${text}] `;
 }
 
 /** A message the mailer could not read (not JSON, or not a kind this version knows): mailed as it came. */
@@ -72,22 +96,20 @@ export function alertDigest(messages: readonly DigestMessage[], options: DigestO
     .sort(byUrgency);
   const first = sorted[0];
   if (first === undefined) throw new Error("a digest needs at least one message");
+  const late = (m: DigestMessage) => lateMark(m.at, options.now);
   if (sorted.length === 1) {
-    return {
-      subject: first.subject,
-      text: fitted(first.text, MAX_PUBLISH_BYTES - bytes(first.subject)),
-      leftOut: 0,
-    };
+    const subject = late(first) === "" ? first.subject : fitSubject([late(first), { name: first.subject }]);
+    return { subject, text: fitted(first.text, MAX_PUBLISH_BYTES - bytes(subject)), leftOut: 0 };
   }
   const n = sorted.length;
-  const subject = fitSubject([`[${n} messages] `, { name: first.subject }]);
+  const subject = fitSubject([`[${n} messages] ${late(first)}`, { name: first.subject }]);
   const budget = MAX_PUBLISH_BYTES - bytes(subject);
   const header =
     `${n} messages from the calico-flows alerts topic of cluster ${options.cluster}: panic announcements ` +
     "first, then high severity, then the oldest.\n\n";
   const width = String(n).length;
   const section = (m: DigestMessage, i: number) =>
-    `\n===== ${i + 1} of ${n} =====\n${m.subject}\n\n${m.text}`;
+    `\n===== ${i + 1} of ${n} ${late(m)}=====\n${m.subject}\n\n${m.text}`;
   // The oldest time from each position on: the note lists the alerts of the texts left out from there.
   const oldestFrom = sorted.map((m) => m.at);
   for (let i = n - 2; i >= 0; i--) {
@@ -105,7 +127,7 @@ export function alertDigest(messages: readonly DigestMessage[], options: DigestO
   // The index takes half the room at most (a line per message of a batch of thousands), the texts the rest.
   const lines: string[] = [];
   for (const [i, m] of sorted.entries()) {
-    const line = `  ${String(i + 1).padStart(width)}. ${m.subject}\n`;
+    const line = `  ${String(i + 1).padStart(width)}. ${late(m)}${m.subject}\n`;
     if (used + bytes(line) > budget / 2) break;
     lines.push(line);
     used += bytes(line);

@@ -7,7 +7,7 @@
 import * as z from "zod";
 import { parseEnv } from "../shared/env.ts";
 
-/** The function's timeout (lib/alerts.ts): a publish's tries (PUBLISH_TIMEOUTS) and the second it waits after. */
+/** The function's timeout (lib/alerts.ts): its one publish request (20 s at most, handler.ts) and its second's wait. */
 export const MAILER_TIMEOUT_SECONDS = 30;
 
 const MailerEnv = z.object({

@@ -7,14 +7,15 @@
 // (50 by default, up to 10,000) and a summary at once, with many runs in parallel.
 //
 // The bound: the event source runs at most two invocations at once (MAIL_MAX_CONCURRENCY, lib/alerts.ts), and each
-// publishes once and returns no sooner than PUBLISH_INTERVAL_MS after its publish began, failed or not. So each of
-// the two publishes at most once a second: two e-mails a second on the e-mail topic at most, whatever the flood, a
-// fifth of SNS's limit. A batch gathers up to 1,000 messages for up to 60 s: an alert is mailed that late, once
-// the queue is not behind.
+// sends one publish request (the client does not retry: MAIL_PUBLISH_TIMEOUTS) and returns no sooner than
+// PUBLISH_INTERVAL_MS after it began, failed or not. So each of the two publishes at most once a second: two e-mails
+// a second on the e-mail topic at most, whatever the flood, a fifth of SNS's limit. A batch gathers up to 1,000
+// messages for up to 60 s: an alert is mailed that late, once the queue is not behind.
 //
-// A body it cannot read goes in the digest as it came, rather than being dropped or failing its batch. A publish
-// that fails throws: the batch returns to the queue and is tried again, and after MAIL_MAX_RECEIVES receives it lands
-// in the mail dead-letter queue, which is alarmed on (lib/monitoring.ts).
+// A body it cannot read goes in the digest as it came, rather than being dropped or failing its batch; a repeat of a
+// message already in the batch (the sink's, see sns-sink.ts) is dropped. A publish that fails throws: the batch
+// returns to the queue and is tried again, and after MAIL_MAX_RECEIVES receives it lands in the mail dead-letter
+// queue, which is alarmed on (lib/monitoring.ts).
 import { setTimeout } from "node:timers/promises";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
@@ -23,7 +24,7 @@ import { captureLambdaHandler } from "@aws-lambda-powertools/tracer/middleware";
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import middy from "@middy/core";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
-import { PUBLISH_TIMEOUTS } from "../adapters/sns-sink.ts";
+import * as z from "zod";
 import { alertDigest, type DigestMessage, unreadableMessage } from "../core/alert-digest.ts";
 import { emailOfJson } from "../core/alert-message.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
@@ -31,6 +32,20 @@ import { loadMailerConfig, type MailerConfig } from "./config.ts";
 
 /** The least time between two publishes of one invocation slot: see the bound above. */
 export const PUBLISH_INTERVAL_MS = 1_000;
+
+/**
+ * The one publish request of an invocation, given up after 20 s, connecting included (`throwOnRequestTimeout`:
+ * without it the SDK only logs a request past `requestTimeout`), within the function's 30 s (MAILER_TIMEOUT_SECONDS).
+ * Not retried by the SDK: a request given up, or whose connection dropped, may have been taken by SNS, and a retry
+ * in the invocation mailed the digest again at once (each receive of a batch up to 3 times, past the bound above).
+ * The queue's redelivery of the failed batch is the retry, 3 minutes on. The ingest's sink gives up sooner
+ * (sns-sink.ts), its run waiting on it; here the longer wait spares the repeat that giving up on a late answer makes.
+ */
+const MAIL_PUBLISH_TIMEOUTS = {
+  connectionTimeout: 3_000,
+  requestTimeout: 20_000,
+  throwOnRequestTimeout: true,
+} as const;
 
 export interface MailerRuntime {
   client: SNSClient;
@@ -46,6 +61,8 @@ export interface MailerRuntime {
 export interface MailResult {
   /** Messages of the batch, all in the e-mail's index. */
   messages: number;
+  /** Records of the batch that repeated one of those messages, dropped. */
+  repeats: number;
   /** Those mailed as they came. */
   unreadable: number;
   /** Those whose text did not fit in the e-mail. */
@@ -65,6 +82,22 @@ function digestMessage(record: SQSRecord, runtime: MailerRuntime): DigestMessage
   };
 }
 
+const AlertId = z.looseObject({ type: z.literal("alert"), id: z.string() });
+
+/**
+ * What a repeat of the message has alike: an alert's id (the sink's repeats carry it, sns-sink.ts, whatever else
+ * changed), else the body as it came (a summary or an announcement published again; SQS delivering one twice).
+ */
+function repeatKey(record: SQSRecord): string {
+  try {
+    const alert = AlertId.safeParse(JSON.parse(record.body));
+    if (alert.success) return `alert ${alert.data.id}`;
+  } catch {
+    // Not JSON: its body is all there is.
+  }
+  return `body ${record.body}`;
+}
+
 /** When SNS put the message in the queue (ISO), for a message that does not say when what it tells of began. */
 function sentAt(record: SQSRecord, runtime: MailerRuntime): string {
   const sent = Number(record.attributes.SentTimestamp);
@@ -73,8 +106,16 @@ function sentAt(record: SQSRecord, runtime: MailerRuntime): string {
 
 /** Mails a batch as one e-mail on the e-mail topic; throws when the publish fails, so that the batch is retried. */
 export async function mailBatch(records: readonly SQSRecord[], runtime: MailerRuntime): Promise<MailResult> {
+  const seen = new Set<string>();
+  const distinct = records.filter((record) => {
+    const key = repeatKey(record);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  const repeats = records.length - distinct.length;
   let unreadable = 0;
-  const messages = records.map((record) => {
+  const messages = distinct.map((record) => {
     const message = digestMessage(record, runtime);
     if (message !== undefined) return message;
     unreadable++;
@@ -83,7 +124,11 @@ export async function mailBatch(records: readonly SQSRecord[], runtime: MailerRu
     });
     return unreadableMessage(record.body, sentAt(record, runtime), runtime.cluster);
   });
-  const digest = alertDigest(messages, { cluster: runtime.cluster, storeArgs: runtime.storeArgs });
+  const digest = alertDigest(messages, {
+    cluster: runtime.cluster,
+    storeArgs: runtime.storeArgs,
+    now: runtime.now(),
+  });
   const started = runtime.now();
   try {
     // A plain message, not JSON-structured: the topic has e-mail subscribers only.
@@ -93,24 +138,25 @@ export async function mailBatch(records: readonly SQSRecord[], runtime: MailerRu
   } catch (error) {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     throw new Error(
-      `publishing the e-mail of ${records.length} message(s) to ${runtime.topicArn} failed: ${reason}`,
+      `publishing the e-mail of ${messages.length} message(s) to ${runtime.topicArn} failed: ${reason}`,
       { cause: error },
     );
   } finally {
     // After a failure too: SNS may have accepted a publish whose answer was lost.
     await runtime.sleep(Math.max(0, started + PUBLISH_INTERVAL_MS - runtime.now()));
   }
-  metrics.addMetric("AlertMessagesMailed", MetricUnit.Count, records.length);
+  metrics.addMetric("AlertMessagesMailed", MetricUnit.Count, messages.length);
   metrics.addMetric("AlertMessagesUnreadable", MetricUnit.Count, unreadable);
-  const result = { messages: records.length, unreadable, leftOut: digest.leftOut };
+  const result = { messages: messages.length, repeats, unreadable, leftOut: digest.leftOut };
   logger.info("alert e-mail published", { ...result });
   return result;
 }
 
 export function createRuntime(config: MailerConfig): MailerRuntime {
   return {
-    // Bounded, as the ingest's: a publish SNS does not answer ends in this invocation, not at its timeout.
-    client: tracer.captureAWSv3Client(new SNSClient({ requestHandler: { ...PUBLISH_TIMEOUTS } })),
+    client: tracer.captureAWSv3Client(
+      new SNSClient({ maxAttempts: 1, requestHandler: { ...MAIL_PUBLISH_TIMEOUTS } }),
+    ),
     topicArn: config.EMAIL_TOPIC_ARN,
     cluster: config.CLUSTER_NAME,
     storeArgs: config.API_URL === undefined ? [] : ["--api", config.API_URL],

@@ -8,6 +8,8 @@ import { MAX_PUBLISH_BYTES, MAX_SUBJECT_LENGTH } from "../../functions/core/aler
 const OPTIONS = {
   cluster: "prod",
   storeArgs: ["--api", "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/"],
+  // Before every message's time: none is late, but in the tests of late messages.
+  now: Date.parse("2026-04-19T00:00:00.000Z"),
 };
 
 function message(extra: Partial<DigestMessage> = {}): DigestMessage {
@@ -110,6 +112,56 @@ describe("alertDigest", () => {
         `   calico-flows alerts --api ${OPTIONS.storeArgs[1]} --cluster prod --since 2026-04-19T06:00:00.000Z\n`,
     );
     expect(digest.text.endsWith("--since 2026-04-19T06:00:00.000Z\n")).toBe(true);
+  });
+
+  it("lists what is left out from the oldest of it, an older low alert after newer high ones", () => {
+    const big = "x".repeat(40_000);
+    const messages = [
+      ...Array.from({ length: 8 }, (_, i) =>
+        message({ subject: `high ${i}`, text: `${big}\n`, at: `2026-04-19T10:0${i}:00.000Z` }),
+      ),
+      message({ subject: "low, oldest", text: `${big}\n`, high: false, at: "2026-04-19T09:00:00.000Z" }),
+    ];
+    const digest = alertDigest(messages, OPTIONS);
+    // high 6 and 7 (10:06, 10:07) and the low one (09:00) are left out: the command must find all three.
+    expect(digest.leftOut).toBe(3);
+    expect(digest.text).toContain("The texts of messages 7 to 9 are left out");
+    expect(digest.text.endsWith("--cluster prod --since 2026-04-19T09:00:00.000Z\n")).toBe(true);
+  });
+
+  it("marks a message older than 15 minutes late, in its lines and in the subject it gives", () => {
+    const now = Date.parse("2026-04-19T05:00:00.000Z");
+    const redriven = message({ subject: "panic applied", panic: true, at: "2026-04-10T04:59:00.000Z" });
+    const messages = [
+      message({ subject: "fresh", at: "2026-04-19T04:45:00.000Z" }),
+      message({ subject: "hours", at: "2026-04-19T01:30:00.000Z" }),
+      message({ subject: "minutes", high: false, at: "2026-04-19T04:44:59.000Z" }),
+      redriven,
+    ];
+    const digest = alertDigest(messages, { ...OPTIONS, now });
+    expect(digest.subject).toBe("[4 messages] [late: 9d] panic applied");
+    expect(digest.text.match(/^ {2}\d\. .*$/gm)).toEqual([
+      "  1. [late: 9d] panic applied",
+      "  2. [late: 3h] hours",
+      "  3. fresh",
+      "  4. [late: 15m] minutes",
+    ]);
+    expect(digest.text.match(/^===== .* =====$/gm)).toEqual([
+      "===== 1 of 4 [late: 9d] =====",
+      "===== 2 of 4 [late: 3h] =====",
+      "===== 3 of 4 =====",
+      "===== 4 of 4 [late: 15m] =====",
+    ]);
+    // The subject is the first message's: a late one further down does not mark it.
+    const current = message({ subject: "current", panic: true, at: "2026-04-19T04:59:00.000Z" });
+    const old = message({ subject: "old", high: false, at: "2026-04-10T04:59:00.000Z" });
+    expect(alertDigest([old, current], { ...OPTIONS, now }).subject).toBe("[2 messages] current");
+    // Alone, it is its own e-mail, its subject marked.
+    expect(alertDigest([redriven], { ...OPTIONS, now })).toEqual({
+      subject: "[late: 9d] panic applied",
+      text: redriven.text,
+      leftOut: 0,
+    });
   });
 
   it("cuts the most urgent text rather than leave it out, alone or first of several", () => {

@@ -2,10 +2,14 @@
 // subscription puts its messages in a mail queue, the mailer handler is given them as Lambda's SQS event would, and
 // an e-mail topic is watched through an SQS subscription. SNS suspends an e-mail subscription sent more than 10
 // messages a second: the mailer publishes one e-mail per invocation, and a second at least from one to the next.
+
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { PublishCommand, SNSClient } from "@aws-sdk/client-sns";
 import type { Message } from "@aws-sdk/client-sqs";
 import type { SQSRecord } from "aws-lambda";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { SnsAlertSink } from "../../functions/adapters/sns-sink.ts";
 import { deliverAlerts } from "../../functions/core/alert-delivery.ts";
 import {
@@ -15,8 +19,14 @@ import {
   type PanicEvent,
 } from "../../functions/core/alert-message.ts";
 import type { AlertRecord, Endpoint } from "../../functions/core/types.ts";
-import { type MailerRuntime, mailBatch, PUBLISH_INTERVAL_MS } from "../../functions/mailer/handler.ts";
+import {
+  createRuntime,
+  type MailerRuntime,
+  mailBatch,
+  PUBLISH_INTERVAL_MS,
+} from "../../functions/mailer/handler.ts";
 import { db, sampleAlert, web } from "../support/alerts.ts";
+import { forward } from "../support/fault-proxy.ts";
 import {
   createTopic,
   drainQueue,
@@ -44,6 +54,7 @@ beforeAll(async () => {
 afterEach(async () => {
   await proxy?.close();
   proxy = undefined;
+  vi.unstubAllEnvs();
 });
 afterAll(async () => {
   await local.close();
@@ -99,6 +110,46 @@ function runtimeOn(
     },
   };
   return { runtime, waits, publishes, clock };
+}
+
+/** The mailer's own SNS client, as createRuntime makes it, pointed at `endpoint` through the SDK's environment. */
+function mailerClient(endpoint: string, emailTopic: string): SNSClient {
+  vi.stubEnv("AWS_ENDPOINT_URL_SNS", endpoint);
+  return createRuntime({ EMAIL_TOPIC_ARN: emailTopic, CLUSTER_NAME: "prod" }).client;
+}
+
+/** A loopback stand-in for SNS that carries out each request (on fauxqs) at once and answers it `delayMs` late. */
+async function lateSns(delayMs: number) {
+  const publishes: number[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      if (new URLSearchParams(body.toString("utf8")).get("Action") === "Publish") publishes.push(Date.now());
+      const answer = await forward(
+        new URL(local.endpoint),
+        req.method ?? "POST",
+        req.url ?? "/",
+        req.headers,
+        body,
+      );
+      setTimeout(() => {
+        res.writeHead(answer.status, answer.headers);
+        res.end(answer.body);
+      }, delayMs);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    publishes,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
 }
 
 interface Mail {
@@ -291,7 +342,7 @@ describe("the mailer", () => {
 
     const result = await mailBatch(await batchOf(mailQueue), runtime);
 
-    expect(result).toEqual({ messages: 1, unreadable: 0, leftOut: 0 });
+    expect(result).toEqual({ messages: 1, repeats: 0, unreadable: 0, leftOut: 0 });
     const mails = (await drainQueue(local, inbox)).map(mailOf);
     expect(mails).toEqual([{ subject: envelopeOf(sent).Subject, text: structureOf(sent).email }]);
     expect(mails[0]?.text).toContain(`calico-flows flows --api ${API} --cluster prod`);
@@ -301,19 +352,26 @@ describe("the mailer", () => {
 
   it("turns a flood of 200 alerts into one e-mail per invocation, within SNS's size", async () => {
     const { mailQueue, emailTopic, inbox, sink } = await stack();
+    // Opened a second apart: the note's --since must be that of the oldest alert it leaves out.
+    const first = Date.parse(sampleAlert().openedAt);
     const alerts = Array.from({ length: 200 }, (_, i) =>
-      sampleAlert({ id: `al_${String(i).padStart(3, "0")}`, dstPort: 1000 + i }),
+      sampleAlert({
+        id: `al_${String(i).padStart(3, "0")}`,
+        dstPort: 1000 + i,
+        openedAt: new Date(first + i * 1_000).toISOString(),
+      }),
     );
+    const openedAt = new Map(alerts.map((a) => [a.id, a.openedAt]));
     await deliverAlerts({ markAlertSent: async () => {} }, sink, alerts, { cap: 200 });
     const records = await batchOf(mailQueue);
     expect(records).toHaveLength(200);
 
     // Two invocations at once, as the event source's maximum concurrency allows, a batch each.
+    const batches = [records.slice(0, 100), records.slice(100)];
     const results = await Promise.all(
-      [records.slice(0, 100), records.slice(100)].map((batch) =>
-        mailBatch(batch, runtimeOn(emailTopic).runtime),
-      ),
+      batches.map((batch) => mailBatch(batch, runtimeOn(emailTopic).runtime)),
     );
+    const batchIds = batches.map((batch) => batch.map((r) => JSON.parse(r.body).id as string));
 
     const mails = (await drainQueue(local, inbox)).map(mailOf);
     expect(mails).toHaveLength(2);
@@ -333,9 +391,12 @@ describe("the mailer", () => {
       const leftOut = results.find((r) => r.messages - r.leftOut === ids.length)?.leftOut ?? -1;
       expect(leftOut, `e-mail ${k}`).toBeGreaterThan(0);
       expect(mail.text).toContain(`===== ${leftOut} more left out =====`);
-      expect(mail.text).toContain(
-        `calico-flows alerts --api ${API} --cluster prod --since ${alerts[0]?.openedAt}`,
-      );
+      const leftOutIds = batchIds
+        .find((batch) => batch.includes(ids[0] as string))
+        ?.filter((id) => !ids.includes(id));
+      expect(leftOutIds).toHaveLength(leftOut);
+      const since = leftOutIds?.map((id) => openedAt.get(id) as string).sort()[0];
+      expect(mail.text).toContain(`calico-flows alerts --api ${API} --cluster prod --since ${since}\n`);
     }
     expect(mailed.size).toBe(200 - results.reduce((n, r) => n + r.leftOut, 0));
   });
@@ -362,7 +423,7 @@ describe("the mailer", () => {
 
     const result = await mailBatch(await batchOf(mailQueue), runtimeOn(emailTopic).runtime);
 
-    expect(result).toEqual({ messages: 4, unreadable: 1, leftOut: 0 });
+    expect(result).toEqual({ messages: 4, repeats: 0, unreadable: 1, leftOut: 0 });
     const [mail] = (await drainQueue(local, inbox)).map(mailOf);
     expect(mail?.subject).toBe("[4 messages] Calico panic policy applied on prod by alice");
     // The panic announcement first, then high severity (the unreadable one counts as high), then the oldest.
@@ -375,6 +436,83 @@ describe("the mailer", () => {
     ]);
     expect(mail?.text).toContain("As it came:\n\nnot json {\nsecond line\n");
     expect(mail?.text).toContain("The Calico panic policy calico-flows-panic was applied on cluster prod.");
+  });
+
+  it("mails a message once, and a repeat of it (the same alert id, or the same body) not again", async () => {
+    const { mailQueue, emailTopic, inbox, sink } = await stack();
+    const alert = sampleAlert();
+    const panic = { ...PANIC, conflicts: [] };
+    // As the sink repeats a publish SNS took but whose answer was lost: each twice, the alert's second told later.
+    await sink.publishAlert(alert);
+    await sink.publishSummary(3, "prod", [sampleAlert({ id: "al_2" })]);
+    await sink.publishPanic(panic);
+    await sink.publishAlert({ ...alert, count: 2 });
+    await sink.publishSummary(3, "prod", [sampleAlert({ id: "al_2" })]);
+    await sink.publishPanic(panic);
+    // Another alert of the same key (another window, another id) is not a repeat.
+    await sink.publishAlert(sampleAlert({ id: "al_next" }));
+
+    const result = await mailBatch(await batchOf(mailQueue), runtimeOn(emailTopic).runtime);
+
+    expect(result).toEqual({ messages: 4, repeats: 3, unreadable: 0, leftOut: 0 });
+    const [mail] = (await drainQueue(local, inbox)).map(mailOf);
+    expect(mail?.subject).toMatch(/^\[4 messages\] /);
+    expect(mail?.text.match(/^ {2}\d\. /gm)).toHaveLength(4);
+    expect(mail?.text.match(/^Alert al_0001 \(/gm)).toHaveLength(1);
+    expect(mail?.text.match(/^Alert al_next \(/gm)).toHaveLength(1);
+  });
+
+  it("marks a message late that tells of long ago, redriven from the dead-letter queue, and its subject", async () => {
+    const { mailQueue, emailTopic, inbox, sink } = await stack();
+    // Applied 9 days before the mailer's clock; a redrive makes it a new message of the queue (a new SentTimestamp).
+    await sink.publishPanic({ ...PANIC, conflicts: [], at: "2026-04-10T05:00:00.000Z" });
+    await sink.publishAlert(sampleAlert());
+
+    await mailBatch(await batchOf(mailQueue), runtimeOn(emailTopic).runtime);
+
+    const [mail] = (await drainQueue(local, inbox)).map(mailOf);
+    expect(mail?.subject).toBe("[2 messages] [late: 9d] Calico panic policy applied on prod by alice");
+    expect(mail?.text).toContain("  1. [late: 9d] Calico panic policy applied on prod by alice\n");
+    expect(mail?.text).toContain("\n===== 1 of 2 [late: 9d] =====\n");
+    // The alert opened 7 minutes before the clock: not late.
+    expect(mail?.text).toContain("\n===== 2 of 2 =====\n");
+  });
+
+  it("publishes once when SNS takes the e-mail but the connection drops: redelivery is the retry", async () => {
+    const { mailQueue, emailTopic, inbox, sink } = await stack();
+    await sink.publishAlert(sampleAlert());
+    await sink.publishAlert(sampleAlert({ id: "al_2" }));
+    proxy = await startFaultProxy(local.endpoint, (params) =>
+      params.get("Action") === "Publish" ? "lose-response" : "forward",
+    );
+    const { runtime, waits } = runtimeOn(emailTopic, {
+      client: mailerClient(proxy.endpoint, emailTopic),
+      publishMs: 40,
+    });
+
+    await expect(mailBatch(await batchOf(mailQueue), runtime)).rejects.toThrow(
+      /^publishing the e-mail of 2 message\(s\) to .* failed/,
+    );
+
+    // One e-mail went out, and no other in this invocation: the slot's next publish still waits its second.
+    expect(proxy.seen.filter((r) => r.action === "Publish")).toHaveLength(1);
+    expect(await drainQueue(local, inbox)).toHaveLength(1);
+    expect(waits).toEqual([PUBLISH_INTERVAL_MS - 40]);
+  });
+
+  it("waits for SNS's late answer rather than publishing the e-mail again", async () => {
+    const { mailQueue, emailTopic, inbox, sink } = await stack();
+    await sink.publishAlert(sampleAlert());
+    // Later than the ingest's sink waits (2 s), well within the mailer's own timeout.
+    const sns = await lateSns(2_500);
+    try {
+      const { runtime } = runtimeOn(emailTopic, { client: mailerClient(sns.endpoint, emailTopic) });
+      expect(await mailBatch(await batchOf(mailQueue), runtime)).toMatchObject({ messages: 1 });
+      expect(sns.publishes).toHaveLength(1);
+      expect(await drainQueue(local, inbox)).toHaveLength(1);
+    } finally {
+      sns.close();
+    }
   });
 
   it("fails the batch when its e-mail cannot be published, after waiting out its second", async () => {
