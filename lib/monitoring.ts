@@ -365,7 +365,7 @@ export class Monitoring extends Construct {
       threshold: 1,
       evaluationPeriods: 1,
       description:
-        "A panic policy was applied with a TTL (or written again by an apply while a revert ran), but its expiry schedule could not be written (or was not " +
+        "A panic policy was applied with a TTL (or written again by an apply while a revert ran, or may have been: an apply answered outcome unknown), but its expiry schedule could not be written (or was not " +
         "confirmed in time): the allow-all policy stays past the expiry it was announced with. Run " +
         "`calico-flows panic status`, then revert by hand when the incident is over (`calico-flows panic " +
         "revert`), or apply again with the TTL to schedule it. The panic function's log says why (the panic " +

@@ -81,6 +81,11 @@ export interface PanicEvent {
   conflicts?: readonly PanicConflict[];
   /** For "refused": why the request was not carried out. */
   detail?: string;
+  /**
+   * For "refused": "unknown" when its change was sent to the Kubernetes API, which did not confirm it: the request
+   * may have been carried out (or still be), as `detail` says; `calico-flows panic status` tells.
+   */
+  outcome?: "unknown";
 }
 
 const str = (value: string): MessageAttribute => ({
@@ -773,14 +778,25 @@ const panicSeverity = (action: PanicEvent["action"]): "high" | "low" =>
 /** The subject and e-mail text of a panic announcement, from its JSON. */
 function panicEmail(body: PanicBody): { subject: string; text: string } {
   const who = principalName(body.requester);
+  // A request not confirmed may have opened traffic, or closed it, all the same: not a refusal to read past.
+  const unknown = body.action === "refused" && body.outcome === "unknown";
   const subjectParts: (string | Name)[] =
     body.action === "expired"
       ? ["Calico panic policy expired on ", { name: body.cluster }]
-      : body.action === "refused"
-        ? ["Calico panic request refused on ", { name: body.cluster }, " (", { name: who }, ")"]
-        : [`Calico panic policy ${body.action} on `, { name: body.cluster }, " by ", { name: who }];
+      : unknown
+        ? [
+            "Calico panic request unconfirmed on ",
+            { name: body.cluster },
+            " (may be carried out): run calico-flows panic status",
+          ]
+        : body.action === "refused"
+          ? ["Calico panic request refused on ", { name: body.cluster }, " (", { name: who }, ")"]
+          : [`Calico panic policy ${body.action} on `, { name: body.cluster }, " by ", { name: who }];
   const lines = [
-    `The Calico panic policy ${body.policyName} ${PANIC_HEADLINE[body.action]} on cluster ${body.cluster}.`,
+    unknown
+      ? `The Calico panic policy ${body.policyName} request was not confirmed on cluster ${body.cluster}: it may ` +
+        "have been carried out (or still be). Run `calico-flows panic status` before trying again."
+      : `The Calico panic policy ${body.policyName} ${PANIC_HEADLINE[body.action]} on cluster ${body.cluster}.`,
     "",
     `  Who:      ${body.requester}`,
     `  Why:      ${oneLine(body.reason)}`,
@@ -801,7 +817,7 @@ function panicEmail(body: PanicBody): { subject: string; text: string } {
     );
   }
   if (body.action === "refused" && body.detail !== undefined)
-    lines.push(`  Refused:  ${oneLine(body.detail)}`);
+    lines.push(`  ${unknown ? "Outcome:  unknown: " : "Refused:  "}${oneLine(body.detail)}`);
   const unlisted = body.conflictCount - body.conflicts.length;
   if (body.conflicts.length > 0) {
     lines.push("", "Policies that may still deny traffic despite the panic policy:");
@@ -932,6 +948,7 @@ const PanicJson = z.looseObject({
   ),
   conflictCount: z.number(),
   detail: z.string().optional(),
+  outcome: z.literal("unknown").optional(),
 });
 
 const MessageJson = z.discriminatedUnion("type", [AlertJson, SummaryJson, PanicJson]);

@@ -37,6 +37,7 @@ import {
   type PanicResponse,
   PanicService,
   RevertBody,
+  UnconfirmedApply,
   unqualifiedArn,
 } from "./service.ts";
 
@@ -229,13 +230,20 @@ function requesterOf(event: APIGatewayProxyEvent): string | undefined {
   return identity?.userArn || identity?.caller || undefined;
 }
 
-function respond(response: PanicResponse): APIGatewayProxyResult {
-  metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
-  // An applied policy whose expiry may not be scheduled stays past the expiry announced: an alarm reads this, as
-  // the apply itself succeeds (the emergency wins) and only its caller sees the warning.
-  if (expiryNotScheduled(response.warnings).length > 0) {
+/**
+ * An applied policy whose expiry may not be scheduled stays past the expiry announced: an alarm reads this, as the
+ * apply itself succeeds (the emergency wins), or may have (its write not confirmed), and only its caller sees the
+ * warning.
+ */
+function countExpiryNotScheduled(warnings: readonly string[]): void {
+  if (expiryNotScheduled(warnings).length > 0) {
     metrics.addMetric("PanicExpiryNotScheduled", MetricUnit.Count, 1);
   }
+}
+
+function respond(response: PanicResponse): APIGatewayProxyResult {
+  metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
+  countExpiryNotScheduled(response.warnings);
   return json(200, response);
 }
 
@@ -332,6 +340,7 @@ export async function handleHttp(
     // Which action failed decides what is left to do: an allow-all not applied, or isolation still off.
     if (error instanceof PanicFailure) {
       countFailure(action, error.kind, !isRefusal(error));
+      if (error instanceof UnconfirmedApply) countExpiryNotScheduled(error.warnings);
       (STATUS[error.kind] >= 500 ? logger.error : logger.warn).call(logger, "panic request failed", {
         action,
         kind: error.kind,

@@ -82,6 +82,22 @@ export function copyNotRestored(warnings: readonly string[]): boolean {
   return warnings.some((w) => w.startsWith(COPY_NOT_RESTORED));
 }
 
+/** A write sent and given up on: the API server may have carried it out (or still do). */
+export const outcomeUnknown = (error: unknown): boolean => error instanceof OutOfTime && error.sent;
+
+/**
+ * An apply's write sent and given up on, whose expiry was scheduled all the same or not: `warnings` say why it may
+ * not be, as an applied policy's answer would, since the policy may be applied too.
+ */
+export class UnconfirmedApply extends OutOfTime {
+  readonly warnings: readonly string[];
+
+  constructor(message: string, options: { cause?: unknown; warnings: readonly string[] }) {
+    super(message, { cause: options.cause, sent: true });
+    this.warnings = options.warnings;
+  }
+}
+
 /**
  * A failure's JSON (the API's error body, `calico-flows panic --json`'s): `outcome: "unknown"` when a write was
  * sent and given up on, which the API server may have carried out (or still do).
@@ -96,7 +112,7 @@ export function failureBody(error: PanicFailure): {
     error: error.kind,
     message: error.message,
     ...(error.field === undefined ? {} : { field: error.field }),
-    ...(error instanceof OutOfTime && error.sent ? { outcome: "unknown" as const } : {}),
+    ...(outcomeUnknown(error) ? { outcome: "unknown" as const } : {}),
   };
 }
 
@@ -478,7 +494,7 @@ export class PanicService {
     replacing: CalicoPolicy | null,
     target: string | undefined,
     deadline: Deadline,
-  ): Promise<OutOfTime> {
+  ): Promise<UnconfirmedApply> {
     const before =
       replacing !== null && isManagedByCalicoFlows(replacing)
         ? (readStamp(replacing)?.expiresAt ?? null)
@@ -490,7 +506,7 @@ export class PanicService {
       warnings.length === 0
         ? `If it was carried out, it is removed at ${at}: its expiry is scheduled all the same`
         : `If it was carried out: ${warnings.join("; ")}`;
-    return new OutOfTime(`${failure.message}. ${outcome}`, { cause: failure.cause, sent: true });
+    return new UnconfirmedApply(`${failure.message}. ${outcome}`, { cause: failure.cause, warnings });
   }
 
   /**
@@ -1198,7 +1214,13 @@ export class PanicService {
         message: errorText(error),
       },
       announce
-        ? { ...this.#event("refused", base.requester, base.reason), detail: errorText(error), conflicts }
+        ? {
+            ...this.#event("refused", base.requester, base.reason),
+            detail: errorText(error),
+            conflicts,
+            // Not carried out as far as the answer knows, but it may be: its readers must check, not try again.
+            ...(outcomeUnknown(error) ? { outcome: "unknown" as const } : {}),
+          }
         : null,
       [],
     );

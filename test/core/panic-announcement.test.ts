@@ -2,13 +2,19 @@
 // time: the function and `panic --direct` both announce the event PanicService.apply builds, through
 // panicAnnouncement, so the service is run here with a Scheduler that fails and the event it publishes is read.
 import { describe, expect, it } from "vitest";
-import { type PanicEvent, panicAnnouncement } from "../../functions/core/alert-message.ts";
+import {
+  emailOfJson,
+  MAX_SUBJECT_LENGTH,
+  type PanicEvent,
+  panicAnnouncement,
+} from "../../functions/core/alert-message.ts";
 import { Deadline } from "../../functions/core/deadline.ts";
 import {
   type CalicoPolicy,
   type CalicoPolicyStore,
   DEFAULT_PANIC_SETTINGS,
   type ExpiryScheduler,
+  OutOfTime,
 } from "../../functions/core/panic-policy.ts";
 import { PanicService } from "../../functions/panic/service.ts";
 
@@ -115,5 +121,52 @@ describe("the announcement of an apply whose expiry may not happen", () => {
     const message = panicAnnouncement(event);
     expect(message.email).toContain(`  Expires:  ${EXPIRES} (removed automatically)\n`);
     expect(JSON.parse(message.json)).not.toHaveProperty("expiryNotScheduled");
+  });
+});
+
+describe("the announcement of an apply whose write was not confirmed", () => {
+  it("says it may have been carried out, and that its expiry could not be scheduled, not that it was refused", async () => {
+    const lost = cluster();
+    lost.createGlobalPolicy = async () => {
+      throw new OutOfTime("the connection to the Kubernetes API was lost", { sent: true });
+    };
+    const announced: PanicEvent[] = [];
+    const service = new PanicService({
+      cluster: "prod-eu",
+      settings: DEFAULT_PANIC_SETTINGS,
+      calico: lost,
+      defaultTtlMinutes: 0,
+      sink: { publishPanic: async (event) => void announced.push(event) },
+      scheduler: refusing,
+      clock: () => new Date(AT),
+    });
+    await expect(
+      service.apply({
+        requester: "arn:aws:sts::123456789012:assumed-role/Oncall/alice",
+        via: "api",
+        reason: "INC-9 payments down",
+        ttlMinutes: 30,
+        expiryTarget: FUNCTION_ARN,
+      }),
+    ).rejects.toMatchObject({ sent: true });
+    expect(announced).toHaveLength(1);
+    const message = panicAnnouncement(announced[0] as PanicEvent);
+    const json = JSON.parse(message.json) as Record<string, unknown>;
+    // `refused` kept for the subscribers that filter on the action; `outcome` tells them it may have been done.
+    expect(json).toMatchObject({ type: "panic", action: "refused", outcome: "unknown" });
+    expect(message.attributes.action?.StringValue).toBe("refused");
+    expect(message.subject).toBe(
+      "Calico panic request unconfirmed on prod-eu (may be carried out): run calico-flows panic status",
+    );
+    expect(message.subject.length).toBeLessThanOrEqual(MAX_SUBJECT_LENGTH);
+    expect(message.email).not.toMatch(/refused/);
+    expect(message.email).toMatch(
+      /^The Calico panic policy allow-all request was not confirmed on cluster prod-eu: it may have been carried out/,
+    );
+    expect(message.email).toMatch(
+      /^ {2}Outcome: {2}unknown: .*the write was sent.*If it was carried out: the expiry could not be scheduled/m,
+    );
+    // The mailer writes the e-mail from the JSON alone: the field must be read, not dropped.
+    expect(emailOfJson(message.json)).toMatchObject({ subject: message.subject, text: message.email });
   });
 });

@@ -1,5 +1,7 @@
 // The panic function end to end through API Gateway proxy events: the local HTTPS Kubernetes API serving the
 // Calico v3 resources, dynalite for the audit trail, fauxqs for the announcements, a mocked Scheduler.
+
+import { readFileSync } from "node:fs";
 import {
   ConflictException,
   CreateScheduleCommand,
@@ -12,7 +14,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { type CalicoPolicy, isManagedByCalicoFlows } from "../../functions/core/panic-policy.ts";
 import type { PanicRuntime } from "../../functions/panic/handler.ts";
-import type { PanicResponse } from "../../functions/panic/service.ts";
+import { type PanicResponse, RevertBody } from "../../functions/panic/service.ts";
 import {
   ALICE,
   apiEvent,
@@ -499,6 +501,13 @@ describe("validation and routing", () => {
       field: "ttlMinutes",
       message: 'unknown field "ttlMinutes" (expected reason, force)',
     });
+  });
+
+  it("is documented with every field a DELETE body may hold", () => {
+    const doc = readFileSync(new URL("../../docs/panic.md", import.meta.url), "utf8").replace(/\s+/g, " ");
+    const rule = /a DELETE body that is not JSON or not an object with at most ([^—]*)—/.exec(doc)?.[1];
+    expect(rule).toBeDefined();
+    for (const field of Object.keys(RevertBody.shape)) expect(rule).toContain(`\`${field}\``);
   });
 
   it("routes by path under a greedy proxy resource", async () => {

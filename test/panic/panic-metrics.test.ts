@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateScheduleCommand, SchedulerClient } from "@aws-sdk/client-scheduler";
+import { CreateScheduleCommand, SchedulerClient, UpdateScheduleCommand } from "@aws-sdk/client-scheduler";
 import { App, type CfnResource } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { mockClient } from "aws-sdk-client-mock";
@@ -39,6 +39,7 @@ function breaching(alarm: Json, sums: ReadonlyMap<string, number>): boolean {
 
 const CLUSTER = "prod-eu";
 let panicErrors: Json;
+let expiryNotScheduled: Json;
 let lambdaErrors: string;
 let h: Harness.PanicHarness;
 let harness: typeof Harness;
@@ -63,6 +64,9 @@ beforeAll(async () => {
   const alarm = stack.monitoring.alarms.find((a) => a.node.id === "PanicErrors");
   expect(alarm).toBeDefined();
   panicErrors = properties(alarm as IConstruct);
+  const unscheduled = stack.monitoring.alarms.find((a) => a.node.id === "PanicExpiryNotScheduled");
+  expect(unscheduled).toBeDefined();
+  expiryNotScheduled = properties(unscheduled as IConstruct);
   const fn = stack.panic.function.function;
   lambdaErrors = seriesKey("AWS/Lambda", "Errors", [{ Name: "FunctionName", Value: { Ref: logicalId(fn) } }]);
   // The handler's Powertools read the synthesized function's service, namespace and cluster when first imported.
@@ -239,6 +243,49 @@ describe("PanicErrors: the panic button is not working", () => {
     const malformed = await alarmedBy(() => h.invoke({ ...expiry, expiresAt: "tomorrow" }));
     expect(malformed.result).toMatchObject({ statusCode: 400 });
     expect(malformed.alarmed).toBe(true);
+  });
+});
+
+describe("PanicExpiryNotScheduled: a policy that may not expire", () => {
+  // Defect: an apply whose write was sent and not confirmed (a lost connection, its own timeout) schedules its expiry
+  // all the same; when Scheduler refuses it, the answer is a 502 `outcome: "unknown"` saying "If it was carried out:
+  // the expiry could not be scheduled …", but PanicExpiryNotScheduled is counted on success answers only, and the
+  // announcement says the request was refused. Impact: the API server carries the write out, allow-all stays past
+  // the expiry it was applied with, and the alarm meant for that stays OK. Expected: the alarm fires, and the
+  // announcement says the outcome is unknown.
+  const denied = () =>
+    Object.assign(new Error("not authorized to perform: scheduler:CreateSchedule"), {
+      name: "AccessDeniedException",
+      $fault: "client",
+    });
+
+  async function unconfirmedApply(): Promise<{ alarmed: boolean; body: Record<string, unknown> }> {
+    await h.kube.setFault({ fault: { kind: "reset" }, method: "POST" });
+    const { result, emf } = await printedEmf(() =>
+      h.invoke(harness.apiEvent("POST", { reason: "INC-9", ttlMinutes: 30 })),
+    );
+    expect(statusOf(result)).toBe(502);
+    const body = harness.responseBody(result);
+    expect(body).toMatchObject({ error: "kube-unavailable", outcome: "unknown" });
+    return { alarmed: breaching(expiryNotScheduled, emfSums(emf)), body };
+  }
+
+  it("fires when the write was not confirmed and Scheduler refused its expiry, and the announcement says so", async () => {
+    scheduler.on(CreateScheduleCommand).rejects(denied());
+    scheduler.on(UpdateScheduleCommand).rejects(denied());
+    const { alarmed, body } = await unconfirmedApply();
+    expect(body.message).toMatch(/If it was carried out: the expiry could not be scheduled/);
+    expect(alarmed).toBe(true);
+    const [announced, ...more] = await h.announcements();
+    expect(more).toEqual([]);
+    // Still `refused` for the subscribers that filter on it; `outcome` says it may have been carried out.
+    expect(announced).toMatchObject({ action: "refused", outcome: "unknown" });
+  });
+
+  it("does not fire when the expiry of the write not confirmed was scheduled", async () => {
+    const { alarmed, body } = await unconfirmedApply();
+    expect(body.message).toMatch(/its expiry is scheduled all the same$/);
+    expect(alarmed).toBe(false);
   });
 });
 
