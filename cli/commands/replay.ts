@@ -120,6 +120,14 @@ export function registerReplay(program: Command): void {
   });
   // Into a table or to an alerts topic, the stack's cluster: before any store is opened or a line is read.
   command.hook("preAction", (self) => requireClusterNamed(self));
+  command.hook("preAction", (self) => {
+    const o = self.opts();
+    if (o.besideLive === true && o.table === undefined) {
+      process.stderr.write(
+        "note: --beside-live has no effect without --table: no live ingest writes the embedded store\n",
+      );
+    }
+  });
   command.action(async (file: string, raw: Record<string, unknown>) => {
     // Ctrl-C (or SIGTERM) on a followed stream: store what was read, print the summary, exit 130 (143) (a second
     // signal quits now).

@@ -57,3 +57,18 @@ describe("--store given with --table", () => {
     ]);
   });
 });
+
+describe("replay's --beside-live", () => {
+  it("is noted without --table, where no live ingest writes the store", async () => {
+    expect(
+      await notes(registerReplay, ["replay"], ["replay", "-", "--beside-live", "--store", STORE]),
+    ).toEqual([expect.stringMatching(/^note: --beside-live has no effect without --table/)]);
+    expect(
+      await notes(
+        registerReplay,
+        ["replay"],
+        ["replay", "-", "--beside-live", "--cluster", "prod", "--table", "t"],
+      ),
+    ).toEqual([]);
+  });
+});
