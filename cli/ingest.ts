@@ -79,8 +79,8 @@ export interface IngestSetup {
   /** What the options say the pipeline stores with (`deps.settings`). */
   settings: IngestSettings;
   coverage: CoverageStore;
-  /** With --table: the table (OpenedStore.table). */
-  table?: OpenedStore["table"];
+  /** With --table: its flow store (OpenedStore.tableFlows). */
+  tableFlows?: OpenedStore["tableFlows"];
   description: string;
   close(): Promise<void>;
 }
@@ -194,7 +194,8 @@ export async function openIngest(
     const internal = new ObservedRanges(common.internalCidrs);
     const retentionDays = raw.retentionDays as number;
     // The embedded store never expires anything.
-    const expiring = opened.table === undefined ? undefined : new ExpiryCount(opened.store, retentionDays);
+    const expiring =
+      opened.tableFlows === undefined ? undefined : new ExpiryCount(opened.store, retentionDays);
     return {
       deps: {
         store: expiring ?? opened.store,
@@ -218,7 +219,7 @@ export async function openIngest(
       },
       settings,
       coverage: opened.coverage,
-      table: opened.table,
+      tableFlows: opened.tableFlows,
       description: `${opened.description}, IPs resolved from ${directory.description}`,
       async close() {
         await directory.close();

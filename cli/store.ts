@@ -11,10 +11,9 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
 import { holdsEmbeddedStore, startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
-import { DEFAULT_BUCKET_SECONDS } from "../functions/adapters/dynamo/flow-store.ts";
+import { DEFAULT_BUCKET_SECONDS, type DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { MemoStore } from "../functions/core/attribution-memo.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
@@ -38,8 +37,11 @@ export interface OpenedStore {
    * table), so that a reader asking for another can say which the store holds.
    */
   clusters?: readonly string[];
-  /** With --table: its client and name, for what a command asks of it besides its stores (replay's OthersCounted). */
-  table?: { client: DynamoDBClient; tableName: string };
+  /**
+   * With --table: its flow store, for what a command asks of it besides the FlowStore port (replay's OthersCounted:
+   * who counted its flows); undefined for the embedded store, which no live ingest writes.
+   */
+  tableFlows?: DynamoFlowStore;
   close(): Promise<void>;
 }
 
@@ -205,15 +207,16 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       },
       { step: "initialize", name: "missingTable" },
     );
+    const stores = tableStores({
+      client,
+      tableName: options.table,
+      retentionDays,
+      bucketSeconds: use.bucketSeconds ?? INGEST_BUCKET_LENGTHS,
+    });
     return {
-      ...tableStores({
-        client,
-        tableName: options.table,
-        retentionDays,
-        bucketSeconds: use.bucketSeconds ?? INGEST_BUCKET_LENGTHS,
-      }),
+      ...stores,
       description: `DynamoDB table ${options.table}`,
-      table: { client, tableName: table },
+      tableFlows: stores.store,
       close: async () => client.destroy(),
     };
   }

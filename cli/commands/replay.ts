@@ -2,16 +2,8 @@
 import { createReadStream, fstatSync, statSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { type Command, Option } from "commander";
-import {
-  contributionToken,
-  flowPartition,
-  hourOf,
-  iso,
-  timeRange,
-} from "../../functions/adapters/dynamo/keys.ts";
-import { documentClient, freshReport, queryAll } from "../../functions/adapters/dynamo/requests.ts";
-import { DEFAULT_RETRY } from "../../functions/adapters/dynamo/retry.ts";
-import { TABLE_KEYS } from "../../functions/adapters/dynamo/schema.ts";
+import type { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { contributionToken } from "../../functions/adapters/dynamo/keys.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import {
   type CloudWatchEvent,
@@ -33,14 +25,7 @@ import {
   signalExitCode,
 } from "../common.ts";
 import { ANOTHER_STORE } from "../directory.ts";
-import {
-  addIngestOptions,
-  addStored,
-  heldAlertsText,
-  type IngestSetup,
-  openIngest,
-  settingsDifference,
-} from "../ingest.ts";
+import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { type BatchOptions, lineBatches, MAX_LINE_LENGTH, notText, OVERSIZED_LINE } from "../lines.ts";
 import { Progress } from "../progress.ts";
 
@@ -234,14 +219,14 @@ export async function replay(
   if (stdin && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
   const total = stat?.isFile() ? stat.size : undefined;
   const input = io.input ?? (stdin ? process.stdin : createReadStream(file));
-  const { deps, settings, coverage, table, close } = await openIngest(raw, common, {
+  const { deps, settings, coverage, tableFlows, close } = await openIngest(raw, common, {
     year: raw.year as number | undefined,
   });
   // In a table, replayed lines may be the stack's own (the same node's log, read by `kubectl logs`), counted by its
   // live ingest under event ids that replay cannot know.
   const others =
-    table !== undefined && raw.besideLive !== true
-      ? new OthersCounted(table, common.cluster, coverage, io.batching?.now ?? Date.now)
+    tableFlows !== undefined && raw.besideLive !== true
+      ? new OthersCounted(tableFlows, common.cluster, coverage, io.batching?.now ?? Date.now)
       : undefined;
   const quiet = raw.quiet === true;
   const progress = new Progress({ total, enabled: !quiet });
@@ -454,7 +439,7 @@ const MAX_REPLAY_TOKENS = 100_000;
  * and replays' contributions are the claims of their own coverage stream: a token that is none of them is another's.
  */
 class OthersCounted {
-  readonly #ctx: Parameters<typeof queryAll>[0];
+  readonly #flows: Pick<DynamoFlowStore, "countingOf">;
   readonly #cluster: string;
   readonly #coverage: CoverageStore;
   readonly #now: () => number;
@@ -466,12 +451,12 @@ class OthersCounted {
   readonly #replays = new Set<string>();
 
   constructor(
-    table: NonNullable<IngestSetup["table"]>,
+    flows: Pick<DynamoFlowStore, "countingOf">,
     cluster: string,
     coverage: CoverageStore,
     now: () => number,
   ) {
-    this.#ctx = { doc: documentClient(table.client), tableName: table.tableName, retry: DEFAULT_RETRY };
+    this.#flows = flows;
     this.#cluster = cluster;
     this.#coverage = coverage;
     this.#now = now;
@@ -508,25 +493,19 @@ class OthersCounted {
     if (checked !== undefined && at - checked < CLEAN_FOR_MS) return false;
     // Live ingest counts in buckets of at most a minute: a line of the minute lies in a flow whose bucket starts less
     // than a minute before it.
-    const { lo, hi } = timeRange(iso(minute - MINUTE_MS + 1), iso(minute + MINUTE_MS - 1));
     const unknown = new Set<string>();
     let first = Number.POSITIVE_INFINITY;
     let last = Number.NEGATIVE_INFINITY;
-    for (const hour of new Set([hourOf(lo), hourOf(hi)])) {
-      const request = {
-        keyAttribute: TABLE_KEYS.partitionKey,
-        keyValue: flowPartition(this.#cluster, hour),
-        lo,
-        hi,
-      };
-      for (const item of await queryAll(this.#ctx, request, freshReport())) {
-        const applied = (item.applied as Set<string> | undefined) ?? [];
-        const others = [...applied].filter((t) => !this.#replays.has(t));
-        if (others.length === 0) continue;
-        for (const token of others) unknown.add(token);
-        first = Math.min(first, Date.parse(item.firstSeen as string));
-        last = Math.max(last, Date.parse(item.lastSeen as string));
-      }
+    for (const flow of await this.#flows.countingOf(
+      this.#cluster,
+      minute - MINUTE_MS + 1,
+      minute + MINUTE_MS - 1,
+    )) {
+      const others = flow.applied.filter((t) => !this.#replays.has(t));
+      if (others.length === 0) continue;
+      for (const token of others) unknown.add(token);
+      first = Math.min(first, flow.firstSeen);
+      last = Math.max(last, flow.lastSeen);
     }
     if (unknown.size > 0) {
       // A replay's flow counts lines of the minutes from its first to its last packet, claimed there.

@@ -27,15 +27,30 @@ import {
   checkCluster,
   contributionToken,
   expiresAt,
+  flowPartition,
   flowPk,
   flowSk,
+  hourOf,
   InvalidInputError,
   ipKey,
+  iso,
   namespaceKey,
+  nextHour,
+  timeRange,
 } from "./keys.ts";
 import { markHours } from "./markers.ts";
-import { type CountedWrite, countedUpdate, documentClient, freshReport } from "./requests.ts";
+import { type CountedWrite, countedUpdate, documentClient, freshReport, queryAll } from "./requests.ts";
 import { type CallReport, checkRetryPolicy, DEFAULT_RETRY, mapBounded, type RetryPolicy } from "./retry.ts";
+import { TABLE_KEYS } from "./schema.ts";
+
+/** Who counted a flow item: what replay reads to tell the flows other writers stored from its own. */
+export interface FlowCounting {
+  /** Tokens (contributionToken) of the contributions the flow counted. */
+  applied: string[];
+  /** Epoch ms of the flow's first and last packet. */
+  firstSeen: number;
+  lastSeen: number;
+}
 
 export interface DynamoFlowStoreOptions {
   client: DynamoDBClient | DynamoDBDocumentClient;
@@ -239,5 +254,31 @@ export class DynamoFlowStore implements FlowStore {
 
   queryAlerts(query: AlertQuery): Promise<Page<AlertRecord>> {
     return queryAlertsPage(this.#ctx, query, freshReport());
+  }
+
+  /**
+   * Who counted each flow of `cluster` whose bucket starts from `fromMs` to `toMs` (both included): one Query of each
+   * hour's flow partition, every page.
+   */
+  async countingOf(cluster: string, fromMs: number, toMs: number): Promise<FlowCounting[]> {
+    checkCluster(cluster);
+    const { lo, hi } = timeRange(iso(fromMs), iso(toMs));
+    const out: FlowCounting[] = [];
+    for (let hour = hourOf(lo); hour <= hourOf(hi); hour = nextHour(hour)) {
+      const request = {
+        keyAttribute: TABLE_KEYS.partitionKey,
+        keyValue: flowPartition(cluster, hour),
+        lo,
+        hi,
+      };
+      for (const item of await queryAll(this.#ctx, request, freshReport())) {
+        out.push({
+          applied: [...((item.applied as Set<string> | undefined) ?? [])],
+          firstSeen: Date.parse(item.firstSeen as string),
+          lastSeen: Date.parse(item.lastSeen as string),
+        });
+      }
+    }
+    return out;
   }
 }
