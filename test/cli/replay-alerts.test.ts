@@ -29,31 +29,38 @@ describe("calico-flows replay --alerts-topic", () => {
     rmSync(store, { recursive: true, force: true });
   });
 
+  /** The sample replayed into `dir` with its alerts published to `topicArn` on the local SNS. */
+  const replaySample = (dir: string, topicArn: string) =>
+    runCli(
+      [
+        "replay",
+        join(SAMPLE, "node-logs.log"),
+        "--store",
+        dir,
+        "--cluster",
+        "demo",
+        ...SAMPLE_ATTRIBUTION,
+        "--alerts-topic",
+        topicArn,
+        "--quiet",
+      ],
+      {
+        env: {
+          AWS_ENDPOINT_URL_SNS: sns.endpoint,
+          AWS_REGION: REGION,
+          AWS_ACCESS_KEY_ID: "test",
+          AWS_SECRET_ACCESS_KEY: "test",
+        },
+      },
+    );
+
   it("publishes each new alert once, with subject, both structures and filterable attributes", async () => {
     const topicArn = await createTopic(sns, "calico-flows-alerts");
     const all = await subscribeQueue(sns, topicArn, "all-alerts");
     const customerB = await subscribeQueue(sns, topicArn, "customer-b-only", {
       filterPolicy: { dstNamespace: ["customer-b"] },
     });
-    const args = [
-      "replay",
-      join(SAMPLE, "node-logs.log"),
-      "--store",
-      store,
-      "--cluster",
-      "demo",
-      ...SAMPLE_ATTRIBUTION,
-      "--alerts-topic",
-      topicArn,
-      "--quiet",
-    ];
-    const env = {
-      AWS_ENDPOINT_URL_SNS: sns.endpoint,
-      AWS_REGION: REGION,
-      AWS_ACCESS_KEY_ID: "test",
-      AWS_SECRET_ACCESS_KEY: "test",
-    };
-    const run = await runCli(args, { env });
+    const run = await replaySample(store, topicArn);
     expect(run.stderr).toMatch(/5 alerts \(5 published\)/);
     expect(run.code).toBe(0);
 
@@ -90,7 +97,7 @@ describe("calico-flows replay --alerts-topic", () => {
     expect(filtered).toHaveLength(2);
 
     // Replaying again opens nothing new and sends nothing twice.
-    const again = await runCli(args, { env });
+    const again = await replaySample(store, topicArn);
     expect(again.code).toBe(0);
     expect(await drainQueue(sns, all)).toHaveLength(0);
   });
@@ -100,30 +107,12 @@ describe("calico-flows replay --alerts-topic", () => {
     try {
       // The topic is not there yet: every publish fails, and the alerts stay pending under the run's lease.
       const topicArn = `arn:aws:sns:${REGION}:000000000000:calico-held-replay`;
-      const args = [
-        "replay",
-        join(SAMPLE, "node-logs.log"),
-        "--store",
-        held,
-        "--cluster",
-        "demo",
-        ...SAMPLE_ATTRIBUTION,
-        "--alerts-topic",
-        topicArn,
-        "--quiet",
-      ];
-      const env = {
-        AWS_ENDPOINT_URL_SNS: sns.endpoint,
-        AWS_REGION: REGION,
-        AWS_ACCESS_KEY_ID: "test",
-        AWS_SECRET_ACCESS_KEY: "test",
-      };
-      const failed = await runCli(args, { env });
+      const failed = await replaySample(held, topicArn);
       expect(failed.code).not.toBe(0);
       // The topic fixed and the same input replayed at once: the failed run's lease on sending them has not run out.
       expect(await createTopic(sns, "calico-held-replay")).toBe(topicArn);
       const queue = await subscribeQueue(sns, topicArn, "held-replay");
-      const again = await runCli(args, { env });
+      const again = await replaySample(held, topicArn);
       expect(again.stderr).toMatch(
         /warning: alerts [0-9A-Za-z_-]+ \(opened [^)]+, held until [^)]+\), .* and 2 more not sent: another run of this input holds the lease/,
       );
