@@ -30,7 +30,7 @@ describe("calico-flows replay --alerts-topic", () => {
   });
 
   /** The sample replayed into `dir` with its alerts published to `topicArn` on the local SNS. */
-  const replaySample = (dir: string, topicArn: string) =>
+  const replayPublishing = (dir: string, topicArn: string) =>
     runCli(
       [
         "replay",
@@ -60,7 +60,7 @@ describe("calico-flows replay --alerts-topic", () => {
     const customerB = await subscribeQueue(sns, topicArn, "customer-b-only", {
       filterPolicy: { dstNamespace: ["customer-b"] },
     });
-    const run = await replaySample(store, topicArn);
+    const run = await replayPublishing(store, topicArn);
     expect(run.stderr).toMatch(/5 alerts \(5 published\)/);
     expect(run.code).toBe(0);
 
@@ -97,7 +97,7 @@ describe("calico-flows replay --alerts-topic", () => {
     expect(filtered).toHaveLength(2);
 
     // Replaying again opens nothing new and sends nothing twice.
-    const again = await replaySample(store, topicArn);
+    const again = await replayPublishing(store, topicArn);
     expect(again.code).toBe(0);
     expect(await drainQueue(sns, all)).toHaveLength(0);
   });
@@ -107,12 +107,12 @@ describe("calico-flows replay --alerts-topic", () => {
     try {
       // The topic is not there yet: every publish fails, and the alerts stay pending under the run's lease.
       const topicArn = `arn:aws:sns:${REGION}:000000000000:calico-held-replay`;
-      const failed = await replaySample(held, topicArn);
+      const failed = await replayPublishing(held, topicArn);
       expect(failed.code).not.toBe(0);
       // The topic fixed and the same input replayed at once: the failed run's lease on sending them has not run out.
       expect(await createTopic(sns, "calico-held-replay")).toBe(topicArn);
       const queue = await subscribeQueue(sns, topicArn, "held-replay");
-      const again = await replaySample(held, topicArn);
+      const again = await replayPublishing(held, topicArn);
       expect(again.stderr).toMatch(
         /warning: alerts [0-9A-Za-z_-]+ \(opened [^)]+, held until [^)]+\), .* and 2 more not sent: another run of this input holds the lease/,
       );
