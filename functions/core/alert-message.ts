@@ -19,6 +19,7 @@
 // filter against each value of an array, so filtered subscribers hear of their alerts that the cap kept back.
 //   alertId       the alert's id, so machine consumers can drop a re-delivered message (alerts only)
 //   action        "applied" | "reverted" | "expired" | "refused"             (panic only)
+//   request       "apply" | "revert" | "expire": what was refused             (panic, action "refused" only)
 //   count         Number: alerts suppressed                                    (summary only)
 // "-" stands for "no namespace" (external, node or unattributed endpoints) so that a filter policy can select
 // such alerts explicitly, e.g. {"srcNamespace": ["-"]}, and so that {"srcNamespace": [{"anything-but":
@@ -86,7 +87,20 @@ export interface PanicEvent {
    * may have been carried out (or still be), as `detail` says; `calico-flows panic status` tells.
    */
   outcome?: "unknown";
+  /**
+   * For "refused": what was asked, so that a reader tells an apply that may have opened traffic from a revert that
+   * may have closed it again. Absent from bodies published before it was named.
+   */
+  request?: PanicRequest;
 }
+
+/** The requests an announcement may tell were refused: those that change the cluster (a dry run is not announced). */
+export type PanicRequest = "apply" | "revert" | "expire";
+const REQUEST_WORDS: Record<PanicRequest, { noun: string; verb: string }> = {
+  apply: { noun: "apply", verb: "apply" },
+  revert: { noun: "revert", verb: "revert" },
+  expire: { noun: "expiry", verb: "remove at its expiry" },
+};
 
 const str = (value: string): MessageAttribute => ({
   DataType: "String",
@@ -780,22 +794,29 @@ function panicEmail(body: PanicBody): { subject: string; text: string } {
   const who = principalName(body.requester);
   // A request not confirmed may have opened traffic, or closed it, all the same: not a refusal to read past.
   const unknown = body.action === "refused" && body.outcome === "unknown";
+  const words =
+    body.action === "refused" && body.request !== undefined ? REQUEST_WORDS[body.request] : undefined;
+  const asked = words?.noun ?? "request";
   const subjectParts: (string | Name)[] =
     body.action === "expired"
       ? ["Calico panic policy expired on ", { name: body.cluster }]
       : unknown
         ? [
-            "Calico panic request unconfirmed on ",
+            `Calico panic ${asked} unconfirmed on `,
             { name: body.cluster },
             " (may be carried out): run calico-flows panic status",
           ]
         : body.action === "refused"
-          ? ["Calico panic request refused on ", { name: body.cluster }, " (", { name: who }, ")"]
+          ? [`Calico panic ${asked} refused on `, { name: body.cluster }, " (", { name: who }, ")"]
           : [`Calico panic policy ${body.action} on `, { name: body.cluster }, " by ", { name: who }];
+  const unconfirmed =
+    words === undefined
+      ? `The Calico panic policy ${body.policyName} request was not confirmed`
+      : `The request to ${words.verb} the Calico panic policy ${body.policyName} was not confirmed`;
   const lines = [
     unknown
-      ? `The Calico panic policy ${body.policyName} request was not confirmed on cluster ${body.cluster}: it may ` +
-        "have been carried out (or still be). Run `calico-flows panic status` before trying again."
+      ? `${unconfirmed} on cluster ${body.cluster}: it may have been carried out (or still be). Run ` +
+        "`calico-flows panic status` before trying again."
       : `The Calico panic policy ${body.policyName} ${PANIC_HEADLINE[body.action]} on cluster ${body.cluster}.`,
     "",
     `  Who:      ${body.requester}`,
@@ -861,6 +882,7 @@ export function panicAnnouncement(event: PanicEvent): OutboundMessage {
       action: str(event.action),
       severity: str(panicSeverity(event.action)),
       cluster: str(event.cluster),
+      ...(event.action === "refused" && event.request !== undefined ? { request: str(event.request) } : {}),
     },
   };
 }
@@ -949,6 +971,7 @@ const PanicJson = z.looseObject({
   conflictCount: z.number(),
   detail: z.string().optional(),
   outcome: z.literal("unknown").optional(),
+  request: z.enum(["apply", "revert", "expire"]).optional(),
 });
 
 const MessageJson = z.discriminatedUnion("type", [AlertJson, SummaryJson, PanicJson]);

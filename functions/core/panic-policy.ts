@@ -573,7 +573,11 @@ export interface ScheduledExpiry {
 }
 
 export type PanicAction = "apply" | "dry-run" | "revert" | "expire";
-export type PanicOutcome = "success" | "refused" | "failed";
+/**
+ * How an action ended: "unknown" for a write that was sent and not confirmed (a timeout, a connection lost, a 504):
+ * the API server may have carried it out, as the answer's `outcome: "unknown"` says.
+ */
+export type PanicOutcome = "success" | "refused" | "failed" | "unknown";
 
 /** One audited panic-button action. */
 export interface PanicAuditEntry {

@@ -1208,7 +1208,7 @@ export class PanicService {
     await this.#report(
       {
         ...base,
-        outcome: isRefusal(error) ? "refused" : "failed",
+        outcome: outcomeUnknown(error) ? "unknown" : isRefusal(error) ? "refused" : "failed",
         result,
         conflicts,
         message: errorText(error),
@@ -1216,6 +1216,7 @@ export class PanicService {
       announce
         ? {
             ...this.#event("refused", base.requester, base.reason),
+            ...(base.action === "dry-run" ? {} : { request: base.action }),
             detail: errorText(error),
             conflicts,
             // Not carried out as far as the answer knows, but it may be: its readers must check, not try again.

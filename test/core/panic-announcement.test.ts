@@ -153,20 +153,67 @@ describe("the announcement of an apply whose write was not confirmed", () => {
     const message = panicAnnouncement(announced[0] as PanicEvent);
     const json = JSON.parse(message.json) as Record<string, unknown>;
     // `refused` kept for the subscribers that filter on the action; `outcome` tells them it may have been done.
-    expect(json).toMatchObject({ type: "panic", action: "refused", outcome: "unknown" });
+    // `request` tells an apply that may have opened traffic from a revert that may have closed it.
+    expect(json).toMatchObject({ type: "panic", action: "refused", request: "apply", outcome: "unknown" });
     expect(message.attributes.action?.StringValue).toBe("refused");
+    expect(message.attributes.request?.StringValue).toBe("apply");
     expect(message.subject).toBe(
-      "Calico panic request unconfirmed on prod-eu (may be carried out): run calico-flows panic status",
+      "Calico panic apply unconfirmed on prod-eu (may be carried out): run calico-flows panic status",
     );
     expect(message.subject.length).toBeLessThanOrEqual(MAX_SUBJECT_LENGTH);
     expect(message.email).not.toMatch(/refused/);
     expect(message.email).toMatch(
-      /^The Calico panic policy allow-all request was not confirmed on cluster prod-eu: it may have been carried out/,
+      /^The request to apply the Calico panic policy allow-all was not confirmed on cluster prod-eu: it may have been carried out/,
     );
     expect(message.email).toMatch(
       /^ {2}Outcome: {2}unknown: .*the write was sent.*If it was carried out: the expiry could not be scheduled/m,
     );
     // The mailer writes the e-mail from the JSON alone: the field must be read, not dropped.
     expect(emailOfJson(message.json)).toMatchObject({ subject: message.subject, text: message.email });
+  });
+});
+
+describe("the announcement of a refused or unconfirmed request", () => {
+  const base: PanicEvent = {
+    action: "refused",
+    cluster: "prod-eu",
+    policyName: "allow-all",
+    requester: "arn:aws:sts::123456789012:assumed-role/Oncall/alice",
+    reason: "fixed",
+    at: "2026-04-19T05:10:00.000Z",
+    detail: "the Kubernetes API answered 503",
+  };
+
+  it("names the request refused, in the subject, the text, the JSON and an attribute", () => {
+    for (const request of ["apply", "revert", "expire"] as const) {
+      const message = panicAnnouncement({ ...base, request });
+      const verb = { apply: "apply", revert: "revert", expire: "expiry" }[request];
+      expect(message.subject).toBe(`Calico panic ${verb} refused on prod-eu (alice)`);
+      expect(message.attributes.request?.StringValue).toBe(request);
+      expect(JSON.parse(message.json)).toMatchObject({ action: "refused", request });
+      expect(emailOfJson(message.json)).toMatchObject({ subject: message.subject, text: message.email });
+    }
+  });
+
+  it("says which request is unconfirmed: a revert that may have closed traffic again", () => {
+    const message = panicAnnouncement({ ...base, request: "revert", outcome: "unknown" });
+    expect(message.subject).toBe(
+      "Calico panic revert unconfirmed on prod-eu (may be carried out): run calico-flows panic status",
+    );
+    expect(message.email).toMatch(
+      /^The request to revert the Calico panic policy allow-all was not confirmed/,
+    );
+  });
+
+  it("reads a body published before requests were named as it was written then", () => {
+    const message = panicAnnouncement({ ...base, outcome: "unknown" });
+    expect(message.subject).toBe(
+      "Calico panic request unconfirmed on prod-eu (may be carried out): run calico-flows panic status",
+    );
+    expect(message.attributes.request).toBeUndefined();
+    expect(message.email).toMatch(
+      /^The Calico panic policy allow-all request was not confirmed on cluster prod-eu/,
+    );
+    expect(panicAnnouncement(base).subject).toBe("Calico panic request refused on prod-eu (alice)");
   });
 });

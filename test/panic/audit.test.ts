@@ -127,4 +127,14 @@ describe("DynamoPanicAudit", () => {
     expect(digestOnly).not.toHaveProperty("replacedPolicy");
     expect(none).not.toHaveProperty("replacedPolicySha256");
   });
+
+  it("reads as many records as asked when they fill more than one Query page (1 MB)", async () => {
+    // Take-overs keep copies up to 64 KB, so 20 of them are more than a page: DynamoDB stops each page at 1 MB.
+    const copy = JSON.stringify({ metadata: { name: "allow-all" }, spec: { notes: "x".repeat(60_000) } });
+    const times = Array.from({ length: 20 }, (_, i) => `2025-05-01T00:00:${String(i).padStart(2, "0")}.000Z`);
+    for (const at of times) await audit.record(entry("pages", at, { replacedPolicy: copy }));
+    const recent = await audit.recent("pages", 20);
+    expect(recent.map((e) => e.at)).toEqual([...times].reverse());
+    expect((await audit.recent("pages", 18)).map((e) => e.at)).toEqual([...times].reverse().slice(0, 18));
+  });
 });

@@ -140,8 +140,12 @@ describe("apply against a slow Kubernetes API", () => {
     expect(body(result).message).toMatch(
       /creating globalnetworkpolicies\/allow-all .*: the write was sent, and the API server may have carried it out .*calico-flows panic status/,
     );
+    // Neither refused nor failed: the record says what the answer said.
     const [entry] = await audit.recent(CLUSTER, 1);
-    expect(entry).toMatchObject({ action: "apply", outcome: "failed", result: "kube-unavailable" });
+    expect(entry).toMatchObject({ action: "apply", outcome: "unknown", result: "kube-unavailable" });
+    expect(await h.announcements()).toEqual([
+      expect.objectContaining({ action: "refused", request: "apply", outcome: "unknown" }),
+    ]);
     await sleep(4_000);
     expect(stored()?.metadata.annotations?.["calico-flows.io/reason"]).toBe("INC-9");
   });

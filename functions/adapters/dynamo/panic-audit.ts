@@ -1,5 +1,5 @@
 // The panic button's audit trail in the flow store's table: one item per action under `PANIC#<cluster>`,
-// sorted by time, so "recent history" is one Query read backwards. Items never carry the table's TTL
+// sorted by time, so "recent history" is a Query read backwards. Items never carry the table's TTL
 // attribute: it is an audit log.
 //
 // An item must fit in DynamoDB's 400 KB, or the action goes unaudited: it keeps the first AUDITED_CONFLICTS
@@ -102,17 +102,25 @@ export class DynamoPanicAudit implements PanicAuditLog {
   async recent(cluster: string, limit: number): Promise<PanicAuditEntry[]> {
     const wanted = Math.max(0, Math.min(limit, HISTORY_MAX));
     if (wanted === 0) return [];
-    const result = await this.#doc.send(
-      new QueryCommand({
-        TableName: this.#tableName,
-        KeyConditionExpression: "#pk = :pk",
-        ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
-        ExpressionAttributeValues: { ":pk": panicPartitionKey(cluster) },
-        ScanIndexForward: false,
-        Limit: wanted,
-      }),
-    );
-    return (result.Items ?? []).map(toEntry);
+    // A page ends at 1 MB: a few records of take-overs (a copy of up to 64 KB each) fill one, so read on.
+    const entries: PanicAuditEntry[] = [];
+    let from: Record<string, unknown> | undefined;
+    do {
+      const page = await this.#doc.send(
+        new QueryCommand({
+          TableName: this.#tableName,
+          KeyConditionExpression: "#pk = :pk",
+          ExpressionAttributeNames: { "#pk": TABLE_KEYS.partitionKey },
+          ExpressionAttributeValues: { ":pk": panicPartitionKey(cluster) },
+          ScanIndexForward: false,
+          Limit: wanted - entries.length,
+          ExclusiveStartKey: from,
+        }),
+      );
+      entries.push(...(page.Items ?? []).map(toEntry));
+      from = page.LastEvaluatedKey;
+    } while (from !== undefined && entries.length < wanted);
+    return entries;
   }
 }
 
