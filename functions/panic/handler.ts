@@ -244,7 +244,73 @@ function countExpiryNotScheduled(warnings: readonly string[]): void {
 function respond(response: PanicResponse): APIGatewayProxyResult {
   metrics.addMetric(`Panic_${response.action}_${response.result}`, MetricUnit.Count, 1);
   countExpiryNotScheduled(response.warnings);
-  return json(200, response);
+  return json(200, fitAnswer(response));
+}
+
+/**
+ * The bytes a synchronous invocation may answer (Lambda's 6 MB, 6,291,456 bytes), less room for the status code and
+ * headers: counted on the body as the proxy result holds it, a JSON string escaped once more.
+ */
+export const ANSWER_MAX_BYTES = 6_000_000;
+const answerBytes = (response: PanicResponse) => Buffer.byteLength(JSON.stringify(JSON.stringify(response)));
+const TOO_LARGE = "the answer must fit in Lambda's 6 MB";
+
+/**
+ * `response` cut to what Lambda may answer, saying so in its warnings; API Gateway would otherwise answer 502 to
+ * the status of a cluster with tens of thousands of policies in conflict, or with many take-overs in its history
+ * (each record keeps a copy of up to 64 KB). Left out first the copies (their digests stay), then the oldest
+ * history entries, then the last conflicts: `--direct` answers in full.
+ */
+export function fitAnswer(response: PanicResponse, maxBytes = ANSWER_MAX_BYTES): PanicResponse {
+  if (answerBytes(response) <= maxBytes) return response;
+  const history = response.history ?? [];
+  let fitted = response;
+  if (history.some((e) => e.replacedPolicy !== undefined)) {
+    fitted = {
+      ...fitted,
+      history: history.map(({ replacedPolicy: _, ...entry }) => entry),
+      warnings: [
+        ...fitted.warnings,
+        "the copies of taken-over policies are left out of the history (their SHA-256 is given; the audit " +
+          `records in the flow table keep them): ${TOO_LARGE}`,
+      ],
+    };
+    if (answerBytes(fitted) <= maxBytes) return fitted;
+  }
+  // The most that fit of a list cut from its end, by bisection (the warning's own bytes counted in).
+  const longest = (total: number, cut: (n: number) => PanicResponse): PanicResponse => {
+    let low = 0;
+    let high = total;
+    while (low < high) {
+      const mid = Math.ceil((low + high) / 2);
+      if (answerBytes(cut(mid)) <= maxBytes) low = mid;
+      else high = mid - 1;
+    }
+    return cut(low);
+  };
+  const entries = fitted.history ?? [];
+  const withHistory = (n: number): PanicResponse => ({
+    ...fitted,
+    history: entries.slice(0, n),
+    warnings: [
+      ...fitted.warnings,
+      `history cut to its ${n} most recent of ${entries.length} entries: ${TOO_LARGE}`,
+    ],
+  });
+  if (entries.length > 0) {
+    const cut = longest(entries.length, withHistory);
+    if (answerBytes(cut) <= maxBytes) return cut;
+    fitted = withHistory(0);
+  }
+  const all = fitted.conflicts;
+  return longest(all.length, (n) => ({
+    ...fitted,
+    conflicts: all.slice(0, n),
+    warnings: [
+      ...fitted.warnings,
+      `${n} of ${all.length} conflicts listed: ${TOO_LARGE}; \`calico-flows panic status --direct\` lists them all`,
+    ],
+  }));
 }
 
 export async function handleHttp(
