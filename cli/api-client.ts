@@ -8,6 +8,7 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
 import { retryAfterHeaderMs } from "../functions/core/retry-after.ts";
 import { apiUrlProblem } from "./api-url.ts";
+import { describeError } from "./common.ts";
 
 export interface ApiRequest {
   /** Base URL of the API stage, e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod */
@@ -40,6 +41,46 @@ export class ApiError extends Error {
     this.body = body;
   }
 }
+
+/**
+ * A request the API did not answer: the connection failed, dropped or went quiet before an answer came. `maybeSent`
+ * unless it failed while connecting (refused, no such host, TLS refused): the API may then have received it, and
+ * an apply or revert may have been carried out.
+ */
+export class ApiUnanswered extends Error {
+  override name = "ApiUnanswered";
+  readonly maybeSent: boolean;
+  constructor(cause: unknown) {
+    const maybeSent = !failedToConnect(cause);
+    super(`${maybeSent ? "no answer from the API: " : ""}${describeError(cause)}`, { cause });
+    this.maybeSent = maybeSent;
+  }
+}
+
+/** Errors of the connection's making (socket, DNS, TLS handshake), before any byte of the request went out. */
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+function failedToConnect(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== "string") continue;
+    if (CONNECT_CODES.has(code) || /CERT|^ERR_TLS_|^ERR_SSL_/.test(code)) return true;
+  }
+  return false;
+}
+
+/**
+ * How long an attempt waits for its answer: API Gateway gives up on the function after 29 s (its 504), so an
+ * answer not come by then is not coming. Undici's own limit is 300 s of silence.
+ */
+const ANSWER_WAIT_MS = 60_000;
 
 /** The region of an execute-api host, when the URL is the API's default endpoint. */
 export function regionOf(url: URL): string | undefined {
@@ -136,8 +177,19 @@ export async function callApi<T>(request: ApiRequest): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     // Signed again for every attempt: a signature is valid for a few minutes only, and credentials may refresh.
     const signed = await signer.sign(unsigned);
-    const response = await fetch(url, { method: request.method, headers: signed.headers, body });
-    const text = await response.text();
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        method: request.method,
+        headers: signed.headers,
+        body,
+        signal: AbortSignal.timeout(ANSWER_WAIT_MS),
+      });
+      text = await response.text();
+    } catch (error) {
+      throw new ApiUnanswered(error);
+    }
     let parsed: unknown = text;
     try {
       parsed = text.length > 0 ? JSON.parse(text) : null;

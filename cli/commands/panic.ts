@@ -36,7 +36,7 @@ import {
   PanicService,
   racedExpiry,
 } from "../../functions/panic/service.ts";
-import type { ApiRequest } from "../api-client.ts";
+import type { ApiRequest, ApiUnanswered } from "../api-client.ts";
 import { apiStageUrl } from "../api-url.ts";
 import {
   type CommonOptions,
@@ -368,6 +368,15 @@ function outcomeOf(action: Action, o: PanicOptions, error: unknown): unknown {
     check;
   if (error instanceof OutOfTime && error.sent)
     return new OutcomeUnknown(sent, error.kind, failureBody(error));
+  // By name: the client is loaded only for --api.
+  if (error instanceof Error && error.name === "ApiUnanswered") {
+    if (!(error as ApiUnanswered).maybeSent) return error;
+    return new OutcomeUnknown(
+      `the ${action} may have been carried out: the request was sent and no answer came. ${check}`,
+      "no answer",
+      { error: "no-answer", message: describeError(error.cause), outcome: "unknown" },
+    );
+  }
   const apiError = apiErrorOf(error);
   if (apiError === undefined || apiError.status < 500) return error;
   const body = apiError.body as { error?: unknown; outcome?: unknown } | null;

@@ -2,6 +2,8 @@
 // failed), or the function answers that its write was sent and not confirmed (`outcome: "unknown"`): an apply or a
 // revert may have been carried out, which the CLI says, with an exit status of its own, and sends the caller to the
 // status. Any other answer of the function's own is a failure as before.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { runCli } from "../cli/run.ts";
@@ -71,4 +73,56 @@ it("says an apply or a revert that API Gateway timed out may have been carried o
   expect(failed.stderr).toBe(
     "error (HTTP 502 kube-unavailable): reading globalnetworkpolicies/allow-all: timed out\n",
   );
+});
+
+it("says an apply or a revert whose answer never came may have been carried out, and exits 4", async () => {
+  // The request reaches the API and the connection drops before any answer (a proxy, a network change, a
+  // reset): the function may have acted. A connection never made sent nothing: a plain failure.
+  const bodies: string[] = [];
+  const dropping = createServer((request, response) => {
+    let text = "";
+    request.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    request.on("end", () => {
+      bodies.push(`${request.method} ${text}`);
+      response.socket?.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => dropping.listen(0, "127.0.0.1", resolve));
+  const api = `http://127.0.0.1:${(dropping.address() as AddressInfo).port}/prod`;
+  try {
+    const [applied, reverted, status] = await Promise.all([
+      runCli(["panic", "apply", "--reason", "INC-43", "--api", api, "--region", "eu-west-1"]),
+      runCli(["panic", "revert", "--api", api, "--region", "eu-west-1"]),
+      runCli(["panic", "status", "--api", api, "--region", "eu-west-1"]),
+    ]);
+    expect(bodies.filter((b) => b.startsWith("POST")).map((b) => JSON.parse(b.slice(5)).reason)).toEqual([
+      "INC-43",
+    ]);
+    expect(applied.code, applied.stderr).toBe(4);
+    expect(applied.stderr).toMatch(
+      /^!! the apply may have been carried out: the request was sent and no answer came\b.*Run `calico-flows panic status` before trying again$/m,
+    );
+    expect(reverted.code, reverted.stderr).toBe(4);
+    expect(reverted.stderr).toMatch(/^!! the revert may have been carried out: the request was sent/m);
+    // A status changes nothing: a failure to read, nothing more.
+    expect(status.code, status.stderr).toBe(1);
+    expect(status.stderr).not.toMatch(/may have been carried out/);
+  } finally {
+    await new Promise((resolve) => dropping.close(resolve));
+  }
+  // Nothing listens: the request was never sent.
+  const refused = await runCli([
+    "panic",
+    "apply",
+    "--reason",
+    "INC-44",
+    "--api",
+    api,
+    "--region",
+    "eu-west-1",
+  ]);
+  expect(refused.code, refused.stderr).toBe(1);
+  expect(refused.stderr).not.toMatch(/may have been carried out/);
 });
