@@ -1999,8 +1999,9 @@ export class LineParser {
   /**
    * The ISO text of a year-less RFC 3164 timestamp, or null when the date does not exist in its year or is outside
    * the times a line may carry (`lastSyslogMs` tells which). Such timestamps are taken as UTC: nodes of EKS AMIs log in
-   * UTC, and a log line carries no zone. The year is `year` when given, else the latest of the years around `now`
-   * (the next, this one, the one before) that puts the line at most a day after `now`.
+   * UTC, and a log line carries no zone. The year is `year` when given, else the latest year that puts the line at
+   * most a day after `now`: the next one, this one or the one before, or for Feb 29 the last leap year (up to eight
+   * years back, past a century that is not one).
    */
   syslogIso(): string | null {
     const s = this.stamp;
@@ -2017,7 +2018,7 @@ export class LineParser {
       // after New Year by a node whose clock is ahead of the reader's.
       const now = this.yearBasis ?? this.now ?? Date.now();
       const year = new Date(now).getUTCFullYear();
-      for (let y = year + 1; y >= year - 1 && Number.isNaN(ms); y--) {
+      for (let y = year + 1; y >= year - 8 && Number.isNaN(ms); y--) {
         if (s.day > daysInMonth(y, s.month)) continue;
         const at = daysFromCivil(y, s.month, s.day) * DAY_MS + s.dayMs;
         if (at <= now + DAY_MS) ms = at;

@@ -231,6 +231,18 @@ describe("year of year-less timestamps", () => {
     expect(record(line("Feb 29 12:00:00"), { now: Date.UTC(2025, 2, 1) }).time).toBe(
       "2024-02-29T12:00:00.000Z",
     );
+    // However far back that is: two and three years (the help's "latest year that puts it at most a day ahead").
+    for (const now of [Date.UTC(2026, 11, 7), Date.UTC(2027, 5, 1)]) {
+      expect(record(line("Feb 29 12:00:00"), { now }).time).toBe("2024-02-29T12:00:00.000Z");
+    }
+    // A day ahead of a leap year's Feb 28 is that year's; 2100 is no leap year, so its Feb 29 is 2096's.
+    expect(record(line("Feb 29 12:00:00"), { now: Date.UTC(2028, 1, 28, 13) }).time).toBe(
+      "2028-02-29T12:00:00.000Z",
+    );
+    expect(record(line("Feb 29 12:00:00"), { now: Date.UTC(2100, 5, 1) }).time).toBe(
+      "2096-02-29T12:00:00.000Z",
+    );
+    expect(reason(line("Feb 30 12:00:00"), { now: Date.UTC(2026, 11, 7) })).toMatch(/2-30 does not exist/);
     expect(reason(line("Feb 29 12:00:00"), { year: 2023 })).toMatch(/2-29 does not exist in 2023/);
   });
 
