@@ -200,7 +200,10 @@ export function withCommonOptions(command: Command, ineffective: Ineffective = {
   command.hook("preAction", (self) => noteIneffective(self, INEFFECTIVE.get(command) ?? {}));
   return command
     .addOption(
-      new Option("--cluster <name>", "cluster name recorded on flows and alerts")
+      new Option(
+        "--cluster <name>",
+        "cluster name that flows, alerts and audit records are stored and read under",
+      )
         .argParser(clusterName)
         .default(DEFAULT_CLUSTER),
     )
