@@ -15,7 +15,7 @@ import type { Command } from "commander";
 import { type DeliveryResult, ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestProgress } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import { commonOptions, parseInteger, requireStoreNamed } from "../common.ts";
+import { commonOptions, parseInteger, requireStoreNamed, signalExitCode } from "../common.ts";
 import { addIngestOptions, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 
@@ -80,6 +80,8 @@ export interface RedriveSummary {
   otherSettings: { messageId: string; claimed: string; own: string }[];
   /** The run stopped while receives returned only messages it had taken: others may be queued behind them. */
   untaken: boolean;
+  /** Stopped (RedriveIo.signal) before the queue was drained or `--max` reached. */
+  interrupted: boolean;
   problems: RedriveProblem[];
 }
 
@@ -89,6 +91,11 @@ export interface RedriveIo {
   progress?: ProgressOutput;
   /** The clock an unsent alert's window is judged by (UnsentAlert.windowEnded). @default Date.now */
   now?: () => number;
+  /**
+   * Stops the run: the message in hand is finished (stored and deleted, or kept), no other is handled, and those
+   * taken and not deleted are given back.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -143,12 +150,26 @@ function originalError(record: InvocationRecord | undefined): string | undefined
   return parts.length === 0 ? undefined : parts.join(", ");
 }
 
+/**
+ * An SQS client from the SDK's standard configuration. The SDK sends a call naming a queue URL to that URL's host,
+ * past the endpoint configured for SQS (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, a profile's endpoint_url: a VPC or
+ * FIPS endpoint, while the stack's queue URL names sqs.<region>.amazonaws.com): a configured one is used instead.
+ */
+async function sqsClient(region: string | undefined): Promise<SQSClient> {
+  const config = region === undefined ? {} : { region };
+  const client = new SQSClient(config);
+  // The SDK's own reading of that configuration (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS included).
+  if ((await client.config.serviceConfiguredEndpoint?.()) === undefined) return client;
+  client.destroy();
+  return new SQSClient({ ...config, useQueueUrlAsEndpoint: false });
+}
+
 export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}): Promise<RedriveSummary> {
   const common = commonOptions(raw);
   const queueUrl = raw.queueUrl as string;
   const max = (raw.max as number | undefined) ?? Number.POSITIVE_INFINITY;
   const visibility = raw.visibilityTimeout as number;
-  const sqs = io.sqs ?? new SQSClient(common.region === undefined ? {} : { region: common.region });
+  const sqs = io.sqs ?? (await sqsClient(common.region));
   const setup = await openIngest(raw, common);
   const { deps } = setup;
   const summary: RedriveSummary = {
@@ -166,6 +187,7 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
     alertsUnsent: [],
     otherSettings: [],
     untaken: false,
+    interrupted: false,
     problems: [],
   };
   // A queue of a long outage's payloads takes a while: a bar on a terminal, a line every 30 s elsewhere.
@@ -309,6 +331,12 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
   let seenOnly = 0;
   try {
     while (summary.received < max) {
+      if (io.signal?.aborted) {
+        summary.interrupted = true;
+        break;
+      }
+      // Not abandoned at a stop: SQS hides what it hands to a receive whose answer is not read, for the visibility
+      // timeout. A long poll ends within --wait-seconds, and what it brings is given back.
       const page = await sqs.send(
         new ReceiveMessageCommand({
           QueueUrl: queueUrl,
@@ -334,7 +362,12 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
         break;
       }
       seenOnly = 0;
-      for (const m of fresh) {
+      for (const [i, m] of fresh.entries()) {
+        if (io.signal?.aborted) {
+          // Received, not handled: given back with what stays.
+          leftBehind.push(...fresh.slice(i));
+          break;
+        }
         if (m.MessageId !== undefined) seen.set(m.MessageId, m);
         summary.received++;
         await handle(m);
@@ -405,6 +438,11 @@ export function describeRedrive(s: RedriveSummary): string {
         "messages may be left untaken in the queue; run redrive again",
     );
   }
+  if (s.interrupted) {
+    lines.push(
+      "stopped by a signal before the queue was drained: messages may be left in it; run redrive again",
+    );
+  }
   return `${lines.join("\n")}\n`;
 }
 
@@ -417,11 +455,16 @@ function unsentHead(alerts: readonly UnsentAlert[], window: string): string {
 }
 
 /**
- * Whether the run leaves work undone: a message it took left in the queue, messages it may not have taken, or alerts
- * that nothing will publish. Messages a `--max` run never took do not count.
+ * Whether the run leaves work undone: a message it took left in the queue, messages it may not have taken (a stop
+ * among them), or alerts that nothing will publish. Messages a `--max` run never took do not count.
  */
 export function redriveFailed(s: RedriveSummary): boolean {
-  return s.problems.some((p) => !p.deleted) || s.untaken || s.alertsUnsent.some((a) => a.windowEnded);
+  return (
+    s.problems.some((p) => !p.deleted) ||
+    s.untaken ||
+    s.interrupted ||
+    s.alertsUnsent.some((a) => a.windowEnded)
+  );
 }
 
 export function registerRedrive(program: Command): void {
@@ -456,8 +499,29 @@ export function registerRedrive(program: Command): void {
     requireStoreNamed(self, "redrive deletes each message from the queue once it is stored"),
   );
   command.action(async (raw: Record<string, unknown>) => {
-    const summary = await redrive(raw);
-    process.stderr.write(describeRedrive(summary));
-    if (redriveFailed(summary)) process.exitCode = 1;
+    // Ctrl-C (or a Job's SIGTERM): finish the message in hand, give back the others taken, print the summary, exit
+    // 130 (143). A second signal quits now: what was taken stays hidden for --visibility-timeout.
+    const controller = new AbortController();
+    let stoppedBy: NodeJS.Signals = "SIGINT";
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (controller.signal.aborted) process.exit(signalExitCode(signal));
+      stoppedBy = signal;
+      process.stderr.write(
+        "\ninterrupted: finishing the message in hand (and a receive's wait, up to --wait-seconds), then giving " +
+          "back the messages taken (again to quit now)\n",
+      );
+      controller.abort();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    try {
+      const summary = await redrive(raw, { signal: controller.signal });
+      process.stderr.write(describeRedrive(summary));
+      if (controller.signal.aborted) process.exitCode = signalExitCode(stoppedBy);
+      else if (redriveFailed(summary)) process.exitCode = 1;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    }
   });
 }
