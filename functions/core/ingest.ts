@@ -177,9 +177,9 @@ export interface IngestResult extends PipelineResult {
 export interface IngestProgress {
   /** The step of storing the batch under way, or the one that failed: set as each starts. */
   step?: IngestStep;
-  /** The batch's flow writes, once all of them are done. */
+  /** The batch's flow writes, counted as each ends: all of them once the step is past "writing flows". */
   flows?: FlowWriteResult;
-  /** Alerts the batch opened, once its alert hits are applied. */
+  /** Alerts the batch opened, counted as each opens. */
   alertsOpened?: number;
 }
 
@@ -203,12 +203,13 @@ export class IngestOutOfTimeError extends Error {
 
   constructor(progress: IngestProgress) {
     const { step, flows } = progress;
+    const counts = flows === undefined ? "" : ` (${flows.applied} new, ${flows.duplicates} already stored)`;
     const stored =
-      flows !== undefined
-        ? `its flows were stored (${flows.applied} new, ${flows.duplicates} already stored)`
-        : step === undefined
-          ? "nothing was stored"
-          : "its flows were not all stored";
+      step === undefined
+        ? "nothing was stored"
+        : step === "writing flows"
+          ? `its flows were not all stored${counts}`
+          : `its flows were stored${counts}`;
     super(
       `out of the invocation's time ${step === undefined ? "before storing the batch" : `while ${step}`}: ` +
         `${stored}; it fails to be retried`,
@@ -340,10 +341,13 @@ async function storeBatch(
   signal: AbortSignal | undefined,
 ): Promise<Omit<IngestResult, "attributionMemo">> {
   progress.step = "writing flows";
+  // Counted as each write ends, so that a run failing partway reports the flows it stored.
+  progress.flows = { applied: 0, duplicates: 0, writeRequests: 0 };
   const written =
     options.flowsStored === true
       ? { applied: 0, duplicates: result.flows.length, writeRequests: 0 }
-      : await deps.store.writeFlows(result.flows, contribution, { signal });
+      : await deps.store.writeFlows(result.flows, contribution, { signal, progress: progress.flows });
+  // The call's own word once it is done (a store may not count as it goes).
   progress.flows = written;
   // Past the deadline the run has failed: nothing more is marked, applied or published (its retry does it).
   signal?.throwIfAborted();
@@ -366,11 +370,15 @@ async function storeBatch(
       : result.candidates;
   signal?.throwIfAborted();
   progress.step = "applying alerts";
+  progress.alertsOpened = 0;
   const applied =
     candidates.length > 0
       ? await deps.store.applyAlerts(candidates, alertContribution, {
           windowMs: deps.alertWindowMs,
           delivers: deps.sink !== undefined,
+          onOpened: () => {
+            progress.alertsOpened = (progress.alertsOpened ?? 0) + 1;
+          },
         })
       : { alerts: [], opened: 0 };
   const { alerts, opened, held = [] } = applied;

@@ -56,6 +56,11 @@ export interface AlertOptions {
    * told only of its contribution's (they stay pending). @default true
    */
   delivers?: boolean;
+  /**
+   * Called as each alert is opened (what `opened` counts), so that a caller whose call fails partway counts the alerts
+   * it raised: its retry finds them opened, and counts them no more.
+   */
+  onOpened?: () => void;
 }
 
 export interface FlowQuery {
@@ -96,11 +101,14 @@ export interface Page<T> {
  * stored and must be retried by the caller.
  */
 export interface FlowStore {
-  /** Once `signal` is aborted no new flow write starts, and the call fails with its reason. */
+  /**
+   * Once `signal` is aborted no new flow write starts, and the call fails with its reason. `progress` is added to as
+   * each write completes, so that a caller whose call fails partway knows what it stored (its retry finds it stored).
+   */
   writeFlows(
     flows: readonly FlowRecord[],
     contribution: string,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; progress?: FlowWriteResult },
   ): Promise<FlowWriteResult>;
   /**
    * Opens an alert per key whose window is closed and folds hits into open ones. Returns the alerts that

@@ -165,8 +165,8 @@ function recordGroupLines(logGroup: string, stats: DeliveryResult["stats"]): voi
 }
 
 /**
- * What a failed run stored, counted now: its retry does not count it again (it finds the flows stored, and opens
- * the alerts no more).
+ * What a failed run stored, counted now, up to the write or alert it failed on: its retry does not count it again (it
+ * finds the flows stored, and opens the alerts no more).
  */
 function recordProgress(progress: IngestProgress): void {
   const count = MetricUnit.Count;
@@ -257,6 +257,20 @@ export async function ingestEvent(
   }
   recordMetrics(result);
   recordGroupLines(logGroup, result.stats);
+  const held = [...result.alertsHeld, ...result.completed.flatMap((c) => c.result.alertsHeld)];
+  if (held.length > 0) {
+    // Answered stored, so Lambda does not retry it for them: the run holding their lease sends them, or its retry
+    // after `until`; failing that they stay pending until a later delivery folding into them hands them out.
+    logger.warn(
+      "alerts not published by this run: another run of this delivery holds their lease (a duplicate still " +
+        "publishing, or a failed run whose retry after `until` sends them)",
+      {
+        ...delivery,
+        held: held.length,
+        alerts: held.map(({ id, openedAt, until }) => ({ id, openedAt, until })),
+      },
+    );
+  }
   metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
   for (const m of result.malformed) {
     // CloudWatch Logs finds an event by its stream and time, not by its id: `aws logs get-log-events --log-group-name

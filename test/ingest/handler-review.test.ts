@@ -619,13 +619,26 @@ describe("ingest handler (review)", () => {
       op === "UpdateItem" && String((body.Key as { pk?: { S?: string } })?.pk?.S).startsWith("FLOW#");
     let flowWrites = 0;
     proxy.setPlan({ throttle: 1, eligible: (op, body) => isFlowWrite(op, body) && ++flowWrites > 10 });
+    proxy.clearLog();
     // Full jitter drawn as 0: the retries' backoff without its wait (the retry budget is unchanged).
     vi.spyOn(Math, "random").mockReturnValue(0);
     const failed = await invoke(handler, event);
     expect(failed.error?.name).toBe("StoreUnavailableError");
     expect(failed.error?.message).toContain("failed after 10 tries");
-    // Nothing reported as processed by the failed attempt; its attribution is kept for the retry.
-    expect(failed.metrics).toEqual({ AttributionMemosKept: 1 });
+    // The failed attempt reports the 10 flows it stored and every write request it made (the hour's marker, the
+    // 10 writes, ten tries of each of the 16 in flight): its retry finds them stored. Its attribution is kept.
+    const writeRequests = proxy.log.filter(
+      (r) =>
+        isFlowWrite(r.operation, r.body) ||
+        (r.operation === "PutItem" && JSON.stringify(r.body).includes("FLOWHOURS#")),
+    ).length;
+    expect(writeRequests).toBe(1 + 10 + 16 * 10);
+    expect(failed.metrics).toEqual({
+      AttributionMemosKept: 1,
+      FlowsWritten: 10,
+      DuplicateFlows: 0,
+      DynamoWriteRequests: writeRequests,
+    });
     const partial = await flowsIn(store, base - DAY, base + DAY);
     expect(partial).toHaveLength(10);
 
@@ -665,7 +678,14 @@ describe("ingest handler (review)", () => {
     proxy.hold(isFlowWrite);
     const failed = await invoke(handler, event, STORE_RESERVE_MS + 300);
     expect(failed.error?.name).toBe("IngestOutOfTimeError");
-    expect(failed.metrics).toEqual({ AttributionMemosKept: 1 });
+    // No flow write ended by the deadline: the hour's marker is all it counts (those in flight, counted by neither
+    // run, are the retry's duplicates).
+    expect(failed.metrics).toEqual({
+      AttributionMemosKept: 1,
+      FlowsWritten: 0,
+      DuplicateFlows: 0,
+      DynamoWriteRequests: 1,
+    });
     const inFlight = proxy.held;
     expect(inFlight).toBe(16);
     expect(flowWrites()).toBe(inFlight);

@@ -659,7 +659,7 @@ export async function applyAlerts(
   const prepared = prepare(candidates);
   const caller: Caller = { token, run: randomUUID(), delivers: options.delivers ?? true };
   const results = await mapBounded(prepared, ctx.concurrency, (p) =>
-    applyKey(ctx, p, caller, options.windowMs),
+    applyKey(ctx, p, caller, options.windowMs, options.onOpened),
   );
   const held = results.flatMap((r) => r.held ?? []);
   return {
@@ -672,13 +672,14 @@ export async function applyAlerts(
 /**
  * One key's hits, window by window: the hits from the first span on that the window it lands in holds, then the
  * rest (a batch may span several windows: a replayed file, a backfill page). Windows are chosen as for one part,
- * so a retried payload makes the same parts and lands where it did.
+ * so a retried payload makes the same parts and lands where it did. `onOpened` is told of each opening as it is made.
  */
 async function applyKey(
   ctx: AlertContext,
   p: Prepared,
   caller: Caller,
   windowMs: number,
+  onOpened: (() => void) | undefined,
 ): Promise<AlertApplyResult> {
   const alerts: AlertRecord[] = [];
   const held: HeldAlert[] = [];
@@ -687,7 +688,10 @@ async function applyKey(
     const part = await applyOne(ctx, p, from, caller, windowMs);
     if (part.alert !== undefined) alerts.push(part.alert);
     if (part.held !== undefined) held.push(part.held);
-    if (part.opened) opened++;
+    if (part.opened) {
+      opened++;
+      onOpened?.();
+    }
     from += part.used;
   }
   return { alerts, opened, held };

@@ -40,7 +40,7 @@ import {
 } from "./keys.ts";
 import { markHours } from "./markers.ts";
 import { type CountedWrite, countedUpdate, documentClient, freshReport, queryAll } from "./requests.ts";
-import { type CallReport, checkRetryPolicy, DEFAULT_RETRY, mapBounded, type RetryPolicy } from "./retry.ts";
+import { checkRetryPolicy, DEFAULT_RETRY, mapBounded, type RetryPolicy } from "./retry.ts";
 import { TABLE_KEYS } from "./schema.ts";
 
 /** Who counted a flow item: what replay reads to tell the flows other writers stored from its own. */
@@ -171,16 +171,20 @@ export class DynamoFlowStore implements FlowStore {
   async writeFlows(
     flows: readonly FlowRecord[],
     contribution: string,
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; progress?: FlowWriteResult } = {},
   ): Promise<FlowWriteResult> {
     const token = contributionToken(contribution);
     for (const f of flows) checkFlow(f);
     const merged = mergeFlows(flows);
-    const writes: CallReport[] = merged.map(freshReport);
     const reads = freshReport();
     const now = this.#ctx.now();
+    const written: FlowWriteResult = { applied: 0, duplicates: 0, writeRequests: 0 };
+    // Counted as each write ends, failed ones' requests too: a call that fails has stored the others.
+    const count = (what: keyof FlowWriteResult, n: number) => {
+      written[what] += n;
+      if (options.progress !== undefined) options.progress[what] += n;
+    };
     // The hours' markers first: a flow is never stored in an hour that questions by time would not read.
-    const markers = freshReport();
     const bucketsByCluster = new Map<string, string[]>();
     for (const f of merged) {
       const buckets = bucketsByCluster.get(f.cluster);
@@ -188,20 +192,28 @@ export class DynamoFlowStore implements FlowStore {
       else buckets.push(f.bucket);
     }
     for (const [cluster, buckets] of bucketsByCluster) {
-      await markHours(this.#ctx, this.#ctx.marked, cluster, buckets, now, markers, options.signal);
+      const markers = freshReport();
+      try {
+        await markHours(this.#ctx, this.#ctx.marked, cluster, buckets, now, markers, options.signal);
+      } finally {
+        count("writeRequests", markers.requests);
+      }
     }
-    const outcomes = await mapBounded(
+    await mapBounded(
       merged,
       this.#ctx.concurrency,
-      (f, i) => countedUpdate(this.#ctx, this.#flowWrite(f, token, now), writes[i] as CallReport, reads),
+      async (f) => {
+        const writes = freshReport();
+        try {
+          const outcome = await countedUpdate(this.#ctx, this.#flowWrite(f, token, now), writes, reads);
+          count(outcome.applied ? "applied" : "duplicates", 1);
+        } finally {
+          count("writeRequests", writes.requests);
+        }
+      },
       options.signal,
     );
-    const applied = outcomes.filter((o) => o.applied).length;
-    return {
-      applied,
-      duplicates: outcomes.length - applied,
-      writeRequests: writes.reduce((sum, r) => sum + r.requests, markers.requests),
-    };
+    return written;
   }
 
   /** The write of one flow; `now` (the store's clock) bounds its TTL's age (keys.ts, expiresAt). */
