@@ -1,9 +1,9 @@
 // `calico-flows backfill`: history from CloudWatch Logs (FilterLogEvents, per log stream) through the ingest
 // pipeline, with each event's own timestamp and the attribution of its time. Coverage records make it count
 // every event once, whatever live ingest, redrive or earlier backfills already counted (docs/backfill.md); a
-// checkpoint file only saves work after an interruption.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+// checkpoint file only saves work after an interruption into the same destination.
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { type Command, Option } from "commander";
 import {
@@ -12,6 +12,7 @@ import {
   mayHoldEvents,
   termPattern,
 } from "../../functions/adapters/cloudwatch-logs.ts";
+import { storeClient } from "../../functions/adapters/dynamo/client.ts";
 import { digest } from "../../functions/core/aggregate.ts";
 import {
   type BackfillMinuteResult,
@@ -24,6 +25,7 @@ import {
 import { createScanner } from "../../functions/core/parse.ts";
 import type { HeldAlert } from "../../functions/core/ports.ts";
 import {
+  type CommonOptions,
   commonOptions,
   ineffectiveOptions,
   parseInteger,
@@ -46,10 +48,15 @@ interface StreamProgress {
 
 export interface Checkpoint {
   version: 1;
-  /** Digest of what identifies the backfill as typed: cluster, log groups, prefix, stream prefix, since, until. */
+  /**
+   * Digest of what identifies the backfill: cluster, log groups, prefix, stream prefix, since and until as typed, and
+   * the destination.
+   */
   job: string;
   cluster: string;
   logGroups: string[];
+  /** `destinationOf` the run; absent from an earlier version's checkpoints. */
+  destination?: string;
   filterPattern: string;
   since: string;
   until: string;
@@ -76,6 +83,41 @@ function writeCheckpoint(path: string, checkpoint: Checkpoint, now: number): voi
   const temporary = `${path}.${process.pid}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(checkpoint)}\n`);
   renameSync(temporary, path);
+}
+
+/** `path` with its symbolic links resolved as far as it exists: one store whatever path names it. */
+function realPath(path: string): string {
+  const absolute = resolve(path);
+  try {
+    return realpathSync(absolute);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    const parent = dirname(absolute);
+    return parent === absolute ? absolute : join(realPath(parent), basename(absolute));
+  }
+}
+
+/**
+ * Where the run stores, as its checkpoint's identity takes it: the streams a run finished are counted in that
+ * destination's coverage only, so another (a table of the same name in another region, at another endpoint or
+ * through another profile) must read them again. The SDK resolves an endpoint only as it sends a request, so the
+ * variables it takes one from are read as set; a profile's own endpoint and account come with its name.
+ */
+async function destinationOf(common: CommonOptions): Promise<string> {
+  if (common.table === undefined) return `embedded store ${realPath(common.store)}`;
+  const client = storeClient(common.region === undefined ? {} : { region: common.region });
+  let region: string;
+  try {
+    region = await client.config.region();
+  } finally {
+    client.destroy();
+  }
+  const endpoint = process.env.AWS_ENDPOINT_URL_DYNAMODB || process.env.AWS_ENDPOINT_URL;
+  const profile = process.env.AWS_PROFILE;
+  return (
+    `DynamoDB table ${common.table} in ${region}${endpoint ? ` at ${endpoint}` : ""}` +
+    `${profile ? ` (profile ${profile})` : ""}`
+  );
 }
 
 // ---- the backfill -------------------------------------------------------------------------------------------
@@ -178,6 +220,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   const filterPattern = termPattern(filterTerm(raw.prefix as string, raw.prefixFormat as string | undefined));
   const streamPrefix = raw.streamPrefix as string | undefined;
   const now = (io.now ?? Date.now)();
+  const destination = await destinationOf(common);
   const job = digest(
     JSON.stringify([
       common.cluster,
@@ -186,6 +229,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       streamPrefix ?? null,
       raw.since,
       raw.until,
+      destination,
     ]),
   );
   const path =
@@ -194,7 +238,8 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   let checkpoint = raw.restart === true ? undefined : readCheckpoint(path);
   if (checkpoint !== undefined && checkpoint.job !== job) {
     throw new Error(
-      `${path} belongs to another backfill (${checkpoint.logGroups.join(", ")} ${checkpoint.since} → ${checkpoint.until}); ` +
+      `${path} belongs to another backfill (${checkpoint.logGroups.join(", ")} ${checkpoint.since} → ${checkpoint.until} ` +
+        `into ${checkpoint.destination ?? "a destination it does not record"}); ` +
         "pass --restart to replace it or --checkpoint to use another file",
     );
   }
@@ -213,6 +258,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
       job,
       cluster: common.cluster,
       logGroups: groups,
+      destination,
       filterPattern,
       since: new Date(since).toISOString(),
       until: new Date(until).toISOString(),
