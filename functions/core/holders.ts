@@ -152,22 +152,31 @@ function latest(values: Iterable<number | undefined>): number | undefined {
 
 /**
  * End of a pod's hold on its IP: its deletion time, or for a pod that ran to completion (Succeeded/Failed,
- * whose status keeps the IP) the last container finish. Without a finish time, the latest time the status
- * proves the pod existed: an early end says `unknown` for later lines rather than guessing.
+ * whose status keeps the IP) the last container finish, once every app container has one. Otherwise the latest
+ * time the status proves the pod existed: an early end says `unknown` for later lines rather than guessing. A pod
+ * the garbage collector marked Failed after its node vanished keeps its app containers `running` (the kubelet was
+ * gone), and only its init containers' finishes, seconds after the start: they do not end it.
  */
 function podEnd(metadata: Obj, status: Obj | undefined, start: number): number | null {
   const deleted = timeOf(metadata.deletionTimestamp);
   const phase = asString(status?.phase);
   let finished: number | undefined;
   if (status !== undefined && (phase === "Succeeded" || phase === "Failed")) {
-    const statuses = [
-      ...asArray(status.containerStatuses),
-      ...asArray(status.initContainerStatuses),
-      ...asArray(status.ephemeralContainerStatuses),
+    const finishOf = (s: unknown) => timeOf(asObject(asObject(asObject(s)?.state)?.terminated)?.finishedAt);
+    const apps = asArray(status.containerStatuses).map(finishOf);
+    const finishes = [
+      ...apps,
+      ...asArray(status.initContainerStatuses).map(finishOf),
+      ...asArray(status.ephemeralContainerStatuses).map(finishOf),
     ];
-    finished =
-      latest(statuses.map((s) => timeOf(asObject(asObject(asObject(s)?.state)?.terminated)?.finishedAt))) ??
-      latest([start, ...asArray(status.conditions).map((c) => timeOf(asObject(c)?.lastTransitionTime))]);
+    const allFinished = apps.length > 0 && apps.every((t) => t !== undefined);
+    finished = allFinished
+      ? latest(finishes)
+      : latest([
+          start,
+          ...finishes,
+          ...asArray(status.conditions).map((c) => timeOf(asObject(c)?.lastTransitionTime)),
+        ]);
   }
   const end =
     deleted === undefined ? finished : finished === undefined ? deleted : Math.min(deleted, finished);

@@ -192,6 +192,34 @@ describe("podToHolders", () => {
     expect(podToHolders(pod({ status }))[0]?.holder.validTo).toBe(T0 + 30_000);
   });
 
+  it("does not end a failed pod at its init container's finish while an app container has none", () => {
+    // Marked Failed by the pod garbage collector after its node vanished: the dead kubelet never updated the app
+    // container, which still shows running; only the init container, done 5 s in, has a finish.
+    const finished = (t: number) => ({ state: { terminated: { exitCode: 0, finishedAt: iso(t) } } });
+    const status = {
+      phase: "Failed",
+      podIP: "192.168.9.9",
+      startTime: iso(T0),
+      conditions: [
+        {
+          type: "DisruptionTarget",
+          status: "True",
+          reason: "DeletionByPodGC",
+          lastTransitionTime: iso(T0 + 72 * 3_600_000),
+        },
+      ],
+      initContainerStatuses: [finished(T0 + 5_000)],
+      containerStatuses: [
+        finished(T0 + 60_000),
+        { name: "app", state: { running: { startedAt: iso(T0 + 6_000) } } },
+      ],
+    };
+    expect(podToHolders(pod({ status }))[0]?.holder.validTo).toBe(T0 + 72 * 3_600_000);
+    // Once every app container has its finish, that is the end.
+    const done = { ...status, containerStatuses: [finished(T0 + 60_000), finished(T0 + 90_000)] };
+    expect(podToHolders(pod({ status: done }))[0]?.holder.validTo).toBe(T0 + 90_000);
+  });
+
   it.each([
     ["not an object", "a string", /not an object/],
     ["no name", { metadata: { namespace: "a", creationTimestamp: iso(T0) } }, /no metadata.name/],

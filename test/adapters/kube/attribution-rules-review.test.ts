@@ -110,6 +110,39 @@ describe("#seenSince after memory forgot the holders a full list saw", () => {
   });
 });
 
+describe("#seenSince when another container saw the pod first", () => {
+  it("answers a late line with the pod an old full list saw, after memory forgot it", async () => {
+    // The history's seenAt is another container's earlier look, before this container's full list: only the rule
+    // that a list older than what memory keeps proves nothing keeps the pod from being ended at it.
+    const history = new MemoryHistory();
+    const ip = "192.168.45.7";
+    addPod("api-5d8f7-q7k2z", ip, T);
+    const others = Array.from({ length: 6 }, (_, i) => `192.168.45.${20 + i}`);
+    others.forEach((other, i) => {
+      addPod(`web-6b7c8-${i}abcd`, other, T);
+    });
+    // Container B answers the pod at T+1 min (history: open, seenAt T+1 min), then is recycled.
+    clock.t = T + MIN;
+    expect(names(await container({ history }).resolve([{ ip, at: T + MIN - S }]))).toEqual([
+      "pod:api-5d8f7-q7k2z",
+    ]);
+    // Container A: a payload of six other addresses at T+10 min, one full list, which sees the pod.
+    clock.t = T + 10 * MIN;
+    const a = container({ history });
+    await a.resolve(others.map((other) => ({ ip: other, at: T + 10 * MIN - S })));
+    expect(a.stats().fullLists).toBe(1);
+    // The pod goes; at T+40 min A looks at the address for a line just after: nothing holds it.
+    server.store.delete("pods", "api-5d8f7-q7k2z", "shop");
+    clock.t = T + 40 * MIN;
+    expect(names(await a.resolve([{ ip, at: T + 40 * MIN + 15 * S }]))).toEqual(["absent"]);
+    // Three hours on, a backfilled line of T+20 min, when the pod held the address: A answers as a cold container.
+    clock.t = T + 3 * 60 * MIN;
+    const late = { ip, at: T + 20 * MIN };
+    expect(names(await container({ history }).resolve([late]))).toEqual(["pod:api-5d8f7-q7k2z"]);
+    expect(names(await a.resolve([late]))).toEqual(["pod:api-5d8f7-q7k2z"]);
+  });
+});
+
 describe("a node's address that went on to a pod", () => {
   it("does not answer a gone node's hostNetwork holder, open in the history, after the pod that took its address ended", async () => {
     const history = new MemoryHistory();
