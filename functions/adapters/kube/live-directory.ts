@@ -705,7 +705,9 @@ export class LiveDirectory implements IpDirectory {
     }
     const failure = describeKubeError(error, this.#fixes);
     this.#lastFailure = failure;
-    if (pause) {
+    // Requests sent side by side fail together in one blip: the pause doubles per failure after a pause, not per
+    // request failing within one (five lookups of a payload would otherwise pause the API 16 s at once).
+    if (pause && this.#now() >= this.#pausedUntil) {
       this.#backoff = Math.min(Math.max(this.#backoff * 2, 1_000), this.#maxBackoff);
       this.#pausedUntil = this.#now() + this.#backoff;
     }

@@ -535,6 +535,19 @@ describe("LiveDirectory: when Kubernetes misbehaves", () => {
     expect(server.counts.total()).toBe(afterFirst);
   });
 
+  it("pauses a second after one blip, however many of a payload's lookups it failed at once", async () => {
+    const dir = directory();
+    await server.setFault({ kind: "status", code: 503 });
+    // Lookups of a payload go out side by side and fail together: one failure of the API, not five.
+    const ips = ["192.168.70.11", "192.168.70.12", "192.168.70.13", "192.168.70.14", "192.168.70.15"];
+    await dir.resolve(ips.map((ip) => ({ ip, at: clock.t })));
+    expect(server.counts.total({ method: "GET" })).toBeGreaterThan(2);
+    await server.setFault(null);
+    addPod("a-0", "192.168.70.16", T);
+    clock.t += 1_100;
+    expect(names(await dir.resolve([{ ip: "192.168.70.16", at: clock.t }]))).toEqual(["pod:a-0"]);
+  });
+
   it("loses no lookup when the API server goes away in the middle of a payload", async () => {
     addPod("a-0", "192.168.80.1", T);
     addPod("b-0", "192.168.80.2", T);
