@@ -843,6 +843,14 @@ function greedyValues(parts: readonly FormatPart[], prefix: string): Values {
 }
 
 /**
+ * Tiers, kinds, names and namespaces as Felix writes them: Kubernetes names (lower case, digits, "-" and "."; the
+ * end maybe cut by iptables). Anything else is a forged or foreign line's text, which alert e-mails would paste into
+ * commands (a leading "-" is a kubectl option) or show reordered (a bidirectional control): no value.
+ */
+const KUBERNETES_NAME = /^[a-z0-9][a-z0-9.-]*$/;
+const asName = (value: string): string | null => (KUBERNETES_NAME.test(value) ? value : null);
+
+/**
  * Decodes the values of a prefix format from the logged prefix (anchoredValues, else greedyValues). A value that is
  * its specifier's own text (`%t`) was not expanded: a Felix that predates the specifiers logs LogPrefix as written
  * (nodes not yet upgraded), which names no policy.
@@ -856,19 +864,19 @@ export function decodePolicy(parts: readonly FormatPart[], prefix: string): Poli
   for (const [spec, value] of anchoredValues(parts, prefix) ?? greedyValues(parts, prefix)) {
     if (value === `%${spec}`) continue;
     found = true;
-    if (spec === "t") ref.tier = value;
-    else if (spec === "k") ref.kind = value;
+    if (spec === "t") ref.tier = asName(value);
+    else if (spec === "k") ref.kind = asName(value);
     else if (spec === "n") {
-      named ??= value;
-      ref.name ??= value;
+      named ??= asName(value);
+      ref.name ??= asName(value);
     } else {
       const slash = value.indexOf("/");
       if (slash < 0) {
-        unsplit = value;
-        ref.name = value;
+        unsplit = asName(value);
+        ref.name = unsplit;
       } else {
-        ref.namespace = slash > 0 ? value.slice(0, slash) : null;
-        ref.name = slash < value.length - 1 ? value.slice(slash + 1) : null;
+        ref.namespace = asName(value.slice(0, slash));
+        ref.name = asName(value.slice(slash + 1));
       }
     }
   }

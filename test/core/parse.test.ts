@@ -625,6 +625,29 @@ describe("the prefix", () => {
     expect(r.prefix).toBe(logged);
   });
 
+  it.each([
+    [
+      "a kubectl option",
+      "calico-packet default gnp --server=https://x.example",
+      "--server=https://x.example",
+    ],
+    ["a right-to-left override", "calico-packet default gnp deny\u202eall", "deny\u202eall"],
+    ["a quote", "calico-packet default gnp deny'all", "deny'all"],
+    ["an upper-case name", "calico-packet default gnp Deny-All", "Deny-All"],
+  ])("names no policy from a value no Kubernetes name can be: %s", (_name, prefix, logged) => {
+    // Felix writes DNS names (lower case, digits, "-", "."): anything else is a forged or foreign line, and would be
+    // pasted into the e-mail's commands.
+    const r = record(`Apr 19 04:52:19 n kernel: ${prefix}: ${fields}`, {
+      prefixFormat: "calico-packet %t %k %n",
+    });
+    expect(r.policy).toEqual({ tier: "default", kind: "gnp", name: null, namespace: null });
+    expect(r.prefix).toBe(`calico-packet default gnp ${logged}`);
+    const namespaced = record(`Apr 19 04:52:19 n kernel: calico-packet sec np -x/deny: ${fields}`, {
+      prefixFormat: "calico-packet %t %k %p",
+    });
+    expect(namespaced.policy).toEqual({ tier: "sec", kind: "np", name: "deny", namespace: null });
+  });
+
   it("decodes no policy without a format, or when the prefix carries none", () => {
     expect(record(DESIGN_LINE).policy).toBeNull();
     expect(record(DESIGN_LINE, { prefixFormat: "calico-packet %t %n" }).policy).toBeNull();
