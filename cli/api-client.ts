@@ -185,10 +185,16 @@ export async function callApi<T>(request: ApiRequest): Promise<T> {
         headers: signed.headers,
         body,
         signal: AbortSignal.timeout(ANSWER_WAIT_MS),
+        // API Gateway never redirects; following one would resend the session token to wherever it points.
+        redirect: "manual",
       });
       text = await response.text();
     } catch (error) {
       throw new ApiUnanswered(error);
+    }
+    if (response.status >= 300 && response.status < 400) {
+      const to = response.headers.get("location");
+      throw new ApiError(response.status, `a redirect${to === null ? "" : ` to ${to}`}, not followed`);
     }
     let parsed: unknown = text;
     try {
