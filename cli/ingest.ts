@@ -18,6 +18,7 @@ import {
 } from "../functions/core/ingest.ts";
 import { createScanner, type LineParser } from "../functions/core/parse.ts";
 import { type FlowStore, type HeldAlert, MAX_ALERT_WINDOW_MS } from "../functions/core/ports.ts";
+import { MAX_AGGREGATION_SECONDS } from "../functions/ingest/config.ts";
 import { type CommonOptions, parseInteger, UsageError, withCommonOptions } from "./common.ts";
 import { addDirectoryOptions, openDirectory, STORED_EXTERNAL } from "./directory.ts";
 import { flowsArgs, openAlertSink, storeArgs } from "./sink.ts";
@@ -181,6 +182,16 @@ export async function openIngest(
           );
   } catch (error) {
     throw new UsageError((error as Error).message);
+  }
+  // A table may be the stack's, whose query API reads buckets of up to a minute: said before anything is stored. Not
+  // refused: a table of one's own is read with `flows --table … --bucket-seconds`, and the CLI cannot tell the two.
+  if (common.table !== undefined && settings.bucketSeconds > MAX_AGGREGATION_SECONDS) {
+    process.stderr.write(
+      `warning: --bucket-seconds ${settings.bucketSeconds} is longer than the buckets the query API reads (up to ` +
+        `${MAX_AGGREGATION_SECONDS} s): the API, and \`flows --api\`, miss these flows in a range that starts over a ` +
+        `minute into their bucket; \`calico-flows flows ${storeArgs(common).join(" ")} --cluster ${common.cluster} ` +
+        `--bucket-seconds ${settings.bucketSeconds}\` finds them\n`,
+    );
   }
   // The snapshot files and the kubeconfig too: one that cannot be read leaves no store made.
   const makeDirectory = await openDirectory(raw, common.cluster, common.internalCidrs);

@@ -15,8 +15,8 @@ export function storeArgs(common: Pick<CommonOptions, "store" | "table" | "regio
 
 /**
  * The options of the e-mails' `flows` commands alone: a table does not record its bucket lengths (an embedded store
- * does), and `flows --table` reads every length the stack's ingest may count in (up to a minute), so it must be told
- * only a longer one. Told a shorter one, it would miss the stack's own flows of longer buckets near `--since`.
+ * does), and `flows --table` reads every length the stack's ingest may count in (up to a minute), and a length it is
+ * told besides them: only a longer one needs telling.
  */
 export function flowsArgs(common: Pick<CommonOptions, "table">, bucketSeconds: number): string[] {
   return common.table === undefined || bucketSeconds <= MAX_AGGREGATION_SECONDS

@@ -136,8 +136,10 @@ export interface StoreUse {
   /** TTL of written items, days. */
   retentionDays?: number;
   /**
-   * The bucket length flows were counted in, for reading ranges. Absent: the embedded store's lengths recorded by
-   * the commands that wrote it (`countsBuckets`), else 60; a table's, every length the stack's ingest may count in.
+   * A bucket length flows were counted in, for reading ranges: read besides the embedded store's lengths recorded by
+   * the commands that wrote it (`countsBuckets`, else 60), or a table's, every length the stack's ingest may count in.
+   * Never instead of them: told a longer length (as an alert e-mail of a replay into a table tells `flows`), a range
+   * would start reading at that length's bucket and miss the flows of shorter ones that start before it.
    */
   bucketSeconds?: number;
   /** This command counts flows in buckets this long: recorded beside an embedded store for its readers. */
@@ -154,6 +156,11 @@ export interface StoreUse {
 /** The bucket lengths `settings` record (stores before `bucketLengths`: their longest; none: the default). */
 function recordedLengths(settings: StoreSettings): number[] {
   return settings.bucketLengths ?? [settings.bucketSeconds ?? DEFAULT_BUCKET_SECONDS];
+}
+
+/** The lengths a reader reads by: `known`, and the one a command was told (StoreUse.bucketSeconds). */
+function readLengths(known: readonly number[], told: number | undefined): readonly number[] {
+  return told === undefined || known.includes(told) ? known : [...known, told];
 }
 
 /**
@@ -211,7 +218,7 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
       client,
       tableName: options.table,
       retentionDays,
-      bucketSeconds: use.bucketSeconds ?? INGEST_BUCKET_LENGTHS,
+      bucketSeconds: readLengths(INGEST_BUCKET_LENGTHS, use.bucketSeconds),
     });
     return {
       ...stores,
@@ -245,7 +252,7 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
     await embedded.close();
     throw error;
   }
-  const bucketSeconds = use.bucketSeconds ?? recordedLengths(settings);
+  const bucketSeconds = readLengths(recordedLengths(settings), use.bucketSeconds);
   return {
     ...tableStores({ client: embedded.client, tableName: embedded.tableName, retentionDays, bucketSeconds }),
     description: `embedded store ${options.store}`,

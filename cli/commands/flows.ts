@@ -5,6 +5,7 @@ import { EARLIEST_MS } from "../../functions/core/instant.ts";
 import type { AlertQuery, FlowQuery, Page } from "../../functions/core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../../functions/core/query-filters.ts";
 import type { AlertRecord, FlowRecord } from "../../functions/core/types.ts";
+import { MAX_AGGREGATION_SECONDS } from "../../functions/ingest/config.ts";
 import { callApi } from "../api-client.ts";
 import { apiStageUrl } from "../api-url.ts";
 import {
@@ -88,6 +89,8 @@ export interface Listing<T> {
   more: boolean;
   /** The clusters an embedded store holds records of, when it recorded them (for an empty answer's hint). */
   clusters?: readonly string[];
+  /** With --api: the cluster the API answers for, as its pages name it (null: an API whose pages do not). */
+  served?: string | null;
   /**
    * Neither --since nor --until was given and the range held nothing: when the first flow at any time (of the same
    * question for flows, of the cluster for alerts) was first seen, for an empty answer's hint; null when the store
@@ -169,10 +172,16 @@ interface ApiPage<T> {
   cursor: string | null;
 }
 
+/** The cluster the query API answered for (Listing.served), once a page has come. */
+interface Served {
+  cluster?: string | null;
+}
+
 /**
- * Pages from the query API: the API answers for its own cluster, with the same filters as the store. A `--cluster`
- * given (`cluster`) must be that one, whatever the page holds: one stack per cluster, so a URL pasted from the
- * wrong stack would otherwise show one cluster's denials as another's, or its quiet range as this one's.
+ * Pages from the query API: the API answers for its own cluster, with the same filters as the store, and says which
+ * in `served`. A `--cluster` given (`cluster`) must be that one, whatever the page holds: one stack per cluster, so
+ * a URL pasted from the wrong stack would otherwise show one cluster's denials as another's, or its quiet range as
+ * this one's.
  */
 function apiPages<T extends { cluster: string }>(
   api: string,
@@ -180,6 +189,7 @@ function apiPages<T extends { cluster: string }>(
   common: CommonOptions,
   cluster: string | undefined,
   query: Record<string, string | undefined>,
+  served: Served,
 ): (cursor: string | undefined, pageLimit: number) => Promise<Page<T>> {
   if (common.table !== undefined) throw new UsageError("--api and --table are alternatives: pass one");
   return async (cursor, pageLimit) => {
@@ -190,6 +200,7 @@ function apiPages<T extends { cluster: string }>(
       query: { ...query, limit: String(pageLimit), cursor },
       region: common.region,
     });
+    served.cluster = page.cluster ?? served.cluster ?? null;
     if (cluster !== undefined) {
       // An API deployed before its pages named their cluster is known by its records only.
       const answered = page.cluster ?? page.items.find((item) => item.cluster !== cluster)?.cluster;
@@ -242,6 +253,8 @@ interface FlowSource {
    */
   elsewhere: () => Promise<string | null | undefined>;
   clusters?: readonly string[];
+  /** With --api: the cluster it answered for, as its pages come. */
+  served?: Served;
   close: () => Promise<void>;
 }
 
@@ -283,6 +296,7 @@ export async function listFlows(raw: Record<string, unknown>): Promise<Listing<F
     );
     if (source.clusters !== undefined) listing.clusters = source.clusters;
     if (listing.records.length === 0 && defaultRange(raw)) listing.elsewhere = await source.elsewhere();
+    if (source.served !== undefined) listing.served = source.served.cluster ?? null;
     return listing;
   } finally {
     await source.close();
@@ -338,6 +352,7 @@ export async function groupFlows(
     cut,
     ...(source.clusters === undefined ? {} : { clusters: source.clusters }),
     ...(elsewhere === undefined ? {} : { elsewhere }),
+    ...(source.served === undefined ? {} : { served: source.served.cluster ?? null }),
   };
 }
 
@@ -378,20 +393,29 @@ async function flowSource(raw: Record<string, unknown>): Promise<FlowSource> {
   if (typeof raw.api === "string") {
     const api = raw.api;
     const asked = raw.clusterGiven === true ? (raw.cluster as string) : undefined;
+    const served: Served = {};
     const pages = (q: FlowQuery) =>
-      apiPages<FlowRecord>(api, "/flows", common, asked, {
-        since: q.since,
-        until: q.until,
-        namespace: q.namespace,
-        workload: q.workload,
-        pod: q.pod,
-        ip: q.ip,
-        internal: q.internal === undefined ? undefined : String(q.internal),
-      });
+      apiPages<FlowRecord>(
+        api,
+        "/flows",
+        common,
+        asked,
+        {
+          since: q.since,
+          until: q.until,
+          namespace: q.namespace,
+          workload: q.workload,
+          pod: q.pod,
+          ip: q.ip,
+          internal: q.internal === undefined ? undefined : String(q.internal),
+        },
+        served,
+      );
     return {
       page: pages(query),
       sparse,
       elsewhere: () => lookElsewhere(pages({ ...query, ...ALL_TIME })),
+      served,
       close: async () => {},
     };
   }
@@ -452,22 +476,28 @@ export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<
   // from, says where to look.
   if (typeof raw.api === "string") {
     const asked = raw.clusterGiven === true ? (raw.cluster as string) : undefined;
+    const served: Served = {};
     const listing: Listing<AlertRecord> = await collect(
       options.limit,
       filtered(
-        apiPages<AlertRecord>(raw.api, "/alerts", common, asked, {
-          since: query.since,
-          until: query.until,
-        }),
+        apiPages<AlertRecord>(
+          raw.api,
+          "/alerts",
+          common,
+          asked,
+          { since: query.since, until: query.until },
+          served,
+        ),
         keep,
       ),
     );
     if (listing.records.length === 0 && defaultRange(raw)) {
       listing.elsewhere = await firstOutside(
-        apiPages<FlowRecord>(raw.api, "/flows", common, asked, ALL_TIME),
+        apiPages<FlowRecord>(raw.api, "/flows", common, asked, ALL_TIME, served),
         query,
       );
     }
+    listing.served = served.cluster ?? null;
     return listing;
   }
   const opened = await openStore(common, { existing: true });
@@ -531,9 +561,16 @@ function listingNotes(
       `note: this store was written for ${clusters.length === 1 ? "cluster" : "clusters"} ${names}, not "${options.cluster}": pass --cluster ${clusters[0]}`,
     );
   } else if (listing.records.length === 0 && listing.elsewhere === null) {
-    // Read as a quiet day, an empty store sends the operator widening --since again and again.
+    // Read as a quiet day, an empty store sends the operator widening --since again and again. Through the API, the
+    // cluster is the one it serves, whatever --cluster defaulted to.
+    const cluster =
+      listing.served === undefined
+        ? `cluster ${JSON.stringify(options.cluster)}`
+        : listing.served === null
+          ? "the API's cluster"
+          : `cluster ${JSON.stringify(listing.served)}`;
     notes.push(
-      `note: the store holds no flows of cluster "${options.cluster}" at any time${what === "alerts" ? " (alerts are raised on flows)" : ""}: no --since will find one`,
+      `note: the store holds no flows of ${cluster} at any time${what === "alerts" ? " (alerts are raised on flows)" : ""}: no --since will find one`,
     );
   }
   return notes;
@@ -568,7 +605,7 @@ export function registerFlows(program: Command): void {
     .option("--ip <address>", "flows involving this IP, resolved or not")
     .option(
       "--bucket-seconds <n>",
-      "the bucket length the flows were counted in, where a range starts reading (default: an embedded store's, as replay recorded it; a table's, any of up to 60)",
+      "a bucket length the flows were counted in, where a range starts reading: read besides an embedded store's (as replay recorded them) or a table's (any of up to 60), not with --api",
       parseInteger("--bucket-seconds", 1, 3600),
     )
     .addOption(
@@ -587,10 +624,25 @@ export function registerFlows(program: Command): void {
     )
     .action(async (_opts: Record<string, unknown>, command: Command) => {
       const raw = readingOptions(command);
+      // As noteIneffective notes the common options: ignored in silence, it would look obeyed.
+      if (raw.api !== undefined && raw.bucketSeconds !== undefined) {
+        process.stderr.write(
+          "note: --bucket-seconds has no effect on flows with --api: the query API reads the buckets its stack's " +
+            `ingest counts in (up to ${MAX_AGGREGATION_SECONDS} s); flows counted in longer ones are read with ` +
+            "--table and --bucket-seconds\n",
+        );
+      }
       if (raw.group === true) printRecords(await groupFlows(raw), raw, "conversations", conversationsTable);
       else printRecords(await listFlows(raw), raw, "flows", flowsTable);
     });
-  addReadOptions(program.command("alerts").description("list alerts with a hit in a time range"))
+  // By opening, not by each hit: a late hit folds into the first window kept after it, which may open any time later.
+  addReadOptions(
+    program
+      .command("alerts")
+      .description(
+        "list alerts opened by --until whose last hit is at --since or later (a late hit folded into an alert opened after it is listed by that opening, not by its own time)",
+      ),
+  )
     .option("--namespace <ns>", "alerts where this namespace is source or destination")
     .addOption(new Option("--severity <level>", "only alerts of this severity").choices(["high", "low"]))
     .addOption(

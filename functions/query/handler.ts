@@ -6,12 +6,14 @@
 //   GET /alerts ?since= &until= &limit= &cursor=
 //
 // since/until: ISO-8601, `now`, or a duration before now (15m, 6h, 7d); default the last 24 hours; flows with a
-// packet between them, alerts with a hit between them (opened by until, last seen at since or after). workload
+// packet between them, alerts opened by until and last seen at since or after (a late hit, folded into an alert
+// opened after it, is listed by that opening, not by its own time). workload
 // and pod need namespace. limit: 1–1000, default 100. cursor: the previous page's, which carries that page's
 // time window (since/until are not read again). 200 `{ cluster, items, cursor }`: the cluster the stack serves
 // (named even on an empty page, so that a client can tell another cluster's API from a quiet range), the flow
 // records of DESIGN.md §3.3 (alert records for /alerts), and `cursor: null` on the last page; 400
-// `{ message, parameter }`.
+// `{ message, parameter }`. A page whose answer would pass Lambda's response limit ends early (MAX_ANSWER_BYTES),
+// its cursor going on after its last record.
 
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
@@ -33,7 +35,7 @@ import { InvalidInputError } from "../adapters/dynamo/keys.ts";
 import type { RetryPolicy } from "../adapters/dynamo/retry.ts";
 import { Deadline } from "../core/deadline.ts";
 import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts";
-import type { AlertQuery, FlowQuery, FlowStore } from "../core/ports.ts";
+import type { AlertQuery, FlowQuery, FlowStore, Page } from "../core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
 import { INGEST_BUCKET_LENGTHS } from "../ingest/config.ts";
 import { json } from "../shared/http.ts";
@@ -48,7 +50,18 @@ export interface QueryRuntime {
   store: FlowStore;
   cluster: string;
   now: () => number;
+  /** Most bytes an answer takes (default MAX_ANSWER_BYTES). */
+  maxAnswerBytes?: number;
 }
+
+/**
+ * Most bytes of an answer as Lambda returns it: the proxy result's JSON, whose body is escaped once more. Lambda
+ * refuses a response over 6 MB, and API Gateway answers 502 (the CLI asks again, and fails alike). A page reads up
+ * to two Queries of 1 MB of items, and short strings grow in JSON: a namespace label `"ab": ""` is 4 bytes to
+ * DynamoDB and 13 in the answer, so a page of many-labelled flows can pass 8 MB. Kept below 6 MB by a margin for
+ * the cursor, which a cut page's differs from the first one's.
+ */
+export const MAX_ANSWER_BYTES = 5_500_000;
 
 /** A request the API refuses, with the parameter at fault (the client can point at it). */
 export class BadRequestError extends Error {
@@ -258,15 +271,27 @@ export async function handleQuery(
     return json(405, { message: `${method} is not allowed on ${route}` }, { allow: "GET" });
   try {
     const query = route === "/flows" ? flowQueryOf(event, runtime) : alertQueryOf(event, runtime);
-    const page =
-      route === "/flows" ? await runtime.store.queryFlows(query) : await runtime.store.queryAlerts(query);
+    const read = (limit: number): Promise<Page<unknown>> =>
+      route === "/flows"
+        ? runtime.store.queryFlows({ ...query, limit })
+        : runtime.store.queryAlerts({ ...query, limit });
+    const answer = await fittingAnswer(
+      read,
+      query.limit ?? DEFAULT_LIMIT,
+      (page) =>
+        json(200, {
+          cluster: runtime.cluster,
+          items: page.items,
+          cursor: page.cursor === undefined ? null : wrapCursor(query, page.cursor),
+        }),
+      runtime.maxAnswerBytes ?? MAX_ANSWER_BYTES,
+    );
     metrics.addMetric(
       route === "/flows" ? "FlowsReturned" : "AlertsReturned",
       MetricUnit.Count,
-      page.items.length,
+      answer.items,
     );
-    const cursor = page.cursor === undefined ? null : wrapCursor(query, page.cursor);
-    return json(200, { cluster: runtime.cluster, items: page.items, cursor });
+    return answer.result;
   } catch (error) {
     if (error instanceof BadRequestError) {
       return json(400, { message: error.message, parameter: error.parameter });
@@ -283,6 +308,38 @@ export async function handleQuery(
     logger.error("query failed", { route, error: error as Error });
     return json(500, { message: "internal error", requestId: event.requestContext.requestId });
   }
+}
+
+const bytesOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+/**
+ * The answer of the page `read` gives for `limit`, within `maxBytes`. One that would pass it is read again with as
+ * many records as fit: a smaller limit reads the same items from the same place, fewer of them, so the page is the
+ * first part of the one before; and its cursor is that read's own, so the next page goes on after the last record
+ * answered, whatever was written in between. One record always fits: an item holds at most 400 KB, some 2 MB as JSON.
+ */
+async function fittingAnswer(
+  read: (limit: number) => Promise<Page<unknown>>,
+  limit: number,
+  answer: (page: Page<unknown>) => APIGatewayProxyResult,
+  maxBytes: number,
+): Promise<{ result: APIGatewayProxyResult; items: number }> {
+  let page = await read(limit);
+  let result = answer(page);
+  while (bytesOf(result) > maxBytes && page.items.length > 1) {
+    // Each record takes its JSON escaped once more, and a comma.
+    let room = maxBytes - bytesOf(answer({ ...page, items: [] }));
+    let fit = 0;
+    for (const item of page.items) {
+      room -= bytesOf(JSON.stringify(item)) - 2 + 1;
+      if (room < 0) break;
+      fit++;
+    }
+    logger.info("page cut to fit the response limit", { read: page.items.length, fit });
+    page = await read(Math.max(1, fit));
+    result = answer(page);
+  }
+  return { result, items: page.items.length };
 }
 
 /**
