@@ -7,7 +7,7 @@
 // - an alert whose publish fails stays pending, the run throws once every other alert has been tried, and the
 //   retried payload (or the next one: applyAlerts returns earlier pending alerts too) publishes it then;
 // - an alert marked sent is never published again, so a retried payload does not repeat what went out.
-import type { PanicEvent } from "./alert-message.ts";
+import { type PanicEvent, summaryGroups } from "./alert-message.ts";
 import type { AlertSink, FlowStore } from "./ports.ts";
 import type { AlertRecord } from "./types.ts";
 
@@ -19,7 +19,7 @@ export interface AlertPublisher extends AlertSink {
 }
 
 export interface DeliveryOptions {
-  /** Most alerts published one by one in this run; those above it are counted in one summary per cluster. */
+  /** Most alerts published one by one in this run; those above it are counted in summaries (MAX_SUMMARIES). */
   cap: number;
   /** Publishes in flight at once. @default 8 */
   concurrency?: number;
@@ -47,6 +47,13 @@ export class AlertDeliveryError extends AggregateError {
   }
 }
 
+/**
+ * Most summaries a run publishes per cluster. A summary lists at most 100 namespaces (and other values) in each
+ * attribute, so the alerts held back are split among several (summaryGroups) for filtered subscribers to hear of
+ * theirs; the last takes whatever is left, its attributes then cut at 100 values each.
+ */
+export const MAX_SUMMARIES = 10;
+
 /** Oldest high-severity alerts first: the cap keeps what matters and what has waited longest. */
 function byPriority(a: AlertRecord, b: AlertRecord): number {
   if (a.severity !== b.severity) return a.severity === "high" ? -1 : 1;
@@ -71,9 +78,10 @@ async function eachLimited<T>(
 
 /**
  * Publishes the alerts `applyAlerts` returned (new ones and earlier pending ones) and marks each sent after SNS
- * accepted it. Alerts above `cap` are not published one by one: one summary per cluster counts them, and once
- * that summary is out they are marked sent too — the summary was their delivery, and re-sending them on the
- * next run would defeat the cap. If the summary fails they stay pending and compete for the next run's cap.
+ * accepted it. Alerts above `cap` are not published one by one: summaries count them, up to MAX_SUMMARIES per
+ * cluster, and once its summary is out an alert is marked sent too — the summary was its delivery, and re-sending
+ * it on the next run would defeat the cap. If a summary fails its alerts stay pending and compete for the next
+ * run's cap.
  * Throws AlertDeliveryError at the end if anything was left pending.
  */
 export async function deliverAlerts(
@@ -111,15 +119,18 @@ export async function deliverAlerts(
     if (list === undefined) byCluster.set(alert.cluster, [alert]);
     else list.push(alert);
   }
-  for (const [cluster, suppressed] of byCluster) {
+  const summaries = [...byCluster].flatMap(([cluster, suppressed]) =>
+    summaryGroups(suppressed, MAX_SUMMARIES).map((group) => ({ cluster, group })),
+  );
+  for (const { cluster, group } of summaries) {
     try {
-      await sink.publishSummary(suppressed.length, cluster, suppressed);
+      await sink.publishSummary(group.length, cluster, group);
     } catch (error) {
-      result.failed += suppressed.length;
+      result.failed += group.length;
       errors.push(error);
       continue;
     }
-    await eachLimited(suppressed, concurrency, async (alert) => {
+    await eachLimited(group, concurrency, async (alert) => {
       try {
         await store.markAlertSent(alert, "summarized");
         result.suppressed++;

@@ -11,12 +11,14 @@
 //   srcNamespace  source namespace, "-" when the source has none               (alerts; summaries: String.Array)
 //   dstNamespace  destination namespace, "-" when it has none                  (alerts; summaries: String.Array)
 //                 A scan or fan-in stands for many ends: both are String.Array, of the namespaces of the ends of
-//                 the flows that opened it (100 at most each), so that a subscriber filtering on a namespace hears
-//                 of the fan-in its workload was one source of, not only of the example's.
+//                 the flows that opened it (100 at most each: the first by name, the example's among them), so that
+//                 a subscriber filtering on a namespace hears of the fan-in its workload was one source of, not only
+//                 of the example's.
 //   protocol      "TCP", "UDP", … ; "*" for scans                              (alerts; summaries: String.Array)
 //   dstPort       Number; absent when the protocol has no port (ICMP) and for scans (alerts; summaries: array)
 // A summary carries these as arrays of the suppressed alerts' distinct values (100 at most each): SNS matches a
-// filter against each value of an array, so filtered subscribers hear of their alerts that the cap kept back.
+// filter against each value of an array, so filtered subscribers hear of their alerts that the cap kept back. A run
+// splits what it holds back into several summaries so that each lists all its alerts' values (summaryGroups).
 //   alertId       the alert's id, so machine consumers can drop a re-delivered message (alerts only)
 //   action        "applied" | "reverted" | "expired" | "refused"             (panic only)
 //   request       "apply" | "revert" | "expire": what was refused             (panic, action "refused" only)
@@ -115,10 +117,11 @@ const array = (values: (string | number)[]): MessageAttribute => ({
 /**
  * Log-derived names may carry anything; SNS subjects must not contain line breaks or control characters (Unicode's
  * line and paragraph separators are line breaks too, though not control characters). Every log-derived value of an
- * e-mail goes through it (or oneLine) too, so that none writes lines of its own into the text the on-call reads.
+ * e-mail goes through it (or oneLine) too, so that none writes lines of its own into the text the on-call reads, nor
+ * turns a line around or hides in it (format characters: bidirectional overrides, zero-width spaces).
  */
 function noControl(text: string): string {
-  return text.replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, " ");
+  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, " ");
 }
 
 function oneLine(text: string): string {
@@ -484,11 +487,34 @@ function internalDenialText(alert: AlertRecord, store: string, panic: string): s
   return lines.join("\n");
 }
 
+/**
+ * An internal scan's first lines. Its destinations are counted by workload, and by address where attribution was
+ * unavailable (an API outage): then the replicas of one workload count as many, and an ordinary client denied on one
+ * port of a StatefulSet is no scan. The most denied destination unattributed says so; what the others were is not
+ * stored.
+ */
+function internalScanHeadline(alert: AlertRecord): string[] {
+  const first = `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports within minutes`;
+  if (alert.dst.resolved) {
+    return [
+      `${first}:`,
+      "it looks like a scan from inside (a compromised or misbehaving workload), or a policy that cuts it off from",
+      "everything it talks to. Either way someone should look (severity high). One alert stands for all of them.",
+    ];
+  }
+  return [
+    `${first}, but`,
+    "attribution was unavailable for some or all of its destinations (the Kubernetes API could not be asked when",
+    "they were logged, as for the most denied one below): each unattributed address counts as a destination of its",
+    "own, so the pods of one workload (a StatefulSet's replicas, a Deployment's pods) count as many. It may be one",
+    "client denied on one port of one workload rather than a scan. Either way someone should look (severity high).",
+    "One alert stands for all of them.",
+  ];
+}
+
 function internalScanText(alert: AlertRecord, store: string): string {
   const lines = [
-    `An endpoint inside cluster ${alert.cluster} was denied on many distinct destinations or ports within minutes:`,
-    "it looks like a scan from inside (a compromised or misbehaving workload), or a policy that cuts it off from",
-    "everything it talks to. Either way someone should look (severity high). One alert stands for all of them.",
+    ...internalScanHeadline(alert),
     "",
     ...endpointLines("Source", alert.src),
     ...endpointLines("Most denied destination", alert.dst),
@@ -503,6 +529,11 @@ function internalScanText(alert: AlertRecord, store: string): string {
     "1. See who the source is, and everything it tried:",
     `   ${describeCommand(alert.src)}`,
     `   calico-flows flows ${store}--cluster ${sh(alert.cluster)} ${flowsFilter(alert.src)} --group ${flowsRange(alert)}`,
+    ...(alert.dst.resolved
+      ? []
+      : [
+          "   The destinations are addresses: see whether they were the pods of one workload (kubectl get pods -A -o wide).",
+        ]),
     "2. If it should not be probing, treat it as an incident: isolate the workload. If it should talk to these",
     "   destinations, find the policy that denies them (policies apply lowest order first):",
     ...policyCommands(alert),
@@ -689,9 +720,9 @@ function summaryEmail(body: SummaryBody, options: MessageOptions): { subject: st
 }
 
 /**
- * The single "N more alerts suppressed" message sent when a run reaches its alert cap. `suppressed` are the
- * alerts not sent individually (listed up to 20); `count` may exceed their number when the caller only has
- * a sample.
+ * An "N more alerts suppressed" message, sent when a run reaches its alert cap (one per summaryGroups group).
+ * `suppressed` are the alerts not sent individually (listed up to 20); `count` may exceed their number when the
+ * caller only has a sample.
  */
 export function suppressionSummary(
   count: number,
@@ -733,25 +764,74 @@ export function suppressionSummary(
 }
 
 /** Distinct values a summary's array attributes list, at most: bounds the message whatever was suppressed. */
-const SUMMARY_ATTRIBUTE_VALUES = 100;
+export const SUMMARY_ATTRIBUTE_VALUES = 100;
+
+/** The values an alert gives each array attribute of a summary that holds it back. */
+interface FilterValues {
+  reason: string[];
+  srcNamespace: string[];
+  dstNamespace: string[];
+  protocol: string[];
+  dstPort: number[];
+}
+
+function filterValues(a: AlertRecord): FilterValues {
+  return {
+    reason: [a.reason],
+    srcNamespace: namespacesOf(a.namespaces?.src, a.src),
+    dstNamespace: namespacesOf(a.namespaces?.dst, a.dst),
+    protocol: [a.protocol],
+    dstPort: a.dstPort === null ? [] : [a.dstPort],
+  };
+}
 
 /**
  * The attributes subscribers filter alerts on, as arrays of the suppressed alerts' values: a filter policy
  * matches an array when any of its values matches, so a subscriber of one namespace still hears of the alerts of
- * its namespace that the cap kept back (of the first 100 distinct values of each).
+ * its namespace that the cap kept back (of the first 100 distinct values of each: summaryGroups keeps a summary's
+ * alerts within them).
  */
 function summaryFilterAttributes(suppressed: readonly AlertRecord[]): Record<string, MessageAttribute> {
   if (suppressed.length === 0) return {};
   const distinct = <T>(values: T[]): T[] => [...new Set(values)].slice(0, SUMMARY_ATTRIBUTE_VALUES);
-  const ports = distinct(suppressed.flatMap((a) => (a.dstPort === null ? [] : [a.dstPort])));
+  const values = suppressed.map(filterValues);
+  const ports = distinct(values.flatMap((v) => v.dstPort));
   const attributes: Record<string, MessageAttribute> = {
-    reason: array(distinct(suppressed.map((a) => a.reason))),
-    srcNamespace: array(distinct(suppressed.flatMap((a) => namespacesOf(a.namespaces?.src, a.src)))),
-    dstNamespace: array(distinct(suppressed.flatMap((a) => namespacesOf(a.namespaces?.dst, a.dst)))),
-    protocol: array(distinct(suppressed.map((a) => a.protocol))),
+    reason: array(distinct(values.flatMap((v) => v.reason))),
+    srcNamespace: array(distinct(values.flatMap((v) => v.srcNamespace))),
+    dstNamespace: array(distinct(values.flatMap((v) => v.dstNamespace))),
+    protocol: array(distinct(values.flatMap((v) => v.protocol))),
   };
   if (ports.length > 0) attributes.dstPort = array(ports);
   return attributes;
+}
+
+/**
+ * One cluster's suppressed alerts, in their order, cut into the alerts of at most `most` summaries: a summary takes
+ * the next alert unless that would put more than SUMMARY_ATTRIBUTE_VALUES distinct values in one of its array
+ * attributes, so that each lists every value of its alerts and a filtered subscriber hears of its own. The last
+ * takes whatever is left: its attributes then list the first 100 values of each.
+ */
+export function summaryGroups(suppressed: readonly AlertRecord[], most: number): AlertRecord[][] {
+  const groups: AlertRecord[][] = [];
+  let listed = new Map<string, Set<string | number>>();
+  for (const alert of suppressed) {
+    const own = Object.entries(filterValues(alert));
+    const current = groups.at(-1);
+    const fits = own.every(
+      ([name, values]) => new Set([...(listed.get(name) ?? []), ...values]).size <= SUMMARY_ATTRIBUTE_VALUES,
+    );
+    if (current === undefined || (!fits && groups.length < most)) {
+      groups.push([alert]);
+      listed = new Map();
+    } else current.push(alert);
+    for (const [name, values] of own) {
+      const set = listed.get(name) ?? new Set();
+      for (const v of values) set.add(v);
+      listed.set(name, set);
+    }
+  }
+  return groups;
 }
 
 /** How `panic --direct` names its requester: the person, then how the cluster was reached. */

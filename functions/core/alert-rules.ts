@@ -11,9 +11,9 @@
 //   denied to at least N internal sources that are not scans makes one candidate instead, its source `*many*`. A
 //   shared service a policy cuts off (DNS for thirty workloads) is one alert, not thirty e-mails.
 // - external scan (severity low, off unless a threshold is given): one external source denied on at least N
-//   distinct destination ports or N distinct destination IPs in the flows handed in (one payload). The key is
-//   the source alone — dst `*scan*`, protocol `*`, no port — so a scan spread over many payloads folds into one
-//   alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
+//   distinct destination ports (a port over UDP and TCP counts once, as inside) or N distinct destination IPs in
+//   the flows handed in (one payload). The key is the source alone — dst `*scan*`, protocol `*`, no port — so a
+//   scan spread over many payloads folds into one alert per window instead of one per port. A scan slower than one payload's span is not detected: the rule
 //   only sees the flows it is given.
 //
 // alertCandidates judges one payload. A payload is one node's log stream, and an egress denial is logged on the
@@ -421,11 +421,12 @@ function externalScans(flows: readonly FlowRecord[], threshold: number): AlertCa
   }
   const out: AlertCandidate[] = [];
   for (const { cluster, ip, flows: own } of bySource.values()) {
-    const ports = new Set<string>();
+    // A port alone, as the internal rule counts it: a resolver retrying over TCP is not probing another port.
+    const ports = new Set<number>();
     const destinations = new Set<string>();
     const hitsByDestination = new Map<string, number>();
     for (const f of own) {
-      if (f.dstPort !== null) ports.add(`${f.protocol}/${f.dstPort}`);
+      if (f.dstPort !== null) ports.add(f.dstPort);
       destinations.add(f.dst.ip);
       hitsByDestination.set(f.dst.ip, (hitsByDestination.get(f.dst.ip) ?? 0) + f.packets);
     }

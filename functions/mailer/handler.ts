@@ -4,7 +4,7 @@
 //
 // Why not e-mail from the alerts topic: SNS suspends an e-mail subscription sent more than 10 messages a second (it
 // falls back to PendingConfirmation, and is deleted 48 hours later), and one ingest run publishes up to its alert cap
-// (50 by default, up to 10,000) and a summary at once, with many runs in parallel.
+// (50 by default, up to 10,000) and up to 10 summaries at once, with many runs in parallel.
 //
 // The bound: the event source runs at most two invocations at once (MAIL_MAX_CONCURRENCY, lib/alerts.ts), and each
 // sends one publish request (the client does not retry: MAIL_PUBLISH_TIMEOUTS) and returns no sooner than
@@ -13,7 +13,7 @@
 // messages for up to 60 s: an alert is mailed that late, once the queue is not behind.
 //
 // A body it cannot read goes in the digest as it came, rather than being dropped or failing its batch; a repeat of a
-// message already in the batch (the sink's, see sns-sink.ts) is dropped. A publish that fails throws: the batch
+// message already in the batch (the sink's, see sns-sink.ts) is dropped, an alert's latest kept. A publish that fails throws: the batch
 // returns to the queue and is tried again, and after MAIL_MAX_RECEIVES receives it lands in the mail dead-letter
 // queue, which is alarmed on (lib/monitoring.ts).
 import { setTimeout } from "node:timers/promises";
@@ -82,20 +82,50 @@ function digestMessage(record: SQSRecord, runtime: MailerRuntime): DigestMessage
   };
 }
 
-const AlertId = z.looseObject({ type: z.literal("alert"), id: z.string() });
+const AlertRepeat = z.looseObject({
+  type: z.literal("alert"),
+  id: z.string(),
+  count: z.number(),
+  lastSeen: z.string(),
+});
 
 /**
  * What a repeat of the message has alike: an alert's id (the sink's repeats carry it, sns-sink.ts, whatever else
- * changed), else the body as it came (a summary or an announcement published again; SQS delivering one twice).
+ * changed), else the body as it came (a summary or an announcement published again; SQS delivering one twice). An
+ * alert also says how far it had come: its count and last hit, which only grow.
  */
-function repeatKey(record: SQSRecord): string {
+function repeatKey(record: SQSRecord): { key: string; progress?: { count: number; lastSeen: string } } {
   try {
-    const alert = AlertId.safeParse(JSON.parse(record.body));
-    if (alert.success) return `alert ${alert.data.id}`;
+    const alert = AlertRepeat.safeParse(JSON.parse(record.body));
+    if (alert.success) {
+      const { id, count, lastSeen } = alert.data;
+      return { key: `alert ${id}`, progress: { count, lastSeen } };
+    }
   } catch {
     // Not JSON: its body is all there is.
   }
-  return `body ${record.body}`;
+  return { key: `body ${record.body}` };
+}
+
+/**
+ * The batch without repeats, each message where it first came: of an alert handed out again after more hits folded
+ * in (its publish or its marking failed), the latest told (the highest count, then the latest hit), whatever order
+ * SQS gave them in; of anything else, the first.
+ */
+function withoutRepeats(records: readonly SQSRecord[]): SQSRecord[] {
+  const kept = new Map<string, { record: SQSRecord; progress?: { count: number; lastSeen: string } }>();
+  for (const record of records) {
+    const { key, progress } = repeatKey(record);
+    const seen = kept.get(key);
+    const later =
+      seen?.progress !== undefined &&
+      progress !== undefined &&
+      (progress.count !== seen.progress.count
+        ? progress.count > seen.progress.count
+        : progress.lastSeen > seen.progress.lastSeen);
+    if (seen === undefined || later) kept.set(key, { record, progress });
+  }
+  return [...kept.values()].map((k) => k.record);
 }
 
 /** When SNS put the message in the queue (ISO), for a message that does not say when what it tells of began. */
@@ -106,13 +136,7 @@ function sentAt(record: SQSRecord, runtime: MailerRuntime): string {
 
 /** Mails a batch as one e-mail on the e-mail topic; throws when the publish fails, so that the batch is retried. */
 export async function mailBatch(records: readonly SQSRecord[], runtime: MailerRuntime): Promise<MailResult> {
-  const seen = new Set<string>();
-  const distinct = records.filter((record) => {
-    const key = repeatKey(record);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  const distinct = withoutRepeats(records);
   const repeats = records.length - distinct.length;
   let unreadable = 0;
   const messages = distinct.map((record) => {

@@ -210,6 +210,32 @@ describe("alertEmailText", () => {
     expect(text).toContain("(severity high, reason internal-scan)");
   });
 
+  it("says when an internal scan's destinations were counted by IP, attribution being unavailable", () => {
+    // The Kubernetes API down: a client denied on one port of a StatefulSet's six pods, each pod an address.
+    const outage = internalScanAlert();
+    outage.key = { ...outage.key, src: "192.168.5.5" };
+    outage.src = bare("192.168.5.5", "unknown", false);
+    outage.dst = bare("192.168.20.3", "unknown", false);
+    outage.namespaces = { src: [null], dst: [null] };
+    const text = alertEmailText(outage);
+    expect(text.split("\n").slice(0, 7)).toEqual([
+      "An endpoint inside cluster prod was denied on many distinct destinations or ports within minutes, but",
+      "attribution was unavailable for some or all of its destinations (the Kubernetes API could not be asked when",
+      "they were logged, as for the most denied one below): each unattributed address counts as a destination of its",
+      "own, so the pods of one workload (a StatefulSet's replicas, a Deployment's pods) count as many. It may be one",
+      "client denied on one port of one workload rather than a scan. Either way someone should look (severity high).",
+      "One alert stands for all of them.",
+      "",
+    ]);
+    expect(text).not.toContain("compromised");
+    expect(text).toContain(
+      "   The destinations are addresses: see whether they were the pods of one workload (kubectl get pods -A -o wide).",
+    );
+    // Attributed, it reads as a scan.
+    expect(alertEmailText(internalScanAlert())).toContain("(a compromised or misbehaving workload)");
+    expect(alertEmailText(internalScanAlert())).not.toContain("attribution was unavailable");
+  });
+
   it("says many sources were denied one destination, and how to see them all", () => {
     const a = fanInAlert();
     expect(alertSubject(a)).toBe("Calico denied many sources → customer-b/db:8012/TCP (prod)");
@@ -450,6 +476,15 @@ describe("log-derived text in a message", () => {
       ).toHaveLength(1);
       expect(alertSubject(a)).not.toMatch(UNSAFE);
     }
+  });
+
+  it("shows no bidirectional or invisible format character: an e-mail reads in the order it was written", () => {
+    // U+202E turns the rest of a line around where a mail client shows it; U+200B hides between letters.
+    const a = alert({ reporter: "ip-1\u202edeny-all", protocol: "TCP\u200b" });
+    const text = alertEmailText(a);
+    expect(text).not.toMatch(/\p{Cf}/u);
+    expect(text).toMatch(/ip-1 deny-all/);
+    expect(alertSubject(a)).not.toMatch(/\p{Cf}/u);
   });
 
   it("is published well-formed: a lone surrogate becomes U+FFFD in the subject, attributes, e-mail and JSON", () => {

@@ -167,6 +167,17 @@ describe("external scan detection", () => {
     expect(scan?.hits).toBe(11);
   });
 
+  it("counts a port denied over UDP and TCP once, as the internal rule does", () => {
+    // A resolver retrying one query over TCP after a truncated UDP answer, on two ports: two ports, one destination.
+    const flows = [53, 5353].flatMap((p) =>
+      ["UDP", "TCP"].map((protocol) => flow(scanner, db, { internal: false, dstPort: p, protocol })),
+    );
+    expect(alertCandidates(flows, { scanThreshold: 3 })).toEqual([]);
+    const [scan, ...rest] = alertCandidates(flows, { scanThreshold: 2 });
+    expect(rest).toEqual([]);
+    expect(scan).toMatchObject({ reason: "external-scan", hits: 4 });
+  });
+
   it("never treats an internal source as an external scanner", () => {
     const flows = [1, 2, 3, 4].map((p) => flow(web1, db, { dstPort: p }));
     const candidates = alertCandidates(flows, { scanThreshold: 5 });

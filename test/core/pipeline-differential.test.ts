@@ -685,7 +685,8 @@ function referenceCandidates(flows: FlowRecord[], threshold: number | undefined)
     scans.set(f.src.ip, [...(scans.get(f.src.ip) ?? []), f]);
   }
   for (const [ip, own] of scans) {
-    const ports = new Set(own.filter((f) => f.dstPort !== null).map((f) => `${f.protocol}/${f.dstPort}`));
+    // A port counts once whatever its protocol (DNS over UDP, then TCP).
+    const ports = new Set(own.filter((f) => f.dstPort !== null).map((f) => f.dstPort));
     const hits = new Map<string, number>();
     for (const f of own) hits.set(f.dst.ip, (hits.get(f.dst.ip) ?? 0) + f.packets);
     if (ports.size < threshold && hits.size < threshold) continue;

@@ -462,6 +462,30 @@ describe("the mailer", () => {
     expect(mail?.text.match(/^Alert al_next \(/gm)).toHaveLength(1);
   });
 
+  it("mails the latest of an alert's repeats, whatever their order in the batch", async () => {
+    const { mailQueue, emailTopic, inbox, sink } = await stack();
+    // Handed out again after more hits folded in (its publish failed, or marking it sent did): a later count.
+    await sink.publishAlert(sampleAlert({ count: 3, lastSeen: "2026-04-19T04:53:02.000Z" }));
+    await sink.publishAlert(sampleAlert({ count: 8, lastSeen: "2026-04-19T04:58:40.000Z" }));
+    // The same count seen later: a fold whose hits came with no new packet counted (its span widened).
+    const second = { id: "al_0002", openedAt: "2026-04-19T04:54:00.000Z", count: 5 };
+    await sink.publishAlert(sampleAlert({ ...second, lastSeen: "2026-04-19T04:55:00.000Z" }));
+    await sink.publishAlert(sampleAlert({ ...second, lastSeen: "2026-04-19T04:56:00.000Z" }));
+    const records = await batchOf(mailQueue);
+    expect(records.map((r) => JSON.parse(r.body).count)).toEqual([3, 8, 5, 5]);
+
+    for (const batch of [records, [...records].reverse()]) {
+      const result = await mailBatch(batch, runtimeOn(emailTopic).runtime);
+      expect(result).toEqual({ messages: 2, repeats: 2, unreadable: 0, leftOut: 0 });
+      const [mail] = (await drainQueue(local, inbox)).map(mailOf);
+      expect(mail?.text.match(/^ {2}Hits: +\d+ /gm)).toEqual(["  Hits:        8 ", "  Hits:        5 "]);
+      expect(mail?.text.match(/^ {2}Last seen: +\S+/gm)).toEqual([
+        "  Last seen:   2026-04-19T04:58:40.000Z",
+        "  Last seen:   2026-04-19T04:56:00.000Z",
+      ]);
+    }
+  });
+
   it("marks a message late that tells of long ago, redriven from the dead-letter queue, and its subject", async () => {
     const { mailQueue, emailTopic, inbox, sink } = await stack();
     // Applied 9 days before the mailer's clock; a redrive makes it a new message of the queue (a new SentTimestamp).

@@ -211,23 +211,29 @@ const keptWindowAttribute = (w: Window): Item => ({
 });
 
 /**
- * The window a late candidate's hits belong to, among a key's windows newest first (the open one first): the
- * window that contains its first hit, else the first window after that hit (whose slot 0 takes hits earlier than
- * the window). Windows follow one another in event time, and a new one opens only at or after the open one's end,
- * so the answer never changes once the window exists: a retried payload lands where it landed the first time, as
- * long as that window is still kept. A hit earlier than every kept window goes to the oldest kept.
+ * The window a candidate's hits belong to, among a key's windows newest opened first (the open one first): the first
+ * opened that holds its first hit, else the earliest in event time after that hit (whose slot 0 takes hits earlier
+ * than the window); undefined when there is neither, or that window opens at or after `aheadFrom`: the hit then
+ * opens a window of its own. A window stamped ahead of the clock (a line from year 9999 replayed, say) would
+ * otherwise take every real hit until its time came, and no alert would open for the key. A window opens only for a
+ * hit no window holds and none before `aheadFrom` follows, and `aheadFrom` only moves on with the clock, so the answer
+ * never changes once given: a retried payload lands where it landed the first time, as long as that window is still
+ * kept. Windows opened before `aheadFrom` follow one another in event time and never overlap.
  */
-export function windowFor(firstSeen: string, windows: readonly Window[]): Window {
-  let next = windows[0];
-  if (next === undefined) throw new RangeError("a key with an open window has at least one window");
+export function windowFor(
+  firstSeen: string,
+  windows: readonly Window[],
+  aheadFrom: string,
+): Window | undefined {
+  let holding: Window | undefined;
+  let after: Window | undefined;
   for (const w of windows) {
     if (w.openedAt > firstSeen) {
-      next = w;
-      continue;
-    }
-    return firstSeen < w.windowEnd ? w : next;
+      if (after === undefined || w.openedAt < after.openedAt) after = w;
+    } else if (firstSeen < w.windowEnd) holding = w;
   }
-  return next;
+  if (holding !== undefined) return holding;
+  return after !== undefined && after.openedAt < aheadFrom ? after : undefined;
 }
 
 /** One contribution's hits, folded into its shard of a fold slot. */
@@ -724,14 +730,18 @@ async function applyOne(
   const reads = freshReport();
   for (let round = 0; round < MAX_STATE_ROUNDS; round++) {
     const state = stateOf(await getItem(ctx, stateKey, reads));
-    if (state === undefined || state.windowEnd <= firstSeen) {
+    // Hits from before the open window go where they belong in time, so a retried payload lands where it did; a
+    // window more than a window's length ahead of the clock takes none before it.
+    const target =
+      state === undefined
+        ? undefined
+        : windowFor(firstSeen, [state, ...state.earlier], iso(ctx.now() + windowMs));
+    if (state === undefined || target === undefined) {
       const { part, used } = partOf(whole, from, iso(Date.parse(firstSeen) + windowMs));
       const opening = await openWindow(ctx, part, caller, windowMs, state, reads);
       if (opening === "lost-race") continue;
       return { ...opening, used };
     }
-    // Hits from before the open window go where they belong in time, so a retried payload lands where it did.
-    const target = windowFor(firstSeen, [state, ...state.earlier]);
     const { part: p, used } = partOf(whole, from, target.windowEnd);
     const c = p.candidate;
     if (target.openedBy === token) {
@@ -1077,7 +1087,9 @@ const DAYS_PER_LISTING = 32;
 const LONGEST_BUCKET_MS = 3_600_000;
 
 /**
- * Alerts with a hit in [since, until] (opened by `until`, last seen at `since` or after), oldest opened first: read
+ * Alerts opened by `until` and last seen at `since` or after, oldest opened first: those open (from their opening to
+ * their last hit) during [since, until]. A late hit folded into a window opened after it (windowFor) is listed by
+ * that opening, not by its own time: the window may open any time later, so no bounded read finds it by its time. Read
  * from one window and one bucket before `since`, the days that hold alerts (their markers, listed a Query at a time)
  * in order, at most two Queries per page (a page may hold none of them while it lists days or reads that earlier
  * stretch). A page never splits an alert from its fold slots: an alert cut by the end of a Query is left to the

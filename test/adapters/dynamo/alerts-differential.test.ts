@@ -541,7 +541,8 @@ function candidatesOf(lines: readonly Line[], scanThreshold: number | undefined)
       bySource.set(f.src.ip, [...(bySource.get(f.src.ip) ?? []), f]);
     }
     for (const [ip, own] of bySource) {
-      const ports = new Set(own.filter((f) => f.port !== null).map((f) => `${f.protocol}/${f.port}`));
+      // Distinct ports: a port denied over two protocols counts once, as inside.
+      const ports = new Set(own.filter((f) => f.port !== null).map((f) => f.port));
       const hitsTo = new Map<string, number>();
       for (const f of own) hitsTo.set(f.dst.ip, (hitsTo.get(f.dst.ip) ?? 0) + f.span.hits);
       if (ports.size < scanThreshold && hitsTo.size < scanThreshold) continue;

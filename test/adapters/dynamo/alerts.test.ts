@@ -192,6 +192,41 @@ describe("applyAlerts", () => {
     );
   });
 
+  it("opens an alert for hits before a window stamped far ahead of the clock, which does not take them", async () => {
+    const [src, dst] = pair(56);
+    // A line stamped in year 9999 (the parser takes ISO stamps up to it) opened the key's window; the clock is
+    // 2024-05-01, and the real hits come after it, earlier in event time.
+    const ahead = "9999-01-01T00:00:00.000Z";
+    const t = "2024-04-30T10:00:00.000Z";
+    expect((await store.applyAlerts([candidate(src, dst, ahead, 1)], "ahead", WINDOW)).opened).toBe(1);
+
+    const real = await store.applyAlerts([candidate(src, dst, t, 3)], "r1", WINDOW);
+    expect(real.opened).toBe(1);
+    expect(real.alerts).toMatchObject([{ openedAt: t, windowEnd: at(t, 15 * MINUTE), count: 3 }]);
+    // Its window takes the hits it holds, and a late one before it (slot 0), as any open window does.
+    expect(await store.applyAlerts([candidate(src, dst, at(t, 5 * MINUTE), 2)], "r2", WINDOW)).toEqual(
+      NOTHING,
+    );
+    expect(await store.applyAlerts([candidate(src, dst, at(t, -30 * MINUTE), 4)], "r3", WINDOW)).toEqual(
+      NOTHING,
+    );
+    // After its end the next opens, not the one ahead.
+    const next = await store.applyAlerts([candidate(src, dst, at(t, 20 * MINUTE), 1)], "r4", WINDOW);
+    expect(next.alerts).toMatchObject([{ openedAt: at(t, 20 * MINUTE), count: 1, foldedBefore: 9 }]);
+    // The window ahead keeps its own hit, its retry landing there again, and takes another hit it holds.
+    await store.applyAlerts([candidate(src, dst, ahead, 1)], "ahead", WINDOW);
+    await store.applyAlerts([candidate(src, dst, at(ahead, MINUTE), 6)], "ahead-2", WINDOW);
+
+    const listed = await alertsIn(at(t, -60 * MINUTE), at(t, 60 * MINUTE));
+    expect(listed.map((a) => [a.openedAt, a.firstSeen, a.count])).toEqual([
+      [t, at(t, -30 * MINUTE), 9],
+      [at(t, 20 * MINUTE), at(t, 20 * MINUTE), 1],
+    ]);
+    expect((await alertsIn(ahead, at(ahead, MINUTE))).map((a) => [a.openedAt, a.count])).toEqual([
+      [ahead, 7],
+    ]);
+  });
+
   it("hands a pending alert out again until it is marked sent", async () => {
     const [src, dst] = pair(11);
     const t = "2024-04-19T06:00:00.000Z";
@@ -687,6 +722,14 @@ describe("applyAlerts", () => {
 });
 
 describe("windowFor", () => {
+  const window = (k: number, openedAt: string, minutes: number) => ({
+    openedAt,
+    windowEnd: new Date(Date.parse(openedAt) + minutes * MINUTE).toISOString(),
+    alertPk: "p",
+    alertSk: `s${k}`,
+    openedBy: `t${k}`,
+    foldedBefore: 0,
+  });
   /** Windows one after another in event time: each opens at or after the end of the one before. */
   const windows = fc
     .array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 1, max: 30 })), {
@@ -710,21 +753,68 @@ describe("windowFor", () => {
       });
     });
 
+  /** Nothing is ahead of the clock. */
+  const NEVER = "9999-12-31T23:59:59.999Z";
+  const minuteIso = (minute: number) => new Date(Date.UTC(2024, 3, 19) + minute * MINUTE).toISOString();
+
   it("names the window holding a hit, else the next one, and keeps naming it as later windows open", () => {
     fc.assert(
       fc.property(windows, fc.integer({ min: -5, max: 900 }), (ws, minute) => {
-        const hit = new Date(Date.UTC(2024, 3, 19) + minute * MINUTE).toISOString();
+        const hit = minuteIso(minute);
         // The first window the hit is late for: the key's open window was the k-th when the payload came.
         const k = ws.findIndex((w) => hit < w.openedAt);
         if (k < 0) return;
-        const first = windowFor(hit, ws.slice(0, k + 1).reverse());
+        const first = windowFor(hit, ws.slice(0, k + 1).reverse(), NEVER);
         const holding = ws.find((w) => w.openedAt <= hit && hit < w.windowEnd);
         const after = ws.find((w) => w.openedAt > hit);
         expect(first).toBe(holding ?? after);
         for (let later = k + 1; later < ws.length; later++) {
-          expect(windowFor(hit, ws.slice(0, later + 1).reverse())).toBe(first);
+          expect(windowFor(hit, ws.slice(0, later + 1).reverse(), NEVER)).toBe(first);
         }
       }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("names no window for a hit before a window ahead of the clock", () => {
+    const ahead = { ...window(0, "9999-01-01T00:00:00.000Z", 15), alertSk: "ahead" };
+    const past = window(1, minuteIso(0), 15);
+    const clock = minuteIso(60);
+    expect(windowFor(minuteIso(30), [ahead], clock)).toBeUndefined();
+    // A late hit goes to the window after it that is not ahead, a hit in none and before no other opens its own.
+    expect(windowFor(minuteIso(-5), [ahead, past], clock)).toBe(past);
+    expect(windowFor(minuteIso(30), [ahead, past], clock)).toBeUndefined();
+    expect(windowFor("9999-01-01T00:05:00.000Z", [past, ahead], clock)).toBe(ahead);
+    // Once the clock is near, the window takes what comes before it again.
+    expect(windowFor(minuteIso(30), [ahead], NEVER)).toBe(ahead);
+  });
+
+  it("lands each hit where it landed first, windows opened ahead of the clock included", () => {
+    // Hits in any order, the clock moving on: a hit that no window takes opens [hit, hit + 15 min), as applyOne does.
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: -30, max: 400 }), fc.integer({ min: 0, max: 20 })), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        (steps) => {
+          const ws: ReturnType<typeof window>[] = [];
+          const landed: [string, ReturnType<typeof window>][] = [];
+          let clock = 0;
+          for (const [minute, tick] of steps) {
+            clock += tick;
+            const aheadFrom = minuteIso(clock + 15);
+            const hit = minuteIso(minute);
+            let w = windowFor(hit, ws, aheadFrom);
+            if (w === undefined) {
+              w = window(ws.length, hit, 15);
+              ws.unshift(w);
+            }
+            landed.push([hit, w]);
+            for (const [h, where] of landed) expect(windowFor(h, ws, aheadFrom)).toBe(where);
+          }
+        },
+      ),
       { numRuns: 500 },
     );
   });
