@@ -4,7 +4,7 @@
 // publishes up to its alert cap at once: a mail queue on the alerts topic feeds the mailer, which publishes one
 // e-mail (a digest of a batch) per invocation, two invocations at most at once, to a topic of its own where the
 // addresses subscribe (functions/mailer/handler.ts: two e-mails a second at most).
-import { Duration, Stack } from "aws-cdk-lib";
+import { ArnFormat, Duration, Stack } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as kms from "aws-cdk-lib/aws-kms";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
@@ -47,8 +47,8 @@ export const MAIL_RETENTION = Duration.days(4);
 export interface EncryptedTopicProps {
   readonly displayName: string;
   readonly emails: readonly string[];
-  /** Service principals (e.g. cloudwatch.amazonaws.com) that publish on behalf of this account. */
-  readonly servicePublishers?: readonly string[];
+  /** Whether this account's CloudWatch alarms in the stack's Region publish to it. @default false */
+  readonly alarmsPublish?: boolean;
 }
 
 /** An SNS topic encrypted with its own rotated KMS key, refusing publishes that are not over TLS. */
@@ -68,17 +68,30 @@ export class EncryptedTopic extends Construct {
       masterKey: this.key,
       enforceSSL: true,
     });
-    for (const service of props.servicePublishers ?? []) {
-      const principal = new iam.ServicePrincipal(service);
-      // Services publish with their own identity, so both the topic and the key must name them; the
-      // source-account condition stops another account's resources from using this topic.
+    if (props.alarmsPublish === true) {
+      const principal = new iam.ServicePrincipal("cloudwatch.amazonaws.com");
+      // CloudWatch publishes as itself, so both the topic and the key must name it. A service principal acts for
+      // every account: the conditions (which CloudWatch sends for an alarm's action) keep it to this account's
+      // alarms, against the confused deputy. CloudFormation names the alarms: any alarm of this account and Region.
+      const stack = Stack.of(this);
+      const conditions = {
+        StringEquals: { "aws:SourceAccount": stack.account },
+        ArnLike: {
+          "aws:SourceArn": stack.formatArn({
+            service: "cloudwatch",
+            resource: "alarm",
+            resourceName: "*",
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        },
+      };
       this.topic.addToResourcePolicy(
         new iam.PolicyStatement({
-          sid: `Publish${service.split(".")[0]}`,
+          sid: "Publishcloudwatch",
           principals: [principal],
           actions: ["sns:Publish"],
           resources: [this.topic.topicArn],
-          conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
+          conditions,
         }),
       );
       this.key.addToResourcePolicy(
@@ -86,6 +99,7 @@ export class EncryptedTopic extends Construct {
           principals: [principal],
           actions: ["kms:GenerateDataKey", "kms:Decrypt"],
           resources: ["*"],
+          conditions,
         }),
       );
     }

@@ -163,12 +163,13 @@ const logGroupName = z
     255,
     "longer than 255 characters: its alarms read metrics by the name as a dimension value, which CloudWatch limits to 255",
   );
-// Matched against aws:PrincipalArn with ArnLike: `*` may stand for a generated role-name suffix (SSO
-// permission sets), never for the account.
+// Matched against aws:PrincipalArn with ArnLike (lib/api.ts): `*` and `?` (one character) may stand in the name,
+// never for the account. An IAM Identity Center role is AWSReservedSSO_<permission set>_<16 hex> and a set's name
+// may hold `_`: 16 `?` name one set's role, where `_*` also admits `<set>_ReadOnly`'s.
 const principalArn = z
   .string()
   .regex(
-    /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/*-]+$/,
+    /^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/*?-]+$/,
     "expected an IAM role or user ARN (aws:PrincipalArn of a session is its role), e.g. arn:aws:iam::123456789012:role/oncall",
   );
 // The prefix goes into a quoted filter pattern term and into Felix's rules: no quotes, no spaces.

@@ -48,21 +48,41 @@ export class FlowStore extends Construct {
   bindIngest(fn: BaseFunction): void {
     fn.addEnvironment("TABLE_NAME", this.table.tableName);
     this.allow(fn, "Ingest", INGEST_ACTIONS, [this.table.tableArn]);
+    // It parses untrusted log text: it must not be able to forge or rewrite who pressed the panic button.
+    this.denyPanicAudit(fn, "Ingest", INGEST_ACTIONS);
   }
 
   /** The query function only reads, and only with Query (never Scan), on the table and its flow indexes. */
   bindQuery(fn: BaseFunction): void {
     fn.addEnvironment("TABLE_NAME", this.table.tableName);
     this.allow(fn, "Query", QUERY_ACTIONS, [this.table.tableArn, ...this.indexArns]);
+    // The audit trail (copies of taken-over policies included) is the panic function's to show, to operators only.
+    this.denyPanicAudit(fn, "Query", QUERY_ACTIONS);
   }
 
-  /** The panic function records and reads its audit items. */
   /** The panic function reads and writes its cluster's audit partition, and no other item of the table. */
   bindPanic(fn: BaseFunction, clusterName: string): void {
     fn.addEnvironment("TABLE_NAME", this.table.tableName);
     this.allow(fn, "PanicAudit", PANIC_ACTIONS, [this.table.tableArn], {
       "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [panicPartitionKey(clusterName)] },
     });
+  }
+
+  /**
+   * Denies `actions` on the table's panic audit partitions (`PANIC#…`): no other item type's key starts so
+   * (functions/adapters/dynamo/keys.ts). ForAnyValue, so that a request without leading keys is not denied; the
+   * table only, since an index's keys are `<cluster>#…` and a cluster may be named PANIC (no audit item is indexed).
+   */
+  private denyPanicAudit(fn: BaseFunction, sid: string, actions: readonly string[]): void {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: `FlowStore${sid}NotPanicAudit`,
+        effect: iam.Effect.DENY,
+        actions: [...actions],
+        resources: [this.table.tableArn],
+        conditions: { "ForAnyValue:StringLike": { "dynamodb:LeadingKeys": [PANIC_AUDIT_PARTITIONS] } },
+      }),
+    );
   }
 
   private allow(
@@ -77,6 +97,9 @@ export class FlowStore extends Construct {
     );
   }
 }
+
+/** Every cluster's panic audit partition, as a StringLike pattern. */
+const PANIC_AUDIT_PARTITIONS = `${panicPartitionKey("")}*`;
 
 // The DynamoDB calls each function's adapters make (functions/adapters/dynamo), and nothing else: no Scan,
 // no DeleteItem, no batch or transaction APIs, no table management.

@@ -77,7 +77,7 @@ export class Monitoring extends Construct {
     this.operations = new EncryptedTopic(this, "Operations", {
       displayName: "calico-flows operations",
       emails: props.operationsEmails,
-      servicePublishers: ["cloudwatch.amazonaws.com"],
+      alarmsPublish: true,
     });
     this.#action = new actions.SnsAction(this.operations.topic);
 

@@ -139,6 +139,16 @@ describe("parseConfig", () => {
     expect(config.panicPolicy).toMatchObject({ order: 50, types: ["Ingress"], tier: "security" });
   });
 
+  it("takes an IAM Identity Center role's exact pattern: ArnLike's `?` for each of its 16 suffix characters", () => {
+    // Identity Center names a permission set's role AWSReservedSSO_<set>_<16 hex>, and a set's name may hold `_`:
+    // `PlatformOncall_*` is also PlatformOncall_ReadOnly's role, only 16 `?` is PlatformOncall's alone.
+    const sso = `arn:aws:iam::210987654321:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_PlatformOncall_${"?".repeat(16)}`;
+    expect(parseConfig({ ...minimal, panicPrincipalArns: [sso] }).panicPrincipalArns).toEqual([sso]);
+    expect(errorOf({ ...minimal, panicPrincipalArns: ["arn:aws:iam::21098765432?:role/oncall"] })).toContain(
+      'panicPrincipalArns.0="arn:aws:iam::21098765432?:role/oncall"',
+    );
+  });
+
   it("accepts the bare Calico API group names and maps them to the version each serves", () => {
     expect(parseConfig({ ...minimal, calicoApiGroup: "crd.projectcalico.org" }).calicoApiGroup).toBe(
       "crd.projectcalico.org/v1",

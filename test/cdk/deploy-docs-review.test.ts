@@ -17,6 +17,15 @@ const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.ur
 type Json = Record<string, unknown>;
 type Resource = { Type: string; Properties: Json; DependsOn?: string | string[] };
 
+const deployMd = readFileSync(new URL("../../docs/deploy.md", import.meta.url), "utf8");
+
+/** The `-c panicPrincipalArns='…'` of docs/deploy.md §2's `npx cdk deploy`, as written there. */
+const DOCUMENTED_PRINCIPALS = (() => {
+  const found = /-c panicPrincipalArns='([^']+)'/.exec(deployMd);
+  if (found?.[1] === undefined) throw new Error("docs/deploy.md has no -c panicPrincipalArns='…'");
+  return found[1];
+})();
+
 /** docs/deploy.md §2's `npx cdk deploy` (as -c strings), with a log retention unlike the default. */
 const DEPLOY_CONTEXT = {
   clusterName: "prod-eu",
@@ -24,10 +33,30 @@ const DEPLOY_CONTEXT = {
   internalCidrs: "192.168.0.0/16",
   alertEmails: "platform-alerts@corp.io",
   operationsEmails: "platform-oncall@corp.io",
-  panicPrincipalArns:
-    '["arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_PlatformOncall_*"]',
+  panicPrincipalArns: DOCUMENTED_PRINCIPALS,
   logRetentionDays: "90",
 };
+
+/**
+ * IAM's ArnLike: each of an ARN's six `:`-separated parts matched on its own, `*` any run of characters and `?` one
+ * (IAM User Guide, "Amazon Resource Name (ARN) condition operators").
+ */
+function arnLike(pattern: string, arn: string): boolean {
+  const parts = (value: string) => {
+    const split = value.split(":");
+    return [...split.slice(0, 5), split.slice(5).join(":")];
+  };
+  const glob = (p: string) =>
+    new RegExp(
+      `^${p
+        .replace(/[.+^${}()|[\]\\/]/g, "\\$&")
+        .replace(/\*/g, ".*")
+        .replace(/\?/g, ".")}$`,
+      "s",
+    );
+  const [want, got] = [parts(pattern), parts(arn)];
+  return want.every((p, i) => glob(p).test(got[i] ?? ""));
+}
 
 /** The app as bin/app.ts builds it: the stack named by the `stackName` key (default CalicoFlows). */
 function synth(overrides: Record<string, unknown>) {
@@ -95,6 +124,37 @@ describe("the stack deployed as docs/deploy.md says", () => {
         groups.find((g) => g.name === name),
         `${name}: API Gateway creates it with no retention (never expire); the stack's log groups are ${JSON.stringify(groups)}`,
       ).toMatchObject({ retention: config.logRetentionDays });
+    }
+  });
+
+  // deploy.md §2's SSO example: Identity Center names a permission set's role AWSReservedSSO_<set>_<16 hex>, and a
+  // set's name may hold `_`. `AWSReservedSSO_PlatformOncall_*` also matched PlatformOncall_ReadOnly's role (and any
+  // PlatformOncall_… set), which could then press the panic button; the exact pattern was refused by the config.
+  it("lets the documented SSO permission set's role alone reach /panic, and no other set named alike", () => {
+    const ssoRole = (set: string, suffix: string) =>
+      `arn:aws:iam::111122223333:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_${set}_${suffix}`;
+    const oncall = ssoRole("PlatformOncall", "0a1b2c3d4e5f6a7b");
+    const others = [
+      ssoRole("PlatformOncall_ReadOnly", "3f9a1c0d2b4e6f81"),
+      ssoRole("PlatformOncall_Audit", "5e6f7a8b9c0d1e2f"),
+      ssoRole("PlatformOncallAudit", "0a1b2c3d4e5f6a7b"),
+    ];
+    const apis = ofType("AWS::ApiGateway::RestApi");
+    expect(apis).toHaveLength(1);
+    const [, api] = apis[0] as [string, Resource];
+    const statements = (api.Properties.Policy as { Statement: Json[] }).Statement;
+    const conditions = statements.flatMap((s) => Object.entries((s.Condition ?? {}) as Json));
+    // Wildcards mean something under ArnLike and ArnNotLike only: StringEquals would take `?` literally.
+    expect(conditions.map(([operator]) => operator).sort()).toEqual(["ArnLike", "ArnNotLike"]);
+    for (const [, keys] of conditions) {
+      const patterns = (keys as Json)["aws:PrincipalArn"] as string[];
+      expect(patterns).toEqual(config.panicPrincipalArns);
+      expect(patterns.some((p) => arnLike(p, oncall))).toBe(true);
+      for (const other of others)
+        expect(
+          patterns.some((p) => arnLike(p, other)),
+          other,
+        ).toBe(false);
     }
   });
 

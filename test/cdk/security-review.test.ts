@@ -10,10 +10,23 @@ import { Template } from "aws-cdk-lib/assertions";
 import type { IConstruct } from "constructs";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { callApi } from "../../cli/api-client.ts";
+import { coveragePartition } from "../../functions/adapters/dynamo/coverage.ts";
+import {
+  alertDaysPartition,
+  alertPartition,
+  alertStateKey,
+  flowHoursPartition,
+  flowPk,
+  foldClaimKey,
+  historyPk,
+  tallyKey,
+} from "../../functions/adapters/dynamo/keys.ts";
+import { memoKey } from "../../functions/adapters/dynamo/memos.ts";
 import { panicPartitionKey } from "../../functions/adapters/dynamo/panic-audit.ts";
 import { CalicoFlowsStack } from "../../lib/calico-flows-stack.ts";
 import { READER_KUBERNETES_GROUP } from "../../lib/cluster-access.ts";
 import { appContext, parseConfig } from "../../lib/config.ts";
+import { INGEST_ACTIONS, QUERY_ACTIONS } from "../../lib/flow-store.ts";
 import { runCli } from "../cli/run.ts";
 
 const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
@@ -177,6 +190,53 @@ describe("security review", () => {
           `leading keys of the grant of ${list(grant.Action).join(", ")}`,
         ).toEqual([[panicPartitionKey(config.clusterName)]]);
       }
+    });
+
+    it("denies the ingest and query roles the panic audit partition", () => {
+      // Defect: the ingest role (which parses untrusted log text) holds PutItem and UpdateItem on the whole table,
+      // the query role Query: nothing kept them off `PANIC#<cluster>`.
+      // Impact: a compromised ingest function could forge or rewrite the record of who pressed the panic button and
+      // why; the query function could read the audit trail, copies of taken-over policies included.
+      // Expected: an explicit Deny of each role's DynamoDB actions on the table whenever a leading key is PANIC#…
+      // (ForAnyValue: a request without leading keys is not denied, rather than every request).
+      const { stack, template } = built;
+      const table = { "Fn::GetAtt": [logicalId(stack, stack.flowStore.table), "Arn"] };
+      const cases = [
+        [stack.ingest.function, "FlowStoreIngestNotPanicAudit", [...INGEST_ACTIONS]],
+        [stack.queries.function, "FlowStoreQueryNotPanicAudit", QUERY_ACTIONS[0]],
+      ] as const;
+      for (const [fn, sid, actions] of cases) {
+        const denies = statementsOf(template, logicalId(stack, fn.role)).filter((s) => s.Effect === "Deny");
+        expect(denies, sid).toEqual([
+          {
+            Sid: sid,
+            Effect: "Deny",
+            Action: actions,
+            // The table only: an index's keys are `<cluster>#…`, and a cluster named PANIC would start with PANIC#.
+            Resource: table,
+            Condition: { "ForAnyValue:StringLike": { "dynamodb:LeadingKeys": ["PANIC#*"] } },
+          },
+        ]);
+      }
+    });
+
+    it("keeps every other partition of the table out of the denied pattern, even for a cluster named PANIC", () => {
+      const cluster = "PANIC";
+      const at = "2024-04-19T04:52:00.000Z";
+      const partitions = [
+        flowPk(cluster, at),
+        flowHoursPartition(cluster),
+        alertStateKey(cluster, "digest").pk,
+        alertPartition(cluster, "2024-04-19"),
+        alertDaysPartition(cluster),
+        foldClaimKey(cluster, "token", "sk").pk,
+        tallyKey(cluster, "subject", 0).pk,
+        historyPk(cluster, "192.168.1.1"),
+        coveragePartition({ cluster, group: "/eks/nodes", stream: "ip-10-0-0-1" }),
+        memoKey(cluster, "contribution").pk,
+      ];
+      expect(partitions.filter((pk) => pk.startsWith("PANIC#"))).toEqual([]);
+      expect(panicPartitionKey(cluster)).toBe("PANIC#PANIC");
     });
   });
 

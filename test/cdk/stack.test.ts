@@ -63,7 +63,7 @@ function actionsOf(statements: Statement[]): string[] {
 }
 
 function statementFor(statements: Statement[], action: string): Statement {
-  const found = statements.filter((s) => list(s.Action).includes(action));
+  const found = statements.filter((s) => s.Effect === "Allow" && list(s.Action).includes(action));
   expect(found, `one statement grants ${action}`).toHaveLength(1);
   return found[0] as Statement;
 }
@@ -75,6 +75,27 @@ const viaSqs = {
   StringEquals: {
     "kms:ViaService": {
       "Fn::Join": ["", ["sqs.", { Ref: "AWS::Region" }, ".", { Ref: "AWS::URLSuffix" }]],
+    },
+  },
+};
+
+/** A service principal's grant for CloudWatch alarms of this stack's account and Region (the confused deputy). */
+const alarmsOfThisAccount = {
+  StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } },
+  ArnLike: {
+    "aws:SourceArn": {
+      "Fn::Join": [
+        "",
+        [
+          "arn:",
+          { Ref: "AWS::Partition" },
+          ":cloudwatch:",
+          { Ref: "AWS::Region" },
+          ":",
+          { Ref: "AWS::AccountId" },
+          ":alarm:*",
+        ],
+      ],
     },
   },
 };
@@ -561,7 +582,7 @@ describe("CalicoFlowsStack", () => {
               Effect: "Allow",
               Principal: { Service: "cloudwatch.amazonaws.com" },
               Action: "sns:Publish",
-              Condition: { StringEquals: { "aws:SourceAccount": { Ref: "AWS::AccountId" } } },
+              Condition: alarmsOfThisAccount,
             }),
           ]),
         },
@@ -751,6 +772,12 @@ describe("CalicoFlowsStack", () => {
     it("scopes every grant to this stack's resources; only X-Ray has a wildcard", () => {
       for (const role of [ids.ingestRole, ids.panicRole, ids.queryRole, ids.mailerRole, ids.schedulerRole]) {
         for (const statement of statementsOf(template, role)) {
+          // The one Deny: ingest and query kept off the panic audit partition (security-review.test.ts).
+          if (statement.Effect === "Deny") {
+            expect(statement.Sid).toMatch(/^FlowStore(Ingest|Query)NotPanicAudit$/);
+            expect(statement.Resource).toEqual(getAtt(ids.table));
+            continue;
+          }
           expect(statement.Effect).toBe("Allow");
           if (JSON.stringify(statement.Resource) === '"*"') {
             expect(list(statement.Action).every((a) => a.startsWith("xray:"))).toBe(true);
@@ -1076,18 +1103,21 @@ describe("CalicoFlowsStack", () => {
       );
     });
 
-    it("lets CloudWatch use the operations topic's key", () => {
+    it("lets CloudWatch use the operations topic's key, for this account's alarms in this Region only", () => {
       const key = logicalId(stack, stack.monitoring.operations.key);
       const policy = (
         template.toJSON().Resources[key] as { Properties: { KeyPolicy: { Statement: Statement[] } } }
       ).Properties.KeyPolicy.Statement;
-      expect(policy).toContainEqual(
-        expect.objectContaining({
+      // A service principal in a key policy acts for every account: the conditions keep it to this one's alarms.
+      expect(policy.filter((s) => JSON.stringify(s.Principal).includes("cloudwatch"))).toEqual([
+        {
           Effect: "Allow",
           Principal: { Service: "cloudwatch.amazonaws.com" },
           Action: ["kms:Decrypt", "kms:GenerateDataKey"],
-        }),
-      );
+          Resource: "*",
+          Condition: alarmsOfThisAccount,
+        },
+      ]);
     });
   });
 
