@@ -107,6 +107,32 @@ export function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 0);
 }
 
+/**
+ * Runs `work` with a signal the first SIGINT or SIGTERM aborts, after `notice` on stderr (say what is finished
+ * first; a second signal quits at once). Answers what `work` did, and the signal that stopped it if one did.
+ */
+export async function stoppableBySignal<T>(
+  notice: string,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<{ result: T; stoppedBy: NodeJS.Signals | undefined }> {
+  const controller = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(signalExitCode(signal));
+    stoppedBy = signal;
+    process.stderr.write(`\ninterrupted: ${notice} (again to quit now)\n`);
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return { result: await work(controller.signal), stoppedBy };
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
 export const DEFAULT_INTERNAL_CIDRS = ["192.168.0.0/16"];
 export const DEFAULT_STORE_DIR = ".calico-flows";
 export const DEFAULT_CLUSTER = "local";

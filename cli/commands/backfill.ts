@@ -31,6 +31,7 @@ import {
   parseInteger,
   requireStoreNamed,
   signalExitCode,
+  stoppableBySignal,
   UsageError,
 } from "../common.ts";
 import { addIngestOptions, addStored, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
@@ -664,30 +665,18 @@ export function registerBackfill(program: Command): void {
     requireStoreNamed(self, "backfill stores the history of the deployed log groups"),
   );
   command.action(async (raw: Record<string, unknown>) => {
-    const controller = new AbortController();
-    let stoppedBy: NodeJS.Signals = "SIGINT";
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (controller.signal.aborted) process.exit(signalExitCode(signal));
-      stoppedBy = signal;
-      process.stderr.write(
-        "\ninterrupted: finishing the current minute and saving the checkpoint (again to quit now)\n",
-      );
-      controller.abort();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
     try {
-      const summary = await backfill(raw, { signal: controller.signal });
+      const { result: summary, stoppedBy } = await stoppableBySignal(
+        "finishing the current minute and saving the checkpoint",
+        (signal) => backfill(raw, { signal }),
+      );
       process.stderr.write(describeBackfill(summary));
-      if (summary.interrupted) process.exitCode = signalExitCode(stoppedBy);
+      if (summary.interrupted) process.exitCode = signalExitCode(stoppedBy ?? "SIGINT");
       else if (summary.alertsHeld.length > 0) process.exitCode = 1;
     } catch (error) {
       // What the failed run stored and where its progress is, before the error itself (exit status 1).
       if (error instanceof BackfillError) process.stderr.write(describeBackfill(error.summary));
       throw error;
-    } finally {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
     }
   });
 }

@@ -15,7 +15,13 @@ import type { Command } from "commander";
 import { type DeliveryResult, ingestDelivery } from "../../functions/core/coverage.ts";
 import type { IngestProgress } from "../../functions/core/ingest.ts";
 import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
-import { commonOptions, parseInteger, requireStoreNamed, signalExitCode } from "../common.ts";
+import {
+  commonOptions,
+  parseInteger,
+  requireStoreNamed,
+  signalExitCode,
+  stoppableBySignal,
+} from "../common.ts";
 import { addIngestOptions, heldAlertsText, openIngest, settingsDifference } from "../ingest.ts";
 import { elapsed, ProgressDisplay, type ProgressOutput, rate } from "../progress.ts";
 
@@ -501,27 +507,12 @@ export function registerRedrive(program: Command): void {
   command.action(async (raw: Record<string, unknown>) => {
     // Ctrl-C (or a Job's SIGTERM): finish the message in hand, give back the others taken, print the summary, exit
     // 130 (143). A second signal quits now: what was taken stays hidden for --visibility-timeout.
-    const controller = new AbortController();
-    let stoppedBy: NodeJS.Signals = "SIGINT";
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (controller.signal.aborted) process.exit(signalExitCode(signal));
-      stoppedBy = signal;
-      process.stderr.write(
-        "\ninterrupted: finishing the message in hand (and a receive's wait, up to --wait-seconds), then giving " +
-          "back the messages taken (again to quit now)\n",
-      );
-      controller.abort();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    try {
-      const summary = await redrive(raw, { signal: controller.signal });
-      process.stderr.write(describeRedrive(summary));
-      if (controller.signal.aborted) process.exitCode = signalExitCode(stoppedBy);
-      else if (redriveFailed(summary)) process.exitCode = 1;
-    } finally {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    }
+    const { result: summary, stoppedBy } = await stoppableBySignal(
+      "finishing the message in hand (and a receive's wait, up to --wait-seconds), then giving back the messages taken",
+      (signal) => redrive(raw, { signal }),
+    );
+    process.stderr.write(describeRedrive(summary));
+    if (stoppedBy !== undefined) process.exitCode = signalExitCode(stoppedBy);
+    else if (redriveFailed(summary)) process.exitCode = 1;
   });
 }
