@@ -500,6 +500,24 @@ describe("writers that die between claim and store", () => {
     expect(sum(await r.backfill("ip-10-0-6-3", 0, 2), "alreadyCounted")).toBe(r.events.length);
   });
 
+  it("a backfill finishes an abandoned claim whose events of the minute took two pages", async () => {
+    // Its last part settles its event set: left pending, its lines would be lost once the failed payload expired.
+    const r = await run(makeEvents(["ip-10-0-6-4"], 1, 6, 53));
+    const options = { minuteEventBudget: 4 };
+    r.store.failNextWrite();
+    await expect(r.live(r.events, "live", options)).rejects.toThrow(/partial write/);
+    const [minute] = await coverage.read(ref(r, "ip-10-0-6-4"), T0, T0);
+    expect(minute?.claims.map((c) => [c.page, c.events.length, c.more === true, c.stored])).toEqual([
+      [0, 4, true, false],
+      [1, 2, false, false],
+    ]);
+    const late = Date.now() + PENDING_GRACE_MS + 60_000;
+    const results = await r.backfill("ip-10-0-6-4", 0, 1, { ...options, now: () => late });
+    expect(results.map((x) => [x.completed, x.stored, x.pending, x.alreadyCounted])).toEqual([[6, 0, 0, 0]]);
+    expect(await r.stored()).toEqual(r.expected);
+    expect(sum(await r.backfill("ip-10-0-6-4", 0, 1, options), "alreadyCounted")).toBe(6);
+  });
+
   it("an interrupted backfill is finished by the next one", async () => {
     const r = await run(makeEvents(["ip-10-0-7-1"], 2, 5, 8));
     r.store.failNextWrite();
@@ -739,6 +757,41 @@ describe("claims of writers that are gone (`replay` on the embedded store, which
     const rerun = await r.live(dead, "live", gone);
     expect([rerun.eventsAlreadyCounted, rerun.eventsPending]).toEqual([2, 0]);
     expect(await r.stored()).toEqual(r.expected);
+  });
+
+  it("takes a claim with some page marked stored as stored: its writer died marking the others", async () => {
+    const r = await run(makeEvents(["ip-10-0-8-9"], 1, 7, 54));
+    const options = { minuteEventBudget: 4 };
+    const first = r.events.slice(0, 6);
+    // markStored marks page by page: this writer is killed after the first of its two pages.
+    const dying: CoverageStore = {
+      read: (...args) => coverage.read(...args),
+      addClaim: (...args) => coverage.addClaim(...args),
+      seal: (...args) => coverage.seal(...args),
+      markStored: async (at, minute, contribution, pages = [0]) => {
+        await coverage.markStored(at, minute, contribution, pages.slice(0, 1));
+        throw new Error("injected: killed between the page marks");
+      },
+    };
+    await expect(
+      ingestDelivery(payloadOf("ip-10-0-8-9", first), ingestDeps(r.store, r.cluster), dying, "live", options),
+    ).rejects.toThrow(/between the page marks/);
+    const [minute] = await coverage.read(ref(r, "ip-10-0-8-9"), T0, T0);
+    expect(minute?.claims.map((c) => [c.page, c.events.length, c.stored])).toEqual([
+      [0, 4, true],
+      [1, 2, false],
+    ]);
+    expect(await byAddress(r)).toEqual(expectedByAddress(first));
+    // Kubernetes unreachable now: stored again, its packets would be counted under other keys as well.
+    const deps = ingestDeps(r.store, r.cluster);
+    deps.pipeline = { ...deps.pipeline, directory: unreachable };
+    const later = await ingestDelivery(payloadOf("ip-10-0-8-9", r.events), deps, coverage, "live", {
+      ...options,
+      ...gone,
+    });
+    expect([later.completed, later.eventsPending, later.eventsAlreadyCounted]).toEqual([[], 0, 6]);
+    expect(total(await byAddress(r))).toBe(7);
+    expect(await byAddress(r)).toEqual(expectedByAddress(r.events));
   });
 });
 

@@ -453,6 +453,23 @@ describe("pickHolder", () => {
     expect(pickHolder([{ ...web, seenAt: 8.5 * H }, cron], 8.6 * H)?.name).toBe("web");
   });
 
+  it("ends a pod's hold where a newer pod's begins when both recorded ends are alike", () => {
+    // Both ended at one time (one look saw them gone, or a snapshot's deletion times), nobody saw either hold the
+    // address: the newer one's end says nothing of the older one taking the address after it.
+    const older = holder("older", 1_000, 5_000);
+    const newer = holder("newer", 2_000, 5_000);
+    for (const holders of [
+      [older, newer],
+      [newer, older],
+    ]) {
+      expect(pickHolder(holders, 1_500)?.name).toBe("older");
+      expect(pickHolder(holders, 2_000)?.name).toBe("newer");
+      expect(pickHolder(holders, 3_000)?.name).toBe("newer");
+      expect(pickHolder(holders, 5_000 + END_TOLERANCE_MS)?.name).toBe("newer");
+      expect((holderThroughout(holders, 1_000, 1_999) as Holder).name).toBe("older");
+    }
+  });
+
   it("ends a node's hold where another node's begins, but not at its own hostNetwork pods", () => {
     const MIN = 60_000;
     const node = (name: string, uid: string, from: number, to: number | null, seenAt?: number): Holder => ({
