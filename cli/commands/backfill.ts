@@ -194,6 +194,8 @@ export interface BackfillIo {
   onMinute?: (ref: StreamRef, minute: number, result: BackfillMinuteResult) => void;
   /** Where the progress goes and its clocks; default stderr. */
   progress?: ProgressOutput;
+  /** Where a warning goes, as a line; default stderr. */
+  warn?: (line: string) => void;
 }
 
 const MALFORMED_SAMPLES = 20;
@@ -245,6 +247,34 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     );
   }
   const resumed = checkpoint !== undefined && !checkpoint.complete;
+  if (checkpoint === undefined && raw.checkpoint === undefined && raw.restart !== true) {
+    // Versions before the destination was part of the job named the file without it: their unfinished window is
+    // not resumed (its destination is unknown), and a relative --since now means another window.
+    const earlierJob = digest(
+      JSON.stringify([
+        common.cluster,
+        [...groups].sort(),
+        filterPattern,
+        streamPrefix ?? null,
+        raw.since,
+        raw.until,
+      ]),
+    );
+    const earlierPath = join(common.store, CHECKPOINTS_DIR, `backfill-${earlierJob}.json`);
+    let earlier: Checkpoint | undefined;
+    try {
+      earlier = readCheckpoint(earlierPath);
+    } catch {
+      // Not a checkpoint: nothing to tell of.
+    }
+    if (earlier !== undefined && !earlier.complete && earlier.destination === undefined) {
+      (io.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(
+        `warning: ${earlierPath}, an earlier version's unfinished checkpoint of this backfill, is not resumed: it does ` +
+          `not record where it stored. To finish its window into the same destination, run with --since ${earlier.since} ` +
+          `--until ${earlier.until} (coverage counts once what it stored)`,
+      );
+    }
+  }
   if (checkpoint === undefined || checkpoint.complete) {
     // Relative times (--since 6h) are resolved once, here; a resumed run keeps the window it started with.
     const since = parseInstant(raw.since as string, now);

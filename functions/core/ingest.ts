@@ -121,7 +121,7 @@ export interface IngestDeps {
    * talliedAlertCandidates). Absent, or without a scan threshold: each batch is judged on its own.
    */
   tally?: DenialTally;
-  /** Most alerts published per batch; the rest are summarised in one message. */
+  /** Most alerts published per batch; the rest are counted in summaries (up to MAX_SUMMARIES, alert-delivery.ts). */
   alertCap: number;
   /**
    * What `pipeline` and `alertWindowMs` were made from, recorded in the coverage claims its runs write, so that

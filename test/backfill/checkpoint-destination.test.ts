@@ -4,13 +4,14 @@
 // another profile, or another embedded store) starts its own checkpoint, or is refused one named with --checkpoint;
 // into the same destination it still resumes. Pipeline options are not part of the job: a run resumed with others
 // stores what a fresh run of the window with them stores.
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BackfillIo } from "../../cli/commands/backfill.ts";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { createTableInput } from "../../functions/adapters/dynamo/schema.ts";
+import { digest } from "../../functions/core/aggregate.ts";
 import { type LocalLogs, type StoredEvent, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
 import { startTestStore } from "../support/dynalite.ts";
 import {
@@ -189,6 +190,39 @@ describe("the checkpoint of a backfill into a table", () => {
         `${new Date(T0 + 3_600_000).toISOString()} into DynamoDB table ${tabA} in eu-west-1 at ${world.ts.endpoint})`,
     );
     expect(await packetsIn(tabB)).toBe(0);
+  });
+});
+
+describe("a checkpoint an earlier version left unfinished", () => {
+  it("is named in a warning with the window to finish, since it is not resumed", async () => {
+    const table = await world.ts.freshTable();
+    const dir = join(world.dir, "earlier");
+    const args = command(["--table", table, "--store", dir]);
+    const stopped = await stoppedAfterFirstStream(args);
+    // As a version before the destination was part of the job wrote it: no destination, the job without it.
+    const written = JSON.parse(readFileSync(stopped.checkpoint, "utf8")) as Record<string, unknown>;
+    const { destination: _, ...earlier } = written;
+    const job = digest(JSON.stringify(["prod", [GROUP], earlier.filterPattern, null, window[1], window[3]]));
+    const earlierPath = join(dir, "checkpoints", `backfill-${job}.json`);
+    writeFileSync(earlierPath, JSON.stringify({ ...earlier, job }));
+    rmSync(stopped.checkpoint);
+
+    const warnings: string[] = [];
+    const rerun = await runBackfill(logs, args, { warn: (line) => warnings.push(line) });
+    expect(warnings).toEqual([
+      `warning: ${earlierPath}, an earlier version's unfinished checkpoint of this backfill, is not resumed: it does ` +
+        `not record where it stored. To finish its window into the same destination, run with --since ${earlier.since} ` +
+        `--until ${earlier.until} (coverage counts once what it stored)`,
+    ]);
+    expect(rerun).toMatchObject({
+      resumed: false,
+      stored: MINUTES_PER_STREAM,
+      alreadyCounted: MINUTES_PER_STREAM,
+    });
+    // Finished, or of this version: nothing to say.
+    const again: string[] = [];
+    await runBackfill(logs, [...args, "--restart"], { warn: (line) => again.push(line) });
+    expect(again).toEqual([]);
   });
 });
 
