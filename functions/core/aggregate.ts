@@ -32,10 +32,10 @@ export function bucketStart(at: number, bucketMs: number): number {
   return Math.floor(at / bucketMs) * bucketMs;
 }
 
-/** Characters of a digest: 128 bits in base64url (of 43 for all 256). */
+/** Characters of a digest: 132 bits in base64url (of 43 for all 256). */
 export const DIGEST_LENGTH = 22;
 
-/** Short stable digest (128 bits of SHA-256, base64url) of a text's UTF-8, or of bytes: flow ids, alert keys. */
+/** Short stable digest (132 bits of SHA-256, base64url) of a text's UTF-8, or of bytes: flow ids, alert keys. */
 export function digest(text: string | Uint8Array): string {
   return hash("sha256", text, "base64url").slice(0, DIGEST_LENGTH);
 }
