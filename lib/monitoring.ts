@@ -140,11 +140,12 @@ export class Monitoring extends Construct {
       period: PERIOD,
     });
     // A log group's calico lines stored, against two independent counts of those there were: logged (its metric
-    // filter, which goes on counting when its deliveries stop) plus delivered (which holds the malformed ones). All is
-    // well near 1/2; near 0 the group's lines do not reach the function, or do not parse. A period with neither count
-    // has no datapoint (a division by zero is dropped). A group whose subscription is gone stores nothing: no
-    // datapoint of its own, so FILL makes it 0 rather than leave the ratio to how a missing operand is taken. Per group, as a share of all groups' lines a group whose
-    // subscription is gone weighs little: (1 - 1/N) / (2 - 1/N) among N alike, 0.43 for four, and a small one nothing.
+    // filter, which goes on counting when its deliveries stop) plus delivered (which holds the malformed ones). All
+    // is well near 1/2; near 0 the group's lines do not reach the function, do not parse, or are not stored. A
+    // period with neither count has no datapoint (a division by zero is dropped). A group whose subscription is gone
+    // stores nothing: no datapoint of its own, so FILL makes it 0 rather than leave the ratio to how a missing
+    // operand is taken. Per group, as a share of all groups' lines a group whose subscription is gone weighs little:
+    // (1 - 1/N) / (2 - 1/N) among N alike, 0.43 for four, and a small one nothing.
     const storedShare = (logGroupName: string) => {
       const ofGroup = (metricName: string) => ingest(metricName, { LogGroup: logGroupName });
       return new cloudwatch.MathExpression({
@@ -332,9 +333,10 @@ export class Monitoring extends Construct {
           "them were stored: their denials are neither stored nor alerted on. Logged but not delivered " +
           "(LinesSeenByGroup): check that the group still has the subscription filter " +
           `${props.ingest.filterName} (deploy the stack again to restore it), and DeliveryErrors, IngestErrors and ` +
-          "IngestThrottles. Delivered but not stored (CalicoLinesByGroup): malformed lines, see the ingest " +
-          'function\'s "malformed calico-packet line" warnings and `calico-flows parse`. docs/deploy.md §6; ' +
-          "backfill the range once fixed.",
+          "IngestThrottles. Delivered but not stored (CalicoLinesByGroup): IngestErrors, or malformed lines, see " +
+          'the ingest function\'s "malformed calico-packet line" warnings and `calico-flows parse`. Alerts not ' +
+          "published do not show here (their flows are stored): IngestErrors. docs/deploy.md §6; backfill the " +
+          "range once fixed.",
       });
       this.alarm(`DeliveryErrors${key}`, {
         metric: subscriptionMetric("DeliveryErrors", logGroupName),

@@ -181,6 +181,17 @@ export interface IngestProgress {
   flows?: FlowWriteResult;
   /** Alerts the batch opened, counted as each opens. */
   alertsOpened?: number;
+  /**
+   * The batch's lines, and of them the malformed, that this run counts as delivered, once parsed: 0 when an earlier
+   * run had claimed the batch (IngestOptions.firstRun false), which counted them if it got as far as parsing them.
+   */
+  linesSeen?: number;
+  malformedLines?: number;
+  /**
+   * Its calico lines that this run counts as stored, once their flows are stored whole (and marked so:
+   * IngestOptions.onFlowsStored): 0 when an earlier run stored them (IngestOptions.flowsStored), and counted them.
+   */
+  calicoLinesStored?: number;
 }
 
 /** The steps of storing a batch, in their order (after attributing it, which the deadline does not interrupt). */
@@ -297,6 +308,13 @@ export async function ingestBatch(
     recorder === undefined ? deps.pipeline : { ...deps.pipeline, directory: recorder },
   );
   invocation?.throwIfAborted();
+  // Filled in even when the caller does not ask: a deadline passing names the step it stopped.
+  const progress = options.progress ?? {};
+  // Counted by the first run, failed or not, not by its retries or a redelivery (coverage says who is first; without
+  // coverage every run counts them).
+  const counts = options.firstRun !== false;
+  progress.linesSeen = counts ? result.stats.lines : 0;
+  progress.malformedLines = counts ? result.stats.malformed : 0;
   // Kept before any flow is written (memoBeforeWrites): nothing of it is stored until it is kept, or failed to be.
   const keptFirst =
     deps.memoBeforeWrites === true &&
@@ -307,8 +325,6 @@ export async function ingestBatch(
       ? await keepMemo(memos, cluster, contribution, recorder, loaded?.version ?? 0, result)
       : undefined;
   if (keptFirst !== undefined) deps.onMemoKept?.(keptFirst);
-  // Filled in even when the caller does not ask: a deadline passing names the step it stopped.
-  const progress = options.progress ?? {};
   try {
     const stored = await withinDeadline(options.deadline, progress, (signal) =>
       storeBatch(result, contribution, deps, options, progress, signal),
@@ -353,6 +369,8 @@ async function storeBatch(
   signal?.throwIfAborted();
   progress.step = "marking the flows stored";
   await options.onFlowsStored?.();
+  // From here its retries find the flows stored (flowsStored) and count their lines no more: this run counts them.
+  progress.calicoLinesStored = options.flowsStored === true ? 0 : result.stats.calico;
   signal?.throwIfAborted();
   const alertContribution = options.alertContribution ?? contribution;
   progress.step = "counting denials";

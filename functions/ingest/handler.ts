@@ -134,9 +134,6 @@ export function createRuntime(config: IngestConfig): IngestRuntime {
 
 function recordMetrics(result: DeliveryResult): void {
   const count = MetricUnit.Count;
-  metrics.addMetric("LinesSeen", count, result.stats.lines);
-  metrics.addMetric("CalicoLines", count, result.stats.calico);
-  metrics.addMetric("MalformedLines", count, result.stats.malformed);
   metrics.addMetric("FlowsWritten", count, result.flowsApplied);
   metrics.addMetric("DuplicateFlows", count, result.flowsDuplicate);
   metrics.addMetric("EventsAlreadyCounted", count, result.eventsAlreadyCounted);
@@ -147,15 +144,33 @@ function recordMetrics(result: DeliveryResult): void {
 }
 
 /**
+ * The delivery's lines, once parsed, whether its run succeeds or not: delivered, and stored once their flows are. A run
+ * counts what no earlier run of the payload counted (IngestProgress), so that a payload whose alerts could not be
+ * published, kept in the failed-payloads queue, still shows its lines delivered and stored, and its retries count
+ * none of them again.
+ */
+function recordLines(logGroup: string, progress: IngestProgress): void {
+  // Failed before parsing (claiming, reading the memo): nothing to count. Its retries find the batch claimed and count
+  // no delivered lines either: too few rather than twice.
+  if (progress.linesSeen === undefined) return;
+  const count = MetricUnit.Count;
+  const stored = progress.calicoLinesStored ?? 0;
+  metrics.addMetric("LinesSeen", count, progress.linesSeen);
+  metrics.addMetric("CalicoLines", count, stored);
+  metrics.addMetric("MalformedLines", count, progress.malformedLines ?? 0);
+  recordGroupLines(logGroup, progress.linesSeen, stored);
+}
+
+/**
  * The delivery's lines again, under its log group: each group's LinesNotStored alarm sets them against the calico lines
  * that group's metric filter counted, so that a group whose subscription is gone shows beside those that deliver. Names
  * of their own, so that LinesSeen and CalicoLines stay one series each, the cluster's. One LogGroup value per subscribed
  * group: only those may invoke the function.
  */
-function recordGroupLines(logGroup: string, stats: DeliveryResult["stats"]): void {
+function recordGroupLines(logGroup: string, seen: number, stored: number): void {
   for (const [name, value] of [
-    ["LinesSeenByGroup", stats.lines],
-    ["CalicoLinesByGroup", stats.calico],
+    ["LinesSeenByGroup", seen],
+    ["CalicoLinesByGroup", stored],
   ] as const) {
     // A single metric is printed at once, and takes its dimension alone: the function's other metrics stay without.
     const metric = metrics.singleMetric();
@@ -233,6 +248,7 @@ export async function ingestEvent(
     // Middy answered for this invocation (its timeout): this runs thawed in a later one, whose output it is not.
     if (signal?.aborted === true) throw error;
     recordProgress(progress);
+    recordLines(logGroup, progress);
     // With the step it failed in and what it had stored: a delivery failing while publishing alerts, its flows
     // stored, is SNS's trouble, not the table's.
     logger.error("delivery failed (retried by Lambda, then kept in the failed-payloads queue)", {
@@ -256,7 +272,7 @@ export async function ingestEvent(
     );
   }
   recordMetrics(result);
-  recordGroupLines(logGroup, result.stats);
+  recordLines(logGroup, progress);
   const held = [...result.alertsHeld, ...result.completed.flatMap((c) => c.result.alertsHeld)];
   if (held.length > 0) {
     // Answered stored, so Lambda does not retry it for them: the run holding their lease sends them, or its retry
