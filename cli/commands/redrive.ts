@@ -3,7 +3,9 @@
 // decoded, stored through the same ingest use case under the payload's own contribution and with the settings its
 // failed run claimed it under (so a payload that had been partly stored is not counted twice), and deleted only once
 // stored and its alerts delivered (without an alerts topic: recorded, and those left pending named). What still
-// fails is reported with the original error and the new one, and stays in the queue.
+// fails is reported with the original error and the new one, and stays in the queue. A payload that claimed nothing
+// is stored with the run's options, so it stays too while those are not the settings the stack recorded on its stream,
+// and a record whose payload Lambda left out is reported with the time range to backfill instead.
 import {
   ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
@@ -12,9 +14,22 @@ import {
   SQSClient,
 } from "@aws-sdk/client-sqs";
 import type { Command } from "commander";
-import { type DeliveryResult, ingestDelivery } from "../../functions/core/coverage.ts";
-import type { IngestProgress } from "../../functions/core/ingest.ts";
-import { CorruptPayloadError, decodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
+import {
+  type ClaimSource,
+  type CoverageStore,
+  type DeliveryResult,
+  eventKeys,
+  ingestDelivery,
+  minuteOf,
+} from "../../functions/core/coverage.ts";
+import { DeliveredEvents } from "../../functions/core/delivered-events.ts";
+import { type IngestProgress, type IngestSettings, sameSettings } from "../../functions/core/ingest.ts";
+import {
+  CorruptPayloadError,
+  contributionOf,
+  decodeSubscriptionData,
+  type SubscriptionPayload,
+} from "../../functions/core/subscription-payload.ts";
 import {
   commonOptions,
   parseInteger,
@@ -41,7 +56,11 @@ interface InvocationRecord {
 
 export interface RedriveProblem {
   messageId: string;
-  kind: "corrupt" | "failed";
+  /**
+   * `settings`: not stored, the run's options not being the settings the stack recorded on its stream; `dropped`: a
+   * record without its payload (Lambda leaves out one too large for the queue), whose events only a backfill restores.
+   */
+  kind: "corrupt" | "failed" | "settings" | "dropped";
   reason: string;
   /** Why the ingest function failed on it, from the invocation record. */
   original?: string;
@@ -111,12 +130,41 @@ export interface RedriveIo {
  */
 const SEEN_ONLY_RECEIVES = 5;
 
+/**
+ * The ingest function's maximum event age (lib/ingest.ts, ASYNC_MAX_EVENT_AGE; the CLI does not load the CDK): a
+ * delivery whose record came at T was first tried after T less this.
+ */
+export const MAX_EVENT_AGE_MS = 6 * 3_600_000;
+const HOURS = `${MAX_EVENT_AGE_MS / 3_600_000} h`;
+
 class CorruptMessageError extends Error {
   override name = "CorruptMessageError";
   /** The invocation record, when the body is one (its original error is reported). */
   readonly record: InvocationRecord | undefined;
   constructor(message: string, record?: InvocationRecord) {
     super(message);
+    this.record = record;
+  }
+}
+
+/** An invocation record that Lambda wrote without its payload: the events are not in the queue. */
+class DroppedPayloadError extends Error {
+  override name = "DroppedPayloadError";
+  readonly record: InvocationRecord;
+  constructor(record: InvocationRecord) {
+    const failedAt = Date.parse(record.timestamp ?? "");
+    const when = Number.isNaN(failedAt)
+      ? "at a time it does not give (no timestamp)"
+      : `at ${new Date(failedAt).toISOString()}`;
+    const window = Number.isNaN(failedAt)
+      ? `\`calico-flows backfill\` over the ${HOURS} before the message was queued,`
+      : `\`calico-flows backfill --since ${new Date(failedAt - MAX_EVENT_AGE_MS).toISOString()} --until ` +
+        `${new Date(failedAt).toISOString()}\``;
+    super(
+      `the record of the invocation that failed ${when} holds no requestPayload, so its events can only be ` +
+        `backfilled: ${window} with a --log-group for every log group the ingest function subscribes to (it retries ` +
+        `a delivery for up to ${HOURS})`,
+    );
     this.record = record;
   }
 }
@@ -130,7 +178,13 @@ function subscriptionDataOf(body: string | undefined): { data: unknown; record: 
   } catch (error) {
     throw new CorruptMessageError(`message body is not JSON: ${(error as Error).message}`);
   }
-  if (record === null || typeof record !== "object" || record.requestPayload === undefined) {
+  if (record === null || typeof record !== "object") {
+    throw new CorruptMessageError("message body is not a Lambda invocation record (no requestPayload)");
+  }
+  // Lambda leaves the payload out of a record too large for the destination, and keeps its context and error.
+  if (record.requestPayload === undefined) {
+    if (record.requestContext !== undefined && record.requestContext !== null)
+      throw new DroppedPayloadError(record);
     throw new CorruptMessageError("message body is not a Lambda invocation record (no requestPayload)");
   }
   const awslogs = record.requestPayload?.awslogs;
@@ -154,6 +208,63 @@ function originalError(record: InvocationRecord | undefined): string | undefined
     parts.push(`${response?.errorType ?? "Error"}: ${response?.errorMessage ?? ""}`.trim());
   }
   return parts.length === 0 ? undefined : parts.join(", ");
+}
+
+/** Settings a claim of another payload records on a payload's log stream (Claim#settings), and where. */
+interface RecordedSettings {
+  settings: IngestSettings;
+  source: ClaimSource;
+  minute: number;
+}
+
+/**
+ * The settings recorded on the payload's log stream and minutes by the claims of other payloads, when the payload
+ * would be stored with the run's own: its failed run claimed none of its events (DynamoDB down, say) and others'
+ * claims do not name them all. The latest of the ingest function's claims, else the latest claim: what the stack
+ * stores that stream with now. Undefined when nothing there records settings.
+ */
+async function settingsBeside(
+  payload: SubscriptionPayload,
+  cluster: string,
+  coverage: CoverageStore,
+): Promise<RecordedSettings | undefined> {
+  const minutes = payload.logEvents.map((e) => minuteOf(e.timestamp));
+  const read = await coverage.read(
+    { cluster, group: payload.logGroup, stream: payload.logStream },
+    minutes.reduce((a, b) => Math.min(a, b)),
+    minutes.reduce((a, b) => Math.max(a, b)),
+  );
+  const contribution = contributionOf(payload);
+  const claims = read.flatMap((m) => m.claims.map((claim) => ({ claim, minute: m.minute })));
+  // Claimed by its failed run: stored with that run's settings, whatever the options (ingestDelivery).
+  if (claims.some(({ claim }) => claim.contribution === contribution && claim.settings !== undefined)) {
+    return undefined;
+  }
+  const others = claims.filter(({ claim }) => claim.contribution !== contribution);
+  const named = new Set(others.flatMap(({ claim }) => claim.events));
+  if (eventKeys(DeliveredEvents.fromArray(payload.logEvents)).every((k) => named.has(k))) return undefined;
+  const recorded = others
+    .flatMap(({ claim, minute }) =>
+      claim.settings === undefined
+        ? []
+        : [{ settings: claim.settings, source: claim.source, minute, at: claim.claimedAt }],
+    )
+    .sort((a, b) => a.at.localeCompare(b.at));
+  const latest = recorded.findLast((r) => r.source === "live") ?? recorded.at(-1);
+  return latest === undefined
+    ? undefined
+    : { settings: latest.settings, source: latest.source, minute: latest.minute };
+}
+
+/** Why a payload is kept rather than stored with the run's options, `own`: what to pass instead. */
+function otherSettingsText(stream: string, recorded: RecordedSettings, own: IngestSettings): string {
+  const { claimed, own: ours } = settingsDifference(recorded.settings, own);
+  const whose = recorded.source === "live" ? "the ingest function's" : `a ${recorded.source} run's`;
+  return (
+    `its failed run claimed none of its events, and the claims of other payloads of log stream ${stream} record ` +
+    `other settings (${whose}, at ${new Date(recorded.minute).toISOString()}): ${claimed} (this run: ${ours}); ` +
+    "redrive with the stack's options"
+  );
 }
 
 /**
@@ -263,6 +374,19 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       if (payload.messageType === "CONTROL_MESSAGE") {
         summary.controlMessages++;
       } else {
+        // Checked before anything is stored: once claimed under the run's options, every later run keeps them.
+        const beside = await settingsBeside(payload, deps.pipeline.cluster, setup.coverage);
+        if (beside !== undefined && !sameSettings(beside.settings, setup.settings)) {
+          summary.problems.push({
+            messageId,
+            kind: "settings",
+            reason: otherSettingsText(payload.logStream, beside, setup.settings),
+            original: originalError(record),
+            deleted: false,
+          });
+          leftBehind.push(m);
+          return;
+        }
         result = await ingestDelivery(payload, deps, setup.coverage, "redrive", { progress });
         summary.events += payload.logEvents.length;
         summary.eventsAlreadyCounted += result.eventsAlreadyCounted;
@@ -282,15 +406,21 @@ export async function redrive(raw: Record<string, unknown>, io: RedriveIo = {}):
       summary.flowsApplied += progress.flows?.applied ?? 0;
       summary.flowsDuplicate += progress.flows?.duplicates ?? 0;
       summary.alertsOpened += progress.alertsOpened ?? 0;
+      const dropped = error instanceof DroppedPayloadError;
       const corrupt = error instanceof CorruptMessageError || error instanceof CorruptPayloadError;
       const problem: RedriveProblem = {
         messageId,
-        kind: corrupt ? "corrupt" : "failed",
+        kind: dropped ? "dropped" : corrupt ? "corrupt" : "failed",
         reason: (error as Error).message,
-        original: originalError(record ?? (error instanceof CorruptMessageError ? error.record : undefined)),
+        original: originalError(
+          record ??
+            (error instanceof CorruptMessageError || error instanceof DroppedPayloadError
+              ? error.record
+              : undefined),
+        ),
         deleted: false,
       };
-      if (corrupt && raw.deleteCorrupt === true) {
+      if ((corrupt || dropped) && raw.deleteCorrupt === true) {
         const refused = await remove(m);
         problem.deleted = refused === undefined;
         if (refused !== undefined) problem.reason += `; not deleted: ${refused}`;
@@ -410,9 +540,15 @@ export function describeRedrive(s: RedriveSummary): string {
   ];
   for (const p of s.problems) {
     const fate = p.deleted ? "deleted" : "left in the queue";
-    const hint = p.kind === "corrupt" && !p.deleted ? "; --delete-corrupt removes it" : "";
+    const hint = p.deleted
+      ? ""
+      : p.kind === "corrupt"
+        ? "; --delete-corrupt removes it"
+        : p.kind === "dropped"
+          ? "; once backfilled, --delete-corrupt removes it"
+          : "";
     lines.push(
-      `message ${p.messageId}: ${p.kind === "corrupt" ? "corrupt" : "still fails"}: ${p.reason}` +
+      `message ${p.messageId}: ${PROBLEM_LABELS[p.kind]}: ${p.reason}` +
         `${p.original === undefined ? "" : ` (ingest failed with ${p.original})`} — ${fate}${hint}`,
     );
   }
@@ -452,6 +588,13 @@ export function describeRedrive(s: RedriveSummary): string {
   return `${lines.join("\n")}\n`;
 }
 
+const PROBLEM_LABELS: Record<RedriveProblem["kind"], string> = {
+  corrupt: "corrupt",
+  failed: "still fails",
+  settings: "not stored",
+  dropped: "payload dropped by Lambda",
+};
+
 /** `warning: 2 alerts pending, not published (no --alerts-topic): <id> (opened …, window ended …), …`. */
 function unsentHead(alerts: readonly UnsentAlert[], window: string): string {
   const named = alerts.slice(0, 5).map((a) => `${a.id} (opened ${a.openedAt}, ${window} ${a.windowEnd})`);
@@ -461,12 +604,13 @@ function unsentHead(alerts: readonly UnsentAlert[], window: string): string {
 }
 
 /**
- * Whether the run leaves work undone: a message it took left in the queue, messages it may not have taken (a stop
- * among them), or alerts that nothing will publish. Messages a `--max` run never took do not count.
+ * Whether the run leaves work undone: a message it took left in the queue, a payload Lambda dropped (deleted or not:
+ * its events wait for a backfill), messages it may not have taken (a stop among them), or alerts that nothing will
+ * publish. Messages a `--max` run never took do not count.
  */
 export function redriveFailed(s: RedriveSummary): boolean {
   return (
-    s.problems.some((p) => !p.deleted) ||
+    s.problems.some((p) => !p.deleted || p.kind === "dropped") ||
     s.untaken ||
     s.interrupted ||
     s.alertsUnsent.some((a) => a.windowEnded)
@@ -479,7 +623,10 @@ export function registerRedrive(program: Command): void {
     .description("replay the payloads in the ingest function's on-failure queue, deleting each once stored")
     .requiredOption("--queue-url <url>", "URL of the on-failure SQS queue")
     .option("--max <n>", "most messages to take from the queue", parseInteger("--max", 1, 1_000_000))
-    .option("--delete-corrupt", "delete messages whose payload cannot be decoded (default: report and keep)")
+    .option(
+      "--delete-corrupt",
+      "delete messages whose payload cannot be decoded or was dropped by Lambda (default: report and keep)",
+    )
     .option(
       "--visibility-timeout <seconds>",
       "how long a taken message stays hidden while it is replayed",
@@ -497,7 +644,9 @@ export function registerRedrive(program: Command): void {
   command.addHelpText(
     "after",
     "\nThe stack's --cluster and the destination must be named: --table <the stack's TableName output>, or\n" +
-      "--store DIR for a local embedded store. Each message is deleted from the queue once stored there.",
+      "--store DIR for a local embedded store. Each message is deleted from the queue once stored there.\n" +
+      "The pipeline options (--internal-cidr, --bucket-seconds …) must be the stack's: a payload that failed\n" +
+      "before claiming any event is stored with them.",
   );
   // A hook rather than the action's first lines: it runs before any store is opened or the queue is read,
   // whatever action is attached.

@@ -133,12 +133,8 @@ const CORRUPT: Record<string, () => string> = {
       TopicArn: "arn:aws:sns:eu-west-1:123456789012:t",
       Message: dataRecord("H4sI"),
     }),
-  "record without requestPayload": () =>
-    JSON.stringify({
-      version: "1.0",
-      requestContext: { condition: "RetriesExhausted" },
-      responsePayload: null,
-    }),
+  // Without a requestContext too (one with it is a record whose payload Lambda dropped: redrive-failure-path.test.ts).
+  "object without requestPayload": () => JSON.stringify({ version: "1.0", responsePayload: null }),
 };
 
 /** Of those, the messages that are no invocation record: they carry no original error to report. */
@@ -148,7 +144,7 @@ const NOT_RECORDS = new Set([
   "JSON null",
   "JSON string",
   "SNS notification",
-  "record without requestPayload",
+  "object without requestPayload",
 ]);
 
 const CONTROL = () => dataRecord(controlMessageData(T0));
