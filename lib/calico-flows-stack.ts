@@ -141,6 +141,17 @@ export class CalicoFlowsStack extends Stack {
     );
     output("OperationsTopicArn", this.monitoring.operations.topic.topicArn, "Alarms on calico-flows itself");
     output("FailedPayloadsQueueUrl", this.ingest.failedPayloads.queueUrl, "Input of `calico-flows redrive`");
+    // The CLI runs with the operator's own credentials, whose policy must name these customer managed keys.
+    output(
+      "FailedPayloadsKeyArn",
+      this.ingest.failedPayloadsKey.keyArn,
+      "kms:Decrypt for `calico-flows redrive` (the failed-payloads queue's key)",
+    );
+    output(
+      "AlertsTopicKeyArn",
+      this.alerts.topic.key.keyArn,
+      "kms:GenerateDataKey and kms:Decrypt for `--alerts-topic` of the CLI (the alerts topic's key)",
+    );
     output(
       "PanicDeadLettersQueueUrl",
       this.panic.deadLetters.queue.queueUrl,

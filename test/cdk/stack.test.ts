@@ -1140,6 +1140,20 @@ describe("CalicoFlowsStack", () => {
     }
   });
 
+  // The CLI runs with the operator's credentials: the grants its redrive and `--alerts-topic` need name these keys.
+  it("outputs the ARNs of the failed-payloads queue's key and the alerts topic's key", () => {
+    const outputs = template.toJSON().Outputs as Record<string, Json>;
+    expect(outputs.FailedPayloadsKeyArn).toEqual({
+      Value: getAtt(ids.queueKey),
+      Description: "kms:Decrypt for `calico-flows redrive` (the failed-payloads queue's key)",
+    });
+    expect(outputs.AlertsTopicKeyArn).toEqual({
+      Value: getAtt(ids.alertsKey),
+      Description:
+        "kms:GenerateDataKey and kms:Decrypt for `--alerts-topic` of the CLI (the alerts topic's key)",
+    });
+  });
+
   describe("cdk-nag AwsSolutions", () => {
     it("has no unacknowledged finding", () => {
       const report = new AwsSolutionsChecks().validateScope(app);

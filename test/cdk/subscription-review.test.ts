@@ -296,7 +296,7 @@ describe("CloudWatch Logs → ingest function", () => {
         expect(limits).toMatch(/\| asynchronous event size +\| 1 MB \(Lambda\)/);
         expect(limits).toMatch(/\| SQS message size +\| 1 MiB +\| .*does not fit/);
         expect(deployMd).toMatch(/leaves the\s+payload out of the record/);
-        expect(deployMd).toMatch(/does not deliver it \(_FailedPayloadsNotKept_\); backfill/);
+        expect(deployMd).toMatch(/does\s+not\s+deliver it \(_FailedPayloadsNotKept_\); backfill/);
       }
       // A record of a delivery of a few hundred kilobytes fits whole, so `redrive` can replay it.
       const typical = { ...record, requestPayload: { awslogs: { data: "A".repeat(300_000) } } };
