@@ -224,17 +224,16 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   const streamPrefix = raw.streamPrefix as string | undefined;
   const now = (io.now ?? Date.now)();
   const destination = await destinationOf(common);
-  const job = digest(
-    JSON.stringify([
-      common.cluster,
-      [...groups].sort(),
-      filterPattern,
-      streamPrefix ?? null,
-      raw.since,
-      raw.until,
-      destination,
-    ]),
-  );
+  // What selects the events read, and (since the destination was added) where they are counted.
+  const selection = [
+    common.cluster,
+    [...groups].sort(),
+    filterPattern,
+    streamPrefix ?? null,
+    raw.since,
+    raw.until,
+  ];
+  const job = digest(JSON.stringify([...selection, destination]));
   const path =
     (raw.checkpoint as string | undefined) ?? join(common.store, CHECKPOINTS_DIR, `backfill-${job}.json`);
 
@@ -250,16 +249,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
   if (checkpoint === undefined && raw.checkpoint === undefined && raw.restart !== true) {
     // Versions before the destination was part of the job named the file without it: their unfinished window is
     // not resumed (its destination is unknown), and a relative --since now means another window.
-    const earlierJob = digest(
-      JSON.stringify([
-        common.cluster,
-        [...groups].sort(),
-        filterPattern,
-        streamPrefix ?? null,
-        raw.since,
-        raw.until,
-      ]),
-    );
+    const earlierJob = digest(JSON.stringify(selection));
     const earlierPath = join(common.store, CHECKPOINTS_DIR, `backfill-${earlierJob}.json`);
     let earlier: Checkpoint | undefined;
     try {
