@@ -3,9 +3,6 @@
 // LinesNotStored alarm sets against the group's metric filter. Against dynalite, the flow store behind the fault proxy.
 import type { CloudWatchLogsEvent } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { metrics } from "../../functions/shared/powertools.ts";
@@ -14,10 +11,10 @@ import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import {
   clientIp,
-  clusterRuntime,
   delivery,
   deniedLine,
   nodeName,
+  runtimeBehindProxy,
   switchableSink,
   T0,
   targetIp,
@@ -51,26 +48,11 @@ afterEach(() => {
 });
 
 /**
- * The cluster's runtime on a table of its own, each alert's publish left to any run at once (no lease), so that a
- * retry publishes what its failed run could not: the flow store behind the fault proxy (three quick tries per
- * request), coverage and memos straight to dynalite.
+ * The cluster's runtime on a table of its own (runtimeBehindProxy), each alert's publish left to any run at once (no
+ * lease), so that a retry publishes what its failed run could not.
  */
-async function runtimeOn(sink?: AlertPublisher): Promise<IngestRuntime> {
-  const tableName = await ts.freshTable();
-  const store = new DynamoFlowStore({
-    client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
-    tableName,
-    retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
-    pendingRedeliveryAfterMs: 0,
-  });
-  const client = ts.clientFor();
-  const runtime = clusterRuntime(
-    { store, memos: new DynamoMemoStore({ client, tableName }), ...(sink === undefined ? {} : { sink }) },
-    new DynamoCoverageStore({ client, tableName }),
-  );
-  runtime.deps.pipeline.scanThreshold = undefined;
-  return runtime;
-}
+const runtimeOn = (sink?: AlertPublisher): Promise<IngestRuntime> =>
+  runtimeBehindProxy(ts, proxy, { pendingRedeliveryAfterMs: 0, ...(sink === undefined ? {} : { sink }) });
 
 /**
  * Node 0's delivery of five lines: client 0's denials to service 1 on three ports (each an alert), one of them cut

@@ -3,9 +3,6 @@
 // dynalite, the flow store behind the fault proxy.
 import type { CloudWatchLogsEvent } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
-import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
-import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.ts";
 import { logger, metrics } from "../../functions/shared/powertools.ts";
@@ -14,10 +11,10 @@ import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import {
   clientIp,
   clusterAlerts,
-  clusterRuntime,
   delivery,
   deniedLine,
   nodeName,
+  runtimeBehindProxy,
   switchableSink,
   T0,
   targetIp,
@@ -41,25 +38,9 @@ afterEach(() => {
   metrics.clearMetrics();
 });
 
-/**
- * The cluster's runtime on a table of its own: the flow store behind the fault proxy (three quick tries per request),
- * coverage and memos straight to dynalite.
- */
-async function runtimeOn(sink?: AlertPublisher): Promise<IngestRuntime> {
-  const tableName = await ts.freshTable();
-  const store = new DynamoFlowStore({
-    client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
-    tableName,
-    retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
-  });
-  const client = ts.clientFor();
-  const runtime = clusterRuntime(
-    { store, memos: new DynamoMemoStore({ client, tableName }), ...(sink === undefined ? {} : { sink }) },
-    new DynamoCoverageStore({ client, tableName }),
-  );
-  runtime.deps.pipeline.scanThreshold = undefined;
-  return runtime;
-}
+/** The cluster's runtime on a table of its own, its flow store behind the fault proxy (runtimeBehindProxy). */
+const runtimeOn = (sink?: AlertPublisher): Promise<IngestRuntime> =>
+  runtimeBehindProxy(ts, proxy, sink === undefined ? {} : { sink });
 
 /** Node 0's delivery of client 0's denials to service 1, one a second on each of `ports`. */
 function deliveryOn(ports: readonly number[]): CloudWatchLogsEvent {

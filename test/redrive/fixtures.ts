@@ -1,6 +1,6 @@
 // What the redrive tests share: a node's events, the on-failure record Lambda writes, and a queue on the local SQS
 // (fauxqs).
-import { CreateQueueCommand } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import { type CwEvent, calicoLine, T0 } from "../backfill/fixtures.ts";
 import type { LocalSns } from "../support/fauxqs.ts";
@@ -61,4 +61,18 @@ export const dataRecord = (data: unknown, errorType?: string, errorMessage?: str
 export async function localQueue(local: LocalSns, name: string): Promise<string> {
   const queue = await local.sqs.send(new CreateQueueCommand({ QueueName: name }));
   return new URL(new URL(queue.QueueUrl as string).pathname, local.endpoint).toString();
+}
+
+/** The messages a queue holds: visible, and hidden (received, and neither deleted nor given back yet). */
+export async function queueDepth(sqs: SQSClient, url: string): Promise<{ visible: number; hidden: number }> {
+  const a = await sqs.send(
+    new GetQueueAttributesCommand({
+      QueueUrl: url,
+      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    }),
+  );
+  return {
+    visible: Number(a.Attributes?.ApproximateNumberOfMessages),
+    hidden: Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible),
+  };
 }

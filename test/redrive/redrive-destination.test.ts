@@ -4,14 +4,14 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { payloadOf, T0 } from "../backfill/fixtures.ts";
 import { ndjson, type RunResult, runCli, SAMPLE } from "../cli/run.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
-import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
+import { dataRecord, localQueue, queueDepth, redriveEvents, STREAM } from "./fixtures.ts";
 
 const PODS = join(SAMPLE, "pods.json");
 
@@ -51,18 +51,7 @@ async function failedPayloadsQueue(name: string): Promise<string> {
   return url;
 }
 
-async function queued(url: string): Promise<{ visible: number; hidden: number }> {
-  const a = await local.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return {
-    visible: Number(a.Attributes?.ApproximateNumberOfMessages),
-    hidden: Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible),
-  };
-}
+const queued = (url: string) => queueDepth(local.sqs, url);
 
 describe("calico-flows redrive destination", () => {
   it("refuses with a usage error, and leaves the queue alone, when neither --table nor --store is given", async () => {

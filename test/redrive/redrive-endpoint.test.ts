@@ -7,13 +7,13 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import { payloadOf } from "../backfill/fixtures.ts";
 import { runCli, SAMPLE } from "../cli/run.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
-import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
+import { dataRecord, localQueue, queueDepth, redriveEvents, STREAM } from "./fixtures.ts";
 
 const PODS = join(SAMPLE, "pods.json");
 
@@ -49,16 +49,8 @@ async function failedPayloadQueue(name: string): Promise<string> {
 }
 
 async function queued(url: string): Promise<number> {
-  const a = await local.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return (
-    Number(a.Attributes?.ApproximateNumberOfMessages) +
-    Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible)
-  );
+  const { visible, hidden } = await queueDepth(local.sqs, url);
+  return visible + hidden;
 }
 
 /** The shared config file of each case: an empty one, or one whose default profile names fauxqs. */

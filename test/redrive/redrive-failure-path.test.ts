@@ -1,7 +1,7 @@
 // `calico-flows redrive` of what the ingest function left on its failure path, through the real binary against a local
 // SQS (fauxqs) and DynamoDB (dynalite): a payload that failed before claiming anything, on a stream the stack stores
 // under settings other than the run's options, and a record whose payload Lambda left out.
-import { GetQueueAttributesCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_EVENT_AGE_MS } from "../../cli/commands/redrive.ts";
 import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
@@ -15,7 +15,7 @@ import { type CwEvent, calicoLine, ingestDeps, payloadOf, T0 } from "../backfill
 import { runCli } from "../cli/run.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
-import { dataRecord, localQueue } from "./fixtures.ts";
+import { dataRecord, localQueue, queueDepth } from "./fixtures.ts";
 
 const CLUSTER = "prod";
 /** A node of a VPC whose pods are in 10.0.0.0/16, outside the CLI's default internal range. */
@@ -49,17 +49,33 @@ async function send(url: string, body: string): Promise<string> {
 }
 
 async function queued(url: string): Promise<number> {
-  const a = await local.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+  const { visible, hidden } = await queueDepth(local.sqs, url);
+  return visible + hidden;
+}
+
+/** The ingest function of a stack whose pods are in 10.0.0.0/16, storing into `table`. */
+const stackRuntime = (table: string) =>
+  createRuntime(
+    loadIngestConfig({
+      TABLE_NAME: table,
+      CLUSTER_NAME: CLUSTER,
+      ATTRIBUTION: "none",
+      INTERNAL_CIDRS: "10.0.0.0/16",
     }),
   );
-  return (
-    Number(a.Attributes?.ApproximateNumberOfMessages) +
-    Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible)
-  );
-}
+
+/** `calico-flows redrive` of the queue at `url` into `table`, without waiting for more messages. */
+const redriveOf = (url: string, table: string) => [
+  "redrive",
+  "--queue-url",
+  url,
+  "--table",
+  table,
+  "--cluster",
+  CLUSTER,
+  "--wait-seconds",
+  "0",
+];
 
 /** A denial a second from `first` on, pod to pod inside 10.0.0.0/16. */
 function denials(first: number, count: number): CwEvent[] {
@@ -77,31 +93,14 @@ function denials(first: number, count: number): CwEvent[] {
 describe("a payload that failed before claiming anything", () => {
   it("is kept, not stored, while the run's options are not the settings the stack recorded on its stream", async () => {
     const table = await ts.freshTable();
-    const runtime = createRuntime(
-      loadIngestConfig({
-        TABLE_NAME: table,
-        CLUSTER_NAME: CLUSTER,
-        ATTRIBUTION: "none",
-        INTERNAL_CIDRS: "10.0.0.0/16",
-      }),
-    );
+    const runtime = stackRuntime(table);
     // The ingest function stored the stream's first payload of the minute under the stack's settings; the second one
     // failed while DynamoDB was down, before its claim.
     const stored = payloadOf(STREAM, denials(0, 2));
     await ingestEvent({ awslogs: { data: encodeSubscriptionData(stored) } }, runtime);
     const url = await localQueue(local, `failures-${++queues}`);
     const id = await send(url, dataRecord(encodeSubscriptionData(payloadOf(STREAM, denials(2, 2)))));
-    const args = [
-      "redrive",
-      "--queue-url",
-      url,
-      "--table",
-      table,
-      "--cluster",
-      CLUSTER,
-      "--wait-seconds",
-      "0",
-    ];
+    const args = redriveOf(url, table);
 
     // deploy.md's command line without the stack's pipeline options.
     const defaults = await runCli([...args, "--quiet"], { env });
@@ -135,14 +134,7 @@ describe("a payload that failed before claiming anything", () => {
 
   it("is judged by the ingest function's claims, not by a later CLI run's under other options", async () => {
     const table = await ts.freshTable();
-    const runtime = createRuntime(
-      loadIngestConfig({
-        TABLE_NAME: table,
-        CLUSTER_NAME: CLUSTER,
-        ATTRIBUTION: "none",
-        INTERNAL_CIDRS: "10.0.0.0/16",
-      }),
-    );
+    const runtime = stackRuntime(table);
     await ingestEvent(
       { awslogs: { data: encodeSubscriptionData(payloadOf(STREAM, denials(20, 2))) } },
       runtime,
@@ -166,23 +158,9 @@ describe("a payload that failed before claiming anything", () => {
     );
     const url = await localQueue(local, `failures-${++queues}`);
     await send(url, dataRecord(encodeSubscriptionData(payloadOf(STREAM, denials(24, 2)))));
-    const run = await runCli(
-      [
-        "redrive",
-        "--queue-url",
-        url,
-        "--table",
-        table,
-        "--cluster",
-        CLUSTER,
-        "--wait-seconds",
-        "0",
-        "--quiet",
-        "--internal-cidr",
-        "10.0.0.0/16",
-      ],
-      { env },
-    );
+    const run = await runCli([...redriveOf(url, table), "--quiet", "--internal-cidr", "10.0.0.0/16"], {
+      env,
+    });
     expect(run.stderr).toContain("redrove 1 of 1 messages: 2 log events (0 already counted)");
     expect(run.stderr).not.toContain("message ");
     expect(await queued(url)).toBe(0);
@@ -190,34 +168,13 @@ describe("a payload that failed before claiming anything", () => {
 
   it("is stored when every event of it is counted already, whatever the run's options", async () => {
     const table = await ts.freshTable();
-    const runtime = createRuntime(
-      loadIngestConfig({
-        TABLE_NAME: table,
-        CLUSTER_NAME: CLUSTER,
-        ATTRIBUTION: "none",
-        INTERNAL_CIDRS: "10.0.0.0/16",
-      }),
-    );
+    const runtime = stackRuntime(table);
     // A delivery of the same events batched otherwise (as a backfill pages them) stored them all.
     const events = denials(10, 3);
     await ingestEvent({ awslogs: { data: encodeSubscriptionData(payloadOf(STREAM, events)) } }, runtime);
     const url = await localQueue(local, `failures-${++queues}`);
     await send(url, dataRecord(encodeSubscriptionData(payloadOf(STREAM, events.slice(1)))));
-    const run = await runCli(
-      [
-        "redrive",
-        "--queue-url",
-        url,
-        "--table",
-        table,
-        "--cluster",
-        CLUSTER,
-        "--wait-seconds",
-        "0",
-        "--quiet",
-      ],
-      { env },
-    );
+    const run = await runCli([...redriveOf(url, table), "--quiet"], { env });
     expect(run.stderr).toContain("redrove 1 of 1 messages: 2 log events (2 already counted)");
     expect(run.code).toBe(0);
     expect(await queued(url)).toBe(0);
@@ -248,17 +205,7 @@ describe("a record whose payload Lambda left out", () => {
     const table = await ts.freshTable();
     const url = await localQueue(local, `failures-${++queues}`);
     const id = await send(url, dropped);
-    const args = [
-      "redrive",
-      "--queue-url",
-      url,
-      "--table",
-      table,
-      "--cluster",
-      CLUSTER,
-      "--wait-seconds",
-      "0",
-    ];
+    const args = redriveOf(url, table);
 
     const kept = await runCli([...args, "--quiet"], { env });
     expect(kept.stderr).toContain(

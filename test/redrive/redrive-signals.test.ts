@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -21,7 +21,7 @@ import { encodeSubscriptionData } from "../../functions/core/subscription-payloa
 import { payloadOf } from "../backfill/fixtures.ts";
 import { BIN, ROOT, SAMPLE } from "../cli/run.ts";
 import { type LocalSns, REGION, startLocalSns } from "../support/fauxqs.ts";
-import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
+import { dataRecord, localQueue, queueDepth, redriveEvents, STREAM } from "./fixtures.ts";
 
 const PODS = join(SAMPLE, "pods.json");
 
@@ -43,18 +43,7 @@ async function send(url: string, body: string): Promise<string> {
   return sent.MessageId as string;
 }
 
-async function queued(url: string): Promise<{ visible: number; hidden: number }> {
-  const a = await local.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: url,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return {
-    visible: Number(a.Attributes?.ApproximateNumberOfMessages),
-    hidden: Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible),
-  };
-}
+const queued = (url: string) => queueDepth(local.sqs, url);
 
 /** An on-failure record of three events in `minute`, stored by any redrive. */
 const storable = (minute: number) =>

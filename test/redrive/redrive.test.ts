@@ -5,12 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import {
-  CreateQueueCommand,
-  GetQueueAttributesCommand,
-  ReceiveMessageCommand,
-  SendMessageCommand,
-} from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
@@ -41,7 +36,7 @@ import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { createTopic, drainQueue, type LocalSns, startLocalSns, subscribeQueue } from "../support/fauxqs.ts";
 import { HalfWrittenStore } from "../support/half-written-store.ts";
-import { dataRecord, localQueue, redriveEvents, STREAM } from "./fixtures.ts";
+import { dataRecord, localQueue, queueDepth, redriveEvents, STREAM } from "./fixtures.ts";
 
 const CLUSTER = "prod";
 const POISON = "192.168.77.77";
@@ -74,16 +69,8 @@ async function send(body: string): Promise<string> {
 }
 
 async function queued(): Promise<number> {
-  const a = await sqs.sqs.send(
-    new GetQueueAttributesCommand({
-      QueueUrl: queueUrl,
-      AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    }),
-  );
-  return (
-    Number(a.Attributes?.ApproximateNumberOfMessages) +
-    Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible)
-  );
+  const { visible, hidden } = await queueDepth(sqs.sqs, queueUrl);
+  return visible + hidden;
 }
 
 /** Runs `calico-flows redrive ARGS` through its commander definition, returning the summary. */
@@ -220,15 +207,7 @@ describe("calico-flows redrive", () => {
 
   it("keeps a payload whose alert another run of it holds, says until when, and sends it once that has passed", async () => {
     const failures = await localQueue(sqs, "held-alert-failures");
-    const depth = async () => {
-      const a = await sqs.sqs.send(
-        new GetQueueAttributesCommand({
-          QueueUrl: failures,
-          AttributeNames: ["ApproximateNumberOfMessages"],
-        }),
-      );
-      return Number(a.Attributes?.ApproximateNumberOfMessages);
-    };
+    const depth = async () => (await queueDepth(sqs.sqs, failures)).visible;
     // The topic is not there yet: every publish fails, as with a topic key the publisher may not use.
     const topicArn = "arn:aws:sns:eu-west-1:000000000000:calico-held-alerts";
     const args = ["--queue-url", failures, "--alerts-topic", topicArn];

@@ -2,6 +2,9 @@
 // deliveries: ten nodes, coredns, thirty DNS clients (three per node, each its own workload in its own namespace),
 // eight services on the first eight nodes, and a probe pod; subscription deliveries of one node's lines.
 import type { CloudWatchLogsEvent } from "aws-lambda";
+import { DynamoCoverageStore } from "../../functions/adapters/dynamo/coverage.ts";
+import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
+import { DynamoMemoStore } from "../../functions/adapters/dynamo/memos.ts";
 import { SnapshotDirectory } from "../../functions/adapters/kube/snapshot-directory.ts";
 import type { AlertPublisher } from "../../functions/core/alert-delivery.ts";
 import { CidrSet } from "../../functions/core/classify.ts";
@@ -10,6 +13,8 @@ import { createScanner } from "../../functions/core/parse.ts";
 import { encodeSubscriptionData } from "../../functions/core/subscription-payload.ts";
 import type { AlertRecord } from "../../functions/core/types.ts";
 import type { IngestRuntime } from "../../functions/ingest/handler.ts";
+import type { TestStore } from "./dynalite.ts";
+import type { FaultProxy } from "./fault-proxy.ts";
 
 export const T0 = Date.parse("2026-04-19T04:50:00Z");
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -132,6 +137,37 @@ export function clusterRuntime(
       },
     },
   };
+}
+
+/**
+ * The cluster's runtime on a fresh table of `ts`, without scan detection: the flow store behind `proxy` (one request
+ * per try, three quick tries), coverage and memos straight to dynalite. `pendingRedeliveryAfterMs` as the flow store's.
+ */
+export async function runtimeBehindProxy(
+  ts: TestStore,
+  proxy: FaultProxy,
+  options: { sink?: AlertPublisher; pendingRedeliveryAfterMs?: number } = {},
+): Promise<IngestRuntime> {
+  const tableName = await ts.freshTable();
+  const store = new DynamoFlowStore({
+    client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),
+    tableName,
+    retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+    ...(options.pendingRedeliveryAfterMs === undefined
+      ? {}
+      : { pendingRedeliveryAfterMs: options.pendingRedeliveryAfterMs }),
+  });
+  const client = ts.clientFor();
+  const runtime = clusterRuntime(
+    {
+      store,
+      memos: new DynamoMemoStore({ client, tableName }),
+      ...(options.sink === undefined ? {} : { sink: options.sink }),
+    },
+    new DynamoCoverageStore({ client, tableName }),
+  );
+  runtime.deps.pipeline.scanThreshold = undefined;
+  return runtime;
 }
 
 /** Every alert of the cluster within an hour of T0. */
