@@ -3,10 +3,10 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { APIGatewayProxyEvent } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoFlowStore } from "../../functions/adapters/dynamo/flow-store.ts";
 import { handleQuery } from "../../functions/query/handler.ts";
+import { restApiEvent } from "../support/api-events.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { runCli } from "./run.ts";
 
@@ -28,17 +28,7 @@ beforeAll(async () => {
     const url = new URL(req.url ?? "/", `http://${req.headers.host}`);
     const resource = url.pathname.replace(/^\/v1/, "");
     asked.push(resource);
-    const query = Object.fromEntries(url.searchParams);
-    const event = {
-      resource,
-      path: resource,
-      httpMethod: req.method,
-      headers: {},
-      multiValueHeaders: {},
-      queryStringParameters: Object.keys(query).length === 0 ? null : query,
-      multiValueQueryStringParameters: null,
-      requestContext: { requestId: "local", stage: "v1", resourcePath: resource, httpMethod: req.method },
-    } as unknown as APIGatewayProxyEvent;
+    const event = restApiEvent(resource, Object.fromEntries(url.searchParams), req.method);
     const answer = await handleQuery(event, runtime);
     res.writeHead(answer.statusCode, answer.headers as Record<string, string>);
     res.end(answer.body);
