@@ -22,7 +22,7 @@ import { EventBridgeExpiryScheduler } from "../adapters/scheduler.ts";
 import { SnsAlertSink } from "../adapters/sns-sink.ts";
 import { Deadline } from "../core/deadline.ts";
 import { EXPIRY_EVENT_SOURCE, PanicFailure, type PanicFailureKind } from "../core/panic-policy.ts";
-import { json } from "../shared/http.ts";
+import { json, responseBytes } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadPanicConfig, type PanicConfig } from "./config.ts";
 import {
@@ -248,11 +248,11 @@ function respond(response: PanicResponse): APIGatewayProxyResult {
 }
 
 /**
- * The bytes a synchronous invocation may answer (Lambda's 6 MB, 6,291,456 bytes), less room for the status code and
- * headers: counted on the body as the proxy result holds it, a JSON string escaped once more.
+ * The bytes a synchronous invocation may answer (Lambda's 6 MB, 6,291,456 bytes), with room to spare: counted as
+ * responseBytes counts them.
  */
 export const ANSWER_MAX_BYTES = 6_000_000;
-const answerBytes = (response: PanicResponse) => Buffer.byteLength(JSON.stringify(JSON.stringify(response)));
+const answerBytes = (response: PanicResponse) => responseBytes(json(200, response));
 const TOO_LARGE = "the answer must fit in Lambda's 6 MB";
 
 /**

@@ -38,7 +38,7 @@ import { EARLIEST_MS, INSTANT_HELP, instantOf, isoMs } from "../core/instant.ts"
 import type { AlertQuery, FlowQuery, FlowStore, Page } from "../core/ports.ts";
 import { ipAddress, namespaceName, objectName, workloadRef } from "../core/query-filters.ts";
 import { INGEST_BUCKET_LENGTHS } from "../ingest/config.ts";
-import { json } from "../shared/http.ts";
+import { json, responseBytes } from "../shared/http.ts";
 import { logger, metrics, tracer } from "../shared/powertools.ts";
 import { loadQueryConfig, type QueryConfig } from "./config.ts";
 
@@ -310,8 +310,6 @@ export async function handleQuery(
   }
 }
 
-const bytesOf = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
-
 /**
  * The answer of the page `read` gives for `limit`, within `maxBytes`. One that would pass it is read again with as
  * many records as fit: a smaller limit reads the same items from the same place, fewer of them, so the page is the
@@ -326,12 +324,12 @@ async function fittingAnswer(
 ): Promise<{ result: APIGatewayProxyResult; items: number }> {
   let page = await read(limit);
   let result = answer(page);
-  while (bytesOf(result) > maxBytes && page.items.length > 1) {
+  while (responseBytes(result) > maxBytes && page.items.length > 1) {
     // Each record takes its JSON escaped once more, and a comma.
-    let room = maxBytes - bytesOf(answer({ ...page, items: [] }));
+    let room = maxBytes - responseBytes(answer({ ...page, items: [] }));
     let fit = 0;
     for (const item of page.items) {
-      room -= bytesOf(JSON.stringify(item)) - 2 + 1;
+      room -= Buffer.byteLength(JSON.stringify(JSON.stringify(item))) - 2 + 1;
       if (room < 0) break;
       fit++;
     }

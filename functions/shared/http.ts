@@ -12,3 +12,11 @@ export function json(
     body: JSON.stringify(body),
   };
 }
+
+/**
+ * The bytes an answer takes of what Lambda lets a synchronous invocation return (6 MB): the proxy result, its body a
+ * JSON string escaped once more.
+ */
+export function responseBytes(result: APIGatewayProxyResult): number {
+  return Buffer.byteLength(JSON.stringify(result));
+}
