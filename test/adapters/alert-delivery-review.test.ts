@@ -257,13 +257,16 @@ function expectValidSubject(subject: string | undefined): asserts subject is str
   const s = subject as string;
   expect(s.length, s).toBeGreaterThan(0);
   expect(s.length, s).toBeLessThan(100);
-  expect(s, "control characters or line breaks").not.toMatch(/[\p{Cc}\p{Zl}\p{Zp}]/u);
+  expect(s, "control or format characters, or line breaks").not.toMatch(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u);
   expect(s, "lone surrogate").not.toMatch(/[\uD800-\uDFFF]/u);
   expect(s).toMatch(/^[\p{L}\p{N}\p{P}]/u);
 }
 
-/** How the e-mail prints log-derived names: control characters and line breaks become spaces. */
-const printed = (text: string) => text.replace(/[\p{Cc}\p{Zl}\p{Zp}]+/gu, " ");
+/**
+ * How the e-mail prints log-derived names: control characters, line breaks and format characters (bidirectional
+ * overrides, zero-width spaces) become spaces.
+ */
+const printed = (text: string) => text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+/gu, " ");
 const printedLine = (text: string) => printed(text).replace(/ {2,}/g, " ").trim();
 
 /** Who, what, where, how many, when: what an operator needs from the e-mail. */
