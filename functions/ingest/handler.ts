@@ -198,6 +198,11 @@ function apiCalls(directory: IpDirectory): number {
   return directory instanceof LiveDirectory ? directory.stats().apiCalls : 0;
 }
 
+/** The Kubernetes requests this run made: those since `before`, the directory's count when it began. */
+function recordApiCalls(directory: IpDirectory, before: number): void {
+  metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(directory) - before);
+}
+
 export async function ingestEvent(
   event: CloudWatchLogsEvent,
   runtime: IngestRuntime,
@@ -249,6 +254,8 @@ export async function ingestEvent(
     if (signal?.aborted === true) throw error;
     recordProgress(progress);
     recordLines(logGroup, progress);
+    // Made whether the run stores or not: a payload failing again and again still loads the API server.
+    recordApiCalls(runtime.directory, callsBefore);
     // With the step it failed in and what it had stored: a delivery failing while publishing alerts, its flows
     // stored, is SNS's trouble, not the table's.
     logger.error("delivery failed (retried by Lambda, then kept in the failed-payloads queue)", {
@@ -287,7 +294,7 @@ export async function ingestEvent(
       },
     );
   }
-  metrics.addMetric("KubernetesApiCalls", MetricUnit.Count, apiCalls(runtime.directory) - callsBefore);
+  recordApiCalls(runtime.directory, callsBefore);
   for (const m of result.malformed) {
     // CloudWatch Logs finds an event by its stream and time, not by its id: `aws logs get-log-events --log-group-name
     // <logGroup> --log-stream-name <logStream> --start-time <eventTimestamp> --end-time <eventTimestamp + 1>`.

@@ -654,6 +654,7 @@ describe("ingest handler (review)", () => {
       MalformedLines: e.malformed,
       CalicoLines: 0,
       CalicoLinesByGroup: 0,
+      KubernetesApiCalls: 0,
     });
     const partial = await flowsIn(store, base - DAY, base + DAY);
     expect(partial).toHaveLength(10);
@@ -710,6 +711,7 @@ describe("ingest handler (review)", () => {
       MalformedLines: e.malformed,
       CalicoLines: 0,
       CalicoLinesByGroup: 0,
+      KubernetesApiCalls: 0,
     });
     const inFlight = proxy.held;
     expect(inFlight).toBe(16);

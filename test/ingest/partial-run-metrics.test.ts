@@ -8,6 +8,8 @@ import { type IngestRuntime, ingestEvent } from "../../functions/ingest/handler.
 import { logger, metrics } from "../../functions/shared/powertools.ts";
 import { startTestStore, type TestStore } from "../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
+import { type KubeApiServer, kubeObjects, startKubeApiServer } from "../support/kube-api-server.ts";
+import { liveDirectoryOn } from "../support/live-directory.ts";
 import {
   clientIp,
   clusterAlerts,
@@ -22,14 +24,17 @@ import {
 
 let ts: TestStore;
 let proxy: FaultProxy;
+let kube: KubeApiServer;
 
 beforeAll(async () => {
   ts = await startTestStore();
   proxy = await startFaultProxy(ts.endpoint);
+  kube = await startKubeApiServer();
 });
 afterAll(async () => {
   await proxy?.close();
   await ts?.close();
+  await kube?.close();
 });
 afterEach(() => {
   proxy.setPlan({});
@@ -160,5 +165,26 @@ describe("metrics of a delivery whose run fails partway", () => {
       held: 1,
       alerts: [{ id: alert?.id, openedAt: alert?.openedAt, until: retry?.alertsHeld[0]?.until }],
     });
+  });
+
+  it("counts in KubernetesApiCalls the requests of a run that failed after attributing", async () => {
+    const runtime = await runtimeOn();
+    kube.store.put(
+      "pods",
+      kubeObjects.pod({ name: "client-0", namespace: "shop", ip: clientIp(0), created: T0 - 3_600_000 }),
+    );
+    const live = liveDirectoryOn(kube, { cluster: "prod", timeoutMs: 2_000, now: () => T0 + 60_000 });
+    runtime.directory = live;
+    runtime.deps.pipeline.directory = live;
+    // Every flow write fails: the run fails after asking the API server, and so does its retry.
+    proxy.setPlan({
+      error: 1,
+      eligible: (op, body) => op === "UpdateItem" && pkOf(body).startsWith("FLOW#"),
+    });
+    const run = () => ingestEvent(deliveryOn([9000]), runtime);
+    const { errors, counted } = await metricsOf([run, run]);
+    expect(errors).toEqual(["StoreUnavailableError", "StoreUnavailableError"]);
+    expect(live.stats().apiCalls).toBeGreaterThan(0);
+    expect(counted.KubernetesApiCalls).toBe(live.stats().apiCalls);
   });
 });
