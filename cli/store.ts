@@ -11,9 +11,22 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { type DynamoDBDocumentClient, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import { storeClient } from "../functions/adapters/dynamo/client.ts";
-import { holdsEmbeddedStore, startEmbeddedStore } from "../functions/adapters/dynamo/embedded.ts";
+import {
+  type EmbeddedStore,
+  holdsEmbeddedStore,
+  startEmbeddedStore,
+} from "../functions/adapters/dynamo/embedded.ts";
 import { DEFAULT_BUCKET_SECONDS, type DynamoFlowStore } from "../functions/adapters/dynamo/flow-store.ts";
+import {
+  alertDaysPartition,
+  alertPartition,
+  dayOf,
+  flowHoursPartition,
+  nextHour,
+} from "../functions/adapters/dynamo/keys.ts";
+import { documentClient } from "../functions/adapters/dynamo/requests.ts";
 import { tableStores } from "../functions/adapters/dynamo/stores.ts";
 import type { MemoStore } from "../functions/core/attribution-memo.ts";
 import type { CoverageStore } from "../functions/core/coverage.ts";
@@ -52,6 +65,12 @@ const SETTINGS_FILE = "calico-flows.json";
  * too), where no command's store is kept from being made (a name LevelDB never takes for its own).
  */
 export const CHECKPOINTS_DIR = "checkpoints";
+/**
+ * The format of the stores this version writes, recorded beside them: 1, every hour that holds flows and every day
+ * that holds alerts is marked (docs/flow-store.md, "Hour markers", "Alert day markers"), as questions by time read
+ * only the marked ones.
+ */
+const STORE_FORMAT = 1;
 
 interface StoreSettings {
   /** The longest bucket (seconds) flows were counted in (what stores before `bucketLengths` recorded). */
@@ -60,6 +79,8 @@ interface StoreSettings {
   bucketLengths?: number[];
   /** The clusters (`--cluster`) flows were counted for. */
   clusters?: string[];
+  /** STORE_FORMAT of the version that wrote it; absent from stores written before the format was recorded. */
+  format?: number;
 }
 
 /**
@@ -93,7 +114,8 @@ function readSettings(dir: string): StoreSettings {
   const bucketLengths = Array.isArray(settings.bucketLengths)
     ? settings.bucketLengths.filter((b): b is number => Number.isInteger(b) && b >= 1 && b <= 3600)
     : undefined;
-  return { ...settings, clusters, bucketLengths };
+  const format = typeof settings.format === "number" ? settings.format : undefined;
+  return { ...settings, clusters, bucketLengths, format };
 }
 
 function unreadableSettings(path: string, why: string): Error {
@@ -148,9 +170,11 @@ export interface StoreUse {
   countsCluster?: string;
   /**
    * The command only reads (`flows`, `alerts`), so an embedded store that is not there is an error — a mistyped
-   * --store would otherwise be created empty and answer "no records".
+   * --store would otherwise be created empty and answer "no records". It records nothing beside the store either.
    */
   existing?: boolean;
+  /** The command lists alerts: an embedded store whose alerts are on days no marker lists is refused. */
+  listsAlerts?: boolean;
 }
 
 /** The bucket lengths `settings` record (stores before `bucketLengths`: their longest; none: the default). */
@@ -164,11 +188,11 @@ function readLengths(known: readonly number[], told: number | undefined): readon
 }
 
 /**
- * The settings of the store in `dir`, with those of this use recorded: called under the store's lock, so that a
- * replay with buckets of another length than the recorded ones, or of another cluster, records it.
+ * `settings`, those of the store in `dir`, with those of this use recorded: called under the store's lock, so that a
+ * replay with buckets of another length than the recorded ones, or of another cluster, records it, and a command
+ * that writes the store in this version's format (checkMarked) records that.
  */
-function recordSettings(dir: string, use: StoreUse): StoreSettings {
-  const settings = readSettings(dir);
+function recordSettings(dir: string, settings: StoreSettings, use: StoreUse): StoreSettings {
   const recorded = recordedLengths(settings);
   const updated = { ...settings };
   if (use.countsBuckets !== undefined && !recorded.includes(use.countsBuckets)) {
@@ -178,7 +202,12 @@ function recordSettings(dir: string, use: StoreUse): StoreSettings {
   if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
     updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
   }
-  if (updated.bucketLengths !== settings.bucketLengths || updated.clusters !== settings.clusters) {
+  if (use.existing !== true) updated.format = STORE_FORMAT;
+  if (
+    updated.bucketLengths !== settings.bucketLengths ||
+    updated.clusters !== settings.clusters ||
+    updated.format !== settings.format
+  ) {
     writeFileAtomic(join(dir, SETTINGS_FILE), `${JSON.stringify(updated)}\n`);
   }
   return updated;
@@ -247,7 +276,16 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   });
   let settings: StoreSettings;
   try {
-    settings = recordSettings(options.store, use);
+    const recorded = readSettings(options.store);
+    if (recorded.format === undefined) {
+      await checkMarked(
+        embedded,
+        options.store,
+        recorded.clusters ?? [],
+        !existing || use.listsAlerts === true,
+      );
+    }
+    settings = recordSettings(options.store, recorded, use);
   } catch (error) {
     await embedded.close();
     throw error;
@@ -259,4 +297,134 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
     clusters: settings.clusters,
     close: () => embedded.close(),
   };
+}
+
+/** Whether partition `pk` holds an item: one item read. */
+async function holdsItems(doc: DynamoDBDocumentClient, tableName: string, pk: string): Promise<boolean> {
+  const out = await doc.send(
+    new QueryCommand({
+      TableName: tableName,
+      KeyConditionExpression: "#pk = :pk",
+      ExpressionAttributeNames: { "#pk": "pk" },
+      ExpressionAttributeValues: { ":pk": pk },
+      ProjectionExpression: "#pk",
+      Limit: 1,
+    }),
+  );
+  return (out.Items?.length ?? 0) > 0;
+}
+
+/**
+ * The cluster of a flow stored in the embedded store, of one of `clusters` (none: of any), if there is one. A Scan,
+ * as nothing lists a cluster's flows but its hour markers: taken only where no marker was found, so in a store that
+ * holds flows of an earlier version (which the first page nearly always finds, flows being most of its items) or
+ * none (its holders and claims, or nothing).
+ */
+async function unmarkedFlowCluster(
+  doc: DynamoDBDocumentClient,
+  tableName: string,
+  clusters: readonly string[],
+): Promise<string | undefined> {
+  const prefixes = clusters.length === 0 ? ["FLOW#"] : clusters.map((c) => `FLOW#${c}#`);
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await doc.send(
+      new ScanCommand({
+        TableName: tableName,
+        FilterExpression: prefixes.map((_, i) => `begins_with(#pk, :p${i})`).join(" OR "),
+        ExpressionAttributeNames: { "#pk": "pk", "#cluster": "cluster" },
+        ExpressionAttributeValues: Object.fromEntries(prefixes.map((p, i) => [`:p${i}`, p])),
+        ProjectionExpression: "#pk, #cluster",
+        Limit: 1000,
+        ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+      }),
+    );
+    const flow = page.Items?.[0];
+    if (flow !== undefined) return String(flow.cluster);
+    start = page.LastEvaluatedKey;
+  } while (start !== undefined);
+  return undefined;
+}
+
+/**
+ * Whether `cluster`'s alerts are on days no marker lists: its store holds no alert day marker, and an alert on a day
+ * of its flows (an alert opens at its first hit: on the day of its flow's hour, or the next for a bucket that
+ * crosses midnight). One Query per such day, in a store without alert day markers only.
+ */
+async function holdsUnmarkedAlerts(
+  doc: DynamoDBDocumentClient,
+  tableName: string,
+  cluster: string,
+): Promise<boolean> {
+  if (await holdsItems(doc, tableName, alertDaysPartition(cluster))) return false;
+  const days = new Set<string>();
+  let start: Record<string, unknown> | undefined;
+  do {
+    const page = await doc.send(
+      new QueryCommand({
+        TableName: tableName,
+        KeyConditionExpression: "#pk = :pk",
+        ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
+        ExpressionAttributeValues: { ":pk": flowHoursPartition(cluster) },
+        ProjectionExpression: "#sk",
+        ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+      }),
+    );
+    for (const { sk } of page.Items ?? []) {
+      days.add(dayOf(String(sk)));
+      days.add(dayOf(nextHour(String(sk))));
+    }
+    start = page.LastEvaluatedKey;
+  } while (start !== undefined);
+  for (const day of days) {
+    if (await holdsItems(doc, tableName, alertPartition(cluster, day))) return true;
+  }
+  return false;
+}
+
+/**
+ * Refuses an embedded store that does not record its format (STORE_FORMAT) and holds flows in hours no marker lists
+ * (written before hour markers, 705b5ff) or, with `alertsToo`, alerts on days no marker lists (before alert day
+ * markers, 696ced5): questions by time read only the marked periods, so it would read as empty over any range of
+ * more than two hours (its alerts over any range), as a quiet cluster does. Stores this version wrote before it
+ * recorded its format hold markers: one Query per recorded cluster tells them. `clusters`: those it records.
+ */
+async function checkMarked(
+  embedded: EmbeddedStore,
+  dir: string,
+  clusters: readonly string[],
+  alertsToo: boolean,
+): Promise<void> {
+  const doc = documentClient(embedded.client);
+  const marked: string[] = [];
+  const unmarked: string[] = [];
+  for (const cluster of clusters) {
+    if (await holdsItems(doc, embedded.tableName, flowHoursPartition(cluster))) marked.push(cluster);
+    else unmarked.push(cluster);
+  }
+  const refusal = (why: string) =>
+    new Error(
+      `the embedded store in ${dir} was written by a calico-flows before ${why}: replay its logs into a new --store`,
+    );
+  if (clusters.length === 0 || unmarked.length > 0) {
+    const cluster = await unmarkedFlowCluster(doc, embedded.tableName, unmarked);
+    if (cluster !== undefined) {
+      // A store that records no cluster (written before calico-flows.json, or by no command) is judged by a flow's.
+      if (clusters.length > 0 || !(await holdsItems(doc, embedded.tableName, flowHoursPartition(cluster)))) {
+        throw refusal(
+          `hour markers (its flows of cluster ${JSON.stringify(cluster)} are in hours no marker lists, so a range over two hours reads none of them)`,
+        );
+      }
+      marked.push(cluster);
+    }
+  }
+  if (!alertsToo) return;
+  // A cluster without flows has no alerts: they are raised on flows.
+  for (const cluster of marked) {
+    if (await holdsUnmarkedAlerts(doc, embedded.tableName, cluster)) {
+      throw refusal(
+        `alert day markers (its alerts of cluster ${JSON.stringify(cluster)} are on days no marker lists, so no listing reads them)`,
+      );
+    }
+  }
 }

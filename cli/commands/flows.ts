@@ -500,7 +500,7 @@ export async function listAlerts(raw: Record<string, unknown>): Promise<Listing<
     listing.served = served.cluster ?? null;
     return listing;
   }
-  const opened = await openStore(common, { existing: true });
+  const opened = await openStore(common, { existing: true, listsAlerts: true });
   try {
     const listing: Listing<AlertRecord> = await collect(
       options.limit,
@@ -562,7 +562,8 @@ function listingNotes(
     );
   } else if (listing.records.length === 0 && listing.elsewhere === null) {
     // Read as a quiet day, an empty store sends the operator widening --since again and again. Through the API, the
-    // cluster is the one it serves, whatever --cluster defaulted to.
+    // cluster is the one it serves, whatever --cluster defaulted to. True of an embedded store: one holding flows in
+    // hours no marker lists, which the look at all times skips, is refused when opened (store.ts, checkMarked).
     const cluster =
       listing.served === undefined
         ? `cluster ${JSON.stringify(options.cluster)}`
