@@ -1,6 +1,6 @@
 // Reading history back out of CloudWatch Logs for `calico-flows backfill`: the log streams of a group that
 // may hold events in a window (DescribeLogStreams), and their calico-packet events (FilterLogEvents paged by
-// nextToken). CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
+// nextToken), carrying on past a stream deleted while it is read. CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
 // pacer shared by all concurrent readers, which slows down when throttled and recovers as calls succeed.
 import { setTimeout as timer } from "node:timers/promises";
 import {
@@ -8,6 +8,7 @@ import {
   type CloudWatchLogsClientConfig,
   DescribeLogStreamsCommand,
   FilterLogEventsCommand,
+  type FilterLogEventsCommandOutput,
 } from "@aws-sdk/client-cloudwatch-logs";
 
 /**
@@ -62,6 +63,12 @@ export interface EventPage {
   events: FilteredEvent[];
   /** Absent on the last page. */
   nextToken?: string;
+}
+
+/** A stream that FilterLogEvents found gone while it was read (`CloudWatchLogsReader.deletedStreams`). */
+export interface DeletedStream {
+  group: string;
+  stream: string;
 }
 
 /** Most stream names one FilterLogEvents call takes (`logStreamNames`: 1 to 100 items). */
@@ -144,6 +151,14 @@ async function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** The reader's error for a ResourceNotFoundException (see `#call`): a group or stream that does not exist. */
+function isNotFound(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error.cause as { name?: string } | undefined)?.name === "ResourceNotFoundException"
+  );
+}
+
 function retryClass(error: unknown): "throttled" | "transient" | "fatal" {
   const e = error as {
     name?: string;
@@ -198,6 +213,11 @@ export function mayHoldEvents(stream: LogStreamInfo, window: StreamWindow): bool
 
 export class CloudWatchLogsReader {
   readonly stats: ReaderStats = { calls: 0, throttled: 0, retried: 0, backoffMs: 0 };
+  /**
+   * Streams of an `events` query that turned out deleted while it was read (a clean-up job deleting streams after
+   * they were listed): their events went with them, and the query read its other streams on.
+   */
+  readonly deletedStreams: DeletedStream[] = [];
   readonly #client: CloudWatchLogsClient;
   readonly #retry: RetryPolicy;
   readonly #signal: AbortSignal | undefined;
@@ -323,9 +343,14 @@ export class CloudWatchLogsReader {
    * The API reference says `endTime` is inclusive ("events with a timestamp later than this time are not
    * returned"), but an event stamped exactly at `endTime` has been reported missing (aws/aws-cli#4262). So the
    * reader asks up to `end + 1` and drops whatever lies outside [start, end] itself: the bounds hold either way.
+   *
+   * A stream of `query.streams` deleted after it was listed makes FilterLogEvents answer ResourceNotFoundException
+   * for the whole query. The streams still there (`#remaining`) are then asked again, without the token (it pages the
+   * list it was given), from the instant of the last event handed out, whose events already handed out are left out:
+   * each event comes once, in order. The deleted ones go to `deletedStreams`.
    */
-  async *events(query: EventQuery, startToken?: string): AsyncGenerator<EventPage> {
-    const streams = query.streams === undefined ? undefined : [...query.streams];
+  async *events(query: EventQuery): AsyncGenerator<EventPage> {
+    let streams = query.streams === undefined ? undefined : [...query.streams];
     if (streams !== undefined && (streams.length === 0 || streams.length > MAX_STREAM_NAMES)) {
       throw new RangeError(
         `FilterLogEvents takes 1 to ${MAX_STREAM_NAMES} log stream names, got ${streams.length}`,
@@ -333,28 +358,47 @@ export class CloudWatchLogsReader {
     }
     // An empty range: nothing to ask for (and a startTime past endTime is no range the API describes).
     if (query.start > query.end) return;
-    const target = `log group ${query.group}${streams === undefined ? "" : `, log stream ${streams.join(", ")}`}`;
-    let nextToken = startToken;
-    do {
+    let from = query.start;
+    // The instant of the last event handed out, and the ids handed out at it.
+    let last: { timestamp: number; ids: Set<string> } | undefined;
+    let nextToken: string | undefined;
+    for (;;) {
       const token = nextToken;
-      const page = await this.#call("FilterLogEvents", target, (abortSignal) =>
-        this.#client.send(
-          new FilterLogEventsCommand({
-            logGroupName: query.group,
-            logStreamNames: streams,
-            startTime: query.start,
-            endTime: query.end + 1,
-            filterPattern: query.filterPattern,
-            limit: query.limit,
-            nextToken: token,
-          }),
-          { abortSignal },
-        ),
-      );
+      const asked = streams;
+      const startTime = from;
+      const target = `log group ${query.group}${asked === undefined ? "" : `, log stream ${asked.join(", ")}`}`;
+      let page: FilterLogEventsCommandOutput;
+      try {
+        page = await this.#call("FilterLogEvents", target, (abortSignal) =>
+          this.#client.send(
+            new FilterLogEventsCommand({
+              logGroupName: query.group,
+              logStreamNames: asked,
+              startTime,
+              endTime: query.end + 1,
+              filterPattern: query.filterPattern,
+              limit: query.limit,
+              nextToken: token,
+            }),
+            { abortSignal },
+          ),
+        );
+      } catch (error) {
+        if (asked === undefined || !isNotFound(error)) throw error;
+        streams = await this.#remaining(query.group, asked, error);
+        if (streams.length === 0) return;
+        nextToken = undefined;
+        if (last !== undefined) from = last.timestamp;
+        continue;
+      }
       const events: FilteredEvent[] = [];
       for (const e of page.events ?? []) {
         if (e.eventId === undefined || e.timestamp === undefined || e.logStreamName === undefined) continue;
         if (e.timestamp < query.start || e.timestamp > query.end) continue;
+        if (e.timestamp === last?.timestamp && last.ids.has(e.eventId)) continue;
+        if (last === undefined || e.timestamp > last.timestamp)
+          last = { timestamp: e.timestamp, ids: new Set() };
+        last.ids.add(e.eventId);
         events.push({
           id: e.eventId,
           stream: e.logStreamName,
@@ -364,6 +408,33 @@ export class CloudWatchLogsReader {
       }
       nextToken = page.nextToken;
       yield nextToken === undefined ? { events } : { events, nextToken };
-    } while (nextToken !== undefined);
+      if (nextToken === undefined) return;
+    }
+  }
+
+  /**
+   * Which of `streams` still exist, after FilterLogEvents answered `failure` (not found) for them: the others are
+   * added to `deletedStreams`. Throws `failure` when none is missing (the answer was not about them) or the group
+   * itself is gone, so that the error names what the query asked.
+   */
+  async #remaining(group: string, streams: readonly string[], failure: unknown): Promise<string[]> {
+    const left: string[] = [];
+    try {
+      for (const name of streams) if (await this.#exists(group, name)) left.push(name);
+    } catch (error) {
+      throw isNotFound(error) ? failure : error;
+    }
+    if (left.length === streams.length) throw failure;
+    for (const stream of streams) if (!left.includes(stream)) this.deletedStreams.push({ group, stream });
+    return left;
+  }
+
+  /**
+   * Whether `group` holds a stream named `name`. Listed by name, a name comes before every longer one it starts, so
+   * the first stream listed with it as prefix is it, when it exists.
+   */
+  async #exists(group: string, name: string): Promise<boolean> {
+    for await (const s of this.streams(group, { prefix: name })) return s.name === name;
+    return false;
   }
 }

@@ -198,6 +198,8 @@ describe("request parameters", () => {
         await expect(pages.next()).rejects.toThrow(RangeError);
       }
       const hundred = Array.from({ length: 100 }, (_, i) => (i === 0 ? "ip-10-0-1-1" : `ip-10-0-3-${i}`));
+      // Streams that exist (FilterLogEvents refuses a name the group does not hold), written after the range.
+      for (const stream of hundred.slice(1)) logs.put(GROUP, stream, linesAt(stream, [T0 + MINUTE_MS]));
       const pages = reader.events({
         group: GROUP,
         streams: hundred,

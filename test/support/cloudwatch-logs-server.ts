@@ -6,7 +6,8 @@
 // Parameters the API reference refuses are answered 400 InvalidParameterException. Scripted, for what the
 // service is reported to do: the same nextToken handed back on an empty page (boto/boto3#1584), an `endTime`
 // that leaves out its own millisecond (aws/aws-cli#4262), other errors (RequestLimitExceeded, 429, …), and
-// stream metadata that lags ingestion.
+// stream metadata that lags ingestion. FilterLogEvents naming a stream the group does not hold (one deleted after it
+// was listed) answers ResourceNotFoundException, as the service does (percona/rds_exporter#81).
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -93,6 +94,8 @@ export interface LocalLogs {
     options?: { createdAt?: number },
   ): StoredEvent[];
   events(group: string, stream?: string): StoredEvent[];
+  /** Deletes a stream and its events, as DeleteLogStream does (a clean-up job deleting streams, say). */
+  deleteStream(group: string, stream: string): void;
   calls: LoggedCall[];
   close(): Promise<void>;
 }
@@ -235,6 +238,9 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
     const g = group(p.logGroupName);
     checkFilterParams(p);
     const names = p.logStreamNames as string[] | undefined;
+    // A missing group is answered first (group above), with its own message.
+    if (names?.some((name) => !g.streams.has(name)))
+      throw new ApiError("ResourceNotFoundException", "The specified log stream does not exist.");
     const prefix = p.logStreamNamePrefix as string | undefined;
     const matches = compileFilterPattern(p.filterPattern as string | undefined);
     const start = (p.startTime as number | undefined) ?? 0;
@@ -439,6 +445,10 @@ export async function startLocalLogs(options: LogsServerOptions = {}): Promise<L
       return [...g.streams.entries()]
         .filter(([name]) => streamName === undefined || name === streamName)
         .flatMap(([, s]) => s.events);
+    },
+    deleteStream(groupName, streamName) {
+      if (groups.get(groupName)?.streams.delete(streamName) !== true)
+        throw new Error(`no log stream ${streamName} in ${groupName} to delete`);
     },
     async close() {
       for (const c of clients) c.destroy();
