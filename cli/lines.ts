@@ -182,6 +182,31 @@ function afterTimeout(ms: number, fire: () => void): () => void {
   return () => clearTimeout(timer);
 }
 
+/**
+ * What may end one wait for input: "idle" after `ms` (undefined: never), "aborted" once `signal` aborts; `stop` ends
+ * both. A promise of the wait's own, raced once: every race leaves a reaction on each promise it is given, which
+ * holds that race's result (the chunk read) for as long as the promise lives, and a promise for the whole run (an
+ * abort that never comes, on a stream followed for days) kept every chunk read.
+ */
+function interruption(
+  ms: number | undefined,
+  signal: AbortSignal | undefined,
+  after: NonNullable<BatchOptions["after"]>,
+): { promise: Promise<"idle" | "aborted">; stop: () => void } {
+  let stop = () => {};
+  const promise = new Promise<"idle" | "aborted">((resolve) => {
+    if (signal?.aborted) return resolve("aborted");
+    const onAbort = () => resolve("aborted");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const cancel = ms === undefined ? undefined : after(ms, () => resolve("idle"));
+    stop = () => {
+      cancel?.();
+      signal?.removeEventListener("abort", onAbort);
+    };
+  });
+  return { promise, stop };
+}
+
 export async function* lineBatches(input: Readable, options: BatchOptions): AsyncGenerator<LineBatch> {
   const decoder = new StringDecoder("utf8");
   const splitter = new LineSplitter(options.maxLineLength);
@@ -191,10 +216,6 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   const after = options.after ?? afterTimeout;
   const maxWait = options.maxWaitMs ?? 2_000;
   const signal = options.signal;
-  const aborted = new Promise<"aborted">((resolve) => {
-    if (signal?.aborted) resolve("aborted");
-    signal?.addEventListener("abort", () => resolve("aborted"), { once: true });
-  });
   let pending: string[] = [];
   /** When the first line of `pending` came. */
   let pendingSince = 0;
@@ -205,18 +226,12 @@ export async function* lineBatches(input: Readable, options: BatchOptions): Asyn
   let stopped = false;
   for (;;) {
     next ??= iterator.next();
-    let result: IteratorResult<Buffer | string> | "idle" | "aborted";
-    let cancel: (() => void) | undefined;
-    if (pending.length > 0) {
-      const wait = Math.max(0, Math.min(options.idleMs, pendingSince + maxWait - now()));
-      const idle = new Promise<"idle">((resolve) => {
-        cancel = after(wait, () => resolve("idle"));
-      });
-      result = await Promise.race([next, idle, aborted]);
-    } else {
-      result = await Promise.race([next, aborted]);
-    }
-    cancel?.();
+    // Lines waiting are stored after a pause, or once the first has waited maxWait; none waiting, no hurry.
+    const wait =
+      pending.length > 0 ? Math.max(0, Math.min(options.idleMs, pendingSince + maxWait - now())) : undefined;
+    const interrupted = interruption(wait, signal, after);
+    const result = await Promise.race([next, interrupted.promise]);
+    interrupted.stop();
     if (result === "aborted") {
       // The read under way is abandoned; the stream is the caller's to close.
       next.catch(() => {});

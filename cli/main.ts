@@ -85,6 +85,12 @@ const onStdoutError = (error: NodeJS.ErrnoException): void => {
 };
 process.stdout.on("error", onStdoutError);
 
+// stderr carries diagnostics only: one that cannot be written (`2>&1 | head`, a `tee` that died) loses them, not the
+// work. The command goes on and ends with the exit status it would have had; its later writes there are dropped.
+// Without this listener the first failed write ended the run midway with 1, and even a run that had stored
+// everything when only its summary failed.
+process.stderr.on("error", () => {});
+
 /**
  * What went wrong in one line (a missing file, an option that needs another, a store in use...); the stack only
  * when asked for.
