@@ -8,6 +8,7 @@ import type { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { type Command, Option } from "commander";
 import {
   CloudWatchLogsReader,
+  type DeletedStream,
   logsClient,
   mayHoldEvents,
   termPattern,
@@ -161,6 +162,8 @@ export interface BackfillSummary {
   alertsHeld: HeldAlert[];
   logsCalls: number;
   throttled: number;
+  /** Streams found deleted while they were read: their events went with them. */
+  deletedStreams: DeletedStream[];
   malformedSamples: string[];
   /**
    * Events of interrupted writers' claims finished with the settings those writers had claimed them under, not the
@@ -320,6 +323,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     alertsHeld: [],
     logsCalls: 0,
     throttled: 0,
+    deletedStreams: [],
     malformedSamples: [],
     otherSettings: [],
   };
@@ -530,6 +534,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
           }
           summary.logsCalls = reader.stats.calls;
           summary.throttled = reader.stats.throttled;
+          summary.deletedStreams = [...reader.deletedStreams];
           showProgress();
           save(false);
           if (stop.signal.aborted) return;
@@ -572,6 +577,7 @@ export async function backfill(raw: Record<string, unknown>, io: BackfillIo = {}
     await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, tasks.length)) }, worker));
     summary.logsCalls = reader.stats.calls;
     summary.throttled = reader.stats.throttled;
+    summary.deletedStreams = [...reader.deletedStreams];
     if (failure !== undefined) {
       summary.failed = true;
       throw new BackfillError(summary, failure);
@@ -626,6 +632,14 @@ export function describeBackfill(s: BackfillSummary): string {
   if (s.uncertain > 0) {
     lines.push(
       `${s.uncertain} events were left alone in minutes whose claims count events without naming them (see docs/backfill.md, "Limits")`,
+    );
+  }
+  if (s.deletedStreams.length > 0) {
+    const names = s.deletedStreams.map((d) => `${d.group} ${d.stream}`).join(", ");
+    const one = s.deletedStreams.length === 1;
+    lines.push(
+      `warning: ${s.deletedStreams.length} log stream${one ? " was" : "s were"} deleted while being read, ` +
+        `${one ? "its events with it" : "their events with them"}: ${names}; the run read the others on`,
     );
   }
   if (s.alertsHeld.length > 0) {

@@ -2,8 +2,10 @@
 // naming it answers ResourceNotFoundException "The specified log stream does not exist." (percona/rds_exporter#81).
 // Its events went with it; the reader asks again for the streams of the query that are left, from the last event it
 // handed out, and a backfill reads the other streams instead of failing.
+
 import { FilterLogEventsCommand } from "@aws-sdk/client-cloudwatch-logs";
 import { describe, expect, it } from "vitest";
+import { describeBackfill } from "../../cli/commands/backfill.ts";
 import { CloudWatchLogsReader, type FilteredEvent } from "../../functions/adapters/cloudwatch-logs.ts";
 import { MINUTE_MS } from "../../functions/core/coverage.ts";
 import { type LocalLogs, type LogsServerOptions, startLocalLogs } from "../support/cloudwatch-logs-server.ts";
@@ -212,6 +214,12 @@ describe("backfill with a stream deleted between listing and reading", () => {
         const left = local.events(GROUP);
         expect(left).toHaveLength(2 * 36);
         expect(summary).toMatchObject({ failed: false, interrupted: false, streams: 3, stored: 2 * 36 });
+        // The operator is told which stream went, and that its events went with it.
+        expect(summary.deletedStreams).toEqual([{ group: GROUP, stream: "ip-10-0-1-2" }]);
+        expect(describeBackfill(summary)).toContain(
+          `warning: 1 log stream was deleted while being read, its events with it: ${GROUP} ip-10-0-1-2; ` +
+            "the run read the others on",
+        );
         expect(await storedAroundT0(world, "deleted-stream")).toEqual(expectedByAddress(left));
         // The deleted stream was asked for once, and the stream after it read whole.
         const failed = filterCalls(local).filter((c) => c.outcome !== "ok");
