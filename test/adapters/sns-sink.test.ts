@@ -220,6 +220,19 @@ describe("SnsAlertSink", () => {
     expect(structureOf(announcement).email).toContain("Why:      payments down");
   });
 
+  it("on a FIFO topic, delivers each of two different summaries of a cluster, and a repeated one once", async () => {
+    // SNS drops a message whose deduplication id it saw in the last 5 minutes: a summary's is its content.
+    const { topicArn, queueUrl } = await topicWithQueue(true);
+    const sink = new SnsAlertSink({ topicArn, client: local.sns });
+    await sink.publishSummary(3, "prod", [alert("al_s1")]);
+    await sink.publishSummary(7, "prod", [alert("al_s2", { dstPort: 5432 })]);
+    await sink.publishSummary(3, "prod", [alert("al_s1")]);
+    expect((await drainQueue(local, queueUrl)).map((m) => envelopeOf(m).Subject)).toEqual([
+      "Calico: 3 more alerts suppressed (prod)",
+      "Calico: 7 more alerts suppressed (prod)",
+    ]);
+  });
+
   it("rejects a topic ARN it cannot publish to, showing the value", () => {
     expect(() => new SnsAlertSink({ topicArn: "alerts" })).toThrow(/invalid SNS topic ARN "alerts"/);
   });

@@ -131,6 +131,60 @@ describe("RecordingDirectory", () => {
     expect(memo.points).toHaveLength(50);
   });
 
+  it('asks the directory a point question whose address varied over the memo\'s span, never answering "varies"', async () => {
+    const first = new RecordingDirectory(new Counting(HOLDERS, true));
+    await first.resolveSpans?.(SPANS);
+    // A retry with a directory that answers points only (redrive without pods); 192.168.9.9 varied over 4–6 s.
+    const inner = new Counting(HOLDERS, false);
+    const retry = new RecordingDirectory(inner, decodeMemo(encodeMemo(first.memo()) as Uint8Array));
+    expect(
+      await retry.resolve([
+        { ip: "192.168.1.1", at: 5_000 },
+        { ip: "192.168.9.9", at: 4_500 },
+        { ip: "192.168.9.9", at: 5_500 },
+      ]),
+    ).toEqual([
+      { status: "found", holder: pod("web-a", { team: "shop" }) },
+      { status: "found", holder: pod("web-old") },
+      { status: "found", holder: pod("web-new") },
+    ]);
+    expect(inner.asked).toEqual({ spans: 0, points: 2 });
+  });
+
+  it("answers a span from the memo only when a span of the memo contains it", async () => {
+    // 192.168.1.1 was web-a's until 9 s, web-b's after: a span over 9 s varies.
+    const asked: SpanLookup[] = [];
+    const inner: IpDirectory = {
+      resolve: async (lookups) =>
+        lookups.map((l) => ({ status: "found", holder: pod(l.at <= 9_000 ? "web-a" : "web-b") })),
+      resolveSpans: async (spans) => {
+        asked.push(...spans);
+        return spans.map((s) =>
+          s.until <= 9_000
+            ? { status: "found", holder: pod("web-a") }
+            : s.at > 9_000
+              ? { status: "found", holder: pod("web-b") }
+              : { status: "varies" },
+        );
+      },
+    };
+    const first = new RecordingDirectory(inner);
+    await first.resolveSpans?.([{ ip: "192.168.1.1", at: 1_000, until: 9_000 }]);
+    asked.length = 0;
+    const retry = new RecordingDirectory(inner, decodeMemo(encodeMemo(first.memo()) as Uint8Array));
+    const later: SpanLookup[] = [
+      { ip: "192.168.1.1", at: 2_000, until: 9_000 },
+      { ip: "192.168.1.1", at: 5_000, until: 12_000 },
+      { ip: "192.168.1.1", at: 500, until: 3_000 },
+    ];
+    expect(await retry.resolveSpans?.(later)).toEqual([
+      { status: "found", holder: pod("web-a") },
+      { status: "varies" },
+      { status: "found", holder: pod("web-a") },
+    ]);
+    expect(asked).toEqual(later.slice(1));
+  });
+
   it("refuses a directory that answers fewer questions than it was asked", async () => {
     const short: IpDirectory = {
       resolve: async (lookups) => lookups.slice(1).map(() => ({ status: "absent" })),

@@ -96,6 +96,11 @@ describe("readDelivery", () => {
     ["a key spelled with an escape", '{"logEvents":[{"\\u0069d":"1","timestamp":2,"message":"m"}]}'],
     ["a raw control character in a string", '{"logEvents":[{"id":"1","timestamp":2,"message":"a\tb"}]}'],
     ["a leading zero", '{"logEvents":[{"id":"1","timestamp":02,"message":"m"}]}'],
+    ["a stray byte after an event's message", '{"logEvents":[{"id":"1","timestamp":2,"message":"x"X]}'],
+    [
+      "a stray byte after a message, before the next event",
+      '{"logEvents":[{"id":"1","timestamp":2,"message":"x"X,{"id":"2","timestamp":3,"message":"y"}]}',
+    ],
     ["a trailing comma", '{"logEvents":[{"id":"1","timestamp":2,"message":"m"},]}'],
     ["text after the value", '{"logEvents":[]} x'],
     ["an unterminated string", '{"logEvents":[{"id":"1","timestamp":2,"message":"m'],

@@ -417,6 +417,32 @@ describe("applyAlerts", () => {
     expect(slot.Item?.hits).toBe(20);
   });
 
+  it("keeps a shard's last hit when a fold of an earlier hit lands in the shard after it", async () => {
+    const [src, dst] = pair(57);
+    const t = "2024-04-19T13:30:00.000Z";
+    const { alerts } = await store.applyAlerts([candidate(src, dst, t, 1)], "open", WINDOW);
+    // Two nodes' payloads of the window's first minute, folded into one shard out of order.
+    const [later, earlier] = sameShard("out-of-order", 2) as [string, string];
+    await store.applyAlerts([candidate(src, dst, at(t, 40_000), 2)], later, WINDOW);
+    await store.applyAlerts([candidate(src, dst, at(t, 10_000), 3)], earlier, WINDOW);
+    const digest = alertKeyDigest(candidate(src, dst, t, 1).key);
+    const shard = await raw.send(
+      new GetCommand({
+        TableName: ts.tableName,
+        Key: {
+          pk: `ALERTS#${CLUSTER}#2024-04-19`,
+          sk: foldSlotSk(`${t}#${digest}`, 0, foldShardOf(contributionToken(later))),
+        },
+      }),
+    );
+    expect(shard.Item).toMatchObject({ hits: 5, firstSeen: at(t, 10_000), lastSeen: at(t, 40_000) });
+    const id = (alerts[0] as AlertRecord).id;
+    // Listed by its last hit: in a range after the earlier fold's hit.
+    expect(await alertsIn(at(t, 30_000), at(t, 50_000))).toEqual([
+      expect.objectContaining({ id, count: 6, firstSeen: t, lastSeen: at(t, 40_000) }),
+    ]);
+  });
+
   it("never counts a fold into a full slot twice, whatever answer a request gets", async () => {
     const spilling = new DynamoFlowStore({
       client: ts.clientFor(proxy.endpoint, { maxAttempts: 1 }),

@@ -1,10 +1,11 @@
 // Flow writes against dynalite: exact round trips, idempotent redelivery, exact sums in any order, the
-// first/last-seen span under out-of-order and concurrent arrivals, TTL, and input validation.
-import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+// first/last-seen span under out-of-order and concurrent arrivals, TTL, input validation, and who counted a
+// minute's flows (countingOf).
+import { DynamoDBDocumentClient, GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DynamoFlowStore } from "../../../functions/adapters/dynamo/flow-store.ts";
-import { InvalidInputError } from "../../../functions/adapters/dynamo/keys.ts";
+import { contributionToken, InvalidInputError } from "../../../functions/adapters/dynamo/keys.ts";
 import type { FlowRecord } from "../../../functions/core/types.ts";
 import { startTestStore, type TestStore } from "../../support/dynalite.ts";
 import { type FaultProxy, startFaultProxy } from "../../support/fault-proxy.ts";
@@ -258,5 +259,48 @@ describe("writeFlows", () => {
     await expect(store.writeFlows([good], "")).rejects.toThrow(/contribution/);
     expect(proxy.count()).toBe(0);
     expect(await store.writeFlows([], "nothing")).toEqual({ applied: 0, duplicates: 0, writeRequests: 0 });
+  });
+});
+
+describe("countingOf", () => {
+  it("reads every page of the minutes' flows, past the 1 MB one Query answers", async () => {
+    const bucket = "2024-04-20T05:00:00.000Z";
+    // Kubernetes' longest names (a namespace 63 characters, others 253): over 1 MB in 1,000 flows of one minute.
+    const long = (i: number, what: string) => `${what}-${i}-`.padEnd(253, what[0]);
+    const replayed = Array.from({ length: 1000 }, (_, i) =>
+      flow(
+        bucket,
+        pod(`192.168.${20 + (i >> 8)}.${i & 255}`, long(i, "ns").slice(0, 63), long(i, "pod"), [
+          "Deployment",
+          long(i, "workload"),
+        ]),
+        pod("192.168.30.1", "db", "db-0"),
+      ),
+    );
+    // Sorts after every other flow of the minute: on the last page.
+    const live = flow(bucket, pod("192.168.30.2", "web", "web-0"), pod("192.168.30.1", "db", "db-0"), {
+      id: "z".repeat(22),
+    });
+    await store.writeFlows(replayed, "replay-run");
+    await store.writeFlows([live], "live-delivery");
+    const onePage = await raw.send(
+      new QueryCommand({
+        TableName: ts.tableName,
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": `FLOW#${CLUSTER}#2024-04-20T05` },
+      }),
+    );
+    expect(onePage.LastEvaluatedKey).toBeDefined();
+
+    const counted = await store.countingOf(CLUSTER, Date.parse(bucket), Date.parse(bucket) + 59_000);
+    expect(counted).toHaveLength(1001);
+    expect(counted.filter((c) => c.applied.includes(contributionToken("replay-run")))).toHaveLength(1000);
+    expect(counted.filter((c) => !c.applied.includes(contributionToken("replay-run")))).toEqual([
+      {
+        applied: [contributionToken("live-delivery")],
+        firstSeen: Date.parse(live.firstSeen),
+        lastSeen: Date.parse(live.lastSeen),
+      },
+    ]);
   });
 });
