@@ -1,6 +1,7 @@
 // Ingest figures: handler throughput (decode + name the delivery + parse + classify + attribute + aggregate, store excluded) on
 // the shared corpus delivered as real subscription payloads, and DynamoDB write requests per 1,000 lines for
-// a retry storm and a port scan, counted on the wire in front of dynalite.
+// a retry storm and a port scan, counted on the wire in front of dynalite; then the write units live ingest bills per
+// 1,000 lines for them, coverage included (the cost inputs of docs/deploy.md §5).
 import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { gunzipSync } from "node:zlib";
 import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
@@ -30,8 +31,10 @@ import {
 import type { IpDirectory } from "../functions/core/types.ts";
 import { dynamoClient } from "../test/support/dynalite.ts";
 import { startFaultProxy } from "../test/support/fault-proxy.ts";
+import { createTopic, REGION as SNS_REGION, startLocalSns } from "../test/support/fauxqs.ts";
 import { kubeObjects, startKubeApiServer } from "../test/support/kube-api-server.ts";
 import { CORPUS_EPOCH, generateLines, packetText, prng, wrap } from "./corpus.ts";
+import { startWriteUnitsProxy, type WriteUnits } from "./write-units.ts";
 
 const LINES = Number(process.env.BENCH_INGEST_LINES ?? 1_000_000);
 const EVENTS_PER_PAYLOAD = 5_000;
@@ -573,6 +576,149 @@ async function writeAmplification(): Promise<void> {
   }
 }
 
+/** `x` per 1,000 of `lines`, to a tenth. */
+const perThousand = (x: number, lines: number) => ((x * 1000) / lines).toFixed(1);
+
+/**
+ * Write request units per 1,000 lines of live ingest, through the ingest function's own path (createRuntime and
+ * ingestEvent, its DynamoDB coverage store included), split into coverage records, flows (table and index copies)
+ * and the rest (alert windows, fold slots, markers). Coverage rewrites the stream-minute's page with every claim and
+ * mark, and a page grows by every event claimed: its units follow the delivery's size and the stream's lines a minute,
+ * not the flows. Attribution from a snapshot of the lines' pods, so that flows carry their namespaces (and index keys)
+ * as the live directory gives them; alerts published to a local SNS, so that their hand-out and sent marks are written.
+ */
+async function liveWriteUnits(): Promise<void> {
+  const embedded = await startEmbeddedStore();
+  const proxy = await startWriteUnitsProxy(embedded.endpoint);
+  const sns = await startLocalSns();
+  const topicArn = await createTopic(sns, "bench-alerts");
+  // The handler builds its DynamoDB client from the SDK's configuration, and its Powertools from the environment, as
+  // the Lambda does: both set before it is loaded, metrics and logs silenced (they would print to stdout).
+  const env = {
+    AWS_ENDPOINT_URL_DYNAMODB: proxy.endpoint,
+    AWS_ENDPOINT_URL_SNS: sns.endpoint,
+    AWS_REGION: SNS_REGION,
+    AWS_ACCESS_KEY_ID: "bench",
+    AWS_SECRET_ACCESS_KEY: "bench",
+    POWERTOOLS_METRICS_DISABLED: "true",
+    POWERTOOLS_LOG_LEVEL: "SILENT",
+    POWERTOOLS_TRACE_ENABLED: "false",
+  };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    const { createRuntime, ingestEvent } = await import("../functions/ingest/handler.ts");
+    const { loadIngestConfig } = await import("../functions/ingest/config.ts");
+    const scenarios = [
+      {
+        name: "retry storm (20 distinct flows), 10,000 lines a minute from one stream, in deliveries of 10,000 lines",
+        perMinute: 10_000,
+        perDelivery: 10_000,
+        make: storm,
+      },
+      {
+        name: "the same in deliveries of 1,000 lines",
+        perMinute: 10_000,
+        perDelivery: 1_000,
+        make: storm,
+      },
+      {
+        name: "retry storm, 1,000 lines a minute from one stream, in deliveries of 50 lines",
+        perMinute: 1_000,
+        perDelivery: 50,
+        make: storm,
+      },
+      {
+        name: "port scan (every line a new flow), 1,000 lines in one delivery",
+        perMinute: 1_000,
+        perDelivery: 1_000,
+        make: scan,
+      },
+    ];
+    // Each on a table of its own, all at once: dynalite's writes take most of the time, and their units do not
+    // depend on the order.
+    const measured = await Promise.all(
+      scenarios.map(async (scenario, s) => {
+        const tableName = `live-${s}`;
+        await embedded.client.send(new CreateTableCommand(createTableInput(tableName)));
+        const runtime = createRuntime(
+          loadIngestConfig({
+            TABLE_NAME: tableName,
+            CLUSTER_NAME: "bench",
+            ATTRIBUTION: "none",
+            ALERTS_TOPIC_ARN: topicArn,
+          }),
+        );
+        const lines = Array.from({ length: scenario.perMinute }, (_, i) => scenario.make(i));
+        const directory = clusterSnapshot(clusterAddresses(lines));
+        runtime.directory = directory;
+        runtime.deps.pipeline = { ...runtime.deps.pipeline, directory };
+        const t0 = Date.UTC(2026, 3, 19, 4, 52, 0);
+        for (let from = 0; from < lines.length; from += scenario.perDelivery) {
+          const logEvents = lines.slice(from, from + scenario.perDelivery).map((message, k) => {
+            const i = from + k;
+            return {
+              id: `${EVENT_ID_HEAD}${String(i + 1).padStart(20, "0")}`,
+              timestamp: t0 + Math.floor((i * 59_000) / lines.length),
+              message,
+            };
+          });
+          const data = encodeSubscriptionData({
+            messageType: "DATA_MESSAGE",
+            owner: "123456789012",
+            logGroup: "/aws/eks/bench/nodes",
+            logStream: "ip-192-168-2-1.node",
+            subscriptionFilters: ["calico-packet"],
+            logEvents,
+          });
+          await ingestEvent({ awslogs: { data } }, runtime);
+        }
+        return { lines: lines.length, kinds: proxy.unitsOf(tableName) };
+      }),
+    );
+    for (const [s, { lines: n, kinds: byKind }] of measured.entries()) {
+      const kinds = [...byKind].sort(([a], [b]) => a.localeCompare(b));
+      const sum = (of: typeof kinds, unit: (u: WriteUnits) => number) =>
+        of.reduce((total, [, u]) => total + unit(u), 0);
+      const cover = kinds.filter(([kind]) => kind === "COVER");
+      const flows = kinds.filter(([kind]) => kind === "FLOW");
+      const rest = kinds.filter(([kind]) => kind !== "COVER" && kind !== "FLOW");
+      const all = (u: WriteUnits) => u.table + u.indexes;
+      console.log(
+        `live ingest write units per 1,000 lines (handler path, coverage on), ${scenarios[s]?.name}: ` +
+          `coverage ${perThousand(sum(cover, all), n)} (${perThousand(
+            sum(cover, (u) => u.requests),
+            n,
+          )} write requests); ` +
+          `flows ${perThousand(sum(flows, all), n)} (table ${perThousand(
+            sum(flows, (u) => u.table),
+            n,
+          )} + index copies ` +
+          `${perThousand(
+            sum(flows, (u) => u.indexes),
+            n,
+          )}; ${perThousand(
+            sum(flows, (u) => u.requests),
+            n,
+          )} write requests); ` +
+          `the rest ${perThousand(sum(rest, all), n)} (${rest.map(([kind, u]) => `${kind} ${perThousand(all(u), n)}`).join(", ")}; ` +
+          `${perThousand(
+            sum(rest, (u) => u.requests),
+            n,
+          )} write requests); total ${perThousand(sum(kinds, all), n)}`,
+      );
+    }
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    await sns.close();
+    await proxy.close();
+    await embedded.close();
+  }
+}
+
 export async function run(): Promise<void> {
   console.log("target: ≥ 500,000 lines/s on realistic traffic");
   // The realistic cluster's directory holds its pods; the same lines are also run against the 65,024-pod snapshot the
@@ -600,6 +746,7 @@ export async function run(): Promise<void> {
   );
   await liveDirectoryPipeline(Math.min(LINES, 300_000));
   await writeAmplification();
+  await liveWriteUnits();
 }
 
 if (import.meta.main) await run();
