@@ -34,7 +34,10 @@ export interface LineBatch {
   unfinished?: boolean;
 }
 
-/** Longest line kept in memory (characters), by `replay` and `parse`; a longer one is counted malformed. */
+/**
+ * Longest line kept in memory (characters), by `replay` and `parse`; a longer one is dropped unread and counted
+ * malformed (by `parse` only when the text dropped held the calico prefix, skipped otherwise).
+ */
 export const MAX_LINE_LENGTH = 16 * 1024 * 1024;
 /** Stands for a line longer than the limit, which is dropped as it comes rather than held in memory. */
 export const OVERSIZED_LINE = "\u0000(a line longer than the limit)";

@@ -8,7 +8,7 @@ import type { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Command, Option } from "commander";
 import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
+import { createScanner, DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
 import { type Ineffective, parseInteger, withCommonOptions } from "../common.ts";
 import { checkedStart, MAX_LINE_LENGTH, notText } from "../lines.ts";
 
@@ -29,9 +29,12 @@ export function chunkBuffer(size: number): Buffer {
 }
 
 export interface ParseSummary {
+  /** Input lines: a JSON record whose message holds several lines is one. */
   lines: number;
   records: number;
+  /** Input lines without a calico-packet line. */
   skipped: number;
+  /** Calico-packet lines that could not be parsed. */
   malformed: number;
   /** Why the output stopped taking records, if it did (EPIPE: the reader went away). */
   outputError?: NodeJS.ErrnoException;
@@ -46,9 +49,14 @@ export type WriteBytes = (bytes: Uint8Array) => void | Promise<void>;
 export interface ParseStreamOptions {
   encoder: NdjsonEncoder;
   write: WriteBytes;
-  /** Called for each malformed line, 1-based. */
+  /** Called for each malformed line, with the number of the input line that holds it, 1-based. */
   onMalformed: (lineNumber: number, reason: string) => void;
   maxLineLength?: number;
+  /**
+   * The text calico-packet lines are found by (the encoder's parser's `needle`; default the default prefix): a line
+   * over maxLineLength, dropped unread, is malformed when it holds it and skipped otherwise.
+   */
+  needle?: string;
 }
 
 /**
@@ -61,6 +69,7 @@ export async function parseStream(
 ): Promise<ParseSummary> {
   const { encoder, write, onMalformed } = options;
   const maxLine = options.maxLineLength ?? MAX_LINE_LENGTH;
+  const needle = options.needle ?? DEFAULT_PREFIX;
   const summary: ParseSummary = { lines: 0, records: 0, skipped: 0, malformed: 0 };
   const decoder = new StringDecoder("utf8");
   // A line that spans chunks is kept in pieces and joined once, so a long line costs linear time.
@@ -68,26 +77,49 @@ export async function parseStream(
   let pending = 0;
   let oversized = false;
   let closed = false;
+  // Of the over-long line being dropped: whether the parts dropped so far held the needle, and the end of the last
+  // part (a needle may be cut between two).
+  let droppedNeedle = false;
+  let droppedEnd = "";
 
-  /** Counts what the encoder made of a line. */
-  const count = (kind: EncodedKind): void => {
-    if (kind === "record") {
-      summary.records++;
-    } else if (kind === "skip") {
-      summary.skipped++;
-    } else {
-      summary.malformed++;
-      onMalformed(summary.lines, encoder.reason);
+  /** Counts what the encoder made of a line: the kind of its first calico line, and of each after it. */
+  const count = (first: EncodedKind): void => {
+    summary.lines++;
+    let calico = false;
+    for (let kind: EncodedKind | undefined = first; kind !== undefined; kind = encoder.encodeMore()) {
+      if (kind === "record") {
+        summary.records++;
+        calico = true;
+      } else if (kind === "error") {
+        summary.malformed++;
+        calico = true;
+        onMalformed(summary.lines, encoder.reason);
+      }
     }
+    if (!calico) summary.skipped++;
   };
-  const handle = (line: string): void => {
-    summary.lines++;
-    count(encoder.encode(line));
+  const handle = (line: string): void => count(encoder.encode(line));
+  /** Drops `part` of an over-long line, looking for the needle in it. */
+  const drop = (part: string): void => {
+    if (droppedNeedle) return;
+    const joined = droppedEnd + part;
+    droppedNeedle = joined.includes(needle);
+    droppedEnd = joined.slice(Math.max(0, joined.length - needle.length + 1));
   };
-  const tooLong = () => {
+  /** Counts the over-long line, all of it dropped: a calico line that was not parsed, or another line. */
+  const tooLong = (): void => {
     summary.lines++;
-    summary.malformed++;
-    onMalformed(summary.lines, `line longer than ${maxLine} characters, not parsed`);
+    if (droppedNeedle) {
+      summary.malformed++;
+      onMalformed(summary.lines, `line longer than ${maxLine} characters, not parsed`);
+    } else {
+      summary.skipped++;
+    }
+    droppedNeedle = false;
+    droppedEnd = "";
+  };
+  const dropPieces = (): void => {
+    for (const piece of pieces) drop(piece);
   };
 
   // `ascii`: the bytes of `text`, one per character, with SENTINEL_ROOM spare bytes after them: lines that lie
@@ -103,19 +135,22 @@ export async function parseStream(
       const newline = text.indexOf("\n", from);
       if (newline < 0) break;
       if (oversized) {
+        drop(text.slice(from, newline));
         tooLong();
       } else if (pieces.length > 0) {
         if (pending + newline - from > maxLine) {
+          dropPieces();
+          drop(text.slice(from, newline));
           tooLong();
         } else {
           pieces.push(text.slice(from, newline));
           handle(pieces.join(""));
         }
       } else if (newline - from > maxLine) {
+        drop(text.slice(from, newline));
         tooLong();
       } else {
         if (ascii !== null && view !== null) {
-          summary.lines++;
           count(encoder.encodeWithin(text, ascii, view, from, newline));
         } else {
           handle(text.slice(from, newline));
@@ -126,14 +161,20 @@ export async function parseStream(
       oversized = false;
       from = newline + 1;
     }
-    if (from < text.length && !oversized) {
-      pending += text.length - from;
-      if (pending > maxLine) {
-        oversized = true;
-        pieces = [];
-        pending = 0;
+    if (from < text.length) {
+      if (oversized) {
+        drop(text.slice(from));
       } else {
-        pieces.push(text.slice(from));
+        pending += text.length - from;
+        if (pending > maxLine) {
+          dropPieces();
+          drop(text.slice(from));
+          oversized = true;
+          pieces = [];
+          pending = 0;
+        } else {
+          pieces.push(text.slice(from));
+        }
       }
     }
     if (last && (pieces.length > 0 || oversized)) {
@@ -302,6 +343,7 @@ export function registerParse(program: Command): void {
       try {
         summary = await parseStream(readStdin(), {
           encoder,
+          needle: createScanner(parseOptions).needle,
           write: stdoutWriter(),
           onMalformed: (line, reason) => {
             if (reported < maxErrors) stderr.write(`calico-flows parse: line ${line}: ${reason}\n`);

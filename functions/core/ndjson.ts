@@ -278,6 +278,15 @@ export class NdjsonEncoder {
     return this.#emit(this.#parser.scanWithin(text, bytes, view, start, end));
   }
 
+  /**
+   * encode for the next line of the text the last encode read, when it holds several (a JSON record's message of
+   * several lines: LineParser#scanMore); undefined when it has no more.
+   */
+  encodeMore(): EncodedKind | undefined {
+    const outcome = this.#parser.scanMore();
+    return outcome === undefined ? undefined : this.#emit(outcome);
+  }
+
   #emit(outcome: Scan): EncodedKind {
     const parser = this.#parser;
     if (outcome !== null) {

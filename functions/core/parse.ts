@@ -114,6 +114,20 @@ interface Fields {
  */
 export type Scan = ParseOutcome | null;
 
+/**
+ * The lines of a text not read yet (LineParser#scanMore): a log event's, or a JSON record's message, holding a line
+ * break. `depth` -1: its lines are read as `scan` reads a line; else as `parseMessage` reads a message at that
+ * depth, with the record's host and time.
+ */
+interface LinesLeft {
+  text: string;
+  /** Where the next line starts. */
+  at: number;
+  depth: number;
+  host: string | null;
+  ms: number;
+}
+
 function fail(reason: string): ParseOutcome {
   return { kind: "error", reason };
 }
@@ -332,6 +346,17 @@ function ipv6HeaderEnd(b: Uint8Array, start: number, end: number): number {
     if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return 0;
   }
   return 2;
+}
+
+/**
+ * Whether nf_log_syslog prints more after `CODE=%u ` for every ICMP (or ICMPv6) message of this type: an echo's
+ * ID= SEQ=, a redirect's GATEWAY=, a parameter problem's PARAMETER= or POINTER=, an error's quoted packet, or
+ * INCOMPLETE when the message is shorter than its type needs. A line of such a type that ends at CODE= was cut, maybe
+ * inside the code's digits.
+ */
+function printsAfterCode(v6: boolean, type: number): boolean {
+  if (v6) return (type >= 1 && type <= 4) || type === 128 || type === 129;
+  return type === 0 || type === 8 || type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
 }
 
 /** Where the last scanDigits or scanIpv4 stopped. Parsing is synchronous, so one variable serves every call. */
@@ -1180,6 +1205,8 @@ export class LineParser {
   readonly nextBracket = new NextIndex("[");
   /** Where the next backslash is in the text readFlatJson is reading. */
   readonly nextBackslash = new NextIndex("\\");
+  /** Texts whose lines after the one read last are still to be read (scanMore), the innermost last. */
+  readonly linesLeft: LinesLeft[] = [];
   /** Per key slot of parseFlatJson: value kind, start, end. */
   readonly jsonSlots = new Int32Array(3 * JSON_SLOTS);
   /** Start and end of `kubernetes.host` for parseFlatJson. */
@@ -1331,9 +1358,10 @@ export class LineParser {
    * scan for the line `text[start, end)` of a larger text whose bytes `bytes` (viewed as `view`) hold it one
    * byte per character (the text is ASCII) and have room for SENTINEL_BYTES after `end`: the line is scanned
    * where it lies instead of being copied out, with zeros put after it for the scan and the bytes put back.
-   * JSON records are read as lines of their own.
+   * JSON records are read as lines of their own. The line holds no line break (its caller splits the text at them).
    */
   scanWithin(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): Scan {
+    if (this.linesLeft.length > 0) this.linesLeft.length = 0;
     let from = start;
     while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
     const json = bytes[from] === 123;
@@ -1367,9 +1395,10 @@ export class LineParser {
    * scan for a JSON string value without escapes, `text[start, end)` of a larger ASCII text whose bytes `bytes`
    * (viewed as `view`) hold it one byte per character, with its closing quote at `end`: scanned where it lies.
    * Nothing is written: the quote ends every scan as the zeros after a scratch line do (see parseText). A value
-   * that is a JSON record is scanned as a line of its own.
+   * that is a JSON record is scanned as a line of its own. (Without escapes it holds no line break.)
    */
   scanQuoted(text: string, bytes: Uint8Array, view: DataView, start: number, end: number): Scan {
+    if (this.linesLeft.length > 0) this.linesLeft.length = 0;
     let from = start;
     while (from < end && (bytes[from] === 32 || bytes[from] === 9)) from++;
     if (bytes[from] === 123) return this.scan(text.slice(start, end));
@@ -1391,9 +1420,18 @@ export class LineParser {
     return this.encoding ? "" : formatIpv6Groups(into);
   }
 
-  /** A line's outcome; when `encoding`, a record is left in `fields` and null returned instead. */
+  /**
+   * A line's outcome; when `encoding`, a record is left in `fields` and null returned instead. A log event may hold
+   * several lines: this is the outcome of its first line that holds the prefix, and scanMore reads the next ones.
+   */
   scan(line: string): Scan {
     if (typeof line !== "string") return fail("input is not a string");
+    if (this.linesLeft.length > 0) this.linesLeft.length = 0;
+    return this.scanLine(line);
+  }
+
+  /** scan, keeping the lines left of the text that `line` is a line of. */
+  scanLine(line: string): Scan {
     const found = line.indexOf(this.needle);
     let start = 0;
     const end = line.length;
@@ -1416,9 +1454,74 @@ export class LineParser {
     }
     this.lineS = 0;
     if (found < 0) return SKIP;
+    const lines = this.linesOf(line, start, found, -1, null, Number.NaN);
+    if (lines !== undefined) return lines;
     const outcome = this.parseText(line, start, found, null, Number.NaN);
     if (this.lineS === start) this.lineS = 0;
     return outcome;
+  }
+
+  /**
+   * The outcome of the line of `text` that holds the prefix at `found`, read on its own, when the text has more than
+   * one line: a line break (LF, or CRLF) before the prefix, or after it other than one ending the text. A shipper's
+   * multiline mode (CloudWatch agent `multi_line_start_pattern`, Fluent Bit multiline) puts several lines in one log
+   * event, and a line's header and fields are its own. The lines after it are left to scanMore. Undefined for a text
+   * of one line. `depth`, `host`, `ms`: how the text's lines are read (LinesLeft). Only texts read as strings pass
+   * here: a line read where it lies in a chunk or a delivery holds no line break.
+   */
+  linesOf(
+    text: string,
+    start: number,
+    found: number,
+    depth: number,
+    host: string | null,
+    ms: number,
+  ): Scan | undefined {
+    const after = text.indexOf("\n", found);
+    const before = text.lastIndexOf("\n", found);
+    if (before < start && (after < 0 || after === text.length - 1)) return undefined;
+    if (after >= 0) this.linesLeft.push({ text, at: after + 1, depth, host, ms });
+    return this.readLine(
+      text,
+      before < start ? start : before + 1,
+      after < 0 ? text.length : after,
+      depth,
+      host,
+      ms,
+    );
+  }
+
+  /** The line `text[start, end)` of a text of several lines, read as `depth` says (LinesLeft). */
+  readLine(text: string, start: number, end: number, depth: number, host: string | null, ms: number): Scan {
+    const line = text.slice(start, end);
+    if (depth >= 0) return this.parseMessage(line, depth, host, ms);
+    const outcome = this.scanLine(line);
+    this.lineS += start;
+    return outcome;
+  }
+
+  /**
+   * The outcome of the next line that holds the prefix in the text the last scan read (scan, scanWithin, scanQuoted,
+   * or scanMore: a log event's lines, the lines of a JSON record's message), as scan answers; undefined when there is
+   * none.
+   */
+  scanMore(): Scan | undefined {
+    const left = this.linesLeft;
+    while (left.length > 0) {
+      const lines = left[left.length - 1] as LinesLeft;
+      const text = lines.text;
+      const found = text.indexOf(this.needle, lines.at);
+      if (found < 0) {
+        left.pop();
+        continue;
+      }
+      const after = text.indexOf("\n", found);
+      if (after < 0) left.pop();
+      else lines.at = after + 1;
+      const start = text.lastIndexOf("\n", found) + 1;
+      return this.readLine(text, start, after < 0 ? text.length : after, lines.depth, lines.host, lines.ms);
+    }
+    return undefined;
   }
 
   /** A JSON record wrapping a line; `depth` 1 is a record inside a record's message. */
@@ -1427,6 +1530,11 @@ export class LineParser {
     try {
       value = JSON.parse(text);
     } catch (error) {
+      // Records one a line (a log event of several lines; a record over several lines is valid JSON): each line is
+      // read on its own.
+      const found = depth === 0 ? text.indexOf(this.needle) : -1;
+      const lines = found < 0 ? undefined : this.linesOf(text, 0, found, -1, null, Number.NaN);
+      if (lines !== undefined) return lines;
       const detail = error instanceof Error ? error.message : String(error);
       // V8 quotes the input around the error as it is: escaped, as every reason quotes input.
       return fail(
@@ -1475,7 +1583,10 @@ export class LineParser {
     return SKIP;
   }
 
-  /** The line a JSON record wraps (`depth` as parseJson's), with the host and time the record gave it. */
+  /**
+   * The line a JSON record wraps (`depth` as parseJson's), with the host and time the record gave it; its first line
+   * that holds the prefix when it holds several, each of them with that host and time.
+   */
   parseMessage(message: string, depth: number, host: string | null, ms: number): Scan {
     let start = 0;
     while (start < message.length && (message.charCodeAt(start) === 32 || message.charCodeAt(start) === 9))
@@ -1483,7 +1594,9 @@ export class LineParser {
     if (message.charCodeAt(start) === 123 && depth === 0) {
       return this.parseJson(message.slice(start), depth + 1, host, ms);
     }
-    return this.parseText(message, start, message.indexOf(this.needle, start), host, ms);
+    const found = message.indexOf(this.needle, start);
+    const lines = found < 0 ? undefined : this.linesOf(message, start, found, depth, host, ms);
+    return lines !== undefined ? lines : this.parseText(message, start, found, host, ms);
   }
 
   /**
@@ -2090,6 +2203,8 @@ export class LineParser {
     /** AH or ESP named among IPv6 extension headers (OPT ( AH ), OPT ( ESP SPI=… )). */
     let extension: string | null = null;
     let seenIn = false;
+    /** Whether anything follows an ICMP header's CODE= (see printsAfterCode). */
+    let afterCode = false;
 
     let i = start;
     // The kernel prints fields in one fixed order. Walk that order, checking each expected key where it must be
@@ -2283,6 +2398,7 @@ export class LineParser {
         i++;
         continue;
       }
+      if (icmpCode >= 0) afterCode = true;
       if (c === 91) {
         // An ICMP error's quoted packet, or INCOMPLETE's byte count: never part of the outer record.
         i = skipBracketed(text, i, end);
@@ -2515,6 +2631,9 @@ export class LineParser {
       } else if (protocol === "ICMP" || protocol === "ICMPv6") {
         if (icmpType < 0) return fail(`${protocol} without TYPE=`);
         if (icmpCode < 0) return fail(`${protocol} without CODE=`);
+        if (!afterCode && printsAfterCode(protocol === "ICMPv6", icmpType)) {
+          return fail(`${protocol} fields end at CODE=, where type ${icmpType} has more: line cut short`);
+        }
       }
     }
 

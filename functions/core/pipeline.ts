@@ -6,7 +6,7 @@ import { type CidrSet, DEFAULT_WORKLOAD_INTERFACE_PREFIXES, directionAt } from "
 import { DeliveredEvents } from "./delivered-events.ts";
 import { formatIpv6Groups } from "./ipv6.ts";
 import { NumberTable } from "./key-table.ts";
-import { decodePolicy, type LineParser } from "./parse.ts";
+import { decodePolicy, type LineParser, type Scan } from "./parse.ts";
 import type {
   AlertCandidate,
   Direction,
@@ -18,7 +18,10 @@ import type {
   SpanLookup,
 } from "./types.ts";
 
-/** One log line as delivered: CloudWatch Logs gives its own timestamp and the stream (node) it came from. */
+/**
+ * One log event as delivered: CloudWatch Logs gives its own timestamp and the stream (node) it came from. Its message
+ * is a line, or several (a shipper's multiline mode), each read as a line of its own.
+ */
 export interface LogEvent {
   message: string;
   /** Epoch ms; when present it wins over the line's own timestamp, which has no year and no zone in syslog. */
@@ -44,9 +47,13 @@ export interface PipelineOptions {
 }
 
 export interface PipelineStats {
+  /** Log events, as the log group's metric filter counts them: an event of several lines is one. */
   lines: number;
+  /** Calico lines read into packets: an event may hold several. */
   calico: number;
+  /** Events without a calico line. */
   skipped: number;
+  /** Calico lines that could not be parsed. */
   malformed: number;
   /** Endpoints whose lookup could not be made (Kubernetes unavailable): stored as unresolved. */
   unresolved: number;
@@ -58,6 +65,7 @@ export interface PipelineResult {
   flows: FlowRecord[];
   candidates: AlertCandidate[];
   stats: PipelineStats;
+  /** Malformed lines, by the index of their event. */
   malformed: { index: number; reason: string }[];
 }
 
@@ -198,9 +206,9 @@ function detached(text: string, start: number, end: number): string {
 
 /**
  * What aggregation needs of each packet, in columns, and the chain of lookups (at most two per packet), with room
- * for `capacity` packets. Every value is written before it is read, so columns are reused from one run to the next:
- * columns made for every delivery (some 200 KB) add to the memory outside V8's heap that makes it collect its old
- * generation.
+ * for `capacity` packets (and what `from` holds, when given). Every value is written before it is read, so columns
+ * are reused from one run to the next: columns made for every delivery (some 200 KB) add to the memory outside V8's
+ * heap that makes it collect its old generation.
  */
 class PacketColumns {
   readonly capacity: number;
@@ -215,7 +223,7 @@ class PacketColumns {
   readonly dstCode: Int32Array;
   readonly nextLookup: Int32Array;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, from?: PacketColumns) {
     this.capacity = capacity;
     this.times = new Float64Array(capacity);
     this.lengths = new Float64Array(capacity);
@@ -226,6 +234,17 @@ class PacketColumns {
     this.srcCode = new Int32Array(capacity);
     this.dstCode = new Int32Array(capacity);
     this.nextLookup = new Int32Array(2 * capacity);
+    if (from !== undefined) {
+      this.times.set(from.times);
+      this.lengths.set(from.lengths);
+      this.protocolPorts.set(from.protocolPorts);
+      this.reporters.set(from.reporters);
+      this.policies.set(from.policies);
+      this.flags.set(from.flags);
+      this.srcCode.set(from.srcCode);
+      this.dstCode.set(from.dstCode);
+      this.nextLookup.set(from.nextLookup);
+    }
   }
 }
 
@@ -290,7 +309,10 @@ async function runWith(
   const malformed: { index: number; reason: string }[] = [];
   // Room for a flow per four lines, about what a busy cluster's deliveries make.
   const aggregator = new FlowAggregator(options.cluster, options.bucketSeconds, events.length / 4);
-  const { times, lengths, protocolPorts, reporters, policies, flags, srcCode, dstCode, nextLookup } = columns;
+  // Room for a packet per event; an event of several lines may hold more, and the columns are then replaced by
+  // larger ones (those taken still go back to the idle ones).
+  let packetColumns = columns;
+  let { times, lengths, protocolPorts, reporters, policies, flags, srcCode, dstCode, nextLookup } = columns;
   const directions: Direction[] = new Array(events.length);
   let packets = 0;
 
@@ -480,13 +502,13 @@ async function runWith(
   const list = delivered === null ? (events as readonly LogEvent[]) : [];
   for (let i = 0; i < events.length; i++) {
     const event = delivered === null ? (list[i] as LogEvent) : null;
+    const eventAt = event === null ? (delivered as DeliveredEvents).timestamp(i) : event.timestamp;
     stats.lines++;
-    let outcome =
+    let outcome: Scan | undefined =
       event === null ? (delivered as DeliveredEvents).scan(i, scanner) : scanner.scan(event.message);
     if (outcome !== null && scanner.missingDate) {
       // A year-less Feb 29 read in another year: the event's own time (a backfill's, a redrive's) names its year.
       scanner.missingDate = false;
-      const eventAt = event === null ? (delivered as DeliveredEvents).timestamp(i) : event.timestamp;
       if (eventAt !== undefined) {
         scanner.inferYearsFrom(eventAt);
         outcome =
@@ -495,31 +517,41 @@ async function runWith(
         scanner.missingDate = false;
       }
     }
-    if (outcome !== null) {
-      if (outcome.kind === "skip") {
-        stats.skipped++;
-      } else if (outcome.kind === "error") {
-        stats.malformed++;
-        if (malformed.length < sampleLimit) malformed.push({ index: i, reason: outcome.reason });
+    // Each line of the event that holds the prefix, the first already read.
+    let calicoLines = 0;
+    for (; outcome !== undefined; outcome = scanner.scanMore()) {
+      if (outcome !== null) {
+        if (outcome.kind === "error") {
+          calicoLines++;
+          stats.malformed++;
+          if (malformed.length < sampleLimit) malformed.push({ index: i, reason: outcome.reason });
+        }
+        continue;
       }
-      continue;
+      calicoLines++;
+      stats.calico++;
+      let at = eventAt;
+      if (at === undefined) {
+        const lineTime = f.time === null ? Number.NaN : Date.parse(f.time);
+        at = Number.isNaN(lineTime) ? now() : lineTime;
+      }
+      const n = packets++;
+      if (n === packetColumns.capacity) {
+        packetColumns = new PacketColumns(2 * n, packetColumns);
+        ({ times, lengths, protocolPorts, reporters, policies, flags, srcCode, dstCode, nextLookup } =
+          packetColumns);
+      }
+      times[n] = at;
+      lengths[n] = f.length;
+      protocolPorts[n] = aggregator.protocolPortId(f.protocol, f.dstPort < 0 ? null : f.dstPort);
+      reporters[n] = reporterOf(event === null ? (delivered as DeliveredEvents).node : event.node);
+      policies[n] = policyOf(f.prefix);
+      directions[n] = directionAt(f.text, f.inS, f.inE, f.text, f.outS, f.outE, prefixes);
+      flags[n] = f.flags;
+      srcCode[n] = codeOf(f.srcS, f.srcE, f.srcV4, scanner.srcGroups, at);
+      dstCode[n] = codeOf(f.dstS, f.dstE, f.dstV4, scanner.dstGroups, at);
     }
-    stats.calico++;
-    let at = event === null ? (delivered as DeliveredEvents).timestamp(i) : event.timestamp;
-    if (at === undefined) {
-      const lineTime = f.time === null ? Number.NaN : Date.parse(f.time);
-      at = Number.isNaN(lineTime) ? now() : lineTime;
-    }
-    const n = packets++;
-    times[n] = at;
-    lengths[n] = f.length;
-    protocolPorts[n] = aggregator.protocolPortId(f.protocol, f.dstPort < 0 ? null : f.dstPort);
-    reporters[n] = reporterOf(event === null ? (delivered as DeliveredEvents).node : event.node);
-    policies[n] = policyOf(f.prefix);
-    directions[n] = directionAt(f.text, f.inS, f.inE, f.text, f.outS, f.outE, prefixes);
-    flags[n] = f.flags;
-    srcCode[n] = codeOf(f.srcS, f.srcE, f.srcV4, scanner.srcGroups, at);
-    dstCode[n] = codeOf(f.dstS, f.dstE, f.dstV4, scanner.dstGroups, at);
+    if (calicoLines === 0) stats.skipped++;
   }
 
   const resolutions = await resolveLookups(options.directory, lookups, internalAddresses, nextLookup);

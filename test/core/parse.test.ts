@@ -363,7 +363,8 @@ describe("JSON records wrapping a line", () => {
     expect(record(JSON.stringify({ msg: MESSAGE, time: "1713502339\n" })).time).toBe(
       "2024-04-19T04:52:19.000Z",
     );
-    expect(reason(JSON.stringify({ msg: `${MESSAGE}\n SRC=10.0.0.1` }))).toMatch(/second SRC/);
+    // A newline inside the message ends its line: the text after it is a line of its own.
+    expect(record(JSON.stringify({ msg: `${MESSAGE}\n SRC=10.0.0.1` }))).toEqual(record(MESSAGE));
     expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, "x\n": 1, host: "h" })).node).toBe("h");
     expect(record(JSON.stringify({ msg: `${MESSAGE}\n`, x: { y: "\n" }, host: "h" })).node).toBe("h");
     expect(outcomes(JSON.stringify({ log: "calico-packet\n", ...host }))).toEqual(
@@ -1152,12 +1153,16 @@ describe("hostile input: what a line may carry into flows, alerts and terminals"
         expect(why.length).toBeLessThan(200);
       }
     }
-    // Escaped in a JSON record: line breaks and tabs (only a space ends the token), a lone surrogate.
-    for (const proto of ["TCP\n\nNote:\tall\tclear\n", "TCP\ud800", "TCP\u2028"]) {
+    // Escaped in a JSON record: tabs (only a space ends the token), a lone surrogate, a line separator.
+    for (const proto of ["TCP\tall\tclear", "TCP\ud800", "TCP\u2028"]) {
       const why = reason(JSON.stringify({ log: `${withProto(proto)}\n`, host: "ip-1" }));
       expect(why).toMatch(/^PROTO= is not a protocol name or number/);
       expect(why).not.toMatch(UNSAFE);
     }
+    // A line break ends the line, and the value with it.
+    expect(reason(JSON.stringify({ log: `${withProto("TCP\n\nNote: all clear\n")}\n`, host: "ip-1" }))).toBe(
+      "TCP without SPT=",
+    );
     expect(reason(withProto("TCP\u001b[8m"))).toContain('"TCP\\u001b[8m"');
   });
 
