@@ -114,11 +114,12 @@ describe("security review", () => {
       expect(unrestricted).toEqual([]);
     });
 
-    it("lets the reader ClusterRole only list pods, nodes and namespaces: the collection reads the ingest makes", () => {
+    it("lets the reader ClusterRole only list pods, nodes and namespaces and watch pods: the reads the ingest makes", () => {
       // Defect: calico-flows-reader granted `get` besides `list`, though the live directory only lists
-      // (/api/v1/pods, /nodes, /namespaces, with a field selector or paged; functions/adapters/kube/live-directory.ts).
+      // (/api/v1/pods, /nodes, /namespaces, with a field selector or paged; functions/adapters/kube/live-directory.ts)
+      // and watches pods for a second to catch up after a full list.
       // Impact: a verb the function never uses, held by a function that parses untrusted log text.
-      // Expected: exactly `list` on the three core resources, nothing else.
+      // Expected: exactly `list` on the three core resources and `watch` on pods, nothing else.
       const rules = clusterRole("calico-flows-reader").rules ?? [];
       const grants = rules.flatMap((r) =>
         (r.apiGroups ?? []).flatMap((group) =>
@@ -127,7 +128,7 @@ describe("security review", () => {
           ),
         ),
       );
-      expect(grants.sort()).toEqual(["/namespaces:list", "/nodes:list", "/pods:list"]);
+      expect(grants.sort()).toEqual(["/namespaces:list", "/nodes:list", "/pods:list", "/pods:watch"]);
     });
   });
 

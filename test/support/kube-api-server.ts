@@ -1,6 +1,7 @@
 // A local HTTPS Kubernetes API server for tests and benchmarks. It speaks the real wire format (List kinds
 // with metadata.resourceVersion, Status objects for errors, field and label selectors, `limit`/`continue`
-// pagination with 410 Expired, discovery under /api and /apis) over a generic object store, so any resource
+// pagination with 410 Expired, watches replayed from a bounded event log per resource, discovery under /api and
+// /apis) over a generic object store, so any resource
 // can be registered: core pods/nodes/namespaces by default, Calico CRDs by the tests that need them.
 // TLS uses a CA generated for the run; requests need the bearer token. Faults (401/403/500/hang/down/delay/trickle…)
 // and per-path request counts let tests prove how clients behave when Kubernetes misbehaves.
@@ -151,6 +152,11 @@ export interface KubeApiServerOptions {
   continueTtlMs?: number;
   /** Name of the cluster, user and context in the written kubeconfig. */
   contextName?: string;
+  /**
+   * Events kept per resource for watches to replay, as the watch cache keeps a bounded window: a watch from a
+   * version older than the oldest event let go gets an ERROR event with a 410 Status. @default 1000
+   */
+  watchCacheSize?: number;
 }
 
 /** A request as an interceptor sees it. */
@@ -184,6 +190,10 @@ export interface KubeApiServer {
   setInterceptor(interceptor: Interceptor | null): void;
   /** Makes every outstanding continue token answer 410 Expired. */
   expireContinueTokens(): void;
+  /** Lets go of every event kept for watches: a watch from any version older than now is too old (410). */
+  compactWatchHistory(): void;
+  /** Watches being served now. */
+  openWatches(): number;
   /** Writes another kubeconfig for this server, e.g. with a wrong CA or token. */
   writeKubeconfig(options?: { caPem?: string; token?: string; contextName?: string }): Promise<string>;
   close(): Promise<void>;
@@ -672,6 +682,41 @@ interface Snapshot {
   issuedAt: number;
 }
 
+type WatchEventType = "ADDED" | "MODIFIED" | "DELETED";
+
+/** A change of one object, as the watch cache keeps it: the object as it was after the change. */
+interface StoredEvent {
+  type: WatchEventType;
+  object: KubeObject;
+  version: number;
+}
+
+/** The changes of one resource that a watch can still replay, and the newest version let go of. */
+interface EventLog {
+  events: StoredEvent[];
+  evictedThrough: number;
+}
+
+/** A watch being served: the changes it wants, and where they go. */
+interface Watcher {
+  resource: string;
+  wants(object: KubeObject): boolean;
+  send(type: WatchEventType, object: KubeObject): void;
+}
+
+/** Thrown by the router for a watch request that passed validation: handle() streams it. */
+class WatchStart {
+  readonly spec: ResourceSpec;
+  readonly wants: (object: KubeObject) => boolean;
+  readonly query: URLSearchParams;
+
+  constructor(spec: ResourceSpec, wants: (object: KubeObject) => boolean, query: URLSearchParams) {
+    this.spec = spec;
+    this.wants = wants;
+    this.query = query;
+  }
+}
+
 interface ContinueToken {
   v: string;
   rv: string;
@@ -720,6 +765,29 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   const keyOf = (name: string, namespace: string | undefined | null) => `${namespace ?? ""}/${name}`;
   const bucket = (spec: ResourceSpec) => objects.get(resourceId(spec)) as Map<string, KubeObject>;
 
+  const watchCacheSize = options.watchCacheSize ?? 1000;
+  const eventLogs = new Map<string, EventLog>();
+  const watchers = new Set<Watcher>();
+  /** Records a change (`object` as stored after it, never changed in place) and tells the watches that want it. */
+  const emit = (spec: ResourceSpec, type: WatchEventType, object: KubeObject) => {
+    const id = resourceId(spec);
+    let log = eventLogs.get(id);
+    if (log === undefined) {
+      log = { events: [], evictedThrough: 0 };
+      eventLogs.set(id, log);
+    }
+    log.events.push({ type, object, version: Number(meta(object).resourceVersion) });
+    while (log.events.length > watchCacheSize) {
+      log.evictedThrough = (log.events.shift() as StoredEvent).version;
+    }
+    for (const w of watchers) if (w.resource === id && w.wants(object)) w.send(type, object);
+  };
+  /** A deleted object as its DELETED event carries it: its last state, at the version of the deletion. */
+  const deleted = (object: KubeObject, version: string): KubeObject => ({
+    ...object,
+    metadata: { ...meta(object), resourceVersion: version },
+  });
+
   const store: ObjectStore = {
     put(resource, object) {
       const spec = specOf(resource);
@@ -730,7 +798,10 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       m.resourceVersion = nextVersion();
       const namespace = spec.namespaced ? String(m.namespace ?? "default") : null;
       if (spec.namespaced) m.namespace = namespace;
-      bucket(spec).set(keyOf(m.name, namespace), copy);
+      const key = keyOf(m.name, namespace);
+      const existed = bucket(spec).has(key);
+      bucket(spec).set(key, copy);
+      emit(spec, existed ? "MODIFIED" : "ADDED", copy);
       return structuredClone(copy);
     },
     get(resource, name, namespace) {
@@ -740,14 +811,24 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     },
     delete(resource, name, namespace) {
       const spec = specOf(resource);
-      nextVersion();
-      return bucket(spec).delete(keyOf(name, spec.namespaced ? (namespace ?? "default") : null));
+      const version = nextVersion();
+      const key = keyOf(name, spec.namespaced ? (namespace ?? "default") : null);
+      const found = bucket(spec).get(key);
+      if (found === undefined) return false;
+      bucket(spec).delete(key);
+      emit(spec, "DELETED", deleted(found, version));
+      return true;
     },
     list(resource) {
       return [...bucket(specOf(resource)).values()].map((o) => structuredClone(o));
     },
     clear(resource) {
-      for (const [id, b] of objects) if (resource === undefined || id === resource) b.clear();
+      for (const [id, b] of objects) {
+        if (resource !== undefined && id !== resource) continue;
+        const spec = specOf(id);
+        for (const object of b.values()) emit(spec, "DELETED", deleted(object, nextVersion()));
+        b.clear();
+      }
       nextVersion();
     },
   };
@@ -835,9 +916,6 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   }
 
   function list(spec: ResourceSpec, namespace: string | null, query: URLSearchParams): KubeObject {
-    if (query.get("watch") === "true" || query.get("watch") === "1") {
-      fail(400, "watch is not supported by this test server");
-    }
     const listMeta: KubeObject = { resourceVersion: String(resourceVersion) };
     const limitText = query.get("limit");
     const limit = limitText === null ? 0 : Number(limitText);
@@ -913,6 +991,97 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     return { kind: `${spec.kind}List`, apiVersion: apiVersionOf(spec), metadata: listMeta, items: shown };
   }
 
+  /**
+   * A watch request checked as the API server checks it (ListOptions validation; a version not reached yet refused as
+   * a list's is), thrown for handle() to stream. Selectors are applied to each change's object (the real server also
+   * turns an object leaving or entering the selection into DELETED or ADDED, which no client here relies on).
+   */
+  function watchRequest(spec: ResourceSpec, namespace: string | null, query: URLSearchParams): never {
+    const version = query.get("resourceVersion") ?? "";
+    if ((query.get("resourceVersionMatch") ?? "") !== "") {
+      fail(
+        422,
+        'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch',
+        "Invalid",
+        { kind: "ListOptions", group: "meta.k8s.io" },
+      );
+    }
+    if (version !== "" && version !== "0") {
+      if (!/^\d+$/.test(version)) fail(400, `invalid resource version: ${version}`);
+      if (Number(version) > resourceVersion) {
+        fail(504, `Too large resource version: ${version}, current: ${resourceVersion}`, "Timeout", {
+          causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
+          retryAfterSeconds: 1,
+        });
+      }
+    }
+    const timeout = query.get("timeoutSeconds");
+    if (timeout !== null && !/^\d+$/.test(timeout)) fail(400, `invalid timeoutSeconds: ${timeout}`);
+    const fields = parseFieldSelector(query.get("fieldSelector") ?? "", spec);
+    const labels = parseLabelSelector(query.get("labelSelector") ?? "");
+    const wants = (o: KubeObject) => {
+      if (namespace !== null && meta(o).namespace !== namespace) return false;
+      if (!fields.every((f) => (fieldValue(o, f.path) === f.value) !== f.negate)) return false;
+      const l = meta(o).labels;
+      const objectLabels = isObject(l) ? l : {};
+      return labels.every((term) => term(objectLabels));
+    };
+    throw new WatchStart(spec, wants, query);
+  }
+
+  /**
+   * Streams a watch as the watch cache serves one: from "0" (or no version) every object as ADDED, from a version
+   * every change since it that the log still has (an ERROR event with a 410 Status when it let one go), then the
+   * changes as they come until `timeoutSeconds` (default 30 minutes); with allowWatchBookmarks, a BOOKMARK at the
+   * current version 2 s before the end, when the watch is longer than that (cacheWatcher.nextBookmarkTime).
+   */
+  function streamWatch(res: ServerResponse, { spec, wants, query }: WatchStart): void {
+    const id = resourceId(spec);
+    const version = query.get("resourceVersion") ?? "";
+    const timeoutText = query.get("timeoutSeconds");
+    const timeoutMs = timeoutText === null ? 1_800_000 : Number(timeoutText) * 1000;
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "no-cache, private" });
+    res.flushHeaders();
+    const write = (type: string, object: KubeObject) => {
+      if (!res.destroyed && !res.writableEnded) res.write(`${JSON.stringify({ type, object })}\n`);
+    };
+    const send = (type: WatchEventType, object: KubeObject) => write(type, shown(spec, object));
+    const log = eventLogs.get(id) ?? { events: [], evictedThrough: 0 };
+    if (version === "" || version === "0") {
+      for (const o of bucket(spec).values()) if (wants(o)) send("ADDED", o);
+    } else if (Number(version) < log.evictedThrough) {
+      write(
+        "ERROR",
+        statusObject(410, `too old resource version: ${version} (${log.evictedThrough})`, "Expired"),
+      );
+      res.end();
+      return;
+    } else {
+      for (const e of log.events) if (e.version > Number(version) && wants(e.object)) send(e.type, e.object);
+    }
+    const watcher: Watcher = { resource: id, wants, send };
+    watchers.add(watcher);
+    watching.add(res);
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const end = () => {
+      for (const timer of timers) clearTimeout(timer);
+      watchers.delete(watcher);
+      watching.delete(res);
+      if (!res.writableEnded) res.end();
+    };
+    timers.push(setTimeout(end, timeoutMs));
+    if (query.get("allowWatchBookmarks") === "true" && timeoutMs > 2_000) {
+      const bookmark = () =>
+        write("BOOKMARK", {
+          kind: spec.kind,
+          apiVersion: apiVersionOf(spec),
+          metadata: { resourceVersion: String(resourceVersion) },
+        });
+      timers.push(setTimeout(bookmark, timeoutMs - 2_000));
+    }
+    res.on("close", end);
+  }
+
   function shown(spec: ResourceSpec, object: KubeObject): KubeObject {
     return { ...structuredClone(object), apiVersion: apiVersionOf(spec), kind: spec.kind };
   }
@@ -979,7 +1148,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const object = { ...body, apiVersion: apiVersionOf(spec), kind: spec.kind };
     if (!dryRun) {
       meta(object).resourceVersion = nextVersion();
-      bucket(spec).set(key, structuredClone(object));
+      const stored = structuredClone(object);
+      bucket(spec).set(key, stored);
+      emit(spec, "ADDED", stored);
     }
     return { code: 201, object };
   }
@@ -1013,7 +1184,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     after.kind = spec.kind;
     if (!dryRun) {
       m.resourceVersion = nextVersion();
-      bucket(spec).set(keyOf(name, namespace), structuredClone(after));
+      const stored = structuredClone(after);
+      bucket(spec).set(keyOf(name, namespace), stored);
+      emit(spec, "MODIFIED", stored);
     } else {
       m.resourceVersion = b.resourceVersion;
     }
@@ -1130,7 +1303,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const before = existing(spec, namespace, name);
     if (!dryRun) {
       bucket(spec).delete(keyOf(name, namespace));
-      nextVersion();
+      emit(spec, "DELETED", deleted(before, nextVersion()));
     }
     if (spec === PODS) return shown(spec, before);
     return {
@@ -1172,6 +1345,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const dryRun = query.get("dryRun") === "All";
 
     if (name === undefined) {
+      const watch = query.get("watch");
+      if (method === "GET" && (watch === "true" || watch === "1")) watchRequest(spec, namespace, query);
       if (method === "GET") return { code: 200, body: list(spec, namespace, query) };
       if (method === "POST") {
         if (spec.namespaced && namespace === null)
@@ -1324,6 +1499,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   }
 
   const hanging = new Set<ServerResponse>();
+  const watching = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
   const delays = new Set<ReturnType<typeof setTimeout>>();
   const delay = (ms: number) =>
@@ -1442,7 +1618,10 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       const result = route(method, url, contentType, text);
       send(result.code, result.body);
     } catch (error) {
-      if (error instanceof HttpError) send(error.code, error.status);
+      if (error instanceof WatchStart) {
+        record.status = 200;
+        streamWatch(res, error);
+      } else if (error instanceof HttpError) send(error.code, error.status);
       else send(500, faultStatus(500, method, url.pathname, (error as Error).message));
     }
   }
@@ -1477,6 +1656,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     new Promise<void>((resolve) => {
       for (const res of hanging) res.destroy();
       hanging.clear();
+      for (const res of watching) res.destroy();
       // Delayed requests are dropped unanswered, and not carried out.
       for (const timer of delays) clearTimeout(timer);
       delays.clear();
@@ -1564,6 +1744,10 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     expireContinueTokens() {
       snapshots.clear();
     },
+    compactWatchHistory() {
+      for (const id of objects.keys()) eventLogs.set(id, { events: [], evictedThrough: resourceVersion });
+    },
+    openWatches: () => watchers.size,
     writeKubeconfig,
     async close() {
       if (!down) await stopListening();

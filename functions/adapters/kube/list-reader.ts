@@ -2,7 +2,8 @@
 // cache before Kubernetes 1.34 answers a first list (resourceVersion=0) as one page of every object however small
 // the `limit`: read whole, as @kubernetes/client-node reads it (the text, JSON.parse's tree and its typed models, all
 // at once), a 24,000-pod cluster's 176 MB list took a 1 GB function past its memory (1,194 MB; 510–535 MB this way).
-import type { Configuration } from "@kubernetes/client-node";
+// A watch's events are read the same way, one line each.
+import { ApiException, type Configuration } from "@kubernetes/client-node";
 import { kubeGet } from "./cluster-access.ts";
 
 /** What a List's `metadata` says of the list (the JSON names, not client-node's `_continue`). */
@@ -282,4 +283,73 @@ export async function listLean(
   const body = response.body.stream();
   if (body === null) throw new TypeError(`GET ${path} answered without a body`);
   return () => readList(body, pick);
+}
+
+/** One event of a watch, its object as `pick` left it (a BOOKMARK's or an ERROR's as it came). */
+export interface LeanWatchEvent {
+  type: string;
+  object: unknown;
+  /** The object's `metadata.resourceVersion`: where a later watch takes up after this event. */
+  resourceVersion: string | undefined;
+}
+
+/** The version of a watch event's object, read before `pick` leaves its metadata out. */
+function versionOf(object: unknown): string | undefined {
+  const version = (object as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
+  return typeof version === "string" && version !== "" ? version : undefined;
+}
+
+/**
+ * Reads a watch's events (one JSON object a line) until the server ends the watch. An ERROR event (a 410 when the
+ * version asked is too old for the watch cache) throws the ApiException a failed request throws, with its Status,
+ * so that it is handled as the same answer to a list would be.
+ */
+export async function readWatch(
+  body: AsyncIterable<Uint8Array>,
+  pick: (item: unknown) => unknown,
+  what: string,
+): Promise<LeanWatchEvent[]> {
+  const events: LeanWatchEvent[] = [];
+  const decoder = new TextDecoder();
+  let pending = "";
+  const line = (text: string) => {
+    if (text.trim() === "") return;
+    const event = JSON.parse(text) as { type?: unknown; object?: unknown };
+    if (typeof event.type !== "string")
+      throw new SyntaxError(`a watch event without a type: ${text.slice(0, 80)}`);
+    if (event.type === "ERROR") {
+      const status = event.object as { code?: unknown } | null;
+      throw new ApiException(typeof status?.code === "number" ? status.code : 500, what, status, {});
+    }
+    const resourceVersion = versionOf(event.object);
+    const object = event.type === "BOOKMARK" ? event.object : pick(event.object);
+    events.push({ type: event.type, object, resourceVersion });
+  };
+  for await (const chunk of body) {
+    pending += decoder.decode(chunk, { stream: true });
+    let end = pending.indexOf("\n");
+    while (end >= 0) {
+      line(pending.slice(0, end));
+      pending = pending.slice(end + 1);
+      end = pending.indexOf("\n");
+    }
+  }
+  line(pending + decoder.decode());
+  return events;
+}
+
+/**
+ * A watch request (GET `path` with `watch=1`) as listLean sends a list, its events read by readWatch. Resolves once
+ * the answer has started; the events are there once the server has ended the watch (its `timeoutSeconds`).
+ */
+export async function watchLean(
+  config: Configuration,
+  path: string,
+  query: ListQuery,
+  pick: (item: unknown) => unknown,
+): Promise<() => Promise<LeanWatchEvent[]>> {
+  const response = await kubeGet(config, path, { ...query, watch: 1 });
+  const body = response.body.stream();
+  if (body === null) throw new TypeError(`GET ${path} answered without a body`);
+  return () => readWatch(body, pick, `GET ${path}`);
 }

@@ -1,8 +1,9 @@
 // Attribution through the live Kubernetes API (DESIGN.md §4), gentle on the API server: an in-memory index
 // per warm container, a field-selector lookup per unknown IP when few are unknown, one paginated full list
-// when many are, nodes listed separately, and a HolderHistory for lines older than what the API can still
-// tell. Lists are read an item at a time, keeping only what holders are made of (list-reader.ts). Kubernetes
-// trouble never throws: the affected lookups answer `unavailable` and later calls recover.
+// when many are and then a one-second watch from its version for the changes since, nodes listed separately,
+// and a HolderHistory for lines older than what the API can still tell. Lists are read an item at a time,
+// keeping only what holders are made of (list-reader.ts). Kubernetes trouble never throws: the affected lookups
+// answer `unavailable` and later calls recover.
 import type { Configuration, KubeConfig } from "@kubernetes/client-node";
 import {
   HolderIndex,
@@ -39,7 +40,7 @@ import {
   retryAfterMs,
   withDeadline,
 } from "./cluster-access.ts";
-import { leanNamespace, leanNode, leanPod, listLean } from "./list-reader.ts";
+import { type LeanWatchEvent, leanNamespace, leanNode, leanPod, listLean, watchLean } from "./list-reader.ts";
 
 /** Powertools' Logger fits this. */
 export interface DirectoryLogger {
@@ -75,9 +76,15 @@ export interface LiveDirectoryOptions {
   nodeTtlMs?: number;
   /** Namespace label lifetime. @default 5 min */
   namespaceTtlMs?: number;
-  /** Up to this many unknown IPs in a payload are looked up one by one, more trigger a full list. @default 5 */
+  /**
+   * Up to this many unknown IPs in a payload are looked up one by one, more refresh the whole pod view (a full list,
+   * or a catch-up watch after one). @default 5
+   */
   fieldSelectorMax?: number;
-  /** At most one full pod list per container per this interval; must not exceed missTtlMs. @default 30 s */
+  /**
+   * After a failed refresh of the whole pod view (a full list or a catch-up watch), none again for this long; must
+   * not exceed missTtlMs. @default 30 s
+   */
   fullListIntervalMs?: number;
   /** Items per page of a full list. @default 500 */
   pageSize?: number;
@@ -116,6 +123,8 @@ export interface LiveDirectoryStats {
   apiErrors: number;
   podQueries: number;
   fullLists: number;
+  /** Pod views brought up to date by a catch-up watch instead of a full list. */
+  catchUps: number;
   nodeLists: number;
   namespaceLists: number;
   historyReads: number;
@@ -146,6 +155,14 @@ const LOG_EVERY_MS = 60_000;
 const MIN_RETRY_WAIT_MS = 1_000;
 /** Secondary addresses remembered (#secondary) before starting over; a full list rebuilds them. */
 const MAX_SECONDARY_IPS = 100_000;
+/**
+ * A catch-up watch's timeoutSeconds: the API server sends the changes since the version asked at once and ends the
+ * watch after this, when they are known to be all. Its silence must fit in a request's deadline (timeoutMs), with a
+ * second to spare: a directory with a shorter one lists in full.
+ */
+const CATCH_UP_SECONDS = 1;
+/** Calls in a row in which a read at a resource's version floor was answered "Too large resource version". */
+const TOO_LARGE_BEFORE_RESET = 3;
 
 async function forEachLimit<T>(
   items: readonly T[],
@@ -174,6 +191,7 @@ function emptyStats(): LiveDirectoryStats {
     apiErrors: 0,
     podQueries: 0,
     fullLists: 0,
+    catchUps: 0,
     nodeLists: 0,
     namespaceLists: 0,
     historyReads: 0,
@@ -218,6 +236,17 @@ function newerVersion(a: string, b: string): boolean {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** What tells a pod's watch events from another pod's: its uid, else (malformed) its namespace and name. */
+function podIdentity(pod: unknown): string {
+  const m = (pod as { metadata?: { uid?: unknown; namespace?: unknown; name?: unknown } } | null)?.metadata;
+  return typeof m?.uid === "string" ? m.uid : `${String(m?.namespace)}/${String(m?.name)}`;
+}
+
+/** Whether a failed read at a version floor was refused for a version the API server has not reached. */
+function tooLargeVersion(failure: KubeFailure): boolean {
+  return failure.status === 504 && failure.message.includes("Too large resource version");
+}
+
 /** A pod's own IPs, or for a hostNetwork pod its node's. */
 function podHolders(pod: unknown): IpHolder[] {
   return [...podToHolders(pod), ...hostNetworkNodeHolders(pod)];
@@ -254,8 +283,17 @@ export class LiveDirectory implements IpDirectory {
   readonly #pods = new HolderIndex();
   /** When each IP was last asked about on its own (field selector). */
   readonly #checkedAt = new Map<string, number>();
-  /** Start of the last complete pod list: every IP not in the index was free then. */
+  /**
+   * Start of the last complete pod view (a full list, or a catch-up watch after one): every IP not in the index was
+   * free then.
+   */
   #fullListAt: number | undefined;
+  /** When that view came: the TTLs of the lines newer than its start count from then (#podsFresh). */
+  #fullListLandedAt: number | undefined;
+  /** The resourceVersion the pod view is complete at: a watch from it catches the view up (#catchUp). */
+  #podsVersion: string | undefined;
+  /** The API server refused to watch pods (403, an older deploy/rbac.yaml): full lists only, in this container. */
+  #watchForbidden = false;
   /**
    * The first look within the last retainEndedMs at each IP on its own, and the first complete pod list: with the
    * latest ones, when this container saw who held an address (#seenSince).
@@ -285,6 +323,13 @@ export class LiveDirectory implements IpDirectory {
    * API server whose watch cache lags cannot take back what a fresher one showed (and end holders it saw alive).
    */
   readonly #versions = new Map<VersionedResource, string>();
+  /**
+   * Per resource, the calls in a row in which a read at its floor was answered "Too large resource version", and the
+   * last of them (#calls): requests side by side, refused together, count once.
+   */
+  readonly #tooLarge = new Map<VersionedResource, { calls: number; last: number }>();
+  /** resolve and resolveSpans calls whose work started. */
+  #calls = 0;
   #pausedUntil = 0;
   /** Until when the API server asked not to be asked again (Retry-After); a success elsewhere does not end it. */
   #throttledUntil = 0;
@@ -469,6 +514,7 @@ export class LiveDirectory implements IpDirectory {
   }
 
   async #resolve(lookups: readonly (Lookup | SpanLookup)[]): Promise<SpanResolution[]> {
+    this.#calls++;
     this.#stats.lookups += lookups.length;
     this.#housekeeping();
     const groups = new Map<string, IpGroup>();
@@ -491,7 +537,7 @@ export class LiveDirectory implements IpDirectory {
     if (needPods.length > 0 && this.#nodesDue()) await this.#refreshNodes();
     // A pod's second address is in no `status.podIP=` answer: only a full list can refresh or end it.
     if (needPods.length > this.#fieldSelectorMax || needPods.some((ip) => this.#secondary.has(ip))) {
-      await this.#fullList(needPods, failed);
+      await this.#refreshPods(needPods, failed);
     } else if (needPods.length > 0) {
       await forEachLimit(needPods, this.#concurrency, (ip) => this.#queryIp(ip, failed));
     }
@@ -630,19 +676,22 @@ export class LiveDirectory implements IpDirectory {
   /**
    * Whether the pod view of `ip` answers lines up to `maxAt`. Lines no newer than the last look are always
    * answered: the API only knows the present, so asking again could not tell more about the past (that is
-   * the history's part). Newer lines are answered while the look is younger than the hit TTL (a holder was
-   * alive) or the miss TTL (nobody was).
+   * the history's part). Newer lines are answered for the hit TTL (a holder was alive) or the miss TTL (nobody
+   * was) after the look came: a full list that took longer than the TTL to come would otherwise never answer one.
+   * Its view is as old as its start, so the TTL counts from its arrival for at most another TTL: a view is used at
+   * most twice the TTL after it was taken (a catch-up watch, a second, comes within a second of its start).
    */
   #podsFresh(ip: string, maxAt: number): boolean {
-    const checked = this.#checkedAt.get(ip);
-    const knownAt = Math.max(
-      checked ?? Number.NEGATIVE_INFINITY,
-      this.#fullListAt ?? Number.NEGATIVE_INFINITY,
-    );
+    const checked = this.#checkedAt.get(ip) ?? Number.NEGATIVE_INFINITY;
+    const listed = this.#fullListAt ?? Number.NEGATIVE_INFINITY;
+    const knownAt = Math.max(checked, listed);
     if (knownAt === Number.NEGATIVE_INFINITY) return false;
     if (maxAt <= knownAt) return true;
     const alive = this.#pods.holders(ip).some((h) => h.validTo === null);
-    return this.#now() - knownAt <= (alive ? this.#hitTtl : this.#missTtl);
+    const ttl = alive ? this.#hitTtl : this.#missTtl;
+    // A field-selector query takes one request's time: it counts from its start.
+    const came = checked >= listed ? checked : (this.#fullListLandedAt ?? listed);
+    return this.#now() <= Math.min(came, knownAt + ttl) + ttl;
   }
 
   /** Nodes are listed when stale, but a failed list is retried only after missTtl. */
@@ -820,12 +869,13 @@ export class LiveDirectory implements IpDirectory {
     const started = this.#now();
     this.#nodesAttemptAt = started;
     try {
-      const items = await this.#listAll("list nodes", "nodes");
+      const { items } = await this.#listAll("list nodes", "nodes");
       this.#stats.nodeLists++;
       const seen = this.#addressesSince(this.#read("node", items, nodeToHolders));
       this.#record(this.#nodes, seen, this.#nodes.ips(), started);
       this.#nodesAt = started;
     } catch (error) {
+      this.#versionRefused("nodes", error);
       // Not a reason to pause pod lookups: an identity with the view policy may not list nodes at all, and
       // hostNetwork pods still reveal node IPs. An older node list keeps answering meanwhile.
       this.#failure("list nodes", error, false);
@@ -893,33 +943,180 @@ export class LiveDirectory implements IpDirectory {
       this.#checkedAt.set(ip, started);
       if (!this.#firstCheckedAt.has(ip)) this.#firstCheckedAt.set(ip, started);
     } catch (error) {
+      this.#versionRefused("pods", error);
       failed.set(ip, this.#failure(`list pods with status.podIP=${ip}`, error));
     }
   }
 
-  async #fullList(ips: readonly string[], failed: Map<string, string>): Promise<void> {
+  /**
+   * Brings the whole pod view up to date: with a catch-up watch from the version it is complete at (the changes since,
+   * a few KB where a list of every pod is a hundred MB), else (no view yet, its version too old for the watch cache,
+   * watch forbidden, a watch cut short) with a full list. After a failure, once per fullListIntervalMs at most.
+   */
+  async #refreshPods(ips: readonly string[], failed: Map<string, string>): Promise<void> {
     const now = this.#now();
     if (this.#fullListAttemptAt !== undefined && now - this.#fullListAttemptAt < this.#fullListInterval) {
-      // Only reached when the last full list failed: a successful one answers everything for missTtlMs.
+      // Only reached when the last refresh failed: a successful one answers everything for missTtlMs.
       const last = this.#lastFailure === undefined ? "" : `: ${formatFailure(this.#lastFailure)}`;
       for (const ip of ips) failed.set(ip, `full pod list rate-limited after a failure${last}`);
       return;
     }
     this.#fullListAttemptAt = now;
-    const started = now;
+    const canWatch = !this.#watchForbidden && this.#timeoutMs >= (CATCH_UP_SECONDS + 1) * 1000;
+    if (this.#podsVersion !== undefined && canWatch && (await this.#catchUp(ips, failed))) return;
+    await this.#fullList(ips, failed);
+  }
+
+  async #fullList(ips: readonly string[], failed: Map<string, string>): Promise<void> {
+    const started = this.#now();
     try {
-      const items = await this.#listAll("list pods", "pods");
+      const { items, version } = await this.#listAll("list pods", "pods");
       this.#stats.fullLists++;
       this.#secondary.clear();
       this.#noteSecondary(items);
       this.#record(this.#pods, this.#read("pod", items, podHolders), this.#pods.ips(), started);
-      this.#fullListAt = started;
+      this.#viewed(started, version);
       this.#firstFullListAt ??= started;
-      this.#checkedAt.clear();
     } catch (error) {
+      this.#versionRefused("pods", error);
       const reason = this.#failure("list pods", error);
       for (const ip of ips) failed.set(ip, reason);
     }
+  }
+
+  /** The pod view is complete as of `started`, at `version`. */
+  #viewed(started: number, version: string | undefined): void {
+    this.#fullListAt = started;
+    this.#fullListLandedAt = this.#now();
+    this.#podsVersion = version;
+    this.#checkedAt.clear();
+  }
+
+  /**
+   * A watch from the version the pod view is complete at, for CATCH_UP_SECONDS: the watch cache sends every change
+   * since at once, and once the server has ended the watch the view is as complete as at the watch's start. One
+   * short request per refresh, none kept open: a Lambda container is frozen between invocations. False when a full
+   * list should do instead: the version is too old (410), watch is forbidden (403, said once), or the watch ended
+   * before its time (an API server going away) and changes may be missing.
+   */
+  async #catchUp(ips: readonly string[], failed: Map<string, string>): Promise<boolean> {
+    const started = this.#now();
+    const sent = performance.now();
+    let events: LeanWatchEvent[];
+    try {
+      events = await this.#call("watch pods", (api) =>
+        watchLean(
+          api,
+          LISTS.pods.path,
+          {
+            resourceVersion: this.#podsVersion,
+            allowWatchBookmarks: "true",
+            timeoutSeconds: CATCH_UP_SECONDS,
+          },
+          LISTS.pods.pick,
+        ),
+      );
+    } catch (error) {
+      const failure = describeKubeError(error, this.#fixes);
+      if (failure.kind === "forbidden") {
+        this.#watchForbidden = true;
+        this.#warn(
+          "watch-forbidden",
+          `Kubernetes API watch pods is forbidden (${failure.message}): every pod is listed instead whenever many addresses are stale; apply the current deploy/rbac.yaml, which grants watch on pods`,
+          { kind: failure.kind, status: failure.status },
+        );
+        return false;
+      }
+      if (failure.kind === "expired") return false;
+      this.#versionRefused("pods", error);
+      const reason = this.#failure("watch pods", error);
+      for (const ip of ips) failed.set(ip, reason);
+      return true;
+    }
+    if (performance.now() - sent < CATCH_UP_SECONDS * 1000) {
+      this.#warn(
+        "watch-cut",
+        "Kubernetes API watch pods ended before its timeout; listing every pod instead",
+        {},
+      );
+      return false;
+    }
+    const version = this.#applyEvents(events, started);
+    this.#stats.catchUps++;
+    this.#noteVersion("pods", version);
+    this.#viewed(started, version);
+    return true;
+  }
+
+  /**
+   * Applies a catch-up's events to the pod view: each pod's last state (a pod's events come in order), the holders
+   * of one alive seen at the catch-up's start, of one deleted ended at its deletion (or then). A state showing alive
+   * a holder this view has seen end is older than what showed that (a lagging watch cache): it reopens nothing.
+   * Returns the version of the last event, where the next catch-up takes up.
+   */
+  #applyEvents(events: readonly LeanWatchEvent[], started: number): string | undefined {
+    let version = this.#podsVersion;
+    const last = new Map<string, LeanWatchEvent>();
+    for (const event of events) {
+      if (event.resourceVersion !== undefined) version = event.resourceVersion;
+      if (event.type !== "BOOKMARK") last.set(podIdentity(event.object), event);
+    }
+    const alive: unknown[] = [];
+    const gone: unknown[] = [];
+    for (const event of last.values()) (event.type === "DELETED" ? gone : alive).push(event.object);
+    this.#noteSecondary(alive);
+    const known = (ip: string, holder: Holder) =>
+      this.#pods.holders(ip).find((h) => holderKey(h) === holderKey(holder));
+    const update = (ip: string, holder: Holder) => {
+      const previous = this.#pods.add(ip, holder);
+      if (previous !== undefined && previous !== "new") this.#rememberChange(ip, holder);
+    };
+    for (const { ip, holder } of this.#read("pod", alive, podHolders)) {
+      const before = known(ip, holder);
+      if (holder.validTo === null) {
+        if (before !== undefined && before.validTo !== null) continue;
+        holder.seenAt = started;
+      } else if (before?.seenAt !== undefined) holder.seenAt = before.seenAt;
+      update(ip, holder);
+    }
+    for (const { ip, holder } of this.#read("pod", gone, podHolders)) {
+      const before = known(ip, holder);
+      const end = Math.min(holder.validTo ?? started, before?.validTo ?? Number.POSITIVE_INFINITY);
+      const ended: Holder = { ...holder, validTo: Math.max(end, holder.validFrom) };
+      if (before?.seenAt !== undefined) ended.seenAt = before.seenAt;
+      update(ip, ended);
+    }
+    return version;
+  }
+
+  /**
+   * After TOO_LARGE_BEFORE_RESET calls in a row whose reads at `resource`'s floor were answered "Too large resource
+   * version", lets the floor go: an etcd restored from a backup, or a cluster recreated under the same name, counts
+   * its versions from lower, and every read not older than the floor would be refused for good. An API server
+   * instance whose cache lags (what the floor is for) catches up within seconds; the next read is at "0".
+   */
+  #versionRefused(resource: VersionedResource, error: unknown): void {
+    if (error instanceof ApiPaused || !this.#versions.has(resource)) return;
+    const failure = describeKubeError(error, this.#fixes);
+    if (!tooLargeVersion(failure)) {
+      this.#tooLarge.delete(resource);
+      return;
+    }
+    const before = this.#tooLarge.get(resource);
+    if (before?.last === this.#calls) return;
+    const calls = (before?.calls ?? 0) + 1;
+    if (calls < TOO_LARGE_BEFORE_RESET) {
+      this.#tooLarge.set(resource, { calls, last: this.#calls });
+      return;
+    }
+    this.#tooLarge.delete(resource);
+    this.#warn(
+      "version-reset",
+      `Kubernetes API refused reads of ${resource} at version ${this.#versions.get(resource)} in ${calls} calls in a row (${failure.message}): reading from any version again (an etcd restore, or a cluster recreated under the same name)`,
+      {},
+    );
+    this.#versions.delete(resource);
+    if (resource === "pods") this.#podsVersion = undefined;
   }
 
   /**
@@ -937,6 +1134,7 @@ export class LiveDirectory implements IpDirectory {
   }
 
   #noteVersion(resource: VersionedResource, version: string | undefined): void {
+    this.#tooLarge.delete(resource);
     if (version === undefined || version === "") return;
     const known = this.#versions.get(resource);
     if (known === undefined || newerVersion(version, known)) this.#versions.set(resource, version);
@@ -950,7 +1148,10 @@ export class LiveDirectory implements IpDirectory {
    * once from the beginning, as the API documentation asks of a client that needs a consistent list (and as
    * client-go's pager does); a `continue` token answered with itself fails the list rather than loop.
    */
-  async #listAll(what: string, listed: keyof typeof LISTS): Promise<unknown[]> {
+  async #listAll(
+    what: string,
+    listed: keyof typeof LISTS,
+  ): Promise<{ items: unknown[]; version: string | undefined }> {
     const { path, pick } = LISTS[listed];
     // Namespaces (labels only, nothing ended) are always read at "0".
     const resource = listed === "namespaces" ? undefined : listed;
@@ -981,7 +1182,7 @@ export class LiveDirectory implements IpDirectory {
           token = next;
         } while (token !== undefined);
         if (resource !== undefined) this.#noteVersion(resource, version);
-        return items;
+        return { items, version };
       } catch (error) {
         const expired = describeKubeError(error, this.#fixes).kind === "expired";
         if (!expired || restarted || token === undefined) throw error;
@@ -999,7 +1200,7 @@ export class LiveDirectory implements IpDirectory {
     if (this.#namespacesAttemptAt !== undefined && now - this.#namespacesAttemptAt < this.#missTtl) return;
     this.#namespacesAttemptAt = now;
     try {
-      const items = await this.#listAll("list namespaces", "namespaces");
+      const { items } = await this.#listAll("list namespaces", "namespaces");
       this.#stats.namespaceLists++;
       this.#namespaceLabels.clear();
       for (const { name, labels } of this.#read("namespace", items, (o) => [

@@ -78,6 +78,12 @@ const LIST_PARAMS = new Set([
   "timeoutSeconds",
 ]);
 
+/**
+ * What a catch-up watch may carry ("Efficient detection of changes"): a version to watch from, bookmarks, a timeout;
+ * a resourceVersionMatch is forbidden for watch, limit and continue are for lists.
+ */
+const WATCH_PARAMS = new Set(["watch", "resourceVersion", "allowWatchBookmarks", "timeoutSeconds"]);
+
 /** RFC 5952 text of an IPv6 address, as the WHATWG URL parser writes a host (kubelet writes Go's, the same). */
 const canonicalIpv6 = (ip: string) => new URL(`http://[${ip}]/`).hostname.slice(1, -1);
 
@@ -87,6 +93,19 @@ function refusal(r: RecordedRequest): string | null {
   if (r.method !== "GET" || fields === undefined)
     return `${r.method} ${r.path} is not a list the directory reads`;
   const q = r.query;
+  if (q.watch !== undefined) {
+    if (r.path !== "/api/v1/pods") return `a watch of ${r.path}`;
+    if (q.watch !== "1" && q.watch !== "true") return `watch=${q.watch}`;
+    for (const key of Object.keys(q)) if (!WATCH_PARAMS.has(key)) return `unexpected watch parameter ${key}`;
+    // From "0" or no version, a watch first sends every object: the full list it is meant to spare.
+    if (!/^\d+$/.test(q.resourceVersion ?? "") || q.resourceVersion === "0")
+      return `a watch from version "${q.resourceVersion ?? ""}"`;
+    if (q.allowWatchBookmarks !== undefined && q.allowWatchBookmarks !== "true")
+      return `allowWatchBookmarks=${q.allowWatchBookmarks}`;
+    // Without one, the server keeps the watch open 30 to 60 minutes.
+    if (!/^[1-9]\d*$/.test(q.timeoutSeconds ?? "")) return "a watch without timeoutSeconds";
+    return null;
+  }
   for (const key of Object.keys(q)) if (!LIST_PARAMS.has(key)) return `unexpected parameter ${key}`;
   if (q.labelSelector !== undefined) return `label selector ${q.labelSelector}`;
   for (const term of (q.fieldSelector ?? "").split(",").filter((t) => t !== "")) {
@@ -396,6 +415,29 @@ describe("reads: never older than an answer already seen (resourceVersionMatch=N
   });
 });
 
+// --- list, then watch --------------------------------------------------------------------------------------
+
+describe("refreshes: a short watch from the last list's version, as the docs' list-then-watch", () => {
+  it("catches up from the list's resourceVersion with bookmarks and a timeout, and sees a pod deleted since", async () => {
+    for (let i = 1; i <= 8; i++) addPod(`web-${i}`, { ip: `192.168.41.${i}` });
+    const wanted = Array.from({ length: 8 }, (_, i) => `192.168.41.${i + 1}`);
+    const dir = directory({ timeoutMs: 3_000 });
+    await dir.resolve(wanted.map((ip) => at(ip)));
+    const listed = podRequests().at(-1);
+    addPod("web-3", { ip: "192.168.41.3", deleted: clock.t });
+    server.store.delete("pods", "web-3", "shop");
+    clock.t += 40 * SEC;
+    const answers = names(await dir.resolve(wanted.map((ip) => at(ip))));
+    expect(answers[2]).toBe("absent");
+    expect(answers.filter((a) => a.startsWith("pod:"))).toHaveLength(7);
+    const watch = podRequests().at(-1);
+    expect(listed?.query.watch).toBeUndefined();
+    expect(watch?.query).toMatchObject({ watch: "1", allowWatchBookmarks: "true", timeoutSeconds: "1" });
+    expect(Number(watch?.query.resourceVersion)).toBeGreaterThan(0);
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+  });
+});
+
 // --- throttling and server errors -------------------------------------------------------------------------
 
 describe("429 and 5xx: asked again after Retry-After within the deadline, else unavailable and paused", () => {
@@ -618,6 +660,11 @@ describe("the check every test's requests go through", () => {
     expect(refusal(request({ fieldSelector: "status.podIP=192.168.1.1", resourceVersion: "0" }))).toBeNull();
     expect(refusal(request({ resourceVersion: "12", resourceVersionMatch: "NotOlderThan" }))).toBeNull();
     expect(refusal(request({ limit: "500", continue: "abc" }))).toBeNull();
+    expect(
+      refusal(
+        request({ watch: "1", resourceVersion: "12", allowWatchBookmarks: "true", timeoutSeconds: "1" }),
+      ),
+    ).toBeNull();
     for (const [query, path] of [
       [{ fieldSelector: "status.podIPs=192.168.1.1" }, "/api/v1/pods"],
       [{ fieldSelector: "status.podIP=FD00::1" }, "/api/v1/pods"],
@@ -628,6 +675,13 @@ describe("the check every test's requests go through", () => {
       [{ resourceVersion: "12", continue: "abc" }, "/api/v1/pods"],
       [{ resourceVersion: "12", limit: "500" }, "/api/v1/pods"],
       [{ watch: "true" }, "/api/v1/pods"],
+      [{ watch: "1", resourceVersion: "0", timeoutSeconds: "1" }, "/api/v1/pods"],
+      [{ watch: "1", resourceVersion: "12" }, "/api/v1/pods"],
+      [
+        { watch: "1", resourceVersion: "12", timeoutSeconds: "1", resourceVersionMatch: "NotOlderThan" },
+        "/api/v1/pods",
+      ],
+      [{ watch: "1", resourceVersion: "12", timeoutSeconds: "1", limit: "500" }, "/api/v1/pods"],
     ] as const) {
       expect(refusal(request({ ...query }, path))).not.toBeNull();
     }
@@ -641,15 +695,22 @@ describe("the check every test's requests go through", () => {
       const ahead = r.next(
         new URLSearchParams({ resourceVersion: "999999", resourceVersionMatch: "NotOlderThan" }),
       );
+      const watchMatch = r.next(
+        new URLSearchParams({ watch: "1", resourceVersion: "1", resourceVersionMatch: "NotOlderThan" }),
+      );
+      const watchAhead = r.next(new URLSearchParams({ watch: "1", resourceVersion: "999999" }));
       return {
         code: 200,
-        body: { kind: "Codes", codes: [refused.code, unsupported.code, orphan.code, ahead.code] },
+        body: {
+          kind: "Codes",
+          codes: [refused.code, unsupported.code, orphan.code, ahead.code, watchMatch.code, watchAhead.code],
+        },
       };
     });
     const response = await fetchWithCa(`${server.url}/api/v1/namespaces`, {
       authorization: `Bearer ${server.token}`,
     });
-    expect(response).toMatchObject({ codes: [400, 400, 422, 504] });
+    expect(response).toMatchObject({ codes: [400, 400, 422, 504, 422, 504] });
   });
 });
 

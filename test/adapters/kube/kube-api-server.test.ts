@@ -324,6 +324,60 @@ describe("test Kubernetes API server", () => {
     expect(expired).toMatchObject({ status: 410, body: { kind: "Status", reason: "Expired", code: 410 } });
   });
 
+  it("serves watches: every object from 0, the changes since a version, 410 once let go, until timeoutSeconds", async () => {
+    const pod = (name: string, ip: string) =>
+      kubeObjects.pod({ name, namespace: "shop", ip, created: "2026-04-19T04:00:00Z" });
+    const a = server.store.put("pods", pod("a", "10.0.0.1"));
+    const since = (a.metadata as { resourceVersion: string }).resourceVersion;
+    server.store.put("pods", pod("b", "10.0.0.2"));
+    server.store.delete("pods", "a", "shop");
+    // One event a line (call() has parsed a body of one line already).
+    const events = (body: unknown) =>
+      (typeof body === "string"
+        ? body
+            .trim()
+            .split("\n")
+            .map((line) => JSON.parse(line))
+        : [body]
+      ).map(
+        // biome-ignore lint/suspicious/noExplicitAny: wire JSON
+        (e: any) => [e.type, e.object.kind, e.object.metadata?.name ?? e.object.code],
+      );
+
+    let started = performance.now();
+    const changes = await call("GET", `/api/v1/pods?watch=1&resourceVersion=${since}&timeoutSeconds=1`);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(990);
+    expect(changes.status).toBe(200);
+    expect(events(changes.body)).toEqual([
+      ["ADDED", "Pod", "b"],
+      ["DELETED", "Pod", "a"],
+    ]);
+    expect(
+      events((await call("GET", "/api/v1/pods?watch=1&resourceVersion=0&timeoutSeconds=1")).body),
+    ).toEqual([["ADDED", "Pod", "b"]]);
+
+    // Live changes as they come, and a bookmark 2 s before the end.
+    const now = (await call("GET", "/api/v1/pods")).body.metadata.resourceVersion as string;
+    const live = call(
+      "GET",
+      `/api/v1/pods?watch=true&resourceVersion=${now}&timeoutSeconds=3&allowWatchBookmarks=true`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(server.openWatches()).toBe(1);
+    server.store.put("pods", pod("c", "10.0.0.3"));
+    expect(events((await live).body)).toEqual([
+      ["ADDED", "Pod", "c"],
+      ["BOOKMARK", "Pod", undefined],
+    ]);
+    expect(server.openWatches()).toBe(0);
+
+    server.compactWatchHistory();
+    started = performance.now();
+    const gone = await call("GET", `/api/v1/pods?watch=1&resourceVersion=${since}&timeoutSeconds=1`);
+    expect(performance.now() - started).toBeLessThan(900);
+    expect(events(gone.body)).toEqual([["ERROR", "Status", 410]]);
+  });
+
   it("applies faults to matching requests only, as many times as asked", async () => {
     await server.setFault({ fault: { kind: "status", code: 503 }, path: "/api/v1/nodes", skip: 1, times: 2 });
     const statuses = [];

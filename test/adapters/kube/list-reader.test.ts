@@ -1,7 +1,14 @@
 import { readFileSync } from "node:fs";
+import { ApiException } from "@kubernetes/client-node";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { leanNamespace, leanNode, leanPod, readList } from "../../../functions/adapters/kube/list-reader.ts";
+import {
+  leanNamespace,
+  leanNode,
+  leanPod,
+  readList,
+  readWatch,
+} from "../../../functions/adapters/kube/list-reader.ts";
 import {
   hostNetworkNodeHolders,
   namespaceLabels,
@@ -232,5 +239,69 @@ describe("what a list keeps of its items", () => {
       const labels = (o: unknown) => namespaceLabels(o, ["example.com/org", "kubernetes.io/metadata.name"]);
       expect(outcome(labels, leanNamespace(namespace))).toEqual(outcome(labels, namespace));
     }
+  });
+});
+
+describe("readWatch", () => {
+  const pod = kubeObjects.pod({ name: "web-0", namespace: "shop", ip: "192.168.1.1", created: T });
+  const withVersion = (object: Record<string, unknown>, version: string) => ({
+    ...object,
+    kind: "Pod",
+    apiVersion: "v1",
+    metadata: { ...(object.metadata as object), resourceVersion: version },
+  });
+  const events = [
+    { type: "ADDED", object: withVersion(pod, "11") },
+    { type: "MODIFIED", object: withVersion({ ...pod, status: { phase: "Succeeded" } }, "12") },
+    { type: "DELETED", object: withVersion(pod, "13") },
+    { type: "BOOKMARK", object: { kind: "Pod", apiVersion: "v1", metadata: { resourceVersion: "20" } } },
+  ];
+  const text = events.map((e) => `${JSON.stringify(e)}\n`).join("");
+
+  it("reads one event a line, however the text is cut, each object picked and its version kept", async () => {
+    for (const cuts of [
+      [],
+      [1],
+      [text.indexOf("\n")],
+      [text.indexOf("\n") + 1, 200, 201],
+      [text.length - 1],
+    ]) {
+      const read = await readWatch(chunked(text, cuts), leanPod, "GET /api/v1/pods");
+      expect(read.map((e) => [e.type, e.resourceVersion])).toEqual([
+        ["ADDED", "11"],
+        ["MODIFIED", "12"],
+        ["DELETED", "13"],
+        ["BOOKMARK", "20"],
+      ]);
+      expect(read[0]?.object).toEqual(leanPod(events[0]?.object));
+      expect(read[3]?.object).toEqual(events[3]?.object);
+    }
+  });
+
+  it("throws an ERROR event's Status as the ApiException a failed request throws (410: too old a version)", async () => {
+    const status = {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: "too old resource version: 5 (9)",
+      reason: "Expired",
+      code: 410,
+    };
+    const error = await readWatch(
+      chunked(`${JSON.stringify({ type: "ERROR", object: status })}\n`),
+      leanPod,
+      "GET /api/v1/pods",
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiException);
+    expect((error as ApiException<unknown>).code).toBe(410);
+    expect((error as ApiException<unknown>).body).toEqual(status);
+  });
+
+  it("reads a watch that ended without an event as none, and refuses a line that is not an event", async () => {
+    expect(await readWatch(chunked(""), leanPod, "GET /api/v1/pods")).toEqual([]);
+    await expect(readWatch(chunked('{"object":{}}\n'), leanPod, "GET /api/v1/pods")).rejects.toThrow(
+      SyntaxError,
+    );
   });
 });

@@ -1,0 +1,313 @@
+// How a warm directory keeps its pod view up to date at scale: after one full list, a short watch from the list's
+// resourceVersion brings the changes since (list-then-watch), falling back to a full list when the version is too old
+// (410), watch is forbidden (403, an older deploy/rbac.yaml) or the watch ends early; a list slower than the hit TTL
+// still answers after it lands; a version floor the API server keeps refusing (an etcd restore) is let go.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import type { Lookup } from "../../../functions/core/types.ts";
+import {
+  type KubeApiServer,
+  type KubeObject,
+  kubeObjects,
+  type RecordedRequest,
+  startKubeApiServer,
+} from "../../support/kube-api-server.ts";
+import { liveDirectoryOn, holderNames as names } from "../../support/live-directory.ts";
+
+const T = Date.parse("2025-06-02T10:00:00Z");
+const SEC = 1_000;
+const MIN = 60 * SEC;
+
+let server: KubeApiServer;
+let clock: { t: number };
+let warnings: string[];
+
+beforeAll(async () => {
+  server = await startKubeApiServer();
+});
+afterAll(async () => server.close());
+beforeEach(() => {
+  server.setInterceptor(null);
+  server.store.clear();
+  server.store.put("namespaces", kubeObjects.namespace({ name: "shop" }));
+  clock = { t: T + 60 * MIN };
+  warnings = [];
+  // Twenty pods, 192.168.1.1 … 192.168.1.20: more than fieldSelectorMax, so a payload of them lists in full.
+  for (let i = 1; i <= 20; i++) addPod(`web-${i}`, `192.168.1.${i}`);
+  server.counts.reset();
+});
+afterEach(async () => {
+  server.setInterceptor(null);
+  await server.setFault(null);
+});
+
+function directory(options: Partial<LiveDirectoryOptions> = {}): LiveDirectory {
+  return liveDirectoryOn(server, {
+    cluster: "watch",
+    // Room for a one-second catch-up watch within a request's deadline.
+    timeoutMs: 3_000,
+    now: () => clock.t,
+    logger: { warn: (message) => warnings.push(message) },
+    ...options,
+  });
+}
+
+function addPod(name: string, ip: string, extra: Partial<Parameters<typeof kubeObjects.pod>[0]> = {}) {
+  return server.store.put(
+    "pods",
+    kubeObjects.pod({
+      name,
+      namespace: "shop",
+      ip,
+      created: T,
+      node: "node-a",
+      owner: { kind: "StatefulSet", name: "web" },
+      uid: `uid-${name}`,
+      ...extra,
+    }),
+  );
+}
+
+const ips = Array.from({ length: 20 }, (_, i) => `192.168.1.${i + 1}`);
+/** One lookup per address, for lines `ago` before now. */
+const payload = (addresses: readonly string[] = ips, ago = 2 * SEC): Lookup[] =>
+  addresses.map((ip) => ({ ip, at: clock.t - ago }));
+const podRequests = (): RecordedRequest[] => server.requests().filter((r) => r.path === "/api/v1/pods");
+const watches = () => podRequests().filter((r) => r.query.watch !== undefined);
+const versionOf = (list: RecordedRequest[]) => list.map((r) => r.query.resourceVersion);
+
+describe("LiveDirectory: list, then watch", () => {
+  it("catches up with a one-second watch from the list's version instead of listing every pod again", async () => {
+    const dir = directory();
+    expect(names(await dir.resolve(payload()))).toEqual(ips.map((_, i) => `pod:web-${i + 1}`));
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 0 });
+    const listVersion = await listVersionNow();
+
+    // Meanwhile web-1 is deleted and its address goes to web-21; web-2 is being deleted; web-22 is new.
+    clock.t += 10 * SEC;
+    const deletedAt = clock.t;
+    addPod("web-1", "192.168.1.1", { deleted: deletedAt });
+    server.store.delete("pods", "web-1", "shop");
+    addPod("web-2", "192.168.1.2", { deleted: deletedAt });
+    clock.t += 5 * SEC;
+    addPod("web-21", "192.168.1.1", { created: clock.t });
+    addPod("web-22", "192.168.1.22", { created: clock.t });
+    const caughtUpTo = await listVersionNow();
+    clock.t += 20 * SEC;
+    server.counts.reset();
+
+    expect(names(await dir.resolve([...payload(), ...payload(["192.168.1.22"])]))).toEqual([
+      "pod:web-21",
+      "absent",
+      ...ips.slice(2).map((_, i) => `pod:web-${i + 3}`),
+      "pod:web-22",
+    ]);
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+    expect(podRequests()).toHaveLength(1);
+    expect(watches()[0]?.query).toEqual({
+      watch: "1",
+      resourceVersion: listVersion,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: "1",
+    });
+    // Lines before the deletions: web-1 and web-2, ended at their deletion.
+    const before = await dir.resolve([
+      { ip: "192.168.1.1", at: deletedAt - 5 * SEC },
+      { ip: "192.168.1.2", at: deletedAt - 5 * SEC },
+    ]);
+    expect(before).toMatchObject([
+      { status: "found", holder: { name: "web-1", validTo: deletedAt } },
+      { status: "found", holder: { name: "web-2", validTo: deletedAt } },
+    ]);
+
+    // The next catch-up takes up where this one ended: at the version of the last change.
+    addPod("web-22", "192.168.1.22", { created: T + 60 * MIN + 15 * SEC, deleted: clock.t });
+    server.store.delete("pods", "web-22", "shop");
+    clock.t += 31 * SEC;
+    server.counts.reset();
+    expect(names(await dir.resolve(payload(["192.168.1.22", ...ips.slice(2)])))).toEqual([
+      "absent",
+      ...ips.slice(2).map((_, i) => `pod:web-${i + 3}`),
+    ]);
+    expect(versionOf(watches())).toEqual([caughtUpTo]);
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 2 });
+    expect(server.openWatches()).toBe(0);
+  });
+
+  it("lists in full again when the watch cache no longer has the changes since its version (410)", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    addPod("web-3", "192.168.1.3", { deleted: clock.t });
+    server.store.delete("pods", "web-3", "shop");
+    server.compactWatchHistory();
+    clock.t += 31 * SEC;
+    server.counts.reset();
+    const answers = await dir.resolve(payload());
+    expect(names(answers).slice(0, 2)).toEqual(["pod:web-1", "pod:web-2"]);
+    // Seen gone by the list: ended at its start.
+    expect(dir.holders("192.168.1.3")).toMatchObject([{ name: "web-3", validTo: clock.t }]);
+    expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
+    expect(podRequests().map((r) => r.query.watch ?? "list")).toEqual(["1", "list"]);
+    expect(warnings).toEqual([]);
+  });
+
+  it("lists in full when watch is forbidden, and says so once", async () => {
+    server.setInterceptor((r) =>
+      r.query.get("watch") === null
+        ? undefined
+        : {
+            code: 403,
+            body: {
+              kind: "Status",
+              apiVersion: "v1",
+              metadata: {},
+              status: "Failure",
+              message:
+                'pods is forbidden: User "calico-flows" cannot watch resource "pods" in API group "" at the cluster scope',
+              reason: "Forbidden",
+              details: { kind: "pods" },
+              code: 403,
+            },
+          },
+    );
+    const dir = directory();
+    await dir.resolve(payload());
+    for (let round = 0; round < 3; round++) {
+      clock.t += 2 * MIN;
+      expect(names(await dir.resolve(payload()))[0]).toBe("pod:web-1");
+    }
+    expect(dir.stats()).toMatchObject({ fullLists: 4, catchUps: 0 });
+    expect(watches()).toHaveLength(1);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("watch pods is forbidden");
+    expect(warnings[0]).toContain("deploy/rbac.yaml");
+  });
+
+  it("lists in full when a watch ends before its timeout: changes may be missing", async () => {
+    server.setInterceptor((r) => (r.query.get("watch") === null ? undefined : { code: 200, body: "" }));
+    const dir = directory();
+    await dir.resolve(payload());
+    clock.t += 31 * SEC;
+    await dir.resolve(payload());
+    expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
+    expect(watches()).toHaveLength(1);
+  });
+
+  it("does not reopen a holder it saw end with an older state a lagging watch cache replays", async () => {
+    const dir = directory({ fieldSelectorMax: 1 });
+    await dir.resolve(payload());
+    // web-5 ends; one query sees it gone, at a version after its deletion.
+    clock.t += 10 * SEC;
+    const before = structuredClone(server.store.get("pods", "web-5", "shop") as KubeObject);
+    addPod("web-5", "192.168.1.5", { deleted: clock.t });
+    server.store.delete("pods", "web-5", "shop");
+    clock.t += 25 * SEC;
+    const seenGone = clock.t;
+    await dir.resolve(payload(["192.168.1.5"], 0));
+    expect(dir.holders("192.168.1.5")).toMatchObject([{ name: "web-5", validTo: seenGone }]);
+    // An API server instance whose cache is behind replays web-5 as it was, alive (its answer delayed by the
+    // watch's second, as a watch that ran its time).
+    server.setInterceptor((r) => {
+      if (r.query.get("watch") === null) return undefined;
+      const event = { type: "MODIFIED", object: { ...before, kind: "Pod", apiVersion: "v1" } };
+      return { code: 200, body: `${JSON.stringify(event)}\n` };
+    });
+    await server.setFault({ fault: { kind: "delay", ms: 1_000 }, path: "/api/v1/pods", times: 1 });
+    clock.t += 31 * SEC;
+    expect(names(await dir.resolve(payload(["192.168.1.5", "192.168.1.6"], 0)))).toEqual([
+      "absent",
+      "pod:web-6",
+    ]);
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+    expect(dir.holders("192.168.1.5")).toMatchObject([{ name: "web-5", validTo: seenGone }]);
+  });
+});
+
+describe("LiveDirectory: a full list slower than the hit TTL", () => {
+  it("answers lines for up to twice the TTL after the list started, however long it took to come", async () => {
+    // No watch (a deadline too short for one): every refresh is a full list, which the interceptor makes last 35 s.
+    const dir = directory({ timeoutMs: 1_000 });
+    server.setInterceptor((r) => {
+      if (r.path === "/api/v1/pods" && r.query.get("fieldSelector") === null) clock.t += 35 * SEC;
+      return undefined;
+    });
+    const started = clock.t;
+    expect(names(await dir.resolve(payload()))[0]).toBe("pod:web-1");
+    expect(clock.t).toBe(started + 35 * SEC);
+    // Landed 35 s after it started: lines since answer from it until 60 s after its start.
+    clock.t = started + 59 * SEC;
+    expect(names(await dir.resolve(payload(ips, 0)))).toEqual(ips.map((_, i) => `pod:web-${i + 1}`));
+    expect(dir.stats().fullLists).toBe(1);
+    clock.t = started + 61 * SEC;
+    await dir.resolve(payload(ips, 0));
+    expect(dir.stats().fullLists).toBe(2);
+  });
+});
+
+describe("LiveDirectory: a version floor the API server keeps refusing", () => {
+  it("reads from any version again after three calls in a row refused as too large (an etcd restore)", async () => {
+    // Nodes listed once: a refused node list's Retry-After would hold the pod reads back.
+    const dir = directory({ timeoutMs: 1_000, nodeTtlMs: 60 * MIN });
+    expect(names(await dir.resolve(payload(["192.168.1.7"])))).toEqual(["pod:web-7"]);
+    // The cluster's etcd was restored from a backup: its versions are below the floor the directory keeps.
+    server.setInterceptor((r) => {
+      if (r.query.get("resourceVersionMatch") !== "NotOlderThan") return undefined;
+      return {
+        code: 504,
+        body: {
+          kind: "Status",
+          apiVersion: "v1",
+          metadata: {},
+          status: "Failure",
+          message: `Too large resource version: ${r.query.get("resourceVersion")}, current: 17`,
+          reason: "Timeout",
+          details: {
+            causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
+            retryAfterSeconds: 1,
+          },
+          code: 504,
+        },
+      };
+    });
+    const statuses: string[] = [];
+    for (let call = 0; call < 4; call++) {
+      clock.t += 2 * MIN;
+      // Two addresses a call: requests side by side, refused together, count as one call.
+      const answers = await dir.resolve(payload(["192.168.1.7", "192.168.1.8"], 0));
+      statuses.push(names(answers).join(","));
+    }
+    expect(statuses).toEqual([
+      "unavailable,unavailable",
+      "unavailable,unavailable",
+      "unavailable,unavailable",
+      "pod:web-7,pod:web-8",
+    ]);
+    expect(podRequests().at(-1)?.query.resourceVersion).toBe("0");
+    expect(warnings.some((w) => w.includes("reading from any version again"))).toBe(true);
+  });
+});
+
+/** The server's current resourceVersion, as a list answers it. */
+async function listVersionNow(): Promise<string | undefined> {
+  let version: string | undefined;
+  server.setInterceptor((r) => {
+    const answer = r.next();
+    version = ((answer.body as KubeObject).metadata as KubeObject).resourceVersion as string;
+    return answer;
+  });
+  const { request } = await import("node:https");
+  await new Promise<void>((resolve, reject) => {
+    const req = request(
+      `${server.url}/api/v1/namespaces`,
+      { headers: { authorization: `Bearer ${server.token}` }, ca: server.caPem },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve());
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+  server.setInterceptor(null);
+  return version;
+}
