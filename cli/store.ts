@@ -189,10 +189,10 @@ function readLengths(known: readonly number[], told: number | undefined): readon
 
 /**
  * `settings`, those of the store in `dir`, with those of this use recorded: called under the store's lock, so that a
- * replay with buckets of another length than the recorded ones, or of another cluster, records it, and a command
- * that writes the store in this version's format (checkMarked) records that.
+ * replay with buckets of another length than the recorded ones, or of another cluster, records it, and a store found
+ * whole (checkMarked), by any command, has its format recorded.
  */
-function recordSettings(dir: string, settings: StoreSettings, use: StoreUse): StoreSettings {
+function recordSettings(dir: string, settings: StoreSettings, use: StoreUse, whole: boolean): StoreSettings {
   const recorded = recordedLengths(settings);
   const updated = { ...settings };
   if (use.countsBuckets !== undefined && !recorded.includes(use.countsBuckets)) {
@@ -202,7 +202,7 @@ function recordSettings(dir: string, settings: StoreSettings, use: StoreUse): St
   if (use.countsCluster !== undefined && !(settings.clusters ?? []).includes(use.countsCluster)) {
     updated.clusters = [...(settings.clusters ?? []), use.countsCluster];
   }
-  if (use.existing !== true) updated.format = STORE_FORMAT;
+  if (whole) updated.format = STORE_FORMAT;
   if (
     updated.bucketLengths !== settings.bucketLengths ||
     updated.clusters !== settings.clusters ||
@@ -277,15 +277,17 @@ export async function openStore(options: CommonOptions, use: StoreUse = {}): Pro
   let settings: StoreSettings;
   try {
     const recorded = readSettings(options.store);
-    if (recorded.format === undefined) {
-      await checkMarked(
+    // A store found whole is recorded so, by readers too: the check, a Scan at worst, is made once.
+    let whole = recorded.format !== undefined;
+    if (!whole) {
+      whole = await checkMarked(
         embedded,
         options.store,
         recorded.clusters ?? [],
         !existing || use.listsAlerts === true,
       );
     }
-    settings = recordSettings(options.store, recorded, use);
+    settings = recordSettings(options.store, recorded, use, whole);
   } catch (error) {
     await embedded.close();
     throw error;
@@ -387,14 +389,15 @@ async function holdsUnmarkedAlerts(
  * (written before hour markers, 705b5ff) or, with `alertsToo`, alerts on days no marker lists (before alert day
  * markers, 696ced5): questions by time read only the marked periods, so it would read as empty over any range of
  * more than two hours (its alerts over any range), as a quiet cluster does. Stores this version wrote before it
- * recorded its format hold markers: one Query per recorded cluster tells them. `clusters`: those it records.
+ * recorded its format hold markers: one Query per recorded cluster tells them. `clusters`: those it records. True
+ * when the store is whole (its format may be recorded); false when, without `alertsToo`, only its alerts are unmarked.
  */
 async function checkMarked(
   embedded: EmbeddedStore,
   dir: string,
   clusters: readonly string[],
   alertsToo: boolean,
-): Promise<void> {
+): Promise<boolean> {
   const doc = documentClient(embedded.client);
   const marked: string[] = [];
   const unmarked: string[] = [];
@@ -418,13 +421,15 @@ async function checkMarked(
       marked.push(cluster);
     }
   }
-  if (!alertsToo) return;
   // A cluster without flows has no alerts: they are raised on flows.
   for (const cluster of marked) {
     if (await holdsUnmarkedAlerts(doc, embedded.tableName, cluster)) {
+      // `flows` reads such a store whole: only its alerts are unlisted.
+      if (!alertsToo) return false;
       throw refusal(
         `alert day markers (its alerts of cluster ${JSON.stringify(cluster)} are on days no marker lists, so no listing reads them)`,
       );
     }
   }
+  return true;
 }

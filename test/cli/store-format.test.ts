@@ -138,6 +138,8 @@ describe("an embedded store written before alert day markers", () => {
     const flows = await runCli(["flows", "--store", store, ...SAMPLE_DAY, "--json"]);
     expect({ code: flows.code, stderr: flows.stderr }).toEqual({ code: 0, stderr: "" });
     expect(ndjson<FlowRecord>(flows.stdout)).toHaveLength(DEMO_FLOWS);
+    // Not whole: no format is recorded, and alerts still refuse it.
+    expect(settingsOf(store)).toEqual({ clusters: ["local"] });
 
     const replay = await runCli(["replay", "-", "--store", store, "--quiet"]);
     expect(replay.code).toBe(1);
@@ -156,10 +158,17 @@ describe("an embedded store written by this version", () => {
     const alerts = await runCli(["alerts", "--store", store, ...SAMPLE_DAY, "--json"]);
     expect({ code: alerts.code, stderr: alerts.stderr }).toEqual({ code: 0, stderr: "" });
     expect(ndjson<AlertRecord>(alerts.stdout)).toHaveLength(DEMO_ALERTS);
-    // Readers leave it as it is; the next command that writes it records the format.
-    expect(settingsOf(store)).toEqual({ clusters: ["local"] });
-    expect((await runCli(["replay", "-", "--store", store, "--quiet"])).code).toBe(0);
+    // Found whole, it has its format recorded by the first reader: the check is not made again.
     expect(settingsOf(store)).toEqual({ clusters: ["local"], format: 1 });
+  }, 60_000);
+
+  it("is checked once: a reader that finds it whole records its format, one that only lists flows too", async () => {
+    // A store recording a cluster with no flows (a replay of a file without calico lines) is checked with a Scan.
+    const store = await earlierStore([]);
+    writeFileSync(join(store, "calico-flows.json"), '{"clusters":["local","staging"]}\n');
+    const flows = await runCli(["flows", "--store", store, ...SAMPLE_DAY, "--json"]);
+    expect({ code: flows.code, stderr: flows.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(settingsOf(store)).toEqual({ clusters: ["local", "staging"], format: 1 });
   }, 60_000);
 
   it("holding no flow, is not taken for an earlier one", async () => {
