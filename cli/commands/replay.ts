@@ -203,6 +203,19 @@ export interface ReplayIo {
   batching?: Pick<BatchOptions, "now" | "after">;
 }
 
+/**
+ * The size of the input `file` (`-`: standard input, the descriptor `stdin`), for the progress's share and ETA; none
+ * for a pipe (`<(zcat …)`, `kubectl logs -f |`). Checked before a stream is opened on it, so that a missing file or a
+ * directory is one clear error: Node reads a directory given as stdin (`replay - < dir`) as an empty input.
+ */
+export function inputSize(file: string, stdin = 0): number | undefined {
+  const stat = file === "-" ? fstatSync(stdin) : statSync(file);
+  if (stat.isDirectory())
+    throw new Error(file === "-" ? "standard input is a directory" : `${file} is a directory`);
+  // A file given as stdin (`replay - < file`) has its size too.
+  return stat.isFile() ? stat.size : undefined;
+}
+
 export async function replay(
   file: string,
   raw: Record<string, unknown>,
@@ -211,13 +224,7 @@ export async function replay(
 ): Promise<ReplaySummary> {
   const common = commonOptions(raw);
   const stdin = file === "-" && io.input === undefined;
-  // Checked before a stream is opened on it, so that a missing file or a directory is one clear error. A pipe
-  // (`<(zcat …)`) is read like stdin, without a size.
-  const stat = file === "-" || io.input !== undefined ? undefined : statSync(file);
-  if (stat?.isDirectory()) throw new Error(`${file} is a directory`);
-  // Node reads a directory given as stdin (`replay - < dir`) as an empty input: say what it is instead.
-  if (stdin && fstatSync(0).isDirectory()) throw new Error("standard input is a directory");
-  const total = stat?.isFile() ? stat.size : undefined;
+  const total = io.input === undefined ? inputSize(file) : undefined;
   const input = io.input ?? (stdin ? process.stdin : createReadStream(file));
   const { deps, settings, coverage, tableFlows, close } = await openIngest(raw, common, {
     year: raw.year as number | undefined,
