@@ -194,6 +194,11 @@ export interface KubeApiServer {
   compactWatchHistory(): void;
   /** Watches being served now. */
   openWatches(): number;
+  /**
+   * Sends each watch started from now on its events `ms` apart (null: all at once), as a server whose link cannot
+   * carry a large backlog within a short watch: what is not out at its timeoutSeconds is not sent.
+   */
+  setWatchPace(ms: number | null): void;
   /** Writes another kubeconfig for this server, e.g. with a wrong CA or token. */
   writeKubeconfig(options?: { caPem?: string; token?: string; contextName?: string }): Promise<string>;
   close(): Promise<void>;
@@ -756,6 +761,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   const applied: AppliedPatch[] = [];
   let faultRule: (FaultRule & { seen: number; applied: number }) | null = null;
   let interceptor: Interceptor | null = null;
+  /** Milliseconds between a watch's events (setWatchPace), or null: all at once. */
+  let watchPaceMs: number | null = null;
 
   const specOf = (resource: string): ResourceSpec => {
     const spec = resources.get(resource);
@@ -992,9 +999,11 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   }
 
   /**
-   * A watch request checked as the API server checks it (ListOptions validation; a version not reached yet refused as
-   * a list's is), thrown for handle() to stream. Selectors are applied to each change's object (the real server also
-   * turns an object leaving or entering the selection into DELETED or ADDED, which no client here relies on).
+   * A watch request checked as the API server checks it (ListOptions validation), thrown for handle() to stream. A
+   * version the server has not reached is accepted, as the watch cache accepts one without sendInitialEvents (it
+   * neither waits nor refuses: kubernetes/kubernetes#135452); the watch sends the changes after it. Selectors are
+   * applied to each change's object (the real server also turns an object leaving or entering the selection into
+   * DELETED or ADDED, which no client here relies on).
    */
   function watchRequest(spec: ResourceSpec, namespace: string | null, query: URLSearchParams): never {
     const version = query.get("resourceVersion") ?? "";
@@ -1006,14 +1015,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
         { kind: "ListOptions", group: "meta.k8s.io" },
       );
     }
-    if (version !== "" && version !== "0") {
-      if (!/^\d+$/.test(version)) fail(400, `invalid resource version: ${version}`);
-      if (Number(version) > resourceVersion) {
-        fail(504, `Too large resource version: ${version}, current: ${resourceVersion}`, "Timeout", {
-          causes: [{ reason: "ResourceVersionTooLarge", message: "Too large resource version" }],
-          retryAfterSeconds: 1,
-        });
-      }
+    if (version !== "" && version !== "0" && !/^\d+$/.test(version)) {
+      fail(400, `invalid resource version: ${version}`);
     }
     const timeout = query.get("timeoutSeconds");
     if (timeout !== null && !/^\d+$/.test(timeout)) fail(400, `invalid timeoutSeconds: ${timeout}`);
@@ -1033,7 +1036,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
    * Streams a watch as the watch cache serves one: from "0" (or no version) every object as ADDED, from a version
    * every change since it that the log still has (an ERROR event with a 410 Status when it let one go), then the
    * changes as they come until `timeoutSeconds` (default 30 minutes); with allowWatchBookmarks, a BOOKMARK at the
-   * current version 2 s before the end, when the watch is longer than that (cacheWatcher.nextBookmarkTime).
+   * current version 2 s before the end, when the watch is longer than that (cacheWatcher.nextBookmarkTime). With a
+   * pace (setWatchPace), the events go out in order that far apart, and those not out at the timeout are not sent:
+   * the WatchServer ends the answer cleanly at its timeout however much of a backlog its link has not carried.
    */
   function streamWatch(res: ServerResponse, { spec, wants, query }: WatchStart): void {
     const id = resourceId(spec);
@@ -1045,7 +1050,23 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const write = (type: string, object: KubeObject) => {
       if (!res.destroyed && !res.writableEnded) res.write(`${JSON.stringify({ type, object })}\n`);
     };
-    const send = (type: WatchEventType, object: KubeObject) => write(type, shown(spec, object));
+    const pace = watchPaceMs;
+    const queue: (() => void)[] = [];
+    let pacing: ReturnType<typeof setTimeout> | undefined;
+    // Sends the next event, and lets the one after it go `pace` later.
+    const pump = () => {
+      pacing = undefined;
+      const next = queue.shift();
+      if (next === undefined) return;
+      next();
+      pacing = setTimeout(pump, pace ?? 0);
+    };
+    const send = (type: WatchEventType, object: KubeObject) => {
+      const shownObject = shown(spec, object);
+      if (pace === null) return write(type, shownObject);
+      queue.push(() => write(type, shownObject));
+      if (pacing === undefined) pump();
+    };
     const log = eventLogs.get(id) ?? { events: [], evictedThrough: 0 };
     if (version === "" || version === "0") {
       for (const o of bucket(spec).values()) if (wants(o)) send("ADDED", o);
@@ -1065,6 +1086,7 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     const timers: ReturnType<typeof setTimeout>[] = [];
     const end = () => {
       for (const timer of timers) clearTimeout(timer);
+      clearTimeout(pacing);
       watchers.delete(watcher);
       watching.delete(res);
       if (!res.writableEnded) res.end();
@@ -1748,6 +1770,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
       for (const id of objects.keys()) eventLogs.set(id, { events: [], evictedThrough: resourceVersion });
     },
     openWatches: () => watchers.size,
+    setWatchPace(ms) {
+      watchPaceMs = ms;
+    },
     writeKubeconfig,
     async close() {
       if (!down) await stopListening();

@@ -291,6 +291,8 @@ export interface LeanWatchEvent {
   object: unknown;
   /** The object's `metadata.resourceVersion`: where a later watch takes up after this event. */
   resourceVersion: string | undefined;
+  /** performance.now() when it was read: whether a watch was still sending when it ended. */
+  receivedAt: number;
 }
 
 /** The version of a watch event's object, read before `pick` leaves its metadata out. */
@@ -323,7 +325,7 @@ export async function readWatch(
     }
     const resourceVersion = versionOf(event.object);
     const object = event.type === "BOOKMARK" ? event.object : pick(event.object);
-    events.push({ type: event.type, object, resourceVersion });
+    events.push({ type: event.type, object, resourceVersion, receivedAt: performance.now() });
   };
   for await (const chunk of body) {
     pending += decoder.decode(chunk, { stream: true });

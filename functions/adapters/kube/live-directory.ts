@@ -157,10 +157,17 @@ const MIN_RETRY_WAIT_MS = 1_000;
 const MAX_SECONDARY_IPS = 100_000;
 /**
  * A catch-up watch's timeoutSeconds: the API server sends the changes since the version asked at once and ends the
- * watch after this, when they are known to be all. Its silence must fit in a request's deadline (timeoutMs), with a
- * second to spare: a directory with a shorter one lists in full.
+ * watch after this, whether or not they were all out. Its silence must fit in a request's deadline (timeoutMs), with
+ * a second to spare: a directory with a shorter one lists in full.
  */
 const CATCH_UP_SECONDS = 1;
+/**
+ * A catch-up watch whose last event came this long before its end had sent its backlog: a watch cache sends it at
+ * once, and a server still sending when the watch ended sent its last event just before.
+ */
+const CAUGHT_UP_QUIET_MS = 500;
+/** Watches of one catch-up, each going on from the last event of the one before, before a full list does instead. */
+const CATCH_UP_WATCHES = 3;
 /** Calls in a row in which a read at a resource's version floor was answered "Too large resource version". */
 const TOO_LARGE_BEFORE_RESET = 3;
 
@@ -228,7 +235,12 @@ interface ListPage {
  * however opaque the API calls them; anything else counts as newer, being the later answer.
  */
 function newerVersion(a: string, b: string): boolean {
-  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return true;
+  return compareVersions(a, b) ?? true;
+}
+
+/** Whether revision `a` is newer than `b`, or undefined when either is no decimal integer. */
+function compareVersions(a: string, b: string): boolean | undefined {
+  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return undefined;
   const x = a.replace(/^0+(?=\d)/, "");
   const y = b.replace(/^0+(?=\d)/, "");
   return x.length !== y.length ? x.length > y.length : x > y;
@@ -240,6 +252,11 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 function podIdentity(pod: unknown): string {
   const m = (pod as { metadata?: { uid?: unknown; namespace?: unknown; name?: unknown } } | null)?.metadata;
   return typeof m?.uid === "string" ? m.uid : `${String(m?.namespace)}/${String(m?.name)}`;
+}
+
+/** The uid of the pod a holder of the pod view comes from (a hostNetwork pod's node holder included). */
+function podUidOf(holder: Holder): string | undefined {
+  return holder.uid?.replace(/^hostNetwork:/, "");
 }
 
 /** Whether a failed read at a version floor was refused for a version the API server has not reached. */
@@ -294,6 +311,11 @@ export class LiveDirectory implements IpDirectory {
   #podsVersion: string | undefined;
   /** The API server refused to watch pods (403, an older deploy/rbac.yaml): full lists only, in this container. */
   #watchForbidden = false;
+  /**
+   * Per pod uid, the addresses the pod view last saw it at: a catch-up ends its holders at those its new state no
+   * longer shows (a sandbox recreated keeps the uid, not the address), as a full list ends what it does not show.
+   */
+  readonly #podIps = new Map<string, string[]>();
   /**
    * The first look within the last retainEndedMs at each IP on its own, and the first complete pod list: with the
    * latest ones, when this container saw who held an address (#seenSince).
@@ -933,13 +955,9 @@ export class LiveDirectory implements IpDirectory {
       this.#stats.podQueries++;
       this.#noteVersion("pods", list.metadata.resourceVersion);
       this.#noteSecondary(list.items);
-      this.#record(
-        this.#pods,
-        this.#read("pod", list.items, podHolders),
-        [ip],
-        started,
-        this.#secondary.get(ip),
-      );
+      const seen = this.#read("pod", list.items, podHolders);
+      this.#record(this.#pods, seen, [ip], started, this.#secondary.get(ip));
+      this.#notePodIps(seen);
       this.#checkedAt.set(ip, started);
       if (!this.#firstCheckedAt.has(ip)) this.#firstCheckedAt.set(ip, started);
     } catch (error) {
@@ -950,8 +968,8 @@ export class LiveDirectory implements IpDirectory {
 
   /**
    * Brings the whole pod view up to date: with a catch-up watch from the version it is complete at (the changes since,
-   * a few KB where a list of every pod is a hundred MB), else (no view yet, its version too old for the watch cache,
-   * watch forbidden, a watch cut short) with a full list. After a failure, once per fullListIntervalMs at most.
+   * a few KB where a list of every pod is a hundred MB), else (no view yet, its version ahead of the server's or too
+   * old for the watch cache, watch forbidden, a watch cut short or its backlog cut off) with a full list. After a failure, once per fullListIntervalMs at most.
    */
   async #refreshPods(ips: readonly string[], failed: Map<string, string>): Promise<void> {
     const now = this.#now();
@@ -974,7 +992,10 @@ export class LiveDirectory implements IpDirectory {
       this.#stats.fullLists++;
       this.#secondary.clear();
       this.#noteSecondary(items);
-      this.#record(this.#pods, this.#read("pod", items, podHolders), this.#pods.ips(), started);
+      const seen = this.#read("pod", items, podHolders);
+      this.#record(this.#pods, seen, this.#pods.ips(), started);
+      this.#podIps.clear();
+      this.#notePodIps(seen);
       this.#viewed(started, version);
       this.#firstFullListAt ??= started;
     } catch (error) {
@@ -992,75 +1013,131 @@ export class LiveDirectory implements IpDirectory {
     this.#checkedAt.clear();
   }
 
+  /** Remembers at which addresses the pod view saw each pod (#podIps). */
+  #notePodIps(seen: readonly IpHolder[]): void {
+    for (const { ip, holder } of seen) {
+      const uid = podUidOf(holder);
+      if (uid === undefined) continue;
+      const ips = this.#podIps.get(uid);
+      if (ips === undefined) this.#podIps.set(uid, [ip]);
+      else if (!ips.includes(ip)) ips.push(ip);
+    }
+  }
+
   /**
-   * A watch from the version the pod view is complete at, for CATCH_UP_SECONDS: the watch cache sends every change
-   * since at once, and once the server has ended the watch the view is as complete as at the watch's start. One
-   * short request per refresh, none kept open: a Lambda container is frozen between invocations. False when a full
-   * list should do instead: the version is too old (410), watch is forbidden (403, said once), or the watch ended
-   * before its time (an API server going away) and changes may be missing.
+   * The pods' current resourceVersion, by a consistent read of one pod (no resourceVersion, `limit=1`): a quorum read
+   * of etcd, or the watch cache once it has caught up with etcd (consistent reads from cache); a few KB either way.
+   */
+  async #currentPodsVersion(): Promise<string | undefined> {
+    const list = await this.#call("list pods with limit=1", (api) =>
+      listLean(api, LISTS.pods.path, { limit: 1, timeoutSeconds: this.#timeoutSeconds() }, LISTS.pods.pick),
+    );
+    return list.metadata.resourceVersion;
+  }
+
+  /**
+   * Brings the pod view from the version it is complete at up to the current one, C (#currentPodsVersion), with
+   * watches of CATCH_UP_SECONDS: the watch cache sends every change since at once, and the server ends the watch at
+   * its timeout whether or not they were all out. A watch has sent them all when an event (or a BOOKMARK) at C or
+   * after came, or when its last event came CAUGHT_UP_QUIET_MS before its end (none at all in a quiet cluster);
+   * else the next watch goes on from its last event, CATCH_UP_WATCHES in all. The view is then complete as of the
+   * catch-up's start. One short request at a time, none kept open: a Lambda container is frozen between invocations.
+   * False when a full list should do instead: C is older than the view (an etcd restored from a backup, or a cluster
+   * recreated under the same name: a watch from a version the server has not reached sends nothing, for good), the
+   * version is too old for the watch cache (410), watch is forbidden (403, said once), a watch ended before its
+   * time (an API server going away) or the watches ended still sending.
    */
   async #catchUp(ips: readonly string[], failed: Map<string, string>): Promise<boolean> {
     const started = this.#now();
-    const sent = performance.now();
-    let events: LeanWatchEvent[];
+    const view = this.#podsVersion;
+    let current: string | undefined;
     try {
-      events = await this.#call("watch pods", (api) =>
-        watchLean(
-          api,
-          LISTS.pods.path,
-          {
-            resourceVersion: this.#podsVersion,
-            allowWatchBookmarks: "true",
-            timeoutSeconds: CATCH_UP_SECONDS,
-          },
-          LISTS.pods.pick,
-        ),
-      );
+      current = await this.#currentPodsVersion();
     } catch (error) {
-      const failure = describeKubeError(error, this.#fixes);
-      if (failure.kind === "forbidden") {
-        this.#watchForbidden = true;
-        this.#warn(
-          "watch-forbidden",
-          `Kubernetes API watch pods is forbidden (${failure.message}): every pod is listed instead whenever many addresses are stale; apply the current deploy/rbac.yaml, which grants watch on pods`,
-          { kind: failure.kind, status: failure.status },
-        );
-        return false;
-      }
-      if (failure.kind === "expired") return false;
-      this.#versionRefused("pods", error);
-      const reason = this.#failure("watch pods", error);
+      const reason = this.#failure("list pods with limit=1", error);
       for (const ip of ips) failed.set(ip, reason);
       return true;
     }
-    if (performance.now() - sent < CATCH_UP_SECONDS * 1000) {
-      this.#warn(
-        "watch-cut",
-        "Kubernetes API watch pods ended before its timeout; listing every pod instead",
-        {},
-      );
+    if (view !== undefined && current !== undefined && compareVersions(view, current) === true) {
+      this.#letFloorsGo(current, view);
       return false;
     }
-    const version = this.#applyEvents(events, started);
-    this.#stats.catchUps++;
-    this.#noteVersion("pods", version);
-    this.#viewed(started, version);
-    return true;
+    const events: LeanWatchEvent[] = [];
+    let from = view;
+    for (let watch = 0; watch < CATCH_UP_WATCHES; watch++) {
+      const sent = performance.now();
+      let batch: LeanWatchEvent[];
+      try {
+        batch = await this.#call("watch pods", (api) =>
+          watchLean(
+            api,
+            LISTS.pods.path,
+            { resourceVersion: from, allowWatchBookmarks: "true", timeoutSeconds: CATCH_UP_SECONDS },
+            LISTS.pods.pick,
+          ),
+        );
+      } catch (error) {
+        const failure = describeKubeError(error, this.#fixes);
+        if (failure.kind === "forbidden") {
+          this.#watchForbidden = true;
+          this.#warn(
+            "watch-forbidden",
+            `Kubernetes API watch pods is forbidden (${failure.message}): every pod is listed instead whenever many addresses are stale; apply the current deploy/rbac.yaml, which grants watch on pods`,
+            { kind: failure.kind, status: failure.status },
+          );
+          return false;
+        }
+        if (failure.kind === "expired") return false;
+        this.#versionRefused("pods", error);
+        const reason = this.#failure("watch pods", error);
+        for (const ip of ips) failed.set(ip, reason);
+        return true;
+      }
+      const ended = performance.now();
+      if (ended - sent < CATCH_UP_SECONDS * 1000) {
+        this.#warn(
+          "watch-cut",
+          "Kubernetes API watch pods ended before its timeout; listing every pod instead",
+          {},
+        );
+        return false;
+      }
+      // One by one: a mass rollout's backlog can be long.
+      for (const event of batch) events.push(event);
+      const last = batch.at(-1);
+      const reached = (e: LeanWatchEvent) =>
+        current !== undefined &&
+        e.resourceVersion !== undefined &&
+        compareVersions(current, e.resourceVersion) === false;
+      if (last === undefined || ended - last.receivedAt >= CAUGHT_UP_QUIET_MS || batch.some(reached)) {
+        this.#applyEvents(events, started);
+        const newest = events.at(-1)?.resourceVersion;
+        const version =
+          current === undefined || (newest !== undefined && newerVersion(newest, current)) ? newest : current;
+        this.#stats.catchUps++;
+        this.#noteVersion("pods", version);
+        this.#viewed(started, version ?? view);
+        return true;
+      }
+      from = last.resourceVersion ?? from;
+    }
+    this.#warn(
+      "watch-behind",
+      `Kubernetes API watch pods was still sending the changes since version ${view} when it ended, ${CATCH_UP_WATCHES} times in a row (${events.length} events); listing every pod instead`,
+      {},
+    );
+    return false;
   }
 
   /**
    * Applies a catch-up's events to the pod view: each pod's last state (a pod's events come in order), the holders
-   * of one alive seen at the catch-up's start, of one deleted ended at its deletion (or then). A state showing alive
-   * a holder this view has seen end is older than what showed that (a lagging watch cache): it reopens nothing.
-   * Returns the version of the last event, where the next catch-up takes up.
+   * of one alive seen at the catch-up's start, of one deleted ended at its deletion (or then), and its holders at
+   * addresses that state no longer shows ended at the catch-up's start, as a full list ends them. A state showing
+   * alive a holder this view has seen end is older than what showed that (a lagging watch cache): it reopens nothing.
    */
-  #applyEvents(events: readonly LeanWatchEvent[], started: number): string | undefined {
-    let version = this.#podsVersion;
+  #applyEvents(events: readonly LeanWatchEvent[], started: number): void {
     const last = new Map<string, LeanWatchEvent>();
-    for (const event of events) {
-      if (event.resourceVersion !== undefined) version = event.resourceVersion;
-      if (event.type !== "BOOKMARK") last.set(podIdentity(event.object), event);
-    }
+    for (const event of events) if (event.type !== "BOOKMARK") last.set(podIdentity(event.object), event);
     const alive: unknown[] = [];
     const gone: unknown[] = [];
     for (const event of last.values()) (event.type === "DELETED" ? gone : alive).push(event.object);
@@ -1071,7 +1148,27 @@ export class LiveDirectory implements IpDirectory {
       const previous = this.#pods.add(ip, holder);
       if (previous !== undefined && previous !== "new") this.#rememberChange(ip, holder);
     };
-    for (const { ip, holder } of this.#read("pod", alive, podHolders)) {
+    const aliveHolders = this.#read("pod", alive, podHolders);
+    const goneHolders = this.#read("pod", gone, podHolders);
+    // Per pod of the events, the addresses its last state shows (none: it shows none, or could not be read).
+    const shows = new Map<string, Set<string>>();
+    for (const id of last.keys()) shows.set(id, new Set());
+    for (const { ip, holder } of [...aliveHolders, ...goneHolders]) {
+      const uid = podUidOf(holder);
+      if (uid !== undefined) shows.get(uid)?.add(ip);
+    }
+    for (const [uid, now] of shows) {
+      for (const ip of this.#podIps.get(uid) ?? []) {
+        if (now.has(ip)) continue;
+        for (const h of this.#pods.holders(ip)) {
+          if (h.validTo === null && podUidOf(h) === uid)
+            update(ip, { ...h, validTo: Math.max(started, h.validFrom) });
+        }
+      }
+      this.#podIps.delete(uid);
+    }
+    this.#notePodIps(aliveHolders);
+    for (const { ip, holder } of aliveHolders) {
       const before = known(ip, holder);
       if (holder.validTo === null) {
         if (before !== undefined && before.validTo !== null) continue;
@@ -1079,14 +1176,33 @@ export class LiveDirectory implements IpDirectory {
       } else if (before?.seenAt !== undefined) holder.seenAt = before.seenAt;
       update(ip, holder);
     }
-    for (const { ip, holder } of this.#read("pod", gone, podHolders)) {
+    for (const { ip, holder } of goneHolders) {
       const before = known(ip, holder);
       const end = Math.min(holder.validTo ?? started, before?.validTo ?? Number.POSITIVE_INFINITY);
       const ended: Holder = { ...holder, validTo: Math.max(end, holder.validFrom) };
       if (before?.seenAt !== undefined) ended.seenAt = before.seenAt;
       update(ip, ended);
     }
-    return version;
+  }
+
+  /**
+   * The pods' current version is older than the `view` the pod view is at: an etcd restored from a backup, or a
+   * cluster recreated under the same name, counts its versions from lower. Every floor newer than `current` is let
+   * go (reads at it would be refused, or a watch from it send nothing, for good), and the view with it.
+   */
+  #letFloorsGo(current: string, view: string): void {
+    this.#warn(
+      "version-reset",
+      `Kubernetes API pods are at version ${current}, older than the ${view} the pod view is at (an etcd restore, or a cluster recreated under the same name): listing every pod again, from any version`,
+      {},
+    );
+    for (const [resource, floor] of this.#versions) {
+      if (compareVersions(floor, current) === true) {
+        this.#versions.delete(resource);
+        this.#tooLarge.delete(resource);
+      }
+    }
+    this.#podsVersion = undefined;
   }
 
   /**

@@ -698,19 +698,19 @@ describe("the check every test's requests go through", () => {
       const watchMatch = r.next(
         new URLSearchParams({ watch: "1", resourceVersion: "1", resourceVersionMatch: "NotOlderThan" }),
       );
-      const watchAhead = r.next(new URLSearchParams({ watch: "1", resourceVersion: "999999" }));
+      // A watch from a version not reached yet is not among them: the watch cache takes it (kube-api-server.test.ts).
       return {
         code: 200,
         body: {
           kind: "Codes",
-          codes: [refused.code, unsupported.code, orphan.code, ahead.code, watchMatch.code, watchAhead.code],
+          codes: [refused.code, unsupported.code, orphan.code, ahead.code, watchMatch.code],
         },
       };
     });
     const response = await fetchWithCa(`${server.url}/api/v1/namespaces`, {
       authorization: `Bearer ${server.token}`,
     });
-    expect(response).toMatchObject({ codes: [400, 400, 422, 504, 422, 504] });
+    expect(response).toMatchObject({ codes: [400, 400, 422, 504, 422] });
   });
 });
 

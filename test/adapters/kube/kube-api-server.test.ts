@@ -371,11 +371,39 @@ describe("test Kubernetes API server", () => {
     ]);
     expect(server.openWatches()).toBe(0);
 
+    // From a version not reached yet (an etcd restored from a backup): served, no refusal, the changes after it.
+    const ahead = String(Number(now) + 1_000);
+    started = performance.now();
+    const unreached = await call("GET", `/api/v1/pods?watch=1&resourceVersion=${ahead}&timeoutSeconds=1`);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(990);
+    expect(unreached).toMatchObject({ status: 200, body: "" });
+
     server.compactWatchHistory();
     started = performance.now();
     const gone = await call("GET", `/api/v1/pods?watch=1&resourceVersion=${since}&timeoutSeconds=1`);
     expect(performance.now() - started).toBeLessThan(900);
     expect(events(gone.body)).toEqual([["ERROR", "Status", 410]]);
+  });
+
+  it("paces a watch's events when asked, and does not send those not out at its timeout", async () => {
+    const pod = (name: string) =>
+      kubeObjects.pod({ name, namespace: "shop", ip: "10.0.0.1", created: "2026-04-19T04:00:00Z" });
+    const since = (await call("GET", "/api/v1/pods")).body.metadata.resourceVersion as string;
+    for (const name of ["a", "b", "c", "d", "e"]) server.store.put("pods", pod(name));
+    server.setWatchPace(400);
+    try {
+      const started = performance.now();
+      const paced = await call("GET", `/api/v1/pods?watch=1&resourceVersion=${since}&timeoutSeconds=1`);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(990);
+      // Out at 0, 400 and 800 ms; the watch ends at 1,000.
+      const names = String(paced.body)
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line).object.metadata.name);
+      expect(names).toEqual(["a", "b", "c"]);
+    } finally {
+      server.setWatchPace(null);
+    }
   });
 
   it("applies faults to matching requests only, as many times as asked", async () => {

@@ -298,6 +298,20 @@ describe("readWatch", () => {
     expect((error as ApiException<unknown>).body).toEqual(status);
   });
 
+  it("notes when each event came: whether the watch was still sending when it ended", async () => {
+    const lines = text.split("\n");
+    async function* slowly() {
+      yield new TextEncoder().encode(`${lines[0]}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      yield new TextEncoder().encode(`${lines[1]}\n`);
+    }
+    const before = performance.now();
+    const [first, second] = await readWatch(slowly(), leanPod, "GET /api/v1/pods");
+    expect(first?.receivedAt).toBeGreaterThanOrEqual(before);
+    expect(first?.receivedAt).toBeLessThan(before + 100);
+    expect((second?.receivedAt ?? 0) - (first?.receivedAt ?? 0)).toBeGreaterThanOrEqual(290);
+  });
+
   it("reads a watch that ended without an event as none, and refuses a line that is not an event", async () => {
     expect(await readWatch(chunked(""), leanPod, "GET /api/v1/pods")).toEqual([]);
     await expect(readWatch(chunked('{"object":{}}\n'), leanPod, "GET /api/v1/pods")).rejects.toThrow(

@@ -3,7 +3,8 @@
 // (410), watch is forbidden (403, an older deploy/rbac.yaml) or the watch ends early; a list slower than the hit TTL
 // still answers after it lands; a version floor the API server keeps refusing (an etcd restore) is let go.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { LiveDirectory, LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
+import { KUBECONFIG_FIXES, loadKubeconfig } from "../../../functions/adapters/kube/cluster-access.ts";
+import { LiveDirectory, type LiveDirectoryOptions } from "../../../functions/adapters/kube/live-directory.ts";
 import type { Lookup } from "../../../functions/core/types.ts";
 import {
   type KubeApiServer,
@@ -103,7 +104,11 @@ describe("LiveDirectory: list, then watch", () => {
       "pod:web-22",
     ]);
     expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
-    expect(podRequests()).toHaveLength(1);
+    // The pods' current version (one pod, a consistent read), then the watch.
+    expect(podRequests().map((r) => r.query)).toEqual([
+      { limit: "1", timeoutSeconds: "3" },
+      watches()[0]?.query,
+    ]);
     expect(watches()[0]?.query).toEqual({
       watch: "1",
       resourceVersion: listVersion,
@@ -120,7 +125,7 @@ describe("LiveDirectory: list, then watch", () => {
       { status: "found", holder: { name: "web-2", validTo: deletedAt } },
     ]);
 
-    // The next catch-up takes up where this one ended: at the version of the last change.
+    // The next catch-up takes up where this one ended: at the version the pods were at.
     addPod("web-22", "192.168.1.22", { created: T + 60 * MIN + 15 * SEC, deleted: clock.t });
     server.store.delete("pods", "web-22", "shop");
     clock.t += 31 * SEC;
@@ -147,7 +152,11 @@ describe("LiveDirectory: list, then watch", () => {
     // Seen gone by the list: ended at its start.
     expect(dir.holders("192.168.1.3")).toMatchObject([{ name: "web-3", validTo: clock.t }]);
     expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
-    expect(podRequests().map((r) => r.query.watch ?? "list")).toEqual(["1", "list"]);
+    expect(podRequests().map((r) => r.query.watch ?? `list ${r.query.limit ?? "all"}`)).toEqual([
+      "list 1",
+      "1",
+      "list all",
+    ]);
     expect(warnings).toEqual([]);
   });
 
@@ -205,14 +214,20 @@ describe("LiveDirectory: list, then watch", () => {
     const seenGone = clock.t;
     await dir.resolve(payload(["192.168.1.5"], 0));
     expect(dir.holders("192.168.1.5")).toMatchObject([{ name: "web-5", validTo: seenGone }]);
-    // An API server instance whose cache is behind replays web-5 as it was, alive (its answer delayed by the
-    // watch's second, as a watch that ran its time).
+    // An API server instance whose cache is behind replays web-5 as it was, alive, at once, and ends the watch after
+    // its second (the rest of the answer, blank, a second later).
     server.setInterceptor((r) => {
       if (r.query.get("watch") === null) return undefined;
-      const event = { type: "MODIFIED", object: { ...before, kind: "Pod", apiVersion: "v1" } };
-      return { code: 200, body: `${JSON.stringify(event)}\n` };
+      const event = `${JSON.stringify({ type: "MODIFIED", object: { ...before, kind: "Pod", apiVersion: "v1" } })}\n`;
+      return { code: 200, body: event + " ".repeat(event.length) };
     });
-    await server.setFault({ fault: { kind: "delay", ms: 1_000 }, path: "/api/v1/pods", times: 1 });
+    // After the version read: the watch.
+    await server.setFault({
+      fault: { kind: "trickle", pieces: 2, everyMs: 1_000 },
+      path: "/api/v1/pods",
+      skip: 1,
+      times: 1,
+    });
     clock.t += 31 * SEC;
     expect(names(await dir.resolve(payload(["192.168.1.5", "192.168.1.6"], 0)))).toEqual([
       "absent",
@@ -220,6 +235,143 @@ describe("LiveDirectory: list, then watch", () => {
     ]);
     expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
     expect(dir.holders("192.168.1.5")).toMatchObject([{ name: "web-5", validTo: seenGone }]);
+  });
+});
+
+describe("LiveDirectory: a catch-up that cannot tell all", () => {
+  it("lists in full when the API server's version is below the view's (an etcd restore): a watch from a version it has not reached sends nothing", async () => {
+    // The cluster's etcd has counted far; restored from a backup, it counts from lower, with other pods at the addresses.
+    for (let i = 0; i < 50; i++) server.store.put("namespaces", kubeObjects.namespace({ name: `ns-${i}` }));
+    const restored = await startKubeApiServer();
+    try {
+      for (let i = 1; i <= 20; i++) {
+        restored.store.put(
+          "pods",
+          kubeObjects.pod({
+            name: `new-${i}`,
+            namespace: "shop",
+            ip: `192.168.1.${i}`,
+            created: T,
+            uid: `new-${i}`,
+          }),
+        );
+      }
+      let kc = loadKubeconfig({ kubeconfig: server.kubeconfigPath });
+      const dir = new LiveDirectory({
+        kubeConfig: () => kc,
+        fixes: KUBECONFIG_FIXES,
+        cluster: "watch",
+        timeoutMs: 3_000,
+        nodeTtlMs: 60 * MIN,
+        now: () => clock.t,
+        logger: { warn: (message) => warnings.push(message) },
+      });
+      expect(names(await dir.resolve(payload()))[0]).toBe("pod:web-1");
+      const viewVersion = await listVersionNow();
+      kc = loadKubeconfig({ kubeconfig: restored.kubeconfigPath });
+      clock.t += 2 * MIN;
+      expect(names(await dir.resolve(payload()))).toEqual(ips.map((_, i) => `pod:new-${i + 1}`));
+      expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
+      // One pod read for the version, then every pod from any version: no watch from one the server has not reached.
+      expect(
+        restored.requests().map((r) => [r.path, r.query.limit, r.query.resourceVersion, r.query.watch]),
+      ).toEqual([
+        ["/api/v1/pods", "1", undefined, undefined],
+        ["/api/v1/pods", "500", "0", undefined],
+      ]);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`older than the ${viewVersion} the pod view is at`);
+      // The view is at the restored cluster's version: the next refresh catches up from it.
+      clock.t += 2 * MIN;
+      expect(names(await dir.resolve(payload()))[0]).toBe("pod:new-1");
+      expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 1 });
+    } finally {
+      await restored.close();
+    }
+  });
+
+  it("ends a pod's holder at an address its new state no longer shows (a sandbox recreated: same uid, new IP)", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    clock.t += 10 * SEC;
+    addPod("web-3", "192.168.1.33");
+    clock.t += 21 * SEC;
+    const refreshed = clock.t;
+    const answers = await dir.resolve([...payload(), ...payload(["192.168.1.33"])]);
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+    expect(names(answers).slice(-1)).toEqual(["pod:web-3"]);
+    // As a full list would: seen elsewhere at the catch-up's start.
+    expect(dir.holders("192.168.1.3")).toMatchObject([{ name: "web-3", validTo: refreshed }]);
+    expect(dir.holders("192.168.1.33")).toMatchObject([{ name: "web-3", validTo: null }]);
+    clock.t += 31 * SEC;
+    expect(names(await dir.resolve(payload(["192.168.1.3", ...ips.slice(3)], 0)))[0]).toBe("absent");
+  });
+
+  it("takes up at the server's version after a watch with no pod change: a quiet cluster lists nothing", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    // Other objects change: the version moves on, no pod event comes.
+    for (let i = 0; i < 3; i++) server.store.put("namespaces", kubeObjects.namespace({ name: `ns-${i}` }));
+    const current = await listVersionNow();
+    for (let round = 0; round < 2; round++) {
+      clock.t += 31 * SEC;
+      expect(names(await dir.resolve(payload()))[0]).toBe("pod:web-1");
+    }
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 2 });
+    expect(versionOf(watches()).at(-1)).toBe(current);
+  });
+
+  it("goes on from the last event when a watch ended still sending its backlog, and is complete once the rest came", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    clock.t += 10 * SEC;
+    server.store.delete("pods", "web-1", "shop");
+    server.store.delete("pods", "web-2", "shop");
+    const third = addPod("web-21", "192.168.1.1", { created: clock.t });
+    addPod("web-22", "192.168.1.2", { created: clock.t });
+    // Out at 0, 400 and 800 ms: the fourth event is not out when the first watch ends.
+    server.setWatchPace(400);
+    try {
+      clock.t += 21 * SEC;
+      server.counts.reset();
+      expect(names(await dir.resolve(payload())).slice(0, 3)).toEqual([
+        "pod:web-21",
+        "pod:web-22",
+        "pod:web-3",
+      ]);
+    } finally {
+      server.setWatchPace(null);
+    }
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+    expect(versionOf(watches()).at(-1)).toBe((third.metadata as KubeObject).resourceVersion);
+    expect(watches()).toHaveLength(2);
+  });
+
+  it("lists in full when three watches in a row ended still sending the backlog (a rollout bigger than they carry)", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    clock.t += 5 * SEC;
+    for (let i = 1; i <= 20; i++) server.store.delete("pods", `web-${i}`, "shop");
+    clock.t += 10 * SEC;
+    for (let i = 1; i <= 20; i++) addPod(`new-${i}`, `192.168.1.${i}`, { created: clock.t });
+    server.setWatchPace(100);
+    try {
+      clock.t += 20 * SEC;
+      server.counts.reset();
+      expect(names(await dir.resolve(payload(ips, 1 * SEC)))).toEqual(ips.map((_, i) => `pod:new-${i + 1}`));
+    } finally {
+      server.setWatchPace(null);
+    }
+    expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
+    expect(podRequests().map((r) => r.query.watch ?? `list ${r.query.limit ?? "all"}`)).toEqual([
+      "list 1",
+      "1",
+      "1",
+      "1",
+      "list all",
+    ]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("still sending");
   });
 });
 
