@@ -337,6 +337,19 @@ function apiErrorOf(error: unknown): { status: number; body: unknown; message: s
     : undefined;
 }
 
+/**
+ * An answer's body as `--json` prints it: as it came when it is a JSON object (the function's error, API Gateway's
+ * `{"message": …}`), else (no body, a proxy's text) in one of its own, so that every failure prints one object.
+ */
+function answerObject(body: unknown, status: number): object {
+  if (body !== null && typeof body === "object" && !Array.isArray(body)) return body;
+  return {
+    error: "http",
+    status,
+    message: typeof body === "string" ? body : `HTTP ${status} without a JSON body`,
+  };
+}
+
 /** Exit status of an apply or revert that may or may not have been carried out (OutcomeUnknown). */
 const EXIT_OUTCOME_UNKNOWN = 4;
 
@@ -350,9 +363,10 @@ class OutcomeUnknown extends Error {
   override name = "OutcomeUnknown";
   /** What answered: `HTTP 504`, `HTTP 502 kube-unavailable`, `kube-unavailable`. */
   readonly source: string;
-  readonly body: unknown;
+  /** What `--json` prints. */
+  readonly body: object;
 
-  constructor(message: string, source: string, body: unknown) {
+  constructor(message: string, source: string, body: object) {
     super(message);
     this.source = source;
     this.body = body;
@@ -386,7 +400,7 @@ function outcomeOf(action: Action, o: PanicOptions, error: unknown): unknown {
       `the ${action} may have been carried out: API Gateway answered for the panic function, which may still have ` +
         `${done} the policy. ${check}`,
       `HTTP ${apiError.status}`,
-      body,
+      answerObject(body, apiError.status),
     );
   }
   return body.outcome === "unknown"
@@ -585,19 +599,14 @@ function fail(error: unknown, json: boolean): void {
     process.exitCode = EXIT_OUTCOME_UNKNOWN;
     if (json) process.stdout.write(`${JSON.stringify(error.body)}\n`);
     const { body } = error;
-    const said =
-      typeof body === "string"
-        ? body
-        : body !== null && typeof body === "object" && "message" in body
-          ? String(body.message)
-          : JSON.stringify(body);
+    const said = "message" in body ? String(body.message) : JSON.stringify(body);
     process.stderr.write(`error (${error.source}): ${said}\n!! ${error.message}\n`);
     return;
   }
   const apiError = apiErrorOf(error);
   if (apiError !== undefined) {
     const body = apiError.body as { error?: string; message?: string; field?: string } | null;
-    if (json) process.stdout.write(`${JSON.stringify(body)}\n`);
+    if (json) process.stdout.write(`${JSON.stringify(answerObject(body, apiError.status))}\n`);
     const text =
       body !== null && typeof body === "object" && body.message !== undefined
         ? body.message
@@ -610,7 +619,36 @@ function fail(error: unknown, json: boolean): void {
     process.stderr.write(`error (${error.kind}): ${error.message}\n`);
     return;
   }
+  // The CLI's own failures (the command line, the kubeconfig, a connection refused, another cluster): a script
+  // reading --json finds an object for them too.
+  if (json) {
+    const kind = error instanceof UsageError ? "usage" : "cli";
+    process.stdout.write(`${JSON.stringify({ error: kind, message: describeError(error) })}\n`);
+  }
   process.stderr.write(`error: ${describeError(error)}\n`);
+}
+
+/** The ways of reaching the cluster that go together, before anything is opened. */
+function checkAccess(action: Action, o: PanicOptions): void {
+  if ((o.api === undefined) === (o.direct !== true)) {
+    throw new UsageError(
+      "choose one of --api URL (through the deployed API) or --direct (straight to the cluster with a kubeconfig)",
+    );
+  }
+  if (o.api !== undefined && (o.kubeconfig !== undefined || o.context !== undefined)) {
+    throw new UsageError("--kubeconfig and --context go with --direct, not --api");
+  }
+  if (
+    o.direct === true &&
+    action === "apply" &&
+    (o.ttl ?? 0) > 0 &&
+    (o.scheduleGroup === undefined || o.schedulerRoleArn === undefined || o.expiryFunctionArn === undefined)
+  ) {
+    throw new UsageError(
+      "--ttl with --direct needs --schedule-group, --scheduler-role-arn and --expiry-function-arn (the " +
+        "deployed stack's values); without them use --ttl 0 and revert by hand",
+    );
+  }
 }
 
 async function run(action: Action, command: Command): Promise<void> {
@@ -620,32 +658,8 @@ async function run(action: Action, command: Command): Promise<void> {
   const o = raw as unknown as PanicOptions;
   const common = commonOptions(raw);
   const json = o.json === true;
-  if ((o.api === undefined) === (o.direct !== true)) {
-    process.exitCode = 2;
-    process.stderr.write(
-      "error: choose one of --api URL (through the deployed API) or --direct (straight to the cluster with a kubeconfig)\n",
-    );
-    return;
-  }
-  if (o.api !== undefined && (o.kubeconfig !== undefined || o.context !== undefined)) {
-    process.exitCode = 2;
-    process.stderr.write("error: --kubeconfig and --context go with --direct, not --api\n");
-    return;
-  }
-  if (
-    o.direct === true &&
-    action === "apply" &&
-    (o.ttl ?? 0) > 0 &&
-    (o.scheduleGroup === undefined || o.schedulerRoleArn === undefined || o.expiryFunctionArn === undefined)
-  ) {
-    process.exitCode = 2;
-    process.stderr.write(
-      "error: --ttl with --direct needs --schedule-group, --scheduler-role-arn and --expiry-function-arn (the " +
-        "deployed stack's values); without them use --ttl 0 and revert by hand\n",
-    );
-    return;
-  }
   try {
+    checkAccess(action, o);
     // --direct into the stack's table, topic or schedule group files the audit, announcement and expiry by cluster.
     if (o.direct === true) requireClusterNamed(command);
     const response =

@@ -473,7 +473,12 @@ export function createPanicHandler(runtime: () => PanicRuntime) {
       // Isolation is back, but the policy a take-over replaced is lost (its copy unreadable, or refused by the API
       // server): its text is in the audit record, and no one called to read the warning. PanicErrors reads it.
       if (copyNotRestored(response.warnings)) countFailure("expire", "copy-not-restored", true);
-      logger.info("expiry handled", { result: response.result, message: response.message });
+      // An expiry for another cluster or policy name (a schedule written under another configuration) removes
+      // nothing: the policy it was for stays applied, and PanicErrors reads it.
+      if (expiry.cluster !== response.cluster || expiry.policyName !== response.policyName)
+        countFailure("expire", "other-policy", true);
+      // `detail`: Powertools drops a `message` key, which is the log line's own.
+      logger.info("expiry handled", { result: response.result, detail: response.message });
       return response;
     }
     const request = event as APIGatewayProxyEvent;

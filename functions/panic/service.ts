@@ -1,6 +1,7 @@
 // The panic button's use cases — apply, status, revert, expire — over the Calico policy store, the audit log,
 // the SNS announcements and the expiry scheduler. The Lambda handler and `calico-flows panic --direct` both
 // run exactly this code; they differ only in the adapters they pass in.
+import { isDeepStrictEqual } from "node:util";
 import * as z from "zod";
 import type { PanicConflict, PanicEvent } from "../core/alert-message.ts";
 import { Deadline } from "../core/deadline.ts";
@@ -542,15 +543,16 @@ export class PanicService {
     failure: PanicFailure,
   ): Promise<void> {
     const reasonGiven = typeof request.reason === "string" ? request.reason : "";
+    const dryRun = action === "apply" && request.dryRun === true;
     const base = {
-      action,
+      action: dryRun ? ("dry-run" as const) : action,
       requester: request.requester,
       reason: reasonGiven,
       via: request.via,
       expiresAt: null,
     };
-    // A dry run is audited, never announced, refused or not.
-    await this.#recordFailure(base, failure, [], request.dryRun !== true);
+    // A dry run is audited as one, never announced, refused or not.
+    await this.#recordFailure(base, failure, [], !dryRun);
   }
 
   /** `expiryTarget`: the function the expiry schedule must invoke (the panic function's own); unchecked without. */
@@ -681,29 +683,42 @@ export class PanicService {
 
   /** The expiry schedule fired: remove the policy unless it was refreshed (or replaced) since. */
   async expire(event: ExpiryEvent, deadline = Deadline.unbounded()): Promise<PanicResponse> {
+    const requester = "calico-flows expiry schedule";
+    const reason = `expired at ${event.expiresAt}`;
     if (event.cluster !== this.#deps.cluster || event.policyName !== this.#objectName) {
-      // A schedule left over from another configuration: nothing of ours to remove.
+      // A schedule left over from another configuration: nothing of ours to remove. Audited all the same, as every
+      // expiry is: whatever policy it was for stays in place.
+      const message =
+        `expiry for ${event.cluster}/${event.policyName} ignored: this function manages ` +
+        `${this.#deps.cluster}/${this.#objectName}, and leaves that policy, if any, in place`;
+      const warnings: string[] = [];
+      await this.#report(
+        {
+          action: "expire",
+          requester,
+          reason,
+          via: "schedule",
+          expiresAt: null,
+          outcome: "success",
+          result: "skipped",
+          conflicts: [],
+          message,
+        },
+        null,
+        warnings,
+      );
       return {
         ...this.#frame("expire", "skipped", null),
-        message:
-          `expiry for ${event.cluster}/${event.policyName} ignored: this function manages ` +
-          `${this.#deps.cluster}/${this.#objectName}`,
+        message,
         appliedBy: null,
         reason: null,
         appliedAt: null,
         expiresAt: null,
         conflicts: [],
-        warnings: [],
+        warnings,
       };
     }
-    return this.#remove(
-      "expire",
-      "calico-flows expiry schedule",
-      `expired at ${event.expiresAt}`,
-      "schedule",
-      event,
-      deadline,
-    );
+    return this.#remove("expire", requester, reason, "schedule", event, deadline);
   }
 
   async #remove(
@@ -729,11 +744,21 @@ export class PanicService {
       let lost: string | undefined;
       /** The panic policy was deleted: isolation is back, unless an apply wrote it again meanwhile. */
       let deleted = false;
+      /** The policy the last attempt was to put back, which another revert may have put back first. */
+      let puttingBack: CalicoPolicy | null = null;
       const removed = existing;
       for (let attempt = 1; result === undefined; attempt++) {
         if (existing === null) {
           result = "not-applied";
           message = `no panic policy is applied on ${this.#deps.cluster}: nothing to revert`;
+          break;
+        }
+        if (puttingBack !== null && isPutBack(existing, puttingBack)) {
+          // Another revert (or expiry) won the race to the same end: as when it deleted a plain panic policy.
+          result = "not-applied";
+          message =
+            `the panic policy was already removed from ${this.#deps.cluster}, and the policy it had taken over put ` +
+            "back, by another revert meanwhile: nothing to revert";
           break;
         }
         if (!isManagedByCalicoFlows(existing)) {
@@ -760,6 +785,7 @@ export class PanicService {
         try {
           let rejected: PanicFailure | undefined;
           if (copy !== null && !(copy instanceof Error)) {
+            puttingBack = copy;
             try {
               // A take-over: the policy it replaced is put back in its place, on condition of the version read.
               restored = await this.#deps.calico.replaceGlobalPolicy(
@@ -1253,6 +1279,21 @@ async function settledBy<T>(deadline: Deadline, what: string, work: Promise<T>):
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Whether `policy` is `copy` as a revert puts it back: the same labels, annotations and spec, what the copy is made
+ * of (the API server's bookkeeping is not in it). Read through keptCopy, as the copy was written, so that a field
+ * held as undefined compares as one left out.
+ */
+function isPutBack(policy: CalicoPolicy, copy: CalicoPolicy): boolean {
+  const held = JSON.parse(keptCopy(policy)) as CalicoPolicy;
+  const fields = (p: CalicoPolicy) => ({
+    labels: p.metadata.labels ?? {},
+    annotations: p.metadata.annotations ?? {},
+    spec: p.spec,
+  });
+  return isDeepStrictEqual(fields(held), fields(copy));
 }
 
 function managers(policy: CalicoPolicy): string {

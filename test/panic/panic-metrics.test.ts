@@ -244,6 +244,30 @@ describe("PanicErrors: the panic button is not working", () => {
     expect(malformed.result).toMatchObject({ statusCode: 400 });
     expect(malformed.alarmed).toBe(true);
   });
+
+  // Defect: an expiry for another cluster or policy name (a schedule written under another configuration: the
+  // default `local`, a renamed policy) was skipped with no alarm, and the policy it was for stayed applied.
+  it("fires when an expiry is for another cluster or policy name, not when it skips a policy refreshed since", async () => {
+    const expiry = {
+      source: "calico-flows.expiry",
+      action: "revert",
+      cluster: CLUSTER,
+      policyName: "allow-all",
+      expiresAt: "2026-05-04T03:00:00.000Z",
+    };
+    const otherCluster = await alarmedBy(() => h.invoke({ ...expiry, cluster: "local" }));
+    const otherPolicy = await alarmedBy(() => h.invoke({ ...expiry, policyName: "emergency.allow-all" }));
+    expect([otherCluster, otherPolicy].map((e) => [(e.result as PanicResponse).result, e.alarmed])).toEqual([
+      ["skipped", true],
+      ["skipped", true],
+    ]);
+    const applied = harness.responseBody(
+      await h.invoke(harness.apiEvent("POST", { reason: "INC-9", ttlMinutes: 5 })),
+    );
+    await h.invoke(harness.apiEvent("POST", { reason: "INC-9, longer", ttlMinutes: 60 }));
+    const refreshed = await alarmedBy(() => h.invoke({ ...expiry, expiresAt: applied.expiresAt }));
+    expect([(refreshed.result as PanicResponse).result, refreshed.alarmed]).toEqual(["skipped", false]);
+  });
 });
 
 describe("PanicExpiryNotScheduled: a policy that may not expire", () => {
