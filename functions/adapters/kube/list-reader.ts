@@ -349,9 +349,12 @@ export async function watchLean(
   path: string,
   query: ListQuery,
   pick: (item: unknown) => unknown,
-): Promise<() => Promise<LeanWatchEvent[]>> {
+): Promise<() => Promise<{ events: LeanWatchEvent[]; answeredAt: number }>> {
   const response = await kubeGet(config, path, { ...query, watch: 1 });
+  // When this request was answered (performance.now()): the watch's time runs from then, not from a first request
+  // asked again after a 429.
+  const answeredAt = performance.now();
   const body = response.body.stream();
   if (body === null) throw new TypeError(`GET ${path} answered without a body`);
-  return () => readWatch(body, pick, `GET ${path}`);
+  return async () => ({ events: await readWatch(body, pick, `GET ${path}`), answeredAt });
 }

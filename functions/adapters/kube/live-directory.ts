@@ -162,6 +162,12 @@ const MAX_SECONDARY_IPS = 100_000;
  */
 const CATCH_UP_SECONDS = 1;
 /**
+ * How much sooner than CATCH_UP_SECONDS after its answer a watch may end and still be one the server ended at its
+ * timeout: the server's timer starts before its answer reaches the client (sooner still behind a proxy that holds the
+ * headers back), while an API server going away ends a watch at once.
+ */
+const WATCH_CLOCK_SLACK_MS = 500;
+/**
  * A catch-up watch whose last event came this long before its end had sent its backlog: a watch cache sends it at
  * once, and a server still sending when the watch ended sent its last event just before.
  */
@@ -1065,17 +1071,17 @@ export class LiveDirectory implements IpDirectory {
     const events: LeanWatchEvent[] = [];
     let from = view;
     for (let watch = 0; watch < CATCH_UP_WATCHES; watch++) {
-      const sent = performance.now();
       let batch: LeanWatchEvent[];
+      let answeredAt: number;
       try {
-        batch = await this.#call("watch pods", (api) =>
+        ({ events: batch, answeredAt } = await this.#call("watch pods", (api) =>
           watchLean(
             api,
             LISTS.pods.path,
             { resourceVersion: from, allowWatchBookmarks: "true", timeoutSeconds: CATCH_UP_SECONDS },
             LISTS.pods.pick,
           ),
-        );
+        ));
       } catch (error) {
         const failure = describeKubeError(error, this.#fixes);
         if (failure.kind === "forbidden") {
@@ -1094,7 +1100,8 @@ export class LiveDirectory implements IpDirectory {
         return true;
       }
       const ended = performance.now();
-      if (ended - sent < CATCH_UP_SECONDS * 1000) {
+      // The server ends a watch at its timeout, counted from when it answered (the client's clock starts earlier).
+      if (ended - answeredAt < CATCH_UP_SECONDS * 1000 - WATCH_CLOCK_SLACK_MS) {
         this.#warn(
           "watch-cut",
           "Kubernetes API watch pods ended before its timeout; listing every pod instead",
@@ -1111,9 +1118,16 @@ export class LiveDirectory implements IpDirectory {
         compareVersions(current, e.resourceVersion) === false;
       if (last === undefined || ended - last.receivedAt >= CAUGHT_UP_QUIET_MS || batch.some(reached)) {
         this.#applyEvents(events, started);
+        // The view is at C only once an event at C or after proved the watch's cache had reached it: a watch served
+        // by an API server whose cache lags sends nothing, or part, and is quiet. Its next catch-up then watches again
+        // from the newest event it had, and replays what it missed.
         const newest = events.at(-1)?.resourceVersion;
         const version =
-          current === undefined || (newest !== undefined && newerVersion(newest, current)) ? newest : current;
+          current !== undefined &&
+          events.some(reached) &&
+          !(newest !== undefined && newerVersion(newest, current))
+            ? current
+            : (newest ?? view);
         this.#stats.catchUps++;
         this.#noteVersion("pods", version);
         this.#viewed(started, version ?? view);

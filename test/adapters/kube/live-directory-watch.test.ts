@@ -307,7 +307,7 @@ describe("LiveDirectory: a catch-up that cannot tell all", () => {
     expect(names(await dir.resolve(payload(["192.168.1.3", ...ips.slice(3)], 0)))[0]).toBe("absent");
   });
 
-  it("takes up at the server's version after a watch with no pod change: a quiet cluster lists nothing", async () => {
+  it("lists nothing in a quiet cluster, and watches again from the view's own version: no event proved the server's", async () => {
     const dir = directory();
     await dir.resolve(payload());
     // Other objects change: the version moves on, no pod event comes.
@@ -318,7 +318,67 @@ describe("LiveDirectory: a catch-up that cannot tell all", () => {
       expect(names(await dir.resolve(payload()))[0]).toBe("pod:web-1");
     }
     expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 2 });
-    expect(versionOf(watches()).at(-1)).toBe(current);
+    const [first, second] = versionOf(watches());
+    expect(second).toBe(first);
+    expect(second).not.toBe(current);
+  });
+
+  it("does not take a watch with nothing from a lagging watch cache as the server's version: the next one replays the changes", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    // A rollout: web-1 … web-20 replaced by new-1 … new-20 at the same addresses.
+    clock.t += 5 * SEC;
+    for (let i = 1; i <= 20; i++) {
+      server.store.delete("pods", `web-${i}`, "shop");
+      addPod(`new-${i}`, `192.168.1.${i}`, { created: clock.t - 60 * MIN + 5 * SEC });
+    }
+    // The first watch reaches an API server instance whose watch cache has none of it yet: its second passes with
+    // nothing sent (the version read before it, the first request, is answered as ever).
+    let lagging = true;
+    server.setInterceptor((r) =>
+      r.query.get("watch") !== null && lagging ? { code: 200, body: "\n\n" } : undefined,
+    );
+    await server.setFault({
+      fault: { kind: "trickle", pieces: 2, everyMs: 1_100 },
+      path: "/api/v1/pods",
+      skip: 1,
+      times: 1,
+    });
+    clock.t += 31 * SEC;
+    await dir.resolve(payload());
+    expect(dir.stats()).toMatchObject({ fullLists: 1, catchUps: 1 });
+    lagging = false;
+    clock.t += 31 * SEC;
+    expect(names(await dir.resolve(payload()))).toEqual(ips.map((_, i) => `pod:new-${i + 1}`));
+    expect(dir.stats()).toMatchObject({ fullLists: 1 });
+  });
+
+  it("lists in full when a watch asked again after a 429 ends before its timeout", async () => {
+    const dir = directory();
+    await dir.resolve(payload());
+    let asked = 0;
+    server.setInterceptor((r) => {
+      if (r.query.get("watch") === null) return undefined;
+      asked++;
+      // Throttled once (Retry-After: 1), then an API server going away: answered, and ended at once with nothing.
+      return asked === 1
+        ? {
+            code: 429,
+            body: {
+              kind: "Status",
+              apiVersion: "v1",
+              status: "Failure",
+              code: 429,
+              reason: "TooManyRequests",
+            },
+            headers: { "retry-after": "1" },
+          }
+        : { code: 200, body: "" };
+    });
+    clock.t += 31 * SEC;
+    await dir.resolve(payload());
+    expect(asked).toBe(2);
+    expect(dir.stats()).toMatchObject({ fullLists: 2, catchUps: 0 });
   });
 
   it("goes on from the last event when a watch ended still sending its backlog, and is complete once the rest came", async () => {
