@@ -1068,6 +1068,11 @@ export class LiveDirectory implements IpDirectory {
       this.#letFloorsGo(current, view);
       return false;
     }
+    // An event (or a BOOKMARK) at C or after: the watch's cache had reached C, and sent every change before it.
+    const reached = (e: LeanWatchEvent) =>
+      current !== undefined &&
+      e.resourceVersion !== undefined &&
+      compareVersions(current, e.resourceVersion) === false;
     const events: LeanWatchEvent[] = [];
     let from = view;
     for (let watch = 0; watch < CATCH_UP_WATCHES; watch++) {
@@ -1112,25 +1117,15 @@ export class LiveDirectory implements IpDirectory {
       // One by one: a mass rollout's backlog can be long.
       for (const event of batch) events.push(event);
       const last = batch.at(-1);
-      const reached = (e: LeanWatchEvent) =>
-        current !== undefined &&
-        e.resourceVersion !== undefined &&
-        compareVersions(current, e.resourceVersion) === false;
       if (last === undefined || ended - last.receivedAt >= CAUGHT_UP_QUIET_MS || batch.some(reached)) {
         this.#applyEvents(events, started);
-        // The view is at C only once an event at C or after proved the watch's cache had reached it: a watch served
-        // by an API server whose cache lags sends nothing, or part, and is quiet. Its next catch-up then watches again
-        // from the newest event it had, and replays what it missed.
-        const newest = events.at(-1)?.resourceVersion;
-        const version =
-          current !== undefined &&
-          events.some(reached) &&
-          !(newest !== undefined && newerVersion(newest, current))
-            ? current
-            : (newest ?? view);
+        // The view is at its newest event's version (events come in version order), not at C: a watch served by an
+        // API server whose cache lags sends nothing, or part, and is quiet, and its next catch-up then replays what
+        // it missed. An event at C or after puts it there anyway.
+        const version = events.at(-1)?.resourceVersion ?? view;
         this.#stats.catchUps++;
         this.#noteVersion("pods", version);
-        this.#viewed(started, version ?? view);
+        this.#viewed(started, version);
         return true;
       }
       from = last.resourceVersion ?? from;
@@ -1211,12 +1206,16 @@ export class LiveDirectory implements IpDirectory {
       {},
     );
     for (const [resource, floor] of this.#versions) {
-      if (compareVersions(floor, current) === true) {
-        this.#versions.delete(resource);
-        this.#tooLarge.delete(resource);
-      }
+      if (compareVersions(floor, current) === true) this.#dropFloor(resource);
     }
     this.#podsVersion = undefined;
+  }
+
+  /** Lets `resource`'s version floor go: its next read is at "0", and a pod view at it is watched from no more. */
+  #dropFloor(resource: VersionedResource): void {
+    this.#versions.delete(resource);
+    this.#tooLarge.delete(resource);
+    if (resource === "pods") this.#podsVersion = undefined;
   }
 
   /**
@@ -1239,14 +1238,12 @@ export class LiveDirectory implements IpDirectory {
       this.#tooLarge.set(resource, { calls, last: this.#calls });
       return;
     }
-    this.#tooLarge.delete(resource);
     this.#warn(
       "version-reset",
       `Kubernetes API refused reads of ${resource} at version ${this.#versions.get(resource)} in ${calls} calls in a row (${failure.message}): reading from any version again (an etcd restore, or a cluster recreated under the same name)`,
       {},
     );
-    this.#versions.delete(resource);
-    if (resource === "pods") this.#podsVersion = undefined;
+    this.#dropFloor(resource);
   }
 
   /**
