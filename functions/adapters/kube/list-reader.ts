@@ -329,12 +329,12 @@ export async function readWatch(
   };
   for await (const chunk of body) {
     pending += decoder.decode(chunk, { stream: true });
-    let end = pending.indexOf("\n");
-    while (end >= 0) {
-      line(pending.slice(0, end));
-      pending = pending.slice(end + 1);
-      end = pending.indexOf("\n");
+    let start = 0;
+    for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n", start)) {
+      line(pending.slice(start, end));
+      start = end + 1;
     }
+    pending = pending.slice(start);
   }
   line(pending + decoder.decode());
   return events;
