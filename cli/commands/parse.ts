@@ -8,7 +8,7 @@ import type { Writable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import { type Command, Option } from "commander";
 import { type EncodedKind, NdjsonEncoder } from "../../functions/core/ndjson.ts";
-import { createScanner, DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
+import { DEFAULT_PREFIX, type ParseOptions } from "../../functions/core/parse.ts";
 import { type Ineffective, parseInteger, withCommonOptions } from "../common.ts";
 import { checkedStart, MAX_LINE_LENGTH, notText } from "../lines.ts";
 
@@ -52,11 +52,6 @@ export interface ParseStreamOptions {
   /** Called for each malformed line, with the number of the input line that holds it, 1-based. */
   onMalformed: (lineNumber: number, reason: string) => void;
   maxLineLength?: number;
-  /**
-   * The text calico-packet lines are found by (the encoder's parser's `needle`; default the default prefix): a line
-   * over maxLineLength, dropped unread, is malformed when it holds it and skipped otherwise.
-   */
-  needle?: string;
 }
 
 /**
@@ -69,7 +64,9 @@ export async function parseStream(
 ): Promise<ParseSummary> {
   const { encoder, write, onMalformed } = options;
   const maxLine = options.maxLineLength ?? MAX_LINE_LENGTH;
-  const needle = options.needle ?? DEFAULT_PREFIX;
+  // A line over maxLineLength, dropped unread, is malformed when it holds the text calico-packet lines are found by,
+  // and skipped otherwise.
+  const needle = options.encoder.needle;
   const summary: ParseSummary = { lines: 0, records: 0, skipped: 0, malformed: 0 };
   const decoder = new StringDecoder("utf8");
   // A line that spans chunks is kept in pieces and joined once, so a long line costs linear time.
@@ -343,7 +340,6 @@ export function registerParse(program: Command): void {
       try {
         summary = await parseStream(readStdin(), {
           encoder,
-          needle: createScanner(parseOptions).needle,
           write: stdoutWriter(),
           onMalformed: (line, reason) => {
             if (reported < maxErrors) stderr.write(`calico-flows parse: line ${line}: ${reason}\n`);

@@ -253,6 +253,11 @@ export class NdjsonEncoder {
   /** Why the last line that was an error is one. */
   reason = "";
 
+  /** The text its parser finds calico-packet lines by. */
+  get needle(): string {
+    return this.#parser.needle;
+  }
+
   /** Throws a RangeError for invalid options, as createParser does. */
   constructor(options: ParseOptions = {}) {
     this.#parser = createScanner(options);
