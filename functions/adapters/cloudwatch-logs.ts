@@ -1,7 +1,8 @@
-// Reading history back out of CloudWatch Logs for `calico-flows backfill`: the log streams of a group that
-// may hold events in a window (DescribeLogStreams), and their calico-packet events (FilterLogEvents paged by
-// nextToken), carrying on past a stream deleted while it is read. CloudWatch Logs throttles these APIs at low per-account rates, so every call goes through one
-// pacer shared by all concurrent readers, which slows down when throttled and recovers as calls succeed.
+// Reading history back out of CloudWatch Logs for `calico-flows backfill`: the log streams of a group that may hold
+// events in a window (DescribeLogStreams), and their calico-packet events (FilterLogEvents paged by nextToken),
+// carrying on past a stream deleted while it is read. CloudWatch Logs throttles these APIs at low per-account rates,
+// so every call goes through one pacer shared by all concurrent readers, which slows down when throttled and
+// recovers as calls succeed.
 import { setTimeout as timer } from "node:timers/promises";
 import {
   CloudWatchLogsClient,
